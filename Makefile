@@ -1,0 +1,61 @@
+# paykit: build, test, demo, bench.
+#   make            build paykit.core for Lua 5.4 and for LuaJIT (build/<lua>/paykit/core.so)
+#   make test       install missing Debian packages (as root), build, run every spec suite
+#   make demo       the demo purchase flow against the local sandbox
+#   make bench      transport benchmark next to wrk
+#   make deps       install the Debian packages paykit needs (as root)
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN     = -Wall -Wextra
+PKGCONF ?= pkg-config
+
+DEP_CFLAGS := $(shell $(PKGCONF) --cflags libcurl openssl 2>/dev/null)
+DEP_LIBS   := $(shell $(PKGCONF) --libs libcurl openssl 2>/dev/null)
+LUA54_CFLAGS  := $(shell $(PKGCONF) --cflags lua5.4 2>/dev/null)
+LUAJIT_CFLAGS := $(shell $(PKGCONF) --cflags luajit 2>/dev/null)
+
+SRC := $(sort $(wildcard csrc/*.c))
+HDR := $(wildcard csrc/*.h)
+
+CORE54 = build/lua5.4/paykit/core.so
+COREJIT = build/luajit/paykit/core.so
+
+# Debian packages: building, testing, the sandbox (nginx + its Lua module), benchmarking.
+DEB_PKGS = build-essential pkg-config lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
+  lua-cjson lua-busted luarocks nginx libnginx-mod-http-lua lua-resty-core \
+  libcurl4-openssl-dev libssl-dev libhttp-parser-dev curl wrk valgrind
+
+.PHONY: all build test demo bench deps clean check-deps valgrind
+all: build
+build: $(CORE54) $(COREJIT)
+
+# Compile into a temporary file, then rename: a concurrent reader never loads half a module.
+$(CORE54): $(SRC) $(HDR) Makefile
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) -fPIC -shared $(LUA54_CFLAGS) $(DEP_CFLAGS) -o $@.tmp.$$$$ $(SRC) $(DEP_LIBS) && mv -f $@.tmp.$$$$ $@
+
+$(COREJIT): $(SRC) $(HDR) Makefile
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(WARN) -fPIC -shared $(LUAJIT_CFLAGS) $(DEP_CFLAGS) -o $@.tmp.$$$$ $(SRC) $(DEP_LIBS) && mv -f $@.tmp.$$$$ $@
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "deps: missing:$$missing (run 'make deps' as root)"; exit 1; fi; \
+	echo "deps: installing$$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+
+test: deps
+	@$(MAKE) --no-print-directory build
+	@bash spec/run
+
+valgrind: build
+	bash spec/run --valgrind
+
+bench: deps
+	@$(MAKE) --no-print-directory build
+	@bash bench/run
+
+clean:
+	rm -rf build
