@@ -1,0 +1,248 @@
+-- What the sandbox's provider simulators share: request reading, replies, HTML pages,
+-- per-provider state, outbound notifications with retries, and a notification sink.
+-- Runs inside nginx (LuaJIT) only; one worker, so state lives in Lua memory.
+local cjson = require "cjson.safe"
+local core = require "paykit.core"
+
+local M = {}
+
+local config = { port = 8790 }
+local stores = {}      -- provider name -> state table
+local sinks = {}       -- sink name -> list of recorded requests
+local outbox = {}      -- every outbound notification attempt, in order
+
+function M.configure(opts)
+  for k, v in pairs(opts or {}) do config[k] = v end
+end
+
+function M.base_url() return "http://127.0.0.1:" .. config.port end
+
+-- Per-provider state, cleared by POST /_sandbox/reset.
+function M.store(name)
+  local s = stores[name]
+  if not s then s = {}; stores[name] = s end
+  return s
+end
+
+function M.reset()
+  stores = {}
+  sinks = {}
+  outbox = {}
+end
+
+---------------------------------------------------------------------------- requests
+
+-- The raw request body ("" when there is none).
+function M.body()
+  ngx.req.read_body()
+  local data = ngx.req.get_body_data()
+  if data then return data end
+  local file = ngx.req.get_body_file()
+  if not file then return "" end
+  local f = io.open(file, "rb")
+  if not f then return "" end
+  data = f:read("*a"); f:close()
+  return data
+end
+
+-- The body as an x-www-form-urlencoded map (nil when it is not valid).
+function M.form()
+  local map = core.form_decode(M.body())
+  return map
+end
+
+-- The raw query string ("" when absent) and its decoded map.
+function M.query_string() return ngx.var.args or "" end
+function M.query() return (core.query_decode(M.query_string())) or {} end
+
+-- The request path below the provider's prefix: "/moka/PaymentDealer/DoVoid" -> "/PaymentDealer/DoVoid".
+function M.subpath(name)
+  local uri = ngx.var.uri
+  return uri:sub(#name + 2)
+end
+
+function M.json_body()
+  local decoded = cjson.decode(M.body())
+  if type(decoded) ~= "table" then return nil end
+  return decoded
+end
+
+---------------------------------------------------------------------------- replies
+
+function M.send(status, body, content_type, headers)
+  ngx.status = status
+  ngx.header["Content-Type"] = content_type or "text/plain; charset=utf-8"
+  for k, v in pairs(headers or {}) do ngx.header[k] = v end
+  if body and body ~= "" then ngx.print(body) end
+  return ngx.exit(status)
+end
+
+function M.json(status, value, headers)
+  return M.send(status, cjson.encode(value), "application/json", headers)
+end
+
+-- A JSON array, "[]" when empty (Debian's cjson has no array metatable).
+function M.json_array(status, list, headers)
+  if #list == 0 then return M.send(status, "[]", "application/json", headers) end
+  return M.json(status, list, headers)
+end
+
+-- JSON with some number fields written from exact decimal strings: raw[k] = "27.50" puts the
+-- bare number 27.50 in place of the placeholder value, never through a float.
+function M.json_exact(status, value, headers)
+  local text = cjson.encode(value)
+  text = text:gsub('"@num:([%-%d%.]+)"', "%1")
+  return M.send(status, text, "application/json", headers)
+end
+function M.num(decimal) return "@num:" .. decimal end
+
+function M.redirect(url, status)
+  ngx.header["Location"] = url
+  return M.send(status or 302, "", "text/plain")
+end
+
+function M.escape_html(s)
+  return (tostring(s or ""):gsub("[&<>\"']", {
+    ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;", ['"'] = "&quot;", ["'"] = "&#39;" }))
+end
+
+-- A plain HTML page in the sandbox's look. `body` is trusted HTML; escape values with escape_html.
+function M.page(title, body, status)
+  local html = table.concat({
+    "<!doctype html><html><head><meta charset=\"utf-8\">",
+    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
+    "<title>", M.escape_html(title), "</title><style>",
+    "body{font-family:system-ui,sans-serif;max-width:40em;margin:2em auto;padding:0 1em;color:#222}",
+    "h1{font-size:1.4em}.sandbox{background:#fff3cd;border:1px solid #e0c36c;padding:.4em .8em;border-radius:4px;font-size:.9em}",
+    "form{margin:1em 0}label{display:block;margin:.5em 0}input,select{font-size:1em;padding:.3em}",
+    "button{font-size:1em;padding:.5em 1.2em;margin:.3em .3em .3em 0;cursor:pointer}",
+    "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}",
+    "</style></head><body><p class=\"sandbox\">paykit sandbox: no real money moves here.</p>",
+    "<h1>", M.escape_html(title), "</h1>", body, "</body></html>" })
+  return M.send(status or 200, html, "text/html; charset=utf-8")
+end
+
+-- A self-submitting form (how 3D pages hand the browser back with a POST).
+function M.autopost(url, fields, title)
+  local inputs = {}
+  for _, kv in ipairs(fields) do
+    inputs[#inputs + 1] = string.format('<input type="hidden" name="%s" value="%s">',
+      M.escape_html(kv[1]), M.escape_html(kv[2]))
+  end
+  return M.page(title or "Returning to the shop", string.format(
+    '<form id="back" method="post" action="%s">%s<button type="submit">Continue</button></form>'
+    .. '<script>document.getElementById("back").submit()</script>',
+    M.escape_html(url), table.concat(inputs)))
+end
+
+---------------------------------------------------------------------------- outbound HTTP
+
+local function parse_url(url)
+  local scheme, host, port, path = url:match("^(https?)://([^/:]+):?(%d*)(.*)$")
+  if not scheme then return nil end
+  if scheme ~= "http" then return nil end -- the sandbox notifies local merchants over plain HTTP
+  return host, tonumber(port) or 80, (path ~= "" and path or "/")
+end
+
+-- One HTTP/1.0 request over a cosocket (the answer is read until the server closes).
+-- Returns status, body or nil, err.
+function M.http_request(method, url, headers, body, timeout_ms)
+  local host, port, path = parse_url(url)
+  if not host then return nil, "unsupported url " .. tostring(url) end
+  local sock = ngx.socket.tcp()
+  sock:settimeout(timeout_ms or 5000)
+  local ok, err = sock:connect(host, port)
+  if not ok then return nil, "connect: " .. tostring(err) end
+  local lines = { method .. " " .. path .. " HTTP/1.0", "Host: " .. host .. ":" .. port,
+                  "User-Agent: paykit-sandbox", "Connection: close" }
+  for k, v in pairs(headers or {}) do lines[#lines + 1] = k .. ": " .. v end
+  if body then lines[#lines + 1] = "Content-Length: " .. #body end
+  local _, serr = sock:send(table.concat(lines, "\r\n") .. "\r\n\r\n" .. (body or ""))
+  if serr then sock:close(); return nil, "send: " .. serr end
+  local data, rerr, partial = sock:receive("*a")
+  sock:close()
+  data = data or partial
+  if not data or data == "" then return nil, "receive: " .. tostring(rerr) end
+  local status = tonumber(data:match("^HTTP/%d%.%d (%d%d%d)"))
+  if not status then return nil, "bad status line" end
+  local sep = data:find("\r\n\r\n", 1, true)
+  return status, sep and data:sub(sep + 4) or ""
+end
+
+-- Sends a notification in the background and retries it.
+-- opts: url, method ("POST"), body, headers, attempts (3), delay (seconds between tries, 0.2),
+--       accept(status, body) -> true when the merchant took it (default: 2xx),
+--       provider (for the outbox record), on_done(accepted, attempts).
+function M.notify(opts)
+  local attempts = opts.attempts or 3
+  local accept = opts.accept or function(status) return status >= 200 and status < 300 end
+  local function run(premature, n)
+    if premature then return end
+    local status, body = M.http_request(opts.method or "POST", opts.url, opts.headers, opts.body, 5000)
+    local accepted = status ~= nil and accept(status, body) or false
+    outbox[#outbox + 1] = { provider = opts.provider, url = opts.url, method = opts.method or "POST",
+      attempt = n, status = status, reply = status and body or nil, error = (not status) and body or nil,
+      accepted = accepted }
+    if accepted or n >= attempts then
+      if opts.on_done then opts.on_done(accepted, n) end
+      return
+    end
+    ngx.timer.at(opts.delay or 0.2, run, n + 1)
+  end
+  local ok, err = ngx.timer.at(0, run, 1)
+  if not ok then ngx.log(ngx.ERR, "sandbox: cannot schedule notification: ", err) end
+end
+
+---------------------------------------------------------------------------- dispatch
+
+function M.dispatch(name)
+  local ok, mod = pcall(require, "paykit.sandbox." .. name)
+  if not ok then
+    ngx.log(ngx.ERR, "sandbox: ", mod)
+    return M.send(501, "the " .. name .. " simulator is not available\n")
+  end
+  local ran, err = xpcall(function() return mod.handle(M) end, debug.traceback)
+  if not ran then
+    ngx.log(ngx.ERR, "sandbox ", name, ": ", err)
+    return M.send(500, "sandbox internal error\n")
+  end
+end
+
+-- /_sink/<name>[?reply=TEXT&status=N]: records each request; answers `reply` (default "OK").
+-- GET /_sink/<name>/log: the recorded requests as JSON. DELETE /_sink/<name>/log clears them.
+function M.sink()
+  local name, rest = ngx.var.uri:match("^/_sink/([%w%-_%.]+)(.*)$")
+  if not name then return M.send(404, "no such sink\n") end
+  if rest == "/log" then
+    if ngx.req.get_method() == "DELETE" then sinks[name] = nil; return M.send(204, "") end
+    return M.json_array(200, sinks[name] or {})
+  end
+  local q = M.query()
+  local list = sinks[name] or {}
+  sinks[name] = list
+  list[#list + 1] = { method = ngx.req.get_method(), uri = ngx.var.request_uri, query = M.query_string(),
+    headers = ngx.req.get_headers(), body = M.body() }
+  return M.send(tonumber(q.status) or 200, q.reply or "OK", "text/plain")
+end
+
+-- /_sandbox/reset (POST) clears all state; /_sandbox/outbox (GET) lists notification attempts.
+function M.admin()
+  local what = ngx.var.uri:match("^/_sandbox/(.*)$")
+  if what == "reset" and ngx.req.get_method() == "POST" then
+    M.reset()
+    return M.json(200, { result = "reset" })
+  elseif what == "outbox" then
+    return M.json_array(200, outbox)
+  end
+  return M.send(404, "unknown sandbox call\n")
+end
+
+function M.index()
+  local base = M.base_url()
+  return M.page("paykit sandbox", string.format(
+    "<p>Local simulators of the payment providers:</p><ul>"
+    .. "<li>Moka: <code>%s/moka</code></li><li>MoCoPay: <code>%s/mocopay</code></li>"
+    .. "<li>Zippy: <code>%s/zippy</code></li></ul>", base, base, base))
+end
+
+return M
