@@ -1,0 +1,406 @@
+/* HTTP/1.1 response parsing for the cosocket transport, on libhttp-parser (Debian's http_parser.h).
+ *
+ *   local p = core.http_response_parser{max_body = 8388608, head = false}
+ *   local done, err, code = p:feed(bytes)   -- true | false (need more) | nil, message, code
+ *   local done, err, code = p:finish()      -- the peer closed: ends a read-until-close body
+ *   p:result()  -> {status=, headers={lowercase = "v1, v2"}, body=, keepalive=bool}
+ *   p:reset([{head = bool}])                -- next response on a kept-alive connection
+ *   p:close()                               -- also __gc and, on 5.4, __close
+ *
+ * Codes: "protocol" (malformed or truncated response), "too_large" (body above max_body or
+ * headers above libhttp-parser's limit), "other" (out of memory). Errors are sticky until reset.
+ * The parser state lives in the userdata; the callback table is static const.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include <http_parser.h>
+#include "paykit.h"
+
+#define PARSER_MT "paykit.http_response_parser"
+#define DEFAULT_MAX_BODY ((size_t)8 * 1024 * 1024)
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} pbuf;
+
+enum pstate { ST_PARSING = 0, ST_DONE, ST_ERROR };
+enum perr { PE_NONE = 0, PE_TOO_LARGE, PE_NOMEM, PE_BAD_NAME, PE_BAD_VERSION };
+
+typedef struct {
+    http_parser hp;
+    pbuf body;
+    pbuf hdrs;   /* completed headers: name '\0' value '\0' ..., names lowercased */
+    pbuf field;  /* header name being read */
+    pbuf value;  /* header value being read */
+    size_t max_body;
+    int in_value;
+    int head;    /* response to a HEAD request: no body whatever the headers say */
+    int keepalive;
+    int status;
+    enum pstate state;
+    enum perr cb_err;
+    int closed;
+    char err[160];
+    const char *code;
+} parser_t;
+
+static int buf_add(pbuf *b, const char *s, size_t n)
+{
+    if (n == 0) return 0;
+    if (b->cap - b->len < n) {
+        size_t cap = b->cap ? b->cap : 256;
+        char *np;
+        while (cap - b->len < n) {
+            if (cap > SIZE_MAX / 2) return -1;
+            cap *= 2;
+        }
+        np = realloc(b->p, cap);
+        if (np == NULL) return -1;
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+static void buf_free(pbuf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+static parser_t *from_hp(http_parser *hp)
+{
+    return (parser_t *)hp->data;
+}
+
+/* RFC 9110 token characters. Debian builds libhttp-parser non-strict, which lets a space or
+ * a control byte into a header name; such a response is refused here. */
+static int is_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z')
+        || (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* Moves the header just read (field, value) into hdrs. */
+static int flush_header(parser_t *ps)
+{
+    static const char nul = '\0';
+    size_t i;
+    if (ps->field.len == 0 && !ps->in_value) return 0;
+    if (ps->field.len == 0) { ps->cb_err = PE_BAD_NAME; return -1; }
+    for (i = 0; i < ps->field.len; i++) {
+        if (!is_tchar((unsigned char)ps->field.p[i])) { ps->cb_err = PE_BAD_NAME; return -1; }
+    }
+    if (memchr(ps->value.p ? ps->value.p : "", '\0', ps->value.len) != NULL) {
+        ps->cb_err = PE_BAD_NAME;
+        return -1;
+    }
+    if (buf_add(&ps->hdrs, ps->field.p, ps->field.len) || buf_add(&ps->hdrs, &nul, 1)
+        || buf_add(&ps->hdrs, ps->value.p, ps->value.len) || buf_add(&ps->hdrs, &nul, 1)) {
+        ps->cb_err = PE_NOMEM;
+        return -1;
+    }
+    ps->field.len = ps->value.len = 0;
+    ps->in_value = 0;
+    return 0;
+}
+
+static int on_header_field(http_parser *hp, const char *at, size_t len)
+{
+    parser_t *ps = from_hp(hp);
+    size_t start, i;
+    if (ps->in_value && flush_header(ps)) return -1;
+    start = ps->field.len;
+    if (buf_add(&ps->field, at, len)) { ps->cb_err = PE_NOMEM; return -1; }
+    for (i = start; i < ps->field.len; i++) {
+        char c = ps->field.p[i];
+        if (c >= 'A' && c <= 'Z') ps->field.p[i] = (char)(c - 'A' + 'a');
+    }
+    return 0;
+}
+
+static int on_header_value(http_parser *hp, const char *at, size_t len)
+{
+    parser_t *ps = from_hp(hp);
+    ps->in_value = 1;
+    if (buf_add(&ps->value, at, len)) { ps->cb_err = PE_NOMEM; return -1; }
+    return 0;
+}
+
+static int on_headers_complete(http_parser *hp)
+{
+    parser_t *ps = from_hp(hp);
+    if (flush_header(ps)) return -1;
+    if (hp->http_major != 1) { ps->cb_err = PE_BAD_VERSION; return -1; }
+    if ((hp->flags & F_CONTENTLENGTH) && !(hp->flags & F_CHUNKED)
+        && hp->content_length > (uint64_t)ps->max_body && !ps->head) {
+        ps->cb_err = PE_TOO_LARGE;
+        return -1;
+    }
+    return ps->head ? 1 : 0; /* 1: no body follows */
+}
+
+static int on_body(http_parser *hp, const char *at, size_t len)
+{
+    parser_t *ps = from_hp(hp);
+    if (len > ps->max_body - ps->body.len) { ps->cb_err = PE_TOO_LARGE; return -1; }
+    if (buf_add(&ps->body, at, len)) { ps->cb_err = PE_NOMEM; return -1; }
+    return 0;
+}
+
+static int on_message_complete(http_parser *hp)
+{
+    parser_t *ps = from_hp(hp);
+    if (hp->status_code >= 100 && hp->status_code < 200 && hp->status_code != 101) {
+        /* An interim response (100 Continue, 103 Early Hints): the final one follows. */
+        ps->hdrs.len = ps->body.len = ps->field.len = ps->value.len = 0;
+        ps->in_value = 0;
+        return 0;
+    }
+    ps->status = (int)hp->status_code;
+    ps->keepalive = http_should_keep_alive(hp) ? 1 : 0;
+    ps->state = ST_DONE;
+    http_parser_pause(hp, 1); /* anything after this response is not ours to parse */
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = NULL,
+    .on_url = NULL,
+    .on_status = NULL,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+    .on_chunk_header = NULL,
+    .on_chunk_complete = NULL,
+};
+
+static void parser_start(parser_t *ps, int head)
+{
+    http_parser_init(&ps->hp, HTTP_RESPONSE);
+    ps->hp.data = ps;
+    ps->body.len = ps->hdrs.len = ps->field.len = ps->value.len = 0;
+    ps->in_value = 0;
+    ps->head = head;
+    ps->keepalive = 0;
+    ps->status = 0;
+    ps->state = ST_PARSING;
+    ps->cb_err = PE_NONE;
+    ps->err[0] = '\0';
+    ps->code = NULL;
+}
+
+static parser_t *check_parser(lua_State *L)
+{
+    parser_t *ps = (parser_t *)luaL_checkudata(L, 1, PARSER_MT);
+    if (ps->closed) luaL_error(L, "http response parser is closed");
+    return ps;
+}
+
+static void set_error(parser_t *ps, const char *code, const char *msg, const char *detail)
+{
+    ps->state = ST_ERROR;
+    ps->code = code;
+    if (detail)
+        snprintf(ps->err, sizeof ps->err, "%s: %s", msg, detail);
+    else
+        snprintf(ps->err, sizeof ps->err, "%s", msg);
+}
+
+static int push_outcome(lua_State *L, const parser_t *ps)
+{
+    if (ps->state == ST_ERROR) {
+        lua_pushnil(L);
+        lua_pushstring(L, ps->err);
+        lua_pushstring(L, ps->code);
+        return 3;
+    }
+    lua_pushboolean(L, ps->state == ST_DONE);
+    return 1;
+}
+
+/* Runs libhttp-parser over data (len 0 = end of stream) and records the outcome. */
+static void run(parser_t *ps, const char *data, size_t len)
+{
+    size_t used = http_parser_execute(&ps->hp, &settings, data, len);
+    enum http_errno e = HTTP_PARSER_ERRNO(&ps->hp);
+
+    if (ps->state == ST_DONE) {
+        /* Paused at the end of the response; bytes beyond it mean the connection is not clean. */
+        if (used < len) ps->keepalive = 0;
+        return;
+    }
+    if (ps->cb_err == PE_TOO_LARGE) {
+        set_error(ps, "too_large", "response body exceeds the size limit", NULL);
+    } else if (ps->cb_err == PE_NOMEM) {
+        set_error(ps, "other", "not enough memory for the response", NULL);
+    } else if (ps->cb_err == PE_BAD_NAME) {
+        set_error(ps, "protocol", "malformed HTTP response: invalid header", NULL);
+    } else if (ps->cb_err == PE_BAD_VERSION) {
+        set_error(ps, "protocol", "malformed HTTP response: not HTTP/1.x", NULL);
+    } else if (e == HPE_HEADER_OVERFLOW) {
+        set_error(ps, "too_large", "response headers exceed the size limit", NULL);
+    } else if (e == HPE_INVALID_EOF_STATE || (len == 0 && e == HPE_OK)) {
+        set_error(ps, "protocol", "connection closed before the response was complete", NULL);
+    } else if (e != HPE_OK) {
+        set_error(ps, "protocol", "malformed HTTP response", http_errno_description(e));
+    } else if (ps->hp.upgrade) {
+        set_error(ps, "protocol", "unexpected protocol upgrade", NULL);
+    }
+}
+
+static int l_feed(lua_State *L)
+{
+    parser_t *ps = check_parser(L);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    if (ps->state == ST_PARSING && len > 0) run(ps, data, len);
+    else if (ps->state == ST_DONE && len > 0) ps->keepalive = 0;
+    return push_outcome(L, ps);
+}
+
+static int l_finish(lua_State *L)
+{
+    parser_t *ps = check_parser(L);
+    if (ps->state == ST_PARSING) run(ps, NULL, 0);
+    return push_outcome(L, ps);
+}
+
+static int l_result(lua_State *L)
+{
+    parser_t *ps = check_parser(L);
+    size_t off = 0;
+    if (ps->state != ST_DONE) return luaL_error(L, "http response parser: the response is not complete");
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, ps->status);
+    lua_setfield(L, -2, "status");
+    lua_newtable(L);
+    while (off < ps->hdrs.len) {
+        const char *name = ps->hdrs.p + off;
+        size_t nlen = strlen(name);
+        const char *value = name + nlen + 1;
+        size_t vlen = strlen(value);
+        off += nlen + 1 + vlen + 1;
+        lua_pushlstring(L, name, nlen);
+        lua_pushvalue(L, -1);
+        lua_rawget(L, -3);
+        if (lua_isnil(L, -1)) {
+            lua_pop(L, 1);
+            lua_pushlstring(L, value, vlen);
+        } else {
+            lua_pushliteral(L, ", ");
+            lua_pushlstring(L, value, vlen);
+            lua_concat(L, 3);
+        }
+        lua_rawset(L, -3);
+    }
+    lua_setfield(L, -2, "headers");
+    lua_pushlstring(L, ps->body.p ? ps->body.p : "", ps->body.len);
+    lua_setfield(L, -2, "body");
+    lua_pushboolean(L, ps->keepalive);
+    lua_setfield(L, -2, "keepalive");
+    return 1;
+}
+
+static int head_option(lua_State *L, int idx)
+{
+    int head;
+    if (lua_isnoneornil(L, idx)) return 0;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    lua_getfield(L, idx, "head");
+    head = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return head;
+}
+
+static int l_reset(lua_State *L)
+{
+    parser_t *ps = check_parser(L);
+    parser_start(ps, head_option(L, 2));
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int l_close(lua_State *L)
+{
+    parser_t *ps = (parser_t *)luaL_checkudata(L, 1, PARSER_MT);
+    buf_free(&ps->body);
+    buf_free(&ps->hdrs);
+    buf_free(&ps->field);
+    buf_free(&ps->value);
+    ps->closed = 1;
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    const parser_t *ps = (const parser_t *)luaL_checkudata(L, 1, PARSER_MT);
+    lua_pushfstring(L, "paykit.http_response_parser (%s)",
+                    ps->closed ? "closed" : ps->state == ST_DONE ? "done"
+                    : ps->state == ST_ERROR ? "failed" : "parsing");
+    return 1;
+}
+
+static int l_new(lua_State *L)
+{
+    parser_t *ps;
+    size_t max_body = DEFAULT_MAX_BODY;
+    int head = 0;
+    if (!lua_isnoneornil(L, 1)) {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        lua_getfield(L, 1, "max_body");
+        if (!lua_isnil(L, -1)) {
+            lua_Number n;
+            if (!lua_isnumber(L, -1)) return luaL_argerror(L, 1, "max_body must be a number");
+            n = lua_tonumber(L, -1);
+            if (!(n >= 0) || n > (lua_Number)PAYKIT_MAX_SAFE_INTEGER)
+                return luaL_argerror(L, 1, "max_body out of range");
+            max_body = (size_t)n;
+        }
+        lua_pop(L, 1);
+        head = head_option(L, 1);
+    }
+    ps = (parser_t *)lua_newuserdata(L, sizeof *ps);
+    memset(ps, 0, sizeof *ps);
+    luaL_getmetatable(L, PARSER_MT);
+    lua_setmetatable(L, -2);
+    ps->max_body = max_body;
+    parser_start(ps, head);
+    return 1;
+}
+
+static const luaL_Reg parser_methods[] = {
+    {"feed", l_feed},
+    {"finish", l_finish},
+    {"result", l_result},
+    {"reset", l_reset},
+    {"close", l_close},
+    {NULL, NULL}
+};
+
+void paykit_httpparse_register(lua_State *L)
+{
+    luaL_newmetatable(L, PARSER_MT);
+    lua_newtable(L);
+    luaL_setfuncs(L, parser_methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_close);
+    lua_setfield(L, -2, "__gc");
+#if LUA_VERSION_NUM >= 504
+    lua_pushcfunction(L, l_close);
+    lua_setfield(L, -2, "__close");
+#endif
+    lua_pushcfunction(L, l_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_new);
+    lua_setfield(L, -2, "http_response_parser");
+}
