@@ -11,7 +11,7 @@ WARN     = -Wall -Wextra
 PKGCONF ?= pkg-config
 
 DEP_CFLAGS := $(shell $(PKGCONF) --cflags libcurl openssl 2>/dev/null)
-DEP_LIBS   := $(shell $(PKGCONF) --libs libcurl openssl 2>/dev/null)
+DEP_LIBS   := $(shell $(PKGCONF) --libs libcurl openssl 2>/dev/null) -lhttp_parser
 LUA54_CFLAGS  := $(shell $(PKGCONF) --cflags lua5.4 2>/dev/null)
 LUAJIT_CFLAGS := $(shell $(PKGCONF) --cflags luajit 2>/dev/null)
 

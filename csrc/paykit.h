@@ -9,5 +9,6 @@
 void paykit_crypto_register(lua_State *L);
 void paykit_codec_register(lua_State *L);
 void paykit_http_register(lua_State *L);
+void paykit_httpparse_register(lua_State *L);
 
 #endif
