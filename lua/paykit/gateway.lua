@@ -1,0 +1,117 @@
+-- paykit.gateway: pieces of the uniform flow shared by every provider.
+--
+--   gw:purchase(p)               -> result ("redirect" | "paid" | "failed" | "pending")
+--   gw:complete(params, keep)    -> result | nil, err
+--   gw:notification(req)         -> result, reply | nil, err, reply
+--   gw:status(ref)               -> result
+--
+-- A provider module uses:
+--   gateway.base(name, opts)     common instance fields: logger (scrubbing), transport
+--   gateway.result{...}          a result table with the documented fields
+--   gateway.seen(capacity)       bounded memory of notifications already processed
+--   gateway.reply(status, body)  the reply a notification handler sends back
+--   gateway.form(req)            decoded form/query parameters of a notification
+--   gateway.field(map, names)    case-insensitive lookup of the first present name
+local http = require "paykit.http"
+local errors = require "paykit.errors"
+
+local _M = {}
+
+local STATUSES = { redirect = true, paid = true, failed = true, pending = true,
+                   authorized = true, voided = true, refunded = true }
+_M.STATUSES = STATUSES
+
+-- Result: {status, provider, reference, provider_reference, amount, currency, code, message, raw, ...}
+function _M.result(t)
+  if not STATUSES[t.status] then error("gateway.result: unknown status " .. tostring(t.status), 2) end
+  local r = {}
+  for k, v in pairs(t) do r[k] = v end
+  return r
+end
+
+-- Bounded set: remembers the last `capacity` keys (FIFO eviction).
+local Seen = {}
+Seen.__index = Seen
+
+function _M.seen(capacity)
+  capacity = capacity or 1024
+  return setmetatable({ capacity = capacity, keys = {}, ring = {}, head = 0, count = 0 }, Seen)
+end
+
+function Seen:has(key) return self.keys[key] == true end
+
+-- Adds key; returns true when it was already there.
+function Seen:add(key)
+  if self.keys[key] then return true end
+  self.head = self.head % self.capacity + 1
+  local old = self.ring[self.head]
+  if old ~= nil then self.keys[old] = nil else self.count = self.count + 1 end
+  self.ring[self.head] = key
+  self.keys[key] = true
+  return false
+end
+
+function Seen:size() return self.count end
+
+function _M.reply(status, body)
+  return { status = status or 200, body = body or "OK", content_type = "text/plain" }
+end
+
+-- Decoded parameters of a notification request: body (form) merged over query.
+-- Returns map, pairs | nil, err
+function _M.form(req)
+  if type(req) ~= "table" then
+    return nil, errors.validation("req", "invalid", "notification request must be a table {method=, query=, body=, headers=}")
+  end
+  local core = require "paykit.core"
+  local map, list = {}, {}
+  for _, src in ipairs { req.query or "", req.body or "" } do
+    if type(src) == "table" then
+      for k, v in pairs(src) do map[k] = v; list[#list + 1] = { k, v } end
+    elseif src ~= "" then
+      local m, p = core.form_decode(src)
+      if not m then
+        return nil, errors.validation("body", "invalid_form", "notification body is not a valid form encoding")
+      end
+      for k, v in pairs(m) do map[k] = v end
+      for _, kv in ipairs(p) do list[#list + 1] = kv end
+    end
+  end
+  return map, list
+end
+
+-- First value among names, matched case-insensitively. Arrays (repeated keys) give their first.
+function _M.field(map, names)
+  if type(names) == "string" then names = { names } end
+  local lower = {}
+  for k, v in pairs(map) do
+    if type(k) == "string" then lower[k:lower()] = v end
+  end
+  for _, n in ipairs(names) do
+    local v = map[n]
+    if v == nil then v = lower[n:lower()] end
+    if type(v) == "table" then v = v[1] end
+    if v ~= nil then return v end
+  end
+  return nil
+end
+
+-- Common instance fields for a provider: its name, a scrubbing logger and a transport.
+function _M.base(name, opts)
+  opts = opts or {}
+  local log = http.make_logger(opts.logger)
+  local transport = opts.transport or http.new {
+    timeout = opts.timeout, connect_timeout = opts.connect_timeout, cafile = opts.cafile,
+    capath = opts.capath, verify_tls = opts.verify_tls, max_response = opts.max_response,
+    logger = opts.logger, hooks = opts.hooks, retry = opts.retry, sleep = opts.sleep,
+    user_agent = opts.user_agent,
+  }
+  return {
+    provider = name,
+    log = log,
+    http = transport,
+    seen = _M.seen(opts.duplicate_capacity or 1024),
+  }
+end
+
+return _M

@@ -1,0 +1,276 @@
+-- paykit.http: the transport under every provider. Picks the OpenResty cosocket
+-- transport inside nginx request/timer phases and the libcurl core elsewhere; retries
+-- only what is safe; calls hooks; logs one redacted line per attempt.
+--
+--   local t = http.new{timeout = 30, connect_timeout = 10, logger = fn, hooks = {...},
+--                      retry = {attempts = 3, base_delay = 0.2, max_delay = 2, deadline = 30}}
+--   local res, err = t:request{method = "POST", url = url, body = json_text, json = true,
+--                              op = "moka.capture", idempotent = true}
+--   -- res = {status=, headers=, body=, json=}; err is a paykit error (transport or timeout)
+--
+-- Retry policy: a failure that never reached the server (dns, connect, connect_timeout,
+-- tls) is retried always; a failure after the request may have been sent (timeout, send,
+-- recv, protocol, ...) and HTTP 502/503/504 only when the call is `idempotent` (the provider
+-- knows the merchant's unique reference, so a repeat cannot charge twice). Backoff is
+-- capped exponential with full jitter, and no attempt starts or runs past `deadline`.
+-- `retry = false` turns retries off for the instance; `idempotent = false` (the default)
+-- keeps them off for a call that could charge twice.
+local errors = require "paykit.errors"
+local redact = require "paykit.redact"
+
+local _M = {}
+
+local mt = { __index = _M }
+
+local COSOCKET_PHASES = {
+  rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true,
+}
+
+-- code -> {kind, sent}
+local CODES = {
+  dns = { "transport", false }, connect = { "transport", false }, tls = { "transport", false },
+  connect_timeout = { "timeout", false },
+  timeout = { "timeout", true }, send = { "transport", true }, recv = { "transport", true },
+  too_large = { "transport", true }, protocol = { "transport", true }, other = { "transport", true },
+}
+
+local RETRY_STATUS = { [502] = true, [503] = true, [504] = true }
+
+local DEFAULT_RETRY = { attempts = 3, base_delay = 0.2, max_delay = 2, deadline = 30 }
+
+local has_socket, socket = pcall(require, "socket")
+if not (has_socket and type(socket) == "table" and socket.gettime) then socket = nil end
+
+local function in_cosocket_phase()
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then return false end
+  local ok, phase = pcall(ngx.get_phase)
+  return ok and COSOCKET_PHASES[phase] or false
+end
+_M.in_cosocket_phase = in_cosocket_phase
+
+local function now()
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) == "table" and ngx.now then
+    if ngx.update_time then ngx.update_time() end
+    return ngx.now()
+  end
+  if socket then return socket.gettime() end
+  return os.time()
+end
+_M.now = now
+
+local function default_sleep(s)
+  if s <= 0 then return end
+  if in_cosocket_phase() then return rawget(_G, "ngx").sleep(s) end
+  if socket and socket.sleep then return socket.sleep(s) end
+  os.execute(string.format("sleep %.3f", s))
+end
+
+-- Normalise a logger (function(level, line) or object with :log(level, line)) into a
+-- function that scrubs every line. Returns a no-op when there is no logger.
+function _M.make_logger(logger)
+  if logger == nil or logger == false then return function() end end
+  local emit
+  if type(logger) == "function" then
+    emit = logger
+  elseif (type(logger) == "table" or type(logger) == "userdata") and logger.log then
+    emit = function(level, line) return logger:log(level, line) end
+  else
+    error("logger must be a function(level, line) or an object with :log(level, line)", 3)
+  end
+  return function(level, line)
+    local ok = pcall(emit, level, redact.text(line))
+    return ok
+  end
+end
+
+local function num(v, name, default)
+  if v == nil then return default end
+  if type(v) ~= "number" or v ~= v or v < 0 then
+    error(errors.config(name, "invalid", name .. " must be a non-negative number of seconds"), 0)
+  end
+  return v
+end
+
+-- http.new(opts) -> transport (raises a config error for malformed options)
+function _M.new(opts)
+  opts = opts or {}
+  local retry = opts.retry
+  local r
+  if retry == false then
+    r = { attempts = 1, base_delay = 0, max_delay = 0, deadline = DEFAULT_RETRY.deadline }
+  else
+    retry = retry or {}
+    if type(retry) ~= "table" then error(errors.config("retry", "invalid", "retry must be a table or false"), 0) end
+    r = {
+      attempts = math.max(1, math.floor(num(retry.attempts, "retry.attempts", DEFAULT_RETRY.attempts))),
+      base_delay = num(retry.base_delay, "retry.base_delay", DEFAULT_RETRY.base_delay),
+      max_delay = num(retry.max_delay, "retry.max_delay", DEFAULT_RETRY.max_delay),
+      deadline = num(retry.deadline, "retry.deadline", DEFAULT_RETRY.deadline),
+    }
+  end
+  local hooks = opts.hooks or {}
+  if type(hooks) ~= "table" then error(errors.config("hooks", "invalid", "hooks must be a table {before=fn, after=fn}"), 0) end
+  local self = {
+    timeout = num(opts.timeout, "timeout", 30),
+    connect_timeout = num(opts.connect_timeout, "connect_timeout", 10),
+    cafile = opts.cafile, capath = opts.capath,
+    verify_tls = opts.verify_tls ~= false,
+    max_response = opts.max_response,
+    user_agent = opts.user_agent or "paykit",
+    log = _M.make_logger(opts.logger),
+    hooks = { before = hooks.before, after = hooks.after },
+    retry = r,
+    sleep = opts.sleep or default_sleep,
+    random = opts.random or math.random,
+    clock = opts.clock or now,
+    client = nil, -- the core client, made on first use
+  }
+  return setmetatable(self, mt)
+end
+
+function _M:core_client()
+  if not self.client then
+    local core = require "paykit.core"
+    self.client = core.http_client {
+      connect_timeout = math.floor(self.connect_timeout * 1000),
+      timeout = math.floor(self.timeout * 1000),
+      verify = self.verify_tls, cafile = self.cafile, capath = self.capath,
+      max_response = self.max_response, user_agent = self.user_agent,
+    }
+  end
+  return self.client
+end
+
+function _M:close()
+  if self.client then self.client:close(); self.client = nil end
+end
+
+-- One attempt, through cosocket or curl. Returns the core shape:
+-- res | nil, message, code, maybe_sent.
+function _M:send_once(req)
+  if in_cosocket_phase() then
+    local ok, cosocket = pcall(require, "paykit.cosocket")
+    if ok and type(cosocket) == "table" and cosocket.request then
+      return cosocket.request(req, {
+        timeout = req.timeout, connect_timeout = req.connect_timeout, -- milliseconds, as core
+        verify = self.verify_tls, cafile = self.cafile, capath = self.capath,
+        max_response = self.max_response, user_agent = self.user_agent,
+      })
+    end
+  end
+  return self:core_client():request(req)
+end
+
+local function call_hook(self, name, ctx)
+  local fn = self.hooks[name]
+  if not fn then return end
+  local ok, e = pcall(fn, ctx)
+  if not ok then self.log("warn", "paykit hook " .. name .. " failed: " .. tostring(e)) end
+end
+
+local function backoff(self, attempt)
+  local cap = math.min(self.retry.max_delay, self.retry.base_delay * 2 ^ (attempt - 1))
+  return self.random() * cap -- full jitter
+end
+
+local cjson_mod
+local function cjson()
+  if not cjson_mod then cjson_mod = require("cjson.safe").new() end
+  return cjson_mod
+end
+_M.cjson = cjson
+
+-- t:request{method=, url=, headers=, body=, op=, idempotent=, json=} -> res | nil, err
+function _M:request(req)
+  local op = req.op or "http"
+  local method = req.method or (req.body and "POST" or "GET")
+  local headers = {}
+  for k, v in pairs(req.headers or {}) do headers[k] = v end
+  local body = req.body
+  if req.json then
+    if type(body) == "table" then body = assert(cjson().encode(body)) end
+    local have_ct, have_accept = false, false
+    for k in pairs(headers) do
+      local lk = type(k) == "string" and k:lower()
+      if lk == "content-type" then have_ct = true elseif lk == "accept" then have_accept = true end
+    end
+    if body and not have_ct then headers["Content-Type"] = "application/json" end
+    if not have_accept then headers["Accept"] = "application/json" end
+  end
+  local safe_url = redact.text(req.url)
+  local started = self.clock()
+  local deadline = started + self.retry.deadline
+  local attempts = self.retry.attempts
+  if body then self.log("debug", "paykit " .. op .. " request " .. method .. " " .. safe_url .. " " .. redact.text(body)) end
+
+  local attempt = 0
+  while true do
+    attempt = attempt + 1
+    local t0 = self.clock()
+    local remaining = deadline - t0
+    local timeout = math.min(self.timeout, remaining)
+    local ctx = { op = op, method = method, url = safe_url, attempt = attempt }
+    call_hook(self, "before", ctx)
+    local res, msg, code, maybe_sent
+    if timeout <= 0 then
+      msg, code, maybe_sent = "deadline passed before the request could be sent", "connect_timeout", false
+    else
+      res, msg, code, maybe_sent = self:send_once {
+        method = method, url = req.url, headers = headers, body = body,
+        timeout = math.max(1, math.floor(timeout * 1000)),
+        connect_timeout = math.max(1, math.floor(math.min(self.connect_timeout, timeout) * 1000)),
+      }
+    end
+    local elapsed = self.clock() - t0
+    ctx.elapsed = elapsed
+    local err, retry_ok
+    if res then
+      ctx.status = res.status
+      self.log(res.status >= 500 and "warn" or "info", string.format("paykit %s %s %s attempt=%d status=%d elapsed=%.3fs",
+        op, method, safe_url, attempt, res.status, elapsed))
+      if res.body and res.body ~= "" then
+        self.log("debug", "paykit " .. op .. " response " .. res.status .. " " .. redact.text(res.body))
+      end
+      retry_ok = RETRY_STATUS[res.status] and req.idempotent
+    else
+      code = code or "other"
+      local info = CODES[code] or { "transport", true }
+      if maybe_sent == nil then maybe_sent = info[2] end
+      retry_ok = (not maybe_sent) or (req.idempotent and true or false)
+      err = errors.new {
+        kind = info[1], code = code, op = op, retryable = retry_ok,
+        message = op .. ": " .. method .. " " .. safe_url .. " failed (" .. code .. "): " .. tostring(msg) ..
+          (maybe_sent and "; the request may have reached the provider" or "; the request never reached the provider"),
+      }
+      ctx.err = err
+      self.log(info[1] == "timeout" and "warn" or "error", string.format("paykit %s %s %s attempt=%d error=%s sent=%s elapsed=%.3fs",
+        op, method, safe_url, attempt, code, tostring(maybe_sent), elapsed))
+    end
+    call_hook(self, "after", ctx)
+
+    local give_up = not retry_ok or attempt >= attempts
+    local delay = 0
+    if not give_up then
+      delay = backoff(self, attempt)
+      if self.clock() + delay >= deadline then give_up = true end
+    end
+    if give_up then
+      if res then
+        if req.json then
+          local decoded = nil
+          if res.body and res.body ~= "" then decoded = cjson().decode(res.body) end
+          res.json = decoded
+        end
+        return res
+      end
+      return nil, err
+    end
+    self.log("info", string.format("paykit %s retrying in %.3fs (attempt %d of %d)", op, delay, attempt + 1, attempts))
+    self.sleep(delay)
+  end
+end
+
+return _M

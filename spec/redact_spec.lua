@@ -1,0 +1,96 @@
+local redact = require "paykit.redact"
+local cjson = require "cjson"
+
+describe("paykit.redact", function()
+  describe("card", function()
+    it("keeps the first 6 and last 4 digits", function()
+      assert.equal("411111******1111", redact.card("4111111111111111"))
+      assert.equal("400000*********0006", redact.card("4000000000000000006"))
+    end)
+    it("keeps separators in place", function()
+      assert.equal("4111 11** **** 1111", redact.card("4111 1111 1111 1111"))
+    end)
+    it("masks a short value whole", function()
+      assert.equal("*****", redact.card("12345"))
+    end)
+  end)
+
+  describe("value", function()
+    for _, key in ipairs { "cvc", "CVV", "CvcNumber", "cvc_number", "Password", "CheckKey", "client_secret",
+                           "Signature", "Authorization", "api_key", "access_token", "CardToken" } do
+      it("replaces " .. key, function()
+        assert.equal("[REDACTED]", redact.value(key, "s3cr3t"))
+      end)
+    end
+    it("masks a card number key", function()
+      assert.equal("555566******8884", redact.value("CardNumber", "5555666677778884"))
+      assert.equal("555566******8884", redact.value("number", "5555666677778884"))
+    end)
+    it("leaves ordinary fields alone", function()
+      assert.equal("27.50", redact.value("Amount", "27.50"))
+      assert.equal(3, redact.value("InstallmentNumber", 3))
+    end)
+  end)
+
+  describe("table", function()
+    it("deep-copies with sensitive values scrubbed", function()
+      local t = { PaymentDealerAuthentication = { DealerCode = "1", Password = "pw", CheckKey = "ck" },
+                  PaymentDealerRequest = { CardNumber = "4111111111111111", CvcNumber = "123", Amount = "1.00" },
+                  card = { number = "5555666677778884", cvc = "999" } }
+      local r = redact.table(t)
+      assert.equal("pw", t.PaymentDealerAuthentication.Password) -- original untouched
+      assert.equal("[REDACTED]", r.PaymentDealerAuthentication.Password)
+      assert.equal("[REDACTED]", r.PaymentDealerAuthentication.CheckKey)
+      assert.equal("1", r.PaymentDealerAuthentication.DealerCode)
+      assert.equal("411111******1111", r.PaymentDealerRequest.CardNumber)
+      assert.equal("[REDACTED]", r.PaymentDealerRequest.CvcNumber)
+      assert.equal("555566******8884", r.card.number)
+      assert.equal("[REDACTED]", r.card.cvc)
+      assert.equal("1.00", r.PaymentDealerRequest.Amount)
+    end)
+    it("survives cycles", function()
+      local t = { password = "x" }; t.self = t
+      local r = redact.table(t)
+      assert.equal(r, r.self)
+      assert.equal("[REDACTED]", r.password)
+    end)
+  end)
+
+  describe("text", function()
+    it("masks Luhn-valid digit runs of 12 to 19 digits", function()
+      local s = redact.text("pan 4111111111111111 and 5555666677778884.")
+      assert.equal("pan 411111******1111 and 555566******8884.", s)
+    end)
+    it("leaves digit runs that fail Luhn", function()
+      assert.equal("order 4111111111111112", redact.text("order 4111111111111112"))
+    end)
+    it("masks grouped card numbers", function()
+      assert.equal("4111-11**-****-1111", redact.text("4111-1111-1111-1111"))
+    end)
+    it("scrubs JSON values of sensitive keys", function()
+      local s = redact.text(cjson.encode { PaymentDealerAuthentication = { Password = "p@ss", CheckKey = "abcdef0123" },
+        PaymentDealerRequest = { CvcNumber = "123", CardNumber = "1234567890123", ExpYear = "2030" } })
+      assert.is_nil(s:find("p@ss", 1, true))
+      assert.is_nil(s:find("abcdef0123", 1, true))
+      assert.is_nil(s:find('"123"', 1, true))
+      assert.is_nil(s:find("1234567890123", 1, true)) -- by key, even when not Luhn-valid
+      assert.truthy(s:find('"ExpYear":"2030"', 1, true))
+    end)
+    it("scrubs numeric and escaped JSON values", function()
+      local s = redact.text('{"cvc":123,"password":"a\\"b\\"c","x":1}')
+      assert.equal('{"cvc":"[REDACTED]","password":"[REDACTED]","x":1}', s)
+    end)
+    it("scrubs form-style values", function()
+      assert.equal("a=1&cvc=[REDACTED]&Password=[REDACTED]&card%5Bcvc%5D=[REDACTED]",
+        redact.text("a=1&cvc=123&Password=hunter2&card%5Bcvc%5D=999"))
+    end)
+    it("scrubs Authorization headers", function()
+      assert.equal("Authorization: [REDACTED]", redact.text("Authorization: Bearer abc.def"))
+    end)
+  end)
+
+  it("has a Luhn check", function()
+    assert.is_true(redact.luhn("4111111111111111"))
+    assert.is_false(redact.luhn("4111111111111112"))
+  end)
+end)
