@@ -20,4 +20,32 @@
 /* Largest integer both runtimes represent exactly (LuaJIT numbers are doubles). */
 #define PAYKIT_MAX_SAFE_INTEGER 9007199254740991LL
 
+/* paykit_tosafeint: argument `arg` as a whole number of magnitude <= PAYKIT_MAX_SAFE_INTEGER
+ * (a 5.4 integer or an integral float); returns 0 when it is not a number or not one of those.
+ * paykit_pushsafeint: pushes such a value (an integer on 5.4, an exact double on LuaJIT). */
+static inline int paykit_tosafeint(lua_State *L, int arg, long long *out)
+{
+    lua_Number n;
+    if (lua_type(L, arg) != LUA_TNUMBER) return 0;
+#if LUA_VERSION_NUM >= 503
+    if (lua_isinteger(L, arg)) {
+        lua_Integer i = lua_tointeger(L, arg);
+        if (i > PAYKIT_MAX_SAFE_INTEGER || i < -PAYKIT_MAX_SAFE_INTEGER) return 0;
+        *out = (long long)i;
+        return 1;
+    }
+#endif
+    n = lua_tonumber(L, arg);
+    if (!(n >= -(lua_Number)PAYKIT_MAX_SAFE_INTEGER && n <= (lua_Number)PAYKIT_MAX_SAFE_INTEGER)) return 0;
+    if ((lua_Number)(long long)n != n) return 0;
+    *out = (long long)n;
+    return 1;
+}
+
+#if LUA_VERSION_NUM >= 503
+#  define paykit_pushsafeint(L, v) lua_pushinteger((L), (lua_Integer)(v))
+#else
+#  define paykit_pushsafeint(L, v) lua_pushnumber((L), (lua_Number)(v))
+#endif
+
 #endif
