@@ -1,0 +1,298 @@
+-- paykit.cosocket: the HTTP/1.1 client used inside nginx (OpenResty) request and timer
+-- phases, where blocking the worker on libcurl is not allowed. It speaks over ngx.socket.tcp,
+-- parses the response with the C parser (core.http_response_parser, on libhttp-parser) and
+-- reuses connections through nginx's cosocket keep-alive pool.
+--
+--   local cosocket = require "paykit.cosocket"
+--   if cosocket.available() then
+--     local res, err, code, maybe_sent = cosocket.request(
+--       {method = "POST", url = "https://api.example/pay", headers = {...}, body = "...",
+--        timeout = 30000, connect_timeout = 10000},                -- milliseconds
+--       {verify = true, max_response = 8388608, pool_size = 32, keepalive_timeout = 30000})
+--   end
+--
+-- Returns the same shape as the libcurl client: {status=, headers={lowercase = "v"}, body=}
+-- or nil, message, code, maybe_sent. Codes: dns, connect, connect_timeout, tls (never sent);
+-- timeout, send, recv, too_large, protocol (maybe sent); other.
+--
+-- TLS certificates are verified by default against nginx's `lua_ssl_trusted_certificate`
+-- (opts.cafile is informational: nginx cannot take a CA file per connection); the host name
+-- is both sent as SNI and checked against the certificate. Host names are resolved by the
+-- nginx `resolver` directive. Bodies are never logged or put in error messages.
+local _M = { _VERSION = "0.1.0" }
+
+local core = require "paykit.core"
+
+local DEFAULT_TIMEOUT = 30000
+local DEFAULT_CONNECT_TIMEOUT = 10000
+local DEFAULT_MAX_RESPONSE = 8 * 1024 * 1024
+local DEFAULT_POOL_SIZE = 32
+local DEFAULT_KEEPALIVE_TIMEOUT = 30000 -- below the usual server idle timeouts (nginx: 75 s)
+local READ_SIZE = 65536
+
+-- Phases in which ngx.socket.tcp may be used.
+local COSOCKET_PHASES = {
+  rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
+}
+
+-- Methods that may be sent a second time when a pooled connection turns out to be dead.
+local REPLAYABLE = { GET = true, HEAD = true, OPTIONS = true }
+
+local function ngx_api()
+  local ngx = rawget(_G, "ngx")
+  if type(ngx) == "table" then return ngx end
+  return nil
+end
+
+function _M.available()
+  local ngx = ngx_api()
+  if not ngx or type(ngx.get_phase) ~= "function" or type(ngx.socket) ~= "table" then return false end
+  local ok, phase = pcall(ngx.get_phase)
+  return ok and COSOCKET_PHASES[phase] == true
+end
+
+-- url -> {scheme, host, port, tls, authority, target} or nil, message
+local function parse_url(url)
+  if type(url) ~= "string" then return nil, "url must be a string" end
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  if not scheme then return nil, "url has no scheme" end
+  scheme = scheme:lower()
+  if scheme ~= "http" and scheme ~= "https" then return nil, "unsupported url scheme " .. scheme end
+  local authority = rest:match("^[^/?#]*")
+  local target = rest:sub(#authority + 1):gsub("#.*$", "")
+  if target == "" then target = "/" elseif target:sub(1, 1) == "?" then target = "/" .. target end
+  if target:find("[%s%c]") then return nil, "url has spaces or control characters" end
+  if authority:find("@", 1, true) then return nil, "url with user information is not supported" end
+  local host, port
+  if authority:sub(1, 1) == "[" then
+    host, port = authority:match("^(%[[%x:.]+%])(.*)$")
+  else
+    host, port = authority:match("^([^:]*)(.*)$")
+  end
+  if not host or host == "" then return nil, "url has no host" end
+  if port == "" then
+    port = scheme == "https" and 443 or 80
+  else
+    port = port:match("^:(%d+)$")
+    port = port and tonumber(port)
+    if not port or port < 1 or port > 65535 then return nil, "url has an invalid port" end
+  end
+  if not host:find("^%[") and not host:find("^[%w.-]+$") then return nil, "url has an invalid host" end
+  local default = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
+  return {
+    scheme = scheme, host = host:lower(), port = port, tls = scheme == "https",
+    authority = default and host:lower() or (host:lower() .. ":" .. port), target = target,
+  }
+end
+_M.parse_url = parse_url
+
+local function bad_header_text(s)
+  return s:find("[\r\n%z]") ~= nil
+end
+
+-- Headers may be a map {Name = "v"} or an array {"Name: v"}; a map value may be an array
+-- (the header repeats). Returns an array of {name, value} or nil, message.
+local function header_list(headers)
+  local out = {}
+  if headers == nil then return out end
+  if type(headers) ~= "table" then return nil, "headers must be a table" end
+  local function add(name, value)
+    name, value = tostring(name), tostring(value)
+    if not name:find("^[!#$%%&'*+%-.^_`|~%w]+$") then return "invalid header name" end
+    if bad_header_text(value) then return "invalid header value for " .. name end
+    out[#out + 1] = { name, value }
+  end
+  for k, v in pairs(headers) do
+    local e
+    if type(k) == "number" then
+      local name, value = tostring(v):match("^([^:]+):%s*(.-)%s*$")
+      if not name then return nil, "invalid header line" end
+      e = add(name, value)
+    elseif type(v) == "table" then
+      for _, one in ipairs(v) do e = e or add(k, one) end
+    else
+      e = add(k, v)
+    end
+    if e then return nil, e end
+  end
+  return out
+end
+
+local function build_request(method, u, headers, body, user_agent)
+  local has = {}
+  local lines = { method .. " " .. u.target .. " HTTP/1.1" }
+  for _, h in ipairs(headers) do
+    local lname = h[1]:lower()
+    -- framing is ours: a caller's Content-Length / Transfer-Encoding / Connection is dropped
+    if lname ~= "content-length" and lname ~= "transfer-encoding" and lname ~= "connection" then
+      has[lname] = true
+      lines[#lines + 1] = h[1] .. ": " .. h[2]
+    end
+  end
+  if not has.host then lines[#lines + 1] = "Host: " .. u.authority end
+  if not has["user-agent"] then lines[#lines + 1] = "User-Agent: " .. user_agent end
+  if body ~= nil or method == "POST" or method == "PUT" or method == "PATCH" then
+    lines[#lines + 1] = "Content-Length: " .. #(body or "")
+  end
+  lines[#lines + 1] = "Connection: keep-alive"
+  lines[#lines + 1] = ""
+  lines[#lines + 1] = body or ""
+  return table.concat(lines, "\r\n")
+end
+
+-- sock:connect / sslhandshake messages -> code
+local function connect_code(err)
+  err = tostring(err)
+  if err:find("timeout", 1, true) then return "connect_timeout" end
+  if err:find("resolve", 1, true) or err:find("resolver", 1, true) then return "dns" end
+  return "connect"
+end
+
+local function now_ms(ngx)
+  ngx.update_time()
+  return ngx.now() * 1000
+end
+
+local function fail(sock, parser, message, code, maybe_sent)
+  if parser then parser:close() end
+  if sock then sock:close() end
+  return nil, message, code, maybe_sent
+end
+
+-- One exchange on one connection. Returns res, or nil, message, code, maybe_sent, retry
+-- (retry = true when a pooled connection was found dead before any response byte).
+local function exchange(ngx, u, method, request, o, deadline)
+  local sock, serr = ngx.socket.tcp()
+  if not sock then return nil, "cannot create a socket: " .. tostring(serr), "other", false end
+  local function remaining()
+    return deadline - now_ms(ngx)
+  end
+
+  local left = remaining()
+  if left <= 0 then return fail(sock, nil, "request timed out before connecting", "timeout", false) end
+  sock:settimeout(math.max(1, math.min(o.connect_timeout, left)))
+  local ok, err = sock:connect(u.host, u.port, { pool = o.pool_key, pool_size = o.pool_size })
+  if not ok then
+    return fail(sock, nil, "connect to " .. u.authority .. " failed: " .. tostring(err), connect_code(err), false)
+  end
+  local reused = (sock:getreusedtimes() or 0) > 0
+
+  if u.tls and not reused then
+    left = remaining()
+    if left <= 0 then return fail(sock, nil, "request timed out during the TLS handshake", "connect_timeout", false) end
+    sock:settimeout(math.max(1, math.min(o.connect_timeout, left)))
+    local sess
+    sess, err = sock:sslhandshake(nil, u.host:gsub("^%[(.*)%]$", "%1"), o.verify)
+    if not sess then
+      local code = tostring(err):find("timeout", 1, true) and "connect_timeout" or "tls"
+      return fail(sock, nil, "TLS handshake with " .. u.authority .. " failed: " .. tostring(err), code, false)
+    end
+  end
+
+  left = remaining()
+  if left <= 0 then return fail(sock, nil, "request timed out before sending", "timeout", false) end
+  sock:settimeout(math.max(1, left))
+  local sent
+  sent, err = sock:send(request)
+  if not sent then
+    if reused and err ~= "timeout" then
+      sock:close()
+      return nil, "send failed on a pooled connection: " .. tostring(err), "send", true, true
+    end
+    local code = err == "timeout" and "timeout" or "send"
+    return fail(sock, nil, "sending to " .. u.authority .. " failed: " .. tostring(err), code, true)
+  end
+
+  local parser = core.http_response_parser { max_body = o.max_response, head = method == "HEAD" }
+  local got = 0
+  while true do
+    left = remaining()
+    if left <= 0 then return fail(sock, parser, "request to " .. u.authority .. " timed out", "timeout", true) end
+    sock:settimeout(math.max(1, left))
+    local data, rerr = sock:receiveany(READ_SIZE)
+    local done, perr, pcode
+    if data then
+      got = got + #data
+      done, perr, pcode = parser:feed(data)
+    elseif rerr == "closed" then
+      if got == 0 then
+        parser:close(); sock:close()
+        return nil, "connection closed by " .. u.authority .. " before any response", "recv", true,
+          reused and REPLAYABLE[method] == true
+      end
+      done, perr, pcode = parser:finish()
+      if not done and pcode == "protocol" and perr:find("closed", 1, true) then pcode = "recv" end
+    elseif rerr == "timeout" then
+      return fail(sock, parser, "request to " .. u.authority .. " timed out", "timeout", true)
+    else
+      return fail(sock, parser, "receiving from " .. u.authority .. " failed: " .. tostring(rerr), "recv", true)
+    end
+    if done == nil then
+      return fail(sock, parser, perr .. " (from " .. u.authority .. ")", pcode, true)
+    end
+    if done then break end
+    if rerr == "closed" then
+      return fail(sock, parser, "connection closed before the response was complete", "recv", true)
+    end
+  end
+
+  local res = parser:result()
+  parser:close()
+  if res.keepalive then
+    local kept = sock:setkeepalive(o.keepalive_timeout, o.pool_size)
+    if not kept then sock:close() end
+  else
+    sock:close()
+  end
+  return { status = res.status, headers = res.headers, body = res.body }
+end
+
+function _M.request(req, opts)
+  if type(req) ~= "table" then error("paykit.cosocket.request: req must be a table", 2) end
+  opts = opts or {}
+  local ngx = ngx_api()
+  if not ngx or type(ngx.socket) ~= "table" then
+    return nil, "cosocket transport used outside nginx", "other", false
+  end
+  local method = req.method or (req.body ~= nil and "POST" or "GET")
+  if type(method) ~= "string" or not method:find("^[A-Z]+$") then
+    return nil, "invalid method", "other", false
+  end
+  if req.body ~= nil and type(req.body) ~= "string" then
+    return nil, "body must be a string", "other", false
+  end
+  local u, uerr = parse_url(req.url)
+  if not u then return nil, "invalid url: " .. uerr, "other", false end
+  local headers, herr = header_list(req.headers)
+  if not headers then return nil, herr, "other", false end
+
+  local verify = opts.verify
+  if verify == nil then verify = true end
+  local o = {
+    verify = verify and true or false,
+    connect_timeout = tonumber(req.connect_timeout or opts.connect_timeout) or DEFAULT_CONNECT_TIMEOUT,
+    max_response = tonumber(opts.max_response) or DEFAULT_MAX_RESPONSE,
+    pool_size = tonumber(opts.pool_size) or DEFAULT_POOL_SIZE,
+    keepalive_timeout = tonumber(opts.keepalive_timeout) or DEFAULT_KEEPALIVE_TIMEOUT,
+  }
+  -- a connection verified once must never serve an unverified caller, nor the reverse
+  o.pool_key = u.host .. ":" .. u.port .. ":" .. (u.tls and (o.verify and "tls" or "tls-noverify") or "plain")
+  local timeout = tonumber(req.timeout or opts.timeout) or DEFAULT_TIMEOUT
+  local deadline = now_ms(ngx) + timeout
+
+  local request = build_request(method, u, headers, req.body,
+    opts.user_agent or ("paykit/" .. (core._VERSION or _M._VERSION) .. " (cosocket)"))
+
+  local res, message, code, maybe_sent, retry
+  for _ = 1, 3 do
+    res, message, code, maybe_sent, retry = exchange(ngx, u, method, request, o, deadline)
+    -- retry: a pooled connection had been closed by the server while idle; take another
+    if res or not retry then break end
+  end
+  if retry then maybe_sent = true end
+  if not res then return nil, message, code, maybe_sent end
+  return res
+end
+
+return _M
