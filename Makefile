@@ -24,7 +24,9 @@ COREJIT = build/luajit/paykit/core.so
 # Debian packages: building, testing, the sandbox (nginx + its Lua module), benchmarking.
 DEB_PKGS = build-essential pkg-config lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
   lua-cjson lua-busted luarocks nginx libnginx-mod-http-lua lua-resty-core \
-  libcurl4-openssl-dev libssl-dev libhttp-parser-dev curl wrk valgrind
+  libcurl4-openssl-dev libssl-dev libhttp-parser-dev curl wrk valgrind openssl chromium
+# node and npm (browser specs) come from Debian's nodejs/npm when the machine has no node.
+NODE_PKGS = nodejs npm
 
 .PHONY: all build test demo bench deps clean check-deps valgrind
 all: build
@@ -41,6 +43,7 @@ $(COREJIT): $(SRC) $(HDR) Makefile
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v node >/dev/null 2>&1 || missing="$$missing $(NODE_PKGS)"; \
 	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then echo "deps: missing:$$missing (run 'make deps' as root)"; exit 1; fi; \
 	echo "deps: installing$$missing"; \
