@@ -1,3 +1,971 @@
-/* placeholder: being written */
+/* http: the libcurl client behind paykit's transport.
+ *
+ *   core.http_client(opts)          -> client
+ *   client:request(req)             -> {status=, headers=, body=} | nil, message, code, maybe_sent
+ *   client:batch(reqs[, {max_in_flight=N}]) -> array of responses or {error=, code=, maybe_sent=}
+ *   client:close()
+ *
+ * Every transfer, single or batched, runs through the client's one multi handle. Connections,
+ * DNS answers and TLS sessions live in a CURLSH share handle, so a connection opened by a batch
+ * is reused by the next request and the other way round. Easy handles are kept in a small pool
+ * (one per transfer slot) and reused; curl_easy_reset keeps their state between requests.
+ *
+ * All C resources hang off the client userdata, which is allocated before any of them, so __gc
+ * (also __close on 5.4, and :close()) can always free everything, even after a Lua error raised
+ * in the middle of a batch. No Lua code runs while libcurl works: callbacks only fill C buffers,
+ * and Lua values are built once a transfer is done. The only mutable global is the once-only
+ * curl_global_init guard. */
+#include <ctype.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
 #include "paykit.h"
-void paykit_http_register(lua_State *L) { (void)L; }
+
+#define CLIENT_MT "paykit.http.client"
+#define DEFAULT_CONNECT_TIMEOUT_MS 10000L
+#define DEFAULT_TIMEOUT_MS 30000L
+#define DEFAULT_MAX_RESPONSE (8u * 1024u * 1024u)
+#define DEFAULT_MAX_REDIRECTS 5L
+#define DEFAULT_MAX_CONNECTIONS 16L
+#define MAX_HEADER_BYTES (256u * 1024u)  /* response header block cap (own limit, not max_response) */
+#define KEEP_BUFFER_BYTES (64u * 1024u)  /* buffers up to this size are kept for the next transfer */
+#define POLL_MS 1000
+
+/* ---- once-only library init (the one global) -------------------------------------------- */
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static CURLcode global_rc = CURLE_FAILED_INIT;
+
+static void global_init(void) { global_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+/* ---- growable byte buffers ---------------------------------------------------------------- */
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+} buf_t;
+
+static int buf_add(buf_t *b, const char *s, size_t n)
+{
+    if (n > b->cap - b->len) {
+        size_t cap = b->cap ? b->cap : 1024;
+        char *p;
+        while (cap - b->len < n) {
+            if (cap > ((size_t)-1) / 2)
+                return 0;
+            cap *= 2;
+        }
+        p = realloc(b->p, cap);
+        if (!p)
+            return 0;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 1;
+}
+
+static void buf_recycle(buf_t *b)
+{
+    b->len = 0;
+    if (b->cap > KEEP_BUFFER_BYTES) {
+        free(b->p);
+        b->p = NULL;
+        b->cap = 0;
+    }
+}
+
+static void buf_free(buf_t *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ---- transfers and the client ------------------------------------------------------------- */
+
+enum { OVER_NONE, OVER_BODY, OVER_HEADERS, OVER_MEMORY };
+
+typedef struct xfer {
+    CURL *easy;                 /* kept between transfers: the pool */
+    struct curl_slist *hdrs;
+    buf_t body, head;
+    size_t max_body;
+    int over;                   /* why a callback stopped the transfer */
+    int index;                  /* request position (1-based) while busy, 0 when free */
+    int in_multi;
+    char err[CURL_ERROR_SIZE];
+} xfer;
+
+typedef struct {
+    CURLSH *share;              /* NULL once closed */
+    CURLM *multi;
+    xfer **slots;
+    int nslots, capslots;
+    long connect_timeout_ms, timeout_ms, max_redirects, max_connections;
+    size_t max_response;
+    int verify, follow;
+    char *cafile, *capath, *user_agent;
+} client_t;
+
+static void xfer_release(client_t *c, xfer *x)
+{
+    if (x->in_multi) {
+        curl_multi_remove_handle(c->multi, x->easy);
+        x->in_multi = 0;
+    }
+    curl_slist_free_all(x->hdrs);
+    x->hdrs = NULL;
+    buf_recycle(&x->body);
+    buf_recycle(&x->head);
+    x->index = 0;
+    x->over = OVER_NONE;
+}
+
+static void xfer_destroy(client_t *c, xfer *x)
+{
+    xfer_release(c, x);
+    if (x->easy) {
+        curl_easy_setopt(x->easy, CURLOPT_SHARE, NULL);
+        curl_easy_cleanup(x->easy);
+    }
+    buf_free(&x->body);
+    buf_free(&x->head);
+    free(x);
+}
+
+/* Frees every C resource; safe to call any number of times. */
+static void client_free(client_t *c)
+{
+    int i;
+    for (i = 0; i < c->nslots; i++)
+        xfer_destroy(c, c->slots[i]);
+    free(c->slots);
+    c->slots = NULL;
+    c->nslots = c->capslots = 0;
+    if (c->multi) {
+        curl_multi_cleanup(c->multi);
+        c->multi = NULL;
+    }
+    if (c->share) {
+        curl_share_cleanup(c->share);
+        c->share = NULL;
+    }
+    free(c->cafile);
+    free(c->capath);
+    free(c->user_agent);
+    c->cafile = c->capath = c->user_agent = NULL;
+}
+
+/* Releases transfers left busy by a call that a Lua error interrupted. */
+static void client_settle(client_t *c)
+{
+    int i;
+    for (i = 0; i < c->nslots; i++)
+        if (c->slots[i]->index)
+            xfer_release(c, c->slots[i]);
+}
+
+/* Keeps at most max_connections idle easy handles once a call is done. */
+static void client_trim(client_t *c)
+{
+    while (c->nslots > c->max_connections) {
+        c->nslots--;
+        xfer_destroy(c, c->slots[c->nslots]);
+    }
+}
+
+static client_t *check_client(lua_State *L)
+{
+    client_t *c = (client_t *)luaL_checkudata(L, 1, CLIENT_MT);
+    if (!c->share)
+        luaL_error(L, "paykit http client is closed");
+    return c;
+}
+
+static int client_gc(lua_State *L)
+{
+    client_t *c = (client_t *)luaL_checkudata(L, 1, CLIENT_MT);
+    client_free(c);
+    return 0;
+}
+
+static int client_tostring(lua_State *L)
+{
+    client_t *c = (client_t *)luaL_checkudata(L, 1, CLIENT_MT);
+    lua_pushfstring(L, "paykit.http.client (%s): %p", c->share ? "open" : "closed", (void *)c);
+    return 1;
+}
+
+/* ---- option reading ----------------------------------------------------------------------- */
+
+/* Reads an optional non-negative integer field of the table at idx; raises on a bad value. */
+static long opt_count(lua_State *L, int idx, int arg, const char *name, long def, long max)
+{
+    long v = def;
+    lua_getfield(L, idx, name);
+    if (!lua_isnil(L, -1)) {
+        lua_Number n;
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a number", name));
+        n = lua_tonumber(L, -1);
+        if (!(n >= 0 && n <= (lua_Number)max) || n != (lua_Number)(long)n)
+            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a non-negative integer", name));
+        v = (long)n;
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static int opt_bool(lua_State *L, int idx, int arg, const char *name, int def)
+{
+    int v = def;
+    lua_getfield(L, idx, name);
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TBOOLEAN)
+            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a boolean", name));
+        v = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* Copies an optional string field (without NUL bytes: libcurl takes C strings). */
+static char *opt_cstring(lua_State *L, int idx, int arg, const char *name)
+{
+    char *copy = NULL;
+    lua_getfield(L, idx, name);
+    if (!lua_isnil(L, -1)) {
+        size_t n;
+        const char *s;
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a string", name));
+        s = lua_tolstring(L, -1, &n);
+        if (strlen(s) != n)
+            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must not contain NUL bytes", name));
+        copy = malloc(n + 1);
+        if (!copy)
+            luaL_error(L, "out of memory");
+        memcpy(copy, s, n + 1);
+    }
+    lua_pop(L, 1);
+    return copy;
+}
+
+/* core.http_client(opts) */
+static int http_client(lua_State *L)
+{
+    client_t *c;
+    int has_opts = !lua_isnoneornil(L, 1);
+    if (has_opts)
+        luaL_checktype(L, 1, LUA_TTABLE);
+    pthread_once(&global_once, global_init);
+    if (global_rc != CURLE_OK)
+        return luaL_error(L, "curl_global_init failed: %s", curl_easy_strerror(global_rc));
+
+    c = (client_t *)lua_newuserdata(L, sizeof *c);
+    memset(c, 0, sizeof *c);
+    luaL_getmetatable(L, CLIENT_MT);
+    lua_setmetatable(L, -2);
+
+    c->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+    c->timeout_ms = DEFAULT_TIMEOUT_MS;
+    c->max_response = DEFAULT_MAX_RESPONSE;
+    c->max_redirects = DEFAULT_MAX_REDIRECTS;
+    c->max_connections = DEFAULT_MAX_CONNECTIONS;
+    c->verify = 1;
+    if (has_opts) {
+        c->connect_timeout_ms = opt_count(L, 1, 1, "connect_timeout", c->connect_timeout_ms, LONG_MAX);
+        c->timeout_ms = opt_count(L, 1, 1, "timeout", c->timeout_ms, LONG_MAX);
+        c->max_response = (size_t)opt_count(L, 1, 1, "max_response", (long)c->max_response, LONG_MAX);
+        c->max_redirects = opt_count(L, 1, 1, "max_redirects", c->max_redirects, 1000);
+        c->max_connections = opt_count(L, 1, 1, "max_connections", c->max_connections, 10000);
+        c->verify = opt_bool(L, 1, 1, "verify", 1);
+        c->follow = opt_bool(L, 1, 1, "follow_redirects", 0);
+        c->cafile = opt_cstring(L, 1, 1, "cafile");
+        c->capath = opt_cstring(L, 1, 1, "capath");
+        c->user_agent = opt_cstring(L, 1, 1, "user_agent");
+    }
+    if (c->max_connections < 1)
+        c->max_connections = 1;
+
+    c->share = curl_share_init();
+    c->multi = curl_multi_init();
+    if (!c->share || !c->multi) {
+        client_free(c);
+        return luaL_error(L, "cannot create a libcurl handle");
+    }
+    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_share_setopt(c->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    return 1;
+}
+
+/* ---- libcurl callbacks: C buffers only ---------------------------------------------------- */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
+{
+    xfer *x = (xfer *)ud;
+    size_t n = size * nmemb;
+    if (x->body.len > x->max_body || n > x->max_body - x->body.len) {
+        x->over = OVER_BODY;
+        return 0;
+    }
+    if (!buf_add(&x->body, data, n)) {
+        x->over = OVER_MEMORY;
+        return 0;
+    }
+    return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
+{
+    xfer *x = (xfer *)ud;
+    size_t n = size * nmemb;
+    if (n >= 5 && memcmp(data, "HTTP/", 5) == 0)
+        x->head.len = 0; /* a new response (after 1xx or a redirect): keep only the last */
+    if (x->head.len > MAX_HEADER_BYTES || n > MAX_HEADER_BYTES - x->head.len) {
+        x->over = OVER_HEADERS;
+        return 0;
+    }
+    if (!buf_add(&x->head, data, n)) {
+        x->over = OVER_MEMORY;
+        return 0;
+    }
+    return n;
+}
+
+/* ---- requests ----------------------------------------------------------------------------- */
+
+/* A request as read from its Lua table (pointers into Lua strings kept alive by the caller). */
+typedef struct {
+    const char *method, *url, *body;
+    size_t body_len;
+    int has_body;
+    long timeout_ms, connect_timeout_ms;
+    int follow;
+} reqspec;
+
+static int bad_header_text(const char *s, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+            return 1;
+    return 0;
+}
+
+/* Checks the headers field of the request at idx; with out != NULL also builds the list.
+ * Returns 0 only when out of memory. */
+static int read_headers(lua_State *L, int idx, int arg, struct curl_slist **out)
+{
+    int ok = 1;
+    lua_getfield(L, idx, "headers");
+    if (!lua_isnil(L, -1)) {
+        int t = lua_gettop(L);
+        if (!lua_istable(L, t))
+            luaL_argerror(L, arg, "'headers' must be a table");
+        lua_pushnil(L);
+        while (lua_next(L, t)) {
+            size_t nn = 0, vn = 0;
+            const char *name = NULL, *value;
+            if (lua_type(L, -2) == LUA_TNUMBER) {
+                if (lua_type(L, -1) != LUA_TSTRING)
+                    luaL_argerror(L, arg, "array headers must be strings \"Name: value\"");
+            } else if (lua_type(L, -2) == LUA_TSTRING) {
+                int vt = lua_type(L, -1);
+                if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
+                    luaL_argerror(L, arg, "header values must be strings or numbers");
+                name = lua_tolstring(L, -2, &nn);
+                if (nn == 0 || bad_header_text(name, nn) || memchr(name, ':', nn))
+                    luaL_argerror(L, arg, "invalid header name");
+            } else {
+                luaL_argerror(L, arg, "header keys must be names or array positions");
+            }
+            value = lua_tolstring(L, -1, &vn); /* a number value becomes a string in place */
+            if (bad_header_text(value, vn))
+                luaL_argerror(L, arg, "header values must not contain CR, LF or NUL");
+            if (out && ok) {
+                struct curl_slist *next;
+                if (name) {
+                    /* "Name;" is libcurl's way of sending a header with an empty value */
+                    lua_pushlstring(L, name, nn);
+                    if (vn) {
+                        lua_pushliteral(L, ": ");
+                        lua_pushvalue(L, -3);
+                        lua_concat(L, 3);
+                    } else {
+                        lua_pushliteral(L, ";");
+                        lua_concat(L, 2);
+                    }
+                    next = curl_slist_append(*out, lua_tostring(L, -1));
+                    lua_pop(L, 1);
+                } else {
+                    next = curl_slist_append(*out, value);
+                }
+                if (next)
+                    *out = next;
+                else
+                    ok = 0;
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    return ok;
+}
+
+/* Reads and checks the request table at idx (raises on misuse). Leaves the body string (or
+ * nil) on the stack: the caller keeps it alive while libcurl uses it. */
+static void read_request(lua_State *L, client_t *c, int idx, int arg, reqspec *r)
+{
+    size_t n;
+    if (!lua_istable(L, idx))
+        luaL_argerror(L, arg, "request must be a table");
+    lua_getfield(L, idx, "url");
+    if (lua_type(L, -1) != LUA_TSTRING)
+        luaL_argerror(L, arg, "'url' must be a string");
+    r->url = lua_tolstring(L, -1, &n);
+    if (strlen(r->url) != n)
+        luaL_argerror(L, arg, "'url' must not contain NUL bytes");
+    lua_pop(L, 1); /* still referenced by the request table */
+    lua_getfield(L, idx, "method");
+    if (lua_isnil(L, -1)) {
+        r->method = NULL;
+    } else {
+        size_t i;
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_argerror(L, arg, "'method' must be a string");
+        r->method = lua_tolstring(L, -1, &n);
+        if (n == 0)
+            luaL_argerror(L, arg, "'method' must not be empty");
+        for (i = 0; i < n; i++)
+            if (!isalpha((unsigned char)r->method[i]) && r->method[i] != '-' && r->method[i] != '_')
+                luaL_argerror(L, arg, "'method' must be a token such as \"POST\"");
+    }
+    lua_pop(L, 1);
+    r->timeout_ms = opt_count(L, idx, arg, "timeout", c->timeout_ms, LONG_MAX);
+    r->connect_timeout_ms = opt_count(L, idx, arg, "connect_timeout", c->connect_timeout_ms, LONG_MAX);
+    r->follow = opt_bool(L, idx, arg, "follow_redirects", c->follow);
+    read_headers(L, idx, arg, NULL);
+    lua_getfield(L, idx, "body");
+    r->has_body = !lua_isnil(L, -1);
+    r->body = NULL;
+    r->body_len = 0;
+    if (r->has_body) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_argerror(L, arg, "'body' must be a string");
+        r->body = lua_tolstring(L, -1, &r->body_len);
+    }
+}
+
+static xfer *client_slot(client_t *c)
+{
+    int i;
+    xfer *x;
+    for (i = 0; i < c->nslots; i++)
+        if (!c->slots[i]->index)
+            return c->slots[i];
+    if (c->nslots == c->capslots) {
+        int cap = c->capslots ? c->capslots * 2 : 4;
+        xfer **s = realloc(c->slots, (size_t)cap * sizeof *s);
+        if (!s)
+            return NULL;
+        c->slots = s;
+        c->capslots = cap;
+    }
+    x = calloc(1, sizeof *x);
+    if (!x)
+        return NULL;
+    x->easy = curl_easy_init();
+    if (!x->easy) {
+        free(x);
+        return NULL;
+    }
+    c->slots[c->nslots++] = x;
+    return x;
+}
+
+/* Whether the list has a header named name (lowercase), as "Name: v", "Name;" or "Name:". */
+static int has_header(const struct curl_slist *l, const char *name)
+{
+    size_t n = strlen(name), i;
+    for (; l; l = l->next) {
+        for (i = 0; i < n && l->data[i] && tolower((unsigned char)l->data[i]) == name[i]; i++)
+            ;
+        if (i == n && (l->data[n] == ':' || l->data[n] == ';'))
+            return 1;
+    }
+    return 0;
+}
+
+#define SET(opt, val) (rc = rc ? rc : curl_easy_setopt(e, opt, val))
+
+/* Prepares x for the request r (headers read from the table at idx). Returns a CURLcode. */
+static CURLcode xfer_setup(lua_State *L, client_t *c, xfer *x, int idx, const reqspec *r)
+{
+    CURL *e = x->easy;
+    CURLcode rc = CURLE_OK;
+    int is_get = 0, is_head = 0, is_post = 0;
+
+    curl_easy_setopt(e, CURLOPT_SHARE, NULL); /* reset would drop it without unlinking */
+    curl_easy_reset(e);
+    x->err[0] = '\0';
+    x->over = OVER_NONE;
+    x->max_body = c->max_response;
+    x->body.len = x->head.len = 0;
+
+    if (!read_headers(L, idx, 0, &x->hdrs))
+        return CURLE_OUT_OF_MEMORY;
+    if (!has_header(x->hdrs, "expect")) { /* no 100-continue round trip unless asked */
+        struct curl_slist *l = curl_slist_append(x->hdrs, "Expect:");
+        if (!l)
+            return CURLE_OUT_OF_MEMORY;
+        x->hdrs = l;
+    }
+
+    SET(CURLOPT_SHARE, c->share);
+    SET(CURLOPT_PRIVATE, (void *)x);
+    SET(CURLOPT_URL, r->url);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_ERRORBUFFER, x->err);
+    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEDATA, (void *)x);
+    SET(CURLOPT_HEADERFUNCTION, on_header);
+    SET(CURLOPT_HEADERDATA, (void *)x);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms);
+    SET(CURLOPT_TIMEOUT_MS, r->timeout_ms);
+    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response);
+    SET(CURLOPT_MAXCONNECTS, c->max_connections);
+    SET(CURLOPT_FOLLOWLOCATION, r->follow ? 1L : 0L);
+    SET(CURLOPT_MAXREDIRS, c->max_redirects);
+    SET(CURLOPT_SSL_VERIFYPEER, c->verify ? 1L : 0L);
+    SET(CURLOPT_SSL_VERIFYHOST, c->verify ? 2L : 0L);
+    SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    if (c->cafile)
+        SET(CURLOPT_CAINFO, c->cafile);
+    if (c->capath)
+        SET(CURLOPT_CAPATH, c->capath);
+    if (c->user_agent)
+        SET(CURLOPT_USERAGENT, c->user_agent);
+
+    if (r->method) {
+        is_get = strcmp(r->method, "GET") == 0;
+        is_head = strcmp(r->method, "HEAD") == 0;
+        is_post = strcmp(r->method, "POST") == 0;
+    } else {
+        is_get = !r->has_body;
+        is_post = r->has_body;
+    }
+    if (is_head) {
+        SET(CURLOPT_NOBODY, 1L);
+    } else if (r->has_body || is_post) {
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+        SET(CURLOPT_POSTFIELDS, r->has_body ? r->body : "");
+        if (!is_post)
+            SET(CURLOPT_CUSTOMREQUEST, r->method);
+    } else if (is_get) {
+        SET(CURLOPT_HTTPGET, 1L);
+    } else {
+        SET(CURLOPT_CUSTOMREQUEST, r->method);
+    }
+    SET(CURLOPT_HTTPHEADER, x->hdrs);
+    return rc;
+}
+
+/* ---- results ------------------------------------------------------------------------------ */
+
+/* Classifies a failed transfer: the code name and whether the request may have been sent. */
+static const char *failure_code(xfer *x, CURLcode rc, int *maybe_sent)
+{
+    *maybe_sent = 1;
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+        *maybe_sent = 0;
+        return "dns";
+    case CURLE_COULDNT_CONNECT:
+        *maybe_sent = 0;
+        return "connect";
+    case CURLE_OPERATION_TIMEDOUT: {
+        /* The request goes out only after TCP (and TLS) setup: no pretransfer time, no send. */
+        curl_off_t pre = 0;
+        if (curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME_T, &pre) == CURLE_OK && pre == 0) {
+            *maybe_sent = 0;
+            return "connect_timeout";
+        }
+        return "timeout";
+    }
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
+    case CURLE_SSL_CRL_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_USE_SSL_FAILED:
+        *maybe_sent = 0;
+        return "tls";
+    case CURLE_SEND_ERROR:
+        return "send";
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+        return "recv";
+    case CURLE_WRITE_ERROR:
+    case CURLE_FILESIZE_EXCEEDED:
+        if (x->over == OVER_BODY || x->over == OVER_HEADERS || rc == CURLE_FILESIZE_EXCEEDED)
+            return "too_large";
+        return "other";
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_OUT_OF_MEMORY:
+        *maybe_sent = 0; /* refused before any connection was made */
+        return "other";
+    case CURLE_WEIRD_SERVER_REPLY:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+    case CURLE_TOO_MANY_REDIRECTS:
+    case CURLE_BAD_CONTENT_ENCODING:
+    case CURLE_HTTP3:
+        return "protocol";
+    default:
+        return "other";
+    }
+}
+
+/* Pushes the failure message: libcurl's own words (never request headers or body). */
+static void push_failure_message(lua_State *L, client_t *c, xfer *x, CURLcode rc, const char *code)
+{
+    if (strcmp(code, "too_large") == 0) {
+        if (x->over == OVER_HEADERS)
+            lua_pushfstring(L, "response headers larger than %d bytes", (int)MAX_HEADER_BYTES);
+        else
+            lua_pushfstring(L, "response body larger than %f bytes", (lua_Number)c->max_response);
+    } else if (x->over == OVER_MEMORY) {
+        lua_pushliteral(L, "out of memory while receiving the response");
+    } else if (x->err[0]) {
+        lua_pushstring(L, x->err);
+    } else {
+        lua_pushstring(L, curl_easy_strerror(rc));
+    }
+}
+
+static int is_space(char ch) { return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n'; }
+
+/* Pushes a table of the last response's headers: lowercase names, repeats joined with ", ". */
+static void push_headers(lua_State *L, const buf_t *h)
+{
+    const char *p = h->p, *end = h->p + h->len;
+    int t;
+    lua_newtable(L);
+    t = lua_gettop(L);
+    lua_pushnil(L); /* name of the previous header, for folded continuation lines */
+    while (p && p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        const char *next = eol ? eol + 1 : end, *colon, *v, *ve;
+        if (!eol)
+            eol = end;
+        if (p < eol && (*p == ' ' || *p == '\t') && !lua_isnil(L, -1)) {
+            v = p;
+            ve = eol;
+            while (v < ve && is_space(*v)) v++;
+            while (ve > v && is_space(ve[-1])) ve--;
+            lua_pushvalue(L, -1);
+            lua_rawget(L, t);
+            lua_pushliteral(L, " ");
+            lua_pushlstring(L, v, (size_t)(ve - v));
+            lua_concat(L, 3);
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, t);
+        } else if ((size_t)(eol - p) >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+            /* status line */
+        } else if ((colon = memchr(p, ':', (size_t)(eol - p))) != NULL && colon > p) {
+            char small[64];
+            size_t nn = (size_t)(colon - p), i;
+            luaL_Buffer b;
+            v = colon + 1;
+            ve = eol;
+            while (v < ve && is_space(*v)) v++;
+            while (ve > v && is_space(ve[-1])) ve--;
+            lua_pop(L, 1);
+            if (nn < sizeof small) {
+                for (i = 0; i < nn; i++)
+                    small[i] = (char)tolower((unsigned char)p[i]);
+                lua_pushlstring(L, small, nn);
+            } else {
+                luaL_buffinit(L, &b);
+                for (i = 0; i < nn; i++)
+                    luaL_addchar(&b, (char)tolower((unsigned char)p[i]));
+                luaL_pushresult(&b);
+            }
+            lua_pushvalue(L, -1);
+            lua_rawget(L, t);
+            if (lua_isnil(L, -1)) {
+                lua_pop(L, 1);
+                lua_pushlstring(L, v, (size_t)(ve - v));
+            } else {
+                lua_pushliteral(L, ", ");
+                lua_pushlstring(L, v, (size_t)(ve - v));
+                lua_concat(L, 3);
+            }
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_rawset(L, t);
+        }
+        p = next;
+    }
+    lua_pop(L, 1);
+}
+
+/* Pushes the outcome of a finished transfer. As a table when as_table (batch); otherwise the
+ * response table (returns 1) or nil, message, code, maybe_sent (returns 4). */
+static int push_outcome(lua_State *L, client_t *c, xfer *x, CURLcode rc, int as_table)
+{
+    if (rc == CURLE_OK) {
+        long status = 0;
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+        lua_createtable(L, 0, 3);
+        lua_pushinteger(L, (lua_Integer)status);
+        lua_setfield(L, -2, "status");
+        push_headers(L, &x->head);
+        lua_setfield(L, -2, "headers");
+        lua_pushlstring(L, x->body.p ? x->body.p : "", x->body.len);
+        lua_setfield(L, -2, "body");
+        return 1;
+    } else {
+        int maybe_sent;
+        const char *code = failure_code(x, rc, &maybe_sent);
+        if (as_table) {
+            lua_createtable(L, 0, 3);
+            push_failure_message(L, c, x, rc, code);
+            lua_setfield(L, -2, "error");
+            lua_pushstring(L, code);
+            lua_setfield(L, -2, "code");
+            lua_pushboolean(L, maybe_sent);
+            lua_setfield(L, -2, "maybe_sent");
+            return 1;
+        }
+        lua_pushnil(L);
+        push_failure_message(L, c, x, rc, code);
+        lua_pushstring(L, code);
+        lua_pushboolean(L, maybe_sent);
+        return 4;
+    }
+}
+
+/* ---- the transfer loop -------------------------------------------------------------------- */
+
+/* Runs n requests: the request tables are reqs[1..n] (reqs is a stack index), or the single
+ * table at `reqs` when single. At most max_in_flight at once. Batch results go into the table
+ * at results; a single request pushes its outcome and returns the number of values. */
+static int run(lua_State *L, client_t *c, int reqs, int n, int max_in_flight, int single, int results)
+{
+    int next = 1, active = 0, done = 0, nret = 0, i;
+    int anchor; /* holds each in-flight request's body string, by slot */
+    client_settle(c);
+    curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS,
+                      max_in_flight > c->max_connections ? (long)max_in_flight : c->max_connections);
+    lua_newtable(L);
+    anchor = lua_gettop(L);
+
+    while (done < n) {
+        int running = 0, queued = 0, finished = 0;
+        CURLMsg *msg;
+        CURLMcode mc;
+        while (active < max_in_flight && next <= n) {
+            reqspec r;
+            int idx;
+            xfer *x = client_slot(c);
+            CURLcode rc;
+            if (single) {
+                lua_pushvalue(L, reqs);
+            } else {
+                lua_rawgeti(L, reqs, next);
+            }
+            idx = lua_gettop(L);
+            if (!x) {
+                lua_pop(L, 1);
+                return luaL_error(L, "out of memory");
+            }
+            read_request(L, c, idx, 2, &r); /* checked already: does not raise */
+            x->index = next;
+            rc = xfer_setup(L, c, x, idx, &r);
+            if (rc == CURLE_OK && curl_multi_add_handle(c->multi, x->easy) != CURLM_OK)
+                rc = CURLE_FAILED_INIT;
+            if (rc == CURLE_OK) {
+                x->in_multi = 1;
+                lua_rawseti(L, anchor, next); /* the body (or nil) */
+                lua_pop(L, 1);                /* the request table */
+                active++;
+            } else {
+                lua_pop(L, 2);
+                if (single) {
+                    nret = push_outcome(L, c, x, rc, 0);
+                } else {
+                    push_outcome(L, c, x, rc, 1);
+                    lua_rawseti(L, results, next);
+                }
+                xfer_release(c, x);
+                done++;
+            }
+            next++;
+        }
+        if (active == 0)
+            continue;
+        mc = curl_multi_perform(c->multi, &running);
+        while ((msg = curl_multi_info_read(c->multi, &queued)) != NULL) {
+            xfer *x = NULL;
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+            if (!x || !x->index)
+                continue;
+            if (single) {
+                nret = push_outcome(L, c, x, msg->data.result, 0);
+            } else {
+                push_outcome(L, c, x, msg->data.result, 1);
+                lua_rawseti(L, results, x->index);
+            }
+            lua_pushnil(L);
+            lua_rawseti(L, anchor, x->index);
+            xfer_release(c, x);
+            active--;
+            done++;
+            finished++;
+        }
+        if (mc != CURLM_OK) {
+            /* the multi handle itself failed: report every transfer still running */
+            for (i = 0; i < c->nslots; i++) {
+                xfer *x = c->slots[i];
+                if (!x->index || !x->in_multi)
+                    continue;
+                snprintf(x->err, sizeof x->err, "libcurl multi error: %s", curl_multi_strerror(mc));
+                if (single) {
+                    nret = push_outcome(L, c, x, CURLE_FAILED_INIT, 0);
+                } else {
+                    push_outcome(L, c, x, CURLE_FAILED_INIT, 1);
+                    lua_rawseti(L, results, x->index);
+                }
+                xfer_release(c, x);
+                active--;
+                done++;
+            }
+            continue;
+        }
+        if (done < n && !finished)
+            curl_multi_poll(c->multi, NULL, 0, POLL_MS, NULL);
+    }
+    client_trim(c);
+    if (single) {
+        /* the outcome values sit above the anchor table: drop the anchor */
+        lua_remove(L, anchor);
+        return nret;
+    }
+    lua_pop(L, 1);
+    return 0;
+}
+
+/* client:request(req) */
+static int client_request(lua_State *L)
+{
+    client_t *c = check_client(L);
+    reqspec r;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    read_request(L, c, 2, 2, &r);
+    lua_settop(L, 2);
+    return run(L, c, 2, 1, 1, 1, 0);
+}
+
+/* client:batch(requests[, {max_in_flight=N}]) */
+static int client_batch(lua_State *L)
+{
+    client_t *c = check_client(L);
+    int n, i;
+    long max_in_flight = c->max_connections;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        max_in_flight = opt_count(L, 3, 3, "max_in_flight", max_in_flight, 100000);
+        if (max_in_flight < 1)
+            return luaL_argerror(L, 3, "'max_in_flight' must be at least 1");
+    }
+    lua_settop(L, 2);
+    n = (int)lua_rawlen(L, 2);
+    for (i = 1; i <= n; i++) { /* every request is checked before the first one is sent */
+        reqspec r;
+        lua_rawgeti(L, 2, i);
+        if (!lua_istable(L, -1))
+            return luaL_argerror(L, 2, lua_pushfstring(L, "request %d must be a table", i));
+        read_request(L, c, lua_gettop(L), 2, &r);
+        lua_settop(L, 2);
+    }
+    lua_createtable(L, n, 0);
+    run(L, c, 2, n, (int)max_in_flight, 0, 3);
+    return 1;
+}
+
+/* client:close(): frees the connections now; the client can no longer be used. */
+static int client_close(lua_State *L)
+{
+    client_t *c = (client_t *)luaL_checkudata(L, 1, CLIENT_MT);
+    client_free(c);
+    return 0;
+}
+
+static int client_closed(lua_State *L)
+{
+    client_t *c = (client_t *)luaL_checkudata(L, 1, CLIENT_MT);
+    lua_pushboolean(L, c->share == NULL);
+    return 1;
+}
+
+static const luaL_Reg client_methods[] = {
+    {"request", client_request},
+    {"batch", client_batch},
+    {"close", client_close},
+    {"closed", client_closed},
+    {NULL, NULL},
+};
+
+static const luaL_Reg client_meta[] = {
+    {"__gc", client_gc},
+#if LUA_VERSION_NUM >= 504
+    {"__close", client_gc},
+#endif
+    {"__tostring", client_tostring},
+    {NULL, NULL},
+};
+
+static const luaL_Reg http_funcs[] = {
+    {"http_client", http_client},
+    {NULL, NULL},
+};
+
+void paykit_http_register(lua_State *L)
+{
+    if (luaL_newmetatable(L, CLIENT_MT)) {
+        luaL_setfuncs(L, client_meta, 0);
+        lua_newtable(L);
+        luaL_setfuncs(L, client_methods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, "paykit.http.client");
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
+    luaL_setfuncs(L, http_funcs, 0);
+}
