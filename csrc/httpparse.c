@@ -163,6 +163,7 @@ static int on_message_complete(http_parser *hp)
         ps->in_value = 0;
         return 0;
     }
+    if (flush_header(ps)) return -1; /* a trailer field, after a chunked body */
     ps->status = (int)hp->status_code;
     ps->keepalive = http_should_keep_alive(hp) ? 1 : 0;
     ps->state = ST_DONE;
