@@ -3,6 +3,7 @@
 #   make test       install missing Debian packages (as root), build, run every spec suite
 #   make demo       the demo purchase flow against the local sandbox
 #   make bench      transport benchmark next to wrk
+#   make docs       the API reference (LDoc) in docs/api/
 #   make deps       install the Debian packages paykit needs (as root)
 
 CC      ?= cc
@@ -24,11 +25,11 @@ COREJIT = build/luajit/paykit/core.so
 # Debian packages: building, testing, the sandbox (nginx + its Lua module), benchmarking.
 DEB_PKGS = build-essential pkg-config lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
   lua-cjson lua-busted luarocks nginx libnginx-mod-http-lua lua-resty-core \
-  libcurl4-openssl-dev libssl-dev libhttp-parser-dev curl wrk valgrind openssl chromium
+  libcurl4-openssl-dev libssl-dev libhttp-parser-dev curl wrk valgrind openssl chromium lua-ldoc
 # node and npm (browser specs) come from Debian's nodejs/npm when the machine has no node.
 NODE_PKGS = nodejs npm
 
-.PHONY: all build test demo bench deps clean check-deps valgrind
+.PHONY: all build test demo bench deps clean valgrind docs
 all: build
 build: $(CORE54) $(COREJIT)
 
@@ -60,5 +61,10 @@ bench: deps
 	@$(MAKE) --no-print-directory build
 	@bash bench/run
 
+docs:
+	@command -v ldoc >/dev/null || $(MAKE) --no-print-directory deps
+	ldoc -q .
+	@echo "API reference: docs/api/index.html"
+
 clean:
-	rm -rf build
+	rm -rf build docs/api
