@@ -66,6 +66,9 @@ _M.luhn = luhn_ok
 function _M.card(number)
   if number == nil then return nil end
   local s = tostring(number)
+  if find(s, "^[%d%*%s%-]*$") and find(s, "*", 1, true) and #gsub(s, "[^%d]", "") <= 10 then
+    return s -- already masked
+  end
   local digits = gsub(s, "%D", "")
   local n = #digits
   if n < 12 then return rep("*", #s) end
