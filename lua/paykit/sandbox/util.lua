@@ -67,6 +67,34 @@ function M.json_body()
   return decoded
 end
 
+-- Decodes JSON text keeping every number as its literal text (27.50 -> "27.50"), so that
+-- amounts never pass through a float: read them with core.money_parse. Returns value or nil, err.
+-- (JSON numbers and numeric strings look the same to the caller afterwards.)
+function M.json_decode_exact(text)
+  local out, pos, n = {}, 1, #text
+  while pos <= n do
+    local i = text:find('["%-%d]', pos)
+    if not i then out[#out + 1] = text:sub(pos); break end
+    out[#out + 1] = text:sub(pos, i - 1)
+    if text:sub(i, i) == '"' then
+      local j = i + 1
+      while true do
+        local k = text:find('[\\"]', j)
+        if not k then return nil, "unterminated string" end
+        if text:sub(k, k) == '"' then j = k; break end
+        j = k + 2
+      end
+      out[#out + 1] = text:sub(i, j)
+      pos = j + 1
+    else
+      local lit = text:match("^%-?[%d%.eE%+%-]*", i)
+      out[#out + 1] = '"' .. lit .. '"'
+      pos = i + #lit
+    end
+  end
+  return cjson.decode(table.concat(out))
+end
+
 ---------------------------------------------------------------------------- replies
 
 function M.send(status, body, content_type, headers)
