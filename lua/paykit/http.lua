@@ -61,8 +61,20 @@ local function now()
 end
 _M.now = now
 
+-- paykit.batch registers its task coroutines here (weak keys): inside one of them a request
+-- (and a retry's sleep) is handed to the batch scheduler with coroutine.yield instead of run.
+local batch_coroutines = setmetatable({}, { __mode = "k" })
+_M.batch_coroutines = batch_coroutines
+_M.BATCH_REQUEST, _M.BATCH_SLEEP = {}, {}
+
+local function batched()
+  local co = coroutine.running()
+  return co ~= nil and batch_coroutines[co] == true
+end
+
 local function default_sleep(s)
   if s <= 0 then return end
+  if batched() then return coroutine.yield(_M.BATCH_SLEEP, s) end
   if in_cosocket_phase() then return rawget(_G, "ngx").sleep(s) end
   if socket and socket.sleep then return socket.sleep(s) end
   os.execute(string.format("sleep %.3f", s))
@@ -151,6 +163,7 @@ end
 -- One attempt, through cosocket or curl. Returns the core shape:
 -- res | nil, message, code, maybe_sent.
 function _M:send_once(req)
+  if batched() then return coroutine.yield(_M.BATCH_REQUEST, self, req) end
   if in_cosocket_phase() then
     local ok, cosocket = pcall(require, "paykit.cosocket")
     if ok and type(cosocket) == "table" and cosocket.request then

@@ -28,4 +28,7 @@ end
 
 for _, name in ipairs(PROVIDERS) do _M[name] = constructor(name) end
 
+-- paykit.batch(tasks, {max_in_flight = 64}): many provider calls at once (see paykit/batch.lua).
+_M.batch = require "paykit.batch"
+
 return _M

@@ -1,0 +1,137 @@
+-- paykit.batch against the real sandbox nginx: many tasks' requests go out together through the
+-- core client's batch, each task gets its own answer, results come back in task order.
+local sb = require "spec.support.sandbox"
+local paykit = require "paykit"
+local http = require "paykit.http"
+local batch = require "paykit.batch"
+local cjson = require "cjson.safe"
+
+local base
+
+local function sink_log(name)
+  local t = http.new { retry = false }
+  local res = assert(t:request { method = "GET", url = base .. "/_sink/" .. name .. "/log" })
+  t:close()
+  return cjson.decode(res.body)
+end
+
+describe("paykit.batch", function()
+  lazy_setup(function() base = sb.start() end)
+  lazy_teardown(function() sb.stop() end)
+
+  it("is exposed as paykit.batch", function()
+    assert.equal(batch, paykit.batch)
+  end)
+
+  it("runs 200 tasks and returns their results in task order", function()
+    local t = http.new {}
+    local tasks = {}
+    for i = 1, 200 do
+      tasks[i] = function()
+        local res, err = t:request { method = "GET", url = base .. "/_sink/batch200?reply=task-" .. i }
+        if not res then return nil, err end
+        return res.body, res.status
+      end
+    end
+    local results, errs = paykit.batch(tasks, { max_in_flight = 64 })
+    assert.equal(200, #results)
+    for i = 1, 200 do
+      assert.equal("task-" .. i, results[i])
+      assert.equal(200, errs[i])
+    end
+    assert.equal(200, #sink_log("batch200"))
+    t:close()
+  end)
+
+  it("sends the requests of all waiting tasks in one core batch", function()
+    local t = http.new {}
+    local client = t:core_client()
+    local calls, sizes = 0, {}
+    local spy = { batch = function(_, reqs, o)
+      calls = calls + 1; sizes[#sizes + 1] = #reqs
+      return client:batch(reqs, o)
+    end }
+    t.core_client = function() return spy end
+    local tasks = {}
+    for i = 1, 30 do
+      tasks[i] = function() return (assert(t:request { url = base .. "/_sink/onebatch?reply=" .. i })).body end
+    end
+    local results = batch(tasks, { max_in_flight = 8 })
+    assert.equal(1, calls)
+    assert.same({ 30 }, sizes)
+    assert.equal("30", results[30])
+    t:close()
+  end)
+
+  it("lets a task make several requests one after another", function()
+    local t = http.new {}
+    local tasks = {}
+    for i = 1, 20 do
+      tasks[i] = function()
+        local a = assert(t:request { url = base .. "/_sink/seq?reply=a" .. i })
+        local b = assert(t:request { method = "POST", url = base .. "/_sink/seq?reply=b" .. i, body = a.body })
+        return a.body .. "," .. b.body
+      end
+    end
+    local results = batch(tasks)
+    for i = 1, 20 do assert.equal("a" .. i .. ",b" .. i, results[i]) end
+    local log = sink_log("seq")
+    assert.equal(40, #log)
+    local posted = 0
+    for _, r in ipairs(log) do if r.method == "POST" then posted = posted + 1; assert.matches("^a%d+$", r.body) end end
+    assert.equal(20, posted)
+    t:close()
+  end)
+
+  it("keeps a task's raised error in errs and finishes the others", function()
+    local t = http.new {}
+    local results, errs = batch {
+      function() return (assert(t:request { url = base .. "/_sink/raise?reply=one" })).body end,
+      function() error("task two broke", 0) end,
+      function() return (assert(t:request { url = base .. "/_sink/raise?reply=three" })).body end,
+    }
+    assert.equal("one", results[1])
+    assert.is_nil(results[2])
+    assert.equal("task two broke", errs[2])
+    assert.equal("three", results[3])
+    t:close()
+  end)
+
+  it("gives a transport error to the one task whose request failed, after its retries", function()
+    local t = http.new { retry = { attempts = 3, base_delay = 0.01, max_delay = 0.02 } }
+    local dead = http.new { retry = { attempts = 3, base_delay = 0.01, max_delay = 0.02 } }
+    local attempts = 0
+    dead.hooks.before = function() attempts = attempts + 1 end
+    local results, errs = batch {
+      function() return t:request { url = base .. "/_sink/ok?reply=fine" } end,
+      function() return dead:request { url = "http://127.0.0.1:1/nothing" } end,
+    }
+    assert.equal("fine", results[1].body)
+    assert.is_nil(results[2])
+    assert.truthy(paykit.errors.is(errs[2]))
+    assert.equal("transport", errs[2].kind)
+    assert.equal("connect", errs[2].code)
+    assert.equal(3, attempts) -- a connection never made is retried; the backoff sleeps yielded
+    t:close(); dead:close()
+  end)
+
+  it("does not intercept requests made in coroutines of its own", function()
+    local t = http.new {}
+    local co = coroutine.wrap(function() return (assert(t:request { url = base .. "/_sink/own?reply=direct" })).body end)
+    assert.equal("direct", co())
+    t:close()
+  end)
+
+  it("returns empty arrays for no tasks and refuses what is not a task", function()
+    local r, e = batch {}
+    assert.same({}, r); assert.same({}, e)
+    assert.has_error(function() batch { 1 } end)
+    assert.has_error(function() batch({ function() end }, { max_in_flight = 0 }) end)
+    assert.has_error(function() batch("nope") end)
+  end)
+
+  it("reports a task that yields something of its own", function()
+    local _, errs = batch { function() coroutine.yield("hello") end }
+    assert.matches("yielded something other than a request", errs[1])
+  end)
+end)
