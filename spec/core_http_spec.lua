@@ -1,0 +1,464 @@
+-- paykit.core http client (libcurl) against a real nginx on 127.0.0.1.
+local core = require "paykit.core"
+local nginx = require "spec.support.nginx"
+local socket = require "socket"
+
+local HTTP_PORT, HTTPS_PORT, CLOSED_PORT, BACKLOG_PORT, WRONG_NAME_PORT = 18780, 18781, 18782, 18783, 18784
+local BASE = "http://127.0.0.1:" .. HTTP_PORT
+local TLS_BASE = "https://127.0.0.1:" .. HTTPS_PORT
+
+-- Endpoints shared by the plain and the TLS server.
+local LOCATIONS = [[
+  location = /echo {
+    content_by_lua_block {
+      ngx.req.read_body()
+      local body = ngx.req.get_body_data() or ""
+      local h = ngx.req.get_headers()
+      ngx.header["X-Method"] = ngx.req.get_method()
+      ngx.header["X-Echo-Test"] = h["x-test"]
+      ngx.header["X-Echo-Other"] = h["x-other"]
+      ngx.header["X-Echo-Empty"] = h["x-empty"] and ("[" .. h["x-empty"] .. "]") or nil
+      ngx.header["X-Echo-Expect"] = h["expect"] or "none"
+      ngx.header["X-Multi"] = { "one", "two" }
+      ngx.header["X-Body-Length"] = #body
+      ngx.print(body)
+    }
+  }
+  location = /json {
+    default_type application/json;
+    content_by_lua_block {
+      local body = '{"ok":true,"id":"' .. (ngx.var.arg_id or "") .. '"}'
+      ngx.header["Content-Length"] = #body
+      ngx.print(body)
+    }
+  }
+  location = /slow {
+    content_by_lua_block {
+      ngx.sleep(tonumber(ngx.var.arg_s) or 0.2)
+      ngx.print("slept " .. (ngx.var.arg_id or ""))
+    }
+  }
+  location = /big {
+    content_by_lua_block {
+      local n = tonumber(ngx.var.arg_n) or 100000
+      for _ = 1, math.floor(n / 1000) do ngx.print(string.rep("x", 1000)); ngx.flush(true) end
+    }
+  }
+  location = /bigcl {
+    content_by_lua_block {
+      local n = tonumber(ngx.var.arg_n) or 100000
+      ngx.header["Content-Length"] = n
+      ngx.print(string.rep("y", n))
+    }
+  }
+  location = /redirect { return 302 /json?id=redirected; }
+  location = /conn {
+    content_by_lua_block {
+      ngx.header["X-Conn"] = ngx.var.connection
+      ngx.header["X-Conn-Requests"] = ngx.var.connection_requests
+      ngx.print("conn")
+    }
+  }
+  location = /status { content_by_lua_block { ngx.status = 418; ngx.print("teapot") } }
+]]
+
+local SERVERS = [[
+  client_body_buffer_size 1m;
+  client_max_body_size 8m;
+  keepalive_requests 10000;
+  server {
+    listen 127.0.0.1:${HTTP_PORT};
+]] .. LOCATIONS .. [[
+  }
+  server {
+    listen 127.0.0.1:${HTTPS_PORT} ssl;
+    ssl_certificate ${DIR}/server.crt;
+    ssl_certificate_key ${DIR}/server.key;
+]] .. LOCATIONS .. [[
+  }
+  server {
+    listen 127.0.0.1:${WRONG_NAME_PORT} ssl;
+    ssl_certificate ${DIR}/wrong.crt;
+    ssl_certificate_key ${DIR}/wrong.key;
+]] .. LOCATIONS .. [[
+  }
+]]
+
+local function sh(cmd)
+  local ok, _, code = os.execute(cmd)
+  if type(ok) == "number" then return ok == 0 end
+  return ok and code == 0
+end
+
+-- A private CA and two server certificates signed by it, made with the openssl CLI:
+-- server.crt names 127.0.0.1 and localhost, wrong.crt names only wrong.example.
+local function make_certs(dir)
+  local q = function(s) return "'" .. s .. "'" end
+  assert(sh("mkdir -p " .. q(dir)))
+  local steps = {
+    "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=paykit test CA' "
+      .. "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign "
+      .. "-keyout " .. q(dir .. "/ca.key") .. " -out " .. q(dir .. "/ca.crt"),
+  }
+  for _, leaf in ipairs({ { "server", "IP:127.0.0.1,DNS:localhost" }, { "wrong", "DNS:wrong.example" } }) do
+    local name, san = leaf[1], leaf[2]
+    local f = function(ext) return q(dir .. "/" .. name .. "." .. ext) end
+    steps[#steps + 1] = "openssl req -newkey rsa:2048 -nodes -subj '/CN=" .. name .. "' -keyout " .. f("key")
+      .. " -out " .. f("csr")
+    local ext = assert(io.open(dir .. "/" .. name .. ".ext", "wb"))
+    ext:write("subjectAltName=" .. san .. "\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    ext:close()
+    steps[#steps + 1] = "openssl x509 -req -days 2 -in " .. f("csr") .. " -CA " .. q(dir .. "/ca.crt")
+      .. " -CAkey " .. q(dir .. "/ca.key") .. " -CAcreateserial -extfile " .. f("ext") .. " -out " .. f("crt")
+  end
+  for _, cmd in ipairs(steps) do
+    assert(sh(cmd .. " >/dev/null 2>&1"), "openssl failed: " .. cmd)
+  end
+end
+
+local function header(res, name) return res and res.headers and res.headers[name] end
+
+describe("core http client", function()
+  local srv, client, dir
+  local listener, fillers = nil, {}
+
+  lazy_setup(function()
+    dir = nginx.root() .. "/build/run/core_http_certs"
+    make_certs(dir)
+    srv = nginx.start("core_http", SERVERS,
+      { HTTP_PORT = HTTP_PORT, HTTPS_PORT = HTTPS_PORT, WRONG_NAME_PORT = WRONG_NAME_PORT, DIR = dir,
+        PORTS = { HTTP_PORT, HTTPS_PORT, WRONG_NAME_PORT } })
+    client = core.http_client { timeout = 5000, connect_timeout = 2000 }
+  end)
+
+  lazy_teardown(function()
+    if client then client:close() end
+    for _, c in ipairs(fillers) do c:close() end
+    if listener then listener:close() end
+    if srv then srv:stop() end
+  end)
+
+  describe("request", function()
+    it("returns status, lowercase headers and body of a JSON answer", function()
+      local res, err = client:request { url = BASE .. "/json?id=42" }
+      assert.is_nil(err)
+      assert.are.equal(200, res.status)
+      assert.are.equal('{"ok":true,"id":"42"}', res.body)
+      assert.are.equal("application/json", res.headers["content-type"])
+      assert.are.equal(tostring(#res.body), res.headers["content-length"])
+      assert.is_nil(res.headers["Content-Type"])
+    end)
+
+    it("returns non-2xx answers as responses, not errors", function()
+      local res = assert(client:request { url = BASE .. "/status" })
+      assert.are.equal(418, res.status)
+      assert.are.equal("teapot", res.body)
+    end)
+
+    it("sends method, map and array headers and a body with NUL bytes", function()
+      local body = "a\0b\0\0c" .. string.rep("\0\255", 3000)
+      local res = assert(client:request {
+        method = "PUT", url = BASE .. "/echo", body = body,
+        headers = { "X-Test: array form", ["X-Other"] = "map form", ["X-Empty"] = "" },
+      })
+      assert.are.equal(200, res.status)
+      assert.are.equal("PUT", res.headers["x-method"])
+      assert.are.equal("array form", res.headers["x-echo-test"])
+      assert.are.equal("map form", res.headers["x-echo-other"])
+      assert.are.equal("[]", res.headers["x-echo-empty"])
+      assert.are.equal("none", res.headers["x-echo-expect"])
+      assert.are.equal(tostring(#body), res.headers["x-body-length"])
+      assert.are.equal(#body, #res.body)
+      assert.are.equal(body, res.body)
+    end)
+
+    it("defaults to POST with a body and GET without, and sends an empty POST", function()
+      assert.are.equal("POST", header(client:request { url = BASE .. "/echo", body = "x=1" }, "x-method"))
+      assert.are.equal("GET", header(client:request { url = BASE .. "/echo" }, "x-method"))
+      local res = assert(client:request { method = "POST", url = BASE .. "/echo" })
+      assert.are.equal("POST", res.headers["x-method"])
+      assert.are.equal("0", res.headers["x-body-length"])
+      local del = assert(client:request { method = "DELETE", url = BASE .. "/echo" })
+      assert.are.equal("DELETE", del.headers["x-method"])
+    end)
+
+    it("joins repeated response headers with a comma", function()
+      local res = assert(client:request { url = BASE .. "/echo" })
+      assert.are.equal("one, two", res.headers["x-multi"])
+    end)
+
+    it("refuses header injection and wrong argument types", function()
+      assert.has_error(function() client:request { url = BASE .. "/echo", headers = { ["X-A"] = "v\r\nX-B: w" } } end)
+      assert.has_error(function() client:request { url = BASE .. "/echo", headers = { "X-A: v\nX-B: w" } } end)
+      assert.has_error(function() client:request { url = BASE .. "/echo", body = {} } end)
+      assert.has_error(function() client:request { url = 42 } end)
+      assert.has_error(function() client:request("http://x") end)
+      assert.has_error(function() core.http_client { timeout = -1 } end)
+      assert.has_error(function() core.http_client { verify = "yes" } end)
+    end)
+  end)
+
+  describe("keep-alive", function()
+    it("reuses one server connection for sequential requests", function()
+      local c = core.http_client()
+      local conns, counts = {}, {}
+      for i = 1, 5 do
+        local res = assert(c:request { url = BASE .. "/conn" })
+        conns[i] = res.headers["x-conn"]
+        counts[i] = tonumber(res.headers["x-conn-requests"])
+      end
+      c:close()
+      for i = 2, 5 do
+        assert.are.equal(conns[1], conns[i])
+        assert.are.equal(counts[i - 1] + 1, counts[i])
+      end
+    end)
+
+    it("reuses the TLS connection too", function()
+      local c = core.http_client { cafile = dir .. "/ca.crt" }
+      local a = assert(c:request { url = TLS_BASE .. "/conn" })
+      local b = assert(c:request { url = TLS_BASE .. "/conn" })
+      c:close()
+      assert.are.equal(a.headers["x-conn"], b.headers["x-conn"])
+      assert.are.equal(tonumber(a.headers["x-conn-requests"]) + 1, tonumber(b.headers["x-conn-requests"]))
+    end)
+
+    it("lets a batch reuse the connection of an earlier request", function()
+      local c = core.http_client()
+      local first = assert(c:request { url = BASE .. "/conn" })
+      local out = c:batch({ { url = BASE .. "/conn" } }, { max_in_flight = 1 })
+      c:close()
+      assert.are.equal(first.headers["x-conn"], out[1].headers["x-conn"])
+    end)
+  end)
+
+  describe("failures", function()
+    it("reports a refused connection as connect, not sent", function()
+      local res, msg, code, maybe_sent = client:request { url = "http://127.0.0.1:" .. CLOSED_PORT .. "/" }
+      assert.is_nil(res)
+      assert.is_string(msg)
+      assert.are.equal("connect", code)
+      assert.is_false(maybe_sent)
+    end)
+
+    it("reports a connection that is never accepted as connect_timeout, not sent", function()
+      -- a listener with a full accept queue: the kernel drops further SYNs
+      listener = assert(socket.tcp())
+      listener:setoption("reuseaddr", true)
+      assert(listener:bind("127.0.0.1", BACKLOG_PORT))
+      assert(listener:listen(1))
+      for i = 1, 4 do
+        local c = socket.tcp(); c:settimeout(0); c:connect("127.0.0.1", BACKLOG_PORT); fillers[i] = c
+      end
+      socket.sleep(0.1)
+      local t0 = socket.gettime()
+      local res, msg, code, maybe_sent = client:request {
+        url = "http://127.0.0.1:" .. BACKLOG_PORT .. "/", connect_timeout = 300 }
+      assert.is_nil(res)
+      assert.are.equal("connect_timeout", code, msg)
+      assert.is_false(maybe_sent)
+      assert.is_true(socket.gettime() - t0 < 3)
+    end)
+
+    it("reports a slow answer as timeout, maybe sent (fresh and reused connection)", function()
+      local c = core.http_client { timeout = 300 }
+      local res, msg, code, maybe_sent = c:request { url = BASE .. "/slow?s=2" }
+      assert.is_nil(res)
+      assert.are.equal("timeout", code, msg)
+      assert.is_true(maybe_sent)
+      assert(c:request { url = BASE .. "/json" })
+      res, msg, code, maybe_sent = c:request { url = BASE .. "/slow?s=2", timeout = 200 }
+      assert.is_nil(res)
+      assert.are.equal("timeout", code, msg)
+      assert.is_true(maybe_sent)
+      c:close()
+    end)
+
+    it("reports an unknown host as dns", function()
+      local _, _, code, maybe_sent = client:request { url = "http://paykit-no-such-host.invalid/" }
+      assert.are.equal("dns", code)
+      assert.is_false(maybe_sent)
+    end)
+
+    it("never puts request headers or body in the message", function()
+      local _, msg = client:request { url = "http://127.0.0.1:" .. CLOSED_PORT .. "/pay",
+        headers = { Authorization = "Bearer sekret-token" }, body = "CvcNumber=123&pan=4111111111111111" }
+      assert.is_string(msg)
+      assert.is_nil(msg:find("sekret", 1, true))
+      assert.is_nil(msg:find("4111", 1, true))
+    end)
+  end)
+
+  describe("TLS", function()
+    it("refuses the self-signed chain by default with tls, not sent", function()
+      local c = core.http_client()
+      local res, msg, code, maybe_sent = c:request { url = TLS_BASE .. "/json" }
+      c:close()
+      assert.is_nil(res)
+      assert.are.equal("tls", code, msg)
+      assert.is_false(maybe_sent)
+    end)
+
+    it("accepts the server once its CA file is given", function()
+      local c = core.http_client { cafile = dir .. "/ca.crt" }
+      local res, err = c:request { url = TLS_BASE .. "/json?id=tls" }
+      c:close()
+      assert.is_nil(err)
+      assert.are.equal('{"ok":true,"id":"tls"}', res.body)
+    end)
+
+    it("checks the host name, not only the chain", function()
+      -- this server's certificate is signed by the same CA but names only wrong.example
+      local c = core.http_client { cafile = dir .. "/ca.crt" }
+      local res, msg, code = c:request { url = "https://127.0.0.1:" .. WRONG_NAME_PORT .. "/json" }
+      c:close()
+      assert.is_nil(res)
+      assert.are.equal("tls", code, msg)
+    end)
+
+    it("skips verification only when told verify = false", function()
+      local c = core.http_client { verify = false }
+      local res = assert(c:request { url = TLS_BASE .. "/json" })
+      c:close()
+      assert.are.equal(200, res.status)
+    end)
+  end)
+
+  describe("limits and redirects", function()
+    it("aborts a chunked body over max_response with too_large", function()
+      local c = core.http_client { max_response = 10000 }
+      local res, msg, code, maybe_sent = c:request { url = BASE .. "/big?n=200000" }
+      assert.is_nil(res)
+      assert.are.equal("too_large", code, msg)
+      assert.is_true(maybe_sent)
+      local ok = assert(c:request { url = BASE .. "/big?n=10000" })
+      assert.are.equal(10000, #ok.body)
+      c:close()
+    end)
+
+    it("refuses a declared Content-Length over max_response with too_large", function()
+      local c = core.http_client { max_response = 1000 }
+      local _, msg, code = c:request { url = BASE .. "/bigcl?n=5000" }
+      c:close()
+      assert.are.equal("too_large", code, msg)
+    end)
+
+    it("does not follow redirects unless asked", function()
+      local res = assert(client:request { url = BASE .. "/redirect" })
+      assert.are.equal(302, res.status)
+      assert.matches("/json%?id=redirected$", res.headers["location"])
+      local followed = assert(client:request { url = BASE .. "/redirect", follow_redirects = true })
+      assert.are.equal(200, followed.status)
+      assert.are.equal('{"ok":true,"id":"redirected"}', followed.body)
+      assert.is_nil(followed.headers["location"])
+    end)
+
+    it("follows redirects for a client made with follow_redirects", function()
+      local c = core.http_client { follow_redirects = true }
+      local res = assert(c:request { url = BASE .. "/redirect" })
+      c:close()
+      assert.are.equal(200, res.status)
+    end)
+  end)
+
+  describe("batch", function()
+    it("runs 50 slow requests 25 at a time and returns them in order", function()
+      local reqs = {}
+      for i = 1, 50 do reqs[i] = { url = BASE .. "/slow?s=0.2&id=" .. i } end
+      local c = core.http_client()
+      local t0 = socket.gettime()
+      local out = c:batch(reqs, { max_in_flight = 25 })
+      local elapsed = socket.gettime() - t0
+      c:close()
+      assert.are.equal(50, #out)
+      for i = 1, 50 do
+        assert.are.equal(200, out[i].status)
+        assert.are.equal("slept " .. i, out[i].body)
+      end
+      assert.is_true(elapsed < 5, "50 x 200 ms with 25 in flight took " .. elapsed .. " s")
+    end)
+
+    it("mixes failures with successes, each in its place", function()
+      local out = client:batch({
+        { url = BASE .. "/json?id=a" },
+        { url = "http://127.0.0.1:" .. CLOSED_PORT .. "/" },
+        { url = BASE .. "/slow?s=2", timeout = 200 },
+        { method = "POST", url = BASE .. "/echo", body = "b\0b" },
+        { url = "http://paykit-no-such-host.invalid/" },
+      }, { max_in_flight = 3 })
+      assert.are.equal(5, #out)
+      assert.are.equal('{"ok":true,"id":"a"}', out[1].body)
+      assert.are.equal("connect", out[2].code)
+      assert.is_false(out[2].maybe_sent)
+      assert.is_string(out[2].error)
+      assert.are.equal("timeout", out[3].code)
+      assert.is_true(out[3].maybe_sent)
+      assert.are.equal("b\0b", out[4].body)
+      assert.are.equal("dns", out[5].code)
+    end)
+
+    it("reuses connections across batches", function()
+      local c = core.http_client()
+      local reqs = {}
+      for i = 1, 8 do reqs[i] = { url = BASE .. "/conn" } end
+      local a = c:batch(reqs, { max_in_flight = 4 })
+      local b = c:batch(reqs, { max_in_flight = 4 })
+      c:close()
+      local seen = {}
+      for i = 1, 8 do seen[a[i].headers["x-conn"]] = true end
+      local n = 0
+      for _ in pairs(seen) do n = n + 1 end
+      assert.is_true(n <= 4, "first batch used " .. n .. " connections")
+      for i = 1, 8 do assert.is_true(seen[b[i].headers["x-conn"]], "second batch opened a new connection") end
+    end)
+
+    it("returns an empty array for no requests and checks every request first", function()
+      assert.are.same({}, client:batch({}))
+      assert.has_error(function() client:batch({ { url = BASE .. "/json" }, "nope" }) end)
+      assert.has_error(function() client:batch({ { url = BASE .. "/json" } }, { max_in_flight = 0 }) end)
+    end)
+  end)
+
+  describe("close", function()
+    it("is idempotent and makes further use raise", function()
+      local c = core.http_client()
+      assert(c:request { url = BASE .. "/json" })
+      assert.is_false(c:closed())
+      c:close()
+      c:close()
+      assert.is_true(c:closed())
+      assert.has_error(function() c:request { url = BASE .. "/json" } end, "paykit http client is closed")
+      assert.has_error(function() c:batch({}) end, "paykit http client is closed")
+    end)
+
+    it("leaves the collector a closed client without trouble", function()
+      local c = core.http_client()
+      c:close()
+      c = nil
+      collectgarbage()
+      collectgarbage()
+      local d = core.http_client()
+      assert(d:request { url = BASE .. "/json" })
+      d = nil
+      collectgarbage()
+      assert.is_nil(d)
+    end)
+
+    if _VERSION == "Lua 5.4" then
+      it("closes a to-be-closed client at the end of its scope", function()
+        local chunk = assert(load([[
+          local core, url = ...
+          local seen
+          do
+            local c <close> = core.http_client()
+            assert(c:request { url = url })
+            seen = c
+          end
+          return seen
+        ]]))
+        local c = chunk(core, BASE .. "/json")
+        assert.is_true(c:closed())
+      end)
+    end
+  end)
+end)
