@@ -1,3 +1,578 @@
-/* placeholder: being written */
+/* codec: RFC 3986 percent-encoding, form/query tables, canonical query strings, exact money.
+ *
+ * Strings are handled as bytes (invalid UTF-8 passes through). Misuse raises with
+ * luaL_argerror; invalid input returns nil, message, code. Messages never echo the input:
+ * a caller may pass a secret by mistake. No mutable C state. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "paykit.h"
-void paykit_codec_register(lua_State *L) { (void)L; }
+
+/* money exponents accepted (decimal places of the currency's minor unit) */
+#define MONEY_MAX_EXPONENT 15
+
+static const char upper_hex[] = "0123456789ABCDEF";
+
+/* ---- percent-encoding ---- */
+
+static int is_unreserved(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
+        || c == '-' || c == '.' || c == '_' || c == '~';
+}
+
+/* Appends s percent-encoded: unreserved bytes as they are, space as "+" when plus, else %XX. */
+static void add_pct(luaL_Buffer *b, const char *str, size_t n, int plus)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    while (n > 0) {
+        size_t i, o = 0, chunk = LUAL_BUFFERSIZE / 3;
+        char *p = luaL_prepbuffer(b);
+        if (chunk > n) chunk = n;
+        for (i = 0; i < chunk; i++) {
+            unsigned char c = s[i];
+            if (is_unreserved(c)) {
+                p[o++] = (char)c;
+            } else if (c == ' ' && plus) {
+                p[o++] = '+';
+            } else {
+                p[o++] = '%';
+                p[o++] = upper_hex[c >> 4];
+                p[o++] = upper_hex[c & 15];
+            }
+        }
+        luaL_addsize(b, o);
+        s += chunk;
+        n -= chunk;
+    }
+}
+
+static void push_pct(lua_State *L, const char *s, size_t n, int plus)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    add_pct(&b, s, n, plus);
+    luaL_pushresult(&b);
+}
+
+static int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes s[0..n) into dst (room for n bytes). Returns 1 and the length in *outlen, or 0 and
+ * the offset of the bad '%' in *bad. */
+static int pct_decode_into(const char *str, size_t n, int plus, char *dst, size_t *outlen, size_t *bad)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0, o = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c == '%') {
+            int hi, lo;
+            if (n - i < 3) { /* fewer than two bytes follow the '%' */
+                *bad = i;
+                return 0;
+            }
+            hi = hex_value(s[i + 1]);
+            lo = hex_value(s[i + 2]);
+            if (hi < 0 || lo < 0) {
+                *bad = i;
+                return 0;
+            }
+            dst[o++] = (char)((hi << 4) | lo);
+            i += 3;
+        } else {
+            dst[o++] = (plus && c == '+') ? ' ' : (char)c;
+            i++;
+        }
+    }
+    *outlen = o;
+    return 1;
+}
+
+static int push_bad_percent(lua_State *L, size_t pos)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "invalid percent-encoding: '%%' at position %d is not followed by two hex digits",
+                    (int)pos + 1);
+    lua_pushliteral(L, "invalid_percent");
+    return 3;
+}
+
+/* pct_encode(s) */
+static int l_pct_encode(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    push_pct(L, s, len, 0);
+    return 1;
+}
+
+/* pct_decode(s[, plus_as_space]) */
+static int l_pct_decode(lua_State *L)
+{
+    size_t len, outlen = 0, bad = 0;
+    const char *s = luaL_checklstring(L, 1, &len);
+    int plus = lua_toboolean(L, 2);
+    char *scratch = (char *)lua_newuserdata(L, len + 1);
+    if (!pct_decode_into(s, len, plus, scratch, &outlen, &bad))
+        return push_bad_percent(L, bad);
+    lua_pushlstring(L, scratch, outlen);
+    return 1;
+}
+
+/* ---- form / query decoding ---- */
+
+/* Splits s on '&' into key[=value] fields, decodes each; returns map, pairs. */
+static int decode_fields(lua_State *L, int plus)
+{
+    size_t len, start = 0;
+    const char *s = luaL_checklstring(L, 1, &len);
+    char *scratch = (char *)lua_newuserdata(L, len + 1);
+    int map, list, count = 0;
+    lua_newtable(L);
+    map = lua_gettop(L);
+    lua_newtable(L);
+    list = lua_gettop(L);
+
+    while (start < len) {
+        const char *amp = (const char *)memchr(s + start, '&', len - start);
+        size_t end = amp ? (size_t)(amp - s) : len;
+        if (end > start) {
+            const char *eq = (const char *)memchr(s + start, '=', end - start);
+            size_t kend = eq ? (size_t)(eq - s) : end;
+            size_t vstart = eq ? kend + 1 : end;
+            size_t outlen = 0, bad = 0;
+
+            if (!pct_decode_into(s + start, kend - start, plus, scratch, &outlen, &bad))
+                return push_bad_percent(L, start + bad);
+            lua_pushlstring(L, scratch, outlen); /* key */
+            if (!pct_decode_into(s + vstart, end - vstart, plus, scratch, &outlen, &bad))
+                return push_bad_percent(L, vstart + bad);
+            lua_pushlstring(L, scratch, outlen); /* value */
+
+            /* pairs[#pairs + 1] = {key, value} */
+            lua_createtable(L, 2, 0);
+            lua_pushvalue(L, -3);
+            lua_rawseti(L, -2, 1);
+            lua_pushvalue(L, -2);
+            lua_rawseti(L, -2, 2);
+            lua_rawseti(L, list, ++count);
+
+            /* map[key] = value, or an array of values once the key repeats */
+            lua_pushvalue(L, -2);
+            lua_rawget(L, map);
+            switch (lua_type(L, -1)) {
+            case LUA_TNIL:
+                lua_pop(L, 1);
+                lua_rawset(L, map);
+                break;
+            case LUA_TSTRING:
+                lua_createtable(L, 2, 0);
+                lua_insert(L, -2);
+                lua_rawseti(L, -2, 1);  /* {old} */
+                lua_insert(L, -2);      /* key, {old}, value */
+                lua_rawseti(L, -2, 2);  /* key, {old, value} */
+                lua_rawset(L, map);
+                break;
+            default: /* already an array */
+                lua_insert(L, -2);      /* key, array, value */
+                lua_rawseti(L, -2, (int)lua_rawlen(L, -2) + 1);
+                lua_pop(L, 2);
+                break;
+            }
+        }
+        start = end + 1;
+    }
+    return 2;
+}
+
+/* form_decode(s): application/x-www-form-urlencoded, "+" is a space */
+static int l_form_decode(lua_State *L)
+{
+    return decode_fields(L, 1);
+}
+
+/* query_decode(s): as form_decode, but "+" stays "+" */
+static int l_query_decode(lua_State *L)
+{
+    return decode_fields(L, 0);
+}
+
+/* ---- form / query encoding ---- */
+
+typedef struct {
+    const char *k, *v;
+    size_t kl, vl, idx;
+} field;
+
+static int cmp_bytes(const char *a, size_t al, const char *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    if (c != 0) return c;
+    return (al > bl) - (al < bl);
+}
+
+/* by key, then original order (map values keep their array order) */
+static int cmp_key_idx(const void *pa, const void *pb)
+{
+    const field *a = (const field *)pa, *b = (const field *)pb;
+    int c = cmp_bytes(a->k, a->kl, b->k, b->kl);
+    if (c != 0) return c;
+    return (a->idx > b->idx) - (a->idx < b->idx);
+}
+
+/* by key, then value, then original order */
+static int cmp_key_value(const void *pa, const void *pb)
+{
+    const field *a = (const field *)pa, *b = (const field *)pb;
+    int c = cmp_bytes(a->k, a->kl, b->k, b->kl);
+    if (c != 0) return c;
+    c = cmp_bytes(a->v, a->vl, b->v, b->vl);
+    if (c != 0) return c;
+    return (a->idx > b->idx) - (a->idx < b->idx);
+}
+
+/* Pushes the string form of the scalar at idx (string, number via tostring rules, boolean),
+ * percent-encoded with "%20" for spaces when encode; returns 0 (pushing nothing) otherwise. */
+static int push_scalar(lua_State *L, int idx, int encode)
+{
+    size_t n;
+    const char *s;
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+    case LUA_TNUMBER:
+        lua_pushvalue(L, idx);
+        s = lua_tolstring(L, -1, &n); /* converts the copy, never the original */
+        break;
+    case LUA_TBOOLEAN:
+        lua_pushstring(L, lua_toboolean(L, idx) ? "true" : "false");
+        s = lua_tolstring(L, -1, &n);
+        break;
+    default:
+        return 0;
+    }
+    if (encode) {
+        push_pct(L, s, n, 0);
+        lua_remove(L, -2);
+    }
+    return 1;
+}
+
+static void bad_value(lua_State *L, int key, int value)
+{
+    lua_pushfstring(L, "value of field '%s' must be a string, number, boolean or an array of them (got %s)",
+                    lua_tostring(L, key), luaL_typename(L, value));
+    luaL_argerror(L, 1, lua_tostring(L, -1));
+}
+
+/* Appends the pair (string key at `key`, value at `value`) to the anchor table: a scalar
+ * once, an array once per element. Keys arrive already in their final (maybe encoded) form. */
+static size_t collect_value(lua_State *L, int anchor, size_t n, int key, int value, int encode)
+{
+    if (lua_type(L, value) == LUA_TTABLE) {
+        int i, len = (int)lua_rawlen(L, value);
+        for (i = 1; i <= len; i++) {
+            lua_rawgeti(L, value, i);
+            if (!push_scalar(L, lua_gettop(L), encode))
+                bad_value(L, key, lua_gettop(L));
+            lua_pushvalue(L, key);
+            lua_rawseti(L, anchor, (int)(2 * n + 1));
+            lua_rawseti(L, anchor, (int)(2 * n + 2));
+            lua_pop(L, 1);
+            n++;
+        }
+        return n;
+    }
+    if (!push_scalar(L, value, encode))
+        bad_value(L, key, value);
+    lua_pushvalue(L, key);
+    lua_rawseti(L, anchor, (int)(2 * n + 1));
+    lua_rawseti(L, anchor, (int)(2 * n + 2));
+    return n + 1;
+}
+
+/* Walks t (argument 1: a map, or an array of {k, v} pairs) into a new anchor table on the
+ * stack holding k1, v1, k2, v2, ... as strings (percent-encoded when encode). Returns the
+ * number of pairs; *is_pairs tells which input form it was. */
+static size_t collect_fields(lua_State *L, int encode, int *is_pairs)
+{
+    int anchor;
+    size_t n = 0;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_newtable(L);
+    anchor = lua_gettop(L);
+    lua_rawgeti(L, 1, 1);
+    *is_pairs = lua_type(L, -1) == LUA_TTABLE;
+    lua_pop(L, 1);
+
+    if (*is_pairs) {
+        int i, len = (int)lua_rawlen(L, 1);
+        for (i = 1; i <= len; i++) {
+            int pair;
+            lua_rawgeti(L, 1, i);
+            pair = lua_gettop(L);
+            if (lua_type(L, pair) != LUA_TTABLE)
+                luaL_argerror(L, 1, lua_pushfstring(L, "element %d of the pairs array is not a {key, value} table", i));
+            lua_rawgeti(L, pair, 1);
+            if (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER)
+                luaL_argerror(L, 1, lua_pushfstring(L, "key of pair %d must be a string", i));
+            push_scalar(L, lua_gettop(L), encode);
+            lua_remove(L, -2);
+            lua_rawgeti(L, pair, 2);
+            n = collect_value(L, anchor, n, pair + 1, pair + 2, encode);
+            lua_settop(L, anchor);
+        }
+        return n;
+    }
+
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        int key = lua_gettop(L) - 1, value = key + 1;
+        if (lua_type(L, key) != LUA_TSTRING)
+            luaL_argerror(L, 1, lua_pushfstring(L, "field names must be strings (got a %s key);"
+                                                   " use an array of {key, value} pairs for ordered fields",
+                                                luaL_typename(L, key)));
+        if (encode) {
+            size_t kl;
+            const char *k = lua_tolstring(L, key, &kl);
+            push_pct(L, k, kl, 0);
+        } else {
+            lua_pushvalue(L, key);
+        }
+        lua_pushvalue(L, value);
+        n = collect_value(L, anchor, n, value + 1, value + 2, encode);
+        lua_settop(L, key); /* keep the key for lua_next */
+    }
+    return n;
+}
+
+/* Fills a userdata array of fields pointing into the anchor table at `anchor`. */
+static field *index_fields(lua_State *L, int anchor, size_t n)
+{
+    size_t i;
+    field *f = (field *)lua_newuserdata(L, (n ? n : 1) * sizeof(field));
+    for (i = 0; i < n; i++) {
+        lua_rawgeti(L, anchor, (int)(2 * i + 1));
+        f[i].k = lua_tolstring(L, -1, &f[i].kl); /* anchored: stays valid after the pop */
+        lua_rawgeti(L, anchor, (int)(2 * i + 2));
+        f[i].v = lua_tolstring(L, -1, &f[i].vl);
+        f[i].idx = i;
+        lua_pop(L, 2);
+    }
+    return f;
+}
+
+/* form_encode(t[, opts]) */
+static int l_form_encode(lua_State *L)
+{
+    static const char *const space_names[] = {"+", "%20", NULL};
+    int plus = 1, is_pairs, anchor;
+    size_t n, i;
+    field *f;
+    luaL_Buffer b;
+
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "space");
+        plus = luaL_checkoption(L, -1, "+", space_names) == 0;
+        lua_pop(L, 1);
+    }
+    lua_settop(L, 1);
+    n = collect_fields(L, 0, &is_pairs);
+    anchor = lua_gettop(L);
+    f = index_fields(L, anchor, n);
+    if (!is_pairs && n > 1)
+        qsort(f, n, sizeof *f, cmp_key_idx);
+
+    luaL_buffinit(L, &b);
+    for (i = 0; i < n; i++) {
+        if (i > 0) luaL_addchar(&b, '&');
+        add_pct(&b, f[i].k, f[i].kl, plus);
+        luaL_addchar(&b, '=');
+        add_pct(&b, f[i].v, f[i].vl, plus);
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* canonical_query(t): RFC 3986 encoded, sorted by encoded key then encoded value */
+static int l_canonical_query(lua_State *L)
+{
+    int is_pairs, anchor;
+    size_t n, i;
+    field *f;
+    luaL_Buffer b;
+
+    lua_settop(L, 1);
+    n = collect_fields(L, 1, &is_pairs);
+    anchor = lua_gettop(L);
+    f = index_fields(L, anchor, n);
+    if (n > 1)
+        qsort(f, n, sizeof *f, cmp_key_value);
+
+    luaL_buffinit(L, &b);
+    for (i = 0; i < n; i++) {
+        if (i > 0) luaL_addchar(&b, '&');
+        luaL_addlstring(&b, f[i].k, f[i].kl);
+        luaL_addchar(&b, '=');
+        luaL_addlstring(&b, f[i].v, f[i].vl);
+    }
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* ---- money ---- */
+
+static int check_exponent(lua_State *L, int arg)
+{
+    long long e = 0;
+    if (!paykit_tosafeint(L, arg, &e) || e < 0 || e > MONEY_MAX_EXPONENT)
+        luaL_argerror(L, arg, lua_pushfstring(L, "exponent must be a whole number from 0 to %d",
+                                              MONEY_MAX_EXPONENT));
+    return (int)e;
+}
+
+static int money_error(lua_State *L, const char *code, const char *fmt, int a, int b)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, fmt, a, b);
+    lua_pushstring(L, code);
+    return 3;
+}
+
+static int is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* money_parse(str, exponent[, allow_negative]) -> minor units | nil, msg, code */
+static int l_money_parse(lua_State *L)
+{
+    size_t len, i = 0, int_start, int_digits, frac_start = 0, frac_digits = 0, k;
+    const char *s;
+    int exp, neg = 0, has_dot = 0;
+    unsigned long long v = 0;
+    const unsigned long long max = (unsigned long long)PAYKIT_MAX_SAFE_INTEGER;
+
+    if (lua_type(L, 1) != LUA_TSTRING)
+        luaL_argerror(L, 1, lua_pushfstring(L, "decimal string expected, got %s", luaL_typename(L, 1)));
+    s = lua_tolstring(L, 1, &len);
+    exp = check_exponent(L, 2);
+
+    if (len == 0)
+        return money_error(L, "empty", "amount is empty", 0, 0);
+    if (s[0] == '+')
+        return money_error(L, "sign", "amount must not start with '+'; write the plain number", 0, 0);
+    if (s[0] == '-') {
+        if (!lua_toboolean(L, 3))
+            return money_error(L, "sign", "amount is negative; a negative amount is not allowed here", 0, 0);
+        neg = 1;
+        i = 1;
+    }
+    int_start = i;
+    while (i < len && is_digit(s[i])) i++;
+    int_digits = i - int_start;
+    if (i < len && s[i] == '.') {
+        has_dot = 1;
+        frac_start = ++i;
+        while (i < len && is_digit(s[i])) i++;
+        frac_digits = i - frac_start;
+    }
+    if (i < len) {
+        if ((s[i] == 'e' || s[i] == 'E') && (int_digits > 0 || frac_digits > 0))
+            return money_error(L, "exponent_notation",
+                               "amount uses exponent notation; write it as a plain decimal like 1000.00", 0, 0);
+        return money_error(L, "invalid",
+                           "amount has an unexpected character at position %d (only digits and one '.' are allowed)",
+                           (int)i + 1, 0);
+    }
+    if (int_digits == 0 && frac_digits == 0)
+        return money_error(L, "invalid", "amount has no digits", 0, 0);
+    if (int_digits == 0)
+        return money_error(L, "invalid", "amount needs a digit before the decimal point (write 0.5, not .5)", 0, 0);
+    if (has_dot && frac_digits == 0)
+        return money_error(L, "invalid", "amount ends with a decimal point; write the decimals or drop the point", 0, 0);
+    if (frac_digits > (size_t)exp)
+        return money_error(L, "too_many_decimals",
+                           frac_digits == 1 ? "amount has %d decimal, at most %d allowed"
+                                            : "amount has %d decimals, at most %d allowed",
+                           frac_digits > 1000 ? 1000 : (int)frac_digits, exp);
+
+    for (k = int_start; k < len; k++) {
+        unsigned d;
+        if (s[k] == '.') continue;
+        d = (unsigned)(s[k] - '0');
+        if (v > (max - d) / 10)
+            goto overflow;
+        v = v * 10 + d;
+    }
+    for (k = frac_digits; k < (size_t)exp; k++) {
+        if (v > max / 10)
+            goto overflow;
+        v *= 10;
+    }
+    paykit_pushsafeint(L, neg ? -(long long)v : (long long)v);
+    return 1;
+
+overflow:
+    lua_pushnil(L);
+    lua_pushfstring(L, "amount is too large: at most %s minor units (2^53-1) are supported",
+                    "9007199254740991");
+    lua_pushliteral(L, "overflow");
+    return 3;
+}
+
+/* money_format(minor, exponent) -> "27.50" */
+static int l_money_format(lua_State *L)
+{
+    long long minor = 0;
+    unsigned long long a;
+    int exp, n, o = 0;
+    char digits[32], out[64];
+
+    if (!paykit_tosafeint(L, 1, &minor))
+        luaL_argerror(L, 1, "whole number of minor units within +-(2^53-1) expected");
+    exp = check_exponent(L, 2);
+    a = minor < 0 ? (unsigned long long)(-minor) : (unsigned long long)minor;
+    n = snprintf(digits, sizeof digits, "%llu", a);
+
+    if (minor < 0) out[o++] = '-';
+    if (n <= exp) {
+        int z;
+        out[o++] = '0';
+        out[o++] = '.';
+        for (z = 0; z < exp - n; z++) out[o++] = '0';
+        memcpy(out + o, digits, (size_t)n);
+        o += n;
+    } else {
+        memcpy(out + o, digits, (size_t)(n - exp));
+        o += n - exp;
+        if (exp > 0) {
+            out[o++] = '.';
+            memcpy(out + o, digits + n - exp, (size_t)exp);
+            o += exp;
+        }
+    }
+    lua_pushlstring(L, out, (size_t)o);
+    return 1;
+}
+
+static const luaL_Reg codec_funcs[] = {
+    {"pct_encode", l_pct_encode},
+    {"pct_decode", l_pct_decode},
+    {"form_encode", l_form_encode},
+    {"form_decode", l_form_decode},
+    {"query_decode", l_query_decode},
+    {"canonical_query", l_canonical_query},
+    {"money_parse", l_money_parse},
+    {"money_format", l_money_format},
+    {NULL, NULL},
+};
+
+void paykit_codec_register(lua_State *L)
+{
+    luaL_setfuncs(L, codec_funcs, 0);
+}
