@@ -15,6 +15,7 @@ local EXPONENTS = {
   SEK = 2, NOK = 2, DKK = 2, PLN = 2, CZK = 2, HUF = 2, RON = 2, BGN = 2, RUB = 2,
   UAH = 2, AZN = 2, GEL = 2, AED = 2, SAR = 2, QAR = 2, ILS = 2, EGP = 2, INR = 2,
   CNY = 2, HKD = 2, SGD = 2, MXN = 2, BRL = 2, ZAR = 2, MAD = 2, KZT = 2,
+  COP = 2, IDR = 2, MYR = 2, PHP = 2, THB = 2,
   JPY = 0, KRW = 0, CLP = 0, ISK = 0, VND = 0, XOF = 0, XAF = 0, UGX = 0, PYG = 0,
   KWD = 3, BHD = 3, OMR = 3, JOD = 3, TND = 3, LYD = 3, IQD = 3,
 }
