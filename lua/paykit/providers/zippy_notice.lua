@@ -1,0 +1,111 @@
+-- Zippy's signed notices: `qs .. "&sig=" .. id .. ":" .. hex(HMAC-SHA256(keys[id], qs))`,
+-- where qs is the notice ({ext_transaction_id=..[, error=CODE]}) percent-encoded.
+--
+--   local notice = require "paykit.providers.zippy_notice"
+--   local fields, err = notice.verify(raw, {[0] = "old secret", [1] = "new secret"})
+--   local signed = notice.sign({{"ext_transaction_id", "order-1"}}, 1, "new secret")
+--
+-- Verification works on the raw bytes as received: split at the last "&sig=", the id must
+-- name a configured key, the HMAC is recomputed over the bytes before "&sig=" and compared
+-- in constant time; only then is anything decoded.
+local core = require "paykit.core"
+local errors = require "paykit.errors"
+
+local _M = {}
+
+local SIG_MARK = "&sig="
+
+-- The position of the last "&sig=" in s, or nil.
+local function last_sig(s)
+  local found, from = nil, 1
+  while true do
+    local i = s:find(SIG_MARK, from, true)
+    if not i then return found end
+    found, from = i, i + 1
+  end
+end
+
+-- The notice's query string: pairs in order, RFC 3986 percent-encoding (space as %20).
+function _M.encode(fields)
+  local parts = {}
+  for i, kv in ipairs(fields) do
+    parts[i] = core.pct_encode(tostring(kv[1])) .. "=" .. core.pct_encode(tostring(kv[2]))
+  end
+  return table.concat(parts, "&")
+end
+
+-- sign(fields, key_id, secret) -> signed notice string.
+function _M.sign(fields, key_id, secret)
+  local qs = _M.encode(fields)
+  return qs .. SIG_MARK .. tostring(key_id) .. ":" .. core.hmac("sha256", secret, qs, "hex")
+end
+
+-- verify(raw, keys) -> fields (map), pairs | nil, err (kind "signature").
+-- err.code: "unsigned", "malformed", "unknown_key", "bad_signature".
+function _M.verify(raw, keys)
+  if type(raw) ~= "string" or raw == "" then
+    return nil, errors.signature("unsigned", "the Zippy notice is empty")
+  end
+  local cut = last_sig(raw)
+  if not cut then
+    return nil, errors.signature("unsigned", "the Zippy notice carries no &sig= signature")
+  end
+  local id, sig = raw:sub(cut + #SIG_MARK):match("^(%d+):(%x+)$")
+  if not id or #sig ~= 64 or #id > 9 then
+    return nil, errors.signature("malformed", "the Zippy notice's sig is not <key id>:<64 hex digits>")
+  end
+  local key = keys[tonumber(id)]
+  if not key then
+    return nil, errors.signature("unknown_key", "the Zippy notice is signed with key id " .. id ..
+      ", which is not among the configured notice_keys")
+  end
+  local qs = raw:sub(1, cut - 1)
+  local want = core.hmac("sha256", key, qs, "hex")
+  if not core.consteq(want, sig:lower()) then
+    return nil, errors.signature("bad_signature", "the Zippy notice's signature does not match")
+  end
+  local map, list = core.query_decode(qs)
+  if not map then
+    return nil, errors.signature("malformed", "the Zippy notice is signed but not valid percent-encoding")
+  end
+  if type(map.ext_transaction_id) ~= "string" then
+    return nil, errors.signature("malformed", "the Zippy notice has no single ext_transaction_id")
+  end
+  if map.error ~= nil and type(map.error) ~= "string" then
+    return nil, errors.signature("malformed", "the Zippy notice has several error fields")
+  end
+  return map, list, tonumber(id)
+end
+
+-- The signed notice inside a browser redirect's query string. The merchant's success_url may
+-- carry its own parameters before the notice, which always starts with ext_transaction_id=.
+function _M.from_query(query)
+  if type(query) ~= "string" then return nil end
+  query = query:gsub("^%?", "")
+  if query:sub(1, 19) == "ext_transaction_id=" then return query end
+  local i = query:find("&ext_transaction_id=", 1, true)
+  if i then return query:sub(i + 1) end
+  return query
+end
+
+-- The signed notice inside a callback POST body (signed_notice=<urlencoded notice>).
+-- Returns the notice or nil, err.
+function _M.from_body(body)
+  if type(body) ~= "string" or body == "" then
+    return nil, errors.signature("unsigned", "the Zippy callback has no body")
+  end
+  local map = core.form_decode(body)
+  if not map then
+    return nil, errors.signature("malformed", "the Zippy callback body is not form-encoded")
+  end
+  local v = map.signed_notice
+  if v == nil then
+    return nil, errors.signature("unsigned", "the Zippy callback has no signed_notice field")
+  end
+  if type(v) ~= "string" then
+    return nil, errors.signature("malformed", "the Zippy callback has several signed_notice fields")
+  end
+  return v
+end
+
+return _M

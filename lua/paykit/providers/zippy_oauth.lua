@@ -1,0 +1,75 @@
+-- OAuth 1.0 (RFC 5849), two-legged, HMAC-SHA1: how every Zippy API call is signed.
+--
+--   local oauth = require "paykit.providers.zippy_oauth"
+--   local header = oauth.authorization{method = "GET", url = url, consumer_key = k,
+--     consumer_secret = s, token = "notimplemented", nonce = n, timestamp = t, realm = "Zippy"}
+--
+-- The request body (JSON) is not part of the signature; query-string parameters are.
+local core = require "paykit.core"
+
+local _M = {}
+
+local function pct(s) return core.pct_encode(tostring(s)) end
+
+-- RFC 5849 3.4.1.2: scheme and host lowercase, default port dropped, path as sent, no query.
+local function base_uri(url)
+  local scheme, authority, path = url:match("^(%a[%w+.-]*)://([^/?#]+)([^?#]*)")
+  if not scheme then return nil end
+  scheme, authority = scheme:lower(), authority:lower()
+  if (scheme == "http" and authority:match(":80$")) or (scheme == "https" and authority:match(":443$")) then
+    authority = authority:gsub(":%d+$", "")
+  end
+  if path == "" then path = "/" end
+  return scheme .. "://" .. authority .. path
+end
+_M.base_uri = base_uri
+
+-- The signature base string (RFC 5849 3.4.1):
+--   METHOD & pct(base URI) & pct(normalized parameters)
+-- `oauth_params` is a map of the oauth_* protocol parameters (realm and oauth_signature are
+-- left out if present); the query string of `url` is parsed and joins them.
+function _M.base_string(method, url, oauth_params)
+  local uri = base_uri(url)
+  if not uri then return nil, "not an absolute URL" end
+  local params = {}
+  for k, v in pairs(oauth_params) do
+    if k ~= "realm" and k ~= "oauth_signature" then params[#params + 1] = { k, v } end
+  end
+  local query = url:match("^[^?#]*%?([^#]*)")
+  if query and query ~= "" then
+    local _, list = core.form_decode(query)
+    if not list then return nil, "the URL's query string is not valid percent-encoding" end
+    for _, kv in ipairs(list) do params[#params + 1] = kv end
+  end
+  return method:upper() .. "&" .. pct(uri) .. "&" .. pct(core.canonical_query(params))
+end
+
+-- HMAC-SHA1 over the base string with key pct(consumer_secret) & pct(token_secret).
+function _M.signature(base, consumer_secret, token_secret)
+  return core.hmac("sha1", pct(consumer_secret) .. "&" .. pct(token_secret or ""), base, "base64")
+end
+
+local ORDER = { "oauth_consumer_key", "oauth_nonce", "oauth_signature_method", "oauth_timestamp",
+                "oauth_token", "oauth_version", "oauth_signature" }
+
+-- The Authorization header value for one request. o: method, url, consumer_key,
+-- consumer_secret, token, token_secret, nonce, timestamp, realm.
+function _M.authorization(o)
+  local params = {
+    oauth_consumer_key = o.consumer_key,
+    oauth_nonce = o.nonce,
+    oauth_signature_method = "HMAC-SHA1",
+    oauth_timestamp = tostring(o.timestamp),
+    oauth_token = o.token,
+    oauth_version = "1.0",
+  }
+  local base, err = _M.base_string(o.method, o.url, params)
+  if not base then return nil, err end
+  params.oauth_signature = _M.signature(base, o.consumer_secret, o.token_secret)
+  local parts = {}
+  if o.realm then parts[1] = 'realm="' .. pct(o.realm) .. '"' end
+  for _, k in ipairs(ORDER) do parts[#parts + 1] = k .. '="' .. pct(params[k]) .. '"' end
+  return "OAuth " .. table.concat(parts, ", ")
+end
+
+return _M

@@ -1,0 +1,627 @@
+-- The Zippy simulator: the REST API (sellers, terms, products, transactions, notices, status)
+-- behind OAuth 1.0 two-legged HMAC-SHA1, and the hosted payment pages (card form; carrier
+-- billing with phone number then SMS PIN). Behaves like Zippy's reference server as described
+-- in shared/specs/zippy-notes.md. Base URL: http://127.0.0.1:PORT/zippy
+--
+-- Credentials (exported below):
+--   consumer key     "sandbox-key"
+--   consumer secret  "sandbox-secret"   (any non-empty oauth_token is accepted, version "1.0")
+--   notice keys      id 0 "zippy-notice-secret-0", id 1 "zippy-notice-secret-1"
+--                    notices are signed with the newest id (1) unless POST /zippy/_sandbox/keys
+--                    {"sign_with": 0} says otherwise (for key-rotation tests; reset clears it).
+--   timestamps must be within 300 s of the sandbox's clock (nonces are not tracked: the
+--   reference server does not, and a transport retry re-sends the same signed request).
+--
+-- Card page (pay_method CARD): fields id="card-number", id="card-expiry" (MM/YY, not in the
+-- past), id="card-cvc" (3-4 digits), button id="pay"; id="cancel" gives up (USER_CANCELLED).
+--   4111111111111111, 5555555555554444   approved
+--   4000000000000002                     declined: error CC_ERROR
+--   any other Luhn-valid number          declined: error CC_ERROR
+--   a number failing Luhn, a bad expiry or CVC   the form again with a message (HTTP 200)
+-- Carrier page (pay_method OPERATOR): id="phone" (6-15 digits, optional leading +), button
+-- id="send"; then id="pin", button id="confirm".
+--   PIN 1234                             approved
+--   any other PIN                        failed: error DIR_BILL_ERROR
+--   phone number 0000000000              the carrier refuses it at once: DIR_BILL_ERROR
+-- Failures on demand (POST /transactions): ext_transaction_id "sandbox-fail-500" answers
+-- HTTP 500; "sandbox-slow" answers after 3 seconds (the transaction is created).
+--
+-- For tests without a browser: POST /zippy/_sandbox/pay {"token": .., "outcome": "success" |
+-- "CC_ERROR" | "DIR_BILL_ERROR" | any error code} -> 200 {"Location": .., "signed_notice": ..}
+-- and the callback is sent as on the pages.
+local cjson = require "cjson.safe"
+local core = require "paykit.core"
+
+local M = {}
+
+M.CONSUMER_KEY = "sandbox-key"
+M.CONSUMER_SECRET = "sandbox-secret"
+M.NOTICE_KEYS = { [0] = "zippy-notice-secret-0", [1] = "zippy-notice-secret-1" }
+M.NEWEST_KEY_ID = 1
+M.TIMESTAMP_WINDOW = 300
+M.APPROVE_PIN = "1234"
+M.APPROVE_CARDS = { ["4111111111111111"] = true, ["5555555555554444"] = true }
+M.DECLINE_CARD = "4000000000000002"
+M.REFUSED_PHONE = "0000000000"
+
+M.CURRENCIES = {}
+for c in ("AUD CAD CHF COP DKK EGP EUR GBP HUF IDR MXN MYR NOK NZD PHP PLN QAR SEK SGD THB USD ZAR"):gmatch("%u+") do
+  M.CURRENCIES[c] = true
+end
+
+---------------------------------------------------------------------------- pure helpers
+
+local pct = function(s) return core.pct_encode(tostring(s)) end
+
+-- RFC 5849 3.4.1: METHOD & pct(base URI) & pct(normalized params). `params` is a list of
+-- {name, value} (oauth_* without oauth_signature and realm, plus the query's params).
+function M.base_string(method, base_uri, params)
+  local list = {}
+  for _, kv in ipairs(params) do list[#list + 1] = { pct(kv[1]), pct(kv[2]) } end
+  table.sort(list, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    return a[2] < b[2]
+  end)
+  local parts = {}
+  for i, kv in ipairs(list) do parts[i] = kv[1] .. "=" .. kv[2] end
+  return method:upper() .. "&" .. pct(base_uri) .. "&" .. pct(table.concat(parts, "&"))
+end
+
+function M.oauth_signature(base, consumer_secret, token_secret)
+  return core.hmac("sha1", pct(consumer_secret) .. "&" .. pct(token_secret or ""), base, "base64")
+end
+
+-- A signed notice: fields is a list of {name, value}; keys defaults to NOTICE_KEYS.
+function M.sign_notice(fields, key_id, keys)
+  keys = keys or M.NOTICE_KEYS
+  key_id = key_id or M.NEWEST_KEY_ID
+  local parts = {}
+  for i, kv in ipairs(fields) do parts[i] = pct(kv[1]) .. "=" .. pct(kv[2]) end
+  local qs = table.concat(parts, "&")
+  return qs .. "&sig=" .. key_id .. ":" .. core.hmac("sha256", keys[key_id], qs, "hex")
+end
+
+-- The reference server's check of a notice (used by POST /notices). true or false, reason.
+function M.verify_notice(signed, keys)
+  keys = keys or M.NOTICE_KEYS
+  if type(signed) ~= "string" then return false, "signature missing" end
+  local cut
+  local from = 1
+  while true do
+    local s = signed:find("&sig=", from, true)
+    if not s then break end
+    cut, from = s, s + 1
+  end
+  if not cut then return false, "signature missing" end
+  local id, sig = signed:sub(cut + 5):match("^(%d+):(%x+)$")
+  if not id then return false, "signature malformed" end
+  local key = keys[tonumber(id)]
+  if not key then return false, "unknown signature key" end
+  local want = core.hmac("sha256", key, signed:sub(1, cut - 1), "hex")
+  if not core.consteq(want, sig:lower()) then return false, "signature mismatch" end
+  return true, ""
+end
+
+local function luhn(number)
+  local sum, alt = 0, false
+  for i = #number, 1, -1 do
+    local d = tonumber(number:sub(i, i))
+    if alt then d = d * 2; if d > 9 then d = d - 9 end end
+    sum = sum + d
+    alt = not alt
+  end
+  return sum % 10 == 0
+end
+M.luhn = luhn
+
+---------------------------------------------------------------------------- errors
+
+local ERROR_NAMES = {
+  [400] = "BadRequestError", [401] = "InvalidCredentialsError", [404] = "ResourceNotFoundError",
+  [405] = "MethodNotAllowedError", [409] = "ConflictError", [500] = "InternalError",
+}
+
+local function fail(util, status, message, name)
+  return util.json(status, { error = { code = status, status = status,
+    name = name or ERROR_NAMES[status] or "Error", message = message } })
+end
+
+-- 409 InvalidArgumentError: message is a JSON string mapping field -> message.
+local function invalid(util, fields)
+  return fail(util, 409, cjson.encode(fields), "InvalidArgumentError")
+end
+
+---------------------------------------------------------------------------- state
+
+local function state(util)
+  local s = util.store("zippy")
+  if not s.sellers then
+    s.sellers, s.seller_order = {}, {}
+    s.products, s.product_order = {}, {}
+    s.transactions, s.by_token = {}, {}
+    s.sign_with = M.NEWEST_KEY_ID
+  end
+  return s
+end
+
+---------------------------------------------------------------------------- OAuth
+
+local function parse_authorization(header)
+  if type(header) ~= "string" then return nil end
+  local rest = header:match("^%s*[Oo][Aa][Uu][Tt][Hh]%s+(.*)$")
+  if not rest then return nil end
+  local params = {}
+  for item in (rest .. ","):gmatch("%s*([^,]*),") do
+    if item ~= "" then
+      local k, v = item:match('^([%w_]+)%s*=%s*"([^"]*)"%s*$')
+      if not k then return nil end
+      local dk, dv = core.pct_decode(k), core.pct_decode(v)
+      if not dk or not dv then return nil end
+      if params[dk] ~= nil then return nil end
+      params[dk] = dv
+    end
+  end
+  return params
+end
+
+-- nil when the request is properly signed, else the reason (not shown to the client).
+local function check_oauth(util)
+  local header = ngx.req.get_headers()["authorization"]
+  if type(header) == "table" then return "several Authorization headers" end
+  local p = parse_authorization(header)
+  if not p then return "missing or malformed OAuth Authorization header" end
+  if p.oauth_consumer_key ~= M.CONSUMER_KEY then return "unknown consumer key" end
+  if p.oauth_signature_method ~= "HMAC-SHA1" then return "signature method must be HMAC-SHA1" end
+  if p.oauth_version ~= "1.0" then return "oauth_version must be 1.0" end
+  if not p.oauth_token or p.oauth_token == "" then return "oauth_token missing" end
+  if not p.oauth_nonce or p.oauth_nonce == "" then return "oauth_nonce missing" end
+  local ts = p.oauth_timestamp and p.oauth_timestamp:match("^%d+$") and tonumber(p.oauth_timestamp)
+  if not ts then return "oauth_timestamp missing or malformed" end
+  if math.abs(ngx.time() - ts) > M.TIMESTAMP_WINDOW then return "oauth_timestamp outside the window" end
+  if not p.oauth_signature or p.oauth_signature == "" then return "oauth_signature missing" end
+
+  local params = {}
+  for k, v in pairs(p) do
+    if k ~= "realm" and k ~= "oauth_signature" then params[#params + 1] = { k, v } end
+  end
+  local qs = util.query_string()
+  if qs ~= "" then
+    local _, pairs_ = core.form_decode(qs)
+    if not pairs_ then return "malformed query string" end
+    for _, kv in ipairs(pairs_) do params[#params + 1] = kv end
+  end
+  local host = (ngx.var.http_host or ("127.0.0.1:" .. ngx.var.server_port)):lower()
+  local scheme = ngx.var.scheme:lower()
+  if scheme == "http" then host = host:gsub(":80$", "") elseif scheme == "https" then host = host:gsub(":443$", "") end
+  local path = ngx.var.request_uri:match("^[^?]*")
+  local base = M.base_string(ngx.req.get_method(), scheme .. "://" .. host .. path, params)
+  local want = M.oauth_signature(base, M.CONSUMER_SECRET, "")
+  if not core.consteq(want, p.oauth_signature) then return "signature mismatch" end
+
+  return nil
+end
+
+---------------------------------------------------------------------------- validation
+
+local function is_url(v)
+  return type(v) == "string" and v:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/%s?#]+[^%s]*$") ~= nil
+end
+
+local function nonempty(v)
+  return (type(v) == "string" and v ~= "") or (type(v) == "number")
+end
+
+-- Checks `body` against `spec` = {field = {required=bool, check=fn(v) -> message|nil}}.
+-- Fields in `ignore` are accepted and dropped. Returns clean table or nil, errors.
+local function validate(body, spec, ignore)
+  local errs, clean, any = {}, {}, false
+  for k, v in pairs(body) do
+    if type(k) ~= "string" or not (spec[k] or (ignore and ignore[k])) then
+      errs[tostring(k)] = "This field is not allowed."; any = true
+    elseif spec[k] then
+      clean[k] = v
+    end
+  end
+  for k, rule in pairs(spec) do
+    local v = body[k]
+    if v == nil or v == cjson.null or v == "" then
+      clean[k] = nil
+      if rule.required then errs[k] = "This field is required."; any = true end
+    elseif not errs[k] and rule.check then
+      local msg = rule.check(v)
+      if msg then errs[k] = msg; any = true end
+    end
+  end
+  if any then return nil, errs end
+  return clean
+end
+
+local function check_string(v)
+  if type(v) ~= "string" then return "This field must be a string." end
+end
+local function check_url(v)
+  if not is_url(v) then return "This field must be a fully qualified http(s) URL." end
+end
+local function one_of(list)
+  local set = {}
+  for _, x in ipairs(list) do set[x] = true end
+  return function(v)
+    if not set[v] then return "This field must be one of " .. table.concat(list, ", ") .. "." end
+  end
+end
+
+local SELLER = {
+  uuid = { required = true, check = check_string },
+  status = { required = true, check = one_of { "ACTIVE", "INACTIVE", "DISABLED" } },
+  name = { required = true, check = check_string },
+  email = { required = true, check = function(v)
+    if type(v) ~= "string" or not v:match("^[^@%s]+@[^@%s]+%.[^@%s]+$") then return "This field must be an email address." end
+  end },
+  agreement = { check = function(v)
+    if type(v) ~= "string" or not v:match("^%d%d%d%d%-%d%d%-%d%d$") then return "This field must be a date (YYYY-MM-DD)." end
+  end },
+}
+
+local PRODUCT = {
+  uuid = { required = true, check = check_string },
+  name = { required = true, check = check_string },
+  external_id = { required = true, check = check_string },
+  seller_id = { required = true, check = check_string },
+}
+
+local TRANSACTION = {
+  product_id = { required = true, check = function(v)
+    if type(v) ~= "string" and type(v) ~= "number" then return "This field must be a product id." end
+  end },
+  region = { required = true, check = function(v)
+    if not tostring(v):match("^%d+$") then return "This field must be a numeric MCC." end
+  end },
+  carrier = { required = true, check = check_string },
+  price = { required = true, check = function(v)
+    if type(v) ~= "string" or not v:match("^[0-9]+%.[0-9][0-9]$") then
+      return "This field must be in the format of 0.00."
+    end
+  end },
+  currency = { required = true, check = function(v)
+    if not M.CURRENCIES[v] then return "This field must be a supported currency." end
+  end },
+  pay_method = { required = true, check = one_of { "CARD", "OPERATOR" } },
+  success_url = { required = true, check = check_url },
+  error_url = { required = true, check = check_url },
+  callback_success_url = { required = true, check = check_url },
+  callback_error_url = { required = true, check = check_url },
+  ext_transaction_id = { required = true, check = check_string },
+  product_image_url = { check = check_url },
+}
+local RESOURCE_FIELDS = { resource_pk = true, resource_name = true, resource_uri = true }
+
+local function with_resource(obj, name, pk)
+  local out = {}
+  for k, v in pairs(obj) do out[k] = v end
+  out.resource_pk = pk
+  out.resource_name = name
+  out.resource_uri = "/" .. name .. "/" .. pk
+  return out
+end
+
+local function read_json(util)
+  local body = util.json_body()
+  if not body or body[1] ~= nil then return nil end
+  return body
+end
+
+---------------------------------------------------------------------------- API handlers
+
+local function sellers(util, method, id)
+  local s = state(util)
+  if not id then
+    if method == "GET" then
+      local list = {}
+      for _, uuid in ipairs(s.seller_order) do
+        if s.sellers[uuid] then list[#list + 1] = with_resource(s.sellers[uuid], "sellers", uuid) end
+      end
+      return util.json_array(200, list)
+    elseif method == "POST" then
+      local body = read_json(util)
+      if not body then return fail(util, 400, "the body must be a JSON object") end
+      local clean, errs = validate(body, SELLER, RESOURCE_FIELDS)
+      if not clean then return invalid(util, errs) end
+      if s.sellers[clean.uuid] then return fail(util, 409, "a seller with this uuid already exists") end
+      s.sellers[clean.uuid] = clean
+      s.seller_order[#s.seller_order + 1] = clean.uuid
+      return util.json(201, with_resource(clean, "sellers", clean.uuid))
+    end
+    return fail(util, 405, "method not allowed")
+  end
+  local seller = s.sellers[id]
+  if not seller then return fail(util, 404, "no seller " .. id) end
+  if method == "GET" then
+    return util.json(200, with_resource(seller, "sellers", id))
+  elseif method == "PUT" then
+    local body = read_json(util)
+    if not body then return fail(util, 400, "the body must be a JSON object") end
+    local merged = {}
+    for k, v in pairs(seller) do merged[k] = v end
+    for k, v in pairs(body) do merged[k] = v end
+    if merged.uuid ~= id then return invalid(util, { uuid = "This field cannot be changed." }) end
+    local clean, errs = validate(merged, SELLER, RESOURCE_FIELDS)
+    if not clean then return invalid(util, errs) end
+    s.sellers[id] = clean
+    return util.json(200, with_resource(clean, "sellers", id))
+  elseif method == "DELETE" then
+    s.sellers[id] = nil
+    for i, uuid in ipairs(s.seller_order) do
+      if uuid == id then table.remove(s.seller_order, i); break end
+    end
+    return util.send(204, "")
+  end
+  return fail(util, 405, "method not allowed")
+end
+
+local function terms(util, method, id)
+  if method ~= "GET" then return fail(util, 405, "method not allowed") end
+  local seller = id and state(util).sellers[id]
+  if not seller then return fail(util, 404, "no seller " .. tostring(id)) end
+  return util.json(200, with_resource({
+    text = "Sandbox terms of service for " .. seller.name .. ": no real money moves in the sandbox.",
+    agreement = seller.agreement or "",
+  }, "terms", id))
+end
+
+local function products(util, method, id)
+  local s = state(util)
+  if id then
+    if method ~= "GET" then return fail(util, 405, "method not allowed") end
+    local p = s.products[id]
+    if not p then return fail(util, 404, "no product " .. id) end
+    return util.json(200, with_resource(p, "products", id))
+  end
+  if method == "GET" then
+    local q = util.query()
+    local list = {}
+    for _, uuid in ipairs(s.product_order) do
+      local p = s.products[uuid]
+      if (not q.seller_id or q.seller_id == p.seller_id) and (not q.external_id or q.external_id == p.external_id) then
+        list[#list + 1] = with_resource(p, "products", uuid)
+      end
+    end
+    return util.json_array(200, list)
+  elseif method == "POST" then
+    local body = read_json(util)
+    if not body then return fail(util, 400, "the body must be a JSON object") end
+    local clean, errs = validate(body, PRODUCT, RESOURCE_FIELDS)
+    if not clean then return invalid(util, errs) end
+    local seller = s.sellers[clean.seller_id]
+    if not seller then return invalid(util, { seller_id = "This seller does not exist." }) end
+    if seller.status ~= "ACTIVE" then return invalid(util, { seller_id = "This seller is not ACTIVE." }) end
+    if s.products[clean.uuid] then return fail(util, 409, "a product with this uuid already exists") end
+    for _, p in pairs(s.products) do
+      if p.seller_id == clean.seller_id and p.external_id == clean.external_id then
+        return fail(util, 409, "this seller already has a product with this external_id")
+      end
+    end
+    clean.status = "ACTIVE"
+    s.products[clean.uuid] = clean
+    s.product_order[#s.product_order + 1] = clean.uuid
+    return util.json(201, with_resource(clean, "products", clean.uuid))
+  end
+  return fail(util, 405, "method not allowed")
+end
+
+local function transactions(util, method, id)
+  local s = state(util)
+  if id then
+    -- Not in the reference API (see zippy-notes.md): only POST /transactions exists.
+    return fail(util, 404, "no such resource")
+  end
+  if method ~= "POST" then return fail(util, 405, "method not allowed") end
+  local body = read_json(util)
+  if not body then return fail(util, 400, "the body must be a JSON object") end
+  local clean, errs = validate(body, TRANSACTION, RESOURCE_FIELDS)
+  if not clean then return invalid(util, errs) end
+  local product = s.products[tostring(clean.product_id)]
+  if not product or product.status ~= "ACTIVE" then
+    return invalid(util, { product_id = "This product does not exist or is not ACTIVE." })
+  end
+  if clean.ext_transaction_id == "sandbox-fail-500" then
+    return fail(util, 500, "sandbox: failure on demand")
+  end
+  clean.uuid = core.uuid4()
+  clean.status = "STARTED"
+  clean.token = core.random_hex(64)
+  local tx = {}
+  for k, v in pairs(clean) do tx[k] = v end
+  s.transactions[clean.uuid] = tx
+  s.by_token[clean.token] = tx
+  if clean.ext_transaction_id == "sandbox-slow" then ngx.sleep(3) end
+  return util.json(201, with_resource(clean, "transactions", clean.uuid))
+end
+
+local function notices(util, method)
+  if method ~= "POST" then return fail(util, 405, "method not allowed") end
+  local body = read_json(util)
+  if not body then return fail(util, 400, "the body must be a JSON object") end
+  local clean, errs = validate(body, { qs = { required = true, check = check_string } })
+  if not clean then return invalid(util, errs) end
+  local ok, reason = M.verify_notice(clean.qs)
+  return util.json(200, { result = ok and "OK" or "FAIL", reason = ok and "" or reason })
+end
+
+---------------------------------------------------------------------------- buyer's pages
+
+-- Ends the transaction: redirect (301) to success/error URL with the signed notice and
+-- the callback POST (one attempt, as the reference server: no retry).
+local function finish(util, tx, error_code)
+  local s = state(util)
+  local fields = { { "ext_transaction_id", tx.ext_transaction_id } }
+  if error_code then fields[2] = { "error", error_code } end
+  local signed = M.sign_notice(fields, s.sign_with)
+  tx.status = error_code and "FAILED" or "COMPLETED"
+  tx.error = error_code
+  local back = error_code and tx.error_url or tx.success_url
+  local location = back .. (back:find("?", 1, true) and "&" or "?") .. signed
+  util.notify {
+    provider = "zippy",
+    url = error_code and tx.callback_error_url or tx.callback_success_url,
+    method = "POST",
+    headers = { ["Content-Type"] = "application/x-www-form-urlencoded" },
+    body = "signed_notice=" .. core.pct_encode(signed),
+    attempts = 1,
+  }
+  return location, signed
+end
+
+local function tx_from_form(util, form)
+  local tx = form and form.tx and state(util).by_token[form.tx]
+  if not tx then return nil end
+  if tx.status ~= "PENDING" then return nil, true end
+  return tx
+end
+
+local function hidden_tx(tx)
+  return '<input type="hidden" name="tx" value="' .. tx.token .. '">'
+end
+
+local function summary(util, tx)
+  return string.format('<p id="amount">%s %s</p><p>Order <code id="ext-id">%s</code></p>',
+    util.escape_html(tx.price), util.escape_html(tx.currency), util.escape_html(tx.ext_transaction_id))
+end
+
+local function card_page(util, tx, message)
+  local base = util.base_url() .. "/zippy"
+  return util.page("Pay by card", summary(util, tx)
+    .. (message and ('<p id="error" class="error">' .. util.escape_html(message) .. "</p>") or "")
+    .. '<form method="post" action="' .. base .. '/payment/card">' .. hidden_tx(tx)
+    .. '<label>Card number <input id="card-number" name="card_number" autocomplete="off" inputmode="numeric"></label>'
+    .. '<label>Expiry (MM/YY) <input id="card-expiry" name="expiry" autocomplete="off"></label>'
+    .. '<label>CVC <input id="card-cvc" name="cvc" autocomplete="off" inputmode="numeric"></label>'
+    .. '<button id="pay" type="submit" name="action" value="pay">Pay</button>'
+    .. '<button id="cancel" type="submit" name="action" value="cancel">Cancel</button></form>'
+    .. "<p>Sandbox cards: 4111111111111111 approves, 4000000000000002 is declined.</p>")
+end
+
+local function phone_page(util, tx, message)
+  local base = util.base_url() .. "/zippy"
+  return util.page("Pay with your phone bill", summary(util, tx)
+    .. (message and ('<p id="error" class="error">' .. util.escape_html(message) .. "</p>") or "")
+    .. '<form method="post" action="' .. base .. '/payment/phone">' .. hidden_tx(tx)
+    .. '<label>Phone number <input id="phone" name="phone" inputmode="tel"></label>'
+    .. '<button id="send" type="submit" name="action" value="send">Send me a PIN</button>'
+    .. '<button id="cancel" type="submit" name="action" value="cancel">Cancel</button></form>')
+end
+
+local function pin_page(util, tx, message)
+  local base = util.base_url() .. "/zippy"
+  return util.page("Enter the PIN we sent you", summary(util, tx)
+    .. (message and ('<p id="error" class="error">' .. util.escape_html(message) .. "</p>") or "")
+    .. '<form method="post" action="' .. base .. '/payment/pin">' .. hidden_tx(tx)
+    .. '<label>PIN <input id="pin" name="pin" inputmode="numeric" autocomplete="off"></label>'
+    .. '<button id="confirm" type="submit" name="action" value="confirm">Confirm</button></form>'
+    .. "<p>Sandbox: the SMS PIN is " .. M.APPROVE_PIN .. "; any other PIN fails.</p>")
+end
+
+local function expiry_ok(expiry)
+  local mm, yy = tostring(expiry or ""):match("^%s*(%d%d)%s*/%s*(%d%d)%s*$")
+  if not mm then return false end
+  mm, yy = tonumber(mm), tonumber(yy) + 2000
+  if mm < 1 or mm > 12 then return false end
+  local now = os.date("!*t", ngx.time())
+  return yy > now.year or (yy == now.year and mm >= now.month)
+end
+
+local function payment(util, method, step)
+  if step == "start" then
+    if method ~= "GET" then return fail(util, 405, "method not allowed") end
+    local token = util.query().tx
+    local tx = token and state(util).by_token[token]
+    if not tx then return fail(util, 404, "no transaction for this token") end
+    if tx.status ~= "STARTED" then return fail(util, 400, "this transaction was already started") end
+    tx.status = "PENDING"
+    if tx.pay_method == "CARD" then return card_page(util, tx) end
+    return phone_page(util, tx)
+  end
+  if method ~= "POST" then return fail(util, 405, "method not allowed") end
+  local form = util.form()
+  local tx, done = tx_from_form(util, form)
+  if not tx then
+    if done then return fail(util, 400, "this transaction is already finished") end
+    return fail(util, 404, "no transaction for this token")
+  end
+  if form.action == "cancel" then return util.redirect((finish(util, tx, "USER_CANCELLED")), 301) end
+  if step == "card" and tx.pay_method == "CARD" then
+    local number = tostring(form.card_number or ""):gsub("[%s%-]", "")
+    if not number:match("^%d+$") or #number < 12 or #number > 19 or not luhn(number) then
+      return card_page(util, tx, "That card number is not valid.")
+    end
+    if not expiry_ok(form.expiry) then return card_page(util, tx, "The expiry date is not valid.") end
+    if not tostring(form.cvc or ""):match("^%d%d%d%d?$") then return card_page(util, tx, "The CVC is not valid.") end
+    local approved = M.APPROVE_CARDS[number] == true
+    return util.redirect((finish(util, tx, (not approved) and "CC_ERROR" or nil)), 301)
+  elseif step == "phone" and tx.pay_method == "OPERATOR" then
+    local phone = tostring(form.phone or ""):gsub("[%s%-]", "")
+    if not phone:match("^%+?%d+$") or #phone:gsub("%+", "") < 6 or #phone:gsub("%+", "") > 15 then
+      return phone_page(util, tx, "That phone number is not valid.")
+    end
+    if phone == M.REFUSED_PHONE then return util.redirect((finish(util, tx, "DIR_BILL_ERROR")), 301) end
+    tx.phone_ok = true
+    return pin_page(util, tx)
+  elseif step == "pin" and tx.pay_method == "OPERATOR" and tx.phone_ok then
+    local ok = tostring(form.pin or "") == M.APPROVE_PIN
+    return util.redirect((finish(util, tx, (not ok) and "DIR_BILL_ERROR" or nil)), 301)
+  end
+  return fail(util, 400, "this step does not belong to this transaction")
+end
+
+---------------------------------------------------------------------------- sandbox-only calls
+
+local function sandbox_call(util, method, what)
+  if method ~= "POST" then return fail(util, 405, "method not allowed") end
+  local body = read_json(util)
+  if not body then return fail(util, 400, "the body must be a JSON object") end
+  local s = state(util)
+  if what == "pay" then
+    local tx = type(body.token) == "string" and s.by_token[body.token]
+    if not tx then return fail(util, 404, "no transaction for this token") end
+    if tx.status ~= "STARTED" and tx.status ~= "PENDING" then return fail(util, 400, "this transaction is already finished") end
+    local outcome = body.outcome or "success"
+    if type(outcome) ~= "string" or not outcome:match("^[%w_]+$") then
+      return invalid(util, { outcome = "This field must be success or an error code." })
+    end
+    local location, signed = finish(util, tx, outcome ~= "success" and outcome or nil)
+    return util.json(200, { Location = location, signed_notice = signed })
+  elseif what == "keys" then
+    local id = tonumber(body.sign_with)
+    if not id or not M.NOTICE_KEYS[id] then return invalid(util, { sign_with = "This field must be a notice key id." }) end
+    s.sign_with = id
+    return util.json(200, { sign_with = id })
+  end
+  return fail(util, 404, "unknown sandbox call")
+end
+
+---------------------------------------------------------------------------- dispatch
+
+local API = { sellers = sellers, terms = terms, products = products, transactions = transactions }
+
+function M.handle(util)
+  local method = ngx.req.get_method()
+  local path = util.subpath("zippy")
+  local top, id, extra = path:match("^/([%w_]+)/?([^/]*)/?(.*)$")
+  if not top then return fail(util, 404, "no such resource") end
+  if id == "" then id = nil end
+  if extra ~= "" then return fail(util, 404, "no such resource") end
+  if top == "payment" then return payment(util, method, id) end
+  if top == "_sandbox" then return sandbox_call(util, method, id) end
+  if top == "status" and not id then
+    if method ~= "GET" then return fail(util, 405, "method not allowed") end
+    return util.json(200, { result = "OK" })
+  end
+  local handler = API[top] or (top == "notices" and not id and notices)
+  if not handler then return fail(util, 404, "no such resource") end
+  local why = check_oauth(util)
+  if why then
+    return fail(util, 401, "invalid OAuth credentials: " .. why)
+  end
+  return handler(util, method, id)
+end
+
+return M
