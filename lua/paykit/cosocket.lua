@@ -16,8 +16,9 @@
 -- timeout, send, recv, too_large, protocol (maybe sent); other.
 --
 -- TLS certificates are verified by default against nginx's `lua_ssl_trusted_certificate`
--- (opts.cafile is informational: nginx cannot take a CA file per connection); the host name
--- is both sent as SNI and checked against the certificate. Host names are resolved by the
+-- (nginx cannot take a CA file per connection: opts.cafile only names the trust context and
+-- keeps the keep-alive pools of different contexts apart); the host name is both sent as SNI
+-- and checked against the certificate. Host names are resolved by the
 -- nginx `resolver` directive. Bodies are never logged or put in error messages.
 local _M = { _VERSION = "0.1.0" }
 
@@ -276,8 +277,15 @@ function _M.request(req, opts)
     pool_size = tonumber(opts.pool_size) or DEFAULT_POOL_SIZE,
     keepalive_timeout = tonumber(opts.keepalive_timeout) or DEFAULT_KEEPALIVE_TIMEOUT,
   }
-  -- a connection verified once must never serve an unverified caller, nor the reverse
-  o.pool_key = u.host .. ":" .. u.port .. ":" .. (u.tls and (o.verify and "tls" or "tls-noverify") or "plain")
+  -- The pool is per nginx worker, shared by every server{} block. A connection verified
+  -- once must never serve an unverified caller (nor the reverse), and one verified against
+  -- one CA must not serve a caller that names another: the CA file is part of the key.
+  local tls_key = "plain"
+  if u.tls then
+    tls_key = o.verify and "tls" or "tls-noverify"
+    if o.verify and opts.cafile then tls_key = tls_key .. ":" .. tostring(opts.cafile) end
+  end
+  o.pool_key = u.host .. ":" .. u.port .. ":" .. tls_key
   local timeout = tonumber(req.timeout or opts.timeout) or DEFAULT_TIMEOUT
   local deadline = now_ms(ngx) + timeout
 

@@ -1,0 +1,376 @@
+-- paykit.cosocket inside a real nginx (LuaJIT, build/luajit core): a "front" server whose
+-- handlers call an "upstream" server of the same nginx through the cosocket transport.
+-- Ports: 18820 front (no trusted CA), 18821 upstream (plain), 18822 upstream (TLS, valid
+-- certificate for 127.0.0.1), 18823 front (lua_ssl_trusted_certificate = test CA),
+-- 18824 upstream (TLS, certificate for another name), 18829 nothing listens.
+-- The pure parser specs are in core_httpparse_spec.lua (they also run under valgrind).
+local nginx = require "spec.support.nginx"
+local cjson = require "cjson"
+local socket = require "socket"
+local http = require "socket.http"
+local ltn12 = require "ltn12"
+
+local FRONT, UP, UP_TLS, FRONT_TRUST, UP_BADNAME, CLOSED = 18820, 18821, 18822, 18823, 18824, 18829
+
+local function sh(cmd)
+  local ok, _, code = os.execute(cmd)
+  if type(ok) == "number" then return ok == 0 end
+  return ok and code == 0
+end
+
+local function write(path, data)
+  local f = assert(io.open(path, "wb")); f:write(data); f:close()
+end
+
+-- A throwaway CA and two leaf certificates, made with the openssl CLI.
+local function make_certs(dir)
+  assert(sh("rm -rf '" .. dir .. "' && mkdir -p '" .. dir .. "'"))
+  write(dir .. "/good.ext", "subjectAltName=IP:127.0.0.1,DNS:127.0.0.1\n")
+  write(dir .. "/bad.ext", "subjectAltName=DNS:other.example\n")
+  local q = " >>'" .. dir .. "/openssl.log' 2>&1"
+  local ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+  assert(sh("cd '" .. dir .. "' && openssl req -x509" .. ec .. " -keyout ca.key -out ca.crt -days 2"
+    .. " -subj '/CN=paykit test CA' -addext 'basicConstraints=critical,CA:TRUE'"
+    .. " -addext 'keyUsage=critical,keyCertSign,cRLSign'" .. q), "openssl: CA")
+  for _, name in ipairs { "good", "bad" } do
+    assert(sh("cd '" .. dir .. "' && openssl req" .. ec .. " -keyout " .. name .. ".key -out " .. name
+      .. ".csr -subj '/CN=paykit " .. name .. "'" .. q), "openssl: " .. name .. " key")
+    assert(sh("cd '" .. dir .. "' && openssl x509 -req -in " .. name .. ".csr -CA ca.crt -CAkey ca.key"
+      .. " -CAcreateserial -days 2 -out " .. name .. ".crt -extfile " .. name .. ".ext" .. q),
+      "openssl: " .. name .. " certificate")
+  end
+end
+
+local UPSTREAM_HANDLER = [[
+      content_by_lua_block {
+        local cjson = require "cjson"
+        local uri, args = ngx.var.uri, ngx.req.get_uri_args()
+        local n = tonumber(args.n or 10)
+        if uri == "/echo" then
+          ngx.req.read_body()
+          local h = ngx.req.get_headers()
+          local out = cjson.encode {
+            method = ngx.req.get_method(), body = ngx.req.get_body_data() or "",
+            content_type = h["content-type"], content_length = h["content-length"],
+            host = h.host, connection = h.connection, user_agent = h["user-agent"],
+            scheme = ngx.var.scheme, conn = ngx.var.connection,
+          }
+          ngx.header["Content-Type"] = "application/json"
+          ngx.header["Content-Length"] = #out
+          ngx.print(out)
+        elseif uri == "/chunked" then
+          ngx.header["Content-Type"] = "text/plain"
+          for i = 1, n do ngx.print("chunk " .. i .. ";"); ngx.flush(true) end
+        elseif uri == "/length" then
+          ngx.header["Content-Length"] = n
+          ngx.print(string.rep("L", n))
+        elseif uri == "/stream" then
+          for _ = 1, n do ngx.print(string.rep("S", 1000)); ngx.flush(true) end
+        elseif uri == "/slow" then
+          ngx.sleep(tonumber(args.ms) / 1000)
+          ngx.say("slow done")
+        elseif uri == "/conn" then
+          ngx.print(ngx.var.connection)
+        else
+          ngx.status = 404
+          ngx.say("no such upstream path")
+        end
+      }
+]]
+
+local FRONT_HANDLER = [[
+    location = /call {
+      content_by_lua_block {
+        local cjson = require "cjson"
+        local cosocket = require "paykit.cosocket"
+        local a = ngx.req.get_uri_args()
+        ngx.req.read_body()
+        local body = ngx.req.get_body_data() or a.body -- a POSTed body stays out of the access/error logs
+        local url = (a.scheme or "http") .. "://127.0.0.1:" .. (a.port or ]] .. UP .. [[) .. (a.path or "/conn")
+        local out = { available = cosocket.available(), calls = {} }
+        for i = 1, tonumber(a.times or 1) do
+          ngx.update_time()
+          local t0 = ngx.now()
+          local res, err, code, maybe_sent = cosocket.request({
+            method = a.method, url = url, body = body,
+            headers = a.ct and { ["Content-Type"] = a.ct } or nil,
+            timeout = tonumber(a.timeout), connect_timeout = tonumber(a.connect_timeout),
+          }, { verify = a.verify ~= "0", max_response = tonumber(a.max), cafile = CAFILE })
+          ngx.update_time()
+          out.calls[i] = {
+            status = res and res.status, headers = res and res.headers, body = res and res.body,
+            err = err, code = code, maybe_sent = maybe_sent, elapsed = ngx.now() - t0,
+          }
+        end
+        ngx.header["Content-Type"] = "application/json"
+        ngx.say(cjson.encode(out))
+      }
+    }
+    location = /fast { content_by_lua_block { ngx.say("fast") } }
+    location = /set_phase {
+      set_by_lua_block $avail { return tostring(require("paykit.cosocket").available()) }
+      return 200 $avail;
+    }
+]]
+
+-- The keep-alive pool is per worker, shared by every server{}: the trusting front names its
+-- CA file (opts.cafile), which keeps its verified connections in a pool of their own.
+local function front(cafile)
+  return (FRONT_HANDLER:gsub("CAFILE", cafile and ("%q"):format(cafile) or "nil"))
+end
+
+local function config(certs)
+  return [[
+  server {
+    listen 127.0.0.1:]] .. FRONT .. [[;
+]] .. front(nil) .. [[
+  }
+  server {
+    listen 127.0.0.1:]] .. FRONT_TRUST .. [[;
+    lua_ssl_trusted_certificate ]] .. certs .. [[/ca.crt;
+    lua_ssl_verify_depth 2;
+]] .. front(certs .. "/ca.crt") .. [[
+  }
+  server {
+    listen 127.0.0.1:]] .. UP .. [[;
+    listen 127.0.0.1:]] .. UP_TLS .. [[ ssl;
+    ssl_certificate ]] .. certs .. [[/good.crt;
+    ssl_certificate_key ]] .. certs .. [[/good.key;
+    keepalive_requests 1000;
+    location / {
+]] .. UPSTREAM_HANDLER .. [[
+    }
+  }
+  server {
+    listen 127.0.0.1:]] .. UP_BADNAME .. [[ ssl;
+    ssl_certificate ]] .. certs .. [[/bad.crt;
+    ssl_certificate_key ]] .. certs .. [[/bad.key;
+    location / {
+]] .. UPSTREAM_HANDLER .. [[
+    }
+  }
+]]
+end
+
+local function enc(s)
+  return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+local function get(port, path, body)
+  local chunks = {}
+  local _, status = http.request {
+    url = "http://127.0.0.1:" .. port .. path, sink = ltn12.sink.table(chunks),
+    method = body and "POST" or "GET", source = body and ltn12.source.string(body) or nil,
+    headers = body and { ["content-length"] = tostring(#body) } or nil,
+  }
+  return status, table.concat(chunks)
+end
+
+-- Calls the front's /call handler; returns the decoded {available, calls = {...}}.
+-- A body given as args.body is sent to the front as its request body.
+local function call(args, port)
+  local q, upbody = {}, nil
+  for k, v in pairs(args) do
+    if k == "body" then upbody = v else q[#q + 1] = k .. "=" .. enc(v) end
+  end
+  table.sort(q)
+  local status, body = get(port or FRONT, "/call?" .. table.concat(q, "&"), upbody)
+  assert(status == 200, "front answered " .. tostring(status) .. ": " .. tostring(body))
+  return cjson.decode(body)
+end
+
+local function first(args, port)
+  return call(args, port).calls[1]
+end
+
+describe("paykit.cosocket in nginx", function()
+  local srv
+
+  setup(function()
+    local root = nginx.root()
+    local certs = root .. "/build/run/cosocket-certs"
+    make_certs(certs)
+    srv = nginx.start("cosocket", config(certs),
+      { PORTS = { FRONT, UP, UP_TLS, FRONT_TRUST, UP_BADNAME }, WORKERS = 1 })
+  end)
+
+  teardown(function()
+    if srv then srv:stop() end
+  end)
+
+  describe("availability", function()
+    it("is available in the content phase", function()
+      assert.is_true(call({ path = "/conn" }).available)
+    end)
+
+    it("is not available in the set phase, nor outside nginx", function()
+      local status, body = get(FRONT, "/set_phase")
+      assert.equal(200, status)
+      assert.equal("false", body)
+      assert.is_false(require("paykit.cosocket").available())
+    end)
+  end)
+
+  describe("plain HTTP", function()
+    it("round-trips a JSON POST with Host, Content-Length and keep-alive set", function()
+      local payload = cjson.encode { amount = "27.50", currency = "TRY", reference = "order-1" }
+      local c = first { method = "POST", path = "/echo", body = payload, ct = "application/json" }
+      assert.is_nil(c.err)
+      assert.equal(200, c.status)
+      assert.equal("application/json", c.headers["content-type"])
+      local echo = cjson.decode(c.body)
+      assert.equal("POST", echo.method)
+      assert.equal(payload, echo.body)
+      assert.same({ amount = "27.50", currency = "TRY", reference = "order-1" }, cjson.decode(echo.body))
+      assert.equal("application/json", echo.content_type)
+      assert.equal(tostring(#payload), echo.content_length)
+      assert.equal("127.0.0.1:" .. UP, echo.host)
+      assert.equal("keep-alive", echo.connection)
+      assert.matches("^paykit/", echo.user_agent)
+    end)
+
+    it("reads a chunked answer", function()
+      local c = first { path = "/chunked?n=4" }
+      assert.equal(200, c.status)
+      assert.equal("chunked", c.headers["transfer-encoding"])
+      assert.equal("chunk 1;chunk 2;chunk 3;chunk 4;", c.body)
+    end)
+
+    it("reads a Content-Length answer", function()
+      local c = first { path = "/length?n=70000" }
+      assert.equal(200, c.status)
+      assert.equal("70000", c.headers["content-length"])
+      assert.equal(string.rep("L", 70000), c.body)
+    end)
+
+    it("passes non-2xx statuses through as responses", function()
+      local c = first { path = "/missing" }
+      assert.is_nil(c.err)
+      assert.equal(404, c.status)
+    end)
+  end)
+
+  describe("keep-alive", function()
+    it("reuses one upstream connection across sequential calls", function()
+      local out = call { path = "/conn", times = 3 }
+      local conns = {}
+      for i, c in ipairs(out.calls) do
+        assert.equal(200, c.status)
+        conns[i] = c.body
+      end
+      assert.equal(conns[1], conns[2])
+      assert.equal(conns[2], conns[3])
+    end)
+
+    it("reuses the pooled connection from one front request to the next", function()
+      local a = first { path = "/conn" }
+      local b = first { path = "/conn" }
+      assert.equal(a.body, b.body)
+    end)
+
+    it("reuses a TLS connection too", function()
+      local out = call({ scheme = "https", port = UP_TLS, path = "/conn", times = 2 }, FRONT_TRUST)
+      assert.equal(200, out.calls[1].status)
+      assert.equal(out.calls[1].body, out.calls[2].body)
+    end)
+  end)
+
+  describe("HTTPS", function()
+    it("refuses a certificate from an untrusted CA with code tls", function()
+      local c = first { scheme = "https", port = UP_TLS, path = "/echo" }
+      assert.is_nil(c.status)
+      assert.equal("tls", c.code)
+      assert.is_false(c.maybe_sent)
+      assert.matches("certificate", c.err)
+    end)
+
+    it("accepts the certificate when nginx trusts the CA", function()
+      local c = first({ scheme = "https", port = UP_TLS, path = "/echo" }, FRONT_TRUST)
+      assert.is_nil(c.err)
+      assert.equal(200, c.status)
+      assert.equal("https", cjson.decode(c.body).scheme)
+    end)
+
+    it("refuses a trusted certificate issued for another name", function()
+      local c = first({ scheme = "https", port = UP_BADNAME, path = "/echo" }, FRONT_TRUST)
+      assert.is_nil(c.status)
+      assert.equal("tls", c.code)
+      assert.matches("mismatch", c.err)
+    end)
+
+    it("skips verification only when verify is false", function()
+      local c = first { scheme = "https", port = UP_TLS, path = "/conn", verify = "0" }
+      assert.is_nil(c.err)
+      assert.equal(200, c.status)
+    end)
+  end)
+
+  describe("failures", function()
+    it("stops at the total timeout against a slow endpoint", function()
+      local c = first { path = "/slow?ms=3000", timeout = 300 }
+      assert.is_nil(c.status)
+      assert.equal("timeout", c.code)
+      assert.is_true(c.maybe_sent)
+      assert.is_true(c.elapsed >= 0.25 and c.elapsed < 1.5, "elapsed " .. c.elapsed)
+    end)
+
+    it("reports a refused connection with code connect, not sent, and logs no body", function()
+      local before = #srv:error_log() -- the log survives from earlier runs: read only what is new
+      local c = first { method = "POST", port = CLOSED, path = "/echo", body = "card=4111111111111111" }
+      assert.is_nil(c.status)
+      assert.equal("connect", c.code)
+      assert.is_false(c.maybe_sent)
+      assert.is_nil(c.err:find("4111111111111111", 1, true))
+      local log = srv:error_log():sub(before + 1)
+      assert.matches("Connection refused", log) -- the log is there and was read
+      assert.is_nil(log:find("4111111111111111", 1, true))
+    end)
+
+    it("refuses a Content-Length answer above max_response with too_large", function()
+      local c = first { path = "/length?n=5000", max = 1000 }
+      assert.is_nil(c.status)
+      assert.equal("too_large", c.code)
+      assert.is_true(c.maybe_sent)
+    end)
+
+    it("refuses a chunked answer that grows above max_response with too_large", function()
+      local c = first { path = "/stream?n=20", max = 5000 }
+      assert.is_nil(c.status)
+      assert.equal("too_large", c.code)
+    end)
+
+    it("still works on the next call after a failed one", function()
+      local c = first { path = "/length?n=10" }
+      assert.equal(200, c.status)
+      assert.equal("LLLLLLLLLL", c.body)
+    end)
+  end)
+
+  describe("the nginx worker", function()
+    it("keeps answering other requests while a cosocket call waits 1 s", function()
+      local slow = assert(socket.tcp())
+      slow:settimeout(5)
+      assert(slow:connect("127.0.0.1", FRONT))
+      local started = socket.gettime()
+      assert(slow:send("GET /call?path=" .. enc("/slow?ms=1000") .. " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        .. "Connection: close\r\n\r\n"))
+      socket.sleep(0.1) -- the single worker has taken the slow call
+      local quick = {}
+      for i = 1, 5 do
+        local t0 = socket.gettime()
+        local status, body = get(FRONT, i % 2 == 0 and "/fast" or "/call?path=%2Fconn")
+        assert.equal(200, status)
+        assert.is_true(#body > 0)
+        quick[i] = socket.gettime() - t0
+      end
+      local quick_done = socket.gettime() - started
+      local answer = slow:receive("*a")
+      local slow_done = socket.gettime() - started
+      slow:close()
+      assert.matches("slow done", answer)
+      assert.is_true(slow_done >= 0.95, "the slow call took " .. slow_done .. " s")
+      assert.is_true(quick_done < 0.9, "quick requests finished " .. quick_done .. " s after the slow one began")
+      for i, t in ipairs(quick) do assert.is_true(t < 0.3, "quick request " .. i .. " took " .. t .. " s") end
+    end)
+  end)
+end)
