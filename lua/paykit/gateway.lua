@@ -96,6 +96,76 @@ function _M.field(map, names)
   return nil
 end
 
+-- A small ordered JSON writer for request bodies, so that amounts go to the wire as exact
+-- number text ("27.50") and never pass through a Lua float.
+--   local o = gateway.object(); gateway.put(o, "Amount", gateway.decimal("27.50"))
+--   gateway.json(o) --> '{"Amount":27.50}'
+-- Plain Lua tables are written as arrays (sequence) or objects (keys sorted).
+local Obj, Dec = {}, {}
+function _M.object() return setmetatable({ _k = {}, _v = {} }, Obj) end
+function _M.put(o, k, v)
+  if v ~= nil then o._k[#o._k + 1] = k; o._v[#o._v + 1] = v end
+  return o
+end
+function _M.decimal(text)
+  if type(text) ~= "string" or not text:match("^%-?%d+%.?%d*$") then error("gateway.decimal: not a decimal string: " .. tostring(text), 2) end
+  return setmetatable({ text }, Dec)
+end
+
+local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+local function quote(s)
+  return '"' .. s:gsub('[%c"\\]', function(c) return ESC[c] or string.format("\\u%04x", c:byte()) end) .. '"'
+end
+
+local function write(v, out)
+  local t = type(v)
+  if t == "string" then out[#out + 1] = quote(v)
+  elseif t == "boolean" then out[#out + 1] = tostring(v)
+  elseif t == "number" then
+    if v ~= v or v == math.huge or v == -math.huge or v ~= math.floor(v) then
+      error("gateway.json: only integer numbers are written; use gateway.decimal for amounts", 0)
+    end
+    out[#out + 1] = string.format("%.0f", v)
+  elseif t == "table" then
+    local mt = getmetatable(v)
+    if mt == Dec then out[#out + 1] = v[1]
+    elseif mt == Obj then
+      out[#out + 1] = "{"
+      for i = 1, #v._k do
+        if i > 1 then out[#out + 1] = "," end
+        out[#out + 1] = quote(tostring(v._k[i])); out[#out + 1] = ":"
+        write(v._v[i], out)
+      end
+      out[#out + 1] = "}"
+    elseif next(v) == nil or v[1] ~= nil then
+      out[#out + 1] = "["
+      for i = 1, #v do
+        if i > 1 then out[#out + 1] = "," end
+        write(v[i], out)
+      end
+      out[#out + 1] = "]"
+    else
+      local keys = {}
+      for k in pairs(v) do keys[#keys + 1] = tostring(k) end
+      table.sort(keys)
+      out[#out + 1] = "{"
+      for i, k in ipairs(keys) do
+        if i > 1 then out[#out + 1] = "," end
+        out[#out + 1] = quote(k); out[#out + 1] = ":"
+        write(v[k], out)
+      end
+      out[#out + 1] = "}"
+    end
+  elseif v == nil then out[#out + 1] = "null"
+  else error("gateway.json: cannot write a " .. t, 0) end
+end
+
+function _M.json(v)
+  local out = {}
+  write(v, out)
+  return table.concat(out)
+end
+
 -- Common instance fields for a provider: its name, a scrubbing logger and a transport.
 function _M.base(name, opts)
   opts = opts or {}

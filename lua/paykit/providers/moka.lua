@@ -1,0 +1,828 @@
+-- paykit.providers.moka: Moka (Moka United) card payments, 3D Secure included.
+--
+--   local gw = require("paykit").moka{dealer_code = "...", username = "...", password = "...",
+--                                     env = "test"}            -- or base_url = "http://..."
+--   local r = gw:start_3d{amount = "27.50", card = {holder = "Ali Yilmaz", number = "4111111111111111",
+--                         exp_month = "09", exp_year = "2030", cvc = "123"},
+--                         client_ip = "203.0.113.7", redirect_url = "https://shop.example/return?o=1"}
+--   -- r.status == "redirect": send the buyer to r.redirect_url, store r.keep (CodeForHash!)
+--   local res, err = gw:verify_3d(posted_form, r.keep.code_for_hash)
+--
+-- Every call validates its input before any network call; errors name their field
+-- ("card.number", "installments", ...). A bank decline is a result with status "failed".
+--
+-- Notification field names are UNCONFIRMED upstream: they are matched case-insensitively
+-- and can be replaced with opts.fields = {hash = {...}, result_code = {...}, ...}.
+local errors = require "paykit.errors"
+local money = require "paykit.money"
+local gateway = require "paykit.gateway"
+local codes = require "paykit.providers.moka_codes"
+
+local _M = { codes = codes }
+local Moka = {}
+Moka.__index = Moka
+Moka.__tostring = function(self) return "paykit.moka(" .. self.base_url .. ")" end
+
+_M.HOSTS = {
+  test = "https://service.refmokaunited.com",
+  production = "https://service.mokaunited.com",
+}
+
+_M.CURRENCIES = { TL = true, USD = true, EUR = true, GBP = true }
+
+local DEFAULT_FIELDS = {
+  hash = { "hashValue" },
+  result_code = { "resultCode" },
+  result_message = { "resultMessage" },
+  trx_code = { "trxCode" },
+  other_trx_code = { "OtherTrxCode" },
+}
+
+local core_mod
+local function core()
+  if not core_mod then core_mod = require "paykit.core" end
+  return core_mod
+end
+
+local V = errors.validation
+local obj, put, dec = gateway.object, gateway.put, gateway.decimal
+
+local function is_blank(s) return s == nil or s == "" end
+
+local function utf8_len(s)
+  local _, n = s:gsub("[^\128-\191]", "")
+  return n
+end
+
+-- CheckKey = lower-hex SHA-256(DealerCode .. "MK" .. Username .. "PD" .. Password)
+function _M.check_key(dealer_code, username, password)
+  return core().digest("sha256", dealer_code .. "MK" .. username .. "PD" .. password, "hex")
+end
+
+-- The hashValue Moka sends back for a CodeForHash: success ("T") or failure ("F").
+function _M.hash_3d(code_for_hash, success)
+  return core().digest("sha256", tostring(code_for_hash):upper() .. (success and "T" or "F"), "hex")
+end
+
+---------------------------------------------------------------------------------------
+-- construction
+
+function _M.new(opts)
+  if type(opts) ~= "table" then
+    return nil, errors.config("opts", "required", "paykit.moka needs a table of options")
+  end
+  for _, k in ipairs { "dealer_code", "username", "password" } do
+    if type(opts[k]) ~= "string" or opts[k] == "" then
+      return nil, errors.config(k, "required", k .. " is required (a non-empty string issued by Moka)")
+    end
+  end
+  local base_url = opts.base_url
+  if base_url == nil then
+    local env = opts.env or "test"
+    base_url = _M.HOSTS[env]
+    if not base_url then
+      return nil, errors.config("env", "invalid", "env must be \"test\" or \"production\" (or give base_url)")
+    end
+  elseif type(base_url) ~= "string" or not base_url:match("^https?://[^%s/]+") then
+    return nil, errors.config("base_url", "invalid", "base_url must be an absolute http(s) URL")
+  end
+  base_url = base_url:gsub("/+$", "")
+  if opts.software ~= nil and (type(opts.software) ~= "string" or utf8_len(opts.software) > 30) then
+    return nil, errors.config("software", "too_long", "software must be a string of at most 30 characters")
+  end
+  if opts.lookup ~= nil and type(opts.lookup) ~= "function" then
+    return nil, errors.config("lookup", "invalid", "lookup must be a function(other_trx_code) -> code_for_hash")
+  end
+  local fields = {}
+  for k, v in pairs(DEFAULT_FIELDS) do fields[k] = v end
+  for k, v in pairs(opts.fields or {}) do
+    if not DEFAULT_FIELDS[k] then
+      return nil, errors.config("fields." .. tostring(k), "unknown", "unknown notification field " .. tostring(k))
+    end
+    fields[k] = type(v) == "string" and { v } or v
+  end
+
+  local ok, base = pcall(gateway.base, "moka", opts)
+  if not ok then
+    return nil, errors.is(base) and base or errors.config("opts", "invalid", tostring(base))
+  end
+  -- Credentials live in a closure, so printing or inspecting the instance shows none.
+  local dealer_code, username, password = opts.dealer_code, opts.username, opts.password
+  local check_key
+  local function auth()
+    check_key = check_key or _M.check_key(dealer_code, username, password)
+    return put(put(put(put(obj(), "DealerCode", dealer_code), "Username", username),
+      "Password", password), "CheckKey", check_key)
+  end
+  local self = {
+    provider = "moka",
+    base_url = base_url,
+    dealer_code = dealer_code,
+    software = opts.software or "paykit",
+    client_ip = opts.client_ip,
+    currency = opts.currency or "TL",
+    lookup = opts.lookup,
+    fields = fields,
+    clock = opts.clock or os.time,
+    log = base.log,
+    http = base.http,
+    seen = base.seen,
+    _auth = auth,
+  }
+  return setmetatable(self, Moka)
+end
+
+---------------------------------------------------------------------------------------
+-- validation helpers (each returns the wire value or nil, err)
+
+local function currency_of(self, c)
+  c = c or self.currency
+  if type(c) ~= "string" then return nil, V("currency", "invalid", "currency must be TL, USD, EUR or GBP") end
+  c = c:upper()
+  if c == "TRY" then c = "TL" end
+  if not _M.CURRENCIES[c] then
+    return nil, V("currency", "unsupported_currency", "Moka takes TL (TRY), USD, EUR or GBP, not " .. c)
+  end
+  return c
+end
+
+local function amount_of(value, currency, field, allow_zero)
+  local minor, text = money.parse(value, currency == "TL" and "TRY" or currency, field)
+  if not minor then return nil, text end
+  if minor == 0 and not allow_zero then
+    return nil, V(field, "not_positive", field .. " must be greater than zero")
+  end
+  return text, minor
+end
+
+local function luhn(digits)
+  return require("paykit.redact").luhn(digits)
+end
+
+local function check_card(self, card, field)
+  field = field or "card"
+  if type(card) ~= "table" then return nil, V(field, "required", field .. " is required") end
+  local number = card.number
+  if type(number) == "number" then
+    return nil, V(field .. ".number", "invalid", "the card number must be a string of digits")
+  end
+  if type(number) ~= "string" or number == "" then
+    return nil, V(field .. ".number", "required", "the card number is required")
+  end
+  number = number:gsub("[ %-]", "")
+  if not number:match("^%d+$") then
+    return nil, V(field .. ".number", "not_digits", "the card number must contain only digits")
+  end
+  if #number < 12 or #number > 19 then
+    return nil, V(field .. ".number", "invalid_length", "the card number must have 12 to 19 digits")
+  end
+  if not luhn(number) then
+    return nil, V(field .. ".number", "invalid_luhn", "the card number fails the Luhn check (mistyped?)")
+  end
+  local m = tonumber(card.exp_month)
+  if not m or m ~= math.floor(m) or m < 1 or m > 12 or not tostring(card.exp_month):match("^%d%d?$") then
+    return nil, V(field .. ".exp_month", "invalid", "the expiry month must be 1 to 12")
+  end
+  local ys = tostring(card.exp_year or "")
+  if not (ys:match("^%d%d%d%d$") or ys:match("^%d%d$")) then
+    return nil, V(field .. ".exp_year", "invalid", "the expiry year must be YYYY (or YY)")
+  end
+  local y = tonumber(ys)
+  if y < 100 then y = 2000 + y end
+  local now = os.date("!*t", self.clock())
+  if y < now.year or (y == now.year and m < now.month) then
+    return nil, V(field .. ".exp_year", "expired", "the card has expired")
+  end
+  local out = { number = number, exp_month = string.format("%02d", m), exp_year = string.format("%04d", y) }
+  if card.cvc ~= nil or not card.cvc_optional then
+    local cvc = card.cvc
+    if type(cvc) ~= "string" or not cvc:match("^%d%d%d%d?$") then
+      return nil, V(field .. ".cvc", "invalid", "the CVC must be 3 or 4 digits")
+    end
+    out.cvc = cvc
+  end
+  if card.holder ~= nil then
+    if type(card.holder) ~= "string" or utf8_len(card.holder) > 100 then
+      return nil, V(field .. ".holder", "invalid", "the card holder must be a string of at most 100 characters")
+    end
+    out.holder = card.holder
+  end
+  return out
+end
+
+local function check_len(p, key, max, field)
+  local v = p[key]
+  if v == nil then return true end
+  if type(v) ~= "string" then return nil, V(field or key, "invalid", (field or key) .. " must be a string") end
+  if utf8_len(v) > max then
+    return nil, V(field or key, "too_long", (field or key) .. " must be at most " .. max .. " characters")
+  end
+  return true
+end
+
+local function flag(v) return (v and v ~= 0) and 1 or 0 end
+
+-- exactly one of order_id (VirtualPosOrderId) / reference (OtherTrxCode)
+local function one_reference(p)
+  local a, b = not is_blank(p.order_id), not is_blank(p.reference)
+  if a == b then
+    return nil, V(a and "order_id" or "reference", a and "ambiguous" or "required",
+      "give exactly one of order_id (Moka's VirtualPosOrderId) and reference (your OtherTrxCode)")
+  end
+  for _, k in ipairs { "order_id", "reference" } do
+    if p[k] ~= nil and type(p[k]) ~= "string" then return nil, V(k, "invalid", k .. " must be a string") end
+  end
+  return true
+end
+
+local function put_reference(o, p)
+  if not is_blank(p.order_id) then put(o, "VirtualPosOrderId", p.order_id) end
+  if not is_blank(p.reference) then put(o, "OtherTrxCode", p.reference) end
+  return o
+end
+
+local function client_ip(self, p, required)
+  local ip = p.client_ip or self.client_ip
+  if ip == nil then
+    if required then return nil, V("client_ip", "required", "client_ip (the buyer's IP address) is required") end
+    return nil
+  end
+  if type(ip) ~= "string" or not (ip:match("^[%d%.]+$") or ip:match("^[%x:%.]+$")) or #ip > 45 then
+    return nil, V("client_ip", "invalid", "client_ip must be an IPv4 or IPv6 address")
+  end
+  return ip
+end
+
+-- The payment request (DoDirectPayment / DoDirectPaymentThreeD): validated, as a JSON object.
+local function payment_request(self, p, three_d)
+  if type(p) ~= "table" then return nil, V("params", "required", "payment parameters are required") end
+  local currency, err = currency_of(self, p.currency)
+  if not currency then return nil, err end
+  local amount, minor = amount_of(p.amount, currency, "amount")
+  if not amount then return nil, minor end
+
+  local has_card, has_token = p.card ~= nil, not is_blank(p.card_token)
+  if has_card == has_token then
+    return nil, V(has_card and "card_token" or "card", has_card and "ambiguous" or "required",
+      "give either card (number, expiry, CVC) or card_token, not both")
+  end
+  local card
+  if has_card then
+    card, err = check_card(self, p.card)
+    if not card then return nil, err end
+  elseif type(p.card_token) ~= "string" then
+    return nil, V("card_token", "invalid", "card_token must be a string")
+  elseif p.tokenize then
+    return nil, V("tokenize", "card_token_with_save_card", "a card token cannot be used when the card is to be stored")
+  end
+
+  local inst = p.installments or 1
+  if type(inst) ~= "number" or inst ~= math.floor(inst) or inst < 0 or inst > 12 then
+    return nil, V("installments", "invalid", "installments must be an integer from 0 to 12 (0 or 1 = single payment)")
+  end
+  if inst > 1 and currency ~= "TL" then
+    return nil, V("installments", "foreign_currency", "installments are not possible in " .. currency .. ": only in TL")
+  end
+  local ip
+  ip, err = client_ip(self, p, true)
+  if not ip then return nil, err end
+  local ok
+  ok, err = check_len(p, "software", 30); if not ok then return nil, err end
+  ok, err = check_len(p, "description", 200); if not ok then return nil, err end
+  ok, err = check_len(p, "sub_merchant", 100); if not ok then return nil, err end
+  ok, err = check_len(p, "reference", 64); if not ok then return nil, err end
+  if three_d then
+    local u = p.redirect_url
+    if type(u) ~= "string" or not u:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/%s?#]+[^%s]*$") then
+      return nil, V("redirect_url", u == nil and "required" or "invalid", "redirect_url must be an absolute http(s) URL")
+    end
+    if p.redirect_type ~= nil and p.redirect_type ~= 0 and p.redirect_type ~= 1 then
+      return nil, V("redirect_type", "invalid", "redirect_type must be 0 (page) or 1 (iframe)")
+    end
+  end
+  if p.integrator_id ~= nil and (type(p.integrator_id) ~= "number" or p.integrator_id ~= math.floor(p.integrator_id)) then
+    return nil, V("integrator_id", "invalid", "integrator_id must be an integer")
+  end
+
+  -- basket: total must equal the amount
+  local basket
+  if p.basket ~= nil then
+    if type(p.basket) ~= "table" or #p.basket == 0 then
+      return nil, V("basket", "invalid", "basket must be a non-empty list of products")
+    end
+    basket = {}
+    local total = 0
+    for i, item in ipairs(p.basket) do
+      local f = "basket[" .. i .. "]"
+      if type(item) ~= "table" then return nil, V(f, "invalid", f .. " must be a table") end
+      if is_blank(item.product_id) and is_blank(item.product_code) then
+        return nil, V(f .. ".product_code", "required", "each basket product needs product_id or product_code")
+      end
+      local price, pminor = amount_of(item.unit_price, currency, f .. ".unit_price")
+      if not price then return nil, pminor end
+      local q = item.quantity or 1
+      if type(q) ~= "number" or q ~= math.floor(q) or q < 1 then
+        return nil, V(f .. ".quantity", "invalid", "quantity must be a positive integer")
+      end
+      total = total + pminor * q
+      local b = obj()
+      if not is_blank(item.product_id) then put(b, "ProductId", item.product_id) end
+      if not is_blank(item.product_code) then put(b, "ProductCode", item.product_code) end
+      put(b, "UnitPrice", dec(price)); put(b, "Quantity", q)
+      basket[#basket + 1] = b
+    end
+    if total ~= minor then
+      return nil, V("basket", "total_mismatch", "the basket total " .. money.format(total, "TRY") ..
+        " does not equal the amount " .. amount)
+    end
+  end
+
+  local r = obj()
+  if card then
+    put(r, "CardHolderFullName", card.holder or "")
+    put(r, "CardNumber", card.number); put(r, "ExpMonth", card.exp_month); put(r, "ExpYear", card.exp_year)
+    put(r, "CvcNumber", card.cvc or "")
+    put(r, "CardToken", "")
+  else
+    put(r, "CardHolderFullName", ""); put(r, "CardNumber", ""); put(r, "ExpMonth", ""); put(r, "ExpYear", "")
+    put(r, "CvcNumber", "")
+    put(r, "CardToken", p.card_token)
+  end
+  put(r, "Amount", dec(amount))
+  put(r, "Currency", currency)
+  put(r, "InstallmentNumber", inst)
+  put(r, "ClientIP", ip)
+  put(r, "OtherTrxCode", p.reference or "")
+  put(r, "SubMerchantName", p.sub_merchant or "")
+  put(r, "IsPoolPayment", flag(p.pool))
+  put(r, "IsPreAuth", flag(p.pre_auth))
+  put(r, "IsTokenized", flag(p.tokenize))
+  if p.integrator_id then put(r, "IntegratorId", p.integrator_id) end
+  put(r, "Software", p.software or self.software)
+  put(r, "Description", p.description or "")
+  if three_d then
+    put(r, "ReturnHash", 1)
+    put(r, "RedirectUrl", p.redirect_url)
+    put(r, "RedirectType", p.redirect_type or 0)
+  end
+  if p.buyer ~= nil then
+    local b = p.buyer
+    if type(b) ~= "table" then return nil, V("buyer", "invalid", "buyer must be a table") end
+    local o = obj()
+    put(o, "BuyerFullName", b.full_name); put(o, "BuyerGsmNumber", b.gsm)
+    put(o, "BuyerEmail", b.email); put(o, "BuyerAddress", b.address)
+    put(r, "BuyerInformation", o)
+  end
+  if basket then put(r, "BasketProduct", basket) end
+  if p.customer ~= nil then
+    local c = p.customer
+    if type(c) ~= "table" then return nil, V("customer", "invalid", "customer must be a table") end
+    local o = obj()
+    put(o, "DealerCustomerId", c.dealer_customer_id or ""); put(o, "CustomerCode", c.customer_code or "")
+    put(o, "FirstName", c.first_name or ""); put(o, "LastName", c.last_name or "")
+    put(o, "Gender", c.gender and tostring(c.gender) or ""); put(o, "BirthDate", c.birth_date or "")
+    put(o, "GsmNumber", c.gsm or ""); put(o, "Email", c.email or ""); put(o, "Address", c.address or "")
+    put(o, "CardName", c.card_name or "")
+    put(r, "CustomerInformation", o)
+  end
+  return r, { amount = amount, currency = currency, reference = p.reference, installments = inst }
+end
+_M._payment_request = payment_request
+
+---------------------------------------------------------------------------------------
+-- the wire
+
+local function blocks(path)
+  if path:find("^/DealerCustomer/") then return "DealerCustomerAuthentication", "DealerCustomerRequest" end
+  if path == "/PaymentDealer/GetBankCardInformation" then return "PaymentDealerAuthentication", "BankCardInformationRequest" end
+  return "PaymentDealerAuthentication", "PaymentDealerRequest"
+end
+
+local function denull(v)
+  if v == nil or v == require("cjson").null then return nil end
+  return v
+end
+
+-- POST {base}{path}; returns Data (nil when null), the decoded body | nil, err
+function Moka:call(op, path, payload, idempotent)
+  local auth_name, req_name = blocks(path)
+  local body = gateway.json(put(put(obj(), auth_name, self._auth()), req_name, payload))
+  local res, err = self.http:request {
+    method = "POST", url = self.base_url .. path, body = body, json = true,
+    op = "moka." .. op, idempotent = idempotent and true or false,
+  }
+  if not res then
+    self.log("error", "moka." .. op .. " failed: " .. tostring(err))
+    return nil, err
+  end
+  if res.status ~= 200 then
+    local e = errors.provider {
+      code = "moka.http_" .. res.status, status = res.status, op = "moka." .. op,
+      retryable = res.status >= 500 and idempotent and true or false,
+      message = "Moka answered HTTP " .. res.status .. " to " .. op ..
+        (res.status >= 500 and "; the outcome is unknown: check it with status()" or ""),
+    }
+    self.log("error", "moka." .. op .. " failed: " .. tostring(e))
+    return nil, e
+  end
+  local j = res.json
+  if type(j) ~= "table" or type(j.ResultCode) ~= "string" then
+    local e = errors.provider { code = "moka.invalid_response", status = res.status, op = "moka." .. op,
+      message = "Moka's answer to " .. op .. " is not the expected JSON envelope" }
+    self.log("error", "moka." .. op .. " failed: " .. tostring(e))
+    return nil, e
+  end
+  local rc = j.ResultCode:match("^%s*(.-)%s*$")
+  if rc ~= "Success" then
+    local kind, code, message = codes.result(rc)
+    local pm = denull(j.ResultMessage)
+    local e = errors.new { kind = kind, code = code, op = "moka." .. op, status = res.status,
+      provider = "moka", provider_code = rc, provider_message = pm and tostring(pm) or nil,
+      message = message .. (pm and pm ~= "" and (" (" .. tostring(pm) .. ")") or "") }
+    self.log("warn", "moka." .. op .. " refused: " .. rc)
+    return nil, e
+  end
+  self.log("info", "moka." .. op .. " ok")
+  return denull(j.Data), j
+end
+
+local function result(t)
+  t.provider = "moka"
+  return gateway.result(t)
+end
+
+local function amount_text(v)
+  if type(v) == "number" then return string.format("%.2f", v) end
+  if type(v) == "string" and v ~= "" then return v end
+  return nil
+end
+
+-- Data.IsSuccessful / Data.ResultCode level of a direct payment (and similar answers).
+local function inner_result(data, ok_status, extra)
+  local r = extra or {}
+  if type(data) == "table" and data.IsSuccessful == false then
+    local code, message = codes.bank(denull(data.ResultCode))
+    r.status = "failed"; r.code = code; r.message = message
+    r.provider_code = denull(data.ResultCode); r.provider_message = denull(data.ResultMessage)
+  else
+    r.status = ok_status
+  end
+  if type(data) == "table" then r.provider_reference = r.provider_reference or denull(data.VirtualPosOrderId) end
+  return result(r)
+end
+
+---------------------------------------------------------------------------------------
+-- payments
+
+-- DoDirectPaymentThreeD: -> result{status="redirect", redirect_url, method="GET", keep}
+function Moka:start_3d(p)
+  local req, info = payment_request(self, p, true)
+  if not req then return nil, info end
+  local data, raw = self:call("start_3d", "/PaymentDealer/DoDirectPaymentThreeD", req, false)
+  if data == nil and errors.is(raw) then return nil, raw end
+  local url, cfh
+  if type(data) == "table" then url, cfh = denull(data.Url), denull(data.CodeForHash)
+  else url = data end
+  if type(url) ~= "string" or url == "" or type(cfh) ~= "string" or cfh == "" then
+    return nil, errors.provider { code = "moka.invalid_response", op = "moka.start_3d",
+      message = "Moka's 3D answer lacks Data.Url or Data.CodeForHash" }
+  end
+  return result {
+    status = "redirect", redirect_url = url, method = "GET",
+    reference = info.reference, amount = info.amount, currency = info.currency,
+    keep = { code_for_hash = cfh, reference = info.reference or "", amount = info.amount, currency = info.currency },
+    raw = raw,
+  }
+end
+
+-- DoDirectPayment (non-3D): -> result paid / authorized (pre_auth) / failed (bank decline)
+function Moka:pay(p)
+  local req, info = payment_request(self, p, false)
+  if not req then return nil, info end
+  local data, raw = self:call("pay", "/PaymentDealer/DoDirectPayment", req, false)
+  if data == nil and errors.is(raw) then return nil, raw end
+  if type(data) ~= "table" then
+    return nil, errors.provider { code = "moka.invalid_response", op = "moka.pay",
+      message = "Moka's payment answer lacks the Data block" }
+  end
+  local r = inner_result(data, p.pre_auth and "authorized" or "paid",
+    { reference = info.reference, amount = info.amount, currency = info.currency, raw = raw })
+  self.log("info", "moka.pay " .. r.status .. (r.code and (" " .. r.code) or ""))
+  return r
+end
+
+-- The 3D return (or notification) check. params: the posted form (a table).
+-- -> result paid/failed | nil, signature error (forged or malformed)
+function Moka:verify_3d(params, code_for_hash, keep)
+  if type(params) ~= "table" then return nil, V("params", "required", "the posted 3D result fields are required") end
+  if type(code_for_hash) ~= "string" or code_for_hash == "" then
+    return nil, V("code_for_hash", "required", "the CodeForHash stored when the payment started is required")
+  end
+  local f = self.fields
+  local hv = gateway.field(params, f.hash)
+  if hv == nil or hv == "" then
+    self.log("warn", "moka.verify_3d: no hashValue")
+    return nil, errors.signature("missing_hash", "the 3D result carries no hashValue: not signed by Moka")
+  end
+  hv = tostring(hv)
+  if #hv ~= 64 or not hv:match("^%x+$") then
+    self.log("warn", "moka.verify_3d: malformed hashValue")
+    return nil, errors.signature("malformed_hash", "the 3D result's hashValue is not 64 hex digits")
+  end
+  hv = hv:lower()
+  local ok_t = core().consteq(hv, _M.hash_3d(code_for_hash, true))
+  local ok_f = core().consteq(hv, _M.hash_3d(code_for_hash, false))
+  local trx = gateway.field(params, f.trx_code)
+  local other = gateway.field(params, f.other_trx_code)
+  keep = keep or {}
+  local r = {
+    reference = (other ~= "" and other) or keep.reference, provider_reference = trx ~= "" and trx or nil,
+    amount = keep.amount, currency = keep.currency,
+  }
+  if ok_t then
+    r.status = "paid"; r.code = "moka.paid"; r.message = "Payment approved"
+  elseif ok_f then
+    local rc = gateway.field(params, f.result_code)
+    local code, message = codes.bank(rc)
+    r.status = "failed"; r.code = code; r.message = message
+    r.provider_code = rc; r.provider_message = gateway.field(params, f.result_message)
+  else
+    self.log("warn", "moka.verify_3d: hashValue matches neither outcome")
+    return nil, errors.signature("bad_hash",
+      "the 3D result's hashValue matches neither outcome for this CodeForHash: forged, tampered or for another payment")
+  end
+  r.raw = params
+  self.log("info", "moka.verify_3d " .. r.status)
+  return result(r)
+end
+
+local function capture_like(self, p, op, path, extra, idempotent, status)
+  if type(p) ~= "table" then return nil, V("params", "required", op .. " needs a table") end
+  local ok, err = one_reference(p)
+  if not ok then return nil, err end
+  local o = put_reference(obj(), p)
+  local amount
+  if extra.amount then
+    local currency
+    currency, err = currency_of(self, p.currency)
+    if not currency then return nil, err end
+    if p.amount ~= nil or extra.amount == "required" then
+      local m
+      amount, m = amount_of(p.amount, currency, "amount", extra.amount == "optional")
+      if not amount then return nil, m end
+      put(o, "Amount", dec(amount))
+    end
+  end
+  if extra.ip then
+    local ip
+    ip, err = client_ip(self, p, false)
+    if err then return nil, err end
+    put(o, "ClientIP", ip or "127.0.0.1")
+  end
+  if extra.void_reason then put(o, "VoidRefundReason", p.reason or 2) end
+  local data, raw = self:call(op, path, o, idempotent)
+  if data == nil and errors.is(raw) then return nil, raw end
+  local r = inner_result(data, status, { reference = p.reference, provider_reference = p.order_id,
+    amount = amount, raw = raw })
+  if type(data) == "table" and data.RefundRequestId ~= nil then r.refund_id = tostring(data.RefundRequestId) end
+  return r
+end
+
+function Moka:capture(p)
+  return capture_like(self, p, "capture", "/PaymentDealer/DoCapture", { amount = "required", ip = true }, true, "paid")
+end
+
+function Moka:void(p)
+  return capture_like(self, p, "void", "/PaymentDealer/DoVoid", { ip = true, void_reason = true }, true, "voided")
+end
+
+-- Amount absent or 0 refunds the whole remaining amount. Not idempotent: never retried once sent.
+function Moka:refund(p)
+  return capture_like(self, p, "refund", "/PaymentDealer/DoCreateRefundRequest", { amount = "optional" }, false, "pending")
+end
+
+function Moka:approve_pool(p)
+  return capture_like(self, p, "approve_pool", "/PaymentDealer/DoApprovePoolPayment", {}, true, "paid")
+end
+
+function Moka:undo_pool(p)
+  return capture_like(self, p, "undo_pool", "/PaymentDealer/UndoApprovePoolPayment", {}, true, "pending")
+end
+
+---------------------------------------------------------------------------------------
+-- queries
+
+-- GetDealerPaymentTrxDetailList{payment_id= | reference=} -> Data (PaymentDetail, PaymentTrxDetailList)
+function Moka:payment_details(p)
+  if type(p) == "string" then p = { reference = p } end
+  if type(p) ~= "table" then return nil, V("params", "required", "payment_details needs {payment_id=} or {reference=}") end
+  local a, b = p.payment_id ~= nil and p.payment_id ~= "", not is_blank(p.reference)
+  if a == b then
+    return nil, V(a and "payment_id" or "reference", a and "ambiguous" or "required",
+      "give exactly one of payment_id (DealerPaymentId) and reference (OtherTrxCode)")
+  end
+  local o = obj()
+  if a then put(o, "PaymentId", p.payment_id) else put(o, "OtherTrxCode", p.reference) end
+  local data, raw = self:call("payment_details", "/PaymentDealer/GetDealerPaymentTrxDetailList", o, true)
+  if data == nil and errors.is(raw) then return nil, raw end
+  return data or {}
+end
+
+local PAYMENT_STATUS = { [0] = "pending", [1] = "authorized", [2] = "paid", [3] = "voided", [4] = "refunded" }
+_M.PAYMENT_STATUS = PAYMENT_STATUS
+
+-- uniform status(ref): ref is the merchant reference (OtherTrxCode) or {payment_id=}/{reference=}
+function Moka:status(ref)
+  local q = type(ref) == "table" and ref or { reference = ref }
+  local data, err = self:payment_details(q)
+  if not data then return nil, err end
+  local d = denull(data.PaymentDetail)
+  if type(d) ~= "table" then
+    return nil, errors.provider { code = "moka.invalid_response", op = "moka.status",
+      message = "Moka's payment detail answer lacks PaymentDetail" }
+  end
+  local st = PAYMENT_STATUS[tonumber(d.PaymentStatus)] or "pending"
+  local trx = denull(data.PaymentTrxDetailList)
+  local last = type(trx) == "table" and trx[#trx] or nil
+  local r = { status = st, reference = denull(d.OtherTrxCode) or q.reference,
+    amount = amount_text(denull(d.Amount)), currency = denull(d.CurrencyCode), raw = data,
+    payment_id = denull(d.DealerPaymentId) }
+  if type(last) == "table" then
+    r.provider_reference = denull(last.VirtualPosOrderId)
+    if st == "pending" and tonumber(last.TrxStatus) == 2 then
+      local code, message = codes.bank(denull(last.ResultCode))
+      r.status = "failed"; r.code = code; r.message = message; r.provider_code = denull(last.ResultCode)
+    end
+  end
+  return result(r)
+end
+
+function Moka:bin_info(bin)
+  if type(bin) == "table" then bin = bin.bin end
+  if type(bin) ~= "string" or not bin:match("^%d%d%d%d%d%d%d?%d?$") then
+    return nil, V("bin", "invalid", "bin must be the first 6 to 8 digits of a card, as a string")
+  end
+  local data, raw = self:call("bin_info", "/PaymentDealer/GetBankCardInformation", put(obj(), "BinNumber", bin), true)
+  if data == nil and errors.is(raw) then return nil, raw end
+  return data or {}
+end
+
+-- DoCalcPaymentTable{bin=, amount=, currency=, three_d=true, include_commission=false}
+function Moka:installments(p)
+  if type(p) ~= "table" then return nil, V("params", "required", "installments needs a table") end
+  if type(p.bin) ~= "string" or not p.bin:match("^%d%d%d%d%d%d%d?%d?$") then
+    return nil, V("bin", "invalid", "bin must be the first 6 to 8 digits of a card, as a string")
+  end
+  local currency, err = currency_of(self, p.currency)
+  if not currency then return nil, err end
+  local amount, m = amount_of(p.amount, currency, "amount")
+  if not amount then return nil, m end
+  local o = obj()
+  put(o, "BinNumber", p.bin); put(o, "Currency", currency); put(o, "OrderAmount", dec(amount))
+  put(o, "IsThreeD", p.three_d == false and 0 or 1)
+  put(o, "IsIncludedCommissionAmount", flag(p.include_commission))
+  local data, raw = self:call("installments", "/PaymentDealer/DoCalcPaymentTable", o, true)
+  if data == nil and errors.is(raw) then return nil, raw end
+  return data or {}
+end
+
+---------------------------------------------------------------------------------------
+-- stored cards (DealerCustomer)
+
+local function customer_ref(p, o)
+  local a, b = not is_blank(p.dealer_customer_id), not is_blank(p.customer_code)
+  if a == b then
+    return nil, V(a and "dealer_customer_id" or "customer_code", a and "ambiguous" or "required",
+      "give exactly one of dealer_customer_id and customer_code")
+  end
+  if a then put(o, "DealerCustomerId", p.dealer_customer_id) else put(o, "CustomerCode", p.customer_code) end
+  return o
+end
+
+local function stored_card(self, p, o)
+  local card = p.card
+  if type(card) == "table" then
+    card = setmetatable({ cvc_optional = true }, { __index = card })
+  end
+  local c, err = check_card(self, card)
+  if not c then return nil, err end
+  if c.cvc then return nil, V("card.cvc", "not_stored", "a CVC is never stored: leave card.cvc out") end
+  put(o, "CardHolderFullName", c.holder or ""); put(o, "CardNumber", c.number)
+  put(o, "ExpMonth", c.exp_month); put(o, "ExpYear", c.exp_year)
+  local ok
+  ok, err = check_len(p, "card_name", 50); if not ok then return nil, err end
+  put(o, "CardName", p.card_name or "")
+  return o
+end
+
+function Moka:add_customer(p)
+  if type(p) ~= "table" then return nil, V("params", "required", "add_customer needs a table") end
+  if is_blank(p.customer_code) then return nil, V("customer_code", "required", "customer_code is required") end
+  local o = obj()
+  put(o, "CustomerCode", p.customer_code)
+  put(o, "Password", p.customer_password or "")
+  put(o, "FirstName", p.first_name or ""); put(o, "LastName", p.last_name or "")
+  put(o, "Gender", p.gender and tostring(p.gender) or ""); put(o, "BirthDate", p.birth_date or "")
+  put(o, "GsmNumber", p.gsm or ""); put(o, "Email", p.email or ""); put(o, "Address", p.address or "")
+  if p.card ~= nil then
+    local _, err = stored_card(self, p, o)
+    if err then return nil, err end
+  end
+  local data, raw = self:call("add_customer", "/DealerCustomer/AddCustomerWithCard", o, false)
+  if data == nil and errors.is(raw) then return nil, raw end
+  return data or {}
+end
+
+function Moka:add_card(p)
+  if type(p) ~= "table" then return nil, V("params", "required", "add_card needs a table") end
+  local o, err = customer_ref(p, obj())
+  if not o then return nil, err end
+  local _
+  _, err = stored_card(self, p, o)
+  if err then return nil, err end
+  local data, raw = self:call("add_card", "/DealerCustomer/AddCard", o, false)
+  if data == nil and errors.is(raw) then return nil, raw end
+  return data or {}
+end
+
+function Moka:list_cards(p)
+  if type(p) ~= "table" then return nil, V("params", "required", "list_cards needs a table") end
+  local o, err = customer_ref(p, obj())
+  if not o then return nil, err end
+  local data, raw = self:call("list_cards", "/DealerCustomer/GetCardList", o, true)
+  if data == nil and errors.is(raw) then return nil, raw end
+  return data or {}
+end
+
+function Moka:remove_card(p)
+  if type(p) == "string" then p = { card_token = p } end
+  if type(p) ~= "table" or type(p.card_token) ~= "string" or p.card_token == "" then
+    return nil, V("card_token", "required", "card_token is required")
+  end
+  local data, raw = self:call("remove_card", "/DealerCustomer/RemoveCard", put(obj(), "CardToken", p.card_token), true)
+  if data == nil and errors.is(raw) then return nil, raw end
+  return data or {}
+end
+
+---------------------------------------------------------------------------------------
+-- the uniform flow
+
+-- purchase(p): 3D by default (p.three_d == false for a direct payment). A reference
+-- (OtherTrxCode) is generated when the caller gives none.
+function Moka:purchase(p)
+  if type(p) ~= "table" then return nil, V("params", "required", "purchase needs a table") end
+  local q = {}
+  for k, v in pairs(p) do q[k] = v end
+  if is_blank(q.reference) then q.reference = core().uuid4() end
+  if q.three_d == false then return self:pay(q) end
+  return self:start_3d(q)
+end
+
+-- complete(params, keep[, opts]): the buyer's browser came back with the posted form.
+-- opts.confirm = true also asks Moka (GetDealerPaymentTrxDetailList) before saying "paid".
+function Moka:complete(params, keep, opts)
+  if type(keep) ~= "table" then return nil, V("keep", "required", "complete needs the keep table stored at purchase") end
+  local r, err = self:verify_3d(params, keep.code_for_hash, keep)
+  if not r then return nil, err end
+  if r.status == "paid" and opts and opts.confirm and not is_blank(r.reference) then
+    local st, serr = self:status(r.reference)
+    if not st then return nil, serr end
+    if st.status ~= "paid" and st.status ~= "authorized" then
+      r.status = "pending"; r.code = "moka.unconfirmed"
+      r.message = "the return was signed as paid but Moka reports " .. st.status
+    end
+  end
+  return r
+end
+
+-- notification(req[, opts]): Moka's server-to-server POST of the 3D result.
+-- The CodeForHash comes from opts.code_for_hash, opts.lookup(other_trx_code, trx_code) or
+-- the instance's lookup option. Answers exactly "OK"; repeats are flagged duplicate.
+function Moka:notification(req, opts)
+  opts = opts or {}
+  local params, err = gateway.form(req)
+  if not params then return nil, err, gateway.reply(400, "INVALID") end
+  local other = gateway.field(params, self.fields.other_trx_code)
+  local trx = gateway.field(params, self.fields.trx_code)
+  local cfh = opts.code_for_hash
+  local lookup = opts.lookup or self.lookup
+  if cfh == nil and lookup then
+    local ok, v = pcall(lookup, other, trx)
+    if ok then cfh = v else self.log("error", "moka.notification lookup failed: " .. tostring(v)) end
+  end
+  if type(cfh) ~= "string" or cfh == "" then
+    self.log("warn", "moka.notification: no CodeForHash for this payment")
+    return nil, V("code_for_hash", "unknown_payment",
+      "no CodeForHash is known for this notification's payment (give code_for_hash or lookup)"),
+      gateway.reply(500, "UNKNOWN")
+  end
+  local r
+  r, err = self:verify_3d(params, cfh, opts.keep)
+  if not r then return nil, err, gateway.reply(400, "INVALID") end
+  local key = tostring(trx or "") .. "|" .. tostring(other or "") .. "|" .. tostring(gateway.field(params, self.fields.hash))
+  r.duplicate = self.seen:add(key)
+  self.log("info", "moka.notification " .. r.status .. (r.duplicate and " (duplicate)" or ""))
+  return r, gateway.reply(200, "OK")
+end
+
+return _M
