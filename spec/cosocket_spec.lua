@@ -2,7 +2,8 @@
 -- handlers call an "upstream" server of the same nginx through the cosocket transport.
 -- Ports: 18820 front (no trusted CA), 18821 upstream (plain), 18822 upstream (TLS, valid
 -- certificate for 127.0.0.1), 18823 front (lua_ssl_trusted_certificate = test CA),
--- 18824 upstream (TLS, certificate for another name), 18829 nothing listens.
+-- 18824 upstream (TLS, certificate for another name), 18825 upstream (closes idle
+-- connections after 300 ms), 18829 nothing listens.
 -- The pure parser specs are in core_httpparse_spec.lua (they also run under valgrind).
 local nginx = require "spec.support.nginx"
 local cjson = require "cjson"
@@ -10,7 +11,7 @@ local socket = require "socket"
 local http = require "socket.http"
 local ltn12 = require "ltn12"
 
-local FRONT, UP, UP_TLS, FRONT_TRUST, UP_BADNAME, CLOSED = 18820, 18821, 18822, 18823, 18824, 18829
+local FRONT, UP, UP_TLS, FRONT_TRUST, UP_BADNAME, UP_SHORT, CLOSED = 18820, 18821, 18822, 18823, 18824, 18825, 18829
 
 local function sh(cmd)
   local ok, _, code = os.execute(cmd)
@@ -142,6 +143,13 @@ local function config(certs)
     }
   }
   server {
+    listen 127.0.0.1:]] .. UP_SHORT .. [[;
+    keepalive_timeout 300ms;
+    location / {
+]] .. UPSTREAM_HANDLER .. [[
+    }
+  }
+  server {
     listen 127.0.0.1:]] .. UP_BADNAME .. [[ ssl;
     ssl_certificate ]] .. certs .. [[/bad.crt;
     ssl_certificate_key ]] .. certs .. [[/bad.key;
@@ -191,7 +199,7 @@ describe("paykit.cosocket in nginx", function()
     local certs = root .. "/build/run/cosocket-certs"
     make_certs(certs)
     srv = nginx.start("cosocket", config(certs),
-      { PORTS = { FRONT, UP, UP_TLS, FRONT_TRUST, UP_BADNAME }, WORKERS = 1 })
+      { PORTS = { FRONT, UP, UP_TLS, FRONT_TRUST, UP_BADNAME, UP_SHORT }, WORKERS = 1 })
   end)
 
   teardown(function()
@@ -266,6 +274,16 @@ describe("paykit.cosocket in nginx", function()
       local a = first { path = "/conn" }
       local b = first { path = "/conn" }
       assert.equal(a.body, b.body)
+    end)
+
+    it("opens a new connection when the server closed the pooled one while idle", function()
+      local a = first { port = UP_SHORT, path = "/conn" }
+      assert.equal(200, a.status)
+      socket.sleep(0.6)
+      local b = first { port = UP_SHORT, path = "/conn" }
+      assert.is_nil(b.err)
+      assert.equal(200, b.status)
+      assert.are_not.equal(a.body, b.body)
     end)
 
     it("reuses a TLS connection too", function()
