@@ -1,0 +1,387 @@
+-- The Zippy client without the network: OAuth signing, signed notices, validation,
+-- configuration, the uniform flow's local parts.
+local core = require "paykit.core"
+local paykit = require "paykit"
+local zippy = require "paykit.providers.zippy"
+local oauth = require "paykit.providers.zippy_oauth"
+local notice = require "paykit.providers.zippy_notice"
+
+local VECTOR_PARAMS = {
+  oauth_consumer_key = "dpf43f3p2l4k3l03", oauth_nonce = "abc", oauth_signature_method = "HMAC-SHA1",
+  oauth_timestamp = "1700000000", oauth_token = "notimplemented", oauth_version = "1.0",
+}
+local VECTOR_BASE = "GET&http%3A%2F%2F127.0.0.1%3A2605%2Fsellers&oauth_consumer_key%3Ddpf43f3p2l4k3l03"
+  .. "%26oauth_nonce%3Dabc%26oauth_signature_method%3DHMAC-SHA1%26oauth_timestamp%3D1700000000"
+  .. "%26oauth_token%3Dnotimplemented%26oauth_version%3D1.0"
+
+local NOTICE_QS = "ext_transaction_id=webpay%20xyz%2F2%26a%3Db&error=CC_ERROR"
+-- openssl dgst -sha256 -hmac zippy-notice-secret-0 over NOTICE_QS
+local NOTICE_SIG = "2b1b112b8acdb4c4a3ee79fb19a918cc1002862e0f49b7af3458a5d6c4b00e7a"
+local KEYS = { [0] = "zippy-notice-secret-0", [1] = "zippy-notice-secret-1" }
+
+-- A client whose every network attempt is counted (there should be none in these specs).
+local function offline(extra)
+  local calls = { n = 0 }
+  local opts = {
+    consumer_key = "dpf43f3p2l4k3l03", consumer_secret = "kd94hf93k423kf44",
+    base_url = "http://127.0.0.1:9/zippy", notice_keys = KEYS, retry = false,
+    hooks = { before = function() calls.n = calls.n + 1 end },
+  }
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return paykit.zippy(opts), calls
+end
+
+local function tx(over)
+  local t = {
+    product_id = "p-1", price = "0.89", currency = "EUR", pay_method = "OPERATOR", carrier = "TMOBILE",
+    region = 300, ext_transaction_id = "order-1",
+    success_url = "https://shop.example/success", error_url = "https://shop.example/error",
+    callback_success_url = "https://shop.example/cb/success", callback_error_url = "https://shop.example/cb/error",
+  }
+  for k, v in pairs(over or {}) do t[k] = v end
+  return t
+end
+
+describe("zippy OAuth 1.0 signing", function()
+  it("builds the base string of the zippy-notes worked example", function()
+    assert.are.equal(VECTOR_BASE, oauth.base_string("GET", "http://127.0.0.1:2605/sellers", VECTOR_PARAMS))
+  end)
+
+  it("signs the worked example to 467mnp5J8iEZ/5XGoc2Qz1jqA6s=", function()
+    assert.are.equal("467mnp5J8iEZ/5XGoc2Qz1jqA6s=", oauth.signature(VECTOR_BASE, "kd94hf93k423kf44"))
+  end)
+
+  it("puts the percent-encoded signature and every oauth parameter in the header", function()
+    local h = oauth.authorization { method = "GET", url = "http://127.0.0.1:2605/sellers",
+      consumer_key = "dpf43f3p2l4k3l03", consumer_secret = "kd94hf93k423kf44", token = "notimplemented",
+      nonce = "abc", timestamp = 1700000000, realm = "Zippy" }
+    assert.are.equal('OAuth realm="Zippy", oauth_consumer_key="dpf43f3p2l4k3l03", oauth_nonce="abc", '
+      .. 'oauth_signature_method="HMAC-SHA1", oauth_timestamp="1700000000", oauth_token="notimplemented", '
+      .. 'oauth_version="1.0", oauth_signature="467mnp5J8iEZ%2F5XGoc2Qz1jqA6s%3D"', h)
+  end)
+
+  it("leaves realm and oauth_signature out of the base string", function()
+    local p = {}
+    for k, v in pairs(VECTOR_PARAMS) do p[k] = v end
+    p.realm, p.oauth_signature = "Zippy", "x"
+    assert.are.equal(VECTOR_BASE, oauth.base_string("GET", "http://127.0.0.1:2605/sellers", p))
+  end)
+
+  it("lowercases scheme and host and drops the default port", function()
+    assert.are.equal("http://shop.example/a/B", oauth.base_uri("HTTP://Shop.Example:80/a/B"))
+    assert.are.equal("https://shop.example/x", oauth.base_uri("https://shop.example:443/x?q=1"))
+    assert.are.equal("https://shop.example:8443/", oauth.base_uri("https://shop.example:8443"))
+  end)
+
+  it("includes query parameters, sorted by encoded name then value", function()
+    local b = oauth.base_string("get", "http://h:1/products?seller_id=s%201&external_id=b&external_id=a",
+      { oauth_nonce = "n" })
+    assert.are.equal("GET&http%3A%2F%2Fh%3A1%2Fproducts&external_id%3Da%26external_id%3Db"
+      .. "%26oauth_nonce%3Dn%26seller_id%3Ds%25201", b)
+  end)
+
+  it("signs with the injected clock and nonce, token notimplemented by default", function()
+    local z = paykit.zippy { consumer_key = "dpf43f3p2l4k3l03", consumer_secret = "kd94hf93k423kf44",
+      base_url = "http://127.0.0.1:2605", clock = function() return 1700000000 end,
+      nonce = function() return "abc" end }
+    local h = z.sign("GET", "http://127.0.0.1:2605/sellers")
+    assert.truthy(h:find('oauth_signature="467mnp5J8iEZ%2F5XGoc2Qz1jqA6s%3D"', 1, true))
+    assert.truthy(h:find('oauth_token="notimplemented"', 1, true))
+  end)
+
+  it("gives a different signature for another secret", function()
+    assert.are_not.equal("467mnp5J8iEZ/5XGoc2Qz1jqA6s=", oauth.signature(VECTOR_BASE, "kd94hf93k423kf45"))
+  end)
+end)
+
+describe("zippy signed notices", function()
+  local signed = NOTICE_QS .. "&sig=0:" .. NOTICE_SIG
+
+  it("signs the zippy-notes vector (starts 2b1b112b, ends 4b00e7a)", function()
+    local s = notice.sign({ { "ext_transaction_id", "webpay xyz/2&a=b" }, { "error", "CC_ERROR" } }, 0, KEYS[0])
+    assert.are.equal(signed, s)
+    assert.are.equal("2b1b112b", NOTICE_SIG:sub(1, 8))
+    assert.are.equal("4b00e7a", NOTICE_SIG:sub(-7))
+  end)
+
+  it("verifies the vector and only then decodes the fields", function()
+    local map = assert(notice.verify(signed, KEYS))
+    assert.are.equal("webpay xyz/2&a=b", map.ext_transaction_id)
+    assert.are.equal("CC_ERROR", map.error)
+  end)
+
+  local function refused(raw, code, keys)
+    local map, err = notice.verify(raw, keys or KEYS)
+    assert.is_nil(map)
+    assert.are.equal("signature", err.kind)
+    assert.are.equal(code, err.code)
+  end
+
+  it("refuses a notice without a signature as unsigned", function()
+    refused(NOTICE_QS, "unsigned")
+    refused("", "unsigned")
+    refused(nil, "unsigned")
+  end)
+
+  it("refuses a malformed sig as malformed", function()
+    refused(NOTICE_QS .. "&sig=" .. NOTICE_SIG, "malformed")
+    refused(NOTICE_QS .. "&sig=0:" .. NOTICE_SIG:sub(2), "malformed")
+    refused(NOTICE_QS .. "&sig=x:" .. NOTICE_SIG, "malformed")
+    refused(NOTICE_QS .. "&sig=0:" .. NOTICE_SIG .. "&more=1", "malformed")
+  end)
+
+  it("refuses a key id that is not configured as unknown_key", function()
+    refused(NOTICE_QS .. "&sig=7:" .. NOTICE_SIG, "unknown_key")
+    refused(signed, "unknown_key", { [1] = KEYS[1] })
+  end)
+
+  it("refuses a tampered notice as bad_signature", function()
+    refused(signed:gsub("CC_ERROR", "CC_ERRO0"), "bad_signature")
+    refused("ext_transaction_id=other&error=CC_ERROR&sig=0:" .. NOTICE_SIG, "bad_signature")
+    refused(NOTICE_QS .. "&sig=0:" .. NOTICE_SIG:sub(1, 63) .. "0", "bad_signature")
+    refused(NOTICE_QS .. "&sig=1:" .. NOTICE_SIG, "bad_signature")
+  end)
+
+  it("does not accept a re-encoding of the same fields (the raw bytes are signed)", function()
+    local reencoded = "ext_transaction_id=webpay+xyz%2F2%26a%3Db&error=CC_ERROR&sig=0:" .. NOTICE_SIG
+    refused(reencoded, "bad_signature")
+  end)
+
+  it("splits at the last &sig= so a field may contain the text &sig=", function()
+    local s = notice.sign({ { "ext_transaction_id", "a&sig=0:ff" } }, 1, KEYS[1])
+    local map = assert(notice.verify(s, KEYS))
+    assert.are.equal("a&sig=0:ff", map.ext_transaction_id)
+    -- an attacker appending a second sig does not help
+    refused(s .. "&sig=0:" .. NOTICE_SIG, "bad_signature")
+  end)
+
+  it("accepts every live key during a rotation", function()
+    local old = notice.sign({ { "ext_transaction_id", "o-1" } }, 0, KEYS[0])
+    local new = notice.sign({ { "ext_transaction_id", "o-1" } }, 1, KEYS[1])
+    assert.are.equal("o-1", assert(notice.verify(old, KEYS)).ext_transaction_id)
+    assert.are.equal("o-1", assert(notice.verify(new, KEYS)).ext_transaction_id)
+    refused(old, "unknown_key", { [1] = KEYS[1] })
+  end)
+
+  it("finds the notice after the merchant's own parameters in a return URL", function()
+    assert.are.equal(signed, notice.from_query("order=5&" .. signed))
+    assert.are.equal(signed, notice.from_query("?" .. signed))
+  end)
+
+  it("takes the notice out of a callback body", function()
+    assert.are.equal(signed, notice.from_body("signed_notice=" .. core.pct_encode(signed)))
+    local _, err = notice.from_body("other=1")
+    assert.are.equal("unsigned", err.code)
+    _, err = notice.from_body("signed_notice=a&signed_notice=b")
+    assert.are.equal("malformed", err.code)
+  end)
+end)
+
+describe("zippy configuration", function()
+  local function bad(opts, field)
+    local ok, err = pcall(paykit.zippy, opts)
+    assert.is_false(ok)
+    assert.are.equal("config", err.kind)
+    assert.are.equal(field, err.field)
+    assert.is_nil(tostring(err):find("s3cr3t", 1, true))
+  end
+
+  it("requires consumer key, secret and an absolute base URL", function()
+    bad({ consumer_secret = "s3cr3t", base_url = "http://h" }, "consumer_key")
+    bad({ consumer_key = "k", base_url = "http://h" }, "consumer_secret")
+    bad({ consumer_key = "k", consumer_secret = "s3cr3t", base_url = "/zippy" }, "base_url")
+  end)
+
+  it("refuses malformed notice keys", function()
+    bad({ consumer_key = "k", consumer_secret = "s3cr3t", base_url = "http://h", notice_keys = { x = "a" } }, "notice_keys")
+    bad({ consumer_key = "k", consumer_secret = "s3cr3t", base_url = "http://h", notice_keys = { [0] = "" } }, "notice_keys")
+  end)
+
+  it("keeps the consumer secret and notice keys out of the instance's fields", function()
+    local z = paykit.zippy { consumer_key = "k", consumer_secret = "s3cr3t", base_url = "http://h",
+      notice_keys = { [0] = "n0t1ce" } }
+    for _, v in pairs(z) do
+      if type(v) == "string" then
+        assert.is_nil(v:find("s3cr3t", 1, true))
+        assert.is_nil(v:find("n0t1ce", 1, true))
+      end
+    end
+  end)
+end)
+
+describe("zippy validation before any network call", function()
+  local function refused(over, field, code)
+    local z, calls = offline()
+    local res, err = z:create_transaction(tx(over))
+    assert.is_nil(res)
+    assert.are.equal("validation", err.kind)
+    assert.are.equal(field, err.field)
+    if code then assert.are.equal(code, err.code) end
+    assert.are.equal(0, calls.n)
+  end
+
+  it("accepts a valid transaction and sends the price as a 0.00 string", function()
+    local z, calls = offline()
+    assert.are.equal("0.89", assert(z:transaction_body(tx())).price)
+    assert.are.equal("1.00", assert(z:transaction_body(tx { price = "1" })).price)
+    assert.are.equal("0.05", assert(z:transaction_body(tx { price = 5 })).price)
+    assert.are.equal("12345.60", assert(z:transaction_body(tx { price = "12345.6" })).price)
+    assert.are.equal(0, calls.n)
+  end)
+
+  it("refuses prices that are not exact", function()
+    refused({ price = "0.899" }, "price", "too_many_decimals")
+    refused({ price = 0.89 }, "price", "not_integer_minor_units")
+    refused({ price = "1e2" }, "price")
+    refused({ price = "-1.00" }, "price")
+    refused({ price = "1,00" }, "price")
+    refused({ price = "" }, "price", "empty")
+    refused({ price = true }, "price", "invalid")
+  end)
+
+  it("refuses currencies the reference server does not take", function()
+    refused({ currency = "JPY" }, "currency", "unsupported_currency")
+    refused({ currency = "TRY" }, "currency", "unsupported_currency")
+    refused({ currency = "eur" }, "currency", "unsupported_currency")
+  end)
+
+  it("accepts every currency of the reference server", function()
+    local z = offline()
+    for c in ("AUD CAD CHF COP DKK EGP EUR GBP HUF IDR MXN MYR NOK NZD PHP PLN QAR SEK SGD THB USD ZAR"):gmatch("%u+") do
+      assert.are.equal("0.89", assert(z:transaction_body(tx { currency = c })).price)
+    end
+  end)
+
+  it("refuses a pay_method other than CARD or OPERATOR", function()
+    refused({ pay_method = "BITCOIN" }, "pay_method", "invalid")
+  end)
+
+  it("refuses URLs that are not absolute http(s)", function()
+    refused({ success_url = "/success" }, "success_url", "invalid_url")
+    refused({ error_url = "ftp://shop.example/e" }, "error_url", "invalid_url")
+    refused({ callback_success_url = "javascript:alert(1)" }, "callback_success_url", "invalid_url")
+    refused({ product_image_url = "image.png" }, "product_image_url", "invalid_url")
+  end)
+
+  it("requires every documented field", function()
+    for _, f in ipairs { "product_id", "carrier", "ext_transaction_id", "region", "callback_error_url" } do
+      local t = tx(); t[f] = nil
+      local z, calls = offline()
+      local res, err = z:create_transaction(t)
+      assert.is_nil(res)
+      assert.are.equal(f, err.field)
+      assert.are.equal("required", err.code)
+      assert.are.equal(0, calls.n)
+    end
+  end)
+
+  it("refuses a non-numeric region and unknown fields", function()
+    refused({ region = "EU" }, "region", "invalid")
+    refused({ colour = "red" }, "colour", "unknown_field")
+  end)
+
+  it("takes the URLs from the instance's defaults", function()
+    local z = offline { success_url = "https://d.example/s", error_url = "https://d.example/e",
+      callback_success_url = "https://d.example/cs", callback_error_url = "https://d.example/ce" }
+    local t = tx(); t.success_url, t.error_url, t.callback_success_url, t.callback_error_url = nil, nil, nil, nil
+    local body = assert(z:transaction_body(t))
+    assert.are.equal("https://d.example/cs", body.callback_success_url)
+  end)
+
+  it("checks seller and product fields", function()
+    local z, calls = offline()
+    local _, err = z:create_seller { uuid = "s", status = "OPEN", name = "n", email = "a@b.io" }
+    assert.are.equal("status", err.field)
+    _, err = z:create_seller { uuid = "s", status = "ACTIVE", name = "n", email = "nope" }
+    assert.are.equal("email", err.field)
+    _, err = z:create_seller { uuid = "s", status = "ACTIVE", name = "n", email = "a@b.io", extra = 1 }
+    assert.are.equal("unknown_field", err.code)
+    _, err = z:create_product { uuid = "p", name = "n", external_id = "e" }
+    assert.are.equal("seller_id", err.field)
+    _, err = z:get_seller("")
+    assert.are.equal("uuid", err.field)
+    assert.are.equal(0, calls.n)
+  end)
+end)
+
+describe("zippy uniform flow, locally", function()
+  it("complete() turns a signed success notice into a paid result", function()
+    local z = offline()
+    local signed = z:test_notice { ext_transaction_id = "order-9" }
+    local r = assert(z:complete(signed, { ext_transaction_id = "order-9", amount = "0.89", currency = "EUR", uuid = "u" }))
+    assert.are.equal("paid", r.status)
+    assert.are.equal("order-9", r.reference)
+    assert.are.equal("0.89", r.amount)
+    assert.are.equal("u", r.provider_reference)
+  end)
+
+  it("complete() turns an error notice into a failed result, not an error", function()
+    local z = offline()
+    local r = assert(z:complete({ query = z:test_notice { ext_transaction_id = "o", error = "CC_ERROR" } }))
+    assert.are.equal("failed", r.status)
+    assert.are.equal("CC_ERROR", r.code)
+  end)
+
+  it("complete() refuses a valid notice for another transaction", function()
+    local z = offline()
+    local _, err = z:complete(z:test_notice { ext_transaction_id = "o-1" }, { ext_transaction_id = "o-2" })
+    assert.are.equal("signature", err.kind)
+    assert.are.equal("wrong_transaction", err.code)
+  end)
+
+  it("complete() needs the raw query string", function()
+    local _, err = offline():complete { ext_transaction_id = "o" }
+    assert.are.equal("raw_query_required", err.code)
+  end)
+
+  it("notification() answers 200 OK and recognises a duplicate", function()
+    local z = offline()
+    local _, body = zippy.generate_test_notice { key = KEYS[1], key_id = 1, ext_transaction_id = "o-5" }
+    local r, reply = z:notification { method = "POST", body = body }
+    assert.are.equal("paid", r.status)
+    assert.are.same({ status = 200, body = "OK", content_type = "text/plain" }, reply)
+    assert.is_nil(r.duplicate)
+    r = z:notification { method = "POST", body = body }
+    assert.is_true(r.duplicate)
+  end)
+
+  it("notification() rejects forged callbacks with distinct codes", function()
+    local z = offline()
+    local signed = zippy.generate_test_notice { key = "not-the-key", key_id = 0, ext_transaction_id = "o" }
+    local cases = {
+      { "signed_notice=" .. core.pct_encode(signed), "bad_signature" },
+      { "signed_notice=" .. core.pct_encode("ext_transaction_id=o"), "unsigned" },
+      { "signed_notice=" .. core.pct_encode("ext_transaction_id=o&sig=9:" .. NOTICE_SIG), "unknown_key" },
+      { "signed_notice=" .. core.pct_encode("ext_transaction_id=o&sig=0:zz"), "malformed" },
+      { "", "unsigned" },
+    }
+    for _, c in ipairs(cases) do
+      local r, err, reply = z:notification { method = "POST", body = c[1] }
+      assert.is_nil(r)
+      assert.are.equal("signature", err.kind)
+      assert.are.equal(c[2], err.code)
+      assert.are.equal(400, reply.status)
+    end
+  end)
+
+  it("test_notice() signs with the newest key, or the one asked for", function()
+    local z = offline()
+    assert.truthy(z:test_notice { ext_transaction_id = "o" }:find("&sig=1:", 1, true))
+    assert.truthy(z:test_notice { ext_transaction_id = "o", key_id = 0 }:find("&sig=0:", 1, true))
+    local _, err = z:test_notice { key_id = 5 }
+    assert.are.equal("unknown_key", err.code)
+  end)
+
+  it("status() says honestly that Zippy has no lookup", function()
+    local z, calls = offline()
+    local r, err = z:status("order-1")
+    assert.is_nil(r)
+    assert.are.equal("unsupported", err.code)
+    assert.are.equal(0, calls.n)
+  end)
+
+  it("builds the payment page URL from the token", function()
+    local z = offline()
+    assert.are.equal("http://127.0.0.1:9/zippy/payment/start?tx=abc123", z:payment_url("abc123"))
+  end)
+end)
