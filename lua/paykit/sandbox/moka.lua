@@ -81,7 +81,8 @@
 -- STORED CARDS  /DealerCustomer/* with DealerCustomerAuthentication + DealerCustomerRequest
 --   (restricted dealer -> DealerCustomer.<Op>.TokenizationNotAvailableForDealer):
 --   AddCustomerWithCard {CustomerCode, FirstName, LastName, ..., CardHolderFullName, CardNumber, ExpMonth,
---     ExpYear, CardName} -> Data {DealerCustomer {DealerCustomerId, CustomerCode, ...}, Card}
+--     ExpYear, CardName} -> Data {DealerCustomer {DealerCustomerId, CustomerCode, ...}, Card} (the card
+--     fields are optional: without CardNumber, Card is null)
 --     (DealerCustomer.AddCustomerWithCard.CustomerCodeAlreadyExists)
 --   AddCard {DealerCustomerId | CustomerCode, card fields} -> Data {DealerCustomer, Card}
 --   GetCardList {DealerCustomerId | CustomerCode} -> Data {DealerCustomer, CardListCount, CardList}
@@ -101,6 +102,12 @@
 --   POST /_sandbox/reset clears everything (payments, customers, NotifyUrls).
 -- Any unexpected failure answers ResultCode "EX" with the message in ResultMessage.
 
+local cjson = require "cjson.safe"
+local core = require "paykit.core"
+local C = require "paykit.sandbox.moka_common"
+local P = require "paykit.sandbox.moka_pay"
+local K = require "paykit.sandbox.moka_cards"
+
 local M = {}
 
 M.credentials = {
@@ -118,9 +125,160 @@ M.cards = {
   slow_seconds = 3,
 }
 
+M.bank_errors = C.bank_errors
+M.bins = C.bins
+
+-- path -> { handler, payload block name, credential kind }
+local PD, DC = "PaymentDealer", "DealerCustomer"
+local ROUTES = {
+  ["/PaymentDealer/DoDirectPaymentThreeD"] = { P.three_d, "PaymentDealerRequest", PD, "PaymentDealer.DoDirectPayment3dRequest" },
+  ["/PaymentDealer/DoDirectPayment"] = { P.direct, "PaymentDealerRequest", PD, "PaymentDealer.DoDirectPayment" },
+  ["/PaymentDealer/DoCapture"] = { P.capture, "PaymentDealerRequest", PD, "PaymentDealer.DoCapture" },
+  ["/PaymentDealer/DoVoid"] = { P.void, "PaymentDealerRequest", PD, "PaymentDealer.DoVoid" },
+  ["/PaymentDealer/DoCreateRefundRequest"] = { P.refund, "PaymentDealerRequest", PD, "PaymentDealer.DoCreateRefundRequest" },
+  ["/PaymentDealer/DoApprovePoolPayment"] = { P.pool_approve, "PaymentDealerRequest", PD, "PaymentDealer.DoApprovePoolPayment" },
+  ["/PaymentDealer/UndoApprovePoolPayment"] = { P.pool_undo, "PaymentDealerRequest", PD, "PaymentDealer.UndoApprovePoolPayment" },
+  ["/PaymentDealer/GetDealerPaymentTrxDetailList"] = { P.query, "PaymentDealerRequest", PD,
+    "PaymentDealer.GetDealerPaymentTrxDetailList" },
+  ["/PaymentDealer/GetBankCardInformation"] = { K.bank_card, "BankCardInformationRequest", PD,
+    "PaymentDealer.GetBankCardInformation" },
+  ["/PaymentDealer/DoCalcPaymentTable"] = { K.calc_table, "PaymentDealerRequest", PD, "PaymentDealer.DoCalcPaymentTable" },
+  ["/DealerCustomer/AddCustomerWithCard"] = { K.add_customer_with_card, "DealerCustomerRequest", DC,
+    "DealerCustomer.AddCustomerWithCard" },
+  ["/DealerCustomer/AddCard"] = { K.add_card, "DealerCustomerRequest", DC, "DealerCustomer.AddCard" },
+  ["/DealerCustomer/GetCardList"] = { K.card_list, "DealerCustomerRequest", DC, "DealerCustomer.GetCardList" },
+  ["/DealerCustomer/RemoveCard"] = { K.remove_card, "DealerCustomerRequest", DC, "DealerCustomer.RemoveCard" },
+}
+
+local AUTH = {
+  [PD] = { block = "PaymentDealerAuthentication", prefix = "PaymentDealer.CheckPaymentDealerAuthentication" },
+  [DC] = { block = "DealerCustomerAuthentication", prefix = "DealerCustomer.CheckDealerCustomerAuthentication" },
+}
+
+-- The dealer named by the credential block, or a raised Moka error.
+local function authenticate(block, prefix)
+  if type(block) ~= "table" then C.raise(prefix .. ".InvalidRequest") end
+  local dealer = C.dealers[C.str(block.DealerCode) or ""]
+  if not dealer then C.raise(prefix .. ".InvalidAccount") end
+  local expect = C.sha256_hex(dealer.DealerCode .. "MK" .. dealer.Username .. "PD" .. dealer.Password)
+  local key = (C.str(block.CheckKey) or ""):lower()
+  local ok = core.consteq(key, expect)
+  ok = core.consteq(C.str(block.Username) or "", dealer.Username) and ok
+  ok = core.consteq(C.str(block.Password) or "", dealer.Password) and ok
+  if not ok then C.raise(prefix .. ".InvalidRequest") end
+  return dealer
+end
+
+local function api(util, route)
+  local handler, payload, kind, prefix = route[1], route[2], route[3], route[4]
+  local auth = AUTH[kind]
+  local ran, result = pcall(function()
+    local doc = util.json_decode_exact(util.body())
+    if type(doc) ~= "table" then C.raise(auth.prefix .. ".InvalidRequest", "the body is not a JSON object") end
+    local ctx = { util = util, st = C.state(util) }
+    ctx.dealer = authenticate(doc[auth.block], auth.prefix)
+    local req = doc[payload]
+    if type(req) ~= "table" then C.raise(prefix .. ".InvalidRequest", payload .. " is missing") end
+    return handler(ctx, req)
+  end)
+  if ran then
+    if C.is_special(result) then return util.send(result.status, result.body, result.content_type) end
+    return util.send(200, C.envelope(result), "application/json; charset=utf-8")
+  end
+  if C.is_raise(result) then
+    return util.send(200, C.envelope(nil, result.code, result.message), "application/json; charset=utf-8")
+  end
+  ngx.log(ngx.ERR, "moka sandbox: ", tostring(result))
+  return util.send(200, C.envelope(nil, "EX", "sandbox: unexpected error"), "application/json; charset=utf-8")
+end
+
+---------------------------------------------------------------------------- 3D page
+
+local function notify(util, st, p, fields)
+  local url = st.notify[p.dealer]
+  if not url or url == "" then return end
+  util.notify{ url = url, method = "POST", provider = "moka", attempts = 3,
+    headers = { ["Content-Type"] = "application/x-www-form-urlencoded" },
+    body = core.form_encode(fields),
+    accept = function(status, body) return status == 200 and body == "OK" end }
+end
+
+local function threed_page(util)
+  local st = C.state(util)
+  if ngx.req.get_method() == "POST" then
+    local form = util.form() or {}
+    local session = st.threed[form.threeDTrxCode or ""]
+    if not session then return util.page("3D Secure", "<p>Unknown 3D transaction.</p>", 404) end
+    local url, fields, p = P.complete(st, session, form.action, form.code)
+    if not url then return util.page("3D Secure", "<p>" .. util.escape_html(p) .. "</p>", fields) end
+    notify(util, st, p, fields)
+    return util.autopost(url, fields, "Returning to the shop")
+  end
+  local code = util.query().threeDTrxCode or ""
+  local session = st.threed[code]
+  if not session then return util.page("3D Secure", "<p>Unknown 3D transaction.</p>", 404) end
+  if session.used then return util.page("3D Secure", "<p>This 3D page has already been used.</p>", 409) end
+  local p = session.payment
+  local options = {}
+  for i = 0, 30 do
+    local c = string.format("%03d", i)
+    options[#options + 1] = string.format('<option value="%s">%s %s</option>', c, c, util.escape_html(C.bank_errors[c]))
+  end
+  return util.page("Moka 3D Secure (sandbox)", table.concat({
+    "<table>",
+    "<tr><th>Card</th><td id=\"card\">", util.escape_html(p.first6 .. "******" .. p.last4), "</td></tr>",
+    "<tr><th>Amount</th><td id=\"amount\">", util.escape_html(core.money_format(p.amount, 2) .. " " .. p.currency), "</td></tr>",
+    "<tr><th>Order</th><td>", util.escape_html(p.other), "</td></tr></table>",
+    '<form id="threed" method="post" action="', util.escape_html(util.base_url() .. "/moka/PaymentDealerThreeDProcess"), '">',
+    '<input type="hidden" name="threeDTrxCode" value="', util.escape_html(code), '">',
+    '<button type="submit" id="approve" name="action" value="approve">Approve</button>',
+    '<button type="submit" id="decline" name="action" value="decline">Decline</button>',
+    '<label>Bank error <select id="bank-error" name="code">', table.concat(options), "</select></label>",
+    '<button type="submit" id="fail" name="action" value="error">Fail with selected error</button>',
+    "</form>" }))
+end
+
+---------------------------------------------------------------------------- sandbox admin
+
+local function admin(util, what)
+  if ngx.req.get_method() ~= "POST" then return util.json(405, { error = "POST only" }) end
+  local st = C.state(util)
+  local body = util.json_decode_exact(util.body())
+  if type(body) ~= "table" then return util.json(400, { error = "the body must be a JSON object" }) end
+  if what == "dealer" then
+    local dealer = C.dealers[C.str(body.DealerCode) or ""]
+    if not dealer then return util.json(404, { error = "unknown DealerCode" }) end
+    local url = body.NotifyUrl
+    if type(url) ~= "string" then return util.json(400, { error = "NotifyUrl must be a string" }) end
+    st.notify[dealer.DealerCode] = url ~= "" and url or nil
+    return util.json(200, { DealerCode = dealer.DealerCode, NotifyUrl = url })
+  elseif what == "3d/complete" then
+    local session = st.threed[C.str(body.threeDTrxCode) or ""]
+    if not session then return util.json(404, { error = "unknown threeDTrxCode" }) end
+    local url, fields, p = P.complete(st, session, body.action, C.str(body.code))
+    if not url then return util.json(fields, { error = p }) end
+    notify(util, st, p, fields)
+    local map = {}
+    for _, kv in ipairs(fields) do map[kv[1]] = kv[2] end
+    return util.json(200, { RedirectUrl = url, Fields = map })
+  elseif what == "age" then
+    local ok, res = pcall(P.age, { st = st }, body)
+    if ok then return util.json(200, res) end
+    if C.is_raise(res) then return util.json(res.code:match("NotFound$") and 404 or 400, { error = res.code }) end
+    error(res, 0)
+  end
+  return util.json(404, { error = "unknown sandbox call" })
+end
+
 function M.handle(util)
-  return util.send(200, '{"Data":null,"ResultCode":"EX","ResultMessage":"not implemented yet","Exception":null}',
-    "application/json")
+  local path = util.subpath("moka")
+  if path == "/PaymentDealerThreeDProcess" then return threed_page(util) end
+  local what = path:match("^/_sandbox/(.+)$")
+  if what then return admin(util, what) end
+  local route = ROUTES[path]
+  if not route then return util.send(404, "Not Found\n") end
+  if ngx.req.get_method() ~= "POST" then return util.send(405, "Method Not Allowed\n") end
+  return api(util, route)
 end
 
 return M
