@@ -1,0 +1,705 @@
+-- paykit.providers.mocopay: MoCoPay mobile carrier billing (pay by SMS / operator billing).
+--
+--   local paykit = require "paykit"
+--   local gw = paykit.mocopay{ api_key = "app1", api_secret = "...", base_url = "https://host:8182" }
+--   local r = gw:purchase{ pid = "12000", reference = "order-42", return_url = "https://shop/back",
+--                          notify_url = "https://shop/mocopay/notify", client_ip = "203.0.113.9" }
+--   -- r.status == "redirect": send the buyer to r.redirect_url, store r.keep with the order
+--   local done = gw:complete(query_of_the_return, keep)      -- confirmed with verifyPayment
+--   local res, reply = gw:notification{ method = "GET", path = uri, query = args }
+--   local st = gw:status("518ec5708a8842dba19993f01ef863b5")  -- verifyPayment by sessionId
+--
+-- Options of paykit.mocopay{...}:
+--   api_key, api_secret   credentials (required); the secret never leaves the signer closure
+--   base_url              "http(s)://host[:port][/prefix]" (required); the prefix is part of
+--                         the signed request path
+--   digest                "md5" (default) | "sha1" (the 20-byte variant some deployments use)
+--   signature_in          "header" (default: `Signature: ApiKey {key}:{sig}`) | "param"
+--                         (`signature={key}:{sig}` query parameter)
+--   encode_values         false (default) | true. UNCONFIRMED by MoCoPay: whether names and values
+--                         are percent-encoded (RFC 3986) in the signed string. The published
+--                         vector needs no encoding, so raw decoded values are the default.
+--   paths                 { init = "/v1/payment/initPayment", verify = "/v1/payment/verifyPayment" }
+--   callback_url, notify_url   defaults for every purchase
+--   notify_path           path the notifications arrive on (signed with the parameters); taken
+--                         from notify_url when not given; req.path wins when the caller passes it
+--   require_signature     false (default): an unsigned notification is accepted as a hint
+--                         (it is always confirmed with verifyPayment); true refuses it
+--   notification_reply    body answered to an accepted notification, "OK" by default
+--                         (UNCONFIRMED what MoCoPay expects)
+--   confirm_return        true (default): complete() confirms PaymentComplete with verifyPayment
+--   logger, hooks, timeout, connect_timeout, retry, ...   as paykit.http
+--
+-- Signature (mocopay-notes.md): base64(DIGEST(api_secret .. canonical(path, params))) where
+-- canonical(path, params) = path .. "?" .. name=value pairs (signature excluded) sorted by name
+-- in byte order, joined with "&". See M.canonical, M.sign.
+local core = require "paykit.core"
+local errors = require "paykit.errors"
+local gateway = require "paykit.gateway"
+local cjson = require "cjson.safe"
+
+local M = { PROVIDER = "mocopay" }
+
+local byte, find, sub, format = string.byte, string.find, string.sub, string.format
+
+---------------------------------------------------------------------------- signing
+
+-- Byte-order "less than", independent of the C locale.
+local function bytes_lt(a, b)
+  local n = #a < #b and #a or #b
+  for i = 1, n do
+    local x, y = byte(a, i), byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+local function str(v)
+  local t = type(v)
+  if t == "string" then return v end
+  if t == "number" and v == math.floor(v) and v >= -2^53 and v <= 2^53 then return format("%d", v) end
+  if t == "number" or t == "boolean" then return tostring(v) end
+  error("mocopay: parameter values must be strings", 3)
+end
+
+-- Pairs {{name, value}, ...} from a map (array values repeat the name) or a pairs list.
+local function to_pairs(params)
+  local list = {}
+  if params[1] ~= nil and type(params[1]) == "table" then
+    for _, kv in ipairs(params) do list[#list + 1] = { str(kv[1]), str(kv[2]) } end
+  else
+    for k, v in pairs(params) do
+      if type(v) == "table" then
+        for _, x in ipairs(v) do list[#list + 1] = { str(k), str(x) } end
+      else
+        list[#list + 1] = { str(k), str(v) }
+      end
+    end
+  end
+  return list
+end
+
+-- The string MoCoPay signs after the secret: path .. "?" .. name=value&... with every request
+-- parameter but `signature`, sorted by name (then value) in plain byte order. Values are raw
+-- (decoded) unless `encode` is true, which percent-encodes names and values (RFC 3986) first.
+-- Vector: canonical("/v1/payment/initPayment/", {mcc="228", mnc="01", pid="12000", userId="123456789"})
+--   == "/v1/payment/initPayment/?mcc=228&mnc=01&pid=12000&userId=123456789"
+function M.canonical(path, params, encode)
+  local list = {}
+  for _, kv in ipairs(to_pairs(params or {})) do
+    if kv[1] ~= "signature" then
+      if encode then kv = { core.pct_encode(kv[1]), core.pct_encode(kv[2]) } end
+      list[#list + 1] = kv
+    end
+  end
+  table.sort(list, function(a, b)
+    if a[1] ~= b[1] then return bytes_lt(a[1], b[1]) end
+    return bytes_lt(a[2], b[2])
+  end)
+  local out = {}
+  for i, kv in ipairs(list) do out[i] = kv[1] .. "=" .. kv[2] end
+  return path .. "?" .. table.concat(out, "&")
+end
+
+local DIGESTS = { md5 = true, sha1 = true }
+
+-- base64(DIGEST(secret .. canonical(path, params, encode))), digest "md5" (default) or "sha1".
+-- Vector: sign("this.is.a.secret", "/v1/payment/initPayment/",
+--   {mcc="228", mnc="01", pid="12000", userId="123456789"}) == "WETDyNQLx0+8BJ16vDgiVg=="
+function M.sign(secret, path, params, digest, encode)
+  digest = digest or "md5"
+  if not DIGESTS[digest] then error("mocopay: digest must be md5 or sha1", 2) end
+  return core.digest(digest, secret .. M.canonical(path, params, encode), "base64")
+end
+
+-- The value of the Signature header ("ApiKey " .. this) or of the `signature` parameter.
+function M.signature_value(api_key, secret, path, params, digest, encode)
+  return api_key .. ":" .. M.sign(secret, path, params, digest, encode)
+end
+
+-- For merchants' own tests: the query string of a notification signed the way this client
+-- checks it (parameters in byte order, RFC 3986 encoded, `signature` last).
+function M.signed_query(api_key, secret, path, params, digest, encode)
+  local list = to_pairs(params)
+  local q = {}
+  for i, kv in ipairs(list) do q[i] = core.pct_encode(kv[1]) .. "=" .. core.pct_encode(kv[2]) end
+  table.sort(q, bytes_lt)
+  q[#q + 1] = "signature=" .. core.pct_encode(M.signature_value(api_key, secret, path, params, digest, encode))
+  return table.concat(q, "&")
+end
+
+---------------------------------------------------------------------------- validation
+
+-- ISO 3166-1 alpha-2: the 249 officially assigned codes.
+local COUNTRIES = {}
+for c in ([[
+AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS
+BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE
+EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM
+HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC
+LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA
+NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY QA RE RO RS RU RW
+SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG TH TJ TK TL TM TN TO
+TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM ZW]]):gmatch("%u%u") do
+  COUNTRIES[c] = true
+end
+M.COUNTRIES = COUNTRIES
+
+-- ISO 639-1: the 184 two-letter language codes (bh included, though withdrawn).
+local LANGUAGES = {}
+for c in ([[
+aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy da
+de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz
+ia id ie ig ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln
+lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi
+pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss st su sv sw ta te tg th ti
+tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu]]):gmatch("%l%l") do
+  LANGUAGES[c] = true
+end
+M.LANGUAGES = LANGUAGES
+
+-- Dotted-quad IPv4: four decimal numbers 0..255, no leading zeros (as inet_pton).
+function M.is_ipv4(s)
+  if type(s) ~= "string" then return false end
+  local a, b, c, d = s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
+  if not a then return false end
+  for _, p in ipairs { a, b, c, d } do
+    if #p > 3 or (#p > 1 and sub(p, 1, 1) == "0") or tonumber(p) > 255 then return false end
+  end
+  return true
+end
+
+-- Number of 16-bit groups in a colon-separated run ("" -> 0), nil when malformed. The last
+-- field may be an embedded IPv4 address (two groups) when allow_v4.
+local function v6_groups(run, allow_v4)
+  if run == "" then return 0 end
+  local fields = {}
+  for f in (run .. ":"):gmatch("([^:]*):") do fields[#fields + 1] = f end
+  local n = 0
+  for i, f in ipairs(fields) do
+    if allow_v4 and i == #fields and find(f, ".", 1, true) then
+      if not M.is_ipv4(f) then return nil end
+      n = n + 2
+    elseif f:match("^%x%x?%x?%x?$") then
+      n = n + 1
+    else
+      return nil -- empty field (a stray ":") or more than 4 hex digits
+    end
+  end
+  return n
+end
+
+-- RFC 4291 text form: eight groups of 1-4 hex digits, "::" once for one or more zero groups,
+-- an IPv4 address in place of the last two groups. No zone ids, no brackets.
+function M.is_ipv6(s)
+  if type(s) ~= "string" or #s < 2 or #s > 45 or find(s, "[^%x:%.]") then return false end
+  local dbl = find(s, "::", 1, true)
+  if not dbl then return v6_groups(s, true) == 8 end
+  if find(s, "::", dbl + 1, true) then return false end
+  local head, tail = v6_groups(sub(s, 1, dbl - 1), false), v6_groups(sub(s, dbl + 2), true)
+  return head ~= nil and tail ~= nil and head + tail <= 7
+end
+
+function M.is_ip(s) return M.is_ipv4(s) or M.is_ipv6(s) end
+
+-- Absolute http(s) URL with a host, an optional port 1..65535, no spaces or control characters.
+function M.is_http_url(s)
+  if type(s) ~= "string" or #s > 2048 or find(s, "[%c%s]") then return false end
+  local scheme, authority = s:match("^(%a[%w+.%-]*)://([^/?#]*)")
+  if not scheme then return false end
+  scheme = scheme:lower()
+  if scheme ~= "http" and scheme ~= "https" then return false end
+  if find(authority, "@", 1, true) then return false end
+  local host, port = authority:match("^(%[[%x:%.]+%])(.*)$")
+  if host then
+    if not M.is_ipv6(sub(host, 2, -2)) then return false end
+  else
+    host, port = authority:match("^([%w%-%.]+)(.*)$")
+    if not host or find(host, "..", 1, true) or sub(host, 1, 1) == "." or sub(host, 1, 1) == "-" then return false end
+  end
+  if port ~= "" then
+    local p = port:match("^:(%d+)$")
+    if not p or tonumber(p) < 1 or tonumber(p) > 65535 then return false end
+  end
+  return true
+end
+
+-- initPayment parameters and how each is checked.
+local function plain(max)
+  return function(v) return #v >= 1 and #v <= max and not find(v, "%c") end
+end
+local INIT_RULES = {
+  pid = { plain(64), "must be a product id (1-64 characters, no control characters)" },
+  mcc = { function(v) return v:match("^%d%d%d$") ~= nil end, "must be a 3-digit mobile country code" },
+  mnc = { function(v) return v:match("^%d%d%d?$") ~= nil end, "must be a 2- or 3-digit mobile network code" },
+  country = { function(v) return COUNTRIES[v] == true end, "must be an ISO 3166-1 alpha-2 country code" },
+  userId = { plain(255), "must be 1-255 characters without control characters" },
+  clientIp = { M.is_ip, "must be an IPv4 or IPv6 address" },
+  phone = { function(v) return v:match("^%+?%d%d%d+$") ~= nil and #v <= 21 end,
+            "must be a phone number: digits with an optional leading +, 3 to 20 digits" },
+  lang = { function(v) return LANGUAGES[v] == true end, "must be an ISO 639-1 language code" },
+  referenceId = { plain(255), "must be 1-255 characters without control characters" },
+  callbackUrl = { M.is_http_url, "must be an absolute http(s) URL" },
+  notifyUrl = { M.is_http_url, "must be an absolute http(s) URL" },
+  imageUrl = { M.is_http_url, "must be an absolute http(s) URL" },
+}
+M.INIT_PARAMS = { "pid", "mcc", "mnc", "country", "userId", "clientIp", "phone", "lang",
+                  "referenceId", "callbackUrl", "notifyUrl", "imageUrl" }
+
+-- Checks initPayment parameters (API names). `names` maps an API name to the name the caller
+-- used (for the error's field). Returns true or nil, validation error naming the field.
+function M.validate_init(params, names)
+  names = names or {}
+  if type(params) ~= "table" then return nil, errors.validation("params", "invalid", "initPayment parameters must be a table") end
+  for k in pairs(params) do
+    if k ~= "signature" and not INIT_RULES[k] then
+      return nil, errors.validation(tostring(k), "unknown", "initPayment has no parameter " .. tostring(k))
+    end
+  end
+  for _, k in ipairs(M.INIT_PARAMS) do
+    local v, field = params[k], names[k] or k
+    if v == nil then
+      if k == "pid" then return nil, errors.validation(field, "required", field .. " is required") end
+    elseif type(v) ~= "string" then
+      return nil, errors.validation(field, "invalid_type", field .. " must be a string")
+    elseif not INIT_RULES[k][1](v) then
+      return nil, errors.validation(field, "invalid", field .. " " .. INIT_RULES[k][2])
+    end
+  end
+  return true
+end
+
+---------------------------------------------------------------------------- results
+
+local PAID = { authorized = true, charged = true, completed = true, complete = true, paid = true,
+               success = true, successful = true, active = true, paymentcomplete = true }
+local FAILED = { cancelled = true, canceled = true, expired = true, failed = true, rejected = true,
+                 declined = true, error = true, paymentcancelled = true, paymentexpired = true,
+                 paymentfailed = true, stopped = true }
+
+-- Provider status word -> "paid" | "failed" | "pending".
+function M.map_status(s)
+  local k = type(s) == "string" and s:lower() or ""
+  if PAID[k] then return "paid" end
+  if FAILED[k] then return "failed" end
+  return "pending"
+end
+
+local function int(v)
+  if type(v) ~= "number" or v ~= math.floor(v) then return v end
+  return math.tointeger and math.tointeger(v) or v
+end
+
+local function nonnull(v)
+  if v == cjson.null then return nil end
+  return v
+end
+
+-- An amount as an exact decimal string, read from the JSON text when possible (no float trip).
+local function amount_of(body, json, name)
+  local v = nonnull(json[name])
+  if v == nil then return nil end
+  local text = body and body:match('"' .. name .. '"%s*:%s*(%-?%d[%d%.eE+%-]*)')
+  if text and text:match("^%-?%d+%.?%d*$") then return text end
+  if type(v) == "number" then
+    if v == math.floor(v) then return format("%d", v) end
+    return format("%.14g", v)
+  end
+  return tostring(v)
+end
+
+local AMOUNTS = { charged_amount = "chargedAmount", failed_amount = "failedAmount",
+                  last_charged_amount = "lastChargedAmount", last_failed_amount = "lastFailedAmount",
+                  total_charged_amount = "totalChargedAmount", total_failed_amount = "totalFailedAmount" }
+
+-- Every field of a verifyPayment answer, in Lua names. Amounts are decimal strings.
+function M.payment_info(json, body)
+  local info = {
+    session_id = nonnull(json.sessionId), service_code = nonnull(json.serviceCode), pid = nonnull(json.pid),
+    type = nonnull(json.type), lang = nonnull(json.lang), series = int(nonnull(json.series)),
+    status = nonnull(json.status), currency_code = nonnull(json.currencyCode),
+    recurrent = nonnull(json.recurrent), expires_in = int(nonnull(json.expiresIn)),
+    time_init = nonnull(json.timeInit), time_authorized = nonnull(json.timeAuthorized),
+    time_last_successful_payment = nonnull(json.timeLastSuccessfullPayment),
+    transactions = {},
+  }
+  for lua_name, api_name in pairs(AMOUNTS) do info[lua_name] = amount_of(body, json, api_name) end
+  if type(json.transactions) == "table" then
+    for i, t in ipairs(json.transactions) do info.transactions[i] = t end
+  end
+  local eu = type(json.endUser) == "table" and json.endUser or nil
+  if eu then
+    info.end_user = { user_id = nonnull(eu.userId), phone = nonnull(eu.phone), mcc = nonnull(eu.mcc), mnc = nonnull(eu.mnc) }
+  end
+  return info
+end
+
+local function payment_result(info, json, extra)
+  local r = {
+    status = M.map_status(info.status), provider = M.PROVIDER, provider_reference = info.session_id,
+    amount = info.total_charged_amount, currency = info.currency_code, code = info.status,
+    message = "MoCoPay session " .. tostring(info.status), payment = info, raw = json,
+  }
+  for k, v in pairs(extra or {}) do r[k] = v end
+  return gateway.result(r)
+end
+
+---------------------------------------------------------------------------- the client
+
+local Client = {}
+Client.__index = Client
+Client.__tostring = function(self) return "paykit.mocopay(" .. self.api_key .. ")" end
+M.Client = Client
+
+local function split_url(url)
+  local origin, path = url:match("^(https?://[^/?#]+)(/?[^?#]*)$")
+  if not origin then return nil end
+  path = path:gsub("/+$", "")
+  return origin, path
+end
+
+local function cfg_string(opts, name, required)
+  local v = opts[name]
+  if v == nil then
+    if required then error(errors.config(name, "required", name .. " is required"), 3) end
+    return nil
+  end
+  if type(v) ~= "string" or v == "" then error(errors.config(name, "invalid", name .. " must be a non-empty string"), 3) end
+  return v
+end
+
+-- paykit.mocopay{...} -> instance (raises a config error for missing or malformed options).
+function M.new(opts)
+  if type(opts) ~= "table" then error(errors.config("opts", "invalid", "paykit.mocopay expects a table of options"), 2) end
+  local api_key = cfg_string(opts, "api_key", true)
+  local secret = cfg_string(opts, "api_secret", true)
+  local base_url = cfg_string(opts, "base_url", true)
+  local origin, base_path = split_url(base_url)
+  if not origin or not M.is_http_url(base_url) then
+    error(errors.config("base_url", "invalid", "base_url must be an absolute http(s) URL without query"), 2)
+  end
+  local digest = opts.digest or "md5"
+  if not DIGESTS[digest] then error(errors.config("digest", "invalid", "digest must be \"md5\" or \"sha1\""), 2) end
+  local signature_in = opts.signature_in or "header"
+  if signature_in ~= "header" and signature_in ~= "param" then
+    error(errors.config("signature_in", "invalid", "signature_in must be \"header\" or \"param\""), 2)
+  end
+  for _, name in ipairs { "callback_url", "notify_url" } do
+    if opts[name] ~= nil and not M.is_http_url(opts[name]) then
+      error(errors.config(name, "invalid", name .. " must be an absolute http(s) URL"), 2)
+    end
+  end
+  local paths = opts.paths or {}
+  local encode = opts.encode_values == true
+  local base = gateway.base(M.PROVIDER, opts)
+  local self = setmetatable({
+    provider = M.PROVIDER, api_key = api_key, origin = origin, base_path = base_path,
+    digest = digest, signature_in = signature_in, encode_values = encode,
+    init_path = paths.init or "/v1/payment/initPayment",
+    verify_path = paths.verify or "/v1/payment/verifyPayment",
+    callback_url = opts.callback_url, notify_url = opts.notify_url,
+    notify_path = opts.notify_path or (opts.notify_url and opts.notify_url:match("^https?://[^/?#]+(/[^?#]*)")),
+    require_signature = opts.require_signature == true,
+    notification_reply = opts.notification_reply or "OK",
+    confirm_return = opts.confirm_return ~= false,
+    log = base.log, http = base.http, seen = base.seen, remembered = {}, remembered_n = 0,
+  }, Client)
+  -- The secret lives only in these closures: an instance printed or logged shows no secret.
+  self.sign = function(path, params) return M.sign(secret, path, params, digest, encode) end
+  self.check = function(key, path, params, given)
+    if not core.consteq(key, api_key) then return false end
+    return core.consteq(M.sign(secret, path, params, digest, encode), given)
+  end
+  return self
+end
+
+-- Provider error for a non-200 or unreadable answer.
+local function answer_error(op, res, json)
+  local pcode = json and (gateway.field(json, { "errorCode", "code", "error" }))
+  local pmsg = json and (gateway.field(json, { "errorMessage", "message", "error_description" }))
+  if type(pcode) ~= "string" and type(pcode) ~= "number" then pcode = nil end
+  if type(pmsg) ~= "string" then pmsg = nil end
+  local code
+  if res.status == 401 or res.status == 403 then code = "unauthorized"
+  elseif res.status >= 500 then code = "server_error"
+  elseif res.status == 404 then code = "not_found"
+  elseif res.status ~= 200 then code = "rejected"
+  else code = "invalid_response" end
+  return errors.provider {
+    code = code, status = res.status, provider = M.PROVIDER, op = op,
+    provider_code = pcode and tostring(pcode) or nil, provider_message = pmsg,
+    retryable = res.status >= 500,
+    message = "MoCoPay " .. op .. " answered HTTP " .. res.status ..
+      (pcode and (" " .. tostring(pcode)) or "") .. (pmsg and (": " .. pmsg) or ""),
+  }
+end
+
+-- One signed call. Returns json, body | nil, err.
+function Client:call(op, method, endpoint, params)
+  local path = self.base_path .. endpoint
+  local sig = self.api_key .. ":" .. self.sign(path, params)
+  local query = to_pairs(params)
+  local headers = { Accept = "application/json" }
+  if self.signature_in == "param" then
+    query[#query + 1] = { "signature", sig }
+  else
+    headers.Signature = "ApiKey " .. sig
+  end
+  local res, err = self.http:request {
+    method = method, url = self.origin .. path .. "?" .. core.canonical_query(query), headers = headers,
+    body = method == "POST" and "" or nil, op = "mocopay." .. op, idempotent = true,
+  }
+  if not res then return nil, err end
+  local json = res.body and res.body ~= "" and cjson.decode(res.body) or nil
+  if res.status ~= 200 or type(json) ~= "table" then return nil, answer_error(op, res, type(json) == "table" and json or nil) end
+  return json, res.body
+end
+
+-- initPayment with API parameter names. Returns {request_id, redirect_url, raw} | nil, err.
+function Client:init_payment(params, names)
+  local ok, err = M.validate_init(params, names)
+  if not ok then return nil, err end
+  local json, body = self:call("initPayment", "GET", self.init_path, params)
+  if not json then return nil, body end
+  local request_id, redirect = json.requestId, json.redirectUrl
+  if type(request_id) ~= "string" or type(redirect) ~= "string" or not M.is_http_url(redirect) then
+    return nil, errors.provider { code = "invalid_response", provider = M.PROVIDER, op = "initPayment",
+      message = "MoCoPay initPayment answer lacks requestId or a valid redirectUrl" }
+  end
+  self.log("info", "mocopay initPayment requestId=" .. request_id)
+  return { request_id = request_id, redirect_url = redirect, raw = json }
+end
+
+-- purchase field -> initPayment parameter
+local PURCHASE = {
+  pid = "pid", product = "pid", mcc = "mcc", mnc = "mnc", country = "country", user_id = "userId",
+  client_ip = "clientIp", phone = "phone", lang = "lang", reference = "referenceId",
+  return_url = "callbackUrl", callback_url = "callbackUrl", notify_url = "notifyUrl", image_url = "imageUrl",
+}
+
+-- gw:purchase{pid=, reference=, return_url|callback_url=, notify_url=, user_id=, client_ip=, phone=,
+-- mcc=, mnc=, country=, lang=, image_url=} -> result "redirect" with keep {request_id, reference_id, pid}.
+-- A reference is generated when none is given, so that the buyer's return can be matched.
+function Client:purchase(p)
+  if type(p) ~= "table" then return nil, errors.validation("purchase", "invalid", "purchase expects a table") end
+  local params, names = {}, {}
+  for k, v in pairs(p) do
+    local api = PURCHASE[k]
+    if not api then return nil, errors.validation(tostring(k), "unknown", "purchase has no field " .. tostring(k)) end
+    if params[api] ~= nil then return nil, errors.validation(tostring(k), "duplicate", tostring(k) .. " repeats " .. names[api]) end
+    params[api], names[api] = v, k
+  end
+  params.callbackUrl = params.callbackUrl or self.callback_url
+  params.notifyUrl = params.notifyUrl or self.notify_url
+  if params.referenceId == nil then params.referenceId = core.random_hex(16) end
+  local init, err = self:init_payment(params, names)
+  if not init then return nil, err end
+  return gateway.result {
+    status = "redirect", provider = M.PROVIDER, reference = params.referenceId,
+    provider_reference = init.request_id, redirect_url = init.redirect_url, method = "GET",
+    keep = { request_id = init.request_id, reference_id = params.referenceId, pid = params.pid },
+    raw = init.raw,
+  }
+end
+
+local VERIFY_BY = { sessionId = "session_id", userId = "user_id", transactionId = "transaction_id" }
+
+-- verifyPayment by exactly one of sessionId, userId, transactionId (API or Lua names).
+-- Returns result (status from the session's status; `payment` holds every answered field).
+function Client:verify_payment(by)
+  if type(by) == "string" then by = { sessionId = by } end
+  if type(by) ~= "table" then return nil, errors.validation("sessionId", "required", "verifyPayment needs sessionId, userId or transactionId") end
+  local chosen, value, count = nil, nil, 0
+  for api, lua in pairs(VERIFY_BY) do
+    local v = by[api]
+    if v == nil then v = by[lua] end
+    if v ~= nil then
+      if type(v) ~= "string" or v == "" or find(v, "%c") then
+        return nil, errors.validation(api, "invalid", api .. " must be a non-empty string")
+      end
+      chosen, value, count = api, v, count + 1
+    end
+  end
+  for k in pairs(by) do
+    if not VERIFY_BY[k] and k ~= "session_id" and k ~= "user_id" and k ~= "transaction_id" then
+      return nil, errors.validation(tostring(k), "unknown", "verifyPayment has no parameter " .. tostring(k))
+    end
+  end
+  if count == 0 then return nil, errors.validation("sessionId", "required", "verifyPayment needs one of sessionId, userId, transactionId") end
+  if count > 1 then return nil, errors.validation(chosen, "exclusive", "verifyPayment takes exactly one of sessionId, userId, transactionId") end
+  local json, body = self:call("verifyPayment", "POST", self.verify_path, { [chosen] = value })
+  if not json then return nil, body end
+  local info = M.payment_info(json, body)
+  return payment_result(info, json)
+end
+
+-- gw:status(ref): ref is a sessionId string or {sessionId=|userId=|transactionId=}.
+function Client:status(ref) return self:verify_payment(ref) end
+
+local function decode_params(params)
+  if type(params) == "string" then
+    local q = params:match("%?(.*)$") or params
+    local map, e = core.query_decode(q)
+    if not map then return nil, errors.validation("params", "invalid_query", "return parameters are not a valid query string: " .. tostring(e)) end
+    return map
+  end
+  if type(params) ~= "table" then return nil, errors.validation("params", "invalid", "return parameters must be a table or a query string") end
+  return params
+end
+
+local function same(a, b) return type(a) == "string" and type(b) == "string" and core.consteq(a, b) end
+
+-- gw:complete(params, keep): the buyer's return to callbackUrl (sid, sessionId, requestId,
+-- referenceId, status). The return is not signed, so requestId and referenceId must match
+-- what purchase kept, sid must equal sessionId, and PaymentComplete is confirmed with
+-- verifyPayment (its pid must match keep.pid) before "paid" is reported.
+function Client:complete(params, keep)
+  local p, err = decode_params(params)
+  if not p then return nil, err end
+  if type(keep) ~= "table" or type(keep.request_id) ~= "string" or type(keep.reference_id) ~= "string" then
+    return nil, errors.validation("keep", "invalid", "keep must be the table purchase returned ({request_id, reference_id})")
+  end
+  for _, k in ipairs { "requestId", "sid", "sessionId", "referenceId", "status" } do
+    local v = gateway.field(p, k)
+    if type(v) ~= "string" or v == "" then return nil, errors.validation(k, "required", "the return lacks " .. k) end
+  end
+  local f = function(k) return gateway.field(p, k) end
+  if not same(f("requestId"), keep.request_id) then
+    return nil, errors.signature("request_mismatch", "the return's requestId is not the one this purchase started")
+  end
+  if not same(f("referenceId"), keep.reference_id) then
+    return nil, errors.signature("reference_mismatch", "the return's referenceId is not this purchase's")
+  end
+  if not same(f("sid"), f("sessionId")) then
+    return nil, errors.signature("session_mismatch", "the return's sid and sessionId differ")
+  end
+  local extra = { reference = keep.reference_id, request_id = keep.request_id, session_id = f("sessionId"),
+                  callback_status = f("status") }
+  local hinted = M.map_status(f("status"))
+  if hinted ~= "paid" or not self.confirm_return then
+    return gateway.result { status = hinted, provider = M.PROVIDER, reference = keep.reference_id,
+      provider_reference = f("sessionId"), code = f("status"), message = "MoCoPay return " .. f("status"),
+      request_id = keep.request_id, session_id = f("sessionId"), callback_status = f("status"), raw = p }
+  end
+  local r, verr = self:verify_payment { sessionId = f("sessionId") }
+  if not r then return nil, verr end
+  if keep.pid and r.payment.pid ~= nil and not same(tostring(r.payment.pid), keep.pid) then
+    return nil, errors.signature("product_mismatch", "the returned session is for another product")
+  end
+  for k, v in pairs(extra) do r[k] = v end
+  return r
+end
+
+local function remember(self, key, result)
+  self.remembered[key] = result
+  self.remembered_n = self.remembered_n + 1
+  if self.remembered_n > 2 * self.seen.capacity then
+    local keep, n = {}, 0
+    for k, v in pairs(self.remembered) do
+      if self.seen:has(k) then keep[k] = v; n = n + 1 end
+    end
+    self.remembered, self.remembered_n = keep, n
+  end
+end
+
+-- Query parameter maps to try for the signature: RFC 3986 decoding ("+" is "+") and, when the
+-- query has a "+", form decoding ("+" is a space) too.
+local function notification_params(req)
+  local query = req.query
+  if query == nil and type(req.uri) == "string" then query = req.uri:match("%?(.*)$") end
+  if type(query) == "table" then return { query } end
+  local list = {}
+  local sources = { query or "" }
+  if type(req.body) == "string" and req.body ~= "" then sources[2] = req.body end
+  local m1 = {}
+  for _, src in ipairs(sources) do
+    local m = core.query_decode(src)
+    if not m then return nil end
+    for k, v in pairs(m) do m1[k] = v end
+  end
+  list[1] = m1
+  if find(table.concat(sources, "&"), "+", 1, true) then
+    local m2 = {}
+    for _, src in ipairs(sources) do
+      local m = core.form_decode(src)
+      if not m then return nil end
+      for k, v in pairs(m) do m2[k] = v end
+    end
+    list[2] = m2
+  end
+  return list
+end
+
+-- gw:notification{method=, path=, query=, body=, headers=} -> result, reply | nil, err, reply.
+-- Checks the `signature` parameter when present (same scheme over the notification's path and
+-- parameters), then confirms the session with verifyPayment before reporting it; a repeat of
+-- a notification this instance has handled comes back with result.duplicate = true.
+function Client:notification(req)
+  local bad = { status = 400, body = "bad request", content_type = "text/plain" }
+  if type(req) ~= "table" then
+    return nil, errors.validation("req", "invalid", "notification request must be a table {method=, path=, query=, body=, headers=}"), bad
+  end
+  local candidates = notification_params(req)
+  if not candidates then return nil, errors.validation("query", "invalid_query", "notification parameters are not validly encoded"), bad end
+  local p = candidates[1]
+  local signature = gateway.field(p, "signature")
+  if signature ~= nil then
+    local path = req.path or (type(req.uri) == "string" and req.uri:match("^[^?]*")) or self.notify_path
+    if not path then
+      return nil, errors.config("notify_path", "required", "the notification's path is needed to check its signature: pass req.path or set notify_url"), bad
+    end
+    local key, given = tostring(signature):match("^([^:]+):(.+)$")
+    if not key then
+      return nil, errors.signature("malformed", "the notification's signature is not {api_key}:{signature}"),
+        { status = 401, body = "bad signature", content_type = "text/plain" }
+    end
+    local valid = false
+    for _, cand in ipairs(candidates) do
+      local cand_sig = gateway.field(cand, "signature")
+      local ck, cg = tostring(cand_sig):match("^([^:]+):(.+)$")
+      if ck and self.check(ck, path, cand, cg) then valid = true; p = cand; break end
+    end
+    if not valid then
+      self.log("warn", "mocopay notification with a bad signature refused")
+      return nil, errors.signature(core.consteq(key, self.api_key) and "bad_signature" or "unknown_key",
+        "the notification's signature does not verify"), { status = 401, body = "bad signature", content_type = "text/plain" }
+    end
+  elseif self.require_signature then
+    return nil, errors.signature("not_signed", "the notification carries no signature"),
+      { status = 401, body = "not signed", content_type = "text/plain" }
+  end
+  local f = function(k) local v = gateway.field(p, k); return v ~= "" and v or nil end
+  local session_id, transaction_id = f("sessionId"), f("transactionId")
+  if not session_id and not transaction_id then
+    return nil, errors.validation("sessionId", "required", "the notification names no sessionId or transactionId"), bad
+  end
+  local key = table.concat({ session_id or "", transaction_id or "", f("status") or "", f("series") or "",
+                             f("chargedAmount") or "", f("amount") or "" }, "|")
+  local reply = { status = 200, body = self.notification_reply, content_type = "text/plain" }
+  if self.seen:has(key) and self.remembered[key] then
+    local r = {}
+    for k, v in pairs(self.remembered[key]) do r[k] = v end
+    r.duplicate = true
+    return gateway.result(r), reply
+  end
+  local r, err = self:verify_payment(session_id and { sessionId = session_id } or { transactionId = transaction_id })
+  if not r then
+    return nil, err, { status = 503, body = "try again", content_type = "text/plain" }
+  end
+  if session_id and r.payment.session_id ~= nil and r.payment.session_id ~= session_id then
+    return nil, errors.signature("session_mismatch", "verifyPayment answered for another session"), bad
+  end
+  r.reference = f("referenceId")
+  r.notification = { session_id = session_id, transaction_id = transaction_id, status = f("status"),
+                     session_type = f("sessionType"), series = f("series"), signed = signature ~= nil, params = p }
+  r.notification.params = {}
+  for k, v in pairs(p) do if k ~= "signature" then r.notification.params[k] = v end end
+  r.raw = { notification = r.notification.params, verify = r.raw }
+  r.duplicate = false
+  self.seen:add(key)
+  remember(self, key, r)
+  self.log("info", "mocopay notification session=" .. tostring(session_id) .. " status=" .. tostring(r.code))
+  return r, reply
+end
+
+return M
