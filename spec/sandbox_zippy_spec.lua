@@ -1,0 +1,397 @@
+-- The Zippy simulator over real HTTP: OAuth checks, resources and their rules, error shapes,
+-- the payment pages, the magic endpoints.
+local core = require "paykit.core"
+local cjson = require "cjson.safe"
+local sb = require "spec.support.sandbox"
+local zs = require "spec.zippy_support"
+local oauth = require "paykit.providers.zippy_oauth"
+local sandbox = zs.sandbox
+
+local base
+
+-- A signed raw request (the client's signing, but every piece under the test's control).
+local function signed(method, path, body, o)
+  o = o or {}
+  local url = base .. path
+  local header = oauth.authorization {
+    method = method, url = o.sign_url or url, consumer_key = o.key or sandbox.CONSUMER_KEY,
+    consumer_secret = o.secret or sandbox.CONSUMER_SECRET, token = o.token or "notimplemented",
+    nonce = core.random_hex(8), timestamp = o.timestamp or os.time(), realm = "Zippy",
+  }
+  if o.mangle then header = o.mangle(header) end
+  return zs.request(method, url, body and cjson.encode(body) or nil,
+    { Authorization = header, ["Content-Type"] = "application/json" })
+end
+
+local function error_of(res)
+  assert.is_table(res.json)
+  return res.json.error
+end
+
+local function new_seller(over)
+  local s = { uuid = zs.id("seller"), status = "ACTIVE", name = "Shop", email = "shop@example.org" }
+  for k, v in pairs(over or {}) do s[k] = v end
+  local res = signed("POST", "/sellers", s)
+  assert.are.equal(201, res.status)
+  return s.uuid
+end
+
+local function new_product(seller, over)
+  local p = { uuid = zs.id("product"), name = "Thing", external_id = zs.id("ext"), seller_id = seller }
+  for k, v in pairs(over or {}) do p[k] = v end
+  return signed("POST", "/products", p), p
+end
+
+local function tx_body(product, over)
+  return zs.tx_fields(product, "sbx", over)
+end
+
+local function new_tx(over)
+  local seller = new_seller()
+  local res, p = new_product(seller)
+  assert.are.equal(201, res.status)
+  local t = tx_body(p.uuid, over)
+  local created = signed("POST", "/transactions", t)
+  assert.are.equal(201, created.status)
+  return created.json, t
+end
+
+describe("zippy sandbox", function()
+  lazy_setup(function() base = sb.start() .. "/zippy" end)
+  lazy_teardown(function() sb.stop() end)
+
+  describe("pure helpers", function()
+    it("builds the zippy-notes base string and signature", function()
+      local b = sandbox.base_string("GET", "http://127.0.0.1:2605/sellers", {
+        { "oauth_consumer_key", "dpf43f3p2l4k3l03" }, { "oauth_nonce", "abc" },
+        { "oauth_signature_method", "HMAC-SHA1" }, { "oauth_timestamp", "1700000000" },
+        { "oauth_token", "notimplemented" }, { "oauth_version", "1.0" } })
+      assert.are.equal("467mnp5J8iEZ/5XGoc2Qz1jqA6s=", sandbox.oauth_signature(b, "kd94hf93k423kf44"))
+    end)
+
+    it("signs the zippy-notes notice vector", function()
+      local s = sandbox.sign_notice({ { "ext_transaction_id", "webpay xyz/2&a=b" }, { "error", "CC_ERROR" } }, 0)
+      assert.are.equal("ext_transaction_id=webpay%20xyz%2F2%26a%3Db&error=CC_ERROR&sig=0:"
+        .. "2b1b112b8acdb4c4a3ee79fb19a918cc1002862e0f49b7af3458a5d6c4b00e7a", s)
+    end)
+  end)
+
+  describe("OAuth", function()
+    it("accepts a properly signed request", function()
+      assert.are.equal(200, signed("GET", "/sellers").status)
+    end)
+
+    local function rejected(res)
+      assert.are.equal(401, res.status)
+      local e = error_of(res)
+      assert.are.equal("InvalidCredentialsError", e.name)
+      assert.are.equal(401, e.code)
+      assert.are.equal(401, e.status)
+    end
+
+    it("rejects a request without an Authorization header", function()
+      rejected(zs.request("GET", base .. "/sellers"))
+    end)
+
+    it("rejects a wrong secret and an unknown consumer key", function()
+      rejected(signed("GET", "/sellers", nil, { secret = "wrong" }))
+      rejected(signed("GET", "/sellers", nil, { key = "other-key" }))
+    end)
+
+    it("rejects a tampered signature", function()
+      rejected(signed("GET", "/sellers", nil, { mangle = function(h)
+        return (h:gsub('oauth_signature="(.)', function(c) return 'oauth_signature="' .. (c == "A" and "B" or "A") end))
+      end }))
+    end)
+
+    it("rejects a request whose path or query differ from what was signed", function()
+      rejected(signed("GET", "/sellers", nil, { sign_url = base .. "/products" }))
+      rejected(signed("GET", "/products?seller_id=a", nil, { sign_url = base .. "/products?seller_id=b" }))
+      rejected(signed("GET", "/sellers", nil, { sign_url = "http://127.0.0.1:" .. sb.port() .. "/sellers" }))
+    end)
+
+    it("covers query parameters in the signature", function()
+      assert.are.equal(200, signed("GET", "/products?seller_id=a%20b&external_id=x").status)
+    end)
+
+    it("rejects an old timestamp, an empty token and another version", function()
+      rejected(signed("GET", "/sellers", nil, { timestamp = os.time() - 3600 }))
+      rejected(signed("GET", "/sellers", nil, { token = "" }))
+      rejected(signed("GET", "/sellers", nil, { mangle = function(h) return (h:gsub('oauth_version="1.0"', 'oauth_version="2.0"')) end }))
+      rejected(signed("GET", "/sellers", nil, { mangle = function(h) return (h:gsub("HMAC%-SHA1", "PLAINTEXT")) end }))
+    end)
+
+    it("needs no OAuth for GET /status", function()
+      local res = zs.request("GET", base .. "/status")
+      assert.are.equal(200, res.status)
+      assert.are.same({ result = "OK" }, res.json)
+    end)
+  end)
+
+  describe("sellers", function()
+    it("creates, reads, lists, updates and deletes a seller", function()
+      local uuid = new_seller { agreement = "2024-01-31" }
+      local got = signed("GET", "/sellers/" .. uuid)
+      assert.are.equal(200, got.status)
+      assert.are.equal("Shop", got.json.name)
+      assert.are.equal(uuid, got.json.resource_pk)
+      assert.are.equal("sellers", got.json.resource_name)
+      assert.are.equal("/sellers/" .. uuid, got.json.resource_uri)
+      local found = false
+      for _, s in ipairs(signed("GET", "/sellers").json) do found = found or s.uuid == uuid end
+      assert.is_true(found)
+      local put = signed("PUT", "/sellers/" .. uuid, { status = "INACTIVE" })
+      assert.are.equal(200, put.status)
+      assert.are.equal("INACTIVE", put.json.status)
+      assert.are.equal(204, signed("DELETE", "/sellers/" .. uuid).status)
+      assert.are.equal(404, signed("GET", "/sellers/" .. uuid).status)
+    end)
+
+    it("answers 404 ResourceNotFoundError for an unknown seller", function()
+      for _, m in ipairs { "GET", "PUT", "DELETE" } do
+        local res = signed(m, "/sellers/nobody", m == "PUT" and { name = "x" } or nil)
+        assert.are.equal(404, res.status)
+        assert.are.equal("ResourceNotFoundError", error_of(res).name)
+      end
+    end)
+
+    it("refuses a second seller with the same uuid (409 ConflictError)", function()
+      local uuid = new_seller()
+      local res = signed("POST", "/sellers", { uuid = uuid, status = "ACTIVE", name = "B", email = "b@example.org" })
+      assert.are.equal(409, res.status)
+      assert.are.equal("ConflictError", error_of(res).name)
+    end)
+
+    it("answers 409 InvalidArgumentError with a field -> message JSON string", function()
+      local res = signed("POST", "/sellers", { uuid = zs.id(), status = "OPEN", email = "x", colour = "red" })
+      assert.are.equal(409, res.status)
+      local e = error_of(res)
+      assert.are.equal("InvalidArgumentError", e.name)
+      local fields = cjson.decode(e.message)
+      assert.are.equal("This field is required.", fields.name)
+      assert.are.equal("This field is not allowed.", fields.colour)
+      assert.truthy(fields.status)
+      assert.truthy(fields.email)
+    end)
+
+    it("gives the terms of a seller", function()
+      local uuid = new_seller { agreement = "2024-02-01" }
+      local res = signed("GET", "/terms/" .. uuid)
+      assert.are.equal(200, res.status)
+      assert.is_string(res.json.text)
+      assert.are.equal("2024-02-01", res.json.agreement)
+      assert.are.equal(404, signed("GET", "/terms/nobody").status)
+    end)
+  end)
+
+  describe("products", function()
+    it("creates an ACTIVE product and finds it by seller and external id", function()
+      local seller = new_seller()
+      local res, p = new_product(seller)
+      assert.are.equal(201, res.status)
+      assert.are.equal("ACTIVE", res.json.status)
+      assert.are.equal(200, signed("GET", "/products/" .. p.uuid).status)
+      local list = signed("GET", "/products?seller_id=" .. seller .. "&external_id=" .. p.external_id).json
+      assert.are.equal(1, #list)
+      assert.are.equal(p.uuid, list[1].uuid)
+      assert.are.same({}, signed("GET", "/products?seller_id=" .. seller .. "&external_id=none").json)
+    end)
+
+    it("keeps external_id unique per seller only", function()
+      local s1, s2 = new_seller(), new_seller()
+      local _, p = new_product(s1, { external_id = "same" })
+      local again = new_product(s1, { external_id = "same" })
+      assert.are.equal(409, again.status)
+      assert.are.equal("ConflictError", error_of(again).name)
+      assert.are.equal(201, (new_product(s2, { external_id = "same" })).status)
+      assert.truthy(p)
+    end)
+
+    it("wants an existing ACTIVE seller", function()
+      local inactive = new_seller { status = "INACTIVE" }
+      for _, seller in ipairs { inactive, "nobody" } do
+        local res = new_product(seller)
+        assert.are.equal(409, res.status)
+        assert.truthy(cjson.decode(error_of(res).message).seller_id)
+      end
+    end)
+
+    it("refuses a duplicate product uuid", function()
+      local seller = new_seller()
+      local _, p = new_product(seller)
+      local res = new_product(seller, { uuid = p.uuid })
+      assert.are.equal(409, res.status)
+      assert.are.equal("ConflictError", error_of(res).name)
+    end)
+  end)
+
+  describe("transactions", function()
+    it("creates a STARTED transaction with a 128-hex-digit token", function()
+      local tx, t = new_tx()
+      assert.are.equal("STARTED", tx.status)
+      assert.truthy(tx.token:match("^" .. ("%x"):rep(128) .. "$"))
+      assert.are.equal(t.price, tx.price)
+      assert.are.equal(t.ext_transaction_id, tx.ext_transaction_id)
+      assert.are.equal("transactions", tx.resource_name)
+      assert.is_string(tx.uuid)
+    end)
+
+    local function invalid_field(over, field)
+      local seller = new_seller()
+      local _, p = new_product(seller)
+      local t = tx_body(p.uuid, over)
+      local res = signed("POST", "/transactions", t)
+      assert.are.equal(409, res.status)
+      local e = error_of(res)
+      assert.are.equal("InvalidArgumentError", e.name)
+      local fields = cjson.decode(e.message)
+      assert.is_string(fields[field])
+      return fields[field]
+    end
+
+    it("applies the reference server's rules field by field", function()
+      assert.are.equal("This field must be in the format of 0.00.", invalid_field({ price = "0.9" }, "price"))
+      invalid_field({ price = 0.89 }, "price")
+      invalid_field({ currency = "JPY" }, "currency")
+      invalid_field({ pay_method = "CASH" }, "pay_method")
+      invalid_field({ success_url = "/relative" }, "success_url")
+      invalid_field({ callback_error_url = "ftp://x/y" }, "callback_error_url")
+      invalid_field({ region = "abc" }, "region")
+      invalid_field({ product_id = "nope" }, "product_id")
+      invalid_field({ colour = "red" }, "colour")
+      assert.are.equal("This field is required.", invalid_field({ carrier = cjson.null }, "carrier"))
+    end)
+
+    it("accepts the resource_* fields of the documented example", function()
+      local seller = new_seller()
+      local _, p = new_product(seller)
+      local t = tx_body(p.uuid, { resource_pk = "1", resource_name = "transactions", resource_uri = "/transactions/1" })
+      assert.are.equal(201, signed("POST", "/transactions", t).status)
+    end)
+
+    it("answers HTTP 500 on demand", function()
+      local seller = new_seller()
+      local _, p = new_product(seller)
+      local res = signed("POST", "/transactions", tx_body(p.uuid, { ext_transaction_id = "sandbox-fail-500" }))
+      assert.are.equal(500, res.status)
+    end)
+  end)
+
+  describe("notices", function()
+    it("verifies a signed notice with POST /notices", function()
+      local good = sandbox.sign_notice({ { "ext_transaction_id", "o-1" } }, 0)
+      assert.are.same({ result = "OK", reason = "" }, signed("POST", "/notices", { qs = good }).json)
+      local bad = good:gsub("o%-1", "o-2")
+      assert.are.same({ result = "FAIL", reason = "signature mismatch" }, signed("POST", "/notices", { qs = bad }).json)
+    end)
+  end)
+
+  describe("payment pages", function()
+    it("shows the card form with stable ids, and 400 when started twice", function()
+      local tx = new_tx()
+      local page = zs.request("GET", base .. "/payment/start?tx=" .. tx.token)
+      assert.are.equal(200, page.status)
+      for _, id in ipairs { "card-number", "card-expiry", "card-cvc", "pay" } do
+        assert.truthy(page.body:find('id="' .. id .. '"', 1, true), id)
+      end
+      local again = zs.request("GET", base .. "/payment/start?tx=" .. tx.token)
+      assert.are.equal(400, again.status)
+      assert.are.equal("BadRequestError", error_of(again).name)
+    end)
+
+    it("answers 404 for an unknown token", function()
+      assert.are.equal(404, zs.request("GET", base .. "/payment/start?tx=" .. ("ab"):rep(64)).status)
+      assert.are.equal(404, zs.request("GET", base .. "/payment/start").status)
+    end)
+
+    it("approves a test card: 301 to success_url with a signed notice, callback POSTed", function()
+      local tx, t = new_tx()
+      local res = zs.pay_by_card(base .. "/payment/start?tx=" .. tx.token, "4111111111111111")
+      assert.are.equal(301, res.status)
+      local loc = res.headers.location
+      assert.are.equal(1, loc:find(t.success_url .. "?ext_transaction_id=", 1, true))
+      local q = zs.query_of(loc)
+      assert.is_true(sandbox.verify_notice(q))
+      assert.is_nil(q:find("error=", 1, true))
+      local cb = zs.sink_log("sbx-cbok")
+      local last = cb[#cb]
+      assert.are.equal("POST", last.method)
+      assert.are.equal("application/x-www-form-urlencoded", last.headers["content-type"])
+      assert.are.equal(q, core.form_decode(last.body).signed_notice)
+    end)
+
+    it("declines 4000000000000002 with CC_ERROR to error_url", function()
+      local tx, t = new_tx()
+      local res = zs.pay_by_card(base .. "/payment/start?tx=" .. tx.token, "4000000000000002")
+      assert.are.equal(301, res.status)
+      local loc = res.headers.location
+      assert.are.equal(1, loc:find(t.error_url .. "?", 1, true))
+      assert.truthy(loc:find("&error=CC_ERROR&sig=1:", 1, true))
+    end)
+
+    it("shows the form again for a card failing Luhn, a past expiry or a bad CVC", function()
+      for _, case in ipairs { { "4111111111111112", "12/39", "123" }, { "4111111111111111", "01/20", "123" },
+                              { "4111111111111111", "12/39", "12a" } } do
+        local tx = new_tx()
+        local res = zs.pay_by_card(base .. "/payment/start?tx=" .. tx.token, case[1], case[2], case[3])
+        assert.are.equal(200, res.status)
+        assert.truthy(res.body:find('id="error"', 1, true))
+        assert.is_nil(res.body:find('value="' .. case[1], 1, true)) -- the number is not echoed back
+      end
+    end)
+
+    it("bills the operator after the phone number and the right PIN", function()
+      local tx, t = new_tx { pay_method = "OPERATOR" }
+      local url = base .. "/payment/start?tx=" .. tx.token
+      local page = zs.request("GET", url)
+      assert.truthy(page.body:find('id="phone"', 1, true))
+      local pin_page = zs.form_post(base .. "/payment/phone", { tx = tx.token, phone = "+49 1512 3456789", action = "send" })
+      assert.are.equal(200, pin_page.status)
+      assert.truthy(pin_page.body:find('id="pin"', 1, true))
+      assert.truthy(pin_page.body:find('id="confirm"', 1, true))
+      local res = zs.form_post(base .. "/payment/pin", { tx = tx.token, pin = sandbox.APPROVE_PIN, action = "confirm" })
+      assert.are.equal(301, res.status)
+      assert.are.equal(1, res.headers.location:find(t.success_url, 1, true))
+    end)
+
+    it("fails carrier billing with DIR_BILL_ERROR on a wrong PIN or a refused number", function()
+      local tx, t = new_tx { pay_method = "OPERATOR" }
+      local res = zs.pay_by_phone(base .. "/payment/start?tx=" .. tx.token, "15551234567", "9999")
+      assert.are.equal(301, res.status)
+      assert.are.equal(1, res.headers.location:find(t.error_url, 1, true))
+      assert.truthy(res.headers.location:find("error=DIR_BILL_ERROR", 1, true))
+      tx = new_tx { pay_method = "OPERATOR" }
+      res = zs.pay_by_phone(base .. "/payment/start?tx=" .. tx.token, sandbox.REFUSED_PHONE)
+      assert.are.equal(301, res.status)
+      assert.truthy(res.headers.location:find("error=DIR_BILL_ERROR", 1, true))
+    end)
+
+    it("refuses a step that does not belong to the transaction's method", function()
+      local tx = new_tx()
+      zs.request("GET", base .. "/payment/start?tx=" .. tx.token)
+      assert.are.equal(400, zs.form_post(base .. "/payment/pin", { tx = tx.token, pin = "1234" }).status)
+    end)
+  end)
+
+  describe("magic endpoints", function()
+    it("finishes a transaction with POST /_sandbox/pay and refuses a second time", function()
+      local tx, t = new_tx()
+      local res = zs.request("POST", base .. "/_sandbox/pay", cjson.encode { token = tx.token, outcome = "CC_ERROR" })
+      assert.are.equal(200, res.status)
+      assert.are.equal(1, res.json.Location:find(t.error_url .. "?", 1, true))
+      assert.truthy(res.json.signed_notice:find("error=CC_ERROR", 1, true))
+      local again = zs.request("POST", base .. "/_sandbox/pay", cjson.encode { token = tx.token, outcome = "success" })
+      assert.are.equal(400, again.status)
+      assert.are.equal(404, zs.request("POST", base .. "/_sandbox/pay", cjson.encode { token = "x" }).status)
+    end)
+
+    it("signs with another notice key when told to", function()
+      finally(function() zs.request("POST", base .. "/_sandbox/keys", cjson.encode { sign_with = 1 }) end)
+      assert.are.equal(200, zs.request("POST", base .. "/_sandbox/keys", cjson.encode { sign_with = 0 }).status)
+      local tx = new_tx()
+      local res = zs.request("POST", base .. "/_sandbox/pay", cjson.encode { token = tx.token })
+      assert.truthy(res.json.signed_notice:find("&sig=0:", 1, true))
+      assert.are.equal(409, zs.request("POST", base .. "/_sandbox/keys", cjson.encode { sign_with = 5 }).status)
+    end)
+  end)
+end)
