@@ -2,7 +2,7 @@ local http = require "paykit.http"
 local errors = require "paykit.errors"
 local nginx = require "spec.support.nginx"
 
-local PORT = tonumber(os.getenv("PAYKIT_TEST_HTTP_PORT") or "18802")
+local PORT = tonumber(os.getenv("PAYKIT_TEST_HTTP_PORT") or "18812")
 local BASE = "http://127.0.0.1:" .. PORT
 local CLOSED = "http://127.0.0.1:1/" -- nothing listens on port 1: connection refused
 

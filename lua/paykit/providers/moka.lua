@@ -588,8 +588,9 @@ local function capture_like(self, p, op, path, extra, idempotent, status)
   return r
 end
 
+-- Amount absent = the whole pre-authorised amount.
 function Moka:capture(p)
-  return capture_like(self, p, "capture", "/PaymentDealer/DoCapture", { amount = "required", ip = true }, true, "paid")
+  return capture_like(self, p, "capture", "/PaymentDealer/DoCapture", { amount = "optional", ip = true }, true, "paid")
 end
 
 function Moka:void(p)

@@ -53,6 +53,27 @@ end
 _M.SUFFIX.InvalidRequest = { "provider", "moka.invalid_request", "Moka could not read the request (malformed JSON object)" }
 _M.SUFFIX.PaymentNotFound = { "provider", "moka.payment_not_found", "Moka found no payment with this reference" }
 _M.SUFFIX.InvalidAccount = _M.RESULT["PaymentDealer.CheckPaymentDealerAuthentication.InvalidAccount"]
+-- after-sale, query and stored-card failures (the endpoint name varies, the last segment does not)
+for last, row in pairs {
+  PaymentIsNotPreAuth = { "provider", "moka.payment_not_pre_auth", "the payment is not a pre-authorisation, so it cannot be captured" },
+  InvalidAmount = { "provider", "moka.invalid_amount", "the amount is invalid for this payment (above what remains?)" },
+  PaymentAlreadyCancelled = { "provider", "moka.payment_already_cancelled", "the payment has already been cancelled" },
+  PaymentCannotBeVoided = { "provider", "moka.payment_cannot_be_voided", "the payment cannot be voided (not paid or pre-authorised, or refunded)" },
+  VoidOnlyAllowedSameDay = { "provider", "moka.void_only_same_day", "a payment can only be voided on the day it was made: refund it instead" },
+  PaymentCannotBeRefunded = { "provider", "moka.payment_cannot_be_refunded", "the payment cannot be refunded (not paid)" },
+  PaymentAlreadyRefunded = { "provider", "moka.payment_already_refunded", "the payment has already been fully refunded" },
+  RefundAmountExceedsRemainingAmount = { "provider", "moka.refund_exceeds_remaining", "the refund amount exceeds what remains of the payment" },
+  PaymentIsNotPoolPayment = { "provider", "moka.not_pool_payment", "the payment is not a pool payment" },
+  PaymentIsNotPaid = { "provider", "moka.payment_not_paid", "the payment is not paid" },
+  PoolPaymentAlreadyApproved = { "provider", "moka.pool_already_approved", "the pool payment has already been approved" },
+  PoolPaymentNotApproved = { "provider", "moka.pool_not_approved", "the pool payment has not been approved" },
+  BinNumberNotFound = { "provider", "moka.bin_not_found", "Moka does not know this BIN" },
+  CustomerNotFound = { "provider", "moka.customer_not_found", "no stored customer with this id or code" },
+  CustomerCodeAlreadyExists = { "provider", "moka.customer_code_exists", "a customer with this customer_code already exists" },
+} do _M.SUFFIX[last] = row end
+_M.RESULT["DealerCustomer.CheckDealerCustomerAuthentication.InvalidRequest"] = _M.RESULT["PaymentDealer.CheckPaymentDealerAuthentication.InvalidRequest"]
+_M.RESULT["DealerCustomer.CheckDealerCustomerAuthentication.InvalidAccount"] = _M.RESULT["PaymentDealer.CheckPaymentDealerAuthentication.InvalidAccount"]
+_M.RESULT["DealerCustomer.CheckCardInfo.InvalidCardInfo"] = _M.RESULT["PaymentDealer.CheckCardInfo.InvalidCardInfo"]
 
 -- Bank codes (resultCode of a 3D return, Data.ResultCode of a direct payment).
 _M.BANK = {
