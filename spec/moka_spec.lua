@@ -22,7 +22,7 @@ local function gw(extra)
 end
 
 local function card(over)
-  local c = { holder = "Ali Yilmaz", number = PAN, exp_month = "09", exp_year = "2099", cvc = CVC }
+  local c = { holder = "Ali Yilmaz", number = PAN, exp_month = "09", exp_year = "2031", cvc = CVC }
   for k, v in pairs(over or {}) do if v == false then c[k] = nil else c[k] = v end end
   return c
 end
@@ -212,7 +212,7 @@ describe("moka request body", function()
     assert.equal(1, j.IsPoolPayment); assert.equal(1, j.IsPreAuth); assert.equal(1, j.IsTokenized)
     assert.equal(4, j.IntegratorId); assert.equal("Sub", j.SubMerchantName); assert.equal("Shop", j.Software)
     assert.equal("TL", j.Currency); assert.equal("203.0.113.7", j.ClientIP); assert.equal("ORD-1", j.OtherTrxCode)
-    assert.equal(PAN, j.CardNumber); assert.equal("09", j.ExpMonth); assert.equal("2099", j.ExpYear)
+    assert.equal(PAN, j.CardNumber); assert.equal("09", j.ExpMonth); assert.equal("2031", j.ExpYear)
     assert.equal("5551110022", j.BuyerInformation.BuyerGsmNumber)
     assert.equal("C1", j.CustomerInformation.CustomerCode)
     assert.equal(2, #j.BasketProduct); assert.equal("P1", j.BasketProduct[1].ProductCode)
