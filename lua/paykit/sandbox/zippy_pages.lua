@@ -1,0 +1,123 @@
+-- The Zippy simulator's hosted payment pages (see paykit/sandbox/zippy.lua for the test
+-- cards, PINs and element ids): GET /zippy/payment/start?tx=TOKEN, then POST
+-- /zippy/payment/card, or /zippy/payment/phone and /zippy/payment/pin.
+local M = {}
+
+local Z = require "paykit.sandbox.zippy"
+local fail, state, finish = Z.fail, Z.state, Z.finish
+
+local function luhn(number)
+  local sum, alt = 0, false
+  for i = #number, 1, -1 do
+    local d = tonumber(number:sub(i, i))
+    if alt then d = d * 2; if d > 9 then d = d - 9 end end
+    sum = sum + d
+    alt = not alt
+  end
+  return sum % 10 == 0
+end
+M.luhn = luhn -- for specs
+
+local function tx_from_form(util, form)
+  local tx = form and form.tx and state(util).by_token[form.tx]
+  if not tx then return nil end
+  if tx.status ~= "PENDING" then return nil, true end
+  return tx
+end
+
+local function hidden_tx(tx)
+  return '<input type="hidden" name="tx" value="' .. tx.token .. '">'
+end
+
+local function summary(util, tx)
+  return string.format('<p id="amount">%s %s</p><p>Order <code id="ext-id">%s</code></p>',
+    util.escape_html(tx.price), util.escape_html(tx.currency), util.escape_html(tx.ext_transaction_id))
+end
+
+local function card_page(util, tx, message)
+  local base = util.base_url() .. "/zippy"
+  return util.page("Pay by card", summary(util, tx)
+    .. (message and ('<p id="error" class="error">' .. util.escape_html(message) .. "</p>") or "")
+    .. '<form method="post" action="' .. base .. '/payment/card">' .. hidden_tx(tx)
+    .. '<label>Card number <input id="card-number" name="card_number" autocomplete="off" inputmode="numeric"></label>'
+    .. '<label>Expiry (MM/YY) <input id="card-expiry" name="expiry" autocomplete="off"></label>'
+    .. '<label>CVC <input id="card-cvc" name="cvc" autocomplete="off" inputmode="numeric"></label>'
+    .. '<button id="pay" type="submit" name="action" value="pay">Pay</button>'
+    .. '<button id="cancel" type="submit" name="action" value="cancel">Cancel</button></form>'
+    .. "<p>Sandbox cards: 4111111111111111 approves, 4000000000000002 is declined.</p>")
+end
+
+local function phone_page(util, tx, message)
+  local base = util.base_url() .. "/zippy"
+  return util.page("Pay with your phone bill", summary(util, tx)
+    .. (message and ('<p id="error" class="error">' .. util.escape_html(message) .. "</p>") or "")
+    .. '<form method="post" action="' .. base .. '/payment/phone">' .. hidden_tx(tx)
+    .. '<label>Phone number <input id="phone" name="phone" inputmode="tel"></label>'
+    .. '<button id="send" type="submit" name="action" value="send">Send me a PIN</button>'
+    .. '<button id="cancel" type="submit" name="action" value="cancel">Cancel</button></form>')
+end
+
+local function pin_page(util, tx, message)
+  local base = util.base_url() .. "/zippy"
+  return util.page("Enter the PIN we sent you", summary(util, tx)
+    .. (message and ('<p id="error" class="error">' .. util.escape_html(message) .. "</p>") or "")
+    .. '<form method="post" action="' .. base .. '/payment/pin">' .. hidden_tx(tx)
+    .. '<label>PIN <input id="pin" name="pin" inputmode="numeric" autocomplete="off"></label>'
+    .. '<button id="confirm" type="submit" name="action" value="confirm">Confirm</button></form>'
+    .. "<p>Sandbox: the SMS PIN is " .. Z.APPROVE_PIN .. "; any other PIN fails.</p>")
+end
+
+local function expiry_ok(expiry)
+  local mm, yy = tostring(expiry or ""):match("^%s*(%d%d)%s*/%s*(%d%d)%s*$")
+  if not mm then return false end
+  mm, yy = tonumber(mm), tonumber(yy) + 2000
+  if mm < 1 or mm > 12 then return false end
+  local now = os.date("!*t", ngx.time())
+  return yy > now.year or (yy == now.year and mm >= now.month)
+end
+
+function M.handle(util, method, step)
+  if step == "start" then
+    if method ~= "GET" then return fail(util, 405, "method not allowed") end
+    local token = util.query().tx
+    local tx = token and state(util).by_token[token]
+    if not tx then return fail(util, 404, "no transaction for this token") end
+    if tx.status ~= "STARTED" then return fail(util, 400, "this transaction was already started") end
+    tx.status = "PENDING"
+    if tx.pay_method == "CARD" then return card_page(util, tx) end
+    return phone_page(util, tx)
+  end
+  if method ~= "POST" then return fail(util, 405, "method not allowed") end
+  local form = util.form()
+  local tx, done = tx_from_form(util, form)
+  if not tx then
+    if done then return fail(util, 400, "this transaction is already finished") end
+    return fail(util, 404, "no transaction for this token")
+  end
+  if form.action == "cancel" then return util.redirect((finish(util, tx, "USER_CANCELLED")), 301) end
+  if step == "card" and tx.pay_method == "CARD" then
+    local number = tostring(form.card_number or ""):gsub("[%s%-]", "")
+    if not number:match("^%d+$") or #number < 12 or #number > 19 or not luhn(number) then
+      return card_page(util, tx, "That card number is not valid.")
+    end
+    if not expiry_ok(form.expiry) then return card_page(util, tx, "The expiry date is not valid.") end
+    if not tostring(form.cvc or ""):match("^%d%d%d%d?$") then return card_page(util, tx, "The CVC is not valid.") end
+    local approved = Z.APPROVE_CARDS[number] == true
+    return util.redirect((finish(util, tx, (not approved) and "CC_ERROR" or nil)), 301)
+  elseif step == "phone" and tx.pay_method == "OPERATOR" then
+    local phone = tostring(form.phone or ""):gsub("[%s%-]", "")
+    if not phone:match("^%+?%d+$") or #phone:gsub("%+", "") < 6 or #phone:gsub("%+", "") > 15 then
+      return phone_page(util, tx, "That phone number is not valid.")
+    end
+    if phone == Z.REFUSED_PHONE then return util.redirect((finish(util, tx, "DIR_BILL_ERROR")), 301) end
+    tx.phone_ok = true
+    return pin_page(util, tx)
+  elseif step == "pin" and tx.pay_method == "OPERATOR" and tx.phone_ok then
+    local ok = tostring(form.pin or "") == Z.APPROVE_PIN
+    return util.redirect((finish(util, tx, (not ok) and "DIR_BILL_ERROR" or nil)), 301)
+  end
+  return fail(util, 400, "this step does not belong to this transaction")
+end
+
+
+return M
