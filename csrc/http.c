@@ -18,6 +18,7 @@
 #include <ctype.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -650,10 +651,12 @@ static const char *failure_code(xfer *x, CURLcode rc, int *maybe_sent)
 static void push_failure_message(lua_State *L, client_t *c, xfer *x, CURLcode rc, const char *code)
 {
     if (strcmp(code, "too_large") == 0) {
+        char msg[80];
         if (x->over == OVER_HEADERS)
-            lua_pushfstring(L, "response headers larger than %d bytes", (int)MAX_HEADER_BYTES);
+            snprintf(msg, sizeof msg, "response headers larger than %u bytes", MAX_HEADER_BYTES);
         else
-            lua_pushfstring(L, "response body larger than %f bytes", (lua_Number)c->max_response);
+            snprintf(msg, sizeof msg, "response body larger than %zu bytes", c->max_response);
+        lua_pushstring(L, msg);
     } else if (x->over == OVER_MEMORY) {
         lua_pushliteral(L, "out of memory while receiving the response");
     } else if (x->err[0]) {

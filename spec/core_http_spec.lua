@@ -330,6 +330,7 @@ describe("core http client", function()
       local res, msg, code, maybe_sent = c:request { url = BASE .. "/big?n=200000" }
       assert.is_nil(res)
       assert.are.equal("too_large", code, msg)
+      assert.are.equal("response body larger than 10000 bytes", msg)
       assert.is_true(maybe_sent)
       local ok = assert(c:request { url = BASE .. "/big?n=10000" })
       assert.are.equal(10000, #ok.body)
