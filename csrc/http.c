@@ -352,6 +352,14 @@ typedef struct {
     int follow;
 } reqspec;
 
+/* Raises a misuse error about a request; in a batch the message names the request's position. */
+static void req_argerror(lua_State *L, int arg, int pos, const char *msg)
+{
+    if (pos > 0)
+        msg = lua_pushfstring(L, "request %d: %s", pos, msg);
+    luaL_argerror(L, arg, msg);
+}
+
 static int bad_header_text(const char *s, size_t n)
 {
     size_t i;
@@ -363,34 +371,34 @@ static int bad_header_text(const char *s, size_t n)
 
 /* Checks the headers field of the request at idx; with out != NULL also builds the list.
  * Returns 0 only when out of memory. */
-static int read_headers(lua_State *L, int idx, int arg, struct curl_slist **out)
+static int read_headers(lua_State *L, int idx, int arg, int pos, struct curl_slist **out)
 {
     int ok = 1;
     lua_getfield(L, idx, "headers");
     if (!lua_isnil(L, -1)) {
         int t = lua_gettop(L);
         if (!lua_istable(L, t))
-            luaL_argerror(L, arg, "'headers' must be a table");
+            req_argerror(L, arg, pos, "'headers' must be a table");
         lua_pushnil(L);
         while (lua_next(L, t)) {
             size_t nn = 0, vn = 0;
             const char *name = NULL, *value;
             if (lua_type(L, -2) == LUA_TNUMBER) {
                 if (lua_type(L, -1) != LUA_TSTRING)
-                    luaL_argerror(L, arg, "array headers must be strings \"Name: value\"");
+                    req_argerror(L, arg, pos, "array headers must be strings \"Name: value\"");
             } else if (lua_type(L, -2) == LUA_TSTRING) {
                 int vt = lua_type(L, -1);
                 if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
-                    luaL_argerror(L, arg, "header values must be strings or numbers");
+                    req_argerror(L, arg, pos, "header values must be strings or numbers");
                 name = lua_tolstring(L, -2, &nn);
                 if (nn == 0 || bad_header_text(name, nn) || memchr(name, ':', nn))
-                    luaL_argerror(L, arg, "invalid header name");
+                    req_argerror(L, arg, pos, "invalid header name");
             } else {
-                luaL_argerror(L, arg, "header keys must be names or array positions");
+                req_argerror(L, arg, pos, "header keys must be names or array positions");
             }
             value = lua_tolstring(L, -1, &vn); /* a number value becomes a string in place */
             if (bad_header_text(value, vn))
-                luaL_argerror(L, arg, "header values must not contain CR, LF or NUL");
+                req_argerror(L, arg, pos, "header values must not contain CR, LF or NUL");
             if (out && ok) {
                 struct curl_slist *next;
                 if (name) {
@@ -423,17 +431,17 @@ static int read_headers(lua_State *L, int idx, int arg, struct curl_slist **out)
 
 /* Reads and checks the request table at idx (raises on misuse). Leaves the body string (or
  * nil) on the stack: the caller keeps it alive while libcurl uses it. */
-static void read_request(lua_State *L, client_t *c, int idx, int arg, reqspec *r)
+static void read_request(lua_State *L, client_t *c, int idx, int arg, int pos, reqspec *r)
 {
     size_t n;
     if (!lua_istable(L, idx))
-        luaL_argerror(L, arg, "request must be a table");
+        req_argerror(L, arg, pos, "request must be a table");
     lua_getfield(L, idx, "url");
     if (lua_type(L, -1) != LUA_TSTRING)
-        luaL_argerror(L, arg, "'url' must be a string");
+        req_argerror(L, arg, pos, "'url' must be a string");
     r->url = lua_tolstring(L, -1, &n);
     if (strlen(r->url) != n)
-        luaL_argerror(L, arg, "'url' must not contain NUL bytes");
+        req_argerror(L, arg, pos, "'url' must not contain NUL bytes");
     lua_pop(L, 1); /* still referenced by the request table */
     lua_getfield(L, idx, "method");
     if (lua_isnil(L, -1)) {
@@ -441,26 +449,26 @@ static void read_request(lua_State *L, client_t *c, int idx, int arg, reqspec *r
     } else {
         size_t i;
         if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_argerror(L, arg, "'method' must be a string");
+            req_argerror(L, arg, pos, "'method' must be a string");
         r->method = lua_tolstring(L, -1, &n);
         if (n == 0)
-            luaL_argerror(L, arg, "'method' must not be empty");
+            req_argerror(L, arg, pos, "'method' must not be empty");
         for (i = 0; i < n; i++)
             if (!isalpha((unsigned char)r->method[i]) && r->method[i] != '-' && r->method[i] != '_')
-                luaL_argerror(L, arg, "'method' must be a token such as \"POST\"");
+                req_argerror(L, arg, pos, "'method' must be a token such as \"POST\"");
     }
     lua_pop(L, 1);
     r->timeout_ms = opt_count(L, idx, arg, "timeout", c->timeout_ms, LONG_MAX);
     r->connect_timeout_ms = opt_count(L, idx, arg, "connect_timeout", c->connect_timeout_ms, LONG_MAX);
     r->follow = opt_bool(L, idx, arg, "follow_redirects", c->follow);
-    read_headers(L, idx, arg, NULL);
+    read_headers(L, idx, arg, pos, NULL);
     lua_getfield(L, idx, "body");
     r->has_body = !lua_isnil(L, -1);
     r->body = NULL;
     r->body_len = 0;
     if (r->has_body) {
         if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_argerror(L, arg, "'body' must be a string");
+            req_argerror(L, arg, pos, "'body' must be a string");
         r->body = lua_tolstring(L, -1, &r->body_len);
     }
 }
@@ -521,7 +529,7 @@ static CURLcode xfer_setup(lua_State *L, client_t *c, xfer *x, int idx, const re
     x->max_body = c->max_response;
     x->body.len = x->head.len = 0;
 
-    if (!read_headers(L, idx, 0, &x->hdrs))
+    if (!read_headers(L, idx, 0, 0, &x->hdrs))
         return CURLE_OUT_OF_MEMORY;
     if (!has_header(x->hdrs, "expect")) { /* no 100-continue round trip unless asked */
         struct curl_slist *l = curl_slist_append(x->hdrs, "Expect:");
@@ -596,9 +604,12 @@ static const char *failure_code(xfer *x, CURLcode rc, int *maybe_sent)
         *maybe_sent = 0;
         return "connect";
     case CURLE_OPERATION_TIMEDOUT: {
-        /* The request goes out only after TCP (and TLS) setup: no pretransfer time, no send. */
-        curl_off_t pre = 0;
-        if (curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME_T, &pre) == CURLE_OK && pre == 0) {
+        /* The request goes out only once TCP (and TLS) setup is done. Never reached: no
+         * pretransfer time and no request bytes counted. Anything else may have been sent. */
+        curl_off_t pre = -1;
+        long sent = -1;
+        if (curl_easy_getinfo(x->easy, CURLINFO_PRETRANSFER_TIME_T, &pre) == CURLE_OK && pre == 0
+            && curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &sent) == CURLE_OK && sent == 0) {
             *maybe_sent = 0;
             return "connect_timeout";
         }
@@ -671,7 +682,7 @@ static int is_space(char ch) { return ch == ' ' || ch == '\t' || ch == '\r' || c
 /* Pushes a table of the last response's headers: lowercase names, repeats joined with ", ". */
 static void push_headers(lua_State *L, const buf_t *h)
 {
-    const char *p = h->p, *end = h->p + h->len;
+    const char *p = h->p, *end = h->p ? h->p + h->len : NULL;
     int t;
     lua_newtable(L);
     t = lua_gettop(L);
@@ -804,7 +815,7 @@ static int run(lua_State *L, client_t *c, int reqs, int n, int max_in_flight, in
                 lua_pop(L, 1);
                 return luaL_error(L, "out of memory");
             }
-            read_request(L, c, idx, 2, &r); /* checked already: does not raise */
+            read_request(L, c, idx, 2, single ? 0 : next, &r); /* checked already: does not raise */
             x->index = next;
             rc = xfer_setup(L, c, x, idx, &r);
             if (rc == CURLE_OK && curl_multi_add_handle(c->multi, x->easy) != CURLM_OK)
@@ -889,7 +900,7 @@ static int client_request(lua_State *L)
     reqspec r;
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
-    read_request(L, c, 2, 2, &r);
+    read_request(L, c, 2, 2, 0, &r);
     lua_settop(L, 2);
     return run(L, c, 2, 1, 1, 1, 0);
 }
@@ -914,7 +925,7 @@ static int client_batch(lua_State *L)
         lua_rawgeti(L, 2, i);
         if (!lua_istable(L, -1))
             return luaL_argerror(L, 2, lua_pushfstring(L, "request %d must be a table", i));
-        read_request(L, c, lua_gettop(L), 2, &r);
+        read_request(L, c, lua_gettop(L), 2, i, &r);
         lua_settop(L, 2);
     }
     lua_createtable(L, n, 0);
