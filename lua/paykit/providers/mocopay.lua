@@ -690,11 +690,11 @@ function Client:notification(req)
     return nil, errors.signature("session_mismatch", "verifyPayment answered for another session"), bad
   end
   r.reference = f("referenceId")
+  local fields = {}
+  for k, v in pairs(p) do if k ~= "signature" then fields[k] = v end end
   r.notification = { session_id = session_id, transaction_id = transaction_id, status = f("status"),
-                     session_type = f("sessionType"), series = f("series"), signed = signature ~= nil, params = p }
-  r.notification.params = {}
-  for k, v in pairs(p) do if k ~= "signature" then r.notification.params[k] = v end end
-  r.raw = { notification = r.notification.params, verify = r.raw }
+                     session_type = f("sessionType"), series = f("series"), signed = signature ~= nil, params = fields }
+  r.raw = { notification = fields, verify = r.raw }
   r.duplicate = false
   self.seen:add(key)
   remember(self, key, r)
