@@ -57,6 +57,10 @@ test: deps
 valgrind: build
 	bash spec/run --valgrind
 
+demo: deps
+	@$(MAKE) --no-print-directory build
+	@bash examples/demo/run
+
 bench: deps
 	@$(MAKE) --no-print-directory build
 	@bash bench/run
