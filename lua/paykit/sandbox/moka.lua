@@ -1,6 +1,6 @@
 -- The Moka simulator of the local sandbox (runs inside the sandbox nginx, LuaJIT).
 -- Wire contract: ../shared/specs/moka-3d-secure.txt and moka-notes.md. Everything below is the
--- sandbox's own contract, also exported as M.credentials, M.cards, M.bank_errors, M.codes.
+-- sandbox's own contract, also exported as M.credentials, M.cards, M.bank_errors, M.bins.
 --
 -- BASE URL   http://127.0.0.1:PORT/moka   (every API call: POST, JSON body, path as Moka's)
 --
@@ -12,7 +12,7 @@
 --                      -> PaymentDealer.CheckPaymentDealerAuthentication.InvalidRequest
 --   (/DealerCustomer/* answers DealerCustomer.CheckDealerCustomerAuthentication.InvalidAccount|InvalidRequest)
 --
--- TEST CARDS (any future expiry, any 3-4 digit CVC)
+-- TEST CARDS (expiry this month up to 30 years ahead, any 3-4 digit CVC)
 --   4111111111111111, 5555666677778884  approve (3D page: buyer approves, declines or picks a bank error)
 --   "40000000001"..CCC.."0"..luhn digit  decline with bank code CCC (000..030), e.g. 4000000000100505 -> 005
 --       direct: outer Success + Data.IsSuccessful=false, Data.ResultCode=CCC; 3D: "approve" fails with CCC
@@ -32,8 +32,12 @@
 --   ThisInstallmentNumberNotAvailableForVirtualPos (TROY BINs allow at most 9, AMEX at most 6),
 --   BasketProduct[] {ProductId|ProductCode, UnitPrice, Quantity}: MustBeOneOfDealerProductIdOrProductCode,
 --   InvalidUnitPrice, InvalidQuantityValue, BasketAmountIsNotEqualPaymentAmount (sum UnitPrice*Quantity ~= Amount).
---   Checks run in that order: auth, request shape, card, amount, redirect, currency, installments, permissions,
---   basket. Amounts are read exactly from the JSON text (numbers or decimal strings); replies write bare numbers.
+--   Order of the checks: auth; payload block; card token vs number (OnlyCardTokenOrCardNumber,
+--   CardTokenCannotUseWithSaveCard, TokenizationNotAvailableForDealer, CardTokenNotFound); card (InvalidCardInfo);
+--   Amount, Software, Description (InvalidRequest); RedirectUrl; currency and its permission; installments;
+--   pre-auth and pool permissions; installments per BIN; basket. The test-card behaviours (slow, 500) apply
+--   only to requests that pass every check. Amounts are read exactly from the JSON text (a bare number or a
+--   decimal string); replies write amounts as bare numbers with 2 decimals (27.50).
 --   OtherTrxCode is not required to be unique: look-ups by OtherTrxCode find the newest payment.
 --   3D: Data = {Url, CodeForHash} with ReturnHash 1, else Data = Url (a string).
 --     Url = BASE/PaymentDealerThreeDProcess?threeDTrxCode=<guid>; the page has buttons id="approve",
