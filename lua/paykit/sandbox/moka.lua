@@ -104,9 +104,8 @@
 --     (sends the notification like the page does; unknown code -> 404, used -> 409, {"error":...})
 --   POST /moka/_sandbox/age {"VirtualPosOrderId"|"OtherTrxCode":..., "Days":1} moves a payment's date back
 --   POST /_sandbox/reset clears everything (payments, customers, NotifyUrls).
--- Any unexpected failure answers ResultCode "EX" with the message in ResultMessage.
+-- Any unexpected failure answers ResultCode "EX" with a generic ResultMessage (details go to the error log).
 
-local cjson = require "cjson.safe"
 local core = require "paykit.core"
 local C = require "paykit.sandbox.moka_common"
 local P = require "paykit.sandbox.moka_pay"
