@@ -43,6 +43,30 @@ describe("paykit.batch", function()
     t:close()
   end)
 
+  it("checks 200 Moka payments with ordinary gw:status calls, each answer for its own task", function()
+    local moka = require "paykit.sandbox.moka"
+    local dealer = moka.credentials[1]
+    local gw = assert(paykit.moka { dealer_code = dealer.DealerCode, username = dealer.Username,
+                                    password = dealer.Password, base_url = base .. "/moka" })
+    local refs, want = {}, {}
+    for i = 1, 4 do
+      refs[i] = "batch-" .. require("paykit.core").random_hex(6)
+      local r = assert(gw:purchase { three_d = false, reference = refs[i], amount = "1.00", currency = "TL",
+        client_ip = "127.0.0.1", card = { holder = "Ali Yilmaz", number = i % 2 == 1 and moka.cards.approve[1]
+        or moka.cards.decline, exp_month = "12", exp_year = "2030", cvc = "123" } })
+      want[i] = r.status
+    end
+    assert.same({ "paid", "failed", "paid", "failed" }, want)
+    local tasks = {}
+    for i = 1, 200 do tasks[i] = function() return gw:status(refs[i % 4 + 1]) end end
+    local results, errs = paykit.batch(tasks, { max_in_flight = 64 })
+    for i = 1, 200 do
+      assert.is_nil(errs[i])
+      assert.equal(refs[i % 4 + 1], results[i].reference)
+      assert.equal(want[i % 4 + 1], results[i].status)
+    end
+  end)
+
   it("sends the requests of all waiting tasks in one core batch", function()
     local t = http.new {}
     local client = t:core_client()

@@ -1,0 +1,73 @@
+-- The examples as users run them: each script against the spec sandbox, under the runtime
+-- running this spec; its exit status and the lines a reader looks for.
+local sb = require "spec.support.sandbox"
+
+local LUA = rawget(_G, "jit") and "luajit" or "lua5.4"
+
+-- Runs a command with the sandbox's URL in the environment; returns output, exit code.
+local function run(cmd, env)
+  local prefix = "PAYKIT_SANDBOX_URL=" .. sb.url() .. " " .. (env or "")
+  local p = assert(io.popen(prefix .. " " .. cmd .. " 2>&1; echo \"exit=$?\""))
+  local out = p:read("*a")
+  p:close()
+  local code = tonumber(out:match("exit=(%d+)%s*$"))
+  return out, code
+end
+
+describe("examples", function()
+  lazy_setup(function() sb.start() end)
+  lazy_teardown(function() sb.stop() end)
+
+  it("moka.lua pays with 3D Secure and finds the payment paid", function()
+    local out, code = run(LUA .. " examples/moka.lua")
+    assert.equal(0, code, out)
+    assert.matches("purchase: redirect", out)
+    assert.matches("return: paid 27.50 TL", out)
+    assert.matches("status: paid", out)
+    assert.is_nil(out:find("4111111111111111", 1, true))
+  end)
+
+  it("mocopay.lua pays by phone and finds the session paid", function()
+    local out, code = run(LUA .. " examples/mocopay.lua")
+    assert.equal(0, code, out)
+    assert.matches("purchase: redirect", out)
+    assert.matches("return: paid %(session %x+%)", out)
+    assert.matches("status: paid", out)
+  end)
+
+  it("zippy.lua pays on the hosted page, verifies the notice and flags its repeat", function()
+    local out, code = run(LUA .. " examples/zippy.lua")
+    assert.equal(0, code, out)
+    assert.matches("return: paid 0.99 EUR", out)
+    assert.matches("notification: paid, reply OK; again: duplicate=true", out)
+    assert.matches("status: unsupported", out)
+  end)
+
+  it("game_server.lua checks hundreds of purchases in one batch and grants each once", function()
+    local out, code = run(LUA .. " examples/game_server.lua 250")
+    assert.equal(0, code, out)
+    assert.matches("created  250 purchases %(250 waiting", out)
+    assert.matches("checked  250 purchases in one batch: 200 paid, 25 failed, 25 pending %(results in order: true", out)
+    assert.matches("granted  200 items for 200 paid purchases: each exactly once", out)
+  end)
+
+  it("an example says so when the sandbox is not there", function()
+    local p = assert(io.popen("PAYKIT_SANDBOX_URL=http://127.0.0.1:1 " .. LUA .. " examples/moka.lua 2>&1; echo \"exit=$?\""))
+    local out = p:read("*a"); p:close()
+    assert.matches("purchase failed: paykit transport error %[connect%]", out)
+    assert.equal(1, tonumber(out:match("exit=(%d+)")))
+  end)
+
+  it("the demo walks every provider through the shop and stops its shop", function()
+    local port = sb.port()
+    local out, code = run("bash examples/demo/run", "PAYKIT_SANDBOX_PORT=" .. port .. " PAYKIT_SHOP_PORT=18859")
+    assert.equal(0, code, out)
+    assert.matches("using the sandbox already running", out)
+    assert.matches("moka     approved order %d+ +%-> 3D page %-> approve %-> return: paid, granted 1x; notification again: duplicate, granted 1x", out)
+    assert.matches("mocopay  declined", out)
+    assert.matches("zippy    declined order %d+ +%-> card page %-> CC_ERROR %-> return: failed, granted 0x", out)
+    assert.matches("demo: every step went as expected", out)
+    assert.is_false(require("paykit.sandbox.nginx").handle("shop-18859"):running())
+    assert.is_true(require("paykit.sandbox").running { port = port }) -- not the demo's to stop
+  end)
+end)
