@@ -146,6 +146,38 @@ describe("paykit.batch", function()
     t:close()
   end)
 
+  it("inside nginx runs the tasks as light threads over cosockets, results in order", function()
+    local nginx = require "spec.support.nginx"
+    local port = 18857
+    local srv = nginx.start("batch_spec", [[
+      server {
+        listen 127.0.0.1:${PORT};
+        location = /run { content_by_lua_block {
+          local paykit, http = require "paykit", require "paykit.http"
+          local t = http.new {}
+          local tasks = {}
+          for i = 1, 30 do
+            tasks[i] = function()
+              local res = assert(t:request { url = "${SANDBOX}/_sink/innginx?reply=n" .. i })
+              return res.body
+            end
+          end
+          local results = paykit.batch(tasks, { max_in_flight = 8 })
+          ngx.print(table.concat(results, ","), ";curl client made: ", tostring(t.client ~= nil))
+        } }
+      }
+    ]], { PORT = port, SANDBOX = base })
+    local t = http.new { retry = false }
+    local res, err = t:request { url = "http://127.0.0.1:" .. port .. "/run" }
+    t:close()
+    srv:stop()
+    assert.is_nil(err)
+    local want = {}
+    for i = 1, 30 do want[i] = "n" .. i end
+    assert.equal(table.concat(want, ",") .. ";curl client made: false", res.body)
+    assert.equal(30, #sink_log("innginx"))
+  end)
+
   it("returns empty arrays for no tasks and refuses what is not a task", function()
     local r, e = batch {}
     assert.same({}, r); assert.same({}, e)
