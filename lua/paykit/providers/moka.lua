@@ -775,6 +775,9 @@ function Moka:purchase(p)
   local q = {}
   for k, v in pairs(p) do q[k] = v end
   if is_blank(q.reference) then q.reference = core().uuid4() end
+  -- the uniform name of the buyer's way back (Moka's RedirectUrl)
+  if q.redirect_url == nil then q.redirect_url = q.return_url end
+  q.return_url = nil
   if q.three_d == false then return self:pay(q) end
   return self:start_3d(q)
 end

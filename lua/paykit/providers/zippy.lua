@@ -447,6 +447,18 @@ function _M:purchase(p)
     if t.price ~= nil then return nil, errors.validation("amount", "invalid", "give amount or price, not both") end
     t.price, t.amount = t.amount, nil
   end
+  -- the uniform names: return_url (the buyer's way back, for success and error alike) and
+  -- notify_url (the server-to-server callback, for both outcomes)
+  if t.return_url ~= nil then
+    t.success_url = t.success_url or t.return_url
+    t.error_url = t.error_url or t.return_url
+    t.return_url = nil
+  end
+  if t.notify_url ~= nil then
+    t.callback_success_url = t.callback_success_url or t.notify_url
+    t.callback_error_url = t.callback_error_url or t.notify_url
+    t.notify_url = nil
+  end
   if t.reference ~= nil then
     if t.ext_transaction_id ~= nil then return nil, errors.validation("reference", "invalid", "give reference or ext_transaction_id, not both") end
     t.ext_transaction_id, t.reference = t.reference, nil
