@@ -35,6 +35,7 @@ build = {
     ["paykit.http"] = "lua/paykit/http.lua",
     ["paykit.cosocket"] = "lua/paykit/cosocket.lua",
     ["paykit.gateway"] = "lua/paykit/gateway.lua",
+    ["paykit.batch"] = "lua/paykit/batch.lua",
     ["paykit.providers.moka"] = "lua/paykit/providers/moka.lua",
     ["paykit.providers.mocopay"] = "lua/paykit/providers/mocopay.lua",
     ["paykit.providers.zippy"] = "lua/paykit/providers/zippy.lua",
