@@ -1,14 +1,19 @@
--- paykit.errors: the one error type.
---
---   local errors = require "paykit.errors"
---   local err = errors.validation("card.number", "invalid_luhn", "card number fails the Luhn check")
---   tostring(err) --> "paykit validation error [card.number invalid_luhn]: card number fails the Luhn check"
+--- paykit.errors: the one error type.
 --
 -- kind is one of: config, validation, transport, timeout, provider, signature.
 -- code is stable (tests and callers may branch on it); message is for a person.
 -- A bank decline is NOT an error: providers return a result with status "failed".
 -- Every text field is scrubbed with paykit.redact on the way in, so an error never
 -- carries a card number, CVC, password or secret.
+--
+-- `errors.KINDS` is the set of kinds (`KINDS.validation == true`, ...).
+-- An error is a table with the fields of @{new} and a `__tostring`:
+-- `"paykit KIND error [FIELD CODE]: MESSAGE"` (`[CODE]` when there is no field).
+-- @module paykit.errors
+-- @usage
+--   local errors = require "paykit.errors"
+--   local err = errors.validation("card.number", "invalid_luhn", "card number fails the Luhn check")
+--   tostring(err) --> "paykit validation error [card.number invalid_luhn]: card number fails the Luhn check"
 local redact = require "paykit.redact"
 
 local _M = {}
@@ -32,8 +37,23 @@ local function scrub(s)
   return redact.text(tostring(s))
 end
 
+--- A new error.
 -- errors.new{kind=, code=, message=, field=, retryable=, status=, provider_code=,
 --            provider_message=, provider=, op=}
+-- @tparam table t the fields:
+--
+--  * `kind` (required) one of `KINDS`
+--  * `code` stable code (default: the kind)
+--  * `message` for a person (default: "KIND error")
+--  * `field` the input field at fault, e.g. "card.number"
+--  * `retryable` true when the same call may be made again (default false)
+--  * `status` the HTTP status, when there was an answer
+--  * `provider`, `op` the provider name and operation, e.g. "moka", "moka.capture"
+--  * `provider_code`, `provider_message` what the provider said
+--
+-- message, provider_code and provider_message are scrubbed with `paykit.redact.text`.
+-- @treturn table the error (`errors.is(err) == true`)
+-- @raise when t is not a table or kind is unknown (misuse)
 function _M.new(t)
   if type(t) ~= "table" then error("errors.new expects a table", 2) end
   local kind = t.kind
@@ -53,22 +73,42 @@ function _M.new(t)
   return setmetatable(e, Error)
 end
 
+--- Whether x is a paykit error.
+-- @param x any value
+-- @treturn boolean
 function _M.is(x)
   return getmetatable(x) == Error
 end
 
+--- A validation error: the caller's input is wrong.
+-- @tparam string field the field at fault, e.g. "card.number"
+-- @tparam string code stable code, e.g. "invalid_luhn"
+-- @tparam string message for a person
+-- @treturn table the error
 function _M.validation(field, code, message)
   return _M.new { kind = "validation", field = field, code = code, message = message }
 end
 
+--- A config error: an option of the instance is missing or wrong.
+-- @tparam string field the option at fault
+-- @tparam string code stable code, e.g. "required"
+-- @tparam string message for a person
+-- @treturn table the error
 function _M.config(field, code, message)
   return _M.new { kind = "config", field = field, code = code, message = message }
 end
 
+--- A signature error: a return or notification is not signed, malformed or forged.
+-- @tparam string code stable code, e.g. "bad_signature"
+-- @tparam string message for a person
+-- @treturn table the error
 function _M.signature(code, message)
   return _M.new { kind = "signature", code = code, message = message }
 end
 
+--- A provider error: the provider refused the request or answered something unusable.
+-- @tparam table t the fields of @{new} (kind is set to "provider"; t is not modified)
+-- @treturn table the error
 function _M.provider(t)
   local c = {}
   for k, v in pairs(t) do c[k] = v end
@@ -76,10 +116,20 @@ function _M.provider(t)
   return _M.new(c)
 end
 
+--- A transport error: the request did not get a usable answer.
+-- @tparam string code stable code, e.g. "connect"
+-- @tparam string message for a person
+-- @tparam[opt] boolean retryable true when the request may be sent again
+-- @treturn table the error
 function _M.transport(code, message, retryable)
   return _M.new { kind = "transport", code = code, message = message, retryable = retryable }
 end
 
+--- A timeout error: no answer in time (the outcome may be unknown).
+-- @tparam string code stable code, e.g. "timeout"
+-- @tparam string message for a person
+-- @tparam[opt] boolean retryable true when the request may be sent again
+-- @treturn table the error
 function _M.timeout(code, message, retryable)
   return _M.new { kind = "timeout", code = code, message = message, retryable = retryable }
 end

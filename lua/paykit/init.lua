@@ -1,13 +1,17 @@
--- paykit: taking payments through provider APIs (Moka, MoCoPay, Zippy).
+--- paykit: taking payments through provider APIs (Moka, MoCoPay, Zippy).
 --
+-- Each call of `paykit.NAME{...}` (NAME one of `PROVIDERS`) makes an independent instance with its own
+-- credentials and options; nothing is global and nothing is shared between instances.
+-- A provider module lives in paykit/providers/NAME.lua and exports new(opts) (or is
+-- itself a function(opts)); it is loaded on first use.
+--
+-- Fields: `VERSION` (the library version string), `PROVIDERS` (the provider names, in order),
+-- `errors` (`paykit.errors`), `money` (`paykit.money`), `redact` (`paykit.redact`).
+-- @module paykit
+-- @usage
 --   local paykit = require "paykit"
 --   local gw = paykit.moka{dealer_code = "...", username = "...", password = "...", env = "test"}
 --   local result, err = gw:purchase{...}
---
--- Each call of paykit.<provider>{...} makes an independent instance with its own
--- credentials and options; nothing is global and nothing is shared between instances.
--- A provider module lives in paykit/providers/<name>.lua and exports new(opts) (or is
--- itself a function(opts)); it is loaded on first use.
 local _M = {
   VERSION = "0.1.0",
   errors = require "paykit.errors",
@@ -28,7 +32,36 @@ end
 
 for _, name in ipairs(PROVIDERS) do _M[name] = constructor(name) end
 
--- paykit.batch(tasks, {max_in_flight = 64}): many provider calls at once (see paykit/batch.lua).
+--- A Moka instance (card payments, 3D Secure): `require("paykit.providers.moka").new(opts)`.
+-- @function moka
+-- @tparam table opts the options of `paykit.providers.moka.new`: `dealer_code`, `username`,
+--   `password` (required), `env` or `base_url`, transport options, ...
+-- @treturn Moka the instance
+-- @return[2] nil
+-- @return[2] a config error (`paykit.errors`)
+
+--- A MoCoPay instance (mobile carrier billing): `require("paykit.providers.mocopay").new(opts)`.
+-- @function mocopay
+-- @tparam table opts the options of `paykit.providers.mocopay.new`: `api_key`, `api_secret`,
+--   `base_url` (required), `digest`, `signature_in`, ...
+-- @treturn Client the instance
+-- @raise a config error (`paykit.errors`) for a missing or malformed option
+
+--- A Zippy instance (hosted card and carrier payment pages): `require("paykit.providers.zippy").new(opts)`.
+-- @function zippy
+-- @tparam table opts the options of `paykit.providers.zippy.new`: `consumer_key`,
+--   `consumer_secret`, `base_url` (required), `notice_keys`, default URLs, ...
+-- @treturn Zippy the instance
+-- @raise a config error (`paykit.errors`) for a missing or malformed option
+
+--- Many provider calls at once: `paykit.batch(tasks, {max_in_flight = 64})`.
+-- The `paykit.batch` module (a callable table); see there.
+-- @function batch
+-- @tparam {function,...} tasks the calls to make, each a function of no arguments
+-- @tparam[opt] table opts `max_in_flight` (default 64)
+-- @treturn table results[i], the first value task i returned
+-- @treturn table errs[i], the second value (or the error task i raised)
+-- @raise when tasks is not an array of functions or max_in_flight is not a positive integer
 _M.batch = require "paykit.batch"
 
 return _M

@@ -1,6 +1,10 @@
--- paykit.money: exact amounts. An amount is a decimal string ("27.50") or an integer
+--- paykit.money: exact amounts. An amount is a decimal string ("27.50") or an integer
 -- number of minor units (2750); never a float on the way to the wire.
 --
+-- Currencies are ISO 4217 codes (plus Moka's "TL"), matched case-insensitively.
+-- @module paykit.money
+-- @usage
+--   local money = require "paykit.money"
 --   local minor, dec = money.parse("27.5", "TRY")   --> 2750, "27.50"
 --   money.parse(2750, "TRY")                         --> 2750, "27.50"
 --   money.parse(27.5, "TRY")                         --> nil, validation error (field "amount")
@@ -33,6 +37,10 @@ local function norm_currency(currency)
   return currency:upper()
 end
 
+--- The number of decimals (minor-unit exponent) of a currency.
+-- @tparam string currency e.g. "TRY", "usd", "JPY"
+-- @treturn ?number 2 for TRY/TL, USD, EUR, ...; 0 for JPY, KRW, ...; 3 for KWD, BHD, ...;
+--   nil for an unknown currency or a non-string
 function _M.exponent(currency)
   local c = norm_currency(currency)
   return c and EXPONENTS[c] or nil
@@ -47,7 +55,19 @@ local MESSAGES = {
   overflow = "is too large",
 }
 
+--- Checks an amount and gives it in minor units and as a canonical decimal string.
 -- money.parse(amount, currency[, field]) -> minor, decimal_string | nil, err
+-- @tparam string|number amount a decimal string ("27.5", "27.50"; no sign, no exponent, at
+--   most the currency's decimals) or an integer number of minor units (2750); a
+--   non-integral number is refused
+-- @tparam string currency the currency code
+-- @tparam[opt="amount"] string field the field name the validation error names
+-- @treturn number the amount in minor units (an integer, at most 2^53-1)
+-- @treturn string the decimal string with exactly the currency's decimals ("27.50")
+-- @return[2] nil
+-- @return[2] a validation error: field "currency" code "unsupported_currency", or `field` with
+--   code `required`, `invalid`, `not_integer_minor_units`, `sign`, `overflow`, `empty`,
+--   `exponent_notation` or `too_many_decimals`
 function _M.parse(amount, currency, field)
   field = field or "amount"
   local exp = _M.exponent(currency)
@@ -85,6 +105,11 @@ function _M.parse(amount, currency, field)
   return minor, core().money_format(minor, exp)
 end
 
+--- Minor units as a decimal string.
+-- @tparam number minor an integer number of minor units (at most 2^53-1 in magnitude)
+-- @tparam string currency the currency code
+-- @treturn string e.g. `money.format(2750, "USD") == "27.50"`
+-- @raise for an unknown currency, or (from `paykit.core.money_format`) a minor that is not an integer
 function _M.format(minor, currency)
   local exp = _M.exponent(currency)
   if not exp then error("money.format: unknown currency " .. tostring(currency), 2) end

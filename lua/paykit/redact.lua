@@ -1,13 +1,16 @@
--- paykit.redact: keeps card numbers, CVCs, passwords and secrets out of logs, errors
+--- paykit.redact: keeps card numbers, CVCs, passwords and secrets out of logs, errors
 -- and printed requests.
 --
+-- Keys are judged case-insensitively, ignoring "_", "-", "." and brackets, so
+-- CvcNumber, cvc_number, card[cvc] and CVC all count.
+-- `redact.REDACTED` is the replacement text, `"[REDACTED]"`.
+-- @module paykit.redact
+-- @usage
+--   local redact = require "paykit.redact"
 --   redact.card("4111111111111111")          --> "411111******1111"
 --   redact.value("CvcNumber", "123")         --> "[REDACTED]"
 --   redact.table{CardNumber = "4111111111111111", Password = "x"}  (deep copy)
 --   redact.text('{"CvcNumber":"123"} pan 4111111111111111 cvc=123')
---
--- Keys are judged case-insensitively, ignoring "_", "-", "." and brackets, so
--- CvcNumber, cvc_number, card[cvc] and CVC all count.
 local _M = {}
 
 local REDACTED = "[REDACTED]"
@@ -36,7 +39,12 @@ local function norm(key)
   return (gsub(lower(tostring(key)), "[%s_%-%.%[%]]", ""))
 end
 
--- "secret", "card" or nil for a key.
+--- How sensitive a key is: "secret", "card" or nil for a key.
+-- Secret: cvc/cvv and variants, password, checkkey, secret, signature, authorization,
+-- api keys, pin, cookie, and any key ending in "token". Card: card number keys
+-- (CardNumber, pan, number, ...).
+-- @param key the key (converted with tostring; nil gives nil)
+-- @treturn ?string "secret", "card" or nil
 function _M.classify(key)
   if key == nil then return nil end
   local k = norm(key)
@@ -62,7 +70,15 @@ local function luhn_ok(digits)
 end
 _M.luhn = luhn_ok
 
--- First 6 and last 4 digits kept, the rest "*". Short values are masked whole.
+--- Whether a string of digits passes the Luhn check.
+-- @function luhn
+-- @tparam string digits decimal digits only (no spaces)
+-- @treturn boolean
+
+--- Masks a card number: first 6 and last 4 digits kept, the rest "*". Short values are masked whole.
+-- Separators (spaces, dashes) stay where they were; an already masked value is returned as is.
+-- @tparam string|number number the card number
+-- @treturn ?string the masked number, e.g. "411111******1111" (nil for nil)
 function _M.card(number)
   if number == nil then return nil end
   local s = tostring(number)
@@ -167,6 +183,11 @@ local function scrub_form_pairs(s)
   return s
 end
 
+--- Scrubs free text.
+-- JSON `"Key": value` pairs and form `key=value` pairs of sensitive keys,
+-- Authorization header lines, and any 12-19 digit run (plain or grouped in fours) that passes Luhn.
+-- @param s the text (converted with tostring; nil gives nil)
+-- @treturn ?string the scrubbed text
 function _M.text(s)
   if s == nil then return nil end
   s = tostring(s)
@@ -176,6 +197,13 @@ function _M.text(s)
   return s
 end
 
+--- Scrubs one value according to its key.
+-- A secret key's value becomes "[REDACTED]" (nil, "", booleans and empty tables are kept);
+-- a card key's string or number is masked with @{card}; a table is copied with @{table};
+-- any other string goes through @{text}.
+-- @tparam ?string key the key the value is stored under
+-- @param value the value
+-- @return the scrubbed value
 function _M.value(key, value)
   local kind = _M.classify(key)
   local tv = type(value)
@@ -208,7 +236,10 @@ local function copy(t, seen)
   return out
 end
 
--- Deep copy with every sensitive value scrubbed (cycles kept as cycles).
+--- Deep copy with every sensitive value scrubbed (cycles kept as cycles).
+-- Keys are judged with @{classify}; the value of a secret key is replaced whole, even a table.
+-- @tparam table t the table (a non-table is scrubbed as a value without a key)
+-- @treturn table the scrubbed copy
 function _M.table(t)
   if type(t) ~= "table" then return _M.value(nil, t) end
   return copy(t, {})
