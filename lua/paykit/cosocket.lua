@@ -1,15 +1,7 @@
--- paykit.cosocket: the HTTP/1.1 client used inside nginx (OpenResty) request and timer
+--- paykit.cosocket: the HTTP/1.1 client used inside nginx (OpenResty) request and timer
 -- phases, where blocking the worker on libcurl is not allowed. It speaks over ngx.socket.tcp,
 -- parses the response with the C parser (core.http_response_parser, on libhttp-parser) and
 -- reuses connections through nginx's cosocket keep-alive pool.
---
---   local cosocket = require "paykit.cosocket"
---   if cosocket.available() then
---     local res, err, code, maybe_sent = cosocket.request(
---       {method = "POST", url = "https://api.example/pay", headers = {...}, body = "...",
---        timeout = 30000, connect_timeout = 10000},                -- milliseconds
---       {verify = true, max_response = 8388608, pool_size = 32, keepalive_timeout = 30000})
---   end
 --
 -- Returns the same shape as the libcurl client: {status=, headers={lowercase = "v"}, body=}
 -- or nil, message, code, maybe_sent. Codes: dns, connect, connect_timeout, tls (never sent);
@@ -20,6 +12,17 @@
 -- keeps the keep-alive pools of different contexts apart); the host name is both sent as SNI
 -- and checked against the certificate. Host names are resolved by the
 -- nginx `resolver` directive. Bodies are never logged or put in error messages.
+--
+-- Requiring the module works anywhere; only @{request} needs nginx.
+-- @module paykit.cosocket
+-- @usage
+--   local cosocket = require "paykit.cosocket"
+--   if cosocket.available() then
+--     local res, err, code, maybe_sent = cosocket.request(
+--       {method = "POST", url = "https://api.example/pay", headers = {...}, body = "...",
+--        timeout = 30000, connect_timeout = 10000},                -- milliseconds
+--       {verify = true, max_response = 8388608, pool_size = 32, keepalive_timeout = 30000})
+--   end
 local _M = { _VERSION = "0.1.0" }
 
 local core = require "paykit.core"
@@ -46,6 +49,9 @@ local function ngx_api()
   return nil
 end
 
+--- Whether cosockets can be used here: inside nginx, in a phase that allows ngx.socket.tcp
+-- (rewrite, access, content, timer, ssl_cert, ssl_session_fetch, ssl_client_hello).
+-- @treturn boolean false outside nginx or in another phase (init, log, header_filter, ...)
 function _M.available()
   local ngx = ngx_api()
   if not ngx or type(ngx.get_phase) ~= "function" or type(ngx.socket) ~= "table" then return false end
@@ -53,7 +59,16 @@ function _M.available()
   return ok and COSOCKET_PHASES[phase] == true
 end
 
+--- Splits an http(s) URL.
 -- url -> {scheme, host, port, tls, authority, target} or nil, message
+-- The scheme and host are lowercased; user information, spaces and control characters are
+-- refused; the fragment is dropped.
+-- @function parse_url
+-- @tparam string url an absolute http or https URL
+-- @treturn table `{scheme=, host=, port=, tls=, authority=, target=}`: `authority` is
+--   host[:port] without a default port, `target` the path and query ("/" at least)
+-- @return[2] nil
+-- @return[2] string the message
 local function parse_url(url)
   if type(url) ~= "string" then return nil, "url must be a string" end
   local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
@@ -249,6 +264,24 @@ local function exchange(ngx, u, method, request, o, deadline)
   return { status = res.status, headers = res.headers, body = res.body }
 end
 
+--- One HTTP request over a cosocket, with nginx's keep-alive pool.
+-- A pooled connection found closed by the server is replaced (GET, HEAD and OPTIONS are sent
+-- again even when the server closed it after reading the request).
+-- @tparam table req `method` (default POST with a body, else GET), `url`, `headers` (a map
+--   `{Name = "v"}`, a value may be an array; or an array `{"Name: v"}`; Content-Length,
+--   Transfer-Encoding and Connection are set by the client), `body` (string),
+--   `timeout` (ms, whole exchange), `connect_timeout` (ms)
+-- @tparam[opt] table opts `verify` (default true), `cafile` (names the trust context, see above),
+--   `timeout` (ms, default 30000), `connect_timeout` (ms, default 10000), `max_response`
+--   (bytes, default 8 MiB), `pool_size` (default 32), `keepalive_timeout` (ms, default 30000),
+--   `user_agent`
+-- @treturn table `{status=, headers={lowercase-name = "value"}, body=}`
+-- @return[2] nil
+-- @return[2] string message (no body content)
+-- @return[2] string code: dns, connect, connect_timeout, tls, timeout, send, recv, too_large,
+--   protocol or other (also for misuse such as a bad url or outside nginx)
+-- @return[2] boolean maybe_sent: whether the server may have received the request
+-- @raise when req is not a table
 function _M.request(req, opts)
   if type(req) ~= "table" then error("paykit.cosocket.request: req must be a table", 2) end
   opts = opts or {}

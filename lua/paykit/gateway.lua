@@ -1,17 +1,24 @@
--- paykit.gateway: pieces of the uniform flow shared by every provider.
+--- paykit.gateway: pieces of the uniform flow shared by every provider.
 --
---   gw:purchase(p)               -> result ("redirect" | "paid" | "failed" | "pending")
---   gw:complete(params, keep)    -> result | nil, err
---   gw:notification(req)         -> result, reply | nil, err, reply
---   gw:status(ref)               -> result
+-- Every provider instance offers:
+--
+--     gw:purchase(p)               -> result ("redirect" | "paid" | "failed" | "pending")
+--     gw:complete(params, keep)    -> result | nil, err
+--     gw:notification(req)         -> result, reply | nil, err, reply
+--     gw:status(ref)               -> result
 --
 -- A provider module uses:
---   gateway.base(name, opts)     common instance fields: logger (scrubbing), transport
---   gateway.result{...}          a result table with the documented fields
---   gateway.seen(capacity)       bounded memory of notifications already processed
---   gateway.reply(status, body)  the reply a notification handler sends back
---   gateway.form(req)            decoded form/query parameters of a notification
---   gateway.field(map, names)    case-insensitive lookup of the first present name
+--
+--     gateway.base(name, opts)     common instance fields: logger (scrubbing), transport
+--     gateway.result{...}          a result table with the documented fields
+--     gateway.seen(capacity)       bounded memory of notifications already processed
+--     gateway.reply(status, body)  the reply a notification handler sends back
+--     gateway.form(req)            decoded form/query parameters of a notification
+--     gateway.field(map, names)    case-insensitive lookup of the first present name
+--
+-- `gateway.STATUSES` is the set of result statuses: redirect, paid, failed, pending,
+-- authorized, voided, refunded.
+-- @module paykit.gateway
 local http = require "paykit.http"
 local errors = require "paykit.errors"
 
@@ -21,7 +28,13 @@ local STATUSES = { redirect = true, paid = true, failed = true, pending = true,
                    authorized = true, voided = true, refunded = true }
 _M.STATUSES = STATUSES
 
+--- A result table (a shallow copy of t).
 -- Result: {status, provider, reference, provider_reference, amount, currency, code, message, raw, ...}
+-- @tparam table t the fields: `status` (one of `STATUSES`, required), `provider`, `reference`
+--   (the merchant's), `provider_reference`, `amount` (decimal string), `currency`, `code`,
+--   `message`, `raw`, and for a redirect `redirect_url`, `method`, `form`, `keep`
+-- @treturn table the result
+-- @raise for an unknown status
 function _M.result(t)
   if not STATUSES[t.status] then error("gateway.result: unknown status " .. tostring(t.status), 2) end
   local r = {}
@@ -33,14 +46,27 @@ end
 local Seen = {}
 Seen.__index = Seen
 
+--- A bounded set that remembers the last `capacity` keys (FIFO eviction): the memory of
+-- notifications already processed.
+-- @tparam[opt=1024] number capacity how many keys to keep
+-- @treturn Seen the set
 function _M.seen(capacity)
   capacity = capacity or 1024
   return setmetatable({ capacity = capacity, keys = {}, ring = {}, head = 0, count = 0 }, Seen)
 end
 
+--- A bounded set (from @{seen}).
+-- @type Seen
+
+--- Whether the set holds key.
+-- @param key the key
+-- @treturn boolean
 function Seen:has(key) return self.keys[key] == true end
 
--- Adds key; returns true when it was already there.
+--- Adds key; returns true when it was already there.
+-- When the set is full the oldest key is forgotten.
+-- @param key the key
+-- @treturn boolean true when key was already there (a duplicate)
 function Seen:add(key)
   if self.keys[key] then return true end
   self.head = self.head % self.capacity + 1
@@ -51,14 +77,28 @@ function Seen:add(key)
   return false
 end
 
+--- The number of keys held (at most the capacity).
+-- @treturn number
 function Seen:size() return self.count end
 
+--- @section end
+
+--- The reply a notification handler sends back: `{status=, body=, content_type="text/plain"}`.
+-- @tparam[opt=200] number status the HTTP status
+-- @tparam[opt="OK"] string body the body
+-- @treturn table the reply
 function _M.reply(status, body)
   return { status = status or 200, body = body or "OK", content_type = "text/plain" }
 end
 
--- Decoded parameters of a notification request: body (form) merged over query.
+--- Decoded parameters of a notification request: body (form) merged over query.
 -- Returns map, pairs | nil, err
+-- @tparam table req `{method=, query=, body=, headers=}`; query and body are raw
+--   form-encoded strings (or already decoded tables)
+-- @treturn table map of name to value (a repeated name: an array of values)
+-- @treturn table pairs `{{name, value}, ...}` in order, query first
+-- @return[2] nil
+-- @return[2] a validation error (field "req" or "body")
 function _M.form(req)
   if type(req) ~= "table" then
     return nil, errors.validation("req", "invalid", "notification request must be a table {method=, query=, body=, headers=}")
@@ -80,7 +120,10 @@ function _M.form(req)
   return map, list
 end
 
--- First value among names, matched case-insensitively. Arrays (repeated keys) give their first.
+--- First value among names, matched case-insensitively. Arrays (repeated keys) give their first.
+-- @tparam table map name to value
+-- @tparam string|{string,...} names the name or names to try, in order (an exact match first)
+-- @return the value, or nil when no name is present
 function _M.field(map, names)
   if type(names) == "string" then names = { names } end
   local lower = {}
@@ -102,11 +145,24 @@ end
 --   gateway.json(o) --> '{"Amount":27.50}'
 -- Plain Lua tables are written as arrays (sequence) or objects (keys sorted).
 local Obj, Dec = {}, {}
+
+--- An empty ordered JSON object, for @{put} and @{json}.
+-- @treturn table the object
 function _M.object() return setmetatable({ _k = {}, _v = {} }, Obj) end
+
+--- Appends a member to an ordered object (nothing when v is nil).
+-- @tparam table o an object from @{object}
+-- @tparam string k the member name
+-- @param v the value: string, boolean, integer, @{decimal}, object or table (nil: left out)
+-- @treturn table o, for chaining
 function _M.put(o, k, v)
   if v ~= nil then o._k[#o._k + 1] = k; o._v[#o._v + 1] = v end
   return o
 end
+--- A decimal number written to JSON as its exact text (an amount: "27.50" stays 27.50).
+-- @tparam string text an optionally negative decimal, e.g. "27.50"
+-- @treturn table the wrapped decimal, for @{put} or @{json}
+-- @raise when text is not a decimal string
 function _M.decimal(text)
   if type(text) ~= "string" or not text:match("^%-?%d+%.?%d*$") then error("gateway.decimal: not a decimal string: " .. tostring(text), 2) end
   return setmetatable({ text }, Dec)
@@ -160,13 +216,26 @@ local function write(v, out)
   else error("gateway.json: cannot write a " .. t, 0) end
 end
 
+--- Writes a value as JSON text.
+-- Ordered objects keep their order, plain tables become arrays (a sequence, or empty) or
+-- objects (keys sorted), decimals are written as their text.
+-- @param v the value
+-- @treturn string the JSON text
+-- @raise for a non-integral number (use @{decimal}) or a value of another type (function, ...)
 function _M.json(v)
   local out = {}
   write(v, out)
   return table.concat(out)
 end
 
--- Common instance fields for a provider: its name, a scrubbing logger and a transport.
+--- Common instance fields for a provider: its name, a scrubbing logger and a transport.
+-- @tparam string name the provider name, e.g. "moka"
+-- @tparam[opt] table opts `logger`, `transport` (an existing `paykit.http` transport), the
+--   `paykit.http.new` options (`timeout`, `connect_timeout`, `cafile`, `capath`, `verify_tls`,
+--   `max_response`, `hooks`, `retry`, `sleep`, `user_agent`) and `duplicate_capacity`
+--   (default 1024)
+-- @treturn table `{provider=, log=function(level, line), http=transport, seen=Seen}`
+-- @raise what `paykit.http.new` raises for bad transport options
 function _M.base(name, opts)
   opts = opts or {}
   local log = http.make_logger(opts.logger)
