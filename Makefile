@@ -3,6 +3,7 @@
 #   make test       install missing Debian packages (as root), build, run every spec suite
 #   make demo       the demo purchase flow against the local sandbox
 #   make bench      transport benchmark next to wrk
+#   make install    install for Lua 5.4 with LuaRocks (offline: --deps-mode=none)
 #   make docs       the API reference (LDoc) in docs/api/
 #   make deps       install the Debian packages paykit needs (as root)
 
@@ -29,7 +30,7 @@ DEB_PKGS = build-essential pkg-config lua5.4 liblua5.4-dev luajit2 libluajit2-5.
 # node and npm (browser specs) come from Debian's nodejs/npm when the machine has no node.
 NODE_PKGS = nodejs npm
 
-.PHONY: all build test demo bench deps clean valgrind docs
+.PHONY: all build test demo bench deps clean valgrind docs install
 all: build
 build: $(CORE54) $(COREJIT)
 
@@ -64,6 +65,9 @@ demo: deps
 bench: deps
 	@$(MAKE) --no-print-directory build
 	@bash bench/run
+
+install: deps
+	luarocks --lua-version=5.4 make rockspec/paykit-scm-1.rockspec --deps-mode=none
 
 docs:
 	@command -v ldoc >/dev/null || $(MAKE) --no-print-directory deps

@@ -15,7 +15,9 @@ parsing; a thin Lua layer gives provider objects with one uniform purchase flow.
 }
 dependencies = { "lua >= 5.1", "lua-cjson" }
 external_dependencies = {
-  CURL = { header = "curl/curl.h", library = "curl" },
+  -- by library: Debian keeps curl/curl.h under the multiarch include dir, which the compiler
+  -- searches but LuaRocks' header probe does not
+  CURL = { library = "curl" },
   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
   HTTP_PARSER = { header = "http_parser.h", library = "http_parser" },
 }
