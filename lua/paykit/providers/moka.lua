@@ -1,5 +1,40 @@
--- paykit.providers.moka: Moka (Moka United) card payments, 3D Secure included.
+--- paykit.providers.moka: Moka (Moka United) card payments, 3D Secure included.
 --
+-- Every call validates its input before any network call; errors name their field
+-- ("card.number", "installments", ...). A bank decline is a result with status "failed".
+--
+-- Notification field names are UNCONFIRMED upstream: they are matched case-insensitively
+-- and can be replaced with opts.fields = {hash = {...}, result_code = {...}, ...}.
+--
+-- Module fields: `codes` (`paykit.providers.moka_codes`), `HOSTS` (`test`, `production` base
+-- URLs), `CURRENCIES` (TL, USD, EUR, GBP), `PAYMENT_STATUS` (Moka's PaymentStatus number to
+-- a result status).
+--
+-- The payment parameters `p` of @{Moka:start_3d}, @{Moka:pay} and @{Moka:purchase}:
+--
+--  * `amount` decimal string ("27.50") or integer minor units, greater than zero
+--  * `currency` TL (or TRY), USD, EUR or GBP; default the instance's `currency`
+--  * `card` `{number=, exp_month=, exp_year= (YYYY or YY), cvc= (3 or 4 digits), holder=}`,
+--    or `card_token` (a stored card's CardToken): exactly one of them
+--  * `client_ip` the buyer's IP address (default the instance's `client_ip`; required)
+--  * `reference` your unique OtherTrxCode (at most 64 characters)
+--  * `redirect_url` where the buyer comes back after 3D (3D only, required), `redirect_type`
+--    0 (page, default) or 1 (iframe)
+--  * `installments` 0 to 12 (0 or 1: a single payment; more only in TL)
+--  * `pre_auth` (authorize only, capture later), `pool` (pool payment), `tokenize` (store the
+--    card; not with card_token)
+--  * `description` (200), `sub_merchant` (100), `software` (30), `integrator_id` (integer)
+--  * `basket` `{{product_id= or product_code=, unit_price=, quantity=}, ...}`: the total must
+--    equal the amount
+--  * `buyer` `{full_name=, gsm=, email=, address=}`, `customer` `{dealer_customer_id=,
+--    customer_code=, first_name=, last_name=, gender=, birth_date=, gsm=, email=, address=,
+--    card_name=}`
+--
+-- After-sale calls (@{Moka:capture}, @{Moka:void}, @{Moka:refund}, @{Moka:approve_pool},
+-- @{Moka:undo_pool}) name the payment with exactly one of `order_id` (Moka's
+-- VirtualPosOrderId) and `reference` (your OtherTrxCode).
+-- @module paykit.providers.moka
+-- @usage
 --   local gw = require("paykit").moka{dealer_code = "...", username = "...", password = "...",
 --                                     env = "test"}            -- or base_url = "http://..."
 --   local r = gw:start_3d{amount = "27.50", card = {holder = "Ali Yilmaz", number = "4111111111111111",
@@ -7,12 +42,6 @@
 --                         client_ip = "203.0.113.7", redirect_url = "https://shop.example/return?o=1"}
 --   -- r.status == "redirect": send the buyer to r.redirect_url, store r.keep (CodeForHash!)
 --   local res, err = gw:verify_3d(posted_form, r.keep.code_for_hash)
---
--- Every call validates its input before any network call; errors name their field
--- ("card.number", "installments", ...). A bank decline is a result with status "failed".
---
--- Notification field names are UNCONFIRMED upstream: they are matched case-insensitively
--- and can be replaced with opts.fields = {hash = {...}, result_code = {...}, ...}.
 local errors = require "paykit.errors"
 local money = require "paykit.money"
 local gateway = require "paykit.gateway"
@@ -54,19 +83,46 @@ local function utf8_len(s)
   return n
 end
 
+--- Moka's CheckKey for a set of credentials.
 -- CheckKey = lower-hex SHA-256(DealerCode .. "MK" .. Username .. "PD" .. Password)
+-- @tparam string dealer_code
+-- @tparam string username
+-- @tparam string password
+-- @treturn string 64 lowercase hex digits
 function _M.check_key(dealer_code, username, password)
   return core().digest("sha256", dealer_code .. "MK" .. username .. "PD" .. password, "hex")
 end
 
--- The hashValue Moka sends back for a CodeForHash: success ("T") or failure ("F").
+--- The hashValue Moka sends back for a CodeForHash: success ("T") or failure ("F").
+-- hashValue = lower-hex SHA-256(upper(CodeForHash) .. "T" or "F")
+-- @tparam string code_for_hash the CodeForHash of the 3D start
+-- @tparam boolean success which outcome
+-- @treturn string 64 lowercase hex digits
 function _M.hash_3d(code_for_hash, success)
   return core().digest("sha256", tostring(code_for_hash):upper() .. (success and "T" or "F"), "hex")
 end
 
----------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------
 -- construction
 
+--- A Moka instance.
+-- The credentials are kept in a closure: printing or inspecting the instance shows none.
+-- @tparam table opts
+--
+--  * `dealer_code`, `username`, `password` (required) issued by Moka
+--  * `env` "test" (default) or "production", or `base_url` an absolute http(s) URL
+--  * `software` (at most 30 characters, default "paykit"), `client_ip` (the payments' default),
+--    `currency` (default "TL")
+--  * `lookup` function(other_trx_code, trx_code) -> code_for_hash, for @{Moka:notification}
+--  * `fields` replacement notification field names: `hash`, `result_code`, `result_message`,
+--    `trx_code`, `other_trx_code` (each a name or a list of names)
+--  * `clock` function -> unix seconds (card expiry checks; default os.time)
+--  * transport: `logger`, `hooks`, `timeout`, `connect_timeout`, `retry`, `verify_tls`,
+--    `cafile`, `capath`, `max_response`, `user_agent`, `sleep` (see `paykit.http.new`), or
+--    `transport`; `duplicate_capacity` (default 1024)
+-- @treturn Moka the instance
+-- @return[2] nil
+-- @return[2] a config error naming the option
 function _M.new(opts)
   if type(opts) ~= "table" then
     return nil, errors.config("opts", "required", "paykit.moka needs a table of options")
@@ -132,7 +188,7 @@ function _M.new(opts)
   return setmetatable(self, Moka)
 end
 
----------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------
 -- validation helpers (each returns the wire value or nil, err)
 
 local function currency_of(self, c)
@@ -389,7 +445,7 @@ local function payment_request(self, p, three_d)
 end
 _M._payment_request = payment_request
 
----------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------
 -- the wire
 
 local function blocks(path)
@@ -403,7 +459,20 @@ local function denull(v)
   return v
 end
 
+--- A Moka instance (from @{new}); every method below returns `nil, err` on failure.
+-- @type Moka
+
+--- One authenticated API call (the building block of the other methods).
 -- POST {base}{path}; returns Data (nil when null), the decoded body | nil, err
+-- @tparam string op the operation name for logs and errors, e.g. "capture"
+-- @tparam string path the API path, e.g. "/PaymentDealer/DoCapture"
+-- @tparam table payload the request block (a `paykit.gateway.object`)
+-- @tparam boolean idempotent whether a request that may have been sent can be retried
+-- @return Data of the answer (nil when null)
+-- @treturn table the decoded answer
+-- @return[2] nil
+-- @return[2] an error: transport/timeout, provider ("moka.http_NNN", "moka.invalid_response"),
+--   or the kind and code of a refusing ResultCode (`paykit.providers.moka_codes.result`)
 function Moka:call(op, path, payload, idempotent)
   local auth_name, req_name = blocks(path)
   local body = gateway.json(put(put(obj(), auth_name, self._auth()), req_name, payload))
@@ -471,10 +540,17 @@ local function inner_result(data, ok_status, extra)
   return result(r)
 end
 
----------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------
 -- payments
 
+--- Starts a 3D Secure payment.
 -- DoDirectPaymentThreeD: -> result{status="redirect", redirect_url, method="GET", keep}
+-- Not retried once it may have been sent.
+-- @tparam table p the payment parameters (see the module description; `redirect_url` required)
+-- @treturn table result "redirect": send the buyer to `redirect_url`; store `keep`
+--   (`code_for_hash`, `reference`, `amount`, `currency`) for @{Moka:complete}
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function Moka:start_3d(p)
   local req, info = payment_request(self, p, true)
   if not req then return nil, info end
@@ -495,7 +571,13 @@ function Moka:start_3d(p)
   }
 end
 
+--- A direct payment without 3D Secure.
 -- DoDirectPayment (non-3D): -> result paid / authorized (pre_auth) / failed (bank decline)
+-- Not retried once it may have been sent.
+-- @tparam table p the payment parameters (see the module description)
+-- @treturn table result "paid", "authorized" (pre_auth) or "failed" (bank code in `code`)
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function Moka:pay(p)
   local req, info = payment_request(self, p, false)
   if not req then return nil, info end
@@ -511,8 +593,17 @@ function Moka:pay(p)
   return r
 end
 
+--- Checks the signed outcome of a 3D payment.
 -- The 3D return (or notification) check. params: the posted form (a table).
 -- -> result paid/failed | nil, signature error (forged or malformed)
+-- The hashValue is compared in constant time with both outcomes' hashes.
+-- @tparam table params the posted fields (hashValue, resultCode, resultMessage, trxCode, OtherTrxCode)
+-- @tparam string code_for_hash the CodeForHash kept from @{Moka:start_3d}
+-- @tparam[opt] table keep the kept table (its reference, amount and currency fill the result)
+-- @treturn table result "paid" or "failed"
+-- @return[2] nil
+-- @return[2] a validation error (missing params or code_for_hash) or a signature error:
+--   `missing_hash`, `malformed_hash`, `bad_hash`
 function Moka:verify_3d(params, code_for_hash, keep)
   if type(params) ~= "table" then return nil, V("params", "required", "the posted 3D result fields are required") end
   if type(code_for_hash) ~= "string" or code_for_hash == "" then
@@ -588,32 +679,63 @@ local function capture_like(self, p, op, path, extra, idempotent, status)
   return r
 end
 
+--- Captures a pre-authorised payment (DoCapture).
 -- Amount absent = the whole pre-authorised amount.
+-- @tparam table p `order_id` or `reference`; `amount`, `currency`, `client_ip` (optional)
+-- @treturn table result "paid"
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function Moka:capture(p)
   return capture_like(self, p, "capture", "/PaymentDealer/DoCapture", { amount = "optional", ip = true }, true, "paid")
 end
 
+--- Voids (cancels) a payment (DoVoid).
+-- @tparam table p `order_id` or `reference`; `client_ip`, `reason` (VoidRefundReason, default 2)
+-- @treturn table result "voided"
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function Moka:void(p)
   return capture_like(self, p, "void", "/PaymentDealer/DoVoid", { ip = true, void_reason = true }, true, "voided")
 end
 
+--- Asks for a refund (DoCreateRefundRequest).
 -- Amount absent or 0 refunds the whole remaining amount. Not idempotent: never retried once sent.
+-- @tparam table p `order_id` or `reference`; `amount`, `currency` (optional)
+-- @treturn table result "pending", with `refund_id` when Moka gives one
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function Moka:refund(p)
   return capture_like(self, p, "refund", "/PaymentDealer/DoCreateRefundRequest", { amount = "optional" }, false, "pending")
 end
 
+--- Releases a pool payment to the merchant (DoApprovePoolPayment).
+-- @tparam table p `order_id` or `reference`
+-- @treturn table result "paid"
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function Moka:approve_pool(p)
   return capture_like(self, p, "approve_pool", "/PaymentDealer/DoApprovePoolPayment", {}, true, "paid")
 end
 
+--- Takes a pool approval back (UndoApprovePoolPayment).
+-- @tparam table p `order_id` or `reference`
+-- @treturn table result "pending"
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function Moka:undo_pool(p)
   return capture_like(self, p, "undo_pool", "/PaymentDealer/UndoApprovePoolPayment", {}, true, "pending")
 end
 
----------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------
 -- queries
 
+--- A payment and its transactions, as Moka reports them.
 -- GetDealerPaymentTrxDetailList{payment_id= | reference=} -> Data (PaymentDetail, PaymentTrxDetailList)
+-- @tparam table|string p exactly one of `payment_id` (DealerPaymentId) and `reference`
+--   (OtherTrxCode); a string is a reference
+-- @treturn table Moka's Data block (empty table when null)
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function Moka:payment_details(p)
   if type(p) == "string" then p = { reference = p } end
   if type(p) ~= "table" then return nil, V("params", "required", "payment_details needs {payment_id=} or {reference=}") end
@@ -632,7 +754,13 @@ end
 local PAYMENT_STATUS = { [0] = "pending", [1] = "authorized", [2] = "paid", [3] = "voided", [4] = "refunded" }
 _M.PAYMENT_STATUS = PAYMENT_STATUS
 
+--- The status of a payment (uniform flow).
 -- uniform status(ref): ref is the merchant reference (OtherTrxCode) or {payment_id=}/{reference=}
+-- @tparam string|table ref the reference, or `{payment_id=}` / `{reference=}`
+-- @treturn table result "pending", "authorized", "paid", "voided", "refunded" or "failed"
+--   (a declined last transaction), with `payment_id`
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function Moka:status(ref)
   local q = type(ref) == "table" and ref or { reference = ref }
   local data, err = self:payment_details(q)
@@ -658,6 +786,11 @@ function Moka:status(ref)
   return result(r)
 end
 
+--- Bank and card information for a BIN (GetBankCardInformation).
+-- @tparam string|table bin the first 6 to 8 digits of a card, or `{bin=}`
+-- @treturn table Moka's Data block
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function Moka:bin_info(bin)
   if type(bin) == "table" then bin = bin.bin end
   if type(bin) ~= "string" or not bin:match("^%d%d%d%d%d%d%d?%d?$") then
@@ -668,7 +801,13 @@ function Moka:bin_info(bin)
   return data or {}
 end
 
+--- The installment table for a card and amount.
 -- DoCalcPaymentTable{bin=, amount=, currency=, three_d=true, include_commission=false}
+-- @tparam table p `bin` (6 to 8 digits), `amount`, `currency`, `three_d` (default true),
+--   `include_commission` (default false)
+-- @treturn table Moka's Data block
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function Moka:installments(p)
   if type(p) ~= "table" then return nil, V("params", "required", "installments needs a table") end
   if type(p.bin) ~= "string" or not p.bin:match("^%d%d%d%d%d%d%d?%d?$") then
@@ -687,7 +826,7 @@ function Moka:installments(p)
   return data or {}
 end
 
----------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------
 -- stored cards (DealerCustomer)
 
 local function customer_ref(p, o)
@@ -716,6 +855,14 @@ local function stored_card(self, p, o)
   return o
 end
 
+--- Creates a stored-card customer, optionally with a card (AddCustomerWithCard).
+-- Not retried once it may have been sent.
+-- @tparam table p `customer_code` (required), `customer_password`, `first_name`, `last_name`,
+--   `gender`, `birth_date`, `gsm`, `email`, `address`; `card` `{number=, exp_month=,
+--   exp_year=, holder=}` (never a CVC) and `card_name`
+-- @treturn table Moka's Data block (DealerCustomer, CardList)
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function Moka:add_customer(p)
   if type(p) ~= "table" then return nil, V("params", "required", "add_customer needs a table") end
   if is_blank(p.customer_code) then return nil, V("customer_code", "required", "customer_code is required") end
@@ -734,6 +881,12 @@ function Moka:add_customer(p)
   return data or {}
 end
 
+--- Stores a card for a customer (AddCard). Not retried once it may have been sent.
+-- @tparam table p `dealer_customer_id` or `customer_code`; `card` `{number=, exp_month=,
+--   exp_year=, holder=}` (never a CVC), `card_name`
+-- @treturn table Moka's Data block (with the CardToken)
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function Moka:add_card(p)
   if type(p) ~= "table" then return nil, V("params", "required", "add_card needs a table") end
   local o, err = customer_ref(p, obj())
@@ -746,6 +899,11 @@ function Moka:add_card(p)
   return data or {}
 end
 
+--- A customer's stored cards (GetCardList).
+-- @tparam table p `dealer_customer_id` or `customer_code`
+-- @treturn table Moka's Data block
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function Moka:list_cards(p)
   if type(p) ~= "table" then return nil, V("params", "required", "list_cards needs a table") end
   local o, err = customer_ref(p, obj())
@@ -755,6 +913,11 @@ function Moka:list_cards(p)
   return data or {}
 end
 
+--- Removes a stored card (RemoveCard).
+-- @tparam table|string p `{card_token=}` or the card token
+-- @treturn table Moka's Data block
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function Moka:remove_card(p)
   if type(p) == "string" then p = { card_token = p } end
   if type(p) ~= "table" or type(p.card_token) ~= "string" or p.card_token == "" then
@@ -765,11 +928,17 @@ function Moka:remove_card(p)
   return data or {}
 end
 
----------------------------------------------------------------------------------------
+-- ------------------------------------------------------------------------------------
 -- the uniform flow
 
+--- Starts a payment (uniform flow).
 -- purchase(p): 3D by default (p.three_d == false for a direct payment). A reference
 -- (OtherTrxCode) is generated when the caller gives none.
+-- @tparam table p the payment parameters (see the module description); `return_url` is
+--   taken as `redirect_url`; `three_d = false` for @{Moka:pay}
+-- @treturn table result "redirect" (3D, see @{Moka:start_3d}) or the result of @{Moka:pay}
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function Moka:purchase(p)
   if type(p) ~= "table" then return nil, V("params", "required", "purchase needs a table") end
   local q = {}
@@ -782,8 +951,16 @@ function Moka:purchase(p)
   return self:start_3d(q)
 end
 
+--- Completes a 3D payment when the buyer comes back (uniform flow).
 -- complete(params, keep[, opts]): the buyer's browser came back with the posted form.
 -- opts.confirm = true also asks Moka (GetDealerPaymentTrxDetailList) before saying "paid".
+-- @tparam table params the posted form
+-- @tparam table keep the `keep` table of the purchase result
+-- @tparam[opt] table opts `confirm`
+-- @treturn table result "paid", "failed", or "pending" (code "moka.unconfirmed") when the
+--   confirmation disagrees
+-- @return[2] nil
+-- @return[2] a validation or signature error (see @{Moka:verify_3d}), or the status call's error
 function Moka:complete(params, keep, opts)
   if type(keep) ~= "table" then return nil, V("keep", "required", "complete needs the keep table stored at purchase") end
   local r, err = self:verify_3d(params, keep.code_for_hash, keep)
@@ -799,9 +976,17 @@ function Moka:complete(params, keep, opts)
   return r
 end
 
+--- Handles Moka's notification of a 3D result (uniform flow).
 -- notification(req[, opts]): Moka's server-to-server POST of the 3D result.
 -- The CodeForHash comes from opts.code_for_hash, opts.lookup(other_trx_code, trx_code) or
 -- the instance's lookup option. Answers exactly "OK"; repeats are flagged duplicate.
+-- @tparam table req `{method=, query=, body=, headers=}` (raw form-encoded query and body)
+-- @tparam[opt] table opts `code_for_hash`, `lookup`, `keep`
+-- @treturn table result "paid" or "failed", `duplicate` true when seen before
+-- @treturn table reply `{status=200, body="OK", content_type="text/plain"}`
+-- @return[2] nil
+-- @return[2] a validation error (bad form, unknown payment) or a signature error
+-- @return[2] table reply to send (400 "INVALID" or 500 "UNKNOWN")
 function Moka:notification(req, opts)
   opts = opts or {}
   local params, err = gateway.form(req)
