@@ -1,15 +1,7 @@
--- paykit.providers.mocopay: MoCoPay mobile carrier billing (pay by SMS / operator billing).
---
---   local paykit = require "paykit"
---   local gw = paykit.mocopay{ api_key = "app1", api_secret = "...", base_url = "https://host:8182" }
---   local r = gw:purchase{ pid = "12000", reference = "order-42", return_url = "https://shop/back",
---                          notify_url = "https://shop/mocopay/notify", client_ip = "203.0.113.9" }
---   -- r.status == "redirect": send the buyer to r.redirect_url, store r.keep with the order
---   local done = gw:complete(query_of_the_return, keep)      -- confirmed with verifyPayment
---   local res, reply = gw:notification{ method = "GET", path = uri, query = args }
---   local st = gw:status("518ec5708a8842dba19993f01ef863b5")  -- verifyPayment by sessionId
+--- paykit.providers.mocopay: MoCoPay mobile carrier billing (pay by SMS / operator billing).
 --
 -- Options of paykit.mocopay{...}:
+--
 --   api_key, api_secret   credentials (required); the secret never leaves the signer closure
 --   base_url              "http(s)://host[:port][/prefix]" (required); the prefix is part of
 --                         the signed request path
@@ -33,6 +25,20 @@
 -- Signature (mocopay-notes.md): base64(DIGEST(api_secret .. canonical(path, params))) where
 -- canonical(path, params) = path .. "?" .. name=value pairs (signature excluded) sorted by name
 -- in byte order, joined with "&". See M.canonical, M.sign.
+--
+-- Module fields: `PROVIDER` ("mocopay"), `COUNTRIES` (ISO 3166-1 alpha-2 set), `LANGUAGES`
+-- (ISO 639-1 set), `INIT_PARAMS` (initPayment parameter names, in order), `Client` (the
+-- instance metatable).
+-- @module paykit.providers.mocopay
+-- @usage
+--   local paykit = require "paykit"
+--   local gw = paykit.mocopay{ api_key = "app1", api_secret = "...", base_url = "https://host:8182" }
+--   local r = gw:purchase{ pid = "12000", reference = "order-42", return_url = "https://shop/back",
+--                          notify_url = "https://shop/mocopay/notify", client_ip = "203.0.113.9" }
+--   -- r.status == "redirect": send the buyer to r.redirect_url, store r.keep with the order
+--   local done = gw:complete(query_of_the_return, keep)      -- confirmed with verifyPayment
+--   local res, reply = gw:notification{ method = "GET", path = uri, query = args }
+--   local st = gw:status("518ec5708a8842dba19993f01ef863b5")  -- verifyPayment by sessionId
 local core = require "paykit.core"
 local errors = require "paykit.errors"
 local gateway = require "paykit.gateway"
@@ -42,7 +48,7 @@ local M = { PROVIDER = "mocopay" }
 
 local byte, find, sub, format = string.byte, string.find, string.sub, string.format
 
----------------------------------------------------------------------------- signing
+-- ------------------------------------------------------------------------- signing
 
 -- Byte-order "less than", independent of the C locale.
 local function bytes_lt(a, b)
@@ -79,11 +85,18 @@ local function to_pairs(params)
   return list
 end
 
--- The string MoCoPay signs after the secret: path .. "?" .. name=value&... with every request
+--- The string MoCoPay signs after the secret.
+-- path .. "?" .. name=value&... with every request
 -- parameter but `signature`, sorted by name (then value) in plain byte order. Values are raw
 -- (decoded) unless `encode` is true, which percent-encodes names and values (RFC 3986) first.
 -- Vector: canonical("/v1/payment/initPayment/", {mcc="228", mnc="01", pid="12000", userId="123456789"})
 --   == "/v1/payment/initPayment/?mcc=228&mnc=01&pid=12000&userId=123456789"
+-- @tparam string path the request path (with the base_url prefix)
+-- @tparam[opt] table params a map (array values repeat the name) or pairs `{{name, value}, ...}`;
+--   values are strings, numbers or booleans
+-- @tparam[opt] boolean encode percent-encode names and values first
+-- @treturn string the canonical string
+-- @raise when a value is of another type (a table inside a pair, a function, ...)
 function M.canonical(path, params, encode)
   local list = {}
   for _, kv in ipairs(to_pairs(params or {})) do
@@ -103,22 +116,46 @@ end
 
 local DIGESTS = { md5 = true, sha1 = true }
 
+--- The signature of a request.
 -- base64(DIGEST(secret .. canonical(path, params, encode))), digest "md5" (default) or "sha1".
 -- Vector: sign("this.is.a.secret", "/v1/payment/initPayment/",
 --   {mcc="228", mnc="01", pid="12000", userId="123456789"}) == "WETDyNQLx0+8BJ16vDgiVg=="
+-- @tparam string secret the api_secret
+-- @tparam string path the request path
+-- @tparam table params the parameters (see @{canonical})
+-- @tparam[opt="md5"] string digest "md5" or "sha1"
+-- @tparam[opt] boolean encode see @{canonical}
+-- @treturn string base64 signature
+-- @raise for another digest, or a parameter value of another type
 function M.sign(secret, path, params, digest, encode)
   digest = digest or "md5"
   if not DIGESTS[digest] then error("mocopay: digest must be md5 or sha1", 2) end
   return core.digest(digest, secret .. M.canonical(path, params, encode), "base64")
 end
 
+--- The signed value for the Signature header or the `signature` parameter.
 -- The value of the Signature header ("ApiKey " .. this) or of the `signature` parameter.
+-- @tparam string api_key the api_key
+-- @tparam string secret the api_secret
+-- @tparam string path the request path
+-- @tparam table params the parameters
+-- @tparam[opt="md5"] string digest "md5" or "sha1"
+-- @tparam[opt] boolean encode see @{canonical}
+-- @treturn string `api_key .. ":" .. signature`
 function M.signature_value(api_key, secret, path, params, digest, encode)
   return api_key .. ":" .. M.sign(secret, path, params, digest, encode)
 end
 
--- For merchants' own tests: the query string of a notification signed the way this client
+--- A signed notification query string, for merchants' own tests.
+-- The query string of a notification signed the way this client
 -- checks it (parameters in byte order, RFC 3986 encoded, `signature` last).
+-- @tparam string api_key the api_key
+-- @tparam string secret the api_secret
+-- @tparam string path the notification path (the instance's notify_path)
+-- @tparam table params the notification parameters (sessionId, status, ...)
+-- @tparam[opt="md5"] string digest "md5" or "sha1"
+-- @tparam[opt] boolean encode see @{canonical}
+-- @treturn string the query string
 function M.signed_query(api_key, secret, path, params, digest, encode)
   local list = to_pairs(params)
   local q = {}
@@ -128,7 +165,7 @@ function M.signed_query(api_key, secret, path, params, digest, encode)
   return table.concat(q, "&")
 end
 
----------------------------------------------------------------------------- validation
+-- ------------------------------------------------------------------------- validation
 
 -- ISO 3166-1 alpha-2: the 249 officially assigned codes.
 local COUNTRIES = {}
@@ -158,7 +195,10 @@ tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu]]):gmatc
 end
 M.LANGUAGES = LANGUAGES
 
+--- Whether s is an IPv4 address.
 -- Dotted-quad IPv4: four decimal numbers 0..255, no leading zeros (as inet_pton).
+-- @param s the value
+-- @treturn boolean
 function M.is_ipv4(s)
   if type(s) ~= "string" then return false end
   local a, b, c, d = s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
@@ -189,8 +229,11 @@ local function v6_groups(run, allow_v4)
   return n
 end
 
+--- Whether s is an IPv6 address.
 -- RFC 4291 text form: eight groups of 1-4 hex digits, "::" once for one or more zero groups,
 -- an IPv4 address in place of the last two groups. No zone ids, no brackets.
+-- @param s the value
+-- @treturn boolean
 function M.is_ipv6(s)
   if type(s) ~= "string" or #s < 2 or #s > 45 or find(s, "[^%x:%.]") then return false end
   local dbl = find(s, "::", 1, true)
@@ -200,9 +243,16 @@ function M.is_ipv6(s)
   return head ~= nil and tail ~= nil and head + tail <= 7
 end
 
+--- Whether s is an IPv4 or IPv6 address (@{is_ipv4}, @{is_ipv6}).
+-- @param s the value
+-- @treturn boolean
 function M.is_ip(s) return M.is_ipv4(s) or M.is_ipv6(s) end
 
--- Absolute http(s) URL with a host, an optional port 1..65535, no spaces or control characters.
+--- Whether s is an absolute http(s) URL.
+-- Absolute http(s) URL with a host, an optional port 1..65535, no spaces or control characters
+-- (at most 2048 characters, no user information).
+-- @param s the value
+-- @treturn boolean
 function M.is_http_url(s)
   if type(s) ~= "string" or #s > 2048 or find(s, "[%c%s]") then return false end
   local scheme, authority = s:match("^(%a[%w+.%-]*)://([^/?#]*)")
@@ -246,8 +296,15 @@ local INIT_RULES = {
 M.INIT_PARAMS = { "pid", "mcc", "mnc", "country", "userId", "clientIp", "phone", "lang",
                   "referenceId", "callbackUrl", "notifyUrl", "imageUrl" }
 
--- Checks initPayment parameters (API names). `names` maps an API name to the name the caller
+--- Checks initPayment parameters (API names).
+-- `names` maps an API name to the name the caller
 -- used (for the error's field). Returns true or nil, validation error naming the field.
+-- @tparam table params `pid` (required), `mcc`, `mnc`, `country`, `userId`, `clientIp`, `phone`,
+--   `lang`, `referenceId`, `callbackUrl`, `notifyUrl`, `imageUrl`: strings
+-- @tparam[opt] table names API name to the caller's name, e.g. `{callbackUrl = "return_url"}`
+-- @treturn boolean true
+-- @return[2] nil
+-- @return[2] a validation error: `unknown`, `required`, `invalid_type` or `invalid`
 function M.validate_init(params, names)
   names = names or {}
   if type(params) ~= "table" then return nil, errors.validation("params", "invalid", "initPayment parameters must be a table") end
@@ -269,7 +326,7 @@ function M.validate_init(params, names)
   return true
 end
 
----------------------------------------------------------------------------- results
+-- ------------------------------------------------------------------------- results
 
 local PAID = { authorized = true, charged = true, completed = true, complete = true, paid = true,
                success = true, successful = true, active = true, paymentcomplete = true }
@@ -277,7 +334,10 @@ local FAILED = { cancelled = true, canceled = true, expired = true, failed = tru
                  declined = true, error = true, paymentcancelled = true, paymentexpired = true,
                  paymentfailed = true, stopped = true }
 
+--- A MoCoPay status word as a result status.
 -- Provider status word -> "paid" | "failed" | "pending".
+-- @tparam string s e.g. "PaymentComplete", "Charged", "Expired" (case-insensitive)
+-- @treturn string "paid", "failed" or "pending" (anything unknown)
 function M.map_status(s)
   local k = type(s) == "string" and s:lower() or ""
   if PAID[k] then return "paid" end
@@ -312,7 +372,14 @@ local AMOUNTS = { charged_amount = "chargedAmount", failed_amount = "failedAmoun
                   last_charged_amount = "lastChargedAmount", last_failed_amount = "lastFailedAmount",
                   total_charged_amount = "totalChargedAmount", total_failed_amount = "totalFailedAmount" }
 
--- Every field of a verifyPayment answer, in Lua names. Amounts are decimal strings.
+--- Every field of a verifyPayment answer, in Lua names. Amounts are decimal strings.
+-- @tparam table json the decoded answer
+-- @tparam[opt] string body the raw answer (amounts are read from its text, never through a float)
+-- @treturn table `session_id`, `service_code`, `pid`, `type`, `lang`, `series`, `status`,
+--   `currency_code`, `recurrent`, `expires_in`, `time_init`, `time_authorized`,
+--   `time_last_successful_payment`, `transactions`, `end_user` `{user_id, phone, mcc, mnc}`,
+--   and the amounts `charged_amount`, `failed_amount`, `last_charged_amount`,
+--   `last_failed_amount`, `total_charged_amount`, `total_failed_amount`
 function M.payment_info(json, body)
   local info = {
     session_id = nonnull(json.sessionId), service_code = nonnull(json.serviceCode), pid = nonnull(json.pid),
@@ -344,7 +411,7 @@ local function payment_result(info, json, extra)
   return gateway.result(r)
 end
 
----------------------------------------------------------------------------- the client
+-- ------------------------------------------------------------------------- the client
 
 local Client = {}
 Client.__index = Client
@@ -368,7 +435,12 @@ local function cfg_string(opts, name, required)
   return v
 end
 
+--- A MoCoPay instance.
 -- paykit.mocopay{...} -> instance (raises a config error for missing or malformed options).
+-- The secret lives only in the instance's signing closures.
+-- @tparam table opts the options listed in the module description
+-- @treturn Client the instance
+-- @raise a config error (a `paykit.errors` table) naming the option
 function M.new(opts)
   if type(opts) ~= "table" then error(errors.config("opts", "invalid", "paykit.mocopay expects a table of options"), 2) end
   local api_key = cfg_string(opts, "api_key", true)
@@ -434,7 +506,20 @@ local function answer_error(op, res, json)
   }
 end
 
--- One signed call. Returns json, body | nil, err.
+--- A MoCoPay instance (from @{new}).
+-- @type Client
+
+--- One signed call. Returns json, body | nil, err.
+-- Sent with `idempotent = true`: MoCoPay's calls may be retried.
+-- @tparam string op the operation name, e.g. "verifyPayment"
+-- @tparam string method "GET" or "POST"
+-- @tparam string endpoint the path after base_url's prefix
+-- @tparam table params the query parameters (signed)
+-- @treturn table the decoded JSON answer
+-- @treturn string the raw body
+-- @return[2] nil
+-- @return[2] a transport error or a provider error: `unauthorized`, `server_error`,
+--   `not_found`, `rejected`, `invalid_response`
 function Client:call(op, method, endpoint, params)
   local path = self.base_path .. endpoint
   local sig = self.api_key .. ":" .. self.sign(path, params)
@@ -455,7 +540,12 @@ function Client:call(op, method, endpoint, params)
   return json, res.body
 end
 
--- initPayment with API parameter names. Returns {request_id, redirect_url, raw} | nil, err.
+--- initPayment with API parameter names. Returns {request_id, redirect_url, raw} | nil, err.
+-- @tparam table params initPayment parameters (see @{validate_init})
+-- @tparam[opt] table names API name to the caller's name, for error fields
+-- @treturn table `{request_id=, redirect_url=, raw=}`
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function Client:init_payment(params, names)
   local ok, err = M.validate_init(params, names)
   if not ok then return nil, err end
@@ -477,9 +567,15 @@ local PURCHASE = {
   return_url = "callbackUrl", callback_url = "callbackUrl", notify_url = "notifyUrl", image_url = "imageUrl",
 }
 
+--- Starts a payment (uniform flow, initPayment).
 -- gw:purchase{pid=, reference=, return_url|callback_url=, notify_url=, user_id=, client_ip=, phone=,
 -- mcc=, mnc=, country=, lang=, image_url=} -> result "redirect" with keep {request_id, reference_id, pid}.
 -- A reference is generated when none is given, so that the buyer's return can be matched.
+-- @tparam table p the fields above (`pid` or `product` required); the instance's
+--   callback_url and notify_url are the defaults; any other field is a validation error
+-- @treturn table result "redirect" with `redirect_url`, `provider_reference` (requestId), `keep`
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function Client:purchase(p)
   if type(p) ~= "table" then return nil, errors.validation("purchase", "invalid", "purchase expects a table") end
   local params, names = {}, {}
@@ -504,8 +600,14 @@ end
 
 local VERIFY_BY = { sessionId = "session_id", userId = "user_id", transactionId = "transaction_id" }
 
+--- A session's state (verifyPayment).
 -- verifyPayment by exactly one of sessionId, userId, transactionId (API or Lua names).
 -- Returns result (status from the session's status; `payment` holds every answered field).
+-- @tparam table|string by `{sessionId=}`, `{userId=}` or `{transactionId=}` (or `session_id`,
+--   `user_id`, `transaction_id`); a string is a sessionId
+-- @treturn table result ("paid", "failed", "pending") with `payment` (see @{payment_info})
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function Client:verify_payment(by)
   if type(by) == "string" then by = { sessionId = by } end
   if type(by) ~= "table" then return nil, errors.validation("sessionId", "required", "verifyPayment needs sessionId, userId or transactionId") end
@@ -533,7 +635,12 @@ function Client:verify_payment(by)
   return payment_result(info, json)
 end
 
+--- The status of a payment (uniform flow): @{Client:verify_payment}.
 -- gw:status(ref): ref is a sessionId string or {sessionId=|userId=|transactionId=}.
+-- @tparam string|table ref
+-- @treturn table result
+-- @return[2] nil
+-- @return[2] err
 function Client:status(ref) return self:verify_payment(ref) end
 
 local function decode_params(params)
@@ -549,10 +656,18 @@ end
 
 local function same(a, b) return type(a) == "string" and type(b) == "string" and core.consteq(a, b) end
 
+--- Completes a payment when the buyer comes back (uniform flow).
 -- gw:complete(params, keep): the buyer's return to callbackUrl (sid, sessionId, requestId,
 -- referenceId, status). The return is not signed, so requestId and referenceId must match
 -- what purchase kept, sid must equal sessionId, and PaymentComplete is confirmed with
--- verifyPayment (its pid must match keep.pid) before "paid" is reported.
+-- verifyPayment (its pid must match keep.pid) before "paid" is reported
+-- (unless the instance's confirm_return is false).
+-- @tparam table|string params the return's parameters, or its query string (or URL)
+-- @tparam table keep the `keep` of the purchase result
+-- @treturn table result "paid", "failed" or "pending"
+-- @return[2] nil
+-- @return[2] a validation error, a signature error (`request_mismatch`, `reference_mismatch`,
+--   `session_mismatch`, `product_mismatch`), or verifyPayment's error
 function Client:complete(params, keep)
   local p, err = decode_params(params)
   if not p then return nil, err end
@@ -630,10 +745,18 @@ local function notification_params(req)
   return list
 end
 
+--- Handles a MoCoPay notification (uniform flow).
 -- gw:notification{method=, path=, query=, body=, headers=} -> result, reply | nil, err, reply.
 -- Checks the `signature` parameter when present (same scheme over the notification's path and
 -- parameters), then confirms the session with verifyPayment before reporting it; a repeat of
 -- a notification this instance has handled comes back with result.duplicate = true.
+-- @tparam table req `method`, `path` (or `uri`), `query` (raw string or decoded table), `body`, `headers`
+-- @treturn table result with `notification` (the notified fields) and `duplicate`
+-- @treturn table reply `{status=200, body=notification_reply, content_type="text/plain"}`
+-- @return[2] nil
+-- @return[2] a validation, config (no notify_path), signature (`malformed`, `bad_signature`,
+--   `unknown_key`, `not_signed`, `session_mismatch`) or verifyPayment error
+-- @return[2] table reply to send (400, 401, or 503 when verifyPayment failed)
 function Client:notification(req)
   local bad = { status = 400, body = "bad request", content_type = "text/plain" }
   if type(req) ~= "table" then
