@@ -1,6 +1,9 @@
--- Moka result codes and bank codes -> stable paykit codes and English messages.
+--- Moka result codes and bank codes -> stable paykit codes and English messages.
 -- Source: the ResultCode table of Moka's 3D Secure page and its bank error table
 -- (000..029; 030 is seen in the field without a published meaning).
+--
+-- The tables `RESULT`, `SUFFIX` and `BANK` hold the rows.
+-- @module paykit.providers.moka_codes
 local _M = {}
 
 -- Outer ResultCode (Moka itself refused the request). kind "config" when the fault is
@@ -110,7 +113,11 @@ _M.BANK = {
   ["030"] = { "moka.bank.other_decline", "The bank declined the payment (code 030)" },
 }
 
--- Outer ResultCode -> kind, code, message (unknown codes map to moka.unknown_result).
+--- Outer ResultCode -> kind, code, message (unknown codes map to moka.unknown_result).
+-- @tparam ?string code Moka's ResultCode, e.g. "PaymentDealer.CheckPaymentDealerAuthentication.InvalidAccount"
+-- @treturn string kind ("config" or "provider")
+-- @treturn string code, e.g. "moka.invalid_account"
+-- @treturn string message
 function _M.result(code)
   code = (code or ""):match("^%s*(.-)%s*$")
   local row = _M.RESULT[code] or _M.SUFFIX[code:match("([^%.]+)$") or ""]
@@ -118,7 +125,10 @@ function _M.result(code)
   return "provider", "moka.unknown_result", "Moka refused the request with result code " .. code
 end
 
--- Bank code -> code, message.
+--- Bank code -> code, message.
+-- @tparam ?string code the bank's result code, e.g. "005"
+-- @treturn string code, e.g. "moka.bank.transaction_not_open_to_cardholder" ("moka.bank.unknown" when unknown)
+-- @treturn string message
 function _M.bank(code)
   code = tostring(code or ""):match("^%s*(.-)%s*$")
   local row = _M.BANK[code]

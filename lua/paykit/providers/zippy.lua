@@ -1,8 +1,22 @@
+--- paykit.providers.zippy: hosted card and carrier-billing payment pages.
 -- Zippy: hosted card and carrier-billing payment pages. The merchant's server creates
 -- sellers, products and transactions over a REST API signed with OAuth 1.0 (two-legged,
 -- HMAC-SHA1); the buyer pays on Zippy's pages; Zippy reports the outcome with a signed notice
 -- (browser redirect to success_url/error_url, and a callback POST).
 --
+-- Zippy has no call to look a transaction up (the reference API only creates them), so
+-- status() answers an "unsupported" error: the outcome arrives only as a signed notice.
+--
+-- Module fields: `oauth` (`paykit.providers.zippy_oauth`), `notice`
+-- (`paykit.providers.zippy_notice`), `CURRENCIES`, `PAY_METHODS` (CARD, OPERATOR),
+-- `SELLER_STATUSES` (ACTIVE, INACTIVE, DISABLED).
+--
+-- API calls answer Zippy's decoded JSON (true for an empty answer) or nil, err: a 401 is a
+-- config error `invalid_credentials`; 404 `not_found`, 400 `bad_request`, 409 `conflict`,
+-- 5xx `server_error` are provider errors; a 409 InvalidArgumentError is a validation error
+-- `invalid_argument` whose `fields` maps each refused field to Zippy's reason.
+-- @module paykit.providers.zippy
+-- @usage
 --   local zippy = paykit.zippy{consumer_key = "...", consumer_secret = "...",
 --     notice_keys = {[0] = "old secret", [1] = "new secret"}, base_url = "https://zippy.example/"}
 --   local r = zippy:purchase{product_id = uuid, amount = "0.99", currency = "EUR", pay_method = "CARD",
@@ -11,9 +25,6 @@
 --   -- send the browser to r.redirect_url; store r.keep
 --   local result, err = zippy:complete(ngx.var.args, keep)        -- on success_url / error_url
 --   local result, err, reply = zippy:notification{body = raw_body}  -- on the callback URLs
---
--- Zippy has no call to look a transaction up (the reference API only creates them), so
--- status() answers an "unsupported" error: the outcome arrives only as a signed notice.
 local core = require "paykit.core"
 local errors = require "paykit.errors"
 local money = require "paykit.money"
@@ -36,7 +47,7 @@ _M.SELLER_STATUSES = { ACTIVE = true, INACTIVE = true, DISABLED = true }
 
 local PROVIDER = "zippy"
 
----------------------------------------------------------------------------- construction
+-- ------------------------------------------------------------------------- construction
 
 local function config_error(field, message)
   error(errors.config(field, "invalid", message), 0)
@@ -66,10 +77,22 @@ local function notice_keys(keys)
   return out, newest
 end
 
+--- A Zippy instance.
 -- paykit.zippy{consumer_key=, consumer_secret=, base_url=, notice_keys=, token=, realm=,
 --   success_url=, error_url=, callback_success_url=, callback_error_url= (defaults for purchase),
 --   clock= (function -> unix seconds), nonce= (function -> string), and the transport options
 --   (timeout, connect_timeout, logger, hooks, retry, ...) of paykit.http}
+-- The secrets (consumer_secret, token_secret, notice keys) live only in the instance's closures.
+-- @tparam table opts
+--
+--  * `consumer_key`, `consumer_secret` (required), `base_url` (required, absolute http(s))
+--  * `notice_keys` `{[id] = secret, ...}` the keys notices may be signed with (rotation: every
+--    listed key is accepted; the newest id signs test notices)
+--  * `token` (default "notimplemented"), `token_secret`, `realm` (default "Zippy")
+--  * `success_url`, `error_url`, `callback_success_url`, `callback_error_url`: purchase defaults
+--  * `clock`, `nonce`, and the transport options
+-- @treturn Zippy the instance
+-- @raise a config error (a `paykit.errors` table) naming the option
 function _M.new(opts)
   if type(opts) ~= "table" then config_error("opts", "paykit.zippy expects a table of options") end
   if not nonempty_string(opts.consumer_key) then config_error("consumer_key", "consumer_key is required") end
@@ -110,7 +133,7 @@ function _M.new(opts)
   return setmetatable(self, mt)
 end
 
----------------------------------------------------------------------------- API calls
+-- ------------------------------------------------------------------------- API calls
 
 local function provider_error(t)
   t.provider = PROVIDER
@@ -173,7 +196,27 @@ local function path_segment(v)
   return core.pct_encode(tostring(v))
 end
 
+--- A signed notice and callback body, for merchants' own tests (module function).
+-- zippy.generate_test_notice{ext_transaction_id=, error=, key_id=, key=}
+-- @function generate_test_notice
+-- @tparam table t `key` (the notice secret, required), `key_id` (default 0),
+--   `ext_transaction_id` (default "test"), `error` (a failure code; absent: paid)
+-- @treturn string the signed notice
+-- @treturn string the callback body `signed_notice=...` carrying it
+-- @raise when t is not a table with a non-empty key
+
+--- A Zippy instance (from @{new}); the methods below return `nil, err` on failure.
+-- @type Zippy
+
+--- One OAuth-signed API call (the building block of the other methods).
 -- call(method, path, {query=pairs, body=table, idempotent=bool, op=}) -> json | nil, err
+-- @tparam string method "GET", "POST", "PUT" or "DELETE"
+-- @tparam string path e.g. "/sellers"
+-- @tparam[opt] table o `query` (pairs), `body` (a table, sent as JSON), `idempotent`
+--   (default: every method but POST), `op` (name for logs and errors)
+-- @return the decoded JSON answer, or true for an empty answer
+-- @return[2] nil
+-- @return[2] a transport, config, provider or validation error (see the module description)
 function _M:call(method, path, o)
   o = o or {}
   local url = self.base_url .. path
@@ -234,6 +277,10 @@ local function check_seller(s, partial)
   end
 end
 
+--- Creates a seller (POST /sellers).
+-- @tparam table s `uuid`, `status` (ACTIVE, INACTIVE, DISABLED), `name`, `email` (required),
+--   `agreement` (YYYY-MM-DD); no other field
+-- @return the seller as Zippy answers it
 function _M:create_seller(s)
   local body, err = pick(s, SELLER_FIELDS, "seller")
   if not body then return nil, err end
@@ -242,15 +289,24 @@ function _M:create_seller(s)
   return self:call("POST", "/sellers", { body = body, op = "create_seller", idempotent = true })
 end
 
+--- A seller (GET /sellers/:uuid).
+-- @tparam string uuid
+-- @return the seller
 function _M:get_seller(uuid)
   local e = need_id(uuid, "uuid"); if e then return nil, e end
   return self:call("GET", "/sellers/" .. path_segment(uuid), { op = "get_seller" })
 end
 
+--- Every seller (GET /sellers).
+-- @return the sellers
 function _M:list_sellers()
   return self:call("GET", "/sellers", { op = "list_sellers" })
 end
 
+--- Changes a seller (PUT /sellers/:uuid).
+-- @tparam string uuid
+-- @tparam table changes any of the seller fields of @{Zippy:create_seller}
+-- @return the answer
 function _M:update_seller(uuid, changes)
   local e = need_id(uuid, "uuid"); if e then return nil, e end
   local body, err = pick(changes, SELLER_FIELDS, "seller")
@@ -260,11 +316,17 @@ function _M:update_seller(uuid, changes)
   return self:call("PUT", "/sellers/" .. path_segment(uuid), { body = body, op = "update_seller" })
 end
 
+--- Deletes a seller (DELETE /sellers/:uuid).
+-- @tparam string uuid
+-- @return the answer (true when empty)
 function _M:delete_seller(uuid)
   local e = need_id(uuid, "uuid"); if e then return nil, e end
   return self:call("DELETE", "/sellers/" .. path_segment(uuid), { op = "delete_seller" })
 end
 
+--- A seller's terms (GET /terms/:seller_uuid).
+-- @tparam string seller_uuid
+-- @return the terms
 function _M:get_terms(seller_uuid)
   local e = need_id(seller_uuid, "uuid"); if e then return nil, e end
   return self:call("GET", "/terms/" .. path_segment(seller_uuid), { op = "get_terms" })
@@ -272,6 +334,9 @@ end
 
 local PRODUCT_FIELDS = { uuid = true, name = true, external_id = true, seller_id = true }
 
+--- Creates a product (POST /products).
+-- @tparam table p `uuid`, `name`, `external_id`, `seller_id` (all required); no other field
+-- @return the product
 function _M:create_product(p)
   local body, err = pick(p, PRODUCT_FIELDS, "product")
   if not body then return nil, err end
@@ -281,12 +346,18 @@ function _M:create_product(p)
   return self:call("POST", "/products", { body = body, op = "create_product", idempotent = true })
 end
 
+--- A product (GET /products/:uuid).
+-- @tparam string uuid
+-- @return the product
 function _M:get_product(uuid)
   local e = need_id(uuid, "uuid"); if e then return nil, e end
   return self:call("GET", "/products/" .. path_segment(uuid), { op = "get_product" })
 end
 
+--- Products, optionally filtered (GET /products).
 -- list_products{seller_id=, external_id=} (both optional filters)
+-- @tparam[opt] table filter `seller_id`, `external_id`
+-- @return the products
 function _M:list_products(filter)
   filter = filter or {}
   local q = {}
@@ -299,7 +370,7 @@ function _M:list_products(filter)
   return self:call("GET", "/products", { query = q, op = "list_products" })
 end
 
----------------------------------------------------------------------------- transactions
+-- ------------------------------------------------------------------------- transactions
 
 local TX_FIELDS = {
   product_id = true, region = true, carrier = true, price = true, currency = true, pay_method = true,
@@ -321,7 +392,14 @@ local function zippy_price(price, currency)
   return dec
 end
 
--- Checks and normalises a transaction; returns the JSON body or nil, err. No network.
+--- Checks and normalises a transaction; returns the JSON body or nil, err. No network.
+-- @tparam table t `product_id`, `price` (decimal string or integer minor units; sent as
+--   "0.00"), `currency` (one of `CURRENCIES`), `pay_method` (CARD or OPERATOR), `carrier`,
+--   `region` (the buyer's MCC, numeric), `ext_transaction_id`, `success_url`, `error_url`,
+--   `callback_success_url`, `callback_error_url` (default: the instance's), `product_image_url`
+-- @treturn table the request body
+-- @return[2] nil
+-- @return[2] a validation error naming the field
 function _M:transaction_body(t)
   local body, err = pick(t, TX_FIELDS, "transaction")
   if not body then return nil, err end
@@ -359,7 +437,10 @@ function _M:transaction_body(t)
   return body
 end
 
+--- Creates a transaction (POST /transactions); never retried once it may have been sent.
 -- create_transaction{...every documented field...} -> transaction (with uuid, status, token)
+-- @tparam table t the fields of @{Zippy:transaction_body}
+-- @return the transaction (with uuid, status, token)
 function _M:create_transaction(t)
   local body, err = self:transaction_body(t)
   if not body then return nil, err end
@@ -367,11 +448,19 @@ function _M:create_transaction(t)
   return self:call("POST", "/transactions", { body = body, op = "create_transaction", idempotent = false })
 end
 
+--- The payment page URL for a transaction's token.
+-- @tparam string token the transaction's token
+-- @treturn string base_url .. "/payment/start?tx=" .. token (percent-encoded)
 function _M:payment_url(token)
   return self.base_url .. "/payment/start?tx=" .. core.pct_encode(tostring(token))
 end
 
--- Asks Zippy to check a signed notice (POST /notices). -> true | false, reason | nil, err
+--- Asks Zippy to check a signed notice (POST /notices). -> true | false, reason | nil, err
+-- @tparam string signed the signed notice
+-- @treturn boolean true when Zippy says OK; false, reason otherwise
+-- @treturn ?string the reason for false
+-- @return[2] nil
+-- @return[2] err
 function _M:check_notice(signed)
   if not nonempty_string(signed) then return nil, errors.validation("qs", "required", "the signed notice is required") end
   local res, err = self:call("POST", "/notices", { body = { qs = signed }, op = "check_notice", idempotent = true })
@@ -383,23 +472,36 @@ function _M:check_notice(signed)
   return false, tostring(res.reason or "")
 end
 
+--- Whether Zippy's API answers.
 -- GET /status -> true | nil, err
+-- @treturn boolean true when the answer is `{result = "OK"}`
+-- @return[2] nil
+-- @return[2] err
 function _M:ping()
   local res, err = self:call("GET", "/status", { op = "status" })
   if not res then return nil, err end
   return type(res) == "table" and res.result == "OK"
 end
 
----------------------------------------------------------------------------- notices
+-- ------------------------------------------------------------------------- notices
 
+--- Verifies a signed notice with the instance's notice keys.
 -- verify_notice(raw) -> {ext_transaction_id=, error=} | nil, err (kind signature)
+-- @tparam string raw the signed notice, as received
+-- @treturn table `{ext_transaction_id=, error=, key_id=}`
+-- @return[2] nil
+-- @return[2] a signature error (see `paykit.providers.zippy_notice.verify`)
 function _M:verify_notice(raw)
   local map, list_or_err, key_id = self.verify_raw(raw)
   if not map then return nil, list_or_err end
   return { ext_transaction_id = map.ext_transaction_id, error = map.error, key_id = key_id }
 end
 
--- A signed notice for the merchant's own tests (uses this instance's newest notice key, or key_id).
+--- A signed notice for the merchant's own tests (uses this instance's newest notice key, or key_id).
+-- @tparam[opt] table t `ext_transaction_id` (default "test"), `error`, `key_id`
+-- @treturn string the signed notice
+-- @return[2] nil
+-- @return[2] a config error `unknown_key`
 function _M:test_notice(t)
   t = t or {}
   local fields = { { "ext_transaction_id", t.ext_transaction_id or "test" } }
@@ -434,11 +536,18 @@ local function notice_result(n, keep)
   }
 end
 
----------------------------------------------------------------------------- uniform flow
+-- ------------------------------------------------------------------------- uniform flow
 
+--- Starts a payment (uniform flow): creates a transaction, answers its payment page.
 -- purchase{product_id, amount|price, currency, pay_method, carrier, region, reference|ext_transaction_id,
 --   success_url, error_url, callback_success_url, callback_error_url (or instance defaults),
 --   product_image_url}
+-- `return_url` stands for success_url and error_url, `notify_url` for both callback URLs.
+-- @tparam table p the fields above
+-- @treturn table result "redirect" with `redirect_url` and `keep`
+--   (`ext_transaction_id`, `uuid`, `token`, `amount`, `currency`)
+-- @return[2] nil
+-- @return[2] a validation, transport or provider error
 function _M:purchase(p)
   if type(p) ~= "table" then return nil, errors.validation("purchase", "invalid", "purchase expects a table") end
   local t = {}
@@ -483,9 +592,16 @@ function _M:purchase(p)
   }
 end
 
+--- Completes a payment when the buyer comes back (uniform flow).
 -- complete(query, keep): the buyer's browser came back to success_url/error_url with the
 -- signed notice in the query string. `query` is the RAW query string (or a table carrying it
 -- as .query, like a notification request): verification needs the bytes as sent.
+-- @tparam string|table params the raw query string, or a table with `query` (or `args`)
+-- @tparam[opt] table keep the purchase's `keep` (its ext_transaction_id must match)
+-- @treturn table result "paid" or "failed"
+-- @return[2] nil
+-- @return[2] a validation error (`raw_query_required`) or a signature error
+--   (`wrong_transaction`, or those of @{Zippy:verify_notice})
 function _M:complete(params, keep)
   local raw = params
   if type(params) == "table" then raw = params.query or params.args end
@@ -502,8 +618,15 @@ function _M:complete(params, keep)
   return notice_result(n, keep)
 end
 
+--- Handles Zippy's callback (uniform flow).
 -- notification{method=, query=, body=, headers=}: Zippy's callback POST
--- (signed_notice=<urlencoded notice>). -> result, reply | nil, err, reply
+-- (signed_notice=URLENCODED_NOTICE). -> result, reply | nil, err, reply
+-- @tparam table req the raw `body` (or `query`)
+-- @treturn table result "paid" or "failed", `duplicate` true when seen before (else nil)
+-- @treturn table reply 200 "OK"
+-- @return[2] nil
+-- @return[2] a validation or signature error
+-- @return[2] table reply 400
 function _M:notification(req)
   if type(req) ~= "table" then
     return nil, errors.validation("req", "invalid", "notification expects {method=, query=, body=, headers=}"),
@@ -528,7 +651,11 @@ function _M:notification(req)
   return result, gateway.reply(200, "OK")
 end
 
+--- Always a provider error `unsupported` (uniform flow).
 -- Zippy offers no lookup of a transaction: the reference API has POST /transactions only.
+-- @param ref the reference (only named in the message)
+-- @return nil
+-- @return a provider error `unsupported`
 function _M:status(ref)
   return nil, errors.new { kind = "provider", code = "unsupported", provider = PROVIDER, op = "zippy.status",
     message = "Zippy has no transaction lookup (GET /transactions/:uuid is not part of its API); "

@@ -1,13 +1,15 @@
--- Zippy's signed notices: `qs .. "&sig=" .. id .. ":" .. hex(HMAC-SHA256(keys[id], qs))`,
+--- Zippy's signed notices.
+-- `qs .. "&sig=" .. id .. ":" .. hex(HMAC-SHA256(keys[id], qs))`,
 -- where qs is the notice ({ext_transaction_id=..[, error=CODE]}) percent-encoded.
---
---   local notice = require "paykit.providers.zippy_notice"
---   local fields, err = notice.verify(raw, {[0] = "old secret", [1] = "new secret"})
---   local signed = notice.sign({{"ext_transaction_id", "order-1"}}, 1, "new secret")
 --
 -- Verification works on the raw bytes as received: split at the last "&sig=", the id must
 -- name a configured key, the HMAC is recomputed over the bytes before "&sig=" and compared
 -- in constant time; only then is anything decoded.
+-- @module paykit.providers.zippy_notice
+-- @usage
+--   local notice = require "paykit.providers.zippy_notice"
+--   local fields, err = notice.verify(raw, {[0] = "old secret", [1] = "new secret"})
+--   local signed = notice.sign({{"ext_transaction_id", "order-1"}}, 1, "new secret")
 local core = require "paykit.core"
 local errors = require "paykit.errors"
 
@@ -25,7 +27,9 @@ local function last_sig(s)
   end
 end
 
--- The notice's query string: pairs in order, RFC 3986 percent-encoding (space as %20).
+--- The notice's query string: pairs in order, RFC 3986 percent-encoding (space as %20).
+-- @tparam table fields pairs `{{name, value}, ...}`
+-- @treturn string the query string
 function _M.encode(fields)
   local parts = {}
   for i, kv in ipairs(fields) do
@@ -34,14 +38,26 @@ function _M.encode(fields)
   return table.concat(parts, "&")
 end
 
--- sign(fields, key_id, secret) -> signed notice string.
+--- Signs a notice: sign(fields, key_id, secret) -> signed notice string.
+-- @tparam table fields pairs `{{"ext_transaction_id", id}, {"error", code}}`
+-- @tparam number key_id the key's id
+-- @tparam string secret the key
+-- @treturn string the signed notice
 function _M.sign(fields, key_id, secret)
   local qs = _M.encode(fields)
   return qs .. SIG_MARK .. tostring(key_id) .. ":" .. core.hmac("sha256", secret, qs, "hex")
 end
 
+--- Verifies a signed notice.
 -- verify(raw, keys) -> fields (map), pairs | nil, err (kind "signature").
 -- err.code: "unsigned", "malformed", "unknown_key", "bad_signature".
+-- @tparam string raw the signed notice as received
+-- @tparam table keys `{[id] = secret, ...}`
+-- @treturn table fields: `ext_transaction_id`, `error` (absent when paid)
+-- @treturn table pairs in order
+-- @treturn number the id of the key that signed it
+-- @return[2] nil
+-- @return[2] a signature error
 function _M.verify(raw, keys)
   if type(raw) ~= "string" or raw == "" then
     return nil, errors.signature("unsigned", "the Zippy notice is empty")
@@ -77,8 +93,10 @@ function _M.verify(raw, keys)
   return map, list, tonumber(id)
 end
 
--- The signed notice inside a browser redirect's query string. The merchant's success_url may
+--- The signed notice inside a browser redirect's query string. The merchant's success_url may
 -- carry its own parameters before the notice, which always starts with ext_transaction_id=.
+-- @tparam string query the raw query string (a leading "?" is dropped)
+-- @treturn ?string the notice (nil when query is not a string)
 function _M.from_query(query)
   if type(query) ~= "string" then return nil end
   query = query:gsub("^%?", "")
@@ -88,8 +106,12 @@ function _M.from_query(query)
   return query
 end
 
--- The signed notice inside a callback POST body (signed_notice=<urlencoded notice>).
+--- The signed notice inside a callback POST body (signed_notice=URLENCODED_NOTICE).
 -- Returns the notice or nil, err.
+-- @tparam string body the raw form-encoded body
+-- @treturn string the notice
+-- @return[2] nil
+-- @return[2] a signature error (`unsigned` or `malformed`)
 function _M.from_body(body)
   if type(body) ~= "string" or body == "" then
     return nil, errors.signature("unsigned", "the Zippy callback has no body")

@@ -1,10 +1,11 @@
--- OAuth 1.0 (RFC 5849), two-legged, HMAC-SHA1: how every Zippy API call is signed.
+--- OAuth 1.0 (RFC 5849), two-legged, HMAC-SHA1: how every Zippy API call is signed.
 --
+-- The request body (JSON) is not part of the signature; query-string parameters are.
+-- @module paykit.providers.zippy_oauth
+-- @usage
 --   local oauth = require "paykit.providers.zippy_oauth"
 --   local header = oauth.authorization{method = "GET", url = url, consumer_key = k,
 --     consumer_secret = s, token = "notimplemented", nonce = n, timestamp = t, realm = "Zippy"}
---
--- The request body (JSON) is not part of the signature; query-string parameters are.
 local core = require "paykit.core"
 
 local _M = {}
@@ -24,10 +25,22 @@ local function base_uri(url)
 end
 _M.base_uri = base_uri
 
--- The signature base string (RFC 5849 3.4.1):
+--- The base string URI of a URL (RFC 5849 3.4.1.2).
+-- Scheme and host lowercase, default port dropped, path as sent, no query.
+-- @function base_uri
+-- @tparam string url an absolute URL
+-- @treturn ?string the base URI, or nil when url is not absolute
+
+--- The signature base string (RFC 5849 3.4.1):
 --   METHOD & pct(base URI) & pct(normalized parameters)
 -- `oauth_params` is a map of the oauth_* protocol parameters (realm and oauth_signature are
 -- left out if present); the query string of `url` is parsed and joins them.
+-- @tparam string method the HTTP method
+-- @tparam string url the request URL, with its query string
+-- @tparam table oauth_params name to value
+-- @treturn string the base string
+-- @return[2] nil
+-- @return[2] string message (not an absolute URL, or an invalid query string)
 function _M.base_string(method, url, oauth_params)
   local uri = base_uri(url)
   if not uri then return nil, "not an absolute URL" end
@@ -44,7 +57,12 @@ function _M.base_string(method, url, oauth_params)
   return method:upper() .. "&" .. pct(uri) .. "&" .. pct(core.canonical_query(params))
 end
 
+--- The oauth_signature.
 -- HMAC-SHA1 over the base string with key pct(consumer_secret) & pct(token_secret).
+-- @tparam string base the base string
+-- @tparam string consumer_secret
+-- @tparam[opt] string token_secret (default "")
+-- @treturn string base64 signature
 function _M.signature(base, consumer_secret, token_secret)
   return core.hmac("sha1", pct(consumer_secret) .. "&" .. pct(token_secret or ""), base, "base64")
 end
@@ -52,8 +70,12 @@ end
 local ORDER = { "oauth_consumer_key", "oauth_nonce", "oauth_signature_method", "oauth_timestamp",
                 "oauth_token", "oauth_version", "oauth_signature" }
 
--- The Authorization header value for one request. o: method, url, consumer_key,
+--- The Authorization header value for one request. o: method, url, consumer_key,
 -- consumer_secret, token, token_secret, nonce, timestamp, realm.
+-- @tparam table o the fields above (realm optional; token_secret optional)
+-- @treturn string `OAuth realm="...", oauth_consumer_key="...", ...`
+-- @return[2] nil
+-- @return[2] string message (see @{base_string})
 function _M.authorization(o)
   local params = {
     oauth_consumer_key = o.consumer_key,
