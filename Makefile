@@ -8,6 +8,8 @@
 #   make deps       install the Debian packages paykit needs (as root)
 
 CC      ?= cc
+V       ?= 0
+Q        = $(if $(filter 1,$(V)),,@)   # make V=1 shows the compiler command
 CFLAGS  ?= -O2 -g
 WARN     = -Wall -Wextra
 PKGCONF ?= pkg-config
@@ -37,11 +39,13 @@ build: $(CORE54) $(COREJIT)
 # Compile into a temporary file, then rename: a concurrent reader never loads half a module.
 $(CORE54): $(SRC) $(HDR) Makefile
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(WARN) -fPIC -shared $(LUA54_CFLAGS) $(DEP_CFLAGS) -o $@.tmp.$$$$ $(SRC) $(DEP_LIBS) && mv -f $@.tmp.$$$$ $@
+	@echo "  CC  $@"
+	$(Q)$(CC) $(CFLAGS) $(WARN) -fPIC -shared $(LUA54_CFLAGS) $(DEP_CFLAGS) -o $@.tmp.$$$$ $(SRC) $(DEP_LIBS) && mv -f $@.tmp.$$$$ $@
 
 $(COREJIT): $(SRC) $(HDR) Makefile
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(WARN) -fPIC -shared $(LUAJIT_CFLAGS) $(DEP_CFLAGS) -o $@.tmp.$$$$ $(SRC) $(DEP_LIBS) && mv -f $@.tmp.$$$$ $@
+	@echo "  CC  $@"
+	$(Q)$(CC) $(CFLAGS) $(WARN) -fPIC -shared $(LUAJIT_CFLAGS) $(DEP_CFLAGS) -o $@.tmp.$$$$ $(SRC) $(DEP_LIBS) && mv -f $@.tmp.$$$$ $@
 
 deps:
 	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
