@@ -50,10 +50,13 @@ $(COREJIT): $(SRC) $(HDR) Makefile
 deps:
 	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	command -v node >/dev/null 2>&1 || missing="$$missing $(NODE_PKGS)"; \
-	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; exit 0; fi; \
+	if [ -z "$$missing" ]; then echo "deps: all Debian packages present"; else \
 	if [ "$$(id -u)" != 0 ]; then echo "deps: missing:$$missing (run 'make deps' as root)"; exit 1; fi; \
 	echo "deps: installing$$missing"; \
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+	@# Debian's LuaRocks defaults to Lua 5.1; paykit's `luarocks make` is for Lua 5.4.
+	@if [ "$$(id -u)" = 0 ] && [ "$$(luarocks config lua_version 2>/dev/null)" != 5.4 ]; then \
+	  luarocks config --scope system lua_version 5.4 >/dev/null && echo "deps: LuaRocks now defaults to Lua 5.4"; fi
 
 test: deps
 	@$(MAKE) --no-print-directory build
@@ -71,7 +74,7 @@ bench: deps
 	@bash bench/run
 
 install: deps
-	luarocks --lua-version=5.4 make rockspec/paykit-scm-1.rockspec --deps-mode=none
+	luarocks make rockspec/paykit-scm-1.rockspec --deps-mode=none
 
 docs:
 	@command -v ldoc >/dev/null || $(MAKE) --no-print-directory deps
