@@ -15,20 +15,20 @@
 --  * `amount` decimal string ("27.50") or integer minor units, greater than zero
 --  * `currency` TL (or TRY), USD, EUR or GBP; default the instance's `currency`
 --  * `card` `{number=, exp_month=, exp_year= (YYYY or YY), cvc= (3 or 4 digits), holder=}`,
---    or `card_token` (a stored card's CardToken): exactly one of them
+--   or `card_token` (a stored card's CardToken): exactly one of them
 --  * `client_ip` the buyer's IP address (default the instance's `client_ip`; required)
 --  * `reference` your unique OtherTrxCode (at most 64 characters)
 --  * `redirect_url` where the buyer comes back after 3D (3D only, required), `redirect_type`
---    0 (page, default) or 1 (iframe)
+--   0 (page, default) or 1 (iframe)
 --  * `installments` 0 to 12 (0 or 1: a single payment; more only in TL)
 --  * `pre_auth` (authorize only, capture later), `pool` (pool payment), `tokenize` (store the
---    card; not with card_token)
+--   card; not with card_token)
 --  * `description` (200), `sub_merchant` (100), `software` (30), `integrator_id` (integer)
 --  * `basket` `{{product_id= or product_code=, unit_price=, quantity=}, ...}`: the total must
---    equal the amount
---  * `buyer` `{full_name=, gsm=, email=, address=}`, `customer` `{dealer_customer_id=,
---    customer_code=, first_name=, last_name=, gender=, birth_date=, gsm=, email=, address=,
---    card_name=}`
+--   equal the amount
+--  * `buyer` `{full_name=, gsm=, email=, address=}`
+--  * `customer` `{dealer_customer_id=, customer_code=, first_name=, last_name=, gender=,`
+--   `birth_date=, gsm=, email=, address=, card_name=}`
 --
 -- After-sale calls (@{Moka:capture}, @{Moka:void}, @{Moka:refund}, @{Moka:approve_pool},
 -- @{Moka:undo_pool}) name the payment with exactly one of `order_id` (Moka's
@@ -112,14 +112,14 @@ end
 --  * `dealer_code`, `username`, `password` (required) issued by Moka
 --  * `env` "test" (default) or "production", or `base_url` an absolute http(s) URL
 --  * `software` (at most 30 characters, default "paykit"), `client_ip` (the payments' default),
---    `currency` (default "TL")
+--   `currency` (default "TL")
 --  * `lookup` function(other_trx_code, trx_code) -> code_for_hash, for @{Moka:notification}
 --  * `fields` replacement notification field names: `hash`, `result_code`, `result_message`,
---    `trx_code`, `other_trx_code` (each a name or a list of names)
+--   `trx_code`, `other_trx_code` (each a name or a list of names)
 --  * `clock` function -> unix seconds (card expiry checks; default os.time)
 --  * transport: `logger`, `hooks`, `timeout`, `connect_timeout`, `retry`, `verify_tls`,
---    `cafile`, `capath`, `max_response`, `user_agent`, `sleep` (see `paykit.http.new`), or
---    `transport`; `duplicate_capacity` (default 1024)
+--   `cafile`, `capath`, `max_response`, `user_agent`, `sleep` (see `paykit.http.new`), or
+--   `transport`; `duplicate_capacity` (default 1024)
 -- @treturn Moka the instance
 -- @return[2] nil
 -- @return[2] a config error naming the option

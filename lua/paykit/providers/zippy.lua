@@ -87,7 +87,7 @@ end
 --
 --  * `consumer_key`, `consumer_secret` (required), `base_url` (required, absolute http(s))
 --  * `notice_keys` `{[id] = secret, ...}` the keys notices may be signed with (rotation: every
---    listed key is accepted; the newest id signs test notices)
+--   listed key is accepted; the newest id signs test notices)
 --  * `token` (default "notimplemented"), `token_secret`, `realm` (default "Zippy")
 --  * `success_url`, `error_url`, `callback_success_url`, `callback_error_url`: purchase defaults
 --  * `clock`, `nonce`, and the transport options
