@@ -165,10 +165,17 @@ end
 
 ---------------------------------------------------------------------------- outbound HTTP
 
+-- The sandbox only ever talks to this machine: notifications to any other host are not sent.
+local function loopback(host)
+  return host == "localhost" or host:match("^127%.%d+%.%d+%.%d+$") ~= nil
+end
+M.loopback = loopback
+
 local function parse_url(url)
   local scheme, host, port, path = url:match("^(https?)://([^/:]+):?(%d*)(.*)$")
-  if not scheme then return nil end
-  if scheme ~= "http" then return nil end -- the sandbox notifies local merchants over plain HTTP
+  if not scheme then return nil, "unsupported url" end
+  if scheme ~= "http" then return nil, "the sandbox notifies over plain HTTP only" end
+  if not loopback(host) then return nil, "the sandbox sends nothing off this machine (" .. host .. ")" end
   return host, tonumber(port) or 80, (path ~= "" and path or "/")
 end
 
@@ -176,7 +183,7 @@ end
 -- Returns status, body or nil, err.
 function M.http_request(method, url, headers, body, timeout_ms)
   local host, port, path = parse_url(url)
-  if not host then return nil, "unsupported url " .. tostring(url) end
+  if not host then return nil, port end
   local sock = ngx.socket.tcp()
   sock:settimeout(timeout_ms or 5000)
   local ok, err = sock:connect(host, port)
