@@ -1,10 +1,4 @@
--- paykit.batch: run many provider calls at once from plain Lua (no event loop needed).
---
---   local results, errs = paykit.batch({
---     function() return gw:status("order-1") end,
---     function() return gw:status("order-2") end,
---   }, { max_in_flight = 64 })
---   -- results[i], errs[i]: the first two values task i returned (or nil, the error it raised)
+--- paykit.batch: run many provider calls at once from plain Lua (no event loop needed).
 --
 -- Each task runs in its own coroutine and calls ordinary provider methods. When the transport
 -- (paykit.http) is about to send a request inside such a coroutine it yields the prepared
@@ -16,6 +10,15 @@
 --
 -- Inside nginx (a cosocket phase) the tasks run as ngx.thread light threads instead, at most
 -- max_in_flight at a time, and the cosocket transport does the waiting.
+--
+-- The module table is callable: `paykit.batch(tasks, opts)` is @{run}.
+-- @module paykit.batch
+-- @usage
+--   local results, errs = paykit.batch({
+--     function() return gw:status("order-1") end,
+--     function() return gw:status("order-2") end,
+--   }, { max_in_flight = 64 })
+--   -- results[i], errs[i]: the first two values task i returned (or nil, the error it raised)
 local http = require "paykit.http"
 
 local _M = {}
@@ -152,7 +155,15 @@ local function run_nginx(tasks, max)
   return results, errs
 end
 
+--- Runs the tasks concurrently and collects what each returned.
 -- batch(tasks[, {max_in_flight = 64}]) -> results, errs (arrays in task order)
+-- A task that raises does not stop the others: its error is kept in errs.
+-- @tparam {function,...} tasks each a function of no arguments that makes provider calls
+-- @tparam[opt] table opts `max_in_flight` (a positive integer, default 64): the most requests
+--   in flight at once (inside nginx: the most tasks running at once)
+-- @treturn table results: results[i] is the first value task i returned
+-- @treturn table errs: errs[i] is the second value task i returned, or the error it raised
+-- @raise when tasks is not an array of functions or max_in_flight is not a positive integer
 function _M.run(tasks, opts)
   local max = check(tasks, opts)
   if #tasks == 0 then return {}, {} end

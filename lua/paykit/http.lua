@@ -1,12 +1,6 @@
--- paykit.http: the transport under every provider. Picks the OpenResty cosocket
+--- paykit.http: the transport under every provider. Picks the OpenResty cosocket
 -- transport inside nginx request/timer phases and the libcurl core elsewhere; retries
 -- only what is safe; calls hooks; logs one redacted line per attempt.
---
---   local t = http.new{timeout = 30, connect_timeout = 10, logger = fn, hooks = {...},
---                      retry = {attempts = 3, base_delay = 0.2, max_delay = 2, deadline = 30}}
---   local res, err = t:request{method = "POST", url = url, body = json_text, json = true,
---                              op = "moka.capture", idempotent = true}
---   -- res = {status=, headers=, body=, json=}; err is a paykit error (transport or timeout)
 --
 -- Retry policy: a failure that never reached the server (dns, connect, connect_timeout,
 -- tls) is retried always; a failure after the request may have been sent (timeout, send,
@@ -15,6 +9,17 @@
 -- capped exponential with full jitter, and no attempt starts or runs past `deadline`.
 -- `retry = false` turns retries off for the instance; `idempotent = false` (the default)
 -- keeps them off for a call that could charge twice.
+--
+-- Inside a `paykit.batch` task a request (and a retry's sleep) is yielded to the batch
+-- scheduler instead of run: `http.batch_coroutines` (weak set of task coroutines),
+-- `http.BATCH_REQUEST` and `http.BATCH_SLEEP` (the yield markers) are that interface.
+-- @module paykit.http
+-- @usage
+--   local t = http.new{timeout = 30, connect_timeout = 10, logger = fn, hooks = {...},
+--                      retry = {attempts = 3, base_delay = 0.2, max_delay = 2, deadline = 30}}
+--   local res, err = t:request{method = "POST", url = url, body = json_text, json = true,
+--                              op = "moka.capture", idempotent = true}
+--   -- res = {status=, headers=, body=, json=}; err is a paykit error (transport or timeout)
 local errors = require "paykit.errors"
 local redact = require "paykit.redact"
 
@@ -50,6 +55,12 @@ local function in_cosocket_phase()
 end
 _M.in_cosocket_phase = in_cosocket_phase
 
+--- Whether cosockets may be used here.
+-- True inside nginx in a phase that allows them (rewrite, server_rewrite, access, content, timer, ssl_cert, ssl_session_fetch,
+-- ssl_client_hello, preread).
+-- @function in_cosocket_phase
+-- @treturn boolean
+
 local function now()
   local ngx = rawget(_G, "ngx")
   if type(ngx) == "table" and ngx.now then
@@ -60,6 +71,17 @@ local function now()
   return os.time()
 end
 _M.now = now
+
+--- The current time in seconds.
+-- ngx.now() inside nginx (time updated first), else
+-- LuaSocket's gettime() when it is installed, else os.time().
+-- @function now
+-- @treturn number seconds since the epoch (fractional when the clock allows)
+
+--- The shared lua-cjson instance.
+-- A `cjson.safe` instance, made on first use: decoding bad JSON answers nil rather than raising.
+-- @function cjson
+-- @treturn table the cjson.safe instance
 
 -- paykit.batch registers its task coroutines here (weak keys): inside one of them a request
 -- (and a retry's sleep) is handed to the batch scheduler with coroutine.yield instead of run.
@@ -80,8 +102,14 @@ local function default_sleep(s)
   os.execute(string.format("sleep %.3f", s))
 end
 
+--- Normalise a logger into a function that scrubs every line.
 -- Normalise a logger (function(level, line) or object with :log(level, line)) into a
 -- function that scrubs every line. Returns a no-op when there is no logger.
+-- A logger that raises is ignored (the call returns false).
+-- @tparam ?function|table logger function(level, line), an object with `:log(level, line)`,
+--   or nil/false for none
+-- @treturn function function(level, line) passing `paykit.redact.text(line)` to the logger
+-- @raise for a logger of another kind
 function _M.make_logger(logger)
   if logger == nil or logger == false then return function() end end
   local emit
@@ -106,7 +134,22 @@ local function num(v, name, default)
   return v
 end
 
+--- A new transport.
 -- http.new(opts) -> transport (raises a config error for malformed options)
+-- @tparam[opt] table opts
+--
+--  * `timeout` (seconds, default 30), `connect_timeout` (seconds, default 10)
+--  * `verify_tls` (default true), `cafile`, `capath`, `max_response` (bytes),
+--    `user_agent` (default "paykit")
+--  * `logger` function(level, line) or an object with `:log(level, line)` (see @{make_logger})
+--  * `hooks` `{before = fn(ctx), after = fn(ctx)}`, ctx = `{op, method, url, attempt,
+--    status, elapsed, err}` (no bodies; a failing hook is logged and ignored)
+--  * `retry` `{attempts = 3, base_delay = 0.2, max_delay = 2, deadline = 30}` (seconds), or
+--    false for a single attempt
+--  * `sleep` function(seconds), `random` function() -> [0, 1), `clock` function() -> seconds:
+--    for tests
+-- @treturn transport the transport
+-- @raise a config error (a `paykit.errors` table) for a malformed option
 function _M.new(opts)
   opts = opts or {}
   local retry = opts.retry
@@ -143,6 +186,11 @@ function _M.new(opts)
   return setmetatable(self, mt)
 end
 
+--- A transport (from @{new}).
+-- @type transport
+
+--- The transport's libcurl client (`paykit.core.http_client`), made on first use.
+-- @treturn paykit.core.client the client
 function _M:core_client()
   if not self.client then
     local core = require "paykit.core"
@@ -156,12 +204,22 @@ function _M:core_client()
   return self.client
 end
 
+--- Closes the libcurl client, if one was made (a later request makes a new one).
 function _M:close()
   if self.client then self.client:close(); self.client = nil end
 end
 
+--- One attempt, without retries, hooks or logging: through cosocket or curl.
 -- One attempt, through cosocket or curl. Returns the core shape:
 -- res | nil, message, code, maybe_sent.
+-- Inside a `paykit.batch` task the request is yielded to the batch scheduler.
+-- @tparam table req `{method=, url=, headers=, body=, timeout=, connect_timeout=}`
+--   (timeouts in milliseconds), as `paykit.core` client:request
+-- @treturn table `{status=, headers=, body=}`
+-- @return[2] nil
+-- @return[2] string message
+-- @return[2] string code (see `paykit.core` client:request)
+-- @return[2] boolean maybe_sent
 function _M:send_once(req)
   if batched() then return coroutine.yield(_M.BATCH_REQUEST, self, req) end
   if in_cosocket_phase() then
@@ -196,7 +254,24 @@ local function cjson()
 end
 _M.cjson = cjson
 
+--- A request with retries, hooks and redacted logging.
 -- t:request{method=, url=, headers=, body=, op=, idempotent=, json=} -> res | nil, err
+-- Retried (with backoff, within retry.deadline): failures that never reached the server,
+-- always; failures after sending and HTTP 502/503/504, only when `idempotent`.
+-- Any HTTP status is a response, not an error.
+-- @tparam table req
+--
+--  * `url` (required), `method` (default POST with a body, else GET), `headers`
+--  * `body` a string, or with `json` a table encoded as JSON
+--  * `json` true: send Content-Type and Accept application/json (unless given) and decode
+--    the answer into `res.json`
+--  * `op` the operation name for logs, hooks and errors, e.g. "moka.capture"
+--  * `idempotent` true when a request that may have been sent can be repeated safely
+-- @treturn table `{status=, headers=, body=, json=}`
+-- @return[2] nil
+-- @return[2] a transport or timeout error (`retryable`, and a message saying whether the
+--   request may have reached the provider)
+-- @raise when a json body table cannot be encoded
 function _M:request(req)
   local op = req.op or "http"
   local method = req.method or (req.body and "POST" or "GET")
