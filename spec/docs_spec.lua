@@ -1,0 +1,156 @@
+-- The API reference (LDoc, config.ld) documents every public function: each module's
+-- function-valued fields (callable tables too) and the methods of its instances. The spec
+-- builds the reference into a temporary directory with `ldoc -q -d DIR .` and looks for the
+-- entry anchor of every name on the module's page. Names starting with "_" are private.
+
+local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- os.execute's result on Lua 5.1/LuaJIT (a number) and 5.4 (ok, "exit", code) alike.
+local function run(cmd)
+  local a, _, c = os.execute(cmd)
+  if type(a) == "number" then return a == 0 end
+  return a == true and (c == nil or c == 0)
+end
+
+local function read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function callable(v)
+  if type(v) == "function" then return true end
+  local mt = type(v) == "table" and getmetatable(v) or nil
+  return mt ~= nil and type(mt) == "table" and type(mt.__call) == "function"
+end
+
+-- Public function-valued fields of a table, sorted.
+local function functions_of(t)
+  local names = {}
+  for k, v in pairs(t) do
+    if type(k) == "string" and k:sub(1, 1) ~= "_" and callable(v) then names[#names + 1] = k end
+  end
+  table.sort(names)
+  return names
+end
+
+-- Public methods of an instance: functions in its metatable and in the metatable's __index
+-- table, but not those that are the module's own fields (checked as module functions).
+local function methods_of(obj, mod)
+  local mt = getmetatable(obj)
+  assert(type(mt) == "table", "the instance has no metatable")
+  local seen, names = {}, {}
+  local function add(t)
+    for _, k in ipairs(functions_of(t)) do
+      if not seen[k] and not (type(mod) == "table" and rawget(mod, k) == t[k]) then
+        seen[k] = true; names[#names + 1] = k
+      end
+    end
+  end
+  add(mt)
+  if type(mt.__index) == "table" then add(mt.__index) end
+  table.sort(names)
+  return names
+end
+
+-- An LDoc entry anchor: <a name = "NAME"></a>. A module function is NAME or, when it is a
+-- method defined on the module table, Type:NAME; an instance method is exactly Type:NAME.
+local function escape(s) return (s:gsub("[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
+local function anchor(html, pattern) return html:find('<a name%s*=%s*"' .. pattern .. '"%s*>') ~= nil end
+local function has_function(html, name)
+  return anchor(html, escape(name)) or anchor(html, "[%w_]+[:.]" .. escape(name))
+end
+local function has_method(html, type_name, name)
+  return anchor(html, escape(type_name .. ":" .. name))
+end
+
+-- Every public module, and how to make the instances (with the LDoc type name their methods
+-- are documented under) whose methods must be documented too. Dummy credentials: no network.
+local MODULES = {
+  { "paykit" },
+  { "paykit.errors" },
+  { "paykit.money" },
+  { "paykit.redact" },
+  { "paykit.http", instances = function(m) return { { m.new {}, "transport" } } end },
+  { "paykit.gateway", instances = function(m) return { { m.seen(4), "Seen" } } end },
+  { "paykit.batch" },
+  { "paykit.cosocket" },
+  { "paykit.providers.moka", instances = function(m)
+    return { { assert(m.new { dealer_code = "dummy", username = "dummy", password = "dummy" }), "Moka" } }
+  end },
+  { "paykit.providers.moka_codes" },
+  { "paykit.providers.mocopay", instances = function(m)
+    return { { m.new { api_key = "dummy", api_secret = "dummy", base_url = "http://127.0.0.1:9" }, "Client" } }
+  end },
+  { "paykit.providers.zippy", instances = function(m)
+    return { { m.new { consumer_key = "dummy", consumer_secret = "dummy", base_url = "http://127.0.0.1:9" }, "Zippy" } }
+  end },
+  { "paykit.providers.zippy_oauth" },
+  { "paykit.providers.zippy_notice" },
+  { "paykit.core", instances = function(m)
+    return { { m.http_client {}, "client" }, { m.http_response_parser {}, "parser" } }
+  end, cleanup = function(list) for _, o in ipairs(list) do o[1]:close() end end },
+}
+
+describe("the API reference (LDoc)", function()
+  local dir
+
+  setup(function()
+    local p = assert(io.popen("mktemp -d /tmp/paykit-docs.XXXXXX"))
+    dir = p:read("*l")
+    p:close()
+    assert.truthy(dir and dir ~= "", "mktemp -d failed")
+    -- Run from the repository root (busted's working directory), where config.ld is.
+    local ok = run("ldoc -q -d " .. sh_quote(dir) .. " . > " .. sh_quote(dir .. "/ldoc.log") .. " 2>&1")
+    assert.is_true(ok, "ldoc failed:\n" .. tostring(read(dir .. "/ldoc.log")))
+  end)
+
+  teardown(function()
+    if dir and dir:find("^/tmp/paykit%-docs%.") then run("rm -rf " .. sh_quote(dir)) end
+  end)
+
+  it("builds an index listing every public module", function()
+    local index = read(dir .. "/index.html")
+    assert.is_string(index, "no index.html")
+    for _, spec in ipairs(MODULES) do
+      assert.truthy(index:find('href="modules/' .. escape(spec[1]) .. '%.html"'),
+        spec[1] .. " is not in the index")
+    end
+  end)
+
+  it("leaves the sandbox out of the reference", function()
+    local index = read(dir .. "/index.html")
+    assert.is_string(index, "no index.html")
+    assert.is_nil(index:find("paykit.sandbox", 1, true))
+  end)
+
+  for _, spec in ipairs(MODULES) do
+    local name = spec[1]
+    it("documents every public function of " .. name, function()
+      local mod = require(name)
+      local html = read(dir .. "/modules/" .. name .. ".html")
+      assert.is_string(html, name .. " has no page in the reference (no LDoc module comment?)")
+      local names = type(mod) == "table" and functions_of(mod) or {}
+      local missing = {}
+      for _, fn in ipairs(names) do
+        if not has_function(html, fn) then missing[#missing + 1] = name .. "." .. fn end
+      end
+      local checked = #names
+      if spec.instances then
+        local list = spec.instances(mod)
+        for _, inst in ipairs(list) do
+          local obj, type_name = inst[1], inst[2]
+          for _, m in ipairs(methods_of(obj, mod)) do
+            if not has_method(html, type_name, m) then missing[#missing + 1] = name .. " " .. type_name .. ":" .. m end
+            checked = checked + 1
+          end
+        end
+        if spec.cleanup then spec.cleanup(list) end
+      end
+      assert.is_true(checked > 0, name .. ": no public function found to check")
+      assert.is_true(#missing == 0, "undocumented in the reference: " .. table.concat(missing, ", "))
+    end)
+  end
+end)
