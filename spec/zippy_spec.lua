@@ -340,7 +340,7 @@ describe("zippy uniform flow, locally", function()
     local r, reply = z:notification { method = "POST", body = body }
     assert.are.equal("paid", r.status)
     assert.are.same({ status = 200, body = "OK", content_type = "text/plain" }, reply)
-    assert.is_nil(r.duplicate)
+    assert.is_false(r.duplicate)
     r = z:notification { method = "POST", body = body }
     assert.is_true(r.duplicate)
   end)

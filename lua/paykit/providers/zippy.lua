@@ -647,7 +647,7 @@ function _M:notification(req)
     return nil, err, gateway.reply(400, "REJECTED")
   end
   local result = notice_result(n)
-  result.duplicate = self.seen:add(n.ext_transaction_id .. "\0" .. (n.error or "")) or nil
+  result.duplicate = self.seen:add(n.ext_transaction_id .. "\0" .. (n.error or ""))
   return result, gateway.reply(200, "OK")
 end
 
