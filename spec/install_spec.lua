@@ -40,6 +40,10 @@ describe("luarocks make", function()
     assert.truthy(out:find("true", 1, true), out)
   end)
 
+  lazy_teardown(function()
+    sh("rm -rf paykit") -- LuaRocks' builtin build leaves paykit/core.so in the working directory
+  end)
+
   it("installs the sandbox command", function()
     local f = io.open(tree .. "/bin/paykit-sandbox")
     assert.is_not_nil(f)
