@@ -2,16 +2,14 @@
 -- outbox record what was sent.
 local paykit = require "paykit"
 local core = require "paykit.core"
-local cjson = require "cjson.safe"
 local sb = require "spec.support.sandbox"
 
 describe("the sandbox", function()
-  local base, client
+  local base
 
   local function call(method, path, body)
-    local res = assert(client:request { method = method, url = base .. path, body = body and cjson.encode(body),
-                                        headers = body and { ["Content-Type"] = "application/json" } or nil })
-    return res, cjson.decode(res.body)
+    local res = body and sb.post_json(path, body) or sb.request(method, path)
+    return res, res.json
   end
 
   local function outbox_for(fragment)
@@ -27,14 +25,8 @@ describe("the sandbox", function()
     return {}
   end
 
-  lazy_setup(function()
-    base = sb.start()
-    client = core.http_client { timeout = 10000 }
-  end)
-  lazy_teardown(function()
-    client:close()
-    sb.stop()
-  end)
+  lazy_setup(function() base = sb.start() end)
+  lazy_teardown(function() sb.stop() end)
 
   local function pay_mocopay(notify_url)
     local gw = paykit.mocopay { api_key = "sandbox-app", api_secret = "sandbox-secret", base_url = base .. "/mocopay" }

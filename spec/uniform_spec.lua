@@ -3,29 +3,22 @@
 -- the sandbox.
 local paykit = require "paykit"
 local core = require "paykit.core"
-local cjson = require "cjson.safe"
 local sb = require "spec.support.sandbox"
 
 describe("the uniform flow", function()
-  local base, client
+  local base
   local RETURN = "https://shop.example/back?order=7"
   local NOTIFY = "http://127.0.0.1:9/notify" -- never reached in these specs
 
+  -- a sandbox call that stands in for the buyer's click
   local function magic(path, body)
-    local res = assert(client:request { method = "POST", url = base .. path, body = cjson.encode(body),
-                                        headers = { ["Content-Type"] = "application/json" } })
+    local res = sb.post_json(path, body)
     assert.are.equal(200, res.status, res.body)
-    return cjson.decode(res.body)
+    return res.json
   end
 
-  lazy_setup(function()
-    base = sb.start()
-    client = core.http_client { timeout = 10000 }
-  end)
-  lazy_teardown(function()
-    client:close()
-    sb.stop()
-  end)
+  lazy_setup(function() base = sb.start() end)
+  lazy_teardown(function() sb.stop() end)
 
   local function reference() return "uni-" .. core.random_hex(6) end
 

@@ -8,11 +8,7 @@ local sb = require "spec.support.sandbox"
 
 local M = { sandbox = sandbox }
 
-local http_client
-function M.http()
-  if not http_client then http_client = core.http_client { timeout = 10000 } end
-  return http_client
-end
+M.http = sb.http
 
 function M.base() return sb.url() .. "/zippy" end
 
@@ -27,12 +23,7 @@ function M.client(extra)
   return paykit.zippy(opts)
 end
 
-function M.request(method, url, body, headers)
-  local res, err = M.http():request { method = method, url = url, body = body, headers = headers or {} }
-  assert(res, err)
-  res.json = res.body and res.body ~= "" and cjson.decode(res.body) or nil
-  return res
-end
+M.request = sb.request
 
 function M.form_post(url, fields)
   return M.request("POST", url, core.form_encode(fields), { ["Content-Type"] = "application/x-www-form-urlencoded" })

@@ -1,9 +1,13 @@
 -- The sandbox for specs: started on PAYKIT_TEST_SANDBOX_PORT (default 18790) once per busted
--- process and stopped when the last user calls stop().
+-- process and stopped when the last user calls stop(); plus one HTTP client on it.
 --   local sb = require "spec.support.sandbox"
 --   lazy_setup(function() base = sb.start() end)     -- "http://127.0.0.1:18790"
 --   lazy_teardown(function() sb.stop() end)
+--   local res = sb.request("GET", "/_sandbox/outbox")  -- res.status, res.body, res.json
+--   local res = sb.post_json("/moka/_sandbox/3d/complete", {...})
 local sandbox = require "paykit.sandbox"
+local core = require "paykit.core"
+local cjson = require "cjson.safe"
 
 local M = { users = 0 }
 
@@ -15,12 +19,38 @@ function M.start()
   return sandbox.url{ port = M.port() }
 end
 
+local client
 function M.stop()
   M.users = M.users - 1
-  if M.users <= 0 then M.users = 0; sandbox.stop{ port = M.port() } end
+  if M.users <= 0 then
+    M.users = 0
+    if client then client:close(); client = nil end
+    sandbox.stop{ port = M.port() }
+  end
 end
 
 function M.url() return sandbox.url{ port = M.port() } end
 function M.error_log() return sandbox.error_log{ port = M.port() } end
+
+-- The specs' one curl client (no redirects followed, 10 s timeout).
+function M.http()
+  if not client then client = core.http_client { timeout = 10000 } end
+  return client
+end
+
+-- A request to the sandbox (a path is taken below its base URL). Raises when no answer came;
+-- res.json is the decoded body when it is JSON.
+function M.request(method, url, body, headers)
+  if url:sub(1, 1) == "/" then url = M.url() .. url end
+  local res, err = M.http():request { method = method, url = url, body = body, headers = headers or {} }
+  assert(res, err)
+  res.json = res.body ~= "" and cjson.decode(res.body) or nil
+  return res
+end
+
+-- POST a JSON body; returns the response (res.json decoded).
+function M.post_json(url, value)
+  return M.request("POST", url, cjson.encode(value), { ["Content-Type"] = "application/json" })
+end
 
 return M
