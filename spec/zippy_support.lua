@@ -1,7 +1,6 @@
 -- Helpers shared by the Zippy specs: a client on the sandbox, raw HTTP, fixtures, the buyer's
 -- trip through the hosted pages.
 local core = require "paykit.core"
-local cjson = require "cjson.safe"
 local paykit = require "paykit"
 local sandbox = require "paykit.sandbox.zippy"
 local sb = require "spec.support.sandbox"
