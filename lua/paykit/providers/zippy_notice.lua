@@ -27,15 +27,14 @@ local function last_sig(s)
   end
 end
 
+local RFC3986 = { space = "%20" }
+
 --- The notice's query string: pairs in order, RFC 3986 percent-encoding (space as %20).
--- @tparam table fields pairs `{{name, value}, ...}`
+-- @tparam table fields pairs `{{name, value}, ...}` (values: strings, numbers or booleans)
 -- @treturn string the query string
+-- @raise as `paykit.core.form_encode`, for a value of another type
 function _M.encode(fields)
-  local parts = {}
-  for i, kv in ipairs(fields) do
-    parts[i] = core.pct_encode(tostring(kv[1])) .. "=" .. core.pct_encode(tostring(kv[2]))
-  end
-  return table.concat(parts, "&")
+  return core.form_encode(fields, RFC3986)
 end
 
 --- Signs a notice: sign(fields, key_id, secret) -> signed notice string.
