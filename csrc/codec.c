@@ -56,14 +56,6 @@ static void push_pct(lua_State *L, const char *s, size_t n, int plus)
     luaL_pushresult(&b);
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes s[0..n) into dst (room for n bytes). Returns 1 and the length in *outlen, or 0 and
  * the offset of the bad '%' in *bad. */
 static int pct_decode_into(const char *str, size_t n, int plus, char *dst, size_t *outlen, size_t *bad)
@@ -78,8 +70,8 @@ static int pct_decode_into(const char *str, size_t n, int plus, char *dst, size_
                 *bad = i;
                 return 0;
             }
-            hi = hex_value(s[i + 1]);
-            lo = hex_value(s[i + 2]);
+            hi = paykit_hexval(s[i + 1]);
+            lo = paykit_hexval(s[i + 2]);
             if (hi < 0 || lo < 0) {
                 *bad = i;
                 return 0;

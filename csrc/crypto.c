@@ -178,14 +178,6 @@ static int l_hex_encode(lua_State *L)
     return 1;
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
 /* hex_decode(s): either case; bytes or nil, msg, "invalid_hex" */
 static int l_hex_decode(lua_State *L)
 {
@@ -199,7 +191,7 @@ static int l_hex_decode(lua_State *L)
         return 3;
     }
     for (i = 0; i < len; i++)
-        if (hex_value(s[i]) < 0)
+        if (paykit_hexval(s[i]) < 0)
             return push_invalid(L, "invalid hex: not a hex digit", i + 1, "invalid_hex");
     luaL_buffinit(L, &b);
     while (len > 0) {
@@ -207,7 +199,7 @@ static int l_hex_decode(lua_State *L)
         char *p = luaL_prepbuffer(&b);
         if (chunk > len / 2) chunk = len / 2;
         for (k = 0; k < chunk; k++)
-            p[k] = (char)((hex_value(s[2 * k]) << 4) | hex_value(s[2 * k + 1]));
+            p[k] = (char)((paykit_hexval(s[2 * k]) << 4) | paykit_hexval(s[2 * k + 1]));
         luaL_addsize(&b, chunk);
         s += 2 * chunk;
         len -= 2 * chunk;

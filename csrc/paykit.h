@@ -11,4 +11,15 @@ void paykit_codec_register(lua_State *L);
 void paykit_http_register(lua_State *L);
 void paykit_httpparse_register(lua_State *L);
 
+/* ---- small helpers shared by the parts ---- */
+
+/* The value of a hex digit (either case), or -1. */
+static inline int paykit_hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
 #endif
