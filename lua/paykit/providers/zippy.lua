@@ -245,6 +245,12 @@ local function need_id(v, field)
   end
 end
 
+-- A call on one resource, /collection/:uuid (the uuid checked, then percent-encoded).
+local function on_id(self, method, collection, uuid, o)
+  local e = need_id(uuid, "uuid"); if e then return nil, e end
+  return self:call(method, "/" .. collection .. "/" .. path_segment(uuid), o)
+end
+
 -- Copies only allowed fields; unknown ones are a validation error (Zippy rejects them).
 local function pick(t, allowed, what)
   if type(t) ~= "table" then return nil, errors.validation(what, "invalid", what .. " must be a table") end
@@ -293,8 +299,7 @@ end
 -- @tparam string uuid
 -- @return the seller
 function _M:get_seller(uuid)
-  local e = need_id(uuid, "uuid"); if e then return nil, e end
-  return self:call("GET", "/sellers/" .. path_segment(uuid), { op = "get_seller" })
+  return on_id(self, "GET", "sellers", uuid, { op = "get_seller" })
 end
 
 --- Every seller (GET /sellers).
@@ -320,16 +325,14 @@ end
 -- @tparam string uuid
 -- @return the answer (true when empty)
 function _M:delete_seller(uuid)
-  local e = need_id(uuid, "uuid"); if e then return nil, e end
-  return self:call("DELETE", "/sellers/" .. path_segment(uuid), { op = "delete_seller" })
+  return on_id(self, "DELETE", "sellers", uuid, { op = "delete_seller" })
 end
 
 --- A seller's terms (GET /terms/:seller_uuid).
 -- @tparam string seller_uuid
 -- @return the terms
 function _M:get_terms(seller_uuid)
-  local e = need_id(seller_uuid, "uuid"); if e then return nil, e end
-  return self:call("GET", "/terms/" .. path_segment(seller_uuid), { op = "get_terms" })
+  return on_id(self, "GET", "terms", seller_uuid, { op = "get_terms" })
 end
 
 local PRODUCT_FIELDS = { uuid = true, name = true, external_id = true, seller_id = true }
@@ -350,8 +353,7 @@ end
 -- @tparam string uuid
 -- @return the product
 function _M:get_product(uuid)
-  local e = need_id(uuid, "uuid"); if e then return nil, e end
-  return self:call("GET", "/products/" .. path_segment(uuid), { op = "get_product" })
+  return on_id(self, "GET", "products", uuid, { op = "get_product" })
 end
 
 --- Products, optionally filtered (GET /products).
