@@ -2,26 +2,19 @@
 -- return, notifications (captured by the sandbox's sink), status; one-time and subscription.
 local sb = require "spec.support.sandbox"
 local core = require "paykit.core"
-local cjson = require "cjson.safe"
 local paykit = require "paykit"
 local mocopay = require "paykit.providers.mocopay"
 local sim = require "paykit.sandbox.mocopay"
 
-local base, client
+local base
 
 local function sleep(s) os.execute("sleep " .. s) end
 local function uniq() return core.random_hex(6) end
 
-local function request(method, url, body)
-  local res = assert(client:request { method = method, url = url, body = body,
-    headers = body and { ["Content-Type"] = "application/json" } or {} })
-  return res
-end
-
 local function wait_sink(name, n)
   local log
   for _ = 1, 60 do
-    log = cjson.decode(request("GET", base .. "/_sink/" .. name .. "/log").body)
+    log = sb.request("GET", "/_sink/" .. name .. "/log").json
     if #log >= n then return log end
     sleep(0.05)
   end
@@ -31,9 +24,9 @@ end
 -- The buyer acts on the checkout page; returns the callback URL's query string.
 local function buyer(result, action)
   local trn = result.redirect_url:match("trn=(%x+)")
-  local res = request("POST", base .. "/mocopay/_sandbox/act", cjson.encode { trn = trn, action = action })
+  local res = sb.post_json("/mocopay/_sandbox/act", { trn = trn, action = action })
   assert.equal(200, res.status, res.body)
-  return cjson.decode(res.body).Location:match("%?(.*)$")
+  return res.json.Location:match("%?(.*)$")
 end
 
 local function as_request(entry)
@@ -47,14 +40,8 @@ local function gateway(opts)
 end
 
 describe("mocopay flow against the sandbox", function()
-  lazy_setup(function()
-    base = sb.start()
-    client = core.http_client { timeout = 5000 }
-  end)
-  lazy_teardown(function()
-    client:close()
-    sb.stop()
-  end)
+  lazy_setup(function() base = sb.start() end)
+  lazy_teardown(function() sb.stop() end)
 
   it("takes a one-time payment: redirect, return, notifications, status", function()
     local n = uniq()
@@ -65,7 +52,7 @@ describe("mocopay flow against the sandbox", function()
     assert.equal("GET", r.method)
     assert.equal("order-" .. n, r.reference)
     assert.same({ request_id = r.provider_reference, reference_id = "order-" .. n, pid = "12000" }, r.keep)
-    local page = request("GET", r.redirect_url)
+    local page = sb.request("GET", r.redirect_url)
     assert.truthy(page.body:find('id="send-sms"', 1, true))
 
     local done = assert(gw:complete(buyer(r, "send-sms"), r.keep))
@@ -125,8 +112,8 @@ describe("mocopay flow against the sandbox", function()
     local sid = done.provider_reference
     wait_sink("s-" .. n, 2)
 
-    assert.equal(200, request("POST", base .. "/mocopay/_sandbox/charge?sessionId=" .. sid).status)
-    assert.equal(200, request("POST", base .. "/mocopay/_sandbox/charge?sessionId=" .. sid .. "&result=fail").status)
+    assert.equal(200, sb.request("POST", "/mocopay/_sandbox/charge?sessionId=" .. sid).status)
+    assert.equal(200, sb.request("POST", "/mocopay/_sandbox/charge?sessionId=" .. sid .. "&result=fail").status)
     local log = wait_sink("s-" .. n, 6)
     assert.equal(6, #log)
     local types = {}
@@ -235,17 +222,6 @@ describe("mocopay flow against the sandbox", function()
     assert.is_true(err.retryable)
     ok, err = gateway():status("0000")
     assert.equal("not_found", err.code)
-  end)
-end)
-
-describe("mocopay logging", function()
-  lazy_setup(function()
-    base = sb.start()
-    client = core.http_client { timeout = 5000 }
-  end)
-  lazy_teardown(function()
-    client:close()
-    sb.stop()
   end)
 
   it("never writes the api secret or a signature to the logger", function()

@@ -2,23 +2,16 @@
 -- return redirect, signed notifications and the verifyPayment shape.
 local sb = require "spec.support.sandbox"
 local core = require "paykit.core"
-local cjson = require "cjson.safe"
 local sim = require "paykit.sandbox.mocopay"
 local mocopay = require "paykit.providers.mocopay"
 
-local base, client
+local base
 local KEY, SECRET = sim.credentials.api_key, sim.credentials.api_secret
 local INIT, VERIFY = "/mocopay/v1/payment/initPayment", "/mocopay/v1/payment/verifyPayment"
+local FORM = { ["Content-Type"] = "application/x-www-form-urlencoded" }
 
 local function sleep(s) os.execute("sleep " .. s) end
 local function uniq() return core.random_hex(6) end
-
-local function request(method, url, headers, body)
-  local res, err = client:request { method = method, url = url, headers = headers or {}, body = body }
-  assert(res, err)
-  res.json = res.body ~= "" and cjson.decode(res.body) or nil
-  return res
-end
 
 -- A signed API call. opts: key, secret, digest, in_param, tamper(query) -> query, path
 local function api(method, path, params, opts)
@@ -32,17 +25,13 @@ local function api(method, path, params, opts)
   local query = core.canonical_query(q)
   if opts.tamper then query = opts.tamper(query) end
   if opts.header then headers.Signature = opts.header end
-  return request(method, base .. path .. "?" .. query, headers, method == "POST" and "" or nil)
-end
-
-local function sink_log(name)
-  return cjson.decode(request("GET", base .. "/_sink/" .. name .. "/log").body)
+  return sb.request(method, path .. "?" .. query, method == "POST" and "" or nil, headers)
 end
 
 local function wait_sink(name, n)
   local log
   for _ = 1, 60 do
-    log = sink_log(name)
+    log = sb.request("GET", "/_sink/" .. name .. "/log").json
     if #log >= n then return log end
     sleep(0.05)
   end
@@ -50,8 +39,7 @@ local function wait_sink(name, n)
 end
 
 local function act(trn, action)
-  return request("POST", base .. "/mocopay/_sandbox/act", { ["Content-Type"] = "application/json" },
-    cjson.encode { trn = trn, action = action })
+  return sb.post_json("/mocopay/_sandbox/act", { trn = trn, action = action })
 end
 
 local function start(pid, extra)
@@ -68,14 +56,8 @@ end
 local function query_of(url) return (core.query_decode(url:match("%?(.*)$") or "")) end
 
 describe("mocopay sandbox", function()
-  lazy_setup(function()
-    base = sb.start()
-    client = core.http_client { timeout = 5000 }
-  end)
-  lazy_teardown(function()
-    client:close()
-    sb.stop()
-  end)
+  lazy_setup(function() base = sb.start() end)
+  lazy_teardown(function() sb.stop() end)
 
   describe("request signature", function()
     it("uses the published canonical string", function()
@@ -104,7 +86,7 @@ describe("mocopay sandbox", function()
     end)
 
     it("refuses an unsigned request", function()
-      local res = request("GET", base .. INIT .. "?pid=12000")
+      local res = sb.request("GET", INIT .. "?pid=12000")
       assert.equal(401, res.status)
       assert.equal("Unauthorized", res.json.errorCode)
     end)
@@ -169,7 +151,7 @@ describe("mocopay sandbox", function()
   describe("checkout page", function()
     it("offers the send-sms, cancel and expire buttons", function()
       local s = start("12000", { imageUrl = "https://cdn.example/p.png" })
-      local res = request("GET", s.redirect)
+      local res = sb.request("GET", s.redirect)
       assert.equal(200, res.status)
       for _, id in ipairs { 'id="send-sms"', 'id="cancel"', 'id="expire"', 'id="short-code"', 'id="product-image"' } do
         assert.truthy(res.body:find(id, 1, true), id)
@@ -178,8 +160,7 @@ describe("mocopay sandbox", function()
 
     it("redirects to callbackUrl with the documented parameters when the SMS is sent", function()
       local s = start("12000")
-      local res = request("POST", base .. "/mocopay/checkout", { ["Content-Type"] = "application/x-www-form-urlencoded" },
-        "trn=" .. s.trn .. "&action=send-sms")
+      local res = sb.request("POST", "/mocopay/checkout", "trn=" .. s.trn .. "&action=send-sms", FORM)
       assert.equal(302, res.status)
       local loc = res.headers.location
       assert.matches("^" .. (base .. "/_sink/ret-" .. s.name .. "?shop=1&"):gsub("%p", "%%%0"), loc)
@@ -195,14 +176,13 @@ describe("mocopay sandbox", function()
     it("shows the outcome when there is no callbackUrl", function()
       local res = api("GET", INIT, { pid = "12000" })
       local trn = res.json.redirectUrl:match("trn=(%x+)")
-      local page = request("POST", base .. "/mocopay/checkout", { ["Content-Type"] = "application/x-www-form-urlencoded" },
-        "trn=" .. trn .. "&action=cancel")
+      local page = sb.request("POST", "/mocopay/checkout", "trn=" .. trn .. "&action=cancel", FORM)
       assert.equal(200, page.status)
       assert.matches('id="status">PaymentCancelled<', page.body)
     end)
 
     it("answers 404 for an unknown session", function()
-      assert.equal(404, request("GET", base .. "/mocopay/checkout?trn=00").status)
+      assert.equal(404, sb.request("GET", "/mocopay/checkout?trn=00").status)
     end)
   end)
 
@@ -277,7 +257,7 @@ describe("mocopay sandbox", function()
     end)
 
     it("expires a session left past its time limit", function()
-      assert.equal(200, request("POST", base .. "/mocopay/_sandbox/ttl?seconds=0.2").status)
+      assert.equal(200, sb.request("POST", "/mocopay/_sandbox/ttl?seconds=0.2").status)
       local ok, err = pcall(function()
         local s = start("12000")
         sleep(0.4)
@@ -285,7 +265,7 @@ describe("mocopay sandbox", function()
         assert.equal("PaymentExpired", q.status)
         assert.equal("Expired", api("POST", VERIFY, { sessionId = q.sessionId }).json.status)
       end)
-      request("POST", base .. "/mocopay/_sandbox/ttl?seconds=" .. sim.TTL)
+      sb.request("POST", "/mocopay/_sandbox/ttl?seconds=" .. sim.TTL)
       assert(ok, err)
     end)
   end)
@@ -294,11 +274,11 @@ describe("mocopay sandbox", function()
     it("charges again on the admin call, and records a failed charge", function()
       local s = start("SUB-WEEKLY")
       local sid = query_of(act(s.trn, "send-sms").json.Location).sessionId
-      local res = request("POST", base .. "/mocopay/_sandbox/charge?sessionId=" .. sid)
+      local res = sb.request("POST", "/mocopay/_sandbox/charge?sessionId=" .. sid)
       assert.equal(200, res.status)
       assert.equal(2, res.json.series)
       assert.equal(20, res.json.totalChargedAmount)
-      res = request("POST", base .. "/mocopay/_sandbox/charge?sessionId=" .. sid .. "&result=fail")
+      res = sb.request("POST", "/mocopay/_sandbox/charge?sessionId=" .. sid .. "&result=fail")
       assert.equal(2, res.json.series)
       assert.equal(0, res.json.chargedAmount)
       assert.equal(10, res.json.lastFailedAmount)
@@ -311,7 +291,7 @@ describe("mocopay sandbox", function()
     it("refuses to charge a one-time session", function()
       local s = start("12000")
       local sid = query_of(act(s.trn, "send-sms").json.Location).sessionId
-      assert.equal(409, request("POST", base .. "/mocopay/_sandbox/charge?sessionId=" .. sid).status)
+      assert.equal(409, sb.request("POST", "/mocopay/_sandbox/charge?sessionId=" .. sid).status)
     end)
   end)
 
