@@ -439,6 +439,12 @@ function _M:transaction_body(t)
   return body
 end
 
+-- POST /transactions with a checked body (from transaction_body).
+-- Not idempotent: Zippy does not make ext_transaction_id unique, a repeat could start a second one.
+local function post_transaction(self, body)
+  return self:call("POST", "/transactions", { body = body, op = "create_transaction", idempotent = false })
+end
+
 --- Creates a transaction (POST /transactions); never retried once it may have been sent.
 -- create_transaction{...every documented field...} -> transaction (with uuid, status, token)
 -- @tparam table t the fields of @{Zippy:transaction_body}
@@ -446,8 +452,7 @@ end
 function _M:create_transaction(t)
   local body, err = self:transaction_body(t)
   if not body then return nil, err end
-  -- Not idempotent: Zippy does not make ext_transaction_id unique, a repeat could start a second one.
-  return self:call("POST", "/transactions", { body = body, op = "create_transaction", idempotent = false })
+  return post_transaction(self, body)
 end
 
 --- The payment page URL for a transaction's token.
@@ -577,7 +582,7 @@ function _M:purchase(p)
   local body, err = self:transaction_body(t)
   if not body then return nil, err end
   local tx
-  tx, err = self:call("POST", "/transactions", { body = body, op = "create_transaction", idempotent = false })
+  tx, err = post_transaction(self, body)
   if not tx then return nil, err end
   if type(tx) ~= "table" or not nonempty_string(tx.token) then
     return nil, provider_error { code = "invalid_response", op = "zippy.create_transaction",
