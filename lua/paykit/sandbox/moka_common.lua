@@ -3,6 +3,7 @@
 -- The contract is documented at the top of paykit/sandbox/moka.lua.
 local cjson = require "cjson.safe"
 local core = require "paykit.core"
+local util = require "paykit.sandbox.util"
 
 local C = {}
 
@@ -152,21 +153,11 @@ end
 
 ---------------------------------------------------------------------------- cards
 
-function C.luhn(number)
-  local sum, alt = 0, false
-  for i = #number, 1, -1 do
-    local d = number:byte(i) - 48
-    if alt then d = d * 2; if d > 9 then d = d - 9 end end
-    sum = sum + d; alt = not alt
-  end
-  return sum % 10 == 0
-end
-
 -- Checks number, expiry (MM, YYYY or YY) and, when need_cvc, the CVC. Returns the normalised
 -- card {number, month, year, holder} or nil.
 function C.card(number, month, year, cvc, holder, need_cvc)
   number = C.str(number); month = C.str(month); year = C.str(year); cvc = C.str(cvc)
-  if not number or not number:match("^%d+$") or #number < 12 or #number > 19 or not C.luhn(number) then return nil end
+  if not number or not number:match("^%d+$") or #number < 12 or #number > 19 or not util.luhn(number) then return nil end
   local m = month and month:match("^%d%d?$") and tonumber(month)
   if not m or m < 1 or m > 12 then return nil end
   local y = year and (year:match("^%d%d%d%d$") or year:match("^%d%d$")) and tonumber(year)

@@ -124,6 +124,17 @@ function M.json_exact(status, value, headers)
 end
 function M.num(decimal) return "@num:" .. decimal end
 
+-- Whether a string of digits passes the Luhn check (the simulators' card checks).
+function M.luhn(digits)
+  local sum, alt = 0, false
+  for i = #digits, 1, -1 do
+    local d = digits:byte(i) - 48
+    if alt then d = d * 2; if d > 9 then d = d - 9 end end
+    sum = sum + d; alt = not alt
+  end
+  return sum % 10 == 0
+end
+
 function M.redirect(url, status)
   ngx.header["Location"] = url
   return M.send(status or 302, "", "text/plain")
