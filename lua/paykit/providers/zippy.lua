@@ -504,6 +504,13 @@ function _M:verify_notice(raw)
   return { ext_transaction_id = map.ext_transaction_id, error = map.error, key_id = key_id }
 end
 
+-- The fields of a test notice: ext_transaction_id (default "test"), then error when given.
+local function test_fields(t)
+  local fields = { { "ext_transaction_id", t.ext_transaction_id or "test" } }
+  if t.error then fields[2] = { "error", t.error } end
+  return fields
+end
+
 --- A signed notice for the merchant's own tests (uses this instance's newest notice key, or key_id).
 -- @tparam[opt] table t `ext_transaction_id` (default "test"), `error`, `key_id`
 -- @treturn string the signed notice
@@ -511,9 +518,7 @@ end
 -- @return[2] a config error `unknown_key`
 function _M:test_notice(t)
   t = t or {}
-  local fields = { { "ext_transaction_id", t.ext_transaction_id or "test" } }
-  if t.error then fields[2] = { "error", t.error } end
-  return self.sign_notice(fields, t.key_id)
+  return self.sign_notice(test_fields(t), t.key_id)
 end
 
 -- Module-level helper: zippy.generate_test_notice{ext_transaction_id=, error=, key_id=, key=}
@@ -522,9 +527,7 @@ function _M.generate_test_notice(t)
   if type(t) ~= "table" or not nonempty_string(t.key) then
     error("generate_test_notice needs {key = secret, key_id = n, ext_transaction_id = ..., error = ...}", 2)
   end
-  local fields = { { "ext_transaction_id", t.ext_transaction_id or "test" } }
-  if t.error then fields[2] = { "error", t.error } end
-  local signed = notice.sign(fields, t.key_id or 0, t.key)
+  local signed = notice.sign(test_fields(t), t.key_id or 0, t.key)
   return signed, "signed_notice=" .. core.pct_encode(signed)
 end
 
