@@ -89,11 +89,9 @@ static int pct_decode_into(const char *str, size_t n, int plus, char *dst, size_
 
 static int push_bad_percent(lua_State *L, size_t pos)
 {
-    lua_pushnil(L);
-    lua_pushfstring(L, "invalid percent-encoding: '%%' at position %d is not followed by two hex digits",
-                    (int)pos + 1);
-    lua_pushliteral(L, "invalid_percent");
-    return 3;
+    return paykit_fail(L, "invalid_percent",
+                       "invalid percent-encoding: '%%' at position %d is not followed by two hex digits",
+                       (int)pos + 1);
 }
 
 /* pct_encode(s) */
@@ -430,14 +428,6 @@ static int check_exponent(lua_State *L, int arg)
     return (int)e;
 }
 
-static int money_error(lua_State *L, const char *code, const char *fmt, int a, int b)
-{
-    lua_pushnil(L);
-    lua_pushfstring(L, fmt, a, b);
-    lua_pushstring(L, code);
-    return 3;
-}
-
 static int is_digit(char c) { return c >= '0' && c <= '9'; }
 
 /* money_parse(str, exponent[, allow_negative]) -> minor units | nil, msg, code */
@@ -455,12 +445,12 @@ static int l_money_parse(lua_State *L)
     exp = check_exponent(L, 2);
 
     if (len == 0)
-        return money_error(L, "empty", "amount is empty", 0, 0);
+        return paykit_fail(L, "empty", "amount is empty");
     if (s[0] == '+')
-        return money_error(L, "sign", "amount must not start with '+'; write the plain number", 0, 0);
+        return paykit_fail(L, "sign", "amount must not start with '+'; write the plain number");
     if (s[0] == '-') {
         if (!lua_toboolean(L, 3))
-            return money_error(L, "sign", "amount is negative; a negative amount is not allowed here", 0, 0);
+            return paykit_fail(L, "sign", "amount is negative; a negative amount is not allowed here");
         neg = 1;
         i = 1;
     }
@@ -475,20 +465,20 @@ static int l_money_parse(lua_State *L)
     }
     if (i < len) {
         if ((s[i] == 'e' || s[i] == 'E') && (int_digits > 0 || frac_digits > 0))
-            return money_error(L, "exponent_notation",
-                               "amount uses exponent notation; write it as a plain decimal like 1000.00", 0, 0);
-        return money_error(L, "invalid",
+            return paykit_fail(L, "exponent_notation",
+                               "amount uses exponent notation; write it as a plain decimal like 1000.00");
+        return paykit_fail(L, "invalid",
                            "amount has an unexpected character at position %d (only digits and one '.' are allowed)",
-                           (int)i + 1, 0);
+                           (int)i + 1);
     }
     if (int_digits == 0 && frac_digits == 0)
-        return money_error(L, "invalid", "amount has no digits", 0, 0);
+        return paykit_fail(L, "invalid", "amount has no digits");
     if (int_digits == 0)
-        return money_error(L, "invalid", "amount needs a digit before the decimal point (write 0.5, not .5)", 0, 0);
+        return paykit_fail(L, "invalid", "amount needs a digit before the decimal point (write 0.5, not .5)");
     if (has_dot && frac_digits == 0)
-        return money_error(L, "invalid", "amount ends with a decimal point; write the decimals or drop the point", 0, 0);
+        return paykit_fail(L, "invalid", "amount ends with a decimal point; write the decimals or drop the point");
     if (frac_digits > (size_t)exp)
-        return money_error(L, "too_many_decimals",
+        return paykit_fail(L, "too_many_decimals",
                            frac_digits == 1 ? "amount has %d decimal, at most %d allowed"
                                             : "amount has %d decimals, at most %d allowed",
                            frac_digits > 1000 ? 1000 : (int)frac_digits, exp);
@@ -510,11 +500,8 @@ static int l_money_parse(lua_State *L)
     return 1;
 
 overflow:
-    lua_pushnil(L);
-    lua_pushfstring(L, "amount is too large: at most %s minor units (2^53-1) are supported",
-                    "9007199254740991");
-    lua_pushliteral(L, "overflow");
-    return 3;
+    return paykit_fail(L, "overflow", "amount is too large: at most %s minor units (2^53-1) are supported",
+                       "9007199254740991");
 }
 
 /* money_format(minor, exponent) -> "27.50" */

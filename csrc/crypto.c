@@ -45,21 +45,7 @@ static int push_openssl_error(lua_State *L, const char *what)
     else
         memcpy(reason, "no OpenSSL error queued", sizeof "no OpenSSL error queued");
     ERR_clear_error();
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s failed: %s", what, reason);
-    lua_pushliteral(L, "openssl");
-    return 3;
-}
-
-static int push_invalid(lua_State *L, const char *msg, size_t pos, const char *code)
-{
-    lua_pushnil(L);
-    if (pos > 0)
-        lua_pushfstring(L, "%s at position %d", msg, (int)pos);
-    else
-        lua_pushstring(L, msg);
-    lua_pushstring(L, code);
-    return 3;
+    return paykit_fail(L, "openssl", "%s failed: %s", what, reason);
 }
 
 /* ---- encoders, writing into a luaL_Buffer in chunks ---- */
@@ -184,15 +170,11 @@ static int l_hex_decode(lua_State *L)
     size_t len, i;
     const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
     luaL_Buffer b;
-    if (len % 2 != 0) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "invalid hex: odd length (%d characters)", (int)len);
-        lua_pushliteral(L, "invalid_hex");
-        return 3;
-    }
+    if (len % 2 != 0)
+        return paykit_fail(L, "invalid_hex", "invalid hex: odd length (%d characters)", (int)len);
     for (i = 0; i < len; i++)
         if (paykit_hexval(s[i]) < 0)
-            return push_invalid(L, "invalid hex: not a hex digit", i + 1, "invalid_hex");
+            return paykit_fail(L, "invalid_hex", "invalid hex: not a hex digit at position %d", (int)(i + 1));
     luaL_buffinit(L, &b);
     while (len > 0) {
         size_t k, chunk = LUAL_BUFFERSIZE;
@@ -245,25 +227,20 @@ static int l_b64_decode(lua_State *L)
 
     while (pads < 2 && pads < len && s[len - 1 - pads] == '=')
         pads++;
-    if ((pads > 0 || !urlsafe) && len % 4 != 0) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "invalid base64: padded length %d is not a multiple of 4", (int)len);
-        lua_pushliteral(L, "invalid_base64");
-        return 3;
-    }
+    if ((pads > 0 || !urlsafe) && len % 4 != 0)
+        return paykit_fail(L, "invalid_base64", "invalid base64: padded length %d is not a multiple of 4", (int)len);
     body = len - pads;
     rem = body % 4;
     for (i = 0; i < body; i++)
         if (b64_value(s[i], urlsafe) < 0)
-            return push_invalid(L, s[i] == '=' ? "invalid base64: misplaced padding"
-                                               : "invalid base64: character outside the alphabet",
-                                i + 1, "invalid_base64");
+            return paykit_fail(L, "invalid_base64", "invalid base64: %s at position %d",
+                               s[i] == '=' ? "misplaced padding" : "character outside the alphabet", (int)(i + 1));
     if (rem == 1)
-        return push_invalid(L, "invalid base64: truncated (one character left over)", 0, "invalid_base64");
+        return paykit_fail(L, "invalid_base64", "invalid base64: truncated (one character left over)");
     if ((rem == 2 && (b64_value(s[body - 1], urlsafe) & 15) != 0)
         || (rem == 3 && (b64_value(s[body - 1], urlsafe) & 3) != 0))
-        return push_invalid(L, "invalid base64: non-zero unused bits in the last character", body,
-                            "invalid_base64");
+        return paykit_fail(L, "invalid_base64",
+                           "invalid base64: non-zero unused bits in the last character at position %d", (int)body);
 
     luaL_buffinit(L, &b);
     while (body >= 4) {

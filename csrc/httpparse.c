@@ -218,12 +218,8 @@ static void set_error(parser_t *ps, const char *code, const char *msg, const cha
 
 static int push_outcome(lua_State *L, const parser_t *ps)
 {
-    if (ps->state == ST_ERROR) {
-        lua_pushnil(L);
-        lua_pushstring(L, ps->err);
-        lua_pushstring(L, ps->code);
-        return 3;
-    }
+    if (ps->state == ST_ERROR)
+        return paykit_fail(L, ps->code, "%s", ps->err);
     lua_pushboolean(L, ps->state == ST_DONE);
     return 1;
 }

@@ -2,6 +2,8 @@
 #ifndef PAYKIT_H
 #define PAYKIT_H
 
+#include <stdarg.h>
+
 #include "compat.h"
 
 #define PAYKIT_VERSION "0.1.0"
@@ -20,6 +22,18 @@ static inline int paykit_hexval(unsigned char c)
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
+}
+
+/* The runtime-failure return of every part: nil, message (a lua_pushfstring format), code. */
+static inline int paykit_fail(lua_State *L, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    lua_pushnil(L);
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+    lua_pushstring(L, code);
+    return 3;
 }
 
 #endif
