@@ -38,8 +38,9 @@ _M.notice = notice
 
 local mt = { __index = _M }
 
+local CURRENCY_LIST = "AUD CAD CHF COP DKK EGP EUR GBP HUF IDR MXN MYR NOK NZD PHP PLN QAR SEK SGD THB USD ZAR"
 _M.CURRENCIES = {}
-for c in ("AUD CAD CHF COP DKK EGP EUR GBP HUF IDR MXN MYR NOK NZD PHP PLN QAR SEK SGD THB USD ZAR"):gmatch("%u+") do
+for c in CURRENCY_LIST:gmatch("%u+") do
   _M.CURRENCIES[c] = true
 end
 _M.PAY_METHODS = { CARD = true, OPERATOR = true }
@@ -410,7 +411,7 @@ function _M:transaction_body(t)
   end
   if type(body.currency) ~= "string" or not _M.CURRENCIES[body.currency] then
     return nil, errors.validation("currency", body.currency == nil and "required" or "unsupported_currency",
-      "currency must be one of Zippy's: AUD CAD CHF COP DKK EGP EUR GBP HUF IDR MXN MYR NOK NZD PHP PLN QAR SEK SGD THB USD ZAR")
+      "currency must be one of Zippy's: " .. CURRENCY_LIST)
   end
   local price
   price, err = zippy_price(body.price, body.currency)
