@@ -78,6 +78,14 @@ describe("mocopay signature", function()
   it("produces signed notification queries its own verifier accepts", function()
     local q = mocopay.signed_query("app1", "this.is.a.secret", "/notify", { sessionId = "abc", status = "Authorized" })
     assert.matches("^sessionId=abc&status=Authorized&signature=app1%%3A", q)
+    -- past the signature check (a tampered copy is refused), on to verifyPayment
+    local gw, calls = offline()
+    local ok, err = gw:notification { path = "/notify", query = q }
+    assert.is_nil(ok)
+    assert.is_true(err.kind == "transport" or err.kind == "timeout", tostring(err))
+    assert.equal(1, #calls)
+    ok, err = gw:notification { path = "/notify", query = q:gsub("status=Authorized", "status=Authorizer") }
+    assert.equal("bad_signature", err.code)
   end)
 end)
 
