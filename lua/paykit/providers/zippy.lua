@@ -633,7 +633,7 @@ end
 -- notification{method=, query=, body=, headers=}: Zippy's callback POST
 -- (signed_notice=URLENCODED_NOTICE). -> result, reply | nil, err, reply
 -- @tparam table req the raw `body` (or `query`)
--- @treturn table result "paid" or "failed", `duplicate` true when seen before (else nil)
+-- @treturn table result "paid" or "failed", `duplicate` true when seen before (else false)
 -- @treturn table reply 200 "OK"
 -- @return[2] nil
 -- @return[2] a validation or signature error
