@@ -3,6 +3,7 @@
 local mocopay = require "paykit.providers.mocopay"
 local paykit = require "paykit"
 local errors = require "paykit.errors"
+local core = require "paykit.core"
 
 local VECTOR_PARAMS = { mcc = "228", mnc = "01", pid = "12000", userId = "123456789" }
 local CLOSED = "http://127.0.0.1:1/mocopay" -- nothing listens on port 1
@@ -390,6 +391,22 @@ describe("mocopay notification checks", function()
     assert.equal(503, reply.status) -- MoCoPay should try again later
     assert.equal(1, #calls)
     assert.matches("verifyPayment%?sessionId=518ec570", calls[1].url)
+  end)
+
+  it("reads a \"+\" as itself or, form-encoded, as a space when checking the signature", function()
+    for _, value in ipairs { "order+1", "order 1" } do
+      local p = { sessionId = "518ec5708a8842dba19993f01ef863b5", status = "Authorized", referenceId = value }
+      local sig = core.pct_encode(mocopay.signature_value("app1", "this.is.a.secret", PATH, p))
+      local q = "sessionId=" .. p.sessionId .. "&status=Authorized&referenceId=order+1&signature=" .. sig
+      local gw, calls = offline()
+      local ok, err = gw:notification { path = PATH, query = q }
+      assert.is_nil(ok)
+      assert.not_equal("signature", err.kind, value)
+      assert.equal(1, #calls, value)
+    end
+    local gw = offline()
+    local q = mocopay.signed_query("app1", "this.is.a.secret", PATH, { sessionId = "a", referenceId = "order-1" })
+    assert_error("signature", nil, "bad_signature", gw:notification { path = PATH, query = q:gsub("order%-1", "order+1") })
   end)
 
   it("takes the path from notify_url when the request does not say", function()

@@ -401,14 +401,12 @@ function M.payment_info(json, body)
   return info
 end
 
-local function payment_result(info, json, extra)
-  local r = {
+local function payment_result(info, json)
+  return gateway.result {
     status = M.map_status(info.status), provider = M.PROVIDER, provider_reference = info.session_id,
     amount = info.total_charged_amount, currency = info.currency_code, code = info.status,
     message = "MoCoPay session " .. tostring(info.status), payment = info, raw = json,
   }
-  for k, v in pairs(extra or {}) do r[k] = v end
-  return gateway.result(r)
 end
 
 -- ------------------------------------------------------------------------- the client
@@ -717,32 +715,24 @@ local function remember(self, key, result)
   end
 end
 
--- Query parameter maps to try for the signature: RFC 3986 decoding ("+" is "+") and, when the
--- query has a "+", form decoding ("+" is a space) too.
+-- Query parameter maps to try for the signature (body merged over query): RFC 3986 decoding
+-- ("+" is "+") and, when there is a "+", form decoding ("+" is a space, gateway.form) too.
 local function notification_params(req)
   local query = req.query
   if query == nil and type(req.uri) == "string" then query = req.uri:match("%?(.*)$") end
   if type(query) == "table" then return { query } end
-  local list = {}
   local sources = { query or "" }
   if type(req.body) == "string" and req.body ~= "" then sources[2] = req.body end
-  local m1 = {}
+  local raw = {}
   for _, src in ipairs(sources) do
     local m = core.query_decode(src)
     if not m then return nil end
-    for k, v in pairs(m) do m1[k] = v end
+    for k, v in pairs(m) do raw[k] = v end
   end
-  list[1] = m1
-  if find(table.concat(sources, "&"), "+", 1, true) then
-    local m2 = {}
-    for _, src in ipairs(sources) do
-      local m = core.form_decode(src)
-      if not m then return nil end
-      for k, v in pairs(m) do m2[k] = v end
-    end
-    list[2] = m2
-  end
-  return list
+  if not find(table.concat(sources, "&"), "+", 1, true) then return { raw } end
+  local form = gateway.form { query = sources[1], body = sources[2] }
+  if not form then return nil end
+  return { raw, form }
 end
 
 --- Handles a MoCoPay notification (uniform flow).
@@ -771,7 +761,7 @@ function Client:notification(req)
     if not path then
       return nil, errors.config("notify_path", "required", "the notification's path is needed to check its signature: pass req.path or set notify_url"), bad
     end
-    local key, given = tostring(signature):match("^([^:]+):(.+)$")
+    local key = tostring(signature):match("^([^:]+):.")
     if not key then
       return nil, errors.signature("malformed", "the notification's signature is not {api_key}:{signature}"),
         { status = 401, body = "bad signature", content_type = "text/plain" }
