@@ -172,19 +172,22 @@ function P.settle(st, p, ok, bank_code)
   p.tokenize = nil
 end
 
-local function special_for(p)
+-- A validated payment, recorded with its pending sale (or pre-auth) transaction; or, for the
+-- slow and 500 test cards, nil and the special reply (the 500 card records nothing).
+local function open_payment(ctx, r, prefix, three_d)
+  local p = new_payment(ctx, r, prefix, three_d)
   if p.behaviour == "slow" then ngx.sleep(3) end
   if p.behaviour == "error500" then
-    return C.special(500, "<html><body><h1>500 - Internal server error.</h1></body></html>", "text/html")
+    return nil, C.special(500, "<html><body><h1>500 - Internal server error.</h1></body></html>", "text/html")
   end
+  record(ctx.st, p)
+  add_trx(ctx.st, p, p.preauth and TRX.preauth or TRX.sale, 0, p.amount)
+  return p
 end
 
 function P.three_d(ctx, r)
-  local p = new_payment(ctx, r, "PaymentDealer.DoDirectPayment3dRequest", true)
-  local sp = special_for(p)
-  if sp then return sp end
-  record(ctx.st, p)
-  add_trx(ctx.st, p, p.preauth and TRX.preauth or TRX.sale, 0, p.amount)
+  local p, special = open_payment(ctx, r, "PaymentDealer.DoDirectPayment3dRequest", true)
+  if not p then return special end
   local code = core.uuid4()
   local session = { code = code, hash_code = core.uuid4():upper(), payment = p, used = false }
   ctx.st.threed[code] = session
@@ -194,11 +197,8 @@ function P.three_d(ctx, r)
 end
 
 function P.direct(ctx, r)
-  local p = new_payment(ctx, r, "PaymentDealer.DoDirectPayment", false)
-  local sp = special_for(p)
-  if sp then return sp end
-  record(ctx.st, p)
-  add_trx(ctx.st, p, p.preauth and TRX.preauth or TRX.sale, 0, p.amount)
+  local p, special = open_payment(ctx, r, "PaymentDealer.DoDirectPayment", false)
+  if not p then return special end
   local ok = p.behaviour ~= "decline"
   P.settle(ctx.st, p, ok, p.bank_code)
   local data = { IsSuccessful = ok, ResultCode = ok and "" or p.bank_code,
