@@ -113,12 +113,7 @@ local K = require "paykit.sandbox.moka_cards"
 
 local M = {}
 
-M.credentials = {
-  { DealerCode = "1730", Username = "sandbox", Password = "sandbox-pass",
-    foreign_currency = true, pool = true, preauth = true, tokenization = true },
-  { DealerCode = "1731", Username = "restricted", Password = "restricted-pass",
-    foreign_currency = false, pool = false, preauth = false, tokenization = false },
-}
+M.credentials = { C.dealers["1730"], C.dealers["1731"] }
 
 M.cards = {
   approve = { "4111111111111111", "5555666677778884" },
