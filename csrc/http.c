@@ -45,33 +45,8 @@ static void global_init(void) { global_rc = curl_global_init(CURL_GLOBAL_DEFAULT
 
 /* ---- growable byte buffers ---------------------------------------------------------------- */
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-} buf_t;
-
-static int buf_add(buf_t *b, const char *s, size_t n)
-{
-    if (n > b->cap - b->len) {
-        size_t cap = b->cap ? b->cap : 1024;
-        char *p;
-        while (cap - b->len < n) {
-            if (cap > ((size_t)-1) / 2)
-                return 0;
-            cap *= 2;
-        }
-        p = realloc(b->p, cap);
-        if (!p)
-            return 0;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return 1;
-}
-
-static void buf_recycle(buf_t *b)
+/* Empties b for the next transfer; a large one is freed rather than kept. */
+static void buf_recycle(paykit_buf *b)
 {
     b->len = 0;
     if (b->cap > KEEP_BUFFER_BYTES) {
@@ -81,13 +56,6 @@ static void buf_recycle(buf_t *b)
     }
 }
 
-static void buf_free(buf_t *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
-
 /* ---- transfers and the client ------------------------------------------------------------- */
 
 enum { OVER_NONE, OVER_BODY, OVER_HEADERS, OVER_MEMORY };
@@ -95,7 +63,7 @@ enum { OVER_NONE, OVER_BODY, OVER_HEADERS, OVER_MEMORY };
 typedef struct xfer {
     CURL *easy;                 /* kept between transfers: the pool */
     struct curl_slist *hdrs;
-    buf_t body, head;
+    paykit_buf body, head;
     size_t max_body;
     int over;                   /* why a callback stopped the transfer */
     int index;                  /* request position (1-based) while busy, 0 when free */
@@ -135,8 +103,8 @@ static void xfer_destroy(client_t *c, xfer *x)
         curl_easy_setopt(x->easy, CURLOPT_SHARE, NULL);
         curl_easy_cleanup(x->easy);
     }
-    buf_free(&x->body);
-    buf_free(&x->head);
+    paykit_buf_free(&x->body);
+    paykit_buf_free(&x->head);
     free(x);
 }
 
@@ -317,7 +285,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud)
         x->over = OVER_BODY;
         return 0;
     }
-    if (!buf_add(&x->body, data, n)) {
+    if (!paykit_buf_add(&x->body, data, n)) {
         x->over = OVER_MEMORY;
         return 0;
     }
@@ -334,7 +302,7 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
         x->over = OVER_HEADERS;
         return 0;
     }
-    if (!buf_add(&x->head, data, n)) {
+    if (!paykit_buf_add(&x->head, data, n)) {
         x->over = OVER_MEMORY;
         return 0;
     }
@@ -680,7 +648,7 @@ static void push_failure_message(lua_State *L, client_t *c, xfer *x, CURLcode rc
 static int is_space(char ch) { return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n'; }
 
 /* Pushes a table of the last response's headers: lowercase names, repeats joined with ", ". */
-static void push_headers(lua_State *L, const buf_t *h)
+static void push_headers(lua_State *L, const paykit_buf *h)
 {
     const char *p = h->p, *end = h->p ? h->p + h->len : NULL;
     int t;

@@ -21,20 +21,15 @@
 #define PARSER_MT "paykit.http_response_parser"
 #define DEFAULT_MAX_BODY ((size_t)8 * 1024 * 1024)
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-} pbuf;
-
 enum pstate { ST_PARSING = 0, ST_DONE, ST_ERROR };
 enum perr { PE_NONE = 0, PE_TOO_LARGE, PE_NOMEM, PE_BAD_NAME, PE_BAD_VERSION };
 
 typedef struct {
     http_parser hp;
-    pbuf body;
-    pbuf hdrs;   /* completed headers: name '\0' value '\0' ..., names lowercased */
-    pbuf field;  /* header name being read */
-    pbuf value;  /* header value being read */
+    paykit_buf body;
+    paykit_buf hdrs;   /* completed headers: name '\0' value '\0' ..., names lowercased */
+    paykit_buf field;  /* header name being read */
+    paykit_buf value;  /* header value being read */
     size_t max_body;
     int in_value;
     int head;    /* response to a HEAD request: no body whatever the headers say */
@@ -46,33 +41,6 @@ typedef struct {
     char err[160];
     const char *code;
 } parser_t;
-
-static int buf_add(pbuf *b, const char *s, size_t n)
-{
-    if (n == 0) return 0;
-    if (b->cap - b->len < n) {
-        size_t cap = b->cap ? b->cap : 256;
-        char *np;
-        while (cap - b->len < n) {
-            if (cap > SIZE_MAX / 2) return -1;
-            cap *= 2;
-        }
-        np = realloc(b->p, cap);
-        if (np == NULL) return -1;
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return 0;
-}
-
-static void buf_free(pbuf *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
 
 static parser_t *from_hp(http_parser *hp)
 {
@@ -101,8 +69,8 @@ static int flush_header(parser_t *ps)
         ps->cb_err = PE_BAD_NAME;
         return -1;
     }
-    if (buf_add(&ps->hdrs, ps->field.p, ps->field.len) || buf_add(&ps->hdrs, &nul, 1)
-        || buf_add(&ps->hdrs, ps->value.p, ps->value.len) || buf_add(&ps->hdrs, &nul, 1)) {
+    if (!paykit_buf_add(&ps->hdrs, ps->field.p, ps->field.len) || !paykit_buf_add(&ps->hdrs, &nul, 1)
+        || !paykit_buf_add(&ps->hdrs, ps->value.p, ps->value.len) || !paykit_buf_add(&ps->hdrs, &nul, 1)) {
         ps->cb_err = PE_NOMEM;
         return -1;
     }
@@ -117,7 +85,7 @@ static int on_header_field(http_parser *hp, const char *at, size_t len)
     size_t start, i;
     if (ps->in_value && flush_header(ps)) return -1;
     start = ps->field.len;
-    if (buf_add(&ps->field, at, len)) { ps->cb_err = PE_NOMEM; return -1; }
+    if (!paykit_buf_add(&ps->field, at, len)) { ps->cb_err = PE_NOMEM; return -1; }
     for (i = start; i < ps->field.len; i++) {
         char c = ps->field.p[i];
         if (c >= 'A' && c <= 'Z') ps->field.p[i] = (char)(c - 'A' + 'a');
@@ -129,7 +97,7 @@ static int on_header_value(http_parser *hp, const char *at, size_t len)
 {
     parser_t *ps = from_hp(hp);
     ps->in_value = 1;
-    if (buf_add(&ps->value, at, len)) { ps->cb_err = PE_NOMEM; return -1; }
+    if (!paykit_buf_add(&ps->value, at, len)) { ps->cb_err = PE_NOMEM; return -1; }
     return 0;
 }
 
@@ -150,7 +118,7 @@ static int on_body(http_parser *hp, const char *at, size_t len)
 {
     parser_t *ps = from_hp(hp);
     if (len > ps->max_body - ps->body.len) { ps->cb_err = PE_TOO_LARGE; return -1; }
-    if (buf_add(&ps->body, at, len)) { ps->cb_err = PE_NOMEM; return -1; }
+    if (!paykit_buf_add(&ps->body, at, len)) { ps->cb_err = PE_NOMEM; return -1; }
     return 0;
 }
 
@@ -329,10 +297,10 @@ static int l_reset(lua_State *L)
 static int l_close(lua_State *L)
 {
     parser_t *ps = (parser_t *)luaL_checkudata(L, 1, PARSER_MT);
-    buf_free(&ps->body);
-    buf_free(&ps->hdrs);
-    buf_free(&ps->field);
-    buf_free(&ps->value);
+    paykit_buf_free(&ps->body);
+    paykit_buf_free(&ps->hdrs);
+    paykit_buf_free(&ps->field);
+    paykit_buf_free(&ps->value);
     ps->closed = 1;
     return 0;
 }

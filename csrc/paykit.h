@@ -3,6 +3,9 @@
 #define PAYKIT_H
 
 #include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "compat.h"
 
@@ -34,6 +37,40 @@ static inline int paykit_fail(lua_State *L, const char *code, const char *fmt, .
     va_end(ap);
     lua_pushstring(L, code);
     return 3;
+}
+
+/* A growable malloc'd byte buffer, for bytes gathered in C callbacks where no Lua code may run. */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} paykit_buf;
+
+/* Appends n bytes; returns 0 (leaving the buffer as it was) when out of memory. */
+static inline int paykit_buf_add(paykit_buf *b, const char *s, size_t n)
+{
+    if (n == 0) return 1;
+    if (n > b->cap - b->len) {
+        size_t cap = b->cap ? b->cap : 256;
+        char *p;
+        while (cap - b->len < n) {
+            if (cap > SIZE_MAX / 2) return 0;
+            cap *= 2;
+        }
+        p = (char *)realloc(b->p, cap);
+        if (p == NULL) return 0;
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 1;
+}
+
+static inline void paykit_buf_free(paykit_buf *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
 }
 
 #endif
