@@ -292,7 +292,9 @@ function _M:request(req)
   local started = self.clock()
   local deadline = started + self.retry.deadline
   local attempts = self.retry.attempts
-  if body then self.log("debug", "paykit " .. op .. " request " .. method .. " " .. safe_url .. " " .. redact.text(body)) end
+  -- self.log scrubs the whole line (make_logger), and does nothing without a logger: the
+  -- body is not scrubbed here as well.
+  if body then self.log("debug", "paykit " .. op .. " request " .. method .. " " .. safe_url .. " " .. body) end
 
   local attempt = 0
   while true do
@@ -320,7 +322,7 @@ function _M:request(req)
       self.log(res.status >= 500 and "warn" or "info", string.format("paykit %s %s %s attempt=%d status=%d elapsed=%.3fs",
         op, method, safe_url, attempt, res.status, elapsed))
       if res.body and res.body ~= "" then
-        self.log("debug", "paykit " .. op .. " response " .. res.status .. " " .. redact.text(res.body))
+        self.log("debug", "paykit " .. op .. " response " .. res.status .. " " .. res.body)
       end
       retry_ok = RETRY_STATUS[res.status] and req.idempotent
     else
