@@ -275,16 +275,18 @@ _M.cjson = cjson
 function _M:request(req)
   local op = req.op or "http"
   local method = req.method or (req.body and "POST" or "GET")
-  local headers = {}
-  for k, v in pairs(req.headers or {}) do headers[k] = v end
+  -- one pass: copy the caller's headers and, for json, note a Content-Type / Accept of theirs
+  local headers, have_ct, have_accept = {}, false, false
+  for k, v in pairs(req.headers or {}) do
+    headers[k] = v
+    if req.json and type(k) == "string" then
+      local lk = k:lower()
+      if lk == "content-type" then have_ct = true elseif lk == "accept" then have_accept = true end
+    end
+  end
   local body = req.body
   if req.json then
     if type(body) == "table" then body = assert(cjson().encode(body)) end
-    local have_ct, have_accept = false, false
-    for k in pairs(headers) do
-      local lk = type(k) == "string" and k:lower()
-      if lk == "content-type" then have_ct = true elseif lk == "accept" then have_accept = true end
-    end
     if body and not have_ct then headers["Content-Type"] = "application/json" end
     if not have_accept then headers["Accept"] = "application/json" end
   end
