@@ -162,6 +162,15 @@ describe("zippy sandbox", function()
       assert.are.equal("ConflictError", error_of(res).name)
     end)
 
+    it("answers 400 BadRequestError when the body is not a JSON object", function()
+      for _, res in ipairs { signed("POST", "/sellers", { 1, 2 }), signed("POST", "/products", { "x" }),
+                             signed("POST", "/transactions", { 1 }), signed("POST", "/notices", { "qs" }),
+                             zs.request("POST", base .. "/_sandbox/pay", "not json") } do
+        assert.are.equal(400, res.status)
+        assert.are.equal("BadRequestError", error_of(res).name)
+      end
+    end)
+
     it("answers 409 InvalidArgumentError with a field -> message JSON string", function()
       local res = signed("POST", "/sellers", { uuid = zs.id(), status = "OPEN", email = "x", colour = "red" })
       assert.are.equal(409, res.status)

@@ -153,9 +153,9 @@ local function parse_authorization(header)
   return params
 end
 
--- nil when the request is properly signed, else the reason (not shown to the client).
 local state = M.state
 
+-- nil when the request is properly signed, else the reason (not shown to the client).
 local function check_oauth(util)
   local header = ngx.req.get_headers()["authorization"]
   if type(header) == "table" then return "several Authorization headers" end
@@ -295,10 +295,15 @@ local function with_resource(obj, name, pk)
   return out
 end
 
-local function read_json(util)
+-- The request's JSON object, checked against `spec` when given (see validate).
+-- Returns it, or nil and the 400 / 409 answer already sent.
+local function json_input(util, spec, ignore)
   local body = util.json_body()
-  if not body or body[1] ~= nil then return nil end
-  return body
+  if not body or body[1] ~= nil then return nil, fail(util, 400, "the body must be a JSON object") end
+  if not spec then return body end
+  local clean, errs = validate(body, spec, ignore)
+  if not clean then return nil, invalid(util, errs) end
+  return clean
 end
 
 ---------------------------------------------------------------------------- API handlers
@@ -313,10 +318,8 @@ local function sellers(util, method, id)
       end
       return util.json_array(200, list)
     elseif method == "POST" then
-      local body = read_json(util)
-      if not body then return fail(util, 400, "the body must be a JSON object") end
-      local clean, errs = validate(body, SELLER, RESOURCE_FIELDS)
-      if not clean then return invalid(util, errs) end
+      local clean, sent = json_input(util, SELLER, RESOURCE_FIELDS)
+      if not clean then return sent end
       if s.sellers[clean.uuid] then return fail(util, 409, "a seller with this uuid already exists") end
       s.sellers[clean.uuid] = clean
       s.seller_order[#s.seller_order + 1] = clean.uuid
@@ -329,8 +332,8 @@ local function sellers(util, method, id)
   if method == "GET" then
     return util.json(200, with_resource(seller, "sellers", id))
   elseif method == "PUT" then
-    local body = read_json(util)
-    if not body then return fail(util, 400, "the body must be a JSON object") end
+    local body, sent = json_input(util)
+    if not body then return sent end
     local merged = {}
     for k, v in pairs(seller) do merged[k] = v end
     for k, v in pairs(body) do merged[k] = v end
@@ -378,10 +381,8 @@ local function products(util, method, id)
     end
     return util.json_array(200, list)
   elseif method == "POST" then
-    local body = read_json(util)
-    if not body then return fail(util, 400, "the body must be a JSON object") end
-    local clean, errs = validate(body, PRODUCT, RESOURCE_FIELDS)
-    if not clean then return invalid(util, errs) end
+    local clean, sent = json_input(util, PRODUCT, RESOURCE_FIELDS)
+    if not clean then return sent end
     local seller = s.sellers[clean.seller_id]
     if not seller then return invalid(util, { seller_id = "This seller does not exist." }) end
     if seller.status ~= "ACTIVE" then return invalid(util, { seller_id = "This seller is not ACTIVE." }) end
@@ -406,10 +407,8 @@ local function transactions(util, method, id)
     return fail(util, 404, "no such resource")
   end
   if method ~= "POST" then return fail(util, 405, "method not allowed") end
-  local body = read_json(util)
-  if not body then return fail(util, 400, "the body must be a JSON object") end
-  local clean, errs = validate(body, TRANSACTION, RESOURCE_FIELDS)
-  if not clean then return invalid(util, errs) end
+  local clean, sent = json_input(util, TRANSACTION, RESOURCE_FIELDS)
+  if not clean then return sent end
   local product = s.products[tostring(clean.product_id)]
   if not product or product.status ~= "ACTIVE" then
     return invalid(util, { product_id = "This product does not exist or is not ACTIVE." })
@@ -428,12 +427,12 @@ local function transactions(util, method, id)
   return util.json(201, with_resource(clean, "transactions", clean.uuid))
 end
 
+local NOTICE = { qs = { required = true, check = check_string } }
+
 local function notices(util, method)
   if method ~= "POST" then return fail(util, 405, "method not allowed") end
-  local body = read_json(util)
-  if not body then return fail(util, 400, "the body must be a JSON object") end
-  local clean, errs = validate(body, { qs = { required = true, check = check_string } })
-  if not clean then return invalid(util, errs) end
+  local clean, sent = json_input(util, NOTICE)
+  if not clean then return sent end
   local ok, reason = M.verify_notice(clean.qs)
   return util.json(200, { result = ok and "OK" or "FAIL", reason = ok and "" or reason })
 end
@@ -467,8 +466,8 @@ local finish = M.finish
 
 local function sandbox_call(util, method, what)
   if method ~= "POST" then return fail(util, 405, "method not allowed") end
-  local body = read_json(util)
-  if not body then return fail(util, 400, "the body must be a JSON object") end
+  local body, sent = json_input(util)
+  if not body then return sent end
   local s = state(util)
   if what == "pay" then
     local tx = type(body.token) == "string" and s.by_token[body.token]
