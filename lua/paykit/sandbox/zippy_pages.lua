@@ -25,46 +25,43 @@ local function tx_from_form(util, form)
   return tx
 end
 
-local function hidden_tx(tx)
-  return '<input type="hidden" name="tx" value="' .. tx.token .. '">'
-end
-
 local function summary(util, tx)
   return string.format('<p id="amount">%s %s</p><p>Order <code id="ext-id">%s</code></p>',
     util.escape_html(tx.price), util.escape_html(tx.currency), util.escape_html(tx.ext_transaction_id))
 end
 
-local function card_page(util, tx, message)
-  local base = util.base_url() .. "/zippy"
-  return util.page("Pay by card", summary(util, tx)
+-- A payment page: the summary, the message (id="error") if any, and a form posting `fields`
+-- (trusted HTML) with the transaction's token to /zippy/payment/<step>; `after` follows the form.
+local function form_page(util, tx, title, step, message, fields, after)
+  return util.page(title, summary(util, tx)
     .. (message and ('<p id="error" class="error">' .. util.escape_html(message) .. "</p>") or "")
-    .. '<form method="post" action="' .. base .. '/payment/card">' .. hidden_tx(tx)
-    .. '<label>Card number <input id="card-number" name="card_number" autocomplete="off" inputmode="numeric"></label>'
+    .. '<form method="post" action="' .. util.base_url() .. "/zippy/payment/" .. step .. '">'
+    .. '<input type="hidden" name="tx" value="' .. tx.token .. '">'
+    .. fields .. "</form>" .. (after or ""))
+end
+
+local CANCEL = '<button id="cancel" type="submit" name="action" value="cancel">Cancel</button>'
+
+local function card_page(util, tx, message)
+  return form_page(util, tx, "Pay by card", "card", message,
+    '<label>Card number <input id="card-number" name="card_number" autocomplete="off" inputmode="numeric"></label>'
     .. '<label>Expiry (MM/YY) <input id="card-expiry" name="expiry" autocomplete="off"></label>'
     .. '<label>CVC <input id="card-cvc" name="cvc" autocomplete="off" inputmode="numeric"></label>'
-    .. '<button id="pay" type="submit" name="action" value="pay">Pay</button>'
-    .. '<button id="cancel" type="submit" name="action" value="cancel">Cancel</button></form>'
-    .. "<p>Sandbox cards: 4111111111111111 approves, 4000000000000002 is declined.</p>")
+    .. '<button id="pay" type="submit" name="action" value="pay">Pay</button>' .. CANCEL,
+    "<p>Sandbox cards: 4111111111111111 approves, 4000000000000002 is declined.</p>")
 end
 
 local function phone_page(util, tx, message)
-  local base = util.base_url() .. "/zippy"
-  return util.page("Pay with your phone bill", summary(util, tx)
-    .. (message and ('<p id="error" class="error">' .. util.escape_html(message) .. "</p>") or "")
-    .. '<form method="post" action="' .. base .. '/payment/phone">' .. hidden_tx(tx)
-    .. '<label>Phone number <input id="phone" name="phone" inputmode="tel"></label>'
-    .. '<button id="send" type="submit" name="action" value="send">Send me a PIN</button>'
-    .. '<button id="cancel" type="submit" name="action" value="cancel">Cancel</button></form>')
+  return form_page(util, tx, "Pay with your phone bill", "phone", message,
+    '<label>Phone number <input id="phone" name="phone" inputmode="tel"></label>'
+    .. '<button id="send" type="submit" name="action" value="send">Send me a PIN</button>' .. CANCEL)
 end
 
 local function pin_page(util, tx, message)
-  local base = util.base_url() .. "/zippy"
-  return util.page("Enter the PIN we sent you", summary(util, tx)
-    .. (message and ('<p id="error" class="error">' .. util.escape_html(message) .. "</p>") or "")
-    .. '<form method="post" action="' .. base .. '/payment/pin">' .. hidden_tx(tx)
-    .. '<label>PIN <input id="pin" name="pin" inputmode="numeric" autocomplete="off"></label>'
-    .. '<button id="confirm" type="submit" name="action" value="confirm">Confirm</button></form>'
-    .. "<p>Sandbox: the SMS PIN is " .. Z.APPROVE_PIN .. "; any other PIN fails.</p>")
+  return form_page(util, tx, "Enter the PIN we sent you", "pin", message,
+    '<label>PIN <input id="pin" name="pin" inputmode="numeric" autocomplete="off"></label>'
+    .. '<button id="confirm" type="submit" name="action" value="confirm">Confirm</button>',
+    "<p>Sandbox: the SMS PIN is " .. Z.APPROVE_PIN .. "; any other PIN fails.</p>")
 end
 
 local function expiry_ok(expiry)
