@@ -694,19 +694,7 @@ static void push_headers(lua_State *L, const paykit_buf *h)
                     luaL_addchar(&b, (char)tolower((unsigned char)p[i]));
                 luaL_pushresult(&b);
             }
-            lua_pushvalue(L, -1);
-            lua_rawget(L, t);
-            if (lua_isnil(L, -1)) {
-                lua_pop(L, 1);
-                lua_pushlstring(L, v, (size_t)(ve - v));
-            } else {
-                lua_pushliteral(L, ", ");
-                lua_pushlstring(L, v, (size_t)(ve - v));
-                lua_concat(L, 3);
-            }
-            lua_pushvalue(L, -2);
-            lua_insert(L, -2);
-            lua_rawset(L, t);
+            paykit_addheader(L, t, v, (size_t)(ve - v)); /* the name stays, for continuations */
         }
         p = next;
     }

@@ -243,11 +243,13 @@ static int l_result(lua_State *L)
 {
     parser_t *ps = check_parser(L);
     size_t off = 0;
+    int t;
     if (ps->state != ST_DONE) return luaL_error(L, "http response parser: the response is not complete");
     lua_createtable(L, 0, 4);
     lua_pushinteger(L, ps->status);
     lua_setfield(L, -2, "status");
     lua_newtable(L);
+    t = lua_gettop(L);
     while (off < ps->hdrs.len) {
         const char *name = ps->hdrs.p + off;
         size_t nlen = strlen(name);
@@ -255,17 +257,8 @@ static int l_result(lua_State *L)
         size_t vlen = strlen(value);
         off += nlen + 1 + vlen + 1;
         lua_pushlstring(L, name, nlen);
-        lua_pushvalue(L, -1);
-        lua_rawget(L, -3);
-        if (lua_isnil(L, -1)) {
-            lua_pop(L, 1);
-            lua_pushlstring(L, value, vlen);
-        } else {
-            lua_pushliteral(L, ", ");
-            lua_pushlstring(L, value, vlen);
-            lua_concat(L, 3);
-        }
-        lua_rawset(L, -3);
+        paykit_addheader(L, t, value, vlen);
+        lua_pop(L, 1);
     }
     lua_setfield(L, -2, "headers");
     lua_pushlstring(L, ps->body.p ? ps->body.p : "", ps->body.len);

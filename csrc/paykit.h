@@ -73,4 +73,22 @@ static inline void paykit_buf_free(paykit_buf *b)
     b->len = b->cap = 0;
 }
 
+/* Response headers: t[name] = value, or "earlier, value" when the name repeats. The name is on
+ * top of the stack and stays there; t is an absolute index. */
+static inline void paykit_addheader(lua_State *L, int t, const char *v, size_t vn)
+{
+    lua_pushvalue(L, -1);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, t); /* name, name, earlier value */
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushlstring(L, v, vn);
+    } else {
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, v, vn);
+        lua_concat(L, 3);
+    }
+    lua_rawset(L, t);
+}
+
 #endif
