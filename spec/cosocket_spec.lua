@@ -392,3 +392,42 @@ describe("paykit.cosocket in nginx", function()
     end)
   end)
 end)
+
+-- Failure codes against a fake ngx (no nginx): the deadline runs out at a chosen step. A
+-- request that never went out is "connect_timeout" with maybe_sent false, as the libcurl
+-- client (http.c failure_code) and paykit.http's own "deadline passed" error say it.
+describe("paykit.cosocket failure codes", function()
+  local saved, cosocket
+  local clock, sent
+  local function fake_ngx(jump_at)
+    sent = false
+    local sock = {
+      settimeout = function() end, getreusedtimes = function() return 0 end, close = function() end,
+      connect = function() if jump_at == "connect" then clock = clock + 60 end; return 1 end,
+      send = function(_, data) sent = true; return #data end,
+    }
+    return {
+      now = function() return clock end, update_time = function() end,
+      socket = { tcp = function() if jump_at == "socket" then clock = clock + 60 end; return sock end },
+    }
+  end
+  before_each(function()
+    saved = rawget(_G, "ngx")
+    clock = 1000
+    cosocket = require "paykit.cosocket"
+  end)
+  after_each(function() rawset(_G, "ngx", saved) end)
+
+  for _, case in ipairs { { "socket", "before connecting" }, { "connect", "before sending" } } do
+    it("reports a deadline passed " .. case[2] .. " as connect_timeout, never sent", function()
+      rawset(_G, "ngx", fake_ngx(case[1]))
+      local res, msg, code, maybe_sent = cosocket.request { method = "POST", url = "http://127.0.0.1:1/x",
+        body = "b", timeout = 5000 }
+      assert.is_nil(res)
+      assert.matches(case[2], msg)
+      assert.equal("connect_timeout", code)
+      assert.is_false(maybe_sent)
+      assert.is_false(sent)
+    end)
+  end
+end)

@@ -186,7 +186,7 @@ local function exchange(ngx, u, method, request, o, deadline)
   end
 
   local left = remaining()
-  if left <= 0 then return fail(sock, nil, "request timed out before connecting", "timeout", false) end
+  if left <= 0 then return fail(sock, nil, "request timed out before connecting", "connect_timeout", false) end
   sock:settimeout(math.max(1, math.min(o.connect_timeout, left)))
   local ok, err = sock:connect(u.host, u.port, { pool = o.pool_key, pool_size = o.pool_size })
   if not ok then
@@ -207,7 +207,7 @@ local function exchange(ngx, u, method, request, o, deadline)
   end
 
   left = remaining()
-  if left <= 0 then return fail(sock, nil, "request timed out before sending", "timeout", false) end
+  if left <= 0 then return fail(sock, nil, "request timed out before sending", "connect_timeout", false) end
   sock:settimeout(math.max(1, left))
   local sent
   sent, err = sock:send(request)
