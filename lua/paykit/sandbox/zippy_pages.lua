@@ -6,18 +6,6 @@ local M = {}
 local Z = require "paykit.sandbox.zippy"
 local fail, state, finish = Z.fail, Z.state, Z.finish
 
-local function luhn(number)
-  local sum, alt = 0, false
-  for i = #number, 1, -1 do
-    local d = tonumber(number:sub(i, i))
-    if alt then d = d * 2; if d > 9 then d = d - 9 end end
-    sum = sum + d
-    alt = not alt
-  end
-  return sum % 10 == 0
-end
-M.luhn = luhn -- for specs
-
 local function tx_from_form(util, form)
   local tx = form and form.tx and state(util).by_token[form.tx]
   if not tx then return nil end
@@ -94,7 +82,7 @@ function M.handle(util, method, step)
   if form.action == "cancel" then return util.redirect((finish(util, tx, "USER_CANCELLED")), 301) end
   if step == "card" and tx.pay_method == "CARD" then
     local number = tostring(form.card_number or ""):gsub("[%s%-]", "")
-    if not number:match("^%d+$") or #number < 12 or #number > 19 or not luhn(number) then
+    if not number:match("^%d+$") or #number < 12 or #number > 19 or not util.luhn(number) then
       return card_page(util, tx, "That card number is not valid.")
     end
     if not expiry_ok(form.expiry) then return card_page(util, tx, "The expiry date is not valid.") end
