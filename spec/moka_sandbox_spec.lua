@@ -2,8 +2,8 @@
 -- Run with PAYKIT_TEST_SANDBOX_PORT set to a port of your own.
 local paykit = require "paykit"
 local moka = require "paykit.providers.moka"
+local core = require "paykit.core"
 local sb = require "spec.support.sandbox"
-local cjson = require "cjson"
 
 local base
 local APPROVE, DECLINE_005, SERVER_ERROR = "4111111111111111", "4000000000100505", "4000000000300006"
@@ -25,16 +25,10 @@ local function card(number)
   return { holder = "Ali Yilmaz", number = number or APPROVE, exp_month = "12", exp_year = "2031", cvc = "123" }
 end
 
-local function admin(path, body)
-  local h = require("paykit.http").new { retry = false }
-  local res = assert(h:request { method = "POST", url = base .. path, body = cjson.encode(body), json = true })
-  return res
-end
-
 -- finish a 3D page through the sandbox's admin call; returns the posted fields
 local function finish_3d(url, action, code)
   local trx = url:match("threeDTrxCode=([%w%-]+)")
-  local res = admin("/moka/_sandbox/3d/complete", { threeDTrxCode = trx, action = action, code = code })
+  local res = sb.post_json("/moka/_sandbox/3d/complete", { threeDTrxCode = trx, action = action, code = code })
   assert.equal(200, res.status)
   return res.json.Fields
 end
@@ -109,7 +103,9 @@ describe("moka against the sandbox", function()
     local reference = ref()
     assert(g:pay { amount = "9.00", card = card(), reference = reference, pool = true })
     assert.equal("paid", assert(g:approve_pool { reference = reference }).status)
-    assert(g:undo_pool { reference = reference })
+    assert.is_true(assert(g:payment_details { reference = reference }).PaymentDetail.IsPoolPaymentApproved)
+    assert.equal("pending", assert(g:undo_pool { reference = reference }).status)
+    assert.is_false(assert(g:payment_details { reference = reference }).PaymentDetail.IsPoolPaymentApproved)
   end)
 
   it("maps provider refusals to stable errors", function()
@@ -157,9 +153,7 @@ describe("moka against the sandbox", function()
     local g = gw()
     local r = assert(g:start_3d { amount = "12.00", card = card(), redirect_url = "https://shop.example/r", reference = ref() })
     local fields = finish_3d(r.redirect_url, "approve")
-    local parts = {}
-    for k, v in pairs(fields) do parts[#parts + 1] = k .. "=" .. require("paykit.core").pct_encode(v) end
-    local req = { method = "POST", body = table.concat(parts, "&") }
+    local req = { method = "POST", body = core.form_encode(fields) }
     local n, reply = g:notification(req, { code_for_hash = r.keep.code_for_hash })
     assert.equal("paid", n.status); assert.equal("OK", reply.body)
     assert.is_true(assert(g:notification(req, { code_for_hash = r.keep.code_for_hash })).duplicate)
