@@ -173,17 +173,17 @@ static int client_tostring(lua_State *L)
 
 /* ---- option reading ----------------------------------------------------------------------- */
 
-/* Reads an optional non-negative integer field of the table at idx; raises on a bad value. */
+/* Reads an optional non-negative integer field (at most max, and at most 2^53-1) of the table at
+ * idx; raises on a bad value. */
 static long opt_count(lua_State *L, int idx, int arg, const char *name, long def, long max)
 {
     long v = def;
     lua_getfield(L, idx, name);
     if (!lua_isnil(L, -1)) {
-        lua_Number n;
+        long long n = 0;
         if (lua_type(L, -1) != LUA_TNUMBER)
             luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a number", name));
-        n = lua_tonumber(L, -1);
-        if (!(n >= 0 && n <= (lua_Number)max) || n != (lua_Number)(long)n)
+        if (!paykit_tosafeint(L, -1, &n) || n < 0 || n > max)
             luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a non-negative integer", name));
         v = (long)n;
     }

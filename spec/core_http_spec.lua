@@ -194,6 +194,7 @@ describe("core http client", function()
       assert.has_error(function() client:request { url = 42 } end)
       assert.has_error(function() client:request("http://x") end)
       assert.has_error(function() core.http_client { timeout = -1 } end)
+      assert.has_error(function() core.http_client { timeout = 2 ^ 63 } end) -- beyond a C long: refused, not cast
       assert.has_error(function() core.http_client { verify = "yes" } end)
     end)
   end)
