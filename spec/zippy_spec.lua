@@ -285,7 +285,12 @@ describe("zippy validation before any network call", function()
       callback_success_url = "https://d.example/cs", callback_error_url = "https://d.example/ce" }
     local t = tx(); t.success_url, t.error_url, t.callback_success_url, t.callback_error_url = nil, nil, nil, nil
     local body = assert(z:transaction_body(t))
+    assert.are.equal("https://d.example/s", body.success_url)
+    assert.are.equal("https://d.example/e", body.error_url)
     assert.are.equal("https://d.example/cs", body.callback_success_url)
+    assert.are.equal("https://d.example/ce", body.callback_error_url)
+    -- a URL given with the transaction wins over the default
+    assert.are.equal("https://shop.example/error", assert(z:transaction_body(tx())).error_url)
   end)
 
   it("checks seller and product fields", function()
