@@ -8,18 +8,7 @@ local sim = require "paykit.sandbox.mocopay"
 
 local base
 
-local function sleep(s) os.execute("sleep " .. s) end
 local function uniq() return core.random_hex(6) end
-
-local function wait_sink(name, n)
-  local log
-  for _ = 1, 60 do
-    log = sb.request("GET", "/_sink/" .. name .. "/log").json
-    if #log >= n then return log end
-    sleep(0.05)
-  end
-  return log
-end
 
 -- The buyer acts on the checkout page; returns the callback URL's query string.
 local function buyer(result, action)
@@ -74,7 +63,7 @@ describe("mocopay flow against the sandbox", function()
     assert.matches("^%d+%-%d+%-%d+ ", p.time_authorized)
     assert.truthy(p.expires_in > 0)
 
-    local log = wait_sink("n-" .. n, 2)
+    local log = sb.sink_log("n-" .. n, 2)
     assert.equal(2, #log)
     for _, e in ipairs(log) do
       local res, reply = gw:notification(as_request(e))
@@ -110,11 +99,11 @@ describe("mocopay flow against the sandbox", function()
     assert.equal("subscription", done.payment.type)
     assert.is_true(done.payment.recurrent)
     local sid = done.provider_reference
-    wait_sink("s-" .. n, 2)
+    sb.sink_log("s-" .. n, 2)
 
     assert.equal(200, sb.request("POST", "/mocopay/_sandbox/charge?sessionId=" .. sid).status)
     assert.equal(200, sb.request("POST", "/mocopay/_sandbox/charge?sessionId=" .. sid .. "&result=fail").status)
-    local log = wait_sink("s-" .. n, 6)
+    local log = sb.sink_log("s-" .. n, 6)
     assert.equal(6, #log)
     local types = {}
     for _, e in ipairs(log) do
@@ -181,7 +170,7 @@ describe("mocopay flow against the sandbox", function()
     local gw = gateway { notify_url = base .. "/_sink/t-" .. n, callback_url = base .. "/_sink/ret-x" }
     local r = assert(gw:purchase { pid = "12000" })
     buyer(r, "cancel")
-    local e = wait_sink("t-" .. n, 1)[1]
+    local e = sb.sink_log("t-" .. n, 1)[1]
     local req = as_request(e)
     req.query = e.query:gsub("status=Cancelled", "status=Authorized")
     local ok, err, reply = gw:notification(req)
@@ -240,7 +229,7 @@ describe("mocopay flow against the sandbox", function()
       local q = buyer(r, "send-sms")
       local done = assert(gw:complete(q, r.keep))
       sigs[#sigs + 1] = mocopay.sign(secret, "/mocopay/v1/payment/verifyPayment", { sessionId = done.provider_reference })
-      for _, e in ipairs(wait_sink("l-" .. n, mode == "header" and 2 or 4)) do
+      for _, e in ipairs(sb.sink_log("l-" .. n, mode == "header" and 2 or 4)) do
         sigs[#sigs + 1] = e.query:match("signature=sandbox%-app%%3A([^&]+)")
         local req = as_request(e)
         gw:notification(req)

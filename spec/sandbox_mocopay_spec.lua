@@ -28,16 +28,6 @@ local function api(method, path, params, opts)
   return sb.request(method, path .. "?" .. query, method == "POST" and "" or nil, headers)
 end
 
-local function wait_sink(name, n)
-  local log
-  for _ = 1, 60 do
-    log = sb.request("GET", "/_sink/" .. name .. "/log").json
-    if #log >= n then return log end
-    sleep(0.05)
-  end
-  return log
-end
-
 local function act(trn, action)
   return sb.post_json("/mocopay/_sandbox/act", { trn = trn, action = action })
 end
@@ -299,7 +289,7 @@ describe("mocopay sandbox", function()
     it("sends signed session and transaction notifications to notifyUrl", function()
       local s = start("12000", { phone = "+385911234567", mcc = "219", mnc = "01" })
       local sid = query_of(act(s.trn, "send-sms").json.Location).sessionId
-      local log = wait_sink("n-" .. s.name, 2)
+      local log = sb.sink_log("n-" .. s.name, 2)
       assert.equal(2, #log)
       local session, txn
       for _, e in ipairs(log) do
@@ -329,7 +319,7 @@ describe("mocopay sandbox", function()
       local name = uniq()
       local s = start("12000", { notifyUrl = base .. "/_sink/q-" .. name .. "?shop=7" })
       act(s.trn, "cancel")
-      local log = wait_sink("q-" .. name, 1)
+      local log = sb.sink_log("q-" .. name, 1)
       local q = core.query_decode(log[1].query)
       assert.equal("7", q.shop)
       assert.equal("Cancelled", q.status)

@@ -5,6 +5,7 @@
 --   lazy_teardown(function() sb.stop() end)
 --   local res = sb.request("GET", "/_sandbox/outbox")  -- res.status, res.body, res.json
 --   local res = sb.post_json("/moka/_sandbox/3d/complete", {...})
+--   local log = sb.sink_log("shop-notify", 2)         -- what /_sink/shop-notify received
 local sandbox = require "paykit.sandbox"
 local core = require "paykit.core"
 local cjson = require "cjson.safe"
@@ -51,6 +52,19 @@ end
 -- POST a JSON body; returns the response (res.json decoded).
 function M.post_json(url, value)
   return M.request("POST", url, cjson.encode(value), { ["Content-Type"] = "application/json" })
+end
+
+-- What the sandbox's sink /_sink/<name> has recorded, waiting (5 s at most) until it holds at
+-- least `want` requests (default 0: no waiting). Returns the list as it is then.
+function M.sink_log(name, want)
+  want = want or 0
+  local list
+  for _ = 1, 100 do
+    list = M.request("GET", "/_sink/" .. name .. "/log").json
+    if #list >= want then return list end
+    os.execute("sleep 0.05")
+  end
+  return list
 end
 
 return M
