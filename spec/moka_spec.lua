@@ -242,6 +242,7 @@ describe("moka validation before any network call", function()
     { "card.cvc", "invalid", { card = card { cvc = "12" } } },
     { "card.cvc", "invalid", { card = card { cvc = "12345" } } },
     { "card.cvc", "invalid", { card = card { cvc = "1a3" } } },
+    { "card.cvc", "invalid", { card = card { cvc = false, cvc_optional = true } } },
     { "installments", "invalid", { installments = 13 } },
     { "installments", "invalid", { installments = -1 } },
     { "installments", "invalid", { installments = 2.5 } },

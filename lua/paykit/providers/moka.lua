@@ -215,8 +215,9 @@ local function luhn(digits)
   return require("paykit.redact").luhn(digits)
 end
 
-local function check_card(self, card, field)
-  field = field or "card"
+-- stored: a card to store, which may (and then must) come without a CVC
+local function check_card(self, card, stored)
+  local field = "card"
   if type(card) ~= "table" then return nil, V(field, "required", field .. " is required") end
   local number = card.number
   if type(number) == "number" then
@@ -250,7 +251,7 @@ local function check_card(self, card, field)
     return nil, V(field .. ".exp_year", "expired", "the card has expired")
   end
   local out = { number = number, exp_month = string.format("%02d", m), exp_year = string.format("%04d", y) }
-  if card.cvc ~= nil or not card.cvc_optional then
+  if card.cvc ~= nil or not stored then
     local cvc = card.cvc
     if type(cvc) ~= "string" or not cvc:match("^%d%d%d%d?$") then
       return nil, V(field .. ".cvc", "invalid", "the CVC must be 3 or 4 digits")
@@ -840,11 +841,7 @@ local function customer_ref(p, o)
 end
 
 local function stored_card(self, p, o)
-  local card = p.card
-  if type(card) == "table" then
-    card = setmetatable({ cvc_optional = true }, { __index = card })
-  end
-  local c, err = check_card(self, card)
+  local c, err = check_card(self, p.card, true)
   if not c then return nil, err end
   if c.cvc then return nil, V("card.cvc", "not_stored", "a CVC is never stored: leave card.cvc out") end
   put(o, "CardHolderFullName", c.holder or ""); put(o, "CardNumber", c.number)
