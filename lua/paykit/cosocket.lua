@@ -34,11 +34,8 @@ local DEFAULT_POOL_SIZE = 32
 local DEFAULT_KEEPALIVE_TIMEOUT = 30000 -- below the usual server idle timeouts (nginx: 75 s)
 local READ_SIZE = 65536
 
--- Phases in which ngx.socket.tcp may be used.
-local COSOCKET_PHASES = {
-  rewrite = true, access = true, content = true, timer = true,
-  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true,
-}
+-- The phases in which ngx.socket.tcp may be used are paykit.http's (one list for both).
+local in_cosocket_phase = require("paykit.http").in_cosocket_phase
 
 -- Methods that may be sent a second time when a pooled connection turns out to be dead.
 local REPLAYABLE = { GET = true, HEAD = true, OPTIONS = true }
@@ -50,13 +47,12 @@ local function ngx_api()
 end
 
 --- Whether cosockets can be used here: inside nginx, in a phase that allows ngx.socket.tcp
--- (rewrite, access, content, timer, ssl_cert, ssl_session_fetch, ssl_client_hello).
+-- (`paykit.http.in_cosocket_phase`: rewrite, server_rewrite, access, content, timer, ssl_cert,
+-- ssl_session_fetch, ssl_client_hello, preread).
 -- @treturn boolean false outside nginx or in another phase (init, log, header_filter, ...)
 function _M.available()
   local ngx = ngx_api()
-  if not ngx or type(ngx.get_phase) ~= "function" or type(ngx.socket) ~= "table" then return false end
-  local ok, phase = pcall(ngx.get_phase)
-  return ok and COSOCKET_PHASES[phase] == true
+  return ngx ~= nil and type(ngx.socket) == "table" and in_cosocket_phase() == true
 end
 
 --- Splits an http(s) URL.
