@@ -516,6 +516,13 @@ function Moka:call(op, path, payload, idempotent)
   return denull(j.Data), j
 end
 
+-- A call answered with Moka's Data block: the block ({} when null) | nil, err
+local function data_call(self, op, path, payload, idempotent)
+  local data, raw = self:call(op, path, payload, idempotent)
+  if data == nil and errors.is(raw) then return nil, raw end
+  return data or {}
+end
+
 local function result(t)
   t.provider = "moka"
   return gateway.result(t)
@@ -747,9 +754,7 @@ function Moka:payment_details(p)
   end
   local o = obj()
   if a then put(o, "PaymentId", p.payment_id) else put(o, "OtherTrxCode", p.reference) end
-  local data, raw = self:call("payment_details", "/PaymentDealer/GetDealerPaymentTrxDetailList", o, true)
-  if data == nil and errors.is(raw) then return nil, raw end
-  return data or {}
+  return data_call(self, "payment_details", "/PaymentDealer/GetDealerPaymentTrxDetailList", o, true)
 end
 
 local PAYMENT_STATUS = { [0] = "pending", [1] = "authorized", [2] = "paid", [3] = "voided", [4] = "refunded" }
@@ -797,9 +802,7 @@ function Moka:bin_info(bin)
   if type(bin) ~= "string" or not bin:match("^%d%d%d%d%d%d%d?%d?$") then
     return nil, V("bin", "invalid", "bin must be the first 6 to 8 digits of a card, as a string")
   end
-  local data, raw = self:call("bin_info", "/PaymentDealer/GetBankCardInformation", put(obj(), "BinNumber", bin), true)
-  if data == nil and errors.is(raw) then return nil, raw end
-  return data or {}
+  return data_call(self, "bin_info", "/PaymentDealer/GetBankCardInformation", put(obj(), "BinNumber", bin), true)
 end
 
 --- The installment table for a card and amount.
@@ -822,9 +825,7 @@ function Moka:installments(p)
   put(o, "BinNumber", p.bin); put(o, "Currency", currency); put(o, "OrderAmount", dec(amount))
   put(o, "IsThreeD", p.three_d == false and 0 or 1)
   put(o, "IsIncludedCommissionAmount", flag(p.include_commission))
-  local data, raw = self:call("installments", "/PaymentDealer/DoCalcPaymentTable", o, true)
-  if data == nil and errors.is(raw) then return nil, raw end
-  return data or {}
+  return data_call(self, "installments", "/PaymentDealer/DoCalcPaymentTable", o, true)
 end
 
 -- ------------------------------------------------------------------------------------
@@ -873,9 +874,7 @@ function Moka:add_customer(p)
     local _, err = stored_card(self, p, o)
     if err then return nil, err end
   end
-  local data, raw = self:call("add_customer", "/DealerCustomer/AddCustomerWithCard", o, false)
-  if data == nil and errors.is(raw) then return nil, raw end
-  return data or {}
+  return data_call(self, "add_customer", "/DealerCustomer/AddCustomerWithCard", o, false)
 end
 
 --- Stores a card for a customer (AddCard). Not retried once it may have been sent.
@@ -891,9 +890,7 @@ function Moka:add_card(p)
   local _
   _, err = stored_card(self, p, o)
   if err then return nil, err end
-  local data, raw = self:call("add_card", "/DealerCustomer/AddCard", o, false)
-  if data == nil and errors.is(raw) then return nil, raw end
-  return data or {}
+  return data_call(self, "add_card", "/DealerCustomer/AddCard", o, false)
 end
 
 --- A customer's stored cards (GetCardList).
@@ -905,9 +902,7 @@ function Moka:list_cards(p)
   if type(p) ~= "table" then return nil, V("params", "required", "list_cards needs a table") end
   local o, err = customer_ref(p, obj())
   if not o then return nil, err end
-  local data, raw = self:call("list_cards", "/DealerCustomer/GetCardList", o, true)
-  if data == nil and errors.is(raw) then return nil, raw end
-  return data or {}
+  return data_call(self, "list_cards", "/DealerCustomer/GetCardList", o, true)
 end
 
 --- Removes a stored card (RemoveCard).
@@ -920,9 +915,7 @@ function Moka:remove_card(p)
   if type(p) ~= "table" or type(p.card_token) ~= "string" or p.card_token == "" then
     return nil, V("card_token", "required", "card_token is required")
   end
-  local data, raw = self:call("remove_card", "/DealerCustomer/RemoveCard", put(obj(), "CardToken", p.card_token), true)
-  if data == nil and errors.is(raw) then return nil, raw end
-  return data or {}
+  return data_call(self, "remove_card", "/DealerCustomer/RemoveCard", put(obj(), "CardToken", p.card_token), true)
 end
 
 -- ------------------------------------------------------------------------------------
