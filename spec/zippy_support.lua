@@ -7,8 +7,6 @@ local sb = require "spec.support.sandbox"
 
 local M = { sandbox = sandbox }
 
-M.http = sb.http
-
 function M.base() return sb.url() .. "/zippy" end
 
 -- A client on the sandbox; extra options override.
