@@ -157,7 +157,9 @@ static client_t *check_client(lua_State *L)
     return c;
 }
 
-static int client_gc(lua_State *L)
+/* client:close(), also __gc and (5.4) __close: frees the connections now; the client can no
+ * longer be used. */
+static int client_close(lua_State *L)
 {
     client_t *c = (client_t *)luaL_checkudata(L, 1, CLIENT_MT);
     client_free(c);
@@ -889,14 +891,6 @@ static int client_batch(lua_State *L)
     return 1;
 }
 
-/* client:close(): frees the connections now; the client can no longer be used. */
-static int client_close(lua_State *L)
-{
-    client_t *c = (client_t *)luaL_checkudata(L, 1, CLIENT_MT);
-    client_free(c);
-    return 0;
-}
-
 static int client_closed(lua_State *L)
 {
     client_t *c = (client_t *)luaL_checkudata(L, 1, CLIENT_MT);
@@ -913,9 +907,9 @@ static const luaL_Reg client_methods[] = {
 };
 
 static const luaL_Reg client_meta[] = {
-    {"__gc", client_gc},
+    {"__gc", client_close},
 #if LUA_VERSION_NUM >= 504
-    {"__close", client_gc},
+    {"__close", client_close},
 #endif
     {"__tostring", client_tostring},
     {NULL, NULL},
