@@ -678,7 +678,6 @@ static void push_headers(lua_State *L, const paykit_buf *h)
         } else if ((size_t)(eol - p) >= 5 && memcmp(p, "HTTP/", 5) == 0) {
             /* status line */
         } else if ((colon = memchr(p, ':', (size_t)(eol - p))) != NULL && colon > p) {
-            char small[64];
             size_t nn = (size_t)(colon - p), i;
             luaL_Buffer b;
             v = colon + 1;
@@ -686,16 +685,10 @@ static void push_headers(lua_State *L, const paykit_buf *h)
             while (v < ve && is_space(*v)) v++;
             while (ve > v && is_space(ve[-1])) ve--;
             lua_pop(L, 1);
-            if (nn < sizeof small) {
-                for (i = 0; i < nn; i++)
-                    small[i] = (char)tolower((unsigned char)p[i]);
-                lua_pushlstring(L, small, nn);
-            } else {
-                luaL_buffinit(L, &b);
-                for (i = 0; i < nn; i++)
-                    luaL_addchar(&b, (char)tolower((unsigned char)p[i]));
-                luaL_pushresult(&b);
-            }
+            luaL_buffinit(L, &b); /* the buffer's own first block: no allocation for a short name */
+            for (i = 0; i < nn; i++)
+                luaL_addchar(&b, (char)tolower((unsigned char)p[i]));
+            luaL_pushresult(&b);
             paykit_addheader(L, t, v, (size_t)(ve - v)); /* the name stays, for continuations */
         }
         p = next;
