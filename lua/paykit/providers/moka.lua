@@ -279,13 +279,19 @@ end
 
 local function flag(v) return (v and v ~= 0) and 1 or 0 end
 
+-- exactly one of p[a] and p[b] given (not blank): returns the name of the one given | nil, err
+-- (the first name "ambiguous" when both are given, the second "required" when neither is)
+local function one_of(p, a, b, message)
+  local has_a, has_b = not is_blank(p[a]), not is_blank(p[b])
+  if has_a == has_b then return nil, V(has_a and a or b, has_a and "ambiguous" or "required", message) end
+  return has_a and a or b
+end
+
 -- exactly one of order_id (VirtualPosOrderId) / reference (OtherTrxCode)
 local function one_reference(p)
-  local a, b = not is_blank(p.order_id), not is_blank(p.reference)
-  if a == b then
-    return nil, V(a and "order_id" or "reference", a and "ambiguous" or "required",
-      "give exactly one of order_id (Moka's VirtualPosOrderId) and reference (your OtherTrxCode)")
-  end
+  local ok, err = one_of(p, "order_id", "reference",
+    "give exactly one of order_id (Moka's VirtualPosOrderId) and reference (your OtherTrxCode)")
+  if not ok then return nil, err end
   for _, k in ipairs { "order_id", "reference" } do
     if p[k] ~= nil and type(p[k]) ~= "string" then return nil, V(k, "invalid", k .. " must be a string") end
   end
@@ -747,13 +753,11 @@ end
 function Moka:payment_details(p)
   if type(p) == "string" then p = { reference = p } end
   if type(p) ~= "table" then return nil, V("params", "required", "payment_details needs {payment_id=} or {reference=}") end
-  local a, b = p.payment_id ~= nil and p.payment_id ~= "", not is_blank(p.reference)
-  if a == b then
-    return nil, V(a and "payment_id" or "reference", a and "ambiguous" or "required",
-      "give exactly one of payment_id (DealerPaymentId) and reference (OtherTrxCode)")
-  end
+  local which, err = one_of(p, "payment_id", "reference",
+    "give exactly one of payment_id (DealerPaymentId) and reference (OtherTrxCode)")
+  if not which then return nil, err end
   local o = obj()
-  if a then put(o, "PaymentId", p.payment_id) else put(o, "OtherTrxCode", p.reference) end
+  if which == "payment_id" then put(o, "PaymentId", p.payment_id) else put(o, "OtherTrxCode", p.reference) end
   return data_call(self, "payment_details", "/PaymentDealer/GetDealerPaymentTrxDetailList", o, true)
 end
 
@@ -832,12 +836,10 @@ end
 -- stored cards (DealerCustomer)
 
 local function customer_ref(p, o)
-  local a, b = not is_blank(p.dealer_customer_id), not is_blank(p.customer_code)
-  if a == b then
-    return nil, V(a and "dealer_customer_id" or "customer_code", a and "ambiguous" or "required",
-      "give exactly one of dealer_customer_id and customer_code")
-  end
-  if a then put(o, "DealerCustomerId", p.dealer_customer_id) else put(o, "CustomerCode", p.customer_code) end
+  local which, err = one_of(p, "dealer_customer_id", "customer_code", "give exactly one of dealer_customer_id and customer_code")
+  if not which then return nil, err end
+  if which == "dealer_customer_id" then put(o, "DealerCustomerId", p.dealer_customer_id)
+  else put(o, "CustomerCode", p.customer_code) end
   return o
 end
 
