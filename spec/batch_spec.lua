@@ -123,19 +123,28 @@ describe("paykit.batch", function()
 
   it("gives a transport error to the one task whose request failed, after its retries", function()
     local t = http.new { retry = { attempts = 3, base_delay = 0.01, max_delay = 0.02 } }
-    local dead = http.new { retry = { attempts = 3, base_delay = 0.01, max_delay = 0.02 } }
+    -- two failing tasks, each waiting 0.4 s twice (random = 1: no jitter): with the backoff
+    -- sleeps yielded to the scheduler they wait side by side (~0.8 s), blocking they would
+    -- wait one after the other (~1.6 s)
+    local dead = http.new { retry = { attempts = 3, base_delay = 0.4, max_delay = 0.4 }, random = function() return 1 end }
     local attempts = 0
     dead.hooks.before = function() attempts = attempts + 1 end
+    local started = http.now()
     local results, errs = batch {
       function() return t:request { url = base .. "/_sink/ok?reply=fine" } end,
       function() return dead:request { url = "http://127.0.0.1:1/nothing" } end,
+      function() return dead:request { url = "http://127.0.0.1:1/nothing-either" } end,
     }
+    local elapsed = http.now() - started
     assert.equal("fine", results[1].body)
-    assert.is_nil(results[2])
-    assert.truthy(paykit.errors.is(errs[2]))
-    assert.equal("transport", errs[2].kind)
-    assert.equal("connect", errs[2].code)
-    assert.equal(3, attempts) -- a connection never made is retried; the backoff sleeps yielded
+    for i = 2, 3 do
+      assert.is_nil(results[i])
+      assert.truthy(paykit.errors.is(errs[i]))
+      assert.equal("transport", errs[i].kind)
+      assert.equal("connect", errs[i].code)
+    end
+    assert.equal(6, attempts) -- a connection never made is retried: 3 attempts per task
+    assert.is_true(elapsed >= 0.75 and elapsed < 1.3, "the two tasks' backoff took " .. elapsed .. " s")
     t:close(); dead:close()
   end)
 
