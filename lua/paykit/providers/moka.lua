@@ -796,6 +796,13 @@ function Moka:status(ref)
   return result(r)
 end
 
+local function check_bin(bin)
+  if type(bin) ~= "string" or not bin:match("^%d%d%d%d%d%d%d?%d?$") then
+    return nil, V("bin", "invalid", "bin must be the first 6 to 8 digits of a card, as a string")
+  end
+  return true
+end
+
 --- Bank and card information for a BIN (GetBankCardInformation).
 -- @tparam string|table bin the first 6 to 8 digits of a card, or `{bin=}`
 -- @treturn table Moka's Data block
@@ -803,9 +810,8 @@ end
 -- @return[2] a validation, transport or provider error
 function Moka:bin_info(bin)
   if type(bin) == "table" then bin = bin.bin end
-  if type(bin) ~= "string" or not bin:match("^%d%d%d%d%d%d%d?%d?$") then
-    return nil, V("bin", "invalid", "bin must be the first 6 to 8 digits of a card, as a string")
-  end
+  local ok, err = check_bin(bin)
+  if not ok then return nil, err end
   return data_call(self, "bin_info", "/PaymentDealer/GetBankCardInformation", put(obj(), "BinNumber", bin), true)
 end
 
@@ -818,10 +824,10 @@ end
 -- @return[2] a validation, transport or provider error
 function Moka:installments(p)
   if type(p) ~= "table" then return nil, V("params", "required", "installments needs a table") end
-  if type(p.bin) ~= "string" or not p.bin:match("^%d%d%d%d%d%d%d?%d?$") then
-    return nil, V("bin", "invalid", "bin must be the first 6 to 8 digits of a card, as a string")
-  end
-  local currency, err = currency_of(self, p.currency)
+  local ok, err = check_bin(p.bin)
+  if not ok then return nil, err end
+  local currency
+  currency, err = currency_of(self, p.currency)
   if not currency then return nil, err end
   local amount, m = amount_of(p.amount, currency, "amount")
   if not amount then return nil, m end
