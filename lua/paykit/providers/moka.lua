@@ -316,6 +316,14 @@ local function client_ip(self, p, required)
   return ip
 end
 
+-- The person fields of CustomerInformation and AddCustomerWithCard ("" when absent).
+local function put_person(o, c)
+  put(o, "FirstName", c.first_name or ""); put(o, "LastName", c.last_name or "")
+  put(o, "Gender", c.gender and tostring(c.gender) or ""); put(o, "BirthDate", c.birth_date or "")
+  put(o, "GsmNumber", c.gsm or ""); put(o, "Email", c.email or ""); put(o, "Address", c.address or "")
+  return o
+end
+
 -- The payment request (DoDirectPayment / DoDirectPaymentThreeD): validated, as a JSON object.
 local function payment_request(self, p, three_d)
   if type(p) ~= "table" then return nil, V("params", "required", "payment parameters are required") end
@@ -442,9 +450,7 @@ local function payment_request(self, p, three_d)
     if type(c) ~= "table" then return nil, V("customer", "invalid", "customer must be a table") end
     local o = obj()
     put(o, "DealerCustomerId", c.dealer_customer_id or ""); put(o, "CustomerCode", c.customer_code or "")
-    put(o, "FirstName", c.first_name or ""); put(o, "LastName", c.last_name or "")
-    put(o, "Gender", c.gender and tostring(c.gender) or ""); put(o, "BirthDate", c.birth_date or "")
-    put(o, "GsmNumber", c.gsm or ""); put(o, "Email", c.email or ""); put(o, "Address", c.address or "")
+    put_person(o, c)
     put(o, "CardName", c.card_name or "")
     put(r, "CustomerInformation", o)
   end
@@ -875,9 +881,7 @@ function Moka:add_customer(p)
   local o = obj()
   put(o, "CustomerCode", p.customer_code)
   put(o, "Password", p.customer_password or "")
-  put(o, "FirstName", p.first_name or ""); put(o, "LastName", p.last_name or "")
-  put(o, "Gender", p.gender and tostring(p.gender) or ""); put(o, "BirthDate", p.birth_date or "")
-  put(o, "GsmNumber", p.gsm or ""); put(o, "Email", p.email or ""); put(o, "Address", p.address or "")
+  put_person(o, p)
   if p.card ~= nil then
     local _, err = stored_card(self, p, o)
     if err then return nil, err end
