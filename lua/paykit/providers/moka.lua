@@ -46,6 +46,8 @@ local errors = require "paykit.errors"
 local money = require "paykit.money"
 local gateway = require "paykit.gateway"
 local codes = require "paykit.providers.moka_codes"
+local luhn = require("paykit.redact").luhn
+local null = require("cjson").null
 
 local _M = { codes = codes }
 local Moka = {}
@@ -209,10 +211,6 @@ local function amount_of(value, currency, field, allow_zero)
     return nil, V(field, "not_positive", field .. " must be greater than zero")
   end
   return text, minor
-end
-
-local function luhn(digits)
-  return require("paykit.redact").luhn(digits)
 end
 
 -- stored: a card to store, which may (and then must) come without a CVC
@@ -468,7 +466,7 @@ local function blocks(path)
 end
 
 local function denull(v)
-  if v == nil or v == require("cjson").null then return nil end
+  if v == nil or v == null then return nil end
   return v
 end
 
