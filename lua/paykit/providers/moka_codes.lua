@@ -55,7 +55,6 @@ for full, row in pairs(_M.RESULT) do
 end
 _M.SUFFIX.InvalidRequest = { "provider", "moka.invalid_request", "Moka could not read the request (malformed JSON object)" }
 _M.SUFFIX.PaymentNotFound = { "provider", "moka.payment_not_found", "Moka found no payment with this reference" }
-_M.SUFFIX.InvalidAccount = _M.RESULT["PaymentDealer.CheckPaymentDealerAuthentication.InvalidAccount"]
 -- after-sale, query and stored-card failures (the endpoint name varies, the last segment does not)
 for last, row in pairs {
   PaymentIsNotPreAuth = { "provider", "moka.payment_not_pre_auth", "the payment is not a pre-authorisation, so it cannot be captured" },
