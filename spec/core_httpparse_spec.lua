@@ -13,6 +13,24 @@ local function parse(bytes, opts)
   return res
 end
 
+-- Asserts a refusal, nil, message, code, with the given code; returns the message.
+local function assert_refused(code, done, err, got)
+  assert.is_nil(done)
+  assert.equal(code, got)
+  assert.is_string(err)
+  return err
+end
+
+-- Feeds bytes that stop short of a whole response, then ends the stream: finish() must refuse
+-- with code protocol. Returns the message.
+local function refused_at_eof(bytes)
+  local p = core.http_response_parser()
+  assert.is_false(p:feed(bytes))
+  local done, err, code = p:finish()
+  p:close()
+  return assert_refused("protocol", done, err, code)
+end
+
 local CHUNKED = "HTTP/1.1 200 OK\r\n"
   .. "Content-Type: application/json\r\n"
   .. "Transfer-Encoding: chunked\r\n"
@@ -60,19 +78,12 @@ describe("core.http_response_parser", function()
     end)
 
     it("refuses a truncated body at end of stream", function()
-      local p = core.http_response_parser()
-      assert.is_false(p:feed("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"))
-      local done, err, code = p:finish()
-      assert.is_nil(done)
-      assert.equal("protocol", code)
-      assert.matches("closed before the response was complete", err)
-      p:close()
+      assert.matches("closed before the response was complete",
+        refused_at_eof("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"))
     end)
 
     it("refuses two different Content-Length headers", function()
-      local res, _, code = parse("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab")
-      assert.is_nil(res)
-      assert.equal("protocol", code)
+      assert_refused("protocol", parse("HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"))
     end)
   end)
 
@@ -118,19 +129,13 @@ describe("core.http_response_parser", function()
     end)
 
     it("refuses an invalid chunk size", function()
-      local res, err, code = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")
-      assert.is_nil(res)
-      assert.equal("protocol", code)
-      assert.matches("chunk size", err)
+      assert.matches("chunk size", assert_refused("protocol",
+        parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n")))
     end)
 
     it("refuses a stream that ends inside a chunk", function()
-      local p = core.http_response_parser()
-      assert.is_false(p:feed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"))
-      local done, _, code = p:finish()
-      assert.is_nil(done)
-      assert.equal("protocol", code)
-      p:close()
+      assert.matches("closed before the response was complete",
+        refused_at_eof("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab"))
     end)
   end)
 
@@ -147,12 +152,7 @@ describe("core.http_response_parser", function()
     end)
 
     it("refuses end of stream inside the headers", function()
-      local p = core.http_response_parser()
-      assert.is_false(p:feed("HTTP/1.1 200 OK\r\nContent-Ty"))
-      local done, _, code = p:finish()
-      assert.is_nil(done)
-      assert.equal("protocol", code)
-      p:close()
+      assert.matches("closed before the response was complete", refused_at_eof("HTTP/1.1 200 OK\r\nContent-Ty"))
     end)
   end)
 
@@ -169,20 +169,15 @@ describe("core.http_response_parser", function()
     for name, bytes in pairs(cases) do
       it("refuses " .. name .. " with code protocol", function()
         local p = core.http_response_parser()
-        local done, err, code = p:feed(bytes)
-        assert.is_nil(done)
-        assert.equal("protocol", code)
-        assert.matches("malformed HTTP response", err)
+        assert.matches("malformed HTTP response", assert_refused("protocol", p:feed(bytes)))
         p:close()
       end)
     end
 
     it("keeps refusing after an error until reset", function()
       local p = core.http_response_parser()
-      assert.is_nil(p:feed("garbage\r\n\r\n"))
-      local done, _, code = p:feed("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-      assert.is_nil(done)
-      assert.equal("protocol", code)
+      assert_refused("protocol", p:feed("garbage\r\n\r\n"))
+      assert_refused("protocol", p:feed("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
       p:reset()
       assert.is_true(p:feed("HTTP/1.1 204 No Content\r\n\r\n"))
       assert.equal(204, p:result().status)
@@ -193,9 +188,7 @@ describe("core.http_response_parser", function()
   describe("the body cap (max_body)", function()
     it("refuses a Content-Length above the cap before reading the body", function()
       local p = core.http_response_parser { max_body = 100 }
-      local done, err, code = p:feed("HTTP/1.1 200 OK\r\nContent-Length: 101\r\n\r\n")
-      assert.is_nil(done)
-      assert.equal("too_large", code)
+      local err = assert_refused("too_large", p:feed("HTTP/1.1 200 OK\r\nContent-Length: 101\r\n\r\n"))
       assert.matches("size limit", err)
       p:close()
     end)
@@ -209,25 +202,19 @@ describe("core.http_response_parser", function()
     it("refuses a chunked body that grows above the cap", function()
       local p = core.http_response_parser { max_body = 10 }
       assert.is_false(p:feed("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nabcdef\r\n"))
-      local done, _, code = p:feed("6\r\nghijkl\r\n0\r\n\r\n")
-      assert.is_nil(done)
-      assert.equal("too_large", code)
+      assert_refused("too_large", p:feed("6\r\nghijkl\r\n0\r\n\r\n"))
       p:close()
     end)
 
     it("refuses a read-until-close body that grows above the cap", function()
       local p = core.http_response_parser { max_body = 4 }
-      local done, _, code = p:feed("HTTP/1.1 200 OK\r\n\r\n12345")
-      assert.is_nil(done)
-      assert.equal("too_large", code)
+      assert_refused("too_large", p:feed("HTTP/1.1 200 OK\r\n\r\n12345"))
       p:close()
     end)
 
     it("refuses headers above libhttp-parser's limit with too_large", function()
       local p = core.http_response_parser()
-      local done, _, code = p:feed("HTTP/1.1 200 OK\r\nX-Big: " .. string.rep("a", 100 * 1024) .. "\r\n\r\n")
-      assert.is_nil(done)
-      assert.equal("too_large", code)
+      assert_refused("too_large", p:feed("HTTP/1.1 200 OK\r\nX-Big: " .. string.rep("a", 100 * 1024) .. "\r\n\r\n"))
       p:close()
     end)
 
