@@ -100,8 +100,10 @@ describe("zippy signed notices", function()
   it("signs the zippy-notes vector (starts 2b1b112b, ends 4b00e7a)", function()
     local s = notice.sign({ { "ext_transaction_id", "webpay xyz/2&a=b" }, { "error", "CC_ERROR" } }, 0, KEYS[0])
     assert.are.equal(signed, s)
-    assert.are.equal("2b1b112b", NOTICE_SIG:sub(1, 8))
-    assert.are.equal("4b00e7a", NOTICE_SIG:sub(-7))
+    -- the sheet publishes only the ends of the HMAC: check them on what sign() produced
+    local sig = s:match("&sig=0:(%x+)$")
+    assert.are.equal("2b1b112b", sig:sub(1, 8))
+    assert.are.equal("4b00e7a", sig:sub(-7))
   end)
 
   it("verifies the vector and only then decodes the fields", function()
