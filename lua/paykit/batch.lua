@@ -122,11 +122,7 @@ local function run_plain(tasks, max)
         end
       end
       sleepers = still
-      if #runnable == 0 and soonest then
-        local socket = package.loaded.socket
-        local d = soonest - now
-        if socket and socket.sleep then socket.sleep(d) else os.execute(string.format("sleep %.3f", d)) end
-      end
+      if #runnable == 0 and soonest then http.sleep(soonest - now) end
     end
     if #runnable == 0 and #sleepers == 0 then break end
   end

@@ -101,6 +101,13 @@ local function default_sleep(s)
   if socket and socket.sleep then return socket.sleep(s) end
   os.execute(string.format("sleep %.3f", s))
 end
+_M.sleep = default_sleep
+
+--- Waits s seconds the way a retry's backoff does.
+-- Yielded to the scheduler inside a `paykit.batch` task, ngx.sleep in a cosocket phase,
+-- else LuaSocket's sleep, else the sleep command. Nothing for s <= 0.
+-- @function sleep
+-- @tparam number s seconds
 
 --- Normalise a logger into a function that scrubs every line.
 -- Normalise a logger (function(level, line) or object with :log(level, line)) into a
