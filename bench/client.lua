@@ -17,6 +17,15 @@ local function count(status, body)
   if status == 200 and body == payload.response then ok = ok + 1 else errors = errors + 1 end
 end
 
+-- One untimed call of one() (the connection, the TLS session), then n timed calls; returns the
+-- wall and CPU seconds of the timed ones.
+local function timed_calls(one)
+  one()
+  local t0, c0 = socket.gettime(), os.clock()
+  for _ = 1, n do count(one()) end
+  return socket.gettime() - t0, os.clock() - c0
+end
+
 local run = {}
 
 function run.paykit()
@@ -59,10 +68,7 @@ function run.luasocket()
     }
     return status, table.concat(sink)
   end
-  one()
-  local t0, c0 = socket.gettime(), os.clock()
-  for _ = 1, n do count(one()) end
-  return socket.gettime() - t0, os.clock() - c0
+  return timed_calls(one)
 end
 
 -- Debian's lua-curl (Lua-cURL 0.3, module "curl"; Lua 5.1/5.2): one easy handle, kept alive.
@@ -81,10 +87,7 @@ function run.luacurl()
     if not okp then return nil end
     return 200, table.concat(chunks) -- Lua-cURL 0.3 has no getinfo: the body decides
   end
-  one()
-  local t0, c0 = socket.gettime(), os.clock()
-  for _ = 1, n do count(one()) end
-  return socket.gettime() - t0, os.clock() - c0
+  return timed_calls(one)
 end
 
 local wall, cpu = run[client]()
