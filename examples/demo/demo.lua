@@ -4,21 +4,16 @@
 -- went as expected.
 local root = (arg[0]:match("^(.*)/examples/demo/[^/]*$") or ".")
 package.path = table.concat({ root .. "/examples/openresty/lua/?.lua", root .. "/examples/openresty/lua/?/init.lua",
-  root .. "/lua/?.lua", root .. "/lua/?/init.lua", package.path }, ";")
+  root .. "/examples/?.lua", root .. "/lua/?.lua", root .. "/lua/?/init.lua", package.path }, ";")
 package.cpath = root .. "/build/lua5.4/?.so;" .. package.cpath
 
 local opts = {}
 for i = 1, #arg - 1, 2 do opts[arg[i]:gsub("^%-%-", "")] = arg[i + 1] end
-local buyer = require("shop.buyer").new { shop = opts.shop or "http://127.0.0.1:8791",
-                                          sandbox = opts.sandbox or "http://127.0.0.1:8790" }
+local buyers = require "shop.buyer"
+local buyer = buyers.new { shop = opts.shop or "http://127.0.0.1:8791", sandbox = opts.sandbox or "http://127.0.0.1:8790" }
+local count = buyers.count
 
 local failures = 0
-
-local function count(list, prefix)
-  local n = 0
-  for _, e in ipairs(list or {}) do if e:sub(1, #prefix) == prefix then n = n + 1 end end
-  return n
-end
 
 -- One trip: `go` walks it, `expect` is "paid" or "failed"; `replay` also repeats the notification.
 local function trip(provider, label, path, expect, go, replay)
@@ -46,7 +41,7 @@ local function trip(provider, label, path, expect, go, replay)
   print(line .. (good and "" or "   <-- NOT AS EXPECTED"))
 end
 
-local CARDS = require("shop.buyer").CARDS
+local CARDS = buyers.CARDS
 trip("moka", "approved", "3D page -> approve", "paid", function() return buyer:moka("approve") end, true)
 trip("moka", "declined", "3D page -> bank declines (005)", "failed",
   function() return buyer:moka("approve", { card = CARDS.decline }) end, true)

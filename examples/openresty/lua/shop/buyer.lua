@@ -1,6 +1,7 @@
 -- A scripted buyer for the example shop: plain HTTP with the core client (no redirect
 -- following: every hop is taken by hand), the sandbox's `_sandbox` calls standing in for the
--- clicks on the providers' pages. Used by spec/shop_spec.lua and the demo.
+-- clicks on the providers' pages (examples/sandbox_buyer.lua, which must be on package.path).
+-- Used by spec/shop_spec.lua and the demo.
 --
 --   local buyer = require("shop.buyer").new{ shop = "http://127.0.0.1:8791", sandbox = "http://127.0.0.1:8790" }
 --   local trip = buyer:moka("approve")        -- {id=, order=, steps={...}, replay=function}
@@ -9,6 +10,7 @@
 --   trip.replay()                             -- sends the provider's notification once more
 local core = require "paykit.core"
 local cjson = require "cjson.safe"
+local sandbox = require "sandbox_buyer"
 
 local _M = {}
 local Buyer = {}
@@ -28,9 +30,9 @@ local function absolute(self, url)
   return url
 end
 
-function Buyer:request(method, url, body, ctype)
+function Buyer:request(method, url, body)
   local res, err = self.http:request { method = method, url = absolute(self, url), body = body,
-    headers = body and { ["Content-Type"] = ctype or "application/x-www-form-urlencoded" } or nil }
+    headers = body and { ["Content-Type"] = "application/x-www-form-urlencoded" } or nil }
   if not res then error("buyer: " .. method .. " " .. url .. " failed: " .. tostring(err), 2) end
   return res
 end
@@ -39,11 +41,8 @@ function Buyer:get(url) return self:request("GET", url) end
 function Buyer:post(url, form) return self:request("POST", url, type(form) == "table" and core.form_encode(form) or form) end
 
 function Buyer:admin(path, t)
-  local res = self:request("POST", self.sandbox .. path, cjson.encode(t), "application/json")
-  local json = cjson.decode(res.body)
-  if res.status ~= 200 or type(json) ~= "table" then
-    error("buyer: sandbox " .. path .. " answered " .. res.status .. " " .. tostring(res.body), 2)
-  end
+  local json, err = sandbox.call(self.http, self.sandbox, path, t)
+  if not json then error("buyer: " .. err, 2) end
   return json
 end
 
@@ -56,6 +55,13 @@ end
 function Buyer:check(id)
   self:post("/order/" .. id .. "/check", "")
   return self:order(id)
+end
+
+-- How many of an order's events start with `prefix`.
+function _M.count(events, prefix)
+  local n = 0
+  for _, e in ipairs(events or {}) do if e:sub(1, #prefix) == prefix then n = n + 1 end end
+  return n
 end
 
 -- Waits (up to `seconds`) until the order's history has an event starting with `prefix`.
