@@ -1,34 +1,40 @@
 -- The example shop (examples/openresty) in a real nginx, paying through the sandbox, driven
 -- over HTTP by a scripted buyer (core client, redirects followed by hand; the sandbox's
 -- `_sandbox` calls stand in for the clicks on the providers' pages).
-package.path = "./examples/openresty/lua/?.lua;./examples/openresty/lua/?/init.lua;" .. package.path
+package.path = "./examples/openresty/lua/?.lua;./examples/openresty/lua/?/init.lua;./examples/?.lua;" .. package.path
 local sb = require "spec.support.sandbox"
 local server = require "shop.server"
 local buyers = require "shop.buyer"
-local http = require "paykit.http"
 local core = require "paykit.core"
 local cjson = require "cjson.safe"
 
 local PORT, MULTI_PORT = 18850, 18851
+local count = buyers.count
 
-local function count(list, prefix)
-  local n = 0
-  for _, e in ipairs(list or {}) do if e:sub(1, #prefix) == prefix then n = n + 1 end end
-  return n
+-- The sandbox, a shop on port with that many workers, and a buyer for it; and their end.
+local function start_shop(port, workers)
+  local sandbox = sb.start()
+  local shop = server.start { port = port, sandbox = sandbox, workers = workers }
+  return sandbox, shop, buyers.new { shop = shop, sandbox = sandbox }
+end
+local function stop_shop(port, buyer)
+  if buyer then buyer:close() end
+  server.stop { port = port }
+  sb.stop()
+end
+
+-- Seconds since the epoch, from the same clock as the background curl's `date +%s.%N`.
+local function wall_clock()
+  local p = assert(io.popen("date +%s.%N"))
+  local t = tonumber(p:read("*l"))
+  p:close()
+  return t
 end
 
 describe("the example shop (one worker)", function()
   local sandbox, shop, buyer
-  lazy_setup(function()
-    sandbox = sb.start()
-    shop = server.start { port = PORT, sandbox = sandbox, workers = 1 }
-    buyer = buyers.new { shop = shop, sandbox = sandbox }
-  end)
-  lazy_teardown(function()
-    if buyer then buyer:close() end
-    server.stop { port = PORT }
-    sb.stop()
-  end)
+  lazy_setup(function() sandbox, shop, buyer = start_shop(PORT, 1) end)
+  lazy_teardown(function() stop_shop(PORT, buyer) end)
 
   it("lists the products with stable buy buttons and a pre-filled test card", function()
     local res = buyer:get("/")
@@ -169,7 +175,7 @@ describe("the example shop (one worker)", function()
     local reqs = {}
     for i = 1, 20 do reqs[i] = { method = "GET", url = shop .. (i % 2 == 0 and "/" or "/order/1.json") } end
     local answers = buyer.http:batch(reqs, { max_in_flight = 20 })
-    local others_done = http.now()
+    local others_done = wall_clock()
     for i = 1, 20 do assert.equal(200, answers[i].status) end
     local slow_status, slow_done
     for _ = 1, 200 do
@@ -196,16 +202,8 @@ end)
 
 describe("the example shop (four workers)", function()
   local sandbox, shop, buyer
-  lazy_setup(function()
-    sandbox = sb.start()
-    shop = server.start { port = MULTI_PORT, sandbox = sandbox, workers = 4 }
-    buyer = buyers.new { shop = shop, sandbox = sandbox }
-  end)
-  lazy_teardown(function()
-    if buyer then buyer:close() end
-    server.stop { port = MULTI_PORT }
-    sb.stop()
-  end)
+  lazy_setup(function() sandbox, shop, buyer = start_shop(MULTI_PORT, 4) end)
+  lazy_teardown(function() stop_shop(MULTI_PORT, buyer) end)
 
   local function batch_ok(reqs)
     local answers = buyer.http:batch(reqs, { max_in_flight = 40 })
