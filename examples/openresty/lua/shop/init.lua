@@ -31,9 +31,8 @@ local MAKERS = {
                          base_url = sandbox .. "/moka", logger = logger }
   end,
   mocopay = function(sandbox)
-    local sb = require "paykit.sandbox.mocopay"
-    local c = sb.credentials or sb
-    return paykit.mocopay { api_key = c.api_key or c.API_KEY, api_secret = c.api_secret or c.API_SECRET,
+    local c = require("paykit.sandbox.mocopay").credentials
+    return paykit.mocopay { api_key = c.api_key, api_secret = c.api_secret,
                             base_url = sandbox .. "/mocopay", logger = logger }
   end,
   zippy = function(sandbox)
