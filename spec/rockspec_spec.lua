@@ -24,7 +24,9 @@ describe("rockspec", function()
     for name, src in pairs(spec.build.modules) do
       if type(src) == "string" then listed[src] = name end
     end
-    for _, file in ipairs(lua_files()) do
+    local files = lua_files()
+    assert.is_true(#files > 0, "no Lua file found under lua/")
+    for _, file in ipairs(files) do
       assert.is_not_nil(listed["lua/" .. file], "rockspec does not install lua/" .. file)
     end
   end)
@@ -46,7 +48,12 @@ describe("rockspec", function()
     local sources = {}
     for _, s in ipairs(spec.build.modules["paykit.core"].sources) do sources[s] = true end
     local p = io.popen("ls csrc/*.c")
-    for file in p:lines() do assert.is_true(sources[file] == true, file .. " is not in the rockspec") end
+    local n = 0
+    for file in p:lines() do
+      n = n + 1
+      assert.is_true(sources[file] == true, file .. " is not in the rockspec")
+    end
     p:close()
+    assert.is_true(n > 0, "no C file found in csrc/")
   end)
 end)
