@@ -77,10 +77,12 @@ local MODULES = {
   { "paykit.gateway", instances = function(m) return { { m.seen(4), "Seen" } } end },
   { "paykit.batch" },
   { "paykit.cosocket" },
+  { "paykit.url" },
   { "paykit.providers.moka", instances = function(m)
     return { { assert(m.new { dealer_code = "dummy", username = "dummy", password = "dummy" }), "Moka" } }
   end },
   { "paykit.providers.moka_codes" },
+  { "paykit.providers.mocopay_codes" },
   { "paykit.providers.mocopay", instances = function(m)
     return { { m.new { api_key = "dummy", api_secret = "dummy", base_url = "http://127.0.0.1:9" }, "Client" } }
   end },

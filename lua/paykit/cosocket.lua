@@ -26,6 +26,7 @@
 local _M = { _VERSION = "0.1.0" }
 
 local core = require "paykit.core"
+local url_mod = require "paykit.url"
 
 local DEFAULT_TIMEOUT = 30000
 local DEFAULT_CONNECT_TIMEOUT = 10000
@@ -55,48 +56,11 @@ function _M.available()
   return ngx ~= nil and type(ngx.socket) == "table" and in_cosocket_phase() == true
 end
 
---- Splits an http(s) URL.
--- url -> {scheme, host, port, tls, authority, target} or nil, message
--- The scheme and host are lowercased; user information, spaces and control characters are
--- refused; the fragment is dropped.
+--- Splits an http(s) URL: `paykit.url.parse`, kept here under its first name.
 -- @function parse_url
 -- @tparam string url an absolute http or https URL
--- @treturn table `{scheme=, host=, port=, tls=, authority=, target=}`: `authority` is
---   host[:port] without a default port, `target` the path and query ("/" at least)
--- @return[2] nil
--- @return[2] string the message
-local function parse_url(url)
-  if type(url) ~= "string" then return nil, "url must be a string" end
-  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
-  if not scheme then return nil, "url has no scheme" end
-  scheme = scheme:lower()
-  if scheme ~= "http" and scheme ~= "https" then return nil, "unsupported url scheme " .. scheme end
-  local authority = rest:match("^[^/?#]*")
-  local target = rest:sub(#authority + 1):gsub("#.*$", "")
-  if target == "" then target = "/" elseif target:sub(1, 1) == "?" then target = "/" .. target end
-  if target:find("[%s%c]") then return nil, "url has spaces or control characters" end
-  if authority:find("@", 1, true) then return nil, "url with user information is not supported" end
-  local host, port
-  if authority:sub(1, 1) == "[" then
-    host, port = authority:match("^(%[[%x:.]+%])(.*)$")
-  else
-    host, port = authority:match("^([^:]*)(.*)$")
-  end
-  if not host or host == "" then return nil, "url has no host" end
-  if port == "" then
-    port = scheme == "https" and 443 or 80
-  else
-    port = port:match("^:(%d+)$")
-    port = port and tonumber(port)
-    if not port or port < 1 or port > 65535 then return nil, "url has an invalid port" end
-  end
-  if not host:find("^%[") and not host:find("^[%w.-]+$") then return nil, "url has an invalid host" end
-  local default = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
-  return {
-    scheme = scheme, host = host:lower(), port = port, tls = scheme == "https",
-    authority = default and host:lower() or (host:lower() .. ":" .. port), target = target,
-  }
-end
+-- @treturn table see `paykit.url.parse`
+local parse_url = url_mod.parse
 _M.parse_url = parse_url
 
 local function bad_header_text(s)

@@ -4,6 +4,8 @@
 -- Module fields: `COUNTRIES` (ISO 3166-1 alpha-2 set), `LANGUAGES` (ISO 639-1 set).
 -- `paykit.providers.mocopay` offers the same fields and functions.
 -- @module paykit.providers.mocopay_codes
+local url = require "paykit.url"
+
 local M = {}
 
 local find, sub = string.find, string.sub
@@ -94,24 +96,9 @@ function M.is_ip(s) return M.is_ipv4(s) or M.is_ipv6(s) end
 -- @param s the value
 -- @treturn boolean
 function M.is_http_url(s)
-  if type(s) ~= "string" or #s > 2048 or find(s, "[%c%s]") then return false end
-  local scheme, authority = s:match("^(%a[%w+.%-]*)://([^/?#]*)")
-  if not scheme then return false end
-  scheme = scheme:lower()
-  if scheme ~= "http" and scheme ~= "https" then return false end
-  if find(authority, "@", 1, true) then return false end
-  local host, port = authority:match("^(%[[%x:%.]+%])(.*)$")
-  if host then
-    if not M.is_ipv6(sub(host, 2, -2)) then return false end
-  else
-    host, port = authority:match("^([%w%-%.]+)(.*)$")
-    if not host or find(host, "..", 1, true) or sub(host, 1, 1) == "." or sub(host, 1, 1) == "-" then return false end
-  end
-  if port ~= "" then
-    local p = port:match("^:(%d+)$")
-    if not p or tonumber(p) < 1 or tonumber(p) > 65535 then return false end
-  end
-  return true
+  if not url.is_http(s) or find(s, "[%c%s]") then return false end
+  local host = url.parse(s).host
+  return sub(host, 1, 1) ~= "[" or M.is_ipv6(sub(host, 2, -2))
 end
 
 return M

@@ -45,6 +45,7 @@
 local errors = require "paykit.errors"
 local money = require "paykit.money"
 local gateway = require "paykit.gateway"
+local url = require "paykit.url"
 local codes = require "paykit.providers.moka_codes"
 local luhn = require("paykit.redact").luhn
 local null = require("cjson").null
@@ -141,7 +142,7 @@ function _M.new(opts)
     if not base_url then
       return nil, errors.config("env", "invalid", "env must be \"test\" or \"production\" (or give base_url)")
     end
-  elseif type(base_url) ~= "string" or not base_url:match("^https?://[^%s/]+") then
+  elseif not url.is_http(base_url) then
     return nil, errors.config("base_url", "invalid", "base_url must be an absolute http(s) URL")
   end
   base_url = base_url:gsub("/+$", "")
@@ -362,7 +363,7 @@ local function payment_request(self, p, three_d)
   ok, err = check_len(p, "reference", 64); if not ok then return nil, err end
   if three_d then
     local u = p.redirect_url
-    if type(u) ~= "string" or not u:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/%s?#]+[^%s]*$") then
+    if not url.is_http(u) then
       return nil, V("redirect_url", u == nil and "required" or "invalid", "redirect_url must be an absolute http(s) URL")
     end
     if p.redirect_type ~= nil and p.redirect_type ~= 0 and p.redirect_type ~= 1 then

@@ -29,6 +29,7 @@ local core = require "paykit.core"
 local errors = require "paykit.errors"
 local money = require "paykit.money"
 local gateway = require "paykit.gateway"
+local url = require "paykit.url"
 local oauth = require "paykit.providers.zippy_oauth"
 local notice = require "paykit.providers.zippy_notice"
 
@@ -54,9 +55,7 @@ local function config_error(field, message)
   error(errors.config(field, "invalid", message), 0)
 end
 
-local function is_http_url(v)
-  return type(v) == "string" and v:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/%s?#]+[^%s]*$") ~= nil
-end
+local is_http_url = url.is_http
 
 local function nonempty_string(v) return type(v) == "string" and v ~= "" end
 

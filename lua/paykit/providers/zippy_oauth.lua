@@ -7,21 +7,17 @@
 --   local header = oauth.authorization{method = "GET", url = url, consumer_key = k,
 --     consumer_secret = s, token = "notimplemented", nonce = n, timestamp = t, realm = "Zippy"}
 local core = require "paykit.core"
+local url = require "paykit.url"
 
 local _M = {}
 
 local function pct(s) return core.pct_encode(tostring(s)) end
 
 -- RFC 5849 3.4.1.2: scheme and host lowercase, default port dropped, path as sent, no query.
-local function base_uri(url)
-  local scheme, authority, path = url:match("^(%a[%w+.-]*)://([^/?#]+)([^?#]*)")
-  if not scheme then return nil end
-  scheme, authority = scheme:lower(), authority:lower()
-  if (scheme == "http" and authority:match(":80$")) or (scheme == "https" and authority:match(":443$")) then
-    authority = authority:gsub(":%d+$", "")
-  end
-  if path == "" then path = "/" end
-  return scheme .. "://" .. authority .. path
+local function base_uri(u)
+  local parts = url.parse(u)
+  if not parts then return nil end
+  return parts.scheme .. "://" .. parts.authority .. parts.path
 end
 _M.base_uri = base_uri
 

@@ -3,6 +3,7 @@
 -- Runs inside nginx (LuaJIT) only; one worker, so state lives in Lua memory.
 local cjson = require "cjson.safe"
 local core = require "paykit.core"
+local url = require "paykit.url"
 
 local M = {}
 
@@ -182,12 +183,12 @@ local function loopback(host)
 end
 M.loopback = loopback
 
-local function parse_url(url)
-  local scheme, host, port, path = url:match("^(https?)://([^/:]+):?(%d*)(.*)$")
-  if not scheme then return nil, "unsupported url" end
-  if scheme ~= "http" then return nil, "the sandbox notifies over plain HTTP only" end
-  if not loopback(host) then return nil, "the sandbox sends nothing off this machine (" .. host .. ")" end
-  return host, tonumber(port) or 80, (path ~= "" and path or "/")
+local function parse_url(u)
+  local parts, err = url.parse(u)
+  if not parts then return nil, err end
+  if parts.tls then return nil, "the sandbox notifies over plain HTTP only" end
+  if not loopback(parts.host) then return nil, "the sandbox sends nothing off this machine (" .. parts.host .. ")" end
+  return parts.host, parts.port, parts.target
 end
 
 -- One HTTP/1.0 request over a cosocket (the answer is read until the server closes).
