@@ -16,11 +16,13 @@
  * and Lua values are built once a transfer is done. The only mutable global is the once-only
  * curl_global_init guard. */
 #include <ctype.h>
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 
@@ -908,8 +910,32 @@ static const luaL_Reg client_meta[] = {
     {NULL, NULL},
 };
 
+/* core.monotonic() -> seconds on a clock that never jumps (for deadlines and intervals) */
+static int l_monotonic(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    return 1;
+}
+
+/* core.sleep(seconds): blocks the calling thread (outside nginx only; up to one day) */
+static int l_sleep(lua_State *L)
+{
+    lua_Number s = luaL_checknumber(L, 1);
+    struct timespec ts;
+    luaL_argcheck(L, s == s && s <= 86400, 1, "seconds must be a number up to 86400");
+    if (s <= 0) return 0;
+    ts.tv_sec = (time_t)s;
+    ts.tv_nsec = (long)((s - (lua_Number)ts.tv_sec) * 1e9);
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
+    return 0;
+}
+
 static const luaL_Reg http_funcs[] = {
     {"http_client", http_client},
+    {"monotonic", l_monotonic},
+    {"sleep", l_sleep},
     {NULL, NULL},
 };
 

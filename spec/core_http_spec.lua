@@ -471,4 +471,23 @@ describe("core http client", function()
       end)
     end
   end)
+
+  describe("clock", function()
+    it("monotonic() advances by what sleep() waited, at sub-second resolution", function()
+      local t0 = core.monotonic()
+      core.sleep(0.15)
+      local waited = core.monotonic() - t0
+      assert.is_true(waited >= 0.15, "waited " .. waited)
+      assert.is_true(waited < 5, "waited " .. waited)
+      assert.are_not.equal(math.floor(waited), waited)
+    end)
+
+    it("sleep() refuses what is not a number of seconds up to a day", function()
+      assert.has_error(function() core.sleep("soon") end)
+      assert.has_error(function() core.sleep(0 / 0) end)
+      assert.has_error(function() core.sleep(86401) end)
+      core.sleep(0)
+      core.sleep(-1)
+    end)
+  end)
 end)

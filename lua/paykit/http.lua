@@ -44,8 +44,6 @@ local RETRY_STATUS = { [502] = true, [503] = true, [504] = true }
 
 local DEFAULT_RETRY = { attempts = 3, base_delay = 0.2, max_delay = 2, deadline = 30 }
 
-local has_socket, socket = pcall(require, "socket")
-if not (has_socket and type(socket) == "table" and socket.gettime) then socket = nil end
 
 local function in_cosocket_phase()
   local ngx = rawget(_G, "ngx")
@@ -67,16 +65,15 @@ local function now()
     if ngx.update_time then ngx.update_time() end
     return ngx.now()
   end
-  if socket then return socket.gettime() end
-  return os.time()
+  return require("paykit.core").monotonic()
 end
 _M.now = now
 
 --- The current time in seconds.
--- ngx.now() inside nginx (time updated first), else
--- LuaSocket's gettime() when it is installed, else os.time().
+-- A clock for deadlines and intervals: ngx.now() inside nginx (time updated first), else the
+-- C core's monotonic clock (`paykit.core.monotonic`, sub-millisecond, never jumps).
 -- @function now
--- @treturn number seconds since the epoch (fractional when the clock allows)
+-- @treturn number seconds (compare two readings; not a date)
 
 --- The shared lua-cjson instance.
 -- A `cjson.safe` instance, made on first use: decoding bad JSON answers nil rather than raising.
@@ -98,14 +95,13 @@ local function default_sleep(s)
   if s <= 0 then return end
   if batched() then return coroutine.yield(_M.BATCH_SLEEP, s) end
   if in_cosocket_phase() then return rawget(_G, "ngx").sleep(s) end
-  if socket and socket.sleep then return socket.sleep(s) end
-  os.execute(string.format("sleep %.3f", s))
+  return require("paykit.core").sleep(s)
 end
 _M.sleep = default_sleep
 
 --- Waits s seconds the way a retry's backoff does.
 -- Yielded to the scheduler inside a `paykit.batch` task, ngx.sleep in a cosocket phase,
--- else LuaSocket's sleep, else the sleep command. Nothing for s <= 0.
+-- else the C core's sleep (`paykit.core.sleep`). Nothing for s <= 0.
 -- @function sleep
 -- @tparam number s seconds
 
