@@ -4,16 +4,10 @@ local sb = require "spec.support.sandbox"
 local paykit = require "paykit"
 local http = require "paykit.http"
 local batch = require "paykit.batch"
-local cjson = require "cjson.safe"
 
 local base
 
-local function sink_log(name)
-  local t = http.new { retry = false }
-  local res = assert(t:request { method = "GET", url = base .. "/_sink/" .. name .. "/log" })
-  t:close()
-  return cjson.decode(res.body)
-end
+local sink_log = sb.sink_log
 
 describe("paykit.batch", function()
   lazy_setup(function() base = sb.start() end)

@@ -109,9 +109,7 @@ local function outbox_for(url_part)
   return list
 end
 
-local function sink_log(name)
-  return sb.request("GET", "/_sink/" .. name .. "/log").json
-end
+local sink_log = sb.sink_log
 
 describe("Moka sandbox", function()
   lazy_setup(function()
@@ -407,7 +405,7 @@ describe("Moka sandbox", function()
       assert.are.equal(200, (admin("/moka/_sandbox/dealer", { DealerCode = "1730", NotifyUrl = base .. sink })))
       local data = start_3d{ OtherTrxCode = "n-1" }
       local _, ans = complete(three_d_code(data.Url), "approve")
-      local log = wait_for(function() local l = sink_log("moka-ok"); return #l > 0 and l end)
+      local log = sink_log("moka-ok", 1)
       assert.are.equal(1, #log)
       assert.are.equal("POST", log[1].method)
       local form = core.form_decode(log[1].body)

@@ -51,16 +51,7 @@ function M.tx_fields(product, tag, over)
 end
 
 -- Waits for the sink to record something; returns the list.
-function M.sink_log(name, want)
-  want = want or 1
-  local list
-  for _ = 1, 100 do
-    list = M.request("GET", sb.url() .. "/_sink/" .. name .. "/log").json
-    if #list >= want then return list end
-    os.execute("sleep 0.05")
-  end
-  return list
-end
+function M.sink_log(name, want) return sb.sink_log(name, want or 1) end
 
 -- The query string of a Location header.
 function M.query_of(location) return (location:match("%?(.*)$")) end
