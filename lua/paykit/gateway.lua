@@ -47,7 +47,7 @@ local Seen = {}
 Seen.__index = Seen
 
 --- A bounded set that remembers the last `capacity` keys (FIFO eviction): the memory of
--- notifications already processed.
+-- notifications already processed, optionally with a value per key (e.g. the first result).
 -- @tparam[opt=1024] number capacity how many keys to keep
 -- @treturn Seen the set
 function _M.seen(capacity)
@@ -61,19 +61,31 @@ end
 --- Whether the set holds key.
 -- @param key the key
 -- @treturn boolean
-function Seen:has(key) return self.keys[key] == true end
+function Seen:has(key) return self.keys[key] ~= nil end
 
---- Adds key; returns true when it was already there.
--- When the set is full the oldest key is forgotten.
+--- The value stored with key by @{Seen:add}, nil when key is not held or has no value.
 -- @param key the key
+-- @return the value
+function Seen:get(key)
+  local v = self.keys[key]
+  if v == true then return nil end
+  return v
+end
+
+--- Adds key (with an optional value); returns true when it was already there.
+-- When the set is full the oldest key and its value are forgotten. A key already held keeps
+-- its first value.
+-- @param key the key
+-- @param[opt] value what to remember with it (see @{Seen:get})
 -- @treturn boolean true when key was already there (a duplicate)
-function Seen:add(key)
-  if self.keys[key] then return true end
+function Seen:add(key, value)
+  if self.keys[key] ~= nil then return true end
   self.head = self.head % self.capacity + 1
   local old = self.ring[self.head]
   if old ~= nil then self.keys[old] = nil else self.count = self.count + 1 end
   self.ring[self.head] = key
-  self.keys[key] = true
+  if value == nil then value = true end
+  self.keys[key] = value
   return false
 end
 
