@@ -393,7 +393,7 @@ function M.new(opts)
     require_signature = opts.require_signature == true,
     notification_reply = opts.notification_reply or "OK",
     confirm_return = opts.confirm_return ~= false,
-    log = base.log, http = base.http, seen = base.seen, remembered = {}, remembered_n = 0,
+    log = base.log, http = base.http, seen = base.seen,
   }, Client)
   -- The secret lives only in these closures: an instance printed or logged shows no secret.
   self.sign = function(path, params) return M.sign(secret, path, params, digest, encode) end
@@ -624,18 +624,6 @@ function Client:complete(params, keep)
   return r
 end
 
-local function remember(self, key, result)
-  self.remembered[key] = result
-  self.remembered_n = self.remembered_n + 1
-  if self.remembered_n > 2 * self.seen.capacity then
-    local keep, n = {}, 0
-    for k, v in pairs(self.remembered) do
-      if self.seen:has(k) then keep[k] = v; n = n + 1 end
-    end
-    self.remembered, self.remembered_n = keep, n
-  end
-end
-
 -- Query parameter maps to try for the signature (body merged over query): RFC 3986 decoding
 -- ("+" is "+") and, when there is a "+", form decoding ("+" is a space, gateway.form) too.
 local function notification_params(req)
@@ -669,7 +657,7 @@ end
 --   `unknown_key`, `not_signed`, `session_mismatch`) or verifyPayment error
 -- @return[2] table reply to send (400, 401, or 503 when verifyPayment failed)
 function Client:notification(req)
-  local bad = { status = 400, body = "bad request", content_type = "text/plain" }
+  local bad = gateway.reply(400, "bad request")
   if type(req) ~= "table" then
     return nil, errors.validation("req", "invalid", "notification request must be a table {method=, path=, query=, body=, headers=}"), bad
   end
@@ -685,7 +673,7 @@ function Client:notification(req)
     local key = tostring(signature):match("^([^:]+):.")
     if not key then
       return nil, errors.signature("malformed", "the notification's signature is not {api_key}:{signature}"),
-        { status = 401, body = "bad signature", content_type = "text/plain" }
+        gateway.reply(401, "bad signature")
     end
     local valid = false
     for _, cand in ipairs(candidates) do
@@ -696,11 +684,11 @@ function Client:notification(req)
     if not valid then
       self.log("warn", "mocopay notification with a bad signature refused")
       return nil, errors.signature(core.consteq(key, self.api_key) and "bad_signature" or "unknown_key",
-        "the notification's signature does not verify"), { status = 401, body = "bad signature", content_type = "text/plain" }
+        "the notification's signature does not verify"), gateway.reply(401, "bad signature")
     end
   elseif self.require_signature then
     return nil, errors.signature("not_signed", "the notification carries no signature"),
-      { status = 401, body = "not signed", content_type = "text/plain" }
+      gateway.reply(401, "not signed")
   end
   local f = function(k) local v = gateway.field(p, k); return v ~= "" and v or nil end
   local session_id, transaction_id = f("sessionId"), f("transactionId")
@@ -709,16 +697,17 @@ function Client:notification(req)
   end
   local key = table.concat({ session_id or "", transaction_id or "", f("status") or "", f("series") or "",
                              f("chargedAmount") or "", f("amount") or "" }, "|")
-  local reply = { status = 200, body = self.notification_reply, content_type = "text/plain" }
-  if self.seen:has(key) and self.remembered[key] then
+  local reply = gateway.reply(200, self.notification_reply)
+  local first = self.seen:get(key)
+  if first then
     local r = {}
-    for k, v in pairs(self.remembered[key]) do r[k] = v end
+    for k, v in pairs(first) do r[k] = v end
     r.duplicate = true
     return gateway.result(r), reply
   end
   local r, err = self:verify_payment(session_id and { sessionId = session_id } or { transactionId = transaction_id })
   if not r then
-    return nil, err, { status = 503, body = "try again", content_type = "text/plain" }
+    return nil, err, gateway.reply(503, "try again")
   end
   if session_id and r.payment.session_id ~= nil and r.payment.session_id ~= session_id then
     return nil, errors.signature("session_mismatch", "verifyPayment answered for another session"), bad
@@ -730,8 +719,7 @@ function Client:notification(req)
                      session_type = f("sessionType"), series = f("series"), signed = signature ~= nil, params = fields }
   r.raw = { notification = fields, verify = r.raw }
   r.duplicate = false
-  self.seen:add(key)
-  remember(self, key, r)
+  self.seen:add(key, r)
   self.log("info", "mocopay notification session=" .. tostring(session_id) .. " status=" .. tostring(r.code))
   return r, reply
 end
