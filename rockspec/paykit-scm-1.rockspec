@@ -47,6 +47,7 @@ build = {
     ["paykit.redact"] = "lua/paykit/redact.lua",
     ["paykit.url"] = "lua/paykit/url.lua",
     ["paykit.sandbox"] = "lua/paykit/sandbox/init.lua",
+    ["paykit.sandbox.faults"] = "lua/paykit/sandbox/faults.lua",
     ["paykit.sandbox.mocopay"] = "lua/paykit/sandbox/mocopay.lua",
     ["paykit.sandbox.moka"] = "lua/paykit/sandbox/moka.lua",
     ["paykit.sandbox.moka_cards"] = "lua/paykit/sandbox/moka_cards.lua",

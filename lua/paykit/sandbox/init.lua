@@ -6,6 +6,11 @@
 --   -- providers at base .. "/moka", base .. "/mocopay", base .. "/zippy"
 --   sandbox.stop{ port = 8790 }
 --
+-- Fault modes, for testing your own error handling (see paykit.sandbox.faults):
+--   sandbox.fault{ provider = "moka", mode = "drop", count = 1, match = "/PaymentDealer/DoDirectPayment" }
+--   sandbox.requests{ provider = "moka", path = "/PaymentDealer/DoDirectPayment" }.count  --> 1
+--   sandbox.clear_faults()
+--
 -- It runs from a source tree where `make build` has built the LuaJIT core (build/luajit).
 local nginx = require "paykit.sandbox.nginx"
 
@@ -22,17 +27,27 @@ end
 
 local function name_of(port) return "sandbox-" .. port end
 
+-- One location per provider, all through the shared dispatch (faults, request log).
+local function provider_locations()
+  local out, names = {}, {}
+  for _, p in ipairs(M.PROVIDERS) do
+    out[#out + 1] = string.format('    location /%s/ { content_by_lua_block { require("paykit.sandbox.util").dispatch("%s") } }', p, p)
+    names[#names + 1] = string.format("%q", p)
+  end
+  return table.concat(out, "\n"), table.concat(names, ", ")
+end
+
 local HTTP_BLOCK = [[
   lua_socket_log_errors off;
   lua_code_cache on;
-  init_by_lua_block { require("paykit.sandbox.util").configure{ port = ${PORT} } }
+  lua_shared_dict paykit_sandbox_faults 2m;
+  lua_shared_dict paykit_sandbox_requests 4m;
+  init_by_lua_block { require("paykit.sandbox.util").configure{ port = ${PORT}, providers = { ${PROVIDER_NAMES} } } }
   server {
     listen 127.0.0.1:${PORT};
     client_max_body_size 1m;
     default_type text/plain;
-    location /moka/    { content_by_lua_block { require("paykit.sandbox.util").dispatch("moka") } }
-    location /mocopay/ { content_by_lua_block { require("paykit.sandbox.util").dispatch("mocopay") } }
-    location /zippy/   { content_by_lua_block { require("paykit.sandbox.util").dispatch("zippy") } }
+${PROVIDER_LOCATIONS}
     location /_sink/   { content_by_lua_block { require("paykit.sandbox.util").sink() } }
     location /_sandbox/ { content_by_lua_block { require("paykit.sandbox.util").admin() } }
     location = /       { content_by_lua_block { require("paykit.sandbox.util").index() } }
@@ -42,9 +57,17 @@ local HTTP_BLOCK = [[
 function M.url(opts) return "http://127.0.0.1:" .. port_of(opts) end
 
 -- Starts the sandbox (stopping a leftover one on the same port first); returns its base URL.
+-- opts: port, log_level ("warn"), workers (1: the simulators keep their state in one worker's
+-- memory; more workers share only the faults and the request log).
 function M.start(opts)
   local port = port_of(opts)
-  nginx.start(name_of(port), HTTP_BLOCK, { PORT = port, LOG_LEVEL = (opts and opts.log_level) or "warn" })
+  local workers = opts and opts.workers or 1
+  if type(workers) ~= "number" or workers ~= math.floor(workers) or workers < 1 or workers > 64 then
+    error("sandbox: workers must be 1..64", 2)
+  end
+  local locations, names = provider_locations()
+  nginx.start(name_of(port), HTTP_BLOCK, { PORT = port, LOG_LEVEL = (opts and opts.log_level) or "warn",
+    WORKERS = workers, PROVIDER_LOCATIONS = locations, PROVIDER_NAMES = names })
   return M.url{ port = port }
 end
 
@@ -58,6 +81,87 @@ end
 
 function M.error_log(opts)
   return nginx.handle(name_of(port_of(opts))):error_log()
+end
+
+---------------------------------------------------------------------------- fault modes
+
+-- For your tests: arm, list and clear the sandbox's faults and read its request log over
+-- HTTP (libcurl, or cosockets inside nginx). Every call takes the sandbox's address as `url`
+-- (a base URL, "http://127.0.0.1:8790") or `port` (default: PAYKIT_SANDBOX_PORT or 8790).
+-- They return the decoded answer, or nil and a paykit error (a refused fault is a
+-- validation error naming the field).
+
+local SANDBOX_KEYS = { url = true, port = true }
+
+local function base_of(opts)
+  if opts and opts.url ~= nil then
+    if type(opts.url) ~= "string" or not opts.url:match("^https?://[^/]+") then error("sandbox: url must be http://host:port", 3) end
+    return (opts.url:gsub("/+$", ""))
+  end
+  return M.url{ port = opts and opts.port }
+end
+
+local transport
+local function admin_call(method, base, path, body)
+  local http = require "paykit.http"
+  local errors = require "paykit.errors"
+  transport = transport or http.new { retry = false, timeout = 10, connect_timeout = 5 }
+  local res, err = transport:request { method = method, url = base .. path, body = body, json = true,
+                                       op = "sandbox.admin" }
+  if not res then return nil, err end
+  if res.status >= 200 and res.status < 300 and res.json ~= nil then return res.json end
+  local j = type(res.json) == "table" and res.json or {}
+  local message = "sandbox " .. method .. " " .. path .. ": HTTP " .. res.status ..
+    (type(j.error) == "string" and (": " .. j.error) or "")
+  if res.status == 400 then
+    return nil, errors.new { kind = "validation", code = "invalid", field = j.field, status = 400, message = message }
+  end
+  return nil, errors.new { kind = "provider", code = "sandbox.http_" .. res.status, status = res.status, message = message }
+end
+
+local function query(opts, names)
+  local pairs_ = {}
+  for _, k in ipairs(names) do
+    local v = opts and opts[k]
+    if v ~= nil then pairs_[#pairs_ + 1] = k .. "=" .. require("paykit.core").pct_encode(tostring(v)) end
+  end
+  return #pairs_ > 0 and ("?" .. table.concat(pairs_, "&")) or ""
+end
+
+-- Arms a fault: spec = {provider=, mode=, count=, match=, method=, delay_ms=, status=, body=,
+-- content_type=, process=, keep=} (plus url/port). Returns the armed fault (with its `id`).
+function M.fault(spec)
+  if type(spec) ~= "table" then error("sandbox.fault expects a table", 2) end
+  local body = {}
+  for k, v in pairs(spec) do if not SANDBOX_KEYS[k] then body[k] = v end end
+  return admin_call("POST", base_of(spec), "/_sandbox/faults", body)
+end
+
+-- The armed faults (opts.provider: only that provider's).
+function M.faults(opts)
+  return admin_call("GET", base_of(opts), "/_sandbox/faults" .. query(opts, { "provider" }))
+end
+
+-- Disarms faults: all, one provider's (opts.provider) or one (opts.id). Returns {cleared = n}.
+function M.clear_faults(opts)
+  local path = "/_sandbox/faults"
+  if opts and opts.id ~= nil then
+    local n = tonumber(opts.id)
+    if not n or n ~= math.floor(n) then error("sandbox.clear_faults: id must be a fault's id", 2) end
+    path = path .. string.format("/%d", n)
+  end
+  return admin_call("DELETE", base_of(opts), path .. query(opts, { "provider" }))
+end
+
+-- The request log: {count, totals = {provider = n}, requests = {{seq, provider, method, path,
+-- fault, mode, processed, outcome, status}, ...}}, filtered by opts.provider, opts.path (exact,
+-- or a prefix ending in *) and opts.method.
+function M.requests(opts)
+  return admin_call("GET", base_of(opts), "/_sandbox/requests" .. query(opts, { "provider", "path", "method" }))
+end
+
+function M.clear_requests(opts)
+  return admin_call("DELETE", base_of(opts), "/_sandbox/requests")
 end
 
 return M

@@ -1,19 +1,30 @@
 -- What the sandbox's provider simulators share: request reading, replies, HTML pages,
--- per-provider state, outbound notifications with retries, and a notification sink.
--- Runs inside nginx (LuaJIT) only; one worker, so state lives in Lua memory.
+-- per-provider state, outbound notifications with retries, a notification sink, and the
+-- dispatch that puts every provider request through the fault modes and the request log
+-- (paykit.sandbox.faults).
+-- Runs inside nginx (LuaJIT) only. The simulators' state lives in Lua memory (one worker);
+-- armed faults and the request log live in shared dicts (any number of workers).
 local cjson = require "cjson.safe"
 local core = require "paykit.core"
 local url = require "paykit.url"
+local faults = require "paykit.sandbox.faults"
 
 local M = {}
 
-local config = { port = 8790 }
+local config = { port = 8790, providers = { "moka", "mocopay", "zippy" } }
 local stores = {}      -- provider name -> state table
 local sinks = {}       -- sink name -> list of recorded requests
 local outbox = {}      -- every outbound notification attempt, in order
 
 function M.configure(opts)
   for k, v in pairs(opts or {}) do config[k] = v end
+end
+
+-- The set of provider names the sandbox serves.
+local function provider_set()
+  local set = {}
+  for _, p in ipairs(config.providers) do set[p] = true end
+  return set
 end
 
 function M.base_url() return "http://127.0.0.1:" .. config.port end
@@ -98,12 +109,29 @@ end
 
 ---------------------------------------------------------------------------- replies
 
-function M.send(status, body, content_type, headers)
+local function write(status, body, content_type, headers)
   ngx.status = status
   ngx.header["Content-Type"] = content_type or "text/plain; charset=utf-8"
   for k, v in pairs(headers or {}) do ngx.header[k] = v end
   if body and body ~= "" then ngx.print(body) end
   return ngx.exit(status)
+end
+
+-- Raised by send while dispatch captures a simulator's answer (it ends the handler, as
+-- ngx.exit would); caught by dispatch.
+local CAPTURED = setmetatable({}, { __tostring = function() return "sandbox: answer captured" end })
+
+-- Sends the answer and ends the request. Inside dispatch the answer is captured instead, so
+-- that a fault can delay, replace, cut or drop it.
+function M.send(status, body, content_type, headers)
+  local ctx = ngx.ctx
+  if ctx.sandbox_capture then
+    if not ctx.sandbox_answer then
+      ctx.sandbox_answer = { status = status, body = body or "", content_type = content_type, headers = headers }
+    end
+    error(CAPTURED, 0)
+  end
+  return write(status, body, content_type, headers)
 end
 
 function M.json(status, value, headers)
@@ -137,8 +165,7 @@ function M.luhn(digits)
 end
 
 function M.redirect(url, status)
-  ngx.header["Location"] = url
-  return M.send(status or 302, "", "text/plain")
+  return M.send(status or 302, "", "text/plain", { Location = url })
 end
 
 function M.escape_html(s)
@@ -242,17 +269,77 @@ end
 
 ---------------------------------------------------------------------------- dispatch
 
+-- Runs a simulator and returns its answer {status, body, content_type, headers}.
+local function run(name, mod)
+  local ctx = ngx.ctx
+  ctx.sandbox_capture = true
+  local ran, err = xpcall(function() return mod.handle(M) end, function(e)
+    if e == CAPTURED then return e end
+    return debug.traceback(e)
+  end)
+  ctx.sandbox_capture = false
+  if ctx.sandbox_answer then return ctx.sandbox_answer end
+  if not ran then
+    ngx.log(ngx.ERR, "sandbox ", name, ": ", err)
+    return { status = 500, body = "sandbox internal error\n" }
+  end
+  return { status = 200, body = "" } -- the handler ended without an answer
+end
+
+-- Closes the connection without an answer (nginx's 444).
+local function drop() return ngx.exit(444) end
+
+-- Every request to /<provider>/...: logged, then answered by the simulator, through the first
+-- armed fault that matches it. The provider's own test controls (/<provider>/_sandbox/...)
+-- are neither faulted nor logged.
 function M.dispatch(name)
   local ok, mod = pcall(require, "paykit.sandbox." .. name)
   if not ok then
     ngx.log(ngx.ERR, "sandbox: ", mod)
-    return M.send(501, "the " .. name .. " simulator is not available\n")
+    return write(501, "the " .. name .. " simulator is not available\n")
   end
-  local ran, err = xpcall(function() return mod.handle(M) end, debug.traceback)
-  if not ran then
-    ngx.log(ngx.ERR, "sandbox ", name, ": ", err)
-    return M.send(500, "sandbox internal error\n")
+  local path = M.subpath(name)
+  if path:find("^/_sandbox/") then
+    local a = run(name, mod)
+    return write(a.status, a.body, a.content_type, a.headers)
   end
+  local method = ngx.req.get_method()
+  local entry = faults.received(name, method, path)
+  local f = faults.take(name, method, path)
+  ngx.req.read_body() -- a fault acts after the whole request was read
+  local answer
+  if f then
+    entry.fault, entry.mode, entry.use = f.id, f.mode, f.use
+    entry.processed = faults.processes(f)
+    if entry.processed then answer = run(name, mod) end
+  else
+    entry.processed = true
+    answer = run(name, mod)
+  end
+  local mode = f and f.mode
+  if mode == "drop" or mode == "drop_before" then
+    entry.outcome = "dropped"
+    faults.update(entry)
+    return drop()
+  end
+  local status, body, ctype, headers
+  if mode == "status" then
+    status = f.status
+    body = f.body or string.format("<html><body><h1>%d</h1><p>paykit sandbox fault</p></body></html>", f.status)
+    ctype = f.content_type or (f.body and "text/plain; charset=utf-8" or "text/html; charset=utf-8")
+  elseif mode == "garbage" then
+    status = answer and answer.status or 200
+    body = f.body or faults.GARBAGE
+    ctype = f.content_type or (answer and answer.content_type) or "application/json"
+  else
+    status, body, ctype, headers = answer.status, answer.body, answer.content_type, answer.headers
+    if mode == "truncate" then body = body:sub(1, f.keep or math.floor(#body / 2)) end
+  end
+  entry.outcome, entry.status = "answered", status
+  if mode == "delay" then entry.delay_ms = f.delay_ms end
+  faults.update(entry)
+  if mode == "delay" then ngx.sleep(f.delay_ms / 1000) end
+  return write(status, body, ctype, headers)
 end
 
 -- /_sink/<name>[?reply=TEXT&status=N]: records each request; answers `reply` (default "OK").
@@ -272,14 +359,79 @@ function M.sink()
   return M.send(tonumber(q.status) or 200, q.reply or "OK", "text/plain")
 end
 
--- /_sandbox/reset (POST) clears all state; /_sandbox/outbox (GET) lists notification attempts.
+local function refuse(status, field, message)
+  return M.json(status, { error = message, field = field })
+end
+
+-- /_sandbox/faults: POST arms one ({provider, mode, count, match, method, ...}), GET lists the
+-- armed ones (?provider=), DELETE disarms (?provider=, or /_sandbox/faults/<id>).
+local function admin_faults(method, id)
+  local providers = provider_set()
+  local q = M.query()
+  if q.provider and not providers[q.provider] then return refuse(400, "provider", "unknown provider " .. q.provider) end
+  if id ~= nil and not id:match("^%d+$") then return refuse(404, "id", "no such fault") end
+  id = tonumber(id)
+  if method == "POST" and not id then
+    local t, err = cjson.decode(M.body())
+    if type(t) ~= "table" or err then return refuse(400, nil, "the request body must be a JSON object") end
+    local f, field, message = faults.check(t, providers)
+    if not f then return refuse(400, field, message) end
+    local armed, why = faults.arm(f)
+    if not armed then return refuse(409, "count", why) end
+    return M.json(201, armed)
+  elseif method == "GET" then
+    local out = {}
+    for _, f in ipairs(faults.list()) do
+      if (q.provider == nil or f.provider == q.provider) and (id == nil or f.id == id) then out[#out + 1] = f end
+    end
+    if id then
+      if not out[1] then return refuse(404, "id", "no such fault (or it is used up)") end
+      return M.json(200, out[1])
+    end
+    return M.json_array(200, out)
+  elseif method == "DELETE" then
+    local n = faults.clear(q.provider, id)
+    if id and n == 0 then return refuse(404, "id", "no such fault") end
+    return M.json(200, { cleared = n })
+  end
+  return refuse(405, "method", "use GET, POST or DELETE")
+end
+
+-- /_sandbox/requests: GET the request log (?provider=, path= as a fault's match, method=),
+-- DELETE empties it.
+local function admin_requests(method)
+  local providers = provider_set()
+  local q = M.query()
+  if method == "DELETE" then
+    faults.clear_requests(providers)
+    return M.json(200, { cleared = true })
+  elseif method ~= "GET" then
+    return refuse(405, "method", "use GET or DELETE")
+  end
+  if q.provider and not providers[q.provider] then return refuse(400, "provider", "unknown provider " .. q.provider) end
+  if q.path and q.path:sub(1, 1) ~= "/" then return refuse(400, "path", "path must start with /") end
+  local list = faults.requests(q.provider, q.path, q.method and q.method:upper())
+  local body = cjson.encode { count = #list, totals = faults.totals(providers), requests = list }
+  if #list == 0 then body = body:gsub('"requests":{}', '"requests":[]') end
+  return M.send(200, body, "application/json")
+end
+
+-- /_sandbox/reset (POST) clears all state (faults and the request log too);
+-- /_sandbox/outbox (GET) lists notification attempts; /_sandbox/faults, /_sandbox/requests above.
 function M.admin()
-  local what = ngx.var.uri:match("^/_sandbox/(.*)$")
-  if what == "reset" and ngx.req.get_method() == "POST" then
+  local what, id = ngx.var.uri:match("^/_sandbox/([%w_]+)/?(.*)$")
+  local method = ngx.req.get_method()
+  if id == "" then id = nil end
+  if what == "reset" and method == "POST" and not id then
     M.reset()
+    faults.reset(provider_set())
     return M.json(200, { result = "reset" })
-  elseif what == "outbox" then
+  elseif what == "outbox" and not id then
     return M.json_array(200, outbox)
+  elseif what == "faults" then
+    return admin_faults(method, id)
+  elseif what == "requests" and not id then
+    return admin_requests(method)
   end
   return M.send(404, "unknown sandbox call\n")
 end

@@ -1,0 +1,561 @@
+-- The sandbox's fault modes, for merchants: POST /_sandbox/faults arms a fault on a provider's
+-- next N requests, the request log (GET /_sandbox/requests) shows what reached the simulator.
+-- Each mode against each provider's charging call and a status call, over real HTTP through
+-- the real paykit clients (libcurl), asserting what the client reports and that the charging
+-- request reached the sandbox exactly once. Run: bash spec/run spec/sandbox_faults_spec.lua
+local paykit = require "paykit"
+local core = require "paykit.core"
+local sandbox = require "paykit.sandbox"
+local sb = require "spec.support.sandbox"
+local zs = require "spec.zippy_support"
+
+local function merge(a, b)
+  local t = {}
+  for k, v in pairs(a or {}) do t[k] = v end
+  for k, v in pairs(b or {}) do t[k] = v end
+  return t
+end
+
+local function id(prefix) return prefix .. "-" .. core.random_hex(6) end
+
+local base
+
+-- A new client per call: a fresh connection, so that libcurl has nothing to reuse (the
+-- keep-alive case has its own spec below).
+local function moka(opts)
+  return assert(paykit.moka(merge({ dealer_code = "1730", username = "sandbox", password = "sandbox-pass",
+    base_url = base .. "/moka" }, opts)))
+end
+
+local function mocopay(opts)
+  return assert(paykit.mocopay(merge({ api_key = "sandbox-app", api_secret = "sandbox-secret",
+    base_url = base .. "/mocopay" }, opts)))
+end
+
+-- (zs.client turns retries off; here the client's own retry policy is part of what is tested)
+local function zippy(opts) return zs.client(merge({ retry = { attempts = 3 } }, opts)) end
+
+local function card()
+  return { holder = "Ali Yilmaz", number = "4111111111111111", exp_month = "09",
+           exp_year = tostring(tonumber(os.date("!%Y")) + 2), cvc = "123" }
+end
+
+local function moka_payment(ref, extra)
+  return merge({ reference = ref, amount = "27.50", currency = "TL", client_ip = "203.0.113.7", card = card() }, extra)
+end
+
+local zippy_product -- made once, in lazy_setup
+
+-- The charging calls: path and method as the sandbox sees them, the client's codes, and the
+-- call itself: call(client options) -> result, err, reference.
+local CHARGES = {
+  { key = "moka.pay", name = "Moka pay (DoDirectPayment)", provider = "moka",
+    path = "/PaymentDealer/DoDirectPayment", method = "POST",
+    codes = { http = "moka.http_", invalid = "moka.invalid_response" }, ok = "paid",
+    call = function(opts)
+      local ref = id("pay")
+      local r, err = moka(opts):pay(moka_payment(ref))
+      return r, err, ref
+    end },
+  { key = "moka.purchase", name = "Moka purchase (3D)", provider = "moka",
+    path = "/PaymentDealer/DoDirectPaymentThreeD", method = "POST",
+    codes = { http = "moka.http_", invalid = "moka.invalid_response" }, ok = "redirect",
+    call = function(opts)
+      local ref = id("3d")
+      local r, err = moka(opts):purchase(moka_payment(ref, { return_url = "https://shop.example/return" }))
+      return r, err, ref
+    end },
+  { key = "mocopay.purchase", name = "MoCoPay purchase (initPayment)", provider = "mocopay",
+    path = "/v1/payment/initPayment", method = "GET",
+    codes = { http = "server_error", invalid = "invalid_response" }, ok = "redirect",
+    call = function(opts)
+      local ref = id("mcp")
+      local r, err = mocopay(opts):purchase { pid = "12000", reference = ref, client_ip = "203.0.113.7",
+        user_id = ref, return_url = "https://shop.example/back", notify_url = "https://shop.example/notify" }
+      return r, err, ref
+    end },
+  { key = "zippy.purchase", name = "Zippy purchase (POST /transactions)", provider = "zippy",
+    path = "/transactions", method = "POST",
+    codes = { http = "server_error", invalid = "invalid_response" }, ok = "redirect",
+    call = function(opts)
+      local ref = id("zip")
+      local r, err = zippy(opts):purchase(zs.tx_fields(zippy_product, "faults", { ext_transaction_id = ref }))
+      return r, err, ref
+    end },
+}
+
+-- The modes: the fault armed, the client options, whether the simulator processes the request,
+-- and what the client must report.
+local function provider_http(c, status)
+  return { kind = "provider", code = c.codes.http == "moka.http_" and ("moka.http_" .. status) or c.codes.http,
+           retryable = false, status = status }
+end
+
+local MODES = {
+  { name = "drop_before", says = "the connection drops before the simulator sees the request",
+    spec = { mode = "drop_before" }, processed = false, outcome = "dropped",
+    expect = function() return { kind = "transport", code = "recv", retryable = false } end },
+  { name = "drop", says = "the simulator charges, then the connection drops without an answer",
+    spec = { mode = "drop" }, processed = true, outcome = "dropped",
+    expect = function() return { kind = "transport", code = "recv", retryable = false } end },
+  { name = "delay", says = "the answer comes after the client's timeout",
+    spec = { mode = "delay", delay_ms = 4000 }, client = { timeout = 1 }, processed = true, outcome = "answered",
+    expect = function() return { kind = "timeout", code = "timeout", retryable = false } end },
+  { name = "delay within the timeout", says = "a late answer is still the answer",
+    spec = { mode = "delay", delay_ms = 300 }, client = { timeout = 20 }, processed = true, outcome = "answered",
+    expect = function() return nil end },
+  { name = "status 503", says = "a gateway answers 503 and the simulator never sees the request",
+    spec = { mode = "status", status = 503 }, processed = false, outcome = "answered",
+    expect = function(c) return provider_http(c, 503) end },
+  { name = "status 500 after processing", says = "the simulator charges, then the answer is a 500",
+    spec = { mode = "status", status = 500, process = true }, processed = true, outcome = "answered",
+    expect = function(c) return provider_http(c, 500) end },
+  { name = "garbage", says = "the answer is not JSON",
+    spec = { mode = "garbage" }, processed = true, outcome = "answered",
+    expect = function(c) return { kind = "provider", code = c.codes.invalid, retryable = false } end },
+  { name = "truncate", says = "the JSON answer is cut in half",
+    spec = { mode = "truncate" }, processed = true, outcome = "answered",
+    expect = function(c) return { kind = "provider", code = c.codes.invalid, retryable = false } end },
+}
+
+-- Cases that fail only because of a client bug another helper is fixing (ISSUE8): the
+-- assertions stay strict, the case is pending until the fix is merged.
+local KNOWN = {
+  -- ISSUE8 item 11: MoCoPay initPayment is sent with idempotent = true, so a maybe-sent failure
+  -- (dropped connection, timeout) or a 502/503/504 is retried and opens a second session.
+  ["mocopay.purchase drop_before"] = "MoCoPay initPayment is retried (sent idempotent, ISSUE8 item 11)",
+  ["mocopay.purchase drop"] = "MoCoPay initPayment is retried (sent idempotent, ISSUE8 item 11)",
+  ["mocopay.purchase delay"] = "MoCoPay initPayment is retried (sent idempotent, ISSUE8 item 11)",
+  ["mocopay.purchase status 503"] = "MoCoPay initPayment is retried (sent idempotent, ISSUE8 item 11)",
+  -- the same bug, seen in the error: a 5xx to initPayment says retryable = true
+  ["mocopay.purchase status 500 after processing"] = "MoCoPay calls a 5xx to initPayment retryable (ISSUE8 item 11)",
+}
+
+local function log_of(provider, path, method)
+  return assert(sandbox.requests { url = base, provider = provider, path = path, method = method })
+end
+
+describe("the sandbox's fault modes", function()
+  lazy_setup(function()
+    base = sb.start()
+    local _, product = zs.product(zs.client())
+    zippy_product = product
+  end)
+  lazy_teardown(function() sb.stop() end)
+
+  before_each(function()
+    assert(sandbox.clear_faults { url = base })
+    assert(sandbox.clear_requests { url = base })
+  end)
+
+  for _, c in ipairs(CHARGES) do
+    describe(c.name, function()
+      for _, m in ipairs(MODES) do
+        local known = KNOWN[c.key .. " " .. m.name]
+        local test = known and pending or it
+        test(m.name .. ": " .. m.says .. (known and (" [pending: " .. known .. "]") or ""), function()
+          local f = assert(sandbox.fault(merge({ url = base, provider = c.provider, match = c.path, method = c.method,
+                                                 count = 1 }, m.spec)))
+          local r, err = c.call(m.client)
+          local want = m.expect(c)
+          if want then
+            assert.is_nil(r, "the client reported success: " .. tostring(r and r.status))
+            assert.is_table(err)
+            assert.are.equal(want.kind, err.kind, tostring(err))
+            assert.are.equal(want.code, err.code, tostring(err))
+            assert.are.equal(want.retryable, err.retryable, tostring(err))
+            if want.status then assert.are.equal(want.status, err.status) end
+          else
+            assert(r, tostring(err))
+            assert.are.equal(c.ok, r.status)
+          end
+          -- the charging request reached the sandbox exactly once, and took the fault
+          local log = log_of(c.provider, c.path)
+          assert.are.equal(1, log.count, "requests received: " .. log.count)
+          local e = log.requests[1]
+          assert.are.equal(f.id, e.fault)
+          assert.are.equal(m.spec.mode, e.mode)
+          assert.are.equal(m.processed, e.processed)
+          assert.are.equal(m.outcome, e.outcome)
+          -- and the fault is used up
+          assert.are.same({}, assert(sandbox.faults { url = base }))
+        end)
+      end
+    end)
+  end
+
+  describe("Moka pay's outcome behind a fault", function()
+    local function status_of(ref)
+      return moka():status(ref)
+    end
+
+    it("drop: the charge happened though the client got no answer", function()
+      assert(sandbox.fault { url = base, provider = "moka", mode = "drop", match = "/PaymentDealer/DoDirectPayment" })
+      local ref = id("lost")
+      local r, err = moka():pay(moka_payment(ref))
+      assert.is_nil(r)
+      assert.are.equal("recv", err.code)
+      local s = assert(status_of(ref))
+      assert.are.equal("paid", s.status)
+      assert.are.equal(1, log_of("moka", "/PaymentDealer/DoDirectPayment").count)
+    end)
+
+    it("drop_before: no charge happened", function()
+      assert(sandbox.fault { url = base, provider = "moka", mode = "drop_before", match = "/PaymentDealer/DoDirectPayment" })
+      local ref = id("never")
+      local r, err = moka():pay(moka_payment(ref))
+      assert.is_nil(r)
+      assert.are.equal("recv", err.code)
+      local s, serr = status_of(ref)
+      assert.is_nil(s, "a payment exists: " .. tostring(s and s.status))
+      assert.are.equal("provider", serr.kind)
+      assert.are.equal(1, log_of("moka", "/PaymentDealer/DoDirectPayment").count)
+    end)
+
+    -- ISSUE8 item 1: on a reused keep-alive connection that the server closes after reading the
+    -- request, libcurl itself reconnects and sends the payment again.
+    local keepalive = pending
+    keepalive("drop on a reused keep-alive connection: still sent once [pending: libcurl resends on a reused connection, ISSUE8 item 1]", function()
+      local gw = moka()
+      assert(gw:bin_info("526911")) -- opens the connection that pay() will reuse
+      assert(sandbox.fault { url = base, provider = "moka", mode = "drop", match = "/PaymentDealer/DoDirectPayment" })
+      local r, err = gw:pay(moka_payment(id("reuse")))
+      assert.is_nil(r, "the client reported " .. tostring(r and r.status))
+      assert.are.equal("transport", err.kind)
+      assert.are.equal(1, log_of("moka", "/PaymentDealer/DoDirectPayment").count)
+    end)
+  end)
+
+  describe("status calls (idempotent: the client retries, each attempt takes one use)", function()
+    it("Moka status: two 503s are retried through, the third attempt answers", function()
+      local ref = id("st")
+      assert(moka():pay(moka_payment(ref)))
+      local path = "/PaymentDealer/GetDealerPaymentTrxDetailList"
+      assert(sandbox.fault { url = base, provider = "moka", mode = "status", status = 503, count = 2, match = path })
+      local s = assert(moka { retry = { base_delay = 0.01, max_delay = 0.05 } }:status(ref))
+      assert.are.equal("paid", s.status)
+      local log = log_of("moka", path)
+      assert.are.equal(3, log.count)
+      assert.are.same({ 503, 503, 200 }, { log.requests[1].status, log.requests[2].status, log.requests[3].status })
+      assert.are.same({}, assert(sandbox.faults { url = base }))
+    end)
+
+    it("Moka status: when every attempt is faulted the error is retryable", function()
+      local path = "/PaymentDealer/GetDealerPaymentTrxDetailList"
+      assert(sandbox.fault { url = base, provider = "moka", mode = "status", status = 502, count = 5, match = path })
+      local s, err = moka { retry = { attempts = 3, base_delay = 0.01, max_delay = 0.05 } }:status(id("st"))
+      assert.is_nil(s)
+      assert.are.equal("moka.http_502", err.code)
+      assert.is_true(err.retryable)
+      assert.are.equal(3, log_of("moka", path).count)
+      local left = assert(sandbox.faults { url = base })
+      assert.are.equal(1, #left)
+      assert.are.equal(2, left[1].remaining)
+      assert.are.equal(3, left[1].fired)
+    end)
+
+    it("Moka status: a dropped connection is retried (the call is idempotent)", function()
+      local ref = id("st")
+      assert(moka():pay(moka_payment(ref)))
+      local path = "/PaymentDealer/GetDealerPaymentTrxDetailList"
+      assert(sandbox.fault { url = base, provider = "moka", mode = "drop", match = path })
+      local s = assert(moka { retry = { base_delay = 0.01, max_delay = 0.05 } }:status(ref))
+      assert.are.equal("paid", s.status)
+      assert.are.equal(2, log_of("moka", path).count)
+    end)
+
+    it("MoCoPay status (verifyPayment): garbage is invalid_response, then the next call answers", function()
+      local user = id("user")
+      assert(mocopay():purchase { pid = "12000", reference = user, user_id = user, client_ip = "203.0.113.7",
+        return_url = "https://shop.example/back", notify_url = "https://shop.example/notify" })
+      local path = "/v1/payment/verifyPayment"
+      assert(sandbox.fault { url = base, provider = "mocopay", mode = "garbage", match = path })
+      local s, err = mocopay():status { userId = user }
+      assert.is_nil(s)
+      assert.are.equal("invalid_response", err.code)
+      assert.are.equal(1, log_of("mocopay", path).count)
+      s = assert(mocopay():status { userId = user })
+      assert.are.equal("pending", s.status)
+      assert.are.equal(2, log_of("mocopay", path).count)
+    end)
+
+    it("MoCoPay status (verifyPayment): a 503 is retried through", function()
+      local user = id("user")
+      assert(mocopay():purchase { pid = "12000", reference = user, user_id = user, client_ip = "203.0.113.7",
+        return_url = "https://shop.example/back", notify_url = "https://shop.example/notify" })
+      local path = "/v1/payment/verifyPayment"
+      assert(sandbox.fault { url = base, provider = "mocopay", mode = "status", status = 503, match = path })
+      local s = assert(mocopay { retry = { base_delay = 0.01, max_delay = 0.05 } }:status { userId = user })
+      assert.are.equal("pending", s.status)
+      assert.are.equal(2, log_of("mocopay", path).count)
+    end)
+
+    it("Zippy get_product (Zippy has no status call): a truncated answer is invalid_response", function()
+      local path = "/products/" .. zippy_product
+      assert(sandbox.fault { url = base, provider = "zippy", mode = "truncate", match = path, method = "GET" })
+      local p, err = zippy():get_product(zippy_product)
+      assert.is_nil(p)
+      assert.are.equal("invalid_response", err.code)
+      p = assert(zippy():get_product(zippy_product))
+      assert.are.equal(zippy_product, p.uuid)
+      assert.are.equal(2, log_of("zippy", path).count)
+    end)
+  end)
+
+  describe("counting", function()
+    it("a fault takes exactly count requests, then the provider answers normally", function()
+      local path = "/PaymentDealer/GetBankCardInformation"
+      local f = assert(sandbox.fault { url = base, provider = "moka", mode = "status", status = 500, count = 3, match = path })
+      assert.are.equal(3, f.remaining)
+      local gw = moka { retry = false }
+      local got = {}
+      for i = 1, 5 do
+        local r, err = gw:bin_info("526911")
+        got[i] = r and "ok" or err.code
+      end
+      assert.are.same({ "moka.http_500", "moka.http_500", "moka.http_500", "ok", "ok" }, got)
+      local log = log_of("moka", path)
+      assert.are.equal(5, log.count)
+      for i = 1, 3 do assert.are.equal(f.id, log.requests[i].fault); assert.are.equal(i, log.requests[i].use) end
+      for i = 4, 5 do assert.is_nil(log.requests[i].fault) end
+    end)
+
+    it("match and method limit a fault to some requests; other paths and providers pass", function()
+      assert(sandbox.fault { url = base, provider = "moka", mode = "status", match = "/PaymentDealer/DoDirectPayment" })
+      assert(moka():bin_info("526911"))                       -- another path
+      assert(zippy():get_product(zippy_product))              -- another provider
+      local r, err = moka():purchase(moka_payment(id("m"), { return_url = "https://shop.example/r" }))
+      assert(r, tostring(err))                                -- DoDirectPaymentThreeD is not DoDirectPayment
+      assert.are.equal(1, #assert(sandbox.faults { url = base }))
+      assert(sandbox.fault { url = base, provider = "zippy", mode = "status", match = "/products/*", method = "POST" })
+      assert(zippy():get_product(zippy_product))              -- a GET: not this fault
+      local left = assert(sandbox.faults { url = base, provider = "zippy" })
+      assert.are.equal(1, #left)
+      assert.are.equal(1, left[1].remaining)
+    end)
+
+    it("a prefix match (trailing *) covers every path below it", function()
+      assert(sandbox.fault { url = base, provider = "moka", mode = "garbage", count = 2, match = "/PaymentDealer/*" })
+      local _, e1 = moka():bin_info("526911")
+      local _, e2 = moka():status(id("x"))
+      assert.are.equal("moka.invalid_response", e1.code)
+      assert.are.equal("moka.invalid_response", e2.code)
+      assert.are.same({}, assert(sandbox.faults { url = base }))
+    end)
+
+    it("faults are taken in the order they were armed", function()
+      local path = "/PaymentDealer/GetBankCardInformation"
+      assert(sandbox.fault { url = base, provider = "moka", mode = "status", status = 501, match = path })
+      assert(sandbox.fault { url = base, provider = "moka", mode = "status", status = 502, match = path })
+      local gw = moka { retry = false }
+      local _, e1 = gw:bin_info("526911")
+      local _, e2 = gw:bin_info("526911")
+      assert.are.equal("moka.http_501", e1.code)
+      assert.are.equal("moka.http_502", e2.code)
+    end)
+
+    it("concurrent requests take exactly count faults between them", function()
+      local path = "/PaymentDealer/GetBankCardInformation"
+      local f = assert(sandbox.fault { url = base, provider = "moka", mode = "status", status = 500, count = 4, match = path })
+      local gw = moka { retry = false }
+      local tasks = {}
+      for i = 1, 12 do tasks[i] = function() return gw:bin_info("526911") end end
+      local results, errs = paykit.batch(tasks, { max_in_flight = 12 })
+      local faulted, ok = 0, 0
+      for i = 1, 12 do
+        if results[i] then ok = ok + 1 elseif errs[i] and errs[i].code == "moka.http_500" then faulted = faulted + 1 end
+      end
+      assert.are.equal(4, faulted)
+      assert.are.equal(8, ok)
+      local log = log_of("moka", path)
+      assert.are.equal(12, log.count)
+      local uses = {}
+      for _, e in ipairs(log.requests) do
+        if e.fault == f.id then uses[#uses + 1] = e.use end
+      end
+      table.sort(uses)
+      assert.are.same({ 1, 2, 3, 4 }, uses)
+    end)
+  end)
+
+  describe("across nginx workers", function()
+    local port = sb.port() + 7
+    local url
+    lazy_setup(function() url = sandbox.start { port = port, workers = 4 } end)
+    lazy_teardown(function() sandbox.stop { port = port } end)
+
+    it("concurrent requests spread over 4 workers take exactly count faults", function()
+      local path = "/PaymentDealer/GetBankCardInformation"
+      local f = assert(sandbox.fault { url = url, provider = "moka", mode = "status", status = 503, count = 5, match = path })
+      local gw = assert(paykit.moka { dealer_code = "1730", username = "sandbox", password = "sandbox-pass",
+        base_url = url .. "/moka", retry = false })
+      local n = 24
+      local tasks = {}
+      for i = 1, n do tasks[i] = function() return gw:bin_info("526911") end end
+      local results, errs = paykit.batch(tasks, { max_in_flight = n })
+      local faulted, ok = 0, 0
+      for i = 1, n do
+        if results[i] then ok = ok + 1 elseif errs[i] and errs[i].code == "moka.http_503" then faulted = faulted + 1 end
+      end
+      assert.are.equal(5, faulted)
+      assert.are.equal(n - 5, ok)
+      local log = assert(sandbox.requests { url = url, provider = "moka", path = path })
+      assert.are.equal(n, log.count)
+      local uses = {}
+      for _, e in ipairs(log.requests) do
+        if e.fault == f.id then uses[#uses + 1] = e.use end
+      end
+      table.sort(uses)
+      assert.are.same({ 1, 2, 3, 4, 5 }, uses)
+      assert.are.same({}, assert(sandbox.faults { url = url }))
+    end)
+  end)
+
+  describe("the admin calls", function()
+    it("GET lists the armed faults with what is left of them", function()
+      local a = assert(sandbox.fault { url = base, provider = "moka", mode = "delay", delay_ms = 10, count = 2 })
+      local b = assert(sandbox.fault { url = base, provider = "zippy", mode = "truncate", keep = 3 })
+      local list = assert(sandbox.faults { url = base })
+      assert.are.equal(2, #list)
+      assert.are.same({ a.id, "moka", "delay", 10, 2, 2, 0 },
+        { list[1].id, list[1].provider, list[1].mode, list[1].delay_ms, list[1].count, list[1].remaining, list[1].fired })
+      assert.are.same({ b.id, "zippy", "truncate", 3 }, { list[2].id, list[2].provider, list[2].mode, list[2].keep })
+      local one = sb.request("GET", string.format("/_sandbox/faults/%d", b.id))
+      assert.are.equal(200, one.status)
+      assert.are.equal("zippy", one.json.provider)
+      assert.are.same({ a.id }, { assert(sandbox.faults { url = base, provider = "moka" })[1].id })
+    end)
+
+    it("DELETE clears every fault, one provider's, or one by id", function()
+      local a = assert(sandbox.fault { url = base, provider = "moka", mode = "drop" })
+      assert(sandbox.fault { url = base, provider = "zippy", mode = "drop" })
+      assert(sandbox.fault { url = base, provider = "zippy", mode = "drop_before" })
+      assert.are.same({ cleared = 2 }, assert(sandbox.clear_faults { url = base, provider = "zippy" }))
+      assert.are.equal(1, #assert(sandbox.faults { url = base }))
+      assert.are.same({ cleared = 1 }, assert(sandbox.clear_faults { url = base, id = a.id }))
+      assert.are.same({}, assert(sandbox.faults { url = base }))
+      assert(sandbox.fault { url = base, provider = "moka", mode = "drop", count = 3 })
+      assert(sandbox.fault { url = base, provider = "mocopay", mode = "drop", count = 3 })
+      assert.are.same({ cleared = 2 }, assert(sandbox.clear_faults { url = base }))
+      -- cleared means cleared: the provider answers
+      assert(moka():bin_info("526911"))
+      local log = log_of("moka", "/PaymentDealer/GetBankCardInformation")
+      assert.are.equal(1, log.count)
+      assert.is_nil(log.requests[1].fault)
+      assert.are.equal(404, sb.request("DELETE", string.format("/_sandbox/faults/%d", a.id)).status)
+    end)
+
+    it("POST /_sandbox/reset disarms every fault and empties the request log", function()
+      assert(sandbox.fault { url = base, provider = "moka", mode = "drop", count = 5 })
+      assert(moka():bin_info("526911") == nil)
+      assert.are.equal(200, sb.request("POST", "/_sandbox/reset").status)
+      assert.are.same({}, assert(sandbox.faults { url = base }))
+      local log = log_of()
+      assert.are.equal(0, log.count)
+      assert.are.same({ moka = 0, mocopay = 0, zippy = 0 }, log.totals)
+      assert(moka():bin_info("526911"))
+      local _, product = zs.product(zs.client()) -- the reset took the Zippy product with it
+      zippy_product = product
+    end)
+
+    it("the request log counts every provider request, faulted or not, and no test controls", function()
+      assert(moka():bin_info("526911"))
+      assert(zippy():get_product(zippy_product))
+      sb.request("GET", "/_sandbox/outbox")
+      local log = log_of()
+      assert.are.equal(2, log.count)
+      assert.are.same({ moka = 1, mocopay = 0, zippy = 1 }, log.totals)
+      assert.are.same({ "moka", "POST", "/PaymentDealer/GetBankCardInformation", true, "answered", 200 },
+        { log.requests[1].provider, log.requests[1].method, log.requests[1].path, log.requests[1].processed,
+          log.requests[1].outcome, log.requests[1].status })
+      assert.are.equal(1, log_of("zippy", nil, "GET").count)
+      assert.are.equal(0, log_of("zippy", nil, "POST").count)
+      assert.are.equal(200, sb.request("DELETE", "/_sandbox/requests").status)
+      assert.are.equal(0, log_of().count)
+    end)
+
+    it("the request log keeps no request body (no card number reaches it)", function()
+      assert(moka():pay(moka_payment(id("pan"))))
+      local res = sb.request("GET", "/_sandbox/requests")
+      assert.are.equal(200, res.status)
+      assert.is_nil(res.body:find("4111111111111111", 1, true))
+      assert.is_nil(res.body:find("sandbox-pass", 1, true))
+      assert.are.equal(1, res.json.count)
+    end)
+
+    it("a status fault answers the body and content type it was given", function()
+      assert(sandbox.fault { url = base, provider = "zippy", mode = "status", status = 599,
+        body = '{"error":{"name":"Busy"}}', content_type = "application/json" })
+      local res = sb.request("GET", "/zippy/status")
+      assert.are.equal(599, res.status)
+      assert.are.equal('{"error":{"name":"Busy"}}', res.body)
+      assert.are.equal("application/json", res.headers["content-type"] or res.headers["Content-Type"])
+    end)
+
+    it("truncate keeps the number of bytes asked for", function()
+      assert(sandbox.fault { url = base, provider = "zippy", mode = "truncate", keep = 4 })
+      local res = sb.request("GET", "/zippy/status")
+      assert.are.equal(200, res.status)
+      assert.are.equal('{"re', res.body)
+    end)
+
+    local BAD = {
+      { {}, "provider" },
+      { { provider = "stripe", mode = "drop" }, "provider" },
+      { { provider = 7, mode = "drop" }, "provider" },
+      { { provider = "moka" }, "mode" },
+      { { provider = "moka", mode = "explode" }, "mode" },
+      { { provider = "moka", mode = "drop", count = -1 }, "count" },
+      { { provider = "moka", mode = "drop", count = 0 }, "count" },
+      { { provider = "moka", mode = "drop", count = 1.5 }, "count" },
+      { { provider = "moka", mode = "drop", count = "2" }, "count" },
+      { { provider = "moka", mode = "drop", count = 1e9 }, "count" },
+      { { provider = "moka", mode = "drop", match = "PaymentDealer/DoVoid" }, "match" },
+      { { provider = "moka", mode = "drop", match = "/a b" }, "match" },
+      { { provider = "moka", mode = "drop", method = "FETCH" }, "method" },
+      { { provider = "moka", mode = "drop", delay_ms = 10 }, "delay_ms" },
+      { { provider = "moka", mode = "delay" }, "delay_ms" },
+      { { provider = "moka", mode = "delay", delay_ms = -5 }, "delay_ms" },
+      { { provider = "moka", mode = "delay", delay_ms = 999999 }, "delay_ms" },
+      { { provider = "moka", mode = "status", status = 404 }, "status" },
+      { { provider = "moka", mode = "status", status = 600 }, "status" },
+      { { provider = "moka", mode = "status", process = "yes" }, "process" },
+      { { provider = "moka", mode = "status", body = 5 }, "body" },
+      { { provider = "moka", mode = "garbage", content_type = "" }, "content_type" },
+      { { provider = "moka", mode = "truncate", keep = -1 }, "keep" },
+      { { provider = "moka", mode = "truncate", process = false }, "process" },
+      { { provider = "moka", mode = "drop", colour = "red" }, "colour" },
+    }
+    for i, case in ipairs(BAD) do
+      it("refuses a bad fault with a 400 naming the field (" .. i .. ": " .. case[2] .. ")", function()
+        local res = sb.post_json("/_sandbox/faults", case[1])
+        assert.are.equal(400, res.status)
+        assert.are.equal(case[2], res.json.field)
+        assert.truthy(res.json.error:find(case[2], 1, true), res.json.error)
+        assert.are.same({}, assert(sandbox.faults { url = base })) -- nothing was armed
+      end)
+    end
+
+    it("refuses a body that is not a JSON object", function()
+      for _, text in ipairs { "not json", "[1,2]", '"drop"' } do
+        local res = sb.request("POST", "/_sandbox/faults", text, { ["Content-Type"] = "application/json" })
+        assert.are.equal(400, res.status)
+        assert.truthy(res.json.error:find("JSON object", 1, true))
+      end
+    end)
+
+    it("the Lua helper returns a validation error naming the field", function()
+      local f, err = sandbox.fault { url = base, provider = "moka", mode = "drop", count = -3 }
+      assert.is_nil(f)
+      assert.are.equal("validation", err.kind)
+      assert.are.equal("count", err.field)
+      assert.truthy(tostring(err):find("count", 1, true))
+    end)
+
+    it("refuses an unknown provider in a query", function()
+      local res = sb.request("GET", "/_sandbox/faults?provider=paypal")
+      assert.are.equal(400, res.status)
+      assert.are.equal("provider", res.json.field)
+    end)
+  end)
+end)
