@@ -222,7 +222,10 @@ describe("the sandbox's fault modes", function()
       local r, err = gw:pay(moka_payment(id("reuse")))
       assert.is_nil(r, "the client reported " .. tostring(r and r.status))
       assert.are.equal("transport", err.kind)
-      assert.are.equal(1, log_of("moka", "/PaymentDealer/DoDirectPayment").count)
+      local log = log_of("moka", "/PaymentDealer/DoDirectPayment")
+      assert.are.equal(1, log.count)
+      local n = log.requests[1].connection_requests
+      assert.is_true(n >= 2, "the payment went on a fresh connection (request " .. n .. " on it)")
     end)
   end)
 
@@ -408,6 +411,103 @@ describe("the sandbox's fault modes", function()
       table.sort(uses)
       assert.are.same({ 1, 2, 3, 4, 5 }, uses)
       assert.are.same({}, assert(sandbox.faults { url = url }))
+    end)
+  end)
+
+  -- The same faults with the clients running inside nginx: the cosocket transport (and the
+  -- Lua helper arming the fault over a cosocket too).
+  describe("inside nginx (cosocket transport)", function()
+    local nginx = require "spec.support.nginx"
+    local cjson = require "cjson"
+    local FRONT_PORT = sb.port() + 8
+    local front
+    local FRONT = [=[
+  lua_socket_log_errors off;
+  server {
+    listen 127.0.0.1:${PORT};
+    location = /charge {
+      content_by_lua_block {
+        local cjson = require "cjson"
+        local paykit = require "paykit"
+        local sandbox = require "paykit.sandbox"
+        local base = "${SANDBOX}"
+        ngx.req.read_body()
+        local q = cjson.decode(ngx.req.get_body_data())
+        local fault = q.fault
+        fault.url = base
+        local f, ferr = sandbox.fault(fault)
+        if not f then ngx.status = 500; ngx.say("arming failed: ", tostring(ferr)); return end
+        local opts = q.client
+        opts.base_url = base .. "/" .. q.provider
+        if q.provider == "zippy" then
+          local z = require "paykit.sandbox.zippy"
+          opts.notice_keys = { [0] = z.NOTICE_KEYS[0], [1] = z.NOTICE_KEYS[1] }
+        end
+        local gw = assert(paykit[q.provider](opts))
+        if q.warm then assert(gw[q.warm](gw, q.warm_arg)) end
+        local r, err = gw[q.call](gw, q.params)
+        ngx.header["Content-Type"] = "application/json"
+        ngx.say(cjson.encode { fault = f.id, status = r and r.status or cjson.null,
+          kind = err and err.kind or cjson.null, code = err and err.code or cjson.null,
+          retryable = err and err.retryable or false,
+          cosocket = require("paykit.http").in_cosocket_phase() and true or false })
+      }
+    }
+  }
+]=]
+    lazy_setup(function()
+      front = nginx.start("sandbox-faults-front", FRONT, { PORT = FRONT_PORT, SANDBOX = base })
+    end)
+    lazy_teardown(function() if front then front:stop() end end)
+
+    local MOKA_CLIENT = { dealer_code = "1730", username = "sandbox", password = "sandbox-pass" }
+    local function run(t)
+      local res = sb.request("POST", "http://127.0.0.1:" .. FRONT_PORT .. "/charge", cjson.encode(t),
+        { ["Content-Type"] = "application/json" })
+      assert(res.status == 200, res.body)
+      assert.is_true(res.json.cosocket)
+      return res.json
+    end
+
+    local CASES = {
+      { "drop_before", { mode = "drop_before" }, {}, "transport", "recv", false },
+      { "drop", { mode = "drop" }, {}, "transport", "recv", true },
+      { "delay", { mode = "delay", delay_ms = 4000 }, { timeout = 1 }, "timeout", "timeout", true },
+      { "status 503", { mode = "status", status = 503 }, {}, "provider", "moka.http_503", false },
+      { "garbage", { mode = "garbage" }, {}, "provider", "moka.invalid_response", true },
+      { "truncate", { mode = "truncate" }, {}, "provider", "moka.invalid_response", true },
+    }
+    for _, c in ipairs(CASES) do
+      it("Moka pay, " .. c[1] .. ": " .. c[5] .. ", not retryable, received once", function()
+        local path = "/PaymentDealer/DoDirectPayment"
+        local t = run { provider = "moka", call = "pay", client = merge(MOKA_CLIENT, c[3]),
+          fault = merge({ provider = "moka", match = path }, c[2]), params = moka_payment(id("co")) }
+        assert.are.same({ c[4], c[5], false }, { t.kind, t.code, t.retryable })
+        local log = log_of("moka", path)
+        assert.are.equal(1, log.count)
+        assert.are.equal(t.fault, log.requests[1].fault)
+        assert.are.equal(c[6], log.requests[1].processed)
+      end)
+    end
+
+    it("Moka pay, drop on a reused keep-alive connection: sent once", function()
+      local path = "/PaymentDealer/DoDirectPayment"
+      local t = run { provider = "moka", call = "pay", client = MOKA_CLIENT, warm = "bin_info", warm_arg = "526911",
+        fault = { provider = "moka", mode = "drop", match = path }, params = moka_payment(id("co")) }
+      assert.are.same({ "transport", "recv", false }, { t.kind, t.code, t.retryable })
+      local log = log_of("moka", path)
+      assert.are.equal(1, log.count)
+      local n = log.requests[1].connection_requests
+      assert.is_true(n >= 2, "the payment went on a fresh connection (request " .. n .. " on it)")
+    end)
+
+    it("Zippy purchase, drop: recv, not retryable, received once", function()
+      local params = zs.tx_fields(zippy_product, "faults-co", { ext_transaction_id = id("co") })
+      local t = run { provider = "zippy", call = "purchase",
+        client = { consumer_key = zs.sandbox.CONSUMER_KEY, consumer_secret = zs.sandbox.CONSUMER_SECRET },
+        fault = { provider = "zippy", mode = "drop", match = "/transactions" }, params = params }
+      assert.are.same({ "transport", "recv", false }, { t.kind, t.code, t.retryable })
+      assert.are.equal(1, log_of("zippy", "/transactions").count)
     end)
   end)
 

@@ -293,7 +293,8 @@ function M.received(provider, method, path)
   local seq = r:incr("seq", 1, 0)
   r:incr("total:" .. provider, 1, 0)
   local e = { seq = seq, time = ngx.now(), provider = provider, method = method, path = path,
-              outcome = "received", worker = ngx.worker.pid() }
+              outcome = "received", worker = ngx.worker.pid(),
+              connection = tonumber(ngx.var.connection), connection_requests = tonumber(ngx.var.connection_requests) }
   r:set("req:" .. seq, cjson.encode(e))
   r:delete("req:" .. (seq - M.LOG_SIZE))
   return e
