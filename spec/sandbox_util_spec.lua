@@ -47,6 +47,31 @@ describe("the sandbox", function()
     assert.are.equal("GET", log[1].method)
   end)
 
+  it("runs the simulators without faults or a log where nginx has no shared dicts for them", function()
+    local nginx = require "spec.support.nginx"
+    local port = sb.port() + 9
+    local srv = nginx.start("sandbox-util-nodict", [[
+  init_by_lua_block { require("paykit.sandbox.util").configure{ port = ${PORT} } }
+  server {
+    listen 127.0.0.1:${PORT};
+    location /zippy/ { content_by_lua_block { require("paykit.sandbox.util").dispatch("zippy") } }
+    location /_sandbox/ { content_by_lua_block { require("paykit.sandbox.util").admin() } }
+  }
+]], { PORT = port })
+    local ok, err = pcall(function()
+      local at = "http://127.0.0.1:" .. port
+      local res = sb.request("GET", at .. "/zippy/status")
+      assert.are.equal(200, res.status)
+      assert.are.same({ result = "OK" }, res.json)
+      res = sb.request("GET", at .. "/_sandbox/faults")
+      assert.are.equal(501, res.status)
+      assert.truthy(res.json.error:find("lua_shared_dict", 1, true))
+      assert.are.equal(200, sb.request("POST", at .. "/_sandbox/reset").status)
+    end)
+    srv:stop()
+    assert(ok, err)
+  end)
+
   it("sends nothing to a host off this machine", function()
     pay_mocopay("http://merchant.example/notify")
     local sent = outbox_for("merchant.example")

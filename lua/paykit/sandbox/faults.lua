@@ -51,6 +51,12 @@ local function dicts()
   return f, r
 end
 
+-- Whether this nginx has the shared dicts (the sandbox's config declares them; a server that
+-- embeds the dispatch without them runs the simulators with no faults and no log).
+function M.available()
+  return ngx.shared[M.FAULTS_DICT] ~= nil and ngx.shared[M.REQUESTS_DICT] ~= nil
+end
+
 local function is_int(v, lo, hi)
   return type(v) == "number" and v == math.floor(v) and v >= lo and v <= hi
 end

@@ -299,7 +299,7 @@ function M.dispatch(name)
     return write(501, "the " .. name .. " simulator is not available\n")
   end
   local path = M.subpath(name)
-  if path:find("^/_sandbox/") then
+  if path:find("^/_sandbox/") or not faults.available() then
     local a = run(name, mod)
     return write(a.status, a.body, a.content_type, a.headers)
   end
@@ -335,10 +335,14 @@ function M.dispatch(name)
     status, body, ctype, headers = answer.status, answer.body, answer.content_type, answer.headers
     if mode == "truncate" then body = body:sub(1, f.keep or math.floor(#body / 2)) end
   end
-  entry.outcome, entry.status = "answered", status
-  if mode == "delay" then entry.delay_ms = f.delay_ms end
+  entry.status = status
+  if mode == "delay" then
+    entry.outcome, entry.delay_ms = "delayed", f.delay_ms
+    faults.update(entry)
+    ngx.sleep(f.delay_ms / 1000)
+  end
+  entry.outcome = "answered"
   faults.update(entry)
-  if mode == "delay" then ngx.sleep(f.delay_ms / 1000) end
   return write(status, body, ctype, headers)
 end
 
@@ -424,10 +428,12 @@ function M.admin()
   if id == "" then id = nil end
   if what == "reset" and method == "POST" and not id then
     M.reset()
-    faults.reset(provider_set())
+    if faults.available() then faults.reset(provider_set()) end
     return M.json(200, { result = "reset" })
   elseif what == "outbox" and not id then
     return M.json_array(200, outbox)
+  elseif (what == "faults" or what == "requests") and not faults.available() then
+    return refuse(501, nil, "this nginx has no lua_shared_dict " .. faults.FAULTS_DICT .. " / " .. faults.REQUESTS_DICT)
   elseif what == "faults" then
     return admin_faults(method, id)
   elseif what == "requests" and not id then
