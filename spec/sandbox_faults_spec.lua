@@ -234,7 +234,75 @@ describe("the sandbox's fault modes", function()
     end)
   end)
 
-  describe("status calls (idempotent: the client retries, each attempt takes one use)", function()
+  -- The status calls, each mode once: they are idempotent, so the client retries what may
+  -- have been lost and each attempt takes one use of the fault.
+  local FAST = { base_delay = 0.01, max_delay = 0.05 }
+  local STATUS_CALLS = {
+    { name = "Moka status", provider = "moka", path = "/PaymentDealer/GetDealerPaymentTrxDetailList",
+      codes = CHARGES[1].codes,
+      setup = function() local ref = id("st"); assert(moka():pay(moka_payment(ref))); return ref end,
+      call = function(opts, ref) return moka(merge({ retry = FAST }, opts)):status(ref) end,
+      ok = function(r) return r.status == "paid" end },
+    { name = "MoCoPay status (verifyPayment)", provider = "mocopay", path = "/v1/payment/verifyPayment",
+      codes = CHARGES[3].codes,
+      setup = function()
+        local user = id("user")
+        assert(mocopay():purchase { pid = "12000", reference = user, user_id = user, client_ip = "203.0.113.7",
+          return_url = "https://shop.example/back", notify_url = "https://shop.example/notify" })
+        return user
+      end,
+      call = function(opts, user) return mocopay(merge({ retry = FAST }, opts)):status { userId = user } end,
+      ok = function(r) return r.status == "pending" end },
+    { name = "Zippy get_product (Zippy has no status call)", provider = "zippy", path = "/products/*",
+      codes = CHARGES[4].codes,
+      setup = function() return zippy_product end,
+      call = function(opts, uuid) return zippy(merge({ retry = merge({ attempts = 3 }, FAST) }, opts)):get_product(uuid) end,
+      ok = function(p) return p.uuid == zippy_product end },
+  }
+  -- mode name -> requests the sandbox receives, and the error (nil: the call succeeds)
+  local STATUS_EXPECT = {
+    drop_before = { 2 }, drop = { 2 }, delay = { 2 }, ["delay within the timeout"] = { 1 }, ["status 503"] = { 2 },
+    ["status 500 after processing"] = { 1, function(c) return merge(provider_http(c, 500), { retryable = true }) end },
+    garbage = { 1, function(c) return { kind = "provider", code = c.codes.invalid, retryable = false } end },
+    truncate = { 1, function(c) return { kind = "provider", code = c.codes.invalid, retryable = false } end },
+  }
+  local STATUS_KNOWN = {
+    -- providers/zippy.lua interpret(): a 5xx is server_error with retryable = false even for an
+    -- idempotent call (Moka and MoCoPay say true); not a double-charge risk, but inconsistent.
+    ["Zippy get_product (Zippy has no status call) status 500 after processing"] =
+      "the Zippy client never marks a 5xx retryable, even on an idempotent GET",
+  }
+
+  for _, c in ipairs(STATUS_CALLS) do
+    describe(c.name .. " (idempotent)", function()
+      for _, m in ipairs(MODES) do
+        local x = STATUS_EXPECT[m.name]
+        local known = STATUS_KNOWN[c.name .. " " .. m.name]
+        local test = known and pending or it
+        local want_n, want_err = x[1], x[2] and x[2](c)
+        test(m.name .. ": " .. (want_err and (want_err.code .. ", retryable " .. tostring(want_err.retryable))
+            or "retried through") .. ", received " .. want_n .. (known and (" [pending: " .. known .. "]") or ""), function()
+          local ref = c.setup()
+          local f = assert(sandbox.fault(merge({ url = base, provider = c.provider, match = c.path, count = 1 }, m.spec)))
+          local r, err = c.call(m.client, ref)
+          if want_err then
+            assert.is_nil(r)
+            assert.are.same({ want_err.kind, want_err.code, want_err.retryable }, { err.kind, err.code, err.retryable })
+          else
+            assert(r, tostring(err))
+            assert.is_true(c.ok(r))
+          end
+          local log = log_of(c.provider, c.path)
+          assert.are.equal(want_n, log.count)
+          assert.are.equal(f.id, log.requests[1].fault)
+          for i = 2, want_n do assert.is_nil(log.requests[i].fault) end
+          assert.are.same({}, assert(sandbox.faults { url = base }))
+        end)
+      end
+    end)
+  end
+
+  describe("retries of a status call, each taking one use", function()
     it("Moka status: two 503s are retried through, the third attempt answers", function()
       local ref = id("st")
       assert(moka():pay(moka_payment(ref)))
@@ -260,53 +328,6 @@ describe("the sandbox's fault modes", function()
       assert.are.equal(1, #left)
       assert.are.equal(2, left[1].remaining)
       assert.are.equal(3, left[1].fired)
-    end)
-
-    it("Moka status: a dropped connection is retried (the call is idempotent)", function()
-      local ref = id("st")
-      assert(moka():pay(moka_payment(ref)))
-      local path = "/PaymentDealer/GetDealerPaymentTrxDetailList"
-      assert(sandbox.fault { url = base, provider = "moka", mode = "drop", match = path })
-      local s = assert(moka { retry = { base_delay = 0.01, max_delay = 0.05 } }:status(ref))
-      assert.are.equal("paid", s.status)
-      assert.are.equal(2, log_of("moka", path).count)
-    end)
-
-    it("MoCoPay status (verifyPayment): garbage is invalid_response, then the next call answers", function()
-      local user = id("user")
-      assert(mocopay():purchase { pid = "12000", reference = user, user_id = user, client_ip = "203.0.113.7",
-        return_url = "https://shop.example/back", notify_url = "https://shop.example/notify" })
-      local path = "/v1/payment/verifyPayment"
-      assert(sandbox.fault { url = base, provider = "mocopay", mode = "garbage", match = path })
-      local s, err = mocopay():status { userId = user }
-      assert.is_nil(s)
-      assert.are.equal("invalid_response", err.code)
-      assert.are.equal(1, log_of("mocopay", path).count)
-      s = assert(mocopay():status { userId = user })
-      assert.are.equal("pending", s.status)
-      assert.are.equal(2, log_of("mocopay", path).count)
-    end)
-
-    it("MoCoPay status (verifyPayment): a 503 is retried through", function()
-      local user = id("user")
-      assert(mocopay():purchase { pid = "12000", reference = user, user_id = user, client_ip = "203.0.113.7",
-        return_url = "https://shop.example/back", notify_url = "https://shop.example/notify" })
-      local path = "/v1/payment/verifyPayment"
-      assert(sandbox.fault { url = base, provider = "mocopay", mode = "status", status = 503, match = path })
-      local s = assert(mocopay { retry = { base_delay = 0.01, max_delay = 0.05 } }:status { userId = user })
-      assert.are.equal("pending", s.status)
-      assert.are.equal(2, log_of("mocopay", path).count)
-    end)
-
-    it("Zippy get_product (Zippy has no status call): a truncated answer is invalid_response", function()
-      local path = "/products/" .. zippy_product
-      assert(sandbox.fault { url = base, provider = "zippy", mode = "truncate", match = path, method = "GET" })
-      local p, err = zippy():get_product(zippy_product)
-      assert.is_nil(p)
-      assert.are.equal("invalid_response", err.code)
-      p = assert(zippy():get_product(zippy_product))
-      assert.are.equal(zippy_product, p.uuid)
-      assert.are.equal(2, log_of("zippy", path).count)
     end)
   end)
 
