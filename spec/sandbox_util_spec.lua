@@ -82,3 +82,62 @@ describe("the sandbox", function()
     end
   end)
 end)
+
+-- The fault module's pure parts (no nginx needed): matching, checking, shaping an answer.
+describe("the sandbox's fault rules", function()
+  local faults = require "paykit.sandbox.faults"
+  local PROVIDERS = { moka = true, mocopay = true, zippy = true }
+
+  it("matches a path exactly (trailing slashes aside) or by a prefix ending in *", function()
+    assert.is_true(faults.path_matches(nil, "/anything"))
+    assert.is_true(faults.path_matches("/v1/payment/initPayment", "/v1/payment/initPayment/"))
+    assert.is_true(faults.path_matches("/v1/payment/initPayment/", "/v1/payment/initPayment"))
+    assert.is_false(faults.path_matches("/PaymentDealer/DoDirectPayment", "/PaymentDealer/DoDirectPaymentThreeD"))
+    assert.is_true(faults.path_matches("/PaymentDealer/*", "/PaymentDealer/DoVoid"))
+    assert.is_true(faults.path_matches("/products/*", "/products/abc"))
+    assert.is_false(faults.path_matches("/products/*", "/sellers/abc"))
+    assert.is_true(faults.path_matches("/PaymentDealer/DoDirect*", "/PaymentDealer/DoDirectPaymentThreeD"))
+  end)
+
+  it("fills the defaults of a fault", function()
+    assert.are.same({ provider = "moka", mode = "drop", count = 1 }, (faults.check({ provider = "moka", mode = "drop" }, PROVIDERS)))
+    assert.are.same({ provider = "zippy", mode = "status", count = 2, status = 503, method = "POST" },
+      (faults.check({ provider = "zippy", mode = "status", count = 2, method = "post" }, PROVIDERS)))
+  end)
+
+  it("names the field of a bad fault", function()
+    local _, field, message = faults.check({ provider = "moka", mode = "truncate", keep = 1.5 }, PROVIDERS)
+    assert.are.equal("keep", field)
+    assert.truthy(message:find("keep", 1, true))
+    _, field = faults.check({ provider = "moka", mode = "garbage", status = 500 }, PROVIDERS)
+    assert.are.equal("status", field)
+  end)
+
+  it("says which modes run the simulator", function()
+    local function p(t) return faults.processes(assert(faults.check(t, PROVIDERS))) end
+    assert.is_false(p { provider = "moka", mode = "drop_before" })
+    assert.is_true(p { provider = "moka", mode = "drop" })
+    assert.is_true(p { provider = "moka", mode = "delay", delay_ms = 5 })
+    assert.is_false(p { provider = "moka", mode = "status" })
+    assert.is_true(p { provider = "moka", mode = "status", process = true })
+    assert.is_true(p { provider = "moka", mode = "garbage" })
+    assert.is_false(p { provider = "moka", mode = "garbage", process = false })
+    assert.is_true(p { provider = "moka", mode = "truncate" })
+  end)
+
+  it("shapes the answer a fault sends", function()
+    local answer = { status = 200, body = '{"ResultCode":"Success"}', content_type = "application/json", headers = { X = "1" } }
+    local f = function(t) return assert(faults.check(t, PROVIDERS)) end
+    assert.are.same({ 200, '{"ResultCode"', "application/json", { X = "1" } },
+      { faults.shape(f { provider = "moka", mode = "truncate", keep = 13 }, answer) })
+    local status, body = faults.shape(f { provider = "moka", mode = "truncate" }, answer) -- half of 24 bytes
+    assert.are.same({ 200, '{"ResultCode' }, { status, body })
+    status, body = faults.shape(f { provider = "moka", mode = "garbage" }, answer)
+    assert.are.equal(200, status)
+    assert.is_nil(require("cjson.safe").decode(body))
+    local s2, b2, ct = faults.shape(f { provider = "moka", mode = "status", status = 502 }, nil)
+    assert.are.same({ 502, "text/html; charset=utf-8" }, { s2, ct })
+    assert.truthy(b2:find("502", 1, true))
+    assert.are.same({ 200, answer.body, "application/json", { X = "1" } }, { faults.shape(nil, answer) })
+  end)
+end)

@@ -164,6 +164,23 @@ function M.processes(f)
   return true
 end
 
+-- What goes on the wire for a request that took fault f (nil: none), given the simulator's
+-- answer {status, body, content_type, headers} (nil when it did not run). The drop modes send
+-- nothing and are not shaped. Returns status, body, content type, headers.
+function M.shape(f, answer)
+  local mode = f and f.mode
+  if mode == "status" then
+    local body = f.body or string.format("<html><body><h1>%d</h1><p>paykit sandbox fault</p></body></html>", f.status)
+    return f.status, body, f.content_type or (f.body and "text/plain; charset=utf-8" or "text/html; charset=utf-8")
+  elseif mode == "garbage" then
+    return answer and answer.status or 200, f.body or M.GARBAGE,
+      f.content_type or (answer and answer.content_type) or "application/json"
+  end
+  local body = answer.body
+  if mode == "truncate" then body = body:sub(1, f.keep or math.floor(#body / 2)) end
+  return answer.status, body, answer.content_type, answer.headers
+end
+
 ---------------------------------------------------------------------------- armed faults
 
 -- A short lock over the list of faults (arming and clearing are rare; taking needs no lock).

@@ -322,19 +322,7 @@ function M.dispatch(name)
     faults.update(entry)
     return drop()
   end
-  local status, body, ctype, headers
-  if mode == "status" then
-    status = f.status
-    body = f.body or string.format("<html><body><h1>%d</h1><p>paykit sandbox fault</p></body></html>", f.status)
-    ctype = f.content_type or (f.body and "text/plain; charset=utf-8" or "text/html; charset=utf-8")
-  elseif mode == "garbage" then
-    status = answer and answer.status or 200
-    body = f.body or faults.GARBAGE
-    ctype = f.content_type or (answer and answer.content_type) or "application/json"
-  else
-    status, body, ctype, headers = answer.status, answer.body, answer.content_type, answer.headers
-    if mode == "truncate" then body = body:sub(1, f.keep or math.floor(#body / 2)) end
-  end
+  local status, body, ctype, headers = faults.shape(f, answer)
   entry.status = status
   if mode == "delay" then
     entry.outcome, entry.delay_ms = "delayed", f.delay_ms
