@@ -27,27 +27,19 @@ end
 
 local function name_of(port) return "sandbox-" .. port end
 
--- One location per provider, all through the shared dispatch (faults, request log).
-local function provider_locations()
-  local out, names = {}, {}
-  for _, p in ipairs(M.PROVIDERS) do
-    out[#out + 1] = string.format('    location /%s/ { content_by_lua_block { require("paykit.sandbox.util").dispatch("%s") } }', p, p)
-    names[#names + 1] = string.format("%q", p)
-  end
-  return table.concat(out, "\n"), table.concat(names, ", ")
-end
-
 local HTTP_BLOCK = [[
   lua_socket_log_errors off;
   lua_code_cache on;
   lua_shared_dict paykit_sandbox_faults 2m;
   lua_shared_dict paykit_sandbox_requests 4m;
-  init_by_lua_block { require("paykit.sandbox.util").configure{ port = ${PORT}, providers = { ${PROVIDER_NAMES} } } }
+  init_by_lua_block { require("paykit.sandbox.util").configure{ port = ${PORT} } }
   server {
     listen 127.0.0.1:${PORT};
     client_max_body_size 1m;
     default_type text/plain;
-${PROVIDER_LOCATIONS}
+    location /moka/    { content_by_lua_block { require("paykit.sandbox.util").dispatch("moka") } }
+    location /mocopay/ { content_by_lua_block { require("paykit.sandbox.util").dispatch("mocopay") } }
+    location /zippy/   { content_by_lua_block { require("paykit.sandbox.util").dispatch("zippy") } }
     location /_sink/   { content_by_lua_block { require("paykit.sandbox.util").sink() } }
     location /_sandbox/ { content_by_lua_block { require("paykit.sandbox.util").admin() } }
     location = /       { content_by_lua_block { require("paykit.sandbox.util").index() } }
@@ -65,9 +57,8 @@ function M.start(opts)
   if type(workers) ~= "number" or workers ~= math.floor(workers) or workers < 1 or workers > 64 then
     error("sandbox: workers must be 1..64", 2)
   end
-  local locations, names = provider_locations()
   nginx.start(name_of(port), HTTP_BLOCK, { PORT = port, LOG_LEVEL = (opts and opts.log_level) or "warn",
-    WORKERS = workers, PROVIDER_LOCATIONS = locations, PROVIDER_NAMES = names })
+    WORKERS = workers })
   return M.url{ port = port }
 end
 

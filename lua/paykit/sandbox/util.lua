@@ -11,6 +11,8 @@ local faults = require "paykit.sandbox.faults"
 
 local M = {}
 
+-- providers: those dispatched by paykit.sandbox's config (its PROVIDERS), whose faults the
+-- admin calls accept.
 local config = { port = 8790, providers = { "moka", "mocopay", "zippy" } }
 local stores = {}      -- provider name -> state table
 local sinks = {}       -- sink name -> list of recorded requests
