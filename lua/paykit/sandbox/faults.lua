@@ -328,12 +328,13 @@ function M.update(e)
   if r:get("req:" .. e.seq) then r:set("req:" .. e.seq, cjson.encode(e)) end
 end
 
--- The logged requests, oldest first, filtered by provider, path (as a fault's match) and method.
-function M.requests(provider, path, method)
+-- The logged requests, oldest first, filtered by provider, path (as a fault's match), method
+-- and since (only those after that seq). Returns the list and the last seq so far.
+function M.requests(provider, path, method, since)
   local _, r = dicts()
   local last = r:get("seq") or 0
   local out = {}
-  for seq = math.max((r:get("floor") or 0) + 1, last - M.LOG_SIZE + 1), last do
+  for seq = math.max((r:get("floor") or 0) + 1, last - M.LOG_SIZE + 1, (since or 0) + 1), last do
     local text = r:get("req:" .. seq)
     local e = text and cjson.decode(text)
     if type(e) == "table" and (provider == nil or e.provider == provider) and (method == nil or e.method == method)
@@ -341,7 +342,7 @@ function M.requests(provider, path, method)
       out[#out + 1] = e
     end
   end
-  return out
+  return out, last
 end
 
 -- Requests received per provider since the last clear (also those gone from the log).

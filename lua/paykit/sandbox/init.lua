@@ -144,11 +144,12 @@ function M.clear_faults(opts)
   return admin_call("DELETE", base_of(opts), path .. query(opts, { "provider" }))
 end
 
--- The request log: {count, totals = {provider = n}, requests = {{seq, provider, method, path,
--- fault, mode, processed, outcome, status}, ...}}, filtered by opts.provider, opts.path (exact,
--- or a prefix ending in *) and opts.method.
+-- The request log: {count, last (the newest seq), totals = {provider = n}, requests = {{seq,
+-- provider, method, path, fault, mode, use, processed, outcome, status}, ...}}, filtered by
+-- opts.provider, opts.path (exact, or a prefix ending in *), opts.method and opts.since (a seq:
+-- only the requests after it, e.g. the `last` of an earlier call).
 function M.requests(opts)
-  return admin_call("GET", base_of(opts), "/_sandbox/requests" .. query(opts, { "provider", "path", "method" }))
+  return admin_call("GET", base_of(opts), "/_sandbox/requests" .. query(opts, { "provider", "path", "method", "since" }))
 end
 
 function M.clear_requests(opts)

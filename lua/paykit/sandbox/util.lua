@@ -391,8 +391,8 @@ local function admin_faults(method, id)
   return refuse(405, "method", "use GET, POST or DELETE")
 end
 
--- /_sandbox/requests: GET the request log (?provider=, path= as a fault's match, method=),
--- DELETE empties it.
+-- /_sandbox/requests: GET the request log (?provider=, path= as a fault's match, method=,
+-- since= a seq: only later requests), DELETE empties it.
 local function admin_requests(method)
   local providers = provider_set()
   local q = M.query()
@@ -404,8 +404,12 @@ local function admin_requests(method)
   end
   if q.provider and not providers[q.provider] then return refuse(400, "provider", "unknown provider " .. q.provider) end
   if q.path and q.path:sub(1, 1) ~= "/" then return refuse(400, "path", "path must start with /") end
-  local list = faults.requests(q.provider, q.path, q.method and q.method:upper())
-  local body = cjson.encode { count = #list, totals = faults.totals(providers), requests = list }
+  local since = q.since and tonumber(q.since)
+  if q.since and not (since and since >= 0 and since == math.floor(since)) then
+    return refuse(400, "since", "since must be a request's seq (a whole number)")
+  end
+  local list, last = faults.requests(q.provider, q.path, q.method and q.method:upper(), since)
+  local body = cjson.encode { count = #list, last = last, totals = faults.totals(providers), requests = list }
   if #list == 0 then body = body:gsub('"requests":{}', '"requests":[]') end
   return M.send(200, body, "application/json")
 end
