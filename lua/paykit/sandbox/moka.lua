@@ -60,7 +60,8 @@
 --     PaymentIsNotPreAuth | InvalidAmount (bad or above the authorised amount). Closes the pre-auth: status 2.
 --   DoVoid: PaymentDealer.DoVoid.InvalidRequest | PaymentNotFound | PaymentAlreadyCancelled |
 --     PaymentCannotBeVoided (not paid/pre-authorised, or refunded) | VoidOnlyAllowedSameDay. -> status 3.
---   DoCreateRefundRequest {Amount (0/absent = the remaining amount)} -> Data {RefundRequestId} (the refund
+--   DoCreateRefundRequest {Amount (0/absent = the remaining amount)} -> Data {IsSuccessful=true, ResultCode="",
+--     ResultMessage="", RefundRequestId} (the refund
 --     completes at once here): PaymentDealer.DoCreateRefundRequest.InvalidRequest | PaymentNotFound |
 --     PaymentCannotBeRefunded (not paid) | PaymentAlreadyRefunded | InvalidAmount |
 --     RefundAmountExceedsRemainingAmount. Status 4 once fully refunded.

@@ -296,7 +296,7 @@ function P.refund(ctx, r)
   trx.refund_id = C.next(ctx.st, "next_refund")
   p.refunded = p.refunded + amount
   if p.refunded == p.amount then p.status = 4 end
-  return { RefundRequestId = trx.refund_id }
+  return { IsSuccessful = true, ResultCode = "", ResultMessage = "", RefundRequestId = trx.refund_id }
 end
 
 local function pool(ctx, r, prefix, approve)
