@@ -555,6 +555,33 @@ describe("moka after-sale requests and refusals (against a scripted local server
     assert.equal("moka.invalid_auth_request", err.code)
   end)
 
+  it("sends a call that moves money once on a 502, and retries only the safe ones", function()
+    local g = sg { client_ip = "203.0.113.9", retry = { attempts = 3, base_delay = 0.01, max_delay = 0.02 } }
+    local once = {
+      { "/PaymentDealer/DoDirectPayment", function() return g:pay(pay_params()) end },
+      { "/PaymentDealer/DoDirectPaymentThreeD", function() return g:start_3d(pay_params()) end },
+      { "/PaymentDealer/DoCapture", function() return g:capture { order_id = "ORDER-1" } end },
+      { "/PaymentDealer/DoCreateRefundRequest", function() return g:refund { order_id = "ORDER-1" } end },
+      { "/DealerCustomer/AddCustomerWithCard", function() return g:add_customer { customer_code = "C1" } end },
+      { "/DealerCustomer/AddCard", function() return g:add_card { customer_code = "C1", card = card { cvc = false } } end },
+    }
+    local safe = {
+      { "/PaymentDealer/DoVoid", function() return g:void { order_id = "ORDER-1" } end },
+      { "/PaymentDealer/GetDealerPaymentTrxDetailList", function() return g:status("ORD-1") end },
+      { "/PaymentDealer/GetBankCardInformation", function() return g:bin_info("526911") end },
+    }
+    for _, set in ipairs { { once, 1 }, { safe, 3 } } do
+      for _, c in ipairs(set[1]) do
+        stub.answer(c[1], "<html>bad gateway</html>", 502)
+        local before = stub.count()
+        local r, err = c[2]()
+        assert.is_nil(r); assert.equal("moka.http_502", err.code)
+        assert.equal(set[2], stub.count() - before, c[1])
+        assert.equal(set[2] > 1, err.retryable, c[1])
+      end
+    end
+  end)
+
   it("answers a Success envelope without Data as an invalid response, not an empty result", function()
     for _, path in ipairs { "/PaymentDealer/GetBankCardInformation", "/DealerCustomer/GetCardList" } do
       stub.answer(path, stub.envelope("null"))

@@ -861,17 +861,24 @@ local function capture_like(self, p, op, path, extra, idempotent, status)
 end
 
 --- Captures a pre-authorised payment (DoCapture).
--- Amount absent = the whole pre-authorised amount.
--- @tparam table p `order_id` or `reference`; `amount`, `currency`, `client_ip` (optional)
+-- Amount absent = the whole pre-authorised amount. It turns a hold into a charge, so it is
+-- not idempotent: never retried once it may have been sent (a second DoCapture would answer
+-- PaymentIsNotPreAuth for a capture that succeeded).
+-- @tparam table p `order_id` or `reference`; `amount`, `currency` (optional); `client_ip` (required:
+--   the caller's or the instance's default, never made up)
 -- @treturn table result "paid"
 -- @return[2] nil
 -- @return[2] a validation, transport or provider error
 function Moka:capture(p)
-  return capture_like(self, p, "capture", "/PaymentDealer/DoCapture", { amount = "optional", ip = true }, true, "paid")
+  return capture_like(self, p, "capture", "/PaymentDealer/DoCapture", { amount = "optional", ip = true }, false, "paid")
 end
 
 --- Voids (cancels) a payment (DoVoid).
--- @tparam table p `order_id` or `reference`; `client_ip`, `reason` (VoidRefundReason, default 2)
+-- Retried when it may have been sent (a void moves no money to anyone twice; a repeat that
+-- finds it done answers `moka.payment_already_cancelled`).
+-- @tparam table p `order_id` or `reference`; `client_ip` (required: the caller's or the
+--   instance's default, never made up); `reason` (VoidRefundReason: default 2, the only
+--   value Moka publishes; others only when listed in the instance's `void_reasons`)
 -- @treturn table result "voided"
 -- @return[2] nil
 -- @return[2] a validation, transport or provider error
