@@ -784,7 +784,7 @@ function Moka:verify_3d(params, code_for_hash, keep)
   local trx = gateway.field(params, f.trx_code)
   local other = gateway.field(params, f.other_trx_code)
   if type(trx) ~= "string" or trx == "" then trx = nil end
-  if type(other) ~= "string" then other = nil end
+  if type(other) ~= "string" or other == "" then other = nil end
   local r = { provider_reference = trx, posted_reference = other }
   if type(keep) == "table" then
     local kept = keep.reference or ""
@@ -1160,6 +1160,13 @@ function Moka:purchase(p)
   return self:start_3d(q)
 end
 
+-- Whether two decimal amounts (Moka's text, the kept text) are the same number of kurus.
+local function same_amount(a, b)
+  if type(a) ~= "string" or type(b) ~= "string" then return false end
+  local ma, mb = money.parse(a, "TRY"), money.parse(b, "TRY")
+  return ma ~= nil and ma == mb
+end
+
 -- Moka's own answer about a result that the hash says is paid: status() of the kept
 -- reference must be paid (or authorized), for the kept amount and currency, with the posted
 -- trxCode (when there is one) as its VirtualPosOrderId. Returns r (perhaps now "pending",
@@ -1179,10 +1186,11 @@ local function confirm(self, r, keep)
   if st.status ~= "paid" and st.status ~= "authorized" then
     return unconfirmed("Moka reports " .. st.status)
   end
-  if keep.amount and st.amount ~= keep.amount then
+  if keep.amount and not same_amount(st.amount, keep.amount) then
     return unconfirmed("Moka reports another amount than the one kept")
   end
-  if keep.currency and st.currency ~= keep.currency then
+  local function tl(c) return c == "TRY" and "TL" or c end
+  if keep.currency and tl(st.currency) ~= tl(keep.currency) then
     return unconfirmed("Moka reports another currency than the one kept")
   end
   if r.provider_reference and st.provider_reference ~= r.provider_reference then
