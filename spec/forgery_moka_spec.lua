@@ -181,6 +181,30 @@ describe("moka forgeries", function()
       refused(nil, g:complete(copy(forged_fields, { OtherTrxCode = A.ref, trxCode = A.fields.trxCode }), U.keep, { confirm = true }))
     end)
 
+    it("with confirm, a genuine return replayed after a void or a refund is no longer paid", function()
+      for _, undo in ipairs { "void", "refund" } do
+        local E = start(); finish(E, "approve")
+        assert.equal("paid", assert(g:complete(E.fields, E.keep, { confirm = true })).status)
+        assert(g[undo](g, { reference = E.ref }))
+        PAID[E.ref] = nil -- no longer paid
+        local r = forged(g:complete(E.fields, E.keep, { confirm = true }))
+        assert.equal("pending", r.status); assert.equal("moka.unconfirmed", r.code)
+      end
+    end)
+
+    it("refuses a pre-authorised order's return on a sale, and a sale's on a pre-auth", function()
+      local P = start()
+      local reference = ref()
+      local pre = assert(g:purchase { amount = "27.50", card = card(), reference = reference, pre_auth = true,
+        return_url = "https://shop.example/r" })
+      local Q = { ref = reference, keep = pre.keep, url = pre.redirect_url }
+      finish(Q, "approve")
+      refused(SIG, g:complete(Q.fields, P.keep, { confirm = true }))
+      refused(SIG, g:complete(A.fields, Q.keep, { confirm = true }))
+      local r = forged(g:complete(Q.fields, Q.keep, { confirm = true }))
+      assert.equal("authorized", r.status)
+    end)
+
     it("documents the limit: without confirm a known CodeForHash is indistinguishable from Moka", function()
       -- not counted as a forged case: paykit cannot prove anything here without asking Moka
       local r = g:complete({ hashValue = moka.hash_3d(U.keep.code_for_hash, true), OtherTrxCode = U.ref }, U.keep)
@@ -240,6 +264,15 @@ describe("moka forgeries", function()
       refused(nil, notify(core.form_encode(copy(f, { OtherTrxCode = false }))))
       refused(nil, notify("%%%not-a-form"))
       refused(SIG, notify(core.form_encode(f), { keep = B.keep }, gw()))
+      refused(nil, notify(core.form_encode(f), nil, gw { lookup = function() error("database down") end }))
+      refused(nil, notify(core.form_encode(f), nil, gw { lookup = function() return 42 end }))
+      -- the fields in the query string instead of the body, pointing at B
+      local h = gw { lookup = lookup }
+      local q = h:notification { method = "GET", query = core.form_encode(copy(f, { OtherTrxCode = B.ref })) }
+      forged(q); assert.is_nil(q)
+      -- the body names A, the query names B: the body wins, and nothing names B as paid
+      local both = h:notification { method = "POST", query = "OtherTrxCode=" .. B.ref, body = core.form_encode(f) }
+      forged(both)
     end)
 
     it("keeps a declined notification failed", function()
@@ -311,6 +344,7 @@ describe("moka forgeries", function()
       { '<{"Data":{"IsSuccessful":true,"ResultCode":"","VirtualPosOrderId":"ORDER-1"},"ResultCode":"Success"' },
       { '<OK' }, { '<' }, { '<[]' }, { '<<html>Success</html>' },
     }
+    local SUCCESS = stub.envelope('{"IsSuccessful":true,"ResultCode":"","ResultMessage":"","VirtualPosOrderId":"ORDER-1"}')
 
     it("never reads a malformed direct-payment answer as paid", function()
       for _, data in ipairs(ODD_DATA) do
@@ -323,6 +357,12 @@ describe("moka forgeries", function()
       for _, e in ipairs(ODD_ENVELOPES) do
         direct(e[1], e[2])
         forged_as(e[1] .. " " .. tostring(e[2]), sg:pay(PAYMENT))
+      end
+      -- a success body under another HTTP status
+      for _, status in ipairs { 201, 202, 203, 206, 301, 302, 400, 404, 500, 503 } do
+        stub.answer("/PaymentDealer/DoDirectPayment", SUCCESS, status)
+        local r, err = forged_as("HTTP " .. status, sg:pay(PAYMENT))
+        assert.is_nil(r); assert.equal("moka.http_" .. status, err.code)
       end
     end)
 

@@ -694,7 +694,7 @@ end
 -- Not retried once it may have been sent.
 -- @tparam table p the payment parameters (see the module description; `redirect_url` required)
 -- @treturn table result "redirect": send the buyer to `redirect_url`; store `keep`
---   (`code_for_hash`, `reference`, `amount`, `currency`) for @{Moka:complete}
+--   (`code_for_hash`, `reference`, `amount`, `currency`, `pre_auth`) for @{Moka:complete}
 -- @return[2] nil
 -- @return[2] a validation, transport or provider error
 function Moka:start_3d(p)
@@ -712,7 +712,8 @@ function Moka:start_3d(p)
   return result {
     status = "redirect", redirect_url = url, method = "GET",
     reference = info.reference, amount = info.amount, currency = info.currency,
-    keep = { code_for_hash = cfh, reference = info.reference or "", amount = info.amount, currency = info.currency },
+    keep = { code_for_hash = cfh, reference = info.reference or "", amount = info.amount, currency = info.currency,
+             pre_auth = info.pre_auth or nil },
     raw = raw,
   }
 end
@@ -796,7 +797,9 @@ function Moka:verify_3d(params, code_for_hash, keep)
     r.reference = kept ~= "" and kept or nil
     r.amount, r.currency = keep.amount, keep.currency
   end
-  if ok_t then
+  if ok_t and type(keep) == "table" and keep.pre_auth then
+    r.status = "authorized"; r.code = "moka.authorized"; r.message = "Payment authorised (capture it later)"
+  elseif ok_t then
     r.status = "paid"; r.code = "moka.paid"; r.message = "Payment approved"
   else
     local rc = gateway.field(params, f.result_code)
@@ -1183,7 +1186,8 @@ local function confirm(self, r, keep)
   end
   local st, err = self:status(keep.reference)
   if not st then return nil, err end
-  if st.status ~= "paid" and st.status ~= "authorized" then
+  -- a sale must be paid; a pre-authorisation authorized (or already captured: paid)
+  if st.status ~= "paid" and not (st.status == "authorized" and keep.pre_auth) then
     return unconfirmed("Moka reports " .. st.status)
   end
   if keep.amount and not same_amount(st.amount, keep.amount) then
@@ -1198,6 +1202,7 @@ local function confirm(self, r, keep)
     return nil, errors.signature("order_id_mismatch",
       "the 3D result's trxCode (unsigned) is not the VirtualPosOrderId Moka reports for this payment: refused")
   end
+  r.status = st.status
   r.provider_reference = st.provider_reference
   r.payment_id = st.payment_id
   r.confirmed = true
@@ -1213,7 +1218,7 @@ end
 -- @tparam table params the posted form
 -- @tparam table keep the `keep` table of the purchase result
 -- @tparam[opt] table opts `confirm`
--- @treturn table result "paid", "failed", or "pending" (code "moka.unconfirmed") when the
+-- @treturn table result "paid" ("authorized" for a pre_auth payment), "failed", or "pending" (code "moka.unconfirmed") when the
 --   confirmation disagrees (another status, amount or currency) or cannot be made
 -- @return[2] nil
 -- @return[2] a validation or signature error (see @{Moka:verify_3d}; `order_id_mismatch` when
@@ -1224,7 +1229,7 @@ function Moka:complete(params, keep, opts)
   if not r then return nil, err end
   local want = self.confirm
   if opts and opts.confirm ~= nil then want = opts.confirm end
-  if r.status == "paid" and want then return confirm(self, r, keep) end
+  if (r.status == "paid" or r.status == "authorized") and want then return confirm(self, r, keep) end
   return r
 end
 
@@ -1278,7 +1283,7 @@ function Moka:notification(req, opts)
   end
   local want = self.confirm
   if opts.confirm ~= nil then want = opts.confirm end
-  if r.status == "paid" and want then
+  if (r.status == "paid" or r.status == "authorized") and want then
     r, err = confirm(self, r, keep)
     if not r then return nil, err, gateway.reply(500, "UNKNOWN") end
   end
