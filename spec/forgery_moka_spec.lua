@@ -293,8 +293,15 @@ describe("moka forgeries", function()
     it("with a known CodeForHash, confirm = true asks Moka", function()
       local forged_body = core.form_encode { hashValue = moka.hash_3d(U.keep.code_for_hash, true), resultCode = "",
         trxCode = "ORDER-FAKE", OtherTrxCode = U.ref }
-      local r = forged(notify(forged_body, { confirm = true }))
+      local h = gw { lookup = lookup }
+      local r, reply = h:notification({ method = "POST", body = forged_body }, { confirm = true })
+      forged(r)
       assert.equal("pending", r.status)
+      -- not acknowledged, so Moka sends it again; and not remembered as seen
+      assert.equal(503, reply.status); assert.not_equal("OK", reply.body)
+      assert.is_false(h.seen:has("moka|" .. moka.hash_3d(U.keep.code_for_hash, true)))
+      r = forged(h:notification({ method = "POST", body = forged_body }, { confirm = true }))
+      assert.is_false(r.duplicate)
     end)
   end)
 

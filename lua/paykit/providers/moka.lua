@@ -1242,7 +1242,8 @@ end
 -- OtherTrxCode the lookup was given). Answers exactly "OK". Repeats of the same signed result
 -- are flagged `duplicate`, whatever their unsigned fields say (the key is the hashValue,
 -- which is unique per payment and outcome). opts.confirm = true (or the instance's
--- `confirm`) asks Moka before saying "paid", as @{Moka:complete} does.
+-- `confirm`) asks Moka before saying "paid", as @{Moka:complete} does; an unconfirmed
+-- result ("pending") is answered 503 "PENDING" (so Moka sends it again) and not remembered.
 -- @tparam table req `{method=, query=, body=, headers=}` (raw form-encoded query and body)
 -- @tparam[opt] table opts `code_for_hash`, `keep`, `lookup`, `confirm`
 -- @treturn table result "paid", "failed" or "pending" (unconfirmed), `duplicate` true when seen before
@@ -1286,6 +1287,13 @@ function Moka:notification(req, opts)
   if (r.status == "paid" or r.status == "authorized") and want then
     r, err = confirm(self, r, keep)
     if not r then return nil, err, gateway.reply(500, "UNKNOWN") end
+    if r.status == "pending" then
+      -- not acknowledged and not remembered: Moka sends it again, and a later delivery that
+      -- Moka confirms is not mistaken for a duplicate
+      r.duplicate = false
+      self.log("warn", "moka.notification unconfirmed: not acknowledged")
+      return r, gateway.reply(503, "PENDING")
+    end
   end
   local key = "moka|" .. tostring(gateway.field(params, self.fields.hash)):lower()
   r.duplicate = self.seen:add(key)
