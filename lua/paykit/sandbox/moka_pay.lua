@@ -272,6 +272,10 @@ end
 
 function P.void(ctx, r)
   local prefix = "PaymentDealer.DoVoid"
+  if int(r.VoidRefundReason) == false then raise(prefix .. ".InvalidRequest", "VoidRefundReason") end
+  if r.ClientIP ~= nil and r.ClientIP ~= C.null and type(r.ClientIP) ~= "string" then
+    raise(prefix .. ".InvalidRequest", "ClientIP")
+  end
   local p = find(ctx, r, prefix)
   if p.status == 3 then raise(prefix .. ".PaymentAlreadyCancelled") end
   if (p.status ~= 1 and p.status ~= 2) or p.refunded > 0 then raise(prefix .. ".PaymentCannotBeVoided") end
