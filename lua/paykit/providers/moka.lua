@@ -410,8 +410,8 @@ local function payment_request(self, p, three_d)
   if has_card then
     card, err = check_card(self, p.card)
     if not card then return nil, err end
-  elseif type(p.card_token) ~= "string" then
-    return nil, V("card_token", "invalid", "card_token must be a string")
+  elseif type(p.card_token) ~= "string" or #p.card_token > 64 or p.card_token:find("[%c%s]") then
+    return nil, V("card_token", "invalid", "card_token must be a stored card's CardToken (a string of at most 64 characters)")
   elseif p.tokenize then
     return nil, V("tokenize", "card_token_with_save_card", "a card token cannot be used when the card is to be stored")
   end
@@ -1159,6 +1159,9 @@ function Moka:purchase(p)
   -- the uniform name of the buyer's way back (Moka's RedirectUrl)
   if q.redirect_url == nil then q.redirect_url = q.return_url end
   q.return_url = nil
+  if q.three_d ~= nil and type(q.three_d) ~= "boolean" then
+    return nil, V("three_d", "invalid", "three_d must be true (3D Secure, the default) or false (a direct payment)")
+  end
   if q.three_d == false then return self:pay(q) end
   return self:start_3d(q)
 end
