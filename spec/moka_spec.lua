@@ -118,6 +118,13 @@ describe("moka verify_3d", function()
     local _, err = g:verify_3d({ hashValue = HASH_T }, nil)
     assert.equal("validation", err.kind); assert.equal("code_for_hash", err.field)
   end)
+  it("refuses opts that are not a table", function()
+    local keep = { code_for_hash = CFH, reference = "ORD-1" }
+    local ok, r, err = pcall(g.complete, g, { hashValue = HASH_T }, keep, true)
+    assert.is_true(ok); assert.is_nil(r); assert.equal("opts", err.field)
+    local ok2, r2, err2, reply = pcall(g.notification, g, { body = "hashValue=" .. HASH_T }, "confirm")
+    assert.is_true(ok2); assert.is_nil(r2); assert.equal("opts", err2.field); assert.not_equal("OK", reply.body)
+  end)
   it("uses configured field names", function()
     local g2 = gw { fields = { hash = { "hv" } } }
     assert.equal("paid", assert(g2:verify_3d({ hv = HASH_T }, CFH)).status)

@@ -1230,6 +1230,7 @@ function Moka:complete(params, keep, opts)
   if type(keep) ~= "table" then return nil, V("keep", "required", "complete needs the keep table stored at purchase") end
   local r, err = self:verify_3d(params, keep.code_for_hash, keep)
   if not r then return nil, err end
+  if opts ~= nil and type(opts) ~= "table" then return nil, V("opts", "invalid", "complete's opts must be a table") end
   local want = self.confirm
   if opts and opts.confirm ~= nil then want = opts.confirm end
   if (r.status == "paid" or r.status == "authorized") and want then return confirm(self, r, keep) end
@@ -1256,6 +1257,9 @@ end
 --   confirmation's error
 -- @return[2] table reply to send (400 "INVALID" or 500 "UNKNOWN")
 function Moka:notification(req, opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    return nil, V("opts", "invalid", "notification's opts must be a table"), gateway.reply(500, "UNKNOWN")
+  end
   opts = opts or {}
   local params, err = gateway.form(req)
   if not params then return nil, err, gateway.reply(400, "INVALID") end
