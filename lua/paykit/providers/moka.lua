@@ -16,7 +16,8 @@
 --  * `currency` TL (or TRY), USD, EUR or GBP; default the instance's `currency`
 --  * `card` `{number=, exp_month=, exp_year= (YYYY or YY), cvc= (3 or 4 digits), holder=}`,
 --   or `card_token` (a stored card's CardToken): exactly one of them
---  * `client_ip` the buyer's IP address (default the instance's `client_ip`; required)
+--  * `client_ip` the buyer's IP address, IPv4 or IPv6 in strict text form (default the
+--   instance's `client_ip`; required)
 --  * `reference` your unique OtherTrxCode (at most 64 characters)
 --  * `redirect_url` where the buyer comes back after 3D (3D only, required), `redirect_type`
 --   0 (page, default) or 1 (iframe)
@@ -32,7 +33,15 @@
 --
 -- After-sale calls (@{Moka:capture}, @{Moka:void}, @{Moka:refund}, @{Moka:approve_pool},
 -- @{Moka:undo_pool}) name the payment with exactly one of `order_id` (Moka's
--- VirtualPosOrderId) and `reference` (your OtherTrxCode).
+-- VirtualPosOrderId) and `reference` (your OtherTrxCode). Capture and void also carry a
+-- `client_ip` (the caller's, or the instance's default: DoCapture and DoVoid have a ClientIP
+-- field, and paykit never makes one up).
+--
+-- Answers are read fail-closed: "paid" only for outer ResultCode "Success" with
+-- `Data.IsSuccessful` the JSON boolean true, no bank code and the fields the result needs;
+-- anything else that is not a decline is `moka.invalid_response`. The 3D hash covers only the
+-- CodeForHash and the outcome, so a 3D result belongs to the kept order (`keep.reference`),
+-- and `confirm` asks Moka before saying "paid".
 -- @module paykit.providers.moka
 -- @usage
 --   local gw = require("paykit").moka{dealer_code = "...", username = "...", password = "...",
@@ -122,7 +131,11 @@ end
 --  * `env` "test" (default) or "production", or `base_url` an absolute http(s) URL
 --  * `software` (at most 30 characters, default "paykit"), `client_ip` (the payments' default),
 --   `currency` (default "TL")
---  * `lookup` function(other_trx_code, trx_code) -> code_for_hash, for @{Moka:notification}
+--  * `lookup` function(other_trx_code, trx_code) -> keep (or code_for_hash), for @{Moka:notification}
+--  * `confirm` true: @{Moka:complete} and @{Moka:notification} ask Moka before saying "paid"
+--   (default false; per call with opts.confirm)
+--  * `void_reasons` the VoidRefundReason values @{Moka:void} takes (default `{2}`, the one Moka
+--   publishes; others are UNCONFIRMED)
 --  * `fields` replacement notification field names: `hash`, `result_code`, `result_message`,
 --   `trx_code`, `other_trx_code` (each a name or a list of names)
 --  * `clock` function -> unix seconds (card expiry checks; default os.time)
