@@ -458,8 +458,9 @@ local function payment_request(self, p, three_d)
       return nil, V("redirect_type", "invalid", "redirect_type must be 0 (page) or 1 (iframe)")
     end
   end
-  if p.integrator_id ~= nil and (type(p.integrator_id) ~= "number" or p.integrator_id ~= math.floor(p.integrator_id)) then
-    return nil, V("integrator_id", "invalid", "integrator_id must be an integer")
+  local iid = p.integrator_id
+  if iid ~= nil and (type(iid) ~= "number" or iid ~= math.floor(iid) or iid < 0 or iid > 255) then
+    return nil, V("integrator_id", "invalid", "integrator_id must be an integer from 0 to 255 (Moka's tinyint)")
   end
   if p.buyer ~= nil then
     if type(p.buyer) ~= "table" then return nil, V("buyer", "invalid", "buyer must be a table") end
