@@ -213,6 +213,23 @@ describe("moka forgeries", function()
     end)
   end)
 
+  describe("on status", function()
+    it("reports each order's own status, never another's", function()
+      assert.equal("pending", forged(g:status(B.ref)).status)
+      assert.equal("pending", forged(g:status(U.ref)).status)
+      assert.equal("failed", forged(g:status(D.ref)).status)
+      assert.equal("paid", forged(g:status(A.ref)).status)
+      -- near misses of a paid order's reference name no order
+      refused(nil, g:status(A.ref:lower()))
+      refused(nil, g:status(A.ref .. " "))
+      refused(nil, g:status(A.ref:sub(1, -2)))
+      -- another dealer cannot see (or confirm with) this dealer's payment
+      local other = gw { dealer_code = "1731", username = "restricted", password = "restricted-pass" }
+      refused(nil, other:status(A.ref))
+      refused(nil, other:complete(A.fields, A.keep, { confirm = true }))
+    end)
+  end)
+
   describe("on the notification", function()
     local bodies = {}
     local lookup
