@@ -654,11 +654,14 @@ end
 
 -- An amount of an answer as text. cjson gives JSON numbers as doubles: a decimal of at most
 -- 15 significant digits (with 2 decimals: below 10^13) comes back exactly with %.2f (DBL_DIG
--- is 15); a larger or non-finite one is not read (nil), so a comparison with it fails closed.
+-- is 15); a larger, non-finite or more precise one is not read (nil), so a comparison with
+-- it fails closed.
 local function amount_text(v)
   if type(v) == "number" then
     if v ~= v or v >= 1e13 or v <= -1e13 then return nil end
-    return string.format("%.2f", v)
+    local text = string.format("%.2f", v)
+    if tonumber(text) ~= v then return nil end -- more than 2 decimals: not an amount
+    return text
   end
   if type(v) == "string" and v ~= "" then return v end
   return nil
