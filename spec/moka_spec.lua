@@ -59,7 +59,28 @@ describe("moka verify_3d", function()
     local r = assert(g:verify_3d({ hashValue = HASH_T, resultCode = "", trxCode = "ORDER-1", OtherTrxCode = "ORD-1" }, CFH))
     assert.equal("paid", r.status)
     assert.equal("ORDER-1", r.provider_reference)
+    -- without keep there is no order: the posted OtherTrxCode is unsigned
+    assert.is_nil(r.reference)
+    assert.equal("ORD-1", r.posted_reference)
+  end)
+  it("takes the order from keep, never from the posted OtherTrxCode", function()
+    local keep = { code_for_hash = CFH, reference = "ORD-1", amount = "27.50", currency = "TL" }
+    local r = assert(g:verify_3d({ hashValue = HASH_T, trxCode = "ORDER-1", OtherTrxCode = "ORD-1" }, CFH, keep))
     assert.equal("ORD-1", r.reference)
+    r = assert(g:verify_3d({ hashValue = HASH_T, trxCode = "ORDER-1" }, CFH, keep))
+    assert.equal("ORD-1", r.reference)
+    r = assert(g:verify_3d({ hashValue = HASH_T, trxCode = "ORDER-1", OtherTrxCode = "" }, CFH, keep))
+    assert.equal("ORD-1", r.reference)
+  end)
+  it("refuses a posted OtherTrxCode that is not the kept reference", function()
+    local keep = { code_for_hash = CFH, reference = "ORD-1" }
+    for _, other in ipairs { "ORD-2", "ord-1", "ORD-1 ", " ORD-1" } do
+      local r, err = g:complete({ hashValue = HASH_T, OtherTrxCode = other }, keep)
+      assert.is_nil(r)
+      assert.equal("signature", err.kind); assert.equal("reference_mismatch", err.code)
+    end
+    local r, err = g:complete({ hashValue = HASH_T, OtherTrxCode = "ORD-1" }, { code_for_hash = CFH, reference = "" })
+    assert.is_nil(r); assert.equal("reference_mismatch", err.code)
   end)
   it("accepts the failure hash as a failed result with the bank code mapped", function()
     local r = assert(g:verify_3d({ hashValue = HASH_F, resultCode = "002", resultMessage = "x" }, CFH))
@@ -97,6 +118,13 @@ describe("moka verify_3d", function()
     local _, err = g:verify_3d({ hashValue = HASH_T }, nil)
     assert.equal("validation", err.kind); assert.equal("code_for_hash", err.field)
   end)
+  it("refuses opts that are not a table", function()
+    local keep = { code_for_hash = CFH, reference = "ORD-1" }
+    local ok, r, err = pcall(g.complete, g, { hashValue = HASH_T }, keep, true)
+    assert.is_true(ok); assert.is_nil(r); assert.equal("opts", err.field)
+    local ok2, r2, err2, reply = pcall(g.notification, g, { body = "hashValue=" .. HASH_T }, "confirm")
+    assert.is_true(ok2); assert.is_nil(r2); assert.equal("opts", err2.field); assert.not_equal("OK", reply.body)
+  end)
   it("uses configured field names", function()
     local g2 = gw { fields = { hash = { "hv" } } }
     assert.equal("paid", assert(g2:verify_3d({ hv = HASH_T }, CFH)).status)
@@ -133,12 +161,21 @@ describe("moka notification", function()
     assert.is_false(assert(gw { lookup = function() return CFH end }:notification { body = body }).duplicate)
   end)
   it("keeps bounded memory of notifications", function()
-    local g = gw { lookup = function() return CFH end, duplicate_capacity = 2 }
+    local g = gw { lookup = function(other) return "CFH-" .. other end, duplicate_capacity = 2 }
     for i = 1, 5 do
-      g:notification { body = form { hashValue = HASH_T, trxCode = "ORDER-" .. i, OtherTrxCode = "X" } }
+      assert(g:notification { body = form { hashValue = moka.hash_3d("CFH-X" .. i, true), trxCode = "ORDER-" .. i, OtherTrxCode = "X" .. i } })
     end
     assert.equal(2, g.seen:size())
-    assert.is_false(assert(g:notification { body = form { hashValue = HASH_T, trxCode = "ORDER-1", OtherTrxCode = "X" } }).duplicate)
+    assert.is_false(assert(g:notification { body = form { hashValue = moka.hash_3d("CFH-X1", true), trxCode = "ORDER-1", OtherTrxCode = "X1" } }).duplicate)
+  end)
+  it("flags a replay with other unsigned fields or an upper-case hash as a duplicate", function()
+    local g = gw { lookup = function() return CFH end }
+    assert.is_false(assert(g:notification { body = body }).duplicate)
+    for _, b in ipairs { form { hashValue = HASH_T:upper(), trxCode = "ORDER-7", OtherTrxCode = "ORD-7" },
+                         form { hashValue = HASH_T, trxCode = "ORDER-8", OtherTrxCode = "ORD-7" },
+                         form { hashValue = HASH_T, resultMessage = "again", OtherTrxCode = "ORD-7" } } do
+      assert.is_true(assert(g:notification { body = b }).duplicate)
+    end
   end)
   it("refuses a forged notification without answering OK", function()
     local g = gw()
@@ -448,5 +485,118 @@ describe("moka logging", function()
     assert.equal("GET", r.method)
     local s = assert(g:status("ORD-1"))
     assert.equal("paid", s.status); assert.equal("27.50", s.amount); assert.equal("ORDER-1", s.provider_reference)
+  end)
+end)
+
+describe("moka after-sale requests and refusals (against a scripted local server)", function()
+  local stub = require "spec.support.moka_stub"
+  local OK = '{"IsSuccessful":true,"ResultCode":"","ResultMessage":"","VirtualPosOrderId":"ORDER-1"}'
+  local base
+  lazy_setup(function() base = stub.start() end)
+  lazy_teardown(function() stub.stop() end)
+  local function sg(extra)
+    local o = { base_url = base, client_ip = false }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return gw(o)
+  end
+
+  it("sends the caller's ClientIP on capture and void, never a made-up one", function()
+    stub.reset()
+    stub.answer("/PaymentDealer/DoCapture", stub.envelope(OK))
+    stub.answer("/PaymentDealer/DoVoid", stub.envelope(OK))
+    local g = sg()
+    assert.equal("paid", assert(g:capture { order_id = "ORDER-1", client_ip = "198.51.100.4" }).status)
+    assert.equal("198.51.100.4", cjson.decode(stub.last()).PaymentDealerRequest.ClientIP)
+    assert.equal("voided", assert(g:void { order_id = "ORDER-1", client_ip = "2001:db8::7" }).status)
+    local req = cjson.decode(stub.last()).PaymentDealerRequest
+    assert.equal("2001:db8::7", req.ClientIP); assert.equal(2, req.VoidRefundReason)
+    -- the instance's default is the caller's too
+    assert(sg { client_ip = "203.0.113.9" }:void { order_id = "ORDER-1" })
+    assert.equal("203.0.113.9", cjson.decode(stub.last()).PaymentDealerRequest.ClientIP)
+    -- none at all: refused before the network
+    local before = stub.count()
+    local _, err = g:capture { order_id = "ORDER-1" }
+    assert.equal("client_ip", err.field); assert.equal("required", err.code)
+    _, err = g:void { order_id = "ORDER-1" }
+    assert.equal("client_ip", err.field)
+    assert.equal(before, stub.count())
+    assert.is_nil(stub.last():find("127.0.0.1", 1, true))
+  end)
+
+  it("takes only the published VoidRefundReason unless the instance lists more", function()
+    stub.answer("/PaymentDealer/DoVoid", stub.envelope(OK))
+    local _, err = sg { client_ip = "203.0.113.9" }:void { order_id = "ORDER-1", reason = 3 }
+    assert.equal("reason", err.field)
+    assert(sg { client_ip = "203.0.113.9", void_reasons = { 1, 2, 3 } }:void { order_id = "ORDER-1", reason = 3 })
+    assert.equal(3, cjson.decode(stub.last()).PaymentDealerRequest.VoidRefundReason)
+    local g2, cerr = paykit.moka { dealer_code = "1", username = "u", password = "p", void_reasons = { "2" } }
+    assert.is_nil(g2); assert.equal("void_reasons", cerr.field)
+  end)
+
+  it("refuses an instance client_ip that is not an IP address", function()
+    for _, ip in ipairs { "999.999.999.999", "cafe", "...", "" } do
+      local g2, err = paykit.moka { dealer_code = "1", username = "u", password = "p", client_ip = ip }
+      assert.is_nil(g2); assert.equal("client_ip", err.field)
+    end
+  end)
+
+  it("tells a malformed request from bad credentials on InvalidRequest", function()
+    local invalid = stub.envelope("null", "PaymentDealer.CheckPaymentDealerAuthentication.InvalidRequest")
+    stub.answer("/PaymentDealer/GetBankCardInformation", invalid)
+    local g = sg()
+    local _, err = g:bin_info("526911")
+    -- never accepted: the credentials come first, but the message names both causes
+    assert.equal("config", err.kind); assert.equal("moka.invalid_auth_request", err.code)
+    assert.truthy(err.message:find("malformed", 1, true))
+    assert.truthy(err.message:find("not been accepted", 1, true))
+    -- once Moka has accepted these credentials, the same code means the request
+    stub.answer("/PaymentDealer/GetBankCardInformation", stub.envelope('{"BankName":"X"}'))
+    assert(g:bin_info("526911"))
+    stub.answer("/PaymentDealer/GetBankCardInformation", invalid)
+    _, err = g:bin_info("526911")
+    assert.equal("provider", err.kind); assert.equal("moka.invalid_request", err.code)
+    assert.is_nil(err.message:find("check dealer_code", 1, true))
+    -- the same for the stored-card endpoints
+    stub.answer("/DealerCustomer/GetCardList", stub.envelope("null", "DealerCustomer.CheckDealerCustomerAuthentication.InvalidRequest"))
+    _, err = g:list_cards { customer_code = "C1" }
+    assert.equal("moka.invalid_request", err.code)
+    _, err = sg():list_cards { customer_code = "C1" }
+    assert.equal("moka.invalid_auth_request", err.code)
+  end)
+
+  it("sends a call that moves money once on a 502, and retries only the safe ones", function()
+    local g = sg { client_ip = "203.0.113.9", retry = { attempts = 3, base_delay = 0.01, max_delay = 0.02 } }
+    local once = {
+      { "/PaymentDealer/DoDirectPayment", function() return g:pay(pay_params()) end },
+      { "/PaymentDealer/DoDirectPaymentThreeD", function() return g:start_3d(pay_params()) end },
+      { "/PaymentDealer/DoCapture", function() return g:capture { order_id = "ORDER-1" } end },
+      { "/PaymentDealer/DoCreateRefundRequest", function() return g:refund { order_id = "ORDER-1" } end },
+      { "/DealerCustomer/AddCustomerWithCard", function() return g:add_customer { customer_code = "C1" } end },
+      { "/DealerCustomer/AddCard", function() return g:add_card { customer_code = "C1", card = card { cvc = false } } end },
+    }
+    local safe = {
+      { "/PaymentDealer/DoVoid", function() return g:void { order_id = "ORDER-1" } end },
+      { "/PaymentDealer/GetDealerPaymentTrxDetailList", function() return g:status("ORD-1") end },
+      { "/PaymentDealer/GetBankCardInformation", function() return g:bin_info("526911") end },
+    }
+    for _, set in ipairs { { once, 1 }, { safe, 3 } } do
+      for _, c in ipairs(set[1]) do
+        stub.answer(c[1], "<html>bad gateway</html>", 502)
+        local before = stub.count()
+        local r, err = c[2]()
+        assert.is_nil(r); assert.equal("moka.http_502", err.code)
+        assert.equal(set[2], stub.count() - before, c[1])
+        assert.equal(set[2] > 1, err.retryable, c[1])
+      end
+    end
+  end)
+
+  it("answers a Success envelope without Data as an invalid response, not an empty result", function()
+    for _, path in ipairs { "/PaymentDealer/GetBankCardInformation", "/DealerCustomer/GetCardList" } do
+      stub.answer(path, stub.envelope("null"))
+    end
+    local g = sg()
+    assert.equal("moka.invalid_response", select(2, g:bin_info("526911")).code)
+    assert.equal("moka.invalid_response", select(2, g:list_cards { customer_code = "C1" }).code)
   end)
 end)

@@ -523,6 +523,16 @@ describe("Moka sandbox", function()
         moka("/PaymentDealer/DoVoid", { OtherTrxCode = req.OtherTrxCode }).ResultCode)
     end)
 
+    it("refuses a VoidRefundReason or ClientIP that is not of its type", function()
+      local _, req = pay()
+      for _, bad in ipairs { { VoidRefundReason = "two" }, { VoidRefundReason = 2.5 }, { VoidRefundReason = {} },
+                             { ClientIP = {} }, { ClientIP = true } } do
+        bad.OtherTrxCode = req.OtherTrxCode
+        assert.are.equal("PaymentDealer.DoVoid.InvalidRequest", moka("/PaymentDealer/DoVoid", bad).ResultCode, encode(bad))
+      end
+      assert.are.equal(2, detail{ OtherTrxCode = req.OtherTrxCode }.Data.PaymentDetail.PaymentStatus)
+    end)
+
     it("refuses a payment aged by a day", function()
       local _, req = pay()
       local status, aged = admin("/moka/_sandbox/age", { OtherTrxCode = req.OtherTrxCode, Days = 1 })

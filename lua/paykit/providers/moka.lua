@@ -16,7 +16,8 @@
 --  * `currency` TL (or TRY), USD, EUR or GBP; default the instance's `currency`
 --  * `card` `{number=, exp_month=, exp_year= (YYYY or YY), cvc= (3 or 4 digits), holder=}`,
 --   or `card_token` (a stored card's CardToken): exactly one of them
---  * `client_ip` the buyer's IP address (default the instance's `client_ip`; required)
+--  * `client_ip` the buyer's IP address, IPv4 or IPv6 in strict text form (default the
+--   instance's `client_ip`; required)
 --  * `reference` your unique OtherTrxCode (at most 64 characters)
 --  * `redirect_url` where the buyer comes back after 3D (3D only, required), `redirect_type`
 --   0 (page, default) or 1 (iframe)
@@ -32,7 +33,15 @@
 --
 -- After-sale calls (@{Moka:capture}, @{Moka:void}, @{Moka:refund}, @{Moka:approve_pool},
 -- @{Moka:undo_pool}) name the payment with exactly one of `order_id` (Moka's
--- VirtualPosOrderId) and `reference` (your OtherTrxCode).
+-- VirtualPosOrderId) and `reference` (your OtherTrxCode). Capture and void also carry a
+-- `client_ip` (the caller's, or the instance's default: DoCapture and DoVoid have a ClientIP
+-- field, and paykit never makes one up).
+--
+-- Answers are read fail-closed: "paid" only for outer ResultCode "Success" with
+-- `Data.IsSuccessful` the JSON boolean true, no bank code and the fields the result needs;
+-- anything else that is not a decline is `moka.invalid_response`. The 3D hash covers only the
+-- CodeForHash and the outcome, so a 3D result belongs to the kept order (`keep.reference`),
+-- and `confirm` asks Moka before saying "paid".
 -- @module paykit.providers.moka
 -- @usage
 --   local gw = require("paykit").moka{dealer_code = "...", username = "...", password = "...",
@@ -48,6 +57,8 @@ local gateway = require "paykit.gateway"
 local url = require "paykit.url"
 local codes = require "paykit.providers.moka_codes"
 local luhn = require("paykit.redact").luhn
+-- the RFC-strict IPv4/IPv6 text parser (inet_pton rules), shared with MoCoPay's validation
+local is_ip = require("paykit.providers.mocopay_codes").is_ip
 local null = require("cjson").null
 
 local _M = { codes = codes }
@@ -61,6 +72,10 @@ _M.HOSTS = {
 }
 
 _M.CURRENCIES = { TL = true, USD = true, EUR = true, GBP = true }
+
+-- The VoidRefundReason values of DoVoid that Moka's pages publish: only 2. Other values are
+-- UNCONFIRMED; an instance takes more with opts.void_reasons = {...}.
+_M.VOID_REASONS = { 2 }
 
 local DEFAULT_FIELDS = {
   hash = { "hashValue" },
@@ -116,7 +131,11 @@ end
 --  * `env` "test" (default) or "production", or `base_url` an absolute http(s) URL
 --  * `software` (at most 30 characters, default "paykit"), `client_ip` (the payments' default),
 --   `currency` (default "TL")
---  * `lookup` function(other_trx_code, trx_code) -> code_for_hash, for @{Moka:notification}
+--  * `lookup` function(other_trx_code, trx_code) -> keep (or code_for_hash), for @{Moka:notification}
+--  * `confirm` true: @{Moka:complete} and @{Moka:notification} ask Moka before saying "paid"
+--   (default false; per call with opts.confirm)
+--  * `void_reasons` the VoidRefundReason values @{Moka:void} takes (default `{2}`, the one Moka
+--   publishes; others are UNCONFIRMED)
 --  * `fields` replacement notification field names: `hash`, `result_code`, `result_message`,
 --   `trx_code`, `other_trx_code` (each a name or a list of names)
 --  * `clock` function -> unix seconds (card expiry checks; default os.time)
@@ -152,6 +171,19 @@ function _M.new(opts)
   if opts.lookup ~= nil and type(opts.lookup) ~= "function" then
     return nil, errors.config("lookup", "invalid", "lookup must be a function(other_trx_code) -> code_for_hash")
   end
+  if opts.client_ip ~= nil and not is_ip(opts.client_ip) then
+    return nil, errors.config("client_ip", "invalid", "client_ip must be an IPv4 or IPv6 address")
+  end
+  if opts.confirm ~= nil and type(opts.confirm) ~= "boolean" then
+    return nil, errors.config("confirm", "invalid", "confirm must be true or false")
+  end
+  local void_reasons = {}
+  for _, v in ipairs(opts.void_reasons or _M.VOID_REASONS) do
+    if type(v) ~= "number" or v ~= math.floor(v) or v < 0 then
+      return nil, errors.config("void_reasons", "invalid", "void_reasons must be a list of integers")
+    end
+    void_reasons[v] = true
+  end
   local fields = {}
   for k, v in pairs(DEFAULT_FIELDS) do fields[k] = v end
   for k, v in pairs(opts.fields or {}) do
@@ -181,6 +213,8 @@ function _M.new(opts)
     client_ip = opts.client_ip,
     currency = opts.currency or "TL",
     lookup = opts.lookup,
+    confirm = opts.confirm or false,
+    void_reasons = void_reasons,
     fields = fields,
     clock = opts.clock or os.time,
     log = base.log,
@@ -266,17 +300,47 @@ local function check_card(self, card, stored)
   return out
 end
 
-local function check_len(p, key, max, field)
+-- p[key] absent, or a string of at most max characters without control characters
+-- (multiline: tab, CR and LF allowed). Returns true | nil, err naming field (default key).
+local function check_len(p, key, max, field, multiline)
   local v = p[key]
+  field = field or key
   if v == nil then return true end
-  if type(v) ~= "string" then return nil, V(field or key, "invalid", (field or key) .. " must be a string") end
+  if type(v) ~= "string" then return nil, V(field, "invalid", field .. " must be a string") end
   if utf8_len(v) > max then
-    return nil, V(field or key, "too_long", (field or key) .. " must be at most " .. max .. " characters")
+    return nil, V(field, "too_long", field .. " must be at most " .. max .. " characters")
+  end
+  if (multiline and v:find("[%z\1-\8\11\12\14-\31\127]")) or (not multiline and v:find("%c")) then
+    return nil, V(field, "control_character", field .. " must not contain control characters")
   end
   return true
 end
 
-local function flag(v) return (v and v ~= 0) and 1 or 0 end
+-- Each of keys in t (absent, or a string of at most max characters), fields named prefix .. key.
+local function check_texts(t, keys, max, prefix)
+  for _, k in ipairs(keys) do
+    local ok, err = check_len(t, k, max, prefix .. k)
+    if not ok then return nil, err end
+  end
+  return true
+end
+
+-- A yes/no option: absent, a boolean, or 0/1. Returns 0 or 1 | nil, err.
+local function flag_of(p, key)
+  local v = p[key]
+  if v == nil or v == false or v == 0 then return 0 end
+  if v == true or v == 1 then return 1 end
+  return nil, V(key, "invalid", key .. " must be true or false")
+end
+
+-- An identifier Moka gave (DealerPaymentId, DealerCustomerId): a string without control
+-- characters or an integer. Returns true | nil, err.
+local function check_id(v, field)
+  if v == nil then return true end
+  if type(v) == "number" and v == math.floor(v) and v >= 0 then return true end
+  if type(v) == "string" and #v <= 64 and not v:find("%c") then return true end
+  return nil, V(field, "invalid", field .. " must be a string (or an integer id) of at most 64 characters")
+end
 
 -- exactly one of p[a] and p[b] given (not blank): returns the name of the one given | nil, err
 -- (the first name "ambiguous" when both are given, the second "required" when neither is)
@@ -292,7 +356,8 @@ local function one_reference(p)
     "give exactly one of order_id (Moka's VirtualPosOrderId) and reference (your OtherTrxCode)")
   if not ok then return nil, err end
   for _, k in ipairs { "order_id", "reference" } do
-    if p[k] ~= nil and type(p[k]) ~= "string" then return nil, V(k, "invalid", k .. " must be a string") end
+    ok, err = check_len(p, k, 64)
+    if not ok then return nil, err end
   end
   return true
 end
@@ -303,16 +368,34 @@ local function put_reference(o, p)
   return o
 end
 
-local function client_ip(self, p, required)
-  local ip = p.client_ip or self.client_ip
+-- The ClientIP of a call: p.client_ip, else the instance's default; an IPv4 or IPv6 address
+-- in its strict text form (dotted quad without leading zeros, RFC 4291 groups), never made up.
+local function client_ip(self, p)
+  local ip = p.client_ip
+  if ip == nil then ip = self.client_ip end
   if ip == nil then
-    if required then return nil, V("client_ip", "required", "client_ip (the buyer's IP address) is required") end
-    return nil
+    return nil, V("client_ip", "required", "client_ip (the buyer's IP address) is required")
   end
-  if type(ip) ~= "string" or not (ip:match("^[%d%.]+$") or ip:match("^[%x:%.]+$")) or #ip > 45 then
-    return nil, V("client_ip", "invalid", "client_ip must be an IPv4 or IPv6 address")
+  if not is_ip(ip) then
+    return nil, V("client_ip", "invalid", "client_ip must be an IPv4 or IPv6 address (e.g. 203.0.113.7 or 2001:db8::1)")
   end
   return ip
+end
+
+local PERSON = { "first_name", "last_name", "birth_date", "gsm", "email", "address", "card_name",
+  "customer_code", "customer_password" }
+
+-- The person fields of CustomerInformation and AddCustomerWithCard, each absent or a short
+-- string (gender also 0/1/2 as a number). Returns true | nil, err (field prefix .. name).
+local function check_person(c, prefix)
+  local ok, err = check_texts(c, PERSON, 100, prefix)
+  if not ok then return nil, err end
+  local gd = c.gender
+  if gd ~= nil and not ((type(gd) == "string" and #gd <= 2 and not gd:find("%c"))
+      or (type(gd) == "number" and gd == math.floor(gd) and gd >= 0 and gd <= 9)) then
+    return nil, V(prefix .. "gender", "invalid", prefix .. "gender must be a short string or a number")
+  end
+  return check_id(c.dealer_customer_id, prefix .. "dealer_customer_id")
 end
 
 -- The person fields of CustomerInformation and AddCustomerWithCard ("" when absent).
@@ -340,8 +423,8 @@ local function payment_request(self, p, three_d)
   if has_card then
     card, err = check_card(self, p.card)
     if not card then return nil, err end
-  elseif type(p.card_token) ~= "string" then
-    return nil, V("card_token", "invalid", "card_token must be a string")
+  elseif type(p.card_token) ~= "string" or #p.card_token > 64 or p.card_token:find("[%c%s]") then
+    return nil, V("card_token", "invalid", "card_token must be a stored card's CardToken (a string of at most 64 characters)")
   elseif p.tokenize then
     return nil, V("tokenize", "card_token_with_save_card", "a card token cannot be used when the card is to be stored")
   end
@@ -354,13 +437,18 @@ local function payment_request(self, p, three_d)
     return nil, V("installments", "foreign_currency", "installments are not possible in " .. currency .. ": only in TL")
   end
   local ip
-  ip, err = client_ip(self, p, true)
+  ip, err = client_ip(self, p)
   if not ip then return nil, err end
   local ok
   ok, err = check_len(p, "software", 30); if not ok then return nil, err end
-  ok, err = check_len(p, "description", 200); if not ok then return nil, err end
+  ok, err = check_len(p, "description", 200, nil, true); if not ok then return nil, err end
   ok, err = check_len(p, "sub_merchant", 100); if not ok then return nil, err end
   ok, err = check_len(p, "reference", 64); if not ok then return nil, err end
+  local flags = {}
+  for _, k in ipairs { "pool", "pre_auth", "tokenize" } do
+    flags[k], err = flag_of(p, k)
+    if not flags[k] then return nil, err end
+  end
   if three_d then
     local u = p.redirect_url
     if not url.is_http(u) then
@@ -370,8 +458,19 @@ local function payment_request(self, p, three_d)
       return nil, V("redirect_type", "invalid", "redirect_type must be 0 (page) or 1 (iframe)")
     end
   end
-  if p.integrator_id ~= nil and (type(p.integrator_id) ~= "number" or p.integrator_id ~= math.floor(p.integrator_id)) then
-    return nil, V("integrator_id", "invalid", "integrator_id must be an integer")
+  local iid = p.integrator_id
+  if iid ~= nil and (type(iid) ~= "number" or iid ~= math.floor(iid) or iid < 0 or iid > 255) then
+    return nil, V("integrator_id", "invalid", "integrator_id must be an integer from 0 to 255 (Moka's tinyint)")
+  end
+  if p.buyer ~= nil then
+    if type(p.buyer) ~= "table" then return nil, V("buyer", "invalid", "buyer must be a table") end
+    ok, err = check_texts(p.buyer, { "full_name", "gsm", "email", "address" }, 200, "buyer.")
+    if not ok then return nil, err end
+  end
+  if p.customer ~= nil then
+    if type(p.customer) ~= "table" then return nil, V("customer", "invalid", "customer must be a table") end
+    ok, err = check_person(p.customer, "customer.")
+    if not ok then return nil, err end
   end
 
   -- basket: total must equal the amount
@@ -388,6 +487,8 @@ local function payment_request(self, p, three_d)
       if is_blank(item.product_id) and is_blank(item.product_code) then
         return nil, V(f .. ".product_code", "required", "each basket product needs product_id or product_code")
       end
+      ok, err = check_id(item.product_id, f .. ".product_id"); if not ok then return nil, err end
+      ok, err = check_len(item, "product_code", 100, f .. ".product_code"); if not ok then return nil, err end
       local price, pminor = amount_of(item.unit_price, currency, f .. ".unit_price")
       if not price then return nil, pminor end
       local q = item.quantity or 1
@@ -424,9 +525,9 @@ local function payment_request(self, p, three_d)
   put(r, "ClientIP", ip)
   put(r, "OtherTrxCode", p.reference or "")
   put(r, "SubMerchantName", p.sub_merchant or "")
-  put(r, "IsPoolPayment", flag(p.pool))
-  put(r, "IsPreAuth", flag(p.pre_auth))
-  put(r, "IsTokenized", flag(p.tokenize))
+  put(r, "IsPoolPayment", flags.pool)
+  put(r, "IsPreAuth", flags.pre_auth)
+  put(r, "IsTokenized", flags.tokenize)
   if p.integrator_id then put(r, "IntegratorId", p.integrator_id) end
   put(r, "Software", p.software or self.software)
   put(r, "Description", p.description or "")
@@ -437,7 +538,6 @@ local function payment_request(self, p, three_d)
   end
   if p.buyer ~= nil then
     local b = p.buyer
-    if type(b) ~= "table" then return nil, V("buyer", "invalid", "buyer must be a table") end
     local o = obj()
     put(o, "BuyerFullName", b.full_name); put(o, "BuyerGsmNumber", b.gsm)
     put(o, "BuyerEmail", b.email); put(o, "BuyerAddress", b.address)
@@ -446,14 +546,14 @@ local function payment_request(self, p, three_d)
   if basket then put(r, "BasketProduct", basket) end
   if p.customer ~= nil then
     local c = p.customer
-    if type(c) ~= "table" then return nil, V("customer", "invalid", "customer must be a table") end
     local o = obj()
     put(o, "DealerCustomerId", c.dealer_customer_id or ""); put(o, "CustomerCode", c.customer_code or "")
     put_person(o, c)
     put(o, "CardName", c.card_name or "")
     put(r, "CustomerInformation", o)
   end
-  return r, { amount = amount, currency = currency, reference = p.reference, installments = inst }
+  return r, { amount = amount, currency = currency, reference = p.reference, installments = inst,
+    pre_auth = flags.pre_auth == 1 }
 end
 _M._payment_request = payment_request
 
@@ -516,6 +616,10 @@ function Moka:call(op, path, payload, idempotent)
   local rc = j.ResultCode:match("^%s*(.-)%s*$")
   if rc ~= "Success" then
     local kind, code, message = codes.result(rc)
+    if code == "moka.invalid_auth_request" and self._auth_ok then
+      -- these credentials were accepted before, so the request object is the likely fault
+      kind, code, message = codes.invalid_request_after_auth()
+    end
     local pm = denull(j.ResultMessage)
     local e = errors.new { kind = kind, code = code, op = "moka." .. op, status = res.status,
       provider = "moka", provider_code = rc, provider_message = pm and tostring(pm) or nil,
@@ -523,15 +627,24 @@ function Moka:call(op, path, payload, idempotent)
     self.log("warn", "moka." .. op .. " refused: " .. rc)
     return nil, e
   end
+  self._auth_ok = true
   self.log("info", "moka." .. op .. " ok")
   return denull(j.Data), j
 end
 
--- A call answered with Moka's Data block: the block ({} when null) | nil, err
-local function data_call(self, op, path, payload, idempotent)
+-- The error for a Success answer that lacks what paykit needs to read it.
+local function invalid(op, message, maybe_done)
+  return errors.provider { code = "moka.invalid_response", op = "moka." .. op, retryable = false,
+    message = "Moka's answer to " .. op .. " " .. message ..
+      (maybe_done and ": the outcome is unknown, check it with status() or payment_details()" or "") }
+end
+
+-- A call answered with Moka's Data block: the block (a table; `accept_true`: or true) | nil, err
+local function data_call(self, op, path, payload, idempotent, accept_true)
   local data, raw = self:call(op, path, payload, idempotent)
   if data == nil and errors.is(raw) then return nil, raw end
-  return data or {}
+  if type(data) == "table" or (accept_true and data == true) then return data end
+  return nil, invalid(op, "has no Data block", not idempotent)
 end
 
 local function result(t)
@@ -539,23 +652,60 @@ local function result(t)
   return gateway.result(t)
 end
 
+-- An amount of an answer as text. cjson gives JSON numbers as doubles: a decimal of at most
+-- 15 significant digits (with 2 decimals: below 10^13) comes back exactly with %.2f (DBL_DIG
+-- is 15); a larger, non-finite or more precise one is not read (nil), so a comparison with
+-- it fails closed.
 local function amount_text(v)
-  if type(v) == "number" then return string.format("%.2f", v) end
+  if type(v) == "number" then
+    if v ~= v or v >= 1e13 or v <= -1e13 then return nil end
+    local text = string.format("%.2f", v)
+    if tonumber(text) ~= v then return nil end -- more than 2 decimals: not an amount
+    return text
+  end
   if type(v) == "string" and v ~= "" then return v end
   return nil
 end
 
--- Data.IsSuccessful / Data.ResultCode level of a direct payment (and similar answers).
-local function inner_result(data, ok_status, extra)
+local function nonempty(v) return (type(v) == "string" and v ~= "") or (type(v) == "number" and v == math.floor(v)) end
+-- an id as text: integral numbers without a decimal point (cjson gives 7.0 on Lua 5.4)
+local function id_text(v)
+  if type(v) == "number" and v == math.floor(v) then return string.format("%d", v) end
+  return tostring(v)
+end
+
+-- The Data.IsSuccessful / Data.ResultCode level of a direct payment and of the after-sale
+-- answers. Fails closed: ok_status only for IsSuccessful == true (the JSON boolean) with no
+-- bank code and every field of `need` present; "failed" (the bank's code) for
+-- IsSuccessful == false; anything else is not an answer paykit can read (invalid_response).
+-- @return result | nil, err
+local function inner_result(op, data, ok_status, extra, need, maybe_done)
+  if type(data) ~= "table" then return nil, invalid(op, "has no Data block", maybe_done) end
   local r = extra or {}
-  if type(data) == "table" and data.IsSuccessful == false then
-    local code, message = codes.bank(denull(data.ResultCode))
+  local ok, rc = data.IsSuccessful, denull(data.ResultCode)
+  if ok == false then
+    if rc ~= nil and type(rc) ~= "string" and type(rc) ~= "number" then
+      return nil, invalid(op, "has a declined Data block with an unreadable ResultCode", maybe_done)
+    end
+    local code, message = codes.bank(rc)
     r.status = "failed"; r.code = code; r.message = message
-    r.provider_code = denull(data.ResultCode); r.provider_message = denull(data.ResultMessage)
-  else
-    r.status = ok_status
+    r.provider_code = rc; r.provider_message = denull(data.ResultMessage)
+    return result(r)
   end
-  if type(data) == "table" then r.provider_reference = r.provider_reference or denull(data.VirtualPosOrderId) end
+  if ok ~= true then
+    return nil, invalid(op, "has no boolean Data.IsSuccessful", maybe_done)
+  end
+  if rc ~= nil and rc ~= "" then
+    return nil, invalid(op, "says IsSuccessful but carries the bank code " .. tostring(rc):sub(1, 16), maybe_done)
+  end
+  for k, what in pairs(need or {}) do
+    local v = data[k]
+    if not (nonempty(v) and (what == "id" or type(v) == "string")) then
+      return nil, invalid(op, "lacks Data." .. k, maybe_done)
+    end
+  end
+  r.status = ok_status
+  r.provider_reference = r.provider_reference or denull(data.VirtualPosOrderId)
   return result(r)
 end
 
@@ -567,7 +717,7 @@ end
 -- Not retried once it may have been sent.
 -- @tparam table p the payment parameters (see the module description; `redirect_url` required)
 -- @treturn table result "redirect": send the buyer to `redirect_url`; store `keep`
---   (`code_for_hash`, `reference`, `amount`, `currency`) for @{Moka:complete}
+--   (`code_for_hash`, `reference`, `amount`, `currency`, `pre_auth`) for @{Moka:complete}
 -- @return[2] nil
 -- @return[2] a validation, transport or provider error
 function Moka:start_3d(p)
@@ -585,7 +735,8 @@ function Moka:start_3d(p)
   return result {
     status = "redirect", redirect_url = url, method = "GET",
     reference = info.reference, amount = info.amount, currency = info.currency,
-    keep = { code_for_hash = cfh, reference = info.reference or "", amount = info.amount, currency = info.currency },
+    keep = { code_for_hash = cfh, reference = info.reference or "", amount = info.amount, currency = info.currency,
+             pre_auth = info.pre_auth or nil },
     raw = raw,
   }
 end
@@ -602,12 +753,13 @@ function Moka:pay(p)
   if not req then return nil, info end
   local data, raw = self:call("pay", "/PaymentDealer/DoDirectPayment", req, false)
   if data == nil and errors.is(raw) then return nil, raw end
-  if type(data) ~= "table" then
-    return nil, errors.provider { code = "moka.invalid_response", op = "moka.pay",
-      message = "Moka's payment answer lacks the Data block" }
+  local r, err = inner_result("pay", data, info.pre_auth and "authorized" or "paid",
+    { reference = info.reference, amount = info.amount, currency = info.currency, raw = raw },
+    { VirtualPosOrderId = "string" }, true)
+  if not r then
+    self.log("error", "moka.pay: " .. err.message)
+    return nil, err
   end
-  local r = inner_result(data, p.pre_auth and "authorized" or "paid",
-    { reference = info.reference, amount = info.amount, currency = info.currency, raw = raw })
   self.log("info", "moka.pay " .. r.status .. (r.code and (" " .. r.code) or ""))
   return r
 end
@@ -615,14 +767,20 @@ end
 --- Checks the signed outcome of a 3D payment.
 -- The 3D return (or notification) check. params: the posted form (a table).
 -- -> result paid/failed | nil, signature error (forged or malformed)
--- The hashValue is compared in constant time with both outcomes' hashes.
+-- The hashValue is compared in constant time with both outcomes' hashes. The hash covers
+-- only the CodeForHash and the outcome: trxCode, OtherTrxCode and resultCode are unsigned.
+-- So the order is the one of `keep` (never the posted OtherTrxCode): a posted OtherTrxCode
+-- that differs from the kept reference is refused (`reference_mismatch`). Without keep the
+-- result has no `reference`, only `posted_reference` (unsigned, for your lookup).
+-- `provider_reference` is the posted trxCode (unsigned: `confirm` in @{Moka:complete} takes
+-- it from Moka's own answer instead).
 -- @tparam table params the posted fields (hashValue, resultCode, resultMessage, trxCode, OtherTrxCode)
 -- @tparam string code_for_hash the CodeForHash kept from @{Moka:start_3d}
 -- @tparam[opt] table keep the kept table (its reference, amount and currency fill the result)
 -- @treturn table result "paid" or "failed"
 -- @return[2] nil
 -- @return[2] a validation error (missing params or code_for_hash) or a signature error:
---   `missing_hash`, `malformed_hash`, `bad_hash`
+--   `missing_hash`, `malformed_hash`, `bad_hash`, `reference_mismatch`
 function Moka:verify_3d(params, code_for_hash, keep)
   if type(params) ~= "table" then return nil, V("params", "required", "the posted 3D result fields are required") end
   if type(code_for_hash) ~= "string" or code_for_hash == "" then
@@ -642,24 +800,36 @@ function Moka:verify_3d(params, code_for_hash, keep)
   hv = hv:lower()
   local ok_t = core().consteq(hv, _M.hash_3d(code_for_hash, true))
   local ok_f = core().consteq(hv, _M.hash_3d(code_for_hash, false))
-  local trx = gateway.field(params, f.trx_code)
-  local other = gateway.field(params, f.other_trx_code)
-  keep = keep or {}
-  local r = {
-    reference = (other ~= "" and other) or keep.reference, provider_reference = trx ~= "" and trx or nil,
-    amount = keep.amount, currency = keep.currency,
-  }
-  if ok_t then
-    r.status = "paid"; r.code = "moka.paid"; r.message = "Payment approved"
-  elseif ok_f then
-    local rc = gateway.field(params, f.result_code)
-    local code, message = codes.bank(rc)
-    r.status = "failed"; r.code = code; r.message = message
-    r.provider_code = rc; r.provider_message = gateway.field(params, f.result_message)
-  else
+  if not (ok_t or ok_f) then
     self.log("warn", "moka.verify_3d: hashValue matches neither outcome")
     return nil, errors.signature("bad_hash",
       "the 3D result's hashValue matches neither outcome for this CodeForHash: forged, tampered or for another payment")
+  end
+  local trx = gateway.field(params, f.trx_code)
+  local other = gateway.field(params, f.other_trx_code)
+  if type(trx) ~= "string" or trx == "" then trx = nil end
+  if type(other) ~= "string" or other == "" then other = nil end
+  local r = { provider_reference = trx, posted_reference = other }
+  if type(keep) == "table" then
+    local kept = keep.reference or ""
+    if other ~= nil and other ~= kept then
+      self.log("warn", "moka.verify_3d: OtherTrxCode differs from the kept reference")
+      return nil, errors.signature("reference_mismatch",
+        "the 3D result names another OtherTrxCode than the payment it is checked for (the hash does not cover it): refused")
+    end
+    r.reference = kept ~= "" and kept or nil
+    r.amount, r.currency = keep.amount, keep.currency
+  end
+  if ok_t and type(keep) == "table" and keep.pre_auth then
+    r.status = "authorized"; r.code = "moka.authorized"; r.message = "Payment authorised (capture it later)"
+  elseif ok_t then
+    r.status = "paid"; r.code = "moka.paid"; r.message = "Payment approved"
+  else
+    local rc = gateway.field(params, f.result_code)
+    if type(rc) ~= "string" then rc = nil end
+    local code, message = codes.bank(rc)
+    r.status = "failed"; r.code = code; r.message = message
+    r.provider_code = rc; r.provider_message = gateway.field(params, f.result_message)
   end
   r.raw = params
   self.log("info", "moka.verify_3d " .. r.status)
@@ -684,32 +854,57 @@ local function capture_like(self, p, op, path, extra, idempotent, status)
     end
   end
   if extra.ip then
+    -- DoCapture and DoVoid carry a ClientIP: the caller's (or the instance's default), never
+    -- a made-up one
     local ip
-    ip, err = client_ip(self, p, false)
-    if err then return nil, err end
-    put(o, "ClientIP", ip or "127.0.0.1")
+    ip, err = client_ip(self, p)
+    if not ip then return nil, err end
+    put(o, "ClientIP", ip)
   end
-  if extra.void_reason then put(o, "VoidRefundReason", p.reason or 2) end
+  if extra.void_reason then
+    local reason = p.reason
+    if reason == nil then reason = 2 end
+    if type(reason) ~= "number" or not self.void_reasons[reason] then
+      local list = {}
+      for v in pairs(self.void_reasons) do list[#list + 1] = tostring(v) end
+      table.sort(list)
+      return nil, V("reason", "invalid", "reason (VoidRefundReason) must be one of " .. table.concat(list, ", ") ..
+        " (the values Moka publishes; more with the void_reasons option)")
+    end
+    put(o, "VoidRefundReason", reason)
+  end
   local data, raw = self:call(op, path, o, idempotent)
   if data == nil and errors.is(raw) then return nil, raw end
-  local r = inner_result(data, status, { reference = p.reference, provider_reference = p.order_id,
-    amount = amount, raw = raw })
-  if type(data) == "table" and data.RefundRequestId ~= nil then r.refund_id = tostring(data.RefundRequestId) end
+  local r
+  r, err = inner_result(op, data, status, { reference = p.reference, provider_reference = p.order_id,
+    amount = amount, raw = raw }, extra.need, not idempotent)
+  if not r then
+    self.log("error", "moka." .. op .. ": " .. err.message)
+    return nil, err
+  end
+  if r.status ~= "failed" and data.RefundRequestId ~= nil then r.refund_id = id_text(data.RefundRequestId) end
   return r
 end
 
 --- Captures a pre-authorised payment (DoCapture).
--- Amount absent = the whole pre-authorised amount.
--- @tparam table p `order_id` or `reference`; `amount`, `currency`, `client_ip` (optional)
+-- Amount absent = the whole pre-authorised amount. It turns a hold into a charge, so it is
+-- not idempotent: never retried once it may have been sent (a second DoCapture would answer
+-- PaymentIsNotPreAuth for a capture that succeeded).
+-- @tparam table p `order_id` or `reference`; `amount`, `currency` (optional); `client_ip` (required:
+--   the caller's or the instance's default, never made up)
 -- @treturn table result "paid"
 -- @return[2] nil
 -- @return[2] a validation, transport or provider error
 function Moka:capture(p)
-  return capture_like(self, p, "capture", "/PaymentDealer/DoCapture", { amount = "optional", ip = true }, true, "paid")
+  return capture_like(self, p, "capture", "/PaymentDealer/DoCapture", { amount = "optional", ip = true }, false, "paid")
 end
 
 --- Voids (cancels) a payment (DoVoid).
--- @tparam table p `order_id` or `reference`; `client_ip`, `reason` (VoidRefundReason, default 2)
+-- Retried when it may have been sent (a void moves no money to anyone twice; a repeat that
+-- finds it done answers `moka.payment_already_cancelled`).
+-- @tparam table p `order_id` or `reference`; `client_ip` (required: the caller's or the
+--   instance's default, never made up); `reason` (VoidRefundReason: default 2, the only
+--   value Moka publishes; others only when listed in the instance's `void_reasons`)
 -- @treturn table result "voided"
 -- @return[2] nil
 -- @return[2] a validation, transport or provider error
@@ -724,7 +919,7 @@ end
 -- @return[2] nil
 -- @return[2] a validation, transport or provider error
 function Moka:refund(p)
-  return capture_like(self, p, "refund", "/PaymentDealer/DoCreateRefundRequest", { amount = "optional" }, false, "pending")
+  return capture_like(self, p, "refund", "/PaymentDealer/DoCreateRefundRequest", { amount = "optional", need = { RefundRequestId = "id" } }, false, "pending")
 end
 
 --- Releases a pool payment to the merchant (DoApprovePoolPayment).
@@ -761,9 +956,31 @@ function Moka:payment_details(p)
   local which, err = one_of(p, "payment_id", "reference",
     "give exactly one of payment_id (DealerPaymentId) and reference (OtherTrxCode)")
   if not which then return nil, err end
+  local ok
+  if which == "payment_id" then ok, err = check_id(p.payment_id, "payment_id")
+  else ok, err = check_len(p, "reference", 64) end
+  if not ok then return nil, err end
   local o = obj()
   if which == "payment_id" then put(o, "PaymentId", p.payment_id) else put(o, "OtherTrxCode", p.reference) end
-  return data_call(self, "payment_details", "/PaymentDealer/GetDealerPaymentTrxDetailList", o, true)
+  local data
+  data, err = data_call(self, "payment_details", "/PaymentDealer/GetDealerPaymentTrxDetailList", o, true)
+  if not data then return nil, err end
+  -- the answer must be about the payment asked for: Moka's own PaymentDetail names it
+  local d = denull(data.PaymentDetail)
+  if type(d) ~= "table" then return nil, invalid("payment_details", "lacks Data.PaymentDetail") end
+  local got = which == "payment_id" and denull(d.DealerPaymentId) or denull(d.OtherTrxCode)
+  local asked = which == "payment_id" and p.payment_id or p.reference
+  if not nonempty(got) or id_text(got) ~= id_text(asked) then
+    self.log("error", "moka.payment_details: the answer is about another payment")
+    return nil, errors.provider { code = "moka.answer_mismatch", op = "moka.payment_details",
+      message = "Moka's payment detail answer names another payment (" .. (which == "payment_id" and
+        "DealerPaymentId" or "OtherTrxCode") .. ") than the one asked for, or none: refused" }
+  end
+  local list = denull(data.PaymentTrxDetailList)
+  if list ~= nil and type(list) ~= "table" then
+    return nil, invalid("payment_details", "has a PaymentTrxDetailList that is not a list")
+  end
+  return data
 end
 
 local PAYMENT_STATUS = { [0] = "pending", [1] = "authorized", [2] = "paid", [3] = "voided", [4] = "refunded" }
@@ -778,21 +995,24 @@ _M.PAYMENT_STATUS = PAYMENT_STATUS
 -- @return[2] a validation, transport or provider error
 function Moka:status(ref)
   local q = type(ref) == "table" and ref or { reference = ref }
+  if type(q.reference) == "number" or type(q.reference) == "boolean" then
+    return nil, V("reference", "invalid", "reference must be a string")
+  end
   local data, err = self:payment_details(q)
   if not data then return nil, err end
-  local d = denull(data.PaymentDetail)
-  if type(d) ~= "table" then
-    return nil, errors.provider { code = "moka.invalid_response", op = "moka.status",
-      message = "Moka's payment detail answer lacks PaymentDetail" }
+  local d = data.PaymentDetail
+  local ps = d.PaymentStatus
+  local st = type(ps) == "number" and PAYMENT_STATUS[ps]
+  if not st then
+    return nil, invalid("status", "has no known PaymentStatus (0..4)")
   end
-  local st = PAYMENT_STATUS[tonumber(d.PaymentStatus)] or "pending"
   local trx = denull(data.PaymentTrxDetailList)
   local last = type(trx) == "table" and trx[#trx] or nil
   local r = { status = st, reference = denull(d.OtherTrxCode) or q.reference,
     amount = amount_text(denull(d.Amount)), currency = denull(d.CurrencyCode), raw = data,
-    payment_id = denull(d.DealerPaymentId) }
+    payment_id = d.DealerPaymentId ~= nil and d.DealerPaymentId ~= null and id_text(d.DealerPaymentId) or nil }
   if type(last) == "table" then
-    r.provider_reference = denull(last.VirtualPosOrderId)
+    r.provider_reference = denull(last.VirtualPosOrderId) or denull(d.VirtualPosOrderId)
     if st == "pending" and tonumber(last.TrxStatus) == 2 then
       local code, message = codes.bank(denull(last.ResultCode))
       r.status = "failed"; r.code = code; r.message = message; r.provider_code = denull(last.ResultCode)
@@ -836,10 +1056,16 @@ function Moka:installments(p)
   if not currency then return nil, err end
   local amount, m = amount_of(p.amount, currency, "amount")
   if not amount then return nil, m end
+  if p.three_d ~= nil and type(p.three_d) ~= "boolean" then
+    return nil, V("three_d", "invalid", "three_d must be true or false")
+  end
+  local commission
+  commission, err = flag_of(p, "include_commission")
+  if not commission then return nil, err end
   local o = obj()
   put(o, "BinNumber", p.bin); put(o, "Currency", currency); put(o, "OrderAmount", dec(amount))
   put(o, "IsThreeD", p.three_d == false and 0 or 1)
-  put(o, "IsIncludedCommissionAmount", flag(p.include_commission))
+  put(o, "IsIncludedCommissionAmount", commission)
   return data_call(self, "installments", "/PaymentDealer/DoCalcPaymentTable", o, true)
 end
 
@@ -849,6 +1075,10 @@ end
 local function customer_ref(p, o)
   local which, err = one_of(p, "dealer_customer_id", "customer_code", "give exactly one of dealer_customer_id and customer_code")
   if not which then return nil, err end
+  local ok
+  if which == "dealer_customer_id" then ok, err = check_id(p.dealer_customer_id, "dealer_customer_id")
+  else ok, err = check_len(p, "customer_code", 100) end
+  if not ok then return nil, err end
   if which == "dealer_customer_id" then put(o, "DealerCustomerId", p.dealer_customer_id)
   else put(o, "CustomerCode", p.customer_code) end
   return o
@@ -877,6 +1107,8 @@ end
 function Moka:add_customer(p)
   if type(p) ~= "table" then return nil, V("params", "required", "add_customer needs a table") end
   if is_blank(p.customer_code) then return nil, V("customer_code", "required", "customer_code is required") end
+  local ok, cerr = check_person(p, "")
+  if not ok then return nil, cerr end
   local o = obj()
   put(o, "CustomerCode", p.customer_code)
   put(o, "Password", p.customer_password or "")
@@ -926,7 +1158,9 @@ function Moka:remove_card(p)
   if type(p) ~= "table" or type(p.card_token) ~= "string" or p.card_token == "" then
     return nil, V("card_token", "required", "card_token is required")
   end
-  return data_call(self, "remove_card", "/DealerCustomer/RemoveCard", put(obj(), "CardToken", p.card_token), true)
+  local ok, err = check_len(p, "card_token", 64)
+  if not ok then return nil, err end
+  return data_call(self, "remove_card", "/DealerCustomer/RemoveCard", put(obj(), "CardToken", p.card_token), true, true)
 end
 
 -- ------------------------------------------------------------------------------------
@@ -948,68 +1182,150 @@ function Moka:purchase(p)
   -- the uniform name of the buyer's way back (Moka's RedirectUrl)
   if q.redirect_url == nil then q.redirect_url = q.return_url end
   q.return_url = nil
+  if q.three_d ~= nil and type(q.three_d) ~= "boolean" then
+    return nil, V("three_d", "invalid", "three_d must be true (3D Secure, the default) or false (a direct payment)")
+  end
   if q.three_d == false then return self:pay(q) end
   return self:start_3d(q)
 end
 
+-- Whether two decimal amounts (Moka's text, the kept text) are the same number of kurus.
+local function same_amount(a, b)
+  if type(a) ~= "string" or type(b) ~= "string" then return false end
+  local ma, mb = money.parse(a, "TRY"), money.parse(b, "TRY")
+  return ma ~= nil and ma == mb
+end
+
+-- Moka's own answer about a result that the hash says is paid: status() of the kept
+-- reference must be paid (or authorized), for the kept amount and currency, with the posted
+-- trxCode (when there is one) as its VirtualPosOrderId. Returns r (perhaps now "pending",
+-- code "moka.unconfirmed") | nil, err (the status call's error, or a trxCode mismatch).
+local function confirm(self, r, keep)
+  local function unconfirmed(why)
+    self.log("warn", "moka.confirm: " .. why)
+    r.status = "pending"; r.code = "moka.unconfirmed"
+    r.message = "the return was signed as paid but " .. why
+    return r
+  end
+  if is_blank(keep.reference) then
+    return unconfirmed("it cannot be confirmed: the payment was started without a reference (OtherTrxCode)")
+  end
+  local st, err = self:status(keep.reference)
+  if not st then return nil, err end
+  -- a sale must be paid; a pre-authorisation authorized (or already captured: paid)
+  if st.status ~= "paid" and not (st.status == "authorized" and keep.pre_auth) then
+    return unconfirmed("Moka reports " .. st.status)
+  end
+  if keep.amount and not same_amount(st.amount, keep.amount) then
+    return unconfirmed("Moka reports another amount than the one kept")
+  end
+  local function tl(c) return c == "TRY" and "TL" or c end
+  if keep.currency and tl(st.currency) ~= tl(keep.currency) then
+    return unconfirmed("Moka reports another currency than the one kept")
+  end
+  if r.provider_reference and st.provider_reference ~= r.provider_reference then
+    self.log("warn", "moka.confirm: trxCode differs from Moka's VirtualPosOrderId")
+    return nil, errors.signature("order_id_mismatch",
+      "the 3D result's trxCode (unsigned) is not the VirtualPosOrderId Moka reports for this payment: refused")
+  end
+  r.status = st.status
+  r.provider_reference = st.provider_reference
+  r.payment_id = st.payment_id
+  r.confirmed = true
+  return r
+end
+
 --- Completes a 3D payment when the buyer comes back (uniform flow).
 -- complete(params, keep[, opts]): the buyer's browser came back with the posted form.
--- opts.confirm = true also asks Moka (GetDealerPaymentTrxDetailList) before saying "paid".
+-- The order is always the kept one (`keep.reference`): a posted OtherTrxCode that differs is
+-- refused. opts.confirm = true (or the instance's `confirm` option) also asks Moka
+-- (GetDealerPaymentTrxDetailList by the kept reference) before saying "paid": then an
+-- attacker who learned the CodeForHash still cannot make an unpaid order paid.
 -- @tparam table params the posted form
 -- @tparam table keep the `keep` table of the purchase result
 -- @tparam[opt] table opts `confirm`
--- @treturn table result "paid", "failed", or "pending" (code "moka.unconfirmed") when the
---   confirmation disagrees
+-- @treturn table result "paid" ("authorized" for a pre_auth payment), "failed", or "pending" (code "moka.unconfirmed") when the
+--   confirmation disagrees (another status, amount or currency) or cannot be made
 -- @return[2] nil
--- @return[2] a validation or signature error (see @{Moka:verify_3d}), or the status call's error
+-- @return[2] a validation or signature error (see @{Moka:verify_3d}; `order_id_mismatch` when
+--   the posted trxCode is not Moka's), or the status call's error
 function Moka:complete(params, keep, opts)
   if type(keep) ~= "table" then return nil, V("keep", "required", "complete needs the keep table stored at purchase") end
   local r, err = self:verify_3d(params, keep.code_for_hash, keep)
   if not r then return nil, err end
-  if r.status == "paid" and opts and opts.confirm and not is_blank(r.reference) then
-    local st, serr = self:status(r.reference)
-    if not st then return nil, serr end
-    if st.status ~= "paid" and st.status ~= "authorized" then
-      r.status = "pending"; r.code = "moka.unconfirmed"
-      r.message = "the return was signed as paid but Moka reports " .. st.status
-    end
-  end
+  if opts ~= nil and type(opts) ~= "table" then return nil, V("opts", "invalid", "complete's opts must be a table") end
+  local want = self.confirm
+  if opts and opts.confirm ~= nil then want = opts.confirm end
+  if (r.status == "paid" or r.status == "authorized") and want then return confirm(self, r, keep) end
   return r
 end
 
 --- Handles Moka's notification of a 3D result (uniform flow).
 -- notification(req[, opts]): Moka's server-to-server POST of the 3D result.
--- The CodeForHash comes from opts.code_for_hash, opts.lookup(other_trx_code, trx_code) or
--- the instance's lookup option. Answers exactly "OK"; repeats are flagged duplicate.
+-- The CodeForHash comes from opts.code_for_hash, opts.keep, or opts.lookup (else the
+-- instance's lookup option) called as lookup(other_trx_code, trx_code): it returns the kept
+-- table of the purchase (best: the result is then bound to keep.reference exactly as in
+-- @{Moka:complete}) or just the CodeForHash string (the result's reference is then the
+-- OtherTrxCode the lookup was given). Answers exactly "OK". Repeats of the same signed result
+-- are flagged `duplicate`, whatever their unsigned fields say (the key is the hashValue,
+-- which is unique per payment and outcome). opts.confirm = true (or the instance's
+-- `confirm`) asks Moka before saying "paid", as @{Moka:complete} does; an unconfirmed
+-- result ("pending") is answered 503 "PENDING" (so Moka sends it again) and not remembered.
 -- @tparam table req `{method=, query=, body=, headers=}` (raw form-encoded query and body)
--- @tparam[opt] table opts `code_for_hash`, `lookup`, `keep`
--- @treturn table result "paid" or "failed", `duplicate` true when seen before
+-- @tparam[opt] table opts `code_for_hash`, `keep`, `lookup`, `confirm`
+-- @treturn table result "paid", "failed" or "pending" (unconfirmed), `duplicate` true when seen before
 -- @treturn table reply `{status=200, body="OK", content_type="text/plain"}`
 -- @return[2] nil
--- @return[2] a validation error (bad form, unknown payment) or a signature error
+-- @return[2] a validation error (bad form, unknown payment), a signature error, or the
+--   confirmation's error
 -- @return[2] table reply to send (400 "INVALID" or 500 "UNKNOWN")
 function Moka:notification(req, opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    return nil, V("opts", "invalid", "notification's opts must be a table"), gateway.reply(500, "UNKNOWN")
+  end
   opts = opts or {}
   local params, err = gateway.form(req)
   if not params then return nil, err, gateway.reply(400, "INVALID") end
   local other = gateway.field(params, self.fields.other_trx_code)
   local trx = gateway.field(params, self.fields.trx_code)
+  local keep = type(opts.keep) == "table" and opts.keep or nil
   local cfh = opts.code_for_hash
+  if cfh == nil and keep then cfh = keep.code_for_hash end
   local lookup = opts.lookup or self.lookup
   if cfh == nil and lookup then
     local ok, v = pcall(lookup, other, trx)
-    if ok then cfh = v else self.log("error", "moka.notification lookup failed: " .. tostring(v)) end
+    if not ok then self.log("error", "moka.notification lookup failed: " .. tostring(v))
+    elseif type(v) == "table" then keep = v; cfh = v.code_for_hash
+    else cfh = v end
   end
   if type(cfh) ~= "string" or cfh == "" then
     self.log("warn", "moka.notification: no CodeForHash for this payment")
     return nil, V("code_for_hash", "unknown_payment",
-      "no CodeForHash is known for this notification's payment (give code_for_hash or lookup)"),
+      "no CodeForHash is known for this notification's payment (give code_for_hash, keep or lookup)"),
       gateway.reply(500, "UNKNOWN")
   end
   local r
-  r, err = self:verify_3d(params, cfh, opts.keep)
+  r, err = self:verify_3d(params, cfh, keep)
   if not r then return nil, err, gateway.reply(400, "INVALID") end
-  local key = tostring(trx or "") .. "|" .. tostring(other or "") .. "|" .. tostring(gateway.field(params, self.fields.hash))
+  if not keep then
+    -- the CodeForHash was found (or given) for this OtherTrxCode, and the hash matched it
+    r.reference = r.posted_reference
+    keep = { reference = r.posted_reference }
+  end
+  local want = self.confirm
+  if opts.confirm ~= nil then want = opts.confirm end
+  if (r.status == "paid" or r.status == "authorized") and want then
+    r, err = confirm(self, r, keep)
+    if not r then return nil, err, gateway.reply(500, "UNKNOWN") end
+    if r.status == "pending" then
+      -- not acknowledged and not remembered: Moka sends it again, and a later delivery that
+      -- Moka confirms is not mistaken for a duplicate
+      r.duplicate = false
+      self.log("warn", "moka.notification unconfirmed: not acknowledged")
+      return r, gateway.reply(503, "PENDING")
+    end
+  end
+  local key = "moka|" .. tostring(gateway.field(params, self.fields.hash)):lower()
   r.duplicate = self.seen:add(key)
   self.log("info", "moka.notification " .. r.status .. (r.duplicate and " (duplicate)" or ""))
   return r, gateway.reply(200, "OK")

@@ -9,7 +9,7 @@ local _M = {}
 -- Outer ResultCode (Moka itself refused the request). kind "config" when the fault is
 -- the merchant's credentials or account set-up, "provider" otherwise.
 _M.RESULT = {
-  ["PaymentDealer.CheckPaymentDealerAuthentication.InvalidRequest"] = { "config", "moka.invalid_auth_request", "Moka refused the authentication block: the CheckKey, the request object or the JSON is invalid (check dealer_code, username and password)" },
+  ["PaymentDealer.CheckPaymentDealerAuthentication.InvalidRequest"] = { "config", "moka.invalid_auth_request", "Moka refused the request at its authentication check (InvalidRequest: a bad CheckKey, or a malformed request object or JSON); these credentials have not been accepted by Moka on this instance yet, so check dealer_code, username and password first" },
   ["PaymentDealer.CheckPaymentDealerAuthentication.InvalidAccount"] = { "config", "moka.invalid_account", "Moka has no dealer with these credentials (check dealer_code, username and password)" },
   ["PaymentDealer.CheckPaymentDealerAuthentication.VirtualPosNotFound"] = { "config", "moka.virtual_pos_not_found", "no virtual POS is defined for this dealer: ask Moka to set one up" },
   ["PaymentDealer.CheckDealerPaymentLimits.DailyDealerLimitExceeded"] = { "provider", "moka.daily_dealer_limit_exceeded", "a daily limit of this dealer has been exceeded" },
@@ -111,6 +111,18 @@ _M.BANK = {
   ["029"] = { "moka.bank.ecommerce_closed", "The card is closed to e-commerce transactions" },
   ["030"] = { "moka.bank.other_decline", "The bank declined the payment (code 030)" },
 }
+
+--- What CheckPaymentDealerAuthentication.InvalidRequest means once the same credentials have
+-- been accepted (a Success answer) on the instance: the request, not the credentials.
+-- Moka gives one code for both; paykit tells them apart by what it has seen.
+-- @treturn string kind "provider"
+-- @treturn string code "moka.invalid_request"
+-- @treturn string message
+function _M.invalid_request_after_auth()
+  return "provider", "moka.invalid_request",
+    "Moka refused this request as malformed (CheckPaymentDealerAuthentication.InvalidRequest) although it " ..
+    "accepted these credentials before: the request object is the likely fault (or the credentials were changed since)"
+end
 
 --- Outer ResultCode -> kind, code, message (unknown codes map to moka.unknown_result).
 -- @tparam ?string code Moka's ResultCode, e.g. "PaymentDealer.CheckPaymentDealerAuthentication.InvalidAccount"

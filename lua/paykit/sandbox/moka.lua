@@ -58,9 +58,11 @@
 --   Success Data = {IsSuccessful=true, ResultCode="", ResultMessage="", VirtualPosOrderId} unless said otherwise.
 --   DoCapture {Amount (0/absent = all)}: PaymentDealer.DoCapture.InvalidRequest | PaymentNotFound |
 --     PaymentIsNotPreAuth | InvalidAmount (bad or above the authorised amount). Closes the pre-auth: status 2.
---   DoVoid: PaymentDealer.DoVoid.InvalidRequest | PaymentNotFound | PaymentAlreadyCancelled |
+--   DoVoid {ClientIP, VoidRefundReason (an integer)}: PaymentDealer.DoVoid.InvalidRequest (also for a
+--     VoidRefundReason that is not an integer or a ClientIP that is not a string) | PaymentNotFound | PaymentAlreadyCancelled |
 --     PaymentCannotBeVoided (not paid/pre-authorised, or refunded) | VoidOnlyAllowedSameDay. -> status 3.
---   DoCreateRefundRequest {Amount (0/absent = the remaining amount)} -> Data {RefundRequestId} (the refund
+--   DoCreateRefundRequest {Amount (0/absent = the remaining amount)} -> Data {IsSuccessful=true, ResultCode="",
+--     ResultMessage="", RefundRequestId} (the refund
 --     completes at once here): PaymentDealer.DoCreateRefundRequest.InvalidRequest | PaymentNotFound |
 --     PaymentCannotBeRefunded (not paid) | PaymentAlreadyRefunded | InvalidAmount |
 --     RefundAmountExceedsRemainingAmount. Status 4 once fully refunded.

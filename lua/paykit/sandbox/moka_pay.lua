@@ -272,6 +272,10 @@ end
 
 function P.void(ctx, r)
   local prefix = "PaymentDealer.DoVoid"
+  if int(r.VoidRefundReason) == false then raise(prefix .. ".InvalidRequest", "VoidRefundReason") end
+  if r.ClientIP ~= nil and r.ClientIP ~= C.null and type(r.ClientIP) ~= "string" then
+    raise(prefix .. ".InvalidRequest", "ClientIP")
+  end
   local p = find(ctx, r, prefix)
   if p.status == 3 then raise(prefix .. ".PaymentAlreadyCancelled") end
   if (p.status ~= 1 and p.status ~= 2) or p.refunded > 0 then raise(prefix .. ".PaymentCannotBeVoided") end
@@ -296,7 +300,7 @@ function P.refund(ctx, r)
   trx.refund_id = C.next(ctx.st, "next_refund")
   p.refunded = p.refunded + amount
   if p.refunded == p.amount then p.status = 4 end
-  return { RefundRequestId = trx.refund_id }
+  return { IsSuccessful = true, ResultCode = "", ResultMessage = "", RefundRequestId = trx.refund_id }
 end
 
 local function pool(ctx, r, prefix, approve)
