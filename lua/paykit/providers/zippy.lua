@@ -92,6 +92,9 @@ end
 --   listed key is accepted; the newest id signs test notices)
 --  * `token` (default "notimplemented"), `token_secret`, `realm` (default "Zippy")
 --  * `success_url`, `error_url`, `callback_success_url`, `callback_error_url`: purchase defaults
+--  * `reference_memory` (default 4096): how many references (ext_transaction_id) this instance
+--   remembers with their amount and currency, to refuse a second transaction of one reference
+--   at another price (see @{Zippy:purchase})
 --  * `clock`, `nonce`, and the transport options
 -- @treturn Zippy the instance
 -- @raise a config error (a `paykit.errors` table) naming the option
@@ -108,6 +111,8 @@ function _M.new(opts)
   self.realm = opts.realm == nil and "Zippy" or opts.realm
   self.base_url = opts.base_url:gsub("/+$", "")
   self.clock = opts.clock or os.time
+  -- reference -> "price currency" of the transactions this instance started (see purchase)
+  self.references = gateway.seen(opts.reference_memory or 4096)
   self.make_nonce = opts.nonce or function() return core.random_hex(16) end
   self.defaults = {}
   for _, k in ipairs { "success_url", "error_url", "callback_success_url", "callback_error_url" } do
@@ -478,9 +483,26 @@ function _M:transaction_body(t, names)
   return body
 end
 
+-- Zippy's notice names only ext_transaction_id, so two transactions of one reference at two
+-- prices could not be told apart when one of them is paid: the instance refuses to start a
+-- transaction for a reference it started at another price or currency. The claim is made
+-- before the request (which yields), so concurrent purchases cannot both pass.
+local function claim_reference(self, body, field)
+  local price = body.price .. " " .. body.currency
+  local before = self.references:get(body.ext_transaction_id)
+  if before ~= nil and before ~= price then
+    return errors.validation(field or "ext_transaction_id", "reused",
+      (field or "ext_transaction_id") .. " was used for a transaction of " .. before .. " already: a new price needs a new "
+      .. "reference (Zippy's notice names only the reference, not the price)")
+  end
+  self.references:add(body.ext_transaction_id, price)
+end
+
 -- POST /transactions with a checked body (from transaction_body).
 -- Not idempotent: Zippy does not make ext_transaction_id unique, a repeat could start a second one.
-local function post_transaction(self, body)
+local function post_transaction(self, body, field)
+  local err = claim_reference(self, body, field)
+  if err then return nil, err end
   return self:call("POST", "/transactions", { body = body, op = "create_transaction", idempotent = false })
 end
 
@@ -596,6 +618,12 @@ end
 --   success_url, error_url, callback_success_url, callback_error_url (or instance defaults),
 --   product_image_url}
 -- `return_url` stands for success_url and error_url, `notify_url` for both callback URLs.
+--
+-- A reference names one price: Zippy's signed notice carries only the reference, so an
+-- instance refuses (validation `reused`) a purchase whose reference it already started at
+-- another amount or currency (the same amount again is a retry and allowed). This memory is
+-- the instance's own (`reference_memory` entries, one process): across processes, give every
+-- new price a new reference yourself.
 -- @tparam table p the fields above
 -- @treturn table result "redirect" with `redirect_url` and `keep`
 --   (`ext_transaction_id`, `uuid`, `token`, `amount`, `currency`)
@@ -629,7 +657,7 @@ function _M:purchase(p)
   body, err = self:transaction_body(t, names)
   if not body then return nil, err end
   local tx
-  tx, err = post_transaction(self, body)
+  tx, err = post_transaction(self, body, names.ext_transaction_id)
   if not tx then return nil, err end
   if type(tx) ~= "table" or not nonempty_string(tx.token) then
     return nil, provider_error { code = "invalid_response", op = "zippy.create_transaction",
