@@ -6,8 +6,6 @@
 -- verifier (POST /notices), which is independent of the client's code, where that verifier
 -- must refuse it too.
 local core = require "paykit.core"
-local cjson = require "cjson.safe"
-local paykit = require "paykit"
 local sb = require "spec.support.sandbox"
 local zs = require "spec.zippy_support"
 local sandbox = zs.sandbox

@@ -211,10 +211,6 @@ local function is_url(v)
   return type(v) == "string" and v:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/%s?#]+[^%s]*$") ~= nil
 end
 
-local function nonempty(v)
-  return (type(v) == "string" and v ~= "") or (type(v) == "number")
-end
-
 -- The fields of `body` that neither `spec` nor `ignore` knows, sorted; nil when none.
 local function unknown_fields(body, spec, ignore)
   local list = {}
