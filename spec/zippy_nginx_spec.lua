@@ -91,6 +91,27 @@ local SHOP = [[
           local _, ferr, reply = z:notification { method = "POST", body = "signed_notice=" .. core.pct_encode(forged) }
           out.callback_forged = ferr and ferr.code
           out.callback_forged_reply = reply and reply.status
+          -- 20 concurrent deliveries of one new notice (light threads, each yielding first):
+          -- exactly one is the first (notification() does not yield between check and record)
+          local c = buy("nginx-c-" .. core.random_hex(4))
+          local paid_c = assert(z:call("POST", "/_sandbox/pay", { body = { token = c.keep.token }, op = "pay" }))
+          local body_c = "signed_notice=" .. core.pct_encode(paid_c.signed_notice)
+          local threads = {}
+          for i = 1, 20 do
+            threads[i] = ngx.thread.spawn(function()
+              ngx.sleep(0)
+              local r = z:notification { method = "POST", body = body_c }
+              return r and r.status == "paid" and r.duplicate
+            end)
+          end
+          out.concurrent_first, out.concurrent_paid = 0, 0
+          for i = 1, 20 do
+            local ok, dup = ngx.thread.wait(threads[i])
+            if ok and dup ~= nil then
+              out.concurrent_paid = out.concurrent_paid + 1
+              if dup == false then out.concurrent_first = out.concurrent_first + 1 end
+            end
+          end
         end)
         ngx.header["Content-Type"] = "application/json"
         ngx.say(cjson.encode(out))
@@ -156,5 +177,7 @@ describe("zippy inside nginx (cosocket)", function()
     assert.is_true(r.callback_duplicate)
     assert.are.equal("bad_signature", r.callback_forged)
     assert.are.equal(400, r.callback_forged_reply)
+    assert.are.equal(20, r.concurrent_paid)
+    assert.are.equal(1, r.concurrent_first)
   end)
 end)
