@@ -347,10 +347,25 @@ describe("zippy sandbox", function()
 
   describe("notices", function()
     it("verifies a signed notice with POST /notices", function()
-      local good = sandbox.sign_notice({ { "ext_transaction_id", "o-1" } }, 0)
+      local good = sandbox.sign_notice({ { "ext_transaction_id", "o-1" } }, 1)
       assert.are.same({ result = "OK", reason = "" }, signed("POST", "/notices", { qs = good }).json)
       local bad = good:gsub("o%-1", "o-2")
       assert.are.same({ result = "FAIL", reason = "signature mismatch" }, signed("POST", "/notices", { qs = bad }).json)
+    end)
+
+    it("answers as the reference server: 409 without a sig, a plain 500 for an unknown key id", function()
+      local res = signed("POST", "/notices", { qs = "ext_transaction_id=o-1" })
+      assert.are.equal(409, res.status)
+      assert.are.equal("InvalidArgumentError", error_of(res).name)
+      res = signed("POST", "/notices", { qs = "ext_transaction_id=o-1&sig=7:" .. ("a"):rep(64) })
+      assert.are.equal(500, res.status)
+      assert.are.equal("Server Error", res.body)
+    end)
+
+    it("checks a notice of key id 0 with the newest key, as the reference server does", function()
+      local old = sandbox.sign_notice({ { "ext_transaction_id", "o-1" } }, 0)
+      assert.is_true(sandbox.verify_notice(old)) -- a genuine notice of key 0
+      assert.are.same({ result = "FAIL", reason = "signature mismatch" }, signed("POST", "/notices", { qs = old }).json)
     end)
   end)
 

@@ -524,6 +524,9 @@ function _M:payment_url(token)
 end
 
 --- Asks Zippy to check a signed notice (POST /notices). -> true | false, reason | nil, err
+-- Zippy's reference server answers 409 for a notice without a sig and 500 for an unknown key
+-- id, and checks a notice of key id 0 with its newest key (a genuine key-0 notice is FAIL
+-- there): rely on @{Zippy:verify_notice}, which checks every configured key locally.
 -- @tparam string signed the signed notice
 -- @treturn boolean true when Zippy says OK; false, reason otherwise
 -- @treturn ?string the reason for false

@@ -38,7 +38,9 @@
 --   * a duplicate seller uuid is 409 InvalidArgumentError {"uuid": "UUID must be unique"}; a
 --     duplicate external_id and unknown fields are 409 InvalidArgumentError with a plain-text
 --     message ("external_id must be unique per seller", "Unrecognized fields: colour");
---   * region is stored and answered as a string.
+--   * region is stored and answered as a string;
+--   * POST /notices: no sig is a 409 InvalidArgumentError, an unknown key id a plain-text 500,
+--     and a notice of key id 0 is checked with the newest key (a genuine key-0 notice FAILs).
 -- GET /zippy/_sandbox/requests -> {"requests": N}: how many requests reached the simulator
 -- (every path but /zippy/_sandbox/..., malformed ones included), for specs that prove a call
 -- was refused before the network.
@@ -488,7 +490,16 @@ local function notices(util, method)
   if method ~= "POST" then return fail(util, 405, "method not allowed") end
   local clean, sent = json_input(util, NOTICE)
   if not clean then return sent end
-  local ok, reason = M.verify_notice(clean.qs)
+  -- the reference server's ways: no sig is a 409, an unknown key id a plain 500, and key id 0
+  -- stands for "the newest key" (a genuine notice of key 0 is then a mismatch there)
+  local id = clean.qs:match("&sig=(%d+):%x*$")
+  if not clean.qs:find("&sig=", 1, true) then
+    return invalid_text(util, "signature missing")
+  end
+  if id and not M.NOTICE_KEYS[tonumber(id)] then return server_error(util) end
+  local qs = clean.qs
+  if id == "0" then qs = qs:gsub("&sig=0:(%x*)$", "&sig=" .. M.NEWEST_KEY_ID .. ":%1") end
+  local ok, reason = M.verify_notice(qs)
   return util.json(200, { result = ok and "OK" or "FAIL", reason = ok and "" or reason })
 end
 
