@@ -21,7 +21,14 @@ local function body_of(notice) return "signed_notice=" .. enc(notice) end
 
 describe("zippy forgeries", function()
   local z, orders, tried, false_paid, refused_by_server
-  local paid_orders = {} -- ext_transaction_id -> {amount, currency} the buyer really paid
+  -- What the buyers really paid: the transaction's uuid -> {amount, currency} (a return is
+  -- checked against the transaction it was kept for), and "ref:" .. ext_transaction_id (a
+  -- callback names only that).
+  local paid_orders = {}
+  local function mark_paid(keep)
+    paid_orders[keep.uuid] = { keep.amount, keep.currency }
+    paid_orders["ref:" .. keep.ext_transaction_id] = { keep.amount, keep.currency }
+  end
 
   -- A purchase on the sandbox; outcome "success", an error code, or nil (left unpaid).
   local function order(product, outcome, over)
@@ -38,7 +45,7 @@ describe("zippy forgeries", function()
       o.query = zs.query_of(o.location)
       local log = zs.sink_log(tag .. (outcome == "success" and "-cbok" or "-cberr"))
       o.callback = log[#log].body
-      if outcome == "success" then paid_orders[o.ref] = { r.keep.amount, r.keep.currency } end
+      if outcome == "success" then mark_paid(r.keep) end
     end
     return o
   end
@@ -65,18 +72,18 @@ describe("zippy forgeries", function()
 
   -- Whether a result is a false "paid": paid for an order that was not paid, or at an amount
   -- or currency other than what the buyer paid.
-  local function is_false_paid(result, order_ref)
+  local function is_false_paid(result, key)
     if type(result) ~= "table" or result.status ~= "paid" then return false end
-    local truth = paid_orders[order_ref]
+    local truth = paid_orders[key]
     if not truth then return true end
     -- a callback carries no amount (the shop's own record has it); a return has the kept one
     if result.amount == nil and result.currency == nil then return false end
     return result.amount ~= truth[1] or result.currency ~= truth[2]
   end
 
-  local function record(label, result, order_ref)
+  local function record(label, result, key)
     tried = tried + 1
-    if is_false_paid(result, order_ref) then false_paid[#false_paid + 1] = label end
+    if is_false_paid(result, key) then false_paid[#false_paid + 1] = label end
   end
 
   -- The sandbox's verifier (the reference server's POST /notices) must refuse it too.
@@ -92,7 +99,7 @@ describe("zippy forgeries", function()
     opts = opts or {}
     local client = opts.client or z
     local result, err = client:complete(query, orders[target].keep)
-    record("complete " .. label, result, orders[target].ref)
+    record("complete " .. label, result, orders[target].keep.uuid)
     assert.is_nil(result, label .. ": accepted as " .. tostring(result and result.status))
     assert.is_table(err, label)
     assert.is_true(err.kind == "signature" or err.kind == "validation", label .. ": " .. tostring(err))
@@ -106,7 +113,7 @@ describe("zippy forgeries", function()
   -- notification(body): refused, 400.
   local function callback_refused(label, body, code)
     local result, err, reply = z:notification { method = "POST", body = body }
-    record("notification " .. label, result, result and result.reference)
+    record("notification " .. label, result, result and ("ref:" .. tostring(result.reference)))
     assert.is_nil(result, label .. ": accepted as " .. tostring(result and result.status))
     assert.are.equal("signature", err.kind, label .. ": " .. tostring(err))
     if code then assert.are.equal(code, err.code, label .. ": " .. tostring(err)) end
@@ -233,7 +240,7 @@ describe("zippy forgeries", function()
       -- the shop's own query before the notice is not signed: a price there changes nothing
       local q = "price=0.01&currency=USD&amount=0.01?" .. A.notice
       local r = assert(z:complete(q, A.keep))
-      record("complete unsigned price before A's notice", r, A.ref)
+      record("complete unsigned price before A's notice", r, A.keep.uuid)
       assert.are.equal("0.89", r.amount)
       assert.are.equal("EUR", r.currency)
       -- a kept amount that was changed after the purchase is what the result says, and is
@@ -242,31 +249,74 @@ describe("zippy forgeries", function()
       local changed = {}
       for k, v in pairs(A.keep) do changed[k] = v end
       changed.amount = "250.00"
-      assert.is_true(is_false_paid(assert(z:complete(A.query, changed)), A.ref))
+      assert.is_true(is_false_paid(assert(z:complete(A.query, changed)), A.keep.uuid))
       -- a forged notice with price fields, and A's signature over B with an amount
       complete_refused("signed-looking notice with a price",
         sign_raw("ext_transaction_id=" .. enc(orders.U.ref) .. "&price=0.01&currency=EUR", 1, "attacker"), "U", "bad_signature")
       complete_refused("A's notice on the 250.00 order", A.query, "U", "wrong_transaction", { server = false })
     end)
 
-    it("refuses a second transaction for a kept reference at another amount or currency", function()
-      -- Zippy's notice names only ext_transaction_id: two transactions of one reference at two
-      -- prices could not be told apart, so paykit refuses to start the second one.
+    it("binds each transaction of one reference: the cheap one's notice never pays the dear one", function()
+      -- Zippy's notice names only ext_transaction_id; paykit makes it unique per transaction
       local U = orders.U
       local _, product = zs.product(z)
+      local p = zs.tx_fields(product, zs.id("cheap"), { price = "0.01" })
+      p.ext_transaction_id, p.reference = nil, U.keep.reference
+      local cheap = assert(z:purchase(p))
+      local paid = sb.post_json("/zippy/_sandbox/pay", { token = cheap.keep.token }).json
+      mark_paid(cheap.keep)
+      complete_refused("cheap transaction of U's reference on U", zs.query_of(paid.Location), "U", "wrong_transaction",
+        { server = false })
+      local n = assert(z:notification { method = "POST", body = body_of(paid.signed_notice) })
+      record("notification cheap transaction of U's reference", n, "ref:" .. n.reference)
+      assert.are_not.equal(U.keep.ext_transaction_id, n.reference)
+    end)
+
+    it("binds the transaction across shops: another shop's notice for the same reference is not yours", function()
+      -- Zippy signs every shop's notices with the same keys
+      local shop2 = zs.client()
+      local _, product2 = zs.product(shop2)
+      local p = zs.tx_fields(product2, zs.id("shop2"))
+      p.ext_transaction_id, p.reference = nil, orders.B.keep.reference
+      local theirs = assert(shop2:purchase(p))
+      local paid = sb.post_json("/zippy/_sandbox/pay", { token = theirs.keep.token }).json
+      mark_paid(theirs.keep)
+      complete_refused("another shop's notice, same reference", zs.query_of(paid.Location), "B", "wrong_transaction",
+        { server = false })
+      local n = assert(z:notification { method = "POST", body = body_of(paid.signed_notice) })
+      record("notification another shop's notice, same reference", n, "ref:" .. n.reference)
+      assert.are_not.equal(orders.B.keep.ext_transaction_id, n.reference)
+    end)
+
+    it("refuses a second transaction of one id sent as it is at another amount or currency", function()
+      -- with reference_nonce = false the id is the reference, so paykit refuses to start the
+      -- second transaction that could not be told apart
+      local plain = zs.client { reference_nonce = false }
+      local _, product = zs.product(plain)
+      local ref = zs.id("plain")
+      local p = zs.tx_fields(product, zs.id("plain"), { price = "250.00" })
+      p.ext_transaction_id, p.reference = nil, ref
+      assert(plain:purchase(p))
       for _, over in ipairs { { price = "0.01" }, { currency = "USD", price = "250.00" } } do
-        local p = zs.tx_fields(product, zs.id("reuse"), over)
-        p.ext_transaction_id, p.reference = nil, U.ref
-        local r, err = z:purchase(p)
+        local q = zs.tx_fields(product, zs.id("reuse"), over)
+        q.ext_transaction_id, q.reference = nil, ref
+        local r, err = plain:purchase(q)
         tried = tried + 1
         assert.is_nil(r)
         assert.are.equal("reference", err.field)
         assert.are.equal("reused", err.code)
       end
+      -- the same through create_transaction, with Zippy's own name
+      local t = zs.tx_fields(product, zs.id("reuse"), { price = "0.02", ext_transaction_id = ref })
+      local r, err = plain:create_transaction(t)
+      tried = tried + 1
+      assert.is_nil(r)
+      assert.are.equal("ext_transaction_id", err.field)
+      assert.are.equal("reused", err.code)
       -- the same amount again is a retry of the same order: allowed
-      local p = zs.tx_fields(product, zs.id("reuse"), { price = "250.00" })
-      p.ext_transaction_id, p.reference = nil, U.ref
-      assert(z:purchase(p))
+      local again = zs.tx_fields(product, zs.id("reuse"), { price = "250.00" })
+      again.ext_transaction_id, again.reference = nil, ref
+      assert(plain:purchase(again))
     end)
   end)
 
@@ -282,7 +332,7 @@ describe("zippy forgeries", function()
     it("never turns A's callback into B's payment", function()
       -- replayed as is: it is A's (paid) notice and says so, never B's
       local n = assert(z:notification { method = "POST", body = orders.A.callback })
-      record("notification replay A", n, n.reference)
+      record("notification replay A", n, "ref:" .. n.reference)
       assert.are.equal(orders.A.ref, n.reference)
       local forged = orders.A.notice:gsub("^ext_transaction_id=[^&]*", "ext_transaction_id=" .. enc(orders.B.ref))
       callback_refused("A's sig on B's id", body_of(forged), "bad_signature")
@@ -305,7 +355,7 @@ describe("zippy forgeries", function()
       callback_refused("empty body", "", "unsigned")
       local rotated = zs.client { notice_keys = { [1] = KEY1 } }
       local r, err = rotated:notification { method = "POST", body = body_of(sign_raw(qs, 0, KEY0)) }
-      record("notification retired key", r, orders.B.ref)
+      record("notification retired key", r, "ref:" .. orders.B.ref)
       assert.is_nil(r)
       assert.are.equal("unknown_key", err.code)
     end)
@@ -325,7 +375,7 @@ describe("zippy forgeries", function()
     it("never says paid: Zippy has none, the signed notice is the only word", function()
       for _, k in ipairs { "A", "B", "U" } do
         local r, err = z:status(orders[k].ref)
-        record("status " .. k, r, orders[k].ref)
+        record("status " .. k, r, orders[k].keep.uuid)
         assert.is_nil(r)
         assert.are.equal("unsupported", err.code)
       end

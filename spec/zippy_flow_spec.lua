@@ -194,7 +194,11 @@ describe("zippy client on the sandbox", function()
       assert.are.equal("redirect", r.status)
       assert.are.equal("GET", r.method)
       assert.are.equal(zs.base() .. "/payment/start?tx=" .. r.keep.token, r.redirect_url)
-      assert.are.equal(p.reference, r.keep.ext_transaction_id)
+      -- the reference plus "~" and 12 random hex digits: one transaction's id alone
+      assert.are.equal(p.reference, r.keep.reference)
+      assert.are.equal(p.reference .. "~", r.keep.ext_transaction_id:sub(1, #p.reference + 1))
+      assert.truthy(r.keep.ext_transaction_id:sub(#p.reference + 2):match("^" .. ("%x"):rep(12) .. "$"))
+      assert.are.equal(r.keep.ext_transaction_id, r.reference)
       return r, p
     end
 
@@ -213,13 +217,13 @@ describe("zippy client on the sandbox", function()
       assert.are.equal(301, res.status)
       local result = assert(z:complete(zs.query_of(res.headers.location), r.keep))
       assert.are.equal("paid", result.status)
-      assert.are.equal(p.reference, result.reference)
+      assert.are.equal(r.reference, result.reference)
       assert.are.equal("0.89", result.amount)
       assert.are.equal("EUR", result.currency)
       assert.are.equal(r.keep.uuid, result.provider_reference)
       local cb, reply = callback(z, tag .. "-cbok")
       assert.are.equal("paid", cb.status)
-      assert.are.equal(p.reference, cb.reference)
+      assert.are.equal(r.reference, cb.reference)
       assert.are.same({ status = 200, body = "OK", content_type = "text/plain" }, reply)
       assert.is_true((callback(z, tag .. "-cbok")).duplicate)
     end)
@@ -255,6 +259,24 @@ describe("zippy client on the sandbox", function()
       local result = assert(z:complete(zs.query_of(res.headers.location), r.keep))
       assert.are.equal("DIR_BILL_ERROR", result.code)
       assert.are.equal("failed", assert(callback(z, tag .. "-cberr")).status)
+    end)
+
+    it("sends a new ext_transaction_id for every purchase of one reference", function()
+      local z = zs.client()
+      local _, product = zs.product(z)
+      local p = zs.tx_fields(product, zs.id("twice"))
+      p.reference, p.ext_transaction_id = "order-twice", nil
+      local a, b = assert(z:purchase(p)), assert(z:purchase(p))
+      assert.are_not.equal(a.keep.ext_transaction_id, b.keep.ext_transaction_id)
+      -- as it is, when asked
+      local plain = zs.client { reference_nonce = false }
+      local c = assert(plain:purchase(p))
+      assert.are.equal("order-twice", c.keep.ext_transaction_id)
+      -- and a reference that leaves no room for the random part is refused
+      p.reference = ("r"):rep(243)
+      local _, err = z:purchase(p)
+      assert.are.equal("reference", err.field)
+      assert.are.equal("too_long", err.code)
     end)
 
     it("rejects a tampered return and a tampered callback", function()

@@ -79,8 +79,17 @@ local SHOP = [[
           out.unsigned = code(z:complete("ext_transaction_id=" .. b.keep.ext_transaction_id, b.keep))
           out.zero = code(z:purchase { product_id = product, amount = "0.00", currency = "EUR", pay_method = "CARD",
             carrier = "TMOBILE", region = 310, reference = "zero", return_url = sink, notify_url = sink })
-          out.reused = code(z:purchase { product_id = product, amount = "5.00", currency = "EUR", pay_method = "CARD",
-            carrier = "TMOBILE", region = 310, reference = b.keep.ext_transaction_id, return_url = sink, notify_url = sink })
+          -- an id sent as it is (reference_nonce = false) cannot start a second transaction at another price
+          local plain = paykit.zippy { consumer_key = sandbox.CONSUMER_KEY, consumer_secret = sandbox.CONSUMER_SECRET,
+            base_url = base, notice_keys = sandbox.NOTICE_KEYS, retry = false, reference_nonce = false }
+          local function plain_buy(ref, amount)
+            return plain:purchase { product_id = product, amount = amount, currency = "EUR", pay_method = "CARD",
+              carrier = "TMOBILE", region = 310, reference = ref, return_url = sink, notify_url = sink }
+          end
+          local ref = "nginx-plain-" .. core.random_hex(4)
+          assert(plain_buy(ref, "0.99"))
+          out.reused = code(plain_buy(ref, "5.00"))
+          out.nonce_differs = buy(ref).keep.ext_transaction_id ~= buy(ref).keep.ext_transaction_id
           local body = "signed_notice=" .. core.pct_encode(paid.signed_notice)
           local n1 = z:notification { method = "POST", body = body }
           local n2 = z:notification { method = "POST", body = body }
@@ -172,6 +181,7 @@ describe("zippy inside nginx (cosocket)", function()
     assert.are.equal("unsigned", r.unsigned)
     assert.are.equal("not_positive", r.zero)
     assert.are.equal("reused", r.reused)
+    assert.is_true(r.nonce_differs)
     assert.are.equal("paid", r.callback)
     assert.is_true(r.callback_reference_is_a)
     assert.is_true(r.callback_duplicate)

@@ -92,9 +92,12 @@ end
 --   listed key is accepted; the newest id signs test notices)
 --  * `token` (default "notimplemented"), `token_secret`, `realm` (default "Zippy")
 --  * `success_url`, `error_url`, `callback_success_url`, `callback_error_url`: purchase defaults
+--  * `reference_nonce` (default true): purchase sends `reference .. "~" .. 12 random hex
+--   digits` as ext_transaction_id, so that every transaction's notice names it alone (see
+--   @{Zippy:purchase}); false sends the reference as it is
 --  * `reference_memory` (default 4096): how many references (ext_transaction_id) this instance
 --   remembers with their amount and currency, to refuse a second transaction of one reference
---   at another price (see @{Zippy:purchase})
+--   at another price when the reference is sent as it is
 --  * `clock`, `nonce`, and the transport options
 -- @treturn Zippy the instance
 -- @raise a config error (a `paykit.errors` table) naming the option
@@ -113,6 +116,7 @@ function _M.new(opts)
   self.clock = opts.clock or os.time
   -- reference -> "price currency" of the transactions this instance started (see purchase)
   self.references = gateway.seen(opts.reference_memory or 4096)
+  self.reference_nonce = opts.reference_nonce ~= false
   self.make_nonce = opts.nonce or function() return core.random_hex(16) end
   self.defaults = {}
   for _, k in ipairs { "success_url", "error_url", "callback_success_url", "callback_error_url" } do
@@ -500,9 +504,12 @@ end
 
 -- POST /transactions with a checked body (from transaction_body).
 -- Not idempotent: Zippy does not make ext_transaction_id unique, a repeat could start a second one.
-local function post_transaction(self, body, field)
-  local err = claim_reference(self, body, field)
-  if err then return nil, err end
+-- `unique`: the ext_transaction_id carries purchase's random part, no claim is needed.
+local function post_transaction(self, body, field, unique)
+  if not unique then
+    local err = claim_reference(self, body, field)
+    if err then return nil, err end
+  end
   return self:call("POST", "/transactions", { body = body, op = "create_transaction", idempotent = false })
 end
 
@@ -616,17 +623,23 @@ end
 
 -- ------------------------------------------------------------------------- uniform flow
 
+local NONCE_SEP, NONCE_BYTES, NONCE_HEX = "~", 6, 12 -- 6 random bytes, 12 hex digits
+
 --- Starts a payment (uniform flow): creates a transaction, answers its payment page.
 -- purchase{product_id, amount|price, currency, pay_method, carrier, region, reference|ext_transaction_id,
 --   success_url, error_url, callback_success_url, callback_error_url (or instance defaults),
 --   product_image_url}
 -- `return_url` stands for success_url and error_url, `notify_url` for both callback URLs.
 --
--- A reference names one price: Zippy's signed notice carries only the reference, so an
--- instance refuses (validation `reused`) a purchase whose reference it already started at
--- another amount or currency (the same amount again is a retry and allowed). This memory is
--- the instance's own (`reference_memory` entries, one process): across processes, give every
--- new price a new reference yourself.
+-- Zippy's signed notice names only the transaction's ext_transaction_id, and Zippy signs the
+-- notices of every shop with the same keys. So that a notice names one transaction alone, a
+-- `reference` is sent as `reference .. "~" .. 12 random hex digits` (at most 242 bytes of
+-- reference, then): the result's `reference` and `keep.ext_transaction_id` are that string
+-- (store it: complete and notification answer it as `reference`), `keep.reference` is yours.
+-- Without it (`reference_nonce = false`, or `ext_transaction_id` given as it is) the id must be
+-- unique per transaction and across shops, and an instance refuses (validation `reused`) a
+-- purchase whose id it already started at another amount or currency (the same amount again
+-- is a retry and allowed; the memory is the instance's, `reference_memory` entries).
 -- @tparam table p the fields above
 -- @treturn table result "redirect" with `redirect_url` and `keep`
 --   (`ext_transaction_id`, `uuid`, `token`, `amount`, `currency`)
@@ -656,11 +669,18 @@ function _M:purchase(p)
   -- named as the uniform flow names them when the caller gave neither
   if t.price == nil then names.price = "amount" end
   if t.ext_transaction_id == nil then names.ext_transaction_id = "reference" end
+  local unique = false
+  if self.reference_nonce and names.ext_transaction_id == "reference" then
+    err = check.text(t.ext_transaction_id, "reference", check.MAX_TEXT - #NONCE_SEP - NONCE_HEX)
+    if err then return nil, err end
+    t.ext_transaction_id = t.ext_transaction_id .. NONCE_SEP .. core.random_hex(NONCE_BYTES)
+    unique = true
+  end
   local body
   body, err = self:transaction_body(t, names)
   if not body then return nil, err end
   local tx
-  tx, err = post_transaction(self, body, names.ext_transaction_id)
+  tx, err = post_transaction(self, body, names.ext_transaction_id, unique)
   if not tx then return nil, err end
   if type(tx) ~= "table" or not nonempty_string(tx.token) then
     return nil, provider_error { code = "invalid_response", op = "zippy.create_transaction",
@@ -673,7 +693,7 @@ function _M:purchase(p)
     amount = body.price, currency = body.currency,
     raw = tx,
     keep = { ext_transaction_id = body.ext_transaction_id, uuid = tx.uuid, token = tx.token,
-             amount = body.price, currency = body.currency },
+             amount = body.price, currency = body.currency, reference = p.reference },
   }
 end
 
