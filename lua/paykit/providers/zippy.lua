@@ -23,7 +23,7 @@
 --   local r = zippy:purchase{product_id = uuid, amount = "0.99", currency = "EUR", pay_method = "CARD",
 --     carrier = "TMOBILE", region = 300, reference = "order-17", success_url = ..., error_url = ...,
 --     callback_success_url = ..., callback_error_url = ...}
---   -- send the browser to r.redirect_url; store r.keep
+--   -- send the browser to r.redirect_url; store r.keep and r.reference ("order-17~" .. 12 hex digits)
 --   local result, err = zippy:complete(ngx.var.args, keep)        -- on success_url / error_url
 --   local result, err, reply = zippy:notification{body = raw_body}  -- on the callback URLs
 local core = require "paykit.core"
