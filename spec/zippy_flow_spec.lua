@@ -368,4 +368,55 @@ describe("zippy client on the sandbox", function()
       assert.truthy(text:find("zippy.create_transaction", 1, true)) -- the log is really there
     end)
   end)
+
+  -- A stub Zippy (a real nginx) whose POST /transactions answers the transaction with one
+  -- field changed (/price, /currency, /ext_transaction_id, /product_id) or as sent (/same).
+  describe("an answer that is not the transaction asked for", function()
+    local nginx = require "spec.support.nginx"
+    local PORT = 18798
+    local STUB = [[
+      server {
+        listen 127.0.0.1:${PORT};
+        location ~ ^/(\w+)/transactions$ {
+          content_by_lua_block {
+            local cjson = require "cjson.safe"
+            ngx.req.read_body()
+            local t = cjson.decode(ngx.req.get_body_data() or "") or {}
+            local change = ngx.var[1]
+            local wrong = { price = "0.01", currency = "USD", ext_transaction_id = "someone-else",
+                            product_id = "00000000-0000-4000-8000-000000000000" }
+            if wrong[change] then t[change] = wrong[change] end
+            t.uuid, t.status, t.token = "tx-1", "STARTED", ("ab"):rep(64)
+            ngx.status = 201
+            ngx.header["Content-Type"] = "application/json"
+            ngx.print(cjson.encode(t))
+          }
+        }
+      }
+    ]]
+    local srv
+    setup(function() srv = nginx.start("zippy-stub", STUB, { PORT = PORT, WORKERS = 1 }) end)
+    teardown(function() if srv then srv:stop() end end)
+
+    local function buy(change)
+      local z = zs.client { base_url = "http://127.0.0.1:" .. PORT .. "/" .. change }
+      local p = zs.tx_fields(core.uuid4(), "stub")
+      p.reference, p.ext_transaction_id = zs.id("stub"), nil
+      return z:purchase(p)
+    end
+
+    it("redirects the buyer when the answer is the transaction sent", function()
+      assert.are.equal("redirect", assert(buy("same")).status)
+    end)
+
+    it("never sends the buyer to a transaction of another price, currency, id or product", function()
+      for _, change in ipairs { "price", "currency", "ext_transaction_id", "product_id" } do
+        local r, err = buy(change)
+        assert.is_nil(r, change)
+        assert.are.equal("provider", err.kind)
+        assert.are.equal("invalid_response", err.code)
+        assert.truthy(err.message:find(change, 1, true), err.message)
+      end
+    end)
+  end)
 end)

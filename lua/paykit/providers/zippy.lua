@@ -686,6 +686,15 @@ function _M:purchase(p)
     return nil, provider_error { code = "invalid_response", op = "zippy.create_transaction",
       message = "zippy.create_transaction: the answer carries no token" }
   end
+  -- Zippy answers the transaction it created: the buyer is never sent to one that is not
+  -- what was asked for (another price, currency, id or product). Text fields are compared
+  -- (a JSON number cannot be compared exactly, and the reference server answers text).
+  for _, k in ipairs { "price", "currency", "ext_transaction_id", "product_id" } do
+    if type(tx[k]) == "string" and tx[k] ~= body[k] then
+      return nil, provider_error { code = "invalid_response", op = "zippy.create_transaction",
+        message = "zippy.create_transaction: the answer's " .. k .. " is not the one sent; the buyer is not sent to it" }
+    end
+  end
   return gateway.result {
     status = "redirect", method = "GET", provider = PROVIDER,
     redirect_url = self:payment_url(tx.token),
