@@ -235,6 +235,22 @@ describe("zippy forgeries", function()
       complete_refused("B's id encoded with +", (idB:gsub("%%20", "+")) .. "&sig=" .. a_sig, "B", "bad_signature")
     end)
 
+    it("refuses the forgeries in the reference server's '?' form too", function()
+      local A, B = orders.A, orders.B
+      local forged = A.notice:gsub("^ext_transaction_id=[^&]*", "ext_transaction_id=" .. enc(B.ref))
+      complete_refused("? A's sig on B's id", "order=7?" .. forged, "B", "bad_signature", { notice = forged })
+      complete_refused("? A's notice on B", "order=7?" .. A.notice, "B", "wrong_transaction", { server = false })
+      complete_refused("? unsigned", "order=7?ext_transaction_id=" .. enc(B.ref), "B", "unsigned", { server = false })
+      complete_refused("? B's id as the shop's parameter", "ext_transaction_id=" .. enc(B.ref) .. "?" .. A.notice, "B",
+        "wrong_transaction", { server = false })
+      complete_refused("? the notice split by the shop's ?", (A.notice:gsub("&sig=", "?sig=")), "A", "unsigned", { server = false })
+      complete_refused("? percent-encoded ?", "order=7%3F" .. forged, "B", "bad_signature", { notice = forged })
+      local F = orders.F
+      local f_sig = F.notice:match("&sig=(.*)$")
+      complete_refused("? error dropped", "order=7?ext_transaction_id=" .. enc(F.ref) .. "&sig=" .. f_sig, "F", "bad_signature",
+        { notice = "ext_transaction_id=" .. enc(F.ref) .. "&sig=" .. f_sig })
+    end)
+
     it("takes the amount and currency from what was kept, never from the query", function()
       local A = orders.A
       -- the shop's own query before the notice is not signed: a price there changes nothing
@@ -358,6 +374,18 @@ describe("zippy forgeries", function()
       record("notification retired key", r, "ref:" .. orders.B.ref)
       assert.is_nil(r)
       assert.are.equal("unknown_key", err.code)
+    end)
+
+    it("refuses a forged notice in the query when the body is empty, and a query notice beside a body", function()
+      local forged = orders.A.notice:gsub("^ext_transaction_id=[^&]*", "ext_transaction_id=" .. enc(orders.B.ref))
+      local r, err = z:notification { method = "POST", body = "", query = forged }
+      record("notification forged notice in the query", r, r and ("ref:" .. r.reference))
+      assert.is_nil(r)
+      assert.are.equal("bad_signature", err.code)
+      -- a genuine body wins over a forged query: the result is A's, never B's
+      local n = assert(z:notification { method = "POST", body = orders.A.callback, query = forged })
+      record("notification genuine body, forged query", n, "ref:" .. n.reference)
+      assert.are.equal(orders.A.ref, n.reference)
     end)
 
     it("refuses a declined callback turned into a paid one", function()
