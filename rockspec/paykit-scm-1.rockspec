@@ -42,6 +42,7 @@ build = {
     ["paykit.providers.moka"] = "lua/paykit/providers/moka.lua",
     ["paykit.providers.moka_codes"] = "lua/paykit/providers/moka_codes.lua",
     ["paykit.providers.zippy"] = "lua/paykit/providers/zippy.lua",
+    ["paykit.providers.zippy_fields"] = "lua/paykit/providers/zippy_fields.lua",
     ["paykit.providers.zippy_notice"] = "lua/paykit/providers/zippy_notice.lua",
     ["paykit.providers.zippy_oauth"] = "lua/paykit/providers/zippy_oauth.lua",
     ["paykit.redact"] = "lua/paykit/redact.lua",

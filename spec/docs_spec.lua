@@ -90,6 +90,7 @@ local MODULES = {
     return { { m.new { consumer_key = "dummy", consumer_secret = "dummy", base_url = "http://127.0.0.1:9" }, "Zippy" } }
   end },
   { "paykit.providers.zippy_oauth" },
+  { "paykit.providers.zippy_fields" },
   { "paykit.providers.zippy_notice" },
   { "paykit.core", instances = function(m)
     return { { m.http_client {}, "client" }, { m.http_response_parser {}, "parser" } }

@@ -33,7 +33,7 @@ end
 
 local function tx(over)
   local t = {
-    product_id = "p-1", price = "0.89", currency = "EUR", pay_method = "OPERATOR", carrier = "TMOBILE",
+    product_id = "0f8fad5b-d9cb-469f-a165-70867728950e", price = "0.89", currency = "EUR", pay_method = "OPERATOR", carrier = "TMOBILE",
     region = 300, ext_transaction_id = "order-1",
     success_url = "https://shop.example/success", error_url = "https://shop.example/error",
     callback_success_url = "https://shop.example/cb/success", callback_error_url = "https://shop.example/cb/error",
@@ -168,6 +168,27 @@ describe("zippy signed notices", function()
   it("finds the notice after the merchant's own parameters in a return URL", function()
     assert.are.equal(signed, notice.from_query("order=5&" .. signed))
     assert.are.equal(signed, notice.from_query("?" .. signed))
+    assert.are.equal(signed, notice.from_query(signed))
+  end)
+
+  it("finds the notice after a '?' when the merchant's URL had a query (the reference server's redirect)", function()
+    assert.are.equal(signed, notice.from_query("order=5?" .. signed))
+    assert.are.equal(signed, notice.from_query("a=1&b=2?" .. signed))
+    assert.are.equal(signed, notice.from_query("?order=5?" .. signed))
+    -- a merchant parameter with the notice's name does not move the start
+    assert.are.equal(signed, notice.from_query("ext_transaction_id=mine?" .. signed))
+    assert.are.equal(signed, notice.from_query("ext_transaction_id=mine&" .. signed))
+    -- a name that merely ends like it is not the notice
+    assert.are.equal(signed, notice.from_query("my_ext_transaction_id=1&" .. signed))
+    assert.are.equal("my_ext_transaction_id=1", notice.from_query("my_ext_transaction_id=1"))
+  end)
+
+  it("verifies exactly the notice's bytes: the merchant's prefix never joins the signed part", function()
+    local map = assert(notice.verify(notice.from_query("order=5?" .. signed), KEYS))
+    assert.are.equal("webpay xyz/2&a=b", map.ext_transaction_id)
+    -- the same bytes with the prefix glued on are not what was signed
+    refused("order=5?" .. signed, "bad_signature")
+    refused("order=5&" .. signed, "bad_signature")
   end)
 
   it("takes the notice out of a callback body", function()
@@ -303,7 +324,7 @@ describe("zippy validation before any network call", function()
     assert.are.equal("email", err.field)
     _, err = z:create_seller { uuid = "s", status = "ACTIVE", name = "n", email = "a@b.io", extra = 1 }
     assert.are.equal("unknown_field", err.code)
-    _, err = z:create_product { uuid = "p", name = "n", external_id = "e" }
+    _, err = z:create_product { uuid = "0f8fad5b-d9cb-469f-a165-70867728950e", name = "n", external_id = "e" }
     assert.are.equal("seller_id", err.field)
     _, err = z:get_seller("")
     assert.are.equal("uuid", err.field)
@@ -324,9 +345,20 @@ describe("zippy uniform flow, locally", function()
 
   it("complete() turns an error notice into a failed result, not an error", function()
     local z = offline()
-    local r = assert(z:complete({ query = z:test_notice { ext_transaction_id = "o", error = "CC_ERROR" } }))
+    local r = assert(z:complete({ query = z:test_notice { ext_transaction_id = "o", error = "CC_ERROR" } },
+      { ext_transaction_id = "o" }))
     assert.are.equal("failed", r.status)
     assert.are.equal("CC_ERROR", r.code)
+  end)
+
+  it("complete() needs what purchase kept for the buyer", function()
+    local z = offline()
+    local signed = z:test_notice { ext_transaction_id = "o-1" }
+    for _, keep in ipairs { false, "o-1", {}, { ext_transaction_id = "" }, { uuid = "u" } } do
+      local r, err = z:complete(signed, keep or nil)
+      assert.is_nil(r)
+      assert.are.equal("keep", err.field)
+    end
   end)
 
   it("complete() refuses a valid notice for another transaction", function()
@@ -337,8 +369,9 @@ describe("zippy uniform flow, locally", function()
   end)
 
   it("complete() needs the raw query string", function()
-    local _, err = offline():complete { ext_transaction_id = "o" }
+    local _, err = offline():complete({ ext_transaction_id = "o" }, { ext_transaction_id = "o" })
     assert.are.equal("raw_query_required", err.code)
+    assert.are.equal("query", err.field)
   end)
 
   it("notification() answers 200 OK and recognises a duplicate", function()

@@ -32,7 +32,7 @@ function M.id(prefix) return (prefix or "z") .. "-" .. core.random_hex(6) end
 function M.product(z)
   local seller = M.id("seller")
   assert(z:create_seller { uuid = seller, status = "ACTIVE", name = "Test shop", email = "shop@example.org" })
-  local product = M.id("product")
+  local product = core.uuid4()
   assert(z:create_product { uuid = product, name = "Thing", external_id = M.id("ext"), seller_id = seller })
   return seller, product
 end

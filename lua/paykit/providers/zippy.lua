@@ -8,7 +8,8 @@
 -- status() answers an "unsupported" error: the outcome arrives only as a signed notice.
 --
 -- Module fields: `oauth` (`paykit.providers.zippy_oauth`), `notice`
--- (`paykit.providers.zippy_notice`), `CURRENCIES`, `PAY_METHODS` (CARD, OPERATOR),
+-- (`paykit.providers.zippy_notice`), `fields` (`paykit.providers.zippy_fields`: the checks and
+-- limits every value meets before it is sent), `CURRENCIES`, `PAY_METHODS` (CARD, OPERATOR),
 -- `SELLER_STATUSES` (ACTIVE, INACTIVE, DISABLED).
 --
 -- API calls answer Zippy's decoded JSON (true for an empty answer) or nil, err: a 401 is a
@@ -22,20 +23,21 @@
 --   local r = zippy:purchase{product_id = uuid, amount = "0.99", currency = "EUR", pay_method = "CARD",
 --     carrier = "TMOBILE", region = 300, reference = "order-17", success_url = ..., error_url = ...,
 --     callback_success_url = ..., callback_error_url = ...}
---   -- send the browser to r.redirect_url; store r.keep
+--   -- send the browser to r.redirect_url; store r.keep and r.reference ("order-17~" .. 12 hex digits)
 --   local result, err = zippy:complete(ngx.var.args, keep)        -- on success_url / error_url
 --   local result, err, reply = zippy:notification{body = raw_body}  -- on the callback URLs
 local core = require "paykit.core"
 local errors = require "paykit.errors"
-local money = require "paykit.money"
 local gateway = require "paykit.gateway"
 local url = require "paykit.url"
 local oauth = require "paykit.providers.zippy_oauth"
 local notice = require "paykit.providers.zippy_notice"
+local check = require "paykit.providers.zippy_fields"
 
 local _M = {}
 _M.oauth = oauth
 _M.notice = notice
+_M.fields = check
 
 local mt = { __index = _M }
 
@@ -90,6 +92,12 @@ end
 --   listed key is accepted; the newest id signs test notices)
 --  * `token` (default "notimplemented"), `token_secret`, `realm` (default "Zippy")
 --  * `success_url`, `error_url`, `callback_success_url`, `callback_error_url`: purchase defaults
+--  * `reference_nonce` (default true): purchase sends `reference .. "~" .. 12 random hex
+--   digits` as ext_transaction_id, so that every transaction's notice names it alone (see
+--   @{Zippy:purchase}); false sends the reference as it is
+--  * `reference_memory` (default 4096): how many references (ext_transaction_id) this instance
+--   remembers with their amount and currency, to refuse a second transaction of one reference
+--   at another price when the reference is sent as it is
 --  * `clock`, `nonce`, and the transport options
 -- @treturn Zippy the instance
 -- @raise a config error (a `paykit.errors` table) naming the option
@@ -106,6 +114,9 @@ function _M.new(opts)
   self.realm = opts.realm == nil and "Zippy" or opts.realm
   self.base_url = opts.base_url:gsub("/+$", "")
   self.clock = opts.clock or os.time
+  -- reference -> "price currency" of the transactions this instance started (see purchase)
+  self.references = gateway.seen(opts.reference_memory or 4096)
+  self.reference_nonce = opts.reference_nonce ~= false
   self.make_nonce = opts.nonce or function() return core.random_hex(16) end
   self.defaults = {}
   for _, k in ipairs { "success_url", "error_url", "callback_success_url", "callback_error_url" } do
@@ -140,6 +151,8 @@ local function provider_error(t)
   return errors.provider(t)
 end
 
+local MAX_PROVIDER_TEXT = 500 -- of Zippy's error messages kept in an error
+
 -- Zippy's answer -> decoded JSON or nil, err.
 local function interpret(res, op)
   local status = res.status
@@ -154,6 +167,10 @@ local function interpret(res, op)
   local e = type(res.json) == "table" and type(res.json.error) == "table" and res.json.error or {}
   local name = type(e.name) == "string" and e.name or nil
   local msg = type(e.message) == "string" and e.message or nil
+  if msg == nil and res.json == nil and type(res.body) == "string" and res.body:find("^[%w%p ]+$") then
+    msg = res.body -- a plain-text answer, e.g. the reference server's 500 "Server Error"
+  end
+  if msg and #msg > MAX_PROVIDER_TEXT then msg = msg:sub(1, MAX_PROVIDER_TEXT) .. "..." end
   local base = { status = status, op = op, provider = PROVIDER, provider_code = name, provider_message = msg }
   local function make(kind, code, text)
     base.kind, base.code, base.message = kind, code, op .. ": " .. text .. (msg and (" (" .. msg .. ")") or "")
@@ -168,19 +185,26 @@ local function interpret(res, op)
   elseif status == 409 and name == "InvalidArgumentError" then
     local fields = msg and require("paykit.http").cjson().decode(msg)
     local list = {}
+    local texts = {}
     if type(fields) == "table" then
       for k, v in pairs(fields) do
         if type(k) == "string" then list[#list + 1] = k end
         fields[k] = require("paykit.redact").text(tostring(v))
       end
       table.sort(list)
+      for _, k in ipairs(list) do texts[#texts + 1] = k .. ": " .. fields[k] end
     else
+      -- The message is plain text ("external_id must be unique per seller", "Unrecognized
+      -- fields: colour"): keep it, and name the field when the text starts with one.
       fields = {}
+      if msg then
+        local f = msg:match("^Unrecognized fields?: ([%w_]+)") or msg:match("^([%a_][%w_]*) must ")
+        if f then list[1] = f; fields[f] = require("paykit.redact").text(msg) end
+        texts[1] = msg
+      end
     end
     base.kind, base.code, base.field = "validation", "invalid_argument", list[1]
-    local texts = {}
-    for _, k in ipairs(list) do texts[#texts + 1] = k .. ": " .. fields[k] end
-    base.message = op .. ": Zippy refused " .. (#list > 0 and table.concat(texts, "; ") or "the request")
+    base.message = op .. ": Zippy refused " .. (#texts > 0 and table.concat(texts, "; ") or "the request")
     local err = errors.new(base)
     err.fields = fields
     return nil, err
@@ -239,15 +263,9 @@ function _M:call(method, path, o)
   return interpret(res, op)
 end
 
-local function need_id(v, field)
-  if not nonempty_string(v) then
-    return errors.validation(field, "required", field .. " must be a non-empty string")
-  end
-end
-
--- A call on one resource, /collection/:uuid (the uuid checked, then percent-encoded).
-local function on_id(self, method, collection, uuid, o)
-  local e = need_id(uuid, "uuid"); if e then return nil, e end
+-- A call on one resource, /collection/:uuid (the uuid checked with `rule`, then percent-encoded).
+local function on_id(self, method, collection, uuid, rule, o)
+  local e = rule(uuid, "uuid"); if e then return nil, e end
   return self:call(method, "/" .. collection .. "/" .. path_segment(uuid), o)
 end
 
@@ -257,7 +275,8 @@ local function pick(t, allowed, what)
   local out = {}
   for k, v in pairs(t) do
     if not allowed[k] then
-      return nil, errors.validation(tostring(k), "unknown_field", "Zippy does not accept the field " .. tostring(k) .. " on " .. what)
+      local name = type(k) == "string" and k:sub(1, 64) or tostring(k)
+      return nil, errors.validation(name, "unknown_field", "Zippy does not accept the field " .. name .. " on " .. what)
     end
     out[k] = v
   end
@@ -266,26 +285,30 @@ end
 
 local SELLER_FIELDS = { uuid = true, status = true, name = true, email = true, agreement = true }
 
+-- The seller's fields, each checked; `partial` lets the required ones be absent.
 local function check_seller(s, partial)
-  for _, k in ipairs { "uuid", "status", "name", "email" } do
+  local rules = {
+    { "uuid", check.key }, { "status" }, { "name", check.text }, { "email", check.email },
+  }
+  for _, r in ipairs(rules) do
+    local k, rule = r[1], r[2]
     if not partial or s[k] ~= nil then
-      local e = need_id(s[k], k); if e then return e end
+      if k == "status" then
+        if not _M.SELLER_STATUSES[s.status] then
+          return errors.validation("status", s.status == nil and "required" or "invalid",
+            "status must be ACTIVE, INACTIVE or DISABLED")
+        end
+      else
+        local e = rule(s[k], k); if e then return e end
+      end
     end
   end
-  if s.status ~= nil and not _M.SELLER_STATUSES[s.status] then
-    return errors.validation("status", "invalid", "status must be ACTIVE, INACTIVE or DISABLED")
-  end
-  if s.email ~= nil and not tostring(s.email):match("^[^@%s]+@[^@%s]+%.[^@%s]+$") then
-    return errors.validation("email", "invalid", "email must be an email address")
-  end
-  if s.agreement ~= nil and not tostring(s.agreement):match("^%d%d%d%d%-%d%d%-%d%d$") then
-    return errors.validation("agreement", "invalid", "agreement must be a date YYYY-MM-DD")
-  end
+  if s.agreement ~= nil then return check.date(s.agreement, "agreement") end
 end
 
 --- Creates a seller (POST /sellers).
--- @tparam table s `uuid`, `status` (ACTIVE, INACTIVE, DISABLED), `name`, `email` (required),
---   `agreement` (YYYY-MM-DD); no other field
+-- @tparam table s `uuid` (1-255 of A-Z a-z 0-9 - _ . ~ :), `status` (ACTIVE, INACTIVE,
+--   DISABLED), `name`, `email` (required), `agreement` (YYYY-MM-DD); no other field
 -- @return the seller as Zippy answers it
 function _M:create_seller(s)
   local body, err = pick(s, SELLER_FIELDS, "seller")
@@ -299,7 +322,7 @@ end
 -- @tparam string uuid
 -- @return the seller
 function _M:get_seller(uuid)
-  return on_id(self, "GET", "sellers", uuid, { op = "get_seller" })
+  return on_id(self, "GET", "sellers", uuid, check.key, { op = "get_seller" })
 end
 
 --- Every seller (GET /sellers).
@@ -308,52 +331,81 @@ function _M:list_sellers()
   return self:call("GET", "/sellers", { op = "list_sellers" })
 end
 
---- Changes a seller (PUT /sellers/:uuid).
+--- Changes some fields of a seller (GET, then PUT /sellers/:uuid with the whole seller).
+-- Zippy's PUT is a full replacement (every field left out is blanked, and the uuid in the
+-- body, not the path, names the seller that changes), so paykit reads the seller, merges
+-- `changes` into it and sends all of it. A `uuid` in `changes` other than `uuid` is refused.
+-- Two writers updating the same seller at once: the last one wins (Zippy has no versions).
 -- @tparam string uuid
--- @tparam table changes any of the seller fields of @{Zippy:create_seller}
--- @return the answer
+-- @tparam table changes some of the seller fields of @{Zippy:create_seller}
+-- @return the seller as Zippy answers it
 function _M:update_seller(uuid, changes)
-  local e = need_id(uuid, "uuid"); if e then return nil, e end
+  local e = check.key(uuid, "uuid"); if e then return nil, e end
   local body, err = pick(changes, SELLER_FIELDS, "seller")
   if not body then return nil, err end
+  if next(body) == nil then return nil, errors.validation("seller", "empty", "update_seller needs a field to change") end
+  if body.uuid ~= nil and body.uuid ~= uuid then
+    return nil, errors.validation("uuid", "mismatch",
+      "the uuid in changes differs from the seller being updated (Zippy would change that other seller)")
+  end
   err = check_seller(body, true)
   if err then return nil, err end
-  return self:call("PUT", "/sellers/" .. path_segment(uuid), { body = body, op = "update_seller" })
+  local current
+  current, err = self:get_seller(uuid)
+  if not current then return nil, err end
+  if type(current) ~= "table" or (current.uuid ~= nil and current.uuid ~= uuid) then
+    return nil, provider_error { code = "invalid_response", op = "zippy.update_seller",
+      message = "zippy.update_seller: GET /sellers/:uuid did not answer that seller" }
+  end
+  local full = {}
+  for k in pairs(SELLER_FIELDS) do
+    local v = body[k]
+    if v == nil and type(current[k]) == "string" and current[k] ~= "" then v = current[k] end
+    full[k] = v
+  end
+  full.uuid = uuid
+  err = check_seller(full)
+  if err then
+    err.message = err.message .. " (Zippy holds none for this seller: give it in changes)"
+    return nil, err
+  end
+  return self:call("PUT", "/sellers/" .. path_segment(uuid), { body = full, op = "update_seller" })
 end
 
 --- Deletes a seller (DELETE /sellers/:uuid).
 -- @tparam string uuid
 -- @return the answer (true when empty)
 function _M:delete_seller(uuid)
-  return on_id(self, "DELETE", "sellers", uuid, { op = "delete_seller" })
+  return on_id(self, "DELETE", "sellers", uuid, check.key, { op = "delete_seller" })
 end
 
 --- A seller's terms (GET /terms/:seller_uuid).
 -- @tparam string seller_uuid
 -- @return the terms
 function _M:get_terms(seller_uuid)
-  return on_id(self, "GET", "terms", seller_uuid, { op = "get_terms" })
+  return on_id(self, "GET", "terms", seller_uuid, check.key, { op = "get_terms" })
 end
 
 local PRODUCT_FIELDS = { uuid = true, name = true, external_id = true, seller_id = true }
 
 --- Creates a product (POST /products).
--- @tparam table p `uuid`, `name`, `external_id`, `seller_id` (all required); no other field
+-- @tparam table p `uuid` (a UUID string), `name`, `external_id`, `seller_id` (all required);
+--   no other field
 -- @return the product
 function _M:create_product(p)
   local body, err = pick(p, PRODUCT_FIELDS, "product")
   if not body then return nil, err end
-  for _, k in ipairs { "uuid", "name", "external_id", "seller_id" } do
-    local e = need_id(body[k], k); if e then return nil, e end
-  end
+  local e = check.uuid(body.uuid, "uuid") or check.text(body.name, "name")
+    or check.text(body.external_id, "external_id") or check.key(body.seller_id, "seller_id")
+  if e then return nil, e end
   return self:call("POST", "/products", { body = body, op = "create_product", idempotent = true })
 end
 
 --- A product (GET /products/:uuid).
--- @tparam string uuid
+-- @tparam string uuid a UUID string
 -- @return the product
 function _M:get_product(uuid)
-  return on_id(self, "GET", "products", uuid, { op = "get_product" })
+  return on_id(self, "GET", "products", uuid, check.uuid, { op = "get_product" })
 end
 
 --- Products, optionally filtered (GET /products).
@@ -361,13 +413,17 @@ end
 -- @tparam[opt] table filter `seller_id`, `external_id`
 -- @return the products
 function _M:list_products(filter)
-  filter = filter or {}
+  if filter == nil then filter = {} end
+  local f, err = pick(filter, { seller_id = true, external_id = true }, "filter")
+  if not f then return nil, err end
   local q = {}
-  for _, k in ipairs { "seller_id", "external_id" } do
-    if filter[k] ~= nil then
-      local e = need_id(filter[k], k); if e then return nil, e end
-      q[#q + 1] = { k, filter[k] }
-    end
+  if f.seller_id ~= nil then
+    local e = check.key(f.seller_id, "seller_id"); if e then return nil, e end
+    q[#q + 1] = { "seller_id", f.seller_id }
+  end
+  if f.external_id ~= nil then
+    local e = check.text(f.external_id, "external_id"); if e then return nil, e end
+    q[#q + 1] = { "external_id", f.external_id }
   end
   return self:call("GET", "/products", { query = q, op = "list_products" })
 end
@@ -380,68 +436,80 @@ local TX_FIELDS = {
   ext_transaction_id = true, product_image_url = true,
 }
 local TX_URLS = { "success_url", "error_url", "callback_success_url", "callback_error_url" }
-
--- The price as Zippy wants it: "0.00". Accepts a decimal string or integer minor units.
-local function zippy_price(price, currency)
-  if money.exponent(currency) ~= 2 then
-    return nil, errors.validation("currency", "unsupported_currency", "Zippy prices " .. tostring(currency) .. " with 2 decimals; paykit.money does not know it")
-  end
-  local minor, dec = money.parse(price, currency, "price")
-  if not minor then return nil, dec end
-  if not dec:match("^[0-9]+%.[0-9][0-9]$") then
-    return nil, errors.validation("price", "invalid", "price must be a decimal like 0.99")
-  end
-  return dec
-end
+-- the browser's way back: Zippy appends "?" .. notice, so a #fragment would swallow it
+local RETURN_URLS = { success_url = true, error_url = true }
 
 --- Checks and normalises a transaction; returns the JSON body or nil, err. No network.
--- @tparam table t `product_id`, `price` (decimal string or integer minor units; sent as
---   "0.00"), `currency` (one of `CURRENCIES`), `pay_method` (CARD or OPERATOR), `carrier`,
---   `region` (the buyer's MCC, numeric), `ext_transaction_id`, `success_url`, `error_url`,
---   `callback_success_url`, `callback_error_url` (default: the instance's), `product_image_url`
+-- Every value is checked as `paykit.providers.zippy_fields` says (text bounded and without
+-- control characters, `product_id` a UUID, `price` above zero, ...).
+-- @tparam table t `product_id` (a UUID string), `price` (decimal string, more than zero; sent
+--   as "0.00"), `currency` (one of `CURRENCIES`), `pay_method` (CARD or OPERATOR), `carrier`,
+--   `region` (the buyer's MCC, three digits), `ext_transaction_id` (1-255 bytes, no control
+--   characters), `success_url`, `error_url`, `callback_success_url`, `callback_error_url`
+--   (default: the instance's), `product_image_url`
+-- @tparam[opt] table names the caller's names of the fields, for the errors (purchase's
+--   `amount`, `reference`, `return_url`, `notify_url`)
 -- @treturn table the request body
 -- @return[2] nil
 -- @return[2] a validation error naming the field
-function _M:transaction_body(t)
+function _M:transaction_body(t, names)
+  names = names or {}
+  local function name(k) return names[k] or k end
   local body, err = pick(t, TX_FIELDS, "transaction")
   if not body then return nil, err end
   for _, k in ipairs(TX_URLS) do
     if body[k] == nil then body[k] = self.defaults[k] end
   end
+  local e = check.uuid(body.product_id, "product_id")
+  if e then return nil, e end
   if type(body.currency) ~= "string" or not _M.CURRENCIES[body.currency] then
     return nil, errors.validation("currency", body.currency == nil and "required" or "unsupported_currency",
       "currency must be one of Zippy's: " .. CURRENCY_LIST)
   end
-  local price
-  price, err = zippy_price(body.price, body.currency)
-  if not price then return nil, err end
-  body.price = price
+  body.price, err = check.price(body.price, body.currency, name("price"))
+  if not body.price then return nil, err end
   if not _M.PAY_METHODS[body.pay_method] then
     return nil, errors.validation("pay_method", body.pay_method == nil and "required" or "invalid",
       "pay_method must be CARD or OPERATOR")
   end
-  for _, k in ipairs { "product_id", "carrier", "ext_transaction_id" } do
-    local v = body[k]
-    if type(v) == "number" and k == "product_id" then v = tostring(v) end
-    local e = need_id(v, k); if e then return nil, e end
-  end
-  if body.region == nil then return nil, errors.validation("region", "required", "region (the buyer's MCC) is required") end
-  if not tostring(body.region):match("^%d+$") or (type(body.region) ~= "number" and type(body.region) ~= "string") then
-    return nil, errors.validation("region", "invalid", "region must be a numeric mobile country code")
-  end
+  e = check.text(body.carrier, "carrier") or check.text(body.ext_transaction_id, name("ext_transaction_id"))
+  if e then return nil, e end
+  body.region, err = check.region(body.region, "region")
+  if not body.region then return nil, err end
   for _, k in ipairs(TX_URLS) do
-    if body[k] == nil then return nil, errors.validation(k, "required", k .. " is required") end
-    if not is_http_url(body[k]) then return nil, errors.validation(k, "invalid_url", k .. " must be an absolute http(s) URL") end
+    e = check.url(body[k], name(k), { no_fragment = RETURN_URLS[k] })
+    if e then return nil, e end
   end
-  if body.product_image_url ~= nil and not is_http_url(body.product_image_url) then
-    return nil, errors.validation("product_image_url", "invalid_url", "product_image_url must be an absolute http(s) URL")
+  if body.product_image_url ~= nil then
+    e = check.url(body.product_image_url, "product_image_url")
+    if e then return nil, e end
   end
   return body
 end
 
+-- Zippy's notice names only ext_transaction_id, so two transactions of one reference at two
+-- prices could not be told apart when one of them is paid: the instance refuses to start a
+-- transaction for a reference it started at another price or currency. The claim is made
+-- before the request (which yields), so concurrent purchases cannot both pass.
+local function claim_reference(self, body, field)
+  local price = body.price .. " " .. body.currency
+  local before = self.references:get(body.ext_transaction_id)
+  if before ~= nil and before ~= price then
+    return errors.validation(field or "ext_transaction_id", "reused",
+      (field or "ext_transaction_id") .. " was used for a transaction of " .. before .. " already: a new price needs a new "
+      .. "reference (Zippy's notice names only the reference, not the price)")
+  end
+  self.references:add(body.ext_transaction_id, price)
+end
+
 -- POST /transactions with a checked body (from transaction_body).
 -- Not idempotent: Zippy does not make ext_transaction_id unique, a repeat could start a second one.
-local function post_transaction(self, body)
+-- `unique`: the ext_transaction_id carries purchase's random part, no claim is needed.
+local function post_transaction(self, body, field, unique)
+  if not unique then
+    local err = claim_reference(self, body, field)
+    if err then return nil, err end
+  end
   return self:call("POST", "/transactions", { body = body, op = "create_transaction", idempotent = false })
 end
 
@@ -463,13 +531,20 @@ function _M:payment_url(token)
 end
 
 --- Asks Zippy to check a signed notice (POST /notices). -> true | false, reason | nil, err
+-- Zippy's reference server answers 409 for a notice without a sig and 500 for an unknown key
+-- id, and checks a notice of key id 0 with its newest key (a genuine key-0 notice is FAIL
+-- there): rely on @{Zippy:verify_notice}, which checks every configured key locally.
 -- @tparam string signed the signed notice
 -- @treturn boolean true when Zippy says OK; false, reason otherwise
 -- @treturn ?string the reason for false
 -- @return[2] nil
 -- @return[2] err
 function _M:check_notice(signed)
-  if not nonempty_string(signed) then return nil, errors.validation("qs", "required", "the signed notice is required") end
+  if signed == nil then return nil, errors.validation("qs", "required", "the signed notice is required") end
+  if type(signed) ~= "string" or signed == "" or #signed > check.MAX_NOTICE or signed:find("%c") then
+    return nil, errors.validation("qs", "invalid", "the signed notice must be a string of 1-" .. check.MAX_NOTICE
+      .. " bytes without control characters")
+  end
   local res, err = self:call("POST", "/notices", { body = { qs = signed }, op = "check_notice", idempotent = true })
   if not res then return nil, err end
   if type(res) ~= "table" then
@@ -548,11 +623,23 @@ end
 
 -- ------------------------------------------------------------------------- uniform flow
 
+local NONCE_SEP, NONCE_BYTES, NONCE_HEX = "~", 6, 12 -- 6 random bytes, 12 hex digits
+
 --- Starts a payment (uniform flow): creates a transaction, answers its payment page.
 -- purchase{product_id, amount|price, currency, pay_method, carrier, region, reference|ext_transaction_id,
 --   success_url, error_url, callback_success_url, callback_error_url (or instance defaults),
 --   product_image_url}
 -- `return_url` stands for success_url and error_url, `notify_url` for both callback URLs.
+--
+-- Zippy's signed notice names only the transaction's ext_transaction_id, and Zippy signs the
+-- notices of every shop with the same keys. So that a notice names one transaction alone, a
+-- `reference` is sent as `reference .. "~" .. 12 random hex digits` (at most 242 bytes of
+-- reference, then): the result's `reference` and `keep.ext_transaction_id` are that string
+-- (store it: complete and notification answer it as `reference`), `keep.reference` is yours.
+-- Without it (`reference_nonce = false`, or `ext_transaction_id` given as it is) the id must be
+-- unique per transaction and across shops, and an instance refuses (validation `reused`) a
+-- purchase whose id it already started at another amount or currency (the same amount again
+-- is a retry and allowed; the memory is the instance's, `reference_memory` entries).
 -- @tparam table p the fields above
 -- @treturn table result "redirect" with `redirect_url` and `keep`
 --   (`ext_transaction_id`, `uuid`, `token`, `amount`, `currency`)
@@ -560,36 +647,53 @@ end
 -- @return[2] a validation, transport or provider error
 function _M:purchase(p)
   if type(p) ~= "table" then return nil, errors.validation("purchase", "invalid", "purchase expects a table") end
-  local t = {}
+  local t, names = {}, {}
   for k, v in pairs(p) do t[k] = v end
-  if t.amount ~= nil then
-    if t.price ~= nil then return nil, errors.validation("amount", "invalid", "give amount or price, not both") end
-    t.price, t.amount = t.amount, nil
+  -- the uniform names, each standing for Zippy's; giving both is ambiguous
+  local function alias(uniform, zippy_names)
+    if t[uniform] == nil then return nil end
+    for _, z in ipairs(zippy_names) do
+      if t[z] ~= nil then
+        return errors.validation(uniform, "conflict", "give " .. uniform .. " or " .. z .. ", not both")
+      end
+    end
+    for _, z in ipairs(zippy_names) do t[z], names[z] = t[uniform], uniform end
+    t[uniform] = nil
   end
-  -- the uniform names: return_url (the buyer's way back, for success and error alike) and
-  -- notify_url (the server-to-server callback, for both outcomes)
-  if t.return_url ~= nil then
-    t.success_url = t.success_url or t.return_url
-    t.error_url = t.error_url or t.return_url
-    t.return_url = nil
+  local err = alias("amount", { "price" }) or alias("reference", { "ext_transaction_id" })
+    -- return_url: the buyer's way back, for success and error alike; notify_url: the
+    -- server-to-server callback, for both outcomes
+    or alias("return_url", { "success_url", "error_url" })
+    or alias("notify_url", { "callback_success_url", "callback_error_url" })
+  if err then return nil, err end
+  -- named as the uniform flow names them when the caller gave neither
+  if t.price == nil then names.price = "amount" end
+  if t.ext_transaction_id == nil then names.ext_transaction_id = "reference" end
+  local unique = false
+  if self.reference_nonce and names.ext_transaction_id == "reference" then
+    err = check.text(t.ext_transaction_id, "reference", check.MAX_TEXT - #NONCE_SEP - NONCE_HEX)
+    if err then return nil, err end
+    t.ext_transaction_id = t.ext_transaction_id .. NONCE_SEP .. core.random_hex(NONCE_BYTES)
+    unique = true
   end
-  if t.notify_url ~= nil then
-    t.callback_success_url = t.callback_success_url or t.notify_url
-    t.callback_error_url = t.callback_error_url or t.notify_url
-    t.notify_url = nil
-  end
-  if t.reference ~= nil then
-    if t.ext_transaction_id ~= nil then return nil, errors.validation("reference", "invalid", "give reference or ext_transaction_id, not both") end
-    t.ext_transaction_id, t.reference = t.reference, nil
-  end
-  local body, err = self:transaction_body(t)
+  local body
+  body, err = self:transaction_body(t, names)
   if not body then return nil, err end
   local tx
-  tx, err = post_transaction(self, body)
+  tx, err = post_transaction(self, body, names.ext_transaction_id, unique)
   if not tx then return nil, err end
   if type(tx) ~= "table" or not nonempty_string(tx.token) then
     return nil, provider_error { code = "invalid_response", op = "zippy.create_transaction",
       message = "zippy.create_transaction: the answer carries no token" }
+  end
+  -- Zippy answers the transaction it created: the buyer is never sent to one that is not
+  -- what was asked for (another price, currency, id or product). Text fields are compared
+  -- (a JSON number cannot be compared exactly, and the reference server answers text).
+  for _, k in ipairs { "price", "currency", "ext_transaction_id", "product_id" } do
+    if type(tx[k]) == "string" and tx[k] ~= body[k] then
+      return nil, provider_error { code = "invalid_response", op = "zippy.create_transaction",
+        message = "zippy.create_transaction: the answer's " .. k .. " is not the one sent; the buyer is not sent to it" }
+    end
   end
   return gateway.result {
     status = "redirect", method = "GET", provider = PROVIDER,
@@ -598,32 +702,57 @@ function _M:purchase(p)
     amount = body.price, currency = body.currency,
     raw = tx,
     keep = { ext_transaction_id = body.ext_transaction_id, uuid = tx.uuid, token = tx.token,
-             amount = body.price, currency = body.currency },
+             amount = body.price, currency = body.currency, reference = p.reference },
   }
+end
+
+-- A signature error that names where the notice came from.
+local function at(err, field)
+  if err and err.field == nil then err.field = field end
+  return err
 end
 
 --- Completes a payment when the buyer comes back (uniform flow).
 -- complete(query, keep): the buyer's browser came back to success_url/error_url with the
 -- signed notice in the query string. `query` is the RAW query string (or a table carrying it
--- as .query, like a notification request): verification needs the bytes as sent.
+-- as .query, like a notification request): verification needs the bytes as sent. The
+-- merchant's own parameters may come first: Zippy sends the browser to
+-- `success_url .. "?" .. notice` even when success_url has a query already, so both
+-- `order=7&ext_transaction_id=...` and `order=7?ext_transaction_id=...` are found; only the
+-- notice's own bytes are verified.
+--
+-- `keep` (what purchase answered as `keep`) is required: the notice names only its
+-- ext_transaction_id, and a notice for another order than the buyer's is refused.
+-- The amount and currency of the result are the kept ones (a notice carries none).
 -- @tparam string|table params the raw query string, or a table with `query` (or `args`)
--- @tparam[opt] table keep the purchase's `keep` (its ext_transaction_id must match)
+-- @tparam table keep the purchase's `keep` (its ext_transaction_id must match)
 -- @treturn table result "paid" or "failed"
 -- @return[2] nil
--- @return[2] a validation error (`raw_query_required`) or a signature error
---   (`wrong_transaction`, or those of @{Zippy:verify_notice})
+-- @return[2] a validation error (field `query`: `raw_query_required`, `too_long`; field `keep`)
+--   or a signature error with field `query` (`wrong_transaction`, or those of
+--   @{Zippy:verify_notice})
 function _M:complete(params, keep)
   local raw = params
   if type(params) == "table" then raw = params.query or params.args end
   if type(raw) ~= "string" then
-    return nil, errors.validation("params", "raw_query_required",
+    return nil, errors.validation("query", "raw_query_required",
       "complete needs the raw query string of the return URL (decoded parameters cannot be verified)")
   end
+  if type(keep) ~= "table" or not nonempty_string(keep.ext_transaction_id) then
+    return nil, errors.validation("keep", keep == nil and "required" or "invalid",
+      "complete needs the keep table that purchase answered for this buyer ({ext_transaction_id=, ...})")
+  end
+  if #raw > check.MAX_NOTICE then
+    return nil, errors.validation("query", "too_long", "the return's query is longer than " .. check.MAX_NOTICE .. " bytes")
+  end
+  if raw:find("%c") then
+    return nil, at(errors.signature("malformed", "the return's query holds control characters"), "query")
+  end
   local n, err = self:verify_notice(notice.from_query(raw))
-  if not n then return nil, err end
-  if keep and keep.ext_transaction_id ~= nil and keep.ext_transaction_id ~= n.ext_transaction_id then
-    return nil, errors.signature("wrong_transaction",
-      "the signed notice is for another transaction than the one kept for this buyer")
+  if not n then return nil, at(err, "query") end
+  if keep.ext_transaction_id ~= n.ext_transaction_id then
+    return nil, at(errors.signature("wrong_transaction",
+      "the signed notice is for another transaction than the one kept for this buyer"), "query")
   end
   return notice_result(n, keep)
 end
@@ -631,11 +760,14 @@ end
 --- Handles Zippy's callback (uniform flow).
 -- notification{method=, query=, body=, headers=}: Zippy's callback POST
 -- (signed_notice=URLENCODED_NOTICE). -> result, reply | nil, err, reply
+-- A callback names only the notice's ext_transaction_id: the result's `reference` is it
+-- (match it to your order); `duplicate` is true for a notice already seen by this instance.
 -- @tparam table req the raw `body` (or `query`)
 -- @treturn table result "paid" or "failed", `duplicate` true when seen before (else false)
 -- @treturn table reply 200 "OK"
 -- @return[2] nil
--- @return[2] a validation or signature error
+-- @return[2] a validation error (field `req`) or a signature error (field `body` or
+--   `signed_notice`)
 -- @return[2] table reply 400
 function _M:notification(req)
   if type(req) ~= "table" then
@@ -643,20 +775,31 @@ function _M:notification(req)
       gateway.reply(400, "BAD REQUEST")
   end
   local raw, err
-  if type(req.body) == "string" and req.body ~= "" then
+  if type(req.body) == "string" and #req.body > check.MAX_CALLBACK then
+    err = at(errors.signature("malformed", "the Zippy callback body is longer than " .. check.MAX_CALLBACK .. " bytes"), "body")
+  elseif type(req.body) == "string" and req.body ~= "" then
     raw, err = notice.from_body(req.body)
-  elseif type(req.query) == "string" and req.query ~= "" then
+    err = at(err, "signed_notice")
+  elseif type(req.query) == "string" and req.query ~= "" and #req.query <= check.MAX_CALLBACK then
     raw = notice.from_query(req.query)
   else
-    err = errors.signature("unsigned", "the Zippy callback carries no signed notice")
+    err = at(errors.signature("unsigned", "the Zippy callback carries no signed notice"), "body")
   end
   local n
-  if raw then n, err = self:verify_notice(raw) end
+  if raw then
+    if raw:find("%c") then
+      err = at(errors.signature("malformed", "the Zippy notice holds control characters"), "signed_notice")
+    else
+      n, err = self:verify_notice(raw)
+      err = at(err, "signed_notice")
+    end
+  end
   if not n then
     self.log("warn", "paykit zippy notification rejected: " .. tostring(err))
     return nil, err, gateway.reply(400, "REJECTED")
   end
   local result = notice_result(n)
+  -- verify does not yield, so nothing runs between the check and the record: one claim per key
   result.duplicate = self.seen:add(n.ext_transaction_id .. "\0" .. (n.error or ""))
   return result, gateway.reply(200, "OK")
 end

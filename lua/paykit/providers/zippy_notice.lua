@@ -92,16 +92,29 @@ function _M.verify(raw, keys)
   return map, list, tonumber(id)
 end
 
---- The signed notice inside a browser redirect's query string. The merchant's success_url may
--- carry its own parameters before the notice, which always starts with ext_transaction_id=.
+--- The signed notice inside a browser redirect's query string.
+-- The merchant's success_url may carry its own parameters before the notice, and Zippy's
+-- reference server joins them with "?" (it always appends "?" .. notice), so both
+-- `order=7&ext_transaction_id=...` and `order=7?ext_transaction_id=...` occur. The notice is
+-- the part from the last `ext_transaction_id=` that starts the query or follows "&" or "?",
+-- before the last "&sig=": inside a notice every "&", "?" and "=" of a value is
+-- percent-encoded, so that is where the signed bytes begin. Nothing is decoded here; the
+-- signature is checked over exactly these bytes by @{verify}.
 -- @tparam string query the raw query string (a leading "?" is dropped)
 -- @treturn ?string the notice (nil when query is not a string)
 function _M.from_query(query)
   if type(query) ~= "string" then return nil end
   query = query:gsub("^%?", "")
-  if query:sub(1, 19) == "ext_transaction_id=" then return query end
-  local i = query:find("&ext_transaction_id=", 1, true)
-  if i then return query:sub(i + 1) end
+  local cut = last_sig(query) or (#query + 1)
+  local start, from = nil, 1
+  while true do
+    local i = query:find("ext_transaction_id=", from, true)
+    if not i or i >= cut then break end
+    local before = query:sub(i - 1, i - 1)
+    if i == 1 or before == "&" or before == "?" then start = i end
+    from = i + 1
+  end
+  if start then return query:sub(start) end
   return query
 end
 

@@ -29,6 +29,21 @@
 -- For tests without a browser: POST /zippy/_sandbox/pay {"token": .., "outcome": "success" |
 -- "CC_ERROR" | "DIR_BILL_ERROR" | any error code} -> 200 {"Location": .., "signed_notice": ..}
 -- and the callback is sent as on the pages.
+-- Where the reference server (mozilla/zippy) differs from its documentation, the simulator does
+-- what the reference server does (shared/specs/zippy-notes.md, "Seen on the reference server"):
+--   * the redirect is success_url .. "?" .. notice even when success_url has a query already;
+--   * PUT /sellers/:uuid replaces the seller named by the body's uuid (required, else a plain
+--     text 500 "Server Error"); every field left out is stored as "";
+--   * DELETE of an unknown seller is 204; GET /products?seller_id=<unknown> is 404 NotFoundError;
+--   * a duplicate seller uuid is 409 InvalidArgumentError {"uuid": "UUID must be unique"}; a
+--     duplicate external_id and unknown fields are 409 InvalidArgumentError with a plain-text
+--     message ("external_id must be unique per seller", "Unrecognized fields: colour");
+--   * region is stored and answered as a string;
+--   * POST /notices: no sig is a 409 InvalidArgumentError, an unknown key id a plain-text 500,
+--     and a notice of key id 0 is checked with the newest key (a genuine key-0 notice FAILs).
+-- GET /zippy/_sandbox/requests -> {"requests": N}: how many requests reached the simulator
+-- (every path but /zippy/_sandbox/..., malformed ones included), for specs that prove a call
+-- was refused before the network.
 local cjson = require "cjson.safe"
 local core = require "paykit.core"
 
@@ -198,20 +213,24 @@ local function is_url(v)
   return type(v) == "string" and v:match("^[Hh][Tt][Tt][Pp][Ss]?://[^/%s?#]+[^%s]*$") ~= nil
 end
 
-local function nonempty(v)
-  return (type(v) == "string" and v ~= "") or (type(v) == "number")
+-- The fields of `body` that neither `spec` nor `ignore` knows, sorted; nil when none.
+local function unknown_fields(body, spec, ignore)
+  local list = {}
+  for k in pairs(body) do
+    if type(k) ~= "string" or not (spec[k] or (ignore and ignore[k])) then list[#list + 1] = tostring(k) end
+  end
+  if #list == 0 then return nil end
+  table.sort(list)
+  return list
 end
 
 -- Checks `body` against `spec` = {field = {required=bool, check=fn(v) -> message|nil}}.
--- Fields in `ignore` are accepted and dropped. Returns clean table or nil, errors.
-local function validate(body, spec, ignore)
+-- Fields spec does not know are dropped. Returns clean table or nil, errors (a map of
+-- field -> message). Unknown fields are refused first, by the caller (see json_input).
+local function validate(body, spec)
   local errs, clean, any = {}, {}, false
   for k, v in pairs(body) do
-    if type(k) ~= "string" or not (spec[k] or (ignore and ignore[k])) then
-      errs[tostring(k)] = "This field is not allowed."; any = true
-    elseif spec[k] then
-      clean[k] = v
-    end
+    if spec[k] then clean[k] = v end
   end
   for k, rule in pairs(spec) do
     local v = body[k]
@@ -295,18 +314,59 @@ local function with_resource(obj, name, pk)
   return out
 end
 
+-- 409 InvalidArgumentError with a plain-text message, as the reference server answers
+-- unknown fields and a duplicate external_id (not a JSON map).
+local function invalid_text(util, text)
+  return fail(util, 409, text, "InvalidArgumentError")
+end
+
+-- The reference server's plain-text 500 (no JSON).
+local function server_error(util)
+  return util.send(500, "Server Error", "text/plain")
+end
+
 -- The request's JSON object, checked against `spec` when given (see validate).
 -- Returns it, or nil and the 400 / 409 answer already sent.
 local function json_input(util, spec, ignore)
   local body = util.json_body()
   if not body or body[1] ~= nil then return nil, fail(util, 400, "the body must be a JSON object") end
   if not spec then return body end
-  local clean, errs = validate(body, spec, ignore)
+  local unknown = unknown_fields(body, spec, ignore)
+  if unknown then return nil, invalid_text(util, "Unrecognized fields: " .. table.concat(unknown, ", ")) end
+  local clean, errs = validate(body, spec)
   if not clean then return nil, invalid(util, errs) end
   return clean
 end
 
 ---------------------------------------------------------------------------- API handlers
+
+-- PUT /sellers/:uuid as the reference server does it: a full replacement of the seller named
+-- by the body's uuid (not the path's); without a uuid in the body a plain-text 500; every
+-- field left out is stored as "" (a seller sent without status is no longer ACTIVE).
+local SELLER_ORDER = { "uuid", "status", "name", "email", "agreement" }
+local function replace_seller(util, s)
+  local body, sent = json_input(util)
+  if not body then return sent end
+  local unknown = unknown_fields(body, SELLER, RESOURCE_FIELDS)
+  if unknown then return invalid_text(util, "Unrecognized fields: " .. table.concat(unknown, ", ")) end
+  if type(body.uuid) ~= "string" or body.uuid == "" then return server_error(util) end
+  local target = body.uuid
+  if not s.sellers[target] then return fail(util, 404, "no seller " .. target) end
+  local errs, any, record = {}, false, {}
+  for _, k in ipairs(SELLER_ORDER) do
+    local v = body[k]
+    if v == nil or v == cjson.null or v == "" then
+      record[k] = ""
+    else
+      local msg = SELLER[k].check and SELLER[k].check(v)
+      if msg then errs[k], any = msg, true end
+      record[k] = v
+    end
+  end
+  if any then return invalid(util, errs) end
+  s.sellers[target] = record
+  return util.json(200, with_resource(record, "sellers", target))
+end
 
 local function sellers(util, method, id)
   local s = state(util)
@@ -320,7 +380,7 @@ local function sellers(util, method, id)
     elseif method == "POST" then
       local clean, sent = json_input(util, SELLER, RESOURCE_FIELDS)
       if not clean then return sent end
-      if s.sellers[clean.uuid] then return fail(util, 409, "a seller with this uuid already exists") end
+      if s.sellers[clean.uuid] then return invalid(util, { uuid = "UUID must be unique" }) end
       s.sellers[clean.uuid] = clean
       s.seller_order[#s.seller_order + 1] = clean.uuid
       return util.json(201, with_resource(clean, "sellers", clean.uuid))
@@ -328,26 +388,19 @@ local function sellers(util, method, id)
     return fail(util, 405, "method not allowed")
   end
   local seller = s.sellers[id]
-  if not seller then return fail(util, 404, "no seller " .. id) end
-  if method == "GET" then
-    return util.json(200, with_resource(seller, "sellers", id))
-  elseif method == "PUT" then
-    local body, sent = json_input(util)
-    if not body then return sent end
-    local merged = {}
-    for k, v in pairs(seller) do merged[k] = v end
-    for k, v in pairs(body) do merged[k] = v end
-    if merged.uuid ~= id then return invalid(util, { uuid = "This field cannot be changed." }) end
-    local clean, errs = validate(merged, SELLER, RESOURCE_FIELDS)
-    if not clean then return invalid(util, errs) end
-    s.sellers[id] = clean
-    return util.json(200, with_resource(clean, "sellers", id))
-  elseif method == "DELETE" then
+  if method == "DELETE" then
+    -- the reference server answers 204 for an unknown uuid too
     s.sellers[id] = nil
     for i, uuid in ipairs(s.seller_order) do
       if uuid == id then table.remove(s.seller_order, i); break end
     end
     return util.send(204, "")
+  end
+  if not seller then return fail(util, 404, "no seller " .. id) end
+  if method == "GET" then
+    return util.json(200, with_resource(seller, "sellers", id))
+  elseif method == "PUT" then
+    return replace_seller(util, s)
   end
   return fail(util, 405, "method not allowed")
 end
@@ -372,6 +425,9 @@ local function products(util, method, id)
   end
   if method == "GET" then
     local q = util.query()
+    if q.seller_id and not s.sellers[q.seller_id] then
+      return fail(util, 404, "seller " .. tostring(q.seller_id) .. " not found", "NotFoundError")
+    end
     local list = {}
     for _, uuid in ipairs(s.product_order) do
       local p = s.products[uuid]
@@ -389,7 +445,7 @@ local function products(util, method, id)
     if s.products[clean.uuid] then return fail(util, 409, "a product with this uuid already exists") end
     for _, p in pairs(s.products) do
       if p.seller_id == clean.seller_id and p.external_id == clean.external_id then
-        return fail(util, 409, "this seller already has a product with this external_id")
+        return invalid_text(util, "external_id must be unique per seller")
       end
     end
     clean.status = "ACTIVE"
@@ -416,6 +472,7 @@ local function transactions(util, method, id)
   if clean.ext_transaction_id == "sandbox-fail-500" then
     return fail(util, 500, "sandbox: failure on demand")
   end
+  clean.region = tostring(clean.region) -- stored and answered as a string, as the reference server
   clean.uuid = core.uuid4()
   clean.status = "STARTED"
   clean.token = core.random_hex(64)
@@ -433,7 +490,16 @@ local function notices(util, method)
   if method ~= "POST" then return fail(util, 405, "method not allowed") end
   local clean, sent = json_input(util, NOTICE)
   if not clean then return sent end
-  local ok, reason = M.verify_notice(clean.qs)
+  -- the reference server's ways: no sig is a 409, an unknown key id a plain 500, and key id 0
+  -- stands for "the newest key" (a genuine notice of key 0 is then a mismatch there)
+  local id = clean.qs:match("&sig=(%d+):%x*$")
+  if not clean.qs:find("&sig=", 1, true) then
+    return invalid_text(util, "signature missing")
+  end
+  if id and not M.NOTICE_KEYS[tonumber(id)] then return server_error(util) end
+  local qs = clean.qs
+  if id == "0" then qs = qs:gsub("&sig=0:(%x*)$", "&sig=" .. M.NEWEST_KEY_ID .. ":%1") end
+  local ok, reason = M.verify_notice(qs)
   return util.json(200, { result = ok and "OK" or "FAIL", reason = ok and "" or reason })
 end
 
@@ -449,7 +515,8 @@ function M.finish(util, tx, error_code)
   tx.status = error_code and "FAILED" or "COMPLETED"
   tx.error = error_code
   local back = error_code and tx.error_url or tx.success_url
-  local location = back .. (back:find("?", 1, true) and "&" or "?") .. signed
+  -- as the reference server: always "?", even when the URL has a query already
+  local location = back .. "?" .. signed
   util.notify {
     provider = "zippy",
     url = error_code and tx.callback_error_url or tx.callback_success_url,
@@ -465,6 +532,9 @@ local finish = M.finish
 ---------------------------------------------------------------------------- sandbox-only calls
 
 local function sandbox_call(util, method, what)
+  if what == "requests" and method == "GET" then
+    return util.json(200, { requests = state(util).requests or 0 })
+  end
   if method ~= "POST" then return fail(util, 405, "method not allowed") end
   local body, sent = json_input(util)
   if not body then return sent end
@@ -495,6 +565,10 @@ local API = { sellers = sellers, terms = terms, products = products, transaction
 function M.handle(util)
   local method = ngx.req.get_method()
   local path = util.subpath("zippy")
+  if path:sub(1, 10) ~= "/_sandbox/" then
+    local s = state(util)
+    s.requests = (s.requests or 0) + 1
+  end
   local top, id, extra = path:match("^/([%w_]+)/?([^/]*)/?(.*)$")
   if not top then return fail(util, 404, "no such resource") end
   if id == "" then id = nil end
