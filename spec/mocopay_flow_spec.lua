@@ -65,11 +65,13 @@ describe("mocopay flow against the sandbox", function()
 
     local log = sb.sink_log("n-" .. n, 2)
     assert.equal(2, #log)
-    for _, e in ipairs(log) do
+    for i, e in ipairs(log) do
       local res, reply = gw:notification(as_request(e))
       assert.truthy(res, reply and reply.body)
       assert.equal("paid", res.status)
-      assert.is_false(res.duplicate)
+      assert.equal("order-" .. n, res.reference)
+      -- the session notice and the transaction notice are one payment: the second is a repeat
+      assert.equal(i == 2, res.duplicate)
       assert.is_true(res.notification.signed)
       assert.equal(done.provider_reference, res.provider_reference)
       assert.same({ status = 200, body = "OK", content_type = "text/plain" }, reply)
@@ -85,6 +87,10 @@ describe("mocopay flow against the sandbox", function()
 
     local st = assert(gw:status(done.provider_reference))
     assert.equal("paid", st.status)
+    local bound = assert(gw:status(done.provider_reference, r.keep)) -- and it is this purchase's
+    assert.equal("paid", bound.status)
+    assert.is_true(bound.bound)
+    assert.equal("order-" .. n, bound.reference)
     assert.equal(done.provider_reference, assert(gw:status { userId = "u-" .. n }).provider_reference)
     assert.equal(done.provider_reference, assert(gw:status { transaction_id = p.transactions[1] }).provider_reference)
   end)
@@ -153,7 +159,14 @@ describe("mocopay flow against the sandbox", function()
     local ok, err = gw:complete(forged, dear.keep)
     assert.is_nil(ok)
     assert.equal("signature", err.kind)
+    assert.equal("request_mismatch", err.code) -- the answer names the cheap purchase
+    -- and where the answer names no purchase, the product still tells them apart
+    assert.equal(200, sb.post_json("/mocopay/_sandbox/verify_answer",
+      { sessionId = paid.sessionId, set = { requestId = require("cjson").null, referenceId = require("cjson").null } }).status)
+    ok, err = gw:complete(forged, dear.keep)
+    assert.is_nil(ok)
     assert.equal("product_mismatch", err.code)
+    sb.post_json("/mocopay/_sandbox/verify_answer", { sessionId = paid.sessionId })
   end)
 
   it("does not believe a forged return's status", function()

@@ -209,7 +209,8 @@ describe("mocopay sandbox", function()
       for k in pairs(j) do keys[#keys + 1] = k end
       table.sort(keys)
       assert.same({ "chargedAmount", "currencyCode", "endUser", "expiresIn", "failedAmount", "lang", "lastChargedAmount",
-        "lastFailedAmount", "pid", "recurrent", "series", "serviceCode", "sessionId", "status", "timeAuthorized", "timeInit",
+        "lastFailedAmount", "pid", "recurrent", "referenceId", "requestId", "series", "serviceCode", "sessionId", "status",
+        "timeAuthorized", "timeInit",
         "timeLastSuccessfullPayment", "totalChargedAmount", "totalFailedAmount", "transactions", "type" }, keys)
       assert.equal(sid, j.sessionId)
       assert.equal("Authorized", j.status)

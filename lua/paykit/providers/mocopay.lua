@@ -296,14 +296,16 @@ local AMOUNTS = { charged_amount = "chargedAmount", failed_amount = "failedAmoun
 --- Every field of a verifyPayment answer, in Lua names. Amounts are decimal strings.
 -- @tparam table json the decoded answer
 -- @tparam[opt] string body the raw answer (amounts are read from its text, never through a float)
--- @treturn table `session_id`, `service_code`, `pid`, `type`, `lang`, `series`, `status`,
+-- @treturn table `session_id`, `request_id` and `reference_id` (when the answer names the
+--   purchase the session belongs to), `service_code`, `pid`, `type`, `lang`, `series`, `status`,
 --   `currency_code`, `recurrent`, `expires_in`, `time_init`, `time_authorized`,
 --   `time_last_successful_payment`, `transactions`, `end_user` `{user_id, phone, mcc, mnc}`,
 --   and the amounts `charged_amount`, `failed_amount`, `last_charged_amount`,
 --   `last_failed_amount`, `total_charged_amount`, `total_failed_amount`
 function M.payment_info(json, body)
   local info = {
-    session_id = nonnull(json.sessionId), service_code = nonnull(json.serviceCode), pid = nonnull(json.pid),
+    session_id = nonnull(json.sessionId), request_id = nonnull(json.requestId), reference_id = nonnull(json.referenceId),
+    service_code = nonnull(json.serviceCode), pid = nonnull(json.pid),
     type = nonnull(json.type), lang = nonnull(json.lang), series = int(nonnull(json.series)),
     status = nonnull(json.status), currency_code = nonnull(json.currencyCode),
     recurrent = nonnull(json.recurrent), expires_in = int(nonnull(json.expiresIn)),
@@ -393,6 +395,7 @@ function M.new(opts)
     require_signature = opts.require_signature == true,
     notification_reply = opts.notification_reply or "OK",
     confirm_return = opts.confirm_return ~= false,
+    duplicate_wait = opts.duplicate_wait or 60,
     log = base.log, http = base.http, seen = base.seen,
   }, Client)
   -- The secret lives only in these closures: an instance printed or logged shows no secret.
@@ -429,17 +432,20 @@ end
 -- @type Client
 
 --- One signed call. Returns json, body | nil, err.
--- Sent with `idempotent = true`: MoCoPay's calls may be retried.
+-- Only a call marked idempotent is retried after it may have reached MoCoPay: initPayment
+-- opens a payment session each time it arrives, so it is sent once (idempotent false);
+-- verifyPayment only reads (idempotent true).
 -- @tparam string op the operation name, e.g. "verifyPayment"
 -- @tparam string method "GET" or "POST"
 -- @tparam string endpoint the path after base_url's prefix
 -- @tparam table params the query parameters (signed)
+-- @tparam boolean idempotent whether the call may be sent again
 -- @treturn table the decoded JSON answer
 -- @treturn string the raw body
 -- @return[2] nil
 -- @return[2] a transport error or a provider error: `unauthorized`, `server_error`,
 --   `not_found`, `rejected`, `invalid_response`
-function Client:call(op, method, endpoint, params)
+function Client:call(op, method, endpoint, params, idempotent)
   local path = self.base_path .. endpoint
   local sig = self.api_key .. ":" .. self.sign(path, params)
   local query = to_pairs(params)
@@ -451,7 +457,7 @@ function Client:call(op, method, endpoint, params)
   end
   local res, err = self.http:request {
     method = method, url = self.origin .. path .. "?" .. core.canonical_query(query), headers = headers,
-    body = method == "POST" and "" or nil, op = "mocopay." .. op, idempotent = true,
+    body = method == "POST" and "" or nil, op = "mocopay." .. op, idempotent = idempotent == true,
   }
   if not res then return nil, err end
   local json = res.body and res.body ~= "" and cjson.decode(res.body) or nil
@@ -468,7 +474,7 @@ end
 function Client:init_payment(params, names)
   local ok, err = M.validate_init(params, names)
   if not ok then return nil, err end
-  local json, body = self:call("initPayment", "GET", self.init_path, params)
+  local json, body = self:call("initPayment", "GET", self.init_path, params, false)
   if not json then return nil, body end
   local request_id, redirect = json.requestId, json.redirectUrl
   if type(request_id) ~= "string" or type(redirect) ~= "string" or not M.is_http_url(redirect) then
@@ -519,6 +525,69 @@ end
 
 local VERIFY_BY = { sessionId = "session_id", userId = "user_id", transactionId = "transaction_id" }
 
+local function same(a, b) return type(a) == "string" and type(b) == "string" and core.consteq(a, b) end
+
+-- Whether a verifyPayment answer is about what was asked: the session asked for, the buyer
+-- asked for, or a session holding the transaction asked for.
+local function answered_for(by, value, info)
+  if type(info.session_id) ~= "string" or info.session_id == "" then
+    return nil, errors.provider { code = "invalid_response", provider = M.PROVIDER, op = "verifyPayment",
+      message = "MoCoPay verifyPayment answer names no sessionId" }
+  end
+  if by == "sessionId" and not same(info.session_id, value) then
+    return nil, errors.signature("session_mismatch", "verifyPayment answered for another session than the one asked about")
+  end
+  if by == "userId" and not same(info.end_user and info.end_user.user_id, value) then
+    return nil, errors.signature("user_mismatch", "verifyPayment answered for another buyer than the one asked about")
+  end
+  if by == "transactionId" then
+    local found = false
+    for _, t in ipairs(info.transactions) do if same(t, value) then found = true end end
+    if not found then
+      return nil, errors.signature("transaction_mismatch", "verifyPayment answered with a session that does not hold the transaction asked about")
+    end
+  end
+  return true
+end
+
+-- Checks that a session's answer belongs to the purchase `keep` describes, and names the
+-- result after it. The answer must carry this purchase's requestId or referenceId (neither
+-- may differ); an answer carrying neither cannot be bound and comes back "pending"
+-- (bound = false) whatever the session's state: the payment is then confirmed only by a
+-- signed notification. Returns the result or nil, err.
+local function bind(r, keep)
+  local p = r.payment
+  if keep.session_id ~= nil and not same(p.session_id, keep.session_id) then
+    return nil, errors.signature("session_mismatch", "the session is not the one this purchase is bound to")
+  end
+  if p.request_id ~= nil and not same(p.request_id, keep.request_id) then
+    return nil, errors.signature("request_mismatch", "verifyPayment says the session belongs to another purchase (requestId)")
+  end
+  if p.reference_id ~= nil and not same(p.reference_id, keep.reference_id) then
+    return nil, errors.signature("reference_mismatch", "verifyPayment says the session belongs to another purchase (referenceId)")
+  end
+  if keep.pid ~= nil and p.pid ~= nil and not same(tostring(p.pid), keep.pid) then
+    return nil, errors.signature("product_mismatch", "the session is for another product")
+  end
+  r.reference, r.request_id, r.session_id = keep.reference_id, keep.request_id, p.session_id
+  if p.request_id == nil and p.reference_id == nil then
+    r.status, r.bound = "pending", false
+    r.message = "MoCoPay session " .. tostring(p.status) .. ", but the answer does not name this purchase: waiting for a signed notification"
+  else
+    r.bound = true
+  end
+  return r
+end
+
+local function check_keep(keep)
+  if type(keep) ~= "table" or type(keep.request_id) ~= "string" or type(keep.reference_id) ~= "string"
+    or (keep.session_id ~= nil and type(keep.session_id) ~= "string")
+    or (keep.pid ~= nil and type(keep.pid) ~= "string") then
+    return nil, errors.validation("keep", "invalid", "keep must be the table purchase returned ({request_id, reference_id, pid})")
+  end
+  return true
+end
+
 --- A session's state (verifyPayment).
 -- verifyPayment by exactly one of sessionId, userId, transactionId (API or Lua names).
 -- Returns result (status from the session's status; `payment` holds every answered field).
@@ -548,19 +617,37 @@ function Client:verify_payment(by)
   end
   if count == 0 then return nil, errors.validation("sessionId", "required", "verifyPayment needs one of sessionId, userId, transactionId") end
   if count > 1 then return nil, errors.validation(chosen, "exclusive", "verifyPayment takes exactly one of sessionId, userId, transactionId") end
-  local json, body = self:call("verifyPayment", "POST", self.verify_path, { [chosen] = value })
+  local json, body = self:call("verifyPayment", "POST", self.verify_path, { [chosen] = value }, true)
   if not json then return nil, body end
   local info = M.payment_info(json, body)
+  local ok, err = answered_for(chosen, value, info)
+  if not ok then
+    self.log("warn", "mocopay verifyPayment answered for another " .. chosen)
+    return nil, err
+  end
   return payment_result(info, json)
 end
 
 --- The status of a payment (uniform flow): @{Client:verify_payment}.
--- gw:status(ref): ref is a sessionId string or {sessionId=|userId=|transactionId=}.
+-- gw:status(ref[, keep]): ref is a sessionId string or {sessionId=|userId=|transactionId=}.
+-- With the purchase's `keep` the answer must belong to that purchase (as in @{Client:complete}):
+-- another purchase's session is an error (`request_mismatch`, `reference_mismatch`,
+-- `product_mismatch`), and an answer that does not name the purchase is "pending".
+-- Without keep the result describes the session only; never take it for an order.
 -- @tparam string|table ref
+-- @tparam[opt] table keep the `keep` of the purchase result
 -- @treturn table result
 -- @return[2] nil
 -- @return[2] err
-function Client:status(ref) return self:verify_payment(ref) end
+function Client:status(ref, keep)
+  if keep ~= nil then
+    local ok, err = check_keep(keep)
+    if not ok then return nil, err end
+  end
+  local r, err = self:verify_payment(ref)
+  if not r or keep == nil then return r, err end
+  return bind(r, keep)
+end
 
 local function decode_params(params)
   if type(params) == "string" then
@@ -573,54 +660,84 @@ local function decode_params(params)
   return params
 end
 
-local function same(a, b) return type(a) == "string" and type(b) == "string" and core.consteq(a, b) end
+-- The one value of a return parameter: every spelling of the name (case-insensitive) counted;
+-- a repeated or missing one is refused (a forger's second sessionId must not be the one read).
+local function single(p, name)
+  local lname, found, n = name:lower(), nil, 0
+  for k, v in pairs(p) do
+    if type(k) == "string" and k:lower() == lname then
+      n = n + (type(v) == "table" and #v or 1)
+      found = v
+    end
+  end
+  if n == 0 then return nil, errors.validation(name, "required", "the return lacks " .. name) end
+  if n > 1 or type(found) ~= "string" then
+    return nil, errors.validation(name, "repeated", "the return carries " .. name .. " more than once")
+  end
+  if found == "" or #found > 255 or find(found, "%c") then
+    return nil, errors.validation(name, "invalid", name .. " must be 1-255 characters without control characters")
+  end
+  return found
+end
 
 --- Completes a payment when the buyer comes back (uniform flow).
 -- gw:complete(params, keep): the buyer's return to callbackUrl (sid, sessionId, requestId,
--- referenceId, status). The return is not signed, so requestId and referenceId must match
--- what purchase kept, sid must equal sessionId, and PaymentComplete is confirmed with
--- verifyPayment (its pid must match keep.pid) before "paid" is reported
--- (unless the instance's confirm_return is false).
+-- referenceId, status). The return is not signed: anyone can write one, with any sessionId.
+-- So requestId and referenceId must match what purchase kept, sid must equal sessionId (each
+-- given once), and PaymentComplete is confirmed with verifyPayment for that session: the
+-- answer must be about that very session and must name this purchase (its requestId or
+-- referenceId; `keep.pid` must match its pid). An answer naming another purchase is an error;
+-- an answer naming none gives "pending" (`bound = false`: MoCoPay's echo of requestId /
+-- referenceId is UNCONFIRMED; the signed notification then settles the payment). With the
+-- instance's confirm_return false, PaymentComplete is only "pending" (no call).
+-- A return saying the payment was cancelled, expired or failed is "failed" without a call.
 -- @tparam table|string params the return's parameters, or its query string (or URL)
--- @tparam table keep the `keep` of the purchase result
--- @treturn table result "paid", "failed" or "pending"
+-- @tparam table keep the `keep` of the purchase result (`session_id` may be added once known:
+--   the return must then be for that session)
+-- @treturn table result "paid", "failed" or "pending", with `session_id`, `request_id`,
+--   `callback_status` and `bound`
 -- @return[2] nil
 -- @return[2] a validation error, a signature error (`request_mismatch`, `reference_mismatch`,
 --   `session_mismatch`, `product_mismatch`), or verifyPayment's error
 function Client:complete(params, keep)
   local p, err = decode_params(params)
   if not p then return nil, err end
-  if type(keep) ~= "table" or type(keep.request_id) ~= "string" or type(keep.reference_id) ~= "string" then
-    return nil, errors.validation("keep", "invalid", "keep must be the table purchase returned ({request_id, reference_id})")
-  end
+  local ok, kerr = check_keep(keep)
+  if not ok then return nil, kerr end
+  local v = {}
   for _, k in ipairs { "requestId", "sid", "sessionId", "referenceId", "status" } do
-    local v = gateway.field(p, k)
-    if type(v) ~= "string" or v == "" then return nil, errors.validation(k, "required", "the return lacks " .. k) end
+    local value, verr = single(p, k)
+    if not value then return nil, verr end
+    v[k] = value
   end
-  local f = function(k) return gateway.field(p, k) end
-  if not same(f("requestId"), keep.request_id) then
+  if not same(v.requestId, keep.request_id) then
     return nil, errors.signature("request_mismatch", "the return's requestId is not the one this purchase started")
   end
-  if not same(f("referenceId"), keep.reference_id) then
+  if not same(v.referenceId, keep.reference_id) then
     return nil, errors.signature("reference_mismatch", "the return's referenceId is not this purchase's")
   end
-  if not same(f("sid"), f("sessionId")) then
+  if not same(v.sid, v.sessionId) then
     return nil, errors.signature("session_mismatch", "the return's sid and sessionId differ")
   end
-  local extra = { reference = keep.reference_id, request_id = keep.request_id, session_id = f("sessionId"),
-                  callback_status = f("status") }
-  local hinted = M.map_status(f("status"))
+  if keep.session_id ~= nil and not same(v.sessionId, keep.session_id) then
+    return nil, errors.signature("session_mismatch", "the return's session is not the one this purchase is bound to")
+  end
+  local hinted = M.map_status(v.status)
   if hinted ~= "paid" or not self.confirm_return then
+    if hinted == "paid" then hinted = "pending" end
     return gateway.result { status = hinted, provider = M.PROVIDER, reference = keep.reference_id,
-      provider_reference = f("sessionId"), code = f("status"), message = "MoCoPay return " .. f("status"),
-      request_id = keep.request_id, session_id = f("sessionId"), callback_status = f("status"), raw = p }
+      provider_reference = v.sessionId, code = v.status, bound = false,
+      message = "MoCoPay return " .. v.status .. (hinted == "pending" and " (not confirmed)" or ""),
+      request_id = keep.request_id, session_id = v.sessionId, callback_status = v.status, raw = p }
   end
-  local r, verr = self:verify_payment { sessionId = f("sessionId") }
+  local r, verr = self:verify_payment { sessionId = v.sessionId }
   if not r then return nil, verr end
-  if keep.pid and r.payment.pid ~= nil and not same(tostring(r.payment.pid), keep.pid) then
-    return nil, errors.signature("product_mismatch", "the returned session is for another product")
+  r, verr = bind(r, keep)
+  if not r then
+    self.log("warn", "mocopay return refused: " .. tostring(verr.code))
+    return nil, verr
   end
-  for k, v in pairs(extra) do r[k] = v end
+  r.callback_status = v.status
   return r
 end
 
@@ -695,32 +812,86 @@ function Client:notification(req)
   if not session_id and not transaction_id then
     return nil, errors.validation("sessionId", "required", "the notification names no sessionId or transactionId"), bad
   end
-  local key = table.concat({ session_id or "", transaction_id or "", f("status") or "", f("series") or "",
-                             f("chargedAmount") or "", f("amount") or "" }, "|")
+  for name, v in pairs { sessionId = session_id, transactionId = transaction_id } do
+    if type(v) ~= "string" or #v > 255 or find(v, "%c") then
+      return nil, errors.validation(name, "invalid", name .. " must be 1-255 characters without control characters"), bad
+    end
+  end
+  local claimed_ref = f("referenceId")
+  if claimed_ref ~= nil and type(claimed_ref) ~= "string" then claimed_ref = nil end
   local reply = gateway.reply(200, self.notification_reply)
-  local first = self.seen:get(key)
-  if first then
+  -- This notice (signed or not: an unsigned copy must not stand for the signed one) is
+  -- claimed before verifyPayment yields, so that concurrent deliveries agree on the first.
+  local notice = table.concat({ "notice", signature ~= nil and "signed" or "unsigned", session_id or "",
+    transaction_id or "", tostring(f("status") or ""), tostring(f("series") or ""), tostring(f("chargedAmount") or ""),
+    tostring(f("amount") or ""), claimed_ref or "" }, "\0")
+  local function repeat_of(first)
     local r = {}
-    for k, v in pairs(first) do r[k] = v end
+    for k, val in pairs(first) do r[k] = val end
     r.duplicate = true
     return gateway.result(r), reply
   end
-  local r, err = self:verify_payment(session_id and { sessionId = session_id } or { transactionId = transaction_id })
+  local busy = function()
+    return nil, errors.provider { code = "in_progress", provider = M.PROVIDER, op = "notification", retryable = true,
+      message = "the same MoCoPay notification is being processed" }, gateway.reply(503, "try again")
+  end
+  local claimed, state, first = self.seen:claim(notice)
+  local tries = 0
+  while not claimed do
+    if state == "pending" then state, first = self.seen:wait(notice, self.duplicate_wait) end
+    if state == "done" then
+      if first then return repeat_of(first) end
+      return busy()
+    end
+    tries = tries + 1
+    if state == "pending" or tries > 3 then return busy() end
+    claimed, state, first = self.seen:claim(notice) -- released by a delivery that failed: ours now
+  end
+  local function refuse(err, rep)
+    self.seen:release(notice)
+    return nil, err, rep
+  end
+  local done, r, err = pcall(self.verify_payment, self,
+    session_id and { sessionId = session_id } or { transactionId = transaction_id })
+  if not done then
+    self.seen:release(notice)
+    error(r, 0)
+  end
   if not r then
-    return nil, err, gateway.reply(503, "try again")
+    if err.kind == "signature" then return refuse(err, bad) end
+    return refuse(err, gateway.reply(503, "try again"))
   end
-  if session_id and r.payment.session_id ~= nil and r.payment.session_id ~= session_id then
-    return nil, errors.signature("session_mismatch", "verifyPayment answered for another session"), bad
+  local info = r.payment
+  if transaction_id and session_id then
+    local held = false
+    for _, t in ipairs(info.transactions) do if same(t, transaction_id) then held = true end end
+    if not held then
+      return refuse(errors.signature("transaction_mismatch", "the notified transaction is not in the session verifyPayment answered"), bad)
+    end
   end
-  r.reference = f("referenceId")
+  -- The order it names: the signed referenceId, or the one verifyPayment answers; never an
+  -- unsigned claim. Where both are known they must agree.
+  if claimed_ref and info.reference_id ~= nil and not same(claimed_ref, info.reference_id) then
+    self.log("warn", "mocopay notification for session " .. info.session_id .. " names another purchase")
+    return refuse(errors.signature("reference_mismatch", "the notification's referenceId is not the session's"), bad)
+  end
+  if signature ~= nil then r.reference = claimed_ref or info.reference_id else r.reference = info.reference_id end
+  r.session_id = info.session_id
   local fields = {}
-  for k, v in pairs(p) do if k ~= "signature" then fields[k] = v end end
+  for k, val in pairs(p) do if k ~= "signature" then fields[k] = val end end
   r.notification = { session_id = session_id, transaction_id = transaction_id, status = f("status"),
-                     session_type = f("sessionType"), series = f("series"), signed = signature ~= nil, params = fields }
+                     session_type = f("sessionType"), series = f("series"), reference_id = claimed_ref,
+                     signed = signature ~= nil, params = fields }
   r.raw = { notification = fields, verify = r.raw }
-  r.duplicate = false
-  self.seen:add(key, r)
-  self.log("info", "mocopay notification session=" .. tostring(session_id) .. " status=" .. tostring(r.code))
+  -- The payment is the session's verified state: a session notice and the transaction
+  -- notice of the same charge verify alike and are one payment (no yield since the answer:
+  -- the first to get here records it).
+  local payment = table.concat({ "payment", info.session_id, tostring(info.status), tostring(info.series),
+    tostring(#info.transactions), tostring(info.total_charged_amount), tostring(info.total_failed_amount) }, "\0")
+  r.duplicate = self.seen:add(payment)
+  self.seen:settle(notice, r)
+  self.log("info", "mocopay notification session=" .. tostring(info.session_id) .. " status=" .. tostring(r.code)
+    .. (r.duplicate and " (duplicate)" or ""))
   return r, reply
 end
 

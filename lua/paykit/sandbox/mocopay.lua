@@ -36,7 +36,9 @@
 -- key that started the session, over the notify URL's path and its parameters (raw values).
 -- Any 2xx answer is taken as delivered (3 attempts).
 --
--- verifyPayment answers the documented shape; sandbox meanings: series = number of successful
+-- verifyPayment answers the documented shape plus the session's `requestId` and `referenceId`
+-- (UNCONFIRMED that MoCoPay echoes them; the client binds a session to a purchase with them,
+-- see the client's module notes); sandbox meanings: series = number of successful
 -- charges, chargedAmount = amount of the latest successful charge of the current period (0
 -- after a failed one), expiresIn = seconds until the checkout time limit (before payment), the
 -- end of the 24 h access window (one-time) or of the 7-day period (subscription); negative once
@@ -44,6 +46,8 @@
 --
 -- For tests without a browser: POST /mocopay/_sandbox/act {"trn": .., "action": "send-sms" |
 -- "cancel" | "expire"} -> 200 {"Location": callback URL or null, "status": .., "sessionId": ..}.
+-- For forgery tests: POST /mocopay/_sandbox/verify_answer (see admin_verify_answer) makes
+-- verifyPayment answer for another session or with fields changed.
 local cjson = require "cjson.safe"
 local core = require "paykit.core"
 local client = require "paykit.providers.mocopay" -- its parameter validation (pure functions)
@@ -109,6 +113,7 @@ local function state()
     s.by_user = {}       -- api_key .. "\0" .. userId -> latest session
     s.txns = {}          -- transactionId -> {session=, status=, amount=}
     s.ttl = M.TTL
+    s.forged = {}        -- sessionId -> {as=, set=} (POST /_sandbox/verify_answer)
   end
   return s
 end
@@ -278,7 +283,8 @@ local function verify_body(s)
   local until_t
   if s.status == "Authorized" and s.period_end then until_t = s.period_end else until_t = s.expires_at end
   return {
-    sessionId = s.session_id, serviceCode = s.product.service, pid = p.pid, type = s.product.type,
+    sessionId = s.session_id, requestId = s.request_id, referenceId = p.referenceId or cjson.null,
+    serviceCode = s.product.service, pid = p.pid, type = s.product.type,
     endUser = { userId = p.userId or cjson.null, phone = p.phone or cjson.null, mcc = p.mcc or cjson.null,
                 mnc = p.mnc or cjson.null },
     lang = p.lang or cjson.null, series = s.series, status = s.status,
@@ -291,8 +297,22 @@ local function verify_body(s)
   }
 end
 
+-- The answer for session s: its own state, or what POST /_sandbox/verify_answer set for it
+-- (another session's state, fields replaced or removed): a misbehaving or compromised
+-- provider, for the client's forgery specs.
 local function send_verify(s)
-  local text = cjson.encode(verify_body(s))
+  local body = verify_body(s)
+  local forged = state().forged[s.session_id]
+  if forged then
+    if forged.as then
+      local other = state().by_sid[forged.as]
+      if other then body = verify_body(other) end
+    end
+    for k, v in pairs(forged.set or {}) do
+      if v == cjson.null then body[k] = nil else body[k] = v end
+    end
+  end
+  local text = cjson.encode(body)
   text = text:gsub('"transactions":{}', '"transactions":[]')
   return util.send(200, text, "application/json")
 end
@@ -429,12 +449,30 @@ end
 
 ---------------------------------------------------------------------------- dispatch
 
+-- POST /_sandbox/verify_answer {"sessionId": X, "as": Y, "set": {field: value|null}}: from now
+-- on verifyPayment for session X answers session Y's state (when `as` is given) with the
+-- fields of `set` replaced (null: left out). {"sessionId": X} alone restores the true answer.
+local function admin_verify_answer()
+  local body = util.json_body()
+  if not body or type(body.sessionId) ~= "string" then return fail(400, "InvalidParameter", "sessionId is required", "sessionId") end
+  local st = state()
+  if not st.by_sid[body.sessionId] then return fail(404, "NotFound", "no such payment session") end
+  if body.as ~= nil and (type(body.as) ~= "string" or not st.by_sid[body.as]) then
+    return fail(400, "InvalidParameter", "as must name a payment session", "as")
+  end
+  if body.set ~= nil and type(body.set) ~= "table" then return fail(400, "InvalidParameter", "set must be an object", "set") end
+  if body.as == nil and body.set == nil then st.forged[body.sessionId] = nil
+  else st.forged[body.sessionId] = { as = body.as, set = body.set } end
+  return util.json(200, { sessionId = body.sessionId, forged = st.forged[body.sessionId] ~= nil })
+end
+
 local ROUTES = {
   ["/v1/payment/initPayment"] = init_payment,
   ["/v1/payment/verifyPayment"] = verify_payment,
   ["/checkout"] = checkout,
 }
-local ADMIN = { ["/_sandbox/act"] = admin_act, ["/_sandbox/charge"] = admin_charge, ["/_sandbox/ttl"] = admin_ttl }
+local ADMIN = { ["/_sandbox/act"] = admin_act, ["/_sandbox/charge"] = admin_charge, ["/_sandbox/ttl"] = admin_ttl,
+                ["/_sandbox/verify_answer"] = admin_verify_answer }
 
 function M.handle(u)
   util = u

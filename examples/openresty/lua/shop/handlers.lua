@@ -147,7 +147,7 @@ function _M.check(id)
     orders.event(id, "status: not available for " .. o.provider)
     return to_order(id)
   end
-  local res, err = gw:status(ref)
+  local res, err = gw:status(ref, orders.keep(id)) -- with keep: the answer must be this order's
   if res then orders.apply(id, res, "status") else orders.event(id, "status: " .. describe(err)) end
   return to_order(id)
 end
