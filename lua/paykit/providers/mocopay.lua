@@ -230,7 +230,10 @@ function M.validate_init(params, names)
   names = names or {}
   if type(params) ~= "table" then return nil, errors.validation("params", "invalid", "initPayment parameters must be a table") end
   for k in pairs(params) do
-    if k ~= "signature" and not INIT_RULES[k] then
+    if k == "signature" then
+      return nil, errors.validation("signature", "reserved", "the signature is made by paykit; do not pass one")
+    end
+    if not INIT_RULES[k] then
       return nil, errors.validation(tostring(k), "unknown", "initPayment has no parameter " .. tostring(k))
     end
   end
@@ -527,6 +530,11 @@ local VERIFY_BY = { sessionId = "session_id", userId = "user_id", transactionId 
 
 local function same(a, b) return type(a) == "string" and type(b) == "string" and core.consteq(a, b) end
 
+-- A signature error (forged, tampered or another payment's data) naming the field at fault.
+local function forged(field, code, message)
+  return errors.new { kind = "signature", field = field, code = code, message = message }
+end
+
 -- Whether a verifyPayment answer is about what was asked: the session asked for, the buyer
 -- asked for, or a session holding the transaction asked for.
 local function answered_for(by, value, info)
@@ -535,16 +543,16 @@ local function answered_for(by, value, info)
       message = "MoCoPay verifyPayment answer names no sessionId" }
   end
   if by == "sessionId" and not same(info.session_id, value) then
-    return nil, errors.signature("session_mismatch", "verifyPayment answered for another session than the one asked about")
+    return nil, forged("sessionId", "session_mismatch", "verifyPayment answered for another session than the one asked about")
   end
   if by == "userId" and not same(info.end_user and info.end_user.user_id, value) then
-    return nil, errors.signature("user_mismatch", "verifyPayment answered for another buyer than the one asked about")
+    return nil, forged("userId", "user_mismatch", "verifyPayment answered for another buyer than the one asked about")
   end
   if by == "transactionId" then
     local found = false
     for _, t in ipairs(info.transactions) do if same(t, value) then found = true end end
     if not found then
-      return nil, errors.signature("transaction_mismatch", "verifyPayment answered with a session that does not hold the transaction asked about")
+      return nil, forged("transactionId", "transaction_mismatch", "verifyPayment answered with a session that does not hold the transaction asked about")
     end
   end
   return true
@@ -558,16 +566,16 @@ end
 local function bind(r, keep)
   local p = r.payment
   if keep.session_id ~= nil and not same(p.session_id, keep.session_id) then
-    return nil, errors.signature("session_mismatch", "the session is not the one this purchase is bound to")
+    return nil, forged("sessionId", "session_mismatch", "the session is not the one this purchase is bound to")
   end
   if p.request_id ~= nil and not same(p.request_id, keep.request_id) then
-    return nil, errors.signature("request_mismatch", "verifyPayment says the session belongs to another purchase (requestId)")
+    return nil, forged("requestId", "request_mismatch", "verifyPayment says the session belongs to another purchase (requestId)")
   end
   if p.reference_id ~= nil and not same(p.reference_id, keep.reference_id) then
-    return nil, errors.signature("reference_mismatch", "verifyPayment says the session belongs to another purchase (referenceId)")
+    return nil, forged("referenceId", "reference_mismatch", "verifyPayment says the session belongs to another purchase (referenceId)")
   end
   if keep.pid ~= nil and p.pid ~= nil and not same(tostring(p.pid), keep.pid) then
-    return nil, errors.signature("product_mismatch", "the session is for another product")
+    return nil, forged("pid", "product_mismatch", "the session is for another product")
   end
   r.reference, r.request_id, r.session_id = keep.reference_id, keep.request_id, p.session_id
   if p.request_id == nil and p.reference_id == nil then
@@ -600,12 +608,16 @@ function Client:verify_payment(by)
   if type(by) == "string" then by = { sessionId = by } end
   if type(by) ~= "table" then return nil, errors.validation("sessionId", "required", "verifyPayment needs sessionId, userId or transactionId") end
   local chosen, value, count = nil, nil, 0
-  for api, lua in pairs(VERIFY_BY) do
+  for _, api in ipairs { "sessionId", "userId", "transactionId" } do
+    local lua = VERIFY_BY[api]
     local v = by[api]
+    if v ~= nil and by[lua] ~= nil then
+      return nil, errors.validation(lua, "duplicate", lua .. " repeats " .. api)
+    end
     if v == nil then v = by[lua] end
     if v ~= nil then
-      if type(v) ~= "string" or v == "" or find(v, "%c") then
-        return nil, errors.validation(api, "invalid", api .. " must be a non-empty string")
+      if type(v) ~= "string" or v == "" or #v > 255 or find(v, "%c") then
+        return nil, errors.validation(api, "invalid", api .. " must be 1-255 characters without control characters")
       end
       chosen, value, count = api, v, count + 1
     end
@@ -711,16 +723,16 @@ function Client:complete(params, keep)
     v[k] = value
   end
   if not same(v.requestId, keep.request_id) then
-    return nil, errors.signature("request_mismatch", "the return's requestId is not the one this purchase started")
+    return nil, forged("requestId", "request_mismatch", "the return's requestId is not the one this purchase started")
   end
   if not same(v.referenceId, keep.reference_id) then
-    return nil, errors.signature("reference_mismatch", "the return's referenceId is not this purchase's")
+    return nil, forged("referenceId", "reference_mismatch", "the return's referenceId is not this purchase's")
   end
   if not same(v.sid, v.sessionId) then
-    return nil, errors.signature("session_mismatch", "the return's sid and sessionId differ")
+    return nil, forged("sid", "session_mismatch", "the return's sid and sessionId differ")
   end
   if keep.session_id ~= nil and not same(v.sessionId, keep.session_id) then
-    return nil, errors.signature("session_mismatch", "the return's session is not the one this purchase is bound to")
+    return nil, forged("sessionId", "session_mismatch", "the return's session is not the one this purchase is bound to")
   end
   local hinted = M.map_status(v.status)
   if hinted ~= "paid" or not self.confirm_return then
@@ -789,7 +801,7 @@ function Client:notification(req)
     end
     local key = tostring(signature):match("^([^:]+):.")
     if not key then
-      return nil, errors.signature("malformed", "the notification's signature is not {api_key}:{signature}"),
+      return nil, forged("signature", "malformed", "the notification's signature is not {api_key}:{signature}"),
         gateway.reply(401, "bad signature")
     end
     local valid = false
@@ -800,11 +812,11 @@ function Client:notification(req)
     end
     if not valid then
       self.log("warn", "mocopay notification with a bad signature refused")
-      return nil, errors.signature(core.consteq(key, self.api_key) and "bad_signature" or "unknown_key",
+      return nil, forged("signature", core.consteq(key, self.api_key) and "bad_signature" or "unknown_key",
         "the notification's signature does not verify"), gateway.reply(401, "bad signature")
     end
   elseif self.require_signature then
-    return nil, errors.signature("not_signed", "the notification carries no signature"),
+    return nil, forged("signature", "not_signed", "the notification carries no signature"),
       gateway.reply(401, "not signed")
   end
   local f = function(k) local v = gateway.field(p, k); return v ~= "" and v or nil end
@@ -866,14 +878,14 @@ function Client:notification(req)
     local held = false
     for _, t in ipairs(info.transactions) do if same(t, transaction_id) then held = true end end
     if not held then
-      return refuse(errors.signature("transaction_mismatch", "the notified transaction is not in the session verifyPayment answered"), bad)
+      return refuse(forged("transactionId", "transaction_mismatch", "the notified transaction is not in the session verifyPayment answered"), bad)
     end
   end
   -- The order it names: the signed referenceId, or the one verifyPayment answers; never an
   -- unsigned claim. Where both are known they must agree.
   if claimed_ref and info.reference_id ~= nil and not same(claimed_ref, info.reference_id) then
     self.log("warn", "mocopay notification for session " .. info.session_id .. " names another purchase")
-    return refuse(errors.signature("reference_mismatch", "the notification's referenceId is not the session's"), bad)
+    return refuse(forged("referenceId", "reference_mismatch", "the notification's referenceId is not the session's"), bad)
   end
   if signature ~= nil then r.reference = claimed_ref or info.reference_id else r.reference = info.reference_id end
   r.session_id = info.session_id
