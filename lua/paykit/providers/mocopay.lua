@@ -19,8 +19,19 @@
 --                         (it is always confirmed with verifyPayment); true refuses it
 --   notification_reply    body answered to an accepted notification, "OK" by default
 --                         (UNCONFIRMED what MoCoPay expects)
---   confirm_return        true (default): complete() confirms PaymentComplete with verifyPayment
+--   confirm_return        true (default): complete() confirms PaymentComplete with verifyPayment;
+--                         false: a PaymentComplete return is only "pending" (no call)
+--   duplicate_wait        seconds a delivery of a notification waits for the same notification
+--                         already being verified (60; only where waiting can yield)
+--   duplicate_capacity    notifications remembered (1024)
 --   logger, hooks, timeout, connect_timeout, retry, ...   as paykit.http
+--
+-- Binding (the return and unsigned notifications are unsigned query strings): a session is
+-- taken for a purchase only when verifyPayment, asked about that very session, answers with
+-- the purchase's requestId or referenceId (UNCONFIRMED that MoCoPay echoes them; the sandbox
+-- does). An answer naming another purchase is refused; one naming none is "pending"
+-- (`bound = false`) until a signed notification. See Client:complete, Client:status,
+-- Client:notification.
 --
 -- Signature (mocopay-notes.md): base64(DIGEST(api_secret .. canonical(path, params))) where
 -- canonical(path, params) = path .. "?" .. name=value pairs (signature excluded) sorted by name
@@ -38,7 +49,7 @@
 --   -- r.status == "redirect": send the buyer to r.redirect_url, store r.keep with the order
 --   local done = gw:complete(query_of_the_return, keep)      -- confirmed with verifyPayment
 --   local res, reply = gw:notification{ method = "GET", path = uri, query = args }
---   local st = gw:status("518ec5708a8842dba19993f01ef863b5")  -- verifyPayment by sessionId
+--   local st = gw:status(done.session_id, keep)              -- verifyPayment, bound to keep
 local core = require "paykit.core"
 local errors = require "paykit.errors"
 local gateway = require "paykit.gateway"
@@ -776,14 +787,24 @@ end
 --- Handles a MoCoPay notification (uniform flow).
 -- gw:notification{method=, path=, query=, body=, headers=} -> result, reply | nil, err, reply.
 -- Checks the `signature` parameter when present (same scheme over the notification's path and
--- parameters), then confirms the session with verifyPayment before reporting it; a repeat of
--- a notification this instance has handled comes back with result.duplicate = true.
+-- parameters), then confirms the session with verifyPayment (the answer must be about the
+-- notified session, and hold the notified transaction) before reporting it. result.reference
+-- is the order the payment belongs to: the signed referenceId, or the one verifyPayment
+-- answers; an unsigned referenceId is never taken, and one that differs from the answer's is
+-- refused. result.duplicate is false for the first delivery of a payment this instance
+-- processes and true for every other: a repeat of a notice (concurrent ones wait for the
+-- first, in paykit.batch tasks and nginx light threads, and get its result), or another notice
+-- of the same verified payment (the session notice and the transaction notice of one charge).
+-- A delivery refused or not verified is not remembered.
 -- @tparam table req `method`, `path` (or `uri`), `query` (raw string or decoded table), `body`, `headers`
--- @treturn table result with `notification` (the notified fields) and `duplicate`
+-- @treturn table result with `notification` (the notified fields, `signed`, the claimed
+--   `reference_id`), `reference`, `session_id` and `duplicate`
 -- @treturn table reply `{status=200, body=notification_reply, content_type="text/plain"}`
 -- @return[2] nil
 -- @return[2] a validation, config (no notify_path), signature (`malformed`, `bad_signature`,
---   `unknown_key`, `not_signed`, `session_mismatch`) or verifyPayment error
+--   `unknown_key`, `not_signed`, `session_mismatch`, `transaction_mismatch`,
+--   `reference_mismatch`), provider (`in_progress`: the same notice is still being verified
+--   where waiting is not possible) or verifyPayment error
 -- @return[2] table reply to send (400, 401, or 503 when verifyPayment failed)
 function Client:notification(req)
   local bad = gateway.reply(400, "bad request")
