@@ -127,6 +127,8 @@ local CASES = {
   { "notification", "signature", { path = PATH, query = mocopay.signed_query("intruder", "x", PATH, { sessionId = "a" }) } },
   { "notification", "notify_path", { query = signed { sessionId = "a" } } },
   { "notification", "sessionId", { path = PATH, query = signed { status = "Authorized" } } },
+  { "notification", "opts", { path = PATH, query = "sessionId=" .. SID }, "keep" },
+  { "notification", "opts", { path = PATH, query = "sessionId=" .. SID }, { keep = KEEP } },
 }
 
 describe("mocopay bad input", function()

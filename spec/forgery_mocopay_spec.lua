@@ -378,6 +378,116 @@ describe("mocopay forgeries", function()
     end)
   end)
 
+  describe("beyond the obvious", function()
+    it("never pays when the provider's answer is inconsistent or oddly typed", function()
+      for _, T in ipairs(targets()) do
+        local q = { sid = A.session_id, sessionId = A.session_id, requestId = T.request_id,
+                    referenceId = T.reference, status = "PaymentComplete" }
+        local sets = {
+          { requestId = T.request_id },                               -- requestId says T, referenceId says A
+          { referenceId = T.reference },                              -- the other way round
+          { requestId = 12345, referenceId = NULL },                  -- a number where an id belongs
+          { requestId = { T.request_id }, referenceId = NULL },       -- an array
+          { requestId = T.request_id:upper(), referenceId = NULL },   -- another spelling
+          { sessionId = A.session_id:upper() },                       -- the session in capitals
+          { sessionId = 42 },
+          { sessionId = "" },
+          { pid = "OTHER", requestId = NULL, referenceId = NULL },
+        }
+        for i, set in ipairs(sets) do
+          forge_answer(A.session_id, nil, set)
+          assert.is_true(judge("answer odd " .. i, T, true, gw:complete(q, T.keep)), "set " .. i)
+          assert.is_true(judge("answer odd status " .. i, T, true, gw:status(A.session_id, T.keep)), "set " .. i)
+          local nq = query_of { sessionId = A.session_id, referenceId = T.reference, status = "Authorized" }
+          -- with the merchant's keep for the reference (as the shop passes it): bound to that purchase
+          local keeps = { [T.reference] = T.keep, [A.reference] = A.keep }
+          assert.is_true(judge("answer odd notice " .. i, T, false, gateway():notification(
+            { method = "GET", path = "/n", query = nq }, { keep = function(ref) return keeps[ref] end })), "set " .. i)
+        end
+        forge_answer(A.session_id)
+      end
+    end)
+
+    it("never pays with a buyer's other session found by userId", function()
+      -- the same buyer starts order U, leaves it open, then pays another order V
+      local U = order({}, "12000", nil, "user-u-" .. n)
+      local V = order({}, "12000", "send-sms", "user-u-" .. n)
+      assert.is_true(judge("status: userId latest is another order", U, true, gw:status({ userId = "user-u-" .. n }, U.keep)))
+      assert.is_true(judge("status: user_id latest is another order", U, true, gw:status({ user_id = "user-u-" .. n }, U.keep)))
+      local q = { sid = V.session_id, sessionId = V.session_id, requestId = U.request_id,
+                  referenceId = U.reference, status = "PaymentComplete" }
+      assert.is_true(judge("return: same buyer's other session", U, true, gw:complete(q, U.keep)))
+      -- V itself is paid, and bound
+      local st = assert(gw:status({ userId = "user-u-" .. n }, V.keep))
+      assert.equal("paid", st.status)
+      assert.is_true(st.bound)
+    end)
+
+    it("never pays an order from a notification without a query signature", function()
+      for _, T in ipairs(targets()) do
+        local e = A.notices[1]
+        local p = { sessionId = A.session_id, referenceId = T.reference, status = "Authorized" }
+        local base_q = query_of(p)
+        local tries = {
+          -- a Signature header as on API calls: not how notifications are signed; unsigned
+          { method = "GET", path = e.uri:match("^[^?]*"), query = base_q,
+            headers = { Signature = "ApiKey " .. sim.credentials.api_key .. ":AAAA" } },
+          -- the parameters in a POSTed body only
+          { method = "POST", path = "/n", query = "", body = base_q },
+          -- a decoded table instead of a raw string
+          { method = "GET", path = "/n", query = p },
+          -- an uri with the query in it
+          { method = "GET", uri = "/n?" .. base_q },
+          -- "+" for a space in the reference
+          { method = "GET", path = "/n", query = base_q:gsub("%%20", "+") },
+          -- a very long reference
+          { method = "GET", path = "/n", query = query_of { sessionId = A.session_id, status = "Authorized",
+                                                           referenceId = T.reference .. string.rep("x", 5000) } },
+        }
+        for i, req in ipairs(tries) do
+          assert.is_true(judge("notice: unsigned shape " .. i, T, false, gateway():notification(req)), "shape " .. i)
+        end
+      end
+    end)
+
+    it("never pays a failed or expired order whose signed notification is tampered with or replayed", function()
+      local g = gateway { notify_url = base .. "/_sink/fn-" .. n }
+      local log = sb.sink_log("fn-" .. n, 8)
+      local mine = {}
+      for _, e in ipairs(log) do
+        local sid = e.query:match("sessionId=(%x+)")
+        if sid == F.session_id or sid == B.session_id then mine[#mine + 1] = e end
+      end
+      assert.truthy(#mine >= 2)
+      for _, e in ipairs(mine) do
+        local target = e.query:find(F.session_id, 1, true) and F or B
+        for _, word in ipairs { "Failed", "Cancelled" } do
+          local q = e.query:gsub("status=" .. word, "status=Authorized")
+          assert.is_true(judge("notice: signed " .. word .. " flipped", target, false,
+            g:notification { method = "GET", path = e.uri:match("^[^?]*"), query = q }))
+        end
+        -- replayed as it is: the truth (failed), twice
+        for _ = 1, 2 do
+          assert.is_true(judge("notice: signed replay", target, false,
+            g:notification { method = "GET", path = e.uri:match("^[^?]*"), query = e.query }))
+        end
+      end
+      -- an expired session
+      local E = order({}, "12000", "expire")
+      local q = copy(E.ret, { status = "PaymentComplete" })
+      assert.is_true(judge("return: expired flipped", E, true, gw:complete(q, E.keep)))
+      assert.is_true(judge("status: expired", E, true, gw:status(E.session_id, E.keep)))
+    end)
+
+    it("never pays a purchase from a return whose keep was bound to another session", function()
+      for _, D in ipairs(donors()) do
+        local keep = copy(A.keep, { session_id = S.session_id })
+        assert.is_true(judge("return: keep bound elsewhere", A, true, gw:complete(D.ret, keep)))
+        assert.is_true(judge("status: keep bound elsewhere", A, true, gw:status(D.session_id, keep)))
+      end
+    end)
+  end)
+
   it("counted every forged case, and none was paid", function()
     io.stderr:write(string.format("\n[forgery mocopay] cases tried: %d, false paid: %d\n", tried, false_paid))
     assert.truthy(tried >= 200, "cases tried: " .. tried)

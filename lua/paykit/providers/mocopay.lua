@@ -573,8 +573,9 @@ end
 -- result after it. The answer must carry this purchase's requestId or referenceId (neither
 -- may differ); an answer carrying neither cannot be bound and comes back "pending"
 -- (bound = false) whatever the session's state: the payment is then confirmed only by a
--- signed notification. Returns the result or nil, err.
-local function bind(r, keep)
+-- signed notification (`signed`: a notification whose signature covers the session and the
+-- reference binds them itself). Returns the result or nil, err.
+local function bind(r, keep, signed)
   local p = r.payment
   if keep.session_id ~= nil and not same(p.session_id, keep.session_id) then
     return nil, forged("sessionId", "session_mismatch", "the session is not the one this purchase is bound to")
@@ -589,7 +590,7 @@ local function bind(r, keep)
     return nil, forged("pid", "product_mismatch", "the session is for another product")
   end
   r.reference, r.request_id, r.session_id = keep.reference_id, keep.request_id, p.session_id
-  if p.request_id == nil and p.reference_id == nil then
+  if p.request_id == nil and p.reference_id == nil and not signed then
     r.status, r.bound = "pending", false
     r.message = "MoCoPay session " .. tostring(p.status) .. ", but the answer does not name this purchase: waiting for a signed notification"
   else
@@ -797,6 +798,9 @@ end
 -- of the same verified payment (the session notice and the transaction notice of one charge).
 -- A delivery refused or not verified is not remembered.
 -- @tparam table req `method`, `path` (or `uri`), `query` (raw string or decoded table), `body`, `headers`
+-- @tparam[opt] table opts `keep = function(reference) -> keep | nil`: the `keep` the merchant
+--   stored for that order; when given, the answer is bound to it as in @{Client:complete}
+--   (its requestId, referenceId and pid must be that purchase's)
 -- @treturn table result with `notification` (the notified fields, `signed`, the claimed
 --   `reference_id`), `reference`, `session_id` and `duplicate`
 -- @treturn table reply `{status=200, body=notification_reply, content_type="text/plain"}`
@@ -806,10 +810,13 @@ end
 --   `reference_mismatch`), provider (`in_progress`: the same notice is still being verified
 --   where waiting is not possible) or verifyPayment error
 -- @return[2] table reply to send (400, 401, or 503 when verifyPayment failed)
-function Client:notification(req)
+function Client:notification(req, opts)
   local bad = gateway.reply(400, "bad request")
   if type(req) ~= "table" then
     return nil, errors.validation("req", "invalid", "notification request must be a table {method=, path=, query=, body=, headers=}"), bad
+  end
+  if opts ~= nil and (type(opts) ~= "table" or (opts.keep ~= nil and type(opts.keep) ~= "function")) then
+    return nil, errors.validation("opts", "invalid", "notification options must be a table {keep = function(reference) -> keep}"), bad
   end
   local candidates = notification_params(req)
   if not candidates then return nil, errors.validation("query", "invalid_query", "notification parameters are not validly encoded"), bad end
@@ -910,6 +917,17 @@ function Client:notification(req)
   end
   if signature ~= nil then r.reference = claimed_ref or info.reference_id else r.reference = info.reference_id end
   r.session_id = info.session_id
+  -- With the merchant's keep for that reference, the answer must be that purchase's too.
+  local keep = opts and opts.keep and r.reference and opts.keep(r.reference)
+  if keep then
+    local ok, kerr = check_keep(keep)
+    if not ok then return refuse(kerr, gateway.reply(500, "error")) end
+    local bound, berr = bind(r, keep, signature ~= nil)
+    if not bound then
+      self.log("warn", "mocopay notification for session " .. info.session_id .. " refused: " .. tostring(berr.code))
+      return refuse(berr, bad)
+    end
+  end
   local fields = {}
   for k, val in pairs(p) do if k ~= "signature" then fields[k] = val end end
   r.notification = { session_id = session_id, transaction_id = transaction_id, status = f("status"),

@@ -99,6 +99,11 @@ function _M.notify(name)
       local keep = o and orders.keep(o.id)
       return keep and keep.code_for_hash
     end }
+  elseif name == "mocopay" then -- the session must belong to the order the notification names
+    opts = { keep = function(reference)
+      local o = orders.by_reference(reference)
+      return o and orders.keep(o.id)
+    end }
   end
   local res, err, reply = gw:notification(notification_req(), opts)
   if res then
