@@ -115,10 +115,14 @@ describe("mocopay sandbox", function()
   end)
 
   describe("initPayment", function()
-    it("validates parameters like the client", function()
-      local cases = { { "mcc", "22" }, { "mnc", "1" }, { "country", "XX" }, { "lang", "xx" },
-                      { "clientIp", "1::2::3" }, { "callbackUrl", "/back" }, { "notifyUrl", "ftp://x/" },
-                      { "imageUrl", "img.png" }, { "phone", "abc" } }
+    it("validates parameters on its own terms", function()
+      local cases = { { "mcc", "22" }, { "mnc", "1" }, { "country", "XX" }, { "country", "QM" }, { "country", "hr" },
+                      { "lang", "eng" }, { "lang", "EN" }, { "clientIp", "1::2::3" }, { "clientIp", "256.1.1.1" },
+                      { "clientIp", "01.2.3.4" }, { "clientIp", "1:2:3:4:5:6:7:8:9" }, { "clientIp", "cafe" },
+                      { "callbackUrl", "/back" }, { "callbackUrl", "http://u:p@x.example/" },
+                      { "callbackUrl", "http://x.example:70000/" }, { "notifyUrl", "ftp://x/" },
+                      { "imageUrl", "img.png" }, { "phone", "abc" }, { "pid", string.rep("p", 65) },
+                      { "referenceId", "a\nb" }, { "colour", "red" } }
       for _, c in ipairs(cases) do
         local res = api("GET", INIT, { pid = "12000", [c[1]] = c[2] })
         assert.equal(400, res.status, c[1])
@@ -128,6 +132,12 @@ describe("mocopay sandbox", function()
       local res = api("GET", INIT, { mcc = "228" })
       assert.equal(400, res.status)
       assert.equal("pid", res.json.field)
+      for _, ip in ipairs { "192.0.2.1", "::1", "2001:db8::7", "::ffff:192.0.2.1", "1:2:3:4:5:6:7:8" } do
+        assert.equal(200, api("GET", INIT, { pid = "12000", clientIp = ip }).status, ip)
+      end
+      for _, u in ipairs { "https://shop.example/back?x=1", "http://127.0.0.1:8080/n", "http://[::1]:8080/x" } do
+        assert.equal(200, api("GET", INIT, { pid = "12000", callbackUrl = u }).status, u)
+      end
     end)
 
     it("knows no UNKNOWN product and fails on ERROR500", function()

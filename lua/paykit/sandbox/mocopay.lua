@@ -50,7 +50,6 @@
 -- verifyPayment answer for another session or with fields changed.
 local cjson = require "cjson.safe"
 local core = require "paykit.core"
-local client = require "paykit.providers.mocopay" -- its parameter validation (pure functions)
 
 local M = {}
 
@@ -99,6 +98,95 @@ end
 
 function M.sign(cred, path, params, encode)
   return core.digest(cred.digest, cred.api_secret .. M.canonical(path, params, encode), "base64")
+end
+
+---------------------------------------------------------------------------- parameters
+
+-- initPayment's parameters, checked here on the simulator's own terms (never with the
+-- client's code): what a provider would refuse with InvalidParameter.
+local function ipv4(v)
+  local parts = { v:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$") }
+  if #parts ~= 4 then return false end
+  for _, x in ipairs(parts) do
+    if #x > 3 or (#x > 1 and x:sub(1, 1) == "0") or tonumber(x) > 255 then return false end
+  end
+  return true
+end
+
+local function hex_groups(run)
+  if run == "" then return 0 end
+  local n = 0
+  for g in (run .. ":"):gmatch("([^:]*):") do
+    if not g:match("^%x%x?%x?%x?$") then return nil end
+    n = n + 1
+  end
+  return n
+end
+
+local function ipv6(v)
+  if v:find("[^%x:%.]") then return false end
+  local head, v4 = v:match("^(.*:)(%d+%.[%d%.]*)$")
+  if head then
+    if not ipv4(v4) then return false end
+    v = head .. "0:0"
+  end
+  if v:find(".", 1, true) or v:find(":::", 1, true) then return false end
+  local left, right = v:match("^(.-)::(.*)$")
+  if not left then return hex_groups(v) == 8 end
+  if right:find("::", 1, true) then return false end
+  local a, b = hex_groups(left), hex_groups(right)
+  return a ~= nil and b ~= nil and a + b <= 7
+end
+
+local function http_url(v)
+  if v:find("[%c%s]") then return false end
+  local authority = v:match("^[hH][tT][tT][pP][sS]?://([^/?#]*)")
+  if not authority or authority == "" or authority:find("@", 1, true) then return false end
+  local host, port = authority:match("^(%[[^%]]+%])(.*)$")
+  if host then
+    if not ipv6(host:sub(2, -2)) then return false end
+  else
+    host, port = authority:match("^([^:]+)(.*)$")
+    if not host or not host:match("^[%w%-]+[%w%.%-]*$") or host:find("..", 1, true) then return false end
+  end
+  if port ~= "" then
+    local n = port:match("^:(%d+)$")
+    if not n or tonumber(n) < 1 or tonumber(n) > 65535 then return false end
+  end
+  return true
+end
+
+-- ISO 3166-1 leaves these alpha-2 codes to users: never a country.
+local function country(v)
+  if not v:match("^%u%u$") then return false end
+  return not (v == "AA" or v == "ZZ" or v:match("^Q[M-Z]$") or v:match("^X%u$"))
+end
+
+local function plain(max) return function(v) return #v >= 1 and #v <= max and not v:find("%c") end end
+
+local INIT = {
+  pid = plain(64), userId = plain(255), referenceId = plain(255),
+  mcc = function(v) return v:match("^%d%d%d$") ~= nil end,
+  mnc = function(v) return v:match("^%d%d%d?$") ~= nil end,
+  country = country,
+  lang = function(v) return v:match("^%l%l$") ~= nil end,
+  clientIp = function(v) return ipv4(v) or ipv6(v) end,
+  phone = function(v) return #v <= 21 and v:match("^%+?%d%d%d+$") ~= nil end,
+  callbackUrl = http_url, notifyUrl = http_url, imageUrl = http_url,
+}
+
+-- nil, or the name of the first invalid parameter and why.
+local function invalid_init(params)
+  if params.pid == nil then return "pid", "pid is required" end
+  local names = {}
+  for k in pairs(params) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    local rule = INIT[k]
+    if not rule then return k, "initPayment has no parameter " .. k end
+    if not rule(params[k]) then return k, k .. " is not valid" end
+  end
+  return nil
 end
 
 ---------------------------------------------------------------------------- state
@@ -329,8 +417,8 @@ local function init_payment()
       params[k] = v
     end
   end
-  local ok, err = client.validate_init(params)
-  if not ok then return fail(400, "InvalidParameter", err.message, err.field) end
+  local bad, why = invalid_init(params)
+  if bad then return fail(400, "InvalidParameter", why, bad) end
   if params.pid:sub(1, 7) == "UNKNOWN" then return fail(400, "UnknownProduct", "no product " .. params.pid, "pid") end
   if params.pid == "ERROR500" then return fail(500, "InternalError", "the payment server failed") end
   local st, t = state(), now()
