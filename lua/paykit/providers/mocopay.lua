@@ -713,8 +713,8 @@ end
 -- referenceId; `keep.pid` must match its pid). An answer naming another purchase is an error;
 -- an answer naming none gives "pending" (`bound = false`: MoCoPay's echo of requestId /
 -- referenceId is UNCONFIRMED; the signed notification then settles the payment). With the
--- instance's confirm_return false, PaymentComplete is only "pending" (no call).
--- A return saying the payment was cancelled, expired or failed is "failed" without a call.
+-- instance's confirm_return false, no call is made: PaymentComplete is only "pending", a
+-- return saying cancelled, expired or failed is "failed" (the return's word, unconfirmed).
 -- @tparam table|string params the return's parameters, or its query string (or URL)
 -- @tparam table keep the `keep` of the purchase result (`session_id` may be added once known:
 --   the return must then be for that session)
@@ -747,7 +747,7 @@ function Client:complete(params, keep)
     return nil, forged("sessionId", "session_mismatch", "the return's session is not the one this purchase is bound to")
   end
   local hinted = M.map_status(v.status)
-  if hinted ~= "paid" or not self.confirm_return then
+  if not self.confirm_return then
     if hinted == "paid" then hinted = "pending" end
     return gateway.result { status = hinted, provider = M.PROVIDER, reference = keep.reference_id,
       provider_reference = v.sessionId, code = v.status, bound = false,
@@ -917,6 +917,7 @@ function Client:notification(req, opts)
   end
   if signature ~= nil then r.reference = claimed_ref or info.reference_id else r.reference = info.reference_id end
   r.session_id = info.session_id
+  r.bound = r.reference ~= nil -- the order is known: signed, or named by verifyPayment
   -- With the merchant's keep for that reference, the answer must be that purchase's too.
   local keep = opts and opts.keep and r.reference and opts.keep(r.reference)
   if keep then
