@@ -123,6 +123,16 @@ describe("gateway.seen claims (a key taken before work that yields)", function()
     assert.same({ "holder", "waiter" }, order)
   end)
 
+  it("makes a bad duplicate_capacity of a provider a config error naming it", function()
+    for _, v in ipairs { 0, -1, 2.5, "64" } do
+      local ok, err = pcall(gateway.base, "x", { duplicate_capacity = v })
+      assert.is_false(ok)
+      assert.equal("config", err.kind)
+      assert.equal("duplicate_capacity", err.field)
+    end
+    assert.equal(16, gateway.base("x", { duplicate_capacity = 16 }).seen.capacity)
+  end)
+
   it("refuses a capacity that is not a positive integer", function()
     assert.has_error(function() gateway.seen(0) end)
     assert.has_error(function() gateway.seen(1.5) end)

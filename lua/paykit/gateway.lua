@@ -335,7 +335,8 @@ end
 --   `max_response`, `hooks`, `retry`, `sleep`, `user_agent`) and `duplicate_capacity`
 --   (default 1024)
 -- @treturn table `{provider=, log=function(level, line), http=transport, seen=Seen}`
--- @raise what `paykit.http.new` raises for bad transport options
+-- @raise what `paykit.http.new` raises for bad transport options; a config error for a
+--   duplicate_capacity that is not a positive integer
 function _M.base(name, opts)
   opts = opts or {}
   local log = http.make_logger(opts.logger)
@@ -345,11 +346,15 @@ function _M.base(name, opts)
     logger = opts.logger, hooks = opts.hooks, retry = opts.retry, sleep = opts.sleep,
     user_agent = opts.user_agent,
   }
+  local capacity = opts.duplicate_capacity or 1024
+  if type(capacity) ~= "number" or capacity < 1 or capacity ~= math.floor(capacity) then
+    error(errors.config("duplicate_capacity", "invalid", "duplicate_capacity must be a positive integer"), 2)
+  end
   return {
     provider = name,
     log = log,
     http = transport,
-    seen = _M.seen(opts.duplicate_capacity or 1024),
+    seen = _M.seen(capacity),
   }
 end
 
