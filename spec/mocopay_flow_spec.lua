@@ -91,6 +91,15 @@ describe("mocopay flow against the sandbox", function()
     assert.equal("paid", bound.status)
     assert.is_true(bound.bound)
     assert.equal("order-" .. n, bound.reference)
+    -- the keep bound to the session: only that session is taken for the purchase from now on
+    assert.same({ request_id = r.keep.request_id, reference_id = r.keep.reference_id, pid = "12000",
+                  session_id = done.provider_reference }, done.keep)
+    assert.equal("paid", assert(gw:status(done.provider_reference, done.keep)).status)
+    local other = assert(gw:purchase { pid = "12000", return_url = base .. "/_sink/ret-" .. n })
+    local other_sid = core.query_decode(buyer(other, "send-sms")).sessionId
+    local ok, err = gw:status(other_sid, done.keep)
+    assert.is_nil(ok)
+    assert.equal("session_mismatch", err.code)
     assert.equal(done.provider_reference, assert(gw:status { userId = "u-" .. n }).provider_reference)
     assert.equal(done.provider_reference, assert(gw:status { transaction_id = p.transactions[1] }).provider_reference)
   end)

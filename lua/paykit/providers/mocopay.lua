@@ -595,6 +595,8 @@ local function bind(r, keep, signed)
     r.message = "MoCoPay session " .. tostring(p.status) .. ", but the answer does not name this purchase: waiting for a signed notification"
   else
     r.bound = true
+    -- what to keep from now on: the purchase, bound to this session
+    r.keep = { request_id = keep.request_id, reference_id = keep.reference_id, pid = keep.pid, session_id = p.session_id }
   end
   return r
 end
@@ -719,7 +721,8 @@ end
 -- @tparam table keep the `keep` of the purchase result (`session_id` may be added once known:
 --   the return must then be for that session)
 -- @treturn table result "paid", "failed" or "pending", with `session_id`, `request_id`,
---   `callback_status` and `bound`
+--   `callback_status`, `bound` and, when bound, `keep` (the purchase's keep with `session_id`:
+--   store it in place of the old one, later returns and status checks must then be for it)
 -- @return[2] nil
 -- @return[2] a validation error, a signature error (`request_mismatch`, `reference_mismatch`,
 --   `session_mismatch`, `product_mismatch`), or verifyPayment's error
