@@ -111,7 +111,8 @@ local CASES = {
   { "complete", "requestId", ret { requestId = "0" .. KEEP.request_id:sub(2) }, KEEP },
   { "complete", "referenceId", ret { referenceId = "order-2" }, KEEP }, { "complete", "sid", ret { sid = "other" }, KEEP },
   { "complete", "sessionId", RET, with(KEEP, { session_id = "bound-elsewhere" }) },
-  { "complete", "requestId", ret { requestId = 5 }, KEEP },
+  { "complete", "requestId", ret { requestId = 5 }, KEEP }, { "complete", "sid", ret { sid = true }, KEEP },
+  { "complete", "status", ret { status = { "PaymentComplete", "PaymentComplete" } }, KEEP },
   -- notification
   { "notification", "req", nil }, { "notification", "req", "sessionId=x" },
   { "notification", "query", { path = PATH, query = "sessionId=%zz" } },

@@ -697,10 +697,11 @@ local function single(p, name)
     end
   end
   if n == 0 then return nil, errors.validation(name, "required", "the return lacks " .. name) end
-  if n > 1 or type(found) ~= "string" then
+  if n > 1 then
     return nil, errors.validation(name, "repeated", "the return carries " .. name .. " more than once")
   end
-  if found == "" or #found > 255 or find(found, "%c") then
+  if type(found) == "table" then found = found[1] end
+  if type(found) ~= "string" or found == "" or #found > 255 or find(found, "%c") then
     return nil, errors.validation(name, "invalid", name .. " must be 1-255 characters without control characters")
   end
   return found
