@@ -65,6 +65,17 @@ describe("mocopay notification duplicates", function()
     for i = 1, 52 do assert.equal(results[1].provider_reference, results[i].provider_reference) end
   end)
 
+  it("agrees on the first with few requests in flight too", function()
+    local gw = gateway()
+    local session = paid(gw, uniq())
+    local tasks = {}
+    for i = 1, 30 do tasks[i] = function() return gw:notification(as_request(session)) end end
+    local results, errs = paykit.batch(tasks, { max_in_flight = 3 })
+    local fresh, dup = count_fresh(results, errs)
+    assert.equal(1, fresh)
+    assert.equal(29, dup)
+  end)
+
   it("takes the session notice and the transaction notice of one payment as one payment", function()
     local gw = gateway()
     local session, txn = paid(gw, uniq())
