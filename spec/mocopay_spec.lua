@@ -428,6 +428,33 @@ describe("mocopay notification checks", function()
     assert.equal(1, #calls)
   end)
 
+  it("answers 'in progress' for a notice another coroutine is verifying, where it cannot wait", function()
+    local pause, sent = false, 0
+    local gw = offline { hooks = { before = function()
+      sent = sent + 1
+      if pause then coroutine.yield("paused") end
+    end } }
+    local q = signed()
+    local co = coroutine.create(function() return gw:notification { path = PATH, query = q } end)
+    pause = true
+    local _, state = coroutine.resume(co) -- suspended inside verifyPayment, holding the claim
+    assert.equal("paused", state)
+    pause = false
+    local ok, err, reply = gw:notification { path = PATH, query = q }
+    assert.is_nil(ok)
+    assert.equal("in_progress", err.code)
+    assert.is_true(err.retryable)
+    assert.equal(503, reply.status)
+    local _, r, cerr = coroutine.resume(co) -- verifyPayment fails (nothing listens): released
+    assert.is_nil(r)
+    assert.is_true(cerr.kind == "transport" or cerr.kind == "timeout")
+    local before = sent
+    ok, err = gw:notification { path = PATH, query = q } -- processed afresh
+    assert.is_nil(ok)
+    assert.not_equal("in_progress", err.code)
+    assert.equal(before + 1, sent)
+  end)
+
   it("needs a sessionId or transactionId", function()
     local gw = offline()
     assert_error("validation", "sessionId", "required", gw:notification { query = "status=Authorized" })
