@@ -79,6 +79,10 @@ describe("mocopay flow against the sandbox", function()
       assert.is_true(again.duplicate)
       assert.equal("paid", again.status)
     end
+    -- a keep lookup that raises leaves no claim behind
+    local fresh = gateway()
+    assert.has_error(function() fresh:notification(as_request(log[1]), { keep = function() error("db down") end }) end)
+    assert.is_false(assert(fresh:notification(as_request(log[1]), { keep = function() return r.keep end })).duplicate)
     -- another instance has not seen it
     local other = gateway { notification_reply = "ACK" }
     local res, reply = other:notification(as_request(log[1]))

@@ -923,7 +923,15 @@ function Client:notification(req, opts)
   r.session_id = info.session_id
   r.bound = r.reference ~= nil -- the order is known: signed, or named by verifyPayment
   -- With the merchant's keep for that reference, the answer must be that purchase's too.
-  local keep = opts and opts.keep and r.reference and opts.keep(r.reference)
+  local keep
+  if opts and opts.keep and r.reference then
+    local looked, kept = pcall(opts.keep, r.reference)
+    if not looked then
+      self.seen:release(notice)
+      error(kept, 0)
+    end
+    keep = kept
+  end
   if keep then
     local ok, kerr = check_keep(keep)
     if not ok then return refuse(kerr, gateway.reply(500, "error")) end
