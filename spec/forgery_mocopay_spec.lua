@@ -488,6 +488,55 @@ describe("mocopay forgeries", function()
     end)
   end)
 
+  it("never pays inside nginx either (cosocket transport): return, notification, status", function()
+    local nginx = require "spec.support.nginx"
+    local cjson = require "cjson.safe"
+    local port = 18872
+    local srv = nginx.start("forgery_mocopay_spec", [[
+      server {
+        listen 127.0.0.1:${PORT};
+        location = /try { content_by_lua_block {
+          local cjson = require "cjson.safe"
+          local sim = require "paykit.sandbox.mocopay"
+          local gw = require("paykit").mocopay { api_key = sim.credentials.api_key, api_secret = sim.credentials.api_secret,
+                                                 base_url = "${SANDBOX}/mocopay", retry = false }
+          ngx.req.read_body()
+          local t = cjson.decode(ngx.req.get_body_data())
+          local out = {}
+          local function record(name, r, e)
+            out[#out + 1] = { name = name, status = r and r.status or cjson.null, reference = r and r.reference or cjson.null,
+                              err = e and e.code or cjson.null }
+          end
+          record("return", gw:complete(t.ret, t.keep))
+          record("notice", gw:notification { method = "GET", path = "/n", query = t.notice })
+          record("status", gw:status(t.donor, t.keep))
+          ngx.header["Content-Type"] = "application/json"
+          ngx.print(cjson.encode(out))
+        } }
+      }
+    ]], { PORT = port, SANDBOX = base })
+    local client = require("paykit.http").new { retry = false, timeout = 30 }
+    for _, T in ipairs(targets()) do
+      for _, D in ipairs(donors()) do
+        local body = cjson.encode {
+          keep = T.keep, donor = D.session_id,
+          ret = { sid = D.session_id, sessionId = D.session_id, requestId = T.request_id, referenceId = T.reference,
+                  status = "PaymentComplete" },
+          notice = query_of { sessionId = D.session_id, referenceId = T.reference, status = "Authorized" },
+        }
+        local res = assert(client:request { method = "POST", url = "http://127.0.0.1:" .. port .. "/try", body = body })
+        local out = assert(cjson.decode(res.body), res.body)
+        assert.equal(3, #out)
+        for _, o in ipairs(out) do
+          local result = o.status ~= cjson.null and { status = o.status, reference = o.reference ~= cjson.null and o.reference or nil } or nil
+          assert.is_true(judge("nginx " .. o.name .. " " .. D.keep.pid, T, o.name ~= "notice", result), o.name)
+        end
+      end
+    end
+    client:close()
+    srv:stop()
+  end)
+
   it("counted every forged case, and none was paid", function()
     io.stderr:write(string.format("\n[forgery mocopay] cases tried: %d, false paid: %d\n", tried, false_paid))
     assert.truthy(tried >= 200, "cases tried: " .. tried)
