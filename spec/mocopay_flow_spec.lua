@@ -149,6 +149,30 @@ describe("mocopay flow against the sandbox", function()
     assert.equal("PS-SANDBOX-SUB", st.payment.service_code)
   end)
 
+  it("without requestId / referenceId in verifyPayment's answer, waits for the signed notification", function()
+    assert.equal(200, sb.post_json("/mocopay/_sandbox/echo", { on = false }).status)
+    local n = uniq()
+    local gw = gateway { callback_url = base .. "/_sink/ret-" .. n, notify_url = base .. "/_sink/ne-" .. n }
+    local r = assert(gw:purchase { pid = "12000", reference = "order-" .. n })
+    local done = gw:complete(buyer(r, "send-sms"), r.keep)
+    local st = gw:status(done and done.session_id or "x", r.keep)
+    local log = sb.sink_log("ne-" .. n, 2)
+    local signed = assert(gw:notification(as_request(log[1]), { keep = function(ref) return ref == r.reference and r.keep or nil end }))
+    local unsigned = as_request(log[1])
+    unsigned.query = unsigned.query:gsub("&signature=[^&]*", "")
+    local hint = assert(gateway():notification(unsigned))
+    assert.equal(200, sb.post_json("/mocopay/_sandbox/echo", { on = true }).status)
+    assert.equal("pending", done.status) -- the return alone cannot say which purchase the session is
+    assert.is_false(done.bound)
+    assert.equal("pending", st.status)
+    assert.equal("paid", signed.status) -- the signed notification binds session and reference
+    assert.equal("order-" .. n, signed.reference)
+    assert.is_true(signed.bound)
+    assert.equal("paid", hint.status) -- an unsigned one says the session is paid, for no order
+    assert.is_nil(hint.reference)
+    assert.is_false(hint.bound)
+  end)
+
   it("reports a cancelled, an expired and a failed payment as failed", function()
     local gw = gateway { callback_url = base .. "/_sink/ret-x" }
     for _, c in ipairs { { "12000", "cancel", "Cancelled" }, { "12000", "expire", "Expired" }, { "FAIL-9", "send-sms", "Failed" } } do

@@ -208,6 +208,47 @@ describe("mocopay sandbox", function()
     end)
   end)
 
+  describe("verifyPayment for forgery tests", function()
+    it("names the purchase (requestId, referenceId) unless echo is off", function()
+      local s = start("12000")
+      local sid = query_of(act(s.trn, "send-sms").json.Location).sessionId
+      local j = api("POST", VERIFY, { sessionId = sid }).json
+      assert.equal(s.request_id, j.requestId)
+      assert.equal(s.params.referenceId, j.referenceId)
+      assert.equal(200, sb.post_json("/mocopay/_sandbox/echo", { on = false }).status)
+      j = api("POST", VERIFY, { sessionId = sid }).json
+      assert.equal(200, sb.post_json("/mocopay/_sandbox/echo", { on = true }).status)
+      assert.is_nil(j.requestId)
+      assert.is_nil(j.referenceId)
+      assert.equal(sid, j.sessionId)
+      assert.equal(400, sb.post_json("/mocopay/_sandbox/echo", { on = "no" }).status)
+    end)
+
+    it("answers for another session, or with fields replaced, when told to, until restored", function()
+      local a, b = start("12000"), start("12000")
+      local sa = query_of(act(a.trn, "send-sms").json.Location).sessionId
+      local sbid = query_of(act(b.trn, "cancel").json.Location).sessionId
+      assert.equal(200, sb.post_json("/mocopay/_sandbox/verify_answer", { sessionId = sbid, as = sa }).status)
+      local j = api("POST", VERIFY, { sessionId = sbid }).json
+      assert.equal(sa, j.sessionId)
+      assert.equal("Authorized", j.status)
+      assert.equal(200, sb.post_json("/mocopay/_sandbox/verify_answer",
+        { sessionId = sbid, set = { status = "Expired", requestId = require("cjson").null } }).status)
+      j = api("POST", VERIFY, { sessionId = sbid }).json
+      assert.equal(sbid, j.sessionId)
+      assert.equal("Expired", j.status)
+      assert.is_nil(j.requestId)
+      assert.equal(200, sb.post_json("/mocopay/_sandbox/verify_answer", { sessionId = sbid }).status)
+      j = api("POST", VERIFY, { sessionId = sbid }).json
+      assert.equal("Cancelled", j.status)
+      assert.equal(b.request_id, j.requestId)
+      assert.equal(404, sb.post_json("/mocopay/_sandbox/verify_answer", { sessionId = "nope" }).status)
+      assert.equal(400, sb.post_json("/mocopay/_sandbox/verify_answer", { sessionId = sbid, as = "nope" }).status)
+      assert.equal(400, sb.post_json("/mocopay/_sandbox/verify_answer", { sessionId = sbid, set = "x" }).status)
+      assert.equal(400, sb.post_json("/mocopay/_sandbox/verify_answer", {}).status)
+    end)
+  end)
+
   describe("verifyPayment", function()
     it("answers the documented shape for a paid one-time session", function()
       local s = start("12000", { mcc = "219", mnc = "01", phone = "0099923026", lang = "hr" })

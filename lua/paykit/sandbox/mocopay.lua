@@ -38,7 +38,8 @@
 --
 -- verifyPayment answers the documented shape plus the session's `requestId` and `referenceId`
 -- (UNCONFIRMED that MoCoPay echoes them; the client binds a session to a purchase with them,
--- see the client's module notes); sandbox meanings: series = number of successful
+-- see the client's module notes; POST /mocopay/_sandbox/echo {"on": false} leaves them out);
+-- sandbox meanings: series = number of successful
 -- charges, chargedAmount = amount of the latest successful charge of the current period (0
 -- after a failed one), expiresIn = seconds until the checkout time limit (before payment), the
 -- end of the 24 h access window (one-time) or of the 7-day period (subscription); negative once
@@ -202,6 +203,7 @@ local function state()
     s.txns = {}          -- transactionId -> {session=, status=, amount=}
     s.ttl = M.TTL
     s.forged = {}        -- sessionId -> {as=, set=} (POST /_sandbox/verify_answer)
+    s.echo = true        -- verifyPayment answers requestId and referenceId (POST /_sandbox/echo)
   end
   return s
 end
@@ -370,8 +372,10 @@ local function verify_body(s)
   local p, t = s.params, now()
   local until_t
   if s.status == "Authorized" and s.period_end then until_t = s.period_end else until_t = s.expires_at end
+  local echo = state().echo
   return {
-    sessionId = s.session_id, requestId = s.request_id, referenceId = p.referenceId or cjson.null,
+    sessionId = s.session_id, requestId = echo and s.request_id or nil,
+    referenceId = echo and (p.referenceId or cjson.null) or nil,
     serviceCode = s.product.service, pid = p.pid, type = s.product.type,
     endUser = { userId = p.userId or cjson.null, phone = p.phone or cjson.null, mcc = p.mcc or cjson.null,
                 mnc = p.mnc or cjson.null },
@@ -554,13 +558,22 @@ local function admin_verify_answer()
   return util.json(200, { sessionId = body.sessionId, forged = st.forged[body.sessionId] ~= nil })
 end
 
+-- POST /_sandbox/echo {"on": false}: verifyPayment leaves out requestId and referenceId (the
+-- documented answer shape), {"on": true} puts them back.
+local function admin_echo()
+  local body = util.json_body()
+  if not body or type(body.on) ~= "boolean" then return fail(400, "InvalidParameter", "on must be true or false", "on") end
+  state().echo = body.on
+  return util.json(200, { echo = body.on })
+end
+
 local ROUTES = {
   ["/v1/payment/initPayment"] = init_payment,
   ["/v1/payment/verifyPayment"] = verify_payment,
   ["/checkout"] = checkout,
 }
 local ADMIN = { ["/_sandbox/act"] = admin_act, ["/_sandbox/charge"] = admin_charge, ["/_sandbox/ttl"] = admin_ttl,
-                ["/_sandbox/verify_answer"] = admin_verify_answer }
+                ["/_sandbox/verify_answer"] = admin_verify_answer, ["/_sandbox/echo"] = admin_echo }
 
 function M.handle(u)
   util = u
