@@ -121,6 +121,8 @@ local CASES = {
   { "notification", "sessionId", { path = PATH, query = "sessionId=a%00b" } },
   { "notification", "sessionId", { path = PATH, query = "sessionId=" .. string.rep("s", 256) } },
   { "notification", "transactionId", { path = PATH, query = "transactionId=a%0Ab" } },
+  { "notification", "referenceId", { path = PATH, query = "sessionId=a&referenceId=" .. string.rep("r", 256) } },
+  { "notification", "referenceId", { path = PATH, query = "sessionId=a&referenceId=r%0Dx" } },
   { "notification", "signature", { path = PATH, query = "sessionId=a&signature=nocolon" } },
   { "notification", "signature", { path = PATH, query = "sessionId=a&signature=sandbox-app%3A" } },
   { "notification", "signature", { path = PATH, query = signed { sessionId = "a", status = "Authorized" }:gsub("Authorized", "Cancelled") } },

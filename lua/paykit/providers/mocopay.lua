@@ -798,12 +798,16 @@ function Client:notification(req, opts)
   end
   local claimed_ref = f("referenceId")
   if claimed_ref ~= nil and type(claimed_ref) ~= "string" then claimed_ref = nil end
+  if claimed_ref and (#claimed_ref > 255 or find(claimed_ref, "%c")) then
+    return nil, errors.validation("referenceId", "invalid", "referenceId must be 1-255 characters without control characters"), bad
+  end
   local reply = gateway.reply(200, self.notification_reply)
   -- This notice (signed or not: an unsigned copy must not stand for the signed one) is
   -- claimed before verifyPayment yields, so that concurrent deliveries agree on the first.
-  local notice = table.concat({ "notice", signature ~= nil and "signed" or "unsigned", session_id or "",
-    transaction_id or "", tostring(f("status") or ""), tostring(f("series") or ""), tostring(f("chargedAmount") or ""),
-    tostring(f("amount") or ""), claimed_ref or "" }, "\0")
+  -- (hashed: the memory holds a fixed-size key whatever the notice's fields weigh)
+  local notice = "notice\0" .. core.digest("sha256", table.concat({ signature ~= nil and "signed" or "unsigned",
+    session_id or "", transaction_id or "", tostring(f("status") or ""), tostring(f("series") or ""),
+    tostring(f("chargedAmount") or ""), tostring(f("amount") or ""), claimed_ref or "" }, "\0"), "hex")
   local function repeat_of(first)
     local r = {}
     for k, val in pairs(first) do r[k] = val end
