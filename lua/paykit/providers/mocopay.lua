@@ -604,6 +604,10 @@ function Client:status(ref, keep)
   if keep ~= nil then
     local ok, err = check_keep(keep)
     if not ok then return nil, err end
+    local asked = type(ref) == "string" and ref or type(ref) == "table" and (ref.sessionId or ref.session_id) or nil
+    if keep.session_id ~= nil and asked ~= nil and not same(asked, keep.session_id) then
+      return nil, forged("sessionId", "session_mismatch", "the session is not the one this purchase is bound to")
+    end
   end
   local r, err = self:verify_payment(ref)
   if not r or keep == nil then return r, err end
