@@ -39,6 +39,7 @@ build = {
     ["paykit.money"] = "lua/paykit/money.lua",
     ["paykit.providers.mocopay"] = "lua/paykit/providers/mocopay.lua",
     ["paykit.providers.mocopay_codes"] = "lua/paykit/providers/mocopay_codes.lua",
+    ["paykit.providers.mocopay_sign"] = "lua/paykit/providers/mocopay_sign.lua",
     ["paykit.providers.moka"] = "lua/paykit/providers/moka.lua",
     ["paykit.providers.moka_codes"] = "lua/paykit/providers/moka_codes.lua",
     ["paykit.providers.zippy"] = "lua/paykit/providers/zippy.lua",

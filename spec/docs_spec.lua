@@ -83,6 +83,7 @@ local MODULES = {
   end },
   { "paykit.providers.moka_codes" },
   { "paykit.providers.mocopay_codes" },
+  { "paykit.providers.mocopay_sign" },
   { "paykit.providers.mocopay", instances = function(m)
     return { { m.new { api_key = "dummy", api_secret = "dummy", base_url = "http://127.0.0.1:9" }, "Client" } }
   end },

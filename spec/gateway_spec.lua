@@ -38,6 +38,108 @@ describe("gateway.seen (the bounded memory of processed notifications)", functio
   end)
 end)
 
+describe("gateway.seen claims (a key taken before work that yields)", function()
+  it("lets one caller claim a key; the others see it pending, then settled with its value", function()
+    local s = gateway.seen(4)
+    assert.is_true(s:claim("k"))
+    assert.same({ false, "pending" }, { s:claim("k") })
+    assert.is_true(s:has("k"))
+    assert.is_true(s:pending("k"))
+    assert.is_nil(s:get("k"))
+    assert.is_true(s:add("k")) -- a claimed key is a duplicate for add too
+    local v = { status = "paid" }
+    s:settle("k", v)
+    assert.is_false(s:pending("k"))
+    local claimed, state, value = s:claim("k")
+    assert.is_false(claimed)
+    assert.equal("done", state)
+    assert.equal(v, value)
+    assert.equal(v, s:get("k"))
+  end)
+
+  it("forgets a released claim entirely, so the next caller claims it afresh", function()
+    local s = gateway.seen(2)
+    assert.is_true(s:claim("k"))
+    s:release("k")
+    assert.is_false(s:has("k"))
+    assert.equal(0, s:size())
+    assert.is_true(s:claim("k"))
+    s:settle("k", true)
+    s:release("k") -- a settled key is not released
+    assert.is_true(s:has("k"))
+  end)
+
+  it("keeps its bound and FIFO order across released claims", function()
+    local s = gateway.seen(3)
+    s:claim("a"); s:release("a")
+    for _, k in ipairs { "b", "c", "d", "e" } do s:add(k) end
+    assert.is_true(s:size() <= 3)
+    assert.is_false(s:has("b"))
+    for _, k in ipairs { "c", "d", "e" } do assert.is_true(s:has(k), k) end
+    -- a released slot reused later does not take a newer key with it
+    s:claim("x"); s:release("x"); s:add("y")
+    assert.is_true(s:has("y"))
+  end)
+
+  it("adds a key settled after it was forgotten while claimed", function()
+    local s = gateway.seen(1)
+    assert.is_true(s:claim("k"))
+    s:add("other") -- the set is full: the claim is forgotten
+    assert.is_false(s:has("k"))
+    s:settle("k", "v")
+    assert.equal("v", s:get("k"))
+  end)
+
+  it("does not wait where no one else can run, and tells the state", function()
+    local s = gateway.seen(4)
+    s:claim("k")
+    assert.equal("pending", s:wait("k", 5)) -- plain Lua: at once, not after 5 s
+    s:settle("k", 7)
+    assert.same({ "done", 7 }, { s:wait("k") })
+    assert.equal("free", s:wait("nothing"))
+  end)
+
+  it("waits inside paykit.batch tasks until the claim holder settles", function()
+    local batch = require "paykit.batch"
+    local s = gateway.seen(4)
+    local order = {}
+    local results = batch {
+      function()
+        assert(s:claim("k"))
+        require("paykit.http").sleep(0.05) -- the holder's yield (as a request would)
+        order[#order + 1] = "holder"
+        s:settle("k", "first")
+        return "holder"
+      end,
+      function()
+        local claimed = s:claim("k")
+        assert(not claimed)
+        local state, value = s:wait("k", 10)
+        order[#order + 1] = "waiter"
+        return state .. ":" .. tostring(value)
+      end,
+    }
+    assert.same({ "holder", "done:first" }, results)
+    assert.same({ "holder", "waiter" }, order)
+  end)
+
+  it("makes a bad duplicate_capacity of a provider a config error naming it", function()
+    for _, v in ipairs { 0, -1, 2.5, "64" } do
+      local ok, err = pcall(gateway.base, "x", { duplicate_capacity = v })
+      assert.is_false(ok)
+      assert.equal("config", err.kind)
+      assert.equal("duplicate_capacity", err.field)
+    end
+    assert.equal(16, gateway.base("x", { duplicate_capacity = 16 }).seen.capacity)
+  end)
+
+  it("refuses a capacity that is not a positive integer", function()
+    assert.has_error(function() gateway.seen(0) end)
+    assert.has_error(function() gateway.seen(1.5) end)
+    assert.has_error(function() gateway.seen("8") end)
+  end)
+end)
+
 describe("gateway.reply", function()
   it("is the plain-text reply a notification handler sends back", function()
     assert.are.same({ status = 200, body = "OK", content_type = "text/plain" }, gateway.reply())

@@ -65,11 +65,13 @@ describe("mocopay flow against the sandbox", function()
 
     local log = sb.sink_log("n-" .. n, 2)
     assert.equal(2, #log)
-    for _, e in ipairs(log) do
+    for i, e in ipairs(log) do
       local res, reply = gw:notification(as_request(e))
       assert.truthy(res, reply and reply.body)
       assert.equal("paid", res.status)
-      assert.is_false(res.duplicate)
+      assert.equal("order-" .. n, res.reference)
+      -- the session notice and the transaction notice are one payment: the second is a repeat
+      assert.equal(i == 2, res.duplicate)
       assert.is_true(res.notification.signed)
       assert.equal(done.provider_reference, res.provider_reference)
       assert.same({ status = 200, body = "OK", content_type = "text/plain" }, reply)
@@ -77,6 +79,10 @@ describe("mocopay flow against the sandbox", function()
       assert.is_true(again.duplicate)
       assert.equal("paid", again.status)
     end
+    -- a keep lookup that raises leaves no claim behind
+    local fresh = gateway()
+    assert.has_error(function() fresh:notification(as_request(log[1]), { keep = function() error("db down") end }) end)
+    assert.is_false(assert(fresh:notification(as_request(log[1]), { keep = function() return r.keep end })).duplicate)
     -- another instance has not seen it
     local other = gateway { notification_reply = "ACK" }
     local res, reply = other:notification(as_request(log[1]))
@@ -85,6 +91,19 @@ describe("mocopay flow against the sandbox", function()
 
     local st = assert(gw:status(done.provider_reference))
     assert.equal("paid", st.status)
+    local bound = assert(gw:status(done.provider_reference, r.keep)) -- and it is this purchase's
+    assert.equal("paid", bound.status)
+    assert.is_true(bound.bound)
+    assert.equal("order-" .. n, bound.reference)
+    -- the keep bound to the session: only that session is taken for the purchase from now on
+    assert.same({ request_id = r.keep.request_id, reference_id = r.keep.reference_id, pid = "12000",
+                  session_id = done.provider_reference }, done.keep)
+    assert.equal("paid", assert(gw:status(done.provider_reference, done.keep)).status)
+    local other = assert(gw:purchase { pid = "12000", return_url = base .. "/_sink/ret-" .. n })
+    local other_sid = core.query_decode(buyer(other, "send-sms")).sessionId
+    local ok, err = gw:status(other_sid, done.keep)
+    assert.is_nil(ok)
+    assert.equal("session_mismatch", err.code)
     assert.equal(done.provider_reference, assert(gw:status { userId = "u-" .. n }).provider_reference)
     assert.equal(done.provider_reference, assert(gw:status { transaction_id = p.transactions[1] }).provider_reference)
   end)
@@ -130,6 +149,30 @@ describe("mocopay flow against the sandbox", function()
     assert.equal("PS-SANDBOX-SUB", st.payment.service_code)
   end)
 
+  it("without requestId / referenceId in verifyPayment's answer, waits for the signed notification", function()
+    assert.equal(200, sb.post_json("/mocopay/_sandbox/echo", { on = false }).status)
+    local n = uniq()
+    local gw = gateway { callback_url = base .. "/_sink/ret-" .. n, notify_url = base .. "/_sink/ne-" .. n }
+    local r = assert(gw:purchase { pid = "12000", reference = "order-" .. n })
+    local done = gw:complete(buyer(r, "send-sms"), r.keep)
+    local st = gw:status(done and done.session_id or "x", r.keep)
+    local log = sb.sink_log("ne-" .. n, 2)
+    local signed = assert(gw:notification(as_request(log[1]), { keep = function(ref) return ref == r.reference and r.keep or nil end }))
+    local unsigned = as_request(log[1])
+    unsigned.query = unsigned.query:gsub("&signature=[^&]*", "")
+    local hint = assert(gateway():notification(unsigned))
+    assert.equal(200, sb.post_json("/mocopay/_sandbox/echo", { on = true }).status)
+    assert.equal("pending", done.status) -- the return alone cannot say which purchase the session is
+    assert.is_false(done.bound)
+    assert.equal("pending", st.status)
+    assert.equal("paid", signed.status) -- the signed notification binds session and reference
+    assert.equal("order-" .. n, signed.reference)
+    assert.is_true(signed.bound)
+    assert.equal("paid", hint.status) -- an unsigned one says the session is paid, for no order
+    assert.is_nil(hint.reference)
+    assert.is_false(hint.bound)
+  end)
+
   it("reports a cancelled, an expired and a failed payment as failed", function()
     local gw = gateway { callback_url = base .. "/_sink/ret-x" }
     for _, c in ipairs { { "12000", "cancel", "Cancelled" }, { "12000", "expire", "Expired" }, { "FAIL-9", "send-sms", "Failed" } } do
@@ -153,7 +196,14 @@ describe("mocopay flow against the sandbox", function()
     local ok, err = gw:complete(forged, dear.keep)
     assert.is_nil(ok)
     assert.equal("signature", err.kind)
+    assert.equal("request_mismatch", err.code) -- the answer names the cheap purchase
+    -- and where the answer names no purchase, the product still tells them apart
+    assert.equal(200, sb.post_json("/mocopay/_sandbox/verify_answer",
+      { sessionId = paid.sessionId, set = { requestId = require("cjson").null, referenceId = require("cjson").null } }).status)
+    ok, err = gw:complete(forged, dear.keep)
+    assert.is_nil(ok)
     assert.equal("product_mismatch", err.code)
+    sb.post_json("/mocopay/_sandbox/verify_answer", { sessionId = paid.sessionId })
   end)
 
   it("does not believe a forged return's status", function()

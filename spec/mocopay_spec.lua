@@ -315,8 +315,19 @@ describe("mocopay buyer's return checks", function()
     assert_error("validation", "keep", "invalid", gw:complete(ret, { request_id = "x" }))
   end)
 
-  it("reports a cancelled or expired return as failed without a call", function()
+  it("asks verifyPayment about a cancelled return too", function()
     local gw, calls = offline()
+    local ok, err = gw:complete(ret:gsub("PaymentComplete", "PaymentCancelled"), keep)
+    assert.is_nil(ok)
+    assert.is_true(err.kind == "transport" or err.kind == "timeout")
+    assert.equal(1, #calls)
+  end)
+
+  it("with confirm_return off, takes a cancelled or expired return as failed and PaymentComplete as pending, without a call", function()
+    local gw, calls = offline { confirm_return = false }
+    local pending = assert(gw:complete(ret, keep))
+    assert.equal("pending", pending.status)
+    assert.is_false(pending.bound)
     local r = assert(gw:complete(ret:gsub("PaymentComplete", "PaymentCancelled"), keep))
     assert.equal("failed", r.status)
     assert.equal("PaymentCancelled", r.code)
@@ -415,6 +426,33 @@ describe("mocopay notification checks", function()
     assert.is_nil(ok)
     assert.not_equal("signature", err.kind)
     assert.equal(1, #calls)
+  end)
+
+  it("answers 'in progress' for a notice another coroutine is verifying, where it cannot wait", function()
+    local pause, sent = false, 0
+    local gw = offline { hooks = { before = function()
+      sent = sent + 1
+      if pause then coroutine.yield("paused") end
+    end } }
+    local q = signed()
+    local co = coroutine.create(function() return gw:notification { path = PATH, query = q } end)
+    pause = true
+    local _, state = coroutine.resume(co) -- suspended inside verifyPayment, holding the claim
+    assert.equal("paused", state)
+    pause = false
+    local ok, err, reply = gw:notification { path = PATH, query = q }
+    assert.is_nil(ok)
+    assert.equal("in_progress", err.code)
+    assert.is_true(err.retryable)
+    assert.equal(503, reply.status)
+    local _, r, cerr = coroutine.resume(co) -- verifyPayment fails (nothing listens): released
+    assert.is_nil(r)
+    assert.is_true(cerr.kind == "transport" or cerr.kind == "timeout")
+    local before = sent
+    ok, err = gw:notification { path = PATH, query = q } -- processed afresh
+    assert.is_nil(ok)
+    assert.not_equal("in_progress", err.code)
+    assert.equal(before + 1, sent)
   end)
 
   it("needs a sessionId or transactionId", function()

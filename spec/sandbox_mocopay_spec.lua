@@ -115,10 +115,14 @@ describe("mocopay sandbox", function()
   end)
 
   describe("initPayment", function()
-    it("validates parameters like the client", function()
-      local cases = { { "mcc", "22" }, { "mnc", "1" }, { "country", "XX" }, { "lang", "xx" },
-                      { "clientIp", "1::2::3" }, { "callbackUrl", "/back" }, { "notifyUrl", "ftp://x/" },
-                      { "imageUrl", "img.png" }, { "phone", "abc" } }
+    it("validates parameters on its own terms", function()
+      local cases = { { "mcc", "22" }, { "mnc", "1" }, { "country", "XX" }, { "country", "QM" }, { "country", "hr" },
+                      { "lang", "eng" }, { "lang", "EN" }, { "clientIp", "1::2::3" }, { "clientIp", "256.1.1.1" },
+                      { "clientIp", "01.2.3.4" }, { "clientIp", "1:2:3:4:5:6:7:8:9" }, { "clientIp", "cafe" },
+                      { "callbackUrl", "/back" }, { "callbackUrl", "http://u:p@x.example/" },
+                      { "callbackUrl", "http://x.example:70000/" }, { "notifyUrl", "ftp://x/" },
+                      { "imageUrl", "img.png" }, { "phone", "abc" }, { "pid", string.rep("p", 65) },
+                      { "referenceId", "a\nb" }, { "colour", "red" } }
       for _, c in ipairs(cases) do
         local res = api("GET", INIT, { pid = "12000", [c[1]] = c[2] })
         assert.equal(400, res.status, c[1])
@@ -128,6 +132,12 @@ describe("mocopay sandbox", function()
       local res = api("GET", INIT, { mcc = "228" })
       assert.equal(400, res.status)
       assert.equal("pid", res.json.field)
+      for _, ip in ipairs { "192.0.2.1", "::1", "2001:db8::7", "::ffff:192.0.2.1", "1:2:3:4:5:6:7:8" } do
+        assert.equal(200, api("GET", INIT, { pid = "12000", clientIp = ip }).status, ip)
+      end
+      for _, u in ipairs { "https://shop.example/back?x=1", "http://127.0.0.1:8080/n", "http://[::1]:8080/x" } do
+        assert.equal(200, api("GET", INIT, { pid = "12000", callbackUrl = u }).status, u)
+      end
     end)
 
     it("knows no UNKNOWN product and fails on ERROR500", function()
@@ -198,6 +208,47 @@ describe("mocopay sandbox", function()
     end)
   end)
 
+  describe("verifyPayment for forgery tests", function()
+    it("names the purchase (requestId, referenceId) unless echo is off", function()
+      local s = start("12000")
+      local sid = query_of(act(s.trn, "send-sms").json.Location).sessionId
+      local j = api("POST", VERIFY, { sessionId = sid }).json
+      assert.equal(s.request_id, j.requestId)
+      assert.equal(s.params.referenceId, j.referenceId)
+      assert.equal(200, sb.post_json("/mocopay/_sandbox/echo", { on = false }).status)
+      j = api("POST", VERIFY, { sessionId = sid }).json
+      assert.equal(200, sb.post_json("/mocopay/_sandbox/echo", { on = true }).status)
+      assert.is_nil(j.requestId)
+      assert.is_nil(j.referenceId)
+      assert.equal(sid, j.sessionId)
+      assert.equal(400, sb.post_json("/mocopay/_sandbox/echo", { on = "no" }).status)
+    end)
+
+    it("answers for another session, or with fields replaced, when told to, until restored", function()
+      local a, b = start("12000"), start("12000")
+      local sa = query_of(act(a.trn, "send-sms").json.Location).sessionId
+      local sbid = query_of(act(b.trn, "cancel").json.Location).sessionId
+      assert.equal(200, sb.post_json("/mocopay/_sandbox/verify_answer", { sessionId = sbid, as = sa }).status)
+      local j = api("POST", VERIFY, { sessionId = sbid }).json
+      assert.equal(sa, j.sessionId)
+      assert.equal("Authorized", j.status)
+      assert.equal(200, sb.post_json("/mocopay/_sandbox/verify_answer",
+        { sessionId = sbid, set = { status = "Expired", requestId = require("cjson").null } }).status)
+      j = api("POST", VERIFY, { sessionId = sbid }).json
+      assert.equal(sbid, j.sessionId)
+      assert.equal("Expired", j.status)
+      assert.is_nil(j.requestId)
+      assert.equal(200, sb.post_json("/mocopay/_sandbox/verify_answer", { sessionId = sbid }).status)
+      j = api("POST", VERIFY, { sessionId = sbid }).json
+      assert.equal("Cancelled", j.status)
+      assert.equal(b.request_id, j.requestId)
+      assert.equal(404, sb.post_json("/mocopay/_sandbox/verify_answer", { sessionId = "nope" }).status)
+      assert.equal(400, sb.post_json("/mocopay/_sandbox/verify_answer", { sessionId = sbid, as = "nope" }).status)
+      assert.equal(400, sb.post_json("/mocopay/_sandbox/verify_answer", { sessionId = sbid, set = "x" }).status)
+      assert.equal(400, sb.post_json("/mocopay/_sandbox/verify_answer", {}).status)
+    end)
+  end)
+
   describe("verifyPayment", function()
     it("answers the documented shape for a paid one-time session", function()
       local s = start("12000", { mcc = "219", mnc = "01", phone = "0099923026", lang = "hr" })
@@ -209,7 +260,8 @@ describe("mocopay sandbox", function()
       for k in pairs(j) do keys[#keys + 1] = k end
       table.sort(keys)
       assert.same({ "chargedAmount", "currencyCode", "endUser", "expiresIn", "failedAmount", "lang", "lastChargedAmount",
-        "lastFailedAmount", "pid", "recurrent", "series", "serviceCode", "sessionId", "status", "timeAuthorized", "timeInit",
+        "lastFailedAmount", "pid", "recurrent", "referenceId", "requestId", "series", "serviceCode", "sessionId", "status",
+        "timeAuthorized", "timeInit",
         "timeLastSuccessfullPayment", "totalChargedAmount", "totalFailedAmount", "transactions", "type" }, keys)
       assert.equal(sid, j.sessionId)
       assert.equal("Authorized", j.status)

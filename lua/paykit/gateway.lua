@@ -12,6 +12,7 @@
 --     gateway.base(name, opts)     common instance fields: logger (scrubbing), transport
 --     gateway.result{...}          a result table with the documented fields
 --     gateway.seen(capacity)       bounded memory of notifications already processed
+--                                  (add/has/get; claim/settle/release/wait around a yield)
 --     gateway.reply(status, body)  the reply a notification handler sends back
 --     gateway.form(req)            decoded form/query parameters of a notification
 --     gateway.field(map, names)    case-insensitive lookup of the first present name
@@ -46,33 +47,55 @@ end
 local Seen = {}
 Seen.__index = Seen
 
+local PENDING = setmetatable({}, { __tostring = function() return "gateway.seen pending claim" end })
+
 --- A bounded set that remembers the last `capacity` keys (FIFO eviction): the memory of
 -- notifications already processed, optionally with a value per key (e.g. the first result).
+-- A key can also be claimed before the work that decides its value (@{Seen:claim}), so that
+-- concurrent deliveries of one notification (paykit.batch tasks, nginx light threads of one
+-- worker) agree on which one is first even when that work yields; one process only.
 -- @tparam[opt=1024] number capacity how many keys to keep
 -- @treturn Seen the set
 function _M.seen(capacity)
   capacity = capacity or 1024
-  return setmetatable({ capacity = capacity, keys = {}, ring = {}, head = 0, count = 0 }, Seen)
+  if type(capacity) ~= "number" or capacity < 1 or capacity ~= math.floor(capacity) then
+    error("gateway.seen: capacity must be a positive integer", 2)
+  end
+  return setmetatable({ capacity = capacity, keys = {}, slot = {}, ring = {}, head = 0, count = 0 }, Seen)
 end
 
 --- A bounded set (from @{seen}).
 -- @type Seen
 
---- Whether the set holds key.
+-- Puts key in the next ring slot, forgetting the oldest key there.
+local function insert(self, key, value)
+  self.head = self.head % self.capacity + 1
+  local old = self.ring[self.head]
+  if old ~= nil then
+    self.keys[old], self.slot[old] = nil, nil
+  else
+    self.count = self.count + 1
+  end
+  self.ring[self.head] = key
+  self.keys[key], self.slot[key] = value, self.head
+end
+
+--- Whether the set holds key (a claimed key is held).
 -- @param key the key
 -- @treturn boolean
 function Seen:has(key) return self.keys[key] ~= nil end
 
---- The value stored with key by @{Seen:add}, nil when key is not held or has no value.
+--- The value stored with key by @{Seen:add} or @{Seen:settle}; nil when key is not held, has
+-- no value or is only claimed.
 -- @param key the key
 -- @return the value
 function Seen:get(key)
   local v = self.keys[key]
-  if v == true then return nil end
+  if v == true or v == PENDING then return nil end
   return v
 end
 
---- Adds key (with an optional value); returns true when it was already there.
+--- Adds key (with an optional value); returns true when it was already there (or claimed).
 -- When the set is full the oldest key and its value are forgotten. A key already held keeps
 -- its first value.
 -- @param key the key
@@ -80,13 +103,78 @@ end
 -- @treturn boolean true when key was already there (a duplicate)
 function Seen:add(key, value)
   if self.keys[key] ~= nil then return true end
-  self.head = self.head % self.capacity + 1
-  local old = self.ring[self.head]
-  if old ~= nil then self.keys[old] = nil else self.count = self.count + 1 end
-  self.ring[self.head] = key
   if value == nil then value = true end
-  self.keys[key] = value
+  insert(self, key, value)
   return false
+end
+
+--- Claims key before the work that decides it (which may yield).
+-- Returns true when this caller holds the claim now and must later @{Seen:settle} or
+-- @{Seen:release} it; false, "pending" when another caller holds the claim; false, "done",
+-- value when the key is settled (value as @{Seen:get}).
+-- @param key the key
+-- @treturn boolean claimed
+-- @treturn[2] string "pending" or "done"
+-- @return[2] the settled value (for "done")
+function Seen:claim(key)
+  local v = self.keys[key]
+  if v == nil then
+    insert(self, key, PENDING)
+    return true
+  end
+  if v == PENDING then return false, "pending" end
+  return false, "done", (v ~= true and v or nil)
+end
+
+--- Whether key is claimed and not yet settled or released.
+-- @param key the key
+-- @treturn boolean
+function Seen:pending(key) return self.keys[key] == PENDING end
+
+--- Settles a claimed key with its value (the claim becomes an ordinary key). A key that was
+-- forgotten while claimed (the set filled up) is added again.
+-- @param key the key
+-- @param[opt] value what to remember with it
+function Seen:settle(key, value)
+  if value == nil then value = true end
+  local v = self.keys[key]
+  if v == PENDING then self.keys[key] = value
+  elseif v == nil then insert(self, key, value) end
+end
+
+--- Releases a claim (the work failed): key is not held any more, so a later delivery is
+-- processed afresh. Nothing for a key that is not claimed.
+-- @param key the key
+function Seen:release(key)
+  if self.keys[key] ~= PENDING then return end
+  self.ring[self.slot[key]] = nil
+  self.keys[key], self.slot[key] = nil, nil
+  self.count = self.count - 1
+end
+
+--- Waits while another caller holds the claim on key, at most `seconds` (default 60).
+-- Waits only where waiting lets that caller go on (a paykit.batch task, an nginx cosocket
+-- phase), with paykit.http's sleep; elsewhere it returns at once. Returns what
+-- @{Seen:claim} would say now without claiming: "pending", "done" (and the value), or
+-- "free" (the claim was released or forgotten).
+-- @param key the key
+-- @tparam[opt=60] number seconds the longest wait
+-- @treturn string "pending", "done" or "free"
+-- @return the value for "done"
+function Seen:wait(key, seconds)
+  local can_wait = http.in_cosocket_phase()
+  local co = coroutine.running()
+  if co and http.batch_coroutines[co] then can_wait = true end
+  local deadline = http.now() + (seconds or 60)
+  local delay = 0.002
+  while self.keys[key] == PENDING and can_wait and http.now() < deadline do
+    http.sleep(delay)
+    delay = math.min(delay * 2, 0.05)
+  end
+  local v = self.keys[key]
+  if v == PENDING then return "pending" end
+  if v == nil then return "free" end
+  return "done", (v ~= true and v or nil)
 end
 
 --- The number of keys held (at most the capacity).
@@ -247,7 +335,8 @@ end
 --   `max_response`, `hooks`, `retry`, `sleep`, `user_agent`) and `duplicate_capacity`
 --   (default 1024)
 -- @treturn table `{provider=, log=function(level, line), http=transport, seen=Seen}`
--- @raise what `paykit.http.new` raises for bad transport options
+-- @raise what `paykit.http.new` raises for bad transport options; a config error for a
+--   duplicate_capacity that is not a positive integer
 function _M.base(name, opts)
   opts = opts or {}
   local log = http.make_logger(opts.logger)
@@ -257,11 +346,15 @@ function _M.base(name, opts)
     logger = opts.logger, hooks = opts.hooks, retry = opts.retry, sleep = opts.sleep,
     user_agent = opts.user_agent,
   }
+  local capacity = opts.duplicate_capacity or 1024
+  if type(capacity) ~= "number" or capacity < 1 or capacity ~= math.floor(capacity) then
+    error(errors.config("duplicate_capacity", "invalid", "duplicate_capacity must be a positive integer"), 2)
+  end
   return {
     provider = name,
     log = log,
     http = transport,
-    seen = _M.seen(opts.duplicate_capacity or 1024),
+    seen = _M.seen(capacity),
   }
 end
 

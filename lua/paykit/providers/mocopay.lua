@@ -19,8 +19,19 @@
 --                         (it is always confirmed with verifyPayment); true refuses it
 --   notification_reply    body answered to an accepted notification, "OK" by default
 --                         (UNCONFIRMED what MoCoPay expects)
---   confirm_return        true (default): complete() confirms PaymentComplete with verifyPayment
+--   confirm_return        true (default): complete() confirms PaymentComplete with verifyPayment;
+--                         false: a PaymentComplete return is only "pending" (no call)
+--   duplicate_wait        seconds a delivery of a notification waits for the same notification
+--                         already being verified (60; only where waiting can yield)
+--   duplicate_capacity    notifications remembered (1024)
 --   logger, hooks, timeout, connect_timeout, retry, ...   as paykit.http
+--
+-- Binding (the return and unsigned notifications are unsigned query strings): a session is
+-- taken for a purchase only when verifyPayment, asked about that very session, answers with
+-- the purchase's requestId or referenceId (UNCONFIRMED that MoCoPay echoes them; the sandbox
+-- does). An answer naming another purchase is refused; one naming none is "pending"
+-- (`bound = false`) until a signed notification. See Client:complete, Client:status,
+-- Client:notification.
 --
 -- Signature (mocopay-notes.md): base64(DIGEST(api_secret .. canonical(path, params))) where
 -- canonical(path, params) = path .. "?" .. name=value pairs (signature excluded) sorted by name
@@ -38,7 +49,7 @@
 --   -- r.status == "redirect": send the buyer to r.redirect_url, store r.keep with the order
 --   local done = gw:complete(query_of_the_return, keep)      -- confirmed with verifyPayment
 --   local res, reply = gw:notification{ method = "GET", path = uri, query = args }
---   local st = gw:status("518ec5708a8842dba19993f01ef863b5")  -- verifyPayment by sessionId
+--   local st = gw:status(done.session_id, keep)              -- verifyPayment, bound to keep
 local core = require "paykit.core"
 local errors = require "paykit.errors"
 local gateway = require "paykit.gateway"
@@ -47,124 +58,59 @@ local cjson = require "cjson.safe"
 
 local M = { PROVIDER = "mocopay" }
 
-local byte, find, format = string.byte, string.find, string.format
+local find, format = string.find, string.format
 
 -- ------------------------------------------------------------------------- signing
 
--- Byte-order "less than", independent of the C locale.
-local function bytes_lt(a, b)
-  local n = #a < #b and #a or #b
-  for i = 1, n do
-    local x, y = byte(a, i), byte(b, i)
-    if x ~= y then return x < y end
-  end
-  return #a < #b
-end
+-- The signature lives in paykit.providers.mocopay_sign; these are the same functions.
+local signing = require "paykit.providers.mocopay_sign"
+local to_pairs = signing.to_pairs
+local DIGESTS = signing.DIGESTS
 
-local function str(v)
-  local t = type(v)
-  if t == "string" then return v end
-  if t == "number" and v == math.floor(v) and v >= -2^53 and v <= 2^53 then return format("%d", v) end
-  if t == "number" or t == "boolean" then return tostring(v) end
-  error("mocopay: parameter values must be strings", 3)
-end
-
--- Pairs {{name, value}, ...} from a map (array values repeat the name) or a pairs list.
-local function to_pairs(params)
-  local list = {}
-  if params[1] ~= nil and type(params[1]) == "table" then
-    for _, kv in ipairs(params) do list[#list + 1] = { str(kv[1]), str(kv[2]) } end
-  else
-    for k, v in pairs(params) do
-      if type(v) == "table" then
-        for _, x in ipairs(v) do list[#list + 1] = { str(k), str(x) } end
-      else
-        list[#list + 1] = { str(k), str(v) }
-      end
-    end
-  end
-  return list
-end
-
---- The string MoCoPay signs after the secret.
--- path .. "?" .. name=value&... with every request
--- parameter but `signature`, sorted by name (then value) in plain byte order. Values are raw
--- (decoded) unless `encode` is true, which percent-encodes names and values (RFC 3986) first.
+--- The string MoCoPay signs after the secret (@{paykit.providers.mocopay_sign.canonical}).
 -- Vector: canonical("/v1/payment/initPayment/", {mcc="228", mnc="01", pid="12000", userId="123456789"})
 --   == "/v1/payment/initPayment/?mcc=228&mnc=01&pid=12000&userId=123456789"
--- @tparam string path the request path (with the base_url prefix)
--- @tparam[opt] table params a map (array values repeat the name) or pairs `{{name, value}, ...}`;
---   values are strings, numbers or booleans
+-- @function canonical
+-- @tparam string path the request path
+-- @tparam[opt] table params the parameters
 -- @tparam[opt] boolean encode percent-encode names and values first
 -- @treturn string the canonical string
--- @raise when a value is of another type (a table inside a pair, a function, ...)
-function M.canonical(path, params, encode)
-  local list = {}
-  for _, kv in ipairs(to_pairs(params or {})) do
-    if kv[1] ~= "signature" then
-      if encode then kv = { core.pct_encode(kv[1]), core.pct_encode(kv[2]) } end
-      list[#list + 1] = kv
-    end
-  end
-  table.sort(list, function(a, b)
-    if a[1] ~= b[1] then return bytes_lt(a[1], b[1]) end
-    return bytes_lt(a[2], b[2])
-  end)
-  local out = {}
-  for i, kv in ipairs(list) do out[i] = kv[1] .. "=" .. kv[2] end
-  return path .. "?" .. table.concat(out, "&")
-end
+M.canonical = signing.canonical
 
-local DIGESTS = { md5 = true, sha1 = true }
-
---- The signature of a request.
--- base64(DIGEST(secret .. canonical(path, params, encode))), digest "md5" (default) or "sha1".
+--- The signature of a request (@{paykit.providers.mocopay_sign.sign}).
 -- Vector: sign("this.is.a.secret", "/v1/payment/initPayment/",
 --   {mcc="228", mnc="01", pid="12000", userId="123456789"}) == "WETDyNQLx0+8BJ16vDgiVg=="
+-- @function sign
 -- @tparam string secret the api_secret
 -- @tparam string path the request path
--- @tparam table params the parameters (see @{canonical})
+-- @tparam table params the parameters
 -- @tparam[opt="md5"] string digest "md5" or "sha1"
 -- @tparam[opt] boolean encode see @{canonical}
 -- @treturn string base64 signature
--- @raise for another digest, or a parameter value of another type
-function M.sign(secret, path, params, digest, encode)
-  digest = digest or "md5"
-  if not DIGESTS[digest] then error("mocopay: digest must be md5 or sha1", 2) end
-  return core.digest(digest, secret .. M.canonical(path, params, encode), "base64")
-end
+M.sign = signing.sign
 
---- The signed value for the Signature header or the `signature` parameter.
--- The value of the Signature header ("ApiKey " .. this) or of the `signature` parameter.
+--- `api_key .. ":" .. signature` (@{paykit.providers.mocopay_sign.signature_value}).
+-- @function signature_value
 -- @tparam string api_key the api_key
 -- @tparam string secret the api_secret
 -- @tparam string path the request path
 -- @tparam table params the parameters
 -- @tparam[opt="md5"] string digest "md5" or "sha1"
 -- @tparam[opt] boolean encode see @{canonical}
--- @treturn string `api_key .. ":" .. signature`
-function M.signature_value(api_key, secret, path, params, digest, encode)
-  return api_key .. ":" .. M.sign(secret, path, params, digest, encode)
-end
+-- @treturn string the value
+M.signature_value = signing.signature_value
 
---- A signed notification query string, for merchants' own tests.
--- The query string of a notification signed the way this client
--- checks it (parameters in byte order, RFC 3986 encoded, `signature` last).
+--- A signed notification query string, for merchants' own tests
+-- (@{paykit.providers.mocopay_sign.signed_query}).
+-- @function signed_query
 -- @tparam string api_key the api_key
 -- @tparam string secret the api_secret
--- @tparam string path the notification path (the instance's notify_path)
--- @tparam table params the notification parameters (sessionId, status, ...)
+-- @tparam string path the notification path
+-- @tparam table params the notification parameters
 -- @tparam[opt="md5"] string digest "md5" or "sha1"
 -- @tparam[opt] boolean encode see @{canonical}
 -- @treturn string the query string
-function M.signed_query(api_key, secret, path, params, digest, encode)
-  local list = to_pairs(params)
-  local q = {}
-  for i, kv in ipairs(list) do q[i] = core.pct_encode(kv[1]) .. "=" .. core.pct_encode(kv[2]) end
-  table.sort(q, bytes_lt)
-  q[#q + 1] = "signature=" .. core.pct_encode(M.signature_value(api_key, secret, path, params, digest, encode))
-  return table.concat(q, "&")
-end
+M.signed_query = signing.signed_query
 
 -- ------------------------------------------------------------------------- validation
 
@@ -230,7 +176,10 @@ function M.validate_init(params, names)
   names = names or {}
   if type(params) ~= "table" then return nil, errors.validation("params", "invalid", "initPayment parameters must be a table") end
   for k in pairs(params) do
-    if k ~= "signature" and not INIT_RULES[k] then
+    if k == "signature" then
+      return nil, errors.validation("signature", "reserved", "the signature is made by paykit; do not pass one")
+    end
+    if not INIT_RULES[k] then
       return nil, errors.validation(tostring(k), "unknown", "initPayment has no parameter " .. tostring(k))
     end
   end
@@ -296,14 +245,16 @@ local AMOUNTS = { charged_amount = "chargedAmount", failed_amount = "failedAmoun
 --- Every field of a verifyPayment answer, in Lua names. Amounts are decimal strings.
 -- @tparam table json the decoded answer
 -- @tparam[opt] string body the raw answer (amounts are read from its text, never through a float)
--- @treturn table `session_id`, `service_code`, `pid`, `type`, `lang`, `series`, `status`,
+-- @treturn table `session_id`, `request_id` and `reference_id` (when the answer names the
+--   purchase the session belongs to), `service_code`, `pid`, `type`, `lang`, `series`, `status`,
 --   `currency_code`, `recurrent`, `expires_in`, `time_init`, `time_authorized`,
 --   `time_last_successful_payment`, `transactions`, `end_user` `{user_id, phone, mcc, mnc}`,
 --   and the amounts `charged_amount`, `failed_amount`, `last_charged_amount`,
 --   `last_failed_amount`, `total_charged_amount`, `total_failed_amount`
 function M.payment_info(json, body)
   local info = {
-    session_id = nonnull(json.sessionId), service_code = nonnull(json.serviceCode), pid = nonnull(json.pid),
+    session_id = nonnull(json.sessionId), request_id = nonnull(json.requestId), reference_id = nonnull(json.referenceId),
+    service_code = nonnull(json.serviceCode), pid = nonnull(json.pid),
     type = nonnull(json.type), lang = nonnull(json.lang), series = int(nonnull(json.series)),
     status = nonnull(json.status), currency_code = nonnull(json.currencyCode),
     recurrent = nonnull(json.recurrent), expires_in = int(nonnull(json.expiresIn)),
@@ -393,6 +344,7 @@ function M.new(opts)
     require_signature = opts.require_signature == true,
     notification_reply = opts.notification_reply or "OK",
     confirm_return = opts.confirm_return ~= false,
+    duplicate_wait = opts.duplicate_wait or 60,
     log = base.log, http = base.http, seen = base.seen,
   }, Client)
   -- The secret lives only in these closures: an instance printed or logged shows no secret.
@@ -429,17 +381,20 @@ end
 -- @type Client
 
 --- One signed call. Returns json, body | nil, err.
--- Sent with `idempotent = true`: MoCoPay's calls may be retried.
+-- Only a call marked idempotent is retried after it may have reached MoCoPay: initPayment
+-- opens a payment session each time it arrives, so it is sent once (idempotent false);
+-- verifyPayment only reads (idempotent true).
 -- @tparam string op the operation name, e.g. "verifyPayment"
 -- @tparam string method "GET" or "POST"
 -- @tparam string endpoint the path after base_url's prefix
 -- @tparam table params the query parameters (signed)
+-- @tparam boolean idempotent whether the call may be sent again
 -- @treturn table the decoded JSON answer
 -- @treturn string the raw body
 -- @return[2] nil
 -- @return[2] a transport error or a provider error: `unauthorized`, `server_error`,
 --   `not_found`, `rejected`, `invalid_response`
-function Client:call(op, method, endpoint, params)
+function Client:call(op, method, endpoint, params, idempotent)
   local path = self.base_path .. endpoint
   local sig = self.api_key .. ":" .. self.sign(path, params)
   local query = to_pairs(params)
@@ -451,7 +406,7 @@ function Client:call(op, method, endpoint, params)
   end
   local res, err = self.http:request {
     method = method, url = self.origin .. path .. "?" .. core.canonical_query(query), headers = headers,
-    body = method == "POST" and "" or nil, op = "mocopay." .. op, idempotent = true,
+    body = method == "POST" and "" or nil, op = "mocopay." .. op, idempotent = idempotent == true,
   }
   if not res then return nil, err end
   local json = res.body and res.body ~= "" and cjson.decode(res.body) or nil
@@ -468,7 +423,7 @@ end
 function Client:init_payment(params, names)
   local ok, err = M.validate_init(params, names)
   if not ok then return nil, err end
-  local json, body = self:call("initPayment", "GET", self.init_path, params)
+  local json, body = self:call("initPayment", "GET", self.init_path, params, false)
   if not json then return nil, body end
   local request_id, redirect = json.requestId, json.redirectUrl
   if type(request_id) ~= "string" or type(redirect) ~= "string" or not M.is_http_url(redirect) then
@@ -519,6 +474,77 @@ end
 
 local VERIFY_BY = { sessionId = "session_id", userId = "user_id", transactionId = "transaction_id" }
 
+local function same(a, b) return type(a) == "string" and type(b) == "string" and core.consteq(a, b) end
+
+-- A signature error (forged, tampered or another payment's data) naming the field at fault.
+local function forged(field, code, message)
+  return errors.new { kind = "signature", field = field, code = code, message = message }
+end
+
+-- Whether a verifyPayment answer is about what was asked: the session asked for, the buyer
+-- asked for, or a session holding the transaction asked for.
+local function answered_for(by, value, info)
+  if type(info.session_id) ~= "string" or info.session_id == "" then
+    return nil, errors.provider { code = "invalid_response", provider = M.PROVIDER, op = "verifyPayment",
+      message = "MoCoPay verifyPayment answer names no sessionId" }
+  end
+  if by == "sessionId" and not same(info.session_id, value) then
+    return nil, forged("sessionId", "session_mismatch", "verifyPayment answered for another session than the one asked about")
+  end
+  if by == "userId" and not same(info.end_user and info.end_user.user_id, value) then
+    return nil, forged("userId", "user_mismatch", "verifyPayment answered for another buyer than the one asked about")
+  end
+  if by == "transactionId" then
+    local found = false
+    for _, t in ipairs(info.transactions) do if same(t, value) then found = true end end
+    if not found then
+      return nil, forged("transactionId", "transaction_mismatch", "verifyPayment answered with a session that does not hold the transaction asked about")
+    end
+  end
+  return true
+end
+
+-- Checks that a session's answer belongs to the purchase `keep` describes, and names the
+-- result after it. The answer must carry this purchase's requestId or referenceId (neither
+-- may differ); an answer carrying neither cannot be bound and comes back "pending"
+-- (bound = false) whatever the session's state: the payment is then confirmed only by a
+-- signed notification (`signed`: a notification whose signature covers the session and the
+-- reference binds them itself). Returns the result or nil, err.
+local function bind(r, keep, signed)
+  local p = r.payment
+  if keep.session_id ~= nil and not same(p.session_id, keep.session_id) then
+    return nil, forged("sessionId", "session_mismatch", "the session is not the one this purchase is bound to")
+  end
+  if p.request_id ~= nil and not same(p.request_id, keep.request_id) then
+    return nil, forged("requestId", "request_mismatch", "verifyPayment says the session belongs to another purchase (requestId)")
+  end
+  if p.reference_id ~= nil and not same(p.reference_id, keep.reference_id) then
+    return nil, forged("referenceId", "reference_mismatch", "verifyPayment says the session belongs to another purchase (referenceId)")
+  end
+  if keep.pid ~= nil and p.pid ~= nil and not same(tostring(p.pid), keep.pid) then
+    return nil, forged("pid", "product_mismatch", "the session is for another product")
+  end
+  r.reference, r.request_id, r.session_id = keep.reference_id, keep.request_id, p.session_id
+  if p.request_id == nil and p.reference_id == nil and not signed then
+    r.status, r.bound = "pending", false
+    r.message = "MoCoPay session " .. tostring(p.status) .. ", but the answer does not name this purchase: waiting for a signed notification"
+  else
+    r.bound = true
+    -- what to keep from now on: the purchase, bound to this session
+    r.keep = { request_id = keep.request_id, reference_id = keep.reference_id, pid = keep.pid, session_id = p.session_id }
+  end
+  return r
+end
+
+local function check_keep(keep)
+  if type(keep) ~= "table" or type(keep.request_id) ~= "string" or type(keep.reference_id) ~= "string"
+    or (keep.session_id ~= nil and type(keep.session_id) ~= "string")
+    or (keep.pid ~= nil and type(keep.pid) ~= "string") then
+    return nil, errors.validation("keep", "invalid", "keep must be the table purchase returned ({request_id, reference_id, pid})")
+  end
+  return true
+end
+
 --- A session's state (verifyPayment).
 -- verifyPayment by exactly one of sessionId, userId, transactionId (API or Lua names).
 -- Returns result (status from the session's status; `payment` holds every answered field).
@@ -531,12 +557,16 @@ function Client:verify_payment(by)
   if type(by) == "string" then by = { sessionId = by } end
   if type(by) ~= "table" then return nil, errors.validation("sessionId", "required", "verifyPayment needs sessionId, userId or transactionId") end
   local chosen, value, count = nil, nil, 0
-  for api, lua in pairs(VERIFY_BY) do
+  for _, api in ipairs { "sessionId", "userId", "transactionId" } do
+    local lua = VERIFY_BY[api]
     local v = by[api]
+    if v ~= nil and by[lua] ~= nil then
+      return nil, errors.validation(lua, "duplicate", lua .. " repeats " .. api)
+    end
     if v == nil then v = by[lua] end
     if v ~= nil then
-      if type(v) ~= "string" or v == "" or find(v, "%c") then
-        return nil, errors.validation(api, "invalid", api .. " must be a non-empty string")
+      if type(v) ~= "string" or v == "" or #v > 255 or find(v, "%c") then
+        return nil, errors.validation(api, "invalid", api .. " must be 1-255 characters without control characters")
       end
       chosen, value, count = api, v, count + 1
     end
@@ -548,19 +578,41 @@ function Client:verify_payment(by)
   end
   if count == 0 then return nil, errors.validation("sessionId", "required", "verifyPayment needs one of sessionId, userId, transactionId") end
   if count > 1 then return nil, errors.validation(chosen, "exclusive", "verifyPayment takes exactly one of sessionId, userId, transactionId") end
-  local json, body = self:call("verifyPayment", "POST", self.verify_path, { [chosen] = value })
+  local json, body = self:call("verifyPayment", "POST", self.verify_path, { [chosen] = value }, true)
   if not json then return nil, body end
   local info = M.payment_info(json, body)
+  local ok, err = answered_for(chosen, value, info)
+  if not ok then
+    self.log("warn", "mocopay verifyPayment answered for another " .. chosen)
+    return nil, err
+  end
   return payment_result(info, json)
 end
 
 --- The status of a payment (uniform flow): @{Client:verify_payment}.
--- gw:status(ref): ref is a sessionId string or {sessionId=|userId=|transactionId=}.
+-- gw:status(ref[, keep]): ref is a sessionId string or {sessionId=|userId=|transactionId=}.
+-- With the purchase's `keep` the answer must belong to that purchase (as in @{Client:complete}):
+-- another purchase's session is an error (`request_mismatch`, `reference_mismatch`,
+-- `product_mismatch`), and an answer that does not name the purchase is "pending".
+-- Without keep the result describes the session only; never take it for an order.
 -- @tparam string|table ref
+-- @tparam[opt] table keep the `keep` of the purchase result
 -- @treturn table result
 -- @return[2] nil
 -- @return[2] err
-function Client:status(ref) return self:verify_payment(ref) end
+function Client:status(ref, keep)
+  if keep ~= nil then
+    local ok, err = check_keep(keep)
+    if not ok then return nil, err end
+    local asked = type(ref) == "string" and ref or type(ref) == "table" and (ref.sessionId or ref.session_id) or nil
+    if keep.session_id ~= nil and asked ~= nil and not same(asked, keep.session_id) then
+      return nil, forged("sessionId", "session_mismatch", "the session is not the one this purchase is bound to")
+    end
+  end
+  local r, err = self:verify_payment(ref)
+  if not r or keep == nil then return r, err end
+  return bind(r, keep)
+end
 
 local function decode_params(params)
   if type(params) == "string" then
@@ -573,54 +625,86 @@ local function decode_params(params)
   return params
 end
 
-local function same(a, b) return type(a) == "string" and type(b) == "string" and core.consteq(a, b) end
+-- The one value of a return parameter: every spelling of the name (case-insensitive) counted;
+-- a repeated or missing one is refused (a forger's second sessionId must not be the one read).
+local function single(p, name)
+  local lname, found, n = name:lower(), nil, 0
+  for k, v in pairs(p) do
+    if type(k) == "string" and k:lower() == lname then
+      n = n + (type(v) == "table" and #v or 1)
+      found = v
+    end
+  end
+  if n == 0 then return nil, errors.validation(name, "required", "the return lacks " .. name) end
+  if n > 1 then
+    return nil, errors.validation(name, "repeated", "the return carries " .. name .. " more than once")
+  end
+  if type(found) == "table" then found = found[1] end
+  if type(found) ~= "string" or found == "" or #found > 255 or find(found, "%c") then
+    return nil, errors.validation(name, "invalid", name .. " must be 1-255 characters without control characters")
+  end
+  return found
+end
 
 --- Completes a payment when the buyer comes back (uniform flow).
 -- gw:complete(params, keep): the buyer's return to callbackUrl (sid, sessionId, requestId,
--- referenceId, status). The return is not signed, so requestId and referenceId must match
--- what purchase kept, sid must equal sessionId, and PaymentComplete is confirmed with
--- verifyPayment (its pid must match keep.pid) before "paid" is reported
--- (unless the instance's confirm_return is false).
+-- referenceId, status). The return is not signed: anyone can write one, with any sessionId.
+-- So requestId and referenceId must match what purchase kept, sid must equal sessionId (each
+-- given once), and PaymentComplete is confirmed with verifyPayment for that session: the
+-- answer must be about that very session and must name this purchase (its requestId or
+-- referenceId; `keep.pid` must match its pid). An answer naming another purchase is an error;
+-- an answer naming none gives "pending" (`bound = false`: MoCoPay's echo of requestId /
+-- referenceId is UNCONFIRMED; the signed notification then settles the payment). With the
+-- instance's confirm_return false, no call is made: PaymentComplete is only "pending", a
+-- return saying cancelled, expired or failed is "failed" (the return's word, unconfirmed).
 -- @tparam table|string params the return's parameters, or its query string (or URL)
--- @tparam table keep the `keep` of the purchase result
--- @treturn table result "paid", "failed" or "pending"
+-- @tparam table keep the `keep` of the purchase result (`session_id` may be added once known:
+--   the return must then be for that session)
+-- @treturn table result "paid", "failed" or "pending", with `session_id`, `request_id`,
+--   `callback_status`, `bound` and, when bound, `keep` (the purchase's keep with `session_id`:
+--   store it in place of the old one, later returns and status checks must then be for it)
 -- @return[2] nil
 -- @return[2] a validation error, a signature error (`request_mismatch`, `reference_mismatch`,
 --   `session_mismatch`, `product_mismatch`), or verifyPayment's error
 function Client:complete(params, keep)
   local p, err = decode_params(params)
   if not p then return nil, err end
-  if type(keep) ~= "table" or type(keep.request_id) ~= "string" or type(keep.reference_id) ~= "string" then
-    return nil, errors.validation("keep", "invalid", "keep must be the table purchase returned ({request_id, reference_id})")
-  end
+  local ok, kerr = check_keep(keep)
+  if not ok then return nil, kerr end
+  local v = {}
   for _, k in ipairs { "requestId", "sid", "sessionId", "referenceId", "status" } do
-    local v = gateway.field(p, k)
-    if type(v) ~= "string" or v == "" then return nil, errors.validation(k, "required", "the return lacks " .. k) end
+    local value, verr = single(p, k)
+    if not value then return nil, verr end
+    v[k] = value
   end
-  local f = function(k) return gateway.field(p, k) end
-  if not same(f("requestId"), keep.request_id) then
-    return nil, errors.signature("request_mismatch", "the return's requestId is not the one this purchase started")
+  if not same(v.requestId, keep.request_id) then
+    return nil, forged("requestId", "request_mismatch", "the return's requestId is not the one this purchase started")
   end
-  if not same(f("referenceId"), keep.reference_id) then
-    return nil, errors.signature("reference_mismatch", "the return's referenceId is not this purchase's")
+  if not same(v.referenceId, keep.reference_id) then
+    return nil, forged("referenceId", "reference_mismatch", "the return's referenceId is not this purchase's")
   end
-  if not same(f("sid"), f("sessionId")) then
-    return nil, errors.signature("session_mismatch", "the return's sid and sessionId differ")
+  if not same(v.sid, v.sessionId) then
+    return nil, forged("sid", "session_mismatch", "the return's sid and sessionId differ")
   end
-  local extra = { reference = keep.reference_id, request_id = keep.request_id, session_id = f("sessionId"),
-                  callback_status = f("status") }
-  local hinted = M.map_status(f("status"))
-  if hinted ~= "paid" or not self.confirm_return then
+  if keep.session_id ~= nil and not same(v.sessionId, keep.session_id) then
+    return nil, forged("sessionId", "session_mismatch", "the return's session is not the one this purchase is bound to")
+  end
+  local hinted = M.map_status(v.status)
+  if not self.confirm_return then
+    if hinted == "paid" then hinted = "pending" end
     return gateway.result { status = hinted, provider = M.PROVIDER, reference = keep.reference_id,
-      provider_reference = f("sessionId"), code = f("status"), message = "MoCoPay return " .. f("status"),
-      request_id = keep.request_id, session_id = f("sessionId"), callback_status = f("status"), raw = p }
+      provider_reference = v.sessionId, code = v.status, bound = false,
+      message = "MoCoPay return " .. v.status .. (hinted == "pending" and " (not confirmed)" or ""),
+      request_id = keep.request_id, session_id = v.sessionId, callback_status = v.status, raw = p }
   end
-  local r, verr = self:verify_payment { sessionId = f("sessionId") }
+  local r, verr = self:verify_payment { sessionId = v.sessionId }
   if not r then return nil, verr end
-  if keep.pid and r.payment.pid ~= nil and not same(tostring(r.payment.pid), keep.pid) then
-    return nil, errors.signature("product_mismatch", "the returned session is for another product")
+  r, verr = bind(r, keep)
+  if not r then
+    self.log("warn", "mocopay return refused: " .. tostring(verr.code))
+    return nil, verr
   end
-  for k, v in pairs(extra) do r[k] = v end
+  r.callback_status = v.status
   return r
 end
 
@@ -647,19 +731,35 @@ end
 --- Handles a MoCoPay notification (uniform flow).
 -- gw:notification{method=, path=, query=, body=, headers=} -> result, reply | nil, err, reply.
 -- Checks the `signature` parameter when present (same scheme over the notification's path and
--- parameters), then confirms the session with verifyPayment before reporting it; a repeat of
--- a notification this instance has handled comes back with result.duplicate = true.
+-- parameters), then confirms the session with verifyPayment (the answer must be about the
+-- notified session, and hold the notified transaction) before reporting it. result.reference
+-- is the order the payment belongs to: the signed referenceId, or the one verifyPayment
+-- answers; an unsigned referenceId is never taken, and one that differs from the answer's is
+-- refused. result.duplicate is false for the first delivery of a payment this instance
+-- processes and true for every other: a repeat of a notice (concurrent ones wait for the
+-- first, in paykit.batch tasks and nginx light threads, and get its result), or another notice
+-- of the same verified payment (the session notice and the transaction notice of one charge).
+-- A delivery refused or not verified is not remembered.
 -- @tparam table req `method`, `path` (or `uri`), `query` (raw string or decoded table), `body`, `headers`
--- @treturn table result with `notification` (the notified fields) and `duplicate`
+-- @tparam[opt] table opts `keep = function(reference) -> keep | nil`: the `keep` the merchant
+--   stored for that order; when given, the answer is bound to it as in @{Client:complete}
+--   (its requestId, referenceId and pid must be that purchase's)
+-- @treturn table result with `notification` (the notified fields, `signed`, the claimed
+--   `reference_id`), `reference`, `session_id` and `duplicate`
 -- @treturn table reply `{status=200, body=notification_reply, content_type="text/plain"}`
 -- @return[2] nil
 -- @return[2] a validation, config (no notify_path), signature (`malformed`, `bad_signature`,
---   `unknown_key`, `not_signed`, `session_mismatch`) or verifyPayment error
+--   `unknown_key`, `not_signed`, `session_mismatch`, `transaction_mismatch`,
+--   `reference_mismatch`), provider (`in_progress`: the same notice is still being verified
+--   where waiting is not possible) or verifyPayment error
 -- @return[2] table reply to send (400, 401, or 503 when verifyPayment failed)
-function Client:notification(req)
+function Client:notification(req, opts)
   local bad = gateway.reply(400, "bad request")
   if type(req) ~= "table" then
     return nil, errors.validation("req", "invalid", "notification request must be a table {method=, path=, query=, body=, headers=}"), bad
+  end
+  if opts ~= nil and (type(opts) ~= "table" or (opts.keep ~= nil and type(opts.keep) ~= "function")) then
+    return nil, errors.validation("opts", "invalid", "notification options must be a table {keep = function(reference) -> keep}"), bad
   end
   local candidates = notification_params(req)
   if not candidates then return nil, errors.validation("query", "invalid_query", "notification parameters are not validly encoded"), bad end
@@ -672,7 +772,7 @@ function Client:notification(req)
     end
     local key = tostring(signature):match("^([^:]+):.")
     if not key then
-      return nil, errors.signature("malformed", "the notification's signature is not {api_key}:{signature}"),
+      return nil, forged("signature", "malformed", "the notification's signature is not {api_key}:{signature}"),
         gateway.reply(401, "bad signature")
     end
     local valid = false
@@ -683,11 +783,11 @@ function Client:notification(req)
     end
     if not valid then
       self.log("warn", "mocopay notification with a bad signature refused")
-      return nil, errors.signature(core.consteq(key, self.api_key) and "bad_signature" or "unknown_key",
+      return nil, forged("signature", core.consteq(key, self.api_key) and "bad_signature" or "unknown_key",
         "the notification's signature does not verify"), gateway.reply(401, "bad signature")
     end
   elseif self.require_signature then
-    return nil, errors.signature("not_signed", "the notification carries no signature"),
+    return nil, forged("signature", "not_signed", "the notification carries no signature"),
       gateway.reply(401, "not signed")
   end
   local f = function(k) local v = gateway.field(p, k); return v ~= "" and v or nil end
@@ -695,32 +795,110 @@ function Client:notification(req)
   if not session_id and not transaction_id then
     return nil, errors.validation("sessionId", "required", "the notification names no sessionId or transactionId"), bad
   end
-  local key = table.concat({ session_id or "", transaction_id or "", f("status") or "", f("series") or "",
-                             f("chargedAmount") or "", f("amount") or "" }, "|")
+  for name, v in pairs { sessionId = session_id, transactionId = transaction_id } do
+    if type(v) ~= "string" or #v > 255 or find(v, "%c") then
+      return nil, errors.validation(name, "invalid", name .. " must be 1-255 characters without control characters"), bad
+    end
+  end
+  local claimed_ref = f("referenceId")
+  if claimed_ref ~= nil and type(claimed_ref) ~= "string" then claimed_ref = nil end
+  if claimed_ref and (#claimed_ref > 255 or find(claimed_ref, "%c")) then
+    return nil, errors.validation("referenceId", "invalid", "referenceId must be 1-255 characters without control characters"), bad
+  end
   local reply = gateway.reply(200, self.notification_reply)
-  local first = self.seen:get(key)
-  if first then
+  -- This notice (signed or not: an unsigned copy must not stand for the signed one) is
+  -- claimed before verifyPayment yields, so that concurrent deliveries agree on the first.
+  -- (hashed: the memory holds a fixed-size key whatever the notice's fields weigh)
+  local notice = "notice\0" .. core.digest("sha256", table.concat({ signature ~= nil and "signed" or "unsigned",
+    session_id or "", transaction_id or "", tostring(f("status") or ""), tostring(f("series") or ""),
+    tostring(f("chargedAmount") or ""), tostring(f("amount") or ""), claimed_ref or "" }, "\0"), "hex")
+  local function repeat_of(first)
     local r = {}
-    for k, v in pairs(first) do r[k] = v end
+    for k, val in pairs(first) do r[k] = val end
     r.duplicate = true
     return gateway.result(r), reply
   end
-  local r, err = self:verify_payment(session_id and { sessionId = session_id } or { transactionId = transaction_id })
+  local busy = function()
+    return nil, errors.provider { code = "in_progress", provider = M.PROVIDER, op = "notification", retryable = true,
+      message = "the same MoCoPay notification is being processed" }, gateway.reply(503, "try again")
+  end
+  local claimed, state, first = self.seen:claim(notice)
+  local tries = 0
+  while not claimed do
+    if state == "pending" then state, first = self.seen:wait(notice, self.duplicate_wait) end
+    if state == "done" then
+      if first then return repeat_of(first) end
+      return busy()
+    end
+    tries = tries + 1
+    if state == "pending" or tries > 3 then return busy() end
+    claimed, state, first = self.seen:claim(notice) -- released by a delivery that failed: ours now
+  end
+  local function refuse(err, rep)
+    self.seen:release(notice)
+    return nil, err, rep
+  end
+  local done, r, err = pcall(self.verify_payment, self,
+    session_id and { sessionId = session_id } or { transactionId = transaction_id })
+  if not done then
+    self.seen:release(notice)
+    error(r, 0)
+  end
   if not r then
-    return nil, err, gateway.reply(503, "try again")
+    if err.kind == "signature" then return refuse(err, bad) end
+    return refuse(err, gateway.reply(503, "try again"))
   end
-  if session_id and r.payment.session_id ~= nil and r.payment.session_id ~= session_id then
-    return nil, errors.signature("session_mismatch", "verifyPayment answered for another session"), bad
+  local info = r.payment
+  if transaction_id and session_id then
+    local held = false
+    for _, t in ipairs(info.transactions) do if same(t, transaction_id) then held = true end end
+    if not held then
+      return refuse(forged("transactionId", "transaction_mismatch", "the notified transaction is not in the session verifyPayment answered"), bad)
+    end
   end
-  r.reference = f("referenceId")
+  -- The order it names: the signed referenceId, or the one verifyPayment answers; never an
+  -- unsigned claim. Where both are known they must agree.
+  if claimed_ref and info.reference_id ~= nil and not same(claimed_ref, info.reference_id) then
+    self.log("warn", "mocopay notification for session " .. info.session_id .. " names another purchase")
+    return refuse(forged("referenceId", "reference_mismatch", "the notification's referenceId is not the session's"), bad)
+  end
+  if signature ~= nil then r.reference = claimed_ref or info.reference_id else r.reference = info.reference_id end
+  r.session_id = info.session_id
+  r.bound = r.reference ~= nil -- the order is known: signed, or named by verifyPayment
+  -- With the merchant's keep for that reference, the answer must be that purchase's too.
+  local keep
+  if opts and opts.keep and r.reference then
+    local looked, kept = pcall(opts.keep, r.reference)
+    if not looked then
+      self.seen:release(notice)
+      error(kept, 0)
+    end
+    keep = kept
+  end
+  if keep then
+    local ok, kerr = check_keep(keep)
+    if not ok then return refuse(kerr, gateway.reply(500, "error")) end
+    local bound, berr = bind(r, keep, signature ~= nil)
+    if not bound then
+      self.log("warn", "mocopay notification for session " .. info.session_id .. " refused: " .. tostring(berr.code))
+      return refuse(berr, bad)
+    end
+  end
   local fields = {}
-  for k, v in pairs(p) do if k ~= "signature" then fields[k] = v end end
+  for k, val in pairs(p) do if k ~= "signature" then fields[k] = val end end
   r.notification = { session_id = session_id, transaction_id = transaction_id, status = f("status"),
-                     session_type = f("sessionType"), series = f("series"), signed = signature ~= nil, params = fields }
+                     session_type = f("sessionType"), series = f("series"), reference_id = claimed_ref,
+                     signed = signature ~= nil, params = fields }
   r.raw = { notification = fields, verify = r.raw }
-  r.duplicate = false
-  self.seen:add(key, r)
-  self.log("info", "mocopay notification session=" .. tostring(session_id) .. " status=" .. tostring(r.code))
+  -- The payment is the session's verified state: a session notice and the transaction
+  -- notice of the same charge verify alike and are one payment (no yield since the answer:
+  -- the first to get here records it).
+  local payment = table.concat({ "payment", info.session_id, tostring(info.status), tostring(info.series),
+    tostring(#info.transactions), tostring(info.total_charged_amount), tostring(info.total_failed_amount) }, "\0")
+  r.duplicate = self.seen:add(payment)
+  self.seen:settle(notice, r)
+  self.log("info", "mocopay notification session=" .. tostring(info.session_id) .. " status=" .. tostring(r.code)
+    .. (r.duplicate and " (duplicate)" or ""))
   return r, reply
 end
 

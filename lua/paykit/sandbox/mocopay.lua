@@ -36,7 +36,10 @@
 -- key that started the session, over the notify URL's path and its parameters (raw values).
 -- Any 2xx answer is taken as delivered (3 attempts).
 --
--- verifyPayment answers the documented shape; sandbox meanings: series = number of successful
+-- verifyPayment answers the documented shape plus the session's `requestId` and `referenceId`
+-- (UNCONFIRMED that MoCoPay echoes them; the client binds a session to a purchase with them,
+-- see the client's module notes; POST /mocopay/_sandbox/echo {"on": false} leaves them out);
+-- sandbox meanings: series = number of successful
 -- charges, chargedAmount = amount of the latest successful charge of the current period (0
 -- after a failed one), expiresIn = seconds until the checkout time limit (before payment), the
 -- end of the 24 h access window (one-time) or of the 7-day period (subscription); negative once
@@ -44,9 +47,10 @@
 --
 -- For tests without a browser: POST /mocopay/_sandbox/act {"trn": .., "action": "send-sms" |
 -- "cancel" | "expire"} -> 200 {"Location": callback URL or null, "status": .., "sessionId": ..}.
+-- For forgery tests: POST /mocopay/_sandbox/verify_answer (see admin_verify_answer) makes
+-- verifyPayment answer for another session or with fields changed.
 local cjson = require "cjson.safe"
 local core = require "paykit.core"
-local client = require "paykit.providers.mocopay" -- its parameter validation (pure functions)
 
 local M = {}
 
@@ -97,6 +101,95 @@ function M.sign(cred, path, params, encode)
   return core.digest(cred.digest, cred.api_secret .. M.canonical(path, params, encode), "base64")
 end
 
+---------------------------------------------------------------------------- parameters
+
+-- initPayment's parameters, checked here on the simulator's own terms (never with the
+-- client's code): what a provider would refuse with InvalidParameter.
+local function ipv4(v)
+  local parts = { v:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$") }
+  if #parts ~= 4 then return false end
+  for _, x in ipairs(parts) do
+    if #x > 3 or (#x > 1 and x:sub(1, 1) == "0") or tonumber(x) > 255 then return false end
+  end
+  return true
+end
+
+local function hex_groups(run)
+  if run == "" then return 0 end
+  local n = 0
+  for g in (run .. ":"):gmatch("([^:]*):") do
+    if not g:match("^%x%x?%x?%x?$") then return nil end
+    n = n + 1
+  end
+  return n
+end
+
+local function ipv6(v)
+  if v:find("[^%x:%.]") then return false end
+  local head, v4 = v:match("^(.*:)(%d+%.[%d%.]*)$")
+  if head then
+    if not ipv4(v4) then return false end
+    v = head .. "0:0"
+  end
+  if v:find(".", 1, true) or v:find(":::", 1, true) then return false end
+  local left, right = v:match("^(.-)::(.*)$")
+  if not left then return hex_groups(v) == 8 end
+  if right:find("::", 1, true) then return false end
+  local a, b = hex_groups(left), hex_groups(right)
+  return a ~= nil and b ~= nil and a + b <= 7
+end
+
+local function http_url(v)
+  if v:find("[%c%s]") then return false end
+  local authority = v:match("^[hH][tT][tT][pP][sS]?://([^/?#]*)")
+  if not authority or authority == "" or authority:find("@", 1, true) then return false end
+  local host, port = authority:match("^(%[[^%]]+%])(.*)$")
+  if host then
+    if not ipv6(host:sub(2, -2)) then return false end
+  else
+    host, port = authority:match("^([^:]+)(.*)$")
+    if not host or not host:match("^[%w%-]+[%w%.%-]*$") or host:find("..", 1, true) then return false end
+  end
+  if port ~= "" then
+    local n = port:match("^:(%d+)$")
+    if not n or tonumber(n) < 1 or tonumber(n) > 65535 then return false end
+  end
+  return true
+end
+
+-- ISO 3166-1 leaves these alpha-2 codes to users: never a country.
+local function country(v)
+  if not v:match("^%u%u$") then return false end
+  return not (v == "AA" or v == "ZZ" or v:match("^Q[M-Z]$") or v:match("^X%u$"))
+end
+
+local function plain(max) return function(v) return #v >= 1 and #v <= max and not v:find("%c") end end
+
+local INIT = {
+  pid = plain(64), userId = plain(255), referenceId = plain(255),
+  mcc = function(v) return v:match("^%d%d%d$") ~= nil end,
+  mnc = function(v) return v:match("^%d%d%d?$") ~= nil end,
+  country = country,
+  lang = function(v) return v:match("^%l%l$") ~= nil end,
+  clientIp = function(v) return ipv4(v) or ipv6(v) end,
+  phone = function(v) return #v <= 21 and v:match("^%+?%d%d%d+$") ~= nil end,
+  callbackUrl = http_url, notifyUrl = http_url, imageUrl = http_url,
+}
+
+-- nil, or the name of the first invalid parameter and why.
+local function invalid_init(params)
+  if params.pid == nil then return "pid", "pid is required" end
+  local names = {}
+  for k in pairs(params) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    local rule = INIT[k]
+    if not rule then return k, "initPayment has no parameter " .. k end
+    if not rule(params[k]) then return k, k .. " is not valid" end
+  end
+  return nil
+end
+
 ---------------------------------------------------------------------------- state
 
 local util -- set by handle()
@@ -109,6 +202,8 @@ local function state()
     s.by_user = {}       -- api_key .. "\0" .. userId -> latest session
     s.txns = {}          -- transactionId -> {session=, status=, amount=}
     s.ttl = M.TTL
+    s.forged = {}        -- sessionId -> {as=, set=} (POST /_sandbox/verify_answer)
+    s.echo = true        -- verifyPayment answers requestId and referenceId (POST /_sandbox/echo)
   end
   return s
 end
@@ -277,8 +372,11 @@ local function verify_body(s)
   local p, t = s.params, now()
   local until_t
   if s.status == "Authorized" and s.period_end then until_t = s.period_end else until_t = s.expires_at end
+  local echo = state().echo
   return {
-    sessionId = s.session_id, serviceCode = s.product.service, pid = p.pid, type = s.product.type,
+    sessionId = s.session_id, requestId = echo and s.request_id or nil,
+    referenceId = echo and (p.referenceId or cjson.null) or nil,
+    serviceCode = s.product.service, pid = p.pid, type = s.product.type,
     endUser = { userId = p.userId or cjson.null, phone = p.phone or cjson.null, mcc = p.mcc or cjson.null,
                 mnc = p.mnc or cjson.null },
     lang = p.lang or cjson.null, series = s.series, status = s.status,
@@ -291,8 +389,22 @@ local function verify_body(s)
   }
 end
 
+-- The answer for session s: its own state, or what POST /_sandbox/verify_answer set for it
+-- (another session's state, fields replaced or removed): a misbehaving or compromised
+-- provider, for the client's forgery specs.
 local function send_verify(s)
-  local text = cjson.encode(verify_body(s))
+  local body = verify_body(s)
+  local forged = state().forged[s.session_id]
+  if forged then
+    if forged.as then
+      local other = state().by_sid[forged.as]
+      if other then body = verify_body(other) end
+    end
+    for k, v in pairs(forged.set or {}) do
+      if v == cjson.null then body[k] = nil else body[k] = v end
+    end
+  end
+  local text = cjson.encode(body)
   text = text:gsub('"transactions":{}', '"transactions":[]')
   return util.send(200, text, "application/json")
 end
@@ -309,8 +421,8 @@ local function init_payment()
       params[k] = v
     end
   end
-  local ok, err = client.validate_init(params)
-  if not ok then return fail(400, "InvalidParameter", err.message, err.field) end
+  local bad, why = invalid_init(params)
+  if bad then return fail(400, "InvalidParameter", why, bad) end
   if params.pid:sub(1, 7) == "UNKNOWN" then return fail(400, "UnknownProduct", "no product " .. params.pid, "pid") end
   if params.pid == "ERROR500" then return fail(500, "InternalError", "the payment server failed") end
   local st, t = state(), now()
@@ -429,12 +541,39 @@ end
 
 ---------------------------------------------------------------------------- dispatch
 
+-- POST /_sandbox/verify_answer {"sessionId": X, "as": Y, "set": {field: value|null}}: from now
+-- on verifyPayment for session X answers session Y's state (when `as` is given) with the
+-- fields of `set` replaced (null: left out). {"sessionId": X} alone restores the true answer.
+local function admin_verify_answer()
+  local body = util.json_body()
+  if not body or type(body.sessionId) ~= "string" then return fail(400, "InvalidParameter", "sessionId is required", "sessionId") end
+  local st = state()
+  if not st.by_sid[body.sessionId] then return fail(404, "NotFound", "no such payment session") end
+  if body.as ~= nil and (type(body.as) ~= "string" or not st.by_sid[body.as]) then
+    return fail(400, "InvalidParameter", "as must name a payment session", "as")
+  end
+  if body.set ~= nil and type(body.set) ~= "table" then return fail(400, "InvalidParameter", "set must be an object", "set") end
+  if body.as == nil and body.set == nil then st.forged[body.sessionId] = nil
+  else st.forged[body.sessionId] = { as = body.as, set = body.set } end
+  return util.json(200, { sessionId = body.sessionId, forged = st.forged[body.sessionId] ~= nil })
+end
+
+-- POST /_sandbox/echo {"on": false}: verifyPayment leaves out requestId and referenceId (the
+-- documented answer shape), {"on": true} puts them back.
+local function admin_echo()
+  local body = util.json_body()
+  if not body or type(body.on) ~= "boolean" then return fail(400, "InvalidParameter", "on must be true or false", "on") end
+  state().echo = body.on
+  return util.json(200, { echo = body.on })
+end
+
 local ROUTES = {
   ["/v1/payment/initPayment"] = init_payment,
   ["/v1/payment/verifyPayment"] = verify_payment,
   ["/checkout"] = checkout,
 }
-local ADMIN = { ["/_sandbox/act"] = admin_act, ["/_sandbox/charge"] = admin_charge, ["/_sandbox/ttl"] = admin_ttl }
+local ADMIN = { ["/_sandbox/act"] = admin_act, ["/_sandbox/charge"] = admin_charge, ["/_sandbox/ttl"] = admin_ttl,
+                ["/_sandbox/verify_answer"] = admin_verify_answer, ["/_sandbox/echo"] = admin_echo }
 
 function M.handle(u)
   util = u

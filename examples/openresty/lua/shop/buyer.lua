@@ -119,6 +119,7 @@ function Buyer:mocopay(action)
   local trn = location(res, "/buy/mocopay"):match("trn=([%w]+)")
   local done = self:admin("/mocopay/_sandbox/act", { trn = trn, action = action })
   trip.id = done.Location:match("/return/mocopay/(%d+)")
+  trip.session_id = done.sessionId
   trip.replay = function()
     -- the sandbox's outbox has the notification as sent (a signed GET)
     local list = cjson.decode(self:get(self.sandbox .. "/_sandbox/outbox").body) or {}

@@ -99,6 +99,11 @@ function _M.notify(name)
       local keep = o and orders.keep(o.id)
       return keep and keep.code_for_hash
     end }
+  elseif name == "mocopay" then -- the session must belong to the order the notification names
+    opts = { keep = function(reference)
+      local o = orders.by_reference(reference)
+      return o and orders.keep(o.id)
+    end }
   end
   local res, err, reply = gw:notification(notification_req(), opts)
   if res then
@@ -147,7 +152,7 @@ function _M.check(id)
     orders.event(id, "status: not available for " .. o.provider)
     return to_order(id)
   end
-  local res, err = gw:status(ref)
+  local res, err = gw:status(ref, orders.keep(id)) -- with keep: the answer must be this order's
   if res then orders.apply(id, res, "status") else orders.event(id, "status: " .. describe(err)) end
   return to_order(id)
 end
