@@ -6,6 +6,7 @@
 #   make install    install for Lua 5.4 with LuaRocks (offline: --deps-mode=none; TREE=dir for a tree)
 #   make install-luajit   the same rock for LuaJIT 2.1 (luarocks --lua-version=5.1)
 #   make dist       the release tarball build/dist/paykit-$(VERSION).tar.gz (DIST_REF, default HEAD)
+#                   and its source rock build/dist/paykit-$(VERSION)-1.src.rock (luarocks pack)
 #   make docs       the API reference (LDoc) in docs/api/
 #   make deps       install the Debian packages paykit needs (as root)
 
@@ -91,11 +92,14 @@ install-luajit: deps
 	luarocks --lua-version=5.1 $(if $(TREE),--tree=$(TREE)) make $(ROCKSPEC) --deps-mode=none
 
 # The source of the versioned rockspec: git archive of DIST_REF (the release tag vX.Y.Z when
-# releasing; committed files only). Then: luarocks pack $(ROCKSPEC)
+# releasing; committed files only). The rockspec names the tarball relative to the checkout
+# (file://build/dist/...); luarocks pack fetches from a temporary directory, so dist packs a
+# copy of the rockspec whose URL is made absolute.
 dist:
 	@mkdir -p build/dist
 	git archive --format=tar.gz --prefix=paykit-$(VERSION)/ -o build/dist/paykit-$(VERSION).tar.gz $(DIST_REF)
-	@echo "build/dist/paykit-$(VERSION).tar.gz ($(DIST_REF)); luarocks pack $(ROCKSPEC) makes paykit-$(VERSION)-1.src.rock"
+	sed 's|url = "file://build/dist/|url = "file://$(CURDIR)/build/dist/|' $(ROCKSPEC) > build/dist/$(notdir $(ROCKSPEC))
+	cd build/dist && rm -f paykit-$(VERSION)-1.src.rock && luarocks pack $(notdir $(ROCKSPEC))
 
 docs:
 	@command -v ldoc >/dev/null || $(MAKE) --no-print-directory deps
