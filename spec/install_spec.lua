@@ -46,7 +46,7 @@ describe("luarocks make of the versioned rockspec", function()
     before = outside_build()
   end)
   lazy_teardown(function()
-    if base and base:find("^/tmp/paykit%-install%.") then sh("rm -rf " .. base) end
+    if base and base:find("^/tmp/paykit%-install%.") and not os.getenv("PAYKIT_KEEP_INSTALL") then sh("rm -rf " .. base) end
   end)
 
   for _, rt in ipairs(RUNTIMES) do
@@ -117,5 +117,85 @@ describe("luarocks make of the versioned rockspec", function()
     assert.truthy(("\n" .. out):find("\nok 1 ", 1, true), out)   -- TAP: the rock task of .busted
     assert.is_nil(out:find("\nnot ok ", 1, true), out)
     assert.truthy(out:find("\n1%.%.%d+"), out)
+  end)
+
+  -- The installed sandbox: from a directory of its own under /tmp, with the tree's paths in
+  -- the environment (LUA_CPATH for Lua 5.4, which nginx's LuaJIT must never see).
+  describe("the installed paykit-sandbox", function()
+    local port = tonumber(os.getenv("PAYKIT_TEST_INSTALL_PORT")) or 18797
+    local function in_tmp(lua_version, cmd)
+      return sh("mkdir -p " .. base .. "/cwd && cd " .. base .. "/cwd && eval \"$(luarocks --lua-version=" .. lua_version ..
+        " --tree " .. base .. "/tree-" .. (lua_version == "5.4" and "lua5.4" or "luajit") .. " path)\" && " .. cmd)
+    end
+    local function sandbox(lua_version, args)
+      local tree = base .. "/tree-" .. (lua_version == "5.4" and "lua5.4" or "luajit")
+      return in_tmp(lua_version, tree .. "/bin/paykit-sandbox " .. args .. " --port " .. port .. " --state-dir " .. base .. "/state")
+    end
+    after_each(function()
+      sandbox("5.4", "stop")
+      sandbox("5.1", "stop")
+    end)
+
+    it("makes a Moka 3D purchase against the sandbox started from /tmp", function()
+      local rc, out = sandbox("5.4", "start")
+      assert.are.equal(0, rc, out)
+      assert.truthy(out:find("state in " .. base .. "/state", 1, true), out)
+      local script = base .. "/buy.lua"
+      local f = assert(io.open(script, "w"))
+      f:write([[
+local paykit = require "paykit"
+local core = require "paykit.core"
+local cjson = require "cjson.safe"
+local base = "http://127.0.0.1:" .. arg[1]
+local gw = assert(paykit.moka { dealer_code = "1730", username = "sandbox", password = "sandbox-pass",
+  base_url = base .. "/moka", retry = false })
+local r = assert(gw:purchase { amount = "27.50", currency = "TL", reference = "install-" .. os.time(),
+  client_ip = "203.0.113.7", return_url = "https://shop.example/return",
+  card = { holder = "Ali Yilmaz", number = "4111111111111111", exp_month = "09", exp_year = "2031", cvc = "123" } })
+assert(r.status == "redirect", r.status)
+local trx = r.redirect_url:match("threeDTrxCode=([%w%-]+)")
+local client = core.http_client { timeout = 10000 }
+local res = assert(client:request { method = "POST", url = base .. "/moka/_sandbox/3d/complete",
+  headers = { ["Content-Type"] = "application/json" },
+  body = cjson.encode { threeDTrxCode = trx, action = "approve" } })
+local done = assert(gw:complete(cjson.decode(res.body).Fields, r.keep))
+print("STATUS=" .. done.status .. " AMOUNT=" .. done.amount)
+]])
+      f:close()
+      rc, out = in_tmp("5.4", "lua5.4 " .. script .. " " .. port)
+      local log = io.open(base .. "/state/sandbox-" .. port .. "/logs/error.log")
+      assert.are.equal(0, rc, out .. (log and log:read("*a") or ""))
+      if log then log:close() end
+      assert.truthy(out:find("STATUS=paid AMOUNT=27.50", 1, true), out)
+      -- its state is where it was told, and nothing was written in the working directory
+      assert.is_true(exists(base .. "/state/sandbox-" .. port .. "/nginx.conf"))
+      local conf = io.open(base .. "/state/sandbox-" .. port .. "/nginx.conf"):read("*a")
+      assert.truthy(conf:find(base .. "/tree-lua5.4/lib/lua/5.4/paykit/luajit/?.so", 1, true), conf)
+      assert.is_nil(conf:find("/build/", 1, true), conf)
+      rc, out = sh("ls -A " .. base .. "/cwd")
+      assert.are.equal("", (out:gsub("rc=%d+%s*$", "")), "the sandbox wrote into its working directory")
+    end)
+
+    it("keeps its state under $XDG_RUNTIME_DIR/paykit-sandbox without --state-dir", function()
+      local tree = base .. "/tree-lua5.4"
+      local rc, out = sh("mkdir -p " .. base .. "/xdg " .. base .. "/cwd && cd " .. base .. "/cwd && env -i PATH=/usr/bin:/bin:/usr/sbin " ..
+        "XDG_RUNTIME_DIR=" .. base .. "/xdg " .. tree .. "/bin/paykit-sandbox start --port " .. port)
+      assert.are.equal(0, rc, out)
+      assert.is_true(exists(base .. "/xdg/paykit-sandbox/sandbox-" .. port .. "/nginx.pid"), out)
+      rc, out = sh("env -i PATH=/usr/bin:/bin:/usr/sbin XDG_RUNTIME_DIR=" .. base .. "/xdg " .. tree .. "/bin/paykit-sandbox status --port " .. port)
+      assert.are.equal(0, rc, out)
+      rc, out = sh("env -i PATH=/usr/bin:/bin:/usr/sbin XDG_RUNTIME_DIR=" .. base .. "/xdg " .. tree .. "/bin/paykit-sandbox stop --port " .. port)
+      assert.are.equal(0, rc, out)
+      assert.is_false(exists(base .. "/xdg/paykit-sandbox/sandbox-" .. port .. "/nginx.pid"))
+    end)
+
+    it("starts from the LuaJIT tree with the LuaJIT rock's core", function()
+      local rc, out = sandbox("5.1", "start")
+      assert.are.equal(0, rc, out)
+      rc, out = sh("curl -s http://127.0.0.1:" .. port .. "/")
+      assert.truthy(out:find("/moka", 1, true), out)
+      local conf = io.open(base .. "/state/sandbox-" .. port .. "/nginx.conf"):read("*a")
+      assert.truthy(conf:find(base .. "/tree-luajit/lib/lua/5.1/?.so", 1, true), conf)
+    end)
   end)
 end)
