@@ -69,6 +69,7 @@ build = {
       ["paykit.providers.zippy_notice"] = "lua/paykit/providers/zippy_notice.lua",
       ["paykit.providers.zippy_oauth"] = "lua/paykit/providers/zippy_oauth.lua",
       ["paykit.redact"] = "lua/paykit/redact.lua",
+      ["paykit.runtime"] = "lua/paykit/runtime.lua",
       ["paykit.sandbox"] = "lua/paykit/sandbox/init.lua",
       ["paykit.sandbox.mocopay"] = "lua/paykit/sandbox/mocopay.lua",
       ["paykit.sandbox.moka"] = "lua/paykit/sandbox/moka.lua",
