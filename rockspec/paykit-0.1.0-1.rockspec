@@ -60,6 +60,7 @@ build = {
       ["paykit.errors"] = "lua/paykit/errors.lua",
       ["paykit.gateway"] = "lua/paykit/gateway.lua",
       ["paykit.http"] = "lua/paykit/http.lua",
+      ["paykit.metrics"] = "lua/paykit/metrics.lua",
       ["paykit.money"] = "lua/paykit/money.lua",
       ["paykit.providers.mocopay"] = "lua/paykit/providers/mocopay.lua",
       ["paykit.providers.mocopay_codes"] = "lua/paykit/providers/mocopay_codes.lua",

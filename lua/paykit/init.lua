@@ -8,7 +8,8 @@
 -- Fields: `VERSION` (the library version string), `PROVIDERS` (the provider names, in order),
 -- `errors` (`paykit.errors`), `money` (`paykit.money`), `redact` (`paykit.redact`),
 -- `runtime` (`paykit.runtime`: the nginx phase, and `allow_blocking` for a call that may
--- block the worker where cosockets are not available).
+-- block the worker where cosockets are not available), `metrics` (`paykit.metrics`: the
+-- transport's hooks as Prometheus metrics).
 -- @module paykit
 -- @usage
 --   local paykit = require "paykit"
@@ -19,6 +20,7 @@ local runtime = require "paykit.runtime"
 local _M = {
   VERSION = runtime.VERSION,
   runtime = runtime,
+  metrics = require "paykit.metrics",
   errors = require "paykit.errors",
   money = require "paykit.money",
   redact = require "paykit.redact",
