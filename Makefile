@@ -31,8 +31,9 @@ COREJIT = build/luajit/paykit/core.so
 # Debian packages: building, testing, the sandbox (nginx + its Lua module), benchmarking.
 DEB_PKGS = build-essential pkg-config lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
   lua-cjson lua-busted luarocks nginx libnginx-mod-http-lua lua-resty-core \
-  libcurl4-openssl-dev libssl-dev libhttp-parser-dev curl wrk valgrind openssl chromium lua-ldoc \
+  libcurl4-openssl-dev libssl-dev libhttp-parser-dev curl wrk valgrind openssl chromium lua-ldoc lua-discount \
   lua-socket lua-sec lua5.1 lua-curl
+# lua-discount: LDoc's Markdown (config.ld format = "discount").
 # lua-socket: a listener with a full backlog in the connect-timeout specs; lua-sec, lua5.1 and
 # lua-curl: the other Lua HTTP clients the benchmark compares with.
 # node and npm (browser specs) come from Debian's nodejs/npm when the machine has no node.

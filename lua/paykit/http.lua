@@ -126,7 +126,7 @@ end
 --
 --  * `timeout` (seconds, default 30), `connect_timeout` (seconds, default 10)
 --  * `verify_tls` (default true), `cafile`, `capath`, `max_response` (bytes),
---    `user_agent` (default "paykit/<version>", `paykit.runtime.USER_AGENT`)
+--    `user_agent` (default "paykit/VERSION", `paykit.runtime.USER_AGENT`)
 --  * `allow_blocking` true: inside nginx, make requests with libcurl even in a phase without
 --    cosockets (log, header_filter, ...), blocking the worker; refused otherwise
 --    (`paykit.runtime.check_blocking`)

@@ -30,7 +30,7 @@ local _M = {}
 --- The Content-Type of @{Collector:render}'s text.
 _M.CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
---- The default latency buckets, in seconds.
+-- The default latency buckets, in seconds (`metrics.BUCKETS`).
 _M.BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30 }
 
 local REQUESTS, RETRIES, DURATION = "paykit_requests_total", "paykit_retries_total", "paykit_request_duration_seconds"
@@ -72,7 +72,7 @@ local function number_text(n)
   return string.format("%.9g", n)
 end
 
------------------------------------------------------------------------------ backends
+-- backends ------------------------------------------------------------------------------
 -- A backend keeps numbers under string keys: add(key, n) and each(fn(key, value)).
 
 local Memory = {}
@@ -107,12 +107,56 @@ function Shared:each(fn)
   end
 end
 
------------------------------------------------------------------------------ the collector
+-- the collector --------------------------------------------------------------------------
+
+local Collector = {}
+Collector.__index = Collector
+
+--- A new collector.
+-- @tparam[opt] table opts
+--
+--  * `dict` the name of a `lua_shared_dict` (or the dict itself): all nginx workers count
+--    into it (inside nginx only); without it, in-process Lua tables
+--  * `buckets` the histogram's upper bounds in seconds, increasing (default `BUCKETS`)
+-- @treturn Collector
+-- @raise a config error (`paykit.errors`) for a dict that is not there or bad buckets
+function _M.new(opts)
+  opts = opts or {}
+  local errors = require "paykit.errors"
+  local buckets = opts.buckets or _M.BUCKETS
+  if type(buckets) ~= "table" or #buckets == 0 then
+    error(errors.config("buckets", "invalid", "buckets must be a non-empty list of increasing numbers of seconds"), 2)
+  end
+  for i, le in ipairs(buckets) do
+    if type(le) ~= "number" or le ~= le or (i > 1 and le <= buckets[i - 1]) then
+      error(errors.config("buckets", "invalid", "buckets must be a non-empty list of increasing numbers of seconds"), 2)
+    end
+  end
+  local backend
+  if opts.dict ~= nil then
+    local dict, name = opts.dict, tostring(opts.dict)
+    if type(dict) == "string" then
+      local ngx = rawget(_G, "ngx")
+      dict = ngx and ngx.shared and ngx.shared[name]
+      if not dict then
+        error(errors.config("dict", "missing", "no lua_shared_dict " .. name .. " (add `lua_shared_dict " .. name ..
+          " 1m;` to nginx's http{} block)"), 2)
+      end
+    end
+    if (type(dict) ~= "table" and type(dict) ~= "userdata") or not dict.incr or not dict.get_keys then
+      error(errors.config("dict", "invalid", "dict must be a lua_shared_dict or its name"), 2)
+    end
+    backend = shared(dict, name)
+  else
+    backend = memory()
+  end
+  local list = {}
+  for i, le in ipairs(buckets) do list[i] = le end
+  return setmetatable({ backend = backend, buckets = list }, Collector)
+end
 
 --- A collector (from @{new}).
 -- @type Collector
-local Collector = {}
-Collector.__index = Collector
 
 -- Keys: "c\1<metric>\1<labels>" counters; "b\1<labels>\1<bucket index>" (not cumulative),
 -- "s\1<labels>" sums and "n\1<labels>" counts of the histogram.
@@ -200,51 +244,6 @@ function Collector:render()
     out[#out + 1] = DURATION .. "_count{" .. l .. "} " .. number_text(h.count)
   end
   return table.concat(out, "\n") .. "\n"
-end
-
---- @section end
-
---- A new collector.
--- @tparam[opt] table opts
---
---  * `dict` the name of a `lua_shared_dict` (or the dict itself): all nginx workers count
---    into it (inside nginx only); without it, in-process Lua tables
---  * `buckets` the histogram's upper bounds in seconds, increasing (default `BUCKETS`)
--- @treturn Collector
--- @raise a config error (`paykit.errors`) for a dict that is not there or bad buckets
-function _M.new(opts)
-  opts = opts or {}
-  local errors = require "paykit.errors"
-  local buckets = opts.buckets or _M.BUCKETS
-  if type(buckets) ~= "table" or #buckets == 0 then
-    error(errors.config("buckets", "invalid", "buckets must be a non-empty list of increasing numbers of seconds"), 2)
-  end
-  for i, le in ipairs(buckets) do
-    if type(le) ~= "number" or le ~= le or (i > 1 and le <= buckets[i - 1]) then
-      error(errors.config("buckets", "invalid", "buckets must be a non-empty list of increasing numbers of seconds"), 2)
-    end
-  end
-  local backend
-  if opts.dict ~= nil then
-    local dict, name = opts.dict, tostring(opts.dict)
-    if type(dict) == "string" then
-      local ngx = rawget(_G, "ngx")
-      dict = ngx and ngx.shared and ngx.shared[name]
-      if not dict then
-        error(errors.config("dict", "missing", "no lua_shared_dict " .. name .. " (add `lua_shared_dict " .. name ..
-          " 1m;` to nginx's http{} block)"), 2)
-      end
-    end
-    if (type(dict) ~= "table" and type(dict) ~= "userdata") or not dict.incr or not dict.get_keys then
-      error(errors.config("dict", "invalid", "dict must be a lua_shared_dict or its name"), 2)
-    end
-    backend = shared(dict, name)
-  else
-    backend = memory()
-  end
-  local list = {}
-  for i, le in ipairs(buckets) do list[i] = le end
-  return setmetatable({ backend = backend, buckets = list }, Collector)
 end
 
 return _M

@@ -11,6 +11,10 @@
 -- opts into blocking the worker: `allow_blocking = true` in a provider's (or
 -- `paykit.http.new`'s) options, or one call wrapped in @{allow_blocking}. In init_worker,
 -- prefer `ngx.timer.at(0, fn)`: the timer runs in a cosocket phase.
+--
+-- Fields: `VERSION` (the library version, also `paykit.VERSION`), `USER_AGENT`
+-- (`"paykit/" .. VERSION`, what paykit sends unless `user_agent` is given),
+-- `COSOCKET_PHASES` (the set of phases above).
 -- @module paykit.runtime
 -- @usage
 --   local runtime = require "paykit.runtime"
@@ -19,10 +23,10 @@
 --   local r, err = runtime.allow_blocking(function() return gw:status("order-17") end)
 local _M = {}
 
---- The library version ("0.1.0"), also `paykit.VERSION`.
+-- The library version ("0.1.0"), also `paykit.VERSION`.
 _M.VERSION = "0.1.0"
 
---- The User-Agent paykit sends unless told otherwise: `"paykit/" .. VERSION`.
+-- The User-Agent paykit sends unless told otherwise: `"paykit/" .. VERSION`.
 _M.USER_AGENT = "paykit/" .. _M.VERSION
 
 local COSOCKET_PHASES = {
