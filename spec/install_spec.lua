@@ -189,6 +189,42 @@ print("STATUS=" .. done.status .. " AMOUNT=" .. done.amount)
       assert.is_false(exists(base .. "/xdg/paykit-sandbox/sandbox-" .. port .. "/nginx.pid"))
     end)
 
+    it("serves README's OpenResty nginx.conf with the LuaJIT rock, calling the sandbox over a cosocket", function()
+      local rc, out = sandbox("5.4", "start")
+      assert.are.equal(0, rc, out)
+      local f = assert(io.open("README.md")); local readme = f:read("*a"); f:close()
+      local section = assert(readme:match("\n## OpenResty\n(.-)\n## "), "README has no OpenResty section")
+      local conf = assert(section:match("```nginx\n(http {.-\n})\n```"), "no nginx http{} block in README's OpenResty section")
+      local nginx_port = port + 1
+      -- exactly that block, with this test's tree, ports and resolver
+      conf = conf:gsub("/opt/paykit", base .. "/tree-luajit"):gsub("127%.0%.0%.1:8080", "127.0.0.1:" .. nginx_port)
+                 :gsub("127%.0%.0%.1:8790", "127.0.0.1:" .. port):gsub("<your DNS server>", "127.0.0.1")
+      local prefix = base .. "/readme-nginx"
+      sh("mkdir -p " .. prefix .. "/logs")
+      local main = table.concat({
+        "load_module /usr/lib/nginx/modules/ndk_http_module.so;",
+        "load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;",
+        "user root root;", -- the test's tree is under a mktemp -d (mode 0700) of root's
+        "pid " .. prefix .. "/nginx.pid;", "error_log " .. prefix .. "/logs/error.log warn;",
+        "events { worker_connections 64; }", conf, "" }, "\n")
+      f = assert(io.open(prefix .. "/nginx.conf", "w")); f:write(main); f:close()
+      -- started the way README says: without a Lua 5.4 path in nginx's environment
+      rc, out = sh("env -u LUA_PATH -u LUA_CPATH nginx -p " .. prefix .. " -c " .. prefix .. "/nginx.conf")
+      assert.are.equal(0, rc, out)
+      local ok, body
+      for _ = 1, 100 do
+        rc, body = sh("curl -s http://127.0.0.1:" .. nginx_port .. "/pay/status?ref=readme-unknown")
+        if rc == 0 and body:find("%S") then ok = true; break end
+        os.execute("sleep 0.05")
+      end
+      sh("kill -QUIT $(cat " .. prefix .. "/nginx.pid)")
+      local log = io.open(prefix .. "/logs/error.log"); local errors = log and log:read("*a") or ""; if log then log:close() end
+      assert.is_true(ok, tostring(body) .. errors)
+      -- the sandbox's own answer about an unknown payment, through paykit
+      assert.truthy(body:find("paykit provider error [moka.", 1, true) or body:find("^%a+\n"), body .. errors)
+      assert.is_nil(errors:find("[error]", 1, true), errors)
+    end)
+
     it("starts from the LuaJIT tree with the LuaJIT rock's core", function()
       local rc, out = sandbox("5.1", "start")
       assert.are.equal(0, rc, out)
