@@ -6,7 +6,8 @@
 #
 # Lua 5.1 means LuaJIT 2.1 (paykit does not support plain Lua 5.1): when LUA_INCDIR holds
 # Lua 5.1's own headers, the core is compiled against LuaJIT's (LUAJIT_INCDIR, by default
-# from `pkg-config luajit`; Debian: libluajit2-5.1-dev).
+# from `pkg-config luajit`; Debian: libluajit2-5.1-dev; from LuaRocks, set it in the environment:
+# `LUAJIT_INCDIR=/path/to/luajit-2.1 luarocks ... make`, since build_variables cannot name it).
 #
 # A rock for another Lua (5.4) also builds a LuaJIT core when LuaJIT's headers are there
 # (SANDBOX_LUAJIT=auto|yes|no), installed as $(INST_LIBDIR)/paykit/luajit/paykit/core.so:
@@ -38,7 +39,7 @@ HAS_LUAJIT_H := $(wildcard $(LUA_INCDIR)/luajit.h)
 ifeq ($(IS_LUA51),yes)
   ifeq ($(HAS_LUAJIT_H),)
     ifeq ($(LUAJIT_INCDIR),)
-      $(error paykit needs LuaJIT 2.1 for Lua 5.1: install LuaJIT's headers (Debian: libluajit2-5.1-dev) or pass LUAJIT_INCDIR=...)
+      $(error paykit needs LuaJIT 2.1 for Lua 5.1: install LuaJIT's headers (Debian: libluajit2-5.1-dev) or set LUAJIT_INCDIR=... in the environment)
     endif
     TARGET_INCDIR := $(LUAJIT_INCDIR)
   else
@@ -52,7 +53,7 @@ else
   else ifneq ($(LUAJIT_INCDIR),)
     SANDBOX_CORE := $(OUT)/luajit/paykit/core.so
   else ifeq ($(SANDBOX_LUAJIT),yes)
-    $(error SANDBOX_LUAJIT=yes but LuaJIT's headers were not found (pkg-config luajit, or LUAJIT_INCDIR=...))
+    $(error SANDBOX_LUAJIT=yes but LuaJIT's headers were not found (pkg-config luajit, or LUAJIT_INCDIR=... in the environment))
   else
     SANDBOX_CORE :=
   endif
