@@ -1,13 +1,14 @@
 -- paykit 0.1.0 for LuaRocks, Lua 5.4 and LuaJIT 2.1 (see README, Install):
 --   luarocks --lua-version=5.4 --tree T make rockspec/paykit-0.1.0-1.rockspec --deps-mode=none
 --   luarocks --lua-version=5.1 --tree T make rockspec/paykit-0.1.0-1.rockspec --deps-mode=none
---   make dist && luarocks pack rockspec/paykit-0.1.0-1.rockspec    -> paykit-0.1.0-1.src.rock
+--   make dist      -> build/dist/paykit-0.1.0.tar.gz and (luarocks pack) paykit-0.1.0-1.src.rock
 rockspec_format = "3.0"
 package = "paykit"
 version = "0.1.0-1"
 source = {
   -- the release tarball of tag v0.1.0, made by `make dist` (see CHANGELOG.md, Releases and
-  -- tags); relative: `luarocks pack` runs from the checkout's root
+  -- tags), relative to the checkout; `luarocks pack` fetches from a temporary directory, so
+  -- make dist packs a copy of this rockspec whose URL it makes absolute
   url = "file://build/dist/paykit-0.1.0.tar.gz",
   dir = "paykit-0.1.0",
   tag = "v0.1.0",
