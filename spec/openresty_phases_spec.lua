@@ -1,6 +1,7 @@
--- paykit inside a real nginx: a request from a phase without cosockets (log, header_filter)
+-- paykit inside a real nginx: a request from a phase without cosockets (log, header_filter,
+-- body_filter, set, init_worker)
 -- is refused with a config error naming the phase and the opt-in, and nothing is sent; with
--- allow_blocking (per instance, or one call through paykit.runtime.allow_blocking) it is
+-- allow_blocking (per instance, per request, or one call through paykit.runtime.allow_blocking) it is
 -- sent with libcurl; from a content handler it goes over a cosocket and never blocks the
 -- worker: another request is answered while a slow call is in flight.
 -- Ports: 18840 the front nginx (one worker), 18841 a second nginx, the upstream of the calls
@@ -40,6 +41,9 @@ local FRONT_CONF = [[
       return require("paykit.http").new(opts)
     end
   }
+  init_worker_by_lua_block {
+    record("init_worker", transport():request { url = "http://127.0.0.1:${PORT}/count", op = "spec.init_worker" })
+  }
   server {
     listen 127.0.0.1:${PORT};
     location = /count { content_by_lua_block { ngx.shared.results:incr("front_hits", 1, 0); ngx.say("counted") } }
@@ -53,6 +57,25 @@ local FRONT_CONF = [[
       content_by_lua_block { ngx.say("ok") }
       header_filter_by_lua_block {
         record("header_filter", transport():request { url = "http://127.0.0.1:${PORT}/count", op = "spec.hf" })
+      }
+    }
+    location = /body-filter-call {
+      content_by_lua_block { ngx.say("ok") }
+      body_filter_by_lua_block {
+        if ngx.arg[2] then record("body_filter", transport():request { url = "http://127.0.0.1:${PORT}/count", op = "spec.bf" }) end
+      }
+    }
+    location = /set-call {
+      set_by_lua_block $made {
+        record("set", transport():request { url = "http://127.0.0.1:${PORT}/count", op = "spec.set" })
+        return "done"
+      }
+      content_by_lua_block { ngx.say(ngx.var.made) }
+    }
+    location = /log-per-call {
+      content_by_lua_block { ngx.say("ok") }
+      log_by_lua_block {
+        record("per_call", transport():request { url = "http://127.0.0.1:${UP}/count", allow_blocking = true })
       }
     }
     location = /log-moka {
@@ -136,9 +159,10 @@ describe("paykit in nginx phases", function()
     if up then up:stop() end
   end)
 
-  for _, case in ipairs { { "/log-call", "log" }, { "/header-filter-call", "header_filter" } } do
+  for _, case in ipairs { { "/log-call", "log" }, { "/header-filter-call", "header_filter" },
+                          { "/body-filter-call", "body_filter" }, { "/set-call", "set" }, { nil, "init_worker" } } do
     it("refuses a request from the " .. case[2] .. " phase with a config error naming the phase and the opt-in", function()
-      assert.are.equal(200, get(FRONT, case[1]).status)
+      if case[1] then assert.are.equal(200, get(FRONT, case[1]).status) end
       local r = result(case[2])
       assert.are.equal("config", r.kind, cjson.encode(r))
       assert.are.equal("blocking_phase", r.code)
@@ -151,6 +175,11 @@ describe("paykit in nginx phases", function()
     end)
   end
 
+  it("points init_worker at a timer", function()
+    local r = result("init_worker")
+    assert.truthy(r.message:find("ngx.timer.at", 1, true), r.message)
+  end)
+
   it("refuses a provider call from the log phase the same way", function()
     get(FRONT, "/log-moka")
     local r = result("moka")
@@ -159,7 +188,7 @@ describe("paykit in nginx phases", function()
     assert.truthy(r.message:find("nginx's log phase", 1, true), r.message)
   end)
 
-  it("sends from the log phase with allow_blocking = true on the instance, and with runtime.allow_blocking", function()
+  it("sends from the log phase with allow_blocking = true on the instance or the call, and with runtime.allow_blocking", function()
     get(FRONT, "/log-allowed")
     local a = result("allowed")
     assert.are.equal(200, a.status, cjson.encode(a))
@@ -167,7 +196,10 @@ describe("paykit in nginx phases", function()
     get(FRONT, "/log-scoped")
     local s = result("scoped")
     assert.are.equal(200, s.status, cjson.encode(s))
-    assert.are.equal("2", get(UP, "/hits").body:match("%d+"))
+    get(FRONT, "/log-per-call")
+    local c = result("per_call")
+    assert.are.equal(200, c.status, cjson.encode(c))
+    assert.are.equal("3", get(UP, "/hits").body:match("%d+"))
   end)
 
   it("never blocks the worker from a content handler: another request is answered while a slow call is in flight", function()
