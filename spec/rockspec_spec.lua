@@ -139,6 +139,14 @@ end)
   end)
   lazy_teardown(function() if probe then sh("rm -rf " .. probe:match("^(.*)/")) end end)
 
+  it("runs plain busted under LuaJIT when the default lua is Lua 5.1 (never loads a core into plain 5.1)", function()
+    local _, version = sh("lua -v")
+    if not version:find("Lua 5.1", 1, true) then return pending("the default lua here is not Lua 5.1") end
+    local rc, out = sh("busted " .. probe)
+    assert.are.equal(0, rc, out)
+    assert.truthy(out:find("RUNTIME=luajit CORE=./build/luajit/paykit/core.so", 1, true), out)
+  end)
+
   for _, case in ipairs { { "lua5.4", "Lua 5.4" }, { "luajit", "luajit" } } do
     it("loads the core built for " .. case[1] .. " under busted --lua=" .. case[1], function()
       local rc, out = sh("busted --lua=" .. case[1] .. " " .. probe)
