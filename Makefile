@@ -3,7 +3,10 @@
 #   make test       install missing Debian packages (as root), build, run every spec suite
 #   make demo       the demo purchase flow against the local sandbox
 #   make bench      transport benchmark next to wrk
-#   make install    install for Lua 5.4 with LuaRocks (offline: --deps-mode=none)
+#   make install    install for Lua 5.4 with LuaRocks (offline: --deps-mode=none; TREE=dir for a tree)
+#   make install-luajit   the same rock for LuaJIT 2.1 (luarocks --lua-version=5.1)
+#   make dist       the release tarball build/dist/paykit-$(VERSION).tar.gz (DIST_REF, default HEAD)
+#                   and its source rock build/dist/paykit-$(VERSION)-1.src.rock (luarocks pack)
 #   make docs       the API reference (LDoc) in docs/api/
 #   make deps       install the Debian packages paykit needs (as root)
 
@@ -28,14 +31,20 @@ COREJIT = build/luajit/paykit/core.so
 # Debian packages: building, testing, the sandbox (nginx + its Lua module), benchmarking.
 DEB_PKGS = build-essential pkg-config lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
   lua-cjson lua-busted luarocks nginx libnginx-mod-http-lua lua-resty-core \
-  libcurl4-openssl-dev libssl-dev libhttp-parser-dev curl wrk valgrind openssl chromium lua-ldoc \
+  libcurl4-openssl-dev libssl-dev libhttp-parser-dev curl wrk valgrind openssl chromium lua-ldoc lua-discount \
   lua-socket lua-sec lua5.1 lua-curl
+# lua-discount: LDoc's Markdown (config.ld format = "discount").
 # lua-socket: a listener with a full backlog in the connect-timeout specs; lua-sec, lua5.1 and
 # lua-curl: the other Lua HTTP clients the benchmark compares with.
 # node and npm (browser specs) come from Debian's nodejs/npm when the machine has no node.
 NODE_PKGS = nodejs npm
 
-.PHONY: all build test demo bench deps clean valgrind docs install
+VERSION := $(shell sed -n 's/^\#define PAYKIT_VERSION "\(.*\)"/\1/p' csrc/paykit.h)
+ROCKSPEC ?= rockspec/paykit-$(VERSION)-1.rockspec
+TREE     ?=
+DIST_REF ?= HEAD
+
+.PHONY: all build test demo bench deps clean valgrind docs install install-luajit dist
 all: build
 build: $(CORE54) $(COREJIT)
 
@@ -76,8 +85,22 @@ bench: deps
 	@$(MAKE) --no-print-directory build
 	@bash bench/run
 
+# LuaRocks builds paykit.core under build/rock/ (rockspec/core.mk), never into csrc/.
 install: deps
-	luarocks make rockspec/paykit-scm-1.rockspec --deps-mode=none
+	luarocks --lua-version=5.4 $(if $(TREE),--tree=$(TREE)) make $(ROCKSPEC) --deps-mode=none
+
+install-luajit: deps
+	luarocks --lua-version=5.1 $(if $(TREE),--tree=$(TREE)) make $(ROCKSPEC) --deps-mode=none
+
+# The source of the versioned rockspec: git archive of DIST_REF (the release tag vX.Y.Z when
+# releasing; committed files only). The rockspec names the tarball relative to the checkout
+# (file://build/dist/...); luarocks pack fetches from a temporary directory, so dist packs a
+# copy of the rockspec whose URL is made absolute.
+dist:
+	@mkdir -p build/dist
+	git archive --format=tar.gz --prefix=paykit-$(VERSION)/ -o build/dist/paykit-$(VERSION).tar.gz $(DIST_REF)
+	sed 's|url = "file://build/dist/|url = "file://$(CURDIR)/build/dist/|' $(ROCKSPEC) > build/dist/$(notdir $(ROCKSPEC))
+	cd build/dist && rm -f paykit-$(VERSION)-1.src.rock && luarocks pack $(notdir $(ROCKSPEC))
 
 docs:
 	@command -v ldoc >/dev/null || $(MAKE) --no-print-directory deps

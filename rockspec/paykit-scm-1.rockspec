@@ -1,19 +1,26 @@
--- paykit for LuaRocks: `luarocks --lua-version=5.4 make rockspec/paykit-scm-1.rockspec --deps-mode=none`
--- (build.modules is checked against lua/ by spec/rockspec_spec.lua: every module is listed.)
+-- paykit from a checkout (the development version), Lua 5.4 and LuaJIT 2.1 (see README, Install):
+--   luarocks --lua-version=5.4 --tree T make rockspec/paykit-scm-1.rockspec --deps-mode=none
 rockspec_format = "3.0"
 package = "paykit"
 version = "scm-1"
-source = { url = "git+file:///dev/null/paykit.git" } -- `luarocks make` builds the checked-out tree
+source = {
+  -- `luarocks make` builds the checked-out tree and never fetches this (releases: the
+  -- versioned rockspec, whose source is the tagged tarball)
+  url = "git+file://.",
+  branch = "main",
+}
 description = {
   summary = "Payments through provider APIs (Moka, MoCoPay, Zippy) for Lua 5.4 and OpenResty",
   detailed = [[
 paykit takes payments through provider APIs from plain Lua 5.4 (game servers, workers) and
-from OpenResty request handlers. A C core does transport (libcurl), hashing (OpenSSL) and
-parsing; a thin Lua layer gives provider objects with one uniform purchase flow.]],
+from OpenResty request handlers (LuaJIT 2.1). A C core does transport (libcurl), hashing
+(OpenSSL) and parsing; a thin Lua layer gives provider objects with one uniform purchase flow.
+Ships paykit-sandbox, a local simulator of the three providers on nginx.]],
   license = "MIT",
   labels = { "payments", "openresty", "curl" },
 }
 dependencies = { "lua >= 5.1", "lua-cjson" }
+test_dependencies = { "busted" }
 external_dependencies = {
   -- by library: Debian keeps curl/curl.h under the multiarch include dir, which the compiler
   -- searches but LuaRocks' header probe does not
@@ -22,44 +29,66 @@ external_dependencies = {
   HTTP_PARSER = { header = "http_parser.h", library = "http_parser" },
 }
 build = {
-  type = "builtin",
-  modules = {
-    ["paykit.core"] = {
-      sources = { "csrc/core.c", "csrc/crypto.c", "csrc/codec.c", "csrc/http.c", "csrc/httpparse.c" },
-      libraries = { "curl", "ssl", "crypto", "http_parser" },
-      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(HTTP_PARSER_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(HTTP_PARSER_LIBDIR)" },
-    },
-    ["paykit.batch"] = "lua/paykit/batch.lua",
-    ["paykit.cosocket"] = "lua/paykit/cosocket.lua",
-    ["paykit.errors"] = "lua/paykit/errors.lua",
-    ["paykit.gateway"] = "lua/paykit/gateway.lua",
-    ["paykit.http"] = "lua/paykit/http.lua",
-    ["paykit"] = "lua/paykit/init.lua",
-    ["paykit.money"] = "lua/paykit/money.lua",
-    ["paykit.providers.mocopay"] = "lua/paykit/providers/mocopay.lua",
-    ["paykit.providers.mocopay_codes"] = "lua/paykit/providers/mocopay_codes.lua",
-    ["paykit.providers.mocopay_sign"] = "lua/paykit/providers/mocopay_sign.lua",
-    ["paykit.providers.moka"] = "lua/paykit/providers/moka.lua",
-    ["paykit.providers.moka_codes"] = "lua/paykit/providers/moka_codes.lua",
-    ["paykit.providers.zippy"] = "lua/paykit/providers/zippy.lua",
-    ["paykit.providers.zippy_fields"] = "lua/paykit/providers/zippy_fields.lua",
-    ["paykit.providers.zippy_notice"] = "lua/paykit/providers/zippy_notice.lua",
-    ["paykit.providers.zippy_oauth"] = "lua/paykit/providers/zippy_oauth.lua",
-    ["paykit.redact"] = "lua/paykit/redact.lua",
-    ["paykit.url"] = "lua/paykit/url.lua",
-    ["paykit.sandbox"] = "lua/paykit/sandbox/init.lua",
-    ["paykit.sandbox.faults"] = "lua/paykit/sandbox/faults.lua",
-    ["paykit.sandbox.mocopay"] = "lua/paykit/sandbox/mocopay.lua",
-    ["paykit.sandbox.moka"] = "lua/paykit/sandbox/moka.lua",
-    ["paykit.sandbox.moka_cards"] = "lua/paykit/sandbox/moka_cards.lua",
-    ["paykit.sandbox.moka_common"] = "lua/paykit/sandbox/moka_common.lua",
-    ["paykit.sandbox.moka_pay"] = "lua/paykit/sandbox/moka_pay.lua",
-    ["paykit.sandbox.nginx"] = "lua/paykit/sandbox/nginx.lua",
-    ["paykit.sandbox.util"] = "lua/paykit/sandbox/util.lua",
-    ["paykit.sandbox.zippy"] = "lua/paykit/sandbox/zippy.lua",
-    ["paykit.sandbox.zippy_pages"] = "lua/paykit/sandbox/zippy_pages.lua",
+  -- paykit.core: rockspec/core.mk compiles csrc/*.c under build/rock/<interpreter>, never into
+  -- the source tree; for --lua-version=5.1 against LuaJIT 2.1's headers (see core.mk).
+  type = "make",
+  makefile = "rockspec/core.mk",
+  build_target = "core",
+  build_variables = {
+    CC = "$(CC)", CFLAGS = "$(CFLAGS)", LIBFLAG = "$(LIBFLAG)", LUA = "$(LUA)", LUA_INCDIR = "$(LUA_INCDIR)",
+    CURL_INCDIR = "$(CURL_INCDIR)", CURL_LIBDIR = "$(CURL_LIBDIR)",
+    OPENSSL_INCDIR = "$(OPENSSL_INCDIR)", OPENSSL_LIBDIR = "$(OPENSSL_LIBDIR)",
+    HTTP_PARSER_INCDIR = "$(HTTP_PARSER_INCDIR)", HTTP_PARSER_LIBDIR = "$(HTTP_PARSER_LIBDIR)",
   },
-  install = { bin = { ["paykit-sandbox"] = "bin/paykit-sandbox" } },
+  install_target = "install-core",
+  install_variables = {
+    CC = "$(CC)", CFLAGS = "$(CFLAGS)", LIBFLAG = "$(LIBFLAG)", LUA = "$(LUA)", LUA_INCDIR = "$(LUA_INCDIR)",
+    CURL_INCDIR = "$(CURL_INCDIR)", CURL_LIBDIR = "$(CURL_LIBDIR)",
+    OPENSSL_INCDIR = "$(OPENSSL_INCDIR)", OPENSSL_LIBDIR = "$(OPENSSL_LIBDIR)",
+    HTTP_PARSER_INCDIR = "$(HTTP_PARSER_INCDIR)", HTTP_PARSER_LIBDIR = "$(HTTP_PARSER_LIBDIR)",
+    INST_LIBDIR = "$(LIBDIR)",
+  },
+  install = {
+    -- every Lua module under lua/ (spec/rockspec_spec.lua checks the list against the tree)
+    lua = {
+      ["paykit"] = "lua/paykit/init.lua",
+      ["paykit.batch"] = "lua/paykit/batch.lua",
+      ["paykit.cosocket"] = "lua/paykit/cosocket.lua",
+      ["paykit.errors"] = "lua/paykit/errors.lua",
+      ["paykit.gateway"] = "lua/paykit/gateway.lua",
+      ["paykit.http"] = "lua/paykit/http.lua",
+      ["paykit.metrics"] = "lua/paykit/metrics.lua",
+      ["paykit.money"] = "lua/paykit/money.lua",
+      ["paykit.providers.mocopay"] = "lua/paykit/providers/mocopay.lua",
+      ["paykit.providers.mocopay_codes"] = "lua/paykit/providers/mocopay_codes.lua",
+      ["paykit.providers.mocopay_sign"] = "lua/paykit/providers/mocopay_sign.lua",
+      ["paykit.providers.moka"] = "lua/paykit/providers/moka.lua",
+      ["paykit.providers.moka_codes"] = "lua/paykit/providers/moka_codes.lua",
+      ["paykit.providers.zippy"] = "lua/paykit/providers/zippy.lua",
+      ["paykit.providers.zippy_fields"] = "lua/paykit/providers/zippy_fields.lua",
+      ["paykit.providers.zippy_notice"] = "lua/paykit/providers/zippy_notice.lua",
+      ["paykit.providers.zippy_oauth"] = "lua/paykit/providers/zippy_oauth.lua",
+      ["paykit.redact"] = "lua/paykit/redact.lua",
+      ["paykit.runtime"] = "lua/paykit/runtime.lua",
+      ["paykit.sandbox"] = "lua/paykit/sandbox/init.lua",
+      ["paykit.sandbox.faults"] = "lua/paykit/sandbox/faults.lua",
+      ["paykit.sandbox.mocopay"] = "lua/paykit/sandbox/mocopay.lua",
+      ["paykit.sandbox.moka"] = "lua/paykit/sandbox/moka.lua",
+      ["paykit.sandbox.moka_cards"] = "lua/paykit/sandbox/moka_cards.lua",
+      ["paykit.sandbox.moka_common"] = "lua/paykit/sandbox/moka_common.lua",
+      ["paykit.sandbox.moka_pay"] = "lua/paykit/sandbox/moka_pay.lua",
+      ["paykit.sandbox.nginx"] = "lua/paykit/sandbox/nginx.lua",
+      ["paykit.sandbox.util"] = "lua/paykit/sandbox/util.lua",
+      ["paykit.sandbox.zippy"] = "lua/paykit/sandbox/zippy.lua",
+      ["paykit.sandbox.zippy_pages"] = "lua/paykit/sandbox/zippy_pages.lua",
+      ["paykit.url"] = "lua/paykit/url.lua",
+    },
+    bin = { ["paykit-sandbox"] = "bin/paykit-sandbox" },
+  },
 }
-test = { type = "busted" }
+-- `luarocks test`: busted with the specs in .busted; busted must be a rock in a tree
+-- LuaRocks searches (`luarocks install busted`). See README, Install.
+test = {
+  type = "busted",
+  flags = { "--run=rock" },
+}

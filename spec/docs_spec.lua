@@ -2,6 +2,8 @@
 -- function-valued fields (callable tables too) and the methods of its instances. The spec
 -- builds the reference into a temporary directory with `ldoc -q -d DIR .` and looks for the
 -- entry anchor of every name on the module's page. Names starting with "_" are private.
+-- It also checks that the Markdown was rendered (discount), that public modules come before
+-- the C core and the internals, and that the getting-started topic is there.
 
 local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
@@ -78,6 +80,8 @@ local MODULES = {
   { "paykit.batch" },
   { "paykit.cosocket" },
   { "paykit.url" },
+  { "paykit.runtime" },
+  { "paykit.metrics", instances = function(m) return { { m.new(), "Collector" } } end },
   { "paykit.providers.moka", instances = function(m)
     return { { assert(m.new { dealer_code = "dummy", username = "dummy", password = "dummy" }), "Moka" } }
   end },
@@ -122,6 +126,78 @@ describe("the API reference (LDoc)", function()
       assert.truthy(index:find('href="modules/' .. escape(spec[1]) .. '%.html"'),
         spec[1] .. " is not in the index")
     end
+  end)
+
+  it("lists every Lua module under lua/paykit (but the sandbox) in the index", function()
+    local index = read(dir .. "/index.html")
+    local p = io.popen("cd lua && find paykit -name '*.lua' -not -path 'paykit/sandbox/*' | sort")
+    local n = 0
+    for file in p:lines() do
+      n = n + 1
+      local name = file:gsub("%.lua$", ""):gsub("/init$", ""):gsub("/", ".")
+      assert.truthy(index:find('href="modules/' .. escape(name) .. '%.html"'), name .. " is not in the index")
+    end
+    p:close()
+    assert.is_true(n > 0)
+  end)
+
+  it("lists the public modules first, then the C core, then the internals", function()
+    local index = read(dir .. "/index.html")
+    local content = index:sub((assert(index:find('<div id="content">', 1, true))))
+    local function at(s) return assert(content:find(s, 1, true), s .. " not in the index") end
+    local modules, c_core, internals = at("<h2>Modules</h2>"), at("<h2>C core</h2>"), at("<h2>Internals</h2>")
+    assert.is_true(modules < c_core and c_core < internals)
+    local function row(name) return at('href="modules/' .. name .. '.html"') end
+    for _, public in ipairs { "paykit", "paykit.providers.moka", "paykit.errors", "paykit.metrics", "paykit.runtime" } do
+      assert.is_true(row(public) > modules and row(public) < c_core, public .. " is not among the public modules")
+    end
+    assert.is_true(row("paykit.core") > c_core and row("paykit.core") < internals)
+    for _, internal in ipairs { "paykit.http", "paykit.cosocket", "paykit.gateway", "paykit.url" } do
+      assert.is_true(row(internal) > internals, internal .. " is not among the internals")
+    end
+  end)
+
+  it("has the getting-started page as a topic, first in the menu", function()
+    local page = read(dir .. "/topics/getting-started.md.html")
+    assert.is_string(page, "no topics/getting-started.md.html")
+    assert.truthy(page:find("<h1>Getting started</h1>", 1, true))
+    assert.truthy(page:find("<pre", 1, true), "its code blocks are not rendered as code")
+    local index = read(dir .. "/index.html")
+    local nav = index:match('<div id="navigation">(.-)<div id="content">')
+    local topic = assert(nav:find("topics/getting-started.md.html", 1, true), "not in the menu")
+    assert.is_true(topic < nav:find("<h2>Modules</h2>", 1, true))
+  end)
+
+  it("renders the Markdown of every page: no literal backticks or escaped code tags", function()
+    local p = io.popen("cd " .. sh_quote(dir) .. " && ls index.html topics/*.html modules/*.html")
+    local n = 0
+    for file in p:lines() do
+      n = n + 1
+      local html = read(dir .. "/" .. file)
+      local text = html:gsub("<pre.-</pre>", ""):gsub("<[^>]*>", "")
+      assert.is_nil(text:find("`", 1, true), file .. " shows a literal backtick")
+      assert.is_nil(text:find("&lt;/?code&gt;"), file .. " shows an escaped <code> tag")
+    end
+    p:close()
+    assert.is_true(n > 20, "too few pages: " .. n)
+    -- `code` became <code>, and a word with underscores stayed one word
+    local http = read(dir .. "/modules/paykit.http.html")
+    assert.truthy(http:find("<code>connect_timeout</code>", 1, true))
+    assert.is_nil(http:find("connect<em>", 1, true))
+  end)
+
+  it("renders parameter lists and option lists as lists", function()
+    local core = read(dir .. "/modules/paykit.core.html")
+    local params = core:match('<a name = "hmac"></a>.-<h3>Parameters:</h3>%s*<ul>(.-)</ul>')
+    assert.is_string(params, "paykit.core hmac has no parameter list")
+    local n = 0
+    for _ in params:gmatch('<li><span class="parameter">') do n = n + 1 end
+    assert.is_true(n >= 3, "hmac's parameters are not list items")
+    local http = read(dir .. "/modules/paykit.http.html")
+    local opts = http:match('<a name = "new"></a>.-<h3>Parameters:</h3>(.-)</dd>')
+    local items = 0
+    for _ in opts:gmatch("<li><code>") do items = items + 1 end
+    assert.is_true(items >= 5, "paykit.http.new's options are not a list")
   end)
 
   it("leaves the sandbox out of the reference", function()

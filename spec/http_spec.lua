@@ -237,12 +237,16 @@ describe("paykit.http", function()
       assert.is_number(got.opts.timeout)
     end)
 
-    it("uses curl outside cosocket phases", function()
+    it("uses curl outside cosocket phases when allowed to block", function()
       package.loaded["paykit.cosocket"] = { request = function() error("must not be called") end }
       rawset(_G, "ngx", { get_phase = function() return "init" end })
-      local h = http.new {}
+      local h = http.new { allow_blocking = true }
       local res = assert(h:request { url = BASE .. "/json" })
       assert.equal(200, res.status)
+      -- and without the opt-in, refuses (spec/openresty_phases_spec.lua: in a real nginx)
+      local none, err = http.new {}:request { url = BASE .. "/json" }
+      assert.is_nil(none)
+      assert.equal("blocking_phase", err.code)
     end)
   end)
 

@@ -332,7 +332,7 @@ end
 -- @tparam string name the provider name, e.g. "moka"
 -- @tparam[opt] table opts `logger`, `transport` (an existing `paykit.http` transport), the
 --   `paykit.http.new` options (`timeout`, `connect_timeout`, `cafile`, `capath`, `verify_tls`,
---   `max_response`, `hooks`, `retry`, `sleep`, `user_agent`) and `duplicate_capacity`
+--   `max_response`, `hooks`, `retry`, `sleep`, `user_agent`, `allow_blocking`) and `duplicate_capacity`
 --   (default 1024)
 -- @treturn table `{provider=, log=function(level, line), http=transport, seen=Seen}`
 -- @raise what `paykit.http.new` raises for bad transport options; a config error for a
@@ -344,7 +344,7 @@ function _M.base(name, opts)
     timeout = opts.timeout, connect_timeout = opts.connect_timeout, cafile = opts.cafile,
     capath = opts.capath, verify_tls = opts.verify_tls, max_response = opts.max_response,
     logger = opts.logger, hooks = opts.hooks, retry = opts.retry, sleep = opts.sleep,
-    user_agent = opts.user_agent,
+    user_agent = opts.user_agent, allow_blocking = opts.allow_blocking,
   }
   local capacity = opts.duplicate_capacity or 1024
   if type(capacity) ~= "number" or capacity < 1 or capacity ~= math.floor(capacity) then

@@ -22,15 +22,11 @@
 --   -- res = {status=, headers=, body=, json=}; err is a paykit error (transport or timeout)
 local errors = require "paykit.errors"
 local redact = require "paykit.redact"
+local runtime = require "paykit.runtime"
 
 local _M = {}
 
 local mt = { __index = _M }
-
-local COSOCKET_PHASES = {
-  rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
-  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true,
-}
 
 -- code -> {kind, sent}
 local CODES = {
@@ -45,12 +41,7 @@ local RETRY_STATUS = { [502] = true, [503] = true, [504] = true }
 local DEFAULT_RETRY = { attempts = 3, base_delay = 0.2, max_delay = 2, deadline = 30 }
 
 
-local function in_cosocket_phase()
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) ~= "table" or type(ngx.get_phase) ~= "function" then return false end
-  local ok, phase = pcall(ngx.get_phase)
-  return ok and COSOCKET_PHASES[phase] or false
-end
+local in_cosocket_phase = runtime.in_cosocket_phase
 _M.in_cosocket_phase = in_cosocket_phase
 
 --- Whether cosockets may be used here.
@@ -59,14 +50,7 @@ _M.in_cosocket_phase = in_cosocket_phase
 -- @function in_cosocket_phase
 -- @treturn boolean
 
-local function now()
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) == "table" and ngx.now then
-    if ngx.update_time then ngx.update_time() end
-    return ngx.now()
-  end
-  return require("paykit.core").monotonic()
-end
+local now = runtime.now
 _M.now = now
 
 --- The current time in seconds.
@@ -94,8 +78,7 @@ end
 local function default_sleep(s)
   if s <= 0 then return end
   if batched() then return coroutine.yield(_M.BATCH_SLEEP, s) end
-  if in_cosocket_phase() then return rawget(_G, "ngx").sleep(s) end
-  return require("paykit.core").sleep(s)
+  return runtime.sleep(s)
 end
 _M.sleep = default_sleep
 
@@ -143,7 +126,10 @@ end
 --
 --  * `timeout` (seconds, default 30), `connect_timeout` (seconds, default 10)
 --  * `verify_tls` (default true), `cafile`, `capath`, `max_response` (bytes),
---    `user_agent` (default "paykit")
+--    `user_agent` (default "paykit/VERSION", `paykit.runtime.USER_AGENT`)
+--  * `allow_blocking` true: inside nginx, make requests with libcurl even in a phase without
+--    cosockets (log, header_filter, ...), blocking the worker; refused otherwise
+--    (`paykit.runtime.check_blocking`)
 --  * `logger` function(level, line) or an object with `:log(level, line)` (see @{make_logger})
 --  * `hooks` `{before = fn(ctx), after = fn(ctx)}`, ctx = `{op, method, url, attempt,
 --    status, elapsed, err}` (no bodies; a failing hook is logged and ignored)
@@ -177,7 +163,8 @@ function _M.new(opts)
     cafile = opts.cafile, capath = opts.capath,
     verify_tls = opts.verify_tls ~= false,
     max_response = opts.max_response,
-    user_agent = opts.user_agent or "paykit",
+    user_agent = opts.user_agent or runtime.USER_AGENT,
+    allow_blocking = opts.allow_blocking == true,
     log = _M.make_logger(opts.logger),
     hooks = { before = hooks.before, after = hooks.after },
     retry = r,
@@ -270,13 +257,16 @@ _M.cjson = cjson
 --    the answer into `res.json`
 --  * `op` the operation name for logs, hooks and errors, e.g. "moka.capture"
 --  * `idempotent` true when a request that may have been sent can be repeated safely
+--  * `allow_blocking` true: this call may block the worker (see @{new})
 -- @treturn table `{status=, headers=, body=, json=}`
 -- @return[2] nil
 -- @return[2] a transport or timeout error (`retryable`, and a message saying whether the
---   request may have reached the provider)
+--   request may have reached the provider), or the config error `blocking_phase` (nothing sent)
 -- @raise when a json body table cannot be encoded
 function _M:request(req)
   local op = req.op or "http"
+  local refused = runtime.check_blocking(op, self.allow_blocking or req.allow_blocking)
+  if refused then return nil, refused end
   local method = req.method or (req.body and "POST" or "GET")
   -- one pass: copy the caller's headers and, for json, note a Content-Type / Accept of theirs
   local headers, have_ct, have_accept = {}, false, false

@@ -6,14 +6,21 @@
 -- itself a function(opts)); it is loaded on first use.
 --
 -- Fields: `VERSION` (the library version string), `PROVIDERS` (the provider names, in order),
--- `errors` (`paykit.errors`), `money` (`paykit.money`), `redact` (`paykit.redact`).
+-- `errors` (`paykit.errors`), `money` (`paykit.money`), `redact` (`paykit.redact`),
+-- `runtime` (`paykit.runtime`: the nginx phase, and `allow_blocking` for a call that may
+-- block the worker where cosockets are not available), `metrics` (`paykit.metrics`: the
+-- transport's hooks as Prometheus metrics).
 -- @module paykit
 -- @usage
 --   local paykit = require "paykit"
 --   local gw = paykit.moka{dealer_code = "...", username = "...", password = "...", env = "test"}
 --   local result, err = gw:purchase{...}
+local runtime = require "paykit.runtime"
+
 local _M = {
-  VERSION = "0.1.0",
+  VERSION = runtime.VERSION,
+  runtime = runtime,
+  metrics = require "paykit.metrics",
   errors = require "paykit.errors",
   money = require "paykit.money",
   redact = require "paykit.redact",

@@ -20,6 +20,9 @@ _M.PRODUCTS = {
   zippy = { name = "Sword of dawn", amount = "0.99", currency = "EUR" },
 }
 
+-- Every worker counts its provider calls into one shared dict; /metrics renders them all.
+_M.metrics = require("paykit.metrics").new { dict = "paykit_metrics" }
+
 local LEVELS = { debug = ngx.DEBUG, info = ngx.INFO, warn = ngx.WARN, error = ngx.ERR }
 local function logger(level, line) ngx.log(LEVELS[level] or ngx.INFO, line) end -- lines come scrubbed
 
@@ -28,17 +31,17 @@ local MAKERS = {
   moka = function(sandbox)
     local dealer = require("paykit.sandbox.moka").credentials[1]
     return paykit.moka { dealer_code = dealer.DealerCode, username = dealer.Username, password = dealer.Password,
-                         base_url = sandbox .. "/moka", logger = logger }
+                         base_url = sandbox .. "/moka", logger = logger, hooks = _M.metrics:hooks() }
   end,
   mocopay = function(sandbox)
     local c = require("paykit.sandbox.mocopay").credentials
     return paykit.mocopay { api_key = c.api_key, api_secret = c.api_secret,
-                            base_url = sandbox .. "/mocopay", logger = logger }
+                            base_url = sandbox .. "/mocopay", logger = logger, hooks = _M.metrics:hooks() }
   end,
   zippy = function(sandbox)
     local sb = require "paykit.sandbox.zippy"
     return paykit.zippy { consumer_key = sb.CONSUMER_KEY, consumer_secret = sb.CONSUMER_SECRET,
-                          notice_keys = sb.NOTICE_KEYS, base_url = sandbox .. "/zippy", logger = logger }
+                          notice_keys = sb.NOTICE_KEYS, base_url = sandbox .. "/zippy", logger = logger, hooks = _M.metrics:hooks() }
   end,
 }
 
