@@ -187,6 +187,17 @@ describe("paykit.redact", function()
     end)
   end)
 
+  describe("dump", function()
+    it("prints a table with sorted keys and every secret scrubbed", function()
+      assert.equal('{amount = "1.00", card = {cvc = "[REDACTED]", number = "411111******1111"}, keep = {code_for_hash = "[REDACTED]"}}',
+        redact.dump { amount = "1.00", card = { number = "4111111111111111", cvc = "123" }, keep = { code_for_hash = "ABC" } })
+    end)
+    it("prints cycles and non-string keys", function()
+      local t = { 1, 2 }; t.me = t
+      assert.equal('{[1] = 1, [2] = 2, me = <cycle>}', redact.dump(t))
+    end)
+  end)
+
   it("has a Luhn check", function()
     assert.is_true(redact.luhn("4111111111111111"))
     assert.is_false(redact.luhn("4111111111111112"))

@@ -400,4 +400,45 @@ function _M.table(t)
   return copy(t, {})
 end
 
+local function dump(v, depth, seen, out)
+  local tv = type(v)
+  if tv == "string" then out[#out + 1] = string.format("%q", v)
+  elseif tv ~= "table" then out[#out + 1] = tostring(v)
+  elseif seen[v] then out[#out + 1] = "<cycle>"
+  elseif depth > 6 then out[#out + 1] = "{...}"
+  else
+    seen[v] = true
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys, function(a, b)
+      local ta, tb = type(a), type(b)
+      if ta ~= tb then return ta < tb end
+      if ta == "number" or ta == "string" then return a < b end
+      return tostring(a) < tostring(b)
+    end)
+    out[#out + 1] = "{"
+    for j, k in ipairs(keys) do
+      if j > 1 then out[#out + 1] = ", " end
+      if type(k) == "string" and find(k, "^[%a_][%w_]*$") then out[#out + 1] = k
+      else out[#out + 1] = "["; dump(k, depth + 1, seen, out); out[#out + 1] = "]" end
+      out[#out + 1] = " = "
+      dump(v[k], depth + 1, seen, out)
+    end
+    out[#out + 1] = "}"
+    seen[v] = nil
+  end
+end
+
+--- A printable rendering of a value with every sensitive value scrubbed: @{table}, then
+-- written as a Lua-like table constructor with sorted keys, cut with @{line}.
+-- paykit's results and their `keep` print through this (`tostring(result)`).
+-- @param v the value (a table is copied with @{table} first)
+-- @tparam[opt] number max the most bytes (default @{MAX_LINE})
+-- @treturn string e.g. `{card = {cvc = "[REDACTED]", number = "411111******1111"}}`
+function _M.dump(v, max)
+  local out = {}
+  dump(type(v) == "table" and _M.table(v) or _M.value(nil, v), 1, {}, out)
+  return _M.line(concat(out), max)
+end
+
 return _M
