@@ -375,18 +375,18 @@ end
 -- ------------------------------------------------------------------------- transactions
 
 local TX_FIELDS = {
-  product_id = true, region = true, carrier = true, price = true, currency = true, pay_method = true,
+  product_id = true, region = true, carrier = true, price = true, price_minor = true, currency = true, pay_method = true,
   success_url = true, error_url = true, callback_success_url = true, callback_error_url = true,
   ext_transaction_id = true, product_image_url = true,
 }
 local TX_URLS = { "success_url", "error_url", "callback_success_url", "callback_error_url" }
 
--- The price as Zippy wants it: "0.00". Accepts a decimal string or integer minor units.
-local function zippy_price(price, currency)
+-- The price as Zippy wants it: "0.00", from t.price (a decimal string) or t.price_minor (an integer).
+local function zippy_price(t, currency)
   if money.exponent(currency) ~= 2 then
     return nil, errors.validation("currency", "unsupported_currency", "Zippy prices " .. tostring(currency) .. " with 2 decimals; paykit.money does not know it")
   end
-  local minor, dec = money.parse(price, currency, "price")
+  local minor, dec = money.read(t, "price", currency)
   if not minor then return nil, dec end
   if not dec:match("^[0-9]+%.[0-9][0-9]$") then
     return nil, errors.validation("price", "invalid", "price must be a decimal like 0.99")
@@ -395,8 +395,8 @@ local function zippy_price(price, currency)
 end
 
 --- Checks and normalises a transaction; returns the JSON body or nil, err. No network.
--- @tparam table t `product_id`, `price` (decimal string or integer minor units; sent as
---   "0.00"), `currency` (one of `CURRENCIES`), `pay_method` (CARD or OPERATOR), `carrier`,
+-- @tparam table t `product_id`, `price` (a decimal string; or `price_minor`, integer minor
+--   units; sent as "0.00"), `currency` (one of `CURRENCIES`), `pay_method` (CARD or OPERATOR), `carrier`,
 --   `region` (the buyer's MCC, numeric), `ext_transaction_id`, `success_url`, `error_url`,
 --   `callback_success_url`, `callback_error_url` (default: the instance's), `product_image_url`
 -- @treturn table the request body
@@ -413,9 +413,9 @@ function _M:transaction_body(t)
       "currency must be one of Zippy's: " .. CURRENCY_LIST)
   end
   local price
-  price, err = zippy_price(body.price, body.currency)
+  price, err = zippy_price(body, body.currency)
   if not price then return nil, err end
-  body.price = price
+  body.price, body.price_minor = price, nil
   if not _M.PAY_METHODS[body.pay_method] then
     return nil, errors.validation("pay_method", body.pay_method == nil and "required" or "invalid",
       "pay_method must be CARD or OPERATOR")
@@ -549,7 +549,7 @@ end
 -- ------------------------------------------------------------------------- uniform flow
 
 --- Starts a payment (uniform flow): creates a transaction, answers its payment page.
--- purchase{product_id, amount|price, currency, pay_method, carrier, region, reference|ext_transaction_id,
+-- purchase{product_id, amount|amount_minor|price, currency, pay_method, carrier, region, reference|ext_transaction_id,
 --   success_url, error_url, callback_success_url, callback_error_url (or instance defaults),
 --   product_image_url}
 -- `return_url` stands for success_url and error_url, `notify_url` for both callback URLs.
@@ -562,9 +562,11 @@ function _M:purchase(p)
   if type(p) ~= "table" then return nil, errors.validation("purchase", "invalid", "purchase expects a table") end
   local t = {}
   for k, v in pairs(p) do t[k] = v end
-  if t.amount ~= nil then
-    if t.price ~= nil then return nil, errors.validation("amount", "invalid", "give amount or price, not both") end
-    t.price, t.amount = t.amount, nil
+  if t.amount ~= nil or t.amount_minor ~= nil then
+    if t.price ~= nil or t.price_minor ~= nil then return nil, errors.validation("amount", "invalid", "give amount or price, not both") end
+    local minor, dec = money.read(t, "amount", t.currency)
+    if not minor and dec.field ~= "currency" then return nil, dec end
+    t.price, t.amount, t.amount_minor = minor and dec or t.amount, nil, nil -- a bad currency: refused below
   end
   -- the uniform names: return_url (the buyer's way back, for success and error alike) and
   -- notify_url (the server-to-server callback, for both outcomes)
