@@ -10,6 +10,8 @@ local sb = require "spec.support.sandbox"
 local zs = require "spec.zippy_support"
 local mocopay_sim = require "paykit.sandbox.mocopay"
 local zippy_sim = require "paykit.sandbox.zippy"
+local nginx = require "spec.support.nginx"
+local cjson = require "cjson"
 
 -- A capture: the logger's lines (level and text) and whatever else was printed.
 local function capture()
@@ -195,6 +197,64 @@ describe("scrubbing, against the sandbox with a debug logger", function()
         notice_key_0 = zippy_sim.NOTICE_KEYS[0], notice_key_1 = zippy_sim.NOTICE_KEYS[1],
         oauth_signature = { pattern = "oauth_signature=\"[^%[]" }, cvc = CVC_TOKEN,
       }))
+    end)
+  end)
+
+  describe("inside nginx (the cosocket transport)", function()
+    local PORT = 18861
+    local srv
+    -- A handler that runs Moka's 3D start, a direct payment and a server error through the
+    -- cosocket transport with a debug logger, and answers what was logged and printed.
+    local HANDLER = [[
+  server {
+    listen 127.0.0.1:]] .. PORT .. [[;
+    location /scrub {
+      content_by_lua_block {
+        local cjson = require "cjson"
+        local paykit = require "paykit"
+        local lines = {}
+        local function logger(level, line) lines[#lines + 1] = level .. " " .. line end
+        local function print_(v) lines[#lines + 1] = "printed " .. tostring(v) end
+        local args = ngx.req.get_uri_args()
+        local g = assert(paykit.moka { dealer_code = "1730", username = "sandbox", password = "sandbox-pass",
+          base_url = args.base .. "/moka", client_ip = "203.0.113.7", retry = false, logger = logger })
+        local function card(n) return { holder = "Ali Yilmaz", number = n, exp_month = "12", exp_year = "2031", cvc = "864" } end
+        local r, err = g:start_3d { amount = "27.50", card = card("4111111111111111"),
+          redirect_url = "https://shop.example/r", reference = args.ref .. "-3d" }
+        if r then print_(r); print_(r.keep) else print_(err) end
+        local p, perr = g:pay { amount = "5.00", card = card("4111111111111111"), reference = args.ref .. "-pay" }
+        print_(p or perr)
+        local _, serr = g:pay { amount = "5.00", card = card("4000000000300006"), reference = args.ref .. "-500" }
+        print_(serr)
+        ngx.header["Content-Type"] = "application/json"
+        ngx.say(cjson.encode { lines = lines, code_for_hash = r and r.keep.code_for_hash or "",
+          cosocket = require("paykit.cosocket").available(), status = r and r.status or tostring(err) })
+      }
+    }
+  }
+]]
+
+    lazy_setup(function()
+      srv = nginx.start("scrub", HANDLER, { PORTS = { PORT }, WORKERS = 1 })
+    end)
+    lazy_teardown(function() if srv then srv:stop() end end)
+
+    it("never logs or prints CodeForHash, card numbers, the CVC, the password or CheckKey", function()
+      local res = sb.request("GET", "http://127.0.0.1:" .. PORT .. "/scrub?base=" .. core.pct_encode(base) ..
+        "&ref=SCRUB-NGX-" .. core.random_hex(4))
+      assert.equal(200, res.status, res.body)
+      local out = cjson.decode(res.body)
+      assert.is_true(out.cosocket)
+      assert.equal("redirect", out.status)
+      assert.is_true(#out.code_for_hash >= 8)
+      local c = { lines = out.lines }
+      local debug_lines = 0
+      for _, l in ipairs(c.lines) do if l:find("^debug ") then debug_lines = debug_lines + 1 end end
+      assert.is_true(debug_lines >= 4, "debug lines: " .. debug_lines)
+      assert.is_true(any_line(c, '"CodeForHash":"[REDACTED]"'), "no logged 3D answer")
+      assert.same({}, leaks(c, { code_for_hash = out.code_for_hash, card_number = "4111111111111111",
+        server_error_card = "4000000000300006", cvc = CVC_TOKEN, password = "sandbox-pass",
+        check_key = moka.check_key("1730", "sandbox", "sandbox-pass") }))
     end)
   end)
 end)
