@@ -202,7 +202,7 @@ local function scrub_json_pairs(s)
   while true do
     local q = find(s, '"', pos, true)
     if not q then break end
-    -- the key runs to the next quote or backslash; then optionally \ , the quote, : 
+    -- the key runs to the next quote or backslash; then an optional \, the quote and a colon
     local _, ke, key, bs = find(s, '^([^"\\]*)(\\?)"%s*:%s*', q + 1)
     if not ke then
       pos = q + 1
@@ -225,11 +225,12 @@ local function scrub_json_pairs(s)
           end
         end
         if vs then
-          local q = c ~= 34 and c ~= 92 and (esc and "" or '"') or (esc and '\\"' or '"')
+          -- a string keeps its quotes (\" when escaped); a bare secret becomes a string
+          local quoted = c == 34 or c == 92
+          local quote = quoted and (esc and '\\"' or '"') or ((esc or kind == "card") and "" or '"')
           local v = kind == "secret" and REDACTED or _M.card(inner)
-          if kind == "card" and c ~= 34 and c ~= 92 then q = "" end
           n = n + 1; out[n] = sub(s, last, vs - 1)
-          n = n + 1; out[n] = q .. v .. q
+          n = n + 1; out[n] = quote .. v .. quote
           last = ve + 1
           pos = ve + 1
         end
@@ -269,7 +270,8 @@ local function scrub_form_pairs(s)
       if se then
         local kind = _M.classify(sub(s, a, b))
         if kind then
-          local ve, vs = nil, se + 1
+          local ve
+          local vs = se + 1
           if sep == ":" and kind == "secret" then
             local _, e = find(s, "^[^\r\n]*", se + 1)     -- a header: the rest of the line
             ve = e
