@@ -9,6 +9,8 @@
 #                   and its source rock build/dist/paykit-$(VERSION)-1.src.rock (luarocks pack)
 #   make docs       the API reference (LDoc) in docs/api/
 #   make deps       install the Debian packages paykit needs (as root)
+#   make fuzz       libFuzzer + ASan + UBSan targets for the C parsers, each run FUZZ_TIME
+#                   seconds (default 4: ~25 s in all); by hand: make fuzz FUZZ_TIME=600
 
 CC      ?= cc
 V       ?= 0
@@ -32,10 +34,11 @@ COREJIT = build/luajit/paykit/core.so
 DEB_PKGS = build-essential pkg-config lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
   lua-cjson lua-busted luarocks nginx libnginx-mod-http-lua lua-resty-core \
   libcurl4-openssl-dev libssl-dev libhttp-parser-dev curl wrk valgrind openssl chromium lua-ldoc lua-discount \
-  lua-socket lua-sec lua5.1 lua-curl
+  lua-socket lua-sec lua5.1 lua-curl clang-14 libclang-rt-14-dev
 # lua-discount: LDoc's Markdown (config.ld format = "discount").
 # lua-socket: a listener with a full backlog in the connect-timeout specs; lua-sec, lua5.1 and
-# lua-curl: the other Lua HTTP clients the benchmark compares with.
+# lua-curl: the other Lua HTTP clients the benchmark compares with. clang-14 and
+# libclang-rt-14-dev: libFuzzer and the sanitizers for make fuzz.
 # node and npm (browser specs) come from Debian's nodejs/npm when the machine has no node.
 NODE_PKGS = nodejs npm
 
@@ -44,7 +47,7 @@ ROCKSPEC ?= rockspec/paykit-$(VERSION)-1.rockspec
 TREE     ?=
 DIST_REF ?= HEAD
 
-.PHONY: all build test demo bench deps clean valgrind docs install install-luajit dist
+.PHONY: all build test demo bench deps clean valgrind docs install install-luajit dist fuzz fuzz-build
 all: build
 build: $(CORE54) $(COREJIT)
 
@@ -106,6 +109,35 @@ docs:
 	@command -v ldoc >/dev/null || $(MAKE) --no-print-directory deps
 	ldoc -q .
 	@echo "API reference: docs/api/index.html"
+
+# ---- fuzzing (fuzz/README.md): one binary per target, the csrc part under test built with
+# the fuzzer's instrumentation and linked with liblua5.4, which drives it through its bindings.
+FUZZ_CC    ?= clang-14
+FUZZ_TIME  ?= 4
+FUZZ_FLAGS  = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+LUA54_LIBS := $(shell $(PKGCONF) --libs lua5.4 2>/dev/null)
+FUZZ_TARGETS = pct form money hex b64 httpparse
+FUZZ_BINS = $(addprefix build/fuzz/,$(FUZZ_TARGETS))
+
+# target: csrc part, register function, extra libraries
+fuzz_part_pct = codec paykit_codec_register
+fuzz_part_form = codec paykit_codec_register
+fuzz_part_money = codec paykit_codec_register
+fuzz_part_hex = crypto paykit_crypto_register -lcrypto
+fuzz_part_b64 = crypto paykit_crypto_register -lcrypto
+fuzz_part_httpparse = httpparse paykit_httpparse_register -lhttp_parser
+
+fuzz-build: $(FUZZ_BINS)
+
+build/fuzz/%: fuzz/fuzz.c fuzz/targets/%.lua fuzz/targets/common.lua $(SRC) $(HDR) Makefile
+	@mkdir -p $(@D)
+	@echo "  FUZZ $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) $(WARN) $(LUA54_CFLAGS) \
+	  -DTARGET_LUA='"$(CURDIR)/fuzz/targets/$*.lua"' -DREGISTER=$(word 2,$(fuzz_part_$*)) \
+	  -o $@ fuzz/fuzz.c csrc/$(word 1,$(fuzz_part_$*)).c $(LUA54_LIBS) $(wordlist 3,9,$(fuzz_part_$*))
+
+fuzz: fuzz-build
+	@FUZZ_TIME=$(FUZZ_TIME) bash fuzz/run $(FUZZ_TARGETS)
 
 clean:
 	rm -rf build docs/api

@@ -207,7 +207,9 @@ static void run(parser_t *ps, const char *data, size_t len)
         set_error(ps, "too_large", "response body exceeds the size limit", NULL);
     } else if (ps->cb_err == PE_NOMEM) {
         set_error(ps, "other", "not enough memory for the response", NULL);
-    } else if (ps->cb_err == PE_BAD_NAME) {
+    } else if (ps->cb_err == PE_BAD_NAME || e == HPE_INVALID_HEADER_TOKEN) {
+        /* One message for both checks of a header: which one sees a bad header first depends
+         * on where the bytes were split (libhttp-parser reports a field only once it ends). */
         set_error(ps, "protocol", "malformed HTTP response: invalid header", NULL);
     } else if (ps->cb_err == PE_BAD_VERSION) {
         set_error(ps, "protocol", "malformed HTTP response: not HTTP/1.x", NULL);

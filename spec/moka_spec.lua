@@ -234,7 +234,7 @@ describe("moka request body", function()
   end
   it("writes the amount as an exact 2-decimal JSON number", function()
     assert.truthy(body(pay_params { amount = "79.1" }, true):find('"Amount":79.10,', 1, true))
-    assert.truthy(body(pay_params { amount = 7910 }, true):find('"Amount":79.10,', 1, true))
+    assert.truthy(body(pay_params { amount = false, amount_minor = 7910 }, true):find('"Amount":79.10,', 1, true))
     assert.truthy(body(pay_params { amount = "0.01" }, true):find('"Amount":0.01,', 1, true))
   end)
   it("sends every documented 3D field with ReturnHash 1", function()
@@ -293,7 +293,16 @@ describe("moka validation before any network call", function()
     { "redirect_type", "invalid", { redirect_type = 2 } },
     { "card_token", "ambiguous", { card_token = "tok" } },
     { "card", "required", { card = false } },
-    { "amount", "not_integer_minor_units", { amount = 27.5 } },
+    { "amount", "number", { amount = 27.5 } },
+    { "amount", "number", { amount = 27 } },
+    { "amount", "conflict", { amount_minor = 2750 } },
+    { "amount", "required", { amount = false } },
+    { "amount_minor", "not_integer", { amount = false, amount_minor = 27.5 } },
+    { "amount_minor", "not_integer", { amount = false, amount_minor = "2750" } },
+    { "amount_minor", "sign", { amount = false, amount_minor = -1 } },
+    { "amount_minor", "not_positive", { amount = false, amount_minor = 0 } },
+    { "amount_minor", "overflow", { amount = false, amount_minor = 2 ^ 53 } },
+    { "basket[1].unit_price", "number", { basket = { { product_code = "A", unit_price = 27 } } } },
     { "amount", "too_many_decimals", { amount = "27.505" } },
     { "amount", "not_positive", { amount = "0.00" } },
     { "basket", "total_mismatch", { basket = { { product_code = "A", unit_price = "20.00", quantity = 1 } } } },
@@ -331,6 +340,9 @@ describe("moka validation before any network call", function()
     assert.equal("bin", select(2, g:bin_info("52691")).field)
     assert.equal("bin", select(2, g:installments { bin = "abc", amount = "1.00" }).field)
     assert.equal("amount", select(2, g:installments { bin = "526911", amount = 1.5 }).field)
+    assert.equal("number", select(2, g:installments { bin = "526911", amount = 27 }).code)
+    assert.equal("amount_minor", select(2, g:capture { reference = "R", amount_minor = 1.5 }).field)
+    assert.equal("number", select(2, g:refund { reference = "R", amount = 27 }).code)
     assert.equal("customer_code", select(2, g:add_customer {}).field)
     assert.equal("card.number", select(2, g:add_card { customer_code = "C", card = card { number = "1234" } }).field)
     assert.equal("card.cvc", select(2, g:add_card { customer_code = "C", card = card() }).field)

@@ -89,6 +89,145 @@ describe("paykit.redact", function()
     end)
   end)
 
+  describe("text, secrets beyond cards", function()
+    it("treats CodeForHash as a secret, in every spelling", function()
+      for _, key in ipairs { "CodeForHash", "code_for_hash", "codeForHash", "CODEFORHASH" } do
+        assert.equal("secret", redact.classify(key))
+      end
+      local s = redact.text('{"IsSuccessful":true,"Data":{"Url":"https://x/3d","CodeForHash":"8A3D0E7F-1C2B-4D5E"}}')
+      assert.equal('{"IsSuccessful":true,"Data":{"Url":"https://x/3d","CodeForHash":"[REDACTED]"}}', s)
+    end)
+    it("scrubs JSON logged inside a JSON string (escaped once)", function()
+      local s = redact.text('{"msg":"{\\"CodeForHash\\":\\"ABC-123\\",\\"CvcNumber\\":\\"123\\",\\"x\\":\\"1\\"}"}')
+      assert.equal('{"msg":"{\\"CodeForHash\\":\\"[REDACTED]\\",\\"CvcNumber\\":\\"[REDACTED]\\",\\"x\\":\\"1\\"}"}', s)
+    end)
+    it("scrubs a string value that has no closing quote to the end", function()
+      assert.equal('{"Password":"[REDACTED]"', redact.text('{"Password":"abc'))
+    end)
+    it("scrubs header lines of any secret key, to the end of the line", function()
+      assert.equal("Authorization: [REDACTED]\r\nX-Api-Key: [REDACTED]\r\nAccept: */*",
+        redact.text("Authorization: OAuth realm=\"Zippy\", oauth_signature=\"c2ln\"\r\nX-Api-Key: k1\r\nAccept: */*"))
+    end)
+    it("scrubs key = value and key = \"value\" pairs", function()
+      assert.equal('api_secret = [REDACTED], code_for_hash = "[REDACTED]", amount = 5',
+        redact.text('api_secret = s3cr3t, code_for_hash = "ABC DEF", amount = 5'))
+    end)
+    it("masks a card number grouped by single spaces or dashes inside other digits", function()
+      assert.equal("ref 12 4111 11** **** 1111 ok", redact.text("ref 12 4111 1111 1111 1111 ok"))
+      assert.equal("378282*****0005", redact.text("378282246310005"))
+    end)
+  end)
+
+  describe("a wire transcript", function()
+    it("keeps the structure and drops every secret of a Moka 3D exchange", function()
+      local t = table.concat({
+        "POST /PaymentDealer/DoDirectPaymentThreeD HTTP/1.1",
+        "Host: service.refmoka.com",
+        "Authorization: Basic c2FuZGJveDpzYW5kYm94LXBhc3M=",
+        "Cookie: session=abc123",
+        "Content-Type: application/json",
+        "",
+        '{"PaymentDealerAuthentication":{"DealerCode":"1730","Username":"sandbox","Password":"sandbox-pass",' ..
+          '"CheckKey":"a1b2c3"},"PaymentDealerRequest":{"CardNumber":"4111111111111111","CvcNumber":"864",' ..
+          '"ExpMonth":"12","Amount":27.50}}',
+        "HTTP/1.1 200 OK",
+        "Content-Type: application/json",
+        "",
+        '{"Data":{"Url":"https://3d.example/?threeDTrxCode=T-1","CodeForHash":"5F2C0B1E-7A3D-4C49"},' ..
+          '"ResultCode":"Success","IsSuccessful":true}',
+      }, "\r\n")
+      local r = redact.text(t)
+      for _, secret in ipairs { "c2FuZGJveDpzYW5kYm94LXBhc3M=", "abc123", "sandbox-pass", "a1b2c3", "4111111111111111",
+                                '"864"', "5F2C0B1E-7A3D-4C49" } do
+        assert.is_nil(r:find(secret, 1, true), secret)
+      end
+      for _, kept in ipairs { "Host: service.refmoka.com", '"DealerCode":"1730"', '"CardNumber":"411111******1111"',
+                              '"Amount":27.50', "threeDTrxCode=T-1", '"CodeForHash":"[REDACTED]"', "HTTP/1.1 200 OK" } do
+        assert.truthy(r:find(kept, 1, true), kept)
+      end
+    end)
+  end)
+
+  describe("in linear time", function()
+    -- Each of these shapes made the old passes quadratic (a pattern tried at every start
+    -- that consumed the whole run before failing: ~20 s for 40 KB, hours for 1 MB). A 1 MB
+    -- input of each now gives its exact result; the time is measured in bench/redact.lua.
+    local MB = 1024 * 1024
+    local shapes = {
+      { "a word run", string.rep("a", MB) },
+      { "a digit run", string.rep("7", MB) },
+      { "dash-grouped digits", string.rep("1234-", math.floor(MB / 5)) },
+      { "space-grouped digits", string.rep("1234 ", math.floor(MB / 5)) },
+      { "quotes", string.rep('"a"', math.floor(MB / 3)) },
+      { "keys without values", string.rep("abc=", math.floor(MB / 4)) },
+      { "colons", string.rep("abc: ", math.floor(MB / 5)) },
+      { "backslashes", string.rep('"\\', math.floor(MB / 2)) },
+      { "spaces after a key", '"k"' .. string.rep(" ", MB) },
+    }
+    for _, case in ipairs(shapes) do
+      it("scrubs 1 MB of " .. case[1] .. " (nothing to scrub: unchanged)", function()
+        local s = case[2]
+        assert.equal(s, redact.text(s))
+      end)
+    end
+    it("scrubs 1 MB of secrets, replacing each one", function()
+      local unit = '{"CvcNumber":"123","CodeForHash":"ABC","pan":"x 4111111111111111"},password=p&'
+      local n = math.floor(MB / #unit)
+      local r = redact.text(string.rep(unit, n))
+      local want = '{"CvcNumber":"[REDACTED]","CodeForHash":"[REDACTED]","pan":"x 411111******1111"},password=[REDACTED]&'
+      assert.equal(string.rep(want, n), r)
+    end)
+    it("runs a number of Lua calls proportional to the length", function()
+      -- a mixed log text: the count of function calls for 4x the text is at most 4x (+5%)
+      local unit = 'paykit moka.pay response 200 {"Data":{"CodeForHash":"A1"},"x":"y"} a=1&cvc=2 4111111111111111 '
+      local function calls(s)
+        local count = 0
+        debug.sethook(function() count = count + 1 end, "c")
+        redact.text(s)
+        debug.sethook()
+        return count
+      end
+      local c1, c4 = calls(string.rep(unit, 200)), calls(string.rep(unit, 800))
+      assert.is_true(c1 > 200)
+      assert.is_true(c4 <= c1 * 4 * 1.05, c1 .. " calls, then " .. c4 .. " for 4x the text")
+    end)
+  end)
+
+  describe("line", function()
+    it("keeps a short line whole, scrubbed", function()
+      assert.equal("cvc=[REDACTED]", redact.line("cvc=123"))
+    end)
+    it("cuts a long line to MAX_LINE bytes and says how much was cut", function()
+      local s = redact.line(string.rep("x", redact.MAX_LINE + 100))
+      assert.equal(string.rep("x", redact.MAX_LINE) .. "...[100 bytes cut]", s)
+    end)
+    it("never ends inside a digit run, so no card number is cut short past the mask", function()
+      local s = string.rep("x", 90) .. " 4111111111111111"
+      local r = redact.line(s, 100)
+      assert.equal(string.rep("x", 90) .. "...[17 bytes cut]", r)
+    end)
+    it("scrubs a secret cut in half", function()
+      local r = redact.line('{"CodeForHash":"ABCDEF0123456789"}', 24)
+      assert.is_nil(r:find("ABCD", 1, true))
+      assert.truthy(r:find("bytes cut]", 1, true))
+    end)
+    it("costs at most the bound, whatever the input's length", function()
+      local r = redact.line(string.rep("a=1&", 4 * 1024 * 1024), 1000)
+      assert.is_true(#r <= 1000 + #"...[16776216 bytes cut]")
+    end)
+  end)
+
+  describe("dump", function()
+    it("prints a table with sorted keys and every secret scrubbed", function()
+      assert.equal('{amount = "1.00", card = {cvc = "[REDACTED]", number = "411111******1111"}, keep = {code_for_hash = "[REDACTED]"}}',
+        redact.dump { amount = "1.00", card = { number = "4111111111111111", cvc = "123" }, keep = { code_for_hash = "ABC" } })
+    end)
+    it("prints cycles and non-string keys", function()
+      local t = { 1, 2 }; t.me = t
+      assert.equal('{[1] = 1, [2] = 2, me = <cycle>}', redact.dump(t))
+    end)
+  end)
+
   it("has a Luhn check", function()
     assert.is_true(redact.luhn("4111111111111111"))
     assert.is_false(redact.luhn("4111111111111112"))

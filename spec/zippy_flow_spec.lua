@@ -164,8 +164,9 @@ describe("zippy client on the sandbox", function()
     it("creates a transaction with every documented field", function()
       local z = zs.client()
       local _, product = zs.product(z)
-      local t = zs.tx_fields(product, "full", { product_image_url = "http://127.0.0.1/image.jpg", price = 1250,
+      local t = zs.tx_fields(product, "full", { product_image_url = "http://127.0.0.1/image.jpg", price_minor = 1250,
         currency = "USD", pay_method = "OPERATOR", region = "310", carrier = "ATT" })
+      t.price = nil -- the price in minor units instead
       local tx = assert(z:create_transaction(t))
       assert.are.equal("12.50", tx.price)
       assert.are.equal("USD", tx.currency)

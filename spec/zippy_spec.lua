@@ -38,7 +38,7 @@ local function tx(over)
     success_url = "https://shop.example/success", error_url = "https://shop.example/error",
     callback_success_url = "https://shop.example/cb/success", callback_error_url = "https://shop.example/cb/error",
   }
-  for k, v in pairs(over or {}) do t[k] = v end
+  for k, v in pairs(over or {}) do if v == false then t[k] = nil else t[k] = v end end -- false: remove
   return t
 end
 
@@ -247,14 +247,39 @@ describe("zippy validation before any network call", function()
     local z, calls = offline()
     assert.are.equal("0.89", assert(z:transaction_body(tx())).price)
     assert.are.equal("1.00", assert(z:transaction_body(tx { price = "1" })).price)
-    assert.are.equal("0.05", assert(z:transaction_body(tx { price = 5 })).price)
+    assert.are.equal("0.05", assert(z:transaction_body(tx { price = false, price_minor = 5 })).price)
+    assert.is_nil(assert(z:transaction_body(tx { price = false, price_minor = 5 })).price_minor)
     assert.are.equal("12345.60", assert(z:transaction_body(tx { price = "12345.6" })).price)
+    assert.are.equal(0, calls.n)
+  end)
+
+  it("takes the purchase amount as a decimal string or amount_minor, never a Lua number", function()
+    local z, calls = offline()
+    local function purchase(over)
+      local p = tx { price = false, ext_transaction_id = false, reference = "order-1" }
+      for k, v in pairs(over) do p[k] = v end
+      return z:purchase(p)
+    end
+    for _, c in ipairs {
+      { { amount = 27 }, "amount", "number" }, { { amount = 0.27 }, "amount", "number" },
+      { { amount_minor = 27.5 }, "amount_minor", "not_integer" }, { { amount_minor = -1 }, "amount_minor", "sign" },
+      { { amount = "0.27", amount_minor = 27 }, "amount", "conflict" },
+      { { amount_minor = 27, price = "0.27" }, "amount", "invalid" },
+    } do
+      local r, err = purchase(c[1])
+      assert.is_nil(r)
+      assert.are.equal(c[2], err.field)
+      assert.are.equal(c[3], err.code)
+    end
     assert.are.equal(0, calls.n)
   end)
 
   it("refuses prices that are not exact", function()
     refused({ price = "0.899" }, "price", "too_many_decimals")
-    refused({ price = 0.89 }, "price", "not_integer_minor_units")
+    refused({ price = 0.89 }, "price", "number")
+    refused({ price = 27 }, "price", "number")
+    refused({ price_minor = 89 }, "price", "conflict")
+    refused({ price = false, price_minor = 0.5 }, "price_minor", "not_integer")
     refused({ price = "1e2" }, "price")
     refused({ price = "-1.00" }, "price")
     refused({ price = "1,00" }, "price")

@@ -22,8 +22,12 @@
 -- @module paykit.gateway
 local http = require "paykit.http"
 local errors = require "paykit.errors"
+local redact = require "paykit.redact"
 
 local _M = {}
+
+-- tostring() of a result or a keep: a scrubbed rendering (paykit.redact.dump), never a secret.
+local Printed = { __tostring = function(t) return "paykit " .. redact.dump(t) end }
 
 local STATUSES = { redirect = true, paid = true, failed = true, pending = true,
                    authorized = true, voided = true, refunded = true }
@@ -34,13 +38,16 @@ _M.STATUSES = STATUSES
 -- @tparam table t the fields: `status` (one of `STATUSES`, required), `provider`, `reference`
 --   (the merchant's), `provider_reference`, `amount` (decimal string), `currency`, `code`,
 --   `message`, `raw`, and for a redirect `redirect_url`, `method`, `form`, `keep`
--- @treturn table the result
+-- @treturn table the result; `tostring(result)` and `tostring(result.keep)` give a scrubbed
+--   rendering (@{paykit.redact.dump})
 -- @raise for an unknown status
 function _M.result(t)
   if not STATUSES[t.status] then error("gateway.result: unknown status " .. tostring(t.status), 2) end
   local r = {}
   for k, v in pairs(t) do r[k] = v end
-  return r
+  -- printed, a result and its keep are scrubbed (the keep holds secrets: Moka's CodeForHash)
+  if type(r.keep) == "table" and getmetatable(r.keep) == nil then setmetatable(r.keep, Printed) end
+  return setmetatable(r, Printed)
 end
 
 -- Bounded set: remembers the last `capacity` keys (FIFO eviction).

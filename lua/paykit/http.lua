@@ -94,7 +94,8 @@ _M.sleep = default_sleep
 -- A logger that raises is ignored (the call returns false).
 -- @tparam ?function|table logger function(level, line), an object with `:log(level, line)`,
 --   or nil/false for none
--- @treturn function function(level, line) passing `paykit.redact.text(line)` to the logger
+-- @treturn function function(level, line) passing `paykit.redact.line(line)` (scrubbed, at most
+--   `redact.MAX_LINE` bytes) to the logger
 -- @raise for a logger of another kind
 function _M.make_logger(logger)
   if logger == nil or logger == false then return function() end end
@@ -107,7 +108,7 @@ function _M.make_logger(logger)
     error("logger must be a function(level, line) or an object with :log(level, line)", 3)
   end
   return function(level, line)
-    local ok = pcall(emit, level, redact.text(line))
+    local ok = pcall(emit, level, redact.line(line))
     return ok
   end
 end

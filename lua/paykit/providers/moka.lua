@@ -12,7 +12,8 @@
 --
 -- The payment parameters `p` of @{Moka:start_3d}, @{Moka:pay} and @{Moka:purchase}:
 --
---  * `amount` decimal string ("27.50") or integer minor units, greater than zero
+--  * `amount` decimal string ("27.50"), or `amount_minor` integer minor units (2750); greater
+--    than zero; a Lua number in `amount` is refused (27 could mean 27.00 or 0.27)
 --  * `currency` TL (or TRY), USD, EUR or GBP; default the instance's `currency`
 --  * `card` `{number=, exp_month=, exp_year= (YYYY or YY), cvc= (3 or 4 digits), holder=}`,
 --   or `card_token` (a stored card's CardToken): exactly one of them
@@ -239,12 +240,9 @@ local function currency_of(self, c)
   return c
 end
 
-local function amount_of(value, currency, field, allow_zero)
-  local minor, text = money.parse(value, currency == "TL" and "TRY" or currency, field)
+local function amount_of(t, key, currency, field, allow_zero)
+  local minor, text = money.read(t, key, currency == "TL" and "TRY" or currency, field, not allow_zero)
   if not minor then return nil, text end
-  if minor == 0 and not allow_zero then
-    return nil, V(field, "not_positive", field .. " must be greater than zero")
-  end
   return text, minor
 end
 
@@ -411,7 +409,7 @@ local function payment_request(self, p, three_d)
   if type(p) ~= "table" then return nil, V("params", "required", "payment parameters are required") end
   local currency, err = currency_of(self, p.currency)
   if not currency then return nil, err end
-  local amount, minor = amount_of(p.amount, currency, "amount")
+  local amount, minor = amount_of(p, "amount", currency, "amount")
   if not amount then return nil, minor end
 
   local has_card, has_token = p.card ~= nil, not is_blank(p.card_token)
@@ -489,7 +487,7 @@ local function payment_request(self, p, three_d)
       end
       ok, err = check_id(item.product_id, f .. ".product_id"); if not ok then return nil, err end
       ok, err = check_len(item, "product_code", 100, f .. ".product_code"); if not ok then return nil, err end
-      local price, pminor = amount_of(item.unit_price, currency, f .. ".unit_price")
+      local price, pminor = amount_of(item, "unit_price", currency, f .. ".unit_price")
       if not price then return nil, pminor end
       local q = item.quantity or 1
       if type(q) ~= "number" or q ~= math.floor(q) or q < 1 then
@@ -846,9 +844,9 @@ local function capture_like(self, p, op, path, extra, idempotent, status)
     local currency
     currency, err = currency_of(self, p.currency)
     if not currency then return nil, err end
-    if p.amount ~= nil or extra.amount == "required" then
+    if p.amount ~= nil or p.amount_minor ~= nil or extra.amount == "required" then
       local m
-      amount, m = amount_of(p.amount, currency, "amount", extra.amount == "optional")
+      amount, m = amount_of(p, "amount", currency, "amount", extra.amount == "optional")
       if not amount then return nil, m end
       put(o, "Amount", dec(amount))
     end
@@ -1054,7 +1052,7 @@ function Moka:installments(p)
   local currency
   currency, err = currency_of(self, p.currency)
   if not currency then return nil, err end
-  local amount, m = amount_of(p.amount, currency, "amount")
+  local amount, m = amount_of(p, "amount", currency, "amount")
   if not amount then return nil, m end
   if p.three_d ~= nil and type(p.three_d) ~= "boolean" then
     return nil, V("three_d", "invalid", "three_d must be true or false")

@@ -30,6 +30,7 @@ local core = require "paykit.core"
 local errors = require "paykit.errors"
 local gateway = require "paykit.gateway"
 local url = require "paykit.url"
+local money = require "paykit.money"
 local oauth = require "paykit.providers.zippy_oauth"
 local notice = require "paykit.providers.zippy_notice"
 local check = require "paykit.providers.zippy_fields"
@@ -431,7 +432,7 @@ end
 -- ------------------------------------------------------------------------- transactions
 
 local TX_FIELDS = {
-  product_id = true, region = true, carrier = true, price = true, currency = true, pay_method = true,
+  product_id = true, region = true, carrier = true, price = true, price_minor = true, currency = true, pay_method = true,
   success_url = true, error_url = true, callback_success_url = true, callback_error_url = true,
   ext_transaction_id = true, product_image_url = true,
 }
@@ -465,6 +466,15 @@ function _M:transaction_body(t, names)
   if type(body.currency) ~= "string" or not _M.CURRENCIES[body.currency] then
     return nil, errors.validation("currency", body.currency == nil and "required" or "unsupported_currency",
       "currency must be one of Zippy's: " .. CURRENCY_LIST)
+  end
+  if body.price_minor ~= nil then -- minor units, an integer: the same price as a decimal
+    if body.price ~= nil then
+      return nil, errors.validation(name("price"), "conflict",
+        "give " .. name("price") .. " or " .. name("price_minor") .. ", not both")
+    end
+    local minor, dec = money.parse_minor(body.price_minor, body.currency, name("price_minor"), true)
+    if not minor then return nil, dec end
+    body.price, body.price_minor = dec, nil
   end
   body.price, err = check.price(body.price, body.currency, name("price"))
   if not body.price then return nil, err end
@@ -626,7 +636,7 @@ end
 local NONCE_SEP, NONCE_BYTES, NONCE_HEX = "~", 6, 12 -- 6 random bytes, 12 hex digits
 
 --- Starts a payment (uniform flow): creates a transaction, answers its payment page.
--- purchase{product_id, amount|price, currency, pay_method, carrier, region, reference|ext_transaction_id,
+-- purchase{product_id, amount|amount_minor|price, currency, pay_method, carrier, region, reference|ext_transaction_id,
 --   success_url, error_url, callback_success_url, callback_error_url (or instance defaults),
 --   product_image_url}
 -- `return_url` stands for success_url and error_url, `notify_url` for both callback URLs.
@@ -660,7 +670,11 @@ function _M:purchase(p)
     for _, z in ipairs(zippy_names) do t[z], names[z] = t[uniform], uniform end
     t[uniform] = nil
   end
-  local err = alias("amount", { "price" }) or alias("reference", { "ext_transaction_id" })
+  if (t.amount ~= nil or t.amount_minor ~= nil) and (t.price ~= nil or t.price_minor ~= nil) then
+    return nil, errors.validation("amount", "invalid", "give amount (or amount_minor) or price, not both")
+  end
+  local err = alias("amount", { "price" }) or alias("amount_minor", { "price_minor" })
+    or alias("reference", { "ext_transaction_id" })
     -- return_url: the buyer's way back, for success and error alike; notify_url: the
     -- server-to-server callback, for both outcomes
     or alias("return_url", { "success_url", "error_url" })
@@ -668,6 +682,7 @@ function _M:purchase(p)
   if err then return nil, err end
   -- named as the uniform flow names them when the caller gave neither
   if t.price == nil then names.price = "amount" end
+  if t.price_minor == nil then names.price_minor = "amount_minor" end
   if t.ext_transaction_id == nil then names.ext_transaction_id = "reference" end
   local unique = false
   if self.reference_nonce and names.ext_transaction_id == "reference" then
