@@ -89,7 +89,7 @@ M.canonical = signing.canonical
 -- @treturn string base64 signature
 M.sign = signing.sign
 
---- `api_key .. ":" .. signature` (@{paykit.providers.mocopay_sign.signature_value}).
+--- The X-Signature value: the api key, a colon and the signature (@{paykit.providers.mocopay_sign.signature_value}).
 -- @function signature_value
 -- @tparam string api_key the api_key
 -- @tparam string secret the api_secret
