@@ -41,6 +41,8 @@ local in_cosocket_phase = require("paykit.http").in_cosocket_phase
 -- Methods that may be sent a second time when a pooled connection turns out to be dead.
 local REPLAYABLE = { GET = true, HEAD = true, OPTIONS = true }
 
+local handshake -- below
+
 local function ngx_api()
   local ngx = rawget(_G, "ngx")
   if type(ngx) == "table" then return ngx end
@@ -125,6 +127,38 @@ local function connect_code(err)
   return "connect"
 end
 
+local function is_ip_literal(host)
+  return host:find("^%[.*%]$") ~= nil or host:find("^%d+%.%d+%.%d+%.%d+$") ~= nil
+end
+_M.is_ip_literal = is_ip_literal
+
+-- The TLS handshake: true, or nil, message, code. Never raises: resty.core's sslhandshake
+-- asserts on some failure paths, and a failed assertion must not escape gw:purchase.
+-- An IP-literal host gets no SNI (RFC 6066 allows none); nginx checks the certificate's name
+-- only against the SNI name, so with verification on such a host is refused rather than
+-- accepted with its name unchecked. A refused certificate is final (tls_verify): never retried.
+handshake = function(sock, host, verify)
+  local name = host
+  if is_ip_literal(host) then
+    if verify then
+      return nil, "cannot check a certificate against the IP address " .. host .. " inside nginx"
+        .. " (nginx checks names only through SNI, which an IP address does not get): use the"
+        .. " host name, or verify = false", "tls_verify"
+    end
+    name = nil
+  end
+  -- reused_session = false: true on success (a session object may be nil under TLS 1.3)
+  local pok, ok, err = pcall(sock.sslhandshake, sock, false, name, verify)
+  if not pok then return nil, "TLS handshake raised: " .. tostring(ok), "tls" end
+  if ok then return true end
+  err = tostring(err)
+  if err:find("timeout", 1, true) then return nil, err, "connect_timeout" end
+  -- nginx reports a refused chain as "<X509 verify code>: <reason>" and a wrong name as
+  -- "certificate host mismatch"
+  if err:find("^%d+: ") or err:find("certificate", 1, true) then return nil, err, "tls_verify" end
+  return nil, err, "tls"
+end
+
 local function now_ms(ngx)
   ngx.update_time()
   return ngx.now() * 1000
@@ -158,10 +192,9 @@ local function exchange(ngx, u, method, request, o, deadline)
     left = remaining()
     if left <= 0 then return fail(sock, nil, "request timed out during the TLS handshake", "connect_timeout", false) end
     sock:settimeout(math.max(1, math.min(o.connect_timeout, left)))
-    local sess
-    sess, err = sock:sslhandshake(nil, u.host:gsub("^%[(.*)%]$", "%1"), o.verify)
-    if not sess then
-      local code = tostring(err):find("timeout", 1, true) and "connect_timeout" or "tls"
+    local code
+    ok, err, code = handshake(sock, u.host, o.verify)
+    if not ok then
       return fail(sock, nil, "TLS handshake with " .. u.authority .. " failed: " .. tostring(err), code, false)
     end
   end
@@ -172,7 +205,8 @@ local function exchange(ngx, u, method, request, o, deadline)
   local sent
   sent, err = sock:send(request)
   if not sent then
-    if reused and err ~= "timeout" then
+    -- bytes of the request may have left before the failure: only a replayable one is resent
+    if reused and err ~= "timeout" and o.replay then
       sock:close()
       return nil, "send failed on a pooled connection: " .. tostring(err), "send", true, true
     end
@@ -195,7 +229,7 @@ local function exchange(ngx, u, method, request, o, deadline)
       if got == 0 then
         parser:close(); sock:close()
         return nil, "connection closed by " .. u.authority .. " before any response", "recv", true,
-          reused and REPLAYABLE[method] == true
+          reused and o.replay
       end
       done, perr, pcode = parser:finish()
       if not done and pcode == "protocol" and perr:find("closed", 1, true) then pcode = "recv" end
@@ -263,7 +297,10 @@ function _M.request(req, opts)
 
   local verify = opts.verify
   if verify == nil then verify = true end
+  local replay = req.idempotent
+  if replay == nil then replay = REPLAYABLE[method] == true end
   local o = {
+    replay = replay and true or false, -- may be sent again when a pooled connection was dead
     verify = verify and true or false,
     connect_timeout = tonumber(req.connect_timeout or opts.connect_timeout) or DEFAULT_CONNECT_TIMEOUT,
     max_response = tonumber(opts.max_response) or DEFAULT_MAX_RESPONSE,
