@@ -150,7 +150,16 @@ handshake = function(sock, host, verify)
   -- reused_session = false: true on success (a session object may be nil under TLS 1.3)
   local pok, ok, err = pcall(sock.sslhandshake, sock, false, name, verify)
   if not pok then return nil, "TLS handshake raised: " .. tostring(ok), "tls" end
-  if ok then return true end
+  if ok then
+    -- lua-nginx-module 0.10.23: when the handshake completes at once, a refused certificate
+    -- closes the connection but the call still answers true; a closed socket tells
+    local _, closed = sock:getreusedtimes()
+    if closed then
+      return nil, "the connection was closed right after the handshake: the certificate was refused"
+        .. " (nginx's error log has the reason)", "tls_verify"
+    end
+    return true
+  end
   err = tostring(err)
   if err:find("timeout", 1, true) then return nil, err, "connect_timeout" end
   -- nginx reports a refused chain as "<X509 verify code>: <reason>" and a wrong name as

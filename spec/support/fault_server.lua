@@ -146,8 +146,12 @@ local CELLS = {
   end,
   -- the first request of a connection is answered (keep-alive); any later one is read, then
   -- the connection is closed without a word
-  drop_second = function(c, _, nth)
-    if nth == 1 then return send(c, response("200 OK", "application/json", OK_BODY)) end
+  -- (per connection and per key, the second path segment: a connection pooled by one case
+  -- and reused by the next starts that case afresh)
+  drop_second = function(c, req, _, conn_state)
+    local key = req.path:match("^/drop_second/([%w_]+)") or ""
+    conn_state[key] = (conn_state[key] or 0) + 1
+    if conn_state[key] == 1 then return send(c, response("200 OK", "application/json", OK_BODY)) end
   end,
 }
 
@@ -183,7 +187,7 @@ local function serve(c, port, tls_cell, params)
     bump(record.handshakes, tostring(port))
     c = s
   end
-  local buf, nth = "", 0
+  local buf, nth, conn_state = "", 0, {}
   while true do
     local req, rest = read_request(c, buf)
     if not req then c:close(); return end
@@ -193,7 +197,7 @@ local function serve(c, port, tls_cell, params)
       local cell = tls_cell or req.path:match("^/([%w_]+)") or "?"
       record.requests[#record.requests + 1] = { cell = cell, method = req.method, path = req.path, conn = conn, nth = nth }
       local fn = tls_cell and CELLS.ok or CELLS[cell]
-      local keep = fn and fn(c, req, nth)
+      local keep = fn and fn(c, req, nth, conn_state)
       if not fn then keep = send(c, response("404 Not Found", "text/plain", "no such cell")) end
       if not keep then pcall(c.close, c); return end
     end
