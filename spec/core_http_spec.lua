@@ -382,7 +382,7 @@ describe("core http client", function()
       local res, msg, code, maybe_sent = c:request { url = TLS_BASE .. "/json" }
       c:close()
       assert.is_nil(res)
-      assert.are.equal("tls", code, msg)
+      assert.are.equal("tls_verify", code, msg) -- final: a refused certificate is not retried
       assert.is_false(maybe_sent)
     end)
 
@@ -400,7 +400,7 @@ describe("core http client", function()
       local res, msg, code = c:request { url = "https://127.0.0.1:" .. WRONG_NAME_PORT .. "/json" }
       c:close()
       assert.is_nil(res)
-      assert.are.equal("tls", code, msg)
+      assert.are.equal("tls_verify", code, msg)
     end)
 
     it("skips verification only when told verify = false", function()
