@@ -4,7 +4,8 @@
 -- reuses connections through nginx's cosocket keep-alive pool.
 --
 -- Returns the same shape as the libcurl client: {status=, headers={lowercase = "v"}, body=}
--- or nil, message, code, maybe_sent. Codes: dns, connect, connect_timeout, tls (never sent);
+-- or nil, message, code, maybe_sent. Codes: dns, connect, connect_timeout, tls, tls_verify
+-- (a refused certificate, or an IP-literal host with verification on; final) (never sent);
 -- timeout, send, recv, too_large, protocol (maybe sent); other.
 --
 -- TLS certificates are verified by default against nginx's `lua_ssl_trusted_certificate`
@@ -268,11 +269,12 @@ local function exchange(ngx, u, method, request, o, deadline)
 end
 
 --- One HTTP request over a cosocket, with nginx's keep-alive pool.
--- A pooled connection found closed by the server is replaced (GET, HEAD and OPTIONS are sent
--- again even when the server closed it after reading the request).
+-- A pooled connection found closed by the server is replaced; a request is sent again on
+-- the new connection only when `req.idempotent` (default: GET, HEAD and OPTIONS), since the
+-- server may have read it before closing. A charging call is never sent twice.
 -- @tparam table req `method` (default POST with a body, else GET), `url`, `headers` (a map
 --   `{Name = "v"}`, a value may be an array; or an array `{"Name: v"}`; Content-Length,
---   Transfer-Encoding and Connection are set by the client), `body` (string),
+--   Transfer-Encoding and Connection are set by the client), `body` (string), `idempotent`,
 --   `timeout` (ms, whole exchange), `connect_timeout` (ms)
 -- @tparam[opt] table opts `verify` (default true), `cafile` (names the trust context, see above),
 --   `timeout` (ms, default 30000), `connect_timeout` (ms, default 10000), `max_response`
@@ -281,7 +283,7 @@ end
 -- @treturn table `{status=, headers={lowercase-name = "value"}, body=}`
 -- @return[2] nil
 -- @return[2] string message (no body content)
--- @return[2] string code: dns, connect, connect_timeout, tls, timeout, send, recv, too_large,
+-- @return[2] string code: dns, connect, connect_timeout, tls, tls_verify, timeout, send, recv, too_large,
 --   protocol or other (also for misuse such as a bad url or outside nginx)
 -- @return[2] boolean maybe_sent: whether the server may have received the request
 -- @raise when req is not a table
