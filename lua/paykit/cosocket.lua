@@ -128,10 +128,14 @@ local function connect_code(err)
   return "connect"
 end
 
-local function is_ip_literal(host)
+--- Whether a URL host is an IP address (IPv4 dotted, or IPv6 in brackets): such a host gets
+-- no SNI, and inside nginx its certificate cannot be checked (see @{request}).
+-- @tparam string host the host as in a URL (`"127.0.0.1"`, `"[::1]"`, `"api.example"`)
+-- @treturn boolean
+function _M.is_ip_literal(host)
   return host:find("^%[.*%]$") ~= nil or host:find("^%d+%.%d+%.%d+%.%d+$") ~= nil
 end
-_M.is_ip_literal = is_ip_literal
+local is_ip_literal = _M.is_ip_literal
 
 -- The TLS handshake: true, or nil, message, code. Never raises: resty.core's sslhandshake
 -- asserts on some failure paths, and a failed assertion must not escape gw:purchase.
