@@ -109,6 +109,25 @@ local FRONT_HANDLER = [[
       }
     }
     location = /fast { content_by_lua_block { ngx.say("fast") } }
+    # resty.core's sslhandshake asserts on some failure paths; this location makes it raise
+    # (its method, for this one call) to show the error stays inside paykit.http's nil, err
+    location = /raise {
+      content_by_lua_block {
+        local cjson = require "cjson"
+        local methods = debug.getregistry().__tcp_cosocket_mt
+        local real = methods.sslhandshake
+        methods.sslhandshake = function() error("assertion failed!") end
+        local t = require("paykit.http").new { retry = { attempts = 3, base_delay = 0 } }
+        local attempts = 0
+        t.hooks.before = function() attempts = attempts + 1 end
+        local ok, res, err = pcall(t.request, t, { url = "https://localhost:" .. ngx.var.arg_port .. "/echo",
+          body = "x=1", op = "test.raise" })
+        methods.sslhandshake = real
+        ngx.say(cjson.encode { raised = not ok, res = res ~= nil and ok, kind = ok and err and err.kind or nil,
+          code = ok and err and err.code or nil, message = ok and err and err.message or tostring(res),
+          attempts = attempts })
+      }
+    }
     location = /set_phase {
       set_by_lua_block $avail { return tostring(require("paykit.cosocket").available()) }
       return 200 $avail;
@@ -336,6 +355,18 @@ describe("paykit.cosocket in nginx", function()
       assert.is_nil(c.err)
       assert.equal(200, c.status)
       assert.is_nil(cjson.decode(c.body).sni)
+    end)
+
+    -- ISSUE8 item 9: a handshake that raises must come back as nil, err
+    it("returns nil, err when the TLS handshake raises, never an error out of the call", function()
+      local status, body = get(FRONT, "/raise?port=" .. UP_TLS)
+      assert.equal(200, status, body)
+      local r = cjson.decode(body)
+      assert.is_false(r.raised, r.message)
+      assert.is_false(r.res)
+      assert.equal("transport", r.kind)
+      assert.equal("tls", r.code)
+      assert.matches("raised", r.message)
     end)
 
     it("skips verification only when verify is false", function()

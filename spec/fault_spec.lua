@@ -198,6 +198,39 @@ describe("fault cells", function()
     })
   end)
 
+  -- paykit.batch hands the requests of its tasks to one core batch (libcurl multi, shared
+  -- connections): a charging call on a dropped keep-alive connection is not resent there either.
+  describe("paykit.batch (libcurl multi)", function()
+    local batch = require "paykit.batch"
+    for _, call in ipairs(calls.list) do
+      if call.charging and call.id ~= "mocopay.purchase" then -- mocopay: see AWAITING_MOCOPAY_INIT_FIX
+        it("never resends " .. call.id .. " from batch tasks when the reused connection drops", function()
+          f.reset()
+          local urls = {}
+          local tasks = {}
+          for k = 1, 3 do
+            case_seq = case_seq + 1
+            urls[k] = PLAIN .. "drop_second/batch" .. case_seq
+            tasks[k] = function() return calls.run(call.id, urls[k], transport_opts(f), 2) end
+          end
+          local results = batch(tasks, { max_in_flight = 3 })
+          local log = f.log()
+          for k = 1, 3 do
+            local second = results[k][2]
+            local what = call.id .. " task " .. k .. ": " .. cjson.encode(second)
+            assert.are.equal("transport", second.kind, what)
+            assert.are.equal("recv", second.code, what)
+            assert.is_false(second.retryable, what)
+            local n = 0
+            local prefix = urls[k]:sub(#PLAIN) .. "/"
+            for _, r in ipairs(log.requests) do if r.path:sub(1, #prefix) == prefix then n = n + 1 end end
+            assert.are.equal(2, n, "requests received for " .. what) -- the answered one and one copy of the second
+          end
+        end)
+      end
+    end
+  end)
+
   describe("cosocket inside nginx", function()
     local function start()
       if srv then return end
