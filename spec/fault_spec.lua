@@ -61,14 +61,18 @@ local RESPONSE_CODE = {
 }
 
 -- MoCoPay initPayment is still sent as idempotent (ISSUE8 item 11, the MoCoPay helper's
--- fix): after a failure that may have been sent it is tried 3 times, and a 500 says
--- retryable. These cases keep the strict assertion and are pending until that fix lands;
--- the integrator deletes this table after the merge.
+-- fix): after a failure that may have been sent it is tried 3 times. These cases keep the
+-- strict assertion and are pending until that fix lands; the integrator deletes this table
+-- after the merge. (Checked here with initPayment made non-idempotent: all of them pass but
+-- s500-s504, see AWAITING_MOCOPAY_5XX_FIX.)
 local AWAITING_MOCOPAY_INIT_FIX = {
-  reset_before = true, reset_mid = true, hang = true, trickle = true, s500 = true, s502 = true, s503 = true,
+  reset_before = true, reset_mid = true, hang = true, trickle = true, s502 = true, s503 = true,
   s504 = true, oversize = true, bad_chunk = true, bad_status = true, drop_second = true,
   dup_cl = { cosocket = true },
 }
+-- MoCoPay's answer_error marks a 5xx answer to initPayment `retryable = true` (a charging
+-- call that may have arrived): the MoCoPay helper's area. Pending until fixed there.
+local AWAITING_MOCOPAY_5XX_FIX = { s500 = true, s502 = true, s503 = true, s504 = true }
 
 local case_seq = 0
 local function cell_url(cell)
@@ -106,7 +110,11 @@ local function expect(cell, call, path)
     return e
   end
   -- may have been sent: never again for a charging call; an idempotent one is retried
-  if call.charging then
+  if call.charging and cell.twice and call.bodyless and path == "libcurl" then
+    -- a body-less charging request never goes out on a reused connection: the second call
+    -- has a connection of its own, where the fault server answers it
+    e.any_answer = true
+  elseif call.charging then
     e.retryable = false
   elseif cell.twice then
     -- the transport itself sends an idempotent request again on a new connection, where the
@@ -157,7 +165,9 @@ local function each_case(path, runner)
       local spec_name = (call.charging and "reaches the server exactly once: " or "is retried as designed: ") .. name
       local awaiting = AWAITING_MOCOPAY_INIT_FIX[cell[1]]
       if type(awaiting) == "table" then awaiting = awaiting[path] end
-      if call.id == "mocopay.purchase" and awaiting then
+      if call.id == "mocopay.purchase" and AWAITING_MOCOPAY_5XX_FIX[cell[1]] then
+        pending(spec_name .. " [awaits MoCoPay: a 5xx to initPayment must not say retryable]")
+      elseif call.id == "mocopay.purchase" and awaiting then
         pending(spec_name .. " [awaits MoCoPay initPayment non-idempotent]")
       else
         it(spec_name, function()
@@ -184,7 +194,8 @@ describe("fault cells", function()
     if srv then srv:stop() end
     if f then f.stop() end
     local root = nginx.root()
-    local out = io.open(root .. "/build/fault/summary-" .. (jit and "luajit" or "lua5.4") .. ".txt", "w")
+    os.execute("mkdir -p '" .. root .. "/build/test'")
+    local out = io.open(root .. "/build/test/fault-summary-" .. (jit and "luajit" or "lua5.4") .. ".txt", "w")
     if out then
       out:write(("cells run: libcurl %d, cosocket %d\n"):format(ran.libcurl, ran.cosocket))
       out:write(table.concat(summary, "\n"), "\n"); out:close()
@@ -203,8 +214,11 @@ describe("fault cells", function()
   describe("paykit.batch (libcurl multi)", function()
     local batch = require "paykit.batch"
     for _, call in ipairs(calls.list) do
-      if call.charging and call.id ~= "mocopay.purchase" then -- mocopay: see AWAITING_MOCOPAY_INIT_FIX
-        it("never resends " .. call.id .. " from batch tasks when the reused connection drops", function()
+      local spec_name = "never resends " .. call.id .. " from batch tasks when the reused connection drops"
+      if call.id == "mocopay.purchase" and AWAITING_MOCOPAY_INIT_FIX.drop_second then
+        pending(spec_name .. " [awaits MoCoPay initPayment non-idempotent]")
+      elseif call.charging then
+        it(spec_name, function()
           f.reset()
           local urls = {}
           local tasks = {}
@@ -218,9 +232,14 @@ describe("fault cells", function()
           for k = 1, 3 do
             local second = results[k][2]
             local what = call.id .. " task " .. k .. ": " .. cjson.encode(second)
-            assert.are.equal("transport", second.kind, what)
-            assert.are.equal("recv", second.code, what)
-            assert.is_false(second.retryable, what)
+            if call.bodyless then
+              -- a connection of its own: answered there
+              assert.are_not.equal("transport", second.kind, what)
+            else
+              assert.are.equal("transport", second.kind, what)
+              assert.are.equal("recv", second.code, what)
+              assert.is_false(second.retryable, what)
+            end
             local n = 0
             local prefix = urls[k]:sub(#PLAIN) .. "/"
             for _, r in ipairs(log.requests) do if r.path:sub(1, #prefix) == prefix then n = n + 1 end end

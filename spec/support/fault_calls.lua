@@ -40,7 +40,9 @@ _M.list = {
     make = moka, call = function(g) return g:start_3d(pay_params(true)) end },
   { id = "moka.status", provider = "moka", charging = false,
     make = moka, call = function(g) return g:status("ORD-fault-1") end },
-  { id = "mocopay.purchase", provider = "mocopay", charging = true,
+  -- initPayment is a GET without a body: as a charging call the libcurl transport gives it a
+  -- connection of its own (never a reused one)
+  { id = "mocopay.purchase", provider = "mocopay", charging = true, bodyless = true,
     make = mocopay, call = function(g)
       return g:purchase { pid = "12000", reference = "ORD-fault-2", client_ip = "127.0.0.1",
         return_url = "https://shop.example/back?o=2", notify_url = "https://shop.example/notify" }
