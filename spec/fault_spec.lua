@@ -51,6 +51,9 @@ local CELLS = {
   { "bad_status", err = { "transport", "protocol" } },
   -- a reused keep-alive connection closed after the second request was read
   { "drop_second", twice = true, err = { "transport", "recv" } },
+  -- the server closes the kept-alive connection while it is idle: both transports notice
+  -- before reusing it, and the next call, charging or not, goes out once on a new one
+  { "idle_close", twice = true, pause = 0.5, answered = true },
 }
 
 -- The provider's code for an answer it could not use.
@@ -91,7 +94,7 @@ end
 -- receive (for a twice cell: from the second call), err = nil | {kind, code}, retryable.
 local function expect(cell, call, path)
   local e = { requests = 1 }
-  if cell.any_answer_on and cell.any_answer_on[path] then
+  if cell.answered or (cell.any_answer_on and cell.any_answer_on[path]) then
     e.any_answer = true
     return e
   end
@@ -173,7 +176,7 @@ local function each_case(path, runner)
         it(spec_name, function()
           local f = runner.fault()
           f.reset()
-          local out = runner.run(call.id, cell_url(cell), cell.twice and 2 or 1)
+          local out = runner.run(call.id, cell_url(cell), cell.twice and 2 or 1, cell.pause)
           local n = check(cell, call, path, out, f.log())
           ran[path] = ran[path] + 1
           summary[#summary + 1] = ("%s %s %s requests=%d %s"):format(path, cell[1], call.id, n,
@@ -205,7 +208,7 @@ describe("fault cells", function()
   describe("libcurl", function()
     each_case("libcurl", {
       fault = function() return f end,
-      run = function(id, url, times) return calls.run(id, url, transport_opts(f), times) end,
+      run = function(id, url, times, pause) return calls.run(id, url, transport_opts(f), times, pause) end,
     })
   end)
 
@@ -266,7 +269,7 @@ describe("fault cells", function()
         local a = ngx.req.get_uri_args()
         local out = calls.run(a.id, a.url, { timeout = ]] .. TIMEOUT .. [[, connect_timeout = ]] .. TIMEOUT .. [[,
           retry = { attempts = ]] .. ATTEMPTS .. [[, base_delay = 0.01, max_delay = 0.02, deadline = 30 },
-          cafile = ]] .. ("%q"):format(f.cafile) .. [[ }, tonumber(a.times))
+          cafile = ]] .. ("%q"):format(f.cafile) .. [[ }, tonumber(a.times), tonumber(a.pause))
         for _, o in ipairs(out) do o.transport = require("paykit.cosocket").available() and "cosocket" or "?" end
         ngx.header["Content-Type"] = "application/json"
         ngx.say(require("cjson").encode(out))
@@ -279,9 +282,10 @@ describe("fault cells", function()
     local function enc(s) return (s:gsub("[^%w%-%._~]", function(c) return ("%%%02X"):format(c:byte()) end)) end
     each_case("cosocket", {
       fault = function() start(); return f end,
-      run = function(id, url, times)
+      run = function(id, url, times, pause)
         local chunks = {}
-        local _, status = http.request { url = ("http://127.0.0.1:%d/run?id=%s&url=%s&times=%d"):format(FRONT, enc(id), enc(url), times),
+        local _, status = http.request { url = ("http://127.0.0.1:%d/run?id=%s&url=%s&times=%d&pause=%s"):format(FRONT,
+          enc(id), enc(url), times, tostring(pause or 0)),
           sink = ltn12.sink.table(chunks) }
         assert.are.equal(200, status, table.concat(chunks))
         local out = cjson.decode(table.concat(chunks))

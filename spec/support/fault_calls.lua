@@ -68,12 +68,16 @@ local function outcome(r, err)
 end
 
 -- One call on a new gateway; with times = 2 the call is made twice on the same gateway (the
--- same keep-alive connection) and the outcomes of both are returned.
-function _M.run(id, base, transport, times)
+-- same keep-alive connection; pause seconds before each) and the outcomes of both are returned.
+function _M.run(id, base, transport, times, pause)
   local c = assert(_M.by_id[id], "no such call " .. tostring(id))
   local g = c.make(base, transport)
   local out = {}
   for i = 1, times or 1 do
+    if pause then
+      local ngx = rawget(_G, "ngx")
+      if ngx and ngx.sleep then ngx.sleep(pause) else require("paykit.core").sleep(pause) end
+    end
     local ok, r, err = pcall(c.call, g)
     out[i] = ok and outcome(r, err) or { ok = false, kind = "raised", message = tostring(r) }
   end

@@ -138,7 +138,7 @@ local CELLS = {
     send(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n")
   end,
   dup_cl = function(c)
-    send(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 11\r\n\r\n"
+    send(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nContent-Length: 11\r\nConnection: close\r\n\r\n"
       .. OK_BODY)
   end,
   bad_status = function(c)
@@ -146,6 +146,11 @@ local CELLS = {
   end,
   -- the first request of a connection is answered (keep-alive); any later one is read, then
   -- the connection is closed without a word
+  -- answered with keep-alive, then the connection is closed while idle (0.1 s later)
+  idle_close = function(c)
+    send(c, response("200 OK", "application/json", OK_BODY))
+    sleep(0.1)
+  end,
   -- (per connection and per key, the second path segment: a connection pooled by one case
   -- and reused by the next starts that case afresh)
   drop_second = function(c, req, _, conn_state)
