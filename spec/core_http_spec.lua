@@ -354,6 +354,17 @@ describe("core http client", function()
       end)
     end
 
+    it("reports a bad status line on a reused connection as maybe sent, and sends it once", function()
+      local c = core.http_client { timeout = 5000 }
+      assert(c:request { url = BASE .. "/json" })
+      local res, msg, code, maybe_sent = c:request { url = BASE .. "/bad_status?code=21&key=reused", body = "pay=1" }
+      c:close()
+      assert.is_nil(res)
+      assert.are.equal("protocol", code, msg)
+      assert.is_true(maybe_sent)
+      assert.are.equal(1, count("reused"))
+    end)
+
     it("still reports a scheme it does not speak as other, never sent", function()
       local res, _, code, maybe_sent = client:request { url = "ftp://127.0.0.1:" .. CLOSED_PORT .. "/" }
       assert.is_nil(res)
