@@ -79,6 +79,7 @@ local LOCATIONS = [[
       sock:send("HTTP/1.1 " .. (ngx.var.arg_code or "21") .. " OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
     }
   }
+  location = /sni { content_by_lua_block { ngx.print(ngx.var.ssl_server_name or "none") } }
   location = /count {
     content_by_lua_block { ngx.print(ngx.shared.counts:get(ngx.var.arg_key) or 0) }
   }
@@ -412,6 +413,15 @@ describe("core http client", function()
       c:close()
       assert.is_nil(res)
       assert.are.equal("tls_verify", code, msg)
+    end)
+
+    it("sends the host name as SNI, and none for an IP address", function()
+      local c = core.http_client { cafile = dir .. "/ca.crt" }
+      local by_name = assert(c:request { url = "https://localhost:" .. HTTPS_PORT .. "/sni" })
+      local by_ip = assert(c:request { url = TLS_BASE .. "/sni" })
+      c:close()
+      assert.are.equal("localhost", by_name.body)
+      assert.are.equal("none", by_ip.body)
     end)
 
     it("skips verification only when told verify = false", function()
