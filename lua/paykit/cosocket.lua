@@ -44,6 +44,12 @@ local REPLAYABLE = { GET = true, HEAD = true, OPTIONS = true }
 
 local handshake -- below
 
+local function ip_verify_message(host)
+  return "cannot check a certificate against the IP address " .. host .. " inside nginx"
+    .. " (nginx checks names only through SNI, which an IP address does not get): use the"
+    .. " host name, or verify = false"
+end
+
 local function ngx_api()
   local ngx = rawget(_G, "ngx")
   if type(ngx) == "table" then return ngx end
@@ -145,11 +151,7 @@ local is_ip_literal = _M.is_ip_literal
 handshake = function(sock, host, verify)
   local name = host
   if is_ip_literal(host) then
-    if verify then
-      return nil, "cannot check a certificate against the IP address " .. host .. " inside nginx"
-        .. " (nginx checks names only through SNI, which an IP address does not get): use the"
-        .. " host name, or verify = false", "tls_verify"
-    end
+    if verify then return nil, ip_verify_message(host), "tls_verify" end
     name = nil
   end
   -- reused_session = false: true on success (a session object may be nil under TLS 1.3)
@@ -312,6 +314,9 @@ function _M.request(req, opts)
 
   local verify = opts.verify
   if verify == nil then verify = true end
+  if u.tls and verify and is_ip_literal(u.host) then
+    return nil, ip_verify_message(u.host), "tls_verify", false -- before any connection
+  end
   local replay = req.idempotent
   if replay == nil then replay = REPLAYABLE[method] == true end
   local o = {
