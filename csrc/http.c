@@ -696,6 +696,12 @@ static int request_left(xfer *x)
 static const char *failure_code(xfer *x, CURLcode rc, int *maybe_sent)
 {
     const char *code = failure_code_of(x, rc, maybe_sent);
+    if (rc == CURLE_SEND_FAIL_REWIND) {
+        long redirects = 0;
+        /* a 307/308 that would send the body again: an answer the request cannot follow */
+        if (curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_COUNT, &redirects) == CURLE_OK && redirects > 0)
+            code = "protocol";
+    }
     if (rc == CURLE_UNSUPPORTED_PROTOCOL && !request_left(x)) {
         *maybe_sent = 0;
         return "other";
@@ -716,8 +722,14 @@ static void push_failure_message(lua_State *L, client_t *c, xfer *x, CURLcode rc
             snprintf(msg, sizeof msg, "response body larger than %zu bytes", c->max_response);
         lua_pushstring(L, msg);
     } else if (rc == CURLE_SEND_FAIL_REWIND && x->no_resend) {
-        lua_pushliteral(L, "the connection was closed after the request was sent and before any "
-                           "answer; a request that may charge is never sent again");
+        long redirects = 0;
+        curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_COUNT, &redirects);
+        if (redirects > 0)
+            lua_pushliteral(L, "the server redirected the request with its body (307/308); a request "
+                               "that may charge is never sent again");
+        else
+            lua_pushliteral(L, "the connection was closed after the request was sent and before any "
+                               "answer; a request that may charge is never sent again");
     } else if (x->over == OVER_MEMORY) {
         lua_pushliteral(L, "out of memory while receiving the response");
     } else if (x->err[0]) {

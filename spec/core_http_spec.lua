@@ -52,6 +52,13 @@ local LOCATIONS = [[
     }
   }
   location = /redirect { return 302 /json?id=redirected; }
+  location = /redirect307 {
+    content_by_lua_block {
+      ngx.req.read_body()
+      ngx.shared.counts:incr(ngx.var.arg_key or "r307", 1, 0)
+      ngx.redirect("/echo", 307)
+    }
+  }
   location = /conn {
     content_by_lua_block {
       ngx.header["X-Conn"] = ngx.var.connection
@@ -460,6 +467,21 @@ describe("core http client", function()
       assert.are.equal(200, followed.status)
       assert.are.equal('{"ok":true,"id":"redirected"}', followed.body)
       assert.is_nil(followed.headers["location"])
+    end)
+
+    it("does not resend a request that may charge to a 307 Location", function()
+      local c = core.http_client { follow_redirects = true }
+      local res, msg, code, maybe_sent = c:request { url = BASE .. "/redirect307?key=r307pay", body = "pay=1" }
+      assert.is_nil(res)
+      assert.are.equal("protocol", code)
+      assert.is_true(maybe_sent)
+      assert.matches("redirected", msg)
+      -- an idempotent one follows it with its body
+      local again = assert(c:request { url = BASE .. "/redirect307?key=r307idem", body = "q=1", idempotent = true })
+      local received = assert(c:request { url = BASE .. "/count?key=r307pay" })
+      c:close()
+      assert.are.equal("q=1", again.body)
+      assert.are.equal("1", received.body)
     end)
 
     it("follows redirects for a client made with follow_redirects", function()
