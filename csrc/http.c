@@ -68,6 +68,9 @@ typedef struct xfer {
     paykit_buf body, head;
     size_t max_body;
     int over;                   /* why a callback stopped the transfer */
+    const char *up;             /* the body of a request that must not be resent (read callback) */
+    size_t up_len, up_off;
+    int no_resend;
     int index;                  /* request position (1-based) while busy, 0 when free */
     int in_multi;
     char err[CURL_ERROR_SIZE];
@@ -313,6 +316,23 @@ static size_t on_header(char *data, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* The body of a request that must not be resent is handed to libcurl through this callback,
+ * with no seek callback: libcurl cannot rewind it, so its transparent retry of a request on a
+ * reused connection that died (after it read the request) fails with CURLE_SEND_FAIL_REWIND
+ * instead of sending the request a second time. */
+static size_t on_read(char *dest, size_t size, size_t nmemb, void *ud)
+{
+    xfer *x = (xfer *)ud;
+    size_t n = size * nmemb, left = x->up_len - x->up_off;
+    if (n > left)
+        n = left;
+    if (n) {
+        memcpy(dest, x->up + x->up_off, n);
+        x->up_off += n;
+    }
+    return n;
+}
+
 /* ---- requests ----------------------------------------------------------------------------- */
 
 /* A request as read from its Lua table (pointers into Lua strings kept alive by the caller). */
@@ -322,6 +342,7 @@ typedef struct {
     int has_body;
     long timeout_ms, connect_timeout_ms;
     int follow;
+    int idempotent;             /* libcurl may send it again on a reused connection that died */
 } reqspec;
 
 /* Raises a misuse error about a request; in a batch the message names the request's position. */
@@ -443,6 +464,12 @@ static void read_request(lua_State *L, client_t *c, int idx, int arg, int pos, r
             req_argerror(L, arg, pos, "'body' must be a string");
         r->body = lua_tolstring(L, -1, &r->body_len);
     }
+    /* Whether libcurl may send the request again on a reused connection that died. Default:
+     * only the safe methods (GET, HEAD, OPTIONS; no method: a GET without a body). */
+    r->idempotent = opt_bool(L, idx, arg, "idempotent",
+                             r->method ? (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0
+                                          || strcmp(r->method, "OPTIONS") == 0)
+                                       : !r->has_body);
 }
 
 static xfer *client_slot(client_t *c)
@@ -500,6 +527,9 @@ static CURLcode xfer_setup(lua_State *L, client_t *c, xfer *x, int idx, const re
     x->over = OVER_NONE;
     x->max_body = c->max_response;
     x->body.len = x->head.len = 0;
+    x->up = NULL;
+    x->up_len = x->up_off = 0;
+    x->no_resend = !r->idempotent;
 
     if (!read_headers(L, idx, 0, 0, &x->hdrs))
         return CURLE_OUT_OF_MEMORY;
@@ -547,6 +577,16 @@ static CURLcode xfer_setup(lua_State *L, client_t *c, xfer *x, int idx, const re
     }
     if (is_head) {
         SET(CURLOPT_NOBODY, 1L);
+    } else if ((r->has_body || is_post) && !r->idempotent) {
+        /* never resent: the body goes through on_read, which libcurl cannot rewind */
+        x->up = r->has_body ? r->body : "";
+        x->up_len = r->body_len;
+        SET(CURLOPT_POST, 1L);
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+        SET(CURLOPT_READFUNCTION, on_read);
+        SET(CURLOPT_READDATA, (void *)x);
+        if (!is_post)
+            SET(CURLOPT_CUSTOMREQUEST, r->method);
     } else if (r->has_body || is_post) {
         SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
         SET(CURLOPT_POSTFIELDS, r->has_body ? r->body : "");
@@ -557,6 +597,10 @@ static CURLcode xfer_setup(lua_State *L, client_t *c, xfer *x, int idx, const re
     } else {
         SET(CURLOPT_CUSTOMREQUEST, r->method);
     }
+    /* Without body bytes libcurl's retry needs no rewind: a request that must not be resent
+     * and has no body gets a connection of its own, where libcurl never retries. */
+    if (!r->idempotent && r->body_len == 0)
+        SET(CURLOPT_FRESH_CONNECT, 1L);
     SET(CURLOPT_HTTPHEADER, x->hdrs);
     return rc;
 }
@@ -564,7 +608,7 @@ static CURLcode xfer_setup(lua_State *L, client_t *c, xfer *x, int idx, const re
 /* ---- results ------------------------------------------------------------------------------ */
 
 /* Classifies a failed transfer: the code name and whether the request may have been sent. */
-static const char *failure_code(xfer *x, CURLcode rc, int *maybe_sent)
+static const char *failure_code_of(xfer *x, CURLcode rc, int *maybe_sent)
 {
     *maybe_sent = 1;
     switch (rc) {
@@ -587,18 +631,21 @@ static const char *failure_code(xfer *x, CURLcode rc, int *maybe_sent)
         }
         return "timeout";
     }
-    case CURLE_SSL_CONNECT_ERROR:
     case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
     case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_ENGINE_NOTFOUND:
-    case CURLE_SSL_ENGINE_SETFAILED:
-    case CURLE_SSL_ENGINE_INITFAILED:
     case CURLE_SSL_CRL_BADFILE:
     case CURLE_SSL_ISSUER_ERROR:
     case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
     case CURLE_SSL_INVALIDCERTSTATUS:
+        /* the server's certificate was refused (or could not be checked): final */
+        *maybe_sent = 0;
+        return "tls_verify";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ENGINE_NOTFOUND:
+    case CURLE_SSL_ENGINE_SETFAILED:
+    case CURLE_SSL_ENGINE_INITFAILED:
     case CURLE_USE_SSL_FAILED:
         *maybe_sent = 0;
         return "tls";
@@ -613,8 +660,14 @@ static const char *failure_code(xfer *x, CURLcode rc, int *maybe_sent)
         if (x->over == OVER_BODY || x->over == OVER_HEADERS || rc == CURLE_FILESIZE_EXCEEDED)
             return "too_large";
         return "other";
-    case CURLE_URL_MALFORMAT:
+    case CURLE_SEND_FAIL_REWIND:
+        /* a request that must not be resent met a reused connection that the server closed
+         * after it may have read the request: libcurl wanted to send it again */
+        return "recv";
     case CURLE_UNSUPPORTED_PROTOCOL:
+        /* before sending: a scheme other than http(s); after: e.g. a status code below 100 */
+        return "protocol";
+    case CURLE_URL_MALFORMAT:
     case CURLE_OUT_OF_MEMORY:
         *maybe_sent = 0; /* refused before any connection was made */
         return "other";
@@ -630,6 +683,34 @@ static const char *failure_code(xfer *x, CURLcode rc, int *maybe_sent)
     }
 }
 
+/* Whether any byte of a request has left: libcurl counts the request bytes it sent (all the
+ * requests of a transfer: redirects and its own retries included). */
+static int request_left(xfer *x)
+{
+    long sent = 0;
+    return curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &sent) == CURLE_OK && sent > 0;
+}
+
+/* Classifies a failed transfer. Whatever the code, a failure after the first byte of the
+ * request left may have reached the server. */
+static const char *failure_code(xfer *x, CURLcode rc, int *maybe_sent)
+{
+    const char *code = failure_code_of(x, rc, maybe_sent);
+    if (rc == CURLE_SEND_FAIL_REWIND) {
+        long redirects = 0;
+        /* a 307/308 that would send the body again: an answer the request cannot follow */
+        if (curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_COUNT, &redirects) == CURLE_OK && redirects > 0)
+            code = "protocol";
+    }
+    if (rc == CURLE_UNSUPPORTED_PROTOCOL && !request_left(x)) {
+        *maybe_sent = 0;
+        return "other";
+    }
+    if (request_left(x))
+        *maybe_sent = 1;
+    return code;
+}
+
 /* Pushes the failure message: libcurl's own words (never request headers or body). */
 static void push_failure_message(lua_State *L, client_t *c, xfer *x, CURLcode rc, const char *code)
 {
@@ -640,6 +721,15 @@ static void push_failure_message(lua_State *L, client_t *c, xfer *x, CURLcode rc
         else
             snprintf(msg, sizeof msg, "response body larger than %zu bytes", c->max_response);
         lua_pushstring(L, msg);
+    } else if (rc == CURLE_SEND_FAIL_REWIND && x->no_resend) {
+        long redirects = 0;
+        curl_easy_getinfo(x->easy, CURLINFO_REDIRECT_COUNT, &redirects);
+        if (redirects > 0)
+            lua_pushliteral(L, "the server redirected the request with its body (307/308); a request "
+                               "that may charge is never sent again");
+        else
+            lua_pushliteral(L, "the connection was closed after the request was sent and before any "
+                               "answer; a request that may charge is never sent again");
     } else if (x->over == OVER_MEMORY) {
         lua_pushliteral(L, "out of memory while receiving the response");
     } else if (x->err[0]) {
@@ -702,9 +792,16 @@ static void push_headers(lua_State *L, const paykit_buf *h)
  * response table (returns 1) or nil, message, code, maybe_sent (returns 4). */
 static int push_outcome(lua_State *L, client_t *c, xfer *x, CURLcode rc, int as_table)
 {
+    long status = 0;
     if (rc == CURLE_OK) {
-        long status = 0;
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (status < 100 || status > 599) {
+            /* libcurl takes any three digits: a status outside HTTP's range is no answer */
+            snprintf(x->err, sizeof x->err, "malformed HTTP response: status code %ld is outside 100-599", status);
+            rc = CURLE_WEIRD_SERVER_REPLY;
+        }
+    }
+    if (rc == CURLE_OK) {
         lua_createtable(L, 0, 3);
         lua_pushinteger(L, (lua_Integer)status);
         lua_setfield(L, -2, "status");

@@ -22,7 +22,7 @@
 #define DEFAULT_MAX_BODY ((size_t)8 * 1024 * 1024)
 
 enum pstate { ST_PARSING = 0, ST_DONE, ST_ERROR };
-enum perr { PE_NONE = 0, PE_TOO_LARGE, PE_NOMEM, PE_BAD_NAME, PE_BAD_VERSION };
+enum perr { PE_NONE = 0, PE_TOO_LARGE, PE_NOMEM, PE_BAD_NAME, PE_BAD_VERSION, PE_BAD_STATUS };
 
 typedef struct {
     http_parser hp;
@@ -106,6 +106,8 @@ static int on_headers_complete(http_parser *hp)
     parser_t *ps = from_hp(hp);
     if (flush_header(ps)) return -1;
     if (hp->http_major != 1) { ps->cb_err = PE_BAD_VERSION; return -1; }
+    /* libhttp-parser takes one to three digits: a code outside HTTP's range is no answer */
+    if (hp->status_code < 100 || hp->status_code > 599) { ps->cb_err = PE_BAD_STATUS; return -1; }
     if ((hp->flags & F_CONTENTLENGTH) && !(hp->flags & F_CHUNKED)
         && hp->content_length > (uint64_t)ps->max_body && !ps->head) {
         ps->cb_err = PE_TOO_LARGE;
@@ -213,6 +215,8 @@ static void run(parser_t *ps, const char *data, size_t len)
         set_error(ps, "protocol", "malformed HTTP response: invalid header", NULL);
     } else if (ps->cb_err == PE_BAD_VERSION) {
         set_error(ps, "protocol", "malformed HTTP response: not HTTP/1.x", NULL);
+    } else if (ps->cb_err == PE_BAD_STATUS) {
+        set_error(ps, "protocol", "malformed HTTP response: status code outside 100-599", NULL);
     } else if (e == HPE_HEADER_OVERFLOW) {
         set_error(ps, "too_large", "response headers exceed the size limit", NULL);
     } else if (e == HPE_INVALID_EOF_STATE || (len == 0 && e == HPE_OK)) {

@@ -52,6 +52,13 @@ local LOCATIONS = [[
     }
   }
   location = /redirect { return 302 /json?id=redirected; }
+  location = /redirect307 {
+    content_by_lua_block {
+      ngx.req.read_body()
+      ngx.shared.counts:incr(ngx.var.arg_key or "r307", 1, 0)
+      ngx.redirect("/echo", 307)
+    }
+  }
   location = /conn {
     content_by_lua_block {
       ngx.header["X-Conn"] = ngx.var.connection
@@ -60,9 +67,33 @@ local LOCATIONS = [[
     }
   }
   location = /status { content_by_lua_block { ngx.status = 418; ngx.print("teapot") } }
+  # Answers the first request of a connection (keep-alive), then reads the next one, counts
+  # it and closes without a word: the race libcurl would paper over by resending.
+  location = /drop_second {
+    content_by_lua_block {
+      ngx.req.read_body()
+      local n = ngx.shared.counts:incr(ngx.var.arg_key or "drop", 1, 0)
+      if ngx.var.connection_requests == "1" then ngx.print("first " .. n); return end
+      ngx.exit(444)
+    }
+  }
+  # A status line with a two-digit code, after the whole request was read.
+  location = /bad_status {
+    content_by_lua_block {
+      ngx.req.read_body()
+      ngx.shared.counts:incr(ngx.var.arg_key or "bad", 1, 0)
+      local sock = ngx.req.socket(true)
+      sock:send("HTTP/1.1 " .. (ngx.var.arg_code or "21") .. " OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+    }
+  }
+  location = /sni { content_by_lua_block { ngx.print(ngx.var.ssl_server_name or "none") } }
+  location = /count {
+    content_by_lua_block { ngx.print(ngx.shared.counts:get(ngx.var.arg_key) or 0) }
+  }
 ]]
 
 local SERVERS = [[
+  lua_shared_dict counts 1m;
   client_body_buffer_size 1m;
   client_max_body_size 8m;
   keepalive_requests 10000;
@@ -275,6 +306,80 @@ describe("core http client", function()
       c:close()
     end)
 
+    -- ISSUE8 item 1: on a reused connection that the server closes after reading the
+    -- request, libcurl reconnected and sent a non-idempotent POST a second time.
+    local function count(key)
+      local res = assert(client:request { url = BASE .. "/count?key=" .. key })
+      return tonumber(res.body)
+    end
+
+    it("never resends a request that may charge when a reused connection drops after reading it", function()
+      local c = core.http_client { timeout = 5000 }
+      local first = assert(c:request { url = BASE .. "/drop_second?key=pay", body = "pay=1" })
+      assert.are.equal("first 1", first.body)
+      local res, msg, code, maybe_sent = c:request { url = BASE .. "/drop_second?key=pay", body = "pay=1" }
+      c:close()
+      assert.is_nil(res)
+      assert.are.equal("recv", code, msg)
+      assert.is_true(maybe_sent)
+      assert.matches("never sent again", msg, 1, true)
+      assert.are.equal(2, count("pay")) -- the first request and one copy of the second
+    end)
+
+    it("never resends a body-less request that may charge either", function()
+      local c = core.http_client { timeout = 5000 }
+      assert(c:request { url = BASE .. "/drop_second?key=empty", method = "POST" })
+      local res, _, code, maybe_sent = c:request { url = BASE .. "/drop_second?key=empty", method = "POST" }
+      c:close()
+      -- a connection of its own: it is the first request there, answered
+      assert.are.equal(200, res and res.status, code)
+      assert.is_nil(maybe_sent)
+      assert.are.equal(2, count("empty"))
+    end)
+
+    it("lets libcurl resend an idempotent request on a reused connection that dropped", function()
+      local c = core.http_client { timeout = 5000 }
+      assert(c:request { url = BASE .. "/drop_second?key=idem", body = "q=1", idempotent = true })
+      local res = c:request { url = BASE .. "/drop_second?key=idem", body = "q=1", idempotent = true }
+      c:close()
+      assert.are.equal("first 3", res and res.body) -- dropped once, then answered on a new connection
+      assert.are.equal(3, count("idem"))
+    end)
+
+    it("refuses a non-boolean idempotent", function()
+      assert.has_error(function() client:request { url = BASE .. "/json", idempotent = "yes" } end)
+    end)
+
+    -- ISSUE8 item 2: "HTTP/1.1 21 OK" was CURLE_UNSUPPORTED_PROTOCOL, classed never sent.
+    for _, st in ipairs { "21", "600", "999", "000" } do
+      it("reports status line code " .. st .. " after the request went out as protocol, maybe sent", function()
+        local res, msg, code, maybe_sent = client:request {
+          url = BASE .. "/bad_status?code=" .. st .. "&key=st" .. st, body = "pay=1" }
+        assert.is_nil(res)
+        assert.are.equal("protocol", code, msg)
+        assert.is_true(maybe_sent)
+        assert.are.equal(1, count("st" .. st))
+      end)
+    end
+
+    it("reports a bad status line on a reused connection as maybe sent, and sends it once", function()
+      local c = core.http_client { timeout = 5000 }
+      assert(c:request { url = BASE .. "/json" })
+      local res, msg, code, maybe_sent = c:request { url = BASE .. "/bad_status?code=21&key=reused", body = "pay=1" }
+      c:close()
+      assert.is_nil(res)
+      assert.are.equal("protocol", code, msg)
+      assert.is_true(maybe_sent)
+      assert.are.equal(1, count("reused"))
+    end)
+
+    it("still reports a scheme it does not speak as other, never sent", function()
+      local res, _, code, maybe_sent = client:request { url = "ftp://127.0.0.1:" .. CLOSED_PORT .. "/" }
+      assert.is_nil(res)
+      assert.are.equal("other", code)
+      assert.is_false(maybe_sent)
+    end)
+
     it("reports an unknown host as dns", function()
       local _, _, code, maybe_sent = client:request { url = "http://paykit-no-such-host.invalid/" }
       assert.are.equal("dns", code)
@@ -296,7 +401,7 @@ describe("core http client", function()
       local res, msg, code, maybe_sent = c:request { url = TLS_BASE .. "/json" }
       c:close()
       assert.is_nil(res)
-      assert.are.equal("tls", code, msg)
+      assert.are.equal("tls_verify", code, msg) -- final: a refused certificate is not retried
       assert.is_false(maybe_sent)
     end)
 
@@ -314,7 +419,16 @@ describe("core http client", function()
       local res, msg, code = c:request { url = "https://127.0.0.1:" .. WRONG_NAME_PORT .. "/json" }
       c:close()
       assert.is_nil(res)
-      assert.are.equal("tls", code, msg)
+      assert.are.equal("tls_verify", code, msg)
+    end)
+
+    it("sends the host name as SNI, and none for an IP address", function()
+      local c = core.http_client { cafile = dir .. "/ca.crt" }
+      local by_name = assert(c:request { url = "https://localhost:" .. HTTPS_PORT .. "/sni" })
+      local by_ip = assert(c:request { url = TLS_BASE .. "/sni" })
+      c:close()
+      assert.are.equal("localhost", by_name.body)
+      assert.are.equal("none", by_ip.body)
     end)
 
     it("skips verification only when told verify = false", function()
@@ -353,6 +467,21 @@ describe("core http client", function()
       assert.are.equal(200, followed.status)
       assert.are.equal('{"ok":true,"id":"redirected"}', followed.body)
       assert.is_nil(followed.headers["location"])
+    end)
+
+    it("does not resend a request that may charge to a 307 Location", function()
+      local c = core.http_client { follow_redirects = true }
+      local res, msg, code, maybe_sent = c:request { url = BASE .. "/redirect307?key=r307pay", body = "pay=1" }
+      assert.is_nil(res)
+      assert.are.equal("protocol", code)
+      assert.is_true(maybe_sent)
+      assert.matches("redirected", msg)
+      -- an idempotent one follows it with its body
+      local again = assert(c:request { url = BASE .. "/redirect307?key=r307idem", body = "q=1", idempotent = true })
+      local received = assert(c:request { url = BASE .. "/count?key=r307pay" })
+      c:close()
+      assert.are.equal("q=1", again.body)
+      assert.are.equal("1", received.body)
     end)
 
     it("follows redirects for a client made with follow_redirects", function()

@@ -165,6 +165,12 @@ describe("core.http_response_parser", function()
       ["a space inside a header name"] = "HTTP/1.1 200 OK\r\nBad Name: x\r\nContent-Length: 0\r\n\r\n",
       ["a header line without a colon"] = "HTTP/1.1 200 OK\r\nNoColon\r\nContent-Length: 0\r\n\r\n",
       ["an HTTP/2 version"] = "HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+      -- ISSUE8 item 2: a status outside 100-599 is no answer
+      ["a two-digit status"] = "HTTP/1.1 21 OK\r\nContent-Length: 2\r\n\r\nok",
+      ["a status of 600"] = "HTTP/1.1 600 OK\r\nContent-Length: 0\r\n\r\n",
+      ["a status of 999"] = "HTTP/1.1 999 OK\r\nContent-Length: 0\r\n\r\n",
+      ["a status of 000"] = "HTTP/1.1 000 OK\r\nContent-Length: 0\r\n\r\n",
+      ["a status of 099"] = "HTTP/1.1 099 OK\r\nContent-Length: 0\r\n\r\n",
     }
     for name, bytes in pairs(cases) do
       it("refuses " .. name .. " with code protocol", function()

@@ -6,6 +6,7 @@
 -- connections after 300 ms), 18829 nothing listens.
 -- The pure parser specs are in core_httpparse_spec.lua (they also run under valgrind).
 local nginx = require "spec.support.nginx"
+local fault = require "spec.support.fault"
 local cjson = require "cjson"
 local socket = require "socket"
 local http = require "socket.http"
@@ -26,7 +27,7 @@ end
 -- A throwaway CA and two leaf certificates, made with the openssl CLI.
 local function make_certs(dir)
   assert(sh("rm -rf '" .. dir .. "' && mkdir -p '" .. dir .. "'"))
-  write(dir .. "/good.ext", "subjectAltName=IP:127.0.0.1,DNS:127.0.0.1\n")
+  write(dir .. "/good.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
   write(dir .. "/bad.ext", "subjectAltName=DNS:other.example\n")
   local q = " >>'" .. dir .. "/openssl.log' 2>&1"
   local ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
@@ -54,7 +55,7 @@ local UPSTREAM_HANDLER = [[
             method = ngx.req.get_method(), body = ngx.req.get_body_data() or "",
             content_type = h["content-type"], content_length = h["content-length"],
             host = h.host, connection = h.connection, user_agent = h["user-agent"],
-            scheme = ngx.var.scheme, conn = ngx.var.connection,
+            scheme = ngx.var.scheme, conn = ngx.var.connection, sni = ngx.var.ssl_server_name,
           }
           ngx.header["Content-Type"] = "application/json"
           ngx.header["Content-Length"] = #out
@@ -87,7 +88,7 @@ local FRONT_HANDLER = [[
         local a = ngx.req.get_uri_args()
         ngx.req.read_body()
         local body = ngx.req.get_body_data() or a.body -- a POSTed body stays out of the access/error logs
-        local url = (a.scheme or "http") .. "://127.0.0.1:" .. (a.port or ]] .. UP .. [[) .. (a.path or "/conn")
+        local url = (a.scheme or "http") .. "://" .. (a.host or "127.0.0.1") .. ":" .. (a.port or ]] .. UP .. [[) .. (a.path or "/conn")
         local out = { available = cosocket.available(), calls = {} }
         for i = 1, tonumber(a.times or 1) do
           ngx.update_time()
@@ -108,6 +109,25 @@ local FRONT_HANDLER = [[
       }
     }
     location = /fast { content_by_lua_block { ngx.say("fast") } }
+    # resty.core's sslhandshake asserts on some failure paths; this location makes it raise
+    # (its method, for this one call) to show the error stays inside paykit.http's nil, err
+    location = /raise {
+      content_by_lua_block {
+        local cjson = require "cjson"
+        local methods = debug.getregistry().__tcp_cosocket_mt
+        local real = methods.sslhandshake
+        methods.sslhandshake = function() error("assertion failed!") end
+        local t = require("paykit.http").new { retry = { attempts = 3, base_delay = 0 } }
+        local attempts = 0
+        t.hooks.before = function() attempts = attempts + 1 end
+        local ok, res, err = pcall(t.request, t, { url = "https://localhost:" .. ngx.var.arg_port .. "/echo",
+          body = "x=1", op = "test.raise" })
+        methods.sslhandshake = real
+        ngx.say(cjson.encode { raised = not ok, res = res ~= nil and ok, kind = ok and err and err.kind or nil,
+          code = ok and err and err.code or nil, message = ok and err and err.message or tostring(res),
+          attempts = attempts })
+      }
+    }
     location = /set_phase {
       set_by_lua_block $avail { return tostring(require("paykit.cosocket").available()) }
       return 200 $avail;
@@ -122,6 +142,7 @@ end
 
 local function config(certs)
   return [[
+  resolver 127.0.0.1:]] .. fault.PORTS.dns .. [[ ipv6=off; # the fault server's DNS: localhost -> 127.0.0.1
   server {
     listen 127.0.0.1:]] .. FRONT .. [[;
 ]] .. front(nil) .. [[
@@ -192,9 +213,10 @@ local function first(args, port)
 end
 
 describe("paykit.cosocket in nginx", function()
-  local srv
+  local srv, dns
 
   setup(function()
+    dns = fault.start(nginx.root())
     local root = nginx.root()
     local certs = root .. "/build/run/cosocket-certs"
     make_certs(certs)
@@ -204,6 +226,7 @@ describe("paykit.cosocket in nginx", function()
 
   teardown(function()
     if srv then srv:stop() end
+    if dns then dns.stop() end
   end)
 
   describe("availability", function()
@@ -287,33 +310,63 @@ describe("paykit.cosocket in nginx", function()
     end)
 
     it("reuses a TLS connection too", function()
-      local out = call({ scheme = "https", port = UP_TLS, path = "/conn", times = 2 }, FRONT_TRUST)
+      local out = call({ scheme = "https", host = "localhost", port = UP_TLS, path = "/conn", times = 2 }, FRONT_TRUST)
       assert.equal(200, out.calls[1].status)
       assert.equal(out.calls[1].body, out.calls[2].body)
     end)
   end)
 
   describe("HTTPS", function()
-    it("refuses a certificate from an untrusted CA with code tls", function()
-      local c = first { scheme = "https", port = UP_TLS, path = "/echo" }
+    it("refuses a certificate from an untrusted CA with code tls_verify (final)", function()
+      local c = first { scheme = "https", host = "localhost", port = UP_TLS, path = "/echo" }
       assert.is_nil(c.status)
-      assert.equal("tls", c.code)
+      assert.equal("tls_verify", c.code)
       assert.is_false(c.maybe_sent)
       assert.matches("certificate", c.err)
     end)
 
-    it("accepts the certificate when nginx trusts the CA", function()
-      local c = first({ scheme = "https", port = UP_TLS, path = "/echo" }, FRONT_TRUST)
+    it("accepts the certificate when nginx trusts the CA, and sends the name as SNI", function()
+      local c = first({ scheme = "https", host = "localhost", port = UP_TLS, path = "/echo" }, FRONT_TRUST)
       assert.is_nil(c.err)
       assert.equal(200, c.status)
       assert.equal("https", cjson.decode(c.body).scheme)
+      assert.equal("localhost", cjson.decode(c.body).sni)
     end)
 
     it("refuses a trusted certificate issued for another name", function()
-      local c = first({ scheme = "https", port = UP_BADNAME, path = "/echo" }, FRONT_TRUST)
+      local c = first({ scheme = "https", host = "localhost", port = UP_BADNAME, path = "/echo" }, FRONT_TRUST)
       assert.is_nil(c.status)
-      assert.equal("tls", c.code)
+      assert.equal("tls_verify", c.code)
       assert.matches("mismatch", c.err)
+    end)
+
+    -- ISSUE8 item 9: an IP address gets no SNI; nginx checks a name only through SNI, so a
+    -- verified connection to an IP address is refused rather than left with its name unchecked
+    it("refuses to verify an IP-literal host instead of skipping the name check", function()
+      local c = first({ scheme = "https", port = UP_TLS, path = "/echo" }, FRONT_TRUST)
+      assert.is_nil(c.status)
+      assert.equal("tls_verify", c.code)
+      assert.is_false(c.maybe_sent)
+      assert.matches("IP address", c.err)
+    end)
+
+    it("sends no SNI to an IP-literal host", function()
+      local c = first { scheme = "https", port = UP_TLS, path = "/echo", verify = "0" }
+      assert.is_nil(c.err)
+      assert.equal(200, c.status)
+      assert.is_nil(cjson.decode(c.body).sni)
+    end)
+
+    -- ISSUE8 item 9: a handshake that raises must come back as nil, err
+    it("returns nil, err when the TLS handshake raises, never an error out of the call", function()
+      local status, body = get(FRONT, "/raise?port=" .. UP_TLS)
+      assert.equal(200, status, body)
+      local r = cjson.decode(body)
+      assert.is_false(r.raised, r.message)
+      assert.is_false(r.res)
+      assert.equal("transport", r.kind)
+      assert.equal("tls", r.code)
+      assert.matches("raised", r.message)
     end)
 
     it("skips verification only when verify is false", function()

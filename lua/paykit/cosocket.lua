@@ -4,7 +4,8 @@
 -- reuses connections through nginx's cosocket keep-alive pool.
 --
 -- Returns the same shape as the libcurl client: {status=, headers={lowercase = "v"}, body=}
--- or nil, message, code, maybe_sent. Codes: dns, connect, connect_timeout, tls (never sent);
+-- or nil, message, code, maybe_sent. Codes: dns, connect, connect_timeout, tls, tls_verify
+-- (a refused certificate, or an IP-literal host with verification on; final) (never sent);
 -- timeout, send, recv, too_large, protocol (maybe sent); other.
 --
 -- TLS certificates are verified by default against nginx's `lua_ssl_trusted_certificate`
@@ -40,6 +41,14 @@ local in_cosocket_phase = require("paykit.http").in_cosocket_phase
 
 -- Methods that may be sent a second time when a pooled connection turns out to be dead.
 local REPLAYABLE = { GET = true, HEAD = true, OPTIONS = true }
+
+local handshake -- below
+
+local function ip_verify_message(host)
+  return "cannot check a certificate against the IP address " .. host .. " inside nginx"
+    .. " (nginx checks names only through SNI, which an IP address does not get): use the"
+    .. " host name, or verify = false"
+end
 
 local function ngx_api()
   local ngx = rawget(_G, "ngx")
@@ -125,6 +134,47 @@ local function connect_code(err)
   return "connect"
 end
 
+--- Whether a URL host is an IP address (IPv4 dotted, or IPv6 in brackets): such a host gets
+-- no SNI, and inside nginx its certificate cannot be checked (see @{request}).
+-- @tparam string host the host as in a URL (`"127.0.0.1"`, `"[::1]"`, `"api.example"`)
+-- @treturn boolean
+function _M.is_ip_literal(host)
+  return host:find("^%[.*%]$") ~= nil or host:find("^%d+%.%d+%.%d+%.%d+$") ~= nil
+end
+local is_ip_literal = _M.is_ip_literal
+
+-- The TLS handshake: true, or nil, message, code. Never raises: resty.core's sslhandshake
+-- asserts on some failure paths, and a failed assertion must not escape gw:purchase.
+-- An IP-literal host gets no SNI (RFC 6066 allows none); nginx checks the certificate's name
+-- only against the SNI name, so with verification on such a host is refused rather than
+-- accepted with its name unchecked. A refused certificate is final (tls_verify): never retried.
+handshake = function(sock, host, verify)
+  local name = host
+  if is_ip_literal(host) then
+    if verify then return nil, ip_verify_message(host), "tls_verify" end
+    name = nil
+  end
+  -- reused_session = false: true on success (a session object may be nil under TLS 1.3)
+  local pok, ok, err = pcall(sock.sslhandshake, sock, false, name, verify)
+  if not pok then return nil, "TLS handshake raised: " .. tostring(ok), "tls" end
+  if ok then
+    -- lua-nginx-module 0.10.23: when the handshake completes at once, a refused certificate
+    -- closes the connection but the call still answers true; a closed socket tells
+    local _, closed = sock:getreusedtimes()
+    if closed then
+      return nil, "the connection was closed right after the handshake: the certificate was refused"
+        .. " (nginx's error log has the reason)", "tls_verify"
+    end
+    return true
+  end
+  err = tostring(err)
+  if err:find("timeout", 1, true) then return nil, err, "connect_timeout" end
+  -- nginx reports a refused chain as "<X509 verify code>: <reason>" and a wrong name as
+  -- "certificate host mismatch"
+  if err:find("^%d+: ") or err:find("certificate", 1, true) then return nil, err, "tls_verify" end
+  return nil, err, "tls"
+end
+
 local function now_ms(ngx)
   ngx.update_time()
   return ngx.now() * 1000
@@ -158,10 +208,9 @@ local function exchange(ngx, u, method, request, o, deadline)
     left = remaining()
     if left <= 0 then return fail(sock, nil, "request timed out during the TLS handshake", "connect_timeout", false) end
     sock:settimeout(math.max(1, math.min(o.connect_timeout, left)))
-    local sess
-    sess, err = sock:sslhandshake(nil, u.host:gsub("^%[(.*)%]$", "%1"), o.verify)
-    if not sess then
-      local code = tostring(err):find("timeout", 1, true) and "connect_timeout" or "tls"
+    local code
+    ok, err, code = handshake(sock, u.host, o.verify)
+    if not ok then
       return fail(sock, nil, "TLS handshake with " .. u.authority .. " failed: " .. tostring(err), code, false)
     end
   end
@@ -172,7 +221,8 @@ local function exchange(ngx, u, method, request, o, deadline)
   local sent
   sent, err = sock:send(request)
   if not sent then
-    if reused and err ~= "timeout" then
+    -- bytes of the request may have left before the failure: only a replayable one is resent
+    if reused and err ~= "timeout" and o.replay then
       sock:close()
       return nil, "send failed on a pooled connection: " .. tostring(err), "send", true, true
     end
@@ -195,7 +245,7 @@ local function exchange(ngx, u, method, request, o, deadline)
       if got == 0 then
         parser:close(); sock:close()
         return nil, "connection closed by " .. u.authority .. " before any response", "recv", true,
-          reused and REPLAYABLE[method] == true
+          reused and o.replay
       end
       done, perr, pcode = parser:finish()
       if not done and pcode == "protocol" and perr:find("closed", 1, true) then pcode = "recv" end
@@ -225,11 +275,12 @@ local function exchange(ngx, u, method, request, o, deadline)
 end
 
 --- One HTTP request over a cosocket, with nginx's keep-alive pool.
--- A pooled connection found closed by the server is replaced (GET, HEAD and OPTIONS are sent
--- again even when the server closed it after reading the request).
+-- A pooled connection found closed by the server is replaced; a request is sent again on
+-- the new connection only when `req.idempotent` (default: GET, HEAD and OPTIONS), since the
+-- server may have read it before closing. A charging call is never sent twice.
 -- @tparam table req `method` (default POST with a body, else GET), `url`, `headers` (a map
 --   `{Name = "v"}`, a value may be an array; or an array `{"Name: v"}`; Content-Length,
---   Transfer-Encoding and Connection are set by the client), `body` (string),
+--   Transfer-Encoding and Connection are set by the client), `body` (string), `idempotent`,
 --   `timeout` (ms, whole exchange), `connect_timeout` (ms)
 -- @tparam[opt] table opts `verify` (default true), `cafile` (names the trust context, see above),
 --   `timeout` (ms, default 30000), `connect_timeout` (ms, default 10000), `max_response`
@@ -238,7 +289,7 @@ end
 -- @treturn table `{status=, headers={lowercase-name = "value"}, body=}`
 -- @return[2] nil
 -- @return[2] string message (no body content)
--- @return[2] string code: dns, connect, connect_timeout, tls, timeout, send, recv, too_large,
+-- @return[2] string code: dns, connect, connect_timeout, tls, tls_verify, timeout, send, recv, too_large,
 --   protocol or other (also for misuse such as a bad url or outside nginx)
 -- @return[2] boolean maybe_sent: whether the server may have received the request
 -- @raise when req is not a table
@@ -263,7 +314,13 @@ function _M.request(req, opts)
 
   local verify = opts.verify
   if verify == nil then verify = true end
+  if u.tls and verify and is_ip_literal(u.host) then
+    return nil, ip_verify_message(u.host), "tls_verify", false -- before any connection
+  end
+  local replay = req.idempotent
+  if replay == nil then replay = REPLAYABLE[method] == true end
   local o = {
+    replay = replay and true or false, -- may be sent again when a pooled connection was dead
     verify = verify and true or false,
     connect_timeout = tonumber(req.connect_timeout or opts.connect_timeout) or DEFAULT_CONNECT_TIMEOUT,
     max_response = tonumber(opts.max_response) or DEFAULT_MAX_RESPONSE,

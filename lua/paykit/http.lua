@@ -3,7 +3,7 @@
 -- only what is safe; calls hooks; logs one redacted line per attempt.
 --
 -- Retry policy: a failure that never reached the server (dns, connect, connect_timeout,
--- tls) is retried always; a failure after the request may have been sent (timeout, send,
+-- tls) is retried always, except a refused certificate (tls_verify), which is final; a failure after the request may have been sent (timeout, send,
 -- recv, protocol, ...) and HTTP 502/503/504 only when the call is `idempotent` (the provider
 -- knows the merchant's unique reference, so a repeat cannot charge twice). Backoff is
 -- capped exponential with full jitter, and no attempt starts or runs past `deadline`.
@@ -28,9 +28,11 @@ local _M = {}
 
 local mt = { __index = _M }
 
--- code -> {kind, sent}
+-- code -> {kind, sent, final}: a final failure is never retried (a refused certificate will
+-- be refused again)
 local CODES = {
   dns = { "transport", false }, connect = { "transport", false }, tls = { "transport", false },
+  tls_verify = { "transport", false, true },
   connect_timeout = { "timeout", false },
   timeout = { "timeout", true }, send = { "transport", true }, recv = { "transport", true },
   too_large = { "transport", true }, protocol = { "transport", true }, other = { "transport", true },
@@ -306,6 +308,9 @@ function _M:request(req)
     else
       res, msg, code, maybe_sent = self:send_once {
         method = method, url = req.url, headers = headers, body = body,
+        -- nil: the transport decides by method (GET, HEAD, OPTIONS); false: the transport
+        -- never sends it twice, whatever the connection does
+        idempotent = req.idempotent,
         timeout = math.max(1, math.floor(timeout * 1000)),
         connect_timeout = math.max(1, math.floor(math.min(self.connect_timeout, timeout) * 1000)),
       }
@@ -325,7 +330,7 @@ function _M:request(req)
       code = code or "other"
       local info = CODES[code] or { "transport", true }
       if maybe_sent == nil then maybe_sent = info[2] end
-      retry_ok = (not maybe_sent) or (req.idempotent and true or false)
+      retry_ok = not info[3] and ((not maybe_sent) or (req.idempotent and true or false))
       err = errors.new {
         kind = info[1], code = code, op = op, retryable = retry_ok,
         message = op .. ": " .. method .. " " .. safe_url .. " failed (" .. code .. "): " .. tostring(msg) ..
