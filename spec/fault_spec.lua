@@ -63,20 +63,6 @@ local RESPONSE_CODE = {
   zippy = { bad = "invalid_response", s500 = "server_error", s502 = "server_error", s503 = "server_error", s504 = "server_error" },
 }
 
--- MoCoPay initPayment is still sent as idempotent (ISSUE8 item 11, the MoCoPay helper's
--- fix): after a failure that may have been sent it is tried 3 times. These cases keep the
--- strict assertion and are pending until that fix lands; the integrator deletes this table
--- after the merge. (Checked here with initPayment made non-idempotent: all of them pass but
--- s500-s504, see AWAITING_MOCOPAY_5XX_FIX.)
-local AWAITING_MOCOPAY_INIT_FIX = {
-  reset_before = true, reset_mid = true, hang = true, trickle = true, s502 = true, s503 = true,
-  s504 = true, oversize = true, bad_chunk = true, bad_status = true, drop_second = true,
-  dup_cl = { cosocket = true },
-}
--- MoCoPay's answer_error marks a 5xx answer to initPayment `retryable = true` (a charging
--- call that may have arrived): the MoCoPay helper's area. Pending until fixed there.
-local AWAITING_MOCOPAY_5XX_FIX = { s500 = true, s502 = true, s503 = true, s504 = true }
-
 local case_seq = 0
 local function cell_url(cell)
   if cell.twice then
@@ -166,13 +152,7 @@ local function each_case(path, runner)
     for _, call in ipairs(calls.list) do
       local name = call.id .. " in cell " .. cell[1] .. " (" .. path .. ")"
       local spec_name = (call.charging and "reaches the server exactly once: " or "is retried as designed: ") .. name
-      local awaiting = AWAITING_MOCOPAY_INIT_FIX[cell[1]]
-      if type(awaiting) == "table" then awaiting = awaiting[path] end
-      if call.id == "mocopay.purchase" and AWAITING_MOCOPAY_5XX_FIX[cell[1]] then
-        pending(spec_name .. " [awaits MoCoPay: a 5xx to initPayment must not say retryable]")
-      elseif call.id == "mocopay.purchase" and awaiting then
-        pending(spec_name .. " [awaits MoCoPay initPayment non-idempotent]")
-      else
+      do
         it(spec_name, function()
           local f = runner.fault()
           f.reset()
@@ -218,9 +198,7 @@ describe("fault cells", function()
     local batch = require "paykit.batch"
     for _, call in ipairs(calls.list) do
       local spec_name = "never resends " .. call.id .. " from batch tasks when the reused connection drops"
-      if call.id == "mocopay.purchase" and AWAITING_MOCOPAY_INIT_FIX.drop_second then
-        pending(spec_name .. " [awaits MoCoPay initPayment non-idempotent]")
-      elseif call.charging then
+      if call.charging then
         it(spec_name, function()
           f.reset()
           local urls = {}

@@ -121,16 +121,7 @@ local MODES = {
 
 -- Cases that fail only because of a client bug another helper is fixing (ISSUE8): the
 -- assertions stay strict, the case is pending until the fix is merged.
-local KNOWN = {
-  -- ISSUE8 item 11: MoCoPay initPayment is sent with idempotent = true, so a maybe-sent failure
-  -- (dropped connection, timeout) or a 502/503/504 is retried and opens a second session.
-  ["mocopay.purchase drop_before"] = "MoCoPay initPayment is retried (sent idempotent, ISSUE8 item 11)",
-  ["mocopay.purchase drop"] = "MoCoPay initPayment is retried (sent idempotent, ISSUE8 item 11)",
-  ["mocopay.purchase delay"] = "MoCoPay initPayment is retried (sent idempotent, ISSUE8 item 11)",
-  ["mocopay.purchase status 503"] = "MoCoPay initPayment is retried (sent idempotent, ISSUE8 item 11)",
-  -- the same bug, seen in the error: a 5xx to initPayment says retryable = true
-  ["mocopay.purchase status 500 after processing"] = "MoCoPay calls a 5xx to initPayment retryable (ISSUE8 item 11)",
-}
+local KNOWN = {}
 
 local function log_of(provider, path, method)
   return assert(sandbox.requests { url = base, provider = provider, path = path, method = method })
@@ -218,9 +209,8 @@ describe("the sandbox's fault modes", function()
     end)
 
     -- ISSUE8 item 1: on a reused keep-alive connection that the server closes after reading the
-    -- request, libcurl itself reconnects and sends the payment again.
-    local keepalive = pending
-    keepalive("drop on a reused keep-alive connection: still sent once [pending: libcurl resends on a reused connection, ISSUE8 item 1]", function()
+    -- request, libcurl must not reconnect and send the payment again.
+    it("drop on a reused keep-alive connection: still sent once", function()
       local gw = moka()
       assert(gw:bin_info("526911")) -- opens the connection that pay() will reuse
       assert(sandbox.fault { url = base, provider = "moka", mode = "drop", match = "/PaymentDealer/DoDirectPayment" })

@@ -357,7 +357,9 @@ function M.new(opts)
 end
 
 -- Provider error for a non-200 or unreadable answer.
-local function answer_error(op, res, json)
+-- A 5xx is retryable only for a call that may be sent again: initPayment may have opened a
+-- session before the server failed, so its 5xx is an unknown outcome, not a retry.
+local function answer_error(op, res, json, idempotent)
   local pcode = json and (gateway.field(json, { "errorCode", "code", "error" }))
   local pmsg = json and (gateway.field(json, { "errorMessage", "message", "error_description" }))
   if type(pcode) ~= "string" and type(pcode) ~= "number" then pcode = nil end
@@ -371,7 +373,7 @@ local function answer_error(op, res, json)
   return errors.provider {
     code = code, status = res.status, provider = M.PROVIDER, op = op,
     provider_code = pcode and tostring(pcode) or nil, provider_message = pmsg,
-    retryable = res.status >= 500,
+    retryable = res.status >= 500 and idempotent == true,
     message = "MoCoPay " .. op .. " answered HTTP " .. res.status ..
       (pcode and (" " .. tostring(pcode)) or "") .. (pmsg and (": " .. pmsg) or ""),
   }
@@ -410,7 +412,7 @@ function Client:call(op, method, endpoint, params, idempotent)
   }
   if not res then return nil, err end
   local json = res.body and res.body ~= "" and cjson.decode(res.body) or nil
-  if res.status ~= 200 or type(json) ~= "table" then return nil, answer_error(op, res, type(json) == "table" and json or nil) end
+  if res.status ~= 200 or type(json) ~= "table" then return nil, answer_error(op, res, type(json) == "table" and json or nil, idempotent) end
   return json, res.body
 end
 
