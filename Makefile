@@ -15,7 +15,7 @@ WARN     = -Wall -Wextra
 PKGCONF ?= pkg-config
 
 DEP_CFLAGS := $(shell $(PKGCONF) --cflags libcurl openssl 2>/dev/null)
-DEP_LIBS   := $(shell $(PKGCONF) --libs libcurl openssl 2>/dev/null) -lhttp_parser
+DEP_LIBS   := $(shell $(PKGCONF) --libs libcurl openssl 2>/dev/null) -lhttp_parser -lhiredis
 LUA54_CFLAGS  := $(shell $(PKGCONF) --cflags lua5.4 2>/dev/null)
 LUAJIT_CFLAGS := $(shell $(PKGCONF) --cflags luajit 2>/dev/null)
 
@@ -29,9 +29,10 @@ COREJIT = build/luajit/paykit/core.so
 DEB_PKGS = build-essential pkg-config lua5.4 liblua5.4-dev luajit2 libluajit2-5.1-dev \
   lua-cjson lua-busted luarocks nginx libnginx-mod-http-lua lua-resty-core \
   libcurl4-openssl-dev libssl-dev libhttp-parser-dev curl wrk valgrind openssl chromium lua-ldoc \
-  lua-socket lua-sec lua5.1 lua-curl
+  lua-socket lua-sec lua5.1 lua-curl libhiredis-dev redis-server
 # lua-socket: a listener with a full backlog in the connect-timeout specs; lua-sec, lua5.1 and
-# lua-curl: the other Lua HTTP clients the benchmark compares with.
+# lua-curl: the other Lua HTTP clients the benchmark compares with. libhiredis-dev: the Redis
+# client of the C core (csrc/redis.c); redis-server: the store and journal specs start one.
 # node and npm (browser specs) come from Debian's nodejs/npm when the machine has no node.
 NODE_PKGS = nodejs npm
 

@@ -20,15 +20,16 @@ external_dependencies = {
   CURL = { library = "curl" },
   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
   HTTP_PARSER = { header = "http_parser.h", library = "http_parser" },
+  HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" },
 }
 build = {
   type = "builtin",
   modules = {
     ["paykit.core"] = {
-      sources = { "csrc/core.c", "csrc/crypto.c", "csrc/codec.c", "csrc/http.c", "csrc/httpparse.c" },
-      libraries = { "curl", "ssl", "crypto", "http_parser" },
-      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(HTTP_PARSER_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(HTTP_PARSER_LIBDIR)" },
+      sources = { "csrc/core.c", "csrc/crypto.c", "csrc/codec.c", "csrc/http.c", "csrc/httpparse.c", "csrc/redis.c" },
+      libraries = { "curl", "ssl", "crypto", "http_parser", "hiredis" },
+      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(HTTP_PARSER_INCDIR)", "$(HIREDIS_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(HTTP_PARSER_LIBDIR)", "$(HIREDIS_LIBDIR)" },
     },
     ["paykit.batch"] = "lua/paykit/batch.lua",
     ["paykit.cosocket"] = "lua/paykit/cosocket.lua",
@@ -45,6 +46,11 @@ build = {
     ["paykit.providers.zippy_notice"] = "lua/paykit/providers/zippy_notice.lua",
     ["paykit.providers.zippy_oauth"] = "lua/paykit/providers/zippy_oauth.lua",
     ["paykit.redact"] = "lua/paykit/redact.lua",
+    ["paykit.redis"] = "lua/paykit/redis.lua",
+    ["paykit.store"] = "lua/paykit/store/init.lua",
+    ["paykit.store.memory"] = "lua/paykit/store/memory.lua",
+    ["paykit.store.redis"] = "lua/paykit/store/redis.lua",
+    ["paykit.store.shdict"] = "lua/paykit/store/shdict.lua",
     ["paykit.url"] = "lua/paykit/url.lua",
     ["paykit.sandbox"] = "lua/paykit/sandbox/init.lua",
     ["paykit.sandbox.mocopay"] = "lua/paykit/sandbox/mocopay.lua",
