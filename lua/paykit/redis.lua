@@ -244,10 +244,26 @@ end
 
 local CONN_CODES = { timeout = true, closed = true, connect = true, protocol = true, io = true, oom = true, tls = true }
 
--- One command on one node: value | nil, err, code
-function Client:on_node(host, port, args, asking)
+-- One command on one node: value | nil, err, code. A pooled connection found dead on first
+-- use (the server restarted while it was idle: "closed" or "io", never a timeout) is dropped
+-- with its idle siblings and the command goes once more on a fresh connection. (Should the old
+-- server have run it before dying, the store's commands are safe to repeat: SET NX answers
+-- "exists", a transition answers "conflict".)
+function Client:on_node(host, port, args, asking, retried)
   local conn, err, code = self:checkout(host, port)
   if not conn then return nil, err, code end
+  local v
+  v, err, code = self:on_conn(conn, args, asking)
+  if v == nil and not conn.fresh and not retried and (code == "closed" or code == "io") then
+    local list = idle["paykit.redis:" .. host .. ":" .. port .. self.pool_tail]
+    if list then for i = #list, 1, -1 do list[i]:close(); list[i] = nil end end
+    return self:on_node(host, port, args, asking, true)
+  end
+  return v, err, code
+end
+
+function Client:on_conn(conn, args, asking)
+  local err, code
   local v
   if asking then
     local res

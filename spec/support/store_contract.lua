@@ -114,6 +114,7 @@ return {
   { name = "keeps an index of members by score, lowest first", run = function(s)
     local ix = key("ix")
     s:index_add(ix, "m1", 10); s:index_add(ix, "m2", 5); s:index_add(ix, "m3", 20)
+    s:index_add(ix, "m2", 50) -- a member keeps its first score
     local l = assert(s:index_range(ix, 15, 10))
     eq(2, #l, "members up to 15"); eq("m2", l[1]); eq("m1", l[2])
     l = s:index_range(ix, 100, 1)

@@ -91,7 +91,7 @@ end
 function Memory:index_add(name, member, score)
   local ix = self.indexes[name]
   if not ix then ix = {}; self.indexes[name] = ix end
-  ix[member] = score
+  if ix[member] == nil then ix[member] = score end
   return true
 end
 

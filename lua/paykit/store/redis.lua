@@ -130,7 +130,7 @@ function Store:unlock(key, owner)
 end
 
 function Store:index_add(name, member, score)
-  local v, err = call(self, "ZADD", name, tostring(score), member)
+  local v, err = call(self, "ZADD", name, "NX", tostring(score), member)
   if v == nil then return nil, err end
   return true
 end

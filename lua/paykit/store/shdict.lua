@@ -115,8 +115,8 @@ end
 local function ix(name, member) return "\0ix\0" .. name .. "\0" .. member end
 
 function Store:index_add(name, member, score)
-  local ok, err = self.dict:set(ix(name, member), score)
-  if not ok then return fail(self, err) end
+  local ok, err = self.dict:add(ix(name, member), score)
+  if not ok and err ~= "exists" then return fail(self, err) end
   return true
 end
 
