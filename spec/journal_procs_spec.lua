@@ -1,0 +1,137 @@
+-- The journal across real processes: Lua 5.4 processes (spec/support/journal_worker.lua)
+-- sharing one real redis-server, against the sandbox.
+local paykit = require "paykit"
+local core = require "paykit.core"
+local cjson = require "cjson"
+local journal = require "paykit.journal"
+local store = require "paykit.store"
+local sb = require "spec.support.sandbox"
+local rs = require "spec.support.redis"
+
+local PORT, PW = 16460, "procs-pw"
+local PAYMENTS = 100
+
+local function tmp(name)
+  os.execute("mkdir -p build/test")
+  return os.getenv("PWD") .. "/build/test/" .. name .. "-" .. core.random_hex(4)
+end
+
+local function read(path)
+  local f = io.open(path)
+  if not f then return nil end
+  local s = f:read("*a"); f:close()
+  return s
+end
+
+-- Starts a worker in the background; returns its pid and the file its output goes to.
+local function spawn(...)
+  local out = tmp("worker-out")
+  local args = {}
+  for i, a in ipairs { ... } do args[i] = "'" .. tostring(a) .. "'" end
+  local p = io.popen("lua5.4 spec/support/journal_worker.lua " .. table.concat(args, " ") .. " > " .. out .. " 2>&1 & echo $!")
+  local pid = tonumber(p:read("*a")); p:close()
+  return pid, out
+end
+
+local function running(pid) return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true or os.execute("kill -0 " .. pid .. " 2>/dev/null") == 0 end
+
+local function wait_exit(pid, seconds)
+  for _ = 1, seconds * 20 do
+    if not running(pid) then return true end
+    core.sleep(0.05)
+  end
+  return false
+end
+
+local function moka()
+  return paykit.moka { dealer_code = "1730", username = "sandbox", password = "sandbox-pass", base_url = sb.url() .. "/moka" }
+end
+
+describe("the journal across processes", function()
+  local srv
+  lazy_setup(function()
+    sb.start()
+    srv = rs.start { port = PORT, password = PW }
+  end)
+  lazy_teardown(function() srv:stop(); sb.stop() end)
+
+  it("grants each of " .. PAYMENTS .. " payments once while two processes race to complete them all", function()
+    local j = journal.new { store = assert(store.redis { port = PORT, password = PW }) }
+    local jg = j:wrap(moka())
+    local list = {}
+    for i = 1, PAYMENTS do
+      local ref = "race-" .. i .. "-" .. core.random_hex(4)
+      local r = assert(jg:purchase { reference = ref, amount = "5.00", currency = "TL", client_ip = "127.0.0.1",
+        return_url = "https://shop.example/back",
+        card = { holder = "Ali Yilmaz", number = "4111111111111111", exp_month = "12", exp_year = "2031", cvc = "123" } })
+      local back = sb.post_json("/moka/_sandbox/3d/complete",
+        { threeDTrxCode = r.redirect_url:match("threeDTrxCode=([%w%-]+)"), action = "approve" }).json
+      list[i] = { reference = ref, fields = back.Fields }
+    end
+    local pay_file, grants, go = tmp("payments"), tmp("grants"), tmp("go")
+    local f = assert(io.open(pay_file, "w")); f:write(cjson.encode(list)); f:close()
+    local a, out_a = spawn("complete", sb.url(), PORT, PW, pay_file, grants, go)
+    local b, out_b = spawn("complete", sb.url(), PORT, PW, pay_file, grants, go)
+    core.sleep(0.3) -- both loaded and waiting
+    assert(io.open(go, "w")):close()
+    assert.is_true(wait_exit(a, 120), "worker a finished"); assert.is_true(wait_exit(b, 120), "worker b finished")
+    local fa, fb = read(out_a), read(out_b)
+    local na, nb = tonumber(fa:match("firsts=(%d+)")), tonumber(fb:match("firsts=(%d+)"))
+    assert.is_number(na, fa); assert.is_number(nb, fb)
+    assert.are.equal(PAYMENTS, na + nb, "one first result per payment over both processes")
+    local counts, total = {}, 0
+    for line in (read(grants) or ""):gmatch("[^\n]+") do counts[line] = (counts[line] or 0) + 1; total = total + 1 end
+    assert.are.equal(PAYMENTS, total)
+    for _, p in ipairs(list) do
+      assert.are.equal(1, counts["moka:" .. p.reference], p.reference)
+      assert.are.equal("done", jg:record_of(p.reference).grant)
+    end
+    os.remove(pay_file); os.remove(grants); os.remove(go); os.remove(out_a); os.remove(out_b)
+  end)
+
+  it("resolves a payment whose process was killed (kill -9) before it read Moka's answer", function()
+    local reference, marker = "killed-" .. core.random_hex(6), tmp("marker")
+    local pid, out = spawn("die", sb.url(), PORT, PW, reference, marker)
+    for _ = 1, 200 do if read(marker) then break end; core.sleep(0.05) end
+    assert.are.equal("answered\n", read(marker), read(out))
+    os.execute("kill -9 " .. pid)
+    assert.is_true(wait_exit(pid, 10))
+    local granted = {}
+    local j = journal.new { store = assert(store.redis { port = PORT, password = PW }) }
+    local jg = j:wrap(moka(), { grant = function(rec, token)
+      granted[#granted + 1] = token
+      return rec.amount == "12.34"
+    end })
+    assert.are.equal("sent", jg:record_of(reference).state, "the killed process left the record in sent")
+    core.sleep(1.1)
+    local report = assert(jg:sweep { older_than = 1 })
+    local resolved
+    for _, x in ipairs(report.resolved) do if x.reference == reference then resolved = x end end
+    assert.are.same({ reference = reference, from = "sent", to = "paid" }, resolved)
+    assert.are.same({ "moka:" .. reference }, granted)
+    -- a second sweep finds nothing left to do, and grants nothing again
+    report = assert(jg:sweep { older_than = 0 })
+    for _, x in ipairs(report.resolved) do assert.are_not.equal(reference, x.reference) end
+    assert.are.equal(1, #granted)
+    os.remove(marker); os.remove(out)
+  end)
+
+  it("runs the grant again, with the same token, when its process dies between claim and confirm", function()
+    local s = assert(store.redis { port = PORT, password = PW })
+    local reference = "lease-" .. core.random_hex(6)
+    local dying = journal.new { store = s, lease = 1 }
+    assert(dying:create { provider = "moka", reference = reference, amount = "1.00", currency = "TL" })
+    assert(dying:move("moka", reference, "sent")); assert(dying:move("moka", reference, "paid"))
+    local claim = assert(dying:claim("moka", reference))
+    -- ... and the process holding the claim dies here: it never confirms
+    local other = journal.new { store = s, lease = 1 }
+    local busy, why = other:claim("moka", reference)
+    assert.is_false(busy); assert.are.equal("in_progress", why)
+    core.sleep(1.3) -- the lease expires
+    local tokens = {}
+    assert.are.equal("granted", other:fulfil("moka", reference, function(_, t) tokens[#tokens + 1] = t; return true end))
+    assert.are.same({ claim.token }, tokens)
+    assert.are.equal("already", other:fulfil("moka", reference, function() error("must not run") end))
+    assert.is_false((dying:confirm(claim)), "the dead claim's late confirm changes nothing")
+  end)
+end)
