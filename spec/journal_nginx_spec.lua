@@ -1,0 +1,91 @@
+-- The journal inside a real 4-worker nginx: the shared-dict store and the Redis store over
+-- cosockets (replies parsed by the C core's hiredis reader) pass the store contract, and one
+-- notification delivered 50 times at once (with the return and status checks racing it) gives
+-- one result with duplicate = false and one grant, on either store.
+local core = require "paykit.core"
+local cjson = require "cjson"
+local nginx = require "spec.support.nginx"
+local sb = require "spec.support.sandbox"
+local rs = require "spec.support.redis"
+
+local PORT, REDIS_PORT, PW = 18841, 16470, "nginx-pw"
+
+local CONF = [=[
+  lua_shared_dict paykit_journal 4m;
+  lua_shared_dict grants 1m;
+  server {
+    listen 127.0.0.1:${PORT};
+    location ~ ^/(contract|purchase|notify|complete|status|grants)$ {
+      content_by_lua_block { require("spec.support.journal_app")[ngx.var[1]]() }
+    }
+  }
+]=]
+
+describe("the journal inside nginx (4 workers)", function()
+  local srv, redis, base
+  lazy_setup(function()
+    base = sb.start()
+    redis = rs.start { port = REDIS_PORT, password = PW }
+    srv = nginx.start("journal", CONF, { PORT = PORT, WORKERS = 4 })
+  end)
+  lazy_teardown(function()
+    if srv then srv:stop() end
+    redis:stop(); sb.stop()
+  end)
+
+  local function url(path, store, extra)
+    local q = "store=" .. store .. "&port=" .. REDIS_PORT .. "&pw=" .. PW .. "&sandbox=" .. core.pct_encode(base)
+    return "http://127.0.0.1:" .. PORT .. path .. "?" .. q .. (extra or "")
+  end
+
+  local function get(u)
+    local res = assert(sb.http():request { method = "GET", url = u })
+    assert.are.equal(200, res.status, res.body .. srv:error_log())
+    return cjson.decode(res.body)
+  end
+
+  for _, store in ipairs { "shdict", "redis" } do
+    it("passes the store contract on " .. store, function()
+      local r = get(url("/contract", store))
+      assert.are.same({}, r.failed)
+      assert.are.equal(#require("spec.support.store_contract"), r.passed)
+    end)
+
+    it("on " .. store .. ": 50 concurrent deliveries of one notification, with returns and status checks, grant once", function()
+      local reference = "ngx-" .. store .. "-" .. core.random_hex(6)
+      local res = assert(sb.http():request { method = "POST", url = url("/purchase", store),
+        headers = { ["Content-Type"] = "application/json" },
+        body = cjson.encode { reference = reference, amount = "27.50", currency = "TL", client_ip = "127.0.0.1",
+          return_url = "https://shop.example/back",
+          card = { holder = "Ali Yilmaz", number = "4111111111111111", exp_month = "12", exp_year = "2031", cvc = "123" } } })
+      local p = cjson.decode(res.body)
+      assert.are.equal("redirect", p.status, res.body)
+      local back = sb.post_json("/moka/_sandbox/3d/complete",
+        { threeDTrxCode = p.redirect_url:match("threeDTrxCode=([%w%-]+)"), action = "approve" }).json
+      local form = core.form_encode(back.Fields)
+      local reqs = {}
+      for i = 1, 58 do
+        local path = (i % 14 == 0 and "/complete") or (i % 14 == 7 and "/status") or "/notify"
+        reqs[i] = { method = path == "/status" and "GET" or "POST", url = url(path, store, "&ref=" .. reference),
+                    body = path ~= "/status" and form or nil,
+                    headers = { ["Content-Type"] = "application/x-www-form-urlencoded" } }
+      end
+      local answers = sb.http():batch(reqs, { max_in_flight = 64 })
+      local firsts, workers, notified = 0, {}, 0
+      for i, a in ipairs(answers) do
+        assert.are.equal(200, a.status, tostring(a.body or a.error))
+        local r = cjson.decode(a.body)
+        assert.are.equal("paid", r.status, a.body)
+        if r.duplicate == false then firsts = firsts + 1 end
+        workers[r.worker] = true
+        if reqs[i].url:find("/notify", 1, true) then notified = notified + 1 end
+      end
+      assert.are.equal(50, notified)
+      assert.are.equal(1, firsts, "exactly one result with duplicate = false")
+      local n = 0
+      for _ in pairs(workers) do n = n + 1 end
+      assert.is_true(n >= 2, "the deliveries reached several workers")
+      assert.are.equal(1, get("http://127.0.0.1:" .. PORT .. "/grants?token=moka:" .. reference).count)
+    end)
+  end
+end)
