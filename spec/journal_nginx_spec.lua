@@ -13,9 +13,10 @@ local PORT, REDIS_PORT, PW = 18841, 16470, "nginx-pw"
 local CONF = [=[
   lua_shared_dict paykit_journal 4m;
   lua_shared_dict grants 1m;
+  init_worker_by_lua_block { require("spec.support.journal_app").init_worker("${SANDBOX}") }
   server {
     listen 127.0.0.1:${PORT};
-    location ~ ^/(contract|purchase|notify|complete|status|grants)$ {
+    location ~ ^/(contract|purchase|notify|complete|status|grants|stuck|record)$ {
       content_by_lua_block { require("spec.support.journal_app")[ngx.var[1]]() }
     }
   }
@@ -26,7 +27,7 @@ describe("the journal inside nginx (4 workers)", function()
   lazy_setup(function()
     base = sb.start()
     redis = rs.start { port = REDIS_PORT, password = PW }
-    srv = nginx.start("journal", CONF, { PORT = PORT, WORKERS = 4 })
+    srv = nginx.start("journal", CONF, { PORT = PORT, WORKERS = 4, SANDBOX = base })
   end)
   lazy_teardown(function()
     if srv then srv:stop() end
@@ -88,4 +89,22 @@ describe("the journal inside nginx (4 workers)", function()
       assert.are.equal(1, get("http://127.0.0.1:" .. PORT .. "/grants?token=moka:" .. reference).count)
     end)
   end
+
+  it("sweeps from a timer in every worker, one worker at a time, and resolves a stuck payment once", function()
+    local reference = "swept-" .. core.random_hex(6)
+    assert.are.equal("paid", get(url("/stuck", "shdict", "&ref=" .. reference)).status)
+    local r
+    for _ = 1, 100 do
+      r = get(url("/record", "shdict", "&ref=" .. reference))
+      if r.record.state == "paid" and r.record.grant == "done" then break end
+      core.sleep(0.1)
+    end
+    assert.are.equal("paid", r.record.state)
+    assert.are.equal("done", r.record.grant)
+    core.sleep(1) -- more sweeps run, from several workers
+    r = get(url("/record", "shdict", "&ref=" .. reference))
+    assert.is_true(r.sweeps >= 2, "the timer keeps sweeping")
+    assert.are.equal(1, r.resolved, "resolved by one sweep")
+    assert.are.equal(1, get("http://127.0.0.1:" .. PORT .. "/grants?token=moka:" .. reference).count)
+  end)
 end)

@@ -276,6 +276,50 @@ describe("the journal", function()
     assert.are.equal(0, #sb.sink_log(sink))
   end)
 
+  it("sends nothing when the store fails between writing the record and marking it sent", function()
+    local mem = store.memory()
+    local flaky = setmetatable({ transition = function() return nil, store.error("flaky", "gone", "closed") end },
+      { __index = function(_, k) local f = mem[k]; return function(_, ...) return f(mem, ...) end end })
+    local j = journal.new { store = flaky }
+    local gw, count = counting_moka()
+    local reference = ref("flaky")
+    local _, err = j:wrap(gw):purchase(moka_payment(reference))
+    assert.are.equal("journal_unavailable", err.code)
+    assert.are.equal(0, count.n)
+    assert.are.equal("created", j:get("moka", reference).state, "left for the sweeper to refuse")
+    core.sleep(1.1)
+    local report = assert(j:wrap(gw):sweep { older_than = 1 })
+    assert.are.equal(0, report.refused, "the flaky store cannot move it either")
+    local healthy = journal.new { store = mem }
+    report = assert(healthy:wrap(gw):sweep { older_than = 1 })
+    assert.are.equal(1, report.refused)
+    assert.are.equal("refused", healthy:get("moka", reference).state)
+    assert.are.equal(0, count.n)
+  end)
+
+  it("resolves several stuck payments in one sweep, their status calls sent together", function()
+    local j = journal.new { store = store.memory() }
+    local gw, count = counting_moka()
+    local jg = j:wrap(gw)
+    local refs = {}
+    for i = 1, 6 do
+      refs[i] = ref("many")
+      assert(j:create { provider = "moka", reference = refs[i], amount = "27.50", currency = "TL" })
+      assert(j:move("moka", refs[i], "sent"))
+      if i <= 4 then assert(gw:purchase(moka_payment(refs[i], { three_d = false }))) end
+    end
+    core.sleep(1.1)
+    count.n = 0
+    local report = assert(jg:sweep { older_than = 1 })
+    assert.are.equal(6, count.n, "one status call each")
+    assert.are.equal(6, report.checked)
+    local paid = 0
+    for _, x in ipairs(report.resolved) do if x.to == "paid" then paid = paid + 1 end end
+    assert.are.equal(4, paid)
+    for i = 1, 4 do assert.are.equal("paid", j:get("moka", refs[i]).state) end
+    for i = 5, 6 do assert.are.equal("sent", j:get("moka", refs[i]).state, "Moka never saw it: still open") end
+  end)
+
   it("loses no journal entry when Redis is killed and restarted (AOF) in the middle of a run", function()
     local j = journal.new { store = assert(store.redis { port = REDIS_PORT, password = "journal-pw" }) }
     local jg = j:wrap((counting_moka()))

@@ -5,6 +5,10 @@
 --   /notify, /complete?store=..&sandbox=URL (form)  the notification / the buyer's return
 --   /status?store=..&sandbox=URL&ref=REF            a status check
 --   /grants?token=T                                 how many times T was granted (all workers)
+--   /stuck?sandbox=URL&ref=REF                      a shdict record left in "sent" by a dead
+--                                                   process, for a payment Moka has taken
+--   /record?ref=REF                                 the shdict record, and the sweeper's counts
+-- init_worker(sandbox): every worker starts the sweeper's timer (shdict journal, every 0.3 s).
 local cjson = require "cjson"
 local paykit = require "paykit"
 local journal = require "paykit.journal"
@@ -18,15 +22,19 @@ local function the_store()
   return assert(store.shdict("paykit_journal"))
 end
 
-local function gateway()
-  local a = ngx.req.get_uri_args()
-  local gw = paykit.moka { dealer_code = "1730", username = "sandbox", password = "sandbox-pass", base_url = a.sandbox .. "/moka" }
-  local j = journal.new { store = the_store() }
-  return j:wrap(gw, { grant = function(_, token)
-    ngx.shared.grants:incr(token, 1, 0)
-    ngx.sleep(0.01) -- a grant takes a moment: the others arrive meanwhile
-    return true
-  end })
+local function moka(sandbox)
+  return paykit.moka { dealer_code = "1730", username = "sandbox", password = "sandbox-pass", base_url = sandbox .. "/moka" }
+end
+
+local function grant(_, token)
+  ngx.shared.grants:incr(token, 1, 0)
+  ngx.sleep(0.01) -- a grant takes a moment: the others arrive meanwhile
+  return true
+end
+
+local function gateway(s)
+  local j = journal.new { store = s or the_store() }
+  return j:wrap(moka(ngx.req.get_uri_args().sandbox), { grant = grant })
 end
 
 local function reply(t)
@@ -68,5 +76,36 @@ function M.complete() return outcome(gateway():complete(ngx.decode_args(body(), 
 function M.status() return outcome(gateway():status(ngx.var.arg_ref)) end
 
 function M.grants() reply { count = ngx.shared.grants:get(ngx.var.arg_token) or 0 } end
+
+function M.stuck()
+  local j = journal.new { store = assert(store.shdict("paykit_journal")) }
+  local ref = ngx.var.arg_ref
+  assert(j:create { provider = "moka", reference = ref, amount = "9.99", currency = "TL" })
+  assert(j:move("moka", ref, "sent"))
+  local r = assert(moka(ngx.req.get_uri_args().sandbox):purchase { reference = ref, amount = "9.99", currency = "TL",
+    client_ip = "127.0.0.1", three_d = false,
+    card = { holder = "Ali Yilmaz", number = "4111111111111111", exp_month = "12", exp_year = "2031", cvc = "123" } })
+  reply { status = r.status }
+end
+
+function M.record()
+  local j = journal.new { store = assert(store.shdict("paykit_journal")) }
+  local c = ngx.shared.grants
+  reply { record = j:get("moka", ngx.var.arg_ref), sweeps = c:get("sweeps") or 0, skipped = c:get("skipped") or 0,
+          resolved = c:get("resolved:" .. ngx.var.arg_ref) or 0 }
+end
+
+function M.init_worker(sandbox)
+  local sweep = require "paykit.journal.sweep"
+  ngx.timer.at(0, function()
+    local jg = journal.new { store = assert(store.shdict("paykit_journal")) }:wrap(moka(sandbox), { grant = grant })
+    assert(sweep.every(jg, 0.3, { older_than = 1, on_report = function(report)
+      local c = ngx.shared.grants
+      if not report then return end
+      if report.skipped then c:incr("skipped", 1, 0) else c:incr("sweeps", 1, 0) end
+      for _, x in ipairs(report.resolved or {}) do c:incr("resolved:" .. x.reference, 1, 0) end
+    end }))
+  end)
+end
 
 return M
