@@ -47,6 +47,11 @@ local function in_cosocket_phase()
 end
 _M.in_cosocket_phase = in_cosocket_phase
 
+--- Whether cosockets may be used here (inside nginx, in a phase that allows them): the client
+-- then talks over ngx.socket.tcp instead of the blocking hiredis connection.
+-- @function in_cosocket_phase
+-- @treturn boolean
+
 -- ---------------------------------------------------------------------------- plain Lua
 -- Idle hiredis connections by pool key (one process; a connection is used by one call at a time).
 local idle = {}
@@ -213,8 +218,11 @@ function _M.new(opts)
   return setmetatable(o, Client)
 end
 
+--- A client (from @{new}).
+-- @type Client
+
 -- A connection to host:port, authenticated and on the right db.
-function Client:checkout(host, port)
+function Client:_checkout(host, port)
   local key = "paykit.redis:" .. host .. ":" .. port .. self.pool_tail
   local conn, err, code
   if in_cosocket_phase() then conn, err, code = cosocket_checkout(self, host, port, key)
@@ -249,20 +257,20 @@ local CONN_CODES = { timeout = true, closed = true, connect = true, protocol = t
 -- with its idle siblings and the command goes once more on a fresh connection. (Should the old
 -- server have run it before dying, the store's commands are safe to repeat: SET NX answers
 -- "exists", a transition answers "conflict".)
-function Client:on_node(host, port, args, asking, retried)
-  local conn, err, code = self:checkout(host, port)
+function Client:_on_node(host, port, args, asking, retried)
+  local conn, err, code = self:_checkout(host, port)
   if not conn then return nil, err, code end
   local v
-  v, err, code = self:on_conn(conn, args, asking)
+  v, err, code = self:_on_conn(conn, args, asking)
   if v == nil and not conn.fresh and not retried and (code == "closed" or code == "io") then
     local list = idle["paykit.redis:" .. host .. ":" .. port .. self.pool_tail]
     if list then for i = #list, 1, -1 do list[i]:close(); list[i] = nil end end
-    return self:on_node(host, port, args, asking, true)
+    return self:_on_node(host, port, args, asking, true)
   end
   return v, err, code
 end
 
-function Client:on_conn(conn, args, asking)
+function Client:_on_conn(conn, args, asking)
   local err, code
   local v
   if asking then
@@ -290,10 +298,16 @@ local function key_of(args)
   return args[2]
 end
 
+--- Cluster: reads the slot map (CLUSTER SLOTS) from the first seed that answers.
+-- Done before the first command and when a master is gone; MOVED updates single slots.
+-- @treturn boolean true
+-- @return[2] nil
+-- @return[2] message
+-- @return[2] code
 function Client:refresh_slots()
   local last_err, last_code
   for _, n in ipairs(self.nodes) do
-    local res, err, code = self:on_node(n.host, n.port, { "CLUSTER", "SLOTS" })
+    local res, err, code = self:_on_node(n.host, n.port, { "CLUSTER", "SLOTS" })
     if type(res) == "table" then
       local map = {}
       for _, range in ipairs(res) do
@@ -323,7 +337,7 @@ end
 function Client:call(...)
   local args = { ... }
   if not self.cluster then
-    return self:on_node(self.nodes[1].host, self.nodes[1].port, args)
+    return self:_on_node(self.nodes[1].host, self.nodes[1].port, args)
   end
   if not self.slots then
     local ok, err, code = self:refresh_slots()
@@ -334,7 +348,7 @@ function Client:call(...)
   local asking = false
   for _ = 0, self.max_redirects do
     local h, p = split_addr(addr)
-    local v, err, code = self:on_node(h, p, args, asking)
+    local v, err, code = self:_on_node(h, p, args, asking)
     if v ~= nil then return v end
     asking = false
     if code == "MOVED" then
@@ -357,6 +371,8 @@ function Client:call(...)
   end
   return nil, "redis cluster: too many redirects for one command", "redirects"
 end
+
+--- @section end
 
 --- A Lua script run with EVALSHA (its SHA-1 computed here), sent again with EVAL when the
 -- server answers NOSCRIPT (a restarted or new node).

@@ -111,12 +111,31 @@ function _M.new(opts)
   }, Journal)
 end
 
+--- A journal (from @{new}).
+-- @type Journal
+
+--- The store key of one of a payment's entries (all in one Cluster slot).
+-- @tparam string provider the provider name
+-- @tparam string reference the merchant's reference
+-- @tparam string what "rec" (the record) or "lease" (the grant lease)
+-- @treturn string `<prefix>:{<provider>:<reference>}:<what>`
 function Journal:key(provider, reference, what)
   return self.prefix .. ":{" .. provider .. ":" .. reference .. "}:" .. what
 end
 
+--- The store name of a provider's index of open payments.
+-- @tparam string provider the provider name
+-- @treturn string `<prefix>:open:<provider>`
 function Journal:index(provider) return self.prefix .. ":open:" .. provider end
 
+--- @section end
+
+--- The error of a journal that cannot be written or read: nothing was sent.
+-- @function unavailable
+-- @tparam table err the store's error
+-- @tparam string what "written", "read", "marked as sent"
+-- @treturn table a paykit error, code `journal_unavailable` (kind timeout or transport; `cause`
+--   is the store's error)
 local function unavailable(err, what)
   local e = errors.new {
     kind = err and err.kind == "timeout" and "timeout" or "transport", code = "journal_unavailable",
@@ -128,6 +147,10 @@ local function unavailable(err, what)
 end
 _M.unavailable = unavailable
 
+--- A record from its JSON text.
+-- @function decode
+-- @tparam string text the record text
+-- @treturn table|nil the record (nil for nil or malformed text)
 local function decode(text)
   if text == nil then return nil end
   local ok, rec = pcall(cjson.decode, text)
@@ -136,7 +159,12 @@ local function decode(text)
 end
 _M.decode = decode
 
+--- A journal (from @{new}): the payment records.
+-- @type Journal
+
 --- The record of a payment.
+-- @tparam string provider the provider name
+-- @tparam string reference the merchant's reference
 -- @treturn table|nil the record (nil when there is none)
 -- @return[2] nil
 -- @return[2] a store error
@@ -262,5 +290,8 @@ end
 -- @treturn table the journaled gateway
 function Journal:wrap(gw, opts) return require("paykit.journal.wrap").new(self, gw, opts) end
 
+--- The journal's default clock: milliseconds since the epoch (ngx.now() inside nginx).
+-- @function now_ms
+-- @treturn number milliseconds
 _M.now_ms = now_ms
 return _M
