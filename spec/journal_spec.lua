@@ -276,6 +276,25 @@ describe("the journal", function()
     assert.are.equal(0, #sb.sink_log(sink))
   end)
 
+  it("costs the store round trips the README gives", function()
+    local mem, calls = store.memory(), 0
+    local counting = setmetatable({}, { __index = function(_, k)
+      local f = mem[k]
+      return function(_, ...) calls = calls + 1; return f(mem, ...) end
+    end })
+    local jg = journal.new { store = counting }:wrap((counting_moka()), { grant = function() return true end })
+    local reference = ref("cost")
+    local r = assert(jg:purchase(moka_payment(reference)))
+    assert.are.equal(4, calls, "purchase")
+    local fields = approve(r)
+    calls = 0
+    assert.are.equal("granted", assert(jg:complete(fields)).journal.grant)
+    assert.are.equal(7, calls, "complete, keep read from the record, paid and granted")
+    calls = 0
+    assert.is_true(assert(jg:notification { method = "POST", body = core.form_encode(fields) }).duplicate)
+    assert.are.equal(2, calls, "a repeated Moka notification")
+  end)
+
   it("sends nothing when the store fails between writing the record and marking it sent", function()
     local mem = store.memory()
     local flaky = setmetatable({ transition = function() return nil, store.error("flaky", "gone", "closed") end },
