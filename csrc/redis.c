@@ -367,10 +367,11 @@ static unsigned crc16(const unsigned char *s, size_t n)
  * is not empty (a hash tag), so "paykit:{moka:o-1}:rec" and "paykit:{moka:o-1}:grant" share one. */
 static int l_slot(lua_State *L)
 {
-    size_t n, i, j;
+    size_t n, i;
     const unsigned char *k = (const unsigned char *)luaL_checklstring(L, 1, &n);
     for (i = 0; i < n && k[i] != '{'; i++) {}
     if (i < n) {
+        size_t j;
         for (j = i + 1; j < n && k[j] != '}'; j++) {}
         if (j < n && j > i + 1) {
             k += i + 1;

@@ -8,15 +8,35 @@ local nginx = require "spec.support.nginx"
 local sb = require "spec.support.sandbox"
 local rs = require "spec.support.redis"
 
-local PORT, REDIS_PORT, PW = 18841, 16470, "nginx-pw"
+local PORT, REDIS_PORT, TLS_PORT, PW = 18841, 16470, 16471, "nginx-pw"
+
+local function sh(cmd) local ok, _, c = os.execute(cmd); if type(ok) == "number" then return ok == 0 end; return ok and c == 0 end
+
+-- A CA and a server certificate for "localhost" (Redis's TLS port), under build/test/.
+local function make_certs()
+  local dir = os.getenv("PWD") .. "/build/test/redis-tls"
+  assert(sh("mkdir -p " .. dir))
+  local f = assert(io.open(dir .. "/server.ext", "w"))
+  f:write("subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"); f:close()
+  for _, cmd in ipairs {
+    "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=paykit redis CA' -addext basicConstraints=critical,CA:TRUE"
+      .. " -addext keyUsage=critical,keyCertSign,cRLSign -keyout " .. dir .. "/ca.key -out " .. dir .. "/ca.crt",
+    "openssl req -newkey rsa:2048 -nodes -subj '/CN=localhost' -keyout " .. dir .. "/server.key -out " .. dir .. "/server.csr",
+    "openssl x509 -req -days 2 -in " .. dir .. "/server.csr -CA " .. dir .. "/ca.crt -CAkey " .. dir .. "/ca.key"
+      .. " -CAcreateserial -extfile " .. dir .. "/server.ext -out " .. dir .. "/server.crt",
+  } do assert(sh(cmd .. " >/dev/null 2>&1"), cmd) end
+  return dir
+end
 
 local CONF = [=[
   lua_shared_dict paykit_journal 4m;
   lua_shared_dict grants 1m;
+  lua_ssl_trusted_certificate ${CERTS}/ca.crt;
+  lua_ssl_verify_depth 2;
   init_worker_by_lua_block { require("spec.support.journal_app").init_worker("${SANDBOX}") }
   server {
     listen 127.0.0.1:${PORT};
-    location ~ ^/(contract|purchase|notify|complete|status|grants|stuck|record)$ {
+    location ~ ^/(contract|purchase|notify|complete|status|grants|stuck|record|tls_get)$ {
       content_by_lua_block { require("spec.support.journal_app")[ngx.var[1]]() }
     }
   }
@@ -26,8 +46,11 @@ describe("the journal inside nginx (4 workers)", function()
   local srv, redis, base
   lazy_setup(function()
     base = sb.start()
-    redis = rs.start { port = REDIS_PORT, password = PW }
-    srv = nginx.start("journal", CONF, { PORT = PORT, WORKERS = 4, SANDBOX = base })
+    local certs = make_certs()
+    redis = rs.start { port = REDIS_PORT, password = PW, extra = {
+      "tls-port " .. TLS_PORT, "tls-cert-file " .. certs .. "/server.crt", "tls-key-file " .. certs .. "/server.key",
+      "tls-ca-cert-file " .. certs .. "/ca.crt", "tls-auth-clients no" } }
+    srv = nginx.start("journal", CONF, { PORT = PORT, WORKERS = 4, SANDBOX = base, CERTS = certs })
   end)
   lazy_teardown(function()
     if srv then srv:stop() end
@@ -44,6 +67,17 @@ describe("the journal inside nginx (4 workers)", function()
     assert.are.equal(200, res.status, res.body .. srv:error_log())
     return cjson.decode(res.body)
   end
+
+  it("talks to Redis over verified TLS from a cosocket", function()
+    local tls = "&tls=1&sni=localhost"
+    local u = url("/tls_get", "redis"):gsub("port=" .. REDIS_PORT, "port=" .. TLS_PORT)
+    assert.are.equal("over tls", get(u .. tls).value)
+    local r = get(u .. "&tls=1&sni=wrong.example")
+    assert.are.equal("store_unavailable", r.code, "a certificate for another name is refused")
+    assert.truthy(r.error:find("TLS", 1, true), r.error)
+    r = get(url("/contract", "redis"):gsub("port=" .. REDIS_PORT, "port=" .. TLS_PORT) .. tls)
+    assert.are.same({}, r.failed)
+  end)
 
   for _, store in ipairs { "shdict", "redis" } do
     it("passes the store contract on " .. store, function()

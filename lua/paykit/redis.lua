@@ -211,9 +211,9 @@ function _M.new(opts)
     o.nodes[i] = { host = h, port = tonumber(p) }
   end
   if #o.nodes == 0 then return config_error("nodes", "must name at least one node") end
-  -- pool key: another password never rides on a connection authenticated with this one
+  -- pool key: another password (or TLS name) never rides on a connection made with this one
   o.pool_tail = ":" .. o.db .. ":" .. (o.user or "") .. ":"
-    .. (o.password and core.digest("sha256", o.password, "hex"):sub(1, 16) or "") .. (o.tls and ":tls" or "")
+    .. (o.password and core.digest("sha256", o.password, "hex"):sub(1, 16) or "") .. (o.tls and (":tls:" .. (o.server_name or "") .. (o.ssl_verify == false and ":noverify" or "")) or "")
   o.slots = nil -- cluster: slot -> "host:port"
   return setmetatable(o, Client)
 end

@@ -18,7 +18,10 @@ local M = {}
 
 local function the_store()
   local a = ngx.req.get_uri_args()
-  if a.store == "redis" then return assert(store.redis { port = tonumber(a.port), password = a.pw, timeout = 5000 }) end
+  if a.store == "redis" then
+    return assert(store.redis { port = tonumber(a.port), password = a.pw, timeout = 5000,
+                                tls = a.tls == "1" or nil, server_name = a.sni })
+  end
   return assert(store.shdict("paykit_journal"))
 end
 
@@ -61,6 +64,14 @@ function M.contract()
     if ok then passed = passed + 1 else failed[#failed + 1] = c.name .. ": " .. tostring(e) end
   end
   reply { passed = passed, failed = failed }
+end
+
+-- /tls_get?...&tls=1&sni=NAME: one set and get over TLS (the error text when refused)
+function M.tls_get()
+  local s = the_store()
+  local ok, err = s:set("tls-check", "over tls", 60)
+  if not ok then return reply { error = err.message, code = err.code } end
+  reply { value = s:get("tls-check") }
 end
 
 function M.purchase()
