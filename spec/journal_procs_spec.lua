@@ -1,5 +1,6 @@
--- The journal across real processes: Lua 5.4 processes (spec/support/journal_worker.lua)
--- sharing one real redis-server, against the sandbox.
+-- The journal across real processes: Lua 5.4 processes (spec/support/journal_worker.lua) and
+-- a 2-worker nginx (spec/support/journal_app.lua, over cosockets) sharing one real
+-- redis-server, against the sandbox.
 local paykit = require "paykit"
 local core = require "paykit.core"
 local cjson = require "cjson"
@@ -7,8 +8,9 @@ local journal = require "paykit.journal"
 local store = require "paykit.store"
 local sb = require "spec.support.sandbox"
 local rs = require "spec.support.redis"
+local nginx = require "spec.support.nginx"
 
-local PORT, PW = 16460, "procs-pw"
+local PORT, PW, NGINX_PORT = 16460, "procs-pw", 18851
 local PAYMENTS = 100
 
 local function tmp(name)
@@ -48,14 +50,22 @@ local function moka()
 end
 
 describe("the journal across processes", function()
-  local srv
+  local srv, ngx_srv
   lazy_setup(function()
     sb.start()
     srv = rs.start { port = PORT, password = PW }
+    ngx_srv = nginx.start("journal-procs", [=[
+  lua_shared_dict paykit_journal 1m;
+  lua_shared_dict grants 1m;
+  server {
+    listen 127.0.0.1:${PORT};
+    location ~ ^/(notify|grants)$ { content_by_lua_block { require("spec.support.journal_app")[ngx.var[1]]() } }
+  }
+]=], { PORT = NGINX_PORT, WORKERS = 2 })
   end)
-  lazy_teardown(function() srv:stop(); sb.stop() end)
+  lazy_teardown(function() ngx_srv:stop(); srv:stop(); sb.stop() end)
 
-  it("grants each of " .. PAYMENTS .. " payments once while two processes race to complete them all", function()
+  it("grants each of " .. PAYMENTS .. " payments once while two processes and nginx race to complete them all", function()
     local j = journal.new { store = assert(store.redis { port = PORT, password = PW }) }
     local jg = j:wrap(moka())
     local list = {}
@@ -71,19 +81,39 @@ describe("the journal across processes", function()
     local pay_file, grants, go = tmp("payments"), tmp("grants"), tmp("go")
     local f = assert(io.open(pay_file, "w")); f:write(cjson.encode(list)); f:close()
     local a, out_a = spawn("complete", sb.url(), PORT, PW, pay_file, grants, go)
-    local b, out_b = spawn("complete", sb.url(), PORT, PW, pay_file, grants, go)
+    local b, out_b = spawn("complete", sb.url(), PORT, PW, pay_file, grants, go, "reverse")
+    -- nginx takes the payments in a shuffled order, one after another: the three meet everywhere
+    local order = {}
+    for i = 1, #list do order[i] = i end
+    for i = #order, 2, -1 do local k = math.random(i); order[i], order[k] = order[k], order[i] end
+    local reqs = {}
+    local q = "?store=redis&port=" .. PORT .. "&pw=" .. PW .. "&sandbox=" .. core.pct_encode(sb.url())
+    for i, k in ipairs(order) do
+      local p = list[k]
+      reqs[i] = { method = "POST", url = "http://127.0.0.1:" .. NGINX_PORT .. "/notify" .. q,
+                  body = core.form_encode(p.fields), headers = { ["Content-Type"] = "application/x-www-form-urlencoded" } }
+    end
     core.sleep(0.3) -- both loaded and waiting
     assert(io.open(go, "w")):close()
+    local answers = sb.http():batch(reqs, { max_in_flight = 1 }) -- while the processes race
     assert.is_true(wait_exit(a, 120), "worker a finished"); assert.is_true(wait_exit(b, 120), "worker b finished")
+    local nn = 0
+    for _, res in ipairs(answers) do
+      assert.are.equal(200, res.status, tostring(res.body or res.error))
+      local r = cjson.decode(res.body)
+      assert.are.equal("paid", r.status, res.body)
+      if r.duplicate == false then nn = nn + 1 end
+    end
     local fa, fb = read(out_a), read(out_b)
     local na, nb = tonumber(fa:match("firsts=(%d+)")), tonumber(fb:match("firsts=(%d+)"))
     assert.is_number(na, fa); assert.is_number(nb, fb)
-    assert.are.equal(PAYMENTS, na + nb, "one first result per payment over both processes")
-    local counts, total = {}, 0
-    for line in (read(grants) or ""):gmatch("[^\n]+") do counts[line] = (counts[line] or 0) + 1; total = total + 1 end
-    assert.are.equal(PAYMENTS, total)
+    assert.are.equal(PAYMENTS, na + nb + nn, "one first result per payment over both processes and nginx")
+    local counts = {}
+    for line in (read(grants) or ""):gmatch("[^\n]+") do counts[line] = (counts[line] or 0) + 1 end
     for _, p in ipairs(list) do
-      assert.are.equal(1, counts["moka:" .. p.reference], p.reference)
+      local token = "moka:" .. p.reference
+      local in_nginx = cjson.decode(sb.request("GET", "http://127.0.0.1:" .. NGINX_PORT .. "/grants?token=" .. token).body).count
+      assert.are.equal(1, (counts[token] or 0) + in_nginx, p.reference)
       assert.are.equal("done", jg:record_of(p.reference).grant)
     end
     os.remove(pay_file); os.remove(grants); os.remove(go); os.remove(out_a); os.remove(out_b)

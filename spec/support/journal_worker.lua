@@ -1,6 +1,7 @@
 -- A separate Lua process for the journal's multi-process specs (spec/journal_procs_spec.lua).
---   lua5.4 spec/support/journal_worker.lua complete <sandbox> <redis port> <password> <payments.json> <grants> <go>
---     waits for the file <go>, then completes (return + notification) every payment listed,
+--   lua5.4 spec/support/journal_worker.lua complete <sandbox> <redis port> <password> <payments.json> <grants> <go> [reverse]
+--     waits for the file <go>, then completes (return + notification) every payment listed
+--     (last first with "reverse"),
 --     granting through the journal; a grant appends "<token>\n" to <grants>. Prints
 --     "firsts=N" (results with duplicate = false).
 --   lua5.4 spec/support/journal_worker.lua die <sandbox> <redis port> <password> <reference> <marker>
@@ -25,6 +26,11 @@ end
 if mode == "complete" then
   local payments_file, grants_file, go = arg[5], arg[6], arg[7]
   local f = assert(io.open(payments_file)); local payments = cjson.decode(f:read("*a")); f:close()
+  if arg[8] == "reverse" then
+    local r = {}
+    for i = #payments, 1, -1 do r[#r + 1] = payments[i] end
+    payments = r
+  end
   local j = journal.new { store = s }
   local jg = j:wrap(moka(), { grant = function(_, token)
     local g = assert(io.open(grants_file, "a")); g:write(token, "\n"); g:close()
