@@ -339,6 +339,19 @@ describe("the journal", function()
     for i = 5, 6 do assert.are.equal("sent", j:get("moka", refs[i]).state, "Moka never saw it: still open") end
   end)
 
+  it("gives up on a slow Redis after the store timeout, and sends nothing", function()
+    local j = journal.new { store = assert(store.redis { port = REDIS_PORT, password = "journal-pw", timeout = 300 }) }
+    local gw, count = counting_moka()
+    assert(j:get("moka", "warm-up") == nil) -- a pooled connection, authenticated
+    srv:cli("CLIENT", "PAUSE", "2000", "ALL")
+    local _, err = j:wrap(gw):purchase(moka_payment(ref("slow")))
+    srv:cli("CLIENT", "UNPAUSE")
+    assert.are.equal("journal_unavailable", err.code)
+    assert.are.equal("timeout", err.kind)
+    assert.are.equal("store_timeout", err.cause.code)
+    assert.are.equal(0, count.n)
+  end)
+
   it("loses no journal entry when Redis is killed and restarted (AOF) in the middle of a run", function()
     local j = journal.new { store = assert(store.redis { port = REDIS_PORT, password = "journal-pw" }) }
     local jg = j:wrap((counting_moka()))
