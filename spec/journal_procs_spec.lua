@@ -35,7 +35,11 @@ local function spawn(...)
   return pid, out
 end
 
-local function running(pid) return os.execute("kill -0 " .. pid .. " 2>/dev/null") == true or os.execute("kill -0 " .. pid .. " 2>/dev/null") == 0 end
+local function running(pid)
+  local ok, _, code = os.execute("kill -0 " .. pid .. " 2>/dev/null")
+  if type(ok) == "number" then return ok == 0 end
+  return ok == true and (code == nil or code == 0)
+end
 
 local function wait_exit(pid, seconds)
   for _ = 1, seconds * 20 do

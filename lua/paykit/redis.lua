@@ -213,7 +213,8 @@ function _M.new(opts)
   if #o.nodes == 0 then return config_error("nodes", "must name at least one node") end
   -- pool key: another password (or TLS name) never rides on a connection made with this one
   o.pool_tail = ":" .. o.db .. ":" .. (o.user or "") .. ":"
-    .. (o.password and core.digest("sha256", o.password, "hex"):sub(1, 16) or "") .. (o.tls and (":tls:" .. (o.server_name or "") .. (o.ssl_verify == false and ":noverify" or "")) or "")
+    .. (o.password and core.digest("sha256", o.password, "hex"):sub(1, 16) or "")
+    .. (o.tls and (":tls:" .. (o.server_name or "") .. (o.ssl_verify == false and ":noverify" or "")) or "")
   o.slots = nil -- cluster: slot -> "host:port"
   return setmetatable(o, Client)
 end
@@ -270,7 +271,7 @@ function Client:_on_node(host, port, args, asking, retried)
   return v, err, code
 end
 
-function Client:_on_conn(conn, args, asking)
+function Client._on_conn(_, conn, args, asking)
   local err, code
   local v
   if asking then

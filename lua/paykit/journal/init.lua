@@ -285,10 +285,29 @@ function Journal:fulfil(provider, reference, grant)
 end
 
 --- A gateway that journals every payment (see `paykit.journal.wrap`).
+-- The journal remembers it (by provider) for @{Journal:sweep}.
 -- @tparam table gw a provider instance
 -- @tparam[opt] table opts the options of `paykit.journal.wrap`
 -- @treturn table the journaled gateway
-function Journal:wrap(gw, opts) return require("paykit.journal.wrap").new(self, gw, opts) end
+function Journal:wrap(gw, opts)
+  local w = require("paykit.journal.wrap").new(self, gw, opts)
+  self.wrapped = self.wrapped or {}
+  self.wrapped[w.provider] = w
+  return w
+end
+
+--- Sweeps the payments of every gateway wrapped by this journal (see `paykit.journal.sweep`).
+-- @tparam[opt] table opts the options of `paykit.journal.sweep.run` (`older_than`, `limit`, ...)
+-- @treturn table reports by provider name: `{moka = report, ...}` (a report is
+--   `{error = err}` when that provider's sweep could not run)
+function Journal:sweep(opts)
+  local out = {}
+  for name, w in pairs(self.wrapped or {}) do
+    local report, err = w:sweep(opts)
+    out[name] = report or { error = err }
+  end
+  return out
+end
 
 --- The journal's default clock: milliseconds since the epoch (ngx.now() inside nginx).
 -- @function now_ms

@@ -33,7 +33,8 @@
 -- in a shared dict it runs under a short per-key lock; in memory it cannot be interrupted.
 --
 -- `lock` is `SET key owner NX PX ttl`; `unlock` deletes the key only when owner still holds it.
--- `index_add` keeps a member's first score (ZADD NX). The index is a sorted set of members (the journal's open payments by age); it is a hint that
+-- `index_add` keeps a member's first score (ZADD NX). The index is a sorted set of members
+-- (the journal's open payments by age); it is a hint that
 -- the sweeper checks against the records, so it need not be in the record's Cluster slot.
 -- @module paykit.store
 -- @usage
