@@ -280,6 +280,35 @@ describe("the journal", function()
     assert.are.equal(0, #sb.sink_log(sink))
   end)
 
+  it("sends payments it cannot resolve yet to the back of the sweeper's queue", function()
+    local j = journal.new { store = store.memory() }
+    local gw = paykit.mocopay { api_key = "sandbox-app", api_secret = "sandbox-secret", base_url = base .. "/mocopay" }
+    local jg = j:wrap(gw)
+    -- two MoCoPay payments whose session is not known (no status call possible) come first
+    for i = 1, 2 do
+      assert(j:create { provider = "mocopay", reference = "nosession-" .. i .. core.random_hex(3) })
+      core.sleep(0.01)
+    end
+    -- then one paid at MoCoPay whose process died before it learned the outcome
+    local reference = ref("mcs")
+    local r = assert(jg:purchase { pid = "12000", reference = reference, client_ip = "127.0.0.1",
+      return_url = "https://shop.example/back", notify_url = "http://127.0.0.1:9/n" })
+    local back = sb.post_json("/mocopay/_sandbox/act", { trn = r.redirect_url:match("trn=(%w+)"), action = "send-sms" }).json
+    local sid = back.Location:match("sessionId=(%w+)")
+    assert(j:move("mocopay", reference, "redirect", { session_id = sid }))
+    for _, x in ipairs(j.store:index_range(j:index("mocopay"), math.huge, 10)) do
+      local rec = j:get("mocopay", x)
+      if rec.state == "created" then assert(j:move("mocopay", x, "sent")) end
+    end
+    core.sleep(1.1)
+    local first = assert(jg:sweep { older_than = 1, limit = 2 })
+    assert.are.equal(2, first.unresolved)
+    assert.are.equal("redirect", jg:record_of(reference).state)
+    local second = assert(jg:sweep { older_than = 1, limit = 2 })
+    assert.are.equal("paid", jg:record_of(reference).state, "reached once the others went to the back")
+    assert.are.equal(1, #second.resolved)
+  end)
+
   it("costs the store round trips the README gives", function()
     local mem, calls = store.memory(), 0
     local counting = setmetatable({}, { __index = function(_, k)

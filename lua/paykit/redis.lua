@@ -55,6 +55,9 @@ _M.in_cosocket_phase = in_cosocket_phase
 -- ---------------------------------------------------------------------------- plain Lua
 -- Idle hiredis connections by pool key (one process; a connection is used by one call at a time).
 local idle = {}
+-- Cluster slot maps by seed list, shared by the clients of one Lua state (nginx makes a client
+-- per request): a cache of the cluster's layout, corrected by MOVED and refreshed on failure.
+local slot_maps = {}
 
 local Plain = {}
 Plain.__index = Plain
@@ -211,6 +214,7 @@ function _M.new(opts)
     o.nodes[i] = { host = h, port = tonumber(p) }
   end
   if #o.nodes == 0 then return config_error("nodes", "must name at least one node") end
+  o.seed_key = table.concat(seeds, ",")
   -- pool key: another password (or TLS name) never rides on a connection made with this one
   o.pool_tail = ":" .. o.db .. ":" .. (o.user or "") .. ":"
     .. (o.password and core.digest("sha256", o.password, "hex"):sub(1, 16) or "")
@@ -317,6 +321,7 @@ function Client:refresh_slots()
         for s = range[1], range[2] do map[s] = addr end
       end
       self.slots = map
+      slot_maps[self.seed_key] = map
       return true
     end
     last_err, last_code = err, code
@@ -340,6 +345,7 @@ function Client:call(...)
   if not self.cluster then
     return self:_on_node(self.nodes[1].host, self.nodes[1].port, args)
   end
+  if not self.slots then self.slots = slot_maps[self.seed_key] end
   if not self.slots then
     local ok, err, code = self:refresh_slots()
     if not ok then return nil, err, code end

@@ -5,8 +5,10 @@
 --  1. takes the store lock `<prefix>:sweep:<provider>` (`lock_ttl`, 60 s), so that one sweeper
 --     at a time works on a provider's payments, whatever the number of workers and servers
 --     (another caller gets `report.skipped = "locked"`);
---  2. reads up to `limit` open payments created more than `older_than` seconds ago (the
---     journal's index) and, for each record not touched for `older_than` seconds:
+--  2. reads up to `limit` open payments from the journal's index (oldest first: by creation,
+--     or by the last sweep that could not resolve them, which sends them to the back) that are
+--     more than `older_than` seconds old and, for each record not touched for `older_than`
+--     seconds:
 --     * `created` (its process died before sending): nothing was sent -> `refused`;
 --     * `sent`, `redirect`, `pending`, `unknown`, `authorized`: asks the provider's status
 --       (all of them at once through `paykit.batch`: libcurl multi outside nginx, light
@@ -49,6 +51,12 @@ function _M.run(jgw, opts)
   local refs, ierr = j.store:index_range(j:index(provider), now - older, limit)
   if not refs then j.store:unlock(lock_key, owner); return nil, ierr end
   local asks, tasks = {}, {}
+  -- a payment that cannot be resolved now goes to the back of the index (its score becomes
+  -- now), so that it does not hold the first `limit` places against newer ones
+  local function requeue(ref)
+    report.unresolved = report.unresolved + 1
+    if j.store:index_remove(j:index(provider), ref) then j.store:index_add(j:index(provider), ref, now) end
+  end
   local function grant_if_due(rec)
     if rec.state == "paid" and rec.grant ~= "done" and jgw.grant then
       if jgw:fulfil(rec.reference) == "granted" then report.granted = report.granted + 1 end
@@ -64,7 +72,7 @@ function _M.run(jgw, opts)
       j.store:index_remove(j:index(provider), ref)
       grant_if_due(rec)
     elseif (rec.updated_at or 0) > now - older then
-      report.unresolved = report.unresolved + 1 -- touched recently: its process may still be at it
+      requeue(ref) -- touched recently: its process may still be at it
     elseif rec.state == "created" then
       if j:move(provider, ref, "refused", { note = "left in created: never sent" }) then
         report.refused = report.refused + 1
@@ -79,7 +87,7 @@ function _M.run(jgw, opts)
             report.resolved[#report.resolved + 1] = { reference = ref, from = rec.state, to = "expired" }
           end
         else
-          report.unresolved = report.unresolved + 1
+          requeue(ref)
         end
       else
         asks[#asks + 1] = rec
@@ -97,15 +105,17 @@ function _M.run(jgw, opts)
         local after = r.journal and r.journal.state
         if after and after ~= before then
           report.resolved[#report.resolved + 1] = { reference = rec.reference, from = before, to = after }
-        else
-          report.unresolved = report.unresolved + 1
         end
+        if not journal_mod.FINAL[after or before] then requeue(rec.reference) end
         if r.journal and r.journal.grant == "granted" then report.granted = report.granted + 1 end
       else
         report.errors[#report.errors + 1] = { reference = rec.reference, error = errs[i] }
         if now - (rec.created_at or now) >= jgw.expire_after * 1000
           and j:move(provider, rec.reference, "expired", { note = "status failed past expire_after" }) then
           report.expired = report.expired + 1
+        else
+          requeue(rec.reference)
+          report.unresolved = report.unresolved - 1 -- counted as an error
         end
       end
     end

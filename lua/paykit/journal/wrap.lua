@@ -222,7 +222,9 @@ function W:purchase(p)
   if rec == false then
     if cur == nil or cur.state ~= "refused" then return self:replay(cur or { reference = ref, state = "sent" }, q) end
     -- nothing was sent before: this attempt takes the record over (refused -> sent, once)
-    local ok, err = j:move(self.provider, ref, "sent", { amount = amount_text(amount), currency = currency, error = false })
+    local ok, err = j.store:index_add(j:index(self.provider), ref, j.clock())
+    if not ok then return nil, journal_mod.unavailable(err, "written") end
+    ok, err = j:move(self.provider, ref, "sent", { amount = amount_text(amount), currency = currency, error = false })
     if ok == nil then return nil, journal_mod.unavailable(err, "marked as sent") end
     if not ok then
       local now = j:get(self.provider, ref)
