@@ -36,6 +36,14 @@ local CONF = [=[
   init_worker_by_lua_block { require("spec.support.journal_app").init_worker("${SANDBOX}") }
   server {
     listen 127.0.0.1:${PORT};
+    location = /phase {
+      content_by_lua_block { ngx.say("body") }
+      header_filter_by_lua_block {
+        local r = require("paykit.redis").new { port = ${REDIS_PORT}, password = "${PW}" }
+        local v, _, code = r:call("PING")
+        ngx.header["X-Redis"] = tostring(v) .. " " .. tostring(code)
+      }
+    }
     location ~ ^/(contract|purchase|notify|complete|status|grants|stuck|record|tls_get)$ {
       content_by_lua_block { require("spec.support.journal_app")[ngx.var[1]]() }
     }
@@ -50,7 +58,8 @@ describe("the journal inside nginx (4 workers)", function()
     redis = rs.start { port = REDIS_PORT, password = PW, extra = {
       "tls-port " .. TLS_PORT, "tls-cert-file " .. certs .. "/server.crt", "tls-key-file " .. certs .. "/server.key",
       "tls-ca-cert-file " .. certs .. "/ca.crt", "tls-auth-clients no" } }
-    srv = nginx.start("journal", CONF, { PORT = PORT, WORKERS = 4, SANDBOX = base, CERTS = certs })
+    srv = nginx.start("journal", CONF, { PORT = PORT, WORKERS = 4, SANDBOX = base, CERTS = certs,
+                                         REDIS_PORT = REDIS_PORT, PW = PW })
   end)
   lazy_teardown(function()
     if srv then srv:stop() end
@@ -67,6 +76,12 @@ describe("the journal inside nginx (4 workers)", function()
     assert.are.equal(200, res.status, res.body .. srv:error_log())
     return cjson.decode(res.body)
   end
+
+  it("refuses a Redis command in a phase without cosockets instead of blocking the worker", function()
+    local res = assert(sb.http():request { method = "GET", url = "http://127.0.0.1:" .. PORT .. "/phase" })
+    assert.are.equal(200, res.status)
+    assert.are.equal("nil phase", res.headers["x-redis"])
+  end)
 
   it("talks to Redis over verified TLS from a cosocket", function()
     local tls = "&tls=1&sni=localhost"

@@ -10,7 +10,9 @@
 --  * arguments are binary safe (any Lua string), replies are Lua values: a string, a number,
 --    `false` for a nil reply, a table for an array (an error inside it is `{err=, code=}`);
 --  * failures are `nil, message, code`: an error reply's first word ("NOSCRIPT", "WRONGPASS",
---    "MOVED", ...) or the connection's "timeout", "closed", "connect", "protocol", "io";
+--    "MOVED", ...) or the connection's "timeout", "closed", "connect", "protocol", "io"; inside
+--    nginx in a phase without cosockets (log, header_filter, init_worker, ...) every command
+--    fails with code "phase" rather than block the worker (use a timer);
 --  * Redis Cluster (`cluster = true`): the slot map comes from CLUSTER SLOTS on one of the
 --    seeds; a command goes to the master of its key's slot (`paykit.core.redis_slot`, hash tags
 --    honoured), MOVED updates the map and retries, ASK sends ASKING then the command to the
@@ -150,9 +152,12 @@ local function cosocket_checkout(o, host, port, key)
   end
   local fresh = (sock:getreusedtimes() or 0) == 0
   if fresh and o.tls then
-    local sess
-    sess, err = sock:sslhandshake(nil, o.server_name or host, o.ssl_verify ~= false)
-    if not sess then sock:close(); return nil, "redis TLS handshake with " .. host .. ": " .. tostring(err), "tls" end
+    -- false: no session object wanted (and resty.core's session path asserts on some failures)
+    local hok, done, herr = pcall(sock.sslhandshake, sock, false, o.server_name or host, o.ssl_verify ~= false)
+    if not hok or not done then
+      sock:close()
+      return nil, "redis TLS handshake with " .. host .. ": " .. tostring(hok and herr or done), "tls"
+    end
   end
   return setmetatable({ sock = sock, reader = core.redis_reader(), keepalive = o.keepalive,
                         pool_size = o.pool_size, fresh = fresh }, Cosock)
@@ -231,7 +236,15 @@ function Client:_checkout(host, port)
   local key = "paykit.redis:" .. host .. ":" .. port .. self.pool_tail
   local conn, err, code
   if in_cosocket_phase() then conn, err, code = cosocket_checkout(self, host, port, key)
-  else conn, err, code = plain_checkout(self, host, port, key) end
+  else
+    local ngx = rawget(_G, "ngx")
+    if type(ngx) == "table" and type(ngx.get_phase) == "function" and ngx.get_phase() ~= "init" then
+      -- hiredis would block the whole worker here
+      return nil, "paykit.redis: no cosockets in nginx's " .. tostring(ngx.get_phase()) .. " phase and a blocking "
+        .. "call would stall the worker: call from a request handler or a timer (ngx.timer.at)", "phase"
+    end
+    conn, err, code = plain_checkout(self, host, port, key)
+  end
   if not conn then return nil, err, code end
   if conn.fresh then
     local cmds = {}
