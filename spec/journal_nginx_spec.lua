@@ -9,6 +9,7 @@ local sb = require "spec.support.sandbox"
 local rs = require "spec.support.redis"
 
 local PORT, REDIS_PORT, TLS_PORT, PW = 18841, 16470, 16471, "nginx-pw"
+local CLUSTER = { 16475, 16476, 16477 }
 
 local function sh(cmd) local ok, _, c = os.execute(cmd); if type(ok) == "number" then return ok == 0 end; return ok and c == 0 end
 
@@ -51,9 +52,10 @@ local CONF = [=[
 ]=]
 
 describe("the journal inside nginx (4 workers)", function()
-  local srv, redis, base
+  local srv, redis, base, cl
   lazy_setup(function()
     base = sb.start()
+    cl = rs.cluster { ports = CLUSTER }
     local certs = make_certs()
     redis = rs.start { port = REDIS_PORT, password = PW, extra = {
       "tls-port " .. TLS_PORT, "tls-cert-file " .. certs .. "/server.crt", "tls-key-file " .. certs .. "/server.key",
@@ -63,7 +65,7 @@ describe("the journal inside nginx (4 workers)", function()
   end)
   lazy_teardown(function()
     if srv then srv:stop() end
-    redis:stop(); sb.stop()
+    redis:stop(); cl:stop(); sb.stop()
   end)
 
   local function url(path, store, extra)
@@ -81,6 +83,12 @@ describe("the journal inside nginx (4 workers)", function()
     local res = assert(sb.http():request { method = "GET", url = "http://127.0.0.1:" .. PORT .. "/phase" })
     assert.are.equal(200, res.status)
     assert.are.equal("nil phase", res.headers["x-redis"])
+  end)
+
+  it("passes the store contract on a Redis Cluster over cosockets", function()
+    local r = get(url("/contract", "cluster", "&nodes=" .. table.concat(cl:seeds(), ",")))
+    assert.are.same({}, r.failed)
+    assert.are.equal(#require("spec.support.store_contract"), r.passed)
   end)
 
   it("talks to Redis over verified TLS from a cosocket", function()

@@ -1,6 +1,6 @@
 -- The handlers of the nginx journal specs (spec/journal_nginx_spec.lua): every worker of a
 -- 4-worker nginx runs them, on a shared-dict or a Redis (cosocket) journal.
---   /contract?store=shdict|redis&port=&pw=          the store contract, run inside nginx
+--   /contract?store=shdict|redis|cluster&port=&pw=&nodes=  the store contract, inside nginx
 --   /purchase?store=..&sandbox=URL  (JSON body)     a journaled Moka purchase
 --   /notify, /complete?store=..&sandbox=URL (form)  the notification / the buyer's return
 --   /status?store=..&sandbox=URL&ref=REF            a status check
@@ -18,6 +18,11 @@ local M = {}
 
 local function the_store()
   local a = ngx.req.get_uri_args()
+  if a.store == "cluster" then
+    local nodes = {}
+    for n in tostring(a.nodes):gmatch("[^,]+") do nodes[#nodes + 1] = n end
+    return assert(store.redis { cluster = true, nodes = nodes, timeout = 5000 })
+  end
   if a.store == "redis" then
     return assert(store.redis { port = tonumber(a.port), password = a.pw, timeout = 5000,
                                 tls = a.tls == "1" or nil, server_name = a.sni })
