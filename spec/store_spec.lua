@@ -96,7 +96,7 @@ describe("the Redis store", function()
   end)
 
   it("answers store_unavailable when nothing listens", function()
-    local s = assert(store.redis { port = PORT + 50, connect_timeout = 500 })
+    local s = assert(store.redis { port = PORT + 49, connect_timeout = 500 })
     local v, err = s:set("k", "v", 1)
     assert.is_nil(v)
     assert.are.equal("transport", err.kind)
@@ -114,6 +114,42 @@ describe("the Redis store", function()
     local s, err = store.redis { port = PORT, timeout_ms = 5 }
     assert.is_nil(s)
     assert.truthy(err.message:find("timeout_ms", 1, true))
+  end)
+end)
+
+describe("store.seen, a shared gateway.seen", function()
+  local paykit = require "paykit"
+  local sb = require "spec.support.sandbox"
+  local srv
+  lazy_setup(function() sb.start(); srv = rs.start { port = PORT + 5 } end)
+  lazy_teardown(function() srv:stop(); sb.stop() end)
+
+  it("flags a Zippy notice already handled by another instance (another worker) as a duplicate", function()
+    local keys = { [0] = "zippy-notice-secret-0" }
+    local function instance()
+      local gw = paykit.zippy { consumer_key = "k", consumer_secret = "s", notice_keys = keys, base_url = sb.url() .. "/zippy" }
+      gw.seen = store.seen(assert(store.redis { port = PORT + 5 }))
+      return gw
+    end
+    local a, b = instance(), instance()
+    local _, body = require("paykit.providers.zippy").generate_test_notice {
+      key = keys[0], key_id = 0, ext_transaction_id = "seen-" .. core.random_hex(4) }
+    local first = assert(a:notification { method = "POST", body = body })
+    local second = assert(b:notification { method = "POST", body = body })
+    assert.is_false(first.duplicate)
+    assert.is_true(second.duplicate)
+  end)
+
+  it("keeps a value with a key, and answers nil and the error when the store is down", function()
+    local s = store.seen(store.memory())
+    assert.is_false(s:add("k", { status = "paid" }))
+    assert.is_true(s:add("k", { status = "other" }))
+    assert.are.equal("paid", s:get("k").status)
+    assert.is_true(s:has("k"))
+    local down = store.seen(assert(store.redis { port = PORT + 48, connect_timeout = 300 }))
+    local v, err = down:add("k")
+    assert.is_nil(v)
+    assert.are.equal("store_unavailable", err.code)
   end)
 end)
 

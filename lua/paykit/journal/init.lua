@@ -39,6 +39,7 @@
 --   local journal = require "paykit.journal"
 --   local j = journal.new { store = require("paykit.store").redis { host = "10.0.0.5" } }
 --   local gw = j:wrap(paykit.moka{...}, { grant = function(rec, token) ... return true end })
+--   -- or in one call: journal.wrap(paykit.moka{...}, { store = s, grant = ... })
 local core = require "paykit.core"
 local errors = require "paykit.errors"
 local store_mod = require "paykit.store"
@@ -307,6 +308,27 @@ function Journal:sweep(opts)
     out[name] = report or { error = err }
   end
   return out
+end
+
+--- A journaled gateway in one call: `journal.wrap(gw, {store = s, grant = fn, ...})`.
+-- @function wrap
+-- @tparam table gw a provider instance
+-- @tparam[opt] table opts the options of @{new} (`store`, `prefix`, `keep_for`, `lease`,
+--   `expire_after`, `clock`, `owner`) and of `paykit.journal.wrap` (`grant`, `provider`,
+--   `adapter`); or `journal` (an existing journal) instead of the first
+-- @treturn table the journaled gateway
+-- @return[2] nil
+-- @return[2] a config error (a store that is not one)
+function _M.wrap(gw, opts)
+  opts = opts or {}
+  local j, err = opts.journal, nil
+  if not j then
+    j, err = _M.new { store = opts.store, prefix = opts.prefix, keep_for = opts.keep_for, lease = opts.lease,
+                      expire_after = opts.expire_after, clock = opts.clock, owner = opts.owner }
+    if not j then return nil, err end
+  end
+  return j:wrap(gw, { grant = opts.grant, provider = opts.provider, adapter = opts.adapter,
+                      expire_after = opts.expire_after })
 end
 
 --- The journal's default clock: milliseconds since the epoch (ngx.now() inside nginx).

@@ -45,6 +45,7 @@
 local errors = require "paykit.errors"
 
 local _M = {}
+local cjson
 
 --- The error a store answers when its backend did not answer.
 -- @tparam string store the store's name ("redis", "shdict")
@@ -95,8 +96,67 @@ function _M.shdict(name, opts) return require("paykit.store.shdict").new(name, o
 -- @return[2] a config error
 function _M.redis(opts) return require("paykit.store.redis").new(opts) end
 
+-- ---- a shared memory of notifications (the shape of gateway.seen) ----
+local Seen = {}
+Seen.__index = Seen
+
+--- A memory of notifications already processed, shared through a store: the interface of
+-- `paykit.gateway.seen` (`has`, `get`, `add`), so that an instance's `seen` can be replaced
+-- (`gw.seen = store.seen(s)`) and every worker and server sees the same notifications.
+-- Values (a first result) are kept as JSON. When the store does not answer, `add` answers nil
+-- and the error (neither "new" nor "duplicate").
+-- @tparam table s a store
+-- @tparam[opt] table opts `prefix` ("paykit:seen:"), `ttl` (seconds a key is kept, 7 days)
+-- @treturn table the shared set
+function _M.seen(s, opts)
+  opts = opts or {}
+  return setmetatable({ store = s, prefix = opts.prefix or "paykit:seen:", ttl = opts.ttl or 7 * 86400 }, Seen)
+end
+
+--- A shared set (from @{seen}).
+-- @type SharedSeen
+
+--- Whether the set holds key.
+-- @param key the key
+-- @treturn boolean
+function Seen:has(key) return self.store:get(self.prefix .. tostring(key)) ~= nil end
+
+--- The value stored with key (nil when none).
+-- @param key the key
+-- @return the value
+function Seen:get(key)
+  local v = self.store:get(self.prefix .. tostring(key))
+  if v == nil or v == "1" then return nil end
+  cjson = cjson or require("cjson").new()
+  local ok, t = pcall(cjson.decode, v)
+  return ok and t or nil
+end
+
+--- Adds key (with an optional value) unless present; true when it was already there.
+-- @param key the key
+-- @param[opt] value a table or string to keep with it (JSON)
+-- @treturn boolean true when key was already there (a duplicate)
+-- @return[2] nil
+-- @return[2] the store's error
+function Seen:add(key, value)
+  local text = "1"
+  if value ~= nil then
+    cjson = cjson or require("cjson").new()
+    local ok, t = pcall(cjson.encode, value)
+    if ok then text = t end
+  end
+  local added, err = self.store:add(self.prefix .. tostring(key), text, self.ttl)
+  if added == nil then return nil, err end
+  return not added
+end
+
+--- Always 0: a shared set does not count its keys.
+-- @treturn number
+function Seen.size() return 0 end
+
+--- @section end
+
 -- ---- shared by the Lua stores (memory and shdict): the transition on decoded records ----
-local cjson
 
 --- Applies a transition to record text (for stores that run it in Lua).
 -- @tparam string text the record (JSON)
