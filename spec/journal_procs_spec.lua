@@ -150,6 +150,37 @@ describe("the journal across processes", function()
     os.remove(marker); os.remove(out)
   end)
 
+  it("grants again, with the same token, after a process is killed (kill -9) inside its grant", function()
+    local j = journal.new { store = assert(store.redis { port = PORT, password = PW }), lease = 1 }
+    local tokens = {}
+    local jg = j:wrap(moka(), { grant = function(_, token) tokens[#tokens + 1] = token; return true end })
+    local reference = "grantkill-" .. core.random_hex(6)
+    local r = assert(jg:purchase { reference = reference, amount = "3.00", currency = "TL", client_ip = "127.0.0.1",
+      return_url = "https://shop.example/back",
+      card = { holder = "Ali Yilmaz", number = "4111111111111111", exp_month = "12", exp_year = "2031", cvc = "123" } })
+    local back = sb.post_json("/moka/_sandbox/3d/complete",
+      { threeDTrxCode = r.redirect_url:match("threeDTrxCode=([%w%-]+)"), action = "approve" }).json
+    local pay_file, marker = tmp("payment"), tmp("grant-marker")
+    local f = assert(io.open(pay_file, "w")); f:write(cjson.encode { fields = back.Fields }); f:close()
+    local pid, out = spawn("die_in_grant", sb.url(), PORT, PW, pay_file, marker)
+    for _ = 1, 200 do if read(marker) then break end; core.sleep(0.05) end
+    local dead_token = (read(marker) or ""):match("^(%S+)")
+    assert.are.equal("moka:" .. reference, dead_token, read(out))
+    os.execute("kill -9 " .. pid)
+    assert.is_true(wait_exit(pid, 10))
+    -- the payment is paid, its grant claimed and never confirmed: a repeat inside the lease waits
+    local n = assert(jg:notification { method = "POST", body = core.form_encode(back.Fields) })
+    assert.is_true(n.duplicate)
+    assert.are.equal("in_progress", n.journal.grant)
+    assert.are.equal(0, #tokens)
+    core.sleep(3.3) -- the dead process's lease expires
+    local report = assert(jg:sweep { older_than = 0 })
+    assert.are.equal(1, report.granted)
+    assert.are.same({ dead_token }, tokens, "the grant ran again with the dead process's token")
+    assert.are.equal("done", jg:record_of(reference).grant)
+    os.remove(pay_file); os.remove(marker); os.remove(out)
+  end)
+
   it("runs the grant again, with the same token, when its process dies between claim and confirm", function()
     local s = assert(store.redis { port = PORT, password = PW })
     local reference = "lease-" .. core.random_hex(6)

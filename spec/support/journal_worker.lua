@@ -7,6 +7,9 @@
 --   lua5.4 spec/support/journal_worker.lua die <sandbox> <redis port> <password> <reference> <marker>
 --     a direct Moka payment that stops (sleeps) after Moka answered and before reading the
 --     answer, once it has written <marker>: the spec kills it there with kill -9.
+--   lua5.4 spec/support/journal_worker.lua die_in_grant <sandbox> <redis port> <password> <payment.json> <marker>
+--     completes the payment with a 3 s lease; its grant writes "<token>\n" to <marker> and
+--     sleeps (the spec kills it there: claimed, never confirmed).
 package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path
 package.cpath = "./build/lua5.4/?.so;" .. package.cpath
 local paykit = require "paykit"
@@ -58,5 +61,15 @@ elseif mode == "die" then
   end })
   jg:purchase { reference = reference, amount = "12.34", currency = "TL", client_ip = "127.0.0.1", three_d = false,
     card = { holder = "Ali Yilmaz", number = "4111111111111111", exp_month = "12", exp_year = "2031", cvc = "123" } }
+  print("not killed")
+elseif mode == "die_in_grant" then
+  local payment_file, marker = arg[5], arg[6]
+  local f = assert(io.open(payment_file)); local p = cjson.decode(f:read("*a")); f:close()
+  local j = journal.new { store = s, lease = 3 }
+  local jg = j:wrap(moka(), { grant = function(_, token)
+    local m = assert(io.open(marker, "w")); m:write(token, "\n"); m:close()
+    core.sleep(3600) -- killed here, between claim and confirm
+  end })
+  jg:complete(p.fields)
   print("not killed")
 end

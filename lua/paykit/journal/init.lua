@@ -27,7 +27,8 @@
 --
 -- Every transition stamps `<state>_at` (milliseconds since the epoch) and `updated_at`.
 -- Keys share one Redis Cluster slot per payment: `<prefix>:{<provider>:<reference>}:rec` and
--- `...:lease`; the open payments are indexed in `<prefix>:open:<provider>` (by creation time).
+-- `...:lease`; the open payments, and paid ones until their grant is confirmed, are indexed in
+-- `<prefix>:open:<provider>` (by creation time).
 --
 -- Fulfilment: `claim(provider, reference)` takes a lease (`lease` seconds) on a paid record
 -- whose grant is not done and answers a claim with `token`; `confirm(claim)` marks the grant
@@ -215,7 +216,8 @@ function Journal:move(provider, reference, to, patch)
   local ok, why, cur = self.store:transition(self:key(provider, reference, "rec"), "state", FROM[to], to, p)
   if ok == nil then return nil, why end
   if ok then
-    if _M.FINAL[to] then self.store:index_remove(self:index(provider), reference) end
+    -- a paid payment stays indexed until its grant is confirmed: the sweeper finishes grants
+    if _M.FINAL[to] and to ~= "paid" then self.store:index_remove(self:index(provider), reference) end
     return true, decode(why)
   end
   return false, why == "conflict" and decode(cur) or nil, why
@@ -257,6 +259,7 @@ function Journal:confirm(claim)
   if ok == nil then return nil, why end
   self.store:unlock(self:key(claim.provider, claim.reference, "lease"), claim.owner)
   if not ok then return false, "granted" end
+  self.store:index_remove(self:index(claim.provider), claim.reference)
   return true
 end
 

@@ -57,20 +57,17 @@ function _M.run(jgw, opts)
     report.unresolved = report.unresolved + 1
     if j.store:index_remove(j:index(provider), ref) then j.store:index_add(j:index(provider), ref, now) end
   end
-  local function grant_if_due(rec)
-    if rec.state == "paid" and rec.grant ~= "done" and jgw.grant then
-      if jgw:fulfil(rec.reference) == "granted" then report.granted = report.granted + 1 end
-    end
-  end
   for _, ref in ipairs(refs) do
     report.checked = report.checked + 1
     local rec, gerr = j:get(provider, ref)
     if rec == nil then
       if gerr then report.errors[#report.errors + 1] = { reference = ref, error = gerr }
       else j.store:index_remove(j:index(provider), ref) end
+    elseif rec.state == "paid" and rec.grant ~= "done" and jgw.grant then
+      -- its grant never finished (a process died inside it, or the grant failed)
+      if jgw:fulfil(ref) == "granted" then report.granted = report.granted + 1 else requeue(ref) end
     elseif journal_mod.FINAL[rec.state] or not journal_mod.OPEN[rec.state] then
       j.store:index_remove(j:index(provider), ref)
-      grant_if_due(rec)
     elseif (rec.updated_at or 0) > now - older then
       requeue(ref) -- touched recently: its process may still be at it
     elseif rec.state == "created" then
