@@ -123,6 +123,27 @@ describe("the journal across processes", function()
     os.remove(pay_file); os.remove(grants); os.remove(go); os.remove(out_a); os.remove(out_b)
   end)
 
+  it("sends one request when three processes purchase the same reference at once", function()
+    local reference, go = "same-" .. core.random_hex(6), tmp("go")
+    local procs = {}
+    for i = 1, 3 do procs[i] = { spawn("purchase", sb.url(), PORT, PW, reference, go) } end
+    core.sleep(0.5) -- all three loaded and waiting
+    assert(io.open(go, "w")):close()
+    local sent, outcomes = 0, {}
+    for _, p in ipairs(procs) do
+      assert.is_true(wait_exit(p[1], 60))
+      local out = read(p[2])
+      sent = sent + assert(tonumber(out:match("sent=(%d+)")), out)
+      local o = out:match("outcome=(%S+)")
+      outcomes[o] = (outcomes[o] or 0) + 1
+      os.remove(p[2])
+    end
+    os.remove(go)
+    assert.are.equal(1, sent, "one request over the three processes")
+    assert.are.equal(1, outcomes.redirect, "one sent it")
+    assert.are.equal(2, (outcomes.in_progress or 0) + (outcomes.replayed or 0), "the others waited or replayed")
+  end)
+
   it("resolves a payment whose process was killed (kill -9) before it read Moka's answer", function()
     local reference, marker = "killed-" .. core.random_hex(6), tmp("marker")
     local pid, out = spawn("die", sb.url(), PORT, PW, reference, marker)

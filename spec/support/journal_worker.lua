@@ -7,6 +7,9 @@
 --   lua5.4 spec/support/journal_worker.lua die <sandbox> <redis port> <password> <reference> <marker>
 --     a direct Moka payment that stops (sleeps) after Moka answered and before reading the
 --     answer, once it has written <marker>: the spec kills it there with kill -9.
+--   lua5.4 spec/support/journal_worker.lua purchase <sandbox> <redis port> <password> <reference> <go>
+--     waits for <go>, then purchases (3D Moka) with that reference; prints "sent=N" (requests
+--     this process sent) and "outcome=redirect|replayed|<error code>".
 --   lua5.4 spec/support/journal_worker.lua die_in_grant <sandbox> <redis port> <password> <payment.json> <marker>
 --     completes the payment with a 3 s lease; its grant writes "<token>\n" to <marker> and
 --     sleeps (the spec kills it there: claimed, never confirmed).
@@ -62,6 +65,16 @@ elseif mode == "die" then
   jg:purchase { reference = reference, amount = "12.34", currency = "TL", client_ip = "127.0.0.1", three_d = false,
     card = { holder = "Ali Yilmaz", number = "4111111111111111", exp_month = "12", exp_year = "2031", cvc = "123" } }
   print("not killed")
+elseif mode == "purchase" then
+  local reference, go = arg[5], arg[6]
+  local sent = 0
+  local jg = journal.new { store = s }:wrap(moka { before = function() sent = sent + 1 end })
+  while not io.open(go) do core.sleep(0.002) end
+  local r, err = jg:purchase { reference = reference, amount = "8.00", currency = "TL", client_ip = "127.0.0.1",
+    return_url = "https://shop.example/back",
+    card = { holder = "Ali Yilmaz", number = "4111111111111111", exp_month = "12", exp_year = "2031", cvc = "123" } }
+  print("sent=" .. sent)
+  print("outcome=" .. (r and (r.journal.replayed and "replayed" or r.status) or err.code))
 elseif mode == "die_in_grant" then
   local payment_file, marker = arg[5], arg[6]
   local f = assert(io.open(payment_file)); local p = cjson.decode(f:read("*a")); f:close()
