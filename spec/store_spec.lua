@@ -32,6 +32,11 @@ describe("the memory store", function()
     for i = 1, 5 do m:set("k" .. i, tostring(i)) end
     assert.is_nil(m:get("k1")); assert.is_nil(m:get("k2"))
     assert.are.equal("5", m:get("k5"))
+    -- a key deleted and added again counts from its new place
+    m:delete("k3"); m:set("k3", "again")
+    m:set("k6", "6")
+    assert.are.equal("again", m:get("k3"))
+    assert.is_nil(m:get("k4"))
   end)
 end)
 
@@ -108,6 +113,13 @@ describe("the Redis store", function()
     assert.is_nil(s)
     assert.are.equal("config", err.kind)
     assert.truthy(err.message:find("hiredis 0.14 has no TLS", 1, true))
+  end)
+
+  it("refuses a db with Cluster, and an ACL user without a password", function()
+    local _, err = store.redis { cluster = true, db = 2 }
+    assert.truthy(err.message:find("db", 1, true))
+    _, err = store.redis { user = "paykit" }
+    assert.truthy(err.message:find("password", 1, true))
   end)
 
   it("refuses an unknown option by name", function()

@@ -17,7 +17,7 @@ Memory.__tostring = function() return "paykit.store.memory" end
 -- @treturn table the store
 function _M.new(opts)
   opts = opts or {}
-  return setmetatable({ values = {}, expires = {}, order = {}, head = 1, count = 0,
+  return setmetatable({ values = {}, expires = {}, order = {}, at = {}, head = 1, tail = 0, count = 0,
                         capacity = opts.capacity or 100000, clock = opts.clock or core.monotonic,
                         indexes = {} }, Memory)
 end
@@ -25,22 +25,26 @@ end
 local function live(self, key)
   local e = self.expires[key]
   if e and e <= self.clock() then
-    self.values[key], self.expires[key] = nil, nil
+    self.values[key], self.expires[key], self.at[key] = nil, nil, nil
     self.count = self.count - 1
   end
   return self.values[key]
 end
 
+-- order[i] = key, at[key] = i: the place of a key's latest insertion; an older place of a key
+-- deleted and added again is skipped when its turn to be evicted comes.
 local function put(self, key, value, ttl)
   if self.values[key] == nil then
     self.count = self.count + 1
-    self.order[#self.order + 1] = key
-    while self.count > self.capacity and self.head <= #self.order do
-      local old = self.order[self.head]
-      self.order[self.head] = nil
-      self.head = self.head + 1
-      if old ~= key and self.values[old] ~= nil then
-        self.values[old], self.expires[old] = nil, nil
+    self.tail = self.tail + 1
+    self.order[self.tail] = key
+    self.at[key] = self.tail
+    while self.count > self.capacity and self.head <= self.tail do
+      local i, old = self.head, self.order[self.head]
+      self.order[i] = nil
+      self.head = i + 1
+      if self.at[old] == i and old ~= key then
+        self.values[old], self.expires[old], self.at[old] = nil, nil, nil
         self.count = self.count - 1
       end
     end
@@ -61,7 +65,7 @@ function Memory:set(key, value, ttl) put(self, key, value, ttl); return true end
 
 function Memory:delete(key)
   if live(self, key) ~= nil then
-    self.values[key], self.expires[key] = nil, nil
+    self.values[key], self.expires[key], self.at[key] = nil, nil, nil
     self.count = self.count - 1
   end
   return true
