@@ -151,6 +151,22 @@ local function journal_cases(name, make_store)
       assert.are.equal(1, count.n)
     end)
 
+    it("records refused when the provider raises before sending, unknown when after", function()
+      local sent = 0
+      local broken = { provider = "broken", http = { request = function() sent = sent + 1; return { status = 200 } end } }
+      function broken.purchase(self, p)
+        if p.send_first then self.http:request {} end
+        error("provider bug")
+      end
+      local jg = j:wrap(broken)
+      local before, after = ref("raise"), ref("raise")
+      assert.has_error(function() jg:purchase { reference = before } end, "provider bug")
+      assert.are.equal("refused", j:get("broken", before).state)
+      assert.has_error(function() jg:purchase { reference = after, send_first = true } end, "provider bug")
+      assert.are.equal(1, sent)
+      assert.are.equal("unknown", j:get("broken", after).state, "it may have been sent: for the sweeper")
+    end)
+
     it("runs a failed grant again on the next report, with the same token", function()
       local gw = counting_moka()
       local tokens, fail = {}, true

@@ -249,7 +249,13 @@ function W:purchase(p)
     end
     target = gw
   end
-  local r, err = gw.purchase(target, q)
+  -- a provider that raises leaves no record in created or sent for nothing: refused when it
+  -- raised before sending, unknown after (the sweeper asks); then the error goes on up
+  local called, r, err = pcall(gw.purchase, target, q)
+  if not called then
+    j:move(self.provider, ref, marked and "unknown" or "refused", { error = stored_error(r) })
+    error(r, 0)
+  end
   if mark_err ~= nil or (r == nil and errors.is(err) and err.code == "journal_unavailable") then
     j:move(self.provider, ref, "refused", { error = stored_error(err) })
     return nil, errors.is(err) and err or journal_mod.unavailable(mark_err, "marked as sent")
