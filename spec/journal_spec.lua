@@ -200,6 +200,8 @@ local function journal_cases(name, make_store)
       assert.is_string(rec.session_id)
       local s = assert(jg:status(reference))
       assert.are.equal("paid", s.status); assert.is_true(s.duplicate)
+      local _, err = jg:status(ref("mc-none"))
+      assert.are.equal("unsupported", err.code, "no session known: said so, nothing asked")
       assert.are.equal(1, granted)
     end)
 

@@ -346,7 +346,12 @@ function W:status(ref)
   local rec, gerr = self.journal:get(self.provider, ref)
   if rec == nil and gerr then return nil, gerr end
   local q = self.adapter.status_query(rec or { reference = ref })
-  if q == nil then return self.gw:status(ref) end
+  if q == nil then
+    return nil, errors.new { kind = "provider", code = "unsupported", provider = self.provider, op = self.provider .. ".status",
+      message = "no status call can find payment " .. ref .. " with what the journal knows ("
+        .. (self.provider == "zippy" and "Zippy has no status call" or "no provider id learned yet")
+        .. "): its outcome comes from the return or a notification" }
+  end
   local r, err = self.gw:status(q)
   if not r then return nil, err end
   return self:record(r, ref, learned(r))
