@@ -211,8 +211,8 @@ local function journal_cases(name, make_store)
       local granted = 0
       local jg = j:wrap(gw, { grant = function() granted = granted + 1; return true end })
       local seller, product = core.uuid4(), core.uuid4()
-      assert(gw:create_seller { uuid = seller, status = "ACTIVE", name = "Journal shop", email = "shop@example.com" })
-      assert(gw:create_product { uuid = product, name = "Shield", external_id = "shield-" .. core.random_hex(4),
+      assert(jg:create_seller { uuid = seller, status = "ACTIVE", name = "Journal shop", email = "shop@example.com" })
+      assert(jg:create_product { uuid = product, name = "Shield", external_id = "shield-" .. core.random_hex(4), -- the gateway's own methods
         seller_id = seller })
       local reference = ref("zp")
       assert(jg:purchase { product_id = product, reference = reference, amount = "0.99", currency = "EUR",
