@@ -28,6 +28,8 @@ OPENSSL_INCDIR ?= /usr/include
 OPENSSL_LIBDIR ?= /usr/lib
 HTTP_PARSER_INCDIR ?= /usr/include
 HTTP_PARSER_LIBDIR ?= /usr/lib
+HIREDIS_INCDIR ?= /usr/include
+HIREDIS_LIBDIR ?= /usr/lib
 
 SRC := $(sort $(wildcard csrc/*.c))
 HDR := $(wildcard csrc/*.h)
@@ -59,8 +61,8 @@ else
   endif
 endif
 
-DEP_INC  = -I$(CURL_INCDIR) -I$(OPENSSL_INCDIR) -I$(HTTP_PARSER_INCDIR)
-DEP_LIBS = -L$(CURL_LIBDIR) -L$(OPENSSL_LIBDIR) -L$(HTTP_PARSER_LIBDIR) -lcurl -lssl -lcrypto -lhttp_parser
+DEP_INC  = -I$(CURL_INCDIR) -I$(OPENSSL_INCDIR) -I$(HTTP_PARSER_INCDIR) -I$(HIREDIS_INCDIR)
+DEP_LIBS = -L$(CURL_LIBDIR) -L$(OPENSSL_LIBDIR) -L$(HTTP_PARSER_LIBDIR) -L$(HIREDIS_LIBDIR) -lcurl -lssl -lcrypto -lhttp_parser -lhiredis
 
 CORE := $(OUT)/paykit/core.so
 

@@ -27,6 +27,7 @@ external_dependencies = {
   CURL = { library = "curl" },
   OPENSSL = { header = "openssl/evp.h", library = "crypto" },
   HTTP_PARSER = { header = "http_parser.h", library = "http_parser" },
+  HIREDIS = { header = "hiredis/hiredis.h", library = "hiredis" },
 }
 build = {
   -- paykit.core: rockspec/core.mk compiles csrc/*.c under build/rock/<interpreter>, never into
@@ -39,6 +40,7 @@ build = {
     CURL_INCDIR = "$(CURL_INCDIR)", CURL_LIBDIR = "$(CURL_LIBDIR)",
     OPENSSL_INCDIR = "$(OPENSSL_INCDIR)", OPENSSL_LIBDIR = "$(OPENSSL_LIBDIR)",
     HTTP_PARSER_INCDIR = "$(HTTP_PARSER_INCDIR)", HTTP_PARSER_LIBDIR = "$(HTTP_PARSER_LIBDIR)",
+    HIREDIS_INCDIR = "$(HIREDIS_INCDIR)", HIREDIS_LIBDIR = "$(HIREDIS_LIBDIR)",
   },
   install_target = "install-core",
   install_variables = {
@@ -46,6 +48,7 @@ build = {
     CURL_INCDIR = "$(CURL_INCDIR)", CURL_LIBDIR = "$(CURL_LIBDIR)",
     OPENSSL_INCDIR = "$(OPENSSL_INCDIR)", OPENSSL_LIBDIR = "$(OPENSSL_LIBDIR)",
     HTTP_PARSER_INCDIR = "$(HTTP_PARSER_INCDIR)", HTTP_PARSER_LIBDIR = "$(HTTP_PARSER_LIBDIR)",
+    HIREDIS_INCDIR = "$(HIREDIS_INCDIR)", HIREDIS_LIBDIR = "$(HIREDIS_LIBDIR)",
     INST_LIBDIR = "$(LIBDIR)",
   },
   install = {
@@ -57,6 +60,9 @@ build = {
       ["paykit.errors"] = "lua/paykit/errors.lua",
       ["paykit.gateway"] = "lua/paykit/gateway.lua",
       ["paykit.http"] = "lua/paykit/http.lua",
+      ["paykit.journal"] = "lua/paykit/journal/init.lua",
+      ["paykit.journal.sweep"] = "lua/paykit/journal/sweep.lua",
+      ["paykit.journal.wrap"] = "lua/paykit/journal/wrap.lua",
       ["paykit.metrics"] = "lua/paykit/metrics.lua",
       ["paykit.money"] = "lua/paykit/money.lua",
       ["paykit.providers.mocopay"] = "lua/paykit/providers/mocopay.lua",
@@ -69,6 +75,7 @@ build = {
       ["paykit.providers.zippy_notice"] = "lua/paykit/providers/zippy_notice.lua",
       ["paykit.providers.zippy_oauth"] = "lua/paykit/providers/zippy_oauth.lua",
       ["paykit.redact"] = "lua/paykit/redact.lua",
+      ["paykit.redis"] = "lua/paykit/redis.lua",
       ["paykit.runtime"] = "lua/paykit/runtime.lua",
       ["paykit.sandbox"] = "lua/paykit/sandbox/init.lua",
       ["paykit.sandbox.faults"] = "lua/paykit/sandbox/faults.lua",
@@ -81,6 +88,10 @@ build = {
       ["paykit.sandbox.util"] = "lua/paykit/sandbox/util.lua",
       ["paykit.sandbox.zippy"] = "lua/paykit/sandbox/zippy.lua",
       ["paykit.sandbox.zippy_pages"] = "lua/paykit/sandbox/zippy_pages.lua",
+      ["paykit.store"] = "lua/paykit/store/init.lua",
+      ["paykit.store.memory"] = "lua/paykit/store/memory.lua",
+      ["paykit.store.redis"] = "lua/paykit/store/redis.lua",
+      ["paykit.store.shdict"] = "lua/paykit/store/shdict.lua",
       ["paykit.url"] = "lua/paykit/url.lua",
     },
     bin = { ["paykit-sandbox"] = "bin/paykit-sandbox" },

@@ -82,6 +82,14 @@ local MODULES = {
   { "paykit.url" },
   { "paykit.runtime" },
   { "paykit.metrics", instances = function(m) return { { m.new(), "Collector" } } end },
+  { "paykit.redis", instances = function(m) return { { assert(m.new {}), "Client" } } end },
+  { "paykit.store" },
+  { "paykit.store.memory" },
+  { "paykit.store.redis" },
+  { "paykit.store.shdict" },
+  { "paykit.journal.wrap" },
+  { "paykit.journal.sweep" },
+  { "paykit.journal", instances = function(m) return { { assert(m.new {}), "Journal" } } end },
   { "paykit.providers.moka", instances = function(m)
     return { { assert(m.new { dealer_code = "dummy", username = "dummy", password = "dummy" }), "Moka" } }
   end },
@@ -98,7 +106,7 @@ local MODULES = {
   { "paykit.providers.zippy_fields" },
   { "paykit.providers.zippy_notice" },
   { "paykit.core", instances = function(m)
-    return { { m.http_client {}, "client" }, { m.http_response_parser {}, "parser" } }
+    return { { m.http_client {}, "client" }, { m.http_response_parser {}, "parser" }, { m.redis_reader(), "reader" } }
   end, cleanup = function(list) for _, o in ipairs(list) do o[1]:close() end end },
 }
 

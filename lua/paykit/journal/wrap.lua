@@ -1,0 +1,366 @@
+--- paykit.journal.wrap: a provider instance with the payment journal in front of it.
+--
+-- `journal:wrap(gw, opts)` (or `require("paykit.journal.wrap").new(journal, gw, opts)`)
+-- answers an object with the gateway's uniform calls; every other method is the gateway's own.
+--
+--  * `purchase(p)`: the reference (p.reference; a new UUID when none is given) names the
+--    payment. The record is written first (fail closed: when the journal cannot be written the
+--    answer is a `journal_unavailable` error and no request leaves); it is marked `sent` right
+--    before the first request leaves, and moved to the outcome when the answer is in. A
+--    purchase repeated with the same reference is never sent again: it answers the stored
+--    result (`result.journal.replayed = true`; the current state in `result.journal.state`),
+--    the stored error for an unknown or refused-by-provider outcome, or, while the first is
+--    still in flight, a validation error `in_progress` (retryable). The same reference with
+--    another amount or currency is refused (`reference_reused`).
+--  * `complete(params[, keep])`: keep may be left out (or be the reference): it is read from
+--    the record. `notification(req[, opts])`: Moka's CodeForHash comes from the record.
+--    `status(reference)`: asks the provider with what the record knows (MoCoPay: the session).
+--    Each moves the record to the outcome; `result.duplicate` is false for exactly one caller
+--    (the one whose transition won), true for every repeat, on every worker and server.
+--  * `opts.grant(record, token)`: called once per paid payment by whoever moved it to paid (or,
+--    after a failed or interrupted grant, by the next caller or the sweeper), under a lease;
+--    `result.journal.grant` says what happened ("granted", "already", "in_progress", ...).
+--  * `sweep{older_than=, limit=}`: see `paykit.journal.sweep`.
+-- @module paykit.journal.wrap
+local core = require "paykit.core"
+local errors = require "paykit.errors"
+local journal_mod = require "paykit.journal"
+
+local _M = {}
+
+local function field(map, name)
+  if type(map) ~= "table" then return nil end
+  local v = map[name]
+  if v == nil then
+    local lower = name:lower()
+    for k, x in pairs(map) do if type(k) == "string" and k:lower() == lower then v = x; break end end
+  end
+  if type(v) == "table" then v = v[1] end
+  return v
+end
+
+local function query_field(params, name)
+  if type(params) == "table" then
+    local v = field(params, name)
+    if v == nil and type(params.query) == "string" then return query_field(params.query, name) end
+    return v
+  end
+  if type(params) ~= "string" then return nil end
+  local q = params:match("%?(.*)$") or params
+  local map = core.query_decode(q)
+  return map and field(map, name)
+end
+
+-- What the journal needs to know of each provider's calls. A provider not listed gets DEFAULT.
+local DEFAULT = {
+  reference = function(p) return p.reference end,
+  set_reference = function(p, ref) p.reference = ref end,
+  money = function(p) return p.amount, p.currency end,
+  keep_reference = function(keep) return keep.reference end,
+  from_params = function() return nil end,
+  status_query = function(rec) return rec.reference end,
+}
+
+local ADAPTERS = {
+  moka = {
+    from_params = function(params) return query_field(params, "OtherTrxCode") end,
+  },
+  mocopay = {
+    money = function() return nil, nil end, -- the product (pid) carries the price
+    keep_reference = function(keep) return keep.reference_id end,
+    from_params = function(params) return query_field(params, "referenceId") end,
+    -- verifyPayment needs the session (learned from the return or a notification), or the buyer
+    status_query = function(rec)
+      if rec.session_id then return { sessionId = rec.session_id } end
+      if rec.user_id then return { userId = rec.user_id } end
+      return nil
+    end,
+  },
+  zippy = {
+    reference = function(p) return p.reference or p.ext_transaction_id end,
+    set_reference = function(p, ref) if p.ext_transaction_id == nil then p.reference = ref end end,
+    money = function(p) return p.amount or p.price, p.currency end,
+    keep_reference = function(keep) return keep.ext_transaction_id end,
+    status_query = function() return nil end, -- no status call: notices, or expiry
+  },
+}
+_M.ADAPTERS = ADAPTERS
+
+local function adapter_for(name, custom)
+  local a = {}
+  for k, v in pairs(DEFAULT) do a[k] = v end
+  for k, v in pairs(ADAPTERS[name] or {}) do a[k] = v end
+  for k, v in pairs(custom or {}) do a[k] = v end
+  return a
+end
+
+local STATE_OF = { redirect = "redirect", paid = "paid", failed = "failed", pending = "pending", authorized = "authorized" }
+
+local W = {}
+W.__index = function(self, k)
+  local m = W[k]
+  if m ~= nil then return m end
+  local inner = rawget(self, "gw")[k]
+  if type(inner) == "function" then
+    return function(s, ...) if s == self then s = rawget(self, "gw") end; return inner(s, ...) end
+  end
+  return inner
+end
+
+--- The journaled gateway.
+-- @tparam table journal a `paykit.journal`
+-- @tparam table gw a provider instance (its `provider` field names it)
+-- @tparam[opt] table opts `grant` (function(record, token) -> truthy when fulfilled),
+--   `provider` (the name, when gw has no `provider` field), `adapter` (overrides of the
+--   provider's adapter: reference, set_reference, money, keep_reference, from_params,
+--   status_query), `expire_after` (seconds; default the journal's)
+-- @treturn table the wrapped gateway
+function _M.new(journal, gw, opts)
+  opts = opts or {}
+  local name = opts.provider or gw.provider
+  if type(name) ~= "string" then error("paykit.journal.wrap: the gateway has no provider name (give opts.provider)", 2) end
+  if opts.grant ~= nil and type(opts.grant) ~= "function" then error("paykit.journal.wrap: grant must be a function", 2) end
+  return setmetatable({ journal = journal, gw = gw, provider = name, grant = opts.grant,
+                        adapter = adapter_for(name, opts.adapter),
+                        expire_after = opts.expire_after or journal.expire_after }, W)
+end
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+-- What a record keeps of a result: everything but the raw answer.
+local function stored_result(r)
+  local s = copy(r)
+  s.raw, s.journal, s.duplicate = nil, nil, nil
+  return s
+end
+
+local function stored_error(e)
+  if type(e) ~= "table" then return { kind = "transport", code = "other", message = tostring(e) } end
+  return { kind = e.kind, code = e.code, message = e.message, field = e.field, status = e.status,
+           retryable = e.retryable, provider_code = e.provider_code }
+end
+
+local function error_of(s, note)
+  local e = errors.new { kind = s.kind or "provider", code = s.code, message = (s.message or "") .. (note or ""),
+                         field = s.field, status = s.status, provider_code = s.provider_code }
+  return e
+end
+
+-- The state an error of the charging call leaves: nothing sent, a definite no, or unknown.
+local function state_of_error(err, marked)
+  if not marked then return "refused" end
+  if type(err) ~= "table" then return "unknown" end
+  if err.kind == "validation" or err.kind == "config" then return "refused" end
+  if err.retryable and (err.kind == "transport") then return "refused" end -- the connection never made
+  if err.kind == "provider" and err.status and err.status < 500 then return "failed" end
+  return "unknown"
+end
+
+local function amount_text(v) if v == nil then return nil end return tostring(v) end
+
+-- The gateway seen through a transport that marks the record `sent` before the first request.
+local function proxied(gw, on_first)
+  local http = gw.http
+  if type(http) ~= "table" or type(http.request) ~= "function" then return nil end
+  local done = false
+  local proxy = setmetatable({
+    request = function(_, req)
+      if not done then
+        done = true
+        local ok, err = on_first()
+        if not ok then return nil, err end
+      end
+      return http:request(req)
+    end,
+  }, { __index = http })
+  return setmetatable({ http = proxy }, { __index = gw })
+end
+
+function W:replay(cur, q)
+  local amount, currency = self.adapter.money(q)
+  amount = amount_text(amount)
+  if (amount and cur.amount and amount ~= cur.amount) or (currency and cur.currency and currency ~= cur.currency) then
+    return nil, errors.validation("reference", "reference_reused", "reference " .. cur.reference
+      .. " was used for another payment (" .. tostring(cur.amount) .. " " .. tostring(cur.currency) .. ")")
+  end
+  local st = cur.state
+  if st == "created" or st == "sent" then
+    local e = errors.validation("reference", "in_progress", "a purchase with reference " .. cur.reference
+      .. " is being sent by another caller; ask again in a moment (it is never sent twice)")
+    e.retryable = true
+    return nil, e
+  end
+  if cur.result then
+    local r = copy(cur.result)
+    r.journal = { state = st, replayed = true }
+    return r
+  end
+  if cur.error then
+    local note = st == "unknown" and " (outcome unknown: the journal resolves it with the provider's status)" or ""
+    return nil, error_of(cur.error, note)
+  end
+  return nil, errors.new { kind = "provider", code = "journal_" .. st, message = "payment " .. cur.reference .. " is " .. st }
+end
+
+--- Starts a payment, once per reference (see the module description).
+function W:purchase(p)
+  local gw, j, a = self.gw, self.journal, self.adapter
+  if type(p) ~= "table" then return gw:purchase(p) end
+  local q = copy(p)
+  local ref = a.reference(q)
+  if ref == nil or ref == "" then ref = core.uuid4(); a.set_reference(q, ref) end
+  if type(ref) ~= "string" then return nil, errors.validation("reference", "invalid", "reference must be a string") end
+  local amount, currency = a.money(q)
+  local rec, why, cur = j:create { provider = self.provider, reference = ref, amount = amount_text(amount),
+                                   currency = currency, user_id = q.user_id }
+  if rec == nil then return nil, why end
+  local marked = false
+  if rec == false then
+    if cur == nil or cur.state ~= "refused" then return self:replay(cur or { reference = ref, state = "sent" }, q) end
+    -- nothing was sent before: this attempt takes the record over (refused -> sent, once)
+    local ok, err = j.store:index_add(j:index(self.provider), ref, j.clock())
+    if not ok then return nil, journal_mod.unavailable(err, "written") end
+    ok, err = j:move(self.provider, ref, "sent", { amount = amount_text(amount), currency = currency, error = false })
+    if ok == nil then return nil, journal_mod.unavailable(err, "marked as sent") end
+    if not ok then
+      local now = j:get(self.provider, ref)
+      return self:replay(now or cur, q)
+    end
+    marked = true
+  end
+  local mark_err
+  local target = proxied(gw, function()
+    if marked then return true end
+    local ok, err = j:move(self.provider, ref, "sent")
+    if ok then marked = true; return true end
+    mark_err = err
+    return nil, journal_mod.unavailable(err, "marked as sent")
+  end)
+  if not target then
+    -- no transport to watch: the record says sent before the call (it may send)
+    if not marked then
+      local ok, err = j:move(self.provider, ref, "sent")
+      if not ok then return nil, journal_mod.unavailable(err, "marked as sent") end
+      marked = true
+    end
+    target = gw
+  end
+  -- a provider that raises leaves no record in created or sent for nothing: refused when it
+  -- raised before sending, unknown after (the sweeper asks); then the error goes on up
+  local called, r, err = pcall(gw.purchase, target, q)
+  if not called then
+    j:move(self.provider, ref, marked and "unknown" or "refused", { error = stored_error(r) })
+    error(r, 0)
+  end
+  if mark_err ~= nil or (r == nil and errors.is(err) and err.code == "journal_unavailable") then
+    j:move(self.provider, ref, "refused", { error = stored_error(err) })
+    return nil, errors.is(err) and err or journal_mod.unavailable(mark_err, "marked as sent")
+  end
+  local to, patch
+  if r then
+    to = STATE_OF[r.status] or "unknown"
+    patch = { result = stored_result(r), keep = r.keep, provider_reference = r.provider_reference }
+  else
+    to = state_of_error(err, marked)
+    patch = { error = stored_error(err) }
+  end
+  local ok, after = j:move(self.provider, ref, to, patch)
+  if r then
+    r.journal = { state = ok and to or nil, replayed = false }
+    if ok == nil then r.journal.error = after end
+    if ok and to == "paid" then r.journal.grant = self:fulfil(ref) end
+  end
+  return r, err
+end
+
+--- Runs the grant hook for a paid payment (claim, grant, confirm); see `paykit.journal:fulfil`.
+function W:fulfil(reference)
+  if not self.grant then return "no_grant" end
+  local outcome = self.journal:fulfil(self.provider, reference, self.grant)
+  return outcome
+end
+
+--- Moves the record of result's payment to its outcome; sets result.duplicate and .journal.
+function W:record(r, ref, patch)
+  ref = ref or r.reference
+  local to = STATE_OF[r.status]
+  r.journal = r.journal or {}
+  if type(ref) ~= "string" or not to or to == "redirect" then return r end
+  local ok, rec, why = self.journal:move(self.provider, ref, to, patch)
+  if ok == nil then r.journal.error = rec; return r end
+  if why == "missing" then r.journal.state = nil; return r end
+  r.duplicate = not ok
+  r.journal.state = rec and rec.state
+  if rec and rec.state == "paid" and rec.grant ~= "done" then r.journal.grant = self:fulfil(ref)
+  elseif rec and rec.grant == "done" then r.journal.grant = "already" end
+  return r
+end
+
+local function learned(r)
+  local n = type(r.notification) == "table" and r.notification or {}
+  local sid = r.session_id or n.session_id
+  return sid and { session_id = sid } or nil
+end
+
+--- Completes a payment when the buyer comes back; keep may be left out (read from the record).
+function W:complete(params, keep, opts)
+  local ref
+  if type(keep) == "table" then ref = self.adapter.keep_reference(keep)
+  elseif type(keep) == "string" then ref, keep = keep, nil
+  else ref = self.adapter.from_params(params) end
+  if keep == nil and ref then
+    local rec, err = self.journal:get(self.provider, ref)
+    if rec == nil and err then return nil, err end
+    keep = rec and rec.keep
+  end
+  local r, err = self.gw:complete(params, keep, opts)
+  if not r then return nil, err end
+  return self:record(r, ref, learned(r))
+end
+
+--- Handles a notification; Moka's CodeForHash is looked up in the journal.
+function W:notification(req, opts)
+  local o = copy(opts or {})
+  if self.provider == "moka" and o.code_for_hash == nil and o.lookup == nil then
+    o.lookup = function(other)
+      local rec = type(other) == "string" and other ~= "" and self.journal:get("moka", other)
+      return rec and type(rec.keep) == "table" and rec.keep.code_for_hash or nil
+    end
+  end
+  local r, err, reply = self.gw:notification(req, o)
+  if not r then return nil, err, reply end
+  return self:record(r, r.reference, learned(r)), err
+end
+
+--- The status of a payment by its reference (what the provider needs is read from the record).
+function W:status(ref)
+  if type(ref) ~= "string" then
+    local r, err = self.gw:status(ref)
+    if not r then return nil, err end
+    return self:record(r, r.reference)
+  end
+  local rec, gerr = self.journal:get(self.provider, ref)
+  if rec == nil and gerr then return nil, gerr end
+  local q = self.adapter.status_query(rec or { reference = ref })
+  if q == nil then
+    return nil, errors.new { kind = "provider", code = "unsupported", provider = self.provider, op = self.provider .. ".status",
+      message = "no status call can find payment " .. ref .. " with what the journal knows ("
+        .. (self.provider == "zippy" and "Zippy has no status call" or "no provider id learned yet")
+        .. "): its outcome comes from the return or a notification" }
+  end
+  local r, err = self.gw:status(q)
+  if not r then return nil, err end
+  return self:record(r, ref, learned(r))
+end
+
+--- The record of a payment (see `paykit.journal:get`).
+function W:record_of(reference) return self.journal:get(self.provider, reference) end
+
+--- Finds stuck payments and resolves them (see `paykit.journal.sweep`).
+function W:sweep(opts) return require("paykit.journal.sweep").run(self, opts) end
+
+return _M
