@@ -8,7 +8,7 @@ local nginx = require "spec.support.nginx"
 local sb = require "spec.support.sandbox"
 local rs = require "spec.support.redis"
 
-local PORT, REDIS_PORT, TLS_PORT, PW = 18841, 16470, 16471, "nginx-pw"
+local PORT, REDIS_PORT, TLS_PORT, PW = 18846, 16470, 16471, "nginx-pw"
 local CLUSTER = { 16475, 16476, 16477 }
 
 local function sh(cmd) local ok, _, c = os.execute(cmd); if type(ok) == "number" then return ok == 0 end; return ok and c == 0 end
