@@ -2,7 +2,7 @@
 #   make            build paykit.core for Lua 5.4 and for LuaJIT (build/<lua>/paykit/core.so)
 #   make test       install missing Debian packages (as root), build, run every spec suite
 #   make demo       the demo purchase flow against the local sandbox
-#   make bench      transport benchmark next to wrk
+#   make bench      provider calls and transport next to wrk (BENCH_QUICK=1: a short smoke run)
 #   make install    install for Lua 5.4 with LuaRocks (offline: --deps-mode=none)
 #   make docs       the API reference (LDoc) in docs/api/
 #   make deps       install the Debian packages paykit needs (as root)
@@ -74,7 +74,7 @@ demo: deps
 
 bench: deps
 	@$(MAKE) --no-print-directory build
-	@bash bench/run
+	@BENCH_QUICK=$(BENCH_QUICK) bash bench/run
 
 install: deps
 	luarocks make rockspec/paykit-scm-1.rockspec --deps-mode=none
