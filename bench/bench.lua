@@ -355,4 +355,32 @@ local function main()
   io.write("(stored in build/bench/results.txt)\n")
 end
 
-main()
+-- bench/run profile: the server nginx alone, the stage breakdown (bench/breakdown.lua) on both
+-- runtimes, and `perf record` of a Lua 5.4 loop of Moka 3D starts (when perf works here).
+local function profile()
+  make_certs()
+  local sv = { HTTP_PORT = PORT.http, HTTPS_PORT = PORT.https, NGINX_PORT = PORT.nginx, DIR = DIR,
+    MOKA = F.moka_path, MOCOPAY = F.mocopay_path, ZIPPY = F.zippy_path, PORTS = { PORT.http } }
+  local srv = nginx.start("bench", SERVER, sv)
+  local base = "http://127.0.0.1:" .. PORT.http
+  local lines = {}
+  local ok, err = pcall(function()
+    for _, lua in ipairs { "lua5.4", "luajit" } do lines[#lines + 1] = capture(lua .. " bench/breakdown.lua " .. q(base)) end
+    if sh("perf --version >/dev/null 2>&1") then
+      local data = DIR .. "/perf.data"
+      capture("perf record -F 1999 -g -o " .. q(data) .. " lua5.4 bench/calls.lua moka seq " .. q(base) .. " 4")
+      local rep = "perf report -i " .. q(data) .. " --stdio --no-children -g none --percent-limit 0.7 "
+      lines[#lines + 1] = "perf (Lua 5.4, Moka 3D start loop, client process), self time by library:\n"
+        .. capture(rep .. "--sort dso 2>/dev/null | grep '%'")
+        .. "\nby symbol (lua5.4 has no symbols here: its addresses are the interpreter):\n"
+        .. capture(rep .. "--sort dso,symbol 2>/dev/null | grep '%' | head -30")
+    end
+  end)
+  srv:stop()
+  if not ok then error(err, 0) end
+  local text = table.concat(lines, "\n")
+  writefile(DIR .. "/profile.txt", text)
+  io.write(text, "(stored in build/bench/profile.txt)\n")
+end
+
+if arg[1] == "profile" then profile() else main() end
