@@ -15,6 +15,7 @@ void paykit_crypto_register(lua_State *L);
 void paykit_codec_register(lua_State *L);
 void paykit_http_register(lua_State *L);
 void paykit_httpparse_register(lua_State *L);
+void paykit_json_register(lua_State *L);
 
 /* ---- small helpers shared by the parts ---- */
 

@@ -25,7 +25,8 @@ build = {
   type = "builtin",
   modules = {
     ["paykit.core"] = {
-      sources = { "csrc/core.c", "csrc/crypto.c", "csrc/codec.c", "csrc/http.c", "csrc/httpparse.c" },
+      sources = { "csrc/core.c", "csrc/crypto.c", "csrc/codec.c", "csrc/http.c", "csrc/httpparse.c",
+        "csrc/json.c" },
       libraries = { "curl", "ssl", "crypto", "http_parser" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(HTTP_PARSER_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(HTTP_PARSER_LIBDIR)" },
