@@ -563,8 +563,15 @@ static int jw_fail(jwriter *w, const char *what)
     for (d = 1; d <= w->depth && o < cap - 1; d++) {
         if (w->path[d].s == NULL && w->path[d].i == 0) break; /* the container itself */
         if (w->path[d].s) {
-            size_t n = w->path[d].n > 40 ? 40 : w->path[d].n;
-            m = snprintf(w->err + o, cap - o, ".%.*s%s", (int)n, w->path[d].s, w->path[d].n > 40 ? "..." : "");
+            /* the member name, at most 40 bytes, printable ASCII only (others as '?') */
+            char name[41];
+            size_t j, n = w->path[d].n > 40 ? 40 : w->path[d].n;
+            for (j = 0; j < n; j++) {
+                unsigned char c = (unsigned char)w->path[d].s[j];
+                name[j] = (c >= 0x20 && c < 0x7F) ? (char)c : '?';
+            }
+            name[n] = '\0';
+            m = snprintf(w->err + o, cap - o, ".%s%s", name, w->path[d].n > 40 ? "..." : "");
         } else {
             m = snprintf(w->err + o, cap - o, "[%lld]", (long long)w->path[d].i);
         }

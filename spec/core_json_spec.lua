@@ -130,6 +130,11 @@ describe("core.json_encode", function()
     assert.equal('"\239\191\189\239\191\189"', E("\192\175", { invalid_utf8 = "replace" }))
   end)
 
+  it("names the place with printable ASCII only", function()
+    local _, err = E({ ["k\0\255y"] = 1.5 })
+    assert.truthy(err:find("at $.k??y", 1, true), err)
+  end)
+
   it("stops at max_depth, which is also what a cycle gives", function()
     local t = {}; t[1] = t
     fails("deeper than max_depth", E(t))
