@@ -522,13 +522,19 @@ typedef struct {
 } jbuf;
 
 typedef struct {
+    const char *s;
+    size_t n;
+    lua_Integer i;
+} jplace;
+
+typedef struct {
     lua_State *L;
     jbuf *b;
     int max_depth;
     int replace_utf8;
     int depth;
-    /* the place being written, for error messages: a name (string key) or an index */
-    struct { const char *s; size_t n; lua_Integer i; } path[PJ_MAX_DEPTH + 1];
+    /* the place being written, for error messages: per depth a name (string key) or an index */
+    jplace *path;
     char err[256];
 } jwriter;
 
@@ -639,19 +645,13 @@ static int jw_integer(jwriter *w, long long v)
 
 static int jw_value(jwriter *w, int idx);
 
-/* The metatable field name of t (at idx), pushed (nil when none). */
-static int mt_field(lua_State *L, int idx, const char *name)
-{
-    if (!lua_getmetatable(L, idx)) { lua_pushnil(L); return LUA_TNIL; }
-    lua_pushstring(L, name);
-    lua_rawget(L, -2);
-    lua_remove(L, -2);
-    return lua_type(L, -1);
-}
+/* The metatable field names, kept as upvalues of json_encode so that no lookup interns them. */
+enum { UV_BUF = 1, UV_NUMBER, UV_KEYS, UV_VALUES, UV_TYPE };
 
 typedef struct {
     const char *s;
     size_t n;
+    int slot; /* the key's stack slot (for the value lookup) */
 } jkey;
 
 static int jkey_cmp(const void *a, const void *b)
@@ -663,31 +663,31 @@ static int jkey_cmp(const void *a, const void *b)
     return x->n < y->n ? -1 : (x->n > y->n);
 }
 
-/* An ordered object: keys in t[kf], values in t[vf] (both at the stack top: kf below vf). */
-static int jw_ordered(jwriter *w, int t)
+/* An ordered object: its key list and value list are on the stack top (keys below values). */
+static int jw_ordered(jwriter *w)
 {
     lua_State *L = w->L;
-    int vf = lua_gettop(L), kf = vf - 1;
+    int vl = lua_gettop(L), kl = vl - 1;
     lua_Integer i, nk;
-    lua_pushvalue(L, kf);
-    lua_rawget(L, t); /* keys */
-    lua_pushvalue(L, vf);
-    lua_rawget(L, t); /* values */
-    if (!lua_istable(L, -2) || !lua_istable(L, -1)) return jw_fail(w, "an ordered object without its key and value lists");
-    nk = (lua_Integer)lua_rawlen(L, -2);
+    if (!lua_istable(L, kl) || !lua_istable(L, vl)) return jw_fail(w, "an ordered object without its key and value lists");
+    nk = (lua_Integer)lua_rawlen(L, kl);
     JB_CHAR(w, '{');
     for (i = 1; i <= nk; i++) {
         size_t kn;
         const char *ks;
-        lua_rawgeti(L, -2, (int)i);
-        if (lua_type(L, -1) != LUA_TSTRING) { w->path[w->depth].s = NULL; w->path[w->depth].i = i; return jw_fail(w, "an ordered object's member name that is not a string"); }
+        lua_rawgeti(L, kl, (int)i);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            w->path[w->depth].s = NULL;
+            w->path[w->depth].i = i;
+            return jw_fail(w, "an ordered object's member name that is not a string");
+        }
         ks = lua_tolstring(L, -1, &kn);
         w->path[w->depth].s = ks;
         w->path[w->depth].n = kn;
         if (i > 1) JB_CHAR(w, ',');
         if (!jw_string(w, ks, kn)) return 0;
         JB_CHAR(w, ':');
-        lua_rawgeti(L, -2, (int)i);
+        lua_rawgeti(L, vl, (int)i);
         if (lua_isnil(L, -1)) return jw_fail(w, "an ordered object's member without a value");
         if (!jw_value(w, lua_gettop(L))) return 0;
         lua_pop(L, 2);
@@ -696,27 +696,15 @@ static int jw_ordered(jwriter *w, int t)
     return 1;
 }
 
-/* A plain table at t. */
-static int jw_table(jwriter *w, int t)
+/* A plain table at t; forced: 0, 1 object, 2 array (its metatable's __json_type). */
+static int jw_table(jwriter *w, int t, int forced)
 {
     lua_State *L = w->L;
-    size_t len = lua_rawlen(L, t), count = 0;
-    int forced = 0; /* 1 object, 2 array */
-    if (mt_field(L, t, "__json_type") == LUA_TSTRING) {
-        const char *v = lua_tostring(L, -1);
-        if (strcmp(v, "object") == 0) forced = 1;
-        else if (strcmp(v, "array") == 0) forced = 2;
-    }
-    lua_pop(L, 1);
-    lua_pushnil(L);
-    while (lua_next(L, t) != 0) { count++; lua_pop(L, 1); }
-    if (count == 0) {
-        if (forced == 1) JB_PUT(w, "{}", 2);
-        else JB_PUT(w, "[]", 2);
-        return 1;
-    }
+    size_t len = lua_rawlen(L, t);
     if (len > 0) {
-        size_t i;
+        size_t i, count = 0;
+        lua_pushnil(L);
+        while (lua_next(L, t) != 0) { count++; lua_pop(L, 1); }
         if (count != len || forced == 1) return jw_fail(w, "a table with both array items and named members (or holes)");
         JB_CHAR(w, '[');
         for (i = 1; i <= len; i++) {
@@ -730,52 +718,62 @@ static int jw_table(jwriter *w, int t)
         JB_CHAR(w, ']');
         return 1;
     }
-    if (forced == 2) return jw_fail(w, "a table marked as an array with named members");
     {
-        /* an object: keys sorted by bytes; integer keys written in decimal */
-        jkey *keys = (jkey *)lua_newuserdata(L, count * (sizeof(jkey) + 24));
-        char *nums = (char *)(keys + count);
-        int ud = lua_gettop(L);
-        size_t i = 0, j;
+        /* an object: every key is left on the stack (first slot base + 1) by one traversal,
+         * then sorted by bytes; integer keys are written in decimal */
+        int base = lua_gettop(L);
+        size_t count = 0, j;
+        jkey small[32], *keys = small;
+        char numbuf[32 * 24], *nums = numbuf;
         lua_pushnil(L);
         while (lua_next(L, t) != 0) {
             int kt = lua_type(L, -2);
-            if (kt == LUA_TSTRING) {
-                keys[i].s = lua_tolstring(L, -2, &keys[i].n);
-            } else if (kt == LUA_TNUMBER) {
-                long long v;
-                if (!paykit_tosafeint(L, -2, &v)) return jw_fail(w, "a member name that is a non-integral number");
-                keys[i].s = nums + 24 * i;
-                keys[i].n = (size_t)snprintf(nums + 24 * i, 24, "%lld", v);
-            } else {
-                return jw_fail(w, "a member name that is neither a string nor an integer");
-            }
-            i++;
-            lua_pop(L, 1);
+            if (kt != LUA_TSTRING && kt != LUA_TNUMBER) return jw_fail(w, "a member name that is neither a string nor an integer");
+            count++;
+            if (!lua_checkstack(L, 4)) return jw_fail(w, "an object with too many members for the Lua stack");
+            lua_pushvalue(L, -2);
+            lua_replace(L, -2); /* key, key copy: lua_next goes on from the copy, the key stays */
         }
-        qsort(keys, count, sizeof(jkey), jkey_cmp);
+        if (count == 0) {
+            if (forced == 1) JB_PUT(w, "{}", 2);
+            else JB_PUT(w, "[]", 2);
+            return 1;
+        }
+        if (forced == 2) return jw_fail(w, "a table marked as an array with named members");
+        if (count > 32) {
+            keys = (jkey *)lua_newuserdata(L, count * (sizeof(jkey) + 24));
+            nums = (char *)(keys + count);
+        }
+        for (j = 0; j < count; j++) {
+            int slot = base + 1 + (int)j;
+            keys[j].slot = slot;
+            if (lua_type(L, slot) == LUA_TSTRING) {
+                keys[j].s = lua_tolstring(L, slot, &keys[j].n);
+            } else {
+                long long v;
+                if (!paykit_tosafeint(L, slot, &v)) return jw_fail(w, "a member name that is a non-integral number");
+                keys[j].s = nums + 24 * j;
+                keys[j].n = (size_t)snprintf(nums + 24 * j, 24, "%lld", v);
+            }
+        }
+        if (count > 1) qsort(keys, count, sizeof(jkey), jkey_cmp);
         JB_CHAR(w, '{');
         for (j = 0; j < count; j++) {
-            if (j > 0) JB_CHAR(w, ',');
+            if (j > 0) {
+                if (jkey_cmp(&keys[j - 1], &keys[j]) == 0) return jw_fail(w, "a member name given twice (a string and an integer key)");
+                JB_CHAR(w, ',');
+            }
             w->path[w->depth].s = keys[j].s;
             w->path[w->depth].n = keys[j].n;
             if (!jw_string(w, keys[j].s, keys[j].n)) return 0;
             JB_CHAR(w, ':');
-            if (j > 0 && jkey_cmp(&keys[j - 1], &keys[j]) == 0) return jw_fail(w, "a member name given twice (a string and an integer key)");
-            lua_pushlstring(L, keys[j].s, keys[j].n);
+            lua_pushvalue(L, keys[j].slot);
             lua_rawget(L, t);
-            if (lua_isnil(L, -1)) {
-                /* an integer key written as text: look it up as the number */
-                long long v = strtoll(keys[j].s, NULL, 10);
-                lua_pop(L, 1);
-                paykit_pushsafeint(L, v);
-                lua_rawget(L, t);
-            }
             if (!jw_value(w, lua_gettop(L))) return 0;
             lua_pop(L, 1);
         }
         JB_CHAR(w, '}');
-        lua_remove(L, ud);
+        lua_settop(L, base);
         return 1;
     }
 }
@@ -807,30 +805,53 @@ static int jw_value(jwriter *w, int idx)
         if (lua_touserdata(L, idx) == NULL) { JB_PUT(w, "null", 4); return 1; }
         return jw_fail(w, "a light userdata other than null");
     case LUA_TTABLE: {
-        int ok, top = lua_gettop(L);
+        int ok, forced = 0, top = lua_gettop(L);
         if (!lua_checkstack(L, 8)) return jw_fail(w, "nested too deep for the Lua stack");
-        if (mt_field(L, idx, "__json_number") != LUA_TNIL) {
-            size_t n;
-            const char *s;
-            lua_rawget(L, idx);
-            s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
-            if (s == NULL || !pj_is_number(s, n)) return jw_fail(w, "a number literal that is not a JSON number");
-            JB_PUT(w, s, n);
-            lua_settop(L, top);
-            return 1;
-        }
-        lua_pop(L, 1);
-        if (w->depth >= w->max_depth) return jw_fail(w, "nesting deeper than max_depth (a cycle?)");
-        w->depth++;
-        w->path[w->depth].s = NULL;
-        w->path[w->depth].i = 0;
-        mt_field(L, idx, "__json_keys");
-        if (!lua_isnil(L, -1)) {
-            mt_field(L, idx, "__json_values");
-            ok = jw_ordered(w, idx);
-        } else {
+        if (lua_getmetatable(L, idx)) {
+            int mt = top + 1;
+            lua_pushvalue(L, lua_upvalueindex(UV_NUMBER));
+            lua_rawget(L, mt);
+            if (!lua_isnil(L, -1)) {
+                size_t n;
+                const char *s;
+                lua_rawget(L, idx);
+                s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+                if (s == NULL || !pj_is_number(s, n)) return jw_fail(w, "a number literal that is not a JSON number");
+                JB_PUT(w, s, n);
+                lua_settop(L, top);
+                return 1;
+            }
             lua_pop(L, 1);
-            ok = jw_table(w, idx);
+            if (w->depth >= w->max_depth) return jw_fail(w, "nesting deeper than max_depth (a cycle?)");
+            w->depth++;
+            w->path[w->depth].s = NULL;
+            w->path[w->depth].i = 0;
+            lua_pushvalue(L, lua_upvalueindex(UV_KEYS));
+            lua_rawget(L, mt);
+            if (!lua_isnil(L, -1)) {
+                lua_rawget(L, idx); /* the key list */
+                lua_pushvalue(L, lua_upvalueindex(UV_VALUES));
+                lua_rawget(L, mt);
+                lua_rawget(L, idx); /* the value list */
+                ok = jw_ordered(w);
+            } else {
+                lua_pop(L, 1);
+                lua_pushvalue(L, lua_upvalueindex(UV_TYPE));
+                lua_rawget(L, mt);
+                if (lua_type(L, -1) == LUA_TSTRING) {
+                    const char *v = lua_tostring(L, -1);
+                    if (strcmp(v, "object") == 0) forced = 1;
+                    else if (strcmp(v, "array") == 0) forced = 2;
+                }
+                lua_settop(L, top);
+                ok = jw_table(w, idx, forced);
+            }
+        } else {
+            if (w->depth >= w->max_depth) return jw_fail(w, "nesting deeper than max_depth (a cycle?)");
+            w->depth++;
+            w->path[w->depth].s = NULL;
+            w->path[w->depth].i = 0;
+            ok = jw_table(w, idx, 0);
         }
         if (!ok) return 0;
         w->depth--;
@@ -853,16 +874,18 @@ static int jbuf_gc(lua_State *L)
     return 0;
 }
 
-/* core.json_encode(v[, opts]); upvalue 1: the reusable output buffer. */
+/* core.json_encode(v[, opts]); upvalues: the reusable output buffer, the field names. */
 static int l_json_encode(lua_State *L)
 {
-    jwriter *w;
-    jbuf *b = (jbuf *)lua_touserdata(L, lua_upvalueindex(1));
+    jwriter writer, *w = &writer;
+    jplace places[65];
+    jbuf *b = (jbuf *)lua_touserdata(L, lua_upvalueindex(UV_BUF));
     int ok;
     luaL_checkany(L, 1);
     lua_settop(L, 2);
-    w = (jwriter *)lua_newuserdata(L, sizeof(jwriter)); /* 3 */
+    lua_pushnil(L); /* 3: the place list when max_depth > 64 */
     w->L = L;
+    w->path = places;
     w->b = b;
     w->max_depth = 64;
     w->replace_utf8 = 0;
@@ -885,6 +908,10 @@ static int l_json_encode(lua_State *L)
             w->max_depth = (int)d;
         }
         lua_settop(L, 3);
+        if (w->max_depth > 64) {
+            w->path = (jplace *)lua_newuserdata(L, sizeof(jplace) * (size_t)(w->max_depth + 1));
+            lua_replace(L, 3);
+        }
     }
     b->len = 0;
     ok = jw_value(w, 1);
@@ -928,7 +955,11 @@ void paykit_json_register(lua_State *L)
     lua_pushcfunction(L, jbuf_gc);
     lua_setfield(L, -2, "__gc");
     lua_setmetatable(L, -2);
-    lua_pushcclosure(L, l_json_encode, 1);
+    lua_pushliteral(L, "__json_number");
+    lua_pushliteral(L, "__json_keys");
+    lua_pushliteral(L, "__json_values");
+    lua_pushliteral(L, "__json_type");
+    lua_pushcclosure(L, l_json_encode, 5);
     lua_setfield(L, -2, "json_encode");
 
     lua_pushcfunction(L, l_json_decode);
