@@ -229,6 +229,8 @@ local function build_rows()
         for _, rt in ipairs(runtimes) do
           row(group, "bare core request() " .. rt[2], function() return calls_run(rt[1], "bare", "seq", base, SECONDS, 1, CA) end, w)
         end
+        row(group, "plain Lua loop over luasocket, Lua 5.4", function()
+          return calls_run("lua5.4", "luasocket", "seq", base, SECONDS, 1, CA) end, w)
       end
     end
   end

@@ -1,7 +1,8 @@
 -- One benchmark run of whole provider calls, in its own process so that its CPU time is its own.
 --   <lua> bench/calls.lua SCENARIO MODE BASE_URL AMOUNT [IN_FLIGHT] [CAFILE]
 -- SCENARIO: moka (Moka 3D start), mocopay (MoCoPay verifyPayment), zippy (Zippy create
---   transaction), bare (paykit.core's client sending the request in build/bench/moka-http.req).
+--   transaction), bare (paykit.core's client sending the request in build/bench/moka-http.req),
+--   luasocket (a plain-Lua keep-alive loop over luasocket/luasec sending those same bytes).
 -- MODE:
 --   seq     one call after another on one keep-alive connection for AMOUNT seconds
 --   batch   AMOUNT calls through paykit.batch, IN_FLIGHT at once
@@ -48,6 +49,41 @@ local function setup()
     return function()
       local res = c:request(req)
       return res ~= nil and res.status == 200 and res.body == fixtures.moka_answer
+    end
+  end
+  if scenario == "luasocket" then
+    -- A hand-written HTTP/1.1 keep-alive loop in plain Lua over luasocket (luasec for https):
+    -- the captured bytes of the Moka call out, the answer read by its Content-Length. What a
+    -- plain socket client costs, next to libcurl.
+    local socket = require "socket"
+    local https = base:match("^https") ~= nil
+    local f = assert(io.open("build/bench/moka-" .. (https and "https" or "http") .. ".req", "rb"))
+    local raw = f:read("*a"); f:close()
+    local host, port = base:match("^https?://([^:/]+):(%d+)")
+    local sock = assert(socket.tcp())
+    sock:setoption("tcp-nodelay", true)
+    assert(sock:connect(host, tonumber(port)))
+    if https then
+      local ssl = require "ssl"
+      sock = assert(ssl.wrap(sock, { mode = "client", protocol = "any", cafile = cafile, verify = "peer",
+        options = { "all", "no_sslv2", "no_sslv3" } }))
+      sock:sni(host)
+      assert(sock:dohandshake())
+    end
+    return function()
+      if not sock:send(raw) then return false end
+      local line = sock:receive("*l")
+      if not line then return false end
+      local len
+      while true do
+        local h = sock:receive("*l")
+        if not h then return false end
+        if h == "" then break end
+        local n = h:match("^[Cc]ontent%-[Ll]ength:%s*(%d+)")
+        if n then len = tonumber(n) end
+      end
+      local body = len and sock:receive(len)
+      return line:match("^HTTP/1%.1 200") ~= nil and body == fixtures.moka_answer
     end
   end
   error("unknown scenario " .. tostring(scenario))
