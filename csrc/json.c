@@ -1,8 +1,8 @@
 /*
  * json.c: JSON text to Lua values and back, exact for money.
  *
- *   core.json_encode(v[, opts])  -> text | nil, message
- *   core.json_decode(text[, opts]) -> value | nil, message
+ *   core.json_encode(v[, opts])    -> text | nil, message, "unencodable"
+ *   core.json_decode(text[, opts]) -> value | nil, message, "invalid_json"
  *   core.json_number("27.50")    -> a marker written as the number literal 27.50 (never a float)
  *   core.json_null               -> the null value (a NULL light userdata: equal to cjson.null)
  *
@@ -46,7 +46,8 @@
  *  - a repeated member name is an error (RFC 7493 I-JSON), or with opts.duplicates = "last"
  *    the last one wins.
  *  - nesting deeper than opts.max_depth (default 64, at most 1000) is an error.
- *  - errors: nil, "json: <what> at byte <offset>" (offsets from 1), never the text itself.
+ *  - errors: nil, "json: <what> at byte <offset>" (offsets from 1), "invalid_json"; never the
+ *    text itself.
  */
 #ifdef PAYKIT_JSON_CORE_ONLY
 #include <stddef.h>
@@ -509,7 +510,8 @@ static int l_json_decode(lua_State *L)
         lua_settop(L, base);
         lua_pushnil(L);
         lua_pushfstring(L, "json: %s at byte %d", e.msg ? e.msg : (k.err ? k.err : "error"), (int)e.pos + 1);
-        return 2;
+        lua_pushliteral(L, "invalid_json");
+        return 3;
     }
     return 1;
 }
@@ -920,7 +922,8 @@ static int l_json_encode(lua_State *L)
     if (!ok) {
         lua_pushnil(L);
         lua_pushstring(L, w->err);
-        return 2;
+        lua_pushliteral(L, "unencodable");
+        return 3;
     }
     return 1;
 }

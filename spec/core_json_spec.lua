@@ -16,9 +16,10 @@ local function ordered(...)
   return o
 end
 
-local function fails(pattern, ok, err)
+local function fails(pattern, ok, err, code)
   assert.is_nil(ok)
   assert.is_string(err)
+  assert.truthy(code == "invalid_json" or code == "unencodable", "code: " .. tostring(code))
   assert.truthy(err:find(pattern, 1, true), "error was: " .. err)
 end
 
@@ -248,9 +249,11 @@ describe("core.json_decode", function()
     end
   end)
 
-  it("reports where the problem is", function()
-    local _, err = D('{"a":[1,2,x]}')
+  it("reports where the problem is, with the code invalid_json", function()
+    local _, err, code = D('{"a":[1,2,x]}')
     assert.equal("json: unexpected character at byte 11", err)
+    assert.equal("invalid_json", code)
+    assert.equal("unencodable", select(3, E({ 1.5 })))
   end)
 
   it("refuses repeated member names unless duplicates = \"last\"", function()
