@@ -149,6 +149,19 @@ local function nginx_run(scenario, mode)
   end)
 end
 
+-- bench/cloop.c: a plain C keep-alive loop sending the same bytes (the fast transport's floor).
+local CLOOP = DIR .. "/cloop"
+local function build_cloop()
+  return sh("cc -O2 -o " .. q(CLOOP) .. " bench/cloop.c -lssl -lcrypto -lhttp_parser >/dev/null 2>&1")
+end
+local function cloop_run(reqfile, scheme, cafile)
+  return with_server_cpu(function()
+    writefile(DIR .. "/moka.answer", F.moka_answer)
+    return parse_result(capture(table.concat({ q(CLOOP), "127.0.0.1", PORT[scheme], q(reqfile), q(DIR .. "/moka.answer"),
+      SECONDS, scheme == "https" and q(cafile) or "" }, " ")))
+  end)
+end
+
 local function wrk_run(reqfile, url, conns)
   return with_server_cpu(function()
     local tfile = DIR .. "/wrk-time.txt"
@@ -231,6 +244,9 @@ local function build_rows()
         end
         row(group, "plain Lua loop over luasocket, Lua 5.4", function()
           return calls_run("lua5.4", "luasocket", "seq", base, SECONDS, 1, CA) end, w)
+        if build_cloop() then
+          row(group, "plain C loop (bench/cloop.c)", function() return cloop_run(file, scheme, CA) end, w)
+        end
       end
     end
   end
