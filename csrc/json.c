@@ -521,6 +521,7 @@ static int l_json_decode(lua_State *L)
 typedef struct {
     char *p;
     size_t len, cap;
+    int busy; /* in use by a json_encode call (a __gc finalizer may call json_encode meanwhile) */
 } jbuf;
 
 typedef struct {
@@ -915,10 +916,25 @@ static int l_json_encode(lua_State *L)
             lua_replace(L, 3);
         }
     }
-    b->len = 0;
-    ok = jw_value(w, 1);
-    if (ok) lua_pushlstring(L, b->p, b->len);
-    if (b->cap > 65536) { free(b->p); b->p = NULL; b->len = b->cap = 0; } /* don't keep a big one */
+    if (b->busy) {
+        /* re-entered (from a finalizer run by a GC step inside the outer call), or the outer
+         * call was left by a Lua error: this call writes into a buffer of its own */
+        jbuf *own = (jbuf *)lua_newuserdata(L, sizeof(jbuf));
+        memset(own, 0, sizeof *own);
+        lua_getmetatable(L, lua_upvalueindex(UV_BUF));
+        lua_setmetatable(L, -2);
+        w->b = own;
+        own->busy = 1;
+        ok = jw_value(w, 1);
+        if (ok) lua_pushlstring(L, own->p, own->len);
+    } else {
+        b->busy = 1;
+        b->len = 0;
+        ok = jw_value(w, 1);
+        if (ok) lua_pushlstring(L, b->p, b->len);
+        if (b->cap > 65536) { free(b->p); b->p = NULL; b->len = b->cap = 0; } /* don't keep a big one */
+        b->busy = 0;
+    }
     if (!ok) {
         lua_pushnil(L);
         lua_pushstring(L, w->err);
@@ -954,6 +970,7 @@ void paykit_json_register(lua_State *L)
     jbuf *b = (jbuf *)lua_newuserdata(L, sizeof(jbuf));
     b->p = NULL;
     b->len = b->cap = 0;
+    b->busy = 0;
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, jbuf_gc);
     lua_setfield(L, -2, "__gc");

@@ -157,6 +157,35 @@ describe("core.json_encode", function()
     assert.same(v, back)
   end)
 
+  it("stays correct when a finalizer run inside it calls json_encode again", function()
+    -- GC steps inside json_encode may run __gc finalizers; one that encodes too must not write
+    -- into the outer call's buffer. Rounds go on until a finalizer really ran inside a call.
+    local big = {}
+    for i = 1, 300 do
+      local t = {}
+      for k = 1, 40 do t["k" .. k] = string.rep("v", k) end
+      big[i] = t
+    end
+    local expect = assert(E(big))
+    local ran, inner_ok = 0, true
+    local function finalize()
+      ran = ran + 1
+      if E({ x = "inner" }) ~= '{"x":"inner"}' then inner_ok = false end
+    end
+    local reentered = false
+    for _ = 1, 400 do
+      for _ = 1, 200 do
+        if newproxy then getmetatable(newproxy(true)).__gc = finalize -- luacheck: ignore (LuaJIT)
+        else setmetatable({}, { __gc = finalize }) end
+      end
+      local before = ran
+      assert.equal(expect, E(big))
+      if ran > before then reentered = true; break end
+    end
+    assert.is_true(reentered, "no finalizer ran inside json_encode")
+    assert.is_true(inner_ok)
+  end)
+
   it("raises for misused options", function()
     assert.has_error(function() E(1, { invalid_utf8 = "drop" }) end)
     assert.has_error(function() E(1, { max_depth = 0 }) end)
