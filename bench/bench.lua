@@ -90,6 +90,7 @@ local CLIENT = [[
     listen 127.0.0.1:${CLIENT_PORT};
     access_log off;
     location = /run { content_by_lua_block { require("bench.nginx_client").run("${ROOT}") } }
+    location = /breakdown { content_by_lua_block { require("bench.nginx_client").breakdown() } }
   }
 ]]
 
@@ -373,16 +374,22 @@ local function main()
   io.write("(stored in build/bench/results.txt)\n")
 end
 
--- bench/run profile: the server nginx alone, the stage breakdown (bench/breakdown.lua) on both
--- runtimes, and `perf record` of a Lua 5.4 loop of Moka 3D starts (when perf works here).
+-- bench/run profile: the stage breakdown of a Moka 3D start inside nginx (bench/split.lua via
+-- the client nginx) and in plain Lua on both runtimes (bench/breakdown.lua), and `perf record`
+-- of a Lua 5.4 loop of Moka 3D starts (when perf works here).
 local function profile()
   make_certs()
   local sv = { HTTP_PORT = PORT.http, HTTPS_PORT = PORT.https, NGINX_PORT = PORT.nginx, DIR = DIR,
     MOKA = F.moka_path, MOCOPAY = F.mocopay_path, ZIPPY = F.zippy_path, PORTS = { PORT.http } }
   local srv = nginx.start("bench", SERVER, sv)
+  local cv = { CLIENT_PORT = PORT.client, ROOT = ROOT, PORTS = { PORT.client } }
+  local cli_ok, cli = pcall(nginx.start, "bench-client", CLIENT, cv)
   local base = "http://127.0.0.1:" .. PORT.http
   local lines = {}
   local ok, err = pcall(function()
+    if not cli_ok then error(cli, 0) end
+    -- first, in the client nginx's fresh worker (see bench/nginx_client.lua)
+    lines[#lines + 1] = curl_get(string.format("http://127.0.0.1:%d/breakdown?port=%d&n=3000", PORT.client, PORT.nginx))
     for _, lua in ipairs { "lua5.4", "luajit" } do lines[#lines + 1] = capture(lua .. " bench/breakdown.lua " .. q(base)) end
     if sh("perf --version >/dev/null 2>&1") then
       local data = DIR .. "/perf.data"
@@ -394,6 +401,7 @@ local function profile()
         .. capture(rep .. "--sort dso,symbol 2>/dev/null | grep '%' | head -30")
     end
   end)
+  if cli_ok then cli:stop() end
   srv:stop()
   if not ok then error(err, 0) end
   local text = table.concat(lines, "\n")

@@ -55,45 +55,5 @@ parts = parts + stage("cjson decode of the answer", function() cjson.decode(F.mo
 local whole = stage("whole gw:start_3d", function() gw:start_3d(F.moka_payment) end)
 io.write(string.format("  %-52s %8.1f us\n", "rest (paykit.http bookkeeping, result mapping)", whole - parts))
 
--- The same whole call, with its parts timed where they run (inclusive CPU time of each wrapped
--- function; the wrapping itself costs ~1 us per wrapped call, charged to the enclosing part).
-local http = require "paykit.http"
-local spent = {}
-local clock = os.clock
-local function wrap(name, fn)
-  spent[name] = 0
-  return function(...)
-    local c0 = clock()
-    local a, b, c, d = fn(...)
-    spent[name] = spent[name] + (clock() - c0)
-    return a, b, c, d
-  end
-end
-local Moka = getmetatable(gw)
-Moka.call = wrap("call", Moka.call)
-gateway.json = wrap("json", gateway.json)
-http.request = wrap("http", http.request)
-redact.text = wrap("redact", redact.text)
-local cj = http.cjson()
-cj.decode = wrap("decode", cj.decode)
-local real = gw.http:core_client()
-gw.http.client = { request = wrap("core", function(_, r) return real:request(r) end) }
-gw:start_3d(F.moka_payment)
-for k in pairs(spent) do spent[k] = 0 end
-collectgarbage("collect")
-local c0 = clock()
-for _ = 1, n do gw:start_3d(F.moka_payment) end
-local total = clock() - c0
-local function us(x) return x * 1e6 / n end
-io.write("  inside the whole call (inclusive times split into exclusive parts):\n")
-local rows = {
-  { "validation, body table, result (start_3d outside call)", total - spent.call },
-  { "Moka:call outside json and http (envelope, checks, log lines)", spent.call - spent.json - spent.http },
-  { "gateway.json", spent.json },
-  { "paykit.http:request outside core/redact/decode", spent.http - spent.core - spent.redact - spent.decode },
-  { "redact.text (url)", spent.redact },
-  { "core client:request (libcurl)", spent.core },
-  { "cjson decode", spent.decode },
-  { "whole", total },
-}
-for _, r in ipairs(rows) do io.write(string.format("    %-60s %8.1f us\n", r[1], us(r[2]))) end
+-- The same whole call, with its parts timed where they run (bench/split.lua).
+io.write(require("bench.split").run(gw, n, "core"))

@@ -31,6 +31,20 @@ local function raw_loop(raw, port, expect)
   return one, function() sock:close() end
 end
 
+-- GET /breakdown?port=P&n=N: bench/split.lua's split of a Moka 3D start through the cosocket
+-- transport (call it first in a fresh worker: it wraps paykit.url.parse before paykit.cosocket
+-- is loaded).
+function M.breakdown()
+  local split = require "bench.split"
+  split.prepare()
+  local args = ngx.req.get_uri_args()
+  local gw = assert(require("paykit.providers.moka").new { dealer_code = "1731", username = "bench-user",
+    password = "bench-password-not-secret", base_url = "http://127.0.0.1:" .. tonumber(args.port), retry = false })
+  ngx.print(string.format("Moka 3D start inside nginx (cosocket transport), %s, %d calls (CPU per call):\n",
+    jit and jit.version or _VERSION, tonumber(args.n) or 3000))
+  ngx.print(split.run(gw, tonumber(args.n) or 3000, "cosocket"))
+end
+
 function M.run(root)
   local fixtures = require "bench.fixtures"
   local args = ngx.req.get_uri_args()
