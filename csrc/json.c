@@ -557,7 +557,7 @@ static int jb_grow(jbuf *b, size_t need)
     return 1;
 }
 
-#define JB_NEED(w, n) do { if (!jb_grow((w)->b, (n))) return jw_fail((w), "out of memory"); } while (0)
+#define JB_NEED(w, n) do { if ((w)->b->cap - (w)->b->len < (n) && !jb_grow((w)->b, (n))) return jw_fail((w), "out of memory"); } while (0)
 #define JB_PUT(w, s, n) do { JB_NEED(w, n); memcpy((w)->b->p + (w)->b->len, (s), (n)); (w)->b->len += (n); } while (0)
 #define JB_CHAR(w, c) do { JB_NEED(w, 1); (w)->b->p[(w)->b->len++] = (c); } while (0)
 
@@ -592,6 +592,18 @@ static int jw_fail(jwriter *w, const char *what)
 
 static const char HEX[] = "0123456789abcdef";
 
+/* 1 for the bytes a string writes as they are without a look (printable ASCII but '"', '\\'). */
+static const unsigned char PLAIN[256] = {
+#define R16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+    R16(0), R16(0),                                    /* 0x00-0x1F: escaped */
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,    /* 0x20-0x2F: '"' escaped */
+    R16(1), R16(1),                                    /* 0x30-0x4F */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,    /* 0x50-0x5F: '\\' escaped */
+    R16(1), R16(1),                                    /* 0x60-0x7F (DEL as it is) */
+    R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0) /* 0x80-0xFF: UTF-8 checked */
+#undef R16
+};
+
 static int jw_string(jwriter *w, const char *str, size_t n)
 {
     const unsigned char *s = (const unsigned char *)str;
@@ -600,7 +612,7 @@ static int jw_string(jwriter *w, const char *str, size_t n)
     w->b->p[w->b->len++] = '"';
     while (i < n) {
         size_t start = i;
-        while (i < n && s[i] >= 0x20 && s[i] != '"' && s[i] != '\\' && s[i] < 0x80) i++;
+        while (i < n && PLAIN[s[i]]) i++;
         if (i > start) JB_PUT(w, s + start, i - start);
         if (i >= n) break;
         if (s[i] >= 0x80) {
@@ -640,9 +652,11 @@ static int jw_string(jwriter *w, const char *str, size_t n)
 
 static int jw_integer(jwriter *w, long long v)
 {
-    char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%lld", v);
-    JB_PUT(w, tmp, (size_t)n);
+    char tmp[24], *p = tmp + sizeof tmp;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do { *--p = (char)('0' + (int)(u % 10)); u /= 10; } while (u != 0);
+    if (v < 0) *--p = '-';
+    JB_PUT(w, p, (size_t)(tmp + sizeof tmp - p));
     return 1;
 }
 

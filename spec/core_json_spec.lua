@@ -34,6 +34,13 @@ describe("core.json_encode", function()
     assert.equal("null", E(cjson.null)) -- cjson's null is the same NULL light userdata
   end)
 
+  it("writes Lua 5.4's whole integer range exactly", function()
+    if not math.mininteger then return end -- LuaJIT numbers are doubles (see the 2^53 case)
+    assert.equal("-9223372036854775808", E(math.mininteger))
+    assert.equal("9223372036854775807", E(math.maxinteger))
+    assert.equal("[0,-1,10,-100]", E({ 0, -1, 10, -100 }))
+  end)
+
   it("writes integral floats within 2^53 as integers, -0.0 as 0", function()
     assert.equal("3", E(3.0))
     assert.equal("0", E(-0.0))
