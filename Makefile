@@ -2,7 +2,8 @@
 #   make            build paykit.core for Lua 5.4 and for LuaJIT (build/<lua>/paykit/core.so)
 #   make test       install missing Debian packages (as root), build, run every spec suite
 #   make demo       the demo purchase flow against the local sandbox
-#   make bench      transport benchmark next to wrk
+#   make bench      provider calls and transport next to wrk (BENCH_QUICK=1: a short smoke run),
+#                   then the journal's cost per payment
 #   make install    install for Lua 5.4 with LuaRocks (offline: --deps-mode=none; TREE=dir for a tree)
 #   make install-luajit   the same rock for LuaJIT 2.1 (luarocks --lua-version=5.1)
 #   make dist       the release tarball build/dist/paykit-$(VERSION).tar.gz (DIST_REF, default HEAD)
@@ -87,7 +88,7 @@ demo: deps
 
 bench: deps
 	@$(MAKE) --no-print-directory build
-	@bash bench/run
+	@BENCH_QUICK=$(BENCH_QUICK) bash bench/run
 
 # LuaRocks builds paykit.core under build/rock/ (rockspec/core.mk), never into csrc/.
 install: deps
@@ -117,7 +118,7 @@ FUZZ_CC    ?= clang-14
 FUZZ_TIME  ?= 4
 FUZZ_FLAGS  = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 LUA54_LIBS := $(shell $(PKGCONF) --libs lua5.4 2>/dev/null)
-FUZZ_TARGETS = pct form money hex b64 httpparse
+FUZZ_TARGETS = pct form money hex b64 httpparse json
 FUZZ_BINS = $(addprefix build/fuzz/,$(FUZZ_TARGETS))
 
 # target: csrc part, register function, extra libraries
@@ -127,6 +128,7 @@ fuzz_part_money = codec paykit_codec_register
 fuzz_part_hex = crypto paykit_crypto_register -lcrypto
 fuzz_part_b64 = crypto paykit_crypto_register -lcrypto
 fuzz_part_httpparse = httpparse paykit_httpparse_register -lhttp_parser
+fuzz_part_json = json paykit_json_register
 
 fuzz-build: $(FUZZ_BINS)
 

@@ -1,18 +1,32 @@
--- paykit transport benchmark: paykit.core's libcurl client next to wrk and to the Lua HTTP
--- clients a user would otherwise pick from Debian, against one local nginx (1 worker).
--- Run from the repository root with lua5.4 (bench/run does that). Each run is bounded (a fixed
--- request count or wrk's 1 s). No thresholds: it prints what it measured.
+-- paykit provider benchmark (make bench): the whole provider call (validate, build the body,
+-- sign, send, parse, map the result) next to wrk -t1 sending the identical bytes to the same
+-- local nginx (1 worker, started here on 127.0.0.1), on Lua 5.4 and LuaJIT, over http and https;
+-- 64 in flight through paykit.batch next to wrk -t1 -c64; inside nginx a provider call next to
+-- a raw cosocket loop sending the same bytes; paykit.batch memory per queued task and RSS after
+-- a large batch. Every rate is the median of REPEAT runs (interleaved: one run of every row,
+-- then the next round), with its spread, the client's CPU per call and the server's CPU per
+-- request. No thresholds: it prints (and stores in build/bench/results.txt) what it measured.
+--
+-- Environment: BENCH_QUICK=1 (a smoke run: the Moka rows only, a 2k-task batch, a 10k-task
+-- memory batch), PAYKIT_BENCH_REPEAT (default 3, at least 3), PAYKIT_BENCH_SECONDS (default 1;
+-- whole seconds: wrk takes no fractions),
+-- PAYKIT_BENCH_PORT (default 18760; uses it and the next four).
+-- Run from the repository root with lua5.4 (bench/run does that).
 package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path
 local nginx = require "spec.support.nginx"
-local payload = dofile("bench/payload.lua")
+local F = require "bench.fixtures"
 
-local HTTP_PORT, HTTPS_PORT = tonumber(os.getenv("PAYKIT_BENCH_PORT") or 18760), nil
-HTTPS_PORT = HTTP_PORT + 1
-local HTTP_URL = "http://127.0.0.1:" .. HTTP_PORT .. "/pay"
-local HTTPS_URL = "https://127.0.0.1:" .. HTTPS_PORT .. "/pay"
-local WRK_SECONDS = tonumber(os.getenv("PAYKIT_BENCH_WRK_SECONDS") or 1)
+local QUICK = os.getenv("BENCH_QUICK") == "1"
+local REPEAT = math.max(3, tonumber(os.getenv("PAYKIT_BENCH_REPEAT") or 3))
+local SECONDS = math.max(1, math.floor(tonumber(os.getenv("PAYKIT_BENCH_SECONDS") or 1)))
+local BATCH_N = QUICK and 2000 or 10000
+local MEM_N = QUICK and 10000 or 100000
+local P = tonumber(os.getenv("PAYKIT_BENCH_PORT") or 18760)
+local PORT = { http = P, https = P + 1, nginx = P + 2, client = P + 3 }
 local ROOT = nginx.root()
 local DIR = ROOT .. "/build/bench"
+local CA = DIR .. "/ca.crt"
+local NCPU = 2
 
 local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 local function sh(cmd)
@@ -20,23 +34,28 @@ local function sh(cmd)
   if type(ok) == "number" then return ok == 0 end
   return ok and code == 0
 end
-local function have(cmd) return sh("command -v " .. cmd .. " >/dev/null 2>&1") end
 local function capture(cmd)
   local p = assert(io.popen(cmd .. " 2>&1")); local out = p:read("*a"); p:close(); return out
 end
+local function readfile(path)
+  local f = io.open(path, "rb"); if not f then return nil end
+  local s = f:read("*a"); f:close(); return s
+end
+local function writefile(path, s) local f = assert(io.open(path, "wb")); f:write(s); f:close() end
+local function loadavg() return (readfile("/proc/loadavg") or "?"):match("^(%S+ %S+ %S+)") end
+local function log(s) io.stderr:write("bench: " .. s .. "\n") end
 
 local function make_certs()
   assert(sh("mkdir -p " .. q(DIR)))
-  local ext = assert(io.open(DIR .. "/server.ext", "wb"))
-  ext:write("subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
-  ext:close()
+  if readfile(DIR .. "/server.crt") and readfile(CA) then return end
+  writefile(DIR .. "/server.ext", "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
   local steps = {
     "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=paykit bench CA' "
       .. "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign "
-      .. "-keyout " .. q(DIR .. "/ca.key") .. " -out " .. q(DIR .. "/ca.crt"),
+      .. "-keyout " .. q(DIR .. "/ca.key") .. " -out " .. q(CA),
     "openssl req -newkey rsa:2048 -nodes -subj '/CN=127.0.0.1' -keyout " .. q(DIR .. "/server.key")
       .. " -out " .. q(DIR .. "/server.csr"),
-    "openssl x509 -req -days 2 -in " .. q(DIR .. "/server.csr") .. " -CA " .. q(DIR .. "/ca.crt")
+    "openssl x509 -req -days 2 -in " .. q(DIR .. "/server.csr") .. " -CA " .. q(CA)
       .. " -CAkey " .. q(DIR .. "/ca.key") .. " -CAcreateserial -extfile " .. q(DIR .. "/server.ext")
       .. " -out " .. q(DIR .. "/server.crt"),
   }
@@ -44,150 +63,350 @@ local function make_certs()
 end
 
 local SERVER = [[
-  keepalive_requests 1000000;
+  lua_shared_dict bench_cap 1m;
+  keepalive_requests 10000000;
   keepalive_timeout 60s;
   client_body_buffer_size 16k;
   ssl_session_cache shared:bench_ssl:1m;
   server {
     listen 127.0.0.1:${HTTP_PORT};
     listen 127.0.0.1:${HTTPS_PORT} ssl;
+    listen 127.0.0.1:${NGINX_PORT};
     ssl_certificate ${DIR}/server.crt;
     ssl_certificate_key ${DIR}/server.key;
     access_log off;
-    location = /pay {
-      default_type application/json;
-      content_by_lua_block {
-        ngx.req.read_body()
-        local body = ngx.req.get_body_data()
-        if not body or #body ~= ]] .. #payload.request .. [[ then ngx.status = 400; ngx.print("bad body"); return end
-        ngx.print([==[]] .. payload.response .. [[]==])
-      }
-    }
+    default_type application/json;
+    location = ${MOKA} { content_by_lua_block { require("bench.nginx_server").answer("moka") } }
+    location = ${MOCOPAY} { content_by_lua_block { require("bench.nginx_server").answer("mocopay") } }
+    location = ${ZIPPY} { content_by_lua_block { require("bench.nginx_server").answer("zippy") } }
+    location = /__capture { content_by_lua_block { require("bench.nginx_server").capture() } }
   }
 ]]
 
--- One run of bench/client.lua in its own process.
-local function client_run(lua, client, mode, url, n, in_flight, cafile)
-  local cmd = table.concat({ lua, "bench/client.lua", client, mode, q(url), n, in_flight or 1, q(cafile or "") }, " ")
-  local out = capture(cmd)
+local CLIENT = [[
+  keepalive_timeout 600s;
+  lua_socket_keepalive_timeout 600s;
+  server {
+    listen 127.0.0.1:${CLIENT_PORT};
+    access_log off;
+    location = /run { content_by_lua_block { require("bench.nginx_client").run("${ROOT}") } }
+    location = /breakdown { content_by_lua_block { require("bench.nginx_client").breakdown() } }
+  }
+]]
+
+-- CPU seconds (user + system) of the server's worker process so far.
+local server_worker
+local function worker_of(srv)
+  local master = srv:pid()
+  local kids = readfile("/proc/" .. master .. "/task/" .. master .. "/children") or ""
+  return tonumber(kids:match("(%d+)"))
+end
+local function proc_cpu(pid)
+  local s = readfile("/proc/" .. pid .. "/stat") or ""
+  local rest = s:match("%) (.*)$") or ""
+  local f = {}
+  for w in rest:gmatch("%S+") do f[#f + 1] = w end
+  -- after "pid (comm) ": state is field 3, utime 14, stime 15 -> indexes 12, 13 here
+  return ((tonumber(f[12]) or 0) + (tonumber(f[13]) or 0)) / 100
+end
+
+local function curl_get(url, out)
+  if out then os.remove(out) end
+  return capture("curl -sf --max-time 120 " .. (out and ("-o " .. q(out) .. " ") or "") .. q(url))
+end
+
+-- Runs fn (which returns {n=, wall=, cpu=, errors=} or {failed=}) and adds the server's CPU.
+local function with_server_cpu(fn)
+  local s0 = proc_cpu(server_worker)
+  local r = fn()
+  local s1 = proc_cpu(server_worker)
+  if not r.failed and r.n > 0 then r.server_us = (s1 - s0) * 1e6 / r.n end
+  return r
+end
+
+local function parse_result(out)
   local ok, errs, wall, cpu = out:match("result (%d+) (%d+) ([%d.]+) ([%d.]+)")
-  if not ok then return { failed = out:gsub("%s+$", ""):sub(1, 200) } end
+  if not ok then return { failed = out:gsub("%s+$", ""):gsub("\n", " | "):sub(1, 160) } end
   ok, errs, wall, cpu = tonumber(ok), tonumber(errs), tonumber(wall), tonumber(cpu)
-  return { rps = (ok + errs) / wall, cpu_us = cpu * 1e6 / (ok + errs), errors = errs, n = ok + errs }
+  local n = ok + errs
+  return { n = n, errors = errs, rps = n / wall, cpu_us = cpu * 1e6 / n }
 end
 
--- wrk for WRK_SECONDS; its CPU time (user + system) from /usr/bin/time.
-local function wrk_run(url, conns, threads)
-  local tfile = DIR .. "/wrk-time.txt"
-  local cmd = table.concat({ "/usr/bin/time -f '%U %S' -o", q(tfile), "wrk -t" .. threads, "-c" .. conns,
-    "-d" .. WRK_SECONDS .. "s", "-s bench/wrk_post.lua", q(url) }, " ")
-  local out = capture(cmd)
-  local n = tonumber(out:match("(%d+) requests in"))
-  local f = io.open(tfile); local t = f and f:read("*a") or ""; if f then f:close() end
-  local u, s = t:match("([%d.]+) ([%d.]+)")
-  if not n or not u then return { failed = out:gsub("%s+$", ""):sub(1, 200) } end
-  local rps = tonumber(out:match("Requests/sec:%s*([%d.]+)"))
-  local bad = tonumber(out:match("Non%-2xx or 3xx responses: (%d+)") or 0)
-  local sock = out:match("Socket errors: ([^\n]+)")
-  return { rps = rps, cpu_us = (tonumber(u) + tonumber(s)) * 1e6 / n, errors = bad, n = n, note = sock }
+local function calls_run(lua, scenario, mode, base, amount, in_flight, cafile)
+  return with_server_cpu(function()
+    local out = capture(table.concat({ lua, "bench/calls.lua", scenario, mode, q(base), amount, in_flight or 1,
+      q(cafile or "") }, " "))
+    local r = parse_result(out)
+    local a, b, c, d = out:match("mem (%d+) (%d+) (%d+) (%d+)")
+    if a then r.mem = { rss0 = tonumber(a), peak = tonumber(b), rss1 = tonumber(c), lua_kb = tonumber(d) } end
+    return r
+  end)
 end
 
--- Each figure is the median (by req/s) of REPEAT runs: this machine is small and shared.
-local REPEAT = tonumber(os.getenv("PAYKIT_BENCH_REPEAT") or 3)
-local function median(fn, ...)
-  local runs = {}
-  for i = 1, REPEAT do
-    local r = fn(...)
-    if r.failed then return r end
-    runs[i] = r
+local function nginx_run(scenario, mode)
+  return with_server_cpu(function()
+    return parse_result(curl_get(string.format("http://127.0.0.1:%d/run?scenario=%s&mode=%s&seconds=%s&port=%d",
+      PORT.client, scenario, mode, SECONDS, PORT.nginx)))
+  end)
+end
+
+-- bench/cloop.c: a plain C keep-alive loop sending the same bytes (the fast transport's floor).
+local CLOOP = DIR .. "/cloop"
+local function build_cloop()
+  return sh("cc -O2 -o " .. q(CLOOP) .. " bench/cloop.c -lssl -lcrypto -lhttp_parser >/dev/null 2>&1")
+end
+local function cloop_run(reqfile, scheme, cafile)
+  return with_server_cpu(function()
+    writefile(DIR .. "/moka.answer", F.moka_answer)
+    return parse_result(capture(table.concat({ q(CLOOP), "127.0.0.1", PORT[scheme], q(reqfile), q(DIR .. "/moka.answer"),
+      SECONDS, scheme == "https" and q(cafile) or "" }, " ")))
+  end)
+end
+
+local function wrk_run(reqfile, url, conns)
+  return with_server_cpu(function()
+    local tfile = DIR .. "/wrk-time.txt"
+    local out = capture(table.concat({ "/usr/bin/time -f '%U %S' -o", q(tfile), "wrk -t1", "-c" .. conns,
+      "-d" .. SECONDS .. "s", "-s bench/wrk_raw.lua", q(url), "--", q(reqfile) }, " "))
+    local n = tonumber(out:match("(%d+) requests in"))
+    local u, s = (readfile(tfile) or ""):match("([%d.]+) ([%d.]+)")
+    local rps = tonumber(out:match("Requests/sec:%s*([%d.]+)"))
+    if not n or not u or not rps then return { failed = out:gsub("%s+$", ""):gsub("\n", " | "):sub(1, 160) } end
+    local bad = tonumber(out:match("Non%-2xx or 3xx responses: (%d+)") or 0)
+    local sock = out:match("Socket errors: ([^\n]+)")
+    return { rps = rps, cpu_us = (tonumber(u) + tonumber(s)) * 1e6 / n, errors = bad, n = n, note = sock }
+  end)
+end
+
+-- ------------------------------------------------------------------ capture: the identical bytes
+local captured = {} -- name -> note about the bytes
+
+local function cap_url(args) return "http://127.0.0.1:" .. PORT.http .. "/__capture?" .. args end
+local function grab(key, file)
+  local ok = curl_get(cap_url("key=" .. key), file) == "" and readfile(file)
+  curl_get(cap_url("clear=" .. key))
+  return ok or nil
+end
+
+local function captures()
+  curl_get(cap_url("arm=1"))
+  local paths = { moka = F.moka_path, mocopay = F.mocopay_path, zippy = F.zippy_path }
+  for _, prov in ipairs { "moka", "mocopay", "zippy" } do
+    for _, scheme in ipairs { "http", "https" } do
+      local base = scheme .. "://127.0.0.1:" .. PORT[scheme]
+      local key = PORT[scheme] .. paths[prov]
+      local file = string.format("%s/%s-%s.req", DIR, prov, scheme)
+      local r = parse_result(capture(table.concat({ "lua5.4 bench/calls.lua", prov, "once", q(base), 1, 1, q(CA) }, " ")))
+      local a = grab(key, file)
+      if r.failed or r.errors > 0 or not a then error("capture of " .. prov .. " over " .. scheme .. " failed: " .. tostring(r.failed), 0) end
+      parse_result(capture(table.concat({ "luajit bench/calls.lua", prov, "once", q(base), 1, 1, q(CA) }, " ")))
+      local b = grab(key, DIR .. "/luajit.req") or ""
+      captured[prov .. "-" .. scheme] = (a == b and "LuaJIT sends the same bytes")
+        or (#a == #b and "LuaJIT: same length, other bytes (table key order)") or ("LuaJIT DIFFERS: " .. #b .. " bytes")
+      captured[prov .. "-" .. scheme .. "-len"] = #a
+    end
+    local file = string.format("%s/%s-nginx.req", DIR, prov)
+    local out = curl_get(string.format("http://127.0.0.1:%d/run?scenario=%s&mode=paykit&once=1&port=%d",
+      PORT.client, prov, PORT.nginx))
+    local r = parse_result(out)
+    if r.failed or r.errors > 0 or not grab(PORT.nginx .. paths[prov], file) then
+      error("capture of " .. prov .. " inside nginx failed: " .. tostring(r.failed or out), 0)
+    end
   end
-  table.sort(runs, function(a, b) return a.rps < b.rps end)
-  return runs[math.floor((REPEAT + 1) / 2)]
+  -- the bare transport's bytes next to the whole call's
+  parse_result(capture("lua5.4 bench/calls.lua bare once " .. q("http://127.0.0.1:" .. PORT.http) .. " 1 1"))
+  local b = grab(PORT.http .. F.moka_path, DIR .. "/bare.req") or ""
+  captured.bare = b == readfile(DIR .. "/moka-http.req") and "the same bytes as the Moka call"
+    or ("NOT the Moka call's bytes (" .. #b .. " bytes)")
+  curl_get(cap_url("arm=0"))
 end
-local function client_med(...) return median(client_run, ...) end
-local function wrk_med(...) return median(wrk_run, ...) end
 
+-- ------------------------------------------------------------------ the rows
 local rows = {}
-local function add(scenario, name, r, base)
-  rows[#rows + 1] = { scenario = scenario, name = name, r = r, base = base }
+local function row(group, name, run, base) rows[#rows + 1] = { group = group, name = name, run = run, base = base, runs = {} } end
+
+local function build_rows()
+  local names = { moka = "Moka 3D start", mocopay = "MoCoPay verifyPayment", zippy = "Zippy create transaction" }
+  local runtimes = { { "lua5.4", "Lua 5.4" }, { "luajit", "LuaJIT" } }
+  local provs = QUICK and { "moka" } or { "moka", "mocopay", "zippy" }
+  for _, prov in ipairs(provs) do
+    for _, scheme in ipairs { "http", "https" } do
+      local base = scheme .. "://127.0.0.1:" .. PORT[scheme]
+      local file = string.format("%s/%s-%s.req", DIR, prov, scheme)
+      local group = string.format("%s, %s, 1 conn (%d B req)", names[prov], scheme, captured[prov .. "-" .. scheme .. "-len"])
+      local w = #rows + 1
+      row(group, "wrk -t1 -c1 (same bytes)", function() return wrk_run(file, base .. "/", 1) end)
+      for _, rt in ipairs(runtimes) do
+        row(group, "paykit " .. rt[2], function() return calls_run(rt[1], prov, "seq", base, SECONDS, 1, CA) end, w)
+      end
+      if prov == "moka" then
+        for _, rt in ipairs(runtimes) do
+          row(group, "bare core request() " .. rt[2], function() return calls_run(rt[1], "bare", "seq", base, SECONDS, 1, CA) end, w)
+        end
+        row(group, "plain Lua loop over luasocket, Lua 5.4", function()
+          return calls_run("lua5.4", "luasocket", "seq", base, SECONDS, 1, CA) end, w)
+        if build_cloop() then
+          row(group, "plain C loop (bench/cloop.c)", function() return cloop_run(file, scheme, CA) end, w)
+        end
+      end
+    end
+  end
+  local base = "http://127.0.0.1:" .. PORT.http
+  local group = "Moka 3D start, http, 64 in flight"
+  local w = #rows + 1
+  row(group, "wrk -t1 -c64 (same bytes)", function() return wrk_run(DIR .. "/moka-http.req", base .. "/", 64) end)
+  for _, rt in ipairs(runtimes) do
+    row(group, "paykit.batch " .. rt[2] .. ", " .. BATCH_N .. " tasks", function()
+      return calls_run(rt[1], "moka", "batch", base, BATCH_N, 64, CA) end, w)
+  end
+  for _, prov in ipairs(provs) do
+    local g = "inside nginx: " .. names[prov] .. ", http"
+    local r = #rows + 1
+    row(g, "raw cosocket loop (same bytes)", function() return nginx_run(prov, "raw") end)
+    row(g, "paykit (cosocket transport)", function() return nginx_run(prov, "paykit") end, r)
+  end
 end
 
-local function fmt_row(row)
-  local r, base = row.r, row.base
+local function median_of(runs)
+  local ok = {}
+  for _, r in ipairs(runs) do if not r.failed then ok[#ok + 1] = r end end
+  if #ok == 0 then return runs[1] end
+  table.sort(ok, function(a, b) return a.rps < b.rps end)
+  local m = ok[math.floor((#ok + 1) / 2)]
+  m.spread = (ok[#ok].rps - ok[1].rps) / m.rps * 100
+  m.count = #ok
+  return m
+end
+
+local function fmt(row_, lines)
+  local r = row_.med
   if r.failed then
-    return string.format("%-24s %-34s  not run: %s", row.scenario, row.name, r.failed)
+    lines[#lines + 1] = string.format("  %-40s not run: %s", row_.name, r.failed)
+    return
   end
-  local ratio, cpu_ratio = "", ""
-  if base and not base.failed and r ~= base then
-    ratio = string.format("%.2fx", r.rps / base.rps)
-    cpu_ratio = string.format("%.2fx", r.cpu_us / base.cpu_us)
-  elseif r == base then
-    ratio, cpu_ratio = "1.00x", "1.00x"
+  local ratio = "1.00x"
+  if row_.base then
+    local b = rows[row_.base].med
+    ratio = (b and not b.failed) and string.format("%.2fx", r.rps / b.rps) or "?"
   end
-  local errs = r.errors > 0 and string.format("  (%d errors)", r.errors) or ""
-  if r.note then errs = errs .. "  (socket errors: " .. r.note .. ")" end
-  return string.format("%-24s %-34s %9.0f %8.1f %9s %9s %8d%s", row.scenario, row.name, r.rps, r.cpu_us,
-    ratio, cpu_ratio, r.n, errs)
+  local extra = r.errors > 0 and string.format("  (%d errors)", r.errors) or ""
+  if r.note then extra = extra .. "  (socket errors: " .. r.note .. ")" end
+  lines[#lines + 1] = string.format("  %-40s %9.0f %6.1f%% %7s %9.1f %9s%s", row_.name, r.rps, r.spread or 0, ratio,
+    r.cpu_us, r.server_us and string.format("%.1f", r.server_us) or "?", extra)
 end
 
 local function main()
-  assert(have("wrk"), "wrk is not installed (make deps)")
+  assert(sh("command -v wrk >/dev/null 2>&1"), "wrk is not installed (make deps)")
+  local load0 = loadavg()
   make_certs()
-  local srv = nginx.start("bench", SERVER, { HTTP_PORT = HTTP_PORT, HTTPS_PORT = HTTPS_PORT, DIR = DIR,
-    PORTS = { HTTP_PORT, HTTPS_PORT } })
+  local vars = { HTTP_PORT = PORT.http, HTTPS_PORT = PORT.https, NGINX_PORT = PORT.nginx, CLIENT_PORT = PORT.client,
+    DIR = DIR, MOKA = F.moka_path, MOCOPAY = F.mocopay_path, ZIPPY = F.zippy_path }
+  local sv = {}; for k, v in pairs(vars) do sv[k] = v end; sv.PORTS = { PORT.http, PORT.https, PORT.nginx }
+  local srv = nginx.start("bench", SERVER, sv)
+  local cv = {}; for k, v in pairs(vars) do cv[k] = v end; cv.PORTS = { PORT.client }
+  local cli_ok, cli = pcall(nginx.start, "bench-client", CLIENT, cv)
+  local mem = {}
   local ok, err = pcall(function()
-    local ca = DIR .. "/ca.crt"
-    local luacurl_lua = have("lua5.1") and "lua5.1" or nil
-
-    io.stderr:write("bench: HTTP sequential\n")
-    local w = wrk_med(HTTP_URL, 1, 1)
-    add("HTTP, 1 connection", "wrk -t1 -c1", w, w)
-    add("", "paykit request() lua5.4", client_med("lua5.4", "paykit", "seq", HTTP_URL, 5000), w)
-    add("", "paykit request() luajit", client_med("luajit", "paykit", "seq", HTTP_URL, 5000), w)
-    if luacurl_lua then
-      add("", "lua-curl easy (lua5.1)", client_med(luacurl_lua, "luacurl", "seq", HTTP_URL, 5000), w)
+    if not cli_ok then error(cli, 0) end
+    server_worker = assert(worker_of(srv), "no nginx worker")
+    log("capturing the request bytes paykit sends")
+    captures()
+    build_rows()
+    for round = 1, REPEAT do
+      log(string.format("round %d of %d (%d rows), loadavg %s", round, REPEAT, #rows, loadavg()))
+      for _, r in ipairs(rows) do r.runs[round] = r.run() end
     end
-    add("", "socket.http lua5.4 (new conn each)", client_med("lua5.4", "luasocket", "seq", HTTP_URL, 2000), w)
-
-    io.stderr:write("bench: HTTPS sequential\n")
-    w = wrk_med(HTTPS_URL, 1, 1)
-    add("HTTPS, 1 connection", "wrk -t1 -c1", w, w)
-    add("", "paykit request() lua5.4", client_med("lua5.4", "paykit", "seq", HTTPS_URL, 5000, 1, ca), w)
-    add("", "paykit request() luajit", client_med("luajit", "paykit", "seq", HTTPS_URL, 5000, 1, ca), w)
-    if luacurl_lua then
-      add("", "lua-curl easy (lua5.1)", client_med(luacurl_lua, "luacurl", "seq", HTTPS_URL, 5000, 1, ca), w)
+    for _, rt in ipairs { "lua5.4", "luajit" } do
+      log("memory: " .. MEM_N .. "-task batch on " .. rt)
+      mem[rt] = calls_run(rt, "moka", "mem", "http://127.0.0.1:" .. PORT.http, MEM_N, 64, CA)
     end
-    add("", "ssl.https lua5.4 (handshake each)", client_med("lua5.4", "luasocket", "seq", HTTPS_URL, 60, 1, ca), w)
-
-    for _, k in ipairs({ 16, 64 }) do
-      io.stderr:write("bench: HTTP " .. k .. " in flight\n")
-      w = wrk_med(HTTP_URL, k, 2)
-      add("HTTP, " .. k .. " in flight", "wrk -t2 -c" .. k, w, w)
-      add("", "paykit batch() lua5.4, 20000", client_med("lua5.4", "paykit", "batch", HTTP_URL, 20000, k), w)
-      add("", "paykit batch() luajit, 20000", client_med("luajit", "paykit", "batch", HTTP_URL, 20000, k), w)
-    end
-    io.stderr:write("bench: HTTPS 64 in flight\n")
-    w = wrk_med(HTTPS_URL, 64, 2)
-    add("HTTPS, 64 in flight", "wrk -t2 -c64", w, w)
-    add("", "paykit batch() lua5.4, 20000", client_med("lua5.4", "paykit", "batch", HTTPS_URL, 20000, 64, ca), w)
   end)
+  if cli_ok then cli:stop() end
   srv:stop()
   if not ok then error(err, 0) end
+  local load1 = loadavg()
 
-  print(string.format("paykit transport benchmark: POST %d-byte JSON -> 200 with %d-byte JSON, nginx 1 worker on 127.0.0.1",
-    #payload.request, #payload.response))
-  print(string.format("%-24s %-34s %9s %8s %9s %9s %8s", "scenario", "client", "req/s", "CPU us", "req/s", "CPU",
-    "requests"))
-  print(string.format("%-24s %-34s %9s %8s %9s %9s %8s", "", "", "", "per req", "vs wrk", "vs wrk", ""))
-  print(string.rep("-", 104))
-  for _, row in ipairs(rows) do
-    if row.scenario ~= "" and _ > 1 then print("") end
-    print(fmt_row(row))
+  local lines = {}
+  local function p(s) lines[#lines + 1] = s or "" end
+  p(string.format("paykit provider benchmark%s: nginx 1 worker on 127.0.0.1, %s s runs, median of %d interleaved rounds",
+    QUICK and " (BENCH_QUICK smoke run)" or "", SECONDS, REPEAT))
+  p(string.format("%s; loadavg before %s, after %s; %d cores shared by client and server",
+    os.date("!%Y-%m-%d %H:%M UTC"), load0, load1, NCPU))
+  p()
+  p(string.format("  %-40s %9s %7s %7s %9s %9s", "client", "calls/s", "spread", "vs base", "client", "server"))
+  p(string.format("  %-40s %9s %7s %7s %9s %9s", "", "median", "", "", "CPU us", "CPU us"))
+  local worst_spread = 0
+  local group
+  for _, r in ipairs(rows) do
+    r.med = median_of(r.runs)
+    if r.med.spread and r.med.spread > worst_spread then worst_spread = r.med.spread end
+    if r.group ~= group then group = r.group; p(); p(group) end
+    fmt(r, lines)
   end
-  print(string.rep("-", 104))
-  print("CPU us per req: the client process only (os.clock for Lua clients, /usr/bin/time for wrk), user+system.")
-  print("Median of " .. REPEAT .. " runs each; wrk runs " .. WRK_SECONDS .. " s. Client and nginx share this machine's cores;")
-  print("wrk -t2 takes two threads. No thresholds: figures only.")
+  p()
+  p("paykit.batch memory (Moka 3D start tasks, http, 64 in flight), KB:")
+  for _, rt in ipairs { "lua5.4", "luajit" } do
+    local m = mem[rt]
+    if m and m.mem then
+      p(string.format("  %-8s %6d tasks: RSS before %7d, peak %7d (+%d = %.2f KB/task), after %7d (%+d); %.0f calls/s, %.1f us CPU/call",
+        rt, MEM_N, m.mem.rss0, m.mem.peak, m.mem.peak - m.mem.rss0, (m.mem.peak - m.mem.rss0) / MEM_N, m.mem.rss1,
+        m.mem.rss1 - m.mem.rss0, m.rps or 0, m.cpu_us or 0))
+    else
+      p("  " .. rt .. ": not run: " .. tostring(m and m.failed))
+    end
+  end
+  p()
+  p("Identical bytes: each wrk row sends the request paykit sent (captured by the server: raw header + body).")
+  for _, k in ipairs { "moka-http", "moka-https", "mocopay-http", "mocopay-https", "zippy-http", "zippy-https" } do
+    p(string.format("  %-14s %d bytes; %s", k, captured[k .. "-len"], captured[k]))
+  end
+  p("  bare core request(): " .. tostring(captured.bare))
+  p("vs base: the group's first row (wrk -t1 or the raw cosocket loop). client CPU: user+system of the client")
+  p("process per call (os.clock; /usr/bin/time for wrk; the client nginx worker inside nginx). server CPU:")
+  p("the server nginx worker's user+system per request (/proc, 10 ms ticks). spread: (max-min)/median.")
+  local l0 = tonumber(load0:match("^(%S+)")) or 0
+  if l0 > 0.5 * NCPU or worst_spread > 20 then
+    p(string.format("WARNING: the machine was busy (loadavg before %s; worst spread %.0f%%): figures are noisy.", load0, worst_spread))
+  end
+  local text = table.concat(lines, "\n") .. "\n"
+  writefile(DIR .. "/results.txt", text)
+  io.write(text)
+  io.write("(stored in build/bench/results.txt)\n")
 end
 
-main()
+-- bench/run profile: the stage breakdown of a Moka 3D start inside nginx (bench/split.lua via
+-- the client nginx) and in plain Lua on both runtimes (bench/breakdown.lua), and `perf record`
+-- of a Lua 5.4 loop of Moka 3D starts (when perf works here).
+local function profile()
+  make_certs()
+  local sv = { HTTP_PORT = PORT.http, HTTPS_PORT = PORT.https, NGINX_PORT = PORT.nginx, DIR = DIR,
+    MOKA = F.moka_path, MOCOPAY = F.mocopay_path, ZIPPY = F.zippy_path, PORTS = { PORT.http } }
+  local srv = nginx.start("bench", SERVER, sv)
+  local cv = { CLIENT_PORT = PORT.client, ROOT = ROOT, PORTS = { PORT.client } }
+  local cli_ok, cli = pcall(nginx.start, "bench-client", CLIENT, cv)
+  local base = "http://127.0.0.1:" .. PORT.http
+  local lines = {}
+  local ok, err = pcall(function()
+    if not cli_ok then error(cli, 0) end
+    -- first, in the client nginx's fresh worker (see bench/nginx_client.lua)
+    lines[#lines + 1] = curl_get(string.format("http://127.0.0.1:%d/breakdown?port=%d&n=3000", PORT.client, PORT.nginx))
+    for _, lua in ipairs { "lua5.4", "luajit" } do lines[#lines + 1] = capture(lua .. " bench/breakdown.lua " .. q(base)) end
+    if sh("perf --version >/dev/null 2>&1") then
+      local data = DIR .. "/perf.data"
+      capture("perf record -F 1999 -g -o " .. q(data) .. " lua5.4 bench/calls.lua moka seq " .. q(base) .. " 4")
+      local rep = "perf report -i " .. q(data) .. " --stdio --no-children -g none --percent-limit 0.7 "
+      lines[#lines + 1] = "perf (Lua 5.4, Moka 3D start loop, client process), self time by library:\n"
+        .. capture(rep .. "--sort dso 2>/dev/null | grep '%'")
+        .. "\nby symbol (lua5.4 has no symbols here: its addresses are the interpreter):\n"
+        .. capture(rep .. "--sort dso,symbol 2>/dev/null | grep '%' | head -30")
+    end
+  end)
+  if cli_ok then cli:stop() end
+  srv:stop()
+  if not ok then error(err, 0) end
+  local text = table.concat(lines, "\n")
+  writefile(DIR .. "/profile.txt", text)
+  io.write(text, "(stored in build/bench/profile.txt)\n")
+end
+
+if arg[1] == "profile" then profile() else main() end

@@ -1,0 +1,81 @@
+-- The in-nginx half of the provider benchmark: runs in a second nginx (1 worker), the client,
+-- against the benchmark's server nginx. GET /run?scenario=moka&mode=paykit|raw&seconds=1&port=P
+--   paykit  the provider call through paykit (paykit.http -> paykit.cosocket), one after another
+--   raw     a bare cosocket loop on one keep-alive connection sending the captured bytes of that
+--           same call (build/bench/<scenario>-nginx.req) and reading the answer by Content-Length
+-- Answers "result <ok> <errors> <wall s> <cpu s>" (CPU: this worker's, os.clock).
+local M = {}
+
+local function raw_loop(raw, port, expect)
+  local sock = ngx.socket.tcp()
+  sock:settimeout(10000)
+  assert(sock:connect("127.0.0.1", port))
+  local function one()
+    local sent, err = sock:send(raw)
+    if not sent then return false, err end
+    local line = sock:receive("*l")
+    if not line then return false end
+    local status = line:match("^HTTP/1%.1 (%d+)")
+    local len
+    while true do
+      local h = sock:receive("*l")
+      if not h then return false end
+      if h == "" then break end
+      local n = h:match("^[Cc]ontent%-[Ll]ength:%s*(%d+)")
+      if n then len = tonumber(n) end
+    end
+    if not len then return false end
+    local body = sock:receive(len)
+    return status == "200" and body == expect
+  end
+  return one, function() sock:close() end
+end
+
+-- GET /breakdown?port=P&n=N: bench/split.lua's split of a Moka 3D start through the cosocket
+-- transport (call it first in a fresh worker: it wraps paykit.url.parse before paykit.cosocket
+-- is loaded).
+function M.breakdown()
+  local split = require "bench.split"
+  split.prepare()
+  local args = ngx.req.get_uri_args()
+  local gw = assert(require("paykit.providers.moka").new { dealer_code = "1731", username = "bench-user",
+    password = "bench-password-not-secret", base_url = "http://127.0.0.1:" .. tonumber(args.port), retry = false })
+  ngx.print(string.format("Moka 3D start inside nginx (cosocket transport), %s, %d calls (CPU per call):\n",
+    jit and jit.version or _VERSION, tonumber(args.n) or 3000))
+  ngx.print(split.run(gw, tonumber(args.n) or 3000, "cosocket"))
+end
+
+function M.run(root)
+  local fixtures = require "bench.fixtures"
+  local args = ngx.req.get_uri_args()
+  local scenario, mode = args.scenario, args.mode
+  local seconds, port = tonumber(args.seconds) or 1, tonumber(args.port)
+  local one, done
+  if mode == "raw" then
+    local f = assert(io.open(root .. "/build/bench/" .. scenario .. "-nginx.req", "rb"))
+    local raw = f:read("*a"); f:close()
+    one, done = raw_loop(raw, port, fixtures[scenario .. "_answer"])
+  else
+    one = require("bench.providers").make(scenario, "http://127.0.0.1:" .. port)
+  end
+  local ok, errors = 0, 0
+  local function count(good) if good then ok = ok + 1 else errors = errors + 1 end end
+  if args.once then -- the capture run: one call
+    local good = one()
+    ngx.say(string.format("result %d %d 0 0", good and 1 or 0, good and 0 or 1))
+    return
+  end
+  one() -- warm-up: the connection exists before the clock starts
+  ngx.update_time()
+  local t0, c0 = ngx.now(), os.clock()
+  local stop = t0 + seconds
+  repeat
+    for _ = 1, 50 do count(one()) end
+    ngx.update_time()
+  until ngx.now() >= stop
+  local t1, c1 = ngx.now(), os.clock()
+  if done then done() end
+  ngx.say(string.format("result %d %d %.6f %.6f", ok, errors, t1 - t0, c1 - c0))
+end
+
+return M

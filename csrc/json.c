@@ -1,0 +1,1018 @@
+/*
+ * json.c: JSON text to Lua values and back, exact for money.
+ *
+ *   core.json_encode(v[, opts])    -> text | nil, message, "unencodable"
+ *   core.json_decode(text[, opts]) -> value | nil, message, "invalid_json"
+ *   core.json_number("27.50")    -> a marker written as the number literal 27.50 (never a float)
+ *   core.json_null               -> the null value (a NULL light userdata: equal to cjson.null)
+ *
+ * The file has two layers. The first is plain C with no Lua in it (pj_*: UTF-8 checking, the
+ * number grammar, an iterative parser that reports to callbacks), so that a fuzz target can
+ * build it alone with -DPAYKIT_JSON_CORE_ONLY. The second binds it to Lua.
+ *
+ * Writer rules (json_encode):
+ *  - nil inside a value is an error; core.json_null (or cjson.null) is null; booleans as such.
+ *  - numbers: Lua 5.4 integers as integers; a float only when it is integral and within
+ *    +-(2^53-1) (written as an integer; -0.0 is written 0). NaN, infinities and fractions are
+ *    errors: money goes as core.json_number("27.50") or a decimal string, never as a float.
+ *  - a table whose metatable has __json_number = f is the number literal t[f] (a string that
+ *    must match the JSON number grammar); core.json_number makes one with f = 1.
+ *  - a table whose metatable has __json_keys = kf and __json_values = vf is an object whose
+ *    members are t[kf][i] = t[vf][i], in that order (paykit.gateway's ordered objects).
+ *  - other tables: a sequence (t[1] ~= nil and exactly #t entries) is an array; a table with
+ *    no t[1] is an object with its keys sorted by bytes (string keys, or integers written in
+ *    decimal); an empty table is [] unless its metatable has __json_type = "object"
+ *    (__json_type = "array" forces an array). A table with both t[1] and other keys, or
+ *    with holes, is an error. Nesting deeper than opts.max_depth (default 64) is an error,
+ *    which is also what a cycle gives.
+ *  - strings: '"', '\' and the control bytes 0x00-0x1F escaped (\b \f \n \r \t, else
+ *    \u00XX); '/' and non-ASCII are written as they are. A string that is not valid UTF-8
+ *    (overlong forms, surrogates, beyond U+10FFFF, truncated) is an error naming its place,
+ *    or with opts.invalid_utf8 = "replace" each bad byte becomes U+FFFD.
+ *  - error messages name the place ($.a.b[3]) and the type, never the value.
+ *
+ * Reader rules (json_decode), RFC 8259 strict:
+ *  - one value (any type) with optional whitespace (space, tab, CR, LF) around it; anything
+ *    after it is an error; no comments, no trailing commas, no BOM, no NaN/Infinity.
+ *  - strings must be valid UTF-8 without raw control bytes; escapes \" \\ \/ \b \f \n \r \t
+ *    \uXXXX; a surrogate pair becomes its one code point; a lone surrogate is an error;
+ *    \u0000 gives a NUL byte in the Lua string.
+ *  - numbers: an integer literal within +-(2^53-1) is an integer (a Lua 5.4 integer; an exact
+ *    double on LuaJIT); "-0" is the integer 0; other literals (fractions, exponents, larger
+ *    integers) are floats (strtod, C locale). With opts.text = {Name = true, ...} the numbers
+ *    that are direct members named so stay their literal text ("27.50" stays "27.50");
+ *    opts.numbers = "text" keeps every number literal as text.
+ *  - null is core.json_null (== cjson.null) unless opts.null gives another value.
+ *  - a repeated member name is an error (RFC 7493 I-JSON), or with opts.duplicates = "last"
+ *    the last one wins.
+ *  - nesting deeper than opts.max_depth (default 64, at most 1000) is an error.
+ *  - errors: nil, "json: <what> at byte <offset>" (offsets from 1), "invalid_json"; never the
+ *    text itself.
+ */
+#ifdef PAYKIT_JSON_CORE_ONLY
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#else
+#include "paykit.h"
+#include <math.h>
+#include <stdio.h>
+#endif
+
+#define PJ_MAX_DEPTH 1000
+
+/* The pure C core is static inside paykit.core, and external in a -DPAYKIT_JSON_CORE_ONLY
+ * build (a fuzz target links against it). */
+#ifdef PAYKIT_JSON_CORE_ONLY
+#define PJ_API
+#else
+#define PJ_API static
+#endif
+
+/* ------------------------------------------------------------------ pure C core */
+
+/* Length (1-4) of the valid UTF-8 sequence at s (n bytes available), or 0. Strict RFC 3629:
+ * no overlong forms, no surrogates (U+D800-DFFF), nothing above U+10FFFF. */
+PJ_API size_t pj_utf8_len(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80) return 1;
+    if (c < 0xC2) return 0; /* continuation byte or overlong 2-byte lead */
+    if (c < 0xE0) return (n >= 2 && (s[1] & 0xC0) == 0x80) ? 2 : 0;
+    if (c < 0xF0) {
+        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
+        if (c == 0xE0 && s[1] < 0xA0) return 0; /* overlong */
+        if (c == 0xED && s[1] >= 0xA0) return 0; /* surrogate */
+        return 3;
+    }
+    if (c < 0xF5) {
+        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
+        if (c == 0xF0 && s[1] < 0x90) return 0; /* overlong */
+        if (c == 0xF4 && s[1] >= 0x90) return 0; /* above U+10FFFF */
+        return 4;
+    }
+    return 0;
+}
+
+/* Length of the JSON number literal at the start of s (0 when there is none); *is_int is set
+ * when it has neither a fraction nor an exponent. */
+PJ_API size_t pj_number_len(const char *s, size_t n, int *is_int)
+{
+    size_t i = 0;
+    *is_int = 1;
+    if (i < n && s[i] == '-') i++;
+    if (i >= n) return 0;
+    if (s[i] == '0') i++;
+    else if (s[i] >= '1' && s[i] <= '9') { while (i < n && s[i] >= '0' && s[i] <= '9') i++; }
+    else return 0;
+    if (i < n && s[i] == '.') {
+        i++;
+        if (i >= n || s[i] < '0' || s[i] > '9') return 0;
+        while (i < n && s[i] >= '0' && s[i] <= '9') i++;
+        *is_int = 0;
+    }
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-')) i++;
+        if (i >= n || s[i] < '0' || s[i] > '9') return 0;
+        while (i < n && s[i] >= '0' && s[i] <= '9') i++;
+        *is_int = 0;
+    }
+    return i;
+}
+
+/* Whether s (n bytes) is exactly one JSON number literal. */
+PJ_API int pj_is_number(const char *s, size_t n)
+{
+    int is_int;
+    return n > 0 && pj_number_len(s, n, &is_int) == n;
+}
+
+/* What the parser reports. Each callback returns 0 to stop the parse (its own error). */
+typedef struct {
+    int (*begin)(void *ud, int is_object);
+    int (*end)(void *ud, int is_object);
+    int (*key)(void *ud, const char *s, size_t n);
+    int (*string)(void *ud, const char *s, size_t n);
+    int (*number)(void *ud, const char *s, size_t n, int is_int);
+    int (*literal)(void *ud, int which); /* 0 null, 1 false, 2 true */
+} pj_sink;
+
+typedef struct {
+    size_t pos;      /* byte offset of the problem */
+    const char *msg; /* static text; NULL when a callback stopped the parse */
+} pj_error;
+
+static int pj_hex4(const unsigned char *p, unsigned *out)
+{
+    unsigned v = 0;
+    int i;
+    for (i = 0; i < 4; i++) {
+        unsigned char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* Decodes the string whose opening quote is at s[*pos] into out (never longer than the
+ * source); returns its length, or (size_t)-1 with e set. *pos ends after the closing quote. */
+static size_t pj_string(const unsigned char *s, size_t n, size_t *pos, char *out, pj_error *e)
+{
+    size_t i = *pos + 1, o = 0;
+    for (;;) {
+        size_t start = i;
+        while (i < n && s[i] >= 0x20 && s[i] != '"' && s[i] != '\\' && s[i] < 0x80) i++;
+        if (i > start) { memcpy(out + o, s + start, i - start); o += i - start; }
+        if (i >= n) { e->pos = *pos; e->msg = "unterminated string"; return (size_t)-1; }
+        if (s[i] == '"') { *pos = i + 1; return o; }
+        if (s[i] < 0x20) { e->pos = i; e->msg = "control character in a string"; return (size_t)-1; }
+        if (s[i] >= 0x80) {
+            size_t k = pj_utf8_len(s + i, n - i);
+            if (k == 0) { e->pos = i; e->msg = "invalid UTF-8 in a string"; return (size_t)-1; }
+            memcpy(out + o, s + i, k);
+            o += k;
+            i += k;
+            continue;
+        }
+        /* a backslash */
+        if (i + 1 >= n) { e->pos = i; e->msg = "unterminated string"; return (size_t)-1; }
+        switch (s[i + 1]) {
+        case '"': out[o++] = '"'; i += 2; break;
+        case '\\': out[o++] = '\\'; i += 2; break;
+        case '/': out[o++] = '/'; i += 2; break;
+        case 'b': out[o++] = '\b'; i += 2; break;
+        case 'f': out[o++] = '\f'; i += 2; break;
+        case 'n': out[o++] = '\n'; i += 2; break;
+        case 'r': out[o++] = '\r'; i += 2; break;
+        case 't': out[o++] = '\t'; i += 2; break;
+        case 'u': {
+            unsigned cp, lo;
+            if (i + 6 > n || !pj_hex4(s + i + 2, &cp)) { e->pos = i; e->msg = "bad \\u escape"; return (size_t)-1; }
+            if (cp >= 0xDC00 && cp <= 0xDFFF) { e->pos = i; e->msg = "lone surrogate in a \\u escape"; return (size_t)-1; }
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (i + 12 > n || s[i + 6] != '\\' || s[i + 7] != 'u' || !pj_hex4(s + i + 8, &lo) || lo < 0xDC00 || lo > 0xDFFF) {
+                    e->pos = i; e->msg = "lone surrogate in a \\u escape"; return (size_t)-1;
+                }
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+                i += 12;
+            } else {
+                i += 6;
+            }
+            if (cp < 0x80) out[o++] = (char)cp;
+            else if (cp < 0x800) { out[o++] = (char)(0xC0 | (cp >> 6)); out[o++] = (char)(0x80 | (cp & 0x3F)); }
+            else if (cp < 0x10000) {
+                out[o++] = (char)(0xE0 | (cp >> 12)); out[o++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+                out[o++] = (char)(0x80 | (cp & 0x3F));
+            } else {
+                out[o++] = (char)(0xF0 | (cp >> 18)); out[o++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+                out[o++] = (char)(0x80 | ((cp >> 6) & 0x3F)); out[o++] = (char)(0x80 | (cp & 0x3F));
+            }
+            break;
+        }
+        default: e->pos = i; e->msg = "bad escape in a string"; return (size_t)-1;
+        }
+    }
+}
+
+#define PJ_WS(c) ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
+
+/* Parses text (n bytes) and reports it to k. scratch must hold n bytes (decoded strings and
+ * number literals are placed there, each in turn). max_depth: 1..PJ_MAX_DEPTH.
+ * Returns 1, or 0 with e set (e->msg NULL when a callback stopped). No allocation, no
+ * recursion: a longjmp out of a callback leaks nothing. */
+PJ_API int pj_parse(const char *text, size_t n, char *scratch, int max_depth, const pj_sink *k, void *ud, pj_error *e)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    char stack[PJ_MAX_DEPTH]; /* 'o' object, 'a' array */
+    int depth = 0;
+    size_t i = 0;
+    if (max_depth < 1) max_depth = 1;
+    if (max_depth > PJ_MAX_DEPTH) max_depth = PJ_MAX_DEPTH;
+    e->msg = NULL;
+    e->pos = 0;
+
+value:
+    while (i < n && PJ_WS(s[i])) i++;
+    if (i >= n) { e->pos = i; e->msg = "unexpected end of text"; return 0; }
+    switch (s[i]) {
+    case '{':
+    case '[': {
+        int obj = s[i] == '{';
+        if (depth >= max_depth) { e->pos = i; e->msg = "nested too deep"; return 0; }
+        if (!k->begin(ud, obj)) { e->pos = i; return 0; }
+        stack[depth++] = obj ? 'o' : 'a';
+        i++;
+        while (i < n && PJ_WS(s[i])) i++;
+        if (i < n && s[i] == (obj ? '}' : ']')) {
+            i++;
+            depth--;
+            if (!k->end(ud, obj)) { e->pos = i; return 0; }
+            goto after;
+        }
+        if (obj) goto member;
+        goto value;
+    }
+    case '"': {
+        size_t at = i, len = pj_string(s, n, &i, scratch, e);
+        if (len == (size_t)-1) return 0;
+        if (!k->string(ud, scratch, len)) { e->pos = at; return 0; }
+        goto after;
+    }
+    case 't':
+        if (n - i >= 4 && memcmp(s + i, "true", 4) == 0) {
+            if (!k->literal(ud, 2)) { e->pos = i; return 0; }
+            i += 4;
+            goto after;
+        }
+        break;
+    case 'f':
+        if (n - i >= 5 && memcmp(s + i, "false", 5) == 0) {
+            if (!k->literal(ud, 1)) { e->pos = i; return 0; }
+            i += 5;
+            goto after;
+        }
+        break;
+    case 'n':
+        if (n - i >= 4 && memcmp(s + i, "null", 4) == 0) {
+            if (!k->literal(ud, 0)) { e->pos = i; return 0; }
+            i += 4;
+            goto after;
+        }
+        break;
+    default:
+        if (s[i] == '-' || (s[i] >= '0' && s[i] <= '9')) {
+            int is_int;
+            size_t len = pj_number_len(text + i, n - i, &is_int);
+            if (len == 0) { e->pos = i; e->msg = "bad number"; return 0; }
+            memcpy(scratch, text + i, len);
+            if (!k->number(ud, scratch, len, is_int)) { e->pos = i; return 0; }
+            i += len;
+            goto after;
+        }
+    }
+    e->pos = i;
+    e->msg = "unexpected character";
+    return 0;
+
+member: /* at a member name (after '{' or ',') */
+    while (i < n && PJ_WS(s[i])) i++;
+    if (i >= n || s[i] != '"') { e->pos = i; e->msg = "expected a member name"; return 0; }
+    {
+        size_t at = i, len = pj_string(s, n, &i, scratch, e);
+        if (len == (size_t)-1) return 0;
+        if (!k->key(ud, scratch, len)) { e->pos = at; return 0; }
+    }
+    while (i < n && PJ_WS(s[i])) i++;
+    if (i >= n || s[i] != ':') { e->pos = i; e->msg = "expected ':'"; return 0; }
+    i++;
+    goto value;
+
+after: /* after a complete value */
+    while (i < n && PJ_WS(s[i])) i++;
+    if (depth == 0) {
+        if (i != n) { e->pos = i; e->msg = "text after the value"; return 0; }
+        return 1;
+    }
+    if (i < n && s[i] == ',') {
+        i++;
+        if (stack[depth - 1] == 'o') goto member;
+        goto value;
+    }
+    if (i < n && s[i] == (stack[depth - 1] == 'o' ? '}' : ']')) {
+        int obj = stack[depth - 1] == 'o';
+        i++;
+        depth--;
+        if (!k->end(ud, obj)) { e->pos = i; return 0; }
+        goto after;
+    }
+    e->pos = i;
+    e->msg = stack[depth - 1] == 'o' ? "expected ',' or '}'" : "expected ',' or ']'";
+    return 0;
+}
+
+#ifndef PAYKIT_JSON_CORE_ONLY
+/* ------------------------------------------------------------------ Lua: the reader */
+
+typedef struct {
+    lua_State *L;
+    int depth;
+    int text_set;   /* stack index of opts.text, or 0 */
+    int all_text;   /* opts.numbers == "text" */
+    int null_idx;   /* stack index of opts.null, or 0 for json_null */
+    int dup_last;   /* opts.duplicates == "last" */
+    const char *err; /* a sink-side error */
+    char kind[PJ_MAX_DEPTH + 1];
+    lua_Integer count[PJ_MAX_DEPTH + 1];
+} lsink;
+
+/* The value on top goes into the container below it (or stays, at depth 0). */
+static int ls_store(lsink *k)
+{
+    lua_State *L = k->L;
+    if (k->depth == 0) return 1;
+    if (k->kind[k->depth] == 'a') {
+        lua_rawseti(L, -2, (int)++k->count[k->depth]);
+        return 1;
+    }
+    /* object: table, key, value */
+    if (!k->dup_last) {
+        lua_pushvalue(L, -2);
+        lua_rawget(L, -4);
+        if (!lua_isnil(L, -1)) { k->err = "repeated member name"; return 0; }
+        lua_pop(L, 1);
+    }
+    lua_rawset(L, -3);
+    return 1;
+}
+
+static int ls_begin(void *ud, int is_object)
+{
+    lsink *k = (lsink *)ud;
+    if (!lua_checkstack(k->L, 4)) { k->err = "nested too deep for the Lua stack"; return 0; }
+    lua_newtable(k->L);
+    k->depth++;
+    k->kind[k->depth] = is_object ? 'o' : 'a';
+    k->count[k->depth] = 0;
+    return 1;
+}
+
+static int ls_end(void *ud, int is_object)
+{
+    lsink *k = (lsink *)ud;
+    (void)is_object;
+    k->depth--;
+    return ls_store(k);
+}
+
+static int ls_key(void *ud, const char *s, size_t n)
+{
+    lua_pushlstring(((lsink *)ud)->L, s, n);
+    return 1;
+}
+
+static int ls_string(void *ud, const char *s, size_t n)
+{
+    lsink *k = (lsink *)ud;
+    lua_pushlstring(k->L, s, n);
+    return ls_store(k);
+}
+
+static int ls_number(void *ud, const char *s, size_t n, int is_int)
+{
+    lsink *k = (lsink *)ud;
+    lua_State *L = k->L;
+    int as_text = k->all_text;
+    if (!as_text && k->text_set && k->depth > 0 && k->kind[k->depth] == 'o') {
+        lua_pushvalue(L, -1); /* the member name */
+        lua_rawget(L, k->text_set);
+        as_text = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+    }
+    if (as_text) {
+        lua_pushlstring(L, s, n);
+        return ls_store(k);
+    }
+    if (is_int && n <= 17) {
+        /* at most 16 digits (plus a sign) cannot overflow; range-check against 2^53-1 */
+        long long v = 0;
+        size_t i = s[0] == '-' ? 1 : 0;
+        for (; i < n; i++) v = v * 10 + (s[i] - '0');
+        if (v <= PAYKIT_MAX_SAFE_INTEGER) {
+            paykit_pushsafeint(L, s[0] == '-' ? -v : v);
+            return ls_store(k);
+        }
+    }
+    {
+        char buf[64];
+        char *p = buf, *end;
+        double d;
+        if (n >= sizeof buf) {
+            p = (char *)lua_newuserdata(L, n + 1);
+        }
+        memcpy(p, s, n);
+        p[n] = '\0';
+        d = strtod(p, &end);
+        if (p != buf) lua_pop(L, 1);
+        lua_pushnumber(L, (lua_Number)d);
+    }
+    return ls_store(k);
+}
+
+static int ls_literal(void *ud, int which)
+{
+    lsink *k = (lsink *)ud;
+    if (which == 0) {
+        if (k->null_idx) lua_pushvalue(k->L, k->null_idx);
+        else lua_pushlightuserdata(k->L, NULL);
+    } else {
+        lua_pushboolean(k->L, which == 2);
+    }
+    return ls_store(k);
+}
+
+static const pj_sink LUA_SINK = { ls_begin, ls_end, ls_key, ls_string, ls_number, ls_literal };
+
+static int opt_field(lua_State *L, int opts, const char *name)
+{
+    if (opts == 0) { lua_pushnil(L); return LUA_TNIL; }
+    lua_getfield(L, opts, name);
+    return lua_type(L, -1);
+}
+
+/* core.json_decode(text[, opts]) */
+static int l_json_decode(lua_State *L)
+{
+    size_t n;
+    const char *text = luaL_checklstring(L, 1, &n);
+    int opts = lua_isnoneornil(L, 2) ? 0 : 2;
+    int max_depth = 64;
+    lsink k;
+    pj_error e;
+    char *scratch;
+    int base;
+    if (opts) luaL_checktype(L, 2, LUA_TTABLE);
+    memset(&k, 0, sizeof k);
+    k.L = L;
+    lua_settop(L, 2);
+    /* 3: opts.text, 4: opts.null, 5: scratch */
+    if (opt_field(L, opts, "text") == LUA_TTABLE) k.text_set = 3;
+    else if (!lua_isnil(L, -1)) return luaL_argerror(L, 2, "opts.text must be a table of member names");
+    if (opt_field(L, opts, "null") != LUA_TNIL) k.null_idx = 4;
+    if (opt_field(L, opts, "numbers") != LUA_TNIL) {
+        const char *v = lua_tostring(L, -1);
+        if (v == NULL || strcmp(v, "text") != 0) return luaL_argerror(L, 2, "opts.numbers must be \"text\"");
+        k.all_text = 1;
+    }
+    lua_pop(L, 1);
+    if (opt_field(L, opts, "duplicates") != LUA_TNIL) {
+        const char *v = lua_tostring(L, -1);
+        if (v == NULL || (strcmp(v, "last") != 0 && strcmp(v, "error") != 0))
+            return luaL_argerror(L, 2, "opts.duplicates must be \"error\" or \"last\"");
+        k.dup_last = strcmp(v, "last") == 0;
+    }
+    lua_pop(L, 1);
+    if (opt_field(L, opts, "max_depth") != LUA_TNIL) {
+        long long d;
+        if (!paykit_tosafeint(L, -1, &d) || d < 1 || d > PJ_MAX_DEPTH)
+            return luaL_argerror(L, 2, "opts.max_depth must be an integer from 1 to 1000");
+        max_depth = (int)d;
+    }
+    lua_pop(L, 1);
+    scratch = (char *)lua_newuserdata(L, n + 1); /* 5: freed by the GC, whatever happens */
+    base = lua_gettop(L);
+    if (!pj_parse(text, n, scratch, max_depth, &LUA_SINK, &k, &e)) {
+        lua_settop(L, base);
+        lua_pushnil(L);
+        lua_pushfstring(L, "json: %s at byte %d", e.msg ? e.msg : (k.err ? k.err : "error"), (int)e.pos + 1);
+        lua_pushliteral(L, "invalid_json");
+        return 3;
+    }
+    return 1;
+}
+
+/* ------------------------------------------------------------------ Lua: the writer */
+
+typedef struct {
+    char *p;
+    size_t len, cap;
+    int busy; /* in use by a json_encode call (a __gc finalizer may call json_encode meanwhile) */
+} jbuf;
+
+typedef struct {
+    const char *s;
+    size_t n;
+    lua_Integer i;
+} jplace;
+
+typedef struct {
+    lua_State *L;
+    jbuf *b;
+    int max_depth;
+    int replace_utf8;
+    int depth;
+    /* the place being written, for error messages: per depth a name (string key) or an index */
+    jplace *path;
+    char err[256];
+} jwriter;
+
+static int jb_grow(jbuf *b, size_t need)
+{
+    size_t cap = b->cap ? b->cap : 1024;
+    char *p;
+    if (need <= b->cap - b->len) return 1;
+    while (cap - b->len < need) {
+        if (cap > SIZE_MAX / 2) return 0;
+        cap *= 2;
+    }
+    p = (char *)realloc(b->p, cap);
+    if (p == NULL) return 0;
+    b->p = p;
+    b->cap = cap;
+    return 1;
+}
+
+#define JB_NEED(w, n) do { if ((w)->b->cap - (w)->b->len < (n) && !jb_grow((w)->b, (n))) return jw_fail((w), "out of memory"); } while (0)
+#define JB_PUT(w, s, n) do { JB_NEED(w, n); memcpy((w)->b->p + (w)->b->len, (s), (n)); (w)->b->len += (n); } while (0)
+#define JB_CHAR(w, c) do { JB_NEED(w, 1); (w)->b->p[(w)->b->len++] = (c); } while (0)
+
+/* Records an error message with the place ("$.a.b[2]"); returns 0. */
+static int jw_fail(jwriter *w, const char *what)
+{
+    size_t o = 0;
+    int d;
+    const size_t cap = sizeof w->err;
+    int m = snprintf(w->err, cap, "json: %s at $", what);
+    o = m < 0 ? 0 : (size_t)m;
+    for (d = 1; d <= w->depth && o < cap - 1; d++) {
+        if (w->path[d].s == NULL && w->path[d].i == 0) break; /* the container itself */
+        if (w->path[d].s) {
+            /* the member name, at most 40 bytes, printable ASCII only (others as '?') */
+            char name[41];
+            size_t j, n = w->path[d].n > 40 ? 40 : w->path[d].n;
+            for (j = 0; j < n; j++) {
+                unsigned char c = (unsigned char)w->path[d].s[j];
+                name[j] = (c >= 0x20 && c < 0x7F) ? (char)c : '?';
+            }
+            name[n] = '\0';
+            m = snprintf(w->err + o, cap - o, ".%s%s", name, w->path[d].n > 40 ? "..." : "");
+        } else {
+            m = snprintf(w->err + o, cap - o, "[%lld]", (long long)w->path[d].i);
+        }
+        if (m < 0) break;
+        o += (size_t)m;
+    }
+    return 0;
+}
+
+static const char HEX[] = "0123456789abcdef";
+
+/* 1 for the bytes a string writes as they are without a look (printable ASCII but '"', '\\'). */
+static const unsigned char PLAIN[256] = {
+#define R16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+    R16(0), R16(0),                                    /* 0x00-0x1F: escaped */
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,    /* 0x20-0x2F: '"' escaped */
+    R16(1), R16(1),                                    /* 0x30-0x4F */
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,    /* 0x50-0x5F: '\\' escaped */
+    R16(1), R16(1),                                    /* 0x60-0x7F (DEL as it is) */
+    R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0) /* 0x80-0xFF: UTF-8 checked */
+#undef R16
+};
+
+static int jw_string(jwriter *w, const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    JB_NEED(w, n + 2);
+    w->b->p[w->b->len++] = '"';
+    while (i < n) {
+        size_t start = i;
+        while (i < n && PLAIN[s[i]]) i++;
+        if (i > start) JB_PUT(w, s + start, i - start);
+        if (i >= n) break;
+        if (s[i] >= 0x80) {
+            size_t k = pj_utf8_len(s + i, n - i);
+            if (k == 0) {
+                if (!w->replace_utf8) return jw_fail(w, "a string that is not valid UTF-8");
+                JB_PUT(w, "\xEF\xBF\xBD", 3);
+                i++;
+            } else {
+                JB_PUT(w, s + i, k);
+                i += k;
+            }
+            continue;
+        }
+        {
+            char esc[6] = { '\\', 0, 0, 0, 0, 0 };
+            size_t en = 2;
+            switch (s[i]) {
+            case '"': esc[1] = '"'; break;
+            case '\\': esc[1] = '\\'; break;
+            case '\b': esc[1] = 'b'; break;
+            case '\f': esc[1] = 'f'; break;
+            case '\n': esc[1] = 'n'; break;
+            case '\r': esc[1] = 'r'; break;
+            case '\t': esc[1] = 't'; break;
+            default:
+                esc[1] = 'u'; esc[2] = '0'; esc[3] = '0'; esc[4] = HEX[s[i] >> 4]; esc[5] = HEX[s[i] & 15];
+                en = 6;
+            }
+            JB_PUT(w, esc, en);
+            i++;
+        }
+    }
+    JB_CHAR(w, '"');
+    return 1;
+}
+
+static int jw_integer(jwriter *w, long long v)
+{
+    char tmp[24], *p = tmp + sizeof tmp;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do { *--p = (char)('0' + (int)(u % 10)); u /= 10; } while (u != 0);
+    if (v < 0) *--p = '-';
+    JB_PUT(w, p, (size_t)(tmp + sizeof tmp - p));
+    return 1;
+}
+
+static int jw_value(jwriter *w, int idx);
+
+/* The metatable field names, kept as upvalues of json_encode so that no lookup interns them. */
+enum { UV_BUF = 1, UV_NUMBER, UV_KEYS, UV_VALUES, UV_TYPE };
+
+typedef struct {
+    const char *s;
+    size_t n;
+    int slot; /* the key's stack slot (for the value lookup) */
+} jkey;
+
+static int jkey_cmp(const void *a, const void *b)
+{
+    const jkey *x = (const jkey *)a, *y = (const jkey *)b;
+    size_t n = x->n < y->n ? x->n : y->n;
+    int c = memcmp(x->s, y->s, n);
+    if (c != 0) return c;
+    return x->n < y->n ? -1 : (x->n > y->n);
+}
+
+/* An ordered object: its key list and value list are on the stack top (keys below values). */
+static int jw_ordered(jwriter *w)
+{
+    lua_State *L = w->L;
+    int vl = lua_gettop(L), kl = vl - 1;
+    lua_Integer i, nk;
+    if (!lua_istable(L, kl) || !lua_istable(L, vl)) return jw_fail(w, "an ordered object without its key and value lists");
+    nk = (lua_Integer)lua_rawlen(L, kl);
+    JB_CHAR(w, '{');
+    for (i = 1; i <= nk; i++) {
+        size_t kn;
+        const char *ks;
+        lua_rawgeti(L, kl, (int)i);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            w->path[w->depth].s = NULL;
+            w->path[w->depth].i = i;
+            return jw_fail(w, "an ordered object's member name that is not a string");
+        }
+        ks = lua_tolstring(L, -1, &kn);
+        w->path[w->depth].s = ks;
+        w->path[w->depth].n = kn;
+        if (i > 1) JB_CHAR(w, ',');
+        if (!jw_string(w, ks, kn)) return 0;
+        JB_CHAR(w, ':');
+        lua_rawgeti(L, vl, (int)i);
+        if (lua_isnil(L, -1)) return jw_fail(w, "an ordered object's member without a value");
+        if (!jw_value(w, lua_gettop(L))) return 0;
+        lua_pop(L, 2);
+    }
+    JB_CHAR(w, '}');
+    return 1;
+}
+
+/* A plain table at t; forced: 0, 1 object, 2 array (its metatable's __json_type). */
+static int jw_table(jwriter *w, int t, int forced)
+{
+    lua_State *L = w->L;
+    size_t len = lua_rawlen(L, t);
+    if (len > 0) {
+        size_t i, count = 0;
+        lua_pushnil(L);
+        while (lua_next(L, t) != 0) { count++; lua_pop(L, 1); }
+        if (count != len || forced == 1) return jw_fail(w, "a table with both array items and named members (or holes)");
+        JB_CHAR(w, '[');
+        for (i = 1; i <= len; i++) {
+            if (i > 1) JB_CHAR(w, ',');
+            w->path[w->depth].s = NULL;
+            w->path[w->depth].i = (lua_Integer)i;
+            lua_rawgeti(L, t, (int)i);
+            if (!jw_value(w, lua_gettop(L))) return 0;
+            lua_pop(L, 1);
+        }
+        JB_CHAR(w, ']');
+        return 1;
+    }
+    {
+        /* an object: every key is left on the stack (first slot base + 1) by one traversal,
+         * then sorted by bytes; integer keys are written in decimal */
+        int base = lua_gettop(L);
+        size_t count = 0, j;
+        jkey small[32], *keys = small;
+        char numbuf[32 * 24], *nums = numbuf;
+        lua_pushnil(L);
+        while (lua_next(L, t) != 0) {
+            int kt = lua_type(L, -2);
+            if (kt != LUA_TSTRING && kt != LUA_TNUMBER) return jw_fail(w, "a member name that is neither a string nor an integer");
+            count++;
+            if (!lua_checkstack(L, 4)) return jw_fail(w, "an object with too many members for the Lua stack");
+            lua_pushvalue(L, -2);
+            lua_replace(L, -2); /* key, key copy: lua_next goes on from the copy, the key stays */
+        }
+        if (count == 0) {
+            if (forced == 1) JB_PUT(w, "{}", 2);
+            else JB_PUT(w, "[]", 2);
+            return 1;
+        }
+        if (forced == 2) return jw_fail(w, "a table marked as an array with named members");
+        if (count > 32) {
+            keys = (jkey *)lua_newuserdata(L, count * (sizeof(jkey) + 24));
+            nums = (char *)(keys + count);
+        }
+        for (j = 0; j < count; j++) {
+            int slot = base + 1 + (int)j;
+            keys[j].slot = slot;
+            if (lua_type(L, slot) == LUA_TSTRING) {
+                keys[j].s = lua_tolstring(L, slot, &keys[j].n);
+            } else {
+                long long v;
+                if (!paykit_tosafeint(L, slot, &v)) return jw_fail(w, "a member name that is a non-integral number");
+                keys[j].s = nums + 24 * j;
+                keys[j].n = (size_t)snprintf(nums + 24 * j, 24, "%lld", v);
+            }
+        }
+        if (count > 1) qsort(keys, count, sizeof(jkey), jkey_cmp);
+        JB_CHAR(w, '{');
+        for (j = 0; j < count; j++) {
+            if (j > 0) {
+                if (jkey_cmp(&keys[j - 1], &keys[j]) == 0) return jw_fail(w, "a member name given twice (a string and an integer key)");
+                JB_CHAR(w, ',');
+            }
+            w->path[w->depth].s = keys[j].s;
+            w->path[w->depth].n = keys[j].n;
+            if (!jw_string(w, keys[j].s, keys[j].n)) return 0;
+            JB_CHAR(w, ':');
+            lua_pushvalue(L, keys[j].slot);
+            lua_rawget(L, t);
+            if (!jw_value(w, lua_gettop(L))) return 0;
+            lua_pop(L, 1);
+        }
+        JB_CHAR(w, '}');
+        lua_settop(L, base);
+        return 1;
+    }
+}
+
+static int jw_value(jwriter *w, int idx)
+{
+    lua_State *L = w->L;
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        return jw_string(w, s, n);
+    }
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, idx)) JB_PUT(w, "true", 4);
+        else JB_PUT(w, "false", 5);
+        return 1;
+    case LUA_TNUMBER: {
+        long long v;
+        if (!paykit_tosafeint(L, idx, &v)) {
+#if LUA_VERSION_NUM >= 503
+            if (lua_isinteger(L, idx)) return jw_integer(w, (long long)lua_tointeger(L, idx));
+#endif
+            return jw_fail(w, "a number that is not an integer within 2^53 (write amounts with core.json_number)");
+        }
+        return jw_integer(w, v);
+    }
+    case LUA_TLIGHTUSERDATA:
+        if (lua_touserdata(L, idx) == NULL) { JB_PUT(w, "null", 4); return 1; }
+        return jw_fail(w, "a light userdata other than null");
+    case LUA_TTABLE: {
+        int ok, forced = 0, top = lua_gettop(L);
+        if (!lua_checkstack(L, 8)) return jw_fail(w, "nested too deep for the Lua stack");
+        if (lua_getmetatable(L, idx)) {
+            int mt = top + 1;
+            lua_pushvalue(L, lua_upvalueindex(UV_NUMBER));
+            lua_rawget(L, mt);
+            if (!lua_isnil(L, -1)) {
+                size_t n;
+                const char *s;
+                lua_rawget(L, idx);
+                s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+                if (s == NULL || !pj_is_number(s, n)) return jw_fail(w, "a number literal that is not a JSON number");
+                JB_PUT(w, s, n);
+                lua_settop(L, top);
+                return 1;
+            }
+            lua_pop(L, 1);
+            if (w->depth >= w->max_depth) return jw_fail(w, "nesting deeper than max_depth (a cycle?)");
+            w->depth++;
+            w->path[w->depth].s = NULL;
+            w->path[w->depth].i = 0;
+            lua_pushvalue(L, lua_upvalueindex(UV_KEYS));
+            lua_rawget(L, mt);
+            if (!lua_isnil(L, -1)) {
+                lua_rawget(L, idx); /* the key list */
+                lua_pushvalue(L, lua_upvalueindex(UV_VALUES));
+                lua_rawget(L, mt);
+                lua_rawget(L, idx); /* the value list */
+                ok = jw_ordered(w);
+            } else {
+                lua_pop(L, 1);
+                lua_pushvalue(L, lua_upvalueindex(UV_TYPE));
+                lua_rawget(L, mt);
+                if (lua_type(L, -1) == LUA_TSTRING) {
+                    const char *v = lua_tostring(L, -1);
+                    if (strcmp(v, "object") == 0) forced = 1;
+                    else if (strcmp(v, "array") == 0) forced = 2;
+                }
+                lua_settop(L, top);
+                ok = jw_table(w, idx, forced);
+            }
+        } else {
+            if (w->depth >= w->max_depth) return jw_fail(w, "nesting deeper than max_depth (a cycle?)");
+            w->depth++;
+            w->path[w->depth].s = NULL;
+            w->path[w->depth].i = 0;
+            ok = jw_table(w, idx, 0);
+        }
+        if (!ok) return 0;
+        w->depth--;
+        lua_settop(L, top);
+        return 1;
+    }
+    case LUA_TNIL:
+        return jw_fail(w, "nil (use core.json_null for null)");
+    default:
+        return jw_fail(w, "a function, userdata or thread (JSON has no form for it)");
+    }
+}
+
+static int jbuf_gc(lua_State *L)
+{
+    jbuf *b = (jbuf *)lua_touserdata(L, 1);
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+    return 0;
+}
+
+/* core.json_encode(v[, opts]); upvalues: the reusable output buffer, the field names. */
+static int l_json_encode(lua_State *L)
+{
+    jwriter writer, *w = &writer;
+    jplace places[65];
+    jbuf *b = (jbuf *)lua_touserdata(L, lua_upvalueindex(UV_BUF));
+    int ok;
+    luaL_checkany(L, 1);
+    lua_settop(L, 2);
+    lua_pushnil(L); /* 3: the place list when max_depth > 64 */
+    w->L = L;
+    w->path = places;
+    w->b = b;
+    w->max_depth = 64;
+    w->replace_utf8 = 0;
+    w->depth = 0;
+    w->err[0] = '\0';
+    if (!lua_isnil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_getfield(L, 2, "invalid_utf8");
+        if (!lua_isnil(L, -1)) {
+            const char *v = lua_tostring(L, -1);
+            if (v == NULL || (strcmp(v, "replace") != 0 && strcmp(v, "error") != 0))
+                return luaL_argerror(L, 2, "opts.invalid_utf8 must be \"error\" or \"replace\"");
+            w->replace_utf8 = strcmp(v, "replace") == 0;
+        }
+        lua_getfield(L, 2, "max_depth");
+        if (!lua_isnil(L, -1)) {
+            long long d;
+            if (!paykit_tosafeint(L, -1, &d) || d < 1 || d > PJ_MAX_DEPTH)
+                return luaL_argerror(L, 2, "opts.max_depth must be an integer from 1 to 1000");
+            w->max_depth = (int)d;
+        }
+        lua_settop(L, 3);
+        if (w->max_depth > 64) {
+            w->path = (jplace *)lua_newuserdata(L, sizeof(jplace) * (size_t)(w->max_depth + 1));
+            lua_replace(L, 3);
+        }
+    }
+    if (b->busy) {
+        /* re-entered (from a finalizer run by a GC step inside the outer call), or the outer
+         * call was left by a Lua error: this call writes into a buffer of its own */
+        jbuf *own = (jbuf *)lua_newuserdata(L, sizeof(jbuf));
+        memset(own, 0, sizeof *own);
+        lua_getmetatable(L, lua_upvalueindex(UV_BUF));
+        lua_setmetatable(L, -2);
+        w->b = own;
+        own->busy = 1;
+        ok = jw_value(w, 1);
+        if (ok) lua_pushlstring(L, own->p, own->len);
+    } else {
+        b->busy = 1;
+        b->len = 0;
+        ok = jw_value(w, 1);
+        if (ok) lua_pushlstring(L, b->p, b->len);
+        if (b->cap > 65536) { free(b->p); b->p = NULL; b->len = b->cap = 0; } /* don't keep a big one */
+        b->busy = 0;
+    }
+    if (!ok) {
+        lua_pushnil(L);
+        lua_pushstring(L, w->err);
+        lua_pushliteral(L, "unencodable");
+        return 3;
+    }
+    return 1;
+}
+
+/* core.json_number(text): the marker written as that number literal. */
+static int l_json_number(lua_State *L)
+{
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    if (!pj_is_number(s, n)) return luaL_argerror(L, 1, "not a JSON number literal (e.g. \"27.50\")");
+    lua_createtable(L, 1, 0);
+    lua_pushvalue(L, 1);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+static int json_number_tostring(lua_State *L)
+{
+    lua_rawgeti(L, 1, 1);
+    return 1;
+}
+
+void paykit_json_register(lua_State *L)
+{
+    /* json_encode with its buffer */
+    jbuf *b = (jbuf *)lua_newuserdata(L, sizeof(jbuf));
+    b->p = NULL;
+    b->len = b->cap = 0;
+    b->busy = 0;
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, jbuf_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    lua_pushliteral(L, "__json_number");
+    lua_pushliteral(L, "__json_keys");
+    lua_pushliteral(L, "__json_values");
+    lua_pushliteral(L, "__json_type");
+    lua_pushcclosure(L, l_json_encode, 5);
+    lua_setfield(L, -2, "json_encode");
+
+    lua_pushcfunction(L, l_json_decode);
+    lua_setfield(L, -2, "json_decode");
+
+    /* json_number with the markers' shared metatable */
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, 1);
+    lua_setfield(L, -2, "__json_number");
+    lua_pushcfunction(L, json_number_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "paykit.json_number");
+    lua_setfield(L, -2, "__name");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "json_number_mt");
+    lua_pushcclosure(L, l_json_number, 1);
+    lua_setfield(L, -2, "json_number");
+
+    lua_pushlightuserdata(L, NULL);
+    lua_setfield(L, -2, "json_null");
+}
+#endif /* PAYKIT_JSON_CORE_ONLY */
