@@ -1,6 +1,8 @@
 -- Time to scrub 1 MB with paykit.redact.text, per input shape (CPU seconds, os.clock).
---   lua5.4 bench/redact.lua [size_bytes] [path_to_lua_dir]
--- The second argument points at another tree's lua/ directory to compare an older redact.lua.
+--   lua5.4 bench/redact.lua [size_bytes] [path_to_lua_dir] [shape]
+-- The second argument points at another tree's lua/ directory to compare an older redact.lua
+-- (the one before the linear rewrite needed 7 s for a 20 KB word run: hours for 1 MB); the
+-- third runs only the shapes whose name contains it.
 local size = tonumber(arg[1]) or 1024 * 1024
 local dir = arg[2] or "./lua"
 package.path = dir .. "/?.lua;" .. dir .. "/?/init.lua;" .. package.path
@@ -18,7 +20,9 @@ local shapes = {
 }
 print(string.format("redact.text on %d bytes (%s)", size, _VERSION .. (jit and (" " .. jit.version) or "")))
 for _, c in ipairs(shapes) do
+  if arg[3] and not c[1]:find(arg[3], 1, true) then goto continue end
   local t0 = os.clock()
   local r = redact.text(c[2])
   print(string.format("  %-16s %8.3f s  (%d bytes out)", c[1], os.clock() - t0, #r))
+  ::continue::
 end

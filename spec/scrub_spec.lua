@@ -25,7 +25,15 @@ local function capture()
   c.call = function(...)
     local r, err = ...
     if r ~= nil then c.print(r); if type(r) == "table" and r.keep then c.print(r.keep) end end
-    if err ~= nil then c.print(err) end
+    if err ~= nil then
+      c.print(err)
+      -- and every field of the error as it is stored, unprinted (a user's table dumper sees these)
+      if type(err) == "table" then
+        for k, v in pairs(err) do
+          if type(v) ~= "table" then c.lines[#c.lines + 1] = "error field " .. tostring(k) .. "=" .. tostring(v) end
+        end
+      end
+    end
     return ...
   end
   return c
