@@ -67,7 +67,7 @@ describe("luarocks make of the versioned rockspec", function()
         "print(\"CORE=\" .. package.searchpath(\"paykit.core\", package.cpath)); " ..
         "print(\"LUA=\" .. package.searchpath(\"paykit\", package.path)); " ..
         "print(c.digest(\"sha256\", \"abc\", \"hex\")); print(\"VERSION=\" .. p.VERSION); " ..
-        "print(tostring(p.zippy{consumer_key = \"k\", consumer_secret = \"s\", base_url = \"https://z.example\"} ~= nil))'")
+        "print(tostring(p.zippy{consumer_key = \"k\", consumer_secret = \"s\", notice_keys = {[0] = \"n\"}, base_url = \"https://z.example\"} ~= nil))'")
       assert.are.equal(0, rc, out)
       assert.truthy(out:find("CORE=" .. tree() .. "/lib/lua/" .. rt.lua_version .. "/paykit/core.so", 1, true), out)
       assert.truthy(out:find("LUA=" .. tree() .. "/share/lua/" .. rt.lua_version .. "/paykit.lua", 1, true), out)

@@ -100,9 +100,9 @@ describe("paykit.kit: a declared provider", function()
     assert.equal(BASE, gw.base_url)
     assert.is_nil(gw.api_key)
     assert.is_nil(gw.new)
-    assert.is_nil(gw.instance_of)
-    assert.is_true(P.instance_of(gw))
-    assert.is_false(P.instance_of(P))
+    assert.is_nil(gw.methods)
+    assert.is_true(kit.instance_of(P, gw))
+    assert.is_false(kit.instance_of(P, P))
     for k, v in pairs(gw) do
       assert.is_nil(tostring(v):find("sekrit", 1, true), k .. " holds the secret")
     end

@@ -136,8 +136,8 @@ function _M.parse_minor(minor, currency, field, positive)
   return minor, core().money_format(minor, exp)
 end
 
---- Reads an amount from a parameter table: `t[key]` a decimal string, or `t[key .. "_minor"]`
--- an integer of minor units; exactly one of them.
+--- Reads an amount from a parameter table: a decimal string or an integer of minor units.
+-- `t[key]` is the decimal string, `t[key .. "_minor"]` the minor units; exactly one of them.
 -- money.read(t, key, currency[, field[, positive]]) -> minor, decimal_string | nil, err
 -- @tparam table t the parameters, e.g. `{amount = "27.50"}` or `{amount_minor = 2750}`
 -- @tparam string key the decimal field's name, e.g. "amount"

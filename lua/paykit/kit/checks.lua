@@ -157,7 +157,6 @@ function _M.is_utf8(s)
   end
   return true
 end
-_M.utf8 = _M.is_utf8
 
 --- A printable text of 1..max bytes.
 -- @param v the value

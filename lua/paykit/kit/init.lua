@@ -39,9 +39,9 @@
 --    timeout_ms; did you mean timeout?"), a wrong type or a missing required one names it;
 --  * one instance shape: a table with `provider`, `log`, `http`, `store`, the non-secret
 --    options, and a metatable whose `__index` is `P.methods` only (the module's functions, such
---    as `new`, are not reachable from an instance; `P.instance_of(x)` tells an instance);
+--    as `new`, are not reachable from an instance; `kit.instance_of(P, x)` tells an instance);
 --  * every method refuses a call with a dot (`gw.purchase{}`): "use gw:purchase{...}";
---  * `gw:notification(req)` from `notice` (paykit.kit.notify), `gw:call(op, req)` = `wire.commit`;
+--  * `gw:notification(req)` from `notice` (paykit.kit.notify), `gw:commit(op, req)` = `wire.commit`;
 --  * `kit.fields(t, allowed, what)`: a call's table with an unknown field is refused naming it
 --    ("unknown field reurn_url in purchase; did you mean return_url?");
 --  * `kit.result{...}`: a `paykit.gateway.result` whose amount is `money.format`ed.
@@ -98,43 +98,53 @@ function _M.result(t)
 end
 
 -- The method wrapper: refuses a dot call (self is not an instance of P).
+local guarded = setmetatable({}, { __mode = "k" })
 local function guard(P, name, fn)
-  return function(self, ...)
-    if getmetatable(self) ~= P.mt then
+  local g = function(self, ...)
+    if getmetatable(self) ~= P._mt then
       error(P.name .. "." .. name .. ": call it with a colon, gw:" .. name .. "(...), not gw." .. name .. "(...)", 2)
     end
     return fn(self, ...)
   end
+  guarded[g] = true
+  return g
 end
 
+-- Guards every method of P not guarded yet (methods are plain functions in P.methods, so
+-- that pairs() lists them on every runtime; this runs at each construction).
+local function seal(P)
+  for k, v in pairs(P.methods) do
+    if type(v) == "function" and not guarded[v] then P.methods[k] = guard(P, k, v) end
+  end
+end
+
+--- Whether x is an instance of the provider P.
+-- @tparam table P a provider (from @{provider})
+-- @param x any value
+-- @treturn boolean
+function _M.instance_of(P, x) return getmetatable(x) == P._mt end
+
 --- Declares a provider (see the module description). Returns the provider module P:
--- `P.new(opts)`, `P.methods` (assign hand-written methods to it: they are guarded),
--- `P.instance_of(x)`, and the declaration's fields (`name`, `title`, `options`, `wire`,
--- `operations`, `notice`).
+-- `P.new(opts)`, `P.methods` (the instances' methods: add hand-written ones to it), `P.name`,
+-- `P.title`; the declaration is kept as `P._decl`. Only `new` is a function on P: everything
+-- else an instance does is in P.methods, and the module's other fields are the provider's.
 -- @tparam table decl the declaration
 -- @treturn table P
 function _M.provider(decl)
   if type(decl) ~= "table" or type(decl.name) ~= "string" then error("kit.provider: the declaration needs a name", 2) end
-  local P = {}
-  for k, v in pairs(decl) do P[k] = v end
-  P.title = decl.title or decl.name
-  P.options = decl.options or {}
-  local methods = {}
-  P.methods = setmetatable({}, {
-    __index = methods,
-    __newindex = function(_, k, v)
-      if type(v) == "function" then v = guard(P, k, v) end
-      rawset(methods, k, v)
-    end,
-    __pairs = function() return next, methods, nil end,
-  })
-  P.mt = { __index = P.methods }
-
-  function P.instance_of(x) return getmetatable(x) == P.mt end
+  -- the declaration is kept under _decl: a provider's own module fields (Zippy's `notice`
+  -- module, ...) never collide with it
+  local P = {
+    name = decl.name, title = decl.title or decl.name, methods = {},
+    _decl = { options = decl.options or {}, wire = decl.wire or {}, operations = decl.operations,
+              notice = decl.notice, init = decl.init },
+  }
+  P._mt = { __index = P.methods }
 
   function P.new(opts)
+    seal(P)
     local what = "paykit." .. P.name
-    local o, err = options.read(P.options, opts, what)
+    local o, err = options.read(P._decl.options, opts, what)
     if not o then return nil, err end
     local ok, transport = pcall(function()
       return o.transport or http.new {
@@ -154,22 +164,22 @@ function _M.provider(decl)
       store = o.store or notify.memory { capacity = o.duplicate_capacity or 1024 },
       dedupe_ttl = o.dedupe_ttl,
     }
-    for k, spec in pairs(P.options) do
+    for k, spec in pairs(P._decl.options) do
       if not spec.secret and spec.type ~= "keys" and spec.type ~= "function" then self[k] = o[k] end
     end
     if type(self.base_url) == "string" then self.base_url = self.base_url:gsub("/+$", "") end
-    setmetatable(self, P.mt)
-    if P.init then
-      local s, e = P.init(self, o)
+    setmetatable(self, P._mt)
+    if P._decl.init then
+      local s, e = P._decl.init(self, o)
       if not s then return nil, e end
     end
     return self
   end
 
-  --- gw:call(op, req) -> answer, info | nil, err (`paykit.kit.wire.commit`)
-  P.methods.call = function(self, op, req) return wire.commit(self, op, req) end
+  -- gw:commit(op, req) -> answer, info | nil, err (paykit.kit.wire.commit)
+  P.methods.commit = wire.commit
   if decl.notice then
-    P.methods.notification = function(self, req) return notify.handle(self, req) end
+    P.methods.notification = notify.handle
   end
   if decl.operations then require("paykit.kit.ops").install(P, decl.operations) end
   return P

@@ -176,7 +176,24 @@ function _M.encode(v) return encoder(v) end
 -- @tparam ?function fn fn(v) -> text
 function _M.set_encoder(fn) encoder = fn or gateway.json end
 
-_M.object, _M.put, _M.decimal = gateway.object, gateway.put, gateway.decimal
+--- An empty ordered JSON object (`paykit.gateway.object`).
+-- @function object
+-- @treturn table
+_M.object = gateway.object
+
+--- Appends a member to an ordered object, nothing when v is nil (`paykit.gateway.put`).
+-- @function put
+-- @tparam table o
+-- @tparam string k
+-- @param v
+-- @treturn table o
+_M.put = gateway.put
+
+--- A decimal written as its exact text (`paykit.gateway.decimal`).
+-- @function decimal
+-- @tparam string text e.g. "27.50"
+-- @treturn table
+_M.decimal = gateway.decimal
 
 --- An answer's amount as `money.format`ed text for its currency, or nil.
 -- @param v decimal text (from @{decode} with `exact`), or an integer number

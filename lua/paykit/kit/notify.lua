@@ -51,6 +51,9 @@ function _M.memory(o)
   return setmetatable({ seen = gateway.seen(o.capacity or 1024), clock = o.clock or os.time }, Memory)
 end
 
+--- An in-process store (from @{memory}).
+-- @type Memory
+
 --- The value at key, nil when absent or expired.
 -- @param key
 -- @return value
@@ -82,6 +85,8 @@ end
 --- How many keys are held (expired ones included until they are evicted).
 -- @treturn number
 function Memory:size() return self.seen:size() end
+
+--- @section end
 
 local DEFAULT_REPLIES = {
   ok = gateway.reply(200, "OK"),
@@ -115,7 +120,7 @@ end
 -- @return[2] err
 -- @return[2] reply
 function _M.handle(self, req)
-  local n = self._provider.notice
+  local n = self._provider._decl.notice
   local replies = n.replies or DEFAULT_REPLIES
   local r, err = _M.request(req)
   local raw, notice

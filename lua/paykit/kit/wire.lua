@@ -5,8 +5,8 @@
 --
 -- req: `{method=, path=, query={{k, v}, ...}, body=table|string, idempotent=bool, headers=}`.
 -- The URL is `self.base_url .. path (.. "?" .. canonical query)`; a table body is written
--- with `paykit.kit.json.encode` (exact decimals). The provider's declaration (`P.wire`) adds
--- what differs, each optional:
+-- with `paykit.kit.json.encode` (exact decimals). The provider's declaration adds
+-- what differs, each optional (the declaration's `wire`):
 --
 --  * `sign(self, req)` -> true | nil, err: adds headers (Authorization, ...) to req;
 --  * `exact` the set of JSON member names whose numbers stay text (money: `{Amount = true}`);
@@ -102,7 +102,7 @@ end
 -- @return[2] err
 function _M.commit(self, op, req)
   local P = self._provider
-  local w = P.wire or {}
+  local w = P._decl.wire
   local full_op = P.name .. "." .. op
   req.url = _M.url(self, req)
   req.headers = req.headers or {}

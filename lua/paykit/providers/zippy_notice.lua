@@ -2,9 +2,9 @@
 -- `qs .. "&sig=" .. id .. ":" .. hex(HMAC-SHA256(keys[id], qs))`,
 -- where qs is the notice ({ext_transaction_id=..[, error=CODE]}) percent-encoded.
 --
--- Verification works on the raw bytes as received: split at the last "&sig=", the id must
--- name a configured key, the HMAC is recomputed over the bytes before "&sig=" and compared
--- in constant time; only then is anything decoded.
+-- Verification works on the raw bytes as received: split at the last "&sig=", then
+-- `paykit.kit.signature.verify` (the id must name a configured key, the HMAC is recomputed
+-- over the bytes before "&sig=" and compared in constant time); only then is anything decoded.
 -- @module paykit.providers.zippy_notice
 -- @usage
 --   local notice = require "paykit.providers.zippy_notice"
@@ -12,6 +12,7 @@
 --   local signed = notice.sign({{"ext_transaction_id", "order-1"}}, 1, "new secret")
 local core = require "paykit.core"
 local errors = require "paykit.errors"
+local signature = require "paykit.kit.signature"
 
 local _M = {}
 
@@ -44,12 +45,12 @@ end
 -- @treturn string the signed notice
 function _M.sign(fields, key_id, secret)
   local qs = _M.encode(fields)
-  return qs .. SIG_MARK .. tostring(key_id) .. ":" .. core.hmac("sha256", secret, qs, "hex")
+  return qs .. SIG_MARK .. tostring(key_id) .. ":" .. signature.sign { message = qs, key = secret }
 end
 
 --- Verifies a signed notice.
 -- verify(raw, keys) -> fields (map), pairs | nil, err (kind "signature").
--- err.code: "unsigned", "malformed", "unknown_key", "bad_signature".
+-- err.code (`paykit.kit.signature`'s): "unsigned", "malformed", "unknown_key", "bad_signature".
 -- @tparam string raw the signed notice as received
 -- @tparam table keys `{[id] = secret, ...}`
 -- @treturn table fields: `ext_transaction_id`, `error` (absent when paid)
@@ -59,37 +60,31 @@ end
 -- @return[2] a signature error
 function _M.verify(raw, keys)
   if type(raw) ~= "string" or raw == "" then
-    return nil, errors.signature("unsigned", "the Zippy notice is empty")
+    return nil, signature.error("unsigned", "the Zippy notice is empty")
   end
   local cut = last_sig(raw)
   if not cut then
-    return nil, errors.signature("unsigned", "the Zippy notice carries no &sig= signature")
+    return nil, signature.error("unsigned", "the Zippy notice carries no &sig= signature")
   end
   local id, sig = raw:sub(cut + #SIG_MARK):match("^(%d+):(%x+)$")
-  if not id or #sig ~= 64 or #id > 9 then
-    return nil, errors.signature("malformed", "the Zippy notice's sig is not <key id>:<64 hex digits>")
-  end
-  local key = keys[tonumber(id)]
-  if not key then
-    return nil, errors.signature("unknown_key", "the Zippy notice is signed with key id " .. id ..
-      ", which is not among the configured notice_keys")
+  if not id or #id > 9 then
+    return nil, signature.error("malformed", "the Zippy notice's sig is not <key id>:<64 hex digits>")
   end
   local qs = raw:sub(1, cut - 1)
-  local want = core.hmac("sha256", key, qs, "hex")
-  if not core.consteq(want, sig:lower()) then
-    return nil, errors.signature("bad_signature", "the Zippy notice's signature does not match")
-  end
+  local key_id, err = signature.verify { message = qs, signature = sig, keys = keys, key_id = tonumber(id),
+    provider = "Zippy" }
+  if not key_id then return nil, err end
   local map, list = core.query_decode(qs)
   if not map then
-    return nil, errors.signature("malformed", "the Zippy notice is signed but not valid percent-encoding")
+    return nil, signature.error("malformed", "the Zippy notice is signed but not valid percent-encoding")
   end
   if type(map.ext_transaction_id) ~= "string" then
-    return nil, errors.signature("malformed", "the Zippy notice has no single ext_transaction_id")
+    return nil, signature.error("malformed", "the Zippy notice has no single ext_transaction_id")
   end
   if map.error ~= nil and type(map.error) ~= "string" then
-    return nil, errors.signature("malformed", "the Zippy notice has several error fields")
+    return nil, signature.error("malformed", "the Zippy notice has several error fields")
   end
-  return map, list, tonumber(id)
+  return map, list, key_id
 end
 
 --- The signed notice inside a browser redirect's query string.
