@@ -227,8 +227,9 @@ describe("zippy configuration", function()
     assert.is_nil(z)
     assert.are.equal("timeout_ms", err.field)
     assert.truthy(err.message:find("unknown option timeout_ms; did you mean timeout?", 1, true))
-    _, err = paykit.zippy { consumer_key = "k", consumer_secret = "s3cr3t", base_url = "http://h",
+    z, err = paykit.zippy { consumer_key = "k", consumer_secret = "s3cr3t", base_url = "http://h",
       notice_keys = KEYS, sucess_url = "https://shop.example/ok" }
+    assert.is_nil(z)
     assert.truthy(err.message:find("did you mean success_url?", 1, true))
   end)
 

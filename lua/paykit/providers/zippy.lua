@@ -419,7 +419,7 @@ local NONCE_SEP, NONCE_BYTES, NONCE_HEX = "~", 6, 12 -- 6 random bytes, 12 hex d
 function Zippy:purchase(p)
   local t, names = request.purchase_fields(p)
   if not t then return nil, names end
-  local unique, err = false, nil
+  local unique, err = false
   if self.reference_nonce and names.ext_transaction_id == "reference" then
     err = check.text(t.ext_transaction_id, "reference", check.MAX_TEXT - #NONCE_SEP - NONCE_HEX)
     if err then return nil, err end
