@@ -4,7 +4,7 @@
 local core = require "paykit.core"
 local cjson = require "cjson.safe"
 local sb = require "spec.support.sandbox"
-local zs = require "spec.zippy_support"
+local zs = require "spec.support.zippy"
 local sandbox = zs.sandbox
 
 describe("zippy client on the sandbox", function()
