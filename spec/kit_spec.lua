@@ -101,6 +101,10 @@ describe("paykit.kit: a declared provider", function()
     assert.is_nil(gw.api_key)
     assert.is_nil(gw.new)
     assert.is_nil(gw.methods)
+    assert.is_nil(gw._provider)
+    assert.equal(P, kit.provider_of(gw))
+    local _, err = P.new { api_key = "k", base_url = BASE, duplicate_capacity = 0 }
+    assert.same({ "config", "duplicate_capacity" }, { err.kind, err.field })
     assert.is_true(kit.instance_of(P, gw))
     assert.is_false(kit.instance_of(P, P))
     for k, v in pairs(gw) do

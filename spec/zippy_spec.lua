@@ -448,6 +448,34 @@ describe("zippy uniform flow, locally", function()
     assert.is_true(r.duplicate)
   end)
 
+  it("notification() dedupes per payment, through a store shared by instances", function()
+    local store = require("paykit.kit.notify").memory()
+    local a, b = offline { store = store }, offline { store = store }
+    local _, paid = zippy.generate_test_notice { key = KEYS[1], key_id = 1, ext_transaction_id = "o-6" }
+    local _, failed = zippy.generate_test_notice { key = KEYS[1], key_id = 1, ext_transaction_id = "o-6", error = "CC_ERROR" }
+    assert.is_false(assert(a:notification { body = paid }).duplicate)
+    local r = assert(b:notification(failed)) -- the raw body as a string; another outcome of one payment
+    assert.is_true(r.duplicate)
+    assert.are.equal("paid", r.first_status)
+    assert.is_true(assert(a:notification { fields = { signed_notice = (paid:gsub("^signed_notice=", "")):gsub("%%(%x%x)",
+      function(h) return string.char(tonumber(h, 16)) end) } }).duplicate)
+  end)
+
+  it("notification() records nothing and answers 503 when the store does not answer", function()
+    local down = { get = function() return nil end,
+                   add = function() return nil, require("paykit.errors").transport("store_unavailable", "store down") end }
+    local z = offline { store = down }
+    local _, body = zippy.generate_test_notice { key = KEYS[1], key_id = 1, ext_transaction_id = "o-7" }
+    local r, err, reply = z:notification { body = body }
+    assert.is_nil(r)
+    assert.are.equal("store_unavailable", err.code)
+    assert.are.equal(503, reply.status)
+    local none, e2 = paykit.zippy { consumer_key = "k", consumer_secret = "s", base_url = "http://h", notice_keys = KEYS,
+      store = { get = function() end } }
+    assert.is_nil(none)
+    assert.are.equal("store", e2.field)
+  end)
+
   it("notification() rejects forged callbacks with distinct codes", function()
     local z = offline()
     local signed = zippy.generate_test_notice { key = "not-the-key", key_id = 0, ext_transaction_id = "o" }

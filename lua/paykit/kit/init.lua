@@ -118,6 +118,14 @@ local function seal(P)
   end
 end
 
+--- The provider (from @{provider}) of an instance, or nil.
+-- @param x any value
+-- @treturn ?table P
+function _M.provider_of(x)
+  local mt = getmetatable(x)
+  return type(mt) == "table" and mt.__kit or nil
+end
+
 --- Whether x is an instance of the provider P.
 -- @tparam table P a provider (from @{provider})
 -- @param x any value
@@ -139,7 +147,8 @@ function _M.provider(decl)
     _decl = { options = decl.options or {}, wire = decl.wire or {}, operations = decl.operations,
               notice = decl.notice, init = decl.init },
   }
-  P._mt = { __index = P.methods }
+  -- __kit: the provider, for the kit's own modules (not reachable through the instance's fields)
+  P._mt = { __index = P.methods, __kit = P }
 
   function P.new(opts)
     seal(P)
@@ -160,8 +169,8 @@ function _M.provider(decl)
     local log_ok, log = pcall(http.make_logger, o.logger)
     if not log_ok then return nil, errors.config("logger", "invalid", what .. ": " .. tostring(log)) end
     local self = {
-      provider = P.name, _provider = P, http = transport, log = log,
-      store = o.store or notify.memory { capacity = o.duplicate_capacity or 1024 },
+      provider = P.name, http = transport, log = log,
+      store = o.store or notify.memory { capacity = o.duplicate_capacity },
       dedupe_ttl = o.dedupe_ttl,
     }
     for k, spec in pairs(P._decl.options) do

@@ -120,21 +120,22 @@ end
 -- @return[2] err
 -- @return[2] reply
 function _M.handle(self, req)
-  local n = self._provider._decl.notice
+  local P = getmetatable(self).__kit
+  local n = P._decl.notice
   local replies = n.replies or DEFAULT_REPLIES
   local r, err = _M.request(req)
   local raw, notice
   if r then raw, err = n.decode(self, r) end
   if raw then notice, err = n.verify(self, raw, r) end
   if not notice then
-    self.log("warn", "paykit " .. self._provider.name .. " notification rejected: " .. tostring(err))
+    self.log("warn", "paykit " .. P.name .. " notification rejected: " .. tostring(err))
     return nil, err, replies.rejected
   end
   local result = n.result(self, notice)
-  local key = self._provider.name .. ":" .. tostring(n.payment(notice))
+  local key = P.name .. ":" .. tostring(n.payment(notice))
   local added, why = self.store:add(key, result.status, self.dedupe_ttl or _M.DEFAULT_TTL)
   if added == nil then
-    self.log("error", "paykit " .. self._provider.name .. " notification not recorded: " .. tostring(why))
+    self.log("error", "paykit " .. P.name .. " notification not recorded: " .. tostring(why))
     return nil, why, replies.unavailable
   end
   result.duplicate = not added

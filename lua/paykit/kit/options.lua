@@ -9,7 +9,8 @@
 -- `options.read(schema, opts, what)` returns a table of every option (given or default), or
 -- nil and a config error naming the option: "unknown option timeout_ms; did you mean timeout?"
 -- for a name no schema knows. `options.TRANSPORT` is the schema every provider includes:
--- the `paykit.http.new` options plus `transport`, `logger`, `duplicate_capacity`, `store`.
+-- the `paykit.http.new` options plus `transport`, `logger`, `duplicate_capacity` (1024), `store`
+-- (get/add, `paykit.kit.notify`) and `dedupe_ttl` (seconds a notification is remembered).
 -- @module paykit.kit.options
 -- @usage
 --   local options = require "paykit.kit.options"
@@ -26,7 +27,8 @@ _M.TRANSPORT = {
   max_response = { type = "integer" }, logger = { type = "any" }, hooks = { type = "table" },
   retry = { type = "any", check = function(v) if v ~= false and type(v) ~= "table" then return "must be a table or false" end end },
   sleep = { type = "function" }, user_agent = { type = "string" }, allow_blocking = { type = "boolean" },
-  transport = { type = "table" }, duplicate_capacity = { type = "integer" },
+  transport = { type = "table" },
+  duplicate_capacity = { type = "integer", default = 1024, check = function(v) if v < 1 then return "must be at least 1" end end },
   store = { type = "any", check = function(v)
     if type(v) ~= "table" or type(v.get) ~= "function" or type(v.add) ~= "function" then
       return "must be a store with get(key) and add(key, value, ttl) (paykit.kit.notify.memory, paykit.store)"

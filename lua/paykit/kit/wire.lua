@@ -101,7 +101,7 @@ end
 -- @return[2] nil
 -- @return[2] err
 function _M.commit(self, op, req)
-  local P = self._provider
+  local P = getmetatable(self).__kit
   local w = P._decl.wire
   local full_op = P.name .. "." .. op
   req.url = _M.url(self, req)
