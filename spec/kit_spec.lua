@@ -41,6 +41,7 @@ local function declare()
       api_key = { type = "string", required = true, secret = true },
       base_url = { type = "url", required = true },
       colour = { type = "string", default = "grey" },
+      env = { type = "string", default = "test", one_of = { test = true, production = true } },
     },
     init = function(self, o)
       local key = o.api_key
@@ -90,6 +91,9 @@ describe("paykit.kit: a declared provider", function()
     assert.same({ "config", "api_key", "required" }, { err.kind, err.field, err.code })
     _, err = P.new { api_key = "k", base_url = "ftp://x" }
     assert.same({ "base_url", "invalid" }, { err.field, err.code })
+    _, err = P.new { api_key = "k", base_url = BASE, env = "staging" }
+    assert.same({ "env", "invalid" }, { err.field, err.code })
+    assert.truthy(err.message:find("must be one of production, test", 1, true))
     _, err = P.new("k")
     assert.same({ "config", "opts" }, { err.kind, err.field })
   end)
@@ -367,5 +371,43 @@ describe("paykit.kit.options: did you mean", function()
     assert.equal("timeout", options.closest("timeout_ms", { timeout = true, connect_timeout = true }))
     assert.equal("return_url", options.closest("reurn_url", { return_url = true, amount = true }))
     assert.is_nil(options.closest("zzzzzz", { return_url = true, amount = true }))
+  end)
+end)
+
+describe("paykit.kit.notify: the pipeline of a declared provider", function()
+  local KEY = "notice-key"
+  local P = kit.provider {
+    name = "noted", options = { base_url = { type = "url", default = "http://127.0.0.1:9" } },
+    notice = {
+      decode = function(_, req) return req.body or (req.fields and req.fields.raw) end,
+      verify = function(_, raw, _, expected)
+        local msg, sig = raw:match("^(.-)|(%x*)$")
+        if not msg then return nil, signature.error("unsigned", "no |") end
+        local id, err = signature.verify { message = msg, signature = sig, keys = { [0] = KEY } }
+        if not id then return nil, err end
+        if expected and msg ~= expected then return nil, signature.error("bad_signature", "not the one expected") end
+        return { ref = msg }
+      end,
+      payment = function(n) return n.ref end,
+      result = function(_, n) return kit.result { status = "paid", reference = n.ref, amount = "5", currency = "EUR" } end,
+    },
+  }
+  local function signed(msg) return msg .. "|" .. signature.sign { message = msg, key = KEY } end
+
+  it("verifies, formats the amount, dedupes per payment, hands extra arguments on", function()
+    local gw = assert(P.new {})
+    local r, reply = gw:notification(signed("order-1"), "order-1")
+    assert.same({ "paid", "5.00", false, 200 }, { r.status, r.amount, r.duplicate, reply.status })
+    r = assert(gw:notification { fields = { raw = signed("order-1") } })
+    assert.is_true(r.duplicate)
+    local none, err, rejected = gw:notification(signed("order-2"), "order-3")
+    assert.is_nil(none)
+    assert.same({ "bad_signature", 400 }, { err.code, rejected.status })
+    none, err = gw:notification("order-2|" .. ("0"):rep(64))
+    assert.is_nil(none)
+    assert.equal("bad_signature", err.code)
+    none, err = gw:notification(7)
+    assert.is_nil(none)
+    assert.equal("req", err.field)
   end)
 end)

@@ -22,6 +22,9 @@
 --  * `result(self, notice)` -> the result (`paykit.kit.result`);
 --  * `replies` (optional) `{ok = reply, rejected = reply, unavailable = reply}`.
 --
+-- Arguments after req (`gw:notification(req, extra)`, e.g. what the merchant kept for the
+-- payment) are handed to decode, verify and result as they are.
+--
 -- Answers result, reply (200 "OK"), with `result.duplicate` true when that payment was
 -- notified before (`result.first_status` says what it was then); or nil, err, reply (400
 -- "REJECTED" for a refused notice, 503 when the store did not answer: the provider sends it
@@ -114,24 +117,25 @@ end
 --- Runs the pipeline (see the module description).
 -- @tparam table self the instance
 -- @param req the request
+-- @param ... the provider's extra arguments (given to decode, verify and result)
 -- @treturn table result
 -- @treturn table reply
 -- @return[2] nil
 -- @return[2] err
 -- @return[2] reply
-function _M.handle(self, req)
+function _M.handle(self, req, ...)
   local P = getmetatable(self).__kit
   local n = P._decl.notice
   local replies = n.replies or DEFAULT_REPLIES
   local r, err = _M.request(req)
   local raw, notice
-  if r then raw, err = n.decode(self, r) end
-  if raw then notice, err = n.verify(self, raw, r) end
+  if r then raw, err = n.decode(self, r, ...) end
+  if raw then notice, err = n.verify(self, raw, r, ...) end
   if not notice then
     self.log("warn", "paykit " .. P.name .. " notification rejected: " .. tostring(err))
     return nil, err, replies.rejected
   end
-  local result = n.result(self, notice)
+  local result = n.result(self, notice, ...)
   local key = P.name .. ":" .. tostring(n.payment(notice))
   local added, why = self.store:add(key, result.status, self.dedupe_ttl or _M.DEFAULT_TTL)
   if added == nil then

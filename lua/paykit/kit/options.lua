@@ -4,7 +4,8 @@
 -- Types: "string" (non-empty), "url" (absolute http(s), `paykit.kit.checks.is_http_url`),
 -- "boolean", "number" (>= 0), "seconds" (> 0, at most 600: a typo of milliseconds, such as
 -- `timeout = 5000`, is refused), "integer" (>= 0), "table", "function", "keys" (`{[id] = secret}`,
--- normalised by `paykit.kit.signature.keys`), "any". `check(v)` -> nil | message refines a type.
+-- normalised by `paykit.kit.signature.keys`), "any". `check(v)` -> nil | message refines a type;
+-- `one_of = {test = true, production = true}` limits it to a set.
 --
 -- `options.read(schema, opts, what)` returns a table of every option (given or default), or
 -- nil and a config error naming the option: "unknown option timeout_ms; did you mean timeout?"
@@ -135,7 +136,12 @@ function _M.read(schema, opts, what)
     if v == nil then
       if s.required then return nil, errors.config(k, "required", what .. ": " .. k .. " is required") end
     else
-      local why = TYPES[s.type or "any"](v) or (s.check and s.check(v))
+      local why = TYPES[s.type or "any"](v) or (s.one_of and not s.one_of[v] and ("must be one of " .. (function()
+        local l = {}
+        for name in pairs(s.one_of) do l[#l + 1] = tostring(name) end
+        table.sort(l)
+        return table.concat(l, ", ")
+      end)())) or (s.check and s.check(v))
       if why then return nil, errors.config(k, "invalid", what .. ": " .. k .. " " .. why) end
       if s.type == "keys" then
         local keys, newest = require("paykit.kit.signature").keys(v, k)
