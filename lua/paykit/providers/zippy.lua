@@ -58,63 +58,11 @@ local OPTIONS = {
 }
 for _, k in ipairs(URL_DEFAULTS) do OPTIONS[k] = { type = "url" } end
 
--- A signature error that names where the notice came from.
-local function at(err, field)
-  if err and err.field == nil then err.field = field end
-  return err
-end
-
-local function notice_result(n, keep)
-  keep = keep or {}
-  local failed = n.error ~= nil
-  return kit.result {
-    status = failed and "failed" or "paid",
-    provider = PROVIDER,
-    reference = n.ext_transaction_id,
-    provider_reference = keep.uuid,
-    amount = keep.amount, currency = keep.currency,
-    code = n.error,
-    message = failed and ("Zippy reports the payment failed: " .. n.error) or "paid",
-    raw = { ext_transaction_id = n.ext_transaction_id, error = n.error },
-  }
-end
-
--- The callback's pipeline (paykit.kit.notify): the signed notice is in the body
--- (signed_notice=...), in decoded parameters, or in the query.
-local NOTICE = {
-  replies = { ok = gateway.reply(200, "OK"), rejected = gateway.reply(400, "REJECTED"),
-              unavailable = gateway.reply(503, "TRY LATER") },
-  decode = function(_, req)
-    if type(req.body) == "string" and #req.body > check.MAX_CALLBACK then
-      return nil, at(errors.signature("malformed", "the Zippy callback body is longer than " .. check.MAX_CALLBACK .. " bytes"), "body")
-    elseif type(req.body) == "string" and req.body ~= "" then
-      local raw, err = notice.from_body(req.body)
-      return raw, at(err, "signed_notice")
-    elseif type(req.fields) == "table" then
-      local v = req.fields.signed_notice
-      if type(v) == "string" then return v end
-      return nil, at(errors.signature(v == nil and "unsigned" or "malformed",
-        "the Zippy callback's parameters carry no single signed_notice"), "signed_notice")
-    elseif type(req.query) == "string" and req.query ~= "" and #req.query <= check.MAX_CALLBACK then
-      return notice.from_query(req.query)
-    end
-    return nil, at(errors.signature("unsigned", "the Zippy callback carries no signed notice"), "body")
-  end,
-  verify = function(self, raw)
-    if raw:find("%c") then
-      return nil, at(errors.signature("malformed", "the Zippy notice holds control characters"), "signed_notice")
-    end
-    local n, err = self:verify_notice(raw)
-    return n, at(err, "signed_notice")
-  end,
-  -- one payment, one transaction: a second notice of it (another outcome too) is a duplicate
-  payment = function(n) return n.ext_transaction_id end,
-  result = function(_, n) return notice_result(n) end,
-}
+local at, notice_result = notice.at, notice.result
 
 local P = kit.provider {
   name = PROVIDER, title = "Zippy", options = OPTIONS, wire = wire,
-  operations = request.OPERATIONS, notice = NOTICE,
+  operations = request.OPERATIONS, notice = notice.pipeline(check),
   init = function(self, o)
     -- Secrets live in closures, out of reach of anyone printing the instance.
     local secret, token_secret = o.consumer_secret, o.token_secret
@@ -296,27 +244,12 @@ function Zippy:transaction_body(t, names)
   return request.transaction_body(self.defaults, t, names)
 end
 
--- Zippy's notice names only ext_transaction_id, so two transactions of one reference at two
--- prices could not be told apart when one of them is paid: the instance refuses to start a
--- transaction for a reference it started at another price or currency. The claim is made
--- before the request (which yields), so concurrent purchases cannot both pass.
-local function claim_reference(self, body, field)
-  field = field or "ext_transaction_id"
-  local price = body.price .. " " .. body.currency
-  local before = self.references:get(body.ext_transaction_id)
-  if before ~= nil and before ~= price then
-    return errors.validation(field, "reused", field .. " was used for a transaction of " .. before ..
-      " already: a new price needs a new reference (Zippy's notice names only the reference, not the price)")
-  end
-  self.references:add(body.ext_transaction_id, price)
-end
-
 -- POST /transactions with a checked body. Not idempotent: Zippy does not make
 -- ext_transaction_id unique, a repeat could start a second one. `unique`: the
 -- ext_transaction_id carries purchase's random part, no claim is needed.
 local function post_transaction(self, body, field, unique)
   if not unique then
-    local err = claim_reference(self, body, field)
+    local err = request.claim_reference(self.references, body, field)
     if err then return nil, err end
   end
   return self:call("POST", "/transactions", { body = body, op = "create_transaction", idempotent = false })
@@ -403,14 +336,9 @@ local NONCE_SEP, NONCE_BYTES, NONCE_HEX = "~", 6, 12 -- 6 random bytes, 12 hex d
 -- `return_url` stands for success_url and error_url, `notify_url` for both callback URLs; an
 -- unknown field is refused by name.
 --
--- Zippy's signed notice names only the transaction's ext_transaction_id, and Zippy signs the
--- notices of every shop with the same keys. So that a notice names one transaction alone, a
--- `reference` is sent as `reference .. "~" .. 12 random hex digits` (at most 242 bytes of
--- reference, then): the result's `reference` and `keep.ext_transaction_id` are that string
--- (store it: complete and notification answer it as `reference`), `keep.reference` is yours.
--- Without it (`reference_nonce = false`, or `ext_transaction_id` given as it is) the id must be
--- unique per transaction and across shops, and an instance refuses (validation `reused`) a
--- purchase whose id it already started at another amount or currency.
+-- A `reference` is sent as `reference .. "~" .. 12 random hex digits`, so that a notice names
+-- one transaction alone (README, "One transaction, one id"): the result's `reference` and
+-- `keep.ext_transaction_id` are that string, `keep.reference` is yours.
 -- @tparam table p the fields above
 -- @treturn table result "redirect" with `redirect_url` and `keep`
 --   (`ext_transaction_id`, `uuid`, `token`, `amount`, `currency`)

@@ -13,6 +13,7 @@
 local core = require "paykit.core"
 local errors = require "paykit.errors"
 local signature = require "paykit.kit.signature"
+local gateway = require "paykit.gateway"
 
 local _M = {}
 
@@ -135,6 +136,73 @@ function _M.from_body(body)
     return nil, errors.signature("malformed", "the Zippy callback has several signed_notice fields")
   end
   return v
+end
+
+--- A signature error with the field it came from (set only when it names none).
+-- @tparam ?table err an error (nil passes through)
+-- @tparam string field e.g. "query", "signed_notice"
+-- @return err
+function _M.at(err, field)
+  if err and err.field == nil then err.field = field end
+  return err
+end
+local at = _M.at
+
+--- The result of a verified notice (`paykit.kit.result`): "paid", or "failed" with its code.
+-- @tparam table n `{ext_transaction_id=, error=}`
+-- @tparam[opt] table keep purchase's keep (`uuid`, `amount`, `currency`)
+-- @treturn table the result
+function _M.result(n, keep)
+  keep = keep or {}
+  local failed = n.error ~= nil
+  return require("paykit.kit").result {
+    status = failed and "failed" or "paid",
+    provider = "zippy",
+    reference = n.ext_transaction_id,
+    provider_reference = keep.uuid,
+    amount = keep.amount, currency = keep.currency,
+    code = n.error,
+    message = failed and ("Zippy reports the payment failed: " .. n.error) or "paid",
+    raw = { ext_transaction_id = n.ext_transaction_id, error = n.error },
+  }
+end
+
+--- The callback's pipeline for `paykit.kit.notify`: the signed notice is in the body
+-- (signed_notice=...), in decoded parameters, or in the query; one transaction is one payment
+-- (a second notice of it, another outcome too, is a duplicate).
+-- @tparam table limits `MAX_CALLBACK` (bytes of a callback body), as `paykit.providers.zippy_fields`
+-- @treturn table the `notice` declaration
+function _M.pipeline(limits)
+  local max = limits.MAX_CALLBACK
+  return {
+    replies = { ok = gateway.reply(200, "OK"), rejected = gateway.reply(400, "REJECTED"),
+                unavailable = gateway.reply(503, "TRY LATER") },
+    decode = function(_, req)
+      if type(req.body) == "string" and #req.body > max then
+        return nil, at(errors.signature("malformed", "the Zippy callback body is longer than " .. max .. " bytes"), "body")
+      elseif type(req.body) == "string" and req.body ~= "" then
+        local raw, err = _M.from_body(req.body)
+        return raw, at(err, "signed_notice")
+      elseif type(req.fields) == "table" then
+        local v = req.fields.signed_notice
+        if type(v) == "string" then return v end
+        return nil, at(errors.signature(v == nil and "unsigned" or "malformed",
+          "the Zippy callback's parameters carry no single signed_notice"), "signed_notice")
+      elseif type(req.query) == "string" and req.query ~= "" and #req.query <= max then
+        return _M.from_query(req.query)
+      end
+      return nil, at(errors.signature("unsigned", "the Zippy callback carries no signed notice"), "body")
+    end,
+    verify = function(self, raw)
+      if raw:find("%c") then
+        return nil, at(errors.signature("malformed", "the Zippy notice holds control characters"), "signed_notice")
+      end
+      local n, err = self:verify_notice(raw)
+      return n, at(err, "signed_notice")
+    end,
+    payment = function(n) return n.ext_transaction_id end,
+    result = function(_, n) return _M.result(n) end,
+  }
 end
 
 return _M

@@ -211,4 +211,24 @@ function _M.purchase_fields(p)
   return t, names
 end
 
+--- Remembers the price of a reference, refusing another price for it.
+-- Zippy's notice names only ext_transaction_id, so two transactions of one reference at two
+-- prices could not be told apart when one of them is paid: the instance refuses to start a
+-- transaction for a reference it started at another price or currency. The claim is made
+-- before the request (which yields), so concurrent purchases cannot both pass.
+-- @tparam table references a `paykit.gateway.seen` of reference -> "price currency"
+-- @tparam table body a checked transaction body
+-- @tparam[opt="ext_transaction_id"] string field the caller's name of the id, for the error
+-- @return nil, or a validation error `reused`
+function _M.claim_reference(references, body, field)
+  field = field or "ext_transaction_id"
+  local price = body.price .. " " .. body.currency
+  local before = references:get(body.ext_transaction_id)
+  if before ~= nil and before ~= price then
+    return errors.validation(field, "reused", field .. " was used for a transaction of " .. before ..
+      " already: a new price needs a new reference (Zippy's notice names only the reference, not the price)")
+  end
+  references:add(body.ext_transaction_id, price)
+end
+
 return _M
