@@ -106,7 +106,8 @@ describe("luarocks make of the versioned rockspec", function()
     local shim = base .. "/busted-rock"
     local rc, out = sh("mkdir -p " .. shim .. " && cd " .. shim .. " && printf '#!/bin/sh\\nexec lua5.4 /usr/bin/busted \"$@\"\\n' > busted && " ..
       "chmod +x busted && printf 'rockspec_format = \"3.0\"\\npackage = \"busted\"\\nversion = \"2.1.1-1\"\\n" ..
-      "source = { url = \"file:///usr/bin/busted\" }\\nbuild = { type = \"builtin\", modules = {}, install = { bin = { busted = \"busted\" } } }\\n' > busted-2.1.1-1.rockspec && " ..
+      "source = { url = \"file:///usr/bin/busted\" }\\n" ..
+      "build = { type = \"builtin\", modules = {}, install = { bin = { busted = \"busted\" } } }\\n' > busted-2.1.1-1.rockspec && " ..
       "luarocks --lua-version=5.4 --tree " .. base .. "/tree-lua5.4 make busted-2.1.1-1.rockspec --deps-mode=none")
     assert.are.equal(0, rc, out)
     -- LuaRocks 3.8 looks for test dependencies in its configured trees and a --project-tree,

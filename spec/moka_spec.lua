@@ -454,7 +454,10 @@ local STUB = [[
         local path = ngx.var.uri
         local data = '{"IsSuccessful":true,"ResultCode":"","ResultMessage":"","VirtualPosOrderId":"ORDER-1","RefundRequestId":5}'
         if path:find("ThreeD") then data = '{"Url":"http://127.0.0.1/3d?x=1","CodeForHash":"9FDFBDFC-42C5-417E-AA93-E4D9D5312AAC"}' end
-        if path:find("TrxDetailList") then data = '{"PaymentDetail":{"PaymentStatus":2,"Amount":27.5,"OtherTrxCode":"ORD-1","CurrencyCode":"TL"},"PaymentTrxDetailList":[{"VirtualPosOrderId":"ORDER-1","TrxStatus":1}]}' end
+        if path:find("TrxDetailList") then
+          data = '{"PaymentDetail":{"PaymentStatus":2,"Amount":27.5,"OtherTrxCode":"ORD-1","CurrencyCode":"TL"},'
+            .. '"PaymentTrxDetailList":[{"VirtualPosOrderId":"ORDER-1","TrxStatus":1}]}'
+        end
         ngx.header.content_type = "application/json"
         ngx.say('{"Data":' .. data .. ',"ResultCode":"Success","ResultMessage":"","Exception":null}')
       }

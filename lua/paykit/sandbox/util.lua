@@ -6,7 +6,7 @@
 -- armed faults and the request log live in shared dicts (any number of workers).
 local cjson = require "cjson.safe"
 local core = require "paykit.core"
-local url = require "paykit.url"
+local urls = require "paykit.url"
 local faults = require "paykit.sandbox.faults"
 
 local M = {}
@@ -231,7 +231,7 @@ end
 M.loopback = loopback
 
 local function parse_url(u)
-  local parts, err = url.parse(u)
+  local parts, err = urls.parse(u)
   if not parts then return nil, err end
   if parts.tls then return nil, "the sandbox notifies over plain HTTP only" end
   if not loopback(parts.host) then return nil, "the sandbox sends nothing off this machine (" .. parts.host .. ")" end
