@@ -49,7 +49,7 @@ ROCKSPEC ?= rockspec/paykit-$(VERSION)-1.rockspec
 TREE     ?=
 DIST_REF ?= HEAD
 
-.PHONY: all build test demo bench deps clean valgrind docs install install-luajit dist fuzz fuzz-build
+.PHONY: lint all build test demo bench deps clean valgrind docs install install-luajit dist fuzz fuzz-build
 all: build
 build: $(CORE54) $(COREJIT)
 
@@ -78,6 +78,10 @@ deps:
 test: deps
 	@$(MAKE) --no-print-directory build
 	@bash spec/run
+
+# luacheck (Debian's lua-check) over the Lua sources, with .luacheckrc; spec/run runs it too.
+lint:
+	luacheck lua spec examples
 
 valgrind: build
 	bash spec/run --valgrind

@@ -2,10 +2,10 @@
 -- notice, a signature) error naming the field, before anything reaches the network. Two
 -- counters prove it: the transport's `before` hook and the Zippy sandbox's own count of the
 -- requests it received (GET /zippy/_sandbox/requests), which must not move. The cases are
--- data in spec/zippy_cases.lua (spec/zippy_nginx_spec.lua runs them inside nginx too).
+-- data in spec/support/zippy_cases.lua (spec/zippy_nginx_spec.lua runs them inside nginx too).
 local sb = require "spec.support.sandbox"
-local zs = require "spec.zippy_support"
-local cases = require "spec.zippy_cases"
+local zs = require "spec.support.zippy"
+local cases = require "spec.support.zippy_cases"
 
 describe("zippy bad input", function()
   local z, hooked, base

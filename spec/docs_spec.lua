@@ -100,11 +100,22 @@ local MODULES = {
     return { { m.new { api_key = "dummy", api_secret = "dummy", base_url = "http://127.0.0.1:9" }, "Client" } }
   end },
   { "paykit.providers.zippy", instances = function(m)
-    return { { m.new { consumer_key = "dummy", consumer_secret = "dummy", base_url = "http://127.0.0.1:9" }, "Zippy" } }
+    return { { assert(m.new { consumer_key = "dummy", consumer_secret = "dummy", notice_keys = { [0] = "dummy" },
+      base_url = "http://127.0.0.1:9" }), "Zippy" } }
   end },
   { "paykit.providers.zippy_oauth" },
   { "paykit.providers.zippy_fields" },
   { "paykit.providers.zippy_notice" },
+  { "paykit.providers.zippy_request" },
+  { "paykit.kit" },
+  { "paykit.kit.checks" },
+  { "paykit.kit.json" },
+  { "paykit.kit.signature" },
+  { "paykit.kit.options" },
+  { "paykit.kit.registry" },
+  { "paykit.kit.wire" },
+  { "paykit.kit.ops" },
+  { "paykit.kit.notify", instances = function(m) return { { m.memory(), "Memory" } } end },
   { "paykit.core", instances = function(m)
     return { { m.http_client {}, "client" }, { m.http_response_parser {}, "parser" }, { m.redis_reader(), "reader" } }
   end, cleanup = function(list) for _, o in ipairs(list) do o[1]:close() end end },

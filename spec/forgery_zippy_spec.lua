@@ -7,7 +7,7 @@
 -- must refuse it too.
 local core = require "paykit.core"
 local sb = require "spec.support.sandbox"
-local zs = require "spec.zippy_support"
+local zs = require "spec.support.zippy"
 local sandbox = zs.sandbox
 
 local KEY0, KEY1 = sandbox.NOTICE_KEYS[0], sandbox.NOTICE_KEYS[1]

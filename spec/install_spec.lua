@@ -67,7 +67,7 @@ describe("luarocks make of the versioned rockspec", function()
         "print(\"CORE=\" .. package.searchpath(\"paykit.core\", package.cpath)); " ..
         "print(\"LUA=\" .. package.searchpath(\"paykit\", package.path)); " ..
         "print(c.digest(\"sha256\", \"abc\", \"hex\")); print(\"VERSION=\" .. p.VERSION); " ..
-        "print(tostring(p.zippy{consumer_key = \"k\", consumer_secret = \"s\", base_url = \"https://z.example\"} ~= nil))'")
+        "print(tostring(p.zippy{consumer_key = \"k\", consumer_secret = \"s\", notice_keys = {[0] = \"n\"}, base_url = \"https://z.example\"} ~= nil))'")
       assert.are.equal(0, rc, out)
       assert.truthy(out:find("CORE=" .. tree() .. "/lib/lua/" .. rt.lua_version .. "/paykit/core.so", 1, true), out)
       assert.truthy(out:find("LUA=" .. tree() .. "/share/lua/" .. rt.lua_version .. "/paykit.lua", 1, true), out)
@@ -106,7 +106,8 @@ describe("luarocks make of the versioned rockspec", function()
     local shim = base .. "/busted-rock"
     local rc, out = sh("mkdir -p " .. shim .. " && cd " .. shim .. " && printf '#!/bin/sh\\nexec lua5.4 /usr/bin/busted \"$@\"\\n' > busted && " ..
       "chmod +x busted && printf 'rockspec_format = \"3.0\"\\npackage = \"busted\"\\nversion = \"2.1.1-1\"\\n" ..
-      "source = { url = \"file:///usr/bin/busted\" }\\nbuild = { type = \"builtin\", modules = {}, install = { bin = { busted = \"busted\" } } }\\n' > busted-2.1.1-1.rockspec && " ..
+      "source = { url = \"file:///usr/bin/busted\" }\\n" ..
+      "build = { type = \"builtin\", modules = {}, install = { bin = { busted = \"busted\" } } }\\n' > busted-2.1.1-1.rockspec && " ..
       "luarocks --lua-version=5.4 --tree " .. base .. "/tree-lua5.4 make busted-2.1.1-1.rockspec --deps-mode=none")
     assert.are.equal(0, rc, out)
     -- LuaRocks 3.8 looks for test dependencies in its configured trees and a --project-tree,

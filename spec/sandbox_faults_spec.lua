@@ -7,7 +7,7 @@ local paykit = require "paykit"
 local core = require "paykit.core"
 local sandbox = require "paykit.sandbox"
 local sb = require "spec.support.sandbox"
-local zs = require "spec.zippy_support"
+local zs = require "spec.support.zippy"
 
 local function merge(a, b)
   local t = {}

@@ -3,7 +3,7 @@
 local core = require "paykit.core"
 local cjson = require "cjson.safe"
 local sb = require "spec.support.sandbox"
-local zs = require "spec.zippy_support"
+local zs = require "spec.support.zippy"
 local oauth = require "paykit.providers.zippy_oauth"
 local sandbox = zs.sandbox
 

@@ -4,7 +4,7 @@
 local core = require "paykit.core"
 local cjson = require "cjson.safe"
 local sb = require "spec.support.sandbox"
-local zs = require "spec.zippy_support"
+local zs = require "spec.support.zippy"
 local sandbox = zs.sandbox
 
 describe("zippy client on the sandbox", function()
@@ -359,7 +359,7 @@ describe("zippy client on the sandbox", function()
       assert(z:complete(zs.query_of(res.headers.location), r.keep))
       z:notification { method = "POST", body = "signed_notice=forged" }
       z:list_sellers()
-      zs.client { consumer_secret = "wrong-secret", logger = function(level, line) lines[#lines + 1] = line end }:list_sellers()
+      zs.client { consumer_secret = "wrong-secret", logger = function(_, line) lines[#lines + 1] = line end }:list_sellers()
       assert.is_true(#lines > 5)
       local text = table.concat(lines, "\n") .. sb.error_log()
       for _, secret in ipairs { sandbox.CONSUMER_SECRET, sandbox.NOTICE_KEYS[0], sandbox.NOTICE_KEYS[1],

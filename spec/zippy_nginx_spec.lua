@@ -1,11 +1,11 @@
 -- The Zippy client inside nginx (LuaJIT, the cosocket transport): a "shop" nginx whose
--- handlers call the sandbox. /badinput runs every case of spec/zippy_cases.lua there (the
+-- handlers call the sandbox. /badinput runs every case of spec/support/zippy_cases.lua there (the
 -- sandbox must count no request); /trip runs a purchase with the reference server's "?"
 -- return, forged returns and callbacks, the merged seller update and a plain-text 409.
 local cjson = require "cjson.safe"
 local nginx = require "spec.support.nginx"
 local sb = require "spec.support.sandbox"
-local zs = require "spec.zippy_support"
+local zs = require "spec.support.zippy"
 
 local PORT = 18797
 
@@ -18,7 +18,7 @@ local SHOP = [[
         local cjson = require "cjson.safe"
         local paykit = require "paykit"
         local sandbox = require "paykit.sandbox.zippy"
-        local cases = require "spec.zippy_cases"
+        local cases = require "spec.support.zippy_cases"
         local hooked = 0
         local z = paykit.zippy { consumer_key = sandbox.CONSUMER_KEY, consumer_secret = sandbox.CONSUMER_SECRET,
           base_url = ngx.var.arg_base, notice_keys = sandbox.NOTICE_KEYS, retry = false,

@@ -82,7 +82,7 @@ describe("zippy OAuth 1.0 signing", function()
 
   it("signs with the injected clock and nonce, token notimplemented by default", function()
     local z = paykit.zippy { consumer_key = "dpf43f3p2l4k3l03", consumer_secret = "kd94hf93k423kf44",
-      base_url = "http://127.0.0.1:2605", clock = function() return 1700000000 end,
+      base_url = "http://127.0.0.1:2605", notice_keys = KEYS, clock = function() return 1700000000 end,
       nonce = function() return "abc" end }
     local h = z.sign("GET", "http://127.0.0.1:2605/sellers")
     assert.truthy(h:find('oauth_signature="467mnp5J8iEZ%2F5XGoc2Qz1jqA6s%3D"', 1, true))
@@ -201,9 +201,10 @@ describe("zippy signed notices", function()
 end)
 
 describe("zippy configuration", function()
+  -- ISSUE9 item 1: the constructor answers nil, err (it raised before)
   local function bad(opts, field)
-    local ok, err = pcall(paykit.zippy, opts)
-    assert.is_false(ok)
+    local z, err = paykit.zippy(opts)
+    assert.is_nil(z)
     assert.are.equal("config", err.kind)
     assert.are.equal(field, err.field)
     assert.is_nil(tostring(err):find("s3cr3t", 1, true))
@@ -215,6 +216,42 @@ describe("zippy configuration", function()
     bad({ consumer_key = "k", consumer_secret = "s3cr3t", base_url = "/zippy" }, "base_url")
   end)
 
+  it("fails at construction without notice_keys (a notice could never be verified)", function()
+    bad({ consumer_key = "k", consumer_secret = "s3cr3t", base_url = "http://h" }, "notice_keys")
+    bad({ consumer_key = "k", consumer_secret = "s3cr3t", base_url = "http://h", notice_keys = {} }, "notice_keys")
+  end)
+
+  it("refuses an unknown option, naming the closest known one", function()
+    local z, err = paykit.zippy { consumer_key = "k", consumer_secret = "s3cr3t", base_url = "http://h",
+      notice_keys = KEYS, timeout_ms = 5000 }
+    assert.is_nil(z)
+    assert.are.equal("timeout_ms", err.field)
+    assert.truthy(err.message:find("unknown option timeout_ms; did you mean timeout?", 1, true))
+    z, err = paykit.zippy { consumer_key = "k", consumer_secret = "s3cr3t", base_url = "http://h",
+      notice_keys = KEYS, sucess_url = "https://shop.example/ok" }
+    assert.is_nil(z)
+    assert.truthy(err.message:find("did you mean success_url?", 1, true))
+  end)
+
+  it("says to use a colon when a method is called with a dot, and hides the module's functions", function()
+    local z = assert(paykit.zippy { consumer_key = "k", consumer_secret = "s3cr3t", base_url = "http://h", notice_keys = KEYS })
+    local ok, err = pcall(z.purchase, {})
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("zippy.purchase: call it with a colon, gw:purchase", 1, true))
+    assert.is_nil(z.new)
+    assert.is_nil(z.generate_test_notice)
+  end)
+
+  it("refuses an unknown field of purchase by its name", function()
+    local z, calls = offline()
+    local r, err = z:purchase(tx { ext_transaction_id = false, reference = "o-1", reurn_url = "https://shop.example/" })
+    assert.is_nil(r)
+    assert.are.equal("reurn_url", err.field)
+    assert.are.equal("unknown_field", err.code)
+    assert.truthy(err.message:find("did you mean return_url?", 1, true))
+    assert.are.equal(0, calls.n)
+  end)
+
   it("refuses malformed notice keys", function()
     bad({ consumer_key = "k", consumer_secret = "s3cr3t", base_url = "http://h", notice_keys = { x = "a" } }, "notice_keys")
     bad({ consumer_key = "k", consumer_secret = "s3cr3t", base_url = "http://h", notice_keys = { [0] = "" } }, "notice_keys")
@@ -223,6 +260,7 @@ describe("zippy configuration", function()
   it("keeps the consumer secret and notice keys out of the instance's fields", function()
     local z = paykit.zippy { consumer_key = "k", consumer_secret = "s3cr3t", base_url = "http://h",
       notice_keys = { [0] = "n0t1ce" } }
+    assert.is_table(z)
     for _, v in pairs(z) do
       if type(v) == "string" then
         assert.is_nil(v:find("s3cr3t", 1, true))
@@ -408,6 +446,34 @@ describe("zippy uniform flow, locally", function()
     assert.is_false(r.duplicate)
     r = z:notification { method = "POST", body = body }
     assert.is_true(r.duplicate)
+  end)
+
+  it("notification() dedupes per payment, through a store shared by instances", function()
+    local store = require("paykit.kit.notify").memory()
+    local a, b = offline { store = store }, offline { store = store }
+    local _, paid = zippy.generate_test_notice { key = KEYS[1], key_id = 1, ext_transaction_id = "o-6" }
+    local _, failed = zippy.generate_test_notice { key = KEYS[1], key_id = 1, ext_transaction_id = "o-6", error = "CC_ERROR" }
+    assert.is_false(assert(a:notification { body = paid }).duplicate)
+    local r = assert(b:notification(failed)) -- the raw body as a string; another outcome of one payment
+    assert.is_true(r.duplicate)
+    assert.are.equal("paid", r.first_status)
+    assert.is_true(assert(a:notification { fields = { signed_notice = (paid:gsub("^signed_notice=", "")):gsub("%%(%x%x)",
+      function(h) return string.char(tonumber(h, 16)) end) } }).duplicate)
+  end)
+
+  it("notification() records nothing and answers 503 when the store does not answer", function()
+    local down = { get = function() return nil end,
+                   add = function() return nil, require("paykit.errors").transport("store_unavailable", "store down") end }
+    local z = offline { store = down }
+    local _, body = zippy.generate_test_notice { key = KEYS[1], key_id = 1, ext_transaction_id = "o-7" }
+    local r, err, reply = z:notification { body = body }
+    assert.is_nil(r)
+    assert.are.equal("store_unavailable", err.code)
+    assert.are.equal(503, reply.status)
+    local none, e2 = paykit.zippy { consumer_key = "k", consumer_secret = "s", base_url = "http://h", notice_keys = KEYS,
+      store = { get = function() end } }
+    assert.is_nil(none)
+    assert.are.equal("store", e2.field)
   end)
 
   it("notification() rejects forged callbacks with distinct codes", function()

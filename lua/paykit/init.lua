@@ -1,6 +1,6 @@
 --- paykit: taking payments through provider APIs (Moka, MoCoPay, Zippy).
 --
--- Each call of `paykit.NAME{...}` (NAME one of `PROVIDERS`) makes an independent instance with its own
+-- Each call of `paykit.NAME{...}` (NAME one of `PROVIDERS`, the registered providers: `paykit.kit.registry`) makes an independent instance with its own
 -- credentials and options; nothing is global and nothing is shared between instances.
 -- A provider module lives in paykit/providers/NAME.lua and exports new(opts) (or is
 -- itself a function(opts)); it is loaded on first use.
@@ -26,18 +26,38 @@ local _M = {
   redact = require "paykit.redact",
 }
 
-local PROVIDERS = { "moka", "mocopay", "zippy" }
-_M.PROVIDERS = PROVIDERS
+-- The providers come from the registry (paykit.kit.registry): the three paykit ships and any
+-- registered later (`paykit.register{name=, module=, ...}`). `paykit.PROVIDERS` is the list of
+-- their names at the time it is read; `paykit.<name>` is looked up on first use.
+local registry = require "paykit.kit.registry"
+
+--- Registers a provider: `paykit.register{name=, module=, title=, simulator=, doc=}`
+-- (`paykit.kit.registry.register`); then `paykit.<name>{...}` makes its instances and the
+-- sandbox serves its simulator.
+-- @function register
+-- @tparam table t `name`, `module` (required), `title`, `simulator`, `doc`
+-- @treturn table the registry entry
+_M.register = registry.register
+_M.registry = registry
 
 local function constructor(name)
   return function(opts)
-    local mod = require("paykit.providers." .. name)
+    local mod = require(registry.get(name).module)
     if type(mod) == "function" then return mod(opts) end
     return mod.new(opts)
   end
 end
 
-for _, name in ipairs(PROVIDERS) do _M[name] = constructor(name) end
+setmetatable(_M, {
+  __index = function(t, k)
+    if k == "PROVIDERS" then return registry.names() end
+    if type(k) == "string" and registry.get(k) then
+      local c = constructor(k)
+      rawset(t, k, c)
+      return c
+    end
+  end,
+})
 
 --- A Moka instance (card payments, 3D Secure): `require("paykit.providers.moka").new(opts)`.
 -- @function moka

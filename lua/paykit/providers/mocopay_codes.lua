@@ -4,11 +4,9 @@
 -- Module fields: `COUNTRIES` (ISO 3166-1 alpha-2 set), `LANGUAGES` (ISO 639-1 set).
 -- `paykit.providers.mocopay` offers the same fields and functions.
 -- @module paykit.providers.mocopay_codes
-local url = require "paykit.url"
+local checks = require "paykit.kit.checks"
 
 local M = {}
-
-local find, sub = string.find, string.sub
 
 -- The set of the words of text that match pattern.
 local function set_of(text, pattern)
@@ -37,68 +35,31 @@ lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj
 pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss st su sv sw ta te tg th ti
 tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu]], "%l%l")
 
---- Whether s is an IPv4 address.
--- Dotted-quad IPv4: four decimal numbers 0..255, no leading zeros (as inet_pton).
+-- The address checks live in paykit.kit.checks (one strictness for every provider); these
+-- names stay for the code that still calls them here.
+
+--- Whether s is an IPv4 address (`paykit.kit.checks.is_ipv4`).
+-- @function is_ipv4
 -- @param s the value
 -- @treturn boolean
-function M.is_ipv4(s)
-  if type(s) ~= "string" then return false end
-  local a, b, c, d = s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
-  if not a then return false end
-  for _, p in ipairs { a, b, c, d } do
-    if #p > 3 or (#p > 1 and sub(p, 1, 1) == "0") or tonumber(p) > 255 then return false end
-  end
-  return true
-end
+M.is_ipv4 = checks.is_ipv4
 
--- Number of 16-bit groups in a colon-separated run ("" -> 0), nil when malformed. The last
--- field may be an embedded IPv4 address (two groups) when allow_v4.
-local function v6_groups(run, allow_v4)
-  if run == "" then return 0 end
-  local fields = {}
-  for f in (run .. ":"):gmatch("([^:]*):") do fields[#fields + 1] = f end
-  local n = 0
-  for i, f in ipairs(fields) do
-    if allow_v4 and i == #fields and find(f, ".", 1, true) then
-      if not M.is_ipv4(f) then return nil end
-      n = n + 2
-    elseif f:match("^%x%x?%x?%x?$") then
-      n = n + 1
-    else
-      return nil -- empty field (a stray ":") or more than 4 hex digits
-    end
-  end
-  return n
-end
-
---- Whether s is an IPv6 address.
--- RFC 4291 text form: eight groups of 1-4 hex digits, "::" once for one or more zero groups,
--- an IPv4 address in place of the last two groups. No zone ids, no brackets.
+--- Whether s is an IPv6 address (`paykit.kit.checks.is_ipv6`).
+-- @function is_ipv6
 -- @param s the value
 -- @treturn boolean
-function M.is_ipv6(s)
-  if type(s) ~= "string" or #s < 2 or #s > 45 or find(s, "[^%x:%.]") then return false end
-  local dbl = find(s, "::", 1, true)
-  if not dbl then return v6_groups(s, true) == 8 end
-  if find(s, "::", dbl + 1, true) then return false end
-  local head, tail = v6_groups(sub(s, 1, dbl - 1), false), v6_groups(sub(s, dbl + 2), true)
-  return head ~= nil and tail ~= nil and head + tail <= 7
-end
+M.is_ipv6 = checks.is_ipv6
 
---- Whether s is an IPv4 or IPv6 address (@{is_ipv4}, @{is_ipv6}).
+--- Whether s is an IPv4 or IPv6 address (`paykit.kit.checks.is_ip`).
+-- @function is_ip
 -- @param s the value
 -- @treturn boolean
-function M.is_ip(s) return M.is_ipv4(s) or M.is_ipv6(s) end
+M.is_ip = checks.is_ip
 
---- Whether s is an absolute http(s) URL.
--- Absolute http(s) URL with a host, an optional port 1..65535, no spaces or control characters
--- (at most 2048 characters, no user information).
+--- Whether s is an absolute http(s) URL (`paykit.kit.checks.is_http_url`).
+-- @function is_http_url
 -- @param s the value
 -- @treturn boolean
-function M.is_http_url(s)
-  if not url.is_http(s) or find(s, "[%c%s]") then return false end
-  local host = url.parse(s).host
-  return sub(host, 1, 1) ~= "[" or M.is_ipv6(sub(host, 2, -2))
-end
+M.is_http_url = checks.is_http_url
 
 return M

@@ -2,9 +2,9 @@
 -- `qs .. "&sig=" .. id .. ":" .. hex(HMAC-SHA256(keys[id], qs))`,
 -- where qs is the notice ({ext_transaction_id=..[, error=CODE]}) percent-encoded.
 --
--- Verification works on the raw bytes as received: split at the last "&sig=", the id must
--- name a configured key, the HMAC is recomputed over the bytes before "&sig=" and compared
--- in constant time; only then is anything decoded.
+-- Verification works on the raw bytes as received: split at the last "&sig=", then
+-- `paykit.kit.signature.verify` (the id must name a configured key, the HMAC is recomputed
+-- over the bytes before "&sig=" and compared in constant time); only then is anything decoded.
 -- @module paykit.providers.zippy_notice
 -- @usage
 --   local notice = require "paykit.providers.zippy_notice"
@@ -12,6 +12,8 @@
 --   local signed = notice.sign({{"ext_transaction_id", "order-1"}}, 1, "new secret")
 local core = require "paykit.core"
 local errors = require "paykit.errors"
+local signature = require "paykit.kit.signature"
+local gateway = require "paykit.gateway"
 
 local _M = {}
 
@@ -44,12 +46,12 @@ end
 -- @treturn string the signed notice
 function _M.sign(fields, key_id, secret)
   local qs = _M.encode(fields)
-  return qs .. SIG_MARK .. tostring(key_id) .. ":" .. core.hmac("sha256", secret, qs, "hex")
+  return qs .. SIG_MARK .. tostring(key_id) .. ":" .. signature.sign { message = qs, key = secret }
 end
 
 --- Verifies a signed notice.
 -- verify(raw, keys) -> fields (map), pairs | nil, err (kind "signature").
--- err.code: "unsigned", "malformed", "unknown_key", "bad_signature".
+-- err.code (`paykit.kit.signature`'s): "unsigned", "malformed", "unknown_key", "bad_signature".
 -- @tparam string raw the signed notice as received
 -- @tparam table keys `{[id] = secret, ...}`
 -- @treturn table fields: `ext_transaction_id`, `error` (absent when paid)
@@ -59,37 +61,31 @@ end
 -- @return[2] a signature error
 function _M.verify(raw, keys)
   if type(raw) ~= "string" or raw == "" then
-    return nil, errors.signature("unsigned", "the Zippy notice is empty")
+    return nil, signature.error("unsigned", "the Zippy notice is empty")
   end
   local cut = last_sig(raw)
   if not cut then
-    return nil, errors.signature("unsigned", "the Zippy notice carries no &sig= signature")
+    return nil, signature.error("unsigned", "the Zippy notice carries no &sig= signature")
   end
   local id, sig = raw:sub(cut + #SIG_MARK):match("^(%d+):(%x+)$")
-  if not id or #sig ~= 64 or #id > 9 then
-    return nil, errors.signature("malformed", "the Zippy notice's sig is not <key id>:<64 hex digits>")
-  end
-  local key = keys[tonumber(id)]
-  if not key then
-    return nil, errors.signature("unknown_key", "the Zippy notice is signed with key id " .. id ..
-      ", which is not among the configured notice_keys")
+  if not id or #id > 9 then
+    return nil, signature.error("malformed", "the Zippy notice's sig is not <key id>:<64 hex digits>")
   end
   local qs = raw:sub(1, cut - 1)
-  local want = core.hmac("sha256", key, qs, "hex")
-  if not core.consteq(want, sig:lower()) then
-    return nil, errors.signature("bad_signature", "the Zippy notice's signature does not match")
-  end
+  local key_id, err = signature.verify { message = qs, signature = sig, keys = keys, key_id = tonumber(id),
+    provider = "Zippy" }
+  if not key_id then return nil, err end
   local map, list = core.query_decode(qs)
   if not map then
-    return nil, errors.signature("malformed", "the Zippy notice is signed but not valid percent-encoding")
+    return nil, signature.error("malformed", "the Zippy notice is signed but not valid percent-encoding")
   end
   if type(map.ext_transaction_id) ~= "string" then
-    return nil, errors.signature("malformed", "the Zippy notice has no single ext_transaction_id")
+    return nil, signature.error("malformed", "the Zippy notice has no single ext_transaction_id")
   end
   if map.error ~= nil and type(map.error) ~= "string" then
-    return nil, errors.signature("malformed", "the Zippy notice has several error fields")
+    return nil, signature.error("malformed", "the Zippy notice has several error fields")
   end
-  return map, list, tonumber(id)
+  return map, list, key_id
 end
 
 --- The signed notice inside a browser redirect's query string.
@@ -140,6 +136,73 @@ function _M.from_body(body)
     return nil, errors.signature("malformed", "the Zippy callback has several signed_notice fields")
   end
   return v
+end
+
+--- A signature error with the field it came from (set only when it names none).
+-- @tparam ?table err an error (nil passes through)
+-- @tparam string field e.g. "query", "signed_notice"
+-- @return err
+function _M.at(err, field)
+  if err and err.field == nil then err.field = field end
+  return err
+end
+local at = _M.at
+
+--- The result of a verified notice (`paykit.kit.result`): "paid", or "failed" with its code.
+-- @tparam table n `{ext_transaction_id=, error=}`
+-- @tparam[opt] table keep purchase's keep (`uuid`, `amount`, `currency`)
+-- @treturn table the result
+function _M.result(n, keep)
+  keep = keep or {}
+  local failed = n.error ~= nil
+  return require("paykit.kit").result {
+    status = failed and "failed" or "paid",
+    provider = "zippy",
+    reference = n.ext_transaction_id,
+    provider_reference = keep.uuid,
+    amount = keep.amount, currency = keep.currency,
+    code = n.error,
+    message = failed and ("Zippy reports the payment failed: " .. n.error) or "paid",
+    raw = { ext_transaction_id = n.ext_transaction_id, error = n.error },
+  }
+end
+
+--- The callback's pipeline for `paykit.kit.notify`: the signed notice is in the body
+-- (signed_notice=...), in decoded parameters, or in the query; one transaction is one payment
+-- (a second notice of it, another outcome too, is a duplicate).
+-- @tparam table limits `MAX_CALLBACK` (bytes of a callback body), as `paykit.providers.zippy_fields`
+-- @treturn table the `notice` declaration
+function _M.pipeline(limits)
+  local max = limits.MAX_CALLBACK
+  return {
+    replies = { ok = gateway.reply(200, "OK"), rejected = gateway.reply(400, "REJECTED"),
+                unavailable = gateway.reply(503, "TRY LATER") },
+    decode = function(_, req)
+      if type(req.body) == "string" and #req.body > max then
+        return nil, at(errors.signature("malformed", "the Zippy callback body is longer than " .. max .. " bytes"), "body")
+      elseif type(req.body) == "string" and req.body ~= "" then
+        local raw, err = _M.from_body(req.body)
+        return raw, at(err, "signed_notice")
+      elseif type(req.fields) == "table" then
+        local v = req.fields.signed_notice
+        if type(v) == "string" then return v end
+        return nil, at(errors.signature(v == nil and "unsigned" or "malformed",
+          "the Zippy callback's parameters carry no single signed_notice"), "signed_notice")
+      elseif type(req.query) == "string" and req.query ~= "" and #req.query <= max then
+        return _M.from_query(req.query)
+      end
+      return nil, at(errors.signature("unsigned", "the Zippy callback carries no signed notice"), "body")
+    end,
+    verify = function(self, raw)
+      if raw:find("%c") then
+        return nil, at(errors.signature("malformed", "the Zippy notice holds control characters"), "signed_notice")
+      end
+      local n, err = self:verify_notice(raw)
+      return n, at(err, "signed_notice")
+    end,
+    payment = function(n) return n.ext_transaction_id end,
+    result = function(_, n) return _M.result(n) end,
+  }
 end
 
 return _M

@@ -7,7 +7,7 @@
 --   local header = oauth.authorization{method = "GET", url = url, consumer_key = k,
 --     consumer_secret = s, token = "notimplemented", nonce = n, timestamp = t, realm = "Zippy"}
 local core = require "paykit.core"
-local url = require "paykit.url"
+local urls = require "paykit.url"
 
 local _M = {}
 
@@ -15,7 +15,7 @@ local function pct(s) return core.pct_encode(tostring(s)) end
 
 -- RFC 5849 3.4.1.2: scheme and host lowercase, default port dropped, path as sent, no query.
 local function base_uri(u)
-  local parts = url.parse(u)
+  local parts = urls.parse(u)
   if not parts then return nil end
   return parts.scheme .. "://" .. parts.authority .. parts.path
 end

@@ -3,7 +3,8 @@
 --
 --   local sandbox = require "paykit.sandbox"
 --   local base = sandbox.start{ port = 8790 }   --> "http://127.0.0.1:8790"
---   -- providers at base .. "/moka", base .. "/mocopay", base .. "/zippy"
+--   -- providers at base .. "/<name>" for every registered provider with a simulator
+--   -- (paykit.kit.registry: moka, mocopay, zippy, and any registered before start)
 --   sandbox.stop{ port = 8790 }
 --
 -- Fault modes, for testing your own error handling (see paykit.sandbox.faults):
@@ -17,7 +18,16 @@ local nginx = require "paykit.sandbox.nginx"
 local M = {}
 
 M.DEFAULT_PORT = 8790
-M.PROVIDERS = { "moka", "mocopay", "zippy" }
+-- The simulators served: every provider of paykit.kit.registry that has one (read when the
+-- sandbox starts, so a provider registered by a spec or an application is served too).
+local registry = require "paykit.kit.registry"
+setmetatable(M, { __index = function(_, k)
+  if k == "PROVIDERS" then
+    local out = {}
+    for _, e in ipairs(registry.simulators()) do out[#out + 1] = e.name end
+    return out
+  end
+end })
 
 local function port_of(opts)
   local port = tonumber(opts and opts.port) or tonumber(os.getenv("PAYKIT_SANDBOX_PORT")) or M.DEFAULT_PORT
@@ -32,14 +42,12 @@ local HTTP_BLOCK = [[
   lua_code_cache on;
   lua_shared_dict paykit_sandbox_faults 2m;
   lua_shared_dict paykit_sandbox_requests 4m;
-  init_by_lua_block { require("paykit.sandbox.util").configure{ port = ${PORT} } }
+  init_by_lua_block { require("paykit.sandbox.util").configure{ port = ${PORT}, simulators = ${SIMULATORS} } }
   server {
     listen 127.0.0.1:${PORT};
     client_max_body_size 1m;
     default_type text/plain;
-    location /moka/    { content_by_lua_block { require("paykit.sandbox.util").dispatch("moka") } }
-    location /mocopay/ { content_by_lua_block { require("paykit.sandbox.util").dispatch("mocopay") } }
-    location /zippy/   { content_by_lua_block { require("paykit.sandbox.util").dispatch("zippy") } }
+${LOCATIONS}
     location /_sink/   { content_by_lua_block { require("paykit.sandbox.util").sink() } }
     location /_sandbox/ { content_by_lua_block { require("paykit.sandbox.util").admin() } }
     location = /       { content_by_lua_block { require("paykit.sandbox.util").index() } }
@@ -47,6 +55,21 @@ local HTTP_BLOCK = [[
 ]]
 
 function M.url(opts) return "http://127.0.0.1:" .. port_of(opts) end
+
+-- A Lua literal of a string (for the generated nginx config).
+local function lit(s) return string.format("%q", s) end
+
+-- The registered simulators as the config's Lua table and its nginx locations.
+local function served()
+  local entries, locations = {}, {}
+  for _, e in ipairs(registry.simulators()) do
+    entries[#entries + 1] = "{ name = " .. lit(e.name) .. ", module = " .. lit(e.simulator) ..
+      ", title = " .. lit(e.title) .. ", doc = " .. lit(e.doc or "") .. " }"
+    locations[#locations + 1] = "    location /" .. e.name .. "/ { content_by_lua_block { require(\"paykit.sandbox.util\").dispatch(" ..
+      lit(e.name) .. ") } }"
+  end
+  return "{ " .. table.concat(entries, ", ") .. " }", table.concat(locations, "\n")
+end
 
 -- Starts the sandbox (stopping a leftover one on the same port first); returns its base URL.
 -- opts: port, log_level ("warn"), workers (1: the simulators keep their state in one worker's
@@ -57,8 +80,9 @@ function M.start(opts)
   if type(workers) ~= "number" or workers ~= math.floor(workers) or workers < 1 or workers > 64 then
     error("sandbox: workers must be 1..64", 2)
   end
+  local simulators, locations = served()
   nginx.start(name_of(port), HTTP_BLOCK, { PORT = port, LOG_LEVEL = (opts and opts.log_level) or "warn",
-    WORKERS = workers })
+    WORKERS = workers, SIMULATORS = simulators, LOCATIONS = locations })
   return M.url{ port = port }
 end
 

@@ -218,7 +218,8 @@ function M.start(name, http_body, vars)
   assert(sh("mkdir -p " .. shell_quote(prefix .. "/logs") .. " " .. shell_quote(prefix .. "/tmp")))
   write(prefix .. "/nginx.conf", M.config(http_body, all))
   -- no Lua search paths from our environment inside nginx's LuaJIT (";;" in its paths)
-  local cmd = "env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_1 -u LUA_CPATH_5_1 -u LUA_INIT " .. nginx_bin() .. " -p " .. shell_quote(prefix) .. " -c " .. shell_quote(prefix .. "/nginx.conf")
+  local cmd = "env -u LUA_PATH -u LUA_CPATH -u LUA_PATH_5_1 -u LUA_CPATH_5_1 -u LUA_INIT " .. nginx_bin()
+           .. " -p " .. shell_quote(prefix) .. " -c " .. shell_quote(prefix .. "/nginx.conf")
            .. " -e " .. shell_quote(prefix .. "/logs/error.log")
   if not sh(cmd .. " >" .. shell_quote(prefix .. "/logs/start.log") .. " 2>&1") then
     local f = io.open(prefix .. "/logs/start.log"); local why = f and f:read("*a") or ""; if f then f:close() end

@@ -6,24 +6,42 @@
 -- armed faults and the request log live in shared dicts (any number of workers).
 local cjson = require "cjson.safe"
 local core = require "paykit.core"
-local url = require "paykit.url"
+local urls = require "paykit.url"
 local faults = require "paykit.sandbox.faults"
 
 local M = {}
 
 -- providers: those dispatched by paykit.sandbox's config (its PROVIDERS), whose faults the
 -- admin calls accept.
-local config = { port = 8790, providers = { "moka", "mocopay", "zippy" } }
+-- simulators: {{name=, module=, title=, doc=}, ...}, written into the config by
+-- paykit.sandbox.start from paykit.kit.registry (used directly here when not configured).
+local config = { port = 8790 }
 local stores = {}      -- provider name -> state table
 local sinks = {}       -- sink name -> list of recorded requests
 local outbox = {}      -- every outbound notification attempt, in order
 
+local function from_registry()
+  local out = {}
+  for _, e in ipairs(require("paykit.kit.registry").simulators()) do
+    out[#out + 1] = { name = e.name, module = e.simulator, title = e.title, doc = e.doc }
+  end
+  return out
+end
+
+local function refresh()
+  config.simulators = config.simulators or from_registry()
+  config.providers, config.modules = {}, {}
+  for i, e in ipairs(config.simulators) do config.providers[i] = e.name; config.modules[e.name] = e.module end
+end
+
 function M.configure(opts)
   for k, v in pairs(opts or {}) do config[k] = v end
+  refresh()
 end
 
 -- The set of provider names the sandbox serves.
 local function provider_set()
+  if not config.providers then refresh() end
   local set = {}
   for _, p in ipairs(config.providers) do set[p] = true end
   return set
@@ -213,7 +231,7 @@ end
 M.loopback = loopback
 
 local function parse_url(u)
-  local parts, err = url.parse(u)
+  local parts, err = urls.parse(u)
   if not parts then return nil, err end
   if parts.tls then return nil, "the sandbox notifies over plain HTTP only" end
   if not loopback(parts.host) then return nil, "the sandbox sends nothing off this machine (" .. parts.host .. ")" end
@@ -295,7 +313,8 @@ local function drop() return ngx.exit(444) end
 -- armed fault that matches it. The provider's own test controls (/<provider>/_sandbox/...)
 -- are neither faulted nor logged.
 function M.dispatch(name)
-  local ok, mod = pcall(require, "paykit.sandbox." .. name)
+  if not config.modules then refresh() end
+  local ok, mod = pcall(require, config.modules[name] or ("paykit.sandbox." .. name))
   if not ok then
     ngx.log(ngx.ERR, "sandbox: ", mod)
     return write(501, "the " .. name .. " simulator is not available\n")
@@ -437,11 +456,14 @@ function M.admin()
 end
 
 function M.index()
+  if not config.simulators then refresh() end
   local base = M.base_url()
-  return M.page("paykit sandbox", string.format(
-    "<p>Local simulators of the payment providers:</p><ul>"
-    .. "<li>Moka: <code>%s/moka</code></li><li>MoCoPay: <code>%s/mocopay</code></li>"
-    .. "<li>Zippy: <code>%s/zippy</code></li></ul>", base, base, base))
+  local items = {}
+  for _, e in ipairs(config.simulators) do
+    items[#items + 1] = string.format("<li>%s: <code>%s/%s</code>%s</li>", M.escape_html(e.title),
+      base, e.name, (e.doc and e.doc ~= "") and (" (" .. M.escape_html(e.doc) .. ")") or "")
+  end
+  return M.page("paykit sandbox", "<p>Local simulators of the payment providers:</p><ul>" .. table.concat(items) .. "</ul>")
 end
 
 return M

@@ -36,8 +36,8 @@ function _M.prepare_sandbox(sandbox, base)
       .. tostring(err or res.status), 0)
   end
   local zsb = require "paykit.sandbox.zippy"
-  local zippy = paykit.zippy { consumer_key = zsb.CONSUMER_KEY, consumer_secret = zsb.CONSUMER_SECRET,
-                               base_url = sandbox .. "/zippy", retry = false }
+  local zippy = assert(paykit.zippy { consumer_key = zsb.CONSUMER_KEY, consumer_secret = zsb.CONSUMER_SECRET,
+                               notice_keys = zsb.NOTICE_KEYS, base_url = sandbox .. "/zippy", retry = false })
   local seller = core.uuid4()
   local ok, serr = zippy:create_seller { uuid = seller, status = "ACTIVE", name = "Example shop", email = "shop@example.com" }
   if not ok then error("shop: cannot create the Zippy seller: " .. tostring(serr), 0) end

@@ -215,7 +215,12 @@ local GOOD_NOTICE = sandbox.sign_notice { { "ext_transaction_id", "order-1" } }
 local SIG = GOOD_NOTICE:match("&sig=1:(%x+)$")
 local function body(n) return "signed_notice=" .. core.pct_encode(n) end
 local NOTICE_CASES = {
-  { "notification not a table", "notification", { "signed_notice=x" }, "req" },
+  -- ISSUE9 item 3: a raw string is the callback's body (it was refused as "not a table");
+  -- a value that is neither a string nor a table is still refused as req
+  { "notification not a table", "notification", { 7 }, "req" },
+  { "notification a raw body, unsigned", "notification", { "signed_notice=x" }, "signed_notice" },
+  { "notification decoded parameters, unsigned", "notification", { { signed_notice = "ext_transaction_id=order-1" } }, "signed_notice" },
+  { "notification decoded parameters without signed_notice", "notification", { { notice = "x" } }, "signed_notice" },
   { "notification without a body", "notification", { { method = "POST" } }, "body" },
   { "notification body a number", "notification", { { method = "POST", body = 5 } }, "body" },
   { "notification empty signed_notice", "notification", { { method = "POST", body = "signed_notice=" } }, "signed_notice" },
@@ -223,7 +228,8 @@ local NOTICE_CASES = {
   { "notification no signed_notice field", "notification", { { method = "POST", body = "notice=" .. core.pct_encode(GOOD_NOTICE) } }, "signed_notice" },
   { "notification body of 10 MB", "notification", { { method = "POST", body = "signed_notice=" .. BIG } }, "body" },
   { "notification unsigned", "notification", { { method = "POST", body = body("ext_transaction_id=order-1") } }, "signed_notice" },
-  { "notification truncated sig", "notification", { { method = "POST", body = body("ext_transaction_id=order-1&sig=1:" .. SIG:sub(1, 40)) } }, "signed_notice" },
+  { "notification truncated sig", "notification",
+    { { method = "POST", body = body("ext_transaction_id=order-1&sig=1:" .. SIG:sub(1, 40)) } }, "signed_notice" },
   { "notification unknown key", "notification", { { method = "POST", body = body("ext_transaction_id=order-1&sig=7:" .. SIG) } }, "signed_notice" },
   { "notification NUL in notice", "notification", { { method = "POST", body = body("ext_transaction_id=order-1\0&sig=1:" .. SIG) } }, "signed_notice" },
   { "complete nil", "complete", {}, "query" },

@@ -1,0 +1,197 @@
+--- paykit.kit: one way to write a provider.
+--
+-- A provider module declares itself with `kit.provider{...}` and returns what it gets:
+--
+--     local kit = require "paykit.kit"
+--     local checks = require "paykit.kit.checks"
+--     local P = kit.provider {
+--       name = "tiny", title = "Tiny",
+--       options = {                                  -- paykit.kit.options schema (+ transport options)
+--         api_key = { type = "string", required = true, secret = true },
+--         notice_keys = { type = "keys", required = true },          -- {[id] = secret}, rotation
+--         base_url = { type = "url", default = "https://api.tiny.example" },
+--       },
+--       init = function(self, o)                     -- o: every option; secrets only here
+--         local key = o.api_key
+--         self.auth = function() return "Bearer " .. key end          -- held in a closure
+--         return self                                -- or nil, err
+--       end,
+--       wire = {                                     -- paykit.kit.wire.commit's hooks
+--         sign = function(self, req) req.headers.Authorization = self.auth(); return true end,
+--         exact = { amount = true },                  -- JSON numbers kept as text
+--         success_from = function(self, a) return a.state == "ok" end,
+--         message_from = function(self, a) return a.message, a.code end,
+--         authorization_from = function(self, a) return a.id end,
+--       },
+--       operations = {                               -- alike calls as data (paykit.kit.ops)
+--         get_page = { method = "GET", path = "/pages/:id", args = { id = checks.key } },
+--         create_page = { method = "POST", path = "/pages", fields = {...}, body = function(self, t) ... end },
+--       },
+--       notice = { decode = ..., verify = ..., payment = ..., result = ... },   -- paykit.kit.notify
+--     }
+--     function P.methods:purchase(p) ... return kit.result{...} end   -- hand-written calls
+--     return P
+--
+-- What every provider then has, the same way:
+--
+--  * one constructor: `paykit.tiny{...}` (= `P.new(opts)`) returns the instance, or nil and a
+--    config error: an unknown option is refused naming the closest known one ("unknown option
+--    timeout_ms; did you mean timeout?"), a wrong type or a missing required one names it;
+--  * one instance shape: a table with `provider`, `log`, `http`, `store`, the non-secret
+--    options, and a metatable whose `__index` is `P.methods` only (the module's functions, such
+--    as `new`, are not reachable from an instance; `kit.instance_of(P, x)` tells an instance);
+--  * every method refuses a call with a dot (`gw.purchase{}`): "use gw:purchase{...}";
+--  * `gw:notification(req)` from `notice` (paykit.kit.notify), `gw:commit(op, req)` = `wire.commit`;
+--  * `kit.fields(t, allowed, what)`: a call's table with an unknown field is refused naming it
+--    ("unknown field reurn_url in purchase; did you mean return_url?");
+--  * `kit.result{...}`: a `paykit.gateway.result` whose amount is `money.format`ed.
+-- @module paykit.kit
+local errors = require "paykit.errors"
+local gateway = require "paykit.gateway"
+local http = require "paykit.http"
+local options = require "paykit.kit.options"
+local wire = require "paykit.kit.wire"
+local notify = require "paykit.kit.notify"
+local json = require "paykit.kit.json"
+
+local _M = {}
+
+_M.checks = require "paykit.kit.checks"
+_M.signature = require "paykit.kit.signature"
+_M.options, _M.wire, _M.notify, _M.json = options, wire, notify, json
+_M.registry = require "paykit.kit.registry"
+
+--- Refuses the unknown fields of a call's table. Returns t (not copied) or nil, err.
+-- @param t the caller's table
+-- @tparam table allowed the set of field names
+-- @tparam string what the call's name for messages ("purchase")
+-- @treturn table t
+-- @return[2] nil
+-- @return[2] a validation error naming the field (code `unknown_field`; `invalid` when t is
+--   not a table)
+function _M.fields(t, allowed, what)
+  if type(t) ~= "table" then
+    return nil, errors.validation(what, "invalid", what .. " expects a table of fields: " .. what .. "{...}")
+  end
+  for k in pairs(t) do
+    if not allowed[k] then
+      local name = type(k) == "string" and k:sub(1, 64) or tostring(k)
+      local near = options.closest(name, allowed)
+      return nil, errors.validation(name, "unknown_field", "unknown field " .. name .. " in " .. what ..
+        (near and ("; did you mean " .. near .. "?") or ""))
+    end
+  end
+  return t
+end
+
+--- A result (`paykit.gateway.result`) with its amount `money.format`ed for its currency.
+-- @tparam table t the result's fields (`amount` decimal text or an integer, with `currency`)
+-- @treturn table the result
+-- @raise for an amount that is not exact in its currency (the provider's mistake)
+function _M.result(t)
+  if t.amount ~= nil then
+    local a = json.amount(t.amount, t.currency)
+    if not a then error("kit.result: amount " .. tostring(t.amount) .. " is not exact in " .. tostring(t.currency), 2) end
+    t.amount = a
+  end
+  return gateway.result(t)
+end
+
+-- The method wrapper: refuses a dot call (self is not an instance of P).
+local guarded = setmetatable({}, { __mode = "k" })
+local function guard(P, name, fn)
+  local g = function(self, ...)
+    if getmetatable(self) ~= P._mt then
+      error(P.name .. "." .. name .. ": call it with a colon, gw:" .. name .. "(...), not gw." .. name .. "(...)", 2)
+    end
+    return fn(self, ...)
+  end
+  guarded[g] = true
+  return g
+end
+
+-- Guards every method of P not guarded yet (methods are plain functions in P.methods, so
+-- that pairs() lists them on every runtime; this runs at each construction).
+local function seal(P)
+  for k, v in pairs(P.methods) do
+    if type(v) == "function" and not guarded[v] then P.methods[k] = guard(P, k, v) end
+  end
+end
+
+--- The provider (from @{provider}) of an instance, or nil.
+-- @param x any value
+-- @treturn ?table P
+function _M.provider_of(x)
+  local mt = getmetatable(x)
+  return type(mt) == "table" and mt.__kit or nil
+end
+
+--- Whether x is an instance of the provider P.
+-- @tparam table P a provider (from @{provider})
+-- @param x any value
+-- @treturn boolean
+function _M.instance_of(P, x) return getmetatable(x) == P._mt end
+
+--- Declares a provider (see the module description). Returns the provider module P:
+-- `P.new(opts)`, `P.methods` (the instances' methods: add hand-written ones to it), `P.name`,
+-- `P.title`; the declaration is kept as `P._decl`. Only `new` is a function on P: everything
+-- else an instance does is in P.methods, and the module's other fields are the provider's.
+-- @tparam table decl the declaration
+-- @treturn table P
+function _M.provider(decl)
+  if type(decl) ~= "table" or type(decl.name) ~= "string" then error("kit.provider: the declaration needs a name", 2) end
+  -- the declaration is kept under _decl: a provider's own module fields (Zippy's `notice`
+  -- module, ...) never collide with it
+  local P = {
+    name = decl.name, title = decl.title or decl.name, methods = {},
+    _decl = { options = decl.options or {}, wire = decl.wire or {}, operations = decl.operations,
+              notice = decl.notice, init = decl.init },
+  }
+  -- __kit: the provider, for the kit's own modules (not reachable through the instance's fields)
+  P._mt = { __index = P.methods, __kit = P }
+
+  function P.new(opts)
+    seal(P)
+    local what = "paykit." .. P.name
+    local o, err = options.read(P._decl.options, opts, what)
+    if not o then return nil, err end
+    local ok, transport = pcall(function()
+      return o.transport or http.new {
+        timeout = o.timeout, connect_timeout = o.connect_timeout, cafile = o.cafile, capath = o.capath,
+        verify_tls = o.verify_tls, max_response = o.max_response, logger = o.logger, hooks = o.hooks,
+        retry = o.retry, sleep = o.sleep, user_agent = o.user_agent, allow_blocking = o.allow_blocking,
+      }
+    end)
+    if not ok then
+      if errors.is(transport) then return nil, transport end
+      return nil, errors.config("opts", "invalid", what .. ": " .. tostring(transport))
+    end
+    local log_ok, log = pcall(http.make_logger, o.logger)
+    if not log_ok then return nil, errors.config("logger", "invalid", what .. ": " .. tostring(log)) end
+    local self = {
+      provider = P.name, http = transport, log = log,
+      store = o.store or notify.memory { capacity = o.duplicate_capacity },
+      dedupe_ttl = o.dedupe_ttl,
+    }
+    for k, spec in pairs(P._decl.options) do
+      if not spec.secret and spec.type ~= "keys" and spec.type ~= "function" then self[k] = o[k] end
+    end
+    if type(self.base_url) == "string" then self.base_url = self.base_url:gsub("/+$", "") end
+    setmetatable(self, P._mt)
+    if P._decl.init then
+      local s, e = P._decl.init(self, o)
+      if not s then return nil, e end
+    end
+    return self
+  end
+
+  -- gw:commit(op, req) -> answer, info | nil, err (paykit.kit.wire.commit)
+  P.methods.commit = wire.commit
+  if decl.notice then
+    P.methods.notification = notify.handle
+  end
+  if decl.operations then require("paykit.kit.ops").install(P, decl.operations) end
+  return P
+end
+
+return _M

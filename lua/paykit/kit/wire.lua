@@ -1,0 +1,158 @@
+--- paykit.kit.wire: one `commit` every provider call goes through, and the one mapping of
+-- HTTP statuses to errors.
+--
+--     wire.commit(self, op, req) -> answer, info | nil, err
+--
+-- req: `{method=, path=, query={{k, v}, ...}, body=table|string, idempotent=bool, headers=}`.
+-- The URL is `self.base_url .. path (.. "?" .. canonical query)`; a table body is written
+-- with `paykit.kit.json.encode` (exact decimals). The provider's declaration adds
+-- what differs, each optional (the declaration's `wire`):
+--
+--  * `sign(self, req)` -> true | nil, err: adds headers (Authorization, ...) to req;
+--  * `exact` the set of JSON member names whose numbers stay text (money: `{Amount = true}`);
+--  * `success_from(self, answer, res, op)` -> boolean (default: the HTTP status was 2xx);
+--  * `message_from(self, answer, res, op)` -> message, code (the provider's own words);
+--  * `authorization_from(self, answer, res, op)` -> the provider's reference;
+--  * `error_from(self, answer, res, op)` -> err | nil: a provider-specific error for a non-2xx
+--    answer (checked before the common mapping; e.g. a 409 that lists refused fields).
+--
+-- info: `{status=, success=, message=, code=, authorization=, res=}`. A non-2xx answer is an
+-- error from @{http_error} (the one vocabulary):
+--
+--  | HTTP      | kind       | code                  | retryable        |
+--  | 400, 422  | provider   | `bad_request`         | no               |
+--  | 401, 403  | config     | `invalid_credentials` | no (field `credentials`) |
+--  | 404       | provider   | `not_found` (names the URL: check base_url) | no |
+--  | 409       | provider   | `conflict`            | no               |
+--  | 429       | provider   | `rate_limited`        | when idempotent  |
+--  | 5xx       | provider   | `server_error`        | when idempotent  |
+--  | other     | provider   | `unexpected_status`   | no               |
+--
+-- A 2xx answer that is not JSON (when JSON was expected) is a provider error `invalid_response`.
+-- @module paykit.kit.wire
+-- @usage
+--   local answer, info = wire.commit(self, "get_seller", {method = "GET", path = "/sellers/s-1", idempotent = true})
+local core = require "paykit.core"
+local errors = require "paykit.errors"
+local redact = require "paykit.redact"
+local json = require "paykit.kit.json"
+
+local _M = {}
+
+local MAX_PROVIDER_TEXT = 500
+
+local STATUS = {
+  [400] = { "provider", "bad_request", "refused the request" },
+  [422] = { "provider", "bad_request", "refused the request" },
+  [401] = { "config", "invalid_credentials", "refused the credentials (check the instance's keys and the clock)" },
+  [403] = { "config", "invalid_credentials", "refused the credentials (check the instance's keys and the clock)" },
+  [404] = { "provider", "not_found" },
+  [409] = { "provider", "conflict", "reports a conflict with an existing resource" },
+  [429] = { "provider", "rate_limited", "asks to slow down (HTTP 429)" },
+}
+_M.STATUS = STATUS
+
+--- The error for a non-2xx HTTP answer (see the table above).
+-- @tparam table t `provider` (name), `title` (for messages, default provider), `op`, `status`,
+--   `url` (scrubbed here), `idempotent`, `provider_code`, `provider_message`
+-- @treturn table the error
+function _M.http_error(t)
+  local status, title = t.status, t.title or t.provider or "the provider"
+  local row = STATUS[status]
+  local kind, code, text
+  if row then
+    kind, code, text = row[1], row[2], row[3]
+    if status == 404 then
+      text = "has nothing at " .. redact.text(tostring(t.url)) .. " (HTTP 404): check base_url" ..
+        " (a resource that does not exist answers 404 too)"
+    end
+  elseif status >= 500 and status <= 599 then
+    kind, code, text = "provider", "server_error", "answered HTTP " .. status .. " (its server failed)"
+  else
+    kind, code, text = "provider", "unexpected_status", "answered HTTP " .. status
+  end
+  local msg = t.provider_message
+  if msg and #msg > MAX_PROVIDER_TEXT then msg = msg:sub(1, MAX_PROVIDER_TEXT) .. "..." end
+  local retry = (status == 429 or (status >= 500 and status <= 599)) and t.idempotent and true or false
+  return errors.new {
+    kind = kind, code = code, status = status, provider = t.provider, op = t.op, retryable = retry,
+    field = kind == "config" and "credentials" or nil,
+    provider_code = t.provider_code, provider_message = msg,
+    message = (t.op and (t.op .. ": ") or "") .. title .. " " .. text .. (msg and (" (" .. msg .. ")") or ""),
+  }
+end
+
+--- The full URL of a request: base_url .. path [.. "?" .. canonical query].
+-- @tparam table self the instance (its `base_url`)
+-- @tparam table req `path`, `query`
+-- @treturn string
+function _M.url(self, req)
+  local u = self.base_url .. req.path
+  if req.query and #req.query > 0 then u = u .. "?" .. core.canonical_query(req.query) end
+  return u
+end
+
+--- One call to the provider (see the module description).
+-- @tparam table self the instance
+-- @tparam string op the operation's name ("get_seller"); errors say `provider.op`
+-- @tparam table req the request
+-- @return the decoded answer (true for an empty 2xx answer)
+-- @treturn table info
+-- @return[2] nil
+-- @return[2] err
+function _M.commit(self, op, req)
+  local P = getmetatable(self).__kit
+  local w = P._decl.wire
+  local full_op = P.name .. "." .. op
+  req.url = _M.url(self, req)
+  req.headers = req.headers or {}
+  if type(req.body) == "table" then
+    local ok, text = pcall(json.encode, req.body)
+    if not ok then
+      return nil, errors.validation("body", "invalid", full_op .. ": cannot write the request as JSON: " .. tostring(text))
+    end
+    req.body = text
+    req.headers["Content-Type"] = req.headers["Content-Type"] or "application/json"
+  end
+  req.headers["Accept"] = req.headers["Accept"] or "application/json"
+  if w.sign then
+    local ok, err = w.sign(self, req)
+    if not ok then return nil, err end
+  end
+  local idempotent = req.idempotent
+  if idempotent == nil then idempotent = req.method ~= "POST" end
+  local res, err = self.http:request {
+    method = req.method, url = req.url, body = req.body, headers = req.headers, op = full_op,
+    idempotent = idempotent,
+  }
+  if not res then return nil, err end
+  local answer
+  if res.body ~= nil and res.body ~= "" then
+    local derr
+    answer, derr = json.decode(res.body, { exact = w.exact })
+    if answer == nil and res.status >= 200 and res.status < 300 then
+      return nil, errors.provider { code = "invalid_response", status = res.status, op = full_op, provider = P.name,
+        message = full_op .. ": " .. P.title .. " answered " .. res.status .. " with a body that is not JSON (" .. tostring(derr) .. ")" }
+    end
+  elseif res.status >= 200 and res.status < 300 then
+    answer = true
+  end
+  if res.status < 200 or res.status > 299 then
+    local e = w.error_from and w.error_from(self, answer, res, full_op)
+    if e then return nil, e end
+    local pcode, pmsg
+    if w.message_from then pmsg, pcode = w.message_from(self, answer, res, full_op) end
+    if pmsg == nil and answer == nil and type(res.body) == "string" and res.body:find("^[%w%p ]+$") then
+      pmsg = res.body -- a plain-text answer, e.g. "Server Error"
+    end
+    return nil, _M.http_error { provider = P.name, title = P.title, op = full_op, status = res.status, url = req.url,
+      idempotent = idempotent, provider_code = pcode, provider_message = pmsg }
+  end
+  local info = { status = res.status, res = res, success = true }
+  if w.success_from then info.success = w.success_from(self, answer, res, full_op) and true or false end
+  if w.message_from then info.message, info.code = w.message_from(self, answer, res, full_op) end
+  if w.authorization_from then info.authorization = w.authorization_from(self, answer, res, full_op) end
+  return answer, info
+end
+
+return _M
