@@ -342,7 +342,7 @@ describe("core.http_response_parser", function()
       assert.is_function(mt.__gc)
       mt.__gc(p)
       assert.matches("closed", tostring(p))
-      p = nil
+      p = nil -- luacheck: ignore 311 (dropped for the collector)
       collectgarbage()
     end)
 

@@ -491,12 +491,12 @@ describe("paykit.cosocket.available", function()
   after_each(function() rawset(_G, "ngx", saved) end)
 
   it("agrees with paykit.http.in_cosocket_phase in every phase (server_rewrite included)", function()
-    local cosocket, http = require "paykit.cosocket", require "paykit.http"
+    local cosocket, phttp = require "paykit.cosocket", require "paykit.http"
     for _, phase in ipairs { "init", "init_worker", "set", "rewrite", "server_rewrite", "access", "content",
                              "header_filter", "body_filter", "log", "timer", "balancer", "ssl_cert",
                              "ssl_session_fetch", "ssl_session_store", "ssl_client_hello", "preread" } do
       rawset(_G, "ngx", { get_phase = function() return phase end, socket = {} })
-      assert.equal(http.in_cosocket_phase() == true, cosocket.available(), phase)
+      assert.equal(phttp.in_cosocket_phase() == true, cosocket.available(), phase)
     end
     rawset(_G, "ngx", { get_phase = function() return "server_rewrite" end, socket = {} })
     assert.is_true(cosocket.available())

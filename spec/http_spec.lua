@@ -208,7 +208,7 @@ describe("paykit.http", function()
 
     it("accepts a logger object with :log", function()
       local seen = {}
-      local obj = { log = function(self, level, line) seen[#seen + 1] = line end }
+      local obj = { log = function(_, _, line) seen[#seen + 1] = line end }
       local h = http.new { logger = obj }
       assert(h:request { url = BASE .. "/json" })
       assert.is_true(#seen > 0)

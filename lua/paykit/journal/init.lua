@@ -324,8 +324,9 @@ end
 -- @return[2] a config error (a store that is not one)
 function _M.wrap(gw, opts)
   opts = opts or {}
-  local j, err = opts.journal, nil
+  local j = opts.journal
   if not j then
+    local err
     j, err = _M.new { store = opts.store, prefix = opts.prefix, keep_for = opts.keep_for, lease = opts.lease,
                       expire_after = opts.expire_after, clock = opts.clock, owner = opts.owner }
     if not j then return nil, err end
