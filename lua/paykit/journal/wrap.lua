@@ -177,7 +177,10 @@ local function proxied(gw, on_first)
       return http:request(req)
     end,
   }, { __index = http })
-  return setmetatable({ http = proxy }, { __index = gw })
+  -- a view of the instance (paykit.kit's guarded methods accept it): its own http, the rest gw's
+  local base = getmetatable(gw)
+  return setmetatable({ http = proxy }, { __index = gw, __paykit_view = true,
+                                          __kit = type(base) == "table" and rawget(base, "__kit") or nil })
 end
 
 function W:replay(cur, q)

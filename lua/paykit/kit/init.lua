@@ -97,11 +97,22 @@ function _M.result(t)
   return gateway.result(t)
 end
 
+-- An instance of P, or a view of one: a table whose metatable says `__paykit_view = true`
+-- and whose __index is the instance (the journal sends a purchase through such a view, to
+-- watch the instance's transport without changing the instance shared by other calls).
+local function is_instance(P, self)
+  local mt = getmetatable(self)
+  if mt == P._mt then return true end
+  if type(mt) ~= "table" or rawget(mt, "__paykit_view") ~= true then return false end
+  local base = rawget(mt, "__index")
+  return type(base) == "table" and getmetatable(base) == P._mt
+end
+
 -- The method wrapper: refuses a dot call (self is not an instance of P).
 local guarded = setmetatable({}, { __mode = "k" })
 local function guard(P, name, fn)
   local g = function(self, ...)
-    if getmetatable(self) ~= P._mt then
+    if not is_instance(P, self) then
       error(P.name .. "." .. name .. ": call it with a colon, gw:" .. name .. "(...), not gw." .. name .. "(...)", 2)
     end
     return fn(self, ...)
