@@ -146,3 +146,18 @@ describe("gateway.reply", function()
     assert.are.same({ status = 401, body = "not signed", content_type = "text/plain" }, gateway.reply(401, "not signed"))
   end)
 end)
+
+describe("gateway.json (the C writer, the Lua writer behind it)", function()
+  it("writes ordered objects and exact decimals through paykit.core", function()
+    local o = gateway.put(gateway.put(gateway.object(), "Z", "last?"), "Amount", gateway.decimal("27.50"))
+    assert.equal('{"Z":"last?","Amount":27.50}', gateway.json(o))
+    assert.equal(gateway.json_lua(o), gateway.json(o))
+  end)
+
+  it("falls back to the Lua writer for what the C writer refuses, instead of raising", function()
+    local bad = gateway.put(gateway.object(), "Name", "caf\233") -- not UTF-8
+    assert.is_nil((require("paykit.core").json_encode(bad)))
+    assert.equal('{"Name":"caf\233"}', gateway.json(bad))
+    assert.has_error(function() gateway.json({ amount = 0.5 }) end)
+  end)
+end)

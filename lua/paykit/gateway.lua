@@ -246,12 +246,16 @@ function _M.field(map, names)
   return nil
 end
 
+local core_json_encode = require("paykit.core").json_encode
+
 -- A small ordered JSON writer for request bodies, so that amounts go to the wire as exact
 -- number text ("27.50") and never pass through a Lua float.
 --   local o = gateway.object(); gateway.put(o, "Amount", gateway.decimal("27.50"))
 --   gateway.json(o) --> '{"Amount":27.50}'
 -- Plain Lua tables are written as arrays (sequence) or objects (keys sorted).
-local Obj, Dec = {}, {}
+-- The metatables carry paykit.core.json_encode's markers, so the C writer keeps an object's
+-- order and writes a decimal's text.
+local Obj, Dec = { __json_keys = "_k", __json_values = "_v" }, { __json_number = 1 }
 
 --- An empty ordered JSON object, for @{put} and @{json}.
 -- @treturn table the object
@@ -330,6 +334,19 @@ end
 -- @treturn string the JSON text
 -- @raise for a non-integral number (use @{decimal}) or a value of another type (function, ...)
 function _M.json(v)
+  -- paykit.core's writer (about 15x faster); what it refuses (invalid UTF-8, a table mixing
+  -- array and object keys) goes through the Lua writer below, as before, which raises only
+  -- for what neither can write
+  local s = core_json_encode(v)
+  if s then return s end
+  return _M.json_lua(v)
+end
+
+--- The Lua writer alone (what @{json} falls back to; the specs compare the two).
+-- @param v the value
+-- @treturn string the JSON text
+-- @raise as @{json}
+function _M.json_lua(v)
   local out = {}
   write(v, out)
   return table.concat(out)
