@@ -31,8 +31,9 @@ local CONF = [[
       local t = require("paykit.http").new { retry = false }
       local res, err = t:request { url = "http://127.0.0.1:${PORT}/answer" }
       local seen = res and require("cjson").decode(res.body)
-      ngx.say(require("cjson").encode { request_id = res and res.request_id, correlation_id = res and res.correlation_id,
-        received = seen and seen.correlation, err = err and tostring(err) })
+      ngx.say(require("cjson").encode { request_id = res and res.request_id,
+        correlation_id = res and res.correlation_id, received = seen and seen.correlation,
+        err = err and tostring(err) })
     } }
   }
 ]]
@@ -72,7 +73,8 @@ describe("request and correlation ids", function()
     end)
 
     it("refuse a correlation id that cannot go in a header, before sending", function()
-      local none, err = http.new { retry = false }:request { url = BASE .. "/answer", correlation_id = "a\r\nX: y" }
+      local t = http.new { retry = false }
+      local none, err = t:request { url = BASE .. "/answer", correlation_id = "a\r\nX: y" }
       assert.is_nil(none)
       assert.are.equal("validation", err.kind)
       assert.are.equal("correlation_id", err.field)

@@ -173,11 +173,35 @@ local function milliseconds(s)
   return math.max(1, math.floor(s * 1000 + 0.5))
 end
 
+--- The options @{new} takes (a set: `OPTIONS.read_timeout == true`).
+-- @table OPTIONS
+
+--- Whether v can serve as an id (a request or correlation id): a printable ASCII string without
+-- spaces, at most 200 bytes, or an integer; returns it as a string, else nil.
+-- @function clean_id
+-- @param v the value
+-- @treturn ?string
+
 --- A new transport.
 -- http.new(opts) -> transport (raises a config error for malformed options)
 -- @tparam[opt] table opts
 --
 --  * `timeout` (seconds, default 30), `connect_timeout` (seconds, default 10)
+--  * `send_timeout`, `read_timeout` (seconds; default none: up to `timeout`): over cosockets
+--    the longest wait for one send / one read (`sock:settimeouts`); libcurl has no such
+--    timers: a transfer moving less than 1 byte a second for the smaller of the two (whole
+--    seconds, rounded up) times out (`CURLOPT_LOW_SPEED_LIMIT` / `CURLOPT_LOW_SPEED_TIME`)
+--  * `pool_size` (1..10000; default cosocket 32 per pool, libcurl 16): idle connections kept
+--    (cosocket `setkeepalive`, libcurl `CURLOPT_MAXCONNECTS`)
+--  * `keepalive_timeout` (seconds; default cosocket 30, libcurl 118): how long an idle
+--    connection is kept (cosocket `setkeepalive`, libcurl `CURLOPT_MAXAGE_CONN`, whole seconds)
+--  * `pool_name` cosockets: a prefix of the nginx pool name (nginx fixes a pool's size when
+--    it is made: give other sizes their own name)
+--  * `correlation_header` (default "X-Correlation-Id"; false: none): the header carrying the
+--    call's correlation id (`core.uuid4()` per call, or `correlation_id` per call)
+--  * `request_id_headers` (default `{"X-Request-Id", "Request-Id"}`; false: none) and
+--    `request_id_field` (a top-level JSON member, default none): where the provider's
+--    request id is read from an answer (UNCONFIRMED for every provider; see README)
 --  * `verify_tls` (default true), `cafile`, `capath`, `max_response` (bytes),
 --    `user_agent` (default "paykit/VERSION", `paykit.runtime.USER_AGENT`)
 --  * `allow_blocking` true: inside nginx, make requests with libcurl even in a phase without
@@ -191,7 +215,8 @@ end
 --  * `sleep` function(seconds), `random` function() -> [0, 1), `clock` function() -> seconds:
 --    for tests
 -- @treturn transport the transport
--- @raise a config error (a `paykit.errors` table) for a malformed option
+-- Any other key is refused (`errors.config(key, "unknown")`), so a typo is not ignored.
+-- @raise a config error (a `paykit.errors` table) for a malformed or unknown option
 function _M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error(errors.config("opts", "invalid", "transport options must be a table"), 0) end
@@ -220,7 +245,8 @@ function _M.new(opts)
   if id_headers == nil then id_headers = DEFAULT_REQUEST_ID_HEADERS end
   if id_headers == false then id_headers = {} end
   if type(id_headers) ~= "table" then
-    error(errors.config("request_id_headers", "invalid", "request_id_headers must be an array of header names (or false)"), 0)
+    error(errors.config("request_id_headers", "invalid",
+      "request_id_headers must be an array of header names (or false)"), 0)
   end
   local lowered = {}
   for i, h in ipairs(id_headers) do lowered[i] = header_name(h, "request_id_headers", nil):lower() end
@@ -377,9 +403,13 @@ local CALL_OPTIONS = { timeout = true, connect_timeout = true, send_timeout = tr
 function _M.with(opts, fn, ...)
   if type(opts) ~= "table" then error(errors.config("opts", "invalid", "call options must be a table"), 2) end
   for k, v in pairs(opts) do
-    if not CALL_OPTIONS[k] then error(errors.config(tostring(k), "unknown", "unknown call option " .. tostring(k)), 2) end
+    if not CALL_OPTIONS[k] then
+      error(errors.config(tostring(k), "unknown", "unknown call option " .. tostring(k)), 2)
+    end
     if k == "correlation_id" then
-      if not clean_id(v) then error(errors.config(k, "invalid", "correlation_id must be printable ASCII without spaces"), 2) end
+      if not clean_id(v) then
+        error(errors.config(k, "invalid", "correlation_id must be printable ASCII without spaces"), 2)
+      end
     else
       num(v, k, nil)
     end
@@ -412,11 +442,16 @@ end
 --  * `op` the operation name for logs, hooks and errors, e.g. "moka.capture"
 --  * `idempotent` true when a request that may have been sent can be repeated safely
 --  * `allow_blocking` true: this call may block the worker (see @{new})
--- @treturn table `{status=, headers=, body=, json=}`
+--  * `timeout`, `connect_timeout`, `send_timeout`, `read_timeout` (seconds): this call's,
+--    over @{with}'s and the transport's
+--  * `correlation_id` sent in the correlation header instead of a generated one
+-- @treturn table `{status=, headers=, body=, json=, request_id=, correlation_id=}`: the
+--   provider's request id of the answer (nil when it has none) and the correlation id sent
 -- @return[2] nil
 -- @return[2] a transport or timeout error (`retryable`, and a message saying whether the
---   request may have reached the provider), or the config error `blocking_phase` (nothing sent)
--- @raise when a json body table cannot be encoded
+--   request may have reached the provider; `correlation_id` set), the config error
+--   `blocking_phase` (nothing sent), or a validation error for a bad `correlation_id`
+-- @raise when a json body table cannot be encoded, or for a malformed per-call timeout
 function _M:request(req)
   local op = req.op or "http"
   local call = scoped()
