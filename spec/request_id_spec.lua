@@ -166,6 +166,13 @@ describe("request and correlation ids", function()
       assert.is_truthy(got.correlation_id:find(UUID))
     end)
 
+    it("carry the correlation id given with http.with to a provider's call", function()
+      local moka = assert(require("paykit").moka { dealer_code = "1", username = "u", password = "p",
+        base_url = BASE .. "/answer?x=", retry = false })
+      local r, err = http.with({ correlation_id = "order-7" }, moka.status, moka, "order-7")
+      assert.are.equal("order-7", (r or err).correlation_id)
+    end)
+
     it("MoCoPay's answers are read for their requestId member", function()
       local gw = assert(require("paykit").mocopay { api_key = "k", api_secret = "s", base_url = BASE })
       assert.are.equal("requestId", gw.http.request_id_field)

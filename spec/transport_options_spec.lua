@@ -24,6 +24,11 @@ local CONF = [[
       ngx.header["Content-Type"] = "text/plain"
       ngx.print(ngx.var.connection)
     } }
+    # never reads the request body: a large one fills the socket buffers and the sender waits
+    location = /noread {
+      client_max_body_size 0;
+      content_by_lua_block { ngx.sleep(30); ngx.say("late") }
+    }
   }
   server {
     listen 127.0.0.1:${FRONT};
@@ -34,6 +39,9 @@ local CONF = [[
       ngx.req.read_body()
       local q = cjson.decode(ngx.req.get_body_data())
       local t = http.new(q.opts)
+      for _, c in ipairs(q.calls) do
+        if c.req.body_mb then c.req.body = string.rep("x", c.req.body_mb * 1048576); c.req.body_mb = nil end
+      end
       local function one(req)
         local res, err = t:request(req)
         return { status = res and res.status, body = res and res.body, code = err and err.code,
@@ -105,6 +113,11 @@ describe("transport options", function()
       { { request_id_headers = "X-Request-Id" }, "request_id_headers", "invalid" },
       { { request_id_headers = { "ok", "bad:name" } }, "request_id_headers", "invalid" },
       { { request_id_field = 1 }, "request_id_field", "invalid" },
+      { { request_id_headers = { "X-Request-Id", false } }, "request_id_headers", "invalid" },
+      { { verify_tls = "no" }, "verify_tls", "invalid" },
+      { { cafile = true }, "cafile", "invalid" },
+      { { max_response = 1.5 }, "max_response", "invalid" },
+      { { user_agent = 2 }, "user_agent", "invalid" },
     }
     for _, c in ipairs(cases) do
       it("refuses " .. c[2] .. " " .. c[3], function()
@@ -160,6 +173,15 @@ describe("transport options", function()
       assert.is_nil(none)
       assert.are.equal("timeout", err.code)
       assert.is_true(err.message:find("may have reached", 1, true) ~= nil)
+    end)
+
+    it("ends a call whose body the server does not read after send_timeout (libcurl's stall timer)", function()
+      -- 32 MiB to a server that never reads: once the socket buffers are full nothing moves;
+      -- /noread answers after 30 s, a timeout before that is the stall timer's
+      local t = http.new { timeout = 120, send_timeout = 1, retry = false }
+      local none, err = t:request { url = up("/noread"), method = "POST", body = string.rep("x", 32 * 1048576) }
+      assert.is_nil(none)
+      assert.are.equal("timeout", err.code)
     end)
 
     it("keeps at most pool_size idle connections", function()
@@ -219,6 +241,12 @@ describe("transport options", function()
         { { req = { url = faulty("hang"), method = "POST", body = "{}" } } })
       assert.are.equal("timeout", out[1][1].code)
       assert.is_true(out[1][1].message:find("may have reached", 1, true) ~= nil)
+    end)
+
+    it("ends a call whose body the server does not read after send_timeout", function()
+      local out = in_nginx({ timeout = 120, send_timeout = 0.5 },
+        { { req = { url = up("/noread"), method = "POST", body_mb = 32 } } })
+      assert.are.equal("timeout", out[1][1].code)
     end)
 
     it("ends a call on a server that trickles its answer after read_timeout", function()

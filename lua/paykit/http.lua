@@ -154,6 +154,14 @@ local OPTIONS = {
 }
 _M.OPTIONS = OPTIONS
 
+-- The type of the options that have one (the others are checked below, or are functions or
+-- objects: logger)
+local TYPES = {
+  verify_tls = "boolean", allow_blocking = "boolean", cafile = "string", capath = "string",
+  user_agent = "string", max_response = "number", sleep = "function", random = "function",
+  clock = "function",
+}
+
 -- A provider's own request id: looked for in these answer headers (UNCONFIRMED: no provider's
 -- spec names one), then in the JSON field `request_id_field` when the provider sets one.
 local DEFAULT_REQUEST_ID_HEADERS = { "X-Request-Id", "Request-Id" }
@@ -214,16 +222,24 @@ end
 --    false for a single attempt
 --  * `sleep` function(seconds), `random` function() -> [0, 1), `clock` function() -> seconds:
 --    for tests
--- @treturn transport the transport
+--
 -- Any other key is refused (`errors.config(key, "unknown")`), so a typo is not ignored.
+-- @treturn transport the transport
 -- @raise a config error (a `paykit.errors` table) for a malformed or unknown option
 function _M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error(errors.config("opts", "invalid", "transport options must be a table"), 0) end
-  for k in pairs(opts) do
+  for k, v in pairs(opts) do
     if not OPTIONS[k] then
       error(errors.config(tostring(k), "unknown", "unknown transport option " .. tostring(k)), 0)
     end
+    local want = TYPES[k]
+    if want and type(v) ~= want then
+      error(errors.config(k, "invalid", k .. " must be a " .. want), 0)
+    end
+  end
+  if opts.max_response ~= nil and (opts.max_response ~= math.floor(opts.max_response) or opts.max_response < 1) then
+    error(errors.config("max_response", "invalid", "max_response must be a positive integer (bytes)"), 0)
   end
   local retry = opts.retry
   local r
@@ -249,7 +265,10 @@ function _M.new(opts)
       "request_id_headers must be an array of header names (or false)"), 0)
   end
   local lowered = {}
-  for i, h in ipairs(id_headers) do lowered[i] = header_name(h, "request_id_headers", nil):lower() end
+  for i, h in ipairs(id_headers) do
+    if type(h) ~= "string" then header_name(1, "request_id_headers") end -- raises
+    lowered[i] = header_name(h, "request_id_headers", nil):lower()
+  end
   if opts.request_id_field ~= nil and (type(opts.request_id_field) ~= "string" or opts.request_id_field == "") then
     error(errors.config("request_id_field", "invalid", "request_id_field must be a JSON member name"), 0)
   end
