@@ -82,6 +82,7 @@ typedef struct {
     xfer **slots;
     int nslots, capslots;
     long connect_timeout_ms, timeout_ms, max_redirects, max_connections;
+    long keepalive_ms, stall_ms;  /* idle connection age limit; no-progress limit (0: none) */
     size_t max_response;
     int verify, follow;
     char *cafile, *capath, *user_agent;
@@ -261,6 +262,8 @@ static int http_client(lua_State *L)
         c->max_response = (size_t)opt_count(L, 1, 1, "max_response", (long)c->max_response, LONG_MAX);
         c->max_redirects = opt_count(L, 1, 1, "max_redirects", c->max_redirects, 1000);
         c->max_connections = opt_count(L, 1, 1, "max_connections", c->max_connections, 10000);
+        c->keepalive_ms = opt_count(L, 1, 1, "keepalive_timeout", 0, LONG_MAX);
+        c->stall_ms = opt_count(L, 1, 1, "stall_timeout", 0, LONG_MAX);
         c->verify = opt_bool(L, 1, 1, "verify", 1);
         c->follow = opt_bool(L, 1, 1, "follow_redirects", 0);
         c->cafile = opt_cstring(L, 1, 1, "cafile");
@@ -340,7 +343,7 @@ typedef struct {
     const char *method, *url, *body;
     size_t body_len;
     int has_body;
-    long timeout_ms, connect_timeout_ms;
+    long timeout_ms, connect_timeout_ms, stall_ms;
     int follow;
     int idempotent;             /* libcurl may send it again on a reused connection that died */
 } reqspec;
@@ -453,6 +456,7 @@ static void read_request(lua_State *L, client_t *c, int idx, int arg, int pos, r
     lua_pop(L, 1);
     r->timeout_ms = opt_count(L, idx, arg, "timeout", c->timeout_ms, LONG_MAX);
     r->connect_timeout_ms = opt_count(L, idx, arg, "connect_timeout", c->connect_timeout_ms, LONG_MAX);
+    r->stall_ms = opt_count(L, idx, arg, "stall_timeout", c->stall_ms, LONG_MAX);
     r->follow = opt_bool(L, idx, arg, "follow_redirects", c->follow);
     read_headers(L, idx, arg, pos, NULL);
     lua_getfield(L, idx, "body");
@@ -555,6 +559,15 @@ static CURLcode xfer_setup(lua_State *L, client_t *c, xfer *x, int idx, const re
     SET(CURLOPT_TIMEOUT_MS, r->timeout_ms);
     SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_response);
     SET(CURLOPT_MAXCONNECTS, c->max_connections);
+    /* libcurl counts both in whole seconds: rounded up. An idle connection older than
+     * keepalive_timeout is closed instead of reused; a transfer that moves less than one byte
+     * a second for stall_timeout (sending or receiving: libcurl has one timer) times out. */
+    if (c->keepalive_ms > 0)
+        SET(CURLOPT_MAXAGE_CONN, (c->keepalive_ms + 999) / 1000);
+    if (r->stall_ms > 0) {
+        SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
+        SET(CURLOPT_LOW_SPEED_TIME, (r->stall_ms + 999) / 1000);
+    }
     SET(CURLOPT_FOLLOWLOCATION, r->follow ? 1L : 0L);
     SET(CURLOPT_MAXREDIRS, c->max_redirects);
     SET(CURLOPT_SSL_VERIFYPEER, c->verify ? 1L : 0L);

@@ -230,11 +230,15 @@ describe("paykit.http", function()
         return { status = 299, headers = {}, body = "via cosocket" }
       end }
       rawset(_G, "ngx", { get_phase = function() return "content" end, sleep = function() end })
-      local h = http.new {}
-      local res = assert(h:request { url = BASE .. "/json" })
+      local h = http.new { pool_size = 4, keepalive_timeout = 2.5, pool_name = "shop", read_timeout = 3 }
+      local res = assert(h:request { url = BASE .. "/json", send_timeout = 1 })
       assert.equal(299, res.status)
       assert.equal(BASE .. "/json", got.req.url)
-      assert.is_number(got.opts.timeout)
+      -- the call's timeouts in milliseconds, the pool settings as options
+      assert.is_true(got.req.timeout > 29000 and got.req.timeout <= 30000)
+      assert.equal(1000, got.req.send_timeout)
+      assert.equal(3000, got.req.read_timeout)
+      assert.same({ 4, 2500, "shop" }, { got.opts.pool_size, got.opts.keepalive_timeout, got.opts.pool_name })
     end)
 
     it("uses curl outside cosocket phases when allowed to block", function()

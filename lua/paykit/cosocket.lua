@@ -217,7 +217,10 @@ local function exchange(ngx, u, method, request, o, deadline)
 
   left = remaining()
   if left <= 0 then return fail(sock, nil, "request timed out before sending", "connect_timeout", false) end
-  sock:settimeout(math.max(1, left))
+  -- send_timeout / read_timeout: the longest wait for one send / one read (nginx's
+  -- settimeouts), never past the whole call's deadline
+  sock:settimeouts(o.connect_timeout, math.max(1, math.min(o.send_timeout or left, left)),
+    math.max(1, math.min(o.read_timeout or left, left)))
   local sent
   sent, err = sock:send(request)
   if not sent then
@@ -235,7 +238,8 @@ local function exchange(ngx, u, method, request, o, deadline)
   while true do
     left = remaining()
     if left <= 0 then return fail(sock, parser, "request to " .. u.authority .. " timed out", "timeout", true) end
-    sock:settimeout(math.max(1, left))
+    sock:settimeouts(o.connect_timeout, math.max(1, math.min(o.send_timeout or left, left)),
+      math.max(1, math.min(o.read_timeout or left, left)))
     local data, rerr = sock:receiveany(READ_SIZE)
     local done, perr, pcode
     if data then
@@ -250,7 +254,8 @@ local function exchange(ngx, u, method, request, o, deadline)
       done, perr, pcode = parser:finish()
       if not done and pcode == "protocol" and perr:find("closed", 1, true) then pcode = "recv" end
     elseif rerr == "timeout" then
-      return fail(sock, parser, "request to " .. u.authority .. " timed out", "timeout", true)
+      local what = (o.read_timeout and o.read_timeout < left) and (" (no data for " .. o.read_timeout .. " ms)") or ""
+      return fail(sock, parser, "request to " .. u.authority .. " timed out" .. what, "timeout", true)
     else
       return fail(sock, parser, "receiving from " .. u.authority .. " failed: " .. tostring(rerr), "recv", true)
     end
@@ -281,11 +286,15 @@ end
 -- @tparam table req `method` (default POST with a body, else GET), `url`, `headers` (a map
 --   `{Name = "v"}`, a value may be an array; or an array `{"Name: v"}`; Content-Length,
 --   Transfer-Encoding and Connection are set by the client), `body` (string), `idempotent`,
---   `timeout` (ms, whole exchange), `connect_timeout` (ms)
+--   `timeout` (ms, whole exchange), `connect_timeout` (ms), `send_timeout` and `read_timeout`
+--   (ms, the longest wait for one send / one read; default: up to the whole timeout)
 -- @tparam[opt] table opts `verify` (default true), `cafile` (names the trust context, see above),
---   `timeout` (ms, default 30000), `connect_timeout` (ms, default 10000), `max_response`
---   (bytes, default 8 MiB), `pool_size` (default 32), `keepalive_timeout` (ms, default 30000),
---   `user_agent`
+--   `timeout` (ms, default 30000), `connect_timeout` (ms, default 10000), `send_timeout`,
+--   `read_timeout` (ms, as in req; req wins), `max_response` (bytes, default 8 MiB),
+--   `pool_size` (idle connections kept per pool, default 32; nginx fixes a pool's size when
+--   the pool is first made), `keepalive_timeout` (ms an idle connection is kept, default
+--   30000), `pool_name` (a prefix of the pool name `host:port:tls`, so that callers with
+--   other pool settings get pools of their own), `user_agent`
 -- @treturn table `{status=, headers={lowercase-name = "value"}, body=}`
 -- @return[2] nil
 -- @return[2] string message (no body content)
@@ -326,6 +335,8 @@ function _M.request(req, opts)
     max_response = tonumber(opts.max_response) or DEFAULT_MAX_RESPONSE,
     pool_size = tonumber(opts.pool_size) or DEFAULT_POOL_SIZE,
     keepalive_timeout = tonumber(opts.keepalive_timeout) or DEFAULT_KEEPALIVE_TIMEOUT,
+    send_timeout = tonumber(req.send_timeout or opts.send_timeout),
+    read_timeout = tonumber(req.read_timeout or opts.read_timeout),
   }
   -- The pool is per nginx worker, shared by every server{} block. A connection verified
   -- once must never serve an unverified caller (nor the reverse), and one verified against
@@ -336,6 +347,7 @@ function _M.request(req, opts)
     if o.verify and opts.cafile then tls_key = tls_key .. ":" .. tostring(opts.cafile) end
   end
   o.pool_key = u.host .. ":" .. u.port .. ":" .. tls_key
+  if opts.pool_name then o.pool_key = tostring(opts.pool_name) .. "/" .. o.pool_key end
   local timeout = tonumber(req.timeout or opts.timeout) or DEFAULT_TIMEOUT
   local deadline = now_ms(ngx) + timeout
 

@@ -37,9 +37,38 @@ local function scrub(s)
   return redact.text(tostring(s))
 end
 
+-- The ids of the last provider answer seen by each coroutine (paykit.http puts them here),
+-- taken by the next result (paykit.gateway.result) or provider error built in that coroutine.
+local MAIN = {}
+local last_ids = setmetatable({}, { __mode = "k" })
+
+--- Notes the ids of a provider answer for the result or error built from it.
+-- paykit.http calls this when a request gets an answer; the next @{take_ids} in the same
+-- coroutine (a provider error from @{new}, or `paykit.gateway.result`) takes them, so a
+-- provider needs no code to carry them.
+-- @tparam ?string request_id the provider's request id of the answer
+-- @tparam ?string correlation_id the correlation id paykit sent
+function _M.remember_ids(request_id, correlation_id)
+  last_ids[coroutine.running() or MAIN] = { request_id = request_id, correlation_id = correlation_id }
+end
+
+--- Takes (and forgets) the ids noted by @{remember_ids} in the running coroutine.
+-- @treturn ?string request_id
+-- @treturn ?string correlation_id
+function _M.take_ids()
+  local key = coroutine.running() or MAIN
+  local ids = last_ids[key]
+  if not ids then return nil, nil end
+  last_ids[key] = nil
+  return ids.request_id, ids.correlation_id
+end
+
+-- Kinds that describe an answer (or the lack of one) of a provider: these carry the ids.
+local ANSWER_KINDS = { provider = true, transport = true, timeout = true }
+
 --- A new error.
 -- errors.new{kind=, code=, message=, field=, retryable=, status=, provider_code=,
---            provider_message=, provider=, op=}
+--            provider_message=, provider=, op=, request_id=, correlation_id=}
 -- @tparam table t the fields:
 --
 --  * `kind` (required) one of `KINDS`
@@ -50,6 +79,10 @@ end
 --  * `status` the HTTP status, when there was an answer
 --  * `provider`, `op` the provider name and operation, e.g. "moka", "moka.capture"
 --  * `provider_code`, `provider_message` what the provider said
+--  * `request_id` the provider's id of the answer (a header or JSON member, see
+--    `paykit.http.new`), `correlation_id` the id paykit sent with the request: given, or for a
+--    provider, transport or timeout error taken from the last answer of this coroutine
+--    (@{take_ids}); nil when there is none
 --
 -- message, provider_code and provider_message are scrubbed with `paykit.redact.text`.
 -- @treturn table the error (`errors.is(err) == true`)
@@ -69,7 +102,11 @@ function _M.new(t)
     op = t.op,
     provider_code = scrub(t.provider_code),
     provider_message = scrub(t.provider_message),
+    request_id = t.request_id, correlation_id = t.correlation_id,
   }
+  if ANSWER_KINDS[kind] and e.request_id == nil and e.correlation_id == nil then
+    e.request_id, e.correlation_id = _M.take_ids()
+  end
   return setmetatable(e, Error)
 end
 

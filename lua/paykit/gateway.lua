@@ -37,7 +37,10 @@ _M.STATUSES = STATUSES
 -- Result: {status, provider, reference, provider_reference, amount, currency, code, message, raw, ...}
 -- @tparam table t the fields: `status` (one of `STATUSES`, required), `provider`, `reference`
 --   (the merchant's), `provider_reference`, `amount` (decimal string), `currency`, `code`,
---   `message`, `raw`, and for a redirect `redirect_url`, `method`, `form`, `keep`
+--   `message`, `raw`, and for a redirect `redirect_url`, `method`, `form`, `keep`;
+--   `request_id` (the provider's id of the answer, see `paykit.http.new`) and `correlation_id`
+--   (the id paykit sent) default to those of the last answer this coroutine received since
+--   the last result or error was built (`paykit.errors.take_ids`), nil when there was none
 -- @treturn table the result; `tostring(result)` and `tostring(result.keep)` give a scrubbed
 --   rendering (@{paykit.redact.dump})
 -- @raise for an unknown status
@@ -45,6 +48,10 @@ function _M.result(t)
   if not STATUSES[t.status] then error("gateway.result: unknown status " .. tostring(t.status), 2) end
   local r = {}
   for k, v in pairs(t) do r[k] = v end
+  -- the ids of the answer this result comes from (paykit.http noted them in this coroutine)
+  local request_id, correlation_id = errors.take_ids()
+  if r.request_id == nil then r.request_id = request_id end
+  if r.correlation_id == nil then r.correlation_id = correlation_id end
   -- printed, a result and its keep are scrubbed (the keep holds secrets: Moka's CodeForHash)
   if type(r.keep) == "table" and getmetatable(r.keep) == nil then setmetatable(r.keep, Printed) end
   return setmetatable(r, Printed)
@@ -352,24 +359,35 @@ function _M.json_lua(v)
   return table.concat(out)
 end
 
+-- The JSON member of a provider's answers that holds its request id (MoCoPay's initPayment
+-- answers `requestId`, "Payment initialization request ID"; Moka and Zippy name none).
+-- A provider module may pass `request_id_field` in its options instead.
+local REQUEST_ID_FIELD = { mocopay = "requestId" }
+
 --- Common instance fields for a provider: its name, a scrubbing logger and a transport.
 -- @tparam string name the provider name, e.g. "moka"
--- @tparam[opt] table opts `logger`, `transport` (an existing `paykit.http` transport), the
---   `paykit.http.new` options (`timeout`, `connect_timeout`, `cafile`, `capath`, `verify_tls`,
---   `max_response`, `hooks`, `retry`, `sleep`, `user_agent`, `allow_blocking`) and `duplicate_capacity`
---   (default 1024)
+-- @tparam[opt] table opts `logger`, `transport` (an existing `paykit.http` transport), every
+--   `paykit.http.new` option (`timeout`, `connect_timeout`, `send_timeout`, `read_timeout`,
+--   `pool_size`, `keepalive_timeout`, `pool_name`, `correlation_header`, `request_id_headers`,
+--   `request_id_field`, `cafile`, `capath`, `verify_tls`, `max_response`, `hooks`, `retry`,
+--   `sleep`, `user_agent`, `allow_blocking`; all of `paykit.http.OPTIONS` but `clock` and `random`) and
+--   `duplicate_capacity` (default 1024)
 -- @treturn table `{provider=, log=function(level, line), http=transport, seen=Seen}`
 -- @raise what `paykit.http.new` raises for bad transport options; a config error for a
 --   duplicate_capacity that is not a positive integer
 function _M.base(name, opts)
   opts = opts or {}
   local log = http.make_logger(opts.logger)
-  local transport = opts.transport or http.new {
-    timeout = opts.timeout, connect_timeout = opts.connect_timeout, cafile = opts.cafile,
-    capath = opts.capath, verify_tls = opts.verify_tls, max_response = opts.max_response,
-    logger = opts.logger, hooks = opts.hooks, retry = opts.retry, sleep = opts.sleep,
-    user_agent = opts.user_agent, allow_blocking = opts.allow_blocking,
-  }
+  local transport = opts.transport
+  if not transport then
+    local t = {}
+    -- every transport option but the test clocks (a provider's own `clock` is the wall clock)
+    for k in pairs(http.OPTIONS) do
+      if k ~= "clock" and k ~= "random" then t[k] = opts[k] end
+    end
+    if t.request_id_field == nil then t.request_id_field = REQUEST_ID_FIELD[name] end
+    transport = http.new(t)
+  end
   local capacity = opts.duplicate_capacity or 1024
   if type(capacity) ~= "number" or capacity < 1 or capacity ~= math.floor(capacity) then
     error(errors.config("duplicate_capacity", "invalid", "duplicate_capacity must be a positive integer"), 2)

@@ -43,6 +43,8 @@ local RETRY_STATUS = { [502] = true, [503] = true, [504] = true }
 local DEFAULT_RETRY = { attempts = 3, base_delay = 0.2, max_delay = 2, deadline = 30 }
 
 
+local request_id_of, scoped -- below
+
 local in_cosocket_phase = runtime.in_cosocket_phase
 _M.in_cosocket_phase = in_cosocket_phase
 
@@ -117,17 +119,97 @@ end
 
 local function num(v, name, default)
   if v == nil then return default end
-  if type(v) ~= "number" or v ~= v or v < 0 then
+  if type(v) ~= "number" or v ~= v or v < 0 or v == math.huge then
     error(errors.config(name, "invalid", name .. " must be a non-negative number of seconds"), 0)
   end
   return v
 end
+
+local function count(v, name, default)
+  if v == nil then return default end
+  if type(v) ~= "number" or v ~= math.floor(v) or v < 1 or v > 10000 then
+    error(errors.config(name, "invalid", name .. " must be an integer from 1 to 10000"), 0)
+  end
+  return v
+end
+
+local function header_name(v, name, default)
+  if v == nil then return default end
+  if v == false then return false end
+  if type(v) ~= "string" or not v:find("^[!#$%%&'*+%-.^_`|~%w]+$") then
+    error(errors.config(name, "invalid", name .. " must be a header name (or false)"), 0)
+  end
+  return v
+end
+
+-- The options http.new takes: a key not listed here is refused (a typo would otherwise be
+-- silently ignored).
+local OPTIONS = {
+  timeout = true, connect_timeout = true, send_timeout = true, read_timeout = true,
+  pool_size = true, keepalive_timeout = true, pool_name = true,
+  correlation_header = true, request_id_headers = true, request_id_field = true,
+  verify_tls = true, cafile = true, capath = true, max_response = true, user_agent = true,
+  allow_blocking = true, logger = true, hooks = true, retry = true, sleep = true, random = true,
+  clock = true,
+}
+_M.OPTIONS = OPTIONS
+
+-- The type of the options that have one (the others are checked below, or are functions or
+-- objects: logger)
+local TYPES = {
+  verify_tls = "boolean", allow_blocking = "boolean", cafile = "string", capath = "string",
+  user_agent = "string", max_response = "number", sleep = "function", random = "function",
+  clock = "function",
+}
+
+-- A provider's own request id: looked for in these answer headers (UNCONFIRMED: no provider's
+-- spec names one), then in the JSON field `request_id_field` when the provider sets one.
+local DEFAULT_REQUEST_ID_HEADERS = { "X-Request-Id", "Request-Id" }
+local DEFAULT_CORRELATION_HEADER = "X-Correlation-Id"
+local MAX_ID = 200 -- longer ids are not kept (they are not ids)
+
+-- The ids of a string: printable ASCII without spaces, at most MAX_ID bytes; else nil.
+local function clean_id(v)
+  if type(v) == "number" and v == math.floor(v) then v = string.format("%.0f", v) end
+  if type(v) ~= "string" or #v == 0 or #v > MAX_ID or v:find("[^\33-\126]") then return nil end
+  return v
+end
+_M.clean_id = clean_id
+
+local function milliseconds(s)
+  if s == nil then return nil end
+  return math.max(1, math.floor(s * 1000 + 0.5))
+end
+
+--- The options @{new} takes (a set: `OPTIONS.read_timeout == true`).
+-- @table OPTIONS
+
+--- Whether v can serve as an id (a request or correlation id): a printable ASCII string without
+-- spaces, at most 200 bytes, or an integer; returns it as a string, else nil.
+-- @function clean_id
+-- @param v the value
+-- @treturn ?string
 
 --- A new transport.
 -- http.new(opts) -> transport (raises a config error for malformed options)
 -- @tparam[opt] table opts
 --
 --  * `timeout` (seconds, default 30), `connect_timeout` (seconds, default 10)
+--  * `send_timeout`, `read_timeout` (seconds; default none: up to `timeout`): over cosockets
+--    the longest wait for one send / one read (`sock:settimeouts`); libcurl has no such
+--    timers: a transfer moving less than 1 byte a second for the smaller of the two (whole
+--    seconds, rounded up) times out (`CURLOPT_LOW_SPEED_LIMIT` / `CURLOPT_LOW_SPEED_TIME`)
+--  * `pool_size` (1..10000; default cosocket 32 per pool, libcurl 16): idle connections kept
+--    (cosocket `setkeepalive`, libcurl `CURLOPT_MAXCONNECTS`)
+--  * `keepalive_timeout` (seconds; default cosocket 30, libcurl 118): how long an idle
+--    connection is kept (cosocket `setkeepalive`, libcurl `CURLOPT_MAXAGE_CONN`, whole seconds)
+--  * `pool_name` cosockets: a prefix of the nginx pool name (nginx fixes a pool's size when
+--    it is made: give other sizes their own name)
+--  * `correlation_header` (default "X-Correlation-Id"; false: none): the header carrying the
+--    call's correlation id (`core.uuid4()` per call, or `correlation_id` per call)
+--  * `request_id_headers` (default `{"X-Request-Id", "Request-Id"}`; false: none) and
+--    `request_id_field` (a top-level JSON member, default none): where the provider's
+--    request id is read from an answer (UNCONFIRMED for every provider; see README)
 --  * `verify_tls` (default true), `cafile`, `capath`, `max_response` (bytes),
 --    `user_agent` (default "paykit/VERSION", `paykit.runtime.USER_AGENT`)
 --  * `allow_blocking` true: inside nginx, make requests with libcurl even in a phase without
@@ -140,10 +222,25 @@ end
 --    false for a single attempt
 --  * `sleep` function(seconds), `random` function() -> [0, 1), `clock` function() -> seconds:
 --    for tests
+--
+-- Any other key is refused (`errors.config(key, "unknown")`), so a typo is not ignored.
 -- @treturn transport the transport
--- @raise a config error (a `paykit.errors` table) for a malformed option
+-- @raise a config error (a `paykit.errors` table) for a malformed or unknown option
 function _M.new(opts)
   opts = opts or {}
+  if type(opts) ~= "table" then error(errors.config("opts", "invalid", "transport options must be a table"), 0) end
+  for k, v in pairs(opts) do
+    if not OPTIONS[k] then
+      error(errors.config(tostring(k), "unknown", "unknown transport option " .. tostring(k)), 0)
+    end
+    local want = TYPES[k]
+    if want and type(v) ~= want then
+      error(errors.config(k, "invalid", k .. " must be a " .. want), 0)
+    end
+  end
+  if opts.max_response ~= nil and (opts.max_response ~= math.floor(opts.max_response) or opts.max_response < 1) then
+    error(errors.config("max_response", "invalid", "max_response must be a positive integer (bytes)"), 0)
+  end
   local retry = opts.retry
   local r
   if retry == false then
@@ -160,9 +257,35 @@ function _M.new(opts)
   end
   local hooks = opts.hooks or {}
   if type(hooks) ~= "table" then error(errors.config("hooks", "invalid", "hooks must be a table {before=fn, after=fn}"), 0) end
+  local id_headers = opts.request_id_headers
+  if id_headers == nil then id_headers = DEFAULT_REQUEST_ID_HEADERS end
+  if id_headers == false then id_headers = {} end
+  if type(id_headers) ~= "table" then
+    error(errors.config("request_id_headers", "invalid",
+      "request_id_headers must be an array of header names (or false)"), 0)
+  end
+  local lowered = {}
+  for i, h in ipairs(id_headers) do
+    if type(h) ~= "string" then header_name(1, "request_id_headers") end -- raises
+    lowered[i] = header_name(h, "request_id_headers", nil):lower()
+  end
+  if opts.request_id_field ~= nil and (type(opts.request_id_field) ~= "string" or opts.request_id_field == "") then
+    error(errors.config("request_id_field", "invalid", "request_id_field must be a JSON member name"), 0)
+  end
+  if opts.pool_name ~= nil and (type(opts.pool_name) ~= "string" or opts.pool_name == "") then
+    error(errors.config("pool_name", "invalid", "pool_name must be a non-empty string"), 0)
+  end
   local self = {
     timeout = num(opts.timeout, "timeout", 30),
     connect_timeout = num(opts.connect_timeout, "connect_timeout", 10),
+    send_timeout = num(opts.send_timeout, "send_timeout", nil),
+    read_timeout = num(opts.read_timeout, "read_timeout", nil),
+    pool_size = count(opts.pool_size, "pool_size", nil),
+    keepalive_timeout = num(opts.keepalive_timeout, "keepalive_timeout", nil),
+    pool_name = opts.pool_name,
+    correlation_header = header_name(opts.correlation_header, "correlation_header", DEFAULT_CORRELATION_HEADER),
+    request_id_headers = lowered,
+    request_id_field = opts.request_id_field,
     cafile = opts.cafile, capath = opts.capath,
     verify_tls = opts.verify_tls ~= false,
     max_response = opts.max_response,
@@ -192,6 +315,7 @@ function _M:core_client()
       timeout = math.floor(self.timeout * 1000),
       verify = self.verify_tls, cafile = self.cafile, capath = self.capath,
       max_response = self.max_response, user_agent = self.user_agent,
+      max_connections = self.pool_size, keepalive_timeout = milliseconds(self.keepalive_timeout),
     }
   end
   return self.client
@@ -219,9 +343,10 @@ function _M:send_once(req)
     local ok, cosocket = pcall(require, "paykit.cosocket")
     if ok and type(cosocket) == "table" and cosocket.request then
       return cosocket.request(req, {
-        timeout = req.timeout, connect_timeout = req.connect_timeout, -- milliseconds, as core
         verify = self.verify_tls, cafile = self.cafile, capath = self.capath,
         max_response = self.max_response, user_agent = self.user_agent,
+        pool_size = self.pool_size, keepalive_timeout = milliseconds(self.keepalive_timeout),
+        pool_name = self.pool_name,
       })
     end
   end
@@ -247,6 +372,81 @@ local function cjson()
 end
 _M.cjson = cjson
 
+-- The provider's request id in an answer: the first of the request_id_headers present, else
+-- the top-level JSON member request_id_field (decoded here when the caller did not ask for
+-- json); nil when the answer has none.
+function request_id_of(self, res)
+  local h = res.headers or {}
+  for _, name in ipairs(self.request_id_headers) do
+    local v = h[name]
+    if type(v) == "table" then v = v[1] end
+    v = clean_id(v)
+    if v then return v end
+  end
+  local field = self.request_id_field
+  if field and res.body and res.body ~= "" then
+    local json = res.json
+    if json == nil then
+      local ct = h["content-type"]
+      if type(ct) == "string" and ct:lower():find("json", 1, true) then json = cjson().decode(res.body) end
+    end
+    if type(json) == "table" then return clean_id(json[field]) end
+  end
+  return nil
+end
+
+-- Per-call options set by @{with} for the running coroutine (a stack: the innermost wins).
+local MAIN = {}
+local function pack(...) return { n = select("#", ...), ... } end
+local scopes = setmetatable({}, { __mode = "k" })
+
+function scoped()
+  local list = scopes[coroutine.running() or MAIN]
+  return list and list[#list] or nil
+end
+
+local CALL_OPTIONS = { timeout = true, connect_timeout = true, send_timeout = true,
+                       read_timeout = true, correlation_id = true }
+
+--- Runs fn(...) with per-call transport options.
+-- Every request made by this coroutine inside fn (a provider call: `gw:purchase(p)`, ...)
+-- uses them over the transport's own; an inner `with` wins over an outer one. Requests of
+-- `paykit.batch` tasks started inside fn run in their own coroutines and do not see them.
+-- @tparam table opts `timeout`, `connect_timeout`, `send_timeout`, `read_timeout` (seconds),
+--   `correlation_id` (sent in the correlation header instead of a generated one)
+-- @tparam function fn the call
+-- @param ... its arguments
+-- @return what fn returns
+-- @raise a config error for an unknown or malformed option; what fn raises
+-- @usage local res, err = http.with({timeout = 5, correlation_id = order_id}, gw.purchase, gw, p)
+function _M.with(opts, fn, ...)
+  if type(opts) ~= "table" then error(errors.config("opts", "invalid", "call options must be a table"), 2) end
+  for k, v in pairs(opts) do
+    if not CALL_OPTIONS[k] then
+      error(errors.config(tostring(k), "unknown", "unknown call option " .. tostring(k)), 2)
+    end
+    if k == "correlation_id" then
+      if not clean_id(v) then
+        error(errors.config(k, "invalid", "correlation_id must be printable ASCII without spaces"), 2)
+      end
+    else
+      num(v, k, nil)
+    end
+  end
+  if type(fn) ~= "function" and not (getmetatable(fn) or {}).__call then
+    error(errors.config("fn", "invalid", "http.with needs a function to run"), 2)
+  end
+  local key = coroutine.running() or MAIN
+  local list = scopes[key] or {}
+  scopes[key] = list
+  local depth = #list + 1
+  list[depth] = opts
+  local out = pack(pcall(fn, ...))
+  for i = #list, depth, -1 do list[i] = nil end
+  if not out[1] then error(out[2], 0) end
+  return (table.unpack or unpack)(out, 2, out.n)
+end
+
 --- A request with retries, hooks and redacted logging.
 -- t:request{method=, url=, headers=, body=, op=, idempotent=, json=} -> res | nil, err
 -- Retried (with backoff, within retry.deadline): failures that never reached the server,
@@ -261,15 +461,38 @@ _M.cjson = cjson
 --  * `op` the operation name for logs, hooks and errors, e.g. "moka.capture"
 --  * `idempotent` true when a request that may have been sent can be repeated safely
 --  * `allow_blocking` true: this call may block the worker (see @{new})
--- @treturn table `{status=, headers=, body=, json=}`
+--  * `timeout`, `connect_timeout`, `send_timeout`, `read_timeout` (seconds): this call's,
+--    over @{with}'s and the transport's
+--  * `correlation_id` sent in the correlation header instead of a generated one
+-- @treturn table `{status=, headers=, body=, json=, request_id=, correlation_id=}`: the
+--   provider's request id of the answer (nil when it has none) and the correlation id sent
 -- @return[2] nil
 -- @return[2] a transport or timeout error (`retryable`, and a message saying whether the
---   request may have reached the provider), or the config error `blocking_phase` (nothing sent)
--- @raise when a json body table cannot be encoded
+--   request may have reached the provider; `correlation_id` set), the config error
+--   `blocking_phase` (nothing sent), or a validation error for a bad `correlation_id`
+-- @raise when a json body table cannot be encoded, or for a malformed per-call timeout
 function _M:request(req)
   local op = req.op or "http"
+  local call = scoped()
   local refused = runtime.check_blocking(op, self.allow_blocking or req.allow_blocking)
   if refused then return nil, refused end
+  local function pick(name)
+    local v = req[name]
+    if v == nil and call then v = call[name] end
+    if v == nil then return self[name] end
+    return num(v, name, nil)
+  end
+  local call_timeout, call_connect = pick("timeout"), pick("connect_timeout")
+  local send_timeout, read_timeout = pick("send_timeout"), pick("read_timeout")
+  local correlation_id = req.correlation_id
+  if correlation_id == nil and call then correlation_id = call.correlation_id end
+  if correlation_id ~= nil and not clean_id(correlation_id) then
+    return nil, errors.validation("correlation_id", "invalid",
+      "correlation_id must be printable ASCII without spaces, at most " .. MAX_ID .. " bytes")
+  end
+  if self.correlation_header and correlation_id == nil then
+    correlation_id = require("paykit.core").uuid4()
+  end
   local method = req.method or (req.body and "POST" or "GET")
   -- one pass: copy the caller's headers and, for json, note a Content-Type / Accept of theirs
   local headers, have_ct, have_accept = {}, false, false
@@ -280,6 +503,7 @@ function _M:request(req)
       if lk == "content-type" then have_ct = true elseif lk == "accept" then have_accept = true end
     end
   end
+  if self.correlation_header and correlation_id then headers[self.correlation_header] = correlation_id end
   local body = req.body
   if req.json then
     if type(body) == "table" then body = assert(cjson().encode(body)) end
@@ -299,7 +523,7 @@ function _M:request(req)
     attempt = attempt + 1
     local t0 = self.clock()
     local remaining = deadline - t0
-    local timeout = math.min(self.timeout, remaining)
+    local timeout = math.min(call_timeout, remaining)
     local ctx = { op = op, method = method, url = safe_url, attempt = attempt }
     call_hook(self, "before", ctx)
     local res, msg, code, maybe_sent
@@ -312,7 +536,11 @@ function _M:request(req)
         -- never sends it twice, whatever the connection does
         idempotent = req.idempotent,
         timeout = math.max(1, math.floor(timeout * 1000)),
-        connect_timeout = math.max(1, math.floor(math.min(self.connect_timeout, timeout) * 1000)),
+        connect_timeout = math.max(1, math.floor(math.min(call_connect, timeout) * 1000)),
+        send_timeout = milliseconds(send_timeout), read_timeout = milliseconds(read_timeout),
+        -- libcurl has one stall timer for both directions (see @{new})
+        stall_timeout = milliseconds((send_timeout and read_timeout) and math.min(send_timeout, read_timeout)
+          or send_timeout or read_timeout),
       }
     end
     local elapsed = self.clock() - t0
@@ -332,7 +560,7 @@ function _M:request(req)
       if maybe_sent == nil then maybe_sent = info[2] end
       retry_ok = not info[3] and ((not maybe_sent) or (req.idempotent and true or false))
       err = errors.new {
-        kind = info[1], code = code, op = op, retryable = retry_ok,
+        kind = info[1], code = code, op = op, retryable = retry_ok, correlation_id = correlation_id,
         message = op .. ": " .. method .. " " .. safe_url .. " failed (" .. code .. "): " .. tostring(msg) ..
           (maybe_sent and "; the request may have reached the provider" or "; the request never reached the provider"),
       }
@@ -355,8 +583,13 @@ function _M:request(req)
           if res.body and res.body ~= "" then decoded = cjson().decode(res.body) end
           res.json = decoded
         end
+        res.request_id = request_id_of(self, res)
+        res.correlation_id = correlation_id
+        -- for the result or error the provider builds from this answer (paykit.errors.take_ids)
+        errors.remember_ids(res.request_id, res.correlation_id)
         return res
       end
+      errors.take_ids() -- an older answer's ids must not reach a later result
       return nil, err
     end
     self.log("info", string.format("paykit %s retrying in %.3fs (attempt %d of %d)", op, delay, attempt + 1, attempts))

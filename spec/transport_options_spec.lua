@@ -1,0 +1,290 @@
+-- Transport options on both transports, against real servers: a spec nginx (port 18875 a
+-- front whose handler calls through paykit.http over cosockets, 18876 an upstream that says
+-- which connection a request came on and can answer slowly) and the fault server
+-- (spec/support/fault_server.lua: its hang and trickle cells).
+--   * per-call timeouts override the instance's (request fields and http.with)
+--   * read_timeout ends a call on a server that never answers or trickles, long before the
+--     call's own timeout
+--   * pool_size limits the idle connections kept; keepalive_timeout closes idle ones
+--   * a typo or a wrong type among the options is refused at construction, the field named
+local nginx = require "spec.support.nginx"
+local fault = require "spec.support.fault"
+local http = require "paykit.http"
+local cjson = require "cjson"
+local socket = require "socket"
+
+local FRONT, UP = 18875, 18876
+local CONF = [[
+  server {
+    listen 127.0.0.1:${UP};
+    keepalive_requests 10000;
+    location = /conn { content_by_lua_block {
+      local ms = tonumber(ngx.var.arg_ms)
+      if ms then ngx.sleep(ms / 1000) end
+      ngx.header["Content-Type"] = "text/plain"
+      ngx.print(ngx.var.connection)
+    } }
+    # never reads the request body: a large one fills the socket buffers and the sender waits
+    location = /noread {
+      client_max_body_size 0;
+      content_by_lua_block { ngx.sleep(30); ngx.say("late") }
+    }
+  }
+  server {
+    listen 127.0.0.1:${FRONT};
+    # q = {opts = {...http.new options}, calls = {{req = {...}, parallel = n, sleep = s}, ...}}
+    location = /run { content_by_lua_block {
+      local cjson = require "cjson"
+      local http = require "paykit.http"
+      ngx.req.read_body()
+      local q = cjson.decode(ngx.req.get_body_data())
+      local t = http.new(q.opts)
+      for _, c in ipairs(q.calls) do
+        if c.req.body_mb then c.req.body = string.rep("x", c.req.body_mb * 1048576); c.req.body_mb = nil end
+      end
+      local function one(req)
+        local res, err = t:request(req)
+        return { status = res and res.status, body = res and res.body, code = err and err.code,
+                 message = err and err.message }
+      end
+      local out = {}
+      for i, c in ipairs(q.calls) do
+        if c.sleep then ngx.sleep(c.sleep) end
+        local got = {}
+        if c.parallel then
+          local threads = {}
+          for j = 1, c.parallel do threads[j] = ngx.thread.spawn(one, c.req) end
+          for j = 1, c.parallel do local _, r = ngx.thread.wait(threads[j]); got[j] = r end
+        else
+          got[1] = one(c.req)
+        end
+        out[i] = got
+      end
+      ngx.header["Content-Type"] = "application/json"
+      ngx.say(cjson.encode(out))
+    } }
+  }
+]]
+
+local function up(path) return "http://127.0.0.1:" .. UP .. path end
+local function faulty(cell) return "http://127.0.0.1:" .. fault.PORTS.http .. "/" .. cell .. "/x" end
+
+-- Runs calls inside nginx (cosockets); returns, per call, the list of {status, body, code}.
+local function in_nginx(opts, calls)
+  opts.retry = false
+  local reader = http.new { retry = false, timeout = 120 }
+  local res = assert(reader:request { method = "POST", url = "http://127.0.0.1:" .. FRONT .. "/run",
+    body = cjson.encode { opts = opts, calls = calls } })
+  assert(res.status == 200, res.body)
+  return cjson.decode(res.body)
+end
+
+local function set(list)
+  local s = {}
+  for _, r in ipairs(list) do s[r.body] = true end
+  return s
+end
+
+describe("transport options", function()
+  local srv, flt
+
+  lazy_setup(function()
+    flt = fault.start(nginx.root())
+    srv = nginx.start("transport-options", CONF, { FRONT = FRONT, UP = UP, WORKERS = 1 })
+  end)
+  lazy_teardown(function()
+    if srv then srv:stop() end
+    if flt then flt.stop() end
+  end)
+
+  describe("at construction", function()
+    local cases = {
+      { { pool_sise = 4 }, "pool_sise", "unknown" },
+      { { readtimeout = 1 }, "readtimeout", "unknown" },
+      { { timeout = "30" }, "timeout", "invalid" },
+      { { connect_timeout = -1 }, "connect_timeout", "invalid" },
+      { { send_timeout = {} }, "send_timeout", "invalid" },
+      { { read_timeout = 0 / 0 }, "read_timeout", "invalid" },
+      { { pool_size = 0 }, "pool_size", "invalid" },
+      { { pool_size = 2.5 }, "pool_size", "invalid" },
+      { { keepalive_timeout = "60s" }, "keepalive_timeout", "invalid" },
+      { { pool_name = 7 }, "pool_name", "invalid" },
+      { { correlation_header = "X Bad" }, "correlation_header", "invalid" },
+      { { request_id_headers = "X-Request-Id" }, "request_id_headers", "invalid" },
+      { { request_id_headers = { "ok", "bad:name" } }, "request_id_headers", "invalid" },
+      { { request_id_field = 1 }, "request_id_field", "invalid" },
+      { { request_id_headers = { "X-Request-Id", false } }, "request_id_headers", "invalid" },
+      { { verify_tls = "no" }, "verify_tls", "invalid" },
+      { { cafile = true }, "cafile", "invalid" },
+      { { max_response = 1.5 }, "max_response", "invalid" },
+      { { user_agent = 2 }, "user_agent", "invalid" },
+    }
+    for _, c in ipairs(cases) do
+      it("refuses " .. c[2] .. " " .. c[3], function()
+        local ok, err = pcall(http.new, c[1])
+        assert.is_false(ok)
+        assert.are.equal("config", err.kind)
+        assert.are.equal(c[2], err.field)
+        assert.are.equal(c[3], err.code)
+      end)
+    end
+
+    it("refuses them through a provider's options too", function()
+      local gw, err = require("paykit").moka { dealer_code = "1", username = "u", password = "p",
+        read_timeout = "soon" }
+      assert.is_nil(gw)
+      assert.are.equal("read_timeout", err.field)
+    end)
+
+    it("refuses a malformed per-call option in http.with", function()
+      local ok, err = pcall(http.with, { timout = 1 }, function() end)
+      assert.is_false(ok)
+      assert.are.equal("timout", err.field)
+      ok, err = pcall(http.with, { read_timeout = -2 }, function() end)
+      assert.is_false(ok)
+      assert.are.equal("read_timeout", err.field)
+    end)
+  end)
+
+  describe("through libcurl", function()
+    it("lets a call's timeout override the instance's", function()
+      local t = http.new { timeout = 0.3, retry = false }
+      local res = assert(t:request { url = up("/conn?ms=1000"), timeout = 10 })
+      assert.are.equal(200, res.status)
+      local none, err = t:request { url = up("/conn?ms=1000") }
+      assert.is_nil(none)
+      assert.are.equal("timeout", err.code)
+    end)
+
+    it("lets http.with set a call's timeout for every request inside it", function()
+      local t = http.new { timeout = 0.3, retry = false }
+      local res = assert(http.with({ timeout = 10 }, t.request, t, { url = up("/conn?ms=1000") }))
+      assert.are.equal(200, res.status)
+      -- outside, the instance's again
+      local _, err = t:request { url = up("/conn?ms=1000") }
+      assert.are.equal("timeout", err.code)
+    end)
+
+    it("ends a call on a server that never answers after read_timeout, not the call's timeout", function()
+      -- the hang cell holds the connection 60 s, then closes it (a recv error): a timeout
+      -- here is read_timeout's
+      local t = http.new { timeout = 120, read_timeout = 1, retry = false }
+      local none, err = t:request { url = faulty("hang"), method = "POST", body = "{}" }
+      assert.is_nil(none)
+      assert.are.equal("timeout", err.code)
+      assert.is_true(err.message:find("may have reached", 1, true) ~= nil)
+    end)
+
+    it("ends a call whose body the server does not read after send_timeout (libcurl's stall timer)", function()
+      -- 32 MiB to a server that never reads: once the socket buffers are full nothing moves;
+      -- /noread answers after 30 s, a timeout before that is the stall timer's
+      local t = http.new { timeout = 120, send_timeout = 1, retry = false }
+      local none, err = t:request { url = up("/noread"), method = "POST", body = string.rep("x", 32 * 1048576) }
+      assert.is_nil(none)
+      assert.are.equal("timeout", err.code)
+    end)
+
+    it("keeps at most pool_size idle connections", function()
+      -- two host names for one server (the fault server, which logs each request's
+      -- connection): libcurl keeps a connection per name
+      local function run(size)
+        flt.reset()
+        local t = http.new { pool_size = size, retry = false }
+        local P = fault.PORTS.http
+        assert(t:request { url = "http://127.0.0.1:" .. P .. "/ok/a" })
+        assert(t:request { url = "http://localhost:" .. P .. "/ok/b" })
+        assert(t:request { url = "http://127.0.0.1:" .. P .. "/ok/c" })
+        t:close()
+        local log = flt.log().requests
+        assert.are.equal(3, #log)
+        return log[1].conn == log[3].conn
+      end
+      assert.is_true(run(2))  -- 127.0.0.1's connection was kept beside localhost's
+      assert.is_false(run(1)) -- only localhost's was kept
+    end)
+
+    it("closes a connection idle longer than keepalive_timeout", function()
+      local function run(opts)
+        local t = http.new(opts)
+        local a = assert(t:request { url = up("/conn") }).body
+        socket.sleep(2.2) -- libcurl counts idle time in whole seconds
+        local b = assert(t:request { url = up("/conn") }).body
+        t:close()
+        return a == b
+      end
+      assert.is_true(run { retry = false })
+      assert.is_false(run { retry = false, keepalive_timeout = 1 })
+    end)
+  end)
+
+  describe("through cosockets", function()
+    it("lets a call's timeout override the instance's", function()
+      local out = in_nginx({ timeout = 0.3 }, {
+        { req = { url = up("/conn?ms=1000"), timeout = 10 } },
+        { req = { url = up("/conn?ms=1000") } },
+      })
+      assert.are.equal(200, out[1][1].status)
+      assert.are.equal("timeout", out[2][1].code)
+    end)
+
+    it("lets a call's read_timeout override the instance's", function()
+      local out = in_nginx({ timeout = 60, read_timeout = 0.3 }, {
+        { req = { url = up("/conn?ms=1000"), read_timeout = 10 } },
+        { req = { url = up("/conn?ms=1000") } },
+      })
+      assert.are.equal(200, out[1][1].status)
+      assert.are.equal("timeout", out[2][1].code)
+    end)
+
+    it("ends a call on a server that never answers after read_timeout", function()
+      local out = in_nginx({ timeout = 120, read_timeout = 0.5 },
+        { { req = { url = faulty("hang"), method = "POST", body = "{}" } } })
+      assert.are.equal("timeout", out[1][1].code)
+      assert.is_true(out[1][1].message:find("may have reached", 1, true) ~= nil)
+    end)
+
+    it("ends a call whose body the server does not read after send_timeout", function()
+      local out = in_nginx({ timeout = 120, send_timeout = 0.5 },
+        { { req = { url = up("/noread"), method = "POST", body_mb = 32 } } })
+      assert.are.equal("timeout", out[1][1].code)
+    end)
+
+    it("ends a call on a server that trickles its answer after read_timeout", function()
+      -- the trickle cell sends a byte every 0.3 s (about 17 s for the whole body)
+      local out = in_nginx({ timeout = 120, read_timeout = 0.1 },
+        { { req = { url = faulty("trickle"), method = "POST", body = "{}" } } })
+      assert.are.equal("timeout", out[1][1].code)
+    end)
+
+    it("keeps at most pool_size idle connections", function()
+      local function reused(size)
+        -- three connections at once, then three again: those of the second round that the
+        -- first had opened came from the pool (pool_name: a fresh pool for each size)
+        local out = in_nginx({ pool_size = size, pool_name = "size" .. size .. "-" .. os.time() }, {
+          { req = { url = up("/conn?ms=200") }, parallel = 3 },
+          { req = { url = up("/conn?ms=200") }, parallel = 3 },
+        })
+        local first, n = set(out[1]), 0
+        for _, r in ipairs(out[2]) do
+          assert.are.equal(200, r.status)
+          if first[r.body] then n = n + 1 end
+        end
+        return n
+      end
+      assert.are.equal(1, reused(1))
+      assert.are.equal(3, reused(3))
+    end)
+
+    it("closes a connection idle longer than keepalive_timeout", function()
+      local function same(opts)
+        local out = in_nginx(opts, {
+          { req = { url = up("/conn") } },
+          { req = { url = up("/conn") }, sleep = 0.8 },
+        })
+        return out[1][1].body == out[2][1].body
+      end
+      assert.is_true(same { pool_name = "idle-default" })
+      assert.is_false(same { pool_name = "idle-short", keepalive_timeout = 0.2 })
+    end)
+  end)
+end)
