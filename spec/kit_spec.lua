@@ -411,3 +411,25 @@ describe("paykit.kit.notify: the pipeline of a declared provider", function()
     assert.equal("req", err.field)
   end)
 end)
+
+describe("kit providers and paykit.http's options", function()
+  local zippy = require "paykit.providers.zippy"
+  local base = { consumer_key = "k", consumer_secret = "s", notice_keys = { [1] = "n" }, base_url = "http://127.0.0.1:9" }
+  local function with(extra) local t = {} for k, v in pairs(base) do t[k] = v end for k, v in pairs(extra) do t[k] = v end return t end
+
+  it("takes every transport option of paykit.http (pool, send/read timeouts, ids)", function()
+    local gw, err = zippy.new(with { pool_size = 4, keepalive_timeout = 30, send_timeout = 2, read_timeout = 3,
+                                     correlation_header = "X-Trace" })
+    assert.is_nil(err)
+    assert.equal(4, gw.http.pool_size)
+  end)
+
+  it("refuses a malformed transport option with the field named, and a near miss with its fix", function()
+    local gw, err = zippy.new(with { pool_size = 0 })
+    assert.is_nil(gw)
+    assert.equal("pool_size", err.field)
+    gw, err = zippy.new(with { read_timout = 3 })
+    assert.is_nil(gw)
+    assert.truthy(tostring(err):find("read_timeout", 1, true))
+  end)
+end)

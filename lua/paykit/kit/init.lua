@@ -167,11 +167,12 @@ function _M.provider(decl)
     local o, err = options.read(P._decl.options, opts, what)
     if not o then return nil, err end
     local ok, transport = pcall(function()
-      return o.transport or http.new {
-        timeout = o.timeout, connect_timeout = o.connect_timeout, cafile = o.cafile, capath = o.capath,
-        verify_tls = o.verify_tls, max_response = o.max_response, logger = o.logger, hooks = o.hooks,
-        retry = o.retry, sleep = o.sleep, user_agent = o.user_agent, allow_blocking = o.allow_blocking,
-      }
+      if o.transport then return o.transport end
+      local hopts = {}
+      for k in pairs(http.OPTIONS) do
+        if not options.HTTP_EXCLUDED[k] then hopts[k] = o[k] end
+      end
+      return http.new(hopts)
     end)
     if not ok then
       if errors.is(transport) then return nil, transport end

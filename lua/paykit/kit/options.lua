@@ -37,6 +37,13 @@ _M.TRANSPORT = {
   end },
   dedupe_ttl = { type = "seconds_long" },
 }
+-- Every other paykit.http option (pool size, send/read timeouts, correlation header, ...) is
+-- taken as given and checked by paykit.http.new, which names the field; `clock` and `random`
+-- stay the provider's own (wall time, request ids).
+_M.HTTP_EXCLUDED = { clock = true, random = true }
+for k in pairs(require("paykit.http").OPTIONS) do
+  if not _M.TRANSPORT[k] and not _M.HTTP_EXCLUDED[k] then _M.TRANSPORT[k] = { type = "any" } end
+end
 
 --- The edit distance of two strings (Levenshtein), for "did you mean".
 -- @tparam string a
