@@ -111,7 +111,7 @@ function _M.start_sweeper()
           local o = orders.by_reference(x.reference)
           if o then orders.event(o.id, "sweeper: " .. x.from .. " -> " .. x.to) end
         end
-        if #report.resolved > 0 or #report.errors > 0 then
+        if #report.resolved > 0 or #report.errors > 0 or report.granted > 0 then
           ngx.log(ngx.NOTICE, "shop: sweeper (", name, "): checked ", report.checked, ", resolved ", #report.resolved,
             ", granted ", report.granted, ", errors ", #report.errors)
         end
