@@ -274,7 +274,9 @@ describe("the example shop on its payment journal", function()
           local x = buyer:order(id)
           return x.journal.state ~= "sent" and x
         end)
-        assert.equal(1, count(o.events, "sweeper: sent -> " .. o.journal.state), table.concat(o.events, "\n"))
+        -- Moka has the 3D payment, waiting for a buyer who never got its page
+        assert.equal("pending", o.journal.state, table.concat(o.events, "\n"))
+        assert.equal(1, count(o.events, "sweeper: sent -> pending"), table.concat(o.events, "\n"))
         assert.equal(0, o.granted, "the buyer never approved it: nothing granted")
         assert.equal(0, o.grant_calls)
       end)
