@@ -63,11 +63,34 @@ describe("examples", function()
     local out, code = run("bash examples/demo/run", "PAYKIT_SANDBOX_PORT=" .. port .. " PAYKIT_SHOP_PORT=18859")
     assert.equal(0, code, out)
     assert.matches("using the sandbox already running", out)
-    assert.matches("moka     approved order %d+ +%-> 3D page %-> approve %-> return: paid, granted 1x; notification again: duplicate, granted 1x", out)
-    assert.matches("mocopay  declined", out)
+    assert.matches("moka     approved order %d+ +%-> 3D page %-> approve %-> return: paid, granted 1x; notification again: "
+      .. "duplicate, granted 1x; journal: paid, grant done, hook ran 1x", out)
+    assert.matches("mocopay  declined .*; journal: failed, grant none, hook ran 0x", out)
     assert.matches("zippy    declined order %d+ +%-> card page %-> CC_ERROR %-> return: failed, granted 0x", out)
+    assert.matches("journal  the shop's shared dict", out)
+    assert.matches("payment journal: shared dict", out)
     assert.matches("demo: every step went as expected", out)
     assert.is_false(require("paykit.sandbox.nginx").handle("shop-18859"):running())
     assert.is_true(require("paykit.sandbox").running { port = port }) -- not the demo's to stop
+  end)
+
+  it("the demo runs the shop on Redis with PAYKIT_SHOP_REDIS, and never prints its password", function()
+    local rs = require "spec.support.redis"
+    local redis = rs.start { port = 16496, password = "demo-pw" }
+    local ok, out, code = pcall(run, "bash examples/demo/run", "PAYKIT_SANDBOX_PORT=" .. sb.port()
+      .. " PAYKIT_SHOP_PORT=18859 PAYKIT_SHOP_REDIS=redis://:demo-pw@127.0.0.1:16496/3")
+    local keys = redis:cli("-n", "3", "KEYS", "shop:{*}:rec")
+    redis:stop()
+    assert(ok, out)
+    assert.equal(0, code, out)
+    assert.matches("journal  Redis redis://:%*%*%*@127%.0%.0%.1:16496/3", out)
+    assert.matches("payment journal: redis", out)
+    assert.matches("zippy    approved order %d+ +%-> card page %-> pay %-> return: paid, granted 1x; notification again: "
+      .. "duplicate, granted 1x; journal: paid, grant done, hook ran 1x", out)
+    assert.matches("demo: every step went as expected", out)
+    assert.is_nil(out:find("demo-pw", 1, true))
+    local n = 0
+    for _ in keys:gmatch("shop:{[^\n]-}:rec") do n = n + 1 end
+    assert.equal(7, n, "the seven payments' records are in Redis db 3: " .. keys)
   end)
 end)

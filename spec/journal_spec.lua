@@ -231,6 +231,46 @@ local function journal_cases(name, make_store)
       assert.are.equal("paid", jg:record_of(reference).state)
     end)
 
+    it("finds the record of a Zippy payment from its notices and return, whose id carries the reference's nonce", function()
+      local gw = paykit.zippy { consumer_key = "sandbox-key", consumer_secret = "sandbox-secret",
+        notice_keys = NOTICE_KEYS, base_url = base .. "/zippy" }
+      local granted = 0
+      local jg = j:wrap(gw, { grant = function() granted = granted + 1; return true end })
+      local seller, product = core.uuid4(), core.uuid4()
+      assert(jg:create_seller { uuid = seller, status = "ACTIVE", name = "Journal shop", email = "shop@example.com" })
+      assert(jg:create_product { uuid = product, name = "Shield", external_id = "shield-" .. core.random_hex(4), seller_id = seller })
+      local function buy(reference)
+        local r = assert(jg:purchase { product_id = product, reference = reference, amount = "0.99", currency = "EUR",
+          pay_method = "CARD", carrier = "TMOBILE", region = 310, return_url = "https://shop.example/back",
+          notify_url = "http://127.0.0.1:9/n" })
+        assert.are_not.equal(reference, r.reference, "Zippy's id is the reference and a nonce")
+        return sb.post_json("/zippy/_sandbox/pay", { token = r.keep.token, outcome = "success" }).json
+      end
+      local reference = ref("zpn")
+      local paid = buy(reference)
+      local body = "signed_notice=" .. core.pct_encode(paid.signed_notice)
+      local firsts = 0
+      for _ = 1, 3 do
+        local n = assert(jg:notification { method = "POST", body = body })
+        assert.are.equal("paid", n.journal.state, "the notice found the record")
+        if n.duplicate == false then firsts = firsts + 1 end
+      end
+      assert.are.equal(1, firsts)
+      assert.are.equal(1, granted)
+      assert.are.equal("paid", jg:record_of(reference).state)
+      local back = assert(jg:complete(paid.Location:match("%?(.*)$"), jg:record_of(reference).keep))
+      assert.is_true(back.duplicate, "the return, with the purchase's keep, finds the same record")
+      -- a notice of another payment with the same reference before the nonce is not this one's
+      local other = ref("zpo")
+      buy(other)
+      local _, fbody = require("paykit.providers.zippy").generate_test_notice {
+        key = NOTICE_KEYS[1], key_id = 1, ext_transaction_id = other .. "~" .. ("0"):rep(12) }
+      local f = assert(jg:notification { method = "POST", body = fbody })
+      assert.is_nil(f.journal.state, "no record moved")
+      assert.are_not.equal("paid", jg:record_of(other).state)
+      assert.are.equal(1, granted)
+    end)
+
     it("sweeps: a record left in created is refused, a paid one is granted, Zippy expires after its window", function()
       local gw = counting_moka()
       local granted = {}

@@ -80,7 +80,11 @@ local ADAPTERS = {
     reference = function(p) return p.reference or p.ext_transaction_id end,
     set_reference = function(p, ref) if p.ext_transaction_id == nil then p.reference = ref end end,
     money = function(p) return p.amount or p.price, p.currency end,
-    keep_reference = function(keep) return keep.ext_transaction_id end,
+    -- the id Zippy knows is the reference and a nonce ("order-7~" .. 12 hex digits); the
+    -- journal knows the payment by the reference (keep.reference)
+    keep_reference = function(keep) return keep.reference or keep.ext_transaction_id end,
+    base_reference = function(id) return type(id) == "string" and id:match("^(.+)~" .. ("%x"):rep(12) .. "$") or nil end,
+    kept_id = function(keep) return type(keep) == "table" and keep.ext_transaction_id or nil end,
     status_query = function() return nil end, -- no status call: notices, or expiry
   },
 }
@@ -112,7 +116,7 @@ end
 -- @tparam table gw a provider instance (its `provider` field names it)
 -- @tparam[opt] table opts `grant` (function(record, token) -> truthy when fulfilled),
 --   `provider` (the name, when gw has no `provider` field), `adapter` (overrides of the
---   provider's adapter: reference, set_reference, money, keep_reference, from_params,
+--   provider's adapter: reference, set_reference, money, keep_reference, from_params, base_reference, kept_id,
 --   status_query), `expire_after` (seconds; default the journal's)
 -- @treturn table the wrapped gateway
 function _M.new(journal, gw, opts)
@@ -325,6 +329,20 @@ function W:complete(params, keep, opts)
   return self:record(r, ref, learned(r))
 end
 
+-- The journal's reference of a result naming the provider's id: for Zippy, whose notices
+-- name the reference and its nonce, the reference when its record kept that very id (a
+-- notice of another payment that shares the reference is not this one's); nil, err when the
+-- record cannot be read.
+function W:reference_of(r)
+  local id = r.reference
+  local base = self.adapter.base_reference and self.adapter.base_reference(id)
+  if not base then return id end
+  local rec, err = self.journal:get(self.provider, base)
+  if rec == nil and err then return nil, err end
+  if rec and self.adapter.kept_id(rec.keep) == id then return base end
+  return id
+end
+
 --- Handles a notification; Moka's CodeForHash is looked up in the journal.
 function W:notification(req, opts)
   local o = copy(opts or {})
@@ -336,7 +354,9 @@ function W:notification(req, opts)
   end
   local r, err, reply = self.gw:notification(req, o)
   if not r then return nil, err, reply end
-  return self:record(r, r.reference, learned(r)), err
+  local ref, rerr = self:reference_of(r)
+  if ref == nil then r.journal = { error = rerr }; return r, err end
+  return self:record(r, ref, learned(r)), err
 end
 
 --- The status of a payment by its reference (what the provider needs is read from the record).

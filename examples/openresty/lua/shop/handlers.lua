@@ -1,5 +1,6 @@
--- The shop's request handlers (content_by_lua). Each one is: read the request, one paykit
--- call, record the outcome in the shared dict, answer.
+-- The shop's request handlers (content_by_lua). Each one is: read the request, one call of a
+-- journaled gateway (shop.gateway: the journal records the payment, flags repeats and grants
+-- once), write what happened to the order's history, answer.
 local cjson = require "cjson.safe"
 local shop = require "shop"
 local orders = require "shop.orders"
@@ -18,6 +19,10 @@ local function describe(err)
   return "unexpected error"
 end
 
+-- The journal's store did not answer (the record could not be written or read).
+local STORE_DOWN = { journal_unavailable = true, store_unavailable = true, store_timeout = true, store_auth = true }
+local function store_down(err) return type(err) == "table" and STORE_DOWN[err.code] or false end
+
 local function body()
   ngx.req.read_body()
   local data = ngx.req.get_body_data()
@@ -35,6 +40,16 @@ end
 
 local function to_order(id) return ngx.redirect("/order/" .. id, 303) end
 
+-- The journal record of an order's payment (nil, err when the store does not answer).
+local function record_of(o)
+  local gw = shop.gateway(o.provider)
+  if not gw then return nil, { message = "provider not available" } end
+  return gw:record_of(o.reference)
+end
+
+-- What the buyer sees as the order's status, from the journal's state.
+local SHOWN = { paid = "paid", failed = "failed", refused = "failed", expired = "failed" }
+
 function _M.index() return pages.index(shop.PRODUCTS) end
 
 -- POST /buy/<provider>
@@ -46,18 +61,25 @@ function _M.buy(name)
   local form = ngx.req.get_post_args() or {}
   local order = assert(orders.create { provider = name, product = product.name, amount = product.amount,
                                        currency = product.currency })
-  order.reference = shop.reference(order.id)
-  orders.set_reference(order, order.reference)
+  orders.set_reference(order, shop.reference(order.id))
   local res, err = gw:purchase(pay.params(name, order, form))
   if not res then
     ngx.log(ngx.WARN, "shop: order ", order.id, " purchase failed: ", tostring(err))
-    orders.apply(order.id, { status = "failed" }, "purchase " .. describe(err))
+    if store_down(err) then
+      -- the journal could not be written: nothing was sent, and nothing of the order stays
+      orders.discard(order)
+      return pages.error(503, "Payment not started", "The shop cannot record payments right now (its payment "
+        .. "journal is unavailable), so nothing was sent and nothing was charged. Please try again later.",
+        err.code)
+    end
+    orders.event(order.id, "purchase: " .. describe(err))
     return pages.error(err and err.kind == "validation" and 400 or 502, "Payment not started",
-      "The payment could not be started: " .. describe(err) .. ".")
+      "The payment could not be started: " .. describe(err) .. ".", err and err.code)
   end
-  orders.set_reference(order, res.reference or order.reference, res.keep)
+  -- Zippy's notices name its own id (the reference and a nonce): it finds the order too
+  if res.reference and res.reference ~= order.reference then orders.alias(order, res.reference) end
   if res.status ~= "redirect" then
-    orders.apply(order.id, res, "purchase")
+    orders.record(order.id, res, "purchase")
     return to_order(order.id)
   end
   orders.event(order.id, "purchase: redirect")
@@ -77,14 +99,21 @@ function _M.back(name, id)
   else
     params = ngx.var.args or "" -- raw: Zippy verifies the bytes as sent
   end
-  local res, err = gw:complete(params, orders.keep(id))
+  -- the order's reference: the journal gives what the purchase kept for this payment, so a
+  -- return is checked against its own order's payment
+  local res, err = gw:complete(params, order.reference)
   if not res then
     ngx.log(ngx.WARN, "shop: order ", id, " return refused: ", tostring(err))
     orders.event(id, "return: refused, " .. describe(err))
-    return pages.error(400, "Payment not confirmed", "The payment result could not be verified: " .. describe(err) .. ".")
+    if store_down(err) then
+      return pages.error(503, "Payment not confirmed yet", "The shop cannot read its payment journal right now; "
+        .. "your payment is safe, please reload this page in a moment.", err.code)
+    end
+    return pages.error(400, "Payment not confirmed", "The payment result could not be verified: " .. describe(err) .. ".",
+      err and err.code)
   end
   orders.note(id, "session_id", res.session_id)
-  orders.apply(id, res, "return")
+  orders.record(id, res, "return")
   return to_order(id)
 end
 
@@ -92,17 +121,11 @@ end
 function _M.notify(name)
   local gw = shop.gateway(name)
   if not gw then return ngx.exit(404) end
-  local opts
-  if name == "moka" then -- Moka's notification is checked with the CodeForHash kept at purchase
-    opts = { lookup = function(other_trx_code)
-      local o = orders.by_reference(other_trx_code)
-      local keep = o and orders.keep(o.id)
-      return keep and keep.code_for_hash
-    end }
-  elseif name == "mocopay" then -- the session must belong to the order the notification names
+  local opts -- Moka's CodeForHash is read from the journal by the journaled gateway itself
+  if name == "mocopay" then -- the session must belong to the payment the notification names
     opts = { keep = function(reference)
-      local o = orders.by_reference(reference)
-      return o and orders.keep(o.id)
+      local rec = type(reference) == "string" and gw:record_of(reference)
+      return rec and rec.keep
     end }
   end
   local res, err, reply = gw:notification(notification_req(), opts)
@@ -111,9 +134,14 @@ function _M.notify(name)
     local order = orders.by_reference(res.reference)
     if order then
       orders.note(order.id, "session_id", res.session_id or (res.notification and res.notification.session_id))
-      orders.apply(order.id, res, "notification")
+      orders.record(order.id, res, "notification")
     else
       ngx.log(ngx.WARN, "shop: notification for an unknown order")
+    end
+    if res.journal and res.journal.error then
+      -- verified, but not journaled: ask the provider to deliver it again later
+      ngx.log(ngx.ERR, "shop: notification not journaled: ", tostring(res.journal.error))
+      reply = { status = 503, body = "ERROR", content_type = "text/plain" }
     end
   else
     ngx.log(ngx.WARN, "shop: ", name, " notification refused: ", tostring(err))
@@ -132,14 +160,19 @@ function _M.order(id, as_json)
     if as_json then ngx.status = 404; ngx.print('{"error":"not found"}'); return ngx.exit(404) end
     return pages.error(404, "Unknown order", "There is no such order.")
   end
-  local notes = orders.notes(id, { "session_id" })
+  local rec, err = record_of(o)
+  o.status = rec and (SHOWN[rec.state] or "pending") or (err and "unknown" or "pending")
+  o.journal = rec and { state = rec.state, grant = rec.grant, token = rec.grant_token, store = shop.store_name(),
+                        created_at = rec.created_at, updated_at = rec.updated_at }
+    or { error = err and (err.message or tostring(err)) or nil, store = shop.store_name() }
   if as_json then
     ngx.header["Content-Type"] = "application/json"
     ngx.print(cjson.encode { id = o.id, provider = o.provider, product = o.product, amount = o.amount,
-      currency = o.currency, reference = o.reference, status = o.status, granted = o.granted, events = o.events })
+      currency = o.currency, reference = o.reference, status = o.status, granted = o.granted,
+      grant_calls = o.grant_calls, journal = o.journal, events = o.events })
     return
   end
-  return pages.order(o, pay.status_ref(o.provider, o, notes) ~= nil)
+  return pages.order(o, pay.can_check(o.provider, rec))
 end
 
 -- POST /order/<id>/check: ask the provider (the third way the same payment can be reported).
@@ -147,13 +180,8 @@ function _M.check(id)
   local o = orders.get(id)
   local gw = o and shop.gateway(o.provider)
   if not gw then return pages.error(404, "Unknown order", "There is no such order.") end
-  local ref = pay.status_ref(o.provider, o, orders.notes(id, { "session_id" }))
-  if not ref then
-    orders.event(id, "status: not available for " .. o.provider)
-    return to_order(id)
-  end
-  local res, err = gw:status(ref, orders.keep(id)) -- with keep: the answer must be this order's
-  if res then orders.apply(id, res, "status") else orders.event(id, "status: " .. describe(err)) end
+  local res, err = gw:status(o.reference) -- the journal knows what the provider needs (MoCoPay: the session)
+  if res then orders.record(id, res, "status") else orders.event(id, "status: " .. describe(err)) end
   return to_order(id)
 end
 

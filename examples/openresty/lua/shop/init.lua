@@ -1,14 +1,23 @@
 -- The example shop's configuration, catalogue and payment gateways.
 --
 -- configure{} runs once in init_by_lua (before the workers fork); each worker then makes its
--- own provider instances on first use and keeps them (they hold keep-alive connections and
--- their own duplicate memory; the orders themselves live in the shared dict, see shop.orders).
+-- own provider instances on first use and keeps them (they hold keep-alive connections). Every
+-- instance is wrapped by the payment journal (paykit.journal), which all workers share: in the
+-- `paykit_journal` shared dict, or in Redis when `redis` (a URL) is configured (shop.store).
+-- The journal decides which report of a payment (return, notification, status check, the
+-- sweeper) is the first, and runs the grant hook (shop.orders.grant) once per paid payment.
+-- init_worker starts the sweeper in every worker (one at a time works, under a store lock).
 local paykit = require "paykit"
+local journal = require "paykit.journal"
+local sweep = require "paykit.journal.sweep"
+local orders = require "shop.orders"
+local shop_store = require "shop.store"
 
 local _M = {}
 
 local config = {}
-local gateways = {} -- provider name -> instance, per worker
+local gateways = {} -- provider name -> journaled instance, per worker
+local the_journal   -- per worker
 
 function _M.configure(c) config = c end
 function _M.config() return config end
@@ -45,7 +54,30 @@ local MAKERS = {
   end,
 }
 
--- The worker's instance for a provider, or nil, err.
+-- The worker's journal (on the shared dict or Redis), or nil, err.
+function _M.journal()
+  if the_journal then return the_journal end
+  local s, err = shop_store.new(config.redis)
+  if not s then
+    ngx.log(ngx.ERR, "shop: cannot set up the payment journal's store: ", tostring(err))
+    return nil, err
+  end
+  the_journal, err = journal.new { store = s, prefix = shop_store.PREFIX }
+  return the_journal, err
+end
+
+-- Whether the journal is on Redis (what the order page says).
+function _M.store_name() return (config.redis and config.redis ~= "") and "redis" or "shared dict" end
+
+-- The grant hook: the journal calls it once per paid payment (again, with the same token,
+-- only if a worker died inside it); delivering is idempotent on the token (shop.orders.grant).
+local function grant(record, token)
+  local o = orders.by_reference(record.reference)
+  if not o then return nil, "no order has reference " .. tostring(record.reference) end
+  return orders.grant(o.id, token)
+end
+
+-- The worker's journaled instance for a provider, or nil, err.
 function _M.gateway(name)
   local gw = gateways[name]
   if gw then return gw end
@@ -56,8 +88,37 @@ function _M.gateway(name)
     ngx.log(ngx.ERR, "shop: cannot set up ", name, ": ", tostring(ok and err or made))
     return nil, "provider not available"
   end
-  gateways[name] = made
-  return made
+  local j = _M.journal()
+  if not j then return nil, "payment journal not available" end
+  gateways[name] = j:wrap(made, { grant = grant })
+  return gateways[name]
+end
+
+-- init_worker_by_lua: every worker starts a sweeper timer per provider (`sweep_every` seconds,
+-- 30; 0 turns it off); the store lock lets one worker (of every nginx sharing the journal) at
+-- a time work. It resolves payments stuck longer than `sweep_older_than` seconds (60) in sent,
+-- redirect, pending or unknown with the provider's status call and finishes interrupted grants.
+function _M.start_sweeper()
+  local every = tonumber(config.sweep_every) or 30
+  if every <= 0 then return end
+  local older = tonumber(config.sweep_older_than) or 60
+  for name in pairs(MAKERS) do
+    local gw = _M.gateway(name)
+    if gw then
+      local ok, err = sweep.every(gw, every, { older_than = older, on_report = function(report, err)
+        if not report then ngx.log(ngx.WARN, "shop: sweeper (", name, ") could not run: ", tostring(err)); return end
+        for _, x in ipairs(report.resolved or {}) do
+          local o = orders.by_reference(x.reference)
+          if o then orders.event(o.id, "sweeper: " .. x.from .. " -> " .. x.to) end
+        end
+        if #report.resolved > 0 or #report.errors > 0 or report.granted > 0 then
+          ngx.log(ngx.NOTICE, "shop: sweeper (", name, "): checked ", report.checked, ", resolved ", #report.resolved,
+            ", granted ", report.granted, ", errors ", #report.errors)
+        end
+      end })
+      if not ok then ngx.log(ngx.ERR, "shop: cannot start the sweeper for ", name, ": ", tostring(err)) end
+    end
+  end
 end
 
 -- Absolute URL of a path of this shop.

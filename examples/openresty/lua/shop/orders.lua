@@ -1,14 +1,16 @@
--- Orders in the `orders` lua_shared_dict, correct with any number of nginx workers: every
--- change is one atomic dict operation (incr for ids and counters, add for "first one wins").
+-- Orders in the `orders` lua_shared_dict: the example's stand-in for the merchant's own
+-- database (the items a buyer has, the order's history). The truth about each payment (its
+-- state, whether it was granted) is in the payment journal (shop.init), not here. Every change
+-- is one atomic dict operation, correct with any number of nginx workers.
 --
---   order:<id>     JSON {id, provider, product, amount, currency, reference, created}
---   keep:<id>      JSON of what gw:purchase said to keep until the buyer returns (never shown)
---   ref:<ref>      order id for a merchant reference (notifications carry only the reference)
---   final:<id>     "paid" | "failed": the first final outcome wins, later reports cannot flip it
---   grant:<id>     set once by add(): whoever adds it delivers the item
---   granted:<id>   how many times the item was delivered (1 at most, by construction)
---   note:<id>:<k>  provider facts learned later (MoCoPay's session id)
---   ev:<id>:<n>    the order's history ("return: paid", "notification: paid (duplicate)", ...)
+--   order:<id>        JSON {id, provider, product, amount, currency, reference, created}
+--   ref:<ref>         order id for a merchant reference (notifications carry only the reference)
+--   delivered:<token> set once by add(): the grant hook's idempotency on the journal's token
+--   granted:<id>      how many times the item was delivered (1 at most)
+--   grant_calls:<id>  how many times the journal called the grant hook (1, unless a worker died
+--                     inside it and the lease ran out)
+--   note:<id>:<k>     provider facts learned later (MoCoPay's session id)
+--   ev:<id>:<n>       the order's history ("return: paid, granted, worker 2", ...)
 local cjson = require "cjson.safe"
 
 local _M = {}
@@ -36,23 +38,35 @@ function _M.get(id)
   local o = get_json("order:" .. tostring(id))
   if not o then return nil end
   local d = dict()
-  o.status = d:get("final:" .. o.id) or "pending"
   o.granted = d:get("granted:" .. o.id) or 0
+  o.grant_calls = d:get("grant_calls:" .. o.id) or 0
   o.events = {}
   for n = 1, d:get("evn:" .. o.id) or 0 do o.events[n] = d:get("ev:" .. o.id .. ":" .. n) end
   return o
 end
 
--- The provider's reference for this order and what to keep until the buyer returns.
-function _M.set_reference(o, reference, keep)
+-- The merchant reference of this order (the journal's name for its payment).
+function _M.set_reference(o, reference)
   local d = dict()
   o.reference = reference
   d:set("order:" .. o.id, cjson.encode(o))
   d:set("ref:" .. reference, o.id)
-  if keep then d:set("keep:" .. o.id, cjson.encode(keep)) end
 end
 
-function _M.keep(id) return get_json("keep:" .. tostring(id)) end
+-- Another name the provider gives the order's payment (Zippy's id), for notifications.
+function _M.alias(o, name)
+  dict():set("ref:" .. name, o.id)
+end
+
+-- Forgets an order whose payment never started (the journal could not be written): nothing
+-- of it stays behind.
+function _M.discard(o)
+  local d = dict()
+  d:delete("order:" .. o.id)
+  if o.reference then d:delete("ref:" .. o.reference) end
+  for n = 1, d:get("evn:" .. o.id) or 0 do d:delete("ev:" .. o.id .. ":" .. n) end
+  d:delete("evn:" .. o.id)
+end
 
 function _M.by_reference(reference)
   if type(reference) ~= "string" then return nil end
@@ -77,22 +91,30 @@ function _M.event(id, text)
   if n then d:set("ev:" .. id .. ":" .. math.floor(n), text) end
 end
 
--- Records a provider result for the order: "paid" grants the item once, "failed" marks the
--- order failed unless it was already paid; "pending" changes nothing. `source` names who
--- reported it (return, notification, status). Returns the order's status afterwards and
--- whether this call granted the item.
-function _M.apply(id, result, source)
+-- The grant hook's work: delivers the item once per journal token (a second call with the same
+-- token, after a worker died inside the first, finds it delivered). Returns true when the item
+-- is delivered (now or before).
+function _M.grant(id, token)
   local d = dict()
-  local status = result and result.status
-  local granted_now = false
-  if status == "paid" or status == "failed" then d:add("final:" .. id, status) end
-  if status == "paid" and d:get("final:" .. id) == "paid" and d:add("grant:" .. id, true) then
+  d:incr("grant_calls:" .. id, 1, 0)
+  if d:add("delivered:" .. token, true) then
     d:incr("granted:" .. id, 1, 0)
-    granted_now = true
+    _M.event(id, "grant: item delivered (token " .. token .. ")")
+  else
+    _M.event(id, "grant: already delivered (token " .. token .. ")")
   end
-  _M.event(id, string.format("%s: %s%s%s", source, tostring(status),
-    result and result.duplicate and " (duplicate)" or "", granted_now and ", granted" or ""))
-  return d:get("final:" .. id) or "pending", granted_now
+  return true
+end
+
+-- Writes what a report of the payment said to the order's history: the provider's status,
+-- whether the journal saw it first (duplicate) and whether this report granted the item.
+-- `source` names who reported it (return, notification, status).
+function _M.record(id, result, source)
+  local j = result.journal or {}
+  local worker = rawget(_G, "ngx") and ngx.worker.id()
+  _M.event(id, string.format("%s: %s%s%s%s, worker %s", source, tostring(result.status),
+    result.duplicate and " (duplicate)" or "", j.grant == "granted" and ", granted" or "",
+    j.error and ", NOT journaled" or "", tostring(worker)))
 end
 
 return _M

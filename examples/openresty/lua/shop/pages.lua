@@ -52,6 +52,9 @@ function _M.order(o, can_check)
     '<p>Order <span id="order-id">', esc(o.id), '</span>: ', esc(o.product), ' via ', esc(o.provider), '</p>',
     '<p>Status: <strong id="order-status">', esc(o.status), '</strong></p>',
     '<p>Item granted: <strong id="granted">', esc(o.granted), '</strong> time(s)</p>',
+    '<p>Payment journal (', esc(o.journal.store), '): <strong id="journal-state">',
+    esc(o.journal.state or o.journal.error or "no record"), '</strong>',
+    o.journal.grant and (', grant <strong id="journal-grant">' .. esc(o.journal.grant) .. '</strong>') or '', '</p>',
     '<ol id="events">', table.concat(events), '</ol>',
     can_check and ('<form method="post" action="/order/' .. esc(o.id) .. '/check">'
       .. '<button id="check-status" type="submit">Check status with the provider</button></form>') or '',
@@ -59,9 +62,19 @@ function _M.order(o, can_check)
   return _M.send(200, "Order " .. o.id, body)
 end
 
--- An error page: what went wrong in general terms, never the provider's raw answer.
-function _M.error(status, title, detail)
-  return _M.send(status, title, '<p id="error">' .. esc(detail) .. '</p><p><a id="back" href="/">Back to the shop</a></p>')
+-- An error page: what went wrong in general terms, never the provider's raw answer. A client
+-- that asks for JSON (Accept: application/json) gets {"error": detail, "code": code}.
+function _M.error(status, title, detail, code)
+  if (ngx.var.http_accept or ""):find("application/json", 1, true) then
+    ngx.status = status
+    ngx.header["Content-Type"] = "application/json"
+    ngx.header["Cache-Control"] = "no-store"
+    ngx.print(require("cjson.safe").encode { error = detail, code = code })
+    return ngx.exit(status)
+  end
+  return _M.send(status, title, '<p id="error">' .. esc(detail) .. '</p>'
+    .. (code and ('<p>Code: <code id="error-code">' .. esc(code) .. '</code></p>') or '')
+    .. '<p><a id="back" href="/">Back to the shop</a></p>')
 end
 
 -- A self-submitting form, for providers whose redirect is a POST.

@@ -31,11 +31,11 @@ function _M.params(name, order, form)
   end
 end
 
--- The argument for gw:status(), or nil when the provider cannot look the payment up.
-function _M.status_ref(name, order, notes)
-  if name == "moka" then return order.reference end
-  if name == "mocopay" then return notes.session_id end
-  return nil -- Zippy has no lookup: its outcome arrives only as a signed notice
+-- Whether a status check can find the payment with what its journal record knows.
+function _M.can_check(name, rec)
+  if name == "moka" then return rec ~= nil end
+  if name == "mocopay" then return rec ~= nil and rec.session_id ~= nil end
+  return false -- Zippy has no lookup: its outcome arrives only as a signed notice
 end
 
 return _M

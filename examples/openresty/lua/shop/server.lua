@@ -1,7 +1,8 @@
 -- Starts and stops the example shop in a real nginx (outside nginx: the launcher, specs, demo).
 --
 --   local server = require "shop.server"
---   local url = server.start{ port = 8791, sandbox = "http://127.0.0.1:8790", workers = 1 }
+--   local url = server.start{ port = 8791, sandbox = "http://127.0.0.1:8790", workers = 1,
+--                             redis = "redis://127.0.0.1:6379" }   -- redis: optional (shop.store)
 --   server.stop{ port = 8791 }
 --
 -- Against the sandbox it also prepares what a merchant sets up once in the providers' control
@@ -47,9 +48,21 @@ function _M.prepare_sandbox(sandbox, base)
   return product
 end
 
--- start{port=, sandbox=, workers=, log_level=} -> the shop's base URL
+-- start{port=, sandbox=, workers=, log_level=, redis=, sweep_every=, sweep_older_than=} -> the
+-- shop's base URL. redis: a redis:// URL puts the payment journal on that Redis (default: the
+-- PAYKIT_SHOP_REDIS environment variable; unset or "" = the `paykit_journal` shared dict).
+-- sweep_every / sweep_older_than: the sweeper's period and age in seconds (30, 60; 0 = off).
 function _M.start(opts)
   opts = opts or {}
+  local redis = opts.redis
+  if redis == nil then redis = os.getenv("PAYKIT_SHOP_REDIS") or "" end
+  if redis ~= "" then
+    local ok, err = require("shop.store").parse_redis_url(redis)
+    if not ok then error("shop: " .. err, 0) end
+    if redis:find('["\\\n]') then error("shop: the Redis URL must not contain quotes, backslashes or newlines", 0) end
+  end
+  local every, older = tonumber(opts.sweep_every or 30), tonumber(opts.sweep_older_than or 60)
+  if not every or not older then error("shop: sweep_every and sweep_older_than must be numbers", 0) end
   local port = tonumber(opts.port) or _M.DEFAULT_PORT
   local sandbox = (opts.sandbox or _M.DEFAULT_SANDBOX):gsub("/+$", "")
   local base = "http://127.0.0.1:" .. port
@@ -59,6 +72,7 @@ function _M.start(opts)
   nginx.start(name_of(port), read(here() .. "/nginx.conf"), {
     PORT = port, BASE = base, SANDBOX = sandbox, BOOT = core.random_hex(4), ZIPPY_PRODUCT = product,
     WORKERS = opts.workers or 1, LOG_LEVEL = opts.log_level or "warn",
+    REDIS = redis, SWEEP_EVERY = every, SWEEP_OLDER_THAN = older,
     LUA_PATH = here() .. "/lua/?.lua;" .. here() .. "/lua/?/init.lua;" .. lp, LUA_CPATH = lcp,
   })
   return base
