@@ -61,7 +61,7 @@ local function orders(rec)
     kept[id] = keep
     rec.saved[#rec.saved + 1] = tostring(id)
   end
-  local function load_order(id, ...)
+  local function load_order(id) -- (lookup's second argument, Moka's trxCode, is not a key here)
     rec.loaded[#rec.loaded + 1] = tostring(id)
     return kept[id]
   end
@@ -157,13 +157,16 @@ M.moka_3d = {
     }
   end,
   summary = function(l, rec)
-    return { r = result(l.r), done = result(l.done), err = errinfo(l.err), n = result(l.n), reply = reply(l.reply),
+    -- a refused notification answers nil, err, reply: then l.reply is the error
+    return { r = result(l.r), done = result(l.done), err = errinfo(l.err), n = result(l.n),
+             reply = l.n and reply(l.reply) or nil, refused = (not l.n) and errinfo(l.reply) or nil,
              saved = rec.saved, loaded = rec.loaded }
   end,
   check = function(s)
     assert.equal("redirect", s.r.status)
     assert.is_nil(s.err)
     assert.equal("paid", s.done.status); assert.equal("order-17", s.done.reference)
+    assert(s.n, "the notification was refused: " .. cjson.encode(s.refused))
     assert.equal("paid", s.n.status); assert.equal("order-17", s.n.reference)
     assert.same({ status = 200, body = "OK" }, s.reply)
     -- the notification's CodeForHash came through lookup = load_order, by the posted OtherTrxCode
@@ -258,7 +261,7 @@ M.zippy_purchase = {
   globals = function(_, rec)
     local save_order, load_order = orders(rec)
     return { save_order = save_order, load_order = load_order,
-      redirect_browser = browser(rec, function(base, url)
+      redirect_browser = browser(rec, function(_, url)
         assert(url:match("/payment/start%?tx="), "not Zippy's payment page: " .. url)
         return true
       end) }
