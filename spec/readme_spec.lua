@@ -1,23 +1,28 @@
 -- README's doc tests: every ```lua block of README.md runs, as written, against the sandbox,
 -- under the runtime busted runs (spec/run: Lua 5.4 and LuaJIT), and a block that uses `ngx.`
--- runs inside a content handler of an nginx this spec starts. Every block needs a fixture.
+-- (or whose comment says `nginx = true`) runs inside a content handler of an nginx this spec
+-- starts (the handler is M.serve of the fixtures module, in location /; the fixture's
+-- `request` gives the method, path, query, body and headers it gets). Every block needs a
+-- fixture. `bash spec/run spec/readme_spec.lua` runs it under both runtimes;
+-- PAYKIT_TEST_README=file runs another file's blocks (to see a broken block fail).
 --
 -- How a block is run
 --   * The block is taken from README.md with its line number; errors point at README.md:LINE.
 --   * The sandbox's URL: README names the sandbox as a user would, http://127.0.0.1:8790
 --     (its default port). The specs' sandbox runs on spec/support/sandbox.lua's port (18790,
---     PAYKIT_TEST_SANDBOX_PORT), and SANDBOX_URL below is the one place where README's
+--     PAYKIT_TEST_SANDBOX_PORT), and `addresses` below is the one place where README's
 --     "127.0.0.1:8790" is replaced by it (so a sandbox of your own on 8790 is never touched).
 --   * The block's free names (save_order, redirect_browser, posted fields, ...) come from its
 --     fixture, named by the HTML comment on the line right before the fence:
 --         <!-- doctest: with = "moka_return" -->
---     (the comment is a Lua table body; `with` is the only key read). A block without one fails.
+--     (the comment is a Lua table body: `with` names the fixture, `nginx = true` runs a block
+--     that does not mention ngx in nginx anyway). A block without one fails.
 --   * After the block ran, its fixture checks what it did: the block's top-level locals (read
 --     when the chunk returns, through a debug hook), the globals it set, and what the
 --     fixture's own functions recorded (e.g. that grant_item_once was called once for order 17).
 --
 -- How to add a fixture (spec/support/readme_fixtures.lua): an entry
---     F.name = {
+--     M.name = {
 --       setup   = function(t) ... return data end,   -- optional, in this busted process, before the
 --                   block: real work against the sandbox (t.sandbox is the sandbox's base URL,
 --                   t.sb spec/support/sandbox.lua); `data` must be JSON-able for nginx blocks.
@@ -30,7 +35,11 @@
 --       summary = function(locals, rec, env, data) return {...} end,
 --                   -- where the block ran: what check needs (JSON-able for nginx blocks).
 --       check   = function(s, data) ... end,          -- in this process: luassert on the summary.
---       teardown = function(data) end,                 -- optional, in this process.
+--       teardown = function(data) end,                 -- optional, in this process: stop what
+--                   setup started (a Redis of spec/support/redis.lua, a fault server, ...).
+--       addresses = function(data) return { ["127.0.0.1:6379"] = "127.0.0.1:" .. data.port } end,
+--                   -- optional: other addresses README names that the specs run elsewhere,
+--                   -- replaced in the block's text like the sandbox's (see `addresses` below).
 --     }
 -- and `<!-- doctest: with = "name" -->` above the block. A block that is not Lua to run
 -- (shell, nginx.conf) belongs in a ```sh / ```nginx fence, not ```lua.
@@ -58,7 +67,7 @@ local function blocks_of(path)
       if spec then
         local fn, err = (loadstring or load)("return {" .. spec .. "}")
         local ok, t = pcall(fn or error, err)
-        if ok and type(t) == "table" then cur.fixture = t.with
+        if ok and type(t) == "table" then cur.fixture, cur.nginx = t.with, t.nginx == true
         else cur.problem = "unreadable doctest comment: " .. tostring(t) end
       end
     end
@@ -69,12 +78,18 @@ local function blocks_of(path)
   return out
 end
 
--- The one place where README's sandbox address becomes the specs' sandbox.
-local function sandbox_url(code)
-  return (code:gsub("127%.0%.0%.1:8790", function() return "127.0.0.1:" .. sb.port() end))
+-- The one place where README's addresses become the specs' servers: the sandbox's
+-- "127.0.0.1:8790" always, plus what the fixture's `addresses` maps.
+local function addresses(code, more)
+  local map = { ["127.0.0.1:8790"] = "127.0.0.1:" .. sb.port() }
+  for from, to in pairs(more or {}) do map[from] = to end
+  for from, to in pairs(map) do
+    code = code:gsub(from:gsub("%p", "%%%0"), function() return to end)
+  end
+  return code
 end
 
-local function uses_nginx(code) return code:match("ngx%.") ~= nil end
+local function uses_nginx(b) return b.nginx or b.code:match("ngx%.") ~= nil end
 
 local BLOCKS = blocks_of(README)
 
@@ -83,7 +98,7 @@ describe("README.md's Lua blocks", function()
   lazy_setup(function()
     base = sb.start()
     local needs_nginx = false
-    for _, b in ipairs(BLOCKS) do if uses_nginx(b.code) then needs_nginx = true end end
+    for _, b in ipairs(BLOCKS) do if uses_nginx(b) then needs_nginx = true end end
     if needs_nginx then
       srv = nginx.start("readme-doctest", [[
   lua_socket_log_errors off;
@@ -114,15 +129,15 @@ describe("README.md's Lua blocks", function()
 
   for _, b in ipairs(BLOCKS) do
     local where = "README.md:" .. b.line
-    local mode = uses_nginx(b.code) and "in an nginx content handler" or "in plain " .. (jit and "LuaJIT" or _VERSION)
+    local mode = uses_nginx(b) and "in an nginx content handler" or "in plain " .. (jit and "LuaJIT" or _VERSION)
     it(where .. " (" .. tostring(b.fixture) .. ") runs as written " .. mode, function()
       local fx = assert(fixtures[b.fixture], where .. ": no fixture " .. tostring(b.fixture))
       assert.equal(200, sb.request("POST", "/_sandbox/reset").status)
       local t = { sandbox = base, sb = sb, where = where }
       local data = fx.setup and fx.setup(t) or {}
-      local code = sandbox_url(b.code)
+      local code = addresses(b.code, fx.addresses and fx.addresses(data))
       local ok, summary_or_err = pcall(function()
-        if uses_nginx(b.code) then
+        if uses_nginx(b) then
           local req = fx.request and fx.request(data) or {}
           local headers = { ["X-Doctest-Fixture"] = b.fixture, ["X-Doctest-Line"] = tostring(b.line),
                             ["X-Doctest-Code"] = core.b64_encode(code),
