@@ -50,7 +50,7 @@ local cjson = require "cjson.safe"
 local core = require "paykit.core"
 
 local README = os.getenv("PAYKIT_TEST_README") or "README.md"   -- another file: for checking this spec
-local NGINX_PORT = tonumber(os.getenv("PAYKIT_TEST_README_NGINX_PORT")) or 18877
+local NGINX_PORT = tonumber(os.getenv("PAYKIT_TEST_README_NGINX_PORT")) or 18879
 
 -- The blocks: {line = first line of code, code = text, fixture = name or nil, problem = text}.
 local function blocks_of(path)

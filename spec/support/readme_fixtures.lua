@@ -351,6 +351,23 @@ M.journal = {
   end,
 }
 
+-- Per-call transport options: `gw` is a Moka instance on the sandbox; the call's correlation
+-- id reaches its result (or error).
+M.http_with = {
+  setup = function(t) return { sandbox = t.sandbox } end,
+  globals = function(data)
+    return { gw = assert(require("paykit").moka { dealer_code = MOKA.dealer_code, username = MOKA.username,
+                                                  password = MOKA.password, base_url = data.sandbox .. "/moka" }) }
+  end,
+  summary = function(l)
+    local got = l.r or l.err
+    return { correlation_id = got and got.correlation_id, status = l.r and l.r.status, err = errinfo(l.err) }
+  end,
+  check = function(s)
+    assert.equal("order-17", s.correlation_id)
+  end,
+}
+
 -- The sandbox's fault modes from Lua: `moka` is the shop's instance, `payment` a non-3D payment.
 M.sandbox_faults = {
   setup = function(t) return { sandbox = t.sandbox } end,
