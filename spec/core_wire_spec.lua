@@ -584,3 +584,90 @@ describe("core wire client", function()
     end
   end)
 end)
+
+-- The fault cells (spec/support/fault_server.lua) at the bare transport: every cell, a charging
+-- POST with a body, a charging POST without one and an idempotent GET, through the wire client
+-- and through libcurl in the same run. A charging request reaches the server exactly once (0
+-- where no HTTP peer was reached); codes and maybe_sent are libcurl's, except where the wire
+-- reads the answer more strictly (DIFFER).
+describe("core wire client in the fault cells", function()
+  local fault = require "spec.support.fault"
+  local P = fault.PORTS
+  local PLAIN = "http://127.0.0.1:" .. P.http .. "/"
+  local f, seq = nil, 0
+  local CELLS = {
+    { "refused", url = "http://127.0.0.1:" .. P.refused .. "/refused", sent = false },
+    { "dns", url = "http://paykit-fault.invalid:" .. P.http .. "/dns", sent = false },
+    { "tls_untrusted", url = "https://localhost:" .. P.untrusted .. "/tls_untrusted", sent = false },
+    { "tls_wronghost", url = "https://localhost:" .. P.wronghost .. "/tls_wronghost", sent = false },
+    { "reset_before" }, { "reset_mid" }, { "hang" }, { "trickle" },
+    { "s500" }, { "s502" }, { "s503" }, { "s504" }, { "garbage" }, { "truncated" },
+    { "oversize" }, { "wrong_ct" }, { "bad_chunk" }, { "dup_cl" }, { "bad_status" },
+    { "drop_second", twice = true }, { "idle_close", twice = true, pause = 0.5 },
+  }
+  -- libcurl reads a broken chunk size as a receive error and takes one of two Content-Lengths;
+  -- libhttp-parser refuses both answers as malformed
+  local DIFFER = { bad_chunk = "protocol", dup_cl = "protocol" }
+  local CALLS = {
+    { "charging POST with a body", method = "POST", body = "pay=1", charging = true },
+    { "charging POST without a body", method = "POST", charging = true },
+    { "idempotent GET", method = "GET" },
+  }
+
+  lazy_setup(function() f = fault.start(nginx.root()) end)
+  lazy_teardown(function() if f then f.stop() end end)
+
+  local function run(make, cell, call)
+    local c = make { timeout = 1500, connect_timeout = 1500, cafile = f.cafile }
+    local url = cell.url or (PLAIN .. cell[1])
+    if cell.twice then seq = seq + 1; url = PLAIN .. cell[1] .. "/w" .. seq end
+    f.reset()
+    local req = { url = url, method = call.method, body = call.body }
+    local out = {}
+    for i = 1, cell.twice and 2 or 1 do
+      if i == 2 and cell.pause then socket.sleep(cell.pause) end
+      local res, msg, code, maybe_sent = c:request(req)
+      out[i] = { res = res, msg = msg, code = code, maybe_sent = maybe_sent }
+    end
+    c:close()
+    local n = 0
+    for _, r in ipairs(f.log().requests) do if r.cell == cell[1] then n = n + 1 end end
+    if cell.twice then
+      assert(out[1].res, "the first call was not answered: " .. tostring(out[1].msg))
+      n = n - 1
+    end
+    return out[#out], n, f.log()
+  end
+
+  for _, cell in ipairs(CELLS) do
+    for _, call in ipairs(CALLS) do
+      it(call[1] .. " in cell " .. cell[1] .. ": as libcurl, exactly once", function()
+        local w, wn, wlog = run(core.wire_client, cell, call)
+        local c, cn = run(core.http_client, cell, call)
+        local what = cell[1] .. " / " .. call[1] .. ": wire " .. tostring(w.code) .. " " .. tostring(w.msg)
+          .. ", libcurl " .. tostring(c.code) .. " " .. tostring(c.msg)
+        if call.charging then
+          assert.are.equal(cell.sent == false and 0 or 1, wn, "requests received: " .. what)
+        end
+        if DIFFER[cell[1]] then
+          assert.is_nil(w.res, what)
+          assert.are.equal(DIFFER[cell[1]], w.code, what)
+          assert.is_true(w.maybe_sent, what)
+          assert.are.equal(1, wn, what)
+          return
+        end
+        assert.are.equal(cn, wn, "requests received, wire and libcurl: " .. what)
+        assert.are.equal(c.code, w.code, what)
+        assert.are.equal(c.maybe_sent, w.maybe_sent, what)
+        if c.res then
+          assert.are.equal(c.res.status, w.res.status, what)
+          assert.are.equal(c.res.body, w.res.body, what)
+        end
+        if cell[1]:match("^tls_") then
+          assert.are.equal("tls_verify", w.code, what)
+          assert.are.equal(1, wlog.conns[tostring(cell.url:match(":(%d+)/"))], what)
+        end
+      end)
+    end
+  end
+end)
