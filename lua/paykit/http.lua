@@ -130,6 +130,9 @@ end
 --  * `timeout` (seconds, default 30), `connect_timeout` (seconds, default 10)
 --  * `verify_tls` (default true), `cafile`, `capath`, `max_response` (bytes),
 --    `user_agent` (default "paykit/VERSION", `paykit.runtime.USER_AGENT`)
+--  * `transport` "curl" (libcurl, the default) or "wire" (`paykit.core.wire_client`: plain
+--    HTTP/1.1 over sockets and OpenSSL, no proxies or redirects; libcurl is used anyway when a
+--    proxy variable is set); the environment variable PAYKIT_TRANSPORT sets the default
 --  * `allow_blocking` true: inside nginx, make requests with libcurl even in a phase without
 --    cosockets (log, header_filter, ...), blocking the worker; refused otherwise
 --    (`paykit.runtime.check_blocking`)
@@ -158,6 +161,9 @@ function _M.new(opts)
       deadline = num(retry.deadline, "retry.deadline", DEFAULT_RETRY.deadline),
     }
   end
+  if opts.transport ~= nil and opts.transport ~= "wire" and opts.transport ~= "curl" then
+    error(errors.config("transport", "invalid", 'transport must be "wire" or "curl"'), 0)
+  end
   local hooks = opts.hooks or {}
   if type(hooks) ~= "table" then error(errors.config("hooks", "invalid", "hooks must be a table {before=fn, after=fn}"), 0) end
   local self = {
@@ -168,6 +174,7 @@ function _M.new(opts)
     max_response = opts.max_response,
     user_agent = opts.user_agent or runtime.USER_AGENT,
     allow_blocking = opts.allow_blocking == true,
+    transport = opts.transport or os.getenv("PAYKIT_TRANSPORT") or "curl", -- core.wire_client or core.http_client
     log = _M.make_logger(opts.logger),
     hooks = { before = hooks.before, after = hooks.after },
     retry = r,
@@ -187,7 +194,9 @@ end
 function _M:core_client()
   if not self.client then
     local core = require "paykit.core"
-    self.client = core.http_client {
+    local wire = self.transport == "wire" and not (os.getenv("http_proxy") or os.getenv("https_proxy")
+      or os.getenv("HTTPS_PROXY") or os.getenv("all_proxy") or os.getenv("ALL_PROXY")) -- proxies: libcurl
+    self.client = (wire and core.wire_client or core.http_client) {
       connect_timeout = math.floor(self.connect_timeout * 1000),
       timeout = math.floor(self.timeout * 1000),
       verify = self.verify_tls, cafile = self.cafile, capath = self.capath,
@@ -260,6 +269,9 @@ _M.cjson = cjson
 --    the answer into `res.json`
 --  * `op` the operation name for logs, hooks and errors, e.g. "moka.capture"
 --  * `idempotent` true when a request that may have been sent can be repeated safely
+--  * `transport` "curl" (libcurl, the default) or "wire" (`paykit.core.wire_client`: plain
+--    HTTP/1.1 over sockets and OpenSSL, no proxies or redirects; libcurl is used anyway when a
+--    proxy variable is set); the environment variable PAYKIT_TRANSPORT sets the default
 --  * `allow_blocking` true: this call may block the worker (see @{new})
 -- @treturn table `{status=, headers=, body=, json=}`
 -- @return[2] nil
