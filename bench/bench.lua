@@ -225,6 +225,10 @@ end
 local rows = {}
 local function row(group, name, run, base) rows[#rows + 1] = { group = group, name = name, run = run, base = base, runs = {} } end
 
+-- the wire transport (core.wire_client) through paykit.http's PAYKIT_TRANSPORT, and for the
+-- bare rows through bench/calls.lua
+local WIRE = "PAYKIT_TRANSPORT=wire "
+
 local function build_rows()
   local names = { moka = "Moka 3D start", mocopay = "MoCoPay verifyPayment", zippy = "Zippy create transaction" }
   local runtimes = { { "lua5.4", "Lua 5.4" }, { "luajit", "LuaJIT" } }
@@ -238,10 +242,14 @@ local function build_rows()
       row(group, "wrk -t1 -c1 (same bytes)", function() return wrk_run(file, base .. "/", 1) end)
       for _, rt in ipairs(runtimes) do
         row(group, "paykit " .. rt[2], function() return calls_run(rt[1], prov, "seq", base, SECONDS, 1, CA) end, w)
+        row(group, "paykit " .. rt[2] .. ", wire transport", function()
+          return calls_run(WIRE .. rt[1], prov, "seq", base, SECONDS, 1, CA) end, w)
       end
       if prov == "moka" then
         for _, rt in ipairs(runtimes) do
           row(group, "bare core request() " .. rt[2], function() return calls_run(rt[1], "bare", "seq", base, SECONDS, 1, CA) end, w)
+          row(group, "bare wire request() " .. rt[2], function()
+            return calls_run(WIRE .. rt[1], "bare", "seq", base, SECONDS, 1, CA) end, w)
         end
         row(group, "plain Lua loop over luasocket, Lua 5.4", function()
           return calls_run("lua5.4", "luasocket", "seq", base, SECONDS, 1, CA) end, w)
@@ -258,6 +266,8 @@ local function build_rows()
   for _, rt in ipairs(runtimes) do
     row(group, "paykit.batch " .. rt[2] .. ", " .. BATCH_N .. " tasks", function()
       return calls_run(rt[1], "moka", "batch", base, BATCH_N, 64, CA) end, w)
+    row(group, "paykit.batch " .. rt[2] .. ", wire transport", function()
+      return calls_run(WIRE .. rt[1], "moka", "batch", base, BATCH_N, 64, CA) end, w)
   end
   for _, prov in ipairs(provs) do
     local g = "inside nginx: " .. names[prov] .. ", http"

@@ -35,6 +35,7 @@
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,7 @@ typedef struct {
 typedef struct {
     int open;
     SSL_CTX *ctx;
+    BIO_METHOD *bio;            /* sockets without SIGPIPE (send with MSG_NOSIGNAL) */
     int epfd;
     conn *idle;                 /* kept connections, oldest first */
     int nidle;
@@ -181,6 +183,10 @@ static void wire_free(wire_t *w)
     if (w->ctx) {
         SSL_CTX_free(w->ctx);
         w->ctx = NULL;
+    }
+    if (w->bio) {
+        BIO_meth_free(w->bio);
+        w->bio = NULL;
     }
     free(w->cafile);
     free(w->capath);
@@ -284,6 +290,56 @@ static void tls_message(char *dst, size_t n, const char *what)
         snprintf(dst, n, "%s", what);
     }
     ERR_clear_error();
+}
+
+/* A socket BIO of our own: OpenSSL's writes with write(2), and a write to a connection the
+ * peer reset raises SIGPIPE, which would end a Lua process. This one sends with MSG_NOSIGNAL. */
+static int bio_write(BIO *b, const char *data, int len)
+{
+    ssize_t r;
+    BIO_clear_retry_flags(b);
+    do r = send((int)(intptr_t)BIO_get_data(b), data, (size_t)len, MSG_NOSIGNAL); while (r < 0 && errno == EINTR);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_write(b);
+    return (int)r;
+}
+
+static int bio_read(BIO *b, char *data, int len)
+{
+    ssize_t r;
+    BIO_clear_retry_flags(b);
+    do r = recv((int)(intptr_t)BIO_get_data(b), data, (size_t)len, 0); while (r < 0 && errno == EINTR);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_read(b);
+    return (int)r;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b; (void)num; (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO_METHOD *wire_bio(wire_t *w)
+{
+    if (!w->bio) {
+        BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "paykit wire socket");
+        if (!m)
+            return NULL;
+        if (!BIO_meth_set_write(m, bio_write) || !BIO_meth_set_read(m, bio_read) || !BIO_meth_set_ctrl(m, bio_ctrl)
+            || !BIO_meth_set_create(m, bio_create)) {
+            BIO_meth_free(m);
+            return NULL;
+        }
+        w->bio = m;
+    }
+    return w->bio;
 }
 
 /* The client's SSL_CTX, made on first use; NULL (message in w->tls_err) on failure. */
@@ -415,12 +471,18 @@ static void start_tls(wire_t *w, xfer *x)
     }
     ERR_clear_error();
     ssl = SSL_new(ctx);
-    if (!ssl || SSL_set_fd(ssl, x->k.fd) != 1) {
-        if (ssl)
-            SSL_free(ssl);
-        tls_message(x->err, sizeof x->err, "cannot create the TLS connection");
-        fail(w, x, "tls", 0, "%s", x->err);
-        return;
+    {
+        BIO_METHOD *m = ssl ? wire_bio(w) : NULL;
+        BIO *b = m ? BIO_new(m) : NULL;
+        if (!b) {
+            if (ssl)
+                SSL_free(ssl);
+            tls_message(x->err, sizeof x->err, "cannot create the TLS connection");
+            fail(w, x, "tls", 0, "%s", x->err);
+            return;
+        }
+        BIO_set_data(b, (void *)(intptr_t)x->k.fd);
+        SSL_set_bio(ssl, b, b); /* the SSL owns the BIO */
     }
     x->k.ssl = ssl;
     if (is_ip_literal(x->host)) {
@@ -906,9 +968,12 @@ static const char *parse_url(const char *u, url_t *p)
 static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer *x)
 {
     size_t n, body_len = 0, i;
-    const char *url, *method = NULL, *body = NULL, *bad;
+    const char *url, *method = NULL, *body = NULL, *bad = NULL;
+    xfer *xfailed = x;
+    int xbad = 0;
     long timeout_ms, connect_timeout_ms;
-    int has_body, idempotent, ok = 1, has_host = 0, has_ua = 0, has_accept = 0;
+    int has_body, idempotent, ok = 1, has_host = 0, has_ua = 0, has_accept = 0, has_ct = 0;
+    size_t hstart = 0;
     url_t u;
     if (!lua_istable(L, idx))
         req_argerror(L, arg, pos, "request must be a table");
@@ -970,10 +1035,12 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
         paykit_resp_start(&x->resp, w->max_response, x->head);
         x->state = X_START;
         bad = parse_url(url, &u);
-        if (bad) {
-            fail(w, x, "other", 0, "unusable URL: %s", bad);
-            return 0;
-        }
+    }
+    if (x && bad) {
+        x = NULL; /* the headers are still checked (misuse raises) before the URL fails */
+        xbad = 1;
+    }
+    if (x) {
         x->tls = u.tls;
         memcpy(x->host, u.host, u.host_len);
         x->host[u.host_len] = '\0';
@@ -984,6 +1051,7 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
             ADDS(&x->out, "/", &ok);
         add(&x->out, u.path, u.path_len, &ok);
         ADDS(&x->out, " HTTP/1.1\r\n", &ok);
+        hstart = x->out.len;
     }
 
     lua_getfield(L, idx, "headers");
@@ -1026,9 +1094,10 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
                     if (hl == 4 && strncasecmp(hn, "host", 4) == 0) has_host = 1;
                     if (hl == 10 && strncasecmp(hn, "user-agent", 10) == 0) has_ua = 1;
                     if (hl == 6 && strncasecmp(hn, "accept", 6) == 0) has_accept = 1;
+                    if (hl == 12 && strncasecmp(hn, "content-type", 12) == 0) has_ct = 1;
                     if (name) {
                         add(&x->out, name, nn, &ok);
-                        ADDS(&x->out, ": ", &ok);
+                        ADDS(&x->out, vn ? ": " : ":", &ok);
                     }
                     add(&x->out, value, vn, &ok);
                     ADDS(&x->out, "\r\n", &ok);
@@ -1039,29 +1108,46 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
     }
     lua_pop(L, 1);
 
+    if (xbad) {
+        fail(w, xfailed, "other", 0, "unusable URL: %s", bad);
+        return 0;
+    }
     if (x) {
         char num[32];
+        paykit_buf pre = { NULL, 0, 0 };
+        /* Host, User-Agent, Accept before the caller's headers, in libcurl's order */
         if (!has_host) {
-            ADDS(&x->out, "Host: ", &ok);
-            if (u.bracketed) ADDS(&x->out, "[", &ok);
-            ADDS(&x->out, x->host, &ok);
-            if (u.bracketed) ADDS(&x->out, "]", &ok);
+            ADDS(&pre, "Host: ", &ok);
+            if (u.bracketed) ADDS(&pre, "[", &ok);
+            ADDS(&pre, x->host, &ok);
+            if (u.bracketed) ADDS(&pre, "]", &ok);
             if (!u.default_port) {
-                ADDS(&x->out, ":", &ok);
-                ADDS(&x->out, x->port, &ok);
+                ADDS(&pre, ":", &ok);
+                ADDS(&pre, x->port, &ok);
             }
-            ADDS(&x->out, "\r\n", &ok);
+            ADDS(&pre, "\r\n", &ok);
         }
         if (!has_ua && w->user_agent) {
-            ADDS(&x->out, "User-Agent: ", &ok);
-            ADDS(&x->out, w->user_agent, &ok);
-            ADDS(&x->out, "\r\n", &ok);
+            ADDS(&pre, "User-Agent: ", &ok);
+            ADDS(&pre, w->user_agent, &ok);
+            ADDS(&pre, "\r\n", &ok);
         }
         if (!has_accept)
-            ADDS(&x->out, "Accept: */*\r\n", &ok);
-        if (has_body || strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 || strcmp(method, "PATCH") == 0) {
+            ADDS(&pre, "Accept: */*\r\n", &ok);
+        if (ok && pre.len) {
+            size_t tail = x->out.len - hstart;
+            if (add(&x->out, pre.p, pre.len, &ok)) {
+                memmove(x->out.p + hstart + pre.len, x->out.p + hstart, tail);
+                memcpy(x->out.p + hstart, pre.p, pre.len);
+            }
+        }
+        paykit_buf_free(&pre);
+        if ((has_body || strcmp(method, "POST") == 0) && !x->head) {
+            /* as libcurl writes a POST body: its length, and a form type unless one is given */
             snprintf(num, sizeof num, "Content-Length: %zu\r\n", body_len);
             ADDS(&x->out, num, &ok);
+            if (!has_ct)
+                ADDS(&x->out, "Content-Type: application/x-www-form-urlencoded\r\n", &ok);
         }
         ADDS(&x->out, "\r\n", &ok);
         if (body_len)
@@ -1225,11 +1311,11 @@ static int wire_request(lua_State *L)
     int nret;
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
-    read_request(L, w, 2, 2, 0, NULL); /* raises on misuse before anything is set up */
     wire_settle(w);
     if (!wire_slots(w, 1))
         return luaL_error(L, "out of memory");
     x = &w->xs[0];
+    /* raises on misuse before any connection is touched (the slot is settled next time) */
     x->index = 1;
     if (read_request(L, w, 2, 2, 0, x))
         drive_one(w, x);

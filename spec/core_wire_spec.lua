@@ -89,6 +89,7 @@ local LOCATIONS = [[
       sock:send("HTTP/1.1 " .. (ngx.var.arg_code or "21") .. " OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
     }
   }
+  location = /raw { content_by_lua_block { ngx.req.read_body(); ngx.print(ngx.req.raw_header(), ngx.req.get_body_data() or "") } }
   location = /sni { content_by_lua_block { ngx.print(ngx.var.ssl_server_name or "none") } }
   location = /count {
     content_by_lua_block { ngx.print(ngx.shared.counts:get(ngx.var.arg_key) or 0) }
@@ -214,6 +215,18 @@ describe("core wire client", function()
       assert.are.equal("0", res.headers["x-body-length"])
       local del = assert(client:request { method = "DELETE", url = BASE .. "/echo" })
       assert.are.equal("DELETE", del.headers["x-method"])
+    end)
+
+    it("sends the same bytes as the libcurl client", function()
+      for _, req in ipairs {
+        { url = BASE .. "/raw?a=1&b=%20", method = "POST", headers = { "Content-Type: application/json", "X-A: 1" }, body = '{"x":1}' },
+        { url = BASE .. "/raw" },
+        { url = BASE .. "/raw", method = "PUT", headers = { ["X-Empty"] = "" }, body = "" },
+      } do
+        local a = assert(core.http_client({ user_agent = "paykit-test/1" }):request(req))
+        local b = assert(core.wire_client({ user_agent = "paykit-test/1" }):request(req))
+        assert.are.equal(a.body, b.body)
+      end
     end)
 
     it("joins repeated response headers with a comma", function()
@@ -518,12 +531,13 @@ describe("core wire client", function()
       local a = c:batch(reqs, { max_in_flight = 4 })
       local b = c:batch(reqs, { max_in_flight = 4 })
       c:close()
-      local seen = {}
-      for i = 1, 8 do seen[a[i].headers["x-conn"]] = true end
-      local n = 0
+      -- at most 4 in flight: kept connections are taken before new ones are opened, so both
+      -- batches together use at most 4 (the wire may finish a request before the next slot
+      -- starts, so the first batch alone may use fewer)
+      local seen, n = {}, 0
+      for i = 1, 8 do seen[a[i].headers["x-conn"]] = true; seen[b[i].headers["x-conn"]] = true end
       for _ in pairs(seen) do n = n + 1 end
-      assert.is_true(n <= 4, "first batch used " .. n .. " connections")
-      for i = 1, 8 do assert.is_true(seen[b[i].headers["x-conn"]], "second batch opened a new connection") end
+      assert.is_true(n <= 4, "the two batches used " .. n .. " connections")
     end)
 
     it("returns an empty array for no requests and checks every request first", function()
