@@ -112,7 +112,8 @@ typedef struct {
     BIO_METHOD *bio;            /* sockets without SIGPIPE (send with MSG_NOSIGNAL) */
     int epfd;
     conn *idle;                 /* kept connections, oldest first */
-    int nidle;
+    int nidle, cap_idle;
+    long pool_limit;            /* max_connections, or a batch's larger max_in_flight */
     xfer *xs;                   /* transfer slots */
     int nxs;
     long connect_timeout_ms, timeout_ms, max_connections;
@@ -175,7 +176,7 @@ static void wire_free(wire_t *w)
         conn_close(&w->idle[i]);
     free(w->idle);
     w->idle = NULL;
-    w->nidle = 0;
+    w->nidle = w->cap_idle = 0;
     if (w->epfd >= 0) {
         close(w->epfd);
         w->epfd = -1;
@@ -260,17 +261,20 @@ static int pool_take(wire_t *w, const char *key, conn *out)
 
 static void pool_put(wire_t *w, conn *k)
 {
-    if (w->nidle >= w->max_connections) {
+    if (w->nidle >= w->pool_limit) {
         conn_close(&w->idle[0]);
         memmove(&w->idle[0], &w->idle[1], (size_t)(w->nidle - 1) * sizeof *w->idle);
         w->nidle--;
     }
-    if (!w->idle) {
-        w->idle = (conn *)calloc((size_t)w->max_connections, sizeof *w->idle);
-        if (!w->idle) {
+    if (w->nidle >= w->cap_idle) {
+        int cap = w->cap_idle ? w->cap_idle * 2 : 16;
+        conn *idle = (conn *)realloc(w->idle, (size_t)cap * sizeof *idle);
+        if (!idle) {
             conn_close(k);
             return;
         }
+        w->idle = idle;
+        w->cap_idle = cap;
     }
     w->idle[w->nidle++] = *k;
     k->fd = -1;
@@ -1257,6 +1261,7 @@ static int wire_client(lua_State *L)
     }
     if (w->max_connections < 1)
         w->max_connections = 1;
+    w->pool_limit = w->max_connections;
     return 1;
 }
 
@@ -1351,6 +1356,8 @@ static int wire_batch(lua_State *L)
         return 1;
     wire_settle(w);
     slots = (int)(max_in_flight < n ? max_in_flight : n);
+    if (slots > w->pool_limit)
+        w->pool_limit = slots; /* as libcurl's connection cache: every connection of a batch stays */
     if (!wire_slots(w, slots))
         return luaL_error(L, "out of memory");
     if (w->epfd < 0) {
