@@ -89,7 +89,9 @@ local LOCATIONS = [[
       sock:send("HTTP/1.1 " .. (ngx.var.arg_code or "21") .. " OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
     }
   }
-  location = /raw { content_by_lua_block { ngx.req.read_body(); ngx.print(ngx.req.raw_header(), ngx.req.get_body_data() or "") } }
+  location = /raw {
+    content_by_lua_block { ngx.req.read_body(); ngx.print(ngx.req.raw_header(), ngx.req.get_body_data() or "") }
+  }
   location = /sni { content_by_lua_block { ngx.print(ngx.var.ssl_server_name or "none") } }
   location = /count {
     content_by_lua_block { ngx.print(ngx.shared.counts:get(ngx.var.arg_key) or 0) }
@@ -219,7 +221,8 @@ describe("core wire client", function()
 
     it("sends the same bytes as the libcurl client", function()
       for _, req in ipairs {
-        { url = BASE .. "/raw?a=1&b=%20", method = "POST", headers = { "Content-Type: application/json", "X-A: 1" }, body = '{"x":1}' },
+        { url = BASE .. "/raw?a=1&b=%20", method = "POST", headers = { "Content-Type: application/json", "X-A: 1" },
+          body = '{"x":1}' },
         { url = BASE .. "/raw" },
         { url = BASE .. "/raw", method = "PUT", headers = { ["X-Empty"] = "" }, body = "" },
       } do
