@@ -191,14 +191,15 @@ end
 local function captures()
   curl_get(cap_url("arm=1"))
   local paths = { moka = F.moka_path, mocopay = F.mocopay_path, zippy = F.zippy_path }
-  for _, prov in ipairs { "moka", "mocopay", "zippy" } do
+  for _, prov in ipairs(QUICK and { "moka" } or { "moka", "mocopay", "zippy" }) do -- the measured ones
     for _, scheme in ipairs { "http", "https" } do
       local base = scheme .. "://127.0.0.1:" .. PORT[scheme]
       local key = PORT[scheme] .. paths[prov]
       local file = string.format("%s/%s-%s.req", DIR, prov, scheme)
       local r = parse_result(capture(table.concat({ "lua5.4 bench/calls.lua", prov, "once", q(base), 1, 1, q(CA) }, " ")))
       local a = grab(key, file)
-      if r.failed or r.errors > 0 or not a then error("capture of " .. prov .. " over " .. scheme .. " failed: " .. tostring(r.failed), 0) end
+      if r.failed or r.errors > 0 or not a then error("capture of " .. prov .. " over " .. scheme .. " failed: " .. tostring(r.failed)
+        .. (r.errors and (", " .. r.errors .. " call(s) not mapped as expected") or "") .. (a and "" or ", no bytes captured"), 0) end
       parse_result(capture(table.concat({ "luajit bench/calls.lua", prov, "once", q(base), 1, 1, q(CA) }, " ")))
       local b = grab(key, DIR .. "/luajit.req") or ""
       captured[prov .. "-" .. scheme] = (a == b and "LuaJIT sends the same bytes")
@@ -225,6 +226,10 @@ end
 local rows = {}
 local function row(group, name, run, base) rows[#rows + 1] = { group = group, name = name, run = run, base = base, runs = {} } end
 
+-- the wire transport (core.wire_client) through paykit.http's PAYKIT_TRANSPORT, and for the
+-- bare rows through bench/calls.lua
+local WIRE = "PAYKIT_TRANSPORT=wire "
+
 local function build_rows()
   local names = { moka = "Moka 3D start", mocopay = "MoCoPay verifyPayment", zippy = "Zippy create transaction" }
   local runtimes = { { "lua5.4", "Lua 5.4" }, { "luajit", "LuaJIT" } }
@@ -238,10 +243,14 @@ local function build_rows()
       row(group, "wrk -t1 -c1 (same bytes)", function() return wrk_run(file, base .. "/", 1) end)
       for _, rt in ipairs(runtimes) do
         row(group, "paykit " .. rt[2], function() return calls_run(rt[1], prov, "seq", base, SECONDS, 1, CA) end, w)
+        row(group, "paykit " .. rt[2] .. ", wire transport", function()
+          return calls_run(WIRE .. rt[1], prov, "seq", base, SECONDS, 1, CA) end, w)
       end
       if prov == "moka" then
         for _, rt in ipairs(runtimes) do
           row(group, "bare core request() " .. rt[2], function() return calls_run(rt[1], "bare", "seq", base, SECONDS, 1, CA) end, w)
+          row(group, "bare wire request() " .. rt[2], function()
+            return calls_run(WIRE .. rt[1], "bare", "seq", base, SECONDS, 1, CA) end, w)
         end
         row(group, "plain Lua loop over luasocket, Lua 5.4", function()
           return calls_run("lua5.4", "luasocket", "seq", base, SECONDS, 1, CA) end, w)
@@ -258,6 +267,8 @@ local function build_rows()
   for _, rt in ipairs(runtimes) do
     row(group, "paykit.batch " .. rt[2] .. ", " .. BATCH_N .. " tasks", function()
       return calls_run(rt[1], "moka", "batch", base, BATCH_N, 64, CA) end, w)
+    row(group, "paykit.batch " .. rt[2] .. ", wire transport", function()
+      return calls_run(WIRE .. rt[1], "moka", "batch", base, BATCH_N, 64, CA) end, w)
   end
   for _, prov in ipairs(provs) do
     local g = "inside nginx: " .. names[prov] .. ", http"
@@ -358,7 +369,7 @@ local function main()
   p()
   p("Identical bytes: each wrk row sends the request paykit sent (captured by the server: raw header + body).")
   for _, k in ipairs { "moka-http", "moka-https", "mocopay-http", "mocopay-https", "zippy-http", "zippy-https" } do
-    p(string.format("  %-14s %d bytes; %s", k, captured[k .. "-len"], captured[k]))
+    p(string.format("  %-14s %d bytes; %s", k, captured[k .. "-len"] or 0, tostring(captured[k] or "not captured")))
   end
   p("  bare core request(): " .. tostring(captured.bare))
   p("vs base: the group's first row (wrk -t1 or the raw cosocket loop). client CPU: user+system of the client")

@@ -44,7 +44,8 @@ local function setup()
       if l == "user-agent" then ua = value
       elseif l ~= "host" and l ~= "content-length" then headers[#headers + 1] = name .. ": " .. value end
     end
-    local c = core.http_client { cafile = cafile, user_agent = ua }
+    local make = os.getenv("PAYKIT_TRANSPORT") == "wire" and core.wire_client or core.http_client
+    local c = make { cafile = cafile, user_agent = ua }
     local req = { method = method, url = base .. path, headers = headers, body = body }
     return function()
       local res = c:request(req)

@@ -15,32 +15,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
-#include <http_parser.h>
-#include "paykit.h"
+
+#include "httpparse.h"
 
 #define PARSER_MT "paykit.http_response_parser"
 #define DEFAULT_MAX_BODY ((size_t)8 * 1024 * 1024)
 
-enum pstate { ST_PARSING = 0, ST_DONE, ST_ERROR };
+#define ST_PARSING PAYKIT_RESP_PARSING
+#define ST_DONE PAYKIT_RESP_DONE
+#define ST_ERROR PAYKIT_RESP_ERROR
 enum perr { PE_NONE = 0, PE_TOO_LARGE, PE_NOMEM, PE_BAD_NAME, PE_BAD_VERSION, PE_BAD_STATUS };
 
-typedef struct {
-    http_parser hp;
-    paykit_buf body;
-    paykit_buf hdrs;   /* completed headers: name '\0' value '\0' ..., names lowercased */
-    paykit_buf field;  /* header name being read */
-    paykit_buf value;  /* header value being read */
-    size_t max_body;
-    int in_value;
-    int head;    /* response to a HEAD request: no body whatever the headers say */
-    int keepalive;
-    int status;
-    enum pstate state;
-    enum perr cb_err;
-    int closed;
-    char err[160];
-    const char *code;
-} parser_t;
+typedef paykit_resp parser_t; /* the state (csrc/httpparse.h), shared with csrc/wire.c */
 
 static parser_t *from_hp(http_parser *hp)
 {
@@ -228,6 +214,47 @@ static void run(parser_t *ps, const char *data, size_t len)
     }
 }
 
+/* ---- the C-level API (csrc/httpparse.h) ---- */
+
+void paykit_resp_start(paykit_resp *ps, size_t max_body, int head)
+{
+    ps->max_body = max_body;
+    parser_start(ps, head);
+}
+
+int paykit_resp_feed(paykit_resp *ps, const char *data, size_t len)
+{
+    if (ps->state == ST_PARSING) run(ps, len ? data : NULL, len);
+    else if (ps->state == ST_DONE && len > 0) ps->keepalive = 0;
+    return ps->state;
+}
+
+void paykit_resp_push_headers(lua_State *L, const paykit_resp *ps)
+{
+    size_t off = 0;
+    int t;
+    lua_newtable(L);
+    t = lua_gettop(L);
+    while (off < ps->hdrs.len) {
+        const char *name = ps->hdrs.p + off;
+        size_t nlen = strlen(name);
+        const char *value = name + nlen + 1;
+        size_t vlen = strlen(value);
+        off += nlen + 1 + vlen + 1;
+        lua_pushlstring(L, name, nlen);
+        paykit_addheader(L, t, value, vlen);
+        lua_pop(L, 1);
+    }
+}
+
+void paykit_resp_free(paykit_resp *ps)
+{
+    paykit_buf_free(&ps->body);
+    paykit_buf_free(&ps->hdrs);
+    paykit_buf_free(&ps->field);
+    paykit_buf_free(&ps->value);
+}
+
 static int l_feed(lua_State *L)
 {
     parser_t *ps = check_parser(L);
@@ -248,24 +275,11 @@ static int l_finish(lua_State *L)
 static int l_result(lua_State *L)
 {
     parser_t *ps = check_parser(L);
-    size_t off = 0;
-    int t;
     if (ps->state != ST_DONE) return luaL_error(L, "http response parser: the response is not complete");
     lua_createtable(L, 0, 4);
     lua_pushinteger(L, ps->status);
     lua_setfield(L, -2, "status");
-    lua_newtable(L);
-    t = lua_gettop(L);
-    while (off < ps->hdrs.len) {
-        const char *name = ps->hdrs.p + off;
-        size_t nlen = strlen(name);
-        const char *value = name + nlen + 1;
-        size_t vlen = strlen(value);
-        off += nlen + 1 + vlen + 1;
-        lua_pushlstring(L, name, nlen);
-        paykit_addheader(L, t, value, vlen);
-        lua_pop(L, 1);
-    }
+    paykit_resp_push_headers(L, ps);
     lua_setfield(L, -2, "headers");
     lua_pushlstring(L, ps->body.p ? ps->body.p : "", ps->body.len);
     lua_setfield(L, -2, "body");
@@ -296,10 +310,7 @@ static int l_reset(lua_State *L)
 static int l_close(lua_State *L)
 {
     parser_t *ps = (parser_t *)luaL_checkudata(L, 1, PARSER_MT);
-    paykit_buf_free(&ps->body);
-    paykit_buf_free(&ps->hdrs);
-    paykit_buf_free(&ps->field);
-    paykit_buf_free(&ps->value);
+    paykit_resp_free(ps);
     ps->closed = 1;
     return 0;
 }

@@ -212,6 +212,9 @@ end
 --    request id is read from an answer (UNCONFIRMED for every provider; see README)
 --  * `verify_tls` (default true), `cafile`, `capath`, `max_response` (bytes),
 --    `user_agent` (default "paykit/VERSION", `paykit.runtime.USER_AGENT`)
+--  * `transport` "curl" (libcurl, the default) or "wire" (`paykit.core.wire_client`: plain
+--    HTTP/1.1 over sockets and OpenSSL, no proxies or redirects; libcurl is used anyway when a
+--    proxy variable is set); the environment variable PAYKIT_TRANSPORT sets the default
 --  * `allow_blocking` true: inside nginx, make requests with libcurl even in a phase without
 --    cosockets (log, header_filter, ...), blocking the worker; refused otherwise
 --    (`paykit.runtime.check_blocking`)
@@ -255,6 +258,9 @@ function _M.new(opts)
       deadline = num(retry.deadline, "retry.deadline", DEFAULT_RETRY.deadline),
     }
   end
+  if opts.transport ~= nil and opts.transport ~= "wire" and opts.transport ~= "curl" then
+    error(errors.config("transport", "invalid", 'transport must be "wire" or "curl"'), 0)
+  end
   local hooks = opts.hooks or {}
   if type(hooks) ~= "table" then error(errors.config("hooks", "invalid", "hooks must be a table {before=fn, after=fn}"), 0) end
   local id_headers = opts.request_id_headers
@@ -291,6 +297,7 @@ function _M.new(opts)
     max_response = opts.max_response,
     user_agent = opts.user_agent or runtime.USER_AGENT,
     allow_blocking = opts.allow_blocking == true,
+    transport = opts.transport or os.getenv("PAYKIT_TRANSPORT") or "curl", -- core.wire_client or core.http_client
     log = _M.make_logger(opts.logger),
     hooks = { before = hooks.before, after = hooks.after },
     retry = r,
@@ -310,7 +317,9 @@ end
 function _M:core_client()
   if not self.client then
     local core = require "paykit.core"
-    self.client = core.http_client {
+    local wire = self.transport == "wire" and not (os.getenv("http_proxy") or os.getenv("https_proxy")
+      or os.getenv("HTTPS_PROXY") or os.getenv("all_proxy") or os.getenv("ALL_PROXY")) -- proxies: libcurl
+    self.client = (wire and core.wire_client or core.http_client) {
       connect_timeout = math.floor(self.connect_timeout * 1000),
       timeout = math.floor(self.timeout * 1000),
       verify = self.verify_tls, cafile = self.cafile, capath = self.capath,
@@ -460,6 +469,9 @@ end
 --    the answer into `res.json`
 --  * `op` the operation name for logs, hooks and errors, e.g. "moka.capture"
 --  * `idempotent` true when a request that may have been sent can be repeated safely
+--  * `transport` "curl" (libcurl, the default) or "wire" (`paykit.core.wire_client`: plain
+--    HTTP/1.1 over sockets and OpenSSL, no proxies or redirects; libcurl is used anyway when a
+--    proxy variable is set); the environment variable PAYKIT_TRANSPORT sets the default
 --  * `allow_blocking` true: this call may block the worker (see @{new})
 --  * `timeout`, `connect_timeout`, `send_timeout`, `read_timeout` (seconds): this call's,
 --    over @{with}'s and the transport's

@@ -1,0 +1,1455 @@
+/* wire: a plain HTTP/1.1 keep-alive client over sockets and OpenSSL (the fast transport).
+ *
+ *   core.wire_client(opts)          -> client        (the options of core.http_client)
+ *   client:request(req)             -> {status=, headers=, body=} | nil, message, code, maybe_sent
+ *   client:batch(reqs[, {max_in_flight=N}]) -> array of responses or {error=, code=, maybe_sent=}
+ *   client:close(), client:closed()
+ *
+ * The same Lua interface and error vocabulary as core.http_client (csrc/http.c): codes dns,
+ * connect, connect_timeout, tls, tls_verify, timeout, send, recv, too_large, protocol, other.
+ * What it does not do, by design: redirects (follow_redirects = true is refused), proxies,
+ * HTTP/2, client certificates, compression; paykit.http keeps libcurl for those.
+ *
+ * Each request is a small state machine over a non-blocking socket (resolve, connect, TLS
+ * handshake, send, receive); request() drives one with poll(), batch() up to max_in_flight
+ * with the client's epoll descriptor. Deadlines: connect_timeout until the request can be
+ * written, timeout for the whole request. DNS is getaddrinfo, which blocks (also inside a
+ * batch); names under .invalid fail as dns without a lookup. Responses are parsed by
+ * csrc/httpparse.c (paykit_resp_*); a status outside 100-599 is a protocol error.
+ *
+ * Connections are kept per scheme+host+port (up to max_connections idle ones) and reused.
+ * Exactly once: before a kept connection is reused it is polled; one the server closed (or
+ * wrote to) while idle is dropped and a new one opened, nothing was sent on it. A request that
+ * is not idempotent (by default anything but GET, HEAD, OPTIONS; req.idempotent overrides) is
+ * never written twice: once a byte of it may have left, any failure is reported (send, recv,
+ * timeout, ... with maybe_sent = true). An idempotent request that meets a reused connection
+ * that died before any answer byte is sent once more on a new connection. Like the libcurl
+ * client, a body-less request that is not idempotent always gets a new connection.
+ *
+ * All C state hangs off the client userdata, allocated first; __gc, __close and :close() free
+ * everything and are idempotent. No Lua code runs while requests are in flight; results are
+ * built once a request is finished. No mutable globals. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "httpparse.h"
+
+#define WIRE_MT "paykit.wire.client"
+#define DEFAULT_CONNECT_TIMEOUT_MS 10000L
+#define DEFAULT_TIMEOUT_MS 30000L
+#define DEFAULT_MAX_RESPONSE (8u * 1024u * 1024u)
+#define DEFAULT_MAX_CONNECTIONS 16L
+#define READ_CHUNK 16384
+#define KEEP_BUFFER_BYTES (64u * 1024u)
+#define MAX_HOST 255
+
+/* ---- connections ------------------------------------------------------------------------ */
+
+typedef struct {
+    int fd;
+    SSL *ssl;
+    char key[MAX_HOST + 16]; /* "s|host|port" */
+} conn;
+
+static void conn_close(conn *k)
+{
+    if (k->ssl) {
+        SSL_free(k->ssl); /* no close_notify: the connection is dropped, not shut down */
+        k->ssl = NULL;
+    }
+    if (k->fd >= 0) {
+        close(k->fd);
+        k->fd = -1;
+    }
+}
+
+/* ---- a request in flight ---------------------------------------------------------------- */
+
+enum { X_FREE = 0, X_START, X_CONNECT, X_CONNECTING, X_HANDSHAKE, X_SEND, X_RECV, X_DONE };
+
+typedef struct {
+    int state;
+    int index;                  /* 1-based position in the batch */
+    conn k;                     /* fd -1 when none */
+    int reused, fresh, retried, idempotent, head, tls;
+    int sent_any, got_any, ok;
+    int want;                   /* POLLIN / POLLOUT while waiting */
+    int reg_fd;                 /* registered in the epoll set (batch), or -1 */
+    struct addrinfo *ai, *ai_next;
+    long long t_connect, t_total; /* deadlines, ms on the monotonic clock */
+    char host[MAX_HOST + 1], port[8];
+    paykit_buf out;             /* request head and body */
+    size_t out_off;
+    paykit_resp resp;
+    const char *code;
+    int maybe_sent;
+    char err[256];
+} xfer;
+
+typedef struct {
+    int open;
+    SSL_CTX *ctx;
+    BIO_METHOD *bio;            /* sockets without SIGPIPE (send with MSG_NOSIGNAL) */
+    int epfd;
+    conn *idle;                 /* kept connections, oldest first */
+    int nidle, cap_idle;
+    long pool_limit;            /* max_connections, or a batch's larger max_in_flight */
+    xfer *xs;                   /* transfer slots */
+    int nxs;
+    long connect_timeout_ms, timeout_ms, max_connections;
+    size_t max_response;
+    int verify;
+    char *cafile, *capath, *user_agent;
+    char tls_err[200];
+} wire_t;
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void buf_recycle(paykit_buf *b)
+{
+    b->len = 0;
+    if (b->cap > KEEP_BUFFER_BYTES)
+        paykit_buf_free(b);
+}
+
+static void xfer_unregister(wire_t *w, xfer *x)
+{
+    if (x->reg_fd >= 0) {
+        epoll_ctl(w->epfd, EPOLL_CTL_DEL, x->reg_fd, NULL);
+        x->reg_fd = -1;
+    }
+}
+
+/* Ends a transfer's use of its slot (the connection, if still held, is closed). */
+static void xfer_release(wire_t *w, xfer *x)
+{
+    xfer_unregister(w, x);
+    conn_close(&x->k);
+    if (x->ai) {
+        freeaddrinfo(x->ai);
+        x->ai = x->ai_next = NULL;
+    }
+    buf_recycle(&x->out);
+    buf_recycle(&x->resp.body);
+    buf_recycle(&x->resp.hdrs);
+    x->state = X_FREE;
+    x->index = 0;
+}
+
+static void wire_free(wire_t *w)
+{
+    int i;
+    for (i = 0; i < w->nxs; i++) {
+        xfer_release(w, &w->xs[i]);
+        paykit_buf_free(&w->xs[i].out);
+        paykit_resp_free(&w->xs[i].resp);
+    }
+    free(w->xs);
+    w->xs = NULL;
+    w->nxs = 0;
+    for (i = 0; i < w->nidle; i++)
+        conn_close(&w->idle[i]);
+    free(w->idle);
+    w->idle = NULL;
+    w->nidle = w->cap_idle = 0;
+    if (w->epfd >= 0) {
+        close(w->epfd);
+        w->epfd = -1;
+    }
+    if (w->ctx) {
+        SSL_CTX_free(w->ctx);
+        w->ctx = NULL;
+    }
+    if (w->bio) {
+        BIO_meth_free(w->bio);
+        w->bio = NULL;
+    }
+    free(w->cafile);
+    free(w->capath);
+    free(w->user_agent);
+    w->cafile = w->capath = w->user_agent = NULL;
+    w->open = 0;
+}
+
+/* Releases slots left busy by a call that a Lua error interrupted. */
+static void wire_settle(wire_t *w)
+{
+    int i;
+    for (i = 0; i < w->nxs; i++)
+        if (w->xs[i].state != X_FREE)
+            xfer_release(w, &w->xs[i]);
+}
+
+/* Makes at least n transfer slots; returns 0 when out of memory. */
+static int wire_slots(wire_t *w, int n)
+{
+    xfer *xs;
+    int i;
+    if (n <= w->nxs)
+        return 1;
+    xs = (xfer *)realloc(w->xs, (size_t)n * sizeof *xs);
+    if (!xs)
+        return 0;
+    for (i = w->nxs; i < n; i++) {
+        memset(&xs[i], 0, sizeof xs[i]);
+        xs[i].k.fd = -1;
+        xs[i].reg_fd = -1;
+    }
+    w->xs = xs;
+    w->nxs = n;
+    return 1;
+}
+
+/* ---- the pool ----------------------------------------------------------------------------- */
+
+/* Whether a kept connection still looks usable: the server has neither closed it nor written
+ * anything since its last answer (both make it unusable: nothing of ours was sent on it). */
+static int conn_alive(conn *k)
+{
+    struct pollfd p;
+    int r;
+    if (k->ssl && SSL_pending(k->ssl) > 0)
+        return 0;
+    p.fd = k->fd;
+    p.events = POLLIN;
+    p.revents = 0;
+    do r = poll(&p, 1, 0); while (r < 0 && errno == EINTR);
+    return r == 0;
+}
+
+/* Takes a live kept connection for key into *out; returns 0 when there is none. */
+static int pool_take(wire_t *w, const char *key, conn *out)
+{
+    int i = w->nidle;
+    while (i-- > 0) {
+        if (strcmp(w->idle[i].key, key) != 0)
+            continue;
+        *out = w->idle[i];
+        memmove(&w->idle[i], &w->idle[i + 1], (size_t)(w->nidle - i - 1) * sizeof *w->idle);
+        w->nidle--;
+        if (conn_alive(out))
+            return 1;
+        conn_close(out); /* closed or written to while idle: never used for a request */
+    }
+    return 0;
+}
+
+static void pool_put(wire_t *w, conn *k)
+{
+    if (w->nidle >= w->pool_limit) {
+        conn_close(&w->idle[0]);
+        memmove(&w->idle[0], &w->idle[1], (size_t)(w->nidle - 1) * sizeof *w->idle);
+        w->nidle--;
+    }
+    if (w->nidle >= w->cap_idle) {
+        int cap = w->cap_idle ? w->cap_idle * 2 : 16;
+        conn *idle = (conn *)realloc(w->idle, (size_t)cap * sizeof *idle);
+        if (!idle) {
+            conn_close(k);
+            return;
+        }
+        w->idle = idle;
+        w->cap_idle = cap;
+    }
+    w->idle[w->nidle++] = *k;
+    k->fd = -1;
+    k->ssl = NULL;
+}
+
+/* ---- TLS ---------------------------------------------------------------------------------- */
+
+static void tls_message(char *dst, size_t n, const char *what)
+{
+    unsigned long e = ERR_peek_last_error();
+    char reason[160];
+    if (e) {
+        ERR_error_string_n(e, reason, sizeof reason);
+        snprintf(dst, n, "%s: %s", what, reason);
+    } else {
+        snprintf(dst, n, "%s", what);
+    }
+    ERR_clear_error();
+}
+
+/* A socket BIO of our own: OpenSSL's writes with write(2), and a write to a connection the
+ * peer reset raises SIGPIPE, which would end a Lua process. This one sends with MSG_NOSIGNAL. */
+static int bio_write(BIO *b, const char *data, int len)
+{
+    ssize_t r;
+    BIO_clear_retry_flags(b);
+    do r = send((int)(intptr_t)BIO_get_data(b), data, (size_t)len, MSG_NOSIGNAL); while (r < 0 && errno == EINTR);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_write(b);
+    return (int)r;
+}
+
+static int bio_read(BIO *b, char *data, int len)
+{
+    ssize_t r;
+    BIO_clear_retry_flags(b);
+    do r = recv((int)(intptr_t)BIO_get_data(b), data, (size_t)len, 0); while (r < 0 && errno == EINTR);
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        BIO_set_retry_read(b);
+    return (int)r;
+}
+
+static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b; (void)num; (void)ptr;
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+static int bio_create(BIO *b)
+{
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static BIO_METHOD *wire_bio(wire_t *w)
+{
+    if (!w->bio) {
+        BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "paykit wire socket");
+        if (!m)
+            return NULL;
+        if (!BIO_meth_set_write(m, bio_write) || !BIO_meth_set_read(m, bio_read) || !BIO_meth_set_ctrl(m, bio_ctrl)
+            || !BIO_meth_set_create(m, bio_create)) {
+            BIO_meth_free(m);
+            return NULL;
+        }
+        w->bio = m;
+    }
+    return w->bio;
+}
+
+/* The client's SSL_CTX, made on first use; NULL (message in w->tls_err) on failure. */
+static SSL_CTX *wire_ctx(wire_t *w)
+{
+    SSL_CTX *ctx;
+    if (w->ctx)
+        return w->ctx;
+    ERR_clear_error();
+    ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        tls_message(w->tls_err, sizeof w->tls_err, "cannot create the TLS context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);
+    SSL_CTX_set_verify(ctx, w->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    if (w->cafile || w->capath) {
+        if (SSL_CTX_load_verify_locations(ctx, w->cafile, w->capath) != 1) {
+            tls_message(w->tls_err, sizeof w->tls_err, "cannot load the CA file or path");
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+    } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        tls_message(w->tls_err, sizeof w->tls_err, "cannot load the system CA certificates");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    w->ctx = ctx;
+    return ctx;
+}
+
+static int is_ip_literal(const char *host)
+{
+    unsigned char a[16];
+    return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+}
+
+/* ---- failing a transfer ------------------------------------------------------------------- */
+
+static void fail(wire_t *w, xfer *x, const char *code, int maybe_sent, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void fail(wire_t *w, xfer *x, const char *code, int maybe_sent, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->err, sizeof x->err, fmt, ap);
+    va_end(ap);
+    x->code = code;
+    x->maybe_sent = maybe_sent;
+    x->ok = 0;
+    x->state = X_DONE;
+    xfer_unregister(w, x);
+    conn_close(&x->k);
+}
+
+/* Once a connection exists, anything failing before the first byte of the request went out
+ * was never sent; from then on it may have been. */
+static int sent_flag(const xfer *x) { return x->sent_any; }
+
+/* ---- the state machine -------------------------------------------------------------------- */
+
+static int has_suffix_ci(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcasecmp(s + n - m, suffix) == 0;
+}
+
+/* Starts (again) on a new connection: for an idempotent retry or after a kept connection was
+ * found dead before anything was written. */
+static void restart_fresh(wire_t *w, xfer *x)
+{
+    xfer_unregister(w, x);
+    conn_close(&x->k);
+    x->fresh = 1;
+    x->reused = 0;
+    x->out_off = 0;
+    x->sent_any = x->got_any = 0;
+    paykit_resp_start(&x->resp, w->max_response, x->head);
+    x->state = X_START;
+}
+
+static void conn_key(const xfer *x, char *key, size_t n)
+{
+    snprintf(key, n, "%c|%s|%s", x->tls ? 's' : 'p', x->host, x->port);
+}
+
+/* Opens the socket for the next address (state X_CONNECTING or X_HANDSHAKE/X_SEND), or fails. */
+static void connect_next(wire_t *w, xfer *x, int last_errno)
+{
+    while (x->ai_next) {
+        struct addrinfo *a = x->ai_next;
+        int fd, one = 1;
+        x->ai_next = a->ai_next;
+        fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+        if (fd < 0) {
+            last_errno = errno;
+            continue;
+        }
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        x->k.fd = fd;
+        conn_key(x, x->k.key, sizeof x->k.key);
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+            x->state = X_CONNECTING; /* connected at once: checked below like the others */
+            x->want = POLLOUT;
+            return;
+        }
+        if (errno == EINPROGRESS) {
+            x->state = X_CONNECTING;
+            x->want = POLLOUT;
+            return;
+        }
+        last_errno = errno;
+        close(fd);
+        x->k.fd = -1;
+    }
+    fail(w, x, "connect", 0, "cannot connect to %s port %s: %s", x->host, x->port,
+         last_errno ? strerror(last_errno) : "no address");
+}
+
+static void start_tls(wire_t *w, xfer *x)
+{
+    SSL_CTX *ctx = wire_ctx(w);
+    SSL *ssl;
+    if (!ctx) {
+        fail(w, x, "tls", 0, "%s", w->tls_err);
+        return;
+    }
+    ERR_clear_error();
+    ssl = SSL_new(ctx);
+    {
+        BIO_METHOD *m = ssl ? wire_bio(w) : NULL;
+        BIO *b = m ? BIO_new(m) : NULL;
+        if (!b) {
+            if (ssl)
+                SSL_free(ssl);
+            tls_message(x->err, sizeof x->err, "cannot create the TLS connection");
+            fail(w, x, "tls", 0, "%s", x->err);
+            return;
+        }
+        BIO_set_data(b, (void *)(intptr_t)x->k.fd);
+        SSL_set_bio(ssl, b, b); /* the SSL owns the BIO */
+    }
+    x->k.ssl = ssl;
+    if (is_ip_literal(x->host)) {
+        /* no SNI for an address; the certificate must name the address */
+        if (w->verify && X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), x->host) != 1) {
+            fail(w, x, "tls", 0, "cannot set the address to verify");
+            return;
+        }
+    } else {
+        if (SSL_set_tlsext_host_name(ssl, x->host) != 1 || (w->verify && SSL_set1_host(ssl, x->host) != 1)) {
+            fail(w, x, "tls", 0, "cannot set the host name to verify");
+            return;
+        }
+    }
+    x->state = X_HANDSHAKE;
+    x->want = POLLOUT;
+}
+
+/* Whether the last SSL call wants to wait; sets x->want. */
+static int ssl_wait(xfer *x, int r)
+{
+    int e = SSL_get_error(x->k.ssl, r);
+    if (e == SSL_ERROR_WANT_READ) { x->want = POLLIN; return 1; }
+    if (e == SSL_ERROR_WANT_WRITE) { x->want = POLLOUT; return 1; }
+    return 0;
+}
+
+static void handshake(wire_t *w, xfer *x)
+{
+    int r;
+    ERR_clear_error();
+    r = SSL_connect(x->k.ssl);
+    if (r == 1) {
+        x->state = X_SEND;
+        return;
+    }
+    if (ssl_wait(x, r))
+        return;
+    {
+        long v = SSL_get_verify_result(x->k.ssl);
+        if (w->verify && v != X509_V_OK) {
+            ERR_clear_error();
+            fail(w, x, "tls_verify", 0, "TLS certificate of %s refused: %s", x->host,
+                 X509_verify_cert_error_string(v));
+        } else {
+            char m[200];
+            tls_message(m, sizeof m, "TLS handshake failed");
+            fail(w, x, "tls", 0, "%s", m);
+        }
+    }
+}
+
+/* Writes what is left of the request. */
+static void do_send(wire_t *w, xfer *x)
+{
+    while (x->out_off < x->out.len) {
+        const char *p = x->out.p + x->out_off;
+        size_t n = x->out.len - x->out_off;
+        if (x->k.ssl) {
+            size_t done = 0;
+            int r;
+            ERR_clear_error();
+            r = SSL_write_ex(x->k.ssl, p, n, &done);
+            if (r == 1) {
+                x->out_off += done;
+                x->sent_any = 1;
+                continue;
+            }
+            if (ssl_wait(x, r))
+                return;
+            if (!x->sent_any && x->reused) {
+                restart_fresh(w, x);
+                return;
+            }
+            {
+                char m[200];
+                tls_message(m, sizeof m, "TLS write failed");
+                fail(w, x, "send", 1, "%s", m);
+            }
+            return;
+        } else {
+            ssize_t r = send(x->k.fd, p, n, MSG_NOSIGNAL);
+            if (r > 0) {
+                x->out_off += (size_t)r;
+                x->sent_any = 1;
+                continue;
+            }
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                x->want = POLLOUT;
+                return;
+            }
+            if (!x->sent_any && x->reused) {
+                /* the kernel took none of it: nothing left, a new connection is no resend */
+                restart_fresh(w, x);
+                return;
+            }
+            fail(w, x, "send", 1, "sending the request failed: %s", strerror(errno));
+            return;
+        }
+    }
+    x->state = X_RECV;
+    x->want = POLLIN;
+}
+
+/* The connection ended (EOF or error) before the response was complete. */
+static void recv_ended(wire_t *w, xfer *x, int eof, int err)
+{
+    if (!x->got_any && x->reused && x->idempotent && !x->retried) {
+        x->retried = 1; /* once: a kept connection that died under an idempotent request */
+        restart_fresh(w, x);
+        return;
+    }
+    if (eof) {
+        int st = paykit_resp_feed(&x->resp, NULL, 0);
+        if (st == PAYKIT_RESP_DONE) { /* a body delimited by the end of the connection */
+            x->ok = 1;
+            x->state = X_DONE;
+            conn_close(&x->k);
+            xfer_unregister(w, x);
+            return;
+        }
+        if (!x->got_any)
+            fail(w, x, "recv", 1, "the connection was closed after the request was sent and before any "
+                                  "answer; a request that may charge is never sent again");
+        else
+            fail(w, x, "recv", 1, "the connection was closed before the response was complete");
+        return;
+    }
+    fail(w, x, "recv", 1, "receiving the response failed: %s", err ? strerror(err) : "TLS error");
+}
+
+static void do_recv(wire_t *w, xfer *x)
+{
+    char buf[READ_CHUNK];
+    for (;;) {
+        size_t got = 0;
+        int st;
+        if (x->k.ssl) {
+            int r;
+            ERR_clear_error();
+            r = SSL_read_ex(x->k.ssl, buf, sizeof buf, &got);
+            if (r != 1) {
+                int e = SSL_get_error(x->k.ssl, 0);
+                if (e == SSL_ERROR_WANT_READ) { x->want = POLLIN; return; }
+                if (e == SSL_ERROR_WANT_WRITE) { x->want = POLLOUT; return; }
+                if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno == 0)
+                    || (e == SSL_ERROR_SSL && ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+                    ERR_clear_error();
+                    recv_ended(w, x, 1, 0);
+                } else {
+                    int en = e == SSL_ERROR_SYSCALL ? errno : 0;
+                    ERR_clear_error();
+                    recv_ended(w, x, 0, en);
+                }
+                return;
+            }
+        } else {
+            ssize_t r = recv(x->k.fd, buf, sizeof buf, 0);
+            if (r < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK) { x->want = POLLIN; return; }
+                recv_ended(w, x, 0, errno);
+                return;
+            }
+            if (r == 0) {
+                recv_ended(w, x, 1, 0);
+                return;
+            }
+            got = (size_t)r;
+        }
+        x->got_any = 1;
+        st = paykit_resp_feed(&x->resp, buf, got);
+        if (st == PAYKIT_RESP_ERROR) {
+            if (strcmp(x->resp.code, "too_large") == 0 && strncmp(x->resp.err, "response body", 13) == 0)
+                fail(w, x, "too_large", 1, "response body larger than %zu bytes", w->max_response);
+            else
+                fail(w, x, x->resp.code, 1, "%s", x->resp.err);
+            return;
+        }
+        if (st == PAYKIT_RESP_DONE) {
+            x->ok = 1;
+            x->state = X_DONE;
+            xfer_unregister(w, x);
+            if (x->resp.keepalive && !(x->k.ssl && SSL_pending(x->k.ssl) > 0))
+                pool_put(w, &x->k);
+            else
+                conn_close(&x->k);
+            return;
+        }
+    }
+}
+
+/* Advances x as far as it goes without waiting. ready: the socket reported the events x
+ * waited for (for a connect in progress, the only way to know it ended). */
+static void advance(wire_t *w, xfer *x, int ready)
+{
+    for (;;) {
+        x->want = 0;
+        switch (x->state) {
+        case X_START: {
+            char key[sizeof x->k.key];
+            struct addrinfo hints;
+            int rc;
+            conn_key(x, key, sizeof key);
+            if (!x->fresh && pool_take(w, key, &x->k)) {
+                x->reused = 1;
+                x->state = X_SEND;
+                break;
+            }
+            if (strcasecmp(x->host, "invalid") == 0 || has_suffix_ci(x->host, ".invalid")) {
+                fail(w, x, "dns", 0, "cannot resolve host name %s", x->host);
+                return;
+            }
+            memset(&hints, 0, sizeof hints);
+            hints.ai_family = AF_UNSPEC;
+            hints.ai_socktype = SOCK_STREAM;
+            hints.ai_flags = AI_NUMERICSERV;
+            rc = getaddrinfo(x->host, x->port, &hints, &x->ai);
+            if (rc != 0) {
+                x->ai = NULL;
+                fail(w, x, "dns", 0, "cannot resolve host name %s: %s", x->host, gai_strerror(rc));
+                return;
+            }
+            x->ai_next = x->ai;
+            connect_next(w, x, 0);
+            if (x->state == X_DONE)
+                return;
+            ready = 0;
+            break;
+        }
+        case X_CONNECTING: {
+            int err = 0;
+            socklen_t len = sizeof err;
+            struct pollfd p;
+            if (!ready) {
+                p.fd = x->k.fd;
+                p.events = POLLOUT;
+                p.revents = 0;
+                if (poll(&p, 1, 0) <= 0) {
+                    x->want = POLLOUT;
+                    return;
+                }
+            }
+            ready = 0;
+            if (getsockopt(x->k.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+                err = errno;
+            if (err) {
+                close(x->k.fd);
+                x->k.fd = -1;
+                xfer_unregister(w, x);
+                connect_next(w, x, err);
+                if (x->state == X_DONE)
+                    return;
+                break;
+            }
+            if (x->ai) {
+                freeaddrinfo(x->ai);
+                x->ai = x->ai_next = NULL;
+            }
+            if (x->tls) {
+                start_tls(w, x);
+                if (x->state == X_DONE)
+                    return;
+            } else {
+                x->state = X_SEND;
+            }
+            break;
+        }
+        case X_HANDSHAKE:
+            handshake(w, x);
+            if (x->want || x->state == X_DONE)
+                return;
+            break;
+        case X_SEND:
+            do_send(w, x);
+            if (x->state == X_DONE || (x->want && x->state == X_SEND))
+                return;
+            break;
+        case X_RECV:
+            do_recv(w, x);
+            if (x->state == X_DONE || x->want)
+                return;
+            break;
+        default:
+            return;
+        }
+    }
+}
+
+/* Fails x if a deadline passed. Returns 1 when it did. */
+static int check_deadline(wire_t *w, xfer *x, long long now)
+{
+    int connecting = x->state == X_START || x->state == X_CONNECTING || x->state == X_HANDSHAKE;
+    if (connecting && now >= x->t_connect) {
+        fail(w, x, "connect_timeout", 0, "connecting to %s port %s timed out", x->host, x->port);
+        return 1;
+    }
+    if (now >= x->t_total) {
+        if (connecting)
+            fail(w, x, "connect_timeout", 0, "connecting to %s port %s timed out", x->host, x->port);
+        else
+            fail(w, x, "timeout", sent_flag(x) || x->state == X_RECV, "the request to %s port %s timed out",
+                 x->host, x->port);
+        return 1;
+    }
+    return 0;
+}
+
+static long long deadline_of(const xfer *x)
+{
+    int connecting = x->state == X_START || x->state == X_CONNECTING || x->state == X_HANDSHAKE;
+    return connecting && x->t_connect < x->t_total ? x->t_connect : x->t_total;
+}
+
+/* ---- reading requests --------------------------------------------------------------------- */
+
+static long opt_count(lua_State *L, int idx, int arg, const char *name, long def, long max)
+{
+    long v = def;
+    lua_getfield(L, idx, name);
+    if (!lua_isnil(L, -1)) {
+        long long n = 0;
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a number", name));
+        if (!paykit_tosafeint(L, -1, &n) || n < 0 || n > max)
+            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a non-negative integer", name));
+        v = (long)n;
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static int opt_bool(lua_State *L, int idx, int arg, const char *name, int def)
+{
+    int v = def;
+    lua_getfield(L, idx, name);
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TBOOLEAN)
+            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a boolean", name));
+        v = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+static char *opt_cstring(lua_State *L, int idx, int arg, const char *name)
+{
+    char *copy = NULL;
+    lua_getfield(L, idx, name);
+    if (!lua_isnil(L, -1)) {
+        size_t n;
+        const char *s;
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a string", name));
+        s = lua_tolstring(L, -1, &n);
+        if (strlen(s) != n)
+            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must not contain NUL bytes", name));
+        copy = (char *)malloc(n + 1);
+        if (!copy)
+            luaL_error(L, "out of memory");
+        memcpy(copy, s, n + 1);
+    }
+    lua_pop(L, 1);
+    return copy;
+}
+
+static void req_argerror(lua_State *L, int arg, int pos, const char *msg)
+{
+    if (pos > 0)
+        msg = lua_pushfstring(L, "request %d: %s", pos, msg);
+    luaL_argerror(L, arg, msg);
+}
+
+static int bad_header_text(const char *s, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+            return 1;
+    return 0;
+}
+
+/* Whether the header line "Name: v" / name n is one the transport writes itself. */
+static int own_header(const char *name, size_t n)
+{
+    return (n == 14 && strncasecmp(name, "content-length", 14) == 0)
+        || (n == 17 && strncasecmp(name, "transfer-encoding", 17) == 0)
+        || (n == 10 && strncasecmp(name, "connection", 10) == 0);
+}
+
+static int add(paykit_buf *b, const char *s, size_t n, int *ok)
+{
+    if (*ok && !paykit_buf_add(b, s, n))
+        *ok = 0;
+    return *ok;
+}
+#define ADDS(b, s, ok) add((b), (s), strlen(s), (ok))
+
+/* Parsed URL parts, pointing into the URL string. */
+typedef struct {
+    int tls;
+    const char *host, *path;
+    size_t host_len, path_len;
+    char port[8];
+    int bracketed, default_port;
+} url_t;
+
+/* Splits an http(s) URL; returns NULL or the reason it cannot be used. */
+static const char *parse_url(const char *u, url_t *p)
+{
+    const char *s, *auth_end, *h, *he;
+    size_t i;
+    memset(p, 0, sizeof *p);
+    if (strncasecmp(u, "http://", 7) == 0) {
+        s = u + 7;
+    } else if (strncasecmp(u, "https://", 8) == 0) {
+        s = u + 8;
+        p->tls = 1;
+    } else {
+        return "only http:// and https:// URLs";
+    }
+    auth_end = s + strcspn(s, "/?#");
+    for (h = s; h < auth_end; h++)
+        if (*h == '@')
+            return "user information in the URL";
+    for (h = s; h < auth_end; h++)
+        if ((unsigned char)*h <= ' ' || (unsigned char)*h >= 0x7f)
+            return "a bad character in the host";
+    h = s;
+    if (*h == '[') {
+        he = memchr(h, ']', (size_t)(auth_end - h));
+        if (!he)
+            return "a bad IPv6 address";
+        p->host = h + 1;
+        p->host_len = (size_t)(he - h - 1);
+        p->bracketed = 1;
+        he++;
+    } else {
+        he = memchr(h, ':', (size_t)(auth_end - h));
+        if (!he)
+            he = auth_end;
+        p->host = h;
+        p->host_len = (size_t)(he - h);
+    }
+    if (p->host_len == 0 || p->host_len > MAX_HOST)
+        return "a missing or too long host";
+    if (he < auth_end) {
+        size_t n;
+        long port = 0;
+        if (*he != ':')
+            return "a bad host";
+        he++;
+        n = (size_t)(auth_end - he);
+        if (n == 0 || n > 5)
+            return "a bad port";
+        for (i = 0; i < n; i++) {
+            if (he[i] < '0' || he[i] > '9')
+                return "a bad port";
+            port = port * 10 + (he[i] - '0');
+        }
+        if (port < 1 || port > 65535)
+            return "a bad port";
+        snprintf(p->port, sizeof p->port, "%ld", port);
+        p->default_port = port == (p->tls ? 443 : 80);
+    } else {
+        snprintf(p->port, sizeof p->port, "%s", p->tls ? "443" : "80");
+        p->default_port = 1;
+    }
+    p->path = auth_end;
+    p->path_len = strcspn(auth_end, "#");
+    for (i = 0; i < p->path_len; i++)
+        if ((unsigned char)p->path[i] <= ' ' || (unsigned char)p->path[i] == 0x7f)
+            return "a space or control character in the path";
+    return NULL;
+}
+
+/* Reads and checks the request at idx (raises on misuse). With x != NULL also prepares the
+ * transfer: URL parts, the request bytes. Returns 0 when x's URL is unusable (x failed with
+ * code other, never sent) or out of memory; 1 otherwise. */
+static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer *x)
+{
+    size_t n, body_len = 0, i;
+    const char *url, *method = NULL, *body = NULL, *bad = NULL;
+    xfer *xfailed = x;
+    int xbad = 0;
+    long timeout_ms, connect_timeout_ms;
+    int has_body, idempotent, ok = 1, has_host = 0, has_ua = 0, has_accept = 0, has_ct = 0;
+    size_t hstart = 0;
+    url_t u;
+    if (!lua_istable(L, idx))
+        req_argerror(L, arg, pos, "request must be a table");
+    lua_getfield(L, idx, "url");
+    if (lua_type(L, -1) != LUA_TSTRING)
+        req_argerror(L, arg, pos, "'url' must be a string");
+    url = lua_tolstring(L, -1, &n);
+    if (strlen(url) != n)
+        req_argerror(L, arg, pos, "'url' must not contain NUL bytes");
+    lua_pop(L, 1); /* still referenced by the request table */
+    lua_getfield(L, idx, "method");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            req_argerror(L, arg, pos, "'method' must be a string");
+        method = lua_tolstring(L, -1, &n);
+        if (n == 0)
+            req_argerror(L, arg, pos, "'method' must not be empty");
+        for (i = 0; i < n; i++) {
+            char ch = method[i];
+            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')) && ch != '-' && ch != '_')
+                req_argerror(L, arg, pos, "'method' must be a token such as \"POST\"");
+        }
+    }
+    lua_pop(L, 1);
+    timeout_ms = opt_count(L, idx, arg, "timeout", w->timeout_ms, LONG_MAX);
+    connect_timeout_ms = opt_count(L, idx, arg, "connect_timeout", w->connect_timeout_ms, LONG_MAX);
+    if (opt_bool(L, idx, arg, "follow_redirects", 0))
+        req_argerror(L, arg, pos, "the wire transport does not follow redirects");
+    lua_getfield(L, idx, "body");
+    has_body = !lua_isnil(L, -1);
+    if (has_body) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            req_argerror(L, arg, pos, "'body' must be a string");
+        body = lua_tolstring(L, -1, &body_len);
+    }
+    lua_pop(L, 1);
+    if (!method)
+        method = has_body ? "POST" : "GET";
+    idempotent = opt_bool(L, idx, arg, "idempotent",
+                          strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 || strcmp(method, "OPTIONS") == 0);
+
+    if (x) {
+        long long t0 = now_ms();
+        x->idempotent = idempotent;
+        x->head = strcmp(method, "HEAD") == 0;
+        x->fresh = !idempotent && body_len == 0; /* as the libcurl client: see the header */
+        x->reused = x->retried = x->sent_any = x->got_any = x->ok = 0;
+        x->out_off = 0;
+        x->out.len = 0;
+        x->code = NULL;
+        x->maybe_sent = 0;
+        x->err[0] = '\0';
+        x->t_connect = t0 + connect_timeout_ms;
+        x->t_total = t0 + timeout_ms;
+        if (timeout_ms == 0)
+            x->t_total = LLONG_MAX; /* 0: no limit, as libcurl */
+        if (connect_timeout_ms == 0)
+            x->t_connect = t0 + 300000;
+        paykit_resp_start(&x->resp, w->max_response, x->head);
+        x->state = X_START;
+        bad = parse_url(url, &u);
+    }
+    if (x && bad) {
+        x = NULL; /* the headers are still checked (misuse raises) before the URL fails */
+        xbad = 1;
+    }
+    if (x) {
+        x->tls = u.tls;
+        memcpy(x->host, u.host, u.host_len);
+        x->host[u.host_len] = '\0';
+        memcpy(x->port, u.port, sizeof x->port);
+        add(&x->out, method, strlen(method), &ok);
+        ADDS(&x->out, " ", &ok);
+        if (u.path_len == 0 || u.path[0] == '?')
+            ADDS(&x->out, "/", &ok);
+        add(&x->out, u.path, u.path_len, &ok);
+        ADDS(&x->out, " HTTP/1.1\r\n", &ok);
+        hstart = x->out.len;
+    }
+
+    lua_getfield(L, idx, "headers");
+    if (!lua_isnil(L, -1)) {
+        int t = lua_gettop(L);
+        if (!lua_istable(L, t))
+            req_argerror(L, arg, pos, "'headers' must be a table");
+        lua_pushnil(L);
+        while (lua_next(L, t)) {
+            size_t nn = 0, vn = 0;
+            const char *name = NULL, *value;
+            if (lua_type(L, -2) == LUA_TNUMBER) {
+                if (lua_type(L, -1) != LUA_TSTRING)
+                    req_argerror(L, arg, pos, "array headers must be strings \"Name: value\"");
+            } else if (lua_type(L, -2) == LUA_TSTRING) {
+                int vt = lua_type(L, -1);
+                if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
+                    req_argerror(L, arg, pos, "header values must be strings or numbers");
+                name = lua_tolstring(L, -2, &nn);
+                if (nn == 0 || bad_header_text(name, nn) || memchr(name, ':', nn))
+                    req_argerror(L, arg, pos, "invalid header name");
+            } else {
+                req_argerror(L, arg, pos, "header keys must be names or array positions");
+            }
+            if (lua_type(L, -1) == LUA_TNUMBER) {
+                lua_pushvalue(L, -1); /* a copy: never convert the key lua_next reads */
+                lua_replace(L, -2);
+            }
+            value = lua_tolstring(L, -1, &vn);
+            if (bad_header_text(value, vn))
+                req_argerror(L, arg, pos, "header values must not contain CR, LF or NUL");
+            if (x) {
+                const char *hn = name ? name : value;
+                size_t hl = name ? nn : strcspn(value, ":");
+                if (!name && (hl == vn || hl == 0)) {
+                    lua_pop(L, 1);
+                    continue; /* not "Name: value": nothing to send */
+                }
+                if (!own_header(hn, hl)) {
+                    if (hl == 4 && strncasecmp(hn, "host", 4) == 0) has_host = 1;
+                    if (hl == 10 && strncasecmp(hn, "user-agent", 10) == 0) has_ua = 1;
+                    if (hl == 6 && strncasecmp(hn, "accept", 6) == 0) has_accept = 1;
+                    if (hl == 12 && strncasecmp(hn, "content-type", 12) == 0) has_ct = 1;
+                    if (name) {
+                        add(&x->out, name, nn, &ok);
+                        ADDS(&x->out, vn ? ": " : ":", &ok);
+                    }
+                    add(&x->out, value, vn, &ok);
+                    ADDS(&x->out, "\r\n", &ok);
+                }
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+
+    if (xbad) {
+        fail(w, xfailed, "other", 0, "unusable URL: %s", bad);
+        return 0;
+    }
+    if (x) {
+        char num[32];
+        paykit_buf pre = { NULL, 0, 0 };
+        /* Host, User-Agent, Accept before the caller's headers, in libcurl's order */
+        if (!has_host) {
+            ADDS(&pre, "Host: ", &ok);
+            if (u.bracketed) ADDS(&pre, "[", &ok);
+            ADDS(&pre, x->host, &ok);
+            if (u.bracketed) ADDS(&pre, "]", &ok);
+            if (!u.default_port) {
+                ADDS(&pre, ":", &ok);
+                ADDS(&pre, x->port, &ok);
+            }
+            ADDS(&pre, "\r\n", &ok);
+        }
+        if (!has_ua && w->user_agent) {
+            ADDS(&pre, "User-Agent: ", &ok);
+            ADDS(&pre, w->user_agent, &ok);
+            ADDS(&pre, "\r\n", &ok);
+        }
+        if (!has_accept)
+            ADDS(&pre, "Accept: */*\r\n", &ok);
+        if (ok && pre.len) {
+            size_t tail = x->out.len - hstart;
+            if (add(&x->out, pre.p, pre.len, &ok)) {
+                memmove(x->out.p + hstart + pre.len, x->out.p + hstart, tail);
+                memcpy(x->out.p + hstart, pre.p, pre.len);
+            }
+        }
+        paykit_buf_free(&pre);
+        if ((has_body || strcmp(method, "POST") == 0) && !x->head) {
+            /* as libcurl writes a POST body: its length, and a form type unless one is given */
+            snprintf(num, sizeof num, "Content-Length: %zu\r\n", body_len);
+            ADDS(&x->out, num, &ok);
+            if (!has_ct)
+                ADDS(&x->out, "Content-Type: application/x-www-form-urlencoded\r\n", &ok);
+        }
+        ADDS(&x->out, "\r\n", &ok);
+        if (body_len)
+            add(&x->out, body, body_len, &ok);
+        if (!ok) {
+            fail(w, x, "other", 0, "out of memory while building the request");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* ---- results ------------------------------------------------------------------------------ */
+
+static int push_outcome(lua_State *L, xfer *x, int as_table)
+{
+    if (x->ok) {
+        lua_createtable(L, 0, 3);
+        lua_pushinteger(L, x->resp.status);
+        lua_setfield(L, -2, "status");
+        paykit_resp_push_headers(L, &x->resp);
+        lua_setfield(L, -2, "headers");
+        lua_pushlstring(L, x->resp.body.p ? x->resp.body.p : "", x->resp.body.len);
+        lua_setfield(L, -2, "body");
+        return 1;
+    }
+    if (as_table) {
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, x->err);
+        lua_setfield(L, -2, "error");
+        lua_pushstring(L, x->code ? x->code : "other");
+        lua_setfield(L, -2, "code");
+        lua_pushboolean(L, x->maybe_sent);
+        lua_setfield(L, -2, "maybe_sent");
+        return 1;
+    }
+    lua_pushnil(L);
+    lua_pushstring(L, x->err);
+    lua_pushstring(L, x->code ? x->code : "other");
+    lua_pushboolean(L, x->maybe_sent);
+    return 4;
+}
+
+/* ---- the client --------------------------------------------------------------------------- */
+
+static wire_t *check_wire(lua_State *L)
+{
+    wire_t *w = (wire_t *)luaL_checkudata(L, 1, WIRE_MT);
+    if (!w->open)
+        luaL_error(L, "paykit wire client is closed");
+    return w;
+}
+
+static int wire_close(lua_State *L)
+{
+    wire_t *w = (wire_t *)luaL_checkudata(L, 1, WIRE_MT);
+    wire_free(w);
+    return 0;
+}
+
+static int wire_closed(lua_State *L)
+{
+    wire_t *w = (wire_t *)luaL_checkudata(L, 1, WIRE_MT);
+    lua_pushboolean(L, !w->open);
+    return 1;
+}
+
+static int wire_tostring(lua_State *L)
+{
+    wire_t *w = (wire_t *)luaL_checkudata(L, 1, WIRE_MT);
+    lua_pushfstring(L, "paykit.wire.client (%s): %p", w->open ? "open" : "closed", (void *)w);
+    return 1;
+}
+
+/* core.wire_client(opts) */
+static int wire_client(lua_State *L)
+{
+    wire_t *w;
+    int has_opts = !lua_isnoneornil(L, 1);
+    if (has_opts)
+        luaL_checktype(L, 1, LUA_TTABLE);
+    w = (wire_t *)lua_newuserdata(L, sizeof *w);
+    memset(w, 0, sizeof *w);
+    w->epfd = -1;
+    luaL_getmetatable(L, WIRE_MT);
+    lua_setmetatable(L, -2);
+    w->open = 1;
+    w->connect_timeout_ms = DEFAULT_CONNECT_TIMEOUT_MS;
+    w->timeout_ms = DEFAULT_TIMEOUT_MS;
+    w->max_response = DEFAULT_MAX_RESPONSE;
+    w->max_connections = DEFAULT_MAX_CONNECTIONS;
+    w->verify = 1;
+    if (has_opts) {
+        w->connect_timeout_ms = opt_count(L, 1, 1, "connect_timeout", w->connect_timeout_ms, LONG_MAX);
+        w->timeout_ms = opt_count(L, 1, 1, "timeout", w->timeout_ms, LONG_MAX);
+        w->max_response = (size_t)opt_count(L, 1, 1, "max_response", (long)w->max_response, LONG_MAX);
+        w->max_connections = opt_count(L, 1, 1, "max_connections", w->max_connections, 10000);
+        opt_count(L, 1, 1, "max_redirects", 0, 1000); /* accepted for the same options; unused */
+        w->verify = opt_bool(L, 1, 1, "verify", 1);
+        if (opt_bool(L, 1, 1, "follow_redirects", 0))
+            return luaL_argerror(L, 1, "the wire transport does not follow redirects");
+        w->cafile = opt_cstring(L, 1, 1, "cafile");
+        w->capath = opt_cstring(L, 1, 1, "capath");
+        w->user_agent = opt_cstring(L, 1, 1, "user_agent");
+        if (w->user_agent && bad_header_text(w->user_agent, strlen(w->user_agent)))
+            return luaL_argerror(L, 1, "'user_agent' must not contain CR or LF");
+    }
+    if (w->max_connections < 1)
+        w->max_connections = 1;
+    w->pool_limit = w->max_connections;
+    return 1;
+}
+
+/* Waits for one transfer (poll). */
+static void drive_one(wire_t *w, xfer *x)
+{
+    int ready = 0;
+    for (;;) {
+        struct pollfd p;
+        long long now, dl;
+        int r, ms;
+        advance(w, x, ready);
+        if (x->state == X_DONE)
+            return;
+        now = now_ms();
+        if (check_deadline(w, x, now))
+            return;
+        dl = deadline_of(x) - now;
+        ms = dl > INT_MAX ? INT_MAX : (int)dl;
+        p.fd = x->k.fd;
+        p.events = (short)x->want;
+        p.revents = 0;
+        r = poll(&p, 1, ms);
+        ready = r > 0;
+        if (r < 0 && errno != EINTR) {
+            fail(w, x, x->sent_any ? "recv" : "connect", x->sent_any, "poll failed: %s", strerror(errno));
+            return;
+        }
+    }
+}
+
+/* Registers x's socket for the events it waits for. */
+static int watch(wire_t *w, xfer *x, int slot)
+{
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.events = (x->want & POLLIN ? EPOLLIN : 0) | (x->want & POLLOUT ? EPOLLOUT : 0);
+    ev.data.u32 = (uint32_t)slot;
+    if (x->reg_fd == x->k.fd)
+        return epoll_ctl(w->epfd, EPOLL_CTL_MOD, x->k.fd, &ev) == 0;
+    xfer_unregister(w, x);
+    if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, x->k.fd, &ev) != 0)
+        return 0;
+    x->reg_fd = x->k.fd;
+    return 1;
+}
+
+static int wire_request(lua_State *L)
+{
+    wire_t *w = check_wire(L);
+    xfer *x;
+    int nret;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    wire_settle(w);
+    if (!wire_slots(w, 1))
+        return luaL_error(L, "out of memory");
+    x = &w->xs[0];
+    /* raises on misuse before any connection is touched (the slot is settled next time) */
+    x->index = 1;
+    if (read_request(L, w, 2, 2, 0, x))
+        drive_one(w, x);
+    nret = push_outcome(L, x, 0);
+    xfer_release(w, x);
+    return nret;
+}
+
+static int wire_batch(lua_State *L)
+{
+    wire_t *w = check_wire(L);
+    int n, i, next = 1, active = 0, done = 0, slots;
+    long max_in_flight = w->max_connections;
+    struct epoll_event evs[64];
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        max_in_flight = opt_count(L, 3, 3, "max_in_flight", max_in_flight, 100000);
+        if (max_in_flight < 1)
+            return luaL_argerror(L, 3, "'max_in_flight' must be at least 1");
+    }
+    lua_settop(L, 2);
+    n = (int)lua_rawlen(L, 2);
+    for (i = 1; i <= n; i++) { /* every request is checked before the first one is sent */
+        lua_rawgeti(L, 2, i);
+        if (!lua_istable(L, -1))
+            return luaL_argerror(L, 2, lua_pushfstring(L, "request %d must be a table", i));
+        read_request(L, w, lua_gettop(L), 2, i, NULL);
+        lua_settop(L, 2);
+    }
+    lua_createtable(L, n, 0); /* 3: results */
+    if (n == 0)
+        return 1;
+    wire_settle(w);
+    slots = (int)(max_in_flight < n ? max_in_flight : n);
+    if (slots > w->pool_limit)
+        w->pool_limit = slots; /* as libcurl's connection cache: every connection of a batch stays */
+    if (!wire_slots(w, slots))
+        return luaL_error(L, "out of memory");
+    if (w->epfd < 0) {
+        w->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (w->epfd < 0)
+            return luaL_error(L, "epoll_create1 failed: %s", strerror(errno));
+    }
+    while (done < n) {
+        long long now, dl = LLONG_MAX;
+        int k, r, ms;
+        /* start requests in free slots; finish the done ones */
+        for (k = 0; k < slots; k++) {
+            xfer *x = &w->xs[k];
+            if (x->state == X_FREE && next <= n) {
+                lua_rawgeti(L, 2, next);
+                x->index = next++;
+                if (read_request(L, w, lua_gettop(L), 2, x->index, x))
+                    advance(w, x, 0);
+                lua_pop(L, 1);
+                active++;
+            }
+            if (x->state == X_DONE) {
+                push_outcome(L, x, 1);
+                lua_rawseti(L, 3, x->index);
+                xfer_release(w, x);
+                active--;
+                done++;
+                k--; /* the slot is free again: start the next request in it */
+                continue;
+            }
+        }
+        if (done >= n)
+            break;
+        now = now_ms();
+        for (k = 0; k < slots; k++) {
+            xfer *x = &w->xs[k];
+            if (x->state == X_FREE || x->state == X_DONE)
+                continue;
+            if (check_deadline(w, x, now))
+                continue;
+            if (!watch(w, x, k)) {
+                fail(w, x, x->sent_any ? "recv" : "connect", x->sent_any, "epoll_ctl failed: %s", strerror(errno));
+                continue;
+            }
+            if (deadline_of(x) < dl)
+                dl = deadline_of(x);
+        }
+        if (dl == LLONG_MAX)
+            continue; /* everything finished or failed: collect them */
+        dl -= now;
+        ms = dl < 0 ? 0 : dl > INT_MAX ? INT_MAX : (int)dl;
+        r = epoll_wait(w->epfd, evs, 64, ms);
+        if (r < 0 && errno != EINTR)
+            return luaL_error(L, "epoll_wait failed: %s", strerror(errno));
+        for (i = 0; i < r; i++) {
+            xfer *x = &w->xs[evs[i].data.u32];
+            if (x->state != X_FREE && x->state != X_DONE)
+                advance(w, x, 1);
+        }
+    }
+    (void)active;
+    return 1;
+}
+
+static const luaL_Reg wire_methods[] = {
+    {"request", wire_request},
+    {"batch", wire_batch},
+    {"close", wire_close},
+    {"closed", wire_closed},
+    {NULL, NULL},
+};
+
+static const luaL_Reg wire_meta[] = {
+    {"__gc", wire_close},
+#if LUA_VERSION_NUM >= 504
+    {"__close", wire_close},
+#endif
+    {"__tostring", wire_tostring},
+    {NULL, NULL},
+};
+
+void paykit_wire_register(lua_State *L)
+{
+    if (luaL_newmetatable(L, WIRE_MT)) {
+        luaL_setfuncs(L, wire_meta, 0);
+        lua_newtable(L);
+        luaL_setfuncs(L, wire_methods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, WIRE_MT);
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, wire_client);
+    lua_setfield(L, -2, "wire_client");
+}
