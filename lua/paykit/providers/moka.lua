@@ -57,9 +57,11 @@ local money = require "paykit.money"
 local gateway = require "paykit.gateway"
 local url = require "paykit.url"
 local codes = require "paykit.providers.moka_codes"
+local checks = require "paykit.kit.checks"
+local signature = require "paykit.kit.signature"
 local luhn = require("paykit.redact").luhn
--- the RFC-strict IPv4/IPv6 text parser (inet_pton rules), shared with MoCoPay's validation
-local is_ip = require("paykit.providers.mocopay_codes").is_ip
+-- the RFC-strict IPv4/IPv6 text parser (inet_pton rules) of the kit's checks
+local is_ip = checks.is_ip
 local null = require("cjson").null
 
 local _M = { codes = codes }
@@ -374,9 +376,8 @@ local function client_ip(self, p)
   if ip == nil then
     return nil, V("client_ip", "required", "client_ip (the buyer's IP address) is required")
   end
-  if not is_ip(ip) then
-    return nil, V("client_ip", "invalid", "client_ip must be an IPv4 or IPv6 address (e.g. 203.0.113.7 or 2001:db8::1)")
-  end
+  local err = checks.ip(ip, "client_ip")
+  if err then return nil, err end
   return ip
 end
 
@@ -723,15 +724,15 @@ function Moka:start_3d(p)
   if not req then return nil, info end
   local data, raw = self:call("start_3d", "/PaymentDealer/DoDirectPaymentThreeD", req, false)
   if data == nil and errors.is(raw) then return nil, raw end
-  local url, cfh
-  if type(data) == "table" then url, cfh = denull(data.Url), denull(data.CodeForHash)
-  else url = data end
-  if type(url) ~= "string" or url == "" or type(cfh) ~= "string" or cfh == "" then
+  local link, cfh
+  if type(data) == "table" then link, cfh = denull(data.Url), denull(data.CodeForHash)
+  else link = data end
+  if type(link) ~= "string" or link == "" or type(cfh) ~= "string" or cfh == "" then
     return nil, errors.provider { code = "moka.invalid_response", op = "moka.start_3d",
       message = "Moka's 3D answer lacks Data.Url or Data.CodeForHash" }
   end
   return result {
-    status = "redirect", redirect_url = url, method = "GET",
+    status = "redirect", redirect_url = link, method = "GET",
     reference = info.reference, amount = info.amount, currency = info.currency,
     keep = { code_for_hash = cfh, reference = info.reference or "", amount = info.amount, currency = info.currency,
              pre_auth = info.pre_auth or nil },
@@ -762,8 +763,22 @@ function Moka:pay(p)
   return r
 end
 
+-- The posted 3D result as a table of fields: the raw form-encoded POST body (a string), a
+-- request table `{body=, query=}` or the fields already decoded (what a web framework gives).
+local function posted(params)
+  if type(params) == "string" then params = { body = params } end
+  if type(params) ~= "table" then return nil, V("params", "required", "the posted 3D result fields are required") end
+  if type(params.body) == "string" or type(params.query) == "string" then
+    local map, err = gateway.form { body = params.body, query = params.query }
+    if not map then return nil, err end
+    return map
+  end
+  return params
+end
+
 --- Checks the signed outcome of a 3D payment.
--- The 3D return (or notification) check. params: the posted form (a table).
+-- The 3D return (or notification) check. params: the posted form: the raw form-encoded body
+-- (a string), `{body=, query=}`, or the decoded fields (a table).
 -- -> result paid/failed | nil, signature error (forged or malformed)
 -- The hashValue is compared in constant time with both outcomes' hashes. The hash covers
 -- only the CodeForHash and the outcome: trxCode, OtherTrxCode and resultCode are unsigned.
@@ -772,15 +787,19 @@ end
 -- result has no `reference`, only `posted_reference` (unsigned, for your lookup).
 -- `provider_reference` is the posted trxCode (unsigned: `confirm` in @{Moka:complete} takes
 -- it from Moka's own answer instead).
--- @tparam table params the posted fields (hashValue, resultCode, resultMessage, trxCode, OtherTrxCode)
+-- @tparam string|table params the posted fields (hashValue, resultCode, resultMessage, trxCode,
+--   OtherTrxCode): the raw form-encoded POST body, `{body=, query=}` or the decoded fields
 -- @tparam string code_for_hash the CodeForHash kept from @{Moka:start_3d}
 -- @tparam[opt] table keep the kept table (its reference, amount and currency fill the result)
 -- @treturn table result "paid" or "failed"
 -- @return[2] nil
 -- @return[2] a validation error (missing params or code_for_hash) or a signature error:
---   `missing_hash`, `malformed_hash`, `bad_hash`, `reference_mismatch`
+--   `unsigned`, `malformed`, `bad_signature` (`paykit.kit.signature`'s codes), and Moka's own
+--   `reference_mismatch`
 function Moka:verify_3d(params, code_for_hash, keep)
-  if type(params) ~= "table" then return nil, V("params", "required", "the posted 3D result fields are required") end
+  local perr
+  params, perr = posted(params)
+  if not params then return nil, perr end
   if type(code_for_hash) ~= "string" or code_for_hash == "" then
     return nil, V("code_for_hash", "required", "the CodeForHash stored when the payment started is required")
   end
@@ -788,19 +807,19 @@ function Moka:verify_3d(params, code_for_hash, keep)
   local hv = gateway.field(params, f.hash)
   if hv == nil or hv == "" then
     self.log("warn", "moka.verify_3d: no hashValue")
-    return nil, errors.signature("missing_hash", "the 3D result carries no hashValue: not signed by Moka")
+    return nil, signature.error("unsigned", "the 3D result carries no hashValue: not signed by Moka")
   end
   hv = tostring(hv)
   if #hv ~= 64 or not hv:match("^%x+$") then
     self.log("warn", "moka.verify_3d: malformed hashValue")
-    return nil, errors.signature("malformed_hash", "the 3D result's hashValue is not 64 hex digits")
+    return nil, signature.error("malformed", "the 3D result's hashValue is not 64 hex digits")
   end
   hv = hv:lower()
   local ok_t = core().consteq(hv, _M.hash_3d(code_for_hash, true))
   local ok_f = core().consteq(hv, _M.hash_3d(code_for_hash, false))
   if not (ok_t or ok_f) then
     self.log("warn", "moka.verify_3d: hashValue matches neither outcome")
-    return nil, errors.signature("bad_hash",
+    return nil, signature.error("bad_signature",
       "the 3D result's hashValue matches neither outcome for this CodeForHash: forged, tampered or for another payment")
   end
   local trx = gateway.field(params, f.trx_code)
@@ -1239,7 +1258,8 @@ end
 -- refused. opts.confirm = true (or the instance's `confirm` option) also asks Moka
 -- (GetDealerPaymentTrxDetailList by the kept reference) before saying "paid": then an
 -- attacker who learned the CodeForHash still cannot make an unpaid order paid.
--- @tparam table params the posted form
+-- @tparam string|table params the posted form: the raw POST body (a string, as MoCoPay and
+--   Zippy take theirs), `{body=, query=}`, or the decoded fields
 -- @tparam table keep the `keep` table of the purchase result
 -- @tparam[opt] table opts `confirm`
 -- @treturn table result "paid" ("authorized" for a pre_auth payment), "failed", or "pending" (code "moka.unconfirmed") when the
