@@ -206,7 +206,7 @@ describe("moka bad input is refused before the network", function()
     base = stub.start()
     -- no instance client_ip: a call without one must be refused, not defaulted
     g = assert(paykit.moka { dealer_code = "1730", username = "sandbox", password = "sandbox-pass",
-      base_url = base, retry = false, timeout = 5000 })
+      base_url = base, retry = false, timeout = 5 }) -- ISSUE9: seconds (5000 is refused as milliseconds)
     stub.reset()
   end)
   lazy_teardown(function() stub.stop() end)

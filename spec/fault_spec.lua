@@ -58,7 +58,8 @@ local CELLS = {
 
 -- The provider's code for an answer it could not use.
 local RESPONSE_CODE = {
-  moka = { bad = "moka.invalid_response", s500 = "moka.http_500", s502 = "moka.http_502", s503 = "moka.http_503", s504 = "moka.http_504" },
+  -- ISSUE9: one HTTP vocabulary (Moka's codes were per status)
+  moka = { bad = "moka.invalid_response", s500 = "server_error", s502 = "server_error", s503 = "server_error", s504 = "server_error" },
   mocopay = { bad = "invalid_response", s500 = "server_error", s502 = "server_error", s503 = "server_error", s504 = "server_error" },
   zippy = { bad = "invalid_response", s500 = "server_error", s502 = "server_error", s503 = "server_error", s504 = "server_error" },
 }

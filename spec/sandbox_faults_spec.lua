@@ -51,7 +51,7 @@ local zippy_product -- made once, in lazy_setup
 local CHARGES = {
   { key = "moka.pay", name = "Moka pay (DoDirectPayment)", provider = "moka",
     path = "/PaymentDealer/DoDirectPayment", method = "POST",
-    codes = { http = "moka.http_", invalid = "moka.invalid_response" }, ok = "paid",
+    codes = { http = "server_error", invalid = "moka.invalid_response" }, ok = "paid",
     call = function(opts)
       local ref = id("pay")
       local r, err = moka(opts):pay(moka_payment(ref))
@@ -59,7 +59,7 @@ local CHARGES = {
     end },
   { key = "moka.purchase", name = "Moka purchase (3D)", provider = "moka",
     path = "/PaymentDealer/DoDirectPaymentThreeD", method = "POST",
-    codes = { http = "moka.http_", invalid = "moka.invalid_response" }, ok = "redirect",
+    codes = { http = "server_error", invalid = "moka.invalid_response" }, ok = "redirect",
     call = function(opts)
       local ref = id("3d")
       local r, err = moka(opts):purchase(moka_payment(ref, { return_url = "https://shop.example/return" }))
@@ -87,7 +87,8 @@ local CHARGES = {
 -- The modes: the fault armed, the client options, whether the simulator processes the request,
 -- and what the client must report.
 local function provider_http(c, status)
-  return { kind = "provider", code = c.codes.http == "moka.http_" and ("moka.http_" .. status) or c.codes.http,
+  -- ISSUE9: one HTTP vocabulary for every provider (Moka's codes were per status)
+  return { kind = "provider", code = c.codes.http,
            retryable = false, status = status }
 end
 
@@ -311,7 +312,7 @@ describe("the sandbox's fault modes", function()
       assert(sandbox.fault { url = base, provider = "moka", mode = "status", status = 502, count = 5, match = path })
       local s, err = moka { retry = { attempts = 3, base_delay = 0.01, max_delay = 0.05 } }:status(id("st"))
       assert.is_nil(s)
-      assert.are.equal("moka.http_502", err.code)
+      assert.are.equal("server_error", err.code); assert.are.equal(502, err.status)
       assert.is_true(err.retryable)
       assert.are.equal(3, log_of("moka", path).count)
       local left = assert(sandbox.faults { url = base })
@@ -332,7 +333,7 @@ describe("the sandbox's fault modes", function()
         local r, err = gw:bin_info("526911")
         got[i] = r and "ok" or err.code
       end
-      assert.are.same({ "moka.http_500", "moka.http_500", "moka.http_500", "ok", "ok" }, got)
+      assert.are.same({ "server_error", "server_error", "server_error", "ok", "ok" }, got)
       local log = log_of("moka", path)
       assert.are.equal(5, log.count)
       for i = 1, 3 do assert.are.equal(f.id, log.requests[i].fault); assert.are.equal(i, log.requests[i].use) end
@@ -369,8 +370,8 @@ describe("the sandbox's fault modes", function()
       local gw = moka { retry = false }
       local _, e1 = gw:bin_info("526911")
       local _, e2 = gw:bin_info("526911")
-      assert.are.equal("moka.http_501", e1.code)
-      assert.are.equal("moka.http_502", e2.code)
+      assert.are.equal("server_error", e1.code); assert.are.equal(501, e1.status)
+      assert.are.equal("server_error", e2.code); assert.are.equal(502, e2.status)
     end)
 
     it("concurrent requests take exactly count faults between them", function()
@@ -382,7 +383,7 @@ describe("the sandbox's fault modes", function()
       local results, errs = paykit.batch(tasks, { max_in_flight = 12 })
       local faulted, ok = 0, 0
       for i = 1, 12 do
-        if results[i] then ok = ok + 1 elseif errs[i] and errs[i].code == "moka.http_500" then faulted = faulted + 1 end
+        if results[i] then ok = ok + 1 elseif errs[i] and errs[i].code == "server_error" then faulted = faulted + 1 end
       end
       assert.are.equal(4, faulted)
       assert.are.equal(8, ok)
@@ -418,7 +419,7 @@ describe("the sandbox's fault modes", function()
         local results, errs = paykit.batch(tasks, { max_in_flight = n })
         local faulted, ok = 0, 0
         for i = 1, n do
-          if results[i] then ok = ok + 1 elseif errs[i] and errs[i].code == "moka.http_503" then faulted = faulted + 1 end
+          if results[i] then ok = ok + 1 elseif errs[i] and errs[i].code == "server_error" then faulted = faulted + 1 end
         end
         assert.are.equal(5, faulted)
         assert.are.equal(n - 5, ok)
@@ -498,7 +499,7 @@ describe("the sandbox's fault modes", function()
       { "drop_before", { mode = "drop_before" }, {}, "transport", "recv", false },
       { "drop", { mode = "drop" }, {}, "transport", "recv", true },
       { "delay", { mode = "delay", delay_ms = 4000 }, { timeout = 1 }, "timeout", "timeout", true },
-      { "status 503", { mode = "status", status = 503 }, {}, "provider", "moka.http_503", false },
+      { "status 503", { mode = "status", status = 503 }, {}, "provider", "server_error", false },
       { "garbage", { mode = "garbage" }, {}, "provider", "moka.invalid_response", true },
       { "truncate", { mode = "truncate" }, {}, "provider", "moka.invalid_response", true },
     }

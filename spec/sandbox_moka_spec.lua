@@ -183,7 +183,6 @@ describe("Moka sandbox", function()
 
   describe("payment validation", function()
     local P3 = "PaymentDealer.DoDirectPayment3dRequest."
-    local future = tostring(tonumber(os.date("!%Y")) + 2)
     local troy = "979204000000000"; troy = troy .. luhn_digit(troy)
     local cases = {
       { "RedirectUrlRequired", { RedirectUrl = "" } },

@@ -10,7 +10,7 @@ local raise, str = C.raise, C.str
 
 ---------------------------------------------------------------------------- BINs and installments
 
-function K.bank_card(ctx, r)
+function K.bank_card(_, r)
   local prefix = "PaymentDealer.GetBankCardInformation"
   local bin = str(r.BinNumber)
   if not bin or not bin:match("^%d+$") or #bin < 6 then raise(prefix .. ".InvalidRequest") end

@@ -63,8 +63,8 @@ end
 
 ---------------------------------------------------------------------------- state
 
-function C.state(util)
-  local st = util.store("moka")
+function C.state(sandbox_util)
+  local st = sandbox_util.store("moka")
   if not st.payments then
     st.payments = {}         -- DealerPaymentId -> payment
     st.list = {}             -- payments in creation order
