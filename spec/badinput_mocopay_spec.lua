@@ -97,7 +97,8 @@ local CASES = {
   { "status", "keep", SID, "keep" }, { "status", "keep", SID, { request_id = 1, reference_id = "r" } },
   { "status", "keep", SID, { request_id = "x" } },
   { "status", "sessionId", SID, with(KEEP, { session_id = "bound-elsewhere" }) },
-  { "status", "sessionId", { session_id = SID }, with(KEEP, { session_id = "bound-elsewhere" }) }, { "status", "keep", SID, { request_id = "x", reference_id = "r", pid = 5 } },
+  { "status", "sessionId", { session_id = SID }, with(KEEP, { session_id = "bound-elsewhere" }) },
+  { "status", "keep", SID, { request_id = "x", reference_id = "r", pid = 5 } },
   -- complete: the return's parameters and the keep
   { "complete", "params", 42, KEEP }, { "complete", "params", "sid=%zz", KEEP }, { "complete", "keep", RET, nil },
   { "complete", "keep", RET, {} }, { "complete", "keep", RET, { request_id = "x" } },

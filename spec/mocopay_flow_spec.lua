@@ -99,8 +99,8 @@ describe("mocopay flow against the sandbox", function()
     assert.same({ request_id = r.keep.request_id, reference_id = r.keep.reference_id, pid = "12000",
                   session_id = done.provider_reference }, done.keep)
     assert.equal("paid", assert(gw:status(done.provider_reference, done.keep)).status)
-    local other = assert(gw:purchase { pid = "12000", return_url = base .. "/_sink/ret-" .. n })
-    local other_sid = core.query_decode(buyer(other, "send-sms")).sessionId
+    local second = assert(gw:purchase { pid = "12000", return_url = base .. "/_sink/ret-" .. n })
+    local other_sid = core.query_decode(buyer(second, "send-sms")).sessionId
     local ok, err = gw:status(other_sid, done.keep)
     assert.is_nil(ok)
     assert.equal("session_mismatch", err.code)
@@ -254,13 +254,16 @@ describe("mocopay flow against the sandbox", function()
     assert.equal("unauthorized", err.code)
     assert.equal(401, err.status)
     ok, err = gateway():purchase { pid = "UNKNOWN-2" }
+    assert.is_nil(ok)
     assert.equal("rejected", err.code)
     assert.equal("UnknownProduct", err.provider_code)
     -- initPayment may have opened a session before the server failed: not retryable
     ok, err = gateway({ retry = false }):purchase { pid = "ERROR500" }
+    assert.is_nil(ok)
     assert.equal("server_error", err.code)
     assert.is_false(err.retryable)
     ok, err = gateway():status("0000")
+    assert.is_nil(ok)
     assert.equal("not_found", err.code)
   end)
 

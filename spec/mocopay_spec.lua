@@ -86,6 +86,7 @@ describe("mocopay signature", function()
     assert.is_true(err.kind == "transport" or err.kind == "timeout", tostring(err))
     assert.equal(1, #calls)
     ok, err = gw:notification { path = "/notify", query = q:gsub("status=Authorized", "status=Authorizer") }
+    assert.is_nil(ok)
     assert.equal("bad_signature", err.code)
   end)
 end)
