@@ -97,11 +97,15 @@ function _M.result(t)
   return gateway.result(t)
 end
 
+-- Whether x is an instance of P, or a table inheriting from one through __index tables (a
+-- proxy such as paykit.journal.wrap's, which replaces the instance's `http`).
+local function is_self(P, x) return wire.provider_of(x) == P end
+
 -- The method wrapper: refuses a dot call (self is not an instance of P).
 local guarded = setmetatable({}, { __mode = "k" })
 local function guard(P, name, fn)
   local g = function(self, ...)
-    if getmetatable(self) ~= P._mt then
+    if not is_self(P, self) then
       error(P.name .. "." .. name .. ": call it with a colon, gw:" .. name .. "(...), not gw." .. name .. "(...)", 2)
     end
     return fn(self, ...)
@@ -121,10 +125,7 @@ end
 --- The provider (from @{provider}) of an instance, or nil.
 -- @param x any value
 -- @treturn ?table P
-function _M.provider_of(x)
-  local mt = getmetatable(x)
-  return type(mt) == "table" and mt.__kit or nil
-end
+function _M.provider_of(x) return wire.provider_of(x) end
 
 --- Whether x is an instance of the provider P.
 -- @tparam table P a provider (from @{provider})
