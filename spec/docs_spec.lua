@@ -96,8 +96,11 @@ local MODULES = {
   { "paykit.providers.moka_codes" },
   { "paykit.providers.mocopay_codes" },
   { "paykit.providers.mocopay_sign" },
+  { "paykit.providers.mocopay_request" },
+  { "paykit.providers.mocopay_wire" },
+  { "paykit.providers.mocopay_notice" },
   { "paykit.providers.mocopay", instances = function(m)
-    return { { m.new { api_key = "dummy", api_secret = "dummy", base_url = "http://127.0.0.1:9" }, "Client" } }
+    return { { assert(m.new { api_key = "dummy", api_secret = "dummy", base_url = "http://127.0.0.1:9" }), "Client" } }
   end },
   { "paykit.providers.zippy", instances = function(m)
     return { { assert(m.new { consumer_key = "dummy", consumer_secret = "dummy", notice_keys = { [0] = "dummy" },

@@ -126,6 +126,16 @@ describe("paykit.kit: a declared provider", function()
     assert.truthy(tostring(err):find("gw:get_thing", 1, true))
   end)
 
+  it("takes a proxy that inherits from an instance as self (paykit.journal.wrap's transport proxy)", function()
+    local gw = assert(P.new { api_key = "k", base_url = BASE })
+    local proxy = setmetatable({ http = gw.http }, { __index = gw })
+    assert.equal("hi", proxy.hello(proxy, { return_url = "https://shop.example/" }))
+    -- a plain table, or one inheriting from something else, is still a dot call
+    local ok, err = pcall(gw.hello, setmetatable({}, { __index = { return_url = "x" } }))
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("gw:hello", 1, true))
+  end)
+
   it("refuses an unknown field of a call's table by its name", function()
     local gw = assert(P.new { api_key = "k", base_url = BASE })
     local r, err = gw:hello { reurn_url = "https://shop.example/" }

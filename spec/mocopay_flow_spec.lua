@@ -49,7 +49,9 @@ describe("mocopay flow against the sandbox", function()
     assert.equal("Authorized", done.code)
     assert.equal("PaymentComplete", done.callback_status)
     assert.equal("order-" .. n, done.reference)
-    assert.equal("199", done.amount)
+    -- the sandbox's 199 is minor units (amount_unit "minor", UNCONFIRMED): money.format'ed
+    -- (ISSUE9: was "199", 100 times the money)
+    assert.equal("1.99", done.amount)
     assert.equal("EUR", done.currency)
     local p = done.payment
     assert.equal("onetime", p.type)
@@ -99,8 +101,8 @@ describe("mocopay flow against the sandbox", function()
     assert.same({ request_id = r.keep.request_id, reference_id = r.keep.reference_id, pid = "12000",
                   session_id = done.provider_reference }, done.keep)
     assert.equal("paid", assert(gw:status(done.provider_reference, done.keep)).status)
-    local other = assert(gw:purchase { pid = "12000", return_url = base .. "/_sink/ret-" .. n })
-    local other_sid = core.query_decode(buyer(other, "send-sms")).sessionId
+    local second = assert(gw:purchase { pid = "12000", return_url = base .. "/_sink/ret-" .. n })
+    local other_sid = core.query_decode(buyer(second, "send-sms")).sessionId
     local ok, err = gw:status(other_sid, done.keep)
     assert.is_nil(ok)
     assert.equal("session_mismatch", err.code)
@@ -247,20 +249,26 @@ describe("mocopay flow against the sandbox", function()
     end
   end)
 
-  it("turns provider refusals into provider errors", function()
+  it("turns provider refusals into the kit's errors", function()
     local ok, err = gateway({ api_secret = "wrong" }):purchase { pid = "12000" }
+    -- ISSUE9: wrong credentials are a config error everywhere (was provider / unauthorized),
+    -- and a 400 is the kit's bad_request (was rejected)
     assert.is_nil(ok)
-    assert.equal("provider", err.kind)
-    assert.equal("unauthorized", err.code)
+    assert.equal("config", err.kind)
+    assert.equal("invalid_credentials", err.code)
+    assert.equal("credentials", err.field)
     assert.equal(401, err.status)
     ok, err = gateway():purchase { pid = "UNKNOWN-2" }
-    assert.equal("rejected", err.code)
+    assert.is_nil(ok)
+    assert.equal("bad_request", err.code)
     assert.equal("UnknownProduct", err.provider_code)
     -- initPayment may have opened a session before the server failed: not retryable
     ok, err = gateway({ retry = false }):purchase { pid = "ERROR500" }
+    assert.is_nil(ok)
     assert.equal("server_error", err.code)
     assert.is_false(err.retryable)
     ok, err = gateway():status("0000")
+    assert.is_nil(ok)
     assert.equal("not_found", err.code)
   end)
 

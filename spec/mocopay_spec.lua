@@ -86,6 +86,7 @@ describe("mocopay signature", function()
     assert.is_true(err.kind == "transport" or err.kind == "timeout", tostring(err))
     assert.equal(1, #calls)
     ok, err = gw:notification { path = "/notify", query = q:gsub("status=Authorized", "status=Authorizer") }
+    assert.is_nil(ok)
     assert.equal("bad_signature", err.code)
   end)
 end)
@@ -249,9 +250,10 @@ describe("mocopay verifyPayment arguments", function()
 end)
 
 describe("mocopay configuration", function()
+  -- issue 7 (ISSUE9): the constructor answers nil, err instead of raising
   local function config_error(field, opts)
-    local ok, err = pcall(paykit.mocopay, opts)
-    assert.is_false(ok)
+    local gw, err = paykit.mocopay(opts)
+    assert.is_nil(gw)
     assert.is_true(errors.is(err), tostring(err))
     assert.equal("config", err.kind)
     assert.equal(field, err.field)
@@ -264,6 +266,19 @@ describe("mocopay configuration", function()
     config_error("api_secret", { api_key = "k", api_secret = 42, base_url = CLOSED })
     config_error("base_url", { api_key = "k", api_secret = "s3cr3t" })
     config_error("base_url", { api_key = "k", api_secret = "s3cr3t", base_url = "127.0.0.1/mocopay" })
+  end)
+
+  it("refuses an unknown option, naming the closest known one", function()
+    config_error("timeout_ms", { api_key = "k", api_secret = "s3cr3t", base_url = CLOSED, timeout_ms = 5 })
+    local _, err = paykit.mocopay { api_key = "k", api_secret = "s3cr3t", base_url = CLOSED, timeout_ms = 5 }
+    assert.equal("unknown_option", err.code)
+    assert.truthy(err.message:find("did you mean timeout?", 1, true), err.message)
+    _, err = paykit.mocopay { api_key = "k", api_secret = "s3cr3t", base_url = CLOSED, notify_ur = "https://shop/n" }
+    assert.truthy(err.message:find("did you mean notify_url?", 1, true), err.message)
+    config_error("timeout", { api_key = "k", api_secret = "s3cr3t", base_url = CLOSED, timeout = 5000 })
+    config_error("amount_unit", { api_key = "k", api_secret = "s3cr3t", base_url = CLOSED, amount_unit = "cents" })
+    config_error("paths", { api_key = "k", api_secret = "s3cr3t", base_url = CLOSED, paths = { inti = "/x" } })
+    config_error("base_url", { api_key = "k", api_secret = "s3cr3t", base_url = CLOSED .. "?x=1" })
   end)
 
   it("knows only md5 and sha1 digests, header and param signatures", function()
@@ -390,7 +405,7 @@ describe("mocopay notification checks", function()
   it("refuses an unsigned notification when signatures are required", function()
     local gw = offline { require_signature = true }
     local ok, err, reply = gw:notification { path = PATH, query = "sessionId=a&status=Authorized" }
-    assert_error("signature", nil, "not_signed", ok, err)
+    assert_error("signature", "signature", "unsigned", ok, err) -- the kit's code (ISSUE9), was not_signed
     assert.equal(401, reply.status)
   end)
 
@@ -458,5 +473,31 @@ describe("mocopay notification checks", function()
   it("needs a sessionId or transactionId", function()
     local gw = offline()
     assert_error("validation", "sessionId", "required", gw:notification { query = "status=Authorized" })
+  end)
+end)
+
+describe("mocopay answers' amounts", function()
+  local json = require "paykit.kit.json"
+  local mwire = require "paykit.providers.mocopay_wire"
+
+  it("reads each amount from its own member, as text (never the first match in the body)", function()
+    local body = '{"sessionId":"s1","endUser":{"userId":"u","totalChargedAmount":5},' ..
+      '"totalChargedAmount":199,"lastChargedAmount":12345678901234567,"currencyCode":"EUR","failedAmount":null}'
+    local info = mocopay.payment_info(assert(json.decode(body, { exact = mwire.exact })))
+    assert.equal("199", info.total_charged_amount)
+    assert.equal("12345678901234567", info.last_charged_amount)
+    assert.is_nil(info.failed_amount)
+    assert.equal("u", info.end_user.user_id)
+  end)
+
+  it("formats an amount for its currency in the configured unit (UNCONFIRMED: minor by default)", function()
+    assert.equal("1.99", mwire.amount("199", "EUR"))
+    assert.equal("1.99", mwire.amount("199", "EUR", "minor"))
+    assert.equal("199.00", mwire.amount("199", "EUR", "major"))
+    assert.equal("1.99", mwire.amount("1.99", "EUR", "major"))
+    assert.is_nil(mwire.amount("1.99", "EUR", "minor"))   -- a fraction of a minor unit
+    assert.is_nil(mwire.amount("1.999", "EUR", "major"))  -- not exact in EUR
+    assert.is_nil(mwire.amount("10", "TES"))              -- the API text's test currency: unknown
+    assert.is_nil(mwire.amount(nil, "EUR"))
   end)
 end)

@@ -70,9 +70,10 @@ setmetatable(_M, {
 --- A MoCoPay instance (mobile carrier billing): `require("paykit.providers.mocopay").new(opts)`.
 -- @function mocopay
 -- @tparam table opts the options of `paykit.providers.mocopay.new`: `api_key`, `api_secret`,
---   `base_url` (required), `digest`, `signature_in`, ...
+--   `base_url` (required), `digest`, `signature_in`, `amount_unit`, ...
 -- @treturn Client the instance
--- @raise a config error (`paykit.errors`) for a missing or malformed option
+-- @return[2] nil
+-- @return[2] a config error (`paykit.errors`) naming a missing, malformed or unknown option
 
 --- A Zippy instance (hosted card and carrier payment pages): `require("paykit.providers.zippy").new(opts)`.
 -- @function zippy

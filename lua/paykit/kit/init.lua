@@ -97,22 +97,15 @@ function _M.result(t)
   return gateway.result(t)
 end
 
--- An instance of P, or a view of one: a table whose metatable says `__paykit_view = true`
--- and whose __index is the instance (the journal sends a purchase through such a view, to
--- watch the instance's transport without changing the instance shared by other calls).
-local function is_instance(P, self)
-  local mt = getmetatable(self)
-  if mt == P._mt then return true end
-  if type(mt) ~= "table" or rawget(mt, "__paykit_view") ~= true then return false end
-  local base = rawget(mt, "__index")
-  return type(base) == "table" and getmetatable(base) == P._mt
-end
+-- Whether x is an instance of P, or a table inheriting from one through __index tables (a
+-- proxy such as paykit.journal.wrap's, which replaces the instance's `http`).
+local function is_self(P, x) return wire.provider_of(x) == P end
 
 -- The method wrapper: refuses a dot call (self is not an instance of P).
 local guarded = setmetatable({}, { __mode = "k" })
 local function guard(P, name, fn)
   local g = function(self, ...)
-    if not is_instance(P, self) then
+    if not is_self(P, self) then
       error(P.name .. "." .. name .. ": call it with a colon, gw:" .. name .. "(...), not gw." .. name .. "(...)", 2)
     end
     return fn(self, ...)
@@ -132,10 +125,7 @@ end
 --- The provider (from @{provider}) of an instance, or nil.
 -- @param x any value
 -- @treturn ?table P
-function _M.provider_of(x)
-  local mt = getmetatable(x)
-  return type(mt) == "table" and mt.__kit or nil
-end
+function _M.provider_of(x) return wire.provider_of(x) end
 
 --- Whether x is an instance of the provider P.
 -- @tparam table P a provider (from @{provider})

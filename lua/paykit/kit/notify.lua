@@ -124,7 +124,7 @@ end
 -- @return[2] err
 -- @return[2] reply
 function _M.handle(self, req, ...)
-  local P = getmetatable(self).__kit
+  local P = require("paykit.kit.wire").provider_of(self)
   local n = P._decl.notice
   local replies = n.replies or DEFAULT_REPLIES
   local r, err = _M.request(req)

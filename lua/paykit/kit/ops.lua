@@ -36,7 +36,7 @@ local function default_read(self, answer, info, name)
   if info.success then return answer end
   return nil, errors.provider { code = info.code and tostring(info.code) or "declined", provider = self.provider,
     op = self.provider .. "." .. name, provider_message = info.message,
-    message = self.provider .. "." .. name .. ": " .. getmetatable(self).__kit.title .. " refused it"
+    message = self.provider .. "." .. name .. ": " .. wire.provider_of(self).title .. " refused it"
       .. (info.message and (" (" .. tostring(info.message) .. ")") or "") }
 end
 

@@ -92,6 +92,21 @@ function _M.url(self, req)
   return u
 end
 
+--- The provider (`paykit.kit.provider`) of an instance, or of a table inheriting from one
+-- through `__index` tables (a proxy such as `paykit.journal.wrap`'s, which replaces the
+-- instance's `http`); nil for anything else.
+-- @param x any value
+-- @treturn ?table P
+function _M.provider_of(x)
+  for _ = 1, 8 do
+    local mt = getmetatable(x)
+    if type(x) ~= "table" or type(mt) ~= "table" then return nil end
+    if rawget(mt, "__kit") then return rawget(mt, "__kit") end
+    x = rawget(mt, "__index")
+  end
+  return nil
+end
+
 --- One call to the provider (see the module description).
 -- @tparam table self the instance
 -- @tparam string op the operation's name ("get_seller"); errors say `provider.op`
@@ -101,7 +116,7 @@ end
 -- @return[2] nil
 -- @return[2] err
 function _M.commit(self, op, req)
-  local P = getmetatable(self).__kit
+  local P = _M.provider_of(self)
   local w = P._decl.wire
   local full_op = P.name .. "." .. op
   req.url = _M.url(self, req)

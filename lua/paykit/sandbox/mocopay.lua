@@ -452,7 +452,8 @@ local function verify_payment()
   if #given ~= 1 then
     return fail(400, "InvalidParameter", "exactly one of sessionId, userId, transactionId is required", given[2] or "sessionId")
   end
-  local st, s = state(), nil
+  local st = state()
+  local s
   if given[1] == "sessionId" then s = st.by_sid[q.sessionId]
   elseif given[1] == "userId" then s = st.by_user[cred.api_key .. "\0" .. q.userId]
   else local txn = st.txns[q.transactionId]; s = txn and txn.session end

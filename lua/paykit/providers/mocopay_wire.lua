@@ -1,0 +1,143 @@
+--- MoCoPay's wire: how a request is signed and an answer read (the hooks of
+-- `paykit.kit.wire.commit`; the requests are `paykit.providers.mocopay_request`, the
+-- signature scheme `paykit.providers.mocopay_sign`).
+--
+-- A request is signed over base_url's path prefix, the endpoint and its query parameters,
+-- and the signature goes in the `Signature: ApiKey {key}:{sig}` header or, with
+-- `signature_in = "param"`, in a `signature` query parameter. Answers are JSON read with the
+-- kit's exact reader: every amount (`chargedAmount`, `totalChargedAmount`, ...) stays the
+-- text MoCoPay wrote, never a float. A failure carries `errorCode` / `errorMessage`; HTTP
+-- statuses map to errors as everywhere (`paykit.kit.wire`: a 401 is a config error
+-- `invalid_credentials`, a 400 `bad_request`, a 5xx `server_error`, ...).
+--
+-- Amounts: UNCONFIRMED by MoCoPay's documents whether an answer's amounts are minor units
+-- (199 = 1.99 EUR, what the sandbox sends) or major units. The instance's `amount_unit`
+-- ("minor", the default, or "major") says which; `result.amount` is then `money.format`ed
+-- for `currencyCode`, and nil for a currency paykit does not know (the raw text stays in
+-- `result.payment`).
+-- @module paykit.providers.mocopay_wire
+local json = require "paykit.kit.json"
+local money = require "paykit.money"
+local wire = require "paykit.kit.wire"
+
+local _M = {}
+
+local AMOUNTS = { charged_amount = "chargedAmount", failed_amount = "failedAmount",
+                  last_charged_amount = "lastChargedAmount", last_failed_amount = "lastFailedAmount",
+                  total_charged_amount = "totalChargedAmount", total_failed_amount = "totalFailedAmount" }
+
+-- Money in answers stays text.
+_M.exact = { amount = true }
+for _, api in pairs(AMOUNTS) do _M.exact[api] = true end
+
+--- Signs a request: the `Signature` header, or the `signature` query parameter.
+-- @tparam table self the instance (its `sign` closure holds the secret)
+-- @tparam table req the request (`path`: the endpoint; `query`: the parameter pairs)
+-- @treturn boolean true
+function _M.sign(self, req)
+  local sig = self.api_key .. ":" .. self.sign(self.base_path .. req.path, req.query)
+  if self.signature_in == "param" then
+    req.query[#req.query + 1] = { "signature", sig }
+    req.url = wire.url(self, req)
+  else
+    req.headers.Signature = "ApiKey " .. sig
+  end
+  return true
+end
+
+--- MoCoPay's own words in a failure: message, code.
+-- @tparam table self
+-- @param answer the decoded answer
+-- @treturn ?string message (`errorMessage`, `message` or `error_description`)
+-- @treturn ?string code (`errorCode`, `code` or `error`)
+function _M.message_from(_, answer)
+  if type(answer) ~= "table" then return nil, nil end
+  local function first(names)
+    for _, k in ipairs(names) do
+      local v = answer[k]
+      if type(v) == "string" or type(v) == "number" then return tostring(v) end
+    end
+  end
+  return first { "errorMessage", "message", "error_description" }, first { "errorCode", "code", "error" }
+end
+
+local PAID = { authorized = true, charged = true, completed = true, complete = true, paid = true,
+               success = true, successful = true, active = true, paymentcomplete = true }
+local FAILED = { cancelled = true, canceled = true, expired = true, failed = true, rejected = true,
+                 declined = true, error = true, paymentcancelled = true, paymentexpired = true,
+                 paymentfailed = true, stopped = true }
+
+--- A MoCoPay status word as a result status.
+-- @tparam string s e.g. "PaymentComplete", "Charged", "Expired" (case-insensitive)
+-- @treturn string "paid", "failed" or "pending" (anything unknown)
+function _M.map_status(s)
+  local k = type(s) == "string" and s:lower() or ""
+  if PAID[k] then return "paid" end
+  if FAILED[k] then return "failed" end
+  return "pending"
+end
+
+local function nonnull(v)
+  if v == json.null then return nil end
+  return v
+end
+
+-- A whole number read from text or a number; other values as they are.
+local function int(v)
+  if type(v) == "string" and v:find("^%-?%d+$") then v = tonumber(v) end
+  if type(v) ~= "number" or v ~= math.floor(v) then return v end
+  return math.tointeger and math.tointeger(v) or v
+end
+
+-- An amount as the exact text of the answer (an integer number is written in digits).
+local function amount_text(v)
+  v = nonnull(v)
+  if type(v) == "string" then return v end
+  if type(v) == "number" and v == math.floor(v) and math.abs(v) < 2 ^ 53 then return string.format("%d", v) end
+  return nil -- not an exact amount: never guessed through a float
+end
+
+--- Every field of a verifyPayment answer, in Lua names. Amounts are the answer's own text.
+-- @tparam table answer the answer as `paykit.kit.json.decode` read it (with @{exact})
+-- @treturn table `session_id`, `request_id` and `reference_id` (when the answer names the
+--   purchase the session belongs to), `service_code`, `pid`, `type`, `lang`, `series`, `status`,
+--   `currency_code`, `recurrent`, `expires_in`, `time_init`, `time_authorized`,
+--   `time_last_successful_payment`, `transactions`, `end_user` `{user_id, phone, mcc, mnc}`,
+--   and the amounts `charged_amount`, `failed_amount`, `last_charged_amount`,
+--   `last_failed_amount`, `total_charged_amount`, `total_failed_amount`
+function _M.payment_info(answer)
+  local a = answer
+  local info = {
+    session_id = nonnull(a.sessionId), request_id = nonnull(a.requestId), reference_id = nonnull(a.referenceId),
+    service_code = nonnull(a.serviceCode), pid = nonnull(a.pid),
+    type = nonnull(a.type), lang = nonnull(a.lang), series = int(nonnull(a.series)),
+    status = nonnull(a.status), currency_code = nonnull(a.currencyCode),
+    recurrent = nonnull(a.recurrent), expires_in = int(nonnull(a.expiresIn)),
+    time_init = nonnull(a.timeInit), time_authorized = nonnull(a.timeAuthorized),
+    time_last_successful_payment = nonnull(a.timeLastSuccessfullPayment),
+    transactions = {},
+  }
+  for lua_name, api_name in pairs(AMOUNTS) do info[lua_name] = amount_text(a[api_name]) end
+  if type(a.transactions) == "table" then
+    for i, t in ipairs(a.transactions) do info.transactions[i] = t end
+  end
+  local eu = type(a.endUser) == "table" and a.endUser or nil
+  if eu then
+    info.end_user = { user_id = nonnull(eu.userId), phone = nonnull(eu.phone), mcc = nonnull(eu.mcc), mnc = nonnull(eu.mnc) }
+  end
+  return info
+end
+
+--- An answer's amount as money for its currency (see the module description).
+-- @tparam string text the amount's text in the answer
+-- @tparam string currency the answer's currencyCode
+-- @tparam[opt="minor"] string unit "minor" or "major"
+-- @treturn ?string `money.format`ed ("1.99"), or nil (unknown currency, not exact)
+function _M.amount(text, currency, unit)
+  if type(text) ~= "string" or type(currency) ~= "string" or not money.exponent(currency) then return nil end
+  if unit == "major" then return json.amount(text, currency) end
+  if not text:find("^%d+$") or #text > 15 then return nil end
+  return money.format(math.tointeger and math.tointeger(tonumber(text)) or tonumber(text), currency)
+end
+
+return _M
