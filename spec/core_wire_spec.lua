@@ -568,17 +568,17 @@ describe("core wire client", function()
     it("leaves the collector a closed client without trouble", function()
       local c = core.wire_client()
       c:close()
-      c = nil
+      c = nil -- luacheck: ignore 311 (dropped for the collector)
       collectgarbage()
       collectgarbage()
       local d = core.wire_client()
       assert(d:request { url = BASE .. "/json" })
       getmetatable(d).__gc(d) -- __gc frees an open client's connections ...
       assert.is_true(d:closed())
-      d = nil
+      d = nil -- luacheck: ignore 311
       local e = core.wire_client()
       assert(e:request { url = BASE .. "/json" })
-      e = nil
+      e = nil -- luacheck: ignore 311
       collectgarbage() -- ... and the collector frees d again and e open; the valgrind run checks both
       collectgarbage()
     end)
