@@ -67,7 +67,7 @@ function _M.new(opts)
     qhead = 1,
     inflight = {},  -- core transfer id -> handle
     sleepers = {},  -- handle -> wake time (a retry's backoff)
-    pending = 0,    -- calls not done
+    npending = 0,   -- calls not done
     finished = 0,   -- calls done, ever
     wakeup = nil,   -- set by an adapter: called when a call starts (re-arm the host's watchers)
   }, Loop)
@@ -79,7 +79,7 @@ end
 local function finish(self, h, values)
   h.values, h.state = values, "done"
   http.batch_coroutines[h.co] = nil
-  self.pending = self.pending - 1
+  self.npending = self.npending - 1
   self.finished = self.finished + 1
   if h.callback then h.callback(unpack(values, 1, values.n)) end
 end
@@ -199,7 +199,7 @@ function Loop:start(fn, callback)
   if callback ~= nil and type(callback) ~= "function" then error("paykit.loop: the callback must be a function", 2) end
   local h = setmetatable({ loop = self, co = coroutine.create(fn), callback = callback, state = "runnable" }, Handle)
   http.batch_coroutines[h.co] = true
-  self.pending = self.pending + 1
+  self.npending = self.npending + 1
   resume(self, h, pack())
   drain(self)
   if self.wakeup then self.wakeup() end
@@ -225,7 +225,7 @@ function Loop:step(max_wait)
     local got = collect(self, 0)
     if got then drain(self) end
     if not got then
-      if self.pending == 0 or not t_end or self.finished > before then break end
+      if self.npending == 0 or not t_end or self.finished > before then break end
       local now = http.now()
       local wait = t_end - now
       if wait <= 0 then break end
@@ -240,7 +240,7 @@ end
 --- Steps until every call has finished (blocking; `paykit.batch` is start all + run).
 -- @tparam[opt=1] number slice the most seconds one wait lasts
 function Loop:run(slice)
-  while self.pending > 0 do self:step(slice or 1) end
+  while self.npending > 0 do self:step(slice or 1) end
 end
 
 --- The one descriptor the host waits on: readable when a transfer can go on.
@@ -269,11 +269,11 @@ end
 
 --- The number of calls started and not finished.
 -- @treturn integer
-function Loop:pending() return self.pending end
+function Loop:pending() return self.npending end
 
 --- Cancels every pending call (see @{handle:cancel}) and frees the transfers.
 function Loop:close()
-  while self.pending > 0 do
+  while self.npending > 0 do
     local list = {}
     for _, h in pairs(self.inflight) do list[#list + 1] = h end
     for h in pairs(self.sleepers) do list[#list + 1] = h end
