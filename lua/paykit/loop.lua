@@ -7,11 +7,11 @@
 -- single request, so a charging request is never resent). A retry's backoff is a timer of the
 -- loop, not a sleep. Nothing waits unless the host asks: `step(0)` never waits.
 --
--- The host either calls @{loop:step} from its own tick, or sleeps on @{loop:fd} (readable when
--- a transfer can go on) and @{loop:timeout}; `paykit.loop.luv` and `paykit.loop.cqueues` plug
+-- The host either calls @{Loop:step} from its own tick, or sleeps on @{Loop:fd} (readable when
+-- a transfer can go on) and @{Loop:timeout}; `paykit.loop.luv` and `paykit.loop.cqueues` plug
 -- those into libuv and cqueues.
 --
--- Cancelling a call (@{handle:cancel}) stops its transfer; the call's code then meets the
+-- Cancelling a call (@{Handle:cancel}) stops its transfer; the call's code then meets the
 -- transport error `cancelled` (maybe sent, when a byte of the request may have left): a charging
 -- call cancelled after sending is an unknown outcome, and a journaled gateway leaves it
 -- `unknown` for the sweeper. Later requests of a cancelled call fail at once without sending.
@@ -51,7 +51,7 @@ end
 --- A new loop.
 -- @tparam[opt] table opts `max_in_flight` (a positive integer, default 64): the most requests
 --   in flight at once; more wait in a queue (in start order)
--- @treturn loop the loop
+-- @treturn Loop the loop
 -- @raise when max_in_flight is not a positive integer
 function _M.new(opts)
   opts = opts or {}
@@ -74,7 +74,7 @@ function _M.new(opts)
 end
 
 --- A loop (from @{new}).
--- @type loop
+-- @type Loop
 
 local function finish(self, h, values)
   h.values, h.state = values, "done"
@@ -190,9 +190,9 @@ end
 --- Starts a call; it runs up to its first request before start returns.
 -- @tparam function fn a function of no arguments making provider calls (run in a coroutine)
 -- @tparam[opt] function callback called with what fn returned (or nil, the error it raised)
---   when it ends, from inside @{loop:step} (or @{handle:cancel}); an error it raises goes up
+--   when it ends, from inside @{Loop:step} (or @{Handle:cancel}); an error it raises goes up
 --   out of that step
--- @treturn handle the call's handle
+-- @treturn Handle the call's handle
 -- @raise when fn (or callback) is not a function
 function Loop:start(fn, callback)
   if type(fn) ~= "function" then error("paykit.loop: start needs a function", 2) end
@@ -249,7 +249,7 @@ end
 function Loop:fd() return self.core:fd() end
 
 --- The transfers' own sockets and what each waits for.
--- For a host that watches sockets one by one; @{loop:fd} covers them all.
+-- For a host that watches sockets one by one; @{Loop:fd} covers them all.
 -- @treturn table `{[fd] = "r" | "w" | "rw"}`
 function Loop:fds() return self.core:sockets() end
 
@@ -271,7 +271,7 @@ end
 -- @treturn integer
 function Loop:pending() return self.npending end
 
---- Cancels every pending call (see @{handle:cancel}) and frees the transfers.
+--- Cancels every pending call (see @{Handle:cancel}) and frees the transfers.
 function Loop:close()
   while self.npending > 0 do
     local list = {}
@@ -284,8 +284,8 @@ function Loop:close()
   self.core:close()
 end
 
---- A call (from @{loop:start}).
--- @type handle
+--- A call (from @{Loop:start}).
+-- @type Handle
 
 --- Whether the call has finished.
 -- @treturn boolean
