@@ -1040,7 +1040,7 @@ static int l_sleep(lua_State *L)
  *
  *   core.http_loop()                -> loop
  *   loop:start(client, req)         -> id | false, outcome   (outcome as in client:batch)
- *   loop:run([wait])                -> ids, outcomes | nothing   (waits at most wait seconds)
+ *   loop:run([wait])                -> handled, ids, outcomes | handled   (waits at most wait s)
  *   loop:cancel(id)                 -> maybe_sent (boolean) | nil when id is not in flight
  *   loop:fd()                       -> the epoll descriptor: readable when a transfer can go on
  *   loop:timeout()                  -> seconds until libcurl's next timer (0: due) | nil
@@ -1321,7 +1321,10 @@ static int loop_run(lua_State *L)
     if (l->timer_at >= 0 && mono_now() >= l->timer_at) {
         l->timer_at = -1.0;
         curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        n++;
     }
+    lua_settop(L, 1);
+    lua_pushinteger(L, n); /* 2: what was handled */
     while ((msg = curl_multi_info_read(l->multi, &queued)) != NULL) {
         int slot;
         if (msg->msg != CURLMSG_DONE)
@@ -1330,18 +1333,17 @@ static int loop_run(lua_State *L)
         if (slot < 0 || !l->slots[slot]->index)
             continue;
         if (count == 0) {
-            lua_settop(L, 1);
-            lua_newtable(L); /* 2: ids */
-            lua_newtable(L); /* 3: outcomes */
+            lua_newtable(L); /* 3: ids */
+            lua_newtable(L); /* 4: outcomes */
         }
         count++;
         lua_pushinteger(L, l->slots[slot]->index);
-        lua_rawseti(L, 2, count);
-        push_outcome(L, l->slots[slot], msg->data.result, 1);
         lua_rawseti(L, 3, count);
+        push_outcome(L, l->slots[slot], msg->data.result, 1);
+        lua_rawseti(L, 4, count);
         loop_release(L, l, slot);
     }
-    return count ? 2 : 0;
+    return count ? 3 : 1;
 }
 
 /* loop:cancel(id) */

@@ -152,9 +152,10 @@ local function drain(self)
 end
 
 -- Moves finished transfers (waiting at most wait seconds) and due timers to runnable.
+-- Returns whether a call can go on, and whether the core handled anything at all.
 local function collect(self, wait)
   local got = false
-  local ids, outs = self.core:run(wait)
+  local handled, ids, outs = self.core:run(wait)
   if ids then
     for k = 1, #ids do
       local h = self.inflight[ids[k]]
@@ -176,7 +177,18 @@ local function collect(self, wait)
       got = true
     end
   end
-  return got
+  return got, handled > 0
+end
+
+-- What is ready now, without waiting: a few rounds (a connect, the request, the answer can be
+-- ready one after the other), bounded so that a steady stream of answers cannot hold a step.
+local ROUNDS = 8
+local function advance(self)
+  for _ = 1, ROUNDS do
+    local got, handled = collect(self, 0)
+    if got then drain(self) end
+    if not got and not handled then return end
+  end
 end
 
 local function next_wake(self)
@@ -197,6 +209,9 @@ end
 function Loop:start(fn, callback)
   if type(fn) ~= "function" then error("paykit.loop: start needs a function", 2) end
   if callback ~= nil and type(callback) ~= "function" then error("paykit.loop: the callback must be a function", 2) end
+  if self.closed then -- a callback run by close() starting more: refused, its callback not run
+    return setmetatable({ loop = self, state = "done", values = pack(nil, "paykit.loop: the loop is closed") }, Handle)
+  end
   local h = setmetatable({ loop = self, co = coroutine.create(fn), callback = callback, state = "runnable" }, Handle)
   http.batch_coroutines[h.co] = true
   self.npending = self.npending + 1
@@ -207,9 +222,10 @@ function Loop:start(fn, callback)
 end
 
 --- Advances every call in flight.
--- Runs what is ready; when no call finished yet, waits (at most max_wait seconds) until one
--- can go on; returns as soon as nothing more is ready. `step(0)` never waits. Returns at once
--- when no call is pending.
+-- Runs what is ready (a bounded number of rounds, so that a steady stream of answers cannot
+-- hold the caller); with max_wait > 0 and no call finished yet, waits (at most max_wait
+-- seconds in all) until one has finished. `step(0)` never waits. Returns at once when no call
+-- is pending.
 -- @tparam[opt=0] number max_wait seconds
 -- @treturn integer the number of calls that finished during this step
 -- @raise when max_wait is not a non-negative number, or what a callback raised
@@ -219,19 +235,18 @@ function Loop:step(max_wait)
     error("paykit.loop: max_wait must be a non-negative number of seconds", 2)
   end
   local before = self.finished
-  local t_end = max_wait > 0 and http.now() + max_wait or nil
   drain(self)
-  while true do
-    local got = collect(self, 0)
-    if got then drain(self) end
-    if not got then
-      if self.npending == 0 or not t_end or self.finished > before then break end
+  advance(self)
+  if max_wait > 0 then
+    local t_end = http.now() + max_wait
+    while self.npending > 0 and self.finished == before do
       local now = http.now()
       local wait = t_end - now
       if wait <= 0 then break end
       local wake = next_wake(self)
       if wake and wake - now < wait then wait = math.max(0, wake - now) end
       if collect(self, wait) then drain(self) end
+      advance(self)
     end
   end
   return self.finished - before
@@ -272,7 +287,10 @@ end
 function Loop:pending() return self.npending end
 
 --- Cancels every pending call (see @{Handle:cancel}) and frees the transfers.
+-- A call started afterwards (also by a callback that close runs) is done at once with
+-- nil, "paykit.loop: the loop is closed", and its callback is not called.
 function Loop:close()
+  self.closed = true
   while self.npending > 0 do
     local list = {}
     for _, h in pairs(self.inflight) do list[#list + 1] = h end
