@@ -66,7 +66,7 @@ local t0 = now()
 local results = paykit.batch(tasks(), { max_in_flight = 64 })
 local batch_s = now() - t0
 assert(results[N] and results[N].status == "paid")
-lp = paykit.loop.new { max_in_flight = 64 }
+local lp = paykit.loop.new { max_in_flight = 64 }
 local ok = 0
 t0 = now()
 for _, fn in ipairs(tasks()) do lp:start(fn, function(r) if r then ok = ok + 1 end end) end
