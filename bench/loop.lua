@@ -38,15 +38,16 @@ local function tick_run(label, fn)
   for _ = 1, TICKS do
     local rest = next_tick - now()
     if rest > 0 then core.sleep(rest) end
-    local late = now() - next_tick
-    if late > worst then worst = late end
     local t0 = now()
     lp:step(0)
     local d = now() - t0
     total_step = total_step + d
     if d > worst_step then worst_step = d end
+    -- the overrun: how far this tick's work ran past the start of the next tick
+    local late = now() - (next_tick + TICK)
+    if late > worst then worst = late end
     next_tick = next_tick + TICK
-    if next_tick < now() then next_tick = now() end -- an overrun is per tick: no backlog
+    if next_tick < now() then next_tick = now() end -- per tick: no backlog carried over
   end
   ticking = false
   lp:close()
