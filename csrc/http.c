@@ -88,10 +88,10 @@ typedef struct {
     char *cafile, *capath, *user_agent;
 } client_t;
 
-static void xfer_release(client_t *c, xfer *x)
+static void xfer_release_in(CURLM *multi, xfer *x)
 {
     if (x->in_multi) {
-        curl_multi_remove_handle(c->multi, x->easy);
+        curl_multi_remove_handle(multi, x->easy);
         x->in_multi = 0;
     }
     curl_slist_free_all(x->hdrs);
@@ -102,9 +102,11 @@ static void xfer_release(client_t *c, xfer *x)
     x->over = OVER_NONE;
 }
 
-static void xfer_destroy(client_t *c, xfer *x)
+static void xfer_release(client_t *c, xfer *x) { xfer_release_in(c->multi, x); }
+
+static void xfer_destroy_in(CURLM *multi, xfer *x)
 {
-    xfer_release(c, x);
+    xfer_release_in(multi, x);
     if (x->easy) {
         curl_easy_setopt(x->easy, CURLOPT_SHARE, NULL);
         curl_easy_cleanup(x->easy);
@@ -113,6 +115,8 @@ static void xfer_destroy(client_t *c, xfer *x)
     paykit_buf_free(&x->head);
     free(x);
 }
+
+static void xfer_destroy(client_t *c, xfer *x) { xfer_destroy_in(c->multi, x); }
 
 /* Frees every C resource; safe to call any number of times. */
 static void client_free(client_t *c)
@@ -476,20 +480,21 @@ static void read_request(lua_State *L, client_t *c, int idx, int arg, int pos, r
                                        : !r->has_body);
 }
 
-static xfer *client_slot(client_t *c)
+/* A free transfer of a pool (slots, nslots, capslots), made when none is free. */
+static xfer *pool_slot(xfer ***slots, int *nslots, int *capslots)
 {
     int i;
     xfer *x;
-    for (i = 0; i < c->nslots; i++)
-        if (!c->slots[i]->index)
-            return c->slots[i];
-    if (c->nslots == c->capslots) {
-        int cap = c->capslots ? c->capslots * 2 : 4;
-        xfer **s = realloc(c->slots, (size_t)cap * sizeof *s);
+    for (i = 0; i < *nslots; i++)
+        if (!(*slots)[i]->index)
+            return (*slots)[i];
+    if (*nslots == *capslots) {
+        int cap = *capslots ? *capslots * 2 : 4;
+        xfer **s = realloc(*slots, (size_t)cap * sizeof *s);
         if (!s)
             return NULL;
-        c->slots = s;
-        c->capslots = cap;
+        *slots = s;
+        *capslots = cap;
     }
     x = calloc(1, sizeof *x);
     if (!x)
@@ -499,9 +504,11 @@ static xfer *client_slot(client_t *c)
         free(x);
         return NULL;
     }
-    c->slots[c->nslots++] = x;
+    (*slots)[(*nslots)++] = x;
     return x;
 }
+
+static xfer *client_slot(client_t *c) { return pool_slot(&c->slots, &c->nslots, &c->capslots); }
 
 /* Whether the list has a header named name (lowercase), as "Name: v", "Name;" or "Name:". */
 static int has_header(const struct curl_slist *l, const char *name)
@@ -725,14 +732,14 @@ static const char *failure_code(xfer *x, CURLcode rc, int *maybe_sent)
 }
 
 /* Pushes the failure message: libcurl's own words (never request headers or body). */
-static void push_failure_message(lua_State *L, client_t *c, xfer *x, CURLcode rc, const char *code)
+static void push_failure_message(lua_State *L, xfer *x, CURLcode rc, const char *code)
 {
     if (strcmp(code, "too_large") == 0) {
         char msg[80];
         if (x->over == OVER_HEADERS)
             snprintf(msg, sizeof msg, "response headers larger than %u bytes", MAX_HEADER_BYTES);
         else
-            snprintf(msg, sizeof msg, "response body larger than %zu bytes", c->max_response);
+            snprintf(msg, sizeof msg, "response body larger than %zu bytes", x->max_body);
         lua_pushstring(L, msg);
     } else if (rc == CURLE_SEND_FAIL_REWIND && x->no_resend) {
         long redirects = 0;
@@ -803,7 +810,7 @@ static void push_headers(lua_State *L, const paykit_buf *h)
 
 /* Pushes the outcome of a finished transfer. As a table when as_table (batch); otherwise the
  * response table (returns 1) or nil, message, code, maybe_sent (returns 4). */
-static int push_outcome(lua_State *L, client_t *c, xfer *x, CURLcode rc, int as_table)
+static int push_outcome(lua_State *L, xfer *x, CURLcode rc, int as_table)
 {
     long status = 0;
     if (rc == CURLE_OK) {
@@ -828,7 +835,7 @@ static int push_outcome(lua_State *L, client_t *c, xfer *x, CURLcode rc, int as_
         const char *code = failure_code(x, rc, &maybe_sent);
         if (as_table) {
             lua_createtable(L, 0, 3);
-            push_failure_message(L, c, x, rc, code);
+            push_failure_message(L, x, rc, code);
             lua_setfield(L, -2, "error");
             lua_pushstring(L, code);
             lua_setfield(L, -2, "code");
@@ -837,7 +844,7 @@ static int push_outcome(lua_State *L, client_t *c, xfer *x, CURLcode rc, int as_
             return 1;
         }
         lua_pushnil(L);
-        push_failure_message(L, c, x, rc, code);
+        push_failure_message(L, x, rc, code);
         lua_pushstring(L, code);
         lua_pushboolean(L, maybe_sent);
         return 4;
@@ -891,9 +898,9 @@ static int run(lua_State *L, client_t *c, int reqs, int n, int max_in_flight, in
             } else {
                 lua_pop(L, 2);
                 if (single) {
-                    nret = push_outcome(L, c, x, rc, 0);
+                    nret = push_outcome(L, x, rc, 0);
                 } else {
-                    push_outcome(L, c, x, rc, 1);
+                    push_outcome(L, x, rc, 1);
                     lua_rawseti(L, results, next);
                 }
                 xfer_release(c, x);
@@ -912,9 +919,9 @@ static int run(lua_State *L, client_t *c, int reqs, int n, int max_in_flight, in
             if (!x || !x->index)
                 continue;
             if (single) {
-                nret = push_outcome(L, c, x, msg->data.result, 0);
+                nret = push_outcome(L, x, msg->data.result, 0);
             } else {
-                push_outcome(L, c, x, msg->data.result, 1);
+                push_outcome(L, x, msg->data.result, 1);
                 lua_rawseti(L, results, x->index);
             }
             lua_pushnil(L);
@@ -932,9 +939,9 @@ static int run(lua_State *L, client_t *c, int reqs, int n, int max_in_flight, in
                     continue;
                 snprintf(x->err, sizeof x->err, "libcurl multi error: %s", curl_multi_strerror(mc));
                 if (single) {
-                    nret = push_outcome(L, c, x, CURLE_FAILED_INIT, 0);
+                    nret = push_outcome(L, x, CURLE_FAILED_INIT, 0);
                 } else {
-                    push_outcome(L, c, x, CURLE_FAILED_INIT, 1);
+                    push_outcome(L, x, CURLE_FAILED_INIT, 1);
                     lua_rawseti(L, results, x->index);
                 }
                 xfer_release(c, x);
@@ -1042,6 +1049,413 @@ static int l_sleep(lua_State *L)
     return 0;
 }
 
+/* ---- the loop: transfers that never block the caller -------------------------------------- *
+ *
+ *   core.http_loop()                -> loop
+ *   loop:start(client, req)         -> id | false, outcome   (outcome as in client:batch)
+ *   loop:run([wait])                -> handled, ids, outcomes | handled   (waits at most wait s)
+ *   loop:cancel(id)                 -> maybe_sent (boolean) | nil when id is not in flight
+ *   loop:fd()                       -> the epoll descriptor: readable when a transfer can go on
+ *   loop:timeout()                  -> seconds until libcurl's next timer (0: due) | nil
+ *   loop:sockets()                  -> {[fd] = "r" | "w" | "rw"}: the transfers' own sockets
+ *   loop:count()                    -> transfers in flight
+ *   loop:close()
+ *
+ * One multi handle driven through libcurl's socket API (CURLMOPT_SOCKETFUNCTION and
+ * TIMERFUNCTION, curl_multi_socket_action). The socket callback keeps an epoll set in step with
+ * libcurl's interest, so a host loop waits on one descriptor (loop:fd()) and loop:timeout(),
+ * and a socket closed and reopened under the same number inside libcurl never confuses it.
+ * A transfer is set up exactly as a single request or a batch is (xfer_setup, the client's
+ * options and its share handle: connections are shared with the client's own requests), so
+ * the no-resend rules are the same. run(0) never waits: epoll_wait with a zero timeout, and no
+ * system call at all when no socket is open. */
+#ifdef __linux__
+#include <sys/epoll.h>
+#include <unistd.h>
+#include <math.h>
+
+#define LOOP_MT "paykit.http.loop"
+#define LOOP_EVENTS 64
+
+typedef struct {
+    curl_socket_t fd;
+    int what;                   /* CURL_POLL_IN / OUT / INOUT */
+} loop_sock;
+
+typedef struct {
+    CURLM *multi;               /* NULL once closed */
+    int epfd;
+    xfer **slots;
+    int nslots, capslots;
+    loop_sock *socks;
+    int nsocks, capsocks;
+    double timer_at;            /* monotonic seconds of libcurl's timer; < 0: none */
+    int next_id, active;
+    int *refs;                  /* per slot: registry refs of the request table and the client */
+    int caprefs;
+} loop_t;
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sock_set(loop_t *l, curl_socket_t fd, int what)
+{
+    int i;
+    for (i = 0; i < l->nsocks; i++)
+        if (l->socks[i].fd == fd) {
+            if (what == CURL_POLL_REMOVE)
+                l->socks[i] = l->socks[--l->nsocks];
+            else
+                l->socks[i].what = what;
+            return;
+        }
+    if (what == CURL_POLL_REMOVE)
+        return;
+    if (l->nsocks == l->capsocks) {
+        int cap = l->capsocks ? l->capsocks * 2 : 16;
+        loop_sock *s = realloc(l->socks, (size_t)cap * sizeof *s);
+        if (!s)
+            return; /* the epoll set still has it; only loop:sockets() misses it */
+        l->socks = s;
+        l->capsocks = cap;
+    }
+    l->socks[l->nsocks].fd = fd;
+    l->socks[l->nsocks].what = what;
+    l->nsocks++;
+}
+
+static int on_socket(CURL *e, curl_socket_t fd, int what, void *up, void *sockp)
+{
+    loop_t *l = (loop_t *)up;
+    struct epoll_event ev;
+    (void)e;
+    (void)sockp;
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL); /* ENOENT/EBADF when already closed: fine */
+    } else {
+        memset(&ev, 0, sizeof ev);
+        ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
+        ev.data.fd = fd;
+        if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT)
+            epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev);
+    }
+    sock_set(l, fd, what);
+    return 0;
+}
+
+static int on_timer(CURLM *m, long timeout_ms, void *up)
+{
+    loop_t *l = (loop_t *)up;
+    (void)m;
+    l->timer_at = timeout_ms < 0 ? -1.0 : mono_now() + (double)timeout_ms / 1000.0;
+    return 0;
+}
+
+/* Frees a slot's transfer for the next one: out of the multi handle, off the client's share
+ * (a closed client's share is never held by an idle handle here), the Lua values let go. */
+static void loop_release(lua_State *L, loop_t *l, int i)
+{
+    xfer *x = l->slots[i];
+    if (x->index)
+        l->active--;
+    xfer_release_in(l->multi, x);
+    curl_easy_setopt(x->easy, CURLOPT_SHARE, NULL);
+    if (L) {
+        luaL_unref(L, LUA_REGISTRYINDEX, l->refs[2 * i]);
+        luaL_unref(L, LUA_REGISTRYINDEX, l->refs[2 * i + 1]);
+    }
+    l->refs[2 * i] = l->refs[2 * i + 1] = LUA_NOREF;
+}
+
+static void loop_free(lua_State *L, loop_t *l)
+{
+    int i;
+    if (!l->multi)
+        return;
+    for (i = 0; i < l->nslots; i++) {
+        if (l->slots[i]->index)
+            loop_release(L, l, i);
+        xfer_destroy_in(l->multi, l->slots[i]);
+    }
+    free(l->slots);
+    free(l->refs);
+    l->slots = NULL;
+    l->refs = NULL;
+    l->nslots = l->capslots = l->caprefs = 0;
+    curl_multi_cleanup(l->multi);
+    l->multi = NULL;
+    if (l->epfd >= 0)
+        close(l->epfd);
+    l->epfd = -1;
+    free(l->socks);
+    l->socks = NULL;
+    l->nsocks = l->capsocks = 0;
+}
+
+static loop_t *check_loop(lua_State *L)
+{
+    loop_t *l = (loop_t *)luaL_checkudata(L, 1, LOOP_MT);
+    if (!l->multi)
+        luaL_error(L, "paykit http loop is closed");
+    return l;
+}
+
+static int loop_close(lua_State *L)
+{
+    loop_free(L, (loop_t *)luaL_checkudata(L, 1, LOOP_MT));
+    return 0;
+}
+
+/* core.http_loop() */
+static int http_loop(lua_State *L)
+{
+    loop_t *l;
+    pthread_once(&global_once, global_init);
+    if (global_rc != CURLE_OK)
+        return luaL_error(L, "curl_global_init failed: %s", curl_easy_strerror(global_rc));
+    l = (loop_t *)lua_newuserdata(L, sizeof *l);
+    memset(l, 0, sizeof *l);
+    l->epfd = -1;
+    l->timer_at = -1.0;
+    luaL_getmetatable(L, LOOP_MT);
+    lua_setmetatable(L, -2);
+    l->multi = curl_multi_init();
+    if (!l->multi)
+        return luaL_error(L, "cannot create a libcurl handle");
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (l->epfd < 0) {
+        int e = errno;
+        loop_free(L, l);
+        return luaL_error(L, "epoll_create1: %s", strerror(e));
+    }
+    curl_multi_setopt(l->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+    curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, (void *)l);
+    curl_multi_setopt(l->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+    curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, (void *)l);
+    return 1;
+}
+
+/* loop:start(client, req) */
+static int loop_start(lua_State *L)
+{
+    loop_t *l = check_loop(L);
+    client_t *c = (client_t *)luaL_checkudata(L, 2, CLIENT_MT);
+    reqspec r;
+    xfer *x;
+    int i, slot = -1, idx = 3;
+    CURLcode rc;
+    if (!c->share)
+        return luaL_argerror(L, 2, "the client is closed");
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
+    read_request(L, c, idx, 3, 0, &r); /* raises on misuse, before anything starts */
+    lua_settop(L, 3);
+    x = pool_slot(&l->slots, &l->nslots, &l->capslots);
+    if (!x)
+        return luaL_error(L, "out of memory");
+    for (i = 0; i < l->nslots; i++)
+        if (l->slots[i] == x)
+            slot = i;
+    if (l->caprefs < l->capslots) {
+        int *refs = realloc(l->refs, (size_t)l->capslots * 2 * sizeof *refs);
+        if (!refs)
+            return luaL_error(L, "out of memory");
+        l->refs = refs;
+        l->caprefs = l->capslots;
+    }
+    l->refs[2 * slot] = l->refs[2 * slot + 1] = LUA_NOREF;
+    if (++l->next_id <= 0)
+        l->next_id = 1;
+    x->index = l->next_id;
+    l->active++;
+    rc = xfer_setup(L, c, x, idx, &r);
+    if (rc == CURLE_OK && curl_multi_add_handle(l->multi, x->easy) != CURLM_OK)
+        rc = CURLE_FAILED_INIT;
+    if (rc != CURLE_OK) {
+        lua_pushboolean(L, 0);
+        push_outcome(L, x, rc, 1);
+        loop_release(L, l, slot);
+        return 2;
+    }
+    x->in_multi = 1;
+    /* the request table holds the body and header strings libcurl reads; the client its share */
+    lua_pushvalue(L, 3);
+    l->refs[2 * slot] = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushvalue(L, 2);
+    l->refs[2 * slot + 1] = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pushinteger(L, x->index);
+    return 1;
+}
+
+static int loop_slot_of(loop_t *l, CURL *easy)
+{
+    int i;
+    for (i = 0; i < l->nslots; i++)
+        if (l->slots[i]->easy == easy)
+            return i;
+    return -1;
+}
+
+/* loop:run([wait]) */
+static int loop_run(lua_State *L)
+{
+    loop_t *l = check_loop(L);
+    lua_Number wait = luaL_optnumber(L, 2, 0);
+    struct epoll_event evs[LOOP_EVENTS];
+    int ms, n = 0, i, running = 0, queued = 0, count = 0;
+    CURLMsg *msg;
+    luaL_argcheck(L, wait == wait && wait <= 86400, 2, "wait must be a number of seconds up to 86400");
+    ms = wait > 0 ? (int)ceil(wait * 1000) : 0;
+    if (l->timer_at >= 0) {
+        double d = l->timer_at - mono_now();
+        int tms = d <= 0 ? 0 : (int)ceil(d * 1000);
+        if (tms < ms)
+            ms = tms;
+    }
+    if (l->nsocks > 0 || ms > 0) {
+        n = epoll_wait(l->epfd, evs, LOOP_EVENTS, ms);
+        if (n < 0)
+            n = 0; /* EINTR: the caller steps again */
+    }
+    for (i = 0; i < n; i++) {
+        int flags = 0;
+        if (evs[i].events & EPOLLIN)
+            flags |= CURL_CSELECT_IN;
+        if (evs[i].events & EPOLLOUT)
+            flags |= CURL_CSELECT_OUT;
+        if (evs[i].events & (EPOLLERR | EPOLLHUP))
+            flags |= CURL_CSELECT_ERR;
+        curl_multi_socket_action(l->multi, evs[i].data.fd, flags, &running);
+    }
+    if (l->timer_at >= 0 && mono_now() >= l->timer_at) {
+        l->timer_at = -1.0;
+        curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        n++;
+    }
+    lua_settop(L, 1);
+    lua_pushinteger(L, n); /* 2: what was handled */
+    while ((msg = curl_multi_info_read(l->multi, &queued)) != NULL) {
+        int slot;
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        slot = loop_slot_of(l, msg->easy_handle);
+        if (slot < 0 || !l->slots[slot]->index)
+            continue;
+        if (count == 0) {
+            lua_newtable(L); /* 3: ids */
+            lua_newtable(L); /* 4: outcomes */
+        }
+        count++;
+        lua_pushinteger(L, l->slots[slot]->index);
+        lua_rawseti(L, 3, count);
+        push_outcome(L, l->slots[slot], msg->data.result, 1);
+        lua_rawseti(L, 4, count);
+        loop_release(L, l, slot);
+    }
+    return count ? 3 : 1;
+}
+
+/* loop:cancel(id) */
+static int loop_cancel(lua_State *L)
+{
+    loop_t *l = check_loop(L);
+    lua_Integer id = luaL_checkinteger(L, 2);
+    int i;
+    for (i = 0; i < l->nslots; i++) {
+        xfer *x = l->slots[i];
+        if (x->index && x->index == id) {
+            /* a byte of the request may have left, or the connection may be carrying it */
+            lua_pushboolean(L, request_left(x));
+            loop_release(L, l, i);
+            return 1;
+        }
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+static int loop_fd(lua_State *L)
+{
+    lua_pushinteger(L, check_loop(L)->epfd);
+    return 1;
+}
+
+static int loop_timeout(lua_State *L)
+{
+    loop_t *l = check_loop(L);
+    double d;
+    if (l->timer_at < 0) {
+        lua_pushnil(L);
+        return 1;
+    }
+    d = l->timer_at - mono_now();
+    lua_pushnumber(L, d > 0 ? d : 0);
+    return 1;
+}
+
+static int loop_sockets(lua_State *L)
+{
+    loop_t *l = check_loop(L);
+    int i;
+    lua_createtable(L, 0, l->nsocks);
+    for (i = 0; i < l->nsocks; i++) {
+        int w = l->socks[i].what;
+        lua_pushstring(L, w == CURL_POLL_INOUT ? "rw" : w == CURL_POLL_OUT ? "w" : "r");
+        lua_rawseti(L, -2, (int)l->socks[i].fd);
+    }
+    return 1;
+}
+
+static int loop_count(lua_State *L)
+{
+    lua_pushinteger(L, check_loop(L)->active);
+    return 1;
+}
+
+static int loop_tostring(lua_State *L)
+{
+    loop_t *l = (loop_t *)luaL_checkudata(L, 1, LOOP_MT);
+    lua_pushfstring(L, "paykit.http.loop (%s): %p", l->multi ? "open" : "closed", (void *)l);
+    return 1;
+}
+
+static const luaL_Reg loop_methods[] = {
+    {"start", loop_start},   {"run", loop_run},         {"cancel", loop_cancel},
+    {"fd", loop_fd},         {"timeout", loop_timeout}, {"sockets", loop_sockets},
+    {"count", loop_count},   {"close", loop_close},     {NULL, NULL},
+};
+
+static const luaL_Reg loop_meta[] = {
+    {"__gc", loop_close},
+#if LUA_VERSION_NUM >= 504
+    {"__close", loop_close},
+#endif
+    {"__tostring", loop_tostring},
+    {NULL, NULL},
+};
+
+static void loop_register(lua_State *L)
+{
+    if (luaL_newmetatable(L, LOOP_MT)) {
+        luaL_setfuncs(L, loop_meta, 0);
+        lua_newtable(L);
+        luaL_setfuncs(L, loop_methods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, LOOP_MT);
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, http_loop);
+    lua_setfield(L, -2, "http_loop");
+}
+#else
+static void loop_register(lua_State *L) { (void)L; } /* the loop needs epoll (Linux) */
+#endif
+
 static const luaL_Reg http_funcs[] = {
     {"http_client", http_client},
     {"monotonic", l_monotonic},
@@ -1061,4 +1475,5 @@ void paykit_http_register(lua_State *L)
     }
     lua_pop(L, 1);
     luaL_setfuncs(L, http_funcs, 0);
+    loop_register(L);
 }

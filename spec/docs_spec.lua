@@ -78,6 +78,12 @@ local MODULES = {
   { "paykit.http", instances = function(m) return { { m.new {}, "transport" } } end },
   { "paykit.gateway", instances = function(m) return { { m.seen(4), "Seen" } } end },
   { "paykit.batch" },
+  { "paykit.loop", instances = function(m)
+    local lp = m.new()
+    return { { lp, "Loop" }, { lp:start(function() end), "Handle" } }
+  end },
+  { "paykit.loop.luv" },
+  { "paykit.loop.cqueues" },
   { "paykit.cosocket" },
   { "paykit.url" },
   { "paykit.runtime" },
@@ -120,7 +126,8 @@ local MODULES = {
   { "paykit.kit.ops" },
   { "paykit.kit.notify", instances = function(m) return { { m.memory(), "Memory" } } end },
   { "paykit.core", instances = function(m)
-    return { { m.http_client {}, "client" }, { m.http_response_parser {}, "parser" }, { m.redis_reader(), "reader" } }
+    return { { m.http_client {}, "client" }, { m.http_response_parser {}, "parser" }, { m.redis_reader(), "reader" },
+             { m.http_loop(), "loop" } }
   end, cleanup = function(list) for _, o in ipairs(list) do o[1]:close() end end },
 }
 

@@ -43,12 +43,56 @@ describe("examples", function()
     assert.matches("status: unsupported", out)
   end)
 
-  it("game_server.lua checks hundreds of purchases in one batch and grants each once", function()
-    local out, code = run(LUA .. " examples/game_server.lua 250")
-    assert.equal(0, code, out)
-    assert.matches("created  250 purchases %(250 waiting", out)
-    assert.matches("checked  250 purchases in one batch: 200 paid, 25 failed, 25 pending %(results in order: true", out)
-    assert.matches("granted  200 items for 200 paid purchases: each exactly once", out)
+  -- The game servers: each prints "<name>: N ticks ... P paid, F failed, W walked away" and
+  -- "<name>: granted G items here; paid purchases without their item: 0; granted twice: 0".
+  local function game_lines(out, name)
+    local ticks, paid, failed = out:match(name .. ": (%d+) ticks %(worst tick [%d.]+ ms%) while %d+ purchases ran: (%d+) paid, (%d+) failed")
+    local granted, missing, twice = out:match(name .. ": granted (%d+) items here; paid purchases without their item: (%d+); granted twice: (%d+)")
+    local returns, notices, statuses = out:match(name .. ": heard (%d+) returns, (%d+) notifications, (%d+) status answers")
+    assert(ticks and granted and returns, "no summary for " .. name .. " in:\n" .. out)
+    return { ticks = tonumber(ticks), paid = tonumber(paid), failed = tonumber(failed), granted = tonumber(granted),
+             missing = tonumber(missing), twice = tonumber(twice), returns = tonumber(returns),
+             notices = tonumber(notices), statuses = tonumber(statuses) }
+  end
+  local function no_notify_url() sb.post_json("/moka/_sandbox/dealer", { DealerCode = "1730", NotifyUrl = "" }) end
+
+  for _, script in ipairs { "game_server.lua", "game_server_luv.lua" } do
+    it(script .. " keeps ticking while players buy, return and get notified, and grants each item once", function()
+      local out, code = run(LUA .. " examples/" .. script .. " 40 18871", "NAME=solo")
+      no_notify_url()
+      assert.equal(0, code, out)
+      local g = game_lines(out, "solo")
+      assert.equal(32, g.paid)     -- 40 buyers: every 5th card declines, every 10th walks away
+      assert.equal(4, g.failed)
+      assert.equal(32, g.granted)
+      assert.equal(0, g.missing)
+      assert.equal(0, g.twice)
+      assert.is_true(g.returns > 0 and g.notices > 0, out)
+      assert.is_true(g.ticks >= 80, out) -- one purchase every 2 ticks
+    end)
+  end
+
+  it("two game_server.lua processes share one Redis journal: each item granted once", function()
+    local rs = require "spec.support.redis"
+    local srv = rs.start { port = 16481 }
+    local env = "PAYKIT_SANDBOX_URL=" .. sb.url() .. " REDIS_PORT=16481 "
+    local a = assert(io.popen(env .. "NAME=a NOTIFY=1 " .. LUA .. " examples/game_server.lua 40 18871 2>&1; echo \"exit=$?\""))
+    local b = assert(io.popen(env .. "NAME=b NOTIFY=0 " .. LUA .. " examples/game_server_luv.lua 40 18872 2>&1; echo \"exit=$?\""))
+    local out_a, out_b = a:read("*a"), b:read("*a")
+    a:close(); b:close()
+    local keys = srv:cli("EVAL", "return #redis.call('KEYS', 'game:granted:*')", "0")
+    srv:stop()
+    no_notify_url()
+    assert.matches("exit=0%s*$", out_a)
+    assert.matches("exit=0%s*$", out_b)
+    local ga, gb = game_lines(out_a, "a"), game_lines(out_b, "b")
+    assert.equal(32, ga.paid); assert.equal(32, gb.paid)
+    -- a's listener hears b's notifications too: the grants land wherever the payment was first
+    -- reported, and add up to one per paid purchase
+    assert.equal(64, ga.granted + gb.granted, out_a .. out_b)
+    assert.equal(0, ga.missing + gb.missing)
+    assert.equal(0, ga.twice + gb.twice)
+    assert.equal("64", keys)
   end)
 
   it("an example says so when the sandbox is not there", function()

@@ -145,13 +145,15 @@ local function check(cell, call, path, out, log)
   return received
 end
 
-local ran = { libcurl = 0, cosocket = 0 }
+local ran = { libcurl = 0, cosocket = 0, loop = 0 }
 local summary = {}
 
-local function each_case(path, runner)
+-- label: the name of the path in the spec names and the summary (default: path itself)
+local function each_case(path, runner, label)
+  label = label or path
   for _, cell in ipairs(CELLS) do
     for _, call in ipairs(calls.list) do
-      local name = call.id .. " in cell " .. cell[1] .. " (" .. path .. ")"
+      local name = call.id .. " in cell " .. cell[1] .. " (" .. label .. ")"
       local spec_name = (call.charging and "reaches the server exactly once: " or "is retried as designed: ") .. name
       do
         it(spec_name, function()
@@ -159,8 +161,8 @@ local function each_case(path, runner)
           f.reset()
           local out = runner.run(call.id, cell_url(cell), cell.twice and 2 or 1, cell.pause)
           local n = check(cell, call, path, out, f.log())
-          ran[path] = ran[path] + 1
-          summary[#summary + 1] = ("%s %s %s requests=%d %s"):format(path, cell[1], call.id, n,
+          ran[label] = ran[label] + 1
+          summary[#summary + 1] = ("%s %s %s requests=%d %s"):format(label, cell[1], call.id, n,
             out[#out].ok and "ok" or (tostring(out[#out].kind) .. "/" .. tostring(out[#out].code)))
         end)
       end
@@ -181,7 +183,7 @@ describe("fault cells", function()
     os.execute("mkdir -p '" .. root .. "/build/test'")
     local out = io.open(root .. "/build/test/fault-summary-" .. (jit and "luajit" or "lua5.4") .. ".txt", "w")
     if out then
-      out:write(("cells run: libcurl %d, cosocket %d\n"):format(ran.libcurl, ran.cosocket))
+      out:write(("cells run: libcurl %d, cosocket %d, libcurl through paykit.loop %d\n"):format(ran.libcurl, ran.cosocket, ran.loop))
       out:write(table.concat(summary, "\n"), "\n"); out:close()
     end
   end)
@@ -191,6 +193,24 @@ describe("fault cells", function()
       fault = function() return f end,
       run = function(id, url, times, pause) return calls.run(id, url, transport_opts(f), times, pause) end,
     })
+  end)
+
+  -- The same calls started on a paykit.loop and driven by step(): the loop's transfers (libcurl
+  -- socket API) are set up as single requests are, so every expectation of the libcurl path holds.
+  describe("libcurl through paykit.loop step", function()
+    local loop = require "paykit.loop"
+    each_case("libcurl", {
+      fault = function() return f end,
+      run = function(id, url, times, pause)
+        local lp = loop.new()
+        local h = lp:start(function() return calls.run(id, url, transport_opts(f), times, pause) end)
+        while not h:done() do lp:step(0.05) end
+        lp:close()
+        local out, err = h:result()
+        assert(out, err)
+        return out
+      end,
+    }, "loop")
   end)
 
   -- paykit.batch hands the requests of its tasks to one core batch (libcurl multi, shared

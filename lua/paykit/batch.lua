@@ -1,11 +1,11 @@
 --- paykit.batch: run many provider calls at once from plain Lua (no event loop needed).
 --
--- Each task runs in its own coroutine and calls ordinary provider methods. When the transport
+-- Each task runs in its own coroutine and calls ordinary provider methods: a batch is every
+-- task started on one `paykit.loop` and stepped until all have finished. When the transport
 -- (paykit.http) is about to send a request inside such a coroutine it yields the prepared
--- request instead; the scheduler collects the requests of every waiting task, sends them
--- together with the core client's batch (libcurl multi, at most max_in_flight at once),
--- resumes each task with its own response and repeats until every task has finished. A retry's
--- backoff sleep yields too, so one task waiting to retry does not hold up the others.
+-- request instead; the loop hands it to the C core (libcurl multi, at most max_in_flight at
+-- once) and resumes the task with its own response. A retry's backoff yields too (a timer of
+-- the loop), so one task waiting to retry does not hold up the others.
 -- Provider modules need no change; a task may make any number of requests, one after another.
 --
 -- Inside nginx (a cosocket phase) the tasks run as ngx.thread light threads instead, at most
@@ -23,12 +23,7 @@ local http = require "paykit.http"
 
 local _M = {}
 
-local unpack = table.unpack or unpack -- luacheck: ignore
-
 local function pack(...) return { n = select("#", ...), ... } end
-
--- A task that raised: keep its error (errors.is(e) ones as they are) and carry on with the rest.
-local function failed(e) return { n = 2, nil, e } end
 
 local function check(tasks, opts)
   if type(tasks) ~= "table" then error("paykit.batch: tasks must be an array of functions", 3) end
@@ -43,92 +38,16 @@ local function check(tasks, opts)
   return max
 end
 
--- Resumes a task coroutine; returns what it yielded or the packed final values.
--- state: "request" (transport, req), "sleep" (seconds), "done" (packed values)
-local function step(co, ...)
-  local r = pack(coroutine.resume(co, ...))
-  if not r[1] then return "done", failed(r[2]) end
-  if coroutine.status(co) == "dead" then return "done", { n = r.n - 1, unpack(r, 2, r.n) } end
-  if r[2] == http.BATCH_REQUEST then return "request", r[3], r[4] end
-  if r[2] == http.BATCH_SLEEP then return "sleep", r[3] end
-  return "done", failed("paykit.batch: a task yielded something other than a request (coroutine.yield inside a task is not supported)")
-end
-
--- Core shape for the transport: a response table, or nil, message, code, maybe_sent.
-local function unwrap(res)
-  if res == nil then return nil, "no response", "other", true end
-  if res.error ~= nil and res.status == nil then return nil, res.error, res.code, res.maybe_sent end
-  return res
-end
-
+-- Outside nginx: start every task on a paykit.loop, step until all are done.
 local function run_plain(tasks, max)
-  local n = #tasks
-  local out = {}
-  local waiting = {}  -- {i, co, transport, req}, sent in the next round
-  local sleepers = {} -- {i, co, wake}
-  local runnable = {} -- {i, co, args...}
-
-  local function settle(i, co, state, a, b)
-    if state == "done" then
-      http.batch_coroutines[co] = nil
-      out[i] = a
-    elseif state == "request" then
-      waiting[#waiting + 1] = { i = i, co = co, transport = a, req = b }
-    else
-      sleepers[#sleepers + 1] = { i = i, co = co, wake = http.now() + (tonumber(a) or 0) }
-    end
-  end
-
-  for i = 1, n do
-    local co = coroutine.create(tasks[i])
-    http.batch_coroutines[co] = true
-    runnable[#runnable + 1] = { i = i, co = co, args = { n = 0 } }
-  end
-
-  while true do
-    for _, t in ipairs(runnable) do
-      settle(t.i, t.co, step(t.co, unpack(t.args, 1, t.args.n)))
-    end
-    runnable = {}
-    if #waiting > 0 then
-      -- One core batch per transport (each has its own client: TLS settings, timeouts).
-      local groups, order = {}, {}
-      for _, w in ipairs(waiting) do
-        local g = groups[w.transport]
-        if not g then g = {}; groups[w.transport] = g; order[#order + 1] = w.transport end
-        g[#g + 1] = w
-      end
-      waiting = {}
-      for _, transport in ipairs(order) do
-        local g, reqs = groups[transport], {}
-        for k, w in ipairs(g) do reqs[k] = w.req end
-        local client = transport:core_client()
-        local ok, responses = pcall(client.batch, client, reqs, { max_in_flight = max })
-        for k, w in ipairs(g) do
-          local args
-          if ok then args = pack(unwrap(responses[k])) else args = pack(nil, tostring(responses), "other", false) end
-          runnable[#runnable + 1] = { i = w.i, co = w.co, args = args }
-        end
-      end
-    end
-    if #sleepers > 0 then
-      local now, soonest, still = http.now(), nil, {}
-      for _, s in ipairs(sleepers) do
-        if s.wake <= now then
-          runnable[#runnable + 1] = { i = s.i, co = s.co, args = { n = 0 } }
-        else
-          still[#still + 1] = s
-          if not soonest or s.wake < soonest then soonest = s.wake end
-        end
-      end
-      sleepers = still
-      if #runnable == 0 and soonest then http.sleep(soonest - now) end
-    end
-    if #runnable == 0 and #sleepers == 0 then break end
-  end
-
+  local lp = require("paykit.loop").new { max_in_flight = max }
+  local handles = {}
+  for i = 1, #tasks do handles[i] = lp:start(tasks[i]) end
+  local ok, err = pcall(lp.run, lp)
+  lp:close()
+  if not ok then error(err, 0) end
   local results, errs = {}, {}
-  for i = 1, n do results[i], errs[i] = out[i][1], out[i][2] end
+  for i = 1, #tasks do results[i], errs[i] = handles[i]:result() end
   return results, errs
 end
 

@@ -92,4 +92,8 @@ setmetatable(_M, {
 -- @raise when tasks is not an array of functions or max_in_flight is not a positive integer
 _M.batch = require "paykit.batch"
 
+-- Calls that never block the caller, for a game tick or an event loop: the `paykit.loop`
+-- module (`paykit.loop.new()`); see there.
+_M.loop = require "paykit.loop"
+
 return _M

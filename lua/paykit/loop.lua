@@ -1,0 +1,347 @@
+--- paykit.loop: provider calls that never block the caller, for a game tick or an event loop.
+--
+-- A call is an ordinary function making provider calls (`gw:purchase{...}`, `gw:status(ref)`, a
+-- whole flow); it runs in its own coroutine, exactly as a `paykit.batch` task does: when the
+-- transport (paykit.http) is about to send a request it yields it instead, and the loop hands
+-- it to the C core (`paykit.core.http_loop`: libcurl's socket API, the same request setup as a
+-- single request, so a charging request is never resent). A retry's backoff is a timer of the
+-- loop, not a sleep. Nothing waits unless the host asks: `step(0)` never waits.
+--
+-- The host either calls @{Loop:step} from its own tick, or sleeps on @{Loop:fd} (readable when
+-- a transfer can go on) and @{Loop:timeout}; `paykit.loop.luv` and `paykit.loop.cqueues` plug
+-- those into libuv and cqueues.
+--
+-- Cancelling a call (@{Handle:cancel}) stops its transfer; the call's code then meets the
+-- transport error `cancelled` (maybe sent, when a byte of the request may have left): a charging
+-- call cancelled after sending is an unknown outcome, and a journaled gateway leaves it
+-- `unknown` for the sweeper. Later requests of a cancelled call fail at once without sending.
+-- @module paykit.loop
+-- @usage
+--   local lp = paykit.loop.new()
+--   local h = lp:start(function() return gw:purchase{...} end, function(r, err) ... end)
+--   while game_running do
+--     simulate_one_tick()
+--     lp:step(0)                  -- or lp:step(time_left_in_tick)
+--   end
+local core = require "paykit.core"
+local http = require "paykit.http"
+
+local _M = {}
+
+local unpack = table.unpack or unpack -- luacheck: ignore
+local function pack(...) return { n = select("#", ...), ... } end
+
+local Loop = {}
+Loop.__index = Loop
+local Handle = {}
+Handle.__index = Handle
+
+-- Core shape for the transport: a response table, or nil, message, code, maybe_sent.
+local function unwrap(res)
+  if res == nil then return pack(nil, "no response", "other", true) end
+  if res.error ~= nil and res.status == nil then return pack(nil, res.error, res.code, res.maybe_sent) end
+  return pack(res)
+end
+
+local function cancelled(maybe_sent)
+  return pack(nil, maybe_sent and "the call was cancelled while its request was in flight"
+    or "the call was cancelled before its request was sent", "cancelled", maybe_sent and true or false)
+end
+
+--- A new loop.
+-- @tparam[opt] table opts `max_in_flight` (a positive integer, default 64): the most requests
+--   in flight at once; more wait in a queue (in start order)
+-- @treturn Loop the loop
+-- @raise when max_in_flight is not a positive integer
+function _M.new(opts)
+  opts = opts or {}
+  local max = opts.max_in_flight or 64
+  if type(max) ~= "number" or max < 1 or max ~= math.floor(max) then
+    error("paykit.loop: max_in_flight must be a positive integer", 2)
+  end
+  return setmetatable({
+    core = core.http_loop(),
+    max = max,
+    runnable = {},  -- {h, args}, run by the next drain
+    queue = {},     -- handles waiting for a free transfer, oldest first
+    qhead = 1,
+    inflight = {},  -- core transfer id -> handle
+    sleepers = {},  -- handle -> wake time (a retry's backoff)
+    npending = 0,   -- calls not done
+    finished = 0,   -- calls done, ever
+    wakeup = nil,   -- set by an adapter: called when a call starts (re-arm the host's watchers)
+  }, Loop)
+end
+
+--- A loop (from @{new}).
+-- @type Loop
+
+local function finish(self, h, values)
+  h.values, h.state = values, "done"
+  http.batch_coroutines[h.co] = nil
+  self.npending = self.npending - 1
+  self.finished = self.finished + 1
+  if h.callback then h.callback(unpack(values, 1, values.n)) end
+end
+
+-- Resumes h's coroutine with args and files what it yields next.
+local function resume(self, h, args)
+  h.state = "running"
+  local r = pack(coroutine.resume(h.co, unpack(args, 1, args.n)))
+  if not r[1] then return finish(self, h, pack(nil, r[2])) end
+  if coroutine.status(h.co) == "dead" then return finish(self, h, pack(unpack(r, 2, r.n))) end
+  if r[2] == http.BATCH_REQUEST then
+    if h.cancelled then
+      h.state = "runnable"
+      self.runnable[#self.runnable + 1] = { h, cancelled(false) }
+    else
+      h.state, h.transport, h.req = "queued", r[3], r[4]
+      self.queue[#self.queue + 1] = h
+    end
+  elseif r[2] == http.BATCH_SLEEP then
+    if h.cancelled or (tonumber(r[3]) or 0) <= 0 then
+      h.state = "runnable"
+      self.runnable[#self.runnable + 1] = { h, pack() }
+    else
+      h.state = "sleep"
+      self.sleepers[h] = http.now() + tonumber(r[3])
+    end
+  else
+    return finish(self, h, pack(nil, "paykit.loop: a call yielded something other than a request "
+      .. "(coroutine.yield inside a call is not supported)"))
+  end
+end
+
+-- Hands queued requests to the core while there is room.
+local function submit(self)
+  local q = self.queue -- consumed from qhead (no holes: # must see the whole array)
+  while self.qhead <= #q and self.core:count() < self.max do
+    local h = q[self.qhead]
+    self.qhead = self.qhead + 1
+    if h.state == "queued" then
+      local ok, id, outcome = pcall(function()
+        return self.core:start(h.transport:core_client(), h.req)
+      end)
+      h.transport, h.req = nil, nil
+      if ok and id then
+        h.state, h.id = "request", id
+        self.inflight[id] = h
+      else
+        h.state = "runnable"
+        self.runnable[#self.runnable + 1] = { h, ok and unwrap(outcome) or pack(nil, tostring(id), "other", false) }
+      end
+    end
+  end
+  if self.qhead > #q then
+    self.queue, self.qhead = {}, 1
+  elseif self.qhead > 256 and self.qhead > #q / 2 then -- a queue that never empties: compact it
+    self.queue = { unpack(q, self.qhead, #q) }
+    self.qhead = 1
+  end
+end
+
+-- Runs every runnable call until none is left; submits what they asked for.
+local function drain(self)
+  while #self.runnable > 0 do
+    local list = self.runnable
+    self.runnable = {}
+    for _, t in ipairs(list) do resume(self, t[1], t[2]) end
+    submit(self)
+  end
+  submit(self)
+end
+
+-- Moves finished transfers (waiting at most wait seconds) and due timers to runnable.
+-- Returns whether a call can go on, and whether the core handled anything at all.
+local function collect(self, wait)
+  local got = false
+  local handled, ids, outs = self.core:run(wait)
+  if ids then
+    for k = 1, #ids do
+      local h = self.inflight[ids[k]]
+      if h then
+        self.inflight[ids[k]] = nil
+        h.state, h.id = "runnable", nil
+        self.runnable[#self.runnable + 1] = { h, unwrap(outs[k]) }
+        got = true
+      end
+    end
+  end
+  local now
+  for h, wake in pairs(self.sleepers) do
+    now = now or http.now()
+    if wake <= now then
+      self.sleepers[h] = nil
+      h.state = "runnable"
+      self.runnable[#self.runnable + 1] = { h, pack() }
+      got = true
+    end
+  end
+  return got, handled > 0
+end
+
+-- What is ready now, without waiting: a few rounds (a connect, the request, the answer can be
+-- ready one after the other), bounded so that a steady stream of answers cannot hold a step.
+local ROUNDS = 8
+local function advance(self)
+  for _ = 1, ROUNDS do
+    local got, handled = collect(self, 0)
+    if got then drain(self) end
+    if not got and not handled then return end
+  end
+end
+
+local function next_wake(self)
+  local soonest
+  for _, wake in pairs(self.sleepers) do
+    if not soonest or wake < soonest then soonest = wake end
+  end
+  return soonest
+end
+
+--- Starts a call; it runs up to its first request before start returns.
+-- @tparam function fn a function of no arguments making provider calls (run in a coroutine)
+-- @tparam[opt] function callback called with what fn returned (or nil, the error it raised)
+--   when it ends, from inside @{Loop:step} (or @{Handle:cancel}); an error it raises goes up
+--   out of that step
+-- @treturn Handle the call's handle
+-- @raise when fn (or callback) is not a function
+function Loop:start(fn, callback)
+  if type(fn) ~= "function" then error("paykit.loop: start needs a function", 2) end
+  if callback ~= nil and type(callback) ~= "function" then error("paykit.loop: the callback must be a function", 2) end
+  if self.closed then -- a callback run by close() starting more: refused, its callback not run
+    return setmetatable({ loop = self, state = "done", values = pack(nil, "paykit.loop: the loop is closed") }, Handle)
+  end
+  local h = setmetatable({ loop = self, co = coroutine.create(fn), callback = callback, state = "runnable" }, Handle)
+  http.batch_coroutines[h.co] = true
+  self.npending = self.npending + 1
+  resume(self, h, pack())
+  drain(self)
+  if self.wakeup then self.wakeup() end
+  return h
+end
+
+--- Advances every call in flight.
+-- Runs what is ready (a bounded number of rounds, so that a steady stream of answers cannot
+-- hold the caller); with max_wait > 0 and no call finished yet, waits (at most max_wait
+-- seconds in all) until one has finished. `step(0)` never waits. Returns at once when no call
+-- is pending.
+-- @tparam[opt=0] number max_wait seconds
+-- @treturn integer the number of calls that finished during this step
+-- @raise when max_wait is not a non-negative number, or what a callback raised
+function Loop:step(max_wait)
+  max_wait = max_wait or 0
+  if type(max_wait) ~= "number" or max_wait ~= max_wait or max_wait < 0 then
+    error("paykit.loop: max_wait must be a non-negative number of seconds", 2)
+  end
+  local before = self.finished
+  drain(self)
+  advance(self)
+  if max_wait > 0 then
+    local t_end = http.now() + max_wait
+    while self.npending > 0 and self.finished == before do
+      local now = http.now()
+      local wait = t_end - now
+      if wait <= 0 then break end
+      local wake = next_wake(self)
+      if wake and wake - now < wait then wait = math.max(0, wake - now) end
+      if collect(self, wait) then drain(self) end
+      advance(self)
+    end
+  end
+  return self.finished - before
+end
+
+--- Steps until every call has finished (blocking; `paykit.batch` is start all + run).
+-- @tparam[opt=1] number slice the most seconds one wait lasts
+function Loop:run(slice)
+  while self.npending > 0 do self:step(slice or 1) end
+end
+
+--- The one descriptor the host waits on: readable when a transfer can go on.
+-- (An epoll descriptor that follows libcurl's sockets; its number never changes.)
+-- @treturn integer the descriptor
+function Loop:fd() return self.core:fd() end
+
+--- The transfers' own sockets and what each waits for.
+-- For a host that watches sockets one by one; @{Loop:fd} covers them all.
+-- @treturn table `{[fd] = "r" | "w" | "rw"}`
+function Loop:fds() return self.core:sockets() end
+
+--- Seconds until the loop must be stepped even when its descriptor stays quiet.
+-- 0 when something is ready now; nil when nothing is pending (or only the descriptor matters).
+-- @treturn ?number seconds
+function Loop:timeout()
+  if #self.runnable > 0 then return 0 end
+  local t = self.core:timeout()
+  local wake = next_wake(self)
+  if wake then
+    local d = math.max(0, wake - http.now())
+    if not t or d < t then t = d end
+  end
+  return t
+end
+
+--- The number of calls started and not finished.
+-- @treturn integer
+function Loop:pending() return self.npending end
+
+--- Cancels every pending call (see @{Handle:cancel}) and frees the transfers.
+-- A call started afterwards (also by a callback that close runs) is done at once with
+-- nil, "paykit.loop: the loop is closed", and its callback is not called.
+function Loop:close()
+  self.closed = true
+  while self.npending > 0 do
+    local list = {}
+    for _, h in pairs(self.inflight) do list[#list + 1] = h end
+    for h in pairs(self.sleepers) do list[#list + 1] = h end
+    for i = self.qhead, #self.queue do list[#list + 1] = self.queue[i] end
+    if #list == 0 then break end
+    for _, h in ipairs(list) do h:cancel() end
+  end
+  self.core:close()
+end
+
+--- A call (from @{Loop:start}).
+-- @type Handle
+
+--- Whether the call has finished.
+-- @treturn boolean
+function Handle:done() return self.state == "done" end
+
+--- What the call returned: its values (or nil, the error it raised); nothing while not done.
+-- @return the values
+function Handle:result()
+  if self.state ~= "done" then return end
+  return unpack(self.values, 1, self.values.n)
+end
+
+--- Cancels the call and runs it to its end at once.
+-- A request in flight is stopped: the call's code gets the transport error `cancelled`, maybe
+-- sent when a byte of it may have left (a charging call: an unknown outcome, `retryable =
+-- false`; a journaled gateway leaves the payment `unknown` for the sweeper). Later requests and
+-- backoffs of the call end at once, without sending. The callback runs.
+-- @treturn boolean true when the call was still pending
+function Handle:cancel()
+  local self_loop = self.loop
+  if self.state == "done" then return false end
+  self.cancelled = true
+  if self.state == "request" then
+    local maybe = self_loop.core:cancel(self.id)
+    self_loop.inflight[self.id], self.id = nil, nil
+    self.state = "runnable"
+    self_loop.runnable[#self_loop.runnable + 1] = { self, cancelled(maybe) }
+  elseif self.state == "queued" then
+    self.transport, self.req = nil, nil
+    self.state = "runnable"
+    self_loop.runnable[#self_loop.runnable + 1] = { self, cancelled(false) }
+  elseif self.state == "sleep" then
+    self_loop.sleepers[self] = nil
+    self.state = "runnable"
+    self_loop.runnable[#self_loop.runnable + 1] = { self, pack() }
+  end
+  drain(self_loop)
+  return true
+end
+
+return _M
