@@ -19,7 +19,8 @@ function G.new(opts)
   local name, N = opts.name or "game", opts.purchases or 40
   local store = opts.redis_port and assert(store_mod.redis { port = opts.redis_port }) or store_mod.memory()
   local g = { name = name, N = N, ticks = 0, world = 0, purchases = {}, order = {}, started = 0, granted = 0,
-              double = 0, reports = { ["return"] = 0, notification = 0, status = 0 }, store = store, lp = paykit.loop.new { max_in_flight = 32 }, buyer = http.new {} }
+              double = 0, reports = { ["return"] = 0, notification = 0, status = 0 }, store = store,
+              lp = paykit.loop.new { max_in_flight = 32 }, buyer = http.new {} }
   -- the grant: "the database" says whether this payment's item was given already (a store key)
   local function grant(rec, token)
     local ok = store:add("game:granted:" .. rec.reference, token, 0)

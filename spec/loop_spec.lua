@@ -61,7 +61,8 @@ describe("paykit.loop", function()
       pending("strace is not installed"); return
     end
     local log = os.tmpname()
-    local cmd = ("PAYKIT_SANDBOX_URL=%s strace -f -qq -o %s -e trace=poll,ppoll,select,pselect6,epoll_wait,epoll_pwait,openat %s spec/support/loop_step0.lua 2>&1")
+    local cmd = ("PAYKIT_SANDBOX_URL=%s strace -f -qq -o %s "
+      .. "-e trace=poll,ppoll,select,pselect6,epoll_wait,epoll_pwait,openat %s spec/support/loop_step0.lua 2>&1")
       :format(base, log, LUA)
     local p = assert(io.popen(cmd))
     local out = p:read("*a"); p:close()

@@ -368,6 +368,48 @@ M.http_with = {
   end,
 }
 
+-- paykit.loop from a host loop: `gw` is a Moka instance on the sandbox. The tick starts a 3D
+-- purchase and keeps ticking until its callback ran; luv and cqueues ask a status.
+local function loop_globals(data, rec)
+  local g
+  g = {
+    paykit = require "paykit", running = true,
+    gw = assert(require("paykit").moka { dealer_code = MOKA.dealer_code, username = MOKA.username,
+                                         password = MOKA.password, base_url = data.sandbox .. "/moka" }),
+    ref = "order-" .. core.random_hex(4), ip = "203.0.113.7", back = "https://shop.example/return/moka",
+    card = { holder = "Ali Yilmaz", number = "4111111111111111", exp_month = "09", exp_year = "2031", cvc = "123" },
+    on_purchase = function(r) rec.status = r.status; rec.redirect = r.redirect_url end,
+    on_error = function(e) rec.err = e.code end,
+    simulate_world = function()
+      rec.ticks = (rec.ticks or 0) + 1
+      if rec.status or rec.err or rec.ticks > 3000 then g.running = false end
+    end,
+    sleep_until_next_tick = function() core.sleep(0.002) end,
+  }
+  return g
+end
+local function loop_answer(_, _, env)
+  local a = rawget(env, "answer")
+  return { kind = type(a) == "table" and (a.kind or a.status) or nil, provider = type(a) == "table" and a.provider or nil }
+end
+M.loop_tick = {
+  setup = function(t) return { sandbox = t.sandbox } end,
+  globals = loop_globals,
+  summary = function(_, rec) return { status = rec.status, err = rec.err, ticks = rec.ticks, redirect = rec.redirect } end,
+  check = function(s)
+    assert.equal("redirect", s.status, tostring(s.err))
+    assert.truthy(s.redirect:find("^http"))
+    assert.truthy(s.ticks >= 1)
+  end,
+}
+M.loop_luv = {
+  setup = function(t) return { sandbox = t.sandbox } end,
+  globals = loop_globals,
+  summary = loop_answer,
+  check = function(s) assert.is_not_nil(s.kind, "the callback ran with a result or an error") end,
+}
+M.loop_cqueues = M.loop_luv
+
 -- The sandbox's fault modes from Lua: `moka` is the shop's instance, `payment` a non-3D payment.
 M.sandbox_faults = {
   setup = function(t) return { sandbox = t.sandbox } end,
