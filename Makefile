@@ -3,7 +3,7 @@
 #   make test       install missing Debian packages (as root), build, run every spec suite
 #   make demo       the demo purchase flow against the local sandbox
 #   make bench      provider calls and transport next to wrk (BENCH_QUICK=1: a short smoke run),
-#                   then the journal's cost per payment
+#                   then the journal's cost per payment and paykit.loop's tick overrun
 #   make install    install for Lua 5.4 with LuaRocks (offline: --deps-mode=none; TREE=dir for a tree)
 #   make install-luajit   the same rock for LuaJIT 2.1 (luarocks --lua-version=5.1)
 #   make dist       the release tarball build/dist/paykit-$(VERSION).tar.gz (DIST_REF, default HEAD)
