@@ -91,6 +91,8 @@ local OPTIONS = {
   signature_in = { type = "string", default = "header", one_of = { header = true, param = true } },
   encode_values = { type = "boolean", default = false },
   amount_unit = { type = "string", default = "minor", one_of = { minor = true, major = true } },
+  -- the provider's id of an answer: initPayment's answer documents requestId
+  request_id_field = { type = "any", default = "requestId" },
   paths = { type = "table", check = function(v)
     for k, p in pairs(v) do
       if k ~= "init" and k ~= "verify" then return "knows only init and verify, not " .. tostring(k) end
