@@ -36,8 +36,9 @@ local DEFAULT_POOL_SIZE = 32
 local DEFAULT_KEEPALIVE_TIMEOUT = 30000 -- below the usual server idle timeouts (nginx: 75 s)
 local READ_SIZE = 65536
 
--- The phases in which ngx.socket.tcp may be used are paykit.http's (one list for both).
-local in_cosocket_phase = require("paykit.http").in_cosocket_phase
+-- The phases in which ngx.socket.tcp may be used are paykit.runtime's (one list for the
+-- transports; paykit.http requires this module, so it cannot be the other way round).
+local in_cosocket_phase = require("paykit.runtime").in_cosocket_phase
 
 -- Methods that may be sent a second time when a pooled connection turns out to be dead.
 local REPLAYABLE = { GET = true, HEAD = true, OPTIONS = true }
@@ -57,7 +58,7 @@ local function ngx_api()
 end
 
 --- Whether cosockets can be used here: inside nginx, in a phase that allows ngx.socket.tcp
--- (`paykit.http.in_cosocket_phase`: rewrite, server_rewrite, access, content, timer, ssl_cert,
+-- (`paykit.runtime.in_cosocket_phase`: rewrite, server_rewrite, access, content, timer, ssl_cert,
 -- ssl_session_fetch, ssl_client_hello, preread).
 -- @treturn boolean false outside nginx or in another phase (init, log, header_filter, ...)
 function _M.available()

@@ -48,28 +48,11 @@ local cjson = require("cjson").new()
 
 local _M = {}
 
-local STATES = { "created", "sent", "redirect", "pending", "unknown", "authorized", "paid", "failed", "refused", "expired" }
-_M.STATES = STATES
-
-local function set(list) local t = {}; for _, v in ipairs(list) do t[v] = true end; return t end
-
-local NEXT = {
-  created = set { "sent", "refused" },
-  sent = set { "redirect", "pending", "authorized", "paid", "failed", "unknown", "refused" },
-  redirect = set { "redirect", "pending", "authorized", "paid", "failed", "expired" },
-  pending = set { "pending", "authorized", "paid", "failed", "expired" },
-  unknown = set { "unknown", "redirect", "pending", "authorized", "paid", "failed", "expired" },
-  authorized = set { "paid", "failed" },
-  paid = {}, failed = {},
-  refused = set { "sent" },
-  expired = set { "paid", "failed" },
-}
-_M.NEXT = NEXT
-
---- States a sweeper looks at: the outcome is not known yet.
-_M.OPEN = set { "created", "sent", "redirect", "pending", "unknown", "authorized" }
---- States with an outcome (the index forgets them).
-_M.FINAL = set { "paid", "failed", "refused", "expired" }
+-- The state table and the journal's error live in paykit.journal.states (below this module,
+-- paykit.journal.wrap and paykit.journal.sweep); they are this module's fields too.
+local states = require "paykit.journal.states"
+local STATES, NEXT = states.STATES, states.NEXT
+_M.STATES, _M.NEXT, _M.OPEN, _M.FINAL = STATES, NEXT, states.OPEN, states.FINAL
 
 -- from-set for a move to `to`: every state allowed to go there
 local FROM = {}
@@ -132,21 +115,13 @@ function Journal:index(provider) return self.prefix .. ":open:" .. provider end
 
 --- @section end
 
---- The error of a journal that cannot be written or read: nothing was sent.
+--- The error of a journal that cannot be written or read: nothing was sent
+-- (`paykit.journal.states.unavailable`).
 -- @function unavailable
 -- @tparam table err the store's error
 -- @tparam string what "written", "read", "marked as sent"
--- @treturn table a paykit error, code `journal_unavailable` (kind timeout or transport; `cause`
---   is the store's error)
-local function unavailable(err, what)
-  local e = errors.new {
-    kind = err and err.kind == "timeout" and "timeout" or "transport", code = "journal_unavailable",
-    message = "the payment journal could not be " .. what .. " (" .. (err and err.message or "no answer")
-      .. "); nothing was sent",
-  }
-  e.cause = err
-  return e
-end
+-- @treturn table a paykit error, code `journal_unavailable`
+local unavailable = states.unavailable
 _M.unavailable = unavailable
 
 --- A record from its JSON text.

@@ -25,7 +25,7 @@
 -- @module paykit.journal.sweep
 local batch = require "paykit.batch"
 local core = require "paykit.core"
-local journal_mod = require "paykit.journal"
+local states = require "paykit.journal.states"
 
 local _M = {}
 
@@ -66,7 +66,7 @@ function _M.run(jgw, opts)
     elseif rec.state == "paid" and rec.grant ~= "done" and jgw.grant then
       -- its grant never finished (a process died inside it, or the grant failed)
       if jgw:fulfil(ref) == "granted" then report.granted = report.granted + 1 else requeue(ref) end
-    elseif journal_mod.FINAL[rec.state] or not journal_mod.OPEN[rec.state] then
+    elseif states.FINAL[rec.state] or not states.OPEN[rec.state] then
       j.store:index_remove(j:index(provider), ref)
     elseif (rec.updated_at or 0) > now - older then
       requeue(ref) -- touched recently: its process may still be at it
@@ -103,7 +103,7 @@ function _M.run(jgw, opts)
         if after and after ~= before then
           report.resolved[#report.resolved + 1] = { reference = rec.reference, from = before, to = after }
         end
-        if not journal_mod.FINAL[after or before] then requeue(rec.reference) end
+        if not states.FINAL[after or before] then requeue(rec.reference) end
         if r.journal and r.journal.grant == "granted" then report.granted = report.granted + 1 end
       else
         report.errors[#report.errors + 1] = { reference = rec.reference, error = errs[i] }

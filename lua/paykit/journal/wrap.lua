@@ -24,7 +24,7 @@
 -- @module paykit.journal.wrap
 local core = require "paykit.core"
 local errors = require "paykit.errors"
-local journal_mod = require "paykit.journal"
+local states = require "paykit.journal.states"
 
 local _M = {}
 
@@ -230,9 +230,9 @@ function W:purchase(p)
     if cur == nil or cur.state ~= "refused" then return self:replay(cur or { reference = ref, state = "sent" }, q) end
     -- nothing was sent before: this attempt takes the record over (refused -> sent, once)
     local ok, err = j.store:index_add(j:index(self.provider), ref, j.clock())
-    if not ok then return nil, journal_mod.unavailable(err, "written") end
+    if not ok then return nil, states.unavailable(err, "written") end
     ok, err = j:move(self.provider, ref, "sent", { amount = amount_text(amount), currency = currency, error = false })
-    if ok == nil then return nil, journal_mod.unavailable(err, "marked as sent") end
+    if ok == nil then return nil, states.unavailable(err, "marked as sent") end
     if not ok then
       local now = j:get(self.provider, ref)
       return self:replay(now or cur, q)
@@ -245,13 +245,13 @@ function W:purchase(p)
     local ok, err = j:move(self.provider, ref, "sent")
     if ok then marked = true; return true end
     mark_err = err
-    return nil, journal_mod.unavailable(err, "marked as sent")
+    return nil, states.unavailable(err, "marked as sent")
   end)
   if not target then
     -- no transport to watch: the record says sent before the call (it may send)
     if not marked then
       local ok, err = j:move(self.provider, ref, "sent")
-      if not ok then return nil, journal_mod.unavailable(err, "marked as sent") end
+      if not ok then return nil, states.unavailable(err, "marked as sent") end
       marked = true
     end
     target = gw
@@ -265,7 +265,7 @@ function W:purchase(p)
   end
   if mark_err ~= nil or (r == nil and errors.is(err) and err.code == "journal_unavailable") then
     j:move(self.provider, ref, "refused", { error = stored_error(err) })
-    return nil, errors.is(err) and err or journal_mod.unavailable(mark_err, "marked as sent")
+    return nil, errors.is(err) and err or states.unavailable(mark_err, "marked as sent")
   end
   local to, patch
   if r then

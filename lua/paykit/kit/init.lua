@@ -61,7 +61,9 @@ _M.signature = require "paykit.kit.signature"
 _M.options, _M.wire, _M.notify, _M.json = options, wire, notify, json
 _M.registry = require "paykit.kit.registry"
 
---- Refuses the unknown fields of a call's table. Returns t (not copied) or nil, err.
+--- Refuses the unknown fields of a call's table (`paykit.kit.options.fields`). Returns t
+-- (not copied) or nil, err.
+-- @function fields
 -- @param t the caller's table
 -- @tparam table allowed the set of field names
 -- @tparam string what the call's name for messages ("purchase")
@@ -69,20 +71,7 @@ _M.registry = require "paykit.kit.registry"
 -- @return[2] nil
 -- @return[2] a validation error naming the field (code `unknown_field`; `invalid` when t is
 --   not a table)
-function _M.fields(t, allowed, what)
-  if type(t) ~= "table" then
-    return nil, errors.validation(what, "invalid", what .. " expects a table of fields: " .. what .. "{...}")
-  end
-  for k in pairs(t) do
-    if not allowed[k] then
-      local name = type(k) == "string" and k:sub(1, 64) or tostring(k)
-      local near = options.closest(name, allowed)
-      return nil, errors.validation(name, "unknown_field", "unknown field " .. name .. " in " .. what ..
-        (near and ("; did you mean " .. near .. "?") or ""))
-    end
-  end
-  return t
-end
+_M.fields = options.fields
 
 --- A result (`paykit.gateway.result`) with its amount `money.format`ed for its currency.
 -- @tparam table t the result's fields (`amount` decimal text or an integer, with `currency`)

@@ -20,6 +20,7 @@
 -- @module paykit.kit.ops
 local core = require "paykit.core"
 local errors = require "paykit.errors"
+local options = require "paykit.kit.options"
 local wire = require "paykit.kit.wire"
 
 local _M = {}
@@ -61,7 +62,7 @@ function _M.install(P, operations)
       local req = { method = op.method, path = path, idempotent = op.idempotent }
       local rest = argv[#names + 1]
       if op.fields then
-        local t, err = require("paykit.kit").fields(rest, op.fields, op.what or name)
+        local t, err = options.fields(rest, op.fields, op.what or name)
         if not t then return nil, err end
         local copy = {}
         for k, v in pairs(t) do copy[k] = v end
@@ -72,7 +73,7 @@ function _M.install(P, operations)
       elseif op.filter then
         local f = rest
         if f == nil then f = {} end
-        local t, err = require("paykit.kit").fields(f, op.filter, "filter")
+        local t, err = options.fields(f, op.filter, "filter")
         if not t then return nil, err end
         local keys = {}
         for k in pairs(op.filter) do keys[#keys + 1] = k end

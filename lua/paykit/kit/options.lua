@@ -161,4 +161,28 @@ function _M.read(schema, opts, what)
   return out
 end
 
+--- Refuses the unknown fields of a call's table (also `paykit.kit.fields`; here, below
+-- paykit.kit and paykit.kit.ops, which both use it). Returns t (not copied) or nil, err.
+-- @param t the caller's table
+-- @tparam table allowed the set of field names
+-- @tparam string what the call's name for messages ("purchase")
+-- @treturn table t
+-- @return[2] nil
+-- @return[2] a validation error naming the field (code `unknown_field`; `invalid` when t is
+--   not a table)
+function _M.fields(t, allowed, what)
+  if type(t) ~= "table" then
+    return nil, errors.validation(what, "invalid", what .. " expects a table of fields: " .. what .. "{...}")
+  end
+  for k in pairs(t) do
+    if not allowed[k] then
+      local name = type(k) == "string" and k:sub(1, 64) or tostring(k)
+      local near = _M.closest(name, allowed)
+      return nil, errors.validation(name, "unknown_field", "unknown field " .. name .. " in " .. what ..
+        (near and ("; did you mean " .. near .. "?") or ""))
+    end
+  end
+  return t
+end
+
 return _M

@@ -573,7 +573,7 @@ function M.handle(util)
   if not top then return fail(util, 404, "no such resource") end
   if id == "" then id = nil end
   if extra ~= "" then return fail(util, 404, "no such resource") end
-  if top == "payment" then return require("paykit.sandbox.zippy_pages").handle(util, method, id) end
+  if top == "payment" then return require("paykit.sandbox.zippy_pages").handle(M, util, method, id) end
   if top == "_sandbox" then return sandbox_call(util, method, id) end
   if top == "status" and not id then
     if method ~= "GET" then return fail(util, 405, "method not allowed") end

@@ -3,11 +3,12 @@
 -- /zippy/payment/card, or /zippy/payment/phone and /zippy/payment/pin.
 local M = {}
 
-local Z = require "paykit.sandbox.zippy"
-local fail, state, finish = Z.fail, Z.state, Z.finish
+-- The simulator's own parts (fail, state, finish, the test cards and PINs) come from
+-- paykit.sandbox.zippy as handle's first argument: that module loads this one, so this one
+-- does not load it back.
 
-local function tx_from_form(util, form)
-  local tx = form and form.tx and state(util).by_token[form.tx]
+local function tx_from_form(Z, util, form)
+  local tx = form and form.tx and Z.state(util).by_token[form.tx]
   if not tx then return nil end
   if tx.status ~= "PENDING" then return nil, true end
   return tx
@@ -45,7 +46,7 @@ local function phone_page(util, tx, message)
     .. '<button id="send" type="submit" name="action" value="send">Send me a PIN</button>' .. CANCEL)
 end
 
-local function pin_page(util, tx, message)
+local function pin_page(Z, util, tx, message)
   return form_page(util, tx, "Enter the PIN we sent you", "pin", message,
     '<label>PIN <input id="pin" name="pin" inputmode="numeric" autocomplete="off"></label>'
     .. '<button id="confirm" type="submit" name="action" value="confirm">Confirm</button>',
@@ -61,7 +62,10 @@ local function expiry_ok(expiry)
   return yy > now.year or (yy == now.year and mm >= now.month)
 end
 
-function M.handle(util, method, step)
+--- Serves /zippy/payment/<step>.
+-- @tparam table Z the simulator (paykit.sandbox.zippy)
+function M.handle(Z, util, method, step)
+  local fail, state, finish = Z.fail, Z.state, Z.finish
   if step == "start" then
     if method ~= "GET" then return fail(util, 405, "method not allowed") end
     local token = util.query().tx
@@ -74,7 +78,7 @@ function M.handle(util, method, step)
   end
   if method ~= "POST" then return fail(util, 405, "method not allowed") end
   local form = util.form()
-  local tx, done = tx_from_form(util, form)
+  local tx, done = tx_from_form(Z, util, form)
   if not tx then
     if done then return fail(util, 400, "this transaction is already finished") end
     return fail(util, 404, "no transaction for this token")
@@ -96,7 +100,7 @@ function M.handle(util, method, step)
     end
     if phone == Z.REFUSED_PHONE then return util.redirect((finish(util, tx, "DIR_BILL_ERROR")), 301) end
     tx.phone_ok = true
-    return pin_page(util, tx)
+    return pin_page(Z, util, tx)
   elseif step == "pin" and tx.pay_method == "OPERATOR" and tx.phone_ok then
     local ok = tostring(form.pin or "") == Z.APPROVE_PIN
     return util.redirect((finish(util, tx, (not ok) and "DIR_BILL_ERROR" or nil)), 301)

@@ -42,25 +42,22 @@
 --   local s = store.memory()                        -- or store.redis{...}, store.shdict("journal")
 --   assert(s:add("k", "v", 60))                     --> true
 --   s:add("k", "w", 60)                             --> false, "exists"
-local errors = require "paykit.errors"
 
 local _M = {}
 local cjson
 
---- The error a store answers when its backend did not answer.
+-- The backends' shared parts (the error, the transition in Lua) live in paykit.store.base,
+-- below this module and the backends it loads; they are this module's fields too.
+local base = require "paykit.store.base"
+
+--- The error a store answers when its backend did not answer (`paykit.store.base.error`).
+-- @function error
 -- @tparam string store the store's name ("redis", "shdict")
 -- @tparam string message what happened (never a password)
 -- @tparam[opt] string code the backend's code ("timeout", "WRONGPASS", ...)
 -- @treturn table a paykit error: timeout/`store_timeout`, config/`store_auth` or
 --   transport/`store_unavailable`
-function _M.error(store, message, code)
-  local text = "paykit store (" .. store .. "): " .. tostring(message)
-  if code == "timeout" then return errors.timeout("store_timeout", text, false) end
-  if code == "WRONGPASS" or code == "NOAUTH" or code == "NOPERM" then
-    return errors.config("store", "store_auth", text)
-  end
-  return errors.new { kind = "transport", code = "store_unavailable", message = text }
-end
+_M.error = base.error
 
 --- The names of the methods every store has (the contract specs run them on each store).
 _M.METHODS = { "get", "add", "set", "delete", "transition", "lock", "unlock",
@@ -156,21 +153,12 @@ function Seen.size() return 0 end
 
 --- @section end
 
--- ---- shared by the Lua stores (memory and shdict): the transition on decoded records ----
-
---- Applies a transition to record text (for stores that run it in Lua).
+--- Applies a transition to record text, for the stores that run it in Lua
+-- (`paykit.store.base.apply`).
+-- @function apply
 -- @tparam string text the record (JSON)
 -- @treturn boolean|nil true when applied, false on conflict, nil when text is not a record
 -- @treturn string the record after (or as it is)
-function _M.apply(text, field, from, to, patch)
-  cjson = cjson or require("cjson").new()
-  local ok, rec = pcall(cjson.decode, text)
-  if not ok or type(rec) ~= "table" then return nil, text end
-  local cur = rec[field]
-  if type(cur) ~= "string" or not from[cur] then return false, text end
-  for k, v in pairs(patch or {}) do rec[k] = v end
-  rec[field] = to
-  return true, cjson.encode(rec)
-end
+_M.apply = base.apply
 
 return _M

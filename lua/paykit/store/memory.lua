@@ -5,7 +5,7 @@
 -- at most `capacity` keys are kept (the oldest set first goes).
 -- @module paykit.store.memory
 local core = require "paykit.core"
-local store = require "paykit.store"
+local store = require "paykit.store.base"
 
 local _M = {}
 local Memory = {}

@@ -12,7 +12,7 @@
 -- tag (`paykit:{moka:order-7}:rec`).
 -- @module paykit.store.redis
 local redis = require "paykit.redis"
-local store = require "paykit.store"
+local store = require "paykit.store.base"
 local cjson = require("cjson").new()
 
 local _M = {}

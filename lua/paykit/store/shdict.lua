@@ -13,7 +13,7 @@
 -- @usage
 --   # nginx.conf: lua_shared_dict paykit_journal 10m;
 --   local s = require("paykit.store").shdict("paykit_journal")
-local store = require "paykit.store"
+local store = require "paykit.store.base"
 
 local _M = {}
 local Store = {}
