@@ -257,22 +257,16 @@ describe("the sandbox's fault modes", function()
     garbage = { 1, function(c) return { kind = "provider", code = c.codes.invalid, retryable = false } end },
     truncate = { 1, function(c) return { kind = "provider", code = c.codes.invalid, retryable = false } end },
   }
-  local STATUS_KNOWN = {
-    -- providers/zippy.lua interpret(): a 5xx is server_error with retryable = false even for an
-    -- idempotent call (Moka and MoCoPay say true); not a double-charge risk, but inconsistent.
-    ["Zippy get_product (Zippy has no status call) status 500 after processing"] =
-      "the Zippy client never marks a 5xx retryable, even on an idempotent GET",
-  }
+  -- No case is pending: Zippy's get_product (a GET, idempotent by the kit's default for its
+  -- declared operations) says a 5xx is retryable, as Moka's and MoCoPay's status calls do.
 
   for _, c in ipairs(STATUS_CALLS) do
     describe(c.name .. " (idempotent)", function()
       for _, m in ipairs(MODES) do
         local x = STATUS_EXPECT[m.name]
-        local known = STATUS_KNOWN[c.name .. " " .. m.name]
-        local test = known and pending or it
         local want_n, want_err = x[1], x[2] and x[2](c)
-        test(m.name .. ": " .. (want_err and (want_err.code .. ", retryable " .. tostring(want_err.retryable))
-            or "retried through") .. ", received " .. want_n .. (known and (" [pending: " .. known .. "]") or ""), function()
+        it(m.name .. ": " .. (want_err and (want_err.code .. ", retryable " .. tostring(want_err.retryable))
+            or "retried through") .. ", received " .. want_n, function()
           local ref = c.setup()
           local f = assert(sandbox.fault(merge({ url = base, provider = c.provider, match = c.path, count = 1 }, m.spec)))
           local r, err = c.call(m.client, ref)
