@@ -93,8 +93,7 @@ _M.sleep = default_sleep
 -- @tparam number s seconds
 
 --- Normalise a logger into a function that scrubs every line.
--- Normalise a logger (function(level, line) or object with :log(level, line)) into a
--- function that scrubs every line. Returns a no-op when there is no logger.
+-- Returns a no-op when there is no logger.
 -- A logger that raises is ignored (the call returns false).
 -- @tparam ?function|table logger function(level, line), an object with `:log(level, line)`,
 --   or nil/false for none
@@ -190,8 +189,7 @@ end
 -- @param v the value
 -- @treturn ?string
 
---- A new transport.
--- http.new(opts) -> transport (raises a config error for malformed options)
+--- A new transport; raises a config error for malformed options.
 -- @tparam[opt] table opts
 --
 --  * `timeout` (seconds, default 30), `connect_timeout` (seconds, default 10)
@@ -336,8 +334,7 @@ function _M:close()
 end
 
 --- One attempt, without retries, hooks or logging: through cosocket or curl.
--- One attempt, through cosocket or curl. Returns the core shape:
--- res | nil, message, code, maybe_sent.
+-- Returns the core shape: res | nil, message, code, maybe_sent.
 -- Inside a `paykit.batch` task the request is yielded to the batch scheduler.
 -- @tparam table req `{method=, url=, headers=, body=, timeout=, connect_timeout=}`
 --   (timeouts in milliseconds), as `paykit.core` client:request

@@ -62,7 +62,6 @@ local function is_integral(n)
 end
 
 --- Checks a decimal amount and gives it in minor units and as a canonical decimal string.
--- money.parse(amount, currency[, field]) -> minor, decimal_string | nil, err
 -- @tparam string amount a decimal string ("27.5", "27.50"; no sign, no exponent, at most the
 --   currency's decimals). A Lua number is refused (code `number`): give minor units with
 --   @{parse_minor} (`amount_minor`) instead

@@ -356,10 +356,9 @@ local function answered_for(by, value, info)
   return true
 end
 
---- A session's state (verifyPayment).
--- verifyPayment by exactly one of sessionId, userId, transactionId (API or Lua names).
--- Returns result (status from the session's status; `payment` holds every answered field;
--- `amount` is the total charged, `money.format`ed: see `amount_unit`).
+--- A session's state (verifyPayment), asked by exactly one key.
+-- The result's status is the session's; `payment` holds every answered field; `amount` is
+-- the total charged, `money.format`ed (see `amount_unit`).
 -- @tparam table|string by `{sessionId=}`, `{userId=}` or `{transactionId=}` (or `session_id`,
 --   `user_id`, `transaction_id`); a string is a sessionId
 -- @treturn table result ("paid", "failed", "pending") with `payment` (see @{payment_info})
@@ -381,7 +380,6 @@ function Client:verify_payment(by)
 end
 
 --- The status of a payment (uniform flow): @{Client:verify_payment}.
--- gw:status(ref[, keep]): ref is a sessionId string or {sessionId=|userId=|transactionId=}.
 -- With the purchase's `keep` the answer must belong to that purchase (as in @{Client:complete}):
 -- another purchase's session is an error (`request_mismatch`, `reference_mismatch`,
 -- `product_mismatch`), and an answer that does not name the purchase is "pending".
@@ -406,8 +404,8 @@ function Client:status(ref, keep)
 end
 
 --- Completes a payment when the buyer comes back (uniform flow).
--- gw:complete(params, keep): the buyer's return to callbackUrl (sid, sessionId, requestId,
--- referenceId, status). The return is not signed: anyone can write one, with any sessionId.
+-- The return to callbackUrl carries sid, sessionId, requestId, referenceId and status, and
+-- is not signed: anyone can write one, with any sessionId.
 -- So requestId and referenceId must match what purchase kept, sid must equal sessionId (each
 -- given once), and PaymentComplete is confirmed with verifyPayment for that session: the
 -- answer must be about that very session and must name this purchase (its requestId or
@@ -468,9 +466,8 @@ function Client:complete(params, keep)
 end
 
 --- Handles a MoCoPay notification (uniform flow; `paykit.providers.mocopay_notice`).
--- gw:notification(req[, opts]) -> result, reply | nil, err, reply. req is
--- `{method=, path=, query=, body=, headers=}`, the raw parameters (a string) or the decoded
--- parameters (a table). Checks the `signature` parameter when present (same scheme over the
+-- req is `{method=, path=, query=, body=, headers=}`, the raw parameters (a string) or the
+-- decoded parameters (a table). Checks the `signature` parameter when present (same scheme over the
 -- notification's path and parameters), then confirms the session with verifyPayment (the
 -- answer must be about the notified session, and hold the notified transaction) before
 -- reporting it. result.reference is the order the payment belongs to: the signed

@@ -99,8 +99,7 @@ function M.sign(secret, path, params, digest, encode)
   return core.digest(digest, secret .. M.canonical(path, params, encode), "base64")
 end
 
---- The signed value for the Signature header or the `signature` parameter.
--- The value of the Signature header ("ApiKey " .. this) or of the `signature` parameter.
+--- The signed value for the Signature header ("ApiKey " .. this) or the `signature` parameter.
 -- @tparam string api_key the api_key
 -- @tparam string secret the api_secret
 -- @tparam string path the request path
@@ -113,8 +112,8 @@ function M.signature_value(api_key, secret, path, params, digest, encode)
 end
 
 --- A signed notification query string, for merchants' own tests.
--- The query string of a notification signed the way this client
--- checks it (parameters in byte order, RFC 3986 encoded, `signature` last).
+-- Signed the way this client checks it (parameters in byte order, RFC 3986 encoded,
+-- `signature` last).
 -- @tparam string api_key the api_key
 -- @tparam string secret the api_secret
 -- @tparam string path the notification path (the instance's notify_path)

@@ -341,8 +341,7 @@ end
 -- ------------------------------------------------------------------------------------
 -- payments
 
---- Starts a 3D Secure payment.
--- DoDirectPaymentThreeD: -> result{status="redirect", redirect_url, method="GET", keep}
+--- Starts a 3D Secure payment (DoDirectPaymentThreeD).
 -- Not retried once it may have been sent.
 -- @tparam table p the payment parameters (see the module description; `redirect_url` required)
 -- @treturn table result "redirect": send the buyer to `redirect_url`; store `keep`
@@ -370,8 +369,7 @@ function Moka:start_3d(p)
   }
 end
 
---- A direct payment without 3D Secure.
--- DoDirectPayment (non-3D): -> result paid / authorized (pre_auth) / failed (bank decline)
+--- A direct payment without 3D Secure (DoDirectPayment).
 -- Not retried once it may have been sent.
 -- @tparam table p the payment parameters (see the module description)
 -- @treturn table result "paid", "authorized" (pre_auth) or "failed" (bank code in `code`)
@@ -394,10 +392,7 @@ function Moka:pay(p)
   return r
 end
 
---- Checks the signed outcome of a 3D payment.
--- The 3D return (or notification) check. params: the posted form: the raw form-encoded body
--- (a string), `{body=, query=}`, or the decoded fields (a table).
--- -> result paid/failed | nil, signature error (forged or malformed)
+--- Checks the signed outcome of a 3D payment (the buyer's return, or the notification).
 -- The hashValue is compared in constant time with both outcomes' hashes. The hash covers
 -- only the CodeForHash and the outcome: trxCode, OtherTrxCode and resultCode are unsigned.
 -- So the order is the one of `keep` (never the posted OtherTrxCode): a posted OtherTrxCode
@@ -422,8 +417,7 @@ local PAYMENT_STATUS = { [0] = "pending", [1] = "authorized", [2] = "paid", [3] 
 _M.PAYMENT_STATUS = PAYMENT_STATUS
 
 --- The status of a payment (uniform flow).
--- uniform status(ref): ref is the merchant reference (OtherTrxCode) or {payment_id=}/{reference=}
--- @tparam string|table ref the reference, or `{payment_id=}` / `{reference=}`
+-- @tparam string|table ref the merchant reference (OtherTrxCode), or `{payment_id=}` / `{reference=}`
 -- @treturn table result "pending", "authorized", "paid", "voided", "refunded" or "failed"
 --   (a declined last transaction), with `payment_id`
 -- @return[2] nil
@@ -460,8 +454,8 @@ end
 -- the uniform flow
 
 --- Starts a payment (uniform flow).
--- purchase(p): 3D by default (p.three_d == false for a direct payment). A reference
--- (OtherTrxCode) is generated when the caller gives none.
+-- 3D Secure by default (`three_d = false` for a direct payment). A reference (OtherTrxCode)
+-- is generated when the caller gives none.
 -- @tparam table p the payment parameters (see the module description); `return_url` is
 --   taken as `redirect_url`; `three_d = false` for @{Moka:pay}
 -- @treturn table result "redirect" (3D, see @{Moka:start_3d}) or the result of @{Moka:pay}
@@ -482,8 +476,7 @@ function Moka:purchase(p)
   return self:start_3d(q)
 end
 
---- Completes a 3D payment when the buyer comes back (uniform flow).
--- complete(params, keep[, opts]): the buyer's browser came back with the posted form.
+--- Completes a 3D payment when the buyer comes back with the posted form (uniform flow).
 -- The order is always the kept one (`keep.reference`): a posted OtherTrxCode that differs is
 -- refused. opts.confirm = true (or the instance's `confirm` option) also asks Moka
 -- (GetDealerPaymentTrxDetailList by the kept reference) before saying "paid": then an
@@ -508,8 +501,7 @@ function Moka:complete(params, keep, opts)
   return r
 end
 
---- Handles Moka's notification of a 3D result (uniform flow).
--- notification(req[, opts]): Moka's server-to-server POST of the 3D result.
+--- Handles Moka's notification of a 3D result, its server-to-server POST (uniform flow).
 -- The CodeForHash comes from opts.code_for_hash, opts.keep, or opts.lookup (else the
 -- instance's lookup option) called as lookup(other_trx_code, trx_code): it returns the kept
 -- table of the purchase (best: the result is then bound to keep.reference exactly as in

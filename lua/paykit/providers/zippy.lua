@@ -139,7 +139,6 @@ end
 local Zippy = P.methods
 
 --- One OAuth-signed API call (the building block of the other methods).
--- call(method, path, {query=pairs, body=table, idempotent=bool, op=}) -> json | nil, err
 -- @tparam string method "GET", "POST", "PUT" or "DELETE"
 -- @tparam string path e.g. "/sellers"
 -- @tparam[opt] table o `query` (pairs), `body` (a table, sent as JSON), `idempotent`

@@ -50,8 +50,8 @@ function _M.sign(fields, key_id, secret)
 end
 
 --- Verifies a signed notice.
--- verify(raw, keys) -> fields (map), pairs | nil, err (kind "signature").
--- err.code (`paykit.kit.signature`'s): "unsigned", "malformed", "unknown_key", "bad_signature".
+-- The error is a signature error with `paykit.kit.signature`'s codes: "unsigned", "malformed",
+-- "unknown_key", "bad_signature".
 -- @tparam string raw the signed notice as received
 -- @tparam table keys `{[id] = secret, ...}`
 -- @treturn table fields: `ext_transaction_id`, `error` (absent when paid)
