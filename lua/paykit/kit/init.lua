@@ -56,6 +56,9 @@ local json = require "paykit.kit.json"
 
 local _M = {}
 
+-- The fields of gw:commit's request (`paykit.kit.wire.commit`; it adds `url` itself).
+local COMMIT_FIELDS = { method = true, path = true, query = true, body = true, headers = true, idempotent = true }
+
 _M.checks = require "paykit.kit.checks"
 _M.signature = require "paykit.kit.signature"
 _M.options, _M.wire, _M.notify, _M.json = options, wire, notify, json
@@ -176,8 +179,13 @@ function _M.provider(decl)
     return self
   end
 
-  -- gw:commit(op, req) -> answer, info | nil, err (paykit.kit.wire.commit)
-  P.methods.commit = wire.commit
+  -- gw:commit(op, req) -> answer, info | nil, err (paykit.kit.wire.commit); a field of req
+  -- it does not know (`idempotant`) is refused, as in every call's table
+  P.methods.commit = function(self, op, req)
+    local t, err = options.fields(req, COMMIT_FIELDS, "commit")
+    if not t then return nil, err end
+    return wire.commit(self, op, t)
+  end
   if decl.notice then
     P.methods.notification = notify.handle
   end

@@ -61,6 +61,10 @@ function _M.install(P, operations)
       end
       local req = { method = op.method, path = path, idempotent = op.idempotent }
       local rest = argv[#names + 1]
+      if rest ~= nil and not op.fields and not op.filter then
+        return nil, errors.validation(name, "invalid", name .. " takes " .. (#names == 0 and "no arguments" or
+          ("only " .. table.concat(names, ", "))) .. ": gw:" .. name .. "(" .. table.concat(names, ", ") .. ")")
+      end
       if op.fields then
         local t, err = options.fields(rest, op.fields, op.what or name)
         if not t then return nil, err end

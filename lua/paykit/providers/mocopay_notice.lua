@@ -14,6 +14,7 @@ local core = require "paykit.core"
 local errors = require "paykit.errors"
 local gateway = require "paykit.gateway"
 local notify = require "paykit.kit.notify"
+local options = require "paykit.kit.options"
 local signature = require "paykit.kit.signature"
 local request = require "paykit.providers.mocopay_request"
 
@@ -138,6 +139,9 @@ local function claim(self, notice, reply)
   return true
 end
 
+-- The fields of notification's opts.
+local NOTIFICATION_OPTS = { keep = true }
+
 --- Handles a notification (`Client:notification` in `paykit.providers.mocopay`).
 -- @tparam table self the instance
 -- @param req the request, its raw parameters (a string) or its decoded parameters
@@ -154,6 +158,10 @@ function _M.handle(self, req, opts)
   req = r0
   if opts ~= nil and (type(opts) ~= "table" or (opts.keep ~= nil and type(opts.keep) ~= "function")) then
     return nil, errors.validation("opts", "invalid", "notification options must be a table {keep = function(reference) -> keep}"), bad
+  end
+  if opts ~= nil then
+    local _, oerr = options.fields(opts, NOTIFICATION_OPTS, "notification's opts")
+    if oerr then return nil, oerr, bad end
   end
   local candidates = _M.params(req)
   if not candidates then return nil, errors.validation("query", "invalid_query", "notification parameters are not validly encoded"), bad end

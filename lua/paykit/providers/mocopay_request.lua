@@ -9,6 +9,7 @@
 local core = require "paykit.core"
 local errors = require "paykit.errors"
 local checks = require "paykit.kit.checks"
+local options = require "paykit.kit.options"
 local codes = require "paykit.providers.mocopay_codes"
 
 local _M = {}
@@ -20,6 +21,14 @@ local function plain(max)
 end
 
 -- initPayment parameters and how each is checked.
+-- The refusal of a field a call does not have, in the kit's words (code `unknown_field`).
+local function unknown(k, known, what)
+  local name = type(k) == "string" and k:sub(1, 64) or tostring(k)
+  local near = options.closest(name, known)
+  return errors.validation(name, "unknown_field", "unknown field " .. name .. " in " .. what ..
+    (near and ("; did you mean " .. near .. "?") or ""))
+end
+
 local INIT_RULES = {
   pid = { plain(64), "must be a product id (1-64 characters, no control characters)" },
   mcc = { function(v) return v:match("^%d%d%d$") ~= nil end, "must be a 3-digit mobile country code" },
@@ -45,7 +54,7 @@ _M.INIT_PARAMS = { "pid", "mcc", "mnc", "country", "userId", "clientIp", "phone"
 -- @tparam[opt] table names API name to the caller's name, e.g. `{callbackUrl = "return_url"}`
 -- @treturn boolean true
 -- @return[2] nil
--- @return[2] a validation error: `unknown`, `required`, `invalid_type` or `invalid`
+-- @return[2] a validation error: `unknown_field`, `required`, `invalid_type` or `invalid`
 function _M.validate_init(params, names)
   names = names or {}
   if type(params) ~= "table" then return nil, errors.validation("params", "invalid", "initPayment parameters must be a table") end
@@ -54,7 +63,7 @@ function _M.validate_init(params, names)
       return nil, errors.validation("signature", "reserved", "the signature is made by paykit; do not pass one")
     end
     if not INIT_RULES[k] then
-      return nil, errors.validation(tostring(k), "unknown", "initPayment has no parameter " .. tostring(k))
+      return nil, unknown(k, INIT_RULES, "initPayment")
     end
   end
   for _, k in ipairs(_M.INIT_PARAMS) do
@@ -89,7 +98,7 @@ function _M.purchase_params(self, p)
   local params, names = {}, {}
   for k, v in pairs(p) do
     local api = _M.PURCHASE[k]
-    if not api then return nil, errors.validation(tostring(k), "unknown", "purchase has no field " .. tostring(k)) end
+    if not api then return nil, unknown(k, _M.PURCHASE, "purchase") end
     if params[api] ~= nil then return nil, errors.validation(tostring(k), "duplicate", tostring(k) .. " repeats " .. names[api]) end
     params[api], names[api] = v, k
   end
@@ -103,6 +112,8 @@ end
 
 local VERIFY_BY = { sessionId = "session_id", userId = "user_id", transactionId = "transaction_id" }
 local VERIFY_LUA = { session_id = true, user_id = true, transaction_id = true }
+local VERIFY_KNOWN = { sessionId = true, userId = true, transactionId = true, session_id = true, user_id = true,
+                       transaction_id = true }
 
 --- verifyPayment's one key: exactly one of sessionId, userId, transactionId (API or Lua names).
 -- @param by a table, or a string (a sessionId)
@@ -130,7 +141,7 @@ function _M.verify_key(by)
   end
   for k in pairs(by) do
     if not VERIFY_BY[k] and not VERIFY_LUA[k] then
-      return nil, errors.validation(tostring(k), "unknown", "verifyPayment has no parameter " .. tostring(k))
+      return nil, unknown(k, VERIFY_KNOWN, "verifyPayment")
     end
   end
   if count == 0 then return nil, errors.validation("sessionId", "required", "verifyPayment needs one of sessionId, userId, transactionId") end

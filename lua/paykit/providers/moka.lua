@@ -85,6 +85,8 @@ local HOSTS = {
 -- The VoidRefundReason values of DoVoid that Moka's pages publish: only 2. Other values are
 -- UNCONFIRMED; an instance takes more with opts.void_reasons = {...}.
 local VOID_REASONS = { 2 }
+-- The fields of complete's opts.
+local COMPLETE_OPTS = { confirm = true }
 
 local DEFAULT_FIELDS = {
   hash = { "hashValue" },
@@ -492,9 +494,13 @@ end
 --   the posted trxCode is not Moka's), or the status call's error
 function Moka:complete(params, keep, opts)
   if type(keep) ~= "table" then return nil, V("keep", "required", "complete needs the keep table stored at purchase") end
+  if opts ~= nil then
+    if type(opts) ~= "table" then return nil, V("opts", "invalid", "complete's opts must be a table") end
+    local _, oerr = kit.fields(opts, COMPLETE_OPTS, "complete's opts")
+    if oerr then return nil, oerr end
+  end
   local r, err = notice.verify(self, params, keep.code_for_hash, keep)
   if not r then return nil, err end
-  if opts ~= nil and type(opts) ~= "table" then return nil, V("opts", "invalid", "complete's opts must be a table") end
   local want = self.confirm
   if opts and opts.confirm ~= nil then want = opts.confirm end
   if (r.status == "paid" or r.status == "authorized") and want then return notice.confirm(self, r, keep) end

@@ -19,6 +19,7 @@ local errors = require "paykit.errors"
 local money = require "paykit.money"
 local gateway = require "paykit.gateway"
 local notify = require "paykit.kit.notify"
+local options = require "paykit.kit.options"
 local signature = require "paykit.kit.signature"
 local codes = require "paykit.providers.moka_codes"
 local wire = require "paykit.providers.moka_wire"
@@ -192,6 +193,9 @@ local REPLY = setmetatable({}, { __index = function(_, k)
   return gateway.reply(r[1], r[2])
 end })
 
+-- The fields of notification's opts.
+local NOTIFICATION_OPTS = { code_for_hash = true, keep = true, lookup = true, confirm = true }
+
 --- Moka's notification (see `paykit.providers.moka`'s `Moka:notification`).
 -- @tparam table self the instance
 -- @param req the raw body (a string), `{method=, query=, body=, headers=}`, or the decoded fields
@@ -206,6 +210,8 @@ function _M.notification(self, req, opts)
     return nil, V("opts", "invalid", "notification's opts must be a table"), REPLY.unknown
   end
   opts = opts or {}
+  local _, oerr = options.fields(opts, NOTIFICATION_OPTS, "notification's opts")
+  if oerr then return nil, oerr, REPLY.unknown end
   local r0, err = notify.request(req)
   local params
   if r0 then params, err = _M.posted(r0.fields or r0) end

@@ -138,6 +138,9 @@ end
 -- @type Zippy
 local Zippy = P.methods
 
+-- The fields of call's options table.
+local CALL_FIELDS = { query = true, body = true, idempotent = true, op = true }
+
 --- One OAuth-signed API call (the building block of the other methods).
 -- @tparam string method "GET", "POST", "PUT" or "DELETE"
 -- @tparam string path e.g. "/sellers"
@@ -147,7 +150,9 @@ local Zippy = P.methods
 -- @return[2] nil
 -- @return[2] a transport, config, provider or validation error (see the module description)
 function Zippy:call(method, path, o)
-  o = o or {}
+  if o == nil then o = {} end
+  local _, err = kit.fields(o, CALL_FIELDS, "call")
+  if err then return nil, err end
   local answer, info = self:commit(o.op or method:lower(), { method = method, path = path, query = o.query,
     body = o.body, idempotent = o.idempotent })
   if answer == nil then return nil, info end
@@ -266,7 +271,12 @@ end
 --- The payment page URL for a transaction's token.
 -- @tparam string token the transaction's token
 -- @treturn string base_url .. "/payment/start?tx=" .. token (percent-encoded)
+-- @return[2] nil
+-- @return[2] a validation error (token not a string)
 function Zippy:payment_url(token)
+  if type(token) ~= "string" or token == "" then
+    return nil, errors.validation("token", "invalid", "payment_url takes the transaction's token (a string)")
+  end
   return self.base_url .. "/payment/start?tx=" .. core.pct_encode(tostring(token))
 end
 
@@ -297,7 +307,8 @@ end
 -- @treturn boolean true when the answer is `{result = "OK"}`
 -- @return[2] nil
 -- @return[2] err
-function Zippy:ping()
+function Zippy:ping(...)
+  if select("#", ...) > 0 then return nil, errors.validation("ping", "invalid", "ping takes no arguments: gw:ping()") end
   local res, err = self:call("GET", "/status", { op = "status" })
   if not res then return nil, err end
   return type(res) == "table" and res.result == "OK"
@@ -314,13 +325,18 @@ function Zippy:verify_notice(raw)
   return { ext_transaction_id = map.ext_transaction_id, error = map.error, key_id = key_id }
 end
 
+-- The fields of test_notice's table.
+local TEST_NOTICE_FIELDS = { ext_transaction_id = true, error = true, key_id = true }
+
 --- A signed notice for the merchant's own tests (this instance's newest notice key, or key_id).
 -- @tparam[opt] table t `ext_transaction_id` (default "test"), `error`, `key_id`
 -- @treturn string the signed notice
 -- @return[2] nil
 -- @return[2] a config error `unknown_key`
 function Zippy:test_notice(t)
-  t = t or {}
+  if t == nil then t = {} end
+  local _, err = kit.fields(t, TEST_NOTICE_FIELDS, "test_notice")
+  if err then return nil, err end
   local fields = { { "ext_transaction_id", t.ext_transaction_id or "test" } }
   if t.error then fields[2] = { "error", t.error } end
   return self.sign_notice(fields, t.key_id)
