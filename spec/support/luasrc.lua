@@ -130,4 +130,63 @@ function M.requires(src)
   return found, dynamic
 end
 
+-- The end of the string literal opening at i (its closing quote or bracket), in code.
+local function skip_string(s, i)
+  local c = s:sub(i, i)
+  if c == "[" then
+    local level = long_open(s, i)
+    local _, e = s:find("]" .. string.rep("=", level) .. "]", i + level + 2, true)
+    return e or #s
+  end
+  local j = i + 1
+  while j <= #s do
+    local d = s:sub(j, j)
+    if d == "\\" then j = j + 2 elseif d == c then return j else j = j + 1 end
+  end
+  return #s
+end
+
+local OPEN = { ["("] = true, ["{"] = true, ["["] = true }
+local CLOSE = { [")"] = true, ["}"] = true, ["]"] = true }
+
+--- The expressions from position i of code (comments taken out) up to the bracket that closes
+-- the list they are in: the texts of its top-level, comma-separated items (the arguments of a
+-- call whose "(" is just before i; with one_item, only the first: the value of `name = ...`).
+function M.items(code, i, one_item)
+  local out, depth, start = {}, 0, i
+  while i <= #code do
+    local c = code:sub(i, i)
+    if c == '"' or c == "'" or (c == "[" and long_open(code, i)) then
+      i = skip_string(code, i)
+    elseif OPEN[c] then depth = depth + 1
+    elseif CLOSE[c] then
+      if depth == 0 then out[#out + 1] = code:sub(start, i - 1); return out end
+      depth = depth - 1
+    elseif c == "\n" and depth == 0 and one_item
+        and not code:find("^%s*and%f[^%w_]", i + 1) and not code:find("^%s*or%f[^%w_]", i + 1)
+        and not code:find("^%s*%.%.", i + 1) then
+      -- a statement's value ends with its line unless the next line goes on with and, or, ..
+      out[#out + 1] = code:sub(start, i - 1)
+      return out
+    elseif (c == "," or c == ";") and depth == 0 then
+      out[#out + 1] = code:sub(start, i - 1)
+      if one_item then return out end
+      start = i + 1
+    end
+    i = i + 1
+  end
+  out[#out + 1] = code:sub(start)
+  return out
+end
+
+--- The short string literals of an expression's text, in order; a literal followed by `..`
+-- (the start of a computed string) is given as its text followed by "*".
+function M.strings(text)
+  local out = {}
+  for _, v, after in text:gmatch("([\"'])(.-)%1()") do
+    out[#out + 1] = text:find("^%s*%.%.", after) and (v .. "*") or v
+  end
+  return out
+end
+
 return M
