@@ -70,6 +70,7 @@ function _M.new(opts)
     npending = 0,   -- calls not done
     finished = 0,   -- calls done, ever
     wakeup = nil,   -- set by an adapter: called when a call starts (re-arm the host's watchers)
+                    -- and when the loop closes (let go of its descriptor)
   }, Loop)
 end
 
@@ -300,6 +301,7 @@ function Loop:close()
     for _, h in ipairs(list) do h:cancel() end
   end
   self.core:close()
+  if self.wakeup then self.wakeup() end
 end
 
 --- A call (from @{Loop:start}).
