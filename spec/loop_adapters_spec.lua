@@ -1,6 +1,6 @@
 -- The loop adapters (paykit.loop.luv, paykit.loop.cqueues) used more than once in one process:
 -- after luv was unloaded and collected (what busted does between spec files), and after the
--- paykit loop was closed with its driver still attached.
+-- paykit loop was closed with its driver still attached; and a loop closed from a callback.
 local sb = require "spec.support.sandbox"
 local paykit = require "paykit"
 local loop = require "paykit.loop"
@@ -23,6 +23,32 @@ local function count(list, value)
   for _, v in ipairs(list) do if v == value then k = k + 1 end end
   return k
 end
+
+describe("paykit.loop closed from one of its callbacks", function()
+  lazy_setup(function()
+    base = sb.start()
+    gw = assert(paykit.moka { dealer_code = "1730", username = "sandbox", password = "sandbox-pass", base_url = base .. "/moka" })
+  end)
+  lazy_teardown(function() sb.stop() end)
+
+  it("ends the step that ran the callback without an error; the other calls end cancelled", function()
+    local lp = loop.new()
+    local seen = {}
+    for i = 1, 5 do
+      lp:start(function() return gw:status("cb-close-" .. i) end, function(r, err)
+        seen[#seen + 1] = r and "result" or (type(err) == "table" and err.code or tostring(err))
+        if not lp.closed then lp:close() end
+      end)
+    end
+    local ok, err = pcall(function() while lp:pending() > 0 do lp:step(0.1) end end)
+    assert.is_true(ok, tostring(err))
+    assert.equal(5, #seen)
+    assert.equal("moka.payment_not_found", seen[1])
+    -- answers that had arrived with the first one still end as answers; the rest cancelled
+    assert.equal(5, count(seen, "cancelled") + count(seen, "moka.payment_not_found"))
+    assert.equal(0, lp:step(0)) -- a closed loop has nothing to step
+  end)
+end)
 
 describe("paykit.loop.luv", function()
   lazy_setup(function()
