@@ -24,13 +24,13 @@ local function count(list, value)
   return k
 end
 
-describe("paykit.loop closed from one of its callbacks", function()
-  lazy_setup(function()
-    base = sb.start()
-    gw = assert(paykit.moka { dealer_code = "1730", username = "sandbox", password = "sandbox-pass", base_url = base .. "/moka" })
-  end)
-  lazy_teardown(function() sb.stop() end)
+lazy_setup(function()
+  base = sb.start()
+  gw = assert(paykit.moka { dealer_code = "1730", username = "sandbox", password = "sandbox-pass", base_url = base .. "/moka" })
+end)
+lazy_teardown(function() sb.stop() end)
 
+describe("paykit.loop closed from one of its callbacks", function()
   it("ends the step that ran the callback without an error; the other calls end cancelled", function()
     local lp = loop.new()
     local seen = {}
@@ -51,12 +51,6 @@ describe("paykit.loop closed from one of its callbacks", function()
 end)
 
 describe("paykit.loop.luv", function()
-  lazy_setup(function()
-    base = sb.start()
-    gw = assert(paykit.moka { dealer_code = "1730", username = "sandbox", password = "sandbox-pass", base_url = base .. "/moka" })
-  end)
-  lazy_teardown(function() sb.stop() end)
-
   it("works again after luv was unloaded and collected (no crash in a second use)", function()
     local cmd = ("PAYKIT_SANDBOX_URL=%s %s spec/support/loop_luv_reuse.lua 2>&1; echo \"exit=$?\""):format(base, LUA)
     local p = assert(io.popen(cmd))
@@ -107,12 +101,6 @@ describe("paykit.loop.luv", function()
 end)
 
 describe("paykit.loop.cqueues", function()
-  lazy_setup(function()
-    base = sb.start()
-    gw = assert(paykit.moka { dealer_code = "1730", username = "sandbox", password = "sandbox-pass", base_url = base .. "/moka" })
-  end)
-  lazy_teardown(function() sb.stop() end)
-
   it("ends its driver when the paykit loop is closed with the driver still attached", function()
     local cqueues = require "cqueues"
     local pk = require "paykit.loop.cqueues"
