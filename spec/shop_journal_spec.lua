@@ -2,30 +2,16 @@
 -- the sandbox: on the shared dict (the default) and on a real redis-server (the --redis
 -- option). Races of the reports of one payment, the sweeper's timer, a worker killed while a
 -- purchase is in flight, and Redis down.
-package.path = "./examples/openresty/lua/?.lua;./examples/openresty/lua/?/init.lua;./examples/?.lua;" .. package.path
 local sb = require "spec.support.sandbox"
 local rs = require "spec.support.redis"
-local server = require "shop.server"
-local buyers = require "shop.buyer"
+local shops = require "spec.support.shop"
 local sandbox_admin = require "paykit.sandbox"
 local core = require "paykit.core"
 local cjson = require "cjson.safe"
 
+local buyers, count, firsts = shops.buyers, shops.count, shops.firsts
 local REDIS_PORT, PW = 16495, "shop-redis-pw"
-local count = buyers.count
 local DEALER = require("paykit.sandbox.moka").credentials[1].DealerCode
-
--- Reports (return, notification, status) the journal saw first: not "(duplicate)".
-local function firsts(events)
-  local n = 0
-  for _, e in ipairs(events or {}) do
-    if (e:match("^return: ") or e:match("^notification: ") or e:match("^status: "))
-      and (e:find(": paid", 1, true) or e:find(": failed", 1, true)) and not e:find("(duplicate)", 1, true) then
-      n = n + 1
-    end
-  end
-  return n
-end
 
 -- Sweeper events that moved the payment to paid.
 local function paid_by_sweeper(events)
@@ -104,14 +90,9 @@ describe("the example shop on its payment journal", function()
       lazy_setup(function()
         -- the sweeper's timer runs, but leaves payments younger than a minute alone: the
         -- races below are between the requests only
-        shop = server.start { port = st.port, sandbox = sb.url(), workers = 4, redis = st.url(0),
-                              sweep_every = 1, sweep_older_than = 60 }
-        buyer = buyers.new { shop = shop, sandbox = sb.url() }
+        shop, buyer = shops.start { port = st.port, workers = 4, redis = st.url(0), sweep_every = 1, sweep_older_than = 60 }
       end)
-      lazy_teardown(function()
-        if buyer then buyer:close() end
-        server.stop { port = st.port }
-      end)
+      lazy_teardown(function() shops.stop(st.port, buyer) end)
       before_each(function() moka_notify_url("") end)
       after_each(function() moka_notify_url(shop .. "/notify/moka") end)
 
@@ -208,14 +189,10 @@ describe("the example shop on its payment journal", function()
     describe("on the " .. st.name .. " journal, the sweeper's timer", function()
       local shop, buyer
       lazy_setup(function()
-        shop = server.start { port = st.sweep_port, sandbox = sb.url(), workers = 4, redis = st.url(1),
-                              sweep_every = 0.5, sweep_older_than = 1 }
-        buyer = buyers.new { shop = shop, sandbox = sb.url() }
+        shop, buyer = shops.start { port = st.sweep_port, workers = 4, redis = st.url(1), sweep_every = 0.5,
+                                    sweep_older_than = 1 }
       end)
-      lazy_teardown(function()
-        if buyer then buyer:close() end
-        server.stop { port = st.sweep_port }
-      end)
+      lazy_teardown(function() shops.stop(st.sweep_port, buyer) end)
       before_each(function() moka_notify_url("") end)
       after_each(function() moka_notify_url(shop .. "/notify/moka") end)
 

@@ -1,40 +1,13 @@
 -- The example shop (examples/openresty) in a real nginx, paying through the sandbox, driven
 -- over HTTP by a scripted buyer (core client, redirects followed by hand; the sandbox's
 -- `_sandbox` calls stand in for the clicks on the providers' pages).
-package.path = "./examples/openresty/lua/?.lua;./examples/openresty/lua/?/init.lua;./examples/?.lua;" .. package.path
 local sb = require "spec.support.sandbox"
-local server = require "shop.server"
-local buyers = require "shop.buyer"
+local shops = require "spec.support.shop"
 local core = require "paykit.core"
 local cjson = require "cjson.safe"
 
+local server, buyers, count, firsts = shops.server, shops.buyers, shops.count, shops.firsts
 local PORT, MULTI_PORT = 18850, 18851
-local count = buyers.count
-
--- How many reports (return, notification, status) of an order the journal saw first: the one
--- whose event is not "(duplicate)". Exactly one per payment with an outcome.
-local function firsts(events)
-  local n = 0
-  for _, e in ipairs(events or {}) do
-    if (e:match("^return: ") or e:match("^notification: ") or e:match("^status: "))
-      and (e:find(": paid", 1, true) or e:find(": failed", 1, true)) and not e:find("(duplicate)", 1, true) then
-      n = n + 1
-    end
-  end
-  return n
-end
-
--- The sandbox, a shop on port with that many workers, and a buyer for it; and their end.
-local function start_shop(port, workers)
-  local sandbox = sb.start()
-  local shop = server.start { port = port, sandbox = sandbox, workers = workers }
-  return sandbox, shop, buyers.new { shop = shop, sandbox = sandbox }
-end
-local function stop_shop(port, buyer)
-  if buyer then buyer:close() end
-  server.stop { port = port }
-  sb.stop()
-end
 
 -- Seconds since the epoch, from the same clock as the background curl's `date +%s.%N`.
 local function wall_clock()
@@ -46,8 +19,8 @@ end
 
 describe("the example shop (one worker)", function()
   local shop, buyer
-  lazy_setup(function() shop, buyer = select(2, start_shop(PORT, 1)) end)
-  lazy_teardown(function() stop_shop(PORT, buyer) end)
+  lazy_setup(function() sb.start(); shop, buyer = shops.start { port = PORT, workers = 1 } end)
+  lazy_teardown(function() shops.stop(PORT, buyer); sb.stop() end)
 
   it("lists the products with stable buy buttons and a pre-filled test card", function()
     local res = buyer:get("/")
@@ -237,8 +210,8 @@ end)
 
 describe("the example shop (four workers)", function()
   local sandbox, shop, buyer
-  lazy_setup(function() sandbox, shop, buyer = start_shop(MULTI_PORT, 4) end)
-  lazy_teardown(function() stop_shop(MULTI_PORT, buyer) end)
+  lazy_setup(function() sandbox = sb.start(); shop, buyer = shops.start { port = MULTI_PORT, workers = 4 } end)
+  lazy_teardown(function() shops.stop(MULTI_PORT, buyer); sb.stop() end)
 
   local function batch_ok(reqs)
     local answers = buyer.http:batch(reqs, { max_in_flight = 40 })

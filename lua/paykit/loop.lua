@@ -70,6 +70,7 @@ function _M.new(opts)
     npending = 0,   -- calls not done
     finished = 0,   -- calls done, ever
     wakeup = nil,   -- set by an adapter: called when a call starts (re-arm the host's watchers)
+                    -- and when the loop closes (let go of its descriptor)
   }, Loop)
 end
 
@@ -115,6 +116,17 @@ end
 -- Hands queued requests to the core while there is room.
 local function submit(self)
   local q = self.queue -- consumed from qhead (no holes: # must see the whole array)
+  if self.closed then -- closed by a callback: what is still asked for is never sent
+    for i = self.qhead, #q do
+      local h = q[i]
+      if h.state == "queued" then
+        h.transport, h.req, h.state = nil, nil, "runnable"
+        self.runnable[#self.runnable + 1] = { h, cancelled(false) }
+      end
+    end
+    self.queue, self.qhead = {}, 1
+    return
+  end
   while self.qhead <= #q and self.core:count() < self.max do
     local h = q[self.qhead]
     self.qhead = self.qhead + 1
@@ -154,6 +166,7 @@ end
 -- Moves finished transfers (waiting at most wait seconds) and due timers to runnable.
 -- Returns whether a call can go on, and whether the core handled anything at all.
 local function collect(self, wait)
+  if self.closed then return false, false end -- closed by a callback of this step
   local got = false
   local handled, ids, outs = self.core:run(wait)
   if ids then
@@ -300,6 +313,7 @@ function Loop:close()
     for _, h in ipairs(list) do h:cancel() end
   end
   self.core:close()
+  if self.wakeup then self.wakeup() end
 end
 
 --- A call (from @{Loop:start}).

@@ -18,7 +18,8 @@ local condition = require "cqueues.condition"
 local _M = {}
 
 --- Plugs a paykit loop into a cqueues controller.
--- The driver coroutine ends once `:close()` is called (and no call is pending any more).
+-- The driver coroutine ends once `:close()` is called (and no call is pending any more), or
+-- once the paykit loop is closed.
 -- @tparam loop lp a `paykit.loop`
 -- @tparam table cq the controller (`cqueues.new()`)
 -- @treturn table a driver with `:close()`
@@ -26,22 +27,24 @@ function _M.attach(lp, cq)
   local started = condition.new()
   local closed = false
   local ready = { pollfd = lp:fd(), events = "r" } -- a pollable: the loop's descriptor
-  lp.wakeup = function() started:signal() end
+  local wakeup = function() started:signal() end
+  lp.wakeup = wakeup
   cq:wrap(function()
-    while not closed or lp:pending() > 0 do
+    -- a closed paykit loop (its descriptor gone) ends the driver too
+    while not lp.closed and (not closed or lp:pending() > 0) do
       if lp:pending() == 0 then
         cqueues.poll(started)
       else
         local t = lp:timeout()
         if t then cqueues.poll(ready, started, t) else cqueues.poll(ready, started) end
-        lp:step(0)
+        if not lp.closed then lp:step(0) end
       end
     end
   end)
   return {
     close = function()
       closed = true
-      lp.wakeup = nil
+      if lp.wakeup == wakeup then lp.wakeup = nil end
       started:signal()
     end,
   }

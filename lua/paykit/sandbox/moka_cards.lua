@@ -84,6 +84,13 @@ local function permitted(ctx, op)
   if not ctx.dealer.tokenization then raise("DealerCustomer." .. op .. ".TokenizationNotAvailableForDealer") end
 end
 
+-- The string field r[field], which op requires (InvalidRequest naming it when it is missing).
+local function required(r, op, field)
+  local v = str(r[field])
+  if not v then raise("DealerCustomer." .. op .. ".InvalidRequest", field) end
+  return v
+end
+
 local function read_card(r, op)
   for _, f in ipairs({ "CardHolderFullName", "CardName" }) do
     if type(r[f]) == "table" then raise("DealerCustomer." .. op .. ".InvalidRequest", f) end
@@ -104,8 +111,7 @@ end
 function K.add_customer_with_card(ctx, r)
   local op = "AddCustomerWithCard"
   permitted(ctx, op)
-  local code = str(r.CustomerCode)
-  if not code then raise("DealerCustomer." .. op .. ".InvalidRequest", "CustomerCode") end
+  local code = required(r, op, "CustomerCode")
   for _, k in ipairs({ "CustomerCode", "FirstName", "LastName", "Email" }) do
     if type(r[k]) == "table" then raise("DealerCustomer." .. op .. ".InvalidRequest", k) end
   end
@@ -137,8 +143,7 @@ end
 function K.remove_card(ctx, r)
   local op = "RemoveCard"
   permitted(ctx, op)
-  local token = str(r.CardToken)
-  if not token then raise("DealerCustomer." .. op .. ".InvalidRequest", "CardToken") end
+  local token = required(r, op, "CardToken")
   local s = P.card_token(ctx.st, ctx.dealer.DealerCode, token)
   if not s then raise("DealerCustomer." .. op .. ".CardTokenNotFound") end
   s.removed = true

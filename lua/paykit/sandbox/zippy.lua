@@ -314,6 +314,24 @@ local function with_resource(obj, name, pk)
   return out
 end
 
+-- A collection (sellers, products) is a map uuid -> record and its uuids in creation order.
+-- GET: the records that keep(record) accepts (all without keep), oldest first.
+local function listing(util, map, order, name, keep)
+  local list = {}
+  for _, uuid in ipairs(order) do
+    local r = map[uuid]
+    if r and (not keep or keep(r)) then list[#list + 1] = with_resource(r, name, uuid) end
+  end
+  return util.json_array(200, list)
+end
+
+-- POST: the new record kept, and the 201 with it.
+local function created(util, map, order, name, clean)
+  map[clean.uuid] = clean
+  order[#order + 1] = clean.uuid
+  return util.json(201, with_resource(clean, name, clean.uuid))
+end
+
 -- 409 InvalidArgumentError with a plain-text message, as the reference server answers
 -- unknown fields and a duplicate external_id (not a JSON map).
 local function invalid_text(util, text)
@@ -372,18 +390,12 @@ local function sellers(util, method, id)
   local s = state(util)
   if not id then
     if method == "GET" then
-      local list = {}
-      for _, uuid in ipairs(s.seller_order) do
-        if s.sellers[uuid] then list[#list + 1] = with_resource(s.sellers[uuid], "sellers", uuid) end
-      end
-      return util.json_array(200, list)
+      return listing(util, s.sellers, s.seller_order, "sellers")
     elseif method == "POST" then
       local clean, sent = json_input(util, SELLER, RESOURCE_FIELDS)
       if not clean then return sent end
       if s.sellers[clean.uuid] then return invalid(util, { uuid = "UUID must be unique" }) end
-      s.sellers[clean.uuid] = clean
-      s.seller_order[#s.seller_order + 1] = clean.uuid
-      return util.json(201, with_resource(clean, "sellers", clean.uuid))
+      return created(util, s.sellers, s.seller_order, "sellers", clean)
     end
     return fail(util, 405, "method not allowed")
   end
@@ -428,14 +440,9 @@ local function products(util, method, id)
     if q.seller_id and not s.sellers[q.seller_id] then
       return fail(util, 404, "seller " .. tostring(q.seller_id) .. " not found", "NotFoundError")
     end
-    local list = {}
-    for _, uuid in ipairs(s.product_order) do
-      local p = s.products[uuid]
-      if (not q.seller_id or q.seller_id == p.seller_id) and (not q.external_id or q.external_id == p.external_id) then
-        list[#list + 1] = with_resource(p, "products", uuid)
-      end
-    end
-    return util.json_array(200, list)
+    return listing(util, s.products, s.product_order, "products", function(p)
+      return (not q.seller_id or q.seller_id == p.seller_id) and (not q.external_id or q.external_id == p.external_id)
+    end)
   elseif method == "POST" then
     local clean, sent = json_input(util, PRODUCT, RESOURCE_FIELDS)
     if not clean then return sent end
@@ -449,9 +456,7 @@ local function products(util, method, id)
       end
     end
     clean.status = "ACTIVE"
-    s.products[clean.uuid] = clean
-    s.product_order[#s.product_order + 1] = clean.uuid
-    return util.json(201, with_resource(clean, "products", clean.uuid))
+    return created(util, s.products, s.product_order, "products", clean)
   end
   return fail(util, 405, "method not allowed")
 end
