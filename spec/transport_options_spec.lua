@@ -13,7 +13,7 @@ local http = require "paykit.http"
 local cjson = require "cjson"
 local socket = require "socket"
 
-local FRONT, UP = 18875, 18876
+local FRONT, UP, BACKLOG = 18875, 18876, 18878 -- BACKLOG: a listener that never accepts
 local CONF = [[
   server {
     listen 127.0.0.1:${UP};
@@ -177,6 +177,24 @@ describe("transport options", function()
           assert.matches("^paykit%.http%.client", tostring(t.client))
         end
         t:close()
+      end)
+
+      it("ends a connection that is never accepted after connect_timeout, never sent", function()
+        -- a listener with a full accept queue: the kernel drops further SYNs
+        local l = assert(socket.tcp())
+        l:setoption("reuseaddr", true)
+        assert(l:bind("127.0.0.1", BACKLOG))
+        assert(l:listen(1))
+        local fill = {}
+        for i = 1, 4 do local c = socket.tcp(); c:settimeout(0); c:connect("127.0.0.1", BACKLOG); fill[i] = c end
+        socket.sleep(0.1)
+        local t = new { connect_timeout = 0.3, timeout = 60, retry = false }
+        local none, err = t:request { url = "http://127.0.0.1:" .. BACKLOG .. "/pay", method = "POST", body = "x" }
+        for _, c in ipairs(fill) do c:close() end
+        l:close()
+        assert.is_nil(none)
+        assert.are.equal("connect_timeout", err.code)
+        assert.matches("never reached", err.message)
       end)
 
       it("lets a call's timeout override the instance's", function()
