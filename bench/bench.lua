@@ -226,9 +226,10 @@ end
 local rows = {}
 local function row(group, name, run, base) rows[#rows + 1] = { group = group, name = name, run = run, base = base, runs = {} } end
 
--- the wire transport (core.wire_client) through paykit.http's PAYKIT_TRANSPORT, and for the
--- bare rows through bench/calls.lua
+-- paykit.http's transport through PAYKIT_TRANSPORT (the default is wire; CURL: libcurl), and
+-- for the bare rows the core client bench/calls.lua makes (WIRE: core.wire_client)
 local WIRE = "PAYKIT_TRANSPORT=wire "
+local CURL = "PAYKIT_TRANSPORT=curl "
 
 local function build_rows()
   local names = { moka = "Moka 3D start", mocopay = "MoCoPay verifyPayment", zippy = "Zippy create transaction" }
@@ -242,9 +243,10 @@ local function build_rows()
       local w = #rows + 1
       row(group, "wrk -t1 -c1 (same bytes)", function() return wrk_run(file, base .. "/", 1) end)
       for _, rt in ipairs(runtimes) do
+        -- the default transport (wire), and libcurl (transport = "curl")
         row(group, "paykit " .. rt[2], function() return calls_run(rt[1], prov, "seq", base, SECONDS, 1, CA) end, w)
-        row(group, "paykit " .. rt[2] .. ", wire transport", function()
-          return calls_run(WIRE .. rt[1], prov, "seq", base, SECONDS, 1, CA) end, w)
+        row(group, "paykit " .. rt[2] .. ", libcurl transport", function()
+          return calls_run(CURL .. rt[1], prov, "seq", base, SECONDS, 1, CA) end, w)
       end
       if prov == "moka" then
         for _, rt in ipairs(runtimes) do

@@ -13,7 +13,16 @@
  * Each request is a small state machine over a non-blocking socket (resolve, connect, TLS
  * handshake, send, receive); request() drives one with poll(), batch() up to max_in_flight
  * with the client's epoll descriptor. Deadlines: connect_timeout until the request can be
- * written, timeout for the whole request. DNS is getaddrinfo, which blocks (also inside a
+ * written, timeout for the whole request; per request, send_timeout / read_timeout (ms) bound
+ * one wait for the socket to take more of the request / give more of the answer (without
+ * either, stall_timeout, per request or the client's, bounds both: the one option libcurl has).
+ * Options the client takes, as core.http_client: connect_timeout, timeout, max_response,
+ * max_connections (idle connections kept), keepalive_timeout (ms an idle connection may wait
+ * to be reused; default 118000 as libcurl's, 0: no limit), stall_timeout, verify (default
+ * true: chain and host name or IP address), cafile, capath (else the system's CA store),
+ * user_agent; max_redirects is accepted and unused. A URL it cannot use (another scheme, user
+ * information, a bad host or port, a space in the path) fails before any connection with code
+ * other and a message starting "unusable URL" (paykit.http gives such a request to libcurl). DNS is getaddrinfo, which blocks (also inside a
  * batch); names under .invalid fail as dns without a lookup. Responses are parsed by
  * csrc/httpparse.c (paykit_resp_*); a status outside 100-599 is a protocol error.
  *
@@ -59,6 +68,7 @@
 #define DEFAULT_TIMEOUT_MS 30000L
 #define DEFAULT_MAX_RESPONSE (8u * 1024u * 1024u)
 #define DEFAULT_MAX_CONNECTIONS 16L
+#define DEFAULT_KEEPALIVE_MS 118000L /* libcurl's CURLOPT_MAXAGE_CONN default */
 #define READ_CHUNK 16384
 #define KEEP_BUFFER_BYTES (64u * 1024u)
 #define MAX_HOST 255
@@ -68,6 +78,7 @@
 typedef struct {
     int fd;
     SSL *ssl;
+    long long idle_at;       /* when it was put back in the pool (ms, monotonic) */
     char key[MAX_HOST + 16]; /* "s|host|port" */
 } conn;
 
@@ -93,10 +104,13 @@ typedef struct {
     conn k;                     /* fd -1 when none */
     int reused, fresh, retried, idempotent, head, tls;
     int sent_any, got_any, ok;
+    int stall_phase;            /* what t_stall times: 0 nothing, 1 sending, 2 receiving */
     int want;                   /* POLLIN / POLLOUT while waiting */
     int reg_fd;                 /* registered in the epoll set (batch), or -1 */
     struct addrinfo *ai, *ai_next;
     long long t_connect, t_total; /* deadlines, ms on the monotonic clock */
+    long send_ms, read_ms;      /* longest wait for one send / one read (0: none) */
+    long long t_stall;          /* when the current send or read wait ends (LLONG_MAX: never) */
     char host[MAX_HOST + 1], port[8];
     paykit_buf out;             /* request head and body */
     size_t out_off;
@@ -117,6 +131,8 @@ typedef struct {
     xfer *xs;                   /* transfer slots */
     int nxs;
     long connect_timeout_ms, timeout_ms, max_connections;
+    long keepalive_ms;          /* an idle connection older than this is closed, not reused */
+    long stall_ms;              /* default send and read wait (stall_timeout), 0: none */
     size_t max_response;
     int verify;
     char *cafile, *capath, *user_agent;
@@ -252,7 +268,7 @@ static int pool_take(wire_t *w, const char *key, conn *out)
         *out = w->idle[i];
         memmove(&w->idle[i], &w->idle[i + 1], (size_t)(w->nidle - i - 1) * sizeof *w->idle);
         w->nidle--;
-        if (conn_alive(out))
+        if ((w->keepalive_ms <= 0 || now_ms() - out->idle_at < w->keepalive_ms) && conn_alive(out))
             return 1;
         conn_close(out); /* closed or written to while idle: never used for a request */
     }
@@ -276,6 +292,7 @@ static void pool_put(wire_t *w, conn *k)
         w->idle = idle;
         w->cap_idle = cap;
     }
+    k->idle_at = now_ms();
     w->idle[w->nidle++] = *k;
     k->fd = -1;
     k->ssl = NULL;
@@ -405,6 +422,14 @@ static void fail(wire_t *w, xfer *x, const char *code, int maybe_sent, const cha
  * was never sent; from then on it may have been. */
 static int sent_flag(const xfer *x) { return x->sent_any; }
 
+/* (Re)starts the send or read wait timer: progress was made, or the phase began. */
+static void stall_arm(xfer *x, int phase)
+{
+    long ms = phase == 1 ? x->send_ms : x->read_ms;
+    x->stall_phase = phase;
+    x->t_stall = ms > 0 ? now_ms() + ms : LLONG_MAX;
+}
+
 /* ---- the state machine -------------------------------------------------------------------- */
 
 static int has_suffix_ci(const char *s, const char *suffix)
@@ -423,6 +448,8 @@ static void restart_fresh(wire_t *w, xfer *x)
     x->reused = 0;
     x->out_off = 0;
     x->sent_any = x->got_any = 0;
+    x->stall_phase = 0;
+    x->t_stall = LLONG_MAX;
     paykit_resp_start(&x->resp, w->max_response, x->head);
     x->state = X_START;
 }
@@ -542,6 +569,8 @@ static void handshake(wire_t *w, xfer *x)
 /* Writes what is left of the request. */
 static void do_send(wire_t *w, xfer *x)
 {
+    if (x->stall_phase != 1)
+        stall_arm(x, 1);
     while (x->out_off < x->out.len) {
         const char *p = x->out.p + x->out_off;
         size_t n = x->out.len - x->out_off;
@@ -553,6 +582,8 @@ static void do_send(wire_t *w, xfer *x)
             if (r == 1) {
                 x->out_off += done;
                 x->sent_any = 1;
+                if (x->send_ms > 0)
+                    stall_arm(x, 1);
                 continue;
             }
             if (ssl_wait(x, r))
@@ -572,6 +603,8 @@ static void do_send(wire_t *w, xfer *x)
             if (r > 0) {
                 x->out_off += (size_t)r;
                 x->sent_any = 1;
+                if (x->send_ms > 0)
+                    stall_arm(x, 1);
                 continue;
             }
             if (r < 0 && errno == EINTR)
@@ -591,6 +624,7 @@ static void do_send(wire_t *w, xfer *x)
     }
     x->state = X_RECV;
     x->want = POLLIN;
+    stall_arm(x, 2);
 }
 
 /* The connection ended (EOF or error) before the response was complete. */
@@ -661,6 +695,8 @@ static void do_recv(wire_t *w, xfer *x)
             got = (size_t)r;
         }
         x->got_any = 1;
+        if (x->read_ms > 0)
+            stall_arm(x, 2);
         st = paykit_resp_feed(&x->resp, buf, got);
         if (st == PAYKIT_RESP_ERROR) {
             if (strcmp(x->resp.code, "too_large") == 0 && strncmp(x->resp.err, "response body", 13) == 0)
@@ -787,6 +823,15 @@ static int check_deadline(wire_t *w, xfer *x, long long now)
         fail(w, x, "connect_timeout", 0, "connecting to %s port %s timed out", x->host, x->port);
         return 1;
     }
+    if ((x->state == X_SEND || x->state == X_RECV) && now >= x->t_stall && now < x->t_total) {
+        if (x->state == X_SEND)
+            fail(w, x, "timeout", sent_flag(x), "sending the request to %s port %s stalled for %ld ms (send_timeout)",
+                 x->host, x->port, x->send_ms);
+        else
+            fail(w, x, "timeout", 1, "no answer bytes from %s port %s for %ld ms (read_timeout)", x->host,
+                 x->port, x->read_ms);
+        return 1;
+    }
     if (now >= x->t_total) {
         if (connecting)
             fail(w, x, "connect_timeout", 0, "connecting to %s port %s timed out", x->host, x->port);
@@ -801,7 +846,11 @@ static int check_deadline(wire_t *w, xfer *x, long long now)
 static long long deadline_of(const xfer *x)
 {
     int connecting = x->state == X_START || x->state == X_CONNECTING || x->state == X_HANDSHAKE;
-    return connecting && x->t_connect < x->t_total ? x->t_connect : x->t_total;
+    if (connecting)
+        return x->t_connect < x->t_total ? x->t_connect : x->t_total;
+    if ((x->state == X_SEND || x->state == X_RECV) && x->t_stall < x->t_total)
+        return x->t_stall;
+    return x->t_total;
 }
 
 /* ---- reading requests --------------------------------------------------------------------- */
@@ -975,7 +1024,7 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
     const char *url, *method = NULL, *body = NULL, *bad = NULL;
     xfer *xfailed = x;
     int xbad = 0;
-    long timeout_ms, connect_timeout_ms;
+    long timeout_ms, connect_timeout_ms, stall_ms, send_ms, read_ms;
     int has_body, idempotent, ok = 1, has_host = 0, has_ua = 0, has_accept = 0, has_ct = 0;
     size_t hstart = 0;
     url_t u;
@@ -1004,6 +1053,17 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
     lua_pop(L, 1);
     timeout_ms = opt_count(L, idx, arg, "timeout", w->timeout_ms, LONG_MAX);
     connect_timeout_ms = opt_count(L, idx, arg, "connect_timeout", w->connect_timeout_ms, LONG_MAX);
+    /* send_timeout / read_timeout: the longest wait for one send / one read; without either,
+     * stall_timeout (libcurl's one stall timer) bounds both */
+    stall_ms = opt_count(L, idx, arg, "stall_timeout", w->stall_ms, LONG_MAX);
+    send_ms = opt_count(L, idx, arg, "send_timeout", -1, LONG_MAX);
+    read_ms = opt_count(L, idx, arg, "read_timeout", -1, LONG_MAX);
+    if (send_ms < 0 && read_ms < 0)
+        send_ms = read_ms = stall_ms;
+    if (send_ms < 0)
+        send_ms = 0;
+    if (read_ms < 0)
+        read_ms = 0;
     if (opt_bool(L, idx, arg, "follow_redirects", 0))
         req_argerror(L, arg, pos, "the wire transport does not follow redirects");
     lua_getfield(L, idx, "body");
@@ -1025,6 +1085,10 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
         x->head = strcmp(method, "HEAD") == 0;
         x->fresh = !idempotent && body_len == 0; /* as the libcurl client: see the header */
         x->reused = x->retried = x->sent_any = x->got_any = x->ok = 0;
+        x->send_ms = send_ms;
+        x->read_ms = read_ms;
+        x->stall_phase = 0;
+        x->t_stall = LLONG_MAX;
         x->out_off = 0;
         x->out.len = 0;
         x->code = NULL;
@@ -1243,12 +1307,15 @@ static int wire_client(lua_State *L)
     w->timeout_ms = DEFAULT_TIMEOUT_MS;
     w->max_response = DEFAULT_MAX_RESPONSE;
     w->max_connections = DEFAULT_MAX_CONNECTIONS;
+    w->keepalive_ms = DEFAULT_KEEPALIVE_MS;
     w->verify = 1;
     if (has_opts) {
         w->connect_timeout_ms = opt_count(L, 1, 1, "connect_timeout", w->connect_timeout_ms, LONG_MAX);
         w->timeout_ms = opt_count(L, 1, 1, "timeout", w->timeout_ms, LONG_MAX);
         w->max_response = (size_t)opt_count(L, 1, 1, "max_response", (long)w->max_response, LONG_MAX);
         w->max_connections = opt_count(L, 1, 1, "max_connections", w->max_connections, 10000);
+        w->keepalive_ms = opt_count(L, 1, 1, "keepalive_timeout", w->keepalive_ms, LONG_MAX);
+        w->stall_ms = opt_count(L, 1, 1, "stall_timeout", 0, LONG_MAX);
         opt_count(L, 1, 1, "max_redirects", 0, 1000); /* accepted for the same options; unused */
         w->verify = opt_bool(L, 1, 1, "verify", 1);
         if (opt_bool(L, 1, 1, "follow_redirects", 0))

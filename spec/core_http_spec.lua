@@ -1,11 +1,21 @@
--- paykit.core http client (libcurl) against a real nginx on 127.0.0.1.
+-- paykit.core's two HTTP clients against a real nginx on 127.0.0.1: core.http_client (libcurl,
+-- csrc/http.c) and core.wire_client (csrc/wire.c: HTTP/1.1 over sockets and OpenSSL). One table
+-- of cases runs against both (the same Lua interface and error vocabulary), each client with an
+-- nginx of its own; a few cases are one client's (redirects: libcurl follows them when asked,
+-- wire refuses to be asked; wire sends libcurl's bytes; how batches share connections). Then
+-- the fault cells of spec/support/fault_server.lua at the bare transport, wire next to libcurl.
 local core = require "paykit.core"
 local nginx = require "spec.support.nginx"
 local socket = require "socket"
 
-local HTTP_PORT, HTTPS_PORT, CLOSED_PORT, BACKLOG_PORT, WRONG_NAME_PORT = 18780, 18781, 18782, 18783, 18784
-local BASE = "http://127.0.0.1:" .. HTTP_PORT
-local TLS_BASE = "https://127.0.0.1:" .. HTTPS_PORT
+-- The clients. ports: HTTP, HTTPS, a closed port, a listener with a full backlog, TLS with a
+-- certificate for another name.
+local CLIENTS = {
+  { name = "core http client", tag = "http", new = core.http_client, closed = "paykit http client is closed",
+    ports = { 18780, 18781, 18782, 18783, 18784 } },
+  { name = "core wire client", tag = "wire", new = core.wire_client, closed = "paykit wire client is closed",
+    ports = { 18790, 18791, 18792, 18793, 18794 } },
+}
 
 -- Endpoints shared by the plain and the TLS server.
 local LOCATIONS = [[
@@ -86,6 +96,9 @@ local LOCATIONS = [[
       sock:send("HTTP/1.1 " .. (ngx.var.arg_code or "21") .. " OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
     }
   }
+  location = /raw {
+    content_by_lua_block { ngx.req.read_body(); ngx.print(ngx.req.raw_header(), ngx.req.get_body_data() or "") }
+  }
   location = /sni { content_by_lua_block { ngx.print(ngx.var.ssl_server_name or "none") } }
   location = /count {
     content_by_lua_block { ngx.print(ngx.shared.counts:get(ngx.var.arg_key) or 0) }
@@ -149,474 +162,605 @@ end
 
 local function header(res, name) return res and res.headers and res.headers[name] end
 
-describe("core http client", function()
-  local srv, client, dir
-  local listener, fillers = nil, {}
+for _, C in ipairs(CLIENTS) do
+  local new = C.new
+  local HTTP_PORT, HTTPS_PORT, CLOSED_PORT, BACKLOG_PORT, WRONG_NAME_PORT = (table.unpack or unpack)(C.ports)
+  local BASE = "http://127.0.0.1:" .. HTTP_PORT
+  local TLS_BASE = "https://127.0.0.1:" .. HTTPS_PORT
 
-  lazy_setup(function()
-    dir = nginx.root() .. "/build/run/core_http_certs"
-    make_certs(dir)
-    srv = nginx.start("core_http", SERVERS,
-      { HTTP_PORT = HTTP_PORT, HTTPS_PORT = HTTPS_PORT, WRONG_NAME_PORT = WRONG_NAME_PORT, DIR = dir,
-        PORTS = { HTTP_PORT, HTTPS_PORT, WRONG_NAME_PORT } })
-    client = core.http_client { timeout = 5000, connect_timeout = 2000 }
-  end)
+  describe(C.name, function()
+    local srv, client, dir
+    local listener, fillers = nil, {}
 
-  lazy_teardown(function()
-    if client then client:close() end
-    for _, c in ipairs(fillers) do c:close() end
-    if listener then listener:close() end
-    if srv then srv:stop() end
-  end)
-
-  describe("request", function()
-    it("returns status, lowercase headers and body of a JSON answer", function()
-      local res, err = client:request { url = BASE .. "/json?id=42" }
-      assert.is_nil(err)
-      assert.are.equal(200, res.status)
-      assert.are.equal('{"ok":true,"id":"42"}', res.body)
-      assert.are.equal("application/json", res.headers["content-type"])
-      assert.are.equal(tostring(#res.body), res.headers["content-length"])
-      assert.is_nil(res.headers["Content-Type"])
+    lazy_setup(function()
+      dir = nginx.root() .. "/build/run/core_" .. C.tag .. "_certs"
+      make_certs(dir)
+      srv = nginx.start("core_" .. C.tag, SERVERS,
+        { HTTP_PORT = HTTP_PORT, HTTPS_PORT = HTTPS_PORT, WRONG_NAME_PORT = WRONG_NAME_PORT, DIR = dir,
+          PORTS = { HTTP_PORT, HTTPS_PORT, WRONG_NAME_PORT } })
+      client = new { timeout = 5000, connect_timeout = 2000 }
     end)
 
-    it("returns non-2xx answers as responses, not errors", function()
-      local res = assert(client:request { url = BASE .. "/status" })
-      assert.are.equal(418, res.status)
-      assert.are.equal("teapot", res.body)
+    lazy_teardown(function()
+      if client then client:close() end
+      for _, c in ipairs(fillers) do c:close() end
+      if listener then listener:close() end
+      if srv then srv:stop() end
     end)
 
-    it("sends method, map and array headers and a body with NUL bytes", function()
-      local body = "a\0b\0\0c" .. string.rep("\0\255", 3000)
-      local res = assert(client:request {
-        method = "PUT", url = BASE .. "/echo", body = body,
-        headers = { "X-Test: array form", ["X-Other"] = "map form", ["X-Empty"] = "" },
-      })
-      assert.are.equal(200, res.status)
-      assert.are.equal("PUT", res.headers["x-method"])
-      assert.are.equal("array form", res.headers["x-echo-test"])
-      assert.are.equal("map form", res.headers["x-echo-other"])
-      assert.are.equal("[]", res.headers["x-echo-empty"])
-      assert.are.equal("none", res.headers["x-echo-expect"])
-      assert.are.equal(tostring(#body), res.headers["x-body-length"])
-      assert.are.equal(#body, #res.body)
-      assert.are.equal(body, res.body)
-    end)
+    describe("request", function()
+      it("returns status, lowercase headers and body of a JSON answer", function()
+        local res, err = client:request { url = BASE .. "/json?id=42" }
+        assert.is_nil(err)
+        assert.are.equal(200, res.status)
+        assert.are.equal('{"ok":true,"id":"42"}', res.body)
+        assert.are.equal("application/json", res.headers["content-type"])
+        assert.are.equal(tostring(#res.body), res.headers["content-length"])
+        assert.is_nil(res.headers["Content-Type"])
+      end)
 
-    it("defaults to POST with a body and GET without, and sends an empty POST", function()
-      assert.are.equal("POST", header(client:request { url = BASE .. "/echo", body = "x=1" }, "x-method"))
-      assert.are.equal("GET", header(client:request { url = BASE .. "/echo" }, "x-method"))
-      local res = assert(client:request { method = "POST", url = BASE .. "/echo" })
-      assert.are.equal("POST", res.headers["x-method"])
-      assert.are.equal("0", res.headers["x-body-length"])
-      local del = assert(client:request { method = "DELETE", url = BASE .. "/echo" })
-      assert.are.equal("DELETE", del.headers["x-method"])
-    end)
+      it("returns non-2xx answers as responses, not errors", function()
+        local res = assert(client:request { url = BASE .. "/status" })
+        assert.are.equal(418, res.status)
+        assert.are.equal("teapot", res.body)
+      end)
 
-    it("joins repeated response headers with a comma", function()
-      local res = assert(client:request { url = BASE .. "/echo" })
-      assert.are.equal("one, two", res.headers["x-multi"])
-    end)
+      it("sends method, map and array headers and a body with NUL bytes", function()
+        local body = "a\0b\0\0c" .. string.rep("\0\255", 3000)
+        local res = assert(client:request {
+          method = "PUT", url = BASE .. "/echo", body = body,
+          headers = { "X-Test: array form", ["X-Other"] = "map form", ["X-Empty"] = "" },
+        })
+        assert.are.equal(200, res.status)
+        assert.are.equal("PUT", res.headers["x-method"])
+        assert.are.equal("array form", res.headers["x-echo-test"])
+        assert.are.equal("map form", res.headers["x-echo-other"])
+        assert.are.equal("[]", res.headers["x-echo-empty"])
+        assert.are.equal("none", res.headers["x-echo-expect"])
+        assert.are.equal(tostring(#body), res.headers["x-body-length"])
+        assert.are.equal(#body, #res.body)
+        assert.are.equal(body, res.body)
+      end)
 
-    it("refuses header injection and wrong argument types", function()
-      assert.has_error(function() client:request { url = BASE .. "/echo", headers = { ["X-A"] = "v\r\nX-B: w" } } end)
-      assert.has_error(function() client:request { url = BASE .. "/echo", headers = { "X-A: v\nX-B: w" } } end)
-      assert.has_error(function() client:request { url = BASE .. "/echo", body = {} } end)
-      assert.has_error(function() client:request { url = 42 } end)
-      assert.has_error(function() client:request("http://x") end)
-      assert.has_error(function() core.http_client { timeout = -1 } end)
-      assert.has_error(function() core.http_client { timeout = 2 ^ 63 } end) -- beyond a C long: refused, not cast
-      assert.has_error(function() core.http_client { verify = "yes" } end)
-    end)
-  end)
+      it("defaults to POST with a body and GET without, and sends an empty POST", function()
+        assert.are.equal("POST", header(client:request { url = BASE .. "/echo", body = "x=1" }, "x-method"))
+        assert.are.equal("GET", header(client:request { url = BASE .. "/echo" }, "x-method"))
+        local res = assert(client:request { method = "POST", url = BASE .. "/echo" })
+        assert.are.equal("POST", res.headers["x-method"])
+        assert.are.equal("0", res.headers["x-body-length"])
+        local del = assert(client:request { method = "DELETE", url = BASE .. "/echo" })
+        assert.are.equal("DELETE", del.headers["x-method"])
+      end)
 
-  describe("keep-alive", function()
-    it("reuses one server connection for sequential requests", function()
-      local c = core.http_client()
-      local conns, counts = {}, {}
-      for i = 1, 5 do
-        local res = assert(c:request { url = BASE .. "/conn" })
-        conns[i] = res.headers["x-conn"]
-        counts[i] = tonumber(res.headers["x-conn-requests"])
+      if C.tag == "wire" then
+        it("sends the same bytes as the libcurl client", function()
+          for _, req in ipairs {
+            { url = BASE .. "/raw?a=1&b=%20", method = "POST", headers = { "Content-Type: application/json", "X-A: 1" },
+              body = '{"x":1}' },
+            { url = BASE .. "/raw" },
+            { url = BASE .. "/raw", method = "PUT", headers = { ["X-Empty"] = "" }, body = "" },
+          } do
+            local a = assert(core.http_client({ user_agent = "paykit-test/1" }):request(req))
+            local b = assert(core.wire_client({ user_agent = "paykit-test/1" }):request(req))
+            assert.are.equal(a.body, b.body)
+          end
+        end)
       end
-      c:close()
-      for i = 2, 5 do
-        assert.are.equal(conns[1], conns[i])
-        assert.are.equal(counts[i - 1] + 1, counts[i])
-      end
+
+      it("joins repeated response headers with a comma", function()
+        local res = assert(client:request { url = BASE .. "/echo" })
+        assert.are.equal("one, two", res.headers["x-multi"])
+      end)
+
+      it("refuses header injection and wrong argument types", function()
+        assert.has_error(function() client:request { url = BASE .. "/echo", headers = { ["X-A"] = "v\r\nX-B: w" } } end)
+        assert.has_error(function() client:request { url = BASE .. "/echo", headers = { "X-A: v\nX-B: w" } } end)
+        assert.has_error(function() client:request { url = BASE .. "/echo", body = {} } end)
+        assert.has_error(function() client:request { url = 42 } end)
+        assert.has_error(function() client:request("http://x") end)
+        assert.has_error(function() new { timeout = -1 } end)
+        assert.has_error(function() new { timeout = 2 ^ 63 } end) -- beyond a C long: refused, not cast
+        assert.has_error(function() new { verify = "yes" } end)
+      end)
     end)
 
-    it("reuses the TLS connection too", function()
-      local c = core.http_client { cafile = dir .. "/ca.crt" }
-      local a = assert(c:request { url = TLS_BASE .. "/conn" })
-      local b = assert(c:request { url = TLS_BASE .. "/conn" })
-      c:close()
-      assert.are.equal(a.headers["x-conn"], b.headers["x-conn"])
-      assert.are.equal(tonumber(a.headers["x-conn-requests"]) + 1, tonumber(b.headers["x-conn-requests"]))
+    describe("keep-alive", function()
+      it("reuses one server connection for sequential requests", function()
+        local c = new()
+        local conns, counts = {}, {}
+        for i = 1, 5 do
+          local res = assert(c:request { url = BASE .. "/conn" })
+          conns[i] = res.headers["x-conn"]
+          counts[i] = tonumber(res.headers["x-conn-requests"])
+        end
+        c:close()
+        for i = 2, 5 do
+          assert.are.equal(conns[1], conns[i])
+          assert.are.equal(counts[i - 1] + 1, counts[i])
+        end
+      end)
+
+      it("reuses the TLS connection too", function()
+        local c = new { cafile = dir .. "/ca.crt" }
+        local a = assert(c:request { url = TLS_BASE .. "/conn" })
+        local b = assert(c:request { url = TLS_BASE .. "/conn" })
+        c:close()
+        assert.are.equal(a.headers["x-conn"], b.headers["x-conn"])
+        assert.are.equal(tonumber(a.headers["x-conn-requests"]) + 1, tonumber(b.headers["x-conn-requests"]))
+      end)
+
+      it("lets a batch reuse the connection of an earlier request", function()
+        local c = new()
+        local first = assert(c:request { url = BASE .. "/conn" })
+        local out = c:batch({ { url = BASE .. "/conn" } }, { max_in_flight = 1 })
+        c:close()
+        assert.are.equal(first.headers["x-conn"], out[1].headers["x-conn"])
+      end)
     end)
 
-    it("lets a batch reuse the connection of an earlier request", function()
-      local c = core.http_client()
-      local first = assert(c:request { url = BASE .. "/conn" })
-      local out = c:batch({ { url = BASE .. "/conn" } }, { max_in_flight = 1 })
-      c:close()
-      assert.are.equal(first.headers["x-conn"], out[1].headers["x-conn"])
-    end)
-  end)
+    describe("failures", function()
+      it("reports a refused connection as connect, not sent", function()
+        local res, msg, code, maybe_sent = client:request { url = "http://127.0.0.1:" .. CLOSED_PORT .. "/" }
+        assert.is_nil(res)
+        assert.is_string(msg)
+        assert.are.equal("connect", code)
+        assert.is_false(maybe_sent)
+      end)
 
-  describe("failures", function()
-    it("reports a refused connection as connect, not sent", function()
-      local res, msg, code, maybe_sent = client:request { url = "http://127.0.0.1:" .. CLOSED_PORT .. "/" }
-      assert.is_nil(res)
-      assert.is_string(msg)
-      assert.are.equal("connect", code)
-      assert.is_false(maybe_sent)
-    end)
-
-    it("reports a connection that is never accepted as connect_timeout, not sent", function()
-      -- a listener with a full accept queue: the kernel drops further SYNs
-      listener = assert(socket.tcp())
-      listener:setoption("reuseaddr", true)
-      assert(listener:bind("127.0.0.1", BACKLOG_PORT))
-      assert(listener:listen(1))
-      for i = 1, 4 do
-        local c = socket.tcp(); c:settimeout(0); c:connect("127.0.0.1", BACKLOG_PORT); fillers[i] = c
-      end
-      socket.sleep(0.1)
-      local t0 = socket.gettime()
-      local res, msg, code, maybe_sent = client:request {
-        url = "http://127.0.0.1:" .. BACKLOG_PORT .. "/", connect_timeout = 300 }
-      assert.is_nil(res)
-      assert.are.equal("connect_timeout", code, msg)
-      assert.is_false(maybe_sent)
-      assert.is_true(socket.gettime() - t0 < 3)
-    end)
-
-    it("reports a slow answer as timeout, maybe sent (fresh and reused connection)", function()
-      local c = core.http_client { timeout = 300 }
-      local res, msg, code, maybe_sent = c:request { url = BASE .. "/slow?s=2" }
-      assert.is_nil(res)
-      assert.are.equal("timeout", code, msg)
-      assert.is_true(maybe_sent)
-      assert(c:request { url = BASE .. "/json" })
-      res, msg, code, maybe_sent = c:request { url = BASE .. "/slow?s=2", timeout = 200 }
-      assert.is_nil(res)
-      assert.are.equal("timeout", code, msg)
-      assert.is_true(maybe_sent)
-      c:close()
-    end)
-
-    -- ISSUE8 item 1: on a reused connection that the server closes after reading the
-    -- request, libcurl reconnected and sent a non-idempotent POST a second time.
-    local function count(key)
-      local res = assert(client:request { url = BASE .. "/count?key=" .. key })
-      return tonumber(res.body)
-    end
-
-    it("never resends a request that may charge when a reused connection drops after reading it", function()
-      local c = core.http_client { timeout = 5000 }
-      local first = assert(c:request { url = BASE .. "/drop_second?key=pay", body = "pay=1" })
-      assert.are.equal("first 1", first.body)
-      local res, msg, code, maybe_sent = c:request { url = BASE .. "/drop_second?key=pay", body = "pay=1" }
-      c:close()
-      assert.is_nil(res)
-      assert.are.equal("recv", code, msg)
-      assert.is_true(maybe_sent)
-      assert.matches("never sent again", msg, 1, true)
-      assert.are.equal(2, count("pay")) -- the first request and one copy of the second
-    end)
-
-    it("never resends a body-less request that may charge either", function()
-      local c = core.http_client { timeout = 5000 }
-      assert(c:request { url = BASE .. "/drop_second?key=empty", method = "POST" })
-      local res, _, code, maybe_sent = c:request { url = BASE .. "/drop_second?key=empty", method = "POST" }
-      c:close()
-      -- a connection of its own: it is the first request there, answered
-      assert.are.equal(200, res and res.status, code)
-      assert.is_nil(maybe_sent)
-      assert.are.equal(2, count("empty"))
-    end)
-
-    it("lets libcurl resend an idempotent request on a reused connection that dropped", function()
-      local c = core.http_client { timeout = 5000 }
-      assert(c:request { url = BASE .. "/drop_second?key=idem", body = "q=1", idempotent = true })
-      local res = c:request { url = BASE .. "/drop_second?key=idem", body = "q=1", idempotent = true }
-      c:close()
-      assert.are.equal("first 3", res and res.body) -- dropped once, then answered on a new connection
-      assert.are.equal(3, count("idem"))
-    end)
-
-    it("refuses a non-boolean idempotent", function()
-      assert.has_error(function() client:request { url = BASE .. "/json", idempotent = "yes" } end)
-    end)
-
-    -- ISSUE8 item 2: "HTTP/1.1 21 OK" was CURLE_UNSUPPORTED_PROTOCOL, classed never sent.
-    for _, st in ipairs { "21", "600", "999", "000" } do
-      it("reports status line code " .. st .. " after the request went out as protocol, maybe sent", function()
+      it("reports a connection that is never accepted as connect_timeout, not sent", function()
+        -- a listener with a full accept queue: the kernel drops further SYNs
+        listener = assert(socket.tcp())
+        listener:setoption("reuseaddr", true)
+        assert(listener:bind("127.0.0.1", BACKLOG_PORT))
+        assert(listener:listen(1))
+        for i = 1, 4 do
+          local c = socket.tcp(); c:settimeout(0); c:connect("127.0.0.1", BACKLOG_PORT); fillers[i] = c
+        end
+        socket.sleep(0.1)
+        local t0 = socket.gettime()
         local res, msg, code, maybe_sent = client:request {
-          url = BASE .. "/bad_status?code=" .. st .. "&key=st" .. st, body = "pay=1" }
+          url = "http://127.0.0.1:" .. BACKLOG_PORT .. "/", connect_timeout = 300 }
+        assert.is_nil(res)
+        assert.are.equal("connect_timeout", code, msg)
+        assert.is_false(maybe_sent)
+        assert.is_true(socket.gettime() - t0 < 3)
+      end)
+
+      it("reports a slow answer as timeout, maybe sent (fresh and reused connection)", function()
+        local c = new { timeout = 300 }
+        local res, msg, code, maybe_sent = c:request { url = BASE .. "/slow?s=2" }
+        assert.is_nil(res)
+        assert.are.equal("timeout", code, msg)
+        assert.is_true(maybe_sent)
+        assert(c:request { url = BASE .. "/json" })
+        res, msg, code, maybe_sent = c:request { url = BASE .. "/slow?s=2", timeout = 200 }
+        assert.is_nil(res)
+        assert.are.equal("timeout", code, msg)
+        assert.is_true(maybe_sent)
+        c:close()
+      end)
+
+      -- ISSUE8 item 1: on a reused connection that the server closes after reading the
+      -- request, libcurl reconnected and sent a non-idempotent POST a second time.
+      local function count(key)
+        local res = assert(client:request { url = BASE .. "/count?key=" .. key })
+        return tonumber(res.body)
+      end
+
+      it("never resends a request that may charge when a reused connection drops after reading it", function()
+        local c = new { timeout = 5000 }
+        local first = assert(c:request { url = BASE .. "/drop_second?key=pay", body = "pay=1" })
+        assert.are.equal("first 1", first.body)
+        local res, msg, code, maybe_sent = c:request { url = BASE .. "/drop_second?key=pay", body = "pay=1" }
+        c:close()
+        assert.is_nil(res)
+        assert.are.equal("recv", code, msg)
+        assert.is_true(maybe_sent)
+        assert.matches("never sent again", msg, 1, true)
+        assert.are.equal(2, count("pay")) -- the first request and one copy of the second
+      end)
+
+      it("never resends a body-less request that may charge either", function()
+        local c = new { timeout = 5000 }
+        assert(c:request { url = BASE .. "/drop_second?key=empty", method = "POST" })
+        local res, _, code, maybe_sent = c:request { url = BASE .. "/drop_second?key=empty", method = "POST" }
+        c:close()
+        -- a connection of its own: it is the first request there, answered
+        assert.are.equal(200, res and res.status, code)
+        assert.is_nil(maybe_sent)
+        assert.are.equal(2, count("empty"))
+      end)
+
+      it("resends an idempotent request on a reused connection that dropped (libcurl itself; wire once)", function()
+        local c = new { timeout = 5000 }
+        assert(c:request { url = BASE .. "/drop_second?key=idem", body = "q=1", idempotent = true })
+        local res = c:request { url = BASE .. "/drop_second?key=idem", body = "q=1", idempotent = true }
+        c:close()
+        assert.are.equal("first 3", res and res.body) -- dropped once, then answered on a new connection
+        assert.are.equal(3, count("idem"))
+      end)
+
+      it("refuses a non-boolean idempotent", function()
+        assert.has_error(function() client:request { url = BASE .. "/json", idempotent = "yes" } end)
+      end)
+
+      -- ISSUE8 item 2: "HTTP/1.1 21 OK" was CURLE_UNSUPPORTED_PROTOCOL, classed never sent.
+      for _, st in ipairs { "21", "600", "999", "000" } do
+        it("reports status line code " .. st .. " after the request went out as protocol, maybe sent", function()
+          local res, msg, code, maybe_sent = client:request {
+            url = BASE .. "/bad_status?code=" .. st .. "&key=st" .. st, body = "pay=1" }
+          assert.is_nil(res)
+          assert.are.equal("protocol", code, msg)
+          assert.is_true(maybe_sent)
+          assert.are.equal(1, count("st" .. st))
+        end)
+      end
+
+      it("reports a bad status line on a reused connection as maybe sent, and sends it once", function()
+        local c = new { timeout = 5000 }
+        assert(c:request { url = BASE .. "/json" })
+        local res, msg, code, maybe_sent = c:request { url = BASE .. "/bad_status?code=21&key=reused", body = "pay=1" }
+        c:close()
         assert.is_nil(res)
         assert.are.equal("protocol", code, msg)
         assert.is_true(maybe_sent)
-        assert.are.equal(1, count("st" .. st))
+        assert.are.equal(1, count("reused"))
       end)
-    end
 
-    it("reports a bad status line on a reused connection as maybe sent, and sends it once", function()
-      local c = core.http_client { timeout = 5000 }
-      assert(c:request { url = BASE .. "/json" })
-      local res, msg, code, maybe_sent = c:request { url = BASE .. "/bad_status?code=21&key=reused", body = "pay=1" }
-      c:close()
-      assert.is_nil(res)
-      assert.are.equal("protocol", code, msg)
-      assert.is_true(maybe_sent)
-      assert.are.equal(1, count("reused"))
+      it("still reports a scheme it does not speak as other, never sent", function()
+        local res, _, code, maybe_sent = client:request { url = "ftp://127.0.0.1:" .. CLOSED_PORT .. "/" }
+        assert.is_nil(res)
+        assert.are.equal("other", code)
+        assert.is_false(maybe_sent)
+      end)
+
+      it("reports an unknown host as dns", function()
+        local _, _, code, maybe_sent = client:request { url = "http://paykit-no-such-host.invalid/" }
+        assert.are.equal("dns", code)
+        assert.is_false(maybe_sent)
+      end)
+
+      it("never puts request headers or body in the message", function()
+        local _, msg = client:request { url = "http://127.0.0.1:" .. CLOSED_PORT .. "/pay",
+          headers = { Authorization = "Bearer sekret-token" }, body = "CvcNumber=123&pan=4111111111111111" }
+        assert.is_string(msg)
+        assert.is_nil(msg:find("sekret", 1, true))
+        assert.is_nil(msg:find("4111", 1, true))
+      end)
     end)
 
-    it("still reports a scheme it does not speak as other, never sent", function()
-      local res, _, code, maybe_sent = client:request { url = "ftp://127.0.0.1:" .. CLOSED_PORT .. "/" }
-      assert.is_nil(res)
-      assert.are.equal("other", code)
-      assert.is_false(maybe_sent)
+    describe("TLS", function()
+      it("refuses the self-signed chain by default with tls, not sent", function()
+        local c = new()
+        local res, msg, code, maybe_sent = c:request { url = TLS_BASE .. "/json" }
+        c:close()
+        assert.is_nil(res)
+        assert.are.equal("tls_verify", code, msg) -- final: a refused certificate is not retried
+        assert.is_false(maybe_sent)
+      end)
+
+      it("accepts the server once its CA file is given", function()
+        local c = new { cafile = dir .. "/ca.crt" }
+        local res, err = c:request { url = TLS_BASE .. "/json?id=tls" }
+        c:close()
+        assert.is_nil(err)
+        assert.are.equal('{"ok":true,"id":"tls"}', res.body)
+      end)
+
+      it("checks the host name, not only the chain", function()
+        -- this server's certificate is signed by the same CA but names only wrong.example
+        local c = new { cafile = dir .. "/ca.crt" }
+        local res, msg, code = c:request { url = "https://127.0.0.1:" .. WRONG_NAME_PORT .. "/json" }
+        c:close()
+        assert.is_nil(res)
+        assert.are.equal("tls_verify", code, msg)
+      end)
+
+      it("sends the host name as SNI, and none for an IP address", function()
+        local c = new { cafile = dir .. "/ca.crt" }
+        local by_name = assert(c:request { url = "https://localhost:" .. HTTPS_PORT .. "/sni" })
+        local by_ip = assert(c:request { url = TLS_BASE .. "/sni" })
+        c:close()
+        assert.are.equal("localhost", by_name.body)
+        assert.are.equal("none", by_ip.body)
+      end)
+
+      it("skips verification only when told verify = false", function()
+        local c = new { verify = false }
+        local res = assert(c:request { url = TLS_BASE .. "/json" })
+        c:close()
+        assert.are.equal(200, res.status)
+      end)
     end)
 
-    it("reports an unknown host as dns", function()
-      local _, _, code, maybe_sent = client:request { url = "http://paykit-no-such-host.invalid/" }
-      assert.are.equal("dns", code)
-      assert.is_false(maybe_sent)
-    end)
+    describe("limits and redirects", function()
+      it("aborts a chunked body over max_response with too_large", function()
+        local c = new { max_response = 10000 }
+        local res, msg, code, maybe_sent = c:request { url = BASE .. "/big?n=200000" }
+        assert.is_nil(res)
+        assert.are.equal("too_large", code, msg)
+        assert.are.equal("response body larger than 10000 bytes", msg)
+        assert.is_true(maybe_sent)
+        local ok = assert(c:request { url = BASE .. "/big?n=10000" })
+        assert.are.equal(10000, #ok.body)
+        c:close()
+      end)
 
-    it("never puts request headers or body in the message", function()
-      local _, msg = client:request { url = "http://127.0.0.1:" .. CLOSED_PORT .. "/pay",
-        headers = { Authorization = "Bearer sekret-token" }, body = "CvcNumber=123&pan=4111111111111111" }
-      assert.is_string(msg)
-      assert.is_nil(msg:find("sekret", 1, true))
-      assert.is_nil(msg:find("4111", 1, true))
-    end)
-  end)
+      it("refuses a declared Content-Length over max_response with too_large", function()
+        local c = new { max_response = 1000 }
+        local _, msg, code = c:request { url = BASE .. "/bigcl?n=5000" }
+        c:close()
+        assert.are.equal("too_large", code, msg)
+      end)
 
-  describe("TLS", function()
-    it("refuses the self-signed chain by default with tls, not sent", function()
-      local c = core.http_client()
-      local res, msg, code, maybe_sent = c:request { url = TLS_BASE .. "/json" }
-      c:close()
-      assert.is_nil(res)
-      assert.are.equal("tls_verify", code, msg) -- final: a refused certificate is not retried
-      assert.is_false(maybe_sent)
-    end)
+      if C.tag == "http" then
+        it("does not follow redirects unless asked", function()
+          local res = assert(client:request { url = BASE .. "/redirect" })
+          assert.are.equal(302, res.status)
+          assert.matches("/json%?id=redirected$", res.headers["location"])
+          local followed = assert(client:request { url = BASE .. "/redirect", follow_redirects = true })
+          assert.are.equal(200, followed.status)
+          assert.are.equal('{"ok":true,"id":"redirected"}', followed.body)
+          assert.is_nil(followed.headers["location"])
+        end)
 
-    it("accepts the server once its CA file is given", function()
-      local c = core.http_client { cafile = dir .. "/ca.crt" }
-      local res, err = c:request { url = TLS_BASE .. "/json?id=tls" }
-      c:close()
-      assert.is_nil(err)
-      assert.are.equal('{"ok":true,"id":"tls"}', res.body)
-    end)
+        it("does not resend a request that may charge to a 307 Location", function()
+          local c = new { follow_redirects = true }
+          local res, msg, code, maybe_sent = c:request { url = BASE .. "/redirect307?key=r307pay", body = "pay=1" }
+          assert.is_nil(res)
+          assert.are.equal("protocol", code)
+          assert.is_true(maybe_sent)
+          assert.matches("redirected", msg)
+          -- an idempotent one follows it with its body
+          local again = assert(c:request { url = BASE .. "/redirect307?key=r307idem", body = "q=1", idempotent = true })
+          local received = assert(c:request { url = BASE .. "/count?key=r307pay" })
+          c:close()
+          assert.are.equal("q=1", again.body)
+          assert.are.equal("1", received.body)
+        end)
 
-    it("checks the host name, not only the chain", function()
-      -- this server's certificate is signed by the same CA but names only wrong.example
-      local c = core.http_client { cafile = dir .. "/ca.crt" }
-      local res, msg, code = c:request { url = "https://127.0.0.1:" .. WRONG_NAME_PORT .. "/json" }
-      c:close()
-      assert.is_nil(res)
-      assert.are.equal("tls_verify", code, msg)
-    end)
-
-    it("sends the host name as SNI, and none for an IP address", function()
-      local c = core.http_client { cafile = dir .. "/ca.crt" }
-      local by_name = assert(c:request { url = "https://localhost:" .. HTTPS_PORT .. "/sni" })
-      local by_ip = assert(c:request { url = TLS_BASE .. "/sni" })
-      c:close()
-      assert.are.equal("localhost", by_name.body)
-      assert.are.equal("none", by_ip.body)
-    end)
-
-    it("skips verification only when told verify = false", function()
-      local c = core.http_client { verify = false }
-      local res = assert(c:request { url = TLS_BASE .. "/json" })
-      c:close()
-      assert.are.equal(200, res.status)
-    end)
-  end)
-
-  describe("limits and redirects", function()
-    it("aborts a chunked body over max_response with too_large", function()
-      local c = core.http_client { max_response = 10000 }
-      local res, msg, code, maybe_sent = c:request { url = BASE .. "/big?n=200000" }
-      assert.is_nil(res)
-      assert.are.equal("too_large", code, msg)
-      assert.are.equal("response body larger than 10000 bytes", msg)
-      assert.is_true(maybe_sent)
-      local ok = assert(c:request { url = BASE .. "/big?n=10000" })
-      assert.are.equal(10000, #ok.body)
-      c:close()
-    end)
-
-    it("refuses a declared Content-Length over max_response with too_large", function()
-      local c = core.http_client { max_response = 1000 }
-      local _, msg, code = c:request { url = BASE .. "/bigcl?n=5000" }
-      c:close()
-      assert.are.equal("too_large", code, msg)
-    end)
-
-    it("does not follow redirects unless asked", function()
-      local res = assert(client:request { url = BASE .. "/redirect" })
-      assert.are.equal(302, res.status)
-      assert.matches("/json%?id=redirected$", res.headers["location"])
-      local followed = assert(client:request { url = BASE .. "/redirect", follow_redirects = true })
-      assert.are.equal(200, followed.status)
-      assert.are.equal('{"ok":true,"id":"redirected"}', followed.body)
-      assert.is_nil(followed.headers["location"])
-    end)
-
-    it("does not resend a request that may charge to a 307 Location", function()
-      local c = core.http_client { follow_redirects = true }
-      local res, msg, code, maybe_sent = c:request { url = BASE .. "/redirect307?key=r307pay", body = "pay=1" }
-      assert.is_nil(res)
-      assert.are.equal("protocol", code)
-      assert.is_true(maybe_sent)
-      assert.matches("redirected", msg)
-      -- an idempotent one follows it with its body
-      local again = assert(c:request { url = BASE .. "/redirect307?key=r307idem", body = "q=1", idempotent = true })
-      local received = assert(c:request { url = BASE .. "/count?key=r307pay" })
-      c:close()
-      assert.are.equal("q=1", again.body)
-      assert.are.equal("1", received.body)
-    end)
-
-    it("follows redirects for a client made with follow_redirects", function()
-      local c = core.http_client { follow_redirects = true }
-      local res = assert(c:request { url = BASE .. "/redirect" })
-      c:close()
-      assert.are.equal(200, res.status)
-    end)
-  end)
-
-  describe("batch", function()
-    it("runs 50 slow requests 25 at a time and returns them in order", function()
-      local reqs = {}
-      for i = 1, 50 do reqs[i] = { url = BASE .. "/slow?s=0.2&id=" .. i } end
-      local c = core.http_client()
-      local t0 = socket.gettime()
-      local out = c:batch(reqs, { max_in_flight = 25 })
-      local elapsed = socket.gettime() - t0
-      c:close()
-      assert.are.equal(50, #out)
-      for i = 1, 50 do
-        assert.are.equal(200, out[i].status)
-        assert.are.equal("slept " .. i, out[i].body)
+        it("follows redirects for a client made with follow_redirects", function()
+          local c = new { follow_redirects = true }
+          local res = assert(c:request { url = BASE .. "/redirect" })
+          c:close()
+          assert.are.equal(200, res.status)
+        end)
+      else
+        it("never follows redirects, and refuses to be asked to", function()
+          local res = assert(client:request { url = BASE .. "/redirect" })
+          assert.are.equal(302, res.status)
+          assert.matches("/json%?id=redirected$", res.headers["location"])
+          assert.has_error(function() client:request { url = BASE .. "/redirect", follow_redirects = true } end)
+          assert.has_error(function() new { follow_redirects = true } end)
+          local r = assert(client:request { url = BASE .. "/redirect307?key=wr307", body = "pay=1" })
+          assert.are.equal(307, r.status)
+          local received = assert(client:request { url = BASE .. "/count?key=wr307" })
+          assert.are.equal("1", received.body)
+        end)
       end
-      assert.is_true(elapsed < 5, "50 x 200 ms with 25 in flight took " .. elapsed .. " s")
     end)
 
-    it("mixes failures with successes, each in its place", function()
-      local out = client:batch({
-        { url = BASE .. "/json?id=a" },
-        { url = "http://127.0.0.1:" .. CLOSED_PORT .. "/" },
-        { url = BASE .. "/slow?s=2", timeout = 200 },
-        { method = "POST", url = BASE .. "/echo", body = "b\0b" },
-        { url = "http://paykit-no-such-host.invalid/" },
-      }, { max_in_flight = 3 })
-      assert.are.equal(5, #out)
-      assert.are.equal('{"ok":true,"id":"a"}', out[1].body)
-      assert.are.equal("connect", out[2].code)
-      assert.is_false(out[2].maybe_sent)
-      assert.is_string(out[2].error)
-      assert.are.equal("timeout", out[3].code)
-      assert.is_true(out[3].maybe_sent)
-      assert.are.equal("b\0b", out[4].body)
-      assert.are.equal("dns", out[5].code)
+    describe("batch", function()
+      it("runs 50 slow requests 25 at a time and returns them in order", function()
+        local reqs = {}
+        for i = 1, 50 do reqs[i] = { url = BASE .. "/slow?s=0.2&id=" .. i } end
+        local c = new()
+        local t0 = socket.gettime()
+        local out = c:batch(reqs, { max_in_flight = 25 })
+        local elapsed = socket.gettime() - t0
+        c:close()
+        assert.are.equal(50, #out)
+        for i = 1, 50 do
+          assert.are.equal(200, out[i].status)
+          assert.are.equal("slept " .. i, out[i].body)
+        end
+        assert.is_true(elapsed < 5, "50 x 200 ms with 25 in flight took " .. elapsed .. " s")
+      end)
+
+      it("mixes failures with successes, each in its place", function()
+        local out = client:batch({
+          { url = BASE .. "/json?id=a" },
+          { url = "http://127.0.0.1:" .. CLOSED_PORT .. "/" },
+          { url = BASE .. "/slow?s=2", timeout = 200 },
+          { method = "POST", url = BASE .. "/echo", body = "b\0b" },
+          { url = "http://paykit-no-such-host.invalid/" },
+        }, { max_in_flight = 3 })
+        assert.are.equal(5, #out)
+        assert.are.equal('{"ok":true,"id":"a"}', out[1].body)
+        assert.are.equal("connect", out[2].code)
+        assert.is_false(out[2].maybe_sent)
+        assert.is_string(out[2].error)
+        assert.are.equal("timeout", out[3].code)
+        assert.is_true(out[3].maybe_sent)
+        assert.are.equal("b\0b", out[4].body)
+        assert.are.equal("dns", out[5].code)
+      end)
+
+      it("reuses connections across batches", function()
+        local c = new()
+        local reqs = {}
+        for i = 1, 8 do reqs[i] = { url = BASE .. "/conn" } end
+        local a = c:batch(reqs, { max_in_flight = 4 })
+        local b = c:batch(reqs, { max_in_flight = 4 })
+        c:close()
+        local seen, n = {}, 0
+        if C.tag == "http" then
+          for i = 1, 8 do seen[a[i].headers["x-conn"]] = true end
+          for _ in pairs(seen) do n = n + 1 end
+          assert.is_true(n <= 4, "first batch used " .. n .. " connections")
+          for i = 1, 8 do assert.is_true(seen[b[i].headers["x-conn"]], "second batch opened a new connection") end
+        else
+          -- at most 4 in flight: kept connections are taken before new ones are opened, so both
+          -- batches together use at most 4 (the wire may finish a request before the next slot
+          -- starts, so the first batch alone may use fewer)
+          for i = 1, 8 do seen[a[i].headers["x-conn"]] = true; seen[b[i].headers["x-conn"]] = true end
+          for _ in pairs(seen) do n = n + 1 end
+          assert.is_true(n <= 4, "the two batches used " .. n .. " connections")
+        end
+      end)
+
+      it("returns an empty array for no requests and checks every request first", function()
+        assert.are.same({}, client:batch({}))
+        assert.has_error(function() client:batch({ { url = BASE .. "/json" }, "nope" }) end)
+        local ok, err = pcall(client.batch, client, { { url = BASE .. "/json" }, { url = BASE, headers = { A = "x\ny" } } })
+        assert.is_false(ok)
+        assert.matches("request 2: header values must not contain CR, LF or NUL", err, 1, true)
+        assert.has_error(function() client:batch({ { url = BASE .. "/json" } }, { max_in_flight = 0 }) end)
+      end)
     end)
 
-    it("reuses connections across batches", function()
-      local c = core.http_client()
-      local reqs = {}
-      for i = 1, 8 do reqs[i] = { url = BASE .. "/conn" } end
-      local a = c:batch(reqs, { max_in_flight = 4 })
-      local b = c:batch(reqs, { max_in_flight = 4 })
-      c:close()
-      local seen = {}
-      for i = 1, 8 do seen[a[i].headers["x-conn"]] = true end
-      local n = 0
-      for _ in pairs(seen) do n = n + 1 end
-      assert.is_true(n <= 4, "first batch used " .. n .. " connections")
-      for i = 1, 8 do assert.is_true(seen[b[i].headers["x-conn"]], "second batch opened a new connection") end
-    end)
+    describe("close", function()
+      it("is idempotent and makes further use raise", function()
+        local c = new()
+        assert(c:request { url = BASE .. "/json" })
+        assert.is_false(c:closed())
+        c:close()
+        c:close()
+        assert.is_true(c:closed())
+        assert.has_error(function() c:request { url = BASE .. "/json" } end, C.closed)
+        assert.has_error(function() c:batch({}) end, C.closed)
+      end)
 
-    it("returns an empty array for no requests and checks every request first", function()
-      assert.are.same({}, client:batch({}))
-      assert.has_error(function() client:batch({ { url = BASE .. "/json" }, "nope" }) end)
-      local ok, err = pcall(client.batch, client, { { url = BASE .. "/json" }, { url = BASE, headers = { A = "x\ny" } } })
-      assert.is_false(ok)
-      assert.matches("request 2: header values must not contain CR, LF or NUL", err, 1, true)
-      assert.has_error(function() client:batch({ { url = BASE .. "/json" } }, { max_in_flight = 0 }) end)
+      it("leaves the collector a closed client without trouble", function()
+        local c = new()
+        c:close()
+        c = nil -- luacheck: ignore 311 (dropped for the collector)
+        collectgarbage()
+        collectgarbage()
+        local d = new()
+        assert(d:request { url = BASE .. "/json" })
+        getmetatable(d).__gc(d) -- __gc frees an open client's connections ...
+        assert.is_true(d:closed())
+        d = nil -- luacheck: ignore 311
+        local e = new()
+        assert(e:request { url = BASE .. "/json" })
+        e = nil -- luacheck: ignore 311
+        collectgarbage() -- ... and the collector frees d again and e open; the valgrind run checks both
+        collectgarbage()
+      end)
+
+      if _VERSION == "Lua 5.4" then
+        it("closes a to-be-closed client at the end of its scope", function()
+          local chunk = assert(load([[
+            local new, url = ...
+            local seen
+            do
+              local c <close> = new()
+              assert(c:request { url = url })
+              seen = c
+            end
+            return seen
+          ]]))
+          local c = chunk(new, BASE .. "/json")
+          assert.is_true(c:closed())
+        end)
+      end
     end)
   end)
+end
 
-  describe("close", function()
-    it("is idempotent and makes further use raise", function()
-      local c = core.http_client()
-      assert(c:request { url = BASE .. "/json" })
-      assert.is_false(c:closed())
-      c:close()
-      c:close()
-      assert.is_true(c:closed())
-      assert.has_error(function() c:request { url = BASE .. "/json" } end, "paykit http client is closed")
-      assert.has_error(function() c:batch({}) end, "paykit http client is closed")
-    end)
+describe("core clock", function()
+  it("monotonic() advances by what sleep() waited, at sub-second resolution", function()
+    local t0 = core.monotonic()
+    core.sleep(0.15)
+    local waited = core.monotonic() - t0
+    assert.is_true(waited >= 0.15, "waited " .. waited)
+    assert.is_true(waited < 5, "waited " .. waited)
+    assert.are_not.equal(math.floor(waited), waited)
+  end)
 
-    it("leaves the collector a closed client without trouble", function()
-      local c = core.http_client()
-      c:close()
-      c = nil -- luacheck: ignore 311 (dropped for the collector)
-      collectgarbage()
-      collectgarbage()
-      local d = core.http_client()
-      assert(d:request { url = BASE .. "/json" })
-      getmetatable(d).__gc(d) -- __gc frees an open client's connections ...
-      assert.is_true(d:closed())
-      d = nil -- luacheck: ignore 311
-      local e = core.http_client()
-      assert(e:request { url = BASE .. "/json" })
-      e = nil -- luacheck: ignore 311
-      collectgarbage() -- ... and the collector frees d again and e open; the valgrind run checks both
-      collectgarbage()
-    end)
+  it("sleep() refuses what is not a number of seconds up to a day", function()
+    assert.has_error(function() core.sleep("soon") end)
+    assert.has_error(function() core.sleep(0 / 0) end)
+    assert.has_error(function() core.sleep(86401) end)
+    core.sleep(0)
+    core.sleep(-1)
+  end)
+end)
 
-    if _VERSION == "Lua 5.4" then
-      it("closes a to-be-closed client at the end of its scope", function()
-        local chunk = assert(load([[
-          local core, url = ...
-          local seen
-          do
-            local c <close> = core.http_client()
-            assert(c:request { url = url })
-            seen = c
-          end
-          return seen
-        ]]))
-        local c = chunk(core, BASE .. "/json")
-        assert.is_true(c:closed())
+-- The fault cells (spec/support/fault_server.lua) at the bare transport: every cell, a charging
+-- POST with a body, a charging POST without one and an idempotent GET, through the wire client
+-- and through libcurl in the same run. A charging request reaches the server exactly once (0
+-- where no HTTP peer was reached); codes and maybe_sent are libcurl's, except where the wire
+-- reads the answer more strictly (DIFFER).
+describe("core wire client in the fault cells", function()
+  local fault = require "spec.support.fault"
+  local P = fault.PORTS
+  local PLAIN = "http://127.0.0.1:" .. P.http .. "/"
+  local f, seq = nil, 0
+  local CELLS = {
+    { "refused", url = "http://127.0.0.1:" .. P.refused .. "/refused", sent = false },
+    { "dns", url = "http://paykit-fault.invalid:" .. P.http .. "/dns", sent = false },
+    { "tls_untrusted", url = "https://localhost:" .. P.untrusted .. "/tls_untrusted", sent = false },
+    { "tls_wronghost", url = "https://localhost:" .. P.wronghost .. "/tls_wronghost", sent = false },
+    { "reset_before" }, { "reset_mid" }, { "hang" }, { "trickle" },
+    { "s500" }, { "s502" }, { "s503" }, { "s504" }, { "garbage" }, { "truncated" },
+    { "oversize" }, { "wrong_ct" }, { "bad_chunk" }, { "dup_cl" }, { "bad_status" },
+    { "drop_second", twice = true }, { "idle_close", twice = true, pause = 0.5 },
+  }
+  -- libcurl reads a broken chunk size as a receive error and takes one of two Content-Lengths;
+  -- libhttp-parser refuses both answers as malformed
+  local DIFFER = { bad_chunk = "protocol", dup_cl = "protocol" }
+  local CALLS = {
+    { "charging POST with a body", method = "POST", body = "pay=1", charging = true },
+    { "charging POST without a body", method = "POST", charging = true },
+    { "idempotent GET", method = "GET" },
+  }
+
+  lazy_setup(function() f = fault.start(nginx.root()) end)
+  lazy_teardown(function() if f then f.stop() end end)
+
+  local function run(make, cell, call)
+    local c = make { timeout = 1500, connect_timeout = 1500, cafile = f.cafile }
+    local url = cell.url or (PLAIN .. cell[1])
+    if cell.twice then seq = seq + 1; url = PLAIN .. cell[1] .. "/w" .. seq end
+    f.reset()
+    local req = { url = url, method = call.method, body = call.body }
+    local out = {}
+    for i = 1, cell.twice and 2 or 1 do
+      if i == 2 and cell.pause then socket.sleep(cell.pause) end
+      local res, msg, code, maybe_sent = c:request(req)
+      out[i] = { res = res, msg = msg, code = code, maybe_sent = maybe_sent }
+    end
+    c:close()
+    local n = 0
+    for _, r in ipairs(f.log().requests) do if r.cell == cell[1] then n = n + 1 end end
+    if cell.twice then
+      assert(out[1].res, "the first call was not answered: " .. tostring(out[1].msg))
+      n = n - 1
+    end
+    return out[#out], n, f.log()
+  end
+
+  for _, cell in ipairs(CELLS) do
+    for _, call in ipairs(CALLS) do
+      it(call[1] .. " in cell " .. cell[1] .. ": as libcurl, exactly once", function()
+        local w, wn, wlog = run(core.wire_client, cell, call)
+        local c, cn = run(core.http_client, cell, call)
+        local what = cell[1] .. " / " .. call[1] .. ": wire " .. tostring(w.code) .. " " .. tostring(w.msg)
+          .. ", libcurl " .. tostring(c.code) .. " " .. tostring(c.msg)
+        if call.charging then
+          assert.are.equal(cell.sent == false and 0 or 1, wn, "requests received: " .. what)
+        end
+        if DIFFER[cell[1]] then
+          assert.is_nil(w.res, what)
+          assert.are.equal(DIFFER[cell[1]], w.code, what)
+          assert.is_true(w.maybe_sent, what)
+          assert.are.equal(1, wn, what)
+          return
+        end
+        assert.are.equal(cn, wn, "requests received, wire and libcurl: " .. what)
+        assert.are.equal(c.code, w.code, what)
+        assert.are.equal(c.maybe_sent, w.maybe_sent, what)
+        if c.res then
+          assert.are.equal(c.res.status, w.res.status, what)
+          assert.are.equal(c.res.body, w.res.body, what)
+        end
+        if cell[1]:match("^tls_") then
+          assert.are.equal("tls_verify", w.code, what)
+          assert.are.equal(1, wlog.conns[tostring(cell.url:match(":(%d+)/"))], what)
+        end
       end)
     end
-  end)
-
-  describe("clock", function()
-    it("monotonic() advances by what sleep() waited, at sub-second resolution", function()
-      local t0 = core.monotonic()
-      core.sleep(0.15)
-      local waited = core.monotonic() - t0
-      assert.is_true(waited >= 0.15, "waited " .. waited)
-      assert.is_true(waited < 5, "waited " .. waited)
-      assert.are_not.equal(math.floor(waited), waited)
-    end)
-
-    it("sleep() refuses what is not a number of seconds up to a day", function()
-      assert.has_error(function() core.sleep("soon") end)
-      assert.has_error(function() core.sleep(0 / 0) end)
-      assert.has_error(function() core.sleep(86401) end)
-      core.sleep(0)
-      core.sleep(-1)
-    end)
-  end)
+  end
 end)

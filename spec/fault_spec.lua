@@ -1,7 +1,9 @@
 -- The attack suite (ISSUE8, "what must last"): every fault cell of the fault server
 -- (spec/support/fault_server.lua) x each provider's charging calls and one idempotent call x
--- each path: libcurl (this busted run: Lua 5.4 and LuaJIT through spec/run) and cosocket
--- (the same calls made inside nginx, reported back as JSON). The server records every request
+-- each path: wire (paykit.core.wire_client, the default transport outside nginx) and libcurl
+-- (transport = "curl"), both in this busted run (Lua 5.4 and LuaJIT through spec/run), libcurl
+-- through paykit.loop, paykit.batch, and cosocket (the same calls made inside nginx, reported
+-- back as JSON). The server records every request
 -- it received; a call that may charge must reach it exactly once (0 where no connection to an
 -- HTTP peer was made), whatever the network does. Idempotent calls are retried as designed:
 -- 3 attempts after a failure that may have been sent, and on 502/503/504.
@@ -44,14 +46,16 @@ local CELLS = {
   { "truncated", response = "bad" },
   { "oversize", err = { "transport", "too_large" } },
   { "wrong_ct", response = "bad" },
-  { "bad_chunk", err = { "transport", { libcurl = "recv", cosocket = "protocol" } } },
+  -- libcurl reads a broken chunk size as a receive error; libhttp-parser (wire) and nginx's
+  -- cosocket reader refuse the answer as malformed
+  { "bad_chunk", err = { "transport", { libcurl = "recv", cosocket = "protocol", wire = "protocol" } } },
   -- libcurl takes one of the two Content-Lengths and gives the answer to the provider;
-  -- libhttp-parser refuses the answer
+  -- libhttp-parser (wire) and cosockets refuse the answer
   { "dup_cl", any_answer_on = { libcurl = true }, err = { "transport", "protocol" } },
   { "bad_status", err = { "transport", "protocol" } },
   -- a reused keep-alive connection closed after the second request was read
   { "drop_second", twice = true, err = { "transport", "recv" } },
-  -- the server closes the kept-alive connection while it is idle: both transports notice
+  -- the server closes the kept-alive connection while it is idle: every transport notices
   -- before reusing it, and the next call, charging or not, goes out once on a new one
   { "idle_close", twice = true, pause = 0.5, answered = true },
 }
@@ -73,8 +77,9 @@ local function cell_url(cell)
   return cell.url or (PLAIN .. cell[1])
 end
 
-local function transport_opts(f)
-  return { timeout = TIMEOUT, connect_timeout = TIMEOUT, retry = RETRY, cafile = f.cafile }
+-- kind: the C transport outside nginx ("wire" or "curl")
+local function transport_opts(f, kind)
+  return { timeout = TIMEOUT, connect_timeout = TIMEOUT, retry = RETRY, cafile = f.cafile, transport = kind }
 end
 
 -- The expectation for one call in one cell on one path: requests = what the server must
@@ -86,6 +91,7 @@ local function expect(cell, call, path)
     return e
   end
   local err = cell.err_on and cell.err_on[path] or cell.err
+  e.sent = cell.sent ~= false -- what the error message says: may have reached the provider
   if cell.response and not (cell.err_on and cell.err_on[path]) then
     e.kind, e.code = "provider", RESPONSE_CODE[call.provider][cell.response == "bad" and "bad" or cell[1]]
     if call.charging then e.retryable = false end
@@ -100,9 +106,9 @@ local function expect(cell, call, path)
     return e
   end
   -- may have been sent: never again for a charging call; an idempotent one is retried
-  if call.charging and cell.twice and call.bodyless and path == "libcurl" then
-    -- a body-less charging request never goes out on a reused connection: the second call
-    -- has a connection of its own, where the fault server answers it
+  if call.charging and cell.twice and call.bodyless and (path == "libcurl" or path == "wire") then
+    -- a body-less charging request never goes out on a reused connection (libcurl and wire):
+    -- the second call has a connection of its own, where the fault server answers it
     e.any_answer = true
   elseif call.charging then
     e.retryable = false
@@ -136,6 +142,9 @@ local function check(cell, call, path, out, log)
     assert.is_false(o.ok, what)
     assert.are.equal(e.kind, o.kind, what)
     assert.are.equal(e.code, o.code, what)
+    if e.sent ~= nil and (o.kind == "transport" or o.kind == "timeout") then
+      assert.are.equal(e.sent, o.maybe_sent, "maybe sent: " .. what)
+    end
     if e.retryable ~= nil then assert.are.equal(e.retryable, o.retryable, what) else assert.is_boolean(o.retryable, what) end
   end
   if cell.port then
@@ -145,7 +154,7 @@ local function check(cell, call, path, out, log)
   return received
 end
 
-local ran = { libcurl = 0, cosocket = 0, loop = 0 }
+local ran = { libcurl = 0, cosocket = 0, loop = 0, wire = 0 }
 local summary = {}
 
 -- label: the name of the path in the spec names and the summary (default: path itself)
@@ -183,15 +192,32 @@ describe("fault cells", function()
     os.execute("mkdir -p '" .. root .. "/build/test'")
     local out = io.open(root .. "/build/test/fault-summary-" .. (jit and "luajit" or "lua5.4") .. ".txt", "w")
     if out then
-      out:write(("cells run: libcurl %d, cosocket %d, libcurl through paykit.loop %d\n"):format(ran.libcurl, ran.cosocket, ran.loop))
+      out:write(("cells run: wire %d, libcurl %d, cosocket %d, libcurl through paykit.loop %d\n"):format(ran.wire,
+        ran.libcurl, ran.cosocket, ran.loop))
       out:write(table.concat(summary, "\n"), "\n"); out:close()
     end
+  end)
+
+  -- the default transport outside nginx
+  describe("wire", function()
+    each_case("wire", {
+      fault = function() return f end,
+      run = function(id, url, times, pause)
+        local out = calls.run(id, url, transport_opts(f, "wire"), times, pause)
+        for _, o in ipairs(out) do assert.are.equal("wire", o.client, "the client that served the call") end
+        return out
+      end,
+    })
   end)
 
   describe("libcurl", function()
     each_case("libcurl", {
       fault = function() return f end,
-      run = function(id, url, times, pause) return calls.run(id, url, transport_opts(f), times, pause) end,
+      run = function(id, url, times, pause)
+        local out = calls.run(id, url, transport_opts(f, "curl"), times, pause)
+        for _, o in ipairs(out) do assert.are.equal("curl", o.client, "the client that served the call") end
+        return out
+      end,
     })
   end)
 
@@ -203,7 +229,7 @@ describe("fault cells", function()
       fault = function() return f end,
       run = function(id, url, times, pause)
         local lp = loop.new()
-        local h = lp:start(function() return calls.run(id, url, transport_opts(f), times, pause) end)
+        local h = lp:start(function() return calls.run(id, url, transport_opts(f, "curl"), times, pause) end)
         while not h:done() do lp:step(0.05) end
         lp:close()
         local out, err = h:result()
@@ -227,7 +253,7 @@ describe("fault cells", function()
           for k = 1, 3 do
             case_seq = case_seq + 1
             urls[k] = PLAIN .. "drop_second/batch" .. case_seq
-            tasks[k] = function() return calls.run(call.id, urls[k], transport_opts(f), 2) end
+            tasks[k] = function() return calls.run(call.id, urls[k], transport_opts(f, "curl"), 2) end
           end
           local results = batch(tasks, { max_in_flight = 3 })
           local log = f.log()

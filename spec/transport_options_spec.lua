@@ -13,7 +13,7 @@ local http = require "paykit.http"
 local cjson = require "cjson"
 local socket = require "socket"
 
-local FRONT, UP = 18875, 18876
+local FRONT, UP, BACKLOG = 18875, 18876, 18878 -- BACKLOG: a listener that never accepts
 local CONF = [[
   server {
     listen 127.0.0.1:${UP};
@@ -24,6 +24,9 @@ local CONF = [[
       ngx.header["Content-Type"] = "text/plain"
       ngx.print(ngx.var.connection)
     } }
+    location = /bytes { content_by_lua_block { ngx.print(string.rep("b", tonumber(ngx.var.arg_n))) } }
+    location = /ua { content_by_lua_block { ngx.print(ngx.var.http_user_agent or "(none)") } }
+    location = /auth { content_by_lua_block { ngx.print(ngx.var.http_authorization or "(none)") } }
     # never reads the request body: a large one fills the socket buffers and the sender waits
     location = /noread {
       client_max_body_size 0;
@@ -77,6 +80,16 @@ local function in_nginx(opts, calls)
     body = cjson.encode { opts = opts, calls = calls } })
   assert(res.status == 200, res.body)
   return cjson.decode(res.body)
+end
+
+-- A CA directory holding crt under its subject hash (what capath wants); returns the directory.
+local function capath(crt)
+  local dir = crt:gsub("[^/]+$", "") .. "capath"
+  local p = assert(io.popen("openssl x509 -hash -noout -in '" .. crt .. "'"))
+  local hash = assert(p:read("*l"))
+  p:close()
+  assert(os.execute("mkdir -p '" .. dir .. "' && cp '" .. crt .. "' '" .. dir .. "/" .. hash .. ".0'"))
+  return dir
 end
 
 local function set(list)
@@ -146,74 +159,227 @@ describe("transport options", function()
     end)
   end)
 
-  describe("through libcurl", function()
-    it("lets a call's timeout override the instance's", function()
-      local t = http.new { timeout = 0.3, retry = false }
-      local res = assert(t:request { url = up("/conn?ms=1000"), timeout = 10 })
-      assert.are.equal(200, res.status)
-      local none, err = t:request { url = up("/conn?ms=1000") }
-      assert.is_nil(none)
-      assert.are.equal("timeout", err.code)
-    end)
+  -- The two C transports outside nginx: wire (the default) and libcurl. Every option
+  -- paykit.http passes to them has an effect on both.
+  for _, kind in ipairs { "wire", "curl" } do
+    local label = kind == "curl" and "libcurl" or "wire"
+    describe("through " .. label, function()
+      local function new(o) o.transport = kind; return http.new(o) end
 
-    it("lets http.with set a call's timeout for every request inside it", function()
-      local t = http.new { timeout = 0.3, retry = false }
-      local res = assert(http.with({ timeout = 10 }, t.request, t, { url = up("/conn?ms=1000") }))
-      assert.are.equal(200, res.status)
-      -- outside, the instance's again
-      local _, err = t:request { url = up("/conn?ms=1000") }
-      assert.are.equal("timeout", err.code)
-    end)
-
-    it("ends a call on a server that never answers after read_timeout, not the call's timeout", function()
-      -- the hang cell holds the connection 60 s, then closes it (a recv error): a timeout
-      -- here is read_timeout's
-      local t = http.new { timeout = 120, read_timeout = 1, retry = false }
-      local none, err = t:request { url = faulty("hang"), method = "POST", body = "{}" }
-      assert.is_nil(none)
-      assert.are.equal("timeout", err.code)
-      assert.is_true(err.message:find("may have reached", 1, true) ~= nil)
-    end)
-
-    it("ends a call whose body the server does not read after send_timeout (libcurl's stall timer)", function()
-      -- 32 MiB to a server that never reads: once the socket buffers are full nothing moves;
-      -- /noread answers after 30 s, a timeout before that is the stall timer's
-      local t = http.new { timeout = 120, send_timeout = 1, retry = false }
-      local none, err = t:request { url = up("/noread"), method = "POST", body = string.rep("x", 32 * 1048576) }
-      assert.is_nil(none)
-      assert.are.equal("timeout", err.code)
-    end)
-
-    it("keeps at most pool_size idle connections", function()
-      -- two host names for one server (the fault server, which logs each request's
-      -- connection): libcurl keeps a connection per name
-      local function run(size)
-        flt.reset()
-        local t = http.new { pool_size = size, retry = false }
-        local P = fault.PORTS.http
-        assert(t:request { url = "http://127.0.0.1:" .. P .. "/ok/a" })
-        assert(t:request { url = "http://localhost:" .. P .. "/ok/b" })
-        assert(t:request { url = "http://127.0.0.1:" .. P .. "/ok/c" })
+      it("is the client that serves the request", function()
+        local t = new { retry = false }
+        assert(t:request { url = up("/conn") })
+        if kind == "wire" then
+          assert.matches("^paykit%.wire%.client", tostring(t.wire))
+          assert.is_nil(t.client)
+        else
+          assert.is_false(t.wire)
+          assert.matches("^paykit%.http%.client", tostring(t.client))
+        end
         t:close()
-        local log = flt.log().requests
-        assert.are.equal(3, #log)
-        return log[1].conn == log[3].conn
+      end)
+
+      it("ends a connection that is never accepted after connect_timeout, never sent", function()
+        -- a listener with a full accept queue: the kernel drops further SYNs
+        local l = assert(socket.tcp())
+        l:setoption("reuseaddr", true)
+        assert(l:bind("127.0.0.1", BACKLOG))
+        assert(l:listen(1))
+        local fill = {}
+        for i = 1, 4 do local c = socket.tcp(); c:settimeout(0); c:connect("127.0.0.1", BACKLOG); fill[i] = c end
+        socket.sleep(0.1)
+        local t = new { connect_timeout = 0.3, timeout = 60, retry = false }
+        local none, err = t:request { url = "http://127.0.0.1:" .. BACKLOG .. "/pay", method = "POST", body = "x" }
+        for _, c in ipairs(fill) do c:close() end
+        l:close()
+        assert.is_nil(none)
+        assert.are.equal("connect_timeout", err.code)
+        assert.matches("never reached", err.message)
+      end)
+
+      it("lets a call's timeout override the instance's", function()
+        local t = new { timeout = 0.3, retry = false }
+        local res = assert(t:request { url = up("/conn?ms=1000"), timeout = 10 })
+        assert.are.equal(200, res.status)
+        local none, err = t:request { url = up("/conn?ms=1000") }
+        assert.is_nil(none)
+        assert.are.equal("timeout", err.code)
+      end)
+
+      it("lets http.with set a call's timeout for every request inside it", function()
+        local t = new { timeout = 0.3, retry = false }
+        local res = assert(http.with({ timeout = 10 }, t.request, t, { url = up("/conn?ms=1000") }))
+        assert.are.equal(200, res.status)
+        -- outside, the instance's again
+        local _, err = t:request { url = up("/conn?ms=1000") }
+        assert.are.equal("timeout", err.code)
+      end)
+
+      it("ends a call on a server that never answers after read_timeout, not the call's timeout", function()
+        -- the hang cell holds the connection 60 s, then closes it (a recv error): a timeout
+        -- here is read_timeout's
+        local t = new { timeout = 120, read_timeout = 1, retry = false }
+        local none, err = t:request { url = faulty("hang"), method = "POST", body = "{}" }
+        assert.is_nil(none)
+        assert.are.equal("timeout", err.code)
+        assert.is_true(err.message:find("may have reached", 1, true) ~= nil)
+      end)
+
+      it("ends a call whose body the server does not read after send_timeout", function()
+        -- 32 MiB to a server that never reads: once the socket buffers are full nothing moves;
+        -- /noread answers after 30 s, a timeout before that is send_timeout's (libcurl: its
+        -- stall timer)
+        local t = new { timeout = 120, send_timeout = 1, retry = false }
+        local none, err = t:request { url = up("/noread"), method = "POST", body = string.rep("x", 32 * 1048576) }
+        assert.is_nil(none)
+        assert.are.equal("timeout", err.code)
+      end)
+
+      if kind == "wire" then
+        it("ends a call on a server that trickles its answer after read_timeout (one wait, not the whole answer)", function()
+          -- the trickle cell sends a byte every 0.3 s: libcurl's stall timer (1 byte a second)
+          -- never fires there; wire's read_timeout bounds each wait
+          local t = new { timeout = 120, read_timeout = 0.1, retry = false }
+          local none, err = t:request { url = faulty("trickle"), method = "POST", body = "{}" }
+          assert.is_nil(none)
+          assert.are.equal("timeout", err.code)
+          assert.matches("read_timeout", err.message)
+          -- a read_timeout longer than the gaps lets the same answer through to the call's timeout
+          t = new { timeout = 1, read_timeout = 0.8, retry = false }
+          none, err = t:request { url = faulty("trickle"), method = "POST", body = "{}" }
+          assert.is_nil(none)
+          assert.are.equal("timeout", err.code)
+          assert.is_nil(err.message:find("read_timeout", 1, true))
+        end)
       end
-      assert.is_true(run(2))  -- 127.0.0.1's connection was kept beside localhost's
-      assert.is_false(run(1)) -- only localhost's was kept
+
+      it("keeps at most pool_size idle connections", function()
+        -- two host names for one server (the fault server, which logs each request's
+        -- connection): a connection is kept per name
+        local function run(size)
+          flt.reset()
+          local t = new { pool_size = size, retry = false }
+          local P = fault.PORTS.http
+          assert(t:request { url = "http://127.0.0.1:" .. P .. "/ok/a" })
+          assert(t:request { url = "http://localhost:" .. P .. "/ok/b" })
+          assert(t:request { url = "http://127.0.0.1:" .. P .. "/ok/c" })
+          t:close()
+          local log = flt.log().requests
+          assert.are.equal(3, #log)
+          return log[1].conn == log[3].conn
+        end
+        assert.is_true(run(2))  -- 127.0.0.1's connection was kept beside localhost's
+        assert.is_false(run(1)) -- only localhost's was kept
+      end)
+
+      it("closes a connection idle longer than keepalive_timeout", function()
+        local function run(opts)
+          local t = new(opts)
+          local a = assert(t:request { url = up("/conn") }).body
+          socket.sleep(2.2) -- libcurl counts idle time in whole seconds
+          local b = assert(t:request { url = up("/conn") }).body
+          t:close()
+          return a == b
+        end
+        assert.is_true(run { retry = false })
+        assert.is_false(run { retry = false, keepalive_timeout = 1 })
+      end)
+
+      it("refuses an answer larger than max_response with too_large", function()
+        local t = new { retry = false, max_response = 1000 }
+        assert.are.equal(200, assert(t:request { url = up("/bytes?n=1000") }).status)
+        local none, err = t:request { url = up("/bytes?n=1001") }
+        assert.is_nil(none)
+        assert.are.equal("too_large", err.code)
+      end)
+
+      it("verifies TLS by default, with cafile, capath or not at all (verify_tls = false)", function()
+        -- the untrusted cell: a self-signed certificate for localhost and 127.0.0.1
+        local url = "https://localhost:" .. fault.PORTS.untrusted .. "/x"
+        local function code(o)
+          o.retry = false
+          local res, err = new(o):request { url = url }
+          return res and res.status or err.code
+        end
+        local crt = flt.dir .. "/untrusted.crt"
+        assert.are.equal("tls_verify", code {})
+        assert.are.equal("tls_verify", code { cafile = flt.cafile }) -- another CA
+        assert.are.equal(200, code { cafile = crt })
+        assert.are.equal(200, code { capath = capath(crt) })
+        assert.are.equal(200, code { verify_tls = false })
+        -- the wronghost cell: the test CA's certificate for wrong.example
+        url = "https://localhost:" .. fault.PORTS.wronghost .. "/x"
+        assert.are.equal("tls_verify", code { cafile = flt.cafile })
+        assert.are.equal(200, code { cafile = flt.cafile, verify_tls = false })
+      end)
+
+      it("sends user_agent, or paykit/<version>", function()
+        local t = new { retry = false }
+        assert.are.equal("paykit/" .. require("paykit").VERSION, assert(t:request { url = up("/ua") }).body)
+        t = new { retry = false, user_agent = "shop/3" }
+        assert.are.equal("shop/3", assert(t:request { url = up("/ua") }).body)
+      end)
+    end)
+  end
+
+  describe("choice of the C transport", function()
+    -- a Lua of the running kind, with this checkout's paths and the given environment
+    local LUA = rawget(_G, "jit") and "luajit" or "lua5.4"
+    local function lua_with(env, code)
+      local cmd = env .. " " .. LUA .. " -e 'package.path=\"./lua/?.lua;./lua/?/init.lua;\"..package.path;"
+        .. " package.cpath=\"./build/" .. LUA .. "/?.so;\"..package.cpath' -e '" .. code .. "' 2>&1"
+      local p = assert(io.popen(cmd))
+      local out = p:read("*a")
+      p:close()
+      return out
+    end
+
+    it("is wire by default, and libcurl for a URL wire cannot use (user information)", function()
+      local t = http.new { retry = false }
+      assert(t:request { url = up("/conn") })
+      assert.is_truthy(t.wire)
+      assert.is_nil(t.client)
+      local res = assert(t:request { url = "http://user:pw@127.0.0.1:" .. UP .. "/auth" })
+      assert.are.equal("Basic " .. require("paykit.core").b64_encode("user:pw"), res.body)
+      assert.is_truthy(t.client)
+      -- asked for wire only: wire's refusal, never sent
+      local none, err = http.new { retry = false, transport = "wire" }:request {
+        url = "http://user:pw@127.0.0.1:" .. UP .. "/auth" }
+      assert.is_nil(none)
+      assert.are.equal("other", err.code)
+      assert.matches("never reached", err.message)
     end)
 
-    it("closes a connection idle longer than keepalive_timeout", function()
-      local function run(opts)
-        local t = http.new(opts)
-        local a = assert(t:request { url = up("/conn") }).body
-        socket.sleep(2.2) -- libcurl counts idle time in whole seconds
-        local b = assert(t:request { url = up("/conn") }).body
-        t:close()
-        return a == b
+    it("gives a provider the transport kind it was asked for", function()
+      local paykit = require "paykit"
+      for _, kind in ipairs { "auto", "wire", "curl" } do
+        local g = assert(paykit.moka { dealer_code = "1", username = "u", password = "p", transport = kind })
+        assert.are.equal(kind, g.http.transport)
       end
-      assert.is_true(run { retry = false })
-      assert.is_false(run { retry = false, keepalive_timeout = 1 })
+      local g, err = paykit.moka { dealer_code = "1", username = "u", password = "p", transport = "fast" }
+      assert.is_nil(g)
+      assert.are.equal("transport", err.field)
+    end)
+
+    it("is libcurl when a proxy variable is set, and the request goes through the proxy", function()
+      -- the upstream nginx as the proxy: a name under .invalid resolves nowhere, so an
+      -- answer means libcurl sent the absolute URL to the proxy
+      local out = lua_with("http_proxy=http://127.0.0.1:" .. UP, [[
+        local t = require("paykit.http").new { retry = false }
+        local res, err = t:request { url = "http://paykit-proxy.invalid/conn" }
+        print(res and res.status, err and err.code, t.wire, t.client ~= nil)]])
+      assert.matches("^200\tnil\tfalse\ttrue", out)
+    end)
+
+    it("follows PAYKIT_TRANSPORT for the default, and refuses a value it does not know", function()
+      local out = lua_with("PAYKIT_TRANSPORT=curl", [[
+        local t = require("paykit.http").new { retry = false }
+        print(t.transport, t:wire_client())]])
+      assert.matches("^curl\tfalse", out)
+      out = lua_with("PAYKIT_TRANSPORT=fast", [[
+        print(pcall(require("paykit.http").new, {}))]])
+      assert.matches("PAYKIT_TRANSPORT", out)
+      assert.matches("^false", out)
     end)
   end)
 

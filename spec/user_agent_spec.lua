@@ -1,5 +1,5 @@
--- Every request paykit sends says `User-Agent: paykit/<version>`, through libcurl (plain Lua)
--- and through cosockets (inside nginx), from paykit.http and from a provider; a caller's
+-- Every request paykit sends says `User-Agent: paykit/<version>`, through wire and libcurl
+-- (plain Lua) and through cosockets (inside nginx), from paykit.http and from a provider; a caller's
 -- user_agent replaces it. A real nginx (port 18845) records the header it received.
 local nginx = require "spec.support.nginx"
 local paykit = require "paykit"
@@ -47,28 +47,35 @@ describe("User-Agent", function()
     assert.are.equal(require("paykit.core")._VERSION, paykit.VERSION)
   end)
 
-  it("is sent by paykit.http through libcurl", function()
-    local res = assert(http.new { retry = false }:request { url = "http://127.0.0.1:" .. PORT .. "/record/curl" })
-    assert.are.equal(200, res.status)
-    assert.are.equal(want, seen("/record/curl"))
-  end)
+  -- the two C transports outside nginx: wire (the default) and libcurl
+  for _, kind in ipairs { "wire", "curl" } do
+    local label = kind == "curl" and "libcurl" or "wire"
+    it("is sent by paykit.http through " .. label, function()
+      local t = http.new { retry = false, transport = kind }
+      local res = assert(t:request { url = "http://127.0.0.1:" .. PORT .. "/record/" .. kind })
+      assert.are.equal(200, res.status)
+      assert.are.equal(want, seen("/record/" .. kind))
+      assert.is_truthy(kind == "wire" and t.wire or t.client) -- that client served it
+    end)
 
-  it("is sent by a provider through libcurl", function()
-    local moka = paykit.moka { dealer_code = "1", username = "u", password = "p",
-      base_url = "http://127.0.0.1:" .. PORT .. "/record/moka-curl", retry = false }
-    moka:status("order-1") -- the answer is not a payment: only the request matters here
-    assert.are.equal(want, seen("/record/moka-curl/PaymentDealer/GetDealerPaymentTrxDetailList"))
-  end)
+    it("is sent by a provider through " .. label, function()
+      local moka = paykit.moka { dealer_code = "1", username = "u", password = "p", transport = kind,
+        base_url = "http://127.0.0.1:" .. PORT .. "/record/moka-" .. kind, retry = false }
+      moka:status("order-1") -- the answer is not a payment: only the request matters here
+      assert.are.equal(want, seen("/record/moka-" .. kind .. "/PaymentDealer/GetDealerPaymentTrxDetailList"))
+    end)
+
+    it("can be replaced with user_agent through " .. label, function()
+      assert(http.new { retry = false, transport = kind, user_agent = "shop/2" }:request {
+        url = "http://127.0.0.1:" .. PORT .. "/record/own-" .. kind })
+      assert.are.equal("shop/2", seen("/record/own-" .. kind))
+    end)
+  end
 
   it("is sent through cosockets from a content handler, by paykit.http and by a provider", function()
     local res = assert(http.new { retry = false }:request { url = "http://127.0.0.1:" .. PORT .. "/from-nginx" })
     assert.are.equal("200\n", res.body, srv:error_log())
     assert.are.equal(want, seen("/record/cosocket"))
     assert.are.equal(want, seen("/record/moka-cosocket/PaymentDealer/GetDealerPaymentTrxDetailList"))
-  end)
-
-  it("can be replaced with user_agent", function()
-    assert(http.new { retry = false, user_agent = "shop/2" }:request { url = "http://127.0.0.1:" .. PORT .. "/record/own" })
-    assert.are.equal("shop/2", seen("/record/own"))
   end)
 end)

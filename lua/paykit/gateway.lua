@@ -379,7 +379,7 @@ function _M.base(name, opts)
   opts = opts or {}
   local log = http.make_logger(opts.logger)
   local transport = opts.transport
-  if not transport then
+  if type(transport) ~= "table" then -- none, or the kind of transport to make ("wire", ...)
     local t = {}
     -- every transport option but the test clocks (a provider's own `clock` is the wall clock)
     for k in pairs(http.OPTIONS) do

@@ -1,6 +1,7 @@
 --- paykit.http: the transport under every provider. Picks the OpenResty cosocket
--- transport inside nginx request/timer phases and the libcurl core elsewhere; retries
--- only what is safe; calls hooks; logs one redacted line per attempt.
+-- transport inside nginx request/timer phases and the C core elsewhere (the wire client,
+-- libcurl for what wire does not do: see `transport` in @{new}); retries only what is safe;
+-- calls hooks; logs one redacted line per attempt.
 --
 -- Retry policy: a failure that never reached the server (dns, connect, connect_timeout,
 -- tls) is retried always, except a refused certificate (tls_verify), which is final; a failure after the request may have been sent (timeout, send,
@@ -149,7 +150,7 @@ local OPTIONS = {
   correlation_header = true, request_id_headers = true, request_id_field = true,
   verify_tls = true, cafile = true, capath = true, max_response = true, user_agent = true,
   allow_blocking = true, logger = true, hooks = true, retry = true, sleep = true, random = true,
-  clock = true,
+  clock = true, transport = true,
 }
 _M.OPTIONS = OPTIONS
 
@@ -158,8 +159,22 @@ _M.OPTIONS = OPTIONS
 local TYPES = {
   verify_tls = "boolean", allow_blocking = "boolean", cafile = "string", capath = "string",
   user_agent = "string", max_response = "number", sleep = "function", random = "function",
-  clock = "function",
+  clock = "function", transport = "string",
 }
+
+-- transport: which C client serves requests outside cosockets
+local KINDS = { auto = true, wire = true, curl = true }
+
+-- The proxy variables libcurl reads (it ignores HTTP_PROXY in capitals): any one set means
+-- libcurl, the transport that speaks to proxies.
+local PROXY_VARS = { "http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY" }
+local function proxied()
+  for _, v in ipairs(PROXY_VARS) do
+    local p = os.getenv(v)
+    if p and p ~= "" then return v end
+  end
+  return nil
+end
 
 -- A provider's own request id: looked for in these answer headers (UNCONFIRMED: no provider's
 -- spec names one), then in the JSON field `request_id_field` when the provider sets one.
@@ -194,13 +209,14 @@ end
 --
 --  * `timeout` (seconds, default 30), `connect_timeout` (seconds, default 10)
 --  * `send_timeout`, `read_timeout` (seconds; default none: up to `timeout`): over cosockets
---    the longest wait for one send / one read (`sock:settimeouts`); libcurl has no such
---    timers: a transfer moving less than 1 byte a second for the smaller of the two (whole
+--    and wire the longest wait for one send / one read (`sock:settimeouts`, milliseconds on
+--    wire); libcurl has no such timers: a transfer moving less than 1 byte a second for the smaller of the two (whole
 --    seconds, rounded up) times out (`CURLOPT_LOW_SPEED_LIMIT` / `CURLOPT_LOW_SPEED_TIME`)
---  * `pool_size` (1..10000; default cosocket 32 per pool, libcurl 16): idle connections kept
---    (cosocket `setkeepalive`, libcurl `CURLOPT_MAXCONNECTS`)
---  * `keepalive_timeout` (seconds; default cosocket 30, libcurl 118): how long an idle
---    connection is kept (cosocket `setkeepalive`, libcurl `CURLOPT_MAXAGE_CONN`, whole seconds)
+--  * `pool_size` (1..10000; default cosocket 32 per pool, wire and libcurl 16): idle
+--    connections kept (cosocket `setkeepalive`, libcurl `CURLOPT_MAXCONNECTS`)
+--  * `keepalive_timeout` (seconds; default cosocket 30, wire and libcurl 118): how long an idle
+--    connection is kept (cosocket `setkeepalive`, libcurl `CURLOPT_MAXAGE_CONN`, whole seconds;
+--    wire in milliseconds)
 --  * `pool_name` cosockets: a prefix of the nginx pool name (nginx fixes a pool's size when
 --    it is made: give other sizes their own name)
 --  * `correlation_header` (default "X-Correlation-Id"; false: none): the header carrying the
@@ -210,9 +226,18 @@ end
 --    request id is read from an answer (UNCONFIRMED for every provider; see README)
 --  * `verify_tls` (default true), `cafile`, `capath`, `max_response` (bytes),
 --    `user_agent` (default "paykit/VERSION", `paykit.runtime.USER_AGENT`)
---  * `transport` "curl" (libcurl, the default) or "wire" (`paykit.core.wire_client`: plain
---    HTTP/1.1 over sockets and OpenSSL, no proxies or redirects; libcurl is used anyway when a
---    proxy variable is set); the environment variable PAYKIT_TRANSPORT sets the default
+--  * `transport` (outside cosockets) "auto" (the default), "wire" or "curl". "auto": requests
+--    go through `paykit.core.wire_client` (plain HTTP/1.1 keep-alive over sockets and OpenSSL,
+--    TLS verified as libcurl does it, with the same `verify_tls`, `cafile`, `capath`, timeouts,
+--    `pool_size`, `keepalive_timeout`, `max_response` and `user_agent`) and libcurl
+--    (`paykit.core.http_client`) serves what wire does not do by design: proxies (a proxy
+--    variable http_proxy, https_proxy, HTTPS_PROXY, all_proxy or ALL_PROXY set when the first
+--    request is made; paykit has no proxy option), a URL wire cannot use (user information, a
+--    scheme but http/https: libcurl answers it), and `paykit.batch` and `paykit.loop` requests
+--    (libcurl's multi interface). paykit.http asks for no redirects, client certificates or
+--    HTTP/2, which wire does not do. "wire": wire for every request but proxies (a URL it
+--    cannot use fails with code other); "curl": libcurl for every request. The environment
+--    variable PAYKIT_TRANSPORT sets the default.
 --  * `allow_blocking` true: inside nginx, make requests with libcurl even in a phase without
 --    cosockets (log, header_filter, ...), blocking the worker; refused otherwise
 --    (`paykit.runtime.check_blocking`)
@@ -256,8 +281,15 @@ function _M.new(opts)
       deadline = num(retry.deadline, "retry.deadline", DEFAULT_RETRY.deadline),
     }
   end
-  if opts.transport ~= nil and opts.transport ~= "wire" and opts.transport ~= "curl" then
-    error(errors.config("transport", "invalid", 'transport must be "wire" or "curl"'), 0)
+  local kind = opts.transport
+  if kind == nil then
+    kind = os.getenv("PAYKIT_TRANSPORT")
+    if kind == "" then kind = nil end
+    if kind ~= nil and not KINDS[kind] then
+      error(errors.config("transport", "invalid", 'the environment variable PAYKIT_TRANSPORT must be "auto", "wire" or "curl"'), 0)
+    end
+  elseif not KINDS[kind] then
+    error(errors.config("transport", "invalid", 'transport must be "auto", "wire" or "curl"'), 0)
   end
   local hooks = opts.hooks or {}
   if type(hooks) ~= "table" then error(errors.config("hooks", "invalid", "hooks must be a table {before=fn, after=fn}"), 0) end
@@ -295,7 +327,8 @@ function _M.new(opts)
     max_response = opts.max_response,
     user_agent = opts.user_agent or runtime.USER_AGENT,
     allow_blocking = opts.allow_blocking == true,
-    transport = opts.transport or os.getenv("PAYKIT_TRANSPORT") or "curl", -- core.wire_client or core.http_client
+    transport = kind or "auto", -- see wire_client below
+    wire = nil, -- the core.wire_client, made on first use; false: libcurl serves this transport
     log = _M.make_logger(opts.logger),
     hooks = { before = hooks.before, after = hooks.after },
     retry = r,
@@ -310,31 +343,45 @@ end
 --- A transport (from @{new}).
 -- @type transport
 
+local function client_options(self)
+  return {
+    connect_timeout = math.floor(self.connect_timeout * 1000),
+    timeout = math.floor(self.timeout * 1000),
+    verify = self.verify_tls, cafile = self.cafile, capath = self.capath,
+    max_response = self.max_response, user_agent = self.user_agent,
+    max_connections = self.pool_size, keepalive_timeout = milliseconds(self.keepalive_timeout),
+  }
+end
+
 --- The transport's libcurl client (`paykit.core.http_client`), made on first use.
+-- It serves what the wire client does not (see @{new}'s `transport`), and `paykit.batch` and
+-- `paykit.loop` requests.
 -- @treturn paykit.core.client the client
 function _M:core_client()
-  if not self.client then
-    local core = require "paykit.core"
-    local wire = self.transport == "wire" and not (os.getenv("http_proxy") or os.getenv("https_proxy")
-      or os.getenv("HTTPS_PROXY") or os.getenv("all_proxy") or os.getenv("ALL_PROXY")) -- proxies: libcurl
-    self.client = (wire and core.wire_client or core.http_client) {
-      connect_timeout = math.floor(self.connect_timeout * 1000),
-      timeout = math.floor(self.timeout * 1000),
-      verify = self.verify_tls, cafile = self.cafile, capath = self.capath,
-      max_response = self.max_response, user_agent = self.user_agent,
-      max_connections = self.pool_size, keepalive_timeout = milliseconds(self.keepalive_timeout),
-    }
-  end
+  if not self.client then self.client = require("paykit.core").http_client(client_options(self)) end
   return self.client
 end
 
---- Closes the libcurl client, if one was made (a later request makes a new one).
-function _M:close()
-  if self.client then self.client:close(); self.client = nil end
+--- The transport's wire client (`paykit.core.wire_client`), made on first use, or false when
+-- libcurl serves this transport's requests: `transport = "curl"`, or a proxy variable
+-- (http_proxy, https_proxy, HTTPS_PROXY, all_proxy, ALL_PROXY) set when it is first asked for.
+-- @treturn paykit.core.wire_client|false
+function _M:wire_client()
+  if self.wire == nil then
+    self.wire = self.transport ~= "curl" and not proxied() and require("paykit.core").wire_client(client_options(self))
+  end
+  return self.wire
 end
 
---- One attempt, without retries, hooks or logging: through cosocket or curl.
--- Returns the core shape: res | nil, message, code, maybe_sent.
+--- Closes the core clients made so far (a later request makes new ones).
+function _M:close()
+  if self.client then self.client:close(); self.client = nil end
+  if self.wire then self.wire:close() end
+  self.wire = nil
+end
+
+--- One attempt, without retries, hooks or logging: through cosocket, wire or libcurl (see
+-- @{new}'s `transport`). Returns the core shape: res | nil, message, code, maybe_sent.
 -- Inside a `paykit.batch` task the request is yielded to the batch scheduler.
 -- @tparam table req `{method=, url=, headers=, body=, timeout=, connect_timeout=}`
 --   (timeouts in milliseconds), as `paykit.core` client:request
@@ -354,6 +401,15 @@ function _M:send_once(req)
         pool_size = self.pool_size, keepalive_timeout = milliseconds(self.keepalive_timeout),
         pool_name = self.pool_name,
       })
+    end
+  end
+  local w = self.wire
+  if w == nil then w = self:wire_client() end
+  if w then
+    local res, msg, code, maybe_sent = w:request(req)
+    -- a URL the wire client cannot use (never sent) is libcurl's, unless wire was asked for
+    if res or maybe_sent or code ~= "other" or self.transport == "wire" or msg:sub(1, 12) ~= "unusable URL" then
+      return res, msg, code, maybe_sent
     end
   end
   return self:core_client():request(req)
@@ -466,9 +522,6 @@ end
 --    the answer into `res.json`
 --  * `op` the operation name for logs, hooks and errors, e.g. "moka.capture"
 --  * `idempotent` true when a request that may have been sent can be repeated safely
---  * `transport` "curl" (libcurl, the default) or "wire" (`paykit.core.wire_client`: plain
---    HTTP/1.1 over sockets and OpenSSL, no proxies or redirects; libcurl is used anyway when a
---    proxy variable is set); the environment variable PAYKIT_TRANSPORT sets the default
 --  * `allow_blocking` true: this call may block the worker (see @{new})
 --  * `timeout`, `connect_timeout`, `send_timeout`, `read_timeout` (seconds): this call's,
 --    over @{with}'s and the transport's

@@ -64,7 +64,23 @@ for _, c in ipairs(_M.list) do _M.by_id[c.id] = c end
 local function outcome(r, err)
   if r then return { ok = true, status = type(r) == "table" and r.status or nil } end
   if type(err) ~= "table" then return { ok = false, kind = "raised", message = tostring(err) } end
-  return { ok = false, kind = err.kind, code = err.code, retryable = err.retryable, message = err.message }
+  local msg = tostring(err.message)
+  -- what paykit.http's message says about the request (transport and timeout errors)
+  local maybe_sent = nil
+  if msg:find("the request may have reached the provider", 1, true) then maybe_sent = true
+  elseif msg:find("the request never reached the provider", 1, true) then maybe_sent = false end
+  return { ok = false, kind = err.kind, code = err.code, retryable = err.retryable, message = err.message,
+    maybe_sent = maybe_sent }
+end
+
+-- Which C client of the gateway's transport served its calls: "wire", "curl" (libcurl) or nil
+-- (none: inside nginx, cosockets), "both" when each served one.
+local function client_of(g)
+  local t = g.http or {}
+  if t.wire and t.client then return "both" end
+  if t.wire then return "wire" end
+  if t.client then return "curl" end
+  return nil
 end
 
 -- One call on a new gateway; with times = 2 the call is made twice on the same gateway (the
@@ -80,6 +96,7 @@ function _M.run(id, base, transport, times, pause)
     end
     local ok, r, err = pcall(c.call, g)
     out[i] = ok and outcome(r, err) or { ok = false, kind = "raised", message = tostring(r) }
+    out[i].client = client_of(g)
   end
   return out
 end

@@ -149,7 +149,7 @@ function _M.provider(decl)
     local o, err = options.read(P._decl.options, opts, what)
     if not o then return nil, err end
     local ok, transport = pcall(function()
-      if o.transport then return o.transport end
+      if type(o.transport) == "table" then return o.transport end
       local hopts = {}
       for k in pairs(http.OPTIONS) do
         if not options.HTTP_EXCLUDED[k] then hopts[k] = o[k] end

@@ -28,7 +28,12 @@ _M.TRANSPORT = {
   max_response = { type = "integer" }, logger = { type = "any" }, hooks = { type = "table" },
   retry = { type = "any", check = function(v) if v ~= false and type(v) ~= "table" then return "must be a table or false" end end },
   sleep = { type = "function" }, user_agent = { type = "string" }, allow_blocking = { type = "boolean" },
-  transport = { type = "table" },
+  -- a paykit.http transport of the caller's, or the kind of the one made ("auto", "wire", "curl")
+  transport = { type = "any", check = function(v)
+    if type(v) ~= "table" and v ~= "auto" and v ~= "wire" and v ~= "curl" then
+      return 'must be a paykit.http transport or "auto", "wire" or "curl"'
+    end
+  end },
   duplicate_capacity = { type = "integer", default = 1024, check = function(v) if v < 1 then return "must be at least 1" end end },
   store = { type = "any", check = function(v)
     if type(v) ~= "table" or type(v.get) ~= "function" or type(v.add) ~= "function" then
