@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <curl/curl.h>
 
@@ -1027,28 +1026,6 @@ static const luaL_Reg client_meta[] = {
     {NULL, NULL},
 };
 
-/* core.monotonic() -> seconds on a clock that never jumps (for deadlines and intervals) */
-static int l_monotonic(lua_State *L)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
-    return 1;
-}
-
-/* core.sleep(seconds): blocks the calling thread (outside nginx only; up to one day) */
-static int l_sleep(lua_State *L)
-{
-    lua_Number s = luaL_checknumber(L, 1);
-    struct timespec ts;
-    luaL_argcheck(L, s == s && s <= 86400, 1, "seconds must be a number up to 86400");
-    if (s <= 0) return 0;
-    ts.tv_sec = (time_t)s;
-    ts.tv_nsec = (long)((s - (lua_Number)ts.tv_sec) * 1e9);
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
-    return 0;
-}
-
 /* ---- the loop: transfers that never block the caller -------------------------------------- *
  *
  *   core.http_loop()                -> loop
@@ -1094,13 +1071,6 @@ typedef struct {
     int *refs;                  /* per slot: registry refs of the request table and the client */
     int caprefs;
 } loop_t;
-
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void sock_set(loop_t *l, curl_socket_t fd, int what)
 {
@@ -1151,7 +1121,7 @@ static int on_timer(CURLM *m, long timeout_ms, void *up)
 {
     loop_t *l = (loop_t *)up;
     (void)m;
-    l->timer_at = timeout_ms < 0 ? -1.0 : mono_now() + (double)timeout_ms / 1000.0;
+    l->timer_at = timeout_ms < 0 ? -1.0 : paykit_monotonic() + (double)timeout_ms / 1000.0;
     return 0;
 }
 
@@ -1311,7 +1281,7 @@ static int loop_run(lua_State *L)
     luaL_argcheck(L, wait == wait && wait <= 86400, 2, "wait must be a number of seconds up to 86400");
     ms = wait > 0 ? (int)ceil(wait * 1000) : 0;
     if (l->timer_at >= 0) {
-        double d = l->timer_at - mono_now();
+        double d = l->timer_at - paykit_monotonic();
         int tms = d <= 0 ? 0 : (int)ceil(d * 1000);
         if (tms < ms)
             ms = tms;
@@ -1331,7 +1301,7 @@ static int loop_run(lua_State *L)
             flags |= CURL_CSELECT_ERR;
         curl_multi_socket_action(l->multi, evs[i].data.fd, flags, &running);
     }
-    if (l->timer_at >= 0 && mono_now() >= l->timer_at) {
+    if (l->timer_at >= 0 && paykit_monotonic() >= l->timer_at) {
         l->timer_at = -1.0;
         curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         n++;
@@ -1392,7 +1362,7 @@ static int loop_timeout(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
-    d = l->timer_at - mono_now();
+    d = l->timer_at - paykit_monotonic();
     lua_pushnumber(L, d > 0 ? d : 0);
     return 1;
 }
@@ -1458,8 +1428,6 @@ static void loop_register(lua_State *L) { (void)L; } /* the loop needs epoll (Li
 
 static const luaL_Reg http_funcs[] = {
     {"http_client", http_client},
-    {"monotonic", l_monotonic},
-    {"sleep", l_sleep},
     {NULL, NULL},
 };
 

@@ -40,7 +40,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -122,13 +121,6 @@ typedef struct {
     char *cafile, *capath, *user_agent;
     char tls_err[200];
 } wire_t;
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void buf_recycle(paykit_buf *b)
 {
@@ -1020,7 +1012,7 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
                           strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 || strcmp(method, "OPTIONS") == 0);
 
     if (x) {
-        long long t0 = now_ms();
+        long long t0 = paykit_monotonic_ms();
         x->idempotent = idempotent;
         x->head = strcmp(method, "HEAD") == 0;
         x->fresh = !idempotent && body_len == 0; /* as the libcurl client: see the header */
@@ -1276,7 +1268,7 @@ static void drive_one(wire_t *w, xfer *x)
         advance(w, x, ready);
         if (x->state == X_DONE)
             return;
-        now = now_ms();
+        now = paykit_monotonic_ms();
         if (check_deadline(w, x, now))
             return;
         dl = deadline_of(x) - now;
@@ -1391,7 +1383,7 @@ static int wire_batch(lua_State *L)
         }
         if (done >= n)
             break;
-        now = now_ms();
+        now = paykit_monotonic_ms();
         for (k = 0; k < slots; k++) {
             xfer *x = &w->xs[k];
             if (x->state == X_FREE || x->state == X_DONE)
