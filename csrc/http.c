@@ -1063,7 +1063,7 @@ static void start(lua_State *L, run_t *rt)
 static int collect(lua_State *L, run_t *rt)
 {
     client_t *c = rt->c;
-    int running = 0, queued = 0, delivered = 0, i;
+    int running = 0, queued = 0, delivered = 0;
     CURLMsg *msg;
     CURLMcode mc = curl_multi_perform(c->multi, &running);
     while ((msg = curl_multi_info_read(c->multi, &queued)) != NULL) {
@@ -1077,6 +1077,7 @@ static int collect(lua_State *L, run_t *rt)
         delivered++;
     }
     if (mc != CURLM_OK) {
+        int i;
         for (i = 0; i < c->nslots; i++) {
             xfer *x = c->slots[i];
             if (!x->index || !x->in_multi)
