@@ -8,7 +8,10 @@
  * Every transfer, single or batched, runs through the client's one multi handle. Connections,
  * DNS answers and TLS sessions live in a CURLSH share handle, so a connection opened by a batch
  * is reused by the next request and the other way round. Easy handles are kept in a small pool
- * (one per transfer slot) and reused; curl_easy_reset keeps their state between requests.
+ * (one per transfer slot) and reused: a request of the same shape as the handle's last one
+ * (method, body path, timeouts) sets only its URL, body and headers; any other starts from
+ * curl_easy_reset. A call runs as start (set up transfers) / collect (from the multi handle)
+ * / deliver (one result to Lua, the one path for every outcome).
  *
  * All C resources hang off the client userdata, which is allocated before any of them, so __gc
  * (also __close on 5.4, and :close()) can always free everything, even after a Lua error raised
