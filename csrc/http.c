@@ -599,78 +599,27 @@ static void conf_record(xfer *x, const reqspec *r, int kind, int fresh)
     memcpy(x->conf.method, m, n + 1);
 }
 
-/* Prepares x for the request r (headers read from the table at idx unless r->headers says
- * they are built). Returns a CURLcode.
- *
- * A client's transfer keeps its options between requests: when the previous request on it was
- * of the same shape (conf: method, how the body goes, timeouts, redirects, fresh connection)
- * only the URL, the body and the header list are set again; any other request gets
- * curl_easy_reset and every option. */
-static CURLcode xfer_setup(lua_State *L, client_t *c, xfer *x, int idx, const reqspec *r)
+/* The options a request of the same shape as the last one on x changes: URL, body, headers. */
+static CURLcode set_request_parts(xfer *x, const reqspec *r, int kind)
 {
     CURL *e = x->easy;
     CURLcode rc = CURLE_OK;
-    int is_get = 0, is_head = 0, is_post = 0, kind, fresh;
-
-    x->err[0] = '\0';
-    x->over = OVER_NONE;
-    x->max_body = c->max_response;
-    x->body.len = x->head.len = 0;
-    x->up = NULL;
-    x->up_len = x->up_off = 0;
-    x->no_resend = !r->idempotent;
-
-    if (r->headers < 0 || (r->headers == 0 && !read_headers(L, idx, 0, 0, &x->hdrs)))
-        return CURLE_OUT_OF_MEMORY;
-    if (r->body_len >= c->expect_from && !has_header(x->hdrs, "expect")) {
-        /* no 100-continue round trip unless asked */
-        struct curl_slist *l = curl_slist_append(x->hdrs, "Expect:");
-        if (!l)
-            return CURLE_OUT_OF_MEMORY;
-        x->hdrs = l;
-    }
-
-    if (r->method) {
-        is_get = strcmp(r->method, "GET") == 0;
-        is_head = strcmp(r->method, "HEAD") == 0;
-        is_post = strcmp(r->method, "POST") == 0;
-    } else {
-        is_get = !r->has_body;
-        is_post = r->has_body;
-    }
-    if (is_head)
-        kind = XK_HEAD;
-    else if ((r->has_body || is_post) && !r->idempotent)
-        kind = XK_READ;  /* never resent: the body goes through on_read, which libcurl cannot rewind */
-    else if (r->has_body || is_post)
-        kind = XK_FIELDS;
-    else if (is_get)
-        kind = XK_GET;
-    else
-        kind = XK_CUSTOM;
-    /* Without body bytes libcurl's retry needs no rewind: a request that must not be resent
-     * and has no body gets a connection of its own, where libcurl never retries. */
-    fresh = !r->idempotent && r->body_len == 0;
+    SET(CURLOPT_URL, r->url);
     if (kind == XK_READ) {
-        x->up = r->has_body ? r->body : "";
-        x->up_len = r->body_len;
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+    } else if (kind == XK_FIELDS) {
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+        SET(CURLOPT_POSTFIELDS, r->has_body ? r->body : "");
     }
+    SET(CURLOPT_HTTPHEADER, x->hdrs);
+    return rc;
+}
 
-    if (conf_matches(x, r, kind, fresh)) {
-        SET(CURLOPT_URL, r->url);
-        if (kind == XK_READ) {
-            SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
-        } else if (kind == XK_FIELDS) {
-            SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
-            SET(CURLOPT_POSTFIELDS, r->has_body ? r->body : "");
-        }
-        SET(CURLOPT_HTTPHEADER, x->hdrs);
-        if (rc != CURLE_OK)
-            x->conf_ok = 0;
-        return rc;
-    }
-
-    x->conf_ok = 0;
+/* Every option, from curl_easy_reset: the client's settings and the request's. */
+static CURLcode set_all_options(client_t *c, xfer *x, const reqspec *r, int kind, int is_post, int fresh)
+{
+    CURL *e = x->easy;
+    CURLcode rc = CURLE_OK;
     curl_easy_setopt(e, CURLOPT_SHARE, NULL); /* reset would drop it without unlinking */
     curl_easy_reset(e);
     SET(CURLOPT_SHARE, c->share);
@@ -737,6 +686,73 @@ static CURLcode xfer_setup(lua_State *L, client_t *c, xfer *x, int idx, const re
     if (fresh)
         SET(CURLOPT_FRESH_CONNECT, 1L);
     SET(CURLOPT_HTTPHEADER, x->hdrs);
+    return rc;
+}
+
+/* Prepares x for the request r (headers read from the table at idx unless r->headers says
+ * they are built). Returns a CURLcode.
+ *
+ * A client's transfer keeps its options between requests: when the previous request on it was
+ * of the same shape (conf: method, how the body goes, timeouts, redirects, fresh connection)
+ * only the URL, the body and the header list are set again; any other request gets
+ * curl_easy_reset and every option. */
+static CURLcode xfer_setup(lua_State *L, client_t *c, xfer *x, int idx, const reqspec *r)
+{
+    CURLcode rc;
+    int is_get = 0, is_head = 0, is_post = 0, kind, fresh;
+
+    x->err[0] = '\0';
+    x->over = OVER_NONE;
+    x->max_body = c->max_response;
+    x->body.len = x->head.len = 0;
+    x->up = NULL;
+    x->up_len = x->up_off = 0;
+    x->no_resend = !r->idempotent;
+
+    if (r->headers < 0 || (r->headers == 0 && !read_headers(L, idx, 0, 0, &x->hdrs)))
+        return CURLE_OUT_OF_MEMORY;
+    if (r->body_len >= c->expect_from && !has_header(x->hdrs, "expect")) {
+        /* no 100-continue round trip unless asked */
+        struct curl_slist *l = curl_slist_append(x->hdrs, "Expect:");
+        if (!l)
+            return CURLE_OUT_OF_MEMORY;
+        x->hdrs = l;
+    }
+
+    if (r->method) {
+        is_get = strcmp(r->method, "GET") == 0;
+        is_head = strcmp(r->method, "HEAD") == 0;
+        is_post = strcmp(r->method, "POST") == 0;
+    } else {
+        is_get = !r->has_body;
+        is_post = r->has_body;
+    }
+    if (is_head)
+        kind = XK_HEAD;
+    else if ((r->has_body || is_post) && !r->idempotent)
+        kind = XK_READ;  /* never resent: the body goes through on_read, which libcurl cannot rewind */
+    else if (r->has_body || is_post)
+        kind = XK_FIELDS;
+    else if (is_get)
+        kind = XK_GET;
+    else
+        kind = XK_CUSTOM;
+    /* Without body bytes libcurl's retry needs no rewind: a request that must not be resent
+     * and has no body gets a connection of its own, where libcurl never retries. */
+    fresh = !r->idempotent && r->body_len == 0;
+    if (kind == XK_READ) {
+        x->up = r->has_body ? r->body : "";
+        x->up_len = r->body_len;
+    }
+
+    if (conf_matches(x, r, kind, fresh)) {
+        rc = set_request_parts(x, r, kind);
+        if (rc != CURLE_OK)
+            x->conf_ok = 0;
+        return rc;
+    }
+    x->conf_ok = 0;
+    rc = set_all_options(c, x, r, kind, is_post, fresh);
     if (rc == CURLE_OK)
         conf_record(x, r, kind, fresh);
     return rc;
