@@ -6,6 +6,7 @@ int luaopen_paykit_core(lua_State *L);
 int luaopen_paykit_core(lua_State *L)
 {
     lua_newtable(L);
+    paykit_clock_register(L);
     paykit_crypto_register(L);
     paykit_codec_register(L);
     paykit_http_register(L);

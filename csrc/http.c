@@ -8,7 +8,10 @@
  * Every transfer, single or batched, runs through the client's one multi handle. Connections,
  * DNS answers and TLS sessions live in a CURLSH share handle, so a connection opened by a batch
  * is reused by the next request and the other way round. Easy handles are kept in a small pool
- * (one per transfer slot) and reused; curl_easy_reset keeps their state between requests.
+ * (one per transfer slot) and reused: a request of the same shape as the handle's last one
+ * (method, body path, timeouts) sets only its URL, body and headers; any other starts from
+ * curl_easy_reset. A call runs as start (set up transfers) / collect (from the multi handle)
+ * / deliver (one result to Lua, the one path for every outcome).
  *
  * All C resources hang off the client userdata, which is allocated before any of them, so __gc
  * (also __close on 5.4, and :close()) can always free everything, even after a Lua error raised
@@ -22,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <curl/curl.h>
 
@@ -73,8 +75,19 @@ typedef struct xfer {
     int no_resend;
     int index;                  /* request position (1-based) while busy, 0 when free */
     int in_multi;
+    int keep_conf;              /* a client's transfer: its options stay set between requests */
+    int conf_ok;                /* conf describes the options set on easy (see xfer_setup) */
+    struct {
+        int kind;               /* XK_*: how the method and the body were set */
+        int follow, fresh;
+        long timeout_ms, connect_timeout_ms, stall_ms;
+        char method[24];        /* the method as given ("" for none) */
+    } conf;
     char err[CURL_ERROR_SIZE];
 } xfer;
+
+/* How a transfer's method and body were set up. */
+enum { XK_GET, XK_HEAD, XK_READ, XK_FIELDS, XK_CUSTOM };
 
 typedef struct {
     CURLSH *share;              /* NULL once closed */
@@ -84,6 +97,7 @@ typedef struct {
     long connect_timeout_ms, timeout_ms, max_redirects, max_connections;
     long keepalive_ms, stall_ms;  /* idle connection age limit; no-progress limit (0: none) */
     size_t max_response;
+    size_t expect_from;         /* body size from which libcurl may send Expect: 100-continue */
     int verify, follow;
     char *cafile, *capath, *user_agent;
 } client_t;
@@ -276,6 +290,9 @@ static int http_client(lua_State *L)
     }
     if (c->max_connections < 1)
         c->max_connections = 1;
+    /* libcurl 7.88 asks for 100-continue only above 1 MiB of body (EXPECT_100_THRESHOLD); an
+     * older one may ask sooner, so every request there carries the empty Expect header */
+    c->expect_from = curl_version_info(CURLVERSION_NOW)->version_num >= 0x075800 ? 1024u * 1024u : 0;
 
     c->share = curl_share_init();
     c->multi = curl_multi_init();
@@ -350,6 +367,7 @@ typedef struct {
     long timeout_ms, connect_timeout_ms, stall_ms;
     int follow;
     int idempotent;             /* libcurl may send it again on a reused connection that died */
+    int headers;                /* 1: the header list is built (in the transfer); -1: out of memory */
 } reqspec;
 
 /* Raises a misuse error about a request; in a batch the message names the request's position. */
@@ -367,6 +385,37 @@ static int bad_header_text(const char *s, size_t n)
         if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
             return 1;
     return 0;
+}
+
+/* Appends "Name: value" (or "Name;", libcurl's way of sending an empty value; or the array
+ * form's own line when name is NULL) to the list. Returns 0 only when out of memory. */
+static int add_header_line(struct curl_slist **out, const char *name, size_t nn, const char *value, size_t vn)
+{
+    char small[256], *line = small;
+    struct curl_slist *next;
+    if (name) {
+        size_t need = nn + 2 + vn + 1;
+        if (need > sizeof small && (line = malloc(need)) == NULL)
+            return 0;
+        memcpy(line, name, nn);
+        if (vn) {
+            line[nn] = ':';
+            line[nn + 1] = ' ';
+            memcpy(line + nn + 2, value, vn);
+            line[nn + 2 + vn] = '\0';
+        } else {
+            line[nn] = ';';
+            line[nn + 1] = '\0';
+        }
+        value = line;
+    }
+    next = curl_slist_append(*out, value); /* copies the line */
+    if (line != small)
+        free(line);
+    if (!next)
+        return 0;
+    *out = next;
+    return 1;
 }
 
 /* Checks the headers field of the request at idx; with out != NULL also builds the list.
@@ -399,29 +448,8 @@ static int read_headers(lua_State *L, int idx, int arg, int pos, struct curl_sli
             value = lua_tolstring(L, -1, &vn); /* a number value becomes a string in place */
             if (bad_header_text(value, vn))
                 req_argerror(L, arg, pos, "header values must not contain CR, LF or NUL");
-            if (out && ok) {
-                struct curl_slist *next;
-                if (name) {
-                    /* "Name;" is libcurl's way of sending a header with an empty value */
-                    lua_pushlstring(L, name, nn);
-                    if (vn) {
-                        lua_pushliteral(L, ": ");
-                        lua_pushvalue(L, -3);
-                        lua_concat(L, 3);
-                    } else {
-                        lua_pushliteral(L, ";");
-                        lua_concat(L, 2);
-                    }
-                    next = curl_slist_append(*out, lua_tostring(L, -1));
-                    lua_pop(L, 1);
-                } else {
-                    next = curl_slist_append(*out, value);
-                }
-                if (next)
-                    *out = next;
-                else
-                    ok = 0;
-            }
+            if (out && ok)
+                ok = add_header_line(out, name, nn, value, vn);
             lua_pop(L, 1);
         }
     }
@@ -430,8 +458,11 @@ static int read_headers(lua_State *L, int idx, int arg, int pos, struct curl_sli
 }
 
 /* Reads and checks the request table at idx (raises on misuse). Leaves the body string (or
- * nil) on the stack: the caller keeps it alive while libcurl uses it. */
-static void read_request(lua_State *L, client_t *c, int idx, int arg, int pos, reqspec *r)
+ * nil) on the stack: the caller keeps it alive while libcurl uses it. With hdrs != NULL the
+ * header list is built into *hdrs in the same pass (r->headers says so); a raise may leave a
+ * part of it there, for the caller to free. */
+static void read_request_into(lua_State *L, client_t *c, int idx, int arg, int pos, reqspec *r,
+                              struct curl_slist **hdrs)
 {
     size_t n;
     if (!lua_istable(L, idx))
@@ -462,7 +493,11 @@ static void read_request(lua_State *L, client_t *c, int idx, int arg, int pos, r
     r->connect_timeout_ms = opt_count(L, idx, arg, "connect_timeout", c->connect_timeout_ms, LONG_MAX);
     r->stall_ms = opt_count(L, idx, arg, "stall_timeout", c->stall_ms, LONG_MAX);
     r->follow = opt_bool(L, idx, arg, "follow_redirects", c->follow);
-    read_headers(L, idx, arg, pos, NULL);
+    r->headers = 0;
+    if (!read_headers(L, idx, arg, pos, hdrs))
+        r->headers = -1;
+    else if (hdrs)
+        r->headers = 1;
     lua_getfield(L, idx, "body");
     r->has_body = !lua_isnil(L, -1);
     r->body = NULL;
@@ -478,6 +513,11 @@ static void read_request(lua_State *L, client_t *c, int idx, int arg, int pos, r
                              r->method ? (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0
                                           || strcmp(r->method, "OPTIONS") == 0)
                                        : !r->has_body);
+}
+
+static void read_request(lua_State *L, client_t *c, int idx, int arg, int pos, reqspec *r)
+{
+    read_request_into(L, c, idx, arg, pos, r, NULL);
 }
 
 /* A free transfer of a pool (slots, nslots, capslots), made when none is free. */
@@ -508,7 +548,15 @@ static xfer *pool_slot(xfer ***slots, int *nslots, int *capslots)
     return x;
 }
 
-static xfer *client_slot(client_t *c) { return pool_slot(&c->slots, &c->nslots, &c->capslots); }
+/* A free transfer of the client. Its options stay set between requests (the loop's transfers
+ * serve any client, so theirs are set afresh each time). */
+static xfer *client_slot(client_t *c)
+{
+    xfer *x = pool_slot(&c->slots, &c->nslots, &c->capslots);
+    if (x)
+        x->keep_conf = 1;
+    return x;
+}
 
 /* Whether the list has a header named name (lowercase), as "Name: v", "Name;" or "Name:". */
 static int has_header(const struct curl_slist *l, const char *name)
@@ -525,32 +573,55 @@ static int has_header(const struct curl_slist *l, const char *name)
 
 #define SET(opt, val) (rc = rc ? rc : curl_easy_setopt(e, opt, val))
 
-/* Prepares x for the request r (headers read from the table at idx). Returns a CURLcode. */
-static CURLcode xfer_setup(lua_State *L, client_t *c, xfer *x, int idx, const reqspec *r)
+/* The options of x that depend on the request r (not its URL, body or headers) are the ones
+ * conf records. */
+static int conf_matches(const xfer *x, const reqspec *r, int kind, int fresh)
+{
+    const char *m = r->method ? r->method : "";
+    return x->conf_ok && x->conf.kind == kind && x->conf.fresh == fresh && x->conf.follow == r->follow
+        && x->conf.timeout_ms == r->timeout_ms && x->conf.connect_timeout_ms == r->connect_timeout_ms
+        && x->conf.stall_ms == r->stall_ms && strcmp(x->conf.method, m) == 0;
+}
+
+static void conf_record(xfer *x, const reqspec *r, int kind, int fresh)
+{
+    const char *m = r->method ? r->method : "";
+    size_t n = strlen(m);
+    x->conf_ok = x->keep_conf && n < sizeof x->conf.method;
+    if (!x->conf_ok)
+        return;
+    x->conf.kind = kind;
+    x->conf.fresh = fresh;
+    x->conf.follow = r->follow;
+    x->conf.timeout_ms = r->timeout_ms;
+    x->conf.connect_timeout_ms = r->connect_timeout_ms;
+    x->conf.stall_ms = r->stall_ms;
+    memcpy(x->conf.method, m, n + 1);
+}
+
+/* The options a request of the same shape as the last one on x changes: URL, body, headers. */
+static CURLcode set_request_parts(xfer *x, const reqspec *r, int kind)
 {
     CURL *e = x->easy;
     CURLcode rc = CURLE_OK;
-    int is_get = 0, is_head = 0, is_post = 0;
+    SET(CURLOPT_URL, r->url);
+    if (kind == XK_READ) {
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+    } else if (kind == XK_FIELDS) {
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+        SET(CURLOPT_POSTFIELDS, r->has_body ? r->body : "");
+    }
+    SET(CURLOPT_HTTPHEADER, x->hdrs);
+    return rc;
+}
 
+/* Every option, from curl_easy_reset: the client's settings and the request's. */
+static CURLcode set_all_options(client_t *c, xfer *x, const reqspec *r, int kind, int is_post, int fresh)
+{
+    CURL *e = x->easy;
+    CURLcode rc = CURLE_OK;
     curl_easy_setopt(e, CURLOPT_SHARE, NULL); /* reset would drop it without unlinking */
     curl_easy_reset(e);
-    x->err[0] = '\0';
-    x->over = OVER_NONE;
-    x->max_body = c->max_response;
-    x->body.len = x->head.len = 0;
-    x->up = NULL;
-    x->up_len = x->up_off = 0;
-    x->no_resend = !r->idempotent;
-
-    if (!read_headers(L, idx, 0, 0, &x->hdrs))
-        return CURLE_OUT_OF_MEMORY;
-    if (!has_header(x->hdrs, "expect")) { /* no 100-continue round trip unless asked */
-        struct curl_slist *l = curl_slist_append(x->hdrs, "Expect:");
-        if (!l)
-            return CURLE_OUT_OF_MEMORY;
-        x->hdrs = l;
-    }
-
     SET(CURLOPT_SHARE, c->share);
     SET(CURLOPT_PRIVATE, (void *)x);
     SET(CURLOPT_URL, r->url);
@@ -587,6 +658,67 @@ static CURLcode xfer_setup(lua_State *L, client_t *c, xfer *x, int idx, const re
     if (c->user_agent)
         SET(CURLOPT_USERAGENT, c->user_agent);
 
+    switch (kind) {
+    case XK_HEAD:
+        SET(CURLOPT_NOBODY, 1L);
+        break;
+    case XK_READ:
+        SET(CURLOPT_POST, 1L);
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+        SET(CURLOPT_READFUNCTION, on_read);
+        SET(CURLOPT_READDATA, (void *)x);
+        if (!is_post)
+            SET(CURLOPT_CUSTOMREQUEST, r->method);
+        break;
+    case XK_FIELDS:
+        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
+        SET(CURLOPT_POSTFIELDS, r->has_body ? r->body : "");
+        if (!is_post)
+            SET(CURLOPT_CUSTOMREQUEST, r->method);
+        break;
+    case XK_GET:
+        SET(CURLOPT_HTTPGET, 1L);
+        break;
+    default:
+        SET(CURLOPT_CUSTOMREQUEST, r->method);
+        break;
+    }
+    if (fresh)
+        SET(CURLOPT_FRESH_CONNECT, 1L);
+    SET(CURLOPT_HTTPHEADER, x->hdrs);
+    return rc;
+}
+
+/* Prepares x for the request r (headers read from the table at idx unless r->headers says
+ * they are built). Returns a CURLcode.
+ *
+ * A client's transfer keeps its options between requests: when the previous request on it was
+ * of the same shape (conf: method, how the body goes, timeouts, redirects, fresh connection)
+ * only the URL, the body and the header list are set again; any other request gets
+ * curl_easy_reset and every option. */
+static CURLcode xfer_setup(lua_State *L, client_t *c, xfer *x, int idx, const reqspec *r)
+{
+    CURLcode rc;
+    int is_get = 0, is_head = 0, is_post = 0, kind, fresh;
+
+    x->err[0] = '\0';
+    x->over = OVER_NONE;
+    x->max_body = c->max_response;
+    x->body.len = x->head.len = 0;
+    x->up = NULL;
+    x->up_len = x->up_off = 0;
+    x->no_resend = !r->idempotent;
+
+    if (r->headers < 0 || (r->headers == 0 && !read_headers(L, idx, 0, 0, &x->hdrs)))
+        return CURLE_OUT_OF_MEMORY;
+    if (r->body_len >= c->expect_from && !has_header(x->hdrs, "expect")) {
+        /* no 100-continue round trip unless asked */
+        struct curl_slist *l = curl_slist_append(x->hdrs, "Expect:");
+        if (!l)
+            return CURLE_OUT_OF_MEMORY;
+        x->hdrs = l;
+    }
+
     if (r->method) {
         is_get = strcmp(r->method, "GET") == 0;
         is_head = strcmp(r->method, "HEAD") == 0;
@@ -595,33 +727,34 @@ static CURLcode xfer_setup(lua_State *L, client_t *c, xfer *x, int idx, const re
         is_get = !r->has_body;
         is_post = r->has_body;
     }
-    if (is_head) {
-        SET(CURLOPT_NOBODY, 1L);
-    } else if ((r->has_body || is_post) && !r->idempotent) {
-        /* never resent: the body goes through on_read, which libcurl cannot rewind */
-        x->up = r->has_body ? r->body : "";
-        x->up_len = r->body_len;
-        SET(CURLOPT_POST, 1L);
-        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
-        SET(CURLOPT_READFUNCTION, on_read);
-        SET(CURLOPT_READDATA, (void *)x);
-        if (!is_post)
-            SET(CURLOPT_CUSTOMREQUEST, r->method);
-    } else if (r->has_body || is_post) {
-        SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
-        SET(CURLOPT_POSTFIELDS, r->has_body ? r->body : "");
-        if (!is_post)
-            SET(CURLOPT_CUSTOMREQUEST, r->method);
-    } else if (is_get) {
-        SET(CURLOPT_HTTPGET, 1L);
-    } else {
-        SET(CURLOPT_CUSTOMREQUEST, r->method);
-    }
+    if (is_head)
+        kind = XK_HEAD;
+    else if ((r->has_body || is_post) && !r->idempotent)
+        kind = XK_READ;  /* never resent: the body goes through on_read, which libcurl cannot rewind */
+    else if (r->has_body || is_post)
+        kind = XK_FIELDS;
+    else if (is_get)
+        kind = XK_GET;
+    else
+        kind = XK_CUSTOM;
     /* Without body bytes libcurl's retry needs no rewind: a request that must not be resent
      * and has no body gets a connection of its own, where libcurl never retries. */
-    if (!r->idempotent && r->body_len == 0)
-        SET(CURLOPT_FRESH_CONNECT, 1L);
-    SET(CURLOPT_HTTPHEADER, x->hdrs);
+    fresh = !r->idempotent && r->body_len == 0;
+    if (kind == XK_READ) {
+        x->up = r->has_body ? r->body : "";
+        x->up_len = r->body_len;
+    }
+
+    if (conf_matches(x, r, kind, fresh)) {
+        rc = set_request_parts(x, r, kind);
+        if (rc != CURLE_OK)
+            x->conf_ok = 0;
+        return rc;
+    }
+    x->conf_ok = 0;
+    rc = set_all_options(c, x, r, kind, is_post, fresh);
+    if (rc == CURLE_OK)
+        conf_record(x, r, kind, fresh);
     return rc;
 }
 
@@ -766,7 +899,7 @@ static void push_headers(lua_State *L, const paykit_buf *h)
 {
     const char *p = h->p, *end = h->p ? h->p + h->len : NULL;
     int t;
-    lua_newtable(L);
+    lua_createtable(L, 0, 8); /* a typical answer's headers without rehashing */
     t = lua_gettop(L);
     lua_pushnil(L); /* name of the previous header, for folded continuation lines */
     while (p && p < end) {
@@ -791,16 +924,23 @@ static void push_headers(lua_State *L, const paykit_buf *h)
             /* status line */
         } else if ((colon = memchr(p, ':', (size_t)(eol - p))) != NULL && colon > p) {
             size_t nn = (size_t)(colon - p), i;
-            luaL_Buffer b;
+            char lower[64];
             v = colon + 1;
             ve = eol;
             while (v < ve && is_space(*v)) v++;
             while (ve > v && is_space(ve[-1])) ve--;
             lua_pop(L, 1);
-            luaL_buffinit(L, &b); /* the buffer's own first block: no allocation for a short name */
-            for (i = 0; i < nn; i++)
-                luaL_addchar(&b, (char)tolower((unsigned char)p[i]));
-            luaL_pushresult(&b);
+            if (nn <= sizeof lower) {
+                for (i = 0; i < nn; i++)
+                    lower[i] = (char)tolower((unsigned char)p[i]);
+                lua_pushlstring(L, lower, nn);
+            } else {
+                luaL_Buffer b;
+                luaL_buffinit(L, &b);
+                for (i = 0; i < nn; i++)
+                    luaL_addchar(&b, (char)tolower((unsigned char)p[i]));
+                luaL_pushresult(&b);
+            }
             paykit_addheader(L, t, v, (size_t)(ve - v)); /* the name stays, for continuations */
         }
         p = next;
@@ -851,134 +991,164 @@ static int push_outcome(lua_State *L, xfer *x, CURLcode rc, int as_table)
     }
 }
 
-/* ---- the transfer loop -------------------------------------------------------------------- */
+/* ---- the transfer loop: start, collect, deliver ------------------------------------------ */
 
-/* Runs n requests: the request tables are reqs[1..n] (reqs is a stack index), or the single
- * table at `reqs` when single. At most max_in_flight at once. Batch results go into the table
- * at results; a single request pushes its outcome and returns the number of values. */
-static int run(lua_State *L, client_t *c, int reqs, int n, int max_in_flight, int single, int results)
+/* One call of client:request or client:batch while it runs. */
+typedef struct {
+    client_t *c;
+    int reqs;                   /* batch: stack index of the array of request tables */
+    int single;                 /* client:request: the outcome is pushed as return values */
+    int results;                /* batch: stack index of the results table */
+    int anchor;                 /* batch: stack index of a table holding each in-flight body */
+    int n, next, active, done, max_in_flight;
+    int nret;                   /* single: how many values the outcome pushed */
+} run_t;
+
+static void run_init(run_t *rt, client_t *c, int n, int max_in_flight)
 {
-    int next = 1, active = 0, done = 0, nret = 0, i;
-    int anchor; /* holds each in-flight request's body string, by slot */
+    memset(rt, 0, sizeof *rt);
+    rt->c = c;
+    rt->n = n;
+    rt->next = 1;
+    rt->max_in_flight = max_in_flight;
     client_settle(c);
     curl_multi_setopt(c->multi, CURLMOPT_MAXCONNECTS,
                       max_in_flight > c->max_connections ? (long)max_in_flight : c->max_connections);
-    lua_newtable(L);
-    anchor = lua_gettop(L);
-
-    while (done < n) {
-        int running = 0, queued = 0, finished = 0;
-        CURLMsg *msg;
-        CURLMcode mc;
-        while (active < max_in_flight && next <= n) {
-            reqspec r;
-            int idx;
-            xfer *x = client_slot(c);
-            CURLcode rc;
-            if (single) {
-                lua_pushvalue(L, reqs);
-            } else {
-                lua_rawgeti(L, reqs, next);
-            }
-            idx = lua_gettop(L);
-            if (!x) {
-                lua_pop(L, 1);
-                return luaL_error(L, "out of memory");
-            }
-            read_request(L, c, idx, 2, single ? 0 : next, &r); /* checked already: does not raise */
-            x->index = next;
-            rc = xfer_setup(L, c, x, idx, &r);
-            if (rc == CURLE_OK && curl_multi_add_handle(c->multi, x->easy) != CURLM_OK)
-                rc = CURLE_FAILED_INIT;
-            if (rc == CURLE_OK) {
-                x->in_multi = 1;
-                lua_rawseti(L, anchor, next); /* the body (or nil) */
-                lua_pop(L, 1);                /* the request table */
-                active++;
-            } else {
-                lua_pop(L, 2);
-                if (single) {
-                    nret = push_outcome(L, x, rc, 0);
-                } else {
-                    push_outcome(L, x, rc, 1);
-                    lua_rawseti(L, results, next);
-                }
-                xfer_release(c, x);
-                done++;
-            }
-            next++;
-        }
-        if (active == 0)
-            continue;
-        mc = curl_multi_perform(c->multi, &running);
-        while ((msg = curl_multi_info_read(c->multi, &queued)) != NULL) {
-            xfer *x = NULL;
-            if (msg->msg != CURLMSG_DONE)
-                continue;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
-            if (!x || !x->index)
-                continue;
-            if (single) {
-                nret = push_outcome(L, x, msg->data.result, 0);
-            } else {
-                push_outcome(L, x, msg->data.result, 1);
-                lua_rawseti(L, results, x->index);
-            }
-            lua_pushnil(L);
-            lua_rawseti(L, anchor, x->index);
-            xfer_release(c, x);
-            active--;
-            done++;
-            finished++;
-        }
-        if (mc != CURLM_OK) {
-            /* the multi handle itself failed: report every transfer still running */
-            for (i = 0; i < c->nslots; i++) {
-                xfer *x = c->slots[i];
-                if (!x->index || !x->in_multi)
-                    continue;
-                snprintf(x->err, sizeof x->err, "libcurl multi error: %s", curl_multi_strerror(mc));
-                if (single) {
-                    nret = push_outcome(L, x, CURLE_FAILED_INIT, 0);
-                } else {
-                    push_outcome(L, x, CURLE_FAILED_INIT, 1);
-                    lua_rawseti(L, results, x->index);
-                }
-                xfer_release(c, x);
-                active--;
-                done++;
-            }
-            continue;
-        }
-        if (done < n && !finished)
-            curl_multi_poll(c->multi, NULL, 0, POLL_MS, NULL);
-    }
-    client_trim(c);
-    if (single) {
-        /* the outcome values sit above the anchor table: drop the anchor */
-        lua_remove(L, anchor);
-        return nret;
-    }
-    lua_pop(L, 1);
-    return 0;
 }
 
-/* client:request(req) */
+/* Delivers the outcome of request x->index to Lua and frees its transfer: for client:request
+ * the return values are pushed (they stay on top of the stack), for a batch they go into the
+ * results table. Every path goes through here: a request that could not start, a finished
+ * transfer, a failure of the multi handle. */
+static void deliver(lua_State *L, run_t *rt, xfer *x, CURLcode rc)
+{
+    int pos = x->index;
+    if (rt->single) {
+        rt->nret = push_outcome(L, x, rc, 0);
+    } else {
+        lua_pushnil(L);
+        lua_rawseti(L, rt->anchor, pos); /* libcurl no longer reads the body */
+        push_outcome(L, x, rc, 1);
+        lua_rawseti(L, rt->results, pos);
+    }
+    if (x->in_multi)
+        rt->active--;
+    xfer_release(rt->c, x);
+    rt->done++;
+}
+
+/* Hands the request r, read into the busy transfer x, to the multi handle; one that cannot
+ * start is delivered at once. The caller keeps r's body alive until it is delivered. */
+static void launch(lua_State *L, run_t *rt, xfer *x, int idx, const reqspec *r)
+{
+    CURLcode rc = xfer_setup(L, rt->c, x, idx, r);
+    if (rc == CURLE_OK && curl_multi_add_handle(rt->c->multi, x->easy) != CURLM_OK)
+        rc = CURLE_FAILED_INIT;
+    if (rc != CURLE_OK) {
+        deliver(L, rt, x, rc);
+        return;
+    }
+    x->in_multi = 1;
+    rt->active++;
+}
+
+/* A batch's next request: read (checked already: does not raise) with its header list built in
+ * the same pass, then launched. Raises only when out of memory. */
+static void start_one(lua_State *L, run_t *rt)
+{
+    int pos = rt->next++, idx;
+    reqspec r;
+    xfer *x = client_slot(rt->c);
+    if (!x)
+        luaL_error(L, "out of memory");
+    x->index = pos;
+    lua_rawgeti(L, rt->reqs, pos);
+    idx = lua_gettop(L);
+    read_request_into(L, rt->c, idx, 2, pos, &r, &x->hdrs);
+    lua_rawseti(L, rt->anchor, pos); /* the body (or nil), until delivered */
+    launch(L, rt, x, idx, &r);
+    lua_pop(L, 1);                   /* the request table */
+}
+
+/* Starts requests until max_in_flight are running or none is left. */
+static void start(lua_State *L, run_t *rt)
+{
+    while (rt->active < rt->max_in_flight && rt->next <= rt->n)
+        start_one(L, rt);
+}
+
+/* Lets libcurl work, then delivers every transfer it finished; when the multi handle itself
+ * fails, every transfer still running is delivered as failed. Returns how many were delivered. */
+static int collect(lua_State *L, run_t *rt)
+{
+    client_t *c = rt->c;
+    int running = 0, queued = 0, delivered = 0;
+    CURLMsg *msg;
+    CURLMcode mc = curl_multi_perform(c->multi, &running);
+    while ((msg = curl_multi_info_read(c->multi, &queued)) != NULL) {
+        xfer *x = NULL;
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+        if (!x || !x->index)
+            continue;
+        deliver(L, rt, x, msg->data.result);
+        delivered++;
+    }
+    if (mc != CURLM_OK) {
+        int i;
+        for (i = 0; i < c->nslots; i++) {
+            xfer *x = c->slots[i];
+            if (!x->index || !x->in_multi)
+                continue;
+            snprintf(x->err, sizeof x->err, "libcurl multi error: %s", curl_multi_strerror(mc));
+            deliver(L, rt, x, CURLE_FAILED_INIT);
+            delivered++;
+        }
+    }
+    return delivered;
+}
+
+/* Starts, collects and delivers until every request of the call is delivered. */
+static void run(lua_State *L, run_t *rt)
+{
+    while (rt->done < rt->n) {
+        if (!rt->single)
+            start(L, rt);
+        if (rt->active == 0)
+            continue;
+        if (collect(L, rt) == 0 && rt->done < rt->n)
+            curl_multi_poll(rt->c->multi, NULL, 0, POLL_MS, NULL);
+    }
+    client_trim(rt->c);
+}
+
+/* client:request(req): the request is read once, its header list built in the same pass. */
 static int client_request(lua_State *L)
 {
     client_t *c = check_client(L);
+    run_t rt;
     reqspec r;
+    xfer *x;
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_settop(L, 2);
-    read_request(L, c, 2, 2, 0, &r);
-    lua_settop(L, 2);
-    return run(L, c, 2, 1, 1, 1, 0);
+    run_init(&rt, c, 1, 1);
+    rt.single = 1;
+    x = client_slot(c);
+    if (!x)
+        return luaL_error(L, "out of memory");
+    x->index = 1; /* busy: when reading raises, the next call frees the header list begun */
+    read_request_into(L, c, 2, 2, 0, &r, &x->hdrs); /* leaves the body at 3, alive until the end */
+    launch(L, &rt, x, 2, &r);
+    run(L, &rt);
+    return rt.nret; /* the outcome's values, on top */
 }
 
 /* client:batch(requests[, {max_in_flight=N}]) */
 static int client_batch(lua_State *L)
 {
     client_t *c = check_client(L);
+    run_t rt;
     int n, i;
     long max_in_flight = c->max_connections;
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -998,8 +1168,14 @@ static int client_batch(lua_State *L)
         read_request(L, c, lua_gettop(L), 2, i, &r);
         lua_settop(L, 2);
     }
-    lua_createtable(L, n, 0);
-    run(L, c, 2, n, (int)max_in_flight, 0, 3);
+    lua_createtable(L, n, 0); /* 3: the results */
+    lua_newtable(L);          /* 4: the bodies in flight */
+    run_init(&rt, c, n, (int)max_in_flight);
+    rt.reqs = 2;
+    rt.results = 3;
+    rt.anchor = 4;
+    run(L, &rt);
+    lua_settop(L, 3);
     return 1;
 }
 
@@ -1026,28 +1202,6 @@ static const luaL_Reg client_meta[] = {
     {"__tostring", client_tostring},
     {NULL, NULL},
 };
-
-/* core.monotonic() -> seconds on a clock that never jumps (for deadlines and intervals) */
-static int l_monotonic(lua_State *L)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
-    return 1;
-}
-
-/* core.sleep(seconds): blocks the calling thread (outside nginx only; up to one day) */
-static int l_sleep(lua_State *L)
-{
-    lua_Number s = luaL_checknumber(L, 1);
-    struct timespec ts;
-    luaL_argcheck(L, s == s && s <= 86400, 1, "seconds must be a number up to 86400");
-    if (s <= 0) return 0;
-    ts.tv_sec = (time_t)s;
-    ts.tv_nsec = (long)((s - (lua_Number)ts.tv_sec) * 1e9);
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {}
-    return 0;
-}
 
 /* ---- the loop: transfers that never block the caller -------------------------------------- *
  *
@@ -1094,13 +1248,6 @@ typedef struct {
     int *refs;                  /* per slot: registry refs of the request table and the client */
     int caprefs;
 } loop_t;
-
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void sock_set(loop_t *l, curl_socket_t fd, int what)
 {
@@ -1151,7 +1298,7 @@ static int on_timer(CURLM *m, long timeout_ms, void *up)
 {
     loop_t *l = (loop_t *)up;
     (void)m;
-    l->timer_at = timeout_ms < 0 ? -1.0 : mono_now() + (double)timeout_ms / 1000.0;
+    l->timer_at = timeout_ms < 0 ? -1.0 : paykit_monotonic() + (double)timeout_ms / 1000.0;
     return 0;
 }
 
@@ -1311,7 +1458,7 @@ static int loop_run(lua_State *L)
     luaL_argcheck(L, wait == wait && wait <= 86400, 2, "wait must be a number of seconds up to 86400");
     ms = wait > 0 ? (int)ceil(wait * 1000) : 0;
     if (l->timer_at >= 0) {
-        double d = l->timer_at - mono_now();
+        double d = l->timer_at - paykit_monotonic();
         int tms = d <= 0 ? 0 : (int)ceil(d * 1000);
         if (tms < ms)
             ms = tms;
@@ -1331,7 +1478,7 @@ static int loop_run(lua_State *L)
             flags |= CURL_CSELECT_ERR;
         curl_multi_socket_action(l->multi, evs[i].data.fd, flags, &running);
     }
-    if (l->timer_at >= 0 && mono_now() >= l->timer_at) {
+    if (l->timer_at >= 0 && paykit_monotonic() >= l->timer_at) {
         l->timer_at = -1.0;
         curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         n++;
@@ -1392,7 +1539,7 @@ static int loop_timeout(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
-    d = l->timer_at - mono_now();
+    d = l->timer_at - paykit_monotonic();
     lua_pushnumber(L, d > 0 ? d : 0);
     return 1;
 }
@@ -1458,8 +1605,6 @@ static void loop_register(lua_State *L) { (void)L; } /* the loop needs epoll (Li
 
 static const luaL_Reg http_funcs[] = {
     {"http_client", http_client},
-    {"monotonic", l_monotonic},
-    {"sleep", l_sleep},
     {NULL, NULL},
 };
 

@@ -18,6 +18,11 @@ void paykit_httpparse_register(lua_State *L);
 void paykit_redis_register(lua_State *L);
 void paykit_json_register(lua_State *L);
 void paykit_wire_register(lua_State *L);
+void paykit_clock_register(lua_State *L);
+
+/* The monotonic clock (csrc/clock.c): seconds, and whole milliseconds; never jumps. */
+double paykit_monotonic(void);
+long long paykit_monotonic_ms(void);
 
 /* ---- small helpers shared by the parts ---- */
 

@@ -49,7 +49,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -138,13 +137,6 @@ typedef struct {
     char *cafile, *capath, *user_agent;
     char tls_err[200];
 } wire_t;
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void buf_recycle(paykit_buf *b)
 {
@@ -268,7 +260,7 @@ static int pool_take(wire_t *w, const char *key, conn *out)
         *out = w->idle[i];
         memmove(&w->idle[i], &w->idle[i + 1], (size_t)(w->nidle - i - 1) * sizeof *w->idle);
         w->nidle--;
-        if ((w->keepalive_ms <= 0 || now_ms() - out->idle_at < w->keepalive_ms) && conn_alive(out))
+        if ((w->keepalive_ms <= 0 || paykit_monotonic_ms() - out->idle_at < w->keepalive_ms) && conn_alive(out))
             return 1;
         conn_close(out); /* closed or written to while idle: never used for a request */
     }
@@ -292,7 +284,7 @@ static void pool_put(wire_t *w, conn *k)
         w->idle = idle;
         w->cap_idle = cap;
     }
-    k->idle_at = now_ms();
+    k->idle_at = paykit_monotonic_ms();
     w->idle[w->nidle++] = *k;
     k->fd = -1;
     k->ssl = NULL;
@@ -427,7 +419,7 @@ static void stall_arm(xfer *x, int phase)
 {
     long ms = phase == 1 ? x->send_ms : x->read_ms;
     x->stall_phase = phase;
-    x->t_stall = ms > 0 ? now_ms() + ms : LLONG_MAX;
+    x->t_stall = ms > 0 ? paykit_monotonic_ms() + ms : LLONG_MAX;
 }
 
 /* ---- the state machine -------------------------------------------------------------------- */
@@ -1080,7 +1072,7 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
                           strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 || strcmp(method, "OPTIONS") == 0);
 
     if (x) {
-        long long t0 = now_ms();
+        long long t0 = paykit_monotonic_ms();
         x->idempotent = idempotent;
         x->head = strcmp(method, "HEAD") == 0;
         x->fresh = !idempotent && body_len == 0; /* as the libcurl client: see the header */
@@ -1343,7 +1335,7 @@ static void drive_one(wire_t *w, xfer *x)
         advance(w, x, ready);
         if (x->state == X_DONE)
             return;
-        now = now_ms();
+        now = paykit_monotonic_ms();
         if (check_deadline(w, x, now))
             return;
         dl = deadline_of(x) - now;
@@ -1458,7 +1450,7 @@ static int wire_batch(lua_State *L)
         }
         if (done >= n)
             break;
-        now = now_ms();
+        now = paykit_monotonic_ms();
         for (k = 0; k < slots; k++) {
             xfer *x = &w->xs[k];
             if (x->state == X_FREE || x->state == X_DONE)

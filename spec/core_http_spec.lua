@@ -107,7 +107,7 @@ local LOCATIONS = [[
 
 local SERVERS = [[
   lua_shared_dict counts 1m;
-  client_body_buffer_size 1m;
+  client_body_buffer_size 4m; # bodies up to 4m stay in memory, for /echo
   client_max_body_size 8m;
   keepalive_requests 10000;
   server {
@@ -246,6 +246,53 @@ for _, C in ipairs(CLIENTS) do
           end
         end)
       end
+
+      it("carries nothing of one request into the next on the same connection", function()
+        -- the client keeps a transfer's options between requests of the same shape: every
+        -- change of method, body, headers or timeout must still reach the wire
+        local seq = {
+          { req = { method = "POST", body = "abc", headers = { ["X-Test"] = "one" } }, method = "POST", len = "3", test = "one" },
+          { req = { method = "POST", body = "abcdef" }, method = "POST", len = "6" },
+          { req = {}, method = "GET", len = "0" },
+          { req = { method = "PUT", body = "xy", idempotent = true }, method = "PUT", len = "2" },
+          { req = { method = "PUT", body = "xyz" }, method = "PUT", len = "3" },
+          { req = { method = "DELETE" }, method = "DELETE", len = "0" },
+          { req = { method = "POST", body = "q", idempotent = true, headers = { "X-Test: two" } }, method = "POST", len = "1", test = "two" },
+          { req = { method = "POST", body = "qq", idempotent = true }, method = "POST", len = "2" },
+          { req = { method = "HEAD" }, method = "HEAD", len = "0" },
+          { req = { headers = { ["X-Test"] = "three" } }, method = "GET", len = "0", test = "three" },
+        }
+        for round = 1, 2 do
+          for i, step in ipairs(seq) do
+            local req = { url = BASE .. "/echo" }
+            for k, v in pairs(step.req) do req[k] = v end
+            local res, err = client:request(req)
+            assert(res, err)
+            local where = "round " .. round .. " step " .. i
+            assert.are.equal(200, res.status, where)
+            assert.are.equal(step.method, res.headers["x-method"], where)
+            assert.are.equal(step.len, res.headers["x-body-length"], where)
+            assert.are.equal(step.test, res.headers["x-echo-test"], where)
+            assert.are.equal(step.method == "HEAD" and "" or (step.req.body or ""), res.body, where)
+          end
+        end
+        -- a short timeout after long ones, then a long one again
+        local res, _, code = client:request { url = BASE .. "/slow?s=1", timeout = 200 }
+        assert.is_nil(res)
+        assert.are.equal("timeout", code)
+        assert.are.equal("slept ok", assert(client:request { url = BASE .. "/slow?s=0.3&id=ok", timeout = 10000 }).body)
+      end)
+
+      it("sends a body over 1 MiB in full and without Expect: 100-continue", function()
+        local body = string.rep("0123456789abcdef", 96 * 1024) -- 1.5 MiB
+        for _, idem in ipairs { false, true } do -- the read callback (never resent), then POSTFIELDS
+          local res = assert(client:request { method = "POST", url = BASE .. "/echo", body = body, idempotent = idem })
+          assert.are.equal(200, res.status)
+          assert.are.equal("none", res.headers["x-echo-expect"])
+          assert.are.equal(tostring(#body), res.headers["x-body-length"])
+          assert.are.equal(body, res.body)
+        end
+      end)
 
       it("joins repeated response headers with a comma", function()
         local res = assert(client:request { url = BASE .. "/echo" })
