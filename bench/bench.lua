@@ -279,8 +279,18 @@ local function build_rows()
   for _, prov in ipairs(provs) do
     local g = "inside nginx: " .. names[prov] .. ", http"
     local r = #rows + 1
+    if NGINX_ONLY and os.getenv("PAYKIT_BENCH_MODE") then -- one mode only (for perf on the client worker)
+      local m = os.getenv("PAYKIT_BENCH_MODE")
+      row(g, m, function() return nginx_run(prov, m) end)
+      goto next_prov
+    end
     row(g, "raw cosocket loop (same bytes)", function() return nginx_run(prov, "raw") end)
     row(g, "paykit (cosocket transport)", function() return nginx_run(prov, "paykit") end, r)
+    if NGINX_ONLY then -- the transport alone, and under paykit.http, sending the same request
+      row(g, "paykit.cosocket.request alone", function() return nginx_run(prov, "cosocket") end, r)
+      row(g, "paykit.http:request (cosocket)", function() return nginx_run(prov, "http") end, r)
+    end
+    ::next_prov::
   end
 end
 

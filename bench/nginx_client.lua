@@ -3,6 +3,9 @@
 --   paykit  the provider call through paykit (paykit.http -> paykit.cosocket), one after another
 --   raw     a bare cosocket loop on one keep-alive connection sending the captured bytes of that
 --           same call (build/bench/<scenario>-nginx.req) and reading the answer by Content-Length
+--   cosocket  paykit.cosocket.request sending that captured request (method, target, headers in
+--           their order, body): the transport alone
+--   http    paykit.http:request (retry = false) sending it: the transport under paykit.http
 -- Answers "result <ok> <errors> <wall s> <cpu s>" (CPU: this worker's, os.clock).
 local M = {}
 
@@ -45,6 +48,36 @@ function M.breakdown()
   ngx.print(split.run(gw, tonumber(args.n) or 3000, "cosocket"))
 end
 
+-- The captured request as paykit.cosocket / paykit.http take it: method, url, header lines, body.
+local function captured_request(raw, port)
+  local head, body = raw:match("^(.-)\r\n\r\n(.*)$")
+  local method, target = head:match("^(%u+) (%S+) HTTP/1%.1")
+  local headers = {}
+  for line in head:gmatch("\r\n([^\r\n]+)") do
+    local name = line:match("^([^:]+):")
+    local l = name:lower()
+    if l ~= "content-length" and l ~= "connection" and l ~= "host" then headers[#headers + 1] = line end
+  end
+  return { method = method, url = "http://127.0.0.1:" .. port .. target, headers = headers, body = body }
+end
+
+local function transport_loop(mode, raw, port, expect)
+  local req = captured_request(raw, port)
+  if mode == "cosocket" then
+    local cosocket = require "paykit.cosocket"
+    req.timeout, req.connect_timeout = 10000, 10000
+    return function()
+      local res = cosocket.request(req)
+      return res ~= nil and res.status == 200 and res.body == expect
+    end
+  end
+  local t = require("paykit.http").new { retry = false, correlation_header = false }
+  return function()
+    local res = t:request(req)
+    return res ~= nil and res.status == 200 and res.body == expect
+  end
+end
+
 function M.run(root)
   local fixtures = require "bench.fixtures"
   local args = ngx.req.get_uri_args()
@@ -55,6 +88,10 @@ function M.run(root)
     local f = assert(io.open(root .. "/build/bench/" .. scenario .. "-nginx.req", "rb"))
     local raw = f:read("*a"); f:close()
     one, done = raw_loop(raw, port, fixtures[scenario .. "_answer"])
+  elseif mode == "cosocket" or mode == "http" then
+    local f = assert(io.open(root .. "/build/bench/" .. scenario .. "-nginx.req", "rb"))
+    local raw = f:read("*a"); f:close()
+    one = transport_loop(mode, raw, port, fixtures[scenario .. "_answer"])
   else
     one = require("bench.providers").make(scenario, "http://127.0.0.1:" .. port)
   end
