@@ -93,6 +93,7 @@ local CLIENT = [[
     listen 127.0.0.1:${CLIENT_PORT};
     access_log off;
     location = /run { content_by_lua_block { require("bench.nginx_client").run("${ROOT}") } }
+    location = /jprof { content_by_lua_block { require("bench.nginx_client").jprof("${ROOT}") } }
     location = /breakdown { content_by_lua_block { require("bench.nginx_client").breakdown() } }
   }
 ]]
@@ -287,6 +288,7 @@ local function build_rows()
     row(g, "raw cosocket loop (same bytes)", function() return nginx_run(prov, "raw") end)
     row(g, "paykit (cosocket transport)", function() return nginx_run(prov, "paykit") end, r)
     if NGINX_ONLY then -- the transport alone, and under paykit.http, sending the same request
+      row(g, "raw loop, pooled (connect+setkeepalive)", function() return nginx_run(prov, "rawpool") end, r)
       row(g, "paykit.cosocket.request alone", function() return nginx_run(prov, "cosocket") end, r)
       row(g, "paykit.http:request (cosocket)", function() return nginx_run(prov, "http") end, r)
     end
@@ -338,6 +340,12 @@ local function main()
     server_worker = assert(worker_of(srv), "no nginx worker")
     log("capturing the request bytes paykit sends")
     captures()
+    local jp = os.getenv("PAYKIT_BENCH_JPROF") -- "moka:paykit": jit.profile of that loop inside nginx, then stop
+    if NGINX_ONLY and jp then
+      local sc, md = jp:match("^(%w+):(%w+)$")
+      io.write(curl_get(string.format("http://127.0.0.1:%d/jprof?scenario=%s&mode=%s&port=%d&seconds=8", PORT.client, sc, md, PORT.nginx)))
+      error("(jit.profile only)", 0)
+    end
     build_rows()
     for round = 1, REPEAT do
       log(string.format("round %d of %d (%d rows), loadavg %s", round, REPEAT, #rows, loadavg()))

@@ -100,12 +100,25 @@ local function add_header(lines, n, has, name, value)
   if type(value) ~= "string" then value = tostring(value) end
   local lname = checked_name(name)
   if not lname then return nil, "invalid header name" end
-  if value:find("[\r\n%z]") then return nil, "invalid header value for " .. name end
+  -- three plain searches (memchr) cost less than one pattern with a character class
+  if value:find("\r", 1, true) or value:find("\n", 1, true) or value:find("\0", 1, true) then
+    return nil, "invalid header value for " .. name
+  end
   if FRAMING[lname] then return n end
   if lname == "host" then has.host = true elseif lname == "user-agent" then has.ua = true end
   n = n + 1
   lines[n] = name .. ": " .. value
   return n
+end
+
+-- "Name: value" -> name, value (spaces around the value dropped), or nil. Without "(.-)%s*$",
+-- whose lazy match costs a pattern step per byte of a long value.
+local function split_line(line)
+  local colon = line:find(":", 1, true)
+  if not colon or colon == 1 then return nil end
+  local first = line:find("%S", colon + 1)
+  if not first then return line:sub(1, colon - 1), "" end
+  return line:sub(1, colon - 1), line:match("^.*%S", first)
 end
 
 -- The whole request (head and body) in one string, or nil, message. Headers may be a map
@@ -117,7 +130,7 @@ local function build_request(method, u, headers, body, user_agent)
     if type(headers) ~= "table" then return nil, "headers must be a table" end
     for k, v in pairs(headers) do
       if type(k) == "number" then
-        local name, value = tostring(v):match("^([^:]+):%s*(.-)%s*$")
+        local name, value = split_line(tostring(v))
         if not name then return nil, "invalid header line" end
         n, e = add_header(lines, n, has, name, value)
       elseif type(v) == "table" then
