@@ -93,9 +93,9 @@ end
 -- Framing is ours: a caller's Content-Length / Transfer-Encoding / Connection is dropped.
 local FRAMING = { ["content-length"] = true, ["transfer-encoding"] = true, connection = true }
 
--- Appends "Name: value" to lines (from n + 1) unless it is a framing header; notes Host and
--- User-Agent in has. Returns the new n, or nil, message.
-local function add_header(lines, n, has, name, value)
+-- Appends "Name: value\r\n" to parts (as three pieces, from n + 1) unless it is a framing
+-- header. Returns the new n and the header's lowercase name, or nil, message.
+local function add_header(parts, n, name, value)
   if type(name) ~= "string" then name = tostring(name) end
   if type(value) ~= "string" then value = tostring(value) end
   local lname = checked_name(name)
@@ -104,11 +104,10 @@ local function add_header(lines, n, has, name, value)
   if value:find("\r", 1, true) or value:find("\n", 1, true) or value:find("\0", 1, true) then
     return nil, "invalid header value for " .. name
   end
-  if FRAMING[lname] then return n end
-  if lname == "host" then has.host = true elseif lname == "user-agent" then has.ua = true end
-  n = n + 1
-  lines[n] = name .. ": " .. value
-  return n
+  if FRAMING[lname] then return n, lname end
+  parts[n + 1], parts[n + 2], parts[n + 3] = name, ": ", value
+  parts[n + 4] = "\r\n"
+  return n + 4, lname
 end
 
 -- "Name: value" -> name, value (spaces around the value dropped), or nil. Without "(.-)%s*$",
@@ -123,36 +122,49 @@ end
 
 -- The whole request (head and body) in one string, or nil, message. Headers may be a map
 -- {Name = "v"} or an array {"Name: v"}; a map value may be an array (the header repeats).
+-- The pieces of a request are gathered in one table per worker: build_request never yields,
+-- so no other call can use it meanwhile. Pieces past the current request are left in place
+-- (table.concat is given the range) and overwritten by later requests.
+local parts = {}
+
 local function build_request(method, u, headers, body, user_agent)
-  local lines = { method .. " " .. u.target .. " HTTP/1.1" }
-  local n, has, e = 1, { host = false, ua = false }, nil
+  parts[1], parts[2], parts[3] = method, " ", u.target
+  parts[4] = " HTTP/1.1\r\n"
+  local n, has_host, has_ua = 4, false, false
   if headers ~= nil then
     if type(headers) ~= "table" then return nil, "headers must be a table" end
+    local e
     for k, v in pairs(headers) do
       if type(k) == "number" then
         local name, value = split_line(tostring(v))
         if not name then return nil, "invalid header line" end
-        n, e = add_header(lines, n, has, name, value)
+        n, e = add_header(parts, n, name, value)
+        if n then
+          if e == "host" then has_host = true elseif e == "user-agent" then has_ua = true end
+        end
       elseif type(v) == "table" then
         for _, one in ipairs(v) do
-          n, e = add_header(lines, n, has, k, one)
+          n, e = add_header(parts, n, k, one)
           if not n then break end
+          if e == "host" then has_host = true elseif e == "user-agent" then has_ua = true end
         end
       else
-        n, e = add_header(lines, n, has, k, v)
+        n, e = add_header(parts, n, k, v)
+        if n then
+          if e == "host" then has_host = true elseif e == "user-agent" then has_ua = true end
+        end
       end
       if not n then return nil, e end
     end
   end
-  if not has.host then n = n + 1; lines[n] = "Host: " .. u.authority end
-  if not has.ua then n = n + 1; lines[n] = "User-Agent: " .. user_agent end
+  if not has_host then parts[n + 1], parts[n + 2] = "Host: ", u.authority; parts[n + 3] = "\r\n"; n = n + 3 end
+  if not has_ua then parts[n + 1], parts[n + 2] = "User-Agent: ", user_agent; parts[n + 3] = "\r\n"; n = n + 3 end
   if body ~= nil or method == "POST" or method == "PUT" or method == "PATCH" then
-    n = n + 1; lines[n] = "Content-Length: " .. #(body or "")
+    parts[n + 1], parts[n + 2] = "Content-Length: ", #(body or ""); parts[n + 3] = "\r\n"; n = n + 3
   end
-  lines[n + 1] = "Connection: keep-alive"
-  lines[n + 2] = ""
-  lines[n + 3] = body or ""
-  return table.concat(lines, "\r\n", 1, n + 3)
+  parts[n + 1] = "Connection: keep-alive\r\n\r\n"
+  parts[n + 2] = body or ""
+  return table.concat(parts, "", 1, n + 2)
 end
 
 -- sock:connect / sslhandshake messages -> code
