@@ -424,7 +424,10 @@ end
 --   `pool_size` (idle connections kept per pool, default 32; nginx fixes a pool's size when
 --   the pool is first made), `keepalive_timeout` (ms an idle connection is kept, default
 --   30000), `pool_name` (a prefix of the pool name `host:port:tls`, so that callers with
---   other pool settings get pools of their own), `user_agent`
+--   other pool settings get pools of their own), `user_agent`. What follows from opts and the
+--   url (the parsed url, the pool name, verification, pool settings) is worked out once per
+--   opts table and url and used again while those fields of opts are unchanged: pass the
+--   same opts table on every call (paykit.http does) rather than a new one per call
 -- @treturn table `{status=, headers={lowercase-name = "value"}, body=}`
 -- @return[2] nil
 -- @return[2] string message (no body content)
