@@ -335,17 +335,6 @@ function _M:close()
   if self.client then self.client:close(); self.client = nil end
 end
 
---- One attempt, without retries, hooks or logging: through cosocket or curl.
--- One attempt, through cosocket or curl. Returns the core shape:
--- res | nil, message, code, maybe_sent.
--- Inside a `paykit.batch` task the request is yielded to the batch scheduler.
--- @tparam table req `{method=, url=, headers=, body=, timeout=, connect_timeout=}`
---   (timeouts in milliseconds), as `paykit.core` client:request
--- @treturn table `{status=, headers=, body=}`
--- @return[2] nil
--- @return[2] string message
--- @return[2] string code (see `paykit.core` client:request)
--- @return[2] boolean maybe_sent
 local cosocket_mod -- paykit.cosocket, loaded on the first request inside nginx
 
 -- The options paykit.cosocket gets from this transport: one table per transport, made again
@@ -368,6 +357,17 @@ local function cosocket_opts(self)
   return o
 end
 
+--- One attempt, without retries, hooks or logging: through cosocket or curl.
+-- One attempt, through cosocket or curl. Returns the core shape:
+-- res | nil, message, code, maybe_sent.
+-- Inside a `paykit.batch` task the request is yielded to the batch scheduler.
+-- @tparam table req `{method=, url=, headers=, body=, timeout=, connect_timeout=}`
+--   (timeouts in milliseconds), as `paykit.core` client:request
+-- @treturn table `{status=, headers=, body=}`
+-- @return[2] nil
+-- @return[2] string message
+-- @return[2] string code (see `paykit.core` client:request)
+-- @return[2] boolean maybe_sent
 function _M:send_once(req)
   if batched() then return coroutine.yield(_M.BATCH_REQUEST, self, req) end
   if in_cosocket_phase() then
