@@ -17,6 +17,9 @@ local nginx = require "spec.support.nginx"
 local F = require "bench.fixtures"
 
 local QUICK = os.getenv("BENCH_QUICK") == "1"
+-- bench/run nginx: only the in-nginx rows (the raw cosocket loop next to paykit's cosocket
+-- transport, all three providers)
+local NGINX_ONLY = arg[1] == "nginx"
 local REPEAT = math.max(3, tonumber(os.getenv("PAYKIT_BENCH_REPEAT") or 3))
 local SECONDS = math.max(1, math.floor(tonumber(os.getenv("PAYKIT_BENCH_SECONDS") or 1)))
 local BATCH_N = QUICK and 2000 or 10000
@@ -90,6 +93,7 @@ local CLIENT = [[
     listen 127.0.0.1:${CLIENT_PORT};
     access_log off;
     location = /run { content_by_lua_block { require("bench.nginx_client").run("${ROOT}") } }
+    location = /jprof { content_by_lua_block { require("bench.nginx_client").jprof("${ROOT}") } }
     location = /breakdown { content_by_lua_block { require("bench.nginx_client").breakdown() } }
   }
 ]]
@@ -192,7 +196,7 @@ local function captures()
   curl_get(cap_url("arm=1"))
   local paths = { moka = F.moka_path, mocopay = F.mocopay_path, zippy = F.zippy_path }
   for _, prov in ipairs(QUICK and { "moka" } or { "moka", "mocopay", "zippy" }) do -- the measured ones
-    for _, scheme in ipairs { "http", "https" } do
+    for _, scheme in ipairs(NGINX_ONLY and {} or { "http", "https" }) do
       local base = scheme .. "://127.0.0.1:" .. PORT[scheme]
       local key = PORT[scheme] .. paths[prov]
       local file = string.format("%s/%s-%s.req", DIR, prov, scheme)
@@ -215,6 +219,7 @@ local function captures()
     end
   end
   -- the bare transport's bytes next to the whole call's
+  if NGINX_ONLY then curl_get(cap_url("arm=0")); return end
   parse_result(capture("lua5.4 bench/calls.lua bare once " .. q("http://127.0.0.1:" .. PORT.http) .. " 1 1"))
   local b = grab(PORT.http .. F.moka_path, DIR .. "/bare.req") or ""
   captured.bare = b == readfile(DIR .. "/moka-http.req") and "the same bytes as the Moka call"
@@ -235,7 +240,7 @@ local function build_rows()
   local names = { moka = "Moka 3D start", mocopay = "MoCoPay verifyPayment", zippy = "Zippy create transaction" }
   local runtimes = { { "lua5.4", "Lua 5.4" }, { "luajit", "LuaJIT" } }
   local provs = QUICK and { "moka" } or { "moka", "mocopay", "zippy" }
-  for _, prov in ipairs(provs) do
+  for _, prov in ipairs(NGINX_ONLY and {} or provs) do
     for _, scheme in ipairs { "http", "https" } do
       local base = scheme .. "://127.0.0.1:" .. PORT[scheme]
       local file = string.format("%s/%s-%s.req", DIR, prov, scheme)
@@ -265,18 +270,31 @@ local function build_rows()
   local base = "http://127.0.0.1:" .. PORT.http
   local group = "Moka 3D start, http, 64 in flight"
   local w = #rows + 1
-  row(group, "wrk -t1 -c64 (same bytes)", function() return wrk_run(DIR .. "/moka-http.req", base .. "/", 64) end)
-  for _, rt in ipairs(runtimes) do
-    row(group, "paykit.batch " .. rt[2] .. ", " .. BATCH_N .. " tasks", function()
-      return calls_run(rt[1], "moka", "batch", base, BATCH_N, 64, CA) end, w)
-    row(group, "paykit.batch " .. rt[2] .. ", wire transport", function()
-      return calls_run(WIRE .. rt[1], "moka", "batch", base, BATCH_N, 64, CA) end, w)
+  if not NGINX_ONLY then
+    row(group, "wrk -t1 -c64 (same bytes)", function() return wrk_run(DIR .. "/moka-http.req", base .. "/", 64) end)
+    for _, rt in ipairs(runtimes) do
+      row(group, "paykit.batch " .. rt[2] .. ", " .. BATCH_N .. " tasks", function()
+        return calls_run(rt[1], "moka", "batch", base, BATCH_N, 64, CA) end, w)
+      row(group, "paykit.batch " .. rt[2] .. ", wire transport", function()
+        return calls_run(WIRE .. rt[1], "moka", "batch", base, BATCH_N, 64, CA) end, w)
+    end
   end
   for _, prov in ipairs(provs) do
     local g = "inside nginx: " .. names[prov] .. ", http"
     local r = #rows + 1
+    if NGINX_ONLY and os.getenv("PAYKIT_BENCH_MODE") then -- one mode only (for perf on the client worker)
+      local m = os.getenv("PAYKIT_BENCH_MODE")
+      row(g, m, function() return nginx_run(prov, m) end)
+      goto next_prov
+    end
     row(g, "raw cosocket loop (same bytes)", function() return nginx_run(prov, "raw") end)
     row(g, "paykit (cosocket transport)", function() return nginx_run(prov, "paykit") end, r)
+    if NGINX_ONLY then -- the transport alone, and under paykit.http, sending the same request
+      row(g, "raw loop, pooled (connect+setkeepalive)", function() return nginx_run(prov, "rawpool") end, r)
+      row(g, "paykit.cosocket.request alone", function() return nginx_run(prov, "cosocket") end, r)
+      row(g, "paykit.http:request (cosocket)", function() return nginx_run(prov, "http") end, r)
+    end
+    ::next_prov::
   end
 end
 
@@ -324,12 +342,18 @@ local function main()
     server_worker = assert(worker_of(srv), "no nginx worker")
     log("capturing the request bytes paykit sends")
     captures()
+    local jp = os.getenv("PAYKIT_BENCH_JPROF") -- "moka:paykit": jit.profile of that loop inside nginx, then stop
+    if NGINX_ONLY and jp then
+      local sc, md = jp:match("^(%w+):(%w+)$")
+      io.write(curl_get(string.format("http://127.0.0.1:%d/jprof?scenario=%s&mode=%s&port=%d&seconds=8", PORT.client, sc, md, PORT.nginx)))
+      error("(jit.profile only)", 0)
+    end
     build_rows()
     for round = 1, REPEAT do
       log(string.format("round %d of %d (%d rows), loadavg %s", round, REPEAT, #rows, loadavg()))
       for _, r in ipairs(rows) do r.runs[round] = r.run() end
     end
-    for _, rt in ipairs { "lua5.4", "luajit" } do
+    for _, rt in ipairs(NGINX_ONLY and {} or { "lua5.4", "luajit" }) do
       log("memory: " .. MEM_N .. "-task batch on " .. rt)
       mem[rt] = calls_run(rt, "moka", "mem", "http://127.0.0.1:" .. PORT.http, MEM_N, 64, CA)
     end
@@ -357,8 +381,8 @@ local function main()
     fmt(r, lines)
   end
   p()
-  p("paykit.batch memory (Moka 3D start tasks, http, 64 in flight), KB:")
-  for _, rt in ipairs { "lua5.4", "luajit" } do
+  if not NGINX_ONLY then p("paykit.batch memory (Moka 3D start tasks, http, 64 in flight), KB:") end
+  for _, rt in ipairs(NGINX_ONLY and {} or { "lua5.4", "luajit" }) do
     local m = mem[rt]
     if m and m.mem then
       p(string.format("  %-8s %6d tasks: RSS before %7d, peak %7d (+%d = %.2f KB/task), after %7d (%+d); %.0f calls/s, %.1f us CPU/call",
@@ -370,10 +394,10 @@ local function main()
   end
   p()
   p("Identical bytes: each wrk row sends the request paykit sent (captured by the server: raw header + body).")
-  for _, k in ipairs { "moka-http", "moka-https", "mocopay-http", "mocopay-https", "zippy-http", "zippy-https" } do
+  for _, k in ipairs(NGINX_ONLY and {} or { "moka-http", "moka-https", "mocopay-http", "mocopay-https", "zippy-http", "zippy-https" }) do
     p(string.format("  %-14s %d bytes; %s", k, captured[k .. "-len"] or 0, tostring(captured[k] or "not captured")))
   end
-  p("  bare core request(): " .. tostring(captured.bare))
+  if not NGINX_ONLY then p("  bare core request(): " .. tostring(captured.bare)) end
   p("vs base: the group's first row (wrk -t1 or the raw cosocket loop). client CPU: user+system of the client")
   p("process per call (os.clock; /usr/bin/time for wrk; the client nginx worker inside nginx). server CPU:")
   p("the server nginx worker's user+system per request (/proc, 10 ms ticks). spread: (max-min)/median.")
@@ -382,9 +406,10 @@ local function main()
     p(string.format("WARNING: the machine was busy (loadavg before %s; worst spread %.0f%%): figures are noisy.", load0, worst_spread))
   end
   local text = table.concat(lines, "\n") .. "\n"
-  writefile(DIR .. "/results.txt", text)
+  local out = NGINX_ONLY and "/results-nginx.txt" or "/results.txt"
+  writefile(DIR .. out, text)
   io.write(text)
-  io.write("(stored in build/bench/results.txt)\n")
+  io.write("(stored in build/bench" .. out .. ")\n")
 end
 
 -- bench/run profile: the stage breakdown of a Moka 3D start inside nginx (bench/split.lua via

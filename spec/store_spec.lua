@@ -100,6 +100,56 @@ describe("the Redis store", function()
     assert.are.equal("c", require("cjson").decode(s:get("nos")).state)
   end)
 
+  -- Redis drops every idle connection (CLIENT KILL: as a restart or its `timeout` does) while
+  -- one waits in the pool: the next command on it fails before any reply byte.
+  describe("on a pooled connection that Redis closed", function()
+    local redis = require "paykit.redis"
+    local function pooled()
+      local r = assert(redis.new { port = PORT, password = "store-pw", db = 7 })
+      assert.are.equal("OK", r:call("SET", "kill-check", "kept"))
+      srv:cli("CLIENT", "KILL", "TYPE", "normal")
+      return r
+    end
+
+    it("sends a command that is safe to repeat once more, on a new connection", function()
+      local r = pooled()
+      assert.are.equal("kept", r:call("GET", "kill-check"))
+    end)
+
+    it("sends SET NX (the journal's create) once more: a repeat cannot write twice", function()
+      local r = pooled()
+      local key = "kill-nx-" .. core.random_hex(4)
+      assert.are.equal("OK", r:call("SET", key, "v", "NX", "PX", "60000"))
+    end)
+
+    it("does not send a command that is not safe to repeat (INCR) again, and says why", function()
+      local r = pooled()
+      local key = "kill-incr-" .. core.random_hex(4)
+      local v, err, code = r:call("INCR", key)
+      assert.is_nil(v)
+      assert.are.equal("closed", code)
+      assert.truthy(err:find("redis", 1, true), err)
+      assert.are.equal("", srv:cli("-n", "7", "GET", key), "the INCR never ran")
+      assert.are.equal(1, r:call("INCR", key), "the next command gets a new connection")
+    end)
+
+    it("knows which commands may be sent twice", function()
+      assert.is_true(redis.repeat_safe { "GET", "k" })
+      assert.is_true(redis.repeat_safe { "set", "k", "v", "NX", "PX", "10" })
+      assert.is_false(redis.repeat_safe { "SET", "k", "v", "GET" })
+      assert.is_true(redis.repeat_safe { "ZADD", "i", "NX", "1", "m" })
+      assert.is_false(redis.repeat_safe { "ZADD", "i", "INCR", "1", "m" })
+      assert.is_false(redis.repeat_safe { "INCR", "k" })
+      assert.is_false(redis.repeat_safe { "RPUSH", "l", "x" })
+      local src = "return redis.call('INCR', KEYS[1])"
+      local unsafe, safe = redis.script(src), redis.script("return redis.call('GET', KEYS[1])", { repeat_safe = true })
+      assert.is_false(redis.repeat_safe { "EVALSHA", unsafe.sha, 1, "k" })
+      assert.is_false(redis.repeat_safe { "EVAL", src, 1, "k" })
+      assert.is_true(redis.repeat_safe { "EVALSHA", safe.sha, 1, "k" })
+      assert.is_true(redis.repeat_safe { "EVAL", "return redis.call('GET', KEYS[1])", 1, "k" })
+    end)
+  end)
+
   it("answers store_unavailable when nothing listens", function()
     local s = assert(store.redis { port = PORT + 49, connect_timeout = 500 })
     local v, err = s:set("k", "v", 1)

@@ -42,6 +42,10 @@ local in_cosocket_phase = require("paykit.runtime").in_cosocket_phase
 
 -- Methods that may be sent a second time when a pooled connection turns out to be dead.
 local REPLAYABLE = { GET = true, HEAD = true, OPTIONS = true }
+-- The usual methods, known good without a pattern match
+local METHOD_OK = { GET = true, POST = true, PUT = true, PATCH = true, DELETE = true, HEAD = true, OPTIONS = true }
+local HEAD_OPT = { head = true }
+local DEFAULT_USER_AGENT = "paykit/" .. (core._VERSION or _M._VERSION) .. " (cosocket)"
 
 local handshake -- below
 
@@ -73,58 +77,95 @@ end
 local parse_url = url_mod.parse
 _M.parse_url = parse_url
 
-local function bad_header_text(s)
-  return s:find("[\r\n%z]") ~= nil
+-- Header names already checked, by name: their lowercase form (a bounded cache: the names a
+-- program sends are few). Values are checked on every call.
+local NAME_OK = {}
+local name_count = 0
+local function checked_name(name)
+  local l = NAME_OK[name]
+  if l then return l end
+  if not name:find("^[!#$%%&'*+%-.^_`|~%w]+$") then return nil end
+  if name_count >= 512 then NAME_OK, name_count = {}, 0 end
+  l = name:lower()
+  NAME_OK[name], name_count = l, name_count + 1
+  return l
 end
 
--- Headers may be a map {Name = "v"} or an array {"Name: v"}; a map value may be an array
--- (the header repeats). Returns an array of {name, value} or nil, message.
-local function header_list(headers)
-  local out = {}
-  if headers == nil then return out end
-  if type(headers) ~= "table" then return nil, "headers must be a table" end
-  local function add(name, value)
-    name, value = tostring(name), tostring(value)
-    if not name:find("^[!#$%%&'*+%-.^_`|~%w]+$") then return "invalid header name" end
-    if bad_header_text(value) then return "invalid header value for " .. name end
-    out[#out + 1] = { name, value }
+-- Framing is ours: a caller's Content-Length / Transfer-Encoding / Connection is dropped.
+local FRAMING = { ["content-length"] = true, ["transfer-encoding"] = true, connection = true }
+
+-- Appends "Name: value\r\n" to parts (as three pieces, from n + 1) unless it is a framing
+-- header. Returns the new n and the header's lowercase name, or nil, message.
+local function add_header(parts, n, name, value)
+  if type(name) ~= "string" then name = tostring(name) end
+  if type(value) ~= "string" then value = tostring(value) end
+  local lname = checked_name(name)
+  if not lname then return nil, "invalid header name" end
+  -- three plain searches (memchr) cost less than one pattern with a character class
+  if value:find("\r", 1, true) or value:find("\n", 1, true) or value:find("\0", 1, true) then
+    return nil, "invalid header value for " .. name
   end
-  for k, v in pairs(headers) do
-    local e
-    if type(k) == "number" then
-      local name, value = tostring(v):match("^([^:]+):%s*(.-)%s*$")
-      if not name then return nil, "invalid header line" end
-      e = add(name, value)
-    elseif type(v) == "table" then
-      for _, one in ipairs(v) do e = e or add(k, one) end
-    else
-      e = add(k, v)
-    end
-    if e then return nil, e end
-  end
-  return out
+  if FRAMING[lname] then return n, lname end
+  parts[n + 1], parts[n + 2], parts[n + 3] = name, ": ", value
+  parts[n + 4] = "\r\n"
+  return n + 4, lname
 end
+
+-- "Name: value" -> name, value (spaces around the value dropped), or nil. Without "(.-)%s*$",
+-- whose lazy match costs a pattern step per byte of a long value.
+local function split_line(line)
+  local colon = line:find(":", 1, true)
+  if not colon or colon == 1 then return nil end
+  local first = line:find("%S", colon + 1)
+  if not first then return line:sub(1, colon - 1), "" end
+  return line:sub(1, colon - 1), line:match("^.*%S", first)
+end
+
+-- The whole request (head and body) in one string, or nil, message. Headers may be a map
+-- {Name = "v"} or an array {"Name: v"}; a map value may be an array (the header repeats).
+-- The pieces of a request are gathered in one table per worker: build_request never yields,
+-- so no other call can use it meanwhile. Pieces past the current request are left in place
+-- (table.concat is given the range) and overwritten by later requests.
+local parts = {}
 
 local function build_request(method, u, headers, body, user_agent)
-  local has = {}
-  local lines = { method .. " " .. u.target .. " HTTP/1.1" }
-  for _, h in ipairs(headers) do
-    local lname = h[1]:lower()
-    -- framing is ours: a caller's Content-Length / Transfer-Encoding / Connection is dropped
-    if lname ~= "content-length" and lname ~= "transfer-encoding" and lname ~= "connection" then
-      has[lname] = true
-      lines[#lines + 1] = h[1] .. ": " .. h[2]
+  parts[1], parts[2], parts[3] = method, " ", u.target
+  parts[4] = " HTTP/1.1\r\n"
+  local n, has_host, has_ua = 4, false, false
+  if headers ~= nil then
+    if type(headers) ~= "table" then return nil, "headers must be a table" end
+    local e
+    for k, v in pairs(headers) do
+      if type(k) == "number" then
+        local name, value = split_line(tostring(v))
+        if not name then return nil, "invalid header line" end
+        n, e = add_header(parts, n, name, value)
+        if n then
+          if e == "host" then has_host = true elseif e == "user-agent" then has_ua = true end
+        end
+      elseif type(v) == "table" then
+        for _, one in ipairs(v) do
+          n, e = add_header(parts, n, k, one)
+          if not n then break end
+          if e == "host" then has_host = true elseif e == "user-agent" then has_ua = true end
+        end
+      else
+        n, e = add_header(parts, n, k, v)
+        if n then
+          if e == "host" then has_host = true elseif e == "user-agent" then has_ua = true end
+        end
+      end
+      if not n then return nil, e end
     end
   end
-  if not has.host then lines[#lines + 1] = "Host: " .. u.authority end
-  if not has["user-agent"] then lines[#lines + 1] = "User-Agent: " .. user_agent end
+  if not has_host then parts[n + 1], parts[n + 2] = "Host: ", u.authority; parts[n + 3] = "\r\n"; n = n + 3 end
+  if not has_ua then parts[n + 1], parts[n + 2] = "User-Agent: ", user_agent; parts[n + 3] = "\r\n"; n = n + 3 end
   if body ~= nil or method == "POST" or method == "PUT" or method == "PATCH" then
-    lines[#lines + 1] = "Content-Length: " .. #(body or "")
+    parts[n + 1], parts[n + 2] = "Content-Length: ", #(body or ""); parts[n + 3] = "\r\n"; n = n + 3
   end
-  lines[#lines + 1] = "Connection: keep-alive"
-  lines[#lines + 1] = ""
-  lines[#lines + 1] = body or ""
-  return table.concat(lines, "\r\n")
+  parts[n + 1] = "Connection: keep-alive\r\n\r\n"
+  parts[n + 2] = body or ""
+  return table.concat(parts, "", 1, n + 2)
 end
 
 -- sock:connect / sslhandshake messages -> code
@@ -176,9 +217,28 @@ handshake = function(sock, host, verify)
   return nil, err, "tls"
 end
 
-local function now_ms(ngx)
-  ngx.update_time()
-  return ngx.now() * 1000
+-- Idle response parsers by max_body, reused across calls (a parser is reset before it is put
+-- back; a call owns its parser between take and give, so coroutines never share one).
+local idle_parsers = {}
+local MAX_IDLE_PARSERS = 16
+
+local function take_parser(max_body, head)
+  local list = idle_parsers[max_body]
+  local n = list and #list or 0
+  if n > 0 then
+    local p = list[n]
+    list[n] = nil
+    if head then p:reset(HEAD_OPT) end
+    return p
+  end
+  return core.http_response_parser { max_body = max_body, head = head }
+end
+
+local function give_parser(max_body, p)
+  p:reset()
+  local list = idle_parsers[max_body]
+  if not list then list = {}; idle_parsers[max_body] = list end
+  if #list < MAX_IDLE_PARSERS then list[#list + 1] = p else p:close() end
 end
 
 local function fail(sock, parser, message, code, maybe_sent)
@@ -187,41 +247,49 @@ local function fail(sock, parser, message, code, maybe_sent)
   return nil, message, code, maybe_sent
 end
 
+local max, min = math.max, math.min
+
+-- sock:settimeouts for what is left of the call (each wait also capped by o's send/read timeout)
+local function set_waits(sock, o, left)
+  local send, read = o.send_timeout, o.read_timeout
+  sock:settimeouts(o.connect_timeout, max(1, (send and send < left) and send or left),
+    max(1, (read and read < left) and read or left))
+end
+
 -- One exchange on one connection. Returns res, or nil, message, code, maybe_sent, retry
 -- (retry = true when a pooled connection was found dead before any response byte).
-local function exchange(ngx, u, method, request, o, deadline)
+-- ngx.now() is nginx's cached clock, brought up to date by its event loop after every wait
+-- (request() updates it once at the start).
+local function exchange(ngx, c, method, request, o, deadline)
+  local u = c.u
   local sock, serr = ngx.socket.tcp()
   if not sock then return nil, "cannot create a socket: " .. tostring(serr), "other", false end
-  local function remaining()
-    return deadline - now_ms(ngx)
-  end
 
-  local left = remaining()
+  local left = deadline - ngx.now() * 1000
   if left <= 0 then return fail(sock, nil, "request timed out before connecting", "connect_timeout", false) end
-  sock:settimeout(math.max(1, math.min(o.connect_timeout, left)))
-  local ok, err = sock:connect(u.host, u.port, { pool = o.pool_key, pool_size = o.pool_size })
+  sock:settimeout(max(1, min(o.connect_timeout, left)))
+  local ok, err = sock:connect(u.host, u.port, c.pool_opts)
   if not ok then
     return fail(sock, nil, "connect to " .. u.authority .. " failed: " .. tostring(err), connect_code(err), false)
   end
   local reused = (sock:getreusedtimes() or 0) > 0
 
   if u.tls and not reused then
-    left = remaining()
+    left = deadline - ngx.now() * 1000
     if left <= 0 then return fail(sock, nil, "request timed out during the TLS handshake", "connect_timeout", false) end
-    sock:settimeout(math.max(1, math.min(o.connect_timeout, left)))
+    sock:settimeout(max(1, min(o.connect_timeout, left)))
     local code
-    ok, err, code = handshake(sock, u.host, o.verify)
+    ok, err, code = handshake(sock, u.host, c.verify)
     if not ok then
       return fail(sock, nil, "TLS handshake with " .. u.authority .. " failed: " .. tostring(err), code, false)
     end
   end
 
-  left = remaining()
+  left = deadline - ngx.now() * 1000
   if left <= 0 then return fail(sock, nil, "request timed out before sending", "connect_timeout", false) end
   -- send_timeout / read_timeout: the longest wait for one send / one read (nginx's
   -- settimeouts), never past the whole call's deadline
-  sock:settimeouts(o.connect_timeout, math.max(1, math.min(o.send_timeout or left, left)),
-    math.max(1, math.min(o.read_timeout or left, left)))
+  set_waits(sock, o, left)
   local sent
   sent, err = sock:send(request)
   if not sent then
@@ -234,13 +302,15 @@ local function exchange(ngx, u, method, request, o, deadline)
     return fail(sock, nil, "sending to " .. u.authority .. " failed: " .. tostring(err), code, true)
   end
 
-  local parser = core.http_response_parser { max_body = o.max_response, head = method == "HEAD" }
+  local max_body = c.max_response
+  local parser = take_parser(max_body, method == "HEAD")
   local got = 0
+  local first = true
   while true do
-    left = remaining()
+    left = deadline - ngx.now() * 1000
     if left <= 0 then return fail(sock, parser, "request to " .. u.authority .. " timed out", "timeout", true) end
-    sock:settimeouts(o.connect_timeout, math.max(1, math.min(o.send_timeout or left, left)),
-      math.max(1, math.min(o.read_timeout or left, left)))
+    if not first then set_waits(sock, o, left) end
+    first = false
     local data, rerr = sock:receiveany(READ_SIZE)
     local done, perr, pcode
     if data then
@@ -270,14 +340,74 @@ local function exchange(ngx, u, method, request, o, deadline)
   end
 
   local res = parser:result()
-  parser:close()
+  -- a parser keeps its buffers when reset: one that held a large answer is not kept
+  if #res.body <= 65536 then give_parser(max_body, parser) else parser:close() end
   if res.keepalive then
-    local kept = sock:setkeepalive(o.keepalive_timeout, o.pool_size)
-    if not kept then sock:close() end
+    if not sock:setkeepalive(c.keepalive_timeout, c.pool_size) then sock:close() end
   else
     sock:close()
   end
-  return { status = res.status, headers = res.headers, body = res.body }
+  res.keepalive = nil
+  return res
+end
+
+-- What a request needs from its url and the caller's opts, worked out once per (opts, url):
+-- the parsed url, the pool name and connect options, verification and pool settings. Kept in a
+-- table per opts table (weak keys: paykit.http keeps one opts table per transport) and, for a
+-- call without opts, in one shared table; each is bounded (urls with per-call query strings
+-- would otherwise pile up).
+local by_opts = setmetatable({}, { __mode = "k" })
+local NO_OPTS = {}
+local MAX_URLS = 64
+
+-- the opts fields a conf depends on: a hit is used only while they are unchanged
+local function same_opts(c, opts)
+  return c.o_verify == opts.verify and c.o_cafile == opts.cafile and c.o_pool_name == opts.pool_name
+    and c.o_pool_size == opts.pool_size and c.o_max_response == opts.max_response
+    and c.o_keepalive_timeout == opts.keepalive_timeout and c.o_user_agent == opts.user_agent
+end
+
+local function conf_of(url, opts)
+  local cache = by_opts[opts]
+  if cache then
+    local c = cache[url]
+    if c and same_opts(c, opts) then return c end
+  else
+    cache = { n = 0 }
+    by_opts[opts] = cache
+  end
+  local u, uerr = parse_url(url)
+  if not u then return nil, "invalid url: " .. uerr end
+  local verify = opts.verify
+  if verify == nil then verify = true end
+  verify = verify and true or false
+  if u.tls and verify and is_ip_literal(u.host) then
+    return nil, ip_verify_message(u.host), "tls_verify" -- before any connection
+  end
+  -- The pool is per nginx worker, shared by every server{} block. A connection verified
+  -- once must never serve an unverified caller (nor the reverse), and one verified against
+  -- one CA must not serve a caller that names another: the CA file is part of the key.
+  local tls_key = "plain"
+  if u.tls then
+    tls_key = verify and "tls" or "tls-noverify"
+    if verify and opts.cafile then tls_key = tls_key .. ":" .. tostring(opts.cafile) end
+  end
+  local pool_key = u.host .. ":" .. u.port .. ":" .. tls_key
+  if opts.pool_name then pool_key = tostring(opts.pool_name) .. "/" .. pool_key end
+  local pool_size = tonumber(opts.pool_size) or DEFAULT_POOL_SIZE
+  local c = {
+    u = u, verify = verify, pool_size = pool_size,
+    pool_opts = { pool = pool_key, pool_size = pool_size },
+    max_response = tonumber(opts.max_response) or DEFAULT_MAX_RESPONSE,
+    keepalive_timeout = tonumber(opts.keepalive_timeout) or DEFAULT_KEEPALIVE_TIMEOUT,
+    user_agent = opts.user_agent or DEFAULT_USER_AGENT,
+    o_verify = opts.verify, o_cafile = opts.cafile, o_pool_name = opts.pool_name, o_pool_size = opts.pool_size,
+    o_max_response = opts.max_response, o_keepalive_timeout = opts.keepalive_timeout,
+    o_user_agent = opts.user_agent,
+  }
+  if cache.n >= MAX_URLS then cache = { n = 0 }; by_opts[opts] = cache end
+  cache[url], cache.n = c, cache.n + 1
+  return c
 end
 
 --- One HTTP request over a cosocket, with nginx's keep-alive pool.
@@ -295,7 +425,10 @@ end
 --   `pool_size` (idle connections kept per pool, default 32; nginx fixes a pool's size when
 --   the pool is first made), `keepalive_timeout` (ms an idle connection is kept, default
 --   30000), `pool_name` (a prefix of the pool name `host:port:tls`, so that callers with
---   other pool settings get pools of their own), `user_agent`
+--   other pool settings get pools of their own), `user_agent`. What follows from opts and the
+--   url (the parsed url, the pool name, verification, pool settings) is worked out once per
+--   opts table and url and used again while those fields of opts are unchanged: pass the
+--   same opts table on every call (paykit.http does) rather than a new one per call
 -- @treturn table `{status=, headers={lowercase-name = "value"}, body=}`
 -- @return[2] nil
 -- @return[2] string message (no body content)
@@ -305,59 +438,41 @@ end
 -- @raise when req is not a table
 function _M.request(req, opts)
   if type(req) ~= "table" then error("paykit.cosocket.request: req must be a table", 2) end
-  opts = opts or {}
+  opts = opts or NO_OPTS
   local ngx = ngx_api()
   if not ngx or type(ngx.socket) ~= "table" then
     return nil, "cosocket transport used outside nginx", "other", false
   end
-  local method = req.method or (req.body ~= nil and "POST" or "GET")
-  if type(method) ~= "string" or not method:find("^[A-Z]+$") then
+  local body = req.body
+  local method = req.method or (body ~= nil and "POST" or "GET")
+  if type(method) ~= "string" or not METHOD_OK[method] and not method:find("^[A-Z]+$") then
     return nil, "invalid method", "other", false
   end
-  if req.body ~= nil and type(req.body) ~= "string" then
+  if body ~= nil and type(body) ~= "string" then
     return nil, "body must be a string", "other", false
   end
-  local u, uerr = parse_url(req.url)
-  if not u then return nil, "invalid url: " .. uerr, "other", false end
-  local headers, herr = header_list(req.headers)
-  if not headers then return nil, herr, "other", false end
+  local url = req.url
+  if type(url) ~= "string" then return nil, "invalid url: url must be a string", "other", false end
+  local c, cerr, ccode = conf_of(url, opts)
+  if not c then return nil, cerr, ccode or "other", false end
+  local request, herr = build_request(method, c.u, req.headers, body, c.user_agent)
+  if not request then return nil, herr, "other", false end
 
-  local verify = opts.verify
-  if verify == nil then verify = true end
-  if u.tls and verify and is_ip_literal(u.host) then
-    return nil, ip_verify_message(u.host), "tls_verify", false -- before any connection
-  end
   local replay = req.idempotent
   if replay == nil then replay = REPLAYABLE[method] == true end
+  local send_timeout, read_timeout = req.send_timeout or opts.send_timeout, req.read_timeout or opts.read_timeout
   local o = {
     replay = replay and true or false, -- may be sent again when a pooled connection was dead
-    verify = verify and true or false,
     connect_timeout = tonumber(req.connect_timeout or opts.connect_timeout) or DEFAULT_CONNECT_TIMEOUT,
-    max_response = tonumber(opts.max_response) or DEFAULT_MAX_RESPONSE,
-    pool_size = tonumber(opts.pool_size) or DEFAULT_POOL_SIZE,
-    keepalive_timeout = tonumber(opts.keepalive_timeout) or DEFAULT_KEEPALIVE_TIMEOUT,
-    send_timeout = tonumber(req.send_timeout or opts.send_timeout),
-    read_timeout = tonumber(req.read_timeout or opts.read_timeout),
+    send_timeout = send_timeout and tonumber(send_timeout), read_timeout = read_timeout and tonumber(read_timeout),
   }
-  -- The pool is per nginx worker, shared by every server{} block. A connection verified
-  -- once must never serve an unverified caller (nor the reverse), and one verified against
-  -- one CA must not serve a caller that names another: the CA file is part of the key.
-  local tls_key = "plain"
-  if u.tls then
-    tls_key = o.verify and "tls" or "tls-noverify"
-    if o.verify and opts.cafile then tls_key = tls_key .. ":" .. tostring(opts.cafile) end
-  end
-  o.pool_key = u.host .. ":" .. u.port .. ":" .. tls_key
-  if opts.pool_name then o.pool_key = tostring(opts.pool_name) .. "/" .. o.pool_key end
   local timeout = tonumber(req.timeout or opts.timeout) or DEFAULT_TIMEOUT
-  local deadline = now_ms(ngx) + timeout
-
-  local request = build_request(method, u, headers, req.body,
-    opts.user_agent or ("paykit/" .. (core._VERSION or _M._VERSION) .. " (cosocket)"))
+  ngx.update_time()
+  local deadline = ngx.now() * 1000 + timeout
 
   local res, message, code, maybe_sent, retry
   for _ = 1, 3 do
-    res, message, code, maybe_sent, retry = exchange(ngx, u, method, request, o, deadline)
+    res, message, code, maybe_sent, retry = exchange(ngx, c, method, request, o, deadline)
     -- retry: a pooled connection had been closed by the server while idle; take another
     if res or not retry then break end
   end

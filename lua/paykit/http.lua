@@ -380,6 +380,28 @@ function _M:close()
   self.wire = nil
 end
 
+local cosocket_mod -- paykit.cosocket, loaded on the first request inside nginx
+
+-- The options paykit.cosocket gets from this transport: one table per transport, made again
+-- only when one of the fields it is made from changed (paykit.cosocket keeps what it works out
+-- from an opts table and a url, and a table per call would defeat that).
+local function cosocket_opts(self)
+  local o = self.cosocket_opts
+  local keepalive = milliseconds(self.keepalive_timeout)
+  if o and o.verify == self.verify_tls and o.cafile == self.cafile and o.capath == self.capath
+      and o.max_response == self.max_response and o.user_agent == self.user_agent
+      and o.pool_size == self.pool_size and o.keepalive_timeout == keepalive and o.pool_name == self.pool_name then
+    return o
+  end
+  o = {
+    verify = self.verify_tls, cafile = self.cafile, capath = self.capath,
+    max_response = self.max_response, user_agent = self.user_agent,
+    pool_size = self.pool_size, keepalive_timeout = keepalive, pool_name = self.pool_name,
+  }
+  self.cosocket_opts = o
+  return o
+end
+
 --- One attempt, without retries, hooks or logging: through cosocket, wire or libcurl (see
 -- @{new}'s `transport`). Returns the core shape: res | nil, message, code, maybe_sent.
 -- Inside a `paykit.batch` task the request is yielded to the batch scheduler.
@@ -393,15 +415,11 @@ end
 function _M:send_once(req)
   if batched() then return coroutine.yield(_M.BATCH_REQUEST, self, req) end
   if in_cosocket_phase() then
-    local ok, cosocket = pcall(require, "paykit.cosocket")
-    if ok and type(cosocket) == "table" and cosocket.request then
-      return cosocket.request(req, {
-        verify = self.verify_tls, cafile = self.cafile, capath = self.capath,
-        max_response = self.max_response, user_agent = self.user_agent,
-        pool_size = self.pool_size, keepalive_timeout = milliseconds(self.keepalive_timeout),
-        pool_name = self.pool_name,
-      })
+    if cosocket_mod == nil then
+      local ok, mod = pcall(require, "paykit.cosocket")
+      cosocket_mod = (ok and type(mod) == "table" and mod.request) and mod or false
     end
+    if cosocket_mod then return cosocket_mod.request(req, cosocket_opts(self)) end
   end
   local w = self.wire
   if w == nil then w = self:wire_client() end

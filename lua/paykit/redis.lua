@@ -100,19 +100,28 @@ local function read_reply(self)
     if v ~= nil or err ~= nil then return v, err, code end
     local data, rerr, partial = self.sock:receiveany(65536)
     if not data then
-      if partial and partial ~= "" then reader:feed(partial) end
+      if partial and partial ~= "" then self.replied = true; reader:feed(partial) end
       self.dead = true
       if rerr == "timeout" then return nil, "redis command: timed out", "timeout" end
       return nil, "redis command: " .. tostring(rerr), rerr == "closed" and "closed" or "io"
     end
+    self.replied = true -- a byte of a reply came: the command reached the server
     local ok, ferr = reader:feed(data)
     if not ok then self.dead = true; return nil, ferr, "protocol" end
   end
 end
 
+-- A failed send: nothing of the command was taken by the socket (nginx reports a send as
+-- failed only when a write fails, and a command fits one write), so it never reached Redis.
+local function send_failed(self, err)
+  self.dead = true
+  self.unsent = err ~= "timeout"
+  return nil, "redis send: " .. tostring(err), err == "timeout" and "timeout" or "io"
+end
+
 function Cosock:call(...)
   local ok, err = self.sock:send(core.redis_format(...))
-  if not ok then self.dead = true; return nil, "redis send: " .. tostring(err), err == "timeout" and "timeout" or "io" end
+  if not ok then return send_failed(self, err) end
   return read_reply(self)
 end
 
@@ -120,7 +129,7 @@ function Cosock:pipeline(cmds)
   local parts = {}
   for i, c in ipairs(cmds) do parts[i] = core.redis_format(unpack_args(c)) end
   local ok, err = self.sock:send(table.concat(parts))
-  if not ok then self.dead = true; return nil, "redis send: " .. tostring(err), err == "timeout" and "timeout" or "io" end
+  if not ok then return send_failed(self, err) end
   local out = {}
   for i = 1, #cmds do
     local v, e, code = read_reply(self)
@@ -141,22 +150,41 @@ function Cosock:release(ok)
   end
 end
 
-local function cosocket_checkout(o, host, port, key)
+-- A connection from nginx's pool for key, or a new one. fresh_only: the pool's idle
+-- connections are closed first (one of them was found dead, so its siblings may be too) and a
+-- new connection is made.
+local function cosocket_checkout(o, host, port, key, fresh_only)
   local ngx = rawget(_G, "ngx")
-  local sock = ngx.socket.tcp()
-  sock:settimeouts(o.connect_timeout, o.timeout, o.timeout)
-  local ok, err = sock:connect(host, port, { pool = key, pool_size = o.pool_size })
-  if not ok then
-    if err == "timeout" then return nil, "redis connect to " .. host .. ":" .. port .. ": timed out", "timeout" end
-    return nil, "redis connect to " .. host .. ":" .. port .. ": " .. tostring(err), "connect"
+  local sock, fresh
+  for _ = 1, (fresh_only and o.pool_size + 1 or 1) do
+    sock = ngx.socket.tcp()
+    sock:settimeouts(o.connect_timeout, o.timeout, o.timeout)
+    local ok, err = sock:connect(host, port, { pool = key, pool_size = o.pool_size })
+    if not ok then
+      if err == "timeout" then return nil, "redis connect to " .. host .. ":" .. port .. ": timed out", "timeout" end
+      return nil, "redis connect to " .. host .. ":" .. port .. ": " .. tostring(err), "connect"
+    end
+    fresh = (sock:getreusedtimes() or 0) == 0
+    if fresh or not fresh_only then break end
+    sock:close()
   end
-  local fresh = (sock:getreusedtimes() or 0) == 0
+  if not fresh and fresh_only then
+    sock:close()
+    return nil, "redis connect to " .. host .. ":" .. port .. ": no new connection (the pool kept giving idle ones)", "connect"
+  end
   if fresh and o.tls then
     -- false: no session object wanted (and resty.core's session path asserts on some failures)
     local hok, done, herr = pcall(sock.sslhandshake, sock, false, o.server_name or host, o.ssl_verify ~= false)
     if not hok or not done then
       sock:close()
       return nil, "redis TLS handshake with " .. host .. ": " .. tostring(hok and herr or done), "tls"
+    end
+    -- lua-nginx-module 0.10.23: when the handshake completes at once, a refused certificate
+    -- closes the connection but the call still answers true (paykit.cosocket checks the same)
+    local _, closed = sock:getreusedtimes()
+    if closed then
+      return nil, "redis TLS handshake with " .. host .. ": the connection was closed right after the handshake:"
+        .. " the certificate was refused (nginx's error log has the reason)", "tls"
     end
   end
   return setmetatable({ sock = sock, reader = core.redis_reader(), keepalive = o.keepalive,
@@ -232,10 +260,10 @@ end
 -- @type Client
 
 -- A connection to host:port, authenticated and on the right db.
-function Client:_checkout(host, port)
+function Client:_checkout(host, port, fresh_only)
   local key = "paykit.redis:" .. host .. ":" .. port .. self.pool_tail
   local conn, err, code
-  if in_cosocket_phase() then conn, err, code = cosocket_checkout(self, host, port, key)
+  if in_cosocket_phase() then conn, err, code = cosocket_checkout(self, host, port, key, fresh_only)
   else
     local ngx = rawget(_G, "ngx")
     if type(ngx) == "table" and type(ngx.get_phase) == "function" and ngx.get_phase() ~= "init" then
@@ -270,17 +298,62 @@ end
 
 local CONN_CODES = { timeout = true, closed = true, connect = true, protocol = true, io = true, oom = true, tls = true }
 
--- One command on one node: value | nil, err, code. A pooled connection found dead on first
--- use (the server restarted while it was idle: "closed" or "io", never a timeout) is dropped
--- with its idle siblings and the command goes once more on a fresh connection. (Should the old
--- server have run it before dying, the store's commands are safe to repeat: SET NX answers
--- "exists", a transition answers "conflict".)
+-- Commands that may be sent a second time when the first may have run. Reads and
+-- idempotent writes (a repeat leaves the same state: SET without GET, DEL, ZADD of a score,
+-- ZREM, EXPIRE, AUTH, SELECT) are; so are the commands the journal is built on, whose repeat
+-- cannot act twice: SET ... NX (a repeat answers nil, "exists") and the scripts made with
+-- `script(source, {repeat_safe = true})` (the store's compare-and-set transition answers
+-- "conflict" when repeated, its unlock 0). Anything else (INCR, LPUSH, APPEND, other
+-- scripts, ...) is not.
+local REPEAT_SAFE = {
+  GET = true, MGET = true, EXISTS = true, TTL = true, PTTL = true, TYPE = true, STRLEN = true,
+  HGET = true, HGETALL = true, HMGET = true, HEXISTS = true, SCARD = true, SISMEMBER = true, SMEMBERS = true,
+  ZSCORE = true, ZCARD = true, ZCOUNT = true, ZRANGE = true, ZRANGEBYSCORE = true, ZREVRANGE = true,
+  ZREVRANGEBYSCORE = true, ZRANK = true, LRANGE = true, LLEN = true, LINDEX = true, SCAN = true, KEYS = true,
+  PING = true, ECHO = true, TIME = true, INFO = true, DBSIZE = true, CLUSTER = true, ASKING = true,
+  AUTH = true, SELECT = true, DEL = true, UNLINK = true, ZREM = true, SREM = true, HDEL = true,
+  EXPIRE = true, PEXPIRE = true, EXPIREAT = true, PEXPIREAT = true, PERSIST = true, HSET = true, SADD = true,
+  SCRIPT = true,
+}
+local safe_scripts = {} -- sha1 -> true: scripts declared repeat-safe
+
+local function repeat_safe(args)
+  local cmd = tostring(args[1]):upper()
+  if cmd == "SET" then
+    for i = 4, #args do if tostring(args[i]):upper() == "GET" then return false end end
+    return true
+  end
+  if cmd == "ZADD" then
+    for i = 3, #args do if tostring(args[i]):upper() == "INCR" then return false end end
+    return true
+  end
+  if cmd == "EVALSHA" then return safe_scripts[tostring(args[2])] == true end
+  if cmd == "EVAL" then return safe_scripts[core.digest("sha1", tostring(args[2]), "hex")] == true end
+  return REPEAT_SAFE[cmd] == true
+end
+_M.repeat_safe = repeat_safe
+
+--- Whether a command may be sent again after a failure that may have come after Redis ran it
+-- (the connection closed before any reply byte): reads, idempotent writes, SET ... NX and the
+-- scripts made repeat-safe (see @{script}).
+-- @function repeat_safe
+-- @tparam table args the command and its arguments, `{"SET", "k", "v", "NX"}`
+-- @treturn boolean
+
+-- One command on one node: value | nil, err, code. A pooled connection that Redis closed
+-- while it was idle (restarted, or its `timeout` passed) fails on first use, "closed" or "io"
+-- and never a timeout, with no byte of a reply. Then it is dropped with its idle siblings and
+-- the command goes once more, on a new connection, when that cannot make it run twice: the
+-- command never left (inside nginx: the send failed), or it is @{repeat_safe}. Otherwise the
+-- failure is returned (the command may have run: the caller decides, and the journal fails
+-- closed).
 function Client:_on_node(host, port, args, asking, retried)
-  local conn, err, code = self:_checkout(host, port)
+  local conn, err, code = self:_checkout(host, port, retried)
   if not conn then return nil, err, code end
   local v
   v, err, code = self:_on_conn(conn, args, asking)
-  if v == nil and not conn.fresh and not retried and (code == "closed" or code == "io") then
+  if v == nil and not conn.fresh and not retried and (code == "closed" or code == "io") and not conn.replied
+      and (conn.unsent or repeat_safe(args)) then
     local list = idle["paykit.redis:" .. host .. ":" .. port .. self.pool_tail]
     if list then for i = #list, 1, -1 do list[i]:close(); list[i] = nil end end
     return self:_on_node(host, port, args, asking, true)
@@ -397,9 +470,13 @@ end
 --- A Lua script run with EVALSHA (its SHA-1 computed here), sent again with EVAL when the
 -- server answers NOSCRIPT (a restarted or new node).
 -- @tparam string source the script
+-- @tparam[opt] table opts `repeat_safe = true`: running it twice acts no more than once (a
+--   compare-and-set, an owner-checked delete), so it may be sent again when the connection
+--   failed after sending it (see @{repeat_safe})
 -- @treturn table the script: `script:run(client, keys, args)` -> reply | nil, message, code
-function _M.script(source)
+function _M.script(source, opts)
   local sha = core.digest("sha1", source, "hex")
+  if opts and opts.repeat_safe then safe_scripts[sha] = true end
   return {
     sha = sha,
     run = function(_, client, keys, args)

@@ -8,6 +8,7 @@
 --   /stuck?sandbox=URL&ref=REF                      a shdict record left in "sent" by a dead
 --                                                   process, for a payment Moka has taken
 --   /record?ref=REF                                 the shdict record, and the sweeper's counts
+--   /idle?store=redis&port=&pw=&idle=S[&tls=1&sni=]   a command on a pooled connection Redis closed
 -- init_worker(sandbox): every worker starts the sweeper's timer (shdict journal, every 0.3 s).
 local cjson = require "cjson"
 local paykit = require "paykit"
@@ -77,6 +78,24 @@ function M.tls_get()
   local ok, err = s:set("tls-check", "over tls", 60)
   if not ok then return reply { error = err.message, code = err.code } end
   reply { value = s:get("tls-check") }
+end
+
+-- /idle?store=redis&port=&pw=&idle=S[&tls=1&sni=NAME][&cmd=incr]: a SET, S seconds idle (the
+-- connection waits in this worker's pool while Redis's `timeout` closes it), then on the same
+-- worker a GET (cmd=incr: an INCR, a command that is not safe to repeat) through the store's
+-- client; the error text when it fails
+function M.idle()
+  local s = the_store()
+  local a = ngx.req.get_uri_args()
+  local ok, err = s:set("idle-check", "before", 60)
+  if not ok then return reply { step = "set", error = err.message } end
+  ngx.sleep(tonumber(a.idle))
+  if a.cmd == "incr" then
+    local v, e, code = s.client:call("INCR", "idle-count")
+    return reply { value = v, error = e, code = code }
+  end
+  local v, gerr = s:get("idle-check")
+  reply { value = v, error = gerr and gerr.message }
 end
 
 function M.purchase()

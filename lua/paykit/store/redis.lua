@@ -21,7 +21,7 @@ Store.__index = Store
 Store.__tostring = function(self) return "paykit.store.redis(" .. tostring(self.client) .. ")" end
 
 -- KEYS[1] record; ARGV: field, from (JSON set), to, patch (JSON object)
-local TRANSITION = redis.script [=[
+local TRANSITION = redis.script([=[
 local v = redis.call('GET', KEYS[1])
 if not v then return {0, 'missing'} end
 local ok, rec = pcall(cjson.decode, v)
@@ -34,13 +34,13 @@ rec[ARGV[1]] = ARGV[3]
 local s = cjson.encode(rec)
 redis.call('SET', KEYS[1], s, 'KEEPTTL')
 return {1, s}
-]=]
+]=], { repeat_safe = true }) -- compare-and-set: a repeat answers conflict
 
 -- KEYS[1] lock; ARGV[1] owner
-local UNLOCK = redis.script [[
+local UNLOCK = redis.script([[
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) return 1 end
 return 0
-]]
+]], { repeat_safe = true }) -- deletes only its owner's lock: a repeat answers 0
 
 --- A Redis store.
 -- @tparam table|table opts the options of `paykit.redis.new`, or an existing `paykit.redis`
