@@ -247,9 +247,11 @@ describe("the example shop on its payment journal", function()
         end)
         os.remove(out)
         assert.is_nil(answer:match("^302"), "the buyer got no payment page: " .. answer)
-        local o = wait_for("the sweeper to ask Moka about order " .. id, 30, function()
+        -- the sweeper writes the journal's move first and reports it (the order's event) after
+        -- its sweep: wait for both
+        local o = wait_for("the sweeper to ask Moka about order " .. id, 60, function()
           local x = buyer:order(id)
-          return x.journal.state ~= "sent" and x
+          return x.journal.state ~= "sent" and count(x.events, "sweeper: sent -> ") > 0 and x
         end)
         -- Moka has the 3D payment, waiting for a buyer who never got its page
         assert.equal("pending", o.journal.state, table.concat(o.events, "\n"))
