@@ -26,7 +26,7 @@ F.mocopay_answer = '{"sessionId":"sess-bench-0001","serviceCode":"bench","pid":"
 F.zippy_path = "/transactions"
 F.zippy_token = "tok-bench-0001-0002-0003-0004"
 F.zippy_transaction = {
-  product_id = "prod-bench-1", price = "27.50", currency = "EUR", pay_method = "CARD", carrier = "bench",
+  product_id = "0f8fad5b-d9cb-469f-a165-70867728950e", price = "27.50", currency = "EUR", pay_method = "CARD", carrier = "bench",
   region = "286", ext_transaction_id = "bench-0001-0002-0003",
   success_url = "https://shop.bench.example/ok", error_url = "https://shop.bench.example/error",
   callback_success_url = "https://shop.bench.example/cb/ok", callback_error_url = "https://shop.bench.example/cb/error",
