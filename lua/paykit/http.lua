@@ -45,6 +45,7 @@ local DEFAULT_RETRY = { attempts = 3, base_delay = 0.2, max_delay = 2, deadline 
 
 local request_id_of, scoped -- below
 local core_uuid4 = require("paykit.core").uuid4
+local find = string.find
 
 local in_cosocket_phase = runtime.in_cosocket_phase
 _M.in_cosocket_phase = in_cosocket_phase
@@ -399,7 +400,8 @@ function request_id_of(self, res)
     if v then return v end
   end
   local field = self.request_id_field
-  if field and res.body and res.body ~= "" then
+  -- the member can only be there when its name (or a \u escape that might spell it) is
+  if field and res.body and res.body ~= "" and (find(res.body, field, 1, true) or find(res.body, "\\u", 1, true)) then
     local json = res.json
     if json == nil then
       local ct = h["content-type"]

@@ -105,10 +105,22 @@ end
 --- Whether s is an absolute http(s) URL (see the module description).
 -- @param s the value
 -- @treturn boolean
+-- The last URLs found good (a pure check of the string; a provider's calls carry the same
+-- few return and callback URLs again and again): emptied when it holds GOOD_MAX of them.
+local GOOD_MAX = 256
+local good_urls, good_n = {}, 0
 function _M.is_http_url(s)
-  if not url.is_http(s) or find(s, "[%c%s]") then return false end
-  local host = url.parse(s).host
-  return sub(host, 1, 1) ~= "[" or _M.is_ipv6(sub(host, 2, -2))
+  if good_urls[s] then return true end
+  if type(s) ~= "string" or #s > 2048 or find(s, "[%c%s]") then return false end
+  local parts = url.parse(s)
+  if not parts then return false end
+  local host = parts.host
+  local ok = sub(host, 1, 1) ~= "[" or _M.is_ipv6(sub(host, 2, -2))
+  if ok then
+    if good_n >= GOOD_MAX then good_urls, good_n = {}, 0 end
+    good_urls[s], good_n = true, good_n + 1
+  end
+  return ok
 end
 
 --- An absolute http(s) URL; `o.no_fragment` refuses a "#fragment" (`o.why` says why, in the message).
