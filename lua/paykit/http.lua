@@ -94,6 +94,14 @@ _M.sleep = default_sleep
 -- @function sleep
 -- @tparam number s seconds
 
+-- The logger of a transport without one: nothing is built for it (see @{transport:request}).
+local NOOP = function() end
+_M.NOOP_LOGGER = NOOP
+
+--- The logger of a transport without one: does nothing.
+-- A transport whose `log` is this function builds no log line (and redacts nothing for one).
+-- @function NOOP_LOGGER
+
 --- Normalise a logger into a function that scrubs every line.
 -- Normalise a logger (function(level, line) or object with :log(level, line)) into a
 -- function that scrubs every line. Returns a no-op when there is no logger.
@@ -104,9 +112,6 @@ _M.sleep = default_sleep
 --   `redact.MAX_LINE` bytes) to the logger; without a logger the shared no-op `NOOP_LOGGER`
 --   (the transport then builds no log line at all)
 -- @raise for a logger of another kind
-local NOOP = function() end
-_M.NOOP_LOGGER = NOOP
-
 function _M.make_logger(logger)
   if logger == nil or logger == false then return NOOP end
   local emit
@@ -464,6 +469,19 @@ function _M.with(opts, fn, ...)
   return (table.unpack or unpack)(out, 2, out.n)
 end
 
+-- A per-call timeout: the request's, else @{with}'s, else the transport's.
+local function pick(self, req, call, name)
+  local v = req[name]
+  if v == nil and call then v = call[name] end
+  if v == nil then return self[name] end
+  return num(v, name, nil)
+end
+
+-- the redacted URL of a request, made only when a log line, a hook or an error needs it
+local function safe_url_of(url, safe)
+  return safe or redact.text(url)
+end
+
 --- A request with retries, hooks and redacted logging.
 -- t:request{method=, url=, headers=, body=, op=, idempotent=, json=} -> res | nil, err
 -- Retried (with backoff, within retry.deadline): failures that never reached the server,
@@ -491,19 +509,6 @@ end
 --   request may have reached the provider; `correlation_id` set), the config error
 --   `blocking_phase` (nothing sent), or a validation error for a bad `correlation_id`
 -- @raise when a json body table cannot be encoded, or for a malformed per-call timeout
--- A per-call timeout: the request's, else @{with}'s, else the transport's.
-local function pick(self, req, call, name)
-  local v = req[name]
-  if v == nil and call then v = call[name] end
-  if v == nil then return self[name] end
-  return num(v, name, nil)
-end
-
--- the redacted URL of a request, made only when a log line, a hook or an error needs it
-local function safe_url_of(url, safe)
-  return safe or redact.text(url)
-end
-
 function _M:request(req)
   local op = req.op or "http"
   local call = scoped()

@@ -102,13 +102,14 @@ end
 
 -- ------------------------------------------------------------------ URLs
 
---- Whether s is an absolute http(s) URL (see the module description).
--- @param s the value
--- @treturn boolean
 -- The last URLs found good (a pure check of the string; a provider's calls carry the same
 -- few return and callback URLs again and again): emptied when it holds GOOD_MAX of them.
 local GOOD_MAX = 256
 local good_urls, good_n = {}, 0
+
+--- Whether s is an absolute http(s) URL (see the module description).
+-- @param s the value
+-- @treturn boolean
 function _M.is_http_url(s)
   if good_urls[s] then return true end
   if type(s) ~= "string" or #s > 2048 or find(s, "[%c%s]") then return false end

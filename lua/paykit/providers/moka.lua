@@ -69,13 +69,14 @@ local gateway = require "paykit.gateway"
 local kit = require "paykit.kit"
 local codes = require "paykit.providers.moka_codes"
 local R = require "paykit.providers.moka_request"
+local C = require "paykit.providers.moka_checks"
 local wire = require "paykit.providers.moka_wire"
 local ops = require "paykit.providers.moka_ops"
 local notice = require "paykit.providers.moka_notice"
 local checks = kit.checks
 
 local V = errors.validation
-local is_blank, denull, id_text = R.is_blank, wire.denull, wire.id_text
+local is_blank, denull, id_text = C.is_blank, wire.denull, wire.id_text
 
 local HOSTS = {
   test = "https://service.refmokaunited.com",
@@ -101,7 +102,7 @@ local OPTIONS = {
   env = { type = "string", one_of = { test = true, production = true } },
   base_url = { type = "url" },
   software = { type = "string", check = function(v)
-    if R.utf8_len(v) > 30 then return "must be at most 30 characters" end
+    if C.utf8_len(v) > 30 then return "must be at most 30 characters" end
   end },
   client_ip = { type = "string", check = function(v)
     if not checks.is_ip(v) then return "must be an IPv4 or IPv6 address" end
@@ -459,6 +460,9 @@ end
 -- ------------------------------------------------------------------------------------
 -- the uniform flow
 
+-- what purchase takes beyond the payment parameters
+local PURCHASE_FIELDS = { three_d = true, return_url = true }
+
 --- Starts a payment (uniform flow).
 -- purchase(p): 3D by default (p.three_d == false for a direct payment). A reference
 -- (OtherTrxCode) is generated when the caller gives none.
@@ -469,6 +473,8 @@ end
 -- @return[2] a validation, transport or provider error
 function Moka:purchase(p)
   if type(p) ~= "table" then return nil, V("params", "required", "purchase needs a table") end
+  local unknown = C.fields(p, "purchase", PURCHASE_FIELDS)
+  if unknown then return nil, unknown end
   local q = {}
   for k, v in pairs(p) do q[k] = v end
   if is_blank(q.reference) then q.reference = core().uuid4() end
@@ -478,7 +484,9 @@ function Moka:purchase(p)
   if q.three_d ~= nil and type(q.three_d) ~= "boolean" then
     return nil, V("three_d", "invalid", "three_d must be true (3D Secure, the default) or false (a direct payment)")
   end
-  if q.three_d == false then return self:pay(q) end
+  local three_d = q.three_d
+  q.three_d = nil
+  if three_d == false then return self:pay(q) end
   return self:start_3d(q)
 end
 
