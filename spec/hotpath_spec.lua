@@ -12,6 +12,7 @@ local ANSWER = '{"Data":{"Url":"https://3d.example/acs?id=1","CodeForHash":"0A1B
   .. '"ResultCode":"Success","ResultMessage":"","Exception":null}'
 local PASSWORD, PAN, CVC, CFH = "pass-Secret-77", "4111111111111111", "987", "0A1B2C3D-4E5F-6071-8293-A4B5C6D7E8F9"
 
+-- luacheck: push no max line length (the recorded lines, whole)
 local EXPECTED_LINES = {
   "debug paykit moka.start_3d request POST http://127.0.0.1:18823/PaymentDealer/DoDirectPaymentThreeD {\"PaymentDealerAuthentication\":{\"DealerCode\":\"1731\",\"Username\":\"user-secret-name\",\"Password\":\"[REDACTED]\",\"CheckKey\":\"[REDACTED]\"},\"PaymentDealerRequest\":{\"CardHolderFullName\":\"Ali Yilmaz\",\"CardNumber\":\"411111******1111\",\"ExpMonth\":\"12\",\"ExpYear\":\"2031\",\"CvcNumber\":\"[REDACTED]\",\"CardToken\":\"[REDACTED]\",\"Amount\":27.50,\"Currency\":\"TL\",\"InstallmentNumber\":1,\"ClientIP\":\"203.0.113.7\",\"OtherTrxCode\":\"ORD-1\",\"SubMerchantName\":\"\",\"IsPoolPayment\":0,\"IsPreAuth\":0,\"IsTokenized\":0,\"Software\":\"paykit\",\"Description\":\"\",\"ReturnHash\":1,\"RedirectUrl\":\"https://shop.example/return?o=1\",\"RedirectType\":0}}",
   "info paykit moka.start_3d POST http://127.0.0.1:18823/PaymentDealer/DoDirectPaymentThreeD attempt=1 status=200 elapsed=Ns",
@@ -26,6 +27,7 @@ local EXPECTED_HOOKS = {
   "before attempt=1 method=POST op=moka.start_3d url=http://127.0.0.1:18823/PaymentDealer/DoDirectPaymentThreeD",
   "after attempt=1 method=POST op=moka.start_3d status=200 url=http://127.0.0.1:18823/PaymentDealer/DoDirectPaymentThreeD"
 }
+-- luacheck: pop
 
 local function norm(l) return (l:gsub("elapsed=[%d.]+s", "elapsed=Ns")) end
 
