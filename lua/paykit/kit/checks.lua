@@ -39,6 +39,11 @@ local function bad(field, code, message) return errors.validation(field, code, m
 
 -- ------------------------------------------------------------------ IP addresses
 
+-- One number of a dotted quad: 0..255, no leading zero.
+local function octet(p)
+  return #p <= 3 and not (#p > 1 and sub(p, 1, 1) == "0") and tonumber(p) <= 255
+end
+
 --- Whether s is a dotted-quad IPv4 address (four numbers 0..255, no leading zeros).
 -- @param s the value
 -- @treturn boolean
@@ -46,10 +51,7 @@ function _M.is_ipv4(s)
   if type(s) ~= "string" then return false end
   local a, b, c, d = s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
   if not a then return false end
-  for _, p in ipairs { a, b, c, d } do
-    if #p > 3 or (#p > 1 and sub(p, 1, 1) == "0") or tonumber(p) > 255 then return false end
-  end
-  return true
+  return octet(a) and octet(b) and octet(c) and octet(d)
 end
 
 -- Number of 16-bit groups in a colon-separated run ("" -> 0), nil when malformed. The last

@@ -236,9 +236,9 @@ function _M.amount(v, currency)
     v = string.format("%d", v)
   end
   if type(v) ~= "string" or not money.exponent(currency) then return nil end
-  local minor = money.parse(v, currency)
+  local minor, text = money.parse(v, currency) -- text: money.format(minor, currency)
   if not minor then return nil end
-  return money.format(minor, currency)
+  return text
 end
 
 return _M

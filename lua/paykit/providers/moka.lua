@@ -137,12 +137,12 @@ P = kit.provider {
     for k, v in pairs(o.fields or {}) do self.fields[k] = type(v) == "string" and { v } or v end
     -- Credentials live in a closure, so printing or inspecting the instance shows none.
     local dealer_code, username, password = o.dealer_code, o.username, o.password
-    local check_key
+    -- the block is the same for every call: made (and its CheckKey hashed) once
+    local auth
     self._auth = function()
-      check_key = check_key or P.check_key(dealer_code, username, password)
-      local put = gateway.put
-      return put(put(put(put(gateway.object(), "DealerCode", dealer_code), "Username", username),
-        "Password", password), "CheckKey", check_key)
+      auth = auth or gateway.object_of({ "DealerCode", "Username", "Password", "CheckKey" },
+        { dealer_code, username, password, P.check_key(dealer_code, username, password) })
+      return auth
     end
     return self
   end,

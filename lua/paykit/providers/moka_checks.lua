@@ -26,9 +26,26 @@ local V = errors.validation
 
 local function is_blank(s) return s == nil or s == "" end
 
+local find, format = string.find, string.format
+
 local function utf8_len(s)
   local _, n = s:gsub("[^\128-\191]", "")
   return n
+end
+
+-- "01" .. "12": a checked month as Moka writes it
+local MONTHS = {}
+for m = 1, 12 do MONTHS[m] = format("%02d", m) end
+
+-- The UTC year and month of a clock reading, kept for the last reading (the clock moves once a
+-- second; os.date makes a table each call).
+local last_t, last_year, last_month
+local function year_month(t)
+  if t ~= last_t then
+    local d = os.date("!*t", t)
+    last_t, last_year, last_month = t, d.year, d.month
+  end
+  return last_year, last_month
 end
 -- ------------------------------------------------------------------------------------
 -- validation helpers (each returns the wire value or nil, err)
@@ -61,8 +78,8 @@ local function check_card(self, card, stored)
   if type(number) ~= "string" or number == "" then
     return nil, V(field .. ".number", "required", "the card number is required")
   end
-  number = number:gsub("[ %-]", "")
-  if not number:match("^%d+$") then
+  if find(number, "[ %-]") then number = number:gsub("[ %-]", "") end
+  if not find(number, "^%d+$") then
     return nil, V(field .. ".number", "not_digits", "the card number must contain only digits")
   end
   if #number < 12 or #number > 19 then
@@ -81,11 +98,11 @@ local function check_card(self, card, stored)
   end
   local y = tonumber(ys)
   if y < 100 then y = 2000 + y end
-  local now = os.date("!*t", self.clock())
-  if y < now.year or (y == now.year and m < now.month) then
+  local year, month = year_month(self.clock())
+  if y < year or (y == year and m < month) then
     return nil, V(field .. ".exp_year", "expired", "the card has expired")
   end
-  local out = { number = number, exp_month = string.format("%02d", m), exp_year = string.format("%04d", y) }
+  local out = { number = number, exp_month = MONTHS[m], exp_year = #ys == 4 and ys or format("%04d", y) }
   if card.cvc ~= nil or not stored then
     local cvc = card.cvc
     if type(cvc) ~= "string" or not cvc:match("^%d%d%d%d?$") then
@@ -94,7 +111,7 @@ local function check_card(self, card, stored)
     out.cvc = cvc
   end
   if card.holder ~= nil then
-    if type(card.holder) ~= "string" or utf8_len(card.holder) > 100 then
+    if type(card.holder) ~= "string" or (#card.holder > 100 and utf8_len(card.holder) > 100) then
       return nil, V(field .. ".holder", "invalid", "the card holder must be a string of at most 100 characters")
     end
     out.holder = card.holder
@@ -109,7 +126,7 @@ local function check_len(p, key, max, field, multiline)
   field = field or key
   if v == nil then return true end
   if type(v) ~= "string" then return nil, V(field, "invalid", field .. " must be a string") end
-  if utf8_len(v) > max then
+  if #v > max and utf8_len(v) > max then -- (never more characters than bytes)
     return nil, V(field, "too_long", field .. " must be at most " .. max .. " characters")
   end
   if (multiline and v:find("[%z\1-\8\11\12\14-\31\127]")) or (not multiline and v:find("%c")) then

@@ -23,7 +23,7 @@ local _M = {}
 _M.CURRENCIES = C.CURRENCIES
 
 local V = errors.validation
-local obj, put, dec = gateway.object, gateway.put, gateway.decimal
+local obj, put, dec, object_of = gateway.object, gateway.put, gateway.decimal, gateway.object_of
 local is_blank, currency_of, amount_of, check_card = C.is_blank, C.currency_of, C.amount_of, C.check_card
 local check_len, check_texts, flag_of, check_id = C.check_len, C.check_texts, C.flag_of, C.check_id
 local one_of, client_ip, check_person = C.one_of, C.client_ip, C.check_person
@@ -89,11 +89,10 @@ function _M.payment(self, p, three_d)
   ok, err = check_len(p, "description", 200, nil, true); if not ok then return nil, err end
   ok, err = check_len(p, "sub_merchant", 100); if not ok then return nil, err end
   ok, err = check_len(p, "reference", 64); if not ok then return nil, err end
-  local flags = {}
-  for _, k in ipairs { "pool", "pre_auth", "tokenize" } do
-    flags[k], err = flag_of(p, k)
-    if not flags[k] then return nil, err end
-  end
+  local pool, pre_auth, tokenize
+  pool, err = flag_of(p, "pool"); if not pool then return nil, err end
+  pre_auth, err = flag_of(p, "pre_auth"); if not pre_auth then return nil, err end
+  tokenize, err = flag_of(p, "tokenize"); if not tokenize then return nil, err end
   if three_d then
     local u = p.redirect_url
     if not checks.is_http_url(u) then
@@ -153,26 +152,17 @@ function _M.payment(self, p, three_d)
     end
   end
 
-  local r = obj()
+  -- the members every payment request has, in Moka's order, made in one go (none is nil)
+  local holder, number, exp_month, exp_year, cvc, token = "", "", "", "", "", p.card_token
   if card then
-    put(r, "CardHolderFullName", card.holder or "")
-    put(r, "CardNumber", card.number); put(r, "ExpMonth", card.exp_month); put(r, "ExpYear", card.exp_year)
-    put(r, "CvcNumber", card.cvc or "")
-    put(r, "CardToken", "")
-  else
-    put(r, "CardHolderFullName", ""); put(r, "CardNumber", ""); put(r, "ExpMonth", ""); put(r, "ExpYear", "")
-    put(r, "CvcNumber", "")
-    put(r, "CardToken", p.card_token)
+    holder, number, exp_month, exp_year, cvc, token = card.holder or "", card.number, card.exp_month, card.exp_year,
+      card.cvc or "", ""
   end
-  put(r, "Amount", dec(amount))
-  put(r, "Currency", currency)
-  put(r, "InstallmentNumber", inst)
-  put(r, "ClientIP", ip)
-  put(r, "OtherTrxCode", p.reference or "")
-  put(r, "SubMerchantName", p.sub_merchant or "")
-  put(r, "IsPoolPayment", flags.pool)
-  put(r, "IsPreAuth", flags.pre_auth)
-  put(r, "IsTokenized", flags.tokenize)
+  local r = object_of(
+    { "CardHolderFullName", "CardNumber", "ExpMonth", "ExpYear", "CvcNumber", "CardToken", "Amount", "Currency",
+      "InstallmentNumber", "ClientIP", "OtherTrxCode", "SubMerchantName", "IsPoolPayment", "IsPreAuth", "IsTokenized" },
+    { holder, number, exp_month, exp_year, cvc, token, dec(amount), currency,
+      inst, ip, p.reference or "", p.sub_merchant or "", pool, pre_auth, tokenize })
   if p.integrator_id then put(r, "IntegratorId", p.integrator_id) end
   put(r, "Software", p.software or self.software)
   put(r, "Description", p.description or "")
@@ -198,7 +188,7 @@ function _M.payment(self, p, three_d)
     put(r, "CustomerInformation", o)
   end
   return r, { amount = amount, currency = currency, reference = p.reference, installments = inst,
-    pre_auth = flags.pre_auth == 1 }
+    pre_auth = pre_auth == 1 }
 end
 
 -- ------------------------------------------------------------------------------------
