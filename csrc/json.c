@@ -488,11 +488,22 @@ static int l_json_decode(lua_State *L)
     int max_depth = 64;
     lsink k;
     pj_error e;
+    char small[2048];
     char *scratch;
     int base;
     if (opts) luaL_checktype(L, 2, LUA_TTABLE);
-    memset(&k, 0, sizeof k);
+    /* the scalars only: kind/arr_text/count[d] are written when depth d begins, before any
+       read (zeroing the ~10 KB of arrays cost more than parsing a small answer) */
     k.L = L;
+    k.depth = 0;
+    k.text_set = 0;
+    k.all_text = 0;
+    k.null_idx = 0;
+    k.dup_last = 0;
+    k.err = NULL;
+    k.kind[0] = 0;
+    k.arr_text[0] = 0;
+    k.count[0] = 0;
     lua_settop(L, 2);
     /* 3: opts.text, 4: opts.null, 5: scratch */
     if (opt_field(L, opts, "text") == LUA_TTABLE) k.text_set = 3;
@@ -518,7 +529,10 @@ static int l_json_decode(lua_State *L)
         max_depth = (int)d;
     }
     lua_pop(L, 1);
-    scratch = (char *)lua_newuserdata(L, n + 1); /* 5: freed by the GC, whatever happens */
+    /* 5: the strings' scratch space: on the C stack for a small text (nothing to free when a
+       Lua error unwinds), else a userdata freed by the GC, whatever happens */
+    if (n < sizeof small) { scratch = small; lua_pushnil(L); }
+    else scratch = (char *)lua_newuserdata(L, n + 1);
     base = lua_gettop(L);
     if (!pj_parse(text, n, scratch, max_depth, &LUA_SINK, &k, &e)) {
         lua_settop(L, base);
