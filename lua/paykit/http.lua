@@ -45,6 +45,8 @@ local DEFAULT_RETRY = { attempts = 3, base_delay = 0.2, max_delay = 2, deadline 
 
 local request_id_of, scoped -- below
 local core_uuid4 = require("paykit.core").uuid4
+local core_monotonic = require("paykit.core").monotonic
+local function ngx_loaded() return rawget(_G, "ngx") ~= nil end
 local find = string.find
 
 local in_cosocket_phase = runtime.in_cosocket_phase
@@ -556,6 +558,8 @@ function _M:request(req)
   local url = req.url
   local safe_url = (logging or before or after) and redact.text(url) or nil
   local clock = self.clock
+  -- outside nginx the default clock is the C core's monotonic one: called directly
+  if clock == now and not ngx_loaded() then clock = core_monotonic end
   local started = clock()
   local retry = self.retry
   local deadline = started + retry.deadline
