@@ -392,7 +392,10 @@ static int ls_begin(void *ud, int is_object)
     if (!lua_checkstack(k->L, 4)) { k->err = "nested too deep for the Lua stack"; return 0; }
     if (!is_object && k->text_set && k->depth > 0)
         text = k->kind[k->depth] == 'o' ? (char)ls_named_text(k) : k->arr_text[k->depth];
-    lua_newtable(k->L);
+    /* room for a few members up front: an answer's objects rarely have fewer, and a table
+       grown from empty is rehashed at 1, 2 and 4 members */
+    if (is_object) lua_createtable(k->L, 0, 4);
+    else lua_newtable(k->L);
     k->depth++;
     k->kind[k->depth] = is_object ? 'o' : 'a';
     k->arr_text[k->depth] = text;
