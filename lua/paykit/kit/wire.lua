@@ -119,14 +119,6 @@ function _M.provider_of(x)
   return nil
 end
 
---- One call to the provider (see the module description).
--- @tparam table self the instance
--- @tparam string op the operation's name ("get_seller"); errors say `provider.op`
--- @tparam table req the request
--- @return the decoded answer (true for an empty 2xx answer)
--- @treturn table info
--- @return[2] nil
--- @return[2] err
 -- provider -> op -> "provider.op" (made once per operation)
 local full_ops = setmetatable({}, { __mode = "k" })
 local function full_name(P, op)
@@ -137,6 +129,14 @@ local function full_name(P, op)
   return n
 end
 
+--- One call to the provider (see the module description).
+-- @tparam table self the instance
+-- @tparam string op the operation's name ("get_seller"); errors say `provider.op`
+-- @tparam table req the request
+-- @return the decoded answer (true for an empty 2xx answer)
+-- @treturn table info
+-- @return[2] nil
+-- @return[2] err
 function _M.commit(self, op, req)
   local P = _M.provider_of(self)
   local w = P._decl.wire
