@@ -160,6 +160,8 @@ local UTF8 = {
 -- @tparam string s
 -- @treturn boolean
 function _M.is_utf8(s)
+  -- ASCII without NUL (most text) needs no walk
+  if not find(s, "[\128-\255]") and not find(s, "\0", 1, true) then return true end
   local i, n = 1, #s
   while i <= n do
     local j
