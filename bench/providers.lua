@@ -17,17 +17,17 @@ function M.make(scenario, base, cafile)
       return r ~= nil and r.status == "redirect" and r.redirect_url == fixtures.moka_url
     end
   elseif scenario == "mocopay" then
-    -- the canned answer has major-unit amounts (27.50)
+    -- the canned answer's amounts are major units ("chargedAmount":27.50)
     local o = { api_key = "bench-key", api_secret = "bench-secret-not-secret", base_url = base, amount_unit = "major" }
     for k, v in pairs(common) do o[k] = v end
-    local c = require("paykit.providers.mocopay").new(o)
+    local c = assert(require("paykit.providers.mocopay").new(o))
     return function()
       local r = c:verify_payment(fixtures.mocopay_session)
       return r ~= nil and r.status == "paid" and r.amount == "27.50"
     end
   elseif scenario == "zippy" then
     local o = { consumer_key = "bench-consumer", consumer_secret = "bench-consumer-secret", base_url = base,
-      notice_keys = { [1] = "bench-notice-key" },
+      notice_keys = { [0] = "bench-notice-key" },
       nonce = function() return "0123456789abcdef0123456789abcdef" end, clock = function() return 1764600000 end }
     for k, v in pairs(common) do o[k] = v end
     local z = assert(require("paykit.providers.zippy").new(o))

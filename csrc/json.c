@@ -40,7 +40,8 @@
  *  - numbers: an integer literal within +-(2^53-1) is an integer (a Lua 5.4 integer; an exact
  *    double on LuaJIT); "-0" is the integer 0; other literals (fractions, exponents, larger
  *    integers) are floats (strtod, C locale). With opts.text = {Name = true, ...} the numbers
- *    that are direct members named so stay their literal text ("27.50" stays "27.50");
+ *    that are direct members named so, or elements of arrays that are (`"Amount":[1.50]`),
+ *    stay their literal text ("27.50" stays "27.50");
  *    opts.numbers = "text" keeps every number literal as text.
  *  - null is core.json_null (== cjson.null) unless opts.null gives another value.
  *  - a repeated member name is an error (RFC 7493 I-JSON), or with opts.duplicates = "last"
@@ -348,8 +349,21 @@ typedef struct {
     int dup_last;   /* opts.duplicates == "last" */
     const char *err; /* a sink-side error */
     char kind[PJ_MAX_DEPTH + 1];
+    char arr_text[PJ_MAX_DEPTH + 1]; /* an array whose numbers are text: the value of a member
+                                        named in opts.text (directly or in nested arrays) */
     lua_Integer count[PJ_MAX_DEPTH + 1];
 } lsink;
+
+/* Whether the member name on top of the stack is in opts.text. */
+static int ls_named_text(lsink *k)
+{
+    int t;
+    lua_pushvalue(k->L, -1);
+    lua_rawget(k->L, k->text_set);
+    t = lua_toboolean(k->L, -1);
+    lua_pop(k->L, 1);
+    return t;
+}
 
 /* The value on top goes into the container below it (or stays, at depth 0). */
 static int ls_store(lsink *k)
@@ -374,10 +388,17 @@ static int ls_store(lsink *k)
 static int ls_begin(void *ud, int is_object)
 {
     lsink *k = (lsink *)ud;
+    char text = 0;
     if (!lua_checkstack(k->L, 4)) { k->err = "nested too deep for the Lua stack"; return 0; }
-    lua_newtable(k->L);
+    if (!is_object && k->text_set && k->depth > 0)
+        text = k->kind[k->depth] == 'o' ? (char)ls_named_text(k) : k->arr_text[k->depth];
+    /* room for a few members up front: an answer's objects rarely have fewer, and a table
+       grown from empty is rehashed at 1, 2 and 4 members */
+    if (is_object) lua_createtable(k->L, 0, 4);
+    else lua_newtable(k->L);
     k->depth++;
     k->kind[k->depth] = is_object ? 'o' : 'a';
+    k->arr_text[k->depth] = text;
     k->count[k->depth] = 0;
     return 1;
 }
@@ -408,12 +429,8 @@ static int ls_number(void *ud, const char *s, size_t n, int is_int)
     lsink *k = (lsink *)ud;
     lua_State *L = k->L;
     int as_text = k->all_text;
-    if (!as_text && k->text_set && k->depth > 0 && k->kind[k->depth] == 'o') {
-        lua_pushvalue(L, -1); /* the member name */
-        lua_rawget(L, k->text_set);
-        as_text = lua_toboolean(L, -1);
-        lua_pop(L, 1);
-    }
+    if (!as_text && k->text_set && k->depth > 0)
+        as_text = k->kind[k->depth] == 'o' ? ls_named_text(k) /* the member name */ : k->arr_text[k->depth];
     if (as_text) {
         lua_pushlstring(L, s, n);
         return ls_store(k);
@@ -474,11 +491,22 @@ static int l_json_decode(lua_State *L)
     int max_depth = 64;
     lsink k;
     pj_error e;
+    char small[2048];
     char *scratch;
     int base;
     if (opts) luaL_checktype(L, 2, LUA_TTABLE);
-    memset(&k, 0, sizeof k);
+    /* the scalars only: kind/arr_text/count[d] are written when depth d begins, before any
+       read (zeroing the ~10 KB of arrays cost more than parsing a small answer) */
     k.L = L;
+    k.depth = 0;
+    k.text_set = 0;
+    k.all_text = 0;
+    k.null_idx = 0;
+    k.dup_last = 0;
+    k.err = NULL;
+    k.kind[0] = 0;
+    k.arr_text[0] = 0;
+    k.count[0] = 0;
     lua_settop(L, 2);
     /* 3: opts.text, 4: opts.null, 5: scratch */
     if (opt_field(L, opts, "text") == LUA_TTABLE) k.text_set = 3;
@@ -504,7 +532,10 @@ static int l_json_decode(lua_State *L)
         max_depth = (int)d;
     }
     lua_pop(L, 1);
-    scratch = (char *)lua_newuserdata(L, n + 1); /* 5: freed by the GC, whatever happens */
+    /* 5: the strings' scratch space: on the C stack for a small text (nothing to free when a
+       Lua error unwinds), else a userdata freed by the GC, whatever happens */
+    if (n < sizeof small) { scratch = small; lua_pushnil(L); }
+    else scratch = (char *)lua_newuserdata(L, n + 1);
     base = lua_gettop(L);
     if (!pj_parse(text, n, scratch, max_depth, &LUA_SINK, &k, &e)) {
         lua_settop(L, base);

@@ -83,6 +83,7 @@ build = {
       ["paykit.providers.zippy_request"] = "lua/paykit/providers/zippy_request.lua",
       ["paykit.providers.zippy_wire"] = "lua/paykit/providers/zippy_wire.lua",
       ["paykit.providers.moka_request"] = "lua/paykit/providers/moka_request.lua",
+      ["paykit.providers.moka_checks"] = "lua/paykit/providers/moka_checks.lua",
       ["paykit.providers.moka_wire"] = "lua/paykit/providers/moka_wire.lua",
       ["paykit.providers.moka_ops"] = "lua/paykit/providers/moka_ops.lua",
       ["paykit.providers.moka_notice"] = "lua/paykit/providers/moka_notice.lua",

@@ -136,6 +136,12 @@ local ROWS = {
   { "buyer.email", "pay3", pay { buyer = { email = 5 } } },
   { "customer", "pay3", pay { customer = "C1" } },
   { "customer.customer_code", "pay3", pay { customer = { customer_code = {} } } },
+  -- an unknown field of the payment call's table is refused by its name (ISSUE9: not ignored)
+  { "reurn_url", "pay3", pay { reurn_url = "https://shop.example/return" } },
+  { "amout", "pay3", pay { amout = "27.50" } },
+  { "cvc", "pay3", pay { cvc = "123" } },
+  { "three_d", "start_3d", pay { three_d = true } },
+  { "return_url", "start_3d", pay { return_url = "https://shop.example/return" } },
   -- after-sale calls
   { "params", "capture", "ORDER-1" },
   { "reference", "capture", { client_ip = "203.0.113.7" } },
@@ -229,6 +235,21 @@ describe("moka bad input is refused before the network", function()
       end)
     end
   end
+
+  it("names the closest known field of an unknown one", function()
+    local before = stub.count()
+    local r, err = g:purchase(pay { reurn_url = "https://shop.example/return" })
+    assert.is_nil(r)
+    assert.equal("unknown_field", err.code)
+    assert.matches("unknown field reurn_url in purchase; did you mean return_url?", err.message, 1, true)
+    r, err = g:start_3d(pay { redirect_ur = "https://shop.example/return" })
+    assert.is_nil(r)
+    assert.matches("unknown field redirect_ur in start_3d; did you mean redirect_url?", err.message, 1, true)
+    r, err = g:pay(pay { installment = 3 })
+    assert.is_nil(r)
+    assert.matches("unknown field installment in pay; did you mean installments?", err.message, 1, true)
+    assert.equal(before, stub.count(), "a request reached the server")
+  end)
 
   it("counts a valid call, so the zero counts above are real", function()
     local before = stub.count()

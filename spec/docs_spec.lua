@@ -100,6 +100,8 @@ local MODULES = {
     return { { assert(m.new { dealer_code = "dummy", username = "dummy", password = "dummy" }), "Moka" } }
   end },
   { "paykit.providers.moka_codes" },
+  { "paykit.providers.moka_checks" },
+  { "paykit.providers.moka_request" },
   { "paykit.providers.mocopay_codes" },
   { "paykit.providers.mocopay_sign" },
   { "paykit.providers.mocopay_request" },

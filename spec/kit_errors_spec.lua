@@ -51,14 +51,21 @@ local UUID = "3f2b8c1e-5d4a-4e6f-9a7b-1c2d3e4f5a6b"
 -- Every public call: `field` = a call with an unknown field (the field it must name);
 -- `positional` = a call taking strings only, given a table in their place (refused, nothing
 -- sent); `not_checked` = why the tables it takes are not the caller's to get wrong (they are
--- sent as given, or are the provider's own data); `skip` = left to another change.
+-- sent as given, or are the provider's own data).
 local CALLS = {
   moka = {
-    -- purchase, pay and start_3d do not refuse unknown fields yet: they build their request in
-    -- providers/moka_request.lua, which another change (hotpath) reworks, with this check
-    purchase = { skip = "moka_request.lua's payment fields (hotpath)" },
-    pay = { skip = "moka_request.lua's payment fields (hotpath)" },
-    start_3d = { skip = "moka_request.lua's payment fields (hotpath)" },
+    purchase = { field = "reurn_url", call = function(gw)
+      return gw:purchase { amount = "1.00", reference = "r-1", card = { number = "4111111111111111", exp_month = "12",
+        exp_year = "2030", cvc = "123" }, reurn_url = "https://shop.example/" }
+    end },
+    pay = { field = "amout", call = function(gw)
+      return gw:pay { amout = "1.00", reference = "r-1", card = { number = "4111111111111111", exp_month = "12",
+        exp_year = "2030", cvc = "123" } }
+    end },
+    start_3d = { field = "reurn_url", call = function(gw)
+      return gw:start_3d { amount = "1.00", reference = "r-1", card = { number = "4111111111111111", exp_month = "12",
+        exp_year = "2030", cvc = "123" }, reurn_url = "https://shop.example/" }
+    end },
     call = { not_checked = "sends the request block it is given, in Moka's own names" },
     commit = { field = "idempotant", call = function(gw)
       return gw:commit("x", { method = "POST", path = "/x", idempotant = true })

@@ -310,6 +310,10 @@ describe("paykit.kit.json", function()
     assert.equal("0.1", t.Data.List[1].Amount)
     assert.equal(2, t.Count)
     assert.equal("1e400", json.decode("[1e400]", { exact = true })[1])
+    -- an array that is a money member's value keeps its numbers as text too
+    local a = assert(json.decode('{"Amount":[1.5,[2.50]],"N":[1.50]}', { exact = { Amount = true } }))
+    assert.equal("2.50", a.Amount[2][1])
+    assert.equal(1.5, a.N[1])
   end)
 
   it("refuses what is not JSON, saying where", function()

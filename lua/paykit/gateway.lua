@@ -274,9 +274,20 @@ function _M.object() return setmetatable({ _k = {}, _v = {} }, Obj) end
 -- @param v the value: string, boolean, integer, @{decimal}, object or table (nil: left out)
 -- @treturn table o, for chaining
 function _M.put(o, k, v)
-  if v ~= nil then o._k[#o._k + 1] = k; o._v[#o._v + 1] = v end
+  if v ~= nil then
+    local keys = o._k
+    local n = #keys + 1
+    keys[n] = k; o._v[n] = v
+  end
   return o
 end
+
+--- An ordered object made of its member names and values at once (for @{put} and @{json}):
+-- faster than @{object} and a @{put} per member when the members are known.
+-- @tparam table keys the member names, in order (the object keeps this table)
+-- @tparam table values their values, none nil (the object keeps this table)
+-- @treturn table the object
+function _M.object_of(keys, values) return setmetatable({ _k = keys, _v = values }, Obj) end
 --- A decimal number written to JSON as its exact text (an amount: "27.50" stays 27.50).
 -- @tparam string text an optionally negative decimal, e.g. "27.50"
 -- @treturn table the wrapped decimal, for @{put} or @{json}

@@ -45,6 +45,10 @@ local DEFAULT_RETRY = { attempts = 3, base_delay = 0.2, max_delay = 2, deadline 
 
 
 local request_id_of, scoped -- below
+local core_uuid4 = require("paykit.core").uuid4
+local core_monotonic = require("paykit.core").monotonic
+local function ngx_loaded() return rawget(_G, "ngx") ~= nil end
+local find = string.find
 
 local in_cosocket_phase = runtime.in_cosocket_phase
 _M.in_cosocket_phase = in_cosocket_phase
@@ -93,16 +97,25 @@ _M.sleep = default_sleep
 -- @function sleep
 -- @tparam number s seconds
 
+-- The logger of a transport without one: nothing is built for it (see @{transport:request}).
+local NOOP = function() end
+_M.NOOP_LOGGER = NOOP
+
+--- The logger of a transport without one: does nothing.
+-- A transport whose `log` is this function builds no log line (and redacts nothing for one).
+-- @function NOOP_LOGGER
+
 --- Normalise a logger into a function that scrubs every line.
 -- Returns a no-op when there is no logger.
 -- A logger that raises is ignored (the call returns false).
 -- @tparam ?function|table logger function(level, line), an object with `:log(level, line)`,
 --   or nil/false for none
 -- @treturn function function(level, line) passing `paykit.redact.line(line)` (scrubbed, at most
---   `redact.MAX_LINE` bytes) to the logger
+--   `redact.MAX_LINE` bytes) to the logger; without a logger the shared no-op `NOOP_LOGGER`
+--   (the transport then builds no log line at all)
 -- @raise for a logger of another kind
 function _M.make_logger(logger)
-  if logger == nil or logger == false then return function() end end
+  if logger == nil or logger == false then return NOOP end
   local emit
   if type(logger) == "function" then
     emit = logger
@@ -451,6 +464,7 @@ local function cjson()
   return cjson_mod
 end
 _M.cjson = cjson
+local function json_encode(v) return cjson().encode(v) end
 
 -- The provider's request id in an answer: the first of the request_id_headers present, else
 -- the top-level JSON member request_id_field (decoded here when the caller did not ask for
@@ -464,7 +478,8 @@ function request_id_of(self, res)
     if v then return v end
   end
   local field = self.request_id_field
-  if field and res.body and res.body ~= "" then
+  -- the member can only be there when its name (or a \u escape that might spell it) is
+  if field and res.body and res.body ~= "" and (find(res.body, field, 1, true) or find(res.body, "\\u", 1, true)) then
     local json = res.json
     if json == nil then
       local ct = h["content-type"]
@@ -527,6 +542,19 @@ function _M.with(opts, fn, ...)
   return (table.unpack or unpack)(out, 2, out.n)
 end
 
+-- A per-call timeout: the request's, else @{with}'s, else the transport's.
+local function pick(self, req, call, name)
+  local v = req[name]
+  if v == nil and call then v = call[name] end
+  if v == nil then return self[name] end
+  return num(v, name, nil)
+end
+
+-- the redacted URL of a request, made only when a log line, a hook or an error needs it
+local function safe_url_of(url, safe)
+  return safe or redact.text(url)
+end
+
 --- A request with retries, hooks and redacted logging.
 -- t:request{method=, url=, headers=, body=, op=, idempotent=, json=} -> res | nil, err
 -- Retried (with backoff, within retry.deadline): failures that never reached the server,
@@ -556,109 +584,128 @@ function _M:request(req)
   local call = scoped()
   local refused = runtime.check_blocking(op, self.allow_blocking or req.allow_blocking)
   if refused then return nil, refused end
-  local function pick(name)
-    local v = req[name]
-    if v == nil and call then v = call[name] end
-    if v == nil then return self[name] end
-    return num(v, name, nil)
-  end
-  local call_timeout, call_connect = pick("timeout"), pick("connect_timeout")
-  local send_timeout, read_timeout = pick("send_timeout"), pick("read_timeout")
+  local call_timeout, call_connect = pick(self, req, call, "timeout"), pick(self, req, call, "connect_timeout")
+  local send_timeout, read_timeout = pick(self, req, call, "send_timeout"), pick(self, req, call, "read_timeout")
   local correlation_id = req.correlation_id
   if correlation_id == nil and call then correlation_id = call.correlation_id end
   if correlation_id ~= nil and not clean_id(correlation_id) then
     return nil, errors.validation("correlation_id", "invalid",
       "correlation_id must be printable ASCII without spaces, at most " .. MAX_ID .. " bytes")
   end
-  if self.correlation_header and correlation_id == nil then
-    correlation_id = require("paykit.core").uuid4()
+  local corr_header = self.correlation_header
+  if corr_header and correlation_id == nil then
+    correlation_id = core_uuid4()
   end
   local method = req.method or (req.body and "POST" or "GET")
   -- one pass: copy the caller's headers and, for json, note a Content-Type / Accept of theirs
   local headers, have_ct, have_accept = {}, false, false
-  for k, v in pairs(req.headers or {}) do
-    headers[k] = v
-    if req.json and type(k) == "string" then
-      local lk = k:lower()
-      if lk == "content-type" then have_ct = true elseif lk == "accept" then have_accept = true end
+  local json = req.json
+  local given = req.headers
+  if given then
+    for k, v in pairs(given) do
+      headers[k] = v
+      if json and type(k) == "string" then
+        local lk = k:lower()
+        if lk == "content-type" then have_ct = true elseif lk == "accept" then have_accept = true end
+      end
     end
   end
-  if self.correlation_header and correlation_id then headers[self.correlation_header] = correlation_id end
+  if corr_header and correlation_id then headers[corr_header] = correlation_id end
   local body = req.body
-  if req.json then
-    if type(body) == "table" then body = assert(cjson().encode(body)) end
+  if json then
+    if type(body) == "table" then body = assert(json_encode(body)) end
     if body and not have_ct then headers["Content-Type"] = "application/json" end
     if not have_accept then headers["Accept"] = "application/json" end
   end
-  local safe_url = redact.text(req.url)
-  local started = self.clock()
-  local deadline = started + self.retry.deadline
-  local attempts = self.retry.attempts
-  -- self.log scrubs the whole line (make_logger), and does nothing without a logger: the
-  -- body is not scrubbed here as well.
-  if body then self.log("debug", "paykit " .. op .. " request " .. method .. " " .. safe_url .. " " .. body) end
+  -- Nothing is built for a logger or hooks that are not there: the redacted URL and the log
+  -- lines exist only when a logger or a hook will see them (or an error message needs the URL).
+  local log = self.log
+  local logging = log ~= NOOP
+  local hooks = self.hooks
+  local before, after = hooks.before, hooks.after
+  local url = req.url
+  local safe_url = (logging or before or after) and redact.text(url) or nil
+  local clock = self.clock
+  -- outside nginx the default clock is the C core's monotonic one: called directly
+  if clock == now and not ngx_loaded() then clock = core_monotonic end
+  local started = clock()
+  local retry = self.retry
+  local deadline = started + retry.deadline
+  local attempts = retry.attempts
+  -- log scrubs the whole line (make_logger): the body is not scrubbed here as well.
+  if body and logging then log("debug", "paykit " .. op .. " request " .. method .. " " .. safe_url .. " " .. body) end
 
   local attempt = 0
   while true do
     attempt = attempt + 1
-    local t0 = self.clock()
+    local t0 = clock()
     local remaining = deadline - t0
-    local timeout = math.min(call_timeout, remaining)
-    local ctx = { op = op, method = method, url = safe_url, attempt = attempt }
-    call_hook(self, "before", ctx)
+    local timeout = call_timeout < remaining and call_timeout or remaining
+    local ctx
+    if before or after then
+      ctx = { op = op, method = method, url = safe_url, attempt = attempt }
+      if before then call_hook(self, "before", ctx) end
+    end
     local res, msg, code, maybe_sent
     if timeout <= 0 then
       msg, code, maybe_sent = "deadline passed before the request could be sent", "connect_timeout", false
     else
       res, msg, code, maybe_sent = self:send_once {
-        method = method, url = req.url, headers = headers, body = body,
+        method = method, url = url, headers = headers, body = body,
         -- nil: the transport decides by method (GET, HEAD, OPTIONS); false: the transport
         -- never sends it twice, whatever the connection does
         idempotent = req.idempotent,
         timeout = math.max(1, math.floor(timeout * 1000)),
         connect_timeout = math.max(1, math.floor(math.min(call_connect, timeout) * 1000)),
-        send_timeout = milliseconds(send_timeout), read_timeout = milliseconds(read_timeout),
+        send_timeout = send_timeout and milliseconds(send_timeout),
+        read_timeout = read_timeout and milliseconds(read_timeout),
         -- libcurl has one stall timer for both directions (see @{new})
-        stall_timeout = milliseconds((send_timeout and read_timeout) and math.min(send_timeout, read_timeout)
-          or send_timeout or read_timeout),
+        stall_timeout = (send_timeout or read_timeout) and milliseconds((send_timeout and read_timeout)
+          and math.min(send_timeout, read_timeout) or send_timeout or read_timeout),
       }
     end
-    local elapsed = self.clock() - t0
-    ctx.elapsed = elapsed
+    local elapsed = clock() - t0
+    if ctx then ctx.elapsed = elapsed end
     local err, retry_ok
     if res then
-      ctx.status = res.status
-      self.log(res.status >= 500 and "warn" or "info", string.format("paykit %s %s %s attempt=%d status=%d elapsed=%.3fs",
-        op, method, safe_url, attempt, res.status, elapsed))
-      if res.body and res.body ~= "" then
-        self.log("debug", "paykit " .. op .. " response " .. res.status .. " " .. res.body)
+      local status = res.status
+      if ctx then ctx.status = status end
+      if logging then
+        log(status >= 500 and "warn" or "info", string.format("paykit %s %s %s attempt=%d status=%d elapsed=%.3fs",
+          op, method, safe_url, attempt, status, elapsed))
+        if res.body and res.body ~= "" then
+          log("debug", "paykit " .. op .. " response " .. status .. " " .. res.body)
+        end
       end
-      retry_ok = RETRY_STATUS[res.status] and req.idempotent
+      retry_ok = RETRY_STATUS[status] and req.idempotent
     else
       code = code or "other"
       local info = CODES[code] or { "transport", true }
       if maybe_sent == nil then maybe_sent = info[2] end
       retry_ok = not info[3] and ((not maybe_sent) or (req.idempotent and true or false))
+      safe_url = safe_url_of(url, safe_url)
       err = errors.new {
         kind = info[1], code = code, op = op, retryable = retry_ok, correlation_id = correlation_id,
         message = op .. ": " .. method .. " " .. safe_url .. " failed (" .. code .. "): " .. tostring(msg) ..
           (maybe_sent and "; the request may have reached the provider" or "; the request never reached the provider"),
       }
-      ctx.err = err
-      self.log(info[1] == "timeout" and "warn" or "error", string.format("paykit %s %s %s attempt=%d error=%s sent=%s elapsed=%.3fs",
-        op, method, safe_url, attempt, code, tostring(maybe_sent), elapsed))
+      if ctx then ctx.err = err end
+      if logging then
+        log(info[1] == "timeout" and "warn" or "error", string.format("paykit %s %s %s attempt=%d error=%s sent=%s elapsed=%.3fs",
+          op, method, safe_url, attempt, code, tostring(maybe_sent), elapsed))
+      end
     end
-    call_hook(self, "after", ctx)
+    if after then call_hook(self, "after", ctx) end
 
     local give_up = not retry_ok or attempt >= attempts
     local delay = 0
     if not give_up then
       delay = backoff(self, attempt)
-      if self.clock() + delay >= deadline then give_up = true end
+      if clock() + delay >= deadline then give_up = true end
     end
     if give_up then
       if res then
-        if req.json then
+        if json then
           local decoded = nil
           if res.body and res.body ~= "" then decoded = cjson().decode(res.body) end
           res.json = decoded
@@ -672,7 +719,9 @@ function _M:request(req)
       errors.take_ids() -- an older answer's ids must not reach a later result
       return nil, err
     end
-    self.log("info", string.format("paykit %s retrying in %.3fs (attempt %d of %d)", op, delay, attempt + 1, attempts))
+    if logging then
+      log("info", string.format("paykit %s retrying in %.3fs (attempt %d of %d)", op, delay, attempt + 1, attempts))
+    end
     self.sleep(delay)
   end
 end

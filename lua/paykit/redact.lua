@@ -60,14 +60,17 @@ function _M.classify(key)
   return nil
 end
 
+-- a digit doubled by the Luhn rule, its digits summed: DOUBLED[d] for d = 0..9
+local DOUBLED = { [0] = 0, 2, 4, 6, 8, 1, 3, 5, 7, 9 }
 local function luhn_ok(digits)
-  local sum, alt = 0, false
-  for i = #digits, 1, -1 do
-    local d = byte(digits, i) - 48
-    if alt then d = d * 2; if d > 9 then d = d - 9 end end
-    sum = sum + d
-    alt = not alt
+  -- from the right: the last digit as it is, the one before it doubled, two at a time
+  local sum, i = 0, #digits
+  while i >= 2 do
+    local doubled, plain = byte(digits, i - 1, i)
+    sum = sum + (plain - 48) + DOUBLED[doubled - 48]
+    i = i - 2
   end
+  if i == 1 then sum = sum + byte(digits, 1) - 48 end
   return sum % 10 == 0
 end
 _M.luhn = luhn_ok

@@ -39,6 +39,11 @@ local function bad(field, code, message) return errors.validation(field, code, m
 
 -- ------------------------------------------------------------------ IP addresses
 
+-- One number of a dotted quad: 0..255, no leading zero.
+local function octet(p)
+  return #p <= 3 and not (#p > 1 and sub(p, 1, 1) == "0") and tonumber(p) <= 255
+end
+
 --- Whether s is a dotted-quad IPv4 address (four numbers 0..255, no leading zeros).
 -- @param s the value
 -- @treturn boolean
@@ -46,10 +51,7 @@ function _M.is_ipv4(s)
   if type(s) ~= "string" then return false end
   local a, b, c, d = s:match("^(%d+)%.(%d+)%.(%d+)%.(%d+)$")
   if not a then return false end
-  for _, p in ipairs { a, b, c, d } do
-    if #p > 3 or (#p > 1 and sub(p, 1, 1) == "0") or tonumber(p) > 255 then return false end
-  end
-  return true
+  return octet(a) and octet(b) and octet(c) and octet(d)
 end
 
 -- Number of 16-bit groups in a colon-separated run ("" -> 0), nil when malformed. The last
@@ -102,13 +104,26 @@ end
 
 -- ------------------------------------------------------------------ URLs
 
+-- The last URLs found good (a pure check of the string; a provider's calls carry the same
+-- few return and callback URLs again and again): emptied when it holds GOOD_MAX of them.
+local GOOD_MAX = 256
+local good_urls, good_n = {}, 0
+
 --- Whether s is an absolute http(s) URL (see the module description).
 -- @param s the value
 -- @treturn boolean
 function _M.is_http_url(s)
-  if not url.is_http(s) or find(s, "[%c%s]") then return false end
-  local host = url.parse(s).host
-  return sub(host, 1, 1) ~= "[" or _M.is_ipv6(sub(host, 2, -2))
+  if good_urls[s] then return true end
+  if type(s) ~= "string" or #s > 2048 or find(s, "[%c%s]") then return false end
+  local parts = url.parse(s)
+  if not parts then return false end
+  local host = parts.host
+  local ok = sub(host, 1, 1) ~= "[" or _M.is_ipv6(sub(host, 2, -2))
+  if ok then
+    if good_n >= GOOD_MAX then good_urls, good_n = {}, 0 end
+    good_urls[s], good_n = true, good_n + 1
+  end
+  return ok
 end
 
 --- An absolute http(s) URL; `o.no_fragment` refuses a "#fragment" (`o.why` says why, in the message).
@@ -145,6 +160,8 @@ local UTF8 = {
 -- @tparam string s
 -- @treturn boolean
 function _M.is_utf8(s)
+  -- ASCII without NUL (most text) needs no walk
+  if not find(s, "[\128-\255]") and not find(s, "\0", 1, true) then return true end
   local i, n = 1, #s
   while i <= n do
     local j

@@ -1,6 +1,6 @@
 --- paykit.kit.json: the one JSON reader and the one writer of provider bodies; exact money.
 --
--- Reading: `json.decode(text[, opts])` parses JSON in Lua and keeps the number literals of
+-- Reading: `json.decode(text[, opts])` parses JSON (in C: `paykit.core.json_decode`) and keeps the number literals of
 -- money fields as their text, so an amount never passes through a float ("27.50" stays
 -- "27.50"; 0.1 + 0.2 never happens). `opts.exact` chooses which numbers stay text: a set of
 -- member names (`{Amount = true}`: those members, at any depth), or `true` (every number);
@@ -25,7 +25,10 @@ local money = require "paykit.money"
 
 local _M = {}
 
-_M.null = setmetatable({}, { __tostring = function() return "json.null" end })
+local core_decode = require("paykit.core").json_decode
+
+-- JSON null: the C reader's (`paykit.core.json_null`, the same value as `cjson.null`)
+_M.null = require("paykit.core").json_null
 
 local MAX_DEPTH = 64
 local byte, sub, find, char = string.byte, string.sub, string.find, string.char
@@ -145,13 +148,41 @@ function value(p, key, depth)
   fail(p, c == "" and "unexpected end" or "unexpected character")
 end
 
+-- The C reader's options for an `exact` choice, made once per set (weak keys: a provider's
+-- set lives as long as its module).
+local C_BASE = { duplicates = "last" }
+local C_ALL = { duplicates = "last", numbers = "text" }
+local c_opts = setmetatable({}, { __mode = "k" })
+
 --- Decodes JSON text (see the module description).
+-- The reader is `paykit.core.json_decode` (C, strict RFC 8259, one pass); a repeated member
+-- name keeps its last value, as this module's Lua reader (`decode_lua`) always did.
 -- @tparam string text
 -- @tparam[opt] table opts `exact` (a set of member names, or true)
 -- @return the value (objects and arrays as tables, null as `json.null`)
 -- @return[2] nil
 -- @return[2] string what is wrong and where
 function _M.decode(text, opts)
+  if type(text) ~= "string" then return nil, "json.decode: text must be a string" end
+  local exact = opts and opts.exact
+  local o
+  if exact == true then o = C_ALL
+  elseif exact then
+    o = c_opts[exact]
+    if not o then o = { duplicates = "last", text = exact }; c_opts[exact] = o end
+  else o = C_BASE end
+  local v, err = core_decode(text, o)
+  if v == nil and err then return nil, err end
+  return v
+end
+
+--- The Lua reader (what @{decode} was before the C one; kept for comparison in the specs).
+-- @tparam string text
+-- @tparam[opt] table opts `exact`
+-- @return the value (null as `json.null`)
+-- @return[2] nil
+-- @return[2] string what is wrong and where
+function _M.decode_lua(text, opts)
   if type(text) ~= "string" then return nil, "json.decode: text must be a string" end
   local p = setmetatable({ s = text, i = 1, exact = opts and opts.exact }, Parser)
   local ok, v = pcall(value, p, nil, 1)
@@ -205,9 +236,9 @@ function _M.amount(v, currency)
     v = string.format("%d", v)
   end
   if type(v) ~= "string" or not money.exponent(currency) then return nil end
-  local minor = money.parse(v, currency)
+  local minor, text = money.parse(v, currency) -- text: money.format(minor, currency)
   if not minor then return nil end
-  return money.format(minor, currency)
+  return text
 end
 
 return _M

@@ -87,8 +87,20 @@ end
 -- @tparam table req `path`, `query`
 -- @treturn string
 function _M.url(self, req)
-  local u = self.base_url .. req.path
-  if req.query and #req.query > 0 then u = u .. "?" .. core.canonical_query(req.query) end
+  local q = req.query
+  if q and #q > 0 then return self.base_url .. req.path .. "?" .. core.canonical_query(q) end
+  -- without a query the URL is a function of base_url and path: the instance keeps the last
+  -- few (a provider calls the same handful of paths)
+  local base, path = self.base_url, req.path
+  local memo = rawget(self, "_urls")
+  if not memo or memo[0] ~= base then
+    memo = { [0] = base, n = 0 }
+    rawset(self, "_urls", memo)
+  end
+  local u = memo[path]
+  if u then return u end
+  u = base .. path
+  if memo.n < 64 then memo[path], memo.n = u, memo.n + 1 end
   return u
 end
 
@@ -107,6 +119,16 @@ function _M.provider_of(x)
   return nil
 end
 
+-- provider -> op -> "provider.op" (made once per operation)
+local full_ops = setmetatable({}, { __mode = "k" })
+local function full_name(P, op)
+  local names = full_ops[P]
+  if not names then names = {}; full_ops[P] = names end
+  local n = names[op]
+  if not n then n = P.name .. "." .. op; names[op] = n end
+  return n
+end
+
 --- One call to the provider (see the module description).
 -- @tparam table self the instance
 -- @tparam string op the operation's name ("get_seller"); errors say `provider.op`
@@ -118,7 +140,7 @@ end
 function _M.commit(self, op, req)
   local P = _M.provider_of(self)
   local w = P._decl.wire
-  local full_op = P.name .. "." .. op
+  local full_op = full_name(P, op)
   req.url = _M.url(self, req)
   req.headers = req.headers or {}
   if type(req.body) == "table" then

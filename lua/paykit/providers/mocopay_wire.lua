@@ -45,6 +45,19 @@ function _M.sign(self, req)
   return true
 end
 
+local MESSAGE_NAMES, CODE_NAMES = { "errorMessage", "message", "error_description" }, { "errorCode", "code", "error" }
+
+-- the first of names that answer has as a string or a number, as text
+local function first(answer, names)
+  for i = 1, #names do
+    local v = answer[names[i]]
+    local t = type(v)
+    if t == "string" then return v end
+    if t == "number" then return tostring(v) end
+  end
+  return nil
+end
+
 --- MoCoPay's own words in a failure: message, code.
 -- @tparam table self
 -- @param answer the decoded answer
@@ -52,13 +65,7 @@ end
 -- @treturn ?string code (`errorCode`, `code` or `error`)
 function _M.message_from(_, answer)
   if type(answer) ~= "table" then return nil, nil end
-  local function first(names)
-    for _, k in ipairs(names) do
-      local v = answer[k]
-      if type(v) == "string" or type(v) == "number" then return tostring(v) end
-    end
-  end
-  return first { "errorMessage", "message", "error_description" }, first { "errorCode", "code", "error" }
+  return first(answer, MESSAGE_NAMES), first(answer, CODE_NAMES)
 end
 
 local PAID = { authorized = true, charged = true, completed = true, complete = true, paid = true,

@@ -69,13 +69,14 @@ local gateway = require "paykit.gateway"
 local kit = require "paykit.kit"
 local codes = require "paykit.providers.moka_codes"
 local R = require "paykit.providers.moka_request"
+local C = require "paykit.providers.moka_checks"
 local wire = require "paykit.providers.moka_wire"
 local ops = require "paykit.providers.moka_ops"
 local notice = require "paykit.providers.moka_notice"
 local checks = kit.checks
 
 local V = errors.validation
-local is_blank, denull, id_text = R.is_blank, wire.denull, wire.id_text
+local is_blank, denull, id_text = C.is_blank, wire.denull, wire.id_text
 
 local HOSTS = {
   test = "https://service.refmokaunited.com",
@@ -103,7 +104,7 @@ local OPTIONS = {
   env = { type = "string", one_of = { test = true, production = true } },
   base_url = { type = "url" },
   software = { type = "string", check = function(v)
-    if R.utf8_len(v) > 30 then return "must be at most 30 characters" end
+    if C.utf8_len(v) > 30 then return "must be at most 30 characters" end
   end },
   client_ip = { type = "string", check = function(v)
     if not checks.is_ip(v) then return "must be an IPv4 or IPv6 address" end
@@ -138,12 +139,12 @@ P = kit.provider {
     for k, v in pairs(o.fields or {}) do self.fields[k] = type(v) == "string" and { v } or v end
     -- Credentials live in a closure, so printing or inspecting the instance shows none.
     local dealer_code, username, password = o.dealer_code, o.username, o.password
-    local check_key
+    -- the block is the same for every call: made (and its CheckKey hashed) once
+    local auth
     self._auth = function()
-      check_key = check_key or P.check_key(dealer_code, username, password)
-      local put = gateway.put
-      return put(put(put(put(gateway.object(), "DealerCode", dealer_code), "Username", username),
-        "Password", password), "CheckKey", check_key)
+      auth = auth or gateway.object_of({ "DealerCode", "Username", "Password", "CheckKey" },
+        { dealer_code, username, password, P.check_key(dealer_code, username, password) })
+      return auth
     end
     return self
   end,
@@ -455,6 +456,9 @@ end
 -- ------------------------------------------------------------------------------------
 -- the uniform flow
 
+-- what purchase takes beyond the payment parameters
+local PURCHASE_FIELDS = { three_d = true, return_url = true }
+
 --- Starts a payment (uniform flow).
 -- 3D Secure by default (`three_d = false` for a direct payment). A reference (OtherTrxCode)
 -- is generated when the caller gives none.
@@ -465,6 +469,8 @@ end
 -- @return[2] a validation, transport or provider error
 function Moka:purchase(p)
   if type(p) ~= "table" then return nil, V("params", "required", "purchase needs a table") end
+  local unknown = C.fields(p, "purchase", PURCHASE_FIELDS)
+  if unknown then return nil, unknown end
   local q = {}
   for k, v in pairs(p) do q[k] = v end
   if is_blank(q.reference) then q.reference = core().uuid4() end
@@ -474,7 +480,9 @@ function Moka:purchase(p)
   if q.three_d ~= nil and type(q.three_d) ~= "boolean" then
     return nil, V("three_d", "invalid", "three_d must be true (3D Secure, the default) or false (a direct payment)")
   end
-  if q.three_d == false then return self:pay(q) end
+  local three_d = q.three_d
+  q.three_d = nil
+  if three_d == false then return self:pay(q) end
   return self:start_3d(q)
 end
 

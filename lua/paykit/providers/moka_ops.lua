@@ -18,6 +18,7 @@ local errors = require "paykit.errors"
 local gateway = require "paykit.gateway"
 local kit = require "paykit.kit"
 local R = require "paykit.providers.moka_request"
+local C = require "paykit.providers.moka_checks"
 local wire = require "paykit.providers.moka_wire"
 
 local _M = {}
@@ -39,10 +40,10 @@ end
 
 -- The amount of an after-sale call: absent (nil) or checked decimal text.
 local function optional_amount(self, p)
-  local currency, err = R.currency_of(self, p.currency)
+  local currency, err = C.currency_of(self, p.currency)
   if not currency then return nil, err end
   if p.amount == nil and p.amount_minor == nil then return false end
-  local amount, m = R.amount_of(p, "amount", currency, "amount", true)
+  local amount, m = C.amount_of(p, "amount", currency, "amount", true)
   if not amount then return nil, m end
   return amount
 end
@@ -56,7 +57,7 @@ end
 
 local function with_ip(self, p, o)
   -- DoCapture and DoVoid carry a ClientIP: the caller's (or the instance's default), never a made-up one
-  local ip, err = R.client_ip(self, p)
+  local ip, err = C.client_ip(self, p)
   if not ip then return nil, err end
   return put(o, "ClientIP", ip)
 end
@@ -78,7 +79,7 @@ end
 local function after_sale(...)
   local steps = { ... }
   return function(self, p)
-    local ok, err = R.one_reference(p)
+    local ok, err = C.one_reference(p)
     if not ok then return nil, err end
     local o = R.put_reference(obj(), p)
     for _, step in ipairs(steps) do
@@ -98,12 +99,12 @@ end
 local AMOUNT, IP = { "amount", "amount_minor", "currency" }, { "client_ip" }
 
 local function check_payment_ref(p)
-  local which, err = R.one_of(p, "payment_id", "reference",
+  local which, err = C.one_of(p, "payment_id", "reference",
     "give exactly one of payment_id (DealerPaymentId) and reference (OtherTrxCode)")
   if not which then return nil, err end
   local ok
-  if which == "payment_id" then ok, err = R.check_id(p.payment_id, "payment_id")
-  else ok, err = R.check_len(p, "reference", 64) end
+  if which == "payment_id" then ok, err = C.check_id(p.payment_id, "payment_id")
+  else ok, err = C.check_len(p, "reference", 64) end
   if not ok then return nil, err end
   return which
 end
@@ -150,7 +151,7 @@ local OPERATIONS = {
       -- the answer must be about the payment asked for: Moka's own PaymentDetail names it
       local d = denull(data.PaymentDetail)
       if type(d) ~= "table" then return nil, invalid("payment_details", "lacks Data.PaymentDetail") end
-      local by_id = not R.is_blank(p.payment_id)
+      local by_id = not C.is_blank(p.payment_id)
       local got = by_id and denull(d.DealerPaymentId) or denull(d.OtherTrxCode)
       local asked = by_id and p.payment_id or p.reference
       if not nonempty(got) or id_text(got) ~= id_text(asked) then
@@ -169,7 +170,7 @@ local OPERATIONS = {
   bin_info = { path = "/PaymentDealer/GetBankCardInformation", idempotent = true, any_as = "bin",
     fields = set { "bin" },
     build = function(_, p)
-      local ok, err = R.check_bin(p.bin)
+      local ok, err = C.check_bin(p.bin)
       if not ok then return nil, err end
       return put(obj(), "BinNumber", p.bin)
     end, read = data_block() },
@@ -178,18 +179,18 @@ local OPERATIONS = {
   installments = { path = "/PaymentDealer/DoCalcPaymentTable", idempotent = true,
     fields = set { "bin", "amount", "amount_minor", "currency", "three_d", "include_commission" },
     build = function(self, p)
-      local ok, err = R.check_bin(p.bin)
+      local ok, err = C.check_bin(p.bin)
       if not ok then return nil, err end
       local currency
-      currency, err = R.currency_of(self, p.currency)
+      currency, err = C.currency_of(self, p.currency)
       if not currency then return nil, err end
-      local amount, m = R.amount_of(p, "amount", currency, "amount")
+      local amount, m = C.amount_of(p, "amount", currency, "amount")
       if not amount then return nil, m end
       if p.three_d ~= nil and type(p.three_d) ~= "boolean" then
         return nil, V("three_d", "invalid", "three_d must be true or false")
       end
       local commission
-      commission, err = R.flag_of(p, "include_commission")
+      commission, err = C.flag_of(p, "include_commission")
       if not commission then return nil, err end
       local o = obj()
       put(o, "BinNumber", p.bin); put(o, "Currency", currency); put(o, "OrderAmount", dec(amount))
@@ -201,8 +202,8 @@ local OPERATIONS = {
   -- AddCustomerWithCard: a card to store never carries a CVC; not retried once sent
   add_customer = { path = "/DealerCustomer/AddCustomerWithCard", idempotent = false, fields = set(PERSON_FIELDS),
     build = function(self, p)
-      if R.is_blank(p.customer_code) then return nil, V("customer_code", "required", "customer_code is required") end
-      local ok, err = R.check_person(p, "")
+      if C.is_blank(p.customer_code) then return nil, V("customer_code", "required", "customer_code is required") end
+      local ok, err = C.check_person(p, "")
       if not ok then return nil, err end
       local o = obj()
       put(o, "CustomerCode", p.customer_code)
@@ -236,7 +237,7 @@ local OPERATIONS = {
       if type(p.card_token) ~= "string" or p.card_token == "" then
         return nil, V("card_token", "required", "card_token is required")
       end
-      local ok, err = R.check_len(p, "card_token", 64)
+      local ok, err = C.check_len(p, "card_token", 64)
       if not ok then return nil, err end
       return put(obj(), "CardToken", p.card_token)
     end, read = data_block(true) },
@@ -251,7 +252,7 @@ local function inner_read(op, name)
   return function(self, data, raw, p)
     local amount = optional_amount(self, p)
     local r, err = wire.inner(name, data, op.status, { reference = p.reference, provider_reference = p.order_id,
-      amount = amount or nil, currency = amount and R.currency_of(self, p.currency) or nil, raw = raw },
+      amount = amount or nil, currency = amount and C.currency_of(self, p.currency) or nil, raw = raw },
       op.need, not op.idempotent)
     if not r then
       self.log("error", "moka." .. name .. ": " .. err.message)

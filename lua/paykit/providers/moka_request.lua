@@ -1,11 +1,11 @@
---- paykit.providers.moka_request: what Moka is sent, checked and built (no network).
+--- paykit.providers.moka_request: the request objects Moka is sent, built from checked input
+-- (no network).
 --
--- Every check runs before any network call and names its field ("card.number",
--- "installments", "basket[2].unit_price", ...). `payment(self, p, three_d)` checks the
--- payment parameters (the module description of `paykit.providers.moka`) and builds the
--- DoDirectPayment / DoDirectPaymentThreeD request object; the other functions are the checks
--- and builders the after-sale operations (`paykit.providers.moka_ops`) share. IP addresses go
--- through `paykit.kit.checks` (RFC-strict IPv4/IPv6), URLs through its `is_http_url`.
+-- `payment(self, p, three_d)` checks the payment parameters (the module description of
+-- `paykit.providers.moka`: an unknown field is refused by name) with
+-- `paykit.providers.moka_checks` and builds the DoDirectPayment / DoDirectPaymentThreeD
+-- request object; the other functions are the builders the after-sale and stored-card
+-- operations (`paykit.providers.moka_ops`) share.
 -- @module paykit.providers.moka_request
 -- @usage
 --   local request = require "paykit.providers.moka_request"
@@ -15,189 +15,23 @@ local errors = require "paykit.errors"
 local money = require "paykit.money"
 local gateway = require "paykit.gateway"
 local checks = require "paykit.kit.checks"
-local luhn = require("paykit.redact").luhn
+local C = require "paykit.providers.moka_checks"
 
 local _M = {}
 
---- The currencies Moka takes (TRY is written TL).
-_M.CURRENCIES = { TL = true, USD = true, EUR = true, GBP = true }
+--- The currencies Moka takes (TRY is written TL; `paykit.providers.moka_checks.CURRENCIES`).
+_M.CURRENCIES = C.CURRENCIES
 
 local V = errors.validation
-local obj, put, dec = gateway.object, gateway.put, gateway.decimal
-
-local function is_blank(s) return s == nil or s == "" end
-
-local function utf8_len(s)
-  local _, n = s:gsub("[^\128-\191]", "")
-  return n
-end
--- ------------------------------------------------------------------------------------
--- validation helpers (each returns the wire value or nil, err)
-
-local function currency_of(self, c)
-  c = c or self.currency
-  if type(c) ~= "string" then return nil, V("currency", "invalid", "currency must be TL, USD, EUR or GBP") end
-  c = c:upper()
-  if c == "TRY" then c = "TL" end
-  if not _M.CURRENCIES[c] then
-    return nil, V("currency", "unsupported_currency", "Moka takes TL (TRY), USD, EUR or GBP, not " .. c)
-  end
-  return c
-end
-
-local function amount_of(t, key, currency, field, allow_zero)
-  local minor, text = money.read(t, key, currency == "TL" and "TRY" or currency, field, not allow_zero)
-  if not minor then return nil, text end
-  return text, minor
-end
-
--- stored: a card to store, which may (and then must) come without a CVC
-local function check_card(self, card, stored)
-  local field = "card"
-  if type(card) ~= "table" then return nil, V(field, "required", field .. " is required") end
-  local number = card.number
-  if type(number) == "number" then
-    return nil, V(field .. ".number", "invalid", "the card number must be a string of digits")
-  end
-  if type(number) ~= "string" or number == "" then
-    return nil, V(field .. ".number", "required", "the card number is required")
-  end
-  number = number:gsub("[ %-]", "")
-  if not number:match("^%d+$") then
-    return nil, V(field .. ".number", "not_digits", "the card number must contain only digits")
-  end
-  if #number < 12 or #number > 19 then
-    return nil, V(field .. ".number", "invalid_length", "the card number must have 12 to 19 digits")
-  end
-  if not luhn(number) then
-    return nil, V(field .. ".number", "invalid_luhn", "the card number fails the Luhn check (mistyped?)")
-  end
-  local m = tonumber(card.exp_month)
-  if not m or m ~= math.floor(m) or m < 1 or m > 12 or not tostring(card.exp_month):match("^%d%d?$") then
-    return nil, V(field .. ".exp_month", "invalid", "the expiry month must be 1 to 12")
-  end
-  local ys = tostring(card.exp_year or "")
-  if not (ys:match("^%d%d%d%d$") or ys:match("^%d%d$")) then
-    return nil, V(field .. ".exp_year", "invalid", "the expiry year must be YYYY (or YY)")
-  end
-  local y = tonumber(ys)
-  if y < 100 then y = 2000 + y end
-  local now = os.date("!*t", self.clock())
-  if y < now.year or (y == now.year and m < now.month) then
-    return nil, V(field .. ".exp_year", "expired", "the card has expired")
-  end
-  local out = { number = number, exp_month = string.format("%02d", m), exp_year = string.format("%04d", y) }
-  if card.cvc ~= nil or not stored then
-    local cvc = card.cvc
-    if type(cvc) ~= "string" or not cvc:match("^%d%d%d%d?$") then
-      return nil, V(field .. ".cvc", "invalid", "the CVC must be 3 or 4 digits")
-    end
-    out.cvc = cvc
-  end
-  if card.holder ~= nil then
-    if type(card.holder) ~= "string" or utf8_len(card.holder) > 100 then
-      return nil, V(field .. ".holder", "invalid", "the card holder must be a string of at most 100 characters")
-    end
-    out.holder = card.holder
-  end
-  return out
-end
-
--- p[key] absent, or a string of at most max characters without control characters
--- (multiline: tab, CR and LF allowed). Returns true | nil, err naming field (default key).
-local function check_len(p, key, max, field, multiline)
-  local v = p[key]
-  field = field or key
-  if v == nil then return true end
-  if type(v) ~= "string" then return nil, V(field, "invalid", field .. " must be a string") end
-  if utf8_len(v) > max then
-    return nil, V(field, "too_long", field .. " must be at most " .. max .. " characters")
-  end
-  if (multiline and v:find("[%z\1-\8\11\12\14-\31\127]")) or (not multiline and v:find("%c")) then
-    return nil, V(field, "control_character", field .. " must not contain control characters")
-  end
-  return true
-end
-
--- Each of keys in t (absent, or a string of at most max characters), fields named prefix .. key.
-local function check_texts(t, keys, max, prefix)
-  for _, k in ipairs(keys) do
-    local ok, err = check_len(t, k, max, prefix .. k)
-    if not ok then return nil, err end
-  end
-  return true
-end
-
--- A yes/no option: absent, a boolean, or 0/1. Returns 0 or 1 | nil, err.
-local function flag_of(p, key)
-  local v = p[key]
-  if v == nil or v == false or v == 0 then return 0 end
-  if v == true or v == 1 then return 1 end
-  return nil, V(key, "invalid", key .. " must be true or false")
-end
-
--- An identifier Moka gave (DealerPaymentId, DealerCustomerId): a string without control
--- characters or an integer. Returns true | nil, err.
-local function check_id(v, field)
-  if v == nil then return true end
-  if type(v) == "number" and v == math.floor(v) and v >= 0 then return true end
-  if type(v) == "string" and #v <= 64 and not v:find("%c") then return true end
-  return nil, V(field, "invalid", field .. " must be a string (or an integer id) of at most 64 characters")
-end
-
--- exactly one of p[a] and p[b] given (not blank): returns the name of the one given | nil, err
--- (the first name "ambiguous" when both are given, the second "required" when neither is)
-local function one_of(p, a, b, message)
-  local has_a, has_b = not is_blank(p[a]), not is_blank(p[b])
-  if has_a == has_b then return nil, V(has_a and a or b, has_a and "ambiguous" or "required", message) end
-  return has_a and a or b
-end
-
--- exactly one of order_id (VirtualPosOrderId) / reference (OtherTrxCode)
-local function one_reference(p)
-  local ok, err = one_of(p, "order_id", "reference",
-    "give exactly one of order_id (Moka's VirtualPosOrderId) and reference (your OtherTrxCode)")
-  if not ok then return nil, err end
-  for _, k in ipairs { "order_id", "reference" } do
-    ok, err = check_len(p, k, 64)
-    if not ok then return nil, err end
-  end
-  return true
-end
+local obj, put, dec, object_of = gateway.object, gateway.put, gateway.decimal, gateway.object_of
+local is_blank, currency_of, amount_of, check_card = C.is_blank, C.currency_of, C.amount_of, C.check_card
+local check_len, check_texts, flag_of, check_id = C.check_len, C.check_texts, C.flag_of, C.check_id
+local one_of, client_ip, check_person = C.one_of, C.client_ip, C.check_person
 
 local function put_reference(o, p)
   if not is_blank(p.order_id) then put(o, "VirtualPosOrderId", p.order_id) end
   if not is_blank(p.reference) then put(o, "OtherTrxCode", p.reference) end
   return o
-end
-
--- The ClientIP of a call: p.client_ip, else the instance's default; an IPv4 or IPv6 address
--- in its strict text form (dotted quad without leading zeros, RFC 4291 groups), never made up.
-local function client_ip(self, p)
-  local ip = p.client_ip
-  if ip == nil then ip = self.client_ip end
-  if ip == nil then
-    return nil, V("client_ip", "required", "client_ip (the buyer's IP address) is required")
-  end
-  local err = checks.ip(ip, "client_ip")
-  if err then return nil, err end
-  return ip
-end
-
-local PERSON = { "first_name", "last_name", "birth_date", "gsm", "email", "address", "card_name",
-  "customer_code", "customer_password" }
-
--- The person fields of CustomerInformation and AddCustomerWithCard, each absent or a short
--- string (gender also 0/1/2 as a number). Returns true | nil, err (field prefix .. name).
-local function check_person(c, prefix)
-  local ok, err = check_texts(c, PERSON, 100, prefix)
-  if not ok then return nil, err end
-  local gd = c.gender
-  if gd ~= nil and not ((type(gd) == "string" and #gd <= 2 and not gd:find("%c"))
-      or (type(gd) == "number" and gd == math.floor(gd) and gd >= 0 and gd <= 9)) then
-    return nil, V(prefix .. "gender", "invalid", prefix .. "gender must be a short string or a number")
-  end
-  return check_id(c.dealer_customer_id, prefix .. "dealer_customer_id")
 end
 
 -- The person fields of CustomerInformation and AddCustomerWithCard ("" when absent).
@@ -208,7 +42,6 @@ local function put_person(o, c)
   return o
 end
 
--- The payment request (DoDirectPayment / DoDirectPaymentThreeD): validated, as a JSON object.
 --- The payment request (DoDirectPayment / DoDirectPaymentThreeD), checked and built.
 -- @tparam table self the instance (its currency, client_ip, software, clock)
 -- @tparam table p the payment parameters
@@ -219,6 +52,8 @@ end
 -- @return[2] a validation error naming the field
 function _M.payment(self, p, three_d)
   if type(p) ~= "table" then return nil, V("params", "required", "payment parameters are required") end
+  local unknown = C.fields(p, three_d and "start_3d" or "pay")
+  if unknown then return nil, unknown end
   local currency, err = currency_of(self, p.currency)
   if not currency then return nil, err end
   local amount, minor = amount_of(p, "amount", currency, "amount")
@@ -254,11 +89,10 @@ function _M.payment(self, p, three_d)
   ok, err = check_len(p, "description", 200, nil, true); if not ok then return nil, err end
   ok, err = check_len(p, "sub_merchant", 100); if not ok then return nil, err end
   ok, err = check_len(p, "reference", 64); if not ok then return nil, err end
-  local flags = {}
-  for _, k in ipairs { "pool", "pre_auth", "tokenize" } do
-    flags[k], err = flag_of(p, k)
-    if not flags[k] then return nil, err end
-  end
+  local pool, pre_auth, tokenize
+  pool, err = flag_of(p, "pool"); if not pool then return nil, err end
+  pre_auth, err = flag_of(p, "pre_auth"); if not pre_auth then return nil, err end
+  tokenize, err = flag_of(p, "tokenize"); if not tokenize then return nil, err end
   if three_d then
     local u = p.redirect_url
     if not checks.is_http_url(u) then
@@ -318,26 +152,17 @@ function _M.payment(self, p, three_d)
     end
   end
 
-  local r = obj()
+  -- the members every payment request has, in Moka's order, made in one go (none is nil)
+  local holder, number, exp_month, exp_year, cvc, token = "", "", "", "", "", p.card_token
   if card then
-    put(r, "CardHolderFullName", card.holder or "")
-    put(r, "CardNumber", card.number); put(r, "ExpMonth", card.exp_month); put(r, "ExpYear", card.exp_year)
-    put(r, "CvcNumber", card.cvc or "")
-    put(r, "CardToken", "")
-  else
-    put(r, "CardHolderFullName", ""); put(r, "CardNumber", ""); put(r, "ExpMonth", ""); put(r, "ExpYear", "")
-    put(r, "CvcNumber", "")
-    put(r, "CardToken", p.card_token)
+    holder, number, exp_month, exp_year, cvc, token = card.holder or "", card.number, card.exp_month, card.exp_year,
+      card.cvc or "", ""
   end
-  put(r, "Amount", dec(amount))
-  put(r, "Currency", currency)
-  put(r, "InstallmentNumber", inst)
-  put(r, "ClientIP", ip)
-  put(r, "OtherTrxCode", p.reference or "")
-  put(r, "SubMerchantName", p.sub_merchant or "")
-  put(r, "IsPoolPayment", flags.pool)
-  put(r, "IsPreAuth", flags.pre_auth)
-  put(r, "IsTokenized", flags.tokenize)
+  local r = object_of(
+    { "CardHolderFullName", "CardNumber", "ExpMonth", "ExpYear", "CvcNumber", "CardToken", "Amount", "Currency",
+      "InstallmentNumber", "ClientIP", "OtherTrxCode", "SubMerchantName", "IsPoolPayment", "IsPreAuth", "IsTokenized" },
+    { holder, number, exp_month, exp_year, cvc, token, dec(amount), currency,
+      inst, ip, p.reference or "", p.sub_merchant or "", pool, pre_auth, tokenize })
   if p.integrator_id then put(r, "IntegratorId", p.integrator_id) end
   put(r, "Software", p.software or self.software)
   put(r, "Description", p.description or "")
@@ -363,13 +188,7 @@ function _M.payment(self, p, three_d)
     put(r, "CustomerInformation", o)
   end
   return r, { amount = amount, currency = currency, reference = p.reference, installments = inst,
-    pre_auth = flags.pre_auth == 1 }
-end
-local function check_bin(bin)
-  if type(bin) ~= "string" or not bin:match("^%d%d%d%d%d%d%d?%d?$") then
-    return nil, V("bin", "invalid", "bin must be the first 6 to 8 digits of a card, as a string")
-  end
-  return true
+    pre_auth = pre_auth == 1 }
 end
 
 -- ------------------------------------------------------------------------------------
@@ -399,84 +218,16 @@ local function stored_card(self, p, o)
   return o
 end
 
---- Creates a stored-card customer, optionally with a card (AddCustomerWithCard).
--- Not retried once it may have been sent.
--- @tparam table p `customer_code` (required), `customer_password`, `first_name`, `last_name`,
---   `gender`, `birth_date`, `gsm`, `email`, `address`; `card` `{number=, exp_month=,
---   exp_year=, holder=}` (never a CVC) and `card_name`
--- @treturn table Moka's Data block (DealerCustomer, CardList)
--- @return[2] nil
-
-
---- The wire currency of a call (TRY is TL): c or the instance's default.
--- (self, c) -> "TL" | nil, err
--- @function currency_of
-_M.currency_of = currency_of
-
---- An amount of t[key] (decimal text or key.."_minor"), exact in currency.
--- (t, key, currency, field, allow_zero) -> text, minor | nil, err
--- @function amount_of
-_M.amount_of = amount_of
-
---- A card (number, expiry, CVC, holder) checked; stored: a card to store (no CVC).
--- (self, card, stored) -> card | nil, err
--- @function check_card
-_M.check_card = check_card
-
---- p[key] absent, or text of at most max characters without control characters.
--- (p, key, max, field, multiline) -> true | nil, err
--- @function check_len
-_M.check_len = check_len
-
---- Each of keys in t checked with check_len, fields named prefix .. key.
--- (t, keys, max, prefix) -> true | nil, err
--- @function check_texts
-_M.check_texts = check_texts
-
---- A yes/no option (absent, a boolean, 0 or 1) as 0 or 1.
--- (p, key) -> 0 | 1 | nil, err
--- @function flag_of
-_M.flag_of = flag_of
-
---- An identifier Moka gave: a string of at most 64 characters or an integer.
--- (v, field) -> true | nil, err
--- @function check_id
-_M.check_id = check_id
-
---- Exactly one of p[a] and p[b]: the name of the one given.
--- (p, a, b, message) -> name | nil, err
--- @function one_of
-_M.one_of = one_of
-
---- Exactly one of order_id (VirtualPosOrderId) and reference (OtherTrxCode).
--- (p) -> true | nil, err
--- @function one_reference
-_M.one_reference = one_reference
 
 --- Puts VirtualPosOrderId / OtherTrxCode of p into the request object o.
 -- (o, p) -> o
 -- @function put_reference
 _M.put_reference = put_reference
 
---- The ClientIP of a call: p.client_ip, else the instance's; never made up.
--- (self, p) -> ip | nil, err
--- @function client_ip
-_M.client_ip = client_ip
-
---- The person fields of CustomerInformation / AddCustomerWithCard checked.
--- (c, prefix) -> true | nil, err
--- @function check_person
-_M.check_person = check_person
-
 --- Puts the person fields of c into o ("" when absent).
 -- (o, c) -> o
 -- @function put_person
 _M.put_person = put_person
-
---- A BIN: the first 6 to 8 digits of a card, as a string.
--- (bin) -> true | nil, err
--- @function check_bin
-_M.check_bin = check_bin
 
 --- Puts DealerCustomerId or CustomerCode (exactly one) into o.
 -- (p, o) -> o | nil, err
@@ -487,15 +238,5 @@ _M.customer_ref = customer_ref
 -- (self, p, o) -> o | nil, err
 -- @function stored_card
 _M.stored_card = stored_card
-
---- Whether s is nil or "".
--- (s) -> boolean
--- @function is_blank
-_M.is_blank = is_blank
-
---- The number of UTF-8 characters of s.
--- (s) -> integer
--- @function utf8_len
-_M.utf8_len = utf8_len
 
 return _M

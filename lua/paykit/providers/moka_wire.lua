@@ -19,7 +19,6 @@ local gateway = require "paykit.gateway"
 local kwire = require "paykit.kit.wire"
 local json = require "paykit.kit.json"
 local codes = require "paykit.providers.moka_codes"
-local kit_result = require("paykit.kit").result
 local cjson_null = require("cjson").null
 
 local _M = {}
@@ -155,8 +154,9 @@ end
 -- @treturn table the result
 function _M.result(t)
   t.provider = "moka"
-  if t.amount ~= nil and not json.amount(t.amount, t.currency) then t.amount = nil end
-  return kit_result(t)
+  -- formatted here once (what kit.result would do again), nil when not exact
+  if t.amount ~= nil then t.amount = json.amount(t.amount, t.currency) end
+  return gateway.result(t)
 end
 
 --- The error for a Success answer that lacks what paykit needs to read it.

@@ -14,10 +14,19 @@ local _M = {}
 local function pct(s) return core.pct_encode(tostring(s)) end
 
 -- RFC 5849 3.4.1.2: scheme and host lowercase, default port dropped, path as sent, no query.
+-- A pure function of the URL, so the last MEMO URLs' answers are kept (an instance signs the
+-- same few URLs again and again; the table is emptied when full).
+local MEMO = 256
+local memo, memo_n = {}, 0
 local function base_uri(u)
+  local known = memo[u]
+  if known then return known end
   local parts = urls.parse(u)
   if not parts then return nil end
-  return parts.scheme .. "://" .. parts.authority .. parts.path
+  local b = parts.scheme .. "://" .. parts.authority .. parts.path
+  if memo_n >= MEMO then memo, memo_n = {}, 0 end
+  memo[u], memo_n = b, memo_n + 1
+  return b
 end
 _M.base_uri = base_uri
 

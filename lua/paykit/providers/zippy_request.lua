@@ -108,6 +108,10 @@ function _M.full_seller(uuid, changes, current)
   return full
 end
 
+-- the caller's name of a field (for errors), made without a closure per call
+local NO_NAMES, NO_FRAGMENT = {}, { no_fragment = true }
+local function name_of(names, k) return names[k] or k end
+
 --- Checks and normalises a transaction; returns the JSON body or nil, err. No network.
 -- @tparam table defaults the instance's default URLs (`success_url`, ...)
 -- @tparam table t `product_id` (a UUID string), `price` (decimal string, more than zero; sent
@@ -119,8 +123,7 @@ end
 -- @return[2] nil
 -- @return[2] a validation error naming the field
 function _M.transaction_body(defaults, t, names)
-  names = names or {}
-  local function name(k) return names[k] or k end
+  names = names or NO_NAMES
   local fields, err = kit.fields(t, _M.TX_FIELDS, "transaction")
   if not fields then return nil, err end
   local body = {}
@@ -136,25 +139,25 @@ function _M.transaction_body(defaults, t, names)
   end
   if body.price_minor ~= nil then -- minor units, an integer: the same price as a decimal
     if body.price ~= nil then
-      return nil, errors.validation(name("price"), "conflict",
-        "give " .. name("price") .. " or " .. name("price_minor") .. ", not both")
+      return nil, errors.validation(name_of(names, "price"), "conflict",
+        "give " .. name_of(names, "price") .. " or " .. name_of(names, "price_minor") .. ", not both")
     end
-    local minor, dec = money.parse_minor(body.price_minor, body.currency, name("price_minor"), true)
+    local minor, dec = money.parse_minor(body.price_minor, body.currency, name_of(names, "price_minor"), true)
     if not minor then return nil, dec end
     body.price, body.price_minor = dec, nil
   end
-  body.price, err = check.price(body.price, body.currency, name("price"))
+  body.price, err = check.price(body.price, body.currency, name_of(names, "price"))
   if not body.price then return nil, err end
   if not _M.PAY_METHODS[body.pay_method] then
     return nil, errors.validation("pay_method", body.pay_method == nil and "required" or "invalid",
       "pay_method must be CARD or OPERATOR")
   end
-  e = check.text(body.carrier, "carrier") or check.text(body.ext_transaction_id, name("ext_transaction_id"))
+  e = check.text(body.carrier, "carrier") or check.text(body.ext_transaction_id, name_of(names, "ext_transaction_id"))
   if e then return nil, e end
   body.region, err = check.region(body.region, "region")
   if not body.region then return nil, err end
   for _, k in ipairs(_M.TX_URLS) do
-    e = check.url(body[k], name(k), { no_fragment = RETURN_URLS[k] })
+    e = check.url(body[k], name_of(names, k), RETURN_URLS[k] and NO_FRAGMENT or nil)
     if e then return nil, e end
   end
   if body.product_image_url ~= nil then
