@@ -40,6 +40,34 @@ describe("paykit.loop", function()
     assert.equal(loop, paykit.loop)
   end)
 
+  it("gets its calls' requests and backoffs from paykit.http through the scheduler paykit.runtime holds", function()
+    -- a scheduler of the spec's own: paykit.http must hand it every attempt and every backoff
+    -- of a coroutine it is installed for, and nothing of a coroutine without one
+    local runtime = require "paykit.runtime"
+    local seen = {}
+    local mine = {
+      request = function(_, transport, req) seen[#seen + 1] = "request " .. req.url; return transport:core_client():request(req) end,
+      sleep = function(_, s) seen[#seen + 1] = "sleep" .. (s > 0 and "" or " 0") end,
+    }
+    local t = http.new { retry = { attempts = 2, base_delay = 0.01, max_delay = 0.01 } }
+    local co = coroutine.create(function()
+      local r = assert(t:request { url = base .. "/_sink/sched?reply=mine" })
+      local _, err = t:request { url = "http://127.0.0.1:1/refused" }
+      return r.body, err.code
+    end)
+    runtime.set_scheduler(co, mine)
+    assert.equal(mine, runtime.scheduler(co))
+    local ok, body, code = coroutine.resume(co)
+    assert.is_true(ok, body)
+    assert.equal("mine", body)
+    assert.equal("connect", code)
+    assert.same({ "request " .. base .. "/_sink/sched?reply=mine", "request http://127.0.0.1:1/refused", "sleep",
+      "request http://127.0.0.1:1/refused" }, seen)
+    assert.is_nil(runtime.scheduler()) -- the spec itself runs without one
+    assert.has_error(function() runtime.set_scheduler(co, { request = true }) end)
+    t:close()
+  end)
+
   it("keeps the host's tick running while a slow-card payment is in flight for 3 s", function()
     local lp = loop.new()
     local h = lp:start(function() return gw:purchase(direct("loop-slow-" .. core.random_hex(4), moka.cards.slow)) end)

@@ -1,9 +1,10 @@
 --- paykit.loop: provider calls that never block the caller, for a game tick or an event loop.
 --
 -- A call is an ordinary function making provider calls (`gw:purchase{...}`, `gw:status(ref)`, a
--- whole flow); it runs in its own coroutine, exactly as a `paykit.batch` task does: when the
--- transport (paykit.http) is about to send a request it yields it instead, and the loop hands
--- it to the C core (`paykit.core.http_loop`: libcurl's socket API, the same request setup as a
+-- whole flow); it runs in its own coroutine, exactly as a `paykit.batch` task does, with the
+-- loop as its scheduler (`paykit.runtime.set_scheduler`): when the transport (paykit.http) is
+-- about to send a request it hands it to the scheduler, which yields the coroutine; the loop
+-- hands the request to the C core (`paykit.core.http_loop`: libcurl's socket API, the same request setup as a
 -- single request, so a charging request is never resent). A retry's backoff is a timer of the
 -- loop, not a sleep. Nothing waits unless the host asks: `step(0)` never waits.
 --
@@ -24,7 +25,7 @@
 --     lp:step(0)                  -- or lp:step(time_left_in_tick)
 --   end
 local core = require "paykit.core"
-local http = require "paykit.http"
+local runtime = require "paykit.runtime"
 
 local _M = {}
 
@@ -35,6 +36,14 @@ local Loop = {}
 Loop.__index = Loop
 local Handle = {}
 Handle.__index = Handle
+
+-- The scheduler every call of a loop runs under: what paykit.http hands it is yielded, with a
+-- marker of this module, to the loop that resumed the coroutine.
+local REQUEST, SLEEP = {}, {}
+local SCHEDULER = {
+  request = function(_, transport, req) return coroutine.yield(REQUEST, transport, req) end,
+  sleep = function(_, s) return coroutine.yield(SLEEP, s) end,
+}
 
 -- Core shape for the transport: a response table, or nil, message, code, maybe_sent.
 local function unwrap(res)
@@ -78,7 +87,8 @@ end
 
 local function finish(self, h, values)
   h.values, h.state = values, "done"
-  http.batch_coroutines[h.co] = nil
+  runtime.set_scheduler(h.co, nil)
+  h.co = nil
   self.npending = self.npending - 1
   self.finished = self.finished + 1
   if h.callback then h.callback(unpack(values, 1, values.n)) end
@@ -90,7 +100,7 @@ local function resume(self, h, args)
   local r = pack(coroutine.resume(h.co, unpack(args, 1, args.n)))
   if not r[1] then return finish(self, h, pack(nil, r[2])) end
   if coroutine.status(h.co) == "dead" then return finish(self, h, pack(unpack(r, 2, r.n))) end
-  if r[2] == http.BATCH_REQUEST then
+  if r[2] == REQUEST then
     if h.cancelled then
       h.state = "runnable"
       self.runnable[#self.runnable + 1] = { h, cancelled(false) }
@@ -98,13 +108,13 @@ local function resume(self, h, args)
       h.state, h.transport, h.req = "queued", r[3], r[4]
       self.queue[#self.queue + 1] = h
     end
-  elseif r[2] == http.BATCH_SLEEP then
+  elseif r[2] == SLEEP then
     if h.cancelled or (tonumber(r[3]) or 0) <= 0 then
       h.state = "runnable"
       self.runnable[#self.runnable + 1] = { h, pack() }
     else
       h.state = "sleep"
-      self.sleepers[h] = http.now() + tonumber(r[3])
+      self.sleepers[h] = runtime.now() + tonumber(r[3])
     end
   else
     return finish(self, h, pack(nil, "paykit.loop: a call yielded something other than a request "
@@ -169,7 +179,7 @@ local function collect(self, wait)
   end
   local now
   for h, wake in pairs(self.sleepers) do
-    now = now or http.now()
+    now = now or runtime.now()
     if wake <= now then
       self.sleepers[h] = nil
       h.state = "runnable"
@@ -213,7 +223,7 @@ function Loop:start(fn, callback)
     return setmetatable({ loop = self, state = "done", values = pack(nil, "paykit.loop: the loop is closed") }, Handle)
   end
   local h = setmetatable({ loop = self, co = coroutine.create(fn), callback = callback, state = "runnable" }, Handle)
-  http.batch_coroutines[h.co] = true
+  runtime.set_scheduler(h.co, SCHEDULER)
   self.npending = self.npending + 1
   resume(self, h, pack())
   drain(self)
@@ -238,9 +248,9 @@ function Loop:step(max_wait)
   drain(self)
   advance(self)
   if max_wait > 0 then
-    local t_end = http.now() + max_wait
+    local t_end = runtime.now() + max_wait
     while self.npending > 0 and self.finished == before do
-      local now = http.now()
+      local now = runtime.now()
       local wait = t_end - now
       if wait <= 0 then break end
       local wake = next_wake(self)
@@ -276,7 +286,7 @@ function Loop:timeout()
   local t = self.core:timeout()
   local wake = next_wake(self)
   if wake then
-    local d = math.max(0, wake - http.now())
+    local d = math.max(0, wake - runtime.now())
     if not t or d < t then t = d end
   end
   return t
