@@ -17,6 +17,8 @@ local nginx = require "spec.support.nginx"
 local F = require "bench.fixtures"
 
 local QUICK = os.getenv("BENCH_QUICK") == "1"
+-- bench/run batch: only the 64-in-flight rows and the paykit.batch memory
+local BATCH_ONLY = arg[1] == "batch"
 local REPEAT = math.max(3, tonumber(os.getenv("PAYKIT_BENCH_REPEAT") or 3))
 local SECONDS = math.max(1, math.floor(tonumber(os.getenv("PAYKIT_BENCH_SECONDS") or 1)))
 local BATCH_N = QUICK and 2000 or 10000
@@ -191,7 +193,7 @@ end
 local function captures()
   curl_get(cap_url("arm=1"))
   local paths = { moka = F.moka_path, mocopay = F.mocopay_path, zippy = F.zippy_path }
-  for _, prov in ipairs(QUICK and { "moka" } or { "moka", "mocopay", "zippy" }) do -- the measured ones
+  for _, prov in ipairs((QUICK or BATCH_ONLY) and { "moka" } or { "moka", "mocopay", "zippy" }) do -- the measured ones
     for _, scheme in ipairs { "http", "https" } do
       local base = scheme .. "://127.0.0.1:" .. PORT[scheme]
       local key = PORT[scheme] .. paths[prov]
@@ -234,7 +236,7 @@ local function build_rows()
   local names = { moka = "Moka 3D start", mocopay = "MoCoPay verifyPayment", zippy = "Zippy create transaction" }
   local runtimes = { { "lua5.4", "Lua 5.4" }, { "luajit", "LuaJIT" } }
   local provs = QUICK and { "moka" } or { "moka", "mocopay", "zippy" }
-  for _, prov in ipairs(provs) do
+  for _, prov in ipairs(BATCH_ONLY and {} or provs) do
     for _, scheme in ipairs { "http", "https" } do
       local base = scheme .. "://127.0.0.1:" .. PORT[scheme]
       local file = string.format("%s/%s-%s.req", DIR, prov, scheme)
@@ -270,7 +272,7 @@ local function build_rows()
     row(group, "paykit.batch " .. rt[2] .. ", wire transport", function()
       return calls_run(WIRE .. rt[1], "moka", "batch", base, BATCH_N, 64, CA) end, w)
   end
-  for _, prov in ipairs(provs) do
+  for _, prov in ipairs(BATCH_ONLY and {} or provs) do
     local g = "inside nginx: " .. names[prov] .. ", http"
     local r = #rows + 1
     row(g, "raw cosocket loop (same bytes)", function() return nginx_run(prov, "raw") end)

@@ -190,6 +190,60 @@ describe("paykit.batch", function()
     assert.equal(30, #sink_log("innginx"))
   end)
 
+  it("starts a task only when one of the window's max_in_flight tasks has finished (10,000 tasks)", function()
+    -- every task waits on the loop (a backoff-sized sleep, and every 50th a request to the
+    -- sandbox), so many are in progress together; none may begin before a running one ended
+    local t = http.new {}
+    local running, most, began = 0, 0, 0
+    local order_ok = true
+    local tasks = {}
+    for i = 1, 10000 do
+      tasks[i] = function()
+        began = began + 1
+        if began ~= i then order_ok = false end
+        running = running + 1
+        if running > most then most = running end
+        http.sleep(0.0005)
+        local body = "s" .. i
+        if i % 50 == 0 then body = (assert(t:request { url = base .. "/_sink/window?reply=w" .. i })).body end
+        running = running - 1
+        return body, i
+      end
+    end
+    local results, errs = batch(tasks, { max_in_flight = 16 })
+    assert.equal(16, most)
+    assert.is_true(order_ok, "tasks began out of their order")
+    assert.equal(10000, #results)
+    for i = 1, 10000 do
+      assert.equal(i % 50 == 0 and "w" .. i or "s" .. i, results[i])
+      assert.equal(i, errs[i])
+    end
+    assert.equal(200, #sink_log("window"))
+    t:close()
+  end)
+
+  it("keeps each task's first two values in its own slot, holes and raised errors included", function()
+    local tasks = {}
+    for i = 1, 300 do
+      tasks[i] = function()
+        http.sleep(0.0005)
+        if i % 3 == 0 then return nil, "no" .. i end
+        if i % 3 == 1 then error({ task = i }) end
+        return i, nil, "a third value is dropped"
+      end
+    end
+    local results, errs = batch(tasks, { max_in_flight = 7 })
+    for i = 1, 300 do
+      if i % 3 == 0 then
+        assert.is_nil(results[i]); assert.equal("no" .. i, errs[i])
+      elseif i % 3 == 1 then
+        assert.is_nil(results[i]); assert.same({ task = i }, errs[i])
+      else
+        assert.equal(i, results[i]); assert.is_nil(errs[i])
+      end
+    end
+  end)
+
   it("returns empty arrays for no tasks and refuses what is not a task", function()
     local r, e = batch {}
     assert.same({}, r); assert.same({}, e)

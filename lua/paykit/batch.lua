@@ -1,12 +1,16 @@
 --- paykit.batch: run many provider calls at once from plain Lua (no event loop needed).
 --
--- Each task runs in its own coroutine and calls ordinary provider methods: a batch is every
--- task started on one `paykit.loop` and stepped until all have finished. When the transport
--- (paykit.http) is about to send a request inside such a coroutine it yields the prepared
--- request instead; the loop hands it to the C core (libcurl multi, at most max_in_flight at
--- once) and resumes the task with its own response. A retry's backoff yields too (a timer of
--- the loop), so one task waiting to retry does not hold up the others.
--- Provider modules need no change; a task may make any number of requests, one after another.
+-- Each task runs in its own coroutine and calls ordinary provider methods: a batch is its
+-- tasks run on one `paykit.loop` (the loop is each task's scheduler: when the transport,
+-- paykit.http, is about to send a request, the loop hands it to the C core and resumes the
+-- task with its own response). A retry's backoff is a timer of the loop, so one task waiting
+-- to retry does not hold up the others. Provider modules need no change; a task may make any
+-- number of requests, one after another.
+--
+-- Windowed: at most max_in_flight tasks run at once, started in task order; the next task
+-- starts when one of them has finished. A task waiting for its turn is only the caller's
+-- function (no coroutine, no state), and a finished task leaves only its two values behind,
+-- so a batch of 100k tasks takes the memory of max_in_flight running ones plus its results.
 --
 -- Inside nginx (a cosocket phase) the tasks run as ngx.thread light threads instead, at most
 -- max_in_flight at a time, and the cosocket transport does the waiting.
@@ -19,7 +23,7 @@
 --     function() return gw:status("order-2") end,
 --   }, { max_in_flight = 64 })
 --   -- results[i], errs[i]: the first two values task i returned (or nil, the error it raised)
-local http = require "paykit.http"
+local runtime = require "paykit.runtime"
 
 local _M = {}
 
@@ -38,16 +42,41 @@ local function check(tasks, opts)
   return max
 end
 
--- Outside nginx: start every task on a paykit.loop, step until all are done.
+-- Outside nginx: a window of max tasks on a paykit.loop; each finished task's callback keeps its
+-- two values and starts the next task.
 local function run_plain(tasks, max)
   local lp = require("paykit.loop").new { max_in_flight = max }
-  local handles = {}
-  for i = 1, #tasks do handles[i] = lp:start(tasks[i]) end
-  local ok, err = pcall(lp.run, lp)
+  local n = #tasks
+  local results, errs = {}, {}
+  local started, done, filling = 0, 0, false
+  local fill
+  -- one callback per window slot would do as well; one per task costs a closure and keeps
+  -- the index without a table
+  local function start(i)
+    lp:start(tasks[i], function(r, e)
+      results[i], errs[i] = r, e
+      done = done + 1
+      fill()
+    end)
+  end
+  -- Starts tasks while the window has room. A task that ends inside start() (no request, or an
+  -- error) calls fill again from its callback: the flag turns that into one more turn of this
+  -- loop instead of a recursion as deep as the batch.
+  function fill()
+    if filling then return end
+    filling = true
+    while started < n and started - done < max do
+      started = started + 1
+      start(started)
+    end
+    filling = false
+  end
+  local ok, err = pcall(function()
+    fill()
+    lp:run()
+  end)
   lp:close()
   if not ok then error(err, 0) end
-  local results, errs = {}, {}
-  for i = 1, #tasks do results[i], errs[i] = handles[i]:result() end
   return results, errs
 end
 
@@ -82,7 +111,7 @@ end
 function _M.run(tasks, opts)
   local max = check(tasks, opts)
   if #tasks == 0 then return {}, {} end
-  if http.in_cosocket_phase() then return run_nginx(tasks, max) end
+  if runtime.in_cosocket_phase() then return run_nginx(tasks, max) end
   return run_plain(tasks, max)
 end
 
