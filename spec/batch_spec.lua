@@ -90,6 +90,31 @@ describe("paykit.batch", function()
     t:close()
   end)
 
+  it("runs tasks over the wire transport (core.wire_loop), results in order, max_in_flight at a time", function()
+    local t = http.new { transport = "wire" }
+    assert.equal("paykit.wire.client", getmetatable(t:core_client()).__name)
+    local running, most = 0, 0
+    local tasks = {}
+    for i = 1, 300 do
+      tasks[i] = function()
+        running = running + 1
+        if running > most then most = running end
+        local a = assert(t:request { url = base .. "/_sink/wirebatch?reply=a" .. i })
+        local b = assert(t:request { method = "POST", url = base .. "/_sink/wirebatch?reply=b" .. i, body = a.body })
+        running = running - 1
+        return a.body .. "," .. b.body
+      end
+    end
+    local results, errs = batch(tasks, { max_in_flight = 24 })
+    for i = 1, 300 do
+      assert.is_nil(errs[i])
+      assert.equal("a" .. i .. ",b" .. i, results[i])
+    end
+    assert.equal(24, most)
+    assert.equal(600, #sink_log("wirebatch"))
+    t:close()
+  end)
+
   it("lets a task make several requests one after another", function()
     local t = http.new {}
     local tasks = {}

@@ -149,7 +149,7 @@ local OPTIONS = {
   correlation_header = true, request_id_headers = true, request_id_field = true,
   verify_tls = true, cafile = true, capath = true, max_response = true, user_agent = true,
   allow_blocking = true, logger = true, hooks = true, retry = true, sleep = true, random = true,
-  clock = true,
+  clock = true, transport = true,
 }
 _M.OPTIONS = OPTIONS
 

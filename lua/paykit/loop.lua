@@ -4,8 +4,10 @@
 -- whole flow); it runs in its own coroutine, exactly as a `paykit.batch` task does, with the
 -- loop as its scheduler (`paykit.runtime.set_scheduler`): when the transport (paykit.http) is
 -- about to send a request it hands it to the scheduler, which yields the coroutine; the loop
--- hands the request to the C core (`paykit.core.http_loop`: libcurl's socket API, the same request setup as a
--- single request, so a charging request is never resent). A retry's backoff is a timer of the
+-- hands the request to the C core: `paykit.core.http_loop` (libcurl's socket API) for a libcurl
+-- transport, `paykit.core.wire_loop` for the wire transport (`transport = "wire"`), each with the
+-- same request setup as a single request, so a charging request is never resent. A retry's
+-- backoff is a timer of the
 -- loop, not a sleep. Nothing waits unless the host asks: `step(0)` never waits.
 --
 -- The host either calls @{Loop:step} from its own tick, or sleeps on @{Loop:fd} (readable when
@@ -52,6 +54,10 @@ local function unwrap(res)
   return pack(res)
 end
 
+-- Whether a transport's client is the wire transport's (core.wire_client) rather than libcurl's.
+local WIRE_MT = getmetatable(core.wire_client())
+local function is_wire(client) return getmetatable(client) == WIRE_MT end
+
 local function cancelled(maybe_sent)
   return pack(nil, maybe_sent and "the call was cancelled while its request was in flight"
     or "the call was cancelled before its request was sent", "cancelled", maybe_sent and true or false)
@@ -68,13 +74,16 @@ function _M.new(opts)
   if type(max) ~= "number" or max < 1 or max ~= math.floor(max) then
     error("paykit.loop: max_in_flight must be a positive integer", 2)
   end
+  local curl, wire = core.http_loop(), core.wire_loop()
+  wire:watch(curl:fd()) -- the wire loop's descriptor is the host's one: readable for both
   return setmetatable({
-    core = core.http_loop(),
+    core = curl,    -- libcurl's transfers (core.http_loop)
+    wire = wire,    -- the wire transport's (core.wire_loop)
     max = max,
     runnable = {},  -- {h, args}, run by the next drain
     queue = {},     -- handles waiting for a free transfer, oldest first
     qhead = 1,
-    inflight = {},  -- core transfer id -> handle
+    inflight = { [curl] = {}, [wire] = {} }, -- per core: transfer id -> handle
     sleepers = {},  -- handle -> wake time (a retry's backoff)
     npending = 0,   -- calls not done
     finished = 0,   -- calls done, ever
@@ -125,17 +134,20 @@ end
 -- Hands queued requests to the core while there is room.
 local function submit(self)
   local q = self.queue -- consumed from qhead (no holes: # must see the whole array)
-  while self.qhead <= #q and self.core:count() < self.max do
+  while self.qhead <= #q and self.core:count() + self.wire:count() < self.max do
     local h = q[self.qhead]
     self.qhead = self.qhead + 1
     if h.state == "queued" then
+      local c
       local ok, id, outcome = pcall(function()
-        return self.core:start(h.transport:core_client(), h.req)
+        local client = h.transport:core_client()
+        c = is_wire(client) and self.wire or self.core
+        return c:start(client, h.req)
       end)
       h.transport, h.req = nil, nil
       if ok and id then
-        h.state, h.id = "request", id
-        self.inflight[id] = h
+        h.state, h.id, h.via = "request", id, c
+        self.inflight[c][id] = h
       else
         h.state = "runnable"
         self.runnable[#self.runnable + 1] = { h, ok and unwrap(outcome) or pack(nil, tostring(id), "other", false) }
@@ -161,20 +173,46 @@ local function drain(self)
   submit(self)
 end
 
+-- Files the transfers a core's run reported finished as runnable; returns whether there were any.
+local function take(self, c, ids, outs)
+  if not ids then return false end
+  local inflight, got = self.inflight[c], false
+  for k = 1, #ids do
+    local h = inflight[ids[k]]
+    if h then
+      inflight[ids[k]] = nil
+      h.state, h.id, h.via = "runnable", nil, nil
+      self.runnable[#self.runnable + 1] = { h, unwrap(outs[k]) }
+      got = true
+    end
+  end
+  return got
+end
+
 -- Moves finished transfers (waiting at most wait seconds) and due timers to runnable.
--- Returns whether a call can go on, and whether the core handled anything at all.
+-- Returns whether a call can go on, and whether the cores handled anything at all.
 local function collect(self, wait)
-  local got = false
-  local handled, ids, outs = self.core:run(wait)
-  if ids then
-    for k = 1, #ids do
-      local h = self.inflight[ids[k]]
-      if h then
-        self.inflight[ids[k]] = nil
-        h.state, h.id = "runnable", nil
-        self.runnable[#self.runnable + 1] = { h, unwrap(outs[k]) }
-        got = true
-      end
+  local got, handled, ids, outs
+  if self.wire:count() == 0 then
+    handled, ids, outs = self.core:run(wait)
+    got = take(self, self.core, ids, outs)
+  else
+    -- the wire loop's wait also ends when libcurl's descriptor is readable; libcurl's timers are
+    -- its own, so the wait stops at the next one
+    local curl_busy = self.core:count() > 0
+    if curl_busy and wait > 0 then
+      local t = self.core:timeout()
+  local tw = self.wire:timeout()
+  if tw and (not t or tw < t) then t = tw end
+      if t and t < wait then wait = t end
+    end
+    handled, ids, outs = self.wire:run(wait)
+    got = take(self, self.wire, ids, outs)
+    if curl_busy then
+      local h2
+      h2, ids, outs = self.core:run(0)
+      handled = handled + h2
+      got = take(self, self.core, ids, outs) or got
     end
   end
   local now
@@ -269,14 +307,19 @@ function Loop:run(slice)
 end
 
 --- The one descriptor the host waits on: readable when a transfer can go on.
--- (An epoll descriptor that follows libcurl's sockets; its number never changes.)
+-- (An epoll descriptor that follows the transfers' sockets, libcurl's and the wire transport's;
+-- its number never changes.)
 -- @treturn integer the descriptor
-function Loop:fd() return self.core:fd() end
+function Loop:fd() return self.wire:fd() end
 
 --- The transfers' own sockets and what each waits for.
 -- For a host that watches sockets one by one; @{Loop:fd} covers them all.
 -- @treturn table `{[fd] = "r" | "w" | "rw"}`
-function Loop:fds() return self.core:sockets() end
+function Loop:fds()
+  local all = self.core:sockets()
+  for fd, what in pairs(self.wire:sockets()) do all[fd] = what end
+  return all
+end
 
 --- Seconds until the loop must be stepped even when its descriptor stays quiet.
 -- 0 when something is ready now; nil when nothing is pending (or only the descriptor matters).
@@ -303,13 +346,16 @@ function Loop:close()
   self.closed = true
   while self.npending > 0 do
     local list = {}
-    for _, h in pairs(self.inflight) do list[#list + 1] = h end
+    for _, c in ipairs { self.core, self.wire } do
+      for _, h in pairs(self.inflight[c]) do list[#list + 1] = h end
+    end
     for h in pairs(self.sleepers) do list[#list + 1] = h end
     for i = self.qhead, #self.queue do list[#list + 1] = self.queue[i] end
     if #list == 0 then break end
     for _, h in ipairs(list) do h:cancel() end
   end
   self.core:close()
+  self.wire:close()
 end
 
 --- A call (from @{Loop:start}).
@@ -337,8 +383,8 @@ function Handle:cancel()
   if self.state == "done" then return false end
   self.cancelled = true
   if self.state == "request" then
-    local maybe = self_loop.core:cancel(self.id)
-    self_loop.inflight[self.id], self.id = nil, nil
+    local maybe = self.via:cancel(self.id)
+    self_loop.inflight[self.via][self.id], self.id, self.via = nil, nil, nil
     self.state = "runnable"
     self_loop.runnable[#self_loop.runnable + 1] = { self, cancelled(maybe) }
   elseif self.state == "queued" then
