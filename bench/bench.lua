@@ -231,6 +231,8 @@ local function row(group, name, run, base) rows[#rows + 1] = { group = group, na
 -- the wire transport (core.wire_client) through paykit.http's PAYKIT_TRANSPORT, and for the
 -- bare rows through bench/calls.lua
 local WIRE = "PAYKIT_TRANSPORT=wire "
+-- the memory batches: each runtime over libcurl and over the wire transport
+local MEM_RUNS = { "lua5.4", "luajit", "lua5.4 wire", "luajit wire" }
 
 local function build_rows()
   local names = { moka = "Moka 3D start", mocopay = "MoCoPay verifyPayment", zippy = "Zippy create transaction" }
@@ -272,6 +274,18 @@ local function build_rows()
     row(group, "paykit.batch " .. rt[2] .. ", wire transport", function()
       return calls_run(WIRE .. rt[1], "moka", "batch", base, BATCH_N, 64, CA) end, w)
   end
+  -- where the time goes: the same request without the provider layer (a paykit.http transport
+  -- in paykit.batch tasks), and the core clients' own batch() (no Lua per request)
+  for _, rt in ipairs(runtimes) do
+    row(group, "transport only: paykit.http in batch " .. rt[2], function()
+      return calls_run(rt[1], "http", "batch", base, BATCH_N, 64, CA) end, w)
+    row(group, "transport only: wire paykit.http in batch " .. rt[2], function()
+      return calls_run(WIRE .. rt[1], "http", "batch", base, BATCH_N, 64, CA) end, w)
+  end
+  row(group, "core http_client:batch() (libcurl multi)", function()
+    return calls_run("lua5.4", "bare", "core", base, BATCH_N, 64, CA) end, w)
+  row(group, "core wire_client:batch() (epoll)", function()
+    return calls_run(WIRE .. "lua5.4", "bare", "core", base, BATCH_N, 64, CA) end, w)
   for _, prov in ipairs(BATCH_ONLY and {} or provs) do
     local g = "inside nginx: " .. names[prov] .. ", http"
     local r = #rows + 1
@@ -329,9 +343,10 @@ local function main()
       log(string.format("round %d of %d (%d rows), loadavg %s", round, REPEAT, #rows, loadavg()))
       for _, r in ipairs(rows) do r.runs[round] = r.run() end
     end
-    for _, rt in ipairs { "lua5.4", "luajit" } do
+    for _, rt in ipairs(MEM_RUNS) do
       log("memory: " .. MEM_N .. "-task batch on " .. rt)
-      mem[rt] = calls_run(rt, "moka", "mem", "http://127.0.0.1:" .. PORT.http, MEM_N, 64, CA)
+      mem[rt] = calls_run((rt:match(" wire$") and WIRE or "") .. rt:match("^%S+"), "moka", "mem",
+        "http://127.0.0.1:" .. PORT.http, MEM_N, 64, CA)
     end
   end)
   if cli_ok then cli:stop() end
@@ -357,11 +372,12 @@ local function main()
     fmt(r, lines)
   end
   p()
-  p("paykit.batch memory (Moka 3D start tasks, http, 64 in flight), KB:")
-  for _, rt in ipairs { "lua5.4", "luajit" } do
+  p("paykit.batch memory (Moka 3D start tasks, http, 64 in flight), KB; goals: <= 2 KB per queued task,")
+  p("RSS after the batch within 5 MB (5120 KB) of before:")
+  for _, rt in ipairs(MEM_RUNS) do
     local m = mem[rt]
     if m and m.mem then
-      p(string.format("  %-8s %6d tasks: RSS before %7d, peak %7d (+%d = %.2f KB/task), after %7d (%+d); %.0f calls/s, %.1f us CPU/call",
+      p(string.format("  %-13s %6d tasks: RSS before %7d, peak %7d (+%d = %.2f KB/task), after %7d (%+d); %.0f calls/s, %.1f us CPU/call",
         rt, MEM_N, m.mem.rss0, m.mem.peak, m.mem.peak - m.mem.rss0, (m.mem.peak - m.mem.rss0) / MEM_N, m.mem.rss1,
         m.mem.rss1 - m.mem.rss0, m.rps or 0, m.cpu_us or 0))
     else
