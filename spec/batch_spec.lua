@@ -277,8 +277,29 @@ describe("paykit.batch", function()
     assert.has_error(function() batch("nope") end)
   end)
 
-  it("reports a task that yields something of its own", function()
-    local _, errs = batch { function() coroutine.yield("hello") end }
-    assert.matches("yielded something other than a request", errs[1])
+  it("reports a task that yields something of its own, and runs the tasks after it", function()
+    local t = http.new {}
+    local function fetch(i) return function() return (assert(t:request { url = base .. "/_sink/yields?reply=y" .. i })).body end end
+    local results, errs = batch({ fetch(1), function() coroutine.yield("hello") end, fetch(3),
+      function() coroutine.yield("again") end, function() coroutine.yield("and again") end, fetch(6) }, { max_in_flight = 1 })
+    for _, i in ipairs { 2, 4, 5 } do
+      assert.is_nil(results[i])
+      assert.matches("yielded something other than a request", errs[i])
+    end
+    assert.equal("y1", results[1]); assert.equal("y3", results[3]); assert.equal("y6", results[6])
+    t:close()
+  end)
+
+  it("gives a task's error none of the answer ids an earlier task of the batch received", function()
+    local t = http.new { request_id_field = "rid", retry = false }
+    local results, errs = batch({
+      function() return (assert(t:request { url = base .. "/_sink/ids?reply=" .. '{"rid":"r-first"}', json = true })).json.rid end,
+      -- a provider error built without an answer of its own (as a provider refusing what it read)
+      function() return nil, paykit.errors.new { kind = "provider", code = "unusable", message = "no answer here" } end,
+    }, { max_in_flight = 1 })
+    assert.equal("r-first", results[1])
+    assert.equal("unusable", errs[2].code)
+    assert.is_nil(errs[2].request_id)
+    t:close()
   end)
 end)

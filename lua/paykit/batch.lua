@@ -1,16 +1,17 @@
 --- paykit.batch: run many provider calls at once from plain Lua (no event loop needed).
 --
--- Each task runs in its own coroutine and calls ordinary provider methods: a batch is its
--- tasks run on one `paykit.loop` (the loop is each task's scheduler: when the transport,
--- paykit.http, is about to send a request, the loop hands it to the C core and resumes the
--- task with its own response). A retry's backoff is a timer of the loop, so one task waiting
--- to retry does not hold up the others. Provider modules need no change; a task may make any
--- number of requests, one after another.
+-- Tasks call ordinary provider methods: a batch is max_in_flight workers on one `paykit.loop`,
+-- each a coroutine running task after task, the next one in task order whenever it has finished
+-- one (the loop is each worker's scheduler: when the transport, paykit.http, is about to send a
+-- request, the loop hands it to the C core and resumes the worker with its own response). A
+-- retry's backoff is a timer of the loop, so one task waiting to retry does not hold up the
+-- others (it keeps its place in the window). Provider modules need no change; a task may make
+-- any number of requests, one after another.
 --
--- Windowed: at most max_in_flight tasks run at once, started in task order; the next task
--- starts when one of them has finished. A task waiting for its turn is only the caller's
--- function (no coroutine, no state), and a finished task leaves only its two values behind,
--- so a batch of 100k tasks takes the memory of max_in_flight running ones plus its results.
+-- Windowed: at most max_in_flight tasks run at once. A task waiting for its turn is only the
+-- caller's function (no coroutine, no state), and a finished task leaves only its two values
+-- behind, so a batch of 100k tasks takes the memory of max_in_flight running ones plus its
+-- results; no coroutine is made (and collected) per task.
 --
 -- Inside nginx (a cosocket phase) the tasks run as ngx.thread light threads instead, at most
 -- max_in_flight at a time, and the cosocket transport does the waiting.
@@ -42,37 +43,54 @@ local function check(tasks, opts)
   return max
 end
 
--- Outside nginx: a window of max tasks on a paykit.loop; each finished task's callback keeps its
--- two values and starts the next task.
+-- Outside nginx: max workers on one paykit.loop, each a loop call running task after task (the
+-- next in order while one is left), so a task costs no coroutine of its own and a queued one is
+-- only the caller's function. A worker whose task yielded something other than a request is
+-- ended by the loop: that task gets the loop's error and a new worker takes over.
 local function run_plain(tasks, max)
   local lp = require("paykit.loop").new { max_in_flight = max }
+  local take_ids = require("paykit.errors").take_ids
   local n = #tasks
   local results, errs = {}, {}
-  local started, done, filling = 0, 0, false
-  local fill
-  -- one callback per window slot would do as well; one per task costs a closure and keeps
-  -- the index without a table
-  local function start(i)
-    lp:start(tasks[i], function(r, e)
-      results[i], errs[i] = r, e
-      done = done + 1
-      fill()
-    end)
-  end
-  -- Starts tasks while the window has room. A task that ends inside start() (no request, or an
-  -- error) calls fill again from its callback: the flag turns that into one more turn of this
-  -- loop instead of a recursion as deep as the batch.
-  function fill()
-    if filling then return end
-    filling = true
-    while started < n and started - done < max do
-      started = started + 1
-      start(started)
+  local nexti = 0
+  local current = {} -- worker -> the index of the task it runs
+  local function worker(w)
+    while nexti < n do
+      nexti = nexti + 1
+      local i = nexti
+      current[w] = i
+      take_ids() -- nothing of the previous task's answer ids leaks into this one's errors
+      local ok, r, e = pcall(tasks[i])
+      if ok then results[i], errs[i] = r, e else results[i], errs[i] = nil, r end
     end
-    filling = false
+    current[w] = nil
+  end
+  local wanted, spawning = {}, false
+  local spawn
+  local function ended(w)
+    return function(_, err)
+      local i = current[w]
+      if i then -- the worker did not end by itself: its task's coroutine was given up
+        current[w] = nil
+        results[i], errs[i] = nil, err
+        spawn(w)
+      end
+    end
+  end
+  -- Starts workers; a worker ended at once by its first task asks again from its callback, which
+  -- the flag turns into one more turn of this loop instead of a recursion
+  function spawn(w)
+    wanted[#wanted + 1] = w
+    if spawning then return end
+    spawning = true
+    while #wanted > 0 do
+      local v = table.remove(wanted)
+      if nexti < n then lp:start(function() return worker(v) end, ended(v)) end
+    end
+    spawning = false
   end
   local ok, err = pcall(function()
-    fill()
+    for w = 1, math.min(max, n) do spawn(w) end
     lp:run()
   end)
   lp:close()
