@@ -19,6 +19,7 @@ void paykit_redis_register(lua_State *L);
 void paykit_json_register(lua_State *L);
 void paykit_wire_register(lua_State *L);
 void paykit_wire_loop_register(lua_State *L);
+void paykit_memory_register(lua_State *L);
 
 /* ---- small helpers shared by the parts ---- */
 
