@@ -183,6 +183,21 @@ describe("paykit.loop", function()
       :format(paid, N, steps))
   end)
 
+  it("finishes 20,000 calls started at once behind max_in_flight = 8 (a long request queue)", function()
+    -- every call waits in the loop's queue for a transfer; the refused connections end quickly
+    local t = http.new { retry = false }
+    local lp = loop.new { max_in_flight = 8 }
+    local n, refused = 20000, 0
+    for _ = 1, n do
+      lp:start(function() return t:request { url = "http://127.0.0.1:1/queued" } end,
+        function(_, err) if err and err.code == "connect" then refused = refused + 1 end end)
+    end
+    lp:run()
+    lp:close()
+    assert.equal(n, refused)
+    t:close()
+  end)
+
   it("gives the same validation error as a blocking call, before any network", function()
     local bad = { reference = "x", amount = "1.005", currency = "TL", client_ip = "127.0.0.1", card = card(moka.cards.approve[1]), three_d = false }
     local _, want = gw:purchase(bad)

@@ -157,8 +157,9 @@ local function submit(self)
   if self.qhead > #q then
     self.queue, self.qhead = {}, 1
   elseif self.qhead > 256 and self.qhead > #q / 2 then -- a queue that never empties: compact it
-    self.queue = { unpack(q, self.qhead, #q) }
-    self.qhead = 1
+    local rest, k = {}, 0 -- copied, not unpacked: a queue may be longer than unpack's limit
+    for i = self.qhead, #q do k = k + 1; rest[k] = q[i] end
+    self.queue, self.qhead = rest, 1
   end
 end
 
