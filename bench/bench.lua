@@ -232,7 +232,8 @@ local function row(group, name, run, base) rows[#rows + 1] = { group = group, na
 -- bare rows through bench/calls.lua
 local WIRE = "PAYKIT_TRANSPORT=wire "
 -- the memory batches: each runtime over libcurl and over the wire transport
-local MEM_RUNS = { "lua5.4", "luajit", "lua5.4 wire", "luajit wire" }
+local MEM_RUNS = { "lua5.4", "luajit", "lua5.4 wire", "luajit wire", "luajit gc_pause=100" }
+local MEM_ENV = { ["lua5.4 wire"] = WIRE, ["luajit wire"] = WIRE, ["luajit gc_pause=100"] = "PAYKIT_BENCH_GC_PAUSE=100 " }
 
 local function build_rows()
   local names = { moka = "Moka 3D start", mocopay = "MoCoPay verifyPayment", zippy = "Zippy create transaction" }
@@ -345,7 +346,7 @@ local function main()
     end
     for _, rt in ipairs(MEM_RUNS) do
       log("memory: " .. MEM_N .. "-task batch on " .. rt)
-      mem[rt] = calls_run((rt:match(" wire$") and WIRE or "") .. rt:match("^%S+"), "moka", "mem",
+      mem[rt] = calls_run((MEM_ENV[rt] or "") .. rt:match("^%S+"), "moka", "mem",
         "http://127.0.0.1:" .. PORT.http, MEM_N, 64, CA)
     end
   end)
@@ -377,7 +378,7 @@ local function main()
   for _, rt in ipairs(MEM_RUNS) do
     local m = mem[rt]
     if m and m.mem then
-      p(string.format("  %-13s %6d tasks: RSS before %7d, peak %7d (+%d = %.2f KB/task), after %7d (%+d); %.0f calls/s, %.1f us CPU/call",
+      p(string.format("  %-20s %6d tasks: RSS before %7d, peak %7d (+%d = %.2f KB/task), after %7d (%+d); %.0f calls/s, %.1f us CPU/call",
         rt, MEM_N, m.mem.rss0, m.mem.peak, m.mem.peak - m.mem.rss0, (m.mem.peak - m.mem.rss0) / MEM_N, m.mem.rss1,
         m.mem.rss1 - m.mem.rss0, m.rps or 0, m.cpu_us or 0))
     else

@@ -8,6 +8,7 @@
 --   seq     one call after another on one keep-alive connection for AMOUNT seconds
 --   batch   AMOUNT calls through paykit.batch, IN_FLIGHT at once
 --   mem     like batch, and prints the memory the batch took (RSS before, peak, after)
+--           (PAYKIT_BENCH_GC_PAUSE: the batch's gc_pause option)
 --   core    (bare only) AMOUNT requests through the core client's own batch(), IN_FLIGHT at once:
 --           the transport's floor at that concurrency, no Lua per request
 --   once    one call (the capture run)
@@ -139,7 +140,7 @@ else
   local batch = require "paykit.batch"
   local tasks = {}
   for i = 1, amount do tasks[i] = call end
-  local results = batch(tasks, { max_in_flight = in_flight })
+  local results = batch(tasks, { max_in_flight = in_flight, gc_pause = tonumber(os.getenv("PAYKIT_BENCH_GC_PAUSE") or "") })
   for i = 1, amount do count(results[i]) end
   tasks, results = nil, nil -- luacheck: ignore (dropped before the RSS after the batch is read)
 end

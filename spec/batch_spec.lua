@@ -269,6 +269,24 @@ describe("paykit.batch", function()
     end
   end)
 
+  it("runs with the collector pause gc_pause asks for, and restores the caller's afterwards", function()
+    local before = collectgarbage("setpause", 180)
+    local seen = {}
+    local function task()
+      http.sleep(0.001)
+      local p = collectgarbage("setpause", 100); collectgarbage("setpause", p)
+      seen[#seen + 1] = p
+      return p
+    end
+    batch({ task, task, task }, { gc_pause = 120 })
+    local after = collectgarbage("setpause", before)
+    assert.same({ 120, 120, 120 }, seen)
+    assert.equal(180, after)
+    for _, bad in ipairs { 0, 49, 1001, 100.5, "100" } do
+      assert.has_error(function() batch({ task }, { gc_pause = bad }) end)
+    end
+  end)
+
   it("returns empty arrays for no tasks and refuses what is not a task", function()
     local r, e = batch {}
     assert.same({}, r); assert.same({}, e)
