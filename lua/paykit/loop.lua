@@ -131,6 +131,13 @@ local function resume(self, h, args)
   end
 end
 
+-- Starts h's request on the core of its transport's client: the core, then what its start gave.
+local function start_transfer(self, h)
+  local client = h.transport:core_client()
+  local c = is_wire(client) and self.wire or self.core
+  return c, c:start(client, h.req)
+end
+
 -- Hands queued requests to the core while there is room.
 local function submit(self)
   local q = self.queue -- consumed from qhead (no holes: # must see the whole array)
@@ -138,12 +145,8 @@ local function submit(self)
     local h = q[self.qhead]
     self.qhead = self.qhead + 1
     if h.state == "queued" then
-      local c
-      local ok, id, outcome = pcall(function()
-        local client = h.transport:core_client()
-        c = is_wire(client) and self.wire or self.core
-        return c:start(client, h.req)
-      end)
+      local ok, c, id, outcome = pcall(start_transfer, self, h)
+      if not ok then c, id = nil, c end -- the error message
       h.transport, h.req = nil, nil
       if ok and id then
         h.state, h.id, h.via = "request", id, c
