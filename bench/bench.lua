@@ -20,6 +20,8 @@ local QUICK = os.getenv("BENCH_QUICK") == "1"
 -- bench/run nginx: only the in-nginx rows (the raw cosocket loop next to paykit's cosocket
 -- transport, all three providers)
 local NGINX_ONLY = arg[1] == "nginx"
+-- bench/run batch: only the 64-in-flight rows and the paykit.batch memory
+local BATCH_ONLY = arg[1] == "batch"
 local REPEAT = math.max(3, tonumber(os.getenv("PAYKIT_BENCH_REPEAT") or 3))
 local SECONDS = math.max(1, math.floor(tonumber(os.getenv("PAYKIT_BENCH_SECONDS") or 1)))
 local BATCH_N = QUICK and 2000 or 10000
@@ -195,7 +197,7 @@ end
 local function captures()
   curl_get(cap_url("arm=1"))
   local paths = { moka = F.moka_path, mocopay = F.mocopay_path, zippy = F.zippy_path }
-  for _, prov in ipairs(QUICK and { "moka" } or { "moka", "mocopay", "zippy" }) do -- the measured ones
+  for _, prov in ipairs((QUICK or BATCH_ONLY) and { "moka" } or { "moka", "mocopay", "zippy" }) do -- the measured ones
     for _, scheme in ipairs(NGINX_ONLY and {} or { "http", "https" }) do
       local base = scheme .. "://127.0.0.1:" .. PORT[scheme]
       local key = PORT[scheme] .. paths[prov]
@@ -235,12 +237,15 @@ local function row(group, name, run, base) rows[#rows + 1] = { group = group, na
 -- for the bare rows the core client bench/calls.lua makes (WIRE: core.wire_client)
 local WIRE = "PAYKIT_TRANSPORT=wire "
 local CURL = "PAYKIT_TRANSPORT=curl "
+-- the memory batches: each runtime over libcurl and over the wire transport
+local MEM_RUNS = { "lua5.4", "luajit", "lua5.4 wire", "luajit wire", "luajit gc_pause=100" }
+local MEM_ENV = { ["lua5.4 wire"] = WIRE, ["luajit wire"] = WIRE, ["luajit gc_pause=100"] = "PAYKIT_BENCH_GC_PAUSE=100 " }
 
 local function build_rows()
   local names = { moka = "Moka 3D start", mocopay = "MoCoPay verifyPayment", zippy = "Zippy create transaction" }
   local runtimes = { { "lua5.4", "Lua 5.4" }, { "luajit", "LuaJIT" } }
   local provs = QUICK and { "moka" } or { "moka", "mocopay", "zippy" }
-  for _, prov in ipairs(NGINX_ONLY and {} or provs) do
+  for _, prov in ipairs((NGINX_ONLY or BATCH_ONLY) and {} or provs) do
     for _, scheme in ipairs { "http", "https" } do
       local base = scheme .. "://127.0.0.1:" .. PORT[scheme]
       local file = string.format("%s/%s-%s.req", DIR, prov, scheme)
@@ -278,8 +283,20 @@ local function build_rows()
       row(group, "paykit.batch " .. rt[2] .. ", wire transport", function()
         return calls_run(WIRE .. rt[1], "moka", "batch", base, BATCH_N, 64, CA) end, w)
     end
+    -- where the time goes: the same request without the provider layer (a paykit.http transport
+    -- in paykit.batch tasks), and the core clients' own batch() (no Lua per request)
+    for _, rt in ipairs(runtimes) do
+      row(group, "transport only: paykit.http in batch " .. rt[2], function()
+        return calls_run(rt[1], "http", "batch", base, BATCH_N, 64, CA) end, w)
+      row(group, "transport only: wire paykit.http in batch " .. rt[2], function()
+        return calls_run(WIRE .. rt[1], "http", "batch", base, BATCH_N, 64, CA) end, w)
+    end
+    row(group, "core http_client:batch() (libcurl multi)", function()
+      return calls_run("lua5.4", "bare", "core", base, BATCH_N, 64, CA) end, w)
+    row(group, "core wire_client:batch() (epoll)", function()
+      return calls_run(WIRE .. "lua5.4", "bare", "core", base, BATCH_N, 64, CA) end, w)
   end
-  for _, prov in ipairs(provs) do
+  for _, prov in ipairs(BATCH_ONLY and {} or provs) do
     local g = "inside nginx: " .. names[prov] .. ", http"
     local r = #rows + 1
     if NGINX_ONLY and os.getenv("PAYKIT_BENCH_MODE") then -- one mode only (for perf on the client worker)
@@ -353,9 +370,10 @@ local function main()
       log(string.format("round %d of %d (%d rows), loadavg %s", round, REPEAT, #rows, loadavg()))
       for _, r in ipairs(rows) do r.runs[round] = r.run() end
     end
-    for _, rt in ipairs(NGINX_ONLY and {} or { "lua5.4", "luajit" }) do
+    for _, rt in ipairs(NGINX_ONLY and {} or MEM_RUNS) do
       log("memory: " .. MEM_N .. "-task batch on " .. rt)
-      mem[rt] = calls_run(rt, "moka", "mem", "http://127.0.0.1:" .. PORT.http, MEM_N, 64, CA)
+      mem[rt] = calls_run((MEM_ENV[rt] or "") .. rt:match("^%S+"), "moka", "mem",
+        "http://127.0.0.1:" .. PORT.http, MEM_N, 64, CA)
     end
   end)
   if cli_ok then cli:stop() end
@@ -381,11 +399,14 @@ local function main()
     fmt(r, lines)
   end
   p()
-  if not NGINX_ONLY then p("paykit.batch memory (Moka 3D start tasks, http, 64 in flight), KB:") end
-  for _, rt in ipairs(NGINX_ONLY and {} or { "lua5.4", "luajit" }) do
+  if not NGINX_ONLY then
+    p("paykit.batch memory (Moka 3D start tasks, http, 64 in flight), KB; goals: <= 2 KB per queued task,")
+    p("RSS after the batch within 5 MB (5120 KB) of before:")
+  end
+  for _, rt in ipairs(NGINX_ONLY and {} or MEM_RUNS) do
     local m = mem[rt]
     if m and m.mem then
-      p(string.format("  %-8s %6d tasks: RSS before %7d, peak %7d (+%d = %.2f KB/task), after %7d (%+d); %.0f calls/s, %.1f us CPU/call",
+      p(string.format("  %-20s %6d tasks: RSS before %7d, peak %7d (+%d = %.2f KB/task), after %7d (%+d); %.0f calls/s, %.1f us CPU/call",
         rt, MEM_N, m.mem.rss0, m.mem.peak, m.mem.peak - m.mem.rss0, (m.mem.peak - m.mem.rss0) / MEM_N, m.mem.rss1,
         m.mem.rss1 - m.mem.rss0, m.rps or 0, m.cpu_us or 0))
     else

@@ -2,11 +2,15 @@
 --   <lua> bench/calls.lua SCENARIO MODE BASE_URL AMOUNT [IN_FLIGHT] [CAFILE]
 -- SCENARIO: moka (Moka 3D start), mocopay (MoCoPay verifyPayment), zippy (Zippy create
 --   transaction), bare (paykit.core's client sending the request in build/bench/moka-http.req),
+--   http (a paykit.http transport sending that request: the transport layer without a provider),
 --   luasocket (a plain-Lua keep-alive loop over luasocket/luasec sending those same bytes).
 -- MODE:
 --   seq     one call after another on one keep-alive connection for AMOUNT seconds
 --   batch   AMOUNT calls through paykit.batch, IN_FLIGHT at once
 --   mem     like batch, and prints the memory the batch took (RSS before, peak, after)
+--           (PAYKIT_BENCH_GC_PAUSE: the batch's gc_pause option)
+--   core    (bare only) AMOUNT requests through the core client's own batch(), IN_FLIGHT at once:
+--           the transport's floor at that concurrency, no Lua per request
 --   once    one call (the capture run)
 -- Prints "result <ok> <errors> <wall s> <cpu s>" (and for mem "mem <rss0> <peak> <rss1> <lua_kb>"
 -- in KB). A call counts as ok only when the provider layer mapped the answer to the expected
@@ -31,7 +35,7 @@ end
 local function setup()
   local call = require("bench.providers").make(scenario, base, cafile)
   if call then return call end
-  if scenario == "bare" then
+  if scenario == "bare" or scenario == "http" then
     -- The transport alone: the method, path, headers and body paykit sent for a Moka 3D start
     -- (captured), through paykit.core's client; libcurl adds Host and Content-Length itself.
     local f = assert(io.open("build/bench/moka-" .. (base:match("^https") and "https" or "http") .. ".req", "rb"))
@@ -45,8 +49,26 @@ local function setup()
       elseif l ~= "host" and l ~= "content-length" then headers[#headers + 1] = name .. ": " .. value end
     end
     local make = os.getenv("PAYKIT_TRANSPORT") == "wire" and core.wire_client or core.http_client
-    local c = make { cafile = cafile, user_agent = ua }
     local req = { method = method, url = base .. path, headers = headers, body = body }
+    if scenario == "http" then
+      local t = require("paykit.http").new { cafile = cafile, user_agent = ua, retry = false }
+      return function()
+        local res = t:request(req)
+        return res ~= nil and res.status == 200 and res.body == fixtures.moka_answer
+      end
+    end
+    local c = make { cafile = cafile, user_agent = ua }
+    if mode == "core" then
+      return function(n)
+        local reqs = {}
+        for i = 1, n or 1 do reqs[i] = req end
+        local out, good = c:batch(reqs, { max_in_flight = in_flight }), 0
+        for i = 1, n or 1 do
+          if out[i].status == 200 and out[i].body == fixtures.moka_answer then good = good + 1 end
+        end
+        return good == (n or 1), good
+      end
+    end
     return function()
       local res = c:request(req)
       return res ~= nil and res.status == 200 and res.body == fixtures.moka_answer
@@ -111,11 +133,14 @@ if mode == "seq" then
   repeat
     for _ = 1, 50 do count(call()) end
   until now() >= stop
+elseif mode == "core" then
+  local _, good = call(amount)
+  ok, errors = good, amount - good
 else
   local batch = require "paykit.batch"
   local tasks = {}
   for i = 1, amount do tasks[i] = call end
-  local results = batch(tasks, { max_in_flight = in_flight })
+  local results = batch(tasks, { max_in_flight = in_flight, gc_pause = tonumber(os.getenv("PAYKIT_BENCH_GC_PAUSE") or "") })
   for i = 1, amount do count(results[i]) end
   tasks, results = nil, nil -- luacheck: ignore (dropped before the RSS after the batch is read)
 end

@@ -14,6 +14,8 @@ int luaopen_paykit_core(lua_State *L)
     paykit_redis_register(L);
     paykit_json_register(L);
     paykit_wire_register(L);
+    paykit_wire_loop_register(L);
+    paykit_memory_register(L);
     lua_pushliteral(L, PAYKIT_VERSION);
     lua_setfield(L, -2, "_VERSION");
     return 1;

@@ -23,6 +23,8 @@ void paykit_clock_register(lua_State *L);
 /* The monotonic clock (csrc/clock.c): seconds, and whole milliseconds; never jumps. */
 double paykit_monotonic(void);
 long long paykit_monotonic_ms(void);
+void paykit_wire_loop_register(lua_State *L);
+void paykit_memory_register(lua_State *L);
 
 /* ---- small helpers shared by the parts ---- */
 

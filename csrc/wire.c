@@ -1512,3 +1512,432 @@ void paykit_wire_register(lua_State *L)
     lua_pushcfunction(L, wire_client);
     lua_setfield(L, -2, "wire_client");
 }
+
+/* ---- the loop: wire transfers that never block the caller ---------------------------------- *
+ *
+ *   core.wire_loop()                -> loop
+ *   loop:start(client, req)         -> id | false, outcome   (outcome as in client:batch)
+ *   loop:run([wait])                -> handled, ids, outcomes | handled   (waits at most wait s)
+ *   loop:cancel(id)                 -> maybe_sent (boolean) | nil when id is not in flight
+ *   loop:fd()                       -> the epoll descriptor: readable when a transfer can go on
+ *   loop:watch(fd)                  -> also readable when fd is (another loop's descriptor)
+ *   loop:timeout()                  -> seconds until the nearest deadline (0: due) | nil
+ *   loop:sockets()                  -> {[fd] = "r" | "w" | "rw"}: the transfers' own sockets
+ *   loop:count()                    -> transfers in flight
+ *   loop:close()
+ *
+ * The same interface as core.http_loop (csrc/http.c), for wire clients: a transfer is the
+ * state machine request() and batch() drive (read_request, advance, the client's pool and TLS
+ * context), so every no-resend rule of the header holds. Transfers live in the loop, not in the
+ * client's slots: the client's own request() and batch() can run between steps. The loop keeps
+ * its own epoll set: after each advance a transfer's socket is registered for what it waits for
+ * and removed once the transfer is done (a kept connection back in the pool is never watched).
+ * run(0) never waits; with nothing registered it makes no system call. A client closed while
+ * its transfers are in flight fails them (maybe sent when a byte left). */
+#define WLOOP_MT "paykit.wire.loop"
+#define WLOOP_EVENTS 64
+#define WLOOP_EXT UINT32_MAX
+
+typedef struct {
+    xfer x;
+    wire_t *w;                  /* the client (kept alive by ref) */
+    int ref;                    /* registry ref of the client userdata */
+    int id;                     /* 0: the slot is free */
+    int reg;                    /* the descriptor registered for x, or -1 */
+    unsigned evs;               /* its registered events */
+} wl_slot;
+
+typedef struct {
+    int open;
+    int epfd;
+    wl_slot **slots;
+    int nslots;
+    int next_id, active, nreg;
+    int extfd;                  /* loop:watch's descriptor, or -1 */
+} wloop_t;
+
+/* Keeps slot i's registration in step with what its transfer waits for. */
+static void wl_reconcile(wloop_t *l, int i)
+{
+    wl_slot *s = l->slots[i];
+    xfer *x = &s->x;
+    int fd = (x->state != X_DONE && x->state != X_FREE && x->k.fd >= 0 && x->want) ? x->k.fd : -1;
+    struct epoll_event ev;
+    if (s->reg >= 0 && s->reg != fd) {
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, s->reg, NULL); /* EBADF when closed already: fine */
+        s->reg = -1;
+        l->nreg--;
+    }
+    if (fd < 0)
+        return;
+    memset(&ev, 0, sizeof ev);
+    ev.events = (x->want & POLLIN ? EPOLLIN : 0u) | (x->want & POLLOUT ? EPOLLOUT : 0u);
+    ev.data.u32 = (uint32_t)i;
+    if (s->reg == fd) {
+        /* the same number may be a new socket (closed and reopened inside advance): MOD, else ADD */
+        if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) != 0 && errno == ENOENT)
+            epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev);
+    } else {
+        if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            if (errno != EEXIST || epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) != 0) {
+                fail(s->w, x, x->sent_any ? "recv" : "connect", x->sent_any, "epoll_ctl failed: %s", strerror(errno));
+                return;
+            }
+        }
+        s->reg = fd;
+        l->nreg++;
+    }
+    s->evs = ev.events;
+}
+
+static void wl_release(lua_State *L, wloop_t *l, int i)
+{
+    wl_slot *s = l->slots[i];
+    if (!s->id)
+        return;
+    if (s->reg >= 0) {
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, s->reg, NULL);
+        s->reg = -1;
+        l->nreg--;
+    }
+    xfer_release(s->w, &s->x); /* a connection still held (not done, not pooled) is closed */
+    if (L)
+        luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
+    s->ref = LUA_NOREF;
+    s->w = NULL;
+    s->id = 0;
+    l->active--;
+}
+
+static void wl_free(lua_State *L, wloop_t *l)
+{
+    int i;
+    if (!l->open)
+        return;
+    for (i = 0; i < l->nslots; i++) {
+        wl_release(L, l, i);
+        paykit_buf_free(&l->slots[i]->x.out);
+        paykit_resp_free(&l->slots[i]->x.resp);
+        free(l->slots[i]);
+    }
+    free(l->slots);
+    l->slots = NULL;
+    l->nslots = 0;
+    if (l->epfd >= 0)
+        close(l->epfd);
+    l->epfd = -1;
+    l->open = 0;
+}
+
+static wloop_t *check_wloop(lua_State *L)
+{
+    wloop_t *l = (wloop_t *)luaL_checkudata(L, 1, WLOOP_MT);
+    if (!l->open)
+        luaL_error(L, "paykit wire loop is closed");
+    return l;
+}
+
+static int wl_close(lua_State *L)
+{
+    wl_free(L, (wloop_t *)luaL_checkudata(L, 1, WLOOP_MT));
+    return 0;
+}
+
+/* core.wire_loop() */
+static int wire_loop(lua_State *L)
+{
+    wloop_t *l = (wloop_t *)lua_newuserdata(L, sizeof *l);
+    memset(l, 0, sizeof *l);
+    l->epfd = -1;
+    l->extfd = -1;
+    luaL_getmetatable(L, WLOOP_MT);
+    lua_setmetatable(L, -2);
+    l->open = 1;
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (l->epfd < 0) {
+        int e = errno;
+        wl_free(L, l);
+        return luaL_error(L, "epoll_create1: %s", strerror(e));
+    }
+    return 1;
+}
+
+/* A free slot's index (made when none is free), or -1 when out of memory. */
+static int wl_slot_free(wloop_t *l)
+{
+    int i;
+    wl_slot **slots, *s;
+    for (i = 0; i < l->nslots; i++)
+        if (!l->slots[i]->id)
+            return i;
+    slots = (wl_slot **)realloc(l->slots, (size_t)(l->nslots + 1) * sizeof *slots);
+    if (!slots)
+        return -1;
+    l->slots = slots;
+    s = (wl_slot *)calloc(1, sizeof *s);
+    if (!s)
+        return -1;
+    s->x.k.fd = -1;
+    s->x.reg_fd = -1;
+    s->reg = -1;
+    s->ref = LUA_NOREF;
+    l->slots[l->nslots] = s;
+    return l->nslots++;
+}
+
+/* loop:start(client, req) */
+static int wl_start(lua_State *L)
+{
+    wloop_t *l = check_wloop(L);
+    wire_t *w = (wire_t *)luaL_checkudata(L, 2, WIRE_MT);
+    wl_slot *s;
+    int i, ok;
+    if (!w->open)
+        return luaL_argerror(L, 2, "the client is closed");
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
+    read_request(L, w, 3, 3, 0, NULL); /* raises on misuse, before anything starts */
+    lua_settop(L, 3);
+    i = wl_slot_free(l);
+    if (i < 0)
+        return luaL_error(L, "out of memory");
+    s = l->slots[i];
+    s->x.index = 1;
+    s->x.reg_fd = -1;
+    ok = read_request(L, w, 3, 3, 0, &s->x);
+    lua_settop(L, 3);
+    s->w = w;
+    if (++l->next_id <= 0)
+        l->next_id = 1;
+    s->id = l->next_id;
+    l->active++;
+    lua_pushvalue(L, 2);
+    s->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (!ok) {
+        lua_pushboolean(L, 0);
+        push_outcome(L, &s->x, 1);
+        wl_release(L, l, i);
+        return 2;
+    }
+    if (l->active > w->pool_limit)
+        w->pool_limit = l->active; /* as batch(): every connection of the loop is kept */
+    advance(w, &s->x, 0);
+    wl_reconcile(l, i);
+    lua_pushinteger(L, s->id);
+    return 1;
+}
+
+/* Fails the transfers whose deadline passed or whose client was closed; returns the nearest
+ * deadline of the others (LLONG_MAX: none) and counts the finished ones into *done. */
+static long long wl_sweep(wloop_t *l, long long now, int *done)
+{
+    long long dl = LLONG_MAX;
+    int i;
+    *done = 0;
+    for (i = 0; i < l->nslots; i++) {
+        wl_slot *s = l->slots[i];
+        xfer *x = &s->x;
+        if (!s->id)
+            continue;
+        if (x->state != X_DONE && !s->w->open)
+            fail(s->w, x, x->sent_any ? "send" : "other", x->sent_any,
+                 "the client was closed while the request was in flight");
+        if (x->state != X_DONE)
+            check_deadline(s->w, x, now);
+        if (x->state == X_DONE) {
+            wl_reconcile(l, i);
+            (*done)++;
+            continue;
+        }
+        if (deadline_of(x) < dl)
+            dl = deadline_of(x);
+    }
+    return dl;
+}
+
+/* loop:run([wait]) */
+static int wl_run(lua_State *L)
+{
+    wloop_t *l = check_wloop(L);
+    lua_Number wait = luaL_optnumber(L, 2, 0);
+    struct epoll_event evs[WLOOP_EVENTS];
+    int n = 0, i, count = 0, done, ms;
+    long long now, dl;
+    luaL_argcheck(L, wait == wait && wait <= 86400, 2, "wait must be a number of seconds up to 86400");
+    ms = wait > 0 ? (int)(wait * 1000) : 0;
+    if (wait > 0 && (lua_Number)ms < wait * 1000)
+        ms++; /* rounded up: a wait never ends before it is due */
+    now = now_ms();
+    dl = wl_sweep(l, now, &done);
+    if (done)
+        ms = 0;
+    else if (dl != LLONG_MAX && dl - now < ms)
+        ms = dl - now < 0 ? 0 : (int)(dl - now);
+    if (l->nreg > 0 || l->extfd >= 0 || ms > 0) {
+        n = epoll_wait(l->epfd, evs, WLOOP_EVENTS, ms);
+        if (n < 0)
+            n = 0; /* EINTR: the caller steps again */
+    }
+    for (i = 0; i < n; i++) {
+        uint32_t k = evs[i].data.u32;
+        wl_slot *s;
+        if (k == WLOOP_EXT || (int)k >= l->nslots)
+            continue;
+        s = l->slots[k];
+        if (!s->id || s->x.state == X_DONE || !s->w->open)
+            continue;
+        advance(s->w, &s->x, 1);
+        wl_reconcile(l, (int)k);
+    }
+    if (n > 0)
+        wl_sweep(l, now_ms(), &done);
+    lua_settop(L, 1);
+    lua_pushinteger(L, n); /* 2: what was handled */
+    for (i = 0; i < l->nslots; i++) {
+        wl_slot *s = l->slots[i];
+        if (!s->id || s->x.state != X_DONE)
+            continue;
+        if (count == 0) {
+            lua_newtable(L); /* 3: ids */
+            lua_newtable(L); /* 4: outcomes */
+        }
+        count++;
+        lua_pushinteger(L, s->id);
+        lua_rawseti(L, 3, count);
+        push_outcome(L, &s->x, 1);
+        lua_rawseti(L, 4, count);
+        wl_release(L, l, i);
+    }
+    return count ? 3 : 1;
+}
+
+/* loop:cancel(id) */
+static int wl_cancel(lua_State *L)
+{
+    wloop_t *l = check_wloop(L);
+    lua_Integer id = luaL_checkinteger(L, 2);
+    int i;
+    for (i = 0; i < l->nslots; i++) {
+        wl_slot *s = l->slots[i];
+        if (s->id && s->id == id) {
+            /* a byte of the request may have left: the connection is dropped, never reused */
+            lua_pushboolean(L, s->x.sent_any || s->x.state == X_RECV);
+            wl_release(L, l, i);
+            return 1;
+        }
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+static int wl_fd(lua_State *L)
+{
+    lua_pushinteger(L, check_wloop(L)->epfd);
+    return 1;
+}
+
+static int wl_watch(lua_State *L)
+{
+    wloop_t *l = check_wloop(L);
+    int fd = (int)luaL_checkinteger(L, 2);
+    struct epoll_event ev;
+    if (l->extfd >= 0)
+        return luaL_error(L, "the wire loop already watches descriptor %d", l->extfd);
+    memset(&ev, 0, sizeof ev);
+    ev.events = EPOLLIN;
+    ev.data.u32 = WLOOP_EXT;
+    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) != 0)
+        return luaL_error(L, "epoll_ctl: %s", strerror(errno));
+    l->extfd = fd;
+    return 0;
+}
+
+static int wl_timeout(lua_State *L)
+{
+    wloop_t *l = check_wloop(L);
+    long long now = now_ms(), dl = LLONG_MAX;
+    int i, any = 0;
+    for (i = 0; i < l->nslots; i++) {
+        wl_slot *s = l->slots[i];
+        if (!s->id)
+            continue;
+        any = 1;
+        if (s->x.state == X_DONE) {
+            dl = now;
+            break;
+        }
+        if (deadline_of(&s->x) < dl)
+            dl = deadline_of(&s->x);
+    }
+    if (!any || dl == LLONG_MAX) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushnumber(L, dl <= now ? 0 : (lua_Number)(dl - now) / 1000.0);
+    return 1;
+}
+
+static int wl_sockets(lua_State *L)
+{
+    wloop_t *l = check_wloop(L);
+    int i;
+    lua_createtable(L, 0, l->nreg);
+    for (i = 0; i < l->nslots; i++) {
+        wl_slot *s = l->slots[i];
+        if (!s->id || s->reg < 0)
+            continue;
+        lua_pushstring(L, (s->evs & EPOLLIN) && (s->evs & EPOLLOUT) ? "rw" : (s->evs & EPOLLOUT) ? "w" : "r");
+        lua_rawseti(L, -2, s->reg);
+    }
+    return 1;
+}
+
+static int wl_count(lua_State *L)
+{
+    lua_pushinteger(L, check_wloop(L)->active);
+    return 1;
+}
+
+static int wl_tostring(lua_State *L)
+{
+    wloop_t *l = (wloop_t *)luaL_checkudata(L, 1, WLOOP_MT);
+    lua_pushfstring(L, "paykit.wire.loop (%s): %p", l->open ? "open" : "closed", (void *)l);
+    return 1;
+}
+
+static const luaL_Reg wloop_methods[] = {
+    {"start", wl_start},
+    {"run", wl_run},
+    {"cancel", wl_cancel},
+    {"fd", wl_fd},
+    {"watch", wl_watch},
+    {"timeout", wl_timeout},
+    {"sockets", wl_sockets},
+    {"count", wl_count},
+    {"close", wl_close},
+    {NULL, NULL},
+};
+
+static const luaL_Reg wloop_meta[] = {
+    {"__gc", wl_close},
+#if LUA_VERSION_NUM >= 504
+    {"__close", wl_close},
+#endif
+    {"__tostring", wl_tostring},
+    {NULL, NULL},
+};
+
+void paykit_wire_loop_register(lua_State *L)
+{
+    if (luaL_newmetatable(L, WLOOP_MT)) {
+        luaL_setfuncs(L, wloop_meta, 0);
+        lua_newtable(L);
+        luaL_setfuncs(L, wloop_methods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, WLOOP_MT);
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
+    lua_pushcfunction(L, wire_loop);
+    lua_setfield(L, -2, "wire_loop");
+}

@@ -90,6 +90,31 @@ describe("paykit.batch", function()
     t:close()
   end)
 
+  it("runs tasks over the wire transport (core.wire_loop), results in order, max_in_flight at a time", function()
+    local t = http.new { transport = "wire" }
+    assert.equal("paykit.wire.client", getmetatable(t:core_client()).__name)
+    local running, most = 0, 0
+    local tasks = {}
+    for i = 1, 300 do
+      tasks[i] = function()
+        running = running + 1
+        if running > most then most = running end
+        local a = assert(t:request { url = base .. "/_sink/wirebatch?reply=a" .. i })
+        local b = assert(t:request { method = "POST", url = base .. "/_sink/wirebatch?reply=b" .. i, body = a.body })
+        running = running - 1
+        return a.body .. "," .. b.body
+      end
+    end
+    local results, errs = batch(tasks, { max_in_flight = 24 })
+    for i = 1, 300 do
+      assert.is_nil(errs[i])
+      assert.equal("a" .. i .. ",b" .. i, results[i])
+    end
+    assert.equal(24, most)
+    assert.equal(600, #sink_log("wirebatch"))
+    t:close()
+  end)
+
   it("lets a task make several requests one after another", function()
     local t = http.new {}
     local tasks = {}
@@ -190,6 +215,78 @@ describe("paykit.batch", function()
     assert.equal(30, #sink_log("innginx"))
   end)
 
+  it("starts a task only when one of the window's max_in_flight tasks has finished (10,000 tasks)", function()
+    -- every task waits on the loop (a backoff-sized sleep, and every 50th a request to the
+    -- sandbox), so many are in progress together; none may begin before a running one ended
+    local t = http.new {}
+    local running, most, began = 0, 0, 0
+    local order_ok = true
+    local tasks = {}
+    for i = 1, 10000 do
+      tasks[i] = function()
+        began = began + 1
+        if began ~= i then order_ok = false end
+        running = running + 1
+        if running > most then most = running end
+        http.sleep(0.0005)
+        local body = "s" .. i
+        if i % 50 == 0 then body = (assert(t:request { url = base .. "/_sink/window?reply=w" .. i })).body end
+        running = running - 1
+        return body, i
+      end
+    end
+    local results, errs = batch(tasks, { max_in_flight = 16 })
+    assert.equal(16, most)
+    assert.is_true(order_ok, "tasks began out of their order")
+    assert.equal(10000, #results)
+    for i = 1, 10000 do
+      assert.equal(i % 50 == 0 and "w" .. i or "s" .. i, results[i])
+      assert.equal(i, errs[i])
+    end
+    assert.equal(200, #sink_log("window"))
+    t:close()
+  end)
+
+  it("keeps each task's first two values in its own slot, holes and raised errors included", function()
+    local tasks = {}
+    for i = 1, 300 do
+      tasks[i] = function()
+        http.sleep(0.0005)
+        if i % 3 == 0 then return nil, "no" .. i end
+        if i % 3 == 1 then error({ task = i }) end
+        return i, nil, "a third value is dropped"
+      end
+    end
+    local results, errs = batch(tasks, { max_in_flight = 7 })
+    for i = 1, 300 do
+      if i % 3 == 0 then
+        assert.is_nil(results[i]); assert.equal("no" .. i, errs[i])
+      elseif i % 3 == 1 then
+        assert.is_nil(results[i]); assert.same({ task = i }, errs[i])
+      else
+        assert.equal(i, results[i]); assert.is_nil(errs[i])
+      end
+    end
+  end)
+
+  it("runs with the collector pause gc_pause asks for, and restores the caller's afterwards", function()
+    local before = collectgarbage("setpause", 180)
+    local seen = {}
+    local function task()
+      http.sleep(0.001)
+      local p = collectgarbage("setpause", 100); collectgarbage("setpause", p)
+      seen[#seen + 1] = p
+      return p
+    end
+    batch({ task, task, task }, { gc_pause = 120 })
+    local after = collectgarbage("setpause", before)
+    assert.same({ 120, 120, 120 }, seen)
+    assert.equal(180, after)
+    for _, bad in ipairs { 0, 49, 1001, 100.5, "100" } do
+      assert.has_error(function() batch({ task }, { gc_pause = bad }) end)
+    end
+  end)
+
   it("returns empty arrays for no tasks and refuses what is not a task", function()
     local r, e = batch {}
     assert.same({}, r); assert.same({}, e)
@@ -198,8 +295,29 @@ describe("paykit.batch", function()
     assert.has_error(function() batch("nope") end)
   end)
 
-  it("reports a task that yields something of its own", function()
-    local _, errs = batch { function() coroutine.yield("hello") end }
-    assert.matches("yielded something other than a request", errs[1])
+  it("reports a task that yields something of its own, and runs the tasks after it", function()
+    local t = http.new {}
+    local function fetch(i) return function() return (assert(t:request { url = base .. "/_sink/yields?reply=y" .. i })).body end end
+    local results, errs = batch({ fetch(1), function() coroutine.yield("hello") end, fetch(3),
+      function() coroutine.yield("again") end, function() coroutine.yield("and again") end, fetch(6) }, { max_in_flight = 1 })
+    for _, i in ipairs { 2, 4, 5 } do
+      assert.is_nil(results[i])
+      assert.matches("yielded something other than a request", errs[i])
+    end
+    assert.equal("y1", results[1]); assert.equal("y3", results[3]); assert.equal("y6", results[6])
+    t:close()
+  end)
+
+  it("gives a task's error none of the answer ids an earlier task of the batch received", function()
+    local t = http.new { request_id_field = "rid", retry = false }
+    local results, errs = batch({
+      function() return (assert(t:request { url = base .. "/_sink/ids?reply=" .. '{"rid":"r-first"}', json = true })).json.rid end,
+      -- a provider error built without an answer of its own (as a provider refusing what it read)
+      function() return nil, paykit.errors.new { kind = "provider", code = "unusable", message = "no answer here" } end,
+    }, { max_in_flight = 1 })
+    assert.equal("r-first", results[1])
+    assert.equal("unusable", errs[2].code)
+    assert.is_nil(errs[2].request_id)
+    t:close()
   end)
 end)

@@ -129,7 +129,7 @@ local MODULES = {
   { "paykit.kit.notify", instances = function(m) return { { m.memory(), "Memory" } } end },
   { "paykit.core", instances = function(m)
     return { { m.http_client {}, "client" }, { m.http_response_parser {}, "parser" }, { m.redis_reader(), "reader" },
-             { m.http_loop(), "loop" } }
+             { m.http_loop(), "loop" }, { m.wire_loop(), "wireloop" } }
   end, cleanup = function(list) for _, o in ipairs(list) do o[1]:close() end end },
 }
 

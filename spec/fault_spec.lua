@@ -82,6 +82,16 @@ local function transport_opts(f, kind)
   return { timeout = TIMEOUT, connect_timeout = TIMEOUT, retry = RETRY, cafile = f.cafile, transport = kind }
 end
 
+-- The same options on a paykit.http transport of the wire client (core.wire_client), given to
+-- the provider as its transport.
+local function wire_opts(f)
+  local o = transport_opts(f)
+  o.transport = "wire"
+  local t = require("paykit.http").new(o)
+  assert.are.equal("paykit.wire.client", getmetatable(t:wire_client()).__name)
+  return { transport = t }
+end
+
 -- The expectation for one call in one cell on one path: requests = what the server must
 -- receive (for a twice cell: from the second call), err = nil | {kind, code}, retryable.
 local function expect(cell, call, path)
@@ -154,7 +164,7 @@ local function check(cell, call, path, out, log)
   return received
 end
 
-local ran = { libcurl = 0, cosocket = 0, loop = 0, wire = 0 }
+local ran = { libcurl = 0, cosocket = 0, loop = 0, wire = 0, wire_loop = 0 }
 local summary = {}
 
 -- label: the name of the path in the spec names and the summary (default: path itself)
@@ -192,8 +202,8 @@ describe("fault cells", function()
     os.execute("mkdir -p '" .. root .. "/build/test'")
     local out = io.open(root .. "/build/test/fault-summary-" .. (jit and "luajit" or "lua5.4") .. ".txt", "w")
     if out then
-      out:write(("cells run: wire %d, libcurl %d, cosocket %d, libcurl through paykit.loop %d\n"):format(ran.wire,
-        ran.libcurl, ran.cosocket, ran.loop))
+      out:write(("cells run: wire %d, libcurl %d, cosocket %d, libcurl through paykit.loop %d, wire through paykit.loop %d\n")
+        :format(ran.wire, ran.libcurl, ran.cosocket, ran.loop, ran.wire_loop))
       out:write(table.concat(summary, "\n"), "\n"); out:close()
     end
   end)
@@ -239,44 +249,64 @@ describe("fault cells", function()
     }, "loop")
   end)
 
-  -- paykit.batch hands the requests of its tasks to one core batch (libcurl multi, shared
-  -- connections): a charging call on a dropped keep-alive connection is not resent there either.
-  describe("paykit.batch (libcurl multi)", function()
-    local batch = require "paykit.batch"
-    for _, call in ipairs(calls.list) do
-      local spec_name = "never resends " .. call.id .. " from batch tasks when the reused connection drops"
-      if call.charging then
-        it(spec_name, function()
-          f.reset()
-          local urls = {}
-          local tasks = {}
-          for k = 1, 3 do
-            case_seq = case_seq + 1
-            urls[k] = PLAIN .. "drop_second/batch" .. case_seq
-            tasks[k] = function() return calls.run(call.id, urls[k], transport_opts(f, "curl"), 2) end
-          end
-          local results = batch(tasks, { max_in_flight = 3 })
-          local log = f.log()
-          for k = 1, 3 do
-            local second = results[k][2]
-            local what = call.id .. " task " .. k .. ": " .. cjson.encode(second)
-            if call.bodyless then
-              -- a connection of its own: answered there
-              assert.are_not.equal("transport", second.kind, what)
-            else
-              assert.are.equal("transport", second.kind, what)
-              assert.are.equal("recv", second.code, what)
-              assert.is_false(second.retryable, what)
-            end
-            local n = 0
-            local prefix = urls[k]:sub(#PLAIN) .. "/"
-            for _, r in ipairs(log.requests) do if r.path:sub(1, #prefix) == prefix then n = n + 1 end end
-            assert.are.equal(2, n, "requests received for " .. what) -- the answered one and one copy of the second
-          end
-        end)
-      end
-    end
+  -- The wire transport's requests go through the loop's core.wire_loop: the same state machine
+  -- as a single wire request, so the wire client's rules hold there (libhttp-parser's verdicts).
+  describe("wire through paykit.loop step", function()
+    local loop = require "paykit.loop"
+    each_case("wire", {
+      fault = function() return f end,
+      run = function(id, url, times, pause)
+        local lp = loop.new()
+        local h = lp:start(function() return calls.run(id, url, wire_opts(f), times, pause) end)
+        while not h:done() do lp:step(0.05) end
+        lp:close()
+        local out, err = h:result()
+        assert(out, err)
+        return out
+      end,
+    }, "wire_loop")
   end)
+
+  -- paykit.batch runs its tasks on one paykit.loop (shared connections): a charging call on a
+  -- dropped keep-alive connection is not resent there either, over libcurl or the wire client.
+  for _, via in ipairs { { "libcurl multi", transport_opts }, { "wire loop", wire_opts } } do
+    describe("paykit.batch (" .. via[1] .. ")", function()
+      local batch = require "paykit.batch"
+      for _, call in ipairs(calls.list) do
+        local spec_name = "never resends " .. call.id .. " from batch tasks when the reused connection drops"
+        if call.charging then
+          it(spec_name, function()
+            f.reset()
+            local urls = {}
+            local tasks = {}
+            for k = 1, 3 do
+              case_seq = case_seq + 1
+              urls[k] = PLAIN .. "drop_second/batch" .. case_seq
+              tasks[k] = function() return calls.run(call.id, urls[k], via[2](f), 2) end
+            end
+            local results = batch(tasks, { max_in_flight = 3 })
+            local log = f.log()
+            for k = 1, 3 do
+              local second = results[k][2]
+              local what = call.id .. " task " .. k .. ": " .. cjson.encode(second)
+              if call.bodyless then
+                -- a connection of its own: answered there
+                assert.are_not.equal("transport", second.kind, what)
+              else
+                assert.are.equal("transport", second.kind, what)
+                assert.are.equal("recv", second.code, what)
+                assert.is_false(second.retryable, what)
+              end
+              local n = 0
+              local prefix = urls[k]:sub(#PLAIN) .. "/"
+              for _, r in ipairs(log.requests) do if r.path:sub(1, #prefix) == prefix then n = n + 1 end end
+              assert.are.equal(2, n, "requests received for " .. what) -- the answered one and one copy of the second
+            end
+          end)
+        end
+      end
+    end)
+  end
 
   describe("cosocket inside nginx", function()
     local function start()

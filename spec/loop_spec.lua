@@ -40,6 +40,34 @@ describe("paykit.loop", function()
     assert.equal(loop, paykit.loop)
   end)
 
+  it("gets its calls' requests and backoffs from paykit.http through the scheduler paykit.runtime holds", function()
+    -- a scheduler of the spec's own: paykit.http must hand it every attempt and every backoff
+    -- of a coroutine it is installed for, and nothing of a coroutine without one
+    local runtime = require "paykit.runtime"
+    local seen = {}
+    local mine = {
+      request = function(_, transport, req) seen[#seen + 1] = "request " .. req.url; return transport:core_client():request(req) end,
+      sleep = function(_, s) seen[#seen + 1] = "sleep" .. (s > 0 and "" or " 0") end,
+    }
+    local t = http.new { retry = { attempts = 2, base_delay = 0.01, max_delay = 0.01 } }
+    local co = coroutine.create(function()
+      local r = assert(t:request { url = base .. "/_sink/sched?reply=mine" })
+      local _, err = t:request { url = "http://127.0.0.1:1/refused" }
+      return r.body, err.code
+    end)
+    runtime.set_scheduler(co, mine)
+    assert.equal(mine, runtime.scheduler(co))
+    local ok, body, code = coroutine.resume(co)
+    assert.is_true(ok, body)
+    assert.equal("mine", body)
+    assert.equal("connect", code)
+    assert.same({ "request " .. base .. "/_sink/sched?reply=mine", "request http://127.0.0.1:1/refused", "sleep",
+      "request http://127.0.0.1:1/refused" }, seen)
+    assert.is_nil(runtime.scheduler()) -- the spec itself runs without one
+    assert.has_error(function() runtime.set_scheduler(co, { request = true }) end)
+    t:close()
+  end)
+
   it("keeps the host's tick running while a slow-card payment is in flight for 3 s", function()
     local lp = loop.new()
     local h = lp:start(function() return gw:purchase(direct("loop-slow-" .. core.random_hex(4), moka.cards.slow)) end)
@@ -155,6 +183,21 @@ describe("paykit.loop", function()
       :format(paid, N, steps))
   end)
 
+  it("finishes 20,000 calls started at once behind max_in_flight = 8 (a long request queue)", function()
+    -- every call waits in the loop's queue for a transfer; the refused connections end quickly
+    local t = http.new { retry = false }
+    local lp = loop.new { max_in_flight = 8 }
+    local n, refused = 20000, 0
+    for _ = 1, n do
+      lp:start(function() return t:request { url = "http://127.0.0.1:1/queued" } end,
+        function(_, err) if err and err.code == "connect" then refused = refused + 1 end end)
+    end
+    lp:run()
+    lp:close()
+    assert.equal(n, refused)
+    t:close()
+  end)
+
   it("gives the same validation error as a blocking call, before any network", function()
     local bad = { reference = "x", amount = "1.005", currency = "TL", client_ip = "127.0.0.1", card = card(moka.cards.approve[1]), three_d = false }
     local _, want = gw:purchase(bad)
@@ -181,50 +224,61 @@ describe("paykit.loop", function()
     assert.is_true(steps >= 20, "steps during two backoffs of 0.3 s: " .. steps)
   end)
 
-  it("cancelling a charging call in flight leaves its payment unknown in the journal, for the sweeper", function()
-    local jgw = journal.wrap(gw, {})
-    local ref = "loop-cancel-" .. core.random_hex(4)
-    local lp = loop.new()
-    local called = 0
-    local h = lp:start(function() return jgw:purchase(direct(ref, moka.cards.slow)) end, function() called = called + 1 end)
-    for _ = 1, 50 do lp:step(0.01) end -- the request is out: the slow card answers after 3 s
-    assert.is_false(h:done())
-    assert.is_true(h:cancel())
-    assert.is_true(h:done())
-    assert.equal(1, called)
-    local r, err = h:result()
-    assert.is_nil(r)
-    assert.equal("cancelled", err.code)
-    assert.is_false(err.retryable)
-    assert.matches("may have reached the provider", err.message)
-    local rec = jgw:record_of(ref)
-    assert.equal("unknown", rec.state)
-    -- the same reference is never sent again: the stored unknown outcome answers
-    local _, again = jgw:purchase(direct(ref, moka.cards.slow))
-    assert.equal("cancelled", again.code)
-    -- and the sweeper resolves it from the provider's status once the slow answer is in
-    core.sleep(3.2)
-    local report = assert(jgw:sweep { older_than = 0 })
-    assert.equal("paid", jgw:record_of(ref).state, require("cjson").encode(report))
-  end)
+  -- over libcurl (core.http_loop) and over the wire transport (core.wire_loop)
+  for _, via in ipairs { "libcurl", "wire" } do
+    local function gw_of()
+      if via == "libcurl" then return gw end
+      local g = new_gw { transport = http.new { transport = "wire" } }
+      assert.equal("paykit.wire.client", getmetatable(g.http:core_client()).__name)
+      return g
+    end
+    it("cancelling a charging call in flight leaves its payment unknown in the journal, for the sweeper (" .. via .. ")", function()
+      local vgw = gw_of()
+      local jgw = journal.wrap(vgw, {})
+      local ref = "loop-cancel-" .. core.random_hex(4)
+      local lp = loop.new()
+      local called = 0
+      local h = lp:start(function() return jgw:purchase(direct(ref, moka.cards.slow)) end, function() called = called + 1 end)
+      for _ = 1, 50 do lp:step(0.01) end -- the request is out: the slow card answers after 3 s
+      assert.is_false(h:done())
+      assert.is_true(h:cancel())
+      assert.is_true(h:done())
+      assert.equal(1, called)
+      local r, err = h:result()
+      assert.is_nil(r)
+      assert.equal("cancelled", err.code)
+      assert.is_false(err.retryable)
+      assert.matches("may have reached the provider", err.message)
+      local rec = jgw:record_of(ref)
+      assert.equal("unknown", rec.state)
+      -- the same reference is never sent again: the stored unknown outcome answers
+      local _, again = jgw:purchase(direct(ref, moka.cards.slow))
+      assert.equal("cancelled", again.code)
+      -- and the sweeper resolves it from the provider's status once the slow answer is in
+      core.sleep(3.2)
+      local report = assert(jgw:sweep { older_than = 0 })
+      assert.equal("paid", jgw:record_of(ref).state, require("cjson").encode(report))
+    end)
 
-  it("cancelling a call whose request never left leaves nothing sent: refused, retryable", function()
-    local jgw = journal.wrap(gw, {})
-    local lp = loop.new { max_in_flight = 1 }
-    local first = lp:start(function() return gw:purchase(direct("loop-busy-" .. core.random_hex(4), moka.cards.slow)) end)
-    local ref = "loop-queued-" .. core.random_hex(4)
-    local h = lp:start(function() return jgw:purchase(direct(ref, moka.cards.approve[1])) end)
-    lp:step(0)
-    assert.is_true(h:cancel())
-    local _, err = h:result()
-    assert.equal("cancelled", err.code)
-    assert.is_true(err.retryable)
-    assert.matches("never reached the provider", err.message)
-    assert.equal("refused", jgw:record_of(ref).state)
-    assert.is_true(first:cancel())
-    lp:close()
-    -- nothing reached the sandbox for the queued reference
-    local found = gw:status(ref)
-    assert.is_true(found == nil or found.status ~= "paid")
-  end)
+    it("cancelling a call whose request never left leaves nothing sent: refused, retryable (" .. via .. ")", function()
+      local vgw = gw_of()
+      local jgw = journal.wrap(vgw, {})
+      local lp = loop.new { max_in_flight = 1 }
+      local first = lp:start(function() return vgw:purchase(direct("loop-busy-" .. core.random_hex(4), moka.cards.slow)) end)
+      local ref = "loop-queued-" .. core.random_hex(4)
+      local h = lp:start(function() return jgw:purchase(direct(ref, moka.cards.approve[1])) end)
+      lp:step(0)
+      assert.is_true(h:cancel())
+      local _, err = h:result()
+      assert.equal("cancelled", err.code)
+      assert.is_true(err.retryable)
+      assert.matches("never reached the provider", err.message)
+      assert.equal("refused", jgw:record_of(ref).state)
+      assert.is_true(first:cancel())
+      lp:close()
+      -- nothing reached the sandbox for the queued reference
+      local found = vgw:status(ref)
+      assert.is_true(found == nil or found.status ~= "paid")
+    end)
+  end
 end)

@@ -21,6 +21,7 @@
 -- authorized, voided, refunded.
 -- @module paykit.gateway
 local http = require "paykit.http"
+local runtime = require "paykit.runtime"
 local errors = require "paykit.errors"
 local redact = require "paykit.redact"
 
@@ -178,7 +179,7 @@ end
 function Seen:wait(key, seconds)
   local can_wait = http.in_cosocket_phase()
   local co = coroutine.running()
-  if co and http.batch_coroutines[co] then can_wait = true end
+  if co and runtime.scheduler(co) ~= nil then can_wait = true end
   local deadline = http.now() + (seconds or 60)
   local delay = 0.002
   while self.keys[key] == PENDING and can_wait and http.now() < deadline do

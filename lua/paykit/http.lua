@@ -11,9 +11,9 @@
 -- `retry = false` turns retries off for the instance; `idempotent = false` (the default)
 -- keeps them off for a call that could charge twice.
 --
--- Inside a `paykit.batch` task a request (and a retry's sleep) is yielded to the batch
--- scheduler instead of run: `http.batch_coroutines` (weak set of task coroutines),
--- `http.BATCH_REQUEST` and `http.BATCH_SLEEP` (the yield markers) are that interface.
+-- A coroutine that has a scheduler (`paykit.runtime.scheduler()`: a `paykit.loop` call or a
+-- `paykit.batch` task) hands each attempt and each retry's sleep to it instead of running
+-- them; the transport knows nothing else of who schedules.
 -- @module paykit.http
 -- @usage
 --   local t = http.new{timeout = 30, connect_timeout = 10, logger = fn, hooks = {...},
@@ -73,26 +73,18 @@ _M.now = now
 -- @function cjson
 -- @treturn table the cjson.safe instance
 
--- paykit.batch registers its task coroutines here (weak keys): inside one of them a request
--- (and a retry's sleep) is handed to the batch scheduler with coroutine.yield instead of run.
-local batch_coroutines = setmetatable({}, { __mode = "k" })
-_M.batch_coroutines = batch_coroutines
-_M.BATCH_REQUEST, _M.BATCH_SLEEP = {}, {}
-
-local function batched()
-  local co = coroutine.running()
-  return co ~= nil and batch_coroutines[co] == true
-end
+local scheduler = runtime.scheduler
 
 local function default_sleep(s)
   if s <= 0 then return end
-  if batched() then return coroutine.yield(_M.BATCH_SLEEP, s) end
+  local sched = scheduler()
+  if sched then return sched:sleep(s) end
   return runtime.sleep(s)
 end
 _M.sleep = default_sleep
 
 --- Waits s seconds the way a retry's backoff does.
--- Yielded to the scheduler inside a `paykit.batch` task, ngx.sleep in a cosocket phase,
+-- Handed to the coroutine's scheduler (a `paykit.loop` call, a `paykit.batch` task), ngx.sleep in a cosocket phase,
 -- else the C core's sleep (`paykit.core.sleep`). Nothing for s <= 0.
 -- @function sleep
 -- @tparam number s seconds
@@ -417,7 +409,8 @@ end
 
 --- One attempt, without retries, hooks or logging: through cosocket, wire or libcurl (see
 -- @{new}'s `transport`). Returns the core shape: res | nil, message, code, maybe_sent.
--- Inside a `paykit.batch` task the request is yielded to the batch scheduler.
+-- In a coroutine with a scheduler (a `paykit.loop` call, a `paykit.batch` task) the attempt
+-- is handed to it (`scheduler:request(self, req)`, same return shape).
 -- @tparam table req `{method=, url=, headers=, body=, timeout=, connect_timeout=}`
 --   (timeouts in milliseconds), as `paykit.core` client:request
 -- @treturn table `{status=, headers=, body=}`
@@ -426,7 +419,8 @@ end
 -- @return[2] string code (see `paykit.core` client:request)
 -- @return[2] boolean maybe_sent
 function _M:send_once(req)
-  if batched() then return coroutine.yield(_M.BATCH_REQUEST, self, req) end
+  local sched = scheduler()
+  if sched then return sched:request(self, req) end
   if in_cosocket_phase() then
     if cosocket_mod == nil then
       local ok, mod = pcall(require, "paykit.cosocket")

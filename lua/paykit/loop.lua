@@ -1,10 +1,13 @@
 --- paykit.loop: provider calls that never block the caller, for a game tick or an event loop.
 --
 -- A call is an ordinary function making provider calls (`gw:purchase{...}`, `gw:status(ref)`, a
--- whole flow); it runs in its own coroutine, exactly as a `paykit.batch` task does: when the
--- transport (paykit.http) is about to send a request it yields it instead, and the loop hands
--- it to the C core (`paykit.core.http_loop`: libcurl's socket API, the same request setup as a
--- single request, so a charging request is never resent). A retry's backoff is a timer of the
+-- whole flow); it runs in its own coroutine, exactly as a `paykit.batch` task does, with the
+-- loop as its scheduler (`paykit.runtime.set_scheduler`): when the transport (paykit.http) is
+-- about to send a request it hands it to the scheduler, which yields the coroutine; the loop
+-- hands the request to the C core: `paykit.core.http_loop` (libcurl's socket API) for a libcurl
+-- transport, `paykit.core.wire_loop` for the wire transport (`transport = "wire"`), each with the
+-- same request setup as a single request, so a charging request is never resent. A retry's
+-- backoff is a timer of the
 -- loop, not a sleep. Nothing waits unless the host asks: `step(0)` never waits.
 --
 -- The host either calls @{Loop:step} from its own tick, or sleeps on @{Loop:fd} (readable when
@@ -24,7 +27,7 @@
 --     lp:step(0)                  -- or lp:step(time_left_in_tick)
 --   end
 local core = require "paykit.core"
-local http = require "paykit.http"
+local runtime = require "paykit.runtime"
 
 local _M = {}
 
@@ -36,12 +39,24 @@ Loop.__index = Loop
 local Handle = {}
 Handle.__index = Handle
 
+-- The scheduler every call of a loop runs under: what paykit.http hands it is yielded, with a
+-- marker of this module, to the loop that resumed the coroutine.
+local REQUEST, SLEEP = {}, {}
+local SCHEDULER = {
+  request = function(_, transport, req) return coroutine.yield(REQUEST, transport, req) end,
+  sleep = function(_, s) return coroutine.yield(SLEEP, s) end,
+}
+
 -- Core shape for the transport: a response table, or nil, message, code, maybe_sent.
 local function unwrap(res)
   if res == nil then return pack(nil, "no response", "other", true) end
   if res.error ~= nil and res.status == nil then return pack(nil, res.error, res.code, res.maybe_sent) end
   return pack(res)
 end
+
+-- Whether a transport's client is the wire transport's (core.wire_client) rather than libcurl's.
+local WIRE_MT = getmetatable(core.wire_client())
+local function is_wire(client) return getmetatable(client) == WIRE_MT end
 
 local function cancelled(maybe_sent)
   return pack(nil, maybe_sent and "the call was cancelled while its request was in flight"
@@ -59,13 +74,16 @@ function _M.new(opts)
   if type(max) ~= "number" or max < 1 or max ~= math.floor(max) then
     error("paykit.loop: max_in_flight must be a positive integer", 2)
   end
+  local curl, wire = core.http_loop(), core.wire_loop()
+  wire:watch(curl:fd()) -- the wire loop's descriptor is the host's one: readable for both
   return setmetatable({
-    core = core.http_loop(),
+    core = curl,    -- libcurl's transfers (core.http_loop)
+    wire = wire,    -- the wire transport's (core.wire_loop)
     max = max,
     runnable = {},  -- {h, args}, run by the next drain
     queue = {},     -- handles waiting for a free transfer, oldest first
     qhead = 1,
-    inflight = {},  -- core transfer id -> handle
+    inflight = { [curl] = {}, [wire] = {} }, -- per core: transfer id -> handle
     sleepers = {},  -- handle -> wake time (a retry's backoff)
     npending = 0,   -- calls not done
     finished = 0,   -- calls done, ever
@@ -79,7 +97,8 @@ end
 
 local function finish(self, h, values)
   h.values, h.state = values, "done"
-  http.batch_coroutines[h.co] = nil
+  runtime.set_scheduler(h.co, nil)
+  h.co = nil
   self.npending = self.npending - 1
   self.finished = self.finished + 1
   if h.callback then h.callback(unpack(values, 1, values.n)) end
@@ -91,7 +110,7 @@ local function resume(self, h, args)
   local r = pack(coroutine.resume(h.co, unpack(args, 1, args.n)))
   if not r[1] then return finish(self, h, pack(nil, r[2])) end
   if coroutine.status(h.co) == "dead" then return finish(self, h, pack(unpack(r, 2, r.n))) end
-  if r[2] == http.BATCH_REQUEST then
+  if r[2] == REQUEST then
     if h.cancelled then
       h.state = "runnable"
       self.runnable[#self.runnable + 1] = { h, cancelled(false) }
@@ -99,18 +118,28 @@ local function resume(self, h, args)
       h.state, h.transport, h.req = "queued", r[3], r[4]
       self.queue[#self.queue + 1] = h
     end
-  elseif r[2] == http.BATCH_SLEEP then
+  elseif r[2] == SLEEP then
     if h.cancelled or (tonumber(r[3]) or 0) <= 0 then
       h.state = "runnable"
       self.runnable[#self.runnable + 1] = { h, pack() }
     else
       h.state = "sleep"
-      self.sleepers[h] = http.now() + tonumber(r[3])
+      self.sleepers[h] = runtime.now() + tonumber(r[3])
     end
   else
     return finish(self, h, pack(nil, "paykit.loop: a call yielded something other than a request "
       .. "(coroutine.yield inside a call is not supported)"))
   end
+end
+
+-- Starts h's request on the core of its transport's client: the core, then what its start gave.
+-- A transport made with transport = "wire" goes to the wire loop (unless a proxy variable
+-- gives it to libcurl); "auto" and "curl" ones go to libcurl's.
+local function start_transfer(self, h)
+  local t = h.transport
+  local client = t.transport == "wire" and t.wire_client and t:wire_client() or t:core_client()
+  local c = is_wire(client) and self.wire or self.core
+  return c, c:start(client, h.req)
 end
 
 -- Hands queued requests to the core while there is room.
@@ -127,17 +156,16 @@ local function submit(self)
     self.queue, self.qhead = {}, 1
     return
   end
-  while self.qhead <= #q and self.core:count() < self.max do
+  while self.qhead <= #q and self.core:count() + self.wire:count() < self.max do
     local h = q[self.qhead]
     self.qhead = self.qhead + 1
     if h.state == "queued" then
-      local ok, id, outcome = pcall(function()
-        return self.core:start(h.transport:core_client(), h.req)
-      end)
+      local ok, c, id, outcome = pcall(start_transfer, self, h)
+      if not ok then c, id = nil, c end -- the error message
       h.transport, h.req = nil, nil
       if ok and id then
-        h.state, h.id = "request", id
-        self.inflight[id] = h
+        h.state, h.id, h.via = "request", id, c
+        self.inflight[c][id] = h
       else
         h.state = "runnable"
         self.runnable[#self.runnable + 1] = { h, ok and unwrap(outcome) or pack(nil, tostring(id), "other", false) }
@@ -147,8 +175,9 @@ local function submit(self)
   if self.qhead > #q then
     self.queue, self.qhead = {}, 1
   elseif self.qhead > 256 and self.qhead > #q / 2 then -- a queue that never empties: compact it
-    self.queue = { unpack(q, self.qhead, #q) }
-    self.qhead = 1
+    local rest, k = {}, 0 -- copied, not unpacked: a queue may be longer than unpack's limit
+    for i = self.qhead, #q do k = k + 1; rest[k] = q[i] end
+    self.queue, self.qhead = rest, 1
   end
 end
 
@@ -163,26 +192,52 @@ local function drain(self)
   submit(self)
 end
 
+-- Files the transfers a core's run reported finished as runnable; returns whether there were any.
+local function take(self, c, ids, outs)
+  if not ids then return false end
+  local inflight, got = self.inflight[c], false
+  for k = 1, #ids do
+    local h = inflight[ids[k]]
+    if h then
+      inflight[ids[k]] = nil
+      h.state, h.id, h.via = "runnable", nil, nil
+      self.runnable[#self.runnable + 1] = { h, unwrap(outs[k]) }
+      got = true
+    end
+  end
+  return got
+end
+
 -- Moves finished transfers (waiting at most wait seconds) and due timers to runnable.
--- Returns whether a call can go on, and whether the core handled anything at all.
+-- Returns whether a call can go on, and whether the cores handled anything at all.
 local function collect(self, wait)
   if self.closed then return false, false end -- closed by a callback of this step
-  local got = false
-  local handled, ids, outs = self.core:run(wait)
-  if ids then
-    for k = 1, #ids do
-      local h = self.inflight[ids[k]]
-      if h then
-        self.inflight[ids[k]] = nil
-        h.state, h.id = "runnable", nil
-        self.runnable[#self.runnable + 1] = { h, unwrap(outs[k]) }
-        got = true
-      end
+  local got, handled, ids, outs
+  if self.wire:count() == 0 then
+    handled, ids, outs = self.core:run(wait)
+    got = take(self, self.core, ids, outs)
+  else
+    -- the wire loop's wait also ends when libcurl's descriptor is readable; libcurl's timers are
+    -- its own, so the wait stops at the next one
+    local curl_busy = self.core:count() > 0
+    if curl_busy and wait > 0 then
+      local t = self.core:timeout()
+      local tw = self.wire:timeout()
+      if tw and (not t or tw < t) then t = tw end
+      if t and t < wait then wait = t end
+    end
+    handled, ids, outs = self.wire:run(wait)
+    got = take(self, self.wire, ids, outs)
+    if curl_busy then
+      local h2
+      h2, ids, outs = self.core:run(0)
+      handled = handled + h2
+      got = take(self, self.core, ids, outs) or got
     end
   end
   local now
   for h, wake in pairs(self.sleepers) do
-    now = now or http.now()
+    now = now or runtime.now()
     if wake <= now then
       self.sleepers[h] = nil
       h.state = "runnable"
@@ -226,7 +281,7 @@ function Loop:start(fn, callback)
     return setmetatable({ loop = self, state = "done", values = pack(nil, "paykit.loop: the loop is closed") }, Handle)
   end
   local h = setmetatable({ loop = self, co = coroutine.create(fn), callback = callback, state = "runnable" }, Handle)
-  http.batch_coroutines[h.co] = true
+  runtime.set_scheduler(h.co, SCHEDULER)
   self.npending = self.npending + 1
   resume(self, h, pack())
   drain(self)
@@ -251,9 +306,9 @@ function Loop:step(max_wait)
   drain(self)
   advance(self)
   if max_wait > 0 then
-    local t_end = http.now() + max_wait
+    local t_end = runtime.now() + max_wait
     while self.npending > 0 and self.finished == before do
-      local now = http.now()
+      local now = runtime.now()
       local wait = t_end - now
       if wait <= 0 then break end
       local wake = next_wake(self)
@@ -272,14 +327,19 @@ function Loop:run(slice)
 end
 
 --- The one descriptor the host waits on: readable when a transfer can go on.
--- (An epoll descriptor that follows libcurl's sockets; its number never changes.)
+-- (An epoll descriptor that follows the transfers' sockets, libcurl's and the wire transport's;
+-- its number never changes.)
 -- @treturn integer the descriptor
-function Loop:fd() return self.core:fd() end
+function Loop:fd() return self.wire:fd() end
 
 --- The transfers' own sockets and what each waits for.
 -- For a host that watches sockets one by one; @{Loop:fd} covers them all.
 -- @treturn table `{[fd] = "r" | "w" | "rw"}`
-function Loop:fds() return self.core:sockets() end
+function Loop:fds()
+  local all = self.core:sockets()
+  for fd, what in pairs(self.wire:sockets()) do all[fd] = what end
+  return all
+end
 
 --- Seconds until the loop must be stepped even when its descriptor stays quiet.
 -- 0 when something is ready now; nil when nothing is pending (or only the descriptor matters).
@@ -289,7 +349,7 @@ function Loop:timeout()
   local t = self.core:timeout()
   local wake = next_wake(self)
   if wake then
-    local d = math.max(0, wake - http.now())
+    local d = math.max(0, wake - runtime.now())
     if not t or d < t then t = d end
   end
   return t
@@ -306,13 +366,16 @@ function Loop:close()
   self.closed = true
   while self.npending > 0 do
     local list = {}
-    for _, h in pairs(self.inflight) do list[#list + 1] = h end
+    for _, c in ipairs { self.core, self.wire } do
+      for _, h in pairs(self.inflight[c]) do list[#list + 1] = h end
+    end
     for h in pairs(self.sleepers) do list[#list + 1] = h end
     for i = self.qhead, #self.queue do list[#list + 1] = self.queue[i] end
     if #list == 0 then break end
     for _, h in ipairs(list) do h:cancel() end
   end
   self.core:close()
+  self.wire:close()
   if self.wakeup then self.wakeup() end
 end
 
@@ -341,8 +404,8 @@ function Handle:cancel()
   if self.state == "done" then return false end
   self.cancelled = true
   if self.state == "request" then
-    local maybe = self_loop.core:cancel(self.id)
-    self_loop.inflight[self.id], self.id = nil, nil
+    local maybe = self.via:cancel(self.id)
+    self_loop.inflight[self.via][self.id], self.id, self.via = nil, nil, nil
     self.state = "runnable"
     self_loop.runnable[#self_loop.runnable + 1] = { self, cancelled(maybe) }
   elseif self.state == "queued" then

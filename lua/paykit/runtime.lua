@@ -1,7 +1,8 @@
 --- paykit.runtime: where paykit is running, below the transports (paykit.http, paykit.cosocket).
 -- Inside nginx: the current phase, whether cosockets may be used in it, and the refusal of a
 -- request in a phase where they may not (where libcurl would block the worker); outside
--- nginx: plain Lua. A clock and a sleep for both. Also the library's version and the
+-- nginx: plain Lua. A clock and a sleep for both; the scheduler a coroutine runs under
+-- (paykit.loop's, for its calls and paykit.batch's tasks). Also the library's version and the
 -- User-Agent paykit sends.
 --
 -- Cosocket phases: rewrite, server_rewrite, access, content, timer, ssl_cert,
@@ -77,6 +78,35 @@ function _M.sleep(s)
   if not s or s <= 0 then return end
   if _M.in_cosocket_phase() then return rawget(_G, "ngx").sleep(s) end
   return require("paykit.core").sleep(s)
+end
+
+-- The scheduler of each coroutine that paykit.loop (or paykit.batch) runs (weak keys).
+local schedulers = setmetatable({}, { __mode = "k" })
+
+--- Installs (or, with nil, removes) the scheduler of a coroutine.
+-- A scheduler is what runs the coroutine: an object with `request(transport, req)` (send
+-- one attempt: returns the core shape, `res | nil, message, code, maybe_sent`) and
+-- `sleep(s)` (wait s seconds), both called as methods from inside the coroutine.
+-- paykit.http asks @{scheduler} before sending a request or sleeping a backoff, so the
+-- transport knows nothing of who schedules (paykit.loop installs one for each of its calls).
+-- @tparam thread co the coroutine
+-- @tparam ?table s its scheduler, or nil
+function _M.set_scheduler(co, s)
+  if type(co) ~= "thread" then error("paykit.runtime.set_scheduler: co must be a coroutine", 2) end
+  if s ~= nil and (type(s) ~= "table" or type(s.request) ~= "function" or type(s.sleep) ~= "function") then
+    error("paykit.runtime.set_scheduler: a scheduler needs request and sleep methods", 2)
+  end
+  schedulers[co] = s
+end
+
+--- The scheduler of a coroutine (default: the running one), or nil when none was installed.
+-- Coroutines a task creates itself have none: their requests are made where they run.
+-- @tparam[opt] thread co
+-- @treturn ?table the scheduler
+function _M.scheduler(co)
+  co = co or coroutine.running()
+  if co == nil then return nil end
+  return schedulers[co]
 end
 
 local unpack = table.unpack or unpack
