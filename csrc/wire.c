@@ -1767,7 +1767,7 @@ static int wl_run(lua_State *L)
     ms = wait > 0 ? (int)(wait * 1000) : 0;
     if (wait > 0 && (lua_Number)ms < wait * 1000)
         ms++; /* rounded up: a wait never ends before it is due */
-    now = now_ms();
+    now = paykit_monotonic_ms();
     dl = wl_sweep(l, now, &done);
     if (done)
         ms = 0;
@@ -1790,7 +1790,7 @@ static int wl_run(lua_State *L)
         wl_reconcile(l, (int)k);
     }
     if (n > 0)
-        wl_sweep(l, now_ms(), &done);
+        wl_sweep(l, paykit_monotonic_ms(), &done);
     lua_settop(L, 1);
     lua_pushinteger(L, n); /* 2: what was handled */
     for (i = 0; i < l->nslots; i++) {
@@ -1855,7 +1855,7 @@ static int wl_watch(lua_State *L)
 static int wl_timeout(lua_State *L)
 {
     wloop_t *l = check_wloop(L);
-    long long now = now_ms(), dl = LLONG_MAX;
+    long long now = paykit_monotonic_ms(), dl = LLONG_MAX;
     int i, any = 0;
     for (i = 0; i < l->nslots; i++) {
         wl_slot *s = l->slots[i];
