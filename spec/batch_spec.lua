@@ -92,7 +92,7 @@ describe("paykit.batch", function()
 
   it("runs tasks over the wire transport (core.wire_loop), results in order, max_in_flight at a time", function()
     local t = http.new { transport = "wire" }
-    assert.equal("paykit.wire.client", getmetatable(t:core_client()).__name)
+    assert.equal("paykit.wire.client", getmetatable(t:wire_client()).__name)
     local running, most = 0, 0
     local tasks = {}
     for i = 1, 300 do

@@ -229,7 +229,7 @@ describe("paykit.loop", function()
     local function gw_of()
       if via == "libcurl" then return gw end
       local g = new_gw { transport = http.new { transport = "wire" } }
-      assert.equal("paykit.wire.client", getmetatable(g.http:core_client()).__name)
+      assert.equal("paykit.wire.client", getmetatable(g.http:wire_client()).__name)
       return g
     end
     it("cancelling a charging call in flight leaves its payment unknown in the journal, for the sweeper (" .. via .. ")", function()
