@@ -305,8 +305,16 @@ local function scrub_form_pairs(s)
   return concat(out, "", 1, n)
 end
 
+-- A URL's user information ("//user:password@host", "//token@host") is a credential: all
+-- of it, between "//" and "@" with no "/", "?", "#" or space between, becomes REDACTED. Each
+-- byte is looked at a bounded number of times (the class stops at the next "/").
+local function scrub_userinfo(s)
+  if not find(s, "@", 1, true) or not find(s, "//", 1, true) then return s end
+  return (gsub(s, "//[^/?#@%s]+@", "//" .. REDACTED .. "@"))
+end
+
 --- Scrubs free text, in time linear in its length.
--- JSON `"Key": value` pairs (also escaped once, `\"Key\":\"value\"`), form `key=value`
+-- A URL's user information (`//user:password@`), JSON `"Key": value` pairs (also escaped once, `\"Key\":\"value\"`), form `key=value`
 -- pairs, `Key: value` header lines and `key = value` of sensitive keys, and any 12-19 digit
 -- run (plain or grouped by spaces or dashes) that passes Luhn.
 -- @param s the text (converted with tostring; nil gives nil)
@@ -314,6 +322,7 @@ end
 function _M.text(s)
   if s == nil then return nil end
   s = tostring(s)
+  s = scrub_userinfo(s)
   s = scrub_json_pairs(s)
   s = scrub_form_pairs(s)
   s = mask_pan_runs(s)
