@@ -14,6 +14,10 @@ describe("a URL with user information", function()
     assert.truthy(out:find("paykit-userinfo.invalid/pay", 1, true)) -- the host stays
     local tok = redact.text("https://sk_live_" .. SECRET .. "@api.example/x")
     assert.is_nil(tok:find(SECRET, 1, true))
+    -- in JSON text as lua-cjson writes it ("/" escaped)
+    local cj = redact.text(require("cjson").encode { return_url = "https://u:" .. SECRET .. "@shop.example/back" })
+    assert.is_nil(cj:find(SECRET, 1, true), cj)
+    assert.truthy(cj:find("shop.example", 1, true))
     -- an ordinary URL and an e-mail address are left alone
     assert.equal("https://api.example/a@b", redact.text("https://api.example/a@b"))
     assert.equal("mail me at a@b.example", redact.text("mail me at a@b.example"))

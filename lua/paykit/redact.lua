@@ -305,12 +305,16 @@ local function scrub_form_pairs(s)
   return concat(out, "", 1, n)
 end
 
--- A URL's user information ("//user:password@host", "//token@host") is a credential: all
--- of it, between "//" and "@" with no "/", "?", "#" or space between, becomes REDACTED. Each
--- byte is looked at a bounded number of times (the class stops at the next "/").
+-- A URL's user information ("//user:password@host", "//token@host", also as JSON writes it,
+-- "\/\/user:password@host") is a credential: all of it, between "//" and "@" with no "/",
+-- "?", "#" or space between, becomes REDACTED. Each byte is looked at a bounded number of
+-- times (the class stops at the next "/").
 local function scrub_userinfo(s)
-  if not find(s, "@", 1, true) or not find(s, "//", 1, true) then return s end
-  return (gsub(s, "//[^/?#@%s]+@", "//" .. REDACTED .. "@"))
+  if not find(s, "@", 1, true) then return s end
+  if find(s, "//", 1, true) then s = gsub(s, "//[^/?#@%s]+@", "//" .. REDACTED .. "@") end
+  -- the same in JSON text whose writer escapes "/" (lua-cjson: "https:\/\/user:pw@host")
+  if find(s, "\\/\\/", 1, true) then s = gsub(s, "\\/\\/[^/?#@%s\\]+@", "\\/\\/" .. REDACTED .. "@") end
+  return s
 end
 
 --- Scrubs free text, in time linear in its length.
