@@ -37,7 +37,9 @@ local function payment()
 end
 
 local function gateway(base, lines, ctxs)
-  local o = { dealer_code = "1731", username = "user-secret-name", password = PASSWORD, base_url = base, retry = false }
+  -- the lines were recorded with libcurl (the transport of 618e2f7): its words in the error line
+  local o = { dealer_code = "1731", username = "user-secret-name", password = PASSWORD, base_url = base, retry = false,
+    transport = "curl" }
   if lines then o.logger = function(level, line) lines[#lines + 1] = level .. " " .. norm(line) end end
   if ctxs then
     o.hooks = {
