@@ -64,13 +64,21 @@ end
 local DOUBLED = { [0] = 0, 2, 4, 6, 8, 1, 3, 5, 7, 9 }
 local function luhn_ok(digits)
   -- from the right: the last digit as it is, the one before it doubled, two at a time
+  -- a byte that is not a digit: not a card number (the public luhn may be given any text)
   local sum, i = 0, #digits
   while i >= 2 do
     local doubled, plain = byte(digits, i - 1, i)
-    sum = sum + (plain - 48) + DOUBLED[doubled - 48]
+    local d = DOUBLED[doubled - 48]
+    plain = plain - 48
+    if not d or plain < 0 or plain > 9 then return false end
+    sum = sum + plain + d
     i = i - 2
   end
-  if i == 1 then sum = sum + byte(digits, 1) - 48 end
+  if i == 1 then
+    local first = byte(digits, 1) - 48
+    if first < 0 or first > 9 then return false end
+    sum = sum + first
+  end
   return sum % 10 == 0
 end
 _M.luhn = luhn_ok
