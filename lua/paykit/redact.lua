@@ -64,13 +64,21 @@ end
 local DOUBLED = { [0] = 0, 2, 4, 6, 8, 1, 3, 5, 7, 9 }
 local function luhn_ok(digits)
   -- from the right: the last digit as it is, the one before it doubled, two at a time
+  -- a byte that is not a digit: not a card number (the public luhn may be given any text)
   local sum, i = 0, #digits
   while i >= 2 do
     local doubled, plain = byte(digits, i - 1, i)
-    sum = sum + (plain - 48) + DOUBLED[doubled - 48]
+    local d = DOUBLED[doubled - 48]
+    plain = plain - 48
+    if not d or plain < 0 or plain > 9 then return false end
+    sum = sum + plain + d
     i = i - 2
   end
-  if i == 1 then sum = sum + byte(digits, 1) - 48 end
+  if i == 1 then
+    local first = byte(digits, 1) - 48
+    if first < 0 or first > 9 then return false end
+    sum = sum + first
+  end
   return sum % 10 == 0
 end
 _M.luhn = luhn_ok
@@ -305,8 +313,20 @@ local function scrub_form_pairs(s)
   return concat(out, "", 1, n)
 end
 
+-- A URL's user information ("//user:password@host", "//token@host", also as JSON writes it,
+-- "\/\/user:password@host") is a credential: all of it, between "//" and "@" with no "/",
+-- "?", "#" or space between, becomes REDACTED. Each byte is looked at a bounded number of
+-- times (the class stops at the next "/").
+local function scrub_userinfo(s)
+  if not find(s, "@", 1, true) then return s end
+  if find(s, "//", 1, true) then s = gsub(s, "//[^/?#@%s]+@", "//" .. REDACTED .. "@") end
+  -- the same in JSON text whose writer escapes "/" (lua-cjson: "https:\/\/user:pw@host")
+  if find(s, "\\/\\/", 1, true) then s = gsub(s, "\\/\\/[^/?#@%s\\]+@", "\\/\\/" .. REDACTED .. "@") end
+  return s
+end
+
 --- Scrubs free text, in time linear in its length.
--- JSON `"Key": value` pairs (also escaped once, `\"Key\":\"value\"`), form `key=value`
+-- A URL's user information (`//user:password@`), JSON `"Key": value` pairs (also escaped once, `\"Key\":\"value\"`), form `key=value`
 -- pairs, `Key: value` header lines and `key = value` of sensitive keys, and any 12-19 digit
 -- run (plain or grouped by spaces or dashes) that passes Luhn.
 -- @param s the text (converted with tostring; nil gives nil)
@@ -314,6 +334,7 @@ end
 function _M.text(s)
   if s == nil then return nil end
   s = tostring(s)
+  s = scrub_userinfo(s)
   s = scrub_json_pairs(s)
   s = scrub_form_pairs(s)
   s = mask_pan_runs(s)

@@ -14,7 +14,7 @@
 --  * `fields` (a set): the call then takes a table (after the path arguments) whose unknown
 --    fields are refused by name; `body(self, t, ...)` -> body | nil, err builds the JSON body;
 --  * `filter` (name -> check): an optional table of query parameters, each checked;
---  * `idempotent` (default: every method but POST) decides retries after a send;
+--  * `idempotent` (default: GET, HEAD, OPTIONS, PUT and DELETE; never POST or PATCH) decides retries after a send;
 --  * `read(self, answer, info, ...)` -> value | nil, err (default: the answer; a 2xx the
 --    wire's `success_from` calls unsuccessful is a provider error `declined` with its message).
 -- @module paykit.kit.ops

@@ -3,7 +3,8 @@
 --
 --     wire.commit(self, op, req) -> answer, info | nil, err
 --
--- req: `{method=, path=, query={{k, v}, ...}, body=table|string, idempotent=bool, headers=}`.
+-- req: `{method=, path=, query={{k, v}, ...}, body=table|string, idempotent=bool, headers=}`; no method:
+-- POST with a body, else GET; no idempotent: true only for GET, HEAD, OPTIONS, PUT, DELETE.
 -- The URL is `self.base_url .. path (.. "?" .. canonical query)`; a table body is written
 -- with `paykit.kit.json.encode` (exact decimals). The provider's declaration adds
 -- what differs, each optional (the declaration's `wire`):
@@ -119,6 +120,9 @@ function _M.provider_of(x)
   return nil
 end
 
+-- The methods a request without `idempotent` may be repeated for (RFC 9110 9.2.2).
+local IDEMPOTENT_METHODS = { GET = true, HEAD = true, OPTIONS = true, PUT = true, DELETE = true }
+
 -- provider -> op -> "provider.op" (made once per operation)
 local full_ops = setmetatable({}, { __mode = "k" })
 local function full_name(P, op)
@@ -141,6 +145,8 @@ function _M.commit(self, op, req)
   local P = _M.provider_of(self)
   local w = P._decl.wire
   local full_op = full_name(P, op)
+  -- no method: as paykit.http picks it (a body makes a POST), before the signer sees it
+  if req.method == nil then req.method = req.body ~= nil and "POST" or "GET" end
   req.url = _M.url(self, req)
   req.headers = req.headers or {}
   if type(req.body) == "table" then
@@ -157,7 +163,9 @@ function _M.commit(self, op, req)
     if not ok then return nil, err end
   end
   local idempotent = req.idempotent
-  if idempotent == nil then idempotent = req.method ~= "POST" end
+  -- by default only the methods HTTP calls idempotent may be repeated (a POST or a PATCH,
+  -- in any spelling, may charge)
+  if idempotent == nil then idempotent = IDEMPOTENT_METHODS[req.method] == true end
   local res, err = self.http:request {
     method = req.method, url = req.url, body = req.body, headers = req.headers, op = full_op,
     idempotent = idempotent,
