@@ -29,6 +29,7 @@
 #include <curl/curl.h>
 
 #include "paykit.h"
+#include "reqopts.h"
 
 #define CLIENT_MT "paykit.http.client"
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000L
@@ -197,61 +198,6 @@ static int client_tostring(lua_State *L)
     return 1;
 }
 
-/* ---- option reading ----------------------------------------------------------------------- */
-
-/* Reads an optional non-negative integer field (at most max, and at most 2^53-1) of the table at
- * idx; raises on a bad value. */
-static long opt_count(lua_State *L, int idx, int arg, const char *name, long def, long max)
-{
-    long v = def;
-    lua_getfield(L, idx, name);
-    if (!lua_isnil(L, -1)) {
-        long long n = 0;
-        if (lua_type(L, -1) != LUA_TNUMBER)
-            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a number", name));
-        if (!paykit_tosafeint(L, -1, &n) || n < 0 || n > max)
-            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a non-negative integer", name));
-        v = (long)n;
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-static int opt_bool(lua_State *L, int idx, int arg, const char *name, int def)
-{
-    int v = def;
-    lua_getfield(L, idx, name);
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TBOOLEAN)
-            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a boolean", name));
-        v = lua_toboolean(L, -1);
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-/* Copies an optional string field (without NUL bytes: libcurl takes C strings). */
-static char *opt_cstring(lua_State *L, int idx, int arg, const char *name)
-{
-    char *copy = NULL;
-    lua_getfield(L, idx, name);
-    if (!lua_isnil(L, -1)) {
-        size_t n;
-        const char *s;
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a string", name));
-        s = lua_tolstring(L, -1, &n);
-        if (strlen(s) != n)
-            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must not contain NUL bytes", name));
-        copy = malloc(n + 1);
-        if (!copy)
-            luaL_error(L, "out of memory");
-        memcpy(copy, s, n + 1);
-    }
-    lua_pop(L, 1);
-    return copy;
-}
-
 /* core.http_client(opts) */
 static int http_client(lua_State *L)
 {
@@ -275,18 +221,21 @@ static int http_client(lua_State *L)
     c->max_connections = DEFAULT_MAX_CONNECTIONS;
     c->verify = 1;
     if (has_opts) {
-        c->connect_timeout_ms = opt_count(L, 1, 1, "connect_timeout", c->connect_timeout_ms, LONG_MAX);
-        c->timeout_ms = opt_count(L, 1, 1, "timeout", c->timeout_ms, LONG_MAX);
-        c->max_response = (size_t)opt_count(L, 1, 1, "max_response", (long)c->max_response, LONG_MAX);
-        c->max_redirects = opt_count(L, 1, 1, "max_redirects", c->max_redirects, 1000);
-        c->max_connections = opt_count(L, 1, 1, "max_connections", c->max_connections, 10000);
-        c->keepalive_ms = opt_count(L, 1, 1, "keepalive_timeout", 0, LONG_MAX);
-        c->stall_ms = opt_count(L, 1, 1, "stall_timeout", 0, LONG_MAX);
-        c->verify = opt_bool(L, 1, 1, "verify", 1);
-        c->follow = opt_bool(L, 1, 1, "follow_redirects", 0);
-        c->cafile = opt_cstring(L, 1, 1, "cafile");
-        c->capath = opt_cstring(L, 1, 1, "capath");
-        c->user_agent = opt_cstring(L, 1, 1, "user_agent");
+        paykit_client_opts o = { c->connect_timeout_ms, c->timeout_ms, c->max_redirects, c->max_connections, 0, 0,
+                                 c->max_response, 1, 0, NULL, NULL, NULL };
+        paykit_read_client_opts(L, 1, 1, &o);
+        c->connect_timeout_ms = o.connect_timeout_ms;
+        c->timeout_ms = o.timeout_ms;
+        c->max_response = o.max_response;
+        c->max_redirects = o.max_redirects;
+        c->max_connections = o.max_connections;
+        c->keepalive_ms = o.keepalive_ms;
+        c->stall_ms = o.stall_ms;
+        c->verify = o.verify;
+        c->follow = o.follow;
+        c->cafile = o.cafile;
+        c->capath = o.capath;
+        c->user_agent = o.user_agent;
     }
     if (c->max_connections < 1)
         c->max_connections = 1;
@@ -370,23 +319,6 @@ typedef struct {
     int headers;                /* 1: the header list is built (in the transfer); -1: out of memory */
 } reqspec;
 
-/* Raises a misuse error about a request; in a batch the message names the request's position. */
-static void req_argerror(lua_State *L, int arg, int pos, const char *msg)
-{
-    if (pos > 0)
-        msg = lua_pushfstring(L, "request %d: %s", pos, msg);
-    luaL_argerror(L, arg, msg);
-}
-
-static int bad_header_text(const char *s, size_t n)
-{
-    size_t i;
-    for (i = 0; i < n; i++)
-        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
-            return 1;
-    return 0;
-}
-
 /* Appends "Name: value" (or "Name;", libcurl's way of sending an empty value; or the array
  * form's own line when name is NULL) to the list. Returns 0 only when out of memory. */
 static int add_header_line(struct curl_slist **out, const char *name, size_t nn, const char *value, size_t vn)
@@ -418,43 +350,10 @@ static int add_header_line(struct curl_slist **out, const char *name, size_t nn,
     return 1;
 }
 
-/* Checks the headers field of the request at idx; with out != NULL also builds the list.
- * Returns 0 only when out of memory. */
-static int read_headers(lua_State *L, int idx, int arg, int pos, struct curl_slist **out)
+/* paykit_read_headers' callback: one header into the list (ud: the struct curl_slist **). */
+static int header_to_list(void *ud, const char *name, size_t nn, const char *value, size_t vn)
 {
-    int ok = 1;
-    lua_getfield(L, idx, "headers");
-    if (!lua_isnil(L, -1)) {
-        int t = lua_gettop(L);
-        if (!lua_istable(L, t))
-            req_argerror(L, arg, pos, "'headers' must be a table");
-        lua_pushnil(L);
-        while (lua_next(L, t)) {
-            size_t nn = 0, vn = 0;
-            const char *name = NULL, *value;
-            if (lua_type(L, -2) == LUA_TNUMBER) {
-                if (lua_type(L, -1) != LUA_TSTRING)
-                    req_argerror(L, arg, pos, "array headers must be strings \"Name: value\"");
-            } else if (lua_type(L, -2) == LUA_TSTRING) {
-                int vt = lua_type(L, -1);
-                if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
-                    req_argerror(L, arg, pos, "header values must be strings or numbers");
-                name = lua_tolstring(L, -2, &nn);
-                if (nn == 0 || bad_header_text(name, nn) || memchr(name, ':', nn))
-                    req_argerror(L, arg, pos, "invalid header name");
-            } else {
-                req_argerror(L, arg, pos, "header keys must be names or array positions");
-            }
-            value = lua_tolstring(L, -1, &vn); /* a number value becomes a string in place */
-            if (bad_header_text(value, vn))
-                req_argerror(L, arg, pos, "header values must not contain CR, LF or NUL");
-            if (out && ok)
-                ok = add_header_line(out, name, nn, value, vn);
-            lua_pop(L, 1);
-        }
-    }
-    lua_pop(L, 1);
-    return ok;
+    return add_header_line((struct curl_slist **)ud, name, nn, value, vn);
 }
 
 /* Reads and checks the request table at idx (raises on misuse). Leaves the body string (or
@@ -464,55 +363,28 @@ static int read_headers(lua_State *L, int idx, int arg, int pos, struct curl_sli
 static void read_request_into(lua_State *L, client_t *c, int idx, int arg, int pos, reqspec *r,
                               struct curl_slist **hdrs)
 {
-    size_t n;
-    if (!lua_istable(L, idx))
-        req_argerror(L, arg, pos, "request must be a table");
-    lua_getfield(L, idx, "url");
-    if (lua_type(L, -1) != LUA_TSTRING)
-        req_argerror(L, arg, pos, "'url' must be a string");
-    r->url = lua_tolstring(L, -1, &n);
-    if (strlen(r->url) != n)
-        req_argerror(L, arg, pos, "'url' must not contain NUL bytes");
-    lua_pop(L, 1); /* still referenced by the request table */
-    lua_getfield(L, idx, "method");
-    if (lua_isnil(L, -1)) {
-        r->method = NULL;
-    } else {
-        size_t i;
-        if (lua_type(L, -1) != LUA_TSTRING)
-            req_argerror(L, arg, pos, "'method' must be a string");
-        r->method = lua_tolstring(L, -1, &n);
-        if (n == 0)
-            req_argerror(L, arg, pos, "'method' must not be empty");
-        for (i = 0; i < n; i++)
-            if (!isalpha((unsigned char)r->method[i]) && r->method[i] != '-' && r->method[i] != '_')
-                req_argerror(L, arg, pos, "'method' must be a token such as \"POST\"");
-    }
-    lua_pop(L, 1);
-    r->timeout_ms = opt_count(L, idx, arg, "timeout", c->timeout_ms, LONG_MAX);
-    r->connect_timeout_ms = opt_count(L, idx, arg, "connect_timeout", c->connect_timeout_ms, LONG_MAX);
-    r->stall_ms = opt_count(L, idx, arg, "stall_timeout", c->stall_ms, LONG_MAX);
-    r->follow = opt_bool(L, idx, arg, "follow_redirects", c->follow);
+    paykit_req q;
+    q.timeout_ms = c->timeout_ms;
+    q.connect_timeout_ms = c->connect_timeout_ms;
+    q.stall_ms = c->stall_ms;
+    q.follow = c->follow;
+    paykit_read_req(L, idx, arg, pos, &q); /* leaves the body (or nil) on the stack */
+    r->url = q.url;
+    r->method = q.method;
+    r->body = q.body;
+    r->body_len = q.body_len;
+    r->has_body = q.has_body;
+    r->timeout_ms = q.timeout_ms;
+    r->connect_timeout_ms = q.connect_timeout_ms;
+    r->stall_ms = q.stall_ms;
+    r->follow = q.follow;
+    /* whether libcurl may send the request again on a reused connection that died */
+    r->idempotent = q.idempotent;
     r->headers = 0;
-    if (!read_headers(L, idx, arg, pos, hdrs))
+    if (!paykit_read_headers(L, idx, arg, pos, hdrs ? header_to_list : NULL, hdrs))
         r->headers = -1;
     else if (hdrs)
         r->headers = 1;
-    lua_getfield(L, idx, "body");
-    r->has_body = !lua_isnil(L, -1);
-    r->body = NULL;
-    r->body_len = 0;
-    if (r->has_body) {
-        if (lua_type(L, -1) != LUA_TSTRING)
-            req_argerror(L, arg, pos, "'body' must be a string");
-        r->body = lua_tolstring(L, -1, &r->body_len);
-    }
-    /* Whether libcurl may send the request again on a reused connection that died. Default:
-     * only the safe methods (GET, HEAD, OPTIONS; no method: a GET without a body). */
-    r->idempotent = opt_bool(L, idx, arg, "idempotent",
-                             r->method ? (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0
-                                          || strcmp(r->method, "OPTIONS") == 0)
-                                       : !r->has_body);
 }
 
 static void read_request(lua_State *L, client_t *c, int idx, int arg, int pos, reqspec *r)
@@ -709,7 +581,7 @@ static CURLcode xfer_setup(lua_State *L, client_t *c, xfer *x, int idx, const re
     x->up_len = x->up_off = 0;
     x->no_resend = !r->idempotent;
 
-    if (r->headers < 0 || (r->headers == 0 && !read_headers(L, idx, 0, 0, &x->hdrs)))
+    if (r->headers < 0 || (r->headers == 0 && !paykit_read_headers(L, idx, 0, 0, header_to_list, &x->hdrs)))
         return CURLE_OUT_OF_MEMORY;
     if (r->body_len >= c->expect_from && !has_header(x->hdrs, "expect")) {
         /* no 100-continue round trip unless asked */
@@ -1154,7 +1026,7 @@ static int client_batch(lua_State *L)
     luaL_checktype(L, 2, LUA_TTABLE);
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
-        max_in_flight = opt_count(L, 3, 3, "max_in_flight", max_in_flight, 100000);
+        max_in_flight = paykit_opt_count(L, 3, 3, "max_in_flight", max_in_flight, 100000);
         if (max_in_flight < 1)
             return luaL_argerror(L, 3, "'max_in_flight' must be at least 1");
     }

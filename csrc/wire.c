@@ -21,9 +21,11 @@
  * to be reused; default 118000 as libcurl's, 0: no limit), stall_timeout, verify (default
  * true: chain and host name or IP address), cafile, capath (else the system's CA store),
  * user_agent; max_redirects is accepted and unused. A URL it cannot use (another scheme, user
- * information, a bad host or port, a space in the path) fails before any connection with code
- * other and a message starting "unusable URL" (paykit.http gives such a request to libcurl). DNS is getaddrinfo, which blocks (also inside a
- * batch); names under .invalid fail as dns without a lookup. Responses are parsed by
+ * information, a bad host or port, a space in the path) fails before any connection, never
+ * sent, with code unusable_url and a message starting "unusable URL" (paykit.http gives such a
+ * request to libcurl). The option tables are read by csrc/reqopts.c, as the libcurl client's.
+ * DNS is getaddrinfo, which blocks (also inside a batch); names under .invalid fail as dns
+ * without a lookup. Responses are parsed by
  * csrc/httpparse.c (paykit_resp_*); a status outside 100-599 is a protocol error.
  *
  * Connections are kept per scheme+host+port (up to max_connections idle ones) and reused.
@@ -61,6 +63,7 @@
 #include <openssl/x509v3.h>
 
 #include "httpparse.h"
+#include "reqopts.h"
 
 #define WIRE_MT "paykit.wire.client"
 #define DEFAULT_CONNECT_TIMEOUT_MS 10000L
@@ -847,72 +850,6 @@ static long long deadline_of(const xfer *x)
 
 /* ---- reading requests --------------------------------------------------------------------- */
 
-static long opt_count(lua_State *L, int idx, int arg, const char *name, long def, long max)
-{
-    long v = def;
-    lua_getfield(L, idx, name);
-    if (!lua_isnil(L, -1)) {
-        long long n = 0;
-        if (lua_type(L, -1) != LUA_TNUMBER)
-            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a number", name));
-        if (!paykit_tosafeint(L, -1, &n) || n < 0 || n > max)
-            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a non-negative integer", name));
-        v = (long)n;
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-static int opt_bool(lua_State *L, int idx, int arg, const char *name, int def)
-{
-    int v = def;
-    lua_getfield(L, idx, name);
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TBOOLEAN)
-            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a boolean", name));
-        v = lua_toboolean(L, -1);
-    }
-    lua_pop(L, 1);
-    return v;
-}
-
-static char *opt_cstring(lua_State *L, int idx, int arg, const char *name)
-{
-    char *copy = NULL;
-    lua_getfield(L, idx, name);
-    if (!lua_isnil(L, -1)) {
-        size_t n;
-        const char *s;
-        if (lua_type(L, -1) != LUA_TSTRING)
-            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a string", name));
-        s = lua_tolstring(L, -1, &n);
-        if (strlen(s) != n)
-            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must not contain NUL bytes", name));
-        copy = (char *)malloc(n + 1);
-        if (!copy)
-            luaL_error(L, "out of memory");
-        memcpy(copy, s, n + 1);
-    }
-    lua_pop(L, 1);
-    return copy;
-}
-
-static void req_argerror(lua_State *L, int arg, int pos, const char *msg)
-{
-    if (pos > 0)
-        msg = lua_pushfstring(L, "request %d: %s", pos, msg);
-    luaL_argerror(L, arg, msg);
-}
-
-static int bad_header_text(const char *s, size_t n)
-{
-    size_t i;
-    for (i = 0; i < n; i++)
-        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
-            return 1;
-    return 0;
-}
-
 /* Whether the header line "Name: v" / name n is one the transport writes itself. */
 static int own_header(const char *name, size_t n)
 {
@@ -1010,66 +947,72 @@ static const char *parse_url(const char *u, url_t *p)
 /* Reads and checks the request at idx (raises on misuse). With x != NULL also prepares the
  * transfer: URL parts, the request bytes. Returns 0 when x's URL is unusable (x failed with
  * code other, never sent) or out of memory; 1 otherwise. */
+/* paykit_read_headers' callback: one header into the request bytes, noting the headers wire
+ * would otherwise write itself. */
+typedef struct {
+    xfer *x;
+    int ok, has_host, has_ua, has_accept, has_ct;
+} header_sink;
+
+static int header_to_bytes(void *ud, const char *name, size_t nn, const char *value, size_t vn)
+{
+    header_sink *h = (header_sink *)ud;
+    const char *hn = name ? name : value;
+    size_t hl = name ? nn : strcspn(value, ":");
+    if (!name && (hl == vn || hl == 0))
+        return 1; /* not "Name: value": nothing to send */
+    if (!own_header(hn, hl)) {
+        if (hl == 4 && strncasecmp(hn, "host", 4) == 0) h->has_host = 1;
+        if (hl == 10 && strncasecmp(hn, "user-agent", 10) == 0) h->has_ua = 1;
+        if (hl == 6 && strncasecmp(hn, "accept", 6) == 0) h->has_accept = 1;
+        if (hl == 12 && strncasecmp(hn, "content-type", 12) == 0) h->has_ct = 1;
+        if (name) {
+            add(&h->x->out, name, nn, &h->ok);
+            ADDS(&h->x->out, vn ? ": " : ":", &h->ok);
+        }
+        add(&h->x->out, value, vn, &h->ok);
+        ADDS(&h->x->out, "\r\n", &h->ok);
+    }
+    return 1; /* out of memory shows in h->ok */
+}
+
 static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer *x)
 {
-    size_t n, body_len = 0, i;
-    const char *url, *method = NULL, *body = NULL, *bad = NULL;
+    size_t body_len, hstart = 0;
+    const char *url, *method, *body, *bad = NULL;
     xfer *xfailed = x;
     int xbad = 0;
-    long timeout_ms, connect_timeout_ms, stall_ms, send_ms, read_ms;
-    int has_body, idempotent, ok = 1, has_host = 0, has_ua = 0, has_accept = 0, has_ct = 0;
-    size_t hstart = 0;
+    long timeout_ms, connect_timeout_ms, send_ms, read_ms;
+    int has_body, idempotent, ok = 1;
+    header_sink hs = { NULL, 1, 0, 0, 0, 0 };
+    paykit_req q;
     url_t u;
-    if (!lua_istable(L, idx))
-        req_argerror(L, arg, pos, "request must be a table");
-    lua_getfield(L, idx, "url");
-    if (lua_type(L, -1) != LUA_TSTRING)
-        req_argerror(L, arg, pos, "'url' must be a string");
-    url = lua_tolstring(L, -1, &n);
-    if (strlen(url) != n)
-        req_argerror(L, arg, pos, "'url' must not contain NUL bytes");
-    lua_pop(L, 1); /* still referenced by the request table */
-    lua_getfield(L, idx, "method");
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TSTRING)
-            req_argerror(L, arg, pos, "'method' must be a string");
-        method = lua_tolstring(L, -1, &n);
-        if (n == 0)
-            req_argerror(L, arg, pos, "'method' must not be empty");
-        for (i = 0; i < n; i++) {
-            char ch = method[i];
-            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')) && ch != '-' && ch != '_')
-                req_argerror(L, arg, pos, "'method' must be a token such as \"POST\"");
-        }
-    }
-    lua_pop(L, 1);
-    timeout_ms = opt_count(L, idx, arg, "timeout", w->timeout_ms, LONG_MAX);
-    connect_timeout_ms = opt_count(L, idx, arg, "connect_timeout", w->connect_timeout_ms, LONG_MAX);
+    q.timeout_ms = w->timeout_ms;
+    q.connect_timeout_ms = w->connect_timeout_ms;
+    q.stall_ms = w->stall_ms;
+    q.follow = 0;
+    paykit_read_req(L, idx, arg, pos, &q);
+    lua_pop(L, 1); /* the body: still referenced by the request table */
+    url = q.url;
+    body = q.body;
+    body_len = q.body_len;
+    has_body = q.has_body;
+    idempotent = q.idempotent;
+    method = q.method ? q.method : has_body ? "POST" : "GET";
+    timeout_ms = q.timeout_ms;
+    connect_timeout_ms = q.connect_timeout_ms;
     /* send_timeout / read_timeout: the longest wait for one send / one read; without either,
      * stall_timeout (libcurl's one stall timer) bounds both */
-    stall_ms = opt_count(L, idx, arg, "stall_timeout", w->stall_ms, LONG_MAX);
-    send_ms = opt_count(L, idx, arg, "send_timeout", -1, LONG_MAX);
-    read_ms = opt_count(L, idx, arg, "read_timeout", -1, LONG_MAX);
+    send_ms = paykit_opt_count(L, idx, arg, "send_timeout", -1, LONG_MAX);
+    read_ms = paykit_opt_count(L, idx, arg, "read_timeout", -1, LONG_MAX);
     if (send_ms < 0 && read_ms < 0)
-        send_ms = read_ms = stall_ms;
+        send_ms = read_ms = q.stall_ms;
     if (send_ms < 0)
         send_ms = 0;
     if (read_ms < 0)
         read_ms = 0;
-    if (opt_bool(L, idx, arg, "follow_redirects", 0))
-        req_argerror(L, arg, pos, "the wire transport does not follow redirects");
-    lua_getfield(L, idx, "body");
-    has_body = !lua_isnil(L, -1);
-    if (has_body) {
-        if (lua_type(L, -1) != LUA_TSTRING)
-            req_argerror(L, arg, pos, "'body' must be a string");
-        body = lua_tolstring(L, -1, &body_len);
-    }
-    lua_pop(L, 1);
-    if (!method)
-        method = has_body ? "POST" : "GET";
-    idempotent = opt_bool(L, idx, arg, "idempotent",
-                          strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0 || strcmp(method, "OPTIONS") == 0);
+    if (q.follow)
+        paykit_req_argerror(L, arg, pos, "the wire transport does not follow redirects");
 
     if (x) {
         long long t0 = paykit_monotonic_ms();
@@ -1112,71 +1055,22 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
         add(&x->out, u.path, u.path_len, &ok);
         ADDS(&x->out, " HTTP/1.1\r\n", &ok);
         hstart = x->out.len;
+        hs.x = x;
+        hs.ok = ok;
     }
-
-    lua_getfield(L, idx, "headers");
-    if (!lua_isnil(L, -1)) {
-        int t = lua_gettop(L);
-        if (!lua_istable(L, t))
-            req_argerror(L, arg, pos, "'headers' must be a table");
-        lua_pushnil(L);
-        while (lua_next(L, t)) {
-            size_t nn = 0, vn = 0;
-            const char *name = NULL, *value;
-            if (lua_type(L, -2) == LUA_TNUMBER) {
-                if (lua_type(L, -1) != LUA_TSTRING)
-                    req_argerror(L, arg, pos, "array headers must be strings \"Name: value\"");
-            } else if (lua_type(L, -2) == LUA_TSTRING) {
-                int vt = lua_type(L, -1);
-                if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
-                    req_argerror(L, arg, pos, "header values must be strings or numbers");
-                name = lua_tolstring(L, -2, &nn);
-                if (nn == 0 || bad_header_text(name, nn) || memchr(name, ':', nn))
-                    req_argerror(L, arg, pos, "invalid header name");
-            } else {
-                req_argerror(L, arg, pos, "header keys must be names or array positions");
-            }
-            if (lua_type(L, -1) == LUA_TNUMBER) {
-                lua_pushvalue(L, -1); /* a copy: never convert the key lua_next reads */
-                lua_replace(L, -2);
-            }
-            value = lua_tolstring(L, -1, &vn);
-            if (bad_header_text(value, vn))
-                req_argerror(L, arg, pos, "header values must not contain CR, LF or NUL");
-            if (x) {
-                const char *hn = name ? name : value;
-                size_t hl = name ? nn : strcspn(value, ":");
-                if (!name && (hl == vn || hl == 0)) {
-                    lua_pop(L, 1);
-                    continue; /* not "Name: value": nothing to send */
-                }
-                if (!own_header(hn, hl)) {
-                    if (hl == 4 && strncasecmp(hn, "host", 4) == 0) has_host = 1;
-                    if (hl == 10 && strncasecmp(hn, "user-agent", 10) == 0) has_ua = 1;
-                    if (hl == 6 && strncasecmp(hn, "accept", 6) == 0) has_accept = 1;
-                    if (hl == 12 && strncasecmp(hn, "content-type", 12) == 0) has_ct = 1;
-                    if (name) {
-                        add(&x->out, name, nn, &ok);
-                        ADDS(&x->out, vn ? ": " : ":", &ok);
-                    }
-                    add(&x->out, value, vn, &ok);
-                    ADDS(&x->out, "\r\n", &ok);
-                }
-            }
-            lua_pop(L, 1);
-        }
-    }
-    lua_pop(L, 1);
+    paykit_read_headers(L, idx, arg, pos, x ? header_to_bytes : NULL, &hs);
+    if (x)
+        ok = hs.ok;
 
     if (xbad) {
-        fail(w, xfailed, "other", 0, "unusable URL: %s", bad);
+        fail(w, xfailed, "unusable_url", 0, "unusable URL: %s", bad);
         return 0;
     }
     if (x) {
         char num[32];
         paykit_buf pre = { NULL, 0, 0 };
         /* Host, User-Agent, Accept before the caller's headers, in libcurl's order */
-        if (!has_host) {
+        if (!hs.has_host) {
             ADDS(&pre, "Host: ", &ok);
             if (u.bracketed) ADDS(&pre, "[", &ok);
             ADDS(&pre, x->host, &ok);
@@ -1187,12 +1081,12 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
             }
             ADDS(&pre, "\r\n", &ok);
         }
-        if (!has_ua && w->user_agent) {
+        if (!hs.has_ua && w->user_agent) {
             ADDS(&pre, "User-Agent: ", &ok);
             ADDS(&pre, w->user_agent, &ok);
             ADDS(&pre, "\r\n", &ok);
         }
-        if (!has_accept)
+        if (!hs.has_accept)
             ADDS(&pre, "Accept: */*\r\n", &ok);
         if (ok && pre.len) {
             size_t tail = x->out.len - hstart;
@@ -1206,7 +1100,7 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
             /* as libcurl writes a POST body: its length, and a form type unless one is given */
             snprintf(num, sizeof num, "Content-Length: %zu\r\n", body_len);
             ADDS(&x->out, num, &ok);
-            if (!has_ct)
+            if (!hs.has_ct)
                 ADDS(&x->out, "Content-Type: application/x-www-form-urlencoded\r\n", &ok);
         }
         ADDS(&x->out, "\r\n", &ok);
@@ -1302,21 +1196,21 @@ static int wire_client(lua_State *L)
     w->keepalive_ms = DEFAULT_KEEPALIVE_MS;
     w->verify = 1;
     if (has_opts) {
-        w->connect_timeout_ms = opt_count(L, 1, 1, "connect_timeout", w->connect_timeout_ms, LONG_MAX);
-        w->timeout_ms = opt_count(L, 1, 1, "timeout", w->timeout_ms, LONG_MAX);
-        w->max_response = (size_t)opt_count(L, 1, 1, "max_response", (long)w->max_response, LONG_MAX);
-        w->max_connections = opt_count(L, 1, 1, "max_connections", w->max_connections, 10000);
-        w->keepalive_ms = opt_count(L, 1, 1, "keepalive_timeout", w->keepalive_ms, LONG_MAX);
-        w->stall_ms = opt_count(L, 1, 1, "stall_timeout", 0, LONG_MAX);
-        opt_count(L, 1, 1, "max_redirects", 0, 1000); /* accepted for the same options; unused */
-        w->verify = opt_bool(L, 1, 1, "verify", 1);
-        if (opt_bool(L, 1, 1, "follow_redirects", 0))
+        paykit_client_opts o = { w->connect_timeout_ms, w->timeout_ms, 0, w->max_connections, w->keepalive_ms, 0,
+                                 w->max_response, 1, 0, NULL, NULL, NULL };
+        paykit_read_client_opts(L, 1, 1, &o); /* max_redirects is accepted for the same options; unused */
+        w->connect_timeout_ms = o.connect_timeout_ms;
+        w->timeout_ms = o.timeout_ms;
+        w->max_response = o.max_response;
+        w->max_connections = o.max_connections;
+        w->keepalive_ms = o.keepalive_ms;
+        w->stall_ms = o.stall_ms;
+        w->verify = o.verify;
+        w->cafile = o.cafile;
+        w->capath = o.capath;
+        w->user_agent = o.user_agent;
+        if (o.follow)
             return luaL_argerror(L, 1, "the wire transport does not follow redirects");
-        w->cafile = opt_cstring(L, 1, 1, "cafile");
-        w->capath = opt_cstring(L, 1, 1, "capath");
-        w->user_agent = opt_cstring(L, 1, 1, "user_agent");
-        if (w->user_agent && bad_header_text(w->user_agent, strlen(w->user_agent)))
-            return luaL_argerror(L, 1, "'user_agent' must not contain CR or LF");
     }
     if (w->max_connections < 1)
         w->max_connections = 1;
@@ -1397,7 +1291,7 @@ static int wire_batch(lua_State *L)
     luaL_checktype(L, 2, LUA_TTABLE);
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
-        max_in_flight = opt_count(L, 3, 3, "max_in_flight", max_in_flight, 100000);
+        max_in_flight = paykit_opt_count(L, 3, 3, "max_in_flight", max_in_flight, 100000);
         if (max_in_flight < 1)
             return luaL_argerror(L, 3, "'max_in_flight' must be at least 1");
     }

@@ -454,12 +454,25 @@ for _, C in ipairs(CLIENTS) do
         assert.are.equal(1, count("reused"))
       end)
 
-      it("still reports a scheme it does not speak as other, never sent", function()
+      -- wire's own code for a URL it cannot use: paykit.http hands such a request to libcurl
+      local UNUSABLE = C.tag == "wire" and "unusable_url" or "other"
+
+      it("still reports a scheme it does not speak as " .. UNUSABLE .. ", never sent", function()
         local res, _, code, maybe_sent = client:request { url = "ftp://127.0.0.1:" .. CLOSED_PORT .. "/" }
         assert.is_nil(res)
-        assert.are.equal("other", code)
+        assert.are.equal(UNUSABLE, code)
         assert.is_false(maybe_sent)
       end)
+
+      if C.tag == "wire" then
+        it("reports user information in the URL as unusable_url, never sent", function()
+          local res, msg, code, maybe_sent = client:request { url = "http://user:pw@127.0.0.1:" .. HTTP_PORT .. "/json" }
+          assert.is_nil(res)
+          assert.are.equal("unusable_url", code)
+          assert.matches("^unusable URL: user information", msg)
+          assert.is_false(maybe_sent)
+        end)
+      end
 
       it("reports an unknown host as dns", function()
         local _, _, code, maybe_sent = client:request { url = "http://paykit-no-such-host.invalid/" }

@@ -346,7 +346,7 @@ describe("transport options", function()
       local none, err = http.new { retry = false, transport = "wire" }:request {
         url = "http://user:pw@127.0.0.1:" .. UP .. "/auth" }
       assert.is_nil(none)
-      assert.are.equal("other", err.code)
+      assert.are.equal("unusable_url", err.code)
       assert.matches("never reached", err.message)
     end)
 

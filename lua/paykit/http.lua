@@ -432,8 +432,8 @@ function _M:send_once(req)
   if w == nil then w = self:wire_client() end
   if w then
     local res, msg, code, maybe_sent = w:request(req)
-    -- a URL the wire client cannot use (never sent) is libcurl's, unless wire was asked for
-    if res or maybe_sent or code ~= "other" or self.transport == "wire" or msg:sub(1, 12) ~= "unusable URL" then
+    -- a URL the wire client cannot use (code unusable_url, never sent) is libcurl's, unless wire was asked for
+    if res or maybe_sent or code ~= "unusable_url" or self.transport == "wire" then
       return res, msg, code, maybe_sent
     end
   end

@@ -1,0 +1,198 @@
+/* reqopts: the option tables of the HTTP clients, read once for both (see reqopts.h). */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "reqopts.h"
+
+long paykit_opt_count(lua_State *L, int idx, int arg, const char *name, long def, long max)
+{
+    long v = def;
+    lua_getfield(L, idx, name);
+    if (!lua_isnil(L, -1)) {
+        long long n = 0;
+        if (lua_type(L, -1) != LUA_TNUMBER)
+            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a number", name));
+        if (!paykit_tosafeint(L, -1, &n) || n < 0 || n > max)
+            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a non-negative integer", name));
+        v = (long)n;
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+int paykit_opt_bool(lua_State *L, int idx, int arg, const char *name, int def)
+{
+    int v = def;
+    lua_getfield(L, idx, name);
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TBOOLEAN)
+            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a boolean", name));
+        v = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* An optional string field without NUL bytes (the clients hand them to C as C strings), or
+ * NULL; the string stays referenced by the table. */
+static const char *opt_string(lua_State *L, int idx, int arg, const char *name)
+{
+    const char *s = NULL;
+    lua_getfield(L, idx, name);
+    if (!lua_isnil(L, -1)) {
+        size_t n;
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a string", name));
+        s = lua_tolstring(L, -1, &n);
+        if (strlen(s) != n)
+            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must not contain NUL bytes", name));
+    }
+    lua_pop(L, 1);
+    return s;
+}
+
+void paykit_req_argerror(lua_State *L, int arg, int pos, const char *msg)
+{
+    if (pos > 0)
+        msg = lua_pushfstring(L, "request %d: %s", pos, msg);
+    luaL_argerror(L, arg, msg);
+}
+
+int paykit_bad_header_text(const char *s, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
+            return 1;
+    return 0;
+}
+
+static char *copy_of(const char *s)
+{
+    size_t n;
+    char *c;
+    if (!s)
+        return NULL;
+    n = strlen(s);
+    c = (char *)malloc(n + 1);
+    if (c)
+        memcpy(c, s, n + 1);
+    return c;
+}
+
+void paykit_read_client_opts(lua_State *L, int idx, int arg, paykit_client_opts *o)
+{
+    const char *cafile, *capath, *ua;
+    o->connect_timeout_ms = paykit_opt_count(L, idx, arg, "connect_timeout", o->connect_timeout_ms, LONG_MAX);
+    o->timeout_ms = paykit_opt_count(L, idx, arg, "timeout", o->timeout_ms, LONG_MAX);
+    o->max_response = (size_t)paykit_opt_count(L, idx, arg, "max_response", (long)o->max_response, LONG_MAX);
+    o->max_redirects = paykit_opt_count(L, idx, arg, "max_redirects", o->max_redirects, 1000);
+    o->max_connections = paykit_opt_count(L, idx, arg, "max_connections", o->max_connections, 10000);
+    o->keepalive_ms = paykit_opt_count(L, idx, arg, "keepalive_timeout", o->keepalive_ms, LONG_MAX);
+    o->stall_ms = paykit_opt_count(L, idx, arg, "stall_timeout", o->stall_ms, LONG_MAX);
+    o->verify = paykit_opt_bool(L, idx, arg, "verify", o->verify);
+    o->follow = paykit_opt_bool(L, idx, arg, "follow_redirects", o->follow);
+    cafile = opt_string(L, idx, arg, "cafile");
+    capath = opt_string(L, idx, arg, "capath");
+    ua = opt_string(L, idx, arg, "user_agent");
+    if (ua && paykit_bad_header_text(ua, strlen(ua)))
+        luaL_argerror(L, arg, "'user_agent' must not contain CR or LF");
+    o->cafile = copy_of(cafile);
+    o->capath = copy_of(capath);
+    o->user_agent = copy_of(ua);
+    if ((cafile && !o->cafile) || (capath && !o->capath) || (ua && !o->user_agent)) {
+        free(o->cafile);
+        free(o->capath);
+        free(o->user_agent);
+        o->cafile = o->capath = o->user_agent = NULL;
+        luaL_error(L, "out of memory");
+    }
+}
+
+void paykit_read_req(lua_State *L, int idx, int arg, int pos, paykit_req *r)
+{
+    size_t n, i;
+    if (!lua_istable(L, idx))
+        paykit_req_argerror(L, arg, pos, "request must be a table");
+    lua_getfield(L, idx, "url");
+    if (lua_type(L, -1) != LUA_TSTRING)
+        paykit_req_argerror(L, arg, pos, "'url' must be a string");
+    r->url = lua_tolstring(L, -1, &n);
+    if (strlen(r->url) != n)
+        paykit_req_argerror(L, arg, pos, "'url' must not contain NUL bytes");
+    lua_pop(L, 1); /* still referenced by the request table */
+    r->method = NULL;
+    lua_getfield(L, idx, "method");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            paykit_req_argerror(L, arg, pos, "'method' must be a string");
+        r->method = lua_tolstring(L, -1, &n);
+        if (n == 0)
+            paykit_req_argerror(L, arg, pos, "'method' must not be empty");
+        for (i = 0; i < n; i++) {
+            char ch = r->method[i];
+            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')) && ch != '-' && ch != '_')
+                paykit_req_argerror(L, arg, pos, "'method' must be a token such as \"POST\"");
+        }
+    }
+    lua_pop(L, 1);
+    r->timeout_ms = paykit_opt_count(L, idx, arg, "timeout", r->timeout_ms, LONG_MAX);
+    r->connect_timeout_ms = paykit_opt_count(L, idx, arg, "connect_timeout", r->connect_timeout_ms, LONG_MAX);
+    r->stall_ms = paykit_opt_count(L, idx, arg, "stall_timeout", r->stall_ms, LONG_MAX);
+    r->follow = paykit_opt_bool(L, idx, arg, "follow_redirects", r->follow);
+    lua_getfield(L, idx, "body"); /* left on the stack */
+    r->has_body = !lua_isnil(L, -1);
+    r->body = NULL;
+    r->body_len = 0;
+    if (r->has_body) {
+        if (lua_type(L, -1) != LUA_TSTRING)
+            paykit_req_argerror(L, arg, pos, "'body' must be a string");
+        r->body = lua_tolstring(L, -1, &r->body_len);
+    }
+    r->idempotent = paykit_opt_bool(L, idx, arg, "idempotent",
+                                    r->method ? (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0
+                                                 || strcmp(r->method, "OPTIONS") == 0)
+                                              : !r->has_body);
+}
+
+int paykit_read_headers(lua_State *L, int idx, int arg, int pos, paykit_header_fn fn, void *ud)
+{
+    int ok = 1;
+    lua_getfield(L, idx, "headers");
+    if (!lua_isnil(L, -1)) {
+        int t = lua_gettop(L);
+        if (!lua_istable(L, t))
+            paykit_req_argerror(L, arg, pos, "'headers' must be a table");
+        lua_pushnil(L);
+        while (lua_next(L, t)) {
+            size_t nn = 0, vn = 0;
+            const char *name = NULL, *value;
+            if (lua_type(L, -2) == LUA_TNUMBER) {
+                if (lua_type(L, -1) != LUA_TSTRING)
+                    paykit_req_argerror(L, arg, pos, "array headers must be strings \"Name: value\"");
+            } else if (lua_type(L, -2) == LUA_TSTRING) {
+                int vt = lua_type(L, -1);
+                if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
+                    paykit_req_argerror(L, arg, pos, "header values must be strings or numbers");
+                name = lua_tolstring(L, -2, &nn);
+                if (nn == 0 || paykit_bad_header_text(name, nn) || memchr(name, ':', nn))
+                    paykit_req_argerror(L, arg, pos, "invalid header name");
+            } else {
+                paykit_req_argerror(L, arg, pos, "header keys must be names or array positions");
+            }
+            if (lua_type(L, -1) == LUA_TNUMBER) {
+                lua_pushvalue(L, -1); /* a copy to convert: the table's own value stays a number */
+                lua_replace(L, -2);
+            }
+            value = lua_tolstring(L, -1, &vn);
+            if (paykit_bad_header_text(value, vn))
+                paykit_req_argerror(L, arg, pos, "header values must not contain CR, LF or NUL");
+            if (fn && ok)
+                ok = fn(ud, name, nn, value, vn);
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    return ok;
+}

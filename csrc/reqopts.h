@@ -1,0 +1,64 @@
+/* Reading the option tables the two HTTP clients share (csrc/http.c: libcurl, csrc/wire.c:
+ * sockets and OpenSSL): the client's options (core.http_client / core.wire_client), a request
+ * table's fields and its headers. Misuse raises with luaL_argerror, naming the field; both
+ * clients say the same words for the same mistake (spec/core_http_spec.lua runs one table of
+ * cases against both). */
+#ifndef PAYKIT_REQOPTS_H
+#define PAYKIT_REQOPTS_H
+
+#include "paykit.h"
+
+/* An optional non-negative integer field (at most max, and at most 2^53-1) of the table at idx,
+ * or def when the field is nil. */
+long paykit_opt_count(lua_State *L, int idx, int arg, const char *name, long def, long max);
+
+/* An optional boolean field, or def when it is nil. */
+int paykit_opt_bool(lua_State *L, int idx, int arg, const char *name, int def);
+
+/* Raises "request <pos>: <msg>" (pos > 0: a request of a batch) or msg as argument arg. */
+void paykit_req_argerror(lua_State *L, int arg, int pos, const char *msg);
+
+/* Whether s (n bytes) holds a CR, LF or NUL: never in a header line. */
+int paykit_bad_header_text(const char *s, size_t n);
+
+/* The client options both clients take. On entry *o holds the client's defaults; the strings
+ * are malloc'd copies (the caller frees them), NULL when not given. */
+typedef struct {
+    long connect_timeout_ms, timeout_ms, max_redirects, max_connections, keepalive_ms, stall_ms;
+    size_t max_response;
+    int verify, follow;
+    char *cafile, *capath, *user_agent;
+} paykit_client_opts;
+
+/* Reads connect_timeout, timeout, max_response, max_redirects, max_connections,
+ * keepalive_timeout, stall_timeout, verify, follow_redirects, cafile, capath and user_agent
+ * (no CR or LF) of the table at idx (argument arg). Everything is checked before the strings
+ * are copied, so a raise leaves nothing to free. */
+void paykit_read_client_opts(lua_State *L, int idx, int arg, paykit_client_opts *o);
+
+/* The fields of a request table. On entry timeout_ms, connect_timeout_ms, stall_ms and follow
+ * hold the client's defaults. method is NULL when the request names none. */
+typedef struct {
+    const char *url, *method, *body;
+    size_t body_len;
+    int has_body, follow, idempotent;
+    long timeout_ms, connect_timeout_ms, stall_ms;
+} paykit_req;
+
+/* Reads and checks the request table at idx (argument arg, position pos in a batch, 0 for
+ * one request): url, method, timeout, connect_timeout, stall_timeout, follow_redirects, body,
+ * idempotent (default: only GET, HEAD, OPTIONS; no method: a request without a body). Leaves
+ * the body (or nil) on the stack; the strings stay referenced by the request table. */
+void paykit_read_req(lua_State *L, int idx, int arg, int pos, paykit_req *r);
+
+/* Called for each header of a request: name/nn and value/vn for a "name = value" entry, or
+ * name NULL and value the whole "Name: value" string of an array entry. Returns 0 when out of
+ * memory. */
+typedef int (*paykit_header_fn)(void *ud, const char *name, size_t nn, const char *value, size_t vn);
+
+/* Checks the headers field of the request at idx (every entry, raising on a bad one) and,
+ * with fn != NULL, hands each to fn. After fn has failed once it is not called again; the
+ * return is then 0 (out of memory), else 1. */
+int paykit_read_headers(lua_State *L, int idx, int arg, int pos, paykit_header_fn fn, void *ud);
+
+#endif
