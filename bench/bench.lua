@@ -433,11 +433,14 @@ local function main()
   io.write("(stored in build/bench" .. out .. ")\n")
 end
 
--- bench/run profile: the stage breakdown of a Moka 3D start inside nginx (bench/split.lua via
--- the client nginx) and in plain Lua on both runtimes (bench/breakdown.lua), and `perf record`
--- of a Lua 5.4 loop of Moka 3D starts (when perf works here).
+-- bench/run profile: where a Moka 3D start's client CPU goes (bench/split.lua: exclusive parts
+-- that add up to the whole call): inside nginx over cosockets (the client nginx), and in plain
+-- Lua over the default transport (bench/breakdown.lua) on Lua 5.4 and LuaJIT; then `perf record`
+-- of a Lua 5.4 loop of Moka 3D starts (when perf works here). PAYKIT_BENCH_PROFILE_N: calls
+-- per measurement (default 3000).
 local function profile()
   make_certs()
+  local n = math.max(100, math.floor(tonumber(os.getenv("PAYKIT_BENCH_PROFILE_N") or 3000)))
   local sv = { HTTP_PORT = PORT.http, HTTPS_PORT = PORT.https, NGINX_PORT = PORT.nginx, DIR = DIR,
     MOKA = F.moka_path, MOCOPAY = F.mocopay_path, ZIPPY = F.zippy_path, PORTS = { PORT.http } }
   local srv = nginx.start("bench", SERVER, sv)
@@ -445,25 +448,36 @@ local function profile()
   local cli_ok, cli = pcall(nginx.start, "bench-client", CLIENT, cv)
   local base = "http://127.0.0.1:" .. PORT.http
   local lines = {}
+  local load0 = loadavg()
   local ok, err = pcall(function()
     if not cli_ok then error(cli, 0) end
-    -- first, in the client nginx's fresh worker (see bench/nginx_client.lua)
-    lines[#lines + 1] = curl_get(string.format("http://127.0.0.1:%d/breakdown?port=%d&n=3000", PORT.client, PORT.nginx))
-    for _, lua in ipairs { "lua5.4", "luajit" } do lines[#lines + 1] = capture(lua .. " bench/breakdown.lua " .. q(base)) end
-    if sh("perf --version >/dev/null 2>&1") then
+    for _, lua in ipairs { "lua5.4", "luajit" } do
+      log("profile: " .. lua .. ", default transport")
+      lines[#lines + 1] = capture(lua .. " bench/breakdown.lua " .. q(base) .. " " .. n)
+    end
+    log("profile: inside nginx")
+    lines[#lines + 1] = curl_get(string.format("http://127.0.0.1:%d/breakdown?port=%d&n=%d", PORT.client, PORT.nginx, n))
+    if sh("perf stat -e task-clock true >/dev/null 2>&1") then
       local data = DIR .. "/perf.data"
       capture("perf record -F 1999 -g -o " .. q(data) .. " lua5.4 bench/calls.lua moka seq " .. q(base) .. " 4")
       local rep = "perf report -i " .. q(data) .. " --stdio --no-children -g none --percent-limit 0.7 "
-      lines[#lines + 1] = "perf (Lua 5.4, Moka 3D start loop, client process), self time by library:\n"
+      lines[#lines + 1] = "perf (Lua 5.4, Moka 3D start loop, default transport, client process), self time by library:\n"
         .. capture(rep .. "--sort dso 2>/dev/null | grep '%'")
         .. "\nby symbol (lua5.4 has no symbols here: its addresses are the interpreter):\n"
         .. capture(rep .. "--sort dso,symbol 2>/dev/null | grep '%' | head -30")
+    else
+      lines[#lines + 1] = "(perf is not usable here: no perf profile)\n"
     end
   end)
   if cli_ok then cli:stop() end
   srv:stop()
   if not ok then error(err, 0) end
-  local text = table.concat(lines, "\n")
+  local load1 = loadavg()
+  local head = string.format("paykit profile, %s; loadavg before %s, after %s\n", os.date("!%Y-%m-%d %H:%M UTC"), load0, load1)
+  if (tonumber(load0:match("^(%S+)")) or 0) > 0.5 * NCPU then
+    head = head .. "WARNING: the machine was busy: CPU times per call are inflated by contention (caches, frequency).\n"
+  end
+  local text = head .. "\n" .. table.concat(lines, "\n")
   writefile(DIR .. "/profile.txt", text)
   io.write(text, "(stored in build/bench/profile.txt)\n")
 end

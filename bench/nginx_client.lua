@@ -47,18 +47,18 @@ local function raw_loop(raw, port, expect, pooled)
   end
 end
 
--- GET /breakdown?port=P&n=N: bench/split.lua's split of a Moka 3D start through the cosocket
--- transport (call it first in a fresh worker: it wraps paykit.url.parse before paykit.cosocket
--- is loaded).
+-- GET /breakdown?port=P&n=N[&scenario=moka|mocopay|zippy]: bench/split.lua's split of a
+-- provider call through the cosocket transport (the split loads paykit's modules anew, so any
+-- worker will do).
 function M.breakdown()
-  local split = require "bench.split"
-  split.prepare()
   local args = ngx.req.get_uri_args()
-  local gw = assert(require("paykit.providers.moka").new { dealer_code = "1731", username = "bench-user",
-    password = "bench-password-not-secret", base_url = "http://127.0.0.1:" .. tonumber(args.port), retry = false })
-  ngx.print(string.format("Moka 3D start inside nginx (cosocket transport), %s, %d calls (CPU per call):\n",
-    jit and jit.version or _VERSION, tonumber(args.n) or 3000))
-  ngx.print(split.run(gw, tonumber(args.n) or 3000, "cosocket"))
+  local scenario = args.scenario or "moka"
+  local names = { moka = "Moka 3D start", mocopay = "MoCoPay verifyPayment", zippy = "Zippy create transaction" }
+  local base = "http://127.0.0.1:" .. tonumber(args.port)
+  ngx.print(require("bench.split").run {
+    title = (names[scenario] or scenario) .. " inside nginx (cosocket transport), " .. base, n = tonumber(args.n) or 3000,
+    make = function() return require("bench.providers").make(scenario, base) end,
+  })
 end
 
 -- The captured request as paykit.cosocket / paykit.http take it: method, url, header lines, body.

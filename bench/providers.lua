@@ -1,6 +1,7 @@
 -- The whole provider calls of the benchmark, shared by bench/calls.lua and bench/nginx_client.lua.
 --   local call = require("bench.providers").make("moka", "http://127.0.0.1:18760", cafile)
 --   call() -> true when the provider layer mapped the canned answer to the expected result
+-- (the second value: the provider instance the call uses)
 local fixtures = require "bench.fixtures"
 local M = {}
 
@@ -15,7 +16,7 @@ function M.make(scenario, base, cafile)
     return function()
       local r = gw:start_3d(p)
       return r ~= nil and r.status == "redirect" and r.redirect_url == fixtures.moka_url
-    end
+    end, gw
   elseif scenario == "mocopay" then
     -- the canned answer's amounts are major units ("chargedAmount":27.50)
     local o = { api_key = "bench-key", api_secret = "bench-secret-not-secret", base_url = base, amount_unit = "major" }
@@ -24,7 +25,7 @@ function M.make(scenario, base, cafile)
     return function()
       local r = c:verify_payment(fixtures.mocopay_session)
       return r ~= nil and r.status == "paid" and r.amount == "27.50"
-    end
+    end, c
   elseif scenario == "zippy" then
     local o = { consumer_key = "bench-consumer", consumer_secret = "bench-consumer-secret", base_url = base,
       notice_keys = { [0] = "bench-notice-key" },
@@ -35,7 +36,7 @@ function M.make(scenario, base, cafile)
     return function()
       local r = z:create_transaction(t)
       return type(r) == "table" and r.token == fixtures.zippy_token
-    end
+    end, z
   end
   return nil
 end
