@@ -1,11 +1,17 @@
 -- paykit provider benchmark (make bench): the whole provider call (validate, build the body,
 -- sign, send, parse, map the result) next to wrk -t1 sending the identical bytes to the same
--- local nginx (1 worker, started here on 127.0.0.1), on Lua 5.4 and LuaJIT, over http and https;
--- 64 in flight through paykit.batch next to wrk -t1 -c64; inside nginx a provider call next to
+-- local nginx (1 worker, started here on 127.0.0.1), on Lua 5.4 and LuaJIT, over http and https,
+-- for Moka 3D start, MoCoPay verifyPayment and Zippy create transaction; 64 in flight through
+-- paykit.batch next to wrk -t1 -c64 (each provider, http); inside nginx a provider call next to
 -- a raw cosocket loop sending the same bytes; paykit.batch memory per queued task and RSS after
 -- a large batch. Every rate is the median of REPEAT runs (interleaved: one run of every row,
 -- then the next round), with its spread, the client's CPU per call and the server's CPU per
--- request. No thresholds: it prints (and stores in build/bench/results.txt) what it measured.
+-- request; loadavg before and after, and a warning when the machine was busy. No thresholds:
+-- it prints (and stores in build/bench/results.txt) what it measured.
+-- The same bytes: the server captures the first request paykit sends for each provider and
+-- scheme (raw header + body); wrk sends that file (bench/wrk_raw.lua), and the report says
+-- whether wrk's own first request, LuaJIT's and a paykit.batch task's (default and wire
+-- transport) were captured byte for byte the same.
 --
 -- Environment: BENCH_QUICK=1 (a smoke run: the Moka rows only, a 2k-task batch, a 10k-task
 -- memory batch), PAYKIT_BENCH_REPEAT (default 3, at least 3), PAYKIT_BENCH_SECONDS (default 1;
@@ -184,6 +190,11 @@ local function wrk_run(reqfile, url, conns)
   end)
 end
 
+-- paykit.http's transport through PAYKIT_TRANSPORT (the default is wire; CURL: libcurl), and
+-- for the bare rows the core client bench/calls.lua makes (WIRE: core.wire_client)
+local WIRE = "PAYKIT_TRANSPORT=wire "
+local CURL = "PAYKIT_TRANSPORT=curl "
+
 -- ------------------------------------------------------------------ capture: the identical bytes
 local captured = {} -- name -> note about the bytes
 
@@ -194,10 +205,49 @@ local function grab(key, file)
   return ok or nil
 end
 
+-- How the request b compares with a: "the same bytes", or what differs. paykit sends a new
+-- X-Correlation-Id on every call, and its header lines come from a Lua table (their order may
+-- differ between processes and runtimes); anything else is "OTHER".
+local function compare(a, b)
+  if not b then return "not captured" end
+  if a == b then return "the same bytes" end
+  local function parts(r)
+    local head, body = r:match("^(.-\r\n)\r\n(.*)$")
+    if not head then return nil end
+    local line, rest = head:match("^([^\r\n]*)\r\n(.*)$")
+    local hs, id = {}, nil
+    for h in (rest or ""):gmatch("([^\r\n]*)\r\n") do
+      if h:lower():match("^x%-correlation%-id:") then id, h = h, "X-Correlation-Id: *" end
+      hs[#hs + 1] = h
+    end
+    return line, hs, body, id
+  end
+  local la, ha, ba, ida = parts(a)
+  local lb, hb, bb, idb = parts(b)
+  if not la or not lb then return "OTHER bytes (" .. #b .. ")" end
+  local ordered = table.concat(ha, "\n") == table.concat(hb, "\n")
+  table.sort(ha); table.sort(hb)
+  if la ~= lb or ba ~= bb or table.concat(ha, "\n") ~= table.concat(hb, "\n") then return "OTHER bytes (" .. #b .. ")" end
+  local notes = {}
+  if ida ~= idb then notes[#notes + 1] = "its own X-Correlation-Id" end
+  if not ordered then notes[#notes + 1] = "the headers in another order" end
+  return "the same bytes but " .. table.concat(notes, " and ")
+end
+
+-- What wrk really sends with bench/wrk_raw.lua and the file: its first request, captured by the
+-- server as paykit's was, next to the file's bytes.
+local function wrk_bytes(file, base, key)
+  curl_get(cap_url("clear=" .. key))
+  capture(table.concat({ "wrk -t1 -c1 -d1s -s bench/wrk_raw.lua", q(base .. "/"), "--", q(file) }, " "))
+  local got = grab(key, DIR .. "/wrk.req")
+  if not got then return "wrk's request was NOT captured" end
+  return "wrk sends " .. compare(readfile(file), got)
+end
+
 local function captures()
   curl_get(cap_url("arm=1"))
   local paths = { moka = F.moka_path, mocopay = F.mocopay_path, zippy = F.zippy_path }
-  for _, prov in ipairs((QUICK or BATCH_ONLY) and { "moka" } or { "moka", "mocopay", "zippy" }) do -- the measured ones
+  for _, prov in ipairs(QUICK and { "moka" } or { "moka", "mocopay", "zippy" }) do -- the measured ones
     for _, scheme in ipairs(NGINX_ONLY and {} or { "http", "https" }) do
       local base = scheme .. "://127.0.0.1:" .. PORT[scheme]
       local key = PORT[scheme] .. paths[prov]
@@ -207,10 +257,19 @@ local function captures()
       if r.failed or r.errors > 0 or not a then error("capture of " .. prov .. " over " .. scheme .. " failed: " .. tostring(r.failed)
         .. (r.errors and (", " .. r.errors .. " call(s) not mapped as expected") or "") .. (a and "" or ", no bytes captured"), 0) end
       parse_result(capture(table.concat({ "luajit bench/calls.lua", prov, "once", q(base), 1, 1, q(CA) }, " ")))
-      local b = grab(key, DIR .. "/luajit.req") or ""
-      captured[prov .. "-" .. scheme] = (a == b and "LuaJIT sends the same bytes")
-        or (#a == #b and "LuaJIT: same length, other bytes (table key order)") or ("LuaJIT DIFFERS: " .. #b .. " bytes")
+      local b = grab(key, DIR .. "/luajit.req")
+      captured[prov .. "-" .. scheme] = "LuaJIT sends " .. compare(a, b)
       captured[prov .. "-" .. scheme .. "-len"] = #a
+      captured[prov .. "-" .. scheme .. "-wrk"] = wrk_bytes(file, base, key)
+      if scheme == "http" then -- the 64-in-flight rows: a paykit.batch task's bytes
+        local notes = {}
+        for _, env in ipairs { "", WIRE } do
+          parse_result(capture(table.concat({ env .. "lua5.4 bench/calls.lua", prov, "batchonce", q(base), 1, 1, q(CA) }, " ")))
+          local c = grab(key, DIR .. "/batch.req")
+          notes[#notes + 1] = (env == "" and "default" or "wire") .. " transport: " .. compare(a, c)
+        end
+        captured[prov .. "-batch"] = "a paykit.batch task sends, " .. table.concat(notes, "; ")
+      end
     end
     local file = string.format("%s/%s-nginx.req", DIR, prov)
     local out = curl_get(string.format("http://127.0.0.1:%d/run?scenario=%s&mode=paykit&once=1&port=%d",
@@ -223,9 +282,8 @@ local function captures()
   -- the bare transport's bytes next to the whole call's
   if NGINX_ONLY then curl_get(cap_url("arm=0")); return end
   parse_result(capture("lua5.4 bench/calls.lua bare once " .. q("http://127.0.0.1:" .. PORT.http) .. " 1 1"))
-  local b = grab(PORT.http .. F.moka_path, DIR .. "/bare.req") or ""
-  captured.bare = b == readfile(DIR .. "/moka-http.req") and "the same bytes as the Moka call"
-    or ("NOT the Moka call's bytes (" .. #b .. " bytes)")
+  local b = grab(PORT.http .. F.moka_path, DIR .. "/bare.req")
+  captured.bare = compare(readfile(DIR .. "/moka-http.req"), b) .. " as the Moka call"
   curl_get(cap_url("arm=0"))
 end
 
@@ -233,10 +291,6 @@ end
 local rows = {}
 local function row(group, name, run, base) rows[#rows + 1] = { group = group, name = name, run = run, base = base, runs = {} } end
 
--- paykit.http's transport through PAYKIT_TRANSPORT (the default is wire; CURL: libcurl), and
--- for the bare rows the core client bench/calls.lua makes (WIRE: core.wire_client)
-local WIRE = "PAYKIT_TRANSPORT=wire "
-local CURL = "PAYKIT_TRANSPORT=curl "
 -- the memory batches: each runtime over libcurl and over the wire transport
 local MEM_RUNS = { "lua5.4", "luajit", "lua5.4 wire", "luajit wire", "luajit gc_pause=100" }
 local MEM_ENV = { ["lua5.4 wire"] = WIRE, ["luajit wire"] = WIRE, ["luajit gc_pause=100"] = "PAYKIT_BENCH_GC_PAUSE=100 " }
@@ -273,28 +327,30 @@ local function build_rows()
     end
   end
   local base = "http://127.0.0.1:" .. PORT.http
-  local group = "Moka 3D start, http, 64 in flight"
-  local w = #rows + 1
-  if not NGINX_ONLY then
-    row(group, "wrk -t1 -c64 (same bytes)", function() return wrk_run(DIR .. "/moka-http.req", base .. "/", 64) end)
+  for _, prov in ipairs(NGINX_ONLY and {} or provs) do
+    local group = names[prov] .. ", http, 64 in flight"
+    local w = #rows + 1
+    row(group, "wrk -t1 -c64 (same bytes)", function() return wrk_run(DIR .. "/" .. prov .. "-http.req", base .. "/", 64) end)
     for _, rt in ipairs(runtimes) do
       row(group, "paykit.batch " .. rt[2] .. ", " .. BATCH_N .. " tasks", function()
-        return calls_run(rt[1], "moka", "batch", base, BATCH_N, 64, CA) end, w)
+        return calls_run(rt[1], prov, "batch", base, BATCH_N, 64, CA) end, w)
       row(group, "paykit.batch " .. rt[2] .. ", wire transport", function()
-        return calls_run(WIRE .. rt[1], "moka", "batch", base, BATCH_N, 64, CA) end, w)
+        return calls_run(WIRE .. rt[1], prov, "batch", base, BATCH_N, 64, CA) end, w)
     end
-    -- where the time goes: the same request without the provider layer (a paykit.http transport
-    -- in paykit.batch tasks), and the core clients' own batch() (no Lua per request)
-    for _, rt in ipairs(runtimes) do
-      row(group, "transport only: paykit.http in batch " .. rt[2], function()
-        return calls_run(rt[1], "http", "batch", base, BATCH_N, 64, CA) end, w)
-      row(group, "transport only: wire paykit.http in batch " .. rt[2], function()
-        return calls_run(WIRE .. rt[1], "http", "batch", base, BATCH_N, 64, CA) end, w)
+    if prov == "moka" then
+      -- where the time goes: the same request without the provider layer (a paykit.http
+      -- transport in paykit.batch tasks), and the core clients' own batch() (no Lua per request)
+      for _, rt in ipairs(runtimes) do
+        row(group, "transport only: paykit.http in batch " .. rt[2], function()
+          return calls_run(rt[1], "http", "batch", base, BATCH_N, 64, CA) end, w)
+        row(group, "transport only: wire paykit.http in batch " .. rt[2], function()
+          return calls_run(WIRE .. rt[1], "http", "batch", base, BATCH_N, 64, CA) end, w)
+      end
+      row(group, "core http_client:batch() (libcurl multi)", function()
+        return calls_run("lua5.4", "bare", "core", base, BATCH_N, 64, CA) end, w)
+      row(group, "core wire_client:batch() (epoll)", function()
+        return calls_run(WIRE .. "lua5.4", "bare", "core", base, BATCH_N, 64, CA) end, w)
     end
-    row(group, "core http_client:batch() (libcurl multi)", function()
-      return calls_run("lua5.4", "bare", "core", base, BATCH_N, 64, CA) end, w)
-    row(group, "core wire_client:batch() (epoll)", function()
-      return calls_run(WIRE .. "lua5.4", "bare", "core", base, BATCH_N, 64, CA) end, w)
   end
   for _, prov in ipairs(BATCH_ONLY and {} or provs) do
     local g = "inside nginx: " .. names[prov] .. ", http"
@@ -414,17 +470,24 @@ local function main()
     end
   end
   p()
-  p("Identical bytes: each wrk row sends the request paykit sent (captured by the server: raw header + body).")
+  p("Identical bytes: each wrk row sends the request paykit sent (captured by the server: raw header + body);")
+  p("paykit sends a new X-Correlation-Id (same length) on every call, wrk the captured one every time.")
   for _, k in ipairs(NGINX_ONLY and {} or { "moka-http", "moka-https", "mocopay-http", "mocopay-https", "zippy-http", "zippy-https" }) do
-    p(string.format("  %-14s %d bytes; %s", k, captured[k .. "-len"] or 0, tostring(captured[k] or "not captured")))
+    if captured[k .. "-len"] or not QUICK then
+      p(string.format("  %-14s %d bytes; %s; %s", k, captured[k .. "-len"] or 0, tostring(captured[k] or "not captured"),
+        tostring(captured[k .. "-wrk"] or "wrk not checked")))
+      local prov = k:match("^(%w+)%-http$")
+      if prov and captured[prov .. "-batch"] then p(string.format("  %-14s %s", "", captured[prov .. "-batch"])) end
+    end
   end
   if not NGINX_ONLY then p("  bare core request(): " .. tostring(captured.bare)) end
   p("vs base: the group's first row (wrk -t1 or the raw cosocket loop). client CPU: user+system of the client")
   p("process per call (os.clock; /usr/bin/time for wrk; the client nginx worker inside nginx). server CPU:")
   p("the server nginx worker's user+system per request (/proc, 10 ms ticks). spread: (max-min)/median.")
-  local l0 = tonumber(load0:match("^(%S+)")) or 0
+  local l0 = math.max(tonumber(load0:match("^(%S+)")) or 0, tonumber(load1:match("^(%S+)")) or 0)
   if l0 > 0.5 * NCPU or worst_spread > 20 then
-    p(string.format("WARNING: the machine was busy (loadavg before %s; worst spread %.0f%%): figures are noisy.", load0, worst_spread))
+    p(string.format("WARNING: the machine was busy (loadavg before %s, after %s; worst spread %.0f%%): figures are noisy.",
+      load0, load1, worst_spread))
   end
   local text = table.concat(lines, "\n") .. "\n"
   local out = NGINX_ONLY and "/results-nginx.txt" or "/results.txt"

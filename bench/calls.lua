@@ -12,6 +12,7 @@
 --   core    (bare only) AMOUNT requests through the core client's own batch(), IN_FLIGHT at once:
 --           the transport's floor at that concurrency, no Lua per request
 --   once    one call (the capture run)
+--   batchonce  one call as the only task of a paykit.batch (the capture of the batch's bytes)
 -- Prints "result <ok> <errors> <wall s> <cpu s>" (and for mem "mem <rss0> <peak> <rss1> <lua_kb>"
 -- in KB). A call counts as ok only when the provider layer mapped the answer to the expected
 -- result (a redirect with its URL, a paid session, a transaction with its token).
@@ -116,6 +117,11 @@ local call = setup()
 local ok, errors = 0, 0
 local function count(good) if good then ok = ok + 1 else errors = errors + 1 end end
 
+if mode == "batchonce" then
+  count(require("paykit.batch")({ call }, { max_in_flight = 1 })[1])
+  io.write(string.format("result %d %d 0 0\n", ok, errors))
+  os.exit(0)
+end
 if mode == "once" then
   count(call())
   io.write(string.format("result %d %d 0 0\n", ok, errors))

@@ -105,7 +105,8 @@ function M.make_one(root, scenario, mode, port)
     end
     return transport_loop(mode, raw, port, fixtures[scenario .. "_answer"])
   end
-  return require("bench.providers").make(scenario, "http://127.0.0.1:" .. port)
+  local call = require("bench.providers").make(scenario, "http://127.0.0.1:" .. port)
+  return call -- (not the provider instance make gives second: the caller's second value is a finisher)
 end
 
 function M.jprof(root)
