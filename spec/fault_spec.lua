@@ -208,28 +208,21 @@ describe("fault cells", function()
     end
   end)
 
-  -- the default transport outside nginx
-  describe("wire", function()
-    each_case("wire", {
-      fault = function() return f end,
-      run = function(id, url, times, pause)
-        local out = calls.run(id, url, transport_opts(f, "wire"), times, pause)
-        for _, o in ipairs(out) do assert.are.equal("wire", o.client, "the client that served the call") end
-        return out
-      end,
-    })
-  end)
-
-  describe("libcurl", function()
-    each_case("libcurl", {
-      fault = function() return f end,
-      run = function(id, url, times, pause)
-        local out = calls.run(id, url, transport_opts(f, "curl"), times, pause)
-        for _, o in ipairs(out) do assert.are.equal("curl", o.client, "the client that served the call") end
-        return out
-      end,
-    })
-  end)
+  -- The two clients outside nginx, one call at a time: wire (the default) and libcurl; the
+  -- describe names and the labels are the clients' names, `kind` is what paykit.http reports
+  -- as the client that served the call (and the transport option that asks for it).
+  for _, client in ipairs { { name = "wire", kind = "wire" }, { name = "libcurl", kind = "curl" } } do
+    describe(client.name, function()
+      each_case(client.name, {
+        fault = function() return f end,
+        run = function(id, url, times, pause)
+          local out = calls.run(id, url, transport_opts(f, client.kind), times, pause)
+          for _, o in ipairs(out) do assert.are.equal(client.kind, o.client, "the client that served the call") end
+          return out
+        end,
+      })
+    end)
+  end
 
   -- The same calls started on a paykit.loop and driven by step(): the loop's transfers (libcurl
   -- socket API) are set up as single requests are, so every expectation of the libcurl path holds.
