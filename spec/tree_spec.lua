@@ -36,9 +36,17 @@ end
 
 local function binary(text) return text:sub(1, 8000):find("\0", 1, true) ~= nil end
 
+-- The directory this spec file is in (the checkout's spec/), so that the tree scanned is the
+-- one the spec belongs to, wherever busted was started.
+local function here()
+  local src = debug.getinfo(1, "S").source
+  local dir = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/[^/]*$") or nil
+  return dir or "."
+end
+
 -- The repository's top directory and its tracked files, or nil and why not.
 local function tracked_files()
-  local p = io.popen("git rev-parse --show-toplevel 2>/dev/null")
+  local p = io.popen("git -C " .. sh_quote(here()) .. " rev-parse --show-toplevel 2>/dev/null")
   local top = p and p:read("*l")
   if p then p:close() end
   if not top or top == "" then return nil, "not in a git checkout (or git is not installed)" end
