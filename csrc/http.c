@@ -1026,7 +1026,7 @@ static int client_batch(lua_State *L)
     luaL_checktype(L, 2, LUA_TTABLE);
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
-        max_in_flight = paykit_opt_count(L, 3, 3, "max_in_flight", max_in_flight, 100000);
+        max_in_flight = paykit_opt_count(L, 3, 3, 0, "max_in_flight", max_in_flight, 100000);
         if (max_in_flight < 1)
             return luaL_argerror(L, 3, "'max_in_flight' must be at least 1");
     }

@@ -5,29 +5,36 @@
 
 #include "reqopts.h"
 
-long paykit_opt_count(lua_State *L, int idx, int arg, const char *name, long def, long max)
+void paykit_req_argerror(lua_State *L, int arg, int pos, const char *msg)
+{
+    if (pos > 0)
+        msg = lua_pushfstring(L, "request %d: %s", pos, msg);
+    luaL_argerror(L, arg, msg);
+}
+
+long paykit_opt_count(lua_State *L, int idx, int arg, int pos, const char *name, long def, long max)
 {
     long v = def;
     lua_getfield(L, idx, name);
     if (!lua_isnil(L, -1)) {
         long long n = 0;
         if (lua_type(L, -1) != LUA_TNUMBER)
-            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a number", name));
+            paykit_req_argerror(L, arg, pos, lua_pushfstring(L, "'%s' must be a number", name));
         if (!paykit_tosafeint(L, -1, &n) || n < 0 || n > max)
-            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a non-negative integer", name));
+            paykit_req_argerror(L, arg, pos, lua_pushfstring(L, "'%s' must be a non-negative integer", name));
         v = (long)n;
     }
     lua_pop(L, 1);
     return v;
 }
 
-int paykit_opt_bool(lua_State *L, int idx, int arg, const char *name, int def)
+int paykit_opt_bool(lua_State *L, int idx, int arg, int pos, const char *name, int def)
 {
     int v = def;
     lua_getfield(L, idx, name);
     if (!lua_isnil(L, -1)) {
         if (lua_type(L, -1) != LUA_TBOOLEAN)
-            luaL_argerror(L, arg, lua_pushfstring(L, "'%s' must be a boolean", name));
+            paykit_req_argerror(L, arg, pos, lua_pushfstring(L, "'%s' must be a boolean", name));
         v = lua_toboolean(L, -1);
     }
     lua_pop(L, 1);
@@ -50,13 +57,6 @@ static const char *opt_string(lua_State *L, int idx, int arg, const char *name)
     }
     lua_pop(L, 1);
     return s;
-}
-
-void paykit_req_argerror(lua_State *L, int arg, int pos, const char *msg)
-{
-    if (pos > 0)
-        msg = lua_pushfstring(L, "request %d: %s", pos, msg);
-    luaL_argerror(L, arg, msg);
 }
 
 int paykit_bad_header_text(const char *s, size_t n)
@@ -84,15 +84,15 @@ static char *copy_of(const char *s)
 void paykit_read_client_opts(lua_State *L, int idx, int arg, paykit_client_opts *o)
 {
     const char *cafile, *capath, *ua;
-    o->connect_timeout_ms = paykit_opt_count(L, idx, arg, "connect_timeout", o->connect_timeout_ms, LONG_MAX);
-    o->timeout_ms = paykit_opt_count(L, idx, arg, "timeout", o->timeout_ms, LONG_MAX);
-    o->max_response = (size_t)paykit_opt_count(L, idx, arg, "max_response", (long)o->max_response, LONG_MAX);
-    o->max_redirects = paykit_opt_count(L, idx, arg, "max_redirects", o->max_redirects, 1000);
-    o->max_connections = paykit_opt_count(L, idx, arg, "max_connections", o->max_connections, 10000);
-    o->keepalive_ms = paykit_opt_count(L, idx, arg, "keepalive_timeout", o->keepalive_ms, LONG_MAX);
-    o->stall_ms = paykit_opt_count(L, idx, arg, "stall_timeout", o->stall_ms, LONG_MAX);
-    o->verify = paykit_opt_bool(L, idx, arg, "verify", o->verify);
-    o->follow = paykit_opt_bool(L, idx, arg, "follow_redirects", o->follow);
+    o->connect_timeout_ms = paykit_opt_count(L, idx, arg, 0, "connect_timeout", o->connect_timeout_ms, LONG_MAX);
+    o->timeout_ms = paykit_opt_count(L, idx, arg, 0, "timeout", o->timeout_ms, LONG_MAX);
+    o->max_response = (size_t)paykit_opt_count(L, idx, arg, 0, "max_response", (long)o->max_response, LONG_MAX);
+    o->max_redirects = paykit_opt_count(L, idx, arg, 0, "max_redirects", o->max_redirects, 1000);
+    o->max_connections = paykit_opt_count(L, idx, arg, 0, "max_connections", o->max_connections, 10000);
+    o->keepalive_ms = paykit_opt_count(L, idx, arg, 0, "keepalive_timeout", o->keepalive_ms, LONG_MAX);
+    o->stall_ms = paykit_opt_count(L, idx, arg, 0, "stall_timeout", o->stall_ms, LONG_MAX);
+    o->verify = paykit_opt_bool(L, idx, arg, 0, "verify", o->verify);
+    o->follow = paykit_opt_bool(L, idx, arg, 0, "follow_redirects", o->follow);
     cafile = opt_string(L, idx, arg, "cafile");
     capath = opt_string(L, idx, arg, "capath");
     ua = opt_string(L, idx, arg, "user_agent");
@@ -137,10 +137,10 @@ void paykit_read_req(lua_State *L, int idx, int arg, int pos, paykit_req *r)
         }
     }
     lua_pop(L, 1);
-    r->timeout_ms = paykit_opt_count(L, idx, arg, "timeout", r->timeout_ms, LONG_MAX);
-    r->connect_timeout_ms = paykit_opt_count(L, idx, arg, "connect_timeout", r->connect_timeout_ms, LONG_MAX);
-    r->stall_ms = paykit_opt_count(L, idx, arg, "stall_timeout", r->stall_ms, LONG_MAX);
-    r->follow = paykit_opt_bool(L, idx, arg, "follow_redirects", r->follow);
+    r->timeout_ms = paykit_opt_count(L, idx, arg, pos, "timeout", r->timeout_ms, LONG_MAX);
+    r->connect_timeout_ms = paykit_opt_count(L, idx, arg, pos, "connect_timeout", r->connect_timeout_ms, LONG_MAX);
+    r->stall_ms = paykit_opt_count(L, idx, arg, pos, "stall_timeout", r->stall_ms, LONG_MAX);
+    r->follow = paykit_opt_bool(L, idx, arg, pos, "follow_redirects", r->follow);
     lua_getfield(L, idx, "body"); /* left on the stack */
     r->has_body = !lua_isnil(L, -1);
     r->body = NULL;
@@ -150,7 +150,7 @@ void paykit_read_req(lua_State *L, int idx, int arg, int pos, paykit_req *r)
             paykit_req_argerror(L, arg, pos, "'body' must be a string");
         r->body = lua_tolstring(L, -1, &r->body_len);
     }
-    r->idempotent = paykit_opt_bool(L, idx, arg, "idempotent",
+    r->idempotent = paykit_opt_bool(L, idx, arg, pos, "idempotent",
                                     r->method ? (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0
                                                  || strcmp(r->method, "OPTIONS") == 0)
                                               : !r->has_body);

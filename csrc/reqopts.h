@@ -9,11 +9,12 @@
 #include "paykit.h"
 
 /* An optional non-negative integer field (at most max, and at most 2^53-1) of the table at idx,
- * or def when the field is nil. */
-long paykit_opt_count(lua_State *L, int idx, int arg, const char *name, long def, long max);
+ * or def when the field is nil. pos > 0: the table is request pos of a batch, and a raise
+ * says so (as paykit_req_argerror). */
+long paykit_opt_count(lua_State *L, int idx, int arg, int pos, const char *name, long def, long max);
 
-/* An optional boolean field, or def when it is nil. */
-int paykit_opt_bool(lua_State *L, int idx, int arg, const char *name, int def);
+/* An optional boolean field, or def when it is nil (pos as for paykit_opt_count). */
+int paykit_opt_bool(lua_State *L, int idx, int arg, int pos, const char *name, int def);
 
 /* Raises "request <pos>: <msg>" (pos > 0: a request of a batch) or msg as argument arg. */
 void paykit_req_argerror(lua_State *L, int arg, int pos, const char *msg);

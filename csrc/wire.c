@@ -1003,8 +1003,8 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
     connect_timeout_ms = q.connect_timeout_ms;
     /* send_timeout / read_timeout: the longest wait for one send / one read; without either,
      * stall_timeout (libcurl's one stall timer) bounds both */
-    send_ms = paykit_opt_count(L, idx, arg, "send_timeout", -1, LONG_MAX);
-    read_ms = paykit_opt_count(L, idx, arg, "read_timeout", -1, LONG_MAX);
+    send_ms = paykit_opt_count(L, idx, arg, pos, "send_timeout", -1, LONG_MAX);
+    read_ms = paykit_opt_count(L, idx, arg, pos, "read_timeout", -1, LONG_MAX);
     if (send_ms < 0 && read_ms < 0)
         send_ms = read_ms = q.stall_ms;
     if (send_ms < 0)
@@ -1291,7 +1291,7 @@ static int wire_batch(lua_State *L)
     luaL_checktype(L, 2, LUA_TTABLE);
     if (!lua_isnoneornil(L, 3)) {
         luaL_checktype(L, 3, LUA_TTABLE);
-        max_in_flight = paykit_opt_count(L, 3, 3, "max_in_flight", max_in_flight, 100000);
+        max_in_flight = paykit_opt_count(L, 3, 3, 0, "max_in_flight", max_in_flight, 100000);
         if (max_in_flight < 1)
             return luaL_argerror(L, 3, "'max_in_flight' must be at least 1");
     }

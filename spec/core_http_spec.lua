@@ -309,6 +309,56 @@ for _, C in ipairs(CLIENTS) do
         assert.has_error(function() new { timeout = 2 ^ 63 } end) -- beyond a C long: refused, not cast
         assert.has_error(function() new { verify = "yes" } end)
       end)
+
+      -- Both clients read their option tables with csrc/reqopts.c: the same words name the
+      -- same mistake, whichever client it is.
+      it("names the bad field of an option table or a request in the same words as the other client", function()
+        local function says(want, fn)
+          local ok, err = pcall(fn)
+          assert.is_false(ok, want)
+          assert.matches(want, tostring(err), 1, true)
+        end
+        local U = BASE .. "/json"
+        for _, case in ipairs {
+          { "'connect_timeout' must be a number", { connect_timeout = "1" } },
+          { "'timeout' must be a non-negative integer", { timeout = -1 } },
+          { "'max_response' must be a non-negative integer", { max_response = 1.5 } },
+          { "'max_redirects' must be a non-negative integer", { max_redirects = 1001 } },
+          { "'max_connections' must be a non-negative integer", { max_connections = 10001 } },
+          { "'keepalive_timeout' must be a number", { keepalive_timeout = true } },
+          { "'stall_timeout' must be a non-negative integer", { stall_timeout = -5 } },
+          { "'verify' must be a boolean", { verify = "yes" } },
+          { "'follow_redirects' must be a boolean", { follow_redirects = 1 } },
+          { "'cafile' must be a string", { cafile = 1 } },
+          { "'capath' must not contain NUL bytes", { capath = "/etc\0/x" } },
+          { "'user_agent' must not contain CR or LF", { user_agent = "shop/1\r\nX-Injected: 1" } },
+        } do
+          says(case[1], function() new(case[2]) end)
+        end
+        for _, case in ipairs {
+          { "'url' must be a string", { url = 42 } },
+          { "'url' must not contain NUL bytes", { url = U .. "\0x" } },
+          { "'method' must be a string", { url = U, method = 1 } },
+          { "'method' must not be empty", { url = U, method = "" } },
+          { "'method' must be a token such as \"POST\"", { url = U, method = "PO ST" } },
+          { "'timeout' must be a number", { url = U, timeout = "5" } },
+          { "'connect_timeout' must be a non-negative integer", { url = U, connect_timeout = -1 } },
+          { "'stall_timeout' must be a non-negative integer", { url = U, stall_timeout = 0.5 } },
+          { "'follow_redirects' must be a boolean", { url = U, follow_redirects = "no" } },
+          { "'body' must be a string", { url = U, body = {} } },
+          { "'idempotent' must be a boolean", { url = U, idempotent = 1 } },
+          { "'headers' must be a table", { url = U, headers = "X-A: 1" } },
+          { "array headers must be strings \"Name: value\"", { url = U, headers = { 1 } } },
+          { "header values must be strings or numbers", { url = U, headers = { ["X-A"] = true } } },
+          { "invalid header name", { url = U, headers = { ["X:A"] = "1" } } },
+          { "header keys must be names or array positions", { url = U, headers = { [true] = "1" } } },
+          { "header values must not contain CR, LF or NUL", { url = U, headers = { ["X-A"] = "v\r\nX-B: w" } } },
+        } do
+          says(case[1], function() client:request(case[2]) end)
+          says("request 2: " .. case[1], function() client:batch { { url = U }, case[2] } end)
+        end
+        says("request 2 must be a table", function() client:batch { { url = U }, "http://x" } end)
+      end)
     end)
 
     describe("keep-alive", function()
