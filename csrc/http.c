@@ -221,8 +221,9 @@ static int http_client(lua_State *L)
     c->max_connections = DEFAULT_MAX_CONNECTIONS;
     c->verify = 1;
     if (has_opts) {
-        paykit_client_opts o = { c->connect_timeout_ms, c->timeout_ms, c->max_redirects, c->max_connections, 0, 0,
-                                 c->max_response, 1, 0, NULL, NULL, NULL };
+        paykit_client_opts o = { .connect_timeout_ms = c->connect_timeout_ms, .timeout_ms = c->timeout_ms,
+                                 .max_redirects = c->max_redirects, .max_connections = c->max_connections,
+                                 .max_response = c->max_response, .verify = 1 };
         paykit_read_client_opts(L, 1, 1, &o);
         c->connect_timeout_ms = o.connect_timeout_ms;
         c->timeout_ms = o.timeout_ms;

@@ -984,7 +984,7 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
     int xbad = 0;
     long timeout_ms, connect_timeout_ms, send_ms, read_ms;
     int has_body, idempotent, ok = 1;
-    header_sink hs = { NULL, 1, 0, 0, 0, 0 };
+    header_sink hs = { .ok = 1 };
     paykit_req q;
     url_t u;
     q.timeout_ms = w->timeout_ms;
@@ -1196,8 +1196,9 @@ static int wire_client(lua_State *L)
     w->keepalive_ms = DEFAULT_KEEPALIVE_MS;
     w->verify = 1;
     if (has_opts) {
-        paykit_client_opts o = { w->connect_timeout_ms, w->timeout_ms, 0, w->max_connections, w->keepalive_ms, 0,
-                                 w->max_response, 1, 0, NULL, NULL, NULL };
+        paykit_client_opts o = { .connect_timeout_ms = w->connect_timeout_ms, .timeout_ms = w->timeout_ms,
+                                 .max_connections = w->max_connections, .keepalive_ms = w->keepalive_ms,
+                                 .max_response = w->max_response, .verify = 1 };
         paykit_read_client_opts(L, 1, 1, &o); /* max_redirects is accepted for the same options; unused */
         w->connect_timeout_ms = o.connect_timeout_ms;
         w->timeout_ms = o.timeout_ms;
