@@ -24,6 +24,7 @@
 -- @module paykit.journal.wrap
 local core = require "paykit.core"
 local errors = require "paykit.errors"
+local money = require "paykit.money"
 local states = require "paykit.journal.states"
 
 local _M = {}
@@ -51,11 +52,22 @@ local function query_field(params, name)
   return map and field(map, name)
 end
 
+-- The amount of a call as one text whatever way it was written: `key` ("27.5", "27.50") or
+-- `key_minor` (2750) give "27.50". An amount paykit cannot read is kept as given (the
+-- provider refuses it before sending, and the record is then refused), minor units marked so.
+local function amount_of(p, key, currency)
+  local ok, minor, text = pcall(money.read, p, key, currency)
+  if ok and minor then return text end
+  if p[key] ~= nil then return p[key] end
+  if p[key .. "_minor"] ~= nil then return tostring(p[key .. "_minor"]) .. " minor" end
+  return nil
+end
+
 -- What the journal needs to know of each provider's calls. A provider not listed gets DEFAULT.
 local DEFAULT = {
   reference = function(p) return p.reference end,
   set_reference = function(p, ref) p.reference = ref end,
-  money = function(p) return p.amount, p.currency end,
+  money = function(p) return amount_of(p, "amount", p.currency), p.currency end,
   keep_reference = function(keep) return keep.reference end,
   from_params = function() return nil end,
   status_query = function(rec) return rec.reference end,
@@ -79,7 +91,10 @@ local ADAPTERS = {
   zippy = {
     reference = function(p) return p.reference or p.ext_transaction_id end,
     set_reference = function(p, ref) if p.ext_transaction_id == nil then p.reference = ref end end,
-    money = function(p) return p.amount or p.price, p.currency end,
+    money = function(p)
+      local key = (p.price ~= nil or p.price_minor ~= nil) and "price" or "amount"
+      return amount_of(p, key, p.currency), p.currency
+    end,
     -- the id Zippy knows is the reference and a nonce ("order-7~" .. 12 hex digits); the
     -- journal knows the payment by the reference (keep.reference)
     keep_reference = function(keep) return keep.reference or keep.ext_transaction_id end,
@@ -187,10 +202,17 @@ local function proxied(gw, on_first)
                                           __kit = type(base) == "table" and rawget(base, "__kit") or nil })
 end
 
+-- A currency code as one text: case and Moka's TL for TRY do not make another currency.
+local function same_currency(a, b)
+  local function canon(c) c = tostring(c):upper(); return c == "TL" and "TRY" or c end
+  return canon(a) == canon(b)
+end
+
 function W:replay(cur, q)
   local amount, currency = self.adapter.money(q)
   amount = amount_text(amount)
-  if (amount and cur.amount and amount ~= cur.amount) or (currency and cur.currency and currency ~= cur.currency) then
+  if (amount and cur.amount and amount ~= cur.amount)
+    or (currency and cur.currency and not same_currency(currency, cur.currency)) then
     return nil, errors.validation("reference", "reference_reused", "reference " .. cur.reference
       .. " was used for another payment (" .. tostring(cur.amount) .. " " .. tostring(cur.currency) .. ")")
   end
