@@ -14,7 +14,8 @@
 --    another amount or currency is refused (`reference_reused`).
 --  * `complete(params[, keep])`: keep may be left out (or be the reference): it is read from
 --    the record. `notification(req[, opts])`: Moka's CodeForHash comes from the record.
---    `status(reference)`: asks the provider with what the record knows (MoCoPay: the session).
+--    `status(reference)`: asks the provider with what the record knows (MoCoPay: the session,
+--    and the purchase's keep, so that an answer about another purchase never pays this one).
 --    Each moves the record to the outcome; `result.duplicate` is false for exactly one caller
 --    (the one whose transition won), true for every repeat, on every worker and server.
 --  * `opts.grant(record, token)`: called once per paid payment by whoever moved it to paid (or,
@@ -52,6 +53,12 @@ local function query_field(params, name)
   return map and field(map, name)
 end
 
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
 -- The amount of a call as one text whatever way it was written: `key` ("27.5", "27.50") or
 -- `key_minor` (2750) give "27.50". An amount paykit cannot read is kept as given (the
 -- provider refuses it before sending, and the record is then refused), minor units marked so.
@@ -71,6 +78,7 @@ local DEFAULT = {
   keep_reference = function(keep) return keep.reference end,
   from_params = function() return nil end,
   status_query = function(rec) return rec.reference end,
+  status_keep = function() return nil end, -- what status() is given besides the query
 }
 
 local ADAPTERS = {
@@ -86,6 +94,14 @@ local ADAPTERS = {
       if rec.session_id then return { sessionId = rec.session_id } end
       if rec.user_id then return { userId = rec.user_id } end
       return nil
+    end,
+    -- the answer is bound to the purchase (an answer naming another purchase is refused, one
+    -- naming none is "pending"): a session alone says nothing about which order it paid
+    status_keep = function(rec)
+      if type(rec.keep) ~= "table" then return nil end
+      local keep = copy(rec.keep)
+      if rec.session_id then keep.session_id = rec.session_id end
+      return keep
     end,
   },
   zippy = {
@@ -132,7 +148,7 @@ end
 -- @tparam[opt] table opts `grant` (function(record, token) -> truthy when fulfilled),
 --   `provider` (the name, when gw has no `provider` field), `adapter` (overrides of the
 --   provider's adapter: reference, set_reference, money, keep_reference, from_params, base_reference, kept_id,
---   status_query), `expire_after` (seconds; default the journal's)
+--   status_query, status_keep), `expire_after` (seconds; default the journal's)
 -- @treturn table the wrapped gateway
 function _M.new(journal, gw, opts)
   opts = opts or {}
@@ -142,12 +158,6 @@ function _M.new(journal, gw, opts)
   return setmetatable({ journal = journal, gw = gw, provider = name, grant = opts.grant,
                         adapter = adapter_for(name, opts.adapter),
                         expire_after = opts.expire_after or journal.expire_after }, W)
-end
-
-local function copy(t)
-  local c = {}
-  for k, v in pairs(t) do c[k] = v end
-  return c
 end
 
 -- What a record keeps of a result: everything but the raw answer.
@@ -329,7 +339,10 @@ function W:record(r, ref, patch)
   return r
 end
 
+-- The session a result teaches the record, for later status calls: only one the answer bound
+-- to the purchase (a return is unsigned: its sessionId may be any paid session).
 local function learned(r)
+  if r.bound == false then return nil end
   local n = type(r.notification) == "table" and r.notification or {}
   local sid = r.session_id or n.session_id
   return sid and { session_id = sid } or nil
@@ -373,6 +386,12 @@ function W:notification(req, opts)
       local rec = type(other) == "string" and other ~= "" and self.journal:get("moka", other)
       return rec and type(rec.keep) == "table" and rec.keep.code_for_hash or nil
     end
+  elseif self.provider == "mocopay" and o.keep == nil then
+    -- the purchase's keep: verifyPayment's answer must then be that purchase's (its product too)
+    o.keep = function(reference)
+      local rec = self.journal:get("mocopay", reference)
+      return rec and type(rec.keep) == "table" and rec.keep or nil
+    end
   end
   local r, err, reply = self.gw:notification(req, o)
   if not r then return nil, err, reply end
@@ -397,7 +416,7 @@ function W:status(ref)
         .. (self.provider == "zippy" and "Zippy has no status call" or "no provider id learned yet")
         .. "): its outcome comes from the return or a notification" }
   end
-  local r, err = self.gw:status(q)
+  local r, err = self.gw:status(q, self.adapter.status_keep(rec or { reference = ref }))
   if not r then return nil, err end
   return self:record(r, ref, learned(r))
 end
