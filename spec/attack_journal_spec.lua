@@ -3,6 +3,7 @@
 -- session that was never bound to it. Over real HTTP against the sandbox, memory store.
 local paykit = require "paykit"
 local core = require "paykit.core"
+local cjson = require "cjson"
 local journal = require "paykit.journal"
 local sb = require "spec.support.sandbox"
 
@@ -61,6 +62,31 @@ describe("the journal under attack", function()
       local _, err = jg:purchase(moka_payment(reference, { amount = "27.50", currency = "USD" }))
       assert.are.equal("reference_reused", err.code)
       assert.are.equal(1, count.n)
+    end)
+  end)
+  describe("a pre-authorisation (money held, not taken)", function()
+    -- The buyer approves the 3D page of a pre-authorisation; Moka posts the result back.
+    local function authorised(jg, reference)
+      local r = assert(jg:purchase(moka_payment(reference, { amount = "27.50", pre_auth = true })))
+      assert.are.equal("redirect", r.status)
+      local res = sb.post_json("/moka/_sandbox/3d/complete",
+        { threeDTrxCode = r.redirect_url:match("threeDTrxCode=([%w%-]+)"), action = "approve" })
+      assert.are.equal(200, res.status, res.body)
+      return res.json.Fields
+    end
+
+    it("is authorized, not paid, and grants nothing when its notification comes first", function()
+      local grants = {}
+      local jg = journal.new {}:wrap(counting_moka(), { grant = function(rec) grants[#grants + 1] = rec.reference; return true end })
+      local reference = ref("pre")
+      local fields = authorised(jg, reference)
+      local n = assert(jg:notification { method = "POST", body = core.form_encode(fields) })
+      assert.are.equal("authorized", n.status, "the notification of a pre-authorisation")
+      assert.are.equal("authorized", jg:record_of(reference).state)
+      local c = assert(jg:complete(fields))
+      assert.are.equal("authorized", c.status, "the return agrees")
+      assert.are.equal("authorized", jg:record_of(reference).state)
+      assert.are.same({}, grants, "nothing granted for money only held: " .. cjson.encode(grants))
     end)
   end)
 end)

@@ -382,9 +382,11 @@ end
 function W:notification(req, opts)
   local o = copy(opts or {})
   if self.provider == "moka" and o.code_for_hash == nil and o.lookup == nil then
+    -- the whole keep, not only its CodeForHash: the result is then the purchase's (its
+    -- amount, and "authorized" for a pre-authorisation, which must never be granted as paid)
     o.lookup = function(other)
       local rec = type(other) == "string" and other ~= "" and self.journal:get("moka", other)
-      return rec and type(rec.keep) == "table" and rec.keep.code_for_hash or nil
+      return rec and type(rec.keep) == "table" and rec.keep.code_for_hash and rec.keep or nil
     end
   elseif self.provider == "mocopay" and o.keep == nil then
     -- the purchase's keep: verifyPayment's answer must then be that purchase's (its product too)
