@@ -62,4 +62,26 @@ describe("the journal under attack", function()
       assert.are.same({}, grants, "nothing granted for an order nobody paid")
     end)
   end)
+  it("with the echo on (the sandbox's default): a status by the buyer's userId never pays his other order", function()
+    sb.request("POST", "/_sandbox/reset")
+    local grants = {}
+    local j = journal.new {}
+    local jg = j:wrap(paykit.mocopay { api_key = "sandbox-app", api_secret = "sandbox-secret", base_url = base .. "/mocopay" },
+      { grant = function(rec) grants[#grants + 1] = rec.reference; return true end })
+    local user = "buyer-" .. core.random_hex(4)
+    local function buy(reference)
+      return assert(jg:purchase { pid = "12000", reference = reference, user_id = user, client_ip = "127.0.0.1",
+        return_url = "https://shop.example/back", notify_url = "http://127.0.0.1:9/n" })
+    end
+    local a, b = ref("uA"), ref("uB")
+    buy(a)                 -- left open
+    local pb = buy(b)      -- paid
+    assert.are.equal(200, sb.post_json("/mocopay/_sandbox/act", { trn = pb.redirect_url:match("trn=(%w+)"), action = "send-sms" }).status)
+    local s = jg:status(a) -- the record knows the buyer only: verifyPayment by userId answers his latest session, B's
+    if s then assert.are_not.equal("paid", s.status) end
+    assert.are_not.equal("paid", j:get("mocopay", a).state)
+    assert(jg:sweep { older_than = 0 })
+    assert.are_not.equal("paid", j:get("mocopay", a).state)
+    for _, g in ipairs(grants) do assert.are_not.equal(a, g, "order A never granted") end
+  end)
 end)
