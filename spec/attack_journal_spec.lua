@@ -89,4 +89,31 @@ describe("the journal under attack", function()
       assert.are.same({}, grants, "nothing granted for money only held: " .. cjson.encode(grants))
     end)
   end)
+  it("grants once when the sweeper races the notification and the return of one payment", function()
+    for _ = 1, 3 do
+      local grants = {}
+      local jg = journal.new {}:wrap(counting_moka(), { grant = function(_, token) grants[#grants + 1] = token; return true end })
+      local reference = ref("race")
+      local r = assert(jg:purchase(moka_payment(reference, { amount = "27.50" })))
+      local res = sb.post_json("/moka/_sandbox/3d/complete",
+        { threeDTrxCode = r.redirect_url:match("threeDTrxCode=([%w%-]+)"), action = "approve" })
+      local body = core.form_encode(res.json.Fields)
+      local results, errs = paykit.batch {
+        function() return jg:sweep { older_than = 0 } end,
+        function() return jg:notification { method = "POST", body = body } end,
+        function() return jg:complete(res.json.Fields) end,
+        function() return jg:notification { method = "POST", body = body } end,
+      }
+      local firsts = 0
+      for i = 2, 4 do
+        assert.is_table(results[i], tostring(errs[i]))
+        assert.are.equal("paid", results[i].status)
+        if results[i].duplicate == false then firsts = firsts + 1 end
+      end
+      assert.is_table(results[1], tostring(errs[1]))
+      assert.is_true(firsts <= 1, "at most one caller is told it was first (the sweeper may have been)")
+      assert.are.same({ "moka:" .. reference }, grants)
+      assert.are.equal("paid", jg:record_of(reference).state)
+    end
+  end)
 end)
