@@ -89,8 +89,11 @@ local ADAPTERS = {
     money = function() return nil, nil end, -- the product (pid) carries the price
     keep_reference = function(keep) return keep.reference_id end,
     from_params = function(params) return query_field(params, "referenceId") end,
-    -- verifyPayment needs the session (learned from the return or a notification), or the buyer
+    -- verifyPayment needs the session (learned from the return or a notification), or the buyer;
+    -- and the purchase's keep to bind the answer to: without it (the process died before the
+    -- answer) the buyer's newest session may be another order's, so nothing is asked
     status_query = function(rec)
+      if type(rec.keep) ~= "table" then return nil end
       if rec.session_id then return { sessionId = rec.session_id } end
       if rec.user_id then return { userId = rec.user_id } end
       return nil
