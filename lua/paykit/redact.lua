@@ -268,10 +268,18 @@ local function scrub_form_pairs(s)
       local k = sub(s, a, b)
       local kind = _M.classify((gsub(k, "%%5[BbDd]", "")))
       if kind then
-        local _, ve = find(s, "^[^&%s\"',;]*", b + 2)
-        if ve > b + 1 then
-          n = n + 1; out[n] = sub(s, last, b + 1)
-          n = n + 1; out[n] = kind == "secret" and REDACTED or _M.card(sub(s, b + 2, ve))
+        local vs, ve = b + 2
+        local vq = byte(s, vs)
+        if vq == 34 or vq == 39 then                     -- key="value" (OAuth parameters, ...)
+          local e = find(s, vq == 34 and '"' or "'", vs + 1, true)
+          vs, ve = vs + 1, e and e - 1 or #s
+        else
+          local _, e = find(s, "^[^&%s\"',;]*", vs)
+          ve = e
+        end
+        if ve >= vs then
+          n = n + 1; out[n] = sub(s, last, vs - 1)
+          n = n + 1; out[n] = kind == "secret" and REDACTED or _M.card(sub(s, vs, ve))
           last = ve + 1
           pos = ve + 1
         end

@@ -194,6 +194,13 @@ end
 -- --------------------------------------------------------------------------- the client
 local Client = {}
 Client.__index = Client
+
+-- A client's password lives here, not in the client table: a client printed, inspected or
+-- encoded (pairs, cjson, paykit.redact.dump) shows no password. Weak keys: it goes with the client.
+local passwords = setmetatable({}, { __mode = "k" })
+-- The pool key names a password by a keyed digest (this Lua state's own random key), so that
+-- a printed pool key is no unsalted hash of the password to guess offline.
+local POOL_KEY = core.random_hex(16)
 Client.__tostring = function(self)
   return "paykit.redis(" .. (self.cluster and "cluster " or "") .. self.nodes[1].host .. ":" .. self.nodes[1].port .. ")"
 end
@@ -222,7 +229,7 @@ function _M.new(opts)
     if type(v) ~= want then return config_error(k, "must be a " .. want) end
   end
   local o = {
-    password = opts.password, user = opts.user, db = opts.db or 0,
+    user = opts.user, db = opts.db or 0,
     connect_timeout = opts.connect_timeout or 1000, timeout = opts.timeout or 1000,
     pool_size = opts.pool_size or 16, keepalive = opts.keepalive or 60000, tls = opts.tls or false,
     server_name = opts.server_name, ssl_verify = opts.ssl_verify, cluster = opts.cluster or false,
@@ -234,7 +241,8 @@ function _M.new(opts)
   end
   if o.db < 0 or o.db ~= math.floor(o.db) then return config_error("db", "must be a whole number >= 0") end
   if o.cluster and o.db ~= 0 then return config_error("db", "Redis Cluster has only db 0") end
-  if o.user and not o.password then return config_error("password", "an ACL user needs a password") end
+  local password = opts.password
+  if o.user and not password then return config_error("password", "an ACL user needs a password") end
   if o.tls and not in_cosocket_phase() then
     return config_error("tls", "TLS is not available outside nginx: Debian's hiredis 0.14 has no TLS support "
       .. "(use stunnel or a private network, or run inside nginx where the cosocket does TLS)")
@@ -250,10 +258,12 @@ function _M.new(opts)
   o.seed_key = table.concat(seeds, ",")
   -- pool key: another password (or TLS name) never rides on a connection made with this one
   o.pool_tail = ":" .. o.db .. ":" .. (o.user or "") .. ":"
-    .. (o.password and core.digest("sha256", o.password, "hex"):sub(1, 16) or "")
+    .. (password and core.hmac("sha256", POOL_KEY, password, "hex"):sub(1, 16) or "")
     .. (o.tls and (":tls:" .. (o.server_name or "") .. (o.ssl_verify == false and ":noverify" or "")) or "")
   o.slots = nil -- cluster: slot -> "host:port"
-  return setmetatable(o, Client)
+  setmetatable(o, Client)
+  passwords[o] = password
+  return o
 end
 
 --- A client (from @{new}).
@@ -276,8 +286,9 @@ function Client:_checkout(host, port, fresh_only)
   if not conn then return nil, err, code end
   if conn.fresh then
     local cmds = {}
-    if self.password then
-      cmds[#cmds + 1] = self.user and { "AUTH", self.user, self.password } or { "AUTH", self.password }
+    local password = passwords[self]
+    if password then
+      cmds[#cmds + 1] = self.user and { "AUTH", self.user, password } or { "AUTH", password }
     end
     if self.db ~= 0 then cmds[#cmds + 1] = { "SELECT", tostring(self.db) } end
     if #cmds > 0 then

@@ -61,6 +61,8 @@ for _, to in ipairs(STATES) do
   for from, nexts in pairs(NEXT) do if nexts[to] then FROM[to][from] = true end end
 end
 
+local MEMORY = getmetatable(store_mod.memory { capacity = 1 }) -- the memory store's metatable
+
 local Journal = {}
 Journal.__index = Journal
 Journal.__tostring = function(self) return "paykit.journal(" .. tostring(self.store) .. ")" end
@@ -75,7 +77,8 @@ local function now_ms()
 end
 
 --- A journal on a store.
--- @tparam table opts `store` (a `paykit.store`; default a new memory store), `prefix`
+-- @tparam table opts `store` (a `paykit.store`; default a new memory store; a memory store
+--   is set to `evict = false`: full, it refuses new payments rather than forget old ones), `prefix`
 --   ("paykit"), `keep_for` (seconds a record is kept, 30 days), `lease` (seconds a grant claim
 --   holds, 30), `expire_after` (seconds after which an open payment no status call can
 --   resolve is `expired`, 86400), `clock` (milliseconds since the epoch), `owner` (this
@@ -85,10 +88,12 @@ end
 -- @return[2] a config error
 function _M.new(opts)
   opts = opts or {}
-  local s = opts.store or store_mod.memory()
+  local s = opts.store or store_mod.memory { evict = false }
   if not store_mod.is_store(s) then
     return nil, errors.config("store", "invalid", "store must implement the paykit.store interface")
   end
+  -- a memory store never drops a record to make room: that payment would be charged again
+  if getmetatable(s) == MEMORY then s.evict = false end
   return setmetatable({
     store = s, prefix = opts.prefix or "paykit", keep_for = opts.keep_for or 30 * 86400,
     lease = opts.lease or 30, expire_after = opts.expire_after or 86400, clock = opts.clock or now_ms,

@@ -88,7 +88,8 @@ function _M.run(jgw, opts)
         end
       else
         asks[#asks + 1] = rec
-        tasks[#tasks + 1] = function() return jgw.gw:status(q) end
+        local keep = jgw.adapter.status_keep(rec)
+        tasks[#tasks + 1] = function() return jgw.gw:status(q, keep) end
       end
     end
   end

@@ -14,7 +14,8 @@
 --    another amount or currency is refused (`reference_reused`).
 --  * `complete(params[, keep])`: keep may be left out (or be the reference): it is read from
 --    the record. `notification(req[, opts])`: Moka's CodeForHash comes from the record.
---    `status(reference)`: asks the provider with what the record knows (MoCoPay: the session).
+--    `status(reference)`: asks the provider with what the record knows (MoCoPay: the session,
+--    and the purchase's keep, so that an answer about another purchase never pays this one).
 --    Each moves the record to the outcome; `result.duplicate` is false for exactly one caller
 --    (the one whose transition won), true for every repeat, on every worker and server.
 --  * `opts.grant(record, token)`: called once per paid payment by whoever moved it to paid (or,
@@ -24,6 +25,7 @@
 -- @module paykit.journal.wrap
 local core = require "paykit.core"
 local errors = require "paykit.errors"
+local money = require "paykit.money"
 local states = require "paykit.journal.states"
 
 local _M = {}
@@ -51,14 +53,32 @@ local function query_field(params, name)
   return map and field(map, name)
 end
 
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
+
+-- The amount of a call as one text whatever way it was written: `key` ("27.5", "27.50") or
+-- `key_minor` (2750) give "27.50". An amount paykit cannot read is kept as given (the
+-- provider refuses it before sending, and the record is then refused), minor units marked so.
+local function amount_of(p, key, currency)
+  local ok, minor, text = pcall(money.read, p, key, currency)
+  if ok and minor then return text end
+  if p[key] ~= nil then return p[key] end
+  if p[key .. "_minor"] ~= nil then return tostring(p[key .. "_minor"]) .. " minor" end
+  return nil
+end
+
 -- What the journal needs to know of each provider's calls. A provider not listed gets DEFAULT.
 local DEFAULT = {
   reference = function(p) return p.reference end,
   set_reference = function(p, ref) p.reference = ref end,
-  money = function(p) return p.amount, p.currency end,
+  money = function(p) return amount_of(p, "amount", p.currency), p.currency end,
   keep_reference = function(keep) return keep.reference end,
   from_params = function() return nil end,
   status_query = function(rec) return rec.reference end,
+  status_keep = function() return nil end, -- what status() is given besides the query
 }
 
 local ADAPTERS = {
@@ -69,17 +89,31 @@ local ADAPTERS = {
     money = function() return nil, nil end, -- the product (pid) carries the price
     keep_reference = function(keep) return keep.reference_id end,
     from_params = function(params) return query_field(params, "referenceId") end,
-    -- verifyPayment needs the session (learned from the return or a notification), or the buyer
+    -- verifyPayment needs the session (learned from the return or a notification), or the buyer;
+    -- and the purchase's keep to bind the answer to: without it (the process died before the
+    -- answer) the buyer's newest session may be another order's, so nothing is asked
     status_query = function(rec)
+      if type(rec.keep) ~= "table" then return nil end
       if rec.session_id then return { sessionId = rec.session_id } end
       if rec.user_id then return { userId = rec.user_id } end
       return nil
+    end,
+    -- the answer is bound to the purchase (an answer naming another purchase is refused, one
+    -- naming none is "pending"): a session alone says nothing about which order it paid
+    status_keep = function(rec)
+      if type(rec.keep) ~= "table" then return nil end
+      local keep = copy(rec.keep)
+      if rec.session_id then keep.session_id = rec.session_id end
+      return keep
     end,
   },
   zippy = {
     reference = function(p) return p.reference or p.ext_transaction_id end,
     set_reference = function(p, ref) if p.ext_transaction_id == nil then p.reference = ref end end,
-    money = function(p) return p.amount or p.price, p.currency end,
+    money = function(p)
+      local key = (p.price ~= nil or p.price_minor ~= nil) and "price" or "amount"
+      return amount_of(p, key, p.currency), p.currency
+    end,
     -- the id Zippy knows is the reference and a nonce ("order-7~" .. 12 hex digits); the
     -- journal knows the payment by the reference (keep.reference)
     keep_reference = function(keep) return keep.reference or keep.ext_transaction_id end,
@@ -117,7 +151,7 @@ end
 -- @tparam[opt] table opts `grant` (function(record, token) -> truthy when fulfilled),
 --   `provider` (the name, when gw has no `provider` field), `adapter` (overrides of the
 --   provider's adapter: reference, set_reference, money, keep_reference, from_params, base_reference, kept_id,
---   status_query), `expire_after` (seconds; default the journal's)
+--   status_query, status_keep), `expire_after` (seconds; default the journal's)
 -- @treturn table the wrapped gateway
 function _M.new(journal, gw, opts)
   opts = opts or {}
@@ -127,12 +161,6 @@ function _M.new(journal, gw, opts)
   return setmetatable({ journal = journal, gw = gw, provider = name, grant = opts.grant,
                         adapter = adapter_for(name, opts.adapter),
                         expire_after = opts.expire_after or journal.expire_after }, W)
-end
-
-local function copy(t)
-  local c = {}
-  for k, v in pairs(t) do c[k] = v end
-  return c
 end
 
 -- What a record keeps of a result: everything but the raw answer.
@@ -187,10 +215,17 @@ local function proxied(gw, on_first)
                                           __kit = type(base) == "table" and rawget(base, "__kit") or nil })
 end
 
+-- A currency code as one text: case and Moka's TL for TRY do not make another currency.
+local function same_currency(a, b)
+  local function canon(c) c = tostring(c):upper(); return c == "TL" and "TRY" or c end
+  return canon(a) == canon(b)
+end
+
 function W:replay(cur, q)
   local amount, currency = self.adapter.money(q)
   amount = amount_text(amount)
-  if (amount and cur.amount and amount ~= cur.amount) or (currency and cur.currency and currency ~= cur.currency) then
+  if (amount and cur.amount and amount ~= cur.amount)
+    or (currency and cur.currency and not same_currency(currency, cur.currency)) then
     return nil, errors.validation("reference", "reference_reused", "reference " .. cur.reference
       .. " was used for another payment (" .. tostring(cur.amount) .. " " .. tostring(cur.currency) .. ")")
   end
@@ -307,7 +342,10 @@ function W:record(r, ref, patch)
   return r
 end
 
+-- The session a result teaches the record, for later status calls: only one the answer bound
+-- to the purchase (a return is unsigned: its sessionId may be any paid session).
 local function learned(r)
+  if r.bound == false then return nil end
   local n = type(r.notification) == "table" and r.notification or {}
   local sid = r.session_id or n.session_id
   return sid and { session_id = sid } or nil
@@ -347,9 +385,17 @@ end
 function W:notification(req, opts)
   local o = copy(opts or {})
   if self.provider == "moka" and o.code_for_hash == nil and o.lookup == nil then
+    -- the whole keep, not only its CodeForHash: the result is then the purchase's (its
+    -- amount, and "authorized" for a pre-authorisation, which must never be granted as paid)
     o.lookup = function(other)
       local rec = type(other) == "string" and other ~= "" and self.journal:get("moka", other)
-      return rec and type(rec.keep) == "table" and rec.keep.code_for_hash or nil
+      return rec and type(rec.keep) == "table" and rec.keep.code_for_hash and rec.keep or nil
+    end
+  elseif self.provider == "mocopay" and o.keep == nil then
+    -- the purchase's keep: verifyPayment's answer must then be that purchase's (its product too)
+    o.keep = function(reference)
+      local rec = self.journal:get("mocopay", reference)
+      return rec and type(rec.keep) == "table" and rec.keep or nil
     end
   end
   local r, err, reply = self.gw:notification(req, o)
@@ -375,7 +421,7 @@ function W:status(ref)
         .. (self.provider == "zippy" and "Zippy has no status call" or "no provider id learned yet")
         .. "): its outcome comes from the return or a notification" }
   end
-  local r, err = self.gw:status(q)
+  local r, err = self.gw:status(q, self.adapter.status_keep(rec or { reference = ref }))
   if not r then return nil, err end
   return self:record(r, ref, learned(r))
 end

@@ -67,6 +67,18 @@ function _M.params(req)
   return { raw, form }
 end
 
+-- Whether a name or value of the parameters holds a control character (NUL included).
+local function has_control(p)
+  for k, v in pairs(p) do
+    if type(k) == "string" and find(k, "%c") then return true end
+    if type(v) == "string" and find(v, "%c") then return true end
+    if type(v) == "table" then
+      for _, x in ipairs(v) do if type(x) == "string" and find(x, "%c") then return true end end
+    end
+  end
+  return false
+end
+
 -- Checks the signature when there is one. Returns the parameters it covers (or the first
 -- candidates when unsigned), signed | nil, err, reply.
 local function verify(self, req, candidates)
@@ -77,6 +89,14 @@ local function verify(self, req, candidates)
       return nil, sig_error("unsigned", "the MoCoPay notification carries no signature"), gateway.reply(401, "not signed")
     end
     return p, false
+  end
+  -- MoCoPay's signature is MD5(secret .. message), which a holder of one signed message can
+  -- extend without the secret; the extension carries MD5's padding (NUL bytes) into a value.
+  -- No genuine notification holds a control character: refused before the signature counts.
+  if has_control(p) then
+    self.log("warn", "mocopay notification with a control character in a signed parameter refused")
+    return nil, sig_error("malformed", "the MoCoPay notification's parameters hold a control character"),
+      gateway.reply(401, "bad signature")
   end
   local path = req.path or (type(req.uri) == "string" and req.uri:match("^[^?]*")) or self.notify_path
   if not path then

@@ -2,7 +2,9 @@
 --
 -- One Lua state only: two processes, or two nginx workers, each have their own. No method
 -- yields, so each is atomic within the state. Expired keys are dropped when touched, and
--- at most `capacity` keys are kept (the oldest set first goes).
+-- at most `capacity` keys are kept: the oldest set first goes, or, with `evict = false` (what
+-- a payment journal needs: a record dropped is a payment forgotten, and charged again), a
+-- write that finds no room once the expired keys are gone answers `store_unavailable`.
 -- @module paykit.store.memory
 local core = require "paykit.core"
 local store = require "paykit.store.base"
@@ -13,13 +15,14 @@ Memory.__index = Memory
 Memory.__tostring = function() return "paykit.store.memory" end
 
 --- A new, empty store.
--- @tparam[opt] table opts `capacity` (100000 keys), `clock` (seconds; default the monotonic clock)
+-- @tparam[opt] table opts `capacity` (100000 keys), `evict` (true: drop the oldest key to make
+--   room; false: refuse the write), `clock` (seconds; default the monotonic clock)
 -- @treturn table the store
 function _M.new(opts)
   opts = opts or {}
   return setmetatable({ values = {}, expires = {}, order = {}, at = {}, head = 1, tail = 0, count = 0,
                         capacity = opts.capacity or 100000, clock = opts.clock or core.monotonic,
-                        indexes = {} }, Memory)
+                        evict = opts.evict ~= false, indexes = {} }, Memory)
 end
 
 local function live(self, key)
@@ -33,6 +36,24 @@ end
 
 -- order[i] = key, at[key] = i: the place of a key's latest insertion; an older place of a key
 -- deleted and added again is skipped when its turn to be evicted comes.
+-- Whether a new key has room: with evict false, the expired keys are dropped first (a walk
+-- over them all, only when the store is full).
+local function room(self)
+  if self.evict or self.count < self.capacity then return true end
+  local now = self.clock()
+  for key, e in pairs(self.expires) do
+    if e <= now then
+      self.values[key], self.expires[key], self.at[key] = nil, nil, nil
+      self.count = self.count - 1
+    end
+  end
+  return self.count < self.capacity
+end
+
+local function full(self)
+  return nil, store.error("memory", "the memory store is full (" .. self.capacity .. " keys, none expired)")
+end
+
 local function put(self, key, value, ttl)
   if self.values[key] == nil then
     self.count = self.count + 1
@@ -57,11 +78,16 @@ function Memory:get(key) return live(self, key) end
 
 function Memory:add(key, value, ttl)
   if live(self, key) ~= nil then return false, "exists" end
+  if not room(self) then return full(self) end
   put(self, key, value, ttl)
   return true
 end
 
-function Memory:set(key, value, ttl) put(self, key, value, ttl); return true end
+function Memory:set(key, value, ttl)
+  if live(self, key) == nil and not room(self) then return full(self) end
+  put(self, key, value, ttl)
+  return true
+end
 
 function Memory:delete(key)
   if live(self, key) ~= nil then
@@ -82,7 +108,8 @@ function Memory:transition(key, field, from, to, patch)
 end
 
 function Memory:lock(key, owner, ttl)
-  local ok = self:add(key, owner, ttl)
+  local ok, err = self:add(key, owner, ttl)
+  if ok == nil then return nil, err end
   if not ok then return false, "locked" end
   return true
 end

@@ -33,9 +33,14 @@ function _M.parse_redis_url(url)
   return o
 end
 
---- What a Redis URL may be shown as (in logs and the launcher's output): no password.
+--- What a Redis URL may be shown as (in logs and the launcher's output): no password. The
+-- user information ends at the last "@", as parse_redis_url reads it (a password may hold "@").
 function _M.redacted(url)
-  return (tostring(url):gsub("^(redis://[^:@/]*:)[^@]*@", "%1***@"))
+  url = tostring(url)
+  local scheme, auth, hostpart = url:match("^(%a[%w+.-]*://)(.*)@([^@]*)$")
+  if not scheme then return url end
+  local user = auth:match("^([^:]*):")
+  return scheme .. (user and (user .. ":***") or "***") .. "@" .. hostpart
 end
 
 --- The shop's store (inside nginx): Redis for a URL, else the shared dict; or nil, err.
