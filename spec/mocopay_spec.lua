@@ -1,6 +1,7 @@
 -- MoCoPay client: signing (published vector), validation, configuration, and the checks of the
 -- buyer's return and of notifications that happen before any network call.
 local mocopay = require "paykit.providers.mocopay"
+local checks = require "paykit.kit.checks"
 local paykit = require "paykit"
 local errors = require "paykit.errors"
 local core = require "paykit.core"
@@ -112,15 +113,15 @@ describe("mocopay address validators", function()
 
   it("accepts IPv4 addresses", function()
     for _, ip in ipairs { "192.0.2.1", "0.0.0.0", "255.255.255.255", "10.0.0.255", "1.2.3.4" } do
-      assert.is_true(mocopay.is_ip(ip), ip)
-      assert.is_true(mocopay.is_ipv4(ip), ip)
+      assert.is_true(checks.is_ip(ip), ip)
+      assert.is_true(checks.is_ipv4(ip), ip)
     end
   end)
 
   it("refuses malformed IPv4 addresses", function()
     for _, ip in ipairs { "256.1.1.1", "1.2.3", "1.2.3.4.5", "01.2.3.4", "1.2.3.04", " 1.2.3.4", "1.2.3.4 ",
                           "1..3.4", "a.b.c.d", "1.2.3.-4", "1234.1.1.1", "" } do
-      assert.is_false(mocopay.is_ip(ip), ip)
+      assert.is_false(checks.is_ip(ip), ip)
     end
   end)
 
@@ -129,8 +130,8 @@ describe("mocopay address validators", function()
                           "fe80::1:2:3:4:5:6", "::ffff:192.0.2.1", "64:ff9b::192.0.2.33", "1:2:3:4:5:6:1.2.3.4",
                           "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "1:2:3:4:5:6::8", "::1.2.3.4",
                           "ABCD:EF01:2345:6789:ABCD:EF01:2345:6789", "0:0:0:0:0:0:0:0" } do
-      assert.is_true(mocopay.is_ip(ip), ip)
-      assert.is_true(mocopay.is_ipv6(ip), ip)
+      assert.is_true(checks.is_ip(ip), ip)
+      assert.is_true(checks.is_ipv6(ip), ip)
     end
   end)
 
@@ -139,19 +140,19 @@ describe("mocopay address validators", function()
                           ":1::2", ":1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:", "1:2:3:4:5:6:7:8::", "::1:2:3:4:5:6:7:8",
                           "::ffff:256.1.1.1", "1.2.3.4::", "::1.2.3", "::1.2.3.4:5", "fe80::1%eth0", "[::1]",
                           "g::1", "1:2:3:4:5:6:7:1.2.3.4", "1:2:3:4:5:1.2.3.4", ":", "::01.2.3.4", "1: :2" } do
-      assert.is_false(mocopay.is_ip(ip), ip)
+      assert.is_false(checks.is_ip(ip), ip)
     end
   end)
 
   it("accepts absolute http(s) URLs and refuses the rest", function()
     for _, u in ipairs { "https://shop.example/back?x=1", "http://127.0.0.1:8080/n", "http://[::1]:8080/x",
                          "HTTPS://Shop.Example", "http://localhost" } do
-      assert.is_true(mocopay.is_http_url(u), u)
+      assert.is_true(checks.is_http_url(u), u)
     end
     for _, u in ipairs { "ftp://x.example/", "/relative", "http://", "http:// shop.example", "javascript:alert(1)",
                          "http://shop.example:0/", "http://shop.example:70000/", "http://user:pw@shop.example/",
                          "http://[1::2::3]/", "shop.example/back", "http://a..b/", "https://x.example/\n" } do
-      assert.is_false(mocopay.is_http_url(u), u)
+      assert.is_false(checks.is_http_url(u), u)
     end
   end)
 end)
