@@ -74,12 +74,12 @@ local P = kit.provider {
     self.references = gateway.seen(o.reference_memory)
     self.defaults = {}
     for _, k in ipairs(URL_DEFAULTS) do self.defaults[k] = o[k] end
+    -- the OAuth parts fixed per instance (signing key, encoded consumer key, header text) made once
+    local signer = oauth.signer { consumer_key = self.consumer_key, consumer_secret = secret,
+      token = self.token, token_secret = token_secret, realm = self.realm }
+    local floor = math.floor
     self.sign = function(method, url)
-      return oauth.authorization {
-        method = method, url = url, consumer_key = self.consumer_key, consumer_secret = secret,
-        token = self.token, token_secret = token_secret, realm = self.realm,
-        nonce = self.make_nonce(), timestamp = math.floor(self.clock()),
-      }
+      return signer(method, url, self.make_nonce(), floor(self.clock()))
     end
     self.verify_raw = function(raw) return notice.verify(raw, keys) end
     self.sign_notice = function(fields, key_id)
