@@ -2,6 +2,7 @@
 -- buyer's return and of notifications that happen before any network call.
 local mocopay = require "paykit.providers.mocopay"
 local checks = require "paykit.kit.checks"
+local signing = require "paykit.providers.mocopay_sign"
 local paykit = require "paykit"
 local errors = require "paykit.errors"
 local core = require "paykit.core"
@@ -75,6 +76,34 @@ describe("mocopay signature", function()
 
   it("refuses an unknown digest", function()
     assert.has_error(function() mocopay.sign("s", "/p", {}, "sha256") end)
+    assert.has_error(function() signing.signer("s", "sha256") end)
+  end)
+
+  it("an instance's signer (secret and digest bound once) signs the published vector", function()
+    local sign = signing.signer("this.is.a.secret")
+    assert.equal("WETDyNQLx0+8BJ16vDgiVg==", sign("/v1/payment/initPayment/", signing.to_pairs(VECTOR_PARAMS)))
+    assert.equal("RmIIy70wFf6SJP1wMkVzV6aKp8k=",
+      signing.signer("this.is.a.secret", "sha1")("/v1/payment/initPayment/", signing.to_pairs(VECTOR_PARAMS)))
+    assert.not_equal("WETDyNQLx0+8BJ16vDgiVg==",
+      signing.signer("this.is.a.secreT")("/v1/payment/initPayment/", signing.to_pairs(VECTOR_PARAMS)))
+  end)
+
+  it("an instance's signer gives sign's signature for every kind of parameter list", function()
+    local lists = {
+      {}, { { "sessionId", "sess-1" } }, { { "signature", "k:x" } }, { { "signature", "k:x" }, { "b", "1" } },
+      { { "z", "0" }, { "a", "2" }, { "a", "1" }, { "B", "x" }, { "_", "y" }, { "a", "1" } },
+      { { "referenceId", "order 7&x=1" }, { "callbackUrl", "https://shop.example/back?a=1" }, { "k", "\195\169" } },
+      VECTOR_PARAMS, { sessionId = "s" }, { { "n", 5 } }, -- not string pairs: the general way
+    }
+    for _, digest in ipairs { "md5", "sha1" } do
+      for _, encode in ipairs { false, true } do
+        local sign = signing.signer("sec ret", digest, encode)
+        for i, l in ipairs(lists) do
+          assert.equal(mocopay.sign("sec ret", "/v1/p", l, digest, encode), sign("/v1/p", l),
+            digest .. " " .. tostring(encode) .. " list " .. i)
+        end
+      end
+    end
   end)
 
   it("produces signed notification queries its own verifier accepts", function()

@@ -118,7 +118,8 @@ local P = kit.provider {
     self.seen = gateway.seen(o.duplicate_capacity)
     -- The secret lives only in these closures: an instance printed or logged shows no secret.
     local secret, api_key, digest, encode = o.api_secret, o.api_key, o.digest, o.encode_values
-    self.sign = function(path, params) return signing.sign(secret, path, params, digest, encode) end
+    self.sign = signing.signer(secret, digest, encode) -- (path, pairs) -> signature
+    self.signature_prefix = api_key .. ":" -- the signed value is api_key:signature
     self.check = function(key, path, params, given)
       if not core.consteq(key, api_key) then return false end
       return core.consteq(signing.sign(secret, path, params, digest, encode), given)

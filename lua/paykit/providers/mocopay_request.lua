@@ -115,6 +115,8 @@ local VERIFY_LUA = { session_id = true, user_id = true, transaction_id = true }
 local VERIFY_KNOWN = { sessionId = true, userId = true, transactionId = true, session_id = true, user_id = true,
                        transaction_id = true }
 
+local VERIFY_ORDER = { "sessionId", "userId", "transactionId" }
+
 --- verifyPayment's one key: exactly one of sessionId, userId, transactionId (API or Lua names).
 -- @param by a table, or a string (a sessionId)
 -- @treturn string the API name chosen
@@ -125,7 +127,8 @@ function _M.verify_key(by)
   if type(by) == "string" then by = { sessionId = by } end
   if type(by) ~= "table" then return nil, errors.validation("sessionId", "required", "verifyPayment needs sessionId, userId or transactionId") end
   local chosen, value, count = nil, nil, 0
-  for _, api in ipairs { "sessionId", "userId", "transactionId" } do
+  for i = 1, #VERIFY_ORDER do
+    local api = VERIFY_ORDER[i]
     local lua = VERIFY_BY[api]
     local v = by[api]
     if v ~= nil and by[lua] ~= nil then
