@@ -4,13 +4,15 @@
  * runtime failures return nil, message, code. All inputs are taken with their Lua length, so
  * binary data with NUL bytes is handled everywhere.
  *
- * C state: the digest and MAC algorithms are fetched from OpenSSL once per process (OpenSSL 3
+ * C state: the digest and MAC algorithms are fetched from OpenSSL once per Lua state (OpenSSL 3
  * fetches them again on every call of its convenience functions: HMAC() is EVP_Q_mac, a fetch,
- * a context and a parameter parse each time); random bytes are served from a per-thread buffer
- * filled with RAND_bytes in RAND_CHUNK blocks and thrown away in a forked child (see rand_take). */
+ * a context and a parameter parse each time); random bytes are served from a buffer filled
+ * with RAND_bytes in RAND_CHUNK blocks and thrown away in a forked child (see rand_take). */
 #include <limits.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -35,27 +37,56 @@ static const char b64_url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvw
 
 static const char *const alg_ossl[] = {"MD5", "SHA1", "SHA256", "SHA512"};
 
-/* The algorithms, fetched once per process (never freed: they live as long as the process). */
-static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
-static EVP_MD *fetched_md[4];
-static EVP_MAC *fetched_hmac;
+/* The algorithms, fetched once per Lua state when the module is loaded: a userdata every
+ * crypto function holds as its upvalue, freed by its __gc when the state closes (before the
+ * module's code is unloaded). */
+#define ALGS_MT "paykit.crypto_algorithms"
 
-static void fetch_algorithms(void)
+typedef struct {
+    EVP_MD *md[4];
+    EVP_MAC *hmac;
+} algs_t;
+
+#define ALGS(L) ((algs_t *)lua_touserdata((L), lua_upvalueindex(1)))
+
+static int algs_gc(lua_State *L)
+{
+    algs_t *a = (algs_t *)lua_touserdata(L, 1);
+    int i;
+    for (i = 0; i < 4; i++) {
+        EVP_MD_free(a->md[i]);
+        a->md[i] = NULL;
+    }
+    EVP_MAC_free(a->hmac);
+    a->hmac = NULL;
+    return 0;
+}
+
+/* Pushes the fetched algorithms' userdata. */
+static void push_algorithms(lua_State *L)
 {
     int i;
+    algs_t *a = (algs_t *)lua_newuserdata(L, sizeof *a);
+    memset(a, 0, sizeof *a);
+    if (luaL_newmetatable(L, ALGS_MT)) {
+        lua_pushcfunction(L, algs_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushliteral(L, ALGS_MT);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_setmetatable(L, -2);
     for (i = 0; i < 4; i++)
-        fetched_md[i] = EVP_MD_fetch(NULL, alg_ossl[i], NULL);
-    fetched_hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        a->md[i] = EVP_MD_fetch(NULL, alg_ossl[i], NULL);
+    a->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     ERR_clear_error(); /* an algorithm a provider lacks is reported when it is used */
 }
 
 /* The digest for alg: the fetched one, or OpenSSL's implicit lookup when the fetch failed
  * (e.g. md5 outside a FIPS provider's list: then the call reports OpenSSL's error). */
-static const EVP_MD *alg_md(int alg)
+static const EVP_MD *alg_md(const algs_t *a, int alg)
 {
-    pthread_once(&fetch_once, fetch_algorithms);
-    if (fetched_md[alg] != NULL)
-        return fetched_md[alg];
+    if (a != NULL && a->md[alg] != NULL)
+        return a->md[alg];
     switch (alg) {
     case 0: return EVP_md5();
     case 1: return EVP_sha1();
@@ -152,7 +183,7 @@ static int l_digest(lua_State *L)
     int enc = luaL_checkoption(L, 3, "raw", enc_names);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    if (EVP_Digest(data, len, md, &mdlen, alg_md(alg), NULL) != 1)
+    if (EVP_Digest(data, len, md, &mdlen, alg_md(ALGS(L), alg), NULL) != 1)
         return push_openssl_error(L, "digest");
     push_encoded(L, md, mdlen, enc);
     return 1;
@@ -160,14 +191,13 @@ static int l_digest(lua_State *L)
 
 /* An HMAC context for alg and key (EVP_MAC with the fetched HMAC and digest), or NULL with
  * OpenSSL's error queued. */
-static EVP_MAC_CTX *hmac_new(int alg, const char *key, size_t keylen)
+static EVP_MAC_CTX *hmac_new(const algs_t *a, int alg, const char *key, size_t keylen)
 {
     OSSL_PARAM params[2];
     EVP_MAC_CTX *ctx;
-    pthread_once(&fetch_once, fetch_algorithms);
-    if (fetched_hmac == NULL)
+    if (a == NULL || a->hmac == NULL)
         return NULL;
-    ctx = EVP_MAC_CTX_new(fetched_hmac);
+    ctx = EVP_MAC_CTX_new(a->hmac); /* holds its own reference to the algorithm */
     if (ctx == NULL)
         return NULL;
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)alg_ossl[alg], 0);
@@ -199,7 +229,7 @@ static int l_hmac(lua_State *L)
     int ok;
     EVP_MAC_CTX *ctx;
     luaL_argcheck(L, keylen <= INT_MAX, 2, "key too long");
-    ctx = hmac_new(alg, key, keylen);
+    ctx = hmac_new(ALGS(L), alg, key, keylen);
     if (ctx == NULL)
         return push_openssl_error(L, "hmac");
     ok = hmac_run(ctx, data, len, md, &mdlen);
@@ -233,7 +263,7 @@ static int l_hmac_key(lua_State *L)
     k->alg = alg;
     luaL_getmetatable(L, HMAC_KEY_MT);
     lua_setmetatable(L, -2);
-    k->ctx = hmac_new(alg, key, keylen);
+    k->ctx = hmac_new(ALGS(L), alg, key, keylen);
     if (k->ctx == NULL)
         return push_openssl_error(L, "hmac_key");
     return 1;
@@ -405,29 +435,68 @@ static int l_consteq(lua_State *L)
 
 /* ---- random ---- */
 
-/* Random bytes come from a per-thread buffer filled with RAND_bytes RAND_CHUNK bytes at a time
- * (one RAND_bytes call costs about as much for 16 bytes as for 4 KB). Bytes handed out are
- * wiped from the buffer at once. A forked child never serves its parent's bytes: a fork
- * handler bumps fork_generation in the child, and the buffer also remembers the pid it was
- * filled in (a child made without the C library's fork, by a raw clone, still has another
- * pid); either change throws the buffer away before anything is served. Requests larger than
- * RAND_DIRECT go to RAND_bytes directly. */
+/* Random bytes come from one buffer per process, filled with RAND_bytes RAND_CHUNK bytes at a
+ * time (one RAND_bytes call costs about as much for 16 bytes as for 4 KB) and taken under a
+ * mutex; bytes handed out are wiped from it at once. Requests larger than RAND_DIRECT go to
+ * RAND_bytes directly.
+ *
+ * A forked child never serves its parent's bytes. The buffer lives in its own pages marked
+ * MADV_WIPEONFORK: the kernel hands a child those pages zeroed, whatever made the child (the C
+ * library's fork or a raw system call), so its `filled` mark reads 0 and the child draws
+ * afresh. Where the kernel does not wipe (before Linux 4.14, or mmap/madvise refused), the
+ * buffer is kept in static memory and remembers the pid it was filled in, checked on every
+ * draw (a getpid system call each time). In both cases a fork handler also bumps
+ * fork_generation in the child (and takes the mutex around fork, so a child never inherits it
+ * held). */
 #define RAND_CHUNK 4096
 #define RAND_DIRECT 1024
 
 typedef struct {
-    unsigned char bytes[RAND_CHUNK];
-    size_t pos;            /* next unserved byte; RAND_CHUNK: empty */
-    pid_t pid;             /* the process that filled it */
+    unsigned long filled;  /* RAND_FILLED once bytes were drawn in this process; 0 in a wiped child */
     unsigned long gen;     /* fork_generation when it was filled */
+    pid_t pid;             /* the process that filled it (checked when the pages are not wiped) */
+    size_t pos;            /* next unserved byte; RAND_CHUNK: empty */
+    unsigned char bytes[RAND_CHUNK];
 } rand_buf_t;
 
-static __thread rand_buf_t rand_buf = {{0}, RAND_CHUNK, 0, 0};
-static volatile unsigned long fork_generation;
-static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+#define RAND_FILLED 0x5eedf11edUL
 
-static void on_fork_child(void) { fork_generation++; }
-static void register_fork_handler(void) { pthread_atfork(NULL, NULL, on_fork_child); }
+static pthread_mutex_t rand_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t rand_once = PTHREAD_ONCE_INIT;
+static rand_buf_t rand_static;       /* the buffer when the kernel cannot wipe pages on fork */
+static rand_buf_t *rand_buf;         /* the buffer in use */
+static int rand_wiped;               /* 1: rand_buf is in MADV_WIPEONFORK pages */
+static volatile unsigned long fork_generation;
+
+static void fork_prepare(void) { pthread_mutex_lock(&rand_mutex); }
+static void fork_parent(void) { pthread_mutex_unlock(&rand_mutex); }
+static void fork_child(void)
+{
+    fork_generation++;
+    pthread_mutex_unlock(&rand_mutex);
+}
+
+static void rand_setup(void)
+{
+    rand_buf = &rand_static;
+#if defined(MADV_WIPEONFORK)
+    /* PAYKIT_RANDOM_PID_CHECK=1 keeps the pid-checked static buffer even where the kernel
+     * could wipe (for spec/core_random_fork_spec.lua, which forks under both) */
+    if (getenv("PAYKIT_RANDOM_PID_CHECK") == NULL || strcmp(getenv("PAYKIT_RANDOM_PID_CHECK"), "1") != 0) {
+        void *p = mmap(NULL, sizeof(rand_buf_t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) {
+            if (madvise(p, sizeof(rand_buf_t), MADV_WIPEONFORK) == 0) {
+                rand_buf = (rand_buf_t *)p; /* kept for the life of the process */
+                rand_wiped = 1;
+            } else {
+                munmap(p, sizeof(rand_buf_t));
+            }
+        }
+    }
+#endif
+    rand_buf->pos = RAND_CHUNK;
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
 
 static void rand_discard(rand_buf_t *r)
 {
@@ -438,28 +507,44 @@ static void rand_discard(rand_buf_t *r)
 /* n fresh random bytes into out: 1, or 0 with OpenSSL's error queued. */
 static int rand_take(unsigned char *out, size_t n)
 {
-    rand_buf_t *r = &rand_buf;
-    pid_t pid;
+    rand_buf_t *r;
+    int ok = 1;
     if (n == 0)
         return 1;
     if (n > RAND_DIRECT)
         return RAND_bytes(out, (int)n) == 1;
-    pid = getpid();
-    if (r->pid != pid || r->gen != fork_generation) {
-        rand_discard(r);
-        r->pid = pid;
+    pthread_once(&rand_once, rand_setup);
+    pthread_mutex_lock(&rand_mutex);
+    r = rand_buf;
+    if (r->filled != RAND_FILLED || r->gen != fork_generation || (!rand_wiped && r->pid != getpid())) {
+        rand_discard(r); /* another process's bytes, or none yet */
+        r->filled = RAND_FILLED;
         r->gen = fork_generation;
+        r->pid = rand_wiped ? 0 : getpid();
     }
     if (RAND_CHUNK - r->pos < n) {
-        if (RAND_bytes(r->bytes, RAND_CHUNK) != 1) {
+        if (RAND_bytes(r->bytes, RAND_CHUNK) == 1) {
+            r->pos = 0;
+        } else {
             rand_discard(r);
-            return 0;
+            ok = 0;
         }
-        r->pos = 0;
     }
-    memcpy(out, r->bytes + r->pos, n);
-    OPENSSL_cleanse(r->bytes + r->pos, n);
-    r->pos += n;
+    if (ok) {
+        memcpy(out, r->bytes + r->pos, n);
+        OPENSSL_cleanse(r->bytes + r->pos, n);
+        r->pos += n;
+    }
+    pthread_mutex_unlock(&rand_mutex);
+    return ok;
+}
+
+/* random_wiped_on_fork(): whether the random buffer is in pages the kernel wipes in a forked
+ * child (false: the pid check serves instead). For the specs. */
+static int l_random_wiped_on_fork(lua_State *L)
+{
+    pthread_once(&rand_once, rand_setup);
+    lua_pushboolean(L, rand_wiped);
     return 1;
 }
 
@@ -558,6 +643,7 @@ static const luaL_Reg crypto_funcs[] = {
     {"random_bytes", l_random_bytes},
     {"random_hex", l_random_hex},
     {"uuid4", l_uuid4},
+    {"_random_wiped_on_fork", l_random_wiped_on_fork},
     {NULL, NULL},
 };
 
@@ -568,7 +654,7 @@ static const luaL_Reg hmac_key_methods[] = {
 
 void paykit_crypto_register(lua_State *L)
 {
-    pthread_once(&fork_once, register_fork_handler);
+    pthread_once(&rand_once, rand_setup);
     if (luaL_newmetatable(L, HMAC_KEY_MT)) {
         lua_newtable(L);
         luaL_setfuncs(L, hmac_key_methods, 0);
@@ -581,5 +667,6 @@ void paykit_crypto_register(lua_State *L)
         lua_setfield(L, -2, "__metatable");
     }
     lua_pop(L, 1);
-    luaL_setfuncs(L, crypto_funcs, 0);
+    push_algorithms(L);
+    luaL_setfuncs(L, crypto_funcs, 1); /* each holds the algorithms as its upvalue */
 }

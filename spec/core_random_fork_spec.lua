@@ -1,9 +1,11 @@
--- core.random_bytes / random_hex / uuid4 serve bytes from a per-thread buffer (csrc/crypto.c):
--- a forked child must never hand out its parent's bytes. nginx forks its workers after the
--- master loaded paykit.core, so this forks the very process that already filled the buffer:
+-- core.random_bytes / random_hex / uuid4 serve bytes from a buffer (csrc/crypto.c): a forked
+-- child must never hand out its parent's bytes. nginx forks its workers after the master
+-- loaded paykit.core, so this forks the very process that already filled the buffer:
 -- spec/support/fork_host.c is a Lua host (built here for the runtime running the spec) that
 -- gives the script fork() (the C library's, its fork handlers run) and rawfork() (the system
--- call alone: only the pid check can notice it).
+-- call alone: no fork handler runs). Each is run with the buffer in MADV_WIPEONFORK pages
+-- (the kernel zeroes them in the child) and with PAYKIT_RANDOM_PID_CHECK=1 (a static buffer
+-- checked against getpid on every draw, what serves where the kernel cannot wipe).
 local is_jit = type(jit) == "table"
 local runtime = is_jit and "luajit" or "lua5.4"
 
@@ -31,6 +33,7 @@ local core = require "paykit.core"
 local which, out = arg[1], arg[2]
 -- fill this process's buffer, so a child would inherit unserved bytes
 assert(#core.uuid4() == 36)
+print("WIPED " .. tostring(core._random_wiped_on_fork()))
 local function draw()
   local t = {}
   for _ = 1, 40 do t[#t + 1] = core.uuid4() end
@@ -58,18 +61,20 @@ local function lines(path)
   return t
 end
 
-local function run(which)
+local function run(which, pid_check)
   build_host()
   local script = os.tmpname()
   local f = assert(io.open(script, "w"))
   f:write((SCRIPT:gsub("RUNTIME", runtime)))
   f:close()
   local out = os.tmpname()
-  local code, text = sh(host .. " " .. script .. " " .. which .. " " .. out)
+  local code, text = sh((pid_check and "PAYKIT_RANDOM_PID_CHECK=1 " or "") .. host .. " " .. script .. " "
+    .. which .. " " .. out)
   os.remove(script)
   assert(code == 0, "the fork host failed: " .. text)
   if text:find("NOFORK") then return nil end
   assert.truthy(text:find("CHILD_EXIT 0", 1, true), text)
+  if pid_check then assert.truthy(text:find("WIPED false", 1, true), text) end
   local parent, child = lines(out .. ".parent"), lines(out .. ".child")
   os.remove(out); os.remove(out .. ".parent"); os.remove(out .. ".child")
   return parent, child
@@ -90,14 +95,22 @@ local function assert_disjoint(parent, child)
 end
 
 describe("core random bytes across fork", function()
-  it("a child forked by the C library's fork never serves the parent's buffered bytes", function()
-    local parent, child = run("fork")
-    assert_disjoint(parent, child)
-  end)
+  for _, mode in ipairs { { false, "in pages the kernel wipes on fork" }, { true, "pid-checked (PAYKIT_RANDOM_PID_CHECK=1)" } } do
+    local pid_check, how = mode[1], mode[2]
+    it("a child forked by the C library's fork never serves the parent's buffered bytes, " .. how, function()
+      local parent, child = run("fork", pid_check)
+      assert_disjoint(parent, child)
+    end)
 
-  it("a child made by the fork system call alone (no fork handlers) is caught by its pid", function()
-    local parent, child = run("raw")
-    if parent == nil then pending("no fork system call on this architecture") return end
-    assert_disjoint(parent, child)
+    it("a child made by the fork system call alone (no fork handlers) never does either, " .. how, function()
+      local parent, child = run("raw", pid_check)
+      if parent == nil then pending("no fork system call on this architecture") return end
+      assert_disjoint(parent, child)
+    end)
+  end
+
+  it("uses wiped pages on this machine's kernel (Linux 4.14 and later)", function()
+    local core = require "paykit.core"
+    assert.is_true(core._random_wiped_on_fork())
   end)
 end)

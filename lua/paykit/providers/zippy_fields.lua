@@ -46,14 +46,16 @@ function _M.region(v, field)
   return nil, bad(field, "invalid", field .. " must be a mobile country code of three digits, like 310")
 end
 
+local NO_FRAGMENT = { no_fragment = true,
+  why = "Zippy appends ?<notice> to it and the browser would keep the notice to itself" }
+
 --- An absolute http(s) URL; `o.no_fragment` refuses a "#fragment" (Zippy appends ?<notice>).
 -- @param v the value
 -- @tparam string field
 -- @tparam[opt] table o `{no_fragment = true}`
 -- @return nil or a validation error (`required`, `invalid_url`)
 function _M.url(v, field, o)
-  return checks.url(v, field, o and o.no_fragment and { no_fragment = true,
-    why = "Zippy appends ?<notice> to it and the browser would keep the notice to itself" } or nil)
+  return checks.url(v, field, o and o.no_fragment and NO_FRAGMENT or nil)
 end
 
 --- A price as Zippy wants it ("0.99"): exact, with the currency's two decimals, above zero.
