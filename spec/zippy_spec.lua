@@ -327,6 +327,23 @@ describe("zippy validation before any network call", function()
     assert.are.equal(0, calls.n)
   end
 
+  it("keeps every transaction field in the body (each name of TX_FIELDS), the defaults filling the URLs", function()
+    local request = require "paykit.providers.zippy_request"
+    local z = offline { success_url = "https://shop.example/d-ok", callback_error_url = "https://shop.example/d-cb" }
+    local full = tx { product_image_url = "https://shop.example/i.png" }
+    local body = assert(z:transaction_body(full))
+    for k in pairs(request.TX_FIELDS) do
+      if k ~= "price_minor" then assert.is_not_nil(body[k], k) end
+    end
+    local n = 0
+    for _ in pairs(body) do n = n + 1 end
+    assert.are.equal(12, n)
+    body = assert(z:transaction_body(tx { success_url = false, callback_error_url = false }))
+    assert.are.equal("https://shop.example/d-ok", body.success_url)
+    assert.are.equal("https://shop.example/d-cb", body.callback_error_url)
+    assert.are.equal("https://shop.example/error", body.error_url)
+  end)
+
   it("accepts a valid transaction and sends the price as a 0.00 string", function()
     local z, calls = offline()
     assert.are.equal("0.89", assert(z:transaction_body(tx())).price)

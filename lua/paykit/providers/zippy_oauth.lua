@@ -128,11 +128,13 @@ function _M.signer(o)
   local h_timestamp = '", oauth_signature_method="HMAC-SHA1", oauth_timestamp="'
   local h_signature = '", oauth_token="' .. pct(token) .. '", oauth_version="1.0", oauth_signature="'
   local uris, uris_n = {}, 0 -- url -> pct(base_uri(url)), for URLs without a query
+  local last_ts, last_et, last_et2 -- the last timestamp, encoded once and twice (a second's calls share it)
   return function(method, url, nonce, timestamp)
-    nonce, timestamp = tostring(nonce), tostring(timestamp)
+    nonce = tostring(nonce)
     local m = METHODS[method] or upper(method)
     local base
     if find(url, "?", 1, true) then
+      timestamp = tostring(timestamp)
       local err
       base, err = _M.base_string(m, url, { oauth_consumer_key = ck, oauth_nonce = nonce,
         oauth_signature_method = "HMAC-SHA1", oauth_timestamp = timestamp, oauth_token = token,
@@ -147,9 +149,13 @@ function _M.signer(o)
         if uris_n >= 64 then uris, uris_n = {}, 0 end
         uris[url], uris_n = euri, uris_n + 1
       end
-      local en, et = pct(nonce), pct(timestamp)
-      base = m .. "&" .. euri .. "&" .. b_nonce .. pct(en) .. b_timestamp .. pct(et) .. b_rest
-      return h_nonce .. en .. h_timestamp .. et .. h_signature .. pct(key:mac(base, "base64")) .. '"'
+      if timestamp ~= last_ts then
+        last_et = pct(tostring(timestamp))
+        last_ts, last_et2 = timestamp, pct(last_et)
+      end
+      local en = pct(nonce)
+      base = m .. "&" .. euri .. "&" .. b_nonce .. pct(en) .. b_timestamp .. last_et2 .. b_rest
+      return h_nonce .. en .. h_timestamp .. last_et .. h_signature .. pct(key:mac(base, "base64")) .. '"'
     end
     return h_nonce .. pct(nonce) .. h_timestamp .. pct(timestamp) .. h_signature .. pct(key:mac(base, "base64")) .. '"'
   end

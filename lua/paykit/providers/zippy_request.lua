@@ -112,6 +112,7 @@ end
 -- the caller's name of a field (for errors), made without a closure per call
 local NO_NAMES, NO_FRAGMENT = {}, { no_fragment = true }
 local function name_of(names, k) return names[k] or k end
+local function or_default(v, d) if v == nil then return d end return v end
 
 --- Checks and normalises a transaction; returns the JSON body or nil, err. No network.
 -- @tparam table defaults the instance's default URLs (`success_url`, ...)
@@ -127,11 +128,18 @@ function _M.transaction_body(defaults, t, names)
   names = names or NO_NAMES
   local fields, err = kit.fields(t, _M.TX_FIELDS, "transaction")
   if not fields then return nil, err end
-  local body = {}
-  for k, v in pairs(fields) do body[k] = v end
-  for _, k in ipairs(_M.TX_URLS) do
-    if body[k] == nil then body[k] = defaults[k] end
-  end
+  -- the body made at its size in one constructor (every TX_FIELDS name), the instance's
+  -- default URLs where the transaction gives none
+  local f = fields
+  local body = {
+    product_id = f.product_id, region = f.region, carrier = f.carrier, price = f.price,
+    price_minor = f.price_minor, currency = f.currency, pay_method = f.pay_method,
+    success_url = or_default(f.success_url, defaults.success_url),
+    error_url = or_default(f.error_url, defaults.error_url),
+    callback_success_url = or_default(f.callback_success_url, defaults.callback_success_url),
+    callback_error_url = or_default(f.callback_error_url, defaults.callback_error_url),
+    ext_transaction_id = f.ext_transaction_id, product_image_url = f.product_image_url,
+  }
   local e = checks.uuid(body.product_id, "product_id")
   if e then return nil, e end
   if type(body.currency) ~= "string" or not _M.CURRENCIES[body.currency] then
@@ -157,7 +165,9 @@ function _M.transaction_body(defaults, t, names)
   if e then return nil, e end
   body.region, err = check.region(body.region, "region")
   if not body.region then return nil, err end
-  for _, k in ipairs(_M.TX_URLS) do
+  local urls = _M.TX_URLS
+  for i = 1, #urls do
+    local k = urls[i]
     e = check.url(body[k], name_of(names, k), RETURN_URLS[k] and NO_FRAGMENT or nil)
     if e then return nil, e end
   end
