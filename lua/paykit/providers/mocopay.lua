@@ -223,6 +223,8 @@ local function payment_result(self, info, answer)
   }
 end
 
+local call_pairs -- (self, op, method, endpoint, pairs, idempotent), below Client:call
+
 local function invalid(op, why)
   return errors.provider { code = "invalid_response", provider = PROVIDER, op = PROVIDER .. "." .. op,
     message = "MoCoPay " .. op .. " answer " .. why }
@@ -259,7 +261,12 @@ M.Client = Client
 -- @return[2] a transport, config (`invalid_credentials`) or provider error (`bad_request`,
 --   `not_found`, `server_error`, `invalid_response`, ...: `paykit.kit.wire`)
 function Client:call(op, method, endpoint, params, idempotent)
-  local answer, info = self:commit(op, { method = method, path = endpoint, query = signing.to_pairs(params),
+  return call_pairs(self, op, method, endpoint, signing.to_pairs(params), idempotent)
+end
+
+-- Client:call with the parameters as string pairs already (verify_payment's one pair).
+call_pairs = function(self, op, method, endpoint, query, idempotent)
+  local answer, info = self:commit(op, { method = method, path = endpoint, query = query,
     body = method == "POST" and "" or nil, idempotent = idempotent == true })
   if answer == nil then return nil, info end
   if type(answer) ~= "table" or info.status ~= 200 then
@@ -344,7 +351,7 @@ end
 function Client:verify_payment(by)
   local chosen, value = request.verify_key(by)
   if not chosen then return nil, value end
-  local answer, err = self:call("verifyPayment", "POST", self.verify_path, { [chosen] = value }, true)
+  local answer, err = call_pairs(self, "verifyPayment", "POST", self.verify_path, { { chosen, value } }, true)
   if not answer then return nil, err end
   local info = M.payment_info(answer)
   local ok

@@ -124,7 +124,12 @@ local VERIFY_ORDER = { "sessionId", "userId", "transactionId" }
 -- @return[2] nil
 -- @return[2] a validation error naming the field
 function _M.verify_key(by)
-  if type(by) == "string" then by = { sessionId = by } end
+  if type(by) == "string" then -- a sessionId: the checks below, without a table
+    if by == "" or #by > 255 or find(by, "%c") then
+      return nil, errors.validation("sessionId", "invalid", "sessionId must be 1-255 characters without control characters")
+    end
+    return "sessionId", by
+  end
   if type(by) ~= "table" then return nil, errors.validation("sessionId", "required", "verifyPayment needs sessionId, userId or transactionId") end
   local chosen, value, count = nil, nil, 0
   for i = 1, #VERIFY_ORDER do

@@ -130,6 +130,13 @@ function M.signer(secret, digest, encode)
         return M.sign(secret, path, list, digest, encode)
       end
     end
+    if n == 1 and list[1][1] ~= "signature" then -- one pair (verifyPayment): nothing to sort
+      local kv = list[1]
+      if encode then
+        return hash(digest, secret .. path .. "?" .. pct(kv[1]) .. "=" .. pct(kv[2]), "base64")
+      end
+      return hash(digest, secret .. path .. "?" .. kv[1] .. "=" .. kv[2], "base64")
+    end
     -- the pairs without `signature`, in byte order (insertion sort: a few pairs)
     local sorted, m = {}, 0
     for i = 1, n do
