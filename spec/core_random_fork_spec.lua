@@ -18,9 +18,10 @@ local function sh(cmd)
 end
 
 local host = "build/test/fork_host_" .. runtime
-local function build_host()
-  local f = io.open(host, "rb")
-  if f then f:close(); return end
+local built = false
+local function build_host() -- once per run (never a stale host from an older fork_host.c)
+  if built then return end
+  built = true
   local pkg = is_jit and "luajit" or "lua5.4"
   local code, out = sh("mkdir -p build/test && cc -O1 -o " .. host .. " spec/support/fork_host.c"
     .. " $(pkg-config --cflags --libs " .. pkg .. ")")
