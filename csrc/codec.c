@@ -2,7 +2,11 @@
  *
  * Strings are handled as bytes (invalid UTF-8 passes through). Misuse raises with
  * luaL_argerror; invalid input returns nil, message, code. Messages never echo the input:
- * a caller may pass a secret by mistake. No mutable C state. */
+ * a caller may pass a secret by mistake. No mutable C state.
+ *
+ * pct_encode and canonical_query (what OAuth signs on every call) take one pass over their
+ * input and make one Lua string each: pct_encode answers its argument itself when nothing
+ * needs encoding, canonical_query encodes into one scratch block and sorts pointers into it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,10 +20,51 @@ static const char upper_hex[] = "0123456789ABCDEF";
 
 /* ---- percent-encoding ---- */
 
+/* 1 for the RFC 3986 unreserved bytes A-Z a-z 0-9 - . _ ~ */
+static const unsigned char unreserved[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
+
 static int is_unreserved(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
-        || c == '-' || c == '.' || c == '_' || c == '~';
+    return unreserved[c];
+}
+
+/* How many bytes s[0..n) takes percent-encoded (RFC 3986, space as %20). */
+static size_t pct_size(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i, out = n;
+    for (i = 0; i < n; i++)
+        if (!unreserved[s[i]])
+            out += 2;
+    return out;
+}
+
+/* Writes s[0..n) percent-encoded (space as %20) at dst; returns the end. */
+static char *pct_write(char *dst, const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char c = s[i];
+        if (unreserved[c]) {
+            *dst++ = (char)c;
+        } else {
+            dst[0] = '%';
+            dst[1] = upper_hex[c >> 4];
+            dst[2] = upper_hex[c & 15];
+            dst += 3;
+        }
+    }
+    return dst;
 }
 
 /* Appends s percent-encoded: unreserved bytes as they are, space as "+" when plus, else %XX. */
@@ -94,12 +139,25 @@ static int push_bad_percent(lua_State *L, size_t pos)
                        (int)pos + 1);
 }
 
-/* pct_encode(s) */
+/* pct_encode(s): s itself when every byte is unreserved; else one string made */
 static int l_pct_encode(lua_State *L)
 {
-    size_t len;
+    size_t len, out;
     const char *s = luaL_checklstring(L, 1, &len);
-    push_pct(L, s, len, 0);
+    char local[512];
+    out = pct_size(s, len);
+    if (out == len) {
+        lua_settop(L, 1); /* a number argument was converted to its string in place */
+        return 1;
+    }
+    if (out <= sizeof local) {
+        pct_write(local, s, len);
+        lua_pushlstring(L, local, out);
+    } else {
+        char *big = (char *)lua_newuserdata(L, out);
+        pct_write(big, s, len);
+        lua_pushlstring(L, big, out);
+    }
     return 1;
 }
 
@@ -213,17 +271,6 @@ static int cmp_key_idx(const void *pa, const void *pb)
 {
     const field *a = (const field *)pa, *b = (const field *)pb;
     int c = cmp_bytes(a->k, a->kl, b->k, b->kl);
-    if (c != 0) return c;
-    return (a->idx > b->idx) - (a->idx < b->idx);
-}
-
-/* by key, then value, then original order */
-static int cmp_key_value(const void *pa, const void *pb)
-{
-    const field *a = (const field *)pa, *b = (const field *)pb;
-    int c = cmp_bytes(a->k, a->kl, b->k, b->kl);
-    if (c != 0) return c;
-    c = cmp_bytes(a->v, a->vl, b->v, b->vl);
     if (c != 0) return c;
     return (a->idx > b->idx) - (a->idx < b->idx);
 }
@@ -391,29 +438,209 @@ static int l_form_encode(lua_State *L)
     return 1;
 }
 
+/* ---- canonical_query: one pass, one scratch block ---- */
+
+/* A raw (not yet encoded) field: pointers into strings kept alive by the argument table (or
+ * by the anchor table for converted numbers); k/v point at the encoded bytes once encoded. */
+typedef struct {
+    const char *k, *v;
+    size_t kl, vl, idx;
+} cfield;
+
+#define CQ_LOCAL_FIELDS 32
+#define CQ_LOCAL_BYTES 4096
+
+typedef struct {
+    lua_State *L;
+    cfield *f;
+    size_t n, cap;
+    int slot;     /* stack slot of the userdata holding f once it outgrows the local array */
+    int anchor;   /* stack slot of the table keeping converted numbers alive (nil until used) */
+    size_t anchored;
+    size_t bytes; /* encoded bytes of every key and value */
+} cq_t;
+
+static void cq_add(cq_t *q, const char *k, size_t kl, const char *v, size_t vl)
+{
+    cfield *f;
+    if (q->n == q->cap) {
+        size_t cap = q->cap * 2;
+        cfield *bigger = (cfield *)lua_newuserdata(q->L, cap * sizeof *bigger);
+        memcpy(bigger, q->f, q->n * sizeof *bigger);
+        lua_replace(q->L, q->slot);
+        q->f = bigger;
+        q->cap = cap;
+    }
+    f = &q->f[q->n];
+    f->k = k; f->kl = kl; f->v = v; f->vl = vl; f->idx = q->n;
+    q->bytes += pct_size(k, kl) + pct_size(v, vl);
+    q->n++;
+}
+
+/* The string form of the scalar at idx, kept alive: a string as it is (it lives in the
+ * argument table), a boolean as a C literal, a number converted (tostring's rules) and kept
+ * in the anchor table. NULL for any other type. */
+static const char *cq_scalar(cq_t *q, int idx, size_t *len)
+{
+    lua_State *L = q->L;
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+        return lua_tolstring(L, idx, len);
+    case LUA_TBOOLEAN:
+        if (lua_toboolean(L, idx)) { *len = 4; return "true"; }
+        *len = 5;
+        return "false";
+    case LUA_TNUMBER: {
+        const char *s;
+        if (lua_isnil(L, q->anchor)) {
+            lua_newtable(L);
+            lua_replace(L, q->anchor);
+        }
+        lua_pushvalue(L, idx);
+        s = lua_tolstring(L, -1, len); /* converts the copy, never the original */
+        lua_rawseti(L, q->anchor, (int)++q->anchored);
+        return s; /* the anchor table holds the string */
+    }
+    default:
+        return NULL;
+    }
+}
+
+static void cq_bad_value(cq_t *q, const char *k, size_t kl, int value)
+{
+    lua_State *L = q->L;
+    push_pct(L, k, kl, 0); /* the name as it would be sent (the message used to say that) */
+    lua_pushfstring(L, "value of field '%s' must be a string, number, boolean or an array of them (got %s)",
+                    lua_tostring(L, -1), luaL_typename(L, value));
+    luaL_argerror(L, 1, lua_tostring(L, -1));
+}
+
+/* Adds the field k = the value at `value` (a scalar, or an array of them: one field each). */
+static void cq_value(cq_t *q, const char *k, size_t kl, int value)
+{
+    lua_State *L = q->L;
+    size_t vl;
+    const char *v;
+    if (lua_type(L, value) == LUA_TTABLE) {
+        int i, len = (int)lua_rawlen(L, value);
+        for (i = 1; i <= len; i++) {
+            lua_rawgeti(L, value, i);
+            v = cq_scalar(q, lua_gettop(L), &vl);
+            if (v == NULL)
+                cq_bad_value(q, k, kl, lua_gettop(L));
+            cq_add(q, k, kl, v, vl); /* a string element stays alive in the value table */
+            lua_pop(L, 1);
+        }
+        return;
+    }
+    v = cq_scalar(q, value, &vl);
+    if (v == NULL)
+        cq_bad_value(q, k, kl, value);
+    cq_add(q, k, kl, v, vl);
+}
+
+static int cq_less(const cfield *a, const cfield *b)
+{
+    int c = cmp_bytes(a->k, a->kl, b->k, b->kl);
+    if (c == 0) c = cmp_bytes(a->v, a->vl, b->v, b->vl);
+    if (c == 0) return a->idx < b->idx;
+    return c < 0;
+}
+
+static int cq_cmp(const void *pa, const void *pb)
+{
+    const cfield *a = (const cfield *)pa, *b = (const cfield *)pb;
+    if (cq_less(a, b)) return -1;
+    return cq_less(b, a);
+}
+
 /* canonical_query(t): RFC 3986 encoded, sorted by encoded key then encoded value */
 static int l_canonical_query(lua_State *L)
 {
-    int is_pairs, anchor;
-    size_t n, i;
-    field *f;
-    luaL_Buffer b;
+    cfield local_fields[CQ_LOCAL_FIELDS];
+    char local_bytes[CQ_LOCAL_BYTES];
+    cq_t q;
+    size_t i, need, out_len;
+    char *scratch, *w, *out;
+    int is_pairs;
 
+    luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    n = collect_fields(L, 1, &is_pairs);
-    anchor = lua_gettop(L);
-    f = index_fields(L, anchor, n);
-    if (n > 1)
-        qsort(f, n, sizeof *f, cmp_key_value);
+    lua_pushnil(L); /* 2: the fields' userdata, once they outgrow local_fields */
+    lua_pushnil(L); /* 3: the anchor table of converted numbers */
+    q.L = L; q.f = local_fields; q.n = 0; q.cap = CQ_LOCAL_FIELDS; q.slot = 2; q.anchor = 3;
+    q.anchored = 0; q.bytes = 0;
 
-    luaL_buffinit(L, &b);
-    for (i = 0; i < n; i++) {
-        if (i > 0) luaL_addchar(&b, '&');
-        luaL_addlstring(&b, f[i].k, f[i].kl);
-        luaL_addchar(&b, '=');
-        luaL_addlstring(&b, f[i].v, f[i].vl);
+    lua_rawgeti(L, 1, 1);
+    is_pairs = lua_type(L, -1) == LUA_TTABLE;
+    lua_pop(L, 1);
+    if (is_pairs) {
+        int i2, len = (int)lua_rawlen(L, 1);
+        for (i2 = 1; i2 <= len; i2++) {
+            const char *k;
+            size_t kl;
+            lua_rawgeti(L, 1, i2); /* 4: the pair (alive in the argument table) */
+            if (lua_type(L, 4) != LUA_TTABLE)
+                luaL_argerror(L, 1, lua_pushfstring(L, "element %d of the pairs array is not a {key, value} table", i2));
+            lua_rawgeti(L, 4, 1);
+            if (lua_type(L, 5) != LUA_TSTRING && lua_type(L, 5) != LUA_TNUMBER)
+                luaL_argerror(L, 1, lua_pushfstring(L, "key of pair %d must be a string", i2));
+            k = cq_scalar(&q, 5, &kl);
+            lua_rawgeti(L, 4, 2);
+            cq_value(&q, k, kl, 6);
+            lua_settop(L, 3);
+        }
+    } else {
+        lua_pushnil(L);
+        while (lua_next(L, 1) != 0) {
+            int key = lua_gettop(L) - 1;
+            size_t kl;
+            const char *k;
+            if (lua_type(L, key) != LUA_TSTRING)
+                luaL_argerror(L, 1, lua_pushfstring(L, "field names must be strings (got a %s key);"
+                                                       " use an array of {key, value} pairs for ordered fields",
+                                                    luaL_typename(L, key)));
+            k = lua_tolstring(L, key, &kl); /* a key of the argument table: stays alive */
+            cq_value(&q, k, kl, key + 1);
+            lua_settop(L, key); /* keep the key for lua_next */
+        }
     }
-    luaL_pushresult(&b);
+
+    /* one block: every key and value encoded, then the output */
+    out_len = q.bytes + (q.n ? 2 * q.n - 1 : 0);
+    need = q.bytes + out_len;
+    scratch = need <= sizeof local_bytes ? local_bytes : (char *)lua_newuserdata(L, need);
+    w = scratch;
+    for (i = 0; i < q.n; i++) {
+        cfield *f = &q.f[i];
+        char *start = w;
+        w = pct_write(w, f->k, f->kl);
+        f->k = start; f->kl = (size_t)(w - start);
+        start = w;
+        w = pct_write(w, f->v, f->vl);
+        f->v = start; f->vl = (size_t)(w - start);
+    }
+    if (q.n > 16) {
+        qsort(q.f, q.n, sizeof *q.f, cq_cmp);
+    } else { /* insertion sort: no allocation, few fields */
+        for (i = 1; i < q.n; i++) {
+            cfield x = q.f[i];
+            size_t j = i;
+            while (j > 0 && cq_less(&x, &q.f[j - 1])) {
+                q.f[j] = q.f[j - 1];
+                j--;
+            }
+            q.f[j] = x;
+        }
+    }
+    out = w;
+    for (i = 0; i < q.n; i++) {
+        if (i > 0) *w++ = '&';
+        memcpy(w, q.f[i].k, q.f[i].kl); w += q.f[i].kl;
+        *w++ = '=';
+        memcpy(w, q.f[i].v, q.f[i].vl); w += q.f[i].vl;
+    }
+    lua_pushlstring(L, out, (size_t)(w - out));
     return 1;
 }
 

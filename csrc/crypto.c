@@ -2,14 +2,24 @@
  *
  * Misuse (wrong argument type, unknown algorithm or encoding) raises with luaL_argerror;
  * runtime failures return nil, message, code. All inputs are taken with their Lua length, so
- * binary data with NUL bytes is handled everywhere. No mutable C state. */
+ * binary data with NUL bytes is handled everywhere.
+ *
+ * C state: the digest and MAC algorithms are fetched from OpenSSL once per Lua state (OpenSSL 3
+ * fetches them again on every call of its convenience functions: HMAC() is EVP_Q_mac, a fetch,
+ * a context and a parameter parse each time); random bytes are served from a buffer filled
+ * with RAND_bytes in RAND_CHUNK blocks and thrown away in a forked child (see rand_take). */
 #include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include "paykit.h"
@@ -25,8 +35,58 @@ static const char hex_digits[] = "0123456789abcdef";
 static const char b64_std[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char b64_url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-static const EVP_MD *alg_md(int alg)
+static const char *const alg_ossl[] = {"MD5", "SHA1", "SHA256", "SHA512"};
+
+/* The algorithms, fetched once per Lua state when the module is loaded: a userdata every
+ * crypto function holds as its upvalue, freed by its __gc when the state closes (before the
+ * module's code is unloaded). */
+#define ALGS_MT "paykit.crypto_algorithms"
+
+typedef struct {
+    EVP_MD *md[4];
+    EVP_MAC *hmac;
+} algs_t;
+
+#define ALGS(L) ((algs_t *)lua_touserdata((L), lua_upvalueindex(1)))
+
+static int algs_gc(lua_State *L)
 {
+    algs_t *a = (algs_t *)lua_touserdata(L, 1);
+    int i;
+    for (i = 0; i < 4; i++) {
+        EVP_MD_free(a->md[i]);
+        a->md[i] = NULL;
+    }
+    EVP_MAC_free(a->hmac);
+    a->hmac = NULL;
+    return 0;
+}
+
+/* Pushes the fetched algorithms' userdata. */
+static void push_algorithms(lua_State *L)
+{
+    int i;
+    algs_t *a = (algs_t *)lua_newuserdata(L, sizeof *a);
+    memset(a, 0, sizeof *a);
+    if (luaL_newmetatable(L, ALGS_MT)) {
+        lua_pushcfunction(L, algs_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushliteral(L, ALGS_MT);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_setmetatable(L, -2);
+    for (i = 0; i < 4; i++)
+        a->md[i] = EVP_MD_fetch(NULL, alg_ossl[i], NULL);
+    a->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    ERR_clear_error(); /* an algorithm a provider lacks is reported when it is used */
+}
+
+/* The digest for alg: the fetched one, or OpenSSL's implicit lookup when the fetch failed
+ * (e.g. md5 outside a FIPS provider's list: then the call reports OpenSSL's error). */
+static const EVP_MD *alg_md(const algs_t *a, int alg)
+{
+    if (a != NULL && a->md[alg] != NULL)
+        return a->md[alg];
     switch (alg) {
     case 0: return EVP_md5();
     case 1: return EVP_sha1();
@@ -123,34 +183,125 @@ static int l_digest(lua_State *L)
     int enc = luaL_checkoption(L, 3, "raw", enc_names);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    int ok;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (ctx == NULL)
-        return push_openssl_error(L, "digest");
-    ok = EVP_DigestInit_ex(ctx, alg_md(alg), NULL) == 1
-        && EVP_DigestUpdate(ctx, data, len) == 1
-        && EVP_DigestFinal_ex(ctx, md, &mdlen) == 1;
-    EVP_MD_CTX_free(ctx);
-    if (!ok)
+    if (EVP_Digest(data, len, md, &mdlen, alg_md(ALGS(L), alg), NULL) != 1)
         return push_openssl_error(L, "digest");
     push_encoded(L, md, mdlen, enc);
     return 1;
+}
+
+/* An HMAC context for alg and key (EVP_MAC with the fetched HMAC and digest), or NULL with
+ * OpenSSL's error queued. */
+static EVP_MAC_CTX *hmac_new(const algs_t *a, int alg, const char *key, size_t keylen)
+{
+    OSSL_PARAM params[2];
+    EVP_MAC_CTX *ctx;
+    if (a == NULL || a->hmac == NULL)
+        return NULL;
+    ctx = EVP_MAC_CTX_new(a->hmac); /* holds its own reference to the algorithm */
+    if (ctx == NULL)
+        return NULL;
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)alg_ossl[alg], 0);
+    params[1] = OSSL_PARAM_construct_end();
+    /* an empty key is a valid HMAC key: OpenSSL wants a non-NULL pointer for it */
+    if (EVP_MAC_init(ctx, (const unsigned char *)(keylen ? key : ""), keylen, params) != 1) {
+        EVP_MAC_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+/* The MAC of data with ctx (already keyed) into md; 1 or 0 (OpenSSL's error queued). */
+static int hmac_run(EVP_MAC_CTX *ctx, const char *data, size_t len, unsigned char *md, size_t *mdlen)
+{
+    return EVP_MAC_update(ctx, (const unsigned char *)data, len) == 1
+        && EVP_MAC_final(ctx, md, mdlen, EVP_MAX_MD_SIZE) == 1;
 }
 
 /* hmac(alg, key, data[, enc]) */
 static int l_hmac(lua_State *L)
 {
     int alg = luaL_checkoption(L, 1, NULL, alg_names);
-    size_t keylen, len;
+    size_t keylen, len, mdlen = 0;
     const char *key = luaL_checklstring(L, 2, &keylen);
     const char *data = luaL_checklstring(L, 3, &len);
     int enc = luaL_checkoption(L, 4, "raw", enc_names);
     unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
+    int ok;
+    EVP_MAC_CTX *ctx;
     luaL_argcheck(L, keylen <= INT_MAX, 2, "key too long");
-    if (HMAC(alg_md(alg), key, (int)keylen, (const unsigned char *)data, len, md, &mdlen) == NULL)
+    ctx = hmac_new(ALGS(L), alg, key, keylen);
+    if (ctx == NULL)
+        return push_openssl_error(L, "hmac");
+    ok = hmac_run(ctx, data, len, md, &mdlen);
+    EVP_MAC_CTX_free(ctx);
+    if (!ok)
         return push_openssl_error(L, "hmac");
     push_encoded(L, md, mdlen, enc);
+    OPENSSL_cleanse(md, sizeof md);
+    return 1;
+}
+
+/* ---- a prepared HMAC key: core.hmac_key(alg, key) -> object with :mac(data[, enc]) ---- */
+
+#define HMAC_KEY_MT "paykit.hmac_key"
+
+typedef struct {
+    EVP_MAC_CTX *ctx; /* keyed once; re-initialised (same key) before each MAC */
+    int alg;
+} hmac_key_t;
+
+/* hmac_key(alg, key): the key is copied into OpenSSL's context and nowhere else */
+static int l_hmac_key(lua_State *L)
+{
+    int alg = luaL_checkoption(L, 1, NULL, alg_names);
+    size_t keylen;
+    const char *key = luaL_checklstring(L, 2, &keylen);
+    hmac_key_t *k;
+    luaL_argcheck(L, keylen <= INT_MAX, 2, "key too long");
+    k = (hmac_key_t *)lua_newuserdata(L, sizeof *k);
+    k->ctx = NULL;
+    k->alg = alg;
+    luaL_getmetatable(L, HMAC_KEY_MT);
+    lua_setmetatable(L, -2);
+    k->ctx = hmac_new(ALGS(L), alg, key, keylen);
+    if (k->ctx == NULL)
+        return push_openssl_error(L, "hmac_key");
+    return 1;
+}
+
+/* key:mac(data[, enc]): the same bytes as core.hmac(alg, key, data, enc) */
+static int l_hmac_key_mac(lua_State *L)
+{
+    hmac_key_t *k = (hmac_key_t *)luaL_checkudata(L, 1, HMAC_KEY_MT);
+    size_t len, mdlen = 0;
+    const char *data = luaL_checklstring(L, 2, &len);
+    int enc = luaL_checkoption(L, 3, "raw", enc_names);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    if (k->ctx == NULL)
+        return luaL_error(L, "hmac_key: this key was not made");
+    /* NULL key: OpenSSL restarts the MAC with the key it holds */
+    if (EVP_MAC_init(k->ctx, NULL, 0, NULL) != 1 || !hmac_run(k->ctx, data, len, md, &mdlen))
+        return push_openssl_error(L, "hmac");
+    push_encoded(L, md, mdlen, enc);
+    OPENSSL_cleanse(md, sizeof md);
+    return 1;
+}
+
+static int l_hmac_key_gc(lua_State *L)
+{
+    hmac_key_t *k = (hmac_key_t *)luaL_checkudata(L, 1, HMAC_KEY_MT);
+    if (k->ctx != NULL) {
+        EVP_MAC_CTX_free(k->ctx); /* OpenSSL cleanses the key it held */
+        k->ctx = NULL;
+    }
+    return 0;
+}
+
+/* never the key: "paykit.hmac_key (sha1)" */
+static int l_hmac_key_tostring(lua_State *L)
+{
+    hmac_key_t *k = (hmac_key_t *)luaL_checkudata(L, 1, HMAC_KEY_MT);
+    lua_pushfstring(L, "paykit.hmac_key (%s)", alg_names[k->alg]);
     return 1;
 }
 
@@ -284,6 +435,119 @@ static int l_consteq(lua_State *L)
 
 /* ---- random ---- */
 
+/* Random bytes come from one buffer per process, filled with RAND_bytes RAND_CHUNK bytes at a
+ * time (one RAND_bytes call costs about as much for 16 bytes as for 4 KB) and taken under a
+ * mutex; bytes handed out are wiped from it at once. Requests larger than RAND_DIRECT go to
+ * RAND_bytes directly.
+ *
+ * A forked child never serves its parent's bytes. The buffer lives in its own pages marked
+ * MADV_WIPEONFORK: the kernel hands a child those pages zeroed, whatever made the child (the C
+ * library's fork or a raw system call), so its `filled` mark reads 0 and the child draws
+ * afresh. Where the kernel does not wipe (before Linux 4.14, or mmap/madvise refused), the
+ * buffer is kept in static memory and remembers the pid it was filled in, checked on every
+ * draw (a getpid system call each time). In both cases a fork handler also bumps
+ * fork_generation in the child (and takes the mutex around fork, so a child never inherits it
+ * held). */
+#define RAND_CHUNK 4096
+#define RAND_DIRECT 1024
+
+typedef struct {
+    unsigned long filled;  /* RAND_FILLED once bytes were drawn in this process; 0 in a wiped child */
+    unsigned long gen;     /* fork_generation when it was filled */
+    pid_t pid;             /* the process that filled it (checked when the pages are not wiped) */
+    size_t pos;            /* next unserved byte; RAND_CHUNK: empty */
+    unsigned char bytes[RAND_CHUNK];
+} rand_buf_t;
+
+#define RAND_FILLED 0x5eedf11edUL
+
+static pthread_mutex_t rand_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t rand_once = PTHREAD_ONCE_INIT;
+static rand_buf_t rand_static;       /* the buffer when the kernel cannot wipe pages on fork */
+static rand_buf_t *rand_buf;         /* the buffer in use */
+static int rand_wiped;               /* 1: rand_buf is in MADV_WIPEONFORK pages */
+static volatile unsigned long fork_generation;
+
+static void fork_prepare(void) { pthread_mutex_lock(&rand_mutex); }
+static void fork_parent(void) { pthread_mutex_unlock(&rand_mutex); }
+static void fork_child(void)
+{
+    fork_generation++;
+    pthread_mutex_unlock(&rand_mutex);
+}
+
+static void rand_setup(void)
+{
+    rand_buf = &rand_static;
+#if defined(MADV_WIPEONFORK)
+    /* PAYKIT_RANDOM_PID_CHECK=1 keeps the pid-checked static buffer even where the kernel
+     * could wipe (for spec/core_random_fork_spec.lua, which forks under both) */
+    if (getenv("PAYKIT_RANDOM_PID_CHECK") == NULL || strcmp(getenv("PAYKIT_RANDOM_PID_CHECK"), "1") != 0) {
+        void *p = mmap(NULL, sizeof(rand_buf_t), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) {
+            if (madvise(p, sizeof(rand_buf_t), MADV_WIPEONFORK) == 0) {
+                rand_buf = (rand_buf_t *)p; /* kept for the life of the process */
+                rand_wiped = 1;
+            } else {
+                munmap(p, sizeof(rand_buf_t));
+            }
+        }
+    }
+#endif
+    rand_buf->pos = RAND_CHUNK;
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+static void rand_discard(rand_buf_t *r)
+{
+    OPENSSL_cleanse(r->bytes, sizeof r->bytes);
+    r->pos = RAND_CHUNK;
+}
+
+/* n fresh random bytes into out: 1, or 0 with OpenSSL's error queued. */
+static int rand_take(unsigned char *out, size_t n)
+{
+    rand_buf_t *r;
+    int ok = 1;
+    if (n == 0)
+        return 1;
+    if (n > RAND_DIRECT)
+        return RAND_bytes(out, (int)n) == 1;
+    pthread_once(&rand_once, rand_setup);
+    pthread_mutex_lock(&rand_mutex);
+    r = rand_buf;
+    if (r->filled != RAND_FILLED || r->gen != fork_generation || (!rand_wiped && r->pid != getpid())) {
+        rand_discard(r); /* another process's bytes, or none yet */
+        r->filled = RAND_FILLED;
+        r->gen = fork_generation;
+        r->pid = rand_wiped ? 0 : getpid();
+    }
+    if (RAND_CHUNK - r->pos < n) {
+        if (RAND_bytes(r->bytes, RAND_CHUNK) == 1) {
+            r->pos = 0;
+        } else {
+            rand_discard(r);
+            ok = 0;
+        }
+    }
+    if (ok) {
+        memcpy(out, r->bytes + r->pos, n);
+        OPENSSL_cleanse(r->bytes + r->pos, n);
+        r->pos += n;
+    }
+    pthread_mutex_unlock(&rand_mutex);
+    return ok;
+}
+
+/* random_wiped_on_fork(): whether the random buffer is in pages the kernel wipes in a forked
+ * child (false: the pid check serves instead). For the specs. */
+static int l_random_wiped_on_fork(lua_State *L)
+{
+    pthread_once(&rand_once, rand_setup);
+    lua_pushboolean(L, rand_wiped);
+    return 1;
+}
+
 static size_t check_count(lua_State *L, int arg)
 {
     long long n = 0;
@@ -303,7 +567,7 @@ static int l_random_bytes(lua_State *L)
         size_t chunk = LUAL_BUFFERSIZE;
         char *p = luaL_prepbuffer(&b);
         if (chunk > n) chunk = n;
-        if (RAND_bytes((unsigned char *)p, (int)chunk) != 1)
+        if (!rand_take((unsigned char *)p, chunk))
             return push_openssl_error(L, "RAND_bytes");
         luaL_addsize(&b, chunk);
         n -= chunk;
@@ -315,14 +579,27 @@ static int l_random_bytes(lua_State *L)
 /* random_hex(nbytes): 2 * nbytes lowercase hex digits */
 static int l_random_hex(lua_State *L)
 {
-    size_t n = check_count(L, 1);
+    size_t n = check_count(L, 1), i;
     unsigned char tmp[256];
+    char small[2 * 64];
     luaL_Buffer b;
+    if (n <= 64) { /* ids and nonces: one string made, no buffer */
+        if (!rand_take(tmp, n))
+            return push_openssl_error(L, "RAND_bytes");
+        for (i = 0; i < n; i++) {
+            small[2 * i] = hex_digits[tmp[i] >> 4];
+            small[2 * i + 1] = hex_digits[tmp[i] & 15];
+        }
+        OPENSSL_cleanse(tmp, n);
+        lua_pushlstring(L, small, 2 * n);
+        OPENSSL_cleanse(small, 2 * n);
+        return 1;
+    }
     luaL_buffinit(L, &b);
     while (n > 0) {
         size_t chunk = sizeof tmp;
         if (chunk > n) chunk = n;
-        if (RAND_bytes(tmp, (int)chunk) != 1) {
+        if (!rand_take(tmp, chunk)) {
             OPENSSL_cleanse(tmp, sizeof tmp);
             return push_openssl_error(L, "RAND_bytes");
         }
@@ -340,7 +617,7 @@ static int l_uuid4(lua_State *L)
     unsigned char r[16];
     char out[36];
     size_t i, o = 0;
-    if (RAND_bytes(r, sizeof r) != 1)
+    if (!rand_take(r, sizeof r))
         return push_openssl_error(L, "RAND_bytes");
     r[6] = (unsigned char)((r[6] & 0x0f) | 0x40); /* version 4 */
     r[8] = (unsigned char)((r[8] & 0x3f) | 0x80); /* variant 10xx */
@@ -357,6 +634,7 @@ static int l_uuid4(lua_State *L)
 static const luaL_Reg crypto_funcs[] = {
     {"digest", l_digest},
     {"hmac", l_hmac},
+    {"hmac_key", l_hmac_key},
     {"hex_encode", l_hex_encode},
     {"hex_decode", l_hex_decode},
     {"b64_encode", l_b64_encode},
@@ -365,10 +643,30 @@ static const luaL_Reg crypto_funcs[] = {
     {"random_bytes", l_random_bytes},
     {"random_hex", l_random_hex},
     {"uuid4", l_uuid4},
+    {"_random_wiped_on_fork", l_random_wiped_on_fork},
+    {NULL, NULL},
+};
+
+static const luaL_Reg hmac_key_methods[] = {
+    {"mac", l_hmac_key_mac},
     {NULL, NULL},
 };
 
 void paykit_crypto_register(lua_State *L)
 {
-    luaL_setfuncs(L, crypto_funcs, 0);
+    pthread_once(&rand_once, rand_setup);
+    if (luaL_newmetatable(L, HMAC_KEY_MT)) {
+        lua_newtable(L);
+        luaL_setfuncs(L, hmac_key_methods, 0);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_hmac_key_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, l_hmac_key_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushliteral(L, "paykit.hmac_key");
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+    push_algorithms(L);
+    luaL_setfuncs(L, crypto_funcs, 1); /* each holds the algorithms as its upvalue */
 }

@@ -10,6 +10,10 @@ local function all_bytes()
 end
 
 describe("core.pct_encode", function()
+  it("answers a number as its string, and a string with nothing to encode as it is", function()
+    assert.equal("12", core.pct_encode(12))
+    assert.equal("abc-._~XYZ019", core.pct_encode("abc-._~XYZ019"))
+  end)
   it("leaves the RFC 3986 unreserved characters alone", function()
     local unreserved = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
     assert.equal(unreserved, core.pct_encode(unreserved))
@@ -39,6 +43,8 @@ describe("core.pct_encode", function()
   it("encodes input longer than one Lua buffer", function()
     local s = string.rep("/", 5000)
     assert.equal(string.rep("%2F", 5000), core.pct_encode(s))
+    assert.equal("a%20" .. string.rep("b", 600), core.pct_encode("a " .. string.rep("b", 600)))
+    assert.equal(string.rep("%2F", 170) .. "%20", core.pct_encode(string.rep("/", 170) .. " "))
   end)
 end)
 
@@ -239,6 +245,64 @@ describe("core.canonical_query", function()
   end)
   it("returns the empty string for an empty table", function()
     assert.equal("", core.canonical_query {})
+  end)
+
+  -- RFC 3986 encoding and the sort written out in plain Lua, to check the C pass against
+  local function ref_pct(v)
+    return (tostring(v):gsub("[^A-Za-z0-9%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+  end
+  local function ref_query(pairs_list)
+    local t = {}
+    for i, kv in ipairs(pairs_list) do t[i] = { ref_pct(kv[1]), ref_pct(kv[2]), i } end
+    table.sort(t, function(a, b)
+      if a[1] ~= b[1] then return a[1] < b[1] end
+      if a[2] ~= b[2] then return a[2] < b[2] end
+      return a[3] < b[3]
+    end)
+    local out = {}
+    for i, kv in ipairs(t) do out[i] = kv[1] .. "=" .. kv[2] end
+    return table.concat(out, "&")
+  end
+
+  it("sorts and encodes many fields (past the local arrays) as the plain-Lua reference does", function()
+    for _, n in ipairs { 1, 2, 15, 16, 17, 31, 32, 33, 100, 700 } do
+      local list = {}
+      for i = 1, n do
+        local k = (i % 7 == 0) and "same key" or ("k/" .. ((i * 7919) % 1009))
+        list[i] = { k, (i % 3 == 0) and ("v " .. i .. "&=%") or ("\195\169" .. (n - i)) }
+      end
+      assert.equal(ref_query(list), core.canonical_query(list), "n = " .. n)
+    end
+  end)
+
+  it("encodes a large query (past the local scratch block)", function()
+    local big = string.rep("/", 3000)
+    assert.equal("a=" .. string.rep("%2F", 3000) .. "&b=" .. string.rep("%2F", 3000),
+      core.canonical_query { b = big, a = big })
+  end)
+
+  it("writes numbers and booleans in both forms, keys of pairs too", function()
+    assert.equal("1=x&a=true&b=false&c=12", core.canonical_query { { "c", 12 }, { 1, "x" }, { "b", false }, { "a", true } })
+    assert.equal("a=true&c=12", core.canonical_query { c = 12, a = true })
+    assert.equal("k=1&k=2&k=true", core.canonical_query { k = { 2, true, 1 } })
+  end)
+
+  it("refuses a value of another type, naming the field as it would be sent", function()
+    local ok, err = pcall(core.canonical_query, { ["a b"] = function() end })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("value of field 'a%20b' must be a string", 1, true), err)
+    ok, err = pcall(core.canonical_query, { { "k", { "x", {} } } })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("value of field 'k' must be", 1, true), err)
+    ok, err = pcall(core.canonical_query, { { "k", "v" }, "x" })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("element 2 of the pairs array", 1, true), err)
+    ok, err = pcall(core.canonical_query, { { {}, "v" } })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("key of pair 1 must be a string", 1, true), err)
+    ok, err = pcall(core.canonical_query, { [true] = "v" })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("field names must be strings", 1, true), err)
   end)
 end)
 

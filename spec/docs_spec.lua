@@ -102,7 +102,6 @@ local MODULES = {
   { "paykit.providers.moka_codes" },
   { "paykit.providers.moka_checks" },
   { "paykit.providers.moka_request" },
-  { "paykit.providers.mocopay_codes" },
   { "paykit.providers.mocopay_sign" },
   { "paykit.providers.mocopay_request" },
   { "paykit.providers.mocopay_wire" },

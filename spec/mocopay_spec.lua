@@ -1,6 +1,8 @@
 -- MoCoPay client: signing (published vector), validation, configuration, and the checks of the
 -- buyer's return and of notifications that happen before any network call.
 local mocopay = require "paykit.providers.mocopay"
+local checks = require "paykit.kit.checks"
+local signing = require "paykit.providers.mocopay_sign"
 local paykit = require "paykit"
 local errors = require "paykit.errors"
 local core = require "paykit.core"
@@ -74,6 +76,34 @@ describe("mocopay signature", function()
 
   it("refuses an unknown digest", function()
     assert.has_error(function() mocopay.sign("s", "/p", {}, "sha256") end)
+    assert.has_error(function() signing.signer("s", "sha256") end)
+  end)
+
+  it("an instance's signer (secret and digest bound once) signs the published vector", function()
+    local sign = signing.signer("this.is.a.secret")
+    assert.equal("WETDyNQLx0+8BJ16vDgiVg==", sign("/v1/payment/initPayment/", signing.to_pairs(VECTOR_PARAMS)))
+    assert.equal("RmIIy70wFf6SJP1wMkVzV6aKp8k=",
+      signing.signer("this.is.a.secret", "sha1")("/v1/payment/initPayment/", signing.to_pairs(VECTOR_PARAMS)))
+    assert.not_equal("WETDyNQLx0+8BJ16vDgiVg==",
+      signing.signer("this.is.a.secreT")("/v1/payment/initPayment/", signing.to_pairs(VECTOR_PARAMS)))
+  end)
+
+  it("an instance's signer gives sign's signature for every kind of parameter list", function()
+    local lists = {
+      {}, { { "sessionId", "sess-1" } }, { { "signature", "k:x" } }, { { "signature", "k:x" }, { "b", "1" } },
+      { { "z", "0" }, { "a", "2" }, { "a", "1" }, { "B", "x" }, { "_", "y" }, { "a", "1" } },
+      { { "referenceId", "order 7&x=1" }, { "callbackUrl", "https://shop.example/back?a=1" }, { "k", "\195\169" } },
+      VECTOR_PARAMS, { sessionId = "s" }, { { "n", 5 } }, -- not string pairs: the general way
+    }
+    for _, digest in ipairs { "md5", "sha1" } do
+      for _, encode in ipairs { false, true } do
+        local sign = signing.signer("sec ret", digest, encode)
+        for i, l in ipairs(lists) do
+          assert.equal(mocopay.sign("sec ret", "/v1/p", l, digest, encode), sign("/v1/p", l),
+            digest .. " " .. tostring(encode) .. " list " .. i)
+        end
+      end
+    end
   end)
 
   it("produces signed notification queries its own verifier accepts", function()
@@ -112,15 +142,15 @@ describe("mocopay address validators", function()
 
   it("accepts IPv4 addresses", function()
     for _, ip in ipairs { "192.0.2.1", "0.0.0.0", "255.255.255.255", "10.0.0.255", "1.2.3.4" } do
-      assert.is_true(mocopay.is_ip(ip), ip)
-      assert.is_true(mocopay.is_ipv4(ip), ip)
+      assert.is_true(checks.is_ip(ip), ip)
+      assert.is_true(checks.is_ipv4(ip), ip)
     end
   end)
 
   it("refuses malformed IPv4 addresses", function()
     for _, ip in ipairs { "256.1.1.1", "1.2.3", "1.2.3.4.5", "01.2.3.4", "1.2.3.04", " 1.2.3.4", "1.2.3.4 ",
                           "1..3.4", "a.b.c.d", "1.2.3.-4", "1234.1.1.1", "" } do
-      assert.is_false(mocopay.is_ip(ip), ip)
+      assert.is_false(checks.is_ip(ip), ip)
     end
   end)
 
@@ -129,8 +159,8 @@ describe("mocopay address validators", function()
                           "fe80::1:2:3:4:5:6", "::ffff:192.0.2.1", "64:ff9b::192.0.2.33", "1:2:3:4:5:6:1.2.3.4",
                           "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "1:2:3:4:5:6::8", "::1.2.3.4",
                           "ABCD:EF01:2345:6789:ABCD:EF01:2345:6789", "0:0:0:0:0:0:0:0" } do
-      assert.is_true(mocopay.is_ip(ip), ip)
-      assert.is_true(mocopay.is_ipv6(ip), ip)
+      assert.is_true(checks.is_ip(ip), ip)
+      assert.is_true(checks.is_ipv6(ip), ip)
     end
   end)
 
@@ -139,19 +169,19 @@ describe("mocopay address validators", function()
                           ":1::2", ":1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:", "1:2:3:4:5:6:7:8::", "::1:2:3:4:5:6:7:8",
                           "::ffff:256.1.1.1", "1.2.3.4::", "::1.2.3", "::1.2.3.4:5", "fe80::1%eth0", "[::1]",
                           "g::1", "1:2:3:4:5:6:7:1.2.3.4", "1:2:3:4:5:1.2.3.4", ":", "::01.2.3.4", "1: :2" } do
-      assert.is_false(mocopay.is_ip(ip), ip)
+      assert.is_false(checks.is_ip(ip), ip)
     end
   end)
 
   it("accepts absolute http(s) URLs and refuses the rest", function()
     for _, u in ipairs { "https://shop.example/back?x=1", "http://127.0.0.1:8080/n", "http://[::1]:8080/x",
                          "HTTPS://Shop.Example", "http://localhost" } do
-      assert.is_true(mocopay.is_http_url(u), u)
+      assert.is_true(checks.is_http_url(u), u)
     end
     for _, u in ipairs { "ftp://x.example/", "/relative", "http://", "http:// shop.example", "javascript:alert(1)",
                          "http://shop.example:0/", "http://shop.example:70000/", "http://user:pw@shop.example/",
                          "http://[1::2::3]/", "shop.example/back", "http://a..b/", "https://x.example/\n" } do
-      assert.is_false(mocopay.is_http_url(u), u)
+      assert.is_false(checks.is_http_url(u), u)
     end
   end)
 end)

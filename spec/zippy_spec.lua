@@ -89,6 +89,52 @@ describe("zippy OAuth 1.0 signing", function()
     assert.truthy(h:find('oauth_token="notimplemented"', 1, true))
   end)
 
+  it("an instance's signer (parts made once) gives the worked example's header", function()
+    local sign = oauth.signer { consumer_key = "dpf43f3p2l4k3l03", consumer_secret = "kd94hf93k423kf44",
+      token = "notimplemented", realm = "Zippy" }
+    assert.are.equal('OAuth realm="Zippy", oauth_consumer_key="dpf43f3p2l4k3l03", oauth_nonce="abc", '
+      .. 'oauth_signature_method="HMAC-SHA1", oauth_timestamp="1700000000", oauth_token="notimplemented", '
+      .. 'oauth_version="1.0", oauth_signature="467mnp5J8iEZ%2F5XGoc2Qz1jqA6s%3D"',
+      sign("GET", "http://127.0.0.1:2605/sellers", "abc", 1700000000))
+  end)
+
+  it("an instance's signer makes the header authorization makes, for every kind of input", function()
+    local creds = {
+      { consumer_key = "dpf43f3p2l4k3l03", consumer_secret = "kd94hf93k423kf44", token = "notimplemented", realm = "Zippy" },
+      { consumer_key = "key with space&=", consumer_secret = "s/e+c r%t", token = "tok~1", token_secret = "ts &x" },
+      { consumer_key = "k\195\169", consumer_secret = "", token = "", realm = "R \"x\"" },
+    }
+    local urls = { "http://127.0.0.1:2605/sellers", "HTTPS://Shop.Example:443/a/B", "http://h:1/p%20q/r",
+      "http://h:1/products?seller_id=s%201&external_id=b&external_id=a", "https://h/x?oauth_nonce=zz&a" }
+    local nonces = { "abc", "0123456789abcdef0123456789abcdef", "n o/n+c%e" }
+    local n = 0
+    for _, c in ipairs(creds) do
+      local sign = oauth.signer(c)
+      for _, method in ipairs { "GET", "post", "DELETE" } do
+        for _, url in ipairs(urls) do
+          for _, nonce in ipairs(nonces) do
+            for _, ts in ipairs { 1700000000, "1764600000" } do
+              local want = oauth.authorization { method = method, url = url, consumer_key = c.consumer_key,
+                consumer_secret = c.consumer_secret, token = c.token, token_secret = c.token_secret,
+                realm = c.realm, nonce = nonce, timestamp = ts }
+              assert.are.equal(want, sign(method, url, nonce, ts))
+              assert.are.equal(want, sign(method, url, nonce, ts)) -- the kept URL gives the same
+              n = n + 1
+            end
+          end
+        end
+      end
+    end
+    assert.are.equal(3 * 3 * 5 * 3 * 2, n)
+  end)
+
+  it("an instance's signer refuses a URL that is not absolute, as base_string does", function()
+    local sign = oauth.signer { consumer_key = "k", consumer_secret = "s", token = "t" }
+    local h, err = sign("GET", "/sellers", "n", 1)
+    assert.is_nil(h)
+    assert.are.equal("not an absolute URL", err)
+  end)
+
   it("gives a different signature for another secret", function()
     assert.are_not.equal("467mnp5J8iEZ/5XGoc2Qz1jqA6s=", oauth.signature(VECTOR_BASE, "kd94hf93k423kf45"))
   end)
@@ -280,6 +326,23 @@ describe("zippy validation before any network call", function()
     if code then assert.are.equal(code, err.code) end
     assert.are.equal(0, calls.n)
   end
+
+  it("keeps every transaction field in the body (each name of TX_FIELDS), the defaults filling the URLs", function()
+    local request = require "paykit.providers.zippy_request"
+    local z = offline { success_url = "https://shop.example/d-ok", callback_error_url = "https://shop.example/d-cb" }
+    local full = tx { product_image_url = "https://shop.example/i.png" }
+    local body = assert(z:transaction_body(full))
+    for k in pairs(request.TX_FIELDS) do
+      if k ~= "price_minor" then assert.is_not_nil(body[k], k) end
+    end
+    local n = 0
+    for _ in pairs(body) do n = n + 1 end
+    assert.are.equal(12, n)
+    body = assert(z:transaction_body(tx { success_url = false, callback_error_url = false }))
+    assert.are.equal("https://shop.example/d-ok", body.success_url)
+    assert.are.equal("https://shop.example/d-cb", body.callback_error_url)
+    assert.are.equal("https://shop.example/error", body.error_url)
+  end)
 
   it("accepts a valid transaction and sends the price as a 0.00 string", function()
     local z, calls = offline()

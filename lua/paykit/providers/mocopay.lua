@@ -118,7 +118,8 @@ local P = kit.provider {
     self.seen = gateway.seen(o.duplicate_capacity)
     -- The secret lives only in these closures: an instance printed or logged shows no secret.
     local secret, api_key, digest, encode = o.api_secret, o.api_key, o.digest, o.encode_values
-    self.sign = function(path, params) return signing.sign(secret, path, params, digest, encode) end
+    self.sign = signing.signer(secret, digest, encode) -- (path, pairs) -> signature
+    self.signature_prefix = api_key .. ":" -- the signed value is api_key:signature
     self.check = function(key, path, params, given)
       if not core.consteq(key, api_key) then return false end
       return core.consteq(signing.sign(secret, path, params, digest, encode), given)
@@ -189,30 +190,6 @@ M.signed_query = signing.signed_query
 
 -- ------------------------------------------------------------------------- validation
 
---- Whether s is an IPv4 address (`paykit.kit.checks.is_ipv4`).
--- @function is_ipv4
--- @param s the value
--- @treturn boolean
-M.is_ipv4 = checks.is_ipv4
-
---- Whether s is an IPv6 address (`paykit.kit.checks.is_ipv6`).
--- @function is_ipv6
--- @param s the value
--- @treturn boolean
-M.is_ipv6 = checks.is_ipv6
-
---- Whether s is an IPv4 or IPv6 address (`paykit.kit.checks.is_ip`).
--- @function is_ip
--- @param s the value
--- @treturn boolean
-M.is_ip = checks.is_ip
-
---- Whether s is an absolute http(s) URL (`paykit.kit.checks.is_http_url`).
--- @function is_http_url
--- @param s the value
--- @treturn boolean
-M.is_http_url = checks.is_http_url
-
 --- Checks initPayment parameters (API names): @{paykit.providers.mocopay_request.validate_init}.
 -- @function validate_init
 -- @tparam table params `pid` (required), `mcc`, `mnc`, `country`, `userId`, `clientIp`, `phone`,
@@ -245,6 +222,8 @@ local function payment_result(self, info, answer)
     message = "MoCoPay session " .. tostring(info.status), payment = info, raw = answer,
   }
 end
+
+local call_pairs -- (self, op, method, endpoint, pairs, idempotent), below Client:call
 
 local function invalid(op, why)
   return errors.provider { code = "invalid_response", provider = PROVIDER, op = PROVIDER .. "." .. op,
@@ -282,7 +261,12 @@ M.Client = Client
 -- @return[2] a transport, config (`invalid_credentials`) or provider error (`bad_request`,
 --   `not_found`, `server_error`, `invalid_response`, ...: `paykit.kit.wire`)
 function Client:call(op, method, endpoint, params, idempotent)
-  local answer, info = self:commit(op, { method = method, path = endpoint, query = signing.to_pairs(params),
+  return call_pairs(self, op, method, endpoint, signing.to_pairs(params), idempotent)
+end
+
+-- Client:call with the parameters as string pairs already (verify_payment's one pair).
+call_pairs = function(self, op, method, endpoint, query, idempotent)
+  local answer, info = self:commit(op, { method = method, path = endpoint, query = query,
     body = method == "POST" and "" or nil, idempotent = idempotent == true })
   if answer == nil then return nil, info end
   if type(answer) ~= "table" or info.status ~= 200 then
@@ -367,7 +351,7 @@ end
 function Client:verify_payment(by)
   local chosen, value = request.verify_key(by)
   if not chosen then return nil, value end
-  local answer, err = self:call("verifyPayment", "POST", self.verify_path, { [chosen] = value }, true)
+  local answer, err = call_pairs(self, "verifyPayment", "POST", self.verify_path, { { chosen, value } }, true)
   if not answer then return nil, err end
   local info = M.payment_info(answer)
   local ok

@@ -1,11 +1,9 @@
---- ISO code sets and address validators for MoCoPay's initPayment parameters
--- (country, lang, clientIp, callbackUrl, notifyUrl, imageUrl).
+--- ISO code sets for MoCoPay's initPayment parameters (country, lang); the address checks
+-- (clientIp, callbackUrl, notifyUrl, imageUrl) are `paykit.kit.checks`'.
 --
 -- Module fields: `COUNTRIES` (ISO 3166-1 alpha-2 set), `LANGUAGES` (ISO 639-1 set).
--- `paykit.providers.mocopay` offers the same fields and functions.
+-- `paykit.providers.mocopay` offers the same fields.
 -- @module paykit.providers.mocopay_codes
-local checks = require "paykit.kit.checks"
-
 local M = {}
 
 -- The set of the words of text that match pattern.
@@ -34,32 +32,5 @@ ia id ie ig ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky
 lo lt lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi
 pl ps pt qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss st su sv sw ta te tg th ti
 tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu]], "%l%l")
-
--- The address checks live in paykit.kit.checks (one strictness for every provider); these
--- names stay for the code that still calls them here.
-
---- Whether s is an IPv4 address (`paykit.kit.checks.is_ipv4`).
--- @function is_ipv4
--- @param s the value
--- @treturn boolean
-M.is_ipv4 = checks.is_ipv4
-
---- Whether s is an IPv6 address (`paykit.kit.checks.is_ipv6`).
--- @function is_ipv6
--- @param s the value
--- @treturn boolean
-M.is_ipv6 = checks.is_ipv6
-
---- Whether s is an IPv4 or IPv6 address (`paykit.kit.checks.is_ip`).
--- @function is_ip
--- @param s the value
--- @treturn boolean
-M.is_ip = checks.is_ip
-
---- Whether s is an absolute http(s) URL (`paykit.kit.checks.is_http_url`).
--- @function is_http_url
--- @param s the value
--- @treturn boolean
-M.is_http_url = checks.is_http_url
 
 return M

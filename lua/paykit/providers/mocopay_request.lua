@@ -115,6 +115,8 @@ local VERIFY_LUA = { session_id = true, user_id = true, transaction_id = true }
 local VERIFY_KNOWN = { sessionId = true, userId = true, transactionId = true, session_id = true, user_id = true,
                        transaction_id = true }
 
+local VERIFY_ORDER = { "sessionId", "userId", "transactionId" }
+
 --- verifyPayment's one key: exactly one of sessionId, userId, transactionId (API or Lua names).
 -- @param by a table, or a string (a sessionId)
 -- @treturn string the API name chosen
@@ -122,10 +124,16 @@ local VERIFY_KNOWN = { sessionId = true, userId = true, transactionId = true, se
 -- @return[2] nil
 -- @return[2] a validation error naming the field
 function _M.verify_key(by)
-  if type(by) == "string" then by = { sessionId = by } end
+  if type(by) == "string" then -- a sessionId: the checks below, without a table
+    if by == "" or #by > 255 or find(by, "%c") then
+      return nil, errors.validation("sessionId", "invalid", "sessionId must be 1-255 characters without control characters")
+    end
+    return "sessionId", by
+  end
   if type(by) ~= "table" then return nil, errors.validation("sessionId", "required", "verifyPayment needs sessionId, userId or transactionId") end
   local chosen, value, count = nil, nil, 0
-  for _, api in ipairs { "sessionId", "userId", "transactionId" } do
+  for i = 1, #VERIFY_ORDER do
+    local api = VERIFY_ORDER[i]
     local lua = VERIFY_BY[api]
     local v = by[api]
     if v ~= nil and by[lua] ~= nil then

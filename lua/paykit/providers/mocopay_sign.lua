@@ -99,6 +99,68 @@ function M.sign(secret, path, params, digest, encode)
   return core.digest(digest, secret .. M.canonical(path, params, encode), "base64")
 end
 
+local concat = table.concat
+
+-- Whether pair a sorts before pair b: by name, then value, in byte order.
+local function pair_lt(a, b)
+  local an, bn = a[1], b[1]
+  if an ~= bn then return bytes_lt(an, bn) end
+  return bytes_lt(a[2], b[2])
+end
+
+--- A signer for one secret: what is fixed per instance (the secret, the digest, the encoding
+-- choice) bound once; per call only the canonical string and the digest remain.
+-- `sign(path, list)` equals @{sign}(secret, path, list, digest, encode) for a pairs list of
+-- strings (what @{to_pairs} makes); any other table goes the general way.
+-- @tparam string secret the api_secret
+-- @tparam[opt="md5"] string digest "md5" or "sha1"
+-- @tparam[opt] boolean encode see @{canonical}
+-- @treturn function `sign(path, list)` -> base64 signature
+-- @raise for another digest
+function M.signer(secret, digest, encode)
+  digest = digest or "md5"
+  if not M.DIGESTS[digest] then error("mocopay: digest must be md5 or sha1", 2) end
+  local hash, pct = core.digest, core.pct_encode
+  return function(path, list)
+    local n = #list
+    if n == 0 and next(list) ~= nil then return M.sign(secret, path, list, digest, encode) end -- a map
+    for i = 1, n do
+      local kv = list[i]
+      if type(kv) ~= "table" or type(kv[1]) ~= "string" or type(kv[2]) ~= "string" then
+        return M.sign(secret, path, list, digest, encode)
+      end
+    end
+    if n == 1 and list[1][1] ~= "signature" then -- one pair (verifyPayment): nothing to sort
+      local kv = list[1]
+      if encode then
+        return hash(digest, secret .. path .. "?" .. pct(kv[1]) .. "=" .. pct(kv[2]), "base64")
+      end
+      return hash(digest, secret .. path .. "?" .. kv[1] .. "=" .. kv[2], "base64")
+    end
+    -- the pairs without `signature`, in byte order (insertion sort: a few pairs)
+    local sorted, m = {}, 0
+    for i = 1, n do
+      local kv = list[i]
+      if kv[1] ~= "signature" then
+        if encode then kv = { pct(kv[1]), pct(kv[2]) } end
+        local j = m
+        while j > 0 and pair_lt(kv, sorted[j]) do sorted[j + 1] = sorted[j]; j = j - 1 end
+        sorted[j + 1] = kv
+        m = m + 1
+      end
+    end
+    local text
+    if m == 1 then
+      text = sorted[1][1] .. "=" .. sorted[1][2]
+    else
+      local out = {}
+      for i = 1, m do out[i] = sorted[i][1] .. "=" .. sorted[i][2] end
+      text = concat(out, "&")
+    end
+    return hash(digest, secret .. path .. "?" .. text, "base64")
+  end
+end
+
 --- The signed value for the Signature header ("ApiKey " .. this) or the `signature` parameter.
 -- @tparam string api_key the api_key
 -- @tparam string secret the api_secret

@@ -35,7 +35,7 @@ for _, api in pairs(AMOUNTS) do _M.exact[api] = true end
 -- @tparam table req the request (`path`: the endpoint; `query`: the parameter pairs)
 -- @treturn boolean true
 function _M.sign(self, req)
-  local sig = self.api_key .. ":" .. self.sign(self.base_path .. req.path, req.query)
+  local sig = (self.signature_prefix or (self.api_key .. ":")) .. self.sign(self.base_path .. req.path, req.query)
   if self.signature_in == "param" then
     req.query[#req.query + 1] = { "signature", sig }
     req.url = wire.url(self, req)
@@ -114,7 +114,13 @@ end
 --   `last_failed_amount`, `total_charged_amount`, `total_failed_amount`
 function _M.payment_info(answer)
   local a = answer
-  local info = {
+  local transactions = {}
+  if type(a.transactions) == "table" then
+    for i, t in ipairs(a.transactions) do transactions[i] = t end
+  end
+  local eu = type(a.endUser) == "table" and a.endUser or nil
+  -- one constructor: the table is made at its size once (the AMOUNTS written out)
+  return {
     session_id = nonnull(a.sessionId), request_id = nonnull(a.requestId), reference_id = nonnull(a.referenceId),
     service_code = nonnull(a.serviceCode), pid = nonnull(a.pid),
     type = nonnull(a.type), lang = nonnull(a.lang), series = int(nonnull(a.series)),
@@ -122,17 +128,12 @@ function _M.payment_info(answer)
     recurrent = nonnull(a.recurrent), expires_in = int(nonnull(a.expiresIn)),
     time_init = nonnull(a.timeInit), time_authorized = nonnull(a.timeAuthorized),
     time_last_successful_payment = nonnull(a.timeLastSuccessfullPayment),
-    transactions = {},
+    transactions = transactions,
+    charged_amount = amount_text(a.chargedAmount), failed_amount = amount_text(a.failedAmount),
+    last_charged_amount = amount_text(a.lastChargedAmount), last_failed_amount = amount_text(a.lastFailedAmount),
+    total_charged_amount = amount_text(a.totalChargedAmount), total_failed_amount = amount_text(a.totalFailedAmount),
+    end_user = eu and { user_id = nonnull(eu.userId), phone = nonnull(eu.phone), mcc = nonnull(eu.mcc), mnc = nonnull(eu.mnc) } or nil,
   }
-  for lua_name, api_name in pairs(AMOUNTS) do info[lua_name] = amount_text(a[api_name]) end
-  if type(a.transactions) == "table" then
-    for i, t in ipairs(a.transactions) do info.transactions[i] = t end
-  end
-  local eu = type(a.endUser) == "table" and a.endUser or nil
-  if eu then
-    info.end_user = { user_id = nonnull(eu.userId), phone = nonnull(eu.phone), mcc = nonnull(eu.mcc), mnc = nonnull(eu.mnc) }
-  end
-  return info
 end
 
 --- An answer's amount as money for its currency (see the module description).

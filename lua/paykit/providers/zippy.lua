@@ -37,6 +37,7 @@ local kit = require "paykit.kit"
 local oauth = require "paykit.providers.zippy_oauth"
 local notice = require "paykit.providers.zippy_notice"
 local check = require "paykit.providers.zippy_fields"
+local checks = require "paykit.kit.checks"
 local request = require "paykit.providers.zippy_request"
 local wire = require "paykit.providers.zippy_wire"
 
@@ -73,12 +74,12 @@ local P = kit.provider {
     self.references = gateway.seen(o.reference_memory)
     self.defaults = {}
     for _, k in ipairs(URL_DEFAULTS) do self.defaults[k] = o[k] end
+    -- the OAuth parts fixed per instance (signing key, encoded consumer key, header text) made once
+    local signer = oauth.signer { consumer_key = self.consumer_key, consumer_secret = secret,
+      token = self.token, token_secret = token_secret, realm = self.realm }
+    local floor = math.floor
     self.sign = function(method, url)
-      return oauth.authorization {
-        method = method, url = url, consumer_key = self.consumer_key, consumer_secret = secret,
-        token = self.token, token_secret = token_secret, realm = self.realm,
-        nonce = self.make_nonce(), timestamp = math.floor(self.clock()),
-      }
+      return signer(method, url, self.make_nonce(), floor(self.clock()))
     end
     self.verify_raw = function(raw) return notice.verify(raw, keys) end
     self.sign_notice = function(fields, key_id)
@@ -214,7 +215,7 @@ end
 -- @tparam table changes some of the seller fields of @{Zippy:create_seller}
 -- @return the seller as Zippy answers it
 function Zippy:update_seller(uuid, changes)
-  local e = check.key(uuid, "uuid"); if e then return nil, e end
+  local e = checks.key(uuid, "uuid"); if e then return nil, e end
   local body, err = kit.fields(changes, request.SELLER_FIELDS, "seller")
   if not body then return nil, err end
   if next(body) == nil then return nil, errors.validation("seller", "empty", "update_seller needs a field to change") end
@@ -364,7 +365,7 @@ function Zippy:purchase(p)
   if not t then return nil, names end
   local unique, err = false
   if self.reference_nonce and names.ext_transaction_id == "reference" then
-    err = check.text(t.ext_transaction_id, "reference", check.MAX_TEXT - #NONCE_SEP - NONCE_HEX)
+    err = checks.text(t.ext_transaction_id, "reference", check.MAX_TEXT - #NONCE_SEP - NONCE_HEX)
     if err then return nil, err end
     t.ext_transaction_id = t.ext_transaction_id .. NONCE_SEP .. core.random_hex(NONCE_BYTES)
     unique = true

@@ -31,49 +31,7 @@ local function bad(field, code, message)
   return errors.validation(field, code, message)
 end
 
--- The generic checks live in paykit.kit.checks (one strictness for every provider).
-
---- Whether s is well-formed UTF-8 (`paykit.kit.checks.is_utf8`).
--- @function utf8
--- @tparam string s
--- @treturn boolean
-_M.utf8 = checks.is_utf8
-
---- A printable text of 1..max bytes (`paykit.kit.checks.text`).
--- @function text
--- @param v the value
--- @tparam string field
--- @tparam[opt=255] number max
--- @return nil or a validation error
-_M.text = checks.text
-
---- A seller's uuid, a URL path segment (`paykit.kit.checks.key`).
--- @function key
--- @param v the value
--- @tparam string field
--- @return nil or a validation error
-_M.key = checks.key
-
---- A UUID string (`paykit.kit.checks.uuid`).
--- @function uuid
--- @param v the value
--- @tparam string field
--- @return nil or a validation error
-_M.uuid = checks.uuid
-
---- An email address (`paykit.kit.checks.email`).
--- @function email
--- @param v the value
--- @tparam string field
--- @return nil or a validation error
-_M.email = checks.email
-
---- A calendar date YYYY-MM-DD (`paykit.kit.checks.date`).
--- @function date
--- @param v the value
--- @tparam string field
--- @return nil or a validation error
-_M.date = checks.date
+-- The generic checks (text, key, uuid, email, date, utf8) are paykit.kit.checks'.
 
 --- The buyer's MCC: three digits. Returns the string to send, or nil, err.
 -- @param v a string of three digits or an integer 0..999
@@ -88,14 +46,16 @@ function _M.region(v, field)
   return nil, bad(field, "invalid", field .. " must be a mobile country code of three digits, like 310")
 end
 
+local NO_FRAGMENT = { no_fragment = true,
+  why = "Zippy appends ?<notice> to it and the browser would keep the notice to itself" }
+
 --- An absolute http(s) URL; `o.no_fragment` refuses a "#fragment" (Zippy appends ?<notice>).
 -- @param v the value
 -- @tparam string field
 -- @tparam[opt] table o `{no_fragment = true}`
 -- @return nil or a validation error (`required`, `invalid_url`)
 function _M.url(v, field, o)
-  return checks.url(v, field, o and o.no_fragment and { no_fragment = true,
-    why = "Zippy appends ?<notice> to it and the browser would keep the notice to itself" } or nil)
+  return checks.url(v, field, o and o.no_fragment and NO_FRAGMENT or nil)
 end
 
 --- A price as Zippy wants it ("0.99"): exact, with the currency's two decimals, above zero.

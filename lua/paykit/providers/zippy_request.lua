@@ -12,6 +12,7 @@ local errors = require "paykit.errors"
 local money = require "paykit.money"
 local kit = require "paykit.kit"
 local check = require "paykit.providers.zippy_fields"
+local checks = require "paykit.kit.checks"
 
 local _M = {}
 
@@ -38,7 +39,7 @@ local RETURN_URLS = { success_url = true, error_url = true }
 -- @tparam[opt] boolean partial
 -- @return nil or a validation error
 function _M.check_seller(s, partial)
-  local rules = { { "uuid", check.key }, { "status" }, { "name", check.text }, { "email", check.email } }
+  local rules = { { "uuid", checks.key }, { "status" }, { "name", checks.text }, { "email", checks.email } }
   for _, r in ipairs(rules) do
     local k, rule = r[1], r[2]
     if not partial or s[k] ~= nil then
@@ -52,7 +53,7 @@ function _M.check_seller(s, partial)
       end
     end
   end
-  if s.agreement ~= nil then return check.date(s.agreement, "agreement") end
+  if s.agreement ~= nil then return checks.date(s.agreement, "agreement") end
 end
 
 local function seller_body(_, s)
@@ -62,8 +63,8 @@ local function seller_body(_, s)
 end
 
 local function product_body(_, p)
-  local e = check.uuid(p.uuid, "uuid") or check.text(p.name, "name")
-    or check.text(p.external_id, "external_id") or check.key(p.seller_id, "seller_id")
+  local e = checks.uuid(p.uuid, "uuid") or checks.text(p.name, "name")
+    or checks.text(p.external_id, "external_id") or checks.key(p.seller_id, "seller_id")
   if e then return nil, e end
   return p
 end
@@ -73,15 +74,15 @@ end
 _M.OPERATIONS = {
   create_seller = { method = "POST", path = "/sellers", idempotent = true, what = "seller",
     fields = _M.SELLER_FIELDS, body = seller_body },
-  get_seller = { method = "GET", path = "/sellers/:uuid", args = { uuid = check.key } },
+  get_seller = { method = "GET", path = "/sellers/:uuid", args = { uuid = checks.key } },
   list_sellers = { method = "GET", path = "/sellers" },
-  delete_seller = { method = "DELETE", path = "/sellers/:uuid", args = { uuid = check.key } },
-  get_terms = { method = "GET", path = "/terms/:uuid", args = { uuid = check.key } }, -- the seller's uuid
+  delete_seller = { method = "DELETE", path = "/sellers/:uuid", args = { uuid = checks.key } },
+  get_terms = { method = "GET", path = "/terms/:uuid", args = { uuid = checks.key } }, -- the seller's uuid
   create_product = { method = "POST", path = "/products", idempotent = true, what = "product",
     fields = _M.PRODUCT_FIELDS, body = product_body },
-  get_product = { method = "GET", path = "/products/:uuid", args = { uuid = check.uuid } },
+  get_product = { method = "GET", path = "/products/:uuid", args = { uuid = checks.uuid } },
   list_products = { method = "GET", path = "/products",
-    filter = { seller_id = check.key, external_id = function(v, f) return check.text(v, f) end } },
+    filter = { seller_id = checks.key, external_id = function(v, f) return checks.text(v, f) end } },
 }
 
 --- The whole seller to PUT: `current` (as Zippy holds it) with `changes` merged in.
@@ -111,6 +112,7 @@ end
 -- the caller's name of a field (for errors), made without a closure per call
 local NO_NAMES, NO_FRAGMENT = {}, { no_fragment = true }
 local function name_of(names, k) return names[k] or k end
+local function or_default(v, d) if v == nil then return d end return v end
 
 --- Checks and normalises a transaction; returns the JSON body or nil, err. No network.
 -- @tparam table defaults the instance's default URLs (`success_url`, ...)
@@ -126,12 +128,19 @@ function _M.transaction_body(defaults, t, names)
   names = names or NO_NAMES
   local fields, err = kit.fields(t, _M.TX_FIELDS, "transaction")
   if not fields then return nil, err end
-  local body = {}
-  for k, v in pairs(fields) do body[k] = v end
-  for _, k in ipairs(_M.TX_URLS) do
-    if body[k] == nil then body[k] = defaults[k] end
-  end
-  local e = check.uuid(body.product_id, "product_id")
+  -- the body made at its size in one constructor (every TX_FIELDS name), the instance's
+  -- default URLs where the transaction gives none
+  local f = fields
+  local body = {
+    product_id = f.product_id, region = f.region, carrier = f.carrier, price = f.price,
+    price_minor = f.price_minor, currency = f.currency, pay_method = f.pay_method,
+    success_url = or_default(f.success_url, defaults.success_url),
+    error_url = or_default(f.error_url, defaults.error_url),
+    callback_success_url = or_default(f.callback_success_url, defaults.callback_success_url),
+    callback_error_url = or_default(f.callback_error_url, defaults.callback_error_url),
+    ext_transaction_id = f.ext_transaction_id, product_image_url = f.product_image_url,
+  }
+  local e = checks.uuid(body.product_id, "product_id")
   if e then return nil, e end
   if type(body.currency) ~= "string" or not _M.CURRENCIES[body.currency] then
     return nil, errors.validation("currency", body.currency == nil and "required" or "unsupported_currency",
@@ -152,11 +161,13 @@ function _M.transaction_body(defaults, t, names)
     return nil, errors.validation("pay_method", body.pay_method == nil and "required" or "invalid",
       "pay_method must be CARD or OPERATOR")
   end
-  e = check.text(body.carrier, "carrier") or check.text(body.ext_transaction_id, name_of(names, "ext_transaction_id"))
+  e = checks.text(body.carrier, "carrier") or checks.text(body.ext_transaction_id, name_of(names, "ext_transaction_id"))
   if e then return nil, e end
   body.region, err = check.region(body.region, "region")
   if not body.region then return nil, err end
-  for _, k in ipairs(_M.TX_URLS) do
+  local urls = _M.TX_URLS
+  for i = 1, #urls do
+    local k = urls[i]
     e = check.url(body[k], name_of(names, k), RETURN_URLS[k] and NO_FRAGMENT or nil)
     if e then return nil, e end
   end
