@@ -5,6 +5,7 @@
  *   core.json_decode(text[, opts]) -> value | nil, message, "invalid_json"
  *   core.json_number("27.50")    -> a marker written as the number literal 27.50 (never a float)
  *   core.json_null               -> the null value (a NULL light userdata: equal to cjson.null)
+ *   core.json_unknown_key(t, set)  -> the first key of t not in the set, or nothing
  *
  * The file has two layers. The first is plain C with no Lua in it (pj_*: UTF-8 checking, the
  * number grammar, an iterative parser that reports to callbacks), so that a fuzz target can
@@ -1009,8 +1010,34 @@ static int json_number_tostring(lua_State *L)
     return 1;
 }
 
+/* core.json_unknown_key(t, allowed) -> the first key of t (in next() order) that is not a key
+ * of the set `allowed` (allowed[k] neither nil nor false), or nothing. The check of a call's
+ * table before its members are written: one pass in C, so that no Lua loop (a trace abort on
+ * LuaJIT) runs per call. Raw access only (no metamethods run). */
+static int l_json_unknown_key(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        lua_pop(L, 1);                  /* the value */
+        lua_pushvalue(L, -1);           /* the key, looked up in allowed */
+        lua_rawget(L, 2);
+        if (!lua_toboolean(L, -1)) {
+            lua_pop(L, 1);
+            return 1;                   /* the key */
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
 void paykit_json_register(lua_State *L)
 {
+    lua_pushcfunction(L, l_json_unknown_key);
+    lua_setfield(L, -2, "json_unknown_key");
+
     /* json_encode with its buffer */
     jbuf *b = (jbuf *)lua_newuserdata(L, sizeof(jbuf));
     b->p = NULL;

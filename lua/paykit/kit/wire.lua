@@ -142,22 +142,30 @@ end
 -- @return[2] nil
 -- @return[2] err
 function _M.commit(self, op, req)
-  local P = _M.provider_of(self)
+  -- an instance's own metatable names its provider (a proxy's is found by provider_of)
+  local mt = getmetatable(self)
+  local P = type(mt) == "table" and rawget(mt, "__kit") or _M.provider_of(self)
   local w = P._decl.wire
   local full_op = full_name(P, op)
   -- no method: as paykit.http picks it (a body makes a POST), before the signer sees it
   if req.method == nil then req.method = req.body ~= nil and "POST" or "GET" end
   req.url = _M.url(self, req)
-  req.headers = req.headers or {}
+  local headers = req.headers
   if type(req.body) == "table" then
     local ok, text = pcall(json.encode, req.body)
     if not ok then
       return nil, errors.validation("body", "invalid", full_op .. ": cannot write the request as JSON: " .. tostring(text))
     end
     req.body = text
-    req.headers["Content-Type"] = req.headers["Content-Type"] or "application/json"
+    if headers == nil then
+      headers = { ["Content-Type"] = "application/json", Accept = "application/json" }
+    elseif headers["Content-Type"] == nil then
+      headers["Content-Type"] = "application/json"
+    end
   end
-  req.headers["Accept"] = req.headers["Accept"] or "application/json"
+  if headers == nil then headers = { Accept = "application/json" }
+  elseif headers.Accept == nil then headers.Accept = "application/json" end
+  req.headers = headers
   if w.sign then
     local ok, err = w.sign(self, req)
     if not ok then return nil, err end

@@ -363,13 +363,14 @@ function Moka:start_3d(p)
     return nil, errors.provider { code = "moka.invalid_response", op = "moka.start_3d", provider = "moka",
       message = "Moka's 3D answer lacks Data.Url or Data.CodeForHash" }
   end
-  return wire.result {
+  -- info.amount is money.format's text of the checked request: the result takes it as it is
+  return wire.result({
     status = "redirect", redirect_url = link, method = "GET",
     reference = info.reference, amount = info.amount, currency = info.currency,
     keep = { code_for_hash = cfh, reference = info.reference or "", amount = info.amount, currency = info.currency,
              pre_auth = info.pre_auth or nil },
     raw = raw,
-  }
+  }, true)
 end
 
 --- A direct payment without 3D Secure (DoDirectPayment).

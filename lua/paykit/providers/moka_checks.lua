@@ -16,6 +16,7 @@ local money = require "paykit.money"
 local checks = require "paykit.kit.checks"
 local kit_fields = require("paykit.kit").fields
 local luhn = require("paykit.redact").luhn
+local unknown_key = require("paykit.core").json_unknown_key
 
 local _M = {}
 
@@ -36,6 +37,10 @@ end
 -- "01" .. "12": a checked month as Moka writes it
 local MONTHS = {}
 for m = 1, 12 do MONTHS[m] = format("%02d", m) end
+-- an expiry month's text ("1".."12", "01".."09") -> its number (a number given is looked up
+-- by its tostring: 12 is "12"; 12.0 is "12.0" on Lua 5.4, refused there as before)
+local MONTH_OF = {}
+for m = 1, 12 do MONTH_OF[tostring(m)], MONTH_OF[format("%02d", m)] = m, m end
 
 -- The UTC year and month of a clock reading, kept for the last reading (the clock moves once a
 -- second; os.date makes a table each call).
@@ -50,8 +55,13 @@ end
 -- ------------------------------------------------------------------------------------
 -- validation helpers (each returns the wire value or nil, err)
 
+-- a wire currency as given (the usual spellings): no upper() per call
+local WIRE_CURRENCY = { TL = "TL", TRY = "TL", USD = "USD", EUR = "EUR", GBP = "GBP" }
+
 local function currency_of(self, c)
   c = c or self.currency
+  local w = WIRE_CURRENCY[c]
+  if w then return w end
   if type(c) ~= "string" then return nil, V("currency", "invalid", "currency must be TL, USD, EUR or GBP") end
   c = c:upper()
   if c == "TRY" then c = "TL" end
@@ -78,8 +88,10 @@ local function check_card(self, card, stored)
   if type(number) ~= "string" or number == "" then
     return nil, V(field .. ".number", "required", "the card number is required")
   end
-  if find(number, "[ %-]") then number = number:gsub("[ %-]", "") end
-  if not find(number, "^%d+$") then
+  if find(number, "%D") then
+    if find(number, "[ %-]") then number = number:gsub("[ %-]", "") end
+  end
+  if number == "" or find(number, "%D") then
     return nil, V(field .. ".number", "not_digits", "the card number must contain only digits")
   end
   if #number < 12 or #number > 19 then
@@ -88,12 +100,15 @@ local function check_card(self, card, stored)
   if not luhn(number) then
     return nil, V(field .. ".number", "invalid_luhn", "the card number fails the Luhn check (mistyped?)")
   end
-  local m = tonumber(card.exp_month)
-  if not m or m ~= math.floor(m) or m < 1 or m > 12 or not tostring(card.exp_month):match("^%d%d?$") then
+  local em = card.exp_month
+  local m = MONTH_OF[em]
+  if not m and type(em) == "number" then m = MONTH_OF[tostring(em)] end
+  if not m then
     return nil, V(field .. ".exp_month", "invalid", "the expiry month must be 1 to 12")
   end
-  local ys = tostring(card.exp_year or "")
-  if not (ys:match("^%d%d%d%d$") or ys:match("^%d%d$")) then
+  local ys = card.exp_year
+  if type(ys) ~= "string" then ys = tostring(ys or "") end
+  if (#ys ~= 4 and #ys ~= 2) or find(ys, "%D") then
     return nil, V(field .. ".exp_year", "invalid", "the expiry year must be YYYY (or YY)")
   end
   local y = tonumber(ys)
@@ -105,7 +120,7 @@ local function check_card(self, card, stored)
   local out = { number = number, exp_month = MONTHS[m], exp_year = #ys == 4 and ys or format("%04d", y) }
   if card.cvc ~= nil or not stored then
     local cvc = card.cvc
-    if type(cvc) ~= "string" or not cvc:match("^%d%d%d%d?$") then
+    if type(cvc) ~= "string" or (#cvc ~= 3 and #cvc ~= 4) or find(cvc, "%D") then
       return nil, V(field .. ".cvc", "invalid", "the CVC must be 3 or 4 digits")
     end
     out.cvc = cvc
@@ -241,13 +256,10 @@ function _M.fields(p, what, extra)
     for k in pairs(_M.PAYMENT_FIELDS) do allowed[k] = true end
     for k in pairs(extra) do allowed[k] = true end
   end
-  for k in pairs(p) do
-    if not allowed[k] then
-      local _, err = kit_fields(p, allowed, what)
-      return err
-    end
-  end
-  return nil
+  -- one pass in C; the kit's message (with its "did you mean") only for a table that has one
+  if unknown_key(p, allowed) == nil then return nil end
+  local _, err = kit_fields(p, allowed, what)
+  return err
 end
 
 --- The wire currency of a call (TRY is TL): c or the instance's default.
