@@ -6,6 +6,8 @@
  *   core.json_number("27.50")    -> a marker written as the number literal 27.50 (never a float)
  *   core.json_null               -> the null value (a NULL light userdata: equal to cjson.null)
  *   core.json_unknown_key(t, set)  -> the first key of t not in the set, or nothing
+ *   core.json_raw(v)             -> v's JSON text, kept: json_encode writes it as it is
+ *   core.text_plain(s[, ml]), core.digits_luhn(s): byte checks of a body's values (below)
  *
  * The file has two layers. The first is plain C with no Lua in it (pj_*: UTF-8 checking, the
  * number grammar, an iterative parser that reports to callbacks), so that a fuzz target can
@@ -695,7 +697,13 @@ static int jw_integer(jwriter *w, long long v)
 static int jw_value(jwriter *w, int idx);
 
 /* The metatable field names, kept as upvalues of json_encode so that no lookup interns them. */
-enum { UV_BUF = 1, UV_NUMBER, UV_KEYS, UV_VALUES, UV_TYPE };
+enum { UV_BUF = 1, UV_NUMBER, UV_KEYS, UV_VALUES, UV_TYPE, UV_RAW };
+
+/* A core.json_raw value: text the writer itself produced, kept immutable in a userdata. */
+typedef struct {
+    size_t n;
+    char s[1];
+} jraw;
 
 typedef struct {
     const char *s;
@@ -853,6 +861,17 @@ static int jw_value(jwriter *w, int idx)
     case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, idx) == NULL) { JB_PUT(w, "null", 4); return 1; }
         return jw_fail(w, "a light userdata other than null");
+    case LUA_TUSERDATA:
+        if (lua_getmetatable(L, idx)) {
+            int is_raw = lua_rawequal(L, -1, lua_upvalueindex(UV_RAW));
+            lua_pop(L, 1);
+            if (is_raw) {
+                const jraw *r = (const jraw *)lua_touserdata(L, idx);
+                JB_PUT(w, r->s, r->n);
+                return 1;
+            }
+        }
+        return jw_fail(w, "a function, userdata or thread (JSON has no form for it)");
     case LUA_TTABLE: {
         int ok, forced = 0, top = lua_gettop(L);
         if (!lua_checkstack(L, 8)) return jw_fail(w, "nested too deep for the Lua stack");
@@ -1033,11 +1052,72 @@ static int l_json_unknown_key(lua_State *L)
     return 0;
 }
 
+/* Byte checks of the values a body is built from (one C pass where a Lua pattern would
+ * cost a match per byte on Lua 5.4):
+ *   core.text_plain(s[, multiline]) -> true when s has no control character (0x00-0x1F,
+ *     0x7F; multiline: tab, LF and CR allowed)
+ *   core.digits_luhn(s) -> digits, luhn: whether s is one or more ASCII digits, and whether
+ *     those digits pass the Luhn check (false when s is not digits) */
+static int l_text_plain(lua_State *L)
+{
+    size_t n, i;
+    const unsigned char *p = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    int multiline = lua_toboolean(L, 2);
+    for (i = 0; i < n; i++) {
+        unsigned char c = p[i];
+        if (c < 0x20 || c == 0x7F) {
+            if (multiline && (c == '\t' || c == '\n' || c == '\r')) continue;
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_digits_luhn(lua_State *L)
+{
+    size_t n, i;
+    const unsigned char *p = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    unsigned sum = 0;
+    if (n == 0) { lua_pushboolean(L, 0); lua_pushboolean(L, 0); return 2; }
+    for (i = 0; i < n; i++) {
+        unsigned d = (unsigned)p[n - 1 - i] - '0';
+        if (d > 9) { lua_pushboolean(L, 0); lua_pushboolean(L, 0); return 2; }
+        if (i & 1) { d *= 2; if (d > 9) d -= 9; }
+        sum += d;
+    }
+    lua_pushboolean(L, 1);
+    lua_pushboolean(L, sum % 10 == 0);
+    return 2;
+}
+
+/* core.json_raw(v[, opts]) -> a value json_encode writes as the text json_encode(v, opts) gave
+ * when json_raw was called (a fixed part of many bodies, encoded once); nil, message,
+ * "unencodable" as json_encode. Upvalues: json_encode, the raw values' metatable. */
+static int l_json_raw(lua_State *L)
+{
+    size_t n;
+    const char *t;
+    jraw *r;
+    lua_settop(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_call(L, 2, 3);
+    if (lua_isnil(L, -3)) return 3;
+    t = lua_tolstring(L, -3, &n);
+    r = (jraw *)lua_newuserdata(L, sizeof(jraw) + n);
+    r->n = n;
+    memcpy(r->s, t, n);
+    r->s[n] = '\0';
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
 void paykit_json_register(lua_State *L)
 {
-    lua_pushcfunction(L, l_json_unknown_key);
-    lua_setfield(L, -2, "json_unknown_key");
-
     /* json_encode with its buffer */
     jbuf *b = (jbuf *)lua_newuserdata(L, sizeof(jbuf));
     b->p = NULL;
@@ -1051,8 +1131,20 @@ void paykit_json_register(lua_State *L)
     lua_pushliteral(L, "__json_keys");
     lua_pushliteral(L, "__json_values");
     lua_pushliteral(L, "__json_type");
-    lua_pushcclosure(L, l_json_encode, 5);
-    lua_setfield(L, -2, "json_encode");
+    /* the metatable of core.json_raw's values (no field a user could reach: the writer knows
+     * them by this table's identity) */
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "paykit.json_raw");
+    lua_setfield(L, -2, "__name");
+    lua_pushvalue(L, -1);
+    lua_insert(L, -7); /* a copy below the buffer, for json_raw */
+    lua_pushcclosure(L, l_json_encode, 6);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -4, "json_encode");
+    /* stack: ..., module, rawmt, json_encode */
+    lua_insert(L, -2);
+    lua_pushcclosure(L, l_json_raw, 2);
+    lua_setfield(L, -2, "json_raw");
 
     lua_pushcfunction(L, l_json_decode);
     lua_setfield(L, -2, "json_decode");
@@ -1072,5 +1164,12 @@ void paykit_json_register(lua_State *L)
 
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "json_null");
+
+    lua_pushcfunction(L, l_json_unknown_key);
+    lua_setfield(L, -2, "json_unknown_key");
+    lua_pushcfunction(L, l_text_plain);
+    lua_setfield(L, -2, "text_plain");
+    lua_pushcfunction(L, l_digits_luhn);
+    lua_setfield(L, -2, "digits_luhn");
 }
 #endif /* PAYKIT_JSON_CORE_ONLY */

@@ -372,6 +372,8 @@ local function write(v, out)
       out[#out + 1] = "}"
     end
   elseif v == nil then out[#out + 1] = "null"
+  elseif t == "userdata" and core_json_encode(v) then
+    out[#out + 1] = core_json_encode(v) -- a core.json_raw: its kept text
   else error("gateway.json: cannot write a " .. t, 0) end
 end
 

@@ -86,7 +86,8 @@ function _M.body(self, path, payload)
     keys = gateway.shared_keys { blocks(path) }
     body_keys[path] = keys
   end
-  return gateway.object_of(keys, { self._auth(), payload })
+  local auth = self._auth_json and self._auth_json() or self._auth()
+  return gateway.object_of(keys, { auth, payload })
 end
 
 -- op -> the info line of a good answer ("moka.capture ok"), made once per operation
