@@ -174,8 +174,10 @@ local function is_self(P, x) return wire.provider_of(x) == P end
 -- The method wrapper: refuses a dot call (self is not an instance of P).
 local guarded = setmetatable({}, { __mode = "k" })
 local function guard(P, name, fn)
+  local mt = P._mt
   local g = function(self, ...)
-    if not is_self(P, self) then
+    -- an instance's own metatable first (the usual case), then a proxy's chain
+    if getmetatable(self) ~= mt and not is_self(P, self) then
       error(P.name .. "." .. name .. ": call it with a colon, gw:" .. name .. "(...), not gw." .. name .. "(...)", 2)
     end
     return fn(self, ...)
