@@ -7,6 +7,7 @@
  *   core.json_null               -> the null value (a NULL light userdata: equal to cjson.null)
  *   core.json_unknown_key(t, set)  -> the first key of t not in the set, or nothing
  *   core.json_raw(v)             -> v's JSON text, kept: json_encode writes it as it is
+ *   core.json_keys(list)         -> an ordered object's member names written once (list[0])
  *   core.text_plain(s[, ml]), core.digits_luhn(s): byte checks of a body's values (below)
  *
  * The file has two layers. The first is plain C with no Lua in it (pj_*: UTF-8 checking, the
@@ -697,13 +698,22 @@ static int jw_integer(jwriter *w, long long v)
 static int jw_value(jwriter *w, int idx);
 
 /* The metatable field names, kept as upvalues of json_encode so that no lookup interns them. */
-enum { UV_BUF = 1, UV_NUMBER, UV_KEYS, UV_VALUES, UV_TYPE, UV_RAW };
+enum { UV_BUF = 1, UV_NUMBER, UV_KEYS, UV_VALUES, UV_TYPE, UV_RAW, UV_KEYSMT };
 
 /* A core.json_raw value: text the writer itself produced, kept immutable in a userdata. */
 typedef struct {
     size_t n;
     char s[1];
 } jraw;
+
+/* A core.json_keys(list) value: the written forms of an ordered object's member names,
+ * fragment i = ("{" or ",") .. name_i as a JSON string .. ":", all in one text; off[i-1] ..
+ * off[i] is fragment i. Kept at list[0]: the writer then copies fragment i before value i. */
+typedef struct {
+    lua_Integer count;
+    size_t *off;     /* count + 1 offsets into text */
+    char *text;
+} jkeys;
 
 typedef struct {
     const char *s;
@@ -728,6 +738,30 @@ static int jw_ordered(jwriter *w)
     lua_Integer i, nk;
     if (!lua_istable(L, kl) || !lua_istable(L, vl)) return jw_fail(w, "an ordered object without its key and value lists");
     nk = (lua_Integer)lua_rawlen(L, kl);
+    lua_rawgeti(L, kl, 0);
+    if (lua_type(L, -1) == LUA_TUSERDATA && lua_getmetatable(L, -1)) {
+        int is_keys = lua_rawequal(L, -1, lua_upvalueindex(UV_KEYSMT));
+        const jkeys *t = (const jkeys *)lua_touserdata(L, -2);
+        lua_pop(L, 2);
+        if (is_keys && t->count == nk && nk > 0) {
+            /* the names' written forms, made once for this list (core.json_keys) */
+            for (i = 1; i <= nk; i++) {
+                size_t a = t->off[i - 1], z = t->off[i];
+                JB_PUT(w, t->text + a, z - a);
+                /* the place errors name: the name as written, between ("{" or ",") '"' and '":' */
+                w->path[w->depth].s = t->text + a + 2;
+                w->path[w->depth].n = z - a - 4;
+                lua_rawgeti(L, vl, (int)i);
+                if (lua_isnil(L, -1)) return jw_fail(w, "an ordered object's member without a value");
+                if (!jw_value(w, lua_gettop(L))) return 0;
+                lua_pop(L, 1);
+            }
+            JB_CHAR(w, '}');
+            return 1;
+        }
+    } else {
+        lua_pop(L, 1);
+    }
     JB_CHAR(w, '{');
     for (i = 1; i <= nk; i++) {
         size_t kn;
@@ -1092,6 +1126,71 @@ static int l_digits_luhn(lua_State *L)
     return 2;
 }
 
+static int jkeys_gc(lua_State *L)
+{
+    jkeys *t = (jkeys *)lua_touserdata(L, 1);
+    free(t->off);
+    free(t->text);
+    t->off = NULL;
+    t->text = NULL;
+    t->count = 0;
+    return 0;
+}
+
+/* core.json_keys(list) -> the written forms of the member names list[1..#list] (strings, valid
+ * UTF-8), for list[0] = ... (see jkeys); nil, message, "unencodable" for a name the writer
+ * refuses. Upvalues: json_encode, the jkeys metatable. */
+static int l_json_keys(lua_State *L)
+{
+    lua_Integer n, i;
+    size_t total = 0, at = 0;
+    jkeys *t;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    n = (lua_Integer)lua_rawlen(L, 1);
+    lua_settop(L, 1);
+    t = (jkeys *)lua_newuserdata(L, sizeof(jkeys)); /* 2 */
+    t->count = 0;
+    t->off = NULL;
+    t->text = NULL;
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_setmetatable(L, 2);
+    lua_createtable(L, (int)n, 0); /* 3: the names written */
+    for (i = 1; i <= n; i++) {
+        lua_pushvalue(L, lua_upvalueindex(1));
+        lua_rawgeti(L, 1, (int)i);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pushnil(L);
+            lua_pushliteral(L, "json: a member name that is not a string");
+            lua_pushliteral(L, "unencodable");
+            return 3;
+        }
+        lua_call(L, 1, 3);
+        if (lua_isnil(L, -3)) return 3;
+        lua_pop(L, 2);
+        total += lua_rawlen(L, -1) + 2;
+        lua_rawseti(L, 3, (int)i);
+    }
+    t->off = (size_t *)malloc(sizeof(size_t) * (size_t)(n + 1));
+    t->text = (char *)malloc(total + 1);
+    if (t->off == NULL || t->text == NULL) return luaL_error(L, "json_keys: out of memory");
+    t->off[0] = 0;
+    for (i = 1; i <= n; i++) {
+        size_t kn;
+        const char *k;
+        lua_rawgeti(L, 3, (int)i);
+        k = lua_tolstring(L, -1, &kn);
+        t->text[at++] = i == 1 ? '{' : ',';
+        memcpy(t->text + at, k, kn);
+        at += kn;
+        t->text[at++] = ':';
+        t->off[i] = at;
+        lua_pop(L, 1);
+    }
+    t->count = n;
+    lua_settop(L, 2);
+    return 1;
+}
+
 /* core.json_raw(v[, opts]) -> a value json_encode writes as the text json_encode(v, opts) gave
  * when json_raw was called (a fixed part of many bodies, encoded once); nil, message,
  * "unencodable" as json_encode. Upvalues: json_encode, the raw values' metatable. */
@@ -1138,13 +1237,27 @@ void paykit_json_register(lua_State *L)
     lua_setfield(L, -2, "__name");
     lua_pushvalue(L, -1);
     lua_insert(L, -7); /* a copy below the buffer, for json_raw */
-    lua_pushcclosure(L, l_json_encode, 6);
+    /* the metatable of core.json_keys's values */
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, jkeys_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, "paykit.json_keys");
+    lua_setfield(L, -2, "__name");
     lua_pushvalue(L, -1);
-    lua_setfield(L, -4, "json_encode");
-    /* stack: ..., module, rawmt, json_encode */
+    lua_insert(L, -9); /* a copy below rawmt's, for json_keys */
+    lua_pushcclosure(L, l_json_encode, 7);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -5, "json_encode");
+    /* stack: ..., module, keysmt, rawmt, json_encode */
+    lua_pushvalue(L, -1);
+    lua_pushvalue(L, -4);
+    lua_pushcclosure(L, l_json_keys, 2);
+    lua_setfield(L, -5, "json_keys");
+    /* stack: ..., module, keysmt, rawmt, json_encode */
     lua_insert(L, -2);
     lua_pushcclosure(L, l_json_raw, 2);
-    lua_setfield(L, -2, "json_raw");
+    lua_setfield(L, -3, "json_raw");
+    lua_pop(L, 1); /* keysmt */
 
     lua_pushcfunction(L, l_json_decode);
     lua_setfield(L, -2, "json_decode");

@@ -406,3 +406,25 @@ describe("core.json_raw, json_unknown_key, text_plain, digits_luhn (the provider
     end
   end)
 end)
+
+describe("core.json_keys (an ordered object's member names written once)", function()
+  it("writes the same text as the names written each time, and names the place of an error", function()
+    local keys = { "A", 'B"q', "Ç", "D" }
+    local plain = ordered("A", 1, 'B"q', "x", "Ç", { 2 }, "D", 4)
+    local expect = assert(E(plain))
+    keys[0] = assert(core.json_keys(keys))
+    assert.equal(expect, E(setmetatable({ _k = keys, _v = { 1, "x", { 2 }, 4 } }, Ordered)))
+    fails('at $.B\\"q[1]', E(setmetatable({ _k = keys, _v = { 1, { 0.5 }, 3, 4 } }, Ordered)))
+    fails("member without a value at $.D", E(setmetatable({ _k = keys, _v = { 1, "x", 3 } }, Ordered)))
+  end)
+
+  it("is used only when it is the list's own count of names; refused names are refused when made", function()
+    local keys = { "A", "B" }
+    local k0 = assert(core.json_keys(keys))
+    local other = { "Z" }
+    other[0] = k0 -- another count: the names of the list itself are written
+    assert.equal('{"Z":1}', E(setmetatable({ _k = other, _v = { 1 } }, Ordered)))
+    fails("not a string", core.json_keys({ 1 }))
+    fails("UTF-8", core.json_keys({ "\255" }))
+  end)
+end)

@@ -259,6 +259,7 @@ function _M.field(map, names)
 end
 
 local core_json_encode = require("paykit.core").json_encode
+local core_json_keys = require("paykit.core").json_keys
 
 -- A small ordered JSON writer for request bodies, so that amounts go to the wire as exact
 -- number text ("27.50") and never pass through a Lua float.
@@ -304,11 +305,14 @@ end
 function _M.object_of(keys, values) return setmetatable({ _k = keys, _v = values }, Obj) end
 
 --- Marks a member name list as shared by many objects (a constant of a provider's request
--- shape, for @{object_of}): @{put} on an object holding it copies the list first.
+-- shape, for @{object_of}): @{put} on an object holding it copies the list first. The list
+-- must not be changed afterwards (its names are also kept written, at keys[0]).
 -- @tparam table keys the member names
 -- @treturn table keys
 function _M.shared_keys(keys)
   SHARED[keys] = true
+  -- the names written once (paykit.core.json_keys, kept at keys[0]): the C writer copies them
+  if keys[0] == nil then keys[0] = core_json_keys(keys) end
   return keys
 end
 --- A decimal number written to JSON as its exact text (an amount: "27.50" stays 27.50).

@@ -79,7 +79,7 @@ local function amount_of(t, key, currency, field, allow_zero)
 end
 
 -- stored: a card to store, which may (and then must) come without a CVC
-local function check_card(self, card, stored)
+local function card_fields(self, card, stored)
   local field = "card"
   if type(card) ~= "table" then return nil, V(field, "required", field .. " is required") end
   local number = card.number
@@ -120,21 +120,25 @@ local function check_card(self, card, stored)
   if y < year or (y == year and m < month) then
     return nil, V(field .. ".exp_year", "expired", "the card has expired")
   end
-  local out = { number = number, exp_month = MONTHS[m], exp_year = #ys == 4 and ys or format("%04d", y) }
-  if card.cvc ~= nil or not stored then
-    local cvc = card.cvc
+  local cvc, holder = card.cvc, card.holder
+  if cvc ~= nil or not stored then
     if type(cvc) ~= "string" or (#cvc ~= 3 and #cvc ~= 4) or not digits_luhn(cvc) then
       return nil, V(field .. ".cvc", "invalid", "the CVC must be 3 or 4 digits")
     end
-    out.cvc = cvc
   end
-  if card.holder ~= nil then
-    if type(card.holder) ~= "string" or (#card.holder > 100 and utf8_len(card.holder) > 100) then
+  if holder ~= nil then
+    if type(holder) ~= "string" or (#holder > 100 and utf8_len(holder) > 100) then
       return nil, V(field .. ".holder", "invalid", "the card holder must be a string of at most 100 characters")
     end
-    out.holder = card.holder
   end
-  return out
+  return number, MONTHS[m], #ys == 4 and ys or format("%04d", y), cvc, holder
+end
+
+-- The same as a table {number=, exp_month=, exp_year=, cvc=, holder=} (cvc and holder when given).
+local function check_card(self, card, stored)
+  local number, exp_month, exp_year, cvc, holder = card_fields(self, card, stored)
+  if not number then return nil, exp_month end
+  return { number = number, exp_month = exp_month, exp_year = exp_year, cvc = cvc, holder = holder }
 end
 
 -- p[key] absent, or a string of at most max characters without control characters
@@ -279,6 +283,12 @@ _M.amount_of = amount_of
 -- (self, card, stored) -> card | nil, err
 -- @function check_card
 _M.check_card = check_card
+
+--- The same checks, the card's wire values as values (no table): number, exp_month, exp_year,
+-- cvc, holder (cvc and holder nil when not given).
+-- (self, card, stored) -> number, exp_month, exp_year, cvc, holder | nil, err
+-- @function card_fields
+_M.card_fields = card_fields
 
 --- p[key] absent, or text of at most max characters without control characters.
 -- (p, key, max, field, multiline) -> true | nil, err

@@ -25,6 +25,7 @@ _M.CURRENCIES = C.CURRENCIES
 local V = errors.validation
 local obj, put, dec, object_of = gateway.object, gateway.put, gateway.decimal, gateway.object_of
 local is_blank, currency_of, amount_of, check_card = C.is_blank, C.currency_of, C.amount_of, C.check_card
+local card_fields = C.card_fields
 local check_len, check_texts, flag_of, check_id = C.check_len, C.check_texts, C.flag_of, C.check_id
 local one_of, client_ip, check_person = C.one_of, C.client_ip, C.check_person
 
@@ -80,10 +81,10 @@ function _M.payment(self, p, three_d)
     return nil, V(has_card and "card_token" or "card", has_card and "ambiguous" or "required",
       "give either card (number, expiry, CVC) or card_token, not both")
   end
-  local card
+  local number, exp_month, exp_year, cvc, holder
   if has_card then
-    card, err = check_card(self, p.card)
-    if not card then return nil, err end
+    number, exp_month, exp_year, cvc, holder = card_fields(self, p.card)
+    if not number then return nil, exp_month end
   elseif type(p.card_token) ~= "string" or #p.card_token > 64 or p.card_token:find("[%c%s]") then
     return nil, V("card_token", "invalid", "card_token must be a stored card's CardToken (a string of at most 64 characters)")
   elseif p.tokenize then
@@ -169,10 +170,11 @@ function _M.payment(self, p, three_d)
   end
 
   -- the members every payment request has, in Moka's order, made in one go (none is nil)
-  local holder, number, exp_month, exp_year, cvc, token = "", "", "", "", "", p.card_token
-  if card then
-    holder, number, exp_month, exp_year, cvc, token = card.holder or "", card.number, card.exp_month, card.exp_year,
-      card.cvc or "", ""
+  local token = p.card_token
+  if has_card then
+    holder, cvc, token = holder or "", cvc or "", ""
+  else
+    holder, number, exp_month, exp_year, cvc = "", "", "", "", ""
   end
   local info = { amount = amount, currency = currency, reference = p.reference, installments = inst,
     pre_auth = pre_auth == 1 }

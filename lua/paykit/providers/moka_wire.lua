@@ -161,8 +161,9 @@ end
 -- @return[2] nil
 -- @return[2] a transport, HTTP (the kit's vocabulary) or provider error
 function _M.call(self, op, path, payload, idempotent)
+  -- url and headers (set by commit) have their room from the start: no rehash per call
   local answer, info = kwire.commit(self, op, { method = "POST", path = path, body = _M.body(self, path, payload),
-    idempotent = idempotent and true or false })
+    idempotent = idempotent and true or false, url = nil, headers = nil })
   if answer == nil then
     self.log("error", "moka." .. op .. " failed: " .. tostring(info))
     return nil, _M.own(info)
