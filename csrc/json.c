@@ -5,6 +5,10 @@
  *   core.json_decode(text[, opts]) -> value | nil, message, "invalid_json"
  *   core.json_number("27.50")    -> a marker written as the number literal 27.50 (never a float)
  *   core.json_null               -> the null value (a NULL light userdata: equal to cjson.null)
+ *   core.json_unknown_key(t, set)  -> the first key of t not in the set, or nothing
+ *   core.json_raw(v)             -> v's JSON text, kept: json_encode writes it as it is
+ *   core.json_keys(list)         -> an ordered object's member names written once (list[0])
+ *   core.text_plain(s[, ml]), core.digits_luhn(s): byte checks of a body's values (below)
  *
  * The file has two layers. The first is plain C with no Lua in it (pj_*: UTF-8 checking, the
  * number grammar, an iterative parser that reports to callbacks), so that a fuzz target can
@@ -694,7 +698,22 @@ static int jw_integer(jwriter *w, long long v)
 static int jw_value(jwriter *w, int idx);
 
 /* The metatable field names, kept as upvalues of json_encode so that no lookup interns them. */
-enum { UV_BUF = 1, UV_NUMBER, UV_KEYS, UV_VALUES, UV_TYPE };
+enum { UV_BUF = 1, UV_NUMBER, UV_KEYS, UV_VALUES, UV_TYPE, UV_RAW, UV_KEYSMT };
+
+/* A core.json_raw value: text the writer itself produced, kept immutable in a userdata. */
+typedef struct {
+    size_t n;
+    char s[1];
+} jraw;
+
+/* A core.json_keys(list) value: the written forms of an ordered object's member names,
+ * fragment i = ("{" or ",") .. name_i as a JSON string .. ":", all in one text; off[i-1] ..
+ * off[i] is fragment i. Kept at list[0]: the writer then copies fragment i before value i. */
+typedef struct {
+    lua_Integer count;
+    size_t *off;     /* count + 1 offsets into text */
+    char *text;
+} jkeys;
 
 typedef struct {
     const char *s;
@@ -719,6 +738,30 @@ static int jw_ordered(jwriter *w)
     lua_Integer i, nk;
     if (!lua_istable(L, kl) || !lua_istable(L, vl)) return jw_fail(w, "an ordered object without its key and value lists");
     nk = (lua_Integer)lua_rawlen(L, kl);
+    lua_rawgeti(L, kl, 0);
+    if (lua_type(L, -1) == LUA_TUSERDATA && lua_getmetatable(L, -1)) {
+        int is_keys = lua_rawequal(L, -1, lua_upvalueindex(UV_KEYSMT));
+        const jkeys *t = (const jkeys *)lua_touserdata(L, -2);
+        lua_pop(L, 2);
+        if (is_keys && t->count == nk && nk > 0) {
+            /* the names' written forms, made once for this list (core.json_keys) */
+            for (i = 1; i <= nk; i++) {
+                size_t a = t->off[i - 1], z = t->off[i];
+                JB_PUT(w, t->text + a, z - a);
+                /* the place errors name: the name as written, between ("{" or ",") '"' and '":' */
+                w->path[w->depth].s = t->text + a + 2;
+                w->path[w->depth].n = z - a - 4;
+                lua_rawgeti(L, vl, (int)i);
+                if (lua_isnil(L, -1)) return jw_fail(w, "an ordered object's member without a value");
+                if (!jw_value(w, lua_gettop(L))) return 0;
+                lua_pop(L, 1);
+            }
+            JB_CHAR(w, '}');
+            return 1;
+        }
+    } else {
+        lua_pop(L, 1);
+    }
     JB_CHAR(w, '{');
     for (i = 1; i <= nk; i++) {
         size_t kn;
@@ -852,6 +895,17 @@ static int jw_value(jwriter *w, int idx)
     case LUA_TLIGHTUSERDATA:
         if (lua_touserdata(L, idx) == NULL) { JB_PUT(w, "null", 4); return 1; }
         return jw_fail(w, "a light userdata other than null");
+    case LUA_TUSERDATA:
+        if (lua_getmetatable(L, idx)) {
+            int is_raw = lua_rawequal(L, -1, lua_upvalueindex(UV_RAW));
+            lua_pop(L, 1);
+            if (is_raw) {
+                const jraw *r = (const jraw *)lua_touserdata(L, idx);
+                JB_PUT(w, r->s, r->n);
+                return 1;
+            }
+        }
+        return jw_fail(w, "a function, userdata or thread (JSON has no form for it)");
     case LUA_TTABLE: {
         int ok, forced = 0, top = lua_gettop(L);
         if (!lua_checkstack(L, 8)) return jw_fail(w, "nested too deep for the Lua stack");
@@ -1009,6 +1063,158 @@ static int json_number_tostring(lua_State *L)
     return 1;
 }
 
+/* core.json_unknown_key(t, allowed) -> the first key of t (in next() order) that is not a key
+ * of the set `allowed` (allowed[k] neither nil nor false), or nothing. The check of a call's
+ * table before its members are written: one pass in C, so that no Lua loop (a trace abort on
+ * LuaJIT) runs per call. Raw access only (no metamethods run). */
+static int l_json_unknown_key(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        lua_pop(L, 1);                  /* the value */
+        lua_pushvalue(L, -1);           /* the key, looked up in allowed */
+        lua_rawget(L, 2);
+        if (!lua_toboolean(L, -1)) {
+            lua_pop(L, 1);
+            return 1;                   /* the key */
+        }
+        lua_pop(L, 1);
+    }
+    return 0;
+}
+
+/* Byte checks of the values a body is built from (one C pass where a Lua pattern would
+ * cost a match per byte on Lua 5.4):
+ *   core.text_plain(s[, multiline]) -> true when s has no control character (0x00-0x1F,
+ *     0x7F; multiline: tab, LF and CR allowed)
+ *   core.digits_luhn(s) -> digits, luhn: whether s is one or more ASCII digits, and whether
+ *     those digits pass the Luhn check (false when s is not digits) */
+static int l_text_plain(lua_State *L)
+{
+    size_t n, i;
+    const unsigned char *p = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    int multiline = lua_toboolean(L, 2);
+    for (i = 0; i < n; i++) {
+        unsigned char c = p[i];
+        if (c < 0x20 || c == 0x7F) {
+            if (multiline && (c == '\t' || c == '\n' || c == '\r')) continue;
+            lua_pushboolean(L, 0);
+            return 1;
+        }
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_digits_luhn(lua_State *L)
+{
+    size_t n, i;
+    const unsigned char *p = (const unsigned char *)luaL_checklstring(L, 1, &n);
+    unsigned sum = 0;
+    if (n == 0) { lua_pushboolean(L, 0); lua_pushboolean(L, 0); return 2; }
+    for (i = 0; i < n; i++) {
+        unsigned d = (unsigned)p[n - 1 - i] - '0';
+        if (d > 9) { lua_pushboolean(L, 0); lua_pushboolean(L, 0); return 2; }
+        if (i & 1) { d *= 2; if (d > 9) d -= 9; }
+        sum += d;
+    }
+    lua_pushboolean(L, 1);
+    lua_pushboolean(L, sum % 10 == 0);
+    return 2;
+}
+
+static int jkeys_gc(lua_State *L)
+{
+    jkeys *t = (jkeys *)lua_touserdata(L, 1);
+    free(t->off);
+    free(t->text);
+    t->off = NULL;
+    t->text = NULL;
+    t->count = 0;
+    return 0;
+}
+
+/* core.json_keys(list) -> the written forms of the member names list[1..#list] (strings, valid
+ * UTF-8), for list[0] = ... (see jkeys); nil, message, "unencodable" for a name the writer
+ * refuses. Upvalues: json_encode, the jkeys metatable. */
+static int l_json_keys(lua_State *L)
+{
+    lua_Integer n, i;
+    size_t total = 0, at = 0;
+    jkeys *t;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    n = (lua_Integer)lua_rawlen(L, 1);
+    lua_settop(L, 1);
+    t = (jkeys *)lua_newuserdata(L, sizeof(jkeys)); /* 2 */
+    t->count = 0;
+    t->off = NULL;
+    t->text = NULL;
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_setmetatable(L, 2);
+    lua_createtable(L, (int)n, 0); /* 3: the names written */
+    for (i = 1; i <= n; i++) {
+        lua_pushvalue(L, lua_upvalueindex(1));
+        lua_rawgeti(L, 1, (int)i);
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pushnil(L);
+            lua_pushliteral(L, "json: a member name that is not a string");
+            lua_pushliteral(L, "unencodable");
+            return 3;
+        }
+        lua_call(L, 1, 3);
+        if (lua_isnil(L, -3)) return 3;
+        lua_pop(L, 2);
+        total += lua_rawlen(L, -1) + 2;
+        lua_rawseti(L, 3, (int)i);
+    }
+    t->off = (size_t *)malloc(sizeof(size_t) * (size_t)(n + 1));
+    t->text = (char *)malloc(total + 1);
+    if (t->off == NULL || t->text == NULL) return luaL_error(L, "json_keys: out of memory");
+    t->off[0] = 0;
+    for (i = 1; i <= n; i++) {
+        size_t kn;
+        const char *k;
+        lua_rawgeti(L, 3, (int)i);
+        k = lua_tolstring(L, -1, &kn);
+        t->text[at++] = i == 1 ? '{' : ',';
+        memcpy(t->text + at, k, kn);
+        at += kn;
+        t->text[at++] = ':';
+        t->off[i] = at;
+        lua_pop(L, 1);
+    }
+    t->count = n;
+    lua_settop(L, 2);
+    return 1;
+}
+
+/* core.json_raw(v[, opts]) -> a value json_encode writes as the text json_encode(v, opts) gave
+ * when json_raw was called (a fixed part of many bodies, encoded once); nil, message,
+ * "unencodable" as json_encode. Upvalues: json_encode, the raw values' metatable. */
+static int l_json_raw(lua_State *L)
+{
+    size_t n;
+    const char *t;
+    jraw *r;
+    lua_settop(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_call(L, 2, 3);
+    if (lua_isnil(L, -3)) return 3;
+    t = lua_tolstring(L, -3, &n);
+    r = (jraw *)lua_newuserdata(L, sizeof(jraw) + n);
+    r->n = n;
+    memcpy(r->s, t, n);
+    r->s[n] = '\0';
+    lua_pushvalue(L, lua_upvalueindex(2));
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
 void paykit_json_register(lua_State *L)
 {
     /* json_encode with its buffer */
@@ -1024,8 +1230,34 @@ void paykit_json_register(lua_State *L)
     lua_pushliteral(L, "__json_keys");
     lua_pushliteral(L, "__json_values");
     lua_pushliteral(L, "__json_type");
-    lua_pushcclosure(L, l_json_encode, 5);
-    lua_setfield(L, -2, "json_encode");
+    /* the metatable of core.json_raw's values (no field a user could reach: the writer knows
+     * them by this table's identity) */
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "paykit.json_raw");
+    lua_setfield(L, -2, "__name");
+    lua_pushvalue(L, -1);
+    lua_insert(L, -7); /* a copy below the buffer, for json_raw */
+    /* the metatable of core.json_keys's values */
+    lua_createtable(L, 0, 2);
+    lua_pushcfunction(L, jkeys_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, "paykit.json_keys");
+    lua_setfield(L, -2, "__name");
+    lua_pushvalue(L, -1);
+    lua_insert(L, -9); /* a copy below rawmt's, for json_keys */
+    lua_pushcclosure(L, l_json_encode, 7);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -5, "json_encode");
+    /* stack: ..., module, keysmt, rawmt, json_encode */
+    lua_pushvalue(L, -1);
+    lua_pushvalue(L, -4);
+    lua_pushcclosure(L, l_json_keys, 2);
+    lua_setfield(L, -5, "json_keys");
+    /* stack: ..., module, keysmt, rawmt, json_encode */
+    lua_insert(L, -2);
+    lua_pushcclosure(L, l_json_raw, 2);
+    lua_setfield(L, -3, "json_raw");
+    lua_pop(L, 1); /* keysmt */
 
     lua_pushcfunction(L, l_json_decode);
     lua_setfield(L, -2, "json_decode");
@@ -1045,5 +1277,12 @@ void paykit_json_register(lua_State *L)
 
     lua_pushlightuserdata(L, NULL);
     lua_setfield(L, -2, "json_null");
+
+    lua_pushcfunction(L, l_json_unknown_key);
+    lua_setfield(L, -2, "json_unknown_key");
+    lua_pushcfunction(L, l_text_plain);
+    lua_setfield(L, -2, "text_plain");
+    lua_pushcfunction(L, l_digits_luhn);
+    lua_setfield(L, -2, "digits_luhn");
 }
 #endif /* PAYKIT_JSON_CORE_ONLY */

@@ -360,3 +360,71 @@ describe("core.json_encode on paykit.gateway's bodies", function()
     end
   end)
 end)
+
+describe("core.json_raw, json_unknown_key, text_plain, digits_luhn (the provider layer's fast path)", function()
+  it("json_raw keeps a value's JSON text, written as it is wherever the raw value is put", function()
+    local r = assert(core.json_raw(ordered("U", 'a"b\\c', "N", 12)))
+    assert.equal('{"U":"a\\"b\\\\c","N":12}', E(r))
+    assert.equal('[{"U":"a\\"b\\\\c","N":12},{"x":{"U":"a\\"b\\\\c","N":12}}]', E({ r, { x = r } }))
+    -- what the writer refuses is refused when the raw value is made
+    fails("not an integer", core.json_raw({ 0.5 }))
+    fails("UTF-8", core.json_raw("\255"))
+    -- printing one shows no text (a raw value can hold a password)
+    assert.falsy(tostring(r):find("a\"b", 1, true))
+    -- another userdata is still refused
+    fails("userdata", E({ io.stdout }))
+  end)
+
+  it("json_unknown_key names the first key not in the set, nothing when all are", function()
+    assert.is_nil(core.json_unknown_key({ a = 1, b = 2 }, { a = true, b = true, c = true }))
+    assert.is_nil(core.json_unknown_key({}, {}))
+    assert.equal("zz", core.json_unknown_key({ a = 1, zz = 2 }, { a = true }))
+    assert.equal(1, core.json_unknown_key({ "x" }, { a = true }))
+    assert.equal("a", core.json_unknown_key({ a = 1 }, { a = false }))
+  end)
+
+  it("text_plain refuses control characters (tab, LF, CR only when multiline)", function()
+    assert.is_true(core.text_plain("plain text, ç 😀"))
+    assert.is_true(core.text_plain(""))
+    for _, c in ipairs { "\0", "\1", "\9", "\10", "\13", "\27", "\31", "\127" } do
+      assert.is_false(core.text_plain("a" .. c .. "b"), c:byte())
+    end
+    assert.is_true(core.text_plain("a\tb\r\nc", true))
+    assert.is_false(core.text_plain("a\0b", true))
+    assert.is_false(core.text_plain("a\127", true))
+  end)
+
+  it("digits_luhn: whether the text is digits, and whether they pass Luhn (published test numbers)", function()
+    for _, n in ipairs { "4111111111111111", "5555555555554444", "378282246310005", "6011111111111117",
+        "79927398713", "0" } do
+      assert.same({ true, true }, { core.digits_luhn(n) }, n)
+    end
+    assert.same({ true, false }, { core.digits_luhn("4111111111111112") })
+    assert.same({ true, false }, { core.digits_luhn("79927398710") })
+    for _, n in ipairs { "", "4111 1111", "12a", "-1", "١٢" } do
+      assert.same({ false, false }, { core.digits_luhn(n) }, n)
+    end
+  end)
+end)
+
+describe("core.json_keys (an ordered object's member names written once)", function()
+  it("writes the same text as the names written each time, and names the place of an error", function()
+    local keys = { "A", 'B"q', "Ç", "D" }
+    local plain = ordered("A", 1, 'B"q', "x", "Ç", { 2 }, "D", 4)
+    local expect = assert(E(plain))
+    keys[0] = assert(core.json_keys(keys))
+    assert.equal(expect, E(setmetatable({ _k = keys, _v = { 1, "x", { 2 }, 4 } }, Ordered)))
+    fails('at $.B\\"q[1]', E(setmetatable({ _k = keys, _v = { 1, { 0.5 }, 3, 4 } }, Ordered)))
+    fails("member without a value at $.D", E(setmetatable({ _k = keys, _v = { 1, "x", 3 } }, Ordered)))
+  end)
+
+  it("is used only when it is the list's own count of names; refused names are refused when made", function()
+    local keys = { "A", "B" }
+    local k0 = assert(core.json_keys(keys))
+    local other = { "Z" }
+    other[0] = k0 -- another count: the names of the list itself are written
+    assert.equal('{"Z":1}', E(setmetatable({ _k = other, _v = { 1 } }, Ordered)))
+    fails("not a string", core.json_keys({ 1 }))
+    fails("UTF-8", core.json_keys({ "\255" }))
+  end)
+end)

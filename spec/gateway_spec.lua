@@ -161,3 +161,16 @@ describe("gateway.json (the C writer, the Lua writer behind it)", function()
     assert.has_error(function() gateway.json({ amount = 0.5 }) end)
   end)
 end)
+
+describe("gateway.shared_keys", function()
+  local gateway = require "paykit.gateway"
+  it("an object on a shared member list gets its own list when a member is put", function()
+    local keys = gateway.shared_keys { "A", "B" }
+    local o1 = gateway.object_of(keys, { 1, 2 })
+    local o2 = gateway.object_of(keys, { 3, 4 })
+    gateway.put(o1, "C", 5)
+    assert.equal(2, #keys); assert.equal("A", keys[1]); assert.equal("B", keys[2])
+    assert.equal('{"A":1,"B":2,"C":5}', gateway.json(o1))
+    assert.equal('{"A":3,"B":4}', gateway.json(o2))
+  end)
+end)

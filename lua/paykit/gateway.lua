@@ -45,10 +45,14 @@ _M.STATUSES = STATUSES
 -- @treturn table the result; `tostring(result)` and `tostring(result.keep)` give a scrubbed
 --   rendering (@{paykit.redact.dump})
 -- @raise for an unknown status
-function _M.result(t)
+-- @tparam[opt] boolean owned t is the caller's own fresh table: it becomes the result (no copy)
+function _M.result(t, owned)
   if not STATUSES[t.status] then error("gateway.result: unknown status " .. tostring(t.status), 2) end
-  local r = {}
-  for k, v in pairs(t) do r[k] = v end
+  local r = t
+  if not owned then
+    r = {}
+    for k, v in pairs(t) do r[k] = v end
+  end
   -- the ids of the answer this result comes from (paykit.http noted them in this coroutine)
   local request_id, correlation_id = errors.take_ids()
   if r.request_id == nil then r.request_id = request_id end
@@ -255,6 +259,7 @@ function _M.field(map, names)
 end
 
 local core_json_encode = require("paykit.core").json_encode
+local core_json_keys = require("paykit.core").json_keys
 
 -- A small ordered JSON writer for request bodies, so that amounts go to the wire as exact
 -- number text ("27.50") and never pass through a Lua float.
@@ -264,6 +269,8 @@ local core_json_encode = require("paykit.core").json_encode
 -- The metatables carry paykit.core.json_encode's markers, so the C writer keeps an object's
 -- order and writes a decimal's text.
 local Obj, Dec = { __json_keys = "_k", __json_values = "_v" }, { __json_number = 1 }
+-- the member lists @{shared_keys} marked
+local SHARED = setmetatable({}, { __mode = "k" })
 
 --- An empty ordered JSON object, for @{put} and @{json}.
 -- @treturn table the object
@@ -277,6 +284,13 @@ function _M.object() return setmetatable({ _k = {}, _v = {} }, Obj) end
 function _M.put(o, k, v)
   if v ~= nil then
     local keys = o._k
+    if SHARED[keys] then
+      -- a shared member list (@{shared_keys}) is never changed: this object gets its own copies
+      local copy = {}
+      for i = 1, #keys do copy[i] = keys[i] end
+      keys = copy
+      o._k = copy
+    end
     local n = #keys + 1
     keys[n] = k; o._v[n] = v
   end
@@ -289,6 +303,18 @@ end
 -- @tparam table values their values, none nil (the object keeps this table)
 -- @treturn table the object
 function _M.object_of(keys, values) return setmetatable({ _k = keys, _v = values }, Obj) end
+
+--- Marks a member name list as shared by many objects (a constant of a provider's request
+-- shape, for @{object_of}): @{put} on an object holding it copies the list first. The list
+-- must not be changed afterwards (its names are also kept written, at keys[0]).
+-- @tparam table keys the member names
+-- @treturn table keys
+function _M.shared_keys(keys)
+  SHARED[keys] = true
+  -- the names written once (paykit.core.json_keys, kept at keys[0]): the C writer copies them
+  if keys[0] == nil then keys[0] = core_json_keys(keys) end
+  return keys
+end
 --- A decimal number written to JSON as its exact text (an amount: "27.50" stays 27.50).
 -- @tparam string text an optionally negative decimal, e.g. "27.50"
 -- @treturn table the wrapped decimal, for @{put} or @{json}
@@ -297,6 +323,13 @@ function _M.decimal(text)
   if type(text) ~= "string" or not text:match("^%-?%d+%.?%d*$") then error("gateway.decimal: not a decimal string: " .. tostring(text), 2) end
   return setmetatable({ text }, Dec)
 end
+
+--- A decimal of text already known to be canonical decimal text (`paykit.money.format`'s
+-- output): @{decimal} without the check. The C writer still refuses text that is not a JSON
+-- number.
+-- @tparam string text
+-- @treturn table the wrapped decimal
+function _M.decimal_text(text) return setmetatable({ text }, Dec) end
 
 local ESC = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
 local function quote(s)
@@ -343,6 +376,8 @@ local function write(v, out)
       out[#out + 1] = "}"
     end
   elseif v == nil then out[#out + 1] = "null"
+  elseif t == "userdata" and core_json_encode(v) then
+    out[#out + 1] = core_json_encode(v) -- a core.json_raw: its kept text
   else error("gateway.json: cannot write a " .. t, 0) end
 end
 

@@ -44,6 +44,8 @@ end
 -- @treturn ?number 2 for TRY/TL, USD, EUR, ...; 0 for JPY, KRW, ...; 3 for KWD, BHD, ...;
 --   nil for an unknown currency or a non-string
 function _M.exponent(currency)
+  local e = EXPONENTS[currency]
+  if e then return e end
   local c = norm_currency(currency)
   return c and EXPONENTS[c] or nil
 end
@@ -135,6 +137,13 @@ function _M.parse_minor(minor, currency, field, positive)
   return minor, core().money_format(minor, exp)
 end
 
+-- key -> key .. "_minor" (made once per key)
+local MINOR_KEY = setmetatable({}, { __index = function(m, key)
+  local k = key .. "_minor"
+  m[key] = k
+  return k
+end })
+
 --- Reads an amount from a parameter table, given exactly one way: a decimal string in
 -- `t[key]`, or an integer of minor units in the field named key followed by `_minor`.
 -- money.read(t, key, currency[, field[, positive]]) -> minor, decimal_string | nil, err
@@ -147,7 +156,7 @@ end
 -- @return as @{parse} / @{parse_minor}; both fields given: code `conflict`; neither: `required`
 function _M.read(t, key, currency, field, positive)
   field = field or key
-  local dec, minor = t[key], t[key .. "_minor"]
+  local dec, minor = t[key], t[MINOR_KEY[key]]
   if minor ~= nil then
     if dec ~= nil then
       return nil, errors.validation(field, "conflict",

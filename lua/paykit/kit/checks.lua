@@ -86,10 +86,21 @@ function _M.is_ipv6(s)
   return head ~= nil and tail ~= nil and head + tail <= 7
 end
 
+-- The last addresses found good (a pure check of the string: a server's calls carry the same
+-- few client addresses again and again), emptied when it holds GOOD_IPS_MAX of them.
+local GOOD_IPS_MAX = 256
+local good_ips, good_ips_n = {}, 0
+
 --- Whether s is an IPv4 or IPv6 address.
 -- @param s the value
 -- @treturn boolean
-function _M.is_ip(s) return _M.is_ipv4(s) or _M.is_ipv6(s) end
+function _M.is_ip(s)
+  if good_ips[s] then return true end
+  if not (_M.is_ipv4(s) or _M.is_ipv6(s)) then return false end
+  if good_ips_n >= GOOD_IPS_MAX then good_ips, good_ips_n = {}, 0 end
+  good_ips[s], good_ips_n = true, good_ips_n + 1
+  return true
+end
 
 --- An IP address (IPv4 or IPv6, strict).
 -- @param v the value

@@ -53,6 +53,8 @@ local options = require "paykit.kit.options"
 local wire = require "paykit.kit.wire"
 local notify = require "paykit.kit.notify"
 local json = require "paykit.kit.json"
+local core_json_encode = require("paykit.core").json_encode
+local find, sub = string.find, string.sub
 
 local _M = {}
 
@@ -89,6 +91,82 @@ function _M.result(t)
   return gateway.result(t)
 end
 
+local REDACTED = "[REDACTED]"
+
+-- The texts of the secret options' values as they can appear in a line: as given and as
+-- JSON writes them inside a string (a username with a quote is `\"` in a logged body).
+local function secret_texts(decl_options, o)
+  local list = {}
+  for k, spec in pairs(decl_options) do
+    local v = o[k]
+    if spec.secret and type(v) == "string" and v ~= "" then
+      list[#list + 1] = v
+      local j = core_json_encode(v)
+      if j then
+        j = j:sub(2, -2)
+        if j ~= v then list[#list + 1] = j end
+      end
+    end
+  end
+  -- longest first: a secret inside another is replaced after the longer one
+  table.sort(list, function(a, b) return #a > #b end)
+  return list
+end
+
+-- Replaces every occurrence of each text of list in line (plain, no pattern) with [REDACTED];
+-- a line cut by paykit.redact.line ("...[N bytes cut]") that ends in the first bytes of a
+-- secret (4 or more, or the whole of a shorter one) loses them too.
+local function scrub_secrets(line, list)
+  if type(line) ~= "string" then return line end
+  for i = 1, #list do
+    local s = list[i]
+    local a, b = find(line, s, 1, true)
+    if a then
+      local out, n, from = {}, 0, 1
+      while a do
+        n = n + 1; out[n] = sub(line, from, a - 1)
+        n = n + 1; out[n] = REDACTED
+        from = b + 1
+        a, b = find(line, s, from, true)
+      end
+      n = n + 1; out[n] = sub(line, from)
+      line = table.concat(out, "", 1, n)
+    end
+  end
+  local cut = find(line, "...[", 1, true)
+  while cut do
+    local nxt = find(line, "...[", cut + 1, true)
+    if not nxt then break end
+    cut = nxt
+  end
+  if cut and find(line, "^%.%.%.%[%d+ bytes cut%]$", cut) then
+    local head = sub(line, 1, cut - 1)
+    for i = 1, #list do
+      local s = list[i]
+      for len = math.min(#s - 1, #head), math.min(4, #s), -1 do
+        if sub(head, -len) == sub(s, 1, len) then
+          return sub(head, 1, #head - len) .. REDACTED .. sub(line, cut)
+        end
+      end
+    end
+  end
+  return line
+end
+_M._scrub_secrets = scrub_secrets
+
+-- The instance's logger: the user's, with the secret options' values taken out of every line
+-- (paykit.redact scrubs by key name: a secret under a name it does not know, such as Moka's
+-- Username, would pass). A logger of another kind is returned as it is (make_logger refuses it).
+local function secret_logger(logger, list)
+  if #list == 0 then return logger end
+  if type(logger) == "function" then
+    return function(level, line) return logger(level, scrub_secrets(line, list)) end
+  elseif (type(logger) == "table" or type(logger) == "userdata") and logger.log then
+    return function(level, line) return logger:log(level, scrub_secrets(line, list)) end
+  end
+  return logger
+end
+
 -- Whether x is an instance of P, or a table inheriting from one through __index tables (a
 -- proxy such as paykit.journal.wrap's, which replaces the instance's `http`).
 local function is_self(P, x) return wire.provider_of(x) == P end
@@ -96,8 +174,10 @@ local function is_self(P, x) return wire.provider_of(x) == P end
 -- The method wrapper: refuses a dot call (self is not an instance of P).
 local guarded = setmetatable({}, { __mode = "k" })
 local function guard(P, name, fn)
+  local mt = P._mt
   local g = function(self, ...)
-    if not is_self(P, self) then
+    -- an instance's own metatable first (the usual case), then a proxy's chain
+    if getmetatable(self) ~= mt and not is_self(P, self) then
       error(P.name .. "." .. name .. ": call it with a colon, gw:" .. name .. "(...), not gw." .. name .. "(...)", 2)
     end
     return fn(self, ...)
@@ -148,19 +228,22 @@ function _M.provider(decl)
     local what = "paykit." .. P.name
     local o, err = options.read(P._decl.options, opts, what)
     if not o then return nil, err end
+    local logger = o.logger
+    if logger ~= nil and logger ~= false then logger = secret_logger(logger, secret_texts(P._decl.options, o)) end
     local ok, transport = pcall(function()
       if type(o.transport) == "table" then return o.transport end
       local hopts = {}
       for k in pairs(http.OPTIONS) do
         if not options.HTTP_EXCLUDED[k] then hopts[k] = o[k] end
       end
+      hopts.logger = logger
       return http.new(hopts)
     end)
     if not ok then
       if errors.is(transport) then return nil, transport end
       return nil, errors.config("opts", "invalid", what .. ": " .. tostring(transport))
     end
-    local log_ok, log = pcall(http.make_logger, o.logger)
+    local log_ok, log = pcall(http.make_logger, logger)
     if not log_ok then return nil, errors.config("logger", "invalid", what .. ": " .. tostring(log)) end
     local self = {
       provider = P.name, http = transport, log = log,

@@ -133,6 +133,18 @@ local function full_name(P, op)
   return n
 end
 
+-- wire hooks -> the reader's options for their answers (made once per declaration; rebuilt
+-- when its `exact` was replaced)
+local read_opts = setmetatable({}, { __mode = "k" })
+local function decode_opts(w)
+  local o = read_opts[w]
+  if not o or o.exact ~= w.exact then
+    o = { exact = w.exact }
+    read_opts[w] = o
+  end
+  return o
+end
+
 --- One call to the provider (see the module description).
 -- @tparam table self the instance
 -- @tparam string op the operation's name ("get_seller"); errors say `provider.op`
@@ -142,22 +154,30 @@ end
 -- @return[2] nil
 -- @return[2] err
 function _M.commit(self, op, req)
-  local P = _M.provider_of(self)
+  -- an instance's own metatable names its provider (a proxy's is found by provider_of)
+  local mt = getmetatable(self)
+  local P = type(mt) == "table" and rawget(mt, "__kit") or _M.provider_of(self)
   local w = P._decl.wire
   local full_op = full_name(P, op)
   -- no method: as paykit.http picks it (a body makes a POST), before the signer sees it
   if req.method == nil then req.method = req.body ~= nil and "POST" or "GET" end
   req.url = _M.url(self, req)
-  req.headers = req.headers or {}
+  local headers = req.headers
   if type(req.body) == "table" then
     local ok, text = pcall(json.encode, req.body)
     if not ok then
       return nil, errors.validation("body", "invalid", full_op .. ": cannot write the request as JSON: " .. tostring(text))
     end
     req.body = text
-    req.headers["Content-Type"] = req.headers["Content-Type"] or "application/json"
+    if headers == nil then
+      headers = { ["Content-Type"] = "application/json", Accept = "application/json" }
+    elseif headers["Content-Type"] == nil then
+      headers["Content-Type"] = "application/json"
+    end
   end
-  req.headers["Accept"] = req.headers["Accept"] or "application/json"
+  if headers == nil then headers = { Accept = "application/json" }
+  elseif headers.Accept == nil then headers.Accept = "application/json" end
+  req.headers = headers
   if w.sign then
     local ok, err = w.sign(self, req)
     if not ok then return nil, err end
@@ -174,7 +194,7 @@ function _M.commit(self, op, req)
   local answer
   if res.body ~= nil and res.body ~= "" then
     local derr
-    answer, derr = json.decode(res.body, { exact = w.exact })
+    answer, derr = json.decode(res.body, decode_opts(w))
     if answer == nil and res.status >= 200 and res.status < 300 then
       return nil, errors.provider { code = "invalid_response", status = res.status, op = full_op, provider = P.name,
         message = full_op .. ": " .. P.title .. " answered " .. res.status .. " with a body that is not JSON (" .. tostring(derr) .. ")" }
@@ -193,11 +213,13 @@ function _M.commit(self, op, req)
     return nil, _M.http_error { provider = P.name, title = P.title, op = full_op, status = res.status, url = req.url,
       idempotent = idempotent, provider_code = pcode, provider_message = pmsg }
   end
-  local info = { status = res.status, res = res, success = true }
-  if w.success_from then info.success = w.success_from(self, answer, res, full_op) and true or false end
-  if w.message_from then info.message, info.code = w.message_from(self, answer, res, full_op) end
-  if w.authorization_from then info.authorization = w.authorization_from(self, answer, res, full_op) end
-  return answer, info
+  local success, message, code, authorization = true, nil, nil, nil
+  if w.success_from then success = w.success_from(self, answer, res, full_op) and true or false end
+  if w.message_from then message, code = w.message_from(self, answer, res, full_op) end
+  if w.authorization_from then authorization = w.authorization_from(self, answer, res, full_op) end
+  -- made in one go (no table growing member by member)
+  return answer, { status = res.status, res = res, success = success, message = message, code = code,
+    authorization = authorization }
 end
 
 return _M

@@ -140,11 +140,17 @@ P = kit.provider {
     -- Credentials live in a closure, so printing or inspecting the instance shows none.
     local dealer_code, username, password = o.dealer_code, o.username, o.password
     -- the block is the same for every call: made (and its CheckKey hashed) once
-    local auth
+    local auth, auth_json
     self._auth = function()
       auth = auth or gateway.object_of({ "DealerCode", "Username", "Password", "CheckKey" },
         { dealer_code, username, password, P.check_key(dealer_code, username, password) })
       return auth
+    end
+    -- the same block as JSON text written once (paykit.core.json_raw), for the bodies; nil
+    -- when it cannot be written (invalid UTF-8: the ordered object then goes the writer's way)
+    self._auth_json = function()
+      if auth_json == nil then auth_json = require("paykit.core").json_raw(self._auth()) or false end
+      return auth_json or nil
     end
     return self
   end,
@@ -363,13 +369,14 @@ function Moka:start_3d(p)
     return nil, errors.provider { code = "moka.invalid_response", op = "moka.start_3d", provider = "moka",
       message = "Moka's 3D answer lacks Data.Url or Data.CodeForHash" }
   end
-  return wire.result {
+  -- info.amount is money.format's text of the checked request: the result takes it as it is
+  return wire.result({
     status = "redirect", redirect_url = link, method = "GET",
     reference = info.reference, amount = info.amount, currency = info.currency,
     keep = { code_for_hash = cfh, reference = info.reference or "", amount = info.amount, currency = info.currency,
              pre_auth = info.pre_auth or nil },
     raw = raw,
-  }
+  }, true)
 end
 
 --- A direct payment without 3D Secure (DoDirectPayment).

@@ -15,7 +15,9 @@ local errors = require "paykit.errors"
 local money = require "paykit.money"
 local checks = require "paykit.kit.checks"
 local kit_fields = require("paykit.kit").fields
-local luhn = require("paykit.redact").luhn
+local core = require "paykit.core"
+-- one C pass each (a Lua pattern costs a match per byte on Lua 5.4)
+local unknown_key, digits_luhn, text_plain = core.json_unknown_key, core.digits_luhn, core.text_plain
 
 local _M = {}
 
@@ -36,6 +38,10 @@ end
 -- "01" .. "12": a checked month as Moka writes it
 local MONTHS = {}
 for m = 1, 12 do MONTHS[m] = format("%02d", m) end
+-- an expiry month's text ("1".."12", "01".."09") -> its number (a number given is looked up
+-- by its tostring: 12 is "12"; 12.0 is "12.0" on Lua 5.4, refused there as before)
+local MONTH_OF = {}
+for m = 1, 12 do MONTH_OF[tostring(m)], MONTH_OF[format("%02d", m)] = m, m end
 
 -- The UTC year and month of a clock reading, kept for the last reading (the clock moves once a
 -- second; os.date makes a table each call).
@@ -50,8 +56,13 @@ end
 -- ------------------------------------------------------------------------------------
 -- validation helpers (each returns the wire value or nil, err)
 
+-- a wire currency as given (the usual spellings): no upper() per call
+local WIRE_CURRENCY = { TL = "TL", TRY = "TL", USD = "USD", EUR = "EUR", GBP = "GBP" }
+
 local function currency_of(self, c)
   c = c or self.currency
+  local w = WIRE_CURRENCY[c]
+  if w then return w end
   if type(c) ~= "string" then return nil, V("currency", "invalid", "currency must be TL, USD, EUR or GBP") end
   c = c:upper()
   if c == "TRY" then c = "TL" end
@@ -68,7 +79,7 @@ local function amount_of(t, key, currency, field, allow_zero)
 end
 
 -- stored: a card to store, which may (and then must) come without a CVC
-local function check_card(self, card, stored)
+local function card_fields(self, card, stored)
   local field = "card"
   if type(card) ~= "table" then return nil, V(field, "required", field .. " is required") end
   local number = card.number
@@ -78,22 +89,29 @@ local function check_card(self, card, stored)
   if type(number) ~= "string" or number == "" then
     return nil, V(field .. ".number", "required", "the card number is required")
   end
-  if find(number, "[ %-]") then number = number:gsub("[ %-]", "") end
-  if not find(number, "^%d+$") then
+  local digits, luhn_ok = digits_luhn(number)
+  if not digits and find(number, "[ %-]") then
+    number = number:gsub("[ %-]", "")
+    digits, luhn_ok = digits_luhn(number)
+  end
+  if not digits then
     return nil, V(field .. ".number", "not_digits", "the card number must contain only digits")
   end
   if #number < 12 or #number > 19 then
     return nil, V(field .. ".number", "invalid_length", "the card number must have 12 to 19 digits")
   end
-  if not luhn(number) then
+  if not luhn_ok then
     return nil, V(field .. ".number", "invalid_luhn", "the card number fails the Luhn check (mistyped?)")
   end
-  local m = tonumber(card.exp_month)
-  if not m or m ~= math.floor(m) or m < 1 or m > 12 or not tostring(card.exp_month):match("^%d%d?$") then
+  local em = card.exp_month
+  local m = MONTH_OF[em]
+  if not m and type(em) == "number" then m = MONTH_OF[tostring(em)] end
+  if not m then
     return nil, V(field .. ".exp_month", "invalid", "the expiry month must be 1 to 12")
   end
-  local ys = tostring(card.exp_year or "")
-  if not (ys:match("^%d%d%d%d$") or ys:match("^%d%d$")) then
+  local ys = card.exp_year
+  if type(ys) ~= "string" then ys = tostring(ys or "") end
+  if (#ys ~= 4 and #ys ~= 2) or not digits_luhn(ys) then
     return nil, V(field .. ".exp_year", "invalid", "the expiry year must be YYYY (or YY)")
   end
   local y = tonumber(ys)
@@ -102,21 +120,25 @@ local function check_card(self, card, stored)
   if y < year or (y == year and m < month) then
     return nil, V(field .. ".exp_year", "expired", "the card has expired")
   end
-  local out = { number = number, exp_month = MONTHS[m], exp_year = #ys == 4 and ys or format("%04d", y) }
-  if card.cvc ~= nil or not stored then
-    local cvc = card.cvc
-    if type(cvc) ~= "string" or not cvc:match("^%d%d%d%d?$") then
+  local cvc, holder = card.cvc, card.holder
+  if cvc ~= nil or not stored then
+    if type(cvc) ~= "string" or (#cvc ~= 3 and #cvc ~= 4) or not digits_luhn(cvc) then
       return nil, V(field .. ".cvc", "invalid", "the CVC must be 3 or 4 digits")
     end
-    out.cvc = cvc
   end
-  if card.holder ~= nil then
-    if type(card.holder) ~= "string" or (#card.holder > 100 and utf8_len(card.holder) > 100) then
+  if holder ~= nil then
+    if type(holder) ~= "string" or (#holder > 100 and utf8_len(holder) > 100) then
       return nil, V(field .. ".holder", "invalid", "the card holder must be a string of at most 100 characters")
     end
-    out.holder = card.holder
   end
-  return out
+  return number, MONTHS[m], #ys == 4 and ys or format("%04d", y), cvc, holder
+end
+
+-- The same as a table {number=, exp_month=, exp_year=, cvc=, holder=} (cvc and holder when given).
+local function check_card(self, card, stored)
+  local number, exp_month, exp_year, cvc, holder = card_fields(self, card, stored)
+  if not number then return nil, exp_month end
+  return { number = number, exp_month = exp_month, exp_year = exp_year, cvc = cvc, holder = holder }
 end
 
 -- p[key] absent, or a string of at most max characters without control characters
@@ -129,7 +151,7 @@ local function check_len(p, key, max, field, multiline)
   if #v > max and utf8_len(v) > max then -- (never more characters than bytes)
     return nil, V(field, "too_long", field .. " must be at most " .. max .. " characters")
   end
-  if (multiline and v:find("[%z\1-\8\11\12\14-\31\127]")) or (not multiline and v:find("%c")) then
+  if not text_plain(v, multiline) then
     return nil, V(field, "control_character", field .. " must not contain control characters")
   end
   return true
@@ -241,13 +263,10 @@ function _M.fields(p, what, extra)
     for k in pairs(_M.PAYMENT_FIELDS) do allowed[k] = true end
     for k in pairs(extra) do allowed[k] = true end
   end
-  for k in pairs(p) do
-    if not allowed[k] then
-      local _, err = kit_fields(p, allowed, what)
-      return err
-    end
-  end
-  return nil
+  -- one pass in C; the kit's message (with its "did you mean") only for a table that has one
+  if unknown_key(p, allowed) == nil then return nil end
+  local _, err = kit_fields(p, allowed, what)
+  return err
 end
 
 --- The wire currency of a call (TRY is TL): c or the instance's default.
@@ -264,6 +283,12 @@ _M.amount_of = amount_of
 -- (self, card, stored) -> card | nil, err
 -- @function check_card
 _M.check_card = check_card
+
+--- The same checks, the card's wire values as values (no table): number, exp_month, exp_year,
+-- cvc, holder (cvc and holder nil when not given).
+-- (self, card, stored) -> number, exp_month, exp_year, cvc, holder | nil, err
+-- @function card_fields
+_M.card_fields = card_fields
 
 --- p[key] absent, or text of at most max characters without control characters.
 -- (p, key, max, field, multiline) -> true | nil, err

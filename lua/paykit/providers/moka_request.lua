@@ -25,8 +25,25 @@ _M.CURRENCIES = C.CURRENCIES
 local V = errors.validation
 local obj, put, dec, object_of = gateway.object, gateway.put, gateway.decimal, gateway.object_of
 local is_blank, currency_of, amount_of, check_card = C.is_blank, C.currency_of, C.amount_of, C.check_card
+local card_fields = C.card_fields
 local check_len, check_texts, flag_of, check_id = C.check_len, C.check_texts, C.flag_of, C.check_id
 local one_of, client_ip, check_person = C.one_of, C.client_ip, C.check_person
+
+local dec_text, floor = gateway.decimal_text, math.floor
+
+-- The members of a payment request without IntegratorId, buyer, basket or customer, in
+-- Moka's order (shared by every such request: gateway.put copies before appending).
+local BASE_KEYS = { "CardHolderFullName", "CardNumber", "ExpMonth", "ExpYear", "CvcNumber", "CardToken", "Amount",
+  "Currency", "InstallmentNumber", "ClientIP", "OtherTrxCode", "SubMerchantName", "IsPoolPayment", "IsPreAuth",
+  "IsTokenized", "Software", "Description" }
+local function with(list, more)
+  local t = {}
+  for i, k in ipairs(list) do t[i] = k end
+  for _, k in ipairs(more) do t[#t + 1] = k end
+  return t
+end
+local KEYS_PAY = gateway.shared_keys(with(BASE_KEYS, {}))
+local KEYS_3D = gateway.shared_keys(with(BASE_KEYS, { "ReturnHash", "RedirectUrl", "RedirectType" }))
 
 local function put_reference(o, p)
   if not is_blank(p.order_id) then put(o, "VirtualPosOrderId", p.order_id) end
@@ -64,10 +81,10 @@ function _M.payment(self, p, three_d)
     return nil, V(has_card and "card_token" or "card", has_card and "ambiguous" or "required",
       "give either card (number, expiry, CVC) or card_token, not both")
   end
-  local card
+  local number, exp_month, exp_year, cvc, holder
   if has_card then
-    card, err = check_card(self, p.card)
-    if not card then return nil, err end
+    number, exp_month, exp_year, cvc, holder = card_fields(self, p.card)
+    if not number then return nil, exp_month end
   elseif type(p.card_token) ~= "string" or #p.card_token > 64 or p.card_token:find("[%c%s]") then
     return nil, V("card_token", "invalid", "card_token must be a stored card's CardToken (a string of at most 64 characters)")
   elseif p.tokenize then
@@ -75,7 +92,7 @@ function _M.payment(self, p, three_d)
   end
 
   local inst = p.installments or 1
-  if type(inst) ~= "number" or inst ~= math.floor(inst) or inst < 0 or inst > 12 then
+  if type(inst) ~= "number" or inst ~= floor(inst) or inst < 0 or inst > 12 then
     return nil, V("installments", "invalid", "installments must be an integer from 0 to 12 (0 or 1 = single payment)")
   end
   if inst > 1 and currency ~= "TL" then
@@ -103,7 +120,7 @@ function _M.payment(self, p, three_d)
     end
   end
   local iid = p.integrator_id
-  if iid ~= nil and (type(iid) ~= "number" or iid ~= math.floor(iid) or iid < 0 or iid > 255) then
+  if iid ~= nil and (type(iid) ~= "number" or iid ~= floor(iid) or iid < 0 or iid > 255) then
     return nil, V("integrator_id", "invalid", "integrator_id must be an integer from 0 to 255 (Moka's tinyint)")
   end
   if p.buyer ~= nil then
@@ -153,15 +170,30 @@ function _M.payment(self, p, three_d)
   end
 
   -- the members every payment request has, in Moka's order, made in one go (none is nil)
-  local holder, number, exp_month, exp_year, cvc, token = "", "", "", "", "", p.card_token
-  if card then
-    holder, number, exp_month, exp_year, cvc, token = card.holder or "", card.number, card.exp_month, card.exp_year,
-      card.cvc or "", ""
+  local token = p.card_token
+  if has_card then
+    holder, cvc, token = holder or "", cvc or "", ""
+  else
+    holder, number, exp_month, exp_year, cvc = "", "", "", "", ""
+  end
+  local info = { amount = amount, currency = currency, reference = p.reference, installments = inst,
+    pre_auth = pre_auth == 1 }
+  local iid_given, buyer, customer = p.integrator_id, p.buyer, p.customer
+  if not iid_given and buyer == nil and basket == nil and customer == nil then
+    -- the usual shape: one values list against a shared member list, nothing appended
+    if three_d then
+      return object_of(KEYS_3D, { holder, number, exp_month, exp_year, cvc, token, dec_text(amount), currency,
+        inst, ip, p.reference or "", p.sub_merchant or "", pool, pre_auth, tokenize,
+        p.software or self.software, p.description or "", 1, p.redirect_url, p.redirect_type or 0 }), info
+    end
+    return object_of(KEYS_PAY, { holder, number, exp_month, exp_year, cvc, token, dec_text(amount), currency,
+      inst, ip, p.reference or "", p.sub_merchant or "", pool, pre_auth, tokenize,
+      p.software or self.software, p.description or "" }), info
   end
   local r = object_of(
     { "CardHolderFullName", "CardNumber", "ExpMonth", "ExpYear", "CvcNumber", "CardToken", "Amount", "Currency",
       "InstallmentNumber", "ClientIP", "OtherTrxCode", "SubMerchantName", "IsPoolPayment", "IsPreAuth", "IsTokenized" },
-    { holder, number, exp_month, exp_year, cvc, token, dec(amount), currency,
+    { holder, number, exp_month, exp_year, cvc, token, dec_text(amount), currency,
       inst, ip, p.reference or "", p.sub_merchant or "", pool, pre_auth, tokenize })
   if p.integrator_id then put(r, "IntegratorId", p.integrator_id) end
   put(r, "Software", p.software or self.software)
@@ -187,8 +219,7 @@ function _M.payment(self, p, three_d)
     put(o, "CardName", c.card_name or "")
     put(r, "CustomerInformation", o)
   end
-  return r, { amount = amount, currency = currency, reference = p.reference, installments = inst,
-    pre_auth = pre_auth == 1 }
+  return r, info
 end
 
 -- ------------------------------------------------------------------------------------

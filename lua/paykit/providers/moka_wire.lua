@@ -23,8 +23,6 @@ local cjson_null = require("cjson").null
 
 local _M = {}
 
-local obj, put = gateway.object, gateway.put
-
 --- The JSON members whose numbers are money (kept as text by `paykit.kit.json`).
 _M.EXACT = { Amount = true, OrderAmount = true, UnitPrice = true, RefAmount = true, AuthAmount = true,
   PerInstallmentAmount = true, FirstInstallmentAmount = true, DealerCommissionAmount = true }
@@ -32,25 +30,34 @@ _M.EXACT = { Amount = true, OrderAmount = true, UnitPrice = true, RefAmount = tr
 --- Nil for JSON null (either reader's) and nil, else v.
 -- @param v a decoded value
 -- @return v or nil
+local json_null = json.null
 function _M.denull(v)
-  if v == nil or v == json.null or v == cjson_null then return nil end
+  if v == nil or v == json_null or v == cjson_null then return nil end
   return v
 end
 local denull = _M.denull
 
 local function envelope(answer) return type(answer) == "table" and type(answer.ResultCode) == "string" end
 
+local byte, match = string.byte, string.match
+-- s without leading and trailing white space (%s); s itself when it has none (the usual case)
+local function trim(s)
+  local a, z = byte(s, 1), byte(s, -1)
+  if a and a > 32 and z > 32 then return s end
+  return match(s, "^%s*(.-)%s*$")
+end
+
 --- The kit's wire hooks for Moka (`paykit.kit.wire.commit`).
 -- @table WIRE
 _M.WIRE = {
   exact = _M.EXACT,
   success_from = function(_, answer)
-    return envelope(answer) and answer.ResultCode:match("^%s*(.-)%s*$") == "Success"
+    return envelope(answer) and trim(answer.ResultCode) == "Success"
   end,
   message_from = function(_, answer)
     if not envelope(answer) then return nil end
     local pm = denull(answer.ResultMessage)
-    return pm ~= nil and tostring(pm) or nil, answer.ResultCode:match("^%s*(.-)%s*$")
+    return pm ~= nil and tostring(pm) or nil, trim(answer.ResultCode)
   end,
   authorization_from = function(_, answer)
     local data = envelope(answer) and denull(answer.Data)
@@ -65,15 +72,30 @@ local function blocks(path)
   return "PaymentDealerAuthentication", "PaymentDealerRequest"
 end
 
+-- path -> the body's shared member list {auth block name, request block name}
+local body_keys = {}
+
 --- The body of a call: the authentication block and the request block.
 -- @tparam table self the instance (its `_auth` closure)
 -- @tparam string path the API path
 -- @tparam table payload the request block (a `paykit.gateway.object`)
 -- @treturn table the body (a `paykit.gateway.object`)
 function _M.body(self, path, payload)
-  local auth_name, req_name = blocks(path)
-  return put(put(obj(), auth_name, self._auth()), req_name, payload)
+  local keys = body_keys[path]
+  if not keys then
+    keys = gateway.shared_keys { blocks(path) }
+    body_keys[path] = keys
+  end
+  local auth = self._auth_json and self._auth_json() or self._auth()
+  return gateway.object_of(keys, { auth, payload })
 end
+
+-- op -> the info line of a good answer ("moka.capture ok"), made once per operation
+local ok_lines = setmetatable({}, { __index = function(t, op)
+  local line = "moka." .. op .. " ok"
+  t[op] = line
+  return line
+end })
 
 --- Reads a committed answer: Data (nil when null) and the answer, or the error it carries.
 -- @tparam table self the instance
@@ -112,8 +134,8 @@ function _M.open(self, op, answer, info)
     self.log("warn", "moka." .. op .. " refused: " .. rc)
     return nil, e
   end
-  self._auth_ok = true
-  self.log("info", "moka." .. op .. " ok")
+  if not self._auth_ok then self._auth_ok = true end
+  self.log("info", ok_lines[op])
   return denull(answer.Data), answer
 end
 
@@ -139,8 +161,9 @@ end
 -- @return[2] nil
 -- @return[2] a transport, HTTP (the kit's vocabulary) or provider error
 function _M.call(self, op, path, payload, idempotent)
+  -- url and headers (set by commit) have their room from the start: no rehash per call
   local answer, info = kwire.commit(self, op, { method = "POST", path = path, body = _M.body(self, path, payload),
-    idempotent = idempotent and true or false })
+    idempotent = idempotent and true or false, url = nil, headers = nil })
   if answer == nil then
     self.log("error", "moka." .. op .. " failed: " .. tostring(info))
     return nil, _M.own(info)
@@ -152,11 +175,13 @@ end
 -- not exact in its currency is left out (a comparison with it then fails closed), never a crash.
 -- @tparam table t the result's fields
 -- @treturn table the result
-function _M.result(t)
+-- @tparam[opt] boolean owned t is a fresh table of the caller's whose amount is already
+--   `money.format`ed (a checked request's): it becomes the result as it is (no copy, no re-format)
+function _M.result(t, owned)
   t.provider = "moka"
   -- formatted here once (what kit.result would do again), nil when not exact
-  if t.amount ~= nil then t.amount = json.amount(t.amount, t.currency) end
-  return gateway.result(t)
+  if t.amount ~= nil and not owned then t.amount = json.amount(t.amount, t.currency) end
+  return gateway.result(t, owned)
 end
 
 --- The error for a Success answer that lacks what paykit needs to read it.
