@@ -13,10 +13,14 @@
 -- behind, so a batch of 100k tasks takes the memory of max_in_flight running ones plus its
 -- results; no coroutine is made (and collected) per task. A batch of 1,000 tasks or more ends
 -- with a full collection and the freed heap given back to the system (glibc's malloc_trim), so
--- a Lua 5.4 process returns to about its size before the batch. LuaJIT's own allocator keeps
--- its peak: `gc_pause = 100` lowers the peak (measured on a 100k-task batch: +4.8 MB instead of
--- +7 MB) at the price of more collector work (about 20% more CPU per call there; none
--- measurable on Lua 5.4).
+-- a Lua 5.4 process returns to about its size before the batch (measured on a 100k-task Moka
+-- batch, bench/batch_cost.lua: +1.5 MB after, peak +11 MB). Nothing of a batch stays reachable
+-- once it returned: its closures let go of tasks and results (a LuaJIT trace keeps the closures
+-- it was recorded in). LuaJIT's own allocator keeps the parts of its peak that hold an object
+-- made during the batch (its traces among them): the same batch ends at +4.8 MB there (peak
+-- +6.9 MB); `gc_pause = 100` lowers the peak and so what stays (+2.6 MB after, peak +4.7 MB) at
+-- the price of more collector work (20-40% more CPU per call on LuaJIT; none measurable on
+-- Lua 5.4).
 --
 -- Inside nginx (a cosocket phase) the tasks run as ngx.thread light threads instead, at most
 -- max_in_flight at a time, and the cosocket transport does the waiting.

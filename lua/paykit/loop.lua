@@ -121,8 +121,10 @@ end
 -- Files what h's coroutine yielded (or returned) after a resume: coroutine.resume's values.
 local function after(self, h, ok, ...)
   if not ok then return finish(self, h, pack(nil, (...))) end
-  if co_status(h.co) == "dead" then return finish(self, h, pack(...)) end
   local tag, a, b = ...
+  -- the markers are this module's own: a call cannot return one, so a request or a sleep is a
+  -- yield (no status asked); anything else is a return, or a yield of the call's own
+  if tag ~= REQUEST and tag ~= SLEEP and co_status(h.co) == "dead" then return finish(self, h, pack(...)) end
   if tag == REQUEST then
     if h.cancelled then return runnable(self, h, cancelled(false)) end
     h.state, h.transport, h.req = "queued", a, b
