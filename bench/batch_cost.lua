@@ -31,7 +31,6 @@ local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 local function capture(cmd)
   local p = assert(io.popen(cmd .. " 2>&1")); local out = p:read("*a"); p:close(); return out
 end
-local function log(s) io.stderr:write("batch_cost: " .. s .. "\n") end
 
 local SERVER = [[
   lua_shared_dict bench_cap 1m;

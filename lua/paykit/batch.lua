@@ -123,7 +123,7 @@ local function run_plain(tasks, max, gc_pause)
   -- (measured: a 100k-task batch kept 2.2 MB of Lua heap, and its RSS, after the caller
   -- dropped both).
   local res, es = results, errs
-  tasks, results, errs, current, lp, wanted = nil, nil, nil, nil, nil, nil
+  tasks, results, errs, current, lp, wanted = nil, nil, nil, nil, nil, nil -- luacheck: ignore
   if not ok then error(err, 0) end
   if n >= RELEASE_AFTER then
     -- a large batch: what it freed goes back to the system (glibc keeps freed memory otherwise)
