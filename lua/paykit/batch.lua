@@ -42,6 +42,11 @@ local RELEASE_AFTER = 1000
 
 local _M = {}
 
+-- An array for n values: made at its full size where the runtime can (LuaJIT's table.new), so
+-- a large batch does not grow its results through ever larger copies while it runs
+local has_new, table_new = pcall(require, "table.new")
+local function new_array(n) return has_new and table_new(n, 0) or {} end
+
 local function pack(...) return { n = select("#", ...), ... } end
 
 local function check(tasks, opts)
@@ -69,7 +74,7 @@ local function run_plain(tasks, max, gc_pause)
   local lp = require("paykit.loop").new { max_in_flight = max }
   local take_ids = require("paykit.errors").take_ids
   local n = #tasks
-  local results, errs = {}, {}
+  local results, errs = new_array(n), {}
   local nexti = 0
   local current = {} -- worker -> the index of the task it runs
   local function worker(w)

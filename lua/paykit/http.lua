@@ -239,10 +239,11 @@ end
 --    variable http_proxy, https_proxy, HTTPS_PROXY, all_proxy or ALL_PROXY set when the first
 --    request is made; paykit has no proxy option), a URL wire cannot use (user information, a
 --    scheme but http/https: libcurl answers it); the same for `paykit.batch` and `paykit.loop`
---    requests (@{client_for}: `core.wire_loop`, or libcurl's multi interface for those). paykit.http asks for no redirects, client certificates or
---    HTTP/2, which wire does not do. "wire": wire for every request but proxies (a URL it
---    cannot use fails with code other); "curl": libcurl for every request. The environment
---    variable PAYKIT_TRANSPORT sets the default.
+--    requests (@{client_for}: `core.wire_loop`, or libcurl's multi interface for those).
+--    paykit.http asks for no redirects, client certificates or HTTP/2, which wire does not do.
+--    "wire": wire for every request but proxies (a URL it cannot use fails with code other);
+--    "curl": libcurl for every request. The environment variable PAYKIT_TRANSPORT sets the
+--    default.
 --  * `allow_blocking` true: inside nginx, make requests with libcurl even in a phase without
 --    cosockets (log, header_filter, ...), blocking the worker; refused otherwise
 --    (`paykit.runtime.check_blocking`)
