@@ -17,8 +17,8 @@
 -- batch, bench/batch_cost.lua: +1.5 MB after, peak +11 MB). Nothing of a batch stays reachable
 -- once it returned: its closures let go of tasks and results (a LuaJIT trace keeps the closures
 -- it was recorded in). LuaJIT's own allocator keeps the parts of its peak that hold an object
--- made during the batch (its traces among them): the same batch ends at +4.8 MB there (peak
--- +6.9 MB); `gc_pause = 100` lowers the peak and so what stays (+2.6 MB after, peak +4.7 MB) at
+-- made during the batch (its traces among them): the same batch ends at +4.6-4.8 MB there (peak
+-- +6.4-6.9 MB); `gc_pause = 100` lowers the peak and so what stays (+1.9-2.6 MB after, peak +3.7-4.7 MB) at
 -- the price of more collector work (20-40% more CPU per call on LuaJIT; none measurable on
 -- Lua 5.4).
 --
