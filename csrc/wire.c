@@ -1591,14 +1591,14 @@ static int wl_start(lua_State *L)
         return luaL_argerror(L, 2, "the client is closed");
     luaL_checktype(L, 3, LUA_TTABLE);
     lua_settop(L, 3);
-    read_request(L, w, 3, 3, 0, NULL); /* raises on misuse, before anything starts */
-    lua_settop(L, 3);
     i = wl_slot_free(l);
     if (i < 0)
         return luaL_error(L, "out of memory");
     s = l->slots[i];
     s->x.index = 1;
     s->x.reg_fd = -1;
+    /* one pass: a misuse raises from inside it with the slot still free (its id 0) and nothing
+     * started (no connection is touched before advance), so the slot is simply used again */
     ok = read_request(L, w, 3, 3, 0, &s->x);
     lua_settop(L, 3);
     s->w = w;

@@ -61,6 +61,118 @@ describe("paykit.batch", function()
     end
   end)
 
+  -- The client that served a batch's (and a paykit.loop's) requests: the starts each core loop
+  -- (core.wire_loop, core.http_loop) was handed while fn ran.
+  local function starts_during(fn)
+    local core = require "paykit.core"
+    local real = { wire = core.wire_loop, curl = core.http_loop }
+    local n = { wire = 0, curl = 0 }
+    local function wrap(kind)
+      return function()
+        local l = real[kind]()
+        return setmetatable({ start = function(_, c, req) n[kind] = n[kind] + 1; return l:start(c, req) end },
+          { __index = function(_, k) return function(_, ...) return l[k](l, ...) end end })
+      end
+    end
+    core.wire_loop, core.http_loop = wrap("wire"), wrap("curl")
+    local ok, err = pcall(fn)
+    core.wire_loop, core.http_loop = real.wire, real.curl
+    assert(ok, err)
+    return n
+  end
+
+  describe("picks the client a single request of the same transport would", function()
+    local function run(t, url, n)
+      local tasks = {}
+      for i = 1, n do
+        tasks[i] = function()
+          local res, err = t:request { url = url .. i }
+          if not res then return nil, err end
+          return res.body
+        end
+      end
+      return batch(tasks, { max_in_flight = 4 })
+    end
+
+    for _, case in ipairs { { "auto", "wire" }, { "wire", "wire" }, { "curl", "curl" } } do
+      it("transport = " .. case[1] .. ": " .. case[2] .. " in paykit.batch and paykit.loop", function()
+        local t = http.new { transport = case[1] }
+        local results, errs
+        local n = starts_during(function() results, errs = run(t, base .. "/_sink/pick?reply=", 6) end)
+        for i = 1, 6 do
+          assert.is_nil(errs[i])
+          assert.equal(tostring(i), results[i])
+        end
+        assert.same({ wire = case[2] == "wire" and 6 or 0, curl = case[2] == "curl" and 6 or 0 }, n)
+        -- the libcurl client is never made where wire serves
+        assert.equal(case[2] == "curl", t.client ~= nil)
+        -- a paykit.loop call too
+        local lp, h
+        n = starts_during(function()
+          lp = require("paykit.loop").new()
+          h = lp:start(function() return t:request { url = base .. "/_sink/pick?reply=loop" } end)
+          while not h:done() do lp:step(0.05) end
+        end)
+        lp:close()
+        assert.equal("loop", assert(h:result()).body)
+        assert.same({ wire = case[2] == "wire" and 1 or 0, curl = case[2] == "curl" and 1 or 0 }, n)
+        t:close()
+      end)
+    end
+
+    it("a URL wire cannot use (user information): libcurl under auto, wire's refusal (never sent) under wire", function()
+      local url = base:gsub("^http://", "http://user:pw@") .. "/_sink/pickauth?reply="
+      local t = http.new { retry = false }
+      local results, errs
+      local n = starts_during(function() results, errs = run(t, url, 3) end)
+      for i = 1, 3 do
+        assert.is_nil(errs[i])
+        assert.equal(tostring(i), results[i])
+      end
+      -- wire refused each at start (nothing sent), libcurl sent it
+      assert.same({ wire = 3, curl = 3 }, n)
+      assert.equal(3, #sink_log("pickauth"))
+      t:close()
+      t = http.new { retry = false, transport = "wire" }
+      n = starts_during(function() results, errs = run(t, url, 3) end)
+      for i = 1, 3 do
+        assert.is_nil(results[i])
+        assert.equal("other", errs[i].code)
+        assert.matches("never reached", errs[i].message)
+      end
+      assert.same({ wire = 3, curl = 0 }, n)
+      assert.equal(3, #sink_log("pickauth"))
+      t:close()
+    end)
+
+    it("libcurl when a proxy variable is set (auto), through the proxy", function()
+      -- the sandbox nginx as the proxy: a name under .invalid resolves nowhere, so an answer
+      -- means libcurl sent the absolute URL to the proxy
+      local LUA = rawget(_G, "jit") and "luajit" or "lua5.4"
+      local code = [[
+        local core = require "paykit.core"
+        local wl = core.wire_loop
+        local wired = 0
+        core.wire_loop = function()
+          local l = wl()
+          return setmetatable({ start = function(_, c, r) wired = wired + 1; return l:start(c, r) end },
+            { __index = function(_, k) return function(_, ...) return l[k](l, ...) end end })
+        end
+        local t = require("paykit.http").new { retry = false }
+        local r, e = require("paykit.batch")({ function()
+          local res, err = t:request { url = "http://paykit-proxy.invalid/_sink/pickproxy?reply=via-proxy" }
+          return res and res.body, err and err.code
+        end })
+        print(r[1], e[1], wired, t.wire, t.client ~= nil)]]
+      local p = assert(io.popen("http_proxy=" .. base .. " " .. LUA
+        .. " -e 'package.path=\"./lua/?.lua;./lua/?/init.lua;\"..package.path;"
+        .. " package.cpath=\"./build/" .. LUA .. "/?.so;\"..package.cpath' -e '" .. code .. "' 2>&1"))
+      local out = p:read("*a")
+      p:close()
+      assert.matches("^via%-proxy\tnil\t0\tfalse\ttrue", out)
+    end)
+  end)
+
   it("hands the requests of all waiting tasks to one loop, max_in_flight at a time", function()
     local core = require "paykit.core"
     local real = core.http_loop
@@ -75,7 +187,7 @@ describe("paykit.batch", function()
         return id, o
       end }, { __index = function(_, k) return function(_, ...) return l[k](l, ...) end end })
     end
-    local t = http.new {}
+    local t = http.new { transport = "curl" }
     local tasks = {}
     for i = 1, 30 do
       tasks[i] = function() return (assert(t:request { url = base .. "/_sink/onebatch?reply=" .. i })).body end

@@ -238,11 +238,12 @@ end
 --    (`paykit.core.http_client`) serves what wire does not do by design: proxies (a proxy
 --    variable http_proxy, https_proxy, HTTPS_PROXY, all_proxy or ALL_PROXY set when the first
 --    request is made; paykit has no proxy option), a URL wire cannot use (user information, a
---    scheme but http/https: libcurl answers it), and `paykit.batch` and `paykit.loop` requests
---    (libcurl's multi interface). paykit.http asks for no redirects, client certificates or
---    HTTP/2, which wire does not do. "wire": wire for every request but proxies (a URL it
---    cannot use fails with code other); "curl": libcurl for every request. The environment
---    variable PAYKIT_TRANSPORT sets the default.
+--    scheme but http/https: libcurl answers it); the same for `paykit.batch` and `paykit.loop`
+--    requests (@{client_for}: `core.wire_loop`, or libcurl's multi interface for those).
+--    paykit.http asks for no redirects, client certificates or HTTP/2, which wire does not do.
+--    "wire": wire for every request but proxies (a URL it cannot use fails, code unusable_url);
+--    "curl": libcurl for every request. The environment variable PAYKIT_TRANSPORT sets the
+--    default.
 --  * `allow_blocking` true: inside nginx, make requests with libcurl even in a phase without
 --    cosockets (log, header_filter, ...), blocking the worker; refused otherwise
 --    (`paykit.runtime.check_blocking`)
@@ -359,8 +360,7 @@ local function client_options(self)
 end
 
 --- The transport's libcurl client (`paykit.core.http_client`), made on first use.
--- It serves what the wire client does not (see @{new}'s `transport`), and `paykit.batch` and
--- `paykit.loop` requests.
+-- It serves what the wire client does not (see @{new}'s `transport` and @{client_for}).
 -- @treturn paykit.core.client the client
 function _M:core_client()
   if not self.client then self.client = require("paykit.core").http_client(client_options(self)) end
@@ -376,6 +376,27 @@ function _M:wire_client()
     self.wire = self.transport ~= "curl" and not proxied() and require("paykit.core").wire_client(client_options(self))
   end
   return self.wire
+end
+
+--- The C client that serves this transport's requests outside cosockets: one rule for a single
+-- request (@{send_once}) and for `paykit.loop` and `paykit.batch` (whose loop drives that client's
+-- transfers: `core.wire_loop` for the wire client, `core.http_loop` for libcurl's).
+-- The wire client (@{wire_client}) unless libcurl is needed (`transport = "curl"`, a proxy
+-- variable). Asked again with the code of the wire client's refusal of a URL it cannot use
+-- (`unusable_url`, nothing sent): libcurl's client, which answers such URLs, except under
+-- `transport = "wire"` (nil: the refusal stands); nil for any other code.
+-- @tparam[opt] string refused the wire client's error code, on the second asking
+-- @treturn ?paykit.core.wire_client|paykit.core.client the client
+function _M:client_for(refused)
+  if refused == nil then
+    local w = self.wire
+    if w == nil then w = self:wire_client() end
+    return w or self:core_client()
+  end
+  if refused == "unusable_url" and self.transport ~= "wire" then
+    return self:core_client()
+  end
+  return nil
 end
 
 --- Closes the core clients made so far (a later request makes new ones).
@@ -428,16 +449,12 @@ function _M:send_once(req)
     end
     if cosocket_mod then return cosocket_mod.request(req, cosocket_opts(self)) end
   end
-  local w = self.wire
-  if w == nil then w = self:wire_client() end
-  if w then
-    local res, msg, code, maybe_sent = w:request(req)
-    -- a URL the wire client cannot use (code unusable_url, never sent) is libcurl's, unless wire was asked for
-    if res or maybe_sent or code ~= "unusable_url" or self.transport == "wire" then
-      return res, msg, code, maybe_sent
-    end
-  end
-  return self:core_client():request(req)
+  local c = self:client_for()
+  local res, msg, code, maybe_sent = c:request(req)
+  if res or maybe_sent or code ~= "unusable_url" then return res, msg, code, maybe_sent end
+  local again = self:client_for(code)
+  if again == nil or again == c then return res, msg, code, maybe_sent end
+  return again:request(req)
 end
 
 local function call_hook(self, name, ctx)

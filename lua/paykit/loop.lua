@@ -4,9 +4,10 @@
 -- whole flow); it runs in its own coroutine, exactly as a `paykit.batch` task does, with the
 -- loop as its scheduler (`paykit.runtime.set_scheduler`): when the transport (paykit.http) is
 -- about to send a request it hands it to the scheduler, which yields the coroutine; the loop
--- hands the request to the C core: `paykit.core.http_loop` (libcurl's socket API) for a libcurl
--- transport, `paykit.core.wire_loop` for the wire transport (`transport = "wire"`), each with the
--- same request setup as a single request, so a charging request is never resent. A retry's
+-- hands the request to the C core: `paykit.core.wire_loop` for the wire client,
+-- `paykit.core.http_loop` (libcurl's socket API) for libcurl's, the client the transport picks
+-- for a single request too (`paykit.http` client_for: wire unless libcurl is needed), each with
+-- the same request setup as a single request, so a charging request is never resent. A retry's
 -- backoff is a timer of the
 -- loop, not a sleep. Nothing waits unless the host asks: `step(0)` never waits.
 --
@@ -33,6 +34,7 @@ local _M = {}
 
 local unpack = table.unpack or unpack -- luacheck: ignore
 local function pack(...) return { n = select("#", ...), ... } end
+local co_resume, co_status, co_yield = coroutine.resume, coroutine.status, coroutine.yield
 
 local Loop = {}
 Loop.__index = Loop
@@ -43,24 +45,23 @@ Handle.__index = Handle
 -- marker of this module, to the loop that resumed the coroutine.
 local REQUEST, SLEEP = {}, {}
 local SCHEDULER = {
-  request = function(_, transport, req) return coroutine.yield(REQUEST, transport, req) end,
-  sleep = function(_, s) return coroutine.yield(SLEEP, s) end,
+  request = function(_, transport, req) return co_yield(REQUEST, transport, req) end,
+  sleep = function(_, s) return co_yield(SLEEP, s) end,
 }
 
--- Core shape for the transport: a response table, or nil, message, code, maybe_sent.
-local function unwrap(res)
-  if res == nil then return pack(nil, "no response", "other", true) end
-  if res.error ~= nil and res.status == nil then return pack(nil, res.error, res.code, res.maybe_sent) end
-  return pack(res)
-end
+-- What a runnable call is resumed with (h.outcome): WAKE (nothing: its start, the end of a
+-- backoff), or a core outcome as core loops report them: a response table, or a failure
+-- {error = message, code = , maybe_sent = } given to the transport as nil, message, code,
+-- maybe_sent (the core shape). Kept on the handle: no table of its own per resume.
+local WAKE = {}
 
 -- Whether a transport's client is the wire transport's (core.wire_client) rather than libcurl's.
 local WIRE_MT = getmetatable(core.wire_client())
 local function is_wire(client) return getmetatable(client) == WIRE_MT end
 
 local function cancelled(maybe_sent)
-  return pack(nil, maybe_sent and "the call was cancelled while its request was in flight"
-    or "the call was cancelled before its request was sent", "cancelled", maybe_sent and true or false)
+  return { error = maybe_sent and "the call was cancelled while its request was in flight"
+    or "the call was cancelled before its request was sent", code = "cancelled", maybe_sent = maybe_sent and true or false }
 end
 
 --- A new loop.
@@ -80,11 +81,17 @@ function _M.new(opts)
     core = curl,    -- libcurl's transfers (core.http_loop)
     wire = wire,    -- the wire transport's (core.wire_loop)
     max = max,
-    runnable = {},  -- {h, args}, run by the next drain
-    queue = {},     -- handles waiting for a free transfer, oldest first
+    runnable = {},  -- handles to resume (each with its h.outcome), run by the next drain
+    nrun = 0,
+    spare = {},     -- the other runnable array (drain swaps them: no table per round)
+    queue = {},     -- handles waiting for a free transfer, oldest first, from qhead to qtail
     qhead = 1,
+    qtail = 0,
     inflight = { [curl] = {}, [wire] = {} }, -- per core: transfer id -> handle
+    ncurl = 0,      -- transfers in flight on each core (counted here: no call into C to ask)
+    nwire = 0,
     sleepers = {},  -- handle -> wake time (a retry's backoff)
+    nsleep = 0,
     npending = 0,   -- calls not done
     finished = 0,   -- calls done, ever
     wakeup = nil,   -- set by an adapter: called when a call starts (re-arm the host's watchers)
@@ -104,107 +111,133 @@ local function finish(self, h, values)
   if h.callback then h.callback(unpack(values, 1, values.n)) end
 end
 
--- Resumes h's coroutine with args and files what it yields next.
-local function resume(self, h, args)
-  h.state = "running"
-  local r = pack(coroutine.resume(h.co, unpack(args, 1, args.n)))
-  if not r[1] then return finish(self, h, pack(nil, r[2])) end
-  if coroutine.status(h.co) == "dead" then return finish(self, h, pack(unpack(r, 2, r.n))) end
-  if r[2] == REQUEST then
-    if h.cancelled then
-      h.state = "runnable"
-      self.runnable[#self.runnable + 1] = { h, cancelled(false) }
-    else
-      h.state, h.transport, h.req = "queued", r[3], r[4]
-      self.queue[#self.queue + 1] = h
-    end
-  elseif r[2] == SLEEP then
-    if h.cancelled or (tonumber(r[3]) or 0) <= 0 then
-      h.state = "runnable"
-      self.runnable[#self.runnable + 1] = { h, pack() }
-    else
-      h.state = "sleep"
-      self.sleepers[h] = runtime.now() + tonumber(r[3])
-    end
+local function runnable(self, h, outcome)
+  h.state, h.outcome = "runnable", outcome
+  local n = self.nrun + 1
+  self.nrun = n
+  self.runnable[n] = h
+end
+
+-- Files what h's coroutine yielded (or returned) after a resume: coroutine.resume's values.
+local function after(self, h, ok, ...)
+  if not ok then return finish(self, h, pack(nil, (...))) end
+  local tag, a, b = ...
+  -- the markers are this module's own: a call cannot return one, so a request or a sleep is a
+  -- yield (no status asked); anything else is a return, or a yield of the call's own
+  if tag ~= REQUEST and tag ~= SLEEP and co_status(h.co) == "dead" then return finish(self, h, pack(...)) end
+  if tag == REQUEST then
+    if h.cancelled then return runnable(self, h, cancelled(false)) end
+    h.state, h.transport, h.req = "queued", a, b
+    local t = self.qtail + 1
+    self.qtail = t
+    self.queue[t] = h
+  elseif tag == SLEEP then
+    local s = tonumber(a) or 0
+    if h.cancelled or s <= 0 then return runnable(self, h, WAKE) end
+    h.state = "sleep"
+    self.sleepers[h] = runtime.now() + s
+    self.nsleep = self.nsleep + 1
   else
     return finish(self, h, pack(nil, "paykit.loop: a call yielded something other than a request "
       .. "(coroutine.yield inside a call is not supported)"))
   end
 end
 
+-- Resumes h's coroutine with its outcome and files what it yields next.
+local function resume(self, h)
+  local o = h.outcome
+  h.outcome, h.state = nil, "running"
+  if o == WAKE then return after(self, h, co_resume(h.co)) end
+  if o == nil then return after(self, h, co_resume(h.co, nil, "no response", "other", true)) end
+  if o.error ~= nil and o.status == nil then
+    return after(self, h, co_resume(h.co, nil, o.error, o.code, o.maybe_sent))
+  end
+  return after(self, h, co_resume(h.co, o))
+end
+
 -- Starts h's request on the core of its transport's client: the core, then what its start gave.
--- A transport made with transport = "wire" goes to the wire loop (unless a proxy variable
--- gives it to libcurl); "auto" and "curl" ones go to libcurl's.
+-- The client is the transport's own choice (paykit.http's client_for, the rule a single request
+-- follows): the wire client's transfers go to the wire loop, libcurl's to libcurl's; a URL the
+-- wire client refuses as unusable (nothing sent) goes to libcurl when the transport says so.
 local function start_transfer(self, h)
   local t = h.transport
-  local client = t.transport == "wire" and t.wire_client and t:wire_client() or t:core_client()
-  local c = is_wire(client) and self.wire or self.core
-  return c, c:start(client, h.req)
+  local client = t.client_for and t:client_for() or t:core_client()
+  if is_wire(client) then
+    local id, outcome = self.wire:start(client, h.req)
+    if id or outcome.code ~= "unusable_url" or outcome.maybe_sent then return self.wire, id, outcome end
+    local again = t:client_for(outcome.code)
+    if not again or is_wire(again) then return self.wire, id, outcome end
+    client = again
+  end
+  return self.core, self.core:start(client, h.req)
 end
 
 -- Hands queued requests to the core while there is room.
 local function submit(self)
-  local q = self.queue -- consumed from qhead (no holes: # must see the whole array)
+  local q = self.queue
   if self.closed then -- closed by a callback: what is still asked for is never sent
-    for i = self.qhead, #q do
+    for i = self.qhead, self.qtail do
       local h = q[i]
+      q[i] = nil
       if h.state == "queued" then
-        h.transport, h.req, h.state = nil, nil, "runnable"
-        self.runnable[#self.runnable + 1] = { h, cancelled(false) }
+        h.transport, h.req = nil, nil
+        runnable(self, h, cancelled(false))
       end
     end
-    self.queue, self.qhead = {}, 1
+    self.qhead, self.qtail = 1, 0
     return
   end
-  while self.qhead <= #q and self.core:count() + self.wire:count() < self.max do
-    local h = q[self.qhead]
-    self.qhead = self.qhead + 1
+  local head, tail = self.qhead, self.qtail
+  while head <= tail and self.ncurl + self.nwire < self.max do
+    local h = q[head]
+    q[head] = nil
+    head = head + 1
     if h.state == "queued" then
       local ok, c, id, outcome = pcall(start_transfer, self, h)
-      if not ok then c, id = nil, c end -- the error message
       h.transport, h.req = nil, nil
       if ok and id then
         h.state, h.id, h.via = "request", id, c
         self.inflight[c][id] = h
+        if c == self.wire then self.nwire = self.nwire + 1 else self.ncurl = self.ncurl + 1 end
       else
-        h.state = "runnable"
-        self.runnable[#self.runnable + 1] = { h, ok and unwrap(outcome) or pack(nil, tostring(id), "other", false) }
+        runnable(self, h, ok and outcome or { error = tostring(c), code = "other", maybe_sent = false })
       end
     end
   end
-  if self.qhead > #q then
-    self.queue, self.qhead = {}, 1
-  elseif self.qhead > 256 and self.qhead > #q / 2 then -- a queue that never empties: compact it
-    local rest, k = {}, 0 -- copied, not unpacked: a queue may be longer than unpack's limit
-    for i = self.qhead, #q do k = k + 1; rest[k] = q[i] end
-    self.queue, self.qhead = rest, 1
-  end
+  if head > tail then head, tail = 1, 0 end -- empty: the array starts over (its slots are nil)
+  self.qhead, self.qtail = head, tail
 end
 
 -- Runs every runnable call until none is left; submits what they asked for.
 local function drain(self)
-  while #self.runnable > 0 do
-    local list = self.runnable
-    self.runnable = {}
-    for _, t in ipairs(list) do resume(self, t[1], t[2]) end
+  while self.nrun > 0 do
+    local list, n = self.runnable, self.nrun
+    self.runnable, self.spare, self.nrun = self.spare, list, 0
+    for i = 1, n do
+      local h = list[i]
+      list[i] = nil
+      resume(self, h)
+    end
     submit(self)
   end
   submit(self)
 end
 
--- Files the transfers a core's run reported finished as runnable; returns whether there were any.
+-- Files the transfers a core's run reported finished as runnable; returns how many there were.
 local function take(self, c, ids, outs)
-  if not ids then return false end
-  local inflight, got = self.inflight[c], false
+  if not ids then return 0 end
+  local inflight, got = self.inflight[c], 0
   for k = 1, #ids do
-    local h = inflight[ids[k]]
+    local id = ids[k]
+    local h = inflight[id]
     if h then
-      inflight[ids[k]] = nil
-      h.state, h.id, h.via = "runnable", nil, nil
-      self.runnable[#self.runnable + 1] = { h, unwrap(outs[k]) }
-      got = true
+      inflight[id] = nil
+      h.id, h.via = nil, nil
+      runnable(self, h, outs[k])
+      got = got + 1
     end
   end
+  if c == self.wire then self.nwire = self.nwire - got else self.ncurl = self.ncurl - got end
   return got
 end
 
@@ -213,13 +246,13 @@ end
 local function collect(self, wait)
   if self.closed then return false, false end -- closed by a callback of this step
   local got, handled, ids, outs
-  if self.wire:count() == 0 then
+  if self.nwire == 0 and self.ncurl > 0 then
     handled, ids, outs = self.core:run(wait)
-    got = take(self, self.core, ids, outs)
+    got = take(self, self.core, ids, outs) > 0
   else
     -- the wire loop's wait also ends when libcurl's descriptor is readable; libcurl's timers are
     -- its own, so the wait stops at the next one
-    local curl_busy = self.core:count() > 0
+    local curl_busy = self.ncurl > 0
     if curl_busy and wait > 0 then
       local t = self.core:timeout()
       local tw = self.wire:timeout()
@@ -227,22 +260,23 @@ local function collect(self, wait)
       if t and t < wait then wait = t end
     end
     handled, ids, outs = self.wire:run(wait)
-    got = take(self, self.wire, ids, outs)
+    got = take(self, self.wire, ids, outs) > 0
     if curl_busy then
       local h2
       h2, ids, outs = self.core:run(0)
       handled = handled + h2
-      got = take(self, self.core, ids, outs) or got
+      got = take(self, self.core, ids, outs) > 0 or got
     end
   end
-  local now
-  for h, wake in pairs(self.sleepers) do
-    now = now or runtime.now()
-    if wake <= now then
-      self.sleepers[h] = nil
-      h.state = "runnable"
-      self.runnable[#self.runnable + 1] = { h, pack() }
-      got = true
+  if self.nsleep > 0 then
+    local now = runtime.now()
+    for h, wake in pairs(self.sleepers) do
+      if wake <= now then
+        self.sleepers[h] = nil
+        self.nsleep = self.nsleep - 1
+        runnable(self, h, WAKE)
+        got = true
+      end
     end
   end
   return got, handled > 0
@@ -260,6 +294,7 @@ local function advance(self)
 end
 
 local function next_wake(self)
+  if self.nsleep == 0 then return nil end
   local soonest
   for _, wake in pairs(self.sleepers) do
     if not soonest or wake < soonest then soonest = wake end
@@ -283,7 +318,8 @@ function Loop:start(fn, callback)
   local h = setmetatable({ loop = self, co = coroutine.create(fn), callback = callback, state = "runnable" }, Handle)
   runtime.set_scheduler(h.co, SCHEDULER)
   self.npending = self.npending + 1
-  resume(self, h, pack())
+  h.outcome = WAKE
+  resume(self, h)
   drain(self)
   if self.wakeup then self.wakeup() end
   return h
@@ -345,8 +381,10 @@ end
 -- 0 when something is ready now; nil when nothing is pending (or only the descriptor matters).
 -- @treturn ?number seconds
 function Loop:timeout()
-  if #self.runnable > 0 then return 0 end
+  if self.nrun > 0 then return 0 end
   local t = self.core:timeout()
+  local tw = self.wire:timeout()
+  if tw and (not t or tw < t) then t = tw end
   local wake = next_wake(self)
   if wake then
     local d = math.max(0, wake - runtime.now())
@@ -370,7 +408,7 @@ function Loop:close()
       for _, h in pairs(self.inflight[c]) do list[#list + 1] = h end
     end
     for h in pairs(self.sleepers) do list[#list + 1] = h end
-    for i = self.qhead, #self.queue do list[#list + 1] = self.queue[i] end
+    for i = self.qhead, self.qtail do list[#list + 1] = self.queue[i] end
     if #list == 0 then break end
     for _, h in ipairs(list) do h:cancel() end
   end
@@ -404,18 +442,18 @@ function Handle:cancel()
   if self.state == "done" then return false end
   self.cancelled = true
   if self.state == "request" then
-    local maybe = self.via:cancel(self.id)
-    self_loop.inflight[self.via][self.id], self.id, self.via = nil, nil, nil
-    self.state = "runnable"
-    self_loop.runnable[#self_loop.runnable + 1] = { self, cancelled(maybe) }
+    local via = self.via
+    local maybe = via:cancel(self.id)
+    self_loop.inflight[via][self.id], self.id, self.via = nil, nil, nil
+    if via == self_loop.wire then self_loop.nwire = self_loop.nwire - 1 else self_loop.ncurl = self_loop.ncurl - 1 end
+    runnable(self_loop, self, cancelled(maybe))
   elseif self.state == "queued" then
     self.transport, self.req = nil, nil
-    self.state = "runnable"
-    self_loop.runnable[#self_loop.runnable + 1] = { self, cancelled(false) }
+    runnable(self_loop, self, cancelled(false))
   elseif self.state == "sleep" then
     self_loop.sleepers[self] = nil
-    self.state = "runnable"
-    self_loop.runnable[#self_loop.runnable + 1] = { self, pack() }
+    self_loop.nsleep = self_loop.nsleep - 1
+    runnable(self_loop, self, WAKE)
   end
   drain(self_loop)
   return true

@@ -40,6 +40,9 @@ function _M.attach(lp, cq)
         if not lp.closed then lp:step(0) end
       end
     end
+    -- the descriptor is closed (or is about to be) with the loop: the controller forgets it, so
+    -- a later loop whose descriptor gets the same number is polled afresh
+    cq:cancel(ready.pollfd)
   end)
   return {
     close = function()
