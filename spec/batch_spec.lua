@@ -137,7 +137,7 @@ describe("paykit.batch", function()
       n = starts_during(function() results, errs = run(t, url, 3) end)
       for i = 1, 3 do
         assert.is_nil(results[i])
-        assert.equal("other", errs[i].code)
+        assert.equal("unusable_url", errs[i].code)
         assert.matches("never reached", errs[i].message)
       end
       assert.same({ wire = 3, curl = 0 }, n)
