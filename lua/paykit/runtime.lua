@@ -90,6 +90,7 @@ local schedulers = setmetatable({}, { __mode = "k" })
 -- How many are installed (a coroutine collected with its scheduler still installed keeps it
 -- counted): while none is, @{scheduler} answers nil without asking which coroutine runs.
 local installed = 0
+_M.schedulers_installed = 0 -- the same count, for paykit.http (read only)
 
 --- Installs (or, with nil, removes) the scheduler of a coroutine.
 -- A scheduler is what runs the coroutine: an object with `request(transport, req)` (send
@@ -106,6 +107,7 @@ function _M.set_scheduler(co, s)
   end
   local old = schedulers[co]
   if old == nil and s ~= nil then installed = installed + 1 elseif old ~= nil and s == nil then installed = installed - 1 end
+  _M.schedulers_installed = installed
   schedulers[co] = s
 end
 
