@@ -540,8 +540,8 @@ describe("paykit.cosocket and the capath option", function()
   end)
 
   it("through paykit.http: one attempt, a final error naming capath, no connection", function()
-    local http = require "paykit.http"
-    local t = http.new { capath = "/etc/ssl/certs", retry = { attempts = 3, base_delay = 0 } }
+    local http_mod = require "paykit.http"
+    local t = http_mod.new { capath = "/etc/ssl/certs", retry = { attempts = 3, base_delay = 0 } }
     local attempts = 0
     t.hooks.before = function() attempts = attempts + 1 end
     local res, err = t:request { url = "https://pay.example/x", body = "b", op = "test.capath" }
