@@ -504,3 +504,63 @@ describe("paykit.cosocket.available", function()
     assert.is_false(cosocket.available())
   end)
 end)
+
+-- The libcurl and wire transports verify against opts.capath (a directory of hashed CA
+-- certificates); nginx takes its trust only from lua_ssl_trusted_certificate, so inside nginx a
+-- capath cannot be honoured: it is refused, naming the option, before any connection.
+describe("paykit.cosocket and the capath option", function()
+  local saved, sockets
+  local function fake_ngx()
+    sockets = 0
+    local sock = {
+      settimeout = function() end, settimeouts = function() end, getreusedtimes = function() return 0 end,
+      close = function() end, connect = function() return 1 end, send = function(_, data) return #data end,
+      sslhandshake = function() return true end, setkeepalive = function() return 1 end,
+      receiveany = function() return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" end,
+    }
+    return {
+      now = function() return 1000 end, update_time = function() end, get_phase = function() return "content" end,
+      sleep = function() end,
+      socket = { tcp = function() sockets = sockets + 1; return sock end },
+    }
+  end
+  before_each(function() saved = rawget(_G, "ngx"); rawset(_G, "ngx", fake_ngx()) end)
+  after_each(function() rawset(_G, "ngx", saved) end)
+
+  it("refuses capath over verified TLS with code tls_verify, naming the option, nothing sent", function()
+    local cosocket = require "paykit.cosocket"
+    local res, msg, code, maybe_sent = cosocket.request({ method = "POST", url = "https://pay.example/x", body = "b" },
+      { verify = true, capath = "/etc/ssl/certs" })
+    assert.is_nil(res)
+    assert.equal("tls_verify", code)
+    assert.is_false(maybe_sent)
+    assert.matches("capath", msg, 1, true)
+    assert.matches("lua_ssl_trusted_certificate", msg, 1, true)
+    assert.equal(0, sockets)
+  end)
+
+  it("through paykit.http: one attempt, a final error naming capath, no connection", function()
+    local http_mod = require "paykit.http"
+    local t = http_mod.new { capath = "/etc/ssl/certs", retry = { attempts = 3, base_delay = 0 } }
+    local attempts = 0
+    t.hooks.before = function() attempts = attempts + 1 end
+    local res, err = t:request { url = "https://pay.example/x", body = "b", op = "test.capath" }
+    assert.is_nil(res)
+    assert.equal("tls_verify", err.code)
+    assert.is_false(err.retryable)
+    assert.matches("capath", err.message, 1, true)
+    assert.matches("never reached the provider", err.message, 1, true)
+    assert.equal(1, attempts)
+    assert.equal(0, sockets)
+  end)
+
+  it("is not in the way where it would not be used: plain http, or verify = false", function()
+    local cosocket = require "paykit.cosocket"
+    local res, msg = cosocket.request({ url = "http://pay.example/x" }, { capath = "/etc/ssl/certs" })
+    assert.is_nil(msg)
+    assert.equal(200, res.status)
+    res, msg = cosocket.request({ url = "https://pay.example/x" }, { capath = "/etc/ssl/certs", verify = false })
+    assert.is_nil(msg)
+    assert.equal(200, res.status)
+  end)
+end)

@@ -10,7 +10,9 @@
 --
 -- TLS certificates are verified by default against nginx's `lua_ssl_trusted_certificate`
 -- (nginx cannot take a CA file per connection: opts.cafile only names the trust context and
--- keeps the keep-alive pools of different contexts apart); the host name is both sent as SNI
+-- keeps the keep-alive pools of different contexts apart; opts.capath, a CA directory, cannot
+-- be honoured at all: a verified https request with it is refused, code tls_verify, before
+-- any connection); the host name is both sent as SNI
 -- and checked against the certificate. Host names are resolved by the
 -- nginx `resolver` directive. Bodies are never logged or put in error messages.
 --
@@ -54,6 +56,11 @@ local function ip_verify_message(host)
     .. " (nginx checks names only through SNI, which an IP address does not get): use the"
     .. " host name, or verify = false"
 end
+
+-- nginx verifies only against lua_ssl_trusted_certificate: a CA directory cannot be honoured
+local CAPATH_MESSAGE = "the capath option (a CA directory) cannot be honoured inside nginx: nginx verifies"
+  .. " certificates only against lua_ssl_trusted_certificate; put the CA certificates in that file and"
+  .. " leave capath unset (or set cafile to name the trust context)"
 
 local function ngx_api()
   local ngx = rawget(_G, "ngx")
@@ -249,10 +256,9 @@ end
 
 local max, min = math.max, math.min
 
--- sock:settimeouts for what is left of the call (each wait also capped by o's send/read timeout)
-local function set_waits(sock, o, left)
-  local send, read = o.send_timeout, o.read_timeout
-  sock:settimeouts(o.connect_timeout, max(1, (send and send < left) and send or left),
+-- sock:settimeouts for what is left of the call (each wait also capped by the send/read timeout)
+local function set_waits(sock, connect_timeout, send, read, left)
+  sock:settimeouts(connect_timeout, max(1, (send and send < left) and send or left),
     max(1, (read and read < left) and read or left))
 end
 
@@ -260,14 +266,16 @@ end
 -- (retry = true when a pooled connection was found dead before any response byte).
 -- ngx.now() is nginx's cached clock, brought up to date by its event loop after every wait
 -- (request() updates it once at the start).
-local function exchange(ngx, c, method, request, o, deadline)
+-- replay: the request may be sent again when a pooled connection was dead; connect_timeout,
+-- send_timeout, read_timeout: the call's (ms; the last two may be nil).
+local function exchange(ngx, c, method, request, deadline, replay, connect_timeout, send_timeout, read_timeout)
   local u = c.u
   local sock, serr = ngx.socket.tcp()
   if not sock then return nil, "cannot create a socket: " .. tostring(serr), "other", false end
 
   local left = deadline - ngx.now() * 1000
   if left <= 0 then return fail(sock, nil, "request timed out before connecting", "connect_timeout", false) end
-  sock:settimeout(max(1, min(o.connect_timeout, left)))
+  sock:settimeout(max(1, min(connect_timeout, left)))
   local ok, err = sock:connect(u.host, u.port, c.pool_opts)
   if not ok then
     return fail(sock, nil, "connect to " .. u.authority .. " failed: " .. tostring(err), connect_code(err), false)
@@ -277,7 +285,7 @@ local function exchange(ngx, c, method, request, o, deadline)
   if u.tls and not reused then
     left = deadline - ngx.now() * 1000
     if left <= 0 then return fail(sock, nil, "request timed out during the TLS handshake", "connect_timeout", false) end
-    sock:settimeout(max(1, min(o.connect_timeout, left)))
+    sock:settimeout(max(1, min(connect_timeout, left)))
     local code
     ok, err, code = handshake(sock, u.host, c.verify)
     if not ok then
@@ -289,12 +297,12 @@ local function exchange(ngx, c, method, request, o, deadline)
   if left <= 0 then return fail(sock, nil, "request timed out before sending", "connect_timeout", false) end
   -- send_timeout / read_timeout: the longest wait for one send / one read (nginx's
   -- settimeouts), never past the whole call's deadline
-  set_waits(sock, o, left)
+  set_waits(sock, connect_timeout, send_timeout, read_timeout, left)
   local sent
   sent, err = sock:send(request)
   if not sent then
     -- bytes of the request may have left before the failure: only a replayable one is resent
-    if reused and err ~= "timeout" and o.replay then
+    if reused and err ~= "timeout" and replay then
       sock:close()
       return nil, "send failed on a pooled connection: " .. tostring(err), "send", true, true
     end
@@ -309,7 +317,7 @@ local function exchange(ngx, c, method, request, o, deadline)
   while true do
     left = deadline - ngx.now() * 1000
     if left <= 0 then return fail(sock, parser, "request to " .. u.authority .. " timed out", "timeout", true) end
-    if not first then set_waits(sock, o, left) end
+    if not first then set_waits(sock, connect_timeout, send_timeout, read_timeout, left) end
     first = false
     local data, rerr = sock:receiveany(READ_SIZE)
     local done, perr, pcode
@@ -320,12 +328,12 @@ local function exchange(ngx, c, method, request, o, deadline)
       if got == 0 then
         parser:close(); sock:close()
         return nil, "connection closed by " .. u.authority .. " before any response", "recv", true,
-          reused and o.replay
+          reused and replay
       end
       done, perr, pcode = parser:finish()
       if not done and pcode == "protocol" and perr:find("closed", 1, true) then pcode = "recv" end
     elseif rerr == "timeout" then
-      local what = (o.read_timeout and o.read_timeout < left) and (" (no data for " .. o.read_timeout .. " ms)") or ""
+      local what = (read_timeout and read_timeout < left) and (" (no data for " .. read_timeout .. " ms)") or ""
       return fail(sock, parser, "request to " .. u.authority .. " timed out" .. what, "timeout", true)
     else
       return fail(sock, parser, "receiving from " .. u.authority .. " failed: " .. tostring(rerr), "recv", true)
@@ -362,7 +370,8 @@ local MAX_URLS = 64
 
 -- the opts fields a conf depends on: a hit is used only while they are unchanged
 local function same_opts(c, opts)
-  return c.o_verify == opts.verify and c.o_cafile == opts.cafile and c.o_pool_name == opts.pool_name
+  return c.o_verify == opts.verify and c.o_cafile == opts.cafile and c.o_capath == opts.capath
+    and c.o_pool_name == opts.pool_name
     and c.o_pool_size == opts.pool_size and c.o_max_response == opts.max_response
     and c.o_keepalive_timeout == opts.keepalive_timeout and c.o_user_agent == opts.user_agent
 end
@@ -384,6 +393,9 @@ local function conf_of(url, opts)
   if u.tls and verify and is_ip_literal(u.host) then
     return nil, ip_verify_message(u.host), "tls_verify" -- before any connection
   end
+  if u.tls and verify and opts.capath ~= nil then
+    return nil, CAPATH_MESSAGE, "tls_verify" -- before any connection: not verified as asked
+  end
   -- The pool is per nginx worker, shared by every server{} block. A connection verified
   -- once must never serve an unverified caller (nor the reverse), and one verified against
   -- one CA must not serve a caller that names another: the CA file is part of the key.
@@ -401,7 +413,7 @@ local function conf_of(url, opts)
     max_response = tonumber(opts.max_response) or DEFAULT_MAX_RESPONSE,
     keepalive_timeout = tonumber(opts.keepalive_timeout) or DEFAULT_KEEPALIVE_TIMEOUT,
     user_agent = opts.user_agent or DEFAULT_USER_AGENT,
-    o_verify = opts.verify, o_cafile = opts.cafile, o_pool_name = opts.pool_name, o_pool_size = opts.pool_size,
+    o_verify = opts.verify, o_cafile = opts.cafile, o_capath = opts.capath, o_pool_name = opts.pool_name, o_pool_size = opts.pool_size,
     o_max_response = opts.max_response, o_keepalive_timeout = opts.keepalive_timeout,
     o_user_agent = opts.user_agent,
   }
@@ -420,6 +432,7 @@ end
 --   `timeout` (ms, whole exchange), `connect_timeout` (ms), `send_timeout` and `read_timeout`
 --   (ms, the longest wait for one send / one read; default: up to the whole timeout)
 -- @tparam[opt] table opts `verify` (default true), `cafile` (names the trust context, see above),
+--   `capath` (refused for a verified https request: see above),
 --   `timeout` (ms, default 30000), `connect_timeout` (ms, default 10000), `send_timeout`,
 --   `read_timeout` (ms, as in req; req wins), `max_response` (bytes, default 8 MiB),
 --   `pool_size` (idle connections kept per pool, default 32; nginx fixes a pool's size when
@@ -460,19 +473,18 @@ function _M.request(req, opts)
 
   local replay = req.idempotent
   if replay == nil then replay = REPLAYABLE[method] == true end
+  replay = replay and true or false -- may be sent again when a pooled connection was dead
   local send_timeout, read_timeout = req.send_timeout or opts.send_timeout, req.read_timeout or opts.read_timeout
-  local o = {
-    replay = replay and true or false, -- may be sent again when a pooled connection was dead
-    connect_timeout = tonumber(req.connect_timeout or opts.connect_timeout) or DEFAULT_CONNECT_TIMEOUT,
-    send_timeout = send_timeout and tonumber(send_timeout), read_timeout = read_timeout and tonumber(read_timeout),
-  }
+  local connect_timeout = tonumber(req.connect_timeout or opts.connect_timeout) or DEFAULT_CONNECT_TIMEOUT
+  send_timeout, read_timeout = send_timeout and tonumber(send_timeout), read_timeout and tonumber(read_timeout)
   local timeout = tonumber(req.timeout or opts.timeout) or DEFAULT_TIMEOUT
   ngx.update_time()
   local deadline = ngx.now() * 1000 + timeout
 
   local res, message, code, maybe_sent, retry
   for _ = 1, 3 do
-    res, message, code, maybe_sent, retry = exchange(ngx, c, method, request, o, deadline)
+    res, message, code, maybe_sent, retry = exchange(ngx, c, method, request, deadline, replay, connect_timeout,
+      send_timeout, read_timeout)
     -- retry: a pooled connection had been closed by the server while idle; take another
     if res or not retry then break end
   end

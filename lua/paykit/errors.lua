@@ -39,8 +39,11 @@ end
 
 -- The ids of the last provider answer seen by each coroutine (paykit.http puts them here),
 -- taken by the next result (paykit.gateway.result) or provider error built in that coroutine.
+-- Two tables by coroutine (weak keys), no table per answer.
 local MAIN = {}
-local last_ids = setmetatable({}, { __mode = "k" })
+local running = coroutine.running
+local request_ids = setmetatable({}, { __mode = "k" })
+local correlation_ids = setmetatable({}, { __mode = "k" })
 
 --- Notes the ids of a provider answer for the result or error built from it.
 -- paykit.http calls this when a request gets an answer; the next @{take_ids} in the same
@@ -49,18 +52,19 @@ local last_ids = setmetatable({}, { __mode = "k" })
 -- @tparam ?string request_id the provider's request id of the answer
 -- @tparam ?string correlation_id the correlation id paykit sent
 function _M.remember_ids(request_id, correlation_id)
-  last_ids[coroutine.running() or MAIN] = { request_id = request_id, correlation_id = correlation_id }
+  local key = running() or MAIN
+  request_ids[key], correlation_ids[key] = request_id, correlation_id
 end
 
 --- Takes (and forgets) the ids noted by @{remember_ids} in the running coroutine.
 -- @treturn ?string request_id
 -- @treturn ?string correlation_id
 function _M.take_ids()
-  local key = coroutine.running() or MAIN
-  local ids = last_ids[key]
-  if not ids then return nil, nil end
-  last_ids[key] = nil
-  return ids.request_id, ids.correlation_id
+  local key = running() or MAIN
+  local request_id, correlation_id = request_ids[key], correlation_ids[key]
+  if request_id == nil and correlation_id == nil then return nil, nil end
+  request_ids[key], correlation_ids[key] = nil, nil
+  return request_id, correlation_id
 end
 
 -- Kinds that describe an answer (or the lack of one) of a provider: these carry the ids.

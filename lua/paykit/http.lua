@@ -39,6 +39,7 @@ local CODES = {
   too_large = { "transport", true }, protocol = { "transport", true }, other = { "transport", true },
 }
 
+local OTHER_CODE = { "transport", true } -- a code the transports do not give
 local RETRY_STATUS = { [502] = true, [503] = true, [504] = true }
 
 local DEFAULT_RETRY = { attempts = 3, base_delay = 0.2, max_delay = 2, deadline = 30 }
@@ -47,7 +48,6 @@ local DEFAULT_RETRY = { attempts = 3, base_delay = 0.2, max_delay = 2, deadline 
 local request_id_of, scoped -- below
 local core_uuid4 = require("paykit.core").uuid4
 local core_monotonic = require("paykit.core").monotonic
-local function ngx_loaded() return rawget(_G, "ngx") ~= nil end
 local find = string.find
 
 local in_cosocket_phase = runtime.in_cosocket_phase
@@ -230,6 +230,9 @@ end
 --    `request_id_field` (a top-level JSON member, default none): where the provider's
 --    request id is read from an answer (UNCONFIRMED for every provider; see README)
 --  * `verify_tls` (default true), `cafile`, `capath`, `max_response` (bytes),
+--    (inside nginx the cosocket transport verifies against `lua_ssl_trusted_certificate`:
+--    `cafile` only names the trust context there, and `capath` cannot be honoured, so a
+--    verified https request with it is refused, code tls_verify, before any connection)
 --    `user_agent` (default "paykit/VERSION", `paykit.runtime.USER_AGENT`)
 --  * `transport` (outside cosockets) "auto" (the default), "wire" or "curl". "auto": requests
 --    go through `paykit.core.wire_client` (plain HTTP/1.1 keep-alive over sockets and OpenSSL,
@@ -413,12 +416,14 @@ local cosocket_mod -- paykit.cosocket, loaded on the first request inside nginx
 -- from an opts table and a url, and a table per call would defeat that).
 local function cosocket_opts(self)
   local o = self.cosocket_opts
-  local keepalive = milliseconds(self.keepalive_timeout)
   if o and o.verify == self.verify_tls and o.cafile == self.cafile and o.capath == self.capath
       and o.max_response == self.max_response and o.user_agent == self.user_agent
-      and o.pool_size == self.pool_size and o.keepalive_timeout == keepalive and o.pool_name == self.pool_name then
+      and o.pool_size == self.pool_size and self.cosocket_keepalive == self.keepalive_timeout
+      and o.pool_name == self.pool_name then
     return o
   end
+  local keepalive = milliseconds(self.keepalive_timeout)
+  self.cosocket_keepalive = self.keepalive_timeout
   o = {
     verify = self.verify_tls, cafile = self.cafile, capath = self.capath,
     max_response = self.max_response, user_agent = self.user_agent,
@@ -480,13 +485,18 @@ local function json_encode(v) return cjson().encode(v) end
 -- The provider's request id in an answer: the first of the request_id_headers present, else
 -- the top-level JSON member request_id_field (decoded here when the caller did not ask for
 -- json); nil when the answer has none.
-function request_id_of(self, res)
-  local h = res.headers or {}
-  for _, name in ipairs(self.request_id_headers) do
-    local v = h[name]
-    if type(v) == "table" then v = v[1] end
-    v = clean_id(v)
-    if v then return v end
+-- (headers_done: the headers were looked at already, only the JSON member is left)
+local NO_HEADERS = {}
+function request_id_of(self, res, headers_done)
+  local h = res.headers or NO_HEADERS
+  local names = self.request_id_headers
+  for i = 1, headers_done and 0 or #names do
+    local v = h[names[i]]
+    if v ~= nil then
+      if type(v) == "table" then v = v[1] end
+      v = clean_id(v)
+      if v then return v end
+    end
   end
   local field = self.request_id_field
   -- the member can only be there when its name (or a \u escape that might spell it) is
@@ -505,8 +515,10 @@ end
 local MAIN = {}
 local function pack(...) return { n = select("#", ...), ... } end
 local scopes = setmetatable({}, { __mode = "k" })
+local open_scopes = 0 -- calls of with() under way (in any coroutine): none, no lookup per request
 
 function scoped()
+  if open_scopes == 0 then return nil end
   local list = scopes[coroutine.running() or MAIN]
   return list and list[#list] or nil
 end
@@ -547,7 +559,9 @@ function _M.with(opts, fn, ...)
   scopes[key] = list
   local depth = #list + 1
   list[depth] = opts
+  open_scopes = open_scopes + 1
   local out = pack(pcall(fn, ...))
+  open_scopes = open_scopes - 1
   for i = #list, depth, -1 do list[i] = nil end
   if not out[1] then error(out[2], 0) end
   return (table.unpack or unpack)(out, 2, out.n)
@@ -561,9 +575,34 @@ local function pick(self, req, call, name)
   return num(v, name, nil)
 end
 
--- the redacted URL of a request, made only when a log line, a hook or an error needs it
-local function safe_url_of(url, safe)
-  return safe or redact.text(url)
+local floor, mmax, mmin = math.floor, math.max, math.min
+local remember_ids, take_ids = errors.remember_ids, errors.take_ids
+local check_blocking = runtime.check_blocking
+local G = _G
+
+-- On Lua 5.4 the table of an attempt (what send_once gets) is kept by the transport between
+-- calls (a pool of one, `spare_attempt`): a call takes it and puts it back when its last
+-- attempt is over, so a call that overlaps (another coroutine's while this one waits in a
+-- cosocket, or a hook's own request) finds none there and makes its own. A coroutine with a
+-- scheduler always gets a table of its own (the scheduler may keep it). On LuaJIT a new table
+-- costs less than stores into an old one (measured: -1.2k to -3.6k instructions per call), so
+-- it gets a new one, and the milliseconds are worked out per attempt.
+local REUSE = rawget(_G, "jit") == nil
+
+-- The failure of an attempt as a paykit error (and its kind, whether it may have been sent
+-- and whether a retry is allowed). Only here is the URL redacted when nothing logs it.
+local function attempt_error(op, method, url, safe_url, correlation_id, idempotent, msg, code, maybe_sent)
+  code = code or "other"
+  local info = CODES[code] or OTHER_CODE
+  if maybe_sent == nil then maybe_sent = info[2] end
+  local retry_ok = not info[3] and ((not maybe_sent) or (idempotent and true or false))
+  safe_url = safe_url or redact.text(url)
+  local err = errors.new {
+    kind = info[1], code = code, op = op, retryable = retry_ok, correlation_id = correlation_id,
+    message = op .. ": " .. method .. " " .. safe_url .. " failed (" .. code .. "): " .. tostring(msg) ..
+      (maybe_sent and "; the request may have reached the provider" or "; the request never reached the provider"),
+  }
+  return err, info, code, maybe_sent, retry_ok, safe_url
 end
 
 --- A request with retries, hooks and redacted logging.
@@ -583,6 +622,9 @@ end
 --  * `timeout`, `connect_timeout`, `send_timeout`, `read_timeout` (seconds): this call's,
 --    over @{with}'s and the transport's
 --  * `correlation_id` sent in the correlation header instead of a generated one
+--  * `own_headers` true: `headers` is this call's own table (made for it, used by no one
+--    else while the call runs): paykit.http adds its headers (the correlation header, json's
+--    Content-Type and Accept) to it instead of copying it first
 -- @treturn table `{status=, headers=, body=, json=, request_id=, correlation_id=}`: the
 --   provider's request id of the answer (nil when it has none) and the correlation id sent
 -- @return[2] nil
@@ -592,11 +634,21 @@ end
 -- @raise when a json body table cannot be encoded, or for a malformed per-call timeout
 function _M:request(req)
   local op = req.op or "http"
-  local call = scoped()
-  local refused = runtime.check_blocking(op, self.allow_blocking or req.allow_blocking)
-  if refused then return nil, refused end
-  local call_timeout, call_connect = pick(self, req, call, "timeout"), pick(self, req, call, "connect_timeout")
-  local send_timeout, read_timeout = pick(self, req, call, "send_timeout"), pick(self, req, call, "read_timeout")
+  local call = open_scopes > 0 and scoped() or nil
+  local in_ngx = rawget(G, "ngx") ~= nil
+  if in_ngx then
+    local refused = check_blocking(op, self.allow_blocking or req.allow_blocking)
+    if refused then return nil, refused end
+  end
+  local call_timeout, call_connect, send_timeout, read_timeout
+  if call == nil and req.timeout == nil and req.connect_timeout == nil and req.send_timeout == nil
+      and req.read_timeout == nil then
+    call_timeout, call_connect, send_timeout, read_timeout = self.timeout, self.connect_timeout, self.send_timeout,
+      self.read_timeout
+  else
+    call_timeout, call_connect = pick(self, req, call, "timeout"), pick(self, req, call, "connect_timeout")
+    send_timeout, read_timeout = pick(self, req, call, "send_timeout"), pick(self, req, call, "read_timeout")
+  end
   local correlation_id = req.correlation_id
   if correlation_id == nil and call then correlation_id = call.correlation_id end
   if correlation_id ~= nil and not clean_id(correlation_id) then
@@ -608,16 +660,31 @@ function _M:request(req)
     correlation_id = core_uuid4()
   end
   local method = req.method or (req.body and "POST" or "GET")
-  -- one pass: copy the caller's headers and, for json, note a Content-Type / Accept of theirs
-  local headers, have_ct, have_accept = {}, false, false
+  -- one pass: copy the caller's headers (unless they are the call's own) and, for json, note
+  -- a Content-Type / Accept of theirs
+  local have_ct, have_accept = false, false
   local json = req.json
   local given = req.headers
-  if given then
-    for k, v in pairs(given) do
-      headers[k] = v
-      if json and type(k) == "string" then
-        local lk = k:lower()
-        if lk == "content-type" then have_ct = true elseif lk == "accept" then have_accept = true end
+  local headers
+  if given and req.own_headers then
+    headers = given
+    if json then
+      for k in pairs(given) do
+        if type(k) == "string" then
+          local lk = k:lower()
+          if lk == "content-type" then have_ct = true elseif lk == "accept" then have_accept = true end
+        end
+      end
+    end
+  else
+    headers = {}
+    if given then
+      for k, v in pairs(given) do
+        headers[k] = v
+        if json and type(k) == "string" then
+          local lk = k:lower()
+          if lk == "content-type" then have_ct = true elseif lk == "accept" then have_accept = true end
+        end
       end
     end
   end
@@ -634,23 +701,38 @@ function _M:request(req)
   local logging = log ~= NOOP
   local hooks = self.hooks
   local before, after = hooks.before, hooks.after
+  local watched = logging or before or after -- someone sees each attempt
   local url = req.url
-  local safe_url = (logging or before or after) and redact.text(url) or nil
+  local safe_url = watched and redact.text(url) or nil
   local clock = self.clock
   -- outside nginx the default clock is the C core's monotonic one: called directly
-  if clock == now and not ngx_loaded() then clock = core_monotonic end
+  if clock == now and not in_ngx then clock = core_monotonic end
   local started = clock()
   local retry = self.retry
   local deadline = started + retry.deadline
   local attempts = retry.attempts
+  local idempotent = req.idempotent
   -- log scrubs the whole line (make_logger): the body is not scrubbed here as well.
   if body and logging then log("debug", "paykit " .. op .. " request " .. method .. " " .. safe_url .. " " .. body) end
+  -- the per-attempt waits in milliseconds that do not depend on the time left
+  local send_ms, read_ms, stall_ms
+  if send_timeout or read_timeout then
+    send_ms, read_ms = send_timeout and milliseconds(send_timeout), read_timeout and milliseconds(read_timeout)
+    -- libcurl has one stall timer for both directions (see @{new})
+    stall_ms = milliseconds((send_timeout and read_timeout) and mmin(send_timeout, read_timeout)
+      or send_timeout or read_timeout)
+  end
+  local reuse = REUSE and (runtime.schedulers_installed == 0 or scheduler() == nil)
+  local attempt_req = reuse and self.spare_attempt
+  if attempt_req then self.spare_attempt = nil else attempt_req = {} end
 
   local attempt = 0
+  local t0 = started
   while true do
     attempt = attempt + 1
-    local t0 = clock()
-    local remaining = deadline - t0
+    if attempt > 1 or watched then t0 = clock() end
+    -- the first attempt has the whole retry deadline left (t0 is the start)
+    local remaining = attempt == 1 and retry.deadline or deadline - t0
     local timeout = call_timeout < remaining and call_timeout or remaining
     local ctx
     if before or after then
@@ -661,21 +743,28 @@ function _M:request(req)
     if timeout <= 0 then
       msg, code, maybe_sent = "deadline passed before the request could be sent", "connect_timeout", false
     else
-      res, msg, code, maybe_sent = self:send_once {
-        method = method, url = url, headers = headers, body = body,
-        -- nil: the transport decides by method (GET, HEAD, OPTIONS); false: the transport
-        -- never sends it twice, whatever the connection does
-        idempotent = req.idempotent,
-        timeout = math.max(1, math.floor(timeout * 1000)),
-        connect_timeout = math.max(1, math.floor(math.min(call_connect, timeout) * 1000)),
-        send_timeout = send_timeout and milliseconds(send_timeout),
-        read_timeout = read_timeout and milliseconds(read_timeout),
-        -- libcurl has one stall timer for both directions (see @{new})
-        stall_timeout = (send_timeout or read_timeout) and milliseconds((send_timeout and read_timeout)
-          and math.min(send_timeout, read_timeout) or send_timeout or read_timeout),
-      }
+      local r = attempt_req
+      r.method, r.url, r.headers, r.body = method, url, headers, body
+      -- nil: the transport decides by method (GET, HEAD, OPTIONS); false: the transport
+      -- never sends it twice, whatever the connection does
+      r.idempotent = idempotent
+      if REUSE then
+        -- milliseconds: worked out again only when the seconds differ from the last call's
+        local ms = self.attempt_ms
+        if not ms or ms[1] ~= timeout or ms[2] ~= call_connect then
+          ms = { timeout, call_connect, mmax(1, floor(timeout * 1000)),
+                 mmax(1, floor((call_connect < timeout and call_connect or timeout) * 1000)) }
+          self.attempt_ms = ms
+        end
+        r.timeout, r.connect_timeout = ms[3], ms[4]
+      else
+        r.timeout = mmax(1, floor(timeout * 1000))
+        r.connect_timeout = mmax(1, floor((call_connect < timeout and call_connect or timeout) * 1000))
+      end
+      r.send_timeout, r.read_timeout, r.stall_timeout = send_ms, read_ms, stall_ms
+      res, msg, code, maybe_sent = self:send_once(r)
     end
-    local elapsed = clock() - t0
+    local elapsed = watched and clock() - t0
     if ctx then ctx.elapsed = elapsed end
     local err, retry_ok
     if res then
@@ -688,18 +777,11 @@ function _M:request(req)
           log("debug", "paykit " .. op .. " response " .. status .. " " .. res.body)
         end
       end
-      retry_ok = RETRY_STATUS[status] and req.idempotent
+      retry_ok = RETRY_STATUS[status] and idempotent
     else
-      code = code or "other"
-      local info = CODES[code] or { "transport", true }
-      if maybe_sent == nil then maybe_sent = info[2] end
-      retry_ok = not info[3] and ((not maybe_sent) or (req.idempotent and true or false))
-      safe_url = safe_url_of(url, safe_url)
-      err = errors.new {
-        kind = info[1], code = code, op = op, retryable = retry_ok, correlation_id = correlation_id,
-        message = op .. ": " .. method .. " " .. safe_url .. " failed (" .. code .. "): " .. tostring(msg) ..
-          (maybe_sent and "; the request may have reached the provider" or "; the request never reached the provider"),
-      }
+      local info
+      err, info, code, maybe_sent, retry_ok, safe_url =
+        attempt_error(op, method, url, safe_url, correlation_id, idempotent, msg, code, maybe_sent)
       if ctx then ctx.err = err end
       if logging then
         log(info[1] == "timeout" and "warn" or "error", string.format("paykit %s %s %s attempt=%d error=%s sent=%s elapsed=%.3fs",
@@ -715,19 +797,35 @@ function _M:request(req)
       if clock() + delay >= deadline then give_up = true end
     end
     if give_up then
+      if reuse then self.spare_attempt = attempt_req end
       if res then
         if json then
           local decoded = nil
           if res.body and res.body ~= "" then decoded = cjson().decode(res.body) end
           res.json = decoded
         end
-        res.request_id = request_id_of(self, res)
+        -- the first of request_id_headers present (inline: this runs on every answer), else the
+        -- JSON member request_id_field
+        local request_id
+        local h, names = res.headers, self.request_id_headers
+        if h then
+          for i = 1, #names do
+            local v = h[names[i]]
+            if v ~= nil then
+              if type(v) == "table" then v = v[1] end
+              request_id = clean_id(v)
+              if request_id then break end
+            end
+          end
+        end
+        if request_id == nil and self.request_id_field then request_id = request_id_of(self, res, true) end
+        res.request_id = request_id
         res.correlation_id = correlation_id
         -- for the result or error the provider builds from this answer (paykit.errors.take_ids)
-        errors.remember_ids(res.request_id, res.correlation_id)
+        remember_ids(request_id, correlation_id)
         return res
       end
-      errors.take_ids() -- an older answer's ids must not reach a later result
+      take_ids() -- an older answer's ids must not reach a later result
       return nil, err
     end
     if logging then

@@ -36,27 +36,32 @@ local COSOCKET_PHASES = {
 }
 _M.COSOCKET_PHASES = COSOCKET_PHASES
 
-local function ngx_api()
-  local ngx = rawget(_G, "ngx")
-  if type(ngx) == "table" and type(ngx.get_phase) == "function" then return ngx end
+-- These run on every request: outside nginx (no global ngx) each is one rawget.
+local G, rawget, pcall, running = _G, rawget, pcall, coroutine.running
+
+-- The current phase, or nil when there is no ngx.get_phase (outside nginx).
+local function current_phase()
+  local ngx = rawget(G, "ngx")
+  if ngx == nil or type(ngx) ~= "table" then return nil end
+  local get_phase = ngx.get_phase
+  if type(get_phase) ~= "function" then return nil end
+  local ok, p = pcall(get_phase)
+  if ok then return p end
   return nil
 end
 
 --- The current nginx phase.
 -- @treturn ?string `ngx.get_phase()` ("content", "log", "init_worker", ...), or nil outside nginx
 function _M.phase()
-  local ngx = ngx_api()
-  if not ngx then return nil end
-  local ok, phase = pcall(ngx.get_phase)
-  if ok then return phase end
-  return nil
+  return current_phase()
 end
 
 --- Whether cosockets may be used here (inside nginx, in a cosocket phase).
 -- @treturn boolean
 function _M.in_cosocket_phase()
-  local phase = _M.phase()
-  return phase ~= nil and COSOCKET_PHASES[phase] == true
+  if rawget(G, "ngx") == nil then return false end
+  local p = current_phase()
+  return p ~= nil and COSOCKET_PHASES[p] == true
 end
 
 --- The current time in seconds, for deadlines and intervals.
@@ -82,6 +87,10 @@ end
 
 -- The scheduler of each coroutine that paykit.loop (or paykit.batch) runs (weak keys).
 local schedulers = setmetatable({}, { __mode = "k" })
+-- How many are installed (a coroutine collected with its scheduler still installed keeps it
+-- counted): while none is, @{scheduler} answers nil without asking which coroutine runs.
+local installed = 0
+_M.schedulers_installed = 0 -- the same count, for paykit.http (read only)
 
 --- Installs (or, with nil, removes) the scheduler of a coroutine.
 -- A scheduler is what runs the coroutine: an object with `request(transport, req)` (send
@@ -96,6 +105,9 @@ function _M.set_scheduler(co, s)
   if s ~= nil and (type(s) ~= "table" or type(s.request) ~= "function" or type(s.sleep) ~= "function") then
     error("paykit.runtime.set_scheduler: a scheduler needs request and sleep methods", 2)
   end
+  local old = schedulers[co]
+  if old == nil and s ~= nil then installed = installed + 1 elseif old ~= nil and s == nil then installed = installed - 1 end
+  _M.schedulers_installed = installed
   schedulers[co] = s
 end
 
@@ -104,7 +116,8 @@ end
 -- @tparam[opt] thread co
 -- @treturn ?table the scheduler
 function _M.scheduler(co)
-  co = co or coroutine.running()
+  if installed == 0 then return nil end
+  co = co or running()
   if co == nil then return nil end
   return schedulers[co]
 end
@@ -124,7 +137,7 @@ local blocking_depth = 0
 -- @return what fn returns
 function _M.allow_blocking(fn, ...)
   if type(fn) ~= "function" then error("paykit.runtime.allow_blocking: fn must be a function", 2) end
-  local phase = _M.phase()
+  local phase = current_phase()
   if phase == nil or COSOCKET_PHASES[phase] then return fn(...) end
   blocking_depth = blocking_depth + 1
   local res = pack(pcall(fn, ...))
@@ -140,7 +153,8 @@ end
 -- @treturn ?table a config error (`paykit.errors`), code `blocking_phase`, field
 --   `allow_blocking`, whose message names the phase and the opt-in
 function _M.check_blocking(op, allowed)
-  local phase = _M.phase()
+  if rawget(G, "ngx") == nil then return nil end
+  local phase = current_phase()
   if phase == nil or COSOCKET_PHASES[phase] or allowed or blocking_depth > 0 then return nil end
   local errors = require "paykit.errors"
   local hint = phase == "init_worker" and " or from an ngx.timer.at callback started here" or ""
