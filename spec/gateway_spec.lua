@@ -163,7 +163,6 @@ describe("gateway.json (the C writer, the Lua writer behind it)", function()
 end)
 
 describe("gateway.shared_keys", function()
-  local gateway = require "paykit.gateway"
   it("an object on a shared member list gets its own list when a member is put", function()
     local keys = gateway.shared_keys { "A", "B" }
     local o1 = gateway.object_of(keys, { 1, 2 })
