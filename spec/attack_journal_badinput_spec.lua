@@ -1,10 +1,7 @@
 -- "Bad input gets a clear error that names the field, before any network call; no partial
--- state" through a journaled gateway. PENDING (a known gap, left for a design change): the
--- journal writes the payment's record (index, record, then refused: three round trips to
--- Redis, and a `refused` record kept for keep_for) before the provider's own validation runs
--- inside gw:purchase, because the kit has no validate-only call the journal could ask first.
--- Nothing reaches the provider and the reference stays free, so no charge is at stake; the
--- spec below is what the fix must pass (the count of store writes for a bad card is 0).
+-- state" through a journaled gateway: the provider's own checks run before the journal writes
+-- anything (the record is written right before the first request leaves), so a bad card
+-- costs no round trip to the store and leaves no record; the reference stays free.
 local paykit = require "paykit"
 local journal = require "paykit.journal"
 local store = require "paykit.store"
@@ -19,7 +16,7 @@ local function counting_store()
 end
 
 describe("a journaled purchase with bad input", function()
-  pending("is refused naming the field with nothing written to the store (the journal writes first today)", function()
+  it("is refused naming the field with nothing written to the store", function()
     local s, writes = counting_store()
     local sent = 0
     local gw = paykit.moka { dealer_code = "1730", username = "u", password = "p", base_url = "http://127.0.0.1:9/moka", retry = false,
@@ -34,7 +31,7 @@ describe("a journaled purchase with bad input", function()
     assert.are.equal(0, writes.n, "no record, no index entry")
   end)
 
-  it("is refused naming the field, sends nothing, and leaves the reference free (what holds today)", function()
+  it("is refused naming the field, sends nothing, and leaves the reference free", function()
     local sent = 0
     local gw = paykit.moka { dealer_code = "1730", username = "u", password = "p", base_url = "http://127.0.0.1:9/moka", retry = false,
       hooks = { before = function() sent = sent + 1 end } }
@@ -47,10 +44,69 @@ describe("a journaled purchase with bad input", function()
     assert.is_nil(r)
     assert.are.equal("card.number", err.field)
     assert.are.equal(0, sent)
-    assert.are.equal("refused", j:get("moka", "bad-2").state)
+    assert.is_nil(j:get("moka", "bad-2"), "no record for input refused before sending")
     p.card.number = "4111111111111111"
     local _, err2 = jg:purchase(p) -- the corrected purchase takes the reference (nothing listens on port 9)
     assert.are.equal("transport", err2.kind)
     assert.are.equal(1, sent)
+    assert.are.equal("refused", j:get("moka", "bad-2").state, "the connection never made: written, then refused")
+  end)
+
+  -- a provider of the spec's own: it checks its input, then sends (and, a careless one, tries
+  -- once more when its transport refuses); the journal must stop both requests of a repeat
+  local errors = require "paykit.errors"
+  local function fake(sent)
+    return { provider = "fake", http = { request = function() sent.n = sent.n + 1; return { status = 200 } end },
+      purchase = function(self, p)
+        if p.amount == "bad" then return nil, errors.validation("amount", "invalid", "amount must be a decimal") end
+        local res, err = self.http:request {}
+        if not res then res, err = self.http:request {} end
+        if not res then return nil, err end
+        return { status = "redirect", reference = p.reference, keep = { reference = p.reference } }
+      end }
+  end
+
+  it("answers a reference found taken at send time as before: replayed, reused, in progress; nothing leaves", function()
+    local sent = { n = 0 }
+    local s, writes = counting_store()
+    local j = journal.new { store = s }
+    local jg = j:wrap(fake(sent))
+    local r = assert(jg:purchase { reference = "rep-1", amount = "5.00", currency = "TRY" })
+    assert.are.equal("redirect", r.status)
+    assert.is_false(r.journal.replayed)
+    assert.are.equal(1, sent.n)
+    local again = assert(jg:purchase { reference = "rep-1", amount = "5.00", currency = "TRY" })
+    assert.is_true(again.journal.replayed)
+    assert.are.equal("redirect", again.journal.state)
+    local _, reused = jg:purchase { reference = "rep-1", amount = "6.00", currency = "TRY" }
+    assert.are.equal("reference_reused", reused.code)
+    assert.are.equal("reference", reused.field)
+    assert.are.equal(1, sent.n, "a repeat never sends, not even on the provider's second try")
+    -- bad input with a taken reference: the field's error, and the record as it was
+    local before = writes.n
+    local _, bad = jg:purchase { reference = "rep-1", amount = "bad", currency = "TRY" }
+    assert.are.equal("amount", bad.field)
+    assert.are.equal(before, writes.n)
+    assert.are.equal("redirect", j:get("fake", "rep-1").state)
+    -- a record still in created (another caller about to send): in_progress, retryable
+    assert(j:create { provider = "fake", reference = "rep-2", amount = "5.00", currency = "TRY" })
+    local _, busy = jg:purchase { reference = "rep-2", amount = "5.00", currency = "TRY" }
+    assert.are.equal("in_progress", busy.code)
+    assert.is_true(busy.retryable)
+    assert.are.equal("created", j:get("fake", "rep-2").state, "the other caller's record is left alone")
+    assert.are.equal(1, sent.n)
+  end)
+
+  it("writes the record before the call when the provider has no transport to watch", function()
+    local j = journal.new {}
+    local seen
+    local gw = { provider = "bare", purchase = function(_, p)
+      seen = j:get("bare", p.reference)
+      return { status = "pending", reference = p.reference }
+    end }
+    local r = assert(j:wrap(gw):purchase { reference = "bare-1", amount = "1.00", currency = "TRY" })
+    assert.are.equal("sent", seen and seen.state, "marked sent before the call (it may send)")
+    assert.are.equal("pending", r.journal.state)
+    assert.are.equal("pending", j:get("bare", "bare-1").state)
   end)
 end)

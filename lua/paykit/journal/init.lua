@@ -19,8 +19,9 @@
 --               -> redirect, pending, authorized, paid, failed, expired, unknown
 --     authorized  money held (pre-authorisation) -> paid, failed
 --     paid, failed  final
---     refused   nothing was sent (invalid input, connection never made, or a record left in
---               `created` by a process that died): the same reference may be purchased again
+--     refused   nothing was sent (connection never made, or a record left in `created` by
+--               a process that died; input the provider refuses writes no record at all):
+--               the same reference may be purchased again
 --               -> sent (a new attempt)
 --     expired   no outcome within the provider's window (`expire_after`; Zippy has no status
 --               call) -> paid, failed (a late signed notice still wins)

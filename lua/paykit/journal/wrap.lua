@@ -4,9 +4,13 @@
 -- answers an object with the gateway's uniform calls; every other method is the gateway's own.
 --
 --  * `purchase(p)`: the reference (p.reference; a new UUID when none is given) names the
---    payment. The record is written first (fail closed: when the journal cannot be written the
---    answer is a `journal_unavailable` error and no request leaves); it is marked `sent` right
---    before the first request leaves, and moved to the outcome when the answer is in. A
+--    payment. The provider checks the input first: input it refuses (a field named in the
+--    error) leaves the store untouched. Right before the first request leaves, the record is
+--    written (the store's atomic add: one caller per reference, on every process) and marked
+--    `sent`; only the caller that wrote it sends (fail closed: when the journal cannot be
+--    written the answer is a `journal_unavailable` error and no request leaves). A provider
+--    whose transport cannot be watched (no `gw.http`) has the record written before the call.
+--    The record is moved to the outcome when the answer is in. A
 --    purchase repeated with the same reference is never sent again: it answers the stored
 --    result (`result.journal.replayed = true`; the current state in `result.journal.state`),
 --    the stored error for an unknown or refused-by-provider outcome, or, while the first is
@@ -194,18 +198,21 @@ end
 
 local function amount_text(v) if v == nil then return nil end return tostring(v) end
 
--- The gateway seen through a transport that marks the record `sent` before the first request.
+-- The gateway seen through a transport that runs on_first right before the first request
+-- leaves (after the provider's own checks of the input). When on_first says no, that request
+-- and every later one of this call answer its error: nothing leaves.
 local function proxied(gw, on_first)
   local http = gw.http
   if type(http) ~= "table" or type(http.request) ~= "function" then return nil end
-  local done = false
+  local done, refusal = false, nil
   local proxy = setmetatable({
     request = function(_, req)
       if not done then
         done = true
         local ok, err = on_first()
-        if not ok then return nil, err end
+        if not ok then refusal = err end
       end
+      if refusal then return nil, refusal end
       return http:request(req)
     end,
   }, { __index = http })
@@ -257,50 +264,59 @@ function W:purchase(p)
   if ref == nil or ref == "" then ref = core.uuid4(); a.set_reference(q, ref) end
   if type(ref) ~= "string" then return nil, errors.validation("reference", "invalid", "reference must be a string") end
   local amount, currency = a.money(q)
-  local rec, why, cur = j:create { provider = self.provider, reference = ref, amount = amount_text(amount),
-                                   currency = currency, user_id = q.user_id }
-  if rec == nil then return nil, why end
-  local marked = false
-  if rec == false then
-    if cur == nil or cur.state ~= "refused" then return self:replay(cur or { reference = ref, state = "sent" }, q) end
-    -- nothing was sent before: this attempt takes the record over (refused -> sent, once)
-    local ok, err = j.store:index_add(j:index(self.provider), ref, j.clock())
-    if not ok then return nil, states.unavailable(err, "written") end
-    ok, err = j:move(self.provider, ref, "sent", { amount = amount_text(amount), currency = currency, error = false })
-    if ok == nil then return nil, states.unavailable(err, "marked as sent") end
-    if not ok then
-      local now = j:get(self.provider, ref)
-      return self:replay(now or cur, q)
+  amount = amount_text(amount)
+  local marked = false -- this call's record says sent: a request may leave
+  local stop           -- { r, err }: what this call answers when no request may leave
+  -- The record's creation, once per reference (the store's atomic add), and its mark `sent`;
+  -- run right before the first request leaves. Nil when this call may send, else `stop`.
+  local function begin()
+    local rec, why, cur = j:create { provider = self.provider, reference = ref, amount = amount,
+                                     currency = currency, user_id = q.user_id }
+    if rec == nil then return { nil, why } end
+    if rec == false then
+      if cur == nil or cur.state ~= "refused" then return { self:replay(cur or { reference = ref, state = "sent" }, q) } end
+      -- nothing was sent before: this attempt takes the record over (refused -> sent, once)
+      local ok, err = j.store:index_add(j:index(self.provider), ref, j.clock())
+      if not ok then return { nil, states.unavailable(err, "written") } end
+      ok, err = j:move(self.provider, ref, "sent", { amount = amount, currency = currency, error = false })
+      if ok == nil then return { nil, states.unavailable(err, "marked as sent") } end
+      if not ok then return { self:replay(j:get(self.provider, ref) or cur, q) } end
+      marked = true
+      return nil
     end
-    marked = true
-  end
-  local mark_err
-  local target = proxied(gw, function()
-    if marked then return true end
     local ok, err = j:move(self.provider, ref, "sent")
-    if ok then marked = true; return true end
-    mark_err = err
-    return nil, states.unavailable(err, "marked as sent")
+    if ok then marked = true; return nil end
+    local e = states.unavailable(ok == nil and err or nil, "marked as sent")
+    j:move(self.provider, ref, "refused", { error = stored_error(e) })
+    return { nil, e }
+  end
+  local target = proxied(gw, function()
+    stop = begin()
+    if stop == nil then return true end
+    -- the provider's call ends with this error; purchase answers `stop` whatever it makes of it
+    return nil, stop[2] or errors.validation("reference", "replayed", "reference " .. ref
+      .. " is answered from the journal (never sent twice)")
   end)
   if not target then
-    -- no transport to watch: the record says sent before the call (it may send)
-    if not marked then
-      local ok, err = j:move(self.provider, ref, "sent")
-      if not ok then return nil, states.unavailable(err, "marked as sent") end
-      marked = true
-    end
+    -- no transport to watch: the record is written and says sent before the call (it may send)
+    stop = begin()
+    if stop then return stop[1], stop[2] end
     target = gw
   end
-  -- a provider that raises leaves no record in created or sent for nothing: refused when it
-  -- raised before sending, unknown after (the sweeper asks); then the error goes on up
+  -- a provider that raises after the record says sent leaves it unknown (the sweeper asks);
+  -- raising before any request leaves nothing written. Then the error goes on up.
   local called, r, err = pcall(gw.purchase, target, q)
   if not called then
-    j:move(self.provider, ref, marked and "unknown" or "refused", { error = stored_error(r) })
+    if marked then j:move(self.provider, ref, "unknown", { error = stored_error(r) }) end
     error(r, 0)
   end
-  if mark_err ~= nil or (r == nil and errors.is(err) and err.code == "journal_unavailable") then
-    j:move(self.provider, ref, "refused", { error = stored_error(err) })
-    return nil, errors.is(err) and err or states.unavailable(mark_err, "marked as sent")
+  if stop then return stop[1], stop[2] end
+  if not marked then
+    -- no request left: input the provider refused leaves the store untouched
+    if r == nil then return nil, err end
+    -- an answer made without a request (nothing sent) is still journaled, once per reference
+    stop = begin()
+    if stop then return stop[1], stop[2] end
   end
   local to, patch
   if r then
