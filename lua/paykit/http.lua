@@ -580,13 +580,10 @@ local remember_ids, take_ids = errors.remember_ids, errors.take_ids
 local check_blocking = runtime.check_blocking
 local G = _G
 
--- On Lua 5.4 the table of an attempt (what send_once gets) is kept by the transport between
--- calls (a pool of one, `spare_attempt`): a call takes it and puts it back when its last
--- attempt is over, so a call that overlaps (another coroutine's while this one waits in a
--- cosocket, or a hook's own request) finds none there and makes its own. A coroutine with a
--- scheduler always gets a table of its own (the scheduler may keep it). On LuaJIT a new table
--- costs less than stores into an old one (measured: -1.2k to -3.6k instructions per call), so
--- it gets a new one, and the milliseconds are worked out per attempt.
+-- Each call makes its own attempt table (what send_once gets): the transport keeps nothing of
+-- a request (its body holds card data and credentials) once the call is over. On Lua 5.4 the
+-- milliseconds of the last call's timeouts are kept and worked out again only when they
+-- change; on LuaJIT working them out per attempt costs less.
 local REUSE = rawget(_G, "jit") == nil
 
 -- The failure of an attempt as a paykit error (and its kind, whether it may have been sent
@@ -722,9 +719,7 @@ function _M:request(req)
     stall_ms = milliseconds((send_timeout and read_timeout) and mmin(send_timeout, read_timeout)
       or send_timeout or read_timeout)
   end
-  local reuse = REUSE and (runtime.schedulers_installed == 0 or scheduler() == nil)
-  local attempt_req = reuse and self.spare_attempt
-  if attempt_req then self.spare_attempt = nil else attempt_req = {} end
+  local attempt_req = {}
 
   local attempt = 0
   local t0 = started
@@ -797,7 +792,6 @@ function _M:request(req)
       if clock() + delay >= deadline then give_up = true end
     end
     if give_up then
-      if reuse then self.spare_attempt = attempt_req end
       if res then
         if json then
           local decoded = nil
