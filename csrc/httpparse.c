@@ -231,9 +231,12 @@ int paykit_resp_feed(paykit_resp *ps, const char *data, size_t len)
 
 void paykit_resp_push_headers(lua_State *L, const paykit_resp *ps)
 {
-    size_t off = 0;
-    int t;
-    lua_newtable(L);
+    size_t off = 0, k;
+    int t, n = 0;
+    /* made at its size (a name and a value per header: two NULs each): no rehash per header */
+    for (k = 0; k < ps->hdrs.len; k++)
+        n += ps->hdrs.p[k] == '\0';
+    lua_createtable(L, 0, n / 2);
     t = lua_gettop(L);
     while (off < ps->hdrs.len) {
         const char *name = ps->hdrs.p + off;
