@@ -1436,7 +1436,11 @@ void paykit_wire_register(lua_State *L)
 typedef struct {
     xfer x;
     wire_t *w;                  /* the client (kept alive by ref) */
-    int ref;                    /* registry ref of the client userdata */
+    int ref;                    /* registry ref of the client userdata: kept while the slot is
+                                 * free, so the next transfer of the same client in this slot
+                                 * takes no new ref (dropped when another client takes the slot
+                                 * and when the loop closes) */
+    wire_t *refd;               /* the client that ref holds */
     int id;                     /* 0: the slot is free */
     int reg;                    /* the descriptor registered for x, or -1 */
     unsigned evs;               /* its registered events */
@@ -1488,6 +1492,7 @@ static void wl_reconcile(wloop_t *l, int i)
 static void wl_release(lua_State *L, wloop_t *l, int i)
 {
     wl_slot *s = l->slots[i];
+    (void)L; /* the client's ref stays with the slot (see wl_slot) */
     if (!s->id)
         return;
     if (s->reg >= 0) {
@@ -1496,9 +1501,6 @@ static void wl_release(lua_State *L, wloop_t *l, int i)
         l->nreg--;
     }
     xfer_release(s->w, &s->x); /* a connection still held (not done, not pooled) is closed */
-    if (L)
-        luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
-    s->ref = LUA_NOREF;
     s->w = NULL;
     s->id = 0;
     l->active--;
@@ -1511,6 +1513,8 @@ static void wl_free(lua_State *L, wloop_t *l)
         return;
     for (i = 0; i < l->nslots; i++) {
         wl_release(L, l, i);
+        if (L && l->slots[i]->ref != LUA_NOREF)
+            luaL_unref(L, LUA_REGISTRYINDEX, l->slots[i]->ref);
         paykit_buf_free(&l->slots[i]->x.out);
         paykit_resp_free(&l->slots[i]->x.resp);
         free(l->slots[i]);
@@ -1606,8 +1610,13 @@ static int wl_start(lua_State *L)
         l->next_id = 1;
     s->id = l->next_id;
     l->active++;
-    lua_pushvalue(L, 2);
-    s->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (s->refd != w || s->ref == LUA_NOREF) {
+        if (s->ref != LUA_NOREF)
+            luaL_unref(L, LUA_REGISTRYINDEX, s->ref);
+        lua_pushvalue(L, 2);
+        s->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        s->refd = w;
+    }
     if (!ok) {
         lua_pushboolean(L, 0);
         push_outcome(L, &s->x, 1);

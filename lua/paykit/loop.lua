@@ -118,19 +118,28 @@ local function runnable(self, h, outcome)
   self.runnable[n] = h
 end
 
+local start_now
+
 -- Files what h's coroutine yielded (or returned) after a resume: coroutine.resume's values.
+-- A request starts on its core at once when there is room and no other request waits before
+-- it (the queue is empty), else it joins the queue (submit starts it, in order).
 local function after(self, h, ok, ...)
   if not ok then return finish(self, h, pack(nil, (...))) end
   local tag, a, b = ...
   -- the markers are this module's own: a call cannot return one, so a request or a sleep is a
   -- yield (no status asked); anything else is a return, or a yield of the call's own
-  if tag ~= REQUEST and tag ~= SLEEP and co_status(h.co) == "dead" then return finish(self, h, pack(...)) end
   if tag == REQUEST then
     if h.cancelled then return runnable(self, h, cancelled(false)) end
+    local t = self.qtail
+    if t < self.qhead and self.ncurl + self.nwire < self.max and not self.closed then
+      return start_now(self, h, a, b)
+    end
     h.state, h.transport, h.req = "queued", a, b
-    local t = self.qtail + 1
+    t = t + 1
     self.qtail = t
     self.queue[t] = h
+  elseif tag ~= SLEEP and co_status(h.co) == "dead" then
+    return finish(self, h, pack(...))
   elseif tag == SLEEP then
     local s = tonumber(a) or 0
     if h.cancelled or s <= 0 then return runnable(self, h, WAKE) end
@@ -159,17 +168,29 @@ end
 -- The client is the transport's own choice (paykit.http's client_for, the rule a single request
 -- follows): the wire client's transfers go to the wire loop, libcurl's to libcurl's; a URL the
 -- wire client refuses as unusable (nothing sent) goes to libcurl when the transport says so.
-local function start_transfer(self, h)
-  local t = h.transport
+local function start_transfer(self, t, req)
   local client = t.client_for and t:client_for() or t:core_client()
   if is_wire(client) then
-    local id, outcome = self.wire:start(client, h.req)
+    local id, outcome = self.wire:start(client, req)
     if id or outcome.code ~= "unusable_url" or outcome.maybe_sent then return self.wire, id, outcome end
     local again = t:client_for(outcome.code)
     if not again or is_wire(again) then return self.wire, id, outcome end
     client = again
   end
-  return self.core, self.core:start(client, h.req)
+  return self.core, self.core:start(client, req)
+end
+
+-- Starts h's request (transport t, attempt req) now: in flight, or runnable with the outcome
+-- of a start that failed.
+function start_now(self, h, t, req)
+  local ok, c, id, outcome = pcall(start_transfer, self, t, req)
+  if ok and id then
+    h.state, h.id, h.via = "request", id, c
+    self.inflight[c][id] = h
+    if c == self.wire then self.nwire = self.nwire + 1 else self.ncurl = self.ncurl + 1 end
+  else
+    runnable(self, h, ok and outcome or { error = tostring(c), code = "other", maybe_sent = false })
+  end
 end
 
 -- Hands queued requests to the core while there is room.
@@ -193,15 +214,9 @@ local function submit(self)
     q[head] = nil
     head = head + 1
     if h.state == "queued" then
-      local ok, c, id, outcome = pcall(start_transfer, self, h)
+      local t, req = h.transport, h.req
       h.transport, h.req = nil, nil
-      if ok and id then
-        h.state, h.id, h.via = "request", id, c
-        self.inflight[c][id] = h
-        if c == self.wire then self.nwire = self.nwire + 1 else self.ncurl = self.ncurl + 1 end
-      else
-        runnable(self, h, ok and outcome or { error = tostring(c), code = "other", maybe_sent = false })
-      end
+      start_now(self, h, t, req)
     end
   end
   if head > tail then head, tail = 1, 0 end -- empty: the array starts over (its slots are nil)
@@ -227,16 +242,20 @@ end
 local function take(self, c, ids, outs)
   if not ids then return 0 end
   local inflight, got = self.inflight[c], 0
+  local list, n = self.runnable, self.nrun
   for k = 1, #ids do
     local id = ids[k]
     local h = inflight[id]
     if h then
       inflight[id] = nil
       h.id, h.via = nil, nil
-      runnable(self, h, outs[k])
+      h.state, h.outcome = "runnable", outs[k]
+      n = n + 1
+      list[n] = h
       got = got + 1
     end
   end
+  self.nrun = n
   if c == self.wire then self.nwire = self.nwire - got else self.ncurl = self.ncurl - got end
   return got
 end
