@@ -198,6 +198,33 @@ describe("paykit.loop", function()
     t:close()
   end)
 
+  it("serves two transports' wire clients in turn from the same transfers, and lets go of them once closed", function()
+    -- a transfer slot keeps its client's reference between transfers of that client (no new
+    -- one per request); another client taking the slot, and closing the loop, let it go
+    local ta, tb = http.new { retry = false }, http.new { retry = false }
+    local lp = loop.new { max_in_flight = 4 }
+    local got = {}
+    for round = 1, 3 do
+      for i = 1, 8 do
+        local t = (i + round) % 2 == 0 and ta or tb
+        lp:start(function() return t:request { url = base .. "/_sink/loopclients?reply=" .. round .. "-" .. i } end,
+          function(r, err) got[#got + 1] = r and r.body or tostring(err) end)
+      end
+      lp:run()
+    end
+    assert.equal(24, #got)
+    table.sort(got)
+    assert.equal("1-1", got[1])
+    assert.equal("3-8", got[24])
+    local seen = setmetatable({ ta:wire_client(), tb:wire_client() }, { __mode = "v" })
+    assert.is_truthy(seen[1] and seen[2])
+    lp:close()
+    ta, tb, lp = nil, nil, nil -- luacheck: ignore
+    collectgarbage(); collectgarbage()
+    assert.is_nil(seen[1])
+    assert.is_nil(seen[2])
+  end)
+
   it("gives the same validation error as a blocking call, before any network", function()
     local bad = { reference = "x", amount = "1.005", currency = "TL", client_ip = "127.0.0.1", card = card(moka.cards.approve[1]), three_d = false }
     local _, want = gw:purchase(bad)
