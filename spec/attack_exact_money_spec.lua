@@ -65,6 +65,25 @@ describe("exact money on the wire", function()
     assert.equal(7, stub.count())
   end)
 
+  it("formats and reads amounts exactly in paykit.money, the kit's answer reader and MoCoPay's minor units", function()
+    local money = require "paykit.money"
+    local kjson = require "paykit.kit.json"
+    local mocopay_wire = require "paykit.providers.mocopay_wire"
+    assert.are.equal(BIG, money.format(BIG_MINOR, "TRY"))
+    assert.are.equal("79.10", money.format(7910, "TRY"))
+    local minor, text = money.parse(BIG, "TL")
+    assert.are.equal(BIG_MINOR, minor)
+    assert.are.equal(BIG, text)
+    assert.are.equal(BIG_MINOR, (money.parse_minor(BIG_MINOR, "EUR")))
+    assert.are.equal(BIG, kjson.amount(BIG, "EUR"))
+    local decoded = assert(kjson.decode('{"price":' .. BIG .. ',"n":{"amount":' .. BIG .. '}}', { exact = true }))
+    assert.are.equal(BIG, kjson.amount(decoded.price, "EUR"))
+    -- MoCoPay's minor units are read up to 15 digits (longer: no amount, never a guess)
+    assert.are.equal("9007199254740.99", mocopay_wire.amount("900719925474099", "EUR"))
+    assert.is_nil(mocopay_wire.amount(tostring(BIG_MINOR), "EUR"))
+    assert.are.equal(BIG, mocopay_wire.amount(BIG, "EUR", "major"))
+  end)
+
   it("reads amounts from answers as their text, also where a double cannot hold it", function()
     local moka = assert(paykit.moka { dealer_code = "1730", username = "u", password = "p", base_url = base, retry = false })
     for _, amount in ipairs { BIG, "79.10", "0.30" } do
