@@ -11,7 +11,7 @@ local rs = require "spec.support.redis"
 local core = require "paykit.core"
 local cjson = require "cjson"
 
-local PORT, REDIS_PORT, TLS_PORT, PW = 18857, 16480, 16481, "tls-ip-pw"
+local PORT, REDIS_PORT, TLS_PORT, PW = 18967, 16590, 16591, "tls-ip-pw"
 
 local function sh(cmd) local ok, _, c = os.execute(cmd); if type(ok) == "number" then return ok == 0 end; return ok and c == 0 end
 
