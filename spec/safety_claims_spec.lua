@@ -3,7 +3,7 @@
 -- true to README and to the specs:
 --
 --  * a claim is marked where it is made, by a line `<!-- safety: id [id...] -->` right before
---    its paragraph or bullet (README.md, docs/*.md); every marker has an entry in
+--    its paragraph, bullet or table (README.md, docs/*.md); every marker has an entry in
 --    docs/safety.md and every entry its marker, in the file the entry names;
 --  * an entry's quote is in the marked block (runs of spaces and line breaks aside);
 --  * every spec file an entry names exists, and every `it "..."` / `describe "..."` it names
@@ -56,8 +56,8 @@ local function entries_of(text)
   return out
 end
 
---- The blocks of a markdown text: paragraphs and bullets outside code fences, with the ids of
---- the marker lines right before each. {text=, line=, ids={...}, table=bool, heading=bool}
+--- The blocks of a markdown text: paragraphs, bullets and tables outside code fences, with
+--- the ids of the marker lines right before each. {text=, line=, ids={...}, table=bool, heading=bool}
 local function blocks_of(text)
   local out, cur, fence, pending = {}, nil, false, {}
   local n = 0
@@ -74,8 +74,12 @@ local function blocks_of(text)
     elseif line:match("^%s*$") or line:match("^<!%-%-") then
       cur = nil
     else
-      local starts = line:match("^#") or line:match("^%s*[-*] ") or line:match("^|")
-      if cur == nil or starts or cur.heading or cur.table then
+      local row = line:match("^|") ~= nil
+      -- a table is one block (a marker before it covers its rows); a heading, a bullet, or a
+      -- line after a table or heading starts a block
+      local starts = line:match("^#") or line:match("^%s*[-*] ") or (row and not (cur and cur.table))
+        or (cur and cur.table and not row)
+      if cur == nil or starts or cur.heading then
         cur = { text = line, line = n, ids = pending, heading = line:match("^#") ~= nil,
                 table = line:match("^|") ~= nil }
         pending = {}
@@ -220,6 +224,11 @@ describe("docs/safety.md, the safety claims and their attacks", function()
 
     it("passes a table whose claim is marked, quoted and attacked by names that exist", function()
       assert.same({}, problems(TABLE, { ["README.md"] = README }, read))
+    end)
+
+    it("takes a marker before a table for the whole table", function()
+      local readme = "# T\n\n<!-- safety: one -->\n| a | b |\n|---|---|\n| x | never sent twice |\n\nAfter.\n"
+      assert.same({}, problems(TABLE, { ["README.md"] = readme }, read))
     end)
 
     it("fails a marked claim without an entry", function()
