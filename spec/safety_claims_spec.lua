@@ -146,6 +146,7 @@ local function problems(table_text, docs, read)
       elseif not src then bad("docs/safety.md:%d: %s: %s does not exist", a.line, e.id, a.file)
       else
         if not a.how then bad("docs/safety.md:%d: %s: %s says not how it attacks (` -- how`)", a.line, e.id, a.file) end
+        if #a.names == 0 then bad("docs/safety.md:%d: %s: %s names no it or describe", a.line, e.id, a.file) end
         local set = names_of(src)
         for _, nm in ipairs(a.names) do
           if not has_name(set, nm.name, src) then
@@ -256,6 +257,12 @@ describe("docs/safety.md, the safety claims and their attacks", function()
       assert.matches("spec/y_spec.lua does not exist", p[1], 1, true)
       p = problems(TABLE:gsub('it "is built per %.%.%."', 'it "is made per ..."'), { ["README.md"] = README }, read)
       assert.matches('has no it "is made per ..."', p[1], 1, true)
+    end)
+
+    it("fails an attack that names no it or describe", function()
+      local p = problems(TABLE:gsub(' describe "a group" it "does a thing" it "is built per %.%.%."', ""), { ["README.md"] = README }, read)
+      assert.equal(1, #p)
+      assert.matches("names no it or describe", p[1], 1, true)
     end)
 
     it("fails an entry that names no attack", function()
