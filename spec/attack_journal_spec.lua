@@ -6,16 +6,11 @@ local core = require "paykit.core"
 local cjson = require "cjson"
 local journal = require "paykit.journal"
 local sb = require "spec.support.sandbox"
+local atk = require "spec.support.journal_attack"
 
-local base
-local function ref(tag) return (tag or "atk") .. "-" .. core.random_hex(6) end
-
-local function counting_moka()
-  local counter = { n = 0 }
-  local gw = paykit.moka { dealer_code = "1730", username = "sandbox", password = "sandbox-pass",
-    base_url = base .. "/moka", hooks = { before = function() counter.n = counter.n + 1 end } }
-  return gw, counter
-end
+local ref = atk.ref
+local sandbox
+local function counting_moka() return atk.moka(sandbox.base) end
 
 local function moka_payment(reference, money)
   local p = { reference = reference, currency = "TL", client_ip = "127.0.0.1", return_url = "https://shop.example/back",
@@ -25,8 +20,9 @@ local function moka_payment(reference, money)
 end
 
 describe("the journal under attack", function()
-  lazy_setup(function() base = sb.start() end)
-  lazy_teardown(function() sb.stop() end)
+  sandbox = atk.sandbox()
+  lazy_setup(sandbox.start)
+  lazy_teardown(sandbox.stop)
 
   describe("one payment per reference, whatever way its amount is written", function()
     it("refuses the same reference for another amount given in minor units (reference_reused), sending nothing", function()
@@ -76,8 +72,7 @@ describe("the journal under attack", function()
     end
 
     it("is authorized, not paid, and grants nothing when its notification comes first", function()
-      local grants = {}
-      local jg = journal.new {}:wrap(counting_moka(), { grant = function(rec) grants[#grants + 1] = rec.reference; return true end })
+      local jg, _, grants = atk.journaled(counting_moka())
       local reference = ref("pre")
       local fields = authorised(jg, reference)
       local n = assert(jg:notification { method = "POST", body = core.form_encode(fields) })
@@ -91,8 +86,7 @@ describe("the journal under attack", function()
   end)
   it("grants once when the sweeper races the notification and the return of one payment", function()
     for _ = 1, 3 do
-      local grants = {}
-      local jg = journal.new {}:wrap(counting_moka(), { grant = function(_, token) grants[#grants + 1] = token; return true end })
+      local jg, _, grants = atk.journaled(counting_moka(), true)
       local reference = ref("race")
       local r = assert(jg:purchase(moka_payment(reference, { amount = "27.50" })))
       local res = sb.post_json("/moka/_sandbox/3d/complete",

@@ -2,17 +2,16 @@
 -- purchase is "pending" until a signed notification): a paid session that only an unsigned,
 -- unbound return named must never pay another order, through the journal's status call or
 -- its sweeper. Over real HTTP against the sandbox with verifyPayment's echo off.
-local paykit = require "paykit"
 local core = require "paykit.core"
-local journal = require "paykit.journal"
 local sb = require "spec.support.sandbox"
+local atk = require "spec.support.journal_attack"
 
-local base
-local function ref(tag) return (tag or "atk") .. "-" .. core.random_hex(6) end
+local ref = atk.ref
 
 describe("the journal under attack", function()
-  lazy_setup(function() base = sb.start() end)
-  lazy_teardown(function() sb.stop() end)
+  local sandbox = atk.sandbox()
+  lazy_setup(sandbox.start)
+  lazy_teardown(sandbox.stop)
 
   describe("MoCoPay when verifyPayment does not name the purchase (echo off, UNCONFIRMED)", function()
     before_each(function()
@@ -40,10 +39,7 @@ describe("the journal under attack", function()
     end
 
     it("does not pay an order through its status call with a session only an unbound return named", function()
-      local grants = {}
-      local j = journal.new {}
-      local jg = j:wrap(paykit.mocopay { api_key = "sandbox-app", api_secret = "sandbox-secret", base_url = base .. "/mocopay" },
-        { grant = function(rec) grants[#grants + 1] = rec.reference; return true end })
+      local jg, j, grants = atk.journaled(atk.mocopay(sandbox.base))
       local a = pay_once_claim_twice(jg)
       local s = jg:status(a)
       if s then assert.are_not.equal("paid", s.status) end
@@ -52,10 +48,7 @@ describe("the journal under attack", function()
     end)
 
     it("does not pay that order through the sweeper either", function()
-      local grants = {}
-      local j = journal.new {}
-      local jg = j:wrap(paykit.mocopay { api_key = "sandbox-app", api_secret = "sandbox-secret", base_url = base .. "/mocopay" },
-        { grant = function(rec) grants[#grants + 1] = rec.reference; return true end })
+      local jg, j, grants = atk.journaled(atk.mocopay(sandbox.base))
       local a = pay_once_claim_twice(jg)
       assert(jg:sweep { older_than = 0 })
       assert.are_not.equal("paid", j:get("mocopay", a).state)
@@ -64,10 +57,7 @@ describe("the journal under attack", function()
   end)
   it("with the echo on (the sandbox's default): a status by the buyer's userId never pays his other order", function()
     sb.request("POST", "/_sandbox/reset")
-    local grants = {}
-    local j = journal.new {}
-    local jg = j:wrap(paykit.mocopay { api_key = "sandbox-app", api_secret = "sandbox-secret", base_url = base .. "/mocopay" },
-      { grant = function(rec) grants[#grants + 1] = rec.reference; return true end })
+    local jg, j, grants = atk.journaled(atk.mocopay(sandbox.base))
     local user = "buyer-" .. core.random_hex(4)
     local function buy(reference)
       return assert(jg:purchase { pid = "12000", reference = reference, user_id = user, client_ip = "127.0.0.1",

@@ -2,21 +2,17 @@
 -- answer (and its keep) was written: the record knows the buyer (user_id) and nothing that
 -- names the purchase. verifyPayment by userId answers the buyer's newest session, which may
 -- be another, paid order's: it must never pay this one. Over real HTTP against the sandbox.
-local paykit = require "paykit"
 local core = require "paykit.core"
-local journal = require "paykit.journal"
 local sb = require "spec.support.sandbox"
+local atk = require "spec.support.journal_attack"
 
 describe("the sweeper on a MoCoPay record without its keep", function()
-  local base
-  lazy_setup(function() base = sb.start() end)
-  lazy_teardown(function() sb.stop() end)
+  local sandbox = atk.sandbox()
+  lazy_setup(sandbox.start)
+  lazy_teardown(sandbox.stop)
 
   it("never pays it with the buyer's other paid session", function()
-    local grants = {}
-    local j = journal.new {}
-    local jg = j:wrap(paykit.mocopay { api_key = "sandbox-app", api_secret = "sandbox-secret", base_url = base .. "/mocopay" },
-      { grant = function(rec) grants[#grants + 1] = rec.reference; return true end })
+    local jg, j, grants = atk.journaled(atk.mocopay(sandbox.base))
     local user = "buyer-" .. core.random_hex(4)
     -- order A: its process wrote the record, marked it sent, and died before the answer
     local a = "lost-" .. core.random_hex(4)

@@ -8,13 +8,8 @@
 
 local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
-local function read(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local luasrc = require "spec.support.luasrc"
+local function read(path) return luasrc.read(path, true) end
 
 -- The markers, built so that this file never has one at the start of a line.
 local OPEN, BASE, CLOSE = string.rep("<", 7) .. " ", string.rep("|", 7) .. " ", string.rep(">", 7) .. " "

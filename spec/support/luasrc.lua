@@ -12,8 +12,13 @@ function M.files(dir)
   return out
 end
 
-function M.read(path)
-  local f = assert(io.open(path, "rb"))
+--- A file's bytes; a file that cannot be opened raises, or with optional gives nil.
+function M.read(path, optional)
+  local f, err = io.open(path, "rb")
+  if not f then
+    if optional then return nil end
+    error(err, 2)
+  end
   local s = f:read("*a")
   f:close()
   return s
