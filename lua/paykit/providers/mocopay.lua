@@ -120,6 +120,7 @@ local P = kit.provider {
     local secret, api_key, digest, encode = o.api_secret, o.api_key, o.digest, o.encode_values
     self.sign = signing.signer(secret, digest, encode) -- (path, pairs) -> signature
     self.signature_prefix = api_key .. ":" -- the signed value is api_key:signature
+    self.header_prefix = "ApiKey " .. api_key .. ":" -- the Signature header's value before the signature
     self.check = function(key, path, params, given)
       if not core.consteq(key, api_key) then return false end
       return core.consteq(signing.sign(secret, path, params, digest, encode), given)

@@ -35,12 +35,12 @@ for _, api in pairs(AMOUNTS) do _M.exact[api] = true end
 -- @tparam table req the request (`path`: the endpoint; `query`: the parameter pairs)
 -- @treturn boolean true
 function _M.sign(self, req)
-  local sig = (self.signature_prefix or (self.api_key .. ":")) .. self.sign(self.base_path .. req.path, req.query)
+  local path = self.base_path .. req.path
   if self.signature_in == "param" then
-    req.query[#req.query + 1] = { "signature", sig }
+    req.query[#req.query + 1] = { "signature", self.sign(path, req.query, self.signature_prefix or (self.api_key .. ":")) }
     req.url = wire.url(self, req)
   else
-    req.headers.Signature = "ApiKey " .. sig
+    req.headers.Signature = self.sign(path, req.query, self.header_prefix or ("ApiKey " .. self.api_key .. ":"))
   end
   return true
 end
