@@ -65,9 +65,15 @@ do
     local req = { method = "POST", path = c.verify_path, query = { { "sessionId", s } }, headers = {} }
     return mwire.sign(c, req)
   end)
+  -- what verify_payment and the kit's commit do before paykit.http: the key checked and signed
+  -- (one C call once c.signer exists), the query list, the URL, the Signature header
   stage("mocopay.request", function()
-    local chosen, value = request.verify_key(s)
-    local req = { method = "POST", path = c.verify_path, query = { { chosen, value } }, body = "", headers = { Accept = "application/json" } }
+    local chosen, value, header = "sessionId", s, nil
+    if c.signer then header = c.signer:verify(c.verify_signed_path, chosen, s, c.header_prefix) end
+    if not header then chosen, value = request.verify_key(s) end
+    local query = { { chosen, value } }
+    if header then mwire.presign(query, header) end
+    local req = { method = "POST", path = c.verify_path, query = query, body = "", headers = { Accept = "application/json" } }
     req.url = wire.url(c, req)
     return mwire.sign(c, req)
   end)

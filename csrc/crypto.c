@@ -1029,12 +1029,52 @@ static int l_mocopay_sign(lua_State *L)
     }
     feed_flush(&f);
     sl = sig_b64(md, sig_final(&d, md), sig);
-    OPENSSL_cleanse(&d, sizeof d);
-    OPENSSL_cleanse(&f, sizeof f);
+    OPENSSL_cleanse(&d, sizeof d); /* the state held the secret; the feed block never did */
     luaL_buffinit(L, &b);
     luaL_addlstring(&b, prefix, xl);
     luaL_addlstring(&b, sig, sl);
     luaL_pushresult(&b);
+    return 1;
+}
+
+/* signer:verify(path, name, value[, prefix]) -> prefix .. signature of the one pair
+ * {name, value}, or nothing when value is not 1..255 bytes without a control byte (the
+ * caller's checks then give the error) */
+static int l_mocopay_verify(lua_State *L)
+{
+    mocopay_signer_t *s = (mocopay_signer_t *)luaL_checkudata(L, 1, MOCOPAY_MT);
+    size_t pl, nl, vl, xl = 0, i, sl;
+    const char *path = luaL_checklstring(L, 2, &pl);
+    const char *name = luaL_checklstring(L, 3, &nl);
+    const char *value, *prefix = luaL_optlstring(L, 5, "", &xl);
+    unsigned char md[SHA_DIGEST_LENGTH];
+    char out[256];
+    sig_digest_t d;
+    if (!s->ready)
+        return luaL_error(L, "mocopay_signer: this signer was closed");
+    if (lua_type(L, 4) != LUA_TSTRING) return 0;
+    value = lua_tolstring(L, 4, &vl);
+    if (vl < 1 || vl > 255 || (nl == 9 && memcmp(name, "signature", 9) == 0)) return 0;
+    for (i = 0; i < vl; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if (c < 0x20 || c == 0x7f) return 0; /* iscntrl in the C locale: Lua's %c */
+    }
+    d = s->base;
+    sig_update(&d, path, pl);
+    sig_update(&d, "?", 1);
+    sig_update(&d, name, nl);
+    sig_update(&d, "=", 1);
+    sig_update(&d, value, vl);
+    sl = sig_b64(md, sig_final(&d, md), out + (xl < sizeof out - 32 ? xl : 0));
+    OPENSSL_cleanse(&d, sizeof d);
+    if (xl < sizeof out - 32) {
+        memcpy(out, prefix, xl);
+        lua_pushlstring(L, out, xl + sl);
+    } else {
+        lua_pushlstring(L, prefix, xl);
+        lua_pushlstring(L, out, sl);
+        lua_concat(L, 2);
+    }
     return 1;
 }
 
@@ -1061,6 +1101,7 @@ static const luaL_Reg oauth_methods[] = {
 
 static const luaL_Reg mocopay_methods[] = {
     {"sign", l_mocopay_sign},
+    {"verify", l_mocopay_verify},
     {NULL, NULL},
 };
 

@@ -118,6 +118,8 @@ end
 -- @tparam[opt="md5"] string digest "md5" or "sha1"
 -- @tparam[opt] boolean encode see @{canonical}
 -- @treturn function `sign(path, list[, prefix])` -> base64 signature (after prefix)
+-- @treturn ?userdata the C signer (`paykit.core.mocopay_signer`; nil with encoding), whose
+--   `:verify(path, name, value[, prefix])` signs one checked pair (verifyPayment's key)
 -- @raise for another digest
 function M.signer(secret, digest, encode)
   digest = digest or "md5"
@@ -153,7 +155,7 @@ function M.signer(secret, digest, encode)
     local out = {}
     for i = 1, m do out[i] = sorted[i][1] .. "=" .. sorted[i][2] end
     return prefix .. hash(digest, secret .. path .. "?" .. concat(out, "&"), "base64")
-  end
+  end, fast
 end
 
 --- The signed value for the Signature header ("ApiKey " .. this) or the `signature` parameter.
