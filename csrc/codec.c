@@ -768,13 +768,14 @@ static int l_money_format(lua_State *L)
 
 /* ---- Zippy's transaction body: the common case checked and written in one call ----
  *
- * zippy_transaction(t, defaults, good_urls, currencies) -> json, region | nil
+ * zippy_transaction(t, defaults, good_urls, currencies) -> json | nil
  *
  * A fast path for paykit.providers.zippy_request.transaction_body followed by the JSON
  * writer, for the common transaction only: every field a string (region also a whole number
  * 0..999), no price_minor, carrier and ext_transaction_id printable ASCII, the price a plain
  * decimal with two places, every URL one the instance already found valid (a key of
- * good_urls), the currency a key of currencies. For anything else it answers nil and the
+ * good_urls, with its flags below; printable ASCII without '"' or '\\'), the currency a key
+ * of currencies. For anything else it answers nil and the
  * caller takes the Lua path (which gives the errors, naming the field): this accepts a subset
  * of what the Lua checks accept and writes the bytes paykit.kit.json.encode writes for the
  * body (members in byte order, '"' and '\' escaped). A provider-specific helper: a compiled
@@ -864,20 +865,19 @@ static char *zt_put_json(char *p, const char *s, size_t n, int escape)
     return p;
 }
 
-/* A URL the fast path takes (the value on top of the stack): printable ASCII, no '#' when
- * no_fragment, a key of good (stack index 3). Sets *escape when it holds '"' or '\'. */
-static int zt_url(lua_State *L, const char *s, size_t n, int no_fragment, int *escape)
+/* A URL the fast path takes (the value on top of the stack): good (stack index 3) holds it
+ * with its flags, set by the Lua checks (paykit.providers.zippy_request.remember_urls):
+ * ZT_URL_PLAIN (printable ASCII without '"' or '\\': written as it is), ZT_URL_FRAGMENT (it
+ * holds a '#': not for success_url or error_url). */
+#define ZT_URL_PLAIN 1
+#define ZT_URL_FRAGMENT 2
+static int zt_url(lua_State *L, int no_fragment)
 {
-    size_t i;
+    long long flags = 0;
     int ok;
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c > 0x7e || (c == '#' && no_fragment)) return 0;
-        if (c == '"' || c == '\\') *escape = 1;
-    }
     lua_pushvalue(L, -1);
     lua_rawget(L, 3);
-    ok = lua_toboolean(L, -1);
+    ok = paykit_tosafeint(L, -1, &flags) && (flags & ZT_URL_PLAIN) && !(no_fragment && (flags & ZT_URL_FRAGMENT));
     lua_pop(L, 1);
     return ok;
 }
@@ -922,7 +922,7 @@ static int zt_value(lua_State *L, int f, const char **v, size_t *vl, int *escape
         return ok;
     }
     default:
-        return zt_url(L, *v, *vl, ZT_NO_FRAGMENT(f), escape);
+        return zt_url(L, ZT_NO_FRAGMENT(f));
     }
 }
 
@@ -939,6 +939,7 @@ static int l_zippy_transaction(lua_State *L)
     if (lua_type(L, 1) != LUA_TTABLE) return 0;
     lua_settop(L, 4);
     for (i = 0; i < ZT_N; i++) { v[i] = NULL; vl[i] = 0; esc[i] = 0; }
+    region[3] = 0;
     lua_pushnil(L);
     while (lua_next(L, 1) != 0) {
         size_t kl;
@@ -957,7 +958,7 @@ static int l_zippy_transaction(lua_State *L)
         lua_getfield(L, 2, zt_names[i]);
         if (lua_type(L, -1) != LUA_TSTRING) return 0;
         v[i] = lua_tolstring(L, -1, &vl[i]);
-        if (!zt_url(L, v[i], vl[i], ZT_NO_FRAGMENT(i), &esc[i])) return 0;
+        if (!zt_url(L, ZT_NO_FRAGMENT(i))) return 0;
         lua_pop(L, 1);
     }
     /* every field but product_image_url is required */
@@ -985,8 +986,7 @@ static int l_zippy_transaction(lua_State *L)
         *p++ = '}';
         lua_pushlstring(L, out, (size_t)(p - out));
     }
-    lua_pushlstring(L, v[ZT_REGION], 3);
-    return 2;
+    return 1;
 }
 
 static const luaL_Reg codec_funcs[] = {

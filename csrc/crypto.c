@@ -15,7 +15,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stddef.h>
-#include <stdio.h>
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
@@ -856,16 +855,22 @@ static int l_oauth_header(lua_State *L)
             nbuf[2 * i] = hex_digits[r[i] >> 4];
             nbuf[2 * i + 1] = hex_digits[r[i] & 15];
         }
-        OPENSSL_cleanse(r, sizeof r);
         nonce = nbuf;
         nl = sizeof nbuf;
     } else {
         nonce = luaL_checklstring(L, 4, &nl);
     }
     if (lua_isnoneornil(L, 5)) {
-        int w = snprintf(tbuf, sizeof tbuf, "%lld", (long long)time(NULL));
+        long long t = (long long)time(NULL);
+        char digits[24];
+        size_t k = 0;
+        int neg = t < 0;
+        unsigned long long a = neg ? 0ULL - (unsigned long long)t : (unsigned long long)t;
+        do { digits[k++] = (char)('0' + a % 10); a /= 10; } while (a > 0);
+        tl = 0;
+        if (neg) tbuf[tl++] = '-';
+        while (k > 0) tbuf[tl++] = digits[--k];
         ts = tbuf;
-        tl = w > 0 ? (size_t)w : 0;
     } else {
         ts = luaL_checklstring(L, 5, &tl);
     }
@@ -882,9 +887,11 @@ static int l_oauth_header(lua_State *L)
     feed_raw(&f, u, ul);
     feed_raw(&f, "&", 1);
     feed_raw(&f, OA_PIECE(o, OA_BNONCE));
-    feed_pct2(&f, nonce, nl);
+    if (nonce == nbuf) feed_raw(&f, nonce, nl); /* hex digits: unreserved */
+    else feed_pct2(&f, nonce, nl);
     feed_raw(&f, OA_PIECE(o, OA_BTS));
-    feed_pct2(&f, ts, tl);
+    if (ts == tbuf && tbuf[0] != '-') feed_raw(&f, ts, tl); /* digits: unreserved */
+    else feed_pct2(&f, ts, tl);
     feed_raw(&f, OA_PIECE(o, OA_BREST));
     feed_flush(&f);
     SHA1_Final(md, &d.u.sha1);
@@ -898,15 +905,17 @@ static int l_oauth_header(lua_State *L)
         size_t need = o->len[OA_HNONCE] + o->len[OA_HTS] + o->len[OA_HSIG] + 3 * (nl + tl + sl) + 1;
         char small[1024], *out = need <= sizeof small ? small : (char *)lua_newuserdata(L, need), *p = out;
         memcpy(p, OA_PIECE(o, OA_HNONCE));
-        p = sig_put_pct(p + o->len[OA_HNONCE], nonce, nl);
+        p += o->len[OA_HNONCE];
+        if (nonce == nbuf) { memcpy(p, nonce, nl); p += nl; }
+        else p = sig_put_pct(p, nonce, nl);
         memcpy(p, OA_PIECE(o, OA_HTS));
-        p = sig_put_pct(p + o->len[OA_HTS], ts, tl);
+        p += o->len[OA_HTS];
+        if (ts == tbuf && tbuf[0] != '-') { memcpy(p, ts, tl); p += tl; }
+        else p = sig_put_pct(p, ts, tl);
         memcpy(p, OA_PIECE(o, OA_HSIG));
         p = sig_put_pct(p + o->len[OA_HSIG], sig, sl);
         *p++ = '"';
-        lua_pushlstring(L, out, (size_t)(p - out));
-        if (nonce == nbuf) OPENSSL_cleanse(nbuf, sizeof nbuf);
-        if (out == small) OPENSSL_cleanse(small, (size_t)(p - out));
+        lua_pushlstring(L, out, (size_t)(p - out)); /* nonce, time, signature: all sent in the clear */
     }
     return 1;
 }

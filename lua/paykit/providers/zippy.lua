@@ -274,8 +274,9 @@ end
 
 -- The checked body of a transaction and its JSON text (nil when the kit writes the table):
 -- the common case in one C call, else transaction_body (its URLs then remembered).
+local zippy_transaction, PRICED = core.zippy_transaction, request.PRICED
 local function checked_body(self, t, names)
-  local text = request.transaction_json(self.defaults, t, self.good_urls)
+  local text = zippy_transaction(t, self.defaults, self.good_urls, PRICED) -- request.transaction_json
   if text then return t, nil, text end
   local body, err = request.transaction_body(self.defaults, t, names)
   if not body then return nil, err end

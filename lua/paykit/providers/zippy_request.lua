@@ -17,6 +17,8 @@ local checks = require "paykit.kit.checks"
 
 local _M = {}
 
+local find = string.find
+
 local CURRENCY_LIST = "AUD CAD CHF COP DKK EGP EUR GBP HUF IDR MXN MYR NOK NZD PHP PLN QAR SEK SGD THB USD ZAR"
 _M.CURRENCY_LIST = CURRENCY_LIST
 _M.CURRENCIES = {}
@@ -182,6 +184,7 @@ end
 -- the currencies Zippy takes that paykit prices with two decimals (check.price refuses others)
 local PRICED = {}
 for c in pairs(_M.CURRENCIES) do if money.exponent(c) == 2 then PRICED[c] = true end end
+_M.PRICED = PRICED
 local fast_tx = core.zippy_transaction
 local GOOD_MAX = 256
 
@@ -191,14 +194,15 @@ local GOOD_MAX = 256
 -- @{transaction_body}, which gives the errors, and @{remember_urls} on success).
 -- @tparam table defaults the instance's default URLs
 -- @param t the transaction's fields
--- @tparam table good the URLs already found valid (URL -> true: @{remember_urls}; [0] their count)
+-- @tparam table good the URLs already found valid (URL -> flags: @{remember_urls}; [0] their count)
 -- @treturn ?string the JSON text
 function _M.transaction_json(defaults, t, good)
   return (fast_tx(t, defaults, good, PRICED))
 end
 
 --- Remembers the URLs of a body @{transaction_body} made (they passed every check), for
--- @{transaction_json}; at most 256 are kept (the set is emptied when full).
+-- @{transaction_json}, with the flags it reads; at most 256 are kept (the set is emptied when
+-- full).
 -- @tparam table good the instance's set
 -- @tparam table body a checked transaction body
 function _M.remember_urls(good, body)
@@ -210,7 +214,11 @@ function _M.remember_urls(good, body)
         for k in pairs(good) do good[k] = nil end
         n = 0
       end
-      good[u], good[0] = true, n + 1
+      -- the flags the C path reads: 1 printable ASCII without '"' or '\' (else it leaves the
+      -- URL to these checks), 2 a "#" (not for the browser's return URLs)
+      local flags = (find(u, '[^\32-\126]') or find(u, '["\\]')) and 0 or 1
+      if find(u, "#", 1, true) then flags = flags + 2 end
+      good[u], good[0] = flags, n + 1
     end
   end
 end
