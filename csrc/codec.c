@@ -766,8 +766,232 @@ static int l_money_format(lua_State *L)
     return 1;
 }
 
+/* ---- Zippy's transaction body: the common case checked and written in one call ----
+ *
+ * zippy_transaction(t, defaults, good_urls, currencies) -> json | nil
+ *
+ * A fast path for paykit.providers.zippy_request.transaction_body followed by the JSON
+ * writer, for the common transaction only: every field a string (region also a whole number
+ * 0..999), no price_minor, carrier and ext_transaction_id printable ASCII, the price a plain
+ * decimal with two places, every URL one the instance already found valid (a key of
+ * good_urls, with its flags below; printable ASCII without '"' or '\\'), the currency a key
+ * of currencies. For anything else it answers nil and the
+ * caller takes the Lua path (which gives the errors, naming the field): this accepts a subset
+ * of what the Lua checks accept and writes the bytes paykit.kit.json.encode writes for the
+ * body (members in byte order, '"' and '\' escaped). A provider-specific helper: a compiled
+ * request shape (csrc/shape.c) may later take its place. */
+
+enum {
+    ZT_CALLBACK_ERROR_URL, ZT_CALLBACK_SUCCESS_URL, ZT_CARRIER, ZT_CURRENCY, ZT_ERROR_URL,
+    ZT_EXT_TRANSACTION_ID, ZT_PAY_METHOD, ZT_PRICE, ZT_PRODUCT_ID, ZT_PRODUCT_IMAGE_URL,
+    ZT_REGION, ZT_SUCCESS_URL, ZT_N
+};
+
+/* the body's members, in byte order (the JSON writer's order) */
+static const char *const zt_names[ZT_N] = {
+    "callback_error_url", "callback_success_url", "carrier", "currency", "error_url",
+    "ext_transaction_id", "pay_method", "price", "product_id", "product_image_url", "region",
+    "success_url",
+};
+static const size_t zt_lens[ZT_N] = { 18, 20, 7, 8, 9, 18, 10, 5, 10, 17, 6, 11 };
+
+static int zt_field(const char *k, size_t kl)
+{
+    int i;
+    for (i = 0; i < ZT_N; i++)
+        if (zt_lens[i] == kl && k[0] == zt_names[i][0] && memcmp(zt_names[i], k, kl) == 0) return i;
+    return -1;
+}
+
+/* 1..255 bytes of printable ASCII, not only spaces */
+static int zt_text(const char *s, size_t n)
+{
+    size_t i;
+    int seen = 0;
+    if (n < 1 || n > 255) return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c > 0x7e) return 0;
+        if (c != ' ') seen = 1;
+    }
+    return seen;
+}
+
+static int zt_uuid(const char *s, size_t n)
+{
+    size_t i;
+    if (n != 36) return 0;
+    for (i = 0; i < 36; i++) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-') return 0;
+        } else if (paykit_hexval((unsigned char)s[i]) < 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* (0|[1-9][0-9]{0,12}).[0-9][0-9], more than zero */
+static int zt_price(const char *s, size_t n)
+{
+    size_t i;
+    int nonzero = 0;
+    if (n < 4 || n > 16 || s[n - 3] != '.') return 0;
+    if (s[0] == '0' && n != 4) return 0;
+    for (i = 0; i < n; i++) {
+        if (i == n - 3) continue;
+        if (s[i] < '0' || s[i] > '9') return 0;
+        if (s[i] != '0') nonzero = 1;
+    }
+    return nonzero;
+}
+
+/* Writes the JSON text of a string the fast path took (printable ASCII, '"' and '\'
+ * escaped) at p (room for 2 * n + 2 bytes); returns the end. */
+static char *zt_put_json(char *p, const char *s, size_t n, int escape)
+{
+    size_t i;
+    *p++ = '"';
+    if (!escape) {
+        memcpy(p, s, n);
+        p += n;
+    } else {
+        for (i = 0; i < n; i++) {
+            if (s[i] == '"' || s[i] == '\\') *p++ = '\\';
+            *p++ = s[i];
+        }
+    }
+    *p++ = '"';
+    return p;
+}
+
+/* A URL the fast path takes (the value on top of the stack): good (stack index 3) holds it
+ * with its flags, set by the Lua checks (paykit.providers.zippy_request.remember_urls):
+ * ZT_URL_PLAIN (printable ASCII without '"' or '\\': written as it is), ZT_URL_FRAGMENT (it
+ * holds a '#': not for success_url or error_url). */
+#define ZT_URL_PLAIN 1
+#define ZT_URL_FRAGMENT 2
+static int zt_url(lua_State *L, int no_fragment)
+{
+    long long flags = 0;
+    int ok;
+    lua_pushvalue(L, -1);
+    lua_rawget(L, 3);
+    ok = paykit_tosafeint(L, -1, &flags) && (flags & ZT_URL_PLAIN) && !(no_fragment && (flags & ZT_URL_FRAGMENT));
+    lua_pop(L, 1);
+    return ok;
+}
+
+#define ZT_IS_URL(f) ((f) == ZT_SUCCESS_URL || (f) == ZT_ERROR_URL || (f) == ZT_CALLBACK_SUCCESS_URL \
+                      || (f) == ZT_CALLBACK_ERROR_URL || (f) == ZT_PRODUCT_IMAGE_URL)
+#define ZT_NO_FRAGMENT(f) ((f) == ZT_SUCCESS_URL || (f) == ZT_ERROR_URL)
+
+/* the checks of one value (on top of the stack) of field f; 0: not the common case */
+static int zt_value(lua_State *L, int f, const char **v, size_t *vl, int *escape, char *region)
+{
+    if (f == ZT_REGION && lua_type(L, -1) == LUA_TNUMBER) {
+        long long r;
+        if (!paykit_tosafeint(L, -1, &r) || r < 0 || r > 999) return 0;
+        region[0] = (char)('0' + r / 100);
+        region[1] = (char)('0' + r / 10 % 10);
+        region[2] = (char)('0' + r % 10);
+        *v = region;
+        *vl = 3;
+        return 1;
+    }
+    if (lua_type(L, -1) != LUA_TSTRING) return 0;
+    *v = lua_tolstring(L, -1, vl); /* the table holds it */
+    switch (f) {
+    case ZT_PRODUCT_ID: return zt_uuid(*v, *vl);
+    case ZT_PRICE: return zt_price(*v, *vl);
+    case ZT_PAY_METHOD:
+        return (*vl == 4 && memcmp(*v, "CARD", 4) == 0) || (*vl == 8 && memcmp(*v, "OPERATOR", 8) == 0);
+    case ZT_REGION:
+        return *vl == 3 && (*v)[0] >= '0' && (*v)[0] <= '9' && (*v)[1] >= '0' && (*v)[1] <= '9'
+            && (*v)[2] >= '0' && (*v)[2] <= '9';
+    case ZT_CARRIER:
+    case ZT_EXT_TRANSACTION_ID:
+        if (memchr(*v, '"', *vl) != NULL || memchr(*v, '\\', *vl) != NULL) *escape = 1;
+        return zt_text(*v, *vl);
+    case ZT_CURRENCY: {
+        int ok;
+        lua_pushvalue(L, -1);
+        lua_rawget(L, 4);
+        ok = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        return ok;
+    }
+    default:
+        return zt_url(L, ZT_NO_FRAGMENT(f));
+    }
+}
+
+static int l_zippy_transaction(lua_State *L)
+{
+    const char *v[ZT_N];
+    size_t vl[ZT_N];
+    int esc[ZT_N];
+    char region[4];
+    int i, first = 1;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    luaL_checktype(L, 4, LUA_TTABLE);
+    if (lua_type(L, 1) != LUA_TTABLE) return 0;
+    lua_settop(L, 4);
+    for (i = 0; i < ZT_N; i++) { v[i] = NULL; vl[i] = 0; esc[i] = 0; }
+    region[3] = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 1) != 0) {
+        size_t kl;
+        const char *k;
+        int f;
+        if (lua_type(L, -2) != LUA_TSTRING) return 0;
+        k = lua_tolstring(L, -2, &kl);
+        f = zt_field(k, kl);
+        if (f < 0) return 0; /* price_minor, or an unknown field: the Lua path */
+        if (!zt_value(L, f, &v[f], &vl[f], &esc[f], region)) return 0;
+        lua_pop(L, 1);
+    }
+    /* the instance's default URLs where the transaction gives none (the defaults table holds them) */
+    for (i = 0; i < ZT_N; i++) {
+        if (v[i] != NULL || !ZT_IS_URL(i) || i == ZT_PRODUCT_IMAGE_URL) continue;
+        lua_getfield(L, 2, zt_names[i]);
+        if (lua_type(L, -1) != LUA_TSTRING) return 0;
+        v[i] = lua_tolstring(L, -1, &vl[i]);
+        if (!zt_url(L, ZT_NO_FRAGMENT(i))) return 0;
+        lua_pop(L, 1);
+    }
+    /* every field but product_image_url is required */
+    for (i = 0; i < ZT_N; i++)
+        if (v[i] == NULL && i != ZT_PRODUCT_IMAGE_URL) return 0;
+    {
+        size_t need = 2;
+        char small[4096], *out, *p;
+        for (i = 0; i < ZT_N; i++)
+            if (v[i] != NULL) need += zt_lens[i] + 2 * vl[i] + 6;
+        out = need <= sizeof small ? small : (char *)lua_newuserdata(L, need);
+        p = out;
+        *p++ = '{';
+        for (i = 0; i < ZT_N; i++) {
+            if (v[i] == NULL) continue;
+            if (!first) *p++ = ',';
+            first = 0;
+            *p++ = '"';
+            memcpy(p, zt_names[i], zt_lens[i]);
+            p += zt_lens[i];
+            *p++ = '"';
+            *p++ = ':';
+            p = zt_put_json(p, v[i], vl[i], esc[i]);
+        }
+        *p++ = '}';
+        lua_pushlstring(L, out, (size_t)(p - out));
+    }
+    return 1;
+}
+
 static const luaL_Reg codec_funcs[] = {
     {"pct_encode", l_pct_encode},
+    {"zippy_transaction", l_zippy_transaction},
     {"pct_decode", l_pct_decode},
     {"form_encode", l_form_encode},
     {"form_decode", l_form_decode},

@@ -8,8 +8,14 @@
  * fetches them again on every call of its convenience functions: HMAC() is EVP_Q_mac, a fetch,
  * a context and a parameter parse each time); random bytes are served from a buffer filled
  * with RAND_bytes in RAND_CHUNK blocks and thrown away in a forked child (see rand_take). */
+/* The request signers (oauth_signer, mocopay_signer) keep a digest state made once per
+ * instance and copy it per call: OpenSSL's low-level MD5/SHA1 contexts are plain structs (the
+ * EVP ones are allocated, fetched and re-initialised per use), deprecated in 3.0, not removed. */
+#define OPENSSL_SUPPRESS_DEPRECATED 1
 #include <limits.h>
 #include <pthread.h>
+#include <stddef.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -21,6 +27,8 @@
 #include <openssl/core_names.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
+#include <openssl/md5.h>
+#include <openssl/sha.h>
 
 #include "paykit.h"
 
@@ -631,6 +639,505 @@ static int l_uuid4(lua_State *L)
     return 1;
 }
 
+/* ---- request signers: what a provider signs on every call, in one C call ----
+ *
+ * oauth_signer: Zippy's OAuth 1.0a Authorization header (RFC 5849, HMAC-SHA1) for a URL
+ * without a query. Made once per instance from the HMAC key (pct(consumer_secret) &
+ * pct(token_secret)) and the fixed text of the base string and of the header (see
+ * paykit.providers.zippy_oauth.signer); the key is kept only as the SHA-1 states after its
+ * ipad and opad blocks. Per call: the nonce (16 bytes of the buffered random, as hex, unless
+ * given), the timestamp (time(), unless given), the base string fed to SHA-1 in pieces (never
+ * made as a string), the MAC, its base64 and the header text: one Lua string made.
+ *
+ * mocopay_signer: MoCoPay's request signature base64(DIGEST(secret .. path .. "?" .. sorted
+ * name=value pairs)) from the digest state after the secret, for a list of string pairs;
+ * anything else answers nil (the caller signs the general way). */
+
+/* 1 for the RFC 3986 unreserved bytes A-Z a-z 0-9 - . _ ~ */
+static const unsigned char sig_plain[256] = {
+    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1, ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1, ['I'] = 1,
+    ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1, ['Q'] = 1, ['R'] = 1,
+    ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1, ['i'] = 1,
+    ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1, ['q'] = 1, ['r'] = 1,
+    ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1, ['y'] = 1, ['z'] = 1,
+};
+#define sig_unreserved(c) (sig_plain[(unsigned char)(c)])
+
+static const char sig_hexu[] = "0123456789ABCDEF";
+
+/* Writes s percent-encoded (RFC 3986: unreserved bytes as they are, else %XX) at dst (room
+ * for 3 * n bytes); returns the end. */
+static char *sig_put_pct(char *dst, const char *s, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (sig_unreserved(c)) {
+            *dst++ = (char)c;
+        } else {
+            *dst++ = '%';
+            *dst++ = sig_hexu[c >> 4];
+            *dst++ = sig_hexu[c & 15];
+        }
+    }
+    return dst;
+}
+
+/* An MD5 or SHA-1 state (alg: 0 md5, 1 sha1: alg_names' indexes). */
+typedef struct {
+    int alg;
+    union {
+        MD5_CTX md5;
+        SHA_CTX sha1;
+    } u;
+} sig_digest_t;
+
+static void sig_update(sig_digest_t *d, const void *p, size_t n)
+{
+    if (n == 0) return;
+    if (d->alg == 0) MD5_Update(&d->u.md5, p, n);
+    else SHA1_Update(&d->u.sha1, p, n);
+}
+
+static unsigned sig_final(sig_digest_t *d, unsigned char *md)
+{
+    if (d->alg == 0) {
+        MD5_Final(md, &d->u.md5);
+        return MD5_DIGEST_LENGTH;
+    }
+    SHA1_Final(md, &d->u.sha1);
+    return SHA_DIGEST_LENGTH;
+}
+
+/* Bytes fed to a digest through a small block (the digest functions cost per call). */
+typedef struct {
+    sig_digest_t *d;
+    size_t n;
+    unsigned char buf[512];
+} sig_feed_t;
+
+static void feed_flush(sig_feed_t *f)
+{
+    sig_update(f->d, f->buf, f->n);
+    f->n = 0;
+}
+
+static void feed_raw(sig_feed_t *f, const char *s, size_t n)
+{
+    if (n > sizeof f->buf - f->n) {
+        feed_flush(f);
+        if (n > sizeof f->buf) {
+            sig_update(f->d, s, n);
+            return;
+        }
+    }
+    memcpy(f->buf + f->n, s, n);
+    f->n += n;
+}
+
+/* pct(pct(s)): an unreserved byte as it is, any other as %25XX */
+static void feed_pct2(sig_feed_t *f, const char *s, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (sizeof f->buf - f->n < 5) feed_flush(f);
+        if (sig_unreserved(c)) {
+            f->buf[f->n++] = c;
+        } else {
+            f->buf[f->n++] = '%';
+            f->buf[f->n++] = '2';
+            f->buf[f->n++] = '5';
+            f->buf[f->n++] = (unsigned char)sig_hexu[c >> 4];
+            f->buf[f->n++] = (unsigned char)sig_hexu[c & 15];
+        }
+    }
+}
+
+/* base64 of a digest (at most 20 bytes) into out (at least 29 bytes); returns the length */
+static size_t sig_b64(const unsigned char *s, size_t n, char *out)
+{
+    size_t o = 0;
+    while (n >= 3) {
+        unsigned long v = ((unsigned long)s[0] << 16) | ((unsigned long)s[1] << 8) | s[2];
+        out[o++] = b64_std[(v >> 18) & 63];
+        out[o++] = b64_std[(v >> 12) & 63];
+        out[o++] = b64_std[(v >> 6) & 63];
+        out[o++] = b64_std[v & 63];
+        s += 3;
+        n -= 3;
+    }
+    if (n > 0) {
+        unsigned long v = (unsigned long)s[0] << 16;
+        if (n == 2) v |= (unsigned long)s[1] << 8;
+        out[o++] = b64_std[(v >> 18) & 63];
+        out[o++] = b64_std[(v >> 12) & 63];
+        out[o++] = n == 2 ? b64_std[(v >> 6) & 63] : '=';
+        out[o++] = '=';
+    }
+    return o;
+}
+
+#define OAUTH_MT "paykit.oauth_signer"
+
+enum { OA_HNONCE, OA_HTS, OA_HSIG, OA_BNONCE, OA_BTS, OA_BREST, OA_N };
+
+typedef struct {
+    int ready;
+    SHA_CTX inner, outer; /* after the key's ipad / opad block */
+    size_t off[OA_N], len[OA_N];
+    char text[1]; /* the fixed pieces, one after another */
+} oauth_t;
+
+/* oauth_signer(key, h_nonce, h_timestamp, h_signature, b_nonce, b_timestamp, b_rest):
+ * the header is h_nonce .. pct(nonce) .. h_timestamp .. pct(timestamp) .. h_signature ..
+ * pct(signature) .. '"'; the base string METHOD & euri & b_nonce .. pct(pct(nonce)) ..
+ * b_timestamp .. pct(pct(timestamp)) .. b_rest. */
+static int l_oauth_signer(lua_State *L)
+{
+    size_t klen, lens[OA_N], total = 0, pos = 0, i;
+    const char *key = luaL_checklstring(L, 1, &klen);
+    const char *parts[OA_N];
+    unsigned char k[64], pad[64];
+    oauth_t *o;
+    for (i = 0; i < OA_N; i++) {
+        parts[i] = luaL_checklstring(L, (int)i + 2, &lens[i]);
+        total += lens[i];
+    }
+    o = (oauth_t *)lua_newuserdata(L, offsetof(oauth_t, text) + total + 1);
+    memset(o, 0, offsetof(oauth_t, text));
+    luaL_getmetatable(L, OAUTH_MT);
+    lua_setmetatable(L, -2);
+    memset(k, 0, sizeof k);
+    if (klen > sizeof k) SHA1((const unsigned char *)key, klen, k); /* RFC 2104: a long key is hashed */
+    else memcpy(k, key, klen);
+    for (i = 0; i < sizeof pad; i++) pad[i] = (unsigned char)(k[i] ^ 0x36);
+    SHA1_Init(&o->inner);
+    SHA1_Update(&o->inner, pad, sizeof pad);
+    for (i = 0; i < sizeof pad; i++) pad[i] = (unsigned char)(k[i] ^ 0x5c);
+    SHA1_Init(&o->outer);
+    SHA1_Update(&o->outer, pad, sizeof pad);
+    OPENSSL_cleanse(k, sizeof k);
+    OPENSSL_cleanse(pad, sizeof pad);
+    for (i = 0; i < OA_N; i++) {
+        o->off[i] = pos;
+        o->len[i] = lens[i];
+        memcpy(o->text + pos, parts[i], lens[i]);
+        pos += lens[i];
+    }
+    o->ready = 1;
+    return 1;
+}
+
+#define OA_PIECE(o, i) ((o)->text + (o)->off[i]), ((o)->len[i])
+
+/* signer:header(method, encoded_base_uri[, nonce[, timestamp]]) -> the header value */
+static int l_oauth_header(lua_State *L)
+{
+    oauth_t *o = (oauth_t *)luaL_checkudata(L, 1, OAUTH_MT);
+    size_t ml, ul, nl, tl, i, sl;
+    const char *m = luaL_checklstring(L, 2, &ml);
+    const char *u = luaL_checklstring(L, 3, &ul);
+    const char *nonce, *ts;
+    char nbuf[32], tbuf[32], sig[32];
+    unsigned char r[16], md[SHA_DIGEST_LENGTH];
+    sig_digest_t d;
+    sig_feed_t f;
+    if (!o->ready)
+        return luaL_error(L, "oauth_signer: this signer was closed");
+    if (lua_isnoneornil(L, 4)) {
+        if (!rand_take(r, sizeof r))
+            return push_openssl_error(L, "RAND_bytes");
+        for (i = 0; i < sizeof r; i++) {
+            nbuf[2 * i] = hex_digits[r[i] >> 4];
+            nbuf[2 * i + 1] = hex_digits[r[i] & 15];
+        }
+        nonce = nbuf;
+        nl = sizeof nbuf;
+    } else {
+        nonce = luaL_checklstring(L, 4, &nl);
+    }
+    if (lua_isnoneornil(L, 5)) {
+        long long t = (long long)time(NULL);
+        char digits[24];
+        size_t k = 0;
+        int neg = t < 0;
+        unsigned long long a = neg ? 0ULL - (unsigned long long)t : (unsigned long long)t;
+        do { digits[k++] = (char)('0' + a % 10); a /= 10; } while (a > 0);
+        tl = 0;
+        if (neg) tbuf[tl++] = '-';
+        while (k > 0) tbuf[tl++] = digits[--k];
+        ts = tbuf;
+    } else {
+        ts = luaL_checklstring(L, 5, &tl);
+    }
+    d.alg = 1;
+    d.u.sha1 = o->inner;
+    f.d = &d;
+    f.n = 0;
+    for (i = 0; i < ml; i++) { /* string.upper in the C locale: a-z only */
+        unsigned char c = (unsigned char)m[i];
+        if (f.n == sizeof f.buf) feed_flush(&f);
+        f.buf[f.n++] = (unsigned char)(c >= 'a' && c <= 'z' ? c - 32 : c);
+    }
+    feed_raw(&f, "&", 1);
+    feed_raw(&f, u, ul);
+    feed_raw(&f, "&", 1);
+    feed_raw(&f, OA_PIECE(o, OA_BNONCE));
+    if (nonce == nbuf) feed_raw(&f, nonce, nl); /* hex digits: unreserved */
+    else feed_pct2(&f, nonce, nl);
+    feed_raw(&f, OA_PIECE(o, OA_BTS));
+    if (ts == tbuf && tbuf[0] != '-') feed_raw(&f, ts, tl); /* digits: unreserved */
+    else feed_pct2(&f, ts, tl);
+    feed_raw(&f, OA_PIECE(o, OA_BREST));
+    feed_flush(&f);
+    SHA1_Final(md, &d.u.sha1);
+    d.u.sha1 = o->outer;
+    SHA1_Update(&d.u.sha1, md, sizeof md);
+    SHA1_Final(md, &d.u.sha1);
+    OPENSSL_cleanse(&d, sizeof d);
+    sl = sig_b64(md, sizeof md, sig);
+    {
+        /* the header: the fixed pieces and three encoded values (at most 3 bytes each) */
+        size_t need = o->len[OA_HNONCE] + o->len[OA_HTS] + o->len[OA_HSIG] + 3 * (nl + tl + sl) + 1;
+        char small[1024], *out = need <= sizeof small ? small : (char *)lua_newuserdata(L, need), *p = out;
+        memcpy(p, OA_PIECE(o, OA_HNONCE));
+        p += o->len[OA_HNONCE];
+        if (nonce == nbuf) { memcpy(p, nonce, nl); p += nl; }
+        else p = sig_put_pct(p, nonce, nl);
+        memcpy(p, OA_PIECE(o, OA_HTS));
+        p += o->len[OA_HTS];
+        if (ts == tbuf && tbuf[0] != '-') { memcpy(p, ts, tl); p += tl; }
+        else p = sig_put_pct(p, ts, tl);
+        memcpy(p, OA_PIECE(o, OA_HSIG));
+        p = sig_put_pct(p + o->len[OA_HSIG], sig, sl);
+        *p++ = '"';
+        lua_pushlstring(L, out, (size_t)(p - out)); /* nonce, time, signature: all sent in the clear */
+    }
+    return 1;
+}
+
+static int l_oauth_gc(lua_State *L)
+{
+    oauth_t *o = (oauth_t *)luaL_checkudata(L, 1, OAUTH_MT);
+    OPENSSL_cleanse(&o->inner, sizeof o->inner);
+    OPENSSL_cleanse(&o->outer, sizeof o->outer);
+    o->ready = 0;
+    return 0;
+}
+
+/* never the key: "paykit.oauth_signer" */
+static int l_oauth_tostring(lua_State *L)
+{
+    luaL_checkudata(L, 1, OAUTH_MT);
+    lua_pushliteral(L, OAUTH_MT);
+    return 1;
+}
+
+#define MOCOPAY_MT "paykit.mocopay_signer"
+#define MOCOPAY_MAX_PAIRS 32
+
+typedef struct {
+    int ready;
+    sig_digest_t base; /* after the secret */
+} mocopay_signer_t;
+
+/* mocopay_signer(alg, secret): alg "md5" or "sha1" */
+static int l_mocopay_signer(lua_State *L)
+{
+    int alg = luaL_checkoption(L, 1, NULL, alg_names);
+    size_t len;
+    const char *secret = luaL_checklstring(L, 2, &len);
+    mocopay_signer_t *s;
+    luaL_argcheck(L, alg == 0 || alg == 1, 1, "md5 or sha1 expected");
+    s = (mocopay_signer_t *)lua_newuserdata(L, sizeof *s);
+    memset(s, 0, sizeof *s);
+    luaL_getmetatable(L, MOCOPAY_MT);
+    lua_setmetatable(L, -2);
+    s->base.alg = alg;
+    if (alg == 0) MD5_Init(&s->base.u.md5);
+    else SHA1_Init(&s->base.u.sha1);
+    sig_update(&s->base, secret, len);
+    s->ready = 1;
+    return 1;
+}
+
+typedef struct {
+    const char *k, *v;
+    size_t kl, vl;
+} sig_pair_t;
+
+/* byte order, the shorter first on a common prefix */
+static int bytes_cmp(const char *a, size_t al, const char *b, size_t bl)
+{
+    int c = memcmp(a, b, al < bl ? al : bl);
+    if (c != 0) return c;
+    return al < bl ? -1 : al > bl ? 1 : 0;
+}
+
+static int pair_before(const sig_pair_t *a, const sig_pair_t *b)
+{
+    int c = bytes_cmp(a->k, a->kl, b->k, b->kl);
+    if (c != 0) return c < 0;
+    return bytes_cmp(a->v, a->vl, b->v, b->vl) < 0;
+}
+
+/* signer:sign(path, list[, prefix]) -> prefix .. base64 signature, or nil when list is not a
+ * list of {name, value} string pairs (at most MOCOPAY_MAX_PAIRS) */
+static int l_mocopay_sign(lua_State *L)
+{
+    mocopay_signer_t *s = (mocopay_signer_t *)luaL_checkudata(L, 1, MOCOPAY_MT);
+    size_t pl, xl = 0, n, i, m = 0, sl;
+    const char *path = luaL_checklstring(L, 2, &pl);
+    const char *prefix = luaL_optlstring(L, 4, "", &xl);
+    sig_pair_t pairs[MOCOPAY_MAX_PAIRS];
+    unsigned char md[SHA_DIGEST_LENGTH];
+    char sig[32];
+    sig_digest_t d;
+    sig_feed_t f;
+    luaL_Buffer b;
+    luaL_checktype(L, 3, LUA_TTABLE);
+    if (!s->ready)
+        return luaL_error(L, "mocopay_signer: this signer was closed");
+    n = lua_rawlen(L, 3);
+    if (n > MOCOPAY_MAX_PAIRS) return 0;
+    if (n == 0) {
+        lua_pushnil(L);
+        if (lua_next(L, 3) != 0) return 0; /* a map: signed the general way */
+    }
+    for (i = 1; i <= n; i++) {
+        sig_pair_t p;
+        size_t j;
+        lua_rawgeti(L, 3, (int)i);
+        if (lua_type(L, -1) != LUA_TTABLE) return 0;
+        lua_rawgeti(L, -1, 1);
+        lua_rawgeti(L, -2, 2);
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING) return 0;
+        /* the strings stay alive: the pair holds them, the list holds the pair */
+        p.k = lua_tolstring(L, -2, &p.kl);
+        p.v = lua_tolstring(L, -1, &p.vl);
+        lua_pop(L, 3);
+        if (p.kl == 9 && memcmp(p.k, "signature", 9) == 0) continue;
+        for (j = m; j > 0 && pair_before(&p, &pairs[j - 1]); j--) pairs[j] = pairs[j - 1];
+        pairs[j] = p;
+        m++;
+    }
+    d = s->base;
+    f.d = &d;
+    f.n = 0;
+    feed_raw(&f, path, pl);
+    feed_raw(&f, "?", 1);
+    for (i = 0; i < m; i++) {
+        if (i > 0) feed_raw(&f, "&", 1);
+        feed_raw(&f, pairs[i].k, pairs[i].kl);
+        feed_raw(&f, "=", 1);
+        feed_raw(&f, pairs[i].v, pairs[i].vl);
+    }
+    feed_flush(&f);
+    sl = sig_b64(md, sig_final(&d, md), sig);
+    OPENSSL_cleanse(&d, sizeof d); /* the state held the secret; the feed block never did */
+    luaL_buffinit(L, &b);
+    luaL_addlstring(&b, prefix, xl);
+    luaL_addlstring(&b, sig, sl);
+    luaL_pushresult(&b);
+    return 1;
+}
+
+/* signer:verify(path, name, value[, prefix]) -> prefix .. signature of the one pair
+ * {name, value}, or nothing when value is not 1..255 bytes without a control byte (the
+ * caller's checks then give the error) */
+static int l_mocopay_verify(lua_State *L)
+{
+    mocopay_signer_t *s = (mocopay_signer_t *)luaL_checkudata(L, 1, MOCOPAY_MT);
+    size_t pl, nl, vl, xl = 0, i, sl;
+    const char *path = luaL_checklstring(L, 2, &pl);
+    const char *name = luaL_checklstring(L, 3, &nl);
+    const char *value, *prefix = luaL_optlstring(L, 5, "", &xl);
+    unsigned char md[SHA_DIGEST_LENGTH];
+    char out[256];
+    sig_digest_t d;
+    if (!s->ready)
+        return luaL_error(L, "mocopay_signer: this signer was closed");
+    if (lua_type(L, 4) != LUA_TSTRING) return 0;
+    value = lua_tolstring(L, 4, &vl);
+    if (vl < 1 || vl > 255 || (nl == 9 && memcmp(name, "signature", 9) == 0)) return 0;
+    for (i = 0; i < vl; i++) {
+        unsigned char c = (unsigned char)value[i];
+        if (c < 0x20 || c == 0x7f) return 0; /* iscntrl in the C locale: Lua's %c */
+    }
+    d = s->base;
+    sig_update(&d, path, pl);
+    sig_update(&d, "?", 1);
+    sig_update(&d, name, nl);
+    sig_update(&d, "=", 1);
+    sig_update(&d, value, vl);
+    sl = sig_b64(md, sig_final(&d, md), out + (xl < sizeof out - 32 ? xl : 0));
+    OPENSSL_cleanse(&d, sizeof d);
+    if (xl < sizeof out - 32) {
+        memcpy(out, prefix, xl);
+        lua_pushlstring(L, out, xl + sl);
+    } else {
+        lua_pushlstring(L, prefix, xl);
+        lua_pushlstring(L, out, sl);
+        lua_concat(L, 2);
+    }
+    return 1;
+}
+
+static int l_mocopay_gc(lua_State *L)
+{
+    mocopay_signer_t *s = (mocopay_signer_t *)luaL_checkudata(L, 1, MOCOPAY_MT);
+    OPENSSL_cleanse(&s->base, sizeof s->base);
+    s->ready = 0;
+    return 0;
+}
+
+/* never the secret: "paykit.mocopay_signer (md5)" */
+static int l_mocopay_tostring(lua_State *L)
+{
+    mocopay_signer_t *s = (mocopay_signer_t *)luaL_checkudata(L, 1, MOCOPAY_MT);
+    lua_pushfstring(L, MOCOPAY_MT " (%s)", alg_names[s->base.alg]);
+    return 1;
+}
+
+static const luaL_Reg oauth_methods[] = {
+    {"header", l_oauth_header},
+    {NULL, NULL},
+};
+
+static const luaL_Reg mocopay_methods[] = {
+    {"sign", l_mocopay_sign},
+    {"verify", l_mocopay_verify},
+    {NULL, NULL},
+};
+
+/* A metatable for a signer's userdata: methods, __gc (and __close on 5.4), __tostring. */
+static void signer_metatable(lua_State *L, const char *name, const luaL_Reg *methods,
+                             lua_CFunction gc, lua_CFunction tostr)
+{
+    if (luaL_newmetatable(L, name)) {
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "close");
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__gc");
+#if LUA_VERSION_NUM >= 504
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__close");
+#endif
+        lua_pushcfunction(L, tostr);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushstring(L, name);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+}
+
 static const luaL_Reg crypto_funcs[] = {
     {"digest", l_digest},
     {"hmac", l_hmac},
@@ -643,6 +1150,8 @@ static const luaL_Reg crypto_funcs[] = {
     {"random_bytes", l_random_bytes},
     {"random_hex", l_random_hex},
     {"uuid4", l_uuid4},
+    {"oauth_signer", l_oauth_signer},
+    {"mocopay_signer", l_mocopay_signer},
     {"_random_wiped_on_fork", l_random_wiped_on_fork},
     {NULL, NULL},
 };
@@ -667,6 +1176,8 @@ void paykit_crypto_register(lua_State *L)
         lua_setfield(L, -2, "__metatable");
     }
     lua_pop(L, 1);
+    signer_metatable(L, OAUTH_MT, oauth_methods, l_oauth_gc, l_oauth_tostring);
+    signer_metatable(L, MOCOPAY_MT, mocopay_methods, l_mocopay_gc, l_mocopay_tostring);
     push_algorithms(L);
     luaL_setfuncs(L, crypto_funcs, 1); /* each holds the algorithms as its upvalue */
 }

@@ -446,3 +446,36 @@ describe("core.money_format", function()
     assert.has_error(function() core.money_format(2750, -1) end)
   end)
 end)
+
+describe("core.zippy_transaction", function()
+  local D = { success_url = "https://s.example/ok", error_url = "https://s.example/err",
+    callback_success_url = "https://s.example/cb", callback_error_url = "https://s.example/cberr" }
+  local GOOD = { ["https://s.example/ok"] = 1, ["https://s.example/err"] = 1, ["https://s.example/cb"] = 1,
+    ["https://s.example/cberr"] = 1, ["https://s.example/frag#x"] = 3 }
+  local CUR = { EUR = true }
+  local function t(over)
+    local x = { product_id = "0f8fad5b-d9cb-469f-a165-70867728950e", price = "0.89", currency = "EUR", pay_method = "CARD",
+      carrier = 'T "M" \\ x', region = 7, ext_transaction_id = "o-1" }
+    for k, v in pairs(over or {}) do x[k] = v end
+    return x
+  end
+
+  it("writes the members in byte order, escaping quotes and backslashes", function()
+    assert.are.equal('{"callback_error_url":"https://s.example/cberr","callback_success_url":"https://s.example/cb",'
+      .. '"carrier":"T \\"M\\" \\\\ x","currency":"EUR","error_url":"https://s.example/err","ext_transaction_id":"o-1",'
+      .. '"pay_method":"CARD","price":"0.89","product_id":"0f8fad5b-d9cb-469f-a165-70867728950e","region":"007",'
+      .. '"success_url":"https://s.example/ok"}', core.zippy_transaction(t(), D, GOOD, CUR))
+  end)
+
+  it("answers nothing for what is not the common case", function()
+    for _, over in ipairs { { price = "0.9" }, { price = "0.00" }, { price_minor = 89 }, { currency = "USD" }, { region = 1000 },
+      { region = "12" }, { carrier = "caf\195\169" }, { carrier = " " }, { pay_method = "SMS" }, { product_id = "x" },
+      { success_url = "https://s.example/frag#x" }, { callback_error_url = "https://other.example/" }, { colour = "red" },
+      { product_image_url = "https://img.example/" } } do
+      assert.is_nil(core.zippy_transaction(t(over), D, GOOD, CUR))
+    end
+    assert.is_nil(core.zippy_transaction("x", D, GOOD, CUR))
+    assert.is_string(core.zippy_transaction(t { callback_error_url = "https://s.example/frag#x" }, D, GOOD, CUR))
+    assert.has_error(function() core.zippy_transaction(t(), nil, GOOD, CUR) end)
+  end)
+end)

@@ -506,3 +506,44 @@ describe("core.uuid4", function()
     end
   end)
 end)
+
+describe("core request signers", function()
+  -- Zippy's worked example (spec/zippy_spec.lua): key kd94hf93k423kf44&, nonce abc, time 1700000000
+  local function zippy_signer(key)
+    return core.oauth_signer(key, 'OAuth realm="Zippy", oauth_consumer_key="dpf43f3p2l4k3l03", oauth_nonce="',
+      '", oauth_signature_method="HMAC-SHA1", oauth_timestamp="',
+      '", oauth_token="notimplemented", oauth_version="1.0", oauth_signature="',
+      core.pct_encode("oauth_consumer_key=dpf43f3p2l4k3l03&oauth_nonce="),
+      core.pct_encode("&oauth_signature_method=HMAC-SHA1&oauth_timestamp="),
+      core.pct_encode("&oauth_token=notimplemented&oauth_version=1.0"))
+  end
+  local EURI = core.pct_encode("http://127.0.0.1:2605/sellers")
+
+  it("oauth_signer gives the worked example's signature, and another for a tampered key or input", function()
+    local s = zippy_signer("kd94hf93k423kf44&")
+    local h = s:header("GET", EURI, "abc", "1700000000")
+    assert.are.equal('oauth_signature="467mnp5J8iEZ%2F5XGoc2Qz1jqA6s%3D"', h:sub(-#'oauth_signature="467mnp5J8iEZ%2F5XGoc2Qz1jqA6s%3D"'))
+    assert.is_nil(zippy_signer("kd94hf93k423kf45&"):header("GET", EURI, "abc", "1700000000"):find("467mnp5J8iEZ", 1, true))
+    assert.is_nil(s:header("GET", EURI, "abd", "1700000000"):find("467mnp5J8iEZ", 1, true))
+    assert.is_nil(s:header("PUT", EURI, "abc", "1700000000"):find("467mnp5J8iEZ", 1, true))
+  end)
+
+  it("oauth_signer's MAC is HMAC-SHA1 for keys longer than a block too", function()
+    for _, key in ipairs { "", "k", rep_byte(0x61, 64), rep_byte(0x62, 65), rep_byte(0x63, 300) } do
+      local h = zippy_signer(key):header("post", EURI, "n/ce", "17")
+      local base = "POST&" .. EURI .. "&" .. core.pct_encode("oauth_consumer_key=dpf43f3p2l4k3l03&oauth_nonce=n%2Fce"
+        .. "&oauth_signature_method=HMAC-SHA1&oauth_timestamp=17&oauth_token=notimplemented&oauth_version=1.0")
+      assert.truthy(h:find('oauth_nonce="n%2Fce"', 1, true))
+      assert.truthy(h:find('oauth_signature="' .. core.pct_encode(core.hmac("sha1", key, base, "base64")) .. '"', 1, true))
+    end
+  end)
+
+  it("mocopay_signer gives the published vector (md5) and the sha1 digest of the same string", function()
+    local list = { { "mcc", "228" }, { "userId", "123456789" }, { "pid", "12000" }, { "mnc", "01" } }
+    assert.are.equal("WETDyNQLx0+8BJ16vDgiVg==", core.mocopay_signer("md5", "this.is.a.secret"):sign("/v1/payment/initPayment/", list))
+    assert.are.equal(core.digest("sha1", "this.is.a.secret/v1/payment/initPayment/?mcc=228&mnc=01&pid=12000&userId=123456789", "base64"),
+      core.mocopay_signer("sha1", "this.is.a.secret"):sign("/v1/payment/initPayment/", list))
+    assert.are.equal("k:" .. core.digest("md5", "s/v?sessionId=a b", "base64"), core.mocopay_signer("md5", "s"):verify("/v", "sessionId", "a b", "k:"))
+    assert.has_error(function() core.mocopay_signer("sha256", "s") end)
+  end)
+end)

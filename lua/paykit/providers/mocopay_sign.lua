@@ -110,32 +110,35 @@ end
 
 --- A signer for one secret: what is fixed per instance (the secret, the digest, the encoding
 -- choice) bound once; per call only the canonical string and the digest remain.
--- `sign(path, list)` equals @{sign}(secret, path, list, digest, encode) for a pairs list of
--- strings (what @{to_pairs} makes); any other table goes the general way.
+-- `sign(path, list[, prefix])` equals `prefix ..` @{sign}(secret, path, list, digest, encode)
+-- (prefix default ""). Without encoding, a pairs list of strings (what @{to_pairs} makes) is
+-- signed in one C call (`paykit.core.mocopay_signer`: the digest state after the secret made
+-- once, the pairs sorted and fed in C); any other table goes the general way.
 -- @tparam string secret the api_secret
 -- @tparam[opt="md5"] string digest "md5" or "sha1"
 -- @tparam[opt] boolean encode see @{canonical}
--- @treturn function `sign(path, list)` -> base64 signature
+-- @treturn function `sign(path, list[, prefix])` -> base64 signature (after prefix)
+-- @treturn ?userdata the C signer (`paykit.core.mocopay_signer`; nil with encoding), whose
+--   `:verify(path, name, value[, prefix])` signs one checked pair (verifyPayment's key)
 -- @raise for another digest
 function M.signer(secret, digest, encode)
   digest = digest or "md5"
   if not M.DIGESTS[digest] then error("mocopay: digest must be md5 or sha1", 2) end
   local hash, pct = core.digest, core.pct_encode
-  return function(path, list)
+  local fast = not encode and core.mocopay_signer(digest, secret) or nil
+  return function(path, list, prefix)
+    if fast then
+      local sig = fast:sign(path, list, prefix)
+      if sig then return sig end
+    end
+    prefix = prefix or ""
     local n = #list
-    if n == 0 and next(list) ~= nil then return M.sign(secret, path, list, digest, encode) end -- a map
+    if n == 0 and next(list) ~= nil then return prefix .. M.sign(secret, path, list, digest, encode) end -- a map
     for i = 1, n do
       local kv = list[i]
       if type(kv) ~= "table" or type(kv[1]) ~= "string" or type(kv[2]) ~= "string" then
-        return M.sign(secret, path, list, digest, encode)
+        return prefix .. M.sign(secret, path, list, digest, encode)
       end
-    end
-    if n == 1 and list[1][1] ~= "signature" then -- one pair (verifyPayment): nothing to sort
-      local kv = list[1]
-      if encode then
-        return hash(digest, secret .. path .. "?" .. pct(kv[1]) .. "=" .. pct(kv[2]), "base64")
-      end
-      return hash(digest, secret .. path .. "?" .. kv[1] .. "=" .. kv[2], "base64")
     end
     -- the pairs without `signature`, in byte order (insertion sort: a few pairs)
     local sorted, m = {}, 0
@@ -149,16 +152,10 @@ function M.signer(secret, digest, encode)
         m = m + 1
       end
     end
-    local text
-    if m == 1 then
-      text = sorted[1][1] .. "=" .. sorted[1][2]
-    else
-      local out = {}
-      for i = 1, m do out[i] = sorted[i][1] .. "=" .. sorted[i][2] end
-      text = concat(out, "&")
-    end
-    return hash(digest, secret .. path .. "?" .. text, "base64")
-  end
+    local out = {}
+    for i = 1, m do out[i] = sorted[i][1] .. "=" .. sorted[i][2] end
+    return prefix .. hash(digest, secret .. path .. "?" .. concat(out, "&"), "base64")
+  end, fast
 end
 
 --- The signed value for the Signature header ("ApiKey " .. this) or the `signature` parameter.

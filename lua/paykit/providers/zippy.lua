@@ -70,8 +70,11 @@ local P = kit.provider {
     local keys, newest = o.notice_keys.keys, o.notice_keys.newest
     self.clock = o.clock or os.time
     self.make_nonce = o.nonce or function() return core.random_hex(16) end
+    -- no clock or nonce hook: the signer (C) takes the time and the random nonce itself
+    local hooked = o.clock ~= nil or o.nonce ~= nil
     -- reference -> "price currency" of the transactions this instance started (see purchase)
     self.references = gateway.seen(o.reference_memory)
+    self.good_urls = { [0] = 0 } -- URLs the transaction checks passed (request.remember_urls)
     self.defaults = {}
     for _, k in ipairs(URL_DEFAULTS) do self.defaults[k] = o[k] end
     -- the OAuth parts fixed per instance (signing key, encoded consumer key, header text) made once
@@ -79,6 +82,7 @@ local P = kit.provider {
       token = self.token, token_secret = token_secret, realm = self.realm }
     local floor = math.floor
     self.sign = function(method, url)
+      if not hooked then return signer(method, url) end
       return signer(method, url, self.make_nonce(), floor(self.clock()))
     end
     self.verify_raw = function(raw) return notice.verify(raw, keys) end
@@ -251,22 +255,42 @@ end
 
 -- POST /transactions with a checked body. Not idempotent: Zippy does not make
 -- ext_transaction_id unique, a repeat could start a second one. `unique`: the
--- ext_transaction_id carries purchase's random part, no claim is needed.
-local function post_transaction(self, body, field, unique)
+-- ext_transaction_id carries purchase's random part, no claim is needed. `text`: the body's
+-- JSON already written (request.transaction_json), else the table is written by the kit.
+local function post_transaction(self, body, field, unique, text)
   if not unique then
     local err = request.claim_reference(self.references, body, field)
     if err then return nil, err end
   end
-  return self:call("POST", "/transactions", { body = body, op = "create_transaction", idempotent = false })
+  if text == nil then
+    return self:call("POST", "/transactions", { body = body, op = "create_transaction", idempotent = false })
+  end
+  -- what call does, with the body's text and the headers the kit gives a JSON body
+  local answer, info = self:commit("create_transaction", { method = "POST", path = "/transactions", body = text,
+    headers = { ["Content-Type"] = "application/json", Accept = "application/json" }, idempotent = false })
+  if answer == nil then return nil, info end
+  return answer
+end
+
+-- The checked body of a transaction and its JSON text (nil when the kit writes the table):
+-- the common case in one C call, else transaction_body (its URLs then remembered).
+local zippy_transaction, PRICED = core.zippy_transaction, request.PRICED
+local function checked_body(self, t, names)
+  local text = zippy_transaction(t, self.defaults, self.good_urls, PRICED) -- request.transaction_json
+  if text then return t, nil, text end
+  local body, err = request.transaction_body(self.defaults, t, names)
+  if not body then return nil, err end
+  request.remember_urls(self.good_urls, body)
+  return body
 end
 
 --- Creates a transaction (POST /transactions); never retried once it may have been sent.
 -- @tparam table t the fields of @{Zippy:transaction_body}
 -- @return the transaction (with uuid, status, token)
 function Zippy:create_transaction(t)
-  local body, err = self:transaction_body(t)
+  local body, err, text = checked_body(self, t)
   if not body then return nil, err end
-  return post_transaction(self, body)
+  return post_transaction(self, body, nil, nil, text)
 end
 
 --- The payment page URL for a transaction's token.
@@ -370,11 +394,11 @@ function Zippy:purchase(p)
     t.ext_transaction_id = t.ext_transaction_id .. NONCE_SEP .. core.random_hex(NONCE_BYTES)
     unique = true
   end
-  local body
-  body, err = self:transaction_body(t, names)
+  local body, text
+  body, err, text = checked_body(self, t, names)
   if not body then return nil, err end
   local tx
-  tx, err = post_transaction(self, body, names.ext_transaction_id, unique)
+  tx, err = post_transaction(self, body, names.ext_transaction_id, unique, text)
   if not tx then return nil, err end
   local function invalid(message)
     return nil, errors.provider { code = "invalid_response", op = "zippy.create_transaction", provider = PROVIDER,

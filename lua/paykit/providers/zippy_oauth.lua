@@ -105,18 +105,22 @@ local METHODS = { GET = "GET", POST = "POST", PUT = "PUT", DELETE = "DELETE", HE
 
 --- A signer for one set of credentials: what is fixed per instance made once.
 -- The HMAC key (pct(consumer_secret) & pct(token_secret)) is prepared once
--- (`paykit.core.hmac_key`), and so are the encoded consumer key, token and realm and the fixed
--- text of the base string and of the header; per call only the nonce, the timestamp, the
--- URL's encoded base URI (the last few URLs are kept) and the MAC remain. A URL with a query
--- string is signed the general way (@{base_string}: its parameters join the sort). The header
--- is the one @{authorization} makes for the same fields.
+-- (`paykit.core.oauth_signer`, which keeps only the SHA-1 states after the key's pads), and so
+-- are the encoded consumer key, token and realm and the fixed text of the base string and of
+-- the header; a call for a URL without a query is then one C call (the base string fed to
+-- SHA-1 in pieces, the MAC, its base64 and the header text), the URL's encoded base URI kept
+-- for the last few URLs. A URL with a query string is signed the general way
+-- (@{base_string}: its parameters join the sort). The header is the one @{authorization} makes
+-- for the same fields.
 -- @tparam table o `consumer_key`, `consumer_secret`, `token`, `token_secret` (optional),
 --   `realm` (optional)
--- @treturn function `sign(method, url, nonce, timestamp)` -> the Authorization header value,
---   or nil, message (see @{base_string})
+-- @treturn function `sign(method, url[, nonce[, timestamp]])` -> the Authorization header
+--   value, or nil, message (see @{base_string}); no nonce: 16 random bytes as hex digits
+--   (`paykit.core.random_hex(16)`), no timestamp: the current Unix time (`os.time()`)
 function _M.signer(o)
   local ck, token = tostring(o.consumer_key), tostring(o.token)
-  local key = core.hmac_key("sha1", pct(o.consumer_secret) .. "&" .. pct(o.token_secret or ""))
+  local hkey = pct(o.consumer_secret) .. "&" .. pct(o.token_secret or "")
+  local key = core.hmac_key("sha1", hkey)
   -- the normalized parameters without a query: six names in their sorted order
   -- (oauth_consumer_key < oauth_nonce < oauth_signature_method < oauth_timestamp < oauth_token
   -- < oauth_version), encoded once more for the base string
@@ -127,36 +131,29 @@ function _M.signer(o)
     .. 'oauth_consumer_key="' .. pct(ck) .. '", oauth_nonce="'
   local h_timestamp = '", oauth_signature_method="HMAC-SHA1", oauth_timestamp="'
   local h_signature = '", oauth_token="' .. pct(token) .. '", oauth_version="1.0", oauth_signature="'
+  local signer = core.oauth_signer(hkey, h_nonce, h_timestamp, h_signature, b_nonce, b_timestamp, b_rest)
   local uris, uris_n = {}, 0 -- url -> pct(base_uri(url)), for URLs without a query
-  local last_ts, last_et, last_et2 -- the last timestamp, encoded once and twice (a second's calls share it)
   return function(method, url, nonce, timestamp)
-    nonce = tostring(nonce)
-    local m = METHODS[method] or upper(method)
-    local base
-    if find(url, "?", 1, true) then
-      timestamp = tostring(timestamp)
-      local err
-      base, err = _M.base_string(m, url, { oauth_consumer_key = ck, oauth_nonce = nonce,
-        oauth_signature_method = "HMAC-SHA1", oauth_timestamp = timestamp, oauth_token = token,
-        oauth_version = "1.0" })
-      if not base then return nil, err end
-    else
-      local euri = uris[url]
-      if not euri then
-        local uri = base_uri(url)
-        if not uri then return nil, "not an absolute URL" end
-        euri = pct(uri)
-        if uris_n >= 64 then uris, uris_n = {}, 0 end
-        uris[url], uris_n = euri, uris_n + 1
-      end
-      if timestamp ~= last_ts then
-        last_et = pct(tostring(timestamp))
-        last_ts, last_et2 = timestamp, pct(last_et)
-      end
-      local en = pct(nonce)
-      base = m .. "&" .. euri .. "&" .. b_nonce .. pct(en) .. b_timestamp .. last_et2 .. b_rest
-      return h_nonce .. en .. h_timestamp .. last_et .. h_signature .. pct(key:mac(base, "base64")) .. '"'
+    if nonce ~= nil and type(nonce) ~= "string" then nonce = tostring(nonce) end
+    if timestamp ~= nil and type(timestamp) ~= "string" then timestamp = tostring(timestamp) end
+    local euri = uris[url]
+    if euri then return signer:header(method, euri, nonce, timestamp) end
+    if type(url) == "string" and not find(url, "?", 1, true) then
+      local uri = base_uri(url)
+      if not uri then return nil, "not an absolute URL" end
+      euri = pct(uri)
+      if uris_n >= 64 then uris, uris_n = {}, 0 end
+      uris[url], uris_n = euri, uris_n + 1
+      return signer:header(method, euri, nonce, timestamp)
     end
+    -- a query: its parameters join the sort (the general way)
+    local m = METHODS[method] or upper(method)
+    nonce = nonce or core.random_hex(16)
+    timestamp = timestamp or tostring(os.time())
+    local base, err = _M.base_string(m, url, { oauth_consumer_key = ck, oauth_nonce = nonce,
+      oauth_signature_method = "HMAC-SHA1", oauth_timestamp = timestamp, oauth_token = token,
+      oauth_version = "1.0" })
+    if not base then return nil, err end
     return h_nonce .. pct(nonce) .. h_timestamp .. pct(timestamp) .. h_signature .. pct(key:mac(base, "base64")) .. '"'
   end
 end

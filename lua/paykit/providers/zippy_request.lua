@@ -8,6 +8,7 @@
 -- @usage
 --   local request = require "paykit.providers.zippy_request"
 --   local body, err = request.transaction_body(defaults, {product_id = uuid, price = "0.99", ...})
+local core = require "paykit.core"
 local errors = require "paykit.errors"
 local money = require "paykit.money"
 local kit = require "paykit.kit"
@@ -15,6 +16,8 @@ local check = require "paykit.providers.zippy_fields"
 local checks = require "paykit.kit.checks"
 
 local _M = {}
+
+local find = string.find
 
 local CURRENCY_LIST = "AUD CAD CHF COP DKK EGP EUR GBP HUF IDR MXN MYR NOK NZD PHP PLN QAR SEK SGD THB USD ZAR"
 _M.CURRENCY_LIST = CURRENCY_LIST
@@ -176,6 +179,48 @@ function _M.transaction_body(defaults, t, names)
     if e then return nil, e end
   end
   return body
+end
+
+-- the currencies Zippy takes that paykit prices with two decimals (check.price refuses others)
+local PRICED = {}
+for c in pairs(_M.CURRENCIES) do if money.exponent(c) == 2 then PRICED[c] = true end end
+_M.PRICED = PRICED
+local fast_tx = core.zippy_transaction
+local GOOD_MAX = 256
+
+--- A transaction's JSON body when it is the common case, in one C call
+-- (`paykit.core.zippy_transaction`): the same bytes as `paykit.kit.json.encode` of
+-- @{transaction_body}'s table. Answers nil for anything else (the caller then takes
+-- @{transaction_body}, which gives the errors, and @{remember_urls} on success).
+-- @tparam table defaults the instance's default URLs
+-- @param t the transaction's fields
+-- @tparam table good the URLs already found valid (URL -> flags: @{remember_urls}; [0] their count)
+-- @treturn ?string the JSON text
+function _M.transaction_json(defaults, t, good)
+  return (fast_tx(t, defaults, good, PRICED))
+end
+
+--- Remembers the URLs of a body @{transaction_body} made (they passed every check), for
+-- @{transaction_json}, with the flags it reads; at most 256 are kept (the set is emptied when
+-- full).
+-- @tparam table good the instance's set
+-- @tparam table body a checked transaction body
+function _M.remember_urls(good, body)
+  for i = 1, #_M.TX_URLS + 1 do
+    local u = body[_M.TX_URLS[i] or "product_image_url"]
+    if u ~= nil and not good[u] then
+      local n = good[0] or 0 -- the count, under a key no URL can be
+      if n >= GOOD_MAX then
+        for k in pairs(good) do good[k] = nil end
+        n = 0
+      end
+      -- the flags the C path reads: 1 printable ASCII without '"' or '\' (else it leaves the
+      -- URL to these checks), 2 a "#" (not for the browser's return URLs)
+      local flags = (find(u, '[^\32-\126]') or find(u, '["\\]')) and 0 or 1
+      if find(u, "#", 1, true) then flags = flags + 2 end
+      good[u], good[0] = flags, n + 1
+    end
+  end
 end
 
 -- purchase's uniform names, each standing for Zippy's
