@@ -136,6 +136,43 @@ function _M.payment_info(answer)
   }
 end
 
+--- The members of a verifyPayment answer @{payment_info} reads, for `paykit.kit.json.pick`
+-- (the values come in this order; see @{payment_info_of}).
+_M.PAYMENT_MAP = json.map({ "sessionId", "requestId", "referenceId", "serviceCode", "pid", "type", "lang", "series",
+  "status", "currencyCode", "recurrent", "expiresIn", "timeInit", "timeAuthorized", "timeLastSuccessfullPayment",
+  "transactions", "chargedAmount", "failedAmount", "lastChargedAmount", "lastFailedAmount", "totalChargedAmount",
+  "totalFailedAmount", "endUser", { "endUser", "userId" }, { "endUser", "phone" }, { "endUser", "mcc" },
+  { "endUser", "mnc" } }, _M.exact)
+
+local object_mark, array_mark = json.object_mark, json.array_mark
+
+--- @{payment_info} of the values `paykit.kit.json.pick` read with @{PAYMENT_MAP}: the same
+-- table, field for field.
+-- @treturn table
+function _M.payment_info_of(session_id, request_id, reference_id, service_code, pid, typ, lang, series, status,
+    currency_code, recurrent, expires_in, time_init, time_authorized, time_last, txs, charged, failed, last_charged,
+    last_failed, total_charged, total_failed, eu, eu_user, eu_phone, eu_mcc, eu_mnc)
+  local transactions = {}
+  if type(txs) == "table" then
+    for i, t in ipairs(txs) do transactions[i] = t end
+  end
+  return {
+    session_id = nonnull(session_id), request_id = nonnull(request_id), reference_id = nonnull(reference_id),
+    service_code = nonnull(service_code), pid = nonnull(pid),
+    type = nonnull(typ), lang = nonnull(lang), series = int(nonnull(series)),
+    status = nonnull(status), currency_code = nonnull(currency_code),
+    recurrent = nonnull(recurrent), expires_in = int(nonnull(expires_in)),
+    time_init = nonnull(time_init), time_authorized = nonnull(time_authorized),
+    time_last_successful_payment = nonnull(time_last),
+    transactions = transactions,
+    charged_amount = amount_text(charged), failed_amount = amount_text(failed),
+    last_charged_amount = amount_text(last_charged), last_failed_amount = amount_text(last_failed),
+    total_charged_amount = amount_text(total_charged), total_failed_amount = amount_text(total_failed),
+    end_user = (eu == object_mark or eu == array_mark)
+      and { user_id = nonnull(eu_user), phone = nonnull(eu_phone), mcc = nonnull(eu_mcc), mnc = nonnull(eu_mnc) } or nil,
+  }
+end
+
 --- An answer's amount as money for its currency (see the module description).
 -- @tparam string text the amount's text in the answer
 -- @tparam string currency the answer's currencyCode
