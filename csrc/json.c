@@ -165,14 +165,31 @@ static int pj_hex4(const unsigned char *p, unsigned *out)
     return 1;
 }
 
-/* Decodes the string whose opening quote is at s[*pos] into out (never longer than the
- * source); returns its length, or (size_t)-1 with e set. *pos ends after the closing quote. */
-static size_t pj_string(const unsigned char *s, size_t n, size_t *pos, char *out, pj_error *e)
+/* The bytes a string's fast loop passes: printable ASCII but '"' and '\\'. */
+static const unsigned char PJ_STR_PLAIN[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
+/* Decodes the string whose opening quote is at s[*pos]; returns its length, or (size_t)-1
+ * with e set. *pos ends after the closing quote. *res points at the decoded bytes: into s
+ * itself when the string has no escape and no non-ASCII byte, else into out (never longer
+ * than the source). */
+static size_t pj_string(const unsigned char *s, size_t n, size_t *pos, char *out, pj_error *e, const char **res)
 {
     size_t i = *pos + 1, o = 0;
+    *res = out;
     for (;;) {
         size_t start = i;
-        while (i < n && s[i] >= 0x20 && s[i] != '"' && s[i] != '\\' && s[i] < 0x80) i++;
+        while (i < n && PJ_STR_PLAIN[s[i]]) i++;
+        if (o == 0 && i < n && s[i] == '"') {
+            /* nothing to decode: the bytes as they are in the text */
+            *res = (const char *)s + start;
+            *pos = i + 1;
+            return i - start;
+        }
         if (i > start) { memcpy(out + o, s + start, i - start); o += i - start; }
         if (i >= n) { e->pos = *pos; e->msg = "unterminated string"; return (size_t)-1; }
         if (s[i] == '"') { *pos = i + 1; return o; }
@@ -264,9 +281,10 @@ value:
         goto value;
     }
     case '"': {
-        size_t at = i, len = pj_string(s, n, &i, scratch, e);
+        const char *str;
+        size_t at = i, len = pj_string(s, n, &i, scratch, e, &str);
         if (len == (size_t)-1) return 0;
-        if (!k->string(ud, scratch, len)) { e->pos = at; return 0; }
+        if (!k->string(ud, str, len)) { e->pos = at; return 0; }
         goto after;
     }
     case 't':
@@ -309,9 +327,10 @@ member: /* at a member name (after '{' or ',') */
     while (i < n && PJ_WS(s[i])) i++;
     if (i >= n || s[i] != '"') { e->pos = i; e->msg = "expected a member name"; return 0; }
     {
-        size_t at = i, len = pj_string(s, n, &i, scratch, e);
+        const char *str;
+        size_t at = i, len = pj_string(s, n, &i, scratch, e, &str);
         if (len == (size_t)-1) return 0;
-        if (!k->key(ud, scratch, len)) { e->pos = at; return 0; }
+        if (!k->key(ud, str, len)) { e->pos = at; return 0; }
     }
     while (i < n && PJ_WS(s[i])) i++;
     if (i >= n || s[i] != ':') { e->pos = i; e->msg = "expected ':'"; return 0; }
@@ -570,7 +589,8 @@ static int l_json_decode(lua_State *L)
  * below it is the scalar itself, or core.json_object_mark / core.json_array_mark for an object
  * or an array (its members are read only through the longer paths). Paths never go into arrays.
  * opts (of json_map): `text` (a set of member names) and `numbers = "text"` as json_decode's,
- * `max_depth` (default 64). */
+ * `max_depth` (default 64), `null = "absent"`: a null at a path is nil (inside a value built
+ * at a path it stays core.json_null). */
 
 #define PK_MAX_PATHS 100
 #define PK_MAX_NODES 256
@@ -587,7 +607,7 @@ typedef struct {
 } pknode;
 
 typedef struct {
-    int nnodes, npaths, all_text, max_depth, text_ref;
+    int nnodes, npaths, all_text, max_depth, text_ref, null_absent;
     pknode node[PK_MAX_NODES];
     size_t names_len, names_cap;
     char names[1];
@@ -657,6 +677,7 @@ static int l_json_map(lua_State *L)
     m->nnodes = 1;
     m->npaths = npaths;
     m->all_text = 0;
+    m->null_absent = 0;
     m->max_depth = 64;
     m->names_len = 0;
     m->names_cap = total;
@@ -692,6 +713,13 @@ static int l_json_map(lua_State *L)
             const char *v = lua_tostring(L, -1);
             if (v == NULL || strcmp(v, "text") != 0) return luaL_argerror(L, 2, "opts.numbers must be \"text\"");
             m->all_text = 1;
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, 2, "null");
+        if (!lua_isnil(L, -1)) {
+            const char *v = lua_tostring(L, -1);
+            if (v == NULL || strcmp(v, "absent") != 0) return luaL_argerror(L, 2, "opts.null must be \"absent\"");
+            m->null_absent = 1;
         }
         lua_pop(L, 1);
         lua_getfield(L, 2, "max_depth");
@@ -731,6 +759,7 @@ typedef struct {
     const char *top;
     short at[PJ_MAX_DEPTH + 2]; /* per depth: the node of that object, -1 when nothing is picked in it */
     unsigned char seen[PK_MAX_NODES];
+    short hint[PK_MAX_NODES]; /* per node: the child whose name is tried first, -1 the first */
     lsink ls;
 } psink;
 
@@ -815,11 +844,20 @@ static int pk_key(void *ud, const char *s, size_t n)
     k->pending = -1;
     p = k->at[k->depth];
     if (p < 0) return 1;
-    for (c = k->m->node[p].child; c >= 0; c = k->m->node[c].sibling) {
-        if (k->m->node[c].len == n && memcmp(k->m->names + k->m->node[c].off, s, n) == 0) {
-            k->pending = c;
-            break;
-        }
+    /* answers mostly come in the map's order: the search starts after the last match */
+    {
+        const pknode *node = k->m->node;
+        int first = node[p].child, start = k->hint[p] >= 0 ? k->hint[p] : first;
+        c = start;
+        do {
+            if (node[c].len == n && (n == 0 || (k->m->names[node[c].off] == s[0]
+                    && memcmp(k->m->names + node[c].off, s, n) == 0))) {
+                k->pending = c;
+                k->hint[p] = (short)(node[c].sibling >= 0 ? node[c].sibling : first);
+                return 1;
+            }
+            c = node[c].sibling >= 0 ? node[c].sibling : first;
+        } while (c != start);
     }
     return 1;
 }
@@ -862,8 +900,12 @@ static int pk_literal(void *ud, int which)
     int n;
     if (k->building) return ls_literal(&k->ls, which);
     if ((n = pk_scalar(k, which == 0 ? "null" : "boolean")) < 0) return 1;
-    if (which == 0) lua_pushlightuserdata(k->L, NULL);
-    else lua_pushboolean(k->L, which == 2);
+    if (which == 0) {
+        if (k->m->null_absent) lua_pushnil(k->L);
+        else lua_pushlightuserdata(k->L, NULL);
+    } else {
+        lua_pushboolean(k->L, which == 2);
+    }
     lua_replace(k->L, k->base + 1 + k->m->node[n].slot);
     return 1;
 }
@@ -895,6 +937,7 @@ static int l_json_pick(lua_State *L)
     k.top = NULL;
     k.at[0] = -1;
     memset(k.seen, 0, (size_t)m->nnodes);
+    memset(k.hint, 0xff, sizeof(short) * (size_t)m->nnodes);
     for (i = 0; i <= m->npaths; i++) lua_pushnil(L);
     /* the built values' reader: json_decode's with the map's options */
     k.ls.L = L;

@@ -108,6 +108,8 @@ local MOCOPAY_ANSWERS = {
   '{"sessionId":"s-1","series":"7","chargedAmount":"1.99","totalChargedAmount":1e2,"transactions":{"a":1},"endUser":[1],"status":null}',
   '{"sessionId":"s-1","transactions":[{"id":"t-1","amount":1.50},{"id":"t-2"}],"endUser":{"userId":null,"phone":42},"expiresIn":3600}',
   '{"sessionId":"s","sessionId":"t","endUser":{"userId":"a"},"endUser":"gone"}',
+  '{"sessionId":null,"requestId":null,"endUser":null,"chargedAmount":null,"series":null,"transactions":null,"status":null}',
+  '{"sessionId":"s","endUser":{"userId":null,"mcc":null},"expiresIn":"12","series":"x","failedAmount":7}',
   '{"totalChargedAmount":-0,"chargedAmount":123456789012345678901234567890,"series":9007199254740993}',
 }
 local ZIPPY_ANSWERS = {

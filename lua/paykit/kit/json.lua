@@ -197,9 +197,12 @@ local core_map, core_pick = core.json_map, core.json_pick
 --   (`{"ResultCode", {"Data", "Url"}}`)
 -- @param[opt] exact as @{decode}'s `exact`: a set of member names whose numbers stay text, or true
 -- @treturn userdata the map
-function _M.map(paths, exact)
-  if exact == true then return core_map(paths, { numbers = "text" }) end
-  return core_map(paths, exact and { text = exact } or nil)
+-- @tparam[opt] boolean null_absent a null at a path is nil (not @{null}; inside a value
+--   built at a path it stays @{null})
+function _M.map(paths, exact, null_absent)
+  local null = null_absent and "absent" or nil
+  if exact == true then return core_map(paths, { numbers = "text", null = null }) end
+  return core_map(paths, { text = exact or nil, null = null })
 end
 
 --- Reads only what a map (@{map}) names, in one pass over the whole text
