@@ -250,6 +250,18 @@ local encoder = gateway.json
 -- @raise for a float, a function, ...
 function _M.encode(v) return encoder(v) end
 
+local core_encode = core.json_encode
+local default_encoder = gateway.json
+
+--- The default writer's text of v in one C call, or nil when a writer was set
+-- (@{set_encoder}) or when the C writer refuses v (then @{encode} says why).
+-- @param v the value
+-- @treturn ?string
+function _M.encode_quick(v)
+  if encoder ~= default_encoder then return nil end
+  return core_encode(v)
+end
+
 --- Replaces the writer (e.g. with a C one); nil restores the Lua writer.
 -- @tparam ?function fn fn(v) -> text
 function _M.set_encoder(fn) encoder = fn or gateway.json end

@@ -37,6 +37,7 @@ local core = require "paykit.core"
 local errors = require "paykit.errors"
 local redact = require "paykit.redact"
 local json = require "paykit.kit.json"
+local encode_quick = json.encode_quick
 
 local _M = {}
 
@@ -168,9 +169,14 @@ function _M.send(self, op, req)
   local headers = req.headers
   local own = false
   if type(req.body) == "table" then
-    local ok, text = pcall(json.encode, req.body)
-    if not ok then
-      return nil, errors.validation("body", "invalid", full_op .. ": cannot write the request as JSON: " .. tostring(text))
+    -- the default writer in one C call; anything it refuses (or another writer) as before
+    local text = encode_quick(req.body)
+    if text == nil then
+      local ok
+      ok, text = pcall(json.encode, req.body)
+      if not ok then
+        return nil, errors.validation("body", "invalid", full_op .. ": cannot write the request as JSON: " .. tostring(text))
+      end
     end
     req.body = text
     if headers == nil then

@@ -372,7 +372,7 @@ function Moka:start_3d(p)
   end
   -- info.amount is money.format's text of the checked request: the result takes it as it is
   return wire.result({
-    status = "redirect", redirect_url = link, method = "GET",
+    status = "redirect", provider = "moka", redirect_url = link, method = "GET",
     reference = info.reference, amount = info.amount, currency = info.currency,
     keep = { code_for_hash = cfh, reference = info.reference or "", amount = info.amount, currency = info.currency,
              pre_auth = info.pre_auth or nil },
