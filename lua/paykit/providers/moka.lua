@@ -350,6 +350,9 @@ end
 -- ------------------------------------------------------------------------------------
 -- payments
 
+-- what start_3d reads of a good answer (kit.json.pick): the rest is decoded only for result.raw
+local START_3D = kit.json.map({ "ResultCode", { "Data", "Url" }, { "Data", "CodeForHash" } }, wire.EXACT)
+
 --- Starts a 3D Secure payment (DoDirectPaymentThreeD).
 -- Not retried once it may have been sent.
 -- @tparam table p the payment parameters (see the module description; `redirect_url` required)
@@ -357,7 +360,6 @@ end
 --   (`code_for_hash`, `reference`, `amount`, `currency`, `pre_auth`) for @{Moka:complete}
 -- @return[2] nil
 -- @return[2] a validation, transport or provider error
-local START_3D = kit.json.map({ "ResultCode", { "Data", "Url" }, { "Data", "CodeForHash" } }, wire.EXACT)
 function Moka:start_3d(p)
   local req, info = R.payment(self, p, true)
   if not req then return nil, info end
