@@ -165,14 +165,31 @@ static int pj_hex4(const unsigned char *p, unsigned *out)
     return 1;
 }
 
-/* Decodes the string whose opening quote is at s[*pos] into out (never longer than the
- * source); returns its length, or (size_t)-1 with e set. *pos ends after the closing quote. */
-static size_t pj_string(const unsigned char *s, size_t n, size_t *pos, char *out, pj_error *e)
+/* The bytes a string's fast loop passes: printable ASCII but '"' and '\\'. */
+static const unsigned char PJ_STR_PLAIN[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
+/* Decodes the string whose opening quote is at s[*pos]; returns its length, or (size_t)-1
+ * with e set. *pos ends after the closing quote. *res points at the decoded bytes: into s
+ * itself when the string has no escape and no non-ASCII byte, else into out (never longer
+ * than the source). */
+static size_t pj_string(const unsigned char *s, size_t n, size_t *pos, char *out, pj_error *e, const char **res)
 {
     size_t i = *pos + 1, o = 0;
+    *res = out;
     for (;;) {
         size_t start = i;
-        while (i < n && s[i] >= 0x20 && s[i] != '"' && s[i] != '\\' && s[i] < 0x80) i++;
+        while (i < n && PJ_STR_PLAIN[s[i]]) i++;
+        if (o == 0 && i < n && s[i] == '"') {
+            /* nothing to decode: the bytes as they are in the text */
+            *res = (const char *)s + start;
+            *pos = i + 1;
+            return i - start;
+        }
         if (i > start) { memcpy(out + o, s + start, i - start); o += i - start; }
         if (i >= n) { e->pos = *pos; e->msg = "unterminated string"; return (size_t)-1; }
         if (s[i] == '"') { *pos = i + 1; return o; }
@@ -264,9 +281,10 @@ value:
         goto value;
     }
     case '"': {
-        size_t at = i, len = pj_string(s, n, &i, scratch, e);
+        const char *str;
+        size_t at = i, len = pj_string(s, n, &i, scratch, e, &str);
         if (len == (size_t)-1) return 0;
-        if (!k->string(ud, scratch, len)) { e->pos = at; return 0; }
+        if (!k->string(ud, str, len)) { e->pos = at; return 0; }
         goto after;
     }
     case 't':
@@ -309,9 +327,10 @@ member: /* at a member name (after '{' or ',') */
     while (i < n && PJ_WS(s[i])) i++;
     if (i >= n || s[i] != '"') { e->pos = i; e->msg = "expected a member name"; return 0; }
     {
-        size_t at = i, len = pj_string(s, n, &i, scratch, e);
+        const char *str;
+        size_t at = i, len = pj_string(s, n, &i, scratch, e, &str);
         if (len == (size_t)-1) return 0;
-        if (!k->key(ud, scratch, len)) { e->pos = at; return 0; }
+        if (!k->key(ud, str, len)) { e->pos = at; return 0; }
     }
     while (i < n && PJ_WS(s[i])) i++;
     if (i >= n || s[i] != ':') { e->pos = i; e->msg = "expected ':'"; return 0; }
@@ -428,17 +447,10 @@ static int ls_string(void *ud, const char *s, size_t n)
     return ls_store(k);
 }
 
-static int ls_number(void *ud, const char *s, size_t n, int is_int)
+/* Pushes a number literal as json_decode reads it: an integer within +-(2^53-1) as an
+ * integer, else a float (strtod, C locale). */
+static void push_number(lua_State *L, const char *s, size_t n, int is_int)
 {
-    lsink *k = (lsink *)ud;
-    lua_State *L = k->L;
-    int as_text = k->all_text;
-    if (!as_text && k->text_set && k->depth > 0)
-        as_text = k->kind[k->depth] == 'o' ? ls_named_text(k) /* the member name */ : k->arr_text[k->depth];
-    if (as_text) {
-        lua_pushlstring(L, s, n);
-        return ls_store(k);
-    }
     if (is_int && n <= 17) {
         /* at most 16 digits (plus a sign) cannot overflow; range-check against 2^53-1 */
         long long v = 0;
@@ -446,7 +458,7 @@ static int ls_number(void *ud, const char *s, size_t n, int is_int)
         for (; i < n; i++) v = v * 10 + (s[i] - '0');
         if (v <= PAYKIT_MAX_SAFE_INTEGER) {
             paykit_pushsafeint(L, s[0] == '-' ? -v : v);
-            return ls_store(k);
+            return;
         }
     }
     {
@@ -462,6 +474,17 @@ static int ls_number(void *ud, const char *s, size_t n, int is_int)
         if (p != buf) lua_pop(L, 1);
         lua_pushnumber(L, (lua_Number)d);
     }
+}
+
+static int ls_number(void *ud, const char *s, size_t n, int is_int)
+{
+    lsink *k = (lsink *)ud;
+    lua_State *L = k->L;
+    int as_text = k->all_text;
+    if (!as_text && k->text_set && k->depth > 0)
+        as_text = k->kind[k->depth] == 'o' ? ls_named_text(k) /* the member name */ : k->arr_text[k->depth];
+    if (as_text) lua_pushlstring(L, s, n);
+    else push_number(L, s, n, is_int);
     return ls_store(k);
 }
 
@@ -549,6 +572,423 @@ static int l_json_decode(lua_State *L)
         return 3;
     }
     return 1;
+}
+
+/* ------------------------------------------------------------------ Lua: the picking reader */
+
+/* core.json_map(paths[, opts]) compiles the members an answer's reading needs;
+ * core.json_pick(text, map) parses the whole text exactly as json_decode does (the same
+ * validation, depth limit and error messages; a repeated member name: the last one wins, the
+ * kit's reading) but builds only what the map names:
+ *   -> kind, v1, ..., vN   kind "object", "array", "string", "number", "boolean" or "null" (the
+ *                          top-level value's); vi the value at paths[i], nil when absent
+ *   -> nil, message, "invalid_json"
+ * A path is a member name or a list of names from the top-level object down ({"Data", "Url"}).
+ * The value at a path that no other path goes below is what json_decode gives there (a table
+ * for an object or array, with the same text/number rules); at a path that another one goes
+ * below it is the scalar itself, or core.json_object_mark / core.json_array_mark for an object
+ * or an array (its members are read only through the longer paths). Paths never go into arrays.
+ * opts (of json_map): `text` (a set of member names) and `numbers = "text"` as json_decode's,
+ * `max_depth` (default 64), `null = "absent"`: a null at a path is nil (inside a value built
+ * at a path it stays core.json_null). */
+
+#define PK_MAX_PATHS 100
+#define PK_MAX_NODES 256
+#define PK_MAX_PATH_LEN 32
+
+static const char PK_OBJECT_TAG = 'o', PK_ARRAY_TAG = 'a';
+
+typedef struct {
+    int child, sibling; /* node indexes, -1 none */
+    int slot;           /* 1-based place among the paths, 0: no path ends here */
+    int leaf;           /* a path ends here and none goes below */
+    int text;           /* its numbers stay text */
+    size_t off, len;    /* the member name in names[] */
+} pknode;
+
+typedef struct {
+    int nnodes, npaths, all_text, max_depth, text_ref, null_absent;
+    pknode node[PK_MAX_NODES];
+    size_t names_len, names_cap;
+    char names[1];
+} pkmap;
+
+static int pkmap_gc(lua_State *L)
+{
+    pkmap *m = (pkmap *)lua_touserdata(L, 1);
+    if (m && m->text_ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, m->text_ref);
+        m->text_ref = LUA_NOREF;
+    }
+    return 0;
+}
+
+/* the child of node p named s, created when missing (-1 when the map is full) */
+static int pk_child(pkmap *m, int p, const char *s, size_t n)
+{
+    int c, last = -1;
+    for (c = m->node[p].child; c >= 0; c = m->node[c].sibling) {
+        if (m->node[c].len == n && memcmp(m->names + m->node[c].off, s, n) == 0) return c;
+        last = c;
+    }
+    if (m->nnodes >= PK_MAX_NODES || m->names_len + n > m->names_cap) return -1;
+    c = m->nnodes++;
+    m->node[c].child = m->node[c].sibling = -1;
+    m->node[c].slot = m->node[c].leaf = m->node[c].text = 0;
+    m->node[c].off = m->names_len;
+    m->node[c].len = n;
+    memcpy(m->names + m->names_len, s, n);
+    m->names_len += n;
+    if (last < 0) m->node[p].child = c;
+    else m->node[last].sibling = c;
+    return c;
+}
+
+/* core.json_map(paths[, opts]); upvalue 1: the maps' metatable */
+static int l_json_map(lua_State *L)
+{
+    int npaths, i, j, opts;
+    size_t total = 0;
+    pkmap *m;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    opts = lua_isnoneornil(L, 2) ? 0 : 2;
+    if (opts) luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    npaths = (int)lua_rawlen(L, 1);
+    if (npaths < 1 || npaths > PK_MAX_PATHS) return luaL_argerror(L, 1, "paths must be a list of 1 to 100 paths");
+    /* the names' room: every name of every path */
+    for (i = 1; i <= npaths; i++) {
+        lua_rawgeti(L, 1, i);
+        if (lua_type(L, -1) == LUA_TSTRING) total += lua_rawlen(L, -1);
+        else if (lua_type(L, -1) == LUA_TTABLE) {
+            int len = (int)lua_rawlen(L, -1);
+            if (len < 1 || len > PK_MAX_PATH_LEN) return luaL_argerror(L, 1, "a path must be a list of 1 to 32 member names");
+            for (j = 1; j <= len; j++) {
+                lua_rawgeti(L, -1, j);
+                if (lua_type(L, -1) != LUA_TSTRING) return luaL_argerror(L, 1, "a path's member names must be strings");
+                total += lua_rawlen(L, -1);
+                lua_pop(L, 1);
+            }
+        } else return luaL_argerror(L, 1, "a path must be a member name or a list of member names");
+        lua_pop(L, 1);
+    }
+    m = (pkmap *)lua_newuserdata(L, sizeof(pkmap) + total);
+    m->text_ref = LUA_NOREF;
+    m->nnodes = 1;
+    m->npaths = npaths;
+    m->all_text = 0;
+    m->null_absent = 0;
+    m->max_depth = 64;
+    m->names_len = 0;
+    m->names_cap = total;
+    m->node[0].child = m->node[0].sibling = -1;
+    m->node[0].slot = m->node[0].leaf = m->node[0].text = 0;
+    m->node[0].off = m->node[0].len = 0;
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_setmetatable(L, -2);
+    /* stack: 1 paths, 2 opts, 3 map */
+    for (i = 1; i <= npaths; i++) {
+        int p = 0, len = 1, c = -1;
+        lua_rawgeti(L, 1, i);
+        if (lua_type(L, -1) == LUA_TTABLE) len = (int)lua_rawlen(L, -1);
+        for (j = 1; j <= len; j++) {
+            size_t n;
+            const char *s;
+            if (lua_type(L, 4) == LUA_TTABLE) lua_rawgeti(L, 4, j);
+            else lua_pushvalue(L, 4);
+            s = lua_tolstring(L, -1, &n);
+            c = pk_child(m, p, s, n);
+            lua_pop(L, 1);
+            if (c < 0) return luaL_argerror(L, 1, "too many member names (at most 256)");
+            p = c;
+        }
+        if (m->node[c].slot) return luaL_argerror(L, 1, "a path is given twice");
+        m->node[c].slot = i;
+        lua_pop(L, 1);
+    }
+    for (i = 1; i < m->nnodes; i++) m->node[i].leaf = m->node[i].slot && m->node[i].child < 0;
+    if (opts) {
+        lua_getfield(L, 2, "numbers");
+        if (!lua_isnil(L, -1)) {
+            const char *v = lua_tostring(L, -1);
+            if (v == NULL || strcmp(v, "text") != 0) return luaL_argerror(L, 2, "opts.numbers must be \"text\"");
+            m->all_text = 1;
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, 2, "null");
+        if (!lua_isnil(L, -1)) {
+            const char *v = lua_tostring(L, -1);
+            if (v == NULL || strcmp(v, "absent") != 0) return luaL_argerror(L, 2, "opts.null must be \"absent\"");
+            m->null_absent = 1;
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, 2, "max_depth");
+        if (!lua_isnil(L, -1)) {
+            long long d;
+            if (!paykit_tosafeint(L, -1, &d) || d < 1 || d > PJ_MAX_DEPTH)
+                return luaL_argerror(L, 2, "opts.max_depth must be an integer from 1 to 1000");
+            m->max_depth = (int)d;
+        }
+        lua_pop(L, 1);
+        lua_getfield(L, 2, "text");
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            for (i = 1; i < m->nnodes; i++) {
+                lua_pushlstring(L, m->names + m->node[i].off, m->node[i].len);
+                lua_rawget(L, -2);
+                m->node[i].text = lua_toboolean(L, -1);
+                lua_pop(L, 1);
+            }
+            m->text_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops opts.text */
+        } else if (!lua_isnil(L, -1)) {
+            return luaL_argerror(L, 2, "opts.text must be a table of member names");
+        } else {
+            lua_pop(L, 1);
+        }
+    }
+    return 1;
+}
+
+typedef struct {
+    lua_State *L;
+    const pkmap *m;
+    int base;       /* the kind at base + 1, the value of path i at base + 1 + i */
+    int depth;      /* containers open outside a built value */
+    int pending;    /* the node the last member name matched, -1 none */
+    int building;   /* a path's value is being built by ls */
+    int build_node;
+    const char *top;
+    short at[PJ_MAX_DEPTH + 2]; /* per depth: the node of that object, -1 when nothing is picked in it */
+    unsigned char seen[PK_MAX_NODES];
+    short hint[PK_MAX_NODES]; /* per node: the child whose name is tried first, -1 the first */
+    lsink ls;
+} psink;
+
+/* A repeated member (the last one wins): what was read below its earlier value is forgotten. */
+static void pk_forget(psink *k, int n)
+{
+    int c;
+    for (c = k->m->node[n].child; c >= 0; c = k->m->node[c].sibling) {
+        if (k->m->node[c].slot) {
+            lua_pushnil(k->L);
+            lua_replace(k->L, k->base + 1 + k->m->node[c].slot);
+        }
+        if (k->seen[c]) {
+            k->seen[c] = 0;
+            pk_forget(k, c);
+        }
+    }
+}
+
+/* The node a value in an object at the current depth belongs to, or -1. */
+static int pk_take(psink *k)
+{
+    int n = k->pending;
+    if (k->at[k->depth] < 0 || n < 0) return -1;
+    k->pending = -1;
+    if (k->seen[n]) pk_forget(k, n);
+    k->seen[n] = 1;
+    return n;
+}
+
+static int pk_begin(void *ud, int is_object)
+{
+    psink *k = (psink *)ud;
+    int n;
+    if (k->building) return ls_begin(&k->ls, is_object);
+    if (k->depth == 0) {
+        k->top = is_object ? "object" : "array";
+        k->depth = 1;
+        k->at[1] = is_object ? 0 : -1;
+        return 1;
+    }
+    n = pk_take(k);
+    if (n >= 0 && k->m->node[n].leaf) {
+        k->building = 1;
+        k->build_node = n;
+        k->ls.depth = 0;
+        if (!ls_begin(&k->ls, is_object)) return 0;
+        if (!is_object) k->ls.arr_text[1] = (char)(k->m->all_text || k->m->node[n].text);
+        return 1;
+    }
+    if (n >= 0 && k->m->node[n].slot) {
+        lua_pushlightuserdata(k->L, (void *)(is_object ? &PK_OBJECT_TAG : &PK_ARRAY_TAG));
+        lua_replace(k->L, k->base + 1 + k->m->node[n].slot);
+    }
+    k->depth++;
+    k->at[k->depth] = (short)(n >= 0 && is_object ? n : -1);
+    k->pending = -1;
+    return 1;
+}
+
+static int pk_end(void *ud, int is_object)
+{
+    psink *k = (psink *)ud;
+    if (k->building) {
+        if (!ls_end(&k->ls, is_object)) return 0;
+        if (k->ls.depth == 0) {
+            lua_replace(k->L, k->base + 1 + k->m->node[k->build_node].slot);
+            k->building = 0;
+        }
+        return 1;
+    }
+    k->depth--;
+    k->pending = -1;
+    return 1;
+}
+
+static int pk_key(void *ud, const char *s, size_t n)
+{
+    psink *k = (psink *)ud;
+    int p, c;
+    if (k->building) return ls_key(&k->ls, s, n);
+    k->pending = -1;
+    p = k->at[k->depth];
+    if (p < 0) return 1;
+    /* answers mostly come in the map's order: the search starts after the last match */
+    {
+        const pknode *node = k->m->node;
+        int first = node[p].child, start = k->hint[p] >= 0 ? k->hint[p] : first;
+        c = start;
+        do {
+            if (node[c].len == n && (n == 0 || (k->m->names[node[c].off] == s[0]
+                    && memcmp(k->m->names + node[c].off, s, n) == 0))) {
+                k->pending = c;
+                k->hint[p] = (short)(node[c].sibling >= 0 ? node[c].sibling : first);
+                return 1;
+            }
+            c = node[c].sibling >= 0 ? node[c].sibling : first;
+        } while (c != start);
+    }
+    return 1;
+}
+
+/* The node whose slot a scalar goes to (its value to be pushed), or -1. */
+static int pk_scalar(psink *k, const char *kind)
+{
+    int n;
+    if (k->depth == 0) { k->top = kind; return -1; }
+    n = pk_take(k);
+    return n >= 0 && k->m->node[n].slot ? n : -1;
+}
+
+static int pk_string(void *ud, const char *s, size_t len)
+{
+    psink *k = (psink *)ud;
+    int n;
+    if (k->building) return ls_string(&k->ls, s, len);
+    if ((n = pk_scalar(k, "string")) < 0) return 1;
+    lua_pushlstring(k->L, s, len);
+    lua_replace(k->L, k->base + 1 + k->m->node[n].slot);
+    return 1;
+}
+
+static int pk_number(void *ud, const char *s, size_t len, int is_int)
+{
+    psink *k = (psink *)ud;
+    int n;
+    if (k->building) return ls_number(&k->ls, s, len, is_int);
+    if ((n = pk_scalar(k, "number")) < 0) return 1;
+    if (k->m->all_text || k->m->node[n].text) lua_pushlstring(k->L, s, len);
+    else push_number(k->L, s, len, is_int);
+    lua_replace(k->L, k->base + 1 + k->m->node[n].slot);
+    return 1;
+}
+
+static int pk_literal(void *ud, int which)
+{
+    psink *k = (psink *)ud;
+    int n;
+    if (k->building) return ls_literal(&k->ls, which);
+    if ((n = pk_scalar(k, which == 0 ? "null" : "boolean")) < 0) return 1;
+    if (which == 0) {
+        if (k->m->null_absent) lua_pushnil(k->L);
+        else lua_pushlightuserdata(k->L, NULL);
+    } else {
+        lua_pushboolean(k->L, which == 2);
+    }
+    lua_replace(k->L, k->base + 1 + k->m->node[n].slot);
+    return 1;
+}
+
+static const pj_sink PICK_SINK = { pk_begin, pk_end, pk_key, pk_string, pk_number, pk_literal };
+
+/* core.json_pick(text, map); upvalue 1: the maps' metatable */
+static int l_json_pick(lua_State *L)
+{
+    size_t n;
+    const char *text = luaL_checklstring(L, 1, &n);
+    pkmap *m = (pkmap *)lua_touserdata(L, 2);
+    psink k;
+    pj_error e;
+    char small[2048];
+    char *scratch;
+    int i;
+    if (m == NULL || !lua_getmetatable(L, 2) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+        return luaL_argerror(L, 2, "a map from json_map expected");
+    lua_settop(L, 2);
+    if (!lua_checkstack(L, m->npaths + 8)) return luaL_error(L, "json_pick: no room on the Lua stack");
+    k.L = L;
+    k.m = m;
+    k.base = 2;
+    k.depth = 0;
+    k.pending = -1;
+    k.building = 0;
+    k.build_node = 0;
+    k.top = NULL;
+    k.at[0] = -1;
+    memset(k.seen, 0, (size_t)m->nnodes);
+    memset(k.hint, 0xff, sizeof(short) * (size_t)m->nnodes);
+    for (i = 0; i <= m->npaths; i++) lua_pushnil(L);
+    /* the built values' reader: json_decode's with the map's options */
+    k.ls.L = L;
+    k.ls.depth = 0;
+    k.ls.text_set = 0;
+    k.ls.all_text = m->all_text;
+    k.ls.null_idx = 0;
+    k.ls.dup_last = 1;
+    k.ls.err = NULL;
+    k.ls.kind[0] = 0;
+    k.ls.arr_text[0] = 0;
+    k.ls.count[0] = 0;
+    if (m->text_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, m->text_ref);
+        k.ls.text_set = lua_gettop(L);
+    } else {
+        lua_pushnil(L);
+    }
+    if (n < sizeof small) { scratch = small; lua_pushnil(L); }
+    else scratch = (char *)lua_newuserdata(L, n + 1);
+    if (!pj_parse(text, n, scratch, m->max_depth, &PICK_SINK, &k, &e)) {
+        lua_settop(L, 2);
+        lua_pushnil(L);
+        lua_pushfstring(L, "json: %s at byte %d", e.msg ? e.msg : (k.ls.err ? k.ls.err : "error"), (int)e.pos + 1);
+        lua_pushliteral(L, "invalid_json");
+        return 3;
+    }
+    lua_settop(L, 3 + m->npaths);
+    lua_pushstring(L, k.top);
+    lua_replace(L, 3);
+    return 1 + m->npaths;
+}
+
+static void register_pick(lua_State *L)
+{
+    lua_createtable(L, 0, 3);
+    lua_pushcfunction(L, pkmap_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushliteral(L, "paykit.json_map");
+    lua_setfield(L, -2, "__name");
+    lua_pushliteral(L, "paykit.json_map");
+    lua_setfield(L, -2, "__metatable");
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, l_json_map, 1);
+    lua_setfield(L, -3, "json_map");
+    lua_pushcclosure(L, l_json_pick, 1);
+    lua_setfield(L, -2, "json_pick");
+    lua_pushlightuserdata(L, (void *)&PK_OBJECT_TAG);
+    lua_setfield(L, -2, "json_object_mark");
+    lua_pushlightuserdata(L, (void *)&PK_ARRAY_TAG);
+    lua_setfield(L, -2, "json_array_mark");
 }
 
 /* ------------------------------------------------------------------ Lua: the writer */
@@ -1261,6 +1701,7 @@ void paykit_json_register(lua_State *L)
 
     lua_pushcfunction(L, l_json_decode);
     lua_setfield(L, -2, "json_decode");
+    register_pick(L);
 
     /* json_number with the markers' shared metatable */
     lua_createtable(L, 0, 3);

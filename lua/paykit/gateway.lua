@@ -30,6 +30,33 @@ local _M = {}
 -- tostring() of a result or a keep: a scrubbed rendering (paykit.redact.dump), never a secret.
 local Printed = { __tostring = function(t) return "paykit " .. redact.dump(t) end }
 
+-- A result whose `raw` is decoded on its first read: its answer's text (weak keys: the text
+-- goes with the result), and per reader options the metatable that decodes it.
+local RAW_TEXT = setmetatable({}, { __mode = "k" })
+local core_json_decode = require("paykit.core").json_decode
+local LAZY = setmetatable({}, { __mode = "k" })
+local LAZY_DEFAULT
+local function lazy_mt(opts)
+  local mt = opts and LAZY[opts] or (not opts and LAZY_DEFAULT)
+  if mt then return mt end
+  mt = {
+    __tostring = Printed.__tostring,
+    __index = function(r, k)
+      if k ~= "raw" then return nil end
+      local text = RAW_TEXT[r]
+      if text == nil then return nil end
+      RAW_TEXT[r] = nil
+      -- the text was read by the same reader before this result was made: it decodes
+      local v = core_json_decode(text, opts)
+      rawset(r, "raw", v)
+      setmetatable(r, Printed)
+      return v
+    end,
+  }
+  if opts then LAZY[opts] = mt else LAZY_DEFAULT = mt end
+  return mt
+end
+
 local STATUSES = { redirect = true, paid = true, failed = true, pending = true,
                    authorized = true, voided = true, refunded = true }
 _M.STATUSES = STATUSES
@@ -46,7 +73,12 @@ _M.STATUSES = STATUSES
 --   rendering (@{paykit.redact.dump})
 -- @raise for an unknown status
 -- @tparam[opt] boolean owned t is the caller's own fresh table: it becomes the result (no copy)
-function _M.result(t, owned)
+-- @tparam[opt] string raw_text the answer's JSON text: `result.raw` is then decoded from it
+--   on its first read (with `raw_opts`, `paykit.core.json_decode`'s options), exactly as the
+--   provider's reader decodes it; until then `pairs(result)` and `tostring(result)` do not
+--   show `raw` (nor the text: it is held outside the result)
+-- @tparam[opt] table raw_opts
+function _M.result(t, owned, raw_text, raw_opts)
   if not STATUSES[t.status] then error("gateway.result: unknown status " .. tostring(t.status), 2) end
   local r = t
   if not owned then
@@ -59,6 +91,10 @@ function _M.result(t, owned)
   if r.correlation_id == nil then r.correlation_id = correlation_id end
   -- printed, a result and its keep are scrubbed (the keep holds secrets: Moka's CodeForHash)
   if type(r.keep) == "table" and getmetatable(r.keep) == nil then setmetatable(r.keep, Printed) end
+  if raw_text ~= nil and r.raw == nil then
+    RAW_TEXT[r] = raw_text
+    return setmetatable(r, lazy_mt(raw_opts))
+  end
   return setmetatable(r, Printed)
 end
 

@@ -176,6 +176,53 @@ function _M.decode(text, opts)
   return v
 end
 
+--- The C reader's options of @{decode} for an `exact` choice (made once per set): what
+-- `paykit.core.json_decode(text, o)` takes to read as @{decode} does (a lazily decoded
+-- `result.raw` is read with them, `paykit.gateway.result`).
+-- @param exact a set of member names, true or nil
+-- @treturn table
+function _M.read_opts(exact)
+  if exact == true then return C_ALL end
+  if not exact then return C_BASE end
+  local o = c_opts[exact]
+  if not o then o = { duplicates = "last", text = exact }; c_opts[exact] = o end
+  return o
+end
+
+local core = require "paykit.core"
+local core_map, core_pick = core.json_map, core.json_pick
+
+--- Compiles the members an answer's reading needs, for @{pick} (`paykit.core.json_map`).
+-- @tparam table paths each a member name or a list of names from the top-level object down
+--   (`{"ResultCode", {"Data", "Url"}}`)
+-- @param[opt] exact as @{decode}'s `exact`: a set of member names whose numbers stay text, or true
+-- @treturn userdata the map
+-- @tparam[opt] boolean null_absent a null at a path is nil (not @{null}; inside a value
+--   built at a path it stays @{null})
+function _M.map(paths, exact, null_absent)
+  local null = null_absent and "absent" or nil
+  if exact == true then return core_map(paths, { numbers = "text", null = null }) end
+  return core_map(paths, { text = exact or nil, null = null })
+end
+
+--- Reads only what a map (@{map}) names, in one pass over the whole text
+-- (`paykit.core.json_pick`): the text is checked exactly as @{decode} checks it (the same
+-- errors, a repeated member name's last value wins) and nothing else is built.
+-- @function pick
+-- @tparam string text
+-- @tparam userdata map
+-- @treturn string the top-level value's kind: "object", "array", "string", "number", "boolean", "null"
+-- @return ... the value at each path, as @{decode} gives it (nil when absent); at a path that
+--   another goes below, the scalar itself or @{object_mark} / @{array_mark}
+-- @return[2] nil
+-- @return[2] string what is wrong and where
+_M.pick = core_pick
+
+--- What @{pick} gives at a path that another goes below when its value is an object.
+_M.object_mark = core.json_object_mark
+--- The same for an array.
+_M.array_mark = core.json_array_mark
+
 --- The Lua reader (what @{decode} was before the C one; kept for comparison in the specs).
 -- @tparam string text
 -- @tparam[opt] table opts `exact`
@@ -202,6 +249,18 @@ local encoder = gateway.json
 -- @treturn string
 -- @raise for a float, a function, ...
 function _M.encode(v) return encoder(v) end
+
+local core_encode = core.json_encode
+local default_encoder = gateway.json
+
+--- The default writer's text of v in one C call, or nil when a writer was set
+-- (@{set_encoder}) or when the C writer refuses v (then @{encode} says why).
+-- @param v the value
+-- @treturn ?string
+function _M.encode_quick(v)
+  if encoder ~= default_encoder then return nil end
+  return core_encode(v)
+end
 
 --- Replaces the writer (e.g. with a C one); nil restores the Lua writer.
 -- @tparam ?function fn fn(v) -> text

@@ -37,6 +37,7 @@ local core = require "paykit.core"
 local errors = require "paykit.errors"
 local redact = require "paykit.redact"
 local json = require "paykit.kit.json"
+local encode_quick = json.encode_quick
 
 local _M = {}
 
@@ -145,15 +146,18 @@ local function decode_opts(w)
   return o
 end
 
---- One call to the provider (see the module description).
+--- The request half of @{commit}: builds the URL, the JSON body and the headers, signs and
+-- sends. A provider that reads its answer in its own way (`paykit.kit.json.pick`) calls
+-- this, then @{answer} for anything its fast reading does not take.
 -- @tparam table self the instance
--- @tparam string op the operation's name ("get_seller"); errors say `provider.op`
--- @tparam table req the request
--- @return the decoded answer (true for an empty 2xx answer)
--- @treturn table info
+-- @tparam string op the operation's name
+-- @tparam table req the request (as @{commit}'s; it is completed in place and handed to
+--   paykit.http as it is, with `op`, `idempotent` and `own_headers` set)
+-- @treturn table res (paykit.http's answer)
+-- @treturn string the full operation name ("provider.op")
 -- @return[2] nil
 -- @return[2] err
-function _M.commit(self, op, req)
+function _M.send(self, op, req)
   -- an instance's own metatable names its provider (a proxy's is found by provider_of)
   local mt = getmetatable(self)
   local P = type(mt) == "table" and rawget(mt, "__kit") or _M.provider_of(self)
@@ -163,19 +167,26 @@ function _M.commit(self, op, req)
   if req.method == nil then req.method = req.body ~= nil and "POST" or "GET" end
   req.url = _M.url(self, req)
   local headers = req.headers
+  local own = false
   if type(req.body) == "table" then
-    local ok, text = pcall(json.encode, req.body)
-    if not ok then
-      return nil, errors.validation("body", "invalid", full_op .. ": cannot write the request as JSON: " .. tostring(text))
+    -- the default writer in one C call; anything it refuses (or another writer) as before
+    local text = encode_quick(req.body)
+    if text == nil then
+      local ok
+      ok, text = pcall(json.encode, req.body)
+      if not ok then
+        return nil, errors.validation("body", "invalid", full_op .. ": cannot write the request as JSON: " .. tostring(text))
+      end
     end
     req.body = text
     if headers == nil then
       headers = { ["Content-Type"] = "application/json", Accept = "application/json" }
+      own = true
     elseif headers["Content-Type"] == nil then
       headers["Content-Type"] = "application/json"
     end
   end
-  if headers == nil then headers = { Accept = "application/json" }
+  if headers == nil then headers = { Accept = "application/json" }; own = true
   elseif headers.Accept == nil then headers.Accept = "application/json" end
   req.headers = headers
   if w.sign then
@@ -186,11 +197,27 @@ function _M.commit(self, op, req)
   -- by default only the methods HTTP calls idempotent may be repeated (a POST or a PATCH,
   -- in any spelling, may charge)
   if idempotent == nil then idempotent = IDEMPOTENT_METHODS[req.method] == true end
-  local res, err = self.http:request {
-    method = req.method, url = req.url, body = req.body, headers = req.headers, op = full_op,
-    idempotent = idempotent,
-  }
+  -- paykit.http reads method, url, body, headers, op and idempotent of it (the fields of a
+  -- commit's request are none of its other options); headers made here are the call's own
+  req.op, req.idempotent, req.own_headers = full_op, idempotent, own or nil
+  local res, err = self.http:request(req)
   if not res then return nil, err end
+  return res, full_op
+end
+
+--- The answer half of @{commit}: decodes res's body and maps it (see the module description).
+-- @tparam table self the instance
+-- @tparam table res paykit.http's answer (from @{send})
+-- @tparam table req the request @{send} completed
+-- @return the decoded answer (true for an empty 2xx answer)
+-- @treturn table info
+-- @return[2] nil
+-- @return[2] err
+function _M.answer(self, res, req)
+  local mt = getmetatable(self)
+  local P = type(mt) == "table" and rawget(mt, "__kit") or _M.provider_of(self)
+  local w = P._decl.wire
+  local full_op = req.op
   local answer
   if res.body ~= nil and res.body ~= "" then
     local derr
@@ -211,7 +238,7 @@ function _M.commit(self, op, req)
       pmsg = res.body -- a plain-text answer, e.g. "Server Error"
     end
     return nil, _M.http_error { provider = P.name, title = P.title, op = full_op, status = res.status, url = req.url,
-      idempotent = idempotent, provider_code = pcode, provider_message = pmsg }
+      idempotent = req.idempotent, provider_code = pcode, provider_message = pmsg }
   end
   local success, message, code, authorization = true, nil, nil, nil
   if w.success_from then success = w.success_from(self, answer, res, full_op) and true or false end
@@ -220,6 +247,30 @@ function _M.commit(self, op, req)
   -- made in one go (no table growing member by member)
   return answer, { status = res.status, res = res, success = success, message = message, code = code,
     authorization = authorization }
+end
+
+--- The reader's options (`paykit.core.json_decode`'s) of the instance's answers: what
+-- @{answer} decodes with (a lazily decoded `result.raw` uses them, `paykit.gateway.result`).
+-- @tparam table self the instance
+-- @treturn table
+function _M.read_opts(self)
+  local mt = getmetatable(self)
+  local P = type(mt) == "table" and rawget(mt, "__kit") or _M.provider_of(self)
+  return json.read_opts(P._decl.wire.exact)
+end
+
+--- One call to the provider (see the module description): @{send}, then @{answer}.
+-- @tparam table self the instance
+-- @tparam string op the operation's name ("get_seller"); errors say `provider.op`
+-- @tparam table req the request
+-- @return the decoded answer (true for an empty 2xx answer)
+-- @treturn table info
+-- @return[2] nil
+-- @return[2] err
+function _M.commit(self, op, req)
+  local res, err = _M.send(self, op, req)
+  if not res then return nil, err end
+  return _M.answer(self, res, req)
 end
 
 return _M

@@ -217,13 +217,25 @@ M.map_status = mwire.map_status
 -- @treturn table the fields
 M.payment_info = mwire.payment_info
 
-local function payment_result(self, info, answer)
-  return kit.result {
+-- raw: the decoded answer, or (text) its JSON text, decoded when result.raw is first read.
+-- The amount is money.format's text already (what kit.result would format again).
+local READ_OPTS = kit.json.read_opts(mwire.exact)
+local function payment_result(self, info, answer, text)
+  return gateway.result({
     status = M.map_status(info.status), provider = PROVIDER, provider_reference = info.session_id,
     amount = mwire.amount(info.total_charged_amount, info.currency_code, self.amount_unit),
     currency = info.currency_code, code = info.status,
     message = "MoCoPay session " .. tostring(info.status), payment = info, raw = answer,
-  }
+  }, true, text, READ_OPTS)
+end
+
+local kwire = require "paykit.kit.wire"
+local pick = kit.json.pick
+-- payment_info of a pick, or nil when the answer is not a JSON object or array (kit.wire's
+-- reading then gives the error, as before)
+local function picked_info(kind, ...)
+  if kind ~= "object" and kind ~= "array" then return nil end
+  return mwire.payment_info_of(...)
 end
 
 local call_pairs -- (self, op, method, endpoint, pairs, idempotent), below Client:call
@@ -363,16 +375,34 @@ function Client:verify_payment(by)
   end
   local query = { { chosen, value } }
   if header then mwire.presign(query, header) end
-  local answer, err = call_pairs(self, "verifyPayment", "POST", self.verify_path, query, true)
-  if not answer then return nil, err end
-  local info = M.payment_info(answer)
+  -- a 200 answer is read through PAYMENT_MAP (the members payment_info reads, nothing else
+  -- built); result.raw is decoded from its text when read. Anything else: call_pairs' reading.
+  local req = { method = "POST", path = self.verify_path, query = query, body = "", idempotent = true,
+    url = nil, headers = nil, op = nil, own_headers = nil }
+  local res, err = kwire.send(self, "verifyPayment", req)
+  if not res then return nil, err end
+  local info, text, answer
+  if res.status == 200 and type(res.body) == "string" then
+    text = res.body
+    info = picked_info(pick(text, mwire.PAYMENT_MAP))
+  end
+  if not info then
+    text = nil
+    answer, err = kwire.answer(self, res, req)
+    if answer == nil then return nil, err end
+    if type(answer) ~= "table" or err.status ~= 200 then
+      return nil, errors.provider { code = "invalid_response", status = err.status, provider = PROVIDER,
+        op = PROVIDER .. ".verifyPayment", message = "MoCoPay verifyPayment answered HTTP " .. err.status .. " without a JSON object" }
+    end
+    info = M.payment_info(answer)
+  end
   local ok
   ok, err = answered_for(chosen, value, info)
   if not ok then
     self.log("warn", "mocopay verifyPayment answered for another " .. chosen)
     return nil, err
   end
-  return payment_result(self, info, answer)
+  return payment_result(self, info, answer, text)
 end
 
 --- The status of a payment (uniform flow): @{Client:verify_payment}.

@@ -153,6 +153,45 @@ function _M.payment_info(answer)
   }
 end
 
+--- The members of a verifyPayment answer @{payment_info} reads, for `paykit.kit.json.pick`
+-- (a null read as absent; the values come in this order, see @{payment_info_of}).
+_M.PAYMENT_MAP = json.map({ "sessionId", "requestId", "referenceId", "serviceCode", "pid", "type", "lang", "series",
+  "status", "currencyCode", "recurrent", "expiresIn", "timeInit", "timeAuthorized", "timeLastSuccessfullPayment",
+  "transactions", "chargedAmount", "failedAmount", "lastChargedAmount", "lastFailedAmount", "totalChargedAmount",
+  "totalFailedAmount", "endUser", { "endUser", "userId" }, { "endUser", "phone" }, { "endUser", "mcc" },
+  { "endUser", "mnc" } }, _M.exact, true)
+
+local object_mark, array_mark = json.object_mark, json.array_mark
+
+--- @{payment_info} of the values `paykit.kit.json.pick` read with @{PAYMENT_MAP}: the same
+-- table, field for field.
+-- @treturn table
+function _M.payment_info_of(session_id, request_id, reference_id, service_code, pid, typ, lang, series, status,
+    currency_code, recurrent, expires_in, time_init, time_authorized, time_last, txs, charged, failed, last_charged,
+    last_failed, total_charged, total_failed, eu, eu_user, eu_phone, eu_mcc, eu_mnc)
+  local transactions = {}
+  if type(txs) == "table" then
+    for i, t in ipairs(txs) do transactions[i] = t end
+  end
+  series, expires_in = int(series), int(expires_in)
+  return {
+    session_id = session_id, request_id = request_id, reference_id = reference_id,
+    service_code = service_code, pid = pid, type = typ, lang = lang, series = series,
+    status = status, currency_code = currency_code, recurrent = recurrent, expires_in = expires_in,
+    time_init = time_init, time_authorized = time_authorized, time_last_successful_payment = time_last,
+    transactions = transactions,
+    -- amounts are text (EXACT) or absent: amount_text only for what is neither
+    charged_amount = type(charged) == "string" and charged or amount_text(charged),
+    failed_amount = type(failed) == "string" and failed or amount_text(failed),
+    last_charged_amount = type(last_charged) == "string" and last_charged or amount_text(last_charged),
+    last_failed_amount = type(last_failed) == "string" and last_failed or amount_text(last_failed),
+    total_charged_amount = type(total_charged) == "string" and total_charged or amount_text(total_charged),
+    total_failed_amount = type(total_failed) == "string" and total_failed or amount_text(total_failed),
+    end_user = (eu == object_mark or eu == array_mark)
+      and { user_id = eu_user, phone = eu_phone, mcc = eu_mcc, mnc = eu_mnc } or nil,
+  }
+end
+
 --- An answer's amount as money for its currency (see the module description).
 -- @tparam string text the amount's text in the answer
 -- @tparam string currency the answer's currencyCode

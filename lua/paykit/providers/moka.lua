@@ -350,6 +350,9 @@ end
 -- ------------------------------------------------------------------------------------
 -- payments
 
+-- what start_3d reads of a good answer (kit.json.pick): the rest is decoded only for result.raw
+local START_3D = kit.json.map({ "ResultCode", { "Data", "Url" }, { "Data", "CodeForHash" } }, wire.EXACT)
+
 --- Starts a 3D Secure payment (DoDirectPaymentThreeD).
 -- Not retried once it may have been sent.
 -- @tparam table p the payment parameters (see the module description; `redirect_url` required)
@@ -360,23 +363,22 @@ end
 function Moka:start_3d(p)
   local req, info = R.payment(self, p, true)
   if not req then return nil, info end
-  local data, raw = wire.call(self, "start_3d", "/PaymentDealer/DoDirectPaymentThreeD", req, false)
-  if data == nil and errors.is(raw) then return nil, raw end
-  local link, cfh
-  if type(data) == "table" then link, cfh = denull(data.Url), denull(data.CodeForHash)
-  else link = data end
+  -- the answer is read through START_3D (Data.Url and Data.CodeForHash only: both are
+  -- strings only when Data is an object); result.raw is decoded from its text when read
+  local ok, text, link, cfh = wire.call_pick(self, "start_3d", "/PaymentDealer/DoDirectPaymentThreeD", req, false,
+    START_3D)
+  if not ok then return nil, text end
   if type(link) ~= "string" or link == "" or type(cfh) ~= "string" or cfh == "" then
     return nil, errors.provider { code = "moka.invalid_response", op = "moka.start_3d", provider = "moka",
       message = "Moka's 3D answer lacks Data.Url or Data.CodeForHash" }
   end
   -- info.amount is money.format's text of the checked request: the result takes it as it is
   return wire.result({
-    status = "redirect", redirect_url = link, method = "GET",
+    status = "redirect", provider = "moka", redirect_url = link, method = "GET",
     reference = info.reference, amount = info.amount, currency = info.currency,
     keep = { code_for_hash = cfh, reference = info.reference or "", amount = info.amount, currency = info.currency,
              pre_auth = info.pre_auth or nil },
-    raw = raw,
-  }, true)
+  }, true, text)
 end
 
 --- A direct payment without 3D Secure (DoDirectPayment).

@@ -27,6 +27,9 @@ local _M = {}
 _M.EXACT = { Amount = true, OrderAmount = true, UnitPrice = true, RefAmount = true, AuthAmount = true,
   PerInstallmentAmount = true, FirstInstallmentAmount = true, DealerCommissionAmount = true }
 
+-- what the kit's commit decodes Moka's answers with (a lazily decoded raw: the same)
+local READ_OPTS = json.read_opts(_M.EXACT)
+
 --- Nil for JSON null (either reader's) and nil, else v.
 -- @param v a decoded value
 -- @return v or nil
@@ -171,17 +174,66 @@ function _M.call(self, op, path, payload, idempotent)
   return _M.open(self, op, answer, info)
 end
 
+local pick = json.pick
+
+--- One authenticated call whose good answer is read through a map (`paykit.kit.json.map`)
+-- instead of decoded whole: on a 200 answer whose ResultCode is "Success" it returns true,
+-- the text of the answer (for a lazily decoded `result.raw`) and the values at the map's
+-- paths after its first, which must be "ResultCode"; anything else (an error, another status,
+-- a refusing or unreadable answer) is read as @{call} reads it and gives the same error.
+-- @tparam table self the instance
+-- @tparam string op
+-- @tparam string path
+-- @tparam table payload
+-- @tparam boolean idempotent
+-- @tparam userdata map from `paykit.kit.json.map` with `EXACT`, "ResultCode" first
+-- @return true
+-- @treturn string the answer's text
+-- @return ... the values at the map's other paths (up to 6)
+-- @return[2] nil
+-- @return[2] err
+function _M.call_pick(self, op, path, payload, idempotent, map)
+  local req = { method = "POST", path = path, body = _M.body(self, path, payload),
+    idempotent = idempotent and true or false, url = nil, headers = nil, op = nil, own_headers = nil }
+  local res, err = kwire.send(self, op, req)
+  if not res then
+    self.log("error", "moka." .. op .. " failed: " .. tostring(err))
+    return nil, _M.own(err)
+  end
+  local body = res.body
+  if res.status == 200 and type(body) == "string" then
+    local kind, rc, a, b, c, d, e, f = pick(body, map)
+    if kind == "object" and type(rc) == "string" and trim(rc) == "Success" then
+      if not self._auth_ok then self._auth_ok = true end
+      self.log("info", ok_lines[op])
+      return true, body, a, b, c, d, e, f
+    end
+  end
+  -- the general reading: its errors (the fast reading took only a good answer)
+  local answer, info = kwire.answer(self, res, req)
+  if answer == nil then
+    self.log("error", "moka." .. op .. " failed: " .. tostring(info))
+    return nil, _M.own(info)
+  end
+  local data, e2 = _M.open(self, op, answer, info)
+  if data == nil and e2 ~= answer then return nil, e2 end
+  -- a good answer the map did not take cannot be (the same text, the same test)
+  return nil, _M.invalid(op, "could not be read")
+end
+
 --- A result of Moka's (`paykit.kit.result`: its amount `money.format`ed). An amount that is
 -- not exact in its currency is left out (a comparison with it then fails closed), never a crash.
 -- @tparam table t the result's fields
 -- @treturn table the result
 -- @tparam[opt] boolean owned t is a fresh table of the caller's whose amount is already
 --   `money.format`ed (a checked request's): it becomes the result as it is (no copy, no re-format)
-function _M.result(t, owned)
+-- @tparam[opt] string raw_text the answer's text: `raw` decoded from it on first read
+--   (`paykit.gateway.result`)
+function _M.result(t, owned, raw_text)
   t.provider = "moka"
   -- formatted here once (what kit.result would do again), nil when not exact
   if t.amount ~= nil and not owned then t.amount = json.amount(t.amount, t.currency) end
-  return gateway.result(t, owned)
+  return gateway.result(t, owned, raw_text, raw_text and READ_OPTS or nil)
 end
 
 --- The error for a Success answer that lacks what paykit needs to read it.
