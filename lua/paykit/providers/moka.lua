@@ -152,6 +152,25 @@ P = kit.provider {
       if auth_json == nil then auth_json = require("paykit.core").json_raw(self._auth()) or false end
       return auth_json or nil
     end
+    -- the text of a body up to its request block ('{"<auth block>":{...},"<request block>":'),
+    -- per path, for the compiled request shapes (moka_request.payment_body); nil when the
+    -- credentials cannot be written (the ordered objects then go the writer's way)
+    local prefixes = {}
+    self._body_prefix = function(path)
+      local t = prefixes[path]
+      if t == nil then
+        local core = require "paykit.core"
+        local text = self._auth_json() and core.json_encode(self._auth())
+        if text then
+          local a, r = wire.blocks(path)
+          t = "{" .. core.json_encode(a) .. ":" .. text .. "," .. core.json_encode(r) .. ":"
+        else
+          t = false
+        end
+        prefixes[path] = t
+      end
+      return t or nil
+    end
     return self
   end,
 }
@@ -358,9 +377,10 @@ end
 -- @return[2] nil
 -- @return[2] a validation, transport or provider error
 function Moka:start_3d(p)
-  local req, info = R.payment(self, p, true)
+  local path = "/PaymentDealer/DoDirectPaymentThreeD"
+  local req, info = R.payment_body(self, p, true, path)
   if not req then return nil, info end
-  local data, raw = wire.call(self, "start_3d", "/PaymentDealer/DoDirectPaymentThreeD", req, false)
+  local data, raw = wire.call(self, "start_3d", path, req, false)
   if data == nil and errors.is(raw) then return nil, raw end
   local link, cfh
   if type(data) == "table" then link, cfh = denull(data.Url), denull(data.CodeForHash)
@@ -386,9 +406,10 @@ end
 -- @return[2] nil
 -- @return[2] a validation, transport or provider error
 function Moka:pay(p)
-  local req, info = R.payment(self, p, false)
+  local path = "/PaymentDealer/DoDirectPayment"
+  local req, info = R.payment_body(self, p, false, path)
   if not req then return nil, info end
-  local data, raw = wire.call(self, "pay", "/PaymentDealer/DoDirectPayment", req, false)
+  local data, raw = wire.call(self, "pay", path, req, false)
   if data == nil and errors.is(raw) then return nil, raw end
   local r, err = wire.inner("pay", data, info.pre_auth and "authorized" or "paid",
     { reference = info.reference, amount = info.amount, currency = info.currency, raw = raw },
