@@ -103,11 +103,10 @@ typedef struct {
 
 /* ------------------------------------------------------------------ buffer */
 
-static int sb_need(sbuf *b, size_t n)
+static int sb_grow(sbuf *b, size_t n)
 {
     size_t cap;
     char *np;
-    if (b->cap - b->len >= n) return 1;
     cap = b->cap ? b->cap : 2048;
     while (cap - b->len < n) {
         if (cap > SIZE_MAX / 2) return 0;
@@ -120,7 +119,12 @@ static int sb_need(sbuf *b, size_t n)
     return 1;
 }
 
-static int sb_put(sbuf *b, const char *s, size_t n)
+static inline int sb_need(sbuf *b, size_t n)
+{
+    return b->cap - b->len >= n || sb_grow(b, n);
+}
+
+static inline int sb_put(sbuf *b, const char *s, size_t n)
 {
     if (!sb_need(b, n)) return 0;
     memcpy(b->p + b->len, s, n);
@@ -163,6 +167,19 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
 
 static const char HEXD[] = "0123456789abcdef";
 
+/* 1 for the bytes written as they are without a look (printable ASCII but '"' and '\\'). */
+static const unsigned char PLAIN[256] = {
+#define R16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+    R16(0), R16(0),
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    R16(1), R16(1),
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    R16(1),
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, /* 0x70-0x7F: DEL looked at */
+    R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0), R16(0)
+#undef R16
+};
+
 /* Writes s as a JSON string exactly as json.c's writer does; 0 for invalid UTF-8 (or memory).
  * controls: 0 any control byte escaped; 1 none allowed (0x00-0x1F, 0x7F); 2 only tab, LF, CR.
  * *chars gets the number of characters. */
@@ -174,7 +191,7 @@ static int put_string(sbuf *b, const char *str, size_t n, int controls, size_t *
     b->p[b->len++] = '"';
     while (i < n) {
         size_t start = i;
-        while (i < n && s[i] >= 0x20 && s[i] < 0x7F && s[i] != '"' && s[i] != '\\') i++;
+        while (i < n && PLAIN[s[i]]) i++;
         count += i - start;
         if (i > start && !sb_put(b, (const char *)s + start, i - start)) return 0;
         if (i >= n) break;
@@ -930,7 +947,8 @@ static int write_members(lua_State *L, shape_t *s, int base, int nargs, sbuf *b,
 /* shape:write(p, prefix, ...) -> body, amount, currency | nil, field */
 static int l_write(lua_State *L)
 {
-    shape_t *s = (shape_t *)luaL_checkudata(L, 1, SHAPE_MT);
+    /* the shape: its metatable is this closure's upvalue (no registry lookup per call) */
+    shape_t *s = (shape_t *)lua_touserdata(L, 1);
     size_t plen;
     const char *prefix;
     int nargs, base, ok;
@@ -940,7 +958,10 @@ static int l_write(lua_State *L)
     size_t amount_len = 0, currency_len = 0;
     const char *currency = NULL;
     card_state card;
-    memset(&card, 0, sizeof card);
+    if (s == NULL || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+        return luaL_argerror(L, 1, "paykit.shape expected");
+    lua_pop(L, 1);
+    card.card_slot = 0;
     prefix = luaL_checklstring(L, 3, &plen);
     if (s->nmembers == 0) return luaL_error(L, "shape:write on a closed shape");
     if (lua_type(L, 2) != LUA_TTABLE || lua_getmetatable(L, 2)) return refuse(L, NULL);
@@ -1000,11 +1021,6 @@ static int sh_tostring(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg shape_methods[] = {
-    {"write", l_write},
-    {"close", sh_gc},
-    {NULL, NULL},
-};
 
 void paykit_shape_register(lua_State *L)
 {
@@ -1017,8 +1033,12 @@ void paykit_shape_register(lua_State *L)
 #endif
     lua_pushcfunction(L, sh_tostring);
     lua_setfield(L, -2, "__tostring");
-    lua_newtable(L);
-    luaL_setfuncs(L, shape_methods, 0);
+    lua_createtable(L, 0, 2);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, l_write, 1);
+    lua_setfield(L, -2, "write");
+    lua_pushcfunction(L, sh_gc);
+    lua_setfield(L, -2, "close");
     lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     lua_pushcfunction(L, l_shape);
