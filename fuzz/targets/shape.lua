@@ -57,8 +57,15 @@ local function money_ref(s)
 end
 
 local FIELDS = {
-  function(v, p) p.text = v; return utf8_ok(v) and not v:find("%c") and utf8.len(v) <= 20, '"T":"' .. (utf8_ok(v) and escaped(v) or "") .. '"' end,
-  function(v, p) p.lines = v; return utf8_ok(v) and not v:gsub("[\t\n\r]", ""):find("%c") and utf8.len(v) <= 20, '"L":"' .. (utf8_ok(v) and escaped(v) or "") .. '"' end,
+  function(v, p)
+    p.text = v
+    return utf8_ok(v) and not v:find("%c") and utf8.len(v) <= 20, '"T":"' .. (utf8_ok(v) and escaped(v) or "") .. '"'
+  end,
+  function(v, p)
+    p.lines = v
+    return utf8_ok(v) and not v:gsub("[\t\n\r]", ""):find("%c") and utf8.len(v) <= 20,
+      '"L":"' .. (utf8_ok(v) and escaped(v) or "") .. '"'
+  end,
   function(v, p) p.ip = v; return checks.is_ip(v), '"I":"' .. escaped(v) .. '"' end,
   function(v, p) p.url = v; return checks.is_http_url(v) and utf8_ok(v), '"U":"' .. (utf8_ok(v) and escaped(v) or "") .. '"' end,
   function(v, p) p.amount = v; local t = money_ref(v); return t ~= nil, '"A":' .. tostring(t) end,
