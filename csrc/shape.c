@@ -271,13 +271,14 @@ static int v6_groups(const char *s, size_t n, int allow_v4)
     if (n == 0) return 0;
     for (i = 0; i <= n; i++) {
         if (i == n || s[i] == ':') {
-            size_t fl = i - start, j;
+            size_t fl = i - start;
             const char *f = s + start;
             int dot = memchr(f, '.', fl) != NULL;
             if (allow_v4 && i == n && dot) {
                 if (!is_ipv4(f, fl)) return -1;
                 groups += 2;
             } else {
+                size_t j;
                 if (fl < 1 || fl > 4) return -1;
                 for (j = 0; j < fl; j++) if (!is_hex((unsigned char)f[j])) return -1;
                 groups++;
@@ -1001,7 +1002,8 @@ static int l_write(lua_State *L)
             lua_pushvalue(L, base - nargs + ca);
             lua_call(L, 0, 1);
             /* a clock that wrote another body (through this shape) took the buffer */
-            if (s->gen == gen && int_text(L, -1, &t) && year_month(s, t, &year, &month))
+            /* (read again after the call: lua_call may have changed it) */
+            if (*(volatile unsigned *)&s->gen == gen && int_text(L, -1, &t) && year_month(s, t, &year, &month))
                 ok = !(card.year < year || (card.year == year && card.month < month));
             lua_pop(L, 1);
         }
