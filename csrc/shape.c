@@ -945,6 +945,13 @@ static int write_members(lua_State *L, shape_t *s, int base, int nargs, sbuf *b,
     return 1;
 }
 
+/* Whether the shape at stack 1 wrote no other body since generation gen (its buffer holds ours). */
+static int still_mine(lua_State *L, unsigned gen)
+{
+    const shape_t *s = (const shape_t *)lua_touserdata(L, 1);
+    return s->gen == gen;
+}
+
 /* shape:write(p, prefix, ...) -> body, amount, currency | nil, field */
 static int l_write(lua_State *L)
 {
@@ -1003,7 +1010,7 @@ static int l_write(lua_State *L)
             lua_call(L, 0, 1);
             /* a clock that wrote another body (through this shape) took the buffer */
             /* (read again after the call: lua_call may have changed it) */
-            if (*(volatile unsigned *)&s->gen == gen && int_text(L, -1, &t) && year_month(s, t, &year, &month))
+            if (still_mine(L, gen) && int_text(L, -1, &t) && year_month(s, t, &year, &month))
                 ok = !(card.year < year || (card.year == year && card.month < month));
             lua_pop(L, 1);
         }
