@@ -417,11 +417,12 @@ static int parse_money(const char *s, size_t n, int exp, unsigned long long *out
 static size_t format_money(unsigned long long v, int exp, char *out)
 {
     char digits[24];
-    int n = 0, o = 0, z;
+    int n = 0, o = 0;
     unsigned long long u = v;
     do { digits[n++] = (char)('0' + (int)(u % 10)); u /= 10; } while (u != 0);
     /* digits reversed: most significant last */
     if (n <= exp) {
+        int z;
         out[o++] = '0';
         out[o++] = '.';
         for (z = 0; z < exp - n; z++) out[o++] = '0';
@@ -698,9 +699,10 @@ static int read_card(lua_State *L, shape_t *s, int idx, int cs, card_state *c)
     if (lua_type(L, idx) != LUA_TTABLE || lua_getmetatable(L, idx)) return 0;
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
-        int j, hit = -1;
+        int hit = -1;
         if (lua_type(L, -2) == LUA_TSTRING) {
             const char *k = lua_tostring(L, -2);
+            int j;
             for (j = 0; j < CK_COUNT; j++) if (s->keyptr[s->nkeys + j] == k) { hit = j; break; }
         }
         if (hit >= 0) lua_replace(L, cs + hit);
