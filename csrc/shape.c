@@ -1018,6 +1018,9 @@ static int l_write(lua_State *L)
         }
     }
     if (ok) lua_pushlstring(L, b->p, b->len);
+    /* the buffer keeps no card number or CVC between calls */
+    if (b->len) memset(b->p, 0, b->len);
+    b->len = 0;
     if (s->buf.cap > 65536) { free(s->buf.p); s->buf.p = NULL; s->buf.len = s->buf.cap = 0; } /* keep no big one */
     if (!ok) return refuse(L, bad ? bad->key : NULL);
     if (amount_len) lua_pushlstring(L, amount, amount_len); else lua_pushnil(L);
