@@ -26,9 +26,9 @@ end
 local call = lua_path
 if which == "fast" then
   call = function()
-    local body, info = R.payment_body(gw, p, true, path)
-    if type(body) ~= "string" then body = json.encode(body) end
-    return body, info
+    local body, amount, currency = R.payment_body(gw, p, true, path)
+    if type(body) ~= "string" then body = json.encode(wire.body(gw, path, body)) end
+    return body, amount, currency
   end
 end
 assert(call() == lua_path(), "the two paths wrote different bodies")

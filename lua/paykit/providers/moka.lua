@@ -378,8 +378,10 @@ end
 -- @return[2] a validation, transport or provider error
 function Moka:start_3d(p)
   local path = "/PaymentDealer/DoDirectPaymentThreeD"
-  local req, info = R.payment_body(self, p, true, path)
-  if not req then return nil, info end
+  local req, amount, currency = R.payment_body(self, p, true, path)
+  if not req then return nil, amount end
+  local reference, pre_auth = p.reference, p.pre_auth
+  pre_auth = pre_auth == true or pre_auth == 1
   local data, raw = wire.call(self, "start_3d", path, req, false)
   if data == nil and errors.is(raw) then return nil, raw end
   local link, cfh
@@ -389,12 +391,12 @@ function Moka:start_3d(p)
     return nil, errors.provider { code = "moka.invalid_response", op = "moka.start_3d", provider = "moka",
       message = "Moka's 3D answer lacks Data.Url or Data.CodeForHash" }
   end
-  -- info.amount is money.format's text of the checked request: the result takes it as it is
+  -- amount is money.format's text of the checked request: the result takes it as it is
   return wire.result({
     status = "redirect", redirect_url = link, method = "GET",
-    reference = info.reference, amount = info.amount, currency = info.currency,
-    keep = { code_for_hash = cfh, reference = info.reference or "", amount = info.amount, currency = info.currency,
-             pre_auth = info.pre_auth or nil },
+    reference = reference, amount = amount, currency = currency,
+    keep = { code_for_hash = cfh, reference = reference or "", amount = amount, currency = currency,
+             pre_auth = pre_auth or nil },
     raw = raw,
   }, true)
 end
@@ -407,12 +409,14 @@ end
 -- @return[2] a validation, transport or provider error
 function Moka:pay(p)
   local path = "/PaymentDealer/DoDirectPayment"
-  local req, info = R.payment_body(self, p, false, path)
-  if not req then return nil, info end
+  local req, amount, currency = R.payment_body(self, p, false, path)
+  if not req then return nil, amount end
+  local reference, pre_auth = p.reference, p.pre_auth
+  pre_auth = pre_auth == true or pre_auth == 1
   local data, raw = wire.call(self, "pay", path, req, false)
   if data == nil and errors.is(raw) then return nil, raw end
-  local r, err = wire.inner("pay", data, info.pre_auth and "authorized" or "paid",
-    { reference = info.reference, amount = info.amount, currency = info.currency, raw = raw },
+  local r, err = wire.inner("pay", data, pre_auth and "authorized" or "paid",
+    { reference = reference, amount = amount, currency = currency, raw = raw },
     { VirtualPosOrderId = "string" }, true)
   if not r then
     self.log("error", "moka.pay: " .. err.message)

@@ -283,12 +283,16 @@ _M.SHAPES = SHAPES
 -- is checked and written by one compiled shape (`paykit.core.shape`), giving the body's text;
 -- anything else, and every refusal, goes through @{payment}, which gives today's error (or
 -- the request object, for `paykit.providers.moka_wire.call` to wrap). Both give the same bytes.
+-- The rest of @{payment}'s info is the caller's to read from p (`reference = p.reference`,
+-- `pre_auth = p.pre_auth == true or p.pre_auth == 1`, `installments = p.installments or 1`):
+-- no table is made per call.
 -- @tparam table self the instance
 -- @tparam table p the payment parameters
 -- @tparam boolean three_d the 3D request
 -- @tparam string path the API path (the body's block names)
 -- @treturn string|table the body text, or the request object (a `paykit.gateway.object`)
--- @treturn table info as @{payment}
+-- @treturn string amount the checked amount (`money.format`'s text, "27.50")
+-- @treturn string currency the wire currency ("TL")
 -- @return[2] nil
 -- @return[2] a validation error naming the field
 function _M.payment_body(self, p, three_d, path)
@@ -299,14 +303,12 @@ function _M.payment_body(self, p, three_d, path)
       if p.card ~= nil then shape = three_d and SHAPES.card3d or SHAPES.card
       else shape = three_d and SHAPES.token3d or SHAPES.token end
       local body, amount, currency = shape:write(p, prefix, self.clock, self.currency, self.client_ip, self.software)
-      if body then
-        local pre = p.pre_auth
-        return body, { amount = amount, currency = currency, reference = p.reference,
-          installments = p.installments or 1, pre_auth = pre == true or pre == 1 }
-      end
+      if body then return body, amount, currency end
     end
   end
-  return _M.payment(self, p, three_d)
+  local req, info = _M.payment(self, p, three_d)
+  if not req then return nil, info end
+  return req, info.amount, info.currency
 end
 
 -- ------------------------------------------------------------------------------------
