@@ -6,6 +6,13 @@
 -- `paykit.providers.moka_checks` and builds the DoDirectPayment / DoDirectPaymentThreeD
 -- request object; the other functions are the builders the after-sale and stored-card
 -- operations (`paykit.providers.moka_ops`) share.
+--
+-- `payment_body(self, p, three_d, path)` is what `start_3d` and `pay` call: the usual request
+-- (card or card_token, 3D or direct, pre-auth or not) is checked and written as the whole
+-- body text by one compiled shape (`paykit.core.shape`, csrc/shape.c; `SHAPES`); the shape
+-- only writes what `payment` accepts, byte for byte, and for everything else (a refusal, a
+-- buyer, basket, customer or integrator_id, a metatable) `payment` runs and gives its error
+-- or request object. spec/core_shape_spec.lua holds the two to the same answers.
 -- @module paykit.providers.moka_request
 -- @usage
 --   local request = require "paykit.providers.moka_request"
