@@ -13,6 +13,7 @@ int luaopen_paykit_core(lua_State *L)
     paykit_httpparse_register(L);
     paykit_redis_register(L);
     paykit_json_register(L);
+    paykit_shape_register(L);
     paykit_wire_register(L);
     paykit_wire_loop_register(L);
     paykit_memory_register(L);

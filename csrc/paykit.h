@@ -17,6 +17,7 @@ void paykit_http_register(lua_State *L);
 void paykit_httpparse_register(lua_State *L);
 void paykit_redis_register(lua_State *L);
 void paykit_json_register(lua_State *L);
+void paykit_shape_register(lua_State *L);
 void paykit_wire_register(lua_State *L);
 void paykit_clock_register(lua_State *L);
 

@@ -152,6 +152,25 @@ P = kit.provider {
       if auth_json == nil then auth_json = require("paykit.core").json_raw(self._auth()) or false end
       return auth_json or nil
     end
+    -- the text of a body up to its request block ('{"<auth block>":{...},"<request block>":'),
+    -- per path, for the compiled request shapes (moka_request.payment_body); nil when the
+    -- credentials cannot be written (the ordered objects then go the writer's way)
+    local prefixes = {}
+    self._body_prefix = function(path)
+      local t = prefixes[path]
+      if t == nil then
+        local core = require "paykit.core"
+        local text = self._auth_json() and core.json_encode(self._auth())
+        if text then
+          local a, r = wire.blocks(path)
+          t = "{" .. core.json_encode(a) .. ":" .. text .. "," .. core.json_encode(r) .. ":"
+        else
+          t = false
+        end
+        prefixes[path] = t
+      end
+      return t or nil
+    end
     return self
   end,
 }
@@ -361,23 +380,25 @@ local START_3D = kit.json.map({ "ResultCode", { "Data", "Url" }, { "Data", "Code
 -- @return[2] nil
 -- @return[2] a validation, transport or provider error
 function Moka:start_3d(p)
-  local req, info = R.payment(self, p, true)
-  if not req then return nil, info end
+  local path = "/PaymentDealer/DoDirectPaymentThreeD"
+  local req, amount, currency = R.payment_body(self, p, true, path)
+  if not req then return nil, amount end
+  local reference, pre_auth = p.reference, p.pre_auth
+  pre_auth = pre_auth == true or pre_auth == 1
   -- the answer is read through START_3D (Data.Url and Data.CodeForHash only: both are
   -- strings only when Data is an object); result.raw is decoded from its text when read
-  local ok, text, link, cfh = wire.call_pick(self, "start_3d", "/PaymentDealer/DoDirectPaymentThreeD", req, false,
-    START_3D)
+  local ok, text, link, cfh = wire.call_pick(self, "start_3d", path, req, false, START_3D)
   if not ok then return nil, text end
   if type(link) ~= "string" or link == "" or type(cfh) ~= "string" or cfh == "" then
     return nil, errors.provider { code = "moka.invalid_response", op = "moka.start_3d", provider = "moka",
       message = "Moka's 3D answer lacks Data.Url or Data.CodeForHash" }
   end
-  -- info.amount is money.format's text of the checked request: the result takes it as it is
+  -- amount is money.format's text of the checked request: the result takes it as it is
   return wire.result({
     status = "redirect", provider = "moka", redirect_url = link, method = "GET",
-    reference = info.reference, amount = info.amount, currency = info.currency,
-    keep = { code_for_hash = cfh, reference = info.reference or "", amount = info.amount, currency = info.currency,
-             pre_auth = info.pre_auth or nil },
+    reference = reference, amount = amount, currency = currency,
+    keep = { code_for_hash = cfh, reference = reference or "", amount = amount, currency = currency,
+             pre_auth = pre_auth or nil },
   }, true, text)
 end
 
@@ -388,12 +409,15 @@ end
 -- @return[2] nil
 -- @return[2] a validation, transport or provider error
 function Moka:pay(p)
-  local req, info = R.payment(self, p, false)
-  if not req then return nil, info end
-  local data, raw = wire.call(self, "pay", "/PaymentDealer/DoDirectPayment", req, false)
+  local path = "/PaymentDealer/DoDirectPayment"
+  local req, amount, currency = R.payment_body(self, p, false, path)
+  if not req then return nil, amount end
+  local reference, pre_auth = p.reference, p.pre_auth
+  pre_auth = pre_auth == true or pre_auth == 1
+  local data, raw = wire.call(self, "pay", path, req, false)
   if data == nil and errors.is(raw) then return nil, raw end
-  local r, err = wire.inner("pay", data, info.pre_auth and "authorized" or "paid",
-    { reference = info.reference, amount = info.amount, currency = info.currency, raw = raw },
+  local r, err = wire.inner("pay", data, pre_auth and "authorized" or "paid",
+    { reference = reference, amount = amount, currency = currency, raw = raw },
     { VirtualPosOrderId = "string" }, true)
   if not r then
     self.log("error", "moka.pay: " .. err.message)

@@ -6,6 +6,13 @@
 -- `paykit.providers.moka_checks` and builds the DoDirectPayment / DoDirectPaymentThreeD
 -- request object; the other functions are the builders the after-sale and stored-card
 -- operations (`paykit.providers.moka_ops`) share.
+--
+-- `payment_body(self, p, three_d, path)` is what `start_3d` and `pay` call: the usual request
+-- (card or card_token, 3D or direct, pre-auth or not) is checked and written as the whole
+-- body text by one compiled shape (`paykit.core.shape`, csrc/shape.c; `SHAPES`); the shape
+-- only writes what `payment` accepts, byte for byte, and for everything else (a refusal, a
+-- buyer, basket, customer or integrator_id, a metatable) `payment` runs and gives its error
+-- or request object. spec/core_shape_spec.lua holds the two to the same answers.
 -- @module paykit.providers.moka_request
 -- @usage
 --   local request = require "paykit.providers.moka_request"
@@ -220,6 +227,95 @@ function _M.payment(self, p, three_d)
     put(r, "CustomerInformation", o)
   end
   return r, info
+end
+
+-- ------------------------------------------------------------------------------------
+-- the compiled shapes of the usual payment request (paykit.core.shape): one C call checks the
+-- parameters and writes the whole body; anything they do not take goes the Lua way above
+
+-- the extra arguments of shape:write: the instance's clock, currency, client_ip, software
+local A_CLOCK, A_CURRENCY, A_IP, A_SOFTWARE = 1, 2, 3, 4
+local function shape_members(card, three_d)
+  local m = {}
+  local function add(t) m[#m + 1] = t end
+  if card then
+    add { kind = "card", key = "card", clock = A_CLOCK,
+      names = { "CardHolderFullName", "CardNumber", "ExpMonth", "ExpYear", "CvcNumber" } }
+    add { name = "CardToken", kind = "empty", key = "card_token" }
+  else
+    for _, n in ipairs { "CardHolderFullName", "CardNumber", "ExpMonth", "ExpYear", "CvcNumber" } do
+      add { name = n, kind = "const", json = '""' }
+    end
+    add { name = "CardToken", kind = "token", key = "card_token", max = 64 }
+  end
+  add { name = "Amount", kind = "money", key = "amount", minor_key = "amount_minor", exponent = 2 }
+  add { name = "Currency", kind = "currency", key = "currency", arg = A_CURRENCY,
+    map = { TL = "TL", TRY = "TL", USD = "USD", EUR = "EUR", GBP = "GBP" } }
+  add { name = "InstallmentNumber", kind = "int", key = "installments", min = 0, max = 12, default = 1,
+    false_default = true, over = 1, over_currency = "TL" }
+  add { name = "ClientIP", kind = "ip", key = "client_ip", arg = A_IP }
+  add { name = "OtherTrxCode", kind = "text", key = "reference", max = 64 }
+  add { name = "SubMerchantName", kind = "text", key = "sub_merchant", max = 100 }
+  add { name = "IsPoolPayment", kind = "flag", key = "pool" }
+  add { name = "IsPreAuth", kind = "flag", key = "pre_auth" }
+  add { name = "IsTokenized", kind = "flag", key = "tokenize", falsy_only = not card }
+  add { name = "Software", kind = "text", key = "software", max = 30, arg = A_SOFTWARE }
+  add { name = "Description", kind = "text", key = "description", max = 200, multiline = true }
+  if three_d then
+    add { name = "ReturnHash", kind = "const", json = "1" }
+    add { name = "RedirectUrl", kind = "url", key = "redirect_url" }
+    add { name = "RedirectType", kind = "int", key = "redirect_type", min = 0, max = 1, default = 0 }
+  else
+    -- the payment fields a direct payment takes and does not send
+    add { kind = "ignore", key = "redirect_url" }
+    add { kind = "ignore", key = "redirect_type" }
+  end
+  return m
+end
+
+local core = require "paykit.core"
+local SHAPES = {}
+for _, card in ipairs { true, false } do
+  for _, three_d in ipairs { true, false } do
+    SHAPES[(card and "card" or "token") .. (three_d and "3d" or "")] =
+      core.shape { members = shape_members(card, three_d), suffix = "}" }
+  end
+end
+--- The compiled shapes of the usual payment request (`card3d`, `card`, `token3d`, `token`):
+-- `paykit.core.shape` values, for @{payment_body} and the differential spec.
+_M.SHAPES = SHAPES
+
+--- The payment request as the body to send: @{payment} and the body's blocks in one go.
+-- The usual request (a card or a card_token, no integrator_id, buyer, basket or customer)
+-- is checked and written by one compiled shape (`paykit.core.shape`), giving the body's text;
+-- anything else, and every refusal, goes through @{payment}, which gives today's error (or
+-- the request object, for `paykit.providers.moka_wire.call` to wrap). Both give the same bytes.
+-- The rest of @{payment}'s info is the caller's to read from p (`reference = p.reference`,
+-- `pre_auth = p.pre_auth == true or p.pre_auth == 1`, `installments = p.installments or 1`):
+-- no table is made per call.
+-- @tparam table self the instance
+-- @tparam table p the payment parameters
+-- @tparam boolean three_d the 3D request
+-- @tparam string path the API path (the body's block names)
+-- @treturn string|table the body text, or the request object (a `paykit.gateway.object`)
+-- @treturn string amount the checked amount (`money.format`'s text, "27.50")
+-- @treturn string currency the wire currency ("TL")
+-- @return[2] nil
+-- @return[2] a validation error naming the field
+function _M.payment_body(self, p, three_d, path)
+  if type(p) == "table" then
+    local prefix = self._body_prefix and self._body_prefix(path)
+    if prefix then
+      local shape
+      if p.card ~= nil then shape = three_d and SHAPES.card3d or SHAPES.card
+      else shape = three_d and SHAPES.token3d or SHAPES.token end
+      local body, amount, currency = shape:write(p, prefix, self.clock, self.currency, self.client_ip, self.software)
+      if body then return body, amount, currency end
+    end
+  end
+  local req, info = _M.payment(self, p, three_d)
+  if not req then return nil, info end
+  return req, info.amount, info.currency
 end
 
 -- ------------------------------------------------------------------------------------

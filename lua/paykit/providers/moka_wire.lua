@@ -75,6 +75,13 @@ local function blocks(path)
   return "PaymentDealerAuthentication", "PaymentDealerRequest"
 end
 
+--- The authentication and request block names of an API path.
+-- @tparam string path
+-- @treturn string the authentication block's name
+-- @treturn string the request block's name
+-- @function blocks
+_M.blocks = blocks
+
 -- path -> the body's shared member list {auth block name, request block name}
 local body_keys = {}
 
@@ -157,16 +164,25 @@ end
 -- @tparam table self the instance
 -- @tparam string op the operation name for logs and errors, e.g. "capture"
 -- @tparam string path the API path, e.g. "/PaymentDealer/DoCapture"
--- @tparam table payload the request block (a `paykit.gateway.object`)
+-- @tparam table|string payload the request block (a `paykit.gateway.object`), or the whole
+--   body as JSON text (`paykit.providers.moka_request.payment_body`'s)
 -- @tparam boolean idempotent whether a request that may have been sent can be retried
 -- @return Data of the answer (nil when null)
 -- @treturn table the decoded answer
 -- @return[2] nil
 -- @return[2] a transport, HTTP (the kit's vocabulary) or provider error
 function _M.call(self, op, path, payload, idempotent)
-  -- url and headers (set by commit) have their room from the start: no rehash per call
-  local answer, info = kwire.commit(self, op, { method = "POST", path = path, body = _M.body(self, path, payload),
-    idempotent = idempotent and true or false, url = nil, headers = nil })
+  local answer, info
+  if type(payload) == "string" then
+    -- the whole body already written (a compiled shape's): the headers commit gives a JSON body
+    answer, info = kwire.commit(self, op, { method = "POST", path = path, body = payload,
+      idempotent = idempotent and true or false, url = nil,
+      headers = { ["Content-Type"] = "application/json", Accept = "application/json" } })
+  else
+    -- url and headers (set by commit) have their room from the start: no rehash per call
+    answer, info = kwire.commit(self, op, { method = "POST", path = path, body = _M.body(self, path, payload),
+      idempotent = idempotent and true or false, url = nil, headers = nil })
+  end
   if answer == nil then
     self.log("error", "moka." .. op .. " failed: " .. tostring(info))
     return nil, _M.own(info)
@@ -184,7 +200,7 @@ local pick = json.pick
 -- @tparam table self the instance
 -- @tparam string op
 -- @tparam string path
--- @tparam table payload
+-- @tparam table|string payload the request object, or the whole body already written
 -- @tparam boolean idempotent
 -- @tparam userdata map from `paykit.kit.json.map` with `EXACT`, "ResultCode" first
 -- @return true
@@ -193,8 +209,15 @@ local pick = json.pick
 -- @return[2] nil
 -- @return[2] err
 function _M.call_pick(self, op, path, payload, idempotent, map)
-  local req = { method = "POST", path = path, body = _M.body(self, path, payload),
-    idempotent = idempotent and true or false, url = nil, headers = nil, op = nil, own_headers = nil }
+  local req
+  if type(payload) == "string" then
+    -- the whole body already written (a compiled shape's), as @{call} takes it
+    req = { method = "POST", path = path, body = payload, idempotent = idempotent and true or false, url = nil,
+      headers = { ["Content-Type"] = "application/json", Accept = "application/json" }, op = nil, own_headers = nil }
+  else
+    req = { method = "POST", path = path, body = _M.body(self, path, payload),
+      idempotent = idempotent and true or false, url = nil, headers = nil, op = nil, own_headers = nil }
+  end
   local res, err = kwire.send(self, op, req)
   if not res then
     self.log("error", "moka." .. op .. " failed: " .. tostring(err))
