@@ -675,9 +675,9 @@ function _M:request(req)
       end
     end
   else
-    -- room for four headers and the two paykit adds (correlation, json's): made at that
-    -- size in one go instead of growing 1, 2, 4, 8 (the nil fields take no entry)
-    headers = { a = nil, b = nil, c = nil, d = nil, e = nil, f = nil }
+    -- grown as the headers go in (a table made at another size would hand them to the
+    -- transport in another order: other bytes on the wire)
+    headers = {}
     if given then
       for k, v in pairs(given) do
         headers[k] = v
