@@ -60,6 +60,7 @@ static int flush_header(parser_t *ps)
         ps->cb_err = PE_NOMEM;
         return -1;
     }
+    ps->nhdrs++;
     ps->field.len = ps->value.len = 0;
     ps->in_value = 0;
     return 0;
@@ -117,6 +118,7 @@ static int on_message_complete(http_parser *hp)
         /* An interim response (100 Continue, 103 Early Hints): the final one follows. */
         ps->hdrs.len = ps->body.len = ps->field.len = ps->value.len = 0;
         ps->in_value = 0;
+        ps->nhdrs = 0;
         return 0;
     }
     if (flush_header(ps)) return -1; /* a trailer field, after a chunked body */
@@ -146,6 +148,7 @@ static void parser_start(parser_t *ps, int head)
     ps->hp.data = ps;
     ps->body.len = ps->hdrs.len = ps->field.len = ps->value.len = 0;
     ps->in_value = 0;
+    ps->nhdrs = 0;
     ps->head = head;
     ps->keepalive = 0;
     ps->status = 0;
@@ -231,20 +234,31 @@ int paykit_resp_feed(paykit_resp *ps, const char *data, size_t len)
 
 void paykit_resp_push_headers(lua_State *L, const paykit_resp *ps)
 {
-    size_t off = 0, k;
-    int t, n = 0;
-    /* made at its size (a name and a value per header: two NULs each): no rehash per header */
-    for (k = 0; k < ps->hdrs.len; k++)
-        n += ps->hdrs.p[k] == '\0';
-    lua_createtable(L, 0, n / 2);
+    size_t off = 0;
+    int t;
+    lua_createtable(L, 0, ps->nhdrs); /* sized once: no rehash as the names go in */
     t = lua_gettop(L);
     while (off < ps->hdrs.len) {
         const char *name = ps->hdrs.p + off;
         size_t nlen = strlen(name);
         const char *value = name + nlen + 1;
         size_t vlen = strlen(value);
+        size_t at = off, o = 0;
+        int seen = 0;
         off += nlen + 1 + vlen + 1;
+        while (o < at) { /* the same name earlier? (names are lowercase; a handful of them) */
+            const char *n2 = ps->hdrs.p + o;
+            size_t l2 = strlen(n2);
+            const char *v2 = n2 + l2 + 1;
+            if (l2 == nlen && memcmp(n2, name, nlen) == 0) { seen = 1; break; }
+            o += l2 + 1 + strlen(v2) + 1;
+        }
         lua_pushlstring(L, name, nlen);
+        if (!seen) { /* the common case: set at once, no lookup */
+            lua_pushlstring(L, value, vlen);
+            lua_rawset(L, t);
+            continue;
+        }
         paykit_addheader(L, t, value, vlen);
         lua_pop(L, 1);
     }

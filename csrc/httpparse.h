@@ -29,6 +29,7 @@ typedef struct paykit_resp {
     int head;    /* response to a HEAD request: no body whatever the headers say */
     int keepalive;
     int status;
+    int nhdrs;   /* entries in hdrs (to size the Lua table) */
     enum paykit_resp_state state;
     int cb_err;
     int closed;

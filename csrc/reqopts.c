@@ -63,8 +63,8 @@ int paykit_bad_header_text(const char *s, size_t n)
 {
     size_t i;
     for (i = 0; i < n; i++)
-        if (s[i] == '\r' || s[i] == '\n' || s[i] == '\0')
-            return 1;
+        if ((unsigned char)s[i] <= '\r' && (s[i] == '\r' || s[i] == '\n' || s[i] == '\0'))
+            return 1; /* one compare per ordinary byte */
     return 0;
 }
 

@@ -138,6 +138,7 @@ typedef struct {
     size_t max_response;
     int verify;
     char *cafile, *capath, *user_agent;
+    paykit_buf pre;             /* scratch: the headers wire writes before the caller's */
     char tls_err[200];
 } wire_t;
 
@@ -200,6 +201,7 @@ static void wire_free(wire_t *w)
         BIO_meth_free(w->bio);
         w->bio = NULL;
     }
+    paykit_buf_free(&w->pre);
     free(w->cafile);
     free(w->capath);
     free(w->user_agent);
@@ -244,8 +246,8 @@ static int conn_alive(conn *k)
 {
     struct pollfd p;
     int r;
-    if (k->ssl && SSL_pending(k->ssl) > 0)
-        return 0;
+    if (k->ssl && SSL_has_pending(k->ssl))
+        return 0; /* bytes read ahead or decrypted since the last answer */
     p.fd = k->fd;
     p.events = POLLIN;
     p.revents = 0;
@@ -372,6 +374,9 @@ static SSL_CTX *wire_ctx(wire_t *w)
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_ENABLE_PARTIAL_WRITE);
+    /* one recv per burst of records instead of a header read and a body read per record;
+     * what is read ahead shows in SSL_has_pending (conn_alive, do_recv) */
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_verify(ctx, w->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     if (w->cafile || w->capath) {
         if (SSL_CTX_load_verify_locations(ctx, w->cafile, w->capath) != 1) {
@@ -449,9 +454,29 @@ static void restart_fresh(wire_t *w, xfer *x)
     x->state = X_START;
 }
 
+/* "s|host|port" (no printf on the per-request path); n >= sizeof conn.key */
 static void conn_key(const xfer *x, char *key, size_t n)
 {
-    snprintf(key, n, "%c|%s|%s", x->tls ? 's' : 'p', x->host, x->port);
+    size_t hl = strlen(x->host), pl = strlen(x->port);
+    if (hl + pl + 3 >= n) { /* cannot happen: host <= MAX_HOST, port < 8 */
+        key[0] = '\0';
+        return;
+    }
+    key[0] = x->tls ? 's' : 'p';
+    key[1] = '|';
+    memcpy(key + 2, x->host, hl);
+    key[2 + hl] = '|';
+    memcpy(key + 3 + hl, x->port, pl + 1);
+}
+
+/* Writes v in decimal at p (at least 21 bytes); returns the number of digits. */
+static size_t put_decimal(char *p, unsigned long long v)
+{
+    char t[24];
+    size_t n = 0, i;
+    do { t[n++] = (char)('0' + v % 10); v /= 10; } while (v);
+    for (i = 0; i < n; i++) p[i] = t[n - 1 - i];
+    return n;
 }
 
 /* Opens the socket for the next address (state X_CONNECTING or X_HANDSHAKE/X_SEND), or fails. */
@@ -704,7 +729,7 @@ static void do_recv(wire_t *w, xfer *x)
             x->ok = 1;
             x->state = X_DONE;
             xfer_unregister(w, x);
-            if (x->resp.keepalive && !(x->k.ssl && SSL_pending(x->k.ssl) > 0))
+            if (x->resp.keepalive && !(x->k.ssl && SSL_has_pending(x->k.ssl)))
                 pool_put(w, &x->k);
             else
                 conn_close(&x->k);
@@ -798,6 +823,12 @@ static void advance(wire_t *w, xfer *x, int ready)
             do_send(w, x);
             if (x->state == X_DONE || (x->want && x->state == X_SEND))
                 return;
+            if (x->state == X_RECV) {
+                /* the request just went out: the answer is seldom there yet, so wait for it
+                 * (poll or epoll) instead of a read that would mostly fail with EAGAIN */
+                x->want = POLLIN;
+                return;
+            }
             break;
         case X_RECV:
             do_recv(w, x);
@@ -930,10 +961,10 @@ static const char *parse_url(const char *u, url_t *p)
         }
         if (port < 1 || port > 65535)
             return "a bad port";
-        snprintf(p->port, sizeof p->port, "%ld", port);
+        p->port[put_decimal(p->port, (unsigned long long)port)] = '\0';
         p->default_port = port == (p->tls ? 443 : 80);
     } else {
-        snprintf(p->port, sizeof p->port, "%s", p->tls ? "443" : "80");
+        memcpy(p->port, p->tls ? "443" : "80", p->tls ? 4 : 3);
         p->default_port = 1;
     }
     p->path = auth_end;
@@ -1068,38 +1099,41 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
     }
     if (x) {
         char num[32];
-        paykit_buf pre = { NULL, 0, 0 };
+        paykit_buf *pre = &w->pre; /* kept between requests: no allocation per request */
+        pre->len = 0;
         /* Host, User-Agent, Accept before the caller's headers, in libcurl's order */
         if (!hs.has_host) {
-            ADDS(&pre, "Host: ", &ok);
-            if (u.bracketed) ADDS(&pre, "[", &ok);
-            ADDS(&pre, x->host, &ok);
-            if (u.bracketed) ADDS(&pre, "]", &ok);
+            ADDS(pre, "Host: ", &ok);
+            if (u.bracketed) ADDS(pre, "[", &ok);
+            ADDS(pre, x->host, &ok);
+            if (u.bracketed) ADDS(pre, "]", &ok);
             if (!u.default_port) {
-                ADDS(&pre, ":", &ok);
-                ADDS(&pre, x->port, &ok);
+                ADDS(pre, ":", &ok);
+                ADDS(pre, x->port, &ok);
             }
-            ADDS(&pre, "\r\n", &ok);
+            ADDS(pre, "\r\n", &ok);
         }
         if (!hs.has_ua && w->user_agent) {
-            ADDS(&pre, "User-Agent: ", &ok);
-            ADDS(&pre, w->user_agent, &ok);
-            ADDS(&pre, "\r\n", &ok);
+            ADDS(pre, "User-Agent: ", &ok);
+            ADDS(pre, w->user_agent, &ok);
+            ADDS(pre, "\r\n", &ok);
         }
         if (!hs.has_accept)
-            ADDS(&pre, "Accept: */*\r\n", &ok);
-        if (ok && pre.len) {
+            ADDS(pre, "Accept: */*\r\n", &ok);
+        if (ok && pre->len) {
             size_t tail = x->out.len - hstart;
-            if (add(&x->out, pre.p, pre.len, &ok)) {
-                memmove(x->out.p + hstart + pre.len, x->out.p + hstart, tail);
-                memcpy(x->out.p + hstart, pre.p, pre.len);
+            if (add(&x->out, pre->p, pre->len, &ok)) {
+                memmove(x->out.p + hstart + pre->len, x->out.p + hstart, tail);
+                memcpy(x->out.p + hstart, pre->p, pre->len);
             }
         }
-        paykit_buf_free(&pre);
+        buf_recycle(pre);
         if ((has_body || strcmp(method, "POST") == 0) && !x->head) {
             /* as libcurl writes a POST body: its length, and a form type unless one is given */
-            snprintf(num, sizeof num, "Content-Length: %zu\r\n", body_len);
-            ADDS(&x->out, num, &ok);
+            size_t nl = put_decimal(num, (unsigned long long)body_len);
+            ADDS(&x->out, "Content-Length: ", &ok);
+            add(&x->out, num, nl, &ok);
+            ADDS(&x->out, "\r\n", &ok);
             if (!hs.has_ct)
                 ADDS(&x->out, "Content-Type: application/x-www-form-urlencoded\r\n", &ok);
         }
@@ -1119,7 +1153,7 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
 static int push_outcome(lua_State *L, xfer *x, int as_table)
 {
     if (x->ok) {
-        lua_createtable(L, 0, 3);
+        lua_createtable(L, 0, 5); /* room for paykit.http's request_id, correlation_id */
         lua_pushinteger(L, x->resp.status);
         lua_setfield(L, -2, "status");
         paykit_resp_push_headers(L, &x->resp);

@@ -384,22 +384,26 @@ end
 --- The C client that serves this transport's requests outside cosockets: one rule for a single
 -- request (@{send_once}) and for `paykit.loop` and `paykit.batch` (whose loop drives that client's
 -- transfers: `core.wire_loop` for the wire client, `core.http_loop` for libcurl's).
--- The wire client (@{wire_client}) unless libcurl is needed (`transport = "curl"`, a proxy
--- variable). Asked again with the code of the wire client's refusal of a URL it cannot use
--- (`unusable_url`, nothing sent): libcurl's client, which answers such URLs, except under
--- `transport = "wire"` (nil: the refusal stands); nil for any other code.
--- @tparam[opt] string refused the wire client's error code, on the second asking
--- @treturn ?paykit.core.wire_client|paykit.core.client the client
-function _M:client_for(refused)
-  if refused == nil then
+-- Asked with no arguments: the wire client (@{wire_client}) unless libcurl is needed
+-- (`transport = "curl"`, a proxy variable). Asked again with the client that failed and its
+-- outcome: the client to try instead, or nil when the failure stands. The only case with
+-- another client is the wire client's refusal of a URL it cannot use (code `unusable_url`,
+-- nothing sent): libcurl's client, which answers such URLs, except under
+-- `transport = "wire"`. Every other failure, and anything that may have been sent, stands.
+-- @tparam[opt] paykit.core.wire_client|paykit.core.client failed the client that failed
+-- @tparam[opt] string code its error code
+-- @tparam[opt] boolean maybe_sent whether the request may have left
+-- @treturn ?paykit.core.wire_client|paykit.core.client the client, nil: the failure stands
+function _M:client_for(failed, code, maybe_sent)
+  if failed == nil then
     local w = self.wire
     if w == nil then w = self:wire_client() end
     return w or self:core_client()
   end
-  if refused == "unusable_url" and self.transport ~= "wire" then
-    return self:core_client()
+  if code ~= "unusable_url" or maybe_sent or self.transport == "wire" or failed ~= self.wire then
+    return nil
   end
-  return nil
+  return self:core_client()
 end
 
 --- Closes the core clients made so far (a later request makes new ones).
@@ -456,9 +460,9 @@ function _M:send_once(req)
   end
   local c = self:client_for()
   local res, msg, code, maybe_sent = c:request(req)
-  if res or maybe_sent or code ~= "unusable_url" then return res, msg, code, maybe_sent end
-  local again = self:client_for(code)
-  if again == nil or again == c then return res, msg, code, maybe_sent end
+  if res then return res end
+  local again = self:client_for(c, code, maybe_sent)
+  if again == nil then return res, msg, code, maybe_sent end
   return again:request(req)
 end
 
@@ -575,16 +579,13 @@ local function pick(self, req, call, name)
   return num(v, name, nil)
 end
 
-local floor, mmax, mmin = math.floor, math.max, math.min
+local floor, mmin = math.floor, math.min
 local remember_ids, take_ids = errors.remember_ids, errors.take_ids
 local check_blocking = runtime.check_blocking
 local G = _G
 
--- Each call makes its own attempt table (what send_once gets): the transport keeps nothing of
--- a request (its body holds card data and credentials) once the call is over. On Lua 5.4 the
--- milliseconds of the last call's timeouts are kept and worked out again only when they
--- change; on LuaJIT working them out per attempt costs less.
-local REUSE = rawget(_G, "jit") == nil
+-- Each attempt makes its own request table (what send_once gets): the transport keeps nothing
+-- of a request (its body holds card data and credentials) once the call is over.
 
 -- The failure of an attempt as a paykit error (and its kind, whether it may have been sent
 -- and whether a retry is allowed). Only here is the URL redacted when nothing logs it.
@@ -674,6 +675,8 @@ function _M:request(req)
       end
     end
   else
+    -- grown as the headers go in (a table made at another size would hand them to the
+    -- transport in another order: other bytes on the wire)
     headers = {}
     if given then
       for k, v in pairs(given) do
@@ -719,7 +722,6 @@ function _M:request(req)
     stall_ms = milliseconds((send_timeout and read_timeout) and mmin(send_timeout, read_timeout)
       or send_timeout or read_timeout)
   end
-  local attempt_req = {}
 
   local attempt = 0
   local t0 = started
@@ -738,26 +740,16 @@ function _M:request(req)
     if timeout <= 0 then
       msg, code, maybe_sent = "deadline passed before the request could be sent", "connect_timeout", false
     else
-      local r = attempt_req
-      r.method, r.url, r.headers, r.body = method, url, headers, body
-      -- nil: the transport decides by method (GET, HEAD, OPTIONS); false: the transport
-      -- never sends it twice, whatever the connection does
-      r.idempotent = idempotent
-      if REUSE then
-        -- milliseconds: worked out again only when the seconds differ from the last call's
-        local ms = self.attempt_ms
-        if not ms or ms[1] ~= timeout or ms[2] ~= call_connect then
-          ms = { timeout, call_connect, mmax(1, floor(timeout * 1000)),
-                 mmax(1, floor((call_connect < timeout and call_connect or timeout) * 1000)) }
-          self.attempt_ms = ms
-        end
-        r.timeout, r.connect_timeout = ms[3], ms[4]
-      else
-        r.timeout = mmax(1, floor(timeout * 1000))
-        r.connect_timeout = mmax(1, floor((call_connect < timeout and call_connect or timeout) * 1000))
-      end
-      r.send_timeout, r.read_timeout, r.stall_timeout = send_ms, read_ms, stall_ms
-      res, msg, code, maybe_sent = self:send_once(r)
+      -- one constructor: the table is made at its full size (no rehash as fields go in).
+      -- idempotent nil: the transport decides by method (GET, HEAD, OPTIONS); false: the
+      -- transport never sends it twice, whatever the connection does
+      local ms = timeout * 1000
+      local cms = (call_connect < timeout and call_connect or timeout) * 1000
+      res, msg, code, maybe_sent = self:send_once {
+        method = method, url = url, headers = headers, body = body, idempotent = idempotent,
+        timeout = ms < 1 and 1 or floor(ms), connect_timeout = cms < 1 and 1 or floor(cms),
+        send_timeout = send_ms, read_timeout = read_ms, stall_timeout = stall_ms,
+      }
     end
     local elapsed = watched and clock() - t0
     if ctx then ctx.elapsed = elapsed end

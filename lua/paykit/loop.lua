@@ -172,9 +172,8 @@ local function start_transfer(self, t, req)
   local client = t.client_for and t:client_for() or t:core_client()
   if is_wire(client) then
     local id, outcome = self.wire:start(client, req)
-    if id or outcome.code ~= "unusable_url" or outcome.maybe_sent then return self.wire, id, outcome end
-    local again = t:client_for(outcome.code)
-    if not again or is_wire(again) then return self.wire, id, outcome end
+    local again = not id and t.client_for and t:client_for(client, outcome.code, outcome.maybe_sent)
+    if not again then return self.wire, id, outcome end
     client = again
   end
   return self.core, self.core:start(client, req)
