@@ -455,7 +455,8 @@ describe("paykit.cosocket failure codes", function()
   local function fake_ngx(jump_at)
     sent = false
     local sock = {
-      settimeout = function() end, getreusedtimes = function() return 0 end, close = function() end,
+      settimeout = function() end, settimeouts = function() end, getreusedtimes = function() return 0 end,
+      close = function() end,
       connect = function() if jump_at == "connect" then clock = clock + 60 end; return 1 end,
       send = function(_, data) sent = true; return #data end,
     }

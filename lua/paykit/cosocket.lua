@@ -1,6 +1,8 @@
 --- paykit.cosocket: the HTTP/1.1 client used inside nginx (OpenResty) request and timer
 -- phases, where blocking the worker on libcurl is not allowed. It speaks over ngx.socket.tcp,
--- parses the response with the C parser (core.http_response_parser, on libhttp-parser) and
+-- reads the usual answer (HTTP/1.1, whole head and Content-Length body in the first read, plain
+-- headers) with a few plain searches and parses every other one with the C parser
+-- (core.http_response_parser, on libhttp-parser), which alone decides what is malformed, and
 -- reuses connections through nginx's cosocket keep-alive pool.
 --
 -- Returns the same shape as the libcurl client: {status=, headers={lowercase = "v"}, body=}
@@ -248,6 +250,89 @@ local function give_parser(max_body, p)
   if #list < MAX_IDLE_PARSERS then list[#list + 1] = p else p:close() end
 end
 
+-- The usual answer read in one step, without the C parser: the status line and the headers of
+-- a whole head found in the first read, by plain searches. Only the plainest form is taken here
+-- (HTTP/1.1, a final status 200-599 other than 204 and 304, one Content-Length of digits within
+-- max_body, no Transfer-Encoding, a Connection of "close" or "keep-alive" or none, every header
+-- "Name: value" with a token name and a printable value without spaces at either end); anything
+-- else returns nil and the C parser (core.http_response_parser) reads the same bytes, so its
+-- checks and messages stay the only ones. Returns status, headers (lowercase names, a repeated
+-- name's values joined by ", " as the C parser does), the head's length, the Content-Length and
+-- whether the connection may be kept; or nil.
+local find, sub, lower, byte = string.find, string.sub, string.lower, string.byte
+
+-- Answer header names already seen, by name as sent: their lowercase form, or false for a name
+-- that is no token (a bounded cache, as NAME_OK: servers send few names). Only plain searches
+-- and byte tests run per answer (no patterns: LuaJIT compiles those, and not a pattern).
+local RESP_NAME = {}
+local resp_names = 0
+local function resp_name(name)
+  local l = RESP_NAME[name]
+  if l ~= nil then return l end
+  l = find(name, "^[!#$%%&'*+%-.^_`|~%w]+$") ~= nil and lower(name)
+  if resp_names >= 512 then RESP_NAME, resp_names = {}, 0 end
+  RESP_NAME[name], resp_names = l, resp_names + 1
+  return l
+end
+
+local function fast_head(data, max_body)
+  local e = find(data, "\r\n\r\n", 1, true)
+  if not e or sub(data, 1, 9) ~= "HTTP/1.1 " then return nil end
+  -- no NUL anywhere in the head
+  local nul = find(data, "\0", 1, true)
+  if nul and nul < e then return nil end
+  local d1, d2, d3, sp = byte(data, 10, 13)
+  -- 2xx-5xx, three digits and a space (1xx interim answers go to the C parser)
+  if not (d1 and d1 >= 50 and d1 <= 53 and d2 >= 48 and d2 <= 57 and d3 >= 48 and d3 <= 57 and sp == 32) then
+    return nil
+  end
+  local status = (d1 - 48) * 100 + (d2 - 48) * 10 + d3 - 48
+  if status == 204 or status == 304 then return nil end
+  -- every line ends in CRLF and holds no other CR or LF (a bare LF ends a line for the C parser)
+  local stop = find(data, "\r", 14, true)
+  if find(data, "\n", 14, true) ~= stop + 1 then return nil end
+  local headers, length, keep = {}, nil, true
+  local pos = stop + 2
+  while pos < e + 2 do
+    stop = find(data, "\r", pos, true)
+    if find(data, "\n", pos, true) ~= stop + 1 then return nil end
+    local colon = find(data, ":", pos, true)
+    if not colon or colon >= stop or colon == pos then return nil end
+    local name = resp_name(sub(data, pos, colon - 1))
+    if not name then return nil end
+    local vs = colon + 1
+    if byte(data, vs) == 32 then vs = vs + 1 end
+    -- a value: not empty, no space or tab at either end
+    if vs >= stop then return nil end
+    local first, last = byte(data, vs), byte(data, stop - 1)
+    if first == 32 or first == 9 or last == 32 or last == 9 then return nil end
+    local value = sub(data, vs, stop - 1)
+    if name == "content-length" then
+      if length or stop - vs > 15 then return nil end
+      length = 0
+      for i = vs, stop - 1 do
+        local d = byte(data, i)
+        if d < 48 or d > 57 then return nil end
+        length = length * 10 + d - 48
+      end
+      if length > max_body then return nil end
+    elseif name == "transfer-encoding" then
+      return nil
+    elseif name == "connection" then
+      local v = lower(value)
+      if v == "close" then keep = false elseif v ~= "keep-alive" then return nil end
+    end
+    local earlier = headers[name]
+    headers[name] = earlier and (earlier .. ", " .. value) or value
+    pos = stop + 2
+  end
+  if not length then return nil end
+  return status, headers, e + 4, length, keep
+end
+
+-- (internal, for spec/cosocket_head_spec.lua: the fast path next to the C parser)
+_M._fast_head = fast_head
+
 local function fail(sock, parser, message, code, maybe_sent)
   if parser then parser:close() end
   if sock then sock:close() end
@@ -275,29 +360,32 @@ local function exchange(ngx, c, method, request, deadline, replay, connect_timeo
 
   local left = deadline - ngx.now() * 1000
   if left <= 0 then return fail(sock, nil, "request timed out before connecting", "connect_timeout", false) end
-  sock:settimeout(max(1, min(connect_timeout, left)))
+  -- one settimeouts for connect, send and the first read: a connection from the pool is
+  -- taken without waiting, so nginx's clock (moved only by waits) still reads the same after it
+  set_waits(sock, max(1, min(connect_timeout, left)), send_timeout, read_timeout, left)
   local ok, err = sock:connect(u.host, u.port, c.pool_opts)
   if not ok then
     return fail(sock, nil, "connect to " .. u.authority .. " failed: " .. tostring(err), connect_code(err), false)
   end
   local reused = (sock:getreusedtimes() or 0) > 0
 
-  if u.tls and not reused then
-    left = deadline - ngx.now() * 1000
-    if left <= 0 then return fail(sock, nil, "request timed out during the TLS handshake", "connect_timeout", false) end
-    sock:settimeout(max(1, min(connect_timeout, left)))
-    local code
-    ok, err, code = handshake(sock, u.host, c.verify)
-    if not ok then
-      return fail(sock, nil, "TLS handshake with " .. u.authority .. " failed: " .. tostring(err), code, false)
+  if not reused then
+    if u.tls then
+      left = deadline - ngx.now() * 1000
+      if left <= 0 then return fail(sock, nil, "request timed out during the TLS handshake", "connect_timeout", false) end
+      sock:settimeout(max(1, min(connect_timeout, left)))
+      local code
+      ok, err, code = handshake(sock, u.host, c.verify)
+      if not ok then
+        return fail(sock, nil, "TLS handshake with " .. u.authority .. " failed: " .. tostring(err), code, false)
+      end
     end
+    left = deadline - ngx.now() * 1000
+    if left <= 0 then return fail(sock, nil, "request timed out before sending", "connect_timeout", false) end
+    -- send_timeout / read_timeout: the longest wait for one send / one read (nginx's
+    -- settimeouts), never past the whole call's deadline
+    set_waits(sock, connect_timeout, send_timeout, read_timeout, left)
   end
-
-  left = deadline - ngx.now() * 1000
-  if left <= 0 then return fail(sock, nil, "request timed out before sending", "connect_timeout", false) end
-  -- send_timeout / read_timeout: the longest wait for one send / one read (nginx's
-  -- settimeouts), never past the whole call's deadline
-  set_waits(sock, connect_timeout, send_timeout, read_timeout, left)
   local sent
   sent, err = sock:send(request)
   if not sent then
@@ -311,22 +399,41 @@ local function exchange(ngx, c, method, request, deadline, replay, connect_timeo
   end
 
   local max_body = c.max_response
-  local parser = take_parser(max_body, method == "HEAD")
+  local head = method == "HEAD"
+  local parser
   local got = 0
   local first = true
   while true do
     left = deadline - ngx.now() * 1000
     if left <= 0 then return fail(sock, parser, "request to " .. u.authority .. " timed out", "timeout", true) end
     if not first then set_waits(sock, connect_timeout, send_timeout, read_timeout, left) end
-    first = false
     local data, rerr = sock:receiveany(READ_SIZE)
     local done, perr, pcode
     if data then
+      if first and not head then
+        -- the usual answer, whole head in the first read: no parser (see fast_head)
+        local status, headers, body_at, length, keep = fast_head(data, max_body)
+        -- the whole answer in this read (else the loop below, whose every read is held to the
+        -- call's deadline: a body trickling in must not outlast it)
+        local have = status and #data - body_at + 1
+        if status and have >= length then
+          local body = have == length and sub(data, body_at) or sub(data, body_at, body_at + length - 1)
+          if have > length then keep = false end -- bytes beyond this answer: not a clean connection
+          if keep then
+            if not sock:setkeepalive(c.keepalive_timeout, c.pool_size) then sock:close() end
+          else
+            sock:close()
+          end
+          return { status = status, headers = headers, body = body }
+        end
+      end
+      if not parser then parser = take_parser(max_body, head) end
       got = got + #data
       done, perr, pcode = parser:feed(data)
     elseif rerr == "closed" then
       if got == 0 then
-        parser:close(); sock:close()
+        if parser then parser:close() end
+        sock:close()
         return nil, "connection closed by " .. u.authority .. " before any response", "recv", true,
           reused and replay
       end
@@ -338,6 +445,7 @@ local function exchange(ngx, c, method, request, deadline, replay, connect_timeo
     else
       return fail(sock, parser, "receiving from " .. u.authority .. " failed: " .. tostring(rerr), "recv", true)
     end
+    first = false
     if done == nil then
       return fail(sock, parser, perr .. " (from " .. u.authority .. ")", pcode, true)
     end

@@ -1,0 +1,83 @@
+-- In-nginx transport cost: the client nginx worker's CPU per call (os.clock, min and median of
+-- interleaved rounds) of a raw cosocket loop, the pool's own cost, paykit.cosocket.request,
+-- paykit.http and the whole provider call, all sending the captured request of
+-- build/bench/<scenario>-nginx.req (made by `bench/run nginx`). Run under nsrun:
+--   lua5.4 bench/nginx_cost.lua [scenario] [calls per round] [rounds] [modes]
+-- (modes: a comma list of bench/nginx_cost_client.lua's, default all)
+-- PAYKIT_COST_PORT: the first of the two ports (default 18846); PAYKIT_COST_CALLGRIND=1: instructions
+-- per call instead, the client nginx run in one process under callgrind (slow: use a few hundred calls)
+package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path
+local nginx = require "spec.support.nginx"
+local F = require "bench.fixtures"
+local scenario, n, rounds = arg[1] or "moka", tonumber(arg[2]) or 2000, tonumber(arg[3]) or 5
+local modes = arg[4] or "raw,rawpool,pool,cosocket,http,paykit"
+local P = tonumber(os.getenv("PAYKIT_COST_PORT") or 18846)
+local ROOT = nginx.root()
+local SERVER = [[
+  lua_shared_dict bench_cap 1m;
+  keepalive_requests 10000000;
+  keepalive_timeout 60s;
+  client_body_buffer_size 16k;
+  server {
+    listen 127.0.0.1:${PORT};
+    access_log off;
+    default_type application/json;
+    location = ${MOKA} { content_by_lua_block { require("bench.nginx_server").answer("moka") } }
+    location = ${MOCOPAY} { content_by_lua_block { require("bench.nginx_server").answer("mocopay") } }
+    location = ${ZIPPY} { content_by_lua_block { require("bench.nginx_server").answer("zippy") } }
+  }
+]]
+local CLIENT = [[
+  keepalive_timeout 600s;
+  lua_socket_keepalive_timeout 600s;
+  server {
+    listen 127.0.0.1:${CPORT};
+    access_log off;
+    location = /cost { content_by_lua_block { require("bench.nginx_cost_client").run("${ROOT}") } }
+  }
+]]
+local srv = nginx.start("cost", SERVER, { PORT = P, MOKA = F.moka_path, MOCOPAY = F.mocopay_path, ZIPPY = F.zippy_path })
+local function get(path)
+  local p = io.popen(string.format("curl -s --max-time 590 'http://127.0.0.1:%d%s'", P + 1, path))
+  local out = p:read("*a"); p:close(); return out
+end
+local function url(m, calls, r) return string.format("/cost?port=%d&n=%d&rounds=%d&scenario=%s&modes=%s", P, calls, r, scenario, m) end
+if os.getenv("PAYKIT_COST_CALLGRIND") then
+  -- instructions per call: the client nginx in one process under callgrind; per mode, the
+  -- counters are zeroed after a warm-up and dumped after n calls
+  local c = nginx.start("cost-client", CLIENT, { CPORT = P + 1, ROOT = ROOT, PORT = P + 1 })
+  local prefix = c.prefix
+  c:stop()
+  local conf = io.open(prefix .. "/nginx.conf"):read("*a"):gsub("daemon on;", "daemon off; master_process off;")
+  local f = io.open(prefix .. "/cg.conf", "w"); f:write(conf); f:close()
+  os.remove(prefix .. "/cg.out")
+  local pidf = prefix .. "/cg.pid"
+  os.execute(string.format("env -u LUA_PATH -u LUA_CPATH valgrind --tool=callgrind --smc-check=all-non-file --compress-strings=no --compress-pos=no "
+    .. "--callgrind-out-file=%s/cg.out.%%p nginx -p %s -c %s/cg.conf >%s/cg.log 2>&1 & echo $! > %s", prefix, prefix, prefix, prefix, pidf))
+  local vpid = io.open(pidf):read("*l")
+  for _ = 1, 300 do if get("/cost?port=" .. P .. "&n=1&rounds=1&modes=raw") ~= "" then break end; os.execute("sleep 0.2") end
+  for m in modes:gmatch("[^,]+") do
+    get(url(m, 300, 1))
+    os.execute("callgrind_control -z " .. vpid .. " >/dev/null 2>&1")
+    get(url(m, n, 1))
+    os.execute("callgrind_control -d " .. vpid .. " >/dev/null 2>&1")
+    local last = io.popen("ls -t " .. prefix .. "/cg.out.* | head -1"):read("*l")
+    local ir = tonumber((io.open(last):read("*a"):match("\nsummary: (%d+)")))
+    ir = ir and string.format("%.0f instructions per call", ir / n) or "?"
+    print(string.format("%-9s %s", m, ir))
+  end
+  os.execute("kill " .. vpid)
+  srv:stop()
+  return
+end
+local ok, cli = pcall(nginx.start, "cost-client", CLIENT, { CPORT = P + 1, ROOT = ROOT, PORT = P + 1 })
+if ok then
+  local load0 = io.open("/proc/loadavg"):read("*l")
+  local out = get(url(modes, n, rounds))
+  print(string.format("%s, %d calls x %d rounds, client worker CPU us per call (min, median); loadavg %s -> %s",
+    scenario, n, rounds, load0, io.open("/proc/loadavg"):read("*l")))
+  io.write(out)
+  cli:stop()
+end
+srv:stop()
+if not ok then error(cli, 0) end
