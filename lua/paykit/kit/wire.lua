@@ -152,7 +152,9 @@ end
 -- @tparam table self the instance
 -- @tparam string op the operation's name
 -- @tparam table req the request (as @{commit}'s; it is completed in place and handed to
---   paykit.http as it is, with `op`, `idempotent` and `own_headers` set)
+--   paykit.http as it is, with `op`, `idempotent` and `own_headers` set; `own_headers = true`
+--   on the way in says `headers` is a table made for this call, which paykit.http may then fill
+--   in place instead of copying)
 -- @treturn table res (paykit.http's answer)
 -- @treturn string the full operation name ("provider.op")
 -- @return[2] nil
@@ -167,7 +169,8 @@ function _M.send(self, op, req)
   if req.method == nil then req.method = req.body ~= nil and "POST" or "GET" end
   req.url = _M.url(self, req)
   local headers = req.headers
-  local own = false
+  -- a caller that made req.headers for this call says so (own_headers = true): not copied
+  local own = req.own_headers == true and headers ~= nil
   if type(req.body) == "table" then
     -- the default writer in one C call; anything it refuses (or another writer) as before
     local text = encode_quick(req.body)

@@ -177,7 +177,7 @@ function _M.call(self, op, path, payload, idempotent)
     -- the whole body already written (a compiled shape's): the headers commit gives a JSON body
     answer, info = kwire.commit(self, op, { method = "POST", path = path, body = payload,
       idempotent = idempotent and true or false, url = nil,
-      headers = { ["Content-Type"] = "application/json", Accept = "application/json" } })
+      headers = { ["Content-Type"] = "application/json", Accept = "application/json" }, own_headers = true })
   else
     -- url and headers (set by commit) have their room from the start: no rehash per call
     answer, info = kwire.commit(self, op, { method = "POST", path = path, body = _M.body(self, path, payload),
@@ -213,7 +213,7 @@ function _M.call_pick(self, op, path, payload, idempotent, map)
   if type(payload) == "string" then
     -- the whole body already written (a compiled shape's), as @{call} takes it
     req = { method = "POST", path = path, body = payload, idempotent = idempotent and true or false, url = nil,
-      headers = { ["Content-Type"] = "application/json", Accept = "application/json" }, op = nil, own_headers = nil }
+      headers = { ["Content-Type"] = "application/json", Accept = "application/json" }, op = nil, own_headers = true }
   else
     req = { method = "POST", path = path, body = _M.body(self, path, payload),
       idempotent = idempotent and true or false, url = nil, headers = nil, op = nil, own_headers = nil }
