@@ -187,6 +187,24 @@ describe("moka's compiled payment shapes", function()
     assert.equal(seen[2].idempotent, seen[1].idempotent)
   end)
 
+  it("leave the body to a writer set with kit.json.set_encoder", function()
+    local gw = gateway()
+    local seen, wrote = {}, 0
+    gw.http = { request = function(_, req) seen[#seen + 1] = req; return nil, "stop" end }
+    local p = { amount = "27.50", card = { number = PAN, exp_month = "09", exp_year = "2031", cvc = "123" },
+      client_ip = "203.0.113.7", redirect_url = "https://shop.example/r" }
+    gw:start_3d(p)
+    local lua_writer = require("paykit.gateway").json
+    json.set_encoder(function(v) wrote = wrote + 1; return lua_writer(v) end)
+    local ok, err = pcall(gw.start_3d, gw, p)
+    json.set_encoder(nil)
+    assert(ok, err)
+    assert.equal(1, wrote)
+    assert.equal(2, #seen)
+    assert.equal(seen[1].body, seen[2].body)
+    assert.is_true(json.default_writer())
+  end)
+
   it("name only a field when they refuse, never a card number or CVC, and print no secret", function()
     local gw = gateway()
     local prefix = gw._body_prefix(PATHS[true])

@@ -262,6 +262,11 @@ function _M.encode_quick(v)
   return core_encode(v)
 end
 
+--- Whether the default writer is in use (no @{set_encoder} writer): a provider that writes a
+-- body in C (a compiled `core.shape`) does so only then, so a writer that was set is used.
+-- @treturn boolean
+function _M.default_writer() return encoder == default_encoder end
+
 --- Replaces the writer (e.g. with a C one); nil restores the Lua writer.
 -- @tparam ?function fn fn(v) -> text
 function _M.set_encoder(fn) encoder = fn or gateway.json end

@@ -23,6 +23,7 @@ local money = require "paykit.money"
 local gateway = require "paykit.gateway"
 local checks = require "paykit.kit.checks"
 local C = require "paykit.providers.moka_checks"
+local kjson = require "paykit.kit.json"
 
 local _M = {}
 
@@ -305,7 +306,8 @@ _M.SHAPES = SHAPES
 function _M.payment_body(self, p, three_d, path)
   if type(p) == "table" then
     local prefix = self._body_prefix and self._body_prefix(path)
-    if prefix then
+    -- the body in C only with the default writer (a writer set with kit.json.set_encoder is used)
+    if prefix and kjson.default_writer() then
       local shape
       if p.card ~= nil then shape = three_d and SHAPES.card3d or SHAPES.card
       else shape = three_d and SHAPES.token3d or SHAPES.token end
