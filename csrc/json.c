@@ -61,6 +61,7 @@
 #include <string.h>
 #else
 #include "paykit.h"
+#include "jsontext.h"
 #include <math.h>
 #include <stdio.h>
 #endif
@@ -77,28 +78,8 @@
 
 /* ------------------------------------------------------------------ pure C core */
 
-/* Length (1-4) of the valid UTF-8 sequence at s (n bytes available), or 0. Strict RFC 3629:
- * no overlong forms, no surrogates (U+D800-DFFF), nothing above U+10FFFF. */
-PJ_API size_t pj_utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c < 0x80) return 1;
-    if (c < 0xC2) return 0; /* continuation byte or overlong 2-byte lead */
-    if (c < 0xE0) return (n >= 2 && (s[1] & 0xC0) == 0x80) ? 2 : 0;
-    if (c < 0xF0) {
-        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
-        if (c == 0xE0 && s[1] < 0xA0) return 0; /* overlong */
-        if (c == 0xED && s[1] >= 0xA0) return 0; /* surrogate */
-        return 3;
-    }
-    if (c < 0xF5) {
-        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
-        if (c == 0xF0 && s[1] < 0x90) return 0; /* overlong */
-        if (c == 0xF4 && s[1] >= 0x90) return 0; /* above U+10FFFF */
-        return 4;
-    }
-    return 0;
-}
+/* Length (1-4) of the valid UTF-8 sequence at s, or 0 (jsontext.h). */
+PJ_API size_t pj_utf8_len(const unsigned char *s, size_t n) { return paykit_utf8_len(s, n); }
 
 /* Length of the JSON number literal at the start of s (0 when there is none); *is_int is set
  * when it has neither a fraction nor an exponent. */
@@ -1065,7 +1046,6 @@ static int jw_fail(jwriter *w, const char *what)
     return 0;
 }
 
-static const char HEX[] = "0123456789abcdef";
 
 /* 1 for the bytes a string writes as they are without a look (printable ASCII but '"', '\\'). */
 static const unsigned char PLAIN[256] = {
@@ -1103,20 +1083,8 @@ static int jw_string(jwriter *w, const char *str, size_t n)
             continue;
         }
         {
-            char esc[6] = { '\\', 0, 0, 0, 0, 0 };
-            size_t en = 2;
-            switch (s[i]) {
-            case '"': esc[1] = '"'; break;
-            case '\\': esc[1] = '\\'; break;
-            case '\b': esc[1] = 'b'; break;
-            case '\f': esc[1] = 'f'; break;
-            case '\n': esc[1] = 'n'; break;
-            case '\r': esc[1] = 'r'; break;
-            case '\t': esc[1] = 't'; break;
-            default:
-                esc[1] = 'u'; esc[2] = '0'; esc[3] = '0'; esc[4] = HEX[s[i] >> 4]; esc[5] = HEX[s[i] & 15];
-                en = 6;
-            }
+            char esc[6];
+            size_t en = paykit_json_escape(s[i], esc);
             JB_PUT(w, esc, en);
             i++;
         }

@@ -49,6 +49,7 @@
  * or on the card table.
  */
 #include "paykit.h"
+#include "jsontext.h"
 #include <strings.h>
 #include <time.h>
 
@@ -144,28 +145,6 @@ static int sb_int(sbuf *b, long long v)
 /* ------------------------------------------------------------------ byte checks */
 
 /* Length (1-4) of the valid UTF-8 sequence at s (n bytes left), or 0 (RFC 3629, as json.c). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    if (c < 0x80) return 1;
-    if (c < 0xC2) return 0;
-    if (c < 0xE0) return (n >= 2 && (s[1] & 0xC0) == 0x80) ? 2 : 0;
-    if (c < 0xF0) {
-        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
-        if (c == 0xE0 && s[1] < 0xA0) return 0;
-        if (c == 0xED && s[1] >= 0xA0) return 0;
-        return 3;
-    }
-    if (c < 0xF5) {
-        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80) return 0;
-        if (c == 0xF0 && s[1] < 0x90) return 0;
-        if (c == 0xF4 && s[1] >= 0x90) return 0;
-        return 4;
-    }
-    return 0;
-}
-
-static const char HEXD[] = "0123456789abcdef";
 
 /* 1 for the bytes written as they are without a look (printable ASCII but '"' and '\\'). */
 static const unsigned char PLAIN[256] = {
@@ -196,7 +175,7 @@ static int put_string(sbuf *b, const char *str, size_t n, int controls, size_t *
         if (i > start && !sb_put(b, (const char *)s + start, i - start)) return 0;
         if (i >= n) break;
         if (s[i] >= 0x80) {
-            size_t k = utf8_seq(s + i, n - i);
+            size_t k = paykit_utf8_len(s + i, n - i);
             if (k == 0 || !sb_put(b, (const char *)s + i, k)) return 0;
             i += k;
             count++;
@@ -206,22 +185,11 @@ static int put_string(sbuf *b, const char *str, size_t n, int controls, size_t *
             if (controls) return 0;
             if (!sb_put(b, "\x7F", 1)) return 0;
         } else {
-            char esc[6] = { '\\', 0, 0, 0, 0, 0 };
-            size_t en = 2;
+            char esc[6];
+            size_t en;
             if (s[i] < 0x20 && controls == 1) return 0;
             if (s[i] < 0x20 && controls == 2 && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') return 0;
-            switch (s[i]) {
-            case '"': esc[1] = '"'; break;
-            case '\\': esc[1] = '\\'; break;
-            case '\b': esc[1] = 'b'; break;
-            case '\f': esc[1] = 'f'; break;
-            case '\n': esc[1] = 'n'; break;
-            case '\r': esc[1] = 'r'; break;
-            case '\t': esc[1] = 't'; break;
-            default:
-                esc[1] = 'u'; esc[2] = '0'; esc[3] = '0'; esc[4] = HEXD[s[i] >> 4]; esc[5] = HEXD[s[i] & 15];
-                en = 6;
-            }
+            en = paykit_json_escape(s[i], esc);
             if (!sb_put(b, esc, en)) return 0;
         }
         i++;
