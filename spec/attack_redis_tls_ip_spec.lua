@@ -13,24 +13,6 @@ local cjson = require "cjson"
 
 local PORT, REDIS_PORT, TLS_PORT, PW = 18967, 16590, 16591, "tls-ip-pw"
 
-local function sh(cmd) local ok, _, c = os.execute(cmd); if type(ok) == "number" then return ok == 0 end; return ok and c == 0 end
-
--- A CA and a server certificate for "localhost" only (no IP address in it), under build/test/.
-local function make_certs()
-  local dir = os.getenv("PWD") .. "/build/test/redis-tls-ip"
-  assert(sh("mkdir -p " .. dir))
-  local f = assert(io.open(dir .. "/server.ext", "w"))
-  f:write("subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"); f:close()
-  for _, cmd in ipairs {
-    "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=paykit redis CA' -addext basicConstraints=critical,CA:TRUE"
-      .. " -addext keyUsage=critical,keyCertSign,cRLSign -keyout " .. dir .. "/ca.key -out " .. dir .. "/ca.crt",
-    "openssl req -newkey rsa:2048 -nodes -subj '/CN=localhost' -keyout " .. dir .. "/server.key -out " .. dir .. "/server.csr",
-    "openssl x509 -req -days 2 -in " .. dir .. "/server.csr -CA " .. dir .. "/ca.crt -CAkey " .. dir .. "/ca.key"
-      .. " -CAcreateserial -extfile " .. dir .. "/server.ext -out " .. dir .. "/server.crt",
-  } do assert(sh(cmd .. " >/dev/null 2>&1"), cmd) end
-  return dir
-end
-
 local CONF = [=[
   lua_ssl_trusted_certificate ${CERTS}/ca.crt;
   lua_ssl_verify_depth 2;
@@ -52,7 +34,7 @@ local CONF = [=[
 describe("paykit.redis over TLS inside nginx, reached by an IP address", function()
   local srv, redis
   lazy_setup(function()
-    local certs = make_certs()
+    local certs = rs.tls_certs("redis-tls-ip")
     redis = rs.start { port = REDIS_PORT, password = PW, extra = {
       "tls-port " .. TLS_PORT, "tls-cert-file " .. certs .. "/server.crt", "tls-key-file " .. certs .. "/server.key",
       "tls-ca-cert-file " .. certs .. "/ca.crt", "tls-auth-clients no" } }

@@ -13,24 +13,6 @@ local CLUSTER = { 16475, 16476, 16477 }
 -- a second Redis that closes connections idle for 1 s (`timeout 1`), plain and TLS
 local IDLE_PORT, IDLE_TLS_PORT = 16472, 16473
 
-local function sh(cmd) local ok, _, c = os.execute(cmd); if type(ok) == "number" then return ok == 0 end; return ok and c == 0 end
-
--- A CA and a server certificate for "localhost" (Redis's TLS port), under build/test/.
-local function make_certs()
-  local dir = os.getenv("PWD") .. "/build/test/redis-tls"
-  assert(sh("mkdir -p " .. dir))
-  local f = assert(io.open(dir .. "/server.ext", "w"))
-  f:write("subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"); f:close()
-  for _, cmd in ipairs {
-    "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=paykit redis CA' -addext basicConstraints=critical,CA:TRUE"
-      .. " -addext keyUsage=critical,keyCertSign,cRLSign -keyout " .. dir .. "/ca.key -out " .. dir .. "/ca.crt",
-    "openssl req -newkey rsa:2048 -nodes -subj '/CN=localhost' -keyout " .. dir .. "/server.key -out " .. dir .. "/server.csr",
-    "openssl x509 -req -days 2 -in " .. dir .. "/server.csr -CA " .. dir .. "/ca.crt -CAkey " .. dir .. "/ca.key"
-      .. " -CAcreateserial -extfile " .. dir .. "/server.ext -out " .. dir .. "/server.crt",
-  } do assert(sh(cmd .. " >/dev/null 2>&1"), cmd) end
-  return dir
-end
-
 local CONF = [=[
   lua_shared_dict paykit_journal 4m;
   lua_shared_dict grants 1m;
@@ -58,7 +40,7 @@ describe("the journal inside nginx (4 workers)", function()
   lazy_setup(function()
     base = sb.start()
     cl = rs.cluster { ports = CLUSTER }
-    local certs = make_certs()
+    local certs = rs.tls_certs("redis-tls")
     redis = rs.start { port = REDIS_PORT, password = PW, extra = {
       "tls-port " .. TLS_PORT, "tls-cert-file " .. certs .. "/server.crt", "tls-key-file " .. certs .. "/server.key",
       "tls-ca-cert-file " .. certs .. "/ca.crt", "tls-auth-clients no" } }

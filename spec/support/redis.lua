@@ -133,4 +133,21 @@ function M.cluster(opts)
   return c
 end
 
+--- A CA and a server certificate for "localhost" only (no IP address in it), for a Redis TLS
+-- port, under build/test/<name>; returns the directory (ca.crt, server.crt, server.key).
+function M.tls_certs(name)
+  local dir = os.getenv("PWD") .. "/build/test/" .. name
+  assert(select(2, sh("mkdir -p " .. quote(dir))), "mkdir " .. dir)
+  local f = assert(io.open(dir .. "/server.ext", "w"))
+  f:write("subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"); f:close()
+  for _, cmd in ipairs {
+    "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj '/CN=paykit redis CA' -addext basicConstraints=critical,CA:TRUE"
+      .. " -addext keyUsage=critical,keyCertSign,cRLSign -keyout " .. dir .. "/ca.key -out " .. dir .. "/ca.crt",
+    "openssl req -newkey rsa:2048 -nodes -subj '/CN=localhost' -keyout " .. dir .. "/server.key -out " .. dir .. "/server.csr",
+    "openssl x509 -req -days 2 -in " .. dir .. "/server.csr -CA " .. dir .. "/ca.crt -CAkey " .. dir .. "/ca.key"
+      .. " -CAcreateserial -extfile " .. dir .. "/server.ext -out " .. dir .. "/server.crt",
+  } do assert(select(2, sh(cmd)), cmd) end
+  return dir
+end
+
 return M
