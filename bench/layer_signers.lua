@@ -71,9 +71,8 @@ do
     local chosen, value, header = "sessionId", s, nil
     if c.signer then header = c.signer:verify(c.verify_signed_path, chosen, s, c.header_prefix) end
     if not header then chosen, value = request.verify_key(s) end
-    local query = { { chosen, value } }
-    if header then mwire.presign(query, header) end
-    local req = { method = "POST", path = c.verify_path, query = query, body = "", headers = { Accept = "application/json" } }
+    local req = { method = "POST", path = c.verify_path, query = { { chosen, value } }, body = "",
+      headers = { Accept = "application/json", Signature = header } }
     req.url = wire.url(c, req)
     return mwire.sign(c, req)
   end)

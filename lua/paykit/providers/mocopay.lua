@@ -373,12 +373,11 @@ function Client:verify_payment(by)
     if not chosen then return nil, value end
     if fast then header = fast:verify(self.verify_signed_path, chosen, value, self.header_prefix) end
   end
-  local query = { { chosen, value } }
-  if header then mwire.presign(query, header) end
   -- a 200 answer is read through PAYMENT_MAP (the members payment_info reads, nothing else
   -- built); result.raw is decoded from its text when read. Anything else: call_pairs' reading.
-  local req = { method = "POST", path = self.verify_path, query = query, body = "", idempotent = true,
-    url = nil, headers = nil, op = nil, own_headers = nil }
+  -- The Signature header made above is this call's own (mocopay_wire.sign leaves it as it is).
+  local req = { method = "POST", path = self.verify_path, query = { { chosen, value } }, body = "", idempotent = true,
+    url = nil, headers = header and { Signature = header } or nil, op = nil, own_headers = header and true or nil }
   local res, err = kwire.send(self, "verifyPayment", req)
   if not res then return nil, err end
   local info, text, answer

@@ -30,28 +30,15 @@ local AMOUNTS = { charged_amount = "chargedAmount", failed_amount = "failedAmoun
 _M.exact = { amount = true }
 for _, api in pairs(AMOUNTS) do _M.exact[api] = true end
 
--- query list -> its Signature header value, made by the caller in the same C call as the
--- checks of its one key (weak keys: a list the kit never signs goes with it)
-local presigned = setmetatable({}, { __mode = "k" })
-
---- Registers the Signature header already made for a query list (verifyPayment's one key,
--- checked and signed in one C call): @{sign} then sets it for that very table (and only for it).
--- @tparam table query the request's query list
--- @tparam string header the Signature header's value
-function _M.presign(query, header) presigned[query] = header end
-
---- Signs a request: the `Signature` header, or the `signature` query parameter.
+--- Signs a request: the `Signature` header, or the `signature` query parameter. A request
+-- whose Signature header paykit's own call already made (verifyPayment's one key, checked and
+-- signed in one C call) is left as it is.
 -- @tparam table self the instance (its `sign` closure holds the secret)
 -- @tparam table req the request (`path`: the endpoint; `query`: the parameter pairs)
 -- @treturn boolean true
 function _M.sign(self, req)
-  local q = req.query
-  local pre = q and presigned[q]
-  if pre then -- signed already, with the checks of its one key (verify_payment)
-    presigned[q] = nil
-    req.headers.Signature = pre
-    return true
-  end
+  -- signed already by the caller, in the one C call that checked its key (verify_payment)
+  if self.signature_in ~= "param" and req.headers.Signature ~= nil then return true end
   local path = self.base_path .. req.path
   if self.signature_in == "param" then
     req.query[#req.query + 1] = { "signature", self.sign(path, req.query, self.signature_prefix or (self.api_key .. ":")) }
