@@ -36,13 +36,15 @@ DEB_PKGS = build-essential pkg-config lua5.4 liblua5.4-dev luajit2 libluajit2-5.
   lua-cjson lua-busted luarocks nginx libnginx-mod-http-lua lua-resty-core \
   libcurl4-openssl-dev libssl-dev libhttp-parser-dev curl wrk valgrind openssl chromium lua-ldoc lua-discount \
   lua-socket lua-sec lua5.1 lua-curl clang-14 libclang-rt-14-dev libhiredis-dev redis-server \
-  lua-luv lua-cqueues
+  lua-luv lua-cqueues lua-check strace
 # lua-discount: LDoc's Markdown (config.ld format = "discount").
 # lua-socket: a listener with a full backlog in the connect-timeout specs; lua-sec, lua5.1 and
 # lua-curl: the other Lua HTTP clients the benchmark compares with. clang-14 and
 # libclang-rt-14-dev: libFuzzer and the sanitizers for make fuzz. libhiredis-dev: the Redis
 # client of the C core (csrc/redis.c); redis-server: the store and journal specs start one.
-# lua-luv, lua-cqueues: the event loops paykit.loop.luv and paykit.loop.cqueues attach to (loop_spec).
+# lua-luv, lua-cqueues: the event loops paykit.loop.luv and paykit.loop.cqueues attach to (loop,
+# loop_adapters, examples, readme and docs specs). lua-check: luacheck, which spec/run runs.
+# strace: loop_spec reads the poll timeouts of one loop step.
 # node and npm (browser specs) come from Debian's nodejs/npm when the machine has no node.
 NODE_PKGS = nodejs npm
 
