@@ -263,10 +263,10 @@ describe("paykit.batch", function()
 
   it("gives a transport error to the one task whose request failed, after its retries", function()
     local t = http.new { retry = { attempts = 3, base_delay = 0.01, max_delay = 0.02 } }
-    -- two failing tasks, each waiting 0.4 s twice (random = 1: no jitter): with the backoff
-    -- sleeps yielded to the scheduler they wait side by side (~0.8 s), blocking they would
-    -- wait one after the other (~1.6 s)
-    local dead = http.new { retry = { attempts = 3, base_delay = 0.4, max_delay = 0.4 }, random = function() return 1 end }
+    -- two failing tasks, each waiting 0.6 s twice (random = 1: no jitter): with the backoff
+    -- sleeps yielded to the scheduler they wait side by side (~1.2 s), blocking they would
+    -- wait one after the other (~2.4 s); the bound leaves a loaded machine 0.8 s
+    local dead = http.new { retry = { attempts = 3, base_delay = 0.6, max_delay = 0.6 }, random = function() return 1 end }
     local attempts = 0
     dead.hooks.before = function() attempts = attempts + 1 end
     local started = http.now()
@@ -284,7 +284,7 @@ describe("paykit.batch", function()
       assert.equal("connect", errs[i].code)
     end
     assert.equal(6, attempts) -- a connection never made is retried: 3 attempts per task
-    assert.is_true(elapsed >= 0.75 and elapsed < 1.3, "the two tasks' backoff took " .. elapsed .. " s")
+    assert.is_true(elapsed >= 1.15 and elapsed < 2.0, "the two tasks' backoff took " .. elapsed .. " s")
     t:close(); dead:close()
   end)
 
