@@ -173,3 +173,23 @@ describe("gateway.shared_keys", function()
     assert.equal('{"A":3,"B":4}', gateway.json(o2))
   end)
 end)
+
+describe("gateway.result with the answer's text (raw decoded on first read)", function()
+  it("decodes each result's raw with its own reader options, whatever the order of the calls", function()
+    local as_text, dups = { numbers = "text" }, { duplicates = "last" }
+    local choices = { false, as_text, dups }
+    for i = 1, 60 do
+      -- readers interleaved (nil, numbers as text, last duplicate wins) in a generated order
+      local c = choices[(i * 7 + math.floor(i / 3)) % 3 + 1] or nil
+      local text = c == dups and '{"a":1,"a":' .. i .. '}' or '{"a":' .. i .. '.5}'
+      local r = gateway.result({ status = "paid" }, true, text, c)
+      local seen = {}
+      for k in pairs(r) do seen[#seen + 1] = k end
+      assert.are.same({ "status" }, seen)
+      if c == as_text then assert.are.equal(i .. ".5", r.raw.a)
+      elseif c == dups then assert.are.equal(i, r.raw.a)
+      else assert.are.equal(i + 0.5, r.raw.a) end
+      assert.are.equal(r.raw, r.raw)
+    end
+  end)
+end)

@@ -36,9 +36,11 @@ local RAW_TEXT = setmetatable({}, { __mode = "k" })
 local core_json_decode = require("paykit.core").json_decode
 local LAZY = setmetatable({}, { __mode = "k" })
 local LAZY_DEFAULT
+-- the options and metatable of the last lazy result (one reader's, call after call)
+local last_opts, last_mt
 local function lazy_mt(opts)
   local mt = opts and LAZY[opts] or (not opts and LAZY_DEFAULT)
-  if mt then return mt end
+  if mt then last_opts, last_mt = opts, mt; return mt end
   mt = {
     __tostring = Printed.__tostring,
     __index = function(r, k)
@@ -54,6 +56,7 @@ local function lazy_mt(opts)
     end,
   }
   if opts then LAZY[opts] = mt else LAZY_DEFAULT = mt end
+  last_opts, last_mt = opts, mt
   return mt
 end
 
@@ -93,7 +96,7 @@ function _M.result(t, owned, raw_text, raw_opts)
   if type(r.keep) == "table" and getmetatable(r.keep) == nil then setmetatable(r.keep, Printed) end
   if raw_text ~= nil and r.raw == nil then
     RAW_TEXT[r] = raw_text
-    return setmetatable(r, lazy_mt(raw_opts))
+    return setmetatable(r, (last_mt and raw_opts == last_opts) and last_mt or lazy_mt(raw_opts))
   end
   return setmetatable(r, Printed)
 end

@@ -226,7 +226,7 @@ function _M.call_pick(self, op, path, payload, idempotent, map)
   local body = res.body
   if res.status == 200 and type(body) == "string" then
     local kind, rc, a, b, c, d, e, f = pick(body, map)
-    if kind == "object" and type(rc) == "string" and trim(rc) == "Success" then
+    if kind == "object" and (rc == "Success" or (type(rc) == "string" and trim(rc) == "Success")) then
       if not self._auth_ok then self._auth_ok = true end
       self.log("info", ok_lines[op])
       return true, body, a, b, c, d, e, f
