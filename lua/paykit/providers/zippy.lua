@@ -257,6 +257,7 @@ end
 -- ext_transaction_id unique, a repeat could start a second one. `unique`: the
 -- ext_transaction_id carries purchase's random part, no claim is needed. `text`: the body's
 -- JSON already written (request.transaction_json), else the table is written by the kit.
+local kwire_commit = require("paykit.kit.wire").commit
 local function post_transaction(self, body, field, unique, text)
   if not unique then
     local err = request.claim_reference(self.references, body, field)
@@ -265,9 +266,12 @@ local function post_transaction(self, body, field, unique, text)
   if text == nil then
     return self:call("POST", "/transactions", { body = body, op = "create_transaction", idempotent = false })
   end
-  -- what call does, with the body's text and the headers the kit gives a JSON body
-  local answer, info = self:commit("create_transaction", { method = "POST", path = "/transactions", body = text,
-    headers = { ["Content-Type"] = "application/json", Accept = "application/json" }, idempotent = false })
+  -- what call does, with the body's text and the headers the kit gives a JSON body: the kit's
+  -- commit itself (gw:commit only refuses unknown fields, and this table has none), the
+  -- headers made for this call (own_headers: paykit.http fills them in place, no copy)
+  local answer, info = kwire_commit(self, "create_transaction", { method = "POST", path = "/transactions", body = text,
+    headers = { ["Content-Type"] = "application/json", Accept = "application/json" }, idempotent = false,
+    own_headers = true })
   if answer == nil then return nil, info end
   return answer
 end
