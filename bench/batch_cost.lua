@@ -61,7 +61,8 @@ local function ir_of(prefix, lua, scenario, mode, amount)
   capture(table.concat({ prefix or "", "valgrind --tool=callgrind --callgrind-out-file=" .. q(file), lua, "bench/calls.lua",
     scenario, mode, q(BASE), amount, 64, "''" }, " "))
   local out = capture("callgrind_annotate " .. q(file) .. " 2>/dev/null | grep -m1 'PROGRAM TOTALS'")
-  os.remove(file)
+  local keep = os.getenv("BATCH_COST_KEEP") -- a path: the last profile is kept there (callgrind_annotate it)
+  if keep then os.rename(file, keep) else os.remove(file) end
   return tonumber((out:match("([%d,]+)%s+%(?[%d.]*%%?%)?%s*PROGRAM TOTALS") or out:match("([%d,]+)") or ""):gsub(",", ""), nil)
 end
 
