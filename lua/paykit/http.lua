@@ -580,6 +580,7 @@ local function pick(self, req, call, name)
 end
 
 local floor, mmin = math.floor, math.min
+local send_once = _M.send_once
 local remember_ids, take_ids = errors.remember_ids, errors.take_ids
 local check_blocking = runtime.check_blocking
 local G = _G
@@ -745,11 +746,28 @@ function _M:request(req)
       -- transport never sends it twice, whatever the connection does
       local ms = timeout * 1000
       local cms = (call_connect < timeout and call_connect or timeout) * 1000
-      res, msg, code, maybe_sent = self:send_once {
+      local r = {
         method = method, url = url, headers = headers, body = body, idempotent = idempotent,
         timeout = ms < 1 and 1 or floor(ms), connect_timeout = cms < 1 and 1 or floor(cms),
-        send_timeout = send_ms, read_timeout = read_ms, stall_timeout = stall_ms,
       }
+      -- the per-attempt waits only when set (absent and nil are the same to every transport;
+      -- a constructor with them always made a table twice the size)
+      if send_ms then r.send_timeout = send_ms end
+      if read_ms then r.read_timeout = read_ms end
+      if stall_ms then r.stall_timeout = stall_ms end
+      if in_ngx or runtime.schedulers_installed ~= 0 or self.send_once ~= send_once then
+        res, msg, code, maybe_sent = self:send_once(r)
+      else
+        -- send_once inline (outside nginx, no scheduler anywhere, send_once not replaced):
+        -- the same client_for rule, the same calls, without the three calls that find it
+        local c = self.wire
+        if not c then c = self:client_for() end
+        res, msg, code, maybe_sent = c:request(r)
+        if not res then
+          local again = self:client_for(c, code, maybe_sent)
+          if again ~= nil then res, msg, code, maybe_sent = again:request(r) end
+        end
+      end
     end
     local elapsed = watched and clock() - t0
     if ctx then ctx.elapsed = elapsed end
