@@ -34,7 +34,10 @@ local CELLS = {
     err = { "transport", "tls_verify" }, retryable = false },
   { "tls_wronghost", url = "https://localhost:" .. P.wronghost, sent = false, port = P.wronghost,
     err = { "transport", "tls_verify" }, retryable = false },
-  { "reset_before", err = { "transport", "recv" } },
+  -- the server reads the whole request and resets: libcurl mostly reports the receive that
+  -- failed, now and then (a loaded machine) the poll of its send phase; either way the request
+  -- may have arrived (maybe_sent), a charging call is not retried and reached the server once
+  { "reset_before", err = { "transport", "recv" }, code_also = { libcurl = "send" } },
   { "reset_mid", err = { "transport", "recv" } },
   { "hang", err = { "timeout", "timeout" } },
   { "trickle", err = { "timeout", "timeout" } },
@@ -110,6 +113,7 @@ local function expect(cell, call, path)
   end
   e.kind = err[1]
   e.code = type(err[2]) == "table" and err[2][path] or err[2]
+  e.code_also = cell.code_also and cell.code_also[path] -- another code this path may report
   if cell.sent == false then
     e.requests = 0
     e.retryable = cell.retryable
@@ -151,7 +155,7 @@ local function check(cell, call, path, out, log)
   else
     assert.is_false(o.ok, what)
     assert.are.equal(e.kind, o.kind, what)
-    assert.are.equal(e.code, o.code, what)
+    if e.code_also == nil or o.code ~= e.code_also then assert.are.equal(e.code, o.code, what) end
     if e.sent ~= nil and (o.kind == "transport" or o.kind == "timeout") then
       assert.are.equal(e.sent, o.maybe_sent, "maybe sent: " .. what)
     end
