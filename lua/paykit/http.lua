@@ -448,6 +448,19 @@ end
 -- @return[2] string message
 -- @return[2] string code (see `paykit.core` client:request)
 -- @return[2] boolean maybe_sent
+-- A request on the client client_for picks, and once more on the fallback client_for names
+-- for the failure (send_once's last step, and request's own first try outside nginx with no
+-- scheduler).
+local function send_direct(self, req)
+  local c = self.wire
+  if not c then c = self:client_for() end
+  local res, msg, code, maybe_sent = c:request(req)
+  if res then return res end
+  local again = self:client_for(c, code, maybe_sent)
+  if again == nil then return res, msg, code, maybe_sent end
+  return again:request(req)
+end
+
 function _M:send_once(req)
   local sched = scheduler()
   if sched then return sched:request(self, req) end
@@ -458,12 +471,7 @@ function _M:send_once(req)
     end
     if cosocket_mod then return cosocket_mod.request(req, cosocket_opts(self)) end
   end
-  local c = self:client_for()
-  local res, msg, code, maybe_sent = c:request(req)
-  if res then return res end
-  local again = self:client_for(c, code, maybe_sent)
-  if again == nil then return res, msg, code, maybe_sent end
-  return again:request(req)
+  return send_direct(self, req)
 end
 
 local function call_hook(self, name, ctx)
@@ -758,15 +766,9 @@ function _M:request(req)
       if in_ngx or runtime.schedulers_installed ~= 0 or self.send_once ~= send_once then
         res, msg, code, maybe_sent = self:send_once(r)
       else
-        -- send_once inline (outside nginx, no scheduler anywhere, send_once not replaced):
-        -- the same client_for rule, the same calls, without the three calls that find it
-        local c = self.wire
-        if not c then c = self:client_for() end
-        res, msg, code, maybe_sent = c:request(r)
-        if not res then
-          local again = self:client_for(c, code, maybe_sent)
-          if again ~= nil then res, msg, code, maybe_sent = again:request(r) end
-        end
+        -- outside nginx, no scheduler anywhere, send_once not replaced: send_once's own last
+        -- step, without the scheduler and phase lookups before it
+        res, msg, code, maybe_sent = send_direct(self, r)
       end
     end
     local elapsed = watched and clock() - t0
