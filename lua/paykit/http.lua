@@ -437,17 +437,6 @@ local function cosocket_opts(self)
   return o
 end
 
---- One attempt, without retries, hooks or logging: through cosocket, wire or libcurl (see
--- @{new}'s `transport`). Returns the core shape: res | nil, message, code, maybe_sent.
--- In a coroutine with a scheduler (a `paykit.loop` call, a `paykit.batch` task) the attempt
--- is handed to it (`scheduler:request(self, req)`, same return shape).
--- @tparam table req `{method=, url=, headers=, body=, timeout=, connect_timeout=}`
---   (timeouts in milliseconds), as `paykit.core` client:request
--- @treturn table `{status=, headers=, body=}`
--- @return[2] nil
--- @return[2] string message
--- @return[2] string code (see `paykit.core` client:request)
--- @return[2] boolean maybe_sent
 -- A request on the client client_for picks, and once more on the fallback client_for names
 -- for the failure (send_once's last step, and request's own first try outside nginx with no
 -- scheduler).
@@ -461,6 +450,17 @@ local function send_direct(self, req)
   return again:request(req)
 end
 
+--- One attempt, without retries, hooks or logging: through cosocket, wire or libcurl (see
+-- @{new}'s `transport`). Returns the core shape: res | nil, message, code, maybe_sent.
+-- In a coroutine with a scheduler (a `paykit.loop` call, a `paykit.batch` task) the attempt
+-- is handed to it (`scheduler:request(self, req)`, same return shape).
+-- @tparam table req `{method=, url=, headers=, body=, timeout=, connect_timeout=}`
+--   (timeouts in milliseconds), as `paykit.core` client:request
+-- @treturn table `{status=, headers=, body=}`
+-- @return[2] nil
+-- @return[2] string message
+-- @return[2] string code (see `paykit.core` client:request)
+-- @return[2] boolean maybe_sent
 function _M:send_once(req)
   local sched = scheduler()
   if sched then return sched:request(self, req) end
