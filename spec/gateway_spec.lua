@@ -192,4 +192,28 @@ describe("gateway.result with the answer's text (raw decoded on first read)", fu
       assert.are.equal(r.raw, r.raw)
     end
   end)
+
+  it("keeps no reader options alive once nothing else holds them (nor their results)", function()
+    local probe = setmetatable({}, { __mode = "v" })
+    local function one()
+      local opts = { numbers = "text" }
+      probe[1] = opts
+      -- the last result made: these options are the gateway's last reader's
+      local r = gateway.result({ status = "paid" }, true, '{"a":1.5}', opts)
+      assert.are.equal("1.5", r.raw.a)
+      local r2 = gateway.result({ status = "paid" }, true, '{"a":2.5}', opts)
+      return r2
+    end
+    local r2 = one()
+    collectgarbage("collect"); collectgarbage("collect")
+    -- a live result still decodes with its options
+    assert.is_not_nil(probe[1])
+    assert.are.equal("2.5", r2.raw.a)
+    r2 = nil -- luacheck: ignore 311
+    collectgarbage("collect"); collectgarbage("collect")
+    assert.is_nil(probe[1])
+    -- and the next result of other options is read with those
+    local r3 = gateway.result({ status = "paid" }, true, '{"a":3.5}', { numbers = "text" })
+    assert.are.equal("3.5", r3.raw.a)
+  end)
 end)

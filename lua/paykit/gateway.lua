@@ -31,16 +31,20 @@ local _M = {}
 local Printed = { __tostring = function(t) return "paykit " .. redact.dump(t) end }
 
 -- A result whose `raw` is decoded on its first read: its answer's text (weak keys: the text
--- goes with the result), and per reader options the metatable that decodes it.
+-- goes with the result), and per reader options the metatable that decodes it (weak keys and
+-- values: a metatable no live result uses is dropped, and with it its hold on the options,
+-- also on LuaJIT, whose weak-keyed tables are no ephemerons; the next result makes another).
 local RAW_TEXT = setmetatable({}, { __mode = "k" })
 local core_json_decode = require("paykit.core").json_decode
-local LAZY = setmetatable({}, { __mode = "k" })
+local LAZY = setmetatable({}, { __mode = "kv" })
 local LAZY_DEFAULT
--- the options and metatable of the last lazy result (one reader's, call after call)
-local last_opts, last_mt
+-- the options and metatable of the last lazy result (one reader's, call after call): held
+-- weakly ([1] the options, [2] the metatable, whose decoder closes over them), so that reader
+-- options nobody else holds are collected with their LAZY entry (strong upvalues kept them)
+local LAST = setmetatable({}, { __mode = "v" })
 local function lazy_mt(opts)
   local mt = opts and LAZY[opts] or (not opts and LAZY_DEFAULT)
-  if mt then last_opts, last_mt = opts, mt; return mt end
+  if mt then LAST[1], LAST[2] = opts, mt; return mt end
   mt = {
     __tostring = Printed.__tostring,
     __index = function(r, k)
@@ -56,7 +60,7 @@ local function lazy_mt(opts)
     end,
   }
   if opts then LAZY[opts] = mt else LAZY_DEFAULT = mt end
-  last_opts, last_mt = opts, mt
+  LAST[1], LAST[2] = opts, mt
   return mt
 end
 
@@ -96,7 +100,8 @@ function _M.result(t, owned, raw_text, raw_opts)
   if type(r.keep) == "table" and getmetatable(r.keep) == nil then setmetatable(r.keep, Printed) end
   if raw_text ~= nil and r.raw == nil then
     RAW_TEXT[r] = raw_text
-    return setmetatable(r, (last_mt and raw_opts == last_opts) and last_mt or lazy_mt(raw_opts))
+    local mt = LAST[2]
+    return setmetatable(r, (mt and raw_opts == LAST[1]) and mt or lazy_mt(raw_opts))
   end
   return setmetatable(r, Printed)
 end
