@@ -371,6 +371,7 @@ end
 
 -- what start_3d reads of a good answer (kit.json.pick): the rest is decoded only for result.raw
 local START_3D = kit.json.map({ "ResultCode", { "Data", "Url" }, { "Data", "CodeForHash" } }, wire.EXACT)
+local gateway_result, READ_OPTS = gateway.result, wire.READ_OPTS
 
 --- Starts a 3D Secure payment (DoDirectPaymentThreeD).
 -- Not retried once it may have been sent.
@@ -394,12 +395,16 @@ function Moka:start_3d(p)
       message = "Moka's 3D answer lacks Data.Url or Data.CodeForHash" }
   end
   -- amount is money.format's text of the checked request: the result takes it as it is
-  return wire.result({
+  -- (wire.result's work, done here: provider set, nothing to format); request_id and
+  -- correlation_id have their room from the start (gateway.result fills them from the
+  -- answer's ids: no rehash of a full table)
+  return gateway_result({
     status = "redirect", provider = "moka", redirect_url = link, method = "GET",
     reference = reference, amount = amount, currency = currency,
     keep = { code_for_hash = cfh, reference = reference or "", amount = amount, currency = currency,
              pre_auth = pre_auth or nil },
-  }, true, text)
+    request_id = nil, correlation_id = nil,
+  }, true, text, READ_OPTS)
 end
 
 --- A direct payment without 3D Secure (DoDirectPayment).

@@ -27,8 +27,10 @@ local _M = {}
 _M.EXACT = { Amount = true, OrderAmount = true, UnitPrice = true, RefAmount = true, AuthAmount = true,
   PerInstallmentAmount = true, FirstInstallmentAmount = true, DealerCommissionAmount = true }
 
--- what the kit's commit decodes Moka's answers with (a lazily decoded raw: the same)
+--- What the kit's commit decodes Moka's answers with (`paykit.kit.json.read_opts` of `EXACT`):
+-- a lazily decoded `result.raw` is read with the same.
 local READ_OPTS = json.read_opts(_M.EXACT)
+_M.READ_OPTS = READ_OPTS
 
 --- Nil for JSON null (either reader's) and nil, else v.
 -- @param v a decoded value
