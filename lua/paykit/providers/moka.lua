@@ -371,7 +371,7 @@ end
 
 -- what start_3d reads of a good answer (kit.json.pick): the rest is decoded only for result.raw
 local START_3D = kit.json.map({ "ResultCode", { "Data", "Url" }, { "Data", "CodeForHash" } }, wire.EXACT)
-local gateway_result, READ_OPTS = gateway.result, wire.READ_OPTS
+local lazy_result, READ_OPTS = gateway.lazy_result, wire.READ_OPTS
 
 --- Starts a 3D Secure payment (DoDirectPaymentThreeD).
 -- Not retried once it may have been sent.
@@ -395,16 +395,16 @@ function Moka:start_3d(p)
       message = "Moka's 3D answer lacks Data.Url or Data.CodeForHash" }
   end
   -- amount is money.format's text of the checked request: the result takes it as it is
-  -- (wire.result's work, done here: provider set, nothing to format); request_id and
-  -- correlation_id have their room from the start (gateway.result fills them from the
-  -- answer's ids: no rehash of a full table)
-  return gateway_result({
+  -- (wire.result's work, done here: provider set, nothing to format); a fresh table with a
+  -- fresh keep, as gateway.lazy_result takes it; request_id and correlation_id have their room
+  -- from the start (filled from the answer's ids: no rehash of a full table)
+  return lazy_result({
     status = "redirect", provider = "moka", redirect_url = link, method = "GET",
     reference = reference, amount = amount, currency = currency,
     keep = { code_for_hash = cfh, reference = reference or "", amount = amount, currency = currency,
              pre_auth = pre_auth or nil },
     request_id = nil, correlation_id = nil,
-  }, true, text, READ_OPTS)
+  }, text, READ_OPTS)
 end
 
 --- A direct payment without 3D Secure (DoDirectPayment).
