@@ -88,8 +88,8 @@ typedef struct {
 typedef struct {
     int nmembers, nkeys;
     member m[SHAPE_MAX_MEMBERS];
-    const char *keyptr[SHAPE_MAX_KEYS + CK_COUNT]; /* interned key strings (anchored) */
-    size_t keylen[SHAPE_MAX_KEYS + CK_COUNT];
+    const char *keyptr[SHAPE_MAX_KEYS];  /* interned key strings (anchored) */
+    size_t keylen[SHAPE_MAX_KEYS];
     int anchor;             /* registry ref of the table holding the key strings */
     char *suffix;
     size_t suffix_len;
@@ -609,14 +609,6 @@ static int l_shape(lua_State *L)
         if (m->arg < 0 || m->arg > 8) return luaL_error(L, "core.shape: arg must be 1 to 8");
         lua_settop(L, members);
     }
-    /* the card table's keys, after the shape's own */
-    for (j = 0; j < CK_COUNT; j++) {
-        lua_pushstring(L, CARD_KEYS[j]);
-        lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
-        lua_rawgeti(L, anchor, (int)lua_rawlen(L, anchor));
-        s->keyptr[s->nkeys + j] = lua_tolstring(L, -1, &s->keylen[s->nkeys + j]);
-        lua_pop(L, 1);
-    }
     lua_settop(L, 2);
     return 1;
 }
@@ -657,24 +649,20 @@ static int year_month(shape_t *s, long long t, int *year, int *month)
 }
 
 /* Reads and checks the card at stack idx (its values go to slots cs..cs+4); 1 when it fits. */
-static int read_card(lua_State *L, shape_t *s, int idx, int cs, card_state *c)
+static int read_card(lua_State *L, int idx, int cs, card_state *c)
 {
     size_t n, i, digits = 0;
     unsigned sum = 0;
     const char *num;
     int pos;
     long long v;
+    int j;
     if (lua_type(L, idx) != LUA_TTABLE || lua_getmetatable(L, idx)) return 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx) != 0) {
-        int hit = -1;
-        if (lua_type(L, -2) == LUA_TSTRING) {
-            const char *k = lua_tostring(L, -2);
-            int j;
-            for (j = 0; j < CK_COUNT; j++) if (s->keyptr[s->nkeys + j] == k) { hit = j; break; }
-        }
-        if (hit >= 0) lua_replace(L, cs + hit);
-        else lua_pop(L, 1); /* a key card_fields does not read */
+    /* the five keys looked up (the table has no metatable: raw reads, as card_fields' are;
+     * other keys are not read): cheaper than a lua_next walk over the table */
+    for (j = 0; j < CK_COUNT; j++) {
+        lua_getfield(L, idx, CARD_KEYS[j]);
+        lua_replace(L, cs + j);
     }
     /* number: digits, spaces and dashes dropped; 12-19 digits; Luhn */
     if (lua_type(L, cs + CK_NUMBER) != LUA_TSTRING) return 0;
@@ -904,7 +892,7 @@ static int write_members(lua_State *L, shape_t *s, int base, int nargs, sbuf *b,
         }
         case K_CARD:
             /* the card's slots follow the shape's keys */
-            if (!read_card(L, s, v, base + 1 + s->nkeys, card)) return 0;
+            if (!read_card(L, v, base + 1 + s->nkeys, card)) return 0;
             if (!write_card(L, b, m, card)) return 0;
             *card_m = m;
             break;
