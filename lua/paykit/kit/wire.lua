@@ -134,6 +134,9 @@ local function full_name(P, op)
   return n
 end
 
+-- an instance's metatable -> its provider (the `__kit` of the metatable, which never changes)
+local KIT_OF = setmetatable({}, { __mode = "k" })
+
 -- wire hooks -> the reader's options for their answers (made once per declaration; rebuilt
 -- when its `exact` was replaced)
 local read_opts = setmetatable({}, { __mode = "k" })
@@ -160,14 +163,23 @@ end
 -- @return[2] nil
 -- @return[2] err
 function _M.send(self, op, req)
-  -- an instance's own metatable names its provider (a proxy's is found by provider_of)
+  -- an instance's own metatable names its provider (a proxy's is found by provider_of); the
+  -- metatables seen are remembered (no type/rawget calls per request)
   local mt = getmetatable(self)
-  local P = type(mt) == "table" and rawget(mt, "__kit") or _M.provider_of(self)
+  local P = mt ~= nil and KIT_OF[mt] or nil
+  if P == nil then
+    P = type(mt) == "table" and rawget(mt, "__kit")
+    if P then KIT_OF[mt] = P else P = _M.provider_of(self) end
+  end
   local w = P._decl.wire
-  local full_op = full_name(P, op)
+  local names = full_ops[P]
+  local full_op = names and names[op] or full_name(P, op)
   -- no method: as paykit.http picks it (a body makes a POST), before the signer sees it
   if req.method == nil then req.method = req.body ~= nil and "POST" or "GET" end
-  req.url = _M.url(self, req)
+  -- @{url}, its memo read here first (no call for a path seen before on this base_url)
+  local memo = req.query == nil and rawget(self, "_urls")
+  local url = memo and memo[0] == self.base_url and memo[req.path]
+  req.url = url or _M.url(self, req)
   local headers = req.headers
   -- a caller that made req.headers for this call says so (own_headers = true): not copied
   local own = req.own_headers == true and headers ~= nil
