@@ -91,6 +91,7 @@ typedef struct {
     const char *keyptr[SHAPE_MAX_KEYS];  /* interned key strings (anchored) */
     size_t keylen[SHAPE_MAX_KEYS];
     int anchor;             /* registry ref of the table holding the key strings */
+    int card_key[CK_COUNT]; /* LuaJIT: the card keys' indexes in the anchor */
     char *suffix;
     size_t suffix_len;
     sbuf buf;
@@ -609,6 +610,14 @@ static int l_shape(lua_State *L)
         if (m->arg < 0 || m->arg > 8) return luaL_error(L, "core.shape: arg must be 1 to 8");
         lua_settop(L, members);
     }
+#if LUA_VERSION_NUM < 504
+    /* the card table's keys, after the shape's own in the anchor (LuaJIT reads them from there) */
+    for (j = 0; j < CK_COUNT; j++) {
+        lua_pushstring(L, CARD_KEYS[j]);
+        lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
+        s->card_key[j] = (int)lua_rawlen(L, anchor);
+    }
+#endif
     lua_settop(L, 2);
     return 1;
 }
@@ -649,7 +658,7 @@ static int year_month(shape_t *s, long long t, int *year, int *month)
 }
 
 /* Reads and checks the card at stack idx (its values go to slots cs..cs+4); 1 when it fits. */
-static int read_card(lua_State *L, int idx, int cs, card_state *c)
+static int read_card(lua_State *L, const shape_t *s, int idx, int cs, card_state *c)
 {
     size_t n, i, digits = 0;
     unsigned sum = 0;
@@ -659,11 +668,24 @@ static int read_card(lua_State *L, int idx, int cs, card_state *c)
     int j;
     if (lua_type(L, idx) != LUA_TTABLE || lua_getmetatable(L, idx)) return 0;
     /* the five keys looked up (the table has no metatable: raw reads, as card_fields' are;
-     * other keys are not read): cheaper than a lua_next walk over the table */
+     * other keys are not read): cheaper than a lua_next walk over the table. Lua 5.4's
+     * lua_getfield finds a C string's Lua string in its cache; LuaJIT's hashes it each time,
+     * so there the anchored strings are pushed instead */
+#if LUA_VERSION_NUM >= 504
+    (void)s;
     for (j = 0; j < CK_COUNT; j++) {
         lua_getfield(L, idx, CARD_KEYS[j]);
         lua_replace(L, cs + j);
     }
+#else
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->anchor);
+    for (j = 0; j < CK_COUNT; j++) {
+        lua_rawgeti(L, -1, s->card_key[j]);
+        lua_rawget(L, idx);
+        lua_replace(L, cs + j);
+    }
+    lua_pop(L, 1);
+#endif
     /* number: digits, spaces and dashes dropped; 12-19 digits; Luhn */
     if (lua_type(L, cs + CK_NUMBER) != LUA_TSTRING) return 0;
     num = lua_tolstring(L, cs + CK_NUMBER, &n);
@@ -892,7 +914,7 @@ static int write_members(lua_State *L, shape_t *s, int base, int nargs, sbuf *b,
         }
         case K_CARD:
             /* the card's slots follow the shape's keys */
-            if (!read_card(L, v, base + 1 + s->nkeys, card)) return 0;
+            if (!read_card(L, s, v, base + 1 + s->nkeys, card)) return 0;
             if (!write_card(L, b, m, card)) return 0;
             *card_m = m;
             break;
