@@ -226,12 +226,13 @@ end
 local function drain(self)
   while self.nrun > 0 do
     local list, n = self.runnable, self.nrun
-    self.runnable, self.spare, self.nrun = self.spare, list, 0
+    self.runnable, self.spare, self.nrun = self.spare or {}, nil, 0
     for i = 1, n do
       local h = list[i]
       list[i] = nil
       resume(self, h)
     end
+    self.spare = list -- empty again
     submit(self)
   end
   submit(self)
