@@ -1445,8 +1445,8 @@ void paykit_wire_register(lua_State *L)
 /* ---- the loop: wire transfers that never block the caller ---------------------------------- *
  *
  *   core.wire_loop()                -> loop
- *   loop:start(client, req)         -> id | false, outcome   (outcome as in client:batch)
- *   loop:run([wait])                -> handled, ids, outcomes | handled   (waits at most wait s)
+ *   loop:start(client, req)         -> id, slot | false, outcome   (outcome as in client:batch)
+ *   loop:run([wait])                -> handled, ids, outcomes, slots | handled   (waits at most wait s)
  *   loop:cancel(id)                 -> maybe_sent (boolean) | nil when id is not in flight
  *   loop:fd()                       -> the epoll descriptor: readable when a transfer can go on
  *   loop:watch(fd)                  -> also readable when fd is (another loop's descriptor)
@@ -1662,7 +1662,8 @@ static int wl_start(lua_State *L)
     advance(w, &s->x, 0);
     wl_reconcile(l, i);
     lua_pushinteger(L, s->id);
-    return 1;
+    lua_pushinteger(L, i + 1); /* the slot: small and reused, an array index for the caller */
+    return 2;
 }
 
 /* Fails the transfers whose deadline passed or whose client was closed; returns the nearest
@@ -1738,15 +1739,18 @@ static int wl_run(lua_State *L)
         if (count == 0) {
             lua_newtable(L); /* 3: ids */
             lua_newtable(L); /* 4: outcomes */
+            lua_newtable(L); /* 5: slots */
         }
         count++;
         lua_pushinteger(L, s->id);
         lua_rawseti(L, 3, count);
         push_outcome(L, &s->x, 1);
         lua_rawseti(L, 4, count);
+        lua_pushinteger(L, i + 1);
+        lua_rawseti(L, 5, count);
         wl_release(L, l, i);
     }
-    return count ? 3 : 1;
+    return count ? 4 : 1;
 }
 
 /* loop:cancel(id) */

@@ -261,6 +261,40 @@ describe("paykit.batch", function()
     t:close()
   end)
 
+  it("files every task's outcome when tasks raise after a request while others fail at start (300 tasks)", function()
+    -- a raising task ends its worker, whose callback starts a new one inside the loop's drain;
+    -- a start refused at once (an unusable URL under transport = wire) is runnable at once there
+    local t = http.new { transport = "wire", retry = false }
+    local bad = base:gsub("^http://", "http://user:pw@") .. "/_sink/reentry?reply=never"
+    local tasks = {}
+    for i = 1, 300 do
+      tasks[i] = function()
+        if i % 3 == 1 then
+          local _, err = t:request { url = bad }
+          return "refused", err and err.code
+        end
+        local res = assert(t:request { url = base .. "/_sink/reentry?reply=" .. i })
+        if i % 3 == 0 then error({ task = i, body = res.body }) end
+        return res.body
+      end
+    end
+    local results, errs = batch(tasks, { max_in_flight = 8 })
+    for i = 1, 300 do
+      if i % 3 == 1 then
+        assert.equal("refused", results[i])
+        assert.equal("unusable_url", errs[i])
+      elseif i % 3 == 0 then
+        assert.is_nil(results[i])
+        assert.same({ task = i, body = tostring(i) }, errs[i])
+      else
+        assert.equal(tostring(i), results[i])
+        assert.is_nil(errs[i])
+      end
+    end
+    assert.equal(200, #sink_log("reentry")) -- each request sent once, the refused ones never
+    t:close()
+  end)
+
   it("gives a transport error to the one task whose request failed, after its retries", function()
     local t = http.new { retry = { attempts = 3, base_delay = 0.01, max_delay = 0.02 } }
     -- two failing tasks, each waiting 0.6 s twice (random = 1: no jitter): with the backoff

@@ -55,9 +55,9 @@ local SCHEDULER = {
 -- maybe_sent (the core shape). Kept on the handle: no table of its own per resume.
 local WAKE = {}
 
--- Whether a transport's client is the wire transport's (core.wire_client) rather than libcurl's.
+-- The metatable of the wire transport's clients (core.wire_client): a transport's client with
+-- it is served by the wire loop, any other by libcurl's.
 local WIRE_MT = getmetatable(core.wire_client())
-local function is_wire(client) return getmetatable(client) == WIRE_MT end
 
 local function cancelled(maybe_sent)
   return { error = maybe_sent and "the call was cancelled while its request was in flight"
@@ -87,7 +87,9 @@ function _M.new(opts)
     queue = {},     -- handles waiting for a free transfer, oldest first, from qhead to qtail
     qhead = 1,
     qtail = 0,
-    inflight = { [curl] = {}, [wire] = {} }, -- per core: transfer id -> handle
+    cinflight = {}, -- libcurl's transfers in flight: id -> handle
+    wslot = {},     -- the wire loop's: slot (a small integer it reuses) -> handle (an array:
+                    -- no new hash key per request, as ever-growing ids made)
     ncurl = 0,      -- transfers in flight on each core (counted here: no call into C to ask)
     nwire = 0,
     sleepers = {},  -- handle -> wake time (a retry's backoff)
@@ -164,31 +166,43 @@ local function resume(self, h)
   return after(self, h, co_resume(h.co, o))
 end
 
--- Starts h's request on the core of its transport's client: the core, then what its start gave.
+-- Starts h's request on the core of its transport's client, and files it in flight there;
+-- returns the outcome of a start that failed (nothing when it started).
 -- The client is the transport's own choice (paykit.http's client_for, the rule a single request
 -- follows): the wire client's transfers go to the wire loop, libcurl's to libcurl's; a URL the
 -- wire client refuses as unusable (nothing sent) goes to libcurl when the transport says so.
-local function start_transfer(self, t, req)
+local function start_transfer(self, h, t, req)
   local client = t.client_for and t:client_for() or t:core_client()
-  if is_wire(client) then
-    local id, outcome = self.wire:start(client, req)
-    local again = not id and t.client_for and t:client_for(client, outcome.code, outcome.maybe_sent)
-    if not again then return self.wire, id, outcome end
+  if getmetatable(client) == WIRE_MT then
+    local wire = self.wire
+    local id, slot = wire:start(client, req)
+    if id then
+      h.state, h.id, h.via, h.slot = "request", id, wire, slot
+      self.wslot[slot] = h
+      self.nwire = self.nwire + 1
+      return
+    end
+    local outcome = slot
+    local again = t.client_for and t:client_for(client, outcome.code, outcome.maybe_sent)
+    if not again then return outcome end
     client = again
   end
-  return self.core, self.core:start(client, req)
+  local c = self.core
+  local id, outcome = c:start(client, req)
+  if not id then return outcome end
+  h.state, h.id, h.via = "request", id, c
+  self.cinflight[id] = h
+  self.ncurl = self.ncurl + 1
 end
 
 -- Starts h's request (transport t, attempt req) now: in flight, or runnable with the outcome
 -- of a start that failed.
 function start_now(self, h, t, req)
-  local ok, c, id, outcome = pcall(start_transfer, self, t, req)
-  if ok and id then
-    h.state, h.id, h.via = "request", id, c
-    self.inflight[c][id] = h
-    if c == self.wire then self.nwire = self.nwire + 1 else self.ncurl = self.ncurl + 1 end
-  else
-    runnable(self, h, ok and outcome or { error = tostring(c), code = "other", maybe_sent = false })
+  local ok, outcome = pcall(start_transfer, self, h, t, req)
+  if not ok then
+    runnable(self, h, { error = tostring(outcome), code = "other", maybe_sent = false })
+  elseif outcome then
+    runnable(self, h, outcome)
   end
 end
 
@@ -223,24 +237,28 @@ local function submit(self)
 end
 
 -- Runs every runnable call until none is left; submits what they asked for.
+-- Re-entrant: a callback may start or cancel a call (paykit.batch starts a new worker from the
+-- callback of one whose task raised), which drains again inside this one; the inner drain finds
+-- the spare array taken (nil) and fills a new one, never the array this one is going through.
 local function drain(self)
   while self.nrun > 0 do
     local list, n = self.runnable, self.nrun
-    self.runnable, self.spare, self.nrun = self.spare, list, 0
+    self.runnable, self.spare, self.nrun = self.spare or {}, nil, 0
     for i = 1, n do
       local h = list[i]
       list[i] = nil
       resume(self, h)
     end
+    self.spare = list -- empty again
     submit(self)
   end
   submit(self)
 end
 
--- Files the transfers a core's run reported finished as runnable; returns how many there were.
-local function take(self, c, ids, outs)
+-- Files the transfers libcurl's run reported finished as runnable; returns how many there were.
+local function take(self, ids, outs)
   if not ids then return 0 end
-  local inflight, got = self.inflight[c], 0
+  local inflight, got = self.cinflight, 0
   local list, n = self.runnable, self.nrun
   for k = 1, #ids do
     local id = ids[k]
@@ -255,7 +273,29 @@ local function take(self, c, ids, outs)
     end
   end
   self.nrun = n
-  if c == self.wire then self.nwire = self.nwire - got else self.ncurl = self.ncurl - got end
+  self.ncurl = self.ncurl - got
+  return got
+end
+
+-- The same for the wire loop's run, whose transfers are filed by slot.
+local function take_wire(self, ids, outs, slots)
+  if not ids then return 0 end
+  local wslot, got = self.wslot, 0
+  local list, n = self.runnable, self.nrun
+  for k = 1, #ids do
+    local slot = slots[k]
+    local h = wslot[slot]
+    if h and h.id == ids[k] then
+      wslot[slot] = nil
+      h.id, h.via = nil, nil
+      h.state, h.outcome = "runnable", outs[k]
+      n = n + 1
+      list[n] = h
+      got = got + 1
+    end
+  end
+  self.nrun = n
+  self.nwire = self.nwire - got
   return got
 end
 
@@ -263,10 +303,10 @@ end
 -- Returns whether a call can go on, and whether the cores handled anything at all.
 local function collect(self, wait)
   if self.closed then return false, false end -- closed by a callback of this step
-  local got, handled, ids, outs
+  local got, handled, ids, outs, slots
   if self.nwire == 0 and self.ncurl > 0 then
     handled, ids, outs = self.core:run(wait)
-    got = take(self, self.core, ids, outs) > 0
+    got = take(self, ids, outs) > 0
   else
     -- the wire loop's wait also ends when libcurl's descriptor is readable; libcurl's timers are
     -- its own, so the wait stops at the next one
@@ -277,13 +317,13 @@ local function collect(self, wait)
       if tw and (not t or tw < t) then t = tw end
       if t and t < wait then wait = t end
     end
-    handled, ids, outs = self.wire:run(wait)
-    got = take(self, self.wire, ids, outs) > 0
+    handled, ids, outs, slots = self.wire:run(wait)
+    got = take_wire(self, ids, outs, slots) > 0
     if curl_busy then
       local h2
       h2, ids, outs = self.core:run(0)
       handled = handled + h2
-      got = take(self, self.core, ids, outs) > 0 or got
+      got = take(self, ids, outs) > 0 or got
     end
   end
   if self.nsleep > 0 then
@@ -422,9 +462,8 @@ function Loop:close()
   self.closed = true
   while self.npending > 0 do
     local list = {}
-    for _, c in ipairs { self.core, self.wire } do
-      for _, h in pairs(self.inflight[c]) do list[#list + 1] = h end
-    end
+    for _, h in pairs(self.cinflight) do list[#list + 1] = h end
+    for _, h in pairs(self.wslot) do list[#list + 1] = h end
     for h in pairs(self.sleepers) do list[#list + 1] = h end
     for i = self.qhead, self.qtail do list[#list + 1] = self.queue[i] end
     if #list == 0 then break end
@@ -462,8 +501,14 @@ function Handle:cancel()
   if self.state == "request" then
     local via = self.via
     local maybe = via:cancel(self.id)
-    self_loop.inflight[via][self.id], self.id, self.via = nil, nil, nil
-    if via == self_loop.wire then self_loop.nwire = self_loop.nwire - 1 else self_loop.ncurl = self_loop.ncurl - 1 end
+    if via == self_loop.wire then
+      self_loop.wslot[self.slot] = nil
+      self_loop.nwire = self_loop.nwire - 1
+    else
+      self_loop.cinflight[self.id] = nil
+      self_loop.ncurl = self_loop.ncurl - 1
+    end
+    self.id, self.via = nil, nil
     runnable(self_loop, self, cancelled(maybe))
   elseif self.state == "queued" then
     self.transport, self.req = nil, nil
