@@ -379,6 +379,13 @@ describe("paykit.cosocket in nginx", function()
       end
     end)
 
+    it("connects to whichever server the next call names (each keeps its own pooled connection)", function()
+      local out = seq { { path = "/conn" }, { path = "/conn", port = UP_SHORT }, { path = "/conn" }, { path = "/conn", port = UP_SHORT } }
+      for _, c in ipairs(out) do assert.equal(200, c.status, c.err) end
+      assert.equal(out[1].body, out[3].body)
+      assert.equal(out[2].body, out[4].body)
+    end)
+
     it("does not bring back the connection of a failed call", function()
       local out = seq { { path = "/conn" }, { path = "/slow?ms=400", timeout = 100 }, { path = "/conn" }, { path = "/conn" } }
       assert.equal(200, out[1].status)

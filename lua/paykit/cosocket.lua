@@ -3,7 +3,8 @@
 -- reads the usual answer (HTTP/1.1, whole head and Content-Length body in the first read, plain
 -- headers) with a few plain searches and parses every other one with the C parser
 -- (core.http_response_parser, on libhttp-parser), which alone decides what is malformed, and
--- reuses connections through nginx's cosocket keep-alive pool.
+-- reuses connections through nginx's cosocket keep-alive pool (a coroutine's next call in the
+-- same nginx request also reuses the cosocket object of its last clean one).
 --
 -- Returns the same shape as the libcurl client: {status=, headers={lowercase = "v"}, body=}
 -- or nil, message, code, maybe_sent. Codes: dns, connect, connect_timeout, tls, tls_verify
