@@ -360,7 +360,9 @@ local function request_ptr()
   if get_request == nil then
     get_request = false
     local ok, exdata = pcall(require, "thread.exdata")
-    if ok and type(exdata) == "function" then get_request = exdata end
+    -- (exdata raises until the ffi module is loaded: resty.core loads it, but paykit does not
+    -- count on resty.core)
+    if ok and type(exdata) == "function" and pcall(exdata) then get_request = exdata end
   end
   if get_request then return get_request() end
   return nil
