@@ -276,6 +276,13 @@ local function resp_name(name)
   return l
 end
 
+-- LuaJIT's table.new (a table made at its size); plain {} elsewhere
+local new_tab = (function()
+  local ok, tn = pcall(require, "table.new")
+  if ok and type(tn) == "function" then return tn end
+  return function() return {} end
+end)()
+
 local function fast_head(data, max_body)
   local e = find(data, "\r\n\r\n", 1, true)
   if not e or sub(data, 1, 9) ~= "HTTP/1.1 " then return nil end
@@ -292,7 +299,7 @@ local function fast_head(data, max_body)
   -- every line ends in CRLF and holds no other CR or LF (a bare LF ends a line for the C parser)
   local stop = find(data, "\r", 14, true)
   if find(data, "\n", 14, true) ~= stop + 1 then return nil end
-  local headers, length, keep = {}, nil, true
+  local headers, length, keep = new_tab(0, 8), nil, true -- sized for the usual answer: no rehash as it fills
   local pos = stop + 2
   while pos < e + 2 do
     stop = find(data, "\r", pos, true)
