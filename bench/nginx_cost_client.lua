@@ -5,6 +5,8 @@
 --   rawpool  the same, the connection taken from nginx's pool and given back per call
 --   pool     only ngx.socket.tcp + connect (a pool hit) + setkeepalive, no request
 --   cosocket paykit.cosocket.request with the headers paykit.http passes (a map)
+--   cosocketid the same with a new X-Correlation-Id (same length) on every call, as paykit.http
+--            sends (requests of one length differing in a few bytes: LuaJIT interns each string)
 --   http     paykit.http:request (retry = false, correlation header) of that request
 --   paykit   the whole provider call (bench/providers.lua)
 local M = {}
@@ -77,11 +79,27 @@ function M.make(root, scenario, mode, port)
   local expect = require("bench.fixtures")[scenario .. "_answer"]
   if mode == "raw" or mode == "rawpool" then return raw_mode(read_req(root, scenario), port, expect, mode == "rawpool") end
   if mode == "pool" then return pool_mode(port) end
-  if mode == "cosocket" then
+  if mode == "pooltcp" then
+    return function() local sock = ngx.socket.tcp(); sock:settimeouts(10000, 10000, 10000); return true end
+  end
+  if mode == "poolobj" then
+    local opts = { pool = "cost-pool" }
+    local sock = ngx.socket.tcp()
+    return function()
+      sock:settimeouts(10000, 10000, 10000)
+      if not sock:connect("127.0.0.1", port, opts) then return false end
+      return sock:setkeepalive(600000, 32) == 1
+    end
+  end
+  if mode == "cosocket" or mode == "cosocketid" then
     local req = as_req(read_req(root, scenario), port)
     local cosocket = require "paykit.cosocket"
     local opts = {}
+    local ids, corr = mode == "cosocketid", nil
+    for k in pairs(req.headers) do if k:lower() == "x-correlation-id" then corr = k end end
+    local uuid4 = require("paykit.core").uuid4
     return function()
+      if ids and corr then req.headers[corr] = uuid4() end
       local res, err = cosocket.request(req, opts)
       if not (res ~= nil and res.status == 200 and res.body == expect) then
         return false, res and ("status " .. res.status .. ", body of " .. #res.body .. " bytes") or err

@@ -72,3 +72,56 @@ describe("paykit.cosocket fast answer reading", function()
     end)
   end
 end)
+
+-- Outside a request (no request pointer from thread.exdata, or no thread.exdata, or one that
+-- raises because the ffi module is not loaded: all can happen without resty.core) no cosocket
+-- object is kept between calls, and nothing raises.
+describe("paykit.cosocket over a stub ngx, outside any request", function()
+  it("makes a new object per call and answers", function()
+    local canned = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    local made = 0
+    local mt = { __index = {
+      settimeouts = function() end, settimeout = function() end, connect = function() return 1 end,
+      getreusedtimes = function() return 1 end, send = function(_, s) return #s end,
+      receiveany = function() return canned end, setkeepalive = function() return 1 end,
+      close = function() return 1 end,
+    } }
+    local saved = rawget(_G, "ngx")
+    _G.ngx = { socket = { tcp = function() made = made + 1; return setmetatable({}, mt) end },
+      update_time = function() end, now = function() return 0 end }
+    local ok, err = pcall(function()
+      for _ = 1, 3 do
+        local res, msg = cosocket.request { url = "http://127.0.0.1:9/x", body = "a=1", timeout = 1000 }
+        assert.is_table(res, msg)
+        assert.equal(200, res.status)
+        assert.equal("ok", res.body)
+      end
+    end)
+    _G.ngx = saved
+    assert(ok, err)
+    assert.equal(3, made)
+  end)
+
+  -- in a fresh LuaJIT with no ffi module loaded, thread.exdata raises: the call must not
+  it("does not raise in a LuaJIT where the ffi module was never loaded", function()
+    local script = os.tmpname()
+    local f = assert(io.open(script, "w"))
+    f:write([[
+local mt = { __index = {
+  settimeouts = function() end, connect = function() return 1 end, getreusedtimes = function() return 1 end,
+  send = function(_, s) return #s end, setkeepalive = function() return 1 end, close = function() return 1 end,
+  receiveany = function() return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" end } }
+ngx = { socket = { tcp = function() return setmetatable({}, mt) end }, update_time = function() end,
+  now = function() return 0 end }
+assert(package.loaded.ffi == nil, "ffi already loaded")
+local res, err = require("paykit.cosocket").request { url = "http://127.0.0.1:9/x", body = "a=1" }
+assert(res and res.status == 200, err)
+]])
+    f:close()
+    local ok, _, code = os.execute("LUA_PATH='./lua/?.lua;./lua/?/init.lua;;' LUA_CPATH='./build/luajit/?.so;;' luajit "
+      .. script .. " >/dev/null 2>&1")
+    os.remove(script)
+    if type(ok) == "number" then ok, code = ok == 0, ok end
+    assert.is_true(ok and (code == nil or code == 0), "the call raised in a plain LuaJIT")
+  end)
+end)

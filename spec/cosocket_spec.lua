@@ -109,6 +109,36 @@ local FRONT_HANDLER = [[
       }
     }
     location = /fast { content_by_lua_block { ngx.say("fast") } }
+    # a JSON list of calls ({path=, timeout=, port=, raise=}) made in order in this one request,
+    # or with ?threads=N the same list in N light threads at once; raise: the call's send raises
+    location = /seq {
+      content_by_lua_block {
+        local cjson = require "cjson"
+        local cosocket = require "paykit.cosocket"
+        ngx.req.read_body()
+        local list = cjson.decode(ngx.req.get_body_data())
+        local methods = debug.getregistry().__tcp_cosocket_mt
+        local function run()
+          local out = {}
+          for i, c in ipairs(list) do
+            local real = methods.send
+            if c.raise then methods.send = function() error("send raised") end end
+            local ok, res, err, code = pcall(cosocket.request, { url = "http://127.0.0.1:" .. (c.port or ]] .. UP .. [[) .. c.path,
+              timeout = c.timeout })
+            methods.send = real
+            out[i] = { raised = not ok or nil, status = ok and res and res.status or nil,
+              body = ok and res and res.body or nil, code = ok and code or nil, err = ok and err or tostring(res) }
+          end
+          return out
+        end
+        local n = tonumber(ngx.var.arg_threads or 0)
+        if n == 0 then ngx.say(cjson.encode(run())); return end
+        local threads, all = {}, {}
+        for i = 1, n do threads[i] = ngx.thread.spawn(run) end
+        for i = 1, n do local _, out = ngx.thread.wait(threads[i]); all[i] = out end
+        ngx.say(cjson.encode(all))
+      }
+    }
     # resty.core's sslhandshake asserts on some failure paths; this location makes it raise
     # (its method, for this one call) to show the error stays inside paykit.http's nil, err
     location = /raise {
@@ -313,6 +343,66 @@ describe("paykit.cosocket in nginx", function()
       local out = call({ scheme = "https", host = "localhost", port = UP_TLS, path = "/conn", times = 2 }, FRONT_TRUST)
       assert.equal(200, out.calls[1].status)
       assert.equal(out.calls[1].body, out.calls[2].body)
+    end)
+  end)
+
+  -- the cosocket object of a call that ended cleanly is kept for the next call of the same
+  -- coroutine in the same request (its connection is in nginx's pool meanwhile)
+  describe("the kept cosocket object", function()
+    local function seq(list, threads)
+      local status, body = get(FRONT, "/seq" .. (threads and ("?threads=" .. threads) or ""), cjson.encode(list))
+      assert.equal(200, status, body)
+      return cjson.decode(body)
+    end
+
+    it("serves only the request that made it (nginx reuses coroutines across requests)", function()
+      local conn
+      for _ = 1, 6 do
+        local out = seq { { path = "/conn" }, { path = "/conn" } }
+        for _, c in ipairs(out) do
+          assert.is_nil(c.raised, c.err)
+          assert.equal(200, c.status, c.err)
+          conn = conn or c.body
+          assert.equal(conn, c.body) -- one pooled connection throughout
+        end
+      end
+    end)
+
+    it("is never shared by two light threads of one request", function()
+      local all = seq({ { path = "/slow?ms=30" }, { path = "/slow?ms=30" }, { path = "/conn" } }, 3)
+      assert.equal(3, #all)
+      for _, out in ipairs(all) do
+        for _, c in ipairs(out) do
+          assert.is_nil(c.raised, c.err)
+          assert.equal(200, c.status, c.err)
+        end
+      end
+    end)
+
+    it("connects to whichever server the next call names (each keeps its own pooled connection)", function()
+      local out = seq { { path = "/conn" }, { path = "/conn", port = UP_SHORT }, { path = "/conn" }, { path = "/conn", port = UP_SHORT } }
+      for _, c in ipairs(out) do assert.equal(200, c.status, c.err) end
+      assert.equal(out[1].body, out[3].body)
+      assert.equal(out[2].body, out[4].body)
+    end)
+
+    it("does not bring back the connection of a failed call", function()
+      local out = seq { { path = "/conn" }, { path = "/slow?ms=400", timeout = 100 }, { path = "/conn" }, { path = "/conn" } }
+      assert.equal(200, out[1].status)
+      assert.equal("timeout", out[2].code)
+      assert.equal(200, out[3].status)
+      assert.are_not.equal(out[1].body, out[3].body) -- the timed-out connection was closed
+      assert.equal(out[3].body, out[4].body)
+    end)
+
+    it("is dropped when a call raised, and the next call works", function()
+      local out = seq { { path = "/conn" }, { path = "/conn", raise = true }, { path = "/conn" }, { path = "/conn" } }
+      assert.equal(200, out[1].status)
+      assert.is_true(out[2].raised)
+      assert.matches("send raised", out[2].err)
+      assert.equal(200, out[3].status, out[3].err)
+      assert.equal(200, out[4].status, out[4].err)
+      assert.equal(out[3].body, out[4].body)
     end)
   end)
 

@@ -3,7 +3,8 @@
 -- reads the usual answer (HTTP/1.1, whole head and Content-Length body in the first read, plain
 -- headers) with a few plain searches and parses every other one with the C parser
 -- (core.http_response_parser, on libhttp-parser), which alone decides what is malformed, and
--- reuses connections through nginx's cosocket keep-alive pool.
+-- reuses connections through nginx's cosocket keep-alive pool (a coroutine's next call in the
+-- same nginx request also reuses the cosocket object of its last clean one).
 --
 -- Returns the same shape as the libcurl client: {status=, headers={lowercase = "v"}, body=}
 -- or nil, message, code, maybe_sent. Codes: dns, connect, connect_timeout, tls, tls_verify
@@ -275,6 +276,13 @@ local function resp_name(name)
   return l
 end
 
+-- LuaJIT's table.new (a table made at its size); plain {} elsewhere
+local new_tab = (function()
+  local ok, tn = pcall(require, "table.new")
+  if ok and type(tn) == "function" then return tn end
+  return function() return {} end
+end)()
+
 local function fast_head(data, max_body)
   local e = find(data, "\r\n\r\n", 1, true)
   if not e or sub(data, 1, 9) ~= "HTTP/1.1 " then return nil end
@@ -291,7 +299,7 @@ local function fast_head(data, max_body)
   -- every line ends in CRLF and holds no other CR or LF (a bare LF ends a line for the C parser)
   local stop = find(data, "\r", 14, true)
   if find(data, "\n", 14, true) ~= stop + 1 then return nil end
-  local headers, length, keep = {}, nil, true
+  local headers, length, keep = new_tab(0, 8), nil, true -- sized for the usual answer: no rehash as it fills
   local pos = stop + 2
   while pos < e + 2 do
     stop = find(data, "\r", pos, true)
@@ -341,6 +349,40 @@ end
 
 local max, min = math.max, math.min
 
+-- A cosocket object whose last exchange ended cleanly (its connection given to nginx's pool by
+-- setkeepalive), kept for the next exchange of the same coroutine in the same nginx request:
+-- connect() on it takes a pooled connection as a new object does, without making the object (a
+-- table and, at connect, the userdata of its upstream) again. nginx raises on an object used in
+-- another request than the one that connected it, and reuses coroutines across requests
+-- (lua_thread_cache_max_entries): each kept object is tagged with its request (the pointer
+-- thread.exdata gives, resty.core's get_request) and used only in that one. An object is taken
+-- out while its exchange runs, so it never serves two at once, and put back only after a clean
+-- end: one that failed, or whose exchange raised, is dropped.
+local idle_socks = setmetatable({}, { __mode = "k" }) -- coroutine -> object
+local idle_reqs = setmetatable({}, { __mode = "k" })  -- coroutine -> its request
+local running = coroutine.running
+local get_request -- resty.core's (thread.exdata), found on the first request; false: none
+
+local function request_ptr()
+  if get_request == nil then
+    get_request = false
+    local ok, exdata = pcall(require, "thread.exdata")
+    -- (exdata raises until the ffi module is loaded: resty.core loads it, but paykit does not
+    -- count on resty.core)
+    if ok and type(exdata) == "function" and pcall(exdata) then get_request = exdata end
+  end
+  if get_request then return get_request() end
+  return nil
+end
+
+local function done_with(co, r, sock, keep, c)
+  if keep and sock:setkeepalive(c.keepalive_timeout, c.pool_size) then
+    if co and r ~= nil then idle_socks[co], idle_reqs[co] = sock, r end
+    return
+  end
+  sock:close()
+end
+
 -- sock:settimeouts for what is left of the call (each wait also capped by the send/read timeout)
 local function set_waits(sock, connect_timeout, send, read, left)
   sock:settimeouts(connect_timeout, max(1, (send and send < left) and send or left),
@@ -355,8 +397,17 @@ end
 -- send_timeout, read_timeout: the call's (ms; the last two may be nil).
 local function exchange(ngx, c, method, request, deadline, replay, connect_timeout, send_timeout, read_timeout)
   local u = c.u
-  local sock, serr = ngx.socket.tcp()
-  if not sock then return nil, "cannot create a socket: " .. tostring(serr), "other", false end
+  local co, r = running(), request_ptr()
+  local sock = co and idle_socks[co]
+  if sock then
+    idle_socks[co] = nil
+    if idle_reqs[co] ~= r then sock = nil end -- another request's
+  end
+  if not sock then
+    local serr
+    sock, serr = ngx.socket.tcp()
+    if not sock then return nil, "cannot create a socket: " .. tostring(serr), "other", false end
+  end
 
   local left = deadline - ngx.now() * 1000
   if left <= 0 then return fail(sock, nil, "request timed out before connecting", "connect_timeout", false) end
@@ -419,11 +470,7 @@ local function exchange(ngx, c, method, request, deadline, replay, connect_timeo
         if status and have >= length then
           local body = have == length and sub(data, body_at) or sub(data, body_at, body_at + length - 1)
           if have > length then keep = false end -- bytes beyond this answer: not a clean connection
-          if keep then
-            if not sock:setkeepalive(c.keepalive_timeout, c.pool_size) then sock:close() end
-          else
-            sock:close()
-          end
+          done_with(co, r, sock, keep, c)
           return { status = status, headers = headers, body = body }
         end
       end
@@ -458,11 +505,7 @@ local function exchange(ngx, c, method, request, deadline, replay, connect_timeo
   local res = parser:result()
   -- a parser keeps its buffers when reset: one that held a large answer is not kept
   if #res.body <= 65536 then give_parser(max_body, parser) else parser:close() end
-  if res.keepalive then
-    if not sock:setkeepalive(c.keepalive_timeout, c.pool_size) then sock:close() end
-  else
-    sock:close()
-  end
+  done_with(co, r, sock, res.keepalive, c)
   res.keepalive = nil
   return res
 end
