@@ -1083,7 +1083,9 @@ static void read_positional(lua_State *L, wire_t *w, req_in *in)
     q->url = lua_tolstring(L, 3, &n);
     if (strlen(q->url) != n)
         paykit_req_argerror(L, 2, 0, "'url' must not contain NUL bytes");
-    q->method = lua_tolstring(L, 2, &n); /* a string: this form */
+    if (lua_type(L, 2) != LUA_TSTRING)
+        paykit_req_argerror(L, 2, 0, "'method' must be a string");
+    q->method = lua_tolstring(L, 2, &n);
     paykit_check_method(L, 2, 0, q->method, n);
     q->timeout_ms = pos_count(L, 7, "timeout", w->timeout_ms);
     q->connect_timeout_ms = pos_count(L, 8, "connect_timeout", w->connect_timeout_ms);
@@ -1433,7 +1435,9 @@ static int wire_request(lua_State *L)
 {
     wire_t *w = check_wire(L);
     xfer *x;
-    int nret, positional = lua_type(L, 2) == LUA_TSTRING;
+    /* not a table and more than one argument: the positional form (which checks its own
+     * arguments: paykit.http checks none of their types) */
+    int nret, positional = !lua_istable(L, 2) && lua_gettop(L) > 2;
     req_in in;
     if (positional) {
         lua_settop(L, 14);

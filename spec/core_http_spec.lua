@@ -307,6 +307,8 @@ for _, C in ipairs(CLIENTS) do
             { { url = 42 }, { "GET", 42 } },
             { { url = U .. "\0x" }, { "GET", U .. "\0x" } },
             { { url = U, method = "" }, { "", U } },
+            { { url = U, method = 1 }, { 1, U } },
+            { { url = U, method = true }, { true, U } },
             { { url = U, method = "PO ST" }, { "PO ST", U } },
             { { url = U, timeout = "5" }, { "GET", U, nil, nil, nil, "5" } },
             { { url = U, connect_timeout = -1 }, { "GET", U, nil, nil, nil, nil, -1 } },

@@ -163,6 +163,27 @@ describe("paykit.http direct first try", function()
       assert.same(seen[1], seen[2], c.name)
     end
   end)
+
+  it("raises for a field of the wrong type in the request table's words", function()
+    for _, bad in ipairs {
+      { url = 42 }, { method = 5 }, { method = "PO ST" }, { body = {} }, { body = false }, { headers = "X-A: 1" },
+      { headers = { ["X:A"] = "1" } }, { headers = { ["X-A"] = "v\r\nX-B: w" } }, { idempotent = 1 }, { url = PLAIN .. "\0" },
+    } do
+      local errs = {}
+      for _, general in ipairs { false, true } do
+        local t = http.new { transport = "wire", retry = false }
+        if general then t.send_once = function(self, r) return http.send_once(self, r) end end
+        local r = { method = "POST", url = PLAIN .. "ok/bad", body = "{}" }
+        for k, v in pairs(bad) do r[k] = v end
+        local ok, e = pcall(t.request, t, r)
+        assert.is_false(ok)
+        errs[#errs + 1] = (tostring(e):gsub("^[^:]*:%d+: ", "")) -- where it was raised differs
+        t:close()
+      end
+      assert.equal(errs[1], errs[2])
+      assert.truthy(errs[1]:find("bad argument #1 to 'request'", 1, true), errs[1])
+    end
+  end)
 end)
 
 describe("paykit.http inline send against send_once", function()

@@ -602,6 +602,9 @@ local G = _G
 -- the call's own (own_headers), with the correlation header and, for json, Content-Type (with
 -- a body) and Accept application/json unless the caller's name them (any case).
 local function merged_headers(req, given, json, body, corr_header, correlation_id)
+  -- not a table: handed on as it is, for the transport to refuse in its words (as the wire
+  -- client's direct call does)
+  if given ~= nil and type(given) ~= "table" then return given end
   local have_ct, have_accept = false, false
   local headers
   if given and req.own_headers then
@@ -787,13 +790,14 @@ function _M:request(req)
       local w = not general and self.wire
       if w == nil then w = self:wire_client() end
       -- (the core client wire_client made: a wire put in its place gets request tables)
-      if w and w == self.wire_core and type(url) == "string" and type(method) == "string" and (body == nil or type(body) == "string")
-          and (given == nil or type(given) == "table") then
+      if w and w == self.wire_core then
         -- outside nginx, no scheduler anywhere, send_once not replaced, the wire client:
         -- send_once's own last step with the request's fields as arguments (no request table,
         -- no headers table); the wire client writes the correlation header after the
         -- caller's headers (a uuid4 of its own when there is no id yet: it comes back last)
-        -- and json's Content-Type and Accept as the table below would carry them
+        -- and json's Content-Type and Accept as the table below would carry them. It checks
+        -- the fields as the table form does, in the same words (a method, url, body or
+        -- headers of another type raises as it would there: no type() test here)
         local made
         res, msg, code, maybe_sent, made = w:request(method, url, given, body, idempotent, ms, cms, send_ms, read_ms,
           stall_ms, corr_header or nil, correlation_id, json)
