@@ -1114,6 +1114,8 @@ static void read_positional(lua_State *L, wire_t *w, req_in *in)
     in->extra = NULL;
     if (lua_type(L, 12) == LUA_TSTRING) {
         in->extra = lua_tolstring(L, 12, &in->extra_n);
+        if (in->extra_n == 0 || paykit_bad_header_text(in->extra, in->extra_n) || memchr(in->extra, ':', in->extra_n))
+            paykit_req_argerror(L, 2, 0, "invalid header name");
         if (lua_isnil(L, 13)) {
             char id[36];
             if (paykit_uuid4(id)) {
@@ -1127,7 +1129,11 @@ static void read_positional(lua_State *L, wire_t *w, req_in *in)
         }
         if (lua_type(L, 13) == LUA_TNUMBER)
             lua_tostring(L, 13); /* converted in place, as a header value of a table */
+        else if (lua_type(L, 13) != LUA_TSTRING)
+            paykit_req_argerror(L, 2, 0, "header values must be strings or numbers");
         in->extra_value = lua_tolstring(L, 13, &in->extra_vn);
+        if (paykit_bad_header_text(in->extra_value, in->extra_vn))
+            paykit_req_argerror(L, 2, 0, "header values must not contain CR, LF or NUL");
     }
     lua_pushnil(L);
 }

@@ -322,9 +322,16 @@ for _, C in ipairs(CLIENTS) do
             { { url = U, headers = { ["X-A"] = true } }, { "GET", U, { ["X-A"] = true } } },
             { { url = U, headers = { ["X:A"] = "1" } }, { "GET", U, { ["X:A"] = "1" } } },
             { { url = U, headers = { ["X-A"] = "v\r\nX-B: w" } }, { "GET", U, { ["X-A"] = "v\r\nX-B: w" } } },
+            -- the extra header is checked as a table's entry would be
+            { { url = U, headers = { ["X-A"] = "v\r\nX-B: w" } },
+              { "GET", U, nil, nil, nil, nil, nil, nil, nil, nil, "X-A", "v\r\nX-B: w" } },
+            { { url = U, headers = { ["X-A"] = true } }, { "GET", U, nil, nil, nil, nil, nil, nil, nil, nil, "X-A", true } },
+            { { url = U, headers = { ["X:A"] = "1" } }, { "GET", U, nil, nil, nil, nil, nil, nil, nil, nil, "X:A", "1" } },
+            { { url = U, headers = { [""] = "1" } }, { "GET", U, nil, nil, nil, nil, nil, nil, nil, nil, "", "1" } },
+            { { url = U, headers = { ["X\nA"] = "1" } }, { "GET", U, nil, nil, nil, nil, nil, nil, nil, nil, "X\nA" } },
           } do
             local ok1, e1 = pcall(client.request, client, case[1])
-            local ok2, e2 = pcall(client.request, client, (table.unpack or unpack)(case[2], 1, 10))
+            local ok2, e2 = pcall(client.request, client, (table.unpack or unpack)(case[2], 1, 13))
             assert.is_false(ok1)
             assert.is_false(ok2)
             assert.are.equal(tostring(e1), tostring(e2))
