@@ -619,14 +619,13 @@ static int l_random_hex(lua_State *L)
     return 1;
 }
 
-/* uuid4(): RFC 4122 version 4, lowercase, 8-4-4-4-12 */
-static int l_uuid4(lua_State *L)
+/* An RFC 4122 version 4 uuid, lowercase, 8-4-4-4-12, into out (see paykit.h). */
+int paykit_uuid4(char out[36])
 {
     unsigned char r[16];
-    char out[36];
     size_t i, o = 0;
     if (!rand_take(r, sizeof r))
-        return push_openssl_error(L, "RAND_bytes");
+        return 0;
     r[6] = (unsigned char)((r[6] & 0x0f) | 0x40); /* version 4 */
     r[8] = (unsigned char)((r[8] & 0x3f) | 0x80); /* variant 10xx */
     for (i = 0; i < sizeof r; i++) {
@@ -635,6 +634,15 @@ static int l_uuid4(lua_State *L)
         out[o++] = hex_digits[r[i] >> 4];
         out[o++] = hex_digits[r[i] & 15];
     }
+    return 1;
+}
+
+/* uuid4(): RFC 4122 version 4, lowercase, 8-4-4-4-12 */
+static int l_uuid4(lua_State *L)
+{
+    char out[36];
+    if (!paykit_uuid4(out))
+        return push_openssl_error(L, "RAND_bytes");
     lua_pushlstring(L, out, sizeof out);
     return 1;
 }

@@ -25,6 +25,10 @@ void paykit_clock_register(lua_State *L);
 double paykit_monotonic(void);
 long long paykit_monotonic_ms(void);
 void paykit_wire_loop_register(lua_State *L);
+
+/* An RFC 4122 version 4 uuid (core.uuid4's: lowercase, 8-4-4-4-12, 36 bytes, no NUL) from
+ * csrc/crypto.c's buffered random bytes; 0 when the random source failed. */
+int paykit_uuid4(char out[36]);
 void paykit_memory_register(lua_State *L);
 
 /* ---- small helpers shared by the parts ---- */

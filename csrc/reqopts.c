@@ -110,9 +110,21 @@ void paykit_read_client_opts(lua_State *L, int idx, int arg, paykit_client_opts 
     }
 }
 
+void paykit_check_method(lua_State *L, int arg, int pos, const char *m, size_t n)
+{
+    size_t i;
+    if (n == 0)
+        paykit_req_argerror(L, arg, pos, "'method' must not be empty");
+    for (i = 0; i < n; i++) {
+        char ch = m[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')) && ch != '-' && ch != '_')
+            paykit_req_argerror(L, arg, pos, "'method' must be a token such as \"POST\"");
+    }
+}
+
 void paykit_read_req(lua_State *L, int idx, int arg, int pos, paykit_req *r)
 {
-    size_t n, i;
+    size_t n;
     if (!lua_istable(L, idx))
         paykit_req_argerror(L, arg, pos, "request must be a table");
     lua_getfield(L, idx, "url");
@@ -128,13 +140,7 @@ void paykit_read_req(lua_State *L, int idx, int arg, int pos, paykit_req *r)
         if (lua_type(L, -1) != LUA_TSTRING)
             paykit_req_argerror(L, arg, pos, "'method' must be a string");
         r->method = lua_tolstring(L, -1, &n);
-        if (n == 0)
-            paykit_req_argerror(L, arg, pos, "'method' must not be empty");
-        for (i = 0; i < n; i++) {
-            char ch = r->method[i];
-            if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')) && ch != '-' && ch != '_')
-                paykit_req_argerror(L, arg, pos, "'method' must be a token such as \"POST\"");
-        }
+        paykit_check_method(L, arg, pos, r->method, n);
     }
     lua_pop(L, 1);
     r->timeout_ms = paykit_opt_count(L, idx, arg, pos, "timeout", r->timeout_ms, LONG_MAX);
@@ -158,10 +164,17 @@ void paykit_read_req(lua_State *L, int idx, int arg, int pos, paykit_req *r)
 
 int paykit_read_headers(lua_State *L, int idx, int arg, int pos, paykit_header_fn fn, void *ud)
 {
-    int ok = 1;
+    int ok;
     lua_getfield(L, idx, "headers");
-    if (!lua_isnil(L, -1)) {
-        int t = lua_gettop(L);
+    ok = paykit_read_header_table(L, lua_gettop(L), arg, pos, fn, ud);
+    lua_pop(L, 1);
+    return ok;
+}
+
+int paykit_read_header_table(lua_State *L, int t, int arg, int pos, paykit_header_fn fn, void *ud)
+{
+    int ok = 1;
+    if (!lua_isnil(L, t)) {
         if (!lua_istable(L, t))
             paykit_req_argerror(L, arg, pos, "'headers' must be a table");
         lua_pushnil(L);
@@ -193,6 +206,5 @@ int paykit_read_headers(lua_State *L, int idx, int arg, int pos, paykit_header_f
             lua_pop(L, 1);
         }
     }
-    lua_pop(L, 1);
     return ok;
 }

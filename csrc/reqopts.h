@@ -62,4 +62,10 @@ typedef int (*paykit_header_fn)(void *ud, const char *name, size_t nn, const cha
  * return is then 0 (out of memory), else 1. */
 int paykit_read_headers(lua_State *L, int idx, int arg, int pos, paykit_header_fn fn, void *ud);
 
+/* As paykit_read_headers for the headers value at stack index t itself (nil: none). */
+int paykit_read_header_table(lua_State *L, int t, int arg, int pos, paykit_header_fn fn, void *ud);
+
+/* Checks a request's method (n bytes): a non-empty token of letters, '-' and '_' (raises). */
+void paykit_check_method(lua_State *L, int arg, int pos, const char *m, size_t n);
+
 #endif

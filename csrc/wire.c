@@ -983,6 +983,9 @@ static const char *parse_url(const char *u, url_t *p)
 typedef struct {
     xfer *x;
     int ok, has_host, has_ua, has_accept, has_ct;
+    int named, named_ct, named_accept; /* with named: a name = value Content-Type / Accept (any case) */
+    const char *skip;           /* a name = value header (this exact name) the extra one replaces */
+    size_t skip_n;
 } header_sink;
 
 static int header_to_bytes(void *ud, const char *name, size_t nn, const char *value, size_t vn)
@@ -990,6 +993,12 @@ static int header_to_bytes(void *ud, const char *name, size_t nn, const char *va
     header_sink *h = (header_sink *)ud;
     const char *hn = name ? name : value;
     size_t hl = name ? nn : strcspn(value, ":");
+    if (name && h->named) {
+        if (nn == 12 && strncasecmp(name, "content-type", 12) == 0) h->named_ct = 1;
+        if (nn == 6 && strncasecmp(name, "accept", 6) == 0) h->named_accept = 1;
+    }
+    if (name && h->skip && nn == h->skip_n && memcmp(name, h->skip, nn) == 0)
+        return 1; /* as a table entry overwritten by the extra header */
     if (!name && (hl == vn || hl == 0))
         return 1; /* not "Name: value": nothing to send */
     if (!own_header(hn, hl)) {
@@ -1007,7 +1016,129 @@ static int header_to_bytes(void *ud, const char *name, size_t nn, const char *va
     return 1; /* out of memory shows in h->ok */
 }
 
+/* A request as read from a request table or from client:request's positional form. */
+typedef struct {
+    paykit_req q;
+    long send_ms, read_ms;           /* -1: not given */
+    int headers;                     /* stack index of the headers value (nil: none) */
+    const char *extra, *extra_value; /* one more header after the caller's (NULL: none) */
+    size_t extra_n, extra_vn;
+    int json;                        /* paykit.http's json: Content-Type, Accept application/json */
+} req_in;
+
+static int build_request(lua_State *L, wire_t *w, req_in *in, int arg, int pos, xfer *x);
+
 static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer *x)
+{
+    req_in in;
+    int r;
+    in.q.timeout_ms = w->timeout_ms;
+    in.q.connect_timeout_ms = w->connect_timeout_ms;
+    in.q.stall_ms = w->stall_ms;
+    in.q.follow = 0;
+    paykit_read_req(L, idx, arg, pos, &in.q);
+    lua_pop(L, 1); /* the body: still referenced by the request table */
+    in.send_ms = paykit_opt_count(L, idx, arg, pos, "send_timeout", -1, LONG_MAX);
+    in.read_ms = paykit_opt_count(L, idx, arg, pos, "read_timeout", -1, LONG_MAX);
+    if (in.q.follow)
+        paykit_req_argerror(L, arg, pos, "the wire transport does not follow redirects");
+    in.extra = NULL;
+    in.json = 0;
+    lua_getfield(L, idx, "headers");
+    in.headers = lua_gettop(L);
+    r = build_request(L, w, &in, arg, pos, x);
+    lua_pop(L, 1);
+    return r;
+}
+
+/* An optional non-negative whole number argument of the positional form (checked as
+ * paykit_opt_count checks a request table's field, with the same messages). */
+static long pos_count(lua_State *L, int i, const char *name, long def)
+{
+    long long n = 0;
+    if (lua_isnoneornil(L, i))
+        return def;
+    if (lua_type(L, i) != LUA_TNUMBER)
+        paykit_req_argerror(L, 2, 0, lua_pushfstring(L, "'%s' must be a number", name));
+    if (!paykit_tosafeint(L, i, &n) || n < 0)
+        paykit_req_argerror(L, 2, 0, lua_pushfstring(L, "'%s' must be a non-negative integer", name));
+    return (long)n;
+}
+
+/* client:request(method, url, headers, body, idempotent, timeout, connect_timeout, send_timeout,
+ * read_timeout, stall_timeout, extra_name, extra_value, json): the fields of a request table as
+ * arguments (checked in the same order with the same messages, as argument 1), and one header
+ * written after the caller's (a name = value entry of the same exact name is left out, as a
+ * table entry it overwrote), its value a uuid4 made here when extra_value is nil; json as
+ * paykit.http's: Content-Type application/json (with a body) unless the caller's headers
+ * name one, Accept application/json unless they name one. Leaves the made value (or nil) on
+ * top of the stack. */
+static void read_positional(lua_State *L, wire_t *w, req_in *in)
+{
+    paykit_req *q = &in->q;
+    size_t n;
+    int t;
+    if (lua_type(L, 3) != LUA_TSTRING)
+        paykit_req_argerror(L, 2, 0, "'url' must be a string");
+    q->url = lua_tolstring(L, 3, &n);
+    if (strlen(q->url) != n)
+        paykit_req_argerror(L, 2, 0, "'url' must not contain NUL bytes");
+    if (lua_type(L, 2) != LUA_TSTRING)
+        paykit_req_argerror(L, 2, 0, "'method' must be a string");
+    q->method = lua_tolstring(L, 2, &n);
+    paykit_check_method(L, 2, 0, q->method, n);
+    q->timeout_ms = pos_count(L, 7, "timeout", w->timeout_ms);
+    q->connect_timeout_ms = pos_count(L, 8, "connect_timeout", w->connect_timeout_ms);
+    q->stall_ms = pos_count(L, 11, "stall_timeout", w->stall_ms);
+    q->follow = 0;
+    q->has_body = !lua_isnil(L, 5);
+    q->body = NULL;
+    q->body_len = 0;
+    if (q->has_body) {
+        if (lua_type(L, 5) != LUA_TSTRING)
+            paykit_req_argerror(L, 2, 0, "'body' must be a string");
+        q->body = lua_tolstring(L, 5, &q->body_len);
+    }
+    t = lua_type(L, 6);
+    if (t == LUA_TNIL)
+        q->idempotent = strcmp(q->method, "GET") == 0 || strcmp(q->method, "HEAD") == 0
+                     || strcmp(q->method, "OPTIONS") == 0;
+    else if (t != LUA_TBOOLEAN)
+        paykit_req_argerror(L, 2, 0, "'idempotent' must be a boolean");
+    else
+        q->idempotent = lua_toboolean(L, 6);
+    in->send_ms = pos_count(L, 9, "send_timeout", -1);
+    in->read_ms = pos_count(L, 10, "read_timeout", -1);
+    in->headers = 4;
+    in->json = lua_toboolean(L, 14);
+    in->extra = NULL;
+    if (lua_type(L, 12) == LUA_TSTRING) {
+        in->extra = lua_tolstring(L, 12, &in->extra_n);
+        if (in->extra_n == 0 || paykit_bad_header_text(in->extra, in->extra_n) || memchr(in->extra, ':', in->extra_n))
+            paykit_req_argerror(L, 2, 0, "invalid header name");
+        if (lua_isnil(L, 13)) {
+            char id[36];
+            if (paykit_uuid4(id)) {
+                lua_pushlstring(L, id, sizeof id);
+                in->extra_value = lua_tolstring(L, -1, &in->extra_vn);
+            } else {
+                lua_pushnil(L); /* as core.uuid4's failure in paykit.http: no header, no id */
+                in->extra = NULL;
+            }
+            return;
+        }
+        if (lua_type(L, 13) == LUA_TNUMBER)
+            lua_tostring(L, 13); /* converted in place, as a header value of a table */
+        else if (lua_type(L, 13) != LUA_TSTRING)
+            paykit_req_argerror(L, 2, 0, "header values must be strings or numbers");
+        in->extra_value = lua_tolstring(L, 13, &in->extra_vn);
+        if (paykit_bad_header_text(in->extra_value, in->extra_vn))
+            paykit_req_argerror(L, 2, 0, "header values must not contain CR, LF or NUL");
+    }
+    lua_pushnil(L);
+}
+
+static int build_request(lua_State *L, wire_t *w, req_in *in, int arg, int pos, xfer *x)
 {
     size_t body_len, hstart = 0;
     const char *url, *method, *body, *bad = NULL;
@@ -1016,14 +1147,8 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
     long timeout_ms, connect_timeout_ms, send_ms, read_ms;
     int has_body, idempotent, ok = 1;
     header_sink hs = { .ok = 1 };
-    paykit_req q;
+    paykit_req q = in->q;
     url_t u;
-    q.timeout_ms = w->timeout_ms;
-    q.connect_timeout_ms = w->connect_timeout_ms;
-    q.stall_ms = w->stall_ms;
-    q.follow = 0;
-    paykit_read_req(L, idx, arg, pos, &q);
-    lua_pop(L, 1); /* the body: still referenced by the request table */
     url = q.url;
     body = q.body;
     body_len = q.body_len;
@@ -1034,16 +1159,14 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
     connect_timeout_ms = q.connect_timeout_ms;
     /* send_timeout / read_timeout: the longest wait for one send / one read; without either,
      * stall_timeout (libcurl's one stall timer) bounds both */
-    send_ms = paykit_opt_count(L, idx, arg, pos, "send_timeout", -1, LONG_MAX);
-    read_ms = paykit_opt_count(L, idx, arg, pos, "read_timeout", -1, LONG_MAX);
+    send_ms = in->send_ms;
+    read_ms = in->read_ms;
     if (send_ms < 0 && read_ms < 0)
         send_ms = read_ms = q.stall_ms;
     if (send_ms < 0)
         send_ms = 0;
     if (read_ms < 0)
         read_ms = 0;
-    if (q.follow)
-        paykit_req_argerror(L, arg, pos, "the wire transport does not follow redirects");
 
     if (x) {
         long long t0 = paykit_monotonic_ms();
@@ -1089,9 +1212,26 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
         hs.x = x;
         hs.ok = ok;
     }
-    paykit_read_headers(L, idx, arg, pos, x ? header_to_bytes : NULL, &hs);
-    if (x)
+    if (in->extra) {
+        hs.skip = in->extra;
+        hs.skip_n = in->extra_n;
+    }
+    hs.named = in->json; /* json's test */
+    paykit_read_header_table(L, in->headers, arg, pos, x ? header_to_bytes : NULL, &hs);
+    if (x) {
+        /* paykit.http's own headers, after the caller's as in the table it would have made;
+         * the json ones of that name win over the extra one, as there */
+        int json_ct = in->json && has_body && !hs.named_ct, json_accept = in->json && !hs.named_accept;
+        hs.skip = NULL;
+        if (in->extra && !(json_ct && in->extra_n == 12 && memcmp(in->extra, "Content-Type", 12) == 0)
+            && !(json_accept && in->extra_n == 6 && memcmp(in->extra, "Accept", 6) == 0))
+            header_to_bytes(&hs, in->extra, in->extra_n, in->extra_value, in->extra_vn);
+        if (json_ct)
+            header_to_bytes(&hs, "Content-Type", 12, "application/json", 16);
+        if (json_accept)
+            header_to_bytes(&hs, "Accept", 6, "application/json", 16);
         ok = hs.ok;
+    }
 
     if (xbad) {
         fail(w, xfailed, "unusable_url", 0, "unusable URL: %s", bad);
@@ -1301,19 +1441,35 @@ static int wire_request(lua_State *L)
 {
     wire_t *w = check_wire(L);
     xfer *x;
-    int nret;
-    luaL_checktype(L, 2, LUA_TTABLE);
-    lua_settop(L, 2);
+    /* not a table and more than one argument: the positional form (which checks its own
+     * arguments: paykit.http checks none of their types) */
+    int nret, positional = !lua_istable(L, 2) && lua_gettop(L) > 2;
+    req_in in;
+    if (positional) {
+        lua_settop(L, 14);
+    } else {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        lua_settop(L, 2);
+    }
     wire_settle(w);
     if (!wire_slots(w, 1))
         return luaL_error(L, "out of memory");
     x = &w->xs[0];
     /* raises on misuse before any connection is touched (the slot is settled next time) */
     x->index = 1;
-    if (read_request(L, w, 2, 2, 0, x))
+    if (positional) {
+        read_positional(L, w, &in); /* the made extra value (or nil) on top: index 15 */
+        if (build_request(L, w, &in, 2, 0, x))
+            drive_one(w, x);
+    } else if (read_request(L, w, 2, 2, 0, x)) {
         drive_one(w, x);
+    }
     nret = push_outcome(L, x, 0);
     xfer_release(w, x);
+    if (positional) {
+        lua_pushvalue(L, 15); /* after the outcome: res, id or nil, message, code, maybe_sent, id */
+        nret++;
+    }
     return nret;
 }
 

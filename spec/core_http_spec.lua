@@ -247,6 +247,98 @@ for _, C in ipairs(CLIENTS) do
         end)
       end
 
+      if C.tag == "wire" then
+        -- client:request(method, url, headers, body, idempotent, timeout, connect_timeout,
+        -- send_timeout, read_timeout, stall_timeout, extra_name, extra_value, json)
+        it("takes a request's fields as arguments: the table's bytes, outcome and errors", function()
+          local function lines(raw)
+            local head, body = raw:match("^(.-)\r\n\r\n(.*)$")
+            local ls = {}
+            for l in (head .. "\r\n"):gmatch("([^\r\n]*)\r\n") do ls[#ls + 1] = l end
+            local first = table.remove(ls, 1)
+            table.sort(ls)
+            return first .. "\n" .. table.concat(ls, "\n") .. "\n\n" .. body
+          end
+          local U = BASE .. "/raw?a=1"
+          -- no extra header, no json: byte for byte the table's request
+          for _, q in ipairs {
+            { "POST", U, { "Content-Type: application/json", ["X-A"] = 1 }, '{"x":1}', false, 5000, 2000 },
+            { "GET", U, nil, nil, nil, 5000, 2000 },
+            { "PUT", U, { ["X-Empty"] = "" }, "", true, 5000, 2000, 100, 200, 300 },
+          } do
+            local t = { method = q[1], url = q[2], headers = q[3], body = q[4], idempotent = q[5], timeout = q[6],
+              connect_timeout = q[7], send_timeout = q[8], read_timeout = q[9], stall_timeout = q[10] }
+            local a = assert(client:request(t))
+            local b, made = client:request((table.unpack or unpack)(q, 1, 10))
+            assert.are.equal(a.body, assert(b).body)
+            assert.is_nil(made)
+          end
+          -- the extra header (over a caller's of that exact name, beside one of another case),
+          -- generated when not given; json's Content-Type and Accept unless the caller's name them
+          for _, c in ipairs {
+            { { ["X-Correlation-Id"] = "theirs", ["x-correlation-id"] = "lower", Accept = "text/plain" }, "X-Correlation-Id",
+              "corr-1", true, { ["X-Correlation-Id"] = "corr-1", ["x-correlation-id"] = "lower", Accept = "text/plain",
+                                ["Content-Type"] = "application/json" } },
+            { { "Content-Type: text/plain" }, "X-Id", 12345, true,
+              { "Content-Type: text/plain", ["X-Id"] = 12345, ["Content-Type"] = "application/json",
+                Accept = "application/json" } },
+            { nil, "X-Id", "v", nil, { ["X-Id"] = "v" } },
+            { { ["content-type"] = "x/y" }, "Accept", "a/b", true, { ["content-type"] = "x/y", Accept = "application/json" } },
+          } do
+            local a = assert(client:request { method = "POST", url = U, headers = c[5], body = "{}" })
+            local b, made = client:request("POST", U, c[1], "{}", nil, nil, nil, nil, nil, nil, c[2], c[3], c[4])
+            assert.are.equal(lines(a.body), lines(assert(b).body))
+            assert.is_nil(made)
+          end
+          local b, made = client:request("GET", U, { ["X-A"] = "1" }, nil, nil, nil, nil, nil, nil, nil, "X-Corr")
+          assert.matches("^%x+%-%x+%-4%x+%-[89ab]%x+%-%x+$", made)
+          assert.equal(36, #made)
+          assert.truthy(assert(b).body:find("\r\nX-Corr: " .. made .. "\r\n", 1, true))
+          local _, made2 = client:request("GET", U, nil, nil, nil, nil, nil, nil, nil, nil, "X-Corr")
+          assert.are_not.equal(made, made2)
+          -- a failure: the same four values, then the id
+          local res, msg, code, sent, id = client:request("GET", "http://127.0.0.1:" .. CLOSED_PORT .. "/", nil, nil,
+            nil, nil, nil, nil, nil, nil, "X-Corr")
+          local tres, tmsg, tcode, tsent = client:request { url = "http://127.0.0.1:" .. CLOSED_PORT .. "/" }
+          assert.same({ tres, tmsg, tcode, tsent }, { res, msg, code, sent })
+          assert.equal(36, #id)
+          -- misuse: the table form's words, as argument 1
+          for _, case in ipairs {
+            { { url = 42 }, { "GET", 42 } },
+            { { url = U .. "\0x" }, { "GET", U .. "\0x" } },
+            { { url = U, method = "" }, { "", U } },
+            { { url = U, method = 1 }, { 1, U } },
+            { { url = U, method = true }, { true, U } },
+            { { url = U, method = "PO ST" }, { "PO ST", U } },
+            { { url = U, timeout = "5" }, { "GET", U, nil, nil, nil, "5" } },
+            { { url = U, connect_timeout = -1 }, { "GET", U, nil, nil, nil, nil, -1 } },
+            { { url = U, stall_timeout = 0.5 }, { "GET", U, nil, nil, nil, nil, nil, nil, nil, 0.5 } },
+            { { url = U, send_timeout = -2 }, { "GET", U, nil, nil, nil, nil, nil, -2 } },
+            { { url = U, read_timeout = "1" }, { "GET", U, nil, nil, nil, nil, nil, nil, "1" } },
+            { { url = U, body = {} }, { "GET", U, nil, {} } },
+            { { url = U, idempotent = 1 }, { "GET", U, nil, nil, 1 } },
+            { { url = U, headers = "X-A: 1" }, { "GET", U, "X-A: 1" } },
+            { { url = U, headers = { 1 } }, { "GET", U, { 1 } } },
+            { { url = U, headers = { ["X-A"] = true } }, { "GET", U, { ["X-A"] = true } } },
+            { { url = U, headers = { ["X:A"] = "1" } }, { "GET", U, { ["X:A"] = "1" } } },
+            { { url = U, headers = { ["X-A"] = "v\r\nX-B: w" } }, { "GET", U, { ["X-A"] = "v\r\nX-B: w" } } },
+            -- the extra header is checked as a table's entry would be
+            { { url = U, headers = { ["X-A"] = "v\r\nX-B: w" } },
+              { "GET", U, nil, nil, nil, nil, nil, nil, nil, nil, "X-A", "v\r\nX-B: w" } },
+            { { url = U, headers = { ["X-A"] = true } }, { "GET", U, nil, nil, nil, nil, nil, nil, nil, nil, "X-A", true } },
+            { { url = U, headers = { ["X:A"] = "1" } }, { "GET", U, nil, nil, nil, nil, nil, nil, nil, nil, "X:A", "1" } },
+            { { url = U, headers = { [""] = "1" } }, { "GET", U, nil, nil, nil, nil, nil, nil, nil, nil, "", "1" } },
+            { { url = U, headers = { ["X\nA"] = "1" } }, { "GET", U, nil, nil, nil, nil, nil, nil, nil, nil, "X\nA" } },
+          } do
+            local ok1, e1 = pcall(client.request, client, case[1])
+            local ok2, e2 = pcall(client.request, client, (table.unpack or unpack)(case[2], 1, 13))
+            assert.is_false(ok1)
+            assert.is_false(ok2)
+            assert.are.equal(tostring(e1), tostring(e2))
+          end
+        end)
+      end
+
       it("carries nothing of one request into the next on the same connection", function()
         -- the client keeps a transfer's options between requests of the same shape: every
         -- change of method, body, headers or timeout must still reach the wire

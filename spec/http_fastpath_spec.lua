@@ -38,6 +38,154 @@ local function outcome(res, err)
   return { kind = err.kind, code = err.code, retryable = err.retryable, message = message, op = err.op }
 end
 
+-- The direct path (wire, no request table) must pass on every option of the request: a case
+-- is made on a transport of each path, and what the calls gave, the connections they used and
+-- the headers and body sizes the server got must be the same. Each case also pins what the
+-- option does (an anchor), so the case fails when both paths ignored it alike.
+local TLS_PLAIN = "https://127.0.0.1:" .. P.http .. "/"
+local UUID = "^%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x$"
+
+local function direct_cases()
+  local cases = {}
+  local function case(name, t) t.name = name; cases[#cases + 1] = t end
+  -- idempotent true: the wire client sends once more on a fresh connection when a kept one
+  -- dies under it (drop_second), within one attempt (retry = false); false or nil: it does not
+  for _, idem in ipairs { true, false, "nil" } do
+    local idempotent = idem ~= "nil" and idem or nil
+    case("drop_second POST idempotent=" .. tostring(idem), {
+      calls = { { method = "POST", path = "drop_second/k", body = "{}", idempotent = idempotent },
+                { method = "POST", path = "drop_second/k", body = "{}", idempotent = idempotent } },
+      anchor = function(outs) assert.equal(idempotent == true, outs[2].status == 200) end })
+    -- a body-less request that is not idempotent gets a connection of its own
+    case("GET idempotent=" .. tostring(idem), {
+      calls = { { method = "GET", path = "ok/g", idempotent = idempotent },
+                { method = "GET", path = "ok/g", idempotent = idempotent } },
+      anchor = function(_, reached) assert.equal(idempotent == false, reached[1].conn ~= reached[2].conn) end })
+  end
+  -- headers: the caller's (copied or their own), the correlation header (given, a number,
+  -- generated, or over the caller's header of that name), json's Content-Type and Accept
+  for _, own in ipairs { false, true } do
+    case("json headers own=" .. tostring(own), {
+      calls = { { method = "POST", path = "ok/h", body = '{"a":1}', json = true, own_headers = own or nil,
+                  headers = { accept = "text/plain", ["X-A"] = "1", ["X-Correlation-Id"] = "callers" },
+                  correlation_id = "corr-1" } },
+      anchor = function(outs, reached)
+        local h = reached[1].headers
+        assert.equal("corr-1", h["x-correlation-id"])
+        assert.equal("text/plain", h.accept)
+        assert.equal("application/json", h["content-type"])
+        assert.equal("corr-1", outs[1].correlation_id)
+      end })
+    case("generated correlation id own=" .. tostring(own), {
+      calls = { { method = "POST", path = "ok/u", body = "x=1", own_headers = own or nil,
+                  headers = { ["Content-Type"] = "text/plain" } },
+                { method = "GET", path = "ok/u", json = true, correlation_id = 12345 } },
+      anchor = function(outs, reached)
+        assert.truthy(outs[1].correlation_id:find(UUID))
+        assert.equal(outs[1].correlation_id, reached[1].headers["x-correlation-id"])
+        assert.equal("text/plain", reached[1].headers["content-type"])
+        assert.equal("*/*", reached[1].headers.accept)
+        assert.equal("12345", reached[2].headers["x-correlation-id"])
+        assert.equal("application/json", reached[2].headers.accept)
+        assert.is_nil(reached[2].headers["content-type"])
+      end })
+  end
+  case("array headers and json", {
+    calls = { { method = "PUT", path = "ok/a", body = "{}", json = true,
+                headers = { "Accept: text/html", ["Content-type"] = "application/x" } } },
+    anchor = function(_, reached)
+      assert.equal("PUT", reached[1].method)
+      assert.equal("application/x", reached[1].headers["content-type"])
+    end })
+  -- per-call timeouts: the call's own over the transport's 5 s
+  case("hang timeout", {
+    calls = { { method = "POST", path = "hang/t", body = "{}", timeout = 0.3 } },
+    anchor = function(outs) assert.equal("timeout", outs[1].code); assert.truthy(outs[1].elapsed < 2) end })
+  case("hang read_timeout", {
+    calls = { { method = "POST", path = "hang/r", body = "{}", read_timeout = 0.2 } },
+    anchor = function(outs) assert.truthy(outs[1].message:find("read_timeout", 1, true)) end })
+  -- a TLS handshake the plain port never answers: connect_timeout's wait, within the call's
+  case("TLS handshake connect_timeout", {
+    calls = { { method = "GET", base = TLS_PLAIN, path = "hang/c", timeout = 4, connect_timeout = 0.2 } },
+    anchor = function(outs) assert.equal("connect_timeout", outs[1].code); assert.truthy(outs[1].elapsed < 2) end })
+  return cases
+end
+
+describe("paykit.http direct first try", function()
+  local f
+  setup(function() f = fault.start(nginx.root()) end)
+  teardown(function() if f then f.stop() end end)
+
+  it("passes every request option on as the request table does", function()
+    for _, c in ipairs(direct_cases()) do
+      local seen = {}
+      for _, general in ipairs { false, true } do
+        local t = http.new { transport = "wire", retry = false, timeout = 5, connect_timeout = 5 }
+        if general then t.send_once = function(self, r) return http.send_once(self, r) end end
+        f.reset()
+        local outs = {}
+        for i, q in ipairs(c.calls) do
+          local r = {}
+          for k, v in pairs(q) do r[k] = v end
+          r.path, r.base = nil, nil
+          r.url = (q.base or PLAIN) .. q.path .. "/" .. i
+          if q.headers then
+            r.headers = {}
+            for k, v in pairs(q.headers) do r.headers[k] = v end
+          end
+          local t0 = http.now()
+          local res, err = t:request(r)
+          local o = outcome(res, err)
+          o.correlation_id = res and res.correlation_id or err.correlation_id
+          o.elapsed = http.now() - t0
+          outs[i] = o
+        end
+        t:close()
+        local reached, conns, nconns = {}, {}, 0
+        for _, q in ipairs(f.log().requests) do
+          if not conns[q.conn] then nconns = nconns + 1; conns[q.conn] = nconns end
+          reached[#reached + 1] = { method = q.method, path = q.path, conn = conns[q.conn], headers = q.headers,
+            size = q.size }
+        end
+        c.anchor(outs, reached)
+        for i, o in ipairs(outs) do
+          o.elapsed = nil
+          -- a generated id differs per call: the same when it is the one the server got
+          if type(o.correlation_id) == "string" and o.correlation_id:find(UUID) then
+            for _, q in ipairs(reached) do
+              if q.headers["x-correlation-id"] == o.correlation_id then q.headers["x-correlation-id"] = "uuid" .. i end
+            end
+            o.correlation_id = "uuid" .. i
+          end
+        end
+        seen[#seen + 1] = { outs = outs, reached = reached }
+      end
+      assert.same(seen[1], seen[2], c.name)
+    end
+  end)
+
+  it("raises for a field of the wrong type in the request table's words", function()
+    for _, bad in ipairs {
+      { url = 42 }, { method = 5 }, { method = "PO ST" }, { body = {} }, { body = false }, { headers = "X-A: 1" },
+      { headers = { ["X:A"] = "1" } }, { headers = { ["X-A"] = "v\r\nX-B: w" } }, { idempotent = 1 }, { url = PLAIN .. "\0" },
+    } do
+      local errs = {}
+      for _, general in ipairs { false, true } do
+        local t = http.new { transport = "wire", retry = false }
+        if general then t.send_once = function(self, r) return http.send_once(self, r) end end
+        local r = { method = "POST", url = PLAIN .. "ok/bad", body = "{}" }
+        for k, v in pairs(bad) do r[k] = v end
+        local ok, e = pcall(t.request, t, r)
+        assert.is_false(ok)
+        errs[#errs + 1] = (tostring(e):gsub("^[^:]*:%d+: ", "")) -- where it was raised differs
+        t:close()
+      end
+      assert.equal(errs[1], errs[2])
+      assert.truthy(errs[1]:find("bad argument #1 to 'request'", 1, true), errs[1])
+    end
+  end)
+end)
+
 describe("paykit.http inline send against send_once", function()
   local f
   setup(function() f = fault.start(nginx.root()) end)

@@ -338,6 +338,7 @@ function _M.new(opts)
     allow_blocking = opts.allow_blocking == true,
     transport = kind or "auto", -- see wire_client below
     wire = nil, -- the core.wire_client, made on first use; false: libcurl serves this transport
+    wire_core = nil, -- the wire client wire_client made (request's direct call: see there)
     log = _M.make_logger(opts.logger),
     hooks = { before = hooks.before, after = hooks.after },
     retry = r,
@@ -377,6 +378,7 @@ end
 function _M:wire_client()
   if self.wire == nil then
     self.wire = self.transport ~= "curl" and not proxied() and require("paykit.core").wire_client(client_options(self))
+    self.wire_core = self.wire -- what request's direct call takes its fields as arguments for
   end
   return self.wire
 end
@@ -410,7 +412,7 @@ end
 function _M:close()
   if self.client then self.client:close(); self.client = nil end
   if self.wire then self.wire:close() end
-  self.wire = nil
+  self.wire, self.wire_core = nil, nil
 end
 
 local cosocket_mod -- paykit.cosocket, loaded on the first request inside nginx
@@ -596,6 +598,63 @@ local G = _G
 -- Each attempt makes its own request table (what send_once gets): the transport keeps nothing
 -- of a request (its body holds card data and credentials) once the call is over.
 
+-- The headers of a request table: the caller's (req.headers, given) copied unless they are
+-- the call's own (own_headers), with the correlation header and, for json, Content-Type (with
+-- a body) and Accept application/json unless the caller's name them (any case).
+local function merged_headers(req, given, json, body, corr_header, correlation_id)
+  -- not a table: handed on as it is, for the transport to refuse in its words (as the wire
+  -- client's direct call does)
+  if given ~= nil and type(given) ~= "table" then return given end
+  local have_ct, have_accept = false, false
+  local headers
+  if given and req.own_headers then
+    headers = given
+    if json then
+      for k in pairs(given) do
+        if type(k) == "string" then
+          local lk = k:lower()
+          if lk == "content-type" then have_ct = true elseif lk == "accept" then have_accept = true end
+        end
+      end
+    end
+  else
+    -- grown as the headers go in (a table made at another size would hand them to the
+    -- transport in another order: other bytes on the wire)
+    headers = {}
+    if given then
+      for k, v in pairs(given) do
+        headers[k] = v
+        if json and type(k) == "string" then
+          local lk = k:lower()
+          if lk == "content-type" then have_ct = true elseif lk == "accept" then have_accept = true end
+        end
+      end
+    end
+  end
+  if corr_header and correlation_id then headers[corr_header] = correlation_id end
+  if json then
+    if body and not have_ct then headers["Content-Type"] = "application/json" end
+    if not have_accept then headers["Accept"] = "application/json" end
+  end
+  return headers
+end
+
+-- An attempt's request table (timeouts in milliseconds). One constructor: the table is made at
+-- its full size. idempotent nil: the transport decides by method (GET, HEAD, OPTIONS); false:
+-- the transport never sends it twice, whatever the connection does. The per-attempt waits
+-- only when set (absent and nil are the same to every transport; a constructor with them
+-- always made a table twice the size).
+local function request_table(method, url, headers, body, idempotent, ms, cms, send_ms, read_ms, stall_ms)
+  local r = {
+    method = method, url = url, headers = headers, body = body, idempotent = idempotent,
+    timeout = ms, connect_timeout = cms,
+  }
+  if send_ms then r.send_timeout = send_ms end
+  if read_ms then r.read_timeout = read_ms end
+  if stall_ms then r.stall_timeout = stall_ms end
+  return r
+end
+
 -- The failure of an attempt as a paykit error (and its kind, whether it may have been sent
 -- and whether a retry is allowed). Only here is the URL redacted when nothing logs it.
 local function attempt_error(op, method, url, safe_url, correlation_id, idempotent, msg, code, maybe_sent)
@@ -630,8 +689,10 @@ end
 --    over @{with}'s and the transport's
 --  * `correlation_id` sent in the correlation header instead of a generated one
 --  * `own_headers` true: `headers` is this call's own table (made for it, used by no one
---    else while the call runs): paykit.http adds its headers (the correlation header, json's
---    Content-Type and Accept) to it instead of copying it first
+--    else while the call runs): where paykit.http makes a headers table for the transport
+--    it adds its headers (the correlation header, json's Content-Type and Accept) to this one
+--    instead of copying it first (the wire client's direct call writes them after the
+--    caller's headers and leaves the table as it is)
 -- @treturn table `{status=, headers=, body=, json=, request_id=, correlation_id=}`: the
 --   provider's request id of the answer (nil when it has none) and the correlation id sent
 -- @return[2] nil
@@ -663,47 +724,15 @@ function _M:request(req)
       "correlation_id must be printable ASCII without spaces, at most " .. MAX_ID .. " bytes")
   end
   local corr_header = self.correlation_header
-  if corr_header and correlation_id == nil then
-    correlation_id = core_uuid4()
-  end
   local method = req.method or (req.body and "POST" or "GET")
-  -- one pass: copy the caller's headers (unless they are the call's own) and, for json, note
-  -- a Content-Type / Accept of theirs
-  local have_ct, have_accept = false, false
   local json = req.json
   local given = req.headers
-  local headers
-  if given and req.own_headers then
-    headers = given
-    if json then
-      for k in pairs(given) do
-        if type(k) == "string" then
-          local lk = k:lower()
-          if lk == "content-type" then have_ct = true elseif lk == "accept" then have_accept = true end
-        end
-      end
-    end
-  else
-    -- grown as the headers go in (a table made at another size would hand them to the
-    -- transport in another order: other bytes on the wire)
-    headers = {}
-    if given then
-      for k, v in pairs(given) do
-        headers[k] = v
-        if json and type(k) == "string" then
-          local lk = k:lower()
-          if lk == "content-type" then have_ct = true elseif lk == "accept" then have_accept = true end
-        end
-      end
-    end
-  end
-  if corr_header and correlation_id then headers[corr_header] = correlation_id end
   local body = req.body
-  if json then
-    if type(body) == "table" then body = assert(json_encode(body)) end
-    if body and not have_ct then headers["Content-Type"] = "application/json" end
-    if not have_accept then headers["Accept"] = "application/json" end
-  end
+  if json and type(body) == "table" then body = assert(json_encode(body)) end
+  -- the headers table a request table carries (the caller's with paykit.http's own), made
+  -- when an attempt first needs one: the wire client's direct call takes the caller's
+  -- headers as they are and writes paykit.http's after them (see below)
+  local headers
   -- Nothing is built for a logger or hooks that are not there: the redacted URL and the log
   -- lines exist only when a logger or a hook will see them (or an error message needs the URL).
   local log = self.log
@@ -747,6 +776,7 @@ function _M:request(req)
     end
     local res, msg, code, maybe_sent
     if timeout <= 0 then
+      if corr_header and correlation_id == nil then correlation_id = core_uuid4() end
       msg, code, maybe_sent = "deadline passed before the request could be sent", "connect_timeout", false
     else
       -- one constructor: the table is made at its full size (no rehash as fields go in).
@@ -754,21 +784,44 @@ function _M:request(req)
       -- transport never sends it twice, whatever the connection does
       local ms = timeout * 1000
       local cms = (call_connect < timeout and call_connect or timeout) * 1000
-      local r = {
-        method = method, url = url, headers = headers, body = body, idempotent = idempotent,
-        timeout = ms < 1 and 1 or floor(ms), connect_timeout = cms < 1 and 1 or floor(cms),
-      }
-      -- the per-attempt waits only when set (absent and nil are the same to every transport;
-      -- a constructor with them always made a table twice the size)
-      if send_ms then r.send_timeout = send_ms end
-      if read_ms then r.read_timeout = read_ms end
-      if stall_ms then r.stall_timeout = stall_ms end
-      if in_ngx or runtime.schedulers_installed ~= 0 or self.send_once ~= send_once then
-        res, msg, code, maybe_sent = self:send_once(r)
+      ms = ms < 1 and 1 or floor(ms)
+      cms = cms < 1 and 1 or floor(cms)
+      local general = in_ngx or runtime.schedulers_installed ~= 0 or self.send_once ~= send_once
+      local w = not general and self.wire
+      if w == nil then w = self:wire_client() end
+      -- (the core client wire_client made: a wire put in its place gets request tables)
+      if w and w == self.wire_core then
+        -- outside nginx, no scheduler anywhere, send_once not replaced, the wire client:
+        -- send_once's own last step with the request's fields as arguments (no request table,
+        -- no headers table); the wire client writes the correlation header after the
+        -- caller's headers (a uuid4 of its own when there is no id yet: it comes back last)
+        -- and json's Content-Type and Accept as the table below would carry them. It checks
+        -- the fields as the table form does, in the same words (a method, url, body or
+        -- headers of another type raises as it would there: no type() test here)
+        local made
+        res, msg, code, maybe_sent, made = w:request(method, url, given, body, idempotent, ms, cms, send_ms, read_ms,
+          stall_ms, corr_header or nil, correlation_id, json)
+        if res then made, msg = msg, nil end
+        if correlation_id == nil then correlation_id = made end
+        if not res and code == "unusable_url" then
+          local again = self:client_for(w, code, maybe_sent)
+          if again then
+            if headers == nil then headers = merged_headers(req, given, json, body, corr_header, correlation_id) end
+            res, msg, code, maybe_sent = again:request(request_table(method, url, headers, body, idempotent, ms, cms,
+              send_ms, read_ms, stall_ms))
+          end
+        end
       else
-        -- outside nginx, no scheduler anywhere, send_once not replaced: send_once's own last
-        -- step, without the scheduler and phase lookups before it
-        res, msg, code, maybe_sent = send_direct(self, r)
+        if corr_header and correlation_id == nil then correlation_id = core_uuid4() end
+        if headers == nil then headers = merged_headers(req, given, json, body, corr_header, correlation_id) end
+        local r = request_table(method, url, headers, body, idempotent, ms, cms, send_ms, read_ms, stall_ms)
+        if general then
+          res, msg, code, maybe_sent = self:send_once(r)
+        else
+          -- outside nginx, no scheduler anywhere, send_once not replaced, libcurl: send_once's
+          -- own last step, without the scheduler and phase lookups before it
+          res, msg, code, maybe_sent = send_direct(self, r)
+        end
       end
     end
     local elapsed = watched and clock() - t0

@@ -72,7 +72,7 @@ function _M.start(root)
     return cjson.decode(body)
   end
 
-  --- The record: {requests = {{cell, method, path, conn, nth}, ...}, conns = {[port] = n},
+  --- The record: {requests = {{cell, method, path, conn, nth, headers (lowercase names), size (of the body)}, ...}, conns = {[port] = n},
   -- handshakes = {[port] = n}}.
   function self.log() return get("/_log") end
   function self.reset() get("/_reset") end

@@ -200,7 +200,8 @@ local function serve(c, port, tls_cell, params)
     if not (req.method == "GET" and control(c, req)) then
       nth = nth + 1
       local cell = tls_cell or req.path:match("^/([%w_]+)") or "?"
-      record.requests[#record.requests + 1] = { cell = cell, method = req.method, path = req.path, conn = conn, nth = nth }
+      record.requests[#record.requests + 1] = { cell = cell, method = req.method, path = req.path, conn = conn, nth = nth,
+        headers = req.headers, size = #req.body }
       local fn = tls_cell and CELLS.ok or CELLS[cell]
       local keep = fn and fn(c, req, nth, conn_state)
       if not fn then keep = send(c, response("404 Not Found", "text/plain", "no such cell")) end
