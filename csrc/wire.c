@@ -1053,15 +1053,15 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
 
 /* An optional non-negative whole number argument of the positional form (checked as
  * paykit_opt_count checks a request table's field, with the same messages). */
-static long pos_count(lua_State *L, int i, const char *name, long def)
+static long pos_count(lua_State *L, int b, int i, const char *name, long def)
 {
     long long n = 0;
     if (lua_isnoneornil(L, i))
         return def;
     if (lua_type(L, i) != LUA_TNUMBER)
-        paykit_req_argerror(L, 2, 0, lua_pushfstring(L, "'%s' must be a number", name));
+        paykit_req_argerror(L, b, 0, lua_pushfstring(L, "'%s' must be a number", name));
     if (!paykit_tosafeint(L, i, &n) || n < 0)
-        paykit_req_argerror(L, 2, 0, lua_pushfstring(L, "'%s' must be a non-negative integer", name));
+        paykit_req_argerror(L, b, 0, lua_pushfstring(L, "'%s' must be a non-negative integer", name));
     return (long)n;
 }
 
@@ -1073,50 +1073,50 @@ static long pos_count(lua_State *L, int i, const char *name, long def)
  * paykit.http's: Content-Type application/json (with a body) unless the caller's headers
  * name one, Accept application/json unless they name one. Leaves the made value (or nil) on
  * top of the stack. */
-static void read_positional(lua_State *L, wire_t *w, req_in *in)
+static void read_positional(lua_State *L, wire_t *w, req_in *in, int b)
 {
     paykit_req *q = &in->q;
     size_t n;
     int t;
-    if (lua_type(L, 3) != LUA_TSTRING)
-        paykit_req_argerror(L, 2, 0, "'url' must be a string");
-    q->url = lua_tolstring(L, 3, &n);
+    if (lua_type(L, b + 1) != LUA_TSTRING)
+        paykit_req_argerror(L, b, 0, "'url' must be a string");
+    q->url = lua_tolstring(L, b + 1, &n);
     if (strlen(q->url) != n)
-        paykit_req_argerror(L, 2, 0, "'url' must not contain NUL bytes");
-    if (lua_type(L, 2) != LUA_TSTRING)
-        paykit_req_argerror(L, 2, 0, "'method' must be a string");
-    q->method = lua_tolstring(L, 2, &n);
-    paykit_check_method(L, 2, 0, q->method, n);
-    q->timeout_ms = pos_count(L, 7, "timeout", w->timeout_ms);
-    q->connect_timeout_ms = pos_count(L, 8, "connect_timeout", w->connect_timeout_ms);
-    q->stall_ms = pos_count(L, 11, "stall_timeout", w->stall_ms);
+        paykit_req_argerror(L, b, 0, "'url' must not contain NUL bytes");
+    if (lua_type(L, b) != LUA_TSTRING)
+        paykit_req_argerror(L, b, 0, "'method' must be a string");
+    q->method = lua_tolstring(L, b, &n);
+    paykit_check_method(L, b, 0, q->method, n);
+    q->timeout_ms = pos_count(L, b, b + 5, "timeout", w->timeout_ms);
+    q->connect_timeout_ms = pos_count(L, b, b + 6, "connect_timeout", w->connect_timeout_ms);
+    q->stall_ms = pos_count(L, b, b + 9, "stall_timeout", w->stall_ms);
     q->follow = 0;
-    q->has_body = !lua_isnil(L, 5);
+    q->has_body = !lua_isnil(L, b + 3);
     q->body = NULL;
     q->body_len = 0;
     if (q->has_body) {
-        if (lua_type(L, 5) != LUA_TSTRING)
-            paykit_req_argerror(L, 2, 0, "'body' must be a string");
-        q->body = lua_tolstring(L, 5, &q->body_len);
+        if (lua_type(L, b + 3) != LUA_TSTRING)
+            paykit_req_argerror(L, b, 0, "'body' must be a string");
+        q->body = lua_tolstring(L, b + 3, &q->body_len);
     }
-    t = lua_type(L, 6);
+    t = lua_type(L, b + 4);
     if (t == LUA_TNIL)
         q->idempotent = strcmp(q->method, "GET") == 0 || strcmp(q->method, "HEAD") == 0
                      || strcmp(q->method, "OPTIONS") == 0;
     else if (t != LUA_TBOOLEAN)
-        paykit_req_argerror(L, 2, 0, "'idempotent' must be a boolean");
+        paykit_req_argerror(L, b, 0, "'idempotent' must be a boolean");
     else
-        q->idempotent = lua_toboolean(L, 6);
-    in->send_ms = pos_count(L, 9, "send_timeout", -1);
-    in->read_ms = pos_count(L, 10, "read_timeout", -1);
-    in->headers = 4;
-    in->json = lua_toboolean(L, 14);
+        q->idempotent = lua_toboolean(L, b + 4);
+    in->send_ms = pos_count(L, b, b + 7, "send_timeout", -1);
+    in->read_ms = pos_count(L, b, b + 8, "read_timeout", -1);
+    in->headers = b + 2;
+    in->json = lua_toboolean(L, b + 12);
     in->extra = NULL;
-    if (lua_type(L, 12) == LUA_TSTRING) {
-        in->extra = lua_tolstring(L, 12, &in->extra_n);
+    if (lua_type(L, b + 10) == LUA_TSTRING) {
+        in->extra = lua_tolstring(L, b + 10, &in->extra_n);
         if (in->extra_n == 0 || paykit_bad_header_text(in->extra, in->extra_n) || memchr(in->extra, ':', in->extra_n))
-            paykit_req_argerror(L, 2, 0, "invalid header name");
-        if (lua_isnil(L, 13)) {
+            paykit_req_argerror(L, b, 0, "invalid header name");
+        if (lua_isnil(L, b + 11)) {
             char id[36];
             if (paykit_uuid4(id)) {
                 lua_pushlstring(L, id, sizeof id);
@@ -1127,13 +1127,13 @@ static void read_positional(lua_State *L, wire_t *w, req_in *in)
             }
             return;
         }
-        if (lua_type(L, 13) == LUA_TNUMBER)
-            lua_tostring(L, 13); /* converted in place, as a header value of a table */
-        else if (lua_type(L, 13) != LUA_TSTRING)
-            paykit_req_argerror(L, 2, 0, "header values must be strings or numbers");
-        in->extra_value = lua_tolstring(L, 13, &in->extra_vn);
+        if (lua_type(L, b + 11) == LUA_TNUMBER)
+            lua_tostring(L, b + 11); /* converted in place, as a header value of a table */
+        else if (lua_type(L, b + 11) != LUA_TSTRING)
+            paykit_req_argerror(L, b, 0, "header values must be strings or numbers");
+        in->extra_value = lua_tolstring(L, b + 11, &in->extra_vn);
         if (paykit_bad_header_text(in->extra_value, in->extra_vn))
-            paykit_req_argerror(L, 2, 0, "header values must not contain CR, LF or NUL");
+            paykit_req_argerror(L, b, 0, "header values must not contain CR, LF or NUL");
     }
     lua_pushnil(L);
 }
@@ -1458,7 +1458,7 @@ static int wire_request(lua_State *L)
     /* raises on misuse before any connection is touched (the slot is settled next time) */
     x->index = 1;
     if (positional) {
-        read_positional(L, w, &in); /* the made extra value (or nil) on top: index 15 */
+        read_positional(L, w, &in, 2); /* the made extra value (or nil) on top: index 15 */
         if (build_request(L, w, &in, 2, 0, x))
             drive_one(w, x);
     } else if (read_request(L, w, 2, 2, 0, x)) {
@@ -1774,17 +1774,30 @@ static int wl_slot_free(wloop_t *l)
     return l->nslots++;
 }
 
-/* loop:start(client, req) */
+/* loop:start(client, req), or loop:start(client, method, url, headers, body, idempotent,
+ * timeout, connect_timeout, send_timeout, read_timeout, stall_timeout, extra_name, extra_value,
+ * json): the positional form of client:request (the same fields as arguments, checked in the
+ * same order with the same messages, as argument 2; the extra header after the caller's, a
+ * uuid4 made here when extra_value is nil), which returns the made value (or nil) after what
+ * the table form returns. */
 static int wl_start(lua_State *L)
 {
     wloop_t *l = check_wloop(L);
     wire_t *w = (wire_t *)luaL_checkudata(L, 2, WIRE_MT);
     wl_slot *s;
-    int i, ok;
+    int i, ok, top;
+    /* not a table and more than one argument after the client: the positional form */
+    int positional = !lua_istable(L, 3) && lua_gettop(L) > 3;
+    req_in in;
     if (!w->open)
         return luaL_argerror(L, 2, "the client is closed");
-    luaL_checktype(L, 3, LUA_TTABLE);
-    lua_settop(L, 3);
+    if (positional) {
+        lua_settop(L, 15);
+    } else {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_settop(L, 3);
+    }
+    top = lua_gettop(L);
     i = wl_slot_free(l);
     if (i < 0)
         return luaL_error(L, "out of memory");
@@ -1793,8 +1806,14 @@ static int wl_start(lua_State *L)
     s->x.reg_fd = -1;
     /* one pass: a misuse raises from inside it with the slot still free (its id 0) and nothing
      * started (no connection is touched before advance), so the slot is simply used again */
-    ok = read_request(L, w, 3, 3, 0, &s->x);
-    lua_settop(L, 3);
+    if (positional) {
+        read_positional(L, w, &in, 3); /* the made extra value (or nil) on top: index 16 */
+        ok = build_request(L, w, &in, 3, 0, &s->x);
+        top = 16;
+    } else {
+        ok = read_request(L, w, 3, 3, 0, &s->x);
+    }
+    lua_settop(L, top);
     s->w = w;
     if (++l->next_id <= 0)
         l->next_id = 1;
@@ -1811,6 +1830,10 @@ static int wl_start(lua_State *L)
         lua_pushboolean(L, 0);
         push_outcome(L, &s->x, 1);
         wl_release(L, l, i);
+        if (positional) {
+            lua_pushvalue(L, 16); /* false, outcome, id or nil */
+            return 3;
+        }
         return 2;
     }
     if (l->active > w->pool_limit)
@@ -1819,6 +1842,10 @@ static int wl_start(lua_State *L)
     wl_reconcile(l, i);
     lua_pushinteger(L, s->id);
     lua_pushinteger(L, i + 1); /* the slot: small and reused, an array index for the caller */
+    if (positional) {
+        lua_pushvalue(L, 16); /* id, slot, made id or nil */
+        return 3;
+    }
     return 2;
 }
 

@@ -70,7 +70,7 @@ describe("paykit.batch", function()
     local function wrap(kind)
       return function()
         local l = real[kind]()
-        return setmetatable({ start = function(_, c, req) n[kind] = n[kind] + 1; return l:start(c, req) end },
+        return setmetatable({ start = function(_, c, ...) n[kind] = n[kind] + 1; return l:start(c, ...) end },
           { __index = function(_, k) return function(_, ...) return l[k](l, ...) end end })
       end
     end

@@ -14,6 +14,33 @@ local CELLS = { "ok", "refused", "reset_before", "reset_mid", "hang", "s500", "s
   "truncated", "oversize", "bad_chunk", "dup_cl", "bad_status", "drop_second", "idle_close" }
 local RETRY = { attempts = 3, base_delay = 0.001, max_delay = 0.002, deadline = 30 }
 
+-- Runs each call of calls (functions) as a paykit.loop call, one after another on one loop (the
+-- scheduler path: the wire loop's positional start for the wire client); returns their results
+-- (packed) and how many starts took the fields as arguments.
+local core = require "paykit.core"
+local unpack = table.unpack or unpack -- luacheck: ignore
+local function in_loop(calls)
+  local real, positional = core.wire_loop, 0
+  core.wire_loop = function()
+    local l = real()
+    return setmetatable({ start = function(_, c, ...)
+      if select("#", ...) > 1 then positional = positional + 1 end
+      return l:start(c, ...)
+    end }, { __index = function(_, k) return function(_, ...) return l[k](l, ...) end end })
+  end
+  local ok, lp = pcall(require("paykit.loop").new)
+  core.wire_loop = real
+  assert(ok, lp)
+  local outs = {}
+  for i, fn in ipairs(calls) do
+    local h = lp:start(fn)
+    while not h:done() do lp:step(0.05) end
+    outs[i] = { n = 2, h:result() }
+  end
+  lp:close()
+  return outs, positional
+end
+
 local function make(transport, general, watched)
   local opts = { transport = transport, retry = RETRY, timeout = 0.4, connect_timeout = 0.4,
     correlation_header = false, sleep = function() end, random = function() return 0.5 end }
@@ -119,26 +146,39 @@ describe("paykit.http direct first try", function()
   it("passes every request option on as the request table does", function()
     for _, c in ipairs(direct_cases()) do
       local seen = {}
-      for _, general in ipairs { false, true } do
+      -- direct, general (send_once replaced), in a paykit.loop (the wire loop's positional
+      -- start) and in a paykit.loop with send_once replaced (request tables)
+      for _, mode in ipairs { { false, false }, { true, false }, { false, true }, { true, true } } do
+        local general, looped = mode[1], mode[2]
         local t = http.new { transport = "wire", retry = false, timeout = 5, connect_timeout = 5 }
         if general then t.send_once = function(self, r) return http.send_once(self, r) end end
         f.reset()
-        local outs = {}
+        local outs, fns = {}, {}
         for i, q in ipairs(c.calls) do
-          local r = {}
-          for k, v in pairs(q) do r[k] = v end
-          r.path, r.base = nil, nil
-          r.url = (q.base or PLAIN) .. q.path .. "/" .. i
-          if q.headers then
-            r.headers = {}
-            for k, v in pairs(q.headers) do r.headers[k] = v end
+          fns[i] = function()
+            local r = {}
+            for k, v in pairs(q) do r[k] = v end
+            r.path, r.base = nil, nil
+            r.url = (q.base or PLAIN) .. q.path .. "/" .. i
+            if q.headers then
+              r.headers = {}
+              for k, v in pairs(q.headers) do r.headers[k] = v end
+            end
+            local t0 = http.now()
+            local res, err = t:request(r)
+            local o = outcome(res, err)
+            o.correlation_id = res and res.correlation_id or err.correlation_id
+            o.elapsed = http.now() - t0
+            return o
           end
-          local t0 = http.now()
-          local res, err = t:request(r)
-          local o = outcome(res, err)
-          o.correlation_id = res and res.correlation_id or err.correlation_id
-          o.elapsed = http.now() - t0
-          outs[i] = o
+        end
+        if looped then
+          local got, positional = in_loop(fns)
+          for i = 1, #fns do outs[i] = got[i][1] end
+          -- the loop's path took every call's fields as arguments, only without send_once replaced
+          assert.equal(general and 0 or #fns, positional, c.name)
+        else
+          for i = 1, #fns do outs[i] = fns[i]() end
         end
         t:close()
         local reached, conns, nconns = {}, {}, 0
@@ -160,7 +200,7 @@ describe("paykit.http direct first try", function()
         end
         seen[#seen + 1] = { outs = outs, reached = reached }
       end
-      assert.same(seen[1], seen[2], c.name)
+      for i = 2, #seen do assert.same(seen[1], seen[i], c.name .. " mode " .. i) end
     end
   end)
 
@@ -182,6 +222,21 @@ describe("paykit.http direct first try", function()
       end
       assert.equal(errs[1], errs[2])
       assert.truthy(errs[1]:find("bad argument #1 to 'request'", 1, true), errs[1])
+      -- in a paykit.loop: the same outcome with and without the positional start (a start
+      -- that raised goes the general way)
+      local louts = {}
+      for _, general in ipairs { false, true } do
+        local t = http.new { transport = "wire", retry = false }
+        if general then t.send_once = function(self, r) return http.send_once(self, r) end end
+        local r = { method = "POST", url = PLAIN .. "ok/bad", body = "{}" }
+        for k, v in pairs(bad) do r[k] = v end
+        local got = in_loop { function() return t:request(r) end }
+        local a, b = got[1][1], got[1][2]
+        louts[#louts + 1] = { a == nil, (tostring(type(b) == "table" and b.message or b):gsub("^[^:]*:%d+: ", "")),
+          type(b) == "table" and b.code or nil }
+        t:close()
+      end
+      assert.same(louts[1], louts[2])
     end
   end)
 end)
@@ -207,17 +262,27 @@ describe("paykit.http inline send against send_once", function()
             json = variant == 2 or nil, timeout = variant == 3 and 0.35 or nil,
             read_timeout = variant == 4 and 0.3 or nil }
           local seen = {}
-          for _, mode in ipairs { { false, false }, { true, false }, { false, true }, { true, true } } do
+          -- (general, watched, in a paykit.loop)
+          for _, mode in ipairs { { false, false }, { true, false }, { false, true }, { true, true },
+                                  { false, false, true }, { false, true, true }, { true, false, true } } do
             local t = make(transport, mode[1], mode[2])
             f.reset()
             local calls = (cell == "drop_second" or cell == "idle_close") and 2 or 1
-            local outs = {}
+            local outs, fns = {}, {}
             for i = 1, calls do
-              local r = {}
-              for k, v in pairs(req) do r[k] = v end
-              r.headers = { ["Content-Type"] = "application/json", ["X-N"] = tostring(n) }
-              if i == 2 and cell == "idle_close" then require("socket").sleep(0.5) end
-              outs[i] = outcome(t:request(r))
+              fns[i] = function()
+                local r = {}
+                for k, v in pairs(req) do r[k] = v end
+                r.headers = { ["Content-Type"] = "application/json", ["X-N"] = tostring(n) }
+                if i == 2 and cell == "idle_close" then require("socket").sleep(0.5) end
+                return outcome(t:request(r))
+              end
+            end
+            if mode[3] then
+              local got = in_loop(fns)
+              for i = 1, calls do outs[i] = got[i][1] end
+            else
+              for i = 1, calls do outs[i] = fns[i]() end
             end
             t:close()
             local log = f.log()

@@ -787,23 +787,46 @@ function _M:request(req)
       ms = ms < 1 and 1 or floor(ms)
       cms = cms < 1 and 1 or floor(cms)
       local general = in_ngx or runtime.schedulers_installed ~= 0 or self.send_once ~= send_once
-      local w = not general and self.wire
-      if w == nil then w = self:wire_client() end
+      local w, sched, sw = false, nil, nil
+      if not general then
+        w = self.wire
+        if w == nil then w = self:wire_client() end
+      elseif not in_ngx and self.send_once == send_once then
+        -- a scheduler that takes the wire client's fields as arguments (paykit.loop's: its
+        -- wire loop starts them as they are when the request can start at once)
+        sched = scheduler()
+        sw = sched and sched.wire
+        if sw then
+          w = self.wire
+          if w == nil then w = self:wire_client() end
+        end
+      end
+      local tabled = true
       -- (the core client wire_client made: a wire put in its place gets request tables)
       if w and w == self.wire_core then
-        -- outside nginx, no scheduler anywhere, send_once not replaced, the wire client:
-        -- send_once's own last step with the request's fields as arguments (no request table,
-        -- no headers table); the wire client writes the correlation header after the
-        -- caller's headers (a uuid4 of its own when there is no id yet: it comes back last)
-        -- and json's Content-Type and Accept as the table below would carry them. It checks
-        -- the fields as the table form does, in the same words (a method, url, body or
-        -- headers of another type raises as it would there: no type() test here)
+        -- outside nginx, send_once not replaced, the wire client, and no scheduler anywhere
+        -- (send_once's own last step) or paykit.loop's for this call (its wire loop's start):
+        -- the request's fields as arguments (no request table, no headers table); the wire
+        -- client writes the correlation header after the caller's headers (a uuid4 of its own
+        -- when there is no id yet: it comes back last) and json's Content-Type and Accept as
+        -- the table below would carry them. It checks the fields as the table form does, in
+        -- the same words (a method, url, body or headers of another type raises as it would
+        -- there: no type() test here). The scheduler answers false when it did not start it
+        -- (it would wait, it raised, or another client is to try): then the table below.
+        tabled = false
         local made
-        res, msg, code, maybe_sent, made = w:request(method, url, given, body, idempotent, ms, cms, send_ms, read_ms,
-          stall_ms, corr_header or nil, correlation_id, json)
+        if sw then
+          res, msg, code, maybe_sent, made = sw(sched, self, w, method, url, given, body, idempotent, ms, cms, send_ms,
+            read_ms, stall_ms, corr_header or nil, correlation_id, json)
+        else
+          res, msg, code, maybe_sent, made = w:request(method, url, given, body, idempotent, ms, cms, send_ms, read_ms,
+            stall_ms, corr_header or nil, correlation_id, json)
+        end
         if res then made, msg = msg, nil end
         if correlation_id == nil then correlation_id = made end
-        if not res and code == "unusable_url" then
+        if res == false then
+          res, tabled = nil, true
+        elseif not res and code == "unusable_url" and not sw then
           local again = self:client_for(w, code, maybe_sent)
           if again then
             if headers == nil then headers = merged_headers(req, given, json, body, corr_header, correlation_id) end
@@ -811,7 +834,8 @@ function _M:request(req)
               send_ms, read_ms, stall_ms))
           end
         end
-      else
+      end
+      if tabled then
         if corr_header and correlation_id == nil then correlation_id = core_uuid4() end
         if headers == nil then headers = merged_headers(req, given, json, body, corr_header, correlation_id) end
         local r = request_table(method, url, headers, body, idempotent, ms, cms, send_ms, read_ms, stall_ms)

@@ -43,9 +43,14 @@ Handle.__index = Handle
 
 -- The scheduler every call of a loop runs under: what paykit.http hands it is yielded, with a
 -- marker of this module, to the loop that resumed the coroutine.
-local REQUEST, SLEEP = {}, {}
+local REQUEST, SLEEP, WIRE = {}, {}, {}
 local SCHEDULER = {
   request = function(_, transport, req) return co_yield(REQUEST, transport, req) end,
+  -- paykit.http's first try on its wire client, the request's fields as arguments (those of
+  -- the wire client's positional request): started on the wire loop as they are when it can
+  -- start at once, else false (nothing sent): the transport asks again with request().
+  -- Returns what the wire client's positional request returns (the made correlation id last).
+  wire = function(_, transport, client, ...) return co_yield(WIRE, transport, client, ...) end,
   sleep = function(_, s) return co_yield(SLEEP, s) end,
 }
 
@@ -54,6 +59,9 @@ local SCHEDULER = {
 -- {error = message, code = , maybe_sent = } given to the transport as nil, message, code,
 -- maybe_sent (the core shape). Kept on the handle: no table of its own per resume.
 local WAKE = {}
+-- A WIRE request not started (it would wait, or its start failed): the call is resumed with
+-- false and asks again with a request table.
+local NOT_NOW = {}
 
 -- The metatable of the wire transport's clients (core.wire_client): a transport's client with
 -- it is served by the wire loop, any other by libcurl's.
@@ -120,7 +128,7 @@ local function runnable(self, h, outcome)
   self.runnable[n] = h
 end
 
-local start_now
+local start_now, start_wire, start_on
 
 -- Files what h's coroutine yielded (or returned) after a resume: coroutine.resume's values.
 -- A request starts on its core at once when there is room and no other request waits before
@@ -140,6 +148,14 @@ local function after(self, h, ok, ...)
     t = t + 1
     self.qtail = t
     self.queue[t] = h
+  elseif tag == WIRE then
+    -- only at once (the queue empty, room, not cancelled nor closed): a request that would
+    -- wait is asked again as a table (REQUEST), which waits as any other
+    if h.cancelled then return runnable(self, h, cancelled(false)) end
+    if self.qtail < self.qhead and self.ncurl + self.nwire < self.max and not self.closed then
+      return start_wire(self, h, a, b, select(4, ...))
+    end
+    return runnable(self, h, NOT_NOW)
   elseif tag ~= SLEEP and co_status(h.co) == "dead" then
     return finish(self, h, pack(...))
   elseif tag == SLEEP then
@@ -159,10 +175,16 @@ local function resume(self, h)
   local o = h.outcome
   h.outcome, h.state = nil, "running"
   if o == WAKE then return after(self, h, co_resume(h.co)) end
-  if o == nil then return after(self, h, co_resume(h.co, nil, "no response", "other", true)) end
+  -- the correlation id the wire loop made for a WIRE request (nil otherwise), after the outcome
+  -- as the wire client's positional request returns it
+  local made = h.made
+  if made ~= nil then h.made = nil end
+  if o == NOT_NOW then return after(self, h, co_resume(h.co, false, nil, nil, nil, made)) end
+  if o == nil then return after(self, h, co_resume(h.co, nil, "no response", "other", true, made)) end
   if o.error ~= nil and o.status == nil then
-    return after(self, h, co_resume(h.co, nil, o.error, o.code, o.maybe_sent))
+    return after(self, h, co_resume(h.co, nil, o.error, o.code, o.maybe_sent, made))
   end
+  if made ~= nil then return after(self, h, co_resume(h.co, o, made)) end
   return after(self, h, co_resume(h.co, o))
 end
 
@@ -172,7 +194,12 @@ end
 -- follows): the wire client's transfers go to the wire loop, libcurl's to libcurl's; a URL the
 -- wire client refuses as unusable (nothing sent) goes to libcurl when the transport says so.
 local function start_transfer(self, h, t, req)
-  local client = t.client_for and t:client_for() or t:core_client()
+  local client = h.instead
+  if client then
+    h.instead = nil -- the client start_wire was told to try instead: the wire client refused it
+    return start_on(self, h, client, req)
+  end
+  client = t.client_for and t:client_for() or t:core_client()
   if getmetatable(client) == WIRE_MT then
     local wire = self.wire
     local id, slot = wire:start(client, req)
@@ -187,12 +214,39 @@ local function start_transfer(self, h, t, req)
     if not again then return outcome end
     client = again
   end
+  return start_on(self, h, client, req)
+end
+
+-- Starts h's request on libcurl's loop with client (libcurl's).
+function start_on(self, h, client, req)
   local c = self.core
   local id, outcome = c:start(client, req)
   if not id then return outcome end
   h.state, h.id, h.via = "request", id, c
   self.cinflight[id] = h
   self.ncurl = self.ncurl + 1
+end
+
+-- Starts h's WIRE request on the wire loop, the fields as arguments: in flight, or runnable
+-- with the outcome of a start that failed; a start that raised (misuse), or that failed where
+-- the transport would try another client, is NOT_NOW: asked again as a table, it goes the
+-- general way (the same error, the same fallback).
+function start_wire(self, h, t, client, ...)
+  local wire = self.wire
+  local ok, id, slot, made = pcall(wire.start, wire, client, ...)
+  if ok and id then
+    h.state, h.id, h.via, h.slot, h.made = "request", id, wire, slot, made
+    self.wslot[slot] = h
+    self.nwire = self.nwire + 1
+    return
+  end
+  if ok then
+    h.made = made
+    local again = t.client_for and t:client_for(client, slot.code, slot.maybe_sent)
+    if not again then return runnable(self, h, slot) end
+    h.instead = again -- what the table asked for next starts on (the wire client refused it)
+  end
+  return runnable(self, h, NOT_NOW)
 end
 
 -- Starts h's request (transport t, attempt req) now: in flight, or runnable with the outcome
