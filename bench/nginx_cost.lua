@@ -1,7 +1,9 @@
 -- In-nginx transport cost: the client nginx worker's CPU per call (os.clock, min and median of
 -- interleaved rounds) of a raw cosocket loop, the pool's own cost, paykit.cosocket.request,
 -- paykit.http and the whole provider call, all sending the captured request of
--- build/bench/<scenario>-nginx.req (made by `bench/run nginx`). Run under nsrun:
+-- build/bench/<scenario>-nginx.req (made by `bench/run nginx`; when it is missing, this script
+-- makes it: the server captures the first request paykit's provider call sends from the client
+-- nginx, as bench/bench.lua does). Run under nsrun:
 --   lua5.4 bench/nginx_cost.lua [scenario] [calls per round] [rounds] [modes]
 -- (modes: a comma list of bench/nginx_cost_client.lua's, default all)
 -- PAYKIT_COST_PORT: the first of the two ports (default 18846); PAYKIT_COST_CALLGRIND=1: instructions
@@ -25,6 +27,7 @@ local SERVER = [[
     location = ${MOKA} { content_by_lua_block { require("bench.nginx_server").answer("moka") } }
     location = ${MOCOPAY} { content_by_lua_block { require("bench.nginx_server").answer("mocopay") } }
     location = ${ZIPPY} { content_by_lua_block { require("bench.nginx_server").answer("zippy") } }
+    location = /__capture { content_by_lua_block { require("bench.nginx_server").capture() } }
   }
 ]]
 local CLIENT = [[
@@ -42,12 +45,44 @@ local function get(path)
   local out = p:read("*a"); p:close(); return out
 end
 local function url(m, calls, r) return string.format("/cost?port=%d&n=%d&rounds=%d&scenario=%s&modes=%s", P, calls, r, scenario, m) end
+-- build/bench/<scenario>-nginx.req: checked, or made by capturing the request of one paykit
+-- call sent from the client nginx (the same way bench/bench.lua makes it)
+local REQ = ROOT .. "/build/bench/" .. scenario .. "-nginx.req"
+local function ensure_req()
+  local f = io.open(REQ, "rb")
+  if f then
+    local size = #f:read("*a"); f:close()
+    if size > 0 then return end
+    error(REQ .. " is empty: remove it (this script then captures it again) or run bench/run nginx", 0)
+  end
+  local path = F[scenario .. "_path"]
+  if not path then error("nginx_cost.lua: unknown scenario " .. tostring(scenario) .. " (moka, mocopay, zippy)", 0) end
+  io.stderr:write("nginx_cost.lua: " .. REQ .. " missing: capturing paykit's request\n")
+  local function cap(args)
+    local p = io.popen(string.format("curl -s --max-time 60 'http://127.0.0.1:%d/__capture?%s'", P, args))
+    local out = p:read("*a"); p:close(); return out
+  end
+  local key = P .. path
+  cap("clear=" .. key); cap("arm=1")
+  local out = get(url("paykit", 1, 1))
+  cap("arm=0")
+  local got = cap("key=" .. key)
+  cap("clear=" .. key)
+  if not out:find("^paykit ") or not got:find("^%u+ %S+ HTTP/1%.1\r\n") then
+    error("nginx_cost.lua: could not capture " .. scenario .. "'s request inside nginx (client said: "
+      .. tostring(out):sub(1, 200) .. "); run bench/run nginx to make " .. REQ, 0)
+  end
+  os.execute("mkdir -p '" .. ROOT .. "/build/bench'")
+  f = assert(io.open(REQ, "wb")); f:write(got); f:close()
+end
 if os.getenv("PAYKIT_COST_CALLGRIND") then
   -- instructions per call: the client nginx in one process under callgrind; per mode, the
   -- counters are zeroed after a warm-up and dumped after n calls
   local c = nginx.start("cost-client", CLIENT, { CPORT = P + 1, ROOT = ROOT, PORT = P + 1 })
   local prefix = c.prefix
+  local cok, cerr = pcall(ensure_req)
   c:stop()
+  if not cok then srv:stop(); error(cerr, 0) end
   local conf = io.open(prefix .. "/nginx.conf"):read("*a"):gsub("daemon on;", "daemon off; master_process off;")
   local f = io.open(prefix .. "/cg.conf", "w"); f:write(conf); f:close()
   os.remove(prefix .. "/cg.out")
@@ -71,6 +106,11 @@ if os.getenv("PAYKIT_COST_CALLGRIND") then
   return
 end
 local ok, cli = pcall(nginx.start, "cost-client", CLIENT, { CPORT = P + 1, ROOT = ROOT, PORT = P + 1 })
+local why = not ok and cli
+if ok then
+  ok, why = pcall(ensure_req)
+  if not ok then cli:stop() end
+end
 if ok then
   local load0 = io.open("/proc/loadavg"):read("*l")
   local out = get(url(modes, n, rounds))
@@ -80,4 +120,4 @@ if ok then
   cli:stop()
 end
 srv:stop()
-if not ok then error(cli, 0) end
+if not ok then error(why, 0) end

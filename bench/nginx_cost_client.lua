@@ -4,6 +4,9 @@
 --   raw      one held keep-alive connection, the captured bytes, answer read by lines + length
 --   rawpool  the same, the connection taken from nginx's pool and given back per call
 --   pool     only ngx.socket.tcp + connect (a pool hit) + setkeepalive, no request
+--   rawany   raw with the answer taken by one receiveany (the floor of a cosocket exchange)
+--   poolany  rawany on one kept object whose connection is taken from nginx's pool and given
+--            back per call (connect + setkeepalive: the floor of paykit.cosocket's exchange)
 --   cosocket paykit.cosocket.request with the headers paykit.http passes (a map)
 --   cosocketid the same with a new X-Correlation-Id (same length) on every call, as paykit.http
 --            sends (requests of one length differing in a few bytes: LuaJIT interns each string)
@@ -50,6 +53,30 @@ local function raw_mode(raw, port, expect, pooled)
   end
 end
 
+-- one receiveany per answer: the whole answer in one read (the usual case on loopback)
+local function any_mode(raw, port, expect, pooled)
+  local sock = ngx.socket.tcp()
+  local opts = { pool = "cost-any" }
+  local tail = #expect
+  local function exchange()
+    if not sock:send(raw) then return false end
+    local data = sock:receiveany(65536)
+    return data ~= nil and data:sub(-tail) == expect
+  end
+  if not pooled then
+    sock:settimeouts(10000, 10000, 10000)
+    assert(sock:connect("127.0.0.1", port, opts))
+    return exchange
+  end
+  return function()
+    sock:settimeouts(10000, 10000, 10000)
+    if not sock:connect("127.0.0.1", port, opts) then return false end
+    local good = exchange()
+    if good then sock:setkeepalive(600000, 32) else sock:close() end
+    return good
+  end
+end
+
 local function pool_mode(port)
   local opts = { pool = "cost-pool" }
   local s = ngx.socket.tcp(); assert(s:connect("127.0.0.1", port, opts)); s:setkeepalive(600000, 32)
@@ -79,6 +106,9 @@ function M.make(root, scenario, mode, port)
   local expect = require("bench.fixtures")[scenario .. "_answer"]
   if mode == "raw" or mode == "rawpool" then return raw_mode(read_req(root, scenario), port, expect, mode == "rawpool") end
   if mode == "pool" then return pool_mode(port) end
+  if mode == "rawany" or mode == "poolany" then
+    return any_mode(read_req(root, scenario), port, expect, mode == "poolany")
+  end
   if mode == "pooltcp" then
     return function() local sock = ngx.socket.tcp(); sock:settimeouts(10000, 10000, 10000); return true end
   end
