@@ -7,6 +7,8 @@
 --   rawany   raw with the answer taken by one receiveany (the floor of a cosocket exchange)
 --   poolany  rawany on one kept object whose connection is taken from nginx's pool and given
 --            back per call (connect + setkeepalive: the floor of paykit.cosocket's exchange)
+--   poolnt   one kept object, connect (a pool hit) + setkeepalive per call, its timeouts set once;
+--   poolrt   poolnt + getreusedtimes; poolrt2 poolrt + settimeouts per call (what each costs)
 --   cosocket paykit.cosocket.request with the headers paykit.http passes (a map)
 --   cosocketid the same with a new X-Correlation-Id (same length) on every call, as paykit.http
 --            sends (requests of one length differing in a few bytes: LuaJIT interns each string)
@@ -106,6 +108,17 @@ function M.make(root, scenario, mode, port)
   local expect = require("bench.fixtures")[scenario .. "_answer"]
   if mode == "raw" or mode == "rawpool" then return raw_mode(read_req(root, scenario), port, expect, mode == "rawpool") end
   if mode == "pool" then return pool_mode(port) end
+  if mode == "poolnt" or mode == "poolrt" or mode == "poolrt2" then
+    local opts = { pool = "cost-pool" }
+    local sock = ngx.socket.tcp()
+    sock:settimeouts(10000, 10000, 10000)
+    return function()
+      if mode == "poolrt2" then sock:settimeouts(10000, 10000, 10000) end
+      if not sock:connect("127.0.0.1", port, opts) then return false end
+      if mode ~= "poolnt" then sock:getreusedtimes() end
+      return sock:setkeepalive(600000, 32) == 1
+    end
+  end
   if mode == "rawany" or mode == "poolany" then
     return any_mode(read_req(root, scenario), port, expect, mode == "poolany")
   end

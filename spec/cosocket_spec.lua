@@ -395,6 +395,20 @@ describe("paykit.cosocket in nginx", function()
       assert.equal(out[3].body, out[4].body)
     end)
 
+    -- the object keeps its waits across setkeepalive and connect, and paykit gives them again
+    -- only when they change: each call must still wait what its own timeout allows
+    it("gives each call on the kept object its own waits, longer or shorter than the last", function()
+      local out = seq { { path = "/conn", timeout = 300 }, { path = "/slow?ms=3000", timeout = 300 } }
+      assert.equal(200, out[1].status, out[1].err)
+      assert.equal("timeout", out[2].code, out[2].err) -- the same waits as the call before: still kept to
+      out = seq { { path = "/conn", timeout = 300 }, { path = "/slow?ms=700", timeout = 5000 },
+        { path = "/conn", timeout = 5000 }, { path = "/slow?ms=3000", timeout = 300 } }
+      assert.equal(200, out[1].status, out[1].err)
+      assert.equal(200, out[2].status, out[2].err) -- longer than the last call's 300 ms
+      assert.equal(out[1].body, out[3].body) -- the same pooled connection: the kept object throughout
+      assert.equal("timeout", out[4].code, out[4].err) -- shorter again
+    end)
+
     it("is dropped when a call raised, and the next call works", function()
       local out = seq { { path = "/conn" }, { path = "/conn", raise = true }, { path = "/conn" }, { path = "/conn" } }
       assert.equal(200, out[1].status)

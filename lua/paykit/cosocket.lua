@@ -383,10 +383,21 @@ local function done_with(co, r, sock, keep, c)
   sock:close()
 end
 
+-- The waits last given to each object (weak keys), so that a kept object whose next exchange
+-- needs the same ones (the usual case: a call with the same timeouts, its first waits set
+-- before any wait, so from the whole timeout) is not given them again: nginx keeps an
+-- object's timeouts across setkeepalive and connect. Every settimeout(s) on an object goes
+-- through set_waits or forgets its entry.
+local waits_of = setmetatable({}, { __mode = "k" })
+
 -- sock:settimeouts for what is left of the call (each wait also capped by the send/read timeout)
 local function set_waits(sock, connect_timeout, send, read, left)
-  sock:settimeouts(connect_timeout, max(1, (send and send < left) and send or left),
-    max(1, (read and read < left) and read or left))
+  send = max(1, (send and send < left) and send or left)
+  read = max(1, (read and read < left) and read or left)
+  local w = waits_of[sock]
+  if w and w[1] == connect_timeout and w[2] == send and w[3] == read then return end
+  sock:settimeouts(connect_timeout, send, read)
+  if w then w[1], w[2], w[3] = connect_timeout, send, read else waits_of[sock] = { connect_timeout, send, read } end
 end
 
 -- One exchange on one connection. Returns res, or nil, message, code, maybe_sent, retry
@@ -424,6 +435,7 @@ local function exchange(ngx, c, method, request, deadline, replay, connect_timeo
     if u.tls then
       left = deadline - ngx.now() * 1000
       if left <= 0 then return fail(sock, nil, "request timed out during the TLS handshake", "connect_timeout", false) end
+      waits_of[sock] = nil -- (settimeout below: all three waits)
       sock:settimeout(max(1, min(connect_timeout, left)))
       local code
       ok, err, code = handshake(sock, u.host, c.verify)
