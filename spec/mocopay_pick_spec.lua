@@ -181,9 +181,14 @@ describe("mocopay verifyPayment sent without kit.wire.send", function()
     gw.http.wire = { request = function(a, b)
       local req = type(b) == "table" and b or a
       -- the headers but the correlation id (random per call: its presence is kept)
-      local headers = {}
-      for k, v in pairs(req.headers) do headers[k] = k == "X-Correlation-Id" and (#v > 0) or v end
-      sent[#sent + 1] = { method = req.method, url = req.url, body = req.body, headers = headers }
+      -- and their order (the bytes on the wire)
+      local headers, order = {}, {}
+      for k, v in pairs(req.headers) do
+        headers[k] = k == "X-Correlation-Id" and (#v > 0) or v
+        order[#order + 1] = k
+      end
+      sent[#sent + 1] = { method = req.method, url = req.url, body = req.body, headers = headers,
+        order = table.concat(order, "\n") }
       local q = core.query_decode(req.url:match("%?(.*)$"))
       return { status = status or 200, headers = { ["Content-Type"] = "application/json" }, body = body_of(q) }
     end }

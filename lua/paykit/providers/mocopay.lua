@@ -236,12 +236,15 @@ local function session_words(s)
 end
 
 local function payment_result(self, info, answer, text)
-  local status, message = session_words(info.status)
+  local word = info.status
+  local known = word ~= nil and SESSION[word] -- session_words' memo, read here first
+  local status, message
+  if known then status, message = known[1], known[2] else status, message = session_words(word) end
   local currency = info.currency_code
   local t = {
     status = status, provider = PROVIDER, provider_reference = info.session_id,
     amount = result_amount(info.total_charged_amount, currency, self.amount_unit),
-    currency = currency, code = info.status, message = message, payment = info, raw = answer,
+    currency = currency, code = word, message = message, payment = info, raw = answer,
     request_id = nil, correlation_id = nil,
   }
   -- a fresh table with a known status and no keep: what gateway.result(t, true, text) does
@@ -253,7 +256,7 @@ local kwire = require "paykit.kit.wire"
 local pick = kit.json.pick
 -- payment_info of an answer in one C call (mocopay_wire.INFO_MAP); an answer that is not a
 -- JSON object or array is left to kit.wire's reading (its error, as before)
-local INFO_MAP, payment_info_fast = mwire.INFO_MAP, mwire.payment_info_fast
+local INFO_MAP = mwire.INFO_MAP
 -- Lua 5.4: the table made in C (INFO_MAP); LuaJIT: the values one by one (PAYMENT_MAP) into a
 -- constructor, which a trace makes cheaper than the C API's sets (both are payment_info's)
 local PICK_TABLE = rawget(_G, "jit") == nil
@@ -395,8 +398,9 @@ end
 function Client:verify_payment(by)
   local chosen, value, header = "sessionId", by, nil
   local fast = self.signature_in == "header" and self.signer
-  -- a sessionId string: checked and signed in one C call (nil: not valid, verify_key says why)
-  if fast and type(by) == "string" then header = fast:verify(self.verify_signed_path, chosen, by, self.header_prefix) end
+  -- a sessionId string: checked and signed in one C call (nil: not valid, or not a string:
+  -- verify_key says why, or reads the table)
+  if fast then header = fast:verify(self.verify_signed_path, chosen, by, self.header_prefix) end
   if not header then
     chosen, value = request.verify_key(by)
     if not chosen then return nil, value end
@@ -410,9 +414,13 @@ function Client:verify_payment(by)
     -- what kwire.send makes of this request (its URL, the Accept header, the op's name; the
     -- signer's header stays), made here at once: paykit.http gets the same fields (all but
     -- `query`, which only kwire.url and the signer read: the URL holds it)
+    -- the headers grown as kit.wire.send grew them (Signature, then Accept): a table made
+    -- another way may list them in another order (LuaJIT), other bytes on the wire
+    local headers = { Signature = header }
+    headers.Accept = "application/json"
     req = { method = "POST", path = self.verify_path, body = "", idempotent = true,
       url = self.base_url .. self.verify_path .. "?" .. chosen .. "=" .. pct_encode(value),
-      headers = { Signature = header, Accept = "application/json" }, op = VERIFY_OP, own_headers = true }
+      headers = headers, op = VERIFY_OP, own_headers = true }
     res, err = self.http:request(req)
   else
     req = { method = "POST", path = self.verify_path, query = { { chosen, value } }, body = "", idempotent = true,
@@ -425,7 +433,11 @@ function Client:verify_payment(by)
     text = res.body
     if PICK_TABLE then
       local kind, picked = pick(text, INFO_MAP)
-      if kind == "object" or kind == "array" then info = payment_info_fast(picked) end
+      if kind == "object" or kind == "array" then
+        -- payment_info_fast(picked), inline
+        if picked.transactions == nil then picked.transactions = {} end
+        info = picked
+      end
     else
       info = picked_info(pick(text, mwire.PAYMENT_MAP))
     end
