@@ -1,9 +1,15 @@
 -- The pieces of MoCoPay verifyPayment and Zippy create transaction (bench/layer_providers.lua's
--- calls), one at a time, for callgrind (N=2000 minus N=0 per piece):
+-- calls), one at a time, for callgrind (N=2000 minus N=0 per piece; GCSTOP=1 stops the GC):
 --   valgrind --tool=callgrind lua5.4 bench/provider_parts.lua 2000 <part>
--- parts: mocopay (the whole call), moco_sign (the C signer), moco_send (kit.wire.send with
--- the canned wire), moco_pick (json_pick of the answer), moco_info (pick + payment_info_of),
--- moco_result (the result from the info), zippy (the whole call), zippy_send, zippy_read.
+-- parts: mocopay (the whole call, canned wire), moco_nohttp (the call with paykit.http replaced
+-- by a table answering at once), moco_nohttp_small (the same with a one-member answer),
+-- moco_sign (the C signer), moco_send (kit.wire.send), moco_http (paykit.http:request alone),
+-- moco_url (kit.wire.url with a query), moco_pick / moco_info / moco_infoonly (the positional
+-- pick, with payment_info_of, payment_info_of alone), moco_infomap (INFO_MAP's table),
+-- moco_result, moco_amount, nothing (the loop), moco_empty; zippy (the whole call), zippy_check
+-- (core.zippy_transaction), zippy_claim, zippy_sign (the OAuth header), zippy_decode (kit.json),
+-- zippy_cdecode / zippy_cdecode0 (core.json_decode with and without options), zippy_msg,
+-- zippy_send (kit.wire.send), zippy_commit (kit.wire.commit).
 package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path
 local is_jit = type(jit) == "table"
 package.cpath = "./build/" .. (is_jit and "luajit" or "lua5.4") .. "/?.so;" .. package.cpath
