@@ -571,7 +571,16 @@ static int l_json_decode(lua_State *L)
  * or an array (its members are read only through the longer paths). Paths never go into arrays.
  * opts (of json_map): `text` (a set of member names) and `numbers = "text"` as json_decode's,
  * `max_depth` (default 64), `null = "absent"`: a null at a path is nil (inside a value built
- * at a path it stays core.json_null). */
+ * at a path it stays core.json_null).
+ * opts.names (a list of strings, one per path) makes json_pick answer a table instead:
+ *   -> kind, t   t[names[i]] = the value at paths[i] (nil ones absent); a path below another one
+ *                goes into that one's table: a path that others go below is a fresh table of
+ *                theirs when its value is an object or an array, else absent
+ * opts.kinds (names to "string", "array" or "integer", with opts.names) filters a value:
+ * "string" keeps only a string (numbers kept as text are strings), "array" only an array,
+ * "integer" makes a string of decimal digits (with an optional '-') the number tonumber makes
+ * of it, then a float with an integral value an integer when one holds it (Lua 5.4; LuaJIT
+ * keeps the number), as `paykit.providers.mocopay_wire`'s reading of whole numbers did. */
 
 #define PK_MAX_PATHS 100
 #define PK_MAX_NODES 256
@@ -581,14 +590,25 @@ static const char PK_OBJECT_TAG = 'o', PK_ARRAY_TAG = 'a';
 
 typedef struct {
     int child, sibling; /* node indexes, -1 none */
+    int up;             /* the parent node, -1 for the root */
     int slot;           /* 1-based place among the paths, 0: no path ends here */
     int leaf;           /* a path ends here and none goes below */
     int text;           /* its numbers stay text */
     size_t off, len;    /* the member name in names[] */
 } pknode;
 
+#define PK_KIND_STRING 1
+#define PK_KIND_ARRAY 2
+#define PK_KIND_INTEGER 3
+
 typedef struct {
     int nnodes, npaths, all_text, max_depth, text_ref, null_absent;
+    int names_ref; /* opts.names (a list), or LUA_NOREF: the values are returned one by one */
+    int ntop;      /* with names: the paths that go into the answer's table itself */
+    short parent[PK_MAX_PATHS + 1];       /* per path: the path whose table it goes into, 0 the answer's */
+    short nchild[PK_MAX_PATHS + 1];       /* per path: the paths going into its table (0: not a table) */
+    unsigned char kind[PK_MAX_PATHS + 1]; /* per path: PK_KIND_*, 0 any value */
+    int node_of[PK_MAX_PATHS + 1];        /* per path: its node */
     pknode node[PK_MAX_NODES];
     size_t names_len, names_cap;
     char names[1];
@@ -600,6 +620,10 @@ static int pkmap_gc(lua_State *L)
     if (m && m->text_ref != LUA_NOREF) {
         luaL_unref(L, LUA_REGISTRYINDEX, m->text_ref);
         m->text_ref = LUA_NOREF;
+    }
+    if (m && m->names_ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, m->names_ref);
+        m->names_ref = LUA_NOREF;
     }
     return 0;
 }
@@ -615,6 +639,7 @@ static int pk_child(pkmap *m, int p, const char *s, size_t n)
     if (m->nnodes >= PK_MAX_NODES || m->names_len + n > m->names_cap) return -1;
     c = m->nnodes++;
     m->node[c].child = m->node[c].sibling = -1;
+    m->node[c].up = p;
     m->node[c].slot = m->node[c].leaf = m->node[c].text = 0;
     m->node[c].off = m->names_len;
     m->node[c].len = n;
@@ -623,6 +648,58 @@ static int pk_child(pkmap *m, int p, const char *s, size_t n)
     if (last < 0) m->node[p].child = c;
     else m->node[last].sibling = c;
     return c;
+}
+
+/* opts.names and opts.kinds of json_map (opts at 2, the map at 3). Returns 0, or 1 with the
+ * reason pushed. */
+static int pk_names(lua_State *L, pkmap *m, int npaths)
+{
+    int i;
+    lua_getfield(L, 2, "names");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_getfield(L, 2, "kinds");
+        if (!lua_isnil(L, -1)) { lua_pushliteral(L, "opts.kinds needs opts.names"); return 1; }
+        lua_pop(L, 1);
+        return 0;
+    }
+    if (lua_type(L, -1) != LUA_TTABLE || (int)lua_rawlen(L, -1) != npaths) {
+        lua_pushliteral(L, "opts.names must be a list of one name per path");
+        return 1;
+    }
+    lua_getfield(L, 2, "kinds");
+    if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TTABLE) {
+        lua_pushliteral(L, "opts.kinds must be a table of names to kinds");
+        return 1;
+    }
+    /* -2 names, -1 kinds */
+    lua_createtable(L, npaths, 0); /* the names kept: a copy, as strings */
+    for (i = 1; i <= npaths; i++) {
+        lua_rawgeti(L, -3, i);
+        if (lua_type(L, -1) != LUA_TSTRING) { lua_pushliteral(L, "opts.names must be a list of one name per path"); return 1; }
+        if (!lua_isnil(L, -3)) {
+            lua_pushvalue(L, -1);
+            lua_rawget(L, -4);
+            if (!lua_isnil(L, -1)) {
+                const char *k = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+                if (strcmp(k, "string") == 0) m->kind[i] = PK_KIND_STRING;
+                else if (strcmp(k, "array") == 0) m->kind[i] = PK_KIND_ARRAY;
+                else if (strcmp(k, "integer") == 0) m->kind[i] = PK_KIND_INTEGER;
+                else { lua_pushliteral(L, "opts.kinds: a kind is \"string\", \"array\" or \"integer\""); return 1; }
+            }
+            lua_pop(L, 1);
+        }
+        lua_rawseti(L, -2, i);
+    }
+    for (i = 1; i <= npaths; i++) {
+        if (m->parent[i]) m->nchild[m->parent[i]]++;
+        else m->ntop++;
+    }
+    for (i = 1; i <= npaths; i++)
+        if (m->nchild[i] && m->kind[i]) { lua_pushliteral(L, "opts.kinds: a path others go below takes no kind"); return 1; }
+    m->names_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 2);
+    return 0;
 }
 
 /* core.json_map(paths[, opts]); upvalue 1: the maps' metatable */
@@ -655,6 +732,8 @@ static int l_json_map(lua_State *L)
     }
     m = (pkmap *)lua_newuserdata(L, sizeof(pkmap) + total);
     m->text_ref = LUA_NOREF;
+    m->names_ref = LUA_NOREF;
+    m->ntop = 0;
     m->nnodes = 1;
     m->npaths = npaths;
     m->all_text = 0;
@@ -662,7 +741,7 @@ static int l_json_map(lua_State *L)
     m->max_depth = 64;
     m->names_len = 0;
     m->names_cap = total;
-    m->node[0].child = m->node[0].sibling = -1;
+    m->node[0].child = m->node[0].sibling = m->node[0].up = -1;
     m->node[0].slot = m->node[0].leaf = m->node[0].text = 0;
     m->node[0].off = m->node[0].len = 0;
     lua_pushvalue(L, lua_upvalueindex(1));
@@ -685,7 +764,16 @@ static int l_json_map(lua_State *L)
         }
         if (m->node[c].slot) return luaL_argerror(L, 1, "a path is given twice");
         m->node[c].slot = i;
+        m->node_of[i] = c;
+        m->kind[i] = 0;
+        m->nchild[i] = 0;
         lua_pop(L, 1);
+    }
+    /* each path's nearest path above it (0: none) */
+    for (i = 1; i <= npaths; i++) {
+        int up = m->node[m->node_of[i]].up;
+        while (up > 0 && !m->node[up].slot) up = m->node[up].up;
+        m->parent[i] = (short)(up > 0 ? m->node[up].slot : 0);
     }
     for (i = 1; i < m->nnodes; i++) m->node[i].leaf = m->node[i].slot && m->node[i].child < 0;
     if (opts) {
@@ -725,6 +813,7 @@ static int l_json_map(lua_State *L)
         } else {
             lua_pop(L, 1);
         }
+        if (pk_names(L, m, npaths)) return luaL_argerror(L, 2, lua_tostring(L, -1));
     }
     return 1;
 }
@@ -740,9 +829,53 @@ typedef struct {
     const char *top;
     short at[PJ_MAX_DEPTH + 2]; /* per depth: the node of that object, -1 when nothing is picked in it */
     unsigned char seen[PK_MAX_NODES];
+    unsigned char array[PK_MAX_PATHS + 1]; /* per path: the value last built there is an array */
+    int names, res; /* with opts.names: the stack indexes of the names and of the answer's table */
     short hint[PK_MAX_NODES]; /* per node: the child whose name is tried first, -1 the first */
     lsink ls;
 } psink;
+
+static void pk_integer(lua_State *L, int idx);
+
+/* The value on top (popped) is path slot's: its stack slot, or with opts.names its field in
+ * the answer's table (or in the table of the path it is below), filtered by its kind. A value
+ * a kind refuses, or a container's value that is not its table, is nil (a repeated member's
+ * earlier value is gone). */
+static void pk_put(psink *k, int slot)
+{
+    lua_State *L = k->L;
+    const pkmap *m = k->m;
+    int dst, t;
+    if (m->names_ref == LUA_NOREF) {
+        lua_replace(L, k->base + 1 + slot);
+        return;
+    }
+    t = lua_type(L, -1);
+    if (t != LUA_TNIL) {
+        int keep = 1;
+        if (m->nchild[slot]) keep = t == LUA_TTABLE;
+        else if (m->kind[slot] == PK_KIND_STRING) keep = t == LUA_TSTRING;
+        else if (m->kind[slot] == PK_KIND_ARRAY) keep = t == LUA_TTABLE && k->array[slot];
+        else if (m->kind[slot] == PK_KIND_INTEGER) pk_integer(L, lua_gettop(L));
+        if (!keep) {
+            lua_pop(L, 1);
+            lua_pushnil(L);
+        }
+    }
+    if (m->parent[slot]) {
+        dst = k->base + 1 + m->parent[slot];
+        if (lua_type(L, dst) != LUA_TTABLE) {
+            lua_pop(L, 1);
+            return;
+        }
+    } else {
+        dst = k->res;
+    }
+    lua_rawgeti(L, k->names, slot);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, dst);
+    lua_pop(L, 1);
+}
 
 /* A repeated member (the last one wins): what was read below its earlier value is forgotten. */
 static void pk_forget(psink *k, int n)
@@ -786,14 +919,23 @@ static int pk_begin(void *ud, int is_object)
     if (n >= 0 && k->m->node[n].leaf) {
         k->building = 1;
         k->build_node = n;
+        k->array[k->m->node[n].slot] = (unsigned char)!is_object;
         k->ls.depth = 0;
         if (!ls_begin(&k->ls, is_object)) return 0;
         if (!is_object) k->ls.arr_text[1] = (char)(k->m->all_text || k->m->node[n].text);
         return 1;
     }
     if (n >= 0 && k->m->node[n].slot) {
-        lua_pushlightuserdata(k->L, (void *)(is_object ? &PK_OBJECT_TAG : &PK_ARRAY_TAG));
-        lua_replace(k->L, k->base + 1 + k->m->node[n].slot);
+        int slot = k->m->node[n].slot;
+        if (k->m->names_ref != LUA_NOREF) {
+            /* the table the paths below go into, in its slot and in its place */
+            lua_createtable(k->L, 0, k->m->nchild[slot]);
+            lua_pushvalue(k->L, -1);
+            lua_replace(k->L, k->base + 1 + slot);
+        } else {
+            lua_pushlightuserdata(k->L, (void *)(is_object ? &PK_OBJECT_TAG : &PK_ARRAY_TAG));
+        }
+        pk_put(k, slot);
     }
     k->depth++;
     k->at[k->depth] = (short)(n >= 0 && is_object ? n : -1);
@@ -807,7 +949,7 @@ static int pk_end(void *ud, int is_object)
     if (k->building) {
         if (!ls_end(&k->ls, is_object)) return 0;
         if (k->ls.depth == 0) {
-            lua_replace(k->L, k->base + 1 + k->m->node[k->build_node].slot);
+            pk_put(k, k->m->node[k->build_node].slot);
             k->building = 0;
         }
         return 1;
@@ -859,7 +1001,7 @@ static int pk_string(void *ud, const char *s, size_t len)
     if (k->building) return ls_string(&k->ls, s, len);
     if ((n = pk_scalar(k, "string")) < 0) return 1;
     lua_pushlstring(k->L, s, len);
-    lua_replace(k->L, k->base + 1 + k->m->node[n].slot);
+    pk_put(k, k->m->node[n].slot);
     return 1;
 }
 
@@ -871,7 +1013,7 @@ static int pk_number(void *ud, const char *s, size_t len, int is_int)
     if ((n = pk_scalar(k, "number")) < 0) return 1;
     if (k->m->all_text || k->m->node[n].text) lua_pushlstring(k->L, s, len);
     else push_number(k->L, s, len, is_int);
-    lua_replace(k->L, k->base + 1 + k->m->node[n].slot);
+    pk_put(k, k->m->node[n].slot);
     return 1;
 }
 
@@ -887,11 +1029,40 @@ static int pk_literal(void *ud, int which)
     } else {
         lua_pushboolean(k->L, which == 2);
     }
-    lua_replace(k->L, k->base + 1 + k->m->node[n].slot);
+    pk_put(k, k->m->node[n].slot);
     return 1;
 }
 
 static const pj_sink PICK_SINK = { pk_begin, pk_end, pk_key, pk_string, pk_number, pk_literal };
+
+/* A path's "integer" value at idx made what mocopay_wire's int() made of it (json_map). */
+static void pk_integer(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        size_t n, i;
+        const char *s = lua_tolstring(L, idx, &n);
+        i = n > 0 && s[0] == '-' ? 1 : 0;
+        if (i >= n) return;
+        for (; i < n; i++)
+            if (s[i] < '0' || s[i] > '9') return;
+#if LUA_VERSION_NUM >= 503
+        if (lua_stringtonumber(L, s) == 0) return;
+#else
+        lua_pushnumber(L, lua_tonumber(L, idx));
+#endif
+        lua_replace(L, idx);
+    }
+#if LUA_VERSION_NUM >= 503
+    if (lua_type(L, idx) == LUA_TNUMBER && !lua_isinteger(L, idx)) {
+        lua_Number d = lua_tonumber(L, idx);
+        lua_Integer v;
+        if (d == floor(d) && lua_numbertointeger(d, &v)) {
+            lua_pushinteger(L, v);
+            lua_replace(L, idx);
+        }
+    }
+#endif
+}
 
 /* core.json_pick(text, map); upvalue 1: the maps' metatable */
 static int l_json_pick(lua_State *L)
@@ -907,7 +1078,7 @@ static int l_json_pick(lua_State *L)
     if (m == NULL || !lua_getmetatable(L, 2) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
         return luaL_argerror(L, 2, "a map from json_map expected");
     lua_settop(L, 2);
-    if (!lua_checkstack(L, m->npaths + 8)) return luaL_error(L, "json_pick: no room on the Lua stack");
+    if (!lua_checkstack(L, m->npaths + 12)) return luaL_error(L, "json_pick: no room on the Lua stack");
     k.L = L;
     k.m = m;
     k.base = 2;
@@ -939,12 +1110,25 @@ static int l_json_pick(lua_State *L)
     }
     if (n < sizeof small) { scratch = small; lua_pushnil(L); }
     else scratch = (char *)lua_newuserdata(L, n + 1);
+    k.names = k.res = 0;
+    if (m->names_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, m->names_ref);
+        k.names = lua_gettop(L);
+        lua_createtable(L, 0, m->ntop);
+        k.res = k.names + 1;
+    }
     if (!pj_parse(text, n, scratch, m->max_depth, &PICK_SINK, &k, &e)) {
         lua_settop(L, 2);
         lua_pushnil(L);
         lua_pushfstring(L, "json: %s at byte %d", e.msg ? e.msg : (k.ls.err ? k.ls.err : "error"), (int)e.pos + 1);
         lua_pushliteral(L, "invalid_json");
         return 3;
+    }
+    if (m->names_ref != LUA_NOREF) {
+        /* the answer's table on top of the top-level kind */
+        lua_pushstring(L, k.top);
+        lua_pushvalue(L, k.res);
+        return 2;
     }
     lua_settop(L, 3 + m->npaths);
     lua_pushstring(L, k.top);

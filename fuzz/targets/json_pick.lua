@@ -5,7 +5,9 @@
 --   both succeed or both fail, with the same message;
 --   the kind is the top-level value's; each path's value equals json_decode's at that place
 --   (deep-equal for a leaf path; for a path with longer ones below it, the scalar itself, or the
---   object/array mark of a table of that shape); with null = "absent" a null is nil.
+--   object/array mark of a table of that shape); with null = "absent" a null is nil;
+--   the same map with opts.names and opts.kinds answers the table that the values above make
+--   under those rules (REFERENCE below: containers, "string", "array", "integer").
 local C = dofile((debug.getinfo(1, "S").source:sub(2):gsub("[^/]*$", "")) .. "common.lua")
 local check = C.check
 
@@ -20,7 +22,38 @@ end
 local PATHS = { "a", { "a", "b" }, { "a", "b", "c" }, "Data", { "Data", "Url" }, { "Data", "Amount" }, "Amount",
   { "x", "y" }, "" }
 local TEXT = { Amount = true, c = true }
-local MAPS
+local MAPS, NAMED, SHAPE
+local NAMES = { "n_a", "n_ab", "n_abc", "n_data", "n_url", "n_amount_d", "n_amount", "n_xy", "n_empty" }
+local KINDS = { n_abc = "integer", n_url = "string", n_amount = "string", n_xy = "integer", n_empty = "array" }
+-- per path: the path whose table it goes into (0: the answer's); the containers
+local PARENT = { 0, 1, 2, 0, 4, 4, 0, 0, 0 }
+local CONTAINER = { true, true, false, true }
+
+-- mocopay_wire's int() (the Lua reading the "integer" kind replaces)
+local function int(v)
+  if type(v) == "string" and v:find("^%-?%d+$") then v = tonumber(v) end
+  if type(v) ~= "number" or v ~= math.floor(v) then return v end
+  return math.tointeger and math.tointeger(v) or v
+end
+
+-- What the named map must answer, from the positional values (got[i + 1]) and whether the
+-- value at "" is an array (SHAPE's mark)
+local function reference(core, got, empty_is_array)
+  local res, tables = {}, {}
+  for i = 1, #NAMES do
+    if CONTAINER[i] and (got[i + 1] == core.json_object_mark or got[i + 1] == core.json_array_mark) then tables[i] = {} end
+  end
+  for i = 1, #NAMES do
+    local v, kind = got[i + 1], KINDS[NAMES[i]]
+    if CONTAINER[i] then v = tables[i]
+    elseif kind == "string" then if type(v) ~= "string" then v = nil end
+    elseif kind == "array" then if type(v) ~= "table" or not empty_is_array then v = nil end
+    elseif kind == "integer" then v = int(v) end
+    local dst = PARENT[i] == 0 and res or tables[PARENT[i]]
+    if dst and v ~= nil then dst[NAMES[i]] = v end
+  end
+  return res
+end
 
 return function(core, data)
   if #data == 0 then return end
@@ -31,6 +64,13 @@ return function(core, data)
       { core.json_map(PATHS, { numbers = "text", null = "absent" }), { numbers = "text" }, true },
       { core.json_map(PATHS, { text = TEXT, null = "absent", max_depth = 8 }), { text = TEXT, max_depth = 8 }, true },
     }
+    NAMED = {
+      core.json_map(PATHS, { names = NAMES, kinds = KINDS }),
+      core.json_map(PATHS, { text = TEXT, names = NAMES, kinds = KINDS }),
+      core.json_map(PATHS, { numbers = "text", null = "absent", names = NAMES, kinds = KINDS }),
+      core.json_map(PATHS, { text = TEXT, null = "absent", max_depth = 8, names = NAMES, kinds = KINDS }),
+    }
+    SHAPE = core.json_map({ "", { "", "" } }, { max_depth = 1000 })
   end
   local pick = MAPS[data:byte(1) % 4 + 1]
   local x = data:sub(2)
@@ -38,9 +78,16 @@ return function(core, data)
   for k, v in pairs(pick[2]) do want[k] = v end
   local tree, derr, dcode = core.json_decode(x, want)
   local got = table.pack(core.json_pick(x, pick[1]))
+  local nkind, ntable, ncode = core.json_pick(x, NAMED[data:byte(1) % 4 + 1])
   if tree == nil then
     check(got[1] == nil and got[2] == derr and got[3] == dcode, "pick and decode fail differently")
+    check(nkind == nil and ntable == derr and ncode == dcode, "the named pick fails differently")
     return
+  end
+  check(nkind == got[1] and type(ntable) == "table", "the named pick's kind")
+  do
+    local _, mark = core.json_pick(x, SHAPE)
+    check(same(reference(core, got, mark == core.json_array_mark), ntable), "the named pick differs from its reference")
   end
   local kind = got[1]
   local kinds = { string = "string", number = "number", boolean = "boolean", table = { object = true, array = true } }

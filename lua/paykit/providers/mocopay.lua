@@ -220,25 +220,54 @@ M.payment_info = mwire.payment_info
 -- raw: the decoded answer, or (text) its JSON text, decoded when result.raw is first read.
 -- The amount is money.format's text already (what kit.result would format again).
 local READ_OPTS = kit.json.read_opts(mwire.exact)
+local lazy_result, result_amount = gateway.lazy_result, mwire.result_amount
+
+-- status word -> { result status, message } (M.map_status's and the message's; strings only,
+-- at most 256 remembered)
+local SESSION, session_count = {}, 0
+local function session_words(s)
+  local w = s ~= nil and SESSION[s]
+  if w then return w[1], w[2] end
+  local status, message = M.map_status(s), "MoCoPay session " .. tostring(s)
+  if type(s) == "string" and session_count < 256 then
+    SESSION[s], session_count = { status, message }, session_count + 1
+  end
+  return status, message
+end
+
 local function payment_result(self, info, answer, text)
-  return gateway.result({
-    status = M.map_status(info.status), provider = PROVIDER, provider_reference = info.session_id,
-    amount = mwire.amount(info.total_charged_amount, info.currency_code, self.amount_unit),
-    currency = info.currency_code, code = info.status,
-    message = "MoCoPay session " .. tostring(info.status), payment = info, raw = answer,
-  }, true, text, READ_OPTS)
+  local word = info.status
+  local known = word ~= nil and SESSION[word] -- session_words' memo, read here first
+  local status, message
+  if known then status, message = known[1], known[2] else status, message = session_words(word) end
+  local currency = info.currency_code
+  local t = {
+    status = status, provider = PROVIDER, provider_reference = info.session_id,
+    amount = result_amount(info.total_charged_amount, currency, self.amount_unit),
+    currency = currency, code = word, message = message, payment = info, raw = answer,
+    request_id = nil, correlation_id = nil,
+  }
+  -- a fresh table with a known status and no keep: what gateway.result(t, true, text) does
+  if answer == nil and text ~= nil then return lazy_result(t, text, READ_OPTS) end
+  return gateway.result(t, true, text, READ_OPTS)
 end
 
 local kwire = require "paykit.kit.wire"
 local pick = kit.json.pick
--- payment_info of a pick, or nil when the answer is not a JSON object or array (kit.wire's
--- reading then gives the error, as before)
+-- payment_info of an answer in one C call (mocopay_wire.INFO_MAP); an answer that is not a
+-- JSON object or array is left to kit.wire's reading (its error, as before)
+local INFO_MAP = mwire.INFO_MAP
+-- Lua 5.4: the table made in C (INFO_MAP); LuaJIT: the values one by one (PAYMENT_MAP) into a
+-- constructor, which a trace makes cheaper than the C API's sets (both are payment_info's)
+local PICK_TABLE = rawget(_G, "jit") == nil
 local function picked_info(kind, ...)
   if kind ~= "object" and kind ~= "array" then return nil end
   return mwire.payment_info_of(...)
 end
+local pct_encode = core.pct_encode
 
 local call_pairs -- (self, op, method, endpoint, pairs, idempotent), below Client:call
+local VERIFY_OP = PROVIDER .. ".verifyPayment"
 
 local function invalid(op, why)
   return errors.provider { code = "invalid_response", provider = PROVIDER, op = PROVIDER .. "." .. op,
@@ -335,11 +364,14 @@ end
 
 -- Whether a verifyPayment answer is about what was asked: the session asked for, the buyer
 -- asked for, or a session holding the transaction asked for.
+local consteq = core.consteq
 local function answered_for(by, value, info)
-  if type(info.session_id) ~= "string" or info.session_id == "" then
+  local sid = info.session_id
+  if type(sid) ~= "string" or sid == "" then
     return nil, invalid("verifyPayment", "names no sessionId")
   end
-  if by == "sessionId" and not same(info.session_id, value) then
+  -- same(sid, value) with both known strings (value: verify_key's)
+  if by == "sessionId" and not consteq(sid, value) then
     return nil, forged("sessionId", "session_mismatch", "verifyPayment answered for another session than the one asked about")
   end
   if by == "userId" and not same(info.end_user and info.end_user.user_id, value) then
@@ -366,24 +398,49 @@ end
 function Client:verify_payment(by)
   local chosen, value, header = "sessionId", by, nil
   local fast = self.signature_in == "header" and self.signer
-  -- a sessionId string: checked and signed in one C call (nil: not valid, verify_key says why)
-  if fast and type(by) == "string" then header = fast:verify(self.verify_signed_path, chosen, by, self.header_prefix) end
+  -- a sessionId string: checked and signed in one C call (nil: not valid, or not a string:
+  -- verify_key says why, or reads the table)
+  if fast then header = fast:verify(self.verify_signed_path, chosen, by, self.header_prefix) end
   if not header then
     chosen, value = request.verify_key(by)
     if not chosen then return nil, value end
     if fast then header = fast:verify(self.verify_signed_path, chosen, value, self.header_prefix) end
   end
-  -- a 200 answer is read through PAYMENT_MAP (the members payment_info reads, nothing else
+  -- a 200 answer is read through INFO_MAP (the members payment_info reads, nothing else
   -- built); result.raw is decoded from its text when read. Anything else: call_pairs' reading.
   -- The Signature header made above is this call's own (mocopay_wire.sign leaves it as it is).
-  local req = { method = "POST", path = self.verify_path, query = { { chosen, value } }, body = "", idempotent = true,
-    url = nil, headers = header and { Signature = header } or nil, op = nil, own_headers = header and true or nil }
-  local res, err = kwire.send(self, "verifyPayment", req)
+  local req, res, err
+  if header then
+    -- what kwire.send makes of this request (its URL, the Accept header, the op's name; the
+    -- signer's header stays), made here at once: paykit.http gets the same fields (all but
+    -- `query`, which only kwire.url and the signer read: the URL holds it)
+    -- the headers grown as kit.wire.send grew them (Signature, then Accept): a table made
+    -- another way may list them in another order (LuaJIT), other bytes on the wire
+    local headers = { Signature = header }
+    headers.Accept = "application/json"
+    req = { method = "POST", path = self.verify_path, body = "", idempotent = true,
+      url = self.base_url .. self.verify_path .. "?" .. chosen .. "=" .. pct_encode(value),
+      headers = headers, op = VERIFY_OP, own_headers = true }
+    res, err = self.http:request(req)
+  else
+    req = { method = "POST", path = self.verify_path, query = { { chosen, value } }, body = "", idempotent = true,
+      url = nil, headers = nil, op = nil, own_headers = nil }
+    res, err = kwire.send(self, "verifyPayment", req)
+  end
   if not res then return nil, err end
   local info, text, answer
   if res.status == 200 and type(res.body) == "string" then
     text = res.body
-    info = picked_info(pick(text, mwire.PAYMENT_MAP))
+    if PICK_TABLE then
+      local kind, picked = pick(text, INFO_MAP)
+      if kind == "object" or kind == "array" then
+        -- payment_info_fast(picked), inline
+        if picked.transactions == nil then picked.transactions = {} end
+        info = picked
+      end
+    else
+      info = picked_info(pick(text, mwire.PAYMENT_MAP))
+    end
   end
   if not info then
     text = nil

@@ -150,6 +150,45 @@ _M.PAYMENT_MAP = json.map({ "sessionId", "requestId", "referenceId", "serviceCod
 
 local object_mark, array_mark = json.object_mark, json.array_mark
 
+--- @{payment_info} read by `paykit.core.json_pick` in one C call: the map's values go into the
+-- table under payment_info's names (`opts.names`), amounts kept only as text, `transactions`
+-- only as an array, `series` and `expiresIn` read as int() reads them (`opts.kinds`). The
+-- answer is `kind, table`: @{payment_info_fast} completes the table.
+local INFO_PATHS, INFO_NAMES = {}, {}
+do
+  local names = { sessionId = "session_id", requestId = "request_id", referenceId = "reference_id",
+    serviceCode = "service_code", pid = "pid", type = "type", lang = "lang", series = "series", status = "status",
+    currencyCode = "currency_code", recurrent = "recurrent", expiresIn = "expires_in", timeInit = "time_init",
+    timeAuthorized = "time_authorized", timeLastSuccessfullPayment = "time_last_successful_payment",
+    transactions = "transactions", endUser = "end_user", userId = "user_id", phone = "phone", mcc = "mcc", mnc = "mnc" }
+  for api, lua in pairs(AMOUNTS) do names[lua] = api end
+  for i, p in ipairs { "sessionId", "requestId", "referenceId", "serviceCode", "pid", "type", "lang", "series",
+    "status", "currencyCode", "recurrent", "expiresIn", "timeInit", "timeAuthorized", "timeLastSuccessfullPayment",
+    "transactions", "chargedAmount", "failedAmount", "lastChargedAmount", "lastFailedAmount", "totalChargedAmount",
+    "totalFailedAmount", "endUser", { "endUser", "userId" }, { "endUser", "phone" }, { "endUser", "mcc" },
+    { "endUser", "mnc" } } do
+    INFO_PATHS[i] = p
+    local last = type(p) == "table" and p[#p] or p
+    INFO_NAMES[i] = names[last]
+  end
+  for lua, api in pairs(AMOUNTS) do
+    for i, p in ipairs(INFO_PATHS) do if p == api then INFO_NAMES[i] = lua end end
+  end
+end
+local INFO_KINDS = { transactions = "array", series = "integer", expires_in = "integer" }
+for lua in pairs(AMOUNTS) do INFO_KINDS[lua] = "string" end
+_M.INFO_MAP = require("paykit.core").json_map(INFO_PATHS, { text = _M.exact, null = "absent", names = INFO_NAMES,
+  kinds = INFO_KINDS })
+
+--- The table `paykit.core.json_pick(text, INFO_MAP)` gives, made @{payment_info}'s (its
+-- `transactions` an empty table when the answer has no array there).
+-- @tparam table info the picked table (changed in place)
+-- @treturn table info
+function _M.payment_info_fast(info)
+  if info.transactions == nil then info.transactions = {} end
+  return info
+end
+
 --- @{payment_info} of the values `paykit.kit.json.pick` read with @{PAYMENT_MAP}: the same
 -- table, field for field.
 -- @treturn table
@@ -189,6 +228,35 @@ function _M.amount(text, currency, unit)
   if unit == "major" then return json.amount(text, currency) end
   if not text:find("^%d+$") or #text > 15 then return nil end
   return money.format(math.tointeger and math.tointeger(tonumber(text)) or tonumber(text), currency)
+end
+
+local core = require "paykit.core"
+local money_parse, money_format = core.money_parse, core.money_format
+-- currency string -> exponent: money.exponent's, for the currencies seen (at most 64)
+local EXPONENT, exponent_count = {}, 0
+
+--- @{amount} of an amount payment_info read (a string or nil), in fewer calls: the same text.
+-- @tparam ?string text
+-- @tparam string currency
+-- @tparam[opt="minor"] string unit
+-- @treturn ?string
+function _M.result_amount(text, currency, unit)
+  if text == nil then return nil end
+  local exp = currency ~= nil and EXPONENT[currency]
+  if not exp then
+    if type(currency) == "string" and exponent_count < 64 and money.exponent(currency) then
+      EXPONENT[currency], exponent_count = money.exponent(currency), exponent_count + 1
+    end
+    return _M.amount(text, currency, unit)
+  end
+  local m
+  if unit == "major" then
+    m = money_parse(text, exp)
+  elseif #text <= 15 then
+    m = money_parse(text, 0) -- digits only (money.parse without decimals: no sign, point or exponent)
+  end
+  if not m then return nil end
+  return money_format(m, exp)
 end
 
 return _M

@@ -257,7 +257,10 @@ end
 -- ext_transaction_id unique, a repeat could start a second one. `unique`: the
 -- ext_transaction_id carries purchase's random part, no claim is needed. `text`: the body's
 -- JSON already written (request.transaction_json), else the table is written by the kit.
-local kwire_commit = require("paykit.kit.wire").commit
+local kwire = require "paykit.kit.wire"
+local core_decode, read_opts = core.json_decode, kit.json.read_opts
+-- the reader's options of Zippy's answers (kit.wire's for wire.exact), made again if replaced
+local exact_now, exact_opts = wire.exact, kit.json.read_opts(wire.exact)
 local function post_transaction(self, body, field, unique, text)
   if not unique then
     local err = request.claim_reference(self.references, body, field)
@@ -269,9 +272,21 @@ local function post_transaction(self, body, field, unique, text)
   -- what call does, with the body's text and the headers the kit gives a JSON body: the kit's
   -- commit itself (gw:commit only refuses unknown fields, and this table has none), the
   -- headers made for this call (own_headers: paykit.http fills them in place, no copy)
-  local answer, info = kwire_commit(self, "create_transaction", { method = "POST", path = "/transactions", body = text,
+  local req = { method = "POST", path = "/transactions", body = text,
     headers = { ["Content-Type"] = "application/json", Accept = "application/json" }, idempotent = false,
-    own_headers = true })
+    own_headers = true, url = nil, op = nil }
+  local res, err = kwire.send(self, "create_transaction", req)
+  if not res then return nil, err end
+  -- a 2xx JSON answer is the transaction: what kwire.answer gives of it (its info, which
+  -- post_transaction drops, not made); anything else is kwire.answer's to read
+  local status, answer = res.status, res.body
+  if status >= 200 and status < 300 and answer ~= "" and type(answer) == "string" then
+    if wire.exact ~= exact_now then exact_now, exact_opts = wire.exact, read_opts(wire.exact) end
+    answer = core_decode(answer, exact_opts)
+    if answer ~= nil then return answer end
+  end
+  local info
+  answer, info = kwire.answer(self, res, req)
   if answer == nil then return nil, info end
   return answer
 end

@@ -280,10 +280,12 @@ end
 -- @tparam[opt="ext_transaction_id"] string field the caller's name of the id, for the error
 -- @return nil, or a validation error `reused`
 function _M.claim_reference(references, body, field)
-  field = field or "ext_transaction_id"
   local price = body.price .. " " .. body.currency
   local before = references:get(body.ext_transaction_id)
-  if before ~= nil and before ~= price then
+  if before ~= nil then
+    -- held with this price already (add would keep it as it is)
+    if before == price then return nil end
+    field = field or "ext_transaction_id"
     return errors.validation(field, "reused", field .. " was used for a transaction of " .. before ..
       " already: a new price needs a new reference (Zippy's notice names only the reference, not the price)")
   end
