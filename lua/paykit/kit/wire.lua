@@ -37,6 +37,7 @@ local core = require "paykit.core"
 local errors = require "paykit.errors"
 local redact = require "paykit.redact"
 local json = require "paykit.kit.json"
+local http = require "paykit.http"
 local encode_quick = json.encode_quick
 
 local _M = {}
@@ -238,11 +239,19 @@ function _M.send(self, op, req)
   return res, full_op
 end
 
+-- The headers of a JSON text body when paykit.http's request sends it (send_json_text): never
+-- changed (paykit.http copies a table that is not the call's own before it adds to it).
+local JSON_HEADERS = { ["Content-Type"] = "application/json", Accept = "application/json" }
+_M.JSON_HEADERS = JSON_HEADERS
+local HTTP_REQUEST = http.request
+
 --- @{send} for a POST whose body is JSON text already written (a compiled shape's): the same
 -- request table @{send} completes from `{method = "POST", path = path, body = body, idempotent =
 -- idempotent, headers = {["Content-Type"] = "application/json", Accept = "application/json"},
 -- own_headers = true}`, made at once with its `url` and `op` (no field added later), signed
--- and sent.
+-- and sent. Without a signer, to paykit.http's own request, the headers are one shared table
+-- (`JSON_HEADERS`, the same two headers, without `own_headers`: paykit.http copies it where
+-- it adds its own).
 -- @tparam table self the instance
 -- @tparam string op the operation's name
 -- @tparam string path the API path
@@ -260,9 +269,17 @@ function _M.send_json_text(self, op, path, body, idempotent)
   local memo = self._urls
   local url = memo and memo[0] == self.base_url and memo[path]
   if not url then url = _M.url(self, { path = path }) end
-  local req = { method = "POST", path = path, body = body, idempotent = idempotent and true or false, url = url,
-    headers = { ["Content-Type"] = "application/json", Accept = "application/json" }, op = full_op,
-    own_headers = true }
+  local req
+  if w.sign == nil and self.http.request == HTTP_REQUEST then
+    -- paykit.http's own request (which never changes a headers table that is not the call's
+    -- own: it copies it where it adds to it) and no signer: the one shared table
+    req = { method = "POST", path = path, body = body, idempotent = idempotent and true or false, url = url,
+      headers = JSON_HEADERS, op = full_op }
+  else
+    req = { method = "POST", path = path, body = body, idempotent = idempotent and true or false, url = url,
+      headers = { ["Content-Type"] = "application/json", Accept = "application/json" }, op = full_op,
+      own_headers = true }
+  end
   if w.sign then
     local ok, err = w.sign(self, req)
     if not ok then return nil, err end
