@@ -50,7 +50,6 @@
  */
 #include "paykit.h"
 #include "jsontext.h"
-#include <strings.h>
 #include <time.h>
 
 #define SHAPE_MAX_KEYS 40
@@ -275,48 +274,70 @@ static int is_ipv6(const char *s, size_t n)
     return head >= 0 && tail >= 0 && head + tail <= 7;
 }
 
-static int is_alpha(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-static int is_alnum(unsigned char c) { return is_alpha(c) || is_dig(c); }
+
+/* Character classes of URL bytes (one table read per byte). */
+enum { U_BAD = 1, U_ALPHA = 2, U_SCHEME = 4, U_HOST = 8, U_END = 16, U_HEX = 32 };
+static const unsigned char URLC[256] = {
+     1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,
+     1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,  1,
+     1,  0,  0, 16,  0,  0,  0,  0,  0,  0,  0,  4,  0, 12, 12, 16,
+    44, 44, 44, 44, 44, 44, 44, 44, 44, 44,  0,  0,  0,  0,  0, 16,
+     0, 46, 46, 46, 46, 46, 46, 14, 14, 14, 14, 14, 14, 14, 14, 14,
+    14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14,  0,  0,  0,  0,  0,
+     0, 46, 46, 46, 46, 46, 46, 14, 14, 14, 14, 14, 14, 14, 14, 14,
+    14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14,  0,  0,  0,  0,  1,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+     0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,  0,
+};
 
 /* paykit.kit.checks.is_http_url: at most 2048 bytes, no control or space byte, an http(s)
  * scheme (any case), no user information, a host (a bracketed IPv6 address, or letters,
- * digits, '.' and '-' without "..", not starting with '.' or '-'), an optional :port 1-65535. */
-static int is_http_url(const char *s, size_t n)
+ * digits, '.' and '-' without "..", not starting with '.' or '-'), an optional :port 1-65535.
+ * (Every test is a condition of the answer: they are made in the order that reads each byte
+ * once where it can.) */
+static int is_http_url(const char *str, size_t n)
 {
+    const unsigned char *s = (const unsigned char *)str;
     size_t i, sl, a, z, hz;
-    if (n > 2048) return 0;
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7F || c == ' ') return 0;
-    }
-    if (n == 0 || !is_alpha((unsigned char)s[0])) return 0;
-    for (i = 1; i < n && (is_alnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '.' || s[i] == '-'); i++) {}
+    if (n == 0 || n > 2048 || !(URLC[s[0]] & U_ALPHA)) return 0;
+    for (i = 1; i < n && (URLC[s[i]] & U_SCHEME); i++) {}
     sl = i;
     if (n - sl < 3 || s[sl] != ':' || s[sl + 1] != '/' || s[sl + 2] != '/') return 0;
-    if (!((sl == 4 && strncasecmp(s, "http", 4) == 0) || (sl == 5 && strncasecmp(s, "https", 5) == 0))) return 0;
+    /* the scheme's bytes are letters, digits, '+', '.', '-': | 0x20 lowers only the letters */
+    if (sl < 4 || sl > 5 || (s[0] | 0x20) != 'h' || (s[1] | 0x20) != 't' || (s[2] | 0x20) != 't' ||
+        (s[3] | 0x20) != 'p' || (sl == 5 && (s[4] | 0x20) != 's')) return 0;
     a = sl + 3;
-    for (z = a; z < n && s[z] != '/' && s[z] != '?' && s[z] != '#'; z++) {}
-    if (memchr(s + a, '@', z - a) != NULL) return 0;
+    /* the authority: up to '/', '?' or '#'; no control or space byte, no '@' */
+    for (z = a; z < n && !(URLC[s[z]] & U_END); z++) {
+        if ((URLC[s[z]] & U_BAD) || s[z] == '@') return 0;
+    }
+    /* the rest: no control or space byte */
+    for (i = z; i < n; i++) if (URLC[s[i]] & U_BAD) return 0;
     if (a < z && s[a] == '[') {
-        for (hz = a + 1; hz < z && (is_hex((unsigned char)s[hz]) || s[hz] == ':' || s[hz] == '.'); hz++) {}
+        for (hz = a + 1; hz < z && ((URLC[s[hz]] & U_HEX) || s[hz] == ':' || s[hz] == '.'); hz++) {}
         if (hz == a + 1 || hz >= z || s[hz] != ']') return 0;
-        if (!is_ipv6(s + a + 1, hz - a - 1)) return 0;
+        if (!is_ipv6((const char *)s + a + 1, hz - a - 1)) return 0;
         hz++;
     } else {
         for (hz = a; hz < z && s[hz] != ':'; hz++) {}
         if (hz == a) return 0;
         if (s[a] == '.' || s[a] == '-') return 0;
         for (i = a; i < hz; i++) {
-            unsigned char c = (unsigned char)s[i];
-            if (!is_alnum(c) && c != '.' && c != '-') return 0;
-            if (c == '.' && i + 1 < hz && s[i + 1] == '.') return 0;
+            if (!(URLC[s[i]] & U_HOST)) return 0;
+            if (s[i] == '.' && i + 1 < hz && s[i + 1] == '.') return 0;
         }
     }
     if (hz < z) {
         long port = 0;
         if (s[hz] != ':' || hz + 1 >= z || z - hz - 1 > 5) return 0;
         for (i = hz + 1; i < z; i++) {
-            if (!is_dig((unsigned char)s[i])) return 0;
+            if (!is_dig(s[i])) return 0;
             port = port * 10 + (s[i] - '0');
         }
         if (port < 1 || port > 65535) return 0;
@@ -657,34 +678,33 @@ static int year_month(shape_t *s, long long t, int *year, int *month)
     return 1;
 }
 
-/* Reads and checks the card at stack idx (its values go to slots cs..cs+4); 1 when it fits. */
-static int read_card(lua_State *L, const shape_t *s, int idx, int cs, card_state *c)
+/* Reads and checks the card at stack idx (its values are pushed, in CARD_KEYS order); 1 when
+ * it fits. */
+static int read_card(lua_State *L, const shape_t *s, int idx, card_state *c)
 {
     size_t n, i, digits = 0;
     unsigned sum = 0;
     const char *num;
-    int pos;
+    int pos, cs;
     long long v;
     int j;
     if (lua_type(L, idx) != LUA_TTABLE || lua_getmetatable(L, idx)) return 0;
     /* the five keys looked up (the table has no metatable: raw reads, as card_fields' are;
      * other keys are not read): cheaper than a lua_next walk over the table. Lua 5.4's
      * lua_getfield finds a C string's Lua string in its cache; LuaJIT's hashes it each time,
-     * so there the anchored strings are pushed instead */
+     * so there the anchored strings are pushed instead. The values stay where they are
+     * pushed (slots cs .. cs+4) */
+    cs = lua_gettop(L) + 1;
 #if LUA_VERSION_NUM >= 504
     (void)s;
-    for (j = 0; j < CK_COUNT; j++) {
-        lua_getfield(L, idx, CARD_KEYS[j]);
-        lua_replace(L, cs + j);
-    }
+    for (j = 0; j < CK_COUNT; j++) lua_getfield(L, idx, CARD_KEYS[j]);
 #else
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->anchor);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->anchor); /* left below the values */
     for (j = 0; j < CK_COUNT; j++) {
-        lua_rawgeti(L, -1, s->card_key[j]);
+        lua_rawgeti(L, cs, s->card_key[j]);
         lua_rawget(L, idx);
-        lua_replace(L, cs + j);
     }
-    lua_pop(L, 1);
+    cs++;
 #endif
     /* number: digits, spaces and dashes dropped; 12-19 digits; Luhn */
     if (lua_type(L, cs + CK_NUMBER) != LUA_TSTRING) return 0;
@@ -778,16 +798,17 @@ static int write_card(lua_State *L, sbuf *b, const member *m, const card_state *
     return 1;
 }
 
-/* The members written into b; 0 with *bad the failing member. Values are at slots base+1... */
-static int write_members(lua_State *L, shape_t *s, int base, int nargs, sbuf *b, const member **bad,
-                         char *amount, size_t *amount_len, const char **currency, size_t *currency_len,
-                         card_state *card, const member **card_m)
+/* The members written into b; 0 with *bad the failing member. The value of key slot j is at
+ * stack index vidx[j] (0: absent), of type vtype[j]. */
+static int write_members(lua_State *L, shape_t *s, const int *vidx, const int *vtype, int base, int nargs, sbuf *b,
+                         const member **bad, char *amount, size_t *amount_len, const char **currency,
+                         size_t *currency_len, card_state *card, const member **card_m)
 {
     int i;
     for (i = 0; i < s->nmembers; i++) {
         const member *m = &s->m[i];
-        int v = m->slot >= 0 ? base + 1 + m->slot : 0;
-        int t = v ? lua_type(L, v) : LUA_TNIL;
+        int v = m->slot >= 0 ? vidx[m->slot] : 0;
+        int t = v ? vtype[m->slot] : LUA_TNIL;
         *bad = m;
         switch (m->kind) {
         case K_CONST:
@@ -851,7 +872,7 @@ static int write_members(lua_State *L, shape_t *s, int base, int nargs, sbuf *b,
             break;
         }
         case K_MONEY: {
-            int mv = base + 1 + m->slot2, mt = lua_type(L, mv);
+            int mv = vidx[m->slot2], mt = mv ? vtype[m->slot2] : LUA_TNIL;
             unsigned long long units;
             if (mt != LUA_TNIL) {
                 long long x;
@@ -914,7 +935,7 @@ static int write_members(lua_State *L, shape_t *s, int base, int nargs, sbuf *b,
         }
         case K_CARD:
             /* the card's slots follow the shape's keys */
-            if (!read_card(L, s, v, base + 1 + s->nkeys, card)) return 0;
+            if (!read_card(L, s, v, card)) return 0;
             if (!write_card(L, b, m, card)) return 0;
             *card_m = m;
             break;
@@ -946,6 +967,7 @@ static int l_write(lua_State *L)
     size_t amount_len = 0, currency_len = 0;
     const char *currency = NULL;
     card_state card;
+    int vidx[SHAPE_MAX_KEYS], vtype[SHAPE_MAX_KEYS];
     if (s == NULL || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
         return luaL_argerror(L, 1, "paykit.shape expected");
     lua_pop(L, 1);
@@ -957,9 +979,13 @@ static int l_write(lua_State *L)
     if (s->busy) return refuse(L, NULL);
     nargs = lua_gettop(L) - 3;
     base = lua_gettop(L);
-    if (!lua_checkstack(L, s->nkeys + CK_COUNT + 8)) return refuse(L, NULL);
-    lua_settop(L, base + s->nkeys + CK_COUNT);
-    /* one pass over p: each value into its key's slot; a key no member reads refuses */
+    /* each known key's value and a copy of its key stay on the stack (at most 2 per key: a
+     * key no member reads refuses), then the card's values and the clock call */
+    if (!lua_checkstack(L, 2 * s->nkeys + CK_COUNT + 8)) return refuse(L, NULL);
+    memset(vidx, 0, sizeof vidx);
+    /* one pass over p: each value's stack index kept for its key's slot (the value stays
+     * where lua_next put it, a copy of the key goes above it for the next step); a key no
+     * member reads refuses */
     lua_pushnil(L);
     while (lua_next(L, 2) != 0) {
         const char *k;
@@ -968,13 +994,15 @@ static int l_write(lua_State *L)
         k = lua_tostring(L, -2);
         for (j = 0; j < s->nkeys; j++) if (s->keyptr[j] == k) { hit = j; break; }
         if (hit < 0) return refuse(L, NULL);
-        lua_replace(L, base + 1 + hit);
+        vidx[hit] = lua_gettop(L);
+        vtype[hit] = lua_type(L, -1);
+        lua_pushvalue(L, -2);
     }
     s->busy = 1;
     s->gen++;
     b->len = 0;
     ok = sb_put(b, prefix, plen) &&
-         write_members(L, s, base, nargs, b, &bad, amount, &amount_len, &currency, &currency_len, &card, &card_m) &&
+         write_members(L, s, vidx, vtype, base, nargs, b, &bad, amount, &amount_len, &currency, &currency_len, &card, &card_m) &&
          sb_put(b, "}", 1) && sb_put(b, s->suffix, s->suffix_len);
     s->busy = 0;
     if (ok && card_m) {

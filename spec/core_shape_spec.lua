@@ -59,7 +59,13 @@ local POOLS = {
     "https://a:0", "https://a:65536", "https://a:08080/x", "https://[::1]:8443/", "https://[zz]/", "ftp://a",
     "https://u@a", "https://a b", "https://a/#frag", "//a", "https://", "https://a:", "https://_a", 5,
     "https://a/" .. string.rep("x", 2038), "https://a/" .. string.rep("x", 2039), "https://a.b/\"x\"",
-    "https://[::1]x/", "https://a/?x=ç", "https://a.-b", "http://1.2.3.4:80", "hTTp://x.y", "https://a.b#", "https://a/\127" },
+    "https://[::1]x/", "https://a/?x=ç", "https://a.-b", "http://1.2.3.4:80", "hTTp://x.y", "https://a.b#", "https://a/\127",
+    -- the scheme, authority and rest as shape.c's classes read them
+    "HtTpS://a", "httpx://a", "http1://a", "h://a", "httq://a", "https+://a", "1http://a", "http:/a", "http:a",
+    "https://a?q", "https://a?u@b", "https://a/p@q", "https://a#x@y", "https://a@", "https://a\tb", "https://a/\0",
+    "https://a/x y", "https://a:1", "https://a:65535", "https://a:99999", "https://a:1x", "https://a::1", "https://.a",
+    "https://a.", "https://a-", "https://a.b.", "https://[::1]", "https://[::1", "https://[]", "https://[1.2.3.4]",
+    "https://[::ffff:1.2.3.4]:1/", "https://a:80?x", "https://A-1.B2.c3:8080/#", "https://a\255", "https://\255" },
   redirect_type = { 0, 1, 2, 1.0, false, "1", -1 },
   -- the card's members
   number = { PAN, "4111 1111 1111 1111", "4111-1111-1111-1111", "4111111111111112", "41111111111", "411111111111",
@@ -185,6 +191,47 @@ describe("moka's compiled payment shapes", function()
     assert.same(seen[2].headers, seen[1].headers)
     assert.equal(seen[2].url, seen[1].url)
     assert.equal(seen[2].idempotent, seen[1].idempotent)
+  end)
+
+  it("hand the transport the request table kit.wire.send makes for a body already written", function()
+    local kwire = require "paykit.kit.wire"
+    local gw = gateway()
+    local seen = {}
+    gw.http = { request = function(_, req) seen[#seen + 1] = req; return nil, "stop" end }
+    for _, idempotent in ipairs { false, true, 1 } do
+      for _, path in ipairs { PATHS[true], PATHS[false], PATHS[true] } do
+        kwire.send_json_text(gw, "start_3d", path, '{"a":1}', idempotent)
+        kwire.send(gw, "start_3d", { method = "POST", path = path, body = '{"a":1}', idempotent = idempotent and true or false,
+          headers = { ["Content-Type"] = "application/json", Accept = "application/json" }, own_headers = true })
+        assert.same(seen[#seen], seen[#seen - 1])
+        assert.are_not.equal(seen[#seen].headers, seen[#seen - 1].headers) -- each call its own
+      end
+    end
+  end)
+
+  it("give paykit.http the shared JSON headers, which no call changes", function()
+    local kwire = require "paykit.kit.wire"
+    local gw = gateway { retry = false, connect_timeout = 0.5, timeout = 0.5 }
+    local p = { amount = "27.50", card = { number = PAN, exp_month = "09", exp_year = "2031", cvc = "123" },
+      client_ip = "203.0.113.7", redirect_url = "https://shop.example/r" }
+    local seen = 0
+    local send = gw.http.request
+    assert.equal(require("paykit.http").request, send)
+    for _ = 1, 3 do
+      local r, err = gw:start_3d(p)
+      assert.is_nil(r)
+      assert.equal("transport", err.kind)
+      seen = seen + 1
+    end
+    assert.equal(3, seen)
+    assert.same({ ["Content-Type"] = "application/json", Accept = "application/json" }, kwire.JSON_HEADERS)
+    -- with a transport of another kind, a fresh table each call (it may add to it)
+    local tables = {}
+    gw.http = { request = function(_, req) tables[#tables + 1] = req.headers; req.headers.X = "y"; return nil, "stop" end }
+    gw:start_3d(p); gw:start_3d(p)
+    assert.are_not.equal(tables[1], tables[2])
+    assert.are_not.equal(kwire.JSON_HEADERS, tables[1])
+    assert.same({ ["Content-Type"] = "application/json", Accept = "application/json" }, kwire.JSON_HEADERS)
   end)
 
   it("leave the body to a writer set with kit.json.set_encoder", function()

@@ -116,9 +116,12 @@ local take_ids = errors.take_ids
 -- @tparam table t
 -- @tparam string raw_text
 -- @tparam[opt] table raw_opts
+-- @tparam[opt] boolean ids_taken true: the caller took the ids (`paykit.errors.take_ids`, in
+--   the coroutine of the answer) and t carries them as `request_id` and `correlation_id`
+--   (made with t: no member added later)
 -- @treturn table the result
-function _M.lazy_result(t, raw_text, raw_opts)
-  t.request_id, t.correlation_id = take_ids()
+function _M.lazy_result(t, raw_text, raw_opts, ids_taken)
+  if not ids_taken then t.request_id, t.correlation_id = take_ids() end
   local keep = t.keep
   if keep then setmetatable(keep, Printed) end
   RAW_TEXT[t] = raw_text

@@ -170,14 +170,17 @@ end
 -- Whether x is an instance of P, or a table inheriting from one through __index tables (a
 -- proxy such as paykit.journal.wrap's, which replaces the instance's `http`).
 local function is_self(P, x) return wire.provider_of(x) == P end
+-- instance -> provider, of the instances new made (paykit.kit.wire.INSTANCES)
+local INSTANCES = wire.INSTANCES
 
 -- The method wrapper: refuses a dot call (self is not an instance of P).
 local guarded = setmetatable({}, { __mode = "k" })
 local function guard(P, name, fn)
   local mt = P._mt
   local g = function(self, ...)
-    -- an instance's own metatable first (the usual case), then a proxy's chain
-    if getmetatable(self) ~= mt and not is_self(P, self) then
+    -- an instance this provider's new made (a table read), else its own metatable (the
+    -- usual case), then a proxy's chain
+    if INSTANCES[self] ~= P and getmetatable(self) ~= mt and not is_self(P, self) then
       error(P.name .. "." .. name .. ": call it with a colon, gw:" .. name .. "(...), not gw." .. name .. "(...)", 2)
     end
     return fn(self, ...)
@@ -259,6 +262,7 @@ function _M.provider(decl)
       local s, e = P._decl.init(self, o)
       if not s then return nil, e end
     end
+    INSTANCES[self] = P
     return self
   end
 

@@ -37,6 +37,7 @@ local core = require "paykit.core"
 local errors = require "paykit.errors"
 local redact = require "paykit.redact"
 local json = require "paykit.kit.json"
+local http = require "paykit.http"
 local encode_quick = json.encode_quick
 
 local _M = {}
@@ -137,6 +138,29 @@ end
 -- an instance's metatable -> its provider (the `__kit` of the metatable, which never changes)
 local KIT_OF = setmetatable({}, { __mode = "k" })
 
+--- The instances `paykit.kit`'s constructors made, each with its provider (weak keys): an
+-- instance found here is known without a look at its metatable (`getmetatable` is a C call,
+-- dearer on Lua 5.4 than a table read); anything else (a proxy, a table of another's) is
+-- looked at as before. Filled by `paykit.kit.provider`'s `new` only.
+-- @table INSTANCES
+local INSTANCES = setmetatable({}, { __mode = "k" })
+_M.INSTANCES = INSTANCES
+
+-- The provider of self (an instance or a proxy of one), or nil.
+local function kit_of(self)
+  local P = INSTANCES[self]
+  if P ~= nil then return P end
+  -- an instance's own metatable names its provider (a proxy's is found by provider_of); the
+  -- metatables seen are remembered (no type/rawget calls per request)
+  local mt = getmetatable(self)
+  P = mt ~= nil and KIT_OF[mt] or nil
+  if P == nil then
+    P = type(mt) == "table" and rawget(mt, "__kit")
+    if P then KIT_OF[mt] = P else P = _M.provider_of(self) end
+  end
+  return P
+end
+
 -- wire hooks -> the reader's options for their answers (made once per declaration; rebuilt
 -- when its `exact` was replaced)
 local read_opts = setmetatable({}, { __mode = "k" })
@@ -163,21 +187,16 @@ end
 -- @return[2] nil
 -- @return[2] err
 function _M.send(self, op, req)
-  -- an instance's own metatable names its provider (a proxy's is found by provider_of); the
-  -- metatables seen are remembered (no type/rawget calls per request)
-  local mt = getmetatable(self)
-  local P = mt ~= nil and KIT_OF[mt] or nil
-  if P == nil then
-    P = type(mt) == "table" and rawget(mt, "__kit")
-    if P then KIT_OF[mt] = P else P = _M.provider_of(self) end
-  end
+  local P = kit_of(self)
   local w = P._decl.wire
   local names = full_ops[P]
   local full_op = names and names[op] or full_name(P, op)
   -- no method: as paykit.http picks it (a body makes a POST), before the signer sees it
   if req.method == nil then req.method = req.body ~= nil and "POST" or "GET" end
   -- @{url}, its memo read here first (no call for a path seen before on this base_url)
-  local memo = req.query == nil and rawget(self, "_urls")
+  -- (a plain read: a proxy's read finds the instance's memo, whose URLs are right for it
+  -- whenever memo[0] is its base_url too)
+  local memo = req.query == nil and self._urls
   local url = memo and memo[0] == self.base_url and memo[req.path]
   req.url = url or _M.url(self, req)
   local headers = req.headers
@@ -218,6 +237,56 @@ function _M.send(self, op, req)
   local res, err = self.http:request(req)
   if not res then return nil, err end
   return res, full_op
+end
+
+-- The headers of a JSON text body when paykit.http's request sends it (send_json_text): never
+-- changed (paykit.http copies a table that is not the call's own before it adds to it).
+local JSON_HEADERS = { ["Content-Type"] = "application/json", Accept = "application/json" }
+_M.JSON_HEADERS = JSON_HEADERS
+local HTTP_REQUEST = http.request
+
+--- @{send} for a POST whose body is JSON text already written (a compiled shape's): the same
+-- request table @{send} completes from `{method = "POST", path = path, body = body, idempotent =
+-- idempotent, headers = {["Content-Type"] = "application/json", Accept = "application/json"},
+-- own_headers = true}`, made at once with its `url` and `op` (no field added later), signed
+-- and sent. Without a signer, to paykit.http's own request, the headers are one shared table
+-- (`JSON_HEADERS`, the same two headers, without `own_headers`: paykit.http copies it where
+-- it adds its own).
+-- @tparam table self the instance
+-- @tparam string op the operation's name
+-- @tparam string path the API path
+-- @tparam string body the JSON text
+-- @tparam boolean idempotent
+-- @treturn table res (paykit.http's answer)
+-- @treturn table req the request sent (for @{answer})
+-- @return[2] nil
+-- @return[2] err
+function _M.send_json_text(self, op, path, body, idempotent)
+  local P = kit_of(self)
+  local w = P._decl.wire
+  local names = full_ops[P]
+  local full_op = names and names[op] or full_name(P, op)
+  local memo = self._urls
+  local url = memo and memo[0] == self.base_url and memo[path]
+  if not url then url = _M.url(self, { path = path }) end
+  local req
+  if w.sign == nil and self.http.request == HTTP_REQUEST then
+    -- paykit.http's own request (which never changes a headers table that is not the call's
+    -- own: it copies it where it adds to it) and no signer: the one shared table
+    req = { method = "POST", path = path, body = body, idempotent = idempotent and true or false, url = url,
+      headers = JSON_HEADERS, op = full_op }
+  else
+    req = { method = "POST", path = path, body = body, idempotent = idempotent and true or false, url = url,
+      headers = { ["Content-Type"] = "application/json", Accept = "application/json" }, op = full_op,
+      own_headers = true }
+  end
+  if w.sign then
+    local ok, err = w.sign(self, req)
+    if not ok then return nil, err end
+  end
+  local res, err = self.http:request(req)
+  if not res then return nil, err end
+  return res, req
 end
 
 --- The answer half of @{commit}: decodes res's body and maps it (see the module description).

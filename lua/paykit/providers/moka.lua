@@ -371,7 +371,7 @@ end
 
 -- what start_3d reads of a good answer (kit.json.pick): the rest is decoded only for result.raw
 local START_3D = kit.json.map({ "ResultCode", { "Data", "Url" }, { "Data", "CodeForHash" } }, wire.EXACT)
-local lazy_result, READ_OPTS = gateway.lazy_result, wire.READ_OPTS
+local lazy_result, READ_OPTS, take_ids = gateway.lazy_result, wire.READ_OPTS, errors.take_ids
 
 --- Starts a 3D Secure payment (DoDirectPaymentThreeD).
 -- Not retried once it may have been sent.
@@ -382,13 +382,13 @@ local lazy_result, READ_OPTS = gateway.lazy_result, wire.READ_OPTS
 -- @return[2] a validation, transport or provider error
 function Moka:start_3d(p)
   local path = "/PaymentDealer/DoDirectPaymentThreeD"
-  local req, amount, currency = R.payment_body(self, p, true, path)
+  local req, amount, currency, is_text = R.payment_body(self, p, true, path)
   if not req then return nil, amount end
   local reference, pre_auth = p.reference, p.pre_auth
   pre_auth = pre_auth == true or pre_auth == 1
   -- the answer is read through START_3D (Data.Url and Data.CodeForHash only: both are
   -- strings only when Data is an object); result.raw is decoded from its text when read
-  local ok, text, link, cfh = wire.call_pick(self, "start_3d", path, req, false, START_3D)
+  local ok, text, link, cfh = wire.call_pick(self, "start_3d", path, req, false, START_3D, is_text or false)
   if not ok then return nil, text end
   if type(link) ~= "string" or link == "" or type(cfh) ~= "string" or cfh == "" then
     return nil, errors.provider { code = "moka.invalid_response", op = "moka.start_3d", provider = "moka",
@@ -396,15 +396,21 @@ function Moka:start_3d(p)
   end
   -- amount is money.format's text of the checked request: the result takes it as it is
   -- (wire.result's work, done here: provider set, nothing to format); a fresh table with a
-  -- fresh keep, as gateway.lazy_result takes it; request_id and correlation_id have their room
-  -- from the start (filled from the answer's ids: no rehash of a full table)
+  -- fresh keep, as gateway.lazy_result takes it, made with the answer's ids (taken here, as
+  -- lazy_result would take them: no member added to a full table later); the keep has
+  -- pre_auth only when it is true (a nil member in a constructor costs a store on Lua 5.4)
+  local keep
+  if pre_auth then
+    keep = { code_for_hash = cfh, reference = reference or "", amount = amount, currency = currency, pre_auth = true }
+  else
+    keep = { code_for_hash = cfh, reference = reference or "", amount = amount, currency = currency }
+  end
+  local request_id, correlation_id = take_ids()
   return lazy_result({
     status = "redirect", provider = "moka", redirect_url = link, method = "GET",
-    reference = reference, amount = amount, currency = currency,
-    keep = { code_for_hash = cfh, reference = reference or "", amount = amount, currency = currency,
-             pre_auth = pre_auth or nil },
-    request_id = nil, correlation_id = nil,
-  }, text, READ_OPTS)
+    reference = reference, amount = amount, currency = currency, keep = keep,
+    request_id = request_id, correlation_id = correlation_id,
+  }, text, READ_OPTS, true)
 end
 
 --- A direct payment without 3D Secure (DoDirectPayment).

@@ -301,6 +301,7 @@ _M.SHAPES = SHAPES
 -- @treturn string|table the body text, or the request object (a `paykit.gateway.object`)
 -- @treturn string amount the checked amount (`money.format`'s text, "27.50")
 -- @treturn string currency the wire currency ("TL")
+-- @treturn ?boolean true when the first value is the body text (nil for a request object)
 -- @return[2] nil
 -- @return[2] a validation error naming the field
 function _M.payment_body(self, p, three_d, path)
@@ -312,7 +313,7 @@ function _M.payment_body(self, p, three_d, path)
       if p.card ~= nil then shape = three_d and SHAPES.card3d or SHAPES.card
       else shape = three_d and SHAPES.token3d or SHAPES.token end
       local body, amount, currency = shape:write(p, prefix, self.clock, self.currency, self.client_ip, self.software)
-      if body then return body, amount, currency end
+      if body then return body, amount, currency, true end
     end
   end
   local req, info = _M.payment(self, p, three_d)

@@ -192,7 +192,9 @@ function _M.call(self, op, path, payload, idempotent)
   return _M.open(self, op, answer, info)
 end
 
-local pick = json.pick
+local pick, send_json_text = json.pick, kwire.send_json_text
+-- the instance's log when it has no logger (nothing to call)
+local NOOP = require("paykit.http").NOOP_LOGGER
 
 --- One authenticated call whose good answer is read through a map (`paykit.kit.json.map`)
 -- instead of decoded whole: on a 200 answer whose ResultCode is "Success" it returns true,
@@ -210,18 +212,20 @@ local pick = json.pick
 -- @return ... the values at the map's other paths (up to 6)
 -- @return[2] nil
 -- @return[2] err
-function _M.call_pick(self, op, path, payload, idempotent, map)
-  local req
-  if type(payload) == "string" then
+function _M.call_pick(self, op, path, payload, idempotent, map, is_text)
+  local res, req
+  if is_text or (is_text == nil and type(payload) == "string") then
     -- the whole body already written (a compiled shape's), as @{call} takes it
-    req = { method = "POST", path = path, body = payload, idempotent = idempotent and true or false, url = nil,
-      headers = { ["Content-Type"] = "application/json", Accept = "application/json" }, op = nil, own_headers = true }
+    res, req = send_json_text(self, op, path, payload, idempotent)
   else
     req = { method = "POST", path = path, body = _M.body(self, path, payload),
       idempotent = idempotent and true or false, url = nil, headers = nil, op = nil, own_headers = nil }
+    local sent, err = kwire.send(self, op, req)
+    res = sent
+    if not sent then req = err end
   end
-  local res, err = kwire.send(self, op, req)
   if not res then
+    local err = req
     self.log("error", "moka." .. op .. " failed: " .. tostring(err))
     return nil, _M.own(err)
   end
@@ -230,7 +234,8 @@ function _M.call_pick(self, op, path, payload, idempotent, map)
     local kind, rc, a, b, c, d, e, f = pick(body, map)
     if kind == "object" and (rc == "Success" or (type(rc) == "string" and trim(rc) == "Success")) then
       if not self._auth_ok then self._auth_ok = true end
-      self.log("info", ok_lines[op])
+      local log = self.log
+      if log ~= NOOP then log("info", ok_lines[op]) end
       return true, body, a, b, c, d, e, f
     end
   end
