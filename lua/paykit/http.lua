@@ -614,6 +614,18 @@ local G, rawget = _G, rawget
 -- Each attempt makes its own request table (what send_once gets): the transport keeps nothing
 -- of a request (its body holds card data and credentials) once the call is over.
 
+-- Whether the caller's headers name a Content-Type and an Accept (any case).
+local function json_headers_named(given)
+  local have_ct, have_accept = false, false
+  for k in pairs(given) do
+    if type(k) == "string" then
+      local lk = k:lower()
+      if lk == "content-type" then have_ct = true elseif lk == "accept" then have_accept = true end
+    end
+  end
+  return have_ct, have_accept
+end
+
 -- The headers of a request table: the caller's (req.headers, given) copied unless they are
 -- the call's own (own_headers), with the correlation header and, for json, Content-Type (with
 -- a body) and Accept application/json unless the caller's name them (any case).
@@ -621,30 +633,18 @@ local function merged_headers(req, given, json, body, corr_header, correlation_i
   -- not a table: handed on as it is, for the transport to refuse in its words (as the wire
   -- client's direct call does)
   if given ~= nil and type(given) ~= "table" then return given end
+  -- (the caller's headers as they came: before the correlation header goes into its own)
   local have_ct, have_accept = false, false
+  if json and given then have_ct, have_accept = json_headers_named(given) end
   local headers
   if given and req.own_headers then
     headers = given
-    if json then
-      for k in pairs(given) do
-        if type(k) == "string" then
-          local lk = k:lower()
-          if lk == "content-type" then have_ct = true elseif lk == "accept" then have_accept = true end
-        end
-      end
-    end
   else
     -- grown as the headers go in (a table made at another size would hand them to the
     -- transport in another order: other bytes on the wire)
     headers = {}
     if given then
-      for k, v in pairs(given) do
-        headers[k] = v
-        if json and type(k) == "string" then
-          local lk = k:lower()
-          if lk == "content-type" then have_ct = true elseif lk == "accept" then have_accept = true end
-        end
-      end
+      for k, v in pairs(given) do headers[k] = v end
     end
   end
   if corr_header and correlation_id then headers[corr_header] = correlation_id end
