@@ -39,11 +39,14 @@ end
 
 -- The ids of the last provider answer seen by each coroutine (paykit.http puts them here),
 -- taken by the next result (paykit.gateway.result) or provider error built in that coroutine.
--- Two tables by coroutine (weak keys), no table per answer.
-local MAIN = {}
+-- A slot `{r = request_id, c = correlation_id}` per coroutine, made once and refilled (weak
+-- keys: it goes with its coroutine), the main thread's held here: no table per answer, and
+-- for the main thread no lookup by thread (a write keyed by a thread costs more than
+-- the slot's two fields). An id that is not there is false in the slot (a field set to nil
+-- and then to a value takes Lua 5.4's slow way each time).
 local running = coroutine.running
-local request_ids = setmetatable({}, { __mode = "k" })
-local correlation_ids = setmetatable({}, { __mode = "k" })
+local MAIN_SLOT = { r = false, c = false }
+local slots = setmetatable({}, { __mode = "k" })
 
 --- Notes the ids of a provider answer for the result or error built from it.
 -- paykit.http calls this when a request gets an answer; the next @{take_ids} in the same
@@ -52,19 +55,34 @@ local correlation_ids = setmetatable({}, { __mode = "k" })
 -- @tparam ?string request_id the provider's request id of the answer
 -- @tparam ?string correlation_id the correlation id paykit sent
 function _M.remember_ids(request_id, correlation_id)
-  local key = running() or MAIN
-  request_ids[key], correlation_ids[key] = request_id, correlation_id
+  -- (running(): nil in LuaJIT's main thread, the main thread and true in Lua 5.4's)
+  local co, main = running()
+  local slot = MAIN_SLOT
+  if co ~= nil and not main then
+    slot = slots[co]
+    if slot == nil then
+      if request_id == nil and correlation_id == nil then return end
+      slot = {}
+      slots[co] = slot
+    end
+  end
+  slot.r, slot.c = request_id or false, correlation_id or false
 end
 
 --- Takes (and forgets) the ids noted by @{remember_ids} in the running coroutine.
 -- @treturn ?string request_id
 -- @treturn ?string correlation_id
 function _M.take_ids()
-  local key = running() or MAIN
-  local request_id, correlation_id = request_ids[key], correlation_ids[key]
-  if request_id == nil and correlation_id == nil then return nil, nil end
-  request_ids[key], correlation_ids[key] = nil, nil
-  return request_id, correlation_id
+  local co, main = running()
+  local slot = MAIN_SLOT
+  if co ~= nil and not main then
+    slot = slots[co]
+    if slot == nil then return nil, nil end
+  end
+  local request_id, correlation_id = slot.r, slot.c
+  if not request_id and not correlation_id then return nil, nil end
+  slot.r, slot.c = false, false
+  return request_id or nil, correlation_id or nil
 end
 
 -- Kinds that describe an answer (or the lack of one) of a provider: these carry the ids.

@@ -330,7 +330,7 @@ function _M.new(opts)
     pool_name = opts.pool_name,
     correlation_header = header_name(opts.correlation_header, "correlation_header", DEFAULT_CORRELATION_HEADER),
     request_id_headers = lowered,
-    request_id_field = opts.request_id_field,
+    request_id_field = opts.request_id_field or false, -- (false: as hooks' below)
     cafile = opts.cafile, capath = opts.capath,
     verify_tls = opts.verify_tls ~= false,
     max_response = opts.max_response,
@@ -340,13 +340,29 @@ function _M.new(opts)
     wire = nil, -- the core.wire_client, made on first use; false: libcurl serves this transport
     wire_core = nil, -- the wire client wire_client made (request's direct call: see there)
     log = _M.make_logger(opts.logger),
-    hooks = { before = hooks.before, after = hooks.after },
+    -- (false, not nil: request reads them on every call, and a field that is there is read
+    -- faster than one that is not)
+    hooks = { before = hooks.before or false, after = hooks.after or false },
     retry = r,
     sleep = opts.sleep or default_sleep,
     random = opts.random or math.random,
     clock = opts.clock or now,
     client = nil, -- the core client, made on first use
   }
+  -- the waits of a first attempt with no per-call timeouts, in milliseconds, as request works
+  -- them out for an attempt (its direct first try takes them as they are); first_ms nil: the
+  -- retry deadline leaves the first attempt no time (request gives the deadline's error)
+  local first = math.min(self.timeout, r.deadline)
+  if first > 0 then
+    self.first_ms = math.max(1, math.floor(first * 1000))
+    self.first_cms = math.max(1, math.floor(math.min(self.connect_timeout, first) * 1000))
+  end
+  local send, read = self.send_timeout, self.read_timeout
+  self.waits = send ~= nil or read ~= nil
+  if self.waits then
+    self.send_ms, self.read_ms = send and milliseconds(send), read and milliseconds(read)
+    self.stall_ms = milliseconds((send and read) and math.min(send, read) or send or read)
+  end
   return setmetatable(self, mt)
 end
 
@@ -593,10 +609,22 @@ local floor, mmin = math.floor, math.min
 local send_once = _M.send_once
 local remember_ids, take_ids = errors.remember_ids, errors.take_ids
 local check_blocking = runtime.check_blocking
-local G = _G
+local G, rawget = _G, rawget
 
 -- Each attempt makes its own request table (what send_once gets): the transport keeps nothing
 -- of a request (its body holds card data and credentials) once the call is over.
+
+-- Whether the caller's headers name a Content-Type and an Accept (any case).
+local function json_headers_named(given)
+  local have_ct, have_accept = false, false
+  for k in pairs(given) do
+    if type(k) == "string" then
+      local lk = k:lower()
+      if lk == "content-type" then have_ct = true elseif lk == "accept" then have_accept = true end
+    end
+  end
+  return have_ct, have_accept
+end
 
 -- The headers of a request table: the caller's (req.headers, given) copied unless they are
 -- the call's own (own_headers), with the correlation header and, for json, Content-Type (with
@@ -605,30 +633,18 @@ local function merged_headers(req, given, json, body, corr_header, correlation_i
   -- not a table: handed on as it is, for the transport to refuse in its words (as the wire
   -- client's direct call does)
   if given ~= nil and type(given) ~= "table" then return given end
+  -- (the caller's headers as they came: before the correlation header goes into its own)
   local have_ct, have_accept = false, false
+  if json and given then have_ct, have_accept = json_headers_named(given) end
   local headers
   if given and req.own_headers then
     headers = given
-    if json then
-      for k in pairs(given) do
-        if type(k) == "string" then
-          local lk = k:lower()
-          if lk == "content-type" then have_ct = true elseif lk == "accept" then have_accept = true end
-        end
-      end
-    end
   else
     -- grown as the headers go in (a table made at another size would hand them to the
     -- transport in another order: other bytes on the wire)
     headers = {}
     if given then
-      for k, v in pairs(given) do
-        headers[k] = v
-        if json and type(k) == "string" then
-          local lk = k:lower()
-          if lk == "content-type" then have_ct = true elseif lk == "accept" then have_accept = true end
-        end
-      end
+      for k, v in pairs(given) do headers[k] = v end
     end
   end
   if corr_header and correlation_id then headers[corr_header] = correlation_id end
@@ -671,36 +687,37 @@ local function attempt_error(op, method, url, safe_url, correlation_id, idempote
   return err, info, code, maybe_sent, retry_ok, safe_url
 end
 
---- A request with retries, hooks and redacted logging.
--- t:request{method=, url=, headers=, body=, op=, idempotent=, json=} -> res | nil, err
--- Retried (with backoff, within retry.deadline): failures that never reached the server,
--- always; failures after sending and HTTP 502/503/504, only when `idempotent`.
--- Any HTTP status is a response, not an error.
--- @tparam table req
---
---  * `url` (required), `method` (default POST with a body, else GET), `headers`
---  * `body` a string, or with `json` a table encoded as JSON
---  * `json` true: send Content-Type and Accept application/json (unless given) and decode
---    the answer into `res.json`
---  * `op` the operation name for logs, hooks and errors, e.g. "moka.capture"
---  * `idempotent` true when a request that may have been sent can be repeated safely
---  * `allow_blocking` true: this call may block the worker (see @{new})
---  * `timeout`, `connect_timeout`, `send_timeout`, `read_timeout` (seconds): this call's,
---    over @{with}'s and the transport's
---  * `correlation_id` sent in the correlation header instead of a generated one
---  * `own_headers` true: `headers` is this call's own table (made for it, used by no one
---    else while the call runs): where paykit.http makes a headers table for the transport
---    it adds its headers (the correlation header, json's Content-Type and Accept) to this one
---    instead of copying it first (the wire client's direct call writes them after the
---    caller's headers and leaves the table as it is)
--- @treturn table `{status=, headers=, body=, json=, request_id=, correlation_id=}`: the
---   provider's request id of the answer (nil when it has none) and the correlation id sent
--- @return[2] nil
--- @return[2] a transport or timeout error (`retryable`, and a message saying whether the
---   request may have reached the provider; `correlation_id` set), the config error
---   `blocking_phase` (nothing sent), or a validation error for a bad `correlation_id`
--- @raise when a json body table cannot be encoded, or for a malformed per-call timeout
-function _M:request(req)
+-- The answer request returns: json decoded when asked for, the provider's request id and the
+-- correlation id sent, both noted for the result or error the provider builds from it.
+local function answered(self, res, json, correlation_id)
+  if json then
+    local decoded = nil
+    if res.body and res.body ~= "" then decoded = cjson().decode(res.body) end
+    res.json = decoded
+  end
+  -- the first of request_id_headers present, else the JSON member request_id_field: the
+  -- headers are looked at only when one of the first two names is there or there are more
+  -- (a read with a nil key is nil: fewer names need no test; #names, not names[3]: a field
+  -- that is not there is the slow read)
+  local request_id
+  local h, names = res.headers, self.request_id_headers
+  if h and (h[names[1]] ~= nil or h[names[2]] ~= nil or #names > 2) then
+    request_id = request_id_of(self, res)
+  elseif self.request_id_field then
+    request_id = request_id_of(self, res, true)
+  end
+  res.request_id = request_id
+  res.correlation_id = correlation_id
+  -- for the result or error the provider builds from this answer (paykit.errors.take_ids)
+  remember_ids(request_id, correlation_id)
+  return res
+end
+
+-- request's general way: every attempt, with the retries, hooks and log lines; handed the
+-- outcome of a first attempt request's direct first try made (started: when it began), it
+-- takes that outcome as its first attempt's (the first attempt is never made twice).
+local function general_request(self, req, started, pre_cid, pre_res, pre_msg, pre_code, pre_sent)
+  local handed = started ~= nil
   local op = req.op or "http"
   local call = open_scopes > 0 and scoped() or nil
   local in_ngx = rawget(G, "ngx") ~= nil
@@ -723,6 +740,7 @@ function _M:request(req)
     return nil, errors.validation("correlation_id", "invalid",
       "correlation_id must be printable ASCII without spaces, at most " .. MAX_ID .. " bytes")
   end
+  if handed then correlation_id = pre_cid end
   local corr_header = self.correlation_header
   local method = req.method or (req.body and "POST" or "GET")
   local json = req.json
@@ -745,7 +763,7 @@ function _M:request(req)
   local clock = self.clock
   -- outside nginx the default clock is the C core's monotonic one: called directly
   if clock == now and not in_ngx then clock = core_monotonic end
-  local started = clock()
+  if not handed then started = clock() end
   local retry = self.retry
   local deadline = started + retry.deadline
   local attempts = retry.attempts
@@ -775,7 +793,7 @@ function _M:request(req)
       if before then call_hook(self, "before", ctx) end
     end
     local res, msg, code, maybe_sent
-    if timeout <= 0 then
+    if timeout <= 0 and not handed then
       if corr_header and correlation_id == nil then correlation_id = core_uuid4() end
       msg, code, maybe_sent = "deadline passed before the request could be sent", "connect_timeout", false
     else
@@ -786,7 +804,8 @@ function _M:request(req)
       local cms = (call_connect < timeout and call_connect or timeout) * 1000
       ms = ms < 1 and 1 or floor(ms)
       cms = cms < 1 and 1 or floor(cms)
-      local general = in_ngx or runtime.schedulers_installed ~= 0 or self.send_once ~= send_once
+      -- (handed: the first try's outcome is this attempt's, whatever the way: never sent again)
+      local general = not handed and (in_ngx or runtime.schedulers_installed ~= 0 or self.send_once ~= send_once)
       local w, sched, sw = false, nil, nil
       if not general then
         w = self.wire
@@ -803,7 +822,7 @@ function _M:request(req)
       end
       local tabled = true
       -- (the core client wire_client made: a wire put in its place gets request tables)
-      if w and w == self.wire_core then
+      if handed or (w and w == self.wire_core) then
         -- outside nginx, send_once not replaced, the wire client, and no scheduler anywhere
         -- (send_once's own last step) or paykit.loop's for this call (its wire loop's start):
         -- the request's fields as arguments (no request table, no headers table); the wire
@@ -815,7 +834,11 @@ function _M:request(req)
         -- (it would wait, it raised, or another client is to try): then the table below.
         tabled = false
         local made
-        if sw then
+        if handed then
+          -- the first attempt request's direct first try made (see there): its outcome
+          handed = false
+          res, msg, code, maybe_sent = pre_res, pre_msg, pre_code, pre_sent
+        elseif sw then
           res, msg, code, maybe_sent, made = sw(sched, self, w, method, url, given, body, idempotent, ms, cms, send_ms,
             read_ms, stall_ms, corr_header or nil, correlation_id, json)
         else
@@ -881,33 +904,7 @@ function _M:request(req)
       if clock() + delay >= deadline then give_up = true end
     end
     if give_up then
-      if res then
-        if json then
-          local decoded = nil
-          if res.body and res.body ~= "" then decoded = cjson().decode(res.body) end
-          res.json = decoded
-        end
-        -- the first of request_id_headers present (inline: this runs on every answer), else the
-        -- JSON member request_id_field
-        local request_id
-        local h, names = res.headers, self.request_id_headers
-        if h then
-          for i = 1, #names do
-            local v = h[names[i]]
-            if v ~= nil then
-              if type(v) == "table" then v = v[1] end
-              request_id = clean_id(v)
-              if request_id then break end
-            end
-          end
-        end
-        if request_id == nil and self.request_id_field then request_id = request_id_of(self, res, true) end
-        res.request_id = request_id
-        res.correlation_id = correlation_id
-        -- for the result or error the provider builds from this answer (paykit.errors.take_ids)
-        remember_ids(request_id, correlation_id)
-        return res
-      end
+      if res then return answered(self, res, json, correlation_id) end
       take_ids() -- an older answer's ids must not reach a later result
       return nil, err
     end
@@ -916,6 +913,96 @@ function _M:request(req)
     end
     self.sleep(delay)
   end
+end
+
+--- A request with retries, hooks and redacted logging.
+-- t:request{method=, url=, headers=, body=, op=, idempotent=, json=} -> res | nil, err
+-- Retried (with backoff, within retry.deadline): failures that never reached the server,
+-- always; failures after sending and HTTP 502/503/504, only when `idempotent`.
+-- Any HTTP status is a response, not an error.
+-- @tparam table req
+--
+--  * `url` (required), `method` (default POST with a body, else GET), `headers`
+--  * `body` a string, or with `json` a table encoded as JSON
+--  * `json` true: send Content-Type and Accept application/json (unless given) and decode
+--    the answer into `res.json`
+--  * `op` the operation name for logs, hooks and errors, e.g. "moka.capture"
+--  * `idempotent` true when a request that may have been sent can be repeated safely
+--  * `allow_blocking` true: this call may block the worker (see @{new})
+--  * `timeout`, `connect_timeout`, `send_timeout`, `read_timeout` (seconds): this call's,
+--    over @{with}'s and the transport's
+--  * `correlation_id` sent in the correlation header instead of a generated one
+--  * `own_headers` true: `headers` is this call's own table (made for it, used by no one
+--    else while the call runs): where paykit.http makes a headers table for the transport
+--    it adds its headers (the correlation header, json's Content-Type and Accept) to this one
+--    instead of copying it first (the wire client's direct call writes them after the
+--    caller's headers and leaves the table as it is)
+-- @treturn table `{status=, headers=, body=, json=, request_id=, correlation_id=}`: the
+--   provider's request id of the answer (nil when it has none) and the correlation id sent
+-- @return[2] nil
+-- @return[2] a transport or timeout error (`retryable`, and a message saying whether the
+--   request may have reached the provider; `correlation_id` set), the config error
+--   `blocking_phase` (nothing sent), or a validation error for a bad `correlation_id`
+-- @raise when a json body table cannot be encoded, or for a malformed per-call timeout
+function _M:request(req)
+  local hooks = self.hooks
+  -- The direct first try: outside nginx, no scheduler anywhere, no @{with} under way, send_once
+  -- not replaced, no logger, no hook, no per-call timeout, time for a first attempt, and the
+  -- wire client (made here on a transport's first request, as the general way makes it; false:
+  -- libcurl serves the transport): the wire client's direct call (as general_request's) with
+  -- the waits new worked out. An answer that is final is returned from here; anything else (a
+  -- failure, a status to retry) goes on the general way with this attempt's outcome as its
+  -- first, and so does every call this does not serve.
+  if open_scopes == 0 and self.log == NOOP and not hooks.before and not hooks.after
+      and runtime.schedulers_installed == 0 and self.send_once == send_once and self.first_ms
+      and req.timeout == nil and req.connect_timeout == nil and req.send_timeout == nil and req.read_timeout == nil
+      and rawget(G, "ngx") == nil then
+    local w = self.wire
+    if w == nil then w = self:wire_client() end
+    local correlation_id = req.correlation_id
+    if w and w == self.wire_core and (correlation_id == nil or clean_id(correlation_id)) then
+      local json, body = req.json, req.body
+      local method = req.method or (body and "POST" or "GET")
+      if json and type(body) == "table" then body = assert(json_encode(body)) end
+      local clock = self.clock
+      if clock == now then clock = core_monotonic end
+      local started = clock()
+      local idempotent = req.idempotent
+      local send_ms, read_ms, stall_ms
+      if self.waits then send_ms, read_ms, stall_ms = self.send_ms, self.read_ms, self.stall_ms end
+      local res, msg, code, maybe_sent, made = w:request(method, req.url, req.headers, body, idempotent,
+        self.first_ms, self.first_cms, send_ms, read_ms, stall_ms, self.correlation_header or nil, correlation_id, json)
+      if res then
+        if correlation_id == nil then correlation_id = msg end
+        -- final: not a status to retry, or no attempt left
+        if not (idempotent and RETRY_STATUS[res.status]) or self.retry.attempts < 2 then
+          -- answered's work (see there), inline: the wire client's answer has no request_id
+          if json then
+            local decoded = nil
+            if res.body ~= "" then decoded = cjson().decode(res.body) end
+            res.json = decoded
+          end
+          local request_id
+          local h, names = res.headers, self.request_id_headers
+          if h[names[1]] ~= nil or h[names[2]] ~= nil or #names > 2 then
+            request_id = request_id_of(self, res)
+            res.request_id = request_id
+          elseif self.request_id_field then
+            request_id = request_id_of(self, res, true)
+            res.request_id = request_id
+          end
+          res.correlation_id = correlation_id
+          remember_ids(request_id, correlation_id)
+          return res
+        end
+        msg = nil
+      elseif correlation_id == nil then
+        correlation_id = made
+      end
+      return general_request(self, req, started, correlation_id, res, msg, code, maybe_sent)
+    end
+  end
+  return general_request(self, req)
 end
 
 return _M
