@@ -309,38 +309,19 @@ local function drain(self)
   submit(self)
 end
 
--- Files the transfers libcurl's run reported finished as runnable; returns how many there were.
-local function take(self, ids, outs)
+-- Files the transfers a core's run reported finished as runnable; returns how many there were.
+-- filed is where that core's transfers in flight are, keyed by keys[k]: libcurl's by id (keys
+-- is ids), the wire loop's by slot (keys is its slots array); a handle whose id is not the
+-- finished transfer's is not that transfer's.
+local function take(self, ids, outs, keys, filed)
   if not ids then return 0 end
-  local inflight, got = self.cinflight, 0
+  local got = 0
   local list, n = self.runnable, self.nrun
   for k = 1, #ids do
-    local id = ids[k]
-    local h = inflight[id]
-    if h then
-      inflight[id] = nil
-      h.id, h.via = nil, nil
-      h.state, h.outcome = "runnable", outs[k]
-      n = n + 1
-      list[n] = h
-      got = got + 1
-    end
-  end
-  self.nrun = n
-  self.ncurl = self.ncurl - got
-  return got
-end
-
--- The same for the wire loop's run, whose transfers are filed by slot.
-local function take_wire(self, ids, outs, slots)
-  if not ids then return 0 end
-  local wslot, got = self.wslot, 0
-  local list, n = self.runnable, self.nrun
-  for k = 1, #ids do
-    local slot = slots[k]
-    local h = wslot[slot]
+    local key = keys[k]
+    local h = filed[key]
     if h and h.id == ids[k] then
-      wslot[slot] = nil
+      filed[key] = nil
       h.id, h.via = nil, nil
       h.state, h.outcome = "runnable", outs[k]
       n = n + 1
@@ -349,7 +330,6 @@ local function take_wire(self, ids, outs, slots)
     end
   end
   self.nrun = n
-  self.nwire = self.nwire - got
   return got
 end
 
@@ -360,7 +340,9 @@ local function collect(self, wait)
   local got, handled, ids, outs, slots
   if self.nwire == 0 and self.ncurl > 0 then
     handled, ids, outs = self.core:run(wait)
-    got = take(self, ids, outs) > 0
+    local k = take(self, ids, outs, ids, self.cinflight)
+    self.ncurl = self.ncurl - k
+    got = k > 0
   else
     -- the wire loop's wait also ends when libcurl's descriptor is readable; libcurl's timers are
     -- its own, so the wait stops at the next one
@@ -372,12 +354,16 @@ local function collect(self, wait)
       if t and t < wait then wait = t end
     end
     handled, ids, outs, slots = self.wire:run(wait)
-    got = take_wire(self, ids, outs, slots) > 0
+    local k = take(self, ids, outs, slots, self.wslot)
+    self.nwire = self.nwire - k
+    got = k > 0
     if curl_busy then
       local h2
       h2, ids, outs = self.core:run(0)
       handled = handled + h2
-      got = take(self, ids, outs) > 0 or got
+      k = take(self, ids, outs, ids, self.cinflight)
+      self.ncurl = self.ncurl - k
+      got = k > 0 or got
     end
   end
   if self.nsleep > 0 then
