@@ -130,6 +130,13 @@ end
 
 local start_now, start_wire, start_on
 
+-- Files h as in flight on the wire loop: transfer id, in the loop's slot.
+local function file_wire(self, h, id, slot)
+  h.state, h.id, h.via, h.slot = "request", id, self.wire, slot
+  self.wslot[slot] = h
+  self.nwire = self.nwire + 1
+end
+
 -- Files what h's coroutine yielded (or returned) after a resume: coroutine.resume's values.
 -- A request starts on its core at once when there is room and no other request waits before
 -- it (the queue is empty), else it joins the queue (submit starts it, in order).
@@ -203,12 +210,7 @@ local function start_transfer(self, h, t, req)
   if getmetatable(client) == WIRE_MT then
     local wire = self.wire
     local id, slot = wire:start(client, req)
-    if id then
-      h.state, h.id, h.via, h.slot = "request", id, wire, slot
-      self.wslot[slot] = h
-      self.nwire = self.nwire + 1
-      return
-    end
+    if id then return file_wire(self, h, id, slot) end
     local outcome = slot
     local again = t.client_for and t:client_for(client, outcome.code, outcome.maybe_sent)
     if not again then return outcome end
@@ -234,14 +236,9 @@ end
 function start_wire(self, h, t, client, ...)
   local wire = self.wire
   local ok, id, slot, made = pcall(wire.start, wire, client, ...)
-  if ok and id then
-    h.state, h.id, h.via, h.slot, h.made = "request", id, wire, slot, made
-    self.wslot[slot] = h
-    self.nwire = self.nwire + 1
-    return
-  end
   if ok then
     h.made = made
+    if id then return file_wire(self, h, id, slot) end
     local again = t.client_for and t:client_for(client, slot.code, slot.maybe_sent)
     if not again then return runnable(self, h, slot) end
     h.instead = again -- what the table asked for next starts on (the wire client refused it)
