@@ -328,8 +328,7 @@ local function take(self, ids, outs, keys, filed)
     local key = keys[k]
     local h = filed[key]
     if h and h.id == ids[k] then
-      filed[key] = nil
-      h.id, h.via = false, false
+      filed[key] = nil -- (h.id and h.via stay: read only while h is filed, set again at its next start)
       h.state, h.outcome = "runnable", outs[k]
       n = n + 1
       list[n] = h
