@@ -6,7 +6,8 @@
 --   (c) paykit.batch of Moka 3D starts,
 -- client CPU microseconds per request (os.clock over N requests, median of REPEAT runs) and, with
 -- BATCH_COST_IR=1, user instructions per request (callgrind: the difference between a run of
--- 2*M and one of M requests, divided by M, so start-up is not counted); then the memory of a
+-- 2*M and one of M requests, divided by M, so start-up is not counted; M is BATCH_COST_M, default
+-- 1000; BATCH_COST_KEEP=path keeps the profiles); then the memory of a
 -- MEM_N-task batch (RSS before, peak, after). Run under nsrun, from the repository root:
 --   nsrun NAME lua5.4 bench/batch_cost.lua [N] [MEM_N]
 -- PAYKIT_TRANSPORT is passed on (the default, auto, is what a user gets).
@@ -32,6 +33,11 @@ local function capture(cmd)
   local p = assert(io.popen(cmd .. " 2>&1")); local out = p:read("*a"); p:close(); return out
 end
 
+-- The measured port answers with fixed bytes (`return 200` and the canned answer, as
+-- bench/layer_wire.lua's server does, so row c compares with the single call it measures: no
+-- Lua in the server per request); the capture of the request bytes (for rows a and b) is made
+-- on a second port, whose Moka location answers the same text from content_by_lua.
+local CAP_PORT = PORT + 1
 local SERVER = [[
   lua_shared_dict bench_cap 1m;
   keepalive_requests 10000000;
@@ -39,14 +45,19 @@ local SERVER = [[
   server {
     listen 127.0.0.1:${HTTP_PORT};
     access_log off;
+    location = ${MOKA} { default_type application/json; return 200 ']] .. F.moka_answer .. [['; }
+  }
+  server {
+    listen 127.0.0.1:${CAP_PORT};
+    access_log off;
     default_type application/json;
     location = ${MOKA} { content_by_lua_block { require("bench.nginx_server").answer("moka") } }
     location = /__capture { content_by_lua_block { require("bench.nginx_server").capture() } }
   }
 ]]
 
-local function calls(lua, scenario, mode, amount, prefix)
-  return capture(table.concat({ prefix or "", lua, "bench/calls.lua", scenario, mode, q(BASE), amount, 64, "''" }, " "))
+local function calls(lua, scenario, mode, amount, prefix, base)
+  return capture(table.concat({ prefix or "", lua, "bench/calls.lua", scenario, mode, q(base or BASE), amount, 64, "''" }, " "))
 end
 
 local function cpu_us(out)
@@ -61,8 +72,10 @@ local function ir_of(prefix, lua, scenario, mode, amount)
   capture(table.concat({ prefix or "", "valgrind --tool=callgrind --callgrind-out-file=" .. q(file), lua, "bench/calls.lua",
     scenario, mode, q(BASE), amount, 64, "''" }, " "))
   local out = capture("callgrind_annotate " .. q(file) .. " 2>/dev/null | grep -m1 'PROGRAM TOTALS'")
-  local keep = os.getenv("BATCH_COST_KEEP") -- a path: the last profile is kept there (callgrind_annotate it)
-  if keep then os.rename(file, keep) else os.remove(file) end
+  -- a path: each profile is kept there, its request count appended (KEEP.1000, KEEP.2000):
+  -- callgrind_annotate them, or compare the two function by function
+  local keep = os.getenv("BATCH_COST_KEEP")
+  if keep then os.rename(file, keep .. "." .. amount) else os.remove(file) end
   return tonumber((out:match("([%d,]+)%s+%(?[%d.]*%%?%)?%s*PROGRAM TOTALS") or out:match("([%d,]+)") or ""):gsub(",", ""), nil)
 end
 
@@ -73,14 +86,18 @@ local ROWS = {
 }
 
 local function main()
-  local srv = nginx.start("batchcost", SERVER, { HTTP_PORT = PORT, MOKA = F.moka_path, PORTS = { PORT } })
+  local srv = nginx.start("batchcost", SERVER, { HTTP_PORT = PORT, CAP_PORT = CAP_PORT, MOKA = F.moka_path,
+    PORTS = { PORT, CAP_PORT } })
   local ok, err = pcall(function()
     os.execute("mkdir -p " .. q(DIR))
-    -- the request bytes of a Moka 3D start, for the bare and http rows (as bench/bench.lua does)
-    capture("curl -s " .. q(BASE .. "/__capture?arm=1"))
-    calls("lua5.4", "moka", "once", 1)
-    capture("curl -s -o " .. q(DIR .. "/moka-http.req") .. " " .. q(BASE .. "/__capture?key=" .. PORT .. F.moka_path))
-    capture("curl -s " .. q(BASE .. "/__capture?arm=0"))
+    -- the request bytes of a Moka 3D start, for the bare and http rows (as bench/bench.lua does),
+    -- captured on the second port (its Host header is not sent on: libcurl and the wire client
+    -- make their own)
+    local cap = "http://127.0.0.1:" .. CAP_PORT
+    capture("curl -s " .. q(cap .. "/__capture?arm=1"))
+    calls("lua5.4", "moka", "once", 1, nil, cap)
+    capture("curl -s -o " .. q(DIR .. "/moka-http.req") .. " " .. q(cap .. "/__capture?key=" .. CAP_PORT .. F.moka_path))
+    capture("curl -s " .. q(cap .. "/__capture?arm=0"))
     local transport = os.getenv("PAYKIT_TRANSPORT") or "auto (default)"
     print(("64 in flight against a local nginx, %d requests a run, median of %d; transport %s; loadavg %s")
       :format(N, REPEAT, transport, capture("cut -d' ' -f1-3 /proc/loadavg"):gsub("%s+$", "")))
@@ -98,7 +115,7 @@ local function main()
           local line = ("  %-7s (%s) %-38s %7.1f us CPU/request (runs %s)"):format(rt, r[1], r[2], us[(REPEAT + 1) // 2],
             table.concat((function() local t = {} for i, v in ipairs(us) do t[i] = ("%.1f"):format(v) end return t end)(), " "))
           if IR then
-            local m = 1000
+            local m = tonumber(os.getenv("BATCH_COST_M") or 1000)
             local i1 = ir_of(prefix, rt, r[3], r[4], m)
             local i2 = ir_of(prefix, rt, r[3], r[4], 2 * m)
             if i1 and i2 then line = line .. ("; %.0f instructions/request"):format((i2 - i1) / m) end

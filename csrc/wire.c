@@ -1883,7 +1883,7 @@ static int wl_run(lua_State *L)
     wloop_t *l = check_wloop(L);
     lua_Number wait = luaL_optnumber(L, 2, 0);
     struct epoll_event evs[WLOOP_EVENTS];
-    int n = 0, i, count = 0, done, ms;
+    int n = 0, i, count = 0, done, ready = 0, ms;
     long long now, dl;
     luaL_argcheck(L, wait == wait && wait <= 86400, 2, "wait must be a number of seconds up to 86400");
     ms = wait > 0 ? (int)(wait * 1000) : 0;
@@ -1915,15 +1915,19 @@ static int wl_run(lua_State *L)
         wl_sweep(l, paykit_monotonic_ms(), &done);
     lua_settop(L, 1);
     lua_pushinteger(L, n); /* 2: what was handled */
-    for (i = 0; i < l->nslots; i++) {
+    for (i = 0; i < l->nslots; i++)
+        if (l->slots[i]->id && l->slots[i]->x.state == X_DONE)
+            ready++;
+    if (ready == 0)
+        return 1;
+    /* the three arrays made at their size: no rehash as they fill */
+    lua_createtable(L, ready, 0); /* 3: ids */
+    lua_createtable(L, ready, 0); /* 4: outcomes */
+    lua_createtable(L, ready, 0); /* 5: slots */
+    for (i = 0; i < l->nslots && count < ready; i++) {
         wl_slot *s = l->slots[i];
         if (!s->id || s->x.state != X_DONE)
             continue;
-        if (count == 0) {
-            lua_newtable(L); /* 3: ids */
-            lua_newtable(L); /* 4: outcomes */
-            lua_newtable(L); /* 5: slots */
-        }
         count++;
         lua_pushinteger(L, s->id);
         lua_rawseti(L, 3, count);
@@ -1933,7 +1937,7 @@ static int wl_run(lua_State *L)
         lua_rawseti(L, 5, count);
         wl_release(L, l, i);
     }
-    return count ? 4 : 1;
+    return 4;
 }
 
 /* loop:cancel(id) */

@@ -86,7 +86,10 @@ local function run_plain(tasks, max, gc_pause)
       -- no pcall: a task that raises ends its worker's coroutine, and the loop's callback
       -- (ended) files the error and starts a new worker (a pcall per task cost its setup and,
       -- on Lua 5.4, the unrolling of its frame at every resume after a yield)
-      results[i], errs[i] = tasks[i]()
+      local r, e = tasks[i]()
+      results[i] = r
+      -- most tasks return no second value: no store of a nil into errs (a new-key miss each)
+      if e ~= nil then errs[i] = e end
     end
     current[w] = nil
   end

@@ -41,27 +41,26 @@ Loop.__index = Loop
 local Handle = {}
 Handle.__index = Handle
 
--- The scheduler every call of a loop runs under: what paykit.http hands it is yielded, with a
--- marker of this module, to the loop that resumed the coroutine.
-local REQUEST, SLEEP, WIRE = {}, {}, {}
-local SCHEDULER = {
-  request = function(_, transport, req) return co_yield(REQUEST, transport, req) end,
-  -- paykit.http's first try on its wire client, the request's fields as arguments (those of
-  -- the wire client's positional request): started on the wire loop as they are when it can
-  -- start at once, else false (nothing sent): the transport asks again with request().
-  -- Returns what the wire client's positional request returns (the made correlation id last).
-  wire = function(_, transport, client, ...) return co_yield(WIRE, transport, client, ...) end,
-  sleep = function(_, s) return co_yield(SLEEP, s) end,
-}
+-- What a call yields to the loop that resumed it, with a marker of this module: a request to
+-- start (REQUEST, the transport, the attempt), a backoff (SLEEP, seconds), or WAITING: its
+-- request is in flight on the wire loop already (started from inside the call, see
+-- make_scheduler).
+local REQUEST, SLEEP, WAITING = {}, {}, {}
 
 -- What a runnable call is resumed with (h.outcome): WAKE (nothing: its start, the end of a
 -- backoff), or a core outcome as core loops report them: a response table, or a failure
--- {error = message, code = , maybe_sent = } given to the transport as nil, message, code,
--- maybe_sent (the core shape). Kept on the handle: no table of its own per resume.
+-- {error = message, code = , maybe_sent = }, which the scheduler's request (or wire) turns into
+-- the core shape (nil, message, code, maybe_sent). Kept on the handle: no table of its own per
+-- resume.
 local WAKE = {}
--- A WIRE request not started (it would wait, or its start failed): the call is resumed with
--- false and asks again with a request table.
-local NOT_NOW = {}
+
+-- A core outcome as the transport takes it: res, made | nil, message, code, maybe_sent, made
+-- (made: the correlation id the wire loop made for a positional start, else nil).
+local function outcome_values(o, made)
+  if o == nil then return nil, "no response", "other", true, made end
+  if o.error ~= nil and o.status == nil then return nil, o.error, o.code, o.maybe_sent, made end
+  return o, made
+end
 
 -- The metatable of the wire transport's clients (core.wire_client): a transport's client with
 -- it is served by the wire loop, any other by libcurl's.
@@ -71,6 +70,8 @@ local function cancelled(maybe_sent)
   return { error = maybe_sent and "the call was cancelled while its request was in flight"
     or "the call was cancelled before its request was sent", code = "cancelled", maybe_sent = maybe_sent and true or false }
 end
+
+local make_scheduler
 
 --- A new loop.
 -- @tparam[opt] table opts `max_in_flight` (a positive integer, default 64): the most requests
@@ -85,7 +86,7 @@ function _M.new(opts)
   end
   local curl, wire = core.http_loop(), core.wire_loop()
   wire:watch(curl:fd()) -- the wire loop's descriptor is the host's one: readable for both
-  return setmetatable({
+  local self = setmetatable({
     core = curl,    -- libcurl's transfers (core.http_loop)
     wire = wire,    -- the wire transport's (core.wire_loop)
     max = max,
@@ -106,7 +107,11 @@ function _M.new(opts)
     finished = 0,   -- calls done, ever
     wakeup = nil,   -- set by an adapter: called when a call starts (re-arm the host's watchers)
                     -- and when the loop closes (let go of its descriptor)
+    current = false, -- the handle whose coroutine runs (resume sets it, and puts back the one
+                     -- before when the coroutine yields or ends)
   }, Loop)
+  self.sched = make_scheduler(self)
+  return self
 end
 
 --- A loop (from @{new}).
@@ -128,16 +133,25 @@ local function runnable(self, h, outcome)
   self.runnable[n] = h
 end
 
-local start_now, start_wire, start_on
+local start_now, start_on
+
+-- Files h as in flight on the wire loop: transfer id, in the loop's slot.
+local function file_wire(self, h, id, slot)
+  h.state, h.id, h.via, h.slot = "request", id, self.wire, slot
+  self.wslot[slot] = h
+  self.nwire = self.nwire + 1
+end
 
 -- Files what h's coroutine yielded (or returned) after a resume: coroutine.resume's values.
 -- A request starts on its core at once when there is room and no other request waits before
 -- it (the queue is empty), else it joins the queue (submit starts it, in order).
-local function after(self, h, ok, ...)
+local function after(self, h, prev, ok, ...)
+  self.current = prev
   if not ok then return finish(self, h, pack(nil, (...))) end
   local tag, a, b = ...
   -- the markers are this module's own: a call cannot return one, so a request or a sleep is a
   -- yield (no status asked); anything else is a return, or a yield of the call's own
+  if tag == WAITING then return end -- filed in flight by the scheduler's wire
   if tag == REQUEST then
     if h.cancelled then return runnable(self, h, cancelled(false)) end
     local t = self.qtail
@@ -148,14 +162,6 @@ local function after(self, h, ok, ...)
     t = t + 1
     self.qtail = t
     self.queue[t] = h
-  elseif tag == WIRE then
-    -- only at once (the queue empty, room, not cancelled nor closed): a request that would
-    -- wait is asked again as a table (REQUEST), which waits as any other
-    if h.cancelled then return runnable(self, h, cancelled(false)) end
-    if self.qtail < self.qhead and self.ncurl + self.nwire < self.max and not self.closed then
-      return start_wire(self, h, a, b, select(4, ...))
-    end
-    return runnable(self, h, NOT_NOW)
   elseif tag ~= SLEEP and co_status(h.co) == "dead" then
     return finish(self, h, pack(...))
   elseif tag == SLEEP then
@@ -170,22 +176,16 @@ local function after(self, h, ok, ...)
   end
 end
 
--- Resumes h's coroutine with its outcome and files what it yields next.
+-- Resumes h's coroutine with its outcome (the scheduler it yielded from turns it into what the
+-- transport takes) and files what it yields next. The handle before is current again once
+-- the coroutine yields (a call may start, step or cancel others of its loop).
 local function resume(self, h)
   local o = h.outcome
-  h.outcome, h.state = nil, "running"
-  if o == WAKE then return after(self, h, co_resume(h.co)) end
-  -- the correlation id the wire loop made for a WIRE request (nil otherwise), after the outcome
-  -- as the wire client's positional request returns it
-  local made = h.made
-  if made ~= nil then h.made = nil end
-  if o == NOT_NOW then return after(self, h, co_resume(h.co, false, nil, nil, nil, made)) end
-  if o == nil then return after(self, h, co_resume(h.co, nil, "no response", "other", true, made)) end
-  if o.error ~= nil and o.status == nil then
-    return after(self, h, co_resume(h.co, nil, o.error, o.code, o.maybe_sent, made))
-  end
-  if made ~= nil then return after(self, h, co_resume(h.co, o, made)) end
-  return after(self, h, co_resume(h.co, o))
+  h.outcome, h.state = false, "running"
+  local prev = self.current
+  self.current = h
+  if o == WAKE then return after(self, h, prev, co_resume(h.co)) end
+  return after(self, h, prev, co_resume(h.co, o))
 end
 
 -- Starts h's request on the core of its transport's client, and files it in flight there;
@@ -196,19 +196,14 @@ end
 local function start_transfer(self, h, t, req)
   local client = h.instead
   if client then
-    h.instead = nil -- the client start_wire was told to try instead: the wire client refused it
+    h.instead = false -- the client the scheduler's wire was told to try instead: the wire client refused it
     return start_on(self, h, client, req)
   end
   client = t.client_for and t:client_for() or t:core_client()
   if getmetatable(client) == WIRE_MT then
     local wire = self.wire
     local id, slot = wire:start(client, req)
-    if id then
-      h.state, h.id, h.via, h.slot = "request", id, wire, slot
-      self.wslot[slot] = h
-      self.nwire = self.nwire + 1
-      return
-    end
+    if id then return file_wire(self, h, id, slot) end
     local outcome = slot
     local again = t.client_for and t:client_for(client, outcome.code, outcome.maybe_sent)
     if not again then return outcome end
@@ -227,26 +222,38 @@ function start_on(self, h, client, req)
   self.ncurl = self.ncurl + 1
 end
 
--- Starts h's WIRE request on the wire loop, the fields as arguments: in flight, or runnable
--- with the outcome of a start that failed; a start that raised (misuse), or that failed where
--- the transport would try another client, is NOT_NOW: asked again as a table, it goes the
--- general way (the same error, the same fallback).
-function start_wire(self, h, t, client, ...)
-  local wire = self.wire
-  local ok, id, slot, made = pcall(wire.start, wire, client, ...)
-  if ok and id then
-    h.state, h.id, h.via, h.slot, h.made = "request", id, wire, slot, made
-    self.wslot[slot] = h
-    self.nwire = self.nwire + 1
-    return
-  end
-  if ok then
-    h.made = made
-    local again = t.client_for and t:client_for(client, slot.code, slot.maybe_sent)
-    if not again then return runnable(self, h, slot) end
-    h.instead = again -- what the table asked for next starts on (the wire client refused it)
-  end
-  return runnable(self, h, NOT_NOW)
+-- The scheduler of a loop's calls (runtime.set_scheduler): request and sleep yield to the loop
+-- what the transport (paykit.http) hands them; wire starts the request on the wire loop from
+-- inside the call, so that only WAITING is yielded (no request fields through the yield and
+-- the resume).
+function make_scheduler(self)
+  return {
+    request = function(_, transport, req) return outcome_values(co_yield(REQUEST, transport, req)) end,
+    sleep = function(_, s) co_yield(SLEEP, s) end,
+    -- paykit.http's first try on its wire client, the request's fields as arguments (those of
+    -- the wire client's positional request): started on the wire loop as they are when it can
+    -- start at once (the queue empty, room, not closed), else false (nothing sent): the
+    -- transport asks again with request(), which waits as any other. Returns what the wire
+    -- client's positional request returns (the made correlation id last). A start that raised
+    -- (misuse), or that failed where the transport would try another client, is false too:
+    -- asked again as a table, it goes the general way (the same error, the same fallback).
+    wire = function(_, transport, client, ...)
+      local h = self.current
+      if h.cancelled then return outcome_values(cancelled(false)) end
+      if self.qtail >= self.qhead or self.ncurl + self.nwire >= self.max or self.closed then return false end
+      local wire = self.wire
+      local ok, id, slot, made = pcall(wire.start, wire, client, ...)
+      if not ok then return false end
+      if id then
+        file_wire(self, h, id, slot)
+        return outcome_values(co_yield(WAITING), made)
+      end
+      local again = transport.client_for and transport:client_for(client, slot.code, slot.maybe_sent)
+      if not again then return outcome_values(slot, made) end
+      h.instead = again -- what the table asked for next starts on (the wire client refused it)
+      return false, nil, nil, nil, made
+    end,
+  }
 end
 
 -- Starts h's request (transport t, attempt req) now: in flight, or runnable with the outcome
@@ -268,7 +275,7 @@ local function submit(self)
       local h = q[i]
       q[i] = nil
       if h.state == "queued" then
-        h.transport, h.req = nil, nil
+        h.transport, h.req = false, false
         runnable(self, h, cancelled(false))
       end
     end
@@ -282,7 +289,7 @@ local function submit(self)
     head = head + 1
     if h.state == "queued" then
       local t, req = h.transport, h.req
-      h.transport, h.req = nil, nil
+      h.transport, h.req = false, false
       start_now(self, h, t, req)
     end
   end
@@ -309,39 +316,19 @@ local function drain(self)
   submit(self)
 end
 
--- Files the transfers libcurl's run reported finished as runnable; returns how many there were.
-local function take(self, ids, outs)
+-- Files the transfers a core's run reported finished as runnable; returns how many there were.
+-- filed is where that core's transfers in flight are, keyed by keys[k]: libcurl's by id (keys
+-- is ids), the wire loop's by slot (keys is its slots array); a handle whose id is not the
+-- finished transfer's is not that transfer's.
+local function take(self, ids, outs, keys, filed)
   if not ids then return 0 end
-  local inflight, got = self.cinflight, 0
+  local got = 0
   local list, n = self.runnable, self.nrun
   for k = 1, #ids do
-    local id = ids[k]
-    local h = inflight[id]
-    if h then
-      inflight[id] = nil
-      h.id, h.via = nil, nil
-      h.state, h.outcome = "runnable", outs[k]
-      n = n + 1
-      list[n] = h
-      got = got + 1
-    end
-  end
-  self.nrun = n
-  self.ncurl = self.ncurl - got
-  return got
-end
-
--- The same for the wire loop's run, whose transfers are filed by slot.
-local function take_wire(self, ids, outs, slots)
-  if not ids then return 0 end
-  local wslot, got = self.wslot, 0
-  local list, n = self.runnable, self.nrun
-  for k = 1, #ids do
-    local slot = slots[k]
-    local h = wslot[slot]
+    local key = keys[k]
+    local h = filed[key]
     if h and h.id == ids[k] then
-      wslot[slot] = nil
-      h.id, h.via = nil, nil
+      filed[key] = nil -- (h.id and h.via stay: read only while h is filed, set again at its next start)
       h.state, h.outcome = "runnable", outs[k]
       n = n + 1
       list[n] = h
@@ -349,7 +336,6 @@ local function take_wire(self, ids, outs, slots)
     end
   end
   self.nrun = n
-  self.nwire = self.nwire - got
   return got
 end
 
@@ -360,7 +346,9 @@ local function collect(self, wait)
   local got, handled, ids, outs, slots
   if self.nwire == 0 and self.ncurl > 0 then
     handled, ids, outs = self.core:run(wait)
-    got = take(self, ids, outs) > 0
+    local k = take(self, ids, outs, ids, self.cinflight)
+    self.ncurl = self.ncurl - k
+    got = k > 0
   else
     -- the wire loop's wait also ends when libcurl's descriptor is readable; libcurl's timers are
     -- its own, so the wait stops at the next one
@@ -372,12 +360,16 @@ local function collect(self, wait)
       if t and t < wait then wait = t end
     end
     handled, ids, outs, slots = self.wire:run(wait)
-    got = take_wire(self, ids, outs, slots) > 0
+    local k = take(self, ids, outs, slots, self.wslot)
+    self.nwire = self.nwire - k
+    got = k > 0
     if curl_busy then
       local h2
       h2, ids, outs = self.core:run(0)
       handled = handled + h2
-      got = take(self, ids, outs) > 0 or got
+      k = take(self, ids, outs, ids, self.cinflight)
+      self.ncurl = self.ncurl - k
+      got = k > 0 or got
     end
   end
   if self.nsleep > 0 then
@@ -427,10 +419,14 @@ function Loop:start(fn, callback)
   if self.closed then -- a callback run by close() starting more: refused, its callback not run
     return setmetatable({ loop = self, state = "done", values = pack(nil, "paykit.loop: the loop is closed") }, Handle)
   end
-  local h = setmetatable({ loop = self, co = coroutine.create(fn), callback = callback, state = "runnable" }, Handle)
-  runtime.set_scheduler(h.co, SCHEDULER)
+  -- every field the handle takes is there from the start (false when unset, never set back to
+  -- nil): a key set to nil is dead once a collection went over the table, and setting it
+  -- again is a new key (luaH_newkey, now and then a rehash)
+  local h = setmetatable({ loop = self, co = coroutine.create(fn), callback = callback, state = "runnable",
+    outcome = WAKE, id = false, via = false, slot = false, instead = false, cancelled = false,
+    transport = false, req = false }, Handle)
+  runtime.set_scheduler(h.co, self.sched)
   self.npending = self.npending + 1
-  h.outcome = WAKE
   resume(self, h)
   drain(self)
   if self.wakeup then self.wakeup() end
@@ -562,10 +558,10 @@ function Handle:cancel()
       self_loop.cinflight[self.id] = nil
       self_loop.ncurl = self_loop.ncurl - 1
     end
-    self.id, self.via = nil, nil
+    self.id, self.via = false, false
     runnable(self_loop, self, cancelled(maybe))
   elseif self.state == "queued" then
-    self.transport, self.req = nil, nil
+    self.transport, self.req = false, false
     runnable(self_loop, self, cancelled(false))
   elseif self.state == "sleep" then
     self_loop.sleepers[self] = nil
