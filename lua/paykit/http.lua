@@ -976,24 +976,7 @@ function _M:request(req)
         if correlation_id == nil then correlation_id = msg end
         -- final: not a status to retry, or no attempt left
         if not (idempotent and RETRY_STATUS[res.status]) or self.retry.attempts < 2 then
-          -- answered's work (see there), inline: the wire client's answer has no request_id
-          if json then
-            local decoded = nil
-            if res.body ~= "" then decoded = cjson().decode(res.body) end
-            res.json = decoded
-          end
-          local request_id
-          local h, names = res.headers, self.request_id_headers
-          if h[names[1]] ~= nil or h[names[2]] ~= nil or #names > 2 then
-            request_id = request_id_of(self, res)
-            res.request_id = request_id
-          elseif self.request_id_field then
-            request_id = request_id_of(self, res, true)
-            res.request_id = request_id
-          end
-          res.correlation_id = correlation_id
-          remember_ids(request_id, correlation_id)
-          return res
+          return answered(self, res, json, correlation_id)
         end
         msg = nil
       elseif correlation_id == nil then
