@@ -269,17 +269,12 @@ function _M.send_json_text(self, op, path, body, idempotent)
   local memo = self._urls
   local url = memo and memo[0] == self.base_url and memo[path]
   if not url then url = _M.url(self, { path = path }) end
-  local req
-  if w.sign == nil and self.http.request == HTTP_REQUEST then
-    -- paykit.http's own request (which never changes a headers table that is not the call's
-    -- own: it copies it where it adds to it) and no signer: the one shared table
-    req = { method = "POST", path = path, body = body, idempotent = idempotent and true or false, url = url,
-      headers = JSON_HEADERS, op = full_op }
-  else
-    req = { method = "POST", path = path, body = body, idempotent = idempotent and true or false, url = url,
-      headers = { ["Content-Type"] = "application/json", Accept = "application/json" }, op = full_op,
-      own_headers = true }
-  end
+  -- the one shared table to paykit.http's own request (which never changes a headers table
+  -- that is not the call's own: it copies it where it adds to it) when no signer sees it
+  local shared = w.sign == nil and self.http.request == HTTP_REQUEST
+  local req = { method = "POST", path = path, body = body, idempotent = idempotent and true or false, url = url,
+    headers = shared and JSON_HEADERS or { ["Content-Type"] = "application/json", Accept = "application/json" },
+    op = full_op, own_headers = not shared }
   if w.sign then
     local ok, err = w.sign(self, req)
     if not ok then return nil, err end

@@ -388,7 +388,7 @@ function Moka:start_3d(p)
   pre_auth = pre_auth == true or pre_auth == 1
   -- the answer is read through START_3D (Data.Url and Data.CodeForHash only: both are
   -- strings only when Data is an object); result.raw is decoded from its text when read
-  local ok, text, link, cfh = wire.call_pick(self, "start_3d", path, req, false, START_3D, is_text or false)
+  local ok, text, link, cfh = wire.call_pick(self, "start_3d", path, req, false, START_3D, is_text)
   if not ok then return nil, text end
   if type(link) ~= "string" or link == "" or type(cfh) ~= "string" or cfh == "" then
     return nil, errors.provider { code = "moka.invalid_response", op = "moka.start_3d", provider = "moka",

@@ -207,25 +207,25 @@ local NOOP = require("paykit.http").NOOP_LOGGER
 -- @tparam table|string payload the request object, or the whole body already written
 -- @tparam boolean idempotent
 -- @tparam userdata map from `paykit.kit.json.map` with `EXACT`, "ResultCode" first
+-- @tparam[opt] boolean is_text true when payload is the body text (`payment_body`'s fourth
+--   value), else payload is the request object
 -- @return true
 -- @treturn string the answer's text
 -- @return ... the values at the map's other paths (up to 6)
 -- @return[2] nil
 -- @return[2] err
 function _M.call_pick(self, op, path, payload, idempotent, map, is_text)
-  local res, req
-  if is_text or (is_text == nil and type(payload) == "string") then
+  local res, req, err
+  if is_text then
     -- the whole body already written (a compiled shape's), as @{call} takes it
     res, req = send_json_text(self, op, path, payload, idempotent)
+    if not res then err = req end
   else
     req = { method = "POST", path = path, body = _M.body(self, path, payload),
       idempotent = idempotent and true or false, url = nil, headers = nil, op = nil, own_headers = nil }
-    local sent, err = kwire.send(self, op, req)
-    res = sent
-    if not sent then req = err end
+    res, err = kwire.send(self, op, req)
   end
   if not res then
-    local err = req
     self.log("error", "moka." .. op .. " failed: " .. tostring(err))
     return nil, _M.own(err)
   end
