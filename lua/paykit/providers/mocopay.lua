@@ -222,12 +222,10 @@ M.payment_info = mwire.payment_info
 local READ_OPTS = kit.json.read_opts(mwire.exact)
 local lazy_result, result_amount = gateway.lazy_result, mwire.result_amount
 
--- status word -> { result status, message } (M.map_status's and the message's; strings only,
--- at most 256 remembered)
+-- status word -> { result status, message } (M.map_status's and the message's), remembered for
+-- strings (at most 256)
 local SESSION, session_count = {}, 0
 local function session_words(s)
-  local w = s ~= nil and SESSION[s]
-  if w then return w[1], w[2] end
   local status, message = M.map_status(s), "MoCoPay session " .. tostring(s)
   if type(s) == "string" and session_count < 256 then
     SESSION[s], session_count = { status, message }, session_count + 1
@@ -237,7 +235,7 @@ end
 
 local function payment_result(self, info, answer, text)
   local word = info.status
-  local known = word ~= nil and SESSION[word] -- session_words' memo, read here first
+  local known = SESSION[word] -- (a nil key reads nil)
   local status, message
   if known then status, message = known[1], known[2] else status, message = session_words(word) end
   local currency = info.currency_code
@@ -256,7 +254,7 @@ local kwire = require "paykit.kit.wire"
 local pick = kit.json.pick
 -- payment_info of an answer in one C call (mocopay_wire.INFO_MAP); an answer that is not a
 -- JSON object or array is left to kit.wire's reading (its error, as before)
-local INFO_MAP = mwire.INFO_MAP
+local INFO_MAP, payment_info_fast = mwire.INFO_MAP, mwire.payment_info_fast
 -- Lua 5.4: the table made in C (INFO_MAP); LuaJIT: the values one by one (PAYMENT_MAP) into a
 -- constructor, which a trace makes cheaper than the C API's sets (both are payment_info's)
 local PICK_TABLE = rawget(_G, "jit") == nil
@@ -433,11 +431,7 @@ function Client:verify_payment(by)
     text = res.body
     if PICK_TABLE then
       local kind, picked = pick(text, INFO_MAP)
-      if kind == "object" or kind == "array" then
-        -- payment_info_fast(picked), inline
-        if picked.transactions == nil then picked.transactions = {} end
-        info = picked
-      end
+      if kind == "object" or kind == "array" then info = payment_info_fast(picked) end
     else
       info = picked_info(pick(text, mwire.PAYMENT_MAP))
     end
