@@ -12,16 +12,7 @@ local F = dofile("bench/fixtures.lua")
 
 local OBJ, ARR = core.json_object_mark, core.json_array_mark
 
-local function same(a, b)
-  if type(a) ~= type(b) then return false end
-  if type(a) ~= "table" then
-    if type(a) == "number" and math.type then return a == b and math.type(a) == math.type(b) end
-    return a == b
-  end
-  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
-  for k in pairs(b) do if a[k] == nil then return false end end
-  return true
-end
+local same = require "spec.support.same"
 
 local function is_seq(t)
   local n = 0

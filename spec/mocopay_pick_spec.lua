@@ -10,13 +10,7 @@ local mwire = require "paykit.providers.mocopay_wire"
 
 local unpack = table.unpack or unpack
 
-local function same(a, b)
-  if type(a) ~= type(b) then return false end
-  if type(a) ~= "table" then return a == b or (a ~= a and b ~= b) end
-  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
-  for k in pairs(b) do if a[k] == nil then return false end end
-  return true
-end
+local same = require "spec.support.same"
 
 local function show(v, depth)
   depth = depth or 0

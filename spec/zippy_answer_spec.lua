@@ -4,13 +4,7 @@
 local paykit = require "paykit"
 local kwire = require "paykit.kit.wire"
 
-local function same(a, b)
-  if type(a) ~= type(b) then return false end
-  if type(a) ~= "table" then return a == b end
-  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
-  for k in pairs(b) do if a[k] == nil then return false end end
-  return true
-end
+local same = require "spec.support.same"
 
 local TX = {
   product_id = "0f8fad5b-d9cb-469f-a165-70867728950e", price = "27.50", currency = "EUR", pay_method = "CARD",

@@ -24,13 +24,7 @@ local function has_float(v)
   return false
 end
 
-local function same(a, b)
-  if type(a) ~= type(b) then return false end
-  if type(a) ~= "table" then return a == b end
-  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
-  for k in pairs(b) do if a[k] == nil then return false end end
-  return true
-end
+local same = C.same
 
 -- b is a read with numbers = "text" of what a is the default read of: every number of a is,
 -- at the same place in b, a literal that core.json_number accepts and that reads as that number.

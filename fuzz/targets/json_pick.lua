@@ -11,13 +11,7 @@
 local C = dofile((debug.getinfo(1, "S").source:sub(2):gsub("[^/]*$", "")) .. "common.lua")
 local check = C.check
 
-local function same(a, b)
-  if type(a) ~= type(b) then return false end
-  if type(a) ~= "table" then return a == b or (a ~= a and b ~= b) end
-  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
-  for k in pairs(b) do if a[k] == nil then return false end end
-  return true
-end
+local same = C.same
 
 local PATHS = { "a", { "a", "b" }, { "a", "b", "c" }, "Data", { "Data", "Url" }, { "Data", "Amount" }, "Amount",
   { "x", "y" }, "" }
