@@ -34,4 +34,10 @@ F.zippy_transaction = {
 F.zippy_answer = '{"uuid":"6f1c0b6a-1f0e-4d0c-9b8a-7f6e5d4c3b2a","status":"CREATED","token":"' .. F.zippy_token .. '",'
   .. '"price":"27.50","currency":"EUR","ext_transaction_id":"bench-0001-0002-0003"}'
 
+-- A wire transport (paykit.http's `wire`) answering every request with body at once: 200, JSON,
+-- a fresh answer table per call (as a real wire's).
+function F.canned(body)
+  return { request = function() return { status = 200, headers = { ["Content-Type"] = "application/json" }, body = body } end }
+end
+
 return F

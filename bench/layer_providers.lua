@@ -10,9 +10,7 @@ package.cpath = "./build/" .. (is_jit and "luajit" or "lua5.4") .. "/?.so;" .. p
 local n, which = tonumber(arg[1] or 20000), arg[2] or "all"
 local F = require "bench.fixtures"
 
-local function canned(body)
-  return { request = function() return { status = 200, headers = { ["Content-Type"] = "application/json" }, body = body } end }
-end
+local canned = F.canned
 
 local calls = {}
 do

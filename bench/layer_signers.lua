@@ -45,9 +45,7 @@ local F = require "bench.fixtures"
 local json = require "paykit.kit.json"
 local wire = require "paykit.kit.wire"
 
-local function canned(body)
-  return { request = function() return { status = 200, headers = { ["Content-Type"] = "application/json" }, body = body } end }
-end
+local canned = F.canned
 
 local calls, order = {}, {}
 local function stage(name, fn) calls[name] = fn; order[#order + 1] = name end

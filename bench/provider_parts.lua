@@ -19,9 +19,7 @@ local kwire = require "paykit.kit.wire"
 local gateway = require "paykit.gateway"
 local kjson = require "paykit.kit.json"
 
-local function canned(body)
-  return { request = function() return { status = 200, headers = { ["Content-Type"] = "application/json" }, body = body } end }
-end
+local canned = F.canned
 
 local c = assert(require("paykit.providers.mocopay").new { api_key = "bench-key",
   api_secret = "bench-secret-not-secret", base_url = "http://127.0.0.1:1", amount_unit = "major", retry = false })
