@@ -164,7 +164,7 @@ static size_t pj_string(const unsigned char *s, size_t n, size_t *pos, char *out
     *res = out;
     for (;;) {
         size_t start = i;
-        while (i < n && PJ_STR_PLAIN[s[i]]) i++;
+        i = paykit_plain_run(s, i, n, PJ_STR_PLAIN, 0); /* 8 bytes at a time where it can */
         if (o == 0 && i < n && s[i] == '"') {
             /* nothing to decode: the bytes as they are in the text */
             *res = (const char *)s + start;

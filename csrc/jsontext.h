@@ -4,6 +4,43 @@
 #define PAYKIT_JSONTEXT_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Word-at-a-time tests of 8 bytes (the classic "has a byte less than n" and "has a zero byte"
+ * tests, which never miss a byte; a word they flag may still be plain, and its bytes are then
+ * looked at one by one by the caller's byte table, so the answer is the table's). */
+#define PAYKIT_W_ONES 0x0101010101010101ULL
+#define PAYKIT_W_HIGH 0x8080808080808080ULL
+
+/* The high bits of the bytes of w that may be below 0x20, '"' or '\\'. */
+static inline uint64_t paykit_word_marks(uint64_t w)
+{
+    uint64_t q = w ^ (PAYKIT_W_ONES * '"'), bs = w ^ (PAYKIT_W_ONES * '\\');
+    return ((w - PAYKIT_W_ONES * 0x20) & ~w) | ((q - PAYKIT_W_ONES) & ~q) | ((bs - PAYKIT_W_ONES) & ~bs);
+}
+
+/* The index of the first byte from i on (n bytes in all) that is not 0x20-0x7F but '"' and
+ * '\\' (plain[] the same test byte by byte; no_del: 0x7F not plain either). 8 bytes at a
+ * time while 8 are left: in a flagged word the lowest flagged byte is a true one (a borrow
+ * or carry only goes up from a true one), so with little-endian loads it is the first. */
+static inline size_t paykit_plain_run(const unsigned char *s, size_t i, size_t n, const unsigned char *plain,
+                                      int no_del)
+{
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (i + 8 <= n) {
+        uint64_t w, m;
+        memcpy(&w, s + i, 8);
+        m = paykit_word_marks(w) | w;
+        if (no_del) m |= w + PAYKIT_W_ONES;
+        m &= PAYKIT_W_HIGH;
+        if (m) return i + ((size_t)__builtin_ctzll(m) >> 3);
+        i += 8;
+    }
+#endif
+    while (i < n && plain[s[i]]) i++;
+    return i;
+}
 
 /* Length (1-4) of the valid UTF-8 sequence at s (n bytes available), or 0. Strict RFC 3629:
  * no overlong forms, no surrogates (U+D800-DFFF), nothing above U+10FFFF. */

@@ -54,6 +54,9 @@
 
 #define SHAPE_MAX_KEYS 40
 #define SHAPE_MAX_MEMBERS 40
+#define SHAPE_KHASH 64      /* more than SHAPE_MAX_KEYS: a probe always ends at an empty entry */
+/* the hash of an interned key string's text pointer */
+#define KHASH(p) ((unsigned)(((uintptr_t)(p) >> 3) ^ ((uintptr_t)(p) >> 9)) & (SHAPE_KHASH - 1))
 
 enum { K_CONST, K_IGNORE, K_EMPTY, K_TEXT, K_TOKEN, K_FLAG, K_INT, K_MONEY, K_CURRENCY, K_IP, K_URL, K_CARD };
 static const char *const KIND_NAMES[] = { "const", "ignore", "empty", "text", "token", "flag", "int", "money",
@@ -76,6 +79,7 @@ typedef struct {
     size_t card_name_len[5];
     int nmap;               /* currency: map entries */
     char *map_from[16], *map_to[16];
+    size_t map_from_len[16], map_to_len[16];
     const char *key;        /* for refusals: the key's text (anchored) */
 } member;
 
@@ -89,8 +93,8 @@ typedef struct {
     member m[SHAPE_MAX_MEMBERS];
     const char *keyptr[SHAPE_MAX_KEYS];  /* interned key strings (anchored) */
     size_t keylen[SHAPE_MAX_KEYS];
+    unsigned char khash[SHAPE_KHASH]; /* key string pointer -> slot + 1 (0: no key), open addressing */
     int anchor;             /* registry ref of the table holding the key strings */
-    int card_key[CK_COUNT]; /* LuaJIT: the card keys' indexes in the anchor */
     char *suffix;
     size_t suffix_len;
     sbuf buf;
@@ -133,13 +137,40 @@ static inline int sb_put(sbuf *b, const char *s, size_t n)
     return 1;
 }
 
-static int sb_int(sbuf *b, long long v)
+/* The writes of a member go into room reserved once (sb_need) for all of them: the puts
+ * below check nothing. RESERVE_SLACK covers what a member writes beside its strings (its
+ * name's form, quotes, a number, the 16-byte blocks of put_form). */
+#define RESERVE_SLACK 96
+
+static inline void put_raw(sbuf *b, const char *s, size_t n)
+{
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static inline void put_byte(sbuf *b, char c)
+{
+    b->p[b->len++] = c;
+}
+
+/* A text of the shape's own (a member's written name, a const's JSON): its allocation is
+ * padded to whole 16-byte blocks (pad_dup), so it is copied in blocks, without a call. The
+ * bytes past n written into the room are overwritten or past the body's length. */
+static inline void put_form(sbuf *b, const char *s, size_t n)
+{
+    char *o = b->p + b->len;
+    size_t k;
+    for (k = 0; k < n; k += 16) memcpy(o + k, s + k, 16);
+    b->len += n;
+}
+
+static void sb_int(sbuf *b, long long v)
 {
     char tmp[24], *p = tmp + sizeof tmp;
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
     do { *--p = (char)('0' + (int)(u % 10)); u /= 10; } while (u != 0);
     if (v < 0) *--p = '-';
-    return sb_put(b, p, (size_t)(tmp + sizeof tmp - p));
+    put_raw(b, p, (size_t)(tmp + sizeof tmp - p));
 }
 
 /* ------------------------------------------------------------------ byte checks */
@@ -159,45 +190,54 @@ static const unsigned char PLAIN[256] = {
 #undef R16
 };
 
-/* Writes s as a JSON string exactly as json.c's writer does; 0 for invalid UTF-8 (or memory).
+/* Writes s as a JSON string exactly as json.c's writer does; 0 for invalid UTF-8 (or a
+ * control byte refused). The caller has reserved 6 * n + 2 bytes (an escape is at most 6).
  * controls: 0 any control byte escaped; 1 none allowed (0x00-0x1F, 0x7F); 2 only tab, LF, CR.
- * *chars gets the number of characters. */
+ * *chars gets the number of characters. Runs of plain bytes are found 8 at a time and copied
+ * at once. */
 static int put_string(sbuf *b, const char *str, size_t n, int controls, size_t *chars)
 {
     const unsigned char *s = (const unsigned char *)str;
+    char *o = b->p + b->len;
     size_t i = 0, count = 0;
-    if (!sb_need(b, n + 2)) return 0;
-    b->p[b->len++] = '"';
+    int ok = 0;
+    *o++ = '"';
     while (i < n) {
         size_t start = i;
-        while (i < n && PLAIN[s[i]]) i++;
-        count += i - start;
-        if (i > start && !sb_put(b, (const char *)s + start, i - start)) return 0;
+        i = paykit_plain_run(s, i, n, PLAIN, 1);
+        if (i > start) {
+            memcpy(o, s + start, i - start);
+            o += i - start;
+            count += i - start;
+        }
         if (i >= n) break;
         if (s[i] >= 0x80) {
             size_t k = paykit_utf8_len(s + i, n - i);
-            if (k == 0 || !sb_put(b, (const char *)s + i, k)) return 0;
+            if (k == 0) goto done;
+            memcpy(o, s + i, k);
+            o += k;
             i += k;
             count++;
             continue;
         }
         if (s[i] == 0x7F) {
-            if (controls) return 0;
-            if (!sb_put(b, "\x7F", 1)) return 0;
+            if (controls) goto done;
+            *o++ = '\x7F';
         } else {
-            char esc[6];
-            size_t en;
-            if (s[i] < 0x20 && controls == 1) return 0;
-            if (s[i] < 0x20 && controls == 2 && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') return 0;
-            en = paykit_json_escape(s[i], esc);
-            if (!sb_put(b, esc, en)) return 0;
+            if (s[i] < 0x20 && controls == 1) goto done;
+            if (s[i] < 0x20 && controls == 2 && s[i] != '\t' && s[i] != '\n' && s[i] != '\r') goto done;
+            o += paykit_json_escape(s[i], o);
         }
         i++;
         count++;
     }
-    if (!sb_put(b, "\"", 1)) return 0;
+    *o++ = '"';
     if (chars) *chars = count;
-    return 1;
+    ok = 1;
+done:
+    /* what was written counts (the buffer is cleared up to its length after the call) */
+    b->len = (size_t)(o - b->p);
+    return ok;
 }
 
 static int is_dig(unsigned char c) { return c >= '0' && c <= '9'; }
@@ -459,6 +499,15 @@ static char *dup_bytes(const char *p, size_t n)
     return d;
 }
 
+/* A copy of n bytes in whole 16-byte blocks (zero-padded, at least one block past n's
+ * rounding), as put_form reads it. */
+static char *pad_dup(const char *p, size_t n)
+{
+    char *d = (char *)calloc((n + 15) / 16 + 1, 16);
+    if (d) memcpy(d, p, n);
+    return d;
+}
+
 /* The written form of a member name: sep '"' name '":' (name plain ASCII, checked). */
 static char *member_form(lua_State *L, const char *name, size_t n, char sep, size_t *len)
 {
@@ -468,7 +517,7 @@ static char *member_form(lua_State *L, const char *name, size_t n, char sep, siz
         unsigned char c = (unsigned char)name[i];
         if (c < 0x20 || c >= 0x7F || c == '"' || c == '\\') luaL_error(L, "core.shape: member name must be plain ASCII");
     }
-    d = (char *)malloc(n + 4);
+    d = (char *)calloc((n + 4 + 15) / 16 + 1, 16); /* padded: put_form copies it in blocks */
     if (d == NULL) luaL_error(L, "core.shape: out of memory");
     d[0] = sep;
     d[1] = '"';
@@ -492,6 +541,11 @@ static int key_slot(lua_State *L, shape_t *s, int anchor, int idx)
     lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
     s->keyptr[s->nkeys] = k;
     s->keylen[s->nkeys] = n;
+    {
+        unsigned h = KHASH(k);
+        while (s->khash[h] != 0) h = (h + 1) & (SHAPE_KHASH - 1);
+        s->khash[h] = (unsigned char)(s->nkeys + 1);
+    }
     return s->nkeys++;
 }
 
@@ -584,7 +638,8 @@ static int l_shape(lua_State *L)
             if (lua_type(L, -1) == LUA_TSTRING) {
                 size_t tl;
                 const char *t = lua_tolstring(L, -1, &tl);
-                m->text = dup_bytes(t, tl);
+                m->text = pad_dup(t, tl);
+                if (m->text == NULL) return luaL_error(L, "core.shape: out of memory");
                 m->text_len = tl;
             } else if (m->kind == K_CONST) {
                 return luaL_error(L, "core.shape: a const member needs json");
@@ -610,6 +665,12 @@ static int l_shape(lua_State *L)
                 t = lua_tolstring(L, -1, &tl);
                 m->map_from[m->nmap] = dup_bytes(f, fl);
                 m->map_to[m->nmap] = dup_bytes(t, tl);
+                m->map_from_len[m->nmap] = fl;
+                m->map_to_len[m->nmap] = tl;
+                if (m->map_from[m->nmap] == NULL || m->map_to[m->nmap] == NULL) {
+                    m->nmap++;
+                    return luaL_error(L, "core.shape: out of memory");
+                }
                 m->nmap++;
                 lua_pop(L, 1);
             }
@@ -631,14 +692,6 @@ static int l_shape(lua_State *L)
         if (m->arg < 0 || m->arg > 8) return luaL_error(L, "core.shape: arg must be 1 to 8");
         lua_settop(L, members);
     }
-#if LUA_VERSION_NUM < 504
-    /* the card table's keys, after the shape's own in the anchor (LuaJIT reads them from there) */
-    for (j = 0; j < CK_COUNT; j++) {
-        lua_pushstring(L, CARD_KEYS[j]);
-        lua_rawseti(L, anchor, (int)lua_rawlen(L, anchor) + 1);
-        s->card_key[j] = (int)lua_rawlen(L, anchor);
-    }
-#endif
     lua_settop(L, 2);
     return 1;
 }
@@ -647,6 +700,7 @@ static int l_shape(lua_State *L)
 
 typedef struct {
     const char *number; size_t number_len;   /* as given (spaces and dashes dropped on write) */
+    int number_plain;                         /* digits only */
     int month;
     long long year;                           /* 4-digit wire value */
     char year_text[8]; size_t year_len;
@@ -690,22 +744,15 @@ static int read_card(lua_State *L, const shape_t *s, int idx, card_state *c)
     int j;
     if (lua_type(L, idx) != LUA_TTABLE || lua_getmetatable(L, idx)) return 0;
     /* the five keys looked up (the table has no metatable: raw reads, as card_fields' are;
-     * other keys are not read): cheaper than a lua_next walk over the table. Lua 5.4's
-     * lua_getfield finds a C string's Lua string in its cache; LuaJIT's hashes it each time,
-     * so there the anchored strings are pushed instead. The values stay where they are
-     * pushed (slots cs .. cs+4) */
-    cs = lua_gettop(L) + 1;
-#if LUA_VERSION_NUM >= 504
+     * other keys are not read): cheaper than a lua_next walk over the table. The key strings
+     * are l_write's upvalues 2-6 (no C string hashed or looked up per call). The values stay
+     * where they are pushed (slots cs .. cs+4) */
     (void)s;
-    for (j = 0; j < CK_COUNT; j++) lua_getfield(L, idx, CARD_KEYS[j]);
-#else
-    lua_rawgeti(L, LUA_REGISTRYINDEX, s->anchor); /* left below the values */
+    cs = lua_gettop(L) + 1;
     for (j = 0; j < CK_COUNT; j++) {
-        lua_rawgeti(L, cs, s->card_key[j]);
+        lua_pushvalue(L, lua_upvalueindex(2 + j));
         lua_rawget(L, idx);
     }
-    cs++;
-#endif
     /* number: digits, spaces and dashes dropped; 12-19 digits; Luhn */
     if (lua_type(L, cs + CK_NUMBER) != LUA_TSTRING) return 0;
     num = lua_tolstring(L, cs + CK_NUMBER, &n);
@@ -723,6 +770,7 @@ static int read_card(lua_State *L, const shape_t *s, int idx, card_state *c)
     if (digits < 12 || digits > 19 || sum % 10 != 0) return 0;
     c->number = num;
     c->number_len = n;
+    c->number_plain = digits == n; /* no space or dash to drop */
     /* month: "1".."12", "01".."09", or an integer 1..12 */
     if (lua_type(L, cs + CK_MONTH) == LUA_TSTRING) {
         const char *ms = lua_tolstring(L, cs + CK_MONTH, &n);
@@ -771,82 +819,126 @@ static int read_card(lua_State *L, const shape_t *s, int idx, card_state *c)
 
 static int write_card(lua_State *L, sbuf *b, const member *m, const card_state *c)
 {
-    size_t n, chars = 0, i;
-    const char *t;
-    char month[2];
+    size_t n = 0, chars = 0, i, need;
+    const char *t = NULL, *cvc;
+    size_t cvc_len;
+    int j;
+    if (!lua_isnil(L, c->card_slot + CK_HOLDER)) t = lua_tolstring(L, c->card_slot + CK_HOLDER, &n);
+    cvc = lua_tolstring(L, c->card_slot + CK_CVC, &cvc_len);
+    need = 6 * n + c->number_len + cvc_len + RESERVE_SLACK;
+    for (j = 0; j < 5; j++) need += m->card_name_len[j];
+    if (!sb_need(b, need)) return 0;
     /* holder: "" when absent; at most 100 characters, any bytes the JSON writer escapes */
-    if (!sb_put(b, m->card_names[0], m->card_name_len[0])) return 0;
-    if (lua_isnil(L, c->card_slot + CK_HOLDER)) {
-        if (!sb_put(b, "\"\"", 2)) return 0;
-    } else {
-        t = lua_tolstring(L, c->card_slot + CK_HOLDER, &n);
-        if (!put_string(b, t, n, 0, &chars) || chars > 100) return 0;
+    put_form(b, m->card_names[0], m->card_name_len[0]);
+    if (t == NULL) {
+        put_raw(b, "\"\"", 2);
+    } else if (!put_string(b, t, n, 0, &chars) || chars > 100) {
+        return 0;
     }
-    if (!sb_put(b, m->card_names[1], m->card_name_len[1]) || !sb_need(b, c->number_len + 2)) return 0;
-    b->p[b->len++] = '"';
-    for (i = 0; i < c->number_len; i++) if (c->number[i] != ' ' && c->number[i] != '-') b->p[b->len++] = c->number[i];
-    b->p[b->len++] = '"';
-    month[0] = (char)('0' + c->month / 10);
-    month[1] = (char)('0' + c->month % 10);
-    if (!sb_put(b, m->card_names[2], m->card_name_len[2]) || !sb_put(b, "\"", 1) || !sb_put(b, month, 2) ||
-        !sb_put(b, "\"", 1)) return 0;
-    if (!sb_put(b, m->card_names[3], m->card_name_len[3]) || !sb_put(b, "\"", 1) ||
-        !sb_put(b, c->year_text, c->year_len) || !sb_put(b, "\"", 1)) return 0;
-    t = lua_tolstring(L, c->card_slot + CK_CVC, &n);
-    if (!sb_put(b, m->card_names[4], m->card_name_len[4]) || !sb_put(b, "\"", 1) || !sb_put(b, t, n) ||
-        !sb_put(b, "\"", 1)) return 0;
+    put_form(b, m->card_names[1], m->card_name_len[1]);
+    put_byte(b, '"');
+    if (c->number_plain) {
+        put_raw(b, c->number, c->number_len);
+    } else {
+        char *o = b->p + b->len;
+        for (i = 0; i < c->number_len; i++) if (c->number[i] != ' ' && c->number[i] != '-') *o++ = c->number[i];
+        b->len = (size_t)(o - b->p);
+    }
+    put_byte(b, '"');
+    put_form(b, m->card_names[2], m->card_name_len[2]);
+    put_byte(b, '"');
+    put_byte(b, (char)('0' + c->month / 10));
+    put_byte(b, (char)('0' + c->month % 10));
+    put_byte(b, '"');
+    put_form(b, m->card_names[3], m->card_name_len[3]);
+    put_byte(b, '"');
+    put_raw(b, c->year_text, c->year_len);
+    put_byte(b, '"');
+    put_form(b, m->card_names[4], m->card_name_len[4]);
+    put_byte(b, '"');
+    put_raw(b, cvc, cvc_len);
+    put_byte(b, '"');
     return 1;
 }
 
-/* The members written into b; 0 with *bad the failing member. The value of key slot j is at
- * stack index vidx[j] (0: absent), of type vtype[j]. */
-static int write_members(lua_State *L, shape_t *s, const int *vidx, const int *vtype, int base, int nargs, sbuf *b,
-                         const member **bad, char *amount, size_t *amount_len, const char **currency,
-                         size_t *currency_len, card_state *card, const member **card_m)
+/* The values of p's keys, read in the one walk over p: slot j's value is at stack index
+ * idx[j] (0: absent), of type type[j]; a string's text and length in str[j], len[j]. */
+typedef struct {
+    int idx[SHAPE_MAX_KEYS], type[SHAPE_MAX_KEYS];
+    const char *str[SHAPE_MAX_KEYS];
+    size_t len[SHAPE_MAX_KEYS];
+} values;
+
+/* What write_members gives beside the body: the amount's text (and the stack index of an
+ * amount string that is that text already, else 0), the currency (and the index of a value
+ * that is it), the card. */
+typedef struct {
+    char amount[48];
+    size_t amount_len;
+    int amount_idx;
+    const char *currency;
+    size_t currency_len;
+    int currency_idx;
+    card_state card;
+    const member *card_m;
+} outcome;
+
+/* The value of an extra argument (1-based index arg, 0 none): its stack index, or 0. */
+#define ARG_IDX(arg) ((arg) && (arg) <= nargs ? base - nargs + (arg) : 0)
+
+/* The members written into b; 0 with *bad the failing member. */
+static int write_members(lua_State *L, shape_t *s, const values *vs, int base, int nargs, sbuf *b,
+                         const member **bad, outcome *out)
 {
     int i;
     for (i = 0; i < s->nmembers; i++) {
         const member *m = &s->m[i];
-        int v = m->slot >= 0 ? vidx[m->slot] : 0;
-        int t = v ? vtype[m->slot] : LUA_TNIL;
+        int v = m->slot >= 0 ? vs->idx[m->slot] : 0;
+        int t = v ? vs->type[m->slot] : LUA_TNIL;
+        const char *str = t == LUA_TSTRING ? vs->str[m->slot] : NULL;
+        size_t n = t == LUA_TSTRING ? vs->len[m->slot] : 0;
         *bad = m;
         switch (m->kind) {
         case K_CONST:
-            if (!sb_put(b, m->name, m->name_len) || !sb_put(b, m->text, m->text_len)) return 0;
+            if (!sb_need(b, m->name_len + m->text_len + RESERVE_SLACK)) return 0;
+            put_form(b, m->name, m->name_len);
+            put_form(b, m->text, m->text_len);
             break;
         case K_IGNORE:
             break;
         case K_EMPTY: {
-            if (t != LUA_TNIL && !(t == LUA_TSTRING && lua_rawlen(L, v) == 0)) return 0;
-            if (!sb_put(b, m->name, m->name_len) || !sb_put(b, "\"\"", 2)) return 0;
+            if (t != LUA_TNIL && !(t == LUA_TSTRING && n == 0)) return 0;
+            if (!sb_need(b, m->name_len + RESERVE_SLACK)) return 0;
+            put_form(b, m->name, m->name_len);
+            put_raw(b, "\"\"", 2);
             break;
         }
         case K_TEXT: {
-            size_t n, chars = 0;
-            const char *str;
+            size_t chars = 0;
             if (t == LUA_TNIL && m->arg) {
-                v = m->arg <= nargs ? base - nargs + m->arg : 0; /* the default: an extra argument */
+                v = ARG_IDX(m->arg); /* the default: an extra argument */
                 t = v ? lua_type(L, v) : LUA_TNIL;
                 if (t != LUA_TSTRING) return 0;
+                str = lua_tolstring(L, v, &n);
             }
-            if (!sb_put(b, m->name, m->name_len)) return 0;
+            if (t != LUA_TNIL && t != LUA_TSTRING) return 0;
+            if (!sb_need(b, m->name_len + 6 * n + RESERVE_SLACK)) return 0;
+            put_form(b, m->name, m->name_len);
             if (t == LUA_TNIL) {
-                if (!sb_put(b, "\"\"", 2)) return 0;
+                put_raw(b, "\"\"", 2);
                 break;
             }
-            if (t != LUA_TSTRING) return 0;
-            str = lua_tolstring(L, v, &n);
             if (!put_string(b, str, n, m->multiline ? 2 : 1, &chars) || (long long)chars > m->max) return 0;
             break;
         }
         case K_TOKEN: {
-            size_t n, j;
-            const char *str;
+            size_t j;
             if (t != LUA_TSTRING) return 0;
-            str = lua_tolstring(L, v, &n);
             if (n == 0 || (long long)n > m->max) return 0;
             for (j = 0; j < n; j++) if ((unsigned char)str[j] <= 0x20 || str[j] == 0x7F) return 0;
-            if (!sb_put(b, m->name, m->name_len) || !put_string(b, str, n, 1, NULL)) return 0;
+            if (!sb_need(b, m->name_len + 6 * n + RESERVE_SLACK)) return 0;
+            put_form(b, m->name, m->name_len);
+            if (!put_string(b, str, n, 1, NULL)) return 0;
             break;
         }
         case K_FLAG: {
@@ -856,7 +948,9 @@ static int write_members(lua_State *L, shape_t *s, const int *vidx, const int *v
             else if (m->falsy_only) return 0;
             else if ((f = zero_one(L, v)) < 0) return 0;
             if (m->falsy_only && f) return 0;
-            if (!sb_put(b, m->name, m->name_len) || !sb_put(b, f ? "1" : "0", 1)) return 0;
+            if (!sb_need(b, m->name_len + RESERVE_SLACK)) return 0;
+            put_form(b, m->name, m->name_len);
+            put_byte(b, f ? '1' : '0');
             break;
         }
         case K_INT: {
@@ -865,79 +959,86 @@ static int write_members(lua_State *L, shape_t *s, const int *vidx, const int *v
             else if (!integral(L, v, &x)) return 0;
             if (x < m->min || x > m->max) return 0;
             if (x > m->over) {
-                if (m->text == NULL || *currency == NULL || *currency_len != m->text_len ||
-                    memcmp(*currency, m->text, m->text_len) != 0) return 0;
+                if (m->text == NULL || out->currency == NULL || out->currency_len != m->text_len ||
+                    memcmp(out->currency, m->text, m->text_len) != 0) return 0;
             }
-            if (!sb_put(b, m->name, m->name_len) || !sb_int(b, x)) return 0;
+            if (!sb_need(b, m->name_len + RESERVE_SLACK)) return 0;
+            put_form(b, m->name, m->name_len);
+            sb_int(b, x);
             break;
         }
         case K_MONEY: {
-            int mv = vidx[m->slot2], mt = mv ? vtype[m->slot2] : LUA_TNIL;
+            int mv = vs->idx[m->slot2], mt = mv ? vs->type[m->slot2] : LUA_TNIL;
             unsigned long long units;
             if (mt != LUA_TNIL) {
                 long long x;
                 if (t != LUA_TNIL || !integral(L, mv, &x) || x <= 0) return 0;
                 units = (unsigned long long)x;
             } else {
-                size_t n;
-                const char *str;
                 if (t != LUA_TSTRING) return 0;
-                str = lua_tolstring(L, v, &n);
                 if (!parse_money(str, n, (int)m->max, &units) || units == 0) return 0;
             }
-            *amount_len = format_money(units, (int)m->max, amount);
-            if (!sb_put(b, m->name, m->name_len) || !sb_put(b, amount, *amount_len)) return 0;
+            out->amount_len = format_money(units, (int)m->max, out->amount);
+            /* the amount given as its canonical text already: handed back as it is */
+            if (t == LUA_TSTRING && n == out->amount_len && memcmp(str, out->amount, n) == 0) out->amount_idx = v;
+            if (!sb_need(b, m->name_len + out->amount_len + RESERVE_SLACK)) return 0;
+            put_form(b, m->name, m->name_len);
+            put_raw(b, out->amount, out->amount_len);
             break;
         }
         case K_CURRENCY: {
-            size_t n;
-            const char *str;
             int j;
             if (t == LUA_TNIL || (t == LUA_TBOOLEAN && !lua_toboolean(L, v))) {
-                v = m->arg && m->arg <= nargs ? base - nargs + m->arg : 0;
+                v = ARG_IDX(m->arg);
                 t = v ? lua_type(L, v) : LUA_TNIL;
+                if (t == LUA_TSTRING) str = lua_tolstring(L, v, &n);
             }
             if (t != LUA_TSTRING) return 0;
-            str = lua_tolstring(L, v, &n);
-            *currency = NULL;
+            out->currency = NULL;
             for (j = 0; j < m->nmap; j++) {
-                if (strlen(m->map_from[j]) == n && memcmp(m->map_from[j], str, n) == 0) {
-                    *currency = m->map_to[j];
-                    *currency_len = strlen(m->map_to[j]);
+                if (m->map_from_len[j] == n && memcmp(m->map_from[j], str, n) == 0) {
+                    out->currency = m->map_to[j];
+                    out->currency_len = m->map_to_len[j];
+                    /* the wire form given as it is: that value is handed back */
+                    if (out->currency_len == n && memcmp(out->currency, str, n) == 0) out->currency_idx = v;
                     break;
                 }
             }
-            if (*currency == NULL) return 0;
-            if (!sb_put(b, m->name, m->name_len) || !put_string(b, *currency, *currency_len, 1, NULL)) return 0;
+            if (out->currency == NULL) return 0;
+            if (!sb_need(b, m->name_len + 6 * out->currency_len + RESERVE_SLACK)) return 0;
+            put_form(b, m->name, m->name_len);
+            if (!put_string(b, out->currency, out->currency_len, 1, NULL)) return 0;
             break;
         }
         case K_IP: {
-            size_t n;
-            const char *str;
             if (t == LUA_TNIL) {
-                v = m->arg && m->arg <= nargs ? base - nargs + m->arg : 0;
+                v = ARG_IDX(m->arg);
                 t = v ? lua_type(L, v) : LUA_TNIL;
+                if (t == LUA_TSTRING) str = lua_tolstring(L, v, &n);
             }
             if (t != LUA_TSTRING) return 0;
-            str = lua_tolstring(L, v, &n);
             if (!is_ipv4(str, n) && !is_ipv6(str, n)) return 0;
-            if (!sb_put(b, m->name, m->name_len) || !put_string(b, str, n, 1, NULL)) return 0;
+            if (!sb_need(b, m->name_len + n + RESERVE_SLACK)) return 0;
+            /* an address is hex digits, '.' and ':' only: written as it is */
+            put_form(b, m->name, m->name_len);
+            put_byte(b, '"');
+            put_raw(b, str, n);
+            put_byte(b, '"');
             break;
         }
         case K_URL: {
-            size_t n;
-            const char *str;
             if (t != LUA_TSTRING) return 0;
-            str = lua_tolstring(L, v, &n);
             if (!is_http_url(str, n)) return 0;
-            if (!sb_put(b, m->name, m->name_len) || !put_string(b, str, n, 1, NULL)) return 0;
+            if (!sb_need(b, m->name_len + 6 * n + RESERVE_SLACK)) return 0;
+            put_form(b, m->name, m->name_len);
+            if (!put_string(b, str, n, 1, NULL)) return 0;
             break;
         }
         case K_CARD:
             /* the card's slots follow the shape's keys */
-            if (!read_card(L, s, v, card)) return 0;
-            if (!write_card(L, b, m, card)) return 0;
-            *card_m = m;
+            if (!read_card(L, s, v, &out->card)) return 0;
+            if (!write_card(L, b, m, &out->card)) return 0;
+            out->card_m = m;
             break;
         default:
             return 0;
@@ -962,16 +1063,19 @@ static int l_write(lua_State *L)
     const char *prefix;
     int nargs, base, ok;
     sbuf *b = &s->buf;
-    const member *bad = NULL, *card_m = NULL;
-    char amount[48];
-    size_t amount_len = 0, currency_len = 0;
-    const char *currency = NULL;
-    card_state card;
-    int vidx[SHAPE_MAX_KEYS], vtype[SHAPE_MAX_KEYS];
+    const member *bad = NULL;
+    outcome out;
+    values vs;
+    int vi;
     if (s == NULL || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
         return luaL_argerror(L, 1, "paykit.shape expected");
     lua_pop(L, 1);
-    card.card_slot = 0;
+    out.card.card_slot = 0;
+    out.card_m = NULL;
+    out.amount_len = 0;
+    out.amount_idx = out.currency_idx = 0;
+    out.currency = NULL;
+    out.currency_len = 0;
     prefix = luaL_checklstring(L, 3, &plen);
     if (s->nmembers == 0) return luaL_error(L, "shape:write on a closed shape");
     if (lua_type(L, 2) != LUA_TTABLE || lua_getmetatable(L, 2)) return refuse(L, NULL);
@@ -982,30 +1086,36 @@ static int l_write(lua_State *L)
     /* each known key's value and a copy of its key stay on the stack (at most 2 per key: a
      * key no member reads refuses), then the card's values and the clock call */
     if (!lua_checkstack(L, 2 * s->nkeys + CK_COUNT + 8)) return refuse(L, NULL);
-    memset(vidx, 0, sizeof vidx);
+    memset(vs.idx, 0, sizeof vs.idx);
     /* one pass over p: each value's stack index kept for its key's slot (the value stays
      * where lua_next put it, a copy of the key goes above it for the next step); a key no
      * member reads refuses */
     lua_pushnil(L);
+    vi = base + 2; /* where lua_next puts the value: 2 slots up per key */
     while (lua_next(L, 2) != 0) {
         const char *k;
-        int j, hit = -1;
+        unsigned h;
+        int hit;
         if (lua_type(L, -2) != LUA_TSTRING) return refuse(L, NULL);
         k = lua_tostring(L, -2);
-        for (j = 0; j < s->nkeys; j++) if (s->keyptr[j] == k) { hit = j; break; }
-        if (hit < 0) return refuse(L, NULL);
-        vidx[hit] = lua_gettop(L);
-        vtype[hit] = lua_type(L, -1);
+        /* the key's slot: its interned text pointer hashed (the shape's keys are anchored) */
+        h = KHASH(k);
+        while ((hit = s->khash[h]) != 0 && s->keyptr[hit - 1] != k) h = (h + 1) & (SHAPE_KHASH - 1);
+        if (hit == 0) return refuse(L, NULL);
+        hit--;
+        vs.idx[hit] = vi;
+        if ((vs.type[hit] = lua_type(L, vi)) == LUA_TSTRING) vs.str[hit] = lua_tolstring(L, vi, &vs.len[hit]);
         lua_pushvalue(L, -2);
+        vi += 2;
     }
     s->busy = 1;
     s->gen++;
     b->len = 0;
-    ok = sb_put(b, prefix, plen) &&
-         write_members(L, s, vidx, vtype, base, nargs, b, &bad, amount, &amount_len, &currency, &currency_len, &card, &card_m) &&
+    ok = sb_put(b, prefix, plen) && write_members(L, s, &vs, base, nargs, b, &bad, &out) &&
          sb_put(b, "}", 1) && sb_put(b, s->suffix, s->suffix_len);
     s->busy = 0;
-    if (ok && card_m) {
+    if (ok && out.card_m) {
+        const member *card_m = out.card_m;
         /* the expiry, last: the clock is called only when everything else fits (as the Lua
          * path calls it only for a card that passed its other checks) */
         int year, month, ca = card_m->arg;
@@ -1019,7 +1129,7 @@ static int l_write(lua_State *L)
             /* a clock that wrote another body (through this shape) took the buffer */
             /* (read again after the call: lua_call may have changed it) */
             if (still_mine(L, gen) && int_text(L, -1, &t) && year_month(s, t, &year, &month))
-                ok = !(card.year < year || (card.year == year && card.month < month));
+                ok = !(out.card.year < year || (out.card.year == year && out.card.month < month));
             lua_pop(L, 1);
         }
     }
@@ -1029,8 +1139,13 @@ static int l_write(lua_State *L)
     b->len = 0;
     if (s->buf.cap > 65536) { free(s->buf.p); s->buf.p = NULL; s->buf.len = s->buf.cap = 0; } /* keep no big one */
     if (!ok) return refuse(L, bad ? bad->key : NULL);
-    if (amount_len) lua_pushlstring(L, amount, amount_len); else lua_pushnil(L);
-    if (currency) lua_pushlstring(L, currency, currency_len); else lua_pushnil(L);
+    /* an amount or currency given as the text handed back is that value (no string made) */
+    if (out.amount_idx) lua_pushvalue(L, out.amount_idx);
+    else if (out.amount_len) lua_pushlstring(L, out.amount, out.amount_len);
+    else lua_pushnil(L);
+    if (out.currency_idx) lua_pushvalue(L, out.currency_idx);
+    else if (out.currency) lua_pushlstring(L, out.currency, out.currency_len);
+    else lua_pushnil(L);
     return 3;
 }
 
@@ -1055,7 +1170,11 @@ void paykit_shape_register(lua_State *L)
     lua_setfield(L, -2, "__tostring");
     lua_createtable(L, 0, 2);
     lua_pushvalue(L, -2);
-    lua_pushcclosure(L, l_write, 1);
+    {
+        int j;
+        for (j = 0; j < CK_COUNT; j++) lua_pushstring(L, CARD_KEYS[j]);
+    }
+    lua_pushcclosure(L, l_write, 1 + CK_COUNT);
     lua_setfield(L, -2, "write");
     lua_pushcfunction(L, sh_gc);
     lua_setfield(L, -2, "close");

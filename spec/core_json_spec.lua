@@ -428,3 +428,45 @@ describe("core.json_keys (an ordered object's member names written once)", funct
     fails("UTF-8", core.json_keys({ "\255" }))
   end)
 end)
+
+describe("core.json_decode and core.json_pick on generated strings (8-byte scanning)", function()
+  it("read every string as a byte-by-byte model does, wherever its pieces fall in the text", function()
+    -- json.c scans a string 8 bytes at a time while 8 bytes of the text are left: strings of
+    -- plain runs of 0-19 bytes and pieces that need a look, each piece with its decoded bytes
+    -- (or refused), at random offsets in the text, with random text after the string
+    local state = 20261203
+    local function rnd(n)
+      state = (state * 16807) % 2147483647
+      return state % n + 1
+    end
+    local PLAIN = "abcXYZ019 -_./:~!#$%&'()*+,;<=>?@[]^`{|}\127"
+    local PIECES = { { '\\"', '"' }, { "\\\\", "\\" }, { "\\/", "/" }, { "\\n", "\n" }, { "\\u00e9", "é" },
+      { "\\ud83d\\udcb3", "\240\159\146\179" }, { "é", "é" }, { "€", "€" }, { "\240\159\146\179", "\240\159\146\179" },
+      { "\1" }, { "\31" }, { "\n" }, { "\255" }, { "\226\130" }, { "\192\128" }, { "\237\160\128" }, { "\\x" },
+      { "\\ud83d" } }
+    local map = core.json_map({ "pad", "k" }, {})
+    for i = 1, 4000 do
+      local src, want, valid = {}, {}, true
+      for _ = 1, rnd(6) do
+        local run = {}
+        for j = 1, rnd(20) - 1 do local k = rnd(#PLAIN); run[j] = PLAIN:sub(k, k) end
+        src[#src + 1] = table.concat(run); want[#want + 1] = table.concat(run)
+        if rnd(3) == 1 then
+          local piece = PIECES[rnd(#PIECES)]
+          src[#src + 1] = piece[1]
+          if piece[2] then want[#want + 1] = piece[2] else valid = false end
+        end
+      end
+      local pad = string.rep("p", rnd(12) - 1)
+      local text = '{"pad":"' .. pad .. '","k":"' .. table.concat(src) .. '"' .. string.rep(" ", rnd(10) - 1) .. "}"
+      local v, err = D(text)
+      local kind, p1, p2 = core.json_pick(text, map)
+      if valid then
+        assert(v and v.k == table.concat(want), "case " .. i .. ": " .. tostring(err))
+        assert(kind == "object" and p1 == pad and p2 == v.k, "pick, case " .. i)
+      else
+        assert(v == nil and kind == nil, "case " .. i .. " was read")
+      end
+    end
+  end)
+end)

@@ -177,6 +177,82 @@ describe("moka's compiled payment shapes", function()
     assert.is_true(stats.slow > 50, "slow " .. stats.slow)
   end)
 
+  it("agree with the reference on generated texts (plain runs of every length around 8-byte words)", function()
+    -- shape.c scans texts 8 bytes at a time and copies plain runs whole: texts made of plain
+    -- runs of 0-19 bytes and one-byte pieces that need a look (escapes, controls, DEL, UTF-8,
+    -- invalid bytes), in the text members, the card holder, the URL's path and the amount
+    local state = 20261203
+    local function rnd(n)
+      state = (state * 16807) % 2147483647
+      return state % n + 1
+    end
+    local PLAIN = "abcXYZ019 -_./:~!#$%&'()*+,;<=>?@[]^`{|}"
+    local SPECIAL = { '"', "\\", "\n", "\t", "\r", "\1", "\31", "\127", "\0", "é", "€", "\240\159\146\179", "\255",
+      "\226\130", "\192\128", "\237\160\128", "/" }
+    local function text(max_pieces)
+      local t = {}
+      for _ = 1, rnd(max_pieces) do
+        local n = rnd(20) - 1
+        local run = {}
+        for j = 1, n do local k = rnd(#PLAIN); run[j] = PLAIN:sub(k, k) end
+        t[#t + 1] = table.concat(run)
+        if rnd(3) == 1 then t[#t + 1] = SPECIAL[rnd(#SPECIAL)] end
+      end
+      return table.concat(t)
+    end
+    local gw = gateway()
+    local stats = { fast = 0, slow = 0, refused = 0 }
+    for i = 1, 3000 do
+      local p = { amount = "27.50", client_ip = "203.0.113.7", reference = "ORD-1", redirect_url = "https://shop.example/r",
+        card = { holder = "Ali Yilmaz", number = PAN, exp_month = "09", exp_year = "2031", cvc = "123" } }
+      local which = i % 6
+      if which == 0 then p.description = text(8)
+      elseif which == 1 then p.reference = text(4)
+      elseif which == 2 then p.sub_merchant = text(6)
+      elseif which == 3 then p.card.holder = text(6)
+      elseif which == 4 then p.redirect_url = "https://shop.example/" .. text(5)
+      else p.software = text(2); p.description = text(3) end
+      local ok, err = pcall(check_one, gw, p, i % 2 == 0, stats)
+      if not ok then error("text case " .. i .. ": " .. tostring(err), 0) end
+    end
+    assert.is_true(stats.fast > 1000, "fast " .. stats.fast)
+    assert.is_true(stats.refused > 300, "refused " .. stats.refused)
+  end)
+
+  it("agree with the reference on card numbers with and without separators, amounts and currencies", function()
+    -- the card number is copied whole when it has no space or dash; an amount or currency given
+    -- in its written form is handed back as that value
+    local gws = { gateway(), gateway { currency = "TRY" }, gateway { currency = "USD" } }
+    local numbers = { PAN, "4111 1111 1111 1111", "4111-1111-1111-1111", "4111111111111111 ", " 4111111111111111",
+      "41111111-11111111", "5555555555554444", "555555555555444", "5555 5555 5555 4444 " }
+    local amounts = { "27.50", "27.5", "27", "0.01", "1000000.00", "1000000", "007.50", "0.10", "10.00" }
+    local currencies = { "TL", "TRY", "USD", "EUR", "GBP", false }
+    local stats = { fast = 0, slow = 0, refused = 0 }
+    local i = 0
+    for _, number in ipairs(numbers) do
+      for _, amount in ipairs(amounts) do
+        for _, currency in ipairs(currencies) do
+          i = i + 1
+          local p = { amount = amount, currency = currency or nil, client_ip = "203.0.113.7",
+            redirect_url = "https://shop.example/r",
+            card = { holder = "Ali Yilmaz", number = number, exp_month = "09", exp_year = "2031", cvc = "123" } }
+          local gw = gws[i % #gws + 1]
+          -- (three_d in a local: Lua 5.4.4 compiles PATHS[i % 2 == 0] wrongly)
+          local three_d = i % 2 == 0
+          local ok, err = pcall(check_one, gw, p, three_d, stats)
+          if not ok then error("case " .. i .. ": " .. tostring(err), 0) end
+          local body, amount_out, currency_out = R.payment_body(gw, p, three_d, PATHS[three_d])
+          if type(body) == "string" then
+            local _, info = R.payment(gw, p, three_d)
+            assert.equal(info.amount, amount_out)
+            assert.equal(info.currency, currency_out)
+          end
+        end
+      end
+    end
+    assert.is_true(stats.fast > 200, "fast " .. stats.fast)
+  end)
+
   it("send the same request through the transport as the Lua way (body and headers)", function()
     local gw = gateway()
     local seen = {}
