@@ -353,35 +353,42 @@ static int is_http_url(const char *str, size_t n)
     if (sl < 4 || sl > 5 || (s[0] | 0x20) != 'h' || (s[1] | 0x20) != 't' || (s[2] | 0x20) != 't' ||
         (s[3] | 0x20) != 'p' || (sl == 5 && (s[4] | 0x20) != 's')) return 0;
     a = sl + 3;
-    /* the authority: up to '/', '?' or '#'; no control or space byte, no '@' */
-    for (z = a; z < n && !(URLC[s[z]] & U_END); z++) {
-        if ((URLC[s[z]] & U_BAD) || s[z] == '@') return 0;
-    }
-    /* the rest: no control or space byte */
-    for (i = z; i < n; i++) if (URLC[s[i]] & U_BAD) return 0;
-    if (a < z && s[a] == '[') {
+    if (a < n && s[a] == '[') {
+        /* the authority: up to '/', '?' or '#'; no control or space byte, no '@' */
+        for (z = a; z < n && !(URLC[s[z]] & U_END); z++) {
+            if ((URLC[s[z]] & U_BAD) || s[z] == '@') return 0;
+        }
         for (hz = a + 1; hz < z && ((URLC[s[hz]] & U_HEX) || s[hz] == ':' || s[hz] == '.'); hz++) {}
         if (hz == a + 1 || hz >= z || s[hz] != ']') return 0;
         if (!is_ipv6((const char *)s + a + 1, hz - a - 1)) return 0;
         hz++;
+        if (hz < z) {
+            long port = 0;
+            if (s[hz] != ':' || hz + 1 >= z || z - hz - 1 > 5) return 0;
+            for (i = hz + 1; i < z; i++) {
+                if (!is_dig(s[i])) return 0;
+                port = port * 10 + (s[i] - '0');
+            }
+            if (port < 1 || port > 65535) return 0;
+        }
     } else {
-        for (hz = a; hz < z && s[hz] != ':'; hz++) {}
-        if (hz == a) return 0;
-        if (s[a] == '.' || s[a] == '-') return 0;
-        for (i = a; i < hz; i++) {
-            if (!(URLC[s[i]] & U_HOST)) return 0;
-            if (s[i] == '.' && i + 1 < hz && s[i + 1] == '.') return 0;
+        /* a host name, read once: letters, digits, '.' and '-' (no "..", not first '.' or
+         * '-'), up to a ':' and the port, or the authority's end ('/', '?', '#' or none);
+         * any other byte (a control or space byte, '@', ...) is refused where it stands */
+        for (hz = a; hz < n && (URLC[s[hz]] & U_HOST); hz++) {
+            if (s[hz] == '.' && hz + 1 < n && s[hz + 1] == '.') return 0;
         }
-    }
-    if (hz < z) {
-        long port = 0;
-        if (s[hz] != ':' || hz + 1 >= z || z - hz - 1 > 5) return 0;
-        for (i = hz + 1; i < z; i++) {
-            if (!is_dig(s[i])) return 0;
-            port = port * 10 + (s[i] - '0');
+        if (hz == a || s[a] == '.' || s[a] == '-') return 0;
+        z = hz;
+        if (z < n && s[z] == ':') {
+            long port = 0;
+            for (z = hz + 1; z < n && is_dig(s[z]) && z - hz <= 5; z++) port = port * 10 + (s[z] - '0');
+            if (z == hz + 1 || port < 1 || port > 65535) return 0;
         }
-        if (port < 1 || port > 65535) return 0;
+        if (z < n && !(URLC[s[z]] & U_END)) return 0;
     }
+    /* the rest: no control or space byte */
+    for (i = z; i < n; i++) if (URLC[s[i]] & U_BAD) return 0;
     return 1;
 }
 
