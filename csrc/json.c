@@ -223,6 +223,20 @@ static size_t pj_string(const unsigned char *s, size_t n, size_t *pos, char *out
     }
 }
 
+/* pj_string for the usual string (no escape, nothing but printable ASCII): found where it is
+ * read, without a call; anything else goes to pj_string, which reads it again from its start. */
+static inline size_t pj_string_at(const unsigned char *s, size_t n, size_t *pos, char *out, pj_error *e,
+                                  const char **res)
+{
+    size_t start = *pos + 1, i = paykit_plain_run(s, start, n, PJ_STR_PLAIN, 0);
+    if (i < n && s[i] == '"') {
+        *res = (const char *)s + start;
+        *pos = i + 1;
+        return i - start;
+    }
+    return pj_string(s, n, pos, out, e, res);
+}
+
 #define PJ_WS(c) ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
 
 /* Parses text (n bytes) and reports it to k. scratch must hold n bytes (decoded strings and
@@ -263,7 +277,7 @@ value:
     }
     case '"': {
         const char *str;
-        size_t at = i, len = pj_string(s, n, &i, scratch, e, &str);
+        size_t at = i, len = pj_string_at(s, n, &i, scratch, e, &str);
         if (len == (size_t)-1) return 0;
         if (!k->string(ud, str, len)) { e->pos = at; return 0; }
         goto after;
@@ -309,7 +323,7 @@ member: /* at a member name (after '{' or ',') */
     if (i >= n || s[i] != '"') { e->pos = i; e->msg = "expected a member name"; return 0; }
     {
         const char *str;
-        size_t at = i, len = pj_string(s, n, &i, scratch, e, &str);
+        size_t at = i, len = pj_string_at(s, n, &i, scratch, e, &str);
         if (len == (size_t)-1) return 0;
         if (!k->key(ud, str, len)) { e->pos = at; return 0; }
     }
