@@ -851,6 +851,9 @@ typedef struct {
 
 static void pk_integer(lua_State *L, int idx);
 
+/* the top-level kinds, in the order of json_pick's upvalues 2-7 ("object" first: the usual one) */
+static const char *const PK_KINDS[] = { "object", "array", "string", "number", "boolean", "null", NULL };
+
 /* The value on top (popped) is path slot's: its stack slot, or with opts.names its field in
  * the answer's table (or in the table of the path it is below), filtered by its kind. A value
  * a kind refuses, or a container's value that is not its table, is nil (a repeated member's
@@ -1078,7 +1081,21 @@ static void pk_integer(lua_State *L, int idx)
 #endif
 }
 
-/* core.json_pick(text, map); upvalue 1: the maps' metatable */
+/* The top-level value's kind (a string pk_begin or pk_scalar set) pushed: json_pick's upvalue
+ * of that name. */
+static void pk_push_kind(lua_State *L, const char *top)
+{
+    int j;
+    for (j = 0; PK_KINDS[j]; j++) {
+        if (strcmp(PK_KINDS[j], top) == 0) {
+            lua_pushvalue(L, lua_upvalueindex(2 + j));
+            return;
+        }
+    }
+    lua_pushstring(L, top);
+}
+
+/* core.json_pick(text, map); upvalue 1: the maps' metatable, 2-7: the kinds (PK_KINDS) */
 static int l_json_pick(lua_State *L)
 {
     size_t n;
@@ -1140,12 +1157,12 @@ static int l_json_pick(lua_State *L)
     }
     if (m->names_ref != LUA_NOREF) {
         /* the answer's table on top of the top-level kind */
-        lua_pushstring(L, k.top);
+        pk_push_kind(L, k.top);
         lua_pushvalue(L, k.res);
         return 2;
     }
     lua_settop(L, 3 + m->npaths);
-    lua_pushstring(L, k.top);
+    pk_push_kind(L, k.top);
     lua_replace(L, 3);
     return 1 + m->npaths;
 }
@@ -1162,7 +1179,12 @@ static void register_pick(lua_State *L)
     lua_pushvalue(L, -1);
     lua_pushcclosure(L, l_json_map, 1);
     lua_setfield(L, -3, "json_map");
-    lua_pushcclosure(L, l_json_pick, 1);
+    {
+        /* the kinds json_pick gives, as its upvalues 2-7 (pushed, not made, per call) */
+        int j;
+        for (j = 0; PK_KINDS[j]; j++) lua_pushstring(L, PK_KINDS[j]);
+        lua_pushcclosure(L, l_json_pick, 1 + j);
+    }
     lua_setfield(L, -2, "json_pick");
     lua_pushlightuserdata(L, (void *)&PK_OBJECT_TAG);
     lua_setfield(L, -2, "json_object_mark");

@@ -708,6 +708,7 @@ static int l_shape(lua_State *L)
 typedef struct {
     const char *number; size_t number_len;   /* as given (spaces and dashes dropped on write) */
     int number_plain;                         /* digits only */
+    const char *cvc, *holder; size_t cvc_len, holder_len; /* holder NULL: absent */
     int month;
     long long year;                           /* 4-digit wire value */
     char year_text[8]; size_t year_len;
@@ -765,13 +766,14 @@ static int read_card(lua_State *L, const shape_t *s, int idx, card_state *c)
     num = lua_tolstring(L, cs + CK_NUMBER, &n);
     if (n == 0 || n > 64) return 0;
     for (pos = (int)n - 1; pos >= 0; pos--) {
-        unsigned char ch = (unsigned char)num[pos];
-        unsigned d;
-        if (ch == ' ' || ch == '-') continue;
-        if (!is_dig(ch)) return 0;
-        d = (unsigned)(ch - '0');
-        if (digits & 1) { d *= 2; if (d > 9) d -= 9; }
-        sum += d;
+        /* a digit (the usual byte) tested first; a space or dash is dropped */
+        static const unsigned char DOUBLED[10] = { 0, 2, 4, 6, 8, 1, 3, 5, 7, 9 };
+        unsigned d = (unsigned)(unsigned char)num[pos] - '0';
+        if (d > 9) {
+            if (num[pos] == ' ' || num[pos] == '-') continue;
+            return 0;
+        }
+        sum += (digits & 1) ? DOUBLED[d] : d;
         digits++;
     }
     if (digits < 12 || digits > 19 || sum % 10 != 0) return 0;
@@ -817,21 +819,26 @@ static int read_card(lua_State *L, const shape_t *s, int idx, card_state *c)
         const char *cv = lua_tolstring(L, cs + CK_CVC, &n);
         if (n != 3 && n != 4) return 0;
         for (i = 0; i < n; i++) if (!is_dig((unsigned char)cv[i])) return 0;
+        c->cvc = cv;
+        c->cvc_len = n;
     }
     /* holder: nil or a string (its length is checked as it is written) */
-    if (!lua_isnil(L, cs + CK_HOLDER) && lua_type(L, cs + CK_HOLDER) != LUA_TSTRING) return 0;
+    j = lua_type(L, cs + CK_HOLDER);
+    c->holder = NULL;
+    c->holder_len = 0;
+    if (j == LUA_TSTRING) c->holder = lua_tolstring(L, cs + CK_HOLDER, &c->holder_len);
+    else if (j != LUA_TNIL) return 0;
     c->card_slot = cs;
     return 1;
 }
 
 static int write_card(lua_State *L, sbuf *b, const member *m, const card_state *c)
 {
-    size_t n = 0, chars = 0, i, need;
-    const char *t = NULL, *cvc;
-    size_t cvc_len;
+    size_t n = c->holder_len, chars = 0, i, need;
+    const char *t = c->holder, *cvc = c->cvc;
+    size_t cvc_len = c->cvc_len;
     int j;
-    if (!lua_isnil(L, c->card_slot + CK_HOLDER)) t = lua_tolstring(L, c->card_slot + CK_HOLDER, &n);
-    cvc = lua_tolstring(L, c->card_slot + CK_CVC, &cvc_len);
+    (void)L;
     need = 6 * n + c->number_len + cvc_len + RESERVE_SLACK;
     for (j = 0; j < 5; j++) need += m->card_name_len[j];
     if (!sb_need(b, need)) return 0;
