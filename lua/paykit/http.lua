@@ -716,8 +716,12 @@ end
 -- request's general way: every attempt, with the retries, hooks and log lines; handed the
 -- outcome of a first attempt request's direct first try made (started: when it began), it
 -- takes that outcome as its first attempt's (the first attempt is never made twice).
+-- (pre_res false: the scheduler's wire did not start that first try, nothing was sent: the first
+-- attempt goes as a request table, with the correlation id pre_cid when the try made one)
 local function general_request(self, req, started, pre_cid, pre_res, pre_msg, pre_code, pre_sent)
-  local handed = started ~= nil
+  local pre = started ~= nil
+  local retable = pre_res == false
+  local handed = pre and not retable
   local op = req.op or "http"
   local call = open_scopes > 0 and scoped() or nil
   local in_ngx = rawget(G, "ngx") ~= nil
@@ -740,7 +744,7 @@ local function general_request(self, req, started, pre_cid, pre_res, pre_msg, pr
     return nil, errors.validation("correlation_id", "invalid",
       "correlation_id must be printable ASCII without spaces, at most " .. MAX_ID .. " bytes")
   end
-  if handed then correlation_id = pre_cid end
+  if pre then correlation_id = pre_cid end
   local corr_header = self.correlation_header
   local method = req.method or (req.body and "POST" or "GET")
   local json = req.json
@@ -763,7 +767,7 @@ local function general_request(self, req, started, pre_cid, pre_res, pre_msg, pr
   local clock = self.clock
   -- outside nginx the default clock is the C core's monotonic one: called directly
   if clock == now and not in_ngx then clock = core_monotonic end
-  if not handed then started = clock() end
+  if not pre then started = clock() end
   local retry = self.retry
   local deadline = started + retry.deadline
   local attempts = retry.attempts
@@ -822,7 +826,7 @@ local function general_request(self, req, started, pre_cid, pre_res, pre_msg, pr
       end
       local tabled = true
       -- (the core client wire_client made: a wire put in its place gets request tables)
-      if handed or (w and w == self.wire_core) then
+      if not retable and (handed or (w and w == self.wire_core)) then
         -- outside nginx, send_once not replaced, the wire client, and no scheduler anywhere
         -- (send_once's own last step) or paykit.loop's for this call (its wire loop's start):
         -- the request's fields as arguments (no request table, no headers table); the wire
@@ -869,6 +873,7 @@ local function general_request(self, req, started, pre_cid, pre_res, pre_msg, pr
           -- own last step, without the scheduler and phase lookups before it
           res, msg, code, maybe_sent = send_direct(self, r)
         end
+        retable = false
       end
     end
     local elapsed = watched and clock() - t0
@@ -954,11 +959,21 @@ function _M:request(req)
   -- failure, a status to retry) goes on the general way with this attempt's outcome as its
   -- first, and so does every call this does not serve.
   if open_scopes == 0 and self.log == NOOP and not hooks.before and not hooks.after
-      and runtime.schedulers_installed == 0 and self.send_once == send_once and self.first_ms
+      and self.send_once == send_once and self.first_ms
       and req.timeout == nil and req.connect_timeout == nil and req.send_timeout == nil and req.read_timeout == nil
       and rawget(G, "ngx") == nil then
-    local w = self.wire
-    if w == nil then w = self:wire_client() end
+    -- under a scheduler (a paykit.loop call, a paykit.batch task), the try is its wire's start
+    -- (see general_request): served here only when the scheduler has one
+    local sched, sw = nil, nil
+    if runtime.schedulers_installed ~= 0 then
+      sched = scheduler()
+      if sched then sw = sched.wire end
+    end
+    local w = false
+    if sched == nil or sw then
+      w = self.wire
+      if w == nil then w = self:wire_client() end
+    end
     local correlation_id = req.correlation_id
     if w and w == self.wire_core and (correlation_id == nil or clean_id(correlation_id)) then
       local json, body = req.json, req.body
@@ -970,8 +985,17 @@ function _M:request(req)
       local idempotent = req.idempotent
       local send_ms, read_ms, stall_ms
       if self.waits then send_ms, read_ms, stall_ms = self.send_ms, self.read_ms, self.stall_ms end
-      local res, msg, code, maybe_sent, made = w:request(method, req.url, req.headers, body, idempotent,
-        self.first_ms, self.first_cms, send_ms, read_ms, stall_ms, self.correlation_header or nil, correlation_id, json)
+      local res, msg, code, maybe_sent, made
+      if sw then
+        res, msg, code, maybe_sent, made = sw(sched, self, w, method, req.url, req.headers, body, idempotent,
+          self.first_ms, self.first_cms, send_ms, read_ms, stall_ms, self.correlation_header or nil, correlation_id, json)
+        -- not started (it would wait, or another client is to try; nothing sent): the general
+        -- way makes the first attempt, as a table
+        if res == false then return general_request(self, req, started, correlation_id or made, false) end
+      else
+        res, msg, code, maybe_sent, made = w:request(method, req.url, req.headers, body, idempotent,
+          self.first_ms, self.first_cms, send_ms, read_ms, stall_ms, self.correlation_header or nil, correlation_id, json)
+      end
       if res then
         if correlation_id == nil then correlation_id = msg end
         -- final: not a status to retry, or no attempt left

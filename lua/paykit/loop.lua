@@ -33,8 +33,7 @@ local runtime = require "paykit.runtime"
 local _M = {}
 
 local unpack = table.unpack or unpack -- luacheck: ignore
-local function pack(...) return { n = select("#", ...), ... } end
-local co_resume, co_status, co_yield = coroutine.resume, coroutine.status, coroutine.yield
+local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
 
 local Loop = {}
 Loop.__index = Loop
@@ -47,8 +46,17 @@ Handle.__index = Handle
 -- make_scheduler).
 local REQUEST, SLEEP, WAITING = {}, {}, {}
 
--- What a runnable call is resumed with (h.outcome): WAKE (nothing: its start, the end of a
--- backoff), or a core outcome as core loops report them: a response table, or a failure
+-- What a call's coroutine returns when its function returned: DONE and the values, packed.
+-- Every call runs in body (its function handed over by the first resume), so what a resume
+-- gives back is always at most a marker and two values: no vararg passing per resume, and no
+-- status asked to tell a return from a yield.
+local DONE = {}
+local function pack(...) return { n = select("#", ...), ... } end
+local function body(fn) return DONE, pack(fn()) end
+
+-- What a runnable call is resumed with (h.outcome): its function (its start: body takes it),
+-- WAKE (nothing: the end of a backoff), or a core outcome as core loops report them: a
+-- response table, or a failure
 -- {error = message, code = , maybe_sent = }, which the scheduler's request (or wire) turns into
 -- the core shape (nil, message, code, maybe_sent). Kept on the handle: no table of its own per
 -- resume.
@@ -142,16 +150,15 @@ local function file_wire(self, h, id, slot)
   self.nwire = self.nwire + 1
 end
 
--- Files what h's coroutine yielded (or returned) after a resume: coroutine.resume's values.
+-- Files what h's coroutine yielded (or returned) after a resume: coroutine.resume's first
+-- values (see body: a return is DONE and the packed values).
 -- A request starts on its core at once when there is room and no other request waits before
 -- it (the queue is empty), else it joins the queue (submit starts it, in order).
-local function after(self, h, prev, ok, ...)
+local function after(self, h, prev, ok, tag, a, b)
   self.current = prev
-  if not ok then return finish(self, h, pack(nil, (...))) end
-  local tag, a, b = ...
-  -- the markers are this module's own: a call cannot return one, so a request or a sleep is a
-  -- yield (no status asked); anything else is a return, or a yield of the call's own
   if tag == WAITING then return end -- filed in flight by the scheduler's wire
+  if not ok then return finish(self, h, pack(nil, tag)) end
+  -- the markers are this module's own: a call cannot yield or return one
   if tag == REQUEST then
     if h.cancelled then return runnable(self, h, cancelled(false)) end
     local t = self.qtail
@@ -162,8 +169,8 @@ local function after(self, h, prev, ok, ...)
     t = t + 1
     self.qtail = t
     self.queue[t] = h
-  elseif tag ~= SLEEP and co_status(h.co) == "dead" then
-    return finish(self, h, pack(...))
+  elseif tag == DONE then
+    return finish(self, h, a)
   elseif tag == SLEEP then
     local s = tonumber(a) or 0
     if h.cancelled or s <= 0 then return runnable(self, h, WAKE) end
@@ -185,7 +192,7 @@ local function resume(self, h)
   local prev = self.current
   self.current = h
   if o == WAKE then return after(self, h, prev, co_resume(h.co)) end
-  return after(self, h, prev, co_resume(h.co, o))
+  return after(self, h, prev, co_resume(h.co, o)) -- (a call's first resume: o is its function)
 end
 
 -- Starts h's request on the core of its transport's client, and files it in flight there;
@@ -237,16 +244,25 @@ function make_scheduler(self)
     -- client's positional request returns (the made correlation id last). A start that raised
     -- (misuse), or that failed where the transport would try another client, is false too:
     -- asked again as a table, it goes the general way (the same error, the same fallback).
-    wire = function(_, transport, client, ...)
+    -- (the fields named, not a vararg: no frame copy per request)
+    wire = function(_, transport, client, method, url, headers, payload, idempotent, ms, cms, send_ms, read_ms,
+                    stall_ms, corr_header, correlation_id, json)
       local h = self.current
       if h.cancelled then return outcome_values(cancelled(false)) end
       if self.qtail >= self.qhead or self.ncurl + self.nwire >= self.max or self.closed then return false end
       local wire = self.wire
-      local ok, id, slot, made = pcall(wire.start, wire, client, ...)
+      local ok, id, slot, made = pcall(wire.start, wire, client, method, url, headers, payload, idempotent, ms, cms,
+        send_ms, read_ms, stall_ms, corr_header, correlation_id, json)
       if not ok then return false end
       if id then
-        file_wire(self, h, id, slot)
-        return outcome_values(co_yield(WAITING), made)
+        -- filed in flight (as file_wire does)
+        h.state, h.id, h.via, h.slot = "request", id, wire, slot
+        self.wslot[slot] = h
+        self.nwire = self.nwire + 1
+        local o = co_yield(WAITING)
+        -- an answer as it is; anything else as outcome_values makes it
+        if o and o.status ~= nil then return o, made end
+        return outcome_values(o, made)
       end
       local again = transport.client_for and transport:client_for(client, slot.code, slot.maybe_sent)
       if not again then return outcome_values(slot, made) end
@@ -422,8 +438,8 @@ function Loop:start(fn, callback)
   -- every field the handle takes is there from the start (false when unset, never set back to
   -- nil): a key set to nil is dead once a collection went over the table, and setting it
   -- again is a new key (luaH_newkey, now and then a rehash)
-  local h = setmetatable({ loop = self, co = coroutine.create(fn), callback = callback, state = "runnable",
-    outcome = WAKE, id = false, via = false, slot = false, instead = false, cancelled = false,
+  local h = setmetatable({ loop = self, co = co_create(body), callback = callback, state = "runnable",
+    outcome = fn, id = false, via = false, slot = false, instead = false, cancelled = false,
     transport = false, req = false }, Handle)
   runtime.set_scheduler(h.co, self.sched)
   self.npending = self.npending + 1
