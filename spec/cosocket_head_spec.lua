@@ -152,6 +152,66 @@ describe("paykit.cosocket fast answer reading over generated answers", function(
   end)
 end)
 
+-- read_head (what a call uses) keeps the heads fast_head took and gives, for a head it has
+-- seen, what fast_head gives: over the generated answers, each read several times with
+-- other max_body values and bodies, the outcome must equal fast_head's and every headers
+-- table must be a table of its own (a caller changing one changes no later answer).
+describe("paykit.cosocket answer heads read again", function()
+  local function pack(...) return { n = select("#", ...), ... } end
+  local read = cosocket._read_head
+
+  local function same_as_fast(data, max_body, where)
+    local want = pack(fast(data, max_body))
+    local got = pack(read(data, max_body))
+    assert.same(want, got, where)
+    if got[2] then
+      assert.are_not.equal(want[2], got[2])
+      got[2]["x-changed"] = "by the caller" -- must not reach the next answer
+    end
+    return got[1] ~= nil
+  end
+
+  it("gives fast_head's outcome for heads seen before and new, over generated answers", function()
+    local seed = 23
+    local function rnd(a, b)
+      seed = (seed * 16807) % 2147483647
+      if b == nil then a, b = 1, a end
+      return a + seed % (b - a + 1)
+    end
+    local HEADS = {
+      "HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Thu, 03 Dec 2026 14:00:00 GMT\r\nContent-Type: application/json\r\n",
+      "HTTP/1.1 201 Created\r\nX-A: v\r\nConnection: close\r\n",
+      "HTTP/1.1 503 Busy\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n",
+      "HTTP/1.1 200 OK\r\nX-A: v\nX-B: w\r\n", -- a bare LF: never taken
+      "HTTP/1.1 204 No Content\r\n",
+    }
+    local BODIES = { "", "ok", '{"a":"b c"}', string.rep("x", 40) }
+    local taken, max_bodies = 0, { 1000, 20, 8388608, 0, 2 }
+    for i = 1, 6000 do
+      local body = BODIES[rnd(#BODIES)]
+      local length = rnd(3) == 1 and rnd(0, 45) or #body
+      local data = HEADS[rnd(#HEADS)] .. "Content-Length: " .. length .. "\r\n\r\n" .. body
+      if rnd(8) == 1 then data = data .. "HTTP/1.1 200 OK\r\n" end
+      if rnd(8) == 1 then data = data:sub(1, rnd(0, #data)) end
+      for _ = 1, rnd(3) do
+        if same_as_fast(data, max_bodies[rnd(#max_bodies)], string.format("input %d %q", i, data)) then
+          taken = taken + 1
+        end
+      end
+    end
+    assert.is_true(taken > 3000, "too few answers taken: " .. taken)
+  end)
+
+  it("gives fast_head's outcome for answers whose heads all differ", function()
+    local taken = 0
+    for i = 1, 5000 do
+      local data = "HTTP/1.1 200 OK\r\nX-Request-Id: " .. i .. "\r\nContent-Length: 2\r\n\r\nok"
+      if same_as_fast(data, 1000, data) then taken = taken + 1 end
+    end
+    assert.equal(5000, taken)
+  end)
+end)
+
 -- Outside a request (no request pointer from thread.exdata, or no thread.exdata, or one that
 -- raises because the ffi module is not loaded: all can happen without resty.core) no cosocket
 -- object is kept between calls, and nothing raises.

@@ -341,6 +341,57 @@ end
 -- (internal, for spec/cosocket_head_spec.lua: the fast path next to the C parser)
 _M._fast_head = fast_head
 
+-- A copy of a table's fields (LuaJIT's table.clone, one C call; a copy by pairs elsewhere).
+local clone = (function()
+  local ok, tc = pcall(require, "table.clone")
+  if ok and type(tc) == "function" then return tc end
+  return function(t)
+    local c = {}
+    for k, v in pairs(t) do c[k] = v end
+    return c
+  end
+end)()
+
+-- The heads fast_head took lately, by the head's bytes (status line to the blank line): the
+-- same server sends the same head on every answer until its Date moves on, so the head is
+-- read once a second rather than once an answer. fast_head's outcome depends on nothing but
+-- the head's bytes and max_body (its searches never pass the head's end), so a head found
+-- here gives what fast_head gives for it: the status, a new copy of the headers, the
+-- Content-Length and keep (nil when that length is above this call's max_body, as fast_head
+-- answers). Bounded (emptied when full). A server whose heads differ on every answer (a
+-- request id header) would only pay for the lookups: after MAX_MISSES misses in a row the
+-- lookups stop for SKIP answers, then are tried again.
+local HEADS, heads_n = {}, 0
+local MAX_HEADS, MAX_MISSES, SKIP = 32, 16, 1024
+local misses, skip = 0, 0
+
+local function read_head(data, max_body)
+  if skip > 0 then
+    skip = skip - 1
+    return fast_head(data, max_body)
+  end
+  local e = find(data, "\r\n\r\n", 1, true)
+  if not e then return nil end
+  local head = sub(data, 1, e + 3)
+  local h = HEADS[head]
+  if h then
+    misses = 0
+    local length = h[3]
+    if length > max_body then return nil end
+    return h[1], clone(h[2]), e + 4, length, h[4]
+  end
+  local status, headers, body_at, length, keep = fast_head(data, max_body)
+  misses = misses + 1
+  if misses >= MAX_MISSES then misses, skip = 0, SKIP end
+  if not status then return nil end
+  if heads_n >= MAX_HEADS then HEADS, heads_n = {}, 0 end
+  HEADS[head], heads_n = { status, clone(headers), length, keep }, heads_n + 1
+  return status, headers, body_at, length, keep
+end
+
+-- (internal, for spec/cosocket_head_spec.lua)
+_M._read_head = read_head
+
 local function fail(sock, parser, message, code, maybe_sent)
   if parser then parser:close() end
   if sock then sock:close() end
@@ -475,7 +526,7 @@ local function exchange(ngx, c, method, request, deadline, replay, connect_timeo
     if data then
       if first and not head then
         -- the usual answer, whole head in the first read: no parser (see fast_head)
-        local status, headers, body_at, length, keep = fast_head(data, max_body)
+        local status, headers, body_at, length, keep = read_head(data, max_body)
         -- the whole answer in this read (else the loop below, whose every read is held to the
         -- call's deadline: a body trickling in must not outlast it)
         local have = status and #data - body_at + 1
