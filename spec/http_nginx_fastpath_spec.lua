@@ -81,7 +81,7 @@ local FRONT_CONF = [[
           idempotent = idempotent, headers = headers, own_headers = variant == 3 or nil,
           json = variant == 2 or nil, correlation_id = variant == 1 and ("corr-" .. n) or nil })
       end
-      return cjson.encode { outs = outs, fresh = counts.fresh, handed = counts.handed }
+      return cjson.encode { outs = outs, fresh = counts.fresh, handed = counts.handed, wire = t.wire ~= nil }
     end
   }
   server {
@@ -120,6 +120,8 @@ describe("paykit.http direct first try inside nginx", function()
           f.reset()
           local got = run(mode, variant, cell, n)
           local calls = #got.outs
+          -- inside nginx no wire client is made, whatever way the calls went
+          assert.is_false(got.wire, cell .. " variant " .. variant .. " " .. mode)
           if mode == "direct" then
             -- every call made its first attempt directly; only one that is not final goes on
             assert.equal(0, got.fresh, cell .. " variant " .. variant)

@@ -807,7 +807,8 @@ local function general_request(self, req, started, pre_cid, pre_res, pre_msg, pr
       -- (handed: the first try's outcome is this attempt's, whatever the way: never sent again)
       local general = not handed and (in_ngx or runtime.schedulers_installed ~= 0 or self.send_once ~= send_once)
       local w, sched, sw = false, nil, nil
-      if not general then
+      -- (an outcome handed on from inside nginx, ngx_first's, needs no wire client: none is made there)
+      if not general and not (handed and in_ngx) then
         w = self.wire
         if w == nil then w = self:wire_client() end
       elseif not in_ngx and self.send_once == send_once then
