@@ -152,6 +152,66 @@ describe("paykit.cosocket fast answer reading over generated answers", function(
   end)
 end)
 
+-- read_head (what a call uses) keeps the heads fast_head took and gives, for a head it has
+-- seen, what fast_head gives: over the generated answers, each read several times with
+-- other max_body values and bodies, the outcome must equal fast_head's and every headers
+-- table must be a table of its own (a caller changing one changes no later answer).
+describe("paykit.cosocket answer heads read again", function()
+  local function pack(...) return { n = select("#", ...), ... } end
+  local read = cosocket._read_head
+
+  local function same_as_fast(data, max_body, where)
+    local want = pack(fast(data, max_body))
+    local got = pack(read(data, max_body))
+    assert.same(want, got, where)
+    if got[2] then
+      assert.are_not.equal(want[2], got[2])
+      got[2]["x-changed"] = "by the caller" -- must not reach the next answer
+    end
+    return got[1] ~= nil
+  end
+
+  it("gives fast_head's outcome for heads seen before and new, over generated answers", function()
+    local seed = 23
+    local function rnd(a, b)
+      seed = (seed * 16807) % 2147483647
+      if b == nil then a, b = 1, a end
+      return a + seed % (b - a + 1)
+    end
+    local HEADS = {
+      "HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Thu, 03 Dec 2026 14:00:00 GMT\r\nContent-Type: application/json\r\n",
+      "HTTP/1.1 201 Created\r\nX-A: v\r\nConnection: close\r\n",
+      "HTTP/1.1 503 Busy\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n",
+      "HTTP/1.1 200 OK\r\nX-A: v\nX-B: w\r\n", -- a bare LF: never taken
+      "HTTP/1.1 204 No Content\r\n",
+    }
+    local BODIES = { "", "ok", '{"a":"b c"}', string.rep("x", 40) }
+    local taken, max_bodies = 0, { 1000, 20, 8388608, 0, 2 }
+    for i = 1, 6000 do
+      local body = BODIES[rnd(#BODIES)]
+      local length = rnd(3) == 1 and rnd(0, 45) or #body
+      local data = HEADS[rnd(#HEADS)] .. "Content-Length: " .. length .. "\r\n\r\n" .. body
+      if rnd(8) == 1 then data = data .. "HTTP/1.1 200 OK\r\n" end
+      if rnd(8) == 1 then data = data:sub(1, rnd(0, #data)) end
+      for _ = 1, rnd(3) do
+        if same_as_fast(data, max_bodies[rnd(#max_bodies)], string.format("input %d %q", i, data)) then
+          taken = taken + 1
+        end
+      end
+    end
+    assert.is_true(taken > 3000, "too few answers taken: " .. taken)
+  end)
+
+  it("gives fast_head's outcome for answers whose heads all differ", function()
+    local taken = 0
+    for i = 1, 5000 do
+      local data = "HTTP/1.1 200 OK\r\nX-Request-Id: " .. i .. "\r\nContent-Length: 2\r\n\r\nok"
+      if same_as_fast(data, 1000, data) then taken = taken + 1 end
+    end
+    assert.equal(5000, taken)
+  end)
+end)
+
 -- Outside a request (no request pointer from thread.exdata, or no thread.exdata, or one that
 -- raises because the ffi module is not loaded: all can happen without resty.core) no cosocket
 -- object is kept between calls, and nothing raises.
@@ -202,5 +262,111 @@ assert(res and res.status == 200, err)
     os.remove(script)
     if type(ok) == "number" then ok, code = ok == 0, ok end
     assert.is_true(ok and (code == nil or code == 0), "the call raised in a plain LuaJIT")
+  end)
+end)
+
+-- The request bytes: build_request (request lines, Host and User-Agent lines kept per conf,
+-- checked header values remembered, each line's CRLF at the start of the next piece) must give
+-- what the plain way of writing a request gives (the reference below: every line written out,
+-- every value searched), over generated methods, header tables (maps, arrays, repeated
+-- values, framing headers, Host and User-Agent given, bad names and values) and bodies, each
+-- table sent twice (the second time from what was remembered), with as many distinct names and
+-- values as fill the bounded tables.
+describe("paykit.cosocket request bytes", function()
+  local build, conf_of = cosocket._build_request, cosocket._conf_of
+  local FRAMING = { ["content-length"] = true, ["transfer-encoding"] = true, connection = true }
+  local function ref_build(method, u, headers, body, user_agent)
+    local out = { method .. " " .. u.target .. " HTTP/1.1\r\n" }
+    local has_host, has_ua = false, false
+    local function add(name, value)
+      name, value = tostring(name), tostring(value)
+      if not name:find("^[!#$%%&'*+%-.^_`|~%w]+$") then return nil, "invalid header name" end
+      if value:find("[\r\n%z]") then return nil, "invalid header value for " .. name end
+      local l = name:lower()
+      if l == "host" then has_host = true elseif l == "user-agent" then has_ua = true end
+      if not FRAMING[l] then out[#out + 1] = name .. ": " .. value .. "\r\n" end
+      return true
+    end
+    if headers ~= nil then
+      if type(headers) ~= "table" then return nil, "headers must be a table" end
+      for k, v in pairs(headers) do
+        local ok, e
+        if type(k) == "number" then
+          local line = tostring(v)
+          local colon = line:find(":", 1, true)
+          if not colon or colon == 1 then return nil, "invalid header line" end
+          ok, e = add(line:sub(1, colon - 1), (line:sub(colon + 1):gsub("^%s+", ""):gsub("%s+$", "")))
+        elseif type(v) == "table" then
+          ok = true
+          for _, one in ipairs(v) do
+            ok, e = add(k, one)
+            if not ok then break end
+          end
+        else
+          ok, e = add(k, v)
+        end
+        if not ok then return nil, e end
+      end
+    end
+    if not has_host then out[#out + 1] = "Host: " .. u.authority .. "\r\n" end
+    if not has_ua then out[#out + 1] = "User-Agent: " .. user_agent .. "\r\n" end
+    if body ~= nil or method == "POST" or method == "PUT" or method == "PATCH" then
+      out[#out + 1] = "Content-Length: " .. #(body or "") .. "\r\n"
+    end
+    return table.concat(out) .. "Connection: keep-alive\r\n\r\n" .. (body or "")
+  end
+
+  it("are the plain way's bytes over generated requests", function()
+    local seed = 31
+    local function rnd(a, b)
+      seed = (seed * 16807) % 2147483647
+      if b == nil then a, b = 1, a end
+      return a + seed % (b - a + 1)
+    end
+    local METHODS = { "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "PURGE", "BREW" }
+    local NAMES = { "Accept", "Content-Type", "X-Correlation-Id", "Authorization", "Host", "host", "User-Agent",
+      "user-agent", "Content-Length", "Transfer-Encoding", "Connection", "X-A", "Bad Name", "X@Y", "", 7 }
+    local VALUES = { "application/json", "v", "", "a b", "x\ry", "x\ny", "x\0y", 42, 1.5, "\200\255", "a: b" }
+    local BODIES = { false, "", "a=1", string.rep("{}", 300) }
+    local confs = {
+      assert(conf_of("http://127.0.0.1:18846/PaymentDealer/DoDirectPaymentThreeD?x=1", {})),
+      assert(conf_of("https://api.example:8443/", { user_agent = "shop/2" })),
+      assert(conf_of("http://[::1]/a/b", { user_agent = 17 })),
+    }
+    local built = 0
+    for i = 1, 6000 do
+      local c = confs[rnd(#confs)]
+      local method = METHODS[rnd(#METHODS)]
+      local body = BODIES[rnd(#BODIES)] or nil
+      local headers
+      local kind = rnd(6)
+      if kind == 1 then
+        headers = nil
+      elseif kind == 2 then
+        headers = "Accept: x" -- not a table
+      else
+        headers = {}
+        for _ = 1, rnd(0, 6) do
+          local name = rnd(6) == 1 and ("X-R" .. rnd(2000)) or NAMES[rnd(#NAMES)]
+          local value = rnd(5) == 1 and ("v" .. rnd(100000)) or VALUES[rnd(#VALUES)]
+          if kind == 3 then
+            headers[#headers + 1] = tostring(name) .. ({ ": ", ":", ":  ", " :" })[rnd(4)] .. tostring(value)
+              .. ({ "", " ", "\t" })[rnd(3)]
+          elseif rnd(4) == 1 then
+            headers[name] = { value, VALUES[rnd(#VALUES)] }
+          else
+            headers[name] = value
+          end
+        end
+      end
+      for _ = 1, 2 do
+        local want, werr = ref_build(method, c.u, headers, body, c.user_agent)
+        local got, gerr = build(method, c, headers, body)
+        assert.equal(want, got, string.format("input %d", i))
+        assert.equal(werr, gerr, string.format("input %d", i))
+        if got then built = built + 1 end
+      end
+    end
+    assert.is_true(built > 4000, "too few requests built: " .. built)
   end)
 end)

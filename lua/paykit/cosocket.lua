@@ -87,38 +87,47 @@ end
 local parse_url = url_mod.parse
 _M.parse_url = parse_url
 
--- Header names already checked, by name: their lowercase form (a bounded cache: the names a
--- program sends are few). Values are checked on every call.
-local NAME_OK = {}
+-- Header names already checked, by name: their lowercase form, and the piece that starts their
+-- line ("\r\nName: ", see build_request) (a bounded cache: the names a program sends are
+-- few). Values are checked on every call.
+local NAME_OK, NAME_PIECE = {}, {}
 local name_count = 0
 local function checked_name(name)
   local l = NAME_OK[name]
   if l then return l end
   if not name:find("^[!#$%%&'*+%-.^_`|~%w]+$") then return nil end
-  if name_count >= 512 then NAME_OK, name_count = {}, 0 end
+  if name_count >= 512 then NAME_OK, NAME_PIECE, name_count = {}, {}, 0 end
   l = name:lower()
-  NAME_OK[name], name_count = l, name_count + 1
+  NAME_OK[name], NAME_PIECE[name], name_count = l, "\r\n" .. name .. ": ", name_count + 1
   return l
 end
+
+-- Header values found clean (no CR, LF or NUL), by value: the first 256 seen (the values a
+-- program sends again, a Content-Type or an Authorization, are among the first; a value that
+-- changes on every call, a correlation id, is checked on every call once the table is full).
+local VALUE_OK = {}
+local value_count = 0
 
 -- Framing is ours: a caller's Content-Length / Transfer-Encoding / Connection is dropped.
 local FRAMING = { ["content-length"] = true, ["transfer-encoding"] = true, connection = true }
 
--- Appends "Name: value\r\n" to parts (as three pieces, from n + 1) unless it is a framing
--- header. Returns the new n and the header's lowercase name, or nil, message.
+-- Appends "\r\nName: " and the value to parts (from n + 1) unless it is a framing header.
+-- Returns the new n and the header's lowercase name, or nil, message.
 local function add_header(parts, n, name, value)
   if type(name) ~= "string" then name = tostring(name) end
   if type(value) ~= "string" then value = tostring(value) end
   local lname = checked_name(name)
   if not lname then return nil, "invalid header name" end
-  -- three plain searches (memchr) cost less than one pattern with a character class
-  if value:find("\r", 1, true) or value:find("\n", 1, true) or value:find("\0", 1, true) then
-    return nil, "invalid header value for " .. name
+  if not VALUE_OK[value] then
+    -- three plain searches (memchr) cost less than one pattern with a character class
+    if value:find("\r", 1, true) or value:find("\n", 1, true) or value:find("\0", 1, true) then
+      return nil, "invalid header value for " .. name
+    end
+    if value_count < 256 then VALUE_OK[value], value_count = true, value_count + 1 end
   end
   if FRAMING[lname] then return n, lname end
-  parts[n + 1], parts[n + 2], parts[n + 3] = name, ": ", value
-  parts[n + 4] = "\r\n"
-  return n + 4, lname
+  parts[n + 1], parts[n + 2] = NAME_PIECE[name], value
+  return n + 2, lname
 end
 
 -- "Name: value" -> name, value (spaces around the value dropped), or nil. Without "(.-)%s*$",
@@ -131,17 +140,38 @@ local function split_line(line)
   return line:sub(1, colon - 1), line:match("^.*%S", first)
 end
 
+-- Content-Length values as text, by length (bounded: emptied when full)
+local LENGTH_TEXT, length_count = {}, 0
+local function length_text(len)
+  local t = LENGTH_TEXT[len]
+  if t then return t end
+  if length_count >= 256 then LENGTH_TEXT, length_count = {}, 0 end
+  t = tostring(len)
+  LENGTH_TEXT[len], length_count = t, length_count + 1
+  return t
+end
+
 -- The whole request (head and body) in one string, or nil, message. Headers may be a map
 -- {Name = "v"} or an array {"Name: v"}; a map value may be an array (the header repeats).
 -- The pieces of a request are gathered in one table per worker: build_request never yields,
 -- so no other call can use it meanwhile. Pieces past the current request are left in place
--- (table.concat is given the range) and overwritten by later requests.
+-- (table.concat is given the range) and overwritten by later requests. Each line's CRLF goes
+-- at the start of the next line's piece, so that a header is two pieces ("\r\nName: " and
+-- its value); the request line of a usual method, the Host and User-Agent lines are pieces of
+-- the call's conf (c), made once.
 local parts = {}
 
-local function build_request(method, u, headers, body, user_agent)
-  parts[1], parts[2], parts[3] = method, " ", u.target
-  parts[4] = " HTTP/1.1\r\n"
-  local n, has_host, has_ua = 4, false, false
+local function request_line(c, method)
+  local line = c.lines[method]
+  if line then return line end
+  line = method .. " " .. c.u.target .. " HTTP/1.1"
+  if METHOD_OK[method] then c.lines[method] = line end
+  return line
+end
+
+local function build_request(method, c, headers, body)
+  parts[1] = request_line(c, method)
+  local n, has_host, has_ua = 1, false, false
   if headers ~= nil then
     if type(headers) ~= "table" then return nil, "headers must be a table" end
     local e
@@ -168,12 +198,12 @@ local function build_request(method, u, headers, body, user_agent)
       if not n then return nil, e end
     end
   end
-  if not has_host then parts[n + 1], parts[n + 2] = "Host: ", u.authority; parts[n + 3] = "\r\n"; n = n + 3 end
-  if not has_ua then parts[n + 1], parts[n + 2] = "User-Agent: ", user_agent; parts[n + 3] = "\r\n"; n = n + 3 end
+  if not has_host then n = n + 1; parts[n] = c.host_piece end
+  if not has_ua then n = n + 1; parts[n] = c.ua_piece end
   if body ~= nil or method == "POST" or method == "PUT" or method == "PATCH" then
-    parts[n + 1], parts[n + 2] = "Content-Length: ", #(body or ""); parts[n + 3] = "\r\n"; n = n + 3
+    parts[n + 1], parts[n + 2] = "\r\nContent-Length: ", length_text(#(body or "")); n = n + 2
   end
-  parts[n + 1] = "Connection: keep-alive\r\n\r\n"
+  parts[n + 1] = "\r\nConnection: keep-alive\r\n\r\n"
   parts[n + 2] = body or ""
   return table.concat(parts, "", 1, n + 2)
 end
@@ -341,6 +371,58 @@ end
 -- (internal, for spec/cosocket_head_spec.lua: the fast path next to the C parser)
 _M._fast_head = fast_head
 
+-- A copy of a table's fields (LuaJIT's table.clone, one C call; a copy by pairs elsewhere).
+local clone = (function()
+  local ok, tc = pcall(require, "table.clone")
+  if ok and type(tc) == "function" then return tc end
+  return function(t)
+    local c = {}
+    for k, v in pairs(t) do c[k] = v end
+    return c
+  end
+end)()
+
+-- The heads fast_head took lately, by the head's bytes (status line to the blank line): the
+-- same server sends the same head on every answer until its Date moves on, so the head is
+-- read once a second rather than once an answer. fast_head's outcome depends on nothing but
+-- the head's bytes and max_body (its searches never pass the head's end), so a head found
+-- here gives what fast_head gives for it: the status, a new copy of the headers, the
+-- Content-Length and keep (nil when that length is above this call's max_body, as fast_head
+-- answers). Bounded (emptied when full). A server whose heads differ on every answer (a
+-- request id header) would only pay for the lookups: after MAX_MISSES misses in a row the
+-- lookups stop for SKIP answers, then are tried again.
+local HEADS, heads_n = {}, 0
+local MAX_HEADS, MAX_MISSES, SKIP = 32, 16, 1024
+local misses, skip = 0, 0
+
+local function read_head(data, max_body)
+  if skip > 0 then
+    skip = skip - 1
+    return fast_head(data, max_body)
+  end
+  local e = find(data, "\r\n\r\n", 1, true)
+  if not e then return nil end
+  local head = sub(data, 1, e + 3)
+  local h = HEADS[head]
+  if h then
+    misses = 0
+    local length = h[3]
+    if length > max_body then return nil end
+    return h[1], clone(h[2]), e + 4, length, h[4]
+  end
+  local status, headers, body_at, length, keep = fast_head(data, max_body)
+  misses = misses + 1
+  if misses >= MAX_MISSES then misses, skip = 0, SKIP end
+  if not status then return nil end
+  if heads_n >= MAX_HEADS then HEADS, heads_n = {}, 0 end
+  HEADS[head], heads_n = { status, clone(headers), length, keep }, heads_n + 1
+  return status, headers, body_at, length, keep
+end
+
+-- (internal, for spec/cosocket_head_spec.lua)
+_M._read_head = read_head
+_M._build_request = build_request
+
 local function fail(sock, parser, message, code, maybe_sent)
   if parser then parser:close() end
   if sock then sock:close() end
@@ -475,7 +557,7 @@ local function exchange(ngx, c, method, request, deadline, replay, connect_timeo
     if data then
       if first and not head then
         -- the usual answer, whole head in the first read: no parser (see fast_head)
-        local status, headers, body_at, length, keep = fast_head(data, max_body)
+        local status, headers, body_at, length, keep = read_head(data, max_body)
         -- the whole answer in this read (else the loop below, whose every read is held to the
         -- call's deadline: a body trickling in must not outlast it)
         local have = status and #data - body_at + 1
@@ -576,6 +658,8 @@ local function conf_of(url, opts)
     max_response = tonumber(opts.max_response) or DEFAULT_MAX_RESPONSE,
     keepalive_timeout = tonumber(opts.keepalive_timeout) or DEFAULT_KEEPALIVE_TIMEOUT,
     user_agent = opts.user_agent or DEFAULT_USER_AGENT,
+    lines = {}, host_piece = "\r\nHost: " .. u.authority,
+    ua_piece = "\r\nUser-Agent: " .. (opts.user_agent or DEFAULT_USER_AGENT),
     o_verify = opts.verify, o_cafile = opts.cafile, o_capath = opts.capath, o_pool_name = opts.pool_name, o_pool_size = opts.pool_size,
     o_max_response = opts.max_response, o_keepalive_timeout = opts.keepalive_timeout,
     o_user_agent = opts.user_agent,
@@ -584,6 +668,9 @@ local function conf_of(url, opts)
   cache[url], cache.n = c, cache.n + 1
   return c
 end
+
+-- (internal, for spec/cosocket_head_spec.lua: build_request's conf)
+_M._conf_of = conf_of
 
 --- One HTTP request over a cosocket, with nginx's keep-alive pool.
 -- A pooled connection found closed by the server is replaced; a request is sent again on
@@ -631,7 +718,7 @@ function _M.request(req, opts)
   if type(url) ~= "string" then return nil, "invalid url: url must be a string", "other", false end
   local c, cerr, ccode = conf_of(url, opts)
   if not c then return nil, cerr, ccode or "other", false end
-  local request, herr = build_request(method, c.u, req.headers, body, c.user_agent)
+  local request, herr = build_request(method, c, req.headers, body)
   if not request then return nil, herr, "other", false end
 
   local replay = req.idempotent

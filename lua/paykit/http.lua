@@ -45,7 +45,7 @@ local RETRY_STATUS = { [502] = true, [503] = true, [504] = true }
 local DEFAULT_RETRY = { attempts = 3, base_delay = 0.2, max_delay = 2, deadline = 30 }
 
 
-local request_id_of, scoped -- below
+local request_id_of, scoped, ngx_first -- below
 local core_uuid4 = require("paykit.core").uuid4
 local core_monotonic = require("paykit.core").monotonic
 local find = string.find
@@ -811,7 +811,8 @@ local function general_request(self, req, started, pre_cid, pre_res, pre_msg, pr
       -- (handed: the first try's outcome is this attempt's, whatever the way: never sent again)
       local general = not handed and (in_ngx or runtime.schedulers_installed ~= 0 or self.send_once ~= send_once)
       local w, sched, sw = false, nil, nil
-      if not general then
+      -- (an outcome handed on from inside nginx, ngx_first's, needs no wire client: none is made there)
+      if not general and not (handed and in_ngx) then
         w = self.wire
         if w == nil then w = self:wire_client() end
       elseif not in_ngx and self.send_once == send_once then
@@ -920,6 +921,49 @@ local function general_request(self, req, started, pre_cid, pre_res, pre_msg, pr
   end
 end
 
+-- The direct first try inside nginx (request's conditions hold: no scheduler, @{with},
+-- logger, hook or per-call timeout, send_once not replaced, time for a first attempt), in a
+-- cosocket phase with paykit.cosocket there: the first attempt as the general way makes it
+-- (the same merged headers and request table, from the waits new worked out, handed to
+-- paykit.cosocket with this transport's opts) without the general way's set-up (the phase
+-- looked up once, not by check_blocking and send_once again; no per-call option picking, no
+-- retry loop). A final answer is returned from here; anything else (a failure, a status to
+-- retry) goes on the general way with this attempt's outcome as its first (never sent twice),
+-- and so does every call this does not serve (another phase: refused or blocking there).
+function ngx_first(self, req)
+  local correlation_id = req.correlation_id
+  if (correlation_id ~= nil and not clean_id(correlation_id)) or not in_cosocket_phase() then
+    return general_request(self, req)
+  end
+  local cm = cosocket_mod
+  if cm == nil then
+    local ok, mod = pcall(require, "paykit.cosocket")
+    cm = (ok and type(mod) == "table" and mod.request) and mod or false
+    cosocket_mod = cm
+  end
+  if not cm then return general_request(self, req) end
+  local json, body = req.json, req.body
+  local method = req.method or (body and "POST" or "GET")
+  if json and type(body) == "table" then body = assert(json_encode(body)) end
+  local started = self.clock()
+  local corr_header = self.correlation_header
+  if corr_header and correlation_id == nil then correlation_id = core_uuid4() end
+  local idempotent = req.idempotent
+  local send_ms, read_ms, stall_ms
+  if self.waits then send_ms, read_ms, stall_ms = self.send_ms, self.read_ms, self.stall_ms end
+  local r = request_table(method, req.url, merged_headers(req, req.headers, json, body, corr_header, correlation_id),
+    body, idempotent, self.first_ms, self.first_cms, send_ms, read_ms, stall_ms)
+  local res, msg, code, maybe_sent = cm.request(r, cosocket_opts(self))
+  if res then
+    -- final: not a status to retry, or no attempt left
+    if not (idempotent and RETRY_STATUS[res.status]) or self.retry.attempts < 2 then
+      return answered(self, res, json, correlation_id)
+    end
+    msg = nil
+  end
+  return general_request(self, req, started, correlation_id, res, msg, code, maybe_sent)
+end
+
 --- A request with retries, hooks and redacted logging.
 -- t:request{method=, url=, headers=, body=, op=, idempotent=, json=} -> res | nil, err
 -- Retried (with backoff, within retry.deadline): failures that never reached the server,
@@ -951,17 +995,22 @@ end
 -- @raise when a json body table cannot be encoded, or for a malformed per-call timeout
 function _M:request(req)
   local hooks = self.hooks
-  -- The direct first try: outside nginx, no scheduler anywhere, no @{with} under way, send_once
-  -- not replaced, no logger, no hook, no per-call timeout, time for a first attempt, and the
-  -- wire client (made here on a transport's first request, as the general way makes it; false:
-  -- libcurl serves the transport): the wire client's direct call (as general_request's) with
-  -- the waits new worked out. An answer that is final is returned from here; anything else (a
+  -- The direct first try: no @{with} under way, send_once not replaced, no logger, no hook, no
+  -- per-call timeout, time for a first attempt; inside nginx with no scheduler installed, the
+  -- cosocket request (ngx_first); elsewhere the wire client (made here on a transport's first
+  -- request, as the general way makes it; false: libcurl serves the transport): its direct
+  -- call, or under a scheduler with a wire start that start (as general_request's), with the
+  -- waits new worked out. An answer that is final is returned from here; anything else (a
   -- failure, a status to retry) goes on the general way with this attempt's outcome as its
   -- first, and so does every call this does not serve.
   if open_scopes == 0 and self.log == NOOP and not hooks.before and not hooks.after
       and self.send_once == send_once and self.first_ms
-      and req.timeout == nil and req.connect_timeout == nil and req.send_timeout == nil and req.read_timeout == nil
-      and rawget(G, "ngx") == nil then
+      and req.timeout == nil and req.connect_timeout == nil and req.send_timeout == nil and req.read_timeout == nil then
+    -- inside nginx: the cosocket try (ngx_first), only when no scheduler is installed
+    if rawget(G, "ngx") ~= nil then
+      if runtime.schedulers_installed == 0 then return ngx_first(self, req) end
+      return general_request(self, req)
+    end
     -- under a scheduler (a paykit.loop call, a paykit.batch task), the try is its wire's start
     -- (see general_request): served here only when the scheduler has one
     local sched, sw = nil, nil
