@@ -202,6 +202,19 @@ describe("paykit.cosocket answer heads read again", function()
     assert.is_true(taken > 3000, "too few answers taken: " .. taken)
   end)
 
+  it("never keeps a head that sets a cookie, and keeps one that does not", function()
+    cosocket._heads_reset()
+    for _, name in ipairs { "Set-Cookie", "set-cookie", "SET-COOKIE", "sEt-CoOkIe" } do
+      local head = "HTTP/1.1 200 OK\r\n" .. name .. ": session=s3cr3t-" .. name .. "\r\nContent-Length: 2\r\n\r\n"
+      assert.is_true(same_as_fast(head .. "ok", 1000, head))
+      assert.is_true(same_as_fast(head .. "ok", 1000, head))
+      assert.is_false(cosocket._head_kept(head), head)
+    end
+    local head = "HTTP/1.1 200 OK\r\nX-Cookie-Note: none\r\nContent-Length: 2\r\n\r\n"
+    assert.is_true(same_as_fast(head .. "ok", 1000, head))
+    assert.is_true(cosocket._head_kept(head))
+  end)
+
   it("gives fast_head's outcome for answers whose heads all differ", function()
     local taken = 0
     for i = 1, 5000 do

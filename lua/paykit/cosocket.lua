@@ -414,10 +414,16 @@ local function read_head(data, max_body)
   misses = misses + 1
   if misses >= MAX_MISSES then misses, skip = 0, SKIP end
   if not status then return nil end
+  -- a head that sets a cookie is not kept (a session the provider gives stays only in its answer)
+  if find(head, "\n[Ss][Ee][Tt]%-[Cc][Oo][Oo][Kk][Ii][Ee][ \t]*:") then return status, headers, body_at, length, keep end
   if heads_n >= MAX_HEADS then HEADS, heads_n = {}, 0 end
   HEADS[head], heads_n = { status, clone(headers), length, keep }, heads_n + 1
   return status, headers, body_at, length, keep
 end
+
+-- (internal, for spec/cosocket_head_spec.lua: whether a head's bytes are kept)
+_M._head_kept = function(head) return HEADS[head] ~= nil end
+_M._heads_reset = function() HEADS, heads_n, misses, skip = {}, 0, 0, 0 end
 
 -- (internal, for spec/cosocket_head_spec.lua)
 _M._read_head = read_head
