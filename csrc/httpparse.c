@@ -461,27 +461,65 @@ int paykit_resp_feed(paykit_resp *ps, const char *data, size_t len)
     return ps->state;
 }
 
-void paykit_resp_push_headers(lua_State *L, const paykit_resp *ps)
+void paykit_hcache_init(lua_State *L, paykit_hcache *hc)
+{
+    memset(hc->n, 0, sizeof hc->n);
+    lua_createtable(L, PAYKIT_HCACHE_N, 0);
+    hc->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void paykit_hcache_free(lua_State *L, paykit_hcache *hc)
+{
+    if (hc->ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, hc->ref);
+    hc->ref = LUA_NOREF;
+    memset(hc->n, 0, sizeof hc->n);
+}
+
+/* Pushes the n bytes at s: the cached string of entry slot when it holds the same bytes, else
+ * a new string, which then takes the entry (ct: the cache table's stack index, 0: none). */
+static void push_text(lua_State *L, const char *s, size_t n, paykit_hcache *hc, int ct, int slot)
+{
+    if (ct && slot < PAYKIT_HCACHE_N && n < PAYKIT_HCACHE_LEN) {
+        if (hc->n[slot] == n + 1 && memcmp(hc->text[slot], s, n) == 0) {
+            lua_rawgeti(L, ct, slot + 1);
+            return;
+        }
+        lua_pushlstring(L, s, n);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, ct, slot + 1);
+        memcpy(hc->text[slot], s, n);
+        hc->n[slot] = (unsigned char)(n + 1);
+        return;
+    }
+    lua_pushlstring(L, s, n);
+}
+
+void paykit_resp_push_headers(lua_State *L, const paykit_resp *ps, paykit_hcache *hc)
 {
     size_t off = 0;
     int t;
     lua_createtable(L, 0, ps->nhdrs); /* sized once: no rehash as the names go in */
     t = lua_gettop(L);
     if (ps->fast) { /* lengths known, repeated names marked */
-        int i;
+        int i, ct = 0;
+        if (hc && hc->ref != LUA_NOREF) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, hc->ref);
+            ct = lua_gettop(L);
+        }
         for (i = 0; i < ps->nhdrs; i++) {
             const char *name = ps->hdrs.p + off;
             size_t nlen = ps->hl[2 * i] & 0x7fff, vlen = ps->hl[2 * i + 1];
-            lua_pushlstring(L, name, nlen);
+            push_text(L, name, nlen, hc, ct, 2 * i);
             if (ps->hl[2 * i] & 0x8000) {
                 paykit_addheader(L, t, name + nlen + 1, vlen);
                 lua_pop(L, 1);
             } else {
-                lua_pushlstring(L, name + nlen + 1, vlen);
+                push_text(L, name + nlen + 1, vlen, hc, ct, 2 * i + 1);
                 lua_rawset(L, t);
             }
             off += nlen + vlen + 2;
         }
+        if (ct) lua_pop(L, 1);
         return;
     }
     while (off < ps->hdrs.len) {
@@ -550,7 +588,7 @@ static int l_result(lua_State *L)
     lua_createtable(L, 0, 4);
     lua_pushinteger(L, ps->status);
     lua_setfield(L, -2, "status");
-    paykit_resp_push_headers(L, ps);
+    paykit_resp_push_headers(L, ps, NULL);
     lua_setfield(L, -2, "headers");
     lua_pushlstring(L, ps->body.p ? ps->body.p : "", ps->body.len);
     lua_setfield(L, -2, "body");

@@ -7,7 +7,7 @@
  *                                           returns PAYKIT_RESP_PARSING / _DONE / _ERROR
  *   ps->status, ps->keepalive, ps->body     once done; ps->code ("protocol", "too_large",
  *   ps->code, ps->err                       "other") and ps->err (a message) once failed
- *   paykit_resp_push_headers(L, ps)         pushes {lowercase name = "v1, v2"}
+ *   paykit_resp_push_headers(L, ps, hc)     pushes {lowercase name = "v1, v2"} (hc: a string cache or NULL)
  *   paykit_resp_free(ps)                    frees the buffers (idempotent; start again to reuse)
  * No Lua code runs in feed; a struct starts zeroed (memset) before the first start.
  *
@@ -56,9 +56,24 @@ typedef struct paykit_resp {
     const char *code;
 } paykit_resp;
 
+/* The Lua strings of the header names and values of the last answers, by position (name and
+ * value of header i are entries 2i and 2i+1), kept alive in a table in the registry: an answer
+ * whose header bytes are those of the last one at that place gets the same strings without
+ * hashing or allocating them again (most of an answer's headers repeat from call to call). */
+#define PAYKIT_HCACHE_N 32
+#define PAYKIT_HCACHE_LEN 40
+typedef struct {
+    int ref;                                 /* the table (LUA_NOREF: none) */
+    unsigned char n[PAYKIT_HCACHE_N];        /* entry length + 1, 0: empty */
+    char text[PAYKIT_HCACHE_N][PAYKIT_HCACHE_LEN];
+} paykit_hcache;
+
+void paykit_hcache_init(lua_State *L, paykit_hcache *hc); /* may raise (out of memory) */
+void paykit_hcache_free(lua_State *L, paykit_hcache *hc); /* idempotent; hc->ref LUA_NOREF after */
+
 void paykit_resp_start(paykit_resp *ps, size_t max_body, int head);
 int paykit_resp_feed(paykit_resp *ps, const char *data, size_t len);
-void paykit_resp_push_headers(lua_State *L, const paykit_resp *ps);
+void paykit_resp_push_headers(lua_State *L, const paykit_resp *ps, paykit_hcache *hc); /* hc: NULL or a cache */
 void paykit_resp_free(paykit_resp *ps);
 
 #endif
