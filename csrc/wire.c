@@ -75,6 +75,15 @@
 #define KEEP_BUFFER_BYTES (64u * 1024u)
 #define MAX_HOST 255
 
+/* Parsed URL parts, pointing into the URL string. */
+typedef struct url_parts {
+    int tls;
+    const char *host, *path;
+    size_t host_len, path_len;
+    char port[8];
+    int bracketed, default_port;
+} url_t;
+
 /* ---- connections ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -140,6 +149,9 @@ typedef struct {
     char *cafile, *capath, *user_agent;
     paykit_buf pre;             /* scratch: the headers wire writes before the caller's */
     paykit_hcache hc;           /* the last answers' header strings (httpparse.h) */
+    struct url_parts url_parts; /* the last usable URL, split (cached_parse_url); url_len 0: none */
+    size_t url_len, url_host_off, url_path_off;
+    char url_text[512];
     char tls_err[200];
 } wire_t;
 
@@ -901,14 +913,6 @@ static inline int add(paykit_buf *b, const char *s, size_t n, int *ok)
 }
 #define ADDS(b, s, ok) add((b), (s), strlen(s), (ok))
 
-/* Parsed URL parts, pointing into the URL string. */
-typedef struct {
-    int tls;
-    const char *host, *path;
-    size_t host_len, path_len;
-    char port[8];
-    int bracketed, default_port;
-} url_t;
 
 /* Splits an http(s) URL; returns NULL or the reason it cannot be used. */
 static const char *parse_url(const char *u, url_t *p)
@@ -977,6 +981,29 @@ static const char *parse_url(const char *u, url_t *p)
         if ((unsigned char)p->path[i] <= ' ' || (unsigned char)p->path[i] == 0x7f)
             return "a space or control character in the path";
     return NULL;
+}
+
+/* parse_url through the client's one-URL cache: a request to the URL of the last usable one
+ * (the same bytes) takes its parts again without a new scan. */
+static const char *cached_parse_url(wire_t *w, const char *url, url_t *p)
+{
+    size_t n = strlen(url);
+    const char *bad;
+    if (n == w->url_len && n && memcmp(url, w->url_text, n) == 0) {
+        *p = w->url_parts;
+        p->host = url + w->url_host_off;
+        p->path = url + w->url_path_off;
+        return NULL;
+    }
+    bad = parse_url(url, p);
+    if (!bad && n < sizeof w->url_text) {
+        memcpy(w->url_text, url, n);
+        w->url_len = n;
+        w->url_parts = *p;
+        w->url_host_off = (size_t)(p->host - url);
+        w->url_path_off = (size_t)(p->path - url);
+    }
+    return bad;
 }
 
 /* Reads and checks the request at idx (raises on misuse). With x != NULL also prepares the
@@ -1195,7 +1222,7 @@ static int build_request(lua_State *L, wire_t *w, req_in *in, int arg, int pos, 
             x->t_connect = t0 + 300000;
         paykit_resp_start(&x->resp, w->max_response, x->head);
         x->state = X_START;
-        bad = parse_url(url, &u);
+        bad = cached_parse_url(w, url, &u);
     }
     if (x && bad) {
         x = NULL; /* the headers are still checked (misuse raises) before the URL fails */
