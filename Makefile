@@ -126,7 +126,7 @@ FUZZ_CC    ?= clang-14
 FUZZ_TIME  ?= 4
 FUZZ_FLAGS  = -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 LUA54_LIBS := $(shell $(PKGCONF) --libs lua5.4 2>/dev/null)
-FUZZ_TARGETS = pct form money hex b64 httpparse json json_pick shape
+FUZZ_TARGETS = pct form money hex b64 httpparse httpparse_fast json json_pick shape
 FUZZ_BINS = $(addprefix build/fuzz/,$(FUZZ_TARGETS))
 
 # target: csrc part, register function, extra libraries
@@ -136,6 +136,7 @@ fuzz_part_money = codec paykit_codec_register
 fuzz_part_hex = crypto paykit_crypto_register -lcrypto
 fuzz_part_b64 = crypto paykit_crypto_register -lcrypto
 fuzz_part_httpparse = httpparse paykit_httpparse_register -lhttp_parser
+fuzz_part_httpparse_fast = httpparse paykit_httpparse_register -lhttp_parser
 fuzz_part_json = json paykit_json_register
 fuzz_part_json_pick = json paykit_json_register
 fuzz_part_shape = shape paykit_shape_register

@@ -1,11 +1,13 @@
 /* HTTP/1.1 response parsing for the cosocket transport, on libhttp-parser (Debian's http_parser.h).
  *
  *   local p = core.http_response_parser{max_body = 8388608, head = false}
+ *                                           -- fast = false: only libhttp-parser (see httpparse.h)
  *   local done, err, code = p:feed(bytes)   -- true | false (need more) | nil, message, code
  *   local done, err, code = p:finish()      -- the peer closed: ends a read-until-close body
  *   p:result()  -> {status=, headers={lowercase = "v1, v2"}, body=, keepalive=bool}
  *   p:reset([{head = bool}])                -- next response on a kept-alive connection
  *   p:close()                               -- also __gc and, on 5.4, __close
+ *   p:fast()                                -- whether the fast reader read this response
  *
  * Codes: "protocol" (malformed or truncated response), "too_large" (body above max_body or
  * headers above libhttp-parser's limit), "other" (out of memory). Errors are sticky until reset.
@@ -144,8 +146,8 @@ static const http_parser_settings settings = {
 
 static void parser_start(parser_t *ps, int head)
 {
-    http_parser_init(&ps->hp, HTTP_RESPONSE);
-    ps->hp.data = ps;
+    ps->fed = ps->general = ps->fast = 0; /* libhttp-parser is set up only when it reads */
+    ps->fast_left = 0;
     ps->body.len = ps->hdrs.len = ps->field.len = ps->value.len = 0;
     ps->in_value = 0;
     ps->nhdrs = 0;
@@ -184,10 +186,17 @@ static int push_outcome(lua_State *L, const parser_t *ps)
 }
 
 /* Runs libhttp-parser over data (len 0 = end of stream) and records the outcome. */
-static void run(parser_t *ps, const char *data, size_t len)
+static void run_general(parser_t *ps, const char *data, size_t len)
 {
-    size_t used = http_parser_execute(&ps->hp, &settings, data, len);
-    enum http_errno e = HTTP_PARSER_ERRNO(&ps->hp);
+    size_t used;
+    enum http_errno e;
+    if (!ps->general) {
+        http_parser_init(&ps->hp, HTTP_RESPONSE);
+        ps->hp.data = ps;
+        ps->general = 1;
+    }
+    used = http_parser_execute(&ps->hp, &settings, data, len);
+    e = HTTP_PARSER_ERRNO(&ps->hp);
 
     if (ps->state == ST_DONE) {
         /* Paused at the end of the response; bytes beyond it mean the connection is not clean. */
@@ -217,6 +226,226 @@ static void run(parser_t *ps, const char *data, size_t len)
     }
 }
 
+/* ---- the fast reader ------------------------------------------------------------------------
+ * A direct scan of a head that is whole in the first bytes fed and plainly simple; it gives
+ * what libhttp-parser and the callbacks above give for it (the same hdrs entries in the same
+ * order, status, keep-alive, body), and declines everything else before it has changed
+ * anything, so the general reader then starts from the first byte. What it takes:
+ *   "HTTP/1.1 " or "HTTP/1.0 ", three digits 200-599 but 204 and 304 (no interim answers, no
+ *   bodiless statuses), " ", a reason of text bytes, CRLF;
+ *   header lines "name:" OWS value CRLF: a name of RFC 9110 token bytes, a value of text bytes
+ *   (SP, 0x21-0x7E, 0x80-0xFF; leading SP/HTAB dropped, trailing SP kept, as libhttp-parser);
+ *   no line starting with SP or HTAB (obs-fold), no bare CR or LF, at most
+ *   PAYKIT_FAST_MAX_HDRS lines and PAYKIT_FAST_MAX_HEAD bytes;
+ *   exactly one Content-Length of 1-15 digits and nothing else, at most max_body;
+ *   no Transfer-Encoding, no Upgrade; Connection and Proxy-Connection only "keep-alive" or
+ *   "close" (any case), which set keep-alive as libhttp-parser's flags do;
+ *   not a response to HEAD; the final CRLF.
+ * A token byte (RFC 9110 tchar) maps to itself lowered; every other byte to 0. */
+static const unsigned char lower_token[256] = {
+    ['!'] = '!', ['#'] = '#', ['$'] = '$', ['%'] = '%', ['&'] = '&', ['\''] = '\'', ['*'] = '*',
+    ['+'] = '+', ['-'] = '-', ['.'] = '.', ['0'] = '0', ['1'] = '1', ['2'] = '2', ['3'] = '3',
+    ['4'] = '4', ['5'] = '5', ['6'] = '6', ['7'] = '7', ['8'] = '8', ['9'] = '9', ['A'] = 'a',
+    ['B'] = 'b', ['C'] = 'c', ['D'] = 'd', ['E'] = 'e', ['F'] = 'f', ['G'] = 'g', ['H'] = 'h',
+    ['I'] = 'i', ['J'] = 'j', ['K'] = 'k', ['L'] = 'l', ['M'] = 'm', ['N'] = 'n', ['O'] = 'o',
+    ['P'] = 'p', ['Q'] = 'q', ['R'] = 'r', ['S'] = 's', ['T'] = 't', ['U'] = 'u', ['V'] = 'v',
+    ['W'] = 'w', ['X'] = 'x', ['Y'] = 'y', ['Z'] = 'z', ['^'] = '^', ['_'] = '_', ['`'] = '`',
+    ['a'] = 'a', ['b'] = 'b', ['c'] = 'c', ['d'] = 'd', ['e'] = 'e', ['f'] = 'f', ['g'] = 'g',
+    ['h'] = 'h', ['i'] = 'i', ['j'] = 'j', ['k'] = 'k', ['l'] = 'l', ['m'] = 'm', ['n'] = 'n',
+    ['o'] = 'o', ['p'] = 'p', ['q'] = 'q', ['r'] = 'r', ['s'] = 's', ['t'] = 't', ['u'] = 'u',
+    ['v'] = 'v', ['w'] = 'w', ['x'] = 'x', ['y'] = 'y', ['z'] = 'z', ['|'] = '|', ['~'] = '~',
+};
+
+/* Whether the n bytes at s are word (n bytes, lower case) in any case. */
+static int same_ci(const unsigned char *s, const char *word, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if ((s[i] | 0x20) != word[i]) return 0;
+    return 1;
+}
+
+#define ONES 0x0101010101010101ull
+/* Whether the n bytes at s are all value bytes but HTAB (SP, 0x21-0x7E, 0x80-0xFF): eight at a
+ * time, a word holding a byte below 0x20 or a 0x7F fails (the exact "has a byte less than"
+ * and "has a zero byte" word tests). */
+static int plain_text(const unsigned char *s, size_t n)
+{
+    while (n >= 8) {
+        uint64_t w, d;
+        memcpy(&w, s, 8);
+        d = w ^ (0x7f * ONES);
+        if ((((w - 0x20 * ONES) & ~w) | ((d - ONES) & ~d)) & (0x80 * ONES)) return 0;
+        s += 8;
+        n -= 8;
+    }
+    while (n--) {
+        if (*s < 0x20 || *s == 0x7f) return 0;
+        s++;
+    }
+    return 1;
+}
+
+/* Reads a whole simple head and what is here of its body. Returns 1 when it took the
+ * response (ps->state DONE, or PARSING with fast_left body bytes to come), 0 when the general
+ * reader must read it (ps untouched but for hdrs' contents and capacity, its length still 0). */
+static int fast_head(parser_t *ps, const char *data, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)data, *end, *e;
+    int status, minor, n = 0, seen_cl = 0, ka_flag = 0, close_flag = 0;
+    uint64_t cl = 0;
+    size_t have;
+    unsigned char *out;
+
+    if (len < 17 || ps->head || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' '
+        || p[12] != ' ' || p[9] < '2' || p[9] > '5' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9')
+        return 0;
+    minor = p[7] - '0';
+    status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+    if (status == 204 || status == 304) return 0;
+    end = p + (len < PAYKIT_FAST_MAX_HEAD ? len : PAYKIT_FAST_MAX_HEAD);
+    /* room for every entry at once: an entry (name NUL value NUL) is never longer than its line */
+    if (ps->hdrs.cap < (size_t)(end - p)) {
+        char *q = (char *)realloc(ps->hdrs.p, (size_t)(end - p));
+        if (!q) return 0;
+        ps->hdrs.p = q;
+        ps->hdrs.cap = (size_t)(end - p);
+    }
+    out = (unsigned char *)ps->hdrs.p;
+    p += 13;
+    e = memchr(p, '\r', (size_t)(end - p)); /* the reason: value bytes up to CRLF */
+    if (!e || end - e < 2 || e[1] != '\n' || !plain_text(p, (size_t)(e - p))) return 0;
+    p = e + 2;
+    for (;;) {
+        const unsigned char *value;
+        unsigned char *name = out, c;
+        size_t nn, vn;
+        int j;
+        if (p >= end) return 0;
+        if (*p == '\r') {
+            if (end - p < 2 || p[1] != '\n') return 0;
+            p += 2;
+            break;
+        }
+        while (p < end && (c = lower_token[*p]) != 0) {
+            *out++ = c;
+            p++;
+        }
+        nn = (size_t)(out - name);
+        if (nn == 0 || p >= end || *p != ':' || n == PAYKIT_FAST_MAX_HDRS) return 0;
+        p++;
+        while (p < end && (*p == ' ' || *p == '\t')) p++;
+        value = p;
+        e = memchr(p, '\r', (size_t)(end - p));
+        if (!e || end - e < 3 || e[1] != '\n' || e[2] == ' ' || e[2] == '\t') return 0;
+        vn = (size_t)(e - value);
+        if (!plain_text(value, vn)) return 0;
+        p = e + 2;
+        /* the names libhttp-parser reads for itself */
+        switch (nn) {
+        case 7:
+            if (memcmp(name, "upgrade", 7) == 0) return 0;
+            break;
+        case 10:
+        case 16:
+            if (nn == 10 ? memcmp(name, "connection", 10) == 0 : memcmp(name, "proxy-connection", 16) == 0) {
+                if (vn == 10 && same_ci(value, "keep-alive", 10)) ka_flag = 1;
+                else if (vn == 5 && same_ci(value, "close", 5)) close_flag = 1;
+                else return 0;
+            }
+            break;
+        case 14:
+            if (memcmp(name, "content-length", 14) == 0) {
+                size_t i;
+                if (seen_cl || vn == 0 || vn > 15) return 0;
+                for (i = 0; i < vn; i++) {
+                    if (value[i] < '0' || value[i] > '9') return 0;
+                    cl = cl * 10 + (uint64_t)(value[i] - '0');
+                }
+                seen_cl = 1;
+            }
+            break;
+        case 17:
+            if (memcmp(name, "transfer-encoding", 17) == 0) return 0;
+            break;
+        default:
+            break;
+        }
+        /* the same name earlier? marked, so that push_headers joins the values */
+        ps->hl[2 * n] = (unsigned short)nn;
+        ps->hl[2 * n + 1] = (unsigned short)vn;
+        {
+            const unsigned char *o = (const unsigned char *)ps->hdrs.p;
+            for (j = 0; j < n; j++) {
+                size_t l2 = ps->hl[2 * j] & 0x7fff;
+                if (l2 == nn && memcmp(o, name, nn) == 0) { ps->hl[2 * n] |= 0x8000; break; }
+                o += l2 + 1 + ps->hl[2 * j + 1] + 1;
+            }
+        }
+        *out++ = '\0';
+        memcpy(out, value, vn);
+        out += vn;
+        *out++ = '\0';
+        n++;
+    }
+    if (!seen_cl || cl > (uint64_t)ps->max_body) return 0;
+
+    /* taken: from here on, what libhttp-parser would have given */
+    ps->hdrs.len = (size_t)((char *)out - ps->hdrs.p);
+    ps->nhdrs = n;
+    ps->fast = 1;
+    ps->status = status;
+    ps->keepalive = minor == 1 ? !close_flag : ka_flag;
+    e = (const unsigned char *)data + len;
+    have = (size_t)(e - p);
+    if (have > cl) have = (size_t)cl;
+    if (have && !paykit_buf_add(&ps->body, (const char *)p, have)) {
+        set_error(ps, "other", "not enough memory for the response", NULL);
+        return 1;
+    }
+    ps->fast_left = cl - have;
+    if (ps->fast_left == 0) {
+        ps->state = ST_DONE;
+        if (p + have < e) ps->keepalive = 0; /* bytes beyond the response */
+    }
+    return 1;
+}
+
+/* More body bytes (len 0: the peer closed) of a response whose head the fast reader took. */
+static void fast_body(parser_t *ps, const char *data, size_t len)
+{
+    size_t take = len;
+    if (len == 0) {
+        set_error(ps, "protocol", "connection closed before the response was complete", NULL);
+        return;
+    }
+    if (take > ps->fast_left) take = (size_t)ps->fast_left;
+    if (!paykit_buf_add(&ps->body, data, take)) {
+        set_error(ps, "other", "not enough memory for the response", NULL);
+        return;
+    }
+    ps->fast_left -= take;
+    if (ps->fast_left == 0) {
+        ps->state = ST_DONE;
+        if (take < len) ps->keepalive = 0;
+    }
+}
+
+/* Reads data (len 0 = end of stream) with the fast reader when it applies, else libhttp-parser. */
+static void run(parser_t *ps, const char *data, size_t len)
+{
+    if (ps->fast) {
+        fast_body(ps, data, len);
+        return;
+    }
+    if (!ps->fed && len > 0) {
+        ps->fed = 1;
+        if (!ps->no_fast && fast_head(ps, data, len)) return;
+        ps->hdrs.len = 0;
+    }
+    run_general(ps, data, len);
+}
+
 /* ---- the C-level API (csrc/httpparse.h) ---- */
 
 void paykit_resp_start(paykit_resp *ps, size_t max_body, int head)
@@ -232,12 +461,67 @@ int paykit_resp_feed(paykit_resp *ps, const char *data, size_t len)
     return ps->state;
 }
 
-void paykit_resp_push_headers(lua_State *L, const paykit_resp *ps)
+void paykit_hcache_init(lua_State *L, paykit_hcache *hc)
+{
+    memset(hc->n, 0, sizeof hc->n);
+    lua_createtable(L, PAYKIT_HCACHE_N, 0);
+    hc->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+void paykit_hcache_free(lua_State *L, paykit_hcache *hc)
+{
+    if (hc->ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, hc->ref);
+    hc->ref = LUA_NOREF;
+    memset(hc->n, 0, sizeof hc->n);
+}
+
+/* Pushes the n bytes at s: the cached string of entry slot when it holds the same bytes, else
+ * a new string, which then takes the entry (ct: the cache table's stack index, 0: none). */
+static void push_text(lua_State *L, const char *s, size_t n, paykit_hcache *hc, int ct, int slot)
+{
+    if (ct && slot < PAYKIT_HCACHE_N && n < PAYKIT_HCACHE_LEN) {
+        if (hc->n[slot] == n + 1 && memcmp(hc->text[slot], s, n) == 0) {
+            lua_rawgeti(L, ct, slot + 1);
+            return;
+        }
+        lua_pushlstring(L, s, n);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, ct, slot + 1);
+        memcpy(hc->text[slot], s, n);
+        hc->n[slot] = (unsigned char)(n + 1);
+        return;
+    }
+    lua_pushlstring(L, s, n);
+}
+
+void paykit_resp_push_headers(lua_State *L, const paykit_resp *ps, paykit_hcache *hc)
 {
     size_t off = 0;
     int t;
     lua_createtable(L, 0, ps->nhdrs); /* sized once: no rehash as the names go in */
     t = lua_gettop(L);
+    if (ps->fast) { /* lengths known, repeated names marked */
+        int i, ct = 0;
+        if (hc && hc->ref != LUA_NOREF) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, hc->ref);
+            ct = lua_gettop(L);
+        }
+        for (i = 0; i < ps->nhdrs; i++) {
+            const char *name = ps->hdrs.p + off;
+            size_t nlen = ps->hl[2 * i] & 0x7fff, vlen = ps->hl[2 * i + 1];
+            push_text(L, name, nlen, hc, ct, 2 * i);
+            if (ps->hl[2 * i] & 0x8000) {
+                paykit_addheader(L, t, name + nlen + 1, vlen);
+                lua_pop(L, 1);
+            } else {
+                push_text(L, name + nlen + 1, vlen, hc, ct, 2 * i + 1);
+                lua_rawset(L, t);
+            }
+            off += nlen + vlen + 2;
+        }
+        if (ct) lua_pop(L, 1);
+        return;
+    }
     while (off < ps->hdrs.len) {
         const char *name = ps->hdrs.p + off;
         size_t nlen = strlen(name);
@@ -289,6 +573,14 @@ static int l_finish(lua_State *L)
     return push_outcome(L, ps);
 }
 
+/* p:fast(): whether the fast reader read this response (for the differential checks). */
+static int l_fast(lua_State *L)
+{
+    parser_t *ps = check_parser(L);
+    lua_pushboolean(L, ps->fast);
+    return 1;
+}
+
 static int l_result(lua_State *L)
 {
     parser_t *ps = check_parser(L);
@@ -296,7 +588,7 @@ static int l_result(lua_State *L)
     lua_createtable(L, 0, 4);
     lua_pushinteger(L, ps->status);
     lua_setfield(L, -2, "status");
-    paykit_resp_push_headers(L, ps);
+    paykit_resp_push_headers(L, ps, NULL);
     lua_setfield(L, -2, "headers");
     lua_pushlstring(L, ps->body.p ? ps->body.p : "", ps->body.len);
     lua_setfield(L, -2, "body");
@@ -345,7 +637,7 @@ static int l_new(lua_State *L)
 {
     parser_t *ps;
     size_t max_body = DEFAULT_MAX_BODY;
-    int head = 0;
+    int head = 0, no_fast = 0;
     if (!lua_isnoneornil(L, 1)) {
         luaL_checktype(L, 1, LUA_TTABLE);
         lua_getfield(L, 1, "max_body");
@@ -359,9 +651,13 @@ static int l_new(lua_State *L)
         }
         lua_pop(L, 1);
         head = head_option(L, 1);
+        lua_getfield(L, 1, "fast");
+        no_fast = lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1);
+        lua_pop(L, 1);
     }
     ps = (parser_t *)lua_newuserdata(L, sizeof *ps);
     memset(ps, 0, sizeof *ps);
+    ps->no_fast = no_fast;
     luaL_getmetatable(L, PARSER_MT);
     lua_setmetatable(L, -2);
     ps->max_body = max_body;
@@ -375,6 +671,7 @@ static const luaL_Reg parser_methods[] = {
     {"result", l_result},
     {"reset", l_reset},
     {"close", l_close},
+    {"fast", l_fast},
     {NULL, NULL}
 };
 

@@ -1,5 +1,6 @@
 /* reqopts: the option tables of the HTTP clients, read once for both (see reqopts.h). */
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,13 +60,31 @@ static const char *opt_string(lua_State *L, int idx, int arg, const char *name)
     return s;
 }
 
+#define ONES 0x0101010101010101ull
+#define HAS_ZERO(v) (((v) - ONES) & ~(v) & (0x80 * ONES)) /* exact: whether a byte of v is 0 */
+
 int paykit_bad_header_text(const char *s, size_t n)
 {
-    size_t i;
-    for (i = 0; i < n; i++)
-        if ((unsigned char)s[i] <= '\r' && (s[i] == '\r' || s[i] == '\n' || s[i] == '\0'))
-            return 1; /* one compare per ordinary byte */
+    while (n >= 8) { /* a word holding a 0, a CR or an LF */
+        uint64_t w;
+        memcpy(&w, s, 8);
+        if (HAS_ZERO(w) | HAS_ZERO(w ^ ('\r' * ONES)) | HAS_ZERO(w ^ ('\n' * ONES)))
+            return 1;
+        s += 8;
+        n -= 8;
+    }
+    while (n--) {
+        if ((unsigned char)*s <= '\r' && (*s == '\r' || *s == '\n' || *s == '\0'))
+            return 1;
+        s++;
+    }
     return 0;
+}
+
+int paykit_idempotent_method(const char *m, size_t n)
+{
+    return (n == 3 && memcmp(m, "GET", 3) == 0) || (n == 4 && memcmp(m, "HEAD", 4) == 0)
+        || (n == 7 && memcmp(m, "OPTIONS", 7) == 0);
 }
 
 static char *copy_of(const char *s)
@@ -135,12 +154,13 @@ void paykit_read_req(lua_State *L, int idx, int arg, int pos, paykit_req *r)
         paykit_req_argerror(L, arg, pos, "'url' must not contain NUL bytes");
     lua_pop(L, 1); /* still referenced by the request table */
     r->method = NULL;
+    r->method_len = 0;
     lua_getfield(L, idx, "method");
     if (!lua_isnil(L, -1)) {
         if (lua_type(L, -1) != LUA_TSTRING)
             paykit_req_argerror(L, arg, pos, "'method' must be a string");
-        r->method = lua_tolstring(L, -1, &n);
-        paykit_check_method(L, arg, pos, r->method, n);
+        r->method = lua_tolstring(L, -1, &r->method_len);
+        paykit_check_method(L, arg, pos, r->method, r->method_len);
     }
     lua_pop(L, 1);
     r->timeout_ms = paykit_opt_count(L, idx, arg, pos, "timeout", r->timeout_ms, LONG_MAX);
@@ -157,9 +177,7 @@ void paykit_read_req(lua_State *L, int idx, int arg, int pos, paykit_req *r)
         r->body = lua_tolstring(L, -1, &r->body_len);
     }
     r->idempotent = paykit_opt_bool(L, idx, arg, pos, "idempotent",
-                                    r->method ? (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0
-                                                 || strcmp(r->method, "OPTIONS") == 0)
-                                              : !r->has_body);
+                                    r->method ? paykit_idempotent_method(r->method, r->method_len) : !r->has_body);
 }
 
 int paykit_read_headers(lua_State *L, int idx, int arg, int pos, paykit_header_fn fn, void *ud)

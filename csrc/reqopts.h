@@ -19,7 +19,7 @@ int paykit_opt_bool(lua_State *L, int idx, int arg, int pos, const char *name, i
 /* Raises "request <pos>: <msg>" (pos > 0: a request of a batch) or msg as argument arg. */
 void paykit_req_argerror(lua_State *L, int arg, int pos, const char *msg);
 
-/* Whether s (n bytes) holds a CR, LF or NUL: never in a header line. */
+/* Whether s (n bytes) holds a CR, LF or NUL: never in a header line. Eight bytes a step. */
 int paykit_bad_header_text(const char *s, size_t n);
 
 /* The client options both clients take. On entry *o holds the client's defaults; the strings
@@ -41,7 +41,7 @@ void paykit_read_client_opts(lua_State *L, int idx, int arg, paykit_client_opts 
  * hold the client's defaults. method is NULL when the request names none. */
 typedef struct {
     const char *url, *method, *body;
-    size_t body_len;
+    size_t body_len, method_len;     /* method_len: 0 when method is NULL */
     int has_body, follow, idempotent;
     long timeout_ms, connect_timeout_ms, stall_ms;
 } paykit_req;
@@ -67,5 +67,8 @@ int paykit_read_header_table(lua_State *L, int t, int arg, int pos, paykit_heade
 
 /* Checks a request's method (n bytes): a non-empty token of letters, '-' and '_' (raises). */
 void paykit_check_method(lua_State *L, int arg, int pos, const char *m, size_t n);
+
+/* Whether method m (n bytes) is idempotent by default: GET, HEAD or OPTIONS, exactly. */
+int paykit_idempotent_method(const char *m, size_t n);
 
 #endif

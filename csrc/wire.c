@@ -75,6 +75,15 @@
 #define KEEP_BUFFER_BYTES (64u * 1024u)
 #define MAX_HOST 255
 
+/* Parsed URL parts, pointing into the URL string. */
+typedef struct url_parts {
+    int tls;
+    const char *host, *path;
+    size_t host_len, path_len;
+    char port[8];
+    int bracketed, default_port;
+} url_t;
+
 /* ---- connections ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -139,6 +148,10 @@ typedef struct {
     int verify;
     char *cafile, *capath, *user_agent;
     paykit_buf pre;             /* scratch: the headers wire writes before the caller's */
+    paykit_hcache hc;           /* the last answers' header strings (httpparse.h) */
+    struct url_parts url_parts; /* the last usable URL, split (cached_parse_url); url_len 0: none */
+    size_t url_len, url_host_off, url_path_off;
+    char url_text[512];
     char tls_err[200];
 } wire_t;
 
@@ -889,7 +902,10 @@ static int own_header(const char *name, size_t n)
         || (n == 10 && strncasecmp(name, "connection", 10) == 0);
 }
 
-static int add(paykit_buf *b, const char *s, size_t n, int *ok)
+#ifdef __GNUC__
+__attribute__((always_inline)) /* a handful of bytes a call: the call would cost more */
+#endif
+static inline int add(paykit_buf *b, const char *s, size_t n, int *ok)
 {
     if (*ok && !paykit_buf_add(b, s, n))
         *ok = 0;
@@ -897,14 +913,6 @@ static int add(paykit_buf *b, const char *s, size_t n, int *ok)
 }
 #define ADDS(b, s, ok) add((b), (s), strlen(s), (ok))
 
-/* Parsed URL parts, pointing into the URL string. */
-typedef struct {
-    int tls;
-    const char *host, *path;
-    size_t host_len, path_len;
-    char port[8];
-    int bracketed, default_port;
-} url_t;
 
 /* Splits an http(s) URL; returns NULL or the reason it cannot be used. */
 static const char *parse_url(const char *u, url_t *p)
@@ -973,6 +981,29 @@ static const char *parse_url(const char *u, url_t *p)
         if ((unsigned char)p->path[i] <= ' ' || (unsigned char)p->path[i] == 0x7f)
             return "a space or control character in the path";
     return NULL;
+}
+
+/* parse_url through the client's one-URL cache: a request to the URL of the last usable one
+ * (the same bytes) takes its parts again without a new scan. */
+static const char *cached_parse_url(wire_t *w, const char *url, url_t *p)
+{
+    size_t n = strlen(url);
+    const char *bad;
+    if (n == w->url_len && n && memcmp(url, w->url_text, n) == 0) {
+        *p = w->url_parts;
+        p->host = url + w->url_host_off;
+        p->path = url + w->url_path_off;
+        return NULL;
+    }
+    bad = parse_url(url, p);
+    if (!bad && n < sizeof w->url_text) {
+        memcpy(w->url_text, url, n);
+        w->url_len = n;
+        w->url_parts = *p;
+        w->url_host_off = (size_t)(p->host - url);
+        w->url_path_off = (size_t)(p->path - url);
+    }
+    return bad;
 }
 
 /* Reads and checks the request at idx (raises on misuse). With x != NULL also prepares the
@@ -1085,8 +1116,8 @@ static void read_positional(lua_State *L, wire_t *w, req_in *in, int b)
         paykit_req_argerror(L, b, 0, "'url' must not contain NUL bytes");
     if (lua_type(L, b) != LUA_TSTRING)
         paykit_req_argerror(L, b, 0, "'method' must be a string");
-    q->method = lua_tolstring(L, b, &n);
-    paykit_check_method(L, b, 0, q->method, n);
+    q->method = lua_tolstring(L, b, &q->method_len);
+    paykit_check_method(L, b, 0, q->method, q->method_len);
     q->timeout_ms = pos_count(L, b, b + 5, "timeout", w->timeout_ms);
     q->connect_timeout_ms = pos_count(L, b, b + 6, "connect_timeout", w->connect_timeout_ms);
     q->stall_ms = pos_count(L, b, b + 9, "stall_timeout", w->stall_ms);
@@ -1101,8 +1132,7 @@ static void read_positional(lua_State *L, wire_t *w, req_in *in, int b)
     }
     t = lua_type(L, b + 4);
     if (t == LUA_TNIL)
-        q->idempotent = strcmp(q->method, "GET") == 0 || strcmp(q->method, "HEAD") == 0
-                     || strcmp(q->method, "OPTIONS") == 0;
+        q->idempotent = paykit_idempotent_method(q->method, q->method_len);
     else if (t != LUA_TBOOLEAN)
         paykit_req_argerror(L, b, 0, "'idempotent' must be a boolean");
     else
@@ -1140,7 +1170,7 @@ static void read_positional(lua_State *L, wire_t *w, req_in *in, int b)
 
 static int build_request(lua_State *L, wire_t *w, req_in *in, int arg, int pos, xfer *x)
 {
-    size_t body_len, hstart = 0;
+    size_t body_len, method_len, hstart = 0;
     const char *url, *method, *body, *bad = NULL;
     xfer *xfailed = x;
     int xbad = 0;
@@ -1155,6 +1185,7 @@ static int build_request(lua_State *L, wire_t *w, req_in *in, int arg, int pos, 
     has_body = q.has_body;
     idempotent = q.idempotent;
     method = q.method ? q.method : has_body ? "POST" : "GET";
+    method_len = q.method ? q.method_len : has_body ? 4 : 3;
     timeout_ms = q.timeout_ms;
     connect_timeout_ms = q.connect_timeout_ms;
     /* send_timeout / read_timeout: the longest wait for one send / one read; without either,
@@ -1171,7 +1202,7 @@ static int build_request(lua_State *L, wire_t *w, req_in *in, int arg, int pos, 
     if (x) {
         long long t0 = paykit_monotonic_ms();
         x->idempotent = idempotent;
-        x->head = strcmp(method, "HEAD") == 0;
+        x->head = method_len == 4 && memcmp(method, "HEAD", 4) == 0;
         x->fresh = !idempotent && body_len == 0; /* as the libcurl client: see the header */
         x->reused = x->retried = x->sent_any = x->got_any = x->ok = 0;
         x->send_ms = send_ms;
@@ -1191,7 +1222,7 @@ static int build_request(lua_State *L, wire_t *w, req_in *in, int arg, int pos, 
             x->t_connect = t0 + 300000;
         paykit_resp_start(&x->resp, w->max_response, x->head);
         x->state = X_START;
-        bad = parse_url(url, &u);
+        bad = cached_parse_url(w, url, &u);
     }
     if (x && bad) {
         x = NULL; /* the headers are still checked (misuse raises) before the URL fails */
@@ -1202,7 +1233,7 @@ static int build_request(lua_State *L, wire_t *w, req_in *in, int arg, int pos, 
         memcpy(x->host, u.host, u.host_len);
         x->host[u.host_len] = '\0';
         memcpy(x->port, u.port, sizeof x->port);
-        add(&x->out, method, strlen(method), &ok);
+        add(&x->out, method, method_len, &ok);
         ADDS(&x->out, " ", &ok);
         if (u.path_len == 0 || u.path[0] == '?')
             ADDS(&x->out, "/", &ok);
@@ -1268,7 +1299,7 @@ static int build_request(lua_State *L, wire_t *w, req_in *in, int arg, int pos, 
             }
         }
         buf_recycle(pre);
-        if ((has_body || strcmp(method, "POST") == 0) && !x->head) {
+        if ((has_body || (method_len == 4 && memcmp(method, "POST", 4) == 0)) && !x->head) {
             /* as libcurl writes a POST body: its length, and a form type unless one is given */
             size_t nl = put_decimal(num, (unsigned long long)body_len);
             ADDS(&x->out, "Content-Length: ", &ok);
@@ -1290,13 +1321,14 @@ static int build_request(lua_State *L, wire_t *w, req_in *in, int arg, int pos, 
 
 /* ---- results ------------------------------------------------------------------------------ */
 
-static int push_outcome(lua_State *L, xfer *x, int as_table)
+/* w: the client whose header string cache to use (NULL or closed: none). */
+static int push_outcome(lua_State *L, xfer *x, int as_table, wire_t *w)
 {
     if (x->ok) {
         lua_createtable(L, 0, 5); /* room for paykit.http's request_id, correlation_id */
         lua_pushinteger(L, x->resp.status);
         lua_setfield(L, -2, "status");
-        paykit_resp_push_headers(L, &x->resp);
+        paykit_resp_push_headers(L, &x->resp, w && w->open ? &w->hc : NULL);
         lua_setfield(L, -2, "headers");
         lua_pushlstring(L, x->resp.body.p ? x->resp.body.p : "", x->resp.body.len);
         lua_setfield(L, -2, "body");
@@ -1332,6 +1364,7 @@ static wire_t *check_wire(lua_State *L)
 static int wire_close(lua_State *L)
 {
     wire_t *w = (wire_t *)luaL_checkudata(L, 1, WIRE_MT);
+    paykit_hcache_free(L, &w->hc);
     wire_free(w);
     return 0;
 }
@@ -1360,6 +1393,7 @@ static int wire_client(lua_State *L)
     w = (wire_t *)lua_newuserdata(L, sizeof *w);
     memset(w, 0, sizeof *w);
     w->epfd = -1;
+    w->hc.ref = LUA_NOREF;
     luaL_getmetatable(L, WIRE_MT);
     lua_setmetatable(L, -2);
     w->open = 1;
@@ -1390,6 +1424,7 @@ static int wire_client(lua_State *L)
     if (w->max_connections < 1)
         w->max_connections = 1;
     w->pool_limit = w->max_connections;
+    paykit_hcache_init(L, &w->hc); /* leaves the stack as it was: the client on top */
     return 1;
 }
 
@@ -1464,7 +1499,7 @@ static int wire_request(lua_State *L)
     } else if (read_request(L, w, 2, 2, 0, x)) {
         drive_one(w, x);
     }
-    nret = push_outcome(L, x, 0);
+    nret = push_outcome(L, x, 0, w);
     xfer_release(w, x);
     if (positional) {
         lua_pushvalue(L, 15); /* after the outcome: res, id or nil, message, code, maybe_sent, id */
@@ -1524,7 +1559,7 @@ static int wire_batch(lua_State *L)
                 active++;
             }
             if (x->state == X_DONE) {
-                push_outcome(L, x, 1);
+                push_outcome(L, x, 1, w);
                 lua_rawseti(L, 3, x->index);
                 xfer_release(w, x);
                 active--;
@@ -1828,7 +1863,7 @@ static int wl_start(lua_State *L)
     }
     if (!ok) {
         lua_pushboolean(L, 0);
-        push_outcome(L, &s->x, 1);
+        push_outcome(L, &s->x, 1, s->w);
         wl_release(L, l, i);
         if (positional) {
             lua_pushvalue(L, 16); /* false, outcome, id or nil */
@@ -1931,7 +1966,7 @@ static int wl_run(lua_State *L)
         count++;
         lua_pushinteger(L, s->id);
         lua_rawseti(L, 3, count);
-        push_outcome(L, &s->x, 1);
+        push_outcome(L, &s->x, 1, s->w);
         lua_rawseti(L, 4, count);
         lua_pushinteger(L, i + 1);
         lua_rawseti(L, 5, count);
