@@ -37,4 +37,36 @@ function M.same(a, b)
   return true
 end
 
+-- The ways a reader is fed the bytes s, for the split-point checks of the HTTP targets: calls
+-- each(chunks, what) for s in two chunks at every split point of a short input (128 bytes or
+-- fewer) or at 96 of a long one (64 evenly spread, and the points either side of each CR and
+-- LF of the first 2 KB, where a reader changes state), then for s one byte at a time when it
+-- is 512 bytes or fewer. s whole is the caller's own baseline and is not fed here.
+function M.feeds(s, each)
+  local n = #s
+  local cuts = {}
+  if n <= 128 then
+    for cut = 1, n - 1 do cuts[#cuts + 1] = cut end
+  else
+    for i = 1, 64 do cuts[#cuts + 1] = math.floor(i * n / 65) end
+    local pos = 1
+    while #cuts < 96 do
+      local a = s:find("[\r\n]", pos)
+      if not a or a > 2048 then break end
+      cuts[#cuts + 1] = a - 1; cuts[#cuts + 1] = a
+      pos = a + 1
+    end
+  end
+  for _, cut in ipairs(cuts) do
+    if cut >= 1 and cut < n then
+      each({ s:sub(1, cut), s:sub(cut + 1) }, string.format("split at %d of %d", cut, n))
+    end
+  end
+  if n <= 512 then
+    local bytes = {}
+    for i = 1, n do bytes[i] = s:sub(i, i) end
+    each(bytes, "byte at a time")
+  end
+end
+
 return M

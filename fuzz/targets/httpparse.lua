@@ -39,33 +39,9 @@ return function(core, data)
   local b = data:byte(1)
   local opts = { head = b % 2 == 1, max_body = (b & 2) ~= 0 and 16 or 1048576 }
   local s = data:sub(2)
-  local n = #s
   local whole = outcome(core, { s }, opts)
-  -- every split point of a short input; 96 of a long one (evenly spread, plus the points
-  -- next to each CR and LF of the first 2 KB, where the parser changes state)
-  local cuts = {}
-  if n <= 128 then
-    for cut = 1, n - 1 do cuts[#cuts + 1] = cut end
-  else
-    for i = 1, 64 do cuts[#cuts + 1] = math.floor(i * n / 65) end
-    local pos = 1
-    while #cuts < 96 do
-      local a = s:find("[\r\n]", pos)
-      if not a or a > 2048 then break end
-      cuts[#cuts + 1] = a - 1; cuts[#cuts + 1] = a
-      pos = a + 1
-    end
-  end
-  for _, cut in ipairs(cuts) do
-    if cut >= 1 and cut < n then
-      local split = outcome(core, { s:sub(1, cut), s:sub(cut + 1) }, opts)
-      check(split == whole, "split at %d of %d: %q ~= %q", cut, n, split:sub(1, 200), whole:sub(1, 200))
-    end
-  end
-  if n <= 512 then
-    local bytes = {}
-    for i = 1, n do bytes[i] = s:sub(i, i) end
-    local one = outcome(core, bytes, opts)
-    check(one == whole, "byte at a time: %q ~= %q", one:sub(1, 200), whole:sub(1, 200))
-  end
+  C.feeds(s, function(chunks, what)
+    local got = outcome(core, chunks, opts)
+    check(got == whole, "%s: %q ~= %q", what, got:sub(1, 200), whole:sub(1, 200))
+  end)
 end

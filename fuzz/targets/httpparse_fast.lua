@@ -57,29 +57,6 @@ return function(core, data)
   local b = data:byte(1)
   local opts = { head = b % 2 == 1, max_body = math.floor(b / 2) % 2 == 1 and 16 or 1048576 }
   local s = data:sub(2)
-  local n = #s
   same(core, { s }, opts, "whole")
-  local cuts = {}
-  if n <= 128 then
-    for cut = 1, n - 1 do cuts[#cuts + 1] = cut end
-  else
-    for i = 1, 64 do cuts[#cuts + 1] = math.floor(i * n / 65) end
-    local pos = 1
-    while #cuts < 96 do
-      local a = s:find("[\r\n]", pos)
-      if not a or a > 2048 then break end
-      cuts[#cuts + 1] = a - 1; cuts[#cuts + 1] = a
-      pos = a + 1
-    end
-  end
-  for _, cut in ipairs(cuts) do
-    if cut >= 1 and cut < n then
-      same(core, { s:sub(1, cut), s:sub(cut + 1) }, opts, "split at " .. cut)
-    end
-  end
-  if n <= 512 then
-    local bytes = {}
-    for i = 1, n do bytes[i] = s:sub(i, i) end
-    same(core, bytes, opts, "byte at a time")
-  end
+  C.feeds(s, function(chunks, what) same(core, chunks, opts, what) end)
 end
