@@ -4,7 +4,9 @@
 -- for Moka 3D start, MoCoPay verifyPayment and Zippy create transaction; 64 in flight through
 -- paykit.batch next to wrk -t1 -c64 (each provider, http); inside nginx a provider call next to
 -- a raw cosocket loop sending the same bytes; paykit.batch memory per queued task and RSS after
--- a large batch. Every rate is the median of REPEAT runs (interleaved: one run of every row,
+-- a large batch. The Moka call is also run against answers whose heads are never alike (a new
+-- X-Request-Id on each, as a provider that tags its answers sends): the rows "every answer head
+-- new", paykit's worst case for the header strings and heads it keeps. Every rate is the median of REPEAT runs (interleaved: one run of every row,
 -- then the next round), with its spread, the client's CPU per call and the server's CPU per
 -- request; loadavg before and after, and a warning when the machine was busy. No thresholds:
 -- it prints (and stores in build/bench/results.txt) what it measured.
@@ -33,7 +35,7 @@ local SECONDS = math.max(1, math.floor(tonumber(os.getenv("PAYKIT_BENCH_SECONDS"
 local BATCH_N = QUICK and 2000 or 10000
 local MEM_N = QUICK and 10000 or 100000
 local P = tonumber(os.getenv("PAYKIT_BENCH_PORT") or 18760)
-local PORT = { http = P, https = P + 1, nginx = P + 2, client = P + 3 }
+local PORT = { http = P, https = P + 1, nginx = P + 2, client = P + 3, fresh = P + 4 }
 local ROOT = nginx.root()
 local DIR = ROOT .. "/build/bench"
 local CA = DIR .. "/ca.crt"
@@ -75,6 +77,9 @@ end
 
 local SERVER = [[
   lua_shared_dict bench_cap 1m;
+  # answers on FRESH_PORT carry a new X-Request-Id each: no two heads alike, as from a
+  # provider that tags every answer (the rows "every answer head new")
+  map $server_port $bench_fresh { ${FRESH_PORT} 1; default ""; }
   keepalive_requests 10000000;
   keepalive_timeout 60s;
   client_body_buffer_size 16k;
@@ -83,6 +88,7 @@ local SERVER = [[
     listen 127.0.0.1:${HTTP_PORT};
     listen 127.0.0.1:${HTTPS_PORT} ssl;
     listen 127.0.0.1:${NGINX_PORT};
+    listen 127.0.0.1:${FRESH_PORT};
     ssl_certificate ${DIR}/server.crt;
     ssl_certificate_key ${DIR}/server.key;
     access_log off;
@@ -155,10 +161,10 @@ local function calls_run(lua, scenario, mode, base, amount, in_flight, cafile)
   end)
 end
 
-local function nginx_run(scenario, mode)
+local function nginx_run(scenario, mode, port)
   return with_server_cpu(function()
     return parse_result(curl_get(string.format("http://127.0.0.1:%d/run?scenario=%s&mode=%s&seconds=%s&port=%d",
-      PORT.client, scenario, mode, SECONDS, PORT.nginx)))
+      PORT.client, scenario, mode, SECONDS, port or PORT.nginx)))
   end)
 end
 
@@ -244,7 +250,19 @@ local function wrk_bytes(file, base, key)
   return "wrk sends " .. compare(readfile(file), got)
 end
 
+-- The fresh port's promise, checked: two answers there, two different X-Request-Id values.
+local function fresh_heads()
+  local url = q("http://127.0.0.1:" .. PORT.fresh .. F.moka_path)
+  local ids = {}
+  for i = 1, 2 do
+    ids[i] = capture("curl -s -o /dev/null -D - -X POST --data x --max-time 10 " .. url):match("[Xx]%-[Rr]equest%-[Ii]d: *(%x+)")
+  end
+  if not ids[1] or ids[1] == ids[2] then error("the answers on port " .. PORT.fresh .. " do not carry a new X-Request-Id each", 0) end
+  captured.fresh = "two answers there carried X-Request-Id " .. ids[1] .. " and " .. ids[2]
+end
+
 local function captures()
+  fresh_heads()
   curl_get(cap_url("arm=1"))
   local paths = { moka = F.moka_path, mocopay = F.mocopay_path, zippy = F.zippy_path }
   for _, prov in ipairs(QUICK and { "moka" } or { "moka", "mocopay", "zippy" }) do -- the measured ones
@@ -325,6 +343,20 @@ local function build_rows()
         end
       end
     end
+    if prov == "moka" then
+      -- the same call where no two answer heads are alike (a new X-Request-Id on each): what
+      -- paykit's kept header strings and kept heads cost when they never match
+      local fresh = "http://127.0.0.1:" .. PORT.fresh
+      local group = names[prov] .. ", http, 1 conn, every answer head new"
+      local w = #rows + 1
+      row(group, "wrk -t1 -c1 (same bytes)", function()
+        return wrk_run(string.format("%s/%s-http.req", DIR, prov), fresh .. "/", 1) end)
+      for _, rt in ipairs(runtimes) do
+        row(group, "paykit " .. rt[2], function() return calls_run(rt[1], prov, "seq", fresh, SECONDS, 1, CA) end, w)
+        row(group, "bare wire request() " .. rt[2], function()
+          return calls_run(WIRE .. rt[1], "bare", "seq", fresh, SECONDS, 1, CA) end, w)
+      end
+    end
   end
   local base = "http://127.0.0.1:" .. PORT.http
   for _, prov in ipairs(NGINX_ONLY and {} or provs) do
@@ -362,6 +394,12 @@ local function build_rows()
     end
     row(g, "raw cosocket loop (same bytes)", function() return nginx_run(prov, "raw") end)
     row(g, "paykit (cosocket transport)", function() return nginx_run(prov, "paykit") end, r)
+    if prov == "moka" then -- as above, where no two answer heads are alike
+      local g2 = g .. ", every answer head new"
+      local r2 = #rows + 1
+      row(g2, "raw cosocket loop (same bytes)", function() return nginx_run(prov, "raw", PORT.fresh) end)
+      row(g2, "paykit (cosocket transport)", function() return nginx_run(prov, "paykit", PORT.fresh) end, r2)
+    end
     if NGINX_ONLY then -- the transport alone, and under paykit.http, sending the same request
       row(g, "raw loop, pooled (connect+setkeepalive)", function() return nginx_run(prov, "rawpool") end, r)
       row(g, "paykit.cosocket.request alone", function() return nginx_run(prov, "cosocket") end, r)
@@ -404,8 +442,8 @@ local function main()
   local load0 = loadavg()
   make_certs()
   local vars = { HTTP_PORT = PORT.http, HTTPS_PORT = PORT.https, NGINX_PORT = PORT.nginx, CLIENT_PORT = PORT.client,
-    DIR = DIR, MOKA = F.moka_path, MOCOPAY = F.mocopay_path, ZIPPY = F.zippy_path }
-  local sv = {}; for k, v in pairs(vars) do sv[k] = v end; sv.PORTS = { PORT.http, PORT.https, PORT.nginx }
+    FRESH_PORT = PORT.fresh, DIR = DIR, MOKA = F.moka_path, MOCOPAY = F.mocopay_path, ZIPPY = F.zippy_path }
+  local sv = {}; for k, v in pairs(vars) do sv[k] = v end; sv.PORTS = { PORT.http, PORT.https, PORT.nginx, PORT.fresh }
   local srv = nginx.start("bench", SERVER, sv)
   local cv = {}; for k, v in pairs(vars) do cv[k] = v end; cv.PORTS = { PORT.client }
   local cli_ok, cli = pcall(nginx.start, "bench-client", CLIENT, cv)
@@ -481,6 +519,7 @@ local function main()
     end
   end
   if not NGINX_ONLY then p("  bare core request(): " .. tostring(captured.bare)) end
+  p("  every answer head new (port " .. PORT.fresh .. "): " .. tostring(captured.fresh))
   p("vs base: the group's first row (wrk -t1 or the raw cosocket loop). client CPU: user+system of the client")
   p("process per call (os.clock; /usr/bin/time for wrk; the client nginx worker inside nginx). server CPU:")
   p("the server nginx worker's user+system per request (/proc, 10 ms ticks). spread: (max-min)/median.")
@@ -504,7 +543,7 @@ end
 local function profile()
   make_certs()
   local n = math.max(100, math.floor(tonumber(os.getenv("PAYKIT_BENCH_PROFILE_N") or 3000)))
-  local sv = { HTTP_PORT = PORT.http, HTTPS_PORT = PORT.https, NGINX_PORT = PORT.nginx, DIR = DIR,
+  local sv = { HTTP_PORT = PORT.http, HTTPS_PORT = PORT.https, NGINX_PORT = PORT.nginx, FRESH_PORT = PORT.fresh, DIR = DIR,
     MOKA = F.moka_path, MOCOPAY = F.mocopay_path, ZIPPY = F.zippy_path, PORTS = { PORT.http } }
   local srv = nginx.start("bench", SERVER, sv)
   local cv = { CLIENT_PORT = PORT.client, ROOT = ROOT, PORTS = { PORT.client } }

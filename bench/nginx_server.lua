@@ -14,6 +14,8 @@ function M.answer(name)
     cap:add(ngx.var.server_port .. ngx.var.uri, ngx.req.raw_header() .. (ngx.req.get_body_data() or ""))
   end
   local text = fixtures[name .. "_answer"]
+  -- on the bench's FRESH_PORT every answer head is new (nginx's random 32-hex $request_id)
+  if ngx.var.bench_fresh == "1" then ngx.header["X-Request-Id"] = ngx.var.request_id end
   ngx.header["Content-Length"] = #text
   ngx.print(text)
 end
