@@ -77,9 +77,6 @@ end
 
 local SERVER = [[
   lua_shared_dict bench_cap 1m;
-  # answers on FRESH_PORT carry a new X-Request-Id each: no two heads alike, as from a
-  # provider that tags every answer (the rows "every answer head new")
-  map $server_port $bench_fresh { ${FRESH_PORT} 1; default ""; }
   keepalive_requests 10000000;
   keepalive_timeout 60s;
   client_body_buffer_size 16k;
@@ -88,7 +85,6 @@ local SERVER = [[
     listen 127.0.0.1:${HTTP_PORT};
     listen 127.0.0.1:${HTTPS_PORT} ssl;
     listen 127.0.0.1:${NGINX_PORT};
-    listen 127.0.0.1:${FRESH_PORT};
     ssl_certificate ${DIR}/server.crt;
     ssl_certificate_key ${DIR}/server.key;
     access_log off;
@@ -97,6 +93,14 @@ local SERVER = [[
     location = ${MOCOPAY} { content_by_lua_block { require("bench.nginx_server").answer("mocopay") } }
     location = ${ZIPPY} { content_by_lua_block { require("bench.nginx_server").answer("zippy") } }
     location = /__capture { content_by_lua_block { require("bench.nginx_server").capture() } }
+  }
+  # the same answers, each with a new X-Request-Id: no two heads alike, as from a provider that
+  # tags every answer (the rows "every answer head new")
+  server {
+    listen 127.0.0.1:${FRESH_PORT};
+    access_log off;
+    default_type application/json;
+    location = ${MOKA} { content_by_lua_block { require("bench.nginx_server").answer("moka", true) } }
   }
 ]]
 

@@ -2,11 +2,12 @@
 -- request bytes a client sent (raw header + body), so that wrk can send those same bytes.
 --   location = /PaymentDealer/DoDirectPaymentThreeD {
 --     content_by_lua_block { require("bench.nginx_server").answer("moka") } }
+--   answer(name, true): the same with a new X-Request-Id header on every answer
 --   GET /__capture?arm=1 | ?arm=0 | ?key=<port><uri> (the first request captured for it) | ?clear=<key>
 local M = {}
 local fixtures
 
-function M.answer(name)
+function M.answer(name, fresh)
   fixtures = fixtures or require "bench.fixtures"
   ngx.req.read_body()
   local cap = ngx.shared.bench_cap
@@ -14,8 +15,8 @@ function M.answer(name)
     cap:add(ngx.var.server_port .. ngx.var.uri, ngx.req.raw_header() .. (ngx.req.get_body_data() or ""))
   end
   local text = fixtures[name .. "_answer"]
-  -- on the bench's FRESH_PORT every answer head is new (nginx's random 32-hex $request_id)
-  if ngx.var.bench_fresh == "1" then ngx.header["X-Request-Id"] = ngx.var.request_id end
+  -- fresh: every answer head new (nginx's random 32-hex $request_id)
+  if fresh then ngx.header["X-Request-Id"] = ngx.var.request_id end
   ngx.header["Content-Length"] = #text
   ngx.print(text)
 end
