@@ -8,14 +8,7 @@
 -- the fuzzer's inputs.
 local core = require "paykit.core"
 
--- Park-Miller: the same numbers on Lua 5.4 and LuaJIT (products stay below 2^53).
-local function prng(seed)
-  local x = seed
-  return function(n) -- 1..n
-    x = x * 16807 % 2147483647
-    return x % n + 1
-  end
-end
+local prng = require "spec.support.prng"
 
 local function pick(r, t, n) return t[r(n or #t)] end
 

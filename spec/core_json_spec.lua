@@ -2,6 +2,7 @@
 -- reader (RFC 8259 strict, number literals kept as text for chosen members).
 local core = require "paykit.core"
 local cjson = require "cjson"
+local prng = require "spec.support.prng"
 local E, D = core.json_encode, core.json_decode
 
 local MAX_SAFE = 9007199254740991 -- 2^53 - 1
@@ -434,11 +435,7 @@ describe("core.json_decode and core.json_pick on generated strings (8-byte scann
     -- json.c scans a string 8 bytes at a time while 8 bytes of the text are left: strings of
     -- plain runs of 0-19 bytes and pieces that need a look, each piece with its decoded bytes
     -- (or refused), at random offsets in the text, with random text after the string
-    local state = 20261203
-    local function rnd(n)
-      state = (state * 16807) % 2147483647
-      return state % n + 1
-    end
+    local rnd = prng(20261203)
     local PLAIN = "abcXYZ019 -_./:~!#$%&'()*+,;<=>?@[]^`{|}\127"
     local PIECES = { { '\\"', '"' }, { "\\\\", "\\" }, { "\\/", "/" }, { "\\n", "\n" }, { "\\u00e9", "é" },
       { "\\ud83d\\udcb3", "\240\159\146\179" }, { "é", "é" }, { "€", "€" }, { "\240\159\146\179", "\240\159\146\179" },

@@ -8,6 +8,7 @@ local R = require "paykit.providers.moka_request"
 local wire = require "paykit.providers.moka_wire"
 local json = require "paykit.kit.json"
 local core = require "paykit.core"
+local prng = require "spec.support.prng"
 
 local NOW = 1796083200 -- 2026-12-01 UTC
 local PAN = "4111111111111111"
@@ -156,11 +157,7 @@ describe("moka's compiled payment shapes", function()
 
   it("agree with the reference on generated inputs (acceptance, bytes, info, the error)", function()
     local seed = tonumber(os.getenv("PAYKIT_SHAPE_SEED") or "") or 20261202
-    local state = seed
-    local function rnd(n) -- Park-Miller: exact in doubles, the same sequence on both runtimes
-      state = (state * 16807) % 2147483647
-      return state % n + 1
-    end
+    local rnd = prng(seed)
     local gws = { gateway(), gateway { client_ip = "198.51.100.1", currency = "USD", software = "soft" },
       gateway { currency = "usd" } }
     local stats = { fast = 0, slow = 0, refused = 0 }
@@ -181,11 +178,7 @@ describe("moka's compiled payment shapes", function()
     -- shape.c scans texts 8 bytes at a time and copies plain runs whole: texts made of plain
     -- runs of 0-19 bytes and one-byte pieces that need a look (escapes, controls, DEL, UTF-8,
     -- invalid bytes), in the text members, the card holder, the URL's path and the amount
-    local state = 20261203
-    local function rnd(n)
-      state = (state * 16807) % 2147483647
-      return state % n + 1
-    end
+    local rnd = prng(20261203)
     local PLAIN = "abcXYZ019 -_./:~!#$%&'()*+,;<=>?@[]^`{|}"
     local SPECIAL = { '"', "\\", "\n", "\t", "\r", "\1", "\31", "\127", "\0", "é", "€", "\240\159\146\179", "\255",
       "\226\130", "\192\128", "\237\160\128", "/" }
