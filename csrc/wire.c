@@ -1309,7 +1309,7 @@ static int build_request(lua_State *L, wire_t *w, req_in *in, int arg, int pos, 
                 ADDS(&x->out, "Content-Type: application/x-www-form-urlencoded\r\n", &ok);
         }
         ADDS(&x->out, "\r\n", &ok);
-        if (body_len)
+        if (body_len && !x->head) /* as libcurl (NOBODY): a HEAD's body, with no length, is not written */
             add(&x->out, body, body_len, &ok);
         if (!ok) {
             fail(w, x, "other", 0, "out of memory while building the request");
