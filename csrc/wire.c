@@ -1062,23 +1062,22 @@ static int build_request(lua_State *L, wire_t *w, req_in *in, int arg, int pos, 
 static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer *x)
 {
     req_in in;
-    int r;
+    int r, base;
     in.q.timeout_ms = w->timeout_ms;
     in.q.connect_timeout_ms = w->connect_timeout_ms;
     in.q.stall_ms = w->stall_ms;
     in.q.follow = 0;
-    paykit_read_req(L, idx, arg, pos, &in.q);
-    lua_pop(L, 1); /* the body: still referenced by the request table */
-    in.send_ms = paykit_opt_count(L, idx, arg, pos, "send_timeout", -1, LONG_MAX);
-    in.read_ms = paykit_opt_count(L, idx, arg, pos, "read_timeout", -1, LONG_MAX);
+    base = paykit_req_fields(L, idx, 1); /* the methods' upvalues 1..: the field names */
+    paykit_read_req_fields(L, idx, base, arg, pos, &in.q);
+    in.send_ms = paykit_count_value(L, base + PAYKIT_RF_SEND_TIMEOUT, arg, pos, "send_timeout", -1, LONG_MAX);
+    in.read_ms = paykit_count_value(L, base + PAYKIT_RF_READ_TIMEOUT, arg, pos, "read_timeout", -1, LONG_MAX);
     if (in.q.follow)
         paykit_req_argerror(L, arg, pos, "the wire transport does not follow redirects");
     in.extra = NULL;
     in.json = 0;
-    lua_getfield(L, idx, "headers");
-    in.headers = lua_gettop(L);
+    in.headers = base + PAYKIT_RF_HEADERS;
     r = build_request(L, w, &in, arg, pos, x);
-    lua_pop(L, 1);
+    lua_settop(L, base - 1);
     return r;
 }
 
@@ -1623,7 +1622,8 @@ void paykit_wire_register(lua_State *L)
     if (luaL_newmetatable(L, WIRE_MT)) {
         luaL_setfuncs(L, wire_meta, 0);
         lua_newtable(L);
-        luaL_setfuncs(L, wire_methods, 0);
+        paykit_req_keys(L); /* upvalues of every method (read_request's field names) */
+        luaL_setfuncs(L, wire_methods, PAYKIT_RF_N);
         lua_setfield(L, -2, "__index");
         lua_pushliteral(L, WIRE_MT);
         lua_setfield(L, -2, "__name");
@@ -2096,7 +2096,8 @@ void paykit_wire_loop_register(lua_State *L)
     if (luaL_newmetatable(L, WLOOP_MT)) {
         luaL_setfuncs(L, wloop_meta, 0);
         lua_newtable(L);
-        luaL_setfuncs(L, wloop_methods, 0);
+        paykit_req_keys(L); /* upvalues of every method (read_request's field names) */
+        luaL_setfuncs(L, wloop_methods, PAYKIT_RF_N);
         lua_setfield(L, -2, "__index");
         lua_pushliteral(L, WLOOP_MT);
         lua_setfield(L, -2, "__name");
