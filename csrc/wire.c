@@ -75,6 +75,14 @@
 #define KEEP_BUFFER_BYTES (64u * 1024u)
 #define MAX_HOST 255
 
+/* The upvalues of every method of the client and of the loop: the request field names
+ * (paykit_req_keys: 1 .. PAYKIT_RF_N, read_request's), then "status". */
+#define UP_FIELDS 1
+#define UP_BODY (UP_FIELDS + PAYKIT_RF_BODY)
+#define UP_HEADERS (UP_FIELDS + PAYKIT_RF_HEADERS)
+#define UP_STATUS (UP_FIELDS + PAYKIT_RF_N)
+#define UP_N (UP_STATUS)
+
 /* Parsed URL parts, pointing into the URL string. */
 typedef struct url_parts {
     int tls;
@@ -1067,7 +1075,7 @@ static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer
     in.q.connect_timeout_ms = w->connect_timeout_ms;
     in.q.stall_ms = w->stall_ms;
     in.q.follow = 0;
-    base = paykit_req_fields(L, idx, 1); /* the methods' upvalues 1..: the field names */
+    base = paykit_req_fields(L, idx, UP_FIELDS); /* the methods' upvalues: the field names */
     paykit_read_req_fields(L, idx, base, arg, pos, &in.q);
     in.send_ms = paykit_count_value(L, base + PAYKIT_RF_SEND_TIMEOUT, arg, pos, "send_timeout", -1, LONG_MAX);
     in.read_ms = paykit_count_value(L, base + PAYKIT_RF_READ_TIMEOUT, arg, pos, "read_timeout", -1, LONG_MAX);
@@ -1320,17 +1328,29 @@ static int build_request(lua_State *L, wire_t *w, req_in *in, int arg, int pos, 
 
 /* ---- results ------------------------------------------------------------------------------ */
 
-/* w: the client whose header string cache to use (NULL or closed: none). */
+/* Pushes the methods' upvalues (UP_N values). */
+static void push_upvalues(lua_State *L)
+{
+    paykit_req_keys(L);
+    lua_pushliteral(L, "status");
+}
+
+/* w: the client whose header string cache to use (NULL or closed: none). Runs in a method of
+ * the client or of the loop (their upvalues). */
 static int push_outcome(lua_State *L, xfer *x, int as_table, wire_t *w)
 {
     if (x->ok) {
+        /* the keys: the methods' upvalues (UP_*), strings made once, not looked up by name */
         lua_createtable(L, 0, 5); /* room for paykit.http's request_id, correlation_id */
+        lua_pushvalue(L, lua_upvalueindex(UP_STATUS));
         lua_pushinteger(L, x->resp.status);
-        lua_setfield(L, -2, "status");
+        lua_rawset(L, -3);
+        lua_pushvalue(L, lua_upvalueindex(UP_HEADERS));
         paykit_resp_push_headers(L, &x->resp, w && w->open ? &w->hc : NULL);
-        lua_setfield(L, -2, "headers");
+        lua_rawset(L, -3);
+        lua_pushvalue(L, lua_upvalueindex(UP_BODY));
         lua_pushlstring(L, x->resp.body.p ? x->resp.body.p : "", x->resp.body.len);
-        lua_setfield(L, -2, "body");
+        lua_rawset(L, -3);
         return 1;
     }
     if (as_table) {
@@ -1622,8 +1642,8 @@ void paykit_wire_register(lua_State *L)
     if (luaL_newmetatable(L, WIRE_MT)) {
         luaL_setfuncs(L, wire_meta, 0);
         lua_newtable(L);
-        paykit_req_keys(L); /* upvalues of every method (read_request's field names) */
-        luaL_setfuncs(L, wire_methods, PAYKIT_RF_N);
+        push_upvalues(L); /* the field and result names (UP_*) */
+        luaL_setfuncs(L, wire_methods, UP_N);
         lua_setfield(L, -2, "__index");
         lua_pushliteral(L, WIRE_MT);
         lua_setfield(L, -2, "__name");
@@ -2096,8 +2116,8 @@ void paykit_wire_loop_register(lua_State *L)
     if (luaL_newmetatable(L, WLOOP_MT)) {
         luaL_setfuncs(L, wloop_meta, 0);
         lua_newtable(L);
-        paykit_req_keys(L); /* upvalues of every method (read_request's field names) */
-        luaL_setfuncs(L, wloop_methods, PAYKIT_RF_N);
+        push_upvalues(L); /* the field and result names (UP_*) */
+        luaL_setfuncs(L, wloop_methods, UP_N);
         lua_setfield(L, -2, "__index");
         lua_pushliteral(L, WLOOP_MT);
         lua_setfield(L, -2, "__name");
