@@ -76,12 +76,14 @@
 #define MAX_HOST 255
 
 /* The upvalues of every method of the client and of the loop: the request field names
- * (paykit_req_keys: 1 .. PAYKIT_RF_N, read_request's), then "status". */
+ * (paykit_req_keys: 1 .. PAYKIT_RF_N, read_request's), "status", then the metatable of the
+ * method's own object (check_self). */
 #define UP_FIELDS 1
 #define UP_BODY (UP_FIELDS + PAYKIT_RF_BODY)
 #define UP_HEADERS (UP_FIELDS + PAYKIT_RF_HEADERS)
 #define UP_STATUS (UP_FIELDS + PAYKIT_RF_N)
-#define UP_N (UP_STATUS)
+#define UP_MT (UP_STATUS + 1)
+#define UP_N (UP_MT)
 
 /* Parsed URL parts, pointing into the URL string. */
 typedef struct url_parts {
@@ -1328,11 +1330,28 @@ static int build_request(lua_State *L, wire_t *w, req_in *in, int arg, int pos, 
 
 /* ---- results ------------------------------------------------------------------------------ */
 
-/* Pushes the methods' upvalues (UP_N values). */
+/* Pushes the methods' upvalues (UP_N values) over the methods table, under which is the
+ * metatable they belong to. */
 static void push_upvalues(lua_State *L)
 {
     paykit_req_keys(L);
     lua_pushliteral(L, "status");
+    lua_pushvalue(L, -(UP_STATUS + 2)); /* UP_MT: under the names and the methods table */
+}
+
+/* luaL_checkudata(L, arg, tname) in a method whose UP_MT is tname's metatable: a value with
+ * that metatable is taken without looking the name up; anything else goes to luaL_checkudata,
+ * which raises its own message. */
+static void *check_self(lua_State *L, int arg, const char *tname)
+{
+    void *p = lua_touserdata(L, arg);
+    if (p && lua_getmetatable(L, arg)) {
+        int same = lua_rawequal(L, -1, lua_upvalueindex(UP_MT));
+        lua_pop(L, 1);
+        if (same)
+            return p;
+    }
+    return luaL_checkudata(L, arg, tname);
 }
 
 /* w: the client whose header string cache to use (NULL or closed: none). Runs in a method of
@@ -1372,9 +1391,9 @@ static int push_outcome(lua_State *L, xfer *x, int as_table, wire_t *w)
 
 /* ---- the client --------------------------------------------------------------------------- */
 
-static wire_t *check_wire(lua_State *L)
+static wire_t *check_wire(lua_State *L) /* in a client method (check_self) */
 {
-    wire_t *w = (wire_t *)luaL_checkudata(L, 1, WIRE_MT);
+    wire_t *w = (wire_t *)check_self(L, 1, WIRE_MT);
     if (!w->open)
         luaL_error(L, "paykit wire client is closed");
     return w;
@@ -1642,7 +1661,7 @@ void paykit_wire_register(lua_State *L)
     if (luaL_newmetatable(L, WIRE_MT)) {
         luaL_setfuncs(L, wire_meta, 0);
         lua_newtable(L);
-        push_upvalues(L); /* the field and result names (UP_*) */
+        push_upvalues(L); /* the field and result names, the metatable (UP_*) */
         luaL_setfuncs(L, wire_methods, UP_N);
         lua_setfield(L, -2, "__index");
         lua_pushliteral(L, WIRE_MT);
@@ -1773,9 +1792,9 @@ static void wl_free(lua_State *L, wloop_t *l)
     l->open = 0;
 }
 
-static wloop_t *check_wloop(lua_State *L)
+static wloop_t *check_wloop(lua_State *L) /* in a loop method (check_self) */
 {
-    wloop_t *l = (wloop_t *)luaL_checkudata(L, 1, WLOOP_MT);
+    wloop_t *l = (wloop_t *)check_self(L, 1, WLOOP_MT);
     if (!l->open)
         luaL_error(L, "paykit wire loop is closed");
     return l;
@@ -2116,7 +2135,7 @@ void paykit_wire_loop_register(lua_State *L)
     if (luaL_newmetatable(L, WLOOP_MT)) {
         luaL_setfuncs(L, wloop_meta, 0);
         lua_newtable(L);
-        push_upvalues(L); /* the field and result names (UP_*) */
+        push_upvalues(L); /* the field and result names, the metatable (UP_*) */
         luaL_setfuncs(L, wloop_methods, UP_N);
         lua_setfield(L, -2, "__index");
         lua_pushliteral(L, WLOOP_MT);
