@@ -74,15 +74,20 @@ static const char *opt_string(lua_State *L, int idx, int arg, const char *name)
 #define ONES 0x0101010101010101ull
 #define HAS_ZERO(v) (((v) - ONES) & ~(v) & (0x80 * ONES)) /* exact: whether a byte of v is 0 */
 
+#define BAD_WORD(w) (HAS_ZERO(w) | HAS_ZERO((w) ^ ('\r' * ONES)) | HAS_ZERO((w) ^ ('\n' * ONES)))
+
 int paykit_bad_header_text(const char *s, size_t n)
 {
-    while (n >= 8) { /* a word holding a 0, a CR or an LF */
+    if (n >= 8) { /* words holding a 0, a CR or an LF; the last one ends at the last byte */
+        const char *last = s + n - 8;
         uint64_t w;
-        memcpy(&w, s, 8);
-        if (HAS_ZERO(w) | HAS_ZERO(w ^ ('\r' * ONES)) | HAS_ZERO(w ^ ('\n' * ONES)))
-            return 1;
-        s += 8;
-        n -= 8;
+        for (; s < last; s += 8) {
+            memcpy(&w, s, 8);
+            if (BAD_WORD(w))
+                return 1;
+        }
+        memcpy(&w, last, 8); /* overlaps bytes already seen: they are not bad */
+        return BAD_WORD(w) != 0;
     }
     while (n--) {
         if ((unsigned char)*s <= '\r' && (*s == '\r' || *s == '\n' || *s == '\0'))
