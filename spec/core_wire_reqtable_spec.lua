@@ -6,7 +6,8 @@
 -- sees what __index answers) and as a copy with an empty metatable (the getfield path on the
 -- same entries); the outcome (the raise and its message, or the failure, or the answer with the
 -- bytes the server received) must be the same all three ways. Then each field read on the fast
--- path, by name, so that a field it skipped shows.
+-- path, by name, so that a field it skipped shows; a HEAD's body, never written; and the header
+-- text check (csrc/reqopts.c, a word at a time) at every place of values and names up to 40 bytes.
 local core = require "paykit.core"
 local nginx = require "spec.support.nginx"
 
@@ -146,5 +147,32 @@ describe("core.wire_client request table", function()
     local res = assert(c:request(setmetatable({}, { __index = { url = BASE .. "/raw", body = "via index" } })))
     assert.truthy(res.body:find("^POST /raw HTTP/1.1\r\n"))
     assert.truthy(res.body:find("\r\n\r\nvia index$"))
+  end)
+
+  it("finds a CR, LF or NUL at any place of a header value or name, and passes one without", function()
+    local bad_value = "header values must not contain CR, LF or NUL"
+    for n = 1, 40 do
+      for at = 1, n do
+        for _, ch in ipairs { "\r", "\n", "\0" } do
+          local v = string.rep("v", at - 1) .. ch .. string.rep("v", n - at)
+          local ok, err = pcall(c.request, c, { url = "ftp://127.0.0.1/", headers = { ["X-V"] = v } })
+          assert.is_false(ok)
+          assert.truthy(tostring(err):find(bad_value, 1, true), tostring(err))
+          ok, err = pcall(c.request, c, { url = "ftp://127.0.0.1/", headers = { "X-V: " .. v } })
+          assert.is_false(ok)
+          assert.truthy(tostring(err):find(bad_value, 1, true), tostring(err))
+          ok, err = pcall(c.request, c, { url = "ftp://127.0.0.1/", headers = { ["X" .. v] = "1" } })
+          assert.is_false(ok)
+          assert.truthy(tostring(err):find("invalid header name", 1, true), tostring(err))
+        end
+      end
+      -- every other byte passes (the unusable URL fails after the headers were checked)
+      local clean = {}
+      for i = 1, n do clean[i] = string.char(1 + (i * 37) % 255) end
+      local v = table.concat(clean):gsub("[\r\n%z]", "x")
+      local res, msg, code = c:request { url = "ftp://127.0.0.1/", headers = { ["X-V"] = v, "X-W: " .. v } }
+      assert.is_nil(res)
+      assert.are.equal("unusable_url", code, msg)
+    end
   end)
 end)
