@@ -23,7 +23,9 @@
  * user_agent; max_redirects is accepted and unused. A URL it cannot use (another scheme, user
  * information, a bad host or port, a space in the path) fails before any connection, never
  * sent, with code unusable_url and a message starting "unusable URL" (paykit.http gives such a
- * request to libcurl). The option tables are read by csrc/reqopts.c, as the libcurl client's.
+ * request to libcurl). The option tables are read by csrc/reqopts.c, as the libcurl client's
+ * (a request table's fields with lua_rawget and the names kept as the methods' upvalues when
+ * it has no metatable). A HEAD request's body is not written (as libcurl's NOBODY).
  * DNS is getaddrinfo, which blocks (also inside a batch); names under .invalid fail as dns
  * without a lookup. Responses are parsed by
  * csrc/httpparse.c (paykit_resp_*); a status outside 100-599 is a protocol error.
