@@ -269,15 +269,18 @@ static int same_ci(const unsigned char *s, const char *word, size_t n)
 /* Whether the n bytes at s are all value bytes but HTAB (SP, 0x21-0x7E, 0x80-0xFF): eight at a
  * time, a word holding a byte below 0x20 or a 0x7F fails (the exact "has a byte less than"
  * and "has a zero byte" word tests). */
+#define NOT_TEXT(w, d) ((d) = (w) ^ (0x7f * ONES), ((((w) - 0x20 * ONES) & ~(w)) | (((d) - ONES) & ~(d))) & (0x80 * ONES))
 static int plain_text(const unsigned char *s, size_t n)
 {
-    while (n >= 8) {
+    if (n >= 8) { /* the last word ends at the last byte (it may overlap bytes already seen) */
+        const unsigned char *last = s + n - 8;
         uint64_t w, d;
-        memcpy(&w, s, 8);
-        d = w ^ (0x7f * ONES);
-        if ((((w - 0x20 * ONES) & ~w) | ((d - ONES) & ~d)) & (0x80 * ONES)) return 0;
-        s += 8;
-        n -= 8;
+        for (; s < last; s += 8) {
+            memcpy(&w, s, 8);
+            if (NOT_TEXT(w, d)) return 0;
+        }
+        memcpy(&w, last, 8);
+        return !NOT_TEXT(w, d);
     }
     while (n--) {
         if (*s < 0x20 || *s == 0x7f) return 0;

@@ -13,31 +13,42 @@ void paykit_req_argerror(lua_State *L, int arg, int pos, const char *msg)
     luaL_argerror(L, arg, msg);
 }
 
+long paykit_count_value(lua_State *L, int v, int arg, int pos, const char *name, long def, long max)
+{
+    long long n = 0;
+    if (lua_isnil(L, v))
+        return def;
+    if (lua_type(L, v) != LUA_TNUMBER)
+        paykit_req_argerror(L, arg, pos, lua_pushfstring(L, "'%s' must be a number", name));
+    if (!paykit_tosafeint(L, v, &n) || n < 0 || n > max)
+        paykit_req_argerror(L, arg, pos, lua_pushfstring(L, "'%s' must be a non-negative integer", name));
+    return (long)n;
+}
+
 long paykit_opt_count(lua_State *L, int idx, int arg, int pos, const char *name, long def, long max)
 {
-    long v = def;
+    long v;
     lua_getfield(L, idx, name);
-    if (!lua_isnil(L, -1)) {
-        long long n = 0;
-        if (lua_type(L, -1) != LUA_TNUMBER)
-            paykit_req_argerror(L, arg, pos, lua_pushfstring(L, "'%s' must be a number", name));
-        if (!paykit_tosafeint(L, -1, &n) || n < 0 || n > max)
-            paykit_req_argerror(L, arg, pos, lua_pushfstring(L, "'%s' must be a non-negative integer", name));
-        v = (long)n;
-    }
+    v = paykit_count_value(L, lua_gettop(L), arg, pos, name, def, max);
     lua_pop(L, 1);
     return v;
 }
 
+/* The boolean at stack index v, or def when it is nil (as paykit_opt_bool). */
+static int bool_value(lua_State *L, int v, int arg, int pos, const char *name, int def)
+{
+    if (lua_isnil(L, v))
+        return def;
+    if (lua_type(L, v) != LUA_TBOOLEAN)
+        paykit_req_argerror(L, arg, pos, lua_pushfstring(L, "'%s' must be a boolean", name));
+    return lua_toboolean(L, v);
+}
+
 int paykit_opt_bool(lua_State *L, int idx, int arg, int pos, const char *name, int def)
 {
-    int v = def;
+    int v;
     lua_getfield(L, idx, name);
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TBOOLEAN)
-            paykit_req_argerror(L, arg, pos, lua_pushfstring(L, "'%s' must be a boolean", name));
-        v = lua_toboolean(L, -1);
-    }
+    v = bool_value(L, lua_gettop(L), arg, pos, name, def);
     lua_pop(L, 1);
     return v;
 }
@@ -63,15 +74,20 @@ static const char *opt_string(lua_State *L, int idx, int arg, const char *name)
 #define ONES 0x0101010101010101ull
 #define HAS_ZERO(v) (((v) - ONES) & ~(v) & (0x80 * ONES)) /* exact: whether a byte of v is 0 */
 
+#define BAD_WORD(w) (HAS_ZERO(w) | HAS_ZERO((w) ^ ('\r' * ONES)) | HAS_ZERO((w) ^ ('\n' * ONES)))
+
 int paykit_bad_header_text(const char *s, size_t n)
 {
-    while (n >= 8) { /* a word holding a 0, a CR or an LF */
+    if (n >= 8) { /* words holding a 0, a CR or an LF; the last one ends at the last byte */
+        const char *last = s + n - 8;
         uint64_t w;
-        memcpy(&w, s, 8);
-        if (HAS_ZERO(w) | HAS_ZERO(w ^ ('\r' * ONES)) | HAS_ZERO(w ^ ('\n' * ONES)))
-            return 1;
-        s += 8;
-        n -= 8;
+        for (; s < last; s += 8) {
+            memcpy(&w, s, 8);
+            if (BAD_WORD(w))
+                return 1;
+        }
+        memcpy(&w, last, 8); /* overlaps bytes already seen: they are not bad */
+        return BAD_WORD(w) != 0;
     }
     while (n--) {
         if ((unsigned char)*s <= '\r' && (*s == '\r' || *s == '\n' || *s == '\0'))
@@ -141,43 +157,109 @@ void paykit_check_method(lua_State *L, int arg, int pos, const char *m, size_t n
     }
 }
 
-void paykit_read_req(lua_State *L, int idx, int arg, int pos, paykit_req *r)
+/* The names of the request fields, by PAYKIT_RF_* position. */
+static const char *const RF_NAME[PAYKIT_RF_N] = {
+    "url", "method", "timeout", "connect_timeout", "stall_timeout", "follow_redirects", "body",
+    "idempotent", "send_timeout", "read_timeout", "headers",
+};
+
+void paykit_req_keys(lua_State *L)
+{
+    int f;
+    luaL_checkstack(L, PAYKIT_RF_N, "request field names");
+    for (f = 0; f < PAYKIT_RF_N; f++)
+        lua_pushstring(L, RF_NAME[f]);
+}
+
+int paykit_req_fields(lua_State *L, int idx, int up)
+{
+    int base, f;
+    if (idx < 0 && idx > LUA_REGISTRYINDEX)
+        idx = lua_gettop(L) + idx + 1; /* the values go above it */
+    luaL_checkstack(L, PAYKIT_RF_N + 4, "request fields");
+    base = lua_gettop(L) + 1;
+    if (!lua_istable(L, idx)) {
+        lua_settop(L, base + PAYKIT_RF_N - 1); /* nils: paykit_read_req_fields raises */
+        return base;
+    }
+    if (up && !lua_getmetatable(L, idx)) { /* no __index to ask: the table's own entries */
+        for (f = 0; f < PAYKIT_RF_N; f++) {
+            lua_pushvalue(L, lua_upvalueindex(up + f)); /* the name's string: not hashed again */
+            lua_rawget(L, idx);
+        }
+        return base;
+    }
+    if (up)
+        lua_pop(L, 1); /* the metatable */
+    for (f = 0; f < PAYKIT_RF_N; f++)
+        lua_getfield(L, idx, RF_NAME[f]);
+    return base;
+}
+
+/* paykit_read_req over the table at idx (base 0: lua_getfield, the body left on the stack) or
+ * over the values paykit_req_fields pushed at base (nothing left). */
+static void read_req(lua_State *L, int idx, int base, int arg, int pos, paykit_req *r)
 {
     size_t n;
+    int v;
+#define FIELD(f) (base ? base + (f) : (lua_getfield(L, idx, RF_NAME[f]), lua_gettop(L)))
+#define DONE() do { if (!base) lua_pop(L, 1); } while (0) /* a string stays referenced by the table */
     if (!lua_istable(L, idx))
         paykit_req_argerror(L, arg, pos, "request must be a table");
-    lua_getfield(L, idx, "url");
-    if (lua_type(L, -1) != LUA_TSTRING)
+    v = FIELD(PAYKIT_RF_URL);
+    if (lua_type(L, v) != LUA_TSTRING)
         paykit_req_argerror(L, arg, pos, "'url' must be a string");
-    r->url = lua_tolstring(L, -1, &n);
+    r->url = lua_tolstring(L, v, &n);
     if (strlen(r->url) != n)
         paykit_req_argerror(L, arg, pos, "'url' must not contain NUL bytes");
-    lua_pop(L, 1); /* still referenced by the request table */
+    DONE();
     r->method = NULL;
     r->method_len = 0;
-    lua_getfield(L, idx, "method");
-    if (!lua_isnil(L, -1)) {
-        if (lua_type(L, -1) != LUA_TSTRING)
+    v = FIELD(PAYKIT_RF_METHOD);
+    if (!lua_isnil(L, v)) {
+        if (lua_type(L, v) != LUA_TSTRING)
             paykit_req_argerror(L, arg, pos, "'method' must be a string");
-        r->method = lua_tolstring(L, -1, &r->method_len);
+        r->method = lua_tolstring(L, v, &r->method_len);
         paykit_check_method(L, arg, pos, r->method, r->method_len);
     }
-    lua_pop(L, 1);
-    r->timeout_ms = paykit_opt_count(L, idx, arg, pos, "timeout", r->timeout_ms, LONG_MAX);
-    r->connect_timeout_ms = paykit_opt_count(L, idx, arg, pos, "connect_timeout", r->connect_timeout_ms, LONG_MAX);
-    r->stall_ms = paykit_opt_count(L, idx, arg, pos, "stall_timeout", r->stall_ms, LONG_MAX);
-    r->follow = paykit_opt_bool(L, idx, arg, pos, "follow_redirects", r->follow);
-    lua_getfield(L, idx, "body"); /* left on the stack */
-    r->has_body = !lua_isnil(L, -1);
+    DONE();
+    v = FIELD(PAYKIT_RF_TIMEOUT);
+    r->timeout_ms = paykit_count_value(L, v, arg, pos, "timeout", r->timeout_ms, LONG_MAX);
+    DONE();
+    v = FIELD(PAYKIT_RF_CONNECT_TIMEOUT);
+    r->connect_timeout_ms = paykit_count_value(L, v, arg, pos, "connect_timeout", r->connect_timeout_ms, LONG_MAX);
+    DONE();
+    v = FIELD(PAYKIT_RF_STALL_TIMEOUT);
+    r->stall_ms = paykit_count_value(L, v, arg, pos, "stall_timeout", r->stall_ms, LONG_MAX);
+    DONE();
+    v = FIELD(PAYKIT_RF_FOLLOW);
+    r->follow = bool_value(L, v, arg, pos, "follow_redirects", r->follow);
+    DONE();
+    v = FIELD(PAYKIT_RF_BODY); /* left on the stack (base 0) */
+    r->has_body = !lua_isnil(L, v);
     r->body = NULL;
     r->body_len = 0;
     if (r->has_body) {
-        if (lua_type(L, -1) != LUA_TSTRING)
+        if (lua_type(L, v) != LUA_TSTRING)
             paykit_req_argerror(L, arg, pos, "'body' must be a string");
-        r->body = lua_tolstring(L, -1, &r->body_len);
+        r->body = lua_tolstring(L, v, &r->body_len);
     }
-    r->idempotent = paykit_opt_bool(L, idx, arg, pos, "idempotent",
-                                    r->method ? paykit_idempotent_method(r->method, r->method_len) : !r->has_body);
+    v = FIELD(PAYKIT_RF_IDEMPOTENT);
+    r->idempotent = bool_value(L, v, arg, pos, "idempotent",
+                               r->method ? paykit_idempotent_method(r->method, r->method_len) : !r->has_body);
+    DONE();
+#undef FIELD
+#undef DONE
+}
+
+void paykit_read_req(lua_State *L, int idx, int arg, int pos, paykit_req *r)
+{
+    read_req(L, idx, 0, arg, pos, r);
+}
+
+void paykit_read_req_fields(lua_State *L, int idx, int base, int arg, int pos, paykit_req *r)
+{
+    read_req(L, idx, base, arg, pos, r);
 }
 
 int paykit_read_headers(lua_State *L, int idx, int arg, int pos, paykit_header_fn fn, void *ud)

@@ -13,6 +13,9 @@
  * says so (as paykit_req_argerror). */
 long paykit_opt_count(lua_State *L, int idx, int arg, int pos, const char *name, long def, long max);
 
+/* As paykit_opt_count for the value at stack index v itself. */
+long paykit_count_value(lua_State *L, int v, int arg, int pos, const char *name, long def, long max);
+
 /* An optional boolean field, or def when it is nil (pos as for paykit_opt_count). */
 int paykit_opt_bool(lua_State *L, int idx, int arg, int pos, const char *name, int def);
 
@@ -51,6 +54,30 @@ typedef struct {
  * idempotent (default: only GET, HEAD, OPTIONS; no method: a request without a body). Leaves
  * the body (or nil) on the stack; the strings stay referenced by the request table. */
 void paykit_read_req(lua_State *L, int idx, int arg, int pos, paykit_req *r);
+
+/* The fields of a request table, in the order they are checked. */
+enum {
+    PAYKIT_RF_URL, PAYKIT_RF_METHOD, PAYKIT_RF_TIMEOUT, PAYKIT_RF_CONNECT_TIMEOUT, PAYKIT_RF_STALL_TIMEOUT,
+    PAYKIT_RF_FOLLOW, PAYKIT_RF_BODY, PAYKIT_RF_IDEMPOTENT, PAYKIT_RF_SEND_TIMEOUT, PAYKIT_RF_READ_TIMEOUT,
+    PAYKIT_RF_HEADERS, PAYKIT_RF_N
+};
+
+/* Pushes the PAYKIT_RF_N names of the request fields (strings, in PAYKIT_RF_* order): the
+ * upvalues that paykit_req_fields reads the fields with. */
+void paykit_req_keys(lua_State *L);
+
+/* Pushes the PAYKIT_RF_N fields of the table at idx (nil where absent) and returns the stack
+ * index of the first (field f at base + f). up > 0: the running C function's upvalues up ..
+ * up + PAYKIT_RF_N - 1 hold the names (paykit_req_keys), and a table without a metatable is
+ * read with lua_rawget and those strings (no C string to hash and look up again per name);
+ * one with a metatable (an __index may answer), or up 0, with lua_getfield: the values are the
+ * same either way (spec/core_wire_reqtable_spec.lua compares the two). A value that is not a
+ * table gives nils (paykit_read_req_fields raises). */
+int paykit_req_fields(lua_State *L, int idx, int up);
+
+/* paykit_read_req over the values paykit_req_fields pushed at base for the table at idx (the
+ * same checks, order and messages); leaves nothing on the stack. */
+void paykit_read_req_fields(lua_State *L, int idx, int base, int arg, int pos, paykit_req *r);
 
 /* Called for each header of a request: name/nn and value/vn for a "name = value" entry, or
  * name NULL and value the whole "Name: value" string of an array entry. Returns 0 when out of

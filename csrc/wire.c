@@ -23,7 +23,9 @@
  * user_agent; max_redirects is accepted and unused. A URL it cannot use (another scheme, user
  * information, a bad host or port, a space in the path) fails before any connection, never
  * sent, with code unusable_url and a message starting "unusable URL" (paykit.http gives such a
- * request to libcurl). The option tables are read by csrc/reqopts.c, as the libcurl client's.
+ * request to libcurl). The option tables are read by csrc/reqopts.c, as the libcurl client's
+ * (a request table's fields with lua_rawget and the names kept as the methods' upvalues when
+ * it has no metatable). A HEAD request's body is not written (as libcurl's NOBODY).
  * DNS is getaddrinfo, which blocks (also inside a batch); names under .invalid fail as dns
  * without a lookup. Responses are parsed by
  * csrc/httpparse.c (paykit_resp_*); a status outside 100-599 is a protocol error.
@@ -74,6 +76,16 @@
 #define READ_CHUNK 16384
 #define KEEP_BUFFER_BYTES (64u * 1024u)
 #define MAX_HOST 255
+
+/* The upvalues of every method of the client and of the loop: the request field names
+ * (paykit_req_keys: 1 .. PAYKIT_RF_N, read_request's), "status", then the metatable of the
+ * method's own object (check_self). */
+#define UP_FIELDS 1
+#define UP_BODY (UP_FIELDS + PAYKIT_RF_BODY)
+#define UP_HEADERS (UP_FIELDS + PAYKIT_RF_HEADERS)
+#define UP_STATUS (UP_FIELDS + PAYKIT_RF_N)
+#define UP_MT (UP_STATUS + 1)
+#define UP_N (UP_MT)
 
 /* Parsed URL parts, pointing into the URL string. */
 typedef struct url_parts {
@@ -1062,23 +1074,22 @@ static int build_request(lua_State *L, wire_t *w, req_in *in, int arg, int pos, 
 static int read_request(lua_State *L, wire_t *w, int idx, int arg, int pos, xfer *x)
 {
     req_in in;
-    int r;
+    int r, base;
     in.q.timeout_ms = w->timeout_ms;
     in.q.connect_timeout_ms = w->connect_timeout_ms;
     in.q.stall_ms = w->stall_ms;
     in.q.follow = 0;
-    paykit_read_req(L, idx, arg, pos, &in.q);
-    lua_pop(L, 1); /* the body: still referenced by the request table */
-    in.send_ms = paykit_opt_count(L, idx, arg, pos, "send_timeout", -1, LONG_MAX);
-    in.read_ms = paykit_opt_count(L, idx, arg, pos, "read_timeout", -1, LONG_MAX);
+    base = paykit_req_fields(L, idx, UP_FIELDS); /* the methods' upvalues: the field names */
+    paykit_read_req_fields(L, idx, base, arg, pos, &in.q);
+    in.send_ms = paykit_count_value(L, base + PAYKIT_RF_SEND_TIMEOUT, arg, pos, "send_timeout", -1, LONG_MAX);
+    in.read_ms = paykit_count_value(L, base + PAYKIT_RF_READ_TIMEOUT, arg, pos, "read_timeout", -1, LONG_MAX);
     if (in.q.follow)
         paykit_req_argerror(L, arg, pos, "the wire transport does not follow redirects");
     in.extra = NULL;
     in.json = 0;
-    lua_getfield(L, idx, "headers");
-    in.headers = lua_gettop(L);
+    in.headers = base + PAYKIT_RF_HEADERS;
     r = build_request(L, w, &in, arg, pos, x);
-    lua_pop(L, 1);
+    lua_settop(L, base - 1);
     return r;
 }
 
@@ -1309,7 +1320,7 @@ static int build_request(lua_State *L, wire_t *w, req_in *in, int arg, int pos, 
                 ADDS(&x->out, "Content-Type: application/x-www-form-urlencoded\r\n", &ok);
         }
         ADDS(&x->out, "\r\n", &ok);
-        if (body_len)
+        if (body_len && !x->head) /* as libcurl (NOBODY): a HEAD's body, with no length, is not written */
             add(&x->out, body, body_len, &ok);
         if (!ok) {
             fail(w, x, "other", 0, "out of memory while building the request");
@@ -1321,17 +1332,46 @@ static int build_request(lua_State *L, wire_t *w, req_in *in, int arg, int pos, 
 
 /* ---- results ------------------------------------------------------------------------------ */
 
-/* w: the client whose header string cache to use (NULL or closed: none). */
+/* Pushes the methods' upvalues (UP_N values) over the methods table, under which is the
+ * metatable they belong to. */
+static void push_upvalues(lua_State *L)
+{
+    paykit_req_keys(L);
+    lua_pushliteral(L, "status");
+    lua_pushvalue(L, -(UP_STATUS + 2)); /* UP_MT: under the names and the methods table */
+}
+
+/* luaL_checkudata(L, arg, tname) in a method whose UP_MT is tname's metatable: a value with
+ * that metatable is taken without looking the name up; anything else goes to luaL_checkudata,
+ * which raises its own message. */
+static void *check_self(lua_State *L, int arg, const char *tname)
+{
+    void *p = lua_touserdata(L, arg);
+    if (p && lua_getmetatable(L, arg)) {
+        int same = lua_rawequal(L, -1, lua_upvalueindex(UP_MT));
+        lua_pop(L, 1);
+        if (same)
+            return p;
+    }
+    return luaL_checkudata(L, arg, tname);
+}
+
+/* w: the client whose header string cache to use (NULL or closed: none). Runs in a method of
+ * the client or of the loop (their upvalues). */
 static int push_outcome(lua_State *L, xfer *x, int as_table, wire_t *w)
 {
     if (x->ok) {
+        /* the keys: the methods' upvalues (UP_*), strings made once, not looked up by name */
         lua_createtable(L, 0, 5); /* room for paykit.http's request_id, correlation_id */
+        lua_pushvalue(L, lua_upvalueindex(UP_STATUS));
         lua_pushinteger(L, x->resp.status);
-        lua_setfield(L, -2, "status");
+        lua_rawset(L, -3);
+        lua_pushvalue(L, lua_upvalueindex(UP_HEADERS));
         paykit_resp_push_headers(L, &x->resp, w && w->open ? &w->hc : NULL);
-        lua_setfield(L, -2, "headers");
+        lua_rawset(L, -3);
+        lua_pushvalue(L, lua_upvalueindex(UP_BODY));
         lua_pushlstring(L, x->resp.body.p ? x->resp.body.p : "", x->resp.body.len);
-        lua_setfield(L, -2, "body");
+        lua_rawset(L, -3);
         return 1;
     }
     if (as_table) {
@@ -1353,9 +1393,9 @@ static int push_outcome(lua_State *L, xfer *x, int as_table, wire_t *w)
 
 /* ---- the client --------------------------------------------------------------------------- */
 
-static wire_t *check_wire(lua_State *L)
+static wire_t *check_wire(lua_State *L) /* in a client method (check_self) */
 {
-    wire_t *w = (wire_t *)luaL_checkudata(L, 1, WIRE_MT);
+    wire_t *w = (wire_t *)check_self(L, 1, WIRE_MT);
     if (!w->open)
         luaL_error(L, "paykit wire client is closed");
     return w;
@@ -1623,7 +1663,8 @@ void paykit_wire_register(lua_State *L)
     if (luaL_newmetatable(L, WIRE_MT)) {
         luaL_setfuncs(L, wire_meta, 0);
         lua_newtable(L);
-        luaL_setfuncs(L, wire_methods, 0);
+        push_upvalues(L); /* the field and result names, the metatable (UP_*) */
+        luaL_setfuncs(L, wire_methods, UP_N);
         lua_setfield(L, -2, "__index");
         lua_pushliteral(L, WIRE_MT);
         lua_setfield(L, -2, "__name");
@@ -1753,9 +1794,9 @@ static void wl_free(lua_State *L, wloop_t *l)
     l->open = 0;
 }
 
-static wloop_t *check_wloop(lua_State *L)
+static wloop_t *check_wloop(lua_State *L) /* in a loop method (check_self) */
 {
-    wloop_t *l = (wloop_t *)luaL_checkudata(L, 1, WLOOP_MT);
+    wloop_t *l = (wloop_t *)check_self(L, 1, WLOOP_MT);
     if (!l->open)
         luaL_error(L, "paykit wire loop is closed");
     return l;
@@ -2096,7 +2137,8 @@ void paykit_wire_loop_register(lua_State *L)
     if (luaL_newmetatable(L, WLOOP_MT)) {
         luaL_setfuncs(L, wloop_meta, 0);
         lua_newtable(L);
-        luaL_setfuncs(L, wloop_methods, 0);
+        push_upvalues(L); /* the field and result names, the metatable (UP_*) */
+        luaL_setfuncs(L, wloop_methods, UP_N);
         lua_setfield(L, -2, "__index");
         lua_pushliteral(L, WLOOP_MT);
         lua_setfield(L, -2, "__name");
