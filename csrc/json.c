@@ -243,7 +243,13 @@ static inline size_t pj_string_at(const unsigned char *s, size_t n, size_t *pos,
  * number literals are placed there, each in turn). max_depth: 1..PJ_MAX_DEPTH.
  * Returns 1, or 0 with e set (e->msg NULL when a callback stopped). No allocation, no
  * recursion: a longjmp out of a callback leaks nothing. */
-PJ_API int pj_parse(const char *text, size_t n, char *scratch, int max_depth, const pj_sink *k, void *ud, pj_error *e)
+#if defined(__GNUC__)
+#define PJ_INLINE static inline __attribute__((always_inline))
+#else
+#define PJ_INLINE static inline
+#endif
+PJ_INLINE int pj_parse_in(const char *text, size_t n, char *scratch, int max_depth, const pj_sink *k, void *ud,
+                          pj_error *e)
 {
     const unsigned char *s = (const unsigned char *)text;
     char stack[PJ_MAX_DEPTH]; /* 'o' object, 'a' array */
@@ -354,6 +360,15 @@ after: /* after a complete value */
     e->msg = stack[depth - 1] == 'o' ? "expected ',' or '}'" : "expected ',' or ']'";
     return 0;
 }
+
+/* pj_parse_in as a function of its own (the C core's entry point; paykit.core's readers call
+ * pj_parse_in with their sink, so that the compiler inlines its callbacks) */
+#ifdef PAYKIT_JSON_CORE_ONLY
+PJ_API int pj_parse(const char *text, size_t n, char *scratch, int max_depth, const pj_sink *k, void *ud, pj_error *e)
+{
+    return pj_parse_in(text, n, scratch, max_depth, k, ud, e);
+}
+#endif
 
 #ifndef PAYKIT_JSON_CORE_ONLY
 /* ------------------------------------------------------------------ Lua: the reader */
@@ -559,7 +574,7 @@ static int l_json_decode(lua_State *L)
     if (n < sizeof small) { scratch = small; lua_pushnil(L); }
     else scratch = (char *)lua_newuserdata(L, n + 1);
     base = lua_gettop(L);
-    if (!pj_parse(text, n, scratch, max_depth, &LUA_SINK, &k, &e)) {
+    if (!pj_parse_in(text, n, scratch, max_depth, &LUA_SINK, &k, &e)) {
         lua_settop(L, base);
         lua_pushnil(L);
         lua_pushfstring(L, "json: %s at byte %d", e.msg ? e.msg : (k.err ? k.err : "error"), (int)e.pos + 1);
@@ -854,16 +869,23 @@ static void pk_integer(lua_State *L, int idx);
 /* the top-level kinds, in the order of json_pick's upvalues 2-7 ("object" first: the usual one) */
 static const char *const PK_KINDS[] = { "object", "array", "string", "number", "boolean", "null", NULL };
 
-/* The value on top (popped) is path slot's: its stack slot, or with opts.names its field in
- * the answer's table (or in the table of the path it is below), filtered by its kind. A value
- * a kind refuses, or a container's value that is not its table, is nil (a repeated member's
- * earlier value is gone). */
+/* With opts.names, the name path slot's value goes under (pushed before its value is, so
+ * that pk_put's lua_rawset takes both as they are); without, nothing. */
+static inline void pk_push_name(psink *k, int slot)
+{
+    if (k->names) lua_rawgeti(k->L, k->names, slot);
+}
+
+/* The value on top (popped) is path slot's: its stack slot, or with opts.names (its name,
+ * pk_push_name's, below it, popped too) its field in the answer's table (or in the table of
+ * the path it is below), filtered by its kind. A value a kind refuses, or a container's value
+ * that is not its table, is nil (a repeated member's earlier value is gone). */
 static void pk_put(psink *k, int slot)
 {
     lua_State *L = k->L;
     const pkmap *m = k->m;
     int dst, t;
-    if (m->names_ref == LUA_NOREF) {
+    if (!k->names) {
         lua_replace(L, k->base + 1 + slot);
         return;
     }
@@ -882,16 +904,13 @@ static void pk_put(psink *k, int slot)
     if (m->parent[slot]) {
         dst = k->base + 1 + m->parent[slot];
         if (lua_type(L, dst) != LUA_TTABLE) {
-            lua_pop(L, 1);
+            lua_pop(L, 2);
             return;
         }
     } else {
         dst = k->res;
     }
-    lua_rawgeti(L, k->names, slot);
-    lua_pushvalue(L, -2);
     lua_rawset(L, dst);
-    lua_pop(L, 1);
 }
 
 /* A repeated member (the last one wins): what was read below its earlier value is forgotten. */
@@ -938,14 +957,16 @@ static int pk_begin(void *ud, int is_object)
         k->build_node = n;
         k->array[k->m->node[n].slot] = (unsigned char)!is_object;
         k->ls.depth = 0;
+        pk_push_name(k, k->m->node[n].slot); /* below the value built (pk_end puts it) */
         if (!ls_begin(&k->ls, is_object)) return 0;
         if (!is_object) k->ls.arr_text[1] = (char)(k->m->all_text || k->m->node[n].text);
         return 1;
     }
     if (n >= 0 && k->m->node[n].slot) {
         int slot = k->m->node[n].slot;
-        if (k->m->names_ref != LUA_NOREF) {
+        if (k->names) {
             /* the table the paths below go into, in its slot and in its place */
+            pk_push_name(k, slot);
             lua_createtable(k->L, 0, k->m->nchild[slot]);
             lua_pushvalue(k->L, -1);
             lua_replace(k->L, k->base + 1 + slot);
@@ -1017,6 +1038,7 @@ static int pk_string(void *ud, const char *s, size_t len)
     int n;
     if (k->building) return ls_string(&k->ls, s, len);
     if ((n = pk_scalar(k, "string")) < 0) return 1;
+    pk_push_name(k, k->m->node[n].slot);
     lua_pushlstring(k->L, s, len);
     pk_put(k, k->m->node[n].slot);
     return 1;
@@ -1028,6 +1050,7 @@ static int pk_number(void *ud, const char *s, size_t len, int is_int)
     int n;
     if (k->building) return ls_number(&k->ls, s, len, is_int);
     if ((n = pk_scalar(k, "number")) < 0) return 1;
+    pk_push_name(k, k->m->node[n].slot);
     if (k->m->all_text || k->m->node[n].text) lua_pushlstring(k->L, s, len);
     else push_number(k->L, s, len, is_int);
     pk_put(k, k->m->node[n].slot);
@@ -1040,6 +1063,7 @@ static int pk_literal(void *ud, int which)
     int n;
     if (k->building) return ls_literal(&k->ls, which);
     if ((n = pk_scalar(k, which == 0 ? "null" : "boolean")) < 0) return 1;
+    pk_push_name(k, k->m->node[n].slot);
     if (which == 0) {
         if (k->m->null_absent) lua_pushnil(k->L);
         else lua_pushlightuserdata(k->L, NULL);
@@ -1148,7 +1172,7 @@ static int l_json_pick(lua_State *L)
         lua_createtable(L, 0, m->ntop);
         k.res = k.names + 1;
     }
-    if (!pj_parse(text, n, scratch, m->max_depth, &PICK_SINK, &k, &e)) {
+    if (!pj_parse_in(text, n, scratch, m->max_depth, &PICK_SINK, &k, &e)) {
         lua_settop(L, 2);
         lua_pushnil(L);
         lua_pushfstring(L, "json: %s at byte %d", e.msg ? e.msg : (k.ls.err ? k.ls.err : "error"), (int)e.pos + 1);
