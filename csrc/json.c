@@ -609,11 +609,17 @@ static int l_json_decode(lua_State *L)
  * "string" keeps only a string (numbers kept as text are strings), "array" only an array,
  * "integer" makes a string of decimal digits (with an optional '-') the number tonumber makes
  * of it, then a float with an integral value an integer when one holds it (Lua 5.4; LuaJIT
- * keeps the number), as `paykit.providers.mocopay_wire`'s reading of whole numbers did. */
+ * keeps the number), as `paykit.providers.mocopay_wire`'s reading of whole numbers did.
+ * opts.keep_strings = true: the map keeps, per path, the Lua string of the last string (or
+ * number kept as text, up to PK_KEEP_MAX bytes) picked there, and a pick that finds the same
+ * bytes there again gives that string (no hashing, no new string): the same values, for an
+ * answer whose values repeat from call to call. The last answer's strings then stay alive until
+ * the next pick replaces them: not for a map that reads a secret. */
 
 #define PK_MAX_PATHS 100
 #define PK_MAX_NODES 256
 #define PK_MAX_PATH_LEN 32
+#define PK_KEEP_MAX 256 /* opts.keep_strings: the longest string kept */
 
 static const char PK_OBJECT_TAG = 'o', PK_ARRAY_TAG = 'a';
 
@@ -633,6 +639,7 @@ typedef struct {
 typedef struct {
     int nnodes, npaths, all_text, max_depth, text_ref, null_absent;
     int names_ref; /* opts.names (a list), or LUA_NOREF: the values are returned one by one */
+    int keep_ref;  /* opts.keep_strings: per path the string last picked there, or LUA_NOREF */
     int ntop;      /* with names: the paths that go into the answer's table itself */
     short parent[PK_MAX_PATHS + 1];       /* per path: the path whose table it goes into, 0 the answer's */
     short nchild[PK_MAX_PATHS + 1];       /* per path: the paths going into its table (0: not a table) */
@@ -653,6 +660,10 @@ static int pkmap_gc(lua_State *L)
     if (m && m->names_ref != LUA_NOREF) {
         luaL_unref(L, LUA_REGISTRYINDEX, m->names_ref);
         m->names_ref = LUA_NOREF;
+    }
+    if (m && m->keep_ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, m->keep_ref);
+        m->keep_ref = LUA_NOREF;
     }
     return 0;
 }
@@ -762,6 +773,7 @@ static int l_json_map(lua_State *L)
     m = (pkmap *)lua_newuserdata(L, sizeof(pkmap) + total);
     m->text_ref = LUA_NOREF;
     m->names_ref = LUA_NOREF;
+    m->keep_ref = LUA_NOREF;
     m->ntop = 0;
     m->nnodes = 1;
     m->npaths = npaths;
@@ -843,6 +855,12 @@ static int l_json_map(lua_State *L)
             lua_pop(L, 1);
         }
         if (pk_names(L, m, npaths)) return luaL_argerror(L, 2, lua_tostring(L, -1));
+        lua_getfield(L, 2, "keep_strings");
+        if (lua_toboolean(L, -1)) {
+            lua_createtable(L, npaths, 0);
+            m->keep_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        }
+        lua_pop(L, 1);
     }
     return 1;
 }
@@ -860,6 +878,7 @@ typedef struct {
     unsigned char seen[PK_MAX_NODES];
     unsigned char array[PK_MAX_PATHS + 1]; /* per path: the value last built there is an array */
     int names, res; /* with opts.names: the stack indexes of the names and of the answer's table */
+    int keep;       /* with opts.keep_strings: the stack index of the kept strings, else 0 */
     short hint[PK_MAX_NODES]; /* per node: the child whose name is tried first, -1 the first */
     lsink ls;
 } psink;
@@ -1032,6 +1051,26 @@ static int pk_scalar(psink *k, const char *kind)
     return n >= 0 && k->m->node[n].slot ? n : -1;
 }
 
+/* The string s (len bytes) picked at path slot pushed: with opts.keep_strings the one kept
+ * there when it has these bytes, else a new one (then kept there). */
+static void pk_push_text(psink *k, int slot, const char *s, size_t len)
+{
+    lua_State *L = k->L;
+    if (k->keep && len <= PK_KEEP_MAX) {
+        size_t kl;
+        const char *ks;
+        lua_rawgeti(L, k->keep, slot);
+        ks = lua_tolstring(L, -1, &kl); /* NULL for nil: only strings are kept */
+        if (ks != NULL && kl == len && memcmp(ks, s, len) == 0) return;
+        lua_pop(L, 1);
+        lua_pushlstring(L, s, len);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, k->keep, slot);
+        return;
+    }
+    lua_pushlstring(L, s, len);
+}
+
 static int pk_string(void *ud, const char *s, size_t len)
 {
     psink *k = (psink *)ud;
@@ -1039,7 +1078,7 @@ static int pk_string(void *ud, const char *s, size_t len)
     if (k->building) return ls_string(&k->ls, s, len);
     if ((n = pk_scalar(k, "string")) < 0) return 1;
     pk_push_name(k, k->m->node[n].slot);
-    lua_pushlstring(k->L, s, len);
+    pk_push_text(k, k->m->node[n].slot, s, len);
     pk_put(k, k->m->node[n].slot);
     return 1;
 }
@@ -1051,7 +1090,7 @@ static int pk_number(void *ud, const char *s, size_t len, int is_int)
     if (k->building) return ls_number(&k->ls, s, len, is_int);
     if ((n = pk_scalar(k, "number")) < 0) return 1;
     pk_push_name(k, k->m->node[n].slot);
-    if (k->m->all_text || k->m->node[n].text) lua_pushlstring(k->L, s, len);
+    if (k->m->all_text || k->m->node[n].text) pk_push_text(k, k->m->node[n].slot, s, len);
     else push_number(k->L, s, len, is_int);
     pk_put(k, k->m->node[n].slot);
     return 1;
@@ -1165,7 +1204,11 @@ static int l_json_pick(lua_State *L)
     }
     if (n < sizeof small) { scratch = small; lua_pushnil(L); }
     else scratch = (char *)lua_newuserdata(L, n + 1);
-    k.names = k.res = 0;
+    k.names = k.res = k.keep = 0;
+    if (m->keep_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, m->keep_ref);
+        k.keep = lua_gettop(L);
+    }
     if (m->names_ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, m->names_ref);
         k.names = lua_gettop(L);
