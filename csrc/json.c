@@ -948,6 +948,42 @@ static void pk_forget(psink *k, int n)
     }
 }
 
+/* Whether the n bytes at a and b are the same: a member name or a kept string, mostly short
+ * (memcmp's call costs more than these loads). */
+static inline int pk_same(const char *a, const char *b, size_t n)
+{
+    /* words, the last one overlapping the one before it (no byte loop, never past n) */
+    if (n >= 8) {
+        uint64_t x, y;
+        size_t i;
+        for (i = 0; i + 8 < n; i += 8) {
+            memcpy(&x, a + i, 8);
+            memcpy(&y, b + i, 8);
+            if (x != y) return 0;
+        }
+        memcpy(&x, a + n - 8, 8);
+        memcpy(&y, b + n - 8, 8);
+        return x == y;
+    }
+    if (n >= 4) {
+        uint32_t x, y, u, v;
+        memcpy(&x, a, 4);
+        memcpy(&y, b, 4);
+        memcpy(&u, a + n - 4, 4);
+        memcpy(&v, b + n - 4, 4);
+        return x == y && u == v;
+    }
+    if (n >= 2) {
+        uint16_t x, y, u, v;
+        memcpy(&x, a, 2);
+        memcpy(&y, b, 2);
+        memcpy(&u, a + n - 2, 2);
+        memcpy(&v, b + n - 2, 2);
+        return x == y && u == v;
+    }
+    return n == 0 || *a == *b;
+}
+
 /* The node a value in an object at the current depth belongs to, or -1. */
 static int pk_take(psink *k)
 {
@@ -1030,8 +1066,7 @@ static int pk_key(void *ud, const char *s, size_t n)
         int first = node[p].child, start = k->hint[p] >= 0 ? k->hint[p] : first;
         c = start;
         do {
-            if (node[c].len == n && (n == 0 || (k->m->names[node[c].off] == s[0]
-                    && memcmp(k->m->names + node[c].off, s, n) == 0))) {
+            if (node[c].len == n && pk_same(k->m->names + node[c].off, s, n)) {
                 k->pending = c;
                 k->hint[p] = (short)(node[c].sibling >= 0 ? node[c].sibling : first);
                 return 1;
@@ -1061,7 +1096,7 @@ static void pk_push_text(psink *k, int slot, const char *s, size_t len)
         const char *ks;
         lua_rawgeti(L, k->keep, slot);
         ks = lua_tolstring(L, -1, &kl); /* NULL for nil: only strings are kept */
-        if (ks != NULL && kl == len && memcmp(ks, s, len) == 0) return;
+        if (ks != NULL && kl == len && pk_same(ks, s, len)) return;
         lua_pop(L, 1);
         lua_pushlstring(L, s, len);
         lua_pushvalue(L, -1);
