@@ -613,13 +613,18 @@ static int l_json_decode(lua_State *L)
  * opts.keep_strings = true: the map keeps, per path, the Lua string of the last string (or
  * number kept as text, up to PK_KEEP_MAX bytes) picked there, and a pick that finds the same
  * bytes there again gives that string (no hashing, no new string): the same values, for an
- * answer whose values repeat from call to call. The last answer's strings then stay alive until
- * the next pick replaces them: not for a map that reads a secret. */
+ * answer whose values repeat from call to call. A path whose value differed twice in a row is
+ * paused (PK_KEEP_PAUSE). The last answer's strings then stay alive until the next pick
+ * replaces them: not for a map that reads a secret. */
 
 #define PK_MAX_PATHS 100
 #define PK_MAX_NODES 256
 #define PK_MAX_PATH_LEN 32
 #define PK_KEEP_MAX 256 /* opts.keep_strings: the longest string kept */
+/* opts.keep_strings: a path whose kept string differed from the one picked twice in a row is
+ * not looked at (nor kept) for the next PK_KEEP_PAUSE - 2 picks, then looked at again: a value
+ * that changes on every answer (an id, a time) costs little more than with no keeping */
+#define PK_KEEP_PAUSE 16
 
 static const char PK_OBJECT_TAG = 'o', PK_ARRAY_TAG = 'a';
 
@@ -644,6 +649,7 @@ typedef struct {
     short parent[PK_MAX_PATHS + 1];       /* per path: the path whose table it goes into, 0 the answer's */
     short nchild[PK_MAX_PATHS + 1];       /* per path: the paths going into its table (0: not a table) */
     unsigned char kind[PK_MAX_PATHS + 1]; /* per path: PK_KIND_*, 0 any value */
+    unsigned char keep_miss[PK_MAX_PATHS + 1]; /* opts.keep_strings: per path, misses in a row (PK_KEEP_PAUSE) */
     int node_of[PK_MAX_PATHS + 1];        /* per path: its node */
     pknode node[PK_MAX_NODES];
     size_t names_len, names_cap;
@@ -857,6 +863,7 @@ static int l_json_map(lua_State *L)
         if (pk_names(L, m, npaths)) return luaL_argerror(L, 2, lua_tostring(L, -1));
         lua_getfield(L, 2, "keep_strings");
         if (lua_toboolean(L, -1)) {
+            memset(m->keep_miss, 0, sizeof m->keep_miss);
             lua_createtable(L, npaths, 0);
             m->keep_ref = luaL_ref(L, LUA_REGISTRYINDEX);
         }
@@ -879,6 +886,7 @@ typedef struct {
     unsigned char array[PK_MAX_PATHS + 1]; /* per path: the value last built there is an array */
     int names, res; /* with opts.names: the stack indexes of the names and of the answer's table */
     int keep;       /* with opts.keep_strings: the stack index of the kept strings, else 0 */
+    unsigned char *keep_miss; /* with opts.keep_strings: the map's keep_miss */
     short hint[PK_MAX_NODES]; /* per node: the child whose name is tried first, -1 the first */
     lsink ls;
 } psink;
@@ -1094,9 +1102,20 @@ static void pk_push_text(psink *k, int slot, const char *s, size_t len)
     if (k->keep && len <= PK_KEEP_MAX) {
         size_t kl;
         const char *ks;
+        unsigned char *miss = &k->keep_miss[slot];
+        if (*miss >= 2) {
+            /* paused: a new string, not kept; looked at again when the pause ends */
+            if (++*miss >= PK_KEEP_PAUSE) *miss = 0;
+            lua_pushlstring(L, s, len);
+            return;
+        }
         lua_rawgeti(L, k->keep, slot);
         ks = lua_tolstring(L, -1, &kl); /* NULL for nil: only strings are kept */
-        if (ks != NULL && kl == len && pk_same(ks, s, len)) return;
+        if (ks != NULL && kl == len && pk_same(ks, s, len)) {
+            *miss = 0;
+            return;
+        }
+        (*miss)++;
         lua_pop(L, 1);
         lua_pushlstring(L, s, len);
         lua_pushvalue(L, -1);
@@ -1240,9 +1259,11 @@ static int l_json_pick(lua_State *L)
     if (n < sizeof small) { scratch = small; lua_pushnil(L); }
     else scratch = (char *)lua_newuserdata(L, n + 1);
     k.names = k.res = k.keep = 0;
+    k.keep_miss = NULL;
     if (m->keep_ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, m->keep_ref);
         k.keep = lua_gettop(L);
+        k.keep_miss = m->keep_miss;
     }
     if (m->names_ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, m->names_ref);
