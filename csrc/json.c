@@ -243,7 +243,13 @@ static inline size_t pj_string_at(const unsigned char *s, size_t n, size_t *pos,
  * number literals are placed there, each in turn). max_depth: 1..PJ_MAX_DEPTH.
  * Returns 1, or 0 with e set (e->msg NULL when a callback stopped). No allocation, no
  * recursion: a longjmp out of a callback leaks nothing. */
-PJ_API int pj_parse(const char *text, size_t n, char *scratch, int max_depth, const pj_sink *k, void *ud, pj_error *e)
+#if defined(__GNUC__)
+#define PJ_INLINE static inline __attribute__((always_inline))
+#else
+#define PJ_INLINE static inline
+#endif
+PJ_INLINE int pj_parse_in(const char *text, size_t n, char *scratch, int max_depth, const pj_sink *k, void *ud,
+                          pj_error *e)
 {
     const unsigned char *s = (const unsigned char *)text;
     char stack[PJ_MAX_DEPTH]; /* 'o' object, 'a' array */
@@ -354,6 +360,15 @@ after: /* after a complete value */
     e->msg = stack[depth - 1] == 'o' ? "expected ',' or '}'" : "expected ',' or ']'";
     return 0;
 }
+
+/* pj_parse_in as a function of its own (the C core's entry point; paykit.core's readers call
+ * pj_parse_in with their sink, so that the compiler inlines its callbacks) */
+#ifdef PAYKIT_JSON_CORE_ONLY
+PJ_API int pj_parse(const char *text, size_t n, char *scratch, int max_depth, const pj_sink *k, void *ud, pj_error *e)
+{
+    return pj_parse_in(text, n, scratch, max_depth, k, ud, e);
+}
+#endif
 
 #ifndef PAYKIT_JSON_CORE_ONLY
 /* ------------------------------------------------------------------ Lua: the reader */
@@ -559,7 +574,7 @@ static int l_json_decode(lua_State *L)
     if (n < sizeof small) { scratch = small; lua_pushnil(L); }
     else scratch = (char *)lua_newuserdata(L, n + 1);
     base = lua_gettop(L);
-    if (!pj_parse(text, n, scratch, max_depth, &LUA_SINK, &k, &e)) {
+    if (!pj_parse_in(text, n, scratch, max_depth, &LUA_SINK, &k, &e)) {
         lua_settop(L, base);
         lua_pushnil(L);
         lua_pushfstring(L, "json: %s at byte %d", e.msg ? e.msg : (k.err ? k.err : "error"), (int)e.pos + 1);
@@ -594,11 +609,22 @@ static int l_json_decode(lua_State *L)
  * "string" keeps only a string (numbers kept as text are strings), "array" only an array,
  * "integer" makes a string of decimal digits (with an optional '-') the number tonumber makes
  * of it, then a float with an integral value an integer when one holds it (Lua 5.4; LuaJIT
- * keeps the number), as `paykit.providers.mocopay_wire`'s reading of whole numbers did. */
+ * keeps the number), as `paykit.providers.mocopay_wire`'s reading of whole numbers did.
+ * opts.keep_strings = true: the map keeps, per path, the Lua string of the last string (or
+ * number kept as text, up to PK_KEEP_MAX bytes) picked there, and a pick that finds the same
+ * bytes there again gives that string (no hashing, no new string): the same values, for an
+ * answer whose values repeat from call to call. A path whose value differed twice in a row is
+ * paused (PK_KEEP_PAUSE). The last answer's strings then stay alive until the next pick
+ * replaces them: not for a map that reads a secret. */
 
 #define PK_MAX_PATHS 100
 #define PK_MAX_NODES 256
 #define PK_MAX_PATH_LEN 32
+#define PK_KEEP_MAX 256 /* opts.keep_strings: the longest string kept */
+/* opts.keep_strings: a path whose kept string differed from the one picked twice in a row is
+ * not looked at (nor kept) for the next PK_KEEP_PAUSE - 2 picks, then looked at again: a value
+ * that changes on every answer (an id, a time) costs little more than with no keeping */
+#define PK_KEEP_PAUSE 16
 
 static const char PK_OBJECT_TAG = 'o', PK_ARRAY_TAG = 'a';
 
@@ -618,10 +644,12 @@ typedef struct {
 typedef struct {
     int nnodes, npaths, all_text, max_depth, text_ref, null_absent;
     int names_ref; /* opts.names (a list), or LUA_NOREF: the values are returned one by one */
+    int keep_ref;  /* opts.keep_strings: per path the string last picked there, or LUA_NOREF */
     int ntop;      /* with names: the paths that go into the answer's table itself */
     short parent[PK_MAX_PATHS + 1];       /* per path: the path whose table it goes into, 0 the answer's */
     short nchild[PK_MAX_PATHS + 1];       /* per path: the paths going into its table (0: not a table) */
     unsigned char kind[PK_MAX_PATHS + 1]; /* per path: PK_KIND_*, 0 any value */
+    unsigned char keep_miss[PK_MAX_PATHS + 1]; /* opts.keep_strings: per path, misses in a row (PK_KEEP_PAUSE) */
     int node_of[PK_MAX_PATHS + 1];        /* per path: its node */
     pknode node[PK_MAX_NODES];
     size_t names_len, names_cap;
@@ -638,6 +666,10 @@ static int pkmap_gc(lua_State *L)
     if (m && m->names_ref != LUA_NOREF) {
         luaL_unref(L, LUA_REGISTRYINDEX, m->names_ref);
         m->names_ref = LUA_NOREF;
+    }
+    if (m && m->keep_ref != LUA_NOREF) {
+        luaL_unref(L, LUA_REGISTRYINDEX, m->keep_ref);
+        m->keep_ref = LUA_NOREF;
     }
     return 0;
 }
@@ -747,6 +779,7 @@ static int l_json_map(lua_State *L)
     m = (pkmap *)lua_newuserdata(L, sizeof(pkmap) + total);
     m->text_ref = LUA_NOREF;
     m->names_ref = LUA_NOREF;
+    m->keep_ref = LUA_NOREF;
     m->ntop = 0;
     m->nnodes = 1;
     m->npaths = npaths;
@@ -828,6 +861,13 @@ static int l_json_map(lua_State *L)
             lua_pop(L, 1);
         }
         if (pk_names(L, m, npaths)) return luaL_argerror(L, 2, lua_tostring(L, -1));
+        lua_getfield(L, 2, "keep_strings");
+        if (lua_toboolean(L, -1)) {
+            memset(m->keep_miss, 0, sizeof m->keep_miss);
+            lua_createtable(L, npaths, 0);
+            m->keep_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        }
+        lua_pop(L, 1);
     }
     return 1;
 }
@@ -845,6 +885,8 @@ typedef struct {
     unsigned char seen[PK_MAX_NODES];
     unsigned char array[PK_MAX_PATHS + 1]; /* per path: the value last built there is an array */
     int names, res; /* with opts.names: the stack indexes of the names and of the answer's table */
+    int keep;       /* with opts.keep_strings: the stack index of the kept strings, else 0 */
+    unsigned char *keep_miss; /* with opts.keep_strings: the map's keep_miss */
     short hint[PK_MAX_NODES]; /* per node: the child whose name is tried first, -1 the first */
     lsink ls;
 } psink;
@@ -854,16 +896,23 @@ static void pk_integer(lua_State *L, int idx);
 /* the top-level kinds, in the order of json_pick's upvalues 2-7 ("object" first: the usual one) */
 static const char *const PK_KINDS[] = { "object", "array", "string", "number", "boolean", "null", NULL };
 
-/* The value on top (popped) is path slot's: its stack slot, or with opts.names its field in
- * the answer's table (or in the table of the path it is below), filtered by its kind. A value
- * a kind refuses, or a container's value that is not its table, is nil (a repeated member's
- * earlier value is gone). */
+/* With opts.names, the name path slot's value goes under (pushed before its value is, so
+ * that pk_put's lua_rawset takes both as they are); without, nothing. */
+static inline void pk_push_name(psink *k, int slot)
+{
+    if (k->names) lua_rawgeti(k->L, k->names, slot);
+}
+
+/* The value on top (popped) is path slot's: its stack slot, or with opts.names (its name,
+ * pk_push_name's, below it, popped too) its field in the answer's table (or in the table of
+ * the path it is below), filtered by its kind. A value a kind refuses, or a container's value
+ * that is not its table, is nil (a repeated member's earlier value is gone). */
 static void pk_put(psink *k, int slot)
 {
     lua_State *L = k->L;
     const pkmap *m = k->m;
     int dst, t;
-    if (m->names_ref == LUA_NOREF) {
+    if (!k->names) {
         lua_replace(L, k->base + 1 + slot);
         return;
     }
@@ -882,16 +931,13 @@ static void pk_put(psink *k, int slot)
     if (m->parent[slot]) {
         dst = k->base + 1 + m->parent[slot];
         if (lua_type(L, dst) != LUA_TTABLE) {
-            lua_pop(L, 1);
+            lua_pop(L, 2);
             return;
         }
     } else {
         dst = k->res;
     }
-    lua_rawgeti(L, k->names, slot);
-    lua_pushvalue(L, -2);
     lua_rawset(L, dst);
-    lua_pop(L, 1);
 }
 
 /* A repeated member (the last one wins): what was read below its earlier value is forgotten. */
@@ -908,6 +954,42 @@ static void pk_forget(psink *k, int n)
             pk_forget(k, c);
         }
     }
+}
+
+/* Whether the n bytes at a and b are the same: a member name or a kept string, mostly short
+ * (memcmp's call costs more than these loads). */
+static inline int pk_same(const char *a, const char *b, size_t n)
+{
+    /* words, the last one overlapping the one before it (no byte loop, never past n) */
+    if (n >= 8) {
+        uint64_t x, y;
+        size_t i;
+        for (i = 0; i + 8 < n; i += 8) {
+            memcpy(&x, a + i, 8);
+            memcpy(&y, b + i, 8);
+            if (x != y) return 0;
+        }
+        memcpy(&x, a + n - 8, 8);
+        memcpy(&y, b + n - 8, 8);
+        return x == y;
+    }
+    if (n >= 4) {
+        uint32_t x, y, u, v;
+        memcpy(&x, a, 4);
+        memcpy(&y, b, 4);
+        memcpy(&u, a + n - 4, 4);
+        memcpy(&v, b + n - 4, 4);
+        return x == y && u == v;
+    }
+    if (n >= 2) {
+        uint16_t x, y, u, v;
+        memcpy(&x, a, 2);
+        memcpy(&y, b, 2);
+        memcpy(&u, a + n - 2, 2);
+        memcpy(&v, b + n - 2, 2);
+        return x == y && u == v;
+    }
+    return n == 0 || *a == *b;
 }
 
 /* The node a value in an object at the current depth belongs to, or -1. */
@@ -938,14 +1020,16 @@ static int pk_begin(void *ud, int is_object)
         k->build_node = n;
         k->array[k->m->node[n].slot] = (unsigned char)!is_object;
         k->ls.depth = 0;
+        pk_push_name(k, k->m->node[n].slot); /* below the value built (pk_end puts it) */
         if (!ls_begin(&k->ls, is_object)) return 0;
         if (!is_object) k->ls.arr_text[1] = (char)(k->m->all_text || k->m->node[n].text);
         return 1;
     }
     if (n >= 0 && k->m->node[n].slot) {
         int slot = k->m->node[n].slot;
-        if (k->m->names_ref != LUA_NOREF) {
+        if (k->names) {
             /* the table the paths below go into, in its slot and in its place */
+            pk_push_name(k, slot);
             lua_createtable(k->L, 0, k->m->nchild[slot]);
             lua_pushvalue(k->L, -1);
             lua_replace(k->L, k->base + 1 + slot);
@@ -990,8 +1074,7 @@ static int pk_key(void *ud, const char *s, size_t n)
         int first = node[p].child, start = k->hint[p] >= 0 ? k->hint[p] : first;
         c = start;
         do {
-            if (node[c].len == n && (n == 0 || (k->m->names[node[c].off] == s[0]
-                    && memcmp(k->m->names + node[c].off, s, n) == 0))) {
+            if (node[c].len == n && pk_same(k->m->names + node[c].off, s, n)) {
                 k->pending = c;
                 k->hint[p] = (short)(node[c].sibling >= 0 ? node[c].sibling : first);
                 return 1;
@@ -1011,13 +1094,45 @@ static int pk_scalar(psink *k, const char *kind)
     return n >= 0 && k->m->node[n].slot ? n : -1;
 }
 
+/* The string s (len bytes) picked at path slot pushed: with opts.keep_strings the one kept
+ * there when it has these bytes, else a new one (then kept there). */
+static void pk_push_text(psink *k, int slot, const char *s, size_t len)
+{
+    lua_State *L = k->L;
+    if (k->keep && len <= PK_KEEP_MAX) {
+        size_t kl;
+        const char *ks;
+        unsigned char *miss = &k->keep_miss[slot];
+        if (*miss >= 2) {
+            /* paused: a new string, not kept; looked at again when the pause ends */
+            if (++*miss >= PK_KEEP_PAUSE) *miss = 0;
+            lua_pushlstring(L, s, len);
+            return;
+        }
+        lua_rawgeti(L, k->keep, slot);
+        ks = lua_tolstring(L, -1, &kl); /* NULL for nil: only strings are kept */
+        if (ks != NULL && kl == len && pk_same(ks, s, len)) {
+            *miss = 0;
+            return;
+        }
+        (*miss)++;
+        lua_pop(L, 1);
+        lua_pushlstring(L, s, len);
+        lua_pushvalue(L, -1);
+        lua_rawseti(L, k->keep, slot);
+        return;
+    }
+    lua_pushlstring(L, s, len);
+}
+
 static int pk_string(void *ud, const char *s, size_t len)
 {
     psink *k = (psink *)ud;
     int n;
     if (k->building) return ls_string(&k->ls, s, len);
     if ((n = pk_scalar(k, "string")) < 0) return 1;
-    lua_pushlstring(k->L, s, len);
+    pk_push_name(k, k->m->node[n].slot);
+    pk_push_text(k, k->m->node[n].slot, s, len);
     pk_put(k, k->m->node[n].slot);
     return 1;
 }
@@ -1028,7 +1143,8 @@ static int pk_number(void *ud, const char *s, size_t len, int is_int)
     int n;
     if (k->building) return ls_number(&k->ls, s, len, is_int);
     if ((n = pk_scalar(k, "number")) < 0) return 1;
-    if (k->m->all_text || k->m->node[n].text) lua_pushlstring(k->L, s, len);
+    pk_push_name(k, k->m->node[n].slot);
+    if (k->m->all_text || k->m->node[n].text) pk_push_text(k, k->m->node[n].slot, s, len);
     else push_number(k->L, s, len, is_int);
     pk_put(k, k->m->node[n].slot);
     return 1;
@@ -1040,6 +1156,7 @@ static int pk_literal(void *ud, int which)
     int n;
     if (k->building) return ls_literal(&k->ls, which);
     if ((n = pk_scalar(k, which == 0 ? "null" : "boolean")) < 0) return 1;
+    pk_push_name(k, k->m->node[n].slot);
     if (which == 0) {
         if (k->m->null_absent) lua_pushnil(k->L);
         else lua_pushlightuserdata(k->L, NULL);
@@ -1141,14 +1258,20 @@ static int l_json_pick(lua_State *L)
     }
     if (n < sizeof small) { scratch = small; lua_pushnil(L); }
     else scratch = (char *)lua_newuserdata(L, n + 1);
-    k.names = k.res = 0;
+    k.names = k.res = k.keep = 0;
+    k.keep_miss = NULL;
+    if (m->keep_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, m->keep_ref);
+        k.keep = lua_gettop(L);
+        k.keep_miss = m->keep_miss;
+    }
     if (m->names_ref != LUA_NOREF) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, m->names_ref);
         k.names = lua_gettop(L);
         lua_createtable(L, 0, m->ntop);
         k.res = k.names + 1;
     }
-    if (!pj_parse(text, n, scratch, m->max_depth, &PICK_SINK, &k, &e)) {
+    if (!pj_parse_in(text, n, scratch, m->max_depth, &PICK_SINK, &k, &e)) {
         lua_settop(L, 2);
         lua_pushnil(L);
         lua_pushfstring(L, "json: %s at byte %d", e.msg ? e.msg : (k.ls.err ? k.ls.err : "error"), (int)e.pos + 1);

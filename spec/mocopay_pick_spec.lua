@@ -141,6 +141,51 @@ describe("mocopay's payment_info read in one C call", function()
     assert.truthy(same({ C = { { x = 1 } } }, t))
     assert.is_nil(core.json_pick('{"a":', m))
   end)
+
+  it("answers with keep_strings exactly what the same map answers without, over generated answers", function()
+    -- values from small pools, so that a path sees the same bytes again (a kept string given),
+    -- other bytes of the same length, strings around the longest kept (256 bytes), numbers kept
+    -- as text and answers that fail half way (the kept strings of a failed pick)
+    local long = { string.rep("a", 255), string.rep("a", 256), string.rep("a", 257), string.rep("b", 256),
+                   string.rep("a", 300) }
+    local pool = { '"TRY"', '"EUR"', '"TRZ"', '"PaymentComplete"', '"PaymentCompletf"', '""', '"\\u00e9"', '"\\u00e8"',
+      "27.50", "27.51", "0", "1", "true", "null", '"s-1"', '"s-2"', "[]", '{"userId":"u-1","mcc":"286"}',
+      '{"userId":"u-2","mcc":"286"}' }
+    for _, l in ipairs(long) do pool[#pool + 1] = '"' .. l .. '"' end
+    local NAMES = { "a", "b", "c", "d", "e", "f", "g", "h" }
+    local PATHS = { "a", "b", "c", { "c", "userId" }, { "c", "mcc" }, "d", "e", "f" }
+    local opts = {
+      { text = { b = true, e = true }, null = "absent" },
+      { numbers = "text" },
+      { text = { b = true }, names = NAMES, kinds = { a = "string", f = "integer" } },
+      { numbers = "text", null = "absent", names = NAMES },
+    }
+    local plain, kept = {}, {}
+    for i, o in ipairs(opts) do
+      local k = { keep_strings = true }
+      for key, v in pairs(o) do k[key] = v end
+      if k.names then o.names, k.names = { unpack(NAMES, 1, #PATHS) }, { unpack(NAMES, 1, #PATHS) } end
+      plain[i], kept[i] = core.json_map(PATHS, o), core.json_map(PATHS, k)
+    end
+    local compared, failed = 0, 0
+    for n = 1, 4000 do
+      local members = {}
+      for i = 1, rnd(8) do members[i] = '"' .. ({ "a", "b", "c", "d", "e", "f", "g" })[rnd(7)] .. '":' .. pool[rnd(#pool)] end
+      local text = "{" .. table.concat(members, ",") .. "}"
+      if n % 9 == 0 then text = text:sub(1, rnd(#text)) end
+      for i = 1, #opts do
+        local want = { n = select("#", core.json_pick(text, plain[i])), core.json_pick(text, plain[i]) }
+        local got = { n = select("#", core.json_pick(text, kept[i])), core.json_pick(text, kept[i]) }
+        assert.are.equal(want.n, got.n, text)
+        assert.truthy(same(want, got), text .. "\n" .. show(want) .. "\n" .. show(got))
+        if want[1] == nil then failed = failed + 1 end
+        compared = compared + 1
+      end
+    end
+    assert.are.equal(16000, compared)
+    assert.truthy(failed > 500, failed .. " failed picks")
+    assert.has_error(function() core.json_map({ "a" }, { keep_strings = true, names = { "x", "y" } }) end)
+  end)
 end)
 
 describe("mocopay's result amount", function()

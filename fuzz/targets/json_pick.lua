@@ -7,7 +7,9 @@
 --   (deep-equal for a leaf path; for a path with longer ones below it, the scalar itself, or the
 --   object/array mark of a table of that shape); with null = "absent" a null is nil;
 --   the same map with opts.names and opts.kinds answers the table that the values above make
---   under those rules (REFERENCE below: containers, "string", "array", "integer").
+--   under those rules (REFERENCE below: containers, "string", "array", "integer");
+--   the same maps with opts.keep_strings (the strings kept from input to input) answer exactly
+--   what the maps without give (the same failure, the same values, the same named table).
 local C = dofile((debug.getinfo(1, "S").source:sub(2):gsub("[^/]*$", "")) .. "common.lua")
 local check = C.check
 
@@ -16,7 +18,7 @@ local same = C.same
 local PATHS = { "a", { "a", "b" }, { "a", "b", "c" }, "Data", { "Data", "Url" }, { "Data", "Amount" }, "Amount",
   { "x", "y" }, "" }
 local TEXT = { Amount = true, c = true }
-local MAPS, NAMED, SHAPE
+local MAPS, NAMED, SHAPE, KEPT, KEPT_NAMED
 local NAMES = { "n_a", "n_ab", "n_abc", "n_data", "n_url", "n_amount_d", "n_amount", "n_xy", "n_empty" }
 local KINDS = { n_abc = "integer", n_url = "string", n_amount = "string", n_xy = "integer", n_empty = "array" }
 -- per path: the path whose table it goes into (0: the answer's); the containers
@@ -65,6 +67,14 @@ return function(core, data)
       core.json_map(PATHS, { text = TEXT, null = "absent", max_depth = 8, names = NAMES, kinds = KINDS }),
     }
     SHAPE = core.json_map({ "", { "", "" } }, { max_depth = 1000 })
+    -- keep_strings twins: the map options above with keep_strings
+    local plain = { {}, { text = TEXT }, { numbers = "text", null = "absent" }, { text = TEXT, null = "absent", max_depth = 8 } }
+    KEPT, KEPT_NAMED = {}, {}
+    for i, o in ipairs(plain) do
+      local a, b = { keep_strings = true }, { keep_strings = true, names = NAMES, kinds = KINDS }
+      for k, v in pairs(o) do a[k], b[k] = v, v end
+      KEPT[i], KEPT_NAMED[i] = core.json_map(PATHS, a), core.json_map(PATHS, b)
+    end
   end
   local pick = MAPS[data:byte(1) % 4 + 1]
   local x = data:sub(2)
@@ -73,6 +83,13 @@ return function(core, data)
   local tree, derr, dcode = core.json_decode(x, want)
   local got = table.pack(core.json_pick(x, pick[1]))
   local nkind, ntable, ncode = core.json_pick(x, NAMED[data:byte(1) % 4 + 1])
+  do
+    local kept = table.pack(core.json_pick(x, KEPT[data:byte(1) % 4 + 1]))
+    check(kept.n == got.n, "the keep_strings pick answers another count")
+    for i = 1, got.n do check(same(kept[i], got[i]), "the keep_strings pick differs") end
+    local kk, kt, kc = core.json_pick(x, KEPT_NAMED[data:byte(1) % 4 + 1])
+    check(kk == nkind and kc == ncode and same(kt, ntable), "the keep_strings named pick differs")
+  end
   if tree == nil then
     check(got[1] == nil and got[2] == derr and got[3] == dcode, "pick and decode fail differently")
     check(nkind == nil and ntable == derr and ncode == dcode, "the named pick fails differently")

@@ -199,10 +199,14 @@ local core_map, core_pick = core.json_map, core.json_pick
 -- @treturn userdata the map
 -- @tparam[opt] boolean null_absent a null at a path is nil (not @{null}; inside a value
 --   built at a path it stays @{null})
-function _M.map(paths, exact, null_absent)
+-- @tparam[opt] boolean keep_strings `paykit.core.json_map`'s `keep_strings`: the map keeps the
+--   strings it last picked (the same values; an answer's repeated values cost no new string),
+--   so the last answer's strings stay alive until the next pick: never for a map that reads a secret
+function _M.map(paths, exact, null_absent, keep_strings)
   local null = null_absent and "absent" or nil
-  if exact == true then return core_map(paths, { numbers = "text", null = null }) end
-  return core_map(paths, { text = exact or nil, null = null })
+  local keep = keep_strings and true or nil
+  if exact == true then return core_map(paths, { numbers = "text", null = null, keep_strings = keep }) end
+  return core_map(paths, { text = exact or nil, null = null, keep_strings = keep })
 end
 
 --- Reads only what a map (@{map}) names, in one pass over the whole text

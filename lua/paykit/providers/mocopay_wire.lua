@@ -141,12 +141,15 @@ function _M.payment_info(answer)
 end
 
 --- The members of a verifyPayment answer @{payment_info} reads, for `paykit.kit.json.pick`
--- (a null read as absent; the values come in this order, see @{payment_info_of}).
+-- (a null read as absent; the values come in this order, see @{payment_info_of}). The map
+-- keeps the strings it last picked (`keep_strings`: an answer's values that repeat from call to
+-- call, its currency, status, product, amounts, are given as the strings the last answer
+-- made; nothing secret is read here).
 _M.PAYMENT_MAP = json.map({ "sessionId", "requestId", "referenceId", "serviceCode", "pid", "type", "lang", "series",
   "status", "currencyCode", "recurrent", "expiresIn", "timeInit", "timeAuthorized", "timeLastSuccessfullPayment",
   "transactions", "chargedAmount", "failedAmount", "lastChargedAmount", "lastFailedAmount", "totalChargedAmount",
   "totalFailedAmount", "endUser", { "endUser", "userId" }, { "endUser", "phone" }, { "endUser", "mcc" },
-  { "endUser", "mnc" } }, _M.exact, true)
+  { "endUser", "mnc" } }, _M.exact, true, true)
 
 local object_mark, array_mark = json.object_mark, json.array_mark
 
@@ -178,7 +181,7 @@ end
 local INFO_KINDS = { transactions = "array", series = "integer", expires_in = "integer" }
 for lua in pairs(AMOUNTS) do INFO_KINDS[lua] = "string" end
 _M.INFO_MAP = require("paykit.core").json_map(INFO_PATHS, { text = _M.exact, null = "absent", names = INFO_NAMES,
-  kinds = INFO_KINDS })
+  kinds = INFO_KINDS, keep_strings = true })
 
 --- The table `paykit.core.json_pick(text, INFO_MAP)` gives, made @{payment_info}'s (its
 -- `transactions` an empty table when the answer has no array there).
