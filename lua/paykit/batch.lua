@@ -72,7 +72,7 @@ end
 -- ended by the loop: that task gets the loop's error and a new worker takes over.
 local function run_plain(tasks, max, gc_pause)
   local lp = require("paykit.loop").new { max_in_flight = max }
-  local ids_slot = require("paykit.errors").ids_slot
+  local ids_slot = require("paykit.errors")._ids_slot
   local n = #tasks
   local results, errs = new_array(n), {}
   local nexti = 0

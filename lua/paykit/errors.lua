@@ -91,8 +91,8 @@ local ANSWER_KINDS = { provider = true, transport = true, timeout = true }
 -- The running coroutine's slot, made when it has none (for paykit.batch: a worker takes its
 -- slot once and empties it before each task, `slot.r, slot.c = false, false`, instead of a
 -- take_ids per task: no running() and no lookup by thread per task). Not for the main thread
--- (its slot is MAIN_SLOT, not reached by thread). Internal.
-function _M.ids_slot()
+-- (its slot is MAIN_SLOT, not reached by thread). Internal ("_": outside the reference).
+function _M._ids_slot()
   local co = running()
   local slot = slots[co]
   if slot == nil then

@@ -186,7 +186,7 @@ end
 -- transport takes) and files what it yields next. The handle before is current again once
 -- the coroutine yields (a call may start, step or cancel others of its loop).
 -- The common yield, WAITING (a request the scheduler's wire filed in flight), is seen here: no
--- call of after for it.
+-- call of after for it. (drain has the same lines written out: keep the two alike.)
 local function resume(self, h)
   local o = h.outcome
   h.outcome, h.state = false, "running"
@@ -329,7 +329,15 @@ local function drain(self)
     for i = 1, n do
       local h = list[i]
       list[i] = nil
-      resume(self, h)
+      -- resume(self, h), written out here: no call per resume on the common way
+      local o = h.outcome
+      h.outcome, h.state = false, "running"
+      local prev = self.current
+      self.current = h
+      local ok, tag, a, b
+      if o == WAKE then ok, tag, a, b = co_resume(h.co)
+      else ok, tag, a, b = co_resume(h.co, o) end
+      if tag == WAITING then self.current = prev else after(self, h, prev, ok, tag, a, b) end
     end
     self.spare = list -- empty again
     submit(self)
@@ -343,8 +351,8 @@ end
 -- finished transfer's is not that transfer's.
 local function take(self, ids, outs, keys, filed)
   if not ids then return 0 end
-  local got = 0
   local list, n = self.runnable, self.nrun
+  local n0 = n
   for k = 1, #ids do
     local key = keys[k]
     local h = filed[key]
@@ -353,11 +361,10 @@ local function take(self, ids, outs, keys, filed)
       h.state, h.outcome = "runnable", outs[k]
       n = n + 1
       list[n] = h
-      got = got + 1
     end
   end
   self.nrun = n
-  return got
+  return n - n0
 end
 
 -- Moves finished transfers (waiting at most wait seconds) and due timers to runnable.
