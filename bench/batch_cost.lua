@@ -4,6 +4,8 @@
 --   (a) core wire_client:batch() alone (no Lua per request),
 --   (b) paykit.batch of bare paykit.http requests (the same bytes),
 --   (c) paykit.batch of Moka 3D starts,
+--   (d) paykit.batch of MoCoPay verifyPayment calls,
+--   (e) paykit.batch of Zippy create transaction calls (d and e answered with fixed bytes too),
 -- client CPU microseconds per request (os.clock over N requests, median of REPEAT runs) and, with
 -- BATCH_COST_IR=1, user instructions per request (callgrind: the difference between a run of
 -- 2*M and one of M requests, divided by M, so start-up is not counted; M is BATCH_COST_M, default
@@ -22,7 +24,7 @@ local IR = os.getenv("BATCH_COST_IR") == "1"
 -- the runtimes (commands), default "lua5.4,luajit"; e.g. BATCH_COST_RT="luajit -joff"
 local RTS = {}
 for c in (os.getenv("BATCH_COST_RT") or "lua5.4,luajit"):gmatch("[^,]+") do RTS[#RTS + 1] = c end
-local ONLY = os.getenv("BATCH_COST_ONLY") -- "a", "b", "c" or "mem": only those rows
+local ONLY = os.getenv("BATCH_COST_ONLY") -- letters of the rows ("a" to "e") and/or "mem": only those
 local PORT = tonumber(os.getenv("PAYKIT_BENCH_PORT") or 18830)
 local ROOT = nginx.root()
 local DIR = ROOT .. "/build/bench"
@@ -46,6 +48,8 @@ local SERVER = [[
     listen 127.0.0.1:${HTTP_PORT};
     access_log off;
     location = ${MOKA} { default_type application/json; return 200 ']] .. F.moka_answer .. [['; }
+    location = ${MOCOPAY} { default_type application/json; return 200 ']] .. F.mocopay_answer .. [['; }
+    location = ${ZIPPY} { default_type application/json; return 200 ']] .. F.zippy_answer .. [['; }
   }
   server {
     listen 127.0.0.1:${CAP_PORT};
@@ -83,11 +87,13 @@ local ROWS = {
   { "a", "core wire_client:batch()", "bare", "core" },
   { "b", "paykit.batch of paykit.http requests", "http", "batch" },
   { "c", "paykit.batch of Moka 3D starts", "moka", "batch" },
+  { "d", "paykit.batch of MoCoPay verifyPayment", "mocopay", "batch" },
+  { "e", "paykit.batch of Zippy create transaction", "zippy", "batch" },
 }
 
 local function main()
   local srv = nginx.start("batchcost", SERVER, { HTTP_PORT = PORT, CAP_PORT = CAP_PORT, MOKA = F.moka_path,
-    PORTS = { PORT, CAP_PORT } })
+    MOCOPAY = F.mocopay_path, ZIPPY = F.zippy_path, PORTS = { PORT, CAP_PORT } })
   local ok, err = pcall(function()
     os.execute("mkdir -p " .. q(DIR))
     -- the request bytes of a Moka 3D start, for the bare and http rows (as bench/bench.lua does),
@@ -103,7 +109,7 @@ local function main()
       :format(N, REPEAT, transport, capture("cut -d' ' -f1-3 /proc/loadavg"):gsub("%s+$", "")))
     for _, rt in ipairs(RTS) do
       for _, r in ipairs(ROWS) do
-        if not ONLY or ONLY:find(r[1], 1, true) then
+        if not ONLY or ONLY:gsub("mem", ""):find(r[1], 1, true) then
           local prefix = r[1] == "a" and "PAYKIT_TRANSPORT=wire " or nil
           local us = {}
           for k = 1, REPEAT do

@@ -72,17 +72,21 @@ end
 -- ended by the loop: that task gets the loop's error and a new worker takes over.
 local function run_plain(tasks, max, gc_pause)
   local lp = require("paykit.loop").new { max_in_flight = max }
-  local take_ids = require("paykit.errors").take_ids
+  local ids_slot = require("paykit.errors")._ids_slot
   local n = #tasks
   local results, errs = new_array(n), {}
   local nexti = 0
   local current = {} -- worker -> the index of the task it runs
   local function worker(w)
+    -- the answer ids paykit.errors keeps for this worker's coroutine: emptied before each task,
+    -- so nothing of the previous task's answer ids leaks into this one's errors (as a take_ids
+    -- per task would, without its running() and lookup by thread)
+    local ids = ids_slot()
     while nexti < n do
       nexti = nexti + 1
       local i = nexti
       current[w] = i
-      take_ids() -- nothing of the previous task's answer ids leaks into this one's errors
+      ids.r, ids.c = false, false
       -- no pcall: a task that raises ends its worker's coroutine, and the loop's callback
       -- (ended) files the error and starts a new worker (a pcall per task cost its setup and,
       -- on Lua 5.4, the unrolling of its frame at every resume after a yield)

@@ -88,6 +88,20 @@ end
 -- Kinds that describe an answer (or the lack of one) of a provider: these carry the ids.
 local ANSWER_KINDS = { provider = true, transport = true, timeout = true }
 
+-- The running coroutine's slot, made when it has none (for paykit.batch: a worker takes its
+-- slot once and empties it before each task, `slot.r, slot.c = false, false`, instead of a
+-- take_ids per task: no running() and no lookup by thread per task). Not for the main thread
+-- (its slot is MAIN_SLOT, not reached by thread). Internal ("_": outside the reference).
+function _M._ids_slot()
+  local co = running()
+  local slot = slots[co]
+  if slot == nil then
+    slot = { r = false, c = false }
+    slots[co] = slot
+  end
+  return slot
+end
+
 --- A new error.
 -- errors.new{kind=, code=, message=, field=, retryable=, status=, provider_code=,
 --            provider_message=, provider=, op=, request_id=, correlation_id=}

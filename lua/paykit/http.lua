@@ -74,6 +74,7 @@ _M.now = now
 -- @treturn table the cjson.safe instance
 
 local scheduler = runtime.scheduler
+local scheduler_of, co_running = runtime.scheduler_of, coroutine.running
 
 local function default_sleep(s)
   if s <= 0 then return end
@@ -1015,7 +1016,7 @@ function _M:request(req)
     -- (see general_request): served here only when the scheduler has one
     local sched, sw = nil, nil
     if runtime.schedulers_installed ~= 0 then
-      sched = scheduler()
+      sched = scheduler_of[co_running()] -- (scheduler(), without its call; nil key: LuaJIT's main thread)
       if sched then sw = sched.wire end
     end
     local w = false

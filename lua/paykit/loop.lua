@@ -151,12 +151,11 @@ local function file_wire(self, h, id, slot)
 end
 
 -- Files what h's coroutine yielded (or returned) after a resume: coroutine.resume's first
--- values (see body: a return is DONE and the packed values).
+-- values (see body: a return is DONE and the packed values), but WAITING (resume takes that).
 -- A request starts on its core at once when there is room and no other request waits before
 -- it (the queue is empty), else it joins the queue (submit starts it, in order).
 local function after(self, h, prev, ok, tag, a, b)
   self.current = prev
-  if tag == WAITING then return end -- filed in flight by the scheduler's wire
   if not ok then return finish(self, h, pack(nil, tag)) end
   -- the markers are this module's own: a call cannot yield or return one
   if tag == REQUEST then
@@ -186,13 +185,18 @@ end
 -- Resumes h's coroutine with its outcome (the scheduler it yielded from turns it into what the
 -- transport takes) and files what it yields next. The handle before is current again once
 -- the coroutine yields (a call may start, step or cancel others of its loop).
+-- The common yield, WAITING (a request the scheduler's wire filed in flight), is seen here: no
+-- call of after for it. (drain has the same lines written out: keep the two alike.)
 local function resume(self, h)
   local o = h.outcome
   h.outcome, h.state = false, "running"
   local prev = self.current
   self.current = h
-  if o == WAKE then return after(self, h, prev, co_resume(h.co)) end
-  return after(self, h, prev, co_resume(h.co, o)) -- (a call's first resume: o is its function)
+  local ok, tag, a, b
+  if o == WAKE then ok, tag, a, b = co_resume(h.co)
+  else ok, tag, a, b = co_resume(h.co, o) end -- (a call's first resume: o is its function)
+  if tag == WAITING then self.current = prev; return end
+  return after(self, h, prev, ok, tag, a, b)
 end
 
 -- Starts h's request on the core of its transport's client, and files it in flight there;
@@ -234,6 +238,8 @@ end
 -- inside the call, so that only WAITING is yielded (no request fields through the yield and
 -- the resume).
 function make_scheduler(self)
+  local wire_loop = self.wire
+  local wire_start = wire_loop.start -- (the loop's wire never changes: no method lookup per request)
   return {
     request = function(_, transport, req) return outcome_values(co_yield(REQUEST, transport, req)) end,
     sleep = function(_, s) co_yield(SLEEP, s) end,
@@ -250,13 +256,12 @@ function make_scheduler(self)
       local h = self.current
       if h.cancelled then return outcome_values(cancelled(false)) end
       if self.qtail >= self.qhead or self.ncurl + self.nwire >= self.max or self.closed then return false end
-      local wire = self.wire
-      local ok, id, slot, made = pcall(wire.start, wire, client, method, url, headers, payload, idempotent, ms, cms,
-        send_ms, read_ms, stall_ms, corr_header, correlation_id, json)
+      local ok, id, slot, made = pcall(wire_start, wire_loop, client, method, url, headers, payload, idempotent, ms,
+        cms, send_ms, read_ms, stall_ms, corr_header, correlation_id, json)
       if not ok then return false end
       if id then
         -- filed in flight (as file_wire does)
-        h.state, h.id, h.via, h.slot = "request", id, wire, slot
+        h.state, h.id, h.via, h.slot = "request", id, wire_loop, slot
         self.wslot[slot] = h
         self.nwire = self.nwire + 1
         local o = co_yield(WAITING)
@@ -324,7 +329,15 @@ local function drain(self)
     for i = 1, n do
       local h = list[i]
       list[i] = nil
-      resume(self, h)
+      -- resume(self, h), written out here: no call per resume on the common way
+      local o = h.outcome
+      h.outcome, h.state = false, "running"
+      local prev = self.current
+      self.current = h
+      local ok, tag, a, b
+      if o == WAKE then ok, tag, a, b = co_resume(h.co)
+      else ok, tag, a, b = co_resume(h.co, o) end
+      if tag == WAITING then self.current = prev else after(self, h, prev, ok, tag, a, b) end
     end
     self.spare = list -- empty again
     submit(self)
@@ -338,8 +351,8 @@ end
 -- finished transfer's is not that transfer's.
 local function take(self, ids, outs, keys, filed)
   if not ids then return 0 end
-  local got = 0
   local list, n = self.runnable, self.nrun
+  local n0 = n
   for k = 1, #ids do
     local key = keys[k]
     local h = filed[key]
@@ -348,11 +361,10 @@ local function take(self, ids, outs, keys, filed)
       h.state, h.outcome = "runnable", outs[k]
       n = n + 1
       list[n] = h
-      got = got + 1
     end
   end
   self.nrun = n
-  return got
+  return n - n0
 end
 
 -- Moves finished transfers (waiting at most wait seconds) and due timers to runnable.

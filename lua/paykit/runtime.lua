@@ -91,6 +91,9 @@ local schedulers = setmetatable({}, { __mode = "k" })
 -- counted): while none is, @{scheduler} answers nil without asking which coroutine runs.
 local installed = 0
 _M.schedulers_installed = 0 -- the same count, for paykit.http (read only)
+-- The table itself, for paykit.http's first try under a scheduler (read only: written by
+-- set_scheduler alone): `scheduler_of[coroutine.running()]` is @{scheduler}() without its call
+_M.scheduler_of = schedulers
 
 --- Installs (or, with nil, removes) the scheduler of a coroutine.
 -- A scheduler is what runs the coroutine: an object with `request(transport, req)` (send
