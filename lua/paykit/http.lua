@@ -441,7 +441,7 @@ local function cosocket_opts(self)
   if o and o.verify == self.verify_tls and o.cafile == self.cafile and o.capath == self.capath
       and o.max_response == self.max_response and o.user_agent == self.user_agent
       and o.pool_size == self.pool_size and self.cosocket_keepalive == self.keepalive_timeout
-      and o.pool_name == self.pool_name then
+      and o.pool_name == self.pool_name and o.lead_header == (self.correlation_header or nil) then
     return o
   end
   local keepalive = milliseconds(self.keepalive_timeout)
@@ -450,6 +450,8 @@ local function cosocket_opts(self)
     verify = self.verify_tls, cafile = self.cafile, capath = self.capath,
     max_response = self.max_response, user_agent = self.user_agent,
     pool_size = self.pool_size, keepalive_timeout = keepalive, pool_name = self.pool_name,
+    -- the correlation id first in the request (see paykit.cosocket's lead_header)
+    lead_header = self.correlation_header or nil,
   }
   self.cosocket_opts = o
   return o
