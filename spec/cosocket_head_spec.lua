@@ -288,7 +288,8 @@ end)
 describe("paykit.cosocket request bytes", function()
   local build, conf_of = cosocket._build_request, cosocket._conf_of
   local FRAMING = { ["content-length"] = true, ["transfer-encoding"] = true, connection = true }
-  local function ref_build(method, u, headers, body, user_agent)
+  -- (lead: the conf's lead header, written first when the map has it with a string value)
+  local function ref_build(method, u, headers, body, user_agent, lead)
     local out = { method .. " " .. u.target .. " HTTP/1.1\r\n" }
     local has_host, has_ua = false, false
     local function add(name, value)
@@ -302,9 +303,17 @@ describe("paykit.cosocket request bytes", function()
     end
     if headers ~= nil then
       if type(headers) ~= "table" then return nil, "headers must be a table" end
+      local lv = lead and headers[lead]
+      if lv ~= nil and type(lv) ~= "table" then
+        local ok, e = add(lead, lv)
+        if not ok then return nil, e end
+      else
+        lead = nil
+      end
       for k, v in pairs(headers) do
-        local ok, e
-        if type(k) == "number" then
+        local ok, e = true, nil
+        if k == lead then -- luacheck: ignore 542 (written first)
+        elseif type(k) == "number" then
           local line = tostring(v)
           local colon = line:find(":", 1, true)
           if not colon or colon == 1 then return nil, "invalid header line" end
@@ -345,7 +354,9 @@ describe("paykit.cosocket request bytes", function()
       assert(conf_of("http://127.0.0.1:18846/PaymentDealer/DoDirectPaymentThreeD?x=1", {})),
       assert(conf_of("https://api.example:8443/", { user_agent = "shop/2" })),
       assert(conf_of("http://[::1]/a/b", { user_agent = 17 })),
+      assert(conf_of("http://127.0.0.1:18846/v1/verify", { lead_header = "X-Correlation-Id" })),
     }
+    local leads = 0
     local built = 0
     for i = 1, 6000 do
       local c = confs[rnd(#confs)]
@@ -373,7 +384,12 @@ describe("paykit.cosocket request bytes", function()
         end
       end
       for _ = 1, 2 do
-        local want, werr = ref_build(method, c.u, headers, body, c.user_agent)
+        local want, werr = ref_build(method, c.u, headers, body, c.user_agent, c.lead)
+        local nl = want and want:find("\n", 1, true)
+        if nl and c.lead and type(headers) == "table" and type(headers[c.lead]) == "string"
+            and want:sub(nl + 1, nl + #c.lead + 2) == c.lead .. ": " then
+          leads = leads + 1
+        end
         local got, gerr = build(method, c, headers, body)
         assert.equal(want, got, string.format("input %d", i))
         assert.equal(werr, gerr, string.format("input %d", i))
@@ -381,5 +397,6 @@ describe("paykit.cosocket request bytes", function()
       end
     end
     assert.is_true(built > 4000, "too few requests built: " .. built)
+    assert.is_true(leads > 20, "too few requests with the lead header first: " .. leads)
   end)
 end)

@@ -110,11 +110,29 @@ local FRONT_HANDLER = [[
     }
     location = /fast { content_by_lua_block { ngx.say("fast") } }
     # a JSON list of calls ({path=, timeout=, port=, raise=}) made in order in this one request,
-    # or with ?threads=N the same list in N light threads at once; raise: the call's send raises
+    # or with ?threads=N the same list in N light threads at once; raise: the call's send raises;
+    # ?count=1: {made = the cosocket objects made, calls = the list's outcomes}
     location = /seq {
       content_by_lua_block {
         local cjson = require "cjson"
         local cosocket = require "paykit.cosocket"
+        if ngx.var.arg_count then
+          local tcp, made = ngx.socket.tcp, 0
+          ngx.socket.tcp = function(...) made = made + 1; return tcp(...) end
+          ngx.req.read_body()
+          local out = {}
+          local ok, e = pcall(function()
+            for i, c in ipairs(cjson.decode(ngx.req.get_body_data())) do
+              local res, err, code = cosocket.request { url = "http://127.0.0.1:" .. (c.port or ]] .. UP .. [[) .. c.path,
+                timeout = c.timeout }
+              out[i] = { status = res and res.status, body = res and res.body, code = code, err = err }
+            end
+          end)
+          ngx.socket.tcp = tcp
+          assert(ok, e)
+          ngx.say(cjson.encode { made = made, calls = out })
+          return
+        end
         ngx.req.read_body()
         local list = cjson.decode(ngx.req.get_body_data())
         local methods = debug.getregistry().__tcp_cosocket_mt
@@ -366,6 +384,26 @@ describe("paykit.cosocket in nginx", function()
           assert.equal(conn, c.body) -- one pooled connection throughout
         end
       end
+    end)
+
+    -- (a request that nginx puts where an ended one was may get that one's object: nginx's
+    -- connect checks only the request's address, and resets the object)
+    it("is made at most once per request and used again by its next clean calls", function()
+      local function counted(list)
+        local status, body = get(FRONT, "/seq?count=1", cjson.encode(list))
+        assert.equal(200, status, body)
+        return cjson.decode(body)
+      end
+      for _ = 1, 3 do
+        local got = counted { { path = "/conn" }, { path = "/conn" }, { path = "/conn" }, { path = "/conn" } }
+        for _, c in ipairs(got.calls) do assert.equal(200, c.status, c.err) end
+        assert.is_true(got.made <= 1, "objects made: " .. got.made) -- once, or none
+      end
+      -- a failed call's object is dropped: the next call makes another
+      local got = counted { { path = "/conn" }, { path = "/slow?ms=400", timeout = 100 }, { path = "/conn" }, { path = "/conn" } }
+      assert.equal("timeout", got.calls[2].code)
+      assert.equal(200, got.calls[4].status)
+      assert.is_true(got.made >= 1 and got.made <= 2, "objects made: " .. got.made)
     end)
 
     it("is never shared by two light threads of one request", function()

@@ -7,20 +7,22 @@
 -- (drop_second, idle_close) is made twice in one nginx request, the second on the connection
 -- the first left in the pool.
 -- Ports: 18885 the nginx the calls are made from (one worker); the fault server's.
+-- The cells, the cases' calls, the outcomes and the comparison: spec/support/fastpath_cells.lua
+-- (shared with spec/http_fastpath_spec.lua; required inside the front nginx too).
 local nginx = require "spec.support.nginx"
 local fault = require "spec.support.fault"
+local cells = require "spec.support.fastpath_cells"
 local cjson = require "cjson"
 
 local FRONT = 18885
 local P = fault.PORTS
-local CELLS = { "ok", "refused", "reset_before", "reset_mid", "hang", "s500", "s503", "garbage",
-  "truncated", "oversize", "bad_chunk", "dup_cl", "bad_status", "drop_second", "idle_close" }
 
 local FRONT_CONF = [[
   lua_socket_log_errors off;
   init_by_lua_block {
     local http = require "paykit.http"
     local cjson = require "cjson"
+    local cells = require "spec.support.fastpath_cells"
     -- the calls request hands to its general way: fresh (the direct first try did not serve the
     -- call) and handed (it made the first attempt and hands its outcome on), counted through
     -- the general_request upvalue of ngx_first (request's direct first try inside nginx)
@@ -42,16 +44,6 @@ local FRONT_CONF = [[
         end)
       end
     end
-    local function outcome(res, err)
-      if res then
-        local h = {}
-        for k, v in pairs(res.headers or {}) do if k ~= "date" then h[k] = v end end
-        return { status = res.status, body = res.body, headers = h, json = res.json, request_id = res.request_id,
-          correlation_id = res.correlation_id }
-      end
-      return { kind = err.kind, code = err.code, retryable = err.retryable, message = err.message, op = err.op,
-        correlation_id = err.correlation_id }
-    end
     function run_case(a)
       local mode, variant, cell, n = a.mode, tonumber(a.variant), a.cell, tonumber(a.n)
       local opts = { retry = { attempts = 3, base_delay = 0.001, max_delay = 0.002, deadline = 30 }, timeout = 0.4,
@@ -64,22 +56,17 @@ local FRONT_CONF = [[
       end
       local t = http.new(opts)
       if mode == "general" then t.send_once = function(self, r) return http.send_once(self, r) end end
-      local idempotent = (variant % 2 == 0) or nil
-      if variant == 3 then idempotent = false end
-      local method = variant == 4 and "GET" or "POST"
-      local body = method == "POST" and ('{"n":' .. n .. ',"s":"' .. string.rep("x", variant * 37) .. '"}') or nil
-      local url = cell == "refused" and "http://127.0.0.1:${REFUSED}/refused"
-        or ("http://127.0.0.1:${HTTP}/" .. cell .. "/p/" .. n .. "?v=" .. variant)
-      local calls = (cell == "drop_second" or cell == "idle_close") and 2 or 1
+      local c = cells.case(cell, variant, n, "http://127.0.0.1:${HTTP}/", "http://127.0.0.1:${REFUSED}/refused")
       counts.fresh, counts.handed = 0, 0
       local outs = {}
-      for i = 1, calls do
+      for i = 1, c.calls do
         if i == 2 and cell == "idle_close" then ngx.sleep(0.5) end
-        local headers = { ["Content-Type"] = "application/json", ["X-N"] = tostring(n) }
+        local headers = cells.headers(n)
         if variant == 2 then headers[1] = "Accept: text/plain" end
-        outs[i] = outcome(t:request { method = method, url = url, body = body, op = "spec.ngxfast",
-          idempotent = idempotent, headers = headers, own_headers = variant == 3 or nil,
-          json = variant == 2 or nil, correlation_id = variant == 1 and ("corr-" .. n) or nil })
+        local res, err = t:request { method = c.method, url = c.url, body = c.body, op = "spec.ngxfast",
+          idempotent = c.idempotent, headers = headers, own_headers = variant == 3 or nil,
+          json = variant == 2 or nil, correlation_id = variant == 1 and ("corr-" .. n) or nil }
+        outs[i] = cells.outcome(res, err, true)
       end
       return cjson.encode { outs = outs, fresh = counts.fresh, handed = counts.handed, wire = t.wire ~= nil }
     end
@@ -111,36 +98,28 @@ describe("paykit.http direct first try inside nginx", function()
   end
 
   it("gives the general way's answers, errors and server record over every fault cell", function()
-    local n, direct_answers = 0, 0
-    for _, cell in ipairs(CELLS) do
-      for variant = 1, 4 do
-        n = n + 1
-        local seen = {}
-        for _, mode in ipairs { "direct", "general", "watched" } do
-          f.reset()
-          local got = run(mode, variant, cell, n)
-          local calls = #got.outs
-          -- inside nginx no wire client is made, whatever way the calls went
-          assert.is_false(got.wire, cell .. " variant " .. variant .. " " .. mode)
-          if mode == "direct" then
-            -- every call made its first attempt directly; only one that is not final goes on
-            assert.equal(0, got.fresh, cell .. " variant " .. variant)
-            if cell == "ok" then assert.equal(0, got.handed, "ok variant " .. variant) end
-            for i = 1, calls do if got.outs[i].status == 200 then direct_answers = direct_answers + 1 end end
-          else
-            assert.equal(calls, got.fresh, cell .. " variant " .. variant .. " " .. mode)
-          end
-          local reached = {}
-          for _, q in ipairs(f.log().requests) do
-            reached[#reached + 1] = { q.cell, q.method, q.path, q.size, q.headers }
-          end
-          seen[#seen + 1] = { outs = got.outs, reached = reached }
-        end
-        for i = 2, #seen do
-          assert.same(seen[1], seen[i], cell .. " variant " .. variant .. " mode " .. i)
-        end
+    local direct_answers = 0
+    local cases = cells.compare({ "direct", "general", "watched" }, function(mode, cell, variant, n)
+      f.reset()
+      local got = run(mode, variant, cell, n)
+      local calls = #got.outs
+      -- inside nginx no wire client is made, whatever way the calls went
+      assert.is_false(got.wire, cell .. " variant " .. variant .. " " .. mode)
+      if mode == "direct" then
+        -- every call made its first attempt directly; only one that is not final goes on
+        assert.equal(0, got.fresh, cell .. " variant " .. variant)
+        if cell == "ok" then assert.equal(0, got.handed, "ok variant " .. variant) end
+        for i = 1, calls do if got.outs[i].status == 200 then direct_answers = direct_answers + 1 end end
+      else
+        assert.equal(calls, got.fresh, cell .. " variant " .. variant .. " " .. mode)
       end
-    end
+      local reached = {}
+      for _, q in ipairs(f.log().requests) do
+        reached[#reached + 1] = { q.cell, q.method, q.path, q.size, q.headers }
+      end
+      return { outs = got.outs, reached = reached }
+    end)
+    assert.equal(#cells.CELLS * cells.VARIANTS, cases)
     assert.is_true(direct_answers >= 8, "too few answers through the direct first try: " .. direct_answers)
   end)
 end)

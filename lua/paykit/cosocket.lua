@@ -3,7 +3,7 @@
 -- reads the usual answer (HTTP/1.1, whole head and Content-Length body in the first read, plain
 -- headers) with a few plain searches and parses every other one with the C parser
 -- (core.http_response_parser, on libhttp-parser), which alone decides what is malformed, and
--- reuses connections through nginx's cosocket keep-alive pool (a coroutine's next call in the
+-- reuses connections through nginx's cosocket keep-alive pool (a next call in the
 -- same nginx request also reuses the cosocket object of its last clean one).
 --
 -- Returns the same shape as the libcurl client: {status=, headers={lowercase = "v"}, body=}
@@ -169,14 +169,32 @@ local function request_line(c, method)
   return line
 end
 
+-- The lead header (opts.lead_header, c.lead: paykit.http's correlation header) goes first, right
+-- after the request line, when the map has it with a plain value: a value that changes on every
+-- call then sits early in the request. OpenResty's LuaJIT hashes a string of 128 bytes or more
+-- from a few 8-byte samples at positions drawn when nginx starts, none in the second half of
+-- the string but its last 8 bytes: where the headers' order (the map's) put the id late, in
+-- some starts no sample met it, every request string of a run had one hash and each new one was
+-- compared with all those still alive (MoCoPay verifyPayment inside nginx: about 2 starts in 5,
+-- +19k instructions per call).
 local function build_request(method, c, headers, body)
   parts[1] = request_line(c, method)
   local n, has_host, has_ua = 1, false, false
   if headers ~= nil then
     if type(headers) ~= "table" then return nil, "headers must be a table" end
     local e
+    local lead = c.lead
+    local lv = lead and headers[lead]
+    if lv ~= nil and type(lv) ~= "table" then
+      n, e = add_header(parts, n, lead, lv)
+      if not n then return nil, e end
+      if e == "host" then has_host = true elseif e == "user-agent" then has_ua = true end
+    else
+      lead = nil
+    end
     for k, v in pairs(headers) do
-      if type(k) == "number" then
+      if k == lead then -- luacheck: ignore 542 (written first)
+      elseif type(k) == "number" then
         local name, value = split_line(tostring(v))
         if not name then return nil, "invalid header line" end
         n, e = add_header(parts, n, name, value)
@@ -438,34 +456,52 @@ end
 local max, min = math.max, math.min
 
 -- A cosocket object whose last exchange ended cleanly (its connection given to nginx's pool by
--- setkeepalive), kept for the next exchange of the same coroutine in the same nginx request:
--- connect() on it takes a pooled connection as a new object does, without making the object (a
--- table and, at connect, the userdata of its upstream) again. nginx raises on an object used in
--- another request than the one that connected it, and reuses coroutines across requests
--- (lua_thread_cache_max_entries): each kept object is tagged with its request (the pointer
--- thread.exdata gives, resty.core's get_request) and used only in that one. An object is taken
--- out while its exchange runs, so it never serves two at once, and put back only after a clean
--- end: one that failed, or whose exchange raised, is dropped.
-local idle_socks = setmetatable({}, { __mode = "k" }) -- coroutine -> object
-local idle_reqs = setmetatable({}, { __mode = "k" })  -- coroutine -> its request
-local running = coroutine.running
+-- setkeepalive), kept for the next exchange in the same nginx request: connect() on it takes a
+-- pooled connection as a new object does, without making the object (a table and, at connect,
+-- the userdata of its upstream) again. nginx raises on an object used in another request than
+-- the one that connected it (it compares the request's address, and resets the object at
+-- connect: one kept by a request that ended may serve the one nginx later puts at the same
+-- address): each kept object is found by its request (the pointer thread.exdata gives,
+-- resty.core's get_request, as a number) and used only in that one (by any of its light
+-- threads: nginx lets them share an object, one exchange at a time). An object is taken out
+-- (false in its place) while its exchange runs, so it never serves two at once, and put back
+-- only after a clean end: one that failed, or whose exchange raised, is dropped. Keyed by the
+-- request, not the coroutine: coroutine.running is not compiled by LuaJIT (a trace stitch,
+-- ~230 instructions, on every call). The keys are plain numbers (no weak keys): the table is
+-- emptied once it holds MAX_IDLE requests, those of requests that ended with it.
+local idle_socks, idle_n = {}, 0 -- request -> kept object, or false while its exchange runs
+local MAX_IDLE = 64
 local get_request -- resty.core's (thread.exdata), found on the first request; false: none
 
+local cast -- ffi.cast, found with get_request
+
+-- The running request's pointer as a number (exdata gives a new cdata on each call: no table
+-- key), or nil (no request, or no thread.exdata here). (No closure made in here: a function
+-- that closes over its locals ends in a bytecode LuaJIT does not compile.)
 local function request_ptr()
   if get_request == nil then
     get_request = false
     local ok, exdata = pcall(require, "thread.exdata")
+    local fok, ffi = pcall(require, "ffi")
     -- (exdata raises until the ffi module is loaded: resty.core loads it, but paykit does not
     -- count on resty.core)
-    if ok and type(exdata) == "function" and pcall(exdata) then get_request = exdata end
+    if ok and type(exdata) == "function" and fok and pcall(exdata) then get_request, cast = exdata, ffi.cast end
   end
-  if get_request then return get_request() end
-  return nil
+  if not get_request then return nil end
+  local n = tonumber(cast("uintptr_t", get_request()))
+  if n == 0 then return nil end -- (NULL: no request)
+  return n
 end
 
-local function done_with(co, r, sock, keep, c)
+local function done_with(r, sock, keep, c)
   if keep and sock:setkeepalive(c.keepalive_timeout, c.pool_size) then
-    if co and r ~= nil then idle_socks[co], idle_reqs[co] = sock, r end
+    if r ~= nil then
+      if idle_socks[r] == nil then
+        if idle_n >= MAX_IDLE then idle_socks, idle_n = {}, 0 end
+        idle_n = idle_n + 1
+      end
+      idle_socks[r] = sock
+    end
     return
   end
   sock:close()
@@ -496,12 +532,9 @@ end
 -- send_timeout, read_timeout: the call's (ms; the last two may be nil).
 local function exchange(ngx, c, method, request, deadline, replay, connect_timeout, send_timeout, read_timeout)
   local u = c.u
-  local co, r = running(), request_ptr()
-  local sock = co and idle_socks[co]
-  if sock then
-    idle_socks[co] = nil
-    if idle_reqs[co] ~= r then sock = nil end -- another request's
-  end
+  local r = request_ptr()
+  local sock = r ~= nil and idle_socks[r]
+  if sock then idle_socks[r] = false end
   if not sock then
     local serr
     sock, serr = ngx.socket.tcp()
@@ -570,7 +603,7 @@ local function exchange(ngx, c, method, request, deadline, replay, connect_timeo
         if status and have >= length then
           local body = have == length and sub(data, body_at) or sub(data, body_at, body_at + length - 1)
           if have > length then keep = false end -- bytes beyond this answer: not a clean connection
-          done_with(co, r, sock, keep, c)
+          done_with(r, sock, keep, c)
           return { status = status, headers = headers, body = body }
         end
       end
@@ -605,7 +638,7 @@ local function exchange(ngx, c, method, request, deadline, replay, connect_timeo
   local res = parser:result()
   -- a parser keeps its buffers when reset: one that held a large answer is not kept
   if #res.body <= 65536 then give_parser(max_body, parser) else parser:close() end
-  done_with(co, r, sock, res.keepalive, c)
+  done_with(r, sock, res.keepalive, c)
   res.keepalive = nil
   return res
 end
@@ -625,6 +658,7 @@ local function same_opts(c, opts)
     and c.o_pool_name == opts.pool_name
     and c.o_pool_size == opts.pool_size and c.o_max_response == opts.max_response
     and c.o_keepalive_timeout == opts.keepalive_timeout and c.o_user_agent == opts.user_agent
+    and c.o_lead_header == opts.lead_header
 end
 
 local function conf_of(url, opts)
@@ -668,7 +702,8 @@ local function conf_of(url, opts)
     ua_piece = "\r\nUser-Agent: " .. (opts.user_agent or DEFAULT_USER_AGENT),
     o_verify = opts.verify, o_cafile = opts.cafile, o_capath = opts.capath, o_pool_name = opts.pool_name, o_pool_size = opts.pool_size,
     o_max_response = opts.max_response, o_keepalive_timeout = opts.keepalive_timeout,
-    o_user_agent = opts.user_agent,
+    o_user_agent = opts.user_agent, o_lead_header = opts.lead_header,
+    lead = type(opts.lead_header) == "string" and opts.lead_header or nil,
   }
   if cache.n >= MAX_URLS then cache = { n = 0 }; by_opts[opts] = cache end
   cache[url], cache.n = c, cache.n + 1
@@ -697,7 +732,9 @@ _M._conf_of = conf_of
 --   other pool settings get pools of their own), `user_agent`. What follows from opts and the
 --   url (the parsed url, the pool name, verification, pool settings) is worked out once per
 --   opts table and url and used again while those fields of opts are unchanged: pass the
---   same opts table on every call (paykit.http does) rather than a new one per call
+--   same opts table on every call (paykit.http does) rather than a new one per call;
+--   `lead_header` (a header name: that header of a map, when its value is a string, is
+--   written first, right after the request line; paykit.http passes its correlation header)
 -- @treturn table `{status=, headers={lowercase-name = "value"}, body=}`
 -- @return[2] nil
 -- @return[2] string message (no body content)

@@ -442,7 +442,7 @@ local function cosocket_opts(self)
   if o and o.verify == self.verify_tls and o.cafile == self.cafile and o.capath == self.capath
       and o.max_response == self.max_response and o.user_agent == self.user_agent
       and o.pool_size == self.pool_size and self.cosocket_keepalive == self.keepalive_timeout
-      and o.pool_name == self.pool_name then
+      and o.pool_name == self.pool_name and o.lead_header == (self.correlation_header or nil) then
     return o
   end
   local keepalive = milliseconds(self.keepalive_timeout)
@@ -451,6 +451,8 @@ local function cosocket_opts(self)
     verify = self.verify_tls, cafile = self.cafile, capath = self.capath,
     max_response = self.max_response, user_agent = self.user_agent,
     pool_size = self.pool_size, keepalive_timeout = keepalive, pool_name = self.pool_name,
+    -- the correlation id first in the request (see paykit.cosocket's lead_header)
+    lead_header = self.correlation_header or nil,
   }
   self.cosocket_opts = o
   return o
@@ -672,6 +674,19 @@ local function request_table(method, url, headers, body, idempotent, ms, cms, se
   return r
 end
 
+-- An attempt's request table as the general way and the direct first try inside nginx
+-- (ngx_first) make it, one set-up for both: the correlation id it carries (a new uuid4 when
+-- the transport has a correlation header and the call no id yet) and the merged headers
+-- (headers: those an earlier attempt of the call made, used again; nil: made here). Returns
+-- the table, the correlation id and the headers.
+local function attempt_table(req, method, url, given, json, body, idempotent, corr_header, correlation_id, headers,
+                             ms, cms, send_ms, read_ms, stall_ms)
+  if corr_header and correlation_id == nil then correlation_id = core_uuid4() end
+  if headers == nil then headers = merged_headers(req, given, json, body, corr_header, correlation_id) end
+  return request_table(method, url, headers, body, idempotent, ms, cms, send_ms, read_ms, stall_ms), correlation_id,
+    headers
+end
+
 -- The failure of an attempt as a paykit error (and its kind, whether it may have been sent
 -- and whether a retry is allowed). Only here is the URL redacted when nothing logs it.
 local function attempt_error(op, method, url, safe_url, correlation_id, idempotent, msg, code, maybe_sent)
@@ -865,9 +880,9 @@ local function general_request(self, req, started, pre_cid, pre_res, pre_msg, pr
         end
       end
       if tabled then
-        if corr_header and correlation_id == nil then correlation_id = core_uuid4() end
-        if headers == nil then headers = merged_headers(req, given, json, body, corr_header, correlation_id) end
-        local r = request_table(method, url, headers, body, idempotent, ms, cms, send_ms, read_ms, stall_ms)
+        local r
+        r, correlation_id, headers = attempt_table(req, method, url, given, json, body, idempotent, corr_header,
+          correlation_id, headers, ms, cms, send_ms, read_ms, stall_ms)
         if general then
           res, msg, code, maybe_sent = self:send_once(r)
         else
@@ -925,7 +940,7 @@ end
 -- The direct first try inside nginx (request's conditions hold: no scheduler, @{with},
 -- logger, hook or per-call timeout, send_once not replaced, time for a first attempt), in a
 -- cosocket phase with paykit.cosocket there: the first attempt as the general way makes it
--- (the same merged headers and request table, from the waits new worked out, handed to
+-- (the same request table, attempt_table's, from the waits new worked out, handed to
 -- paykit.cosocket with this transport's opts) without the general way's set-up (the phase
 -- looked up once, not by check_blocking and send_once again; no per-call option picking, no
 -- retry loop). A final answer is returned from here; anything else (a failure, a status to
@@ -947,13 +962,12 @@ function ngx_first(self, req)
   local method = req.method or (body and "POST" or "GET")
   if json and type(body) == "table" then body = assert(json_encode(body)) end
   local started = self.clock()
-  local corr_header = self.correlation_header
-  if corr_header and correlation_id == nil then correlation_id = core_uuid4() end
   local idempotent = req.idempotent
   local send_ms, read_ms, stall_ms
   if self.waits then send_ms, read_ms, stall_ms = self.send_ms, self.read_ms, self.stall_ms end
-  local r = request_table(method, req.url, merged_headers(req, req.headers, json, body, corr_header, correlation_id),
-    body, idempotent, self.first_ms, self.first_cms, send_ms, read_ms, stall_ms)
+  local r
+  r, correlation_id = attempt_table(req, method, req.url, req.headers, json, body, idempotent, self.correlation_header,
+    correlation_id, nil, self.first_ms, self.first_cms, send_ms, read_ms, stall_ms)
   local res, msg, code, maybe_sent = cm.request(r, cosocket_opts(self))
   if res then
     -- final: not a status to retry, or no attempt left
