@@ -85,7 +85,7 @@ test: deps
 
 # luacheck (Debian's lua-check) over the Lua sources, with .luacheckrc; spec/run runs it too.
 lint:
-	luacheck lua spec examples
+	luacheck lua spec examples bench
 
 valgrind: build
 	bash spec/run --valgrind

@@ -6,7 +6,8 @@
 --       --tool=callgrind twice, with 0 and N calls, and prints the difference / N)
 -- Stages: zippy.body (the checks and the body's JSON text as create_transaction makes them;
 -- before request.transaction_json existed: transaction_body's table only), zippy.json (the
--- kit's JSON writer over that table, the path a transaction off the common case takes), zippy.oauth (the Authorization header), zippy.request (all three and the reference
+-- kit's JSON writer over that table, the path a transaction off the common case takes),
+-- zippy.oauth (the Authorization header), zippy.request (all three and the reference
 -- claim: what is done before paykit.http), zippy.whole; mocopay.key (verify_key), mocopay.sign
 -- (the Signature header), mocopay.request (key, URL, signature), mocopay.whole.
 package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path

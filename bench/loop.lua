@@ -51,7 +51,8 @@ local function tick_run(label, fn)
   end
   ticking = false
   lp:close()
-  print(string.format("loop tick (%s): %d ticks of 20 ms, 64 calls in flight: worst tick overrun %.2f ms; step(0) %.3f ms average, %.2f ms worst; %d calls finished",
+  print(string.format("loop tick (%s): %d ticks of 20 ms, 64 calls in flight: worst tick overrun %.2f ms; "
+    .. "step(0) %.3f ms average, %.2f ms worst; %d calls finished",
     label, TICKS, worst * 1000, total_step / TICKS * 1000, worst_step * 1000, done))
 end
 tick_run("slow card, 3 s", slow)

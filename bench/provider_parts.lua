@@ -39,7 +39,7 @@ parts.moco_send = function()
     body = "", idempotent = true, headers = { Signature = header }, own_headers = true })
 end
 parts.moco_pick = function() return kjson.pick(F.mocopay_answer, mwire.PAYMENT_MAP) end
-local function info_of(kind, ...) return mwire.payment_info_of(...) end
+local function info_of(_, ...) return mwire.payment_info_of(...) end
 parts.moco_info = function() return info_of(kjson.pick(F.mocopay_answer, mwire.PAYMENT_MAP)) end
 local info = info_of(kjson.pick(F.mocopay_answer, mwire.PAYMENT_MAP))
 local RO = kjson.read_opts(mwire.exact)
@@ -62,7 +62,7 @@ local picked = { n = select("#", kjson.pick(F.mocopay_answer, mwire.PAYMENT_MAP)
 parts.moco_infoonly = function() return info_of(unpack(picked, 1, picked.n)) end
 parts.moco_empty = function() return info_of(1) end
 parts.nothing = function() end
-parts.moco_infomap = function() local kind, t = kjson.pick(F.mocopay_answer, mwire.INFO_MAP); return mwire.payment_info_fast(t) end
+parts.moco_infomap = function() local _, t = kjson.pick(F.mocopay_answer, mwire.INFO_MAP); return mwire.payment_info_fast(t) end
 parts.zippy = function() return z:create_transaction(F.zippy_transaction) end
 
 local zreq = require "paykit.providers.zippy_request"

@@ -6,8 +6,8 @@ package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path
 local nginx = require "spec.support.nginx"
 local payload = dofile("bench/payload.lua")
 
-local HTTP_PORT, HTTPS_PORT = tonumber(os.getenv("PAYKIT_BENCH_PORT") or 18760), nil
-HTTPS_PORT = HTTP_PORT + 1
+local HTTP_PORT = tonumber(os.getenv("PAYKIT_BENCH_PORT") or 18760)
+local HTTPS_PORT = HTTP_PORT + 1
 local HTTP_URL = "http://127.0.0.1:" .. HTTP_PORT .. "/pay"
 local HTTPS_URL = "https://127.0.0.1:" .. HTTPS_PORT .. "/pay"
 local WRK_SECONDS = tonumber(os.getenv("PAYKIT_BENCH_WRK_SECONDS") or 1)
