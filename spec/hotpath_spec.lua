@@ -22,7 +22,7 @@ local EXPECTED_LINES = {
   "info moka.start_3d ok",
   "debug paykit moka.start_3d request POST http://127.0.0.1:1/PaymentDealer/DoDirectPaymentThreeD {\"PaymentDealerAuthentication\":{\"DealerCode\":\"1731\",\"Username\":\"[REDACTED]\",\"Password\":\"[REDACTED]\",\"CheckKey\":\"[REDACTED]\"},\"PaymentDealerRequest\":{\"CardHolderFullName\":\"Ali Yilmaz\",\"CardNumber\":\"411111******1111\",\"ExpMonth\":\"12\",\"ExpYear\":\"2031\",\"CvcNumber\":\"[REDACTED]\",\"CardToken\":\"[REDACTED]\",\"Amount\":27.50,\"Currency\":\"TL\",\"InstallmentNumber\":1,\"ClientIP\":\"203.0.113.7\",\"OtherTrxCode\":\"ORD-1\",\"SubMerchantName\":\"\",\"IsPoolPayment\":0,\"IsPreAuth\":0,\"IsTokenized\":0,\"Software\":\"paykit\",\"Description\":\"\",\"ReturnHash\":1,\"RedirectUrl\":\"https://shop.example/return?o=1\",\"RedirectType\":0}}",
   "error paykit moka.start_3d POST http://127.0.0.1:1/PaymentDealer/DoDirectPaymentThreeD attempt=1 error=connect sent=false elapsed=Ns",
-  "error moka.start_3d failed: paykit transport error [connect]: moka.start_3d: POST http://127.0.0.1:1/PaymentDealer/DoDirectPaymentThreeD failed (connect): Failed to connect to 127.0.0.1 port 1 after 0 ms: Couldn't connect to server; the request never reached the provider"
+  "error moka.start_3d failed: paykit transport error [connect]: moka.start_3d: POST http://127.0.0.1:1/PaymentDealer/DoDirectPaymentThreeD failed (connect): Failed to connect to 127.0.0.1 port 1 after N ms: Couldn't connect to server; the request never reached the provider"
 }
 
 local EXPECTED_HOOKS = {
@@ -31,7 +31,8 @@ local EXPECTED_HOOKS = {
 }
 -- luacheck: pop
 
-local function norm(l) return (l:gsub("elapsed=[%d.]+s", "elapsed=Ns")) end
+-- elapsed times (paykit's and libcurl's own "after N ms") vary with the machine's load
+local function norm(l) return (l:gsub("elapsed=[%d.]+s", "elapsed=Ns"):gsub(" after %d+ ms: ", " after N ms: ")) end
 
 local function payment()
   return { amount = "27.50", reference = "ORD-1", client_ip = "203.0.113.7", redirect_url = "https://shop.example/return?o=1",
