@@ -35,6 +35,7 @@
 --   -- results[i], errs[i]: the first two values task i returned (or nil, the error it raised)
 local runtime = require "paykit.runtime"
 local core = require "paykit.core"
+local type = type -- (asked of every task before the batch starts)
 
 -- A batch of at least this many tasks ends with a full collection and the freed memory given
 -- back to the system (`paykit.core.release_memory`).
