@@ -84,8 +84,8 @@ local function run_plain(tasks, max, gc_pause)
     -- per task would, without its running() and lookup by thread)
     local ids = ids_slot()
     while nexti < n do
-      nexti = nexti + 1
-      local i = nexti
+      local i = nexti + 1
+      nexti = i
       current[w] = i
       ids.r, ids.c = false, false
       -- no pcall: a task that raises ends its worker's coroutine, and the loop's callback

@@ -125,7 +125,7 @@ end
 -- @type Loop
 
 local function finish(self, h, values)
-  h.values, h.state = values, "done"
+  h.values, h.state, h.outcome = values, "done", false
   runtime.set_scheduler(h.co, nil)
   h.co = nil
   self.npending = self.npending - 1
@@ -185,10 +185,11 @@ end
 -- The common yield, WAITING (a request the scheduler's wire filed in flight), is seen here: no
 -- call of after for it. (drain has the same lines written out: keep the two alike.)
 local function resume(self, h)
-  local o = h.outcome
-  h.outcome = false -- (its state stays "runnable" while it runs: nothing asks for more)
-  -- (a call's first resume: o is its function; WAKE goes to a backoff's yield, which drops it)
-  local ok, tag, a, b = co_resume(h.co, o)
+  -- (a call's first resume: its outcome is its function; WAKE goes to a backoff's yield, which
+  -- drops it). The outcome stays on the handle until the next one replaces it (every way to
+  -- runnable sets one) or the call is done (finish lets go of it): no write per resume; the
+  -- state stays "runnable" while the call runs (nothing asks for more).
+  local ok, tag, a, b = co_resume(h.co, h.outcome)
   if tag == WAITING then return end
   return after(self, h, ok, tag, a, b)
 end
@@ -325,9 +326,7 @@ local function drain(self)
       local h = list[i]
       list[i] = nil
       -- resume(self, h), written out here: no call per resume on the common way
-      local o = h.outcome
-      h.outcome = false
-      local ok, tag, a, b = co_resume(h.co, o)
+      local ok, tag, a, b = co_resume(h.co, h.outcome)
       if tag ~= WAITING then after(self, h, ok, tag, a, b) end
     end
     self.spare = list -- empty again
