@@ -2,7 +2,8 @@
 --
 -- A call is an ordinary function making provider calls (`gw:purchase{...}`, `gw:status(ref)`, a
 -- whole flow); it runs in its own coroutine, exactly as a `paykit.batch` task does, with the
--- loop as its scheduler (`paykit.runtime.set_scheduler`): when the transport (paykit.http) is
+-- loop as its scheduler (`paykit.runtime.set_scheduler`; the call's handle is what is installed,
+-- its methods the loop's): when the transport (paykit.http) is
 -- about to send a request it hands it to the scheduler, which yields the coroutine; the loop
 -- hands the request to the C core: `paykit.core.wire_loop` for the wire client,
 -- `paykit.core.http_loop` (libcurl's socket API) for libcurl's, the client the transport picks
