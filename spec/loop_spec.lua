@@ -225,6 +225,53 @@ describe("paykit.loop", function()
     assert.is_nil(seen[2])
   end)
 
+  it("files each call's request as its own when a call starts another from inside it", function()
+    -- a call's handle is its coroutine's scheduler: the inner call's request (started while the
+    -- outer call's coroutine runs) and the outer's own are filed on, and answered to, each
+    -- their own call, on the wire loop and on libcurl's
+    for _, kind in ipairs { "wire", "curl" } do
+      local t = http.new { transport = kind, retry = false }
+      local lp = loop.new()
+      local inner, order = nil, {}
+      local outer = lp:start(function()
+        inner = lp:start(function()
+          local r = assert(t:request { url = base .. "/_sink/nested?reply=inner-" .. kind })
+          order[#order + 1] = "inner"
+          return r.body
+        end)
+        local r = assert(t:request { url = base .. "/_sink/nested?reply=outer-" .. kind })
+        order[#order + 1] = "outer"
+        local again = assert(t:request { url = base .. "/_sink/nested?reply=again-" .. kind })
+        return r.body .. "+" .. again.body
+      end)
+      lp:run()
+      assert.equal("outer-" .. kind .. "+again-" .. kind, outer:result())
+      assert.equal("inner-" .. kind, inner:result())
+      assert.equal(2, #order)
+      lp:close()
+      t:close()
+    end
+  end)
+
+  it("lets go of a finished call's last answer while its handle is kept", function()
+    -- the answer a call was last resumed with stays on its handle only until the call is done
+    local t = http.new { retry = false }
+    local lp = loop.new()
+    local answers = setmetatable({}, { __mode = "k" })
+    local h = lp:start(function()
+      local r = assert(t:request { url = base .. "/_sink/lastanswer?reply=kept" })
+      answers[r] = true
+      return r.body
+    end)
+    lp:run()
+    assert.equal("kept", h:result())
+    collectgarbage(); collectgarbage()
+    assert.is_nil(next(answers))
+    assert.is_true(h:done()) -- (the handle is still held here)
+    lp:close()
+    t:close()
+  end)
+
   it("gives the same validation error as a blocking call, before any network", function()
     local bad = { reference = "x", amount = "1.005", currency = "TL", client_ip = "127.0.0.1", card = card(moka.cards.approve[1]), three_d = false }
     local _, want = gw:purchase(bad)

@@ -35,6 +35,7 @@
 --   -- results[i], errs[i]: the first two values task i returned (or nil, the error it raised)
 local runtime = require "paykit.runtime"
 local core = require "paykit.core"
+local type = type -- (asked of every task before the batch starts)
 
 -- A batch of at least this many tasks ends with a full collection and the freed memory given
 -- back to the system (`paykit.core.release_memory`).
@@ -83,8 +84,8 @@ local function run_plain(tasks, max, gc_pause)
     -- per task would, without its running() and lookup by thread)
     local ids = ids_slot()
     while nexti < n do
-      nexti = nexti + 1
-      local i = nexti
+      local i = nexti + 1
+      nexti = i
       current[w] = i
       ids.r, ids.c = false, false
       -- no pcall: a task that raises ends its worker's coroutine, and the loop's callback

@@ -2,7 +2,8 @@
 --
 -- A call is an ordinary function making provider calls (`gw:purchase{...}`, `gw:status(ref)`, a
 -- whole flow); it runs in its own coroutine, exactly as a `paykit.batch` task does, with the
--- loop as its scheduler (`paykit.runtime.set_scheduler`): when the transport (paykit.http) is
+-- loop as its scheduler (`paykit.runtime.set_scheduler`; the call's handle is what is installed,
+-- its methods the loop's): when the transport (paykit.http) is
 -- about to send a request it hands it to the scheduler, which yields the coroutine; the loop
 -- hands the request to the C core: `paykit.core.wire_loop` for the wire client,
 -- `paykit.core.http_loop` (libcurl's socket API) for libcurl's, the client the transport picks
@@ -34,6 +35,7 @@ local _M = {}
 
 local unpack = table.unpack or unpack -- luacheck: ignore
 local co_create, co_resume, co_yield = coroutine.create, coroutine.resume, coroutine.yield
+local pcall = pcall
 
 local Loop = {}
 Loop.__index = Loop
@@ -115,8 +117,6 @@ function _M.new(opts)
     finished = 0,   -- calls done, ever
     wakeup = nil,   -- set by an adapter: called when a call starts (re-arm the host's watchers)
                     -- and when the loop closes (let go of its descriptor)
-    current = false, -- the handle whose coroutine runs (resume sets it, and puts back the one
-                     -- before when the coroutine yields or ends)
   }, Loop)
   self.sched = make_scheduler(self)
   return self
@@ -126,7 +126,7 @@ end
 -- @type Loop
 
 local function finish(self, h, values)
-  h.values, h.state = values, "done"
+  h.values, h.state, h.outcome = values, "done", false
   runtime.set_scheduler(h.co, nil)
   h.co = nil
   self.npending = self.npending - 1
@@ -145,7 +145,7 @@ local start_now, start_on
 
 -- Files h as in flight on the wire loop: transfer id, in the loop's slot.
 local function file_wire(self, h, id, slot)
-  h.state, h.id, h.via, h.slot = "request", id, self.wire, slot
+  h.state, h.id, h.slot = "wire", id, slot
   self.wslot[slot] = h
   self.nwire = self.nwire + 1
 end
@@ -154,8 +154,7 @@ end
 -- values (see body: a return is DONE and the packed values), but WAITING (resume takes that).
 -- A request starts on its core at once when there is room and no other request waits before
 -- it (the queue is empty), else it joins the queue (submit starts it, in order).
-local function after(self, h, prev, ok, tag, a, b)
-  self.current = prev
+local function after(self, h, ok, tag, a, b)
   if not ok then return finish(self, h, pack(nil, tag)) end
   -- the markers are this module's own: a call cannot yield or return one
   if tag == REQUEST then
@@ -183,20 +182,17 @@ local function after(self, h, prev, ok, tag, a, b)
 end
 
 -- Resumes h's coroutine with its outcome (the scheduler it yielded from turns it into what the
--- transport takes) and files what it yields next. The handle before is current again once
--- the coroutine yields (a call may start, step or cancel others of its loop).
+-- transport takes) and files what it yields next.
 -- The common yield, WAITING (a request the scheduler's wire filed in flight), is seen here: no
 -- call of after for it. (drain has the same lines written out: keep the two alike.)
 local function resume(self, h)
-  local o = h.outcome
-  h.outcome, h.state = false, "running"
-  local prev = self.current
-  self.current = h
-  local ok, tag, a, b
-  if o == WAKE then ok, tag, a, b = co_resume(h.co)
-  else ok, tag, a, b = co_resume(h.co, o) end -- (a call's first resume: o is its function)
-  if tag == WAITING then self.current = prev; return end
-  return after(self, h, prev, ok, tag, a, b)
+  -- (a call's first resume: its outcome is its function; WAKE goes to a backoff's yield, which
+  -- drops it). The outcome stays on the handle until the next one replaces it (every way to
+  -- runnable sets one) or the call is done (finish lets go of it): no write per resume; the
+  -- state stays "runnable" while the call runs (nothing asks for more).
+  local ok, tag, a, b = co_resume(h.co, h.outcome)
+  if tag == WAITING then return end
+  return after(self, h, ok, tag, a, b)
 end
 
 -- Starts h's request on the core of its transport's client, and files it in flight there;
@@ -228,15 +224,17 @@ function start_on(self, h, client, req)
   local c = self.core
   local id, outcome = c:start(client, req)
   if not id then return outcome end
-  h.state, h.id, h.via = "request", id, c
+  h.state, h.id = "curl", id
   self.cinflight[id] = h
   self.ncurl = self.ncurl + 1
 end
 
--- The scheduler of a loop's calls (runtime.set_scheduler): request and sleep yield to the loop
--- what the transport (paykit.http) hands them; wire starts the request on the wire loop from
--- inside the call, so that only WAITING is yielded (no request fields through the yield and
--- the resume).
+-- The scheduler methods of a loop's calls: request and sleep yield to the loop what the
+-- transport (paykit.http) hands them; wire starts the request on the wire loop from inside the
+-- call, so that only WAITING is yielded (no request fields through the yield and the resume).
+-- Each call's handle is its coroutine's scheduler (runtime.set_scheduler), these three its
+-- fields: the transport calls them as methods of the handle, so wire has the call's handle as
+-- its self (no record of the running handle kept by the loop for it).
 function make_scheduler(self)
   local wire_loop = self.wire
   local wire_start = wire_loop.start -- (the loop's wire never changes: no method lookup per request)
@@ -251,9 +249,8 @@ function make_scheduler(self)
     -- (misuse), or that failed where the transport would try another client, is false too:
     -- asked again as a table, it goes the general way (the same error, the same fallback).
     -- (the fields named, not a vararg: no frame copy per request)
-    wire = function(_, transport, client, method, url, headers, payload, idempotent, ms, cms, send_ms, read_ms,
+    wire = function(h, transport, client, method, url, headers, payload, idempotent, ms, cms, send_ms, read_ms,
                     stall_ms, corr_header, correlation_id, json)
-      local h = self.current
       if h.cancelled then return outcome_values(cancelled(false)) end
       if self.qtail >= self.qhead or self.ncurl + self.nwire >= self.max or self.closed then return false end
       local ok, id, slot, made = pcall(wire_start, wire_loop, client, method, url, headers, payload, idempotent, ms,
@@ -261,7 +258,7 @@ function make_scheduler(self)
       if not ok then return false end
       if id then
         -- filed in flight (as file_wire does)
-        h.state, h.id, h.via, h.slot = "request", id, wire_loop, slot
+        h.state, h.id, h.slot = "wire", id, slot
         self.wslot[slot] = h
         self.nwire = self.nwire + 1
         local o = co_yield(WAITING)
@@ -330,14 +327,8 @@ local function drain(self)
       local h = list[i]
       list[i] = nil
       -- resume(self, h), written out here: no call per resume on the common way
-      local o = h.outcome
-      h.outcome, h.state = false, "running"
-      local prev = self.current
-      self.current = h
-      local ok, tag, a, b
-      if o == WAKE then ok, tag, a, b = co_resume(h.co)
-      else ok, tag, a, b = co_resume(h.co, o) end
-      if tag == WAITING then self.current = prev else after(self, h, prev, ok, tag, a, b) end
+      local ok, tag, a, b = co_resume(h.co, h.outcome)
+      if tag ~= WAITING then after(self, h, ok, tag, a, b) end
     end
     self.spare = list -- empty again
     submit(self)
@@ -357,7 +348,7 @@ local function take(self, ids, outs, keys, filed)
     local key = keys[k]
     local h = filed[key]
     if h and h.id == ids[k] then
-      filed[key] = nil -- (h.id and h.via stay: read only while h is filed, set again at its next start)
+      filed[key] = nil -- (h.id and h.slot stay: read only while h is filed, set again at its next start)
       h.state, h.outcome = "runnable", outs[k]
       n = n + 1
       list[n] = h
@@ -450,10 +441,13 @@ function Loop:start(fn, callback)
   -- every field the handle takes is there from the start (false when unset, never set back to
   -- nil): a key set to nil is dead once a collection went over the table, and setting it
   -- again is a new key (luaH_newkey, now and then a rehash)
+  -- the handle is its coroutine's scheduler: request, sleep and wire are the loop's (see
+  -- make_scheduler)
+  local sched = self.sched
   local h = setmetatable({ loop = self, co = co_create(body), callback = callback, state = "runnable",
-    outcome = fn, id = false, via = false, slot = false, instead = false, cancelled = false,
-    transport = false, req = false }, Handle)
-  runtime.set_scheduler(h.co, self.sched)
+    outcome = fn, id = false, slot = false, instead = false, cancelled = false,
+    transport = false, req = false, request = sched.request, sleep = sched.sleep, wire = sched.wire }, Handle)
+  runtime.set_scheduler(h.co, h)
   self.npending = self.npending + 1
   resume(self, h)
   drain(self)
@@ -576,22 +570,24 @@ function Handle:cancel()
   local self_loop = self.loop
   if self.state == "done" then return false end
   self.cancelled = true
-  if self.state == "request" then
-    local via = self.via
-    local maybe = via:cancel(self.id)
-    if via == self_loop.wire then
+  local state = self.state
+  if state == "wire" or state == "curl" then -- in flight on the wire loop, or on libcurl's
+    local maybe
+    if state == "wire" then
+      maybe = self_loop.wire:cancel(self.id)
       self_loop.wslot[self.slot] = nil
       self_loop.nwire = self_loop.nwire - 1
     else
+      maybe = self_loop.core:cancel(self.id)
       self_loop.cinflight[self.id] = nil
       self_loop.ncurl = self_loop.ncurl - 1
     end
-    self.id, self.via = false, false
+    self.id = false
     runnable(self_loop, self, cancelled(maybe))
-  elseif self.state == "queued" then
+  elseif state == "queued" then
     self.transport, self.req = false, false
     runnable(self_loop, self, cancelled(false))
-  elseif self.state == "sleep" then
+  elseif state == "sleep" then
     self_loop.sleepers[self] = nil
     self_loop.nsleep = self_loop.nsleep - 1
     runnable(self_loop, self, WAKE)
