@@ -221,6 +221,13 @@ function _M.payment_info_of(session_id, request_id, reference_id, service_code, 
   }
 end
 
+--- The members of a verifyPayment answer that the call itself reads (for `paykit.kit.json.pick`,
+-- positional, nulls absent, strings kept as @{PAYMENT_MAP}'s): `sessionId` (which session the
+-- answer is about), `status`, `currencyCode` and `totalChargedAmount` (the result's status,
+-- code, currency and amount). The result's `payment` (@{payment_info}) is read from the text
+-- when it is first used (`paykit.providers.mocopay`'s verify_payment).
+_M.VERIFY_MAP = json.map({ "sessionId", "status", "currencyCode", "totalChargedAmount" }, _M.exact, true, true)
+
 --- An answer's amount as money for its currency (see the module description).
 -- @tparam string text the amount's text in the answer
 -- @tparam string currency the answer's currencyCode
