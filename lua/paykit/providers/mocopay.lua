@@ -124,6 +124,8 @@ local P = kit.provider {
     -- what verify_payment picks of an answer about a session asked by sessionId (nil: the
     -- answer read whole, as for the other keys; the specs compare the two)
     self.verify_map = mwire.VERIFY_MAP
+    -- verifyPayment's URL by sessionId but the value (verify_payment's fast way)
+    self.verify_session_url = self.base_url .. self.verify_path .. "?sessionId="
     self.signature_prefix = api_key .. ":" -- the signed value is api_key:signature
     self.header_prefix = "ApiKey " .. api_key .. ":" -- the Signature header's value before the signature
     self.check = function(key, path, params, given)
@@ -471,11 +473,14 @@ function Client:verify_payment(by)
     -- signer's header stays), made here at once: paykit.http gets the same fields (all but
     -- `query`, which only kwire.url and the signer read: the URL holds it)
     -- the headers grown as kit.wire.send grew them (Signature, then Accept): a table made
-    -- another way may list them in another order (LuaJIT), other bytes on the wire
-    local headers = { Signature = header }
+    -- another way may list them in another order (LuaJIT), other bytes on the wire; made at
+    -- its size (the nil member: a place for Accept, so that adding it is no rehash), the keys
+    -- put in the same order
+    local headers = { Signature = header, Accept = nil }
     headers.Accept = "application/json"
     req = { method = "POST", path = self.verify_path, body = "", idempotent = true,
-      url = self.base_url .. self.verify_path .. "?" .. chosen .. "=" .. pct_encode(value),
+      url = (chosen == "sessionId" and self.verify_session_url or (self.base_url .. self.verify_path .. "?" .. chosen .. "="))
+        .. pct_encode(value),
       headers = headers, op = VERIFY_OP, own_headers = true }
     res, err = self.http:request(req)
   else
