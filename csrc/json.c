@@ -262,8 +262,8 @@ static inline size_t pj_string_at(const unsigned char *s, size_t n, size_t *pos,
 
 #define PJ_WS(c) ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
 
-/* Parses text (n bytes) and reports it to k. scratch must hold n bytes (decoded strings and
- * number literals are placed there, each in turn). max_depth: 1..PJ_MAX_DEPTH.
+/* Parses text (n bytes) and reports it to k. scratch must hold n bytes (decoded strings are
+ * placed there, each in turn; a number literal is given where it is in the text). max_depth: 1..PJ_MAX_DEPTH.
  * Returns 1, or 0 with e set (e->msg NULL when a callback stopped). No allocation, no
  * recursion: a longjmp out of a callback leaks nothing. */
 #if defined(__GNUC__)
@@ -337,8 +337,8 @@ value:
             int is_int;
             size_t len = pj_number_len(text + i, n - i, &is_int);
             if (len == 0) { e->pos = i; e->msg = "bad number"; return 0; }
-            memcpy(scratch, text + i, len);
-            if (!k->number(ud, scratch, len, is_int)) { e->pos = i; return 0; }
+            /* the literal as it is in the text (as a string without escapes is) */
+            if (!k->number(ud, text + i, len, is_int)) { e->pos = i; return 0; }
             i += len;
             goto after;
         }
