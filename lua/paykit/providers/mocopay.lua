@@ -447,7 +447,9 @@ end
 
 --- A session's state (verifyPayment), asked by exactly one key.
 -- The result's status is the session's; `payment` holds every answered field; `amount` is
--- the total charged, `money.format`ed (see `amount_unit`).
+-- the total charged, `money.format`ed (see `amount_unit`). Asked by sessionId, `payment` is
+-- made from the answer's text when it is first read, as `raw` is (until then `pairs` on the
+-- result lists neither; tostring() shows `payment`).
 -- @tparam table|string by `{sessionId=}`, `{userId=}` or `{transactionId=}` (or `session_id`,
 --   `user_id`, `transaction_id`); a string is a sessionId
 -- @treturn table result ("paid", "failed", "pending") with `payment` (see @{payment_info})
