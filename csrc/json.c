@@ -66,6 +66,10 @@
 #include <stdio.h>
 #endif
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #define PJ_MAX_DEPTH 1000
 
 /* The pure C core is static inside paykit.core, and external in a -DPAYKIT_JSON_CORE_ONLY
@@ -154,6 +158,25 @@ static const unsigned char PJ_STR_PLAIN[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
 };
 
+/* paykit_plain_run with PJ_STR_PLAIN: where SSE2 is there (every x86-64), 16 bytes at a time
+ * while 16 are left (a signed compare below 0x20 flags the control bytes and every byte from
+ * 0x80 up, as the table does; '"' and '\\' by equality), then the word and byte loops. */
+static inline size_t pj_plain_run(const unsigned char *s, size_t i, size_t n)
+{
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
+    while (i + 16 <= n) {
+        __m128i v = _mm_loadu_si128((const __m128i *)(const void *)(s + i));
+        __m128i bad = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
+                                   _mm_cmplt_epi8(v, space));
+        unsigned mask = (unsigned)_mm_movemask_epi8(bad);
+        if (mask) return i + (size_t)__builtin_ctz(mask);
+        i += 16;
+    }
+#endif
+    return paykit_plain_run(s, i, n, PJ_STR_PLAIN, 0);
+}
+
 /* Decodes the string whose opening quote is at s[*pos]; returns its length, or (size_t)-1
  * with e set. *pos ends after the closing quote. *res points at the decoded bytes: into s
  * itself when the string has no escape and no non-ASCII byte, else into out (never longer
@@ -164,7 +187,7 @@ static size_t pj_string(const unsigned char *s, size_t n, size_t *pos, char *out
     *res = out;
     for (;;) {
         size_t start = i;
-        i = paykit_plain_run(s, i, n, PJ_STR_PLAIN, 0); /* 8 bytes at a time where it can */
+        i = pj_plain_run(s, i, n); /* 16 or 8 bytes at a time where it can */
         if (o == 0 && i < n && s[i] == '"') {
             /* nothing to decode: the bytes as they are in the text */
             *res = (const char *)s + start;
@@ -228,7 +251,7 @@ static size_t pj_string(const unsigned char *s, size_t n, size_t *pos, char *out
 static inline size_t pj_string_at(const unsigned char *s, size_t n, size_t *pos, char *out, pj_error *e,
                                   const char **res)
 {
-    size_t start = *pos + 1, i = paykit_plain_run(s, start, n, PJ_STR_PLAIN, 0);
+    size_t start = *pos + 1, i = pj_plain_run(s, start, n);
     if (i < n && s[i] == '"') {
         *res = (const char *)s + start;
         *pos = i + 1;
@@ -239,8 +262,8 @@ static inline size_t pj_string_at(const unsigned char *s, size_t n, size_t *pos,
 
 #define PJ_WS(c) ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
 
-/* Parses text (n bytes) and reports it to k. scratch must hold n bytes (decoded strings and
- * number literals are placed there, each in turn). max_depth: 1..PJ_MAX_DEPTH.
+/* Parses text (n bytes) and reports it to k. scratch must hold n bytes (decoded strings are
+ * placed there, each in turn; a number literal is given where it is in the text). max_depth: 1..PJ_MAX_DEPTH.
  * Returns 1, or 0 with e set (e->msg NULL when a callback stopped). No allocation, no
  * recursion: a longjmp out of a callback leaks nothing. */
 #if defined(__GNUC__)
@@ -314,8 +337,8 @@ value:
             int is_int;
             size_t len = pj_number_len(text + i, n - i, &is_int);
             if (len == 0) { e->pos = i; e->msg = "bad number"; return 0; }
-            memcpy(scratch, text + i, len);
-            if (!k->number(ud, scratch, len, is_int)) { e->pos = i; return 0; }
+            /* the literal as it is in the text (as a string without escapes is) */
+            if (!k->number(ud, text + i, len, is_int)) { e->pos = i; return 0; }
             i += len;
             goto after;
         }
@@ -635,7 +658,11 @@ typedef struct {
     int leaf;           /* a path ends here and none goes below */
     int text;           /* its numbers stay text */
     size_t off, len;    /* the member name in names[] */
+    uint64_t lens;      /* the lengths of its children's names: bit n for n (bit 63: 63 or more) */
 } pknode;
+
+/* The bit of pknode.lens for a name of n bytes. */
+#define PK_LEN_BIT(n) (1ULL << ((n) < 63 ? (n) : 63))
 
 #define PK_KIND_STRING 1
 #define PK_KIND_ARRAY 2
@@ -689,6 +716,8 @@ static int pk_child(pkmap *m, int p, const char *s, size_t n)
     m->node[c].slot = m->node[c].leaf = m->node[c].text = 0;
     m->node[c].off = m->names_len;
     m->node[c].len = n;
+    m->node[c].lens = 0;
+    m->node[p].lens |= PK_LEN_BIT(n);
     memcpy(m->names + m->names_len, s, n);
     m->names_len += n;
     if (last < 0) m->node[p].child = c;
@@ -791,6 +820,7 @@ static int l_json_map(lua_State *L)
     m->node[0].child = m->node[0].sibling = m->node[0].up = -1;
     m->node[0].slot = m->node[0].leaf = m->node[0].text = 0;
     m->node[0].off = m->node[0].len = 0;
+    m->node[0].lens = 0;
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_setmetatable(L, -2);
     /* stack: 1 paths, 2 opts, 3 map */
@@ -1068,6 +1098,8 @@ static int pk_key(void *ud, const char *s, size_t n)
     k->pending = -1;
     p = k->at[k->depth];
     if (p < 0) return 1;
+    /* no child's name has this length: not one of them (most members a map does not read) */
+    if (!(k->m->node[p].lens & PK_LEN_BIT(n))) return 1;
     /* answers mostly come in the map's order: the search starts after the last match */
     {
         const pknode *node = k->m->node;

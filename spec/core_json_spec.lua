@@ -430,10 +430,11 @@ describe("core.json_keys (an ordered object's member names written once)", funct
   end)
 end)
 
-describe("core.json_decode and core.json_pick on generated strings (8-byte scanning)", function()
+describe("core.json_decode and core.json_pick on generated strings (16- and 8-byte scanning)", function()
   it("read every string as a byte-by-byte model does, wherever its pieces fall in the text", function()
-    -- json.c scans a string 8 bytes at a time while 8 bytes of the text are left: strings of
-    -- plain runs of 0-19 bytes and pieces that need a look, each piece with its decoded bytes
+    -- json.c scans a string 16 bytes at a time (SSE2) while 16 bytes of the text are left, then
+    -- 8 at a time while 8 are: strings of plain runs of 0-39 bytes and pieces that need a look,
+    -- each piece with its decoded bytes
     -- (or refused), at random offsets in the text, with random text after the string
     local rnd = prng(20261203)
     local PLAIN = "abcXYZ019 -_./:~!#$%&'()*+,;<=>?@[]^`{|}\127"
@@ -446,7 +447,7 @@ describe("core.json_decode and core.json_pick on generated strings (8-byte scann
       local src, want, valid = {}, {}, true
       for _ = 1, rnd(6) do
         local run = {}
-        for j = 1, rnd(20) - 1 do local k = rnd(#PLAIN); run[j] = PLAIN:sub(k, k) end
+        for j = 1, rnd(40) - 1 do local k = rnd(#PLAIN); run[j] = PLAIN:sub(k, k) end
         src[#src + 1] = table.concat(run); want[#want + 1] = table.concat(run)
         if rnd(3) == 1 then
           local piece = PIECES[rnd(#PIECES)]
@@ -464,6 +465,31 @@ describe("core.json_decode and core.json_pick on generated strings (8-byte scann
       else
         assert(v == nil and kind == nil, "case " .. i .. " was read")
       end
+    end
+  end)
+
+  it("finds a map's members by name whatever their lengths, long names (63 bytes and more) too", function()
+    -- json_pick passes over a member whose name has a length no name of the map has
+    local names = { "", "a", string.rep("n", 62), string.rep("n", 63), string.rep("n", 64), string.rep("m", 64),
+      string.rep("n", 100) }
+    local map = core.json_map({ names[2], names[3], names[4], names[6], { names[7], names[5] } }, {})
+    for round = 1, 200 do
+      local members, want = {}, {}
+      for i = 1, 8 do
+        local name = names[(round * 7 + i * 3) % #names + 1]
+        local value = round * 10 + i
+        if name == names[7] then
+          members[i] = '"' .. name .. '":{"' .. names[5] .. '":' .. value .. ',"' .. names[4] .. '":0}'
+          want[5] = value
+        else
+          members[i] = '"' .. name .. '":' .. value
+          for slot, n in ipairs { names[2], names[3], names[4], names[6] } do if n == name then want[slot] = value end end
+        end
+      end
+      local text = "{" .. table.concat(members, ",") .. "}"
+      local got = { core.json_pick(text, map) }
+      assert.are.equal("object", got[1])
+      for slot = 1, 5 do assert.are.equal(want[slot], got[slot + 1], text .. " " .. slot) end
     end
   end)
 end)

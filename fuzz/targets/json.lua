@@ -4,7 +4,8 @@
 --   reader: the default and numbers="text" readings succeed or fail together (same message,
 --   "json: <what> at byte N" within the input); a reading without floats encodes, decodes back
 --   to the same value, and encodes to the same text again; text kept from a number is a valid
---   core.json_number.
+--   core.json_number; a text that is one string without escapes reads as a byte model says
+--   (string_model below).
 --   writer: a string encodes iff it is valid UTF-8 (the reader agrees), decodes back to itself;
 --   with invalid_utf8 = "replace" it always encodes to valid JSON.
 local C = dofile((debug.getinfo(1, "S").source:sub(2):gsub("[^/]*$", "")) .. "common.lua")
@@ -40,6 +41,18 @@ local function numbers_kept(core, a, b)
   end
 end
 
+-- The reader's string scan (16 bytes at a time, then 8, then byte by byte: json.c) against a
+-- byte model, for a text that is one string without escapes (whitespace around it): it reads
+-- iff its bytes hold no control byte and are valid UTF-8 (Lua 5.4's strict utf8.len), and
+-- then as those very bytes.
+local function string_model(a, x)
+  local body = x:match('^[ \t\n\r]*"([^"\\]*)"[ \t\n\r]*$')
+  if body == nil then return end
+  local plain = not body:find("[%z\1-\31]") and utf8.len(body) ~= nil
+  check((a ~= nil) == plain, "a string without escapes read otherwise than its bytes say")
+  if plain then check(a == body, "a string without escapes not read as its bytes") end
+end
+
 return function(core, data)
   if #data == 0 then return end
   local mode, x = data:byte(1), data:sub(2)
@@ -50,9 +63,11 @@ return function(core, data)
     if a == nil then
       message_ok(ea, x)
       check(ea == eb, "numbers=text changes the failure")
+      string_model(a, x)
       return
     end
     numbers_kept(core, a, b)
+    string_model(a, x)
     if not has_float(a) then
       local t, et = core.json_encode(a)
       check(t, "a decoded value does not encode: %s", tostring(et))

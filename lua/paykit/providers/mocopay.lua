@@ -121,6 +121,11 @@ local P = kit.provider {
     -- (path, pairs[, prefix]) -> signature; the C signer (no encoding) signs verifyPayment's key
     self.sign, self.signer = signing.signer(secret, digest, encode)
     self.verify_signed_path = self.base_path .. self.verify_path
+    -- what verify_payment picks of an answer about a session asked by sessionId (nil: the
+    -- answer read whole, as for the other keys; the specs compare the two)
+    self.verify_map = mwire.VERIFY_MAP
+    -- verifyPayment's URL by sessionId but the value (verify_payment's fast way)
+    self.verify_session_url = self.base_url .. self.verify_path .. "?sessionId="
     self.signature_prefix = api_key .. ":" -- the signed value is api_key:signature
     self.header_prefix = "ApiKey " .. api_key .. ":" -- the Signature header's value before the signature
     self.check = function(key, path, params, given)
@@ -262,6 +267,61 @@ local function picked_info(kind, ...)
   if kind ~= "object" and kind ~= "array" then return nil end
   return mwire.payment_info_of(...)
 end
+-- payment_info of a 200 answer's text, or nil (not JSON, or not an object or array: kit.wire's
+-- reading says why)
+local function info_of_text(text)
+  if PICK_TABLE then
+    local kind, picked = pick(text, INFO_MAP)
+    if kind == "object" or kind == "array" then return payment_info_fast(picked) end
+    return nil
+  end
+  return picked_info(pick(text, mwire.PAYMENT_MAP))
+end
+
+-- The quick result of verifyPayment asked by sessionId (quick_result below): only what the call
+-- reads is picked from the answer (VERIFY_MAP); `payment` (payment_info, the same table the
+-- full reading makes) and `raw` (the decoded answer) are read from the answer's text when each
+-- is first read, and tostring() shows `payment` as before (raw, as every lazy raw, once read).
+local redact = require "paykit.redact"
+local core_json_decode = core.json_decode
+local take_ids = errors.take_ids
+-- a quick result -> its answer's text, until both `payment` and `raw` have been read (weak
+-- keys: the text goes with the result)
+local ANSWER_TEXT = setmetatable({}, { __mode = "k" })
+local QUICK = {
+  __index = function(r, k)
+    if k ~= "payment" and k ~= "raw" then return nil end
+    local text = ANSWER_TEXT[r]
+    if text == nil then return nil end
+    local v
+    -- the text was read by both readers' parser before the result was made: it reads again
+    if k == "payment" then v = info_of_text(text) else v = core_json_decode(text, READ_OPTS) end
+    rawset(r, k, v)
+    if rawget(r, "payment") ~= nil and rawget(r, "raw") ~= nil then ANSWER_TEXT[r] = nil end
+    return v
+  end,
+  __tostring = function(r)
+    local _ = r.payment
+    return "paykit " .. redact.dump(r)
+  end,
+}
+
+-- payment_result's result for an answer about the session asked for, with a status word
+-- (sid), a currency (a string or nil) and a total charged (text or nil): payment and raw lazy
+local function quick_result(self, sid, word, currency, total, text)
+  local known = SESSION[word]
+  local status, message
+  if known then status, message = known[1], known[2] else status, message = session_words(word) end
+  local request_id, correlation_id = take_ids()
+  local t = {
+    status = status, provider = PROVIDER, provider_reference = sid,
+    amount = result_amount(total, currency, self.amount_unit),
+    currency = currency, code = word, message = message,
+    request_id = request_id, correlation_id = correlation_id,
+  }
+  ANSWER_TEXT[t] = text
+  return setmetatable(t, QUICK)
+end
 local pct_encode = core.pct_encode
 
 local call_pairs -- (self, op, method, endpoint, pairs, idempotent), below Client:call
@@ -387,7 +447,9 @@ end
 
 --- A session's state (verifyPayment), asked by exactly one key.
 -- The result's status is the session's; `payment` holds every answered field; `amount` is
--- the total charged, `money.format`ed (see `amount_unit`).
+-- the total charged, `money.format`ed (see `amount_unit`). Asked by sessionId, `payment` is
+-- made from the answer's text when it is first read, as `raw` is (until then `pairs` on the
+-- result lists neither; tostring() shows `payment`).
 -- @tparam table|string by `{sessionId=}`, `{userId=}` or `{transactionId=}` (or `session_id`,
 --   `user_id`, `transaction_id`); a string is a sessionId
 -- @treturn table result ("paid", "failed", "pending") with `payment` (see @{payment_info})
@@ -413,11 +475,14 @@ function Client:verify_payment(by)
     -- signer's header stays), made here at once: paykit.http gets the same fields (all but
     -- `query`, which only kwire.url and the signer read: the URL holds it)
     -- the headers grown as kit.wire.send grew them (Signature, then Accept): a table made
-    -- another way may list them in another order (LuaJIT), other bytes on the wire
-    local headers = { Signature = header }
+    -- another way may list them in another order (LuaJIT), other bytes on the wire; made at
+    -- its size (the nil member: a place for Accept, so that adding it is no rehash), the keys
+    -- put in the same order
+    local headers = { Signature = header, Accept = nil }
     headers.Accept = "application/json"
     req = { method = "POST", path = self.verify_path, body = "", idempotent = true,
-      url = self.base_url .. self.verify_path .. "?" .. chosen .. "=" .. pct_encode(value),
+      url = (chosen == "sessionId" and self.verify_session_url or (self.base_url .. self.verify_path .. "?" .. chosen .. "="))
+        .. pct_encode(value),
       headers = headers, op = VERIFY_OP, own_headers = true }
     res, err = self.http:request(req)
   else
@@ -429,12 +494,18 @@ function Client:verify_payment(by)
   local info, text, answer
   if res.status == 200 and type(res.body) == "string" then
     text = res.body
-    if PICK_TABLE then
-      local kind, picked = pick(text, INFO_MAP)
-      if kind == "object" or kind == "array" then info = payment_info_fast(picked) end
-    else
-      info = picked_info(pick(text, mwire.PAYMENT_MAP))
+    local quick = self.verify_map
+    if quick and chosen == "sessionId" then
+      -- an answer about the session asked for, with a status word (and a currency that is text
+      -- or absent): the result at once, payment_info read when result.payment is; anything
+      -- else is read whole below (the same parser: an answer taken here reads the same there)
+      local kind, sid, word, currency, total = pick(text, quick)
+      if kind == "object" and type(sid) == "string" and sid ~= "" and type(word) == "string"
+          and (currency == nil or type(currency) == "string") and consteq(sid, value) then
+        return quick_result(self, sid, word, currency, type(total) == "string" and total or nil, text)
+      end
     end
+    info = info_of_text(text)
   end
   if not info then
     text = nil

@@ -221,6 +221,13 @@ function _M.payment_info_of(session_id, request_id, reference_id, service_code, 
   }
 end
 
+--- The members of a verifyPayment answer that the call itself reads (for `paykit.kit.json.pick`,
+-- positional, nulls absent, strings kept as @{PAYMENT_MAP}'s): `sessionId` (which session the
+-- answer is about), `status`, `currencyCode` and `totalChargedAmount` (the result's status,
+-- code, currency and amount). The result's `payment` (@{payment_info}) is read from the text
+-- when it is first used (`paykit.providers.mocopay`'s verify_payment).
+_M.VERIFY_MAP = json.map({ "sessionId", "status", "currencyCode", "totalChargedAmount" }, _M.exact, true, true)
+
 --- An answer's amount as money for its currency (see the module description).
 -- @tparam string text the amount's text in the answer
 -- @tparam string currency the answer's currencyCode
@@ -238,13 +245,30 @@ local money_parse, money_format = core.money_parse, core.money_format
 -- currency string -> exponent: money.exponent's, for the currencies seen (at most 64)
 local EXPONENT, exponent_count = {}, 0
 
+-- the last amount made and what it was made of (a status poll's next answer is alike)
+local last_text, last_currency, last_unit, last_amount
+
 --- @{amount} of an amount payment_info read (a string or nil), in fewer calls: the same text.
+-- The last one is remembered: the same text, currency and unit again give it at once.
 -- @tparam ?string text
 -- @tparam string currency
 -- @tparam[opt="minor"] string unit
 -- @treturn ?string
 function _M.result_amount(text, currency, unit)
   if text == nil then return nil end
+  -- the same amount as the last one: the same text (the function reads nothing else)
+  if text == last_text and currency == last_currency and unit == last_unit then return last_amount end
+  local amount = _M.result_amount_of(text, currency, unit)
+  last_text, last_currency, last_unit, last_amount = text, currency, unit, amount
+  return amount
+end
+
+--- @{result_amount} without its memory of the last amount (the specs compare the two).
+-- @tparam string text
+-- @tparam string currency
+-- @tparam[opt="minor"] string unit
+-- @treturn ?string
+function _M.result_amount_of(text, currency, unit)
   local exp = currency ~= nil and EXPONENT[currency]
   if not exp then
     if type(currency) == "string" and exponent_count < 64 and money.exponent(currency) then
