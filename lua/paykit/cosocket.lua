@@ -741,8 +741,11 @@ _M._conf_of = conf_of
 -- @return[2] string code: dns, connect, connect_timeout, tls, tls_verify, timeout, send, recv, too_large,
 --   protocol or other (also for misuse such as a bad url or outside nginx)
 -- @return[2] boolean maybe_sent: whether the server may have received the request
+-- @param[opt] fresh (internal, for paykit.http) `ngx.now()` as read right after an
+--   `ngx.update_time()` at the start of this call, nothing having waited since: the deadline
+--   starts from it instead of updating nginx's time again
 -- @raise when req is not a table
-function _M.request(req, opts)
+function _M.request(req, opts, fresh)
   if type(req) ~= "table" then error("paykit.cosocket.request: req must be a table", 2) end
   opts = opts or NO_OPTS
   local ngx = ngx_api()
@@ -771,8 +774,12 @@ function _M.request(req, opts)
   local connect_timeout = tonumber(req.connect_timeout or opts.connect_timeout) or DEFAULT_CONNECT_TIMEOUT
   send_timeout, read_timeout = send_timeout and tonumber(send_timeout), read_timeout and tonumber(read_timeout)
   local timeout = tonumber(req.timeout or opts.timeout) or DEFAULT_TIMEOUT
-  ngx.update_time()
-  local deadline = ngx.now() * 1000 + timeout
+  -- (fresh: paykit.http's reading of ngx.now() right after its ngx.update_time, in this call)
+  if type(fresh) ~= "number" then
+    ngx.update_time()
+    fresh = ngx.now()
+  end
+  local deadline = fresh * 1000 + timeout
 
   local res, message, code, maybe_sent, retry
   for _ = 1, 3 do
