@@ -550,9 +550,17 @@ local function exchange(ngx, c, method, request, deadline, replay, connect_timeo
   if not ok then
     return fail(sock, nil, "connect to " .. u.authority .. " failed: " .. tostring(err), connect_code(err), false)
   end
-  local reused = (sock:getreusedtimes() or 0) > 0
+  -- Whether the connection came from the pool is asked (getreusedtimes) only where it
+  -- matters: a new TLS connection needs its handshake, and a request that may be sent again
+  -- is sent again only after a pooled connection was found dead. A plain-http request that is
+  -- never sent twice (a charging POST) does not ask: there a new connection differs from a
+  -- pooled one only by the time its connect took (a pooled one is taken without waiting), so
+  -- its waits are set again, from what is left, only when nginx's clock moved.
+  local reused = false
+  local asked = u.tls or replay
+  if asked then reused = (sock:getreusedtimes() or 0) > 0 end
 
-  if not reused then
+  if not reused and (asked or deadline - ngx.now() * 1000 ~= left) then
     if u.tls then
       left = deadline - ngx.now() * 1000
       if left <= 0 then return fail(sock, nil, "request timed out during the TLS handshake", "connect_timeout", false) end
