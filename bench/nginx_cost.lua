@@ -7,7 +7,9 @@
 --   lua5.4 bench/nginx_cost.lua [scenario] [calls per round] [rounds] [modes]
 -- (modes: a comma list of bench/nginx_cost_client.lua's, default all)
 -- PAYKIT_COST_PORT: the first of the two ports (default 18846); PAYKIT_COST_CALLGRIND=1: instructions
--- per call instead, the client nginx run in one process under callgrind (slow: use a few hundred calls)
+-- per call instead, the client nginx run in one process under callgrind (slow: use a few hundred calls);
+-- with PAYKIT_COST_DIFF=1 also per call of a 3n-call run minus the n-call run (without the
+-- fixed set-up, warm-up and full collection each run pays)
 package.path = "./lua/?.lua;./lua/?/init.lua;./?.lua;" .. package.path
 local nginx = require "spec.support.nginx"
 local F = require "bench.fixtures"
@@ -90,16 +92,26 @@ if os.getenv("PAYKIT_COST_CALLGRIND") then
   os.execute(string.format("env -u LUA_PATH -u LUA_CPATH valgrind --tool=callgrind --smc-check=all-non-file --compress-strings=no --compress-pos=no "
     .. "--callgrind-out-file=%s/cg.out.%%p nginx -p %s -c %s/cg.conf >%s/cg.log 2>&1 & echo $! > %s", prefix, prefix, prefix, prefix, pidf))
   local vpid = io.open(pidf):read("*l")
+  local diff = os.getenv("PAYKIT_COST_DIFF") -- also the (3n - n) / 2n difference
   for _ = 1, 300 do if get("/cost?port=" .. P .. "&n=1&rounds=1&modes=raw") ~= "" then break end; os.execute("sleep 0.2") end
   for m in modes:gmatch("[^,]+") do
     get(url(m, 300, 1))
-    os.execute("callgrind_control -z " .. vpid .. " >/dev/null 2>&1")
-    get(url(m, n, 1))
-    os.execute("callgrind_control -d " .. vpid .. " >/dev/null 2>&1")
-    local last = io.popen("ls -t " .. prefix .. "/cg.out.* | head -1"):read("*l")
-    local ir = tonumber((io.open(last):read("*a"):match("\nsummary: (%d+)")))
-    ir = ir and string.format("%.0f instructions per call", ir / n) or "?"
-    print(string.format("%-9s %s", m, ir))
+    local function measure(calls)
+      os.execute("callgrind_control -z " .. vpid .. " >/dev/null 2>&1")
+      get(url(m, calls, 1))
+      os.execute("callgrind_control -d " .. vpid .. " >/dev/null 2>&1")
+      local last = io.popen("ls -t " .. prefix .. "/cg.out.* | head -1"):read("*l")
+      return tonumber((io.open(last):read("*a"):match("\nsummary: (%d+)")))
+    end
+    local ir = measure(n)
+    local line = ir and string.format("%.0f instructions per call", ir / n) or "?"
+    if diff and ir then
+      -- the same run with 3n calls, minus the n-call run: the set-up, warm-up and the full
+      -- collection before each round cancel out
+      local ir3 = measure(3 * n)
+      line = line .. (ir3 and string.format("; %.0f (3n - n)", (ir3 - ir) / (2 * n)) or "")
+    end
+    print(string.format("%-9s %s", m, line))
   end
   os.execute("kill " .. vpid)
   srv:stop()

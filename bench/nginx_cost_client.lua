@@ -137,9 +137,9 @@ function M.make(root, scenario, mode, port)
   if mode == "cosocket" or mode == "cosocketid" then
     local req = as_req(read_req(root, scenario), port)
     local cosocket = require "paykit.cosocket"
-    local opts = {}
     local ids, corr = mode == "cosocketid", nil
     for k in pairs(req.headers) do if k:lower() == "x-correlation-id" then corr = k end end
+    local opts = { lead_header = corr } -- as paykit.http passes its correlation header
     local uuid4 = require("paykit.core").uuid4
     return function()
       if ids and corr then req.headers[corr] = uuid4() end

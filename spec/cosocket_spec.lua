@@ -628,6 +628,131 @@ describe("paykit.cosocket failure codes", function()
   end
 end)
 
+-- nginx's clock is brought up to date once per call: paykit.http's default clock does it and
+-- hands its reading to paykit.cosocket.request (fresh), which then starts the deadline from it;
+-- a request given no reading (or paykit.http with a clock of its own) updates the time itself.
+describe("paykit.cosocket and nginx's clock", function()
+  local saved, clock, updates, waits
+  local function fake_ngx()
+    updates, waits = 0, {}
+    local sock = {
+      settimeout = function() end, getreusedtimes = function() return 0 end, close = function() end,
+      settimeouts = function(_, c, s, r) waits[#waits + 1] = { c, s, r } end,
+      connect = function() return 1 end, send = function(_, data) return #data end,
+      setkeepalive = function() return 1 end,
+      receiveany = function() return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" end,
+    }
+    return {
+      now = function() return clock end, get_phase = function() return "content" end, sleep = function() end,
+      update_time = function() updates = updates + 1; clock = clock + 0.25 end,
+      socket = { tcp = function() return sock end },
+    }
+  end
+  before_each(function() saved = rawget(_G, "ngx"); clock = 1000; rawset(_G, "ngx", fake_ngx()) end)
+  after_each(function() rawset(_G, "ngx", saved) end)
+  local REQ = { method = "POST", url = "http://127.0.0.1:1/x", body = "b", timeout = 5000, connect_timeout = 5000 }
+
+  it("starts the deadline from a given reading, without updating the time", function()
+    local cosocket = require "paykit.cosocket"
+    -- a reading 10 s old: a 5 s call is past its deadline before connecting, nothing sent
+    local res, msg, code, maybe_sent = cosocket.request(REQ, nil, clock - 10)
+    assert.is_nil(res)
+    assert.matches("before connecting", msg, 1, true)
+    assert.equal("connect_timeout", code)
+    assert.is_false(maybe_sent)
+    assert.equal(0, updates)
+    -- a reading 1 s old: 4 s left for connecting and for every send and read
+    res = assert(cosocket.request(REQ, nil, clock - 1))
+    assert.equal("ok", res.body)
+    assert.equal(0, updates)
+    assert.same({ { 4000, 4000, 4000 } }, waits)
+  end)
+
+  it("updates the time itself when given no reading", function()
+    local cosocket = require "paykit.cosocket"
+    local res = assert(cosocket.request(REQ))
+    assert.equal("ok", res.body)
+    assert.equal(1, updates)
+  end)
+
+  it("through paykit.http: one update per call with the default clock, the deadline from it", function()
+    local http_mod = require "paykit.http"
+    local t = http_mod.new { retry = false, timeout = 5, connect_timeout = 5 }
+    for i = 1, 3 do
+      local res = assert(t:request { url = "http://127.0.0.1:1/x", body = "b", op = "test.clock" })
+      assert.equal(200, res.status)
+      assert.equal(i, updates)
+      assert.same({ 5000, 5000, 5000 }, waits[#waits])
+    end
+    -- a clock of the caller's: paykit.cosocket brings nginx's time up to date itself
+    local t2 = http_mod.new { retry = false, clock = function() return 0 end }
+    updates = 0
+    assert(t2:request { url = "http://127.0.0.1:1/x", body = "b", op = "test.clock" })
+    assert.equal(1, updates)
+  end)
+end)
+
+-- getreusedtimes is asked only where it matters (TLS, or a request that may be sent again); a
+-- plain-http request never sent twice tells a new connection by nginx's clock having moved
+-- during its connect, and then sets its waits again from what is left.
+describe("paykit.cosocket and getreusedtimes", function()
+  local saved, clock, asked, waits, connect_takes, sent
+  local function fake_ngx()
+    asked, waits, sent = 0, {}, 0
+    local sock = {
+      settimeout = function() end, close = function() end, sslhandshake = function() return true end,
+      getreusedtimes = function() asked = asked + 1; return 0 end,
+      settimeouts = function(_, c, s, r) waits[#waits + 1] = { c, s, r } end,
+      connect = function() clock = clock + connect_takes; return 1 end,
+      send = function(_, data) sent = sent + 1; return #data end,
+      setkeepalive = function() return 1 end,
+      receiveany = function() return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" end,
+    }
+    return {
+      now = function() return clock end, update_time = function() end, get_phase = function() return "content" end,
+      socket = { tcp = function() return sock end },
+    }
+  end
+  before_each(function() saved = rawget(_G, "ngx"); clock, connect_takes = 1000, 0; rawset(_G, "ngx", fake_ngx()) end)
+  after_each(function() rawset(_G, "ngx", saved) end)
+  local function req(method, url, idempotent)
+    return { method = method, url = url or "http://127.0.0.1:1/x", body = method == "POST" and "b" or nil,
+      timeout = 5000, connect_timeout = 3000, idempotent = idempotent }
+  end
+
+  it("is not asked for a plain POST; a connect that took time gets its waits set again", function()
+    local cosocket = require "paykit.cosocket"
+    assert(cosocket.request(req("POST")))
+    assert.equal(0, asked)
+    assert.same({ { 3000, 5000, 5000 } }, waits) -- the clock did not move: the waits before connect stand
+    rawset(_G, "ngx", fake_ngx())
+    connect_takes = 1.5 -- a new connection, 1.5 s to connect
+    assert(cosocket.request(req("POST")))
+    assert.equal(0, asked)
+    assert.same({ { 3000, 5000, 5000 }, { 3000, 3500, 3500 } }, waits)
+    rawset(_G, "ngx", fake_ngx())
+    connect_takes = 6 -- past the deadline: never sent
+    local res, msg, code, maybe_sent = cosocket.request(req("POST"))
+    assert.is_nil(res)
+    assert.matches("before sending", msg, 1, true)
+    assert.equal("connect_timeout", code)
+    assert.is_false(maybe_sent)
+    assert.equal(0, sent)
+  end)
+
+  it("is asked for a request that may be sent again and for TLS", function()
+    local cosocket = require "paykit.cosocket"
+    assert(cosocket.request(req("GET")))
+    assert.equal(1, asked)
+    rawset(_G, "ngx", fake_ngx())
+    assert(cosocket.request(req("POST", nil, true)))
+    assert.equal(1, asked)
+    rawset(_G, "ngx", fake_ngx())
+    assert(cosocket.request(req("POST", "https://pay.example/x"), { verify = false }))
+    assert.is_true(asked >= 1)
+  end)
+end)
+
 describe("paykit.cosocket.available", function()
   local saved
   before_each(function() saved = rawget(_G, "ngx") end)

@@ -550,9 +550,17 @@ local function exchange(ngx, c, method, request, deadline, replay, connect_timeo
   if not ok then
     return fail(sock, nil, "connect to " .. u.authority .. " failed: " .. tostring(err), connect_code(err), false)
   end
-  local reused = (sock:getreusedtimes() or 0) > 0
+  -- Whether the connection came from the pool is asked (getreusedtimes) only where it
+  -- matters: a new TLS connection needs its handshake, and a request that may be sent again
+  -- is sent again only after a pooled connection was found dead. A plain-http request that is
+  -- never sent twice (a charging POST) does not ask: there a new connection differs from a
+  -- pooled one only by the time its connect took (a pooled one is taken without waiting), so
+  -- its waits are set again, from what is left, only when nginx's clock moved.
+  local reused = false
+  local asked = u.tls or replay
+  if asked then reused = (sock:getreusedtimes() or 0) > 0 end
 
-  if not reused then
+  if not reused and (asked or deadline - ngx.now() * 1000 ~= left) then
     if u.tls then
       left = deadline - ngx.now() * 1000
       if left <= 0 then return fail(sock, nil, "request timed out during the TLS handshake", "connect_timeout", false) end
@@ -741,8 +749,11 @@ _M._conf_of = conf_of
 -- @return[2] string code: dns, connect, connect_timeout, tls, tls_verify, timeout, send, recv, too_large,
 --   protocol or other (also for misuse such as a bad url or outside nginx)
 -- @return[2] boolean maybe_sent: whether the server may have received the request
+-- @param[opt] fresh (internal, for paykit.http) `ngx.now()` as read right after an
+--   `ngx.update_time()` at the start of this call, nothing having waited since: the deadline
+--   starts from it instead of updating nginx's time again
 -- @raise when req is not a table
-function _M.request(req, opts)
+function _M.request(req, opts, fresh)
   if type(req) ~= "table" then error("paykit.cosocket.request: req must be a table", 2) end
   opts = opts or NO_OPTS
   local ngx = ngx_api()
@@ -771,8 +782,12 @@ function _M.request(req, opts)
   local connect_timeout = tonumber(req.connect_timeout or opts.connect_timeout) or DEFAULT_CONNECT_TIMEOUT
   send_timeout, read_timeout = send_timeout and tonumber(send_timeout), read_timeout and tonumber(read_timeout)
   local timeout = tonumber(req.timeout or opts.timeout) or DEFAULT_TIMEOUT
-  ngx.update_time()
-  local deadline = ngx.now() * 1000 + timeout
+  -- (fresh: paykit.http's reading of ngx.now() right after its ngx.update_time, in this call)
+  if type(fresh) ~= "number" then
+    ngx.update_time()
+    fresh = ngx.now()
+  end
+  local deadline = fresh * 1000 + timeout
 
   local res, message, code, maybe_sent, retry
   for _ = 1, 3 do

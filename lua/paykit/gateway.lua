@@ -101,9 +101,11 @@ function _M.result(t, owned, raw_text, raw_opts)
   if raw_text ~= nil and r.raw == nil then
     RAW_TEXT[r] = raw_text
     local mt = LAST[2]
-    return setmetatable(r, (mt and raw_opts == LAST[1]) and mt or lazy_mt(raw_opts))
+    setmetatable(r, (mt and raw_opts == LAST[1]) and mt or lazy_mt(raw_opts))
+    return r
   end
-  return setmetatable(r, Printed)
+  setmetatable(r, Printed)
+  return r
 end
 
 local take_ids = errors.take_ids
@@ -126,7 +128,10 @@ function _M.lazy_result(t, raw_text, raw_opts, ids_taken)
   if keep then setmetatable(keep, Printed) end
   RAW_TEXT[t] = raw_text
   local mt = LAST[2]
-  return setmetatable(t, (mt and raw_opts == LAST[1]) and mt or lazy_mt(raw_opts))
+  -- (setmetatable, then return t: LuaJIT cannot record a tail call of setmetatable that
+  -- returns below the frame a trace started in, and a trace through a provider call stopped here)
+  setmetatable(t, (mt and raw_opts == LAST[1]) and mt or lazy_mt(raw_opts))
+  return t
 end
 
 -- Bounded set: remembers the last `capacity` keys (FIFO eviction).

@@ -961,14 +961,18 @@ function ngx_first(self, req)
   local json, body = req.json, req.body
   local method = req.method or (body and "POST" or "GET")
   if json and type(body) == "table" then body = assert(json_encode(body)) end
-  local started = self.clock()
+  local clock = self.clock
+  local started = clock()
   local idempotent = req.idempotent
   local send_ms, read_ms, stall_ms
   if self.waits then send_ms, read_ms, stall_ms = self.send_ms, self.read_ms, self.stall_ms end
   local r
   r, correlation_id = attempt_table(req, method, req.url, req.headers, json, body, idempotent, self.correlation_header,
     correlation_id, nil, self.first_ms, self.first_cms, send_ms, read_ms, stall_ms)
-  local res, msg, code, maybe_sent = cm.request(r, cosocket_opts(self))
+  -- the default clock (now) has just brought nginx's time up to date and read it: the
+  -- cosocket request starts its deadline from that reading (nothing ran since that waits)
+  -- rather than updating the time again
+  local res, msg, code, maybe_sent = cm.request(r, cosocket_opts(self), clock == now and started or nil)
   if res then
     -- final: not a status to retry, or no attempt left
     if not (idempotent and RETRY_STATUS[res.status]) or self.retry.attempts < 2 then
