@@ -320,7 +320,9 @@ local function quick_result(self, sid, word, currency, total, text)
     request_id = request_id, correlation_id = correlation_id,
   }
   ANSWER_TEXT[t] = text
-  return setmetatable(t, QUICK)
+  -- not a tail call of setmetatable: LuaJIT aborts a trace returning below its first frame there
+  setmetatable(t, QUICK)
+  return t
 end
 local pct_encode = core.pct_encode
 
