@@ -173,6 +173,41 @@ describe("request and correlation ids", function()
       assert.are.equal("order-7", (r or err).correlation_id)
     end)
 
+    it("read a JSON member as a whole decode of the answer would (the member picked alone)", function()
+      local t = http.new { retry = false, request_id_field = "requestId" }
+      local JSON = { ["content-type"] = "application/json" }
+      -- the reference: the whole answer decoded by lua-cjson, the member cleaned
+      local function reference(body)
+        local j = require("cjson.safe").decode(body)
+        return type(j) == "table" and http.clean_id(j.requestId) or nil
+      end
+      local bodies = {
+        '{"requestId":"abc-1"}', '{"a":1,"requestId":"abc-2","b":[1,2,{"requestId":"inner"}]}',
+        '{"requestId":"first","requestId":"last"}', '{"\\u0072equestId":"escaped-name"}',
+        '{"requestId":12345}', '{"requestId":1.5}', '{"requestId":null}', '{"requestId":""}',
+        '{"requestId":"has space"}', '{"requestId":"' .. ("x"):rep(300) .. '"}', '["requestId"]',
+        '"requestId"', '{"requestId":"ok"', '{"requestId":"ok"}trailing', '{"requestId":"\\u00e9"}',
+        '{"requestId":"a\\tb"}', '{"requestId":{"id":"nested"}}', '{"other":"requestId"}',
+        '{"requestId":"\\ud800"}', '{"requestId":"x\255y"}', '{"requestid":"case"}',
+      }
+      local r = 7
+      for _ = 1, 300 do -- a member among others, in random order, as a string or not
+        local parts = {}
+        for k = 1, 1 + r % 5 do
+          r = (r * 1103 + 12345) % 65536
+          parts[#parts + 1] = (r % 3 == 0) and ('"requestId":"id-' .. r .. '"') or
+            (r % 3 == 1) and ('"k' .. k .. '":{"requestId":' .. r .. '}') or ('"requestId":' .. r)
+        end
+        bodies[#bodies + 1] = "{" .. table.concat(parts, ",") .. "}"
+      end
+      for _, body in ipairs(bodies) do
+        local got = http._request_id_of(t, { status = 200, headers = JSON, body = body }, true)
+        assert.are.equal(reference(body), got, body)
+      end
+      -- not read for an answer that does not say it is JSON
+      assert.is_nil(http._request_id_of(t, { status = 200, headers = {}, body = '{"requestId":"abc"}' }, true))
+    end)
+
     it("MoCoPay's answers are read for their requestId member", function()
       local gw = assert(require("paykit").mocopay { api_key = "k", api_secret = "s", base_url = BASE })
       assert.are.equal("requestId", gw.http.request_id_field)

@@ -520,6 +520,17 @@ local function json_encode(v) return cjson().encode(v) end
 -- json); nil when the answer has none.
 -- (headers_done: the headers were looked at already, only the JSON member is left)
 local NO_HEADERS = {}
+local core_json_pick, core_json_map = require("paykit.core").json_pick, require("paykit.core").json_map
+local ID_MAPS = {} -- request_id_field -> its json_map (one top-level member), false: none
+local function id_map(field)
+  local m = ID_MAPS[field]
+  if m == nil then
+    local ok, made = pcall(core_json_map, { field })
+    m = ok and made or false
+    ID_MAPS[field] = m
+  end
+  return m
+end
 function request_id_of(self, res, headers_done)
   local h = res.headers or NO_HEADERS
   local names = self.request_id_headers
@@ -537,12 +548,22 @@ function request_id_of(self, res, headers_done)
     local json = res.json
     if json == nil then
       local ct = h["content-type"]
-      if type(ct) == "string" and ct:lower():find("json", 1, true) then json = cjson().decode(res.body) end
+      if type(ct) == "string" and ct:lower():find("json", 1, true) then
+        -- the member alone picked (no table built of the answer): taken when it is a string;
+        -- anything else (a number, no object, text the strict reader refuses) read as before
+        local map = id_map(field)
+        if map then
+          local kind, v = core_json_pick(res.body, map)
+          if kind == "object" and type(v) == "string" then return clean_id(v) end
+        end
+        json = cjson().decode(res.body)
+      end
     end
     if type(json) == "table" then return clean_id(json[field]) end
   end
   return nil
 end
+_M._request_id_of = request_id_of -- internal: spec/request_id_spec.lua reads answers with it
 
 -- Per-call options set by @{with} for the running coroutine (a stack: the innermost wins).
 local MAIN = {}
