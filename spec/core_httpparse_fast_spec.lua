@@ -307,7 +307,8 @@ describe("the fast response reader", function()
   -- byte changed; each answer must read as a new general parser reads it alone.
   it("reads a head it kept from the last answer as it read it then (answers in a row on one parser)", function()
     local function said_of(p, chunks)
-      local said, ok, err, code = {}, nil, nil, nil
+      local said = {}
+      local ok, err, code
       for i = 1, #chunks do
         ok, err, code = p:feed(chunks[i])
         said[#said + 1] = ok == nil and ("error " .. tostring(code) .. " " .. tostring(err)) or tostring(ok)
