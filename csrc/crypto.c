@@ -793,9 +793,18 @@ static size_t sig_b64(const unsigned char *s, size_t n, char *out)
 
 enum { OA_HNONCE, OA_HTS, OA_HSIG, OA_BNONCE, OA_BTS, OA_BREST, OA_N };
 
+/* The longest method & encoded base URI whose inner SHA-1 state oauth_header keeps. */
+#define OA_PRE_KEY 480
+
 typedef struct {
     int ready;
     SHA_CTX inner, outer; /* after the key's ipad / opad block */
+    /* the inner state after the last call's METHOD & euri & b_nonce (the part of the base
+     * string before the nonce): a call with the same method and URI bytes starts from it, the
+     * blocks of that prefix not hashed again (pre_ml 0: none kept) */
+    SHA_CTX pre;
+    size_t pre_ml, pre_ul;
+    char pre_key[OA_PRE_KEY];
     size_t off[OA_N], len[OA_N];
     char text[1]; /* the fixed pieces, one after another */
 } oauth_t;
@@ -883,18 +892,32 @@ static int l_oauth_header(lua_State *L)
         ts = luaL_checklstring(L, 5, &tl);
     }
     d.alg = 1;
-    d.u.sha1 = o->inner;
     f.d = &d;
     f.n = 0;
-    for (i = 0; i < ml; i++) { /* string.upper in the C locale: a-z only */
-        unsigned char c = (unsigned char)m[i];
-        if (f.n == sizeof f.buf) feed_flush(&f);
-        f.buf[f.n++] = (unsigned char)(c >= 'a' && c <= 'z' ? c - 32 : c);
+    if (o->pre_ml && o->pre_ml == ml && o->pre_ul == ul && memcmp(o->pre_key, m, ml) == 0
+        && memcmp(o->pre_key + ml, u, ul) == 0) {
+        d.u.sha1 = o->pre; /* the same prefix as the last call's: its state */
+    } else {
+        d.u.sha1 = o->inner;
+        for (i = 0; i < ml; i++) { /* string.upper in the C locale: a-z only */
+            unsigned char c = (unsigned char)m[i];
+            if (f.n == sizeof f.buf) feed_flush(&f);
+            f.buf[f.n++] = (unsigned char)(c >= 'a' && c <= 'z' ? c - 32 : c);
+        }
+        feed_raw(&f, "&", 1);
+        feed_raw(&f, u, ul);
+        feed_raw(&f, "&", 1);
+        feed_raw(&f, OA_PIECE(o, OA_BNONCE));
+        o->pre_ml = 0;
+        if (ml > 0 && ml + ul <= sizeof o->pre_key) {
+            feed_flush(&f);
+            o->pre = d.u.sha1;
+            memcpy(o->pre_key, m, ml);
+            memcpy(o->pre_key + ml, u, ul);
+            o->pre_ml = ml;
+            o->pre_ul = ul;
+        }
     }
-    feed_raw(&f, "&", 1);
-    feed_raw(&f, u, ul);
-    feed_raw(&f, "&", 1);
-    feed_raw(&f, OA_PIECE(o, OA_BNONCE));
     if (nonce == nbuf) feed_raw(&f, nonce, nl); /* hex digits: unreserved */
     else feed_pct2(&f, nonce, nl);
     feed_raw(&f, OA_PIECE(o, OA_BTS));
@@ -933,6 +956,8 @@ static int l_oauth_gc(lua_State *L)
     oauth_t *o = (oauth_t *)luaL_checkudata(L, 1, OAUTH_MT);
     OPENSSL_cleanse(&o->inner, sizeof o->inner);
     OPENSSL_cleanse(&o->outer, sizeof o->outer);
+    OPENSSL_cleanse(&o->pre, sizeof o->pre);
+    o->pre_ml = 0;
     o->ready = 0;
     return 0;
 }

@@ -289,6 +289,64 @@ static int plain_text(const unsigned char *s, size_t n)
     return 1;
 }
 
+/* The response whose head (head_len bytes, its entries in hdrs) the fast reader took: what is
+ * here of its body. Returns 1 (the outcome in ps). */
+static int fast_take(parser_t *ps, const char *data, size_t len, size_t head_len, uint64_t cl)
+{
+    size_t have = len - head_len;
+    ps->fast = 1;
+    if (have > cl) have = (size_t)cl;
+    if (have && !paykit_buf_add(&ps->body, data + head_len, have)) {
+        set_error(ps, "other", "not enough memory for the response", NULL);
+        return 1;
+    }
+    ps->fast_left = cl - have;
+    if (ps->fast_left == 0) {
+        ps->state = ST_DONE;
+        if (head_len + have < len) ps->keepalive = 0; /* bytes beyond the response */
+    }
+    return 1;
+}
+
+/* The head kept in ps->last, when data starts with its bytes (and its length fits max_body):
+ * taken as the scan took it. Returns 1 when taken, 0 when the head must be scanned. */
+static int fast_again(parser_t *ps, const char *data, size_t len)
+{
+    size_t h = ps->last_head, hn = ps->last_hdrs;
+    if (!ps->last.len || len < h || ps->last_cl > (uint64_t)ps->max_body || memcmp(data, ps->last.p, h) != 0)
+        return 0;
+    if (ps->hdrs.cap < hn) {
+        char *q = (char *)realloc(ps->hdrs.p, hn);
+        if (!q) return 0;
+        ps->hdrs.p = q;
+        ps->hdrs.cap = hn;
+    }
+    memcpy(ps->hdrs.p, ps->last.p + h, hn);
+    memcpy(ps->hl, ps->last_hl, (size_t)ps->last_n * 2 * sizeof ps->hl[0]);
+    ps->hdrs.len = hn;
+    ps->nhdrs = ps->last_n;
+    ps->status = ps->last_status;
+    ps->keepalive = ps->last_keepalive;
+    return fast_take(ps, data, len, h, ps->last_cl);
+}
+
+/* Keeps the head just taken (head_len bytes of data, its entries in hdrs) for fast_again. */
+static void fast_keep(parser_t *ps, const char *data, size_t head_len, uint64_t cl)
+{
+    ps->last.len = 0;
+    if (!paykit_buf_add(&ps->last, data, head_len) || !paykit_buf_add(&ps->last, ps->hdrs.p, ps->hdrs.len)) {
+        ps->last.len = 0; /* out of memory: nothing kept */
+        return;
+    }
+    ps->last_head = head_len;
+    ps->last_hdrs = ps->hdrs.len;
+    ps->last_cl = cl;
+    ps->last_status = ps->status;
+    ps->last_keepalive = ps->keepalive;
+    ps->last_n = ps->nhdrs;
+    memcpy(ps->last_hl, ps->hl, (size_t)ps->nhdrs * 2 * sizeof ps->hl[0]);
+}
+
 /* Reads a whole simple head and what is here of its body. Returns 1 when it took the
  * response (ps->state DONE, or PARSING with fast_left body bytes to come), 0 when the general
  * reader must read it (ps untouched but for hdrs' contents and capacity, its length still 0). */
@@ -297,10 +355,13 @@ static int fast_head(parser_t *ps, const char *data, size_t len)
     const unsigned char *p = (const unsigned char *)data, *end, *e;
     int status, minor, n = 0, seen_cl = 0, ka_flag = 0, close_flag = 0;
     uint64_t cl = 0;
-    size_t have;
     unsigned char *out;
 
-    if (len < 17 || ps->head || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' '
+    if (ps->head)
+        return 0;
+    if (fast_again(ps, data, len))
+        return 1;
+    if (len < 17 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' '
         || p[12] != ' ' || p[9] < '2' || p[9] > '5' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9')
         return 0;
     minor = p[7] - '0';
@@ -396,22 +457,10 @@ static int fast_head(parser_t *ps, const char *data, size_t len)
     /* taken: from here on, what libhttp-parser would have given */
     ps->hdrs.len = (size_t)((char *)out - ps->hdrs.p);
     ps->nhdrs = n;
-    ps->fast = 1;
     ps->status = status;
     ps->keepalive = minor == 1 ? !close_flag : ka_flag;
-    e = (const unsigned char *)data + len;
-    have = (size_t)(e - p);
-    if (have > cl) have = (size_t)cl;
-    if (have && !paykit_buf_add(&ps->body, (const char *)p, have)) {
-        set_error(ps, "other", "not enough memory for the response", NULL);
-        return 1;
-    }
-    ps->fast_left = cl - have;
-    if (ps->fast_left == 0) {
-        ps->state = ST_DONE;
-        if (p + have < e) ps->keepalive = 0; /* bytes beyond the response */
-    }
-    return 1;
+    fast_keep(ps, data, (size_t)((const char *)p - data), cl);
+    return fast_take(ps, data, len, (size_t)((const char *)p - data), cl);
 }
 
 /* More body bytes (len 0: the peer closed) of a response whose head the fast reader took. */
@@ -553,6 +602,7 @@ void paykit_resp_push_headers(lua_State *L, const paykit_resp *ps, paykit_hcache
 
 void paykit_resp_free(paykit_resp *ps)
 {
+    paykit_buf_free(&ps->last);
     paykit_buf_free(&ps->body);
     paykit_buf_free(&ps->hdrs);
     paykit_buf_free(&ps->field);

@@ -18,7 +18,9 @@
  * direct scan reads it and counts the body in; anything else, from the first byte on, goes to
  * libhttp-parser. The outcome (status, headers, body, keep-alive, or the error) is the same
  * either way: spec/core_httpparse_fast_spec.lua and the httpparse_fast fuzz target compare the
- * two on generated answers (ps->no_fast = 1 forces the general reader). */
+ * two on generated answers (ps->no_fast = 1 forces the general reader). The fast reader keeps
+ * the last head it read (ps->last): the next one that starts with the same head bytes gets what
+ * that head gave (the scan of a head depends on its bytes alone) without being scanned. */
 #ifndef PAYKIT_HTTPPARSE_H
 #define PAYKIT_HTTPPARSE_H
 
@@ -52,6 +54,14 @@ typedef struct paykit_resp {
     int general;     /* libhttp-parser reads this response (hp initialised) */
     int fast;        /* the fast reader read the head: hl[] valid, names distinct */
     uint64_t fast_left; /* fast reader: body bytes still to come */
+    /* fast reader: the last head it took, kept whole (its bytes through the final CRLF, then
+     * its hdrs entries) with what it read from it; a head of the same bytes is taken from
+     * here without a new scan (last.len 0: none) */
+    paykit_buf last;
+    size_t last_head, last_hdrs;
+    uint64_t last_cl;
+    int last_status, last_keepalive, last_n;
+    unsigned short last_hl[2 * PAYKIT_FAST_MAX_HDRS];
     char err[160];
     const char *code;
 } paykit_resp;

@@ -130,6 +130,14 @@ typedef struct {
     int stall_phase;            /* what t_stall times: 0 nothing, 1 sending, 2 receiving */
     int want;                   /* POLLIN / POLLOUT while waiting */
     int reg_fd;                 /* registered in the epoll set (batch), or -1 */
+    unsigned reg_ev;            /* its registered events */
+    /* batch: the kept connection this slot's last request ended on, held by the slot (not in
+     * the pool) and still registered in the epoll set for it (park.fd -1: none); the slot's
+     * next request to the same scheme, host and port takes it as it would from the pool (the
+     * same age and liveness checks), its registration with it (no epoll_ctl per request);
+     * otherwise it is unregistered and put in the pool (park_resolve) */
+    conn park;
+    unsigned park_ev;
     struct addrinfo *ai, *ai_next;
     long long t_connect, t_total; /* deadlines, ms on the monotonic clock */
     long send_ms, read_ms;      /* longest wait for one send / one read (0: none) */
@@ -153,6 +161,7 @@ typedef struct {
     long pool_limit;            /* max_connections, or a batch's larger max_in_flight */
     xfer *xs;                   /* transfer slots */
     int nxs;
+    int *moved;                 /* batch: the slots started or advanced since the last wait (2 nxs) */
     long connect_timeout_ms, timeout_ms, max_connections;
     long keepalive_ms;          /* an idle connection older than this is closed, not reused */
     long stall_ms;              /* default send and read wait (stall_timeout), 0: none */
@@ -182,8 +191,23 @@ static void xfer_unregister(wire_t *w, xfer *x)
     }
 }
 
-/* Ends a transfer's use of its slot (the connection, if still held, is closed). */
-static void xfer_release(wire_t *w, xfer *x)
+static void pool_put(wire_t *w, conn *k);
+
+/* The connection the slot holds from its last request (x->park), unregistered and put in the
+ * pool: when the slot's next request did not take it, and when the batch ends. */
+static void park_resolve(wire_t *w, xfer *x)
+{
+    if (x->park.fd < 0)
+        return;
+    epoll_ctl(w->epfd, EPOLL_CTL_DEL, x->park.fd, NULL);
+    pool_put(w, &x->park);
+    x->park.fd = -1;
+    x->park.ssl = NULL;
+}
+
+/* Ends a transfer's use of its slot (the connection, if still held, is closed), keeping the
+ * slot's parked registration (the batch resolves it once the slot's next request started). */
+static void xfer_release_keep(wire_t *w, xfer *x)
 {
     xfer_unregister(w, x);
     conn_close(&x->k);
@@ -198,6 +222,12 @@ static void xfer_release(wire_t *w, xfer *x)
     x->index = 0;
 }
 
+static void xfer_release(wire_t *w, xfer *x)
+{
+    park_resolve(w, x);
+    xfer_release_keep(w, x);
+}
+
 static void wire_free(wire_t *w)
 {
     int i;
@@ -209,6 +239,8 @@ static void wire_free(wire_t *w)
     free(w->xs);
     w->xs = NULL;
     w->nxs = 0;
+    free(w->moved);
+    w->moved = NULL;
     for (i = 0; i < w->nidle; i++)
         conn_close(&w->idle[i]);
     free(w->idle);
@@ -234,22 +266,30 @@ static void wire_free(wire_t *w)
     w->open = 0;
 }
 
-/* Releases slots left busy by a call that a Lua error interrupted. */
+/* Releases slots left busy by a call that a Lua error interrupted (and any registration a
+ * batch left parked on a kept connection). */
 static void wire_settle(wire_t *w)
 {
     int i;
-    for (i = 0; i < w->nxs; i++)
+    for (i = 0; i < w->nxs; i++) {
         if (w->xs[i].state != X_FREE)
             xfer_release(w, &w->xs[i]);
+        else
+            park_resolve(w, &w->xs[i]);
+    }
 }
 
 /* Makes at least n transfer slots; returns 0 when out of memory. */
 static int wire_slots(wire_t *w, int n)
 {
     xfer *xs;
-    int i;
+    int i, *moved;
     if (n <= w->nxs)
         return 1;
+    moved = (int *)realloc(w->moved, 2 * (size_t)n * sizeof *moved); /* a slot at most twice a turn */
+    if (!moved)
+        return 0;
+    w->moved = moved;
     xs = (xfer *)realloc(w->xs, (size_t)n * sizeof *xs);
     if (!xs)
         return 0;
@@ -257,6 +297,7 @@ static int wire_slots(wire_t *w, int n)
         memset(&xs[i], 0, sizeof xs[i]);
         xs[i].k.fd = -1;
         xs[i].reg_fd = -1;
+        xs[i].park.fd = -1;
     }
     w->xs = xs;
     w->nxs = n;
@@ -280,6 +321,12 @@ static int conn_alive(conn *k)
     return r == 0;
 }
 
+/* Whether a kept connection may serve a request: young enough and still live. */
+static int conn_usable(const wire_t *w, conn *k)
+{
+    return (w->keepalive_ms <= 0 || paykit_monotonic_ms() - k->idle_at < w->keepalive_ms) && conn_alive(k);
+}
+
 /* Takes a live kept connection for key into *out; returns 0 when there is none. */
 static int pool_take(wire_t *w, const char *key, conn *out)
 {
@@ -290,7 +337,7 @@ static int pool_take(wire_t *w, const char *key, conn *out)
         *out = w->idle[i];
         memmove(&w->idle[i], &w->idle[i + 1], (size_t)(w->nidle - i - 1) * sizeof *w->idle);
         w->nidle--;
-        if ((w->keepalive_ms <= 0 || paykit_monotonic_ms() - out->idle_at < w->keepalive_ms) && conn_alive(out))
+        if (conn_usable(w, out))
             return 1;
         conn_close(out); /* closed or written to while idle: never used for a request */
     }
@@ -753,11 +800,23 @@ static void do_recv(wire_t *w, xfer *x)
         if (st == PAYKIT_RESP_DONE) {
             x->ok = 1;
             x->state = X_DONE;
-            xfer_unregister(w, x);
-            if (x->resp.keepalive && !(x->k.ssl && SSL_has_pending(x->k.ssl)))
-                pool_put(w, &x->k);
-            else
+            if (x->resp.keepalive && !(x->k.ssl && SSL_has_pending(x->k.ssl))) {
+                if (x->reg_fd >= 0 && x->reg_fd == x->k.fd && x->park.fd < 0 && x >= w->xs && x < w->xs + w->nxs) {
+                    /* batch: the slot keeps it, registered, for its next request (park_resolve) */
+                    x->park = x->k;
+                    x->park.idle_at = paykit_monotonic_ms();
+                    x->park_ev = x->reg_ev;
+                    x->reg_fd = -1;
+                    x->k.fd = -1;
+                    x->k.ssl = NULL;
+                } else {
+                    xfer_unregister(w, x);
+                    pool_put(w, &x->k);
+                }
+            } else {
+                xfer_unregister(w, x);
                 conn_close(&x->k);
+            }
             return;
         }
     }
@@ -775,6 +834,21 @@ static void advance(wire_t *w, xfer *x, int ready)
             struct addrinfo hints;
             int rc;
             conn_key(x, key, sizeof key);
+            if (!x->fresh && x->park.fd >= 0 && x->reg_fd < 0 && strcmp(x->park.key, key) == 0) {
+                /* the slot's own kept connection, still registered for it: taken as from the pool */
+                conn k = x->park;
+                x->park.fd = -1;
+                x->park.ssl = NULL;
+                if (conn_usable(w, &k)) {
+                    x->k = k;
+                    x->reg_fd = k.fd;
+                    x->reg_ev = x->park_ev;
+                    x->reused = 1;
+                    x->state = X_SEND;
+                    break;
+                }
+                conn_close(&k); /* closed or written to while idle; closing ends its registration */
+            }
             if (!x->fresh && pool_take(w, key, &x->k)) {
                 x->reused = 1;
                 x->state = X_SEND;
@@ -1503,12 +1577,19 @@ static int watch(wire_t *w, xfer *x, int slot)
     memset(&ev, 0, sizeof ev);
     ev.events = (x->want & POLLIN ? EPOLLIN : 0) | (x->want & POLLOUT ? EPOLLOUT : 0);
     ev.data.u32 = (uint32_t)slot;
-    if (x->reg_fd == x->k.fd)
-        return epoll_ctl(w->epfd, EPOLL_CTL_MOD, x->k.fd, &ev) == 0;
+    if (x->reg_fd == x->k.fd) {
+        if (x->reg_ev == ev.events)
+            return 1; /* registered for these events already: no system call */
+        if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, x->k.fd, &ev) != 0)
+            return 0;
+        x->reg_ev = ev.events;
+        return 1;
+    }
     xfer_unregister(w, x);
     if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, x->k.fd, &ev) != 0)
         return 0;
     x->reg_fd = x->k.fd;
+    x->reg_ev = ev.events;
     return 1;
 }
 
@@ -1551,7 +1632,8 @@ static int wire_request(lua_State *L)
 static int wire_batch(lua_State *L)
 {
     wire_t *w = check_wire(L);
-    int n, i, next = 1, active = 0, done = 0, slots;
+    int n, i, next = 1, active = 0, done = 0, slots, nmoved = 0;
+    long long dl_min;
     long max_in_flight = w->max_connections;
     struct epoll_event evs[64];
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -1584,10 +1666,16 @@ static int wire_batch(lua_State *L)
         if (w->epfd < 0)
             return luaL_error(L, "epoll_create1 failed: %s", strerror(errno));
     }
+    /* Each turn: start requests in free slots and collect the finished ones; then register
+     * (watch) and time the slots that moved (started, or advanced by an event) since the last
+     * wait, the others being as they were: their registration stands and the nearest deadline
+     * (dl_min) covers theirs. When the clock reaches dl_min every slot is checked and dl_min
+     * made again; a slot that finished its request leaves dl_min as it was (earlier at worst:
+     * one sweep more). So a turn costs what moved, not the number of slots. */
+    dl_min = LLONG_MAX;
     while (done < n) {
-        long long now, dl = LLONG_MAX;
-        int k, r, ms;
-        /* start requests in free slots; finish the done ones */
+        long long now;
+        int k, r, ms, failed = 0;
         for (k = 0; k < slots; k++) {
             xfer *x = &w->xs[k];
             if (x->state == X_FREE && next <= n) {
@@ -1595,13 +1683,18 @@ static int wire_batch(lua_State *L)
                 x->index = next++;
                 if (read_request(L, w, lua_gettop(L), 2, x->index, x))
                     advance(w, x, 0);
+                park_resolve(w, x); /* taken over by now, or removed */
                 lua_pop(L, 1);
                 active++;
+                if (x->state != X_DONE)
+                    w->moved[nmoved++] = k;
             }
             if (x->state == X_DONE) {
                 push_outcome(L, x, 1, w);
                 lua_rawseti(L, 3, x->index);
-                xfer_release(w, x);
+                xfer_release_keep(w, x);
+                if (next > n)
+                    park_resolve(w, x); /* no next request in this slot */
                 active--;
                 done++;
                 k--; /* the slot is free again: start the next request in it */
@@ -1611,30 +1704,50 @@ static int wire_batch(lua_State *L)
         if (done >= n)
             break;
         now = paykit_monotonic_ms();
-        for (k = 0; k < slots; k++) {
-            xfer *x = &w->xs[k];
+        if (now >= dl_min) { /* a deadline may have passed: every slot, and dl_min anew */
+            dl_min = LLONG_MAX;
+            for (k = 0; k < slots; k++) {
+                xfer *x = &w->xs[k];
+                if (x->state == X_FREE || x->state == X_DONE)
+                    continue;
+                if (check_deadline(w, x, now)) {
+                    failed = 1;
+                    continue;
+                }
+                if (deadline_of(x) < dl_min)
+                    dl_min = deadline_of(x);
+            }
+        }
+        for (i = 0; i < nmoved; i++) {
+            xfer *x = &w->xs[w->moved[i]];
             if (x->state == X_FREE || x->state == X_DONE)
                 continue;
-            if (check_deadline(w, x, now))
-                continue;
-            if (!watch(w, x, k)) {
-                fail(w, x, x->sent_any ? "recv" : "connect", x->sent_any, "epoll_ctl failed: %s", strerror(errno));
+            if (check_deadline(w, x, now)) {
+                failed = 1;
                 continue;
             }
-            if (deadline_of(x) < dl)
-                dl = deadline_of(x);
+            if (!watch(w, x, w->moved[i])) {
+                fail(w, x, x->sent_any ? "recv" : "connect", x->sent_any, "epoll_ctl failed: %s", strerror(errno));
+                failed = 1;
+                continue;
+            }
+            if (deadline_of(x) < dl_min)
+                dl_min = deadline_of(x);
         }
-        if (dl == LLONG_MAX)
-            continue; /* everything finished or failed: collect them */
-        dl -= now;
-        ms = dl < 0 ? 0 : dl > INT_MAX ? INT_MAX : (int)dl;
+        nmoved = 0;
+        if (failed)
+            continue; /* collect them first */
+        ms = dl_min == LLONG_MAX ? -1 : dl_min - now <= 0 ? 0 : dl_min - now > INT_MAX ? INT_MAX : (int)(dl_min - now);
         r = epoll_wait(w->epfd, evs, 64, ms);
         if (r < 0 && errno != EINTR)
             return luaL_error(L, "epoll_wait failed: %s", strerror(errno));
-        for (i = 0; i < r; i++) {
-            xfer *x = &w->xs[evs[i].data.u32];
-            if (x->state != X_FREE && x->state != X_DONE)
+        for (i = 0; i < r; i++) { /* the slots advanced: registered and timed at the next turn */
+            int k2 = (int)evs[i].data.u32;
+            xfer *x = &w->xs[k2];
+            if (x->state != X_FREE && x->state != X_DONE) {
                 advance(w, x, 1);
+                w->moved[nmoved++] = k2;
+            }
         }
     }
     (void)active;
@@ -1844,6 +1957,7 @@ static int wl_slot_free(wloop_t *l)
         return -1;
     s->x.k.fd = -1;
     s->x.reg_fd = -1;
+    s->x.park.fd = -1;
     s->reg = -1;
     s->ref = LUA_NOREF;
     l->slots[l->nslots] = s;

@@ -538,6 +538,32 @@ describe("core request signers", function()
     end
   end)
 
+  it("oauth_signer signs right when calls repeat, alternate or nearly repeat a method and URI (its kept prefix state)", function()
+    local key = "kd94hf93k423kf44&"
+    local s = zippy_signer(key)
+    local long = core.pct_encode("http://h:1/" .. ("p"):rep(600)) -- longer than the kept prefix
+    local calls = {
+      { "GET", EURI }, { "GET", EURI }, { "POST", EURI }, { "GET", EURI }, { "get", EURI }, { "GET", EURI .. "x" },
+      { "GE", "T" .. EURI }, { "GET", EURI:sub(1, -2) }, { "GET", EURI:sub(1, -2) .. "t" }, { "GET", EURI },
+      { "PUT", EURI }, { "GET", EURI }, { "GET", "X" .. EURI:sub(2) }, { "GET", long }, { "GET", long }, { "GET", EURI },
+      { "GET", EURI }, { "PUT", long:sub(1, 470) }, { "PUT", long:sub(1, 470) }, { "PUT", long:sub(1, 471) },
+    }
+    for i, c in ipairs(calls) do
+      local nonce, ts = "n" .. i, tostring(1700000000 + i)
+      local base = c[1]:upper() .. "&" .. c[2] .. "&" .. core.pct_encode("oauth_consumer_key=dpf43f3p2l4k3l03&oauth_nonce="
+        .. nonce .. "&oauth_signature_method=HMAC-SHA1&oauth_timestamp=" .. ts .. "&oauth_token=notimplemented&oauth_version=1.0")
+      local h = s:header(c[1], c[2], nonce, ts)
+      assert.truthy(h:find('oauth_signature="' .. core.pct_encode(core.hmac("sha1", key, base, "base64")) .. '"', 1, true), i)
+    end
+    -- the worked example after all those, and a tampered nonce or method right after it
+    assert.truthy(s:header("GET", EURI, "abc", "1700000000"):find("467mnp5J8iEZ%2F5XGoc2Qz1jqA6s%3D", 1, true))
+    assert.truthy(s:header("GET", EURI, "abc", "1700000000"):find("467mnp5J8iEZ%2F5XGoc2Qz1jqA6s%3D", 1, true))
+    assert.is_nil(s:header("GET", EURI, "abd", "1700000000"):find("467mnp5J8iEZ", 1, true))
+    assert.is_nil(s:header("PUT", EURI, "abc", "1700000000"):find("467mnp5J8iEZ", 1, true))
+    assert.is_nil(s:header("GET", EURI .. "a", "abc", "1700000000"):find("467mnp5J8iEZ", 1, true))
+    assert.truthy(s:header("GET", EURI, "abc", "1700000000"):find("467mnp5J8iEZ%2F5XGoc2Qz1jqA6s%3D", 1, true))
+  end)
+
   it("mocopay_signer gives the published vector (md5) and the sha1 digest of the same string", function()
     local list = { { "mcc", "228" }, { "userId", "123456789" }, { "pid", "12000" }, { "mnc", "01" } }
     assert.are.equal("WETDyNQLx0+8BJ16vDgiVg==", core.mocopay_signer("md5", "this.is.a.secret"):sign("/v1/payment/initPayment/", list))

@@ -77,6 +77,10 @@ local LOCATIONS = [[
     }
   }
   location = /status { content_by_lua_block { ngx.status = 418; ngx.print("teapot") } }
+  location = /closeconn {
+    keepalive_timeout 0; # Connection: close
+    content_by_lua_block { ngx.print("closed " .. (ngx.var.arg_id or "")) }
+  }
   # Answers the first request of a connection (keep-alive), then reads the next one, counts
   # it and closes without a word: the race libcurl would paper over by resending.
   location = /drop_second {
@@ -799,6 +803,42 @@ for _, C in ipairs(CLIENTS) do
           for _ in pairs(seen) do n = n + 1 end
           assert.is_true(n <= 4, "the two batches used " .. n .. " connections")
         end
+      end)
+
+      it("keeps each answer in its place as slots move between kept, closed and new connections", function()
+        -- two servers interleaved (http and https), answers that close their connection, kept
+        -- connections dropped under a second request (idempotent: sent again), a batch after a
+        -- request after a batch, on one client: every answer must be its own request's
+        local c = new { cafile = dir .. "/ca.crt", timeout = 5000, connect_timeout = 2000 }
+        for round = 1, 3 do
+          local reqs, want = {}, {}
+          for i = 1, 120 do
+            local base = (i % 3 == 0) and TLS_BASE or BASE
+            local id = round .. "_" .. i
+            if i % 7 == 0 then
+              reqs[i], want[i] = { url = base .. "/closeconn?id=" .. id }, "^closed " .. id .. "$"
+            elseif i % 11 == 0 and C.tag == "wire" then -- (libcurl gives up on a run of them)
+              reqs[i], want[i] = { url = base .. "/drop_second?key=park" .. C.tag }, "^first %d+$"
+            else
+              reqs[i], want[i] = { url = base .. "/json?id=" .. id }, '^{"ok":true,"id":"' .. id .. '"}$'
+            end
+          end
+          local out = c:batch(reqs, { max_in_flight = round == 2 and 3 or 16 })
+          assert.are.equal(#reqs, #out)
+          for i = 1, #reqs do
+            assert.is_nil(out[i].error, "round " .. round .. " request " .. i .. ": " .. tostring(out[i].error))
+            assert.are.equal(200, out[i].status)
+            assert.truthy(out[i].body:match(want[i]), "round " .. round .. " request " .. i .. ": " .. out[i].body)
+          end
+          local one = assert(c:request { url = BASE .. "/json?id=between" .. round })
+          assert.are.equal('{"ok":true,"id":"between' .. round .. '"}', one.body)
+        end
+        -- no deadline at all (timeout 0: no limit): the batch waits for the answers
+        local reqs = {}
+        for i = 1, 4 do reqs[i] = { url = BASE .. "/slow?s=0.05&id=" .. i, timeout = 0 } end
+        local out = c:batch(reqs, { max_in_flight = 4 })
+        for i = 1, 4 do assert.are.equal("slept " .. i, out[i].body) end
+        c:close()
       end)
 
       it("returns an empty array for no requests and checks every request first", function()

@@ -301,4 +301,79 @@ describe("the fast response reader", function()
     assert.is_true(declined > n / 3, "the fast reader declined " .. declined)
     assert.is_true(bytes_fed > n * 100)
   end)
+
+  -- One parser reads answer after answer (reset between them, as a kept connection's), so the
+  -- head it kept from the last one meets the same head again, with another body, or with one
+  -- byte changed; each answer must read as a new general parser reads it alone.
+  it("reads a head it kept from the last answer as it read it then (answers in a row on one parser)", function()
+    local function said_of(p, chunks)
+      local said = {}
+      local ok, err, code
+      for i = 1, #chunks do
+        ok, err, code = p:feed(chunks[i])
+        said[#said + 1] = ok == nil and ("error " .. tostring(code) .. " " .. tostring(err)) or tostring(ok)
+      end
+      if ok == false then
+        ok, err, code = p:finish()
+        said[#said + 1] = "finish " .. (ok == nil and ("error " .. tostring(code) .. " " .. tostring(err)) or tostring(ok))
+      end
+      if ok == true then
+        local res, names = p:result(), {}
+        for k, v in pairs(res.headers) do names[#names + 1] = k .. "=" .. v end
+        table.sort(names)
+        said[#said + 1] = table.concat({ "status " .. res.status, "keepalive " .. tostring(res.keepalive),
+          "headers " .. table.concat(names, "\n"), "body " .. res.body }, "\n")
+      end
+      return table.concat(said, "\n")
+    end
+    local function cut(bytes, c)
+      if not c or c >= #bytes then return { bytes } end
+      return { bytes:sub(1, c), bytes:sub(c + 1) }
+    end
+    local function flip(bytes, at) -- one byte changed, the length kept
+      local b = bytes:byte(at)
+      local c = b == 0x30 and 0x31 or b == 0x20 and 0x21 or b == 0x61 and 0x62 or (b + 1) % 256
+      return bytes:sub(1, at - 1) .. string.char(c) .. bytes:sub(at + 1)
+    end
+    local r = prng(20261204)
+    local answers, hits = 0, 0
+    for _, max_body in ipairs { 1048576, 16 } do
+      local p = core.http_response_parser { max_body = max_body }
+      for i = 1, 3000 do
+        local base = answer(r, i % 3 == 0)
+        local h = base:find("\r\n\r\n", 1, true)
+        local list = { base, base }
+        if h then
+          local head, body = base:sub(1, h + 3), base:sub(h + 4)
+          list[#list + 1] = head .. body:reverse() -- the same head, another body
+          list[#list + 1] = head .. body .. "extra" -- bytes beyond the response
+          list[#list + 1] = head .. body:sub(1, math.floor(#body / 2)) -- a body cut short
+          list[#list + 1] = flip(base, r(h + 3)) -- one byte of the head changed
+          list[#list + 1] = flip(base, h + r(3)) -- one byte of its end changed
+          list[#list + 1] = base
+          list[#list + 1] = head:gsub("Content%-Length: (%d+)", function(d) return "Content-Length: " .. (d + 1) end) .. body
+          list[#list + 1] = base
+        end
+        for k, bytes in ipairs(list) do
+          local head_req = k == 2 and r(4) == 1 -- answered to a HEAD right after the same head
+          local chunks = cut(bytes, r(3) == 1 and r(#bytes) or nil)
+          p:reset { head = head_req }
+          local got = said_of(p, chunks)
+          local fast = p:fast()
+          local g = core.http_response_parser { max_body = max_body, head = head_req, fast = false }
+          local want = said_of(g, chunks)
+          g:close()
+          if got ~= want then
+            error(string.format("answer %d.%d (max_body %d, head %s): kept-head reader %q ~= general %q on %q", i, k,
+              max_body, tostring(head_req), got:sub(1, 400), want:sub(1, 400), bytes:sub(1, 400)))
+          end
+          answers = answers + 1
+          if fast and k > 1 and bytes == list[1] then hits = hits + 1 end
+        end
+      end
+      p:close()
+    end
+    assert.is_true(answers > 30000, "answers " .. answers)
+    assert.is_true(hits > 3000, "repeated heads the fast reader took " .. hits)
+  end)
 end)
