@@ -6,6 +6,8 @@
 --   luasocket (a plain-Lua keep-alive loop over luasocket/luasec sending those same bytes).
 -- MODE:
 --   seq     one call after another on one keep-alive connection for AMOUNT seconds
+--   count   AMOUNT calls one after another on one keep-alive connection (for callgrind:
+--           bench/whole_cost.lua)
 --   batch   AMOUNT calls through paykit.batch, IN_FLIGHT at once
 --   mem     like batch, and prints the memory the batch took (RSS before, peak, after)
 --           (PAYKIT_BENCH_GC_PAUSE: the batch's gc_pause option)
@@ -139,6 +141,8 @@ if mode == "seq" then
   repeat
     for _ = 1, 50 do count(call()) end
   until now() >= stop
+elseif mode == "count" then
+  for _ = 1, amount do count(call()) end
 elseif mode == "core" then
   local _, good = call(amount)
   ok, errors = good, amount - good
