@@ -40,4 +40,13 @@ function F.canned(body)
   return { request = function() return { status = 200, headers = { ["Content-Type"] = "application/json" }, body = body } end }
 end
 
+-- nginx locations answering each provider's canned answer with fixed bytes (`return 200`: no
+-- Lua in the server per request), for a server block whose ${MOKA}, ${MOCOPAY} and ${ZIPPY}
+-- are the paths (bench/batch_cost.lua, bench/whole_cost.lua)
+F.fixed_locations = table.concat({
+  "location = ${MOKA} { default_type application/json; return 200 '" .. F.moka_answer .. "'; }",
+  "location = ${MOCOPAY} { default_type application/json; return 200 '" .. F.mocopay_answer .. "'; }",
+  "location = ${ZIPPY} { default_type application/json; return 200 '" .. F.zippy_answer .. "'; }",
+}, "\n    ")
+
 return F

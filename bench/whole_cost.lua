@@ -22,9 +22,7 @@ local SERVER = [[
   server {
     listen 127.0.0.1:${HTTP_PORT};
     access_log off;
-    location = ${MOKA} { default_type application/json; return 200 ']] .. F.moka_answer .. [['; }
-    location = ${MOCOPAY} { default_type application/json; return 200 ']] .. F.mocopay_answer .. [['; }
-    location = ${ZIPPY} { default_type application/json; return 200 ']] .. F.zippy_answer .. [['; }
+    ]] .. F.fixed_locations .. [[
   }
 ]]
 
